@@ -106,7 +106,7 @@ class SkillBackend(ABC):
 
     ``execute`` blocks its caller (the executor's worker thread) until the step ends, streams feedback,
     and returns a typed result. ``halt`` may be called from any thread at any time: motion stops within
-    one control step and stays stopped (latched) until ``reset``.
+    one control step and stays stopped (latched) until ``clear_halt``.
     """
 
     domain: str
@@ -122,10 +122,10 @@ class SkillBackend(ABC):
 
     @abstractmethod
     def halt(self, reason: str = "e-stop") -> None:
-        """Stop all motion now and latch until ``reset``."""
+        """Stop all motion now and latch until ``clear_halt``."""
 
     @abstractmethod
-    def reset(self) -> None:
+    def clear_halt(self) -> None:
         """Clear a latched halt (operator reset); does not move anything."""
 
     @property
@@ -215,7 +215,7 @@ class LoopBackend(SkillBackend):
         self._halt.set()
         self.stop_motion()
 
-    def reset(self) -> None:
+    def clear_halt(self) -> None:
         self._halt.clear()
         self._halt_reason = ""
 
