@@ -68,6 +68,11 @@ class EntityValue(_Strict):
     unit: str | None = None
     min: float | None = None
     max: float | None = None
+    #: words that, said with this value, make an amount positive / negative (X-ray axis signs)
+    positive: tuple[str, ...] = ()
+    negative: tuple[str, ...] = ()
+    #: "a bit" along this value, in its unit
+    small: float | None = None
 
     def attr(self, name: str) -> tuple[str, ...] | None:
         value = getattr(self, name, None)
@@ -102,6 +107,8 @@ class ArgSpec(_Strict):
     min: float | None = None
     max: float | None = None
     max_length: int | None = None
+    #: words that tie a spoken number to this argument ("depth", "gain")
+    keywords: tuple[str, ...] = ()
 
     @property
     def entities(self) -> tuple[str, ...]:
@@ -134,6 +141,8 @@ class SkillSpec(_Strict):
     at_least_one: tuple[str, ...] = ()
     one_of: tuple[tuple[str, ...], ...] = ()
     distinct: tuple[tuple[str, ...], ...] = ()
+    #: phrases that imply argument values ("longitudinal view" -> angle_deg 90)
+    implied: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
     @field_validator("preconditions")
     @classmethod
@@ -150,6 +159,14 @@ class SkillSpec(_Strict):
             if not _EFFECT.match(e):
                 raise ValueError(f"effect {e!r} is not of the form `fact = value`")
         return v
+
+
+class TaskSpec(_Strict):
+    """A spoken task that stands for several skills ("scan the kidney" = window, contact, sweep)."""
+
+    summary: str
+    synonyms: tuple[str, ...]
+    steps: tuple[str, ...]
 
 
 class FactSpec(_Strict):
@@ -169,9 +186,14 @@ class CommandSet(_Strict):
     facts: dict[str, FactSpec] = Field(default_factory=dict)
     always_known: dict[str, Any] = Field(default_factory=dict)
     skills: dict[str, SkillSpec]
+    tasks: dict[str, TaskSpec] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _cross_references(self) -> CommandSet:
+        for tname, task in self.tasks.items():
+            for step in task.steps:
+                if step not in self.skills:
+                    raise ValueError(f"tasks.{tname}.steps: unknown skill {step!r}")
         for sname, skill in self.skills.items():
             for aname, arg in skill.args.items():
                 where = f"skills.{sname}.args.{aname}"

@@ -331,7 +331,8 @@ class _Checker:
                 args[a] = list(spec.default) if isinstance(spec.default, (list, tuple)) else spec.default
                 continue
             if spec.required:
-                issues.append(Issue("missing", f"{a} is required ({spec.summary or a})", i, skill.name, a))
+                issues.append(Issue("missing", f"what {a.replace('_', ' ')} for {skill.name}? ({spec.summary or a})",
+                                    i, skill.name, a))
         if skill.at_least_one and not any(a in args for a in skill.at_least_one):
             issues.append(Issue("missing", f"say at least one of {', '.join(skill.at_least_one)}", i, skill.name))
         if skill.one_of:
@@ -461,3 +462,33 @@ def _question(exc: PlanValidationError) -> str:
     msg = exc.issues[0].message
     msg = msg[0].upper() + msg[1:]
     return msg if msg.endswith("?") else msg + "?"
+
+
+def conditions_of(cs: CommandSet, skill: SkillSpec, args: Mapping[str, Any]) -> list[tuple[str, str, Any]]:
+    """A skill's preconditions with its arguments filled in: (fact, "==" | "!=", value)."""
+    out = []
+    for cond in skill.preconditions:
+        m = _CONDITION.match(cond)
+        assert m is not None
+        for filled in _expand(f"{m['key']} {m['op']} {m['value']}", args, cs, skill):
+            m2 = _CONDITION.match(filled)
+            assert m2 is not None
+            out.append((m2["key"], m2["op"], _literal(m2["value"])))
+    return out
+
+
+def effect_templates(skill: SkillSpec) -> list[tuple[str, str]]:
+    """A skill's effects as (fact template, value template), placeholders unfilled."""
+    out = []
+    for eff in skill.effects:
+        m = _EFFECT.match(eff)
+        assert m is not None
+        out.append((m["key"], m["value"]))
+    return out
+
+
+def apply_step(cs: CommandSet, skill: SkillSpec, args: Mapping[str, Any], world: WorldState) -> list[Issue]:
+    """Check a step's preconditions against ``world`` and apply its effects to it (in place)."""
+    issues: list[Issue] = []
+    _Checker(cs).facts(0, skill, args, world, issues)
+    return issues

@@ -1,0 +1,258 @@
+"""Words the offline planner knows, generated from ``skills/`` plus the few things that are not skills.
+
+Skill verbs, entity names, tasks and argument keywords all come from the skill files. What lives here is
+only language that is the same in every domain: number words, filler words, control intents, and the
+phrases that try to switch safety off or smuggle instructions in.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass, field
+
+from ._skillset import DOMAINS, CommandSet, load_command_set
+from ._units import UNIT_WORDS
+
+__all__ = [
+    "CONTROL_PHRASES",
+    "FILLER",
+    "Lexicon",
+    "lexicon",
+    "screen_text",
+    "tokenize",
+]
+
+_TOKEN = re.compile(r"\d+(?:\.\d+)?|[a-z]+(?:'[a-z]+)?|[%°/,;.?!:\"]")
+
+
+def tokenize(text: str) -> list[str]:
+    """Lower-case word, number and punctuation tokens; digits are split from units ("2cm" -> 2, cm)."""
+    text = text.lower()
+    text = text.replace("\u2019", "'").replace("\u2018", "'").replace("\u201c", '"').replace("\u201d", '"')
+    text = text.replace("x-ray", "xray").replace("x ray", "xray").replace("e-stop", "estop")
+    text = re.sub(r"(?<=[a-z])-(?=[a-z])", " ", text)
+    text = re.sub(r"(?<![\w.])-(?=\d)", " minus ", text)
+    text = re.sub(r"(?<=\d),(?=\d{3}\b)", "", text)
+    return _TOKEN.findall(text)
+
+
+#: words that carry no meaning for planning
+FILLER: frozenset[str] = frozenset(
+    """a an the please now then just kindly could would can you we i me my us let's lets go ahead ok okay alright
+    right now thanks thank so of it its it's this that those these there here to for with using use by
+    at on in into onto over from up off and also again too some bit little slightly very really gently carefully
+    slowly quickly patient patient's robot arm probe gantry system machine position view""".split()
+)
+
+# Control intents (architecture.md): not plan steps, the supervisor acts on them at once.
+CONTROL_PHRASES: dict[str, tuple[str, ...]] = {
+    "stop": ("stop", "halt", "emergency stop", "estop", "emergency", "abort", "abort everything", "freeze",
+             "kill", "stop everything", "stop stop", "whoa", "hold it", "stop now", "cease", "e stop",
+             "stop the robot", "stop motion", "stop moving"),
+    "cancel": ("cancel", "cancel that", "never mind", "nevermind", "forget it", "forget that", "scrap that",
+               "drop the plan", "drop it", "discard", "cancel the plan", "scratch that", "undo"),
+    "confirm": ("yes", "yeah", "yep", "confirm", "confirmed", "go ahead", "do it", "affirmative", "approved",
+                "proceed", "i confirm", "correct", "sure", "go", "execute", "ok go", "okay go", "yes please"),
+    "deny": ("no", "nope", "negative", "deny", "denied", "don't", "do not", "reject", "not now", "no thanks",
+             "decline"),
+    "pause": ("pause", "hold on", "wait", "hold", "hang on", "hold still", "pause for a moment", "one moment",
+              "just a moment", "give me a second", "wait a second", "standby", "stand by"),
+    "resume": ("resume", "continue", "carry on", "keep going", "go on", "unpause", "restart", "proceed with the plan",
+               "start again", "pick up where you left off", "resume the plan"),
+    "status": ("status", "where are you", "what are you doing", "what is happening", "what's happening",
+               "what is your state", "what's your status", "report", "state", "what are you doing right now",
+               "how is it going", "progress", "where are we", "what step", "what is the status"),
+}
+
+# Attempts to switch safety off or to make the planner follow text as instructions. These refuse the
+# whole command: a plan is never made from a command that contains them.
+_SCREEN: tuple[tuple[str, str], ...] = (
+    (r"\b(ignore|disregard|forget|override|bypass|skip|disable|deactivate|turn off|switch off|exceed|suspend|"
+     r"circumvent|waive|relax|loosen|defeat|neutrali[sz]e)\b[^.;]{0,40}\b(safety|limit|limits|limitation|"
+     r"constraint|constraints|restriction|restrictions|rule|rules|instruction|instructions|guard|guards|"
+     r"guardrail|guardrails|safety checks?|confirmation|confirmations|confirming|interlock|interlocks|estop|"
+     r"emergency stop|watchdog|validator|validation|policy|policies|force cap|protocol|protection|supervisor)\b",
+     "it asks to switch off a safety rule"),
+    (r"\b(without|no need for|no need to|don't|do not|never)\b[^.;]{0,30}\b(asking|ask|confirmation|confirming|"
+     r"confirm|approval|permission|checking|check|validation|validating|waiting|limits?|safety)\b",
+     "it asks to skip a confirmation or a safety check"),
+    (r"\b(already|pre|previously)\b[^.;]{0,20}\b(approved|confirmed|authori[sz]ed|cleared|signed off|consented)\b",
+     "it claims an approval the supervisor has not asked for; confirmations are given one at a time"),
+    (r"\b(previous|prior|above|earlier|all|your|system|developer|original)\s+(instructions?|prompts?|rules?|"
+     r"messages?|directives?|programming)\b", "it tries to give the planner instructions"),
+    (r"\b(system|assistant|developer|admin|root)\s*:", "it contains text posing as a system message"),
+    (r"\b(you are now|act as|pretend|jailbreak|dan mode|developer mode|god mode|maintenance mode|debug mode|"
+     r"admin mode|unrestricted|new instructions|from now on you|roleplay|role play)\b",
+     "it tries to change how the planner behaves"),
+    (r"[{}<>\[\]`]|\"\s*skill\s*\"|\bsteps\s*:", "it contains code or markup; say the command in plain words"),
+    (r"\b(full power|maximum force|max force|as hard as (you|it) can|unlimited|no limit|infinite|"
+     r"max(imum)? speed|as fast as possible|full speed|any force)\b", "it asks for force or speed beyond the limits"),
+    (r"\b(continuous|continuously|nonstop|non stop|repeatedly|keep (shooting|exposing|firing)|"
+     r"until i say stop|forever|indefinitely|in a loop)\b", "it asks for an open-ended action; "
+     "every motion and exposure must be bounded"),
+    (r"\b(no|without|skip)\s+(the\s+)?(shield|shielding|collimation|lead)\b", "it asks to drop radiation protection"),
+)
+_SCREEN_RE = tuple((re.compile(p), why) for p, why in _SCREEN)
+
+
+def screen_text(text: str) -> str | None:
+    """A refusal reason if ``text`` tries to disable safety or inject instructions, else None."""
+    low = " ".join(tokenize(text)) if text.isascii() else " ".join(tokenize(text))
+    raw = text.lower()
+    for rx, why in _SCREEN_RE:
+        if rx.search(raw) or rx.search(low):
+            return f"Refused: {why}. Say the task on its own; safety limits and confirmations always apply."
+    return None
+
+
+# Actions people ask for that no domain has: named so the refusal can say what was refused.
+UNSUPPORTED_ACTIONS: frozenset[str] = frozenset(
+    """cut cuts cutting incise incision slice dissect dissection excise resect remove amputate cauterize cauterise
+    cautery burn coagulate ablate ablation suture stitch sew staple clip clamp ligate tie knot inject injection
+    puncture pierce stab poke drill screw biopsy aspirate irrigate suction suck spray fire laser tear rip crush
+    squeeze smash break punch kick throw shake jab scrape cut-off destroy crush kill harm hurt""".split()
+)
+
+# Body parts and things that are in none of the three command sets.
+UNSUPPORTED_TARGETS: frozenset[str] = frozenset(
+    """brain heart lung lungs stomach pancreas appendix uterus ovary ovaries prostate testis testicle testicles eye
+    eyes elbow wrist hand hands finger fingers shoulder ankle foot feet toe toes tibia fibula humerus radius ulna
+    clavicle scapula jaw mandible teeth tooth ear nose mouth tongue bowel bowels intestine intestines colon
+    breast breasts abdomen belly tummy face arm3 psm3 psm4 psm0 ecm camera scalpel artery3 cervical coccyx neck
+    contrast iodine dye fetus baby heart's tumor tumour lesion nerve spinal cord esophagus oesophagus trachea""".split()
+)
+
+_NUMBER_WORDS = {
+    "zero": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9,
+    "ten": 10, "eleven": 11, "twelve": 12, "thirteen": 13, "fourteen": 14, "fifteen": 15, "sixteen": 16,
+    "seventeen": 17, "eighteen": 18, "nineteen": 19, "twenty": 20, "thirty": 30, "forty": 40, "fourty": 40,
+    "fifty": 50, "sixty": 60, "seventy": 70, "eighty": 80, "ninety": 90,
+}
+
+
+def words_to_numbers(tokens: list[str]) -> list[str]:
+    """Replace spelled numbers ("twenty five", "two point five", "a hundred") by digits."""
+    out: list[str] = []
+    i = 0
+    n = len(tokens)
+    while i < n:
+        t = tokens[i]
+        if t in _NUMBER_WORDS or (t in ("hundred", "thousand") and out and out[-1] in ("a", "one")):
+            value = 0.0
+            current = 0.0
+            j = i
+            if t in ("hundred", "thousand"):
+                out.pop()
+                current = 1
+            seen = False
+            while j < n:
+                w = tokens[j]
+                if w in _NUMBER_WORDS:
+                    v = _NUMBER_WORDS[w]
+                    if seen and v >= 10 and current % 100 != 0 and current % 10 != 0:
+                        break
+                    if seen and v < 10 and current % 10 != 0:
+                        break
+                    current += v
+                    seen = True
+                elif w == "hundred" and (seen or current):
+                    current = (current or 1) * 100
+                    seen = True
+                elif w == "thousand" and (seen or current):
+                    value += (current or 1) * 1000
+                    current = 0
+                    seen = True
+                elif w == "and" and seen and j + 1 < n and tokens[j + 1] in _NUMBER_WORDS \
+                        and (current >= 100 or value >= 1000):
+                    pass
+                else:
+                    break
+                j += 1
+            total = value + current
+            if j + 1 < n and tokens[j] == "point" and re.fullmatch(r"\d+|[a-z]+", tokens[j + 1]):
+                frac_digits = []
+                k = j + 1
+                while k < n and (tokens[k] in _NUMBER_WORDS and _NUMBER_WORDS[tokens[k]] < 10 or tokens[k].isdigit()):
+                    frac_digits.append(str(_NUMBER_WORDS.get(tokens[k], tokens[k])))
+                    k += 1
+                if frac_digits:
+                    total = float(f"{int(total)}.{''.join(frac_digits)}")
+                    j = k
+            out.append(_num(total))
+            i = j
+            continue
+        if re.fullmatch(r"\d+(\.\d+)?", t) and i + 2 < n and tokens[i + 1] == "point" and tokens[i + 2].isdigit():
+            out.append(f"{t}.{tokens[i + 2]}")
+            i += 3
+            continue
+        out.append(t)
+        i += 1
+    return out
+
+
+def _num(v: float) -> str:
+    return str(int(v)) if float(v).is_integer() else str(v)
+
+
+@dataclass(frozen=True)
+class Phrase:
+    words: tuple[str, ...]
+    kind: str  # "skill", "task", "entity"
+    name: str  # skill / task name, or entity type
+    value: str = ""  # entity value
+
+
+@dataclass
+class Lexicon:
+    """One domain's phrases, longest first, for greedy matching."""
+
+    cs: CommandSet
+    skills: list[Phrase] = field(default_factory=list)
+    entities: list[Phrase] = field(default_factory=list)
+    known_words: set[str] = field(default_factory=set)
+    foreign_entities: dict[str, str] = field(default_factory=dict)
+    unit_phrases: list[tuple[tuple[str, ...], str]] = field(default_factory=list)
+
+
+def _phrase_words(text: str) -> tuple[str, ...]:
+    return tuple(words_to_numbers(tokenize(text)))
+
+
+@functools.cache
+def lexicon(domain: str) -> Lexicon:
+    cs = load_command_set(domain)
+    lex = Lexicon(cs)
+    for name, skill in cs.skills.items():
+        for syn in {*skill.synonyms, name.replace("_", " ")}:
+            lex.skills.append(Phrase(_phrase_words(syn), "skill", name))
+        for phrase in skill.implied:
+            lex.skills.append(Phrase(_phrase_words(phrase), "skill", name))
+    for name, task in cs.tasks.items():
+        for syn in {*task.synonyms, name.replace("_", " ")}:
+            lex.skills.append(Phrase(_phrase_words(syn), "task", name))
+    for etype, ent in cs.entities.items():
+        for value, ev in ent.values.items():
+            for syn in {*ev.synonyms, value.replace("_", " "), value.lower()}:
+                lex.entities.append(Phrase(_phrase_words(syn), "entity", etype, value))
+    lex.skills.sort(key=lambda p: -len(p.words))
+    lex.entities.sort(key=lambda p: -len(p.words))
+    for p in (*lex.skills, *lex.entities):
+        lex.known_words.update(p.words)
+    for skill in cs.skills.values():
+        for arg in skill.args.values():
+            lex.known_words.update(w for k in arg.keywords for w in tokenize(k))
+    for other in DOMAINS:
+        if other == domain:
+            continue
+        ocs = load_command_set(other)
+        for etype, ent in ocs.entities.items():
+            if etype not in ("organ", "anatomy", "object"):
+                continue
+            for value, ev in ent.values.items():
+                for syn in {*ev.synonyms, value.replace("_", " ")}:
+                    words = " ".join(_phrase_words(syn))
+                    if words and not any(" ".join(p.words) == words for p in lex.entities):
+                        lex.foreign_entities[words] = value
+    lex.unit_phrases = sorted(((_phrase_words(w), w) for w in UNIT_WORDS), key=lambda x: -len(x[0]))
+    return lex
