@@ -115,8 +115,13 @@ def _run(args: argparse.Namespace) -> int:
     if args.text is None:
         print("medrobot plan: give the command TEXT, or --jsonl to read lines on stdin", file=sys.stderr)
         return 2
+    from ._skillset import DOMAINS
+
     if args.domain is None:
         print("medrobot plan: --domain is required (surgery, ultrasound or xray)", file=sys.stderr)
+        return 2
+    if args.domain not in DOMAINS:
+        print(f"medrobot plan: unknown domain {args.domain!r}; choose one of: {', '.join(DOMAINS)}", file=sys.stderr)
         return 2
     plan = plan_text(planner, args.domain, args.text)
     if args.json:

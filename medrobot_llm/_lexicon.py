@@ -48,7 +48,7 @@ FILLER: frozenset[str] = frozenset(
 # Control intents (architecture.md): not plan steps, the supervisor acts on them at once.
 CONTROL_PHRASES: dict[str, tuple[str, ...]] = {
     "stop": ("stop", "halt", "emergency stop", "estop", "emergency", "abort", "abort everything", "freeze",
-             "kill", "stop everything", "stop stop", "whoa", "hold it", "stop now", "cease", "e stop",
+             "kill", "stop everything", "stop stop", "whoa", "stop now", "cease", "e stop",
              "stop the robot", "stop motion", "stop moving"),
     "cancel": ("cancel", "cancel that", "never mind", "nevermind", "forget it", "forget that", "scrap that",
                "drop the plan", "drop it", "discard", "cancel the plan", "scratch that", "undo"),
@@ -170,6 +170,9 @@ def words_to_numbers(tokens: list[str]) -> list[str]:
                     break
                 j += 1
             total = value + current
+            if tokens[j:j + 3] == ["and", "a", "half"]:
+                total += 0.5
+                j += 3
             if j + 1 < n and tokens[j] == "point" and re.fullmatch(r"\d+|[a-z]+", tokens[j + 1]):
                 frac_digits = []
                 k = j + 1
@@ -181,6 +184,10 @@ def words_to_numbers(tokens: list[str]) -> list[str]:
                     j = k
             out.append(_num(total))
             i = j
+            continue
+        if re.fullmatch(r"\d+", t) and tokens[i + 1:i + 4] == ["and", "a", "half"]:
+            out.append(_num(int(t) + 0.5))
+            i += 4
             continue
         if re.fullmatch(r"\d+(\.\d+)?", t) and i + 2 < n and tokens[i + 1] == "point" and tokens[i + 2].isdigit():
             out.append(f"{t}.{tokens[i + 2]}")

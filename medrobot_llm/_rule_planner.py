@@ -9,6 +9,7 @@ never a contact or radiation step. Anything it cannot place is a question or a r
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -143,9 +144,22 @@ def _same(token: str, word: str) -> bool:
     return token == word or (len(word) > 2 and token in (word + "s", word + "es"))
 
 
+@functools.lru_cache(maxsize=None)
+def _core(words: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(w for w in words if w not in _SOFT) or words
+
+
+def _present(tokens: list[str]) -> set[str]:
+    """Every word a token may stand for (singular forms too), to skip phrases that cannot match."""
+    out = set(tokens)
+    out.update(t[:-1] for t in tokens if t.endswith("s"))
+    out.update(t[:-2] for t in tokens if t.endswith("es"))
+    return out
+
+
 def _find(tokens: list[str], words: tuple[str, ...], taken: set[int], allow_gaps: bool) -> list[tuple[int, ...]]:
     """Positions where ``words`` occur in ``tokens`` (soft words skipped; small gaps allowed if asked)."""
-    core = [w for w in words if w not in _SOFT] or list(words)
+    core = _core(words)
     found: list[tuple[int, ...]] = []
     n = len(tokens)
     for i in range(n):
@@ -179,8 +193,10 @@ def _match_phrases(tokens: list[str], phrases: list[Phrase], taken: set[int]) ->
     """Greedy longest-first matching; contiguous readings win over gapped ones."""
     out: list[_Match] = []
     used: set[int] = set(taken)
+    present = _present(tokens)
+    candidates = [p for p in phrases if all(w in present for w in _core(p.words))]
     for allow_gaps in (False, True):
-        for p in phrases:
+        for p in candidates:
             if allow_gaps and len(p.words) < 2:
                 continue
             for pos in _find(tokens, p.words, used, allow_gaps):
@@ -212,7 +228,7 @@ class RulePlanner:
         control = _control(tokens, lex)
         if control is not None:
             return Plan.of_control(domain, control), True
-        parser = _Parser(lex, world)
+        parser = _Parser(lex, world, text)
         try:
             steps = parser.run(tokens)
         except _Refusal as r:
@@ -259,7 +275,8 @@ def _dimension(spec: ArgSpec, cs: CommandSet, skill: SkillSpec, args: dict[str, 
 
 
 class _Parser:
-    def __init__(self, lex: Lexicon, world: WorldState | None):
+    def __init__(self, lex: Lexicon, world: WorldState | None, original: str = ""):
+        self.original = original
         self.lex = lex
         self.cs = lex.cs
         self.world = world.copy() if world is not None else WorldState(dict(self.cs.always_known), known=False)
@@ -319,7 +336,10 @@ class _Parser:
 
     def _skill_starts(self, tokens: list[str]) -> set[int]:
         starts = set()
+        present = _present(tokens)
         for p in self.lex.skills:
+            if not all(w in present for w in _core(p.words)):
+                continue
             for pos in _find(tokens, p.words, set(), allow_gaps=False):
                 starts.add(pos[0])
         return starts
@@ -334,7 +354,7 @@ class _Parser:
                     j += 1
                 label = " ".join(w for w in toks[j:] if w not in ('"', ","))
                 if label:
-                    clause.label = label
+                    clause.label = self._original_case(label)
                 clause.tokens = toks = toks[:k]
                 break
         skills = _match_phrases(toks, self.lex.skills, set())
@@ -358,6 +378,12 @@ class _Parser:
         clause.covered = {i for m in (*skills, *ents) for i in m.positions}
         self._quantities(clause)
         return clause
+
+    def _original_case(self, label: str) -> str:
+        """Labels keep the person's capitals ("LK upper pole"); matching ignores case and spacing."""
+        pattern = r"\W+".join(re.escape(w) for w in label.split())
+        m = re.search(pattern, self.original, flags=re.IGNORECASE)
+        return m.group(0) if m else label
 
     def _quantities(self, clause: _Clause) -> None:
         toks = clause.tokens
@@ -460,6 +486,11 @@ class _Parser:
             if re.fullmatch(r"(psm|arm|l|t)\d+", t):
                 raise _Refusal(f"'{t}' is not known in the {self.cs.domain} command set ({self._targets()})")
         joined = " " + " ".join(toks) + " "
+        m = re.search(r" (third|fourth|fifth|sixth|3rd|4th|5th|another|extra|additional) (arm|instrument|psm|"
+                      r"manipulator|tool|gripper|robot) ", joined)
+        if m and "arm" in self.cs.entities:
+            raise _Refusal(f"there is no {m.group(1)} {m.group(2)}: the {self.cs.domain} command set has "
+                           f"{', '.join(v for v, ev in self.cs.entities['arm'].values.items() if not ev.expands_to)}")
         for words, value in sorted(self.lex.foreign_entities.items(), key=lambda kv: -len(kv[0])):
             if f" {words} " in joined:
                 span = self._span_of(toks, words.split())
@@ -571,8 +602,14 @@ class _Parser:
         return out
 
     def _echo(self, item: _Item, steps: list[Step]) -> bool:
-        """An unused name that repeats a value already in the plan ("the kidney ... the kidney")."""
+        """An unused name that repeats a value already in the plan ("the kidney ... the kidney") or in the
+        facts the steps rely on ("lift the needle" while the arm already holds it)."""
         values = {v for s in steps for v in s.args.values() if isinstance(v, str)}
+        for s in steps:
+            for key, _op, _want in conditions_of(self.cs, self.cs.skills[s.skill], s.args):
+                have = self.world.facts.get(key)
+                if isinstance(have, str):
+                    values.add(have)
         return any(v in values for _, v in item.options)
 
     # -- arguments ----------------------------------------------------------------------------
@@ -638,7 +675,7 @@ class _Parser:
             v = it.value_for(s.entities, allowed)
             if v is None:
                 v = it.value_for(s.entities, self.cs.allowed_values(s) + s.exclude)
-                if v is None or s.values_from:
+                if v is None:
                     continue
             if prep is not None:
                 before = toks[max(0, it.start - 3):it.start]

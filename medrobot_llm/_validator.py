@@ -349,7 +349,7 @@ class _Checker:
                                     i, skill.name))
         for group in skill.distinct:
             vals = [args.get(a) for a in group]
-            if len(set(vals)) < len(vals):
+            if None not in vals and len(set(vals)) < len(vals):
                 issues.append(Issue("conflict", f"{' and '.join(group)} must differ (both are {vals[0]})",
                                     i, skill.name))
 

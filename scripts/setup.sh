@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Everything a fresh Debian 12 machine needs to run medrobot_llm and its tests, idempotent: system
+# packages (espeak-ng for voice tests, tmux for terminal tests, sox), the Python package with its test
+# extras, and ROS 2 (a sourced distribution, or the PyPI wheels) with the colcon build of ros_ws.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+log() { echo "[setup] $*"; }
+
+missing=()
+for pkg in espeak-ng tmux sox; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+  if [ "$(id -u)" = 0 ]; then
+    log "apt-get install ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  else
+    log "missing system packages: ${missing[*]} (run: sudo apt-get install ${missing[*]}); voice/tmux tests need them"
+  fi
+fi
+
+stamp=.setup-stamp
+want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ] || ! "$PY" -c "import medrobot_llm" 2>/dev/null; then
+  log "pip install -e .[test]"
+  "$PY" -m pip install -q --disable-pip-version-check -e '.[test]'
+  echo "$want" > "$stamp"
+else
+  log "python package up to date"
+fi
+
+if [ -f scripts/install_ros.sh ]; then
+  bash scripts/install_ros.sh
+fi
+log "done"

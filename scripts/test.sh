@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The README's test command: the whole suite with ROS 2 on the path. No test collected is a failure.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+if [ -f ros_ws/install/medrobot_env.sh ]; then
+  # shellcheck disable=SC1091
+  source ros_ws/install/medrobot_env.sh
+fi
+python3 -m pytest -q "$@"
+rc=$?
+if [ "$rc" = 5 ]; then
+  echo "[test] pytest collected no tests: failing" >&2
+  exit 1
+fi
+exit "$rc"

@@ -1,0 +1,106 @@
+"""``medrobot plan`` / ``medrobot skills`` as users and scripts call them: real subprocesses."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+
+MEDROBOT = [sys.executable, "-m", "medrobot_llm.cli"]
+
+
+def run(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run([*MEDROBOT, *args], input=stdin, capture_output=True, timeout=60)
+
+
+def plan_json(*args: str) -> dict[str, Any]:
+    proc = run("plan", "--json", *args)
+    assert proc.returncode == 0, proc.stderr
+    obj: dict[str, Any] = json.loads(proc.stdout)
+    return obj
+
+
+def test_json_contract() -> None:
+    obj = plan_json("--domain", "ultrasound", "scan the left kidney")
+    assert set(obj) >= {"status", "domain", "steps", "control", "reason", "question", "needs_confirmation"}
+    assert obj["status"] == "ok" and obj["needs_confirmation"] == [1]
+    assert obj["steps"][0] == {"skill": "move_to_window", "args": {"organ": "kidney", "side": "left"}}
+
+
+def test_human_output_marks_hazards() -> None:
+    proc = run("plan", "--domain", "xray", "AP of the pelvis and take a shot")
+    out = proc.stdout.decode()
+    assert proc.returncode == 0
+    assert "1. move_to_view" in out and "2. take_shot" in out and "RADIATION" in out
+
+
+def test_refusal_and_question_are_printed() -> None:
+    assert b"REFUSED" in run("plan", "--domain", "surgery", "cut the vessel").stdout
+    assert b"QUESTION" in run("plan", "--domain", "ultrasound", "scan the kidney").stdout
+
+
+def test_jsonl_stream() -> None:
+    lines = [{"domain": "surgery", "text": "stop"}, {"domain": "xray", "text": "take a shot"},
+             {"domain": "nowhere", "text": "x"}, {"text": "no domain"}]
+    feed = "".join(json.dumps(x) + "\n" for x in lines).encode() + b"not json\n" + b"\xff\xfe bad bytes\n"
+    proc = run("plan", "--jsonl", stdin=feed)
+    assert proc.returncode == 0, proc.stderr
+    out = [json.loads(line) for line in proc.stdout.decode().splitlines()]
+    assert len(out) == 6
+    assert out[0]["status"] == "control" and out[0]["control"] == "stop"
+    assert out[1]["status"] == "ok"
+    assert all(o["status"] == "refused" and o["reason"] for o in out[2:])
+    assert "unknown domain" in out[2]["reason"]
+    assert "UTF-8" in out[5]["reason"]
+
+
+@pytest.mark.parametrize(("text", "needle"), [
+    ("", "empty"),
+    ("   ", "empty"),
+    ("scan\x07 the liver", "control characters"),
+    ("scan the liver ".ljust(100_000, "x"), "longer than"),
+], ids=["empty", "blank", "bell", "100KB"])
+def test_bad_text(text: str, needle: str) -> None:
+    obj = plan_json("--domain", "ultrasound", text)
+    assert obj["status"] == "refused" and needle in obj["reason"]
+
+
+def test_non_utf8_argument() -> None:
+    proc = subprocess.run([*MEDROBOT, "plan", "--json", "--domain", "surgery", os.fsdecode(b"grab \xff\xfe")],
+                          capture_output=True, timeout=60)
+    assert proc.returncode == 0
+    assert "UTF-8" in json.loads(proc.stdout)["reason"]
+
+
+def test_hundred_kb_on_stdin() -> None:
+    feed = json.dumps({"domain": "xray", "text": "take a shot " * 9000}).encode() + b"\n"
+    proc = run("plan", "--jsonl", stdin=feed)
+    assert proc.returncode == 0 and "longer than" in json.loads(proc.stdout)["reason"]
+
+
+def test_usage_errors_exit_2() -> None:
+    assert run("plan", "--domain", "dentistry", "x").returncode == 2
+    assert b"choose one of" in run("plan", "--domain", "dentistry", "x").stderr
+    assert run("plan", "--domain", "xray").returncode == 2
+    assert run("plan", "take a shot").returncode == 2
+    assert run("plan", "--bogus").returncode == 2
+    assert run("skills", "--domain", "dentistry").returncode == 2
+
+
+def test_help_everywhere() -> None:
+    proc = run("--help")
+    assert proc.returncode == 0 and b"plan" in proc.stdout and b"skills" in proc.stdout
+    assert run("plan", "--help").returncode == 0
+
+
+def test_skills_json_schema_and_table() -> None:
+    proc = run("skills", "--domain", "xray", "--json")
+    schema = json.loads(proc.stdout)
+    assert set(schema["$defs"]) >= {"take_shot", "adjust"}
+    assert schema["$defs"]["take_shot"]["x-needs-confirmation"] is True
+    table = run("skills", "--domain", "surgery").stdout.decode()
+    assert "retract" in table and "CONTACT" in table and "1..30 mm" in table
