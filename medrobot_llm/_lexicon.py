@@ -51,7 +51,7 @@ CONTROL_PHRASES: dict[str, tuple[str, ...]] = {
              "kill", "stop everything", "stop stop", "whoa", "stop now", "cease", "e stop",
              "stop the robot", "stop motion", "stop moving"),
     "cancel": ("cancel", "cancel that", "never mind", "nevermind", "forget it", "forget that", "scrap that",
-               "drop the plan", "drop it", "discard", "cancel the plan", "scratch that", "undo"),
+               "drop the plan", "discard", "cancel the plan", "scratch that", "undo"),
     "confirm": ("yes", "yeah", "yep", "confirm", "confirmed", "go ahead", "do it", "affirmative", "approved",
                 "proceed", "i confirm", "correct", "sure", "go", "execute", "ok go", "okay go", "yes please"),
     "deny": ("no", "nope", "negative", "deny", "denied", "don't", "do not", "reject", "not now", "no thanks",
@@ -62,7 +62,9 @@ CONTROL_PHRASES: dict[str, tuple[str, ...]] = {
                "start again", "pick up where you left off", "resume the plan"),
     "status": ("status", "where are you", "what are you doing", "what is happening", "what's happening",
                "what is your state", "what's your status", "report", "state", "what are you doing right now",
-               "how is it going", "progress", "where are we", "what step", "what is the status"),
+               "how is it going", "progress", "where are we", "what step", "what is the status",
+               "status update", "give me a status update", "give me an update", "update me", "give me the status",
+               "what's going on", "what is going on", "report status", "status report"),
 }
 
 # Attempts to switch safety off or to make the planner follow text as instructions. These refuse the

@@ -52,6 +52,7 @@ _COUNT_NOUNS = frozenset("shot shots exposure exposures image images picture pic
 _TIMES = {"once": 1, "twice": 2, "thrice": 3}
 _LABEL_WORDS = frozenset("labelled labeled label called named titled tagged caption captioned".split())
 _ABOVE = frozenset("above over higher up".split())
+_PARTICLES = frozenset("back up down over off away forward out".split())
 _BELOW = frozenset("below under beneath lower down".split())
 _NUMBER = re.compile(r"^\d+(\.\d+)?$")
 _MAX_GAP = 3
@@ -195,9 +196,9 @@ def _match_phrases(tokens: list[str], phrases: list[Phrase], taken: set[int]) ->
     used: set[int] = set(taken)
     present = _present(tokens)
     candidates = [p for p in phrases if all(w in present for w in _core(p.words))]
-    for allow_gaps in (False, True):
-        for p in candidates:
-            if allow_gaps and len(p.words) < 2:
+    for p in candidates:
+        for allow_gaps in (False, True):
+            if allow_gaps and len(_core(p.words)) < 2:
                 continue
             for pos in _find(tokens, p.words, used, allow_gaps):
                 if any(q in used for q in pos):
@@ -348,7 +349,8 @@ class _Parser:
         clause = _Clause(tokens=list(tokens))
         toks = clause.tokens
         for k, t in enumerate(toks):
-            if t in _LABEL_WORDS:
+            saves_as = t == "as" and any(w in ("save", "store", "capture", "record", "keep", "file") for w in toks[:k])
+            if t in _LABEL_WORDS or saves_as:
                 j = k + 1
                 while j < len(toks) and toks[j] in ("it", "as", "with", "the", "label", ":", '"', "of"):
                     j += 1
@@ -373,6 +375,8 @@ class _Parser:
         clause.items = sorted(by_span.values(), key=lambda it: (it.start, -(it.end - it.start)))
         for it in clause.items:
             it.positions = set(next(m.positions for m in ents if m.start == it.start and m.positions[-1] == it.end))
+        clause.items = [it for it in clause.items
+                        if not any(o is not it and it.positions < o.positions for o in clause.items)]
         clause.skills = skills
         clause.skill_positions = {i for m in skills for i in m.positions}
         clause.covered = {i for m in (*skills, *ents) for i in m.positions}
@@ -542,7 +546,11 @@ class _Parser:
             fit += sum(1 for q in clause.qtys if q.dim in dims or (q.dim is None and dims))
             required = [a for s in specs for a in s.args.values() if a.required and a.type == "enum"
                         and not a.values_from]
-            missing = sum(1 for a in required if not any(e in a.entities for it in clause.items for e, _ in it.options))
+            present = {e for it in clause.items for e, _ in it.options}
+            inferable = {s.args[a2].values_from.split(".")[0] for s in specs for a2 in s.args
+                         if s.args[a2].values_from and set(s.args[a2].entities) & present}
+            missing = sum(1 for a in required if not set(a.entities) & present
+                          and not any(n in inferable for s in specs for n, x in s.args.items() if x is a))
             syn = phrase_size.get((kind, name), (0, 0))[0]
             if syn == 0 and fit == 0:
                 continue
@@ -571,6 +579,8 @@ class _Parser:
         for spec in specs:
             args = self.fill(spec, clause, later)
             main.append((spec, args))
+        if kind == "skill" and len(main) == 1:
+            main.extend(self._conjoined(main[0][0], main[0][1], clause))
         leftovers = [it for it in clause.items if not it.used]
         unused_q = [q for q in clause.qtys if not q.used]
         if unused_q:
@@ -584,8 +594,12 @@ class _Parser:
             for _ in range(max(1, min(reps, 50))):
                 out.append(Step(skill=spec.name, args=dict(args)))
                 apply_step(self.cs, spec, args, self.world)
-        stray = [it for it in leftovers if not it.used and not self._echo(it, out)
-                 and not (it.positions & clause.skill_positions)]
+        incomplete = any(a not in args for spec, args in main for a, s in spec.args.items()
+                         if s.required and s.type == "enum")
+        stray = [] if incomplete else [
+            it for it in leftovers if not it.used and not self._echo(it, out)
+            and not (it.positions & clause.skill_positions)
+            and not (len(it.positions) == 1 and clause.tokens[min(it.positions)] in _PARTICLES)]
         if stray:
             words = " ".join(clause.tokens[stray[0].start:stray[0].end + 1])
             self.questions.append(f"What should '{words}' do in this command? The plan is: "
@@ -601,6 +615,23 @@ class _Parser:
                         self.context[e] = v
         return out
 
+    def _conjoined(self, spec: SkillSpec, args: dict[str, Any], clause: _Clause) -> list[tuple[SkillSpec,
+                                                                                                  dict[str, Any]]]:
+        """"locate the needle and the shunt": one more step per extra value of an argument already filled."""
+        extra = []
+        for a, s in spec.args.items():
+            if s.type != "enum" or a not in args or s.values_from or a.startswith(("from_", "to_")):
+                continue
+            for it in clause.items:
+                before = [w for w in clause.tokens[:it.start] if w not in _SOFT]
+                if it.used or not before or before[-1] not in ("and", ",", "or", "&", "plus"):
+                    continue
+                v = it.value_for(s.entities, self.cs.allowed_values(s))
+                if v is not None and v != args[a]:
+                    clause.use(it)
+                    extra.append((spec, {**args, a: v}))
+        return extra
+
     def _echo(self, item: _Item, steps: list[Step]) -> bool:
         """An unused name that repeats a value already in the plan ("the kidney ... the kidney") or in the
         facts the steps rely on ("lift the needle" while the arm already holds it)."""
@@ -610,6 +641,11 @@ class _Parser:
                 have = self.world.facts.get(key)
                 if isinstance(have, str):
                     values.add(have)
+                fact = self.cs.facts.get(re.sub(r"\[[^\]]*\]", "[X]", key)) or self.cs.facts.get(key)
+                if fact is None:
+                    fact = next((f for k, f in self.cs.facts.items() if k.split("[")[0] == key.split("[")[0]), None)
+                if fact is not None:
+                    values.update(str(v) for v in fact.values if v != "none")
         return any(v in values for _, v in item.options)
 
     # -- arguments ----------------------------------------------------------------------------
@@ -675,26 +711,47 @@ class _Parser:
             v = it.value_for(s.entities, allowed)
             if v is None:
                 v = it.value_for(s.entities, self.cs.allowed_values(s) + s.exclude)
-                if v is None:
-                    continue
+            if v is None and prep is not None:
+                words = [toks[k] for k in sorted(it.positions) if toks[k] not in _SOFT and toks[k] not in
+                         ("to", "from", "toward", "towards", "into", "over")]
+                if len(words) == 1:
+                    v = self._by_first_word(words[0], s, allowed)
+            if v is None:
+                continue
             if prep is not None:
                 before = toks[max(0, it.start - 3):it.start]
                 marks = {"from": ("from", "of"), "to": ("to", "into", "towards", "toward", "over")}[prep]
                 other = {"from": ("to", "into", "towards", "toward"), "to": ("from",)}[prep]
+                own = [toks[k] for k in sorted(it.positions)][:1]
+                if own and own[0] in marks:
+                    before = before + own
                 if not any(b in marks for b in before) or any(b in other for b in before[-1:]):
                     continue
             clause.use(it)
             return v
         return None
 
+    def _by_first_word(self, word: str, s: ArgSpec, allowed: tuple[str, ...]) -> str | None:
+        """"to the left" for an arm: the one value whose names start with that word ("left arm")."""
+        hits = {v for v in allowed for ent in s.entities
+                for syn in (self.cs.entities[ent].values[v].synonyms if v in self.cs.entities[ent].values else ())
+                if syn.split()[0] == word}
+        return hits.pop() if len(hits) == 1 else None
+
     def _pair(self, spec: SkillSpec, args: dict[str, Any]) -> None:
-        """``from_arm`` / ``to_arm``: the one not named is the other arm; unmarked arms go in order."""
+        """``from_arm`` / ``to_arm``: the giver is the arm the facts say holds the object; the one not
+        named is the other arm."""
         pairs = [a for a in spec.args if a.startswith("from_")]
         for f in pairs:
             t = "to_" + f[len("from_"):]
             if t not in spec.args:
                 continue
             values = [v for v in self.cs.allowed_values(spec.args[f])]
+            if f not in args:
+                held = [v for v in values if self.world.facts.get(f"holding[{v}]") in args.values()
+                        and v != args.get(t)]
+                if len(held) == 1:
+                    args[f] = held[0]
             if f in args and t not in args:
                 rest = [v for v in values if v != args[f]]
                 if len(rest) == 1:
@@ -796,6 +853,8 @@ class _Parser:
         for key, op, want in conditions_of(self.cs, spec, args):
             have = self.world.facts.get(key, _UNSET)
             if have is not _UNSET and ((have == want) if op == "==" else (have != want)):
+                continue
+            if op == "!=" and any(_bind(k, key) is not None for k, _ in effect_templates(spec)):
                 continue
             for cspec, cargs, consumed in self._establishers(key, op, want, leftovers, named, clause):
                 for it in consumed:
