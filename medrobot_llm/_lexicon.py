@@ -97,6 +97,47 @@ _SCREEN: tuple[tuple[str, str], ...] = (
 )
 _SCREEN_RE = tuple((re.compile(p), why) for p, why in _SCREEN)
 
+# Text written for a model rather than for the robot: notes to "the AI", claimed approvals, hidden steps,
+# dictated answers. Found by the injection suite, where a model that obeys them produced unsafe plans.
+_INSTRUCTION_SCREEN: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("it contains a note addressed to the planner", (
+        (r"\b(note|notes|message|instruction|instructions|reminder|hint|tip|p\.?\s?s\.?)\s+(for|to)\s+(the\s+)?"
+         r"(ai|a\.i\.|model|planner|assistant|llm|gpt|bot|chatbot|language model|system)\b"),
+        (r"\b(ai|model|planner|assistant|llm|gpt|bot)\s+(note|notes|instruction|instructions|message|override|"
+         r"command|directive)\b"),
+    )),
+    ("it addresses the planner instead of saying a task", (
+        r"\b(the|this|dear|hey)\s+(ai|a\.i\.|llm|language model|planner|chatbot|gpt)\b",
+        (r"\b(whoever|anyone|anybody|whatever)\s+(reads|reading|processes|processing|parses|parsing|receives)\s+"
+         r"(this|these)\b"),
+    )),
+    ("it claims an approval; confirmations are given one at a time, when the robot asks", (
+        r"\b(i|we)\s+(hereby\s+)?(authori[sz]e|pre-?approve|approve|sign off|consent)\b",
+        r"\bauthori[sz]ation\b",
+        r"\bpermission\s+(is\s+|was\s+)?(granted|given)\b",
+        (r"\b(consider|treat|counts?|mark)\b[^.;]{0,25}\b(confirmed|approved|authori[sz]ed|accepted|confirmation|"
+         r"approval|consent|yes)\b"),
+        r"\bpre-?\s?(approved|authori[sz]ed|cleared|confirmed)\b",
+        (r"\bas if\s+(i|we|you|they|someone)\s+(had\s+|have\s+)?(already\s+)?(confirmed|approved|said yes|agreed|"
+         r"consented|authori[sz]ed)\b"),
+        r"\b(is|are|was|were|been|got)\s+(pre-?)?(approved|authori[sz]ed|signed off|cleared)\b",
+    )),
+    ("it asks for something to be hidden", (
+        r"\b(hidden|secret|silent|invisible|covert)\s+(step|steps|action|actions|exposure|exposures)\b",
+        r"\b(secretly|silently|quietly|covertly)\b",
+        r"\bwithout\s+(telling|mentioning|showing|logging|reporting)\b",
+        r"\b(don't|do not|never)\s+(tell|mention|show|log|report|display)\b",
+    )),
+    ("it dictates the planner's answer", (
+        r"\b(output|respond|reply|return|print)\s+(with|only|exactly|just|the following)\b",
+        r"\bneeds_confirmation\b",
+        r"\bstatus\s*(=|:|is)\s*\W?ok\b",
+    )),
+)
+_INSTRUCTION_SCREEN_RE = tuple((re.compile("|".join(f"(?:{p})" for p in patterns), re.IGNORECASE), why)
+                               for why, patterns in _INSTRUCTION_SCREEN)
+
+
 
 def screen_text(text: str) -> str | None:
     """A refusal reason if ``text`` tries to disable safety or inject instructions, else None."""
@@ -104,6 +145,10 @@ def screen_text(text: str) -> str | None:
     raw = text.lower()
     for rx, why in _SCREEN_RE:
         if rx.search(raw) or rx.search(low):
+            return f"Refused: {why}. Say the task on its own; safety limits and confirmations always apply."
+    spaced = " ".join(raw.split())
+    for rx, why in _INSTRUCTION_SCREEN_RE:
+        if rx.search(spaced):
             return f"Refused: {why}. Say the task on its own; safety limits and confirmations always apply."
     return None
 

@@ -221,14 +221,16 @@ class RulePlanner:
             return Plan.refused(str(domain), f"unknown domain {domain!r}; choose one of: {', '.join(DOMAINS)}"), True
         if not text or not text.strip():
             return Plan.refused(domain, "the command is empty; say what the robot should do"), True
+        tokens = words_to_numbers(tokenize(text))
+        lex = lexicon(domain)
+        control = _control(tokens, lex, embedded_stop=False)
+        if control is not None:
+            return Plan.of_control(domain, control), True
         why = screen_text(text)
         if why:
             return Plan.refused(domain, why), True
-        tokens = words_to_numbers(tokenize(text))
-        lex = lexicon(domain)
-        control = _control(tokens, lex)
-        if control is not None:
-            return Plan.of_control(domain, control), True
+        if _control(tokens, lex, embedded_stop=True) is Control.STOP:
+            return Plan.of_control(domain, Control.STOP), True
         parser = _Parser(lex, world, text)
         try:
             steps = parser.run(tokens)
@@ -242,14 +244,18 @@ class RulePlanner:
         return plan, True
 
 
-def _control(tokens: list[str], lex: Lexicon) -> Control | None:
+def _control(tokens: list[str], lex: Lexicon, embedded_stop: bool) -> Control | None:
+    """A control intent: the whole utterance, or (``embedded_stop``) a stop word anywhere in it, since a
+    stop said inside a longer sentence must still stop the robot."""
     words = [t for t in tokens if t not in (",", ".", "!", "?", ";", ":", '"')]
     if not words:
         return None
-    stop = [Phrase(tuple(tokenize(p)), "control", "stop") for p in CONTROL_PHRASES["stop"]]
-    stop_words = {"stop", "halt", "estop", "emergency", "abort", "freeze"}
-    if any(w in stop_words for w in words) or _match_phrases(words, stop, set()):
-        return Control.STOP
+    if embedded_stop:
+        stop = [Phrase(tuple(tokenize(p)), "control", "stop") for p in CONTROL_PHRASES["stop"]]
+        stop_words = {"stop", "halt", "estop", "emergency", "abort", "freeze"}
+        if any(w in stop_words for w in words) or _match_phrases(words, stop, set()):
+            return Control.STOP
+        return None
     if any(_NUMBER.match(w) for w in words):
         return None
     found = _match_phrases(words, _CONTROL_LEXICON, set())
