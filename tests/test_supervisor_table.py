@@ -1,0 +1,225 @@
+"""Every (state, trigger) pair: allowed ones go where the table says, all others raise. No silent transitions."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from transitions import MachineError
+
+from medrobot_llm import cli
+from medrobot_llm._memory_backend import Outcome
+from medrobot_llm._supervisor import (
+    GUARD_HELP,
+    STATE_HELP,
+    TRANSITIONS,
+    TRIGGER_HELP,
+    InvalidTransition,
+    Reply,
+    Supervisor,
+    SupervisorState,
+    build_machine,
+    mermaid_diagram,
+)
+
+from _helpers_supervisor import XRAY_MOTION, XRAY_SHOT_FIRST, Rig, check_log, make_rig, table_dest
+
+S = SupervisorState
+STATES = list(SupervisorState)
+TRIGGERS = sorted({t["trigger"] for t in TRANSITIONS})
+
+
+class _Permissive:
+    """A model whose guards all answer ``passing`` and whose effects do nothing: the bare table."""
+
+    def __init__(self, passing: bool) -> None:
+        self.passing = passing
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("guard_"):
+            return lambda event: self.passing
+        if name.startswith("effect_"):
+            return lambda event: None
+        raise AttributeError(name)
+
+
+# ------------------------------------------------------------------------------------------------- machine
+@pytest.mark.parametrize("trigger", TRIGGERS)
+@pytest.mark.parametrize("state", STATES, ids=lambda s: s.value)
+def test_machine_pair(state: SupervisorState, trigger: str) -> None:
+    model = _Permissive(True)
+    machine = build_machine(model, initial=state)
+    dest = table_dest(state, trigger)
+    if dest is None:
+        with pytest.raises(MachineError):
+            machine.events[trigger].trigger(model)
+        assert model.state is state
+    else:
+        assert machine.events[trigger].trigger(model) is True
+        assert model.state is dest
+
+
+@pytest.mark.parametrize("entry", [t for t in TRANSITIONS if t.get("conditions")], ids=lambda t: t["trigger"])
+def test_a_failing_guard_refuses_and_changes_nothing(entry: dict[str, Any]) -> None:
+    for state in entry["source"]:
+        model = _Permissive(False)
+        machine = build_machine(model, initial=state)
+        assert machine.events[entry["trigger"]].trigger(model) is False
+        assert model.state is state
+
+
+def test_no_auto_transitions_and_unknown_triggers_do_not_exist() -> None:
+    model = _Permissive(True)
+    machine = build_machine(model)
+    assert not hasattr(model, "to_EXECUTING")
+    assert "to_EXECUTING" not in machine.events and set(machine.events) == set(TRIGGERS)
+
+
+DISALLOWED = [(s, t) for s in STATES for t in [*TRIGGERS, "fly"] if table_dest(s, t) is None]
+
+
+@pytest.mark.parametrize(("state", "trigger"), DISALLOWED, ids=lambda x: x.value if isinstance(x, S) else x)
+def test_supervisor_refuses_every_pair_the_table_does_not_allow(state: SupervisorState, trigger: str) -> None:
+    rig = make_rig()
+    try:
+        sup = rig.sup
+        sup._machine.set_state(state, model=sup._model)
+        with pytest.raises(InvalidTransition) as err:
+            sup._fire(trigger)
+        assert sup.state is state and sup.history == []
+        assert (trigger in str(err.value)) and (state.value in str(err.value) or trigger == "fly")
+    finally:
+        rig.close()
+
+
+def test_the_table_is_documented_and_its_names_resolve() -> None:
+    assert set(TRIGGER_HELP) == set(TRIGGERS) and set(STATE_HELP) == set(STATES)
+    for t in TRANSITIONS:
+        for name in t.get("conditions", []):
+            assert name in GUARD_HELP and callable(getattr(Supervisor, "_" + name))
+        if "after" in t:
+            assert callable(getattr(Supervisor, "_" + t["after"]))
+    sources_of_recovering = {s for t in TRANSITIONS if t["dest"] is S.RECOVERING for s in t["source"]}
+    assert sources_of_recovering == {S.ESTOP, S.FAULT}
+    # only an operator reset leaves the latched states, except to the other latched state
+    for t in TRANSITIONS:
+        for s in t["source"]:
+            if s in (S.ESTOP, S.FAULT):
+                assert t["dest"] in (S.ESTOP, S.FAULT, S.RECOVERING)
+
+
+# ------------------------------------------------------------------------------------------------- API
+def _reach(state: SupervisorState) -> tuple[Rig, Callable[[], None]]:
+    facts = {"view_set": True} if state is S.AWAITING_CONFIRMATION else None
+    rig = make_rig("xray", facts=facts, answers={"go": XRAY_MOTION})
+    sup, cleanup = rig.sup, (lambda: None)
+    if state is S.PLANNING:
+        gate = threading.Event()
+        rig.planner.block = gate
+        t = threading.Thread(target=sup.command, args=("go",))
+        t.start()
+        assert rig.planner.entered.wait(5)
+
+        def cleanup() -> None:
+            gate.set()
+            t.join(5)
+    elif state in (S.EXECUTING, S.PAUSED):
+        sup.submit_plan(XRAY_MOTION)
+        rig.settle()
+        if state is S.PAUSED:
+            sup.pause()
+            rig.settle()
+    elif state is S.AWAITING_CONFIRMATION:
+        sup.submit_plan(XRAY_SHOT_FIRST)
+        rig.settle()
+    elif state is S.ESTOP:
+        sup.stop("test")
+        rig.settle()
+    elif state is S.FAULT:
+        rig.backend.script(Outcome.raises())
+        sup.submit_plan(XRAY_MOTION)
+        assert sup.wait_for(S.FAULT)
+        rig.settle()
+    assert sup.state is state
+    return rig, cleanup
+
+
+OPS: dict[str, tuple[str | None, Callable[[Supervisor], Reply]]] = {
+    "text": ("plan", lambda s: s.command("go")),
+    "plan": ("plan", lambda s: s.submit_plan(XRAY_MOTION)),
+    "confirm": ("confirm", lambda s: s.confirm()),
+    "deny": ("deny", lambda s: s.deny()),
+    "pause": ("pause", lambda s: s.pause()),
+    "resume": ("resume", lambda s: s.resume()),
+    "cancel": ("cancel", lambda s: s.cancel()),
+    "stop": ("estop", lambda s: s.stop()),
+    "reset": ("reset", lambda s: s.reset()),
+    "status": (None, lambda s: s.control("status")),
+}
+#: where a command ends once the machine has taken every step it implies (the worker included)
+FOLLOW_ON = {"plan": S.EXECUTING, "reset": S.IDLE}
+
+
+def _api_cases() -> Iterator[tuple[SupervisorState, str]]:
+    for state in STATES:
+        if state is S.RECOVERING:
+            continue  # transient inside reset(); its pairs are covered by the machine tests
+        for op in OPS:
+            yield state, op
+
+
+@pytest.mark.parametrize(("state", "op"), list(_api_cases()), ids=lambda x: x.value if isinstance(x, S) else x)
+def test_api_pair(state: SupervisorState, op: str) -> None:
+    rig, cleanup = _reach(state)
+    sup = rig.sup
+    trigger, call = OPS[op]
+    try:
+        before = len(sup.history)
+        dest = table_dest(state, trigger) if trigger else None
+        if trigger is None:
+            reply = call(sup)
+            assert reply.accepted and sup.state is state and len(sup.history) == before
+        elif dest is None and op == "text":
+            reply = call(sup)  # a text command is planned anyway (it could be "stop"), then refused
+            assert not reply.accepted and sup.state is state and len(sup.history) == before
+        elif dest is None:
+            with pytest.raises(InvalidTransition):
+                call(sup)
+            assert sup.state is state and len(sup.history) == before
+        else:
+            reply = call(sup)
+            assert reply.accepted, reply.message
+            rig.settle()
+            assert sup.history[before].trigger == trigger and sup.history[before].dest is dest
+            assert sup.state is FOLLOW_ON.get(trigger, dest)
+        check_log(rig.audit.records, sup)
+    finally:
+        cleanup()
+        rig.close()
+
+
+# ------------------------------------------------------------------------------------------------- diagram
+def test_the_diagram_in_the_docs_is_up_to_date(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["diagram", "--check"]) == 0, "docs/supervisor.md is stale: run `medrobot diagram`"
+
+
+def test_the_diagram_draws_every_transition_of_the_table() -> None:
+    text = mermaid_diagram()
+    assert text.startswith("stateDiagram-v2")
+    for t in TRANSITIONS:
+        for s in t["source"]:
+            line = next((x for x in text.splitlines() if x.strip().startswith(f"{s.value} --> {t['dest'].value}:")),
+                        None)
+            assert line is not None and t["trigger"] in line
+
+
+def test_diagram_check_fails_on_a_stale_file(tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "supervisor.md"
+    path.write_text("hand-drawn\n")
+    assert cli.main(["diagram", "--check", "--output", str(path), "--json"]) == 1
+    assert '"up_to_date": false' in capsys.readouterr().out
+    assert cli.main(["diagram", "--output", str(path), "--json"]) == 0
+    capsys.readouterr()
+    assert cli.main(["diagram", "--check", "--output", str(path)]) == 0
