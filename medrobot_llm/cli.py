@@ -23,6 +23,7 @@ COMMANDS: tuple[str, ...] = (
     "bench",
     "log",
     "diagram",
+    "render",
     "bringup",
 )
 

@@ -7,7 +7,11 @@ and a seed reproduces a rollout exactly.
 
 from __future__ import annotations
 
+import os
+import sys
 from abc import abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +24,24 @@ from .._backend import LoopBackend
 from .._validator import WorldState
 
 __all__ = ["Scene", "assets_dir"]
+
+
+@contextmanager
+def _stdout_to_stderr() -> Iterator[None]:
+    """pybullet prints a banner (``argv[0]=``) on the C-level stdout when it connects; moved to stderr, it
+    cannot break the one-JSON-object-on-stdout contract of ``--json`` commands."""
+    sys.stdout.flush()
+    try:
+        saved = os.dup(1)
+        os.dup2(2, 1)
+    except OSError:  # no usable stdout/stderr descriptors (a daemon): nothing to protect
+        yield
+        return
+    try:
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 def assets_dir() -> Path:
@@ -44,7 +66,8 @@ class Scene(LoopBackend):
         super().__init__()
         self.gui = gui
         self.record_dir = record_dir
-        self.client = bullet_client.BulletClient(connection_mode=pybullet.GUI if gui else pybullet.DIRECT)
+        with _stdout_to_stderr():
+            self.client = bullet_client.BulletClient(connection_mode=pybullet.GUI if gui else pybullet.DIRECT)
         self.client.setAdditionalSearchPath(pybullet_data.getDataPath())
         self.np_random = np.random.default_rng()
         self.seed: int | None = None
