@@ -17,36 +17,57 @@ from ._backend import (
     SkillBehaviour,
     StepResult,
 )
+from ._audit import AuditLog, AuditLogError, read_log
+from ._memory_backend import ManualClock, MemoryBackend, Outcome
 from ._plan import Control, Plan, PlanStatus, Step
 from ._planner import Planner
+from ._rule_planner import RulePlanner
+from ._session import RunOutcome, Session
 from ._skillset import DOMAINS, CommandSet, Hazard, SkillFileError, load_command_set
+from ._supervisor import TRANSITIONS, InvalidTransition, Question, Reply, Supervisor, SupervisorError, SupervisorState
 from ._validator import Issue, PlanValidationError, WorldState, check_steps, validate_plan
 
 __version__ = "0.1.0"
 
 __all__ = [
     "DOMAINS",
+    "TRANSITIONS",
+    "AuditLog",
+    "AuditLogError",
     "BehaviourStatus",
     "CancelToken",
+    "check_steps",
     "CommandSet",
     "Control",
     "FailureKind",
     "Feedback",
     "Hazard",
+    "InvalidTransition",
     "Issue",
+    "load_command_set",
     "LoopBackend",
+    "ManualClock",
+    "MemoryBackend",
+    "Outcome",
     "Plan",
+    "Planner",
     "PlanStatus",
     "PlanValidationError",
-    "Planner",
+    "Question",
+    "read_log",
+    "Reply",
+    "RulePlanner",
+    "RunOutcome",
+    "Session",
     "SkillBackend",
     "SkillBehaviour",
     "SkillFileError",
     "Step",
     "StepResult",
+    "Supervisor",
+    "SupervisorError",
+    "SupervisorState",
+    "validate_plan",
     "WorldState",
     "__version__",
-    "check_steps",
-    "load_command_set",
-    "validate_plan",
 ]

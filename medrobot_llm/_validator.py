@@ -423,12 +423,17 @@ def _check(cs: CommandSet, steps: Any, world: WorldState | None) -> tuple[list[S
     state = (world.copy() if world is not None else WorldState(dict(cs.always_known), known=False))
     issues: list[Issue] = []
     out: list[Step] = []
+    tracking = True
     for i, raw in enumerate(steps):
         got = checker.step(i, raw, issues)
         if got is None:
+            # past a step that cannot be read the world is unknowable: its effects would only be guessed,
+            # and a later precondition "failure" would hide the real problem (e.g. a value to ask for)
+            tracking = False
             continue
         skill, args = got
-        checker.facts(i, skill, args, state, issues)
+        if tracking:
+            checker.facts(i, skill, args, state, issues)
         out.append(Step(skill=skill.name, args=args))
     if issues:
         # a missing value is only worth asking about when nothing else is wrong

@@ -23,7 +23,15 @@ fi
 
 stamp=.setup-stamp
 want=$(sha256sum pyproject.toml | cut -d' ' -f1)
-if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ] || ! "$PY" -c "import medrobot_llm" 2>/dev/null; then
+# the installed package must be this checkout (an editable install made from another clone shadows it)
+here_ok() {
+  "$PY" - <<'PYEOF' 2>/dev/null
+import pathlib, sys
+import medrobot_llm
+sys.exit(0 if pathlib.Path(medrobot_llm.__file__).resolve().parent == pathlib.Path("medrobot_llm").resolve() else 1)
+PYEOF
+}
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ] || ! here_ok; then
   log "pip install -e .[test]"
   "$PY" -m pip install -q --disable-pip-version-check -e '.[test]'
   echo "$want" > "$stamp"

@@ -179,3 +179,12 @@ def test_error_sentence_is_one_clear_sentence() -> None:
     text = str(err.value)
     assert text.startswith("Step 1 (fan):") and text.endswith(".") and "\n" not in text
     assert "speed" in text
+
+
+def test_a_missing_value_is_asked_for_even_when_later_steps_depend_on_it() -> None:
+    """With a known world, the step after an unreadable one must not be judged on guessed effects."""
+    world = WorldState({"probe": "away"}, known=True)
+    plan = Plan(status=PlanStatus.OK, domain="ultrasound",
+                steps=[Step(skill="move_to_window", args={"organ": "kidney"}), Step(skill="make_contact", args={})])
+    checked = validate_plan(plan, world)
+    assert checked.status is PlanStatus.CLARIFY and "side" in (checked.question or "")
