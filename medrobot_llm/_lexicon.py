@@ -15,8 +15,12 @@ from ._skillset import DOMAINS, CommandSet, load_command_set
 from ._units import UNIT_WORDS
 
 __all__ = [
+    "CONTROL_IDIOMS",
+    "CONTROL_OBJECTS",
     "CONTROL_PHRASES",
     "FILLER",
+    "FUNCTION_WORDS",
+    "UNSUPPORTED_MODES",
     "Lexicon",
     "lexicon",
     "screen_text",
@@ -39,33 +43,61 @@ def tokenize(text: str) -> list[str]:
 
 #: words that carry no meaning for planning
 FILLER: frozenset[str] = frozenset(
-    """a an the please now then just kindly could would can you we i me my us let's lets go ahead ok okay alright
-    right now thanks thank so of it its it's this that those these there here to for with using use by
-    at on in into onto over from up off and also again too some bit little slightly very really gently carefully
-    slowly quickly patient patient's robot arm probe gantry system machine position view""".split()
+    ["a", "an", "the", "please", "now", "then", "just", "kindly", "could", "would", "can", "you", "we", "i", "me", "my", "us", "let's", "lets", "go", "ahead", "ok", "okay", "alright", "right", "now", "thanks", "thank", "so", "of", "it", "its", "it's", "this", "that", "those", "these", "there", "here", "to", "for", "with", "using", "use", "by", "at", "on", "in", "into", "onto", "over", "from", "up", "off", "and", "also", "again", "too", "some", "bit", "little", "slightly", "very", "really", "gently", "carefully", "slowly", "quickly", "patient", "patient's", "robot", "arm", "probe", "gantry", "system", "machine", "position", "view"]
 )
 
-# Control intents (architecture.md): not plan steps, the supervisor acts on them at once.
+# Control intents (architecture.md): not plan steps, the supervisor acts on them at once. A control verb may
+# be followed by words from CONTROL_OBJECTS ("pause the arms", "cancel the plan") and still be a control.
 CONTROL_PHRASES: dict[str, tuple[str, ...]] = {
     "stop": ("stop", "halt", "emergency stop", "estop", "emergency", "abort", "abort everything", "freeze",
              "kill", "stop everything", "stop stop", "whoa", "stop now", "cease", "e stop",
-             "stop the robot", "stop motion", "stop moving"),
+             "stop the robot", "stop motion", "stop moving", "abort all motion"),
     "cancel": ("cancel", "cancel that", "never mind", "nevermind", "forget it", "forget that", "scrap that",
-               "drop the plan", "discard", "cancel the plan", "scratch that", "undo"),
+               "drop the plan", "discard", "cancel the plan", "scratch that", "undo", "scrap", "scratch", "abandon",
+               "call it off", "call off", "abort the plan", "abort the task", "abort the scan", "abort the procedure",
+               "abort the sequence", "abort the job", "abort the shot", "abort the exposure", "abort mission",
+               "abort the current plan", "abort the operation", "drop the task", "forget the plan",
+               "throw away the plan", "start over", "clear the plan"),
     "confirm": ("yes", "yeah", "yep", "confirm", "confirmed", "go ahead", "do it", "affirmative", "approved",
-                "proceed", "i confirm", "correct", "sure", "go", "execute", "ok go", "okay go", "yes please"),
+                "proceed", "i confirm", "correct", "sure", "go", "execute", "ok go", "okay go", "yes please",
+                "yup", "fire away", "go for it", "that's fine", "looks good", "sounds good", "all good",
+                "i approve", "permission granted", "you may proceed", "green light", "carry it out"),
     "deny": ("no", "nope", "negative", "deny", "denied", "don't", "do not", "reject", "not now", "no thanks",
-             "decline"),
+             "decline", "not yet", "no way", "rejected", "dont", "hold off", "stand down", "refuse"),
     "pause": ("pause", "hold on", "wait", "hold", "hang on", "hold still", "pause for a moment", "one moment",
-              "just a moment", "give me a second", "wait a second", "standby", "stand by"),
+              "just a moment", "give me a second", "wait a second", "standby", "stand by", "freeze motion",
+              "freeze the motion", "freeze movement", "freeze all motion", "hold it there", "hold position",
+              "hold your position", "stay there", "stay put", "stay still", "keep still", "pause here",
+              "1 moment", "1 second", "1 sec", "give me a moment", "take a break", "suspend", "halt for a moment",
+              "stay where you are", "stay in place", "don't move", "do not move", "hold there"),
     "resume": ("resume", "continue", "carry on", "keep going", "go on", "unpause", "restart", "proceed with the plan",
-               "start again", "pick up where you left off", "resume the plan"),
+               "start again", "pick up where you left off", "resume the plan", "where you left off",
+               "where we left off", "where you stopped", "where we stopped", "where you paused", "move on",
+               "back to it", "get going again", "go back to what you were doing", "keep at it"),
     "status": ("status", "where are you", "what are you doing", "what is happening", "what's happening",
                "what is your state", "what's your status", "report", "state", "what are you doing right now",
                "how is it going", "progress", "where are we", "what step", "what is the status",
                "status update", "give me a status update", "give me an update", "update me", "give me the status",
-               "what's going on", "what is going on", "report status", "status report"),
+               "what's going on", "what is going on", "report status", "status report", "what is your status",
+               "where are you at", "where are we at", "how far along", "are you done", "are you finished",
+               "what are you up to", "how's it going", "what's the state", "what state are you in",
+               "what is the robot doing", "what's the robot doing", "what is it doing", "what's it doing",
+               "how far are you", "are you moving", "what stage", "which step", "what's the progress",
+               "report your position", "tell me the status", "where is the robot", "doing"),
 }
+
+#: generic nouns a control verb may take without becoming a task ("pause the arms", "cancel the plan")
+CONTROL_OBJECTS: frozenset[str] = frozenset(
+    ["plan", "plans", "task", "tasks", "job", "jobs", "procedure", "procedures", "sequence", "sequences", "operation", "operations", "program", "routine", "process", "motion", "motions", "movement", "movements", "arms", "instruments", "robots", "everything", "all", "whole", "entire", "current", "step", "steps", "action", "actions", "command", "commands", "request", "order", "last", "previous", "current", "thing", "things", "stuff", "what", "where", "how", "am", "is", "are", "was", "were", "be", "been", "being", "have", "has", "had", "i", "you", "your", "yours", "we", "our", "they", "he", "she", "doing", "going", "done", "finished", "left", "off", "while", "moment", "second", "seconds", "sec", "minute", "minutes", "one", "more", "any", "further", "else", "right", "what's", "where's", "how's", "who's", "it's", "that's", "there's"]
+)
+
+#: idioms that carry no meaning for a control intent and would otherwise read as entities or numbers
+CONTROL_IDIOMS: tuple[tuple[str, ...], ...] = (
+    ("at", "the", "moment"), ("right", "now"), ("for", "a", "moment"), ("for", "a", "second"),
+    ("for", "a", "sec"), ("for", "a", "minute"), ("for", "1", "moment"), ("for", "1", "second"),
+    ("for", "1", "minute"), ("for", "now"), ("currently",), ("a", "sec"), ("please",), ("1", "moment"),
+    ("1", "second"), ("1", "sec"), ("1", "minute"), ("a", "moment"), ("a", "second"), ("a", "minute"),
+)
 
 # Attempts to switch safety off or to make the planner follow text as instructions. These refuse the
 # whole command: a plan is never made from a command that contains them.
@@ -155,19 +187,33 @@ def screen_text(text: str) -> str | None:
 
 # Actions people ask for that no domain has: named so the refusal can say what was refused.
 UNSUPPORTED_ACTIONS: frozenset[str] = frozenset(
-    """cut cuts cutting incise incision slice dissect dissection excise resect remove amputate cauterize cauterise
-    cautery burn coagulate ablate ablation suture stitch sew staple clip clamp ligate tie knot inject injection
-    puncture pierce stab poke drill screw biopsy aspirate irrigate suction suck spray fire laser tear rip crush
-    squeeze smash break punch kick throw shake jab scrape cut-off destroy crush kill harm hurt""".split()
+    ["cut", "cuts", "cutting", "incise", "incision", "slice", "dissect", "dissection", "excise", "resect", "remove", "amputate", "cauterize", "cauterise", "cautery", "burn", "coagulate", "ablate", "ablation", "suture", "stitch", "sew", "staple", "clip", "clamp", "ligate", "tie", "knot", "inject", "injection", "puncture", "pierce", "stab", "poke", "drill", "screw", "biopsy", "aspirate", "irrigate", "suction", "suck", "spray", "fire", "laser", "tear", "rip", "crush", "squeeze", "smash", "break", "punch", "kick", "throw", "shake", "jab", "scrape", "cut-off", "destroy", "crush", "kill", "harm", "hurt"]
 )
 
 # Body parts and things that are in none of the three command sets.
 UNSUPPORTED_TARGETS: frozenset[str] = frozenset(
-    """brain heart lung lungs stomach pancreas appendix uterus ovary ovaries prostate testis testicle testicles eye
-    eyes elbow wrist hand hands finger fingers shoulder ankle foot feet toe toes tibia fibula humerus radius ulna
-    clavicle scapula jaw mandible teeth tooth ear nose mouth tongue bowel bowels intestine intestines colon
-    breast breasts abdomen belly tummy face arm3 psm3 psm4 psm0 ecm camera scalpel artery3 cervical coccyx neck
-    contrast iodine dye fetus baby heart's tumor tumour lesion nerve spinal cord esophagus oesophagus trachea""".split()
+    ["brain", "heart", "lung", "lungs", "stomach", "pancreas", "appendix", "uterus", "ovary", "ovaries", "prostate", "testis", "testicle", "testicles", "eye", "eyes", "elbow", "wrist", "hand", "hands", "finger", "fingers", "shoulder", "ankle", "foot", "feet", "toe", "toes", "tibia", "fibula", "humerus", "radius", "ulna", "clavicle", "scapula", "jaw", "mandible", "teeth", "tooth", "ear", "nose", "mouth", "tongue", "bowel", "bowels", "intestine", "intestines", "colon", "breast", "breasts", "abdomen", "belly", "tummy", "face", "arm3", "psm3", "psm4", "psm0", "ecm", "camera", "scalpel", "artery3", "cervical", "coccyx", "neck", "contrast", "iodine", "dye", "fetus", "baby", "heart's", "tumor", "tumour", "lesion", "nerve", "spinal", "cord", "esophagus", "oesophagus", "trachea"]
+)
+
+# Instruments and devices that no command set handles: a command naming one is refused rather than
+# mapped onto the nearest object it has ("insert the catheter" is not a shunt insertion).
+UNSUPPORTED_TARGETS = UNSUPPORTED_TARGETS | frozenset(
+    ["catheter", "catheters", "stent", "stents", "guidewire", "guide", "wire", "balloon", "graft", "forceps", "scissors", "retractor", "trocar", "drain", "gauze", "sponge", "swab", "implant", "tourniquet", "syringe", "electrode", "pacemaker", "endoscope", "laparoscope", "dilator", "bougie", "cannulae", "mesh", "clips", "staples", "lymph", "node", "nodes", "muscle", "tendon", "ligament", "testes", "scrotum", "parotid", "appendix", "leg", "legs", "thumb", "forearm"]
+)
+
+#: imaging modes and procedures outside every command set; said with a verb they name what is refused
+UNSUPPORTED_MODES: tuple[str, ...] = (
+    "live fluoroscopy", "live fluoro", "live imaging", "live xray", "live xrays", "fluoroscopy", "cine",
+    "cine loop", "video", "movie", "dsa", "digital subtraction", "subtraction", "angiography", "angiogram", "angio",
+    "roadmap", "road map", "mri", "pet scan", "power doppler", "pulsed wave", "pw doppler", "spectral doppler",
+    "continuous wave", "cw doppler", "m mode", "motion mode", "elastography", "shear wave", "harmonic imaging",
+    "tissue harmonic", "3d ultrasound", "4d", "panoramic", "extended field of view", "dual energy", "tomosynthesis",
+    "fluoroscopic", "screening mode", "pulsed fluoroscopy",
+)
+
+#: words that say nothing about what to act on; a word outside these and the lexicon is an unknown name
+FUNCTION_WORDS: frozenset[str] = frozenset(
+    ["a", "an", "the", "this", "that", "these", "those", "my", "your", "our", "his", "her", "their", "its", "it", "them", "they", "he", "she", "we", "you", "i", "me", "us", "one", "ones", "some", "any", "each", "every", "both", "either", "other", "another", "same", "next", "first", "second", "third", "last", "new", "current", "whole", "entire", "small", "big", "large", "little", "tiny", "short", "long", "upper", "lower", "top", "bottom", "front", "back", "middle", "mid", "center", "centre", "side", "area", "region", "part", "portion", "spot", "point", "position", "place", "location", "pose", "view", "image", "picture", "frame", "field", "window", "screen", "monitor", "display", "scene", "table", "bed", "patient", "patient's", "person", "doctor", "surgeon", "nurse", "of", "to", "from", "in", "into", "onto", "on", "at", "by", "for", "with", "without", "over", "under", "above", "below", "beneath", "behind", "beside", "near", "toward", "towards", "through", "across", "along", "around", "about", "up", "down", "off", "out", "away", "and", "or", "but", "then", "than", "so", "as", "is", "are", "be", "been", "being", "was", "were", "do", "does", "did", "done", "have", "has", "had", "get", "got", "make", "made", "please", "could", "would", "can", "will", "shall", "should", "may", "might", "must", "let", "let's", "want", "need", "like", "just", "now", "again", "also", "too", "very", "really", "quite", "bit", "more", "less", "most", "least", "much", "many", "few", "there", "here", "where", "what", "which", "who", "how", "when", "why", "if", "not", "no", "yes", "ok", "okay", "alright", "thanks", "thank", "while", "until", "slowly", "quickly", "gently", "carefully", "softly", "firmly", "steadily", "smoothly", "immediately", "once", "twice", "same", "one's", "that's", "it's", "there's", "what's", "let's", "i'd", "i'll", "we'll", "you'll", "i'm", "we're", "you're", "give", "show", "send", "bring", "put", "take", "go", "move", "start", "begin", "perform", "run", "execute", "carry", "try", "set", "turn", "switch", "sure", "right", "left", "please", "kindly", "maybe", "possibly", "instead", "rather", "only", "even", "still"]
 )
 
 _NUMBER_WORDS = {
@@ -178,6 +224,10 @@ _NUMBER_WORDS = {
 }
 
 
+#: "the right one", "the other one": "one" after these words is a pronoun, not a number
+_ONE_AS_PRONOUN = frozenset(["right", "left", "other", "this", "that", "the", "which", "each", "every", "another", "any", "no", "first", "second"])
+
+
 def words_to_numbers(tokens: list[str]) -> list[str]:
     """Replace spelled numbers ("twenty five", "two point five", "a hundred") by digits."""
     out: list[str] = []
@@ -185,6 +235,11 @@ def words_to_numbers(tokens: list[str]) -> list[str]:
     n = len(tokens)
     while i < n:
         t = tokens[i]
+        if t == "one" and out and out[-1] in _ONE_AS_PRONOUN and tokens[i + 1:i + 2] not in (["and"], ["point"]) \
+                and not (i + 1 < n and (tokens[i + 1] in UNIT_WORDS or tokens[i + 1] in _NUMBER_WORDS)):
+            out.append(t)
+            i += 1
+            continue
         if t in _NUMBER_WORDS or (t in ("hundred", "thousand") and out and out[-1] in ("a", "one")):
             value = 0.0
             current = 0.0

@@ -15,9 +15,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._lexicon import (
+    _NUMBER_WORDS,
+    CONTROL_IDIOMS,
+    CONTROL_OBJECTS,
     CONTROL_PHRASES,
     FILLER,
+    FUNCTION_WORDS,
     UNSUPPORTED_ACTIONS,
+    UNSUPPORTED_MODES,
     UNSUPPORTED_TARGETS,
     Lexicon,
     Phrase,
@@ -27,7 +32,7 @@ from ._lexicon import (
     words_to_numbers,
 )
 from ._plan import Control, Plan, PlanStatus, Step
-from ._skillset import DOMAINS, ArgSpec, CommandSet, Hazard, SkillSpec
+from ._skillset import DOMAINS, ArgSpec, CommandSet, Hazard, SkillSpec, load_command_set
 from ._units import DIMENSION_OF_UNIT, UNIT_WORDS
 from ._validator import (
     WorldState,
@@ -40,25 +45,38 @@ from ._validator import (
 __all__ = ["RulePlanner", "screen_text"]
 
 #: words skipped when matching phrases, so "take a shot" matches "take the shot" and "press a bit harder"
-_SOFT = frozenset("a an the bit little slightly some more much it its this that please just gently carefully "
-                  "slowly now also".split())
+_SOFT = frozenset(["a", "an", "the", "bit", "little", "slightly", "some", "more", "much", "it", "its", "this", "that", "please", "just", "gently", "carefully", "slowly", "now", "also", "another", "extra", "additional", "further", "current"])
 _SPLIT_WORDS = (("and", "then"), ("after", "that"), ("then",), ("afterwards",), ("followed", "by"), ("next",),
                 ("and", "after", "that"), ("once", "done"), ("when", "done"))
 _SMALL = (("a", "little", "bit"), ("a", "bit"), ("a", "little"), ("slightly",), ("a", "touch"), ("a", "tad"),
           ("just", "a", "bit"), ("a", "smidge"), ("somewhat",))
 _FRACTIONS = {"half": 0.5, "quarter": 0.25}
-_COUNT_NOUNS = frozenset("shot shots exposure exposures image images picture pictures radiograph radiographs "
-                         "spin spins scan scans acquisition acquisitions x xray xrays film films".split())
+_COUNT_NOUNS = frozenset(["shot", "shots", "exposure", "exposures", "image", "images", "picture", "pictures", "radiograph", "radiographs", "spin", "spins", "scan", "scans", "acquisition", "acquisitions", "x", "xray", "xrays", "film", "films"])
 _TIMES = {"once": 1, "twice": 2, "thrice": 3}
-_LABEL_WORDS = frozenset("labelled labeled label called named titled tagged caption captioned".split())
-_ABOVE = frozenset("above over higher up".split())
-_PARTICLES = frozenset("back up down over off away forward out".split())
-_BELOW = frozenset("below under beneath lower down".split())
+_LABEL_WORDS = frozenset(["labelled", "labeled", "label", "called", "named", "titled", "tagged", "caption", "captioned"])
+_ABOVE = frozenset(["above", "over", "higher", "up"])
+_PARTICLES = frozenset(["back", "up", "down", "over", "off", "away", "forward", "out"])
+_BELOW = frozenset(["below", "under", "beneath", "lower", "down"])
+#: offset words -> (component, sign) in the camera frame: x to the right, y away from the camera, z up
+_OFFSET_AXES: tuple[tuple[frozenset[str], tuple[int, int]], ...] = (
+    (_BELOW, (2, -1)), (_ABOVE, (2, 1)),
+    (frozenset(["left", "leftward", "leftwards"]), (0, -1)), (frozenset(["right", "rightward", "rightwards"]), (0, 1)),
+    (frozenset(["behind", "beyond", "past", "forward", "forwards", "away", "farther", "further"]), (1, 1)),
+    (frozenset(["front", "backward", "backwards", "closer", "nearer", "toward", "towards"]), (1, -1)),
+)
 _NUMBER = re.compile(r"^\d+(\.\d+)?$")
 _MAX_GAP = 3
+#: entity kinds that name what a skill acts on; an unknown word where one is needed is refused
+_NAMED_KINDS = frozenset(("object", "organ", "anatomy", "mode"))
+#: words that only link a name to the sentence: "to the right" also holds the side "right"
+_LINK_WORDS = frozenset(["to", "toward", "towards", "the", "into", "onto", "of"])
+_COUNT_ADJECTIVES = frozenset(["more", "additional", "extra", "further", "new", "separate", "single", "of"])
+_ANSWER_WORDS = frozenset(["no", "nope", "yes", "yeah", "yep", "ok", "okay", "alright", "right", "sure", ",", "."])
+_PRONOUNS = frozenset(["it", "them", "him", "her", "this", "that", "everything", "both", "back"])
+_POSSESSIVE = frozenset(["the", "its", "their", "his", "her", "your", "my", "our", "a"])
 _CONTROL_PRIORITY = ("stop", "cancel", "deny", "confirm", "pause", "resume", "status")
-_CONTROL_LEXICON = sorted((Phrase(tuple(tokenize(p)), "control", name) for name, ps in CONTROL_PHRASES.items()
-                           for p in ps), key=lambda p: -len(p.words))
+_CONTROL_LEXICON = sorted((Phrase(tuple(words_to_numbers(tokenize(p))), "control", name)
+                           for name, ps in CONTROL_PHRASES.items() for p in ps), key=lambda p: -len(p.words))
 
 
 @dataclass
@@ -118,6 +136,7 @@ class _Clause:
     qtys: list[_Qty] = field(default_factory=list)
     small: bool = False
     count: int | None = None
+    count_noun: str | None = None
     label: str | None = None
     covered: set[int] = field(default_factory=set)
     skill_positions: set[int] = field(default_factory=set)
@@ -145,7 +164,7 @@ def _same(token: str, word: str) -> bool:
     return token == word or (len(word) > 2 and token in (word + "s", word + "es"))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _core(words: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(w for w in words if w not in _SOFT) or words
 
@@ -196,8 +215,8 @@ def _match_phrases(tokens: list[str], phrases: list[Phrase], taken: set[int]) ->
     used: set[int] = set(taken)
     present = _present(tokens)
     candidates = [p for p in phrases if all(w in present for w in _core(p.words))]
-    for p in candidates:
-        for allow_gaps in (False, True):
+    for allow_gaps in (False, True):
+        for p in candidates:
             if allow_gaps and len(_core(p.words)) < 2:
                 continue
             for pos in _find(tokens, p.words, used, allow_gaps):
@@ -229,6 +248,9 @@ class RulePlanner:
         why = screen_text(text)
         if why:
             return Plan.refused(domain, why), True
+        control = _negated(tokens)
+        if control is not None:
+            return Plan.of_control(domain, control), True
         if _control(tokens, lex, embedded_stop=True) is Control.STOP:
             return Plan.of_control(domain, Control.STOP), True
         parser = _Parser(lex, world, text)
@@ -238,15 +260,63 @@ class RulePlanner:
             return Plan.refused(domain, r.reason), r.understood
         except _Question as q:
             return Plan.clarify(domain, str(q)), True
+        if parser.questions:
+            # the unanswered slot left steps out, so judge what was said against the unknown state: a value
+            # out of range still refuses, a precondition the missing step would have met does not
+            partial = validate_plan(Plan(status=PlanStatus.OK, domain=domain, steps=steps), None)
+            if partial.status is not PlanStatus.REFUSED:
+                return Plan.clarify(domain, parser.questions[0]), True
+            return partial, True
         plan = validate_plan(Plan(status=PlanStatus.OK, domain=domain, steps=steps), world)
-        if parser.questions and plan.status is not PlanStatus.REFUSED:
-            return Plan.clarify(domain, parser.questions[0]), True
         return plan, True
+
+
+@functools.cache
+def _control_lexicon() -> list[Phrase]:
+    """Control phrases, those with the most meaningful words first ("one moment" before "just a moment")."""
+    return sorted(_CONTROL_LEXICON, key=lambda p: (-len(_core(p.words)), -len(p.words)))
+
+
+@functools.cache
+def _mode_phrases() -> tuple[str, ...]:
+    return tuple(sorted((" ".join(tokenize(m)) for m in UNSUPPORTED_MODES), key=lambda m: -len(m)))
+
+
+def _stem(word: str) -> tuple[str, ...]:
+    """Readings of an inflected verb ("scanning" -> scan, "moving" -> move), to know a skill word in any form."""
+    out = [word]
+    for suffix in ("ing", "ed"):
+        if word.endswith(suffix) and len(word) > len(suffix) + 2:
+            base = word[:-len(suffix)]
+            out += [base, base + "e"]
+            if len(base) > 2 and base[-1] == base[-2]:
+                out.append(base[:-1])
+    return tuple(out)
+
+
+def _skill_words(lex: Lexicon) -> frozenset[str]:
+    return frozenset(w for p in lex.skills for w in p.words if not _NUMBER.match(w))
+
+
+def _strip_idioms(words: list[str]) -> list[str]:
+    out: list[str] = []
+    i = 0
+    while i < len(words):
+        hit = next((idiom for idiom in CONTROL_IDIOMS if tuple(words[i:i + len(idiom)]) == idiom), None)
+        if hit:
+            i += len(hit)
+            continue
+        out.append(words[i])
+        i += 1
+    return out
 
 
 def _control(tokens: list[str], lex: Lexicon, embedded_stop: bool) -> Control | None:
     """A control intent: the whole utterance, or (``embedded_stop``) a stop word anywhere in it, since a
-    stop said inside a longer sentence must still stop the robot."""
+    stop said inside a longer sentence must still stop the robot.
+
+    A control verb followed only by filler, generic nouns ("the arms", "the plan") or the bare name of a skill
+    ("confirm the exposure", "no, don't take that shot") is a control: nothing in it says what to act on."""
     words = [t for t in tokens if t not in (",", ".", "!", "?", ";", ":", '"')]
     if not words:
         return None
@@ -256,19 +326,53 @@ def _control(tokens: list[str], lex: Lexicon, embedded_stop: bool) -> Control | 
         if any(w in stop_words for w in words) or _match_phrases(words, stop, set()):
             return Control.STOP
         return None
-    if any(_NUMBER.match(w) for w in words):
+    stripped = _strip_idioms(words)
+    if stripped != words:
+        return _control(stripped, lex, False) or _control_of(words, lex) if stripped else _control_of(words, lex)
+    return _control_of(words, lex)
+
+
+def _control_of(words: list[str], lex: Lexicon) -> Control | None:
+    found = _match_phrases(words, _control_lexicon(), set())
+    if not found:
         return None
-    found = _match_phrases(words, _CONTROL_LEXICON, set())
+    # a control word that is part of a longer skill phrase is the skill ("go home", "freeze and save")
+    skill_matches = _match_phrases(words, lex.skills, set())
+    found = [m for m in found if not any(s.size > m.size and set(s.positions) & set(m.positions)
+                                         for s in skill_matches)]
+    if not found:
+        return None
     covered = {i for m in found for i in m.positions}
     rest = [w for i, w in enumerate(words) if i not in covered]
-    if not found or any(w not in FILLER for w in rest):
+    if any(_NUMBER.match(w) for w in rest):
         return None
-    if rest and (_match_phrases(rest, lex.skills, set()) or _match_phrases(rest, lex.entities, set())):
+    if rest and (_match_phrases(rest, lex.entities, set()) or any(w in UNSUPPORTED_TARGETS for w in rest)):
+        return None
+    skill_words = _skill_words(lex)
+    at_head = min(covered) == 0
+    for w in rest:
+        if w in FILLER or w in CONTROL_OBJECTS or w in _SOFT:
+            continue
+        if at_head and any(x in skill_words for x in _stem(w)):
+            continue
         return None
     names = {m.phrase.name for m in found}
     for name in _CONTROL_PRIORITY:
         if name in names:
             return Control(name)
+    return None
+
+
+def _negated(tokens: list[str]) -> Control | None:
+    """A command that starts by negating or cancelling ("don't move the right arm", "cancel the liver scan")
+    is never a plan, whatever it names."""
+    words = [t for t in tokens if t not in (",", ".", "!", "?", ";", ":", '"')]
+    while words and words[0] in ("no", "nope", "please", "oh", "wait"):
+        words = words[1:]
+    if words[:1] in (["don't"], ["dont"], ["never"]) or words[:2] == ["do", "not"]:
+        return Control.DENY if words[:2] != ["never", "mind"] else Control.CANCEL
+    if words[:1] in (["cancel"], ["scrap"], ["abandon"], ["discard"]) or words[:2] == ["call", "off"]:
+        return Control.CANCEL
     return None
 
 
@@ -289,12 +393,18 @@ class _Parser:
         self.world = world.copy() if world is not None else WorldState(dict(self.cs.always_known), known=False)
         self.context: dict[str, str] = {}
         self.questions: list[str] = []
+        self.verb_start: int | None = None
+        self.later: list[_Clause] = []
         self.numbered_prefixes = {p.words[0] for p in lex.entities if len(p.words) == 2 and p.words[1].isdigit()}
 
     # -- clauses -------------------------------------------------------------------------------
     def run(self, tokens: list[str]) -> list[Step]:
-        clauses = [self.analyse(c) for c in self.split(tokens)]
+        parts = self.split(tokens)
+        while parts and all(t in _ANSWER_WORDS for t in parts[0]) and len(parts) > 1:
+            parts = parts[1:]
+        clauses = self._merge_vocatives([self.analyse(c) for c in parts])
         clauses = [c for c in clauses if c.tokens]
+        self._exposure_limit(clauses)
         if not clauses:
             raise _Refusal("the command has no words the planner can use", understood=False)
         steps: list[Step] = []
@@ -304,6 +414,50 @@ class _Parser:
         if not steps:
             raise _Refusal("the command names no action of the command set", understood=False)
         return steps
+
+    def _exposure_limit(self, clauses: list[_Clause]) -> None:
+        """Count the exposures asked for before anything else, so "three AP shots and three lateral shots"
+        is refused for the exposure limit rather than answered with a question about a missing anatomy."""
+        limit = self.cs.max_exposures
+        if limit is None:
+            return
+        rad = {s.name for s in self.cs.skills.values() if s.hazard is Hazard.RADIATION}
+        nouns = {w for s in self.cs.skills.values() if s.hazard is Hazard.RADIATION for syn in s.synonyms
+                 for w in tokenize(syn)}
+        total = 0
+        for c in clauses:
+            asked = any(m.phrase.name in rad for m in c.skills)
+            if c.count_noun is not None and (c.count_noun in nouns or c.count_noun.rstrip("s") in nouns):
+                asked = True
+            if asked:
+                total += c.count or 1
+        if total > limit:
+            raise _Refusal(f"the command asks for {total} exposures, above the limit of {limit} in one plan")
+
+    def _agent_kinds(self) -> set[str]:
+        return {e for sk in self.cs.skills.values() for a, s in sk.args.items()
+                if a == "arm" or a.endswith("_arm") for e in s.entities}
+
+    def _merge_vocatives(self, clauses: list[_Clause]) -> list[_Clause]:
+        """"psm2, release the needle" / "release the needle, psm2": the arm addressed belongs to the clause
+        next to it, it is not a clause of its own."""
+        agents = self._agent_kinds()
+        out: list[_Clause] = []
+        pending: list[str] = []
+        for k, c in enumerate(clauses):
+            rest = [t for i, t in enumerate(c.tokens) if i not in c.covered]
+            vocative = (agents and not c.skills and not c.qtys and c.items and len(clauses) > 1
+                        and all(e in agents for it in c.items for e, _ in it.options)
+                        and all(t in FILLER or t in _SOFT for t in rest))
+            if vocative and k + 1 < len(clauses):
+                pending += c.tokens + [","]
+                continue
+            if vocative and out:
+                out[-1] = self.analyse(out[-1].tokens + [","] + c.tokens)
+                continue
+            out.append(self.analyse(pending + c.tokens) if pending else c)
+            pending = []
+        return out
 
     def split(self, tokens: list[str]) -> list[list[str]]:
         starts = self._skill_starts(tokens)
@@ -328,7 +482,10 @@ class _Parser:
                 j = i + 1
                 while j < n and tokens[j] in (",", "and", "then", "please", "also", "now"):
                     j += 1
-                if j in starts:
+                counted = j < n and _NUMBER.match(tokens[j]) is not None and any(
+                    tokens[k] in _COUNT_NOUNS for k in range(j + 1, min(j + 4, n)))
+                counted = counted or self._named_then_skill(tokens, j, starts)
+                if j in starts or counted or self._verb_before(tokens, j, starts):
                     parts.append(cur)
                     cur = []
                     i = j
@@ -340,6 +497,33 @@ class _Parser:
             i += 1
         parts.append(cur)
         return [p for p in parts if p]
+
+    def _named_then_skill(self, tokens: list[str], j: int, starts: set[int]) -> bool:
+        """"... and a lateral shot", "... and psm1 grab it": names, then a skill phrase, start a clause."""
+        entity_words = {w for p in self.lex.entities for w in p.words}
+        named = False
+        for k in range(j, min(j + 4, len(tokens))):
+            if k in starts:
+                return named
+            if tokens[k] in entity_words:
+                named = True
+            elif tokens[k] not in _SOFT:
+                return False
+        return False
+
+    def _verb_before(self, tokens: list[str], j: int, starts: set[int]) -> bool:
+        """"... and send it home": a word the lexicon does not know (a verb such as "send"), then at most a
+        pronoun, then a skill phrase, starts a new clause."""
+        if j >= len(tokens) or not tokens[j].isalpha() or tokens[j] in self.lex.known_words or tokens[j] in _SOFT:
+            return False
+        entity_words = {w for p in self.lex.entities for w in p.words}
+        for k in range(j + 1, min(j + 5, len(tokens))):
+            if k in starts:
+                return True
+            if tokens[k] not in _PRONOUNS and tokens[k] not in _SOFT and tokens[k] not in entity_words \
+                    and tokens[k] not in ("arm", "arms", "robot", "probe", "gantry", "instrument"):
+                return False
+        return False
 
     def _skill_starts(self, tokens: list[str]) -> set[int]:
         starts = set()
@@ -382,7 +566,9 @@ class _Parser:
         for it in clause.items:
             it.positions = set(next(m.positions for m in ents if m.start == it.start and m.positions[-1] == it.end))
         clause.items = [it for it in clause.items
-                        if not any(o is not it and it.positions < o.positions for o in clause.items)]
+                        if not any(o is not it and it.positions < o.positions
+                                   and not all(toks[k] in _LINK_WORDS for k in o.positions - it.positions)
+                                   for o in clause.items)]
         clause.skills = skills
         clause.skill_positions = {i for m in skills for i in m.positions}
         clause.covered = {i for m in (*skills, *ents) for i in m.positions}
@@ -440,10 +626,14 @@ class _Parser:
                 ul2, u2 = self._unit_at(toks, j + 2)
                 if u2 is not None:
                     unit = u2
-            if j < n and toks[j] in _COUNT_NOUNS and unit is None and not negative:
+            noun = next((k for k in range(j, min(j + 3, n)) if toks[k] in _COUNT_NOUNS
+                         and all(x in clause.covered or toks[x] in _COUNT_ADJECTIVES for x in range(j, k))), None)
+            if noun is not None and unit is None and not negative:
                 clause.count = int(value)
-                clause.covered.update(range(i, j + 1))
-                i = j + 1
+                clause.count_noun = toks[noun]
+                clause.covered.update(range(i, j))
+                clause.covered.add(noun)
+                i = j
                 continue
             if j < n and toks[j] == "times" and not negative:
                 clause.count = int(value)
@@ -459,7 +649,6 @@ class _Parser:
             clause.qtys.append(q)
             clause.covered.update(range(i, j + unit_len))
             i = j + unit_len
-        return
 
     def _unit_at(self, toks: list[str], j: int) -> tuple[int, str | None]:
         for words, unit in self.lex.unit_phrases:
@@ -506,6 +695,44 @@ class _Parser:
                 span = self._span_of(toks, words.split())
                 if span is not None and not (set(span) & clause.covered):
                     raise _Refusal(f"'{words}' is not in the {self.cs.domain} command set ({self._targets()})")
+        for words in _mode_phrases():
+            if f" {words} " in joined:
+                span = self._span_of(toks, words.split())
+                if span is not None and not set(span) <= clause.covered:
+                    raise _Refusal(f"'{words}' is not in the {self.cs.domain} command set: it has no such mode "
+                                   f"or procedure (its skills: {', '.join(self.cs.skills)})")
+
+    def check_names(self, clause: _Clause, main: list[tuple[SkillSpec, dict[str, Any]]]) -> None:
+        """A name the command set does not know, where the skill needed one of its own, is refused: the
+        planner never maps an unknown instrument, organ or anatomy onto a default or a known one."""
+        named = {(e, v) for it in clause.items if it.used for e, v in it.options}
+        for spec, args in main:
+            for a, s in spec.args.items():
+                kinds = set(s.entities) & _NAMED_KINDS
+                if s.type != "enum" or not kinds:
+                    continue
+                if a in args and any((e, args[a]) in named for e in s.entities):
+                    continue
+                unknown = self._unknown_words(clause)
+                if unknown:
+                    kind = sorted(kinds)[0]
+                    raise _Refusal(f"'{unknown}' is not a known {kind} in the {self.cs.domain} command set "
+                                   f"({self._targets()})")
+
+    def _unknown_words(self, clause: _Clause) -> str | None:
+        toks = clause.tokens
+        qty = {k for q in clause.qtys for k in range(q.start, q.end + 1)}
+        known = self.lex.known_words
+        for i, t in enumerate(toks):
+            if i in clause.covered or i in qty or not t[0].isalpha() or len(t) < 3:
+                continue
+            if any(x in known or x in FUNCTION_WORDS or x in FILLER or x in _SOFT or x in _COUNT_NOUNS
+                   or x in CONTROL_OBJECTS or x in UNIT_WORDS or x in _LABEL_WORDS for x in _stem(t)):
+                continue
+            if t in _NUMBER_WORDS or (t.endswith("s") and t[:-1] in known):
+                continue
+            return t
+        return None
 
     def _span_of(self, toks: list[str], words: list[str]) -> range | None:
         for i in range(len(toks) - len(words) + 1):
@@ -533,11 +760,19 @@ class _Parser:
         best: tuple[float, str, str, int] | None = None
         phrase_size: dict[tuple[str, str], tuple[int, int]] = {}
         for m in clause.skills:
+            if self._inside_name(clause, m) or self._causative(clause, m):
+                continue
             key = (m.phrase.kind, m.phrase.name)
-            score = m.size * 10 - m.gaps * 3
+            score = m.size * 10 - m.gaps * 3 + (15 if self._destination(clause, m) else 0)
             prev = phrase_size.get(key)
             if prev is None or score > prev[0]:
                 phrase_size[key] = (score, m.size)
+        for it in clause.items:
+            # "send psm2 to the rest position": a place that is a skill's own destination names that skill
+            before = [t for t in clause.tokens[:it.start] if t not in _POSSESSIVE]
+            for _, v in it.options:
+                if v in self.cs.skills and before[-1:] in (["to"], ["into"]):
+                    phrase_size[("skill", v)] = max(phrase_size.get(("skill", v), (0, 0)), (25, 1))
         candidates: list[tuple[str, str]] = list(phrase_size)
         if not candidates:
             candidates = [("skill", s) for s in self.cs.skills]
@@ -560,12 +795,52 @@ class _Parser:
             syn = phrase_size.get((kind, name), (0, 0))[0]
             if syn == 0 and fit == 0:
                 continue
-            score = syn + 2 * fit - 3 * missing + (0.5 if kind == "task" else 0)
+            needed = sum(1 for q in clause.qtys for s in specs for a in s.args.values()
+                         if a.required and a.type == "number" and q.dim is not None
+                         and q.dim == _dimension(a, self.cs, s, {}))
+            score = syn + 2 * fit - 3 * missing + (0.5 if kind == "task" else 0) + needed
             if best is None or score > best[0]:
                 best = (score, kind, name, phrase_size.get((kind, name), (0, 0))[1])
         if best is None:
             raise _Refusal(self._not_understood(clause), understood=False)
         return best[1], best[2], best[3]
+
+    def _inside_name(self, clause: _Clause, m: _Match) -> bool:
+        """"the handover point" names a place, not the handover skill."""
+        pos = set(m.positions)
+        return any(pos < it.positions and not any(v == m.phrase.name for _, v in it.options)
+                   for it in clause.items)
+
+    def _causative(self, clause: _Clause, m: _Match) -> bool:
+        """"get the right arm to hand ...", "have psm1 grab ...": the first verb only says who does the next."""
+        toks = clause.tokens
+        agents = self._agent_kinds()
+        k = m.positions[-1] + 1
+        while k < len(toks) and toks[k] in _SOFT:
+            k += 1
+        item = next((it for it in clause.items if it.start == k and all(e in agents for e, _ in it.options)), None)
+        if item is None:
+            return False
+        k = item.end + 1
+        if k < len(toks) and toks[k] == "to":
+            k += 1
+        return any(o.start == k for o in clause.skills if o is not m)
+
+    def _destination(self, clause: _Clause, m: _Match) -> bool:
+        """"send the arm to its home position", "move the gantry to its park position": a skill named as the
+        place to go is that skill (unless the words name a different place, as "handover point" does)."""
+        toks = clause.tokens
+        k = m.start - 1
+        while k >= 0 and toks[k] in _POSSESSIVE:
+            k -= 1
+        if k < 0 or toks[k] not in ("to", "into"):
+            return False
+        after = [t for t in toks[m.positions[-1] + 1:] if t not in _SOFT]
+        if after[:1] and after[0].rstrip("s") not in ("position", "pose", "location", "spot", "place", "posture", ","):
+            return False
+        pos = set(m.positions)
+        return not any(it.positions & pos and not any(v == m.phrase.name for _, v in it.options)
+                       and len(it.positions) > len(pos) for it in clause.items)
 
     def _not_understood(self, clause: _Clause) -> str:
         said = " ".join(clause.tokens)
@@ -579,7 +854,10 @@ class _Parser:
 
     def clause_steps(self, clause: _Clause, later: list[_Clause]) -> list[Step]:
         self.check_clause(clause)
+        self.later = later
         kind, name, _ = self.choose(clause)
+        self.verb_start = min((m.start for m in clause.skills if (m.phrase.kind, m.phrase.name) == (kind, name)),
+                              default=None)
         specs = self._specs(kind, name)
         main: list[tuple[SkillSpec, dict[str, Any]]] = []
         for spec in specs:
@@ -587,25 +865,36 @@ class _Parser:
             main.append((spec, args))
         if kind == "skill" and len(main) == 1:
             main.extend(self._conjoined(main[0][0], main[0][1], clause))
+        self.check_names(clause, main)
         leftovers = [it for it in clause.items if not it.used]
         unused_q = [q for q in clause.qtys if not q.used]
+        for q in unused_q:
+            self._out_of_range(q, main)
         if unused_q:
             q = unused_q[0]
             self.questions.append(f"What is '{q.text}' for? The plan has {', '.join(s.name for s, _ in main)}; "
                                   "say which value it sets")
         out: list[Step] = []
+        shot = self._implied_exposure(clause, main)
         for spec, args in main:
             out.extend(self.establish(spec, args, leftovers, clause, depth=0))
-            reps = clause.count if (clause.count and spec is specs[-1]) else 1
+            reps = clause.count if (clause.count and spec is specs[-1] and shot is None) else 1
             for _ in range(max(1, min(reps, 50))):
                 out.append(Step(skill=spec.name, args=dict(args)))
                 apply_step(self.cs, spec, args, self.world)
+            if shot is not None and _establishes(spec, shot):
+                for _ in range(max(1, min(clause.count or 1, 50))):
+                    out.append(Step(skill=shot.name, args={}))
+                    apply_step(self.cs, shot, {}, self.world)
         incomplete = any(a not in args for spec, args in main for a, s in spec.args.items()
                          if s.required and s.type == "enum")
+        agents = self._agent_kinds()
         stray = [] if incomplete else [
             it for it in leftovers if not it.used and not self._echo(it, out)
             and not (it.positions & clause.skill_positions)
-            and not (len(it.positions) == 1 and clause.tokens[min(it.positions)] in _PARTICLES)]
+            and not (len(it.positions) == 1 and clause.tokens[min(it.positions)] in _PARTICLES)
+            and not (all(e in agents for e, _ in it.options) and not any(
+                e in agents for spec, _ in main for s in spec.args.values() for e in s.entities))]
         if stray:
             words = " ".join(clause.tokens[stray[0].start:stray[0].end + 1])
             self.questions.append(f"What should '{words}' do in this command? The plan is: "
@@ -620,6 +909,48 @@ class _Parser:
                     if isinstance(v, str):
                         self.context[e] = v
         return out
+
+    def _out_of_range(self, q: _Qty, main: list[tuple[SkillSpec, dict[str, Any]]]) -> None:
+        """A quantity the planner cannot place is still refused when no argument of its kind could take it:
+        "eight centimetres to the left of the needle" is over the offset limit whatever the direction."""
+        if q.dim is None:
+            return
+        fits = [(spec, a, s) for spec, args in main for a, s in spec.args.items()
+                if s.type in ("number", "vector3") and _dimension(s, self.cs, spec, args) == q.dim
+                and s.min is not None and s.max is not None]
+        if not fits:
+            return
+        value = -abs(q.value) if q.negative else q.value
+        outside = [(spec, a, s) for spec, a, s in fits
+                   if (abs(value) if s.type == "vector3" else value) > s.max
+                   or (value < s.min and s.type != "vector3")]
+        if len(outside) == len(fits):
+            spec, a, s = outside[0]
+            limit = s.max if abs(value) > s.max else s.min
+            raise _Refusal(f"{spec.name}: {a} = {_clean_number(value)} {s.unit} ('{q.text}') is outside the limit "
+                           f"of {_clean_number(limit)} {s.unit} (allowed {_clean_number(s.min)}..{_clean_number(s.max)}"
+                           f" {s.unit})")
+
+    def _implied_exposure(self, clause: _Clause, main: list[tuple[SkillSpec, dict[str, Any]]]) -> SkillSpec | None:
+        """"take an AP and a lateral of the knee", "five exposures of the chest": the exposure the words ask
+        for, after each view the clause sets. Only when asked: an exposure verb or a counted exposure noun."""
+        rad = [s for s in self.cs.skills.values() if s.hazard is Hazard.RADIATION]
+        if not rad or any(spec.hazard is Hazard.RADIATION for spec, _ in main):
+            return None
+        if not any(_establishes(spec, r) for spec, _ in main for r in rad):
+            return None
+        if clause.count_noun is not None:
+            noun = clause.count_noun
+            for r in rad:
+                words = {w for syn in r.synonyms for w in tokenize(syn)}
+                if noun in words or noun.rstrip("s") in words:
+                    return r
+            return rad[0]
+        verbs = _exposure_verbs_of(self.cs.domain)
+        for k, t in enumerate(clause.tokens):
+            if t in verbs and k not in clause.covered:
+                return verbs[t]
+        return None
 
     def _conjoined(self, spec: SkillSpec, args: dict[str, Any], clause: _Clause) -> list[tuple[SkillSpec,
                                                                                                   dict[str, Any]]]:
@@ -717,7 +1048,9 @@ class _Parser:
             v = it.value_for(s.entities, allowed)
             if v is None:
                 v = it.value_for(s.entities, self.cs.allowed_values(s) + s.exclude)
-            if v is None and prep is not None:
+            after = toks[it.end + 1:it.end + 2]
+            if v is None and (prep is not None or after == ["one"] or toks[max(0, it.start - 2):it.start]
+                              in (["with", "the"], ["using", "the"])):
                 words = [toks[k] for k in sorted(it.positions) if toks[k] not in _SOFT and toks[k] not in
                          ("to", "from", "toward", "towards", "into", "over")]
                 if len(words) == 1:
@@ -731,7 +1064,9 @@ class _Parser:
                 own = [toks[k] for k in sorted(it.positions)][:1]
                 if own and own[0] in marks:
                     before = before + own
-                if not any(b in marks for b in before) or any(b in other for b in before[-1:]):
+                subject = prep == "from" and self.verb_start is not None and it.end < self.verb_start \
+                    and not any(b in other for b in before)
+                if not subject and (not any(b in marks for b in before) or any(b in other for b in before[-1:])):
                     continue
             clause.use(it)
             return v
@@ -814,12 +1149,20 @@ class _Parser:
             s = spec.args[best]
             value = -abs(q.value) if q.negative else q.value
             if s.type == "vector3":
-                if near & _BELOW:
-                    args[best] = [0, 0, -abs(value)]
-                elif near & _ABOVE:
-                    args[best] = [0, 0, abs(value)]
-                else:
+                named = {k for it in clause.items if it.used for k in it.positions}
+                around = {toks[k] for k in range(max(0, q.start - 4), min(len(toks), q.end + 4))
+                          if k not in named and not q.start <= k <= q.end}
+                axis = next((v for words, v in _OFFSET_AXES if around & words), None)
+                if axis is None:
                     continue
+                index, sign = axis
+                said = next(w for w, v in _OFFSET_AXES if v == axis)
+                for it in clause.items:
+                    if not it.used and any(toks[k] in said for k in it.positions):
+                        clause.use(it)
+                vec: list[float] = [0, 0, 0]
+                vec[index] = sign * abs(value)
+                args[best] = vec
             else:
                 args[best] = _clean_number(self._signed(spec, args, value, toks))
             q.used = True
@@ -858,11 +1201,16 @@ class _Parser:
         out: list[Step] = []
         for key, op, want in conditions_of(self.cs, spec, args):
             have = self.world.facts.get(key, _UNSET)
-            if have is not _UNSET and ((have == want) if op == "==" else (have != want)):
-                continue
+            holds = have is not _UNSET and ((have == want) if op == "==" else (have != want))
             if op == "!=" and any(_bind(k, key) is not None for k, _ in effect_templates(spec)):
                 continue
             for cspec, cargs, consumed in self._establishers(key, op, want, leftovers, named, clause):
+                if cspec.name == spec.name:
+                    continue
+                # the fact holds, but the person named a new setting for it ("... and a lateral shot")
+                if holds and not (consumed and all(not v.startswith("{") for k, v in effect_templates(cspec)
+                                                   if _bind(k, key) is not None)):
+                    continue
                 for it in consumed:
                     clause.use(it)
                 out.extend(self.establish(cspec, cargs, leftovers, clause, depth + 1))
@@ -905,6 +1253,13 @@ class _Parser:
                             args[a] = v
                             consumed.append(it)
                             break
+                if consumed:
+                    # "two AP shots and two lateral shots of the pelvis": the anatomy comes later
+                    for a, s in sorted(cspec.args.items(), key=lambda kv: kv[1].values_from is not None):
+                        if a not in args and s.type == "enum":
+                            v = self._from_later(self.later, s, self._allowed(cspec, a, s, args))
+                            if v is not None:
+                                args[a] = v
                 if any(a not in args and s.required and s.type == "enum" and not s.values_from
                        for a, s in cspec.args.items()):
                     continue
@@ -917,6 +1272,27 @@ class _Parser:
                 found.append((cspec, args, consumed))
         found.sort(key=lambda f: -len(f[2]))
         return found
+
+
+def _establishes(spec: SkillSpec, other: SkillSpec) -> bool:
+    """Whether ``spec`` sets a fact that ``other`` needs (a view before a shot)."""
+    made = {e.split("=")[0].strip() for e in spec.effects}
+    return any(c.split("==")[0].split("!=")[0].strip() in made for c in other.preconditions)
+
+
+@functools.cache
+def _exposure_verbs_of(domain: str) -> dict[str, SkillSpec]:
+    """Verbs that, with a view as their object, ask for an exposure: the first word of a radiation skill's
+    phrases of the form "take a shot", "acquire an image"."""
+    out: dict[str, SkillSpec] = {}
+    for spec in load_command_set(domain).skills.values():
+        if spec.hazard is not Hazard.RADIATION:
+            continue
+        for syn in spec.synonyms:
+            words = tokenize(syn)
+            if len(words) >= 3 and words[1] in ("a", "an", "the") and words[0].isalpha():
+                out.setdefault(words[0], spec)
+    return out
 
 
 class _NoAttr:

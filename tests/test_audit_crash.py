@@ -43,7 +43,6 @@ CHILD = textwrap.dedent(
 )
 
 
-@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
 def test_sigkill_mid_plan_loses_no_acknowledged_record(tmp_path: Path) -> None:
     path = tmp_path / "audit.jsonl"
     proc = subprocess.Popen([sys.executable, "-c", CHILD, str(path)], stdout=subprocess.PIPE, text=True,

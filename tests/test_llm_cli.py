@@ -54,7 +54,6 @@ def test_openai_without_key_or_local_url_is_a_usage_error() -> None:
 
 
 def test_llm_audit_records_calls(server: ScriptedOpenAIServer, tmp_path: Path) -> None:
-    pytest.importorskip("medrobot_llm._audit")
     log = tmp_path / "audit.jsonl"
     out = _run(["--planner", "openai", "--domain", "surgery", "--json", "--llm-audit", str(log),
                 "pick up the needle with the right arm"],

@@ -6,12 +6,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _plan_check import mismatch
+from conftest import DATA, load_jsonl
 
 from medrobot_llm import Plan, PlanStatus, Step, WorldState, validate_plan
 from medrobot_llm._rule_planner import RulePlanner
-
-from _plan_check import mismatch
-from conftest import DATA, load_jsonl
 
 CASES = load_jsonl(DATA / "planner_cases.jsonl")
 HELDOUT = Path(__file__).resolve().parent.parent / "benchmarks" / "heldout" / "plans-heldout.jsonl"
@@ -121,7 +120,6 @@ def test_planner_output_survives_revalidation() -> None:
             assert again == plan
 
 
-@pytest.mark.skipif(not HELDOUT.exists(), reason="held-out set not present")
 def test_heldout_accuracy_and_safety() -> None:
     items = load_jsonl(HELDOUT)
     fails = [(i["text"], mismatch(i, planner.plan(i["domain"], i["text"]).to_json())) for i in items]
