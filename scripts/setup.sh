@@ -24,11 +24,13 @@ fi
 stamp=.setup-stamp
 want=$(sha256sum pyproject.toml | cut -d' ' -f1)
 # the installed package must be this checkout (an editable install made from another clone shadows it)
+# (-I keeps the current directory off sys.path, so the check sees what the console script sees)
 here_ok() {
-  "$PY" - <<'PYEOF' 2>/dev/null
+  "$PY" -I - "$PWD" <<'PYEOF' 2>/dev/null
 import pathlib, sys
 import medrobot_llm
-sys.exit(0 if pathlib.Path(medrobot_llm.__file__).resolve().parent == pathlib.Path("medrobot_llm").resolve() else 1)
+here = pathlib.Path(sys.argv[1], "medrobot_llm").resolve()
+sys.exit(0 if pathlib.Path(medrobot_llm.__file__).resolve().parent == here else 1)
 PYEOF
 }
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ] || ! here_ok; then
