@@ -142,7 +142,7 @@ class SkillBackend(ABC):
         """A small snapshot for status lines (force, pose, ...)."""
         return {}
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook: a backend with nothing to release keeps it
         """Release resources (physics client, connections)."""
 
 
@@ -171,14 +171,14 @@ class SkillBehaviour(ABC):
         self.progress = 0.0
         self.phase = "starting"
 
-    def start(self) -> None:
+    def start(self) -> None:  # noqa: B027 - optional hook, like py_trees' initialise
         """Called once before the first update."""
 
     @abstractmethod
     def update(self) -> BehaviourStatus:
         """Advance one control step."""
 
-    def terminate(self, status: BehaviourStatus) -> None:
+    def terminate(self, status: BehaviourStatus) -> None:  # noqa: B027 - optional hook
         """Always called once at the end, also on cancel, halt and error: stop motion here."""
 
     def telemetry(self) -> dict[str, Any]:
@@ -280,7 +280,7 @@ class LoopBackend(SkillBackend):
             self.stop_motion()
             try:
                 behaviour.terminate(BehaviourStatus.FAILURE)
-            except Exception:  # noqa: BLE001 - the first error is the one worth reporting
+            except Exception:  # noqa: BLE001, S110 - the first error is the one worth reporting
                 pass
             return StepResult.failed(FailureKind.ERROR, f"{step.skill} raised {type(exc).__name__}: {exc}")
         if status is BehaviourStatus.SUCCESS:

@@ -19,7 +19,7 @@ import re
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -414,15 +414,8 @@ def _ungrounded_entities(cs: CommandSet, words: Sequence[str], raw_steps: Sequen
     (hand over to the left arm: from the right). Catches a model that maps "psm3" to psm1."""
     named: set[tuple[str, str]] = set()
     choices: list[tuple[int, SkillSpec, str, ArgSpec, str]] = []
-    for i, (raw, step) in enumerate(zip(raw_steps, steps)):
-        spec = cs.skill(step.skill)
-        given = raw.get("args") if isinstance(raw, dict) else None
-        if spec is None or not isinstance(given, dict):
-            continue
-        for name, value in step.args.items():
-            arg = spec.args.get(name)
-            if arg is None or arg.type != "enum" or not isinstance(value, str):
-                continue
+    for i, spec, given, name, value, arg in _model_args(cs, raw_steps, steps):
+        if arg.type == "enum" and isinstance(value, str):
             key = (arg.entities[0] if arg.entities else name, value)
             if _named(cs.domain, arg.entities, value, words):
                 named.add(key)
@@ -497,6 +490,25 @@ def ground_plan(domain: str, text: str, raw_steps: Sequence[Any], steps: Sequenc
                                 "each exposure must be asked for", limit=(0, asked), value=n))
     issues += _ungrounded_entities(cs, words, raw_steps, steps)
     said = _numbers_said(words)
+    for i, spec, given, name, value, arg in _model_args(cs, raw_steps, steps):
+        if given.get(name) is None or arg.type not in ("number", "vector3"):
+            continue
+        args = steps[i].args
+        allowed = _allowed_values(cs, spec, name, arg, args, said)
+        values = value if isinstance(value, list) else [value]
+        bad = [v for v in values if isinstance(v, (int, float)) and not _value_ok(float(v), allowed)]
+        if bad:
+            unit = _unit_of(cs, spec, arg, args)
+            issues.append(Issue("ungrounded_value", f"{name} = {bad[0]} {unit} is not a value the person said; "
+                                "use the person's own value, null for the default, or ask", i, spec.name, name,
+                                value=bad[0]))
+    return issues
+
+
+def _model_args(cs: CommandSet, raw_steps: Sequence[Any], steps: Sequence[Step]
+                ) -> Iterator[tuple[int, SkillSpec, dict[str, Any], str, Any, ArgSpec]]:
+    """Each resolved argument of a step the model answered with args, beside what the model itself wrote:
+    grounding checks judge only what the model chose, never a default the validator filled in."""
     for i, (raw, step) in enumerate(zip(raw_steps, steps)):
         spec = cs.skill(step.skill)
         given = raw.get("args") if isinstance(raw, dict) else None
@@ -504,17 +516,8 @@ def ground_plan(domain: str, text: str, raw_steps: Sequence[Any], steps: Sequenc
             continue
         for name, value in step.args.items():
             arg = spec.args.get(name)
-            if arg is None or given.get(name) is None or arg.type not in ("number", "vector3"):
-                continue
-            allowed = _allowed_values(cs, spec, name, arg, step.args, said)
-            values = value if isinstance(value, list) else [value]
-            bad = [v for v in values if isinstance(v, (int, float)) and not _value_ok(float(v), allowed)]
-            if bad:
-                unit = _unit_of(cs, spec, arg, step.args)
-                issues.append(Issue("ungrounded_value", f"{name} = {bad[0]} {unit} is not a value the person said; "
-                                    "use the person's own value, null for the default, or ask", i, step.skill, name,
-                                    value=bad[0]))
-    return issues
+            if arg is not None:
+                yield i, spec, given, name, value, arg
 
 
 # -- reading the model's answer ---------------------------------------------------------------------------
