@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import re
+import unicodedata
 from dataclasses import dataclass, field
 
 from ._skillset import DOMAINS, CommandSet, load_command_set
@@ -20,19 +21,53 @@ __all__ = [
     "CONTROL_PHRASES",
     "FILLER",
     "FUNCTION_WORDS",
+    "NUMBER_WORDS",
+    "UNSUPPORTED_ACTIONS",
     "UNSUPPORTED_MODES",
+    "UNSUPPORTED_TARGETS",
     "Lexicon",
+    "Phrase",
+    "fold_text",
     "lexicon",
     "screen_text",
     "tokenize",
+    "words_to_numbers",
 ]
 
 _TOKEN = re.compile(r"\d+(?:\.\d+)?|[a-z]+(?:'[a-z]+)?|[%°/,;.?!:\"]")
 
 
+def fold_text(text: str) -> str:
+    """Non-ASCII letters and digits that stand for ASCII ones, as ASCII ("ｉｇｎｏｒｅ", "saféty", "２ cm").
+
+    The tokenizer and the safety screen only read ASCII words: without folding, a full-width or accented
+    spelling slipped past the screen, and the planner built a plan from the words left over. Invisible format
+    characters (zero-width space, soft hyphen) are dropped, so they cannot split a word either. Only letters
+    (ligatures too) and decimal digits are folded: "½" or "²" would turn into digits ("cm²" -> "cm2"), and a
+    number that was never said must not reach a plan.
+    """
+    if text.isascii():
+        return text
+    out: list[str] = []
+    for ch in text:
+        if ch.isascii():
+            out.append(ch)
+            continue
+        cat = unicodedata.category(ch)
+        if cat == "Cf":
+            continue
+        if cat[0] == "L" or cat == "Nd":
+            folded = "".join(c for c in unicodedata.normalize("NFKD", ch) if not unicodedata.combining(c))
+            if folded.isascii() and (folded.isalpha() or (len(folded) == 1 and folded.isdigit())):
+                out.append(folded)
+                continue
+        out.append(ch)
+    return "".join(out)
+
+
 def tokenize(text: str) -> list[str]:
     """Lower-case word, number and punctuation tokens; digits are split from units ("2cm" -> 2, cm)."""
-    text = text.lower()
+    text = fold_text(text).lower()
     text = text.replace("\u2019", "'").replace("\u2018", "'").replace("\u201c", '"').replace("\u201d", '"')
     text = text.replace("x-ray", "xray").replace("x ray", "xray").replace("e-stop", "estop")
     text = re.sub(r"(?<=[a-z])-(?=[a-z])", " ", text)
@@ -102,29 +137,31 @@ CONTROL_IDIOMS: tuple[tuple[str, ...], ...] = (
 # Attempts to switch safety off or to make the planner follow text as instructions. These refuse the
 # whole command: a plan is never made from a command that contains them.
 _SCREEN: tuple[tuple[str, str], ...] = (
-    (r"\b(ignore|disregard|forget|override|bypass|skip|disable|deactivate|turn off|switch off|exceed|suspend|"
-     r"circumvent|waive|relax|loosen|defeat|neutrali[sz]e)\b[^.;]{0,40}\b(safety|limit|limits|limitation|"
-     r"constraint|constraints|restriction|restrictions|rule|rules|instruction|instructions|guard|guards|"
-     r"guardrail|guardrails|safety checks?|confirmation|confirmations|confirming|interlock|interlocks|estop|"
-     r"emergency stop|watchdog|validator|validation|policy|policies|force cap|protocol|protection|supervisor)\b",
+    ((r"\b(ignore|disregard|forget|override|bypass|skip|disable|deactivate|turn off|switch off|exceed|suspend|"
+      r"circumvent|waive|relax|loosen|defeat|neutrali[sz]e)\b[^.;]{0,40}\b(safety|limit|limits|limitation|"
+      r"constraint|constraints|restriction|restrictions|rule|rules|instruction|instructions|guard|guards|"
+      r"guardrail|guardrails|safety checks?|confirmation|confirmations|confirming|interlock|interlocks|estop|"
+      r"emergency stop|watchdog|validator|validation|policy|policies|force cap|protocol|protection|supervisor)\b"),
      "it asks to switch off a safety rule"),
-    (r"\b(without|no need for|no need to|don't|do not|never)\b[^.;]{0,30}\b(asking|ask|confirmation|confirming|"
-     r"confirm|approval|permission|checking|check|validation|validating|waiting|limits?|safety)\b",
+    ((r"\b(without|no need for|no need to|don't|do not|never)\b[^.;]{0,30}\b(asking|ask|confirmation|confirming|"
+      r"confirm|approval|permission|checking|check|validation|validating|waiting|limits?|safety)\b"),
      "it asks to skip a confirmation or a safety check"),
     (r"\b(already|pre|previously)\b[^.;]{0,20}\b(approved|confirmed|authori[sz]ed|cleared|signed off|consented)\b",
      "it claims an approval the supervisor has not asked for; confirmations are given one at a time"),
-    (r"\b(previous|prior|above|earlier|all|your|system|developer|original)\s+(instructions?|prompts?|rules?|"
-     r"messages?|directives?|programming)\b", "it tries to give the planner instructions"),
+    ((r"\b(previous|prior|above|earlier|all|your|system|developer|original)\s+(instructions?|prompts?|rules?|"
+      r"messages?|directives?|programming)\b"),
+     "it tries to give the planner instructions"),
     (r"\b(system|assistant|developer|admin|root)\s*:", "it contains text posing as a system message"),
-    (r"\b(you are now|act as|pretend|jailbreak|dan mode|developer mode|god mode|maintenance mode|debug mode|"
-     r"admin mode|unrestricted|new instructions|from now on you|roleplay|role play)\b",
+    ((r"\b(you are now|act as|pretend|jailbreak|dan mode|developer mode|god mode|maintenance mode|debug mode|"
+      r"admin mode|unrestricted|new instructions|from now on you|roleplay|role play)\b"),
      "it tries to change how the planner behaves"),
     (r"[{}<>\[\]`]|\"\s*skill\s*\"|\bsteps\s*:", "it contains code or markup; say the command in plain words"),
-    (r"\b(full power|maximum force|max force|as hard as (you|it) can|unlimited|no limit|infinite|"
-     r"max(imum)? speed|as fast as possible|full speed|any force)\b", "it asks for force or speed beyond the limits"),
-    (r"\b(continuous|continuously|nonstop|non stop|repeatedly|keep (shooting|exposing|firing)|"
-     r"until i say stop|forever|indefinitely|in a loop)\b", "it asks for an open-ended action; "
-     "every motion and exposure must be bounded"),
+    ((r"\b(full power|maximum force|max force|as hard as (you|it) can|unlimited|no limit|infinite|"
+      r"max(imum)? speed|as fast as possible|full speed|any force)\b"),
+     "it asks for force or speed beyond the limits"),
+    ((r"\b(continuous|continuously|nonstop|non stop|repeatedly|keep (shooting|exposing|firing)|"
+      r"until i say stop|forever|indefinitely|in a loop)\b"),
+     "it asks for an open-ended action; every motion and exposure must be bounded"),
     (r"\b(no|without|skip)\s+(the\s+)?(shield|shielding|collimation|lead)\b", "it asks to drop radiation protection"),
 )
 _SCREEN_RE = tuple((re.compile(p), why) for p, why in _SCREEN)
@@ -173,8 +210,8 @@ _INSTRUCTION_SCREEN_RE = tuple((re.compile("|".join(f"(?:{p})" for p in patterns
 
 def screen_text(text: str) -> str | None:
     """A refusal reason if ``text`` tries to disable safety or inject instructions, else None."""
-    low = " ".join(tokenize(text)) if text.isascii() else " ".join(tokenize(text))
-    raw = text.lower()
+    low = " ".join(tokenize(text))
+    raw = fold_text(text).lower()
     for rx, why in _SCREEN_RE:
         if rx.search(raw) or rx.search(low):
             return f"Refused: {why}. Say the task on its own; safety limits and confirmations always apply."
@@ -216,7 +253,8 @@ FUNCTION_WORDS: frozenset[str] = frozenset(
     ["a", "an", "the", "this", "that", "these", "those", "my", "your", "our", "his", "her", "their", "its", "it", "them", "they", "he", "she", "we", "you", "i", "me", "us", "one", "ones", "some", "any", "each", "every", "both", "either", "other", "another", "same", "next", "first", "second", "third", "last", "new", "current", "whole", "entire", "small", "big", "large", "little", "tiny", "short", "long", "upper", "lower", "top", "bottom", "front", "back", "middle", "mid", "center", "centre", "side", "area", "region", "part", "portion", "spot", "point", "position", "place", "location", "pose", "view", "image", "picture", "frame", "field", "window", "screen", "monitor", "display", "scene", "table", "bed", "patient", "patient's", "person", "doctor", "surgeon", "nurse", "of", "to", "from", "in", "into", "onto", "on", "at", "by", "for", "with", "without", "over", "under", "above", "below", "beneath", "behind", "beside", "near", "toward", "towards", "through", "across", "along", "around", "about", "up", "down", "off", "out", "away", "and", "or", "but", "then", "than", "so", "as", "is", "are", "be", "been", "being", "was", "were", "do", "does", "did", "done", "have", "has", "had", "get", "got", "make", "made", "please", "could", "would", "can", "will", "shall", "should", "may", "might", "must", "let", "let's", "want", "need", "like", "just", "now", "again", "also", "too", "very", "really", "quite", "bit", "more", "less", "most", "least", "much", "many", "few", "there", "here", "where", "what", "which", "who", "how", "when", "why", "if", "not", "no", "yes", "ok", "okay", "alright", "thanks", "thank", "while", "until", "slowly", "quickly", "gently", "carefully", "softly", "firmly", "steadily", "smoothly", "immediately", "once", "twice", "same", "one's", "that's", "it's", "there's", "what's", "let's", "i'd", "i'll", "we'll", "you'll", "i'm", "we're", "you're", "give", "show", "send", "bring", "put", "take", "go", "move", "start", "begin", "perform", "run", "execute", "carry", "try", "set", "turn", "switch", "sure", "right", "left", "please", "kindly", "maybe", "possibly", "instead", "rather", "only", "even", "still"]
 )
 
-_NUMBER_WORDS = {
+#: spelled numbers; the planner also uses them to tell a number word from an unknown name
+NUMBER_WORDS: dict[str, int] = {
     "zero": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9,
     "ten": 10, "eleven": 11, "twelve": 12, "thirteen": 13, "fourteen": 14, "fifteen": 15, "sixteen": 16,
     "seventeen": 17, "eighteen": 18, "nineteen": 19, "twenty": 20, "thirty": 30, "forty": 40, "fourty": 40,
@@ -236,11 +274,11 @@ def words_to_numbers(tokens: list[str]) -> list[str]:
     while i < n:
         t = tokens[i]
         if t == "one" and out and out[-1] in _ONE_AS_PRONOUN and tokens[i + 1:i + 2] not in (["and"], ["point"]) \
-                and not (i + 1 < n and (tokens[i + 1] in UNIT_WORDS or tokens[i + 1] in _NUMBER_WORDS)):
+                and not (i + 1 < n and (tokens[i + 1] in UNIT_WORDS or tokens[i + 1] in NUMBER_WORDS)):
             out.append(t)
             i += 1
             continue
-        if t in _NUMBER_WORDS or (t in ("hundred", "thousand") and out and out[-1] in ("a", "one")):
+        if t in NUMBER_WORDS or (t in ("hundred", "thousand") and out and out[-1] in ("a", "one")):
             value = 0.0
             current = 0.0
             j = i
@@ -250,8 +288,8 @@ def words_to_numbers(tokens: list[str]) -> list[str]:
             seen = False
             while j < n:
                 w = tokens[j]
-                if w in _NUMBER_WORDS:
-                    v = _NUMBER_WORDS[w]
+                if w in NUMBER_WORDS:
+                    v = NUMBER_WORDS[w]
                     if seen and v >= 10 and current % 100 != 0 and current % 10 != 0:
                         break
                     if seen and v < 10 and current % 10 != 0:
@@ -265,7 +303,7 @@ def words_to_numbers(tokens: list[str]) -> list[str]:
                     value += (current or 1) * 1000
                     current = 0
                     seen = True
-                elif w == "and" and seen and j + 1 < n and tokens[j + 1] in _NUMBER_WORDS \
+                elif w == "and" and seen and j + 1 < n and tokens[j + 1] in NUMBER_WORDS \
                         and (current >= 100 or value >= 1000):
                     pass
                 else:
@@ -278,8 +316,8 @@ def words_to_numbers(tokens: list[str]) -> list[str]:
             if j + 1 < n and tokens[j] == "point" and re.fullmatch(r"\d+|[a-z]+", tokens[j + 1]):
                 frac_digits = []
                 k = j + 1
-                while k < n and (tokens[k] in _NUMBER_WORDS and _NUMBER_WORDS[tokens[k]] < 10 or tokens[k].isdigit()):
-                    frac_digits.append(str(_NUMBER_WORDS.get(tokens[k], tokens[k])))
+                while k < n and (tokens[k] in NUMBER_WORDS and NUMBER_WORDS[tokens[k]] < 10 or tokens[k].isdigit()):
+                    frac_digits.append(str(NUMBER_WORDS.get(tokens[k], tokens[k])))
                     k += 1
                 if frac_digits:
                     total = float(f"{int(total)}.{''.join(frac_digits)}")

@@ -15,17 +15,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._lexicon import (
-    _NUMBER_WORDS,
     CONTROL_IDIOMS,
     CONTROL_OBJECTS,
     CONTROL_PHRASES,
     FILLER,
     FUNCTION_WORDS,
+    NUMBER_WORDS,
     UNSUPPORTED_ACTIONS,
     UNSUPPORTED_MODES,
     UNSUPPORTED_TARGETS,
     Lexicon,
     Phrase,
+    fold_text,
     lexicon,
     screen_text,
     tokenize,
@@ -245,7 +246,7 @@ class RulePlanner:
         control = _control(tokens, lex, embedded_stop=False)
         if control is not None:
             return Plan.of_control(domain, control), True
-        why = screen_text(text)
+        why = screen_text(text) or _unreadable(text)
         if why:
             return Plan.refused(domain, why), True
         control = _negated(tokens)
@@ -269,6 +270,19 @@ class RulePlanner:
             return partial, True
         plan = validate_plan(Plan(status=PlanStatus.OK, domain=domain, steps=steps), world)
         return plan, True
+
+
+def _unreadable(text: str) -> str | None:
+    """The tokenizer drops letters it cannot fold to ASCII, so "tаke" with a Cyrillic "а" would be planned
+    from the fragments around it; a look-alike spelling is refused instead, naming the letters."""
+    folded = fold_text(text)
+    if folded.isascii():
+        return None
+    odd = sorted({ch for ch in folded if ch.isalpha() and not ch.isascii()})
+    if not odd:
+        return None
+    return (f"Refused: it contains letters the planner cannot read ({', '.join(odd[:5])}); "
+            "write the command in plain English letters")
 
 
 @functools.cache
@@ -623,7 +637,7 @@ class _Parser:
             unit_len, unit = self._unit_at(toks, j)
             # "10 by 15 cm": the second number's unit applies to the first too
             if unit is None and j + 1 < n and toks[j] in ("by", "x") and _NUMBER.match(toks[j + 1]):
-                ul2, u2 = self._unit_at(toks, j + 2)
+                _, u2 = self._unit_at(toks, j + 2)
                 if u2 is not None:
                     unit = u2
             noun = next((k for k in range(j, min(j + 3, n)) if toks[k] in _COUNT_NOUNS
@@ -654,9 +668,9 @@ class _Parser:
         for words, unit in self.lex.unit_phrases:
             k = len(words)
             if tuple(toks[j:j + k]) == words:
+                # "in" is a preposition and "m" too short to trust mid-sentence; "n" stays newtons even there
+                # ("6 n of force", "35 n to the abdomen"), and the force is checked against its limit anyway
                 if unit == "in" or (unit == "m" and j + 1 < len(toks) and toks[j + 1] not in (",", ".")):
-                    continue
-                if unit == "n" and False:
                     continue
                 # "mm per second" etc. may be split: "4 mm a second" -> speed
                 if j + k + 1 < len(toks) and toks[j + k] in ("per", "a", "each") and \
@@ -690,7 +704,7 @@ class _Parser:
         if m and "arm" in self.cs.entities:
             raise _Refusal(f"there is no {m.group(1)} {m.group(2)}: the {self.cs.domain} command set has "
                            f"{', '.join(v for v, ev in self.cs.entities['arm'].values.items() if not ev.expands_to)}")
-        for words, value in sorted(self.lex.foreign_entities.items(), key=lambda kv: -len(kv[0])):
+        for words in sorted(self.lex.foreign_entities, key=lambda w: -len(w)):
             if f" {words} " in joined:
                 span = self._span_of(toks, words.split())
                 if span is not None and not (set(span) & clause.covered):
@@ -715,7 +729,7 @@ class _Parser:
                     continue
                 unknown = self._unknown_words(clause)
                 if unknown:
-                    kind = sorted(kinds)[0]
+                    kind = min(kinds)
                     raise _Refusal(f"'{unknown}' is not a known {kind} in the {self.cs.domain} command set "
                                    f"({self._targets()})")
 
@@ -729,7 +743,7 @@ class _Parser:
             if any(x in known or x in FUNCTION_WORDS or x in FILLER or x in _SOFT or x in _COUNT_NOUNS
                    or x in CONTROL_OBJECTS or x in UNIT_WORDS or x in _LABEL_WORDS for x in _stem(t)):
                 continue
-            if t in _NUMBER_WORDS or (t.endswith("s") and t[:-1] in known):
+            if t in NUMBER_WORDS or (t.endswith("s") and t[:-1] in known):
                 continue
             return t
         return None
@@ -763,10 +777,10 @@ class _Parser:
             if self._inside_name(clause, m) or self._causative(clause, m):
                 continue
             key = (m.phrase.kind, m.phrase.name)
-            score = m.size * 10 - m.gaps * 3 + (15 if self._destination(clause, m) else 0)
+            weight = m.size * 10 - m.gaps * 3 + (15 if self._destination(clause, m) else 0)
             prev = phrase_size.get(key)
-            if prev is None or score > prev[0]:
-                phrase_size[key] = (score, m.size)
+            if prev is None or weight > prev[0]:
+                phrase_size[key] = (weight, m.size)
         for it in clause.items:
             # "send psm2 to the rest position": a place that is a skill's own destination names that skill
             before = [t for t in clause.tokens[:it.start] if t not in _POSSESSIVE]
@@ -788,8 +802,8 @@ class _Parser:
             required = [a for s in specs for a in s.args.values() if a.required and a.type == "enum"
                         and not a.values_from]
             present = {e for it in clause.items for e, _ in it.options}
-            inferable = {s.args[a2].values_from.split(".")[0] for s in specs for a2 in s.args
-                         if s.args[a2].values_from and set(s.args[a2].entities) & present}
+            inferable = {x.values_from.split(".")[0] for s in specs for x in s.args.values()
+                         if x.values_from and set(x.entities) & present}
             missing = sum(1 for a in required if not set(a.entities) & present
                           and not any(n in inferable for s in specs for n, x in s.args.items() if x is a))
             syn = phrase_size.get((kind, name), (0, 0))[0]
@@ -902,11 +916,10 @@ class _Parser:
         for it in clause.items:
             for etype, value in it.options[:1]:
                 self.context[etype] = value
-        for s in out:
-            for a, v in s.args.items():
-                spec = self.cs.skills[s.skill].args[a]
-                for e in spec.entities:
-                    if isinstance(v, str):
+        for step in out:
+            for a, v in step.args.items():
+                if isinstance(v, str):
+                    for e in self.cs.skills[step.skill].args[a].entities:
                         self.context[e] = v
         return out
 
@@ -915,20 +928,23 @@ class _Parser:
         "eight centimetres to the left of the needle" is over the offset limit whatever the direction."""
         if q.dim is None:
             return
-        fits = [(spec, a, s) for spec, args in main for a, s in spec.args.items()
+        fits = [(spec, a, s, s.min, s.max) for spec, args in main for a, s in spec.args.items()
                 if s.type in ("number", "vector3") and _dimension(s, self.cs, spec, args) == q.dim
                 and s.min is not None and s.max is not None]
         if not fits:
             return
         value = -abs(q.value) if q.negative else q.value
-        outside = [(spec, a, s) for spec, a, s in fits
-                   if (abs(value) if s.type == "vector3" else value) > s.max
-                   or (value < s.min and s.type != "vector3")]
+        # a vector's limit bounds the length of the offset, whatever its sign; a number has both ends
+        outside: list[tuple[SkillSpec, str, ArgSpec, float, float, float]] = []
+        for spec, a, s, lo, hi in fits:
+            if s.type == "vector3" and abs(value) > hi:
+                outside.append((spec, a, s, lo, hi, hi))
+            elif s.type != "vector3" and not lo <= value <= hi:
+                outside.append((spec, a, s, lo, hi, hi if value > hi else lo))
         if len(outside) == len(fits):
-            spec, a, s = outside[0]
-            limit = s.max if abs(value) > s.max else s.min
+            spec, a, s, lo, hi, limit = outside[0]
             raise _Refusal(f"{spec.name}: {a} = {_clean_number(value)} {s.unit} ('{q.text}') is outside the limit "
-                           f"of {_clean_number(limit)} {s.unit} (allowed {_clean_number(s.min)}..{_clean_number(s.max)}"
+                           f"of {_clean_number(limit)} {s.unit} (allowed {_clean_number(lo)}..{_clean_number(hi)}"
                            f" {s.unit})")
 
     def _implied_exposure(self, clause: _Clause, main: list[tuple[SkillSpec, dict[str, Any]]]) -> SkillSpec | None:
@@ -987,7 +1003,6 @@ class _Parser:
 
     # -- arguments ----------------------------------------------------------------------------
     def fill(self, spec: SkillSpec, clause: _Clause, later: list[_Clause]) -> dict[str, Any]:
-        cs = self.cs
         args: dict[str, Any] = {}
         toks = clause.tokens
         for phrase, implied in spec.implied.items():
@@ -1010,7 +1025,7 @@ class _Parser:
         for a, s in enums:
             if a in args or not s.required:
                 continue
-            if a.startswith("to_") or a.startswith("from_"):
+            if a.startswith(("to_", "from_")):
                 continue
             for etype in s.entities:
                 value = self.context.get(etype) or self._from_later(later, s, self._allowed(spec, a, s, args))
