@@ -10,20 +10,21 @@ from __future__ import annotations
 import os
 import sys
 from abc import abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 import pybullet
 import pybullet_data
 from pybullet_utils import bullet_client
 
-from .._backend import LoopBackend
-from .._validator import WorldState
+from .._backend import BehaviourStatus, FailureKind, LoopBackend, SkillBehaviour
+from .._plan import Step
+from .._validator import PlanValidationError, WorldState, check_steps
 
-__all__ = ["Scene", "assets_dir"]
+__all__ = ["RefusedSkill", "Scene", "SceneSkill", "assets_dir"]
 
 
 @contextmanager
@@ -64,6 +65,9 @@ class Scene(LoopBackend):
 
     def __init__(self, gui: bool = False, record_dir: Path | None = None) -> None:
         super().__init__()
+        #: the limit the safety monitor tripped in the last control step, as (kind, message)
+        self.violation: tuple[FailureKind, str] | None = None
+        self._built = False
         self.gui = gui
         self.record_dir = record_dir
         with _stdout_to_stderr():
@@ -137,3 +141,96 @@ class Scene(LoopBackend):
     @abstractmethod
     def camera(self) -> tuple[list[float], list[float]]:
         """(view matrix, projection matrix) of the default picture."""
+
+    @abstractmethod
+    def skills(self) -> Mapping[str, type[SceneSkill[Any]]]:
+        """The scene's skill classes by skill name."""
+
+    @abstractmethod
+    def resume(self) -> None:
+        """Called as a skill starts: held actuators take their measured pose as their new set-point."""
+
+    @abstractmethod
+    def telemetry(self) -> dict[str, Any]:
+        """A small snapshot for status lines."""
+
+    def _ensure_built(self) -> None:
+        if not self._built:
+            self.reset()
+
+    def make_behaviour(self, step: Step) -> SkillBehaviour:
+        """Validate the step against the world as the physics sees it now, then build its skill.
+
+        A precondition that does not hold is a refusal that runs (and fails) without moving anything;
+        any other invalid step is a ``ValueError``, which the loop reports as INVALID.
+        """
+        self._ensure_built()
+        try:
+            steps, _ = check_steps(self.domain, [step.model_dump()], self.world_state())
+        except PlanValidationError as exc:
+            if any(i.code == "precondition" for i in exc.issues):
+                return RefusedSkill(self, step, FailureKind.PRECONDITION, exc.sentence())
+            raise ValueError(exc.sentence()) from None
+        step = steps[0]
+        cls = self.skills().get(step.skill)
+        if cls is None:
+            raise ValueError(f"the {self.domain} scene has no {step.skill} skill")
+        return cls(self, step)
+
+
+SceneT = TypeVar("SceneT", bound=Scene)
+
+
+class SceneSkill(SkillBehaviour, Generic[SceneT]):
+    """What every scene's skills share: a held robot resumes as the skill starts, and a limit the scene's
+    monitor tripped becomes a latched halt with the limit's own failure kind.
+
+    Subclasses plan in ``begin`` (they may fail before anything moves) and advance in ``tick``.
+    """
+
+    def __init__(self, scene: SceneT, step: Step) -> None:
+        super().__init__(step)
+        self.scene = scene
+        self.args = step.args
+        self.phase = step.skill
+
+    def start(self) -> None:
+        self.scene.resume()
+        self.begin()
+
+    def begin(self) -> None:
+        """Plan the motion; may fail the skill before anything moves."""
+
+    def update(self) -> BehaviourStatus:
+        s = self.scene
+        if s.violation is not None:
+            self.failure, self.message = s.violation
+            s.halt(self.message)
+            return BehaviourStatus.FAILURE
+        if self.failure is not FailureKind.NONE:
+            return BehaviourStatus.FAILURE
+        return self.tick()
+
+    def tick(self) -> BehaviourStatus:
+        raise NotImplementedError
+
+    def fail(self, kind: FailureKind, message: str) -> None:
+        self.failure = kind
+        self.message = message
+
+    def telemetry(self) -> dict[str, Any]:
+        return self.scene.telemetry()
+
+
+class RefusedSkill(SceneSkill[Scene]):
+    """A step whose precondition does not hold in the world as it is: it fails at once, nothing moves."""
+
+    def __init__(self, scene: Scene, step: Step, kind: FailureKind, message: str) -> None:
+        super().__init__(scene, step)
+        self.fail(kind, message)
+
+    def start(self) -> None:
+        """Nothing moves."""
+
+    def tick(self) -> BehaviourStatus:
+        return BehaviourStatus.FAILURE

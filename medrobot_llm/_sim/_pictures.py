@@ -19,6 +19,8 @@ __all__ = ["POSES", "render_samples", "render_scene_png"]
 
 #: the steps that pose each scene for its picture (a scene id missing here is drawn as reset leaves it)
 POSES: dict[str, list[tuple[str, dict[str, Any]]]] = {
+    "SurgeryScene-v0": [("locate", {"object": "needle"}), ("grasp", {"arm": "psm1", "object": "needle"}),
+                        ("lift", {"arm": "psm1", "height_mm": 20})],
     "UltrasoundScene-v0": [("move_to_window", {"organ": "kidney", "side": "right"}), ("make_contact", {})],
     "XrayScene-v0": [("move_to_view", {"anatomy": "pelvis", "view": "oblique_left"})],
 }

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import tempfile
 import xml.etree.ElementTree as ET
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,10 +26,9 @@ import pybullet_data
 import yaml
 from numpy.typing import NDArray
 
-from .._backend import BehaviourStatus, FailureKind, SkillBehaviour
-from .._plan import Step
-from .._validator import PlanValidationError, WorldState, check_steps
-from ._base import Scene, assets_dir
+from .._backend import BehaviourStatus, FailureKind
+from .._validator import WorldState
+from ._base import Scene, SceneSkill, assets_dir
 from ._imaging import Frame, Primitive, Volume, matrix_from_quat, quat_from_matrix, rot, rot_about, save_png, slug
 
 __all__ = ["UltrasoundScene", "load_config"]
@@ -600,10 +600,6 @@ class UltrasoundScene(Scene):
         self._ensure_built()
         return WorldState(facts={"probe": self.probe_state()}, known=True)
 
-    def _ensure_built(self) -> None:
-        if not self._built:
-            self.reset()
-
     def observation(self) -> dict[str, Any]:
         """Poses in metres (world frame), forces in newtons; JSON-able."""
         return {
@@ -744,71 +740,15 @@ class UltrasoundScene(Scene):
             raise ValueError(f"no acoustic window for {organ} on the {side} side")
         return self.windows[key]
 
-    def make_behaviour(self, step: Step) -> SkillBehaviour:
-        self._ensure_built()
-        try:
-            steps, _ = check_steps(self.domain, [step.model_dump()], self.world_state())
-        except PlanValidationError as exc:
-            if any(i.code == "precondition" for i in exc.issues):
-                return _Refused(self, step, FailureKind.PRECONDITION, exc.sentence())
-            raise ValueError(exc.sentence()) from None
-        step = steps[0]
-        cls = _SKILLS.get(step.skill)
-        if cls is None:
-            raise ValueError(f"{step.skill} is not an ultrasound skill")
-        return cls(self, step)
+    def skills(self) -> Mapping[str, type[SceneSkill[Any]]]:
+        return _SKILLS
 
 
-class _Skill(SkillBehaviour):
+class _Skill(SceneSkill["UltrasoundScene"]):
     """Common to the scene's skills: resume a held arm, and turn a tripped limit into a latched halt."""
-
-    def __init__(self, scene: UltrasoundScene, step: Step) -> None:
-        super().__init__(step)
-        self.scene = scene
-        self.args = step.args
-        self.phase = step.skill
-
-    def start(self) -> None:
-        self.scene.resume()
-        self.begin()
-
-    def begin(self) -> None:
-        """Plan the motion; may fail the skill before anything moves."""
-
-    def update(self) -> BehaviourStatus:
-        s = self.scene
-        if s.violation is not None:
-            self.failure, self.message = s.violation
-            s.halt(self.message)
-            return BehaviourStatus.FAILURE
-        if self.failure is not FailureKind.NONE:
-            return BehaviourStatus.FAILURE
-        return self.tick()
-
-    def tick(self) -> BehaviourStatus:
-        raise NotImplementedError
-
-    def fail(self, kind: FailureKind, message: str) -> None:
-        self.failure = kind
-        self.message = message
 
     def steps_for(self, seconds: float) -> int:
         return int(seconds / self.scene.control_period_s) + 1
-
-    def telemetry(self) -> dict[str, Any]:
-        return self.scene.telemetry()
-
-
-class _Refused(_Skill):
-    def __init__(self, scene: UltrasoundScene, step: Step, kind: FailureKind, message: str) -> None:
-        super().__init__(scene, step)
-        self.fail(kind, message)
-
-    def start(self) -> None:
-        """Nothing moves: the step does not hold in the world as it is."""
-
-    def tick(self) -> BehaviourStatus:
-        return BehaviourStatus.FAILURE
 
 
 class _PathSkill(_Skill):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,10 +26,9 @@ import pybullet
 import yaml
 from numpy.typing import NDArray
 
-from .._backend import BehaviourStatus, FailureKind, SkillBehaviour
-from .._plan import Step
-from .._validator import PlanValidationError, WorldState, check_steps
-from ._base import Scene, assets_dir
+from .._backend import BehaviourStatus, FailureKind
+from .._validator import WorldState
+from ._base import Scene, SceneSkill, assets_dir
 from ._imaging import Frame, Primitive, Volume, outline, quat_from_matrix, rot, save_png
 
 __all__ = ["AXES", "XrayScene", "anatomy_key", "load_config", "spoken"]
@@ -266,7 +266,7 @@ class XrayScene(Scene):
         for prim in body:
             mu.paint(prim)
         self.part_solids: dict[int, list[Primitive]] = {}
-        for index, (name, seg, solids) in enumerate(self._parts_spec, start=1):
+        for index, (_name, seg, solids) in enumerate(self._parts_spec, start=1):
             prims = [Primitive.from_spec(s, self._mu(s["material"]), offsets[seg]) for s in solids]
             self.part_solids[index] = prims
             for prim in prims:
@@ -653,10 +653,6 @@ class XrayScene(Scene):
         self._ensure_built()
         return WorldState(facts={"view_set": self.view_set, "image": self.last_image is not None}, known=True)
 
-    def _ensure_built(self) -> None:
-        if not self._built:
-            self.reset()
-
     def observation(self) -> dict[str, Any]:
         geo = self.geometry()
         field = self.field or self.full_field(geo)
@@ -688,71 +684,15 @@ class XrayScene(Scene):
         return list(view), list(proj)
 
     # -- skills ----------------------------------------------------------------------------------------------
-    def make_behaviour(self, step: Step) -> SkillBehaviour:
-        self._ensure_built()
-        try:
-            steps, _ = check_steps(self.domain, [step.model_dump()], self.world_state())
-        except PlanValidationError as exc:
-            if any(i.code == "precondition" for i in exc.issues):
-                return _Refused(self, step, FailureKind.PRECONDITION, exc.sentence())
-            raise ValueError(exc.sentence()) from None
-        step = steps[0]
-        cls = _SKILLS.get(step.skill)
-        if cls is None:
-            raise ValueError(f"{step.skill} is not an X-ray skill")
-        return cls(self, step)
+    def skills(self) -> Mapping[str, type[SceneSkill[Any]]]:
+        return _SKILLS
 
 
-class _Skill(SkillBehaviour):
+class _Skill(SceneSkill["XrayScene"]):
     """Resume a held gantry; a tripped limit becomes a latched halt with its own failure kind."""
-
-    def __init__(self, scene: XrayScene, step: Step) -> None:
-        super().__init__(step)
-        self.scene = scene
-        self.args = step.args
-        self.phase = step.skill
-
-    def start(self) -> None:
-        self.scene.resume()
-        self.begin()
-
-    def begin(self) -> None:
-        """Plan the motion; may fail before anything moves."""
-
-    def update(self) -> BehaviourStatus:
-        s = self.scene
-        if s.violation is not None:
-            self.failure, self.message = s.violation
-            s.halt(self.message)
-            return BehaviourStatus.FAILURE
-        if self.failure is not FailureKind.NONE:
-            return BehaviourStatus.FAILURE
-        return self.tick()
-
-    def tick(self) -> BehaviourStatus:
-        raise NotImplementedError
-
-    def fail(self, kind: FailureKind, message: str) -> None:
-        self.failure = kind
-        self.message = message
 
     def key(self) -> str:
         return anatomy_key(str(self.args["anatomy"]), self.args.get("side"), self.args.get("level"))
-
-    def telemetry(self) -> dict[str, Any]:
-        return self.scene.telemetry()
-
-
-class _Refused(_Skill):
-    def __init__(self, scene: XrayScene, step: Step, kind: FailureKind, message: str) -> None:
-        super().__init__(scene, step)
-        self.fail(kind, message)
-
-    def start(self) -> None:
-        """Nothing moves."""
-
-    def tick(self) -> BehaviourStatus:
-        return BehaviourStatus.FAILURE
 
 
 class _Move(_Skill):
