@@ -19,6 +19,8 @@ __all__ = [
     "CONTROL_IDIOMS",
     "CONTROL_OBJECTS",
     "CONTROL_PHRASES",
+    "DISCOURSE_MARKERS",
+    "DISFLUENCIES",
     "FILLER",
     "FUNCTION_WORDS",
     "NUMBER_WORDS",
@@ -26,6 +28,7 @@ __all__ = [
     "UNSUPPORTED_MODES",
     "UNSUPPORTED_TARGETS",
     "Lexicon",
+    "drop_fillers",
     "Phrase",
     "fold_text",
     "lexicon",
@@ -81,6 +84,78 @@ FILLER: frozenset[str] = frozenset(
     ["a", "an", "the", "please", "now", "then", "just", "kindly", "could", "would", "can", "you", "we", "i", "me", "my", "us", "let's", "lets", "go", "ahead", "ok", "okay", "alright", "right", "now", "thanks", "thank", "so", "of", "it", "its", "it's", "this", "that", "those", "these", "there", "here", "to", "for", "with", "using", "use", "by", "at", "on", "in", "into", "onto", "over", "from", "up", "off", "and", "also", "again", "too", "some", "bit", "little", "slightly", "very", "really", "gently", "carefully", "slowly", "quickly", "patient", "patient's", "robot", "arm", "probe", "gantry", "system", "machine", "position", "view"]
 )
 
+#: sounds a speaker makes while thinking; they never carry meaning, wherever they stand. A unit word is
+#: never one, however it sounds: "mm" is a millimetre, and dropping it turned a speed into a distance.
+DISFLUENCIES: frozenset[str] = frozenset(
+    ["um", "umm", "ummm", "uh", "uhh", "uhm", "er", "erm", "errr", "hmm", "hmmm", "hm", "ah", "ahh", "eh"]
+) - frozenset(UNIT_WORDS)
+
+#: words that open a clause without saying anything about the task ("okay, so, scan the liver", "go ahead
+#: and home the arms"). Dropped only at the start of a clause: "so" or "well" inside a clause may matter.
+#: Sequencing words ("and", "then", "next") are not here: the splitter needs them to find the clauses.
+DISCOURSE_MARKERS: tuple[tuple[str, ...], ...] = tuple(sorted((
+    ("okay",), ("ok",), ("hey",), ("alright",), ("alrighty",), ("so",), ("well",), ("now",), ("oh",), ("anyway",),
+    ("actually",), ("basically",), ("like",), ("please",), ("kindly",),
+    ("you", "can"), ("you", "may"), ("you", "could"), ("you", "should"), ("can", "you"), ("could", "you"),
+    ("would", "you"), ("will", "you"), ("go", "ahead", "and"), ("let's",), ("lets",), ("let", "us"),
+    ("i", "want", "you", "to"), ("i'd", "like", "you", "to"), ("i", "need", "you", "to"),
+    ("first", "of", "all"), ("to", "start"), ("to", "begin"),
+), key=lambda words: -len(words)))
+
+#: markers that are also content words ("right kidney", "all right arms"): dropped only where what follows
+#: cannot be the thing they would name (a pause, a comma, another marker)
+_AMBIGUOUS_MARKERS: tuple[tuple[str, ...], ...] = (("all", "right"), ("right",))
+_BOUNDARY = frozenset([",", ";", ".", "!", "?", ":"])
+
+
+def drop_fillers(tokens: list[str]) -> list[str]:
+    """The tokens without disfluencies anywhere and discourse markers at the start of a clause.
+
+    People talk to the robot as they would to a colleague: "okay, um, scan the spleen", "right, you can
+    resume now". Left in, those words read as unknown names (a refusal) or as a side ("right"). "right" and
+    "all right" are markers only when a pause, the end, or another marker follows them, so "right kidney"
+    and "the right arm" keep their side. When nothing but fillers was said, the markers are kept: "okay"
+    alone is a confirmation.
+    """
+    spoken = [t for t in tokens if t not in DISFLUENCIES]
+    out: list[str] = []
+    i = 0
+    n = len(spoken)
+    while i < n:
+        at_start = not out or out[-1] in _BOUNDARY
+        if at_start:
+            hit = _marker_at(spoken, i)
+            if hit:
+                i += hit
+                # "okay then, ...", "right then": the "then" belongs to the marker, not to a sequence
+                while i < n and spoken[i] in (",", "then") and i + 1 < n:
+                    i += 1
+                continue
+        if spoken[i] == "," and (not out or out[-1] in _BOUNDARY):
+            i += 1
+            continue
+        out.append(spoken[i])
+        i += 1
+    if all(t in _BOUNDARY or t == "then" for t in out):
+        return spoken
+    return out
+
+
+def _marker_at(tokens: list[str], i: int) -> int:
+    """Length of the discourse marker at ``i`` (0 if none); a marker is never the last word said."""
+    for words in DISCOURSE_MARKERS:
+        k = len(words)
+        if tuple(tokens[i:i + k]) == words and i + k < len(tokens):
+            return k
+    for words in _AMBIGUOUS_MARKERS:
+        k = len(words)
+        if tuple(tokens[i:i + k]) == words and i + k < len(tokens):
+            after = tokens[i + k]
+            if after in _BOUNDARY or after in DISFLUENCIES or after == "then" or _marker_at(tokens, i + k):
+                return k
+    return 0
+
+
 # Control intents (architecture.md): not plan steps, the supervisor acts on them at once. A control verb may
 # be followed by words from CONTROL_OBJECTS ("pause the arms", "cancel the plan") and still be a control.
 CONTROL_PHRASES: dict[str, tuple[str, ...]] = {
@@ -95,6 +170,7 @@ CONTROL_PHRASES: dict[str, tuple[str, ...]] = {
                "throw away the plan", "start over", "clear the plan"),
     "confirm": ("yes", "yeah", "yep", "confirm", "confirmed", "go ahead", "do it", "affirmative", "approved",
                 "proceed", "i confirm", "correct", "sure", "go", "execute", "ok go", "okay go", "yes please",
+                "ok", "okay", "alright", "all right",
                 "yup", "fire away", "go for it", "that's fine", "looks good", "sounds good", "all good",
                 "i approve", "permission granted", "you may proceed", "green light", "carry it out"),
     "deny": ("no", "nope", "negative", "deny", "denied", "don't", "do not", "reject", "not now", "no thanks",

@@ -26,6 +26,7 @@ from ._lexicon import (
     UNSUPPORTED_TARGETS,
     Lexicon,
     Phrase,
+    drop_fillers,
     fold_text,
     lexicon,
     screen_text,
@@ -161,8 +162,13 @@ class _Question(Exception):
     pass
 
 
+#: prepositions people use interchangeably in a phrase: "slide the shunt in the vessel" is "slide into"
+_SAME_PREPOSITION = {"in": "into", "into": "in", "inside": "into"}
+
+
 def _same(token: str, word: str) -> bool:
-    return token == word or (len(word) > 2 and token in (word + "s", word + "es"))
+    return token == word or (len(word) > 2 and token in (word + "s", word + "es")) \
+        or _SAME_PREPOSITION.get(token) == word
 
 
 @functools.cache
@@ -175,6 +181,7 @@ def _present(tokens: list[str]) -> set[str]:
     out = set(tokens)
     out.update(t[:-1] for t in tokens if t.endswith("s"))
     out.update(t[:-2] for t in tokens if t.endswith("es"))
+    out.update(_SAME_PREPOSITION[t] for t in tokens if t in _SAME_PREPOSITION)
     return out
 
 
@@ -228,6 +235,40 @@ def _match_phrases(tokens: list[str], phrases: list[Phrase], taken: set[int]) ->
     return out
 
 
+#: particles and prepositions that finish a phrasal verb, which the verb's object may split ("put the shunt in")
+_VERB_PARTICLES = frozenset(["in", "into", "inside", "up", "down", "off", "out", "back", "over", "on", "onto", "away"])
+
+
+def _phrasal_matches(tokens: list[str], phrases: list[Phrase], found: list[_Match],
+                     agents: frozenset[str]) -> list[_Match]:
+    """Phrasal verbs split by their object ("place the shunt in the vessel", "put the probe back on"), read
+    alongside the bare verb they start with: the greedy pass gave the verb ("place" = move) the word first,
+    and the longer phrase would otherwise never be weighed against it. Not when the words between name the
+    robot itself (``agents``): "place the left arm in the vessel" moves the arm."""
+    single = {m.start: m for m in found if m.size == 1}
+    taken = {i for m in found for i in m.positions}
+    present = _present(tokens)
+    out: list[_Match] = []
+    for p in phrases:
+        core = _core(p.words)
+        if not all(w in present for w in core):
+            continue
+        for pos in _find(tokens, p.words, set(), allow_gaps=True):
+            verb = single.get(pos[0])
+            if verb is None or verb.phrase.kind == p.kind and verb.phrase.name == p.name \
+                    or any(q in taken for q in pos[1:]) or pos[-1] - pos[0] < len(pos) \
+                    or any(a in tokens[pos[0]:pos[-1]] for a in agents):
+                continue
+            out.append(_Match(p, pos))
+    return out
+
+
+@functools.cache
+def _phrasal_phrases(domain: str) -> list[Phrase]:
+    """The domain's skill phrases that end in a particle ("put in", "slide into")."""
+    return [p for p in lexicon(domain).skills if len(_core(p.words)) >= 2 and _core(p.words)[-1] in _VERB_PARTICLES]
+
+
 class RulePlanner:
     """Deterministic, offline, no network. ``parse`` also says whether the text was understood at all."""
 
@@ -241,7 +282,7 @@ class RulePlanner:
             return Plan.refused(str(domain), f"unknown domain {domain!r}; choose one of: {', '.join(DOMAINS)}"), True
         if not text or not text.strip():
             return Plan.refused(domain, "the command is empty; say what the robot should do"), True
-        tokens = words_to_numbers(tokenize(text))
+        tokens = words_to_numbers(drop_fillers(tokenize(text)))
         lex = lexicon(domain)
         control = _control(tokens, lex, embedded_stop=False)
         if control is not None:
@@ -377,6 +418,13 @@ def _control_of(words: list[str], lex: Lexicon) -> Control | None:
     return None
 
 
+@functools.cache
+def _negated_pauses() -> tuple[Phrase, ...]:
+    """Pause phrases that open with a negation ("don't move", "do not move")."""
+    return tuple(p for p in _CONTROL_LEXICON if p.name == "pause"
+                 and (p.words[:1] in (("don't",), ("dont",), ("never",)) or p.words[:2] == ("do", "not")))
+
+
 def _negated(tokens: list[str]) -> Control | None:
     """A command that starts by negating or cancelling ("don't move the right arm", "cancel the liver scan")
     is never a plan, whatever it names."""
@@ -384,7 +432,15 @@ def _negated(tokens: list[str]) -> Control | None:
     while words and words[0] in ("no", "nope", "please", "oh", "wait"):
         words = words[1:]
     if words[:1] in (["don't"], ["dont"], ["never"]) or words[:2] == ["do", "not"]:
-        return Control.DENY if words[:2] != ["never", "mind"] else Control.CANCEL
+        if words[:2] == ["never", "mind"]:
+            return Control.CANCEL
+        # "don't move psm1" and "don't move the arms" are one intent, whatever is named: hold still now.
+        # Negating a motion as such is a pause (the supervisor can resume); negating one named task ("don't
+        # take the shot", "don't grab the needle") rejects what was proposed, a deny. The planner has no
+        # pending question to consult, so the verb decides, not the object.
+        if any(tuple(words[:len(p.words)]) == p.words for p in _negated_pauses()):
+            return Control.PAUSE
+        return Control.DENY
     if words[:1] in (["cancel"], ["scrap"], ["abandon"], ["discard"]) or words[:2] == ["call", "off"]:
         return Control.CANCEL
     return None
@@ -409,6 +465,7 @@ class _Parser:
         self.questions: list[str] = []
         self.verb_start: int | None = None
         self.later: list[_Clause] = []
+        self.done: list[Step] = []
         self.numbered_prefixes = {p.words[0] for p in lex.entities if len(p.words) == 2 and p.words[1].isdigit()}
 
     # -- clauses -------------------------------------------------------------------------------
@@ -448,6 +505,16 @@ class _Parser:
         if total > limit:
             raise _Refusal(f"the command asks for {total} exposures, above the limit of {limit} in one plan")
 
+    @functools.cached_property
+    def _agent_word_set(self) -> frozenset[str]:
+        kinds = self._agent_kinds()
+        return frozenset(w for p in self.lex.entities if p.name in kinds for w in p.words
+                         if w not in ("left", "right", "first", "second", "both", "all", "every", "of", "them"))
+
+    def _agent_words(self) -> frozenset[str]:
+        """Words that name the robot's own arms ("arm", "psm1", "instrument")."""
+        return self._agent_word_set
+
     def _agent_kinds(self) -> set[str]:
         return {e for sk in self.cs.skills.values() for a, s in sk.args.items()
                 if a == "arm" or a.endswith("_arm") for e in s.entities}
@@ -462,7 +529,7 @@ class _Parser:
             rest = [t for i, t in enumerate(c.tokens) if i not in c.covered]
             vocative = (agents and not c.skills and not c.qtys and c.items and len(clauses) > 1
                         and all(e in agents for it in c.items for e, _ in it.options)
-                        and all(t in FILLER or t in _SOFT for t in rest))
+                        and all(t in FILLER or t in _SOFT or t in _ANSWER_WORDS or t == ":" for t in rest))
             if vocative and k + 1 < len(clauses):
                 pending += c.tokens + [","]
                 continue
@@ -564,6 +631,8 @@ class _Parser:
                 clause.tokens = toks = toks[:k]
                 break
         skills = _match_phrases(toks, self.lex.skills, set())
+        if not _VERB_PARTICLES.isdisjoint(toks):
+            skills += _phrasal_matches(toks, _phrasal_phrases(self.cs.domain), skills, self._agent_words())
         ents = [m for etype in self.cs.entities
                 for m in _match_phrases(toks, [p for p in self.lex.entities if p.name == etype], set())]
         by_span: dict[tuple[int, ...], _Item] = {}
@@ -787,6 +856,7 @@ class _Parser:
             for _, v in it.options:
                 if v in self.cs.skills and before[-1:] in (["to"], ["into"]):
                     phrase_size[("skill", v)] = max(phrase_size.get(("skill", v), (0, 0)), (25, 1))
+        self._moved_agent(clause, phrase_size)
         candidates: list[tuple[str, str]] = list(phrase_size)
         if not candidates:
             candidates = [("skill", s) for s in self.cs.skills]
@@ -817,7 +887,68 @@ class _Parser:
                 best = (score, kind, name, phrase_size.get((kind, name), (0, 0))[1])
         if best is None:
             raise _Refusal(self._not_understood(clause), understood=False)
-        return best[1], best[2], best[3]
+        return self._target_value(clause, (best[1], best[2], best[3]))
+
+    def _moved_agent(self, clause: _Clause, phrase_size: dict[tuple[str, str], tuple[int, int]]) -> None:
+        """"take the left arm to the vessel", "bring psm1 over to the needle": a verb whose object is the
+        robot's own arm, then "to" and a name, moves that arm there. Whatever the verb means elsewhere ("take"
+        also grasps), an arm is not grasped: the words name a "go to" skill, one whose phrases end in "to"
+        and which takes the name after it."""
+        agents = self._agent_kinds()
+        toks = clause.tokens
+        for m in clause.skills:
+            k = m.positions[-1] + 1
+            while k < len(toks) and toks[k] in _POSSESSIVE:
+                k += 1
+            arm = next((it for it in clause.items if it.start == k and it.options
+                        and all(e in agents for e, _ in it.options)), None)
+            if arm is None:
+                continue
+            k = arm.end + 1
+            if toks[k:k + 1] == ["over"]:
+                k += 1
+            if toks[k:k + 1] not in (["to"], ["toward"], ["towards"]):
+                continue
+            k += 1
+            while k < len(toks) and toks[k] in _POSSESSIVE:
+                k += 1
+            target = next((it for it in clause.items if it.start == k), None)
+            if target is None or any(o.start == k and not set(o.positions) <= target.positions for o in clause.skills):
+                continue
+            kinds = {e for e, _ in target.options}
+            weight = m.size * 10 - m.gaps * 3 + 5
+            for name, spec in self.cs.skills.items():
+                goes_to = any(p.name == name and p.kind == "skill" and p.words[-1] == "to" for p in self.lex.skills)
+                takes = any(a not in ("arm",) and not a.endswith("_arm") and set(x.entities) & kinds
+                            for a, x in spec.args.items())
+                if goes_to and takes and any(set(x.entities) & agents for x in spec.args.values()):
+                    phrase_size[("skill", name)] = max(phrase_size.get(("skill", name), (0, 0)), (weight, m.size))
+            return
+
+    def _target_value(self, clause: _Clause, chosen: tuple[str, str, int]) -> tuple[str, str, int]:
+        """"back off to 4 newtons": a value said as the target ("to 4 N") that the chosen verb cannot take,
+        of a kind exactly one skill requires (set_force), names that skill when the two share a phrase word
+        ("back off" / "ease off"). Without "to" the value may be a change ("back off by 2 N"), which no skill
+        takes, so the planner still asks."""
+        kind, name, size = chosen
+        specs = self._specs(kind, name)
+        toks = clause.tokens
+        dims = {_dimension(a, self.cs, s, {}) for s in specs for a in s.args.values() if a.type in ("number", "vector3")}
+        verb_words = {w for m in clause.skills if (m.phrase.kind, m.phrase.name) == (kind, name)
+                      for w in _core(m.phrase.words)}
+        for q in clause.qtys:
+            if q.dim is None or q.dim in dims or toks[max(0, q.start - 1):q.start] != ["to"]:
+                continue
+            needing = [sk for sk in self.cs.skills.values()
+                       if any(a.required and a.type == "number" and _dimension(a, self.cs, sk, {}) == q.dim
+                              for a in sk.args.values())]
+            if len(needing) != 1:
+                continue
+            other = needing[0]
+            words = {w for p in self.lex.skills if p.kind == "skill" and p.name == other.name for w in p.words}
+            if verb_words & words:
+                return "skill", other.name, size
+        return chosen
 
     def _inside_name(self, clause: _Clause, m: _Match) -> bool:
         """"the handover point" names a place, not the handover skill."""
@@ -900,6 +1031,7 @@ class _Parser:
                 for _ in range(max(1, min(clause.count or 1, 50))):
                     out.append(Step(skill=shot.name, args={}))
                     apply_step(self.cs, shot, {}, self.world)
+        self._wrong_object(clause, main, out)
         incomplete = any(a not in args for spec, args in main for a, s in spec.args.items()
                          if s.required and s.type == "enum")
         agents = self._agent_kinds()
@@ -921,7 +1053,26 @@ class _Parser:
                 if isinstance(v, str):
                     for e in self.cs.skills[step.skill].args[a].entities:
                         self.context[e] = v
+        self.done.extend(out)
         return out
+
+    def _wrong_object(self, clause: _Clause, main: list[tuple[SkillSpec, dict[str, Any]]], out: list[Step]) -> None:
+        """A skill that only takes some objects ("insert" takes the shunt) must not fall back on its default
+        while the person named another one: "insert the needle into the vessel" is refused, not turned into
+        a shunt insertion nobody asked for."""
+        in_plan = {v for step in out for v in step.args.values() if isinstance(v, str)}
+        for spec, _args in main:
+            for a, s in spec.args.items():
+                if s.type != "enum" or not s.values:
+                    continue
+                allowed = self.cs.allowed_values(s)
+                for it in clause.items:
+                    if it.used or any(v in in_plan for _, v in it.options):
+                        continue
+                    wrong = next((v for e, v in it.options if e in s.entities and v not in allowed), None)
+                    if wrong is not None:
+                        raise _Refusal(f"{spec.name} takes {a} {' or '.join(allowed)} only; '{wrong}' cannot be "
+                                       f"used for it")
 
     def _out_of_range(self, q: _Qty, main: list[tuple[SkillSpec, dict[str, Any]]]) -> None:
         """A quantity the planner cannot place is still refused when no argument of its kind could take it:
@@ -1018,6 +1169,7 @@ class _Parser:
             if item is not None:
                 args[a] = item
         self._infer_parents(spec, args)
+        self._carry(spec, args)
         self._numbers(spec, clause, args)
         for a, s in spec.args.items():
             if s.type == "text" and clause.label is not None and a not in args:
@@ -1116,6 +1268,22 @@ class _Parser:
                 rest = [v for v in values if v != args[t]]
                 if len(rest) == 1:
                     args[f] = rest[0]
+
+    def _carry(self, spec: SkillSpec, args: dict[str, Any]) -> None:
+        """A side or level said earlier in the same command holds for a later mention of the same thing:
+        "lateral view of the right knee, collimate to the knee" collimates to the right knee. Only within one
+        command, and only for the same parent value: "the left hip ... the knee" carries nothing."""
+        for a, s in spec.args.items():
+            if a in args or not s.values_from:
+                continue
+            other = s.values_from.split(".")[0]
+            if other not in args:
+                continue
+            for step in reversed(self.done):
+                if step.args.get(other) == args[other] and a in step.args:
+                    if step.args[a] in self._allowed(spec, a, s, args):
+                        args[a] = step.args[a]
+                    break
 
     def _infer_parents(self, spec: SkillSpec, args: dict[str, Any]) -> None:
         """A value that only one parent allows names the parent: "L4" means the lumbar spine."""
@@ -1275,6 +1443,9 @@ class _Parser:
                             v = self._from_later(self.later, s, self._allowed(cspec, a, s, args))
                             if v is not None:
                                 args[a] = v
+                # "a lateral shot at L2": the level names its anatomy, the lumbar spine
+                self._infer_parents(cspec, args)
+                self._carry(cspec, args)
                 if any(a not in args and s.required and s.type == "enum" and not s.values_from
                        for a, s in cspec.args.items()):
                     continue
