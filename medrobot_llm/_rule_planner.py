@@ -387,8 +387,20 @@ def _control(tokens: list[str], lex: Lexicon, embedded_stop: bool) -> Control | 
     return _control_of(words, lex)
 
 
+#: control phrases made of a general verb and a pronoun: only the whole phrase is a control, since the verb
+#: alone starts a request ("do a cone-beam spin" asks for an exposure; it must never read as "do it" = confirm)
+_LITERAL_CONTROLS = frozenset({("do", "it"), ("go", "ahead"), ("go", "on"), ("carry", "on")})
+
+
+def _literal(m: _Match, words: list[str]) -> bool:
+    if m.phrase.words not in _LITERAL_CONTROLS:
+        return True
+    start = min(m.positions)
+    return tuple(words[start:start + len(m.phrase.words)]) == m.phrase.words
+
+
 def _control_of(words: list[str], lex: Lexicon) -> Control | None:
-    found = _match_phrases(words, _control_lexicon(), set())
+    found = [m for m in _match_phrases(words, _control_lexicon(), set()) if _literal(m, words)]
     if not found:
         return None
     # a control word that is part of a longer skill phrase is the skill ("go home", "freeze and save")

@@ -329,3 +329,14 @@ def test_force_target_arm_moves_and_negated_motion() -> None:
         plan = planner.plan("surgery", text)
         assert (plan.status, plan.control) == (PlanStatus.CONTROL, Control.PAUSE), text
     assert planner.plan("surgery", "don't release the needle").control is Control.DENY
+
+
+def test_a_general_verb_alone_is_never_a_confirmation() -> None:
+    """ "do it" confirms; "do" starting a request asks for that request. Reading "do a cone-beam spin" as a
+    confirmation would answer a pending exposure question nobody answered."""
+    for text in ("do a cone-beam spin", "do the 3d spin", "go ahead and do a spin"):
+        plan = planner.plan("xray", text)
+        assert plan.status is PlanStatus.OK and [s.skill for s in plan.steps] == ["acquire_3d"], (text, plan)
+    for text in ("do it", "yes, do it", "go ahead", "okay go ahead and do it"):
+        plan = planner.plan("xray", text)
+        assert plan.status is PlanStatus.CONTROL and plan.control is Control.CONFIRM, (text, plan)
