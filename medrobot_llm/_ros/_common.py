@@ -1,0 +1,156 @@
+"""The graph's names and QoS (architecture.md's ROS table is the contract), and a node runner.
+
+Importing this module imports rclpy: only the node modules and the ROS tests do.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import rclpy
+from rclpy.action.client import ActionClient
+from rclpy.task import Future
+from unique_identifier_msgs.msg import UUID
+from rclpy.context import Context
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+__all__ = [
+    "ACTION_EXECUTE",
+    "GoalClient",
+    "NodeRunner",
+    "SERVICE_PLAN",
+    "TOPIC_COMMAND",
+    "TOPIC_CONFIRM",
+    "TOPIC_ESTOP",
+    "TOPIC_EVENTS",
+    "TOPIC_PLANNED",
+    "TOPIC_ROBOT_STATUS",
+    "TOPIC_STATE",
+    "latched_qos",
+    "reliable_qos",
+    "spin_node",
+]
+
+_LOG = logging.getLogger(__name__)
+
+# the contract (architecture.md)
+TOPIC_COMMAND = "/medrobot/command"
+SERVICE_PLAN = "/medrobot/plan"
+ACTION_EXECUTE = "/medrobot/execute_skill"
+TOPIC_ESTOP = "/medrobot/estop"
+TOPIC_CONFIRM = "/medrobot/confirm"
+TOPIC_STATE = "/medrobot/state"
+# added by the bridge (std_msgs/String holding JSON)
+#: planner node -> supervisor: {"text": T, "plan": PLAN_OBJECT} for every command on /medrobot/command
+TOPIC_PLANNED = "/medrobot/planned"
+#: supervisor -> consoles: every audit record, step feedback and the reply to every command
+TOPIC_EVENTS = "/medrobot/events"
+#: skill server -> supervisor: liveness, halt latch, world state and telemetry, several times a second
+TOPIC_ROBOT_STATUS = "/medrobot/robot_status"
+
+
+def latched_qos(depth: int = 1) -> QoSProfile:
+    """Reliable + transient local: a late joiner gets the last value (e-stop latch, supervisor state)."""
+    return QoSProfile(depth=depth, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE,
+                      durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
+
+def reliable_qos(depth: int = 10) -> QoSProfile:
+    """Reliable + volatile: commands and confirmations are for whoever listens now, never replayed."""
+    return QoSProfile(depth=depth, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE,
+                      durability=DurabilityPolicy.VOLATILE)
+
+
+def spin_node(make: Callable[[], Any], *, threads: int = 4, args: list[str] | None = None) -> int:
+    """``main`` of a node process: init, build, spin until Ctrl-C/SIGTERM, then close the node cleanly."""
+    rclpy.init(args=args)
+    node = None
+    executor = MultiThreadedExecutor(num_threads=threads)
+    try:
+        node = make()
+        executor.add_node(node)
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            close = getattr(node, "close", None)
+            if callable(close):
+                close()
+            node.destroy_node()
+        executor.shutdown(timeout_sec=1.0)
+        rclpy.try_shutdown()
+    return 0
+
+
+class NodeRunner:
+    """One node on its own context and executor thread, for in-process clients (consoles, tests, benchmarks)."""
+
+    def __init__(self, name: str, *, threads: int = 3) -> None:
+        self.context = Context()
+        rclpy.init(context=self.context)
+        self.node = Node(name, context=self.context)
+        self.executor = MultiThreadedExecutor(num_threads=threads, context=self.context)
+        self.executor.add_node(self.node)
+        self._closing = False
+        self._thread = threading.Thread(target=self._spin, name=f"{name}-spin", daemon=True)
+        self._thread.start()
+
+    def _spin(self) -> None:
+        while self.context.ok() and not self._closing:
+            try:
+                self.executor.spin_once(timeout_sec=0.1)
+            except (ExternalShutdownException, KeyboardInterrupt):
+                return
+            except Exception:  # noqa: BLE001
+                # an entity destroyed from another thread while the executor waited on it (rclpy raises
+                # RCLError/InvalidHandle here): the next wait no longer sees it, so keep spinning
+                if self._closing:
+                    return
+                _LOG.debug("spin of %s: an entity went away while waited on", self.node.get_name(), exc_info=True)
+
+    def close(self) -> None:
+        self._closing = True
+        try:
+            self.executor.shutdown(timeout_sec=1.0)
+            self._thread.join(2.0)
+            self.node.destroy_node()
+        finally:
+            if self.context.ok():
+                rclpy.shutdown(context=self.context)
+
+
+class GoalClient(ActionClient):  # type: ignore[type-arg]
+    """An ``ActionClient`` whose ``send_goal_async`` may be called from any thread.
+
+    rclpy 9.1.2 (the Kilted wheels) registers the goal's future twice, the second time outside the
+    client's lock: a response that comes in between completes a future nobody holds, or the caller
+    gets ``ValueError: list.remove(x): x not in list``, or waits for ever. Here the future is registered
+    once, under the lock, together with the feedback callback, before the request leaves.
+    """
+
+    def send_goal_async(self, goal: Any, feedback_callback: Callable[[Any], None] | None = None,
+                        goal_uuid: UUID | None = None) -> Future[Any]:
+        if not isinstance(goal, self._action_type.Goal):
+            raise TypeError(f"expected a {self._action_type.Goal.__name__} goal, got {type(goal).__name__}")
+        request = self._action_type.Impl.SendGoalService.Request()
+        request.goal_id = UUID(uuid=list(uuid.uuid4().bytes)) if goal_uuid is None else goal_uuid
+        request.goal = goal
+        future: Future[Any] = Future()
+        with self._lock:
+            if feedback_callback is not None:
+                self._feedback_callbacks[bytes(request.goal_id.uuid)] = feedback_callback
+            sequence_number = self._client_handle.send_goal_request(request)
+            if sequence_number in self._pending_goal_requests:
+                raise RuntimeError(f"sequence {sequence_number} conflicts with a pending goal request")
+            self._pending_goal_requests[sequence_number] = future
+            self._goal_sequence_number_to_goal_id[sequence_number] = request.goal_id
+            future.add_done_callback(self._remove_pending_goal_request)
+            self.add_future(future)
+        return future

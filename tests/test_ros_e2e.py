@@ -1,0 +1,183 @@
+"""End to end over real DDS: the ultrasound graph as separate processes (``medrobot bringup``).
+
+The tests run in order on one graph (starting it costs seconds): a scan with a confirmation, an e-stop
+mid-motion, a cancel mid-motion, rogue and malformed goals, and last, a killed skill server.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests._ros_helpers import RogueClient, RosGraph, moved, ros_graph, tip
+
+pytestmark = [pytest.mark.ros, pytest.mark.sim, pytest.mark.slow]
+
+LONG_SWEEP = "sweep 100 mm medial at 1 mm/s"
+
+
+@pytest.fixture(scope="module")
+def graph(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RosGraph]:
+    with ros_graph("ultrasound", tmp_path_factory.mktemp("ros_us")) as g:
+        yield g
+
+
+def _start_long_sweep(graph: RosGraph, text: str = LONG_SWEEP) -> int:
+    """Send a 100 s (sim time) sweep and return once the probe is moving; the event index before it."""
+    since = graph.n_events()
+    reply = graph.remote.command(text)
+    assert reply is not None and reply["accepted"], reply
+    fb = graph.wait_event(lambda e: e.get("kind") == "feedback" and e.get("progress", 0) > 0.02, since, timeout=15)
+    assert fb is not None, f"no motion feedback; status {graph.remote.status()}"
+    return since
+
+
+def _still(graph: RosGraph, window: float = 0.4) -> None:
+    """The probe tip does not move over ``window`` seconds of robot status."""
+    first = graph.robot_status()
+    time.sleep(window)
+    last = graph.robot_status()
+    assert last["_rx"] > first["_rx"], "no robot status during the window"
+    assert not moved(tip(first), tip(last)), f"the probe kept moving: {tip(first)} -> {tip(last)}"
+
+
+def test_the_graph_is_three_processes_on_loopback_and_its_own_domain(graph: RosGraph) -> None:
+    """``medrobot bringup`` started each node as its own process, from the bringup parameters file, with DDS
+    discovery on loopback and the test's ROS_DOMAIN_ID."""
+    from medrobot_llm._cli_bringup import NODES, default_params_file
+
+    pids = {graph.pid(n) for n in NODES}
+    assert len(pids) == 3 and graph.bringup.pid not in pids
+    for node, module in NODES.items():
+        proc = Path("/proc") / str(graph.pid(node))
+        argv = proc.joinpath("cmdline").read_bytes().decode().split("\0")
+        assert module in argv and argv[argv.index("--params-file") + 1] == str(default_params_file())
+        env = dict(kv.split("=", 1) for kv in proc.joinpath("environ").read_bytes().decode().split("\0") if "=" in kv)
+        assert env["ROS_DOMAIN_ID"] == str(graph.ros_domain_id), node
+        assert env["ROS_AUTOMATIC_DISCOVERY_RANGE"] == "LOCALHOST", node
+
+
+def test_scan_waits_for_confirm_then_moves_the_robot(graph: RosGraph) -> None:
+    remote = graph.remote
+    assert remote.status()["state"] == "IDLE"
+    start = tip(graph.robot_status())
+    since = graph.n_events()
+    reply = remote.command("scan the left kidney")
+    assert reply is not None and reply["accepted"], reply
+    assert [s["skill"] for s in reply["plan"]["steps"]] == ["move_to_window", "make_contact", "sweep"]
+    assert remote.wait_for("AWAITING_CONFIRMATION", timeout=20), remote.status()
+    st = remote.status()
+    assert "make_contact" in st["question"]["text"]
+    assert st["world"]["facts"]["probe"] == "hovering"
+    time.sleep(0.3)  # nothing is sent while the question is open
+    sent = [e["skill"] for e in graph.events_of("step_sent", since)]
+    assert sent == ["move_to_window"], sent
+    assert moved(start, tip(graph.robot_status()), tol=1.0), "move_to_window did not move the probe"
+
+    reply = remote.confirm()
+    assert reply is not None and reply["accepted"], reply
+    assert remote.wait_status(lambda s: s["state"] == "IDLE" and "done" in s["reason"], timeout=20), remote.status()
+    results = graph.events_of("step_result", since)
+    assert [(r["skill"], r["success"]) for r in results] == [("move_to_window", True), ("make_contact", True),
+                                                             ("sweep", True)], results
+    st = remote.status()
+    assert st["world"]["facts"]["probe"] == "contact"
+    assert graph.wait_robot(lambda s: s["world"]["facts"]["probe"] == "contact" and not s["busy"])
+    assert graph.robot_status()["telemetry"]["force_n"] > 2.0
+
+
+def test_estop_mid_motion_halts_the_robot_and_latches(graph: RosGraph) -> None:
+    remote = graph.remote
+    since = _start_long_sweep(graph)
+    remote.stop()
+    assert remote.wait_for("ESTOP", timeout=3), remote.status()
+    assert graph.wait_robot(lambda s: s["halted"] and not s["busy"], timeout=3), graph.robot_status()
+    _still(graph)
+    result = graph.wait_event(lambda e: e.get("kind") == "step_result", since, timeout=5)
+    assert result is not None and not result["success"] and result["failure"] == "halted", result
+    # latched: nothing runs until a reset
+    reply = remote.command("sweep 10 mm caudal")
+    assert reply is not None and not reply["accepted"] and "latched" in reply["message"], reply
+    _still(graph, 0.2)
+    st = remote.reset()
+    assert st is not None and st["state"] == "IDLE", remote.status()
+    assert graph.wait_robot(lambda s: not s["halted"], timeout=3)
+
+
+def test_cancel_mid_motion_cancels_the_goal_and_stops_the_robot(graph: RosGraph) -> None:
+    remote = graph.remote
+    since = _start_long_sweep(graph, "sweep 100 mm lateral at 1 mm/s")
+    reply = remote.command("cancel")
+    assert reply is not None and reply["accepted"] and reply["state"] == "IDLE", reply
+    result = graph.wait_event(lambda e: e.get("kind") == "step_result", since, timeout=5)
+    assert result is not None and result["failure"] == "cancelled", result
+    assert "did not confirm" not in result["message"], result  # the skill server itself ended the goal
+    assert graph.wait_robot(lambda s: not s["busy"], timeout=3)
+    _still(graph)
+    assert remote.status()["state"] == "IDLE"
+
+
+def test_goal_from_another_node_is_refused(graph: RosGraph) -> None:
+    rogue = RogueClient(graph)
+    try:
+        before = tip(graph.robot_status())
+        refusals = graph.robot_status()["refusals"]
+        args = json.dumps({"direction": "caudal", "distance_mm": 30, "speed_mm_s": 20})
+        # while the supervisor is idle
+        accepted, result = rogue.send(plan_id="rogue:1", step_index=0, skill="sweep", args_json=args,
+                                      domain="ultrasound")
+        assert accepted and not result.success and result.failure_kind == "invalid"
+        assert result.message.startswith("refused") and "IDLE" in result.message, result.message
+        # while it executes a plan: the real plan id and the current step (but not the goal the supervisor
+        # announced), and the next step (not released)
+        _start_long_sweep(graph)
+        plan_id = graph.remote.status()["plan_id"]
+        accepted, result = rogue.send(plan_id=plan_id, step_index=0, skill="sweep", args_json=args,
+                                      domain="ultrasound")
+        assert not result.success and "not the goal the supervisor announced" in result.message, result.message
+        accepted, result = rogue.send(plan_id=plan_id, step_index=1, skill="sweep", args_json=args,
+                                      domain="ultrasound")
+        assert not result.success and "executing plan" in result.message, result.message
+        assert graph.remote.command("cancel")["accepted"]
+        assert graph.wait_robot(lambda s: not s["busy"], timeout=3)
+        _still(graph, 0.2)
+        assert graph.robot_status()["refusals"] >= refusals + 3
+        assert moved(before, tip(graph.robot_status()), tol=0.05)  # only the supervisor's sweep moved it
+    finally:
+        rogue.close()
+
+
+@pytest.mark.parametrize("args_json, why", [
+    ("{not json", "not valid JSON"),
+    ("[1, 2]", "must be a JSON object"),
+    ('{"distance_mm": NaN}', "not valid JSON"),
+])
+def test_malformed_args_json_is_refused_with_a_message(graph: RosGraph, args_json: str, why: str) -> None:
+    rogue = RogueClient(graph)
+    try:
+        before = tip(graph.robot_status())
+        accepted, result = rogue.send(plan_id="x:1", step_index=0, skill="sweep", args_json=args_json,
+                                      domain="ultrasound")
+        assert accepted and not result.success and result.failure_kind == "invalid"
+        assert result.message.startswith("refused") and why in result.message, result.message
+        assert not moved(before, tip(graph.robot_status()))
+    finally:
+        rogue.close()
+
+
+def test_killing_the_skill_server_sends_the_supervisor_to_fault(graph: RosGraph) -> None:
+    import os
+    import signal
+
+    _start_long_sweep(graph)
+    t0 = time.monotonic()
+    os.killpg(graph.pid("medrobot_skill_server"), signal.SIGKILL)
+    assert graph.remote.wait_for("FAULT", timeout=5), graph.remote.status()
+    st = graph.remote.status()
+    assert "heartbeat" in st["reason"], st["reason"]
+    assert time.monotonic() - t0 < 5
+    assert st["halted"]

@@ -1,0 +1,115 @@
+"""Without the ROS environment, everything ROS says how to get it (pure Python, no ROS needed)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from medrobot_llm._ros._env import INSTALL_HINT, RosEnvError, child_env, load_ros_env, unique_domain_id
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_missing_env_file_names_the_install_script(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MEDROBOT_ROS_WS", str(tmp_path))
+    with pytest.raises(RosEnvError, match="scripts/install_ros.sh"):
+        load_ros_env()
+    out = subprocess.run([sys.executable, "-m", "medrobot_llm.cli", "bringup", "--domain", "xray"],
+                         capture_output=True, text=True, timeout=60, cwd=ROOT,
+                         env={**child_env_base(), "MEDROBOT_ROS_WS": str(tmp_path)})
+    assert out.returncode == 2 and "scripts/install_ros.sh" in out.stderr, out.stderr
+
+
+def child_env_base() -> dict[str, str]:
+    import os
+
+    return {k: v for k, v in os.environ.items() if k != "MEDROBOT_ROS_WS"}
+
+
+def test_child_env_keeps_dds_local_and_sets_the_domain(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "install").mkdir()
+    (tmp_path / "install" / "medrobot_env.json").write_text(json.dumps(
+        {"MEDROBOT_ROS_PYTHON": sys.executable, "LD_LIBRARY_PATH": "/ros/lib"}))
+    monkeypatch.setenv("MEDROBOT_ROS_WS", str(tmp_path))
+    env = child_env(42, base={"LD_LIBRARY_PATH": "/mine", "ROS_AUTOMATIC_DISCOVERY_RANGE": ""})
+    assert env["ROS_DOMAIN_ID"] == "42" and env["ROS_AUTOMATIC_DISCOVERY_RANGE"] == "LOCALHOST"
+    assert env["LD_LIBRARY_PATH"] == "/ros/lib:/mine"
+    assert INSTALL_HINT.startswith("run `bash scripts/install_ros.sh`")
+
+
+def test_domain_ids_are_claimed_exclusively() -> None:
+    a = unique_domain_id()
+    b = unique_domain_id()
+    try:
+        assert a.domain_id != b.domain_id and 1 <= a.domain_id <= 101
+    finally:
+        a.release()
+        b.release()
+
+
+def _fake_ws(tmp_path: Path) -> Path:
+    (tmp_path / "install").mkdir(exist_ok=True)
+    (tmp_path / "install" / "medrobot_env.json").write_text(json.dumps({"MEDROBOT_ROS_PYTHON": sys.executable}))
+    return tmp_path
+
+
+def test_bringup_help_says_what_it_starts_and_how_to_reach_it() -> None:
+    out = subprocess.run([sys.executable, "-m", "medrobot_llm.cli", "bringup", "--help"], capture_output=True,
+                         text=True, timeout=60, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    text = " ".join(out.stdout.split())
+    for needed in ("--domain {surgery,ultrasound,xray}", "medrobot_skill_server", "medrobot_supervisor",
+                   "medrobot_planner", "sim.launch.py", "config/medrobot.yaml", "scripts/install_ros.sh",
+                   "ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST", "--ros-domain-id", "Ctrl-C", "/medrobot/command",
+                   "/medrobot/estop", "example:"):
+        assert needed in text, f"{needed!r} missing from `medrobot bringup --help`:\n{out.stdout}"
+
+
+@pytest.mark.parametrize("argv, why", [
+    (["--set", "medrobot_robot.gui=true"], "NODE.PARAM=VALUE"),
+    (["--set", "medrobot_supervisor.confirm_timeout_s"], "NODE.PARAM=VALUE"),
+    (["--ros-domain-id", "400"], "0..232"),
+    (["--real-time-factor", "-1"], ">= 0"),
+])
+def test_bringup_refuses_bad_arguments_before_starting_anything(tmp_path: Path, argv: list[str], why: str) -> None:
+    out = subprocess.run([sys.executable, "-m", "medrobot_llm.cli", "bringup", "--domain", "xray", *argv],
+                         capture_output=True, text=True, timeout=60, cwd=ROOT,
+                         env={**child_env_base(), "MEDROBOT_ROS_WS": str(_fake_ws(tmp_path))})
+    assert out.returncode == 2 and why in out.stderr, out.stderr
+    assert not list(tmp_path.glob("**/*.log"))
+
+
+def test_bringup_and_the_launch_file_start_the_same_nodes_from_one_parameters_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import ast
+
+    import yaml
+
+    from medrobot_llm._cli_bringup import NODES, Graph, default_params_file
+
+    pkg = ROOT / "ros_ws" / "src" / "medrobot_bringup"
+    params = pkg / "config" / "medrobot.yaml"
+    assert default_params_file() == params
+    sections = yaml.safe_load(params.read_text(encoding="utf-8"))
+    assert set(sections) - {"/**"} == set(NODES)
+    launch = (pkg / "launch" / "sim.launch.py").read_text(encoding="utf-8")
+    names = {n.value for n in ast.walk(ast.parse(launch)) if isinstance(n, ast.Constant) and n.value in NODES}
+    assert names == set(NODES) and '"config", "medrobot.yaml"' in launch
+    for node in NODES:  # the executables the launch file names exist and run the same modules
+        script = (pkg / "scripts" / node).read_text(encoding="utf-8")
+        assert f"from {NODES[node]} import main" in script
+
+    monkeypatch.setenv("MEDROBOT_ROS_WS", str(_fake_ws(tmp_path)))
+    graph = Graph("xray", ros_domain_id=9, log_dir=tmp_path / "logs",
+                  overrides={"medrobot_skill_server": {"real_time_factor": "0.0"}})
+    assert graph.env["ROS_DOMAIN_ID"] == "9" and graph.env["ROS_AUTOMATIC_DISCOVERY_RANGE"] == "LOCALHOST"
+    for node, module in NODES.items():
+        argv = graph.command(node)
+        assert argv[:3] == [sys.executable, "-m", module]
+        assert argv[argv.index("--params-file") + 1] == str(params)
+        assert f"{node}:domain:=xray" in argv
+    assert "medrobot_skill_server:real_time_factor:=0.0" in graph.command("medrobot_skill_server")

@@ -1,0 +1,100 @@
+"""The skill server's goal checks (``_gate``), without ROS: every refusal names its reason."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+
+from medrobot_llm._backend import FailureKind
+from medrobot_llm._ros._gate import FollowedState, GoalRequest, Refusal, SkillServerCore, authorise, parse_goal
+
+pytestmark = [pytest.mark.sim]
+
+SWEEP = json.dumps({"direction": "caudal", "distance_mm": 10, "speed_mm_s": 20})
+
+
+def goal(plan_id: str = "s:1", step: int = 0, skill: str = "sweep", args: str = SWEEP,
+         domain: str = "ultrasound", goal_id: str = "g1") -> GoalRequest:
+    return GoalRequest(plan_id, step, skill, args, domain, goal_id)
+
+
+def executing(plan_id: str = "s:1", step: int = 0, at: float = 100.0, goal_id: str = "g1") -> FollowedState:
+    return FollowedState("EXECUTING", plan_id, step, "s", at, goal_id)
+
+
+@pytest.mark.parametrize("args, why", [
+    ("{oops", "not valid JSON"), ("[]", "must be a JSON object"), ('{"a": Infinity}', "not valid JSON"),
+    ("x" * 20000, "longer than"),
+])
+def test_malformed_args_are_refused(args: str, why: str) -> None:
+    with pytest.raises(Refusal) as e:
+        parse_goal(goal(args=args), "ultrasound")
+    assert e.value.kind is FailureKind.INVALID and why in e.value.message
+
+
+def test_wrong_domain_and_missing_skill_are_refused() -> None:
+    with pytest.raises(Refusal, match="xray"):
+        parse_goal(goal(domain="xray"), "ultrasound")
+    with pytest.raises(Refusal, match="no skill"):
+        parse_goal(goal(skill=""), "ultrasound")
+
+
+@pytest.mark.parametrize("followed, publishers, why", [
+    (None, 1, "no supervisor state"),
+    (FollowedState("IDLE", "", -1, "s", 100.0), 1, "IDLE"),
+    (executing(step=1), 1, "executing plan s:1 step 2"),
+    (executing(plan_id="s:2"), 1, "executing plan s:2"),
+    (executing(at=90.0), 1, "old"),
+    (executing(), 2, "2 nodes publish"),
+    (executing(goal_id="g2"), 1, "not the goal the supervisor announced"),
+    (executing(goal_id=""), 1, "not the goal the supervisor announced"),
+])
+def test_only_the_followed_supervisor_executing_this_step_authorises(followed: FollowedState | None, publishers: int,
+                                                                   why: str) -> None:
+    with pytest.raises(Refusal, match=why):
+        authorise(goal(), followed, 100.5, max_age_s=1.0, state_publishers=publishers)
+    authorise(goal(), executing(), 100.5, max_age_s=1.0, state_publishers=1)
+
+
+@pytest.fixture(scope="module")
+def core() -> Iterator[SkillServerCore]:
+    from medrobot_llm._sim import make
+
+    scene = make("ultrasound")
+    scene.reset(seed=3)
+    c = SkillServerCore(scene, max_state_age_s=1e9)
+    yield c
+    scene.close()
+
+
+def test_core_revalidates_against_the_robot_and_runs_a_step_once(core: SkillServerCore) -> None:
+    core.on_state(executing())
+    step = core.check_form(goal())
+    with pytest.raises(Refusal) as e:  # sweeping needs contact; the probe is away
+        core.admit(goal(), step, 1)
+    assert e.value.kind is FailureKind.PRECONDITION and "probe" in e.value.message
+    mv = goal(skill="move_to_window", args=json.dumps({"organ": "liver", "side": "right"}))
+    admitted = core.admit(mv, core.check_form(mv), 1)
+    with pytest.raises(Refusal, match="busy with plan s:1 step 1"):
+        core.admit(mv, core.check_form(mv), 1)
+    assert core.run(admitted).success
+    with pytest.raises(Refusal, match="already ran"):
+        core.admit(mv, core.check_form(mv), 1)
+
+
+def test_core_halt_refuses_and_a_new_state_cancels_what_it_no_longer_authorises(core: SkillServerCore) -> None:
+    core.on_state(executing("s:9", 0))
+    lift = goal("s:9", 0, "rotate_probe", json.dumps({"angle_deg": 90}))
+    admitted = core.admit(lift, core.check_form(lift), 1)
+    assert core.on_state(FollowedState("PAUSED", "s:9", 0, "s", 100.0)) == [admitted]
+    admitted.token.cancel("paused")
+    assert core.run(admitted).failure is FailureKind.CANCELLED
+    core.on_state(executing("s:9", 0))
+    core.halt("test e-stop")
+    with pytest.raises(Refusal, match="halted"):
+        core.admit(lift, core.check_form(lift), 1)
+    assert core.status()["halted"]
+    core.clear_halt()
+    assert not core.status()["halted"]
