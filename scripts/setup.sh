@@ -22,7 +22,9 @@ if ((${#missing[@]})); then
 fi
 
 stamp=.setup-stamp
-want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+# the ray extra is installed too: the test suite runs `medrobot bench --engine ray` on a local cluster
+extras='.[test,ray]'
+want="$(sha256sum pyproject.toml | cut -d' ' -f1) $extras"
 # the installed package must be this checkout (an editable install made from another clone shadows it)
 # (-I keeps the current directory off sys.path, so the check sees what the console script sees)
 here_ok() {
@@ -34,8 +36,8 @@ sys.exit(0 if pathlib.Path(medrobot_llm.__file__).resolve().parent == here else 
 PYEOF
 }
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ] || ! here_ok; then
-  log "pip install -e .[test]"
-  "$PY" -m pip install -q --disable-pip-version-check -e '.[test]'
+  log "pip install -e $extras"
+  "$PY" -m pip install -q --disable-pip-version-check -e "$extras"
   echo "$want" > "$stamp"
 else
   log "python package up to date"
