@@ -213,6 +213,53 @@ def test_handover_passes_the_needle_without_dropping_it(scene: SurgeryScene) -> 
     assert facts["holding[psm1]"] == "needle" and facts["holding[psm2]"] == "none"
 
 
+@pytest.mark.parametrize("seed,giver,taker", [(4, "psm1", "psm2"), (5, "psm2", "psm1")])
+def test_handover_keeps_the_grip_through_the_giver_s_turn(scene: SurgeryScene, seed: int, giver: str,
+                                                         taker: str) -> None:
+    # seeds whose needle once slid out of the giver's jaws as it set off and turned toward the receiver
+    holding(scene, giver, "needle", seed=seed)
+    ok(scene, "handover", from_arm=giver, to_arm=taker, object="needle")
+    verdict = check_handover(scene, giver, taker)
+    assert verdict.success, verdict.reason
+    assert [e["why"] for e in scene.events if "release" in e] == ["handed over"]   # no lapse on the way
+
+
+def test_the_needle_is_taken_on_a_capsule_s_straight_side(scene: SurgeryScene) -> None:
+    scene.reset(seed=2)
+    point, _ = scene.grasp_target("needle")
+    pos, R = scene.object_frame("needle")
+    local = R.T @ (point - pos)
+    com = np.asarray(scene.client.getDynamicsInfo(scene.bodies["needle"], -1)[3])
+    centres = [np.asarray(d[5]) + com for d in scene.client.getCollisionShapeData(scene.bodies["needle"], -1)]
+    assert len(centres) == int(scene.cfg["objects"]["needle"]["segments"])
+    assert min(float(np.linalg.norm(local - c)) for c in centres) < 0.05 * MM   # the middle of a capsule's axis
+
+
+def test_a_long_retraction_reaches_its_distance_though_the_servos_sag(scene: SurgeryScene) -> None:
+    holding(scene, "psm2", "vessel", seed=4)
+    arm = scene.arms["psm2"]
+    start = arm.tcp.copy()
+    ok(scene, "retract", arm="psm2", direction="backward", distance_mm=18)
+    moved = -float(scene.rim_displacement()[0]) / MM
+    assert 17.0 <= moved <= 19.0
+    goal = start + np.array([-0.018, 0.0, 0.0])
+    assert np.linalg.norm(arm.tcp - goal) < 0.8 * MM                          # measured, not the set-point
+    lead = float(np.linalg.norm(arm.sp_pos - goal)) / MM
+    assert 0.0 < lead <= float(scene.cfg["grasp"]["sag_max"])                 # the set-point leads by the sag
+    assert check_dilation(scene, "psm2", 18, "backward").success
+
+
+def test_moves_speed_up_and_slow_down_at_the_asked_cruise_speed() -> None:
+    from medrobot_llm._sim._surgery import _trapezoid
+
+    total, ramp, n = 1.5, 0.2, 1500
+    f = [_trapezoid(total * i / n, total, ramp) for i in range(n + 1)]
+    v = np.diff(f) * n / total
+    assert f[0] == 0.0 and f[-1] == pytest.approx(1.0)
+    assert np.all(v >= 0.0) and float(v.max()) == pytest.approx(1.0 / (total - ramp), rel=1e-3)
+    assert float(v[0]) < 0.01 and float(v[-1]) < 0.01                         # no jump at either end
+
+
 @pytest.mark.parametrize("direction,axis", [("backward", np.array([-1.0, 0, 0])), ("up", np.array([0, 0, 1.0]))])
 def test_retract_displaces_the_rim_against_the_tissue_force(scene: SurgeryScene, direction: str,
                                                             axis: np.ndarray) -> None:

@@ -65,6 +65,18 @@ def _yaw_of(R: Arr) -> float:
     return math.atan2(float(R[1, 0]), float(R[0, 0]))
 
 
+def _trapezoid(t: float, total: float, ramp: float) -> float:
+    """The share of a move done at time ``t`` of ``total``, speeding up and slowing down over ``ramp`` each."""
+    if ramp <= 0.0:
+        return min(1.0, t / total)
+    peak = 1.0 / (total - ramp)
+    if t < ramp:
+        return 0.5 * peak * t * t / ramp
+    if t > total - ramp:
+        return max(0.0, 1.0 - 0.5 * peak * (total - t) ** 2 / ramp)
+    return peak * (t - 0.5 * ramp)
+
+
 def _v(values: Any, scale: float = MM) -> Arr:
     return np.asarray(values, dtype=float) * scale
 
@@ -142,6 +154,9 @@ class _Arm:
     tcp: Arr = field(default_factory=lambda: np.zeros(3))
     R: Arr = field(default_factory=lambda: np.eye(3))
     speed: float = 0.0
+    #: half the difference of the two jaws' targets (right minus left): each jaw has its own cable, as on an
+    #: EndoWrist, so the closed pair can sit off the tool axis where the object lies
+    jaw_bias: float = 0.0
     held: str | None = None
     grip: int | None = None
     #: the held object's pose in the gripper's frame (position, rotation), measured when the grip formed
@@ -173,11 +188,15 @@ class SurgeryScene(Scene):
         super().__init__(gui=gui, record_dir=record_dir)
         self.limits: dict[str, Any] = {**self.cfg["limits"], **(limits or {})}
         ws = self.limits["workspace"]
-        self._workspace = (_v(ws["lo"]) - 1e-9, _v(ws["hi"]) + 1e-9)
+        self._workspace = ((_v(ws["lo"]) - 1e-9).tolist(), (_v(ws["hi"]) + 1e-9).tolist())
         self._joint_bounds: dict[str, tuple[Arr, Arr]] = {}
         self._cid = int(self.client._client)
         self._built = False
         self._all_joints = _ARM_JOINTS + list(_JAWS)
+        #: per arm body, the motor commands last sent: pybullet keeps them, so unchanged ones are not resent
+        self._sent: dict[int, tuple[tuple[float, ...], float, float]] = {}
+        #: the arm bodies touching tissue (pad or vessel) at the end of the last control step
+        self._touching: set[int] = set()
         self.arms: dict[str, _Arm] = {}
         self.bodies: dict[str, int] = {}
         self.pad_top = _v(self.cfg["pad"]["top"])
@@ -242,6 +261,7 @@ class SurgeryScene(Scene):
         c.changeDynamics(self.bodies["needle"], -1, lateralFriction=0.6, rollingFriction=0.0)
         c.changeDynamics(self.bodies["shunt"], -1, lateralFriction=0.6, rollingFriction=0.001)
         self._tissue = {self.pad_id, vessel}
+        self._sent = {}
         self._built = True
 
     def _place(self, obj: str, xy: Arr, yaw: float, z: float) -> None:
@@ -278,7 +298,7 @@ class SurgeryScene(Scene):
         for arm in self.arms.values():
             arm.q_cmd = arm.kin.ik(arm.home, arm.home_psi, 0.0)
             arm.sp_pos, arm.sp_psi = arm.home.copy(), arm.home_psi
-            arm.jaw_cmd = float(self.cfg["arms"]["jaw_open"]) * MM
+            arm.jaw_cmd, arm.jaw_bias = float(self.cfg["arms"]["jaw_open"]) * MM, 0.0
             arm.held, arm.grip, arm.grip_rel = None, None, None
             for j, q in zip(_ARM_JOINTS, arm.q_cmd):
                 self.client.resetJointState(arm.body, j, float(q))
@@ -353,26 +373,40 @@ class SurgeryScene(Scene):
         cid = self._cid
         gain = self._gains
         for arm in self.arms.values():
+            sent = (tuple(arm.q_cmd.tolist()), arm.jaw_cmd, arm.jaw_bias)
+            if self._sent.get(arm.body) == sent:
+                continue
+            self._sent[arm.body] = sent
             pybullet.setJointMotorControlArray(arm.body, _ARM_JOINTS, pybullet.POSITION_CONTROL,
                                                targetPositions=arm.q_cmd.tolist(), forces=self._motor_forces,
                                                positionGains=[gain["arm"]] * 6, physicsClientId=cid)
-            for jaw in _JAWS:
-                pybullet.setJointMotorControl2(arm.body, jaw, pybullet.POSITION_CONTROL, targetPosition=arm.jaw_cmd,
+            for jaw, side in zip(_JAWS, (1.0, -1.0)):
+                pybullet.setJointMotorControl2(arm.body, jaw, pybullet.POSITION_CONTROL,
+                                               targetPosition=arm.jaw_cmd + side * arm.jaw_bias,
                                                force=self._grip, maxVelocity=self._jaw_speed,
                                                positionGain=gain["jaw"], physicsClientId=cid)
 
-    def _tissue_contacts(self, movers: set[int], rim_holders: set[int]) -> tuple[float, float]:
-        """Normal force the arms and what they hold put on the pad and on the vessel, this physics step."""
+    def _tissue_contacts(self, movers: set[int], rim_holders: set[int],
+                         touching: set[int] | None = None) -> tuple[float, float]:
+        """Normal force the arms and what they hold put on the pad and on the vessel, this physics step.
+
+        ``touching`` (if given) collects the movers in contact with either, from the same contact points.
+        """
         cid = self._cid
-        pad = 0.0
-        for cp in pybullet.getContactPoints(self.pad_id, physicsClientId=cid):
-            if cp[2] in movers:
+        pad = vessel = 0.0
+        # asked pair by pair: the needle lying on the pad is a score of contact points nobody needs here
+        for body in movers:
+            pts = pybullet.getContactPoints(self.pad_id, body, physicsClientId=cid)
+            for cp in pts:
                 pad += cp[9]
-        vessel = 0.0
-        for cp in pybullet.getContactPoints(self._vessel, physicsClientId=cid):
-            # the jaws holding the rim are the grip, not a push on tissue: the rim's pull shows its force
-            if cp[2] in movers and not (cp[3] == self._rim_link and cp[2] in rim_holders):
-                vessel += cp[9]
+            on_vessel = pybullet.getContactPoints(self._vessel, body, physicsClientId=cid)
+            if touching is not None and (pts or on_vessel):
+                touching.add(body)
+            held_rim = body in rim_holders
+            for cp in on_vessel:
+                # the jaws holding the rim are the grip, not a push on tissue: the rim's pull shows its force
+                if not (held_rim and cp[3] == self._rim_link):
+                    vessel += cp[9]
         return pad, vessel
 
     def _movers(self) -> tuple[set[int], set[int]]:
@@ -484,12 +518,15 @@ class SurgeryScene(Scene):
         pad = vessel = rim = 0.0
         movers, rim_holders = self._movers()
         cid = self._cid
-        for _ in range(self.substeps):
+        touching: set[int] = set()
+        last = self.substeps - 1
+        for i in range(self.substeps):
             rim += self._rim_spring()
             pybullet.stepSimulation(physicsClientId=cid)
-            p, v = self._tissue_contacts(movers, rim_holders)
+            p, v = self._tissue_contacts(movers, rim_holders, touching if i == last else None)
             pad += p
             vessel += v
+        self._touching = touching
         self.sim_steps += self.substeps
         self._measure(pad, vessel, rim, self.substeps, self.control_period_s)
         self.max_force_n = max(self.max_force_n, self.force_n)
@@ -529,7 +566,8 @@ class SurgeryScene(Scene):
 
     def _workspace_violation(self, arm: _Arm, p: Arr) -> tuple[FailureKind, str] | None:
         lo, hi = self._workspace
-        if bool(np.all(p >= lo)) and bool(np.all(p <= hi)):
+        x, y, z = p.tolist()
+        if lo[0] <= x <= hi[0] and lo[1] <= y <= hi[1] and lo[2] <= z <= hi[2]:
             return None
         return FailureKind.WORKSPACE_LIMIT, (f"{arm.name}'s tool tip would leave its workspace at "
                                              f"{[round(float(v) / MM) for v in p]} mm")
@@ -546,7 +584,7 @@ class SurgeryScene(Scene):
         if pybullet.getClosestPoints(a1.body, a2.body, clearance, physicsClientId=self._cid):
             return FailureKind.COLLISION, f"the instruments came within {self.limits['arm_clearance']:g} mm of each other"
         for arm in self.arms.values():
-            contact = self.arm_touches_tissue(arm) or arm.held == "vessel"
+            contact = arm.body in self._touching or arm.held == "vessel"
             vmax = float(self.limits["contact_speed"] if contact else self.limits["free_speed"])
             if arm.speed / MM > vmax:
                 return FailureKind.SPEED_LIMIT, f"{arm.name} tool tip at {arm.speed / MM:.0f} mm/s above {vmax:g} mm/s"
@@ -554,11 +592,6 @@ class SurgeryScene(Scene):
             if bad is not None:
                 return bad[0], bad[1].replace("would leave", "left")
         return None
-
-    def arm_touches_tissue(self, arm: _Arm) -> bool:
-        cid = self._cid
-        return bool(pybullet.getContactPoints(arm.body, self.pad_id, physicsClientId=cid)
-                    or pybullet.getContactPoints(arm.body, self._vessel, physicsClientId=cid))
 
     def stop_motion(self) -> None:
         """Hold every joint where it is now; the jaws keep their grip, so nothing held is dropped.
@@ -636,15 +669,23 @@ class SurgeryScene(Scene):
         """A point on the needle's arc (angle ``theta`` from its middle) and the jaws' heading to take it there
         (across the wire, along the radius)."""
         pos, R = self.object_frame("needle")
-        r = float(self.cfg["objects"]["needle"]["radius"]) * MM
+        r = self.needle_wire_radius()
         local = np.array([r * math.cos(theta), r * math.sin(theta), 0.0])
         return pos + R @ local, _yaw_of(R) + theta
+
+    def needle_wire_radius(self) -> float:
+        """How far a capsule's axis lies from the arc's centre at the capsule's middle (m): the wire is a chain
+        of straight capsules whose ends sit on the arc, so in between it runs a little inside the arc, and a
+        grip centred on the arc there would take it off-centre, one jaw pressing before the other."""
+        spec = self.cfg["objects"]["needle"]
+        half = math.radians(float(spec["arc_deg"])) / (2.0 * int(spec["segments"]))
+        return float(spec["radius"]) * MM * math.cos(half)
 
     def grasp_target(self, obj: str) -> tuple[Arr, float]:
         """Where the tool tip takes an object and the jaws' heading, from the object's pose now."""
         spec = self.cfg["objects"][obj]
         if obj == "needle":
-            return self.needle_point(0.0)
+            return self.needle_point(math.radians(float(spec["grasp_deg"])))
         if obj == "shunt":
             pos, R = self.object_frame("shunt")
             back = float(spec["length"]) / 2.0 - float(spec["grasp_from_tail"])
@@ -711,9 +752,14 @@ class _Skill(SceneSkill["SurgeryScene"]):
 
     # -- motions ---------------------------------------------------------------------------------
     def move(self, arm: _Arm, goal: Arr, psi: float | None = None, speed_mm_s: float | None = None,
-             tolerance: float = 0.0008) -> Motion:
+             tolerance: float = 0.0008, loaded: bool = False) -> Motion:
         """Run the arm's set-point in a straight line to ``goal`` (turning the jaws to ``psi`` on the way) at
-        ``speed_mm_s``, then wait until the measured tool tip is there. Returns False if it never settled."""
+        ``speed_mm_s``, then wait until the measured tool tip is there. Returns False if it never settled.
+
+        ``loaded``: the arm pulls against tissue, and its servos sag under the pull; while it settles, the
+        set-point leads the goal by the measured sag (up to ``grasp.sag_max``), as a Cartesian outer loop on
+        a real arm would.
+        """
         s = self.scene
         speed = float(speed_mm_s or s.cfg["motion"]["free_speed"]) * MM
         turn = math.radians(float(s.cfg["motion"]["turn_speed_deg"]))
@@ -724,16 +770,27 @@ class _Skill(SceneSkill["SurgeryScene"]):
         if arm.held is None and abs(dpsi) > math.pi / 2:   # empty jaws are symmetric: turn the short way
             dpsi = _wrap(dpsi - math.pi)
         dist = float(np.linalg.norm(goal - start))
-        duration = max(dist / speed, abs(dpsi) / turn, dt)
-        n = int(math.ceil(duration / dt))
+        # a trapezoidal speed profile: the set-point speeds up and slows down over ``ramp`` rather than jumping
+        # to full speed, so what the jaws hold is not jerked out of them (its cruise speed is the asked one)
+        cruise = max(dist / speed, abs(dpsi) / turn, dt)
+        ramp = min(float(s.cfg["motion"]["ramp_s"]), cruise)
+        total = cruise + ramp
+        n = int(math.ceil(total / dt))
         for i in range(1, n + 1):
-            f = i / n
+            f = _trapezoid(i / n * total, total, ramp)
             arm.sp_pos = start + (goal - start) * f
             arm.sp_psi = psi0 + dpsi * f
             yield
+        g = s.cfg["grasp"]
+        gain, most = float(g["sag_gain"]), float(g["sag_max"]) * MM
         for _ in range(int(1.0 / dt)):
-            if float(np.linalg.norm(arm.tcp - goal)) < tolerance:
+            error = goal - arm.tcp
+            if float(np.linalg.norm(error)) < tolerance:
                 return True
+            if loaded:
+                lead = arm.sp_pos + gain * error - goal
+                size = float(np.linalg.norm(lead))
+                arm.sp_pos = goal + (lead if size <= most else lead * (most / size))
             yield
         return False
 
@@ -751,7 +808,7 @@ class _Skill(SceneSkill["SurgeryScene"]):
 
     def jaws(self, arm: _Arm, opening: float) -> Generator[None, None, None]:
         s = self.scene
-        arm.jaw_cmd = opening
+        arm.jaw_cmd, arm.jaw_bias = opening, 0.0
         for _ in range(int(0.6 / s.control_period_s)):
             if float(np.max(np.abs(arm.jaws - opening))) < 0.0002:
                 return
@@ -777,8 +834,11 @@ class _Skill(SceneSkill["SurgeryScene"]):
             if touching:
                 # latched at the first touch: re-derived from the jaws every step, the target would follow
                 # them into the object and the jaws would cut into it instead of holding it
+                # each jaw squeezes from where it touched, so an object lying off the tool axis is pressed
+                # evenly from both sides rather than shoved by one jaw against the other
                 if hold is None:
                     hold = max(0.0, float(np.mean(arm.jaws)) - squeeze)
+                    arm.jaw_bias = float(arm.jaws[0] - arm.jaws[1]) / 2.0
                 arm.jaw_cmd = hold
             else:
                 arm.jaw_cmd = max(0.0, min(arm.jaw_cmd, float(np.max(arm.jaws))) - rate)
@@ -853,7 +913,7 @@ class _Grasp(_Skill):
             return
         gripped = yield from self.close_on(arm, obj)
         if not gripped:
-            arm.jaw_cmd = float(s.cfg["arms"]["jaw_open"]) * MM
+            arm.jaw_cmd, arm.jaw_bias = float(s.cfg["arms"]["jaw_open"]) * MM, 0.0
             self.fail(FailureKind.LOST, f"{arm.name}'s jaws closed without taking the {obj}")
             return
         left, right = s.jaw_contacts(arm, obj)
@@ -916,10 +976,11 @@ class _Handover(_Skill):
         yield from self.travel(taker, wait)
         # which take point, and how far the giver must turn so that it faces the receiver
         pos, R = s.object_frame(obj)
+        clearance = float(s.cfg["grasp"]["handover_clearance"]) * MM
         options = []
         for local in self._take_points(obj):
             d = pos + R @ local - giver.tcp
-            if float(np.linalg.norm(d[:2])) < 0.006:     # that is where the giver holds it
+            if float(np.linalg.norm(d[:2])) < clearance:     # too near the giver's jaws for the receiver's
                 continue
             turn = _wrap(math.atan2(side, 0.0) - math.atan2(float(d[1]), float(d[0])))
             options.append((abs(turn), turn, local))
@@ -941,7 +1002,7 @@ class _Handover(_Skill):
         yield from self.move(taker, take, take_psi, float(s.cfg["motion"]["approach_speed"]))
         gripped = yield from self.close_on(taker, obj)
         if not gripped:
-            taker.jaw_cmd = float(s.cfg["arms"]["jaw_open"]) * MM
+            taker.jaw_cmd, taker.jaw_bias = float(s.cfg["arms"]["jaw_open"]) * MM, 0.0
             self.fail(FailureKind.LOST, f"{taker.name}'s jaws closed without taking the {obj}")
             return
         s.drop_grip(giver, "handed over")
@@ -956,7 +1017,7 @@ class _Handover(_Skill):
         """Where the receiver may take the object, in the object's frame, away from the giver's grip."""
         spec = self.scene.cfg["objects"][obj]
         if obj == "needle":
-            r = float(spec["radius"]) * MM
+            r = self.scene.needle_wire_radius()
             t = math.radians(float(spec["handover_take_deg"]))
             return [np.array([r * math.cos(a), r * math.sin(a), 0.0]) for a in (t, -t)]
         half = float(spec["length"]) * MM / 2.0
@@ -973,7 +1034,7 @@ class _Retract(_Skill):
         s.retract_log = []
         goal = arm.sp_pos + direction * dist
         speed = float(s.cfg["motion"]["retract_speed"])
-        motion = self.move(arm, goal, speed_mm_s=speed, tolerance=0.0008)
+        motion = self.move(arm, goal, speed_mm_s=speed, tolerance=0.0008, loaded=True)
         while True:
             try:
                 next(motion)
