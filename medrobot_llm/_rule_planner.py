@@ -1394,13 +1394,17 @@ class _Parser:
             return []
         named = {v for it in clause.items for _, v in it.options}
         out: list[Step] = []
-        for key, op, want in conditions_of(self.cs, spec, args):
+        said = conditions_of(self.cs, spec, args)
+        for key, op, want in conditions_of(self.cs, spec, {**self._sole_defaults(spec, args), **args}):
+            # a defaulted argument with one possible value ("insert" always goes into the vessel) names its
+            # value as surely as the person would, but only far enough to look for it: nothing that moves
+            only_look = (key, op, want) not in said
             have = self.world.facts.get(key, _UNSET)
             holds = have is not _UNSET and ((have == want) if op == "==" else (have != want))
             if op == "!=" and any(_bind(k, key) is not None for k, _ in effect_templates(spec)):
                 continue
             for cspec, cargs, consumed in self._establishers(key, op, want, leftovers, named, clause):
-                if cspec.name == spec.name:
+                if cspec.name == spec.name or (only_look and cspec.hazard is not Hazard.NONE):
                     continue
                 # the fact holds, but the person named a new setting for it ("... and a lateral shot")
                 if holds and not (consumed and all(not v.startswith("{") for k, v in effect_templates(cspec)
@@ -1412,6 +1416,16 @@ class _Parser:
                 out.append(Step(skill=cspec.name, args=cargs))
                 apply_step(self.cs, cspec, cargs, self.world)
                 break
+        return out
+
+    def _sole_defaults(self, spec: SkillSpec, args: dict[str, Any]) -> dict[str, Any]:
+        """Enum arguments left out whose default is the only value they may take."""
+        out: dict[str, Any] = {}
+        for a, s in spec.args.items():
+            if a in args or s.type != "enum" or s.default is None:
+                continue
+            if self._allowed(spec, a, s, args) == (s.default,):
+                out[a] = s.default
         return out
 
     def _establishers(self, key: str, op: str, want: Any, leftovers: list[_Item], named: set[str],

@@ -285,6 +285,18 @@ def test_placing_the_shunt_in_the_vessel_is_an_insertion() -> None:
     assert plan.status is PlanStatus.REFUSED and "15 mm" in _text(plan.reason)
 
 
+def test_an_insertion_looks_for_its_defaulted_target_but_moves_nothing_more() -> None:
+    """'insert the shunt' can only mean the vessel, so the vessel is located first (insert needs it located),
+    but a default never brings in motion the person did not ask for."""
+    plan = planner.plan("surgery", "insert the shunt 5 mm with psm1")
+    assert plan.status is PlanStatus.OK, plan.reason
+    assert [s.skill for s in plan.steps] == ["locate", "grasp", "locate", "insert"], plan.steps
+    assert plan.steps[2] == Step(skill="locate", args={"object": "vessel"})
+    world = WorldState(facts={"holding[psm1]": "shunt", "located[shunt]": True})
+    plan = planner.plan("surgery", "insert the shunt with psm1", world=world)
+    assert [s.skill for s in plan.steps] == ["locate", "insert"], plan.steps
+
+
 def test_a_view_shot_sets_the_view_and_takes_only_the_shots_asked() -> None:
     plan = planner.plan("xray", "take a lateral shot at L2")
     assert _steps(plan) == [("move_to_view", {"anatomy": "lumbar_spine", "view": "lateral", "level": "L2"}),
