@@ -283,6 +283,7 @@ class Supervisor:
         self._pending: Question | None = None
         self._inflight: tuple[Run, int, float] | None = None
         self._waiting_run: Run | None = None
+        self._ending: dict[int, tuple[Run, str, str]] = {}  # run id -> run, outcome, reason: see _drop_run
         self._halt_requested: str | None = None
         self._refusal: str | None = None
         self._refusal_expired = False
@@ -513,6 +514,13 @@ class Supervisor:
             self._watchdog.join(timeout)
         if not self._executor.close(timeout):
             self._halt_backend("supervisor closed while a step was still running")
+        with self._lock:
+            for run, outcome, reason in list(self._ending.values()):
+                self._ending.pop(run.id, None)
+                try:
+                    self._log_run_end(run, outcome, f"{reason}; its last step never returned")
+                except AuditLogError:
+                    pass  # already reported: the failing audit log put the supervisor in FAULT
         self._events.put(None)
         if self._dispatcher is not None:
             self._dispatcher.join(timeout)
@@ -727,6 +735,7 @@ class Supervisor:
     def step_rejected(self, run: Run, index: int, reason: str, fault: bool) -> None:
         with self._lock:
             self._log("step_rejected", run=run.id, step=index, reason=reason, fault=fault)
+            self._end_deferred(run)
             if fault:
                 self._fire("fault", reason=reason)
             elif run is self._run and not run.dropped and self.state is S.EXECUTING:
@@ -742,9 +751,10 @@ class Supervisor:
             step = run.steps[index]
             self._log("step_result", run=run.id, step=index, skill=step.skill, success=result.success,
                       failure=result.failure.value, message=result.message, outcome=result.outcome)
+            if result.success and run.index == index:
+                run.index = index + 1
+            self._end_deferred(run)
             if result.success:
-                if run.index == index:
-                    run.index = index + 1
                 self._progress = {"run": run.id, "step": index, "progress": 1.0, "phase": "done"}
                 self._cond.notify_all()
                 return
@@ -927,8 +937,22 @@ class Supervisor:
         if run.token is not None:
             run.token.cancel(outcome)
         self._run = None
+        if run.in_flight is not None:
+            # the step still running ends first (halted, cancelled, or done): its record must come before
+            # the run's end, so the run's end waits for it (``step_done``)
+            self._ending[run.id] = (run, outcome, reason)
+            return
+        self._log_run_end(run, outcome, reason)
+
+    def _log_run_end(self, run: Run, outcome: str, reason: str) -> None:
         self._log("run_end", run=run.id, outcome=outcome, reason=reason, steps_done=run.index,
                   steps=len(run.steps))
+
+    def _end_deferred(self, run: Run) -> None:
+        """Log the end of a run dropped while one of its steps was running, now that the step has ended."""
+        ending = self._ending.pop(run.id, None)
+        if ending is not None:
+            self._log_run_end(run, ending[1], ending[2])
 
     def _halt_backend(self, reason: str) -> None:
         try:
