@@ -99,6 +99,11 @@ def test_estop_mid_motion_halts_the_robot_and_latches(graph: RosGraph) -> None:
     _still(graph)
     result = graph.wait_event(lambda e: e.get("kind") == "step_result", since, timeout=5)
     assert result is not None and not result["success"] and result["failure"] == "halted", result
+    # the step's halt is recorded before the end of its run
+    end = graph.wait_event(lambda e: e.get("kind") == "run_end", since, timeout=5)
+    assert end is not None and end["outcome"] == "estop", end
+    kinds = [e["kind"] for e in graph.events[since:] if e.get("kind") in ("step_result", "run_end")]
+    assert kinds == ["step_result", "run_end"], kinds
     # latched: nothing runs until a reset
     reply = remote.command("sweep 10 mm caudal")
     assert reply is not None and not reply["accepted"] and "latched" in reply["message"], reply
@@ -106,6 +111,55 @@ def test_estop_mid_motion_halts_the_robot_and_latches(graph: RosGraph) -> None:
     st = remote.reset()
     assert st is not None and st["state"] == "IDLE", remote.status()
     assert graph.wait_robot(lambda s: not s["halted"], timeout=3)
+
+
+def test_estop_pressed_and_released_at_once_stays_latched_until_an_explicit_reset(graph: RosGraph) -> None:
+    """True then false on /medrobot/estop within a few ms: the supervisor latches once and stays ESTOP (the
+    release resets nothing, and its own halt/release echoes are not taken for an operator's); the robot
+    stays halted; only the reset on /medrobot/reset recovers, and nothing re-latches after it."""
+    from std_msgs.msg import Bool
+
+    from medrobot_llm._ros._common import TOPIC_ESTOP, latched_qos
+
+    remote = graph.remote
+    assert remote.wait_for("IDLE", timeout=5), remote.status()
+    pub = remote.node.create_publisher(Bool, TOPIC_ESTOP, latched_qos(5))
+    try:
+        deadline = time.monotonic() + 5
+        while pub.get_subscription_count() < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert pub.get_subscription_count() >= 2, "the supervisor and skill server do not hear the e-stop"
+        since = graph.n_events()
+        pub.publish(Bool(data=True))
+        time.sleep(0.003)
+        pub.publish(Bool(data=False))
+        assert remote.wait_for("ESTOP", timeout=3), remote.status()
+        time.sleep(1.0)
+        settled = graph.n_events()
+        time.sleep(1.0)
+        with graph.lock:
+            after = [e.get("kind") for e in graph.events[settled:]]
+            records = [e for e in graph.events[since:] if isinstance(e.get("seq"), int)]
+        assert after == [], f"the supervisor kept recording after it settled: {after[:20]}"
+        assert len(records) <= 6, [r["kind"] for r in records]
+        changes = [(e["from"], e["to"]) for e in graph.events_of("state", since)]
+        assert changes == [("IDLE", "ESTOP")], changes
+        st = remote.status()
+        assert st["state"] == "ESTOP" and st["estop_latched"] and st["halted"], st
+        robot = graph.wait_robot(lambda s: s["halted"] and s["_rx"] > time.monotonic() - 0.5, timeout=2)
+        assert robot is not None, f"the release freed the robot of a latched supervisor: {graph.robot_status()}"
+    finally:
+        remote.node.destroy_publisher(pub)
+    reply = remote.command("sweep 10 mm caudal")
+    assert reply is not None and not reply["accepted"] and "/medrobot/reset" in reply["message"], reply
+    since = graph.n_events()
+    st = remote.reset()
+    assert st is not None and st["state"] == "IDLE", remote.status()
+    assert graph.wait_robot(lambda s: not s["halted"], timeout=3), graph.robot_status()
+    time.sleep(0.5)
+    assert remote.status()["state"] == "IDLE", remote.status()
+    changes = [(e["from"], e["to"]) for e in graph.events_of("state", since)]
+    assert changes == [("ESTOP", "RECOVERING"), ("RECOVERING", "IDLE")], changes
 
 
 def test_cancel_mid_motion_cancels_the_goal_and_stops_the_robot(graph: RosGraph) -> None:

@@ -30,6 +30,7 @@ __all__ = [
     "TOPIC_ESTOP",
     "TOPIC_EVENTS",
     "TOPIC_PLANNED",
+    "TOPIC_RESET",
     "TOPIC_ROBOT_STATUS",
     "TOPIC_STATE",
     "latched_qos",
@@ -53,6 +54,11 @@ TOPIC_PLANNED = "/medrobot/planned"
 TOPIC_EVENTS = "/medrobot/events"
 #: skill server -> supervisor: liveness, halt latch, world state and telemetry, several times a second
 TOPIC_ROBOT_STATUS = "/medrobot/robot_status"
+#: consoles -> supervisor (``std_msgs/Empty``, reliable, volatile): the operator's reset of a latched ESTOP or
+#: FAULT. A false on /medrobot/estop only releases the sender's own e-stop press (so late joiners do not see it
+#: pressed); by the contract only true has a meaning there, and a reset is an explicit act, never a side
+#: effect of a stop message (a stop and a release published together must leave the e-stop latched).
+TOPIC_RESET = "/medrobot/reset"
 
 
 def latched_qos(depth: int = 1) -> QoSProfile:

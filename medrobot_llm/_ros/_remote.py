@@ -1,6 +1,6 @@
 """``RemoteSupervisor``: the supervisor's command surface, over the graph (the consoles' ``--ros`` mode).
 
-It publishes ``/medrobot/command``, ``/medrobot/confirm`` and ``/medrobot/estop`` and follows
+It publishes ``/medrobot/command``, ``/medrobot/confirm``, ``/medrobot/estop`` and ``/medrobot/reset`` and follows
 ``/medrobot/state`` and ``/medrobot/events``. Methods mirror ``Supervisor``'s (command, confirm, deny,
 stop, reset, status, subscribe, wait_for); replies come back as the JSON form of ``Reply``
 (``{"accepted", "state", "message", "plan", "question"}``), or ``None`` if the supervisor did not answer
@@ -21,12 +21,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from std_msgs.msg import Bool, String
+from std_msgs.msg import Bool, Empty, String
 
 from medrobot_interfaces.msg import SupervisorState as StateMsg
 
-from ._common import (TOPIC_COMMAND, TOPIC_CONFIRM, TOPIC_ESTOP, TOPIC_EVENTS, TOPIC_STATE, NodeRunner,
-                      latched_qos, reliable_qos)
+from ._common import (TOPIC_COMMAND, TOPIC_CONFIRM, TOPIC_ESTOP, TOPIC_EVENTS, TOPIC_RESET, TOPIC_STATE,
+                      NodeRunner, latched_qos, reliable_qos)
 
 __all__ = ["RemoteSupervisor"]
 
@@ -54,6 +54,7 @@ class RemoteSupervisor:
         self._command = node.create_publisher(String, TOPIC_COMMAND, reliable_qos(10))
         self._confirm = node.create_publisher(Bool, TOPIC_CONFIRM, reliable_qos(10))
         self._estop = node.create_publisher(Bool, TOPIC_ESTOP, latched_qos(5))
+        self._reset = node.create_publisher(Empty, TOPIC_RESET, reliable_qos(10))
         node.create_subscription(StateMsg, TOPIC_STATE, self._on_state, latched_qos(1))
         node.create_subscription(String, TOPIC_EVENTS, self._on_event, reliable_qos(200))
 
@@ -140,7 +141,7 @@ class RemoteSupervisor:
         ok = self.wait_status(lambda s: bool(s.get("skill_server")) and bool(s.get("planner")), timeout) is not None
         while ok and time.monotonic() < deadline:
             if (self.node.count_subscribers(TOPIC_COMMAND) and self.node.count_subscribers(TOPIC_CONFIRM)
-                    and self.node.count_subscribers(TOPIC_ESTOP) >= 2):
+                    and self.node.count_subscribers(TOPIC_RESET) and self.node.count_subscribers(TOPIC_ESTOP) >= 2):
                 return True
             time.sleep(0.02)
         return False
@@ -185,9 +186,17 @@ class RemoteSupervisor:
         self._estop.publish(Bool(data=True))
 
     def reset(self, timeout: float = 5.0) -> dict[str, Any] | None:
-        """Operator reset: false on the e-stop topic; the supervisor resets if it is latched."""
+        """Operator reset: release our e-stop press (false, so late joiners do not find it pressed), then ask
+        for the reset on ``/medrobot/reset``. The status once out of ESTOP/FAULT/RECOVERING, or None if the
+        supervisor refused or did not answer (its state and reason say why)."""
         self._estop.publish(Bool(data=False))
-        return self.wait_status(lambda s: s["state"] not in ("ESTOP", "FAULT", "RECOVERING"), timeout)
+        deadline = time.monotonic() + timeout
+        reply = self._ask(lambda: self._reset.publish(Empty()),
+                          lambda r: r.get("kind") == "reply" and r.get("op") == "reset", timeout)
+        if reply is None or not reply.get("accepted"):
+            return None
+        return self.wait_status(lambda s: s["state"] not in ("ESTOP", "FAULT", "RECOVERING"),
+                                max(0.0, deadline - time.monotonic()))
 
     def subscribe(self, listener: Listener) -> Callable[[], None]:
         with self._cond:

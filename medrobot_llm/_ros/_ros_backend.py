@@ -4,6 +4,10 @@
 the skill server's ``/medrobot/robot_status`` and from the goal's feedback. A skill server that stops
 talking (killed, hung, unplugged) stops the heartbeat, and the supervisor's watchdog turns that into FAULT.
 ``halt`` publishes ``/medrobot/estop``: the fastest way to the robot, and latched for late joiners.
+
+A goal the skill server refuses after we stopped or cancelled it (it follows our state, which said ESTOP
+or IDLE before the goal was looked at) was refused *because* of our stop: it ends as halted (or cancelled),
+never as an invalid step, so the supervisor keeps the latch it chose instead of turning it into a FAULT.
 """
 
 from __future__ import annotations
@@ -63,6 +67,7 @@ class RosSkillBackend(SkillBackend):
         self._telemetry: dict[str, Any] = {}
         self._beat = time.monotonic()
         self._local_halt = False
+        self._halt_reason = ""
         node.create_subscription(String, TOPIC_ROBOT_STATUS, self._on_status, reliable_qos(5),
                                  callback_group=status_group)
 
@@ -120,6 +125,7 @@ class RosSkillBackend(SkillBackend):
 
     def halt(self, reason: str = "e-stop") -> None:
         if not self._local_halt:
+            self._halt_reason = reason
             self._local_halt = True
             self._estop_pub.publish(Bool(data=True))
 
@@ -161,6 +167,8 @@ class RosSkillBackend(SkillBackend):
                                  domain=self.domain)
         goal_id = uuid.uuid4()
         self._before_send(plan_id, index, goal_id.hex)
+        if token.cancelled or self._local_halt:
+            return self._stopped_before_start(token, "the goal was not sent")
         send = self._client.send_goal_async(goal, feedback_callback=feedback,
                                             goal_uuid=UUID(uuid=list(goal_id.bytes)))
         send.add_done_callback(lambda _f: wake.set())
@@ -173,6 +181,8 @@ class RosSkillBackend(SkillBackend):
             if handle is None and send.done():
                 handle = send.result()
                 if handle is None or not handle.accepted:
+                    if token.cancelled or self._local_halt:
+                        return self._stopped_before_start(token, "the skill server rejected the goal")
                     return StepResult.failed(FailureKind.INVALID, "the skill server rejected the goal")
                 result_future = handle.get_result_async()
                 result_future.add_done_callback(lambda _f: wake.set())
@@ -190,8 +200,18 @@ class RosSkillBackend(SkillBackend):
                                              f"confirm the end of the goal within {self.cancel_grace_s:g} s")
             wake.wait(self.control_period_s)
         response = result_future.result()
-        r = response.result
-        return self._to_step_result(r)
+        result = self._to_step_result(response.result)
+        if not result.success and result.outcome.get("refused") is True and (token.cancelled or self._local_halt):
+            return self._stopped_before_start(token, f"the skill server refused it: {result.message}")
+        return result
+
+    def _stopped_before_start(self, token: CancelToken, what: str) -> StepResult:
+        """A step that never started because we stopped it first: halted (e-stop/fault) or cancelled."""
+        if self._local_halt:
+            return StepResult.failed(FailureKind.HALTED, f"halted ({self._halt_reason or 'e-stop'}) before the step "
+                                     f"started ({what})")
+        return StepResult.failed(FailureKind.CANCELLED, f"{token.reason or 'cancelled'} before the step started "
+                                 f"({what})")
 
     def _to_step_result(self, r: Any) -> StepResult:
         if r.world_json:

@@ -5,7 +5,9 @@ Thin by design: every decision is ``SkillServerCore``'s (``_gate``). The node ad
   control thread, and its coroutine awaits a future the control thread completes;
 - one control thread runs the physics of the admitted goal and checks its cancel token every cycle;
 - the e-stop subscriber has its own callback group, so it runs even while every other callback is busy,
-  and halts the scene from the subscriber thread at once (motion held within that call);
+  and halts the scene from the subscriber thread at once (motion held within that call); while the
+  supervisor it follows is in ESTOP/FAULT, only that supervisor's own release (false, sent by its reset)
+  un-halts the robot: anyone else's release of their e-stop button must not free a latched robot;
 - a timer publishes ``/medrobot/robot_status`` (liveness, halt latch, world state) and cancels a running
   goal if the supervisor it follows falls silent.
 """
@@ -22,7 +24,9 @@ from typing import Any
 
 from rclpy.action.server import ActionServer, CancelResponse, GoalResponse, ServerGoalHandle
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.context import Context
 from rclpy.node import Node
+from rclpy.subscription import MessageInfo
 from rclpy.task import Future
 from std_msgs.msg import Bool, String
 
@@ -39,8 +43,8 @@ NODE_NAME = "medrobot_skill_server"
 
 
 class SkillServerNode(Node):
-    def __init__(self, **overrides: Any) -> None:
-        super().__init__(NODE_NAME)
+    def __init__(self, *, context: Context | None = None, **overrides: Any) -> None:
+        super().__init__(NODE_NAME, context=context)
         p = self._params(overrides)
         from .._sim import make
 
@@ -59,6 +63,7 @@ class SkillServerNode(Node):
         self._waiters: list[Future[None]] = []
         self._admitted: dict[bytes, Admitted] = {}
         self._waiters_lock = threading.Lock()
+        self._latch_lock = threading.Lock()  # the e-stop and state callbacks decide halt/release one at a time
         self.create_subscription(Bool, TOPIC_ESTOP, self._on_estop, latched_qos(5),
                                  callback_group=self._estop_group)
         self.create_subscription(SupervisorState, TOPIC_STATE, self._on_state, latched_qos(1),
@@ -89,12 +94,26 @@ class SkillServerNode(Node):
         return out
 
     # ---------------------------------------------------------------- e-stop and supervisor state
-    def _on_estop(self, msg: Bool) -> None:
-        if msg.data:
-            self.core.halt(f"e-stop on {TOPIC_ESTOP}")
-        elif self.scene.halted:
-            self.core.clear_halt()
+    def _on_estop(self, msg: Bool, info: MessageInfo) -> None:
+        with self._latch_lock:
+            if msg.data:
+                self.core.halt(f"e-stop on {TOPIC_ESTOP}")
+            elif _latched(self.core.followed) and not self._from_supervisor(info):
+                self.get_logger().info(f"false on {TOPIC_ESTOP} while the supervisor is latched: still halted "
+                                       "until the supervisor resets")
+            elif self.scene.halted:
+                self.core.clear_halt()
         self._publish_status()
+
+    def _from_supervisor(self, info: MessageInfo) -> bool:
+        """Whether the sender is the node that publishes the /medrobot/state this server follows."""
+        gid = (info.get("publisher_gid") or {}).get("data")
+        if gid is None:
+            return False
+        sender = [(i.node_name, i.node_namespace) for i in self.get_publishers_info_by_topic(TOPIC_ESTOP)
+                  if bytes(i.endpoint_gid) == bytes(gid)]
+        supervisors = {(i.node_name, i.node_namespace) for i in self.get_publishers_info_by_topic(TOPIC_STATE)}
+        return bool(sender) and sender[0] in supervisors
 
     def _on_state(self, msg: SupervisorState) -> None:
         previous = self.core.followed
@@ -106,8 +125,11 @@ class SkillServerNode(Node):
         # Halt when the supervisor *enters* ESTOP/FAULT; not on every such message: after an operator reset
         # (false on /medrobot/estop) a state sent before it may still be on its way, and must not re-halt.
         entered = previous is None or previous.state != msg.state or previous.session != msg.session
-        if msg.state in ("ESTOP", "FAULT") and entered and not self.scene.halted:
-            self.core.halt(f"the supervisor is {msg.state}: {msg.reason}")
+        with self._latch_lock:
+            halt = msg.state in ("ESTOP", "FAULT") and entered and not self.scene.halted
+            if halt:
+                self.core.halt(f"the supervisor is {msg.state}: {msg.reason}")
+        if halt:
             self._publish_status()
         with self._waiters_lock:
             waiters, self._waiters = self._waiters, []
@@ -153,9 +175,10 @@ class SkillServerNode(Node):
                 await self._next_state(deadline)
             admitted = self.core.admit(goal, step, self._state_publishers())
         except Refusal as r:
-            self.get_logger().warn(r.message)
+            self.get_logger().warning(r.message)
             handle.abort()
-            return self._result(StepResult.failed(r.kind, r.message))
+            # ``refused``: nothing of the goal ran (the supervisor tells a refusal caused by its own stop apart)
+            return self._result(StepResult.failed(r.kind, r.message, refused=True))
         key = bytes(handle.goal_id.uuid)
         self._admitted[key] = admitted
         if handle.is_cancel_requested:
@@ -236,6 +259,10 @@ class SkillServerNode(Node):
         self._jobs.put(None)
         self._control.join(2.0)
         self.scene.close()
+
+
+def _latched(state: FollowedState | None) -> bool:
+    return state is not None and state.state in ("ESTOP", "FAULT")
 
 
 def _announced_goal(status_json: str) -> str:

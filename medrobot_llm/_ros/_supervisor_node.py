@@ -1,8 +1,8 @@
 """The supervisor node: the pure-Python ``Supervisor`` with a ``RosSkillBackend``, wired to the graph.
 
 In: ``/medrobot/planned`` (the planner node's plan for each ``/medrobot/command``), ``/medrobot/confirm``
-(true = confirm the step asked about, false = deny), ``/medrobot/estop`` (true = stop and latch, false =
-operator reset). Out: ``/medrobot/state`` on every change and a few times a second, ``/medrobot/events``
+(true = confirm the step asked about, false = deny), ``/medrobot/estop`` (true = stop and latch; false only
+releases its sender's press and resets nothing) and ``/medrobot/reset`` (the operator's reset). Out: ``/medrobot/state`` on every change and a few times a second, ``/medrobot/events``
 (every audit record, step feedback, and one ``reply`` per command), and the action goals.
 
 Each state names the last audit record it reflects (``records_through``) so consoles can keep it until
@@ -10,7 +10,10 @@ those records reached them on the events stream, and, while a step is being sent
 goal (``goal_id``): the skill server runs no other goal for the step, whoever sends it.
 
 The e-stop subscriber has its own callback group: whatever else is busy (a long plan submission, a
-flood of commands), a stop is handled at once.
+flood of commands), a stop is handled at once. It ignores what this node itself publishes there (the
+backend's halt and release reach the skill server that way): reacting to its own echo would re-latch after
+every reset. An e-stop pressed before this node started (the topic's history, replayed to late joiners)
+latches only if its sender's last word is still "pressed".
 """
 
 from __future__ import annotations
@@ -19,13 +22,16 @@ import json
 import secrets
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
 from builtin_interfaces.msg import Time
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.context import Context
 from rclpy.node import Node
-from std_msgs.msg import Bool, String
+from rclpy.subscription import MessageInfo
+from std_msgs.msg import Bool, Empty, String
 
 from medrobot_interfaces.msg import SupervisorState as StateMsg
 
@@ -33,8 +39,8 @@ from .._audit import AuditLog
 from .._backend import CancelToken
 from .._plan import Control, Plan, PlanStatus
 from .._supervisor import LATCHED, InvalidTransition, Reply, Supervisor, SupervisorState
-from ._common import (TOPIC_CONFIRM, TOPIC_ESTOP, TOPIC_EVENTS, TOPIC_PLANNED, TOPIC_STATE, latched_qos,
-                      reliable_qos, spin_node)
+from ._common import (TOPIC_CONFIRM, TOPIC_ESTOP, TOPIC_EVENTS, TOPIC_PLANNED, TOPIC_RESET, TOPIC_STATE,
+                      latched_qos, reliable_qos, spin_node)
 from ._gate import plan_id_of, to_json
 from ._ros_backend import RosSkillBackend
 
@@ -44,14 +50,19 @@ NODE_NAME = "medrobot_supervisor"
 #: records after which the state message changes (feedback only moves the telemetry)
 _STATE_KINDS = frozenset({"state", "question", "step_sent", "step_result", "run", "run_end", "confirmation",
                           "estop", "validation", "step_rejected"})
+#: how long e-stop history from before this node started is gathered before it is acted on
+_REPLAY_SETTLE_S = 0.1
 
 
 class SupervisorNode(Node):
-    def __init__(self, **overrides: Any) -> None:
-        super().__init__(NODE_NAME)
+    def __init__(self, *, context: Context | None = None, **overrides: Any) -> None:
+        super().__init__(NODE_NAME, context=context)
         p = self._params(overrides)
         self.domain: str = p["domain"]
         self.session = secrets.token_hex(3)
+        self._started_ns = time.time_ns()
+        self._replayed: dict[bytes, bool] = {}  # sender gid -> last pressed/released from before we started
+        self._replay_timer: Any = None
         self._seq = 0
         self._pub_lock = threading.Lock()  # snapshot, number and publish one state at a time, in order
         self._announced: tuple[str, int, str] = ("", -1, "")  # plan id, step, goal id of the goal being sent
@@ -71,7 +82,10 @@ class SupervisorNode(Node):
                               confirm_timeout_s=p["confirm_timeout_s"], step_timeout_s=p["step_timeout_s"],
                               heartbeat_timeout_s=p["heartbeat_timeout_s"])
         self.sup.subscribe(self._on_record)
+        self._own_estop_gids = self._estop_publisher_gids()
         self.create_subscription(Bool, TOPIC_ESTOP, self._on_estop, latched_qos(5), callback_group=self._estop_group)
+        self.create_subscription(Empty, TOPIC_RESET, self._on_reset, reliable_qos(10),
+                                 callback_group=self._command_group)
         self.create_subscription(String, TOPIC_PLANNED, self._on_planned, reliable_qos(10),
                                  callback_group=self._command_group)
         self.create_subscription(Bool, TOPIC_CONFIRM, self._on_confirm, reliable_qos(10),
@@ -105,17 +119,60 @@ class SupervisorNode(Node):
         self.publish_state()
 
     # ---------------------------------------------------------------- inputs
-    def _on_estop(self, msg: Bool) -> None:
+    def _estop_publisher_gids(self) -> frozenset[bytes]:
+        """The gids of this node's own publishers on the e-stop topic (the backend's halt and release)."""
+        name, ns = self.get_name(), self.get_namespace()
+        return frozenset(bytes(i.endpoint_gid) for i in self.get_publishers_info_by_topic(TOPIC_ESTOP)
+                         if i.node_name == name and i.node_namespace == ns)
+
+    def _is_own(self, info: MessageInfo) -> bool:
+        gid = (info.get("publisher_gid") or {}).get("data")
+        if gid is None:
+            return False
+        if bytes(gid) not in self._own_estop_gids:
+            self._own_estop_gids = self._estop_publisher_gids() or self._own_estop_gids
+        return bytes(gid) in self._own_estop_gids
+
+    def _on_estop(self, msg: Bool, info: MessageInfo) -> None:
+        if self._is_own(info):
+            return  # our own halt or release coming back: acting on it would undo or redo what we just did
+        sent_ns = int(info.get("source_timestamp") or 0)
+        if 0 < sent_ns < self._started_ns:
+            self._replay(msg.data, info)
+            return
         if msg.data:
             if self.sup.state in LATCHED:
-                return  # already halted and latched (this is also our own halt coming back)
+                return  # already halted and latched
             self._reply("stop", self.sup.stop(f"e-stop on {TOPIC_ESTOP}", source="ros"))
         elif self.sup.state in LATCHED:
-            try:
-                reply = self.sup.reset(source="ros")
-            except InvalidTransition as exc:
-                reply = Reply(False, self.sup.state, str(exc))
-            self._reply("reset", reply)
+            self.get_logger().info(f"false on {TOPIC_ESTOP} (a released e-stop) while {self.sup.state.value}: "
+                                   f"still latched; the operator resets on {TOPIC_RESET}")
+
+    def _replay(self, pressed: bool, info: MessageInfo) -> None:
+        """History from before this node existed: a press followed by its release is over, not an e-stop."""
+        gid = bytes((info.get("publisher_gid") or {}).get("data") or b"")
+        self._replayed[gid] = pressed
+        if self._replay_timer is None:
+            self._replay_timer = self.create_timer(_REPLAY_SETTLE_S, self._replay_settled,
+                                                   callback_group=self._estop_group)
+
+    def _replay_settled(self) -> None:
+        timer, self._replay_timer = self._replay_timer, None
+        if timer is not None:
+            timer.cancel()
+            self.destroy_timer(timer)
+        still_pressed = any(self._replayed.values())
+        self._replayed.clear()
+        if still_pressed and self.sup.state not in LATCHED:
+            self._reply("stop", self.sup.stop(f"e-stop on {TOPIC_ESTOP} (pressed before the supervisor started)",
+                                              source="ros"))
+
+    def _on_reset(self, msg: Empty) -> None:
+        try:
+            reply = self.sup.reset(source="ros")
+        except InvalidTransition as exc:
+            reply = Reply(False, self.sup.state, f"nothing to reset: {exc}")
+        self._reply("reset", reply)
 
     def _on_confirm(self, msg: Bool) -> None:
         op = Control.CONFIRM if msg.data else Control.DENY
@@ -146,7 +203,7 @@ class SupervisorNode(Node):
 
     def _busy(self, st: SupervisorState) -> str:
         if st in LATCHED:
-            return f"{st.value} is latched ({self.sup.reason}); reset first (false on {TOPIC_ESTOP})"
+            return f"{st.value} is latched ({self.sup.reason}); reset first (on {TOPIC_RESET})"
         return f"busy: {self.sup.describe()}; say 'cancel' or 'stop' first"
 
     # ---------------------------------------------------------------- outputs
