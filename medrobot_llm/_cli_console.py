@@ -37,8 +37,8 @@ def register(sub: Any) -> None:
         "- `stop`, or Ctrl-C while anything runs, latches the e-stop at once; `reset` recovers when it is safe.\n"
         "- Tab completes skill, organ, anatomy, view and arm names (from skills/); history is kept per domain.\n"
         "By default the domain's PyBullet scene runs in this process. With --ros the console drives a running\n"
-        "`medrobot bringup` graph instead: commands go to /medrobot/command, y/n to /medrobot/confirm, stop and\n"
-        "reset to /medrobot/estop, and the screen follows /medrobot/state and /medrobot/events.\n"
+        "`medrobot bringup` graph instead: commands go to /medrobot/command, y/n to /medrobot/confirm, stop to\n"
+        "/medrobot/estop, reset to /medrobot/reset, and the screen follows /medrobot/state and /medrobot/events.\n"
         "Without a terminal, or with --json, it reads one line per command on stdin: a y/n line waits for its\n"
         "question, a command for the previous run to end, and `stop` acts at once.\n\n"
         f"words the console answers itself:\n{words}",
