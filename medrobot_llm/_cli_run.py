@@ -74,9 +74,9 @@ def _run(args: argparse.Namespace) -> int:
         return 2
     text, why = _clean(args.text)
     if text is None:
-        outcome = {"success": False, "state": "IDLE", "plan": Plan.refused(args.domain, str(why)).to_json(),
+        refused = {"success": False, "state": "IDLE", "plan": Plan.refused(args.domain, str(why)).to_json(),
                    "steps": [], "exposures": 0, "images": [], "reason": why}
-        print(json.dumps(outcome) if args.json else f"REFUSED: {why}")
+        print(json.dumps(refused) if args.json else f"REFUSED: {why}")
         return 1
     try:
         session = Session(args.domain, planner, seed=args.seed, gui=args.gui, record_dir=args.record,

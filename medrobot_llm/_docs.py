@@ -84,7 +84,8 @@ def _describe_arg(cs: CommandSet, name: str, spec: ArgSpec) -> str:
         else:
             detail = ", ".join(cs.allowed_values(spec))
     elif spec.type == "number" and spec.range_from:
-        ent = cs.entities[skill_entity(cs, spec.range_from)] if skill_entity(cs, spec.range_from) else None
+        entity = skill_entity(cs, spec.range_from)
+        ent = cs.entities[entity] if entity else None
         parts = [f"{v} {_num(ev.min)}..{_num(ev.max)} {ev.unit}" for v, ev in (ent.values.items() if ent else [])]
         detail = "; ".join(parts)
     elif spec.type in ("number", "vector3"):

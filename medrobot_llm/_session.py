@@ -78,9 +78,8 @@ class _FrameRecorder(SkillBackend):
         path = self.folder / f"frame_{len(self.frames):03d}_{label}.png"
         self.frames.append(str(save_png(self.inner.render(480, 360), path)))
 
-    @property
     def world_state(self) -> WorldState:
-        return self.inner.world_state
+        return self.inner.world_state()
 
     def execute(self, step: Step, token: CancelToken, on_feedback: FeedbackFn | None = None) -> StepResult:
         result = self.inner.execute(step, token, on_feedback)

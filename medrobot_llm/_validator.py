@@ -262,6 +262,8 @@ class _Checker:
 
     def step(self, i: int, step: Any, issues: list[Issue]) -> tuple[SkillSpec, dict[str, Any]] | None:
         cs = self.cs
+        name: Any
+        raw_args: Any
         if isinstance(step, Step):
             name, raw_args = step.skill, step.args
         elif isinstance(step, Mapping):
