@@ -23,11 +23,31 @@ from typing import Any
 
 from medrobot_llm._backend import CancelToken
 from medrobot_llm._plan import Step
+from medrobot_llm._skillset import load_command_set
 from medrobot_llm._sim._ultrasound import UltrasoundScene
 from medrobot_llm._sim._ultrasound_checks import check_scan
 
 TARGET_RTF = 20.0
 TARGET_TASK_S = 2.0
+#: the command set's upper force limit (make_contact / set_force), from skills/
+FORCE_LIMIT_N = float(load_command_set("ultrasound").skill("set_force").args["force_n"].max)  # type: ignore[union-attr]
+
+
+class Peaks:
+    """The largest contact force and skin indentation of any control step, read after every ``advance``:
+    the limits hold for every sample, not only for what a skill reports at its end."""
+
+    def __init__(self, scene: UltrasoundScene) -> None:
+        self.force_n = 0.0
+        self.penetration_mm = 0.0
+        step = scene.advance
+
+        def advance() -> None:
+            step()
+            self.force_n = max(self.force_n, scene.force_n)
+            self.penetration_mm = max(self.penetration_mm, scene.penetration_mm)
+
+        scene.advance = advance  # type: ignore[method-assign]
 
 
 def run_task(scene: UltrasoundScene, organ: str, side: str, seed: int) -> dict[str, Any]:
@@ -60,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="medrobot_bench_us_") as tmp:
         scene = UltrasoundScene(record_dir=Path(tmp))
+        peaks = Peaks(scene)
         try:
             windows = list(scene.cfg["windows"])
             for seed in range(args.seeds):
@@ -87,6 +108,8 @@ def main(argv: list[str] | None = None) -> int:
         "rtf": sim / loop, "task_wall_s_median": statistics.median(task_s), "task_wall_s_max": max(task_s),
         "task_sim_s_median": statistics.median(r["sim_s"] for r in rows),
         "reset_s_median": statistics.median(r["reset_s"] for r in rows), "table": table, "command": command,
+        "max_force_n": peaks.force_n, "force_limit_n": FORCE_LIMIT_N, "max_penetration_mm": peaks.penetration_mm,
+        "max_force_error_n": max((r["max_force_error_n"] or 0.0) for r in rows),
     }
     if args.json:
         print(json.dumps(result))
@@ -101,6 +124,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  typical task wall time: median {result['task_wall_s_median']:.2f} s, max {result['task_wall_s_max']:.2f} s "
           f"for {result['task_sim_s_median']:.1f} s simulated (target <= {TARGET_TASK_S:g} s; reset "
           f"{result['reset_s_median']:.2f} s included)")
+    print(f"  largest force sample of any control step: {peaks.force_n:.2f} N (command-set limit {FORCE_LIMIT_N:g} N: "
+          f"{'never exceeded' if peaks.force_n <= FORCE_LIMIT_N else 'EXCEEDED'}); largest force error during a "
+          f"sweep: {result['max_force_error_n']:.2f} N (checker band 1.5 N)")
+    print(f"  deepest skin indentation: {peaks.penetration_mm:.2f} mm (limit 5 mm)")
     print(f"  command: {command}")
     return 0
 
