@@ -60,7 +60,7 @@ class SkillServerNode(Node):
         self._action_group = ReentrantCallbackGroup()
         self._timer_group = MutuallyExclusiveCallbackGroup()
         self._status_pub = self.create_publisher(String, TOPIC_ROBOT_STATUS, reliable_qos(5))
-        self._waiters: list[Future[None]] = []
+        self._waiters: list[tuple[Future[None], float]] = []  # (woken by the next state, deadline)
         self._admitted: dict[bytes, Admitted] = {}
         self._waiters_lock = threading.Lock()
         self._latch_lock = threading.Lock()  # the e-stop and state callbacks decide halt/release one at a time
@@ -133,13 +133,20 @@ class SkillServerNode(Node):
             self._publish_status()
         with self._waiters_lock:
             waiters, self._waiters = self._waiters, []
-        for f in waiters:
+        for f, _ in waiters:
             if not f.done():
                 f.set_result(None)
 
     def _tick(self) -> None:
         for a, why in self.core.watch():
             a.token.cancel(why)
+        now = time.monotonic()
+        with self._waiters_lock:
+            expired = [f for f, deadline in self._waiters if deadline <= now]
+            self._waiters = [(f, d) for f, d in self._waiters if d > now]
+        for f in expired:
+            if not f.done():
+                f.set_result(None)
         self._publish_status()
 
     def _publish_status(self) -> None:
@@ -199,17 +206,14 @@ class SkillServerNode(Node):
         return self._result(result)
 
     async def _next_state(self, deadline: float) -> None:
+        """Until the next supervisor state arrives, or the status timer finds the deadline passed. No timer
+        of its own: creating and destroying one per goal raced the executor's wait set ("cannot use
+        Destroyable"), and the exception ended the spin thread, so the robot went silent and the supervisor
+        faulted on a lost heartbeat."""
         f: Future[None] = self._future()
         with self._waiters_lock:
-            self._waiters.append(f)
-        timer = self.create_timer(max(0.001, deadline - time.monotonic()),
-                                  lambda: None if f.done() else f.set_result(None),
-                                  callback_group=self._timer_group)
-        try:
-            await f
-        finally:
-            timer.cancel()
-            self.destroy_timer(timer)
+            self._waiters.append((f, deadline))
+        await f
 
     def _state_publishers(self) -> int:
         return self.count_publishers(TOPIC_STATE)
