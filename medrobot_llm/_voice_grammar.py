@@ -1,0 +1,602 @@
+"""The speech grammar, generated from ``skills/`` so that what the recogniser can hear is exactly what the
+planner can read.
+
+A closed grammar is what makes an offline recogniser usable in a theatre: pocketsphinx with a free
+language model mishears clinical words, with a grammar it only has to choose among the command set's
+own phrases. Each skill's verbs take that skill's own argument slots, in any order and with articles and
+prepositions between them, because people order a command freely ("psm2, pick up the needle", "pick up
+the needle with psm2"); a loop of every phrase let the decoder explain any audio by short words. Words the planner refuses by name (unsupported actions and organs, other domains' targets) are in
+the grammar too: a word the recogniser cannot hear is replaced by the nearest word it can, and "cut the
+vessel" must not come out as "put the vessel".
+
+Every grammar word needs a pronunciation in the acoustic model's dictionary. Words that are not there
+get one here: abbreviations are spelled letter by letter ("psm" = P S M), compounds and suffixed forms
+are built from their parts ("thighbone", "newtons", "caudally"), and the rest are written out by hand.
+What comes back is normalised to the planner's spelling ("psm one" -> "psm1", "l four" -> "L4").
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ._lexicon import (
+    CONTROL_OBJECTS,
+    CONTROL_PHRASES,
+    DISCOURSE_MARKERS,
+    DISFLUENCIES,
+    UNSUPPORTED_ACTIONS,
+    UNSUPPORTED_MODES,
+    UNSUPPORTED_TARGETS,
+    tokenize,
+)
+from ._rule_planner import _LABEL_WORDS, _SMALL, _SPLIT_WORDS
+from ._skillset import DOMAINS, ArgSpec, CommandSet, EntityValue, SkillSpec, load_command_set
+from ._units import DIMENSION_OF_UNIT, UNIT_WORDS
+
+__all__ = [
+    "VoiceGrammar",
+    "acoustic_dictionary",
+    "build_grammar",
+    "domain_words",
+    "normalise_transcript",
+    "number_words",
+    "spoken_words",
+]
+
+_ONES = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
+         "sixteen seventeen eighteen nineteen").split()
+_TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
+
+#: the largest whole number the grammar has; plan ranges stop at 400 mm, but people say "20 by 40 cm"
+MAX_NUMBER = 200
+
+# Letter names, for abbreviations said letter by letter.
+_LETTERS: dict[str, str] = {
+    "a": "EY", "b": "B IY", "c": "S IY", "d": "D IY", "e": "IY", "f": "EH F", "g": "JH IY", "h": "EY CH",
+    "i": "AY", "j": "JH EY", "k": "K EY", "l": "EH L", "m": "EH M", "n": "EH N", "o": "OW", "p": "P IY",
+    "q": "K Y UW", "r": "AA R", "s": "EH S", "t": "T IY", "u": "Y UW", "v": "V IY", "w": "D AH B AH L Y UW",
+    "x": "EH K S", "y": "W AY", "z": "Z IY",
+}
+
+#: abbreviations people say letter by letter, whether or not the dictionary has them as a word
+_SPELLED: frozenset[str] = frozenset("psm psms cbct lpo rpo lao rao gb si ap pa mm cm ct ecm".split())
+
+# Words of the command set the dictionary lacks and that cannot be built from parts (ARPAbet).
+_PRONUNCIATIONS: dict[str, tuple[str, ...]] = {
+    "acetabulum": ("AE S AH T AE B Y AH L AH M",),
+    "angulation": ("AE NG G Y AH L EY SH AH N",),
+    "antero": ("AE N T ER OW",),
+    "anteroposterior": ("AE N T ER OW P AA S T IH R IY ER",),
+    "cannula": ("K AE N Y AH L AH",),
+    "cannulate": ("K AE N Y AH L EY T",),
+    "collimate": ("K AA L AH M EY T",),
+    "collimation": ("K AA L AH M EY SH AH N",),
+    "collimator": ("K AA L AH M EY T ER",),
+    "estop": ("IY S T AA P",),
+    "fluoro": ("F L UH R OW",),
+    "radiograph": ("R EY D IY OW G R AE F",),
+    "sacral": ("S EY K R AH L",),
+    "sacroiliac": ("S AE K R OW IH L IY AE K",),
+    "sacrum": ("S EY K R AH M", "S AE K R AH M"),
+    "coccyx": ("K AA K S IH K S",),
+    "ligate": ("L AY G EY T",),
+    "resect": ("R IY S EH K T",),
+    "cautery": ("K AO T ER IY",),
+    "cauterise": ("K AO T ER AY Z",),
+    "oesophagus": ("IH S AA F AH G AH S",),
+    "tumour": ("T UW M ER",),
+    "ulna": ("AH L N AH",),
+    "testis": ("T EH S T IH S",),
+    "centi": ("S EH N T IY",),
+    "xray": ("EH K S R EY",),
+    "xrays": ("EH K S R EY Z",),
+    "bmode": ("B IY M OW D",),
+    "grayscale": ("G R EY S K EY L",),
+    "greyscale": ("G R EY S K EY L",),
+    "visualise": ("V IH ZH W AH L AY Z",),
+    "ungrasp": ("AH N G R AE S P",),
+}
+
+#: written forms the planner knows that are never said as they are written (symbols, digit words)
+_UNSPOKEN = frozenset('" % . / , ; : ? ! ° \''.split() + ["s", "sec", "deg", "degs", "pct", "mms", "cms", "rad"])
+
+def number_words(n: int) -> list[str]:
+    """``n`` (0..999) as people say it, in the planner's words ("one hundred and twenty")."""
+    if not 0 <= n <= 999:
+        raise ValueError(f"{n} is outside 0..999")
+    if n < 20:
+        return [_ONES[n]]
+    if n < 100:
+        tens, ones = divmod(n, 10)
+        return [_TENS[tens]] + ([_ONES[ones]] if ones else [])
+    hundreds, rest = divmod(n, 100)
+    return [_ONES[hundreds], "hundred"] + (["and", *number_words(rest)] if rest else [])
+
+
+def _spoken_number(token: str) -> list[str]:
+    if "." in token:
+        whole, frac = token.split(".", 1)
+        return [*number_words(int(whole or "0")), "point", *(_ONES[int(d)] for d in frac)]
+    return number_words(int(token))
+
+
+def spoken_words(text: str) -> list[str]:
+    """The words a person says for written ``text``: digits become number words, "psm1" becomes
+    "psm one", symbols that nobody pronounces are dropped. Lower case, like the planner's tokens."""
+    text = re.sub(r"(?<=[a-z])(?=\d)|(?<=\d)(?=[a-z])", " ", text.lower())
+    text = text.replace("%", " percent ").replace("°", " degrees ")
+    out: list[str] = []
+    for tok in tokenize(text):
+        if re.fullmatch(r"\d+(\.\d+)?", tok):
+            out.extend(_spoken_number(tok))
+        elif tok not in _UNSPOKEN:
+            out.append(tok)
+    return out
+
+
+@functools.cache
+def acoustic_dictionary() -> dict[str, tuple[str, ...]]:
+    """The pronunciations of pocketsphinx's US English model (CMUdict), read without importing the
+    recogniser itself so the grammar can be generated and checked cheaply."""
+    spec = importlib.util.find_spec("pocketsphinx")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("pocketsphinx is not installed; the voice grammar needs its dictionary "
+                           "(pip install pocketsphinx)")
+    path = Path(next(iter(spec.submodule_search_locations))) / "model" / "en-us" / "cmudict-en-us.dict"
+    prons: dict[str, list[str]] = {}
+    with path.open(encoding="utf-8") as fh:
+        for line in fh:
+            parts = line.split()
+            if len(parts) < 2:
+                continue
+            word = re.sub(r"\(\d+\)$", "", parts[0])
+            prons.setdefault(word, []).append(" ".join(p for p in parts[1:] if not p.startswith("#")))
+    return {w: tuple(p) for w, p in prons.items()}
+
+
+def _spelled(word: str) -> str:
+    return " ".join(_LETTERS[c] for c in word if c in _LETTERS)
+
+
+def _voiced_plural(pron: str) -> str:
+    last = pron.split()[-1]
+    if last in ("S", "Z", "SH", "ZH", "CH", "JH"):
+        return pron + " IH Z"
+    return pron + (" S" if last in ("P", "T", "K", "F", "TH") else " Z")
+
+
+def _derive(word: str, dic: dict[str, tuple[str, ...]]) -> tuple[str, ...] | None:
+    """A pronunciation built from known parts: a suffix on a known word, or two known words."""
+    if word in _SPELLED and word.endswith("s") and word[:-1] in _SPELLED:
+        return (_spelled(word[:-1]) + " Z",)
+    if word in _SPELLED:
+        return (_spelled(word),)
+    for suffix, add in (("s", None), ("ly", "L IY"), ("er", "ER")):
+        stem = word[:-len(suffix)]
+        if not word.endswith(suffix) or len(stem) < 3:
+            continue
+        if suffix == "ly" and stem.endswith("l"):
+            add = "IY"
+        if stem in dic:
+            if add is None:
+                return tuple(_voiced_plural(p) for p in dic[stem][:1])
+            return (f"{dic[stem][0]} {add}",)
+    for i in range(len(word) - 3, 1, -1):
+        left, right = word[:i], word[i:]
+        if left in dic and right in dic and len(right) >= 3 and (len(left) >= 3 or left in ("un", "re")):
+            return (f"{dic[left][0]} {dic[right][0]}",)
+    if word.startswith("un") and word[2:] in dic:
+        return (f"AH N {dic[word[2:]][0]}",)
+    return None
+
+
+def pronunciations(word: str) -> tuple[tuple[str, ...], str]:
+    """Every pronunciation of ``word`` and where it came from: "dictionary", "table", "derived" or
+    "spelled" (the last resort: letter by letter, which the grammar test refuses for skill words)."""
+    dic = acoustic_dictionary()
+    extra = (_spelled(word),) if word in _SPELLED else ()
+    if word in _PRONUNCIATIONS:
+        return _PRONUNCIATIONS[word] + extra, "table"
+    if word in dic:
+        return tuple(dict.fromkeys(dic[word] + extra)), "dictionary"
+    derived = _derive(word, dic)
+    if derived is not None:
+        return derived, "derived"
+    return (_spelled(word),), "spelled"
+
+
+@dataclass(frozen=True)
+class VoiceGrammar:
+    """One domain's grammar, the pronunciations its words need, and the way back to written form."""
+
+    domain: str
+    jsgf: str
+    words: frozenset[str]
+    #: pronunciations for the decoder's dictionary: every grammar word, each with one or more phone strings
+    dictionary: dict[str, tuple[str, ...]] = field(repr=False)
+    #: how each word got its pronunciation ("dictionary", "table", "derived", "spelled")
+    sources: dict[str, str] = field(repr=False)
+    #: spoken word sequences that read back as one written token ("psm one" -> "psm1")
+    written: dict[tuple[str, ...], str] = field(repr=False)
+    #: the rules, by name, as lists of spoken phrases (for tests and for the keyword-spotting pass)
+    rules: dict[str, tuple[str, ...]] = field(repr=False)
+
+    def dictionary_text(self) -> str:
+        """The decoder's dictionary file: one line per pronunciation, alternates numbered as in CMUdict."""
+        lines = []
+        for word in sorted(self.dictionary):
+            for k, pron in enumerate(self.dictionary[word]):
+                lines.append(f"{word if k == 0 else f'{word}({k + 1})'} {pron}")
+        return "\n".join(lines) + "\n"
+
+    def normalise(self, transcript: str) -> str:
+        return normalise_transcript(transcript, self.written)
+
+
+def _phrases(items: list[str]) -> list[str]:
+    """Spoken forms of written phrases, deduplicated, in a stable order."""
+    out: dict[str, None] = {}
+    for item in items:
+        words = spoken_words(item)
+        if words:
+            out[" ".join(words)] = None
+    return list(out)
+
+
+def domain_words(domain: str) -> dict[str, frozenset[str]]:
+    """The words the grammar must contain, by kind, straight from the skill file (the test's oracle)."""
+    cs = load_command_set(domain)
+    kinds: dict[str, set[str]] = {"skill": set(), "entity": set(), "control": set(), "keyword": set()}
+    for skill in cs.skills.values():
+        for p in (*skill.synonyms, skill.name.replace("_", " "), *skill.implied):
+            kinds["skill"].update(spoken_words(p))
+        for arg in skill.args.values():
+            for k in arg.keywords:
+                kinds["keyword"].update(spoken_words(k))
+    for task in cs.tasks.values():
+        for p in task.synonyms:
+            kinds["skill"].update(spoken_words(p))
+    for etype, ent in cs.entities.items():
+        key = "entity"
+        for value, ev in ent.values.items():
+            for p in (*ev.synonyms, value.replace("_", " "), *ev.positive, *ev.negative):
+                kinds.setdefault(etype, set()).update(spoken_words(p))
+                kinds[key].update(spoken_words(p))
+    for phrases in CONTROL_PHRASES.values():
+        for p in phrases:
+            kinds["control"].update(spoken_words(p))
+    return {k: frozenset(v) for k, v in kinds.items()}
+
+
+def _written_forms(cs: CommandSet) -> dict[tuple[str, ...], str]:
+    """Spoken sequences that read back as one written entity value: "psm one" -> psm1, "l four" -> L4,
+    "a p" -> AP, "three d" -> 3D. Only for values whose written name is not itself said as one word."""
+    out: dict[tuple[str, ...], str] = {}
+    for ent in cs.entities.values():
+        for value, ev in ent.values.items():
+            written = value if value.startswith("psm") else value.upper()
+            if not re.search(r"\d", value) and value not in _SPELLED:
+                continue
+            for syn in (value, *ev.synonyms):
+                words = tuple(spoken_words(syn))
+                if len(words) >= 2 and _compact(words) == value.lower():
+                    out[words] = written
+            if value in _SPELLED:
+                out[tuple(value)] = written
+    for skill in cs.skills.values():
+        for syn in skill.synonyms:
+            words = tuple(spoken_words(syn.split()[0]))
+            if len(words) >= 2 and re.fullmatch(r"\d+[a-z]", _compact(words)):
+                out[words] = _compact(words).upper()
+    out[("c", "m")] = "cm"
+    out[("m", "m")] = "mm"
+    return out
+
+
+def _compact(words: tuple[str, ...]) -> str:
+    return "".join(str(_ONES.index(w)) if w in _ONES[:10] else w for w in words)
+
+
+def normalise_transcript(transcript: str, written: dict[tuple[str, ...], str]) -> str:
+    """The recogniser's words in the planner's spelling, longest spoken sequence first."""
+    words = transcript.split()
+    keys = sorted(written, key=len, reverse=True)
+    out: list[str] = []
+    i = 0
+    while i < len(words):
+        for key in keys:
+            if tuple(words[i:i + len(key)]) == key:
+                out.append(written[key])
+                i += len(key)
+                break
+        else:
+            out.append(words[i])
+            i += 1
+    return " ".join(out)
+
+
+def _alternatives(phrases: list[str]) -> str:
+    return " | ".join(phrases)
+
+
+def _number_rules() -> dict[str, str]:
+    digits = _ONES[1:10]
+    teens = _ONES[10:20]
+    tens = _TENS[2:]
+    top = MAX_NUMBER // 100
+    return {
+        "digit": _alternatives(_ONES[:10] + ["oh"]),
+        "nonzero": _alternatives(digits),
+        "below100": "<nonzero> | " + _alternatives(teens) + " | (" + _alternatives(tens) + ") [<nonzero>]",
+        "whole": ("zero | <below100> | ((a | one) hundred [[and] <below100>]) | ("
+                  + _alternatives(_ONES[2:top + 1]) + ") hundred [[and] <below100>]"),
+        "number": "<whole> [(point <digit> [<digit>]) | (and a half) | (and a quarter)] | half | a half | "
+                  "a quarter | one and a half",
+    }
+
+
+#: the words that join a verb to its arguments ("rotate the probe", "hand the needle over to psm2", "inlet
+#: view of the pelvis"): a noun for the robot or the view, up to two prepositions, an article or pronoun and
+#: again a noun, each optional and in that order, so the glue cannot explain arbitrary stretches of audio
+_NOUNS = "robot arm probe gantry patient patient's view side system machine".split()
+_PREPOSITIONS = "of to with at in on over into onto from for by toward towards".split()
+_ARTICLES = "the a an it this that them".split()
+#: what may open a command before its verb ("do a 3d spin")
+_LEAD = ("do a", "do an", "perform a", "get a", "give me a")
+#: what may close an utterance ("scan the liver please")
+_TAIL = ("please", "now", "thanks", "thank you")
+#: how much less likely than a command a filler, a closing word or a refused phrase is: the decoder reaches
+#: for them only when the audio fits them clearly better
+_RARE = 0.05
+#: sign words before a number, for arguments that may be negative
+_SIGNS = ("minus", "plus", "negative")
+
+
+def _said(words: list[str]) -> bool:
+    """True when every word has a real pronunciation (not only a spelling) or is an abbreviation."""
+    return bool(words) and all(pronunciations(w)[1] != "spelled" or w in _SPELLED for w in words)
+
+
+class _RuleBook:
+    """JSGF rules under construction, with identical bodies shared under one name."""
+
+    def __init__(self) -> None:
+        self.bodies: dict[str, str] = {}
+        self._by_body: dict[str, str] = {}
+
+    def add(self, name: str, alternatives: list[str]) -> str:
+        """A rule of ``alternatives`` (spoken phrases or expansions); returns its reference, "" if empty."""
+        alts = [a for a in dict.fromkeys(alternatives) if a]
+        if not alts:
+            return ""
+        body = _alternatives(alts)
+        if body in self._by_body:
+            return self._by_body[body]
+        rule = re.sub(r"[^a-z0-9_]", "_", name.lower())
+        k = 2
+        base = rule
+        while rule in self.bodies:
+            rule, k = f"{base}_{k}", k + 1
+        self.bodies[rule] = body
+        self._by_body[body] = f"<{rule}>"
+        return f"<{rule}>"
+
+
+def _value_phrases(value: str, ev: EntityValue) -> list[str]:
+    return _phrases([*ev.synonyms, value.replace("_", " "), *ev.positive, *ev.negative])
+
+
+def _units_by_dimension() -> dict[str, list[str]]:
+    """Spoken unit phrases per dimension (length, angle, ...), from the unit table the planner converts with."""
+    dic = acoustic_dictionary()
+    out: dict[str, list[str]] = {}
+    for written, (dim, _factor) in UNIT_WORDS.items():
+        words = spoken_words(written)
+        if not words or any(w in _UNSPOKEN for w in words):
+            continue
+        if len(words) == 1 and len(words[0]) <= 2 and words[0] not in _SPELLED:
+            continue
+        if all(w in dic or w in _SPELLED or w in _PRONUNCIATIONS for w in words):
+            out.setdefault(dim, []).append(" ".join(words))
+    out.setdefault("angle", []).extend(["turn", "turns"])
+    return {k: list(dict.fromkeys(v)) for k, v in out.items()}
+
+
+def _arg_dimension(cs: CommandSet, skill: SkillSpec, arg: ArgSpec) -> list[str]:
+    """The dimensions a numeric argument's unit may be in (an amount along an axis: every axis' unit)."""
+    units: list[str] = []
+    if arg.unit:
+        units.append(arg.unit)
+    if arg.unit_from:
+        src = skill.args.get(arg.unit_from)
+        if src is not None:
+            for value in cs.allowed_values(src):
+                ev = cs.entity_value(value, src)
+                if ev is not None and ev.unit:
+                    units.append(ev.unit)
+    return list(dict.fromkeys(DIMENSION_OF_UNIT[u] for u in units if u in DIMENSION_OF_UNIT))
+
+
+def _may_be_negative(cs: CommandSet, skill: SkillSpec, arg: ArgSpec) -> bool:
+    if arg.min is not None:
+        return arg.min < 0
+    src = skill.args.get(arg.range_from or "")
+    if src is None:
+        return False
+    values = [cs.entity_value(v, src) for v in cs.allowed_values(src)]
+    return any(ev is not None and ev.min is not None and ev.min < 0 for ev in values)
+
+
+class _Builder:
+    """Turns one command set into the structured grammar's rules."""
+
+    def __init__(self, domain: str, cs: CommandSet) -> None:
+        self.domain = domain
+        self.cs = cs
+        self.book = _RuleBook()
+        self.units = _units_by_dimension()
+        self.phrases: dict[str, list[str]] = {k: [] for k in
+                                              ("skill", "entity", "keyword", "control", "unit", "filler",
+                                               "refused")}
+        for _dim, said in self.units.items():
+            self.phrases["unit"].extend(said)
+        numbers = _number_rules()
+        for name, body in numbers.items():
+            self.book.bodies[name] = body
+        noun = self.book.add("noun", _NOUNS)
+        prep = self.book.add("preposition", _PREPOSITIONS)
+        art = self.book.add("article", _ARTICLES)
+        self.glue = self.book.add("glue", [f"{noun} [{prep} [{prep}]] [{art} [{noun}]]",
+                                           f"{prep} [{prep}] [{art} [{noun}]]", f"{art} [{noun}]"])
+
+    def _enum_slot(self, arg: ArgSpec, skill: SkillSpec) -> str:
+        """An enum argument's values with all their synonyms (and sign words, for axes)."""
+        phrases: list[str] = []
+        for value in self.cs.allowed_values(arg):
+            ev = self.cs.entity_value(value, arg)
+            if ev is not None:
+                phrases.extend(_value_phrases(value, ev))
+            else:
+                phrases.extend(_phrases([value.replace("_", " ")]))
+        self.phrases["entity"].extend(phrases)
+        return self.book.add(f"e_{'_'.join(arg.entities) or skill.name}", phrases)
+
+    def _number_slot(self, arg: ArgSpec, skill: SkillSpec) -> str:
+        """``[sign] <number> [unit]`` in the units the argument accepts, or a small amount ("a bit")."""
+        dims = _arg_dimension(self.cs, skill, arg)
+        units = [u for d in dims for u in self.units.get(d, [])]
+        unit_ref = self.book.add(f"u_{'_'.join(dims) or 'none'}", units)
+        sign = f"[{_alternatives(list(_SIGNS))}] " if _may_be_negative(self.cs, skill, arg) else ""
+        quantity = f"{sign}<number>" + (f" [{unit_ref}]" if unit_ref else "")
+        small = [" ".join(s) for s in _SMALL]
+        return self.book.add(f"q_{'_'.join(dims) or 'plain'}_{'neg' if sign else 'pos'}", [quantity, *small])
+
+    def _text_slot(self) -> str:
+        """A label: a label word, then up to three letters or digits ("labelled l k")."""
+        marks = self.book.add("label_word", sorted(_LABEL_WORDS))
+        items = self.book.add("label_item", [*sorted(_LETTERS), *_ONES[:10]])
+        return f"{marks} {items} [{items} [{items}]]"
+
+    def slots(self, skill: SkillSpec) -> list[str]:
+        out: list[str] = []
+        for arg in skill.args.values():
+            if arg.type == "enum":
+                ref = self._enum_slot(arg, skill)
+            elif arg.type in ("number", "vector3"):
+                ref = self._number_slot(arg, skill)
+            else:
+                ref = self._text_slot()
+            keywords = _phrases(list(arg.keywords))
+            self.phrases["keyword"].extend(keywords)
+            out.extend([ref, *keywords])
+        return out
+
+    def command(self, name: str, verbs: list[str], slots: list[str]) -> str:
+        """``[lead] verb {glue slot} [glue]``, or the slots first ("ap of the pelvis", "psm2, pick up the
+        needle", "inlet view of the pelvis") with the verb after them or left out."""
+        self.phrases["skill"].extend(verbs)
+        verb = self.book.add(f"v_{name}", verbs)
+        lead = self.book.add("lead", list(_LEAD))
+        glue = f"[{self.glue}]"
+        slot = self.book.add(f"s_{name}", slots)
+        if not slot:
+            return self.book.add(f"c_{name}", [f"[{lead}] {verb} {glue}"])
+        args = f"({glue} {slot})*"
+        return self.book.add(f"c_{name}", [f"[{lead}] {verb} {args} {glue}",
+                                           f"{slot} {args} [{glue} {verb} {args}] {glue}"])
+
+    def commands(self) -> list[str]:
+        out: list[str] = []
+        for sname, skill in self.cs.skills.items():
+            verbs = _phrases([*skill.synonyms, sname.replace("_", " "), *skill.implied])
+            out.append(self.command(sname, verbs, self.slots(skill)))
+        for tname, task in self.cs.tasks.items():
+            verbs = _phrases([*task.synonyms, tname.replace("_", " ")])
+            slots = [s for step in task.steps for s in self.slots(self.cs.skills[step])]
+            out.append(self.command(tname, verbs, slots))
+        return out
+
+    def control(self) -> str:
+        phrases = _phrases([p for ps in CONTROL_PHRASES.values() for p in ps])
+        self.phrases["control"].extend(phrases)
+        objects = self.book.add("control_object", [w for w in sorted(CONTROL_OBJECTS) if _said([w])])
+        ref = self.book.add("control_phrase", phrases)
+        return self.book.add("control", [f"{ref} [[the] {objects}]"])
+
+    def refused(self, verbs: list[str]) -> str:
+        """Unsupported actions and targets, alone or after any verb, so they are heard as what they are."""
+        actions = [" ".join(spoken_words(w)) for w in sorted(UNSUPPORTED_ACTIONS) if _said(spoken_words(w))]
+        targets: list[str] = [" ".join(spoken_words(w)) for w in (*sorted(UNSUPPORTED_TARGETS),
+                                                                    *UNSUPPORTED_MODES)
+                              if _said(spoken_words(w))]
+        for other in DOMAINS:
+            if other == self.domain:
+                continue
+            ocs = load_command_set(other)
+            for etype in ("organ", "anatomy", "object"):
+                ent = ocs.entities.get(etype)
+                if ent is not None:
+                    for value, ev in ent.values.items():
+                        targets.extend(_phrases([*ev.synonyms, value.replace("_", " ")]))
+        self.phrases["refused"].extend([*actions, *targets])
+        action = self.book.add("refused_action", actions)
+        target = self.book.add("refused_target", targets)
+        verb = self.book.add("any_verb", verbs)
+        glue = f"[{self.glue}]"
+        entity = self.book.add("any_entity", self.phrases["entity"])
+        item = self.book.add("refused_item", [target, entity])
+        return self.book.add("refused", [f"{action} {glue} [{item}] {glue}",
+                                          f"{verb} {glue} {target} {glue}"])
+
+    def utterance(self) -> str:
+        commands = self.commands()
+        control = self.control()
+        refused = self.refused(list(dict.fromkeys(self.phrases["skill"])))
+        command = self.book.add("command", commands)
+        split = self.book.add("then", [" ".join(w) for w in _SPLIT_WORDS] + ["and"])
+        fillers = [" ".join(m) for m in DISCOURSE_MARKERS if _said(list(m))]
+        fillers += [w for w in sorted(DISFLUENCIES) if w in acoustic_dictionary()]
+        self.phrases["filler"].extend([*fillers, *_TAIL])
+        head = self.book.add("filler", fillers)
+        tail = self.book.add("tail", list(_TAIL))
+        return (f"( /1/ <NULL> | /{_RARE}/ {head} ) ( /1/ {control} | /1/ {command} ( {split} {command} )* | "
+                f"/{_RARE}/ {refused} ) ( /1/ <NULL> | /{_RARE}/ {tail} )")
+
+
+@functools.cache
+def build_grammar(domain: str) -> VoiceGrammar:
+    """The grammar for ``domain``, regenerated from its skill file (cached per process).
+
+    It is a command grammar, not a bag of words: each skill's verbs take only that skill's own argument
+    slots, numbers take only the units their argument accepts, and articles and prepositions may sit between
+    them. A loop of every phrase let the decoder explain any stretch of audio by short words ("and mm only
+    you mm where" for "scan the liver") and blew up its lattice; the structure keeps both in check.
+    """
+    cs = load_command_set(domain)
+    b = _Builder(domain, cs)
+    top = b.utterance()
+    body = [
+        "#JSGF V1.0;",
+        "",
+        f"// Generated from skills/{domain}.yaml by medrobot_llm._voice_grammar; do not edit.",
+        f"grammar medrobot_{domain};",
+        "",
+        f"public <utterance> = {top};",
+        "",
+        *(f"<{name}> = {expansion};" for name, expansion in b.book.bodies.items()),
+    ]
+    jsgf = "\n".join(body) + "\n"
+    words: set[str] = set()
+    for expansion in (top, *b.book.bodies.values()):
+        words.update(re.findall(r"(?<![<\w'])[a-z][a-z0-9']*(?![\w'>])", re.sub(r"<[^>]*>", " ", expansion)))
+    dictionary: dict[str, tuple[str, ...]] = {}
+    sources: dict[str, str] = {}
+    for w in sorted(words):
+        dictionary[w], sources[w] = pronunciations(w)
+    rules = {k: tuple(dict.fromkeys(v)) for k, v in b.phrases.items()}
+    return VoiceGrammar(domain=domain, jsgf=jsgf, words=frozenset(words), dictionary=dictionary, sources=sources,
+                        written=_written_forms(cs), rules=rules)
