@@ -27,7 +27,6 @@ from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallb
 from rclpy.context import Context
 from rclpy.node import Node
 from rclpy.subscription import MessageInfo
-from rclpy.task import Future
 from std_msgs.msg import Bool, String
 
 from medrobot_interfaces.action import ExecuteSkill
@@ -60,9 +59,8 @@ class SkillServerNode(Node):
         self._action_group = ReentrantCallbackGroup()
         self._timer_group = MutuallyExclusiveCallbackGroup()
         self._status_pub = self.create_publisher(String, TOPIC_ROBOT_STATUS, reliable_qos(5))
-        self._waiters: list[tuple[Future[None], float]] = []  # (woken by the next state, deadline)
+        self._state_cond = threading.Condition()  # notified on every supervisor state
         self._admitted: dict[bytes, Admitted] = {}
-        self._waiters_lock = threading.Lock()
         self._latch_lock = threading.Lock()  # the e-stop and state callbacks decide halt/release one at a time
         self.create_subscription(Bool, TOPIC_ESTOP, self._on_estop, latched_qos(5),
                                  callback_group=self._estop_group)
@@ -71,8 +69,7 @@ class SkillServerNode(Node):
         self._server = ActionServer(
             self, ExecuteSkill, ACTION_EXECUTE, execute_callback=self._execute,
             goal_callback=self._on_goal, cancel_callback=self._on_cancel, callback_group=self._action_group)
-        self._jobs: queue.Queue[tuple[Admitted, ServerGoalHandle[Any, Any, Any], Future[StepResult]] | None] = \
-            queue.Queue()
+        self._jobs: queue.Queue[tuple[Admitted, ServerGoalHandle[Any, Any, Any], _Done] | None] = queue.Queue()
         self._control = threading.Thread(target=self._control_loop, name="medrobot-control", daemon=True)
         self._control.start()
         self.create_timer(1.0 / p["status_hz"], self._tick, callback_group=self._timer_group)
@@ -119,7 +116,10 @@ class SkillServerNode(Node):
         previous = self.core.followed
         followed = FollowedState(msg.state, msg.plan_id, msg.step_index, msg.session, time.monotonic(),
                                  _announced_goal(msg.status_json))
-        for a in self.core.on_state(followed):
+        with self._state_cond:
+            cancelled = self.core.on_state(followed)
+            self._state_cond.notify_all()
+        for a in cancelled:
             a.token.cancel(f"the supervisor is {msg.state} at plan {msg.plan_id or '(none)'} step "
                            f"{msg.step_index + 1}, no longer executing this step")
         # Halt when the supervisor *enters* ESTOP/FAULT; not on every such message: after an operator reset
@@ -131,22 +131,10 @@ class SkillServerNode(Node):
                 self.core.halt(f"the supervisor is {msg.state}: {msg.reason}")
         if halt:
             self._publish_status()
-        with self._waiters_lock:
-            waiters, self._waiters = self._waiters, []
-        for f, _ in waiters:
-            if not f.done():
-                f.set_result(None)
 
     def _tick(self) -> None:
         for a, why in self.core.watch():
             a.token.cancel(why)
-        now = time.monotonic()
-        with self._waiters_lock:
-            expired = [f for f, deadline in self._waiters if deadline <= now]
-            self._waiters = [(f, d) for f, d in self._waiters if d > now]
-        for f in expired:
-            if not f.done():
-                f.set_result(None)
         self._publish_status()
 
     def _publish_status(self) -> None:
@@ -163,14 +151,13 @@ class SkillServerNode(Node):
             admitted.token.cancel("goal cancel requested")
         return CancelResponse.ACCEPT
 
-    def _future(self) -> Future[Any]:
-        """A future whose completion from any thread wakes this node's executor (rclpy resumes a waiting
-        coroutine only when the executor wakes, which scheduling a done callback does)."""
-        f: Future[Any] = Future(executor=self.executor)
-        f.add_done_callback(lambda _f: None)
-        return f
+    def _execute(self, handle: ServerGoalHandle[Any, Any, Any]) -> ExecuteSkill.Result:
+        """Blocks one worker thread of the reentrant action group until the control thread has run the goal.
 
-    async def _execute(self, handle: ServerGoalHandle[Any, Any, Any]) -> ExecuteSkill.Result:
+        Not a coroutine: rclpy's executors put an unfinished task back on the ready list on every turn, so a
+        coroutine awaiting the control thread kept the executor busy re-running it and starved the status
+        timer and the state subscription for as long as the goal lasted; the supervisor then saw no heartbeat
+        and faulted. A blocked worker costs one thread and nothing else."""
         g = handle.request
         goal = GoalRequest(g.plan_id, int(g.step_index), g.skill, g.args_json, g.domain,
                            bytes(handle.goal_id.uuid).hex())
@@ -178,8 +165,12 @@ class SkillServerNode(Node):
             step = self.core.check_form(goal)
             # the goal may overtake the state message that authorises it (two topics, no common order)
             deadline = time.monotonic() + self.state_wait_s
-            while self.core.authorised(goal, self._state_publishers()) is not None and time.monotonic() < deadline:
-                await self._next_state(deadline)
+            with self._state_cond:
+                while self.core.authorised(goal, self._state_publishers()) is not None:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._state_cond.wait(min(left, 0.05))
             admitted = self.core.admit(goal, step, self._state_publishers())
         except Refusal as r:
             self.get_logger().warning(r.message)
@@ -190,13 +181,12 @@ class SkillServerNode(Node):
         self._admitted[key] = admitted
         if handle.is_cancel_requested:
             admitted.token.cancel("goal cancel requested")
-        done: Future[StepResult] = self._future()
+        done = _Done()
         self._jobs.put((admitted, handle, done))
         try:
-            result = await done
+            result = done.wait()
         finally:
             self._admitted.pop(key, None)
-        assert result is not None
         if result.success:
             handle.succeed()
         elif result.failure is FailureKind.CANCELLED and handle.is_cancel_requested:
@@ -204,16 +194,6 @@ class SkillServerNode(Node):
         else:
             handle.abort()
         return self._result(result)
-
-    async def _next_state(self, deadline: float) -> None:
-        """Until the next supervisor state arrives, or the status timer finds the deadline passed. No timer
-        of its own: creating and destroying one per goal raced the executor's wait set ("cannot use
-        Destroyable"), and the exception ended the spin thread, so the robot went silent and the supervisor
-        faulted on a lost heartbeat."""
-        f: Future[None] = self._future()
-        with self._waiters_lock:
-            self._waiters.append((f, deadline))
-        await f
 
     def _state_publishers(self) -> int:
         return self.count_publishers(TOPIC_STATE)
@@ -237,7 +217,7 @@ class SkillServerNode(Node):
                 result = self.core.run(admitted, self._feedback_to(admitted, handle))
             except Exception as exc:  # noqa: BLE001 - the goal must end, whatever happened
                 result = StepResult.failed(FailureKind.ERROR, f"{type(exc).__name__}: {exc}")
-            done.set_result(result)
+            done.set(result)
             self._publish_status()
 
     def _feedback_to(self, admitted: Admitted, handle: ServerGoalHandle[Any, Any, Any]) -> FeedbackFn:
@@ -265,6 +245,23 @@ class SkillServerNode(Node):
         self.scene.close()
 
 
+class _Done:
+    """The control thread's result for one goal, handed to the worker thread that waits for it."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self._result: StepResult | None = None
+
+    def set(self, result: StepResult) -> None:
+        self._result = result
+        self._event.set()
+
+    def wait(self) -> StepResult:
+        self._event.wait()
+        assert self._result is not None
+        return self._result
+
+
 def _latched(state: FollowedState | None) -> bool:
     return state is not None and state.state in ("ESTOP", "FAULT")
 
@@ -280,7 +277,8 @@ def _announced_goal(status_json: str) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return spin_node(SkillServerNode, threads=4, args=list(argv) if argv is not None else sys.argv)
+    # one worker per arm may block in _execute; the e-stop, state, timer and cancel callbacks need their own
+    return spin_node(SkillServerNode, threads=8, args=list(argv) if argv is not None else sys.argv)
 
 
 if __name__ == "__main__":
