@@ -3,9 +3,11 @@ planner can read.
 
 A closed grammar is what makes an offline recogniser usable in a theatre: pocketsphinx with a free
 language model mishears clinical words, with a grammar it only has to choose among the command set's
-own phrases. Each skill's verbs take that skill's own argument slots, in any order and with articles and
-prepositions between them, because people order a command freely ("psm2, pick up the needle", "pick up
-the needle with psm2"); a loop of every phrase let the decoder explain any audio by short words. Words the planner refuses by name (unsupported actions and organs, other domains' targets) are in
+own phrases. Each skill is a few fixed frames: its verb, then its own arguments in one order (what it
+acts on, then the arm, then other choices, then numbers), each after the one preposition English puts
+there. Free word order and optional short words between slots let the decoder explain any stretch of
+audio by short words ("and mm only you mm where" for "scan the liver"), so the frames trade phrasing
+freedom for accuracy; the text console takes anything the planner reads. Words the planner refuses by name (unsupported actions and organs, other domains' targets) are in
 the grammar too: a word the recogniser cannot hear is replaced by the nearest word it can, and "cut the
 vessel" must not come out as "put the vessel".
 
@@ -24,16 +26,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ._lexicon import (
-    CONTROL_OBJECTS,
     CONTROL_PHRASES,
-    DISCOURSE_MARKERS,
-    DISFLUENCIES,
     UNSUPPORTED_ACTIONS,
     UNSUPPORTED_MODES,
     UNSUPPORTED_TARGETS,
     tokenize,
 )
-from ._rule_planner import _LABEL_WORDS, _SMALL, _SPLIT_WORDS
+from ._rule_planner import _LABEL_WORDS, _SMALL
 from ._skillset import DOMAINS, ArgSpec, CommandSet, EntityValue, SkillSpec, load_command_set
 from ._units import DIMENSION_OF_UNIT, UNIT_WORDS
 
@@ -99,6 +98,13 @@ _PRONUNCIATIONS: dict[str, tuple[str, ...]] = {
     "greyscale": ("G R EY S K EY L",),
     "visualise": ("V IH ZH W AH L AY Z",),
     "ungrasp": ("AH N G R AE S P",),
+}
+
+#: abbreviations that are also said (and by espeak-ng read) as one word: "ap" is "AE P" as well as "a p"
+_AS_WORD: dict[str, tuple[str, ...]] = {
+    "ap": ("AE P",),
+    "pa": ("P AA",),
+    "gb": ("G AH B",),
 }
 
 #: written forms the planner knows that are never said as they are written (symbols, digit words)
@@ -198,7 +204,7 @@ def pronunciations(word: str) -> tuple[tuple[str, ...], str]:
     """Every pronunciation of ``word`` and where it came from: "dictionary", "table", "derived" or
     "spelled" (the last resort: letter by letter, which the grammar test refuses for skill words)."""
     dic = acoustic_dictionary()
-    extra = (_spelled(word),) if word in _SPELLED else ()
+    extra = ((_spelled(word),) if word in _SPELLED else ()) + _AS_WORD.get(word, ())
     if word in _PRONUNCIATIONS:
         return _PRONUNCIATIONS[word] + extra, "table"
     if word in dic:
@@ -400,7 +406,7 @@ def _units_by_dimension() -> dict[str, list[str]]:
             continue
         if len(words) == 1 and len(words[0]) <= 2 and words[0] not in _SPELLED:
             continue
-        if all(w in dic or w in _SPELLED or w in _PRONUNCIATIONS for w in words):
+        if all(w in dic or w in _SPELLED or w in _PRONUNCIATIONS or _derive(w, dic) for w in words):
             out.setdefault(dim, []).append(" ".join(words))
     out.setdefault("angle", []).extend(["turn", "turns"])
     return {k: list(dict.fromkeys(v)) for k, v in out.items()}
@@ -431,8 +437,45 @@ def _may_be_negative(cs: CommandSet, skill: SkillSpec, arg: ArgSpec) -> bool:
     return any(ev is not None and ev.min is not None and ev.min < 0 for ev in values)
 
 
+#: entity types that name a thing a command acts on or goes to: said as a noun phrase ("the left kidney")
+_NOUN_ENTITIES = frozenset({"object", "place", "organ", "anatomy"})
+#: entity types said as "<value> of the <noun>" ("ap of the pelvis", "inlet view of the pelvis")
+_OF_ENTITIES = frozenset({"view"})
+
+
+def _arg_kind(arg: ArgSpec) -> str:
+    ents = set(arg.entities)
+    if arg.type in ("number", "vector3"):
+        return "number"
+    if arg.type != "enum":
+        return "text"
+    for kind in ("arm", "side", "level"):
+        if kind in ents:
+            return kind
+    if ents & _OF_ENTITIES:
+        return "of"
+    if ents & _NOUN_ENTITIES:
+        return "noun"
+    return "other"
+
+
+def _arm_prepositions(name: str) -> list[str]:
+    """One preposition per kind of arm argument: the tool ("with psm1"), the giver and the receiver."""
+    if name.startswith("from"):
+        return ["from"]
+    if name.startswith("to"):
+        return ["to", "over to"]
+    return ["with"]
+
+
 class _Builder:
-    """Turns one command set into the structured grammar's rules."""
+    """Turns one command set into the grammar's rules: a few fixed frames per skill, no free glue.
+
+    Every optional short word and every free slot order is a way for the decoder to explain audio by short
+    words, so each skill has only: its verb, then its noun arguments ("[to] [the] [side] noun [level]"), its
+    arms with one preposition each, its other enums, its numbers, in that order; or the verb with an arm
+    right after it ("move psm1 to the handover point"); or, for views, "<view> [view] of the <anatomy>".
+    """
 
     def __init__(self, domain: str, cs: CommandSet) -> None:
         self.domain = domain
@@ -447,14 +490,16 @@ class _Builder:
         numbers = _number_rules()
         for name, body in numbers.items():
             self.book.bodies[name] = body
-        noun = self.book.add("noun", _NOUNS)
-        prep = self.book.add("preposition", _PREPOSITIONS)
-        art = self.book.add("article", _ARTICLES)
-        self.glue = self.book.add("glue", [f"{noun} [{prep} [{prep}]] [{art} [{noun}]]",
-                                           f"{prep} [{prep}] [{art} [{noun}]]", f"{art} [{noun}]"])
+        objects: list[str] = []
+        ent = cs.entities.get("object")
+        if ent is not None:
+            for value, ev in ent.values.items():
+                objects.extend(_value_phrases(value, ev))
+        self.thing = self.book.add("thing", [*_NOUNS, *objects])
+        self.noun_phrases: list[str] = []
 
     def _enum_slot(self, arg: ArgSpec, skill: SkillSpec) -> str:
-        """An enum argument's values with all their synonyms (and sign words, for axes)."""
+        """An enum argument's values with all their synonyms."""
         phrases: list[str] = []
         for value in self.cs.allowed_values(arg):
             ev = self.cs.entity_value(value, arg)
@@ -463,6 +508,8 @@ class _Builder:
             else:
                 phrases.extend(_phrases([value.replace("_", " ")]))
         self.phrases["entity"].extend(phrases)
+        if set(arg.entities) & _NOUN_ENTITIES:
+            self.noun_phrases.extend(phrases)
         return self.book.add(f"e_{'_'.join(arg.entities) or skill.name}", phrases)
 
     def _number_slot(self, arg: ArgSpec, skill: SkillSpec) -> str:
@@ -481,54 +528,97 @@ class _Builder:
         items = self.book.add("label_item", [*sorted(_LETTERS), *_ONES[:10]])
         return f"{marks} {items} [{items} [{items}]]"
 
-    def slots(self, skill: SkillSpec) -> list[str]:
-        out: list[str] = []
-        for arg in skill.args.values():
-            if arg.type == "enum":
-                ref = self._enum_slot(arg, skill)
-            elif arg.type in ("number", "vector3"):
+    def frames(self, name: str, verbs: list[str], args: list[tuple[str, ArgSpec]], skill_of: dict[str, SkillSpec]) -> tuple[list[str], list[str]]:
+        """The word sequences after the verb (the first may be empty), and the verb-less "of" frame."""
+        by_kind: dict[str, list[tuple[str, str]]] = {}
+        arg_of = dict(args)
+        setter = any(v.split()[0] in ("set", "change") for v in verbs)
+        for aname, arg in args:
+            kind = _arg_kind(arg)
+            skill = skill_of[aname]
+            if kind == "number":
                 ref = self._number_slot(arg, skill)
-            else:
+            elif kind == "text":
                 ref = self._text_slot()
+            else:
+                ref = self._enum_slot(arg, skill)
             keywords = _phrases(list(arg.keywords))
             self.phrases["keyword"].extend(keywords)
-            out.extend([ref, *keywords])
-        return out
+            if kind == "number" and keywords:
+                kw = self.book.add(f"k_{name}_{aname}", keywords)
+                ref = f"[[the] {kw}] [to] {ref}"
+            elif kind == "number" and setter:
+                ref = f"[to] {ref}"
+            by_kind.setdefault(kind, []).append((aname, ref))
+        side = " ".join(f"[{r}]" for _a, r in by_kind.get("side", []))
+        level = " ".join(f"[{r}]" for _a, r in by_kind.get("level", []))
+        nouns = by_kind.get("noun", [])
+        noun_phrases: list[str] = []
+        for k, (aname, ref) in enumerate(nouns):
+            core = " ".join(p for p in ((side if k == 0 else ""), ref, (level if k == 0 else "")) if p)
+            ents = set(arg_of[aname].entities)
+            to = "[to] " if "object" not in ents and not by_kind.get("of") else ""
+            article = "[the]" if "place" in ents else "the"
+            alts = [f"{to}{article} {core}"] + (["it"] if "object" in ents else [])
+            noun_phrases.append(self.book.add(f"np_{name}_{k}", alts))
+        if not nouns:
+            if side or level:
+                noun_phrases.append(f"[the] {side} {level}".strip())
+            noun_phrases.append(f"the {self.thing}")
+        ofs = [ref for _a, ref in by_kind.get("of", [])]
+        arms = by_kind.get("arm", [])
+        arm_tail = [f"{self.book.add('p_' + a, _arm_prepositions(a))} [the] {ref}" for a, ref in arms]
+        others = [ref for _a, ref in by_kind.get("other", [])] + [ref for _a, ref in by_kind.get("text", [])]
+        numbers = [ref for _a, ref in by_kind.get("number", [])]
+        of_prefix = [f"[the] {self.book.add('of_' + name, [f'{r} [view] of' for r in ofs])}"] if ofs else []
 
-    def command(self, name: str, verbs: list[str], slots: list[str]) -> str:
-        """``[lead] verb {glue slot} [glue]``, or the slots first ("ap of the pelvis", "psm2, pick up the
-        needle", "inlet view of the pelvis") with the verb after them or left out."""
+        def seq(parts: list[str]) -> str:
+            return " ".join(f"[{p}]" for p in parts)
+
+        out = [seq([*of_prefix, *noun_phrases, *arm_tail, *others, *numbers])]
+        if arms:
+            first, ref = arms[0]
+            rest = [f"{self.book.add('p_' + a, _arm_prepositions(a))} [the] {r}" for a, r in arms[1:]]
+            out.append(f"[the] {ref} " + seq([*noun_phrases, *rest, *others, *numbers]))
+        verbless = []
+        if ofs and nouns:
+            verbless.append(f"{of_prefix[0]} {noun_phrases[0]}")
+        return [o.strip() for o in out], verbless
+
+    def command(self, name: str, verbs: list[str], args: list[tuple[str, ArgSpec]], skill_of: dict[str, SkillSpec]) -> str:
         self.phrases["skill"].extend(verbs)
         verb = self.book.add(f"v_{name}", verbs)
         lead = self.book.add("lead", list(_LEAD))
-        glue = f"[{self.glue}]"
-        slot = self.book.add(f"s_{name}", slots)
-        if not slot:
-            return self.book.add(f"c_{name}", [f"[{lead}] {verb} {glue}"])
-        args = f"({glue} {slot})*"
-        return self.book.add(f"c_{name}", [f"[{lead}] {verb} {args} {glue}",
-                                           f"{slot} {args} [{glue} {verb} {args}] {glue}"])
+        after, verbless = self.frames(name, verbs, args, skill_of)
+        alts = [f"[{lead}] {verb} {a}".strip() for a in after] + verbless
+        return self.book.add(f"c_{name}", alts)
 
     def commands(self) -> list[str]:
         out: list[str] = []
         for sname, skill in self.cs.skills.items():
             verbs = _phrases([*skill.synonyms, sname.replace("_", " "), *skill.implied])
-            out.append(self.command(sname, verbs, self.slots(skill)))
+            args = list(skill.args.items())
+            out.append(self.command(sname, verbs, args, {a: skill for a, _ in args}))
         for tname, task in self.cs.tasks.items():
             verbs = _phrases([*task.synonyms, tname.replace("_", " ")])
-            slots = [s for step in task.steps for s in self.slots(self.cs.skills[step])]
-            out.append(self.command(tname, verbs, slots))
+            targs: list[tuple[str, ArgSpec]] = []
+            skill_of: dict[str, SkillSpec] = {}
+            for step in task.steps:
+                for a, spec in self.cs.skills[step].args.items():
+                    if a not in skill_of:
+                        targs.append((a, spec))
+                        skill_of[a] = self.cs.skills[step]
+            out.append(self.command(tname, verbs, targs, skill_of))
         return out
 
     def control(self) -> str:
         phrases = _phrases([p for ps in CONTROL_PHRASES.values() for p in ps])
         self.phrases["control"].extend(phrases)
-        objects = self.book.add("control_object", [w for w in sorted(CONTROL_OBJECTS) if _said([w])])
-        ref = self.book.add("control_phrase", phrases)
-        return self.book.add("control", [f"{ref} [[the] {objects}]"])
+        return self.book.add("control", phrases)
 
     def refused(self, verbs: list[str]) -> str:
-        """Unsupported actions and targets, alone or after any verb, so they are heard as what they are."""
+        """Unsupported actions and targets in one frame each ("cut the vessel", "scan the brain"), so they are
+        heard as what they are and not as the nearest supported word."""
         actions = [" ".join(spoken_words(w)) for w in sorted(UNSUPPORTED_ACTIONS) if _said(spoken_words(w))]
         targets: list[str] = [" ".join(spoken_words(w)) for w in (*sorted(UNSUPPORTED_TARGETS),
                                                                     *UNSUPPORTED_MODES)
@@ -546,35 +636,26 @@ class _Builder:
         action = self.book.add("refused_action", actions)
         target = self.book.add("refused_target", targets)
         verb = self.book.add("any_verb", verbs)
-        glue = f"[{self.glue}]"
-        entity = self.book.add("any_entity", self.phrases["entity"])
+        entity = self.book.add("any_entity", list(dict.fromkeys(self.noun_phrases)))
         item = self.book.add("refused_item", [target, entity])
-        return self.book.add("refused", [f"{action} {glue} [{item}] {glue}",
-                                          f"{verb} {glue} {target} {glue}"])
+        return self.book.add("refused", [f"{action} the {item}", f"{verb} the {target}"])
 
     def utterance(self) -> str:
         commands = self.commands()
         control = self.control()
         refused = self.refused(list(dict.fromkeys(self.phrases["skill"])))
         command = self.book.add("command", commands)
-        split = self.book.add("then", [" ".join(w) for w in _SPLIT_WORDS] + ["and"])
-        fillers = [" ".join(m) for m in DISCOURSE_MARKERS if _said(list(m))]
-        fillers += [w for w in sorted(DISFLUENCIES) if w in acoustic_dictionary()]
-        self.phrases["filler"].extend([*fillers, *_TAIL])
-        head = self.book.add("filler", fillers)
-        tail = self.book.add("tail", list(_TAIL))
-        return (f"( /1/ <NULL> | /{_RARE}/ {head} ) ( /1/ {control} | /1/ {command} ( {split} {command} )* | "
-                f"/{_RARE}/ {refused} ) ( /1/ <NULL> | /{_RARE}/ {tail} )")
+        split = self.book.add("then", ["then", "and", "and then"])
+        return f"( /1/ {control} | /1/ {command} [ {split} {command} ] | /{_RARE}/ {refused} )"
 
 
 @functools.cache
 def build_grammar(domain: str) -> VoiceGrammar:
     """The grammar for ``domain``, regenerated from its skill file (cached per process).
 
-    It is a command grammar, not a bag of words: each skill's verbs take only that skill's own argument
-    slots, numbers take only the units their argument accepts, and articles and prepositions may sit between
-    them. A loop of every phrase let the decoder explain any stretch of audio by short words ("and mm only
-    you mm where" for "scan the liver") and blew up its lattice; the structure keeps both in check.
+    Fixed frames per skill, numbers only with the units their argument accepts, controls as whole phrases,
+    refusals only as "<refused action> the <noun>" or "<verb> the <refused target>", and at most two commands
+    joined by "then" or "and": every freedom the grammar gives, the decoder spends on short-word guesses.
     """
     cs = load_command_set(domain)
     b = _Builder(domain, cs)
