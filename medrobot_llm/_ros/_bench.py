@@ -36,8 +36,7 @@ def supervised_skill_server(domain: str, real_time_factor: float, log: Path) -> 
     """Yield an in-process ``SupervisorNode`` connected to a skill server process for ``domain``."""
     try:
         import rclpy
-        from rclpy.executors import MultiThreadedExecutor
-
+        from ._common import PoolExecutor
         from ._supervisor_node import SupervisorNode
     except ImportError as exc:
         raise SystemExit(f"ROS 2 is not importable here ({exc}): {INSTALL_HINT}") from None
@@ -53,7 +52,7 @@ def supervised_skill_server(domain: str, real_time_factor: float, log: Path) -> 
             env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
     rclpy.init()
     node = SupervisorNode(domain=domain)
-    executor = MultiThreadedExecutor(num_threads=5)
+    executor = PoolExecutor(num_threads=5)
     executor.add_node(node)
     spin = threading.Thread(target=executor.spin, daemon=True)
     spin.start()

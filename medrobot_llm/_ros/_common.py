@@ -13,10 +13,11 @@ from typing import Any
 
 import rclpy
 from rclpy.action.client import ActionClient
-from rclpy.task import Future
+from rclpy.task import Future, Task
 from unique_identifier_msgs.msg import UUID
 from rclpy.context import Context
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import (ConditionReachedException, ExternalShutdownException, MultiThreadedExecutor,
+                             ShutdownException, TimeoutException)
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
@@ -24,6 +25,7 @@ __all__ = [
     "ACTION_EXECUTE",
     "GoalClient",
     "NodeRunner",
+    "PoolExecutor",
     "SERVICE_PLAN",
     "TOPIC_COMMAND",
     "TOPIC_CONFIRM",
@@ -73,11 +75,54 @@ def reliable_qos(depth: int = 10) -> QoSProfile:
                       durability=DurabilityPolicy.VOLATILE)
 
 
+class PoolExecutor(MultiThreadedExecutor):
+    """rclpy's ``MultiThreadedExecutor`` that hands each ready task to its thread pool once.
+
+    rclpy 9.1.2 (the Kilted wheels) yields every task that has not started yet again on each pass of its
+    wait loop and submits it to the pool again. When the pool's threads are slow to start (two busy
+    cores, the GIL held by a physics thread), the queue fills with copies of the same few tasks, the loop
+    that fills it keeps the GIL, and nothing runs: a 20 Hz timer and its subscription were seen waiting
+    1.5 s behind 2300 queued copies, long enough for the supervisor to fault on a lost heartbeat. Here a
+    task waiting for a pool thread is not submitted again; once it has run (or suspended on a future)
+    it may be.
+    """
+
+    def __init__(self, num_threads: int | None = None, *, context: Context | None = None) -> None:
+        super().__init__(num_threads, context=context)
+        self._waiting: set[Task[Any]] = set()
+        self._failed: list[BaseException] = []
+        self._waiting_lock = threading.Lock()
+
+    def _spin_once_impl(self, timeout_sec: Any = None, wait_condition: Callable[[], bool] = lambda: False) -> None:
+        with self._waiting_lock:
+            if self._failed:
+                raise self._failed.pop(0)  # as rclpy does: a callback's exception ends the spin, loudly
+        try:
+            handler, _entity, _node = self.wait_for_ready_callbacks(timeout_sec, None, wait_condition)
+        except (ExternalShutdownException, ShutdownException, TimeoutException, ConditionReachedException):
+            return
+        with self._waiting_lock:
+            if handler in self._waiting:
+                return
+            self._waiting.add(handler)
+        self._executor.submit(self._run, handler)
+
+    def _run(self, handler: Task[Any]) -> None:
+        with self._waiting_lock:
+            self._waiting.discard(handler)
+        handler()
+        exc = handler.exception() if handler.done() else None
+        if exc is not None:
+            with self._waiting_lock:
+                self._failed.append(exc)
+            self.wake()
+
+
 def spin_node(make: Callable[[], Any], *, threads: int = 4, args: list[str] | None = None) -> int:
     """``main`` of a node process: init, build, spin until Ctrl-C/SIGTERM, then close the node cleanly."""
     rclpy.init(args=args)
     node = None
-    executor = MultiThreadedExecutor(num_threads=threads)
+    executor = PoolExecutor(num_threads=threads)
     try:
         node = make()
         executor.add_node(node)
@@ -102,7 +147,7 @@ class NodeRunner:
         self.context = Context()
         rclpy.init(context=self.context)
         self.node = Node(name, context=self.context)
-        self.executor = MultiThreadedExecutor(num_threads=threads, context=self.context)
+        self.executor = PoolExecutor(num_threads=threads, context=self.context)
         self.executor.add_node(self.node)
         self._closing = False
         self._thread = threading.Thread(target=self._spin, name=f"{name}-spin", daemon=True)
