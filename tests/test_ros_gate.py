@@ -98,3 +98,36 @@ def test_core_halt_refuses_and_a_new_state_cancels_what_it_no_longer_authorises(
     assert core.status()["halted"]
     core.clear_halt()
     assert not core.status()["halted"]
+
+
+@pytest.mark.parametrize("followed, final", [
+    (FollowedState("ESTOP", "s:1", 0, "s", 100.0), True),
+    (FollowedState("FAULT", "s:1", 2, "s", 100.0), True),
+    (FollowedState("ESTOP", "s:0", 3, "s", 100.0), False),  # an older plan's stop: this goal's state may follow
+    (FollowedState("AWAITING_CONFIRMATION", "s:1", 0, "s", 100.0), False),  # the confirm may come
+    (FollowedState("IDLE", "", -1, "s", 100.0), False),
+    (None, False),
+])
+def test_a_goal_of_a_plan_the_supervisor_latched_is_refused_without_waiting(
+        followed: FollowedState | None, final: bool) -> None:
+    """The node waits a little for the state that authorises a goal; never for one a latch rules out."""
+    from medrobot_llm._memory_backend import MemoryBackend
+
+    c = SkillServerCore(MemoryBackend("ultrasound"), max_state_age_s=1e9)
+    if followed is not None:
+        c.on_state(followed)
+    assert c.never_authorised(goal()) is final
+
+
+def test_status_counts_the_loop_age_from_the_goals_admission(core: SkillServerCore) -> None:
+    """A robot idle for minutes is not a stalled loop the moment a goal is admitted, before its first cycle."""
+    core.on_state(executing("s:20", 0))
+    rot = goal("s:20", 0, "rotate_probe", json.dumps({"angle_deg": 10}))
+    core.backend._heartbeat -= 600.0  # type: ignore[attr-defined]  # the last cycle: ten minutes ago
+    admitted = core.admit(rot, core.check_form(rot), 1)
+    try:
+        status = core.status()
+        assert status["busy"] and status["loop_age_s"] < 5.0, status["loop_age_s"]
+    finally:
+        core.run(admitted)
+    assert core.status()["loop_age_s"] == 0.0

@@ -248,6 +248,15 @@ class SkillServerCore:
             self.refusals += 1
             raise
 
+    def never_authorised(self, goal: GoalRequest) -> bool:
+        """Whether no later state can authorise ``goal``: the supervisor latched (ESTOP/FAULT) during its plan.
+
+        A goal may overtake the state that authorises it, so the node waits a little for that state; a
+        latched supervisor never resumes the plan it stopped, so waiting then only delays the refusal that
+        tells the supervisor its own stop was obeyed."""
+        f = self._followed
+        return f is not None and f.state in ("ESTOP", "FAULT") and f.plan_id == goal.plan_id
+
     def authorised(self, goal: GoalRequest, state_publishers: int) -> Refusal | None:
         """None if the followed supervisor authorises ``goal`` now; else the refusal (not counted yet)."""
         try:
@@ -379,7 +388,10 @@ class SkillServerCore:
             "halted_at": self.halted_at,
             "busy": bool(active),
             "active": [a.goal.describe() for a in active],
-            "loop_age_s": time.monotonic() - self.backend.last_heartbeat if active else 0.0,
+            # the loop's age counts from the admission of the running goal at the latest: until its first
+            # control cycle the robot's last cycle may be from long ago, yet the goal is being started
+            "loop_age_s": (time.monotonic() - max([self.backend.last_heartbeat, *(a.started_at for a in active)])
+                           if active else 0.0),
             "world": world,
             "world_error": error,
             "telemetry": telemetry,

@@ -166,7 +166,8 @@ class SkillServerNode(Node):
             # the goal may overtake the state message that authorises it (two topics, no common order)
             deadline = time.monotonic() + self.state_wait_s
             with self._state_cond:
-                while self.core.authorised(goal, self._state_publishers()) is not None:
+                while (self.core.authorised(goal, self._state_publishers()) is not None
+                       and not self.core.never_authorised(goal)):
                     left = deadline - time.monotonic()
                     if left <= 0:
                         break
