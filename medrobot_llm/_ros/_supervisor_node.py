@@ -76,7 +76,7 @@ class SupervisorNode(Node):
         self._events_pub = self.create_publisher(String, TOPIC_EVENTS, reliable_qos(200))
         self.backend = RosSkillBackend(self, self.domain, locate=self._locate, before_send=self._before_send,
                                        callback_group=self._action_group, status_group=self._status_group,
-                                       stale_after_s=p["heartbeat_timeout_s"])
+                                       stale_after_s=p["heartbeat_timeout_s"], cancel_grace_s=p["cancel_grace_s"])
         audit = AuditLog(p["audit_log"]) if p["audit_log"] else AuditLog(None, keep_records=False)
         self.sup = Supervisor(self.backend, None, domain=self.domain, audit=audit,
                               confirm_timeout_s=p["confirm_timeout_s"], step_timeout_s=p["step_timeout_s"],
@@ -96,7 +96,8 @@ class SupervisorNode(Node):
 
     def _params(self, overrides: dict[str, Any]) -> dict[str, Any]:
         defaults: dict[str, Any] = {"domain": "", "confirm_timeout_s": 30.0, "step_timeout_s": 60.0,
-                                    "heartbeat_timeout_s": 1.0, "audit_log": "", "state_hz": 5.0}
+                                    "heartbeat_timeout_s": 1.0, "cancel_grace_s": 1.0, "audit_log": "",
+                                    "state_hz": 5.0}
         out = {}
         for name, default in defaults.items():
             value = self.declare_parameter(name, overrides.get(name, default)).value
