@@ -200,8 +200,14 @@ def _speech_frames(audio: Audio) -> tuple[int, int]:
 
 
 def _voicing(samples: np.ndarray, frame: int = 480, hop: int = 240) -> tuple[np.ndarray, np.ndarray]:
-    """Per 30 ms frame: whether it is voiced (loud enough and periodic at a speaking pitch, 70-400 Hz), and
-    its pitch in Hz (meaningful on voiced frames only)."""
+    """Per 30 ms frame: whether it is voiced (loud enough, with an autocorrelation peak at a speaking pitch,
+    70-400 Hz), and its pitch in Hz (meaningful on voiced frames only).
+
+    The autocorrelation is normalised for the shrinking overlap at long lags, and only a local maximum
+    counts as a peak: without the first a low or falling voice never looked periodic (a short "stop" at
+    180 words a minute had no voiced frame), and without the second a 50 Hz hum, whose autocorrelation
+    merely falls through the pitch range, looked voiced throughout.
+    """
     x = np.asarray(samples, dtype=np.float64)
     if len(x) < frame:
         return np.zeros(0, dtype=bool), np.zeros(0)
@@ -212,10 +218,15 @@ def _voicing(samples: np.ndarray, frame: int = 480, hop: int = 240) -> tuple[np.
     loud = energy > frame * 200.0 ** 2
     spec = np.fft.rfft(frames, 2 * frame, axis=1)
     acf = np.fft.irfft(np.abs(spec) ** 2, axis=1)[:, :frame]
+    acf = acf / np.maximum(acf[:, :1], 1e-9) * (frame / (frame - np.arange(frame)))[None, :]
     lo, hi = SAMPLE_RATE // 400, SAMPLE_RATE // 70
-    lag = lo + acf[:, lo:hi].argmax(axis=1)
-    peak = acf[np.arange(len(acf)), lag] / np.maximum(acf[:, 0], 1e-9)
-    return loud & (peak > 0.5), SAMPLE_RATE / lag
+    inner = acf[:, lo:hi + 1]
+    is_peak = (inner >= acf[:, lo - 1:hi]) & (inner >= acf[:, lo + 1:hi + 2])
+    peaks = np.where(is_peak, inner, -1.0)
+    best = peaks.max(axis=1)
+    # the shortest period with nearly the best peak: a voice is as periodic at two periods as at one
+    lag = lo + (peaks >= 0.9 * best[:, None]).argmax(axis=1)
+    return loud & (best > 0.5), SAMPLE_RATE / lag
 
 
 def voiced_ratio(samples: np.ndarray) -> float:

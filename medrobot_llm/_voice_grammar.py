@@ -203,7 +203,7 @@ def _derive(word: str, dic: dict[str, tuple[str, ...]]) -> tuple[str, ...] | Non
 _VOWELS = frozenset("AA AE AH AO AW AY EH ER EY IH IY OW OY UH UW".split())
 
 
-def british(pron: str) -> str:
+def british(pron: str, word: str = "") -> str:
     """The same word in southern British English, from its American (CMUdict) phones.
 
     CMUdict is American, and the acoustic model scores a British speaker against it: "liver" said
@@ -223,6 +223,8 @@ def british(pron: str) -> str:
             out += ["AH", "R"] if nxt in _VOWELS else ["AH"]
         elif p == "AE":
             out.append("AA")
+        elif p == "AA" and "o" in word:
+            out.append("AO")
         elif p == "OW":
             out += ["AH", "UW"]
         else:
@@ -230,8 +232,8 @@ def british(pron: str) -> str:
     return " ".join(out)
 
 
-def _with_british(prons: tuple[str, ...]) -> tuple[str, ...]:
-    return tuple(dict.fromkeys([*prons, *(british(p) for p in prons)]))
+def _with_british(prons: tuple[str, ...], word: str) -> tuple[str, ...]:
+    return tuple(dict.fromkeys([*prons, *(british(p, word) for p in prons)]))
 
 
 def pronunciations(word: str) -> tuple[tuple[str, ...], str]:
@@ -241,13 +243,13 @@ def pronunciations(word: str) -> tuple[tuple[str, ...], str]:
     dic = acoustic_dictionary()
     extra = ((_spelled(word),) if word in _SPELLED else ()) + _AS_WORD.get(word, ())
     if word in _PRONUNCIATIONS:
-        return _with_british(_PRONUNCIATIONS[word] + extra), "table"
+        return _with_british(_PRONUNCIATIONS[word] + extra, word), "table"
     if word in dic:
-        return _with_british(tuple(dict.fromkeys(dic[word] + extra))), "dictionary"
+        return _with_british(tuple(dict.fromkeys(dic[word] + extra)), word), "dictionary"
     derived = _derive(word, dic)
     if derived is not None:
-        return _with_british(derived), "derived"
-    return _with_british((_spelled(word),)), "spelled"
+        return _with_british(derived, word), "derived"
+    return _with_british((_spelled(word),), word), "spelled"
 
 
 @dataclass(frozen=True)
@@ -399,6 +401,8 @@ _RARE = 1e-20
 #: unit (metres for a 200 mm move): "millimetres" came out as "metres" up to a weight of 1e-30. About the
 #: smallest weight the decoder holds (a float), so such a unit is still heard when it is clearly said
 _RARE_UNIT = 1e-37
+#: how much more likely a stop is than anything else
+_STOP_FIRST = 1.0
 #: sign words before a number, for arguments that may be negative
 _SIGNS = ("minus", "plus", "negative")
 
@@ -684,10 +688,13 @@ class _Builder:
             out.append(self.command(tname, verbs, targs, skill_of))
         return out
 
-    def control(self) -> str:
-        phrases = _phrases([p for ps in CONTROL_PHRASES.values() for p in ps])
-        self.phrases["control"].extend(phrases)
-        return self.book.add("control", phrases)
+    def control(self) -> tuple[str, str]:
+        """The stop phrases, and the other controls."""
+        stops = _phrases(list(CONTROL_PHRASES["stop"]))
+        others = [p for p in _phrases([p for k, ps in CONTROL_PHRASES.items() if k != "stop" for p in ps])
+                  if p not in stops]
+        self.phrases["control"].extend([*stops, *others])
+        return self.book.add("stop", stops), self.book.add("control", others)
 
     def refused(self, verbs: list[str]) -> str:
         """Unsupported actions and targets in one frame each ("cut the vessel", "scan the brain"), so they are
@@ -715,11 +722,13 @@ class _Builder:
 
     def utterance(self) -> str:
         commands = self.commands()
-        control = self.control()
+        stop, control = self.control()
         refused = self.refused(list(dict.fromkeys(self.phrases["skill"])))
         command = self.book.add("command", commands)
         split = self.book.add("then", ["then", "and", "and then"])
-        return f"( /1/ {control} | /1/ {command} [ {split} {command} ] | /{_RARE}/ {refused} )"
+        rest = _STOP_FIRST
+        return (f"( /1/ {stop} | /{rest}/ {control} | /{rest}/ {command} [ {split} {command} ] "
+                f"| /{rest * _RARE:g}/ {refused} )")
 
 
 @functools.cache
