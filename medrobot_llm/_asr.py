@@ -240,6 +240,13 @@ def voiced_ratio(samples: np.ndarray) -> float:
     return float(np.mean(voiced)) if len(voiced) else 0.0
 
 
+def voiced_span_s(samples: np.ndarray) -> float:
+    """Seconds from the first voiced frame to the last one; 0 when none is voiced."""
+    voiced, _pitch = _voicing(samples)
+    idx = np.flatnonzero(voiced)
+    return float(idx[-1] - idx[0] + 2) * 0.015 if len(idx) else 0.0
+
+
 def median_pitch(samples: np.ndarray) -> float:
     """The speaker's median pitch over the voiced frames, in Hz; 0 when fewer than five frames are voiced."""
     voiced, pitch = _voicing(samples)
@@ -282,6 +289,11 @@ _PAD_S = 0.0
 #: several short ones ("twenty three metres" for "twenty millimetres", "orbit orbit and raise"); 0.01 gave
 #: 3 more right plans of 63 on espeak-ng speech, 1e-4 and below fewer
 _DECODER_OPTIONS: dict[str, float] = {"beam": 1e-60, "wbeam": 1e-40, "pbeam": 1e-60, "maxhmmpf": -1, "wip": 0.01}
+#: the spectral scales, relative to the speaker's, of the second look for a stop, and the longest voiced
+#: stretch it is taken for: the stop phrases take at most 1.2 s even slowly said (espeak-ng at 130 words a
+#: minute), commands mostly longer, so the extra decodes cost little on average
+_SECOND_LOOK = (0.95, 1.05)
+_SECOND_LOOK_MAX_S = 1.5
 #: a voiced share of the audio at which the voicing weight is full (espeak commands: 0.3-0.6)
 _FULL_VOICING = 0.15
 
@@ -339,19 +351,40 @@ class PocketSphinxRecognizer:
         d.end_utt()
         return d.hyp()
 
+    def _pcm(self, samples: np.ndarray, scale: float) -> bytes:
+        """The decoder's input: the samples with their spectrum scaled by ``scale``, and a little dither
+        (digital silence has no spectrum, and log-spectral features of zeros are -inf)."""
+        x = samples.astype(np.float64)
+        if abs(scale - 1.0) > 0.02:
+            x = resample(x, round(SAMPLE_RATE * scale), SAMPLE_RATE)
+        pad = np.zeros(int(_PAD_S * SAMPLE_RATE))
+        x = np.concatenate([pad, x, pad])
+        x += np.random.default_rng(0).normal(0.0, 10.0, len(x))
+        return np.clip(np.round(x), -32768, 32767).astype("<i2").tobytes()
+
+    def _stop_on_second_look(self, samples: np.ndarray, scale: float) -> str:
+        """A stop phrase heard when a short utterance is decoded again at slightly other spectral scales.
+
+        The speaker scale is an estimate, and on a few utterances the command grammar's choice flips with
+        a few per cent of it (a fast female "stop stop" came out as "tilt a little bit" at one scale and
+        as "stop stop" at 5 % less). A missed stop is the costliest error a voice console makes and a false
+        stop the cheapest, so a short utterance that was not heard as a stop is decoded at 5 % either side
+        and a stop heard there counts. Only the stop is taken from these decodes, never a command.
+        """
+        for factor in _SECOND_LOOK:
+            hyp = self._decode("grammar", self._pcm(samples, scale * factor))
+            raw = hyp.hypstr.strip() if hyp is not None else ""
+            found = stop_phrase(normalise_transcript(raw, self.grammar.written))
+            if found:
+                return found
+        return ""
+
     def _transcribe(self, audio: Audio) -> Transcript:
         d = self._decoder
         speech, total = _speech_frames(audio)
         voiced = voiced_ratio(audio.samples)
         scale = speaker_scale(audio.samples)
-        samples = audio.samples.astype(np.float64)
-        if scale < 0.98:
-            samples = resample(samples, round(SAMPLE_RATE * scale), SAMPLE_RATE)
-        pad = np.zeros(int(_PAD_S * SAMPLE_RATE))
-        x = np.concatenate([pad, samples, pad])
-        # a little dither: digital silence has no spectrum, and log-spectral features of zeros are -inf
-        x += np.random.default_rng(0).normal(0.0, 10.0, len(x))
-        pcm = np.clip(np.round(x), -32768, 32767).astype("<i2").tobytes()
+        pcm = self._pcm(audio.samples, scale)
         hyp = self._decode("grammar", pcm)
         raw = hyp.hypstr.strip() if hyp is not None else ""
         words: list[WordScore] = []
@@ -364,18 +397,23 @@ class PocketSphinxRecognizer:
             end = (seg.end_frame + 1) * _FRAME_S * scale - _PAD_S
             words.append(WordScore(w, max(0.0, start), end, 1.0))
             frames += seg.end_frame - seg.start_frame + 1
+        n_frames = d.n_frames()
         text = normalise_transcript(raw, self.grammar.written)
+        stop = stop_phrase(text) is not None
         spotted = ""
         if self.keyword_spotting and voiced > 0.0:
             kws = self._decode("stop", pcm)
             spotted = kws.hypstr.strip() if kws is not None else ""
+        second = ""
+        if not stop and words and 0.0 < voiced_span_s(audio.samples) <= _SECOND_LOOK_MAX_S:
+            second = self._stop_on_second_look(audio.samples, scale)
         parsed = _reads_as_command(self.domain, text) if words else False
         details = {
             "speech_ratio": speech / total if total else 0.0,
             "voiced_ratio": voiced,
             "speaker_scale": scale,
             "word_frames": float(frames),
-            "frames": float(d.n_frames()),
+            "frames": float(n_frames),
             "parsed": float(parsed),
         }
         # Silence and hum still come out as some grammar words; the share of the audio the detector calls
@@ -383,8 +421,11 @@ class PocketSphinxRecognizer:
         speech_weight = min(1.0, details["speech_ratio"] / 0.3)
         voice_weight = min(1.0, voiced / _FULL_VOICING)
         confidence = speech_weight * voice_weight * (1.0 if parsed else 0.4) if words else 0.0
-        stop = stop_phrase(text) is not None
         note = "no speech" if speech == 0 else ("nothing recognised" if not words else "")
+        if second:
+            stop = True
+            confidence = max(confidence, speech_weight * voice_weight)
+            note = f"stop heard on a second look ({second!r})"
         if spotted and not stop:
             stop = True
             confidence = max(confidence, speech_weight * voice_weight * 0.5)

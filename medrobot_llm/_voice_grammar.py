@@ -401,8 +401,6 @@ _RARE = 1e-20
 #: unit (metres for a 200 mm move): "millimetres" came out as "metres" up to a weight of 1e-30. About the
 #: smallest weight the decoder holds (a float), so such a unit is still heard when it is clearly said
 _RARE_UNIT = 1e-37
-#: how much more likely a stop is than anything else
-_STOP_FIRST = 1.0
 #: sign words before a number, for arguments that may be negative
 _SIGNS = ("minus", "plus", "negative")
 
@@ -726,9 +724,7 @@ class _Builder:
         refused = self.refused(list(dict.fromkeys(self.phrases["skill"])))
         command = self.book.add("command", commands)
         split = self.book.add("then", ["then", "and", "and then"])
-        rest = _STOP_FIRST
-        return (f"( /1/ {stop} | /{rest}/ {control} | /{rest}/ {command} [ {split} {command} ] "
-                f"| /{rest * _RARE:g}/ {refused} )")
+        return f"( /1/ {stop} | /1/ {control} | /1/ {command} [ {split} {command} ] | /{_RARE}/ {refused} )"
 
 
 @functools.cache
