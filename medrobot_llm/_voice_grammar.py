@@ -394,13 +394,18 @@ _LEAD = ("do a", "do an", "perform a", "get a", "give me a")
 _TAIL = ("please", "now", "thanks", "thank you")
 #: how much less likely than a command a refused phrase is. pocketsphinx adds a grammar weight to the path
 #: score on a far smaller scale than the acoustic score: at 0.05 the refusal frame took "vessel" for
-#: "muscle", "liver" for "lumen", "chest" for "tooth" (all refused targets); 1e-20 keeps most of those
-#: commands and still hears "cut the vessel" and "scan the brain" as refusals, which 1e-36 no longer did
-_RARE = 1e-20
+#: "muscle", "liver" for "lumen", "chest" for "tooth" (all refused targets, so the command was refused,
+#: which is safe). At 1e-20 one more command of 102 came out right, but "scan the heart" came out as "scan
+#: the aorta", a refusal heard as an action, which is not safe; 1e-10 hears all five refusals among them,
+#: and at 1e-36 no refusal was heard at all
+_RARE = 1e-10
 #: how much less likely than a usual unit one is in which the argument's whole range is less than half a
 #: unit (metres for a 200 mm move): "millimetres" came out as "metres" up to a weight of 1e-30. About the
 #: smallest weight the decoder holds (a float), so such a unit is still heard when it is clearly said
 _RARE_UNIT = 1e-37
+#: how much less likely than one command two joined by "and" or "then" are: the join let the decoder explain
+#: the end of one command as a second, short one ("insert and do a pull the vessel with psm2")
+_SECOND = 1e-20
 #: sign words before a number, for arguments that may be negative
 _SIGNS = ("minus", "plus", "negative")
 
@@ -724,7 +729,8 @@ class _Builder:
         refused = self.refused(list(dict.fromkeys(self.phrases["skill"])))
         command = self.book.add("command", commands)
         split = self.book.add("then", ["then", "and", "and then"])
-        return f"( /1/ {stop} | /1/ {control} | /1/ {command} [ {split} {command} ] | /{_RARE}/ {refused} )"
+        return (f"( /1/ {stop} | /1/ {control} | /1/ {command} | /{_SECOND}/ {command} {split} {command} "
+                f"| /{_RARE}/ {refused} )")
 
 
 @functools.cache
