@@ -656,6 +656,12 @@ class _Builder:
             return " ".join(f"[{p}]" for p in parts)
 
         out = [seq([*of_prefix, *noun_phrases, *arm_tail, *others, *numbers])]
+        if arm_tail and numbers:
+            # "lift the needle ten millimetres with psm2": the arm said last, after the amount. Without this
+            # frame the decoder could not hear it there and made the end of the command into a second one
+            # ("... and return psm2")
+            last = [seq([*of_prefix, *noun_phrases, *others, *numbers[:-1]]), numbers[-1], *arm_tail]
+            out.append(" ".join(p for p in last if p))
         if arms:
             first, ref = arms[0]
             rest = [f"{self.book.add('p_' + a, _arm_prepositions(a))} [the] {r}" for a, r in arms[1:]]
