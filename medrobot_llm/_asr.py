@@ -4,8 +4,8 @@ OpenAI-compatible transcription endpoint.
 Both return a transcript in the planner's spelling and a confidence in [0, 1]. The console acts only on a
 transcript whose confidence clears a threshold; below it the person is asked to repeat, because a
 misheard command that still parses would be worse than no command. The one exception is "stop": it is
-checked on the transcript before any planning, and a keyword-spotting pass listens for it on its own, so
-a stop is acted on even when the rest of the utterance was not understood.
+checked on the transcript before any planning, and offline a short utterance not heard as a stop is
+decoded again listening only for one, so a stop is acted on even when the first decode heard something else.
 """
 
 from __future__ import annotations
@@ -152,7 +152,7 @@ class Transcript:
     raw: str = ""
     words: tuple[WordScore, ...] = ()
     engine: str = ""
-    #: a stop phrase was heard, in the transcript or by the keyword-spotting pass
+    #: a stop phrase was heard, in the transcript, on the second look or by the keyword-spotting pass
     stop: bool = False
     #: why the confidence is what it is, for people reading the log
     note: str = ""
@@ -306,8 +306,10 @@ class PocketSphinxRecognizer:
     there are no word posteriors, so confidence combines three things that catch different failures: how
     much of the audio the voice-activity detector calls speech (silence), how much of it is voiced (hiss,
     white noise and hum, which the detector lets through), and whether the transcript reads as a command,
-    control or named refusal for the planner (a decode that is only glue words says nothing). A stop is also
-    listened for by a keyword-spotting pass, so a stop the grammar pass mishears is still acted on.
+    control or named refusal for the planner (a decode that is only glue words says nothing). A short
+    utterance not heard as a stop gets a second look for one (``_stop_on_second_look``). The keyword-spotting
+    pass for stops is off by default: on espeak-ng speech it heard all 20 stops but also a stop in 25 of 63
+    commands at a threshold that heard 19.
     """
 
     name = "pocketsphinx"
