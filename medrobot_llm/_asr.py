@@ -308,8 +308,8 @@ class PocketSphinxRecognizer:
     white noise and hum, which the detector lets through), and whether the transcript reads as a command,
     control or named refusal for the planner (a decode that is only glue words says nothing). A short
     utterance not heard as a stop gets a second look for one (``_stop_on_second_look``). The keyword-spotting
-    pass for stops is off by default: on espeak-ng speech it heard all 20 stops but also a stop in 25 of 63
-    commands at a threshold that heard 19.
+    pass for stops is off by default: with its thresholds it heard all 20 espeak-ng stops, but also a stop in
+    9 of the 63 commands.
     """
 
     name = "pocketsphinx"
