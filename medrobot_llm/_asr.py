@@ -4,8 +4,8 @@ OpenAI-compatible transcription endpoint.
 Both return a transcript in the planner's spelling and a confidence in [0, 1]. The console acts only on a
 transcript whose confidence clears a threshold; below it the person is asked to repeat, because a
 misheard command that still parses would be worse than no command. The one exception is "stop": it is
-checked on the transcript before any planning, and a keyword-spotting pass listens for it on its own, so
-a stop is acted on even when the rest of the utterance was not understood.
+checked on the transcript before any planning, and offline a short utterance not heard as a stop is
+decoded again listening only for one, so a stop is acted on even when the first decode heard something else.
 """
 
 from __future__ import annotations
@@ -152,7 +152,7 @@ class Transcript:
     raw: str = ""
     words: tuple[WordScore, ...] = ()
     engine: str = ""
-    #: a stop phrase was heard, in the transcript or by the keyword-spotting pass
+    #: a stop phrase was heard, in the transcript, on the second look or by the keyword-spotting pass
     stop: bool = False
     #: why the confidence is what it is, for people reading the log
     note: str = ""
@@ -199,16 +199,18 @@ def _speech_frames(audio: Audio) -> tuple[int, int]:
     return speech, total
 
 
-def voiced_ratio(samples: np.ndarray, frame: int = 480, hop: int = 240) -> float:
-    """The share of 30 ms frames that are voiced: loud enough and periodic at a speaking pitch (70-400 Hz).
+def _voicing(samples: np.ndarray, frame: int = 480, hop: int = 240) -> tuple[np.ndarray, np.ndarray]:
+    """Per 30 ms frame: whether it is voiced (loud enough, with an autocorrelation peak at a speaking pitch,
+    70-400 Hz), and its pitch in Hz (meaningful on voiced frames only).
 
-    The detector above calls loud white noise speech, and the grammar decoder then fits it as well as it
-    fits speech, so neither can tell noise from a command. Speech has voiced stretches; hiss and white
-    noise are not periodic, and mains hum is periodic far below any voice's pitch.
+    The autocorrelation is normalised for the shrinking overlap at long lags, and only a local maximum
+    counts as a peak: without the first a low or falling voice never looked periodic (a short "stop" at
+    180 words a minute had no voiced frame), and without the second a 50 Hz hum, whose autocorrelation
+    merely falls through the pitch range, looked voiced throughout.
     """
     x = np.asarray(samples, dtype=np.float64)
     if len(x) < frame:
-        return 0.0
+        return np.zeros(0, dtype=bool), np.zeros(0)
     n = 1 + (len(x) - frame) // hop
     frames = np.lib.stride_tricks.sliding_window_view(x, frame)[::hop][:n]
     frames = frames - frames.mean(axis=1, keepdims=True)
@@ -216,9 +218,64 @@ def voiced_ratio(samples: np.ndarray, frame: int = 480, hop: int = 240) -> float
     loud = energy > frame * 200.0 ** 2
     spec = np.fft.rfft(frames, 2 * frame, axis=1)
     acf = np.fft.irfft(np.abs(spec) ** 2, axis=1)[:, :frame]
+    acf = acf / np.maximum(acf[:, :1], 1e-9) * (frame / (frame - np.arange(frame)))[None, :]
     lo, hi = SAMPLE_RATE // 400, SAMPLE_RATE // 70
-    peak = acf[:, lo:hi].max(axis=1) / np.maximum(acf[:, 0], 1e-9)
-    return float(np.mean(loud & (peak > 0.5)))
+    inner = acf[:, lo:hi + 1]
+    is_peak = (inner >= acf[:, lo - 1:hi]) & (inner >= acf[:, lo + 1:hi + 2])
+    peaks = np.where(is_peak, inner, -1.0)
+    best = peaks.max(axis=1)
+    # the shortest period with nearly the best peak: a voice is as periodic at two periods as at one
+    lag = lo + (peaks >= 0.9 * best[:, None]).argmax(axis=1)
+    return loud & (best > 0.5), SAMPLE_RATE / lag
+
+
+def voiced_ratio(samples: np.ndarray) -> float:
+    """The share of 30 ms frames that are voiced.
+
+    The voice-activity detector calls loud white noise speech, and the grammar decoder then fits it as well
+    as it fits speech, so neither can tell noise from a command. Speech has voiced stretches; hiss and white
+    noise are not periodic, and mains hum is periodic far below any voice's pitch.
+    """
+    voiced, _pitch = _voicing(samples)
+    return float(np.mean(voiced)) if len(voiced) else 0.0
+
+
+def voiced_span_s(samples: np.ndarray) -> float:
+    """Seconds from the first voiced frame to the last one; 0 when none is voiced."""
+    voiced, _pitch = _voicing(samples)
+    idx = np.flatnonzero(voiced)
+    return float(idx[-1] - idx[0] + 2) * 0.015 if len(idx) else 0.0
+
+
+def median_pitch(samples: np.ndarray) -> float:
+    """The speaker's median pitch over the voiced frames, in Hz; 0 when fewer than five frames are voiced."""
+    voiced, pitch = _voicing(samples)
+    return float(np.median(pitch[voiced])) if voiced.sum() >= 5 else 0.0
+
+
+#: the pitch the acoustic model's speakers are closest to, and how formants follow pitch: across speakers
+#: vocal-tract resonances scale roughly with pitch to the power 0.2-0.25 (women's formants are some 15 %
+#: higher than men's, their pitch about twice as high)
+_REFERENCE_PITCH_HZ = 130.0
+_FORMANT_PER_PITCH = 0.25
+#: never scale a spectrum by more than this (a child's voice, a squeak of noise)
+_MIN_SCALE = 0.85
+
+
+def speaker_scale(samples: np.ndarray) -> float:
+    """How much to lower the utterance's frequencies so that a high voice meets the acoustic model.
+
+    The US English model was trained mostly on adult male speech. A high (female) voice has its formants
+    where the model expects other vowels, and its pitch harmonics are resolved by the filterbank: the
+    female espeak-ng voice got the right plan for 9 of 16 commands against 13-14 for the male ones. Playing
+    the audio back slower by the formant ratio (vocal-tract length normalisation done on the waveform, which
+    moves formants and harmonics together) brought it to 14 of 16. Voices at or below the reference pitch
+    are left alone.
+    """
+    pitch = median_pitch(samples)
+    if pitch <= _REFERENCE_PITCH_HZ:
+        return 1.0
+    return max(_MIN_SCALE, float((_REFERENCE_PITCH_HZ / pitch) ** _FORMANT_PER_PITCH))
 
 
 #: how much dithered silence goes around an utterance before decoding. Measured on espeak-ng speech:
@@ -228,7 +285,15 @@ _PAD_S = 0.0
 #: beams wider than pocketsphinx's defaults and no cap on active HMMs: the narrow beams (1e-25, maxhmmpf
 #: 3000) pruned the right path and left many decodes empty ("final result does not match the grammar");
 #: with the tight grammar a decode still takes about 0.35 s
-_DECODER_OPTIONS: dict[str, float] = {"beam": 1e-60, "wbeam": 1e-40, "pbeam": 1e-60, "maxhmmpf": -1}
+#: and a word insertion penalty below the default 0.65: with it the decoder explained one long word by
+#: several short ones ("twenty three metres" for "twenty millimetres", "orbit orbit and raise"); 0.01 gave
+#: 3 more right plans of 63 on espeak-ng speech, 1e-4 and below fewer
+_DECODER_OPTIONS: dict[str, float] = {"beam": 1e-60, "wbeam": 1e-40, "pbeam": 1e-60, "maxhmmpf": -1, "wip": 0.01}
+#: the spectral scales, relative to the speaker's, of the second look for a stop, and the longest voiced
+#: stretch it is taken for: the stop phrases take at most 1.2 s even slowly said (espeak-ng at 130 words a
+#: minute), commands mostly longer, so the extra decodes cost little on average
+_SECOND_LOOK = (0.95, 1.05)
+_SECOND_LOOK_MAX_S = 1.5
 #: a voiced share of the audio at which the voicing weight is full (espeak commands: 0.3-0.6)
 _FULL_VOICING = 0.15
 
@@ -241,8 +306,10 @@ class PocketSphinxRecognizer:
     there are no word posteriors, so confidence combines three things that catch different failures: how
     much of the audio the voice-activity detector calls speech (silence), how much of it is voiced (hiss,
     white noise and hum, which the detector lets through), and whether the transcript reads as a command,
-    control or named refusal for the planner (a decode that is only glue words says nothing). A stop is also
-    listened for by a keyword-spotting pass, so a stop the grammar pass mishears is still acted on.
+    control or named refusal for the planner (a decode that is only glue words says nothing). A short
+    utterance not heard as a stop gets a second look for one (``_stop_on_second_look``). The keyword-spotting
+    pass for stops is off by default: with its thresholds it heard all 20 espeak-ng stops, but also a stop in
+    9 of the 63 commands.
     """
 
     name = "pocketsphinx"
@@ -286,15 +353,40 @@ class PocketSphinxRecognizer:
         d.end_utt()
         return d.hyp()
 
+    def _pcm(self, samples: np.ndarray, scale: float) -> bytes:
+        """The decoder's input: the samples with their spectrum scaled by ``scale``, and a little dither
+        (digital silence has no spectrum, and log-spectral features of zeros are -inf)."""
+        x = samples.astype(np.float64)
+        if abs(scale - 1.0) > 0.02:
+            x = resample(x, round(SAMPLE_RATE * scale), SAMPLE_RATE)
+        pad = np.zeros(int(_PAD_S * SAMPLE_RATE))
+        x = np.concatenate([pad, x, pad])
+        x += np.random.default_rng(0).normal(0.0, 10.0, len(x))
+        return np.clip(np.round(x), -32768, 32767).astype("<i2").tobytes()
+
+    def _stop_on_second_look(self, samples: np.ndarray, scale: float) -> str:
+        """A stop phrase heard when a short utterance is decoded again at slightly other spectral scales.
+
+        The speaker scale is an estimate, and on a few utterances the command grammar's choice flips with
+        a few per cent of it (a fast female "stop stop" came out as "tilt a little bit" at one scale and
+        as "stop stop" at 5 % less). A missed stop is the costliest error a voice console makes and a false
+        stop the cheapest, so a short utterance that was not heard as a stop is decoded at 5 % either side
+        and a stop heard there counts. Only the stop is taken from these decodes, never a command.
+        """
+        for factor in _SECOND_LOOK:
+            hyp = self._decode("grammar", self._pcm(samples, scale * factor))
+            raw = hyp.hypstr.strip() if hyp is not None else ""
+            found = stop_phrase(normalise_transcript(raw, self.grammar.written))
+            if found:
+                return found
+        return ""
+
     def _transcribe(self, audio: Audio) -> Transcript:
         d = self._decoder
         speech, total = _speech_frames(audio)
         voiced = voiced_ratio(audio.samples)
-        pad = np.zeros(int(_PAD_S * SAMPLE_RATE))
-        x = np.concatenate([pad, audio.samples.astype(np.float64), pad])
-        # a little dither: digital silence has no spectrum, and log-spectral features of zeros are -inf
-        x += np.random.default_rng(0).normal(0.0, 10.0, len(x))
-        pcm = np.clip(np.round(x), -32768, 32767).astype("<i2").tobytes()
+        scale = speaker_scale(audio.samples)
+        pcm = self._pcm(audio.samples, scale)
         hyp = self._decode("grammar", pcm)
         raw = hyp.hypstr.strip() if hyp is not None else ""
         words: list[WordScore] = []
@@ -303,20 +395,27 @@ class PocketSphinxRecognizer:
             if seg.word.startswith("<") or seg.word.startswith("["):
                 continue
             w = re.sub(r"\(\d+\)$", "", seg.word)
-            start = seg.start_frame * _FRAME_S - _PAD_S
-            words.append(WordScore(w, max(0.0, start), (seg.end_frame + 1) * _FRAME_S - _PAD_S, 1.0))
+            start = seg.start_frame * _FRAME_S * scale - _PAD_S
+            end = (seg.end_frame + 1) * _FRAME_S * scale - _PAD_S
+            words.append(WordScore(w, max(0.0, start), end, 1.0))
             frames += seg.end_frame - seg.start_frame + 1
+        n_frames = d.n_frames()
         text = normalise_transcript(raw, self.grammar.written)
+        stop = stop_phrase(text) is not None
         spotted = ""
         if self.keyword_spotting and voiced > 0.0:
             kws = self._decode("stop", pcm)
             spotted = kws.hypstr.strip() if kws is not None else ""
+        second = ""
+        if not stop and words and 0.0 < voiced_span_s(audio.samples) <= _SECOND_LOOK_MAX_S:
+            second = self._stop_on_second_look(audio.samples, scale)
         parsed = _reads_as_command(self.domain, text) if words else False
         details = {
             "speech_ratio": speech / total if total else 0.0,
             "voiced_ratio": voiced,
+            "speaker_scale": scale,
             "word_frames": float(frames),
-            "frames": float(d.n_frames()),
+            "frames": float(n_frames),
             "parsed": float(parsed),
         }
         # Silence and hum still come out as some grammar words; the share of the audio the detector calls
@@ -324,8 +423,11 @@ class PocketSphinxRecognizer:
         speech_weight = min(1.0, details["speech_ratio"] / 0.3)
         voice_weight = min(1.0, voiced / _FULL_VOICING)
         confidence = speech_weight * voice_weight * (1.0 if parsed else 0.4) if words else 0.0
-        stop = stop_phrase(text) is not None
         note = "no speech" if speech == 0 else ("nothing recognised" if not words else "")
+        if second:
+            stop = True
+            confidence = max(confidence, speech_weight * voice_weight)
+            note = f"stop heard on a second look ({second!r})"
         if spotted and not stop:
             stop = True
             confidence = max(confidence, speech_weight * voice_weight * 0.5)

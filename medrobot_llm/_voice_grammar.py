@@ -200,19 +200,56 @@ def _derive(word: str, dic: dict[str, tuple[str, ...]]) -> tuple[str, ...] | Non
     return None
 
 
+_VOWELS = frozenset("AA AE AH AO AW AY EH ER EY IH IY OW OY UH UW".split())
+
+
+def british(pron: str, word: str = "") -> str:
+    """The same word in southern British English, from its American (CMUdict) phones.
+
+    CMUdict is American, and the acoustic model scores a British speaker against it: "liver" said
+    /lɪvə/ lost to "lumen", "ap" said /ap/ to "orbit". Three regular differences account for most of it:
+    no /r/ after a vowel unless a vowel follows ("arms" /ɑːmz/, "liver" /lɪvə/, but "lateral" keeps it),
+    the TRAP vowel open like AA rather than AE ("scan", "pelvis" is unchanged, "ap", "gantry"), and the
+    GOAT diphthong starting central (/əʊ/, "locate", "home"). Rules rather than a list, so every word of
+    the command set, present or future, gets its variant.
+    """
+    ph = pron.split()
+    out: list[str] = []
+    for i, p in enumerate(ph):
+        nxt = ph[i + 1] if i + 1 < len(ph) else None
+        if p == "R" and out and out[-1] in _VOWELS and (nxt is None or nxt not in _VOWELS):
+            continue
+        if p == "ER":
+            out += ["AH", "R"] if nxt in _VOWELS else ["AH"]
+        elif p == "AE":
+            out.append("AA")
+        elif p == "AA" and "o" in word:
+            out.append("AO")
+        elif p == "OW":
+            out += ["AH", "UW"]
+        else:
+            out.append(p)
+    return " ".join(out)
+
+
+def _with_british(prons: tuple[str, ...], word: str) -> tuple[str, ...]:
+    return tuple(dict.fromkeys([*prons, *(british(p, word) for p in prons)]))
+
+
 def pronunciations(word: str) -> tuple[tuple[str, ...], str]:
-    """Every pronunciation of ``word`` and where it came from: "dictionary", "table", "derived" or
-    "spelled" (the last resort: letter by letter, which the grammar test refuses for skill words)."""
+    """Every pronunciation of ``word`` (American and British) and where it came from: "dictionary",
+    "table", "derived" or "spelled" (the last resort: letter by letter, which the grammar test refuses for
+    skill words)."""
     dic = acoustic_dictionary()
     extra = ((_spelled(word),) if word in _SPELLED else ()) + _AS_WORD.get(word, ())
     if word in _PRONUNCIATIONS:
-        return _PRONUNCIATIONS[word] + extra, "table"
+        return _with_british(_PRONUNCIATIONS[word] + extra, word), "table"
     if word in dic:
-        return tuple(dict.fromkeys(dic[word] + extra)), "dictionary"
+        return _with_british(tuple(dict.fromkeys(dic[word] + extra)), word), "dictionary"
     derived = _derive(word, dic)
     if derived is not None:
-        return derived, "derived"
-    return (_spelled(word),), "spelled"
+        return _with_british(derived, word), "derived"
+    return _with_british((_spelled(word),), word), "spelled"
 
 
 @dataclass(frozen=True)
@@ -355,9 +392,20 @@ _ARTICLES = "the a an it this that them".split()
 _LEAD = ("do a", "do an", "perform a", "get a", "give me a")
 #: what may close an utterance ("scan the liver please")
 _TAIL = ("please", "now", "thanks", "thank you")
-#: how much less likely than a command a filler, a closing word or a refused phrase is: the decoder reaches
-#: for them only when the audio fits them clearly better
-_RARE = 0.05
+#: how much less likely than a command a refused phrase is. pocketsphinx adds a grammar weight to the path
+#: score on a far smaller scale than the acoustic score: at 0.05 the refusal frame took "vessel" for
+#: "muscle", "liver" for "lumen", "chest" for "tooth" (all refused targets, so the command was refused,
+#: which is safe). At 1e-20 one more command of 102 came out right, but "scan the heart" came out as "scan
+#: the aorta", a refusal heard as an action, which is not safe; 1e-10 hears all five refusals among them,
+#: and at 1e-36 no refusal was heard at all
+_RARE = 1e-10
+#: how much less likely than a usual unit one is in which the argument's whole range is less than half a
+#: unit (metres for a 200 mm move): "millimetres" came out as "metres" up to a weight of 1e-30. About the
+#: smallest weight the decoder holds (a float), so such a unit is still heard when it is clearly said
+_RARE_UNIT = 1e-37
+#: how much less likely than one command two joined by "and" or "then" are: the join let the decoder explain
+#: the end of one command as a second, short one ("insert and do a pull the vessel with psm2")
+_SECOND = 1e-20
 #: sign words before a number, for arguments that may be negative
 _SIGNS = ("minus", "plus", "negative")
 
@@ -396,19 +444,19 @@ def _value_phrases(value: str, ev: EntityValue) -> list[str]:
     return _phrases([*ev.synonyms, value.replace("_", " "), *ev.positive, *ev.negative])
 
 
-def _units_by_dimension() -> dict[str, list[str]]:
-    """Spoken unit phrases per dimension (length, angle, ...), from the unit table the planner converts with."""
+def _units_by_dimension() -> dict[str, list[tuple[str, float]]]:
+    """Spoken unit phrases per dimension (length, angle, ...) with their size in the plan unit, from the unit
+    table the planner converts with."""
     dic = acoustic_dictionary()
-    out: dict[str, list[str]] = {}
-    for written, (dim, _factor) in UNIT_WORDS.items():
+    out: dict[str, list[tuple[str, float]]] = {}
+    for written, (dim, factor) in UNIT_WORDS.items():
         words = spoken_words(written)
         if not words or any(w in _UNSPOKEN for w in words):
             continue
         if len(words) == 1 and len(words[0]) <= 2 and words[0] not in _SPELLED:
             continue
         if all(w in dic or w in _SPELLED or w in _PRONUNCIATIONS or _derive(w, dic) for w in words):
-            out.setdefault(dim, []).append(" ".join(words))
-    out.setdefault("angle", []).extend(["turn", "turns"])
+            out.setdefault(dim, []).append((" ".join(words), factor))
     return {k: list(dict.fromkeys(v)) for k, v in out.items()}
 
 
@@ -425,6 +473,25 @@ def _arg_dimension(cs: CommandSet, skill: SkillSpec, arg: ArgSpec) -> list[str]:
                 if ev is not None and ev.unit:
                     units.append(ev.unit)
     return list(dict.fromkeys(DIMENSION_OF_UNIT[u] for u in units if u in DIMENSION_OF_UNIT))
+
+
+def _arg_limits(cs: CommandSet, skill: SkillSpec, arg: ArgSpec) -> dict[str, float]:
+    """The largest magnitude a numeric argument may take, per dimension, in the plan unit (an amount along an
+    axis: the widest range of the axes in that dimension)."""
+    out: dict[str, float] = {}
+    if arg.min is not None and arg.max is not None and arg.unit in DIMENSION_OF_UNIT:
+        out[DIMENSION_OF_UNIT[arg.unit]] = max(abs(arg.min), abs(arg.max))
+    src = skill.args.get(arg.range_from or "")
+    if src is not None:
+        for value in cs.allowed_values(src):
+            ev = cs.entity_value(value, src)
+            if ev is None or ev.min is None or ev.max is None:
+                continue
+            unit = ev.unit or arg.unit
+            if unit in DIMENSION_OF_UNIT:
+                dim = DIMENSION_OF_UNIT[unit]
+                out[dim] = max(out.get(dim, 0.0), abs(ev.min), abs(ev.max))
+    return out
 
 
 def _may_be_negative(cs: CommandSet, skill: SkillSpec, arg: ArgSpec) -> bool:
@@ -486,7 +553,7 @@ class _Builder:
                                               ("skill", "entity", "keyword", "control", "unit", "filler",
                                                "refused")}
         for _dim, said in self.units.items():
-            self.phrases["unit"].extend(said)
+            self.phrases["unit"].extend(u for u, _f in said)
         numbers = _number_rules()
         for name, body in numbers.items():
             self.book.bodies[name] = body
@@ -513,10 +580,23 @@ class _Builder:
         return self.book.add(f"e_{'_'.join(arg.entities) or skill.name}", phrases)
 
     def _number_slot(self, arg: ArgSpec, skill: SkillSpec) -> str:
-        """``[sign] <number> [unit]`` in the units the argument accepts, or a small amount ("a bit")."""
+        """``[sign] <number> [unit]`` in the units the argument accepts, or a small amount ("a bit").
+
+        A unit in which the whole range is less than half of one ("metres" for a 200 mm move) is still in
+        the grammar, so "two metres" is heard and refused, but as a rare choice: "millimetres" said fast
+        otherwise came out as "three metres" ("twenty millimetres" -> "twenty three metres")."""
         dims = _arg_dimension(self.cs, skill, arg)
-        units = [u for d in dims for u in self.units.get(d, [])]
-        unit_ref = self.book.add(f"u_{'_'.join(dims) or 'none'}", units)
+        limits = _arg_limits(self.cs, skill, arg)
+        usual: list[str] = []
+        unusual: list[str] = []
+        for d in dims:
+            for said, factor in self.units.get(d, []):
+                (usual if d not in limits or limits[d] >= factor / 2 else unusual).append(said)
+        name = f"u_{'_'.join(dims) or 'none'}"
+        unit_ref = self.book.add(name, usual)
+        if unusual:
+            rare = self.book.add(f"{name}_rare", unusual)
+            unit_ref = self.book.add(f"{name}_any", [f"/1/ {unit_ref}", f"/{_RARE_UNIT}/ {rare}"])
         sign = f"[{_alternatives(list(_SIGNS))}] " if _may_be_negative(self.cs, skill, arg) else ""
         quantity = f"{sign}<number>" + (f" [{unit_ref}]" if unit_ref else "")
         small = [" ".join(s) for s in _SMALL]
@@ -576,6 +656,12 @@ class _Builder:
             return " ".join(f"[{p}]" for p in parts)
 
         out = [seq([*of_prefix, *noun_phrases, *arm_tail, *others, *numbers])]
+        if arm_tail and numbers:
+            # "lift the needle ten millimetres with psm2": the arm said last, after the amount. Without this
+            # frame the decoder could not hear it there and made the end of the command into a second one
+            # ("... and return psm2")
+            last = [seq([*of_prefix, *noun_phrases, *others, *numbers[:-1]]), numbers[-1], *arm_tail]
+            out.append(" ".join(p for p in last if p))
         if arms:
             first, ref = arms[0]
             rest = [f"{self.book.add('p_' + a, _arm_prepositions(a))} [the] {r}" for a, r in arms[1:]]
@@ -611,10 +697,13 @@ class _Builder:
             out.append(self.command(tname, verbs, targs, skill_of))
         return out
 
-    def control(self) -> str:
-        phrases = _phrases([p for ps in CONTROL_PHRASES.values() for p in ps])
-        self.phrases["control"].extend(phrases)
-        return self.book.add("control", phrases)
+    def control(self) -> tuple[str, str]:
+        """The stop phrases, and the other controls."""
+        stops = _phrases(list(CONTROL_PHRASES["stop"]))
+        others = [p for p in _phrases([p for k, ps in CONTROL_PHRASES.items() if k != "stop" for p in ps])
+                  if p not in stops]
+        self.phrases["control"].extend([*stops, *others])
+        return self.book.add("stop", stops), self.book.add("control", others)
 
     def refused(self, verbs: list[str]) -> str:
         """Unsupported actions and targets in one frame each ("cut the vessel", "scan the brain"), so they are
@@ -642,11 +731,12 @@ class _Builder:
 
     def utterance(self) -> str:
         commands = self.commands()
-        control = self.control()
+        stop, control = self.control()
         refused = self.refused(list(dict.fromkeys(self.phrases["skill"])))
         command = self.book.add("command", commands)
         split = self.book.add("then", ["then", "and", "and then"])
-        return f"( /1/ {control} | /1/ {command} [ {split} {command} ] | /{_RARE}/ {refused} )"
+        return (f"( /1/ {stop} | /1/ {control} | /1/ {command} | /{_SECOND}/ {command} {split} {command} "
+                f"| /{_RARE}/ {refused} )")
 
 
 @functools.cache

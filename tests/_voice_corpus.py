@@ -10,7 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["COMMANDS", "STOPS", "Utterance", "commands", "noise_clips", "stops", "synthesize"]
+__all__ = ["COMMANDS", "HELD_OUT", "MIDWAY", "STOPS", "Utterance", "commands", "held_out", "midway", "noise_clips", "stops",
+           "synthesize"]
 
 VOICES = ("en-us", "en", "en+f3", "en+m3")
 SPEEDS = (130, 150, 165)
@@ -42,6 +43,54 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     ),
 }
 
+#: commands written midway through the recogniser's tuning on COMMANDS; their first figure (69 %) was taken before
+#: any change made for them, and the last round of tuning (the weight of two joined commands and of refusals)
+#: looked at them too, so they are no longer held out
+MIDWAY: dict[str, tuple[str, ...]] = {
+    "surgery": (
+        "grasp the needle with psm1", "raise the needle fifteen millimetres with psm1", "release the shunt with psm2",
+        "hand the shunt over to psm1", "locate the needle and grasp it with psm2", "move psm2 to the needle",
+        "home psm1", "retract the vessel five millimetres with psm1", "insert the shunt into the vessel with psm2",
+        "dilate the vessel with psm1", "grasp the vessel with psm2", "move psm1 home", "suture the vessel",
+    ),
+    "ultrasound": (
+        "scan the spleen", "scan the aorta", "go to the liver", "scan the left thyroid", "scan the right carotid",
+        "sweep cranially four centimetres", "fan fifteen degrees", "set the depth to eight centimetres",
+        "set the gain to seventy percent", "switch to b mode", "set the force to six newtons",
+        "rotate the probe forty five degrees", "scan the heart",
+    ),
+    "xray": (
+        "lateral of the pelvis", "ap of the sacrum", "ap of the right knee", "lateral of the left femur",
+        "ap of the skull", "tilt forward a bit", "orbit twenty degrees", "move down thirty millimetres",
+        "collimate to the chest", "highlight the pelvis", "park", "ap of the right hip and take a shot",
+        "x-ray the brain",
+    ),
+}
+
+#: commands written when the tuning was finished and never decoded before the final figures: how far the tuning
+#: carries to sentences it has not seen (same voices and speeds, other pairings)
+HELD_OUT: dict[str, tuple[str, ...]] = {
+    "surgery": (
+        "grasp the shunt with psm1", "move psm1 to the vessel", "lift the shunt twenty millimetres with psm2",
+        "release the vessel with psm1", "hand the needle over to psm1", "home both arms",
+        "locate the vessel and grasp it with psm1", "move psm2 to the handover point",
+        "retract the vessel ten millimetres with psm2", "pick up the needle with psm2",
+        "lift the needle ten millimetres with psm2", "insert the shunt with psm1", "burn the vessel",
+    ),
+    "ultrasound": (
+        "go to the left kidney", "move over the bladder", "sweep medially two centimetres", "fan ten degrees",
+        "set the depth to ten centimetres", "set the gain to forty percent", "turn on colour doppler",
+        "set the force to twelve newtons", "rotate the probe thirty degrees", "tilt the probe five degrees",
+        "lift the probe three centimetres", "go to the gallbladder", "scan the stomach",
+    ),
+    "xray": (
+        "lateral of the lumbar spine", "ap of the thoracic spine", "lateral of the left knee",
+        "ap of the right femur", "inlet view of the sacrum", "oblique left of the pelvis", "tilt back five degrees",
+        "orbit thirty degrees", "move toward the feet twenty millimetres", "collimate to the skull",
+        "highlight the chest", "lateral of the chest and take a shot", "x-ray the hand",
+    ),
+}
+
 STOPS: tuple[str, ...] = ("stop", "stop stop", "emergency stop", "halt", "stop now", "abort", "stop everything",
                           "stop the robot", "freeze", "stop moving")
 
@@ -67,6 +116,16 @@ def _assign(domain: str, texts: tuple[str, ...], folder: Path, tag: str, offset:
 def commands(folder: Path) -> list[Utterance]:
     """63 commands, 21 a domain, spread over four voices and three speeds."""
     return [u for n, d in enumerate(COMMANDS) for u in _assign(d, COMMANDS[d], folder, "cmd", n)]
+
+
+def midway(folder: Path) -> list[Utterance]:
+    """39 commands, 13 a domain, over the same voices and speeds, used for the last round of tuning."""
+    return [u for n, d in enumerate(MIDWAY) for u in _assign(d, MIDWAY[d], folder, "mid", n + 1)]
+
+
+def held_out(folder: Path) -> list[Utterance]:
+    """39 commands, 13 a domain, over the same voices and speeds, never used to tune the recogniser."""
+    return [u for n, d in enumerate(HELD_OUT) for u in _assign(d, HELD_OUT[d], folder, "held", n + 2)]
 
 
 def stops(folder: Path) -> list[Utterance]:

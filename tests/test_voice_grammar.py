@@ -73,3 +73,22 @@ def test_radiation_confirmation_phrases_come_from_the_skills_and_do_not_overlap(
     assert is_confirmation_for("confirm the exposure", "xray", "take_shot")
     for text in ("yes", "confirm", "go ahead", "confirm spin", "do not confirm the shot", "no confirm shot"):
         assert not is_confirmation_for(text, "xray", "take_shot"), text
+
+
+def test_british_variants_follow_the_rules_and_are_in_the_dictionary() -> None:
+    from medrobot_llm._voice_grammar import british
+
+    assert british("L IH V ER") == "L IH V AH"  # no /r/ after a vowel
+    assert british("L AE T ER AH L") == "L AA T AH R AH L"  # but before one; TRAP opens
+    assert british("HH OW M") == "HH AH UW M"  # GOAT starts central
+    assert british("S T AA P", "stop") == "S T AO P"  # LOT is rounded where the spelling has o
+    assert british("P AA R K", "park") == "P AA K"
+    g = build_grammar("ultrasound")
+    assert "L IH V AH" in g.dictionary["liver"] and "L IH V ER" in g.dictionary["liver"]
+
+
+def test_a_unit_too_large_for_the_range_is_kept_but_rare() -> None:
+    g = build_grammar("xray")
+    rare = [line for line in g.jsgf.splitlines() if "metres" in line and "millimetres" not in line]
+    assert rare, "metres must stay hearable, so that 'two metres' is refused"
+    assert re.search(r"/1e-\d+/ <u_[a-z_]*rare>", g.jsgf)

@@ -1,0 +1,56 @@
+"""Issue 7's acceptance for offline voice, end to end: espeak-ng speech made now, through pocketsphinx with the
+grammar from skills/ and the rule planner, against the planner on the written command.
+
+The targets: 90 % of the 63 commands give the right plan, all 20 stops are heard, silence and noise do
+nothing. The corpus is decoded once, by ``benchmarks/voice_accuracy.py``'s own code with two worker
+processes, so the test and the README figure cannot drift apart. Nothing here is timed.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = [pytest.mark.voice, pytest.mark.slow]
+
+_ROOT = Path(__file__).resolve().parent.parent
+
+#: the right-plan share measured when this test was written (54 of 63); the target itself is asserted below
+_MEASURED_FLOOR = 84.0
+
+
+@pytest.fixture(scope="module")
+def figures(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    sys.path.insert(0, str(_ROOT / "benchmarks"))
+    try:
+        from voice_accuracy import evaluate
+    finally:
+        sys.path.remove(str(_ROOT / "benchmarks"))
+    result: dict[str, Any] = evaluate(tmp_path_factory.mktemp("voice-corpus"), workers=2, with_held_out=False)
+    return result
+
+
+def _misses(figures: dict[str, Any]) -> list[str]:
+    return [f"{m['text']!r} -> {m['transcript']!r} ({m['confidence']:.2f}{', stop' if m['stop'] else ''})"
+            for m in figures["misses"]]
+
+
+def test_every_stop_is_heard_and_silence_and_noise_do_nothing(figures: dict[str, Any]) -> None:
+    assert figures["stops"] == 20 and figures["stop_recall"] == 100.0, _misses(figures)
+    assert figures["noise_clips"] == 8 and figures["false_actions"] == 0, figures["false"]
+    assert figures["false_stops_on_commands"] == 0, _misses(figures)
+
+
+def test_right_plan_share_does_not_fall_below_what_was_measured(figures: dict[str, Any]) -> None:
+    assert figures["commands"] >= 60
+    assert figures["plan_accuracy"] >= _MEASURED_FLOOR, _misses(figures)
+
+
+@pytest.mark.xfail(strict=True, reason="issue 7: offline recognition of espeak-ng speech gives the right plan "
+                   "for 85.7 % of the commands, not yet 90 %; the acoustic model prefers the wrong word on the "
+                   "rest (README, Benchmarks)")
+def test_right_plan_share_meets_the_target(figures: dict[str, Any]) -> None:
+    assert figures["plan_accuracy"] >= 90.0, _misses(figures)
