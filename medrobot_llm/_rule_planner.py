@@ -1128,8 +1128,27 @@ class _Parser:
         verbs = _exposure_verbs_of(self.cs.domain)
         for k, t in enumerate(clause.tokens):
             if t in verbs and k not in clause.covered:
-                return verbs[t]
+                return None if self._exposure_said_next(rad) else verbs[t]
         return None
+
+    def _exposure_said_next(self, rad: list[SkillSpec]) -> bool:
+        """"take an AP of the pelvis and a shot": the verb's object runs on to the exposure itself, so the view
+        is not a second exposure. Looked for in the clauses that follow, up to the next view or anatomy named
+        ("take an AP and a lateral shot" still exposes both views)."""
+        rad_names = {r.name for r in rad}
+        setters = {s.name for s in self.cs.skills.values() if any(_establishes(s, r) for r in rad)}
+        named = {e for n in setters for a in self.cs.skills[n].args.values() for e in a.entities}
+        elsewhere = {e for s in self.cs.skills.values() if s.name not in setters for a in s.args.values()
+                     for e in a.entities}
+        for c in self.later:
+            # a view named, or an anatomy named where no other skill's verb takes it ("collimate to the sacrum")
+            other_verb = any(m.phrase.name not in setters | rad_names for m in c.skills)
+            kinds = {e for it in c.items for e, _ in it.options}
+            if kinds & (named - elsewhere) or (not other_verb and kinds & named):
+                return False
+            if any(m.phrase.name in rad_names for m in c.skills):
+                return True
+        return False
 
     def _conjoined(self, spec: SkillSpec, args: dict[str, Any], clause: _Clause) -> list[tuple[SkillSpec,
                                                                                                   dict[str, Any]]]:
@@ -1187,7 +1206,7 @@ class _Parser:
             if s.type == "text" and clause.label is not None and a not in args:
                 args[a] = clause.label
         for a, s in enums:
-            if a in args or not s.required:
+            if a in args or not s.required or s.values_from:
                 continue
             if a.startswith(("to_", "from_")):
                 continue
@@ -1196,6 +1215,15 @@ class _Parser:
                 if value and value in self._allowed(spec, a, s, args):
                     args[a] = value
                     break
+        # a thing taken from the clause before keeps the side and level it was said with there ("AP of the left
+        # knee, then a lateral"); a side said for another organ or anatomy is never carried to this one
+        self._carry(spec, args)
+        for a, s in enums:
+            if a in args or not s.required or not s.values_from or s.values_from.split(".")[0] in args:
+                continue
+            value = self._from_later(later, s, self._allowed(spec, a, s, args))
+            if value:
+                args[a] = value
         self._pair(spec, args)
         return args
 
@@ -1296,6 +1324,25 @@ class _Parser:
                     if step.args[a] in self._allowed(spec, a, s, args):
                         args[a] = step.args[a]
                     break
+
+    def _inherit(self, spec: SkillSpec, args: dict[str, Any]) -> set[str]:
+        """"AP of the pelvis and a shot, then lateral view and another shot": a step the person named only
+        in part (the view) acts on what the clause before set up, as a radiographer would read it. Only the
+        required names no other argument depends on come from there; side and level then follow that same
+        anatomy through ``_carry``. Returns the arguments so filled."""
+        filled: set[str] = set()
+        for a, s in spec.args.items():
+            if a in args or s.type != "enum" or not s.required or s.values_from or a.startswith(("to_", "from_")):
+                continue
+            for etype in s.entities:
+                value = self.context.get(etype)
+                if value is not None and value in self._allowed(spec, a, s, args):
+                    args[a] = value
+                    filled.add(a)
+                    break
+        if filled:
+            self._carry(spec, args)
+        return filled
 
     def _infer_parents(self, spec: SkillSpec, args: dict[str, Any]) -> None:
         """A value that only one parent allows names the parent: "L4" means the lumbar spine."""
@@ -1463,12 +1510,14 @@ class _Parser:
                             consumed.append(it)
                             break
                 if consumed:
+                    inherited = self._inherit(cspec, args)
                     # "two AP shots and two lateral shots of the pelvis": the anatomy comes later
                     for a, s in sorted(cspec.args.items(), key=lambda kv: kv[1].values_from is not None):
-                        if a not in args and s.type == "enum":
-                            v = self._from_later(self.later, s, self._allowed(cspec, a, s, args))
-                            if v is not None:
-                                args[a] = v
+                        if a in args or s.type != "enum" or (s.values_from or ".").split(".")[0] in inherited:
+                            continue
+                        v = self._from_later(self.later, s, self._allowed(cspec, a, s, args))
+                        if v is not None:
+                            args[a] = v
                 # "a lateral shot at L2": the level names its anatomy, the lumbar spine
                 self._infer_parents(cspec, args)
                 self._carry(cspec, args)
