@@ -493,10 +493,26 @@ class _Parser:
         steps: list[Step] = []
         for k, clause in enumerate(clauses):
             later = clauses[k + 1:]
-            steps.extend(self.clause_steps(clause, later))
+            for step in self.clause_steps(clause, later):
+                if not (steps and self._merge_settings(steps[-1], step)):
+                    steps.append(step)
         if not steps:
             raise _Refusal("the command names no action of the command set", understood=False)
         return steps
+
+    def _merge_settings(self, prev: Step, step: Step) -> bool:
+        """"set gain to 20 percent and depth to 10 cm": the person changes two settings of one skill, which
+        takes them together (its ``at_least_one`` group), so they are one step. Merged into ``prev`` only when
+        both steps set nothing but those settings and no setting twice: "depth 10 cm and depth 12 cm" is two
+        steps, and the validator judges them."""
+        if prev.skill != step.skill:
+            return False
+        group = set(self.cs.skills[step.skill].at_least_one)
+        if not group or not set(prev.args) <= group or not set(step.args) <= group \
+                or set(prev.args) & set(step.args):
+            return False
+        prev.args.update(step.args)
+        return True
 
     def _exposure_limit(self, clauses: list[_Clause]) -> None:
         """Count the exposures asked for before anything else, so "three AP shots and three lateral shots"
