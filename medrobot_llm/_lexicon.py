@@ -26,7 +26,9 @@ __all__ = [
     "NUMBER_WORDS",
     "UNSUPPORTED_ACTIONS",
     "UNSUPPORTED_MODES",
+    "UNSUPPORTED_SETTINGS",
     "UNSUPPORTED_TARGETS",
+    "UNSUPPORTED_VIEWS",
     "Lexicon",
     "drop_fillers",
     "Phrase",
@@ -222,6 +224,14 @@ _SCREEN: tuple[tuple[str, str], ...] = (
     ((r"\b(without|no need for|no need to|don't|do not|never)\b[^.;]{0,30}\b(asking|ask|confirmation|confirming|"
       r"confirm|approval|permission|checking|check|validation|validating|waiting|limits?|safety)\b"),
      "it asks to skip a confirmation or a safety check"),
+    ((r"\bno\s+(more\s+|further\s+|extra\s+)?(confirmations?|confirming|confirm|approvals?|asking|questions|"
+      r"checks?|checking|validation|limits?|safety|supervisor|supervision|estop|emergency stop|interlocks?)\b"),
+     "it asks to skip a confirmation or a safety check"),
+    (r"\b(skip|bypass|override|disable)\s+(the\s+|all\s+|any\s+)?(checks?|checking|confirm)\b",
+     "it asks to skip a confirmation or a safety check"),
+    ((r"\b(unsafe|unsafely|unconfirmed|unchecked|unvalidated|unverified|unsupervised|unguarded|unprotected|"
+      r"unattended)\b"),
+     "it asks to act without a confirmation or a safety check"),
     (r"\b(already|pre|previously)\b[^.;]{0,20}\b(approved|confirmed|authori[sz]ed|cleared|signed off|consented)\b",
      "it claims an approval the supervisor has not asked for; confirmations are given one at a time"),
     ((r"\b(previous|prior|above|earlier|all|your|system|developer|original)\s+(instructions?|prompts?|rules?|"
@@ -313,6 +323,17 @@ UNSUPPORTED_TARGETS: frozenset[str] = frozenset(
 UNSUPPORTED_TARGETS = UNSUPPORTED_TARGETS | frozenset(
     ["catheter", "catheters", "stent", "stents", "guidewire", "guide", "wire", "balloon", "graft", "forceps", "scissors", "retractor", "trocar", "drain", "gauze", "sponge", "swab", "implant", "tourniquet", "syringe", "electrode", "pacemaker", "endoscope", "laparoscope", "dilator", "bougie", "cannulae", "mesh", "clips", "staples", "lymph", "node", "nodes", "muscle", "tendon", "ligament", "testes", "scrotum", "parotid", "appendix", "leg", "legs", "thumb", "forearm"]
 )
+
+#: machine settings that no command set has (exposure dose, tube voltage, transducer frequency): a command
+#: asking for one is refused, since planning the rest would act at a setting the person did not ask for
+UNSUPPORTED_SETTINGS: frozenset[str] = frozenset(
+    ["dose", "doses", "dosage", "kv", "kvp", "kilovolt", "kilovolts", "mas", "milliamp", "milliamps", "milliampere",
+     "milliamperes", "mgy", "milligray", "frequency", "frequencies", "mhz", "megahertz", "khz", "hz"]
+)
+
+#: projections no command set has. "PA" is not "AP": it puts the source behind the patient, so reading one as
+#: the other would expose a view nobody asked for
+UNSUPPORTED_VIEWS: tuple[str, ...] = ("pa", "posteroanterior", "postero anterior", "posterior anterior")
 
 #: imaging modes and procedures outside every command set; said with a verb they name what is refused
 UNSUPPORTED_MODES: tuple[str, ...] = (

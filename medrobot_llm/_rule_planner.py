@@ -23,7 +23,9 @@ from ._lexicon import (
     NUMBER_WORDS,
     UNSUPPORTED_ACTIONS,
     UNSUPPORTED_MODES,
+    UNSUPPORTED_SETTINGS,
     UNSUPPORTED_TARGETS,
+    UNSUPPORTED_VIEWS,
     Lexicon,
     Phrase,
     drop_fillers,
@@ -330,6 +332,11 @@ def _unreadable(text: str) -> str | None:
 def _control_lexicon() -> list[Phrase]:
     """Control phrases, those with the most meaningful words first ("one moment" before "just a moment")."""
     return sorted(_CONTROL_LEXICON, key=lambda p: (-len(_core(p.words)), -len(p.words)))
+
+
+@functools.cache
+def _view_phrases() -> tuple[str, ...]:
+    return tuple(sorted((" ".join(tokenize(v)) for v in UNSUPPORTED_VIEWS), key=lambda v: -len(v)))
 
 
 @functools.cache
@@ -751,6 +758,12 @@ class _Parser:
                 clause.covered.update(range(i, j + 1))
                 i = j + 1
                 continue
+            if unit is None and j < n and toks[j][0].isalpha() and len(toks[j]) > 1 and not self._known(toks[j]) \
+                    and toks[j] not in UNSUPPORTED_SETTINGS:
+                # "3 kilograms", "7 psi", "2 o'clock": a unit the planner cannot convert is never dropped, or
+                # the bare number would land in the argument's own unit (3 N for 3 kg)
+                raise _Refusal(f"'{' '.join(toks[i:j + 1])}': the planner does not know the unit '{toks[j]}'; "
+                               "say the value in mm, cm, degrees, turns, newtons, mm/s or percent")
             dim = None
             factor = 1.0
             if unit is not None:
@@ -790,6 +803,9 @@ class _Parser:
                                f"(its skills: {', '.join(self.cs.skills)})")
             if t in UNSUPPORTED_TARGETS:
                 raise _Refusal(f"'{t}' is not in the {self.cs.domain} command set ({self._targets()})")
+            if t in UNSUPPORTED_SETTINGS:
+                raise _Refusal(f"'{t}' is not a setting of the {self.cs.domain} command set: it cannot be chosen "
+                               f"(its skills: {', '.join(self.cs.skills)})")
             if t in self.numbered_prefixes and i + 1 < len(toks) and toks[i + 1].isdigit():
                 what = self._numbered_kind(t)
                 raise _Refusal(f"'{t}{toks[i + 1]}' is not a known {what} in the {self.cs.domain} command set")
@@ -806,6 +822,12 @@ class _Parser:
                 span = self._span_of(toks, words.split())
                 if span is not None and not (set(span) & clause.covered):
                     raise _Refusal(f"'{words}' is not in the {self.cs.domain} command set ({self._targets()})")
+        for words in _view_phrases():
+            span = self._span_of(toks, words.split())
+            if span is not None and not set(span) <= clause.covered:
+                views = self.cs.entities.get("view")
+                have = f" (its views: {', '.join(views.values)})" if views else ""
+                raise _Refusal(f"'{words}' is not a view of the {self.cs.domain} command set{have}")
         for words in _mode_phrases():
             if f" {words} " in joined:
                 span = self._span_of(toks, words.split())
@@ -833,17 +855,20 @@ class _Parser:
     def _unknown_words(self, clause: _Clause) -> str | None:
         toks = clause.tokens
         qty = {k for q in clause.qtys for k in range(q.start, q.end + 1)}
-        known = self.lex.known_words
         for i, t in enumerate(toks):
             if i in clause.covered or i in qty or not t[0].isalpha() or len(t) < 3:
                 continue
-            if any(x in known or x in FUNCTION_WORDS or x in FILLER or x in _SOFT or x in _COUNT_NOUNS
-                   or x in CONTROL_OBJECTS or x in UNIT_WORDS or x in _LABEL_WORDS for x in _stem(t)):
-                continue
-            if t in NUMBER_WORDS or (t.endswith("s") and t[:-1] in known):
-                continue
-            return t
+            if not self._known(t):
+                return t
         return None
+
+    def _known(self, t: str) -> bool:
+        """Whether ``t`` is a word the planner reads: the lexicon's, a function word, a number or a unit."""
+        known = self.lex.known_words
+        if any(x in known or x in FUNCTION_WORDS or x in FILLER or x in _SOFT or x in _COUNT_NOUNS
+               or x in CONTROL_OBJECTS or x in UNIT_WORDS or x in _LABEL_WORDS for x in _stem(t)):
+            return True
+        return t in NUMBER_WORDS or (t.endswith("s") and t[:-1] in known)
 
     def _span_of(self, toks: list[str], words: list[str]) -> range | None:
         for i in range(len(toks) - len(words) + 1):
