@@ -489,7 +489,7 @@ class _Parser:
 
     # -- clauses -------------------------------------------------------------------------------
     def run(self, tokens: list[str]) -> list[Step]:
-        parts = self.split(tokens)
+        parts = self.split(_elided_nouns(tokens))
         while parts and all(t in _ANSWER_WORDS for t in parts[0]) and len(parts) > 1:
             parts = parts[1:]
         clauses = self._merge_vocatives([self.analyse(c) for c in parts])
@@ -532,11 +532,12 @@ class _Parser:
                  for w in tokenize(syn)}
         total = 0
         for c in clauses:
-            asked = any(m.phrase.name in rad for m in c.skills)
+            # every exposure phrase counts: "AP with a shot, inlet with a shot, ..." may stay one clause
+            said = sum(1 for m in c.skills if m.phrase.name in rad)
             if c.count_noun is not None and (c.count_noun in nouns or c.count_noun.rstrip("s") in nouns):
-                asked = True
-            if asked:
-                total += c.count or 1
+                said = max(said, 1)
+            if said:
+                total += (c.count or 1) + said - 1
         if total > limit:
             raise _Refusal(f"the command asks for {total} exposures, above the limit of {limit} in one plan")
 
@@ -598,8 +599,11 @@ class _Parser:
                 j = i + 1
                 while j < n and tokens[j] in (",", "and", "then", "please", "also", "now"):
                     j += 1
-                counted = j < n and _NUMBER.match(tokens[j]) is not None and any(
-                    tokens[k] in _COUNT_NOUNS for k in range(j + 1, min(j + 4, n)))
+                # "... and 2 shots", "... and take 1 more shot": a counted exposure (its verb before it) is a step
+                counted = _counted_at(tokens, j) or (j < n and tokens[j].isalpha() and _counted_at(tokens, j + 1))
+                # "... and another shot" counts one more, as "... and 2 shots" counts two
+                counted = counted or (j < n and tokens[j] == "another" and any(
+                    tokens[k] in _COUNT_NOUNS for k in range(j + 1, min(j + 3, n))))
                 counted = counted or self._named_then_skill(tokens, j, starts)
                 if j in starts or counted or self._verb_before(tokens, j, starts):
                     parts.append(cur)
@@ -615,15 +619,16 @@ class _Parser:
         return [p for p in parts if p]
 
     def _named_then_skill(self, tokens: list[str], j: int, starts: set[int]) -> bool:
-        """"... and a lateral shot", "... and psm1 grab it": names, then a skill phrase, start a clause."""
+        """"... and a lateral shot", "... and psm1 grab it", ", lateral with a shot": names, then a skill
+        phrase (after "with", which only ties the two), start a clause."""
         entity_words = {w for p in self.lex.entities for w in p.words}
         named = False
-        for k in range(j, min(j + 4, len(tokens))):
+        for k in range(j, min(j + 5, len(tokens))):
             if k in starts:
                 return named
             if tokens[k] in entity_words:
                 named = True
-            elif tokens[k] not in _SOFT:
+            elif tokens[k] not in _SOFT and not (named and tokens[k] == "with"):
                 return False
         return False
 
@@ -1574,6 +1579,33 @@ class _Parser:
                 found.append((cspec, args, consumed))
         found.sort(key=lambda f: -len(f[2]))
         return found
+
+
+def _counted_at(tokens: list[str], k: int) -> bool:
+    """A number at ``k`` that counts a noun right after it ("2 shots", "1 more exposure")."""
+    return k < len(tokens) and _NUMBER.match(tokens[k]) is not None \
+        and any(tokens[m] in _COUNT_NOUNS for m in range(k + 1, min(k + 4, len(tokens))))
+
+
+#: what may follow "another" / "one more" when the noun is left out ("... and take another")
+_ELLIPSIS_END = frozenset([",", ".", ";", "!", "?", "and", "then", "please", "too", "now"])
+
+
+def _elided_nouns(tokens: list[str]) -> list[str]:
+    """"take a shot, tilt forward a bit and take another": "another" (or "one more") with its noun left out
+    counts one more of the last countable thing the command named (a shot, an image, a spin). Without a noun
+    before it, nothing is filled in, and the words are read as they were said."""
+    out: list[str] = []
+    n = len(tokens)
+    for i, t in enumerate(tokens):
+        out.append(t)
+        more = t == "another" or (t == "more" and i > 0 and tokens[i - 1] == "1")
+        if not more or (i + 1 < n and tokens[i + 1] not in _ELLIPSIS_END):
+            continue
+        noun = next((w for w in reversed(tokens[:i]) if w in _COUNT_NOUNS), None)
+        if noun is not None:
+            out.append(noun[:-1] if noun.endswith("s") and noun[:-1] in _COUNT_NOUNS else noun)
+    return out
 
 
 def _establishes(spec: SkillSpec, other: SkillSpec) -> bool:
