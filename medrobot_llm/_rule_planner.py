@@ -1496,7 +1496,8 @@ class _Parser:
             holds = have is not _UNSET and ((have == want) if op == "==" else (have != want))
             if op == "!=" and any(_bind(k, key) is not None for k, _ in effect_templates(spec)):
                 continue
-            for cspec, cargs, consumed in self._establishers(key, op, want, leftovers, named, clause):
+            acted_on = frozenset(v for v in args.values() if isinstance(v, str))
+            for cspec, cargs, consumed in self._establishers(key, op, want, leftovers, named, clause, acted_on):
                 if cspec.name == spec.name or (only_look and cspec.hazard is not Hazard.NONE):
                     continue
                 # the fact holds, but the person named a new setting for it ("... and a lateral shot")
@@ -1522,7 +1523,13 @@ class _Parser:
         return out
 
     def _establishers(self, key: str, op: str, want: Any, leftovers: list[_Item], named: set[str],
-                      clause: _Clause) -> list[tuple[SkillSpec, dict[str, Any], list[_Item]]]:
+                      clause: _Clause, acted_on: frozenset[str] = frozenset(),
+                      ) -> list[tuple[SkillSpec, dict[str, Any], list[_Item]]]:
+        """Skills that would make ``key op want`` true, with the arguments the clause names for them.
+
+        A name counts for a step only if the step it prepares does not already act on it (``acted_on``): "dilate
+        the vessel with psm2" grasps the vessel, and the same word "vessel" must not also justify handing the
+        vessel away to empty the gripper first."""
         found: list[tuple[SkillSpec, dict[str, Any], list[_Item]]] = []
         for cspec in self.cs.skills.values():
             if cspec.hazard.needs_confirmation:
@@ -1548,7 +1555,7 @@ class _Parser:
                         continue
                     allowed = self._allowed(cspec, a, s, args)
                     for it in leftovers:
-                        if it.used or it in consumed:
+                        if it.used or it in consumed or any(v in acted_on for _, v in it.options):
                             continue
                         v = it.value_for(s.entities, allowed)
                         if v is not None:
