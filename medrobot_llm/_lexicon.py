@@ -24,6 +24,8 @@ __all__ = [
     "FILLER",
     "FUNCTION_WORDS",
     "NUMBER_WORDS",
+    "ROOM_OBJECTS",
+    "SWITCH_OFF",
     "UNSUPPORTED_ACTIONS",
     "UNSUPPORTED_MODES",
     "UNSUPPORTED_SETTINGS",
@@ -97,7 +99,8 @@ DISFLUENCIES: frozenset[str] = frozenset(
 #: Sequencing words ("and", "then", "next") are not here: the splitter needs them to find the clauses.
 DISCOURSE_MARKERS: tuple[tuple[str, ...], ...] = tuple(sorted((
     ("okay",), ("ok",), ("hey",), ("alright",), ("alrighty",), ("so",), ("well",), ("now",), ("oh",), ("anyway",),
-    ("actually",), ("basically",), ("like",), ("please",), ("kindly",),
+    ("actually",), ("basically",), ("like",), ("please",), ("kindly",), ("finally",), ("lastly",),
+    ("subsequently",), ("additionally",), ("meanwhile",),
     ("you", "can"), ("you", "may"), ("you", "could"), ("you", "should"), ("can", "you"), ("could", "you"),
     ("would", "you"), ("will", "you"), ("go", "ahead", "and"), ("let's",), ("lets",), ("let", "us"),
     ("i", "want", "you", "to"), ("i'd", "like", "you", "to"), ("i", "need", "you", "to"),
@@ -324,6 +327,17 @@ UNSUPPORTED_TARGETS = UNSUPPORTED_TARGETS | frozenset(
     ["catheter", "catheters", "stent", "stents", "guidewire", "guide", "wire", "balloon", "graft", "forceps", "scissors", "retractor", "trocar", "drain", "gauze", "sponge", "swab", "implant", "tourniquet", "syringe", "electrode", "pacemaker", "endoscope", "laparoscope", "dilator", "bougie", "cannulae", "mesh", "clips", "staples", "lymph", "node", "nodes", "muscle", "tendon", "ligament", "testes", "scrotum", "parotid", "appendix", "leg", "legs", "thumb", "forearm"]
 )
 
+#: things in the room that no robot of the command set moves: a motion verb with one of them as its object
+#: ("move the table up") is refused rather than read as a motion of the robot
+ROOM_OBJECTS: frozenset[str] = frozenset(
+    ["table", "bed", "couch", "trolley", "cart", "patient", "person", "chair", "stool", "monitor", "screen",
+     "display", "light", "lights", "lamp", "door", "room", "pedal", "drape", "drapes", "microscope"]
+)
+
+#: verbs that leave a setting rather than choose it ("turn off colour doppler")
+SWITCH_OFF: tuple[str, ...] = ("turn off", "switch off", "disable", "deactivate", "exit", "leave", "get out of",
+                               "come out of", "stop using", "no more")
+
 #: machine settings that no command set has (exposure dose, tube voltage, transducer frequency): a command
 #: asking for one is refused, since planning the rest would act at a setting the person did not ask for
 UNSUPPORTED_SETTINGS: frozenset[str] = frozenset(
@@ -347,7 +361,8 @@ UNSUPPORTED_MODES: tuple[str, ...] = (
 
 #: words that say nothing about what to act on; a word outside these and the lexicon is an unknown name
 FUNCTION_WORDS: frozenset[str] = frozenset(
-    ["a", "an", "the", "this", "that", "these", "those", "my", "your", "our", "his", "her", "their", "its", "it", "them", "they", "he", "she", "we", "you", "i", "me", "us", "one", "ones", "some", "any", "each", "every", "both", "either", "other", "another", "same", "next", "first", "second", "third", "last", "new", "current", "whole", "entire", "small", "big", "large", "little", "tiny", "short", "long", "upper", "lower", "top", "bottom", "front", "back", "middle", "mid", "center", "centre", "side", "area", "region", "part", "portion", "spot", "point", "position", "place", "location", "pose", "view", "image", "picture", "frame", "field", "window", "screen", "monitor", "display", "scene", "table", "bed", "patient", "patient's", "person", "doctor", "surgeon", "nurse", "of", "to", "from", "in", "into", "onto", "on", "at", "by", "for", "with", "without", "over", "under", "above", "below", "beneath", "behind", "beside", "near", "toward", "towards", "through", "across", "along", "around", "about", "up", "down", "off", "out", "away", "and", "or", "but", "then", "than", "so", "as", "is", "are", "be", "been", "being", "was", "were", "do", "does", "did", "done", "have", "has", "had", "get", "got", "make", "made", "please", "could", "would", "can", "will", "shall", "should", "may", "might", "must", "let", "let's", "want", "need", "like", "just", "now", "again", "also", "too", "very", "really", "quite", "bit", "more", "less", "most", "least", "much", "many", "few", "there", "here", "where", "what", "which", "who", "how", "when", "why", "if", "not", "no", "yes", "ok", "okay", "alright", "thanks", "thank", "while", "until", "slowly", "quickly", "gently", "carefully", "softly", "firmly", "steadily", "smoothly", "immediately", "once", "twice", "same", "one's", "that's", "it's", "there's", "what's", "let's", "i'd", "i'll", "we'll", "you'll", "i'm", "we're", "you're", "give", "show", "send", "bring", "put", "take", "go", "move", "start", "begin", "perform", "run", "execute", "carry", "try", "set", "turn", "switch", "sure", "right", "left", "please", "kindly", "maybe", "possibly", "instead", "rather", "only", "even", "still"]
+    ["a", "an", "the", "this", "that", "these", "those", "my", "your", "our", "his", "her", "their", "its", "it", "them", "they", "he", "she", "we", "you", "i", "me", "us", "one", "ones", "some", "any", "each", "every", "both", "either", "other", "another", "same", "next", "first", "second", "third", "last", "new", "current", "whole", "entire", "small", "big", "large", "little", "tiny", "short", "long", "upper", "lower", "top", "bottom", "front", "back", "middle", "mid", "center", "centre", "side", "area", "region", "part", "portion", "spot", "point", "position", "place", "location", "pose", "view", "image", "picture", "frame", "field", "window", "screen", "monitor", "display", "scene", "table", "bed", "patient", "patient's", "person", "doctor", "surgeon", "nurse", "of", "to", "from", "in", "into", "onto", "on", "at", "by", "for", "with", "without", "over", "under", "above", "below", "beneath", "behind", "beside", "near", "toward", "towards", "through", "across", "along", "around", "about", "up", "down", "off", "out", "away", "and", "or", "but", "then", "than", "so", "as", "is", "are", "be", "been", "being", "was", "were", "do", "does", "did", "done", "have", "has", "had", "get", "got", "make", "made", "please", "could", "would", "can", "will", "shall", "should", "may", "might", "must", "let", "let's", "want", "need", "like", "just", "now", "again", "also", "too", "very", "really", "quite", "bit", "more", "less", "most", "least", "much", "many", "few", "there", "here", "where", "what", "which", "who", "how", "when", "why", "if", "not", "no", "yes", "ok", "okay", "alright", "thanks", "thank", "while", "until", "slowly", "quickly", "gently", "carefully", "softly", "firmly", "steadily", "smoothly", "immediately", "once", "twice", "same", "one's", "that's", "it's", "there's", "what's", "let's", "i'd", "i'll", "we'll", "you'll", "i'm", "we're", "you're", "give", "show", "send", "bring", "put", "take", "go", "move", "start", "begin", "perform", "run", "execute", "carry", "try", "set", "turn", "switch", "sure", "right", "left", "please", "kindly", "maybe", "possibly", "instead", "rather", "only", "even", "still", "enable", "activate", "initiate", "engage",
+     "commence", "launch", "select", "choose", "do"]
 )
 
 #: spelled numbers; the planner also uses them to tell a number word from an unknown name

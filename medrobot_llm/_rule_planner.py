@@ -21,6 +21,8 @@ from ._lexicon import (
     FILLER,
     FUNCTION_WORDS,
     NUMBER_WORDS,
+    ROOM_OBJECTS,
+    SWITCH_OFF,
     UNSUPPORTED_ACTIONS,
     UNSUPPORTED_MODES,
     UNSUPPORTED_SETTINGS,
@@ -142,6 +144,7 @@ class _Clause:
     count: int | None = None
     count_noun: str | None = None
     label: str | None = None
+    switched_off: bool = False
     covered: set[int] = field(default_factory=set)
     skill_positions: set[int] = field(default_factory=set)
 
@@ -309,10 +312,10 @@ class RulePlanner:
             # out of range still refuses, a precondition the missing step would have met does not
             partial = validate_plan(Plan(status=PlanStatus.OK, domain=domain, steps=steps), None)
             if partial.status is not PlanStatus.REFUSED:
-                return Plan.clarify(domain, parser.questions[0]), True
+                return parser.unless_unknown(Plan.clarify(domain, parser.questions[0]))
             return partial, True
         plan = validate_plan(Plan(status=PlanStatus.OK, domain=domain, steps=steps), world)
-        return plan, True
+        return parser.unless_unknown(plan)
 
 
 def _unreadable(text: str) -> str | None:
@@ -332,6 +335,15 @@ def _unreadable(text: str) -> str | None:
 def _control_lexicon() -> list[Phrase]:
     """Control phrases, those with the most meaningful words first ("one moment" before "just a moment")."""
     return sorted(_CONTROL_LEXICON, key=lambda p: (-len(_core(p.words)), -len(p.words)))
+
+
+@functools.cache
+def _switch_off_phrases() -> tuple[tuple[str, ...], ...]:
+    return tuple(tuple(tokenize(p)) for p in SWITCH_OFF)
+
+
+def _switches_off(clause: _Clause) -> bool:
+    return any(_find(clause.tokens, w, set(), allow_gaps=False) for w in _switch_off_phrases())
 
 
 @functools.cache
@@ -486,14 +498,16 @@ class _Parser:
         self.later: list[_Clause] = []
         self.done: list[Step] = []
         self.numbered_prefixes = {p.words[0] for p in lex.entities if len(p.words) == 2 and p.words[1].isdigit()}
+        self.clauses: list[_Clause] = []
 
     # -- clauses -------------------------------------------------------------------------------
     def run(self, tokens: list[str]) -> list[Step]:
-        parts = self.split(_elided_nouns(tokens))
+        parts = self.split(_elided_nouns(self._repeated_verbs(tokens)))
         while parts and all(t in _ANSWER_WORDS for t in parts[0]) and len(parts) > 1:
             parts = parts[1:]
         clauses = self._merge_vocatives([self.analyse(c) for c in parts])
         clauses = [c for c in clauses if c.tokens]
+        self.clauses = clauses
         self._exposure_limit(clauses)
         if not clauses:
             raise _Refusal("the command has no words the planner can use", understood=False)
@@ -506,6 +520,32 @@ class _Parser:
         if not steps:
             raise _Refusal("the command names no action of the command set", understood=False)
         return steps
+
+    def _repeated_verbs(self, tokens: list[str]) -> list[str]:
+        """"rescan the spleen", "re-insert the shunt": the verb done again is the verb. Only for words the
+        lexicon does not know as they are ("release" and "return" stay themselves)."""
+        out: list[str] = []
+        for k, t in enumerate(tokens):
+            if t == "re" and k + 1 < len(tokens) and self._known_as_is(tokens[k + 1]):
+                continue
+            if t.startswith("re") and len(t) > 4 and not self._known_as_is(t) and self._known_as_is(t[2:]):
+                t = t[2:]
+            out.append(t)
+        return out
+
+    def unless_unknown(self, plan: Plan) -> tuple[Plan, bool]:
+        """A question is only worth asking about a command the planner understood. "turn up the room lights"
+        or "measure the blood pressure" would otherwise be asked for a rotation angle or a contact force: a
+        word it does not know, in a command it would ask about, is refused by name instead (and marked not
+        understood, so a hybrid planner may try it)."""
+        if plan.status is not PlanStatus.CLARIFY:
+            return plan, True
+        for clause in self.clauses:
+            word = self._unknown_words(clause)
+            if word is not None:
+                return Plan.refused(self.cs.domain, f"'{word}' is not something the {self.cs.domain} command set "
+                                                    f"knows (its skills: {', '.join(self.cs.skills)})"), False
+        return plan, True
 
     def _merge_settings(self, prev: Step, step: Step) -> bool:
         """"set gain to 20 percent and depth to 10 cm": the person changes two settings of one skill, which
@@ -868,12 +908,16 @@ class _Parser:
         return None
 
     def _known(self, t: str) -> bool:
-        """Whether ``t`` is a word the planner reads: the lexicon's, a function word, a number or a unit."""
+        """Whether ``t`` is a word the planner reads: the lexicon's, a function word, a number or a unit;
+        "reposition", "rescan" too, a known verb done again."""
+        return self._known_as_is(t) or (t.startswith("re") and len(t) > 4 and self._known_as_is(t[2:]))
+
+    def _known_as_is(self, t: str) -> bool:
         known = self.lex.known_words
         if any(x in known or x in FUNCTION_WORDS or x in FILLER or x in _SOFT or x in _COUNT_NOUNS
                or x in CONTROL_OBJECTS or x in UNIT_WORDS or x in _LABEL_WORDS for x in _stem(t)):
             return True
-        return t in NUMBER_WORDS or (t.endswith("s") and t[:-1] in known)
+        return t in NUMBER_WORDS or any(t in p for p in _switch_off_phrases()) or (t.endswith("s") and t[:-1] in known)
 
     def _span_of(self, toks: list[str], words: list[str]) -> range | None:
         for i in range(len(toks) - len(words) + 1):
@@ -1058,7 +1102,9 @@ class _Parser:
     def clause_steps(self, clause: _Clause, later: list[_Clause]) -> list[Step]:
         self.check_clause(clause)
         self.later = later
-        kind, name, _ = self.choose(clause)
+        kind, name, size = self.choose(clause)
+        self._unknown_action(clause, size)
+        self._room_object(clause, kind, name)
         self.verb_start = min((m.start for m in clause.skills if (m.phrase.kind, m.phrase.name) == (kind, name)),
                               default=None)
         specs = self._specs(kind, name)
@@ -1068,6 +1114,10 @@ class _Parser:
             main.append((spec, args))
         if kind == "skill" and len(main) == 1:
             main.extend(self._conjoined(main[0][0], main[0][1], clause))
+        if _switches_off(clause) and not clause.switched_off:
+            # "disable the left kidney": only a setting can be switched off; anything else is not a motion
+            raise _Refusal(f"the command switches off something that is not a setting of the {self.cs.domain} "
+                           f"command set (its skills: {', '.join(self.cs.skills)})")
         self.check_names(clause, main)
         leftovers = [it for it in clause.items if not it.used]
         unused_q = [q for q in clause.qtys if not q.used]
@@ -1113,6 +1163,38 @@ class _Parser:
                         self.context[e] = v
         self.done.extend(out)
         return out
+
+    def _unknown_action(self, clause: _Clause, size: int) -> None:
+        """"measure the left kidney", "fetch the needle with psm1": the verb is not one the command set knows,
+        and no skill phrase is in the clause, so the names alone would pick a skill (a move to the kidney, a
+        move to the needle). That is a guess; the unknown verb is refused by name instead."""
+        if size:
+            return
+        head = next((t for t in clause.tokens if t.isalpha() and len(t) > 2 and t not in FILLER and t not in _SOFT
+                     and not t.endswith("ly")), None)
+        if head is not None and not self._known(head):
+            raise _Refusal(f"'{head}' is not an action of the {self.cs.domain} command set "
+                           f"(its skills: {', '.join(self.cs.skills)})", understood=False)
+
+    def _room_object(self, clause: _Clause, kind: str, name: str) -> None:
+        """"move the table up", "rotate the patient", "lower the bed": a motion verb whose object is something
+        in the room that no robot here moves would otherwise move the robot instead."""
+        if kind != "skill" or not self.cs.skills[name].hazard.moves:
+            return
+        toks = clause.tokens
+        # the verb: a phrase of the skill, or the clause's first word ("turn" names the orbit axis, not a skill)
+        ends = [m.positions[-1] for m in clause.skills if m.phrase.name == name]
+        ends += [k for k, t in enumerate(toks) if t.isalpha() and t not in FILLER and t not in _SOFT][:1]
+        for end in ends:
+            # "take the probe off the patient": what follows a particle is where from, not what moves
+            if toks[end] in _VERB_PARTICLES:
+                continue
+            k = end + 1
+            while k < len(toks) and (toks[k] in _POSSESSIVE or toks[k] in _SOFT):
+                k += 1
+            if k < len(toks) and toks[k] in ROOM_OBJECTS:
+                raise _Refusal(f"'{toks[k]}' is not moved by any skill of the {self.cs.domain} command set; "
+                               f"it moves only its own robot (its skills: {', '.join(self.cs.skills)})")
 
     def _wrong_object(self, clause: _Clause, main: list[tuple[SkillSpec, dict[str, Any]]], out: list[Step]) -> None:
         """A skill that only takes some objects ("insert" takes the shunt) must not fall back on its default
@@ -1244,7 +1326,7 @@ class _Parser:
             allowed = self._allowed(spec, a, s, args)
             item = self._pick(clause, a, s, allowed)
             if item is not None:
-                args[a] = item
+                args[a] = self._switched_off(spec, a, item, allowed, clause)
         self._infer_parents(spec, args)
         self._carry(spec, args)
         self._numbers(spec, clause, args)
@@ -1272,6 +1354,18 @@ class _Parser:
                 args[a] = value
         self._pair(spec, args)
         return args
+
+    def _switched_off(self, spec: SkillSpec, a: str, value: str, allowed: tuple[str, ...], clause: _Clause) -> str:
+        """"turn off colour doppler": a setting said after a switching-off verb is the one to leave, not the one
+        to choose. With one other value it can take (B-mode) that is the setting; with more, the planner asks."""
+        if a not in spec.at_least_one or not _switches_off(clause):
+            return value
+        clause.switched_off = True
+        others = [v for v in allowed if v != value]
+        if len(others) != 1:
+            self.questions.append(f"Which {a} instead of {value}: {' or '.join(others)}?")
+            return value
+        return others[0]
 
     def _allowed(self, spec: SkillSpec, name: str, s: ArgSpec, args: dict[str, Any]) -> tuple[str, ...]:
         allowed = self.cs.allowed_values(s)
