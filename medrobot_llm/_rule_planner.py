@@ -56,7 +56,7 @@ _SPLIT_WORDS = (("and", "then"), ("after", "that"), ("then",), ("afterwards",), 
                 ("and", "after", "that"), ("once", "done"), ("when", "done"))
 _SMALL = (("a", "little", "bit"), ("a", "bit"), ("a", "little"), ("slightly",), ("a", "touch"), ("a", "tad"),
           ("just", "a", "bit"), ("a", "smidge"), ("somewhat",))
-_FRACTIONS = {"half": 0.5, "quarter": 0.25}
+_FRACTIONS = {"half": 0.5, "quarter": 0.25, "eighth": 0.125, "halves": 0.5, "quarters": 0.25, "eighths": 0.125}
 _COUNT_NOUNS = frozenset(["shot", "shots", "exposure", "exposures", "image", "images", "picture", "pictures", "radiograph", "radiographs", "spin", "spins", "scan", "scans", "acquisition", "acquisitions", "x", "xray", "xrays", "film", "films"])
 _TIMES = {"once": 1, "twice": 2, "thrice": 3}
 _LABEL_WORDS = frozenset(["labelled", "labeled", "label", "called", "named", "titled", "tagged", "caption", "captioned"])
@@ -605,7 +605,8 @@ class _Parser:
             rest = [t for i, t in enumerate(c.tokens) if i not in c.covered]
             vocative = (agents and not c.skills and not c.qtys and c.items and len(clauses) > 1
                         and all(e in agents for it in c.items for e, _ in it.options)
-                        and all(t in FILLER or t in _SOFT or t in _ANSWER_WORDS or t == ":" for t in rest))
+                        and all(t in FILLER or t in _SOFT or t in _ANSWER_WORDS or t == ":" or
+                                (t in FUNCTION_WORDS and not c.skills and k + 1 < len(clauses)) for t in rest))
             if vocative and k + 1 < len(clauses):
                 pending += c.tokens + [","]
                 continue
@@ -771,11 +772,13 @@ class _Parser:
             if j < n and _NUMBER.match(toks[j]) and j not in clause.covered:
                 value = float(toks[j])
                 j += 1
+                # "three quarters of a centimetre"
+                if j < n and toks[j] in _FRACTIONS:
+                    value *= _FRACTIONS[toks[j]]
+                    j = _past_article(toks, j + 1)
             elif j < n and toks[j] in _FRACTIONS:
                 value = _FRACTIONS[toks[j]]
-                j += 1
-                if j < n and toks[j] in ("a", "an"):
-                    j += 1
+                j = _past_article(toks, j + 1)
             elif j < n and toks[j] in ("a", "an", "one") and j + 1 < n and toks[j + 1] in UNIT_WORDS \
                     and toks[j + 1] not in ("in", "m", "n", "%"):
                 value = 1.0
@@ -1104,6 +1107,7 @@ class _Parser:
         self.later = later
         kind, name, size = self.choose(clause)
         self._unknown_action(clause, size)
+        self._agent_only(clause, size)
         self._room_object(clause, kind, name)
         self.verb_start = min((m.start for m in clause.skills if (m.phrase.kind, m.phrase.name) == (kind, name)),
                               default=None)
@@ -1175,6 +1179,16 @@ class _Parser:
         if head is not None and not self._known(head):
             raise _Refusal(f"'{head}' is not an action of the {self.cs.domain} command set "
                            f"(its skills: {', '.join(self.cs.skills)})", understood=False)
+
+    def _agent_only(self, clause: _Clause, size: int) -> None:
+        """"what is the right arm holding", "psm1 please": an arm named with no word for what it should do. A
+        skill picked because it takes nothing but an arm (release) would be a guess, so the planner asks."""
+        agents = self._agent_kinds()
+        if size or clause.qtys or not clause.items or not agents \
+                or not all(e in agents for it in clause.items for e, _ in it.options):
+            return
+        who = " and ".join(" ".join(clause.tokens[k] for k in sorted(it.positions)) for it in clause.items)
+        raise _Question(f"What should '{who}' do? Say the action too.")
 
     def _room_object(self, clause: _Clause, kind: str, name: str) -> None:
         """"move the table up", "rotate the patient", "lower the bed": a motion verb whose object is something
@@ -1680,6 +1694,14 @@ class _Parser:
                 found.append((cspec, args, consumed))
         found.sort(key=lambda f: -len(f[2]))
         return found
+
+
+def _past_article(toks: list[str], j: int) -> int:
+    """After a fraction: past "a" / "of a" ("half a centimetre", "a quarter of a turn")."""
+    for words in (("of", "a"), ("of", "an"), ("a",), ("an",)):
+        if tuple(toks[j:j + len(words)]) == words:
+            return j + len(words)
+    return j
 
 
 def _counted_at(tokens: list[str], k: int) -> bool:
