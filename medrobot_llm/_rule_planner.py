@@ -300,6 +300,9 @@ class RulePlanner:
             return Plan.of_control(domain, control), True
         if _control(tokens, lex, embedded_stop=True) is Control.STOP:
             return Plan.of_control(domain, Control.STOP), True
+        control = _asked(tokens)
+        if control is not None:
+            return Plan.of_control(domain, control), True
         parser = _Parser(lex, world, text)
         try:
             steps = parser.run(tokens)
@@ -408,7 +411,7 @@ def _control(tokens: list[str], lex: Lexicon, embedded_stop: bool) -> Control | 
 
 #: control phrases made of a general verb and a pronoun: only the whole phrase is a control, since the verb
 #: alone starts a request ("do a cone-beam spin" asks for an exposure; it must never read as "do it" = confirm)
-_LITERAL_CONTROLS = frozenset({("do", "it"), ("go", "ahead"), ("go", "on"), ("carry", "on")})
+_LITERAL_CONTROLS = frozenset({("do", "it"), ("go", "ahead"), ("go", "on"), ("carry", "on"), ("back", "to", "it")})
 
 
 def _literal(m: _Match, words: list[str]) -> bool:
@@ -474,6 +477,25 @@ def _negated(tokens: list[str]) -> Control | None:
         return Control.DENY
     if words[:1] in (["cancel"], ["scrap"], ["abandon"], ["discard"]) or words[:2] == ["call", "off"]:
         return Control.CANCEL
+    return None
+
+
+#: words that open a yes/no question about the robot's state ("is the probe in contact?"), and the subjects
+#: after which "do" / "have" ask rather than command ("do a fan" and "have psm1 grab it" are commands)
+_QUESTION_OPENERS = frozenset(["is", "are", "am", "was", "were", "does", "did", "has", "isn't", "aren't", "doesn't",
+                               "hasn't"])
+_ASKED_SUBJECTS = frozenset(["you", "we", "i", "it", "they"])
+
+
+def _asked(tokens: list[str]) -> Control | None:
+    """"is the probe in contact?", "have you taken the shot?": a question about the robot's state is a status
+    request. Read as a command, its nouns named a task: "in contact" became a contact step."""
+    words = [t for t in tokens if t not in (",", ".", "!", "?", ";", ":", '"')]
+    if not words:
+        return None
+    if words[0] in _QUESTION_OPENERS or (words[0] in ("do", "have", "had") and words[1:2]
+                                         and words[1] in _ASKED_SUBJECTS):
+        return Control.STATUS
     return None
 
 
@@ -1118,6 +1140,11 @@ class _Parser:
             main.append((spec, args))
         if kind == "skill" and len(main) == 1:
             main.extend(self._conjoined(main[0][0], main[0][1], clause))
+        elif kind == "task" and main:
+            # "scan the right kidney and the liver": the whole task again for the second organ, so the plan
+            # says what was asked (and the validator judges it) instead of a contact on the last organ only
+            for extra in self._conjoined(main[0][0], main[0][1], clause):
+                main.extend([extra] + [(spec, dict(args)) for spec, args in main[1:len(specs)]])
         if _switches_off(clause) and not clause.switched_off:
             # "disable the left kidney": only a setting can be switched off; anything else is not a motion
             raise _Refusal(f"the command switches off something that is not a setting of the {self.cs.domain} "
@@ -1294,20 +1321,49 @@ class _Parser:
 
     def _conjoined(self, spec: SkillSpec, args: dict[str, Any], clause: _Clause) -> list[tuple[SkillSpec,
                                                                                                   dict[str, Any]]]:
-        """"locate the needle and the shunt": one more step per extra value of an argument already filled."""
+        """"locate the needle and the shunt", "the right kidney and the left kidney": one more step per extra
+        value of an argument already filled (a side only among the sides its organ or anatomy has)."""
         extra = []
         for a, s in spec.args.items():
-            if s.type != "enum" or a not in args or s.values_from or a.startswith(("from_", "to_")):
+            if s.type != "enum" or a not in args or a.startswith(("from_", "to_")):
                 continue
             for it in clause.items:
-                before = [w for w in clause.tokens[:it.start] if w not in _SOFT]
+                # "... and the left kidney": the side in front of the noun does not hide the "and"
+                named = {k for o in clause.items if o is not it and o.end < it.start for k in o.positions}
+                before = [w for k, w in enumerate(clause.tokens[:it.start]) if w not in _SOFT
+                          and not (k in named and k > max((j for j, t in enumerate(clause.tokens[:it.start])
+                                                           if t in ("and", ",")), default=-1))]
                 if it.used or not before or before[-1] not in ("and", ",", "or", "&", "plus"):
                     continue
-                v = it.value_for(s.entities, self.cs.allowed_values(s))
+                v = it.value_for(s.entities, self._allowed(spec, a, s, args))
                 if v is not None and v != args[a]:
                     clause.use(it)
-                    extra.append((spec, {**args, a: v}))
+                    more = {**args, a: v}
+                    # "... and the left kidney": the noun after the side is the same kidney, not a new name
+                    for other in clause.items:
+                        if not other.used and other.start == it.end + 1 and any(
+                                o in more.values() for _, o in other.options):
+                            clause.use(other)
+                    self._gapped(spec, a, it, more, clause)
+                    extra.append((spec, more))
         return extra
+
+    def _gapped(self, spec: SkillSpec, a: str, item: _Item, args: dict[str, Any], clause: _Clause) -> None:
+        """"grab the needle with the right arm and the shunt with the left arm": what is named after the second
+        value, up to the next "and", belongs to its step and replaces what the first step had."""
+        end = next((k for k in range(item.end + 1, len(clause.tokens)) if clause.tokens[k] in ("and", ",")),
+                   len(clause.tokens))
+        for b, s in spec.args.items():
+            if b == a or s.type != "enum" or s.values_from:
+                continue
+            for other in clause.items:
+                if other.used or not item.end < other.start < end:
+                    continue
+                v = other.value_for(s.entities, self._allowed(spec, b, s, args))
+                if v is not None:
+                    args[b] = v
+                    clause.use(other)
+                    break
 
     def _echo(self, item: _Item, steps: list[Step]) -> bool:
         """An unused name that repeats a value already in the plan ("the kidney ... the kidney") or in the
