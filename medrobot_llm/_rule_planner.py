@@ -1398,6 +1398,7 @@ class _Parser:
             if item is not None:
                 args[a] = self._switched_off(spec, a, item, allowed, clause)
         self._infer_parents(spec, args)
+        self._same_as_before(spec, args, clause)
         self._carry(spec, args)
         self._numbers(spec, clause, args)
         for a, s in spec.args.items():
@@ -1534,6 +1535,19 @@ class _Parser:
                     if step.args[a] in self._allowed(spec, a, s, args):
                         args[a] = step.args[a]
                     break
+
+    def _same_as_before(self, spec: SkillSpec, args: dict[str, Any], clause: _Clause) -> None:
+        """"lateral of the pelvis and a shot, then the same on the sacrum": "the same" keeps what the last step
+        of this skill chose and this clause does not say (the lateral view), rather than the default (AP)."""
+        if "same" not in clause.tokens:
+            return
+        prev = next((st for st in reversed(self.done) if st.skill == spec.name), None)
+        if prev is None:
+            return
+        for a, s in spec.args.items():
+            if a not in args and a in prev.args and s.type == "enum" and not s.values_from \
+                    and prev.args[a] in self._allowed(spec, a, s, args):
+                args[a] = prev.args[a]
 
     def _inherit(self, spec: SkillSpec, args: dict[str, Any]) -> set[str]:
         """"AP of the pelvis and a shot, then lateral view and another shot": a step the person named only
@@ -1719,7 +1733,10 @@ class _Parser:
                         continue
                     allowed = self._allowed(cspec, a, s, args)
                     for it in leftovers:
-                        if it.used or it in consumed or any(v in acted_on for _, v in it.options):
+                        # a word that is also part of another name ("head" in "toward the head") is too
+                        # ambiguous to justify a step of its own
+                        if it.used or it in consumed or any(v in acted_on for _, v in it.options) \
+                                or any(it.overlaps(o) and not set(o.options) & set(it.options) for o in clause.items):
                             continue
                         v = it.value_for(s.entities, allowed)
                         if v is not None:
@@ -1727,6 +1744,7 @@ class _Parser:
                             consumed.append(it)
                             break
                 if consumed:
+                    self._same_as_before(cspec, args, clause)
                     inherited = self._inherit(cspec, args)
                     # "two AP shots and two lateral shots of the pelvis": the anatomy comes later
                     for a, s in sorted(cspec.args.items(), key=lambda kv: kv[1].values_from is not None):
