@@ -32,6 +32,7 @@ __all__ = [
     "UNSUPPORTED_TARGETS",
     "UNSUPPORTED_VIEWS",
     "Lexicon",
+    "blanket_confirmation",
     "drop_fillers",
     "Phrase",
     "fold_text",
@@ -253,7 +254,25 @@ _SCREEN: tuple[tuple[str, str], ...] = (
      "it asks for an open-ended action; every motion and exposure must be bounded"),
     (r"\b(no|without|skip)\s+(the\s+)?(shield|shielding|collimation|lead)\b", "it asks to drop radiation protection"),
 )
+# A confirmation given in advance for more than the question asked ("yes to all", "confirm everything from now
+# on"). Checked before control intents too: said alone it would otherwise read as one "confirm".
+_BLANKET = re.compile(
+    r"\b(yes|yeah|confirm(ed)?|approve[ds]?|accept(ed)?|ok|okay|agree)\b[^.;]{0,20}\b(to all|all of them|everything|"
+    r"all (the )?(steps|shots|exposures|questions|requests|prompts|contacts)|all future|"
+    r"every (step|shot|exposure|question|confirmation|request|prompt|time|contact))\b"
+    r"|\bauto(matically)?[- ]?(confirm\w*|approv\w*)|\balways (say )?(yes|confirm|approve)\b"
+    r"|\b(yes|confirm\w*|approv\w*)\b[^.;]{0,30}\b(from now on|going forward|in future|for the rest|automatically)\b")
+_BLANKET_WHY = ("it answers confirmations that have not been asked; each contact step and exposure is confirmed "
+                "on its own, when the robot asks")
+_SCREEN = _SCREEN + ((_BLANKET.pattern, _BLANKET_WHY),)
 _SCREEN_RE = tuple((re.compile(p), why) for p, why in _SCREEN)
+
+
+def blanket_confirmation(text: str) -> str | None:
+    """A refusal reason if ``text`` confirms in advance more than one question, else None."""
+    if _BLANKET.search(" ".join(fold_text(text).lower().split())):
+        return f"Refused: {_BLANKET_WHY}."
+    return None
 
 # Text written for a model rather than for the robot: notes to "the AI", claimed approvals, hidden steps,
 # dictated answers. Found by the injection suite, where a model that obeys them produced unsafe plans.

@@ -30,6 +30,7 @@ from ._lexicon import (
     UNSUPPORTED_VIEWS,
     Lexicon,
     Phrase,
+    blanket_confirmation,
     drop_fillers,
     fold_text,
     lexicon,
@@ -289,6 +290,9 @@ class RulePlanner:
             return Plan.refused(domain, "the command is empty; say what the robot should do"), True
         tokens = words_to_numbers(drop_fillers(tokenize(text)))
         lex = lexicon(domain)
+        blanket = blanket_confirmation(text)
+        if blanket and _control(tokens, lex, embedded_stop=True) is not Control.STOP:
+            return Plan.refused(domain, blanket), True
         control = _control(tokens, lex, embedded_stop=False)
         if control is not None:
             return Plan.of_control(domain, control), True
