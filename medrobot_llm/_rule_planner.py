@@ -191,8 +191,10 @@ def _present(tokens: list[str]) -> set[str]:
     return out
 
 
-def _find(tokens: list[str], words: tuple[str, ...], taken: set[int], allow_gaps: bool) -> list[tuple[int, ...]]:
-    """Positions where ``words`` occur in ``tokens`` (soft words skipped; small gaps allowed if asked)."""
+def _find(tokens: list[str], words: tuple[str, ...], taken: set[int], allow_gaps: bool,
+          skip: frozenset[int] = frozenset()) -> list[tuple[int, ...]]:
+    """Positions where ``words`` occur in ``tokens`` (soft words and ``skip`` positions skipped; small gaps
+    allowed if asked)."""
     core = _core(words)
     found: list[tuple[int, ...]] = []
     n = len(tokens)
@@ -205,9 +207,10 @@ def _find(tokens: list[str], words: tuple[str, ...], taken: set[int], allow_gaps
         for w in core[1:]:
             gap = 0
             while j < n and (not _same(tokens[j], w) or j in taken):
-                if tokens[j] in (",", ";", ".") or (not allow_gaps and tokens[j] not in _SOFT):
+                soft = tokens[j] in _SOFT or j in skip
+                if tokens[j] in (",", ";", ".") or (not allow_gaps and not soft):
                     break
-                if tokens[j] not in _SOFT:
+                if not soft:
                     gap += 1
                 if gap > _MAX_GAP:
                     break
@@ -223,17 +226,19 @@ def _find(tokens: list[str], words: tuple[str, ...], taken: set[int], allow_gaps
     return found
 
 
-def _match_phrases(tokens: list[str], phrases: list[Phrase], taken: set[int]) -> list[_Match]:
-    """Greedy longest-first matching; contiguous readings win over gapped ones."""
+def _match_phrases(tokens: list[str], phrases: list[Phrase], taken: set[int],
+                   skip: frozenset[int] = frozenset()) -> list[_Match]:
+    """Greedy longest-first matching; contiguous readings win over gapped ones. Positions in ``skip`` are
+    neither matched nor a gap."""
     out: list[_Match] = []
-    used: set[int] = set(taken)
+    used: set[int] = set(taken) | skip
     present = _present(tokens)
     candidates = [p for p in phrases if all(w in present for w in _core(p.words))]
     for allow_gaps in (False, True):
         for p in candidates:
             if allow_gaps and len(_core(p.words)) < 2:
                 continue
-            for pos in _find(tokens, p.words, used, allow_gaps):
+            for pos in _find(tokens, p.words, used, allow_gaps, skip):
                 if any(q in used for q in pos):
                     continue
                 out.append(_Match(p, pos))
@@ -737,7 +742,10 @@ class _Parser:
                     clause.label = self._original_case(label)
                 clause.tokens = toks = toks[:k]
                 break
-        skills = _match_phrases(toks, self.lex.skills, set())
+        # "press a touch harder": the words of "a touch", "a bit" say how much, never which skill
+        small = frozenset(k for i in range(len(toks)) for sm in _SMALL if len(sm) > 1
+                          and tuple(toks[i:i + len(sm)]) == sm for k in range(i, i + len(sm)))
+        skills = _match_phrases(toks, self.lex.skills, set(), small)
         if not _VERB_PARTICLES.isdisjoint(toks):
             skills += _phrasal_matches(toks, _phrasal_phrases(self.cs.domain), skills, self._agent_words())
         ents = [m for etype in self.cs.entities
@@ -792,7 +800,8 @@ class _Parser:
             negative = False
             j = i
             if t in ("minus", "negative"):
-                negative = True
+                # "plus or minus 10 degrees" is a symmetric amount, not a negative one
+                negative = toks[max(0, i - 2):i] != ["plus", "or"]
                 j += 1
             value: float | None = None
             if j < n and _NUMBER.match(toks[j]) and j not in clause.covered:
