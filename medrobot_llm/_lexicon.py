@@ -24,10 +24,15 @@ __all__ = [
     "FILLER",
     "FUNCTION_WORDS",
     "NUMBER_WORDS",
+    "ROOM_OBJECTS",
+    "SWITCH_OFF",
     "UNSUPPORTED_ACTIONS",
     "UNSUPPORTED_MODES",
+    "UNSUPPORTED_SETTINGS",
     "UNSUPPORTED_TARGETS",
+    "UNSUPPORTED_VIEWS",
     "Lexicon",
+    "blanket_confirmation",
     "drop_fillers",
     "Phrase",
     "fold_text",
@@ -95,7 +100,8 @@ DISFLUENCIES: frozenset[str] = frozenset(
 #: Sequencing words ("and", "then", "next") are not here: the splitter needs them to find the clauses.
 DISCOURSE_MARKERS: tuple[tuple[str, ...], ...] = tuple(sorted((
     ("okay",), ("ok",), ("hey",), ("alright",), ("alrighty",), ("so",), ("well",), ("now",), ("oh",), ("anyway",),
-    ("actually",), ("basically",), ("like",), ("please",), ("kindly",),
+    ("actually",), ("basically",), ("like",), ("please",), ("kindly",), ("finally",), ("lastly",),
+    ("subsequently",), ("additionally",), ("meanwhile",),
     ("you", "can"), ("you", "may"), ("you", "could"), ("you", "should"), ("can", "you"), ("could", "you"),
     ("would", "you"), ("will", "you"), ("go", "ahead", "and"), ("let's",), ("lets",), ("let", "us"),
     ("i", "want", "you", "to"), ("i'd", "like", "you", "to"), ("i", "need", "you", "to"),
@@ -222,6 +228,14 @@ _SCREEN: tuple[tuple[str, str], ...] = (
     ((r"\b(without|no need for|no need to|don't|do not|never)\b[^.;]{0,30}\b(asking|ask|confirmation|confirming|"
       r"confirm|approval|permission|checking|check|validation|validating|waiting|limits?|safety)\b"),
      "it asks to skip a confirmation or a safety check"),
+    ((r"\bno\s+(more\s+|further\s+|extra\s+)?(confirmations?|confirming|confirm|approvals?|asking|questions|"
+      r"checks?|checking|validation|limits?|safety|supervisor|supervision|estop|emergency stop|interlocks?)\b"),
+     "it asks to skip a confirmation or a safety check"),
+    (r"\b(skip|bypass|override|disable)\s+(the\s+|all\s+|any\s+)?(checks?|checking|confirm)\b",
+     "it asks to skip a confirmation or a safety check"),
+    ((r"\b(unsafe|unsafely|unconfirmed|unchecked|unvalidated|unverified|unsupervised|unguarded|unprotected|"
+      r"unattended)\b"),
+     "it asks to act without a confirmation or a safety check"),
     (r"\b(already|pre|previously)\b[^.;]{0,20}\b(approved|confirmed|authori[sz]ed|cleared|signed off|consented)\b",
      "it claims an approval the supervisor has not asked for; confirmations are given one at a time"),
     ((r"\b(previous|prior|above|earlier|all|your|system|developer|original)\s+(instructions?|prompts?|rules?|"
@@ -240,7 +254,25 @@ _SCREEN: tuple[tuple[str, str], ...] = (
      "it asks for an open-ended action; every motion and exposure must be bounded"),
     (r"\b(no|without|skip)\s+(the\s+)?(shield|shielding|collimation|lead)\b", "it asks to drop radiation protection"),
 )
+# A confirmation given in advance for more than the question asked ("yes to all", "confirm everything from now
+# on"). Checked before control intents too: said alone it would otherwise read as one "confirm".
+_BLANKET = re.compile(
+    r"\b(yes|yeah|confirm(ed)?|approve[ds]?|accept(ed)?|ok|okay|agree)\b[^.;]{0,20}\b(to all|all of them|everything|"
+    r"all (the )?(steps|shots|exposures|questions|requests|prompts|contacts)|all future|"
+    r"every (step|shot|exposure|question|confirmation|request|prompt|time|contact))\b"
+    r"|\bauto(matically)?[- ]?(confirm\w*|approv\w*)|\balways (say )?(yes|confirm|approve)\b"
+    r"|\b(yes|confirm\w*|approv\w*)\b[^.;]{0,30}\b(from now on|going forward|in future|for the rest|automatically)\b")
+_BLANKET_WHY = ("it answers confirmations that have not been asked; each contact step and exposure is confirmed "
+                "on its own, when the robot asks")
+_SCREEN = _SCREEN + ((_BLANKET.pattern, _BLANKET_WHY),)
 _SCREEN_RE = tuple((re.compile(p), why) for p, why in _SCREEN)
+
+
+def blanket_confirmation(text: str) -> str | None:
+    """A refusal reason if ``text`` confirms in advance more than one question, else None."""
+    if _BLANKET.search(" ".join(fold_text(text).lower().split())):
+        return f"Refused: {_BLANKET_WHY}."
+    return None
 
 # Text written for a model rather than for the robot: notes to "the AI", claimed approvals, hidden steps,
 # dictated answers. Found by the injection suite, where a model that obeys them produced unsafe plans.
@@ -314,6 +346,28 @@ UNSUPPORTED_TARGETS = UNSUPPORTED_TARGETS | frozenset(
     ["catheter", "catheters", "stent", "stents", "guidewire", "guide", "wire", "balloon", "graft", "forceps", "scissors", "retractor", "trocar", "drain", "gauze", "sponge", "swab", "implant", "tourniquet", "syringe", "electrode", "pacemaker", "endoscope", "laparoscope", "dilator", "bougie", "cannulae", "mesh", "clips", "staples", "lymph", "node", "nodes", "muscle", "tendon", "ligament", "testes", "scrotum", "parotid", "appendix", "leg", "legs", "thumb", "forearm"]
 )
 
+#: things in the room that no robot of the command set moves: a motion verb with one of them as its object
+#: ("move the table up") is refused rather than read as a motion of the robot
+ROOM_OBJECTS: frozenset[str] = frozenset(
+    ["table", "bed", "couch", "trolley", "cart", "patient", "person", "chair", "stool", "monitor", "screen",
+     "display", "light", "lights", "lamp", "door", "room", "pedal", "drape", "drapes", "microscope"]
+)
+
+#: verbs that leave a setting rather than choose it ("turn off colour doppler")
+SWITCH_OFF: tuple[str, ...] = ("turn off", "switch off", "disable", "deactivate", "exit", "leave", "get out of",
+                               "come out of", "stop using", "no more")
+
+#: machine settings that no command set has (exposure dose, tube voltage, transducer frequency): a command
+#: asking for one is refused, since planning the rest would act at a setting the person did not ask for
+UNSUPPORTED_SETTINGS: frozenset[str] = frozenset(
+    ["dose", "doses", "dosage", "kv", "kvp", "kilovolt", "kilovolts", "mas", "milliamp", "milliamps", "milliampere",
+     "milliamperes", "mgy", "milligray", "frequency", "frequencies", "mhz", "megahertz", "khz", "hz"]
+)
+
+#: projections no command set has. "PA" is not "AP": it puts the source behind the patient, so reading one as
+#: the other would expose a view nobody asked for
+UNSUPPORTED_VIEWS: tuple[str, ...] = ("pa", "posteroanterior", "postero anterior", "posterior anterior")
+
 #: imaging modes and procedures outside every command set; said with a verb they name what is refused
 UNSUPPORTED_MODES: tuple[str, ...] = (
     "live fluoroscopy", "live fluoro", "live imaging", "live xray", "live xrays", "fluoroscopy", "cine",
@@ -326,7 +380,8 @@ UNSUPPORTED_MODES: tuple[str, ...] = (
 
 #: words that say nothing about what to act on; a word outside these and the lexicon is an unknown name
 FUNCTION_WORDS: frozenset[str] = frozenset(
-    ["a", "an", "the", "this", "that", "these", "those", "my", "your", "our", "his", "her", "their", "its", "it", "them", "they", "he", "she", "we", "you", "i", "me", "us", "one", "ones", "some", "any", "each", "every", "both", "either", "other", "another", "same", "next", "first", "second", "third", "last", "new", "current", "whole", "entire", "small", "big", "large", "little", "tiny", "short", "long", "upper", "lower", "top", "bottom", "front", "back", "middle", "mid", "center", "centre", "side", "area", "region", "part", "portion", "spot", "point", "position", "place", "location", "pose", "view", "image", "picture", "frame", "field", "window", "screen", "monitor", "display", "scene", "table", "bed", "patient", "patient's", "person", "doctor", "surgeon", "nurse", "of", "to", "from", "in", "into", "onto", "on", "at", "by", "for", "with", "without", "over", "under", "above", "below", "beneath", "behind", "beside", "near", "toward", "towards", "through", "across", "along", "around", "about", "up", "down", "off", "out", "away", "and", "or", "but", "then", "than", "so", "as", "is", "are", "be", "been", "being", "was", "were", "do", "does", "did", "done", "have", "has", "had", "get", "got", "make", "made", "please", "could", "would", "can", "will", "shall", "should", "may", "might", "must", "let", "let's", "want", "need", "like", "just", "now", "again", "also", "too", "very", "really", "quite", "bit", "more", "less", "most", "least", "much", "many", "few", "there", "here", "where", "what", "which", "who", "how", "when", "why", "if", "not", "no", "yes", "ok", "okay", "alright", "thanks", "thank", "while", "until", "slowly", "quickly", "gently", "carefully", "softly", "firmly", "steadily", "smoothly", "immediately", "once", "twice", "same", "one's", "that's", "it's", "there's", "what's", "let's", "i'd", "i'll", "we'll", "you'll", "i'm", "we're", "you're", "give", "show", "send", "bring", "put", "take", "go", "move", "start", "begin", "perform", "run", "execute", "carry", "try", "set", "turn", "switch", "sure", "right", "left", "please", "kindly", "maybe", "possibly", "instead", "rather", "only", "even", "still"]
+    ["a", "an", "the", "this", "that", "these", "those", "my", "your", "our", "his", "her", "their", "its", "it", "them", "they", "he", "she", "we", "you", "i", "me", "us", "one", "ones", "some", "any", "each", "every", "both", "either", "other", "another", "same", "next", "first", "second", "third", "last", "new", "current", "whole", "entire", "small", "big", "large", "little", "tiny", "short", "long", "upper", "lower", "top", "bottom", "front", "back", "middle", "mid", "center", "centre", "side", "area", "region", "part", "portion", "spot", "point", "position", "place", "location", "pose", "view", "image", "picture", "frame", "field", "window", "screen", "monitor", "display", "scene", "table", "bed", "patient", "patient's", "person", "doctor", "surgeon", "nurse", "of", "to", "from", "in", "into", "onto", "on", "at", "by", "for", "with", "without", "over", "under", "above", "below", "beneath", "behind", "beside", "near", "toward", "towards", "through", "across", "along", "around", "about", "up", "down", "off", "out", "away", "and", "or", "but", "then", "than", "so", "as", "is", "are", "be", "been", "being", "was", "were", "do", "does", "did", "done", "have", "has", "had", "get", "got", "make", "made", "please", "could", "would", "can", "will", "shall", "should", "may", "might", "must", "let", "let's", "want", "need", "like", "just", "now", "again", "also", "too", "very", "really", "quite", "bit", "more", "less", "most", "least", "much", "many", "few", "there", "here", "where", "what", "which", "who", "how", "when", "why", "if", "not", "no", "yes", "ok", "okay", "alright", "thanks", "thank", "while", "until", "slowly", "quickly", "gently", "carefully", "softly", "firmly", "steadily", "smoothly", "immediately", "once", "twice", "same", "one's", "that's", "it's", "there's", "what's", "let's", "i'd", "i'll", "we'll", "you'll", "i'm", "we're", "you're", "give", "show", "send", "bring", "put", "take", "go", "move", "start", "begin", "perform", "run", "execute", "carry", "try", "set", "turn", "switch", "sure", "right", "left", "please", "kindly", "maybe", "possibly", "instead", "rather", "only", "even", "still", "enable", "activate", "initiate", "engage",
+     "commence", "launch", "select", "choose", "do"]
 )
 
 #: spelled numbers; the planner also uses them to tell a number word from an unknown name

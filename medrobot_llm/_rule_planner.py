@@ -21,11 +21,16 @@ from ._lexicon import (
     FILLER,
     FUNCTION_WORDS,
     NUMBER_WORDS,
+    ROOM_OBJECTS,
+    SWITCH_OFF,
     UNSUPPORTED_ACTIONS,
     UNSUPPORTED_MODES,
+    UNSUPPORTED_SETTINGS,
     UNSUPPORTED_TARGETS,
+    UNSUPPORTED_VIEWS,
     Lexicon,
     Phrase,
+    blanket_confirmation,
     drop_fillers,
     fold_text,
     lexicon,
@@ -52,7 +57,7 @@ _SPLIT_WORDS = (("and", "then"), ("after", "that"), ("then",), ("afterwards",), 
                 ("and", "after", "that"), ("once", "done"), ("when", "done"))
 _SMALL = (("a", "little", "bit"), ("a", "bit"), ("a", "little"), ("slightly",), ("a", "touch"), ("a", "tad"),
           ("just", "a", "bit"), ("a", "smidge"), ("somewhat",))
-_FRACTIONS = {"half": 0.5, "quarter": 0.25}
+_FRACTIONS = {"half": 0.5, "quarter": 0.25, "eighth": 0.125, "halves": 0.5, "quarters": 0.25, "eighths": 0.125}
 _COUNT_NOUNS = frozenset(["shot", "shots", "exposure", "exposures", "image", "images", "picture", "pictures", "radiograph", "radiographs", "spin", "spins", "scan", "scans", "acquisition", "acquisitions", "x", "xray", "xrays", "film", "films"])
 _TIMES = {"once": 1, "twice": 2, "thrice": 3}
 _LABEL_WORDS = frozenset(["labelled", "labeled", "label", "called", "named", "titled", "tagged", "caption", "captioned"])
@@ -140,6 +145,7 @@ class _Clause:
     count: int | None = None
     count_noun: str | None = None
     label: str | None = None
+    switched_off: bool = False
     covered: set[int] = field(default_factory=set)
     skill_positions: set[int] = field(default_factory=set)
 
@@ -185,8 +191,10 @@ def _present(tokens: list[str]) -> set[str]:
     return out
 
 
-def _find(tokens: list[str], words: tuple[str, ...], taken: set[int], allow_gaps: bool) -> list[tuple[int, ...]]:
-    """Positions where ``words`` occur in ``tokens`` (soft words skipped; small gaps allowed if asked)."""
+def _find(tokens: list[str], words: tuple[str, ...], taken: set[int], allow_gaps: bool,
+          skip: frozenset[int] = frozenset()) -> list[tuple[int, ...]]:
+    """Positions where ``words`` occur in ``tokens`` (soft words and ``skip`` positions skipped; small gaps
+    allowed if asked)."""
     core = _core(words)
     found: list[tuple[int, ...]] = []
     n = len(tokens)
@@ -199,9 +207,10 @@ def _find(tokens: list[str], words: tuple[str, ...], taken: set[int], allow_gaps
         for w in core[1:]:
             gap = 0
             while j < n and (not _same(tokens[j], w) or j in taken):
-                if tokens[j] in (",", ";", ".") or (not allow_gaps and tokens[j] not in _SOFT):
+                soft = tokens[j] in _SOFT or j in skip
+                if tokens[j] in (",", ";", ".") or (not allow_gaps and not soft):
                     break
-                if tokens[j] not in _SOFT:
+                if not soft:
                     gap += 1
                 if gap > _MAX_GAP:
                     break
@@ -217,17 +226,19 @@ def _find(tokens: list[str], words: tuple[str, ...], taken: set[int], allow_gaps
     return found
 
 
-def _match_phrases(tokens: list[str], phrases: list[Phrase], taken: set[int]) -> list[_Match]:
-    """Greedy longest-first matching; contiguous readings win over gapped ones."""
+def _match_phrases(tokens: list[str], phrases: list[Phrase], taken: set[int],
+                   skip: frozenset[int] = frozenset()) -> list[_Match]:
+    """Greedy longest-first matching; contiguous readings win over gapped ones. Positions in ``skip`` are
+    neither matched nor a gap."""
     out: list[_Match] = []
-    used: set[int] = set(taken)
+    used: set[int] = set(taken) | skip
     present = _present(tokens)
     candidates = [p for p in phrases if all(w in present for w in _core(p.words))]
     for allow_gaps in (False, True):
         for p in candidates:
             if allow_gaps and len(_core(p.words)) < 2:
                 continue
-            for pos in _find(tokens, p.words, used, allow_gaps):
+            for pos in _find(tokens, p.words, used, allow_gaps, skip):
                 if any(q in used for q in pos):
                     continue
                 out.append(_Match(p, pos))
@@ -284,6 +295,9 @@ class RulePlanner:
             return Plan.refused(domain, "the command is empty; say what the robot should do"), True
         tokens = words_to_numbers(drop_fillers(tokenize(text)))
         lex = lexicon(domain)
+        blanket = blanket_confirmation(text)
+        if blanket and _control(tokens, lex, embedded_stop=True) is not Control.STOP:
+            return Plan.refused(domain, blanket), True
         control = _control(tokens, lex, embedded_stop=False)
         if control is not None:
             return Plan.of_control(domain, control), True
@@ -295,6 +309,9 @@ class RulePlanner:
             return Plan.of_control(domain, control), True
         if _control(tokens, lex, embedded_stop=True) is Control.STOP:
             return Plan.of_control(domain, Control.STOP), True
+        control = _asked(tokens)
+        if control is not None:
+            return Plan.of_control(domain, control), True
         parser = _Parser(lex, world, text)
         try:
             steps = parser.run(tokens)
@@ -307,10 +324,10 @@ class RulePlanner:
             # out of range still refuses, a precondition the missing step would have met does not
             partial = validate_plan(Plan(status=PlanStatus.OK, domain=domain, steps=steps), None)
             if partial.status is not PlanStatus.REFUSED:
-                return Plan.clarify(domain, parser.questions[0]), True
+                return parser.unless_unknown(Plan.clarify(domain, parser.questions[0]))
             return partial, True
         plan = validate_plan(Plan(status=PlanStatus.OK, domain=domain, steps=steps), world)
-        return plan, True
+        return parser.unless_unknown(plan)
 
 
 def _unreadable(text: str) -> str | None:
@@ -330,6 +347,20 @@ def _unreadable(text: str) -> str | None:
 def _control_lexicon() -> list[Phrase]:
     """Control phrases, those with the most meaningful words first ("one moment" before "just a moment")."""
     return sorted(_CONTROL_LEXICON, key=lambda p: (-len(_core(p.words)), -len(p.words)))
+
+
+@functools.cache
+def _switch_off_phrases() -> tuple[tuple[str, ...], ...]:
+    return tuple(tuple(tokenize(p)) for p in SWITCH_OFF)
+
+
+def _switches_off(clause: _Clause) -> bool:
+    return any(_find(clause.tokens, w, set(), allow_gaps=False) for w in _switch_off_phrases())
+
+
+@functools.cache
+def _view_phrases() -> tuple[str, ...]:
+    return tuple(sorted((" ".join(tokenize(v)) for v in UNSUPPORTED_VIEWS), key=lambda v: -len(v)))
 
 
 @functools.cache
@@ -389,7 +420,7 @@ def _control(tokens: list[str], lex: Lexicon, embedded_stop: bool) -> Control | 
 
 #: control phrases made of a general verb and a pronoun: only the whole phrase is a control, since the verb
 #: alone starts a request ("do a cone-beam spin" asks for an exposure; it must never read as "do it" = confirm)
-_LITERAL_CONTROLS = frozenset({("do", "it"), ("go", "ahead"), ("go", "on"), ("carry", "on")})
+_LITERAL_CONTROLS = frozenset({("do", "it"), ("go", "ahead"), ("go", "on"), ("carry", "on"), ("back", "to", "it")})
 
 
 def _literal(m: _Match, words: list[str]) -> bool:
@@ -458,6 +489,25 @@ def _negated(tokens: list[str]) -> Control | None:
     return None
 
 
+#: words that open a yes/no question about the robot's state ("is the probe in contact?"), and the subjects
+#: after which "do" / "have" ask rather than command ("do a fan" and "have psm1 grab it" are commands)
+_QUESTION_OPENERS = frozenset(["is", "are", "am", "was", "were", "does", "did", "has", "isn't", "aren't", "doesn't",
+                               "hasn't"])
+_ASKED_SUBJECTS = frozenset(["you", "we", "i", "it", "they"])
+
+
+def _asked(tokens: list[str]) -> Control | None:
+    """"is the probe in contact?", "have you taken the shot?": a question about the robot's state is a status
+    request. Read as a command, its nouns named a task: "in contact" became a contact step."""
+    words = [t for t in tokens if t not in (",", ".", "!", "?", ";", ":", '"')]
+    if not words:
+        return None
+    if words[0] in _QUESTION_OPENERS or (words[0] in ("do", "have", "had") and words[1:2]
+                                         and words[1] in _ASKED_SUBJECTS):
+        return Control.STATUS
+    return None
+
+
 def _dimension(spec: ArgSpec, cs: CommandSet, skill: SkillSpec, args: dict[str, Any]) -> str | None:
     unit = spec.unit
     if spec.unit_from:
@@ -479,24 +529,68 @@ class _Parser:
         self.later: list[_Clause] = []
         self.done: list[Step] = []
         self.numbered_prefixes = {p.words[0] for p in lex.entities if len(p.words) == 2 and p.words[1].isdigit()}
+        self.clauses: list[_Clause] = []
 
     # -- clauses -------------------------------------------------------------------------------
     def run(self, tokens: list[str]) -> list[Step]:
-        parts = self.split(tokens)
+        parts = self.split(_elided_nouns(self._repeated_verbs(tokens)))
         while parts and all(t in _ANSWER_WORDS for t in parts[0]) and len(parts) > 1:
             parts = parts[1:]
         clauses = self._merge_vocatives([self.analyse(c) for c in parts])
         clauses = [c for c in clauses if c.tokens]
+        self.clauses = clauses
         self._exposure_limit(clauses)
         if not clauses:
             raise _Refusal("the command has no words the planner can use", understood=False)
         steps: list[Step] = []
         for k, clause in enumerate(clauses):
             later = clauses[k + 1:]
-            steps.extend(self.clause_steps(clause, later))
+            for step in self.clause_steps(clause, later):
+                if not (steps and self._merge_settings(steps[-1], step)):
+                    steps.append(step)
         if not steps:
             raise _Refusal("the command names no action of the command set", understood=False)
         return steps
+
+    def _repeated_verbs(self, tokens: list[str]) -> list[str]:
+        """"rescan the spleen", "re-insert the shunt": the verb done again is the verb. Only for words the
+        lexicon does not know as they are ("release" and "return" stay themselves)."""
+        out: list[str] = []
+        for k, t in enumerate(tokens):
+            if t == "re" and k + 1 < len(tokens) and self._known_as_is(tokens[k + 1]):
+                continue
+            if t.startswith("re") and len(t) > 4 and not self._known_as_is(t) and self._known_as_is(t[2:]):
+                t = t[2:]
+            out.append(t)
+        return out
+
+    def unless_unknown(self, plan: Plan) -> tuple[Plan, bool]:
+        """A question is only worth asking about a command the planner understood. "turn up the room lights"
+        or "measure the blood pressure" would otherwise be asked for a rotation angle or a contact force: a
+        word it does not know, in a command it would ask about, is refused by name instead (and marked not
+        understood, so a hybrid planner may try it)."""
+        if plan.status is not PlanStatus.CLARIFY:
+            return plan, True
+        for clause in self.clauses:
+            word = self._unknown_words(clause)
+            if word is not None:
+                return Plan.refused(self.cs.domain, f"'{word}' is not something the {self.cs.domain} command set "
+                                                    f"knows (its skills: {', '.join(self.cs.skills)})"), False
+        return plan, True
+
+    def _merge_settings(self, prev: Step, step: Step) -> bool:
+        """"set gain to 20 percent and depth to 10 cm": the person changes two settings of one skill, which
+        takes them together (its ``at_least_one`` group), so they are one step. Merged into ``prev`` only when
+        both steps set nothing but those settings and no setting twice: "depth 10 cm and depth 12 cm" is two
+        steps, and the validator judges them."""
+        if prev.skill != step.skill:
+            return False
+        group = set(self.cs.skills[step.skill].at_least_one)
+        if not group or not set(prev.args) <= group or not set(step.args) <= group \
+                or set(prev.args) & set(step.args):
+            return False
+        prev.args.update(step.args)
+        return True
 
     def _exposure_limit(self, clauses: list[_Clause]) -> None:
         """Count the exposures asked for before anything else, so "three AP shots and three lateral shots"
@@ -509,11 +603,12 @@ class _Parser:
                  for w in tokenize(syn)}
         total = 0
         for c in clauses:
-            asked = any(m.phrase.name in rad for m in c.skills)
+            # every exposure phrase counts: "AP with a shot, inlet with a shot, ..." may stay one clause
+            said = sum(1 for m in c.skills if m.phrase.name in rad)
             if c.count_noun is not None and (c.count_noun in nouns or c.count_noun.rstrip("s") in nouns):
-                asked = True
-            if asked:
-                total += c.count or 1
+                said = max(said, 1)
+            if said:
+                total += (c.count or 1) + said - 1
         if total > limit:
             raise _Refusal(f"the command asks for {total} exposures, above the limit of {limit} in one plan")
 
@@ -541,7 +636,8 @@ class _Parser:
             rest = [t for i, t in enumerate(c.tokens) if i not in c.covered]
             vocative = (agents and not c.skills and not c.qtys and c.items and len(clauses) > 1
                         and all(e in agents for it in c.items for e, _ in it.options)
-                        and all(t in FILLER or t in _SOFT or t in _ANSWER_WORDS or t == ":" for t in rest))
+                        and all(t in FILLER or t in _SOFT or t in _ANSWER_WORDS or t == ":" or
+                                (t in FUNCTION_WORDS and not c.skills and k + 1 < len(clauses)) for t in rest))
             if vocative and k + 1 < len(clauses):
                 pending += c.tokens + [","]
                 continue
@@ -575,8 +671,11 @@ class _Parser:
                 j = i + 1
                 while j < n and tokens[j] in (",", "and", "then", "please", "also", "now"):
                     j += 1
-                counted = j < n and _NUMBER.match(tokens[j]) is not None and any(
-                    tokens[k] in _COUNT_NOUNS for k in range(j + 1, min(j + 4, n)))
+                # "... and 2 shots", "... and take 1 more shot": a counted exposure (its verb before it) is a step
+                counted = _counted_at(tokens, j) or (j < n and tokens[j].isalpha() and _counted_at(tokens, j + 1))
+                # "... and another shot" counts one more, as "... and 2 shots" counts two
+                counted = counted or (j < n and tokens[j] == "another" and any(
+                    tokens[k] in _COUNT_NOUNS for k in range(j + 1, min(j + 3, n))))
                 counted = counted or self._named_then_skill(tokens, j, starts)
                 if j in starts or counted or self._verb_before(tokens, j, starts):
                     parts.append(cur)
@@ -592,15 +691,16 @@ class _Parser:
         return [p for p in parts if p]
 
     def _named_then_skill(self, tokens: list[str], j: int, starts: set[int]) -> bool:
-        """"... and a lateral shot", "... and psm1 grab it": names, then a skill phrase, start a clause."""
+        """"... and a lateral shot", "... and psm1 grab it", ", lateral with a shot": names, then a skill
+        phrase (after "with", which only ties the two), start a clause."""
         entity_words = {w for p in self.lex.entities for w in p.words}
         named = False
-        for k in range(j, min(j + 4, len(tokens))):
+        for k in range(j, min(j + 5, len(tokens))):
             if k in starts:
                 return named
             if tokens[k] in entity_words:
                 named = True
-            elif tokens[k] not in _SOFT:
+            elif tokens[k] not in _SOFT and not (named and tokens[k] == "with"):
                 return False
         return False
 
@@ -642,7 +742,10 @@ class _Parser:
                     clause.label = self._original_case(label)
                 clause.tokens = toks = toks[:k]
                 break
-        skills = _match_phrases(toks, self.lex.skills, set())
+        # "press a touch harder": the words of "a touch", "a bit" say how much, never which skill
+        small = frozenset(k for i in range(len(toks)) for sm in _SMALL if len(sm) > 1
+                          and tuple(toks[i:i + len(sm)]) == sm for k in range(i, i + len(sm)))
+        skills = _match_phrases(toks, self.lex.skills, set(), small)
         if not _VERB_PARTICLES.isdisjoint(toks):
             skills += _phrasal_matches(toks, _phrasal_phrases(self.cs.domain), skills, self._agent_words())
         ents = [m for etype in self.cs.entities
@@ -697,17 +800,20 @@ class _Parser:
             negative = False
             j = i
             if t in ("minus", "negative"):
-                negative = True
+                # "plus or minus 10 degrees" is a symmetric amount, not a negative one
+                negative = toks[max(0, i - 2):i] != ["plus", "or"]
                 j += 1
             value: float | None = None
             if j < n and _NUMBER.match(toks[j]) and j not in clause.covered:
                 value = float(toks[j])
                 j += 1
+                # "three quarters of a centimetre"
+                if j < n and toks[j] in _FRACTIONS:
+                    value *= _FRACTIONS[toks[j]]
+                    j = _past_article(toks, j + 1)
             elif j < n and toks[j] in _FRACTIONS:
                 value = _FRACTIONS[toks[j]]
-                j += 1
-                if j < n and toks[j] in ("a", "an"):
-                    j += 1
+                j = _past_article(toks, j + 1)
             elif j < n and toks[j] in ("a", "an", "one") and j + 1 < n and toks[j + 1] in UNIT_WORDS \
                     and toks[j + 1] not in ("in", "m", "n", "%"):
                 value = 1.0
@@ -735,6 +841,12 @@ class _Parser:
                 clause.covered.update(range(i, j + 1))
                 i = j + 1
                 continue
+            if unit is None and j < n and toks[j][0].isalpha() and len(toks[j]) > 1 and not self._known(toks[j]) \
+                    and toks[j] not in UNSUPPORTED_SETTINGS:
+                # "3 kilograms", "7 psi", "2 o'clock": a unit the planner cannot convert is never dropped, or
+                # the bare number would land in the argument's own unit (3 N for 3 kg)
+                raise _Refusal(f"'{' '.join(toks[i:j + 1])}': the planner does not know the unit '{toks[j]}'; "
+                               "say the value in mm, cm, degrees, turns, newtons, mm/s or percent")
             dim = None
             factor = 1.0
             if unit is not None:
@@ -774,6 +886,9 @@ class _Parser:
                                f"(its skills: {', '.join(self.cs.skills)})")
             if t in UNSUPPORTED_TARGETS:
                 raise _Refusal(f"'{t}' is not in the {self.cs.domain} command set ({self._targets()})")
+            if t in UNSUPPORTED_SETTINGS:
+                raise _Refusal(f"'{t}' is not a setting of the {self.cs.domain} command set: it cannot be chosen "
+                               f"(its skills: {', '.join(self.cs.skills)})")
             if t in self.numbered_prefixes and i + 1 < len(toks) and toks[i + 1].isdigit():
                 what = self._numbered_kind(t)
                 raise _Refusal(f"'{t}{toks[i + 1]}' is not a known {what} in the {self.cs.domain} command set")
@@ -790,6 +905,12 @@ class _Parser:
                 span = self._span_of(toks, words.split())
                 if span is not None and not (set(span) & clause.covered):
                     raise _Refusal(f"'{words}' is not in the {self.cs.domain} command set ({self._targets()})")
+        for words in _view_phrases():
+            span = self._span_of(toks, words.split())
+            if span is not None and not set(span) <= clause.covered:
+                views = self.cs.entities.get("view")
+                have = f" (its views: {', '.join(views.values)})" if views else ""
+                raise _Refusal(f"'{words}' is not a view of the {self.cs.domain} command set{have}")
         for words in _mode_phrases():
             if f" {words} " in joined:
                 span = self._span_of(toks, words.split())
@@ -817,17 +938,24 @@ class _Parser:
     def _unknown_words(self, clause: _Clause) -> str | None:
         toks = clause.tokens
         qty = {k for q in clause.qtys for k in range(q.start, q.end + 1)}
-        known = self.lex.known_words
         for i, t in enumerate(toks):
             if i in clause.covered or i in qty or not t[0].isalpha() or len(t) < 3:
                 continue
-            if any(x in known or x in FUNCTION_WORDS or x in FILLER or x in _SOFT or x in _COUNT_NOUNS
-                   or x in CONTROL_OBJECTS or x in UNIT_WORDS or x in _LABEL_WORDS for x in _stem(t)):
-                continue
-            if t in NUMBER_WORDS or (t.endswith("s") and t[:-1] in known):
-                continue
-            return t
+            if not self._known(t):
+                return t
         return None
+
+    def _known(self, t: str) -> bool:
+        """Whether ``t`` is a word the planner reads: the lexicon's, a function word, a number or a unit;
+        "reposition", "rescan" too, a known verb done again."""
+        return self._known_as_is(t) or (t.startswith("re") and len(t) > 4 and self._known_as_is(t[2:]))
+
+    def _known_as_is(self, t: str) -> bool:
+        known = self.lex.known_words
+        if any(x in known or x in FUNCTION_WORDS or x in FILLER or x in _SOFT or x in _COUNT_NOUNS
+               or x in CONTROL_OBJECTS or x in UNIT_WORDS or x in _LABEL_WORDS for x in _stem(t)):
+            return True
+        return t in NUMBER_WORDS or any(t in p for p in _switch_off_phrases()) or (t.endswith("s") and t[:-1] in known)
 
     def _span_of(self, toks: list[str], words: list[str]) -> range | None:
         for i in range(len(toks) - len(words) + 1):
@@ -1012,7 +1140,10 @@ class _Parser:
     def clause_steps(self, clause: _Clause, later: list[_Clause]) -> list[Step]:
         self.check_clause(clause)
         self.later = later
-        kind, name, _ = self.choose(clause)
+        kind, name, size = self.choose(clause)
+        self._unknown_action(clause, size)
+        self._agent_only(clause, size)
+        self._room_object(clause, kind, name)
         self.verb_start = min((m.start for m in clause.skills if (m.phrase.kind, m.phrase.name) == (kind, name)),
                               default=None)
         specs = self._specs(kind, name)
@@ -1022,6 +1153,15 @@ class _Parser:
             main.append((spec, args))
         if kind == "skill" and len(main) == 1:
             main.extend(self._conjoined(main[0][0], main[0][1], clause))
+        elif kind == "task" and main:
+            # "scan the right kidney and the liver": the whole task again for the second organ, so the plan
+            # says what was asked (and the validator judges it) instead of a contact on the last organ only
+            for extra in self._conjoined(main[0][0], main[0][1], clause):
+                main.extend([extra] + [(spec, dict(args)) for spec, args in main[1:len(specs)]])
+        if _switches_off(clause) and not clause.switched_off:
+            # "disable the left kidney": only a setting can be switched off; anything else is not a motion
+            raise _Refusal(f"the command switches off something that is not a setting of the {self.cs.domain} "
+                           f"command set (its skills: {', '.join(self.cs.skills)})")
         self.check_names(clause, main)
         leftovers = [it for it in clause.items if not it.used]
         unused_q = [q for q in clause.qtys if not q.used]
@@ -1067,6 +1207,48 @@ class _Parser:
                         self.context[e] = v
         self.done.extend(out)
         return out
+
+    def _unknown_action(self, clause: _Clause, size: int) -> None:
+        """"measure the left kidney", "fetch the needle with psm1": the verb is not one the command set knows,
+        and no skill phrase is in the clause, so the names alone would pick a skill (a move to the kidney, a
+        move to the needle). That is a guess; the unknown verb is refused by name instead."""
+        if size:
+            return
+        head = next((t for t in clause.tokens if t.isalpha() and len(t) > 2 and t not in FILLER and t not in _SOFT
+                     and not t.endswith("ly")), None)
+        if head is not None and not self._known(head):
+            raise _Refusal(f"'{head}' is not an action of the {self.cs.domain} command set "
+                           f"(its skills: {', '.join(self.cs.skills)})", understood=False)
+
+    def _agent_only(self, clause: _Clause, size: int) -> None:
+        """"what is the right arm holding", "psm1 please": an arm named with no word for what it should do. A
+        skill picked because it takes nothing but an arm (release) would be a guess, so the planner asks."""
+        agents = self._agent_kinds()
+        if size or clause.qtys or not clause.items or not agents \
+                or not all(e in agents for it in clause.items for e, _ in it.options):
+            return
+        who = " and ".join(" ".join(clause.tokens[k] for k in sorted(it.positions)) for it in clause.items)
+        raise _Question(f"What should '{who}' do? Say the action too.")
+
+    def _room_object(self, clause: _Clause, kind: str, name: str) -> None:
+        """"move the table up", "rotate the patient", "lower the bed": a motion verb whose object is something
+        in the room that no robot here moves would otherwise move the robot instead."""
+        if kind != "skill" or not self.cs.skills[name].hazard.moves:
+            return
+        toks = clause.tokens
+        # the verb: a phrase of the skill, or the clause's first word ("turn" names the orbit axis, not a skill)
+        ends = [m.positions[-1] for m in clause.skills if m.phrase.name == name]
+        ends += [k for k, t in enumerate(toks) if t.isalpha() and t not in FILLER and t not in _SOFT][:1]
+        for end in ends:
+            # "take the probe off the patient": what follows a particle is where from, not what moves
+            if toks[end] in _VERB_PARTICLES:
+                continue
+            k = end + 1
+            while k < len(toks) and (toks[k] in _POSSESSIVE or toks[k] in _SOFT):
+                k += 1
+            if k < len(toks) and toks[k] in ROOM_OBJECTS:
+                raise _Refusal(f"'{toks[k]}' is not moved by any skill of the {self.cs.domain} command set; "
+                               f"it moves only its own robot (its skills: {', '.join(self.cs.skills)})")
 
     def _wrong_object(self, clause: _Clause, main: list[tuple[SkillSpec, dict[str, Any]]], out: list[Step]) -> None:
         """A skill that only takes some objects ("insert" takes the shunt) must not fall back on its default
@@ -1128,25 +1310,73 @@ class _Parser:
         verbs = _exposure_verbs_of(self.cs.domain)
         for k, t in enumerate(clause.tokens):
             if t in verbs and k not in clause.covered:
-                return verbs[t]
+                return None if self._exposure_said_next(rad) else verbs[t]
         return None
+
+    def _exposure_said_next(self, rad: list[SkillSpec]) -> bool:
+        """"take an AP of the pelvis and a shot": the verb's object runs on to the exposure itself, so the view
+        is not a second exposure. Looked for in the clauses that follow, up to the next view or anatomy named
+        ("take an AP and a lateral shot" still exposes both views)."""
+        rad_names = {r.name for r in rad}
+        setters = {s.name for s in self.cs.skills.values() if any(_establishes(s, r) for r in rad)}
+        named = {e for n in setters for a in self.cs.skills[n].args.values() for e in a.entities}
+        elsewhere = {e for s in self.cs.skills.values() if s.name not in setters for a in s.args.values()
+                     for e in a.entities}
+        for c in self.later:
+            # a view named, or an anatomy named where no other skill's verb takes it ("collimate to the sacrum")
+            other_verb = any(m.phrase.name not in setters | rad_names for m in c.skills)
+            kinds = {e for it in c.items for e, _ in it.options}
+            if kinds & (named - elsewhere) or (not other_verb and kinds & named):
+                return False
+            if any(m.phrase.name in rad_names for m in c.skills):
+                return True
+        return False
 
     def _conjoined(self, spec: SkillSpec, args: dict[str, Any], clause: _Clause) -> list[tuple[SkillSpec,
                                                                                                   dict[str, Any]]]:
-        """"locate the needle and the shunt": one more step per extra value of an argument already filled."""
+        """"locate the needle and the shunt", "the right kidney and the left kidney": one more step per extra
+        value of an argument already filled (a side only among the sides its organ or anatomy has)."""
         extra = []
         for a, s in spec.args.items():
-            if s.type != "enum" or a not in args or s.values_from or a.startswith(("from_", "to_")):
+            if s.type != "enum" or a not in args or a.startswith(("from_", "to_")):
                 continue
             for it in clause.items:
-                before = [w for w in clause.tokens[:it.start] if w not in _SOFT]
+                # "... and the left kidney": the side in front of the noun does not hide the "and"
+                named = {k for o in clause.items if o is not it and o.end < it.start for k in o.positions}
+                before = [w for k, w in enumerate(clause.tokens[:it.start]) if w not in _SOFT
+                          and not (k in named and k > max((j for j, t in enumerate(clause.tokens[:it.start])
+                                                           if t in ("and", ",")), default=-1))]
                 if it.used or not before or before[-1] not in ("and", ",", "or", "&", "plus"):
                     continue
-                v = it.value_for(s.entities, self.cs.allowed_values(s))
+                v = it.value_for(s.entities, self._allowed(spec, a, s, args))
                 if v is not None and v != args[a]:
                     clause.use(it)
-                    extra.append((spec, {**args, a: v}))
+                    more = {**args, a: v}
+                    # "... and the left kidney": the noun after the side is the same kidney, not a new name
+                    for other in clause.items:
+                        if not other.used and other.start == it.end + 1 and any(
+                                o in more.values() for _, o in other.options):
+                            clause.use(other)
+                    self._gapped(spec, a, it, more, clause)
+                    extra.append((spec, more))
         return extra
+
+    def _gapped(self, spec: SkillSpec, a: str, item: _Item, args: dict[str, Any], clause: _Clause) -> None:
+        """"grab the needle with the right arm and the shunt with the left arm": what is named after the second
+        value, up to the next "and", belongs to its step and replaces what the first step had."""
+        end = next((k for k in range(item.end + 1, len(clause.tokens)) if clause.tokens[k] in ("and", ",")),
+                   len(clause.tokens))
+        for b, s in spec.args.items():
+            if b == a or s.type != "enum" or s.values_from:
+                continue
+            for other in clause.items:
+                if other.used or not item.end < other.start < end:
+                    continue
+                v = other.value_for(s.entities, self._allowed(spec, b, s, args))
+                if v is not None:
+                    args[b] = v
+                    clause.use(other)
+                    break
 
     def _echo(self, item: _Item, steps: list[Step]) -> bool:
         """An unused name that repeats a value already in the plan ("the kidney ... the kidney") or in the
@@ -1179,15 +1409,16 @@ class _Parser:
             allowed = self._allowed(spec, a, s, args)
             item = self._pick(clause, a, s, allowed)
             if item is not None:
-                args[a] = item
+                args[a] = self._switched_off(spec, a, item, allowed, clause)
         self._infer_parents(spec, args)
+        self._same_as_before(spec, args, clause)
         self._carry(spec, args)
         self._numbers(spec, clause, args)
         for a, s in spec.args.items():
             if s.type == "text" and clause.label is not None and a not in args:
                 args[a] = clause.label
         for a, s in enums:
-            if a in args or not s.required:
+            if a in args or not s.required or s.values_from:
                 continue
             if a.startswith(("to_", "from_")):
                 continue
@@ -1196,8 +1427,29 @@ class _Parser:
                 if value and value in self._allowed(spec, a, s, args):
                     args[a] = value
                     break
+        # a thing taken from the clause before keeps the side and level it was said with there ("AP of the left
+        # knee, then a lateral"); a side said for another organ or anatomy is never carried to this one
+        self._carry(spec, args)
+        for a, s in enums:
+            if a in args or not s.required or not s.values_from or s.values_from.split(".")[0] in args:
+                continue
+            value = self._from_later(later, s, self._allowed(spec, a, s, args))
+            if value:
+                args[a] = value
         self._pair(spec, args)
         return args
+
+    def _switched_off(self, spec: SkillSpec, a: str, value: str, allowed: tuple[str, ...], clause: _Clause) -> str:
+        """"turn off colour doppler": a setting said after a switching-off verb is the one to leave, not the one
+        to choose. With one other value it can take (B-mode) that is the setting; with more, the planner asks."""
+        if a not in spec.at_least_one or not _switches_off(clause):
+            return value
+        clause.switched_off = True
+        others = [v for v in allowed if v != value]
+        if len(others) != 1:
+            self.questions.append(f"Which {a} instead of {value}: {' or '.join(others)}?")
+            return value
+        return others[0]
 
     def _allowed(self, spec: SkillSpec, name: str, s: ArgSpec, args: dict[str, Any]) -> tuple[str, ...]:
         allowed = self.cs.allowed_values(s)
@@ -1296,6 +1548,38 @@ class _Parser:
                     if step.args[a] in self._allowed(spec, a, s, args):
                         args[a] = step.args[a]
                     break
+
+    def _same_as_before(self, spec: SkillSpec, args: dict[str, Any], clause: _Clause) -> None:
+        """"lateral of the pelvis and a shot, then the same on the sacrum": "the same" keeps what the last step
+        of this skill chose and this clause does not say (the lateral view), rather than the default (AP)."""
+        if "same" not in clause.tokens:
+            return
+        prev = next((st for st in reversed(self.done) if st.skill == spec.name), None)
+        if prev is None:
+            return
+        for a, s in spec.args.items():
+            if a not in args and a in prev.args and s.type == "enum" and not s.values_from \
+                    and prev.args[a] in self._allowed(spec, a, s, args):
+                args[a] = prev.args[a]
+
+    def _inherit(self, spec: SkillSpec, args: dict[str, Any]) -> set[str]:
+        """"AP of the pelvis and a shot, then lateral view and another shot": a step the person named only
+        in part (the view) acts on what the clause before set up, as a radiographer would read it. Only the
+        required names no other argument depends on come from there; side and level then follow that same
+        anatomy through ``_carry``. Returns the arguments so filled."""
+        filled: set[str] = set()
+        for a, s in spec.args.items():
+            if a in args or s.type != "enum" or not s.required or s.values_from or a.startswith(("to_", "from_")):
+                continue
+            for etype in s.entities:
+                value = self.context.get(etype)
+                if value is not None and value in self._allowed(spec, a, s, args):
+                    args[a] = value
+                    filled.add(a)
+                    break
+        if filled:
+            self._carry(spec, args)
+        return filled
 
     def _infer_parents(self, spec: SkillSpec, args: dict[str, Any]) -> None:
         """A value that only one parent allows names the parent: "L4" means the lumbar spine."""
@@ -1403,7 +1687,8 @@ class _Parser:
             holds = have is not _UNSET and ((have == want) if op == "==" else (have != want))
             if op == "!=" and any(_bind(k, key) is not None for k, _ in effect_templates(spec)):
                 continue
-            for cspec, cargs, consumed in self._establishers(key, op, want, leftovers, named, clause):
+            acted_on = frozenset(v for v in args.values() if isinstance(v, str))
+            for cspec, cargs, consumed in self._establishers(key, op, want, leftovers, named, clause, acted_on):
                 if cspec.name == spec.name or (only_look and cspec.hazard is not Hazard.NONE):
                     continue
                 # the fact holds, but the person named a new setting for it ("... and a lateral shot")
@@ -1429,7 +1714,13 @@ class _Parser:
         return out
 
     def _establishers(self, key: str, op: str, want: Any, leftovers: list[_Item], named: set[str],
-                      clause: _Clause) -> list[tuple[SkillSpec, dict[str, Any], list[_Item]]]:
+                      clause: _Clause, acted_on: frozenset[str] = frozenset(),
+                      ) -> list[tuple[SkillSpec, dict[str, Any], list[_Item]]]:
+        """Skills that would make ``key op want`` true, with the arguments the clause names for them.
+
+        A name counts for a step only if the step it prepares does not already act on it (``acted_on``): "dilate
+        the vessel with psm2" grasps the vessel, and the same word "vessel" must not also justify handing the
+        vessel away to empty the gripper first."""
         found: list[tuple[SkillSpec, dict[str, Any], list[_Item]]] = []
         for cspec in self.cs.skills.values():
             if cspec.hazard.needs_confirmation:
@@ -1455,7 +1746,10 @@ class _Parser:
                         continue
                     allowed = self._allowed(cspec, a, s, args)
                     for it in leftovers:
-                        if it.used or it in consumed:
+                        # a word that is also part of another name ("head" in "toward the head") is too
+                        # ambiguous to justify a step of its own
+                        if it.used or it in consumed or any(v in acted_on for _, v in it.options) \
+                                or any(it.overlaps(o) and not set(o.options) & set(it.options) for o in clause.items):
                             continue
                         v = it.value_for(s.entities, allowed)
                         if v is not None:
@@ -1463,12 +1757,15 @@ class _Parser:
                             consumed.append(it)
                             break
                 if consumed:
+                    self._same_as_before(cspec, args, clause)
+                    inherited = self._inherit(cspec, args)
                     # "two AP shots and two lateral shots of the pelvis": the anatomy comes later
                     for a, s in sorted(cspec.args.items(), key=lambda kv: kv[1].values_from is not None):
-                        if a not in args and s.type == "enum":
-                            v = self._from_later(self.later, s, self._allowed(cspec, a, s, args))
-                            if v is not None:
-                                args[a] = v
+                        if a in args or s.type != "enum" or (s.values_from or ".").split(".")[0] in inherited:
+                            continue
+                        v = self._from_later(self.later, s, self._allowed(cspec, a, s, args))
+                        if v is not None:
+                            args[a] = v
                 # "a lateral shot at L2": the level names its anatomy, the lumbar spine
                 self._infer_parents(cspec, args)
                 self._carry(cspec, args)
@@ -1484,6 +1781,41 @@ class _Parser:
                 found.append((cspec, args, consumed))
         found.sort(key=lambda f: -len(f[2]))
         return found
+
+
+def _past_article(toks: list[str], j: int) -> int:
+    """After a fraction: past "a" / "of a" ("half a centimetre", "a quarter of a turn")."""
+    for words in (("of", "a"), ("of", "an"), ("a",), ("an",)):
+        if tuple(toks[j:j + len(words)]) == words:
+            return j + len(words)
+    return j
+
+
+def _counted_at(tokens: list[str], k: int) -> bool:
+    """A number at ``k`` that counts a noun right after it ("2 shots", "1 more exposure")."""
+    return k < len(tokens) and _NUMBER.match(tokens[k]) is not None \
+        and any(tokens[m] in _COUNT_NOUNS for m in range(k + 1, min(k + 4, len(tokens))))
+
+
+#: what may follow "another" / "one more" when the noun is left out ("... and take another")
+_ELLIPSIS_END = frozenset([",", ".", ";", "!", "?", "and", "then", "please", "too", "now"])
+
+
+def _elided_nouns(tokens: list[str]) -> list[str]:
+    """"take a shot, tilt forward a bit and take another": "another" (or "one more") with its noun left out
+    counts one more of the last countable thing the command named (a shot, an image, a spin). Without a noun
+    before it, nothing is filled in, and the words are read as they were said."""
+    out: list[str] = []
+    n = len(tokens)
+    for i, t in enumerate(tokens):
+        out.append(t)
+        more = t == "another" or (t == "more" and i > 0 and tokens[i - 1] == "1")
+        if not more or (i + 1 < n and tokens[i + 1] not in _ELLIPSIS_END):
+            continue
+        noun = next((w for w in reversed(tokens[:i]) if w in _COUNT_NOUNS), None)
+        if noun is not None:
+            out.append(noun[:-1] if noun.endswith("s") and noun[:-1] in _COUNT_NOUNS else noun)
+    return out
 
 
 def _establishes(spec: SkillSpec, other: SkillSpec) -> bool:

@@ -352,3 +352,47 @@ def test_a_general_verb_alone_is_never_a_confirmation() -> None:
     for text in ("do it", "yes, do it", "go ahead", "okay go ahead and do it"):
         plan = planner.plan("xray", text)
         assert plan.status is PlanStatus.CONTROL and plan.control is Control.CONFIRM, (text, plan)
+
+
+def test_what_the_command_set_lacks_is_refused_by_name_never_substituted() -> None:
+    """A unit, view or machine setting the planner cannot honour would otherwise vanish from the plan: "3
+    kilograms" became 3 N, "PA" became AP, "at 7 MHz" became a contact force of 7 N."""
+    reason = _text(planner.plan("ultrasound", "make contact at 3 kilograms").reason)
+    assert "kilograms" in reason and "unit" in reason
+    reason = _text(planner.plan("xray", "PA of the chest").reason)
+    assert "'pa'" in reason and "ap" in reason
+    for domain, text, word in (("xray", "take a shot at 80 kV", "kv"), ("ultrasound", "set the frequency to 7 MHz",
+                                                                         "frequency")):
+        plan = planner.plan(domain, text)
+        assert plan.status is PlanStatus.REFUSED and word in _text(plan.reason), (text, plan)
+    assert planner.plan("xray", "frontal view of the chest").steps[0].args["view"] == "ap"
+
+
+def test_skipping_a_check_is_refused_however_it_is_said() -> None:
+    for text in ("take a shot, no confirmation", "shoot unconfirmed", "expose in unsafe mode",
+                 "park the gantry and skip the checks"):
+        assert screen_text(text) is not None, text
+    # a correction that starts with "no" is not a request to skip anything
+    assert screen_text("no, check the left kidney") is None
+
+
+def test_an_unknown_action_is_refused_not_guessed_from_its_object() -> None:
+    """Without a verb it knows, the planner used to pick a skill from the names alone: "measure the left
+    kidney" moved the probe, "fetch the needle" moved the arm, "move the table up" moved the gantry."""
+    for domain, text, word in (("ultrasound", "measure the left kidney", "measure"),
+                               ("surgery", "clean the needle with psm1", "clean"),
+                               ("xray", "lower the bed by 5 cm", "bed"),
+                               ("ultrasound", "turn up the room lights", "room")):
+        plan, understood = planner.parse(domain, text)
+        assert plan.status is PlanStatus.REFUSED and f"'{word}'" in _text(plan.reason), (text, plan)
+    # an unknown verb is not understood, so a hybrid planner may still ask its model
+    assert planner.parse("ultrasound", "measure the left kidney")[1] is False
+    # a verb done again is the verb; an adverb in front is no verb at all
+    assert [s.skill for s in planner.plan("ultrasound", "re-scan the spleen").steps] == [
+        "move_to_window", "make_contact", "sweep"]
+    assert planner.plan("surgery", "finally, send both arms home").status is PlanStatus.OK
+
+
+def test_switching_a_setting_off_chooses_the_other_one() -> None:
+    assert _steps(planner.plan("ultrasound", "turn off colour doppler")) == [("set_imaging", {"mode": "b_mode"})]
+    assert planner.plan("ultrasound", "disable the left kidney").status is PlanStatus.REFUSED
