@@ -36,7 +36,8 @@ def supervised_skill_server(domain: str, real_time_factor: float, log: Path) -> 
     """Yield an in-process ``SupervisorNode`` connected to a skill server process for ``domain``."""
     try:
         import rclpy
-        from ._common import PoolExecutor
+        from rclpy.executors import SingleThreadedExecutor
+
         from ._supervisor_node import SupervisorNode
     except ImportError as exc:
         raise SystemExit(f"ROS 2 is not importable here ({exc}): {INSTALL_HINT}") from None
@@ -52,7 +53,7 @@ def supervised_skill_server(domain: str, real_time_factor: float, log: Path) -> 
             env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
     rclpy.init()
     node = SupervisorNode(domain=domain)
-    executor = PoolExecutor(num_threads=5)
+    executor = SingleThreadedExecutor()  # as `medrobot bringup` runs the supervisor (spin_node)
     executor.add_node(node)
     spin = threading.Thread(target=executor.spin, daemon=True)
     spin.start()

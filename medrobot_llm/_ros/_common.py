@@ -16,8 +16,8 @@ from rclpy.action.client import ActionClient
 from rclpy.task import Future, Task
 from unique_identifier_msgs.msg import UUID
 from rclpy.context import Context
-from rclpy.executors import (ConditionReachedException, ExternalShutdownException, MultiThreadedExecutor,
-                             ShutdownException, TimeoutException)
+from rclpy.executors import (ConditionReachedException, Executor, ExternalShutdownException,
+                             MultiThreadedExecutor, ShutdownException, SingleThreadedExecutor, TimeoutException)
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
@@ -118,11 +118,16 @@ class PoolExecutor(MultiThreadedExecutor):
             self.wake()
 
 
-def spin_node(make: Callable[[], Any], *, threads: int = 4, args: list[str] | None = None) -> int:
-    """``main`` of a node process: init, build, spin until Ctrl-C/SIGTERM, then close the node cleanly."""
+def spin_node(make: Callable[[], Any], *, threads: int | None = None, args: list[str] | None = None) -> int:
+    """``main`` of a node process: init, build, spin until Ctrl-C/SIGTERM, then close the node cleanly.
+
+    One executor thread unless ``threads`` is given: a node whose callbacks never block answers fastest on
+    one thread, since a pool's threads queue for the GIL in front of every message. Only a node whose
+    callbacks may block for long (the planner, waiting for an LLM) takes a pool.
+    """
     rclpy.init(args=args)
     node = None
-    executor = PoolExecutor(num_threads=threads)
+    executor: Executor = SingleThreadedExecutor() if threads is None else PoolExecutor(num_threads=threads)
     try:
         node = make()
         executor.add_node(node)

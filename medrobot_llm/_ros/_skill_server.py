@@ -1,13 +1,15 @@
 """The sim skill server: the ExecuteSkill action server over one PyBullet scene (one per robot).
 
 Thin by design: every decision is ``SkillServerCore``'s (``_gate``). The node adds the threads:
-- the action callbacks are coroutines that never sleep or block: a goal is checked, handed to the
-  control thread, and its coroutine awaits a future the control thread completes;
+- one executor thread runs every ROS callback, and none of them sleeps or blocks: a goal is checked,
+  handed to the control thread, and its coroutine awaits a future the control thread completes. One
+  thread, not a pool: with a pool, every callback waited for the GIL behind the pool's own threads, and
+  messages sat 100-400 ms in the process on an idle machine (a separate process got them in 2 ms);
 - one control thread runs the physics of the admitted goal and checks its cancel token every cycle;
-- the e-stop subscriber has its own callback group, so it runs even while every other callback is busy,
-  and halts the scene from the subscriber thread at once (motion held within that call); while the
-  supervisor it follows is in ESTOP/FAULT, only that supervisor's own release (false, sent by its reset)
-  un-halts the robot: anyone else's release of their e-stop button must not free a latched robot;
+- the e-stop callback halts the scene at once (motion held within that call), never queued behind a
+  goal, since no callback waits; while the supervisor it follows is in ESTOP/FAULT, only that
+  supervisor's own release (false, sent by its reset) un-halts the robot: anyone else's release of their
+  e-stop button must not free a latched robot;
 - a timer publishes ``/medrobot/robot_status`` (liveness, halt latch, world state) and cancels a running
   goal if the supervisor it follows falls silent.
 """
@@ -19,14 +21,14 @@ import queue
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from rclpy.action.server import ActionServer, CancelResponse, GoalResponse, ServerGoalHandle
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.context import Context
 from rclpy.node import Node
 from rclpy.subscription import MessageInfo
+from rclpy.task import Future
 from std_msgs.msg import Bool, String
 
 from medrobot_interfaces.action import ExecuteSkill
@@ -54,25 +56,21 @@ class SkillServerNode(Node):
         self.state_wait_s = p["state_wait_s"]
         self.feedback_period_s = 1.0 / p["feedback_hz"] if p["feedback_hz"] > 0 else 0.0
 
-        self._estop_group = MutuallyExclusiveCallbackGroup()
-        self._state_group = MutuallyExclusiveCallbackGroup()
-        self._action_group = ReentrantCallbackGroup()
-        self._timer_group = MutuallyExclusiveCallbackGroup()
         self._status_pub = self.create_publisher(String, TOPIC_ROBOT_STATUS, reliable_qos(5))
-        self._state_cond = threading.Condition()  # notified on every supervisor state
+        self._waiters: list[tuple[Future[None], float]] = []  # goals waiting for a state: (woken, deadline)
+        self._waiters_lock = threading.Lock()
         self._admitted: dict[bytes, Admitted] = {}
         self._latch_lock = threading.Lock()  # the e-stop and state callbacks decide halt/release one at a time
-        self.create_subscription(Bool, TOPIC_ESTOP, self._on_estop, latched_qos(5),
-                                 callback_group=self._estop_group)
-        self.create_subscription(SupervisorState, TOPIC_STATE, self._on_state, latched_qos(1),
-                                 callback_group=self._state_group)
+        self.create_subscription(Bool, TOPIC_ESTOP, self._on_estop, latched_qos(5))
+        self.create_subscription(SupervisorState, TOPIC_STATE, self._on_state, latched_qos(1))
         self._server = ActionServer(
             self, ExecuteSkill, ACTION_EXECUTE, execute_callback=self._execute,
-            goal_callback=self._on_goal, cancel_callback=self._on_cancel, callback_group=self._action_group)
-        self._jobs: queue.Queue[tuple[Admitted, ServerGoalHandle[Any, Any, Any], _Done] | None] = queue.Queue()
+            goal_callback=self._on_goal, cancel_callback=self._on_cancel)
+        self._jobs: queue.Queue[tuple[Admitted, ServerGoalHandle[Any, Any, Any], Future[StepResult]] | None] = \
+            queue.Queue()
         self._control = threading.Thread(target=self._control_loop, name="medrobot-control", daemon=True)
         self._control.start()
-        self.create_timer(1.0 / p["status_hz"], self._tick, callback_group=self._timer_group)
+        self.create_timer(1.0 / p["status_hz"], self._tick)
         self.get_logger().info(f"skill server for {self.scene.scene_id} on {ACTION_EXECUTE} "
                                f"(real_time_factor {p['real_time_factor']:g}); following {TOPIC_STATE}")
 
@@ -116,9 +114,7 @@ class SkillServerNode(Node):
         previous = self.core.followed
         followed = FollowedState(msg.state, msg.plan_id, msg.step_index, msg.session, time.monotonic(),
                                  _announced_goal(msg.status_json))
-        with self._state_cond:
-            cancelled = self.core.on_state(followed)
-            self._state_cond.notify_all()
+        cancelled = self.core.on_state(followed)
         for a in cancelled:
             a.token.cancel(f"the supervisor is {msg.state} at plan {msg.plan_id or '(none)'} step "
                            f"{msg.step_index + 1}, no longer executing this step")
@@ -131,11 +127,22 @@ class SkillServerNode(Node):
                 self.core.halt(f"the supervisor is {msg.state}: {msg.reason}")
         if halt:
             self._publish_status()
+        self._wake_waiters(lambda _deadline: True)
 
     def _tick(self) -> None:
         for a, why in self.core.watch():
             a.token.cancel(why)
+        now = time.monotonic()
+        self._wake_waiters(lambda deadline: deadline <= now)
         self._publish_status()
+
+    def _wake_waiters(self, due: Callable[[float], bool]) -> None:
+        with self._waiters_lock:
+            woken = [f for f, deadline in self._waiters if due(deadline)]
+            self._waiters = [(f, d) for f, d in self._waiters if not due(d)]
+        for f in woken:
+            if not f.done():
+                f.set_result(None)
 
     def _publish_status(self) -> None:
         self._status_pub.publish(String(data=to_json(self.core.status())))
@@ -151,13 +158,14 @@ class SkillServerNode(Node):
             admitted.token.cancel("goal cancel requested")
         return CancelResponse.ACCEPT
 
-    def _execute(self, handle: ServerGoalHandle[Any, Any, Any]) -> ExecuteSkill.Result:
-        """Blocks one worker thread of the reentrant action group until the control thread has run the goal.
+    def _future(self) -> Future[Any]:
+        """A future whose completion from any thread wakes this node's executor: rclpy resumes a waiting
+        coroutine only when its executor wakes, which scheduling a done callback does."""
+        f: Future[Any] = Future(executor=self.executor)
+        f.add_done_callback(lambda _f: None)
+        return f
 
-        Not a coroutine: rclpy's executors put an unfinished task back on the ready list on every turn, so a
-        coroutine awaiting the control thread kept the executor busy re-running it and starved the status
-        timer and the state subscription for as long as the goal lasted; the supervisor then saw no heartbeat
-        and faulted. A blocked worker costs one thread and nothing else."""
+    async def _execute(self, handle: ServerGoalHandle[Any, Any, Any]) -> ExecuteSkill.Result:
         g = handle.request
         goal = GoalRequest(g.plan_id, int(g.step_index), g.skill, g.args_json, g.domain,
                            bytes(handle.goal_id.uuid).hex())
@@ -165,13 +173,9 @@ class SkillServerNode(Node):
             step = self.core.check_form(goal)
             # the goal may overtake the state message that authorises it (two topics, no common order)
             deadline = time.monotonic() + self.state_wait_s
-            with self._state_cond:
-                while (self.core.authorised(goal, self._state_publishers()) is not None
-                       and not self.core.never_authorised(goal)):
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        break
-                    self._state_cond.wait(min(left, 0.05))
+            while (self.core.authorised(goal, self._state_publishers()) is not None
+                   and not self.core.never_authorised(goal) and time.monotonic() < deadline):
+                await self._next_state(deadline)
             admitted = self.core.admit(goal, step, self._state_publishers())
         except Refusal as r:
             self.get_logger().warning(r.message)
@@ -182,12 +186,13 @@ class SkillServerNode(Node):
         self._admitted[key] = admitted
         if handle.is_cancel_requested:
             admitted.token.cancel("goal cancel requested")
-        done = _Done()
+        done: Future[StepResult] = self._future()
         self._jobs.put((admitted, handle, done))
         try:
-            result = done.wait()
+            result = await done
         finally:
             self._admitted.pop(key, None)
+        assert result is not None
         if result.success:
             handle.succeed()
         elif result.failure is FailureKind.CANCELLED and handle.is_cancel_requested:
@@ -195,6 +200,14 @@ class SkillServerNode(Node):
         else:
             handle.abort()
         return self._result(result)
+
+    async def _next_state(self, deadline: float) -> None:
+        """Until the next supervisor state arrives, or the status timer finds the deadline passed. No timer
+        of its own: creating and destroying one per goal raced the executor's wait set."""
+        f: Future[None] = self._future()
+        with self._waiters_lock:
+            self._waiters.append((f, deadline))
+        await f
 
     def _state_publishers(self) -> int:
         return self.count_publishers(TOPIC_STATE)
@@ -218,7 +231,7 @@ class SkillServerNode(Node):
                 result = self.core.run(admitted, self._feedback_to(admitted, handle))
             except Exception as exc:  # noqa: BLE001 - the goal must end, whatever happened
                 result = StepResult.failed(FailureKind.ERROR, f"{type(exc).__name__}: {exc}")
-            done.set(result)
+            done.set_result(result)
             self._publish_status()
 
     def _feedback_to(self, admitted: Admitted, handle: ServerGoalHandle[Any, Any, Any]) -> FeedbackFn:
@@ -246,23 +259,6 @@ class SkillServerNode(Node):
         self.scene.close()
 
 
-class _Done:
-    """The control thread's result for one goal, handed to the worker thread that waits for it."""
-
-    def __init__(self) -> None:
-        self._event = threading.Event()
-        self._result: StepResult | None = None
-
-    def set(self, result: StepResult) -> None:
-        self._result = result
-        self._event.set()
-
-    def wait(self) -> StepResult:
-        self._event.wait()
-        assert self._result is not None
-        return self._result
-
-
 def _latched(state: FollowedState | None) -> bool:
     return state is not None and state.state in ("ESTOP", "FAULT")
 
@@ -278,8 +274,7 @@ def _announced_goal(status_json: str) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    # one worker per arm may block in _execute; the e-stop, state, timer and cancel callbacks need their own
-    return spin_node(SkillServerNode, threads=8, args=list(argv) if argv is not None else sys.argv)
+    return spin_node(SkillServerNode, args=list(argv) if argv is not None else sys.argv)
 
 
 if __name__ == "__main__":

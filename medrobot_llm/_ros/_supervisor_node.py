@@ -9,8 +9,9 @@ Each state names the last audit record it reflects (``records_through``) so cons
 those records reached them on the events stream, and, while a step is being sent, the id of that very
 goal (``goal_id``): the skill server runs no other goal for the step, whoever sends it.
 
-The e-stop subscriber has its own callback group: whatever else is busy (a long plan submission, a
-flood of commands), a stop is handled at once. It ignores what this node itself publishes there (the
+No callback waits for anything (a reset, which waits for the robot, runs on a thread of its own), so the
+node spins on one executor thread and a stop is handled as soon as it arrives; the e-stop subscriber still
+has a callback group of its own for executors with a pool. It ignores what this node itself publishes there (the
 backend's halt and release reach the skill server that way): reacting to its own echo would re-latch after
 every reset. An e-stop pressed before this node started (the topic's history, replayed to late joiners)
 latches only if its sender's last word is still "pressed".
@@ -169,6 +170,11 @@ class SupervisorNode(Node):
                                               source="ros"))
 
     def _on_reset(self, msg: Empty) -> None:
+        # A reset waits for the halted step to end and for the robot to report itself clear, and both come
+        # in through this node's executor: done here, the wait would hold up what it waits for.
+        threading.Thread(target=self._reset, name="medrobot-reset", daemon=True).start()
+
+    def _reset(self) -> None:
         try:
             reply = self.sup.reset(source="ros")
         except InvalidTransition as exc:
@@ -269,7 +275,7 @@ class SupervisorNode(Node):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return spin_node(SupervisorNode, threads=5, args=list(argv) if argv is not None else sys.argv)
+    return spin_node(SupervisorNode, args=list(argv) if argv is not None else sys.argv)
 
 
 if __name__ == "__main__":
