@@ -171,9 +171,22 @@ class RosSkillBackend(SkillBackend):
             return self._stopped_before_start(token, "the goal was not sent")
         send = self._client.send_goal_async(goal, feedback_callback=feedback,
                                             goal_uuid=UUID(uuid=list(goal_id.bytes)))
-        send.add_done_callback(lambda _f: wake.set())
+        results: list[Any] = []
+
+        def on_goal_response(f: Any) -> None:
+            # Ask for the result here, on the executor thread, the moment the goal is accepted: no wait for
+            # this thread's next turn, and the response cannot come in before its future is registered.
+            try:
+                h = f.result()
+                if h is not None and h.accepted:
+                    rf = h.get_result_async()
+                    rf.add_done_callback(lambda _f: wake.set())
+                    results.append(rf)
+            finally:
+                wake.set()
+
+        send.add_done_callback(on_goal_response)
         handle: Any = None
-        result_future: Any = None
         cancel_at: float | None = None
         cancel_sent = False
         while True:
@@ -184,8 +197,7 @@ class RosSkillBackend(SkillBackend):
                     if token.cancelled or self._local_halt:
                         return self._stopped_before_start(token, "the skill server rejected the goal")
                     return StepResult.failed(FailureKind.INVALID, "the skill server rejected the goal")
-                result_future = handle.get_result_async()
-                result_future.add_done_callback(lambda _f: wake.set())
+            result_future = results[0] if results else None
             if result_future is not None and result_future.done():
                 break
             if token.cancelled:
