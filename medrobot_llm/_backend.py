@@ -126,7 +126,11 @@ class SkillBackend(ABC):
 
     @abstractmethod
     def clear_halt(self) -> None:
-        """Clear a latched halt (operator reset); does not move anything."""
+        """Clear a latched halt (operator reset); does not move anything.
+
+        May wait for the robot to confirm it is clear: the supervisor calls it without holding its lock, and
+        halts again if a stop came in meanwhile.
+        """
 
     @property
     @abstractmethod

@@ -285,6 +285,7 @@ class Supervisor:
         self._waiting_run: Run | None = None
         self._ending: dict[int, tuple[Run, str, str]] = {}  # run id -> run, outcome, reason: see _drop_run
         self._halt_requested: str | None = None
+        self._resets = 0  # operator resets so far: a reset finishing late must not complete a newer one
         self._refusal: str | None = None
         self._refusal_expired = False
         self._audit_error: Exception | None = None
@@ -613,6 +614,26 @@ class Supervisor:
         with self._lock:
             if not self._fire("reset", reason="operator reset"):
                 return Reply(False, self.state, self._refusal or "reset refused")
+            self._resets += 1
+            mine = self._resets
+        # Not under the lock: a backend may wait here for the robot to report itself clear, and that report
+        # (like a stop) can come in on a thread that needs this lock; holding it would stall both.
+        try:
+            self.backend.clear_halt()
+        except Exception as exc:  # noqa: BLE001 - a backend that cannot be released stays halted, in FAULT
+            with self._lock:
+                if self.state is S.RECOVERING and self._resets == mine:
+                    self._fire("fault", reason=f"recovery failed: could not release the backend "
+                               f"({type(exc).__name__}: {exc})")
+            return Reply(False, self.state, f"recovery failed: {type(exc).__name__}: {exc}")
+        with self._lock:
+            if self.state is not S.RECOVERING or self._resets != mine:
+                # a stop, fault or another reset came in while the robot was being released: whatever it
+                # latched holds, so the halt the release may have undone is asked for again
+                if self.state in LATCHED:
+                    self._halt_backend(self.reason or "latched during a reset")
+                return Reply(False, self.state, f"reset interrupted: the supervisor is {self.state.value} "
+                             f"({self.reason}); say 'reset' again when it is safe")
             if not self._fire("recovered", reason="backend un-halted and reporting"):
                 why = self._refusal or self.reason or "the backend is not ready"
                 if self.state is S.RECOVERING:
@@ -924,8 +945,7 @@ class Supervisor:
         self._drop_run(reason, outcome="fault")
 
     def _effect_reset(self, event: EventData) -> None:
-        self._halt_requested = None
-        self.backend.clear_halt()
+        self._halt_requested = None  # the backend itself is released by ``_reset``, outside the lock
 
     # ================================================================ helpers
     def _drop_run(self, reason: str, outcome: str = "dropped") -> None:

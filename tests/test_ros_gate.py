@@ -8,7 +8,15 @@ from collections.abc import Iterator
 import pytest
 
 from medrobot_llm._backend import FailureKind
-from medrobot_llm._ros._gate import FollowedState, GoalRequest, Refusal, SkillServerCore, authorise, parse_goal
+from medrobot_llm._ros._gate import (
+    FollowedState,
+    GoalRequest,
+    Refusal,
+    SkillServerCore,
+    authorise,
+    halts_on_state,
+    parse_goal,
+)
 
 pytestmark = [pytest.mark.sim]
 
@@ -131,3 +139,22 @@ def test_status_counts_the_loop_age_from_the_goals_admission(core: SkillServerCo
     finally:
         core.run(admitted)
     assert core.status()["loop_age_s"] == 0.0
+
+
+@pytest.mark.parametrize(("previous", "state", "session", "stamp_ns", "released_ns", "halts"), [
+    (None, "ESTOP", "s1", 10, 0, True),  # the first state a server hears is a latched supervisor
+    (FollowedState("EXECUTING", "s1:1", 0, "s1"), "ESTOP", "s1", 10, 0, True),  # entering ESTOP
+    (FollowedState("EXECUTING", "s1:1", 0, "s1"), "FAULT", "s1", 10, 0, True),  # entering FAULT
+    (FollowedState("ESTOP", "s1:1", 0, "s1"), "ESTOP", "s1", 20, 0, False),  # a periodic repeat is not news
+    (FollowedState("ESTOP", "s1:1", 0, "s1"), "ESTOP", "s2", 20, 0, True),  # a restarted supervisor, latched
+    (FollowedState("ESTOP", "s1:1", 0, "s1"), "FAULT", "s1", 20, 0, True),
+    # sent before the supervisor's reset released the robot, delivered after it: must not re-halt
+    (FollowedState("RECOVERING", "s1:1", 0, "s1"), "ESTOP", "s1", 10, 15, False),
+    (FollowedState("IDLE", "", -1, "s1"), "ESTOP", "s1", 20, 15, True),  # a new e-stop after the release
+    (FollowedState("ESTOP", "s1:1", 0, "s1"), "IDLE", "s1", 20, 0, False),
+    (FollowedState("EXECUTING", "s1:1", 0, "s1"), "PAUSED", "s1", 20, 0, False),
+])
+def test_a_state_halts_when_the_supervisor_enters_estop_or_fault_after_the_last_release(
+        previous: FollowedState | None, state: str, session: str, stamp_ns: int, released_ns: int,
+        halts: bool) -> None:
+    assert halts_on_state(previous, state, session, stamp_ns, released_ns) is halts

@@ -361,6 +361,63 @@ def test_stop_racing_reset_never_leaves_estop_without_a_halt() -> None:
         _race_stop_and_reset()
 
 
+
+def test_reset_releases_the_robot_without_holding_the_supervisor_lock() -> None:
+    # A ROS backend's "I am clear" arrives on the node's executor, whose other callbacks (state publishing)
+    # take the supervisor's lock: a release waited for under the lock stalls until it times out.
+    rig = make_rig("xray")
+    rig.sup.stop("before the reset")
+    seen: list[str] = []
+    clear = rig.backend.clear_halt
+
+    def clear_after_a_status_from_another_thread() -> None:
+        other = threading.Thread(target=lambda: seen.append(rig.sup.status()["state"]))
+        other.start()
+        other.join(5)
+        assert not other.is_alive(), "the status call from another thread waited on the reset's lock"
+        clear()
+
+    rig.backend.clear_halt = clear_after_a_status_from_another_thread  # type: ignore[method-assign]
+    reply = rig.sup.reset()
+    assert reply.accepted and rig.sup.state is S.IDLE and not rig.backend.halted
+    assert seen == ["RECOVERING"]
+    rig.close()
+
+
+def test_a_stop_while_the_robot_is_being_released_keeps_it_halted() -> None:
+    rig = make_rig("xray")
+    rig.sup.stop("first")
+    clear = rig.backend.clear_halt
+
+    def stop_then_clear() -> None:
+        rig.sup.stop("second, during the release")  # lands before the release reaches the robot
+        clear()
+
+    rig.backend.clear_halt = stop_then_clear  # type: ignore[method-assign]
+    reply = rig.sup.reset()
+    assert not reply.accepted and "interrupted" in reply.message and "say 'reset' again" in reply.message
+    assert rig.sup.state is S.ESTOP and rig.backend.halted
+    rig.backend.clear_halt = clear  # type: ignore[method-assign]
+    assert rig.sup.reset().accepted and rig.sup.state is S.IDLE and not rig.backend.halted
+    check_log(rig.audit.records, rig.sup)
+    rig.close()
+
+
+def test_a_backend_that_cannot_be_released_sends_the_reset_to_fault() -> None:
+    rig = make_rig("xray")
+    rig.sup.stop("first")
+
+    def broken() -> None:
+        raise OSError("the drive did not answer")
+
+    rig.backend.clear_halt = broken  # type: ignore[method-assign]
+    reply = rig.sup.reset()
+    assert not reply.accepted and "OSError: the drive did not answer" in reply.message
+    assert rig.sup.state is S.FAULT and rig.backend.halted
+    assert "could not release the backend" in rig.sup.reason
+    rig.close()
+
+
 # ------------------------------------------------------------------------------------------ control intents
 def test_control_intents_in_text_bypass_planning_and_act_at_once() -> None:
     rig = make_rig("xray")

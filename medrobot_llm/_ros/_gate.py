@@ -38,6 +38,7 @@ __all__ = [
     "Refusal",
     "SkillServerCore",
     "arms_of",
+    "halts_on_state",
     "json_default",
     "parse_goal",
     "plan_id_of",
@@ -156,6 +157,20 @@ def authorise(goal: GoalRequest, followed: FollowedState | None, now: float, *, 
         # same plan and step, but another sender: a copy of the supervisor's goal is still not its goal
         raise Refusal(FailureKind.INVALID, f"refused {goal.describe()}: goal {goal.goal_id[:8] or '(no id)'} is "
                       "not the goal the supervisor announced for this step; only the supervisor sends goals")
+
+
+def halts_on_state(previous: FollowedState | None, state: str, session: str, stamp_ns: int,
+                   released_ns: int) -> bool:
+    """Whether a supervisor state halts the robot: when the supervisor *enters* ESTOP or FAULT.
+
+    Not on every such message, and not on one stamped before the supervisor's own release (its reset's
+    false on the e-stop topic) reached the robot: the state and the e-stop are two topics that DDS does not
+    order between them, and an ESTOP state sent before a reset can arrive after the release it preceded.
+    """
+    if state not in ("ESTOP", "FAULT"):
+        return False
+    entered = previous is None or previous.state != state or previous.session != session
+    return entered and stamp_ns > released_ns
 
 
 def arms_of(step: Step, all_arms: tuple[str, ...]) -> frozenset[str]:

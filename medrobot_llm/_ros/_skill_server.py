@@ -36,7 +36,7 @@ from medrobot_interfaces.msg import SupervisorState
 
 from .._backend import FailureKind, Feedback, FeedbackFn, StepResult
 from ._common import ACTION_EXECUTE, TOPIC_ESTOP, TOPIC_ROBOT_STATUS, TOPIC_STATE, latched_qos, reliable_qos, spin_node
-from ._gate import Admitted, FollowedState, GoalRequest, Refusal, SkillServerCore, to_json
+from ._gate import Admitted, FollowedState, GoalRequest, Refusal, SkillServerCore, halts_on_state, to_json
 
 __all__ = ["SkillServerNode", "main"]
 
@@ -61,6 +61,7 @@ class SkillServerNode(Node):
         self._waiters_lock = threading.Lock()
         self._admitted: dict[bytes, Admitted] = {}
         self._latch_lock = threading.Lock()  # the e-stop and state callbacks decide halt/release one at a time
+        self._released_ns = 0  # when the supervisor's last release was sent (its clock, ns)
         self.create_subscription(Bool, TOPIC_ESTOP, self._on_estop, latched_qos(5))
         self.create_subscription(SupervisorState, TOPIC_STATE, self._on_state, latched_qos(1))
         self._server = ActionServer(
@@ -98,6 +99,7 @@ class SkillServerNode(Node):
                                        "until the supervisor resets")
             elif self.scene.halted:
                 self.core.clear_halt()
+                self._released_ns = int(info.get("source_timestamp") or time.time_ns())
         self._publish_status()
 
     def _from_supervisor(self, info: MessageInfo) -> bool:
@@ -118,11 +120,10 @@ class SkillServerNode(Node):
         for a in cancelled:
             a.token.cancel(f"the supervisor is {msg.state} at plan {msg.plan_id or '(none)'} step "
                            f"{msg.step_index + 1}, no longer executing this step")
-        # Halt when the supervisor *enters* ESTOP/FAULT; not on every such message: after an operator reset
-        # (false on /medrobot/estop) a state sent before it may still be on its way, and must not re-halt.
-        entered = previous is None or previous.state != msg.state or previous.session != msg.session
+        stamp_ns = msg.stamp.sec * 1_000_000_000 + msg.stamp.nanosec
         with self._latch_lock:
-            halt = msg.state in ("ESTOP", "FAULT") and entered and not self.scene.halted
+            halt = (halts_on_state(previous, msg.state, msg.session, stamp_ns, self._released_ns)
+                    and not self.scene.halted)
             if halt:
                 self.core.halt(f"the supervisor is {msg.state}: {msg.reason}")
         if halt:
