@@ -19,7 +19,9 @@ from typing import Any
 
 from ._env import INSTALL_HINT, child_env, unique_domain_id
 
-__all__ = ["percentiles", "supervised_skill_server"]
+__all__ = ["percentiles", "plain_action_round_trips", "supervised_skill_server"]
+
+_ECHO_ACTION = "/medrobot_bench/echo"
 
 
 def percentiles(samples_ms: list[float]) -> dict[str, float]:
@@ -77,3 +79,88 @@ def supervised_skill_server(domain: str, real_time_factor: float, log: Path) -> 
             os.killpg(proc.pid, signal.SIGKILL)
         claim.release()
         print(f"(skill server log: {log})", file=sys.stderr)
+
+
+def plain_action_round_trips(steps: int, warm: int = 20) -> list[float]:
+    """Round trips (ms) of an ``ExecuteSkill`` goal to a server that succeeds at once, nothing of ours in between.
+
+    The floor under the supervised round trip: rclpy's own goal / accept / get-result / result exchange
+    between two processes on this machine, with the same executors the nodes use.
+    """
+    try:
+        import rclpy
+        from medrobot_interfaces.action import ExecuteSkill
+        from rclpy.action.client import ActionClient
+        from rclpy.executors import SingleThreadedExecutor
+        from rclpy.node import Node
+    except ImportError as exc:
+        raise SystemExit(f"ROS 2 is not importable here ({exc}): {INSTALL_HINT}") from None
+    claim = unique_domain_id()
+    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    env = child_env(claim.domain_id)
+    proc = subprocess.Popen([env["MEDROBOT_ROS_PYTHON"], "-m", "medrobot_llm._ros._bench"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=claim.domain_id)
+    node = Node("medrobot_bench_echo_client", context=context)
+    client: Any = ActionClient(node, ExecuteSkill, _ECHO_ACTION)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    spin = threading.Thread(target=executor.spin, daemon=True)
+    spin.start()
+    out: list[float] = []
+    try:
+        if not client.wait_for_server(timeout_sec=30):
+            raise SystemExit("the plain action server did not come up")
+        for _ in range(steps + warm):
+            done = threading.Event()
+
+            def on_goal(future: Any, done: threading.Event = done) -> None:
+                future.result().get_result_async().add_done_callback(lambda _f: done.set())
+
+            t0 = time.perf_counter()
+            client.send_goal_async(ExecuteSkill.Goal()).add_done_callback(on_goal)
+            if not done.wait(5):
+                raise SystemExit("a plain action goal got no result within 5 s")
+            out.append((time.perf_counter() - t0) * 1000)
+            done.wait(0.005)  # the supervised benchmark's steps do not come back to back either
+    finally:
+        executor.shutdown(timeout_sec=1.0)
+        spin.join(2.0)
+        node.destroy_node()
+        rclpy.try_shutdown(context=context)
+        try:
+            os.killpg(proc.pid, signal.SIGINT)
+            proc.wait(5)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            os.killpg(proc.pid, signal.SIGKILL)
+        claim.release()
+    return out[warm:]
+
+
+def _echo_server() -> None:
+    import rclpy
+    from medrobot_interfaces.action import ExecuteSkill
+    from rclpy.action.server import ActionServer
+    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+    from rclpy.node import Node
+
+    def execute(goal: Any) -> Any:
+        goal.succeed()
+        return ExecuteSkill.Result(success=True)
+
+    rclpy.init()
+    node = Node("medrobot_bench_echo")
+    ActionServer(node, ExecuteSkill, _ECHO_ACTION, execute)
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        rclpy.try_shutdown()
+
+
+if __name__ == "__main__":
+    _echo_server()
