@@ -34,11 +34,11 @@ COMMANDS: dict[str, tuple[str, ...]] = {
         "tilt the probe ten degrees", "scan the brain",
     ),
     "xray": (
-        "ap of the pelvis", "lateral of the sacrum", "inlet view of the pelvis", "outlet view of the pelvis",
-        "ap of the left hip", "lateral of the right knee", "ap of the chest", "lateral of the skull",
-        "ap of the lumbar spine", "lateral of the thoracic spine", "tilt back a bit", "orbit ten degrees",
+        "AP of the pelvis", "lateral of the sacrum", "inlet view of the pelvis", "outlet view of the pelvis",
+        "AP of the left hip", "lateral of the right knee", "AP of the chest", "lateral of the skull",
+        "AP of the lumbar spine", "lateral of the thoracic spine", "tilt back a bit", "orbit ten degrees",
         "move up twenty millimetres", "collimate to the pelvis", "take a shot", "park the gantry",
-        "highlight the sacrum", "ap of the left femur", "lateral of the sacrum and take a shot",
+        "highlight the sacrum", "AP of the left femur", "lateral of the sacrum and take a shot",
         "do a 3d spin", "move toward the head fifty millimetres",
     ),
 }
@@ -60,9 +60,9 @@ MIDWAY: dict[str, tuple[str, ...]] = {
         "rotate the probe forty five degrees", "scan the heart",
     ),
     "xray": (
-        "lateral of the pelvis", "ap of the sacrum", "ap of the right knee", "lateral of the left femur",
-        "ap of the skull", "tilt forward a bit", "orbit twenty degrees", "move down thirty millimetres",
-        "collimate to the chest", "highlight the pelvis", "park", "ap of the right hip and take a shot",
+        "lateral of the pelvis", "AP of the sacrum", "AP of the right knee", "lateral of the left femur",
+        "AP of the skull", "tilt forward a bit", "orbit twenty degrees", "move down thirty millimetres",
+        "collimate to the chest", "highlight the pelvis", "park", "AP of the right hip and take a shot",
         "x-ray the brain",
     ),
 }
@@ -84,8 +84,8 @@ HELD_OUT: dict[str, tuple[str, ...]] = {
         "lift the probe three centimetres", "go to the gallbladder", "scan the stomach",
     ),
     "xray": (
-        "lateral of the lumbar spine", "ap of the thoracic spine", "lateral of the left knee",
-        "ap of the right femur", "inlet view of the sacrum", "oblique left of the pelvis", "tilt back five degrees",
+        "lateral of the lumbar spine", "AP of the thoracic spine", "lateral of the left knee",
+        "AP of the right femur", "inlet view of the sacrum", "oblique left of the pelvis", "tilt back five degrees",
         "orbit thirty degrees", "move toward the feet twenty millimetres", "collimate to the skull",
         "highlight the chest", "lateral of the chest and take a shot", "x-ray the hand",
     ),
