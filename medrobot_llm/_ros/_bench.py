@@ -33,6 +33,15 @@ def percentiles(samples_ms: list[float]) -> dict[str, float]:
     return {"n": len(s), "p50_ms": q(0.5), "p90_ms": q(0.9), "p99_ms": q(0.99), "max_ms": s[-1]}
 
 
+def _interrupt(proc: subprocess.Popen[bytes]) -> None:
+    """Ctrl-C to a server's process group, then SIGKILL if it has not ended within 5 s."""
+    try:
+        os.killpg(proc.pid, signal.SIGINT)
+        proc.wait(5)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
 @contextmanager
 def supervised_skill_server(domain: str, real_time_factor: float, log: Path) -> Iterator[Any]:
     """Yield an in-process ``SupervisorNode`` connected to a skill server process for ``domain``."""
@@ -72,11 +81,7 @@ def supervised_skill_server(domain: str, real_time_factor: float, log: Path) -> 
         node.close()
         node.destroy_node()
         rclpy.try_shutdown()
-        try:
-            os.killpg(proc.pid, signal.SIGINT)
-            proc.wait(5)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            os.killpg(proc.pid, signal.SIGKILL)
+        _interrupt(proc)
         claim.release()
         print(f"(skill server log: {log})", file=sys.stderr)
 
@@ -129,11 +134,7 @@ def plain_action_round_trips(steps: int, warm: int = 20) -> list[float]:
         spin.join(2.0)
         node.destroy_node()
         rclpy.try_shutdown(context=context)
-        try:
-            os.killpg(proc.pid, signal.SIGINT)
-            proc.wait(5)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            os.killpg(proc.pid, signal.SIGKILL)
+        _interrupt(proc)
         claim.release()
     return out[warm:]
 
