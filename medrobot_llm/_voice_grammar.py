@@ -385,7 +385,11 @@ def _number_rules() -> dict[str, str]:
 #: the words that join a verb to its arguments ("rotate the probe", "hand the needle over to psm2", "inlet
 #: view of the pelvis"): a noun for the robot or the view, up to two prepositions, an article or pronoun and
 #: again a noun, each optional and in that order, so the glue cannot explain arbitrary stretches of audio
-_NOUNS = "robot arm probe gantry patient patient's view side system machine".split()
+_NOUNS = "robot arm system machine".split()
+#: nouns for one kind of robot or imaging ("probe", "gantry"): glue only where the domain's own command set
+#: uses them. In every grammar, "probe" let the x-ray decoder explain "collimate to the pelvis" as "do a tilt
+#: the probe raise", a word no x-ray command has
+_DOMAIN_NOUNS = "probe gantry patient patient's view side".split()
 _PREPOSITIONS = "of to with at in on over into onto from for by toward towards".split()
 _ARTICLES = "the a an it this that them".split()
 #: what may open a command before its verb ("do a 3d spin")
@@ -562,7 +566,8 @@ class _Builder:
         if ent is not None:
             for value, ev in ent.values.items():
                 objects.extend(_value_phrases(value, ev))
-        self.thing = self.book.add("thing", [*_NOUNS, *objects])
+        own = set().union(*domain_words(domain).values())
+        self.thing = self.book.add("thing", [*_NOUNS, *(n for n in _DOMAIN_NOUNS if n in own), *objects])
         self.noun_phrases: list[str] = []
 
     def _enum_slot(self, arg: ArgSpec, skill: SkillSpec) -> str:
