@@ -201,6 +201,8 @@ def _derive(word: str, dic: dict[str, tuple[str, ...]]) -> tuple[str, ...] | Non
 
 
 _VOWELS = frozenset("AA AE AH AO AW AY EH ER EY IH IY OW OY UH UW".split())
+#: words said unstressed in a command, whose AH is a schwa ("from", "what", "then")
+_FUNCTION_WORDS = frozenset("from what does done some must such than them then this that with".split())
 
 
 def british(pron: str, word: str = "") -> str:
@@ -210,18 +212,22 @@ def british(pron: str, word: str = "") -> str:
     /lɪvə/ lost to "lumen", "ap" said /ap/ to "orbit". Three regular differences account for most of it:
     no /r/ after a vowel unless a vowel follows ("arms" /ɑːmz/, "liver" /lɪvə/, but "lateral" keeps it),
     the TRAP vowel open like AA rather than AE ("scan", "pelvis" is unchanged, "ap", "gantry"), and the
-    GOAT diphthong starting central (/əʊ/, "locate", "home"). Rules rather than a list, so every word of
+    GOAT diphthong starting central (/əʊ/, "locate", "home"); and the STRUT vowel open like AA where AH must
+    be stressed, in a content word of one syllable ("shunt"). Rules rather than a list, so every word of
     the command set, present or future, gets its variant.
     """
     ph = pron.split()
     out: list[str] = []
+    # the STRUT vowel, open in the south of England: CMUdict's AH is both it and the unstressed schwa, but
+    # in a content word of one syllable it can only be the stressed vowel ("shunt" /ʃɐnt/ lost to "muscle")
+    strut = [p for p in ph if p in _VOWELS] == ["AH"] and len(word) >= 4 and word not in _FUNCTION_WORDS
     for i, p in enumerate(ph):
         nxt = ph[i + 1] if i + 1 < len(ph) else None
         if p == "R" and out and out[-1] in _VOWELS and (nxt is None or nxt not in _VOWELS):
             continue
         if p == "ER":
             out += ["AH", "R"] if nxt in _VOWELS else ["AH"]
-        elif p == "AE":
+        elif p == "AE" or (p == "AH" and strut):
             out.append("AA")
         elif p == "AA" and "o" in word:
             out.append("AO")
