@@ -201,6 +201,8 @@ def _derive(word: str, dic: dict[str, tuple[str, ...]]) -> tuple[str, ...] | Non
 
 
 _VOWELS = frozenset("AA AE AH AO AW AY EH ER EY IH IY OW OY UH UW".split())
+#: words said unstressed in a command, whose AH is a schwa ("from", "what", "then")
+_FUNCTION_WORDS = frozenset("from what does done some must such than them then this that with".split())
 
 
 def british(pron: str, word: str = "") -> str:
@@ -210,18 +212,22 @@ def british(pron: str, word: str = "") -> str:
     /lɪvə/ lost to "lumen", "ap" said /ap/ to "orbit". Three regular differences account for most of it:
     no /r/ after a vowel unless a vowel follows ("arms" /ɑːmz/, "liver" /lɪvə/, but "lateral" keeps it),
     the TRAP vowel open like AA rather than AE ("scan", "pelvis" is unchanged, "ap", "gantry"), and the
-    GOAT diphthong starting central (/əʊ/, "locate", "home"). Rules rather than a list, so every word of
+    GOAT diphthong starting central (/əʊ/, "locate", "home"); and the STRUT vowel open like AA where AH must
+    be stressed, in a content word of one syllable ("shunt"). Rules rather than a list, so every word of
     the command set, present or future, gets its variant.
     """
     ph = pron.split()
     out: list[str] = []
+    # the STRUT vowel, open in the south of England: CMUdict's AH is both it and the unstressed schwa, but
+    # in a content word of one syllable it can only be the stressed vowel ("shunt" /ʃɐnt/ lost to "muscle")
+    strut = [p for p in ph if p in _VOWELS] == ["AH"] and len(word) >= 4 and word not in _FUNCTION_WORDS
     for i, p in enumerate(ph):
         nxt = ph[i + 1] if i + 1 < len(ph) else None
         if p == "R" and out and out[-1] in _VOWELS and (nxt is None or nxt not in _VOWELS):
             continue
         if p == "ER":
             out += ["AH", "R"] if nxt in _VOWELS else ["AH"]
-        elif p == "AE":
+        elif p == "AE" or (p == "AH" and strut):
             out.append("AA")
         elif p == "AA" and "o" in word:
             out.append("AO")
@@ -385,7 +391,11 @@ def _number_rules() -> dict[str, str]:
 #: the words that join a verb to its arguments ("rotate the probe", "hand the needle over to psm2", "inlet
 #: view of the pelvis"): a noun for the robot or the view, up to two prepositions, an article or pronoun and
 #: again a noun, each optional and in that order, so the glue cannot explain arbitrary stretches of audio
-_NOUNS = "robot arm probe gantry patient patient's view side system machine".split()
+_NOUNS = "robot arm system machine".split()
+#: nouns for one kind of robot or imaging ("probe", "gantry"): glue only where the domain's own command set
+#: uses them. In every grammar, "probe" let the x-ray decoder explain "collimate to the pelvis" as "do a tilt
+#: the probe raise", a word no x-ray command has
+_DOMAIN_NOUNS = "probe gantry patient patient's view side".split()
 _PREPOSITIONS = "of to with at in on over into onto from for by toward towards".split()
 _ARTICLES = "the a an it this that them".split()
 #: what may open a command before its verb ("do a 3d spin")
@@ -562,7 +572,8 @@ class _Builder:
         if ent is not None:
             for value, ev in ent.values.items():
                 objects.extend(_value_phrases(value, ev))
-        self.thing = self.book.add("thing", [*_NOUNS, *objects])
+        own = set().union(*domain_words(domain).values())
+        self.thing = self.book.add("thing", [*_NOUNS, *(n for n in _DOMAIN_NOUNS if n in own), *objects])
         self.noun_phrases: list[str] = []
 
     def _enum_slot(self, arg: ArgSpec, skill: SkillSpec) -> str:

@@ -83,6 +83,9 @@ def test_british_variants_follow_the_rules_and_are_in_the_dictionary() -> None:
     assert british("HH OW M") == "HH AH UW M"  # GOAT starts central
     assert british("S T AA P", "stop") == "S T AO P"  # LOT is rounded where the spelling has o
     assert british("P AA R K", "park") == "P AA K"
+    assert british("SH AH N T", "shunt") == "SH AA N T"  # STRUT opens in a content word of one syllable
+    assert british("M AH S AH L", "muscle") == "M AH S AH L"  # but an AH may be a schwa in longer words
+    assert british("F R AH M", "from") == "F R AH M"  # and in unstressed function words
     g = build_grammar("ultrasound")
     assert "L IH V AH" in g.dictionary["liver"] and "L IH V ER" in g.dictionary["liver"]
 
