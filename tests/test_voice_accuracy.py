@@ -18,10 +18,6 @@ pytestmark = [pytest.mark.voice, pytest.mark.slow]
 
 _ROOT = Path(__file__).resolve().parent.parent
 
-#: the right-plan share measured last (56 of 63, since the corpus writes "AP" as people say it, letter by
-#: letter, where espeak-ng had read "ap" as the word "app"), less one command; the target is asserted below
-_MEASURED_FLOOR = 87.0
-
 
 @pytest.fixture(scope="module")
 def figures(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
@@ -45,13 +41,13 @@ def test_every_stop_is_heard_and_silence_and_noise_do_nothing(figures: dict[str,
     assert figures["false_stops_on_commands"] == 0, _misses(figures)
 
 
-def test_right_plan_share_does_not_fall_below_what_was_measured(figures: dict[str, Any]) -> None:
-    assert figures["commands"] >= 60
-    assert figures["plan_accuracy"] >= _MEASURED_FLOOR, _misses(figures)
-
-
-@pytest.mark.xfail(strict=True, reason="issue 7: offline recognition of espeak-ng speech gives the right plan "
-                   "for 88.9 % of the commands, not yet 90 %; the acoustic model prefers the wrong word on the "
-                   "rest (README, Benchmarks)")
 def test_right_plan_share_meets_the_target(figures: dict[str, Any]) -> None:
+    # measured 92.1 % (58 of 63); one more miss is still 90.5 %, two are below the target
+    assert figures["commands"] >= 60
     assert figures["plan_accuracy"] >= 90.0, _misses(figures)
+
+
+def test_no_more_commands_are_heard_as_another_moving_plan(figures: dict[str, Any]) -> None:
+    # the worst miss: a plan that moves, not the one said. One of 63 today ("ninety" heard as "twenty" degrees,
+    # which the supervisor still shows before anything moves); a grammar or decoder change must not add any
+    assert figures["wrong_actions"] <= 1, [m for m in figures["misses"] if m.get("wrong_action")]
