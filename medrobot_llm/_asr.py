@@ -229,6 +229,32 @@ def _voicing(samples: np.ndarray, frame: int = 480, hop: int = 240) -> tuple[np.
     return loud & (best > 0.5), SAMPLE_RATE / lag
 
 
+@dataclass(frozen=True)
+class _Voiced:
+    """An utterance's voicing, computed once: its voiced share, voiced span and pitch all come from it."""
+
+    voiced: np.ndarray
+    pitch: np.ndarray
+
+    @classmethod
+    def of(cls, samples: np.ndarray) -> _Voiced:
+        return cls(*_voicing(samples))
+
+    @property
+    def ratio(self) -> float:
+        return float(np.mean(self.voiced)) if len(self.voiced) else 0.0
+
+    @property
+    def span_s(self) -> float:
+        """Seconds from the first voiced frame to the last one; 0 when none is voiced."""
+        idx = np.flatnonzero(self.voiced)
+        return float(idx[-1] - idx[0] + 2) * 0.015 if len(idx) else 0.0
+
+    @property
+    def median_pitch(self) -> float:
+        return float(np.median(self.pitch[self.voiced])) if self.voiced.sum() >= 5 else 0.0
+
+
 def voiced_ratio(samples: np.ndarray) -> float:
     """The share of 30 ms frames that are voiced.
 
@@ -236,21 +262,12 @@ def voiced_ratio(samples: np.ndarray) -> float:
     as it fits speech, so neither can tell noise from a command. Speech has voiced stretches; hiss and white
     noise are not periodic, and mains hum is periodic far below any voice's pitch.
     """
-    voiced, _pitch = _voicing(samples)
-    return float(np.mean(voiced)) if len(voiced) else 0.0
-
-
-def voiced_span_s(samples: np.ndarray) -> float:
-    """Seconds from the first voiced frame to the last one; 0 when none is voiced."""
-    voiced, _pitch = _voicing(samples)
-    idx = np.flatnonzero(voiced)
-    return float(idx[-1] - idx[0] + 2) * 0.015 if len(idx) else 0.0
+    return _Voiced.of(samples).ratio
 
 
 def median_pitch(samples: np.ndarray) -> float:
     """The speaker's median pitch over the voiced frames, in Hz; 0 when fewer than five frames are voiced."""
-    voiced, pitch = _voicing(samples)
-    return float(np.median(pitch[voiced])) if voiced.sum() >= 5 else 0.0
+    return _Voiced.of(samples).median_pitch
 
 
 #: the pitch the acoustic model's speakers are closest to, and how formants follow pitch: across speakers
@@ -272,7 +289,10 @@ def speaker_scale(samples: np.ndarray) -> float:
     moves formants and harmonics together) brought it to 14 of 16. Voices at or below the reference pitch
     are left alone.
     """
-    pitch = median_pitch(samples)
+    return _scale_for(median_pitch(samples))
+
+
+def _scale_for(pitch: float) -> float:
     if pitch <= _REFERENCE_PITCH_HZ:
         return 1.0
     return max(_MIN_SCALE, float((_REFERENCE_PITCH_HZ / pitch) ** _FORMANT_PER_PITCH))
@@ -390,8 +410,9 @@ class PocketSphinxRecognizer:
     def _transcribe(self, audio: Audio) -> Transcript:
         d = self._decoder
         speech, total = _speech_frames(audio)
-        voiced = voiced_ratio(audio.samples)
-        scale = speaker_scale(audio.samples)
+        voicing = _Voiced.of(audio.samples)
+        voiced = voicing.ratio
+        scale = _scale_for(voicing.median_pitch)
         pcm = self._pcm(audio.samples, scale)
         hyp = self._decode("grammar", pcm)
         raw = hyp.hypstr.strip() if hyp is not None else ""
@@ -413,7 +434,7 @@ class PocketSphinxRecognizer:
             kws = self._decode("stop", pcm)
             spotted = kws.hypstr.strip() if kws is not None else ""
         second = ""
-        if not stop and words and 0.0 < voiced_span_s(audio.samples) <= _SECOND_LOOK_MAX_S:
+        if not stop and words and 0.0 < voicing.span_s <= _SECOND_LOOK_MAX_S:
             second = self._stop_on_second_look(audio.samples, scale)
         parsed = _reads_as_command(self.domain, text) if words else False
         details = {

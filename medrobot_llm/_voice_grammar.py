@@ -202,7 +202,7 @@ def _derive(word: str, dic: dict[str, tuple[str, ...]]) -> tuple[str, ...] | Non
 
 _VOWELS = frozenset("AA AE AH AO AW AY EH ER EY IH IY OW OY UH UW".split())
 #: words said unstressed in a command, whose AH is a schwa ("from", "what", "then")
-_FUNCTION_WORDS = frozenset("from what does done some must such than them then this that with".split())
+_SCHWA_WORDS = frozenset("from what does done some must such than them then this that with".split())
 
 
 def british(pron: str, word: str = "") -> str:
@@ -220,7 +220,7 @@ def british(pron: str, word: str = "") -> str:
     out: list[str] = []
     # the STRUT vowel, open in the south of England: CMUdict's AH is both it and the unstressed schwa, but
     # in a content word of one syllable it can only be the stressed vowel ("shunt" /ʃɐnt/ lost to "muscle")
-    strut = [p for p in ph if p in _VOWELS] == ["AH"] and len(word) >= 4 and word not in _FUNCTION_WORDS
+    strut = [p for p in ph if p in _VOWELS] == ["AH"] and len(word) >= 4 and word not in _SCHWA_WORDS
     for i, p in enumerate(ph):
         nxt = ph[i + 1] if i + 1 < len(ph) else None
         if p == "R" and out and out[-1] in _VOWELS and (nxt is None or nxt not in _VOWELS):

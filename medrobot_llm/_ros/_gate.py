@@ -28,6 +28,7 @@ from typing import Any
 from .._backend import CancelToken, FailureKind, Feedback, FeedbackFn, SkillBackend, StepResult
 from .._plan import Step
 from .._skillset import DOMAINS
+from .._supervisor import LATCHED
 from .._validator import PlanValidationError, WorldState, check_steps
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "Admitted",
     "FollowedState",
     "GoalRequest",
+    "LATCHED_STATES",
     "Refusal",
     "SkillServerCore",
     "arms_of",
@@ -44,6 +46,9 @@ __all__ = [
     "plan_id_of",
     "to_json",
 ]
+
+#: the supervisor states, as ``/medrobot/state`` spells them, that hold until an operator resets
+LATCHED_STATES: frozenset[str] = frozenset(s.value for s in LATCHED)
 
 #: a goal's args are a handful of numbers and names; anything bigger is not a step of the command set
 MAX_ARGS_BYTES = 16 * 1024
@@ -167,7 +172,7 @@ def halts_on_state(previous: FollowedState | None, state: str, session: str, sta
     false on the e-stop topic) reached the robot: the state and the e-stop are two topics that DDS does not
     order between them, and an ESTOP state sent before a reset can arrive after the release it preceded.
     """
-    if state not in ("ESTOP", "FAULT"):
+    if state not in LATCHED_STATES:
         return False
     entered = previous is None or previous.state != state or previous.session != session
     return entered and stamp_ns > released_ns
@@ -270,7 +275,7 @@ class SkillServerCore:
         latched supervisor never resumes the plan it stopped, so waiting then only delays the refusal that
         tells the supervisor its own stop was obeyed."""
         f = self._followed
-        return f is not None and f.state in ("ESTOP", "FAULT") and f.plan_id == goal.plan_id
+        return f is not None and f.state in LATCHED_STATES and f.plan_id == goal.plan_id
 
     def authorised(self, goal: GoalRequest, state_publishers: int) -> Refusal | None:
         """None if the followed supervisor authorises ``goal`` now; else the refusal (not counted yet)."""

@@ -36,7 +36,16 @@ from medrobot_interfaces.msg import SupervisorState
 
 from .._backend import FailureKind, Feedback, FeedbackFn, StepResult
 from ._common import ACTION_EXECUTE, TOPIC_ESTOP, TOPIC_ROBOT_STATUS, TOPIC_STATE, latched_qos, reliable_qos, spin_node
-from ._gate import Admitted, FollowedState, GoalRequest, Refusal, SkillServerCore, halts_on_state, to_json
+from ._gate import (
+    LATCHED_STATES,
+    Admitted,
+    FollowedState,
+    GoalRequest,
+    Refusal,
+    SkillServerCore,
+    halts_on_state,
+    to_json,
+)
 
 __all__ = ["SkillServerNode", "main"]
 
@@ -261,7 +270,7 @@ class SkillServerNode(Node):
 
 
 def _latched(state: FollowedState | None) -> bool:
-    return state is not None and state.state in ("ESTOP", "FAULT")
+    return state is not None and state.state in LATCHED_STATES
 
 
 def _announced_goal(status_json: str) -> str:
