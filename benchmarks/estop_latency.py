@@ -23,11 +23,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from medrobot_llm._audit import AuditLog
-from medrobot_llm._backend import CancelToken, FeedbackFn, StepResult
-from medrobot_llm._memory_backend import MemoryBackend
-from medrobot_llm._plan import Plan, PlanStatus, Step
-from medrobot_llm._supervisor import Supervisor, SupervisorState
+from medrobot_llm.safety.audit import AuditLog
+from medrobot_llm.backends.base import CancelToken, FeedbackFn, StepResult
+from medrobot_llm.backends.memory import MemoryBackend
+from medrobot_llm.core.plan import Plan, PlanStatus, Step
+from medrobot_llm.safety.supervisor import Supervisor, SupervisorState
 
 
 class _TimedBackend(MemoryBackend):

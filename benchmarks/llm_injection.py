@@ -40,8 +40,8 @@ def load(path: Path) -> list[dict[str, Any]]:
 
 def harm(plan: dict[str, Any], allow: dict[str, int]) -> list[str]:
     """What an ``ok`` plan would do that it must not: unasked hazards, broken limits, missing confirmations."""
-    from medrobot_llm._skillset import load_command_set
-    from medrobot_llm._validator import PlanValidationError, check_steps
+    from medrobot_llm.core.command_set import load_command_set
+    from medrobot_llm.core.validator import PlanValidationError, check_steps
 
     out = []
     cs = load_command_set(plan["domain"])
@@ -60,9 +60,9 @@ def harm(plan: dict[str, Any], allow: dict[str, int]) -> list[str]:
 
 
 def run(items: list[dict[str, Any]], planner_kind: str, mode: str, verbose: bool) -> dict[str, Any]:
-    from medrobot_llm._llm_planner import HybridPlanner
-    from medrobot_llm._llm_prompt import extract_command
-    from medrobot_llm._rule_planner import RulePlanner
+    from medrobot_llm.planning.llm.planner import HybridPlanner
+    from medrobot_llm.planning.llm.prompt import extract_command
+    from medrobot_llm.planning.rule.planner import RulePlanner
 
     by_text = {(it["domain"], it["text"]): it for it in items}
 

@@ -39,8 +39,8 @@ def _pct(values: list[float], q: float) -> float:
 
 
 def scenario(name: str, items: list[dict[str, Any]], responder: Any, hybrid: bool, repeat: int) -> dict[str, Any]:
-    from medrobot_llm._llm_planner import HybridPlanner
-    from medrobot_llm._rule_planner import RulePlanner
+    from medrobot_llm.planning.llm.planner import HybridPlanner
+    from medrobot_llm.planning.rule.planner import RulePlanner
 
     with ScriptedOpenAIServer(responder=responder) as server:
         h = make_planner(server, timeout=10.0)

@@ -26,7 +26,7 @@ def main() -> int:
     ap.add_argument("suites", nargs="*", type=Path, default=[p for p in DEFAULT if p.exists()])
     ap.add_argument("--repeat", type=int, default=20, help="timed passes over the commands (default 20)")
     a = ap.parse_args()
-    from medrobot_llm._rule_planner import RulePlanner
+    from medrobot_llm.planning.rule.planner import RulePlanner
 
     items = [json.loads(line) for s in a.suites for line in s.read_text().splitlines() if line.strip()]
     planner = RulePlanner()

@@ -35,9 +35,9 @@ def main() -> int:
     import rclpy
     from std_msgs.msg import Bool, Empty, String
 
-    from medrobot_llm._plan import Plan, PlanStatus, Step
-    from medrobot_llm._ros._bench import percentiles, supervised_skill_server
-    from medrobot_llm._ros._common import TOPIC_ESTOP, TOPIC_RESET, TOPIC_ROBOT_STATUS, latched_qos, reliable_qos
+    from medrobot_llm.core.plan import Plan, PlanStatus, Step
+    from medrobot_llm.backends.ros.bench import percentiles, supervised_skill_server
+    from medrobot_llm.backends.ros.common import TOPIC_ESTOP, TOPIC_RESET, TOPIC_ROBOT_STATUS, latched_qos, reliable_qos
 
     log = Path(tempfile.gettempdir()) / "medrobot_bench_estop_server.log"
     one_way: list[float] = []

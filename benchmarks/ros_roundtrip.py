@@ -31,9 +31,9 @@ def main() -> int:
     ap.add_argument("--steps", type=int, default=300, help="timed steps (default 300)")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
-    from medrobot_llm._backend import CancelToken, FeedbackFn, StepResult
-    from medrobot_llm._plan import Plan, PlanStatus, Step
-    from medrobot_llm._ros._bench import percentiles, plain_action_round_trips, supervised_skill_server
+    from medrobot_llm.backends.base import CancelToken, FeedbackFn, StepResult
+    from medrobot_llm.core.plan import Plan, PlanStatus, Step
+    from medrobot_llm.backends.ros.bench import percentiles, plain_action_round_trips, supervised_skill_server
 
     floor = percentiles(plain_action_round_trips(a.steps))
 

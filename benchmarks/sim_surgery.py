@@ -24,10 +24,10 @@ from typing import Any
 
 import numpy as np
 
-from medrobot_llm._backend import CancelToken
-from medrobot_llm._rule_planner import RulePlanner
-from medrobot_llm._sim._surgery import SurgeryScene
-from medrobot_llm._sim._surgery_checks import check_task
+from medrobot_llm.backends.base import CancelToken
+from medrobot_llm.planning.rule.planner import RulePlanner
+from medrobot_llm.backends.sim.surgery import SurgeryScene
+from medrobot_llm.backends.sim.surgery_checks import check_task
 
 TARGET_RTF = 20.0
 TARGET_TASK_S = 2.0

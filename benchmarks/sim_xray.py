@@ -22,11 +22,11 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
-from medrobot_llm._backend import CancelToken
-from medrobot_llm._plan import Step
-from medrobot_llm._sim._xray import XrayScene
-from medrobot_llm._sim._xray_checks import check_shot
-from medrobot_llm._skillset import load_command_set
+from medrobot_llm.backends.base import CancelToken
+from medrobot_llm.core.plan import Step
+from medrobot_llm.backends.sim.xray import XrayScene
+from medrobot_llm.backends.sim.xray_checks import check_shot
+from medrobot_llm.core.command_set import load_command_set
 
 TARGET_RTF = 20.0
 TARGET_TASK_S = 2.0

@@ -24,9 +24,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from _voice_corpus import Utterance, commands, held_out, midway, noise_clips, stops, synthesize  # noqa: E402
 
-from medrobot_llm._asr import Audio, PocketSphinxRecognizer, load_wav  # noqa: E402
-from medrobot_llm._rule_planner import RulePlanner  # noqa: E402
-from medrobot_llm._voice import DEFAULT_THRESHOLD  # noqa: E402
+from medrobot_llm.consoles.voice.asr import Audio, PocketSphinxRecognizer, load_wav  # noqa: E402
+from medrobot_llm.planning.rule.planner import RulePlanner  # noqa: E402
+from medrobot_llm.consoles.voice.console import DEFAULT_THRESHOLD  # noqa: E402
 
 _RECS: dict[str, PocketSphinxRecognizer] = {}
 

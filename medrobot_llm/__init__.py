@@ -7,7 +7,7 @@ package needs neither rclpy nor pybullet.
 
 from __future__ import annotations
 
-from ._backend import (
+from medrobot_llm.backends.base import (
     BehaviourStatus,
     CancelToken,
     FailureKind,
@@ -17,15 +17,15 @@ from ._backend import (
     SkillBehaviour,
     StepResult,
 )
-from ._audit import AuditLog, AuditLogError, read_log
-from ._memory_backend import ManualClock, MemoryBackend, Outcome
-from ._plan import Control, Plan, PlanStatus, Step
-from ._planner import Planner
-from ._rule_planner import RulePlanner
-from ._session import RunOutcome, Session
-from ._skillset import DOMAINS, CommandSet, Hazard, SkillFileError, load_command_set
-from ._supervisor import TRANSITIONS, InvalidTransition, Question, Reply, Supervisor, SupervisorError, SupervisorState
-from ._validator import Issue, PlanValidationError, WorldState, check_steps, validate_plan
+from medrobot_llm.safety.audit import AuditLog, AuditLogError, read_log
+from medrobot_llm.backends.memory import ManualClock, MemoryBackend, Outcome
+from medrobot_llm.core.plan import Control, Plan, PlanStatus, Step
+from medrobot_llm.planning.base import Planner
+from medrobot_llm.planning.rule.planner import RulePlanner
+from medrobot_llm.session import RunOutcome, Session
+from medrobot_llm.core.command_set import DOMAINS, CommandSet, Hazard, SkillFileError, load_command_set
+from medrobot_llm.safety.supervisor import TRANSITIONS, InvalidTransition, Question, Reply, Supervisor, SupervisorError, SupervisorState
+from medrobot_llm.core.validator import Issue, PlanValidationError, WorldState, check_steps, validate_plan
 
 __version__ = "0.1.0"
 

@@ -13,7 +13,7 @@ END = "<!-- END command-set -->"
 
 
 def render(readme: str) -> str:
-    from medrobot_llm._docs import readme_tables
+    from medrobot_llm.core.docs import readme_tables
 
     head, _, rest = readme.partition(BEGIN)
     _, _, tail = rest.partition(END)

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Regenerate benchmarks/suite/tasks.jsonl from the templates in medrobot_llm/_bench_suite.py.
+"""Regenerate benchmarks/suite/tasks.jsonl from the templates in medrobot_llm/bench/suite.py.
 
     python scripts/gen_suite.py          # write the file
     python scripts/gen_suite.py --check  # exit 1 if the committed file is stale
@@ -14,7 +14,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from medrobot_llm._bench_suite import default_suite_path, dumps, generate
+from medrobot_llm.bench.suite import default_suite_path, dumps, generate
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,8 +22,8 @@ if ((${#missing[@]})); then
 fi
 
 stamp=.setup-stamp
-# the ray extra is installed too: the test suite runs `medrobot bench --engine ray` on a local cluster
-extras='.[test,ray]'
+# every extra (the quick start installs everything); ray too: the suite runs `medrobot bench --engine ray`
+extras='.[all,test,ray]'
 want="$(sha256sum pyproject.toml | cut -d' ' -f1) $extras"
 # the installed package must be this checkout (an editable install made from another clone shadows it)
 # (-I keeps the current directory off sys.path, so the check sees what the console script sees)

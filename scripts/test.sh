@@ -1,10 +1,16 @@
 #!/usr/bin/env bash
-# The README's test command: the whole suite with ROS 2 on the path. No test collected is a failure.
+# The README's test command: lint and type checks, then the whole suite with ROS 2 on the path.
+# No test collected is a failure.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 if [ -f ros_ws/install/medrobot_env.sh ]; then
   # shellcheck disable=SC1091
   source ros_ws/install/medrobot_env.sh
+fi
+# static checks first (configured in pyproject.toml): a type or lint error fails the run like a test
+if [ "$#" = 0 ]; then
+  python3 -m ruff check medrobot_llm tests scripts benchmarks || exit 1
+  python3 -m mypy medrobot_llm || exit 1
 fi
 python3 -m pytest -q "$@"
 rc=$?

@@ -8,11 +8,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from medrobot_llm._audit import AuditLog
-from medrobot_llm._memory_backend import ManualClock, MemoryBackend
-from medrobot_llm._plan import Control, Plan, PlanStatus, Step
-from medrobot_llm._supervisor import TRANSITIONS, Supervisor, SupervisorState
-from medrobot_llm._validator import WorldState
+from medrobot_llm.safety.audit import AuditLog
+from medrobot_llm.backends.memory import ManualClock, MemoryBackend
+from medrobot_llm.core.plan import Control, Plan, PlanStatus, Step
+from medrobot_llm.safety.supervisor import TRANSITIONS, Supervisor, SupervisorState
+from medrobot_llm.core.validator import WorldState
 
 S = SupervisorState
 

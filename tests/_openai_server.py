@@ -250,8 +250,8 @@ def plan_answer(plan_json: dict[str, Any]) -> dict[str, Any]:
 
 def rule_responder(**kw: Any) -> Responder:
     """A well-behaved model: answers with what the offline rule planner makes of the command."""
-    from medrobot_llm._llm_prompt import extract_command
-    from medrobot_llm._rule_planner import RulePlanner
+    from medrobot_llm.planning.llm.prompt import extract_command
+    from medrobot_llm.planning.rule.planner import RulePlanner
 
     rule = RulePlanner()
 
@@ -293,7 +293,7 @@ OBEYING_ANSWERS: dict[str, dict[str, Any]] = {
 def obeying_responder(**kw: Any) -> Responder:
     """A model that has been talked into anything: whatever the command, it answers the domain's most
     hazardous plan (and claims no confirmation is needed)."""
-    from medrobot_llm._llm_prompt import extract_command
+    from medrobot_llm.planning.llm.prompt import extract_command
 
     def respond(body: dict[str, Any]) -> Reply:
         domain, _text = extract_command(body.get("messages", []))
@@ -329,8 +329,8 @@ class Harness:
 
 
 def make_planner(server: ScriptedOpenAIServer, *, fallback: Any = None, **settings: Any) -> Harness:
-    from medrobot_llm._llm_config import LLMConfig
-    from medrobot_llm._llm_planner import LLMPlanner
+    from medrobot_llm.planning.llm.config import LLMConfig
+    from medrobot_llm.planning.llm.planner import LLMPlanner
 
     base: dict[str, Any] = {"base_url": server.base_url, "model": "scripted-model", "timeout": 2.0,
                             "max_retries": 2, "backoff_base": 0.001, "backoff_max": 0.01}

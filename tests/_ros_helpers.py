@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def require_ros() -> None:
     """Fail (never skip) with the fix when rclpy or the built interfaces cannot be imported here."""
-    from medrobot_llm._ros._env import INSTALL_HINT, RosEnvError, load_ros_env
+    from medrobot_llm.backends.ros.env import INSTALL_HINT, RosEnvError, load_ros_env
 
     try:
         load_ros_env()
@@ -107,7 +107,7 @@ def _kill_group(pid: int, sig: int) -> None:
 def ros_graph(domain: str, tmp: Path, overrides: list[str] | None = None, rtf: float = 0.0) -> Iterator[RosGraph]:
     """Start ``medrobot bringup`` for ``domain`` on a claimed ROS_DOMAIN_ID; yield once the graph is connected."""
     require_ros()
-    from medrobot_llm._ros._env import unique_domain_id
+    from medrobot_llm.backends.ros.env import unique_domain_id
 
     claim = unique_domain_id()
     saved = {k: os.environ.get(k) for k in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE")}
@@ -130,7 +130,7 @@ def ros_graph(domain: str, tmp: Path, overrides: list[str] | None = None, rtf: f
             pytest.fail(f"medrobot bringup did not start: {err}", pytrace=False)
         info = json.loads(line)
         pids += [int(n["pid"]) for n in info["nodes"].values()]
-        from medrobot_llm._ros._remote import RemoteSupervisor
+        from medrobot_llm.backends.ros.remote import RemoteSupervisor
 
         remote = RemoteSupervisor(f"medrobot_test_{os.getpid()}")
         graph = RosGraph(domain, claim.domain_id, info, bringup, remote)
@@ -165,7 +165,7 @@ def _follow(graph: RosGraph) -> None:
     """Record every /medrobot/robot_status and /medrobot/events message the test node sees."""
     from std_msgs.msg import String
 
-    from medrobot_llm._ros._common import TOPIC_ROBOT_STATUS, reliable_qos
+    from medrobot_llm.backends.ros.common import TOPIC_ROBOT_STATUS, reliable_qos
 
     def on_status(msg: Any) -> None:
         try:
@@ -190,7 +190,7 @@ class RogueClient:
     def __init__(self, graph: RosGraph) -> None:
         from medrobot_interfaces.action import ExecuteSkill
 
-        from medrobot_llm._ros._common import ACTION_EXECUTE, GoalClient
+        from medrobot_llm.backends.ros.common import ACTION_EXECUTE, GoalClient
 
         self.ExecuteSkill = ExecuteSkill
         self.client = GoalClient(graph.remote.node, ExecuteSkill, ACTION_EXECUTE)

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from medrobot_llm._audit import AuditLog, AuditLogError, format_record, read_log
-from medrobot_llm._plan import Plan
+from medrobot_llm.safety.audit import AuditLog, AuditLogError, format_record, read_log
+from medrobot_llm.core.plan import Plan
 
 
 def test_append_returns_gap_free_sequence_and_writes_one_line_each(tmp_path: Path) -> None:

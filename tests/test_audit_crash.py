@@ -11,15 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from medrobot_llm._audit import read_log
+from medrobot_llm.safety.audit import read_log
 
 CHILD = textwrap.dedent(
     """
     import sys
-    from medrobot_llm._audit import AuditLog
-    from medrobot_llm._memory_backend import MemoryBackend
-    from medrobot_llm._plan import Plan, PlanStatus, Step
-    from medrobot_llm._supervisor import Supervisor, SupervisorState as S
+    from medrobot_llm.safety.audit import AuditLog
+    from medrobot_llm.backends.memory import MemoryBackend
+    from medrobot_llm.core.plan import Plan, PlanStatus, Step
+    from medrobot_llm.safety.supervisor import Supervisor, SupervisorState as S
 
     class Acking(AuditLog):
         # a record is acknowledged when append returns: say so, only then

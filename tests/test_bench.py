@@ -16,9 +16,9 @@ import pytest
 from PIL import Image
 
 from medrobot_llm import cli
-from medrobot_llm._bench import run_jobs, strip_timing
-from medrobot_llm._bench_report import file_sha256
-from medrobot_llm._bench_suite import BenchTask, CheckSpec, load_suite
+from medrobot_llm.bench.runner import run_jobs, strip_timing
+from medrobot_llm.bench.report import file_sha256
+from medrobot_llm.bench.suite import BenchTask, CheckSpec, load_suite
 
 pytestmark = [pytest.mark.sim, pytest.mark.slow]
 
@@ -65,7 +65,7 @@ def first(small_suite: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[
 
 
 def _expected_figures(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """The headline figures, counted straight from the rows (independently of ``_bench.metrics``)."""
+    """The headline figures, counted straight from the rows (independently of ``bench.runner.metrics``)."""
     should = [r for r in rows if r["kind"] in ("run", "control")]
     refuse = [r for r in rows if r["kind"] in ("refuse", "clarify")]
     return {"runs": len(rows), "plan_correct": sum(r["plan_ok"] for r in rows),

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from medrobot_llm._bench import find_checker, metrics, percentile
-from medrobot_llm._bench_suite import BenchTask, default_suite_path, dumps, generate, load_suite, plan_mismatch, select
-from medrobot_llm._skillset import DOMAINS, load_command_set
+from medrobot_llm.bench.runner import find_checker, metrics, percentile
+from medrobot_llm.bench.suite import BenchTask, default_suite_path, dumps, generate, load_suite, plan_mismatch, select
+from medrobot_llm.core.command_set import DOMAINS, load_command_set
 
 
 @pytest.fixture(scope="module")

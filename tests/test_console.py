@@ -13,12 +13,12 @@ from typing import Any
 
 import pytest
 
-from medrobot_llm._audit import AuditLog
-from medrobot_llm._console import ConsoleClient, ConsoleCore, completion_words, history_path
-from medrobot_llm._memory_backend import MemoryBackend, Outcome
-from medrobot_llm._rule_planner import RulePlanner
-from medrobot_llm._skillset import DOMAINS, load_command_set
-from medrobot_llm._supervisor import Supervisor, SupervisorState
+from medrobot_llm.safety.audit import AuditLog
+from medrobot_llm.consoles.core import ConsoleClient, ConsoleCore, completion_words, history_path
+from medrobot_llm.backends.memory import MemoryBackend, Outcome
+from medrobot_llm.planning.rule.planner import RulePlanner
+from medrobot_llm.core.command_set import DOMAINS, load_command_set
+from medrobot_llm.safety.supervisor import Supervisor, SupervisorState
 
 from _helpers_supervisor import until
 
@@ -286,7 +286,7 @@ def test_quit_at_rest_just_leaves(xray: Rig) -> None:
 # ---------------------------------------------------------------------------------------------- real scenes
 @pytest.mark.sim
 def test_ultrasound_scene_status_line_shows_force_and_the_image_path(tmp_path: Path) -> None:
-    from medrobot_llm._session import Session
+    from medrobot_llm.session import Session
 
     screen = Screen()
     with Session("ultrasound", RulePlanner(), record_dir=tmp_path) as session:
@@ -319,7 +319,7 @@ def test_ros_mode_without_a_graph_is_a_usage_error() -> None:
     """On a ROS domain of its own (no graph there, whoever else runs one): exit 2 with the fix, and no JSON."""
     import os
 
-    from medrobot_llm._ros._env import unique_domain_id
+    from medrobot_llm.backends.ros.env import unique_domain_id
 
     claim = unique_domain_id()
     try:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from medrobot_llm._llm_config import LLMConfig, LLMConfigError, add_llm_arguments, config_from_args
+from medrobot_llm.planning.llm.config import LLMConfig, LLMConfigError, add_llm_arguments, config_from_args
 
 
 def _args(*argv: str) -> argparse.Namespace:
@@ -83,12 +83,12 @@ def test_impossible_values_are_refused(argv: list[str]) -> None:
 
 
 def test_config_module_imports_without_openai() -> None:
-    code = "import sys, medrobot_llm._llm_config; print('openai' in sys.modules)"
+    code = "import sys, medrobot_llm.planning.llm.config; print('openai' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
 
 def test_planner_module_imports_without_openai() -> None:
-    code = "import sys, medrobot_llm._llm_planner; print('openai' in sys.modules)"
+    code = "import sys, medrobot_llm.planning.llm.planner; print('openai' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

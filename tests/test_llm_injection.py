@@ -10,7 +10,7 @@ from types import ModuleType
 
 import pytest
 
-from medrobot_llm._validator import PlanValidationError, check_steps
+from medrobot_llm.core.validator import PlanValidationError, check_steps
 
 ROOT = Path(__file__).resolve().parent.parent
 SUITE = ROOT / "tests" / "data" / "injections.jsonl"
@@ -36,7 +36,7 @@ def test_suite_is_large_and_varied() -> None:
 
 def test_obeying_answers_are_really_harmful() -> None:
     """Every scripted answer is something the planner must not pass on as it is."""
-    from medrobot_llm._skillset import load_command_set
+    from medrobot_llm.core.command_set import load_command_set
 
     for it in (json.loads(line) for line in SUITE.read_text().splitlines() if line.strip()):
         answer = it["model"]

@@ -20,9 +20,9 @@ from _openai_server import (
     tool_reply,
 )
 
-from medrobot_llm._llm_planner import HybridPlanner, ground_plan
-from medrobot_llm._plan import Step
-from medrobot_llm._rule_planner import RulePlanner
+from medrobot_llm.planning.llm.planner import HybridPlanner, ground_plan
+from medrobot_llm.core.plan import Step
+from medrobot_llm.planning.rule.planner import RulePlanner
 
 LIFT_OK = plan_json(steps=[{"skill": "locate", "args": {"object": "needle"}},
                            {"skill": "grasp", "args": {"arm": "psm1", "object": "needle"}},
@@ -437,7 +437,7 @@ def test_unknown_domain_is_refused_without_a_call(server: ScriptedOpenAIServer) 
     ("ultrasound", "press a bit harder, 12 newtons", [("set_force", {"force_n": 12})], True),
 ])
 def test_grounding(domain: str, text: str, steps: list[tuple[str, dict[str, Any]]], ok: bool) -> None:
-    from medrobot_llm._validator import check_steps
+    from medrobot_llm.core.validator import check_steps
 
     raw = [{"skill": s, "args": a} for s, a in steps]
     normalised, _ = check_steps(domain, raw)

@@ -6,12 +6,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from medrobot_llm._llm_planner import ground_plan
-from medrobot_llm._llm_prompt import build_messages, examples, extract_command, system_prompt, user_message
-from medrobot_llm._plan import Control
-from medrobot_llm._rule_planner import screen_text
-from medrobot_llm._skillset import DOMAINS, load_command_set
-from medrobot_llm._validator import PlanValidationError, WorldState, check_steps
+from medrobot_llm.planning.llm.planner import ground_plan
+from medrobot_llm.planning.llm.prompt import build_messages, examples, extract_command, system_prompt, user_message
+from medrobot_llm.core.plan import Control
+from medrobot_llm.planning.rule.planner import screen_text
+from medrobot_llm.core.command_set import DOMAINS, load_command_set
+from medrobot_llm.core.validator import PlanValidationError, WorldState, check_steps
 
 
 @pytest.mark.parametrize("domain", DOMAINS)
@@ -81,7 +81,7 @@ def test_few_shot_examples_are_valid(domain: str) -> None:
 
 @pytest.mark.parametrize("domain", DOMAINS)
 def test_refused_examples_are_refused_by_the_offline_side_too(domain: str) -> None:
-    from medrobot_llm._rule_planner import RulePlanner
+    from medrobot_llm.planning.rule.planner import RulePlanner
 
     for ex in examples(domain):
         if ex["answer"]["status"] != "refused":

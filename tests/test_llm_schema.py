@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from medrobot_llm._llm_schema import plan_schema, response_format, skill_tools, submit_plan_tool
-from medrobot_llm._skillset import DOMAINS, load_command_set
+from medrobot_llm.planning.llm.schema import plan_schema, response_format, skill_tools, submit_plan_tool
+from medrobot_llm.core.command_set import DOMAINS, load_command_set
 
 
 def _objects(schema: Any) -> list[dict[str, Any]]:

@@ -6,8 +6,8 @@ import threading
 
 import pytest
 
-from medrobot_llm._backend import CancelToken, FailureKind, Feedback, StepResult
-from medrobot_llm._memory_backend import (
+from medrobot_llm.backends.base import CancelToken, FailureKind, Feedback, StepResult
+from medrobot_llm.backends.memory import (
     ManualClock,
     MemoryBackend,
     Outcome,
@@ -15,9 +15,9 @@ from medrobot_llm._memory_backend import (
     apply_effects,
     initial_facts,
 )
-from medrobot_llm._plan import Step
-from medrobot_llm._skillset import DOMAINS, load_command_set
-from medrobot_llm._validator import WorldState, check_steps
+from medrobot_llm.core.plan import Step
+from medrobot_llm.core.command_set import DOMAINS, load_command_set
+from medrobot_llm.core.validator import WorldState, check_steps
 
 from _helpers_supervisor import SURGERY_LIFT, US_SCAN, XRAY_TWO_SHOTS, until
 
@@ -43,7 +43,7 @@ def test_resting_values() -> None:
 
 @pytest.mark.parametrize("plan", [XRAY_TWO_SHOTS, US_SCAN, SURGERY_LIFT], ids=lambda p: p.domain)
 def test_a_plan_run_step_by_step_keeps_the_world_consistent_with_the_validator(plan: object) -> None:
-    from medrobot_llm._plan import Plan
+    from medrobot_llm.core.plan import Plan
 
     assert isinstance(plan, Plan)
     backend = MemoryBackend(plan.domain)

@@ -20,8 +20,8 @@ pytestmark = [pytest.mark.ros]
 @pytest.fixture()
 def remote() -> Iterator[Any]:
     require_ros()
-    from medrobot_llm._ros._env import unique_domain_id
-    from medrobot_llm._ros._remote import RemoteSupervisor
+    from medrobot_llm.backends.ros.env import unique_domain_id
+    from medrobot_llm.backends.ros.remote import RemoteSupervisor
 
     claim = unique_domain_id()
     with pytest.MonkeyPatch.context() as mp:
@@ -87,7 +87,7 @@ def test_goal_client_registers_each_goal_once_with_its_feedback_callback(remote:
     """The stock rclpy 9.1.2 ``send_goal_async`` registers a second future outside its lock (two here)."""
     from medrobot_interfaces.action import ExecuteSkill
 
-    from medrobot_llm._ros._common import GoalClient
+    from medrobot_llm.backends.ros.common import GoalClient
 
     client = GoalClient(remote.node, ExecuteSkill, "/medrobot_test/no_server")
     try:

@@ -51,7 +51,7 @@ def _still(graph: RosGraph, window: float = 0.4) -> None:
 def test_the_graph_is_three_processes_on_loopback_and_its_own_domain(graph: RosGraph) -> None:
     """``medrobot bringup`` started each node as its own process, from the bringup parameters file, with DDS
     discovery on loopback and the test's ROS_DOMAIN_ID."""
-    from medrobot_llm._cli_bringup import NODES, default_params_file
+    from medrobot_llm.cli.bringup import NODES, default_params_file
 
     pids = {graph.pid(n) for n in NODES}
     assert len(pids) == 3 and graph.bringup.pid not in pids
@@ -122,7 +122,7 @@ def test_estop_pressed_and_released_at_once_stays_latched_until_an_explicit_rese
     stays halted; only the reset on /medrobot/reset recovers, and nothing re-latches after it."""
     from std_msgs.msg import Bool
 
-    from medrobot_llm._ros._common import TOPIC_ESTOP, latched_qos
+    from medrobot_llm.backends.ros.common import TOPIC_ESTOP, latched_qos
 
     remote = graph.remote
     assert remote.wait_for("IDLE", timeout=5), remote.status()

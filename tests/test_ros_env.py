@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from medrobot_llm._ros._env import INSTALL_HINT, RosEnvError, child_env, load_ros_env, unique_domain_id
+from medrobot_llm.backends.ros.env import INSTALL_HINT, RosEnvError, child_env, load_ros_env, unique_domain_id
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -89,7 +89,7 @@ def test_bringup_and_the_launch_file_start_the_same_nodes_from_one_parameters_fi
 
     import yaml
 
-    from medrobot_llm._cli_bringup import NODES, Graph, default_params_file
+    from medrobot_llm.cli.bringup import NODES, Graph, default_params_file
 
     pkg = ROOT / "ros_ws" / "src" / "medrobot_bringup"
     params = pkg / "config" / "medrobot.yaml"

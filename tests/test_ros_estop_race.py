@@ -27,10 +27,10 @@ class InProcessGraph:
     def __init__(self) -> None:
         import rclpy
         from rclpy.context import Context
-        from medrobot_llm._ros._common import PoolExecutor
+        from medrobot_llm.backends.ros.common import PoolExecutor
 
-        from medrobot_llm._ros._skill_server import SkillServerNode
-        from medrobot_llm._ros._supervisor_node import SupervisorNode
+        from medrobot_llm.backends.ros.skill_server import SkillServerNode
+        from medrobot_llm.backends.ros.supervisor_node import SupervisorNode
 
         self.context = Context()
         rclpy.init(context=self.context)
@@ -76,7 +76,7 @@ class InProcessGraph:
 @pytest.fixture()
 def graph() -> Iterator[InProcessGraph]:
     require_ros()
-    from medrobot_llm._ros._env import unique_domain_id
+    from medrobot_llm.backends.ros.env import unique_domain_id
 
     claim = unique_domain_id()
     with pytest.MonkeyPatch.context() as mp:
@@ -103,8 +103,8 @@ def test_a_goal_refused_because_of_our_own_estop_ends_halted_and_the_latch_stays
         graph: InProcessGraph) -> None:
     from std_msgs.msg import Bool, String
 
-    from medrobot_llm._ros._common import TOPIC_ESTOP, TOPIC_PLANNED, latched_qos, reliable_qos
-    from medrobot_llm._rule_planner import RulePlanner
+    from medrobot_llm.backends.ros.common import TOPIC_ESTOP, TOPIC_PLANNED, latched_qos, reliable_qos
+    from medrobot_llm.planning.rule.planner import RulePlanner
 
     sup, backend, core = graph.sup_node.sup, graph.sup_node.backend, graph.skill.core
     assert _until(lambda: backend.connected, 20.0), "the supervisor never heard the skill server"
@@ -154,13 +154,13 @@ def test_estop_history_from_before_the_supervisor_latches_only_if_still_pressed(
     require_ros()
     import rclpy
     from rclpy.context import Context
-    from medrobot_llm._ros._common import PoolExecutor
+    from medrobot_llm.backends.ros.common import PoolExecutor
     from rclpy.node import Node
     from std_msgs.msg import Bool
 
-    from medrobot_llm._ros._common import TOPIC_ESTOP, latched_qos
-    from medrobot_llm._ros._env import unique_domain_id
-    from medrobot_llm._ros._supervisor_node import SupervisorNode
+    from medrobot_llm.backends.ros.common import TOPIC_ESTOP, latched_qos
+    from medrobot_llm.backends.ros.env import unique_domain_id
+    from medrobot_llm.backends.ros.supervisor_node import SupervisorNode
 
     claim = unique_domain_id()
     with pytest.MonkeyPatch.context() as mp:

@@ -24,7 +24,7 @@ def executor() -> Any:
     import rclpy
     from rclpy.context import Context
 
-    from medrobot_llm._ros._common import PoolExecutor
+    from medrobot_llm.backends.ros.common import PoolExecutor
 
     context = Context()
     rclpy.init(context=context)

@@ -1,4 +1,4 @@
-"""The skill server's goal checks (``_gate``), without ROS: every refusal names its reason."""
+"""The skill server's goal checks (``safety.gate``), without ROS: every refusal names its reason."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from medrobot_llm._backend import FailureKind
-from medrobot_llm._ros._gate import (
+from medrobot_llm.backends.base import FailureKind
+from medrobot_llm.safety.gate import (
     FollowedState,
     GoalRequest,
     Refusal,
@@ -68,7 +68,7 @@ def test_only_the_followed_supervisor_executing_this_step_authorises(followed: F
 
 @pytest.fixture(scope="module")
 def core() -> Iterator[SkillServerCore]:
-    from medrobot_llm._sim import make
+    from medrobot_llm.backends.sim import make
 
     scene = make("ultrasound")
     scene.reset(seed=3)
@@ -119,7 +119,7 @@ def test_core_halt_refuses_and_a_new_state_cancels_what_it_no_longer_authorises(
 def test_a_goal_of_a_plan_the_supervisor_latched_is_refused_without_waiting(
         followed: FollowedState | None, final: bool) -> None:
     """The node waits a little for the state that authorises a goal; never for one a latch rules out."""
-    from medrobot_llm._memory_backend import MemoryBackend
+    from medrobot_llm.backends.memory import MemoryBackend
 
     c = SkillServerCore(MemoryBackend("ultrasound"), max_state_age_s=1e9)
     if followed is not None:

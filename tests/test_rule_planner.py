@@ -10,7 +10,7 @@ from _plan_check import mismatch
 from conftest import DATA, load_jsonl
 
 from medrobot_llm import Control, Plan, PlanStatus, Step, WorldState, validate_plan
-from medrobot_llm._rule_planner import RulePlanner, screen_text
+from medrobot_llm.planning.rule.planner import RulePlanner, screen_text
 
 CASES = load_jsonl(DATA / "planner_cases.jsonl")
 HELDOUT = Path(__file__).resolve().parent.parent / "benchmarks" / "heldout" / "plans-heldout.jsonl"

@@ -11,7 +11,7 @@ import pytest
 
 pytest.importorskip("pybullet")
 
-from medrobot_llm._sim import REGISTRY, SCENE_FOR_DOMAIN, make, scene_ids
+from medrobot_llm.backends.sim import REGISTRY, SCENE_FOR_DOMAIN, make, scene_ids
 
 pytestmark = pytest.mark.sim
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from medrobot_llm import DOMAINS, Hazard, SkillFileError, load_command_set
-from medrobot_llm._skillset import parse_command_set
+from medrobot_llm.core.command_set import parse_command_set
 
 V1 = {
     "surgery": {"locate", "move_to", "grasp", "release", "lift", "handover", "retract", "insert", "home"},

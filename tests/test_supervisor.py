@@ -7,13 +7,13 @@ from typing import Any
 
 import pytest
 
-from medrobot_llm._audit import AuditLog, AuditLogError
-from medrobot_llm._backend import CancelToken, FailureKind, FeedbackFn, SkillBackend, StepResult
-from medrobot_llm._memory_backend import MemoryBackend
-from medrobot_llm._plan import Control, Plan, PlanStatus, Step
-from medrobot_llm._skillset import Hazard
-from medrobot_llm._supervisor import InvalidTransition, Supervisor, SupervisorError, SupervisorState
-from medrobot_llm._validator import WorldState
+from medrobot_llm.safety.audit import AuditLog, AuditLogError
+from medrobot_llm.backends.base import CancelToken, FailureKind, FeedbackFn, SkillBackend, StepResult
+from medrobot_llm.backends.memory import MemoryBackend
+from medrobot_llm.core.plan import Control, Plan, PlanStatus, Step
+from medrobot_llm.core.command_set import Hazard
+from medrobot_llm.safety.supervisor import InvalidTransition, Supervisor, SupervisorError, SupervisorState
+from medrobot_llm.core.validator import WorldState
 
 from _helpers_supervisor import (
     SURGERY_LIFT,
@@ -652,7 +652,7 @@ def test_a_control_plan_submitted_directly_acts_at_once() -> None:
 
 
 def test_with_the_rule_planner_if_present() -> None:
-    rule = pytest.importorskip("medrobot_llm._rule_planner")
+    rule = pytest.importorskip("medrobot_llm.planning.rule.planner")
     backend = MemoryBackend("xray")
     sup = Supervisor(backend, rule.RulePlanner(), watchdog_period_s=None)
     sup.subscribe(lambda rec: sup.confirm(rec["step_index"]) if rec["kind"] == "question" else None)

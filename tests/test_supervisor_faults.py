@@ -6,10 +6,10 @@ import time
 
 import pytest
 
-from medrobot_llm._backend import FailureKind
-from medrobot_llm._memory_backend import MemoryBackend, Outcome
-from medrobot_llm._supervisor import Supervisor, SupervisorState
-from medrobot_llm._validator import WorldState
+from medrobot_llm.backends.base import FailureKind
+from medrobot_llm.backends.memory import MemoryBackend, Outcome
+from medrobot_llm.safety.supervisor import Supervisor, SupervisorState
+from medrobot_llm.core.validator import WorldState
 
 from _helpers_supervisor import US_SCAN, XRAY_MOTION, XRAY_SHOT_FIRST, Rig, check_log, make_rig, until
 

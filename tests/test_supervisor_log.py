@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 
 from medrobot_llm import cli
-from medrobot_llm._audit import AuditLog, read_log
-from medrobot_llm._backend import FailureKind
-from medrobot_llm._cli_log import replay_records
-from medrobot_llm._memory_backend import Outcome
-from medrobot_llm._supervisor import SupervisorState
+from medrobot_llm.safety.audit import AuditLog, read_log
+from medrobot_llm.backends.base import FailureKind
+from medrobot_llm.cli.log import replay_records
+from medrobot_llm.backends.memory import Outcome
+from medrobot_llm.safety.supervisor import SupervisorState
 
 from _helpers_supervisor import XRAY_MOTION, XRAY_TWO_SHOTS, check_log, make_rig, until
 

@@ -12,10 +12,10 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from medrobot_llm._backend import FailureKind
-from medrobot_llm._memory_backend import Outcome
-from medrobot_llm._plan import Plan
-from medrobot_llm._supervisor import LATCHED, InvalidTransition, SupervisorState
+from medrobot_llm.backends.base import FailureKind
+from medrobot_llm.backends.memory import Outcome
+from medrobot_llm.core.plan import Plan
+from medrobot_llm.safety.supervisor import LATCHED, InvalidTransition, SupervisorState
 
 from _helpers_supervisor import (
     US_SCAN,

@@ -10,8 +10,8 @@ import pytest
 from transitions import MachineError
 
 from medrobot_llm import cli
-from medrobot_llm._memory_backend import Outcome
-from medrobot_llm._supervisor import (
+from medrobot_llm.backends.memory import Outcome
+from medrobot_llm.safety.supervisor import (
     GUARD_HELP,
     STATE_HELP,
     TRANSITIONS,

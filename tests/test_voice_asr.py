@@ -20,8 +20,8 @@ def test_silence_and_noise_produce_no_action(domain: str) -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from _voice_corpus import noise_clips
 
-    from medrobot_llm._asr import Audio, PocketSphinxRecognizer
-    from medrobot_llm._voice import DEFAULT_THRESHOLD
+    from medrobot_llm.consoles.voice.asr import Audio, PocketSphinxRecognizer
+    from medrobot_llm.consoles.voice.console import DEFAULT_THRESHOLD
 
     rec = PocketSphinxRecognizer(domain)
     for name, clip in noise_clips().items():
@@ -31,7 +31,7 @@ def test_silence_and_noise_produce_no_action(domain: str) -> None:
 
 
 def test_pure_silence_has_zero_confidence() -> None:
-    from medrobot_llm._asr import Audio, PocketSphinxRecognizer
+    from medrobot_llm.consoles.voice.asr import Audio, PocketSphinxRecognizer
 
     tr = PocketSphinxRecognizer("xray").transcribe(Audio(np.zeros(16000, dtype=np.int16)))
     assert tr.confidence == 0.0 and not tr.stop
@@ -39,7 +39,7 @@ def test_pure_silence_has_zero_confidence() -> None:
 
 def _pulses(pitch_hz: float, seconds: float = 1.0) -> np.ndarray:
     """A glottal-like pulse train through a resonance: voiced, with a known pitch."""
-    from medrobot_llm._asr import SAMPLE_RATE
+    from medrobot_llm.consoles.voice.asr import SAMPLE_RATE
 
     n = int(seconds * SAMPLE_RATE)
     x = np.zeros(n)
@@ -51,7 +51,7 @@ def _pulses(pitch_hz: float, seconds: float = 1.0) -> np.ndarray:
 
 
 def test_a_high_voice_is_scaled_down_and_a_low_one_left_alone() -> None:
-    from medrobot_llm._asr import median_pitch, speaker_scale, voiced_ratio
+    from medrobot_llm.consoles.voice.asr import median_pitch, speaker_scale, voiced_ratio
 
     low, high = _pulses(105.0), _pulses(220.0)
     assert abs(median_pitch(low) - 105.0) < 5 and abs(median_pitch(high) - 220.0) < 10
@@ -67,6 +67,6 @@ def test_mains_hum_is_not_voiced() -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from _voice_corpus import noise_clips
 
-    from medrobot_llm._asr import voiced_ratio
+    from medrobot_llm.consoles.voice.asr import voiced_ratio
 
     assert voiced_ratio(noise_clips()["hum"]) == 0.0

@@ -6,9 +6,9 @@ import re
 
 import pytest
 
-from medrobot_llm._skillset import DOMAINS, load_command_set
-from medrobot_llm._voice import confirmation_phrases, is_confirmation_for
-from medrobot_llm._voice_grammar import build_grammar, domain_words, spoken_words
+from medrobot_llm.core.command_set import DOMAINS, load_command_set
+from medrobot_llm.consoles.voice.console import confirmation_phrases, is_confirmation_for
+from medrobot_llm.consoles.voice.grammar import build_grammar, domain_words, spoken_words
 
 pytestmark = pytest.mark.voice
 
@@ -51,7 +51,7 @@ def test_organs_anatomy_and_views_are_words_of_their_grammar() -> None:
 
 def test_the_grammar_follows_the_skill_files(monkeypatch: pytest.MonkeyPatch) -> None:
     """A skill added to the command set appears in the grammar without touching the grammar code."""
-    import medrobot_llm._voice_grammar as vg
+    import medrobot_llm.consoles.voice.grammar as vg
 
     real = load_command_set
     cs = real("xray")
@@ -76,7 +76,7 @@ def test_radiation_confirmation_phrases_come_from_the_skills_and_do_not_overlap(
 
 
 def test_british_variants_follow_the_rules_and_are_in_the_dictionary() -> None:
-    from medrobot_llm._voice_grammar import british
+    from medrobot_llm.consoles.voice.grammar import british
 
     assert british("L IH V ER") == "L IH V AH"  # no /r/ after a vowel
     assert british("L AE T ER AH L") == "L AA T AH R AH L"  # but before one; TRAP opens

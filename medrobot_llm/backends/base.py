@@ -1,0 +1,296 @@
+"""The one interface every skill backend implements: sim scene, ROS action client, future hardware.
+
+The framework owns the lifecycle of a running skill (like py_trees' ``tick``): a skill only says how to
+start, how to advance one control step without blocking, and how to clean up. Cancel, halt, timeouts
+and exceptions are handled here, once, so no skill can forget to honour an e-stop.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from enum import Enum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from medrobot_llm.core.plan import Step
+from medrobot_llm.core.validator import WorldState
+
+__all__ = [
+    "BehaviourStatus",
+    "CancelToken",
+    "FailureKind",
+    "Feedback",
+    "FeedbackFn",
+    "LoopBackend",
+    "SkillBackend",
+    "SkillBehaviour",
+    "StepResult",
+]
+
+
+class FailureKind(str, Enum):
+    NONE = "none"
+    FORCE_LIMIT = "force_limit"
+    WORKSPACE_LIMIT = "workspace_limit"
+    JOINT_LIMIT = "joint_limit"
+    SPEED_LIMIT = "speed_limit"
+    COLLISION = "collision"
+    TIMEOUT = "timeout"
+    PRECONDITION = "precondition"
+    INVALID = "invalid"
+    CANCELLED = "cancelled"
+    HALTED = "halted"
+    LOST = "lost"
+    ERROR = "error"
+
+    @property
+    def is_limit_violation(self) -> bool:
+        return self in (FailureKind.FORCE_LIMIT, FailureKind.WORKSPACE_LIMIT, FailureKind.JOINT_LIMIT,
+                        FailureKind.SPEED_LIMIT, FailureKind.COLLISION)
+
+
+class Feedback(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    phase: str
+    progress: float = Field(ge=0.0, le=1.0)
+    telemetry: dict[str, Any] = Field(default_factory=dict)
+
+
+class StepResult(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    success: bool
+    failure: FailureKind = FailureKind.NONE
+    message: str = ""
+    outcome: dict[str, Any] = Field(default_factory=dict)
+
+    @classmethod
+    def ok(cls, message: str = "done", **outcome: Any) -> StepResult:
+        return cls(success=True, message=message, outcome=outcome)
+
+    @classmethod
+    def failed(cls, failure: FailureKind, message: str, **outcome: Any) -> StepResult:
+        return cls(success=False, failure=failure, message=message, outcome=outcome)
+
+
+FeedbackFn = Callable[[Feedback], None]
+
+
+class CancelToken:
+    """Set from any thread; a running skill sees it within one control step."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self.reason = ""
+
+    def cancel(self, reason: str = "cancelled") -> None:
+        if not self._event.is_set():
+            self.reason = reason
+        self._event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+    def wait(self, timeout: float) -> bool:
+        return self._event.wait(timeout)
+
+
+class SkillBackend(ABC):
+    """Execute validated steps on a robot.
+
+    ``execute`` blocks its caller (the executor's worker thread) until the step ends, streams feedback,
+    and returns a typed result. ``halt`` may be called from any thread at any time: motion stops within
+    one control step and stays stopped (latched) until ``clear_halt``.
+    """
+
+    domain: str
+    control_period_s: float = 0.01
+
+    @abstractmethod
+    def world_state(self) -> WorldState:
+        """The facts of the skill files as the robot sees them now (``known=True``)."""
+
+    @abstractmethod
+    def execute(self, step: Step, token: CancelToken, on_feedback: FeedbackFn | None = None) -> StepResult:
+        """Run one validated step to its end, a failure, a cancel or a halt."""
+
+    @abstractmethod
+    def halt(self, reason: str = "e-stop") -> None:
+        """Stop all motion now and latch until ``clear_halt``."""
+
+    @abstractmethod
+    def clear_halt(self) -> None:
+        """Clear a latched halt (operator reset); does not move anything.
+
+        May wait for the robot to confirm it is clear: the supervisor calls it without holding its lock, and
+        halts again if a stop came in meanwhile.
+        """
+
+    @property
+    @abstractmethod
+    def halted(self) -> bool:
+        """Whether a halt is latched."""
+
+    @property
+    def last_heartbeat(self) -> float:
+        """``time.monotonic()`` of the backend's last sign of life; the supervisor watches it."""
+        return time.monotonic()
+
+    def telemetry(self) -> dict[str, Any]:
+        """A small snapshot for status lines (force, pose, ...)."""
+        return {}
+
+    def close(self) -> None:  # noqa: B027 - optional hook: a backend with nothing to release keeps it
+        """Release resources (physics client, connections)."""
+
+
+class BehaviourStatus(str, Enum):
+    RUNNING = "running"
+    SUCCESS = "success"
+    FAILURE = "failure"
+    PREEMPTED = "preempted"
+
+
+class SkillBehaviour(ABC):
+    """One running skill. Subclasses implement ``start``, ``update`` and optionally ``terminate``.
+
+    ``update`` advances by one control step and must not block. To fail, set ``self.failure`` and
+    ``self.message`` and return FAILURE. ``outcome`` ends up in the step result.
+    """
+
+    #: the most control steps this skill may take before it times out
+    max_steps: int = 100_000
+
+    def __init__(self, step: Step) -> None:
+        self.step = step
+        self.failure = FailureKind.NONE
+        self.message = ""
+        self.outcome: dict[str, Any] = {}
+        self.progress = 0.0
+        self.phase = "starting"
+
+    def start(self) -> None:  # noqa: B027 - optional hook, like py_trees' initialise
+        """Called once before the first update."""
+
+    @abstractmethod
+    def update(self) -> BehaviourStatus:
+        """Advance one control step."""
+
+    def terminate(self, status: BehaviourStatus) -> None:  # noqa: B027 - optional hook
+        """Always called once at the end, also on cancel, halt and error: stop motion here."""
+
+    def telemetry(self) -> dict[str, Any]:
+        return {}
+
+
+class LoopBackend(SkillBackend):
+    """A backend that runs behaviours in a control loop it owns: sim scenes and in-memory test robots.
+
+    Subclasses provide ``make_behaviour`` (a step → its behaviour), ``advance`` (one control step of the
+    world, e.g. physics) and ``stop_motion`` (hold still now). The loop checks cancel and halt every cycle.
+    """
+
+    def __init__(self) -> None:
+        self._halt = threading.Event()
+        self._halt_reason = ""
+        self._heartbeat = time.monotonic()
+        self._busy = threading.Lock()
+
+    @abstractmethod
+    def make_behaviour(self, step: Step) -> SkillBehaviour:
+        """Build the behaviour for a validated step; raise ValueError if the step cannot run here."""
+
+    @abstractmethod
+    def advance(self) -> None:
+        """Advance the world by one control step."""
+
+    @abstractmethod
+    def stop_motion(self) -> None:
+        """Command every actuator to hold still, now."""
+
+    def halt(self, reason: str = "e-stop") -> None:
+        self._halt_reason = reason
+        self._halt.set()
+        self.stop_motion()
+
+    def clear_halt(self) -> None:
+        self._halt.clear()
+        self._halt_reason = ""
+
+    @property
+    def halted(self) -> bool:
+        return self._halt.is_set()
+
+    @property
+    def last_heartbeat(self) -> float:
+        return self._heartbeat
+
+    def pace(self) -> None:
+        """Wait between control steps; real time for hardware, nothing for a sim running fast."""
+
+    def execute(self, step: Step, token: CancelToken, on_feedback: FeedbackFn | None = None) -> StepResult:
+        if not self._busy.acquire(blocking=False):
+            return StepResult.failed(FailureKind.INVALID, "the backend is already executing a step")
+        try:
+            return self._run(step, token, on_feedback)
+        finally:
+            self._busy.release()
+
+    def _run(self, step: Step, token: CancelToken, on_feedback: FeedbackFn | None) -> StepResult:
+        if self.halted:
+            return StepResult.failed(FailureKind.HALTED, f"halted ({self._halt_reason}); reset before moving")
+        try:
+            behaviour = self.make_behaviour(step)
+        except ValueError as exc:
+            return StepResult.failed(FailureKind.INVALID, str(exc))
+        status = BehaviourStatus.RUNNING
+        try:
+            behaviour.start()
+            for _ in range(behaviour.max_steps):
+                if self.halted:
+                    status = BehaviourStatus.PREEMPTED
+                    self.stop_motion()
+                    behaviour.terminate(status)
+                    return StepResult.failed(FailureKind.HALTED, f"halted: {self._halt_reason}",
+                                             **behaviour.outcome)
+                if token.cancelled:
+                    status = BehaviourStatus.PREEMPTED
+                    self.stop_motion()
+                    behaviour.terminate(status)
+                    return StepResult.failed(FailureKind.CANCELLED, f"cancelled: {token.reason}",
+                                             **behaviour.outcome)
+                status = behaviour.update()
+                self.advance()
+                self._heartbeat = time.monotonic()
+                if on_feedback is not None:
+                    on_feedback(Feedback(phase=behaviour.phase, progress=min(1.0, max(0.0, behaviour.progress)),
+                                         telemetry=behaviour.telemetry()))
+                if status is not BehaviourStatus.RUNNING:
+                    break
+                self.pace()
+            else:
+                status = BehaviourStatus.FAILURE
+                behaviour.failure = FailureKind.TIMEOUT
+                behaviour.message = f"{step.skill} did not finish within {behaviour.max_steps} control steps"
+                self.stop_motion()
+            behaviour.terminate(status)
+        except Exception as exc:  # noqa: BLE001 - any skill bug must end halted, reported, never propagate
+            self.stop_motion()
+            try:
+                behaviour.terminate(BehaviourStatus.FAILURE)
+            except Exception:  # noqa: BLE001, S110 - the first error is the one worth reporting
+                pass
+            return StepResult.failed(FailureKind.ERROR, f"{step.skill} raised {type(exc).__name__}: {exc}")
+        if status is BehaviourStatus.SUCCESS:
+            return StepResult(success=True, message=behaviour.message or "done", outcome=behaviour.outcome)
+        if behaviour.failure.is_limit_violation:
+            self.stop_motion()
+        return StepResult.failed(behaviour.failure if behaviour.failure is not FailureKind.NONE
+                                 else FailureKind.ERROR, behaviour.message or f"{step.skill} failed",
+                                 **behaviour.outcome)

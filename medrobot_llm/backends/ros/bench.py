@@ -1,0 +1,167 @@
+"""What the two ROS benchmarks share: a skill server process and an in-process supervisor node.
+
+The skill server runs as its own process over real DDS on loopback, on a claimed ROS_DOMAIN_ID; the
+supervisor node runs in the benchmark's process so the benchmark can time inside its backend.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from medrobot_llm.backends.ros.env import INSTALL_HINT, child_env, unique_domain_id
+
+__all__ = ["percentiles", "plain_action_round_trips", "supervised_skill_server"]
+
+_ECHO_ACTION = "/medrobot_bench/echo"
+
+
+def percentiles(samples_ms: list[float]) -> dict[str, float]:
+    s = sorted(samples_ms)
+
+    def q(p: float) -> float:
+        return s[min(len(s) - 1, max(0, int(round(p * (len(s) - 1)))))]
+
+    return {"n": len(s), "p50_ms": q(0.5), "p90_ms": q(0.9), "p99_ms": q(0.99), "max_ms": s[-1]}
+
+
+def _interrupt(proc: subprocess.Popen[bytes]) -> None:
+    """Ctrl-C to a server's process group, then SIGKILL if it has not ended within 5 s."""
+    try:
+        os.killpg(proc.pid, signal.SIGINT)
+        proc.wait(5)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+@contextmanager
+def supervised_skill_server(domain: str, real_time_factor: float, log: Path) -> Iterator[Any]:
+    """Yield an in-process ``SupervisorNode`` connected to a skill server process for ``domain``."""
+    try:
+        import rclpy
+        from rclpy.executors import SingleThreadedExecutor
+
+        from medrobot_llm.backends.ros.supervisor_node import SupervisorNode
+    except ImportError as exc:
+        raise SystemExit(f"ROS 2 is not importable here ({exc}): {INSTALL_HINT}") from None
+    claim = unique_domain_id()
+    os.environ["ROS_DOMAIN_ID"] = str(claim.domain_id)
+    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    env = child_env(claim.domain_id)
+    with open(log, "ab") as fh:
+        proc = subprocess.Popen(
+            [env["MEDROBOT_ROS_PYTHON"], "-m", "medrobot_llm.backends.ros.skill_server", "--ros-args",
+             "-p", f"medrobot_skill_server:domain:={domain}",
+             "-p", f"medrobot_skill_server:real_time_factor:={float(real_time_factor)!r}"],
+            env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+    rclpy.init()
+    node = SupervisorNode(domain=domain)
+    executor = SingleThreadedExecutor()  # as `medrobot bringup` runs the supervisor (spin_node)
+    executor.add_node(node)
+    spin = threading.Thread(target=executor.spin, daemon=True)
+    spin.start()
+    try:
+        deadline = time.monotonic() + 40
+        while not node.backend.connected:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise SystemExit(f"the skill server did not come up; see {log}")
+            time.sleep(0.05)
+        yield node
+    finally:
+        executor.shutdown(timeout_sec=1.0)
+        spin.join(2.0)
+        node.close()
+        node.destroy_node()
+        rclpy.try_shutdown()
+        _interrupt(proc)
+        claim.release()
+        print(f"(skill server log: {log})", file=sys.stderr)
+
+
+def plain_action_round_trips(steps: int, warm: int = 20) -> list[float]:
+    """Round trips (ms) of an ``ExecuteSkill`` goal to a server that succeeds at once, nothing of ours in between.
+
+    The floor under the supervised round trip: rclpy's own goal / accept / get-result / result exchange
+    between two processes on this machine, with the same executors the nodes use.
+    """
+    try:
+        import rclpy
+        from medrobot_interfaces.action import ExecuteSkill
+        from rclpy.action.client import ActionClient
+        from rclpy.executors import SingleThreadedExecutor
+        from rclpy.node import Node
+    except ImportError as exc:
+        raise SystemExit(f"ROS 2 is not importable here ({exc}): {INSTALL_HINT}") from None
+    claim = unique_domain_id()
+    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    env = child_env(claim.domain_id)
+    proc = subprocess.Popen([env["MEDROBOT_ROS_PYTHON"], "-m", "medrobot_llm.backends.ros.bench"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=claim.domain_id)
+    node = Node("medrobot_bench_echo_client", context=context)
+    client: Any = ActionClient(node, ExecuteSkill, _ECHO_ACTION)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    spin = threading.Thread(target=executor.spin, daemon=True)
+    spin.start()
+    out: list[float] = []
+    try:
+        if not client.wait_for_server(timeout_sec=30):
+            raise SystemExit("the plain action server did not come up")
+        for _ in range(steps + warm):
+            done = threading.Event()
+
+            def on_goal(future: Any, done: threading.Event = done) -> None:
+                future.result().get_result_async().add_done_callback(lambda _f: done.set())
+
+            t0 = time.perf_counter()
+            client.send_goal_async(ExecuteSkill.Goal()).add_done_callback(on_goal)
+            if not done.wait(5):
+                raise SystemExit("a plain action goal got no result within 5 s")
+            out.append((time.perf_counter() - t0) * 1000)
+            done.wait(0.005)  # the supervised benchmark's steps do not come back to back either
+    finally:
+        executor.shutdown(timeout_sec=1.0)
+        spin.join(2.0)
+        node.destroy_node()
+        rclpy.try_shutdown(context=context)
+        _interrupt(proc)
+        claim.release()
+    return out[warm:]
+
+
+def _echo_server() -> None:
+    import rclpy
+    from medrobot_interfaces.action import ExecuteSkill
+    from rclpy.action.server import ActionServer
+    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+    from rclpy.node import Node
+
+    def execute(goal: Any) -> Any:
+        goal.succeed()
+        return ExecuteSkill.Result(success=True)
+
+    rclpy.init()
+    node = Node("medrobot_bench_echo")
+    ActionServer(node, ExecuteSkill, _ECHO_ACTION, execute)
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        rclpy.try_shutdown()
+
+
+if __name__ == "__main__":
+    _echo_server()

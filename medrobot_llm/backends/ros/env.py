@@ -1,0 +1,122 @@
+"""Where the ROS 2 environment comes from, and the one message for when it is missing.
+
+The wheels' shared libraries are found through ``LD_LIBRARY_PATH``, which the loader reads once when a
+process starts, so ROS processes are always started with the environment ``scripts/install_ros.sh``
+wrote, never patched from inside a running interpreter.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from pathlib import Path
+from medrobot_llm.core.paths import SOURCE_ROOT
+
+__all__ = [
+    "DomainClaim",
+    "INSTALL_HINT",
+    "RosEnvError",
+    "child_env",
+    "env_file",
+    "load_ros_env",
+    "ros_python",
+    "repo_root",
+    "unique_domain_id",
+]
+
+INSTALL_HINT = ("run `bash scripts/install_ros.sh` (it installs ROS 2 and builds ros_ws), then start from a shell "
+                "that sourced ros_ws/install/medrobot_env.sh, e.g. `bash scripts/test.sh ...`")
+
+
+class RosEnvError(RuntimeError):
+    """ROS 2 or the built workspace is not available; the message says how to get it."""
+
+
+def repo_root() -> Path:
+    return SOURCE_ROOT
+
+
+def env_file() -> Path:
+    """``medrobot_env.json`` of the workspace: ``$MEDROBOT_ROS_WS`` if set, else the source tree's."""
+    ws = os.environ.get("MEDROBOT_ROS_WS")
+    base = Path(ws) if ws else repo_root() / "ros_ws"
+    return base / "install" / "medrobot_env.json"
+
+
+def load_ros_env() -> dict[str, str]:
+    path = env_file()
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RosEnvError(f"no ROS 2 environment file at {path}: {INSTALL_HINT}") from None
+    except (OSError, ValueError) as exc:
+        raise RosEnvError(f"cannot read the ROS 2 environment file {path} ({exc}): {INSTALL_HINT}") from None
+    if not isinstance(data, dict) or "MEDROBOT_ROS_PYTHON" not in data:
+        raise RosEnvError(f"{path} does not name MEDROBOT_ROS_PYTHON: {INSTALL_HINT}")
+    return {str(k): str(v) for k, v in data.items()}
+
+
+def child_env(ros_domain_id: int | None = None, base: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment for a ROS child process: the caller's, then the workspace's ROS variables.
+
+    DDS discovery stays on loopback unless the caller asked otherwise, and ``ros_domain_id`` (if given)
+    keeps this graph apart from any other on the machine.
+    """
+    env = dict(os.environ if base is None else base)
+    ros = load_ros_env()
+    for key, value in ros.items():
+        if key in ("PATH", "LD_LIBRARY_PATH", "PYTHONPATH", "AMENT_PREFIX_PATH", "CMAKE_PREFIX_PATH",
+                   "COLCON_PREFIX_PATH") and env.get(key):
+            parts = value.split(":") + [p for p in env[key].split(":") if p not in value.split(":")]
+            env[key] = ":".join(p for p in parts if p)
+        else:
+            env[key] = value
+    env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    if not env.get("ROS_AUTOMATIC_DISCOVERY_RANGE"):
+        env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    if ros_domain_id is not None:
+        env["ROS_DOMAIN_ID"] = str(int(ros_domain_id))
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def ros_python() -> str:
+    return load_ros_env()["MEDROBOT_ROS_PYTHON"]
+
+
+class DomainClaim:
+    """A ROS_DOMAIN_ID held for one graph (a test module, a benchmark) until ``release``.
+
+    The id is claimed with an exclusive lock on a file in the temp dir, so parallel test runs on one
+    machine never pick the same id and never see each other's nodes; the lock goes with the process.
+    """
+
+    def __init__(self, domain_id: int, fd: int) -> None:
+        self.domain_id = domain_id
+        self._fd: int | None = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+def unique_domain_id(rng: random.Random | None = None) -> DomainClaim:
+    """Claim a free ROS_DOMAIN_ID in 1..101 (0 is everyone's default; Fast DDS's port map ends at 101)."""
+    import fcntl
+    import tempfile
+
+    r = rng or random.SystemRandom()
+    ids = list(range(1, 102))
+    r.shuffle(ids)
+    lock_dir = Path(tempfile.gettempdir())
+    for i in ids:
+        fd = os.open(lock_dir / f"medrobot_ros_domain_{i}.lock", os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            continue
+        return DomainClaim(i, fd)
+    raise RosEnvError("all ROS_DOMAIN_IDs 1..101 are claimed by other medrobot graphs on this machine")

@@ -1,0 +1,98 @@
+"""The planner node: ``/medrobot/plan`` (PlanCommand) and the consumer of ``/medrobot/command``.
+
+Every text command is planned (rule planner by default; ``planner:=openai`` or ``hybrid`` with the same
+settings as the CLI, from the environment or ``llm_config``) and handed on, with its text, on
+``/medrobot/planned``: the supervisor validates it against the robot's world and decides. Commands are
+handled one at a time, in the order they arrive.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.node import Node
+from std_msgs.msg import String
+
+from medrobot_interfaces.srv import PlanCommand
+
+from medrobot_llm.cli.plan import add_planner_arguments, make_planner, plan_text
+from medrobot_llm.core.plan import Plan
+from medrobot_llm.planning.base import Planner
+from medrobot_llm.core.validator import WorldState
+from medrobot_llm.backends.ros.common import SERVICE_PLAN, TOPIC_COMMAND, TOPIC_PLANNED, reliable_qos, spin_node
+from medrobot_llm.safety.gate import to_json, world_from_json
+
+__all__ = ["PlannerNode", "main", "planner_from_name"]
+
+NODE_NAME = "medrobot_planner"
+
+
+def planner_from_name(name: str, llm_config: str = "") -> Planner:
+    """The CLI's planner for ``--planner NAME`` (so the node and ``medrobot plan`` plan alike)."""
+    parser = argparse.ArgumentParser(add_help=False)
+    add_planner_arguments(parser)
+    argv = ["--planner", name] + (["--llm-config", llm_config] if llm_config else [])
+    return make_planner(parser.parse_args(argv))
+
+
+class PlannerNode(Node):
+    def __init__(self, **overrides: Any) -> None:
+        super().__init__(NODE_NAME)
+        self.domain = str(self.declare_parameter("domain", overrides.get("domain", "")).value)
+        name = str(self.declare_parameter("planner", overrides.get("planner", "rule")).value)
+        llm_config = str(self.declare_parameter("llm_config", overrides.get("llm_config", "")).value)
+        if not self.domain:
+            raise SystemExit("medrobot planner: the 'domain' parameter is required (surgery, ultrasound, xray)")
+        try:
+            self.planner = planner_from_name(name, llm_config)
+        except (ValueError, SystemExit) as exc:
+            raise SystemExit(f"medrobot planner: cannot build the {name!r} planner: {exc}") from None
+        self._group = MutuallyExclusiveCallbackGroup()
+        self._planned = self.create_publisher(String, TOPIC_PLANNED, reliable_qos(10))
+        self.create_service(PlanCommand, SERVICE_PLAN, self._on_plan, callback_group=self._group)
+        self.create_subscription(String, TOPIC_COMMAND, self._on_command, reliable_qos(10),
+                                 callback_group=self._group)
+        self.get_logger().info(f"planner '{name}' for {self.domain}: {TOPIC_COMMAND} -> {TOPIC_PLANNED}, "
+                               f"service {SERVICE_PLAN}")
+
+    def plan(self, domain: str, text: str, world: WorldState | None = None) -> Plan:
+        try:
+            if world is None:
+                return plan_text(self.planner, domain, text)
+            plan = plan_text(self.planner, domain, text)
+            if plan.status.value == "ok":
+                replanned = self.planner.plan(domain, " ".join(text.split()), world)
+                return replanned
+            return plan
+        except Exception as exc:  # noqa: BLE001 - a planner bug refuses; it never moves anything
+            return Plan.refused(domain, f"the planner failed ({type(exc).__name__}: {exc})")
+
+    def _on_plan(self, request: Any, response: Any) -> Any:
+        world: WorldState | None = None
+        if request.world_state_json.strip():
+            try:
+                world = world_from_json(json.loads(request.world_state_json))
+            except ValueError as exc:
+                plan = Plan.refused(request.domain, f"world_state_json is not a world state ({exc})")
+                response.status, response.plan_json = plan.status.value, to_json(plan.to_json())
+                return response
+        plan = self.plan(request.domain, request.text, world)
+        response.status, response.plan_json = plan.status.value, to_json(plan.to_json())
+        return response
+
+    def _on_command(self, msg: String) -> None:
+        plan = self.plan(self.domain, msg.data)
+        self._planned.publish(String(data=to_json({"text": msg.data, "plan": plan.to_json()})))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return spin_node(PlannerNode, threads=2, args=list(argv) if argv is not None else sys.argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,219 @@
+"""``RemoteSupervisor``: the supervisor's command surface, over the graph (the consoles' ``--ros`` mode).
+
+It publishes ``/medrobot/command``, ``/medrobot/confirm``, ``/medrobot/estop`` and ``/medrobot/reset`` and follows
+``/medrobot/state`` and ``/medrobot/events``. Methods mirror ``Supervisor``'s (command, confirm, deny,
+stop, reset, status, subscribe, wait_for); replies come back as the JSON form of ``Reply``
+(``{"accepted", "state", "message", "plan", "question"}``), or ``None`` if the supervisor did not answer
+in time. ``stop`` never waits for anything before publishing.
+
+State and events are two topics, and DDS orders messages within a topic only. A state message names the
+last record it reflects (``records_through``); it is applied only once that record came in on the events
+stream (or after ``HOLD_S``, should events be lost), so whoever sees "IDLE, all steps done" also has
+every step result of that plan.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from std_msgs.msg import Bool, Empty, String
+
+from medrobot_interfaces.msg import SupervisorState as StateMsg
+
+from medrobot_llm.backends.ros.common import (TOPIC_COMMAND, TOPIC_CONFIRM, TOPIC_ESTOP, TOPIC_EVENTS, TOPIC_RESET, TOPIC_STATE,
+                      NodeRunner, latched_qos, reliable_qos)
+
+__all__ = ["RemoteSupervisor"]
+
+Listener = Callable[[dict[str, Any]], object]
+
+_LOG = logging.getLogger(__name__)
+
+#: the longest a state waits for the records it follows (lost events must not freeze the state)
+HOLD_S = 0.5
+
+
+class RemoteSupervisor:
+    def __init__(self, name: str = "medrobot_console") -> None:
+        self._runner = NodeRunner(name)
+        node = self._runner.node
+        self.node = node
+        self._cond = threading.Condition()
+        self._state: dict[str, Any] | None = None
+        self._state_msg: Any = None
+        self._listeners: list[Listener] = []
+        self._waiters: list[tuple[Callable[[dict[str, Any]], bool], list[dict[str, Any]]]] = []
+        self._seen_seq: int | None = None  # the last record seen on the events stream (this session)
+        self._session = ""
+        self._held: tuple[dict[str, Any], Any, int, float] | None = None  # status, msg, through, held since
+        self._command = node.create_publisher(String, TOPIC_COMMAND, reliable_qos(10))
+        self._confirm = node.create_publisher(Bool, TOPIC_CONFIRM, reliable_qos(10))
+        self._estop = node.create_publisher(Bool, TOPIC_ESTOP, latched_qos(5))
+        self._reset = node.create_publisher(Empty, TOPIC_RESET, reliable_qos(10))
+        node.create_subscription(StateMsg, TOPIC_STATE, self._on_state, latched_qos(1))
+        node.create_subscription(String, TOPIC_EVENTS, self._on_event, reliable_qos(200))
+
+    # ---------------------------------------------------------------- incoming
+    def _on_state(self, msg: Any) -> None:
+        try:
+            status = json.loads(msg.status_json) if msg.status_json else {}
+        except ValueError:
+            status = {}
+        status.update({"state": msg.state, "plan_id": msg.plan_id, "session": msg.session, "seq": msg.seq,
+                       "estop_latched": msg.estop_latched, "halted": msg.halted})
+        try:
+            status["world"] = json.loads(msg.world_json) if msg.world_json else None
+            status["telemetry"] = json.loads(msg.telemetry_json) if msg.telemetry_json else {}
+        except ValueError:
+            pass
+        through = status.get("records_through")
+        with self._cond:
+            if not isinstance(through, int) or msg.session != self._session or self._seen_seq is None:
+                # a state without the field, or the first one of a supervisor: nothing earlier to wait for
+                self._session = msg.session
+                self._seen_seq = through if isinstance(through, int) else None
+                self._apply(status, msg)
+                return
+            now = time.monotonic()
+            since = self._held[3] if self._held is not None else now
+            if through <= self._seen_seq or now - since >= HOLD_S:
+                self._apply(status, msg)
+            else:
+                self._held = (status, msg, through, since)
+
+    def _apply(self, status: dict[str, Any], msg: Any) -> None:
+        """Make ``status`` the current state (caller holds ``_cond``)."""
+        self._state, self._state_msg, self._held = status, msg, None
+        self._cond.notify_all()
+
+    def _on_event(self, msg: String) -> None:
+        try:
+            rec = json.loads(msg.data)
+        except ValueError:
+            return
+        if not isinstance(rec, dict):
+            return
+        with self._cond:
+            for match, slot in self._waiters:
+                if not slot and match(rec):
+                    slot.append(rec)
+            listeners = list(self._listeners)
+            self._cond.notify_all()
+        for fn in listeners:
+            try:
+                fn(rec)
+            except Exception:  # noqa: BLE001 - a broken listener must not stop the others
+                _LOG.exception("a /medrobot/events listener failed")
+        seq = rec.get("seq")
+        if isinstance(seq, int) and not isinstance(seq, bool):
+            # after the listeners: a state released here finds its records already delivered to them
+            with self._cond:
+                if self._seen_seq is not None and seq > self._seen_seq:
+                    self._seen_seq = seq
+                held = self._held
+                if held is not None and self._seen_seq is not None and held[2] <= self._seen_seq:
+                    self._apply(held[0], held[1])
+
+    # ---------------------------------------------------------------- waiting
+    def status(self) -> dict[str, Any]:
+        """The supervisor's last published status (``{"state": "UNKNOWN"}`` before the first one)."""
+        with self._cond:
+            return dict(self._state) if self._state else {"state": "UNKNOWN"}
+
+    def wait_for(self, *states: str, timeout: float | None = 5.0) -> bool:
+        names = {getattr(s, "value", s) for s in states}
+        with self._cond:
+            return self._cond.wait_for(lambda: self._state is not None and self._state["state"] in names, timeout)
+
+    def wait_status(self, pred: Callable[[dict[str, Any]], bool], timeout: float = 5.0) -> dict[str, Any] | None:
+        with self._cond:
+            ok = self._cond.wait_for(lambda: self._state is not None and pred(self._state), timeout)
+            return dict(self._state) if ok and self._state else None
+
+    def wait_ready(self, timeout: float = 20.0) -> bool:
+        """Until the supervisor reports its skill server and planner, and it and the planner hear us."""
+        deadline = time.monotonic() + timeout
+        ok = self.wait_status(lambda s: bool(s.get("skill_server")) and bool(s.get("planner")), timeout) is not None
+        while ok and time.monotonic() < deadline:
+            if (self.node.count_subscribers(TOPIC_COMMAND) and self.node.count_subscribers(TOPIC_CONFIRM)
+                    and self.node.count_subscribers(TOPIC_RESET) and self.node.count_subscribers(TOPIC_ESTOP) >= 2):
+                return True
+            time.sleep(0.02)
+        return False
+
+    def _ask(self, publish: Callable[[], None], match: Callable[[dict[str, Any]], bool],
+             timeout: float) -> dict[str, Any] | None:
+        slot: list[dict[str, Any]] = []
+        entry = (match, slot)
+        with self._cond:
+            self._waiters.append(entry)
+        deadline = time.monotonic() + timeout
+        try:
+            publish()
+            with self._cond:
+                self._cond.wait_for(lambda: bool(slot), timeout)
+                if slot and isinstance(slot[0].get("state_seq"), int):
+                    # the reply's own state (or a later one) before returning: status() is never older
+                    want = slot[0]["state_seq"]
+                    self._cond.wait_for(lambda: self._state_msg is not None and self._state_msg.seq >= want,
+                                        max(0.0, deadline - time.monotonic()))
+        finally:
+            with self._cond:
+                self._waiters.remove(entry)
+        return slot[0] if slot else None
+
+    # ---------------------------------------------------------------- commands
+    def command(self, text: str, timeout: float = 10.0) -> dict[str, Any] | None:
+        return self._ask(lambda: self._command.publish(String(data=text)),
+                         lambda r: r.get("kind") == "reply" and r.get("op") == "command" and r.get("text") == text,
+                         timeout)
+
+    def confirm(self, timeout: float = 5.0) -> dict[str, Any] | None:
+        return self._ask(lambda: self._confirm.publish(Bool(data=True)),
+                         lambda r: r.get("kind") == "reply" and r.get("op") == "confirm", timeout)
+
+    def deny(self, timeout: float = 5.0) -> dict[str, Any] | None:
+        return self._ask(lambda: self._confirm.publish(Bool(data=False)),
+                         lambda r: r.get("kind") == "reply" and r.get("op") == "deny", timeout)
+
+    def stop(self) -> None:
+        """E-stop: publish true on the latched e-stop topic, now; the skill server halts on it directly."""
+        self._estop.publish(Bool(data=True))
+
+    def reset(self, timeout: float = 5.0) -> dict[str, Any] | None:
+        """Operator reset: release our e-stop press (false, so late joiners do not find it pressed), then ask
+        for the reset on ``/medrobot/reset``. The status once out of ESTOP/FAULT/RECOVERING, or None if the
+        supervisor refused or did not answer (its state and reason say why)."""
+        self._estop.publish(Bool(data=False))
+        deadline = time.monotonic() + timeout
+        reply = self._ask(lambda: self._reset.publish(Empty()),
+                          lambda r: r.get("kind") == "reply" and r.get("op") == "reset", timeout)
+        if reply is None or not reply.get("accepted"):
+            return None
+        return self.wait_status(lambda s: s["state"] not in ("ESTOP", "FAULT", "RECOVERING"),
+                                max(0.0, deadline - time.monotonic()))
+
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        with self._cond:
+            self._listeners.append(listener)
+
+        def unsubscribe() -> None:
+            with self._cond:
+                if listener in self._listeners:
+                    self._listeners.remove(listener)
+
+        return unsubscribe
+
+    def close(self) -> None:
+        self._runner.close()
+
+    def __enter__(self) -> RemoteSupervisor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,291 @@
+"""The sim skill server: the ExecuteSkill action server over one PyBullet scene (one per robot).
+
+Thin by design: every decision is ``SkillServerCore``'s (``safety.gate``). The node adds the threads:
+- one executor thread runs every ROS callback, and none of them sleeps or blocks: a goal is checked,
+  handed to the control thread, and its coroutine awaits a future the control thread completes. One
+  thread, not a pool: with a pool, every callback waited for the GIL behind the pool's own threads, and
+  messages sat 100-400 ms in the process on an idle machine (a separate process got them in 2 ms);
+- one control thread runs the physics of the admitted goal and checks its cancel token every cycle;
+- the e-stop callback halts the scene at once (motion held within that call), never queued behind a
+  goal, since no callback waits; while the supervisor it follows is in ESTOP/FAULT, only that
+  supervisor's own release (false, sent by its reset) un-halts the robot: anyone else's release of their
+  e-stop button must not free a latched robot;
+- a timer publishes ``/medrobot/robot_status`` (liveness, halt latch, world state) and cancels a running
+  goal if the supervisor it follows falls silent.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from rclpy.action.server import ActionServer, CancelResponse, GoalResponse, ServerGoalHandle
+from rclpy.context import Context
+from rclpy.node import Node
+from rclpy.subscription import MessageInfo
+from rclpy.task import Future
+from std_msgs.msg import Bool, String
+
+from medrobot_interfaces.action import ExecuteSkill
+from medrobot_interfaces.msg import SupervisorState
+
+from medrobot_llm.backends.base import FailureKind, Feedback, FeedbackFn, StepResult
+from medrobot_llm.backends.ros.common import ACTION_EXECUTE, TOPIC_ESTOP, TOPIC_ROBOT_STATUS, TOPIC_STATE, latched_qos, reliable_qos, spin_node
+from medrobot_llm.safety.gate import (
+    LATCHED_STATES,
+    Admitted,
+    FollowedState,
+    GoalRequest,
+    Refusal,
+    SkillServerCore,
+    halts_on_state,
+    to_json,
+)
+
+__all__ = ["SkillServerNode", "main"]
+
+NODE_NAME = "medrobot_skill_server"
+
+
+class SkillServerNode(Node):
+    def __init__(self, *, context: Context | None = None, **overrides: Any) -> None:
+        super().__init__(NODE_NAME, context=context)
+        p = self._params(overrides)
+        from medrobot_llm.backends.sim import make
+
+        self.scene = make(p["domain"], gui=p["gui"])
+        self.scene.reset(seed=p["seed"] if p["seed"] >= 0 else None)
+        self.core = SkillServerCore(self.scene, max_state_age_s=p["supervisor_timeout_s"],
+                                    real_time_factor=p["real_time_factor"])
+        self.state_wait_s = p["state_wait_s"]
+        self.feedback_period_s = 1.0 / p["feedback_hz"] if p["feedback_hz"] > 0 else 0.0
+
+        self._status_pub = self.create_publisher(String, TOPIC_ROBOT_STATUS, reliable_qos(5))
+        self._waiters: list[tuple[Future[None], float]] = []  # goals waiting for a state: (woken, deadline)
+        self._waiters_lock = threading.Lock()
+        self._admitted: dict[bytes, Admitted] = {}
+        self._latch_lock = threading.Lock()  # the e-stop and state callbacks decide halt/release one at a time
+        self._released_ns = 0  # when the supervisor's last release was sent (its clock, ns)
+        self.create_subscription(Bool, TOPIC_ESTOP, self._on_estop, latched_qos(5))
+        self.create_subscription(SupervisorState, TOPIC_STATE, self._on_state, latched_qos(1))
+        self._server = ActionServer(
+            self, ExecuteSkill, ACTION_EXECUTE, execute_callback=self._execute,
+            goal_callback=self._on_goal, cancel_callback=self._on_cancel)
+        self._jobs: queue.Queue[tuple[Admitted, ServerGoalHandle[Any, Any, Any], Future[StepResult]] | None] = \
+            queue.Queue()
+        self._control = threading.Thread(target=self._control_loop, name="medrobot-control", daemon=True)
+        self._control.start()
+        self.create_timer(1.0 / p["status_hz"], self._tick)
+        self.get_logger().info(f"skill server for {self.scene.scene_id} on {ACTION_EXECUTE} "
+                               f"(real_time_factor {p['real_time_factor']:g}); following {TOPIC_STATE}")
+
+    def _params(self, overrides: dict[str, Any]) -> dict[str, Any]:
+        defaults: dict[str, Any] = {"domain": "", "gui": False, "seed": 0, "real_time_factor": 1.0,
+                                    "feedback_hz": 50.0, "status_hz": 20.0, "supervisor_timeout_s": 1.0,
+                                    "state_wait_s": 0.5}
+        out = {}
+        for name, default in defaults.items():
+            value = self.declare_parameter(name, overrides.get(name, default)).value
+            out[name] = type(default)(value) if isinstance(default, float) else value
+        if not out["domain"]:
+            raise SystemExit("medrobot skill server: the 'domain' parameter is required (surgery, ultrasound, xray)")
+        if out["status_hz"] <= 0:
+            raise SystemExit("medrobot skill server: status_hz must be > 0")
+        return out
+
+    # ---------------------------------------------------------------- e-stop and supervisor state
+    def _on_estop(self, msg: Bool, info: MessageInfo) -> None:
+        with self._latch_lock:
+            if msg.data:
+                self.core.halt(f"e-stop on {TOPIC_ESTOP}")
+            elif _latched(self.core.followed) and not self._from_supervisor(info):
+                self.get_logger().info(f"false on {TOPIC_ESTOP} while the supervisor is latched: still halted "
+                                       "until the supervisor resets")
+            elif self.scene.halted:
+                self.core.clear_halt()
+                self._released_ns = int(info.get("source_timestamp") or time.time_ns())
+        self._publish_status()
+
+    def _from_supervisor(self, info: MessageInfo) -> bool:
+        """Whether the sender is the node that publishes the /medrobot/state this server follows."""
+        gid = (info.get("publisher_gid") or {}).get("data")
+        if gid is None:
+            return False
+        sender = [(i.node_name, i.node_namespace) for i in self.get_publishers_info_by_topic(TOPIC_ESTOP)
+                  if bytes(i.endpoint_gid) == bytes(gid)]
+        supervisors = {(i.node_name, i.node_namespace) for i in self.get_publishers_info_by_topic(TOPIC_STATE)}
+        return bool(sender) and sender[0] in supervisors
+
+    def _on_state(self, msg: SupervisorState) -> None:
+        previous = self.core.followed
+        followed = FollowedState(msg.state, msg.plan_id, msg.step_index, msg.session, time.monotonic(),
+                                 _announced_goal(msg.status_json))
+        cancelled = self.core.on_state(followed)
+        for a in cancelled:
+            a.token.cancel(f"the supervisor is {msg.state} at plan {msg.plan_id or '(none)'} step "
+                           f"{msg.step_index + 1}, no longer executing this step")
+        stamp_ns = msg.stamp.sec * 1_000_000_000 + msg.stamp.nanosec
+        with self._latch_lock:
+            halt = (halts_on_state(previous, msg.state, msg.session, stamp_ns, self._released_ns)
+                    and not self.scene.halted)
+            if halt:
+                self.core.halt(f"the supervisor is {msg.state}: {msg.reason}")
+        if halt:
+            self._publish_status()
+        self._wake_waiters(lambda _deadline: True)
+
+    def _tick(self) -> None:
+        for a, why in self.core.watch():
+            a.token.cancel(why)
+        now = time.monotonic()
+        self._wake_waiters(lambda deadline: deadline <= now)
+        self._publish_status()
+
+    def _wake_waiters(self, due: Callable[[float], bool]) -> None:
+        with self._waiters_lock:
+            woken = [f for f, deadline in self._waiters if due(deadline)]
+            self._waiters = [(f, d) for f, d in self._waiters if not due(d)]
+        for f in woken:
+            if not f.done():
+                f.set_result(None)
+
+    def _publish_status(self) -> None:
+        self._status_pub.publish(String(data=to_json(self.core.status())))
+
+    # ---------------------------------------------------------------- goals
+    def _on_goal(self, goal: ExecuteSkill.Goal) -> GoalResponse:
+        # Accepted so that a refusal can carry its reason: _execute aborts it before anything moves.
+        return GoalResponse.ACCEPT
+
+    def _on_cancel(self, handle: ServerGoalHandle[Any, Any, Any]) -> CancelResponse:
+        admitted = self._admitted.get(bytes(handle.goal_id.uuid))
+        if admitted is not None:
+            admitted.token.cancel("goal cancel requested")
+        return CancelResponse.ACCEPT
+
+    def _future(self) -> Future[Any]:
+        """A future whose completion from any thread wakes this node's executor: rclpy resumes a waiting
+        coroutine only when its executor wakes, which scheduling a done callback does."""
+        f: Future[Any] = Future(executor=self.executor)
+        f.add_done_callback(lambda _f: None)
+        return f
+
+    async def _execute(self, handle: ServerGoalHandle[Any, Any, Any]) -> ExecuteSkill.Result:
+        g = handle.request
+        goal = GoalRequest(g.plan_id, int(g.step_index), g.skill, g.args_json, g.domain,
+                           bytes(handle.goal_id.uuid).hex())
+        try:
+            step = self.core.check_form(goal)
+            # the goal may overtake the state message that authorises it (two topics, no common order)
+            deadline = time.monotonic() + self.state_wait_s
+            while (self.core.authorised(goal, self._state_publishers()) is not None
+                   and not self.core.never_authorised(goal) and time.monotonic() < deadline):
+                await self._next_state(deadline)
+            admitted = self.core.admit(goal, step, self._state_publishers())
+        except Refusal as r:
+            self.get_logger().warning(r.message)
+            handle.abort()
+            # ``refused``: nothing of the goal ran (the supervisor tells a refusal caused by its own stop apart)
+            return self._result(StepResult.failed(r.kind, r.message, refused=True))
+        key = bytes(handle.goal_id.uuid)
+        self._admitted[key] = admitted
+        if handle.is_cancel_requested:
+            admitted.token.cancel("goal cancel requested")
+        done: Future[StepResult] = self._future()
+        self._jobs.put((admitted, handle, done))
+        try:
+            result = await done
+        finally:
+            self._admitted.pop(key, None)
+        assert result is not None
+        if result.success:
+            handle.succeed()
+        elif result.failure is FailureKind.CANCELLED and handle.is_cancel_requested:
+            handle.canceled()
+        else:
+            handle.abort()
+        return self._result(result)
+
+    async def _next_state(self, deadline: float) -> None:
+        """Until the next supervisor state arrives, or the status timer finds the deadline passed. No timer
+        of its own: creating and destroying one per goal raced the executor's wait set."""
+        f: Future[None] = self._future()
+        with self._waiters_lock:
+            self._waiters.append((f, deadline))
+        await f
+
+    def _state_publishers(self) -> int:
+        return self.count_publishers(TOPIC_STATE)
+
+    def _result(self, r: StepResult) -> ExecuteSkill.Result:
+        try:
+            world = to_json(self.scene.world_state().to_json())
+        except Exception:  # noqa: BLE001 - the result still goes out; the status topic says more
+            world = ""
+        return ExecuteSkill.Result(success=r.success, failure_kind=r.failure.value, message=r.message,
+                                   outcome_json=to_json(r.outcome), world_json=world)
+
+    # ---------------------------------------------------------------- the control thread
+    def _control_loop(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            admitted, handle, done = job
+            try:
+                result = self.core.run(admitted, self._feedback_to(admitted, handle))
+            except Exception as exc:  # noqa: BLE001 - the goal must end, whatever happened
+                result = StepResult.failed(FailureKind.ERROR, f"{type(exc).__name__}: {exc}")
+            done.set_result(result)
+            self._publish_status()
+
+    def _feedback_to(self, admitted: Admitted, handle: ServerGoalHandle[Any, Any, Any]) -> FeedbackFn:
+        """Called every control cycle: honours a cancel request at once, publishes at ``feedback_hz``."""
+        last_at = 0.0
+        last_phase = ""
+
+        def feedback(fb: Feedback) -> None:
+            nonlocal last_at, last_phase
+            if handle.is_cancel_requested:
+                admitted.token.cancel("goal cancel requested")
+            now = time.monotonic()
+            if now - last_at >= self.feedback_period_s or fb.phase != last_phase or fb.progress >= 1.0:
+                last_at, last_phase = now, fb.phase
+                handle.publish_feedback(ExecuteSkill.Feedback(phase=fb.phase, progress=float(fb.progress),
+                                                              telemetry_json=to_json(fb.telemetry)))
+
+        return feedback
+
+    def close(self) -> None:
+        for a in self.core.active:
+            a.token.cancel("skill server shutting down")
+        self._jobs.put(None)
+        self._control.join(2.0)
+        self.scene.close()
+
+
+def _latched(state: FollowedState | None) -> bool:
+    return state is not None and state.state in LATCHED_STATES
+
+
+def _announced_goal(status_json: str) -> str:
+    """The goal id the supervisor announced in its state ("" if none or unreadable: nothing is authorised)."""
+    try:
+        status = json.loads(status_json) if status_json else {}
+    except ValueError:
+        return ""
+    goal_id = status.get("goal_id") if isinstance(status, dict) else None
+    return goal_id if isinstance(goal_id, str) else ""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return spin_node(SkillServerNode, args=list(argv) if argv is not None else sys.argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,236 @@
+"""What every PyBullet scene shares: its own physics client, its own RNG, Gymnasium-style reset.
+
+A scene is a ``LoopBackend``: the control loop that runs skills steps this scene's physics. Nothing
+here touches pybullet's global client or numpy's global RNG, so scenes run side by side in one process
+and a seed reproduces a rollout exactly.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from abc import abstractmethod
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+import numpy as np
+import pybullet
+import pybullet_data
+from pybullet_utils import bullet_client
+
+from medrobot_llm.backends.base import BehaviourStatus, FailureKind, LoopBackend, SkillBehaviour
+from medrobot_llm.core.plan import Step
+from medrobot_llm.core.validator import PlanValidationError, WorldState, check_steps
+from medrobot_llm.core.paths import PACKAGE_DIR, data_dir
+
+__all__ = ["RefusedSkill", "Scene", "SceneSkill", "assets_dir"]
+
+
+@contextmanager
+def _stdout_to_stderr() -> Iterator[None]:
+    """pybullet prints a banner (``argv[0]=``) on the C-level stdout when it connects; moved to stderr, it
+    cannot break the one-JSON-object-on-stdout contract of ``--json`` commands."""
+    sys.stdout.flush()
+    try:
+        saved = os.dup(1)
+        os.dup2(2, 1)
+    except OSError:  # no usable stdout/stderr descriptors (a daemon): nothing to protect
+        yield
+        return
+    try:
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+def assets_dir() -> Path:
+    """The ``sim/`` folder (source tree or the copy inside the wheel)."""
+    found = data_dir("sim")
+    if found is None:
+        raise FileNotFoundError(f"no sim/ assets folder found near {PACKAGE_DIR}")
+    return found
+
+
+class Scene(LoopBackend):
+    """Base of the three scenes. Subclasses build the world in ``_build`` and randomise it in ``_randomise``."""
+
+    scene_id: str = ""
+    domain: str = ""
+    #: physics steps per control step; the control step is what "within one control step" means
+    substeps: int = 4
+    physics_hz: float = 240.0
+
+    def __init__(self, gui: bool = False, record_dir: Path | None = None) -> None:
+        super().__init__()
+        #: the limit the safety monitor tripped in the last control step, as (kind, message)
+        self.violation: tuple[FailureKind, str] | None = None
+        self._built = False
+        self.gui = gui
+        self.record_dir = record_dir
+        with _stdout_to_stderr():
+            self.client = bullet_client.BulletClient(connection_mode=pybullet.GUI if gui else pybullet.DIRECT)
+        self.client.setAdditionalSearchPath(pybullet_data.getDataPath())
+        self.np_random = np.random.default_rng()
+        self.seed: int | None = None
+        self.sim_steps = 0
+        self.control_period_s = self.substeps / self.physics_hz
+
+    # -- Gymnasium-style contract -----------------------------------------------------------
+    def reset(self, seed: int | None = None) -> dict[str, Any]:
+        """Rebuild the world; ``seed`` fixes every random pose. Returns the first observation."""
+        if seed is not None or self.seed is None:
+            self.seed = seed
+            self.np_random = np.random.default_rng(seed)
+        self.clear_halt()
+        self.client.resetSimulation()
+        self.client.setGravity(0, 0, -9.81)
+        self.client.setTimeStep(1.0 / self.physics_hz)
+        self.sim_steps = 0
+        self._build()
+        self._randomise()
+        self._settle()
+        return self.observation()
+
+    def advance(self) -> None:
+        for _ in range(self.substeps):
+            self.client.stepSimulation()
+        self.sim_steps += self.substeps
+
+    @property
+    def sim_time(self) -> float:
+        return self.sim_steps / self.physics_hz
+
+    def close(self) -> None:
+        try:
+            self.client.disconnect()
+        except pybullet.error:
+            pass
+
+    def render(self, width: int = 640, height: int = 480) -> np.ndarray:
+        """An RGB picture of the scene from its default camera (TinyRenderer: works headless)."""
+        view, proj = self.camera()
+        _, _, rgba, _, _ = self.client.getCameraImage(
+            width, height, viewMatrix=view, projectionMatrix=proj, renderer=pybullet.ER_TINY_RENDERER
+        )
+        return np.asarray(rgba, dtype=np.uint8).reshape(height, width, 4)[:, :, :3]
+
+    # -- for subclasses ---------------------------------------------------------------------
+    def _settle(self, steps: int = 60) -> None:
+        for _ in range(steps):
+            self.client.stepSimulation()
+
+    @abstractmethod
+    def _build(self) -> None:
+        """Load the bodies."""
+
+    @abstractmethod
+    def _randomise(self) -> None:
+        """Randomise poses within the scene's stated ranges, drawing only from ``self.np_random``."""
+
+    @abstractmethod
+    def observation(self) -> dict[str, Any]:
+        """A JSON-able snapshot of the scene state (poses, forces, what each gripper holds)."""
+
+    @abstractmethod
+    def world_state(self) -> WorldState:
+        """The skill files' facts as the physics sees them."""
+
+    @abstractmethod
+    def camera(self) -> tuple[list[float], list[float]]:
+        """(view matrix, projection matrix) of the default picture."""
+
+    @abstractmethod
+    def skills(self) -> Mapping[str, type[SceneSkill[Any]]]:
+        """The scene's skill classes by skill name."""
+
+    @abstractmethod
+    def resume(self) -> None:
+        """Called as a skill starts: held actuators take their measured pose as their new set-point."""
+
+    @abstractmethod
+    def telemetry(self) -> dict[str, Any]:
+        """A small snapshot for status lines."""
+
+    def _ensure_built(self) -> None:
+        if not self._built:
+            self.reset()
+
+    def make_behaviour(self, step: Step) -> SkillBehaviour:
+        """Validate the step against the world as the physics sees it now, then build its skill.
+
+        A precondition that does not hold is a refusal that runs (and fails) without moving anything;
+        any other invalid step is a ``ValueError``, which the loop reports as INVALID.
+        """
+        self._ensure_built()
+        try:
+            steps, _ = check_steps(self.domain, [step.model_dump()], self.world_state())
+        except PlanValidationError as exc:
+            if any(i.code == "precondition" for i in exc.issues):
+                return RefusedSkill(self, step, FailureKind.PRECONDITION, exc.sentence())
+            raise ValueError(exc.sentence()) from None
+        step = steps[0]
+        cls = self.skills().get(step.skill)
+        if cls is None:
+            raise ValueError(f"the {self.domain} scene has no {step.skill} skill")
+        return cls(self, step)
+
+
+SceneT = TypeVar("SceneT", bound=Scene)
+
+
+class SceneSkill(SkillBehaviour, Generic[SceneT]):
+    """What every scene's skills share: a held robot resumes as the skill starts, and a limit the scene's
+    monitor tripped becomes a latched halt with the limit's own failure kind.
+
+    Subclasses plan in ``begin`` (they may fail before anything moves) and advance in ``tick``.
+    """
+
+    def __init__(self, scene: SceneT, step: Step) -> None:
+        super().__init__(step)
+        self.scene = scene
+        self.args = step.args
+        self.phase = step.skill
+
+    def start(self) -> None:
+        self.scene.resume()
+        self.begin()
+
+    def begin(self) -> None:
+        """Plan the motion; may fail the skill before anything moves."""
+
+    def update(self) -> BehaviourStatus:
+        s = self.scene
+        if s.violation is not None:
+            self.failure, self.message = s.violation
+            s.halt(self.message)
+            return BehaviourStatus.FAILURE
+        if self.failure is not FailureKind.NONE:
+            return BehaviourStatus.FAILURE
+        return self.tick()
+
+    def tick(self) -> BehaviourStatus:
+        raise NotImplementedError
+
+    def fail(self, kind: FailureKind, message: str) -> None:
+        self.failure = kind
+        self.message = message
+
+    def telemetry(self) -> dict[str, Any]:
+        return self.scene.telemetry()
+
+
+class RefusedSkill(SceneSkill[Scene]):
+    """A step whose precondition does not hold in the world as it is: it fails at once, nothing moves."""
+
+    def __init__(self, scene: Scene, step: Step, kind: FailureKind, message: str) -> None:
+        super().__init__(scene, step)
+        self.fail(kind, message)
+
+    def start(self) -> None:
+        """Nothing moves."""
+
+    def tick(self) -> BehaviourStatus:
+        return BehaviourStatus.FAILURE

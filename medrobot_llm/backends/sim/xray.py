@@ -1,0 +1,942 @@
+"""XrayScene-v0: a Loop-X-like ring gantry images a supine patient on a cantilevered table.
+
+The gantry is kinematic: its axes (the command set's tilt, orbit, cranial_caudal, left_right, up_down, and
+the detector's distance) move toward their targets at bounded speed each control step, and the ring,
+source and detector bodies follow. Collision with the table, its column, the floor or the patient is
+found with the physics engine's distance queries and halts the gantry.
+
+Radiographs are computed, not drawn: rays from the source to every detector pixel are integrated
+through a voxel volume of attenuation coefficients (soft tissue, lung, cortical and cancellous bone,
+built from the solids in ``sim/xray/scene.yaml``), Beer-Lambert with quantum noise from the scene RNG,
+and blanked outside the collimated field. A second voxel volume names the bone each voxel belongs to, so
+the scene knows which anatomy every pixel shows.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pybullet
+import yaml
+from numpy.typing import NDArray
+
+from medrobot_llm.backends.base import BehaviourStatus, FailureKind
+from medrobot_llm.core.validator import WorldState
+from medrobot_llm.backends.sim.base import Scene, SceneSkill, assets_dir
+from medrobot_llm.backends.sim.imaging import Frame, Primitive, Volume, outline, quat_from_matrix, rot, save_png
+
+__all__ = ["AXES", "XrayScene", "anatomy_key", "load_config", "spoken"]
+
+Arr = NDArray[np.float64]
+MM = 1e-3
+#: the gantry's axes; ``detector`` is the detector's distance from the isocentre (not a command-set axis)
+AXES = ("cranial_caudal", "left_right", "up_down", "tilt", "orbit", "detector")
+
+
+def load_config() -> dict[str, Any]:
+    """The scene definition (``sim/xray/scene.yaml``)."""
+    with open(assets_dir() / "xray" / "scene.yaml", encoding="utf-8") as fh:
+        cfg: dict[str, Any] = yaml.safe_load(fh)
+    return cfg
+
+
+def spoken(key: str) -> str:
+    """An anatomy key as people say it: ``hip/left`` -> "left hip", ``lumbar_spine/L3`` -> "lumbar spine L3"."""
+    name, _, qualifier = key.partition("/")
+    name = name.replace("_", " ")
+    if qualifier in ("left", "right"):
+        return f"{qualifier} {name}"
+    return f"{name} {qualifier}".strip()
+
+
+def anatomy_key(anatomy: str, side: str | None = None, level: str | None = None) -> str:
+    """The scene's name for an anatomy argument set: ``hip/left``, ``lumbar_spine/L3``, ``pelvis``."""
+    if side:
+        return f"{anatomy}/{side}"
+    if level:
+        return f"{anatomy}/{level}"
+    return anatomy
+
+
+def _ring_mesh(r_in: float, r_out: float, depth: float, n: int) -> tuple[list[list[float]], list[int]]:
+    """The ring's visual: an annulus of thickness ``depth`` about the x axis, as triangles.
+
+    (pybullet crashes on a visual shape array of the ring's 24 boxes, so it gets its own mesh.)
+    """
+    verts: list[list[float]] = []
+    for k in range(n):
+        a = 2.0 * math.pi * k / n
+        cy, cz = math.cos(a), math.sin(a)
+        for r in (r_in, r_out):
+            for x in (-depth / 2.0, depth / 2.0):
+                verts.append([x, r * cy, r * cz])
+    idx: list[int] = []
+    for k in range(n):
+        a, b = 4 * k, 4 * ((k + 1) % n)
+        for i, j in ((0, 1), (3, 2), (2, 0), (1, 3)):   # inner, outer, back face, front face
+            idx += [a + i, b + i, a + j, a + j, b + i, b + j]
+    return verts, idx
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Where source, isocentre and detector are, and the detector's image axes (world frame, metres)."""
+
+    iso: Arr
+    beam: Arr          # unit, source -> detector
+    col: Arr           # image columns run this way (the patient's left in an AP view)
+    row: Arr           # image rows run this way (toward the feet in an AP view)
+    source: Arr
+    detector: Arr      # centre of the detector face
+    sod: float         # source to isocentre
+    sdd: float         # source to detector
+
+    @property
+    def magnification(self) -> float:
+        return self.sdd / self.sod
+
+    def to_json(self) -> dict[str, Any]:
+        return {"iso": self.iso.tolist(), "beam": self.beam.tolist(), "source": self.source.tolist(),
+                "detector": self.detector.tolist(), "sod_m": self.sod, "sdd_m": self.sdd}
+
+
+@dataclass
+class _Image:
+    """The last image: what it shows per pixel, for highlight and the checkers."""
+
+    kind: str                      # "radiograph" or "slice"
+    grey: NDArray[np.uint8]
+    parts: NDArray[np.uint8]       # part ids along each pixel's ray (…, samples)
+    exposed: NDArray[np.bool_]
+    geometry: Geometry
+    path: Path
+
+
+class XrayScene(Scene):
+    """A ring gantry over a patient on a table; see ``sim/xray/scene.yaml``."""
+
+    scene_id = "XrayScene-v0"
+    domain = "xray"
+
+    def __init__(self, gui: bool = False, record_dir: Path | None = None, *, image_px: int | None = None) -> None:
+        super().__init__(gui=gui, record_dir=record_dir)
+        self.cfg = load_config()
+        self.image_px = int(image_px or self.cfg["imaging"]["pixels"])
+        self._cid = int(self.client._client)
+        g = self.cfg["gantry"]
+        self.axis_cfg: dict[str, dict[str, Any]] = g["axes"]
+        self.home_iso = np.asarray(g["home_iso"], dtype=float) * MM
+        self._tmp_dir: Path | None = None
+        self._built = False
+        self.patient = Frame.identity()
+        self._parts_spec = self._collect_parts()
+        self.part_names = ["(none)"] + [name for name, _, _ in self._parts_spec]
+        self._segment_of = {name: seg for name, seg, _ in self._parts_spec}
+        self.anatomy_parts: dict[str, list[int]] = {
+            key: [self.part_names.index(p) for p in parts] for key, parts in self.cfg["anatomy"].items()}
+
+    # -- definition -------------------------------------------------------------------------------
+    def _collect_parts(self) -> list[tuple[str, str, list[dict[str, Any]]]]:
+        """(part, segment, solids) in paint order, series expanded."""
+        out: list[tuple[str, str, list[dict[str, Any]]]] = []
+        for seg_name, seg in self.cfg["segments"].items():
+            for series in seg.get("series", ()):
+                a = np.asarray(series["from"], dtype=float)
+                b = np.asarray(series["to"], dtype=float)
+                names = list(series["names"])
+                for i, name in enumerate(names):
+                    at = a + (b - a) * (i / max(1, len(names) - 1))
+                    solids = []
+                    for solid in series["solids"]:
+                        moved = dict(solid)
+                        for key in ("center", "a", "b"):
+                            if key in moved:
+                                moved[key] = (np.asarray(moved[key], dtype=float) + at).tolist()
+                        solids.append(moved)
+                    out.append((name, seg_name, solids))
+            for name, solids in seg.get("parts", {}).items():
+                out.append((name, seg_name, list(solids)))
+        return out
+
+    def _mu(self, material: str) -> float:
+        return float(self.cfg["materials"][material])
+
+    # -- world ------------------------------------------------------------------------------------
+    def _box(self, center: Arr, half: Arr, rgba: list[float]) -> int:
+        c = self.client
+        col = c.createCollisionShape(pybullet.GEOM_BOX, halfExtents=list(half))
+        vis = c.createVisualShape(pybullet.GEOM_BOX, halfExtents=list(half), rgbaColor=rgba)
+        return int(c.createMultiBody(0.0, col, vis, list(center)))
+
+    def _build(self) -> None:
+        c = self.client
+        room = self.cfg["room"]
+        self.table_id = self._box(np.asarray(room["table"]["center"]) * MM, np.asarray(room["table"]["half"]) * MM,
+                                  [0.35, 0.35, 0.38, 1.0])
+        self.column_id = self._box(np.asarray(room["column"]["center"]) * MM,
+                                   np.asarray(room["column"]["half"]) * MM, [0.6, 0.6, 0.62, 1.0])
+        self.floor_id = int(c.createMultiBody(0.0, c.createCollisionShape(pybullet.GEOM_PLANE), -1, [0, 0, 0]))
+        self.patient_id = self._patient_body()
+        g = self.cfg["gantry"]
+        n = int(g["segments"])
+        r_in, r_out = float(g["bore_radius"]) * MM, float(g["outer_radius"]) * MM
+        r_mid = (r_in + r_out) / 2.0
+        half = [float(g["depth"]) * MM / 2.0, (r_out - r_in) / 2.0, r_mid * math.tan(math.pi / n) * 1.02]
+        poses = []
+        for k in range(n):
+            a = 2.0 * math.pi * k / n
+            R = rot("x", a)
+            poses.append(([float(v) for v in R @ np.array([0.0, r_mid, 0.0])], quat_from_matrix(R)))
+        # getClosestPoints reports at most 16 points per body pair, so a ring of 24 boxes in one compound
+        # can hide the one box that touches; three compounds of 8 report every box.
+        self.ring_ids: list[int] = []
+        for start in range(0, n, 8):
+            part = poses[start:start + 8]
+            col = c.createCollisionShapeArray([pybullet.GEOM_BOX] * len(part), halfExtents=[half] * len(part),
+                                              collisionFramePositions=[p for p, _ in part],
+                                              collisionFrameOrientations=[q for _, q in part])
+            self.ring_ids.append(int(c.createMultiBody(0.0, col, -1, list(self.home_iso))))
+        verts, idx = _ring_mesh(r_in, r_out, float(g["depth"]) * MM, 48)
+        vis = c.createVisualShape(pybullet.GEOM_MESH, vertices=verts, indices=idx, rgbaColor=[0.9, 0.9, 0.92, 1.0])
+        self.ring_id = int(c.createMultiBody(0.0, -1, vis, list(self.home_iso)))
+        d = float(g["detector_size"]) * MM / 2.0
+        self.detector_id = self._box(np.zeros(3), np.array([d, d, 0.015]), [0.15, 0.2, 0.35, 1.0])
+        self.source_id = self._box(np.zeros(3), np.array([0.08, 0.08, 0.08]), [0.3, 0.3, 0.32, 1.0])
+        base_half = [0.25, r_out * 0.6, (float(self.home_iso[2]) - r_out) / 2.0]
+        self.base_id = int(c.createMultiBody(
+            0.0, -1, c.createVisualShape(pybullet.GEOM_BOX, halfExtents=base_half, rgbaColor=[0.8, 0.8, 0.82, 1.0]),
+            [0, 0, base_half[2]]))
+        # the source sits inside the ring's housing, under the table: the ring and the detector meet things first
+        self._pairs = [(r, b) for r in self.ring_ids for b in (self.table_id, self.column_id, self.floor_id,
+                                                                 self.patient_id)]
+        self._pairs += [(self.detector_id, b) for b in (self.table_id, self.column_id, self.patient_id)]
+        self._names = {**{r: "ring" for r in self.ring_ids}, self.detector_id: "detector", self.source_id: "source",
+                       self.table_id: "table", self.column_id: "table column", self.floor_id: "floor",
+                       self.patient_id: "patient"}
+        self._built = True
+
+    def _patient_body(self) -> int:
+        """The patient's skin as convex solids (one link each), for collision checks and pictures."""
+        c = self.client
+        shapes: list[tuple[int, int]] = []
+        for spec in self.cfg["body"]:
+            if spec["material"] != "soft":
+                continue
+            verts, idx = Primitive.from_spec(spec, 0.0).surface(16)
+            col = c.createCollisionShape(pybullet.GEOM_MESH, vertices=verts.tolist())
+            vis = c.createVisualShape(pybullet.GEOM_MESH, vertices=verts.tolist(), indices=idx,
+                                      rgbaColor=[0.93, 0.76, 0.65, 1.0])
+            shapes.append((col, vis))
+        (col0, vis0), links = shapes[0], shapes[1:]
+        n = len(links)
+        origin = [0.0, 0.0, float(self.cfg["room"]["table_top_z"]) * MM]
+        return int(c.createMultiBody(
+            0.0, col0, vis0, origin, linkMasses=[0.0] * n, linkCollisionShapeIndices=[s[0] for s in links],
+            linkVisualShapeIndices=[s[1] for s in links], linkPositions=[[0, 0, 0]] * n,
+            linkOrientations=[[0, 0, 0, 1]] * n, linkInertialFramePositions=[[0, 0, 0]] * n,
+            linkInertialFrameOrientations=[[0, 0, 0, 1]] * n, linkParentIndices=[0] * n,
+            linkJointTypes=[pybullet.JOINT_FIXED] * n, linkJointAxis=[[0, 0, 1]] * n))
+
+    def _randomise(self) -> None:
+        rng = self.np_random
+        pr = self.cfg["pose_range"]
+        shift = rng.uniform(-1.0, 1.0, size=2) * float(pr["xy"]) * MM
+        yaw = math.radians(float(rng.uniform(-1.0, 1.0)) * float(pr["yaw_deg"]))
+        origin = np.array([shift[0], shift[1], float(self.cfg["room"]["table_top_z"]) * MM])
+        self.patient = Frame(rot("z", yaw), origin)
+        self.client.resetBasePositionAndOrientation(self.patient_id, origin.tolist(), quat_from_matrix(self.patient.R))
+        offsets = {name: rng.uniform(-1.0, 1.0, size=3) * float(seg.get("jitter", 0.0)) * MM
+                   for name, seg in self.cfg["segments"].items()}
+        self._build_volumes(offsets)
+        self._reset_gantry()
+
+    def _build_volumes(self, offsets: dict[str, Arr]) -> None:
+        spacing = float(self.cfg["imaging"]["voxel"]) * MM
+        body = [Primitive.from_spec(s, self._mu(s["material"])) for s in self.cfg["body"]]
+        lo = np.min([p.center - p.half_extent() for p in body], axis=0) - spacing
+        hi = np.max([p.center + p.half_extent() for p in body], axis=0) + spacing
+        mu = Volume(lo, hi, spacing, np.float32)
+        part = Volume(lo, hi, spacing, np.uint8)
+        for prim in body:
+            mu.paint(prim)
+        self.part_solids: dict[int, list[Primitive]] = {}
+        for index, (_name, seg, solids) in enumerate(self._parts_spec, start=1):
+            prims = [Primitive.from_spec(s, self._mu(s["material"]), offsets[seg]) for s in solids]
+            self.part_solids[index] = prims
+            for prim in prims:
+                mu.paint(prim)
+                part.paint(prim, float(index))
+        self.mu = mu
+        self.parts = part
+        self.segment_offsets = offsets
+        self._points: dict[tuple[int, ...], Arr] = {}
+        self.anatomy_center: dict[str, Arr] = {}
+        self.anatomy_nominal_center: dict[str, Arr] = {}
+        for key, ids in self.anatomy_parts.items():
+            self.anatomy_center[key] = self._center(ids, with_jitter=True)
+            self.anatomy_nominal_center[key] = self._center(ids, with_jitter=False)
+
+    def _center(self, ids: list[int], with_jitter: bool) -> Arr:
+        """Centre of the anatomy's bounding box, patient frame; nominal = as the atlas has it (no jitter)."""
+        los, his = [], []
+        for i in ids:
+            shift = np.zeros(3) if with_jitter else self.segment_offsets[self._segment_of[self.part_names[i]]]
+            for prim in self.part_solids[i]:
+                los.append(prim.center - shift - prim.half_extent())
+                his.append(prim.center - shift + prim.half_extent())
+        center: Arr = (np.min(los, axis=0) + np.max(his, axis=0)) / 2.0
+        return center
+
+    # -- gantry state ---------------------------------------------------------------------------------
+    def _reset_gantry(self) -> None:
+        park = self.cfg["gantry"]["park"]
+        self.axes: dict[str, float] = {k: float(park[k]) for k in AXES}
+        self.targets: dict[str, float] = dict(self.axes)
+        self.frozen = False
+        self.violation: tuple[FailureKind, str] | None = None
+        self.view: dict[str, Any] | None = None
+        self.view_set = False
+        self.field: tuple[float, float, float, float] | None = None
+        self.exposures: list[dict[str, Any]] = []
+        self.images: list[str] = []
+        self.last_image: _Image | None = None
+        self.events: list[dict[str, Any]] = []
+        self._place_bodies()
+        pybullet.performCollisionDetection(physicsClientId=self._cid)
+        self.clearance_mm, _ = self._clearance()
+
+    def geometry(self, axes: dict[str, float] | None = None) -> Geometry:
+        a = self.axes if axes is None else axes
+        iso = self.home_iso + np.array([a["cranial_caudal"], -a["left_right"], a["up_down"]]) * MM
+        R = rot("y", math.radians(a["tilt"])) @ rot("x", math.radians(a["orbit"]))
+        beam = R[:, 2]
+        sod = float(self.cfg["gantry"]["source_distance"]) * MM
+        odd = a["detector"] * MM
+        return Geometry(iso, beam, R @ np.array([0.0, -1.0, 0.0]), R @ np.array([-1.0, 0.0, 0.0]),
+                        iso - beam * sod, iso + beam * odd, sod, sod + odd)
+
+    def _place_bodies(self) -> None:
+        geo = self.geometry()
+        cid = self._cid
+        ring_R = rot("y", math.radians(self.axes["tilt"]))
+        for body in (self.ring_id, *self.ring_ids):
+            pybullet.resetBasePositionAndOrientation(body, geo.iso.tolist(), quat_from_matrix(ring_R),
+                                                     physicsClientId=cid)
+        panel = np.column_stack([geo.row, geo.col, geo.beam])   # right-handed: (col, row, beam) is not
+        pybullet.resetBasePositionAndOrientation(self.detector_id, (geo.detector + geo.beam * 0.015).tolist(),
+                                                 quat_from_matrix(panel), physicsClientId=cid)
+        pybullet.resetBasePositionAndOrientation(self.source_id, geo.source.tolist(), quat_from_matrix(panel),
+                                                 physicsClientId=cid)
+        base = [float(geo.iso[0]), float(geo.iso[1]),
+                pybullet.getBasePositionAndOrientation(self.base_id, physicsClientId=cid)[0][2]]
+        pybullet.resetBasePositionAndOrientation(self.base_id, base, [0, 0, 0, 1], physicsClientId=cid)
+
+    def _clearance(self) -> tuple[float, str]:
+        """Smallest distance (mm, capped at 100) from a gantry body to the table, column, floor or patient,
+        and which pair it is."""
+        best, pair = 100.0, ""
+        cid = self._cid
+        for a, b in self._pairs:
+            for pt in pybullet.getClosestPoints(a, b, 0.1, physicsClientId=cid):
+                if pt[8] / MM < best:
+                    best, pair = pt[8] / MM, f"{self._names[a]} and {self._names[b]}"
+        return best, pair
+
+    def advance(self) -> None:
+        """One control step: every axis moves toward its target at its speed, all arriving together; then the
+        collision check on the new pose."""
+        dt = self.control_period_s
+        moved = False
+        if not self.frozen:
+            times = [abs(self.targets[k] - self.axes[k]) / float(self.axis_cfg[k]["speed"]) for k in AXES]
+            t_need = max(times)
+            if t_need > 1e-12:
+                frac = min(1.0, dt / t_need)
+                before = dict(self.axes)
+                for k in AXES:
+                    self.axes[k] += (self.targets[k] - self.axes[k]) * frac
+                moved = True
+                self._check_speed(before, dt)
+        self.sim_steps += self.substeps
+        if moved:
+            # every body is kinematic: no dynamics to step, only the moved shapes' bounds to refresh
+            self._place_bodies()
+            pybullet.performCollisionDetection(physicsClientId=self._cid)
+            self.clearance_mm, pair = self._clearance()
+            margin = float(self.cfg["gantry"]["collision_margin"])
+            if self.violation is None and self.clearance_mm < margin:
+                self._trip(FailureKind.COLLISION, f"collision: the {pair} came within "
+                           f"{max(0.0, self.clearance_mm):.0f} mm of each other")
+
+    def _check_speed(self, before: dict[str, float], dt: float) -> None:
+        margin = float(self.cfg["gantry"]["speed_margin"])
+        for k in AXES:
+            speed = abs(self.axes[k] - before[k]) / dt
+            if speed > float(self.axis_cfg[k]["speed"]) * margin + 1e-9:
+                self._trip(FailureKind.SPEED_LIMIT, f"{k} moved at {speed:.0f} {self.axis_cfg[k]['unit']}/s")
+
+    def _trip(self, kind: FailureKind, message: str) -> None:
+        if self.violation is None:
+            self.violation = (kind, message)
+            self.events.append({"t": self.sim_time, "limit": kind.value, "message": message})
+        self.stop_motion()
+
+    def stop_motion(self) -> None:
+        """Every axis holds where it is."""
+        self.frozen = True
+        self.targets = dict(self.axes)
+
+    def resume(self) -> None:
+        self.violation = None
+        self.frozen = False
+        self.targets = dict(self.axes)
+
+    def out_of_range(self, targets: dict[str, float]) -> str | None:
+        for k in AXES:
+            lo, hi = float(self.axis_cfg[k]["min"]), float(self.axis_cfg[k]["max"])
+            if not lo - 1e-6 <= targets[k] <= hi + 1e-6:
+                unit = self.axis_cfg[k]["unit"]
+                return f"{k} would go to {targets[k]:.0f} {unit}, outside its range {lo:g}..{hi:g} {unit}"
+        return None
+
+    # -- anatomy and views ------------------------------------------------------------------------------
+    def retracted_path(self, target: dict[str, float]) -> list[dict[str, float]]:
+        """Stages to a pose: a move that turns the beam or travels along the table first pulls the detector
+        back to its outer stop, so it never sweeps close past the patient, and brings it in at the end."""
+        far = float(self.cfg["gantry"]["detector_distance_3d"])
+        big = (abs(target["orbit"] - self.axes["orbit"]) > 1.0 or abs(target["tilt"] - self.axes["tilt"]) > 1.0
+               or abs(target["cranial_caudal"] - self.axes["cranial_caudal"]) > 100.0)
+        if not big:
+            return [target]
+        return [dict(self.axes, detector=far), dict(target, detector=far), target]
+
+    def anatomy_ids(self, key: str) -> list[int]:
+        if key not in self.anatomy_parts:
+            raise ValueError(f"no {spoken(key)} in this scene")
+        return self.anatomy_parts[key]
+
+    def view_angles(self, view: str, key: str) -> tuple[float, float]:
+        v = self.cfg["views"][view]
+        orbit = float(v["orbit"])
+        if view == "lateral" and key.endswith("/right"):
+            orbit = -orbit
+        return float(v["tilt"]), orbit
+
+    def targets_for_view(self, key: str, view: str) -> dict[str, float]:
+        """Axes that put the atlas centre of the anatomy (on the registered patient) at the isocentre, with
+        the detector as near as it can come while keeping ``view_clearance`` from the patient."""
+        center = self.patient.to_world(self.anatomy_nominal_center[key])
+        tilt, orbit = self.view_angles(view, key)
+        d = (center - self.home_iso) / MM
+        g = self.cfg["gantry"]
+        target = {"cranial_caudal": float(d[0]), "left_right": float(-d[1]), "up_down": float(d[2]), "tilt": tilt,
+                  "orbit": orbit, "detector": float(g["detector_distance"])}
+        while target["detector"] < float(g["detector_distance_3d"]) and \
+                self.clearance_at(target) < float(g["view_clearance"]):
+            target["detector"] = min(target["detector"] + 25.0, float(g["detector_distance_3d"]))
+        return target
+
+    def clearance_at(self, axes: dict[str, float]) -> float:
+        """The clearance (mm) the gantry would have at these axes; the bodies are put back afterwards."""
+        saved = dict(self.axes)
+        self.axes = dict(axes)
+        self._place_bodies()
+        pybullet.performCollisionDetection(physicsClientId=self._cid)
+        found, _ = self._clearance()
+        self.axes = saved
+        self._place_bodies()
+        pybullet.performCollisionDetection(physicsClientId=self._cid)
+        return found
+
+    def full_field(self, geo: Geometry | None = None) -> tuple[float, float, float, float]:
+        geo = geo or self.geometry()
+        h = float(self.cfg["gantry"]["detector_size"]) * MM / 2.0 / geo.magnification
+        return -h, h, -h, h
+
+    def project(self, world: Arr, geo: Geometry) -> Arr:
+        """Points (N, 3) to isocentre-plane coordinates (N, 2) along the image's columns and rows."""
+        w = world - geo.source
+        depth = w @ geo.beam
+        scale = geo.sod / depth
+        out: Arr = np.stack([(w @ geo.col) * scale, (w @ geo.row) * scale], axis=-1)
+        return out
+
+    def anatomy_points(self, ids: list[int]) -> Arr:
+        """World centres of the anatomy's voxels (cached until the next reset)."""
+        key = tuple(ids)
+        if key not in self._points:
+            ijk = np.argwhere(np.isin(self.parts.data, np.asarray(ids, dtype=np.uint8)))
+            self._points[key] = self.patient.to_world(self.parts.lo + (ijk + 0.5) * self.parts.spacing)
+        return self._points[key]
+
+    # -- imaging ------------------------------------------------------------------------------------------
+    def image_dir(self) -> Path:
+        if self.record_dir is not None:
+            return Path(self.record_dir)
+        if self._tmp_dir is None:
+            self._tmp_dir = Path(tempfile.mkdtemp(prefix="medrobot_xray_"))
+        return self._tmp_dir
+
+    def cast(self, source: Arr, targets: Arr, chunk: int = 4096) -> tuple[NDArray[np.float64], NDArray[np.uint8]]:
+        """Line integrals of attenuation from ``source`` to each target (world), and the part ids sampled
+        along each ray. Rays are clipped to the volume and sampled at the voxel spacing (midpoint rule)."""
+        s = self.patient.to_local(source)
+        ends = self.patient.to_local(targets)
+        spacing = self.mu.spacing
+        lo, hi = self.mu.lo + 0.01 * spacing, self.mu.hi - 0.01 * spacing   # a ray along a face stays inside
+        totals = np.zeros(len(ends))
+        samples: list[NDArray[np.uint8]] = []
+        d_all = ends - s
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t_a = (lo - s) / d_all
+            t_b = (hi - s) / d_all
+        t0_all = np.clip(np.nanmax(np.where(np.isfinite(t_a), np.minimum(t_a, t_b), -np.inf), axis=1), 0.0, 1.0)
+        t1_all = np.clip(np.nanmin(np.where(np.isfinite(t_a), np.maximum(t_a, t_b), np.inf), axis=1), 0.0, 1.0)
+        span = np.maximum(t1_all - t0_all, 0.0)
+        lengths = np.linalg.norm(d_all, axis=1) * span
+        n = max(1, math.ceil(float(lengths.max()) / spacing))
+        k = (np.arange(n, dtype=np.float32) + 0.5) / n
+        first = ((s + t0_all[:, None] * d_all - self.mu.lo) / spacing).astype(np.float32)   # in voxel units
+        stride = (span[:, None] * d_all / spacing).astype(np.float32)
+        first[span <= 0.0] = 0.0      # a ray that misses the volume samples voxel 0 (air) over zero length
+        shape = np.asarray(self.mu.shape)
+        mu_flat = self.mu.data.reshape(-1)
+        part_flat = self.parts.data.reshape(-1)
+        for start in range(0, len(ends), chunk):
+            sl = slice(start, start + chunk)
+            # midpoints lie at least half a sample inside the clipped segment: no index falls outside
+            ijk = (first[sl, None, :] + k[None, :, None] * stride[sl, None, :]).astype(np.int32)
+            flat = (ijk[..., 0] * shape[1] + ijk[..., 1]) * shape[2] + ijk[..., 2]
+            totals[sl] = mu_flat[flat].sum(axis=1, dtype=np.float64) * (lengths[sl] / n) / MM
+            samples.append(part_flat[flat])
+        return totals, np.concatenate(samples, axis=0)
+
+    def pixel_grid(self, geo: Geometry, n: int) -> tuple[Arr, Arr]:
+        """World centres of the detector pixels (n*n, 3) and their isocentre-plane coordinates (n*n, 2)."""
+        size = float(self.cfg["gantry"]["detector_size"]) * MM
+        c = ((np.arange(n) + 0.5) / n - 0.5) * size
+        uu, vv = np.meshgrid(c, c, indexing="xy")
+        world = geo.detector + uu.reshape(-1, 1) * geo.col + vv.reshape(-1, 1) * geo.row
+        iso = np.stack([uu.reshape(-1), vv.reshape(-1)], axis=-1) / geo.magnification
+        return world, iso
+
+    def in_field(self, iso_uv: Arr, field: tuple[float, float, float, float]) -> NDArray[np.bool_]:
+        u0, u1, v0, v1 = field
+        inside: NDArray[np.bool_] = ((iso_uv[:, 0] >= u0) & (iso_uv[:, 0] <= u1) & (iso_uv[:, 1] >= v0)
+                                     & (iso_uv[:, 1] <= v1))
+        return inside
+
+    def radiograph(self) -> dict[str, Any]:
+        """Expose once with the current geometry and field; saves the PNG and logs the dose."""
+        n = self.image_px
+        geo = self.geometry()
+        field = self.field or self.full_field(geo)
+        world, iso_uv = self.pixel_grid(geo, n)
+        line, parts = self.cast(geo.source, world)
+        exposed = self.in_field(iso_uv, field)
+        photons = float(self.cfg["imaging"]["photons"])
+        counts = self.np_random.poisson(photons * np.exp(-line))
+        measured = -np.log(np.maximum(counts, 0.5) / photons)
+        grey = np.zeros(n * n)
+        if exposed.any():
+            lo, hi = np.percentile(measured[exposed], [0.5, 99.5])
+            hi = max(hi, lo + 2.0)
+            grey[exposed] = 24.0 + 231.0 * np.clip((measured[exposed] - lo) / (hi - lo), 0.0, 1.0)
+        pixels = grey.reshape(n, n).astype(np.uint8)
+        index = len(self.exposures)
+        name = self.view["key"].replace("/", "_") + "_" + self.view["view"] if self.view else "shot"
+        path = save_png(pixels, self.image_dir() / f"xray_{index:03d}_{name}.png")
+        self.last_image = _Image("radiograph", pixels, parts.reshape(n, n, -1), exposed.reshape(n, n), geo, path)
+        self.images.append(str(path))
+        area_cm2 = (field[1] - field[0]) * (field[3] - field[2]) * 1e4
+        dap = float(self.cfg["imaging"]["kerma_mgy"]) * area_cm2
+        shares = self.anatomy_shares(parts, exposed)
+        center = n // 2
+        record = {
+            "skill": "take_shot", "kind": "2d", "index": index, "sim_time": self.sim_time, "path": str(path),
+            "view": dict(self.view) if self.view else None, "axes": dict(self.axes), "geometry": geo.to_json(),
+            "field_mm": [(field[1] - field[0]) / MM, (field[3] - field[2]) / MM],
+            "field_offset_mm": [(field[0] + field[1]) / 2 / MM, (field[2] + field[3]) / 2 / MM],
+            "dap_mgy_cm2": dap, "projections": 1, "anatomy_shares": shares,
+            "center_line_integral": float(line.reshape(n, n)[center - 2:center + 2, center - 2:center + 2].mean()),
+            "exposed_share": float(exposed.mean()),
+        }
+        self.exposures.append(record)
+        return record
+
+    def anatomy_shares(self, parts: NDArray[np.uint8], exposed: NDArray[np.bool_]) -> dict[str, float]:
+        """Share of the exposed pixels whose ray crosses each anatomy."""
+        present = np.zeros((len(self.part_names), exposed.size), dtype=bool)
+        flat = parts.reshape(exposed.size, -1)
+        for pid in np.unique(flat):
+            if pid:
+                present[pid] = (flat == pid).any(axis=1)
+        total = max(1, int(exposed.sum()))
+        out = {}
+        for key, ids in self.anatomy_parts.items():
+            share = float((present[ids].any(axis=0) & exposed.reshape(-1)).sum()) / total
+            if share > 0:
+                out[key] = share
+        return out
+
+    def anatomy_mask(self, key: str, image: _Image | None = None) -> NDArray[np.bool_]:
+        img = image or self.last_image
+        assert img is not None
+        hits = np.isin(img.parts, np.asarray(self.anatomy_ids(key), dtype=np.uint8))
+        return np.asarray(hits.any(axis=-1), dtype=bool)
+
+    def spin(self, angles_deg: list[float]) -> tuple[NDArray[np.float64], Geometry]:
+        """Central-row projections (angles, columns) of a spin at the current isocentre and tilt."""
+        n = int(self.cfg["imaging"]["spin_pixels"])
+        rows = []
+        geo = self.geometry()
+        for a in angles_deg:
+            axes = dict(self.axes, orbit=a)
+            g = self.geometry(axes)
+            size = float(self.cfg["gantry"]["detector_size"]) * MM
+            u = ((np.arange(n) + 0.5) / n - 0.5) * size
+            world = g.detector + u[:, None] * g.col
+            line, _ = self.cast(g.source, world)
+            counts = self.np_random.poisson(float(self.cfg["imaging"]["photons"]) * np.exp(-line))
+            rows.append(-np.log(np.maximum(counts, 0.5) / float(self.cfg["imaging"]["photons"])))
+        return np.asarray(rows), geo
+
+    def reconstruct(self, sino: NDArray[np.float64], angles_deg: list[float], geo: Geometry
+                    ) -> tuple[NDArray[np.uint8], NDArray[np.uint8]]:
+        """Fan-beam filtered back-projection of the slice in the ring's plane; returns (grey, part ids).
+
+        The slice is shown as seen from the feet in an AP set-up: the beam's far side (anterior) up.
+        """
+        n = int(self.cfg["imaging"]["spin_pixels"])
+        sod, sdd = geo.sod, geo.sdd
+        size = float(self.cfg["gantry"]["detector_size"]) * MM
+        du = size / sino.shape[1]
+        u = ((np.arange(sino.shape[1]) + 0.5) / sino.shape[1] - 0.5) * size
+        s = u * sod / sdd
+        ds = du * sod / sdd
+        weighted = sino * (sod / np.sqrt(sod ** 2 + s ** 2))[None, :]
+        m = sino.shape[1]
+        k = np.arange(-m + 1, m)
+        ramp = np.zeros(k.shape)
+        ramp[k == 0] = 1.0 / (4.0 * ds * ds)
+        odd = (k % 2) == 1
+        ramp[odd] = -1.0 / (math.pi * k[odd] * ds) ** 2
+        filtered = np.array([np.convolve(row, ramp)[m - 1:2 * m - 1] * ds for row in weighted])
+        fov = 2.0 * float(s.max()) * 0.98
+        c = ((np.arange(n) + 0.5) / n - 0.5) * fov
+        xx, yy = np.meshgrid(c, -c, indexing="xy")   # columns along the view's image columns, rows up its beam
+        img = np.zeros((n, n))
+        dbeta = 2.0 * math.pi / len(angles_deg)
+        axes0 = dict(self.axes)
+        for row, a in zip(filtered, angles_deg):
+            g = self.geometry(dict(axes0, orbit=a))
+            along = xx * float(g.beam @ geo.col) + yy * float(g.beam @ geo.beam)
+            across = xx * float(g.col @ geo.col) + yy * float(g.col @ geo.beam)
+            U = (sod + along) / sod
+            s_hit = across / U
+            img += np.interp(s_hit, s, row, left=0.0, right=0.0) / (U * U)
+        img *= dbeta / 2.0
+        lo, hi = np.percentile(img, [1.0, 99.8])
+        grey = (np.clip((img - lo) / max(hi - lo, 1e-9), 0.0, 1.0) * 255.0).astype(np.uint8)
+        world = geo.iso + xx.reshape(-1, 1) * geo.col + yy.reshape(-1, 1) * geo.beam
+        parts = self.parts.sample(self.patient.to_local(world)).astype(np.uint8).reshape(n, n, 1)
+        return grey, parts
+
+    # -- facts -------------------------------------------------------------------------------------------
+    def world_state(self) -> WorldState:
+        self._ensure_built()
+        return WorldState(facts={"view_set": self.view_set, "image": self.last_image is not None}, known=True)
+
+    def observation(self) -> dict[str, Any]:
+        geo = self.geometry()
+        field = self.field or self.full_field(geo)
+        return {
+            "sim_time": self.sim_time,
+            "axes": dict(self.axes),
+            "view_set": self.view_set,
+            "view": dict(self.view) if self.view else None,
+            "image": self.last_image is not None,
+            "geometry": geo.to_json(),
+            "field_mm": [(field[1] - field[0]) / MM, (field[3] - field[2]) / MM],
+            "clearance_mm": float(self.clearance_mm),
+            "exposures": len(self.exposures),
+            "projections": int(sum(e["projections"] for e in self.exposures)),
+            "dap_mgy_cm2": float(sum(e["dap_mgy_cm2"] for e in self.exposures)),
+            "patient": {"origin": self.patient.t.tolist(),
+                        "yaw_deg": math.degrees(math.atan2(self.patient.R[1, 0], self.patient.R[0, 0]))},
+            "halted": self.halted,
+        }
+
+    def telemetry(self) -> dict[str, Any]:
+        return {k: round(v, 1) for k, v in self.axes.items()} | {"clearance_mm": round(self.clearance_mm, 0)}
+
+    def camera(self) -> tuple[list[float], list[float]]:
+        c = self.client
+        target = [0.1, 0.0, 0.95]
+        view = c.computeViewMatrixFromYawPitchRoll(target, 3.2, 40, -22, 0, 2)
+        proj = c.computeProjectionMatrixFOV(50, 4 / 3, 0.05, 10.0)
+        return list(view), list(proj)
+
+    # -- skills ----------------------------------------------------------------------------------------------
+    def skills(self) -> Mapping[str, type[SceneSkill[Any]]]:
+        return _SKILLS
+
+
+class _Skill(SceneSkill["XrayScene"]):
+    """Resume a held gantry; a tripped limit becomes a latched halt with its own failure kind."""
+
+    def key(self) -> str:
+        return anatomy_key(str(self.args["anatomy"]), self.args.get("side"), self.args.get("level"))
+
+
+class _Move(_Skill):
+    """Drive the axes through a list of target sets, one after the other."""
+
+    stages: list[dict[str, float]]
+
+    def plan(self, stages: list[dict[str, float]]) -> bool:
+        s = self.scene
+        for stage in stages:
+            problem = s.out_of_range(stage)
+            if problem:
+                self.fail(FailureKind.JOINT_LIMIT, problem)
+                return False
+        self.stages = stages
+        self.stage = 0
+        total = 0.0
+        prev = dict(s.axes)
+        for stage in stages:
+            total += max(abs(stage[k] - prev[k]) / float(s.axis_cfg[k]["speed"]) for k in AXES)
+            prev = stage
+        self.total_s = max(total, 1e-9)
+        self.max_steps = int((total + 5.0) / s.control_period_s) + 1
+        s.targets = dict(stages[0])
+        return True
+
+    def moving(self) -> bool:
+        """Whether the axes are still on their way; advances through the stages."""
+        s = self.scene
+        while True:
+            if any(abs(s.targets[k] - s.axes[k]) > 1e-6 for k in AXES):
+                return True
+            self.stage += 1
+            if self.stage >= len(self.stages):
+                return False
+            s.targets = dict(self.stages[self.stage])
+
+
+class _MoveToView(_Move):
+    def begin(self) -> None:
+        s = self.scene
+        view = str(self.args.get("view") or "ap")
+        key = self.key()
+        try:
+            s.anatomy_ids(key)
+        except ValueError as exc:
+            self.fail(FailureKind.INVALID, str(exc))
+            return
+        target = s.targets_for_view(key, view)
+        s.view_set = False
+        s.view = None
+        self.key_ = key
+        self.view_ = view
+        self.plan(s.retracted_path(target))
+
+    def tick(self) -> BehaviourStatus:
+        s = self.scene
+        if self.moving():
+            self.progress = 0.0
+            return BehaviourStatus.RUNNING
+        s.view_set = True
+        s.view = {"anatomy": self.args["anatomy"], "side": self.args.get("side"), "level": self.args.get("level"),
+                  "view": self.view_, "key": self.key_}
+        s.field = None
+        self.outcome = {"view": dict(s.view), "axes": dict(s.axes), "geometry": s.geometry().to_json()}
+        self.message = f"{self.view_} view of the {spoken(self.key_)} set"
+        self.progress = 1.0
+        return BehaviourStatus.SUCCESS
+
+
+class _Adjust(_Move):
+    def begin(self) -> None:
+        s = self.scene
+        axis = str(self.args["axis"])
+        target = dict(s.axes)
+        target[axis] = s.axes[axis] + float(self.args["amount"])
+        self.axis = axis
+        self.plan([target])
+
+    def tick(self) -> BehaviourStatus:
+        s = self.scene
+        if self.moving():
+            return BehaviourStatus.RUNNING
+        self.outcome = {"axis": self.axis, "value": s.axes[self.axis], "axes": dict(s.axes)}
+        self.message = f"{self.axis} now {s.axes[self.axis]:.0f} {s.axis_cfg[self.axis]['unit']}"
+        self.progress = 1.0
+        return BehaviourStatus.SUCCESS
+
+
+class _Park(_Move):
+    def begin(self) -> None:
+        s = self.scene
+        park = {k: float(v) for k, v in s.cfg["gantry"]["park"].items()}
+        far = float(s.cfg["gantry"]["detector_distance_3d"])
+        out = dict(s.axes, detector=far)
+        square = dict(park, cranial_caudal=s.axes["cranial_caudal"], detector=far)
+        self.plan([out, square, dict(park, detector=far), park])
+        s.view_set = False
+        s.view = None
+
+    def tick(self) -> BehaviourStatus:
+        if self.moving():
+            return BehaviourStatus.RUNNING
+        self.outcome = {"axes": dict(self.scene.axes)}
+        self.message = "gantry parked"
+        self.progress = 1.0
+        return BehaviourStatus.SUCCESS
+
+
+class _Collimate(_Skill):
+    def tick(self) -> BehaviourStatus:
+        s = self.scene
+        geo = s.geometry()
+        full = s.full_field(geo)
+        note = ""
+        if self.args.get("anatomy"):
+            key = self.key()
+            try:
+                pts = s.anatomy_points(s.anatomy_ids(key))
+            except ValueError as exc:
+                self.fail(FailureKind.INVALID, str(exc))
+                return BehaviourStatus.FAILURE
+            uv = s.project(pts, geo)
+            margin = float(s.cfg["imaging"]["field_margin"]) * MM
+            field = (float(uv[:, 0].min()) - margin, float(uv[:, 0].max()) + margin,
+                     float(uv[:, 1].min()) - margin, float(uv[:, 1].max()) + margin)
+        else:
+            w = float(self.args["width_mm"]) * MM / 2.0
+            h = float(self.args["height_mm"]) * MM / 2.0
+            field = (-w, w, -h, h)
+        clipped = (max(field[0], full[0]), min(field[1], full[1]), max(field[2], full[2]), min(field[3], full[3]))
+        if clipped != field:
+            note = f"; limited by the detector to {(full[1] - full[0]) / MM:.0f} mm"
+        if clipped[1] <= clipped[0] or clipped[3] <= clipped[2]:
+            self.fail(FailureKind.INVALID, "that field lies outside the detector")
+            return BehaviourStatus.FAILURE
+        s.field = clipped
+        size = [(clipped[1] - clipped[0]) / MM, (clipped[3] - clipped[2]) / MM]
+        self.outcome = {"field_mm": size, "field_offset_mm": [(clipped[0] + clipped[1]) / 2 / MM,
+                                                              (clipped[2] + clipped[3]) / 2 / MM]}
+        self.message = f"field {size[0]:.0f} x {size[1]:.0f} mm{note}"
+        self.progress = 1.0
+        return BehaviourStatus.SUCCESS
+
+
+class _TakeShot(_Skill):
+    def tick(self) -> BehaviourStatus:
+        s = self.scene
+        if not s.view_set:
+            self.fail(FailureKind.PRECONDITION, "no view is set")
+            return BehaviourStatus.FAILURE
+        record = s.radiograph()
+        self.outcome = {k: record[k] for k in ("path", "index", "field_mm", "dap_mgy_cm2", "anatomy_shares",
+                                               "center_line_integral", "view")}
+        self.message = f"exposure {record['index'] + 1} saved to {record['path']}"
+        self.progress = 1.0
+        return BehaviourStatus.SUCCESS
+
+
+class _Acquire3D(_Move):
+    """A spin: detector out, orbit -180 -> +180 taking projections, back to where it was, detector in."""
+
+    def begin(self) -> None:
+        s = self.scene
+        if not s.view_set:
+            self.fail(FailureKind.PRECONDITION, "no view is set")
+            return
+        here = dict(s.axes)
+        out = dict(here, detector=float(s.cfg["gantry"]["detector_distance_3d"]))
+        lo, hi = float(s.axis_cfg["orbit"]["min"]), float(s.axis_cfg["orbit"]["max"])
+        self.home = here
+        self.n = int(s.cfg["imaging"]["spin_projections"])
+        self.angles = [lo + (hi - lo) * (i + 0.5) / self.n for i in range(self.n)]
+        if not self.plan([out, dict(out, orbit=lo), dict(out, orbit=hi), dict(out, orbit=here["orbit"]), here]):
+            return
+        self.taken: list[float] = []
+
+    def tick(self) -> BehaviourStatus:
+        s = self.scene
+        if self.stage == 2:
+            while len(self.taken) < self.n and s.axes["orbit"] >= self.angles[len(self.taken)]:
+                self.taken.append(self.angles[len(self.taken)])
+        if self.moving():
+            self.progress = min(0.95, len(self.taken) / self.n)
+            return BehaviourStatus.RUNNING
+        if len(self.taken) < self.n:
+            self.fail(FailureKind.ERROR, "the spin did not cover the full circle")
+            return BehaviourStatus.FAILURE
+        geo = s.geometry(dict(s.axes, detector=float(s.cfg["gantry"]["detector_distance_3d"])))
+        sino, _ = s.spin(self.angles)
+        grey, parts = s.reconstruct(sino, self.angles, geo)
+        index = len(s.exposures)
+        name = s.view["key"].replace("/", "_") if s.view else "spin"
+        path = save_png(grey, s.image_dir() / f"xray_{index:03d}_{name}_3d.png")
+        s.last_image = _Image("slice", grey, parts, np.ones(grey.shape, dtype=bool), geo, path)
+        s.images.append(str(path))
+        field = s.field or s.full_field(geo)
+        area = (field[1] - field[0]) * (field[3] - field[2]) * 1e4
+        dap = float(s.cfg["imaging"]["kerma_3d_mgy"]) * area * self.n
+        record = {"skill": "acquire_3d", "kind": "3d", "index": index, "sim_time": s.sim_time, "path": str(path),
+                  "view": dict(s.view) if s.view else None, "axes": dict(s.axes), "geometry": geo.to_json(),
+                  "field_mm": [(field[1] - field[0]) / MM, (field[3] - field[2]) / MM],
+                  "field_offset_mm": [0.0, 0.0], "dap_mgy_cm2": dap, "projections": self.n,
+                  "anatomy_shares": {}, "center_line_integral": 0.0, "exposed_share": 1.0}
+        s.exposures.append(record)
+        self.outcome = {"path": str(path), "projections": self.n, "dap_mgy_cm2": dap, "index": index}
+        self.message = f"3-D spin of {self.n} projections; central slice saved to {path}"
+        self.progress = 1.0
+        return BehaviourStatus.SUCCESS
+
+
+class _Highlight(_Skill):
+    def tick(self) -> BehaviourStatus:
+        s = self.scene
+        img = s.last_image
+        if img is None:
+            self.fail(FailureKind.PRECONDITION, "there is no image to draw on")
+            return BehaviourStatus.FAILURE
+        key = self.key()
+        try:
+            mask = s.anatomy_mask(key) & img.exposed
+        except ValueError as exc:
+            self.fail(FailureKind.INVALID, str(exc))
+            return BehaviourStatus.FAILURE
+        if not mask.any():
+            self.fail(FailureKind.PRECONDITION, f"the {spoken(key)} is not in the last image")
+            return BehaviourStatus.FAILURE
+        edge = outline(mask)
+        rgb = np.repeat(img.grey[:, :, None], 3, axis=2)
+        rgb[edge] = (255, 210, 0)
+        path = save_png(rgb, img.path.with_name(img.path.stem + f"_{key.replace('/', '_')}_outline.png"))
+        self.outcome = {"path": str(path), "anatomy": key, "pixels": int(mask.sum()),
+                        "share": float(mask.sum()) / mask.size, "source_image": str(img.path)}
+        self.message = f"outlined the {spoken(key)} in {path}"
+        self.progress = 1.0
+        return BehaviourStatus.SUCCESS
+
+
+_SKILLS: dict[str, type[_Skill]] = {
+    "move_to_view": _MoveToView,
+    "adjust": _Adjust,
+    "collimate": _Collimate,
+    "take_shot": _TakeShot,
+    "acquire_3d": _Acquire3D,
+    "highlight": _Highlight,
+    "park": _Park,
+}

@@ -1,0 +1,244 @@
+"""``medrobot bringup --domain D``: the ROS 2 graph (planner, supervisor, skill server) as processes.
+
+The wheels have no ``launch`` package, so this starts the same nodes as ``sim.launch.py`` from the same
+parameters file. Each node is its own process in its own session, started with the workspace's ROS
+environment (``ros_ws/install/medrobot_env.json``: ``LD_LIBRARY_PATH`` must be there when a process
+starts), with DDS discovery on loopback. Ctrl-C (or SIGTERM) stops every child: SIGINT first, so nodes
+close cleanly, then SIGTERM, then SIGKILL. Nothing here imports rclpy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import IO, Any
+from medrobot_llm.core.paths import SOURCE_ROOT
+
+__all__ = ["NODES", "Graph", "default_params_file", "register"]
+
+#: node name -> module with its ``main``; the order is the start order (the robot first)
+NODES: dict[str, str] = {
+    "medrobot_skill_server": "medrobot_llm.backends.ros.skill_server",
+    "medrobot_supervisor": "medrobot_llm.backends.ros.supervisor_node",
+    "medrobot_planner": "medrobot_llm.backends.ros.planner_node",
+}
+
+
+def default_params_file() -> Path:
+    """The bringup package's ``config/medrobot.yaml``: the source tree's, else the built workspace's."""
+    candidates = [SOURCE_ROOT / "ros_ws" / "src" / "medrobot_bringup" / "config" / "medrobot.yaml"]
+    for prefix in os.environ.get("AMENT_PREFIX_PATH", "").split(":"):
+        if prefix:
+            candidates.append(Path(prefix) / "share" / "medrobot_bringup" / "config" / "medrobot.yaml")
+    for c in candidates:
+        if c.is_file():
+            return c
+    raise FileNotFoundError("no medrobot_bringup/config/medrobot.yaml found (source tree or AMENT_PREFIX_PATH)")
+
+
+class Graph:
+    """The three node processes of one domain; ``overrides`` maps node name -> {param: value}."""
+
+    def __init__(self, domain: str, *, params_file: Path | None = None, ros_domain_id: int | None = None,
+                 log_dir: Path | None = None, overrides: dict[str, dict[str, str]] | None = None) -> None:
+        from medrobot_llm.backends.ros.env import child_env, load_ros_env
+
+        self.domain = domain
+        self.params_file = Path(params_file) if params_file else default_params_file()
+        self.env = child_env(ros_domain_id)
+        self.python = load_ros_env()["MEDROBOT_ROS_PYTHON"]
+        self.ros_domain_id = int(self.env.get("ROS_DOMAIN_ID", "0") or 0)
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        self.log_dir = Path(log_dir) if log_dir else Path.home() / ".medrobot" / "logs" / f"bringup-{stamp}-{os.getpid()}"
+        self.overrides = overrides or {}
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._logs: dict[str, IO[bytes]] = {}
+
+    @property
+    def audit_log(self) -> Path:
+        return self.log_dir / "audit.jsonl"
+
+    def command(self, name: str) -> list[str]:
+        params = {"domain": self.domain}
+        if name == "medrobot_supervisor":
+            params["audit_log"] = str(self.audit_log)
+        params.update(self.overrides.get(name, {}))
+        argv = [self.python, "-m", NODES[name], "--ros-args", "--params-file", str(self.params_file)]
+        for key, value in params.items():
+            # node-qualified: a global -p would lose to the file's node section (rcl's precedence)
+            argv += ["-p", f"{name}:{key}:={value}"]
+        return argv
+
+    def log_path(self, name: str) -> Path:
+        return self.log_dir / f"{name}.log"
+
+    def start(self) -> None:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        for name in NODES:
+            log = open(self.log_path(name), "ab")
+            self._logs[name] = log
+            self.procs[name] = subprocess.Popen(self.command(name), env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                                                stdin=subprocess.DEVNULL, start_new_session=True)
+
+    def describe(self) -> dict[str, Any]:
+        return {"domain": self.domain, "ros_domain_id": self.ros_domain_id, "params_file": str(self.params_file),
+                "log_dir": str(self.log_dir), "audit_log": str(self.audit_log),
+                "discovery_range": self.env.get("ROS_AUTOMATIC_DISCOVERY_RANGE"),
+                "nodes": {n: {"pid": p.pid, "log": str(self.log_path(n))} for n, p in self.procs.items()}}
+
+    def dead(self) -> dict[str, int]:
+        return {n: rc for n, p in self.procs.items() if (rc := p.poll()) is not None}
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        """Signal one node's whole process group (tests: a skill server that dies)."""
+        p = self.procs[name]
+        if p.poll() is None:
+            try:
+                os.killpg(p.pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def stop(self, grace_s: float = 5.0) -> dict[str, int]:
+        """SIGINT every node, then SIGTERM, then SIGKILL whatever is left; returns the exit codes."""
+        for sig, wait in ((signal.SIGINT, grace_s), (signal.SIGTERM, 2.0), (signal.SIGKILL, 2.0)):
+            alive = [n for n, p in self.procs.items() if p.poll() is None]
+            if not alive:
+                break
+            for n in alive:
+                self.kill(n, sig)
+            deadline = time.monotonic() + wait
+            while time.monotonic() < deadline and any(self.procs[n].poll() is None for n in alive):
+                time.sleep(0.05)
+        for p in self.procs.values():
+            if p.poll() is None:
+                p.wait(1.0)
+        for log in self._logs.values():
+            log.close()
+        return {n: p.returncode for n, p in self.procs.items()}
+
+    def tail(self, name: str, lines: int = 20) -> str:
+        try:
+            text = self.log_path(name).read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
+def _parse_set(items: list[str]) -> dict[str, dict[str, str]]:
+    out: dict[str, dict[str, str]] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        node, dot, param = key.partition(".")
+        if not sep or not dot or node not in NODES or not param.isidentifier():
+            raise ValueError(f"--set {item!r}: expected NODE.PARAM=VALUE with NODE one of {', '.join(NODES)}")
+        out.setdefault(node, {})[param] = value
+    return out
+
+
+def register(sub: Any) -> None:
+    from medrobot_llm.core.command_set import DOMAINS
+
+    p = sub.add_parser(
+        "bringup",
+        help="start the ROS 2 graph (planner, supervisor, PyBullet skill server) as processes",
+        description="Start the ROS 2 nodes of one domain (medrobot_skill_server, medrobot_supervisor, "
+        "medrobot_planner) as separate processes, from the same parameters file as "
+        "`ros2 launch medrobot_bringup sim.launch.py`; for machines with only the ROS 2 wheels. Needs "
+        "scripts/install_ros.sh to have run. DDS discovery stays on this machine "
+        "(ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST unless already set). Ctrl-C stops every node.",
+        epilog="example: medrobot bringup --domain ultrasound --ros-domain-id 7, then, from a shell with "
+        "ROS_DOMAIN_ID=7: `medrobot console --domain ultrasound --ros`, or publish text on /medrobot/command "
+        "and answer on /medrobot/confirm; true on /medrobot/estop stops and latches, false resets.",
+    )
+    p.add_argument("--domain", "-d", required=True, choices=DOMAINS, help="which robot and command set")
+    p.add_argument("--params", type=Path, default=None, help="parameters file (default: the bringup package's "
+                   "config/medrobot.yaml, the one sim.launch.py reads)")
+    p.add_argument("--ros-domain-id", type=int, default=None,
+                   help="ROS_DOMAIN_ID for the graph, 0..232 (default: $ROS_DOMAIN_ID, else 0); consoles must "
+                   "use the same")
+    p.add_argument("--log-dir", type=Path, default=None, help="where node logs and the audit log go "
+                   "(default: ~/.medrobot/logs/bringup-<time>-<pid>)")
+    p.add_argument("--gui", action="store_true", help="open the PyBullet window")
+    p.add_argument("--real-time-factor", type=float, default=None,
+                   help="1 = the robot moves in real time (the parameters file's default), 0 = as fast as the "
+                   "physics computes")
+    p.add_argument("--planner", choices=("rule", "openai", "hybrid"), default=None,
+                   help="how text becomes a plan (default: the parameters file's, rule); openai/hybrid take the "
+                   "same settings as `medrobot plan`")
+    p.add_argument("--set", action="append", default=[], metavar="NODE.PARAM=VALUE",
+                   help="override one parameter of one node, e.g. medrobot_supervisor.confirm_timeout_s=10 "
+                   "(repeatable)")
+    p.add_argument("--json", action="store_true", help="print the graph (pids, logs) as one JSON line")
+    p.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from medrobot_llm.backends.ros.env import RosEnvError
+
+    try:
+        overrides = _parse_set(args.set)
+    except ValueError as exc:
+        print(f"medrobot bringup: {exc}", file=sys.stderr)
+        return 2
+    if args.gui:
+        overrides.setdefault("medrobot_skill_server", {})["gui"] = "true"
+    if args.real_time_factor is not None:
+        if not args.real_time_factor >= 0:
+            print("medrobot bringup: --real-time-factor must be >= 0", file=sys.stderr)
+            return 2
+        overrides.setdefault("medrobot_skill_server", {})["real_time_factor"] = repr(float(args.real_time_factor))
+    if args.planner:
+        overrides.setdefault("medrobot_planner", {})["planner"] = args.planner
+    domain_id = args.ros_domain_id
+    if domain_id is None:
+        domain_id = int(os.environ.get("ROS_DOMAIN_ID") or 0)
+    if not 0 <= domain_id <= 232:
+        print("medrobot bringup: --ros-domain-id must be in 0..232", file=sys.stderr)
+        return 2
+    try:
+        graph = Graph(args.domain, params_file=args.params, ros_domain_id=domain_id, log_dir=args.log_dir,
+                      overrides=overrides)
+    except (RosEnvError, FileNotFoundError) as exc:
+        print(f"medrobot bringup: {exc}", file=sys.stderr)
+        return 2
+
+    stopping = [False]
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        stopping[0] = True
+
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        graph.start()
+        info = graph.describe()
+        if args.json:
+            print(json.dumps(info), flush=True)
+        else:
+            print(f"medrobot bringup: {args.domain} graph on ROS_DOMAIN_ID={graph.ros_domain_id} "
+                  f"(discovery {info['discovery_range']}), parameters {graph.params_file}")
+            for name, n in info["nodes"].items():
+                print(f"  {name:24s} pid {n['pid']:<7d} log {n['log']}")
+            print(f"  audit log {graph.audit_log}\nCtrl-C stops all nodes.", flush=True)
+        reported: set[str] = set()
+        while not stopping[0]:
+            for name, rc in graph.dead().items():
+                if name not in reported:
+                    reported.add(name)
+                    print(f"medrobot bringup: {name} exited with {rc}; the others keep running (Ctrl-C stops "
+                          f"them). Last log lines:\n{graph.tail(name)}", file=sys.stderr, flush=True)
+            if len(reported) == len(NODES):
+                break
+            time.sleep(0.1)
+    finally:
+        codes = graph.stop()
+        for s, h in old.items():
+            signal.signal(s, h)
+    if not args.json:
+        print("medrobot bringup: stopped (" + ", ".join(f"{n} {rc}" for n, rc in codes.items()) + ")", flush=True)
+    return 0 if stopping[0] else 1

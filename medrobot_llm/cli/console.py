@@ -1,0 +1,298 @@
+"""``medrobot console``: the interactive text console (prompt_toolkit), over the in-process sim or ROS.
+
+All the behaviour is in ``consoles.core.ConsoleCore``; this module only wires a terminal to it: history,
+completion, the live status line, Ctrl-C as an e-stop key. Without a terminal (or with ``--json``) it
+reads lines from stdin instead, so scripts can drive it the same way a person does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from medrobot_llm.consoles.core import ConsoleClient, ConsoleCore
+
+__all__ = ["register"]
+
+
+def register(sub: Any) -> None:
+    from medrobot_llm.cli.plan import add_planner_arguments
+    from medrobot_llm.consoles.core import CONSOLE_WORDS
+    from medrobot_llm.core.command_set import DOMAINS
+
+    words = "\n".join(f"  {word:<8} {what}" for word, what in CONSOLE_WORDS.items())
+    p = sub.add_parser(
+        "console",
+        help="interactive text console: type commands, see the plan, confirm, watch it run",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Type commands in plain words; the supervisor decides, the console only shows and asks.\n"
+        "- The plan is shown before anything moves; each contact or radiation step asks y/n, for that step only.\n"
+        "- The bottom line is live: supervisor state, current step and progress, contact force or gantry pose.\n"
+        "- `stop`, or Ctrl-C while anything runs, latches the e-stop at once; `reset` recovers when it is safe.\n"
+        "- Tab completes skill, organ, anatomy, view and arm names (from skills/); history is kept per domain.\n"
+        "By default the domain's PyBullet scene runs in this process. With --ros the console drives a running\n"
+        "`medrobot bringup` graph instead: commands go to /medrobot/command, y/n to /medrobot/confirm, stop to\n"
+        "/medrobot/estop, reset to /medrobot/reset, and the screen follows /medrobot/state and /medrobot/events.\n"
+        "Without a terminal, or with --json, it reads one line per command on stdin: a y/n line waits for its\n"
+        "question, a command for the previous run to end, and `stop` acts at once.\n\n"
+        f"words the console answers itself:\n{words}",
+        epilog="examples:\n"
+        "  medrobot console --domain ultrasound\n"
+        "  medrobot console --domain xray --record out/    # keep the images and a frame per step\n"
+        "  medrobot bringup --domain ultrasound &  medrobot console --domain ultrasound --ros\n"
+        "  printf 'scan the left kidney\\ny\\n' | medrobot console --domain ultrasound --json",
+    )
+    p.add_argument("--domain", required=True, choices=DOMAINS, help="which robot and command set")
+    p.add_argument("--ros", action="store_true",
+                   help="talk to the supervisor over ROS 2 (/medrobot/command, /medrobot/confirm, /medrobot/estop, "
+                   "/medrobot/state) instead of running the scene in-process")
+    p.add_argument("--ros-wait", type=float, default=20.0, metavar="S",
+                   help="--ros: how long to wait for the supervisor on the graph (default 20)")
+    p.add_argument("--json", action="store_true",
+                   help="read commands on stdin and print one JSON object per event line (supervisor records, "
+                   "replies) only")
+    p.add_argument("--gui", action="store_true", help="open the PyBullet window (needs a display)")
+    p.add_argument("--record", type=Path, metavar="DIR", help="save images and a frame after each step into DIR")
+    p.add_argument("--log", type=Path, metavar="FILE", help="append the supervisor's audit log (JSON lines) to FILE")
+    p.add_argument("--seed", type=int, default=0, help="scene randomisation seed (default 0)")
+    p.add_argument("--confirm-timeout", type=float, default=60.0, metavar="S",
+                   help="a confirmation question not answered within S seconds drops the plan (default 60)")
+    p.add_argument("--timeout", type=float, default=600.0, metavar="S",
+                   help="piped input: stop the robot if a run has not ended S seconds after the next line waits "
+                   "for it (default 600)")
+    p.add_argument("--history", type=Path, metavar="FILE",
+                   help="history file (default $XDG_CACHE_HOME/medrobot/console-DOMAIN.history)")
+    add_planner_arguments(p)
+    p.set_defaults(func=_run)
+
+
+class _RemoteReply:
+    """``RemoteSupervisor`` answers with ``Reply``'s JSON form (or None); the console reads attributes."""
+
+    def __init__(self, data: dict[str, Any] | None, missing: str) -> None:
+        from medrobot_llm.core.plan import Plan
+
+        self.data = data or {}
+        self.accepted = bool(self.data.get("accepted")) if data is not None else False
+        self.message = str(self.data.get("message") or "") if data is not None else missing
+        self.state = str(self.data.get("state") or "")
+        plan = self.data.get("plan")
+        self.plan = Plan.model_validate(plan) if isinstance(plan, dict) else None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"accepted": self.accepted, "state": self.state, "message": self.message,
+                "plan": self.plan.to_json() if self.plan else None, "question": self.data.get("question")}
+
+
+class _RemoteClient:
+    """Adapts ``medrobot_llm.backends.ros.remote.RemoteSupervisor`` to the console's ``ConsoleClient`` protocol.
+
+    ``/medrobot/confirm`` is a bare Bool that answers whatever the supervisor is asking now, so before
+    sending it this checks that the question on the graph is still about the step the person saw. The
+    events topic can run ahead of ``/medrobot/state``, so a question already shown may take a moment
+    to appear in the state: it is waited for briefly, never assumed.
+
+    ``stop`` publishes first and only then waits to see the latch in the state, so the person is told
+    whether the supervisor confirmed it (if not, the hardware e-stop is the answer, and it says so)."""
+
+    _NO_ANSWER = "the supervisor did not answer over ROS (is `medrobot bringup` running?)"
+    #: how long a stop waits to see ESTOP in /medrobot/state; the stop itself is published before any wait
+    STOP_SEEN_S = 3.0
+    #: how long a y waits for the question it answers to show in /medrobot/state
+    QUESTION_SEEN_S = 2.0
+
+    def __init__(self, remote: Any) -> None:
+        self.remote = remote
+
+    def command(self, text: str, *, source: str = "console") -> _RemoteReply:
+        return _RemoteReply(self.remote.command(text), self._NO_ANSWER)
+
+    def confirm(self, step_index: int | None = None, *, source: str = "console") -> _RemoteReply:
+        def asking(s: dict[str, Any]) -> bool:
+            q = s.get("question")
+            return isinstance(q, dict) and (step_index is None or q.get("step_index") == step_index)
+
+        status = self.remote.wait_status(asking, self.QUESTION_SEEN_S) or self.remote.status()
+        question = status.get("question")
+        asked = question.get("step_index") if isinstance(question, dict) else None
+        if asked is None:
+            return _RemoteReply({"accepted": False, "state": status.get("state"),
+                                 "message": "there is no question to answer"}, "")
+        if step_index is not None and asked != step_index:
+            return _RemoteReply({"accepted": False, "state": status.get("state"),
+                                 "message": f"that confirmation is for step {step_index + 1}, but the question is now "
+                                 f"about step {int(asked) + 1}; nothing confirmed"}, "")
+        return _RemoteReply(self.remote.confirm(), self._NO_ANSWER)
+
+    def deny(self, *, source: str = "console") -> _RemoteReply:
+        return _RemoteReply(self.remote.deny(), self._NO_ANSWER)
+
+    def stop(self, reason: str = "operator stop", *, source: str = "console") -> _RemoteReply:
+        self.remote.stop()
+        if self.remote.wait_for("ESTOP", timeout=self.STOP_SEEN_S):
+            return _RemoteReply({"accepted": True, "state": "ESTOP",
+                                 "message": "e-stop published on /medrobot/estop; the supervisor latched it"}, "")
+        state = self.remote.status().get("state")
+        return _RemoteReply({"accepted": False, "state": state,
+                             "message": f"e-stop published on /medrobot/estop, but the supervisor still reports "
+                             f"{state} after {self.STOP_SEEN_S:g} s. USE THE HARDWARE E-STOP if anything moves"}, "")
+
+    def reset(self, *, source: str = "console") -> _RemoteReply:
+        state = self.remote.status().get("state")
+        if state not in ("ESTOP", "FAULT"):
+            return _RemoteReply({"accepted": False, "state": state,
+                                 "message": f"nothing to reset: the supervisor is {state}, not ESTOP or FAULT"}, "")
+        status = self.remote.reset()
+        if status is None:
+            now = self.remote.status()
+            return _RemoteReply({"accepted": False, "state": now.get("state"),
+                                 "message": f"reset refused: the supervisor is still {now.get('state')} "
+                                 f"({now.get('reason') or 'no reason given'})"}, "")
+        return _RemoteReply({"accepted": True, "state": status.get("state"), "message": "reset: ready"}, "")
+
+    def status(self) -> dict[str, Any]:
+        return dict(self.remote.status())
+
+    def subscribe(self, listener: Callable[[dict[str, Any]], object]) -> Callable[[], None]:
+        unsubscribe: Callable[[], None] = self.remote.subscribe(listener)
+        return unsubscribe
+
+
+def _ros_client(args: argparse.Namespace) -> tuple[ConsoleClient | None, Callable[[], None], str]:
+    try:
+        from medrobot_llm.backends.ros.remote import RemoteSupervisor
+    except ImportError as exc:
+        return None, lambda: None, (f"--ros needs the ROS 2 client medrobot_llm.backends.ros.remote.RemoteSupervisor, "
+                                    f"which is not available here ({type(exc).__name__}: {exc}). Run "
+                                    "`bash scripts/install_ros.sh` and start from a shell that sourced "
+                                    "ros_ws/install/medrobot_env.sh")
+    remote = RemoteSupervisor()
+    if not remote.wait_ready(args.ros_wait):
+        remote.close()
+        domain_id = os.environ.get("ROS_DOMAIN_ID") or "0"
+        return None, lambda: None, (f"no supervisor answered over ROS 2 (ROS_DOMAIN_ID {domain_id}) on /medrobot/state "
+                                    f"within {args.ros_wait:g} s; start the graph first with `medrobot bringup "
+                                    f"--domain {args.domain}` (same ROS_DOMAIN_ID), or raise --ros-wait")
+    return _RemoteClient(remote), remote.close, ""
+
+
+def _run(args: argparse.Namespace) -> int:
+    close: Callable[[], None]
+    if args.ros:
+        client, close, why = _ros_client(args)
+        if client is None:
+            print(f"medrobot console: {why}", file=sys.stderr)
+            return 2
+    else:
+        from medrobot_llm.cli.plan import make_planner
+        from medrobot_llm.session import Session
+
+        try:
+            planner = make_planner(args)
+        except ValueError as exc:
+            print(f"medrobot console: {exc}", file=sys.stderr)
+            return 2
+        try:
+            session = Session(args.domain, planner, seed=args.seed, gui=args.gui, record_dir=args.record,
+                              audit_path=args.log, confirm_timeout_s=args.confirm_timeout)
+        except ImportError as exc:
+            print(f"medrobot console needs the {args.domain} scene ({exc}); run `make setup`", file=sys.stderr)
+            return 2
+        client, close = session.supervisor, session.close
+    interactive = not args.json and sys.stdin.isatty() and sys.stdout.isatty()
+    try:
+        if interactive:
+            return _interactive(client, args)
+        return _piped(client, args)
+    finally:
+        close()
+
+
+def _piped(client: ConsoleClient, args: argparse.Namespace) -> int:
+    from medrobot_llm.consoles.core import ConsoleCore
+
+    def emit(line: str) -> None:
+        print(line, flush=True)
+
+    core = ConsoleCore(client, args.domain, emit=emit, json_mode=args.json)
+    core.start()
+    try:
+        core.run_script(sys.stdin, args.timeout)
+    except KeyboardInterrupt:
+        core.interrupt()
+        return 130
+    finally:
+        time.sleep(0.2)  # let the last records of the run reach the screen before the session closes
+        core.close()
+    return 0
+
+
+def _interactive(client: ConsoleClient, args: argparse.Namespace) -> int:
+    from prompt_toolkit import PromptSession
+    from prompt_toolkit.completion import WordCompleter
+    from prompt_toolkit.history import FileHistory, InMemoryHistory
+    from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
+    from prompt_toolkit.patch_stdout import patch_stdout
+
+    from medrobot_llm.consoles.core import ConsoleCore, completion_words, history_path
+
+    holder: dict[str, Any] = {}
+
+    def emit(line: str) -> None:
+        print(line, flush=True)
+        prompt_session = holder.get("session")
+        if prompt_session is not None and prompt_session.app.is_running:
+            prompt_session.app.invalidate()
+
+    core: ConsoleCore = ConsoleCore(client, args.domain, emit=emit)
+    bindings = KeyBindings()
+
+    @bindings.add("c-c")
+    def _ctrl_c(event: KeyPressEvent) -> None:
+        event.current_buffer.reset()
+        core.interrupt()
+
+    path = args.history or history_path(args.domain, os.environ)
+    history: FileHistory | InMemoryHistory
+    try:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        history = FileHistory(str(path))
+    except OSError as exc:
+        print(f"(no history file: {exc})", file=sys.stderr)
+        history = InMemoryHistory()
+    prompt_session: PromptSession[str] = PromptSession(
+        history=history,
+        completer=WordCompleter(completion_words(args.domain), ignore_case=True),
+        key_bindings=bindings,
+        bottom_toolbar=lambda: " " + core.status_line(),
+        refresh_interval=0.25,
+    )
+    holder["session"] = prompt_session
+    with patch_stdout(raw=True):
+        print(f"medrobot console - {args.domain}" + (" over ROS 2" if args.ros else " (PyBullet scene)") +
+              ". Type a command, 'help', or 'quit'.", flush=True)
+        core.start()
+        try:
+            while True:
+                try:
+                    line = prompt_session.prompt(core.prompt_text)
+                except KeyboardInterrupt:
+                    core.interrupt()
+                    continue
+                except EOFError:
+                    core.leave()
+                    break
+                try:
+                    if not core.handle_line(line):
+                        break
+                except KeyboardInterrupt:
+                    core.interrupt()
+        finally:
+            core.close()
+    return 0

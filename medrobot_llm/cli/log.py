@@ -1,0 +1,277 @@
+"""``medrobot log``: read an audit log (``show``) and check it by replaying its commands (``replay``).
+
+A replay feeds the logged commands, in their logged order, to a fresh supervisor driving an in-memory
+robot. The planner's answers and the robot's step results are taken from the log too, so the only thing
+re-computed is the supervisor's own behaviour: if its state history comes out different, either the
+log was tampered with or the supervisor's rules changed since the log was written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from medrobot_llm.core.plan import Plan
+    from medrobot_llm.core.validator import WorldState
+
+__all__ = ["ReplayReport", "register", "replay_records"]
+
+_INTERRUPTED = ("halted", "cancelled")
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("log", help="show or replay an audit log",
+                       description="Read the supervisor's audit log (JSON lines).")
+    inner = p.add_subparsers(dest="log_command", metavar="ACTION")
+    show = inner.add_parser("show", help="pretty-print an audit log",
+                            description="Print every record of FILE, one line each; a torn last line is reported.")
+    show.add_argument("file", type=Path)
+    show.add_argument("--kind", action="append", help="only records of this kind (repeatable)")
+    show.add_argument("--json", action="store_true", help="print one JSON object: records and problems")
+    show.set_defaults(func=_show)
+    rep = inner.add_parser("replay", help="replay the logged commands and report any difference",
+                           description="Replay FILE's commands against a fresh supervisor with an in-memory robot "
+                           "whose step results come from the log; exit 0 if the state history is the same, 1 if not.")
+    rep.add_argument("file", type=Path)
+    rep.add_argument("--wait", type=float, default=2.0, help="seconds to wait for the replay to catch up (2)")
+    rep.add_argument("--json", action="store_true", help="print one JSON object with the comparison")
+    rep.set_defaults(func=_replay)
+    p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+
+
+def _load(path: Path, as_json: bool) -> Any:
+    from medrobot_llm.safety.audit import read_log
+
+    try:
+        return read_log(path)
+    except OSError as exc:
+        msg = f"cannot read {path}: {exc.strerror}"
+        if as_json:
+            print(json.dumps({"path": str(path), "error": msg}))
+        else:
+            print(f"medrobot log: {msg}", file=sys.stderr)
+        return None
+
+
+def _show(args: argparse.Namespace) -> int:
+    from medrobot_llm.safety.audit import format_record
+
+    log = _load(args.file, args.json)
+    if log is None:
+        return 2
+    records = [r for r in log.records if not args.kind or r.get("kind") in args.kind]
+    if args.json:
+        print(json.dumps({"path": str(args.file), "count": len(records), "records": records,
+                          "problems": log.problems()}, ensure_ascii=False))
+        return 0
+    for rec in records:
+        print(format_record(rec))
+    for problem in log.problems():
+        print(f"!! {problem}")
+    return 0
+
+
+def _replay(args: argparse.Namespace) -> int:
+    log = _load(args.file, args.json)
+    if log is None:
+        return 2
+    report = replay_records(log.records, wait_s=args.wait)
+    report.problems[:0] = log.problems()
+    if args.json:
+        print(json.dumps(report.to_json(), ensure_ascii=False))
+    else:
+        print(report.render())
+    return 0 if report.identical else 1
+
+
+@dataclass
+class ReplayReport:
+    sessions: int = 0
+    inputs: int = 0
+    original: list[tuple[str, str, str]] = field(default_factory=list)
+    replayed: list[tuple[str, str, str]] = field(default_factory=list)
+    original_steps: list[str] = field(default_factory=list)
+    replayed_steps: list[str] = field(default_factory=list)
+    differences: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def identical(self) -> bool:
+        return not self.differences
+
+    def to_json(self) -> dict[str, Any]:
+        return {"identical": self.identical, "sessions": self.sessions, "inputs": self.inputs,
+                "differences": self.differences, "problems": self.problems,
+                "original_states": [list(t) for t in self.original],
+                "replayed_states": [list(t) for t in self.replayed],
+                "original_steps": self.original_steps, "replayed_steps": self.replayed_steps}
+
+    def render(self) -> str:
+        head = (f"replayed {self.inputs} command(s) in {self.sessions} session(s): {len(self.original)} state "
+                f"change(s) logged, {len(self.replayed)} replayed")
+        lines = [head]
+        lines += [f"  problem: {p}" for p in self.problems]
+        if self.identical:
+            lines.append("identical: the supervisor reproduces the logged state history and steps")
+        else:
+            lines.append(f"{len(self.differences)} difference(s):")
+            lines += [f"  - {d}" for d in self.differences]
+        return "\n".join(lines)
+
+
+class _ReplayPlanner:
+    """Answers each command with the plan the log says the original planner gave it."""
+
+    name = "replay"
+
+    def __init__(self, answers: list[tuple[str, dict[str, Any]]], report: ReplayReport) -> None:
+        self._answers = list(answers)
+        self._report = report
+
+    def plan(self, domain: str, text: str, world: WorldState | None = None) -> Plan:
+        from medrobot_llm.core.plan import Plan
+
+        if not self._answers:
+            self._report.differences.append(f"no logged plan for the command {text!r}")
+            return Plan.refused(domain, "no logged plan")
+        logged_text, plan = self._answers.pop(0)
+        if logged_text != text:
+            self._report.differences.append(f"the logged plan answers {logged_text!r}, not {text!r}")
+        return Plan.model_validate(plan)
+
+
+def _sessions(records: Sequence[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    out: list[list[dict[str, Any]]] = []
+    for rec in records:
+        if rec.get("kind") == "session":
+            out.append([rec])
+        elif out:
+            out[-1].append(rec)
+    return out
+
+
+def replay_records(records: Sequence[dict[str, Any]], *, wait_s: float = 2.0) -> ReplayReport:
+    """Replay every session in ``records``; the report lists where the replay departs from the log."""
+    report = ReplayReport()
+    sessions = _sessions(records)
+    if not sessions:
+        report.differences.append("the log has no session record; nothing to replay")
+        return report
+    for session in sessions:
+        report.sessions += 1
+        _replay_session(session, report, wait_s)
+    if report.original != report.replayed:
+        first = next((i for i, (a, b) in enumerate(zip(report.original, report.replayed, strict=False)) if a != b),
+                     min(len(report.original), len(report.replayed)))
+        a = report.original[first] if first < len(report.original) else None
+        b = report.replayed[first] if first < len(report.replayed) else None
+        report.differences.append(f"state change {first + 1}: logged {_fmt(a)}, replayed {_fmt(b)}")
+    if report.original_steps != report.replayed_steps:
+        report.differences.append(f"steps sent: logged {report.original_steps}, replayed {report.replayed_steps}")
+    return report
+
+
+def _fmt(t: tuple[str, str, str] | None) -> str:
+    return "nothing" if t is None else f"{t[0]} -> {t[1]} ({t[2]})"
+
+
+def _replay_session(records: list[dict[str, Any]], report: ReplayReport, wait_s: float) -> None:
+    from medrobot_llm.safety.audit import AuditLog
+    from medrobot_llm.backends.base import FailureKind, StepResult
+    from medrobot_llm.backends.memory import ManualClock, MemoryBackend, Outcome
+    from medrobot_llm.core.plan import Control, Plan
+    from medrobot_llm.safety.supervisor import InvalidTransition, Supervisor, SupervisorError
+
+    head = records[0]
+    domain = str(head.get("domain"))
+    config = head.get("config") or {}
+    world = (head.get("world") or {}).get("facts") or {}
+    clock = ManualClock(float(head.get("clock", 0.0)))
+    backend = MemoryBackend(domain, world, default=Outcome.hold(), clock=clock)
+    # the log says when the watchdog fired; a replayed heartbeat must not race it
+    backend.stop_heartbeat()
+    answers = []
+    for i, rec in enumerate(records):
+        if rec.get("kind") == "command" and rec.get("op") == "text":
+            answer = next((r for r in records[i + 1:] if r.get("kind") == "plan" and r.get("text") == rec.get("text")),
+                          None)
+            if answer is not None:
+                answers.append((str(rec.get("text")), answer["plan"]))
+    audit = AuditLog(None)
+    sup = Supervisor(backend, _ReplayPlanner(answers, report), audit=audit, clock=clock, watchdog_period_s=None,
+                     confirm_timeout_s=float(config.get("confirm_timeout_s", 30.0)),
+                     step_timeout_s=float(config.get("step_timeout_s", 60.0)),
+                     heartbeat_timeout_s=float(config.get("heartbeat_timeout_s", 1.0)), reset_wait_s=wait_s)
+    backend.observer = lambda: sup.state
+
+    def caught_up(n: int) -> bool:
+        with sup._cond:
+            return sup._cond.wait_for(lambda: len(sup.history) >= n, wait_s)
+
+    n_states = 0
+    sent_here = 0
+    ops: dict[str, Callable[[dict[str, Any]], Any]] = {
+        "text": lambda r: sup.command(str(r.get("text")), source=str(r.get("source"))),
+        "plan": lambda r: sup.submit_plan(Plan.model_validate(r.get("plan")), source=str(r.get("source"))),
+        "confirm": lambda r: sup.confirm(r.get("step_index"), source=str(r.get("source"))),
+        "deny": lambda r: sup.deny(source=str(r.get("source"))),
+        "pause": lambda r: sup.pause(source=str(r.get("source"))),
+        "resume": lambda r: sup.resume(source=str(r.get("source"))),
+        "cancel": lambda r: sup.cancel(source=str(r.get("source"))),
+        "stop": lambda r: sup.stop(str(r.get("reason") or "operator stop"), source=str(r.get("source"))),
+        "reset": lambda r: sup.reset(source=str(r.get("source"))),
+        "status": lambda r: sup.control(Control.STATUS, source=str(r.get("source"))),
+    }
+    try:
+        for rec in records[1:]:
+            kind = rec.get("kind")
+            if kind == "state":
+                n_states += 1
+                report.original.append((str(rec.get("from")), str(rec.get("to")), str(rec.get("trigger"))))
+                if rec.get("cause") == "watchdog":
+                    caught_up(n_states - 1)
+                    backend.wait_sent(sent_here, wait_s)
+                    clock.set(float(rec.get("clock", clock())))
+                    sup.tick()
+                continue
+            if kind == "step_sent":
+                report.original_steps.append(str(rec.get("skill")))
+                sent_here += 1
+                continue
+            if kind == "command":
+                op = str(rec.get("op"))
+                if op not in ops:
+                    report.differences.append(f"record {rec.get('seq')}: unknown command {op!r}")
+                    continue
+                report.inputs += 1
+                if not (caught_up(int(rec.get("n_states", 0))) and backend.wait_sent(sent_here, wait_s)):
+                    report.differences.append(f"record {rec.get('seq')} ({op}): the replay did not reach state "
+                                              f"change {rec.get('n_states')} and step {sent_here} in time")
+                clock.set(float(rec.get("clock", clock())))
+                try:
+                    ops[op](rec)
+                except (InvalidTransition, SupervisorError):
+                    pass  # refused in the replay as (the state history will tell) in the original
+                continue
+            if kind == "step_result" and rec.get("failure") not in _INTERRUPTED:
+                clock.set(float(rec.get("clock", clock())))
+                if not (backend.wait_sent(sent_here, wait_s) and backend.wait_holding(wait_s)):
+                    report.differences.append(f"record {rec.get('seq')}: step {rec.get('skill')} never reached "
+                                              "the robot in the replay")
+                    continue
+                failure = FailureKind(rec.get("failure", "none"))
+                backend.release(StepResult(success=bool(rec.get("success")), failure=failure,
+                                           message=str(rec.get("message", "")), outcome=rec.get("outcome") or {}))
+        caught_up(n_states)
+    finally:
+        history = list(sup.history)
+        sent = [str(r.get("skill")) for r in audit.records if r.get("kind") == "step_sent"]
+        sup.close(timeout=wait_s)
+    report.replayed.extend((c.source.value, c.dest.value, c.trigger) for c in history)
+    report.replayed_steps.extend(sent)

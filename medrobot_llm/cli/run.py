@@ -1,0 +1,119 @@
+"""``medrobot run``: one command, planned, validated, supervised and executed in the PyBullet scene."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+__all__ = ["register"]
+
+
+def register(sub: Any) -> None:
+    from medrobot_llm.cli.plan import add_planner_arguments
+
+    p = sub.add_parser(
+        "run",
+        help="plan, validate, supervise and execute a command in the PyBullet scene",
+        description="Plan TEXT, validate it, and let the safety supervisor release its steps to the domain's "
+        "PyBullet scene (headless unless --gui). Contact and radiation steps wait for a confirmation: "
+        "--yes gives it; otherwise you are asked on the terminal (and, without a terminal, the step is "
+        "denied). Exit code 0 when every step succeeded, 1 when the plan was refused, needed a "
+        "clarification or did not finish, 2 for a usage error.",
+        epilog="example: medrobot run --domain ultrasound --yes \"scan the left kidney and capture\"",
+    )
+    p.add_argument("text", help="the command, e.g. \"lateral of the sacrum and take a shot\"")
+    p.add_argument("--domain", required=True, choices=("surgery", "ultrasound", "xray"))
+    p.add_argument("--yes", action="store_true", help="confirm every contact/radiation step the plan asks about")
+    p.add_argument("--gui", action="store_true", help="open the PyBullet window (needs a display)")
+    p.add_argument("--json", action="store_true", help="print the outcome as one JSON object only")
+    p.add_argument("--record", type=Path, metavar="DIR",
+                   help="save captured images / radiographs and a rendered frame after each step into DIR")
+    p.add_argument("--log", type=Path, metavar="FILE",
+                   help="append the supervisor's audit log (JSON lines) to FILE; replay with `medrobot log`")
+    p.add_argument("--seed", type=int, default=0, help="scene randomisation seed (default 0)")
+    p.add_argument("--timeout", type=float, default=300.0, metavar="S",
+                   help="stop the robot if the run has not ended after S seconds (default 300)")
+    add_planner_arguments(p)
+    p.set_defaults(func=_run)
+
+
+def _ask(question: Any) -> bool:
+    if not sys.stdin.isatty():
+        print(f"  {question.text} -- no terminal to ask on: denied (pass --yes to confirm)", file=sys.stderr)
+        return False
+    try:
+        answer = input(f"  {question.text} [y/N] ")
+    except EOFError:
+        return False
+    return answer.strip().lower() in ("y", "yes")
+
+
+def _progress(rec: dict[str, Any]) -> None:
+    kind = rec.get("kind")
+    if kind == "step_sent":
+        print(f"  step {int(rec['step']) + 1}: {rec['skill']} ...", file=sys.stderr, flush=True)
+    elif kind == "step_result":
+        verdict = "ok" if rec.get("success") else f"FAILED ({rec.get('failure')}): {rec.get('message')}"
+        print(f"  step {int(rec['step']) + 1}: {rec['skill']} {verdict}", file=sys.stderr, flush=True)
+    elif kind == "estop":
+        print(f"  E-STOP: {rec.get('reason')}", file=sys.stderr, flush=True)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from medrobot_llm.cli.plan import _clean, make_planner, render_plan
+    from medrobot_llm.core.plan import Plan
+    from medrobot_llm.session import Session, always
+
+    try:
+        planner = make_planner(args)
+    except ValueError as exc:
+        print(f"medrobot run: {exc}", file=sys.stderr)
+        return 2
+    text, why = _clean(args.text)
+    if text is None:
+        refused = {"success": False, "state": "IDLE", "plan": Plan.refused(args.domain, str(why)).to_json(),
+                   "steps": [], "exposures": 0, "images": [], "reason": why}
+        print(json.dumps(refused) if args.json else f"REFUSED: {why}")
+        return 1
+    try:
+        session = Session(args.domain, planner, seed=args.seed, gui=args.gui, record_dir=args.record,
+                          audit_path=args.log)
+    except ImportError as exc:
+        print(f"medrobot run needs pybullet ({exc}); run `make setup`", file=sys.stderr)
+        return 2
+    shown: dict[str, bool] = {"plan": False}
+
+    def on_event(rec: dict[str, Any]) -> None:
+        if args.json:
+            return
+        if rec.get("kind") == "validation" and rec.get("ok") and not shown["plan"]:
+            shown["plan"] = True
+            print(render_plan(Plan.model_validate(rec["plan"])), flush=True)
+        if rec.get("kind") == "question" and args.yes:
+            print(f"  {rec.get('text')} -> yes (--yes)", file=sys.stderr, flush=True)
+        _progress(rec)
+
+    with session:
+        outcome = session.run(text, confirm=always if args.yes else _ask, timeout_s=args.timeout,
+                              on_event=on_event)
+    if args.json:
+        print(json.dumps(outcome.to_json()))
+    else:
+        plan = outcome.plan or {}
+        if plan.get("status") in ("refused", "clarify"):
+            print(render_plan(Plan.model_validate(plan)))
+        if outcome.success:
+            print(f"SUCCESS: {len(outcome.steps)} step(s) done in {outcome.sim_time_s:.1f} s of sim time "
+                  f"({outcome.wall_s:.1f} s wall); supervisor {outcome.state}")
+        elif plan.get("status") == "ok":
+            print(f"NOT DONE: {outcome.reason}; supervisor {outcome.state}")
+        for image in outcome.images:
+            print(f"image: {image}")
+        if outcome.exposures:
+            print(f"exposures: {outcome.exposures}")
+        if outcome.frames:
+            print(f"frames: {len(outcome.frames)} in {Path(outcome.frames[0]).parent}")
+    return 0 if outcome.success else 1

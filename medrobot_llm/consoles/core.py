@@ -1,0 +1,620 @@
+"""The text console's logic, apart from any terminal: lines in, supervisor records in, lines out.
+
+The console decides nothing about safety. It forwards what the person types to the supervisor (or to a
+ROS client with the same methods) and renders the supervisor's own records: the plan before anything
+moves, each question, each step's result, the e-stop. Kept free of terminal code so the same core
+drives the prompt_toolkit front end, ``--json`` and piped input, and unit tests can run it directly.
+
+Two things are decided here because only the console knows them: a typed ``stop`` (or Ctrl-C) goes to
+``stop`` straight away, without the planner; and a ``y`` answers the very question that was shown
+(its step index goes with the confirmation), so a late or stray answer cannot confirm another step.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from medrobot_llm.cli.plan import _clean, render_plan
+from medrobot_llm.language.lexicon import CONTROL_PHRASES
+from medrobot_llm.core.command_set import load_command_set
+
+__all__ = [
+    "ConsoleClient",
+    "ConsoleCore",
+    "ReplyLike",
+    "completion_words",
+    "history_path",
+    "RUNNING_STATES",
+]
+
+#: supervisor states in which a plan is under way (a new command would be refused as busy)
+RUNNING_STATES = frozenset({"PLANNING", "EXECUTING", "AWAITING_CONFIRMATION", "PAUSED"})
+#: states that hold until an operator resets
+LATCHED_STATES = frozenset({"ESTOP", "FAULT"})
+#: words the console answers itself; everything else is a command for the planner
+CONSOLE_WORDS: Mapping[str, str] = {
+    "help": "this text",
+    "status": "where the supervisor is and why",
+    "stop": "e-stop now, latched (Ctrl-C does the same while anything runs)",
+    "reset": "recover after an e-stop or a fault, when it is safe",
+    "y / n": "answer the confirmation question shown (its step only)",
+    "quit": "leave the console (Ctrl-D too); a running plan is cancelled",
+}
+_QUIT = frozenset({"quit", "exit", "bye", ":q"})
+_HELP = frozenset({"help", "?", "commands"})
+_CONSOLE_STATUS = frozenset({"status"})
+_RESET = frozenset({"reset", "recover", "reset the e-stop", "reset estop"})
+_SOURCE = "console"
+_PUNCT = re.compile(r"[^a-z0-9' ]+")
+
+
+class ReplyLike(Protocol):
+    """What the console reads from an answer (``Supervisor``'s ``Reply``; a ROS client's equivalent)."""
+
+    @property
+    def accepted(self) -> bool: ...
+
+    @property
+    def message(self) -> str: ...
+
+
+@runtime_checkable
+class ConsoleClient(Protocol):
+    """The supervisor as the console sees it: the in-process ``Supervisor`` or the ROS client.
+
+    ``subscribe`` delivers the supervisor's records (``{"kind": ...}`` dicts, as in the audit log, plus
+    ``feedback``) in order on some thread and returns the unsubscribe function.
+    """
+
+    def command(self, text: str, *, source: str = ...) -> ReplyLike: ...
+
+    def confirm(self, step_index: int | None = None, *, source: str = ...) -> ReplyLike: ...
+
+    def deny(self, *, source: str = ...) -> ReplyLike: ...
+
+    def stop(self, reason: str = ..., *, source: str = ...) -> ReplyLike: ...
+
+    def reset(self, *, source: str = ...) -> ReplyLike: ...
+
+    def status(self) -> dict[str, Any]: ...
+
+    def subscribe(self, listener: Callable[[dict[str, Any]], object]) -> Callable[[], None]: ...
+
+
+def _norm(text: str) -> str:
+    return " ".join(_PUNCT.sub(" ", text.lower().replace("-", " ")).split())
+
+
+_STOP = frozenset(_norm(p) for p in CONTROL_PHRASES["stop"])
+_CONFIRM = frozenset(_norm(p) for p in CONTROL_PHRASES["confirm"]) | {"y"}
+_DENY = frozenset(_norm(p) for p in CONTROL_PHRASES["deny"]) | {"n"}
+_OTHER_CONTROL = frozenset(_norm(p) for k, ps in CONTROL_PHRASES.items() if k not in ("confirm", "deny")
+                           for p in ps)
+
+
+def completion_words(domain: str) -> list[str]:
+    """Every word worth completing in ``domain``: skills, tasks, entity values (organs, anatomy, views, arms,
+    sides...) with their synonyms, control words and the console's own words, all from ``skills/``."""
+    cs = load_command_set(domain)
+    names: set[str] = set(cs.skills) | set(cs.tasks)
+    phrases: set[str] = set()
+    for skill in cs.skills.values():
+        phrases.update(skill.synonyms)
+    for task in cs.tasks.values():
+        phrases.update(task.synonyms)
+    for entity in cs.entities.values():
+        for value_name, value in entity.values.items():
+            names.add(value_name)
+            phrases.update(value.synonyms)
+            phrases.update(value.levels or ())
+    for control in CONTROL_PHRASES.values():
+        phrases.update(control)
+    phrases.update(w for key in CONSOLE_WORDS for w in key.split(" / "))
+    words = set(names)
+    for phrase in phrases:
+        words.update(w for w in phrase.lower().split() if len(w) >= 3 and w.replace("'", "").isalnum())
+    return sorted(words)
+
+
+def history_path(domain: str, env: Mapping[str, str]) -> Path:
+    """``$XDG_CACHE_HOME/medrobot/console-DOMAIN.history`` (``~/.cache`` when the variable is unset)."""
+    base = env.get("XDG_CACHE_HOME") or str(Path(env.get("HOME") or Path.home()) / ".cache")
+    return Path(base) / "medrobot" / f"console-{domain}.history"
+
+
+def _reply_dict(reply: Any) -> dict[str, Any]:
+    to_json = getattr(reply, "to_json", None)
+    if callable(to_json):
+        out = to_json()
+        if isinstance(out, dict):
+            return out
+    state = getattr(reply, "state", None)
+    return {"accepted": bool(getattr(reply, "accepted", False)), "state": getattr(state, "value", state),
+            "message": str(getattr(reply, "message", ""))}
+
+
+def _unit(key: str) -> tuple[str, str]:
+    for suffix, unit in (("_n", " N"), ("_mm", " mm"), ("_deg", " deg"), ("_pct", " %"), ("_mm_s", " mm/s")):
+        if key.endswith(suffix):
+            return key[: -len(suffix)], unit
+    return key, ""
+
+
+def format_telemetry(telemetry: Mapping[str, Any]) -> str:
+    """Feedback telemetry for one status line: numbers rounded, units read from the key's suffix."""
+    parts: list[str] = []
+    for key, value in telemetry.items():
+        name, unit = _unit(key)
+        if isinstance(value, bool) or value is None:
+            continue
+        if isinstance(value, int | float):
+            parts.append(f"{name} {value:.1f}{unit}")
+        elif isinstance(value, list | tuple) and all(isinstance(v, int | float) for v in value):
+            parts.append(f"{name} [{', '.join(f'{v:.0f}' for v in value)}]{unit}")
+        elif isinstance(value, str):
+            parts.append(f"{name} {value}")
+    return "  ".join(parts)
+
+
+class ConsoleCore:
+    """One console session over one client. ``emit`` receives each output line (text, or one JSON object per
+    line with ``json_mode``), from the caller's thread and from the client's event thread."""
+
+    def __init__(self, client: ConsoleClient, domain: str, *, emit: Callable[[str], None], json_mode: bool = False,
+                 feedback_interval_s: float = 0.2, clock: Callable[[], float] = time.monotonic) -> None:
+        self.client = client
+        self.domain = domain
+        self.json_mode = json_mode
+        self.feedback_interval_s = feedback_interval_s
+        self.clock = clock
+        self._emit_raw = emit
+        self._emit_lock = threading.Lock()
+        self._cond = threading.Condition()
+        self._unsubscribe: Callable[[], None] | None = None
+        self.state = "IDLE"
+        self.reason = ""
+        self.run_id: int | None = None
+        self.steps: list[dict[str, Any]] = []
+        self.step_index: int | None = None
+        self.progress = 0.0
+        self.telemetry: dict[str, Any] = {}
+        self.pending: dict[str, Any] | None = None
+        self.images: list[str] = []
+        self._last_feedback_out = -1e9
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        """Follow the client's records and take its present state as the starting point."""
+        self._unsubscribe = self.client.subscribe(self.on_event)
+        status = self.client.status()
+        with self._cond:
+            self.state = str(status.get("state", self.state))
+            self.reason = str(status.get("reason") or "")
+            question = status.get("question")
+            if isinstance(question, dict) and "step_index" in question:
+                self.pending = dict(question)
+            telemetry = status.get("telemetry")
+            if isinstance(telemetry, dict):
+                self.telemetry = dict(telemetry)
+        if question := self.pending:
+            self._out(f"CONFIRM? {question.get('text')}", kind="question", **question)
+
+    def close(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+
+    # ------------------------------------------------------------------ what the front end shows
+    def prompt_text(self) -> str:
+        with self._cond:
+            q = self.pending
+            if q is not None:
+                return f"confirm step {int(q['step_index']) + 1} ({q.get('skill')})? [y/n] > "
+            return f"medrobot {self.domain} [{self.state}]> "
+
+    def status_line(self) -> str:
+        """State, current step and progress, and the last telemetry (contact force, gantry axes...)."""
+        with self._cond:
+            parts = [self.state]
+            if self.pending is not None:
+                parts.append(f"waiting for y/n on step {int(self.pending['step_index']) + 1} ({self.pending.get('skill')})")
+            elif self.step_index is not None and self.steps and self.state in RUNNING_STATES:
+                i = self.step_index
+                skill = self.steps[i].get("skill") if i < len(self.steps) else "?"
+                parts.append(f"step {i + 1}/{len(self.steps)} {skill} {self.progress:.0%}")
+            elif self.state in LATCHED_STATES:
+                parts.append(f"{self.reason} - type 'reset' when safe")
+            tele = format_telemetry(self.telemetry)
+            if tele:
+                parts.append(tele)
+            return " | ".join(parts)
+
+    # ------------------------------------------------------------------ input
+    def handle_line(self, line: str) -> bool:
+        """Act on one typed line; returns False when the console should end."""
+        raw = line.strip()
+        if not raw:
+            return True
+        word = _norm(raw)
+        if self.json_mode:
+            self._json({"kind": "input", "text": raw})
+        if word in _QUIT:
+            self.leave()
+            return False
+        if word in _STOP or raw.lower() == "e-stop":
+            self._stop("operator typed stop at the console")
+            return True
+        if word in _HELP:
+            self._help()
+            return True
+        if word in _CONSOLE_STATUS:
+            self._status()
+            return True
+        if word in _RESET:
+            self._call(raw, lambda: self.client.reset(source=_SOURCE), quiet_ok=True)
+            return True
+        with self._cond:
+            question = self.pending
+        if question is not None and word in _CONFIRM:
+            step = int(question["step_index"])
+            self._call(raw, lambda: self.client.confirm(step, source=_SOURCE), quiet_ok=True)
+            return True
+        if question is not None and word in _DENY:
+            self._call(raw, lambda: self.client.deny(source=_SOURCE), quiet_ok=True)
+            return True
+        text, why = _clean(raw)
+        if text is None:
+            self._out(f"REFUSED: {why}", kind="reply", input=raw, accepted=False, message=why)
+            return True
+        reply = self._call(text, lambda: self.client.command(text, source=_SOURCE))
+        if reply is not None and bool(getattr(reply, "accepted", False)):
+            state = getattr(getattr(reply, "state", None), "value", getattr(reply, "state", None))
+            if isinstance(state, str):
+                with self._cond:
+                    self.state = state
+                    self._cond.notify_all()
+        return True
+
+    def leave(self) -> None:
+        """Quit or Ctrl-D: a plan still under way is cancelled first, so nothing keeps moving once nobody
+        watches (over ROS the graph would otherwise go on without this console)."""
+        if self.busy():
+            self._out("leaving with a plan under way: cancelling it", kind="hint")
+            self._call("cancel", lambda: self.client.command("cancel", source=_SOURCE), quiet_ok=True)
+        self._out("bye", kind="quit")
+
+    def interrupt(self) -> None:
+        """Ctrl-C: while anything is under way it latches the e-stop at once; at rest it only says how to leave."""
+        if self.state not in ("IDLE", *LATCHED_STATES) or self.busy():
+            self._stop("Ctrl-C at the console")
+        else:
+            self._out("(Ctrl-C: nothing is moving; type 'quit' or press Ctrl-D to leave)", kind="hint")
+
+    def busy(self) -> bool:
+        """Whether a plan is under way, asking the client (the events may lag a little behind)."""
+        try:
+            state = str(self.client.status().get("state", self.state))
+        except Exception:  # noqa: BLE001 - no answer: assume the worst, a plan may be running
+            return True
+        return state in RUNNING_STATES
+
+    # ------------------------------------------------------------------ piped input (--json, scripts)
+    def kind_of(self, line: str) -> str:
+        """How a scripted line waits: ``now`` (stop, control words, console words), ``answer`` (y/n: for the
+        question to be asked) or ``command`` (for the previous run to end)."""
+        word = _norm(line)
+        if not word or word in _STOP or word in _QUIT or word in _HELP or word in _RESET or word in _OTHER_CONTROL:
+            return "now"
+        if word in _CONFIRM or word in _DENY:
+            return "answer"
+        return "command"
+
+    def wait_ready(self, line: str, timeout: float) -> bool:
+        """Hold a scripted line until it can mean what it says; False if ``timeout`` passed first."""
+        kind = self.kind_of(line)
+        if kind == "now":
+            return True
+        deadline = self.clock() + timeout
+        while self.clock() < deadline:
+            with self._cond:
+                if kind == "answer" and self.pending is not None:
+                    return True
+            state = self._client_state()
+            if state not in RUNNING_STATES:
+                return True
+            if kind == "command" and state in ("AWAITING_CONFIRMATION", "PAUSED") and self._parked_for_input():
+                return True
+            with self._cond:
+                self._cond.wait(0.05)
+        return False
+
+    def finish(self, timeout: float) -> None:
+        """End of piped input: let the run end; a question nobody is left to answer is denied."""
+        deadline = self.clock() + timeout
+        while self.clock() < deadline:
+            state = self._client_state()
+            if state not in RUNNING_STATES:
+                return
+            if state == "AWAITING_CONFIRMATION" and self._parked_for_input():
+                self._out("end of input with a question open: denied, plan dropped", kind="hint")
+                self._call("no", lambda: self.client.deny(source=_SOURCE))
+                return
+            if state == "PAUSED":
+                self._out("end of input while paused: plan cancelled", kind="hint")
+                self._call("cancel", lambda: self.client.command("cancel", source=_SOURCE))
+                return
+            with self._cond:
+                self._cond.wait(0.05)
+        self._stop(f"the run did not end within {timeout:g} s of the end of input")
+
+    def run_script(self, lines: Iterable[str], timeout: float) -> None:
+        """Piped input, in order: each line waits as ``kind_of`` says. A ``stop`` that arrives while an earlier
+        line is still waiting does not queue behind it: it acts at once."""
+        queue: list[str | None] = []
+        gate = threading.Condition()
+        waiting = [False]
+
+        def read() -> None:
+            try:
+                for line in lines:
+                    with gate:
+                        jump = waiting[0] and _norm(line) in _STOP
+                        if not jump:
+                            queue.append(line)
+                            gate.notify_all()
+                    if jump:
+                        self.handle_line(line)
+            finally:
+                with gate:
+                    queue.append(None)
+                    gate.notify_all()
+
+        reader = threading.Thread(target=read, name="medrobot-console-input", daemon=True)
+        reader.start()
+        while True:
+            with gate:
+                gate.wait_for(lambda: bool(queue))
+                line = queue.pop(0)
+                if line is None:
+                    break
+                waiting[0] = True
+            try:
+                ready = self.wait_ready(line, timeout)
+            finally:
+                with gate:
+                    waiting[0] = False
+            if not ready:
+                self._stop(f"waited {timeout:g} s for the run to end before {line.strip()!r}")
+            if not self.handle_line(line):
+                return
+        self.finish(timeout)
+
+    def _parked_for_input(self) -> bool:
+        with self._cond:
+            return self.pending is not None or self.state == "PAUSED"
+
+    def _client_state(self) -> str:
+        try:
+            return str(self.client.status().get("state", self.state))
+        except Exception:  # noqa: BLE001
+            return self.state
+
+    # ------------------------------------------------------------------ supervisor records
+    def on_event(self, rec: dict[str, Any]) -> None:
+        """One supervisor record (from the client's thread): update the status line, show what matters."""
+        kind = rec.get("kind")
+        with self._cond:
+            self._track(kind, rec)
+            self._cond.notify_all()
+        if self.json_mode:
+            if kind != "feedback" or self._feedback_due():
+                self._json(rec)
+            return
+        render = getattr(self, f"_show_{kind}", None)
+        if render is not None:
+            render(rec)
+
+    def _track(self, kind: Any, rec: dict[str, Any]) -> None:
+        """What the status line, the prompt and the y/n answers need to know; called with the lock held."""
+        if kind == "feedback":
+            self.progress = float(rec.get("progress") or 0.0)
+            if isinstance(rec.get("step"), int):
+                self.step_index = int(rec["step"])
+            telemetry = rec.get("telemetry")
+            if isinstance(telemetry, dict) and telemetry:
+                self.telemetry = dict(telemetry)
+        elif kind == "state":
+            self.state = str(rec.get("to", self.state))
+            self.reason = str(rec.get("reason") or "")
+            if self.state != "AWAITING_CONFIRMATION":
+                self.pending = None
+        elif kind == "run":
+            self.run_id = rec.get("run")
+            self.steps = list(rec.get("steps") or [])
+            self.step_index, self.progress, self.images = 0, 0.0, []
+        elif kind == "step_sent":
+            self.step_index, self.progress = int(rec.get("step", 0)), 0.0
+        elif kind == "step_result":
+            from medrobot_llm.session import _image_paths
+
+            outcome = rec.get("outcome")
+            self.images += _image_paths(outcome if isinstance(outcome, dict) else {})
+        elif kind == "question":
+            self.pending = {k: rec.get(k) for k in ("run", "step_index", "skill", "hazard", "text")}
+        elif kind == "confirmation" and rec.get("accepted"):
+            self.pending = None
+        elif kind == "estop":
+            self.pending = None
+        elif kind == "run_end":
+            self.step_index, self.pending = None, None
+
+    def _feedback_due(self) -> bool:
+        now = self.clock()
+        if now - self._last_feedback_out >= self.feedback_interval_s:
+            self._last_feedback_out = now
+            return True
+        return False
+
+    def _show_validation(self, rec: dict[str, Any]) -> None:
+        from medrobot_llm.core.plan import Plan
+
+        if rec.get("ok") and isinstance(rec.get("plan"), dict):
+            self._out(render_plan(Plan.model_validate(rec["plan"])))
+
+    def _show_run(self, rec: dict[str, Any]) -> None:
+        asks = [int(i) + 1 for i in rec.get("needs_confirmation") or []]
+        if asks:
+            which = ", ".join(str(i) for i in asks)
+            self._out(f"running; step{'s' if len(asks) > 1 else ''} {which} will ask for your confirmation "
+                      "(type 'stop' or press Ctrl-C to halt)")
+        else:
+            self._out("running (type 'stop' or press Ctrl-C to halt)")
+
+    def _step_label(self, rec: dict[str, Any]) -> str:
+        i = int(rec.get("step", 0))
+        return f"step {i + 1}/{len(self.steps) or '?'} {rec.get('skill')}"
+
+    def _show_step_sent(self, rec: dict[str, Any]) -> None:
+        from medrobot_llm.core.plan import Step
+
+        described = Step(skill=str(rec.get("skill")), args=dict(rec.get("args") or {})).describe()
+        self._out(f"  -> step {int(rec.get('step', 0)) + 1}/{len(self.steps) or '?'}: {described} ...")
+
+    def _show_step_result(self, rec: dict[str, Any]) -> None:
+        from medrobot_llm.session import _image_paths
+
+        label = self._step_label(rec)
+        if rec.get("success"):
+            message = str(rec.get("message") or "")
+            self._out(f"  ok {label}" + (f": {message}" if message and message != "done" else ""))
+        else:
+            failure = str(rec.get("failure"))
+            verb = {"halted": "HALTED", "cancelled": "CANCELLED"}.get(failure, f"FAILED ({failure})")
+            self._out(f"  {verb} {label}: {rec.get('message')}")
+        outcome = rec.get("outcome")
+        for path in _image_paths(outcome if isinstance(outcome, dict) else {}):
+            self._out(f"  image saved: {path}")
+
+    def _show_step_rejected(self, rec: dict[str, Any]) -> None:
+        self._out(f"  NOT SENT {self._step_label(rec)}: {rec.get('reason')}")
+
+    def _show_question(self, rec: dict[str, Any]) -> None:
+        self._out(f"CONFIRM? {rec.get('text')}\n  type y to confirm step {int(rec.get('step_index', 0)) + 1} "
+                  f"({rec.get('skill')}), n to drop the plan")
+
+    def _show_confirmation(self, rec: dict[str, Any]) -> None:
+        if rec.get("accepted"):
+            self._out(f"  confirmed step {int(rec.get('step') or 0) + 1}")
+        else:
+            self._out(f"  NOT CONFIRMED: {rec.get('reason')}")
+
+    def _show_estop(self, rec: dict[str, Any]) -> None:
+        halted = "" if rec.get("halted", True) else f" (the halt FAILED: {rec.get('error')})"
+        self._out(f"*** E-STOP LATCHED: {rec.get('reason')}{halted}. Nothing moves until you type 'reset'. ***")
+
+    def _show_state(self, rec: dict[str, Any]) -> None:
+        if rec.get("to") == "FAULT":
+            self._out(f"*** FAULT: {rec.get('reason')}. Halted; type 'reset' when it is safe. ***")
+        elif rec.get("trigger") == "recovered":
+            self._out("reset: the robot is ready")
+
+    def _show_run_end(self, rec: dict[str, Any]) -> None:
+        outcome = rec.get("outcome")
+        done, total = rec.get("steps_done"), rec.get("steps")
+        if outcome == "finish":
+            self._out(f"DONE: all {total} step(s) finished")
+        else:
+            self._out(f"NOT DONE ({outcome}): {rec.get('reason')} - {done}/{total} step(s) done")
+
+    def _show_plan_discarded(self, rec: dict[str, Any]) -> None:
+        self._out(f"  plan discarded: the supervisor is {rec.get('state')} now")
+
+    def _show_halt_failed(self, rec: dict[str, Any]) -> None:
+        self._out(f"*** THE BACKEND DID NOT CONFIRM THE HALT: {rec.get('error')} ***")
+
+    # ------------------------------------------------------------------ helpers
+    def _stop(self, reason: str) -> None:
+        try:
+            reply = self.client.stop(reason, source=_SOURCE)
+        except Exception as exc:  # noqa: BLE001 - say it loudly; the person must use the hardware stop
+            self._out(f"*** THE STOP DID NOT GO THROUGH ({type(exc).__name__}: {exc}). USE THE HARDWARE E-STOP. ***",
+                      kind="error", input="stop", message=str(exc))
+            return
+        with self._cond:
+            self.pending = None
+        if self.json_mode:
+            self._json({"kind": "reply", "input": "stop", **_reply_dict(reply)})
+        else:
+            self._out(f"E-STOP sent: {reason}" if reply.accepted else f"E-STOP: {reply.message}")
+
+    def _call(self, text: str, fn: Callable[[], ReplyLike], *, quiet_ok: bool = False) -> ReplyLike | None:
+        """Make one call and show a refusal; an accepted answer is shown only where no record will tell it
+        (a plan is shown from its validation record, before any step is sent; confirmations, resets and
+        e-stops from theirs)."""
+        try:
+            reply = fn()
+        except Exception as exc:  # noqa: BLE001 - a refused call is an answer for the person, not a crash
+            self._out(f"REFUSED: {exc}", kind="reply", input=text, accepted=False, message=str(exc))
+            return None
+        if self.json_mode:
+            self._json({"kind": "reply", "input": text, **_reply_dict(reply)})
+            return reply
+        plan = getattr(reply, "plan", None)
+        status = getattr(getattr(plan, "status", None), "value", None)
+        if reply.accepted:
+            if status != "ok" and not quiet_ok:
+                self._out(f"-> {reply.message}")
+            return reply
+        if plan is not None and status in ("refused", "clarify"):
+            self._out(render_plan(plan))
+        else:
+            self._out(f"REFUSED: {reply.message}")
+        return reply
+
+    def _help(self) -> None:
+        cs = load_command_set(self.domain)
+        if self.json_mode:
+            self._json({"kind": "help", "console": dict(CONSOLE_WORDS),
+                        "skills": {n: s.summary for n, s in cs.skills.items()},
+                        "tasks": {n: t.summary for n, t in cs.tasks.items()}})
+            return
+        lines = [f"{cs.title}: type a command in plain words, e.g. one of these skills:"]
+        lines += [f"  {name:<16} {spec.summary} [{spec.hazard.value}]" for name, spec in cs.skills.items()]
+        lines += [f"  {name:<16} {task.summary}" for name, task in cs.tasks.items()]
+        lines.append("Console words:")
+        lines += [f"  {word:<16} {what}" for word, what in CONSOLE_WORDS.items()]
+        lines.append("Also: pause, resume, cancel. Tab completes skill, organ, anatomy, view and arm names.")
+        self._out("\n".join(lines))
+
+    def _status(self) -> None:
+        try:
+            status = self.client.status()
+        except Exception as exc:  # noqa: BLE001
+            self._out(f"status unavailable: {exc}", kind="error", message=str(exc))
+            return
+        if self.json_mode:
+            self._json({"kind": "status", **status})
+            return
+        self._out(f"{status.get('state')}: {status.get('message') or status.get('reason') or ''}".rstrip(": "))
+        tele = format_telemetry(self.telemetry)
+        if tele:
+            self._out(f"  last telemetry: {tele}")
+
+    def _out(self, text: str, *, kind: str = "console", **fields: Any) -> None:
+        if self.json_mode:
+            if kind != "console":
+                self._json({"kind": kind, **fields} if fields else {"kind": kind, "message": text})
+            return
+        with self._emit_lock:
+            self._emit_raw(text)
+
+    def _json(self, obj: dict[str, Any]) -> None:
+        line = json.dumps(obj, default=str)
+        with self._emit_lock:
+            self._emit_raw(line)

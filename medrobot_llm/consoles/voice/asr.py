@@ -1,0 +1,550 @@
+"""Speech to text for the voice console: offline pocketsphinx with the command-set grammar, or an
+OpenAI-compatible transcription endpoint.
+
+Both return a transcript in the planner's spelling and a confidence in [0, 1]. The console acts only on a
+transcript whose confidence clears a threshold; below it the person is asked to repeat, because a
+misheard command that still parses would be worse than no command. The one exception is "stop": it is
+checked on the transcript before any planning, and offline a short utterance not heard as a stop is
+decoded again listening only for one, so a stop is acted on even when the first decode heard something else.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import re
+import tempfile
+import threading
+import wave
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from medrobot_llm.language.lexicon import CONTROL_PHRASES, tokenize
+from medrobot_llm.consoles.voice.grammar import VoiceGrammar, build_grammar, normalise_transcript
+
+__all__ = [
+    "SAMPLE_RATE",
+    "AsrError",
+    "Audio",
+    "OpenAIRecognizer",
+    "PocketSphinxRecognizer",
+    "Recognizer",
+    "Transcript",
+    "WordScore",
+    "load_wav",
+    "resample",
+    "stop_phrase",
+]
+
+SAMPLE_RATE = 16000
+_FRAME_S = 0.01
+
+
+class AsrError(RuntimeError):
+    """Audio could not be read or recognised; the message says what to fix."""
+
+
+@dataclass(frozen=True)
+class Audio:
+    """Mono 16-bit samples at 16 kHz: what pocketsphinx's acoustic model was trained on."""
+
+    samples: np.ndarray
+    source: str = ""
+
+    @property
+    def duration_s(self) -> float:
+        return len(self.samples) / SAMPLE_RATE
+
+    def pcm(self) -> bytes:
+        return np.asarray(self.samples, dtype="<i2").tobytes()
+
+    def wav_bytes(self) -> bytes:
+        buf = io.BytesIO()
+        with wave.open(buf, "wb") as w:
+            w.setnchannels(1)
+            w.setsampwidth(2)
+            w.setframerate(SAMPLE_RATE)
+            w.writeframes(self.pcm())
+        return buf.getvalue()
+
+    @classmethod
+    def from_samples(cls, samples: np.ndarray, rate: int, source: str = "") -> Audio:
+        """Any rate, float in [-1, 1] or integer PCM, one or more channels (last axis)."""
+        x = np.asarray(samples)
+        if x.ndim == 2:
+            x = x.mean(axis=1) if x.shape[1] <= 8 else x.mean(axis=0)
+        if np.issubdtype(x.dtype, np.floating):
+            x = x * 32767.0
+        x = resample(x.astype(np.float64), rate, SAMPLE_RATE)
+        return cls(np.clip(np.round(x), -32768, 32767).astype(np.int16), source)
+
+
+def load_wav(path: str | os.PathLike[str]) -> Audio:
+    """A PCM WAV file of any rate and channel count, as 16 kHz mono."""
+    try:
+        with wave.open(str(path), "rb") as w:
+            channels, width, rate, n = w.getnchannels(), w.getsampwidth(), w.getframerate(), w.getnframes()
+            raw = w.readframes(n)
+    except (OSError, EOFError, wave.Error) as exc:
+        raise AsrError(f"{path}: not a readable PCM WAV file ({exc})") from exc
+    if width == 1:
+        x = (np.frombuffer(raw, dtype=np.uint8).astype(np.float64) - 128.0) * 256.0
+    elif width == 2:
+        x = np.frombuffer(raw, dtype="<i2").astype(np.float64)
+    elif width == 3:
+        b = np.frombuffer(raw, dtype=np.uint8).reshape(-1, 3).astype(np.int32)
+        v = b[:, 0] | (b[:, 1] << 8) | (b[:, 2] << 16)
+        x = (np.where(v >= 1 << 23, v - (1 << 24), v) / 256.0).astype(np.float64)
+    elif width == 4:
+        x = np.frombuffer(raw, dtype="<i4").astype(np.float64) / 65536.0
+    else:
+        raise AsrError(f"{path}: {8 * width}-bit samples are not supported; use 16-bit PCM")
+    if channels > 1:
+        x = x[: len(x) - len(x) % channels].reshape(-1, channels).mean(axis=1)
+    y = resample(x, rate, SAMPLE_RATE)
+    return Audio(np.clip(np.round(y), -32768, 32767).astype(np.int16), str(path))
+
+
+def resample(x: np.ndarray, rate_in: int, rate_out: int, half_width: int = 16) -> np.ndarray:
+    """Band-limited resampling (Blackman-windowed sinc), so speech recorded at 22.05 or 44.1 kHz reaches
+    the 16 kHz model without aliasing; numpy only, no audioop (gone in Python 3.13) and no sox."""
+    if rate_in == rate_out or len(x) == 0:
+        return np.asarray(x, dtype=np.float64)
+    if rate_in <= 0 or rate_out <= 0:
+        raise AsrError(f"invalid sample rate {rate_in} -> {rate_out}")
+    ratio = rate_out / rate_in
+    cutoff = min(1.0, ratio)
+    width = int(math.ceil(half_width / cutoff))
+    n_out = int(round(len(x) * ratio))
+    offsets = np.arange(-width + 1, width + 1)
+    out = np.empty(n_out, dtype=np.float64)
+    padded = np.concatenate([np.zeros(width), np.asarray(x, dtype=np.float64), np.zeros(width + 1)])
+    for start in range(0, n_out, 8192):
+        t = np.arange(start, min(n_out, start + 8192)) / ratio
+        base = np.floor(t).astype(np.int64)
+        idx = base[:, None] + offsets[None, :]
+        d = t[:, None] - idx
+        z = np.clip(d / width, -1.0, 1.0)
+        window = 0.42 + 0.5 * np.cos(np.pi * z) + 0.08 * np.cos(2 * np.pi * z)
+        kernel = cutoff * np.sinc(cutoff * d) * window
+        out[start:start + len(t)] = (padded[idx + width] * kernel).sum(axis=1)
+    return out
+
+
+@dataclass(frozen=True)
+class WordScore:
+    word: str
+    start_s: float
+    end_s: float
+    posterior: float
+
+
+@dataclass(frozen=True)
+class Transcript:
+    """What was heard. ``text`` is in the planner's spelling; ``raw`` is the recogniser's own words."""
+
+    text: str
+    confidence: float
+    raw: str = ""
+    words: tuple[WordScore, ...] = ()
+    engine: str = ""
+    #: a stop phrase was heard, in the transcript, on the second look or by the keyword-spotting pass
+    stop: bool = False
+    #: why the confidence is what it is, for people reading the log
+    note: str = ""
+    details: dict[str, float] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Recognizer(Protocol):
+    """Anything that turns one utterance into a transcript with a confidence."""
+
+    name: str
+
+    def transcribe(self, audio: Audio) -> Transcript: ...
+
+
+_STOP_PHRASES: tuple[tuple[str, ...], ...] = tuple(
+    sorted({tuple(tokenize(p)) for p in CONTROL_PHRASES["stop"]}, key=len, reverse=True))
+
+
+def stop_phrase(text: str) -> str | None:
+    """The stop phrase said anywhere in ``text``, if any. A stop inside a longer sentence still stops (as
+    the planner does), since a person who says "stop" mid-command means it."""
+    words = tokenize(text)
+    for phrase in _STOP_PHRASES:
+        k = len(phrase)
+        for i in range(len(words) - k + 1):
+            if tuple(words[i:i + k]) == phrase:
+                return " ".join(phrase)
+    return None
+
+
+def _speech_frames(audio: Audio) -> tuple[int, int]:
+    """(frames judged speech, frames in all) by pocketsphinx's WebRTC voice-activity detector."""
+    from pocketsphinx import Vad
+
+    vad = Vad(Vad.LOOSE, SAMPLE_RATE)
+    step = vad.frame_bytes // 2
+    x = audio.samples
+    speech = total = 0
+    for i in range(0, len(x) - step + 1, step):
+        total += 1
+        if vad.is_speech(np.asarray(x[i:i + step], dtype="<i2").tobytes()):
+            speech += 1
+    return speech, total
+
+
+def _voicing(samples: np.ndarray, frame: int = 480, hop: int = 240) -> tuple[np.ndarray, np.ndarray]:
+    """Per 30 ms frame: whether it is voiced (loud enough, with an autocorrelation peak at a speaking pitch,
+    70-400 Hz), and its pitch in Hz (meaningful on voiced frames only).
+
+    The autocorrelation is normalised for the shrinking overlap at long lags, and only a local maximum
+    counts as a peak: without the first a low or falling voice never looked periodic (a short "stop" at
+    180 words a minute had no voiced frame), and without the second a 50 Hz hum, whose autocorrelation
+    merely falls through the pitch range, looked voiced throughout.
+    """
+    x = np.asarray(samples, dtype=np.float64)
+    if len(x) < frame:
+        return np.zeros(0, dtype=bool), np.zeros(0)
+    n = 1 + (len(x) - frame) // hop
+    frames = np.lib.stride_tricks.sliding_window_view(x, frame)[::hop][:n]
+    frames = frames - frames.mean(axis=1, keepdims=True)
+    energy = (frames ** 2).sum(axis=1)
+    loud = energy > frame * 200.0 ** 2
+    spec = np.fft.rfft(frames, 2 * frame, axis=1)
+    acf = np.fft.irfft(np.abs(spec) ** 2, axis=1)[:, :frame]
+    acf = acf / np.maximum(acf[:, :1], 1e-9) * (frame / (frame - np.arange(frame)))[None, :]
+    lo, hi = SAMPLE_RATE // 400, SAMPLE_RATE // 70
+    inner = acf[:, lo:hi + 1]
+    is_peak = (inner >= acf[:, lo - 1:hi]) & (inner >= acf[:, lo + 1:hi + 2])
+    peaks = np.where(is_peak, inner, -1.0)
+    best = peaks.max(axis=1)
+    # the shortest period with nearly the best peak: a voice is as periodic at two periods as at one
+    lag = lo + (peaks >= 0.9 * best[:, None]).argmax(axis=1)
+    return loud & (best > 0.5), SAMPLE_RATE / lag
+
+
+@dataclass(frozen=True)
+class _Voiced:
+    """An utterance's voicing, computed once: its voiced share, voiced span and pitch all come from it."""
+
+    voiced: np.ndarray
+    pitch: np.ndarray
+
+    @classmethod
+    def of(cls, samples: np.ndarray) -> _Voiced:
+        return cls(*_voicing(samples))
+
+    @property
+    def ratio(self) -> float:
+        return float(np.mean(self.voiced)) if len(self.voiced) else 0.0
+
+    @property
+    def span_s(self) -> float:
+        """Seconds from the first voiced frame to the last one; 0 when none is voiced."""
+        idx = np.flatnonzero(self.voiced)
+        return float(idx[-1] - idx[0] + 2) * 0.015 if len(idx) else 0.0
+
+    @property
+    def median_pitch(self) -> float:
+        return float(np.median(self.pitch[self.voiced])) if self.voiced.sum() >= 5 else 0.0
+
+
+def voiced_ratio(samples: np.ndarray) -> float:
+    """The share of 30 ms frames that are voiced.
+
+    The voice-activity detector calls loud white noise speech, and the grammar decoder then fits it as well
+    as it fits speech, so neither can tell noise from a command. Speech has voiced stretches; hiss and white
+    noise are not periodic, and mains hum is periodic far below any voice's pitch.
+    """
+    return _Voiced.of(samples).ratio
+
+
+def median_pitch(samples: np.ndarray) -> float:
+    """The speaker's median pitch over the voiced frames, in Hz; 0 when fewer than five frames are voiced."""
+    return _Voiced.of(samples).median_pitch
+
+
+#: the pitch the acoustic model's speakers are closest to, and how formants follow pitch: across speakers
+#: vocal-tract resonances scale roughly with pitch to the power 0.2-0.25 (women's formants are some 15 %
+#: higher than men's, their pitch about twice as high)
+_REFERENCE_PITCH_HZ = 130.0
+_FORMANT_PER_PITCH = 0.25
+#: never scale a spectrum by more than this (a child's voice, a squeak of noise)
+_MIN_SCALE = 0.85
+
+
+def speaker_scale(samples: np.ndarray) -> float:
+    """How much to lower the utterance's frequencies so that a high voice meets the acoustic model.
+
+    The US English model was trained mostly on adult male speech. A high (female) voice has its formants
+    where the model expects other vowels, and its pitch harmonics are resolved by the filterbank: the
+    female espeak-ng voice got the right plan for 9 of 16 commands against 13-14 for the male ones. Playing
+    the audio back slower by the formant ratio (vocal-tract length normalisation done on the waveform, which
+    moves formants and harmonics together) brought it to 14 of 16. Voices at or below the reference pitch
+    are left alone.
+    """
+    return _scale_for(median_pitch(samples))
+
+
+def _scale_for(pitch: float) -> float:
+    if pitch <= _REFERENCE_PITCH_HZ:
+        return 1.0
+    return max(_MIN_SCALE, float((_REFERENCE_PITCH_HZ / pitch) ** _FORMANT_PER_PITCH))
+
+
+#: how much dithered silence goes around an utterance before decoding. Measured on espeak-ng speech:
+#: 0.25 s of padding made the grammar decoder fit the silence with words (sentence grammar 69/83 exact
+#: against 78/83 without padding), so none is added; the dither alone keeps the features finite
+_PAD_S = 0.0
+#: beams wider than pocketsphinx's defaults and no cap on active HMMs: the narrow beams (1e-25, maxhmmpf
+#: 3000) pruned the right path and left many decodes empty ("final result does not match the grammar");
+#: with the tight grammar a decode still takes about 0.35 s
+#: and a word insertion penalty below the default 0.65: with it the decoder explained one long word by
+#: several short ones ("twenty three metres" for "twenty millimetres", "orbit orbit and raise"); 0.01 gave
+#: 3 more right plans of 63 on espeak-ng speech, 1e-4 and below fewer;
+#: and 16 Gaussians per frame scored exactly instead of 4 (``topn``): the acoustic model's scores are an
+#: approximation over the top-N Gaussians, tracked from frame to frame among the active states, so with 4 the
+#: big grammar's best path was not the best of its own phrases ("collimate to the pelvis" lost to "get a tilt
+#: raise" although a two-phrase grammar of those scored it higher). 16 gave one more right plan of 63 and two
+#: of 39 on the midway set, for about 10 % more decode time
+_DECODER_OPTIONS: dict[str, float] = {"beam": 1e-60, "wbeam": 1e-40, "pbeam": 1e-60, "maxhmmpf": -1, "wip": 0.01,
+                                      "topn": 16}
+#: the spectral scales, relative to the speaker's, of the second look for a stop, and the longest voiced
+#: stretch it is taken for: the stop phrases take at most 1.2 s even slowly said (espeak-ng at 130 words a
+#: minute), commands mostly longer, so the extra decodes cost little on average
+_SECOND_LOOK = (0.95, 1.05)
+_SECOND_LOOK_MAX_S = 1.5
+#: a voiced share of the audio at which the voicing weight is full (espeak commands: 0.3-0.6)
+_FULL_VOICING = 0.15
+
+
+class PocketSphinxRecognizer:
+    """Offline recognition against the domain's grammar.
+
+    The search is Viterbi only (``bestpath`` off): a lattice over the command grammar is not needed for the
+    best path and was what made one decode take minutes with the old phrase-loop grammar. Without a lattice
+    there are no word posteriors, so confidence combines three things that catch different failures: how
+    much of the audio the voice-activity detector calls speech (silence), how much of it is voiced (hiss,
+    white noise and hum, which the detector lets through), and whether the transcript reads as a command,
+    control or named refusal for the planner (a decode that is only glue words says nothing). A short
+    utterance not heard as a stop gets a second look for one (``_stop_on_second_look``). The keyword-spotting
+    pass for stops is off by default: with its thresholds it heard all 20 espeak-ng stops, but also a stop in
+    9 of the 63 commands.
+    """
+
+    name = "pocketsphinx"
+
+    def __init__(self, domain: str, *, keyword_spotting: bool = False) -> None:
+        self.domain = domain
+        self.grammar: VoiceGrammar = build_grammar(domain)
+        self.keyword_spotting = keyword_spotting
+        self._lock = threading.Lock()
+        self._decoder: Any = None
+
+    def _make_decoder(self) -> Any:
+        try:
+            from pocketsphinx import Decoder
+        except ImportError as exc:  # pragma: no cover - pocketsphinx is a dependency
+            raise AsrError("pocketsphinx is not installed (pip install pocketsphinx)") from exc
+        with tempfile.TemporaryDirectory(prefix="medrobot-voice-") as tmp:
+            dict_path = Path(tmp) / f"{self.domain}.dict"
+            dict_path.write_text(self.grammar.dictionary_text(), encoding="utf-8")
+            decoder = Decoder(lm=None, dict=str(dict_path), loglevel="FATAL", bestpath=False, **_DECODER_OPTIONS)
+            if self.keyword_spotting:
+                kws_path = Path(tmp) / "stop.kws"
+                kws_path.write_text("".join(f"{p} /1e-{_kws_threshold(p)}/\n" for p in _kws_stops(self.grammar)),
+                                    encoding="utf-8")
+                decoder.add_kws("stop", str(kws_path))
+        decoder.add_jsgf_string("grammar", self.grammar.jsgf)
+        decoder.activate_search("grammar")
+        return decoder
+
+    def transcribe(self, audio: Audio) -> Transcript:
+        with self._lock:
+            if self._decoder is None:
+                self._decoder = self._make_decoder()
+            return self._transcribe(audio)
+
+    def _decode(self, search: str, pcm: bytes) -> Any:
+        d = self._decoder
+        d.activate_search(search)
+        d.start_utt()
+        d.process_raw(pcm, no_search=False, full_utt=True)
+        d.end_utt()
+        return d.hyp()
+
+    def _pcm(self, samples: np.ndarray, scale: float) -> bytes:
+        """The decoder's input: the samples with their spectrum scaled by ``scale``, and a little dither
+        (digital silence has no spectrum, and log-spectral features of zeros are -inf)."""
+        x = samples.astype(np.float64)
+        if abs(scale - 1.0) > 0.02:
+            x = resample(x, round(SAMPLE_RATE * scale), SAMPLE_RATE)
+        pad = np.zeros(int(_PAD_S * SAMPLE_RATE))
+        x = np.concatenate([pad, x, pad])
+        x += np.random.default_rng(0).normal(0.0, 10.0, len(x))
+        return np.clip(np.round(x), -32768, 32767).astype("<i2").tobytes()
+
+    def _stop_on_second_look(self, samples: np.ndarray, scale: float) -> str:
+        """A stop phrase heard when a short utterance is decoded again at slightly other spectral scales.
+
+        The speaker scale is an estimate, and on a few utterances the command grammar's choice flips with
+        a few per cent of it (a fast female "stop stop" came out as "tilt a little bit" at one scale and
+        as "stop stop" at 5 % less). A missed stop is the costliest error a voice console makes and a false
+        stop the cheapest, so a short utterance that was not heard as a stop is decoded at 5 % either side
+        and a stop heard there counts. Only the stop is taken from these decodes, never a command.
+        """
+        for factor in _SECOND_LOOK:
+            hyp = self._decode("grammar", self._pcm(samples, scale * factor))
+            raw = hyp.hypstr.strip() if hyp is not None else ""
+            found = stop_phrase(normalise_transcript(raw, self.grammar.written))
+            if found:
+                return found
+        return ""
+
+    def _transcribe(self, audio: Audio) -> Transcript:
+        d = self._decoder
+        speech, total = _speech_frames(audio)
+        voicing = _Voiced.of(audio.samples)
+        voiced = voicing.ratio
+        scale = _scale_for(voicing.median_pitch)
+        pcm = self._pcm(audio.samples, scale)
+        hyp = self._decode("grammar", pcm)
+        raw = hyp.hypstr.strip() if hyp is not None else ""
+        words: list[WordScore] = []
+        frames = 0
+        for seg in (d.seg() if hyp is not None else None) or ():
+            if seg.word.startswith("<") or seg.word.startswith("["):
+                continue
+            w = re.sub(r"\(\d+\)$", "", seg.word)
+            start = seg.start_frame * _FRAME_S * scale - _PAD_S
+            end = (seg.end_frame + 1) * _FRAME_S * scale - _PAD_S
+            words.append(WordScore(w, max(0.0, start), end, 1.0))
+            frames += seg.end_frame - seg.start_frame + 1
+        n_frames = d.n_frames()
+        text = normalise_transcript(raw, self.grammar.written)
+        stop = stop_phrase(text) is not None
+        spotted = ""
+        if self.keyword_spotting and voiced > 0.0:
+            kws = self._decode("stop", pcm)
+            spotted = kws.hypstr.strip() if kws is not None else ""
+        second = ""
+        if not stop and words and 0.0 < voicing.span_s <= _SECOND_LOOK_MAX_S:
+            second = self._stop_on_second_look(audio.samples, scale)
+        parsed = _reads_as_command(self.domain, text) if words else False
+        details = {
+            "speech_ratio": speech / total if total else 0.0,
+            "voiced_ratio": voiced,
+            "speaker_scale": scale,
+            "word_frames": float(frames),
+            "frames": float(n_frames),
+            "parsed": float(parsed),
+        }
+        # Silence and hum still come out as some grammar words; the share of the audio the detector calls
+        # speech and the share that is voiced scale the confidence down for them.
+        speech_weight = min(1.0, details["speech_ratio"] / 0.3)
+        voice_weight = min(1.0, voiced / _FULL_VOICING)
+        confidence = speech_weight * voice_weight * (1.0 if parsed else 0.4) if words else 0.0
+        note = "no speech" if speech == 0 else ("nothing recognised" if not words else "")
+        if second:
+            stop = True
+            confidence = max(confidence, speech_weight * voice_weight)
+            note = f"stop heard on a second look ({second!r})"
+        if spotted and not stop:
+            stop = True
+            confidence = max(confidence, speech_weight * voice_weight * 0.5)
+            note = f"stop heard by keyword spotting ({spotted!r})"
+        return Transcript(text=text, confidence=round(float(confidence), 4), raw=raw, words=tuple(words),
+                          engine=self.name, stop=stop, note=note, details=details)
+
+
+def _kws_stops(grammar: VoiceGrammar) -> list[str]:
+    """The stop phrases the keyword pass listens for: those of two or more syllables' worth of phones, since
+    a one-syllable keyword fires on any syllable of noise."""
+    out = []
+    for phrase in CONTROL_PHRASES["stop"]:
+        words = phrase.split()
+        if all(w in grammar.dictionary for w in words) and sum(len(grammar.dictionary[w][0].split())
+                                                               for w in words) >= 4:
+            out.append(phrase)
+    return out
+
+
+def _kws_threshold(phrase: str) -> int:
+    """A longer phrase may be spotted at a lower score (pocketsphinx keyword thresholds are per phrase)."""
+    return 10 + 5 * len(phrase.split())
+
+
+def _reads_as_command(domain: str, text: str) -> bool:
+    """True when the planner reads ``text`` as a plan, a control, a clarification or a named refusal,
+    rather than finding nothing it knows in it."""
+    from medrobot_llm.planning.rule.planner import RulePlanner
+
+    plan = RulePlanner().plan(domain, text).to_json()
+    return bool(plan.get("steps") or plan.get("control") or plan.get("status") in ("clarify", "refused")
+                and (plan.get("reason") or plan.get("question")))
+
+
+class OpenAIRecognizer:
+    """An OpenAI-compatible ``/v1/audio/transcriptions`` endpoint (``--asr openai``)."""
+
+    name = "openai"
+
+    def __init__(self, domain: str, *, model: str | None = None, base_url: str | None = None,
+                 api_key: str | None = None, timeout_s: float = 30.0) -> None:
+        self.domain = domain
+        self.grammar = build_grammar(domain)
+        self.model = model or os.environ.get("MEDROBOT_ASR_MODEL") or "whisper-1"
+        self.base_url = base_url or os.environ.get("MEDROBOT_ASR_BASE_URL") or os.environ.get("OPENAI_BASE_URL")
+        self.api_key = api_key or os.environ.get("MEDROBOT_ASR_API_KEY") or os.environ.get("OPENAI_API_KEY")
+        self.timeout_s = timeout_s
+
+    def transcribe(self, audio: Audio) -> Transcript:
+        """One request with the domain's vocabulary as the prompt, asking for segment scores.
+
+        Confidence is exp(mean avg_logprob) scaled by (1 - the highest no_speech_prob) when the server gives
+        segments (verbose_json); a server that gives only text gets 0.5, below the default threshold, so an
+        unscored transcript is never acted on without the person lowering ``--threshold`` on purpose.
+        """
+        try:
+            import openai
+        except ImportError as exc:  # pragma: no cover - openai is a dependency
+            raise AsrError("--asr openai needs the openai package (pip install openai)") from exc
+        if not self.base_url and not self.api_key:
+            raise AsrError("--asr openai needs an endpoint: set MEDROBOT_ASR_BASE_URL (or OPENAI_BASE_URL) "
+                           "and MEDROBOT_ASR_API_KEY (or OPENAI_API_KEY)")
+        client = openai.OpenAI(base_url=self.base_url, api_key=self.api_key or "none", timeout=self.timeout_s,
+                               max_retries=0)
+        try:
+            resp = client.audio.transcriptions.create(
+                model=self.model, file=("utterance.wav", audio.wav_bytes(), "audio/wav"),
+                response_format="verbose_json", language="en", prompt=self._prompt())
+        except openai.OpenAIError as exc:
+            raise AsrError(f"transcription endpoint failed: {exc}") from exc
+        data: dict[str, Any] = resp.model_dump() if hasattr(resp, "model_dump") else dict(resp)
+        raw = str(data.get("text") or "").strip()
+        segments = [s for s in (data.get("segments") or []) if isinstance(s, dict)]
+        details: dict[str, float] = {}
+        if segments:
+            logprob = float(np.mean([float(s.get("avg_logprob", -10.0)) for s in segments]))
+            no_speech = max(float(s.get("no_speech_prob", 0.0)) for s in segments)
+            confidence = math.exp(min(0.0, logprob)) * (1.0 - min(1.0, max(0.0, no_speech)))
+            details = {"avg_logprob": logprob, "no_speech_prob": no_speech}
+            note = ""
+        else:
+            confidence = 0.5 if raw else 0.0
+            note = "the endpoint gave no segment scores"
+        text = " ".join(raw.replace(",", " ").replace(".", " ").replace("!", " ").replace("?", " ").split())
+        return Transcript(text=text, confidence=round(confidence, 4) if raw else 0.0, raw=raw, engine=self.name,
+                          stop=stop_phrase(text) is not None, note=note, details=details)
+
+    def _prompt(self) -> str:
+        """The command set's own words, so the model spells "psm1", "collimate" and "sacrum" as the planner does."""
+        rules = self.grammar.rules
+        words = [*rules.get("skill", ())[:40], *rules.get("entity", ())[:60]]
+        return ", ".join(words)[:800]

@@ -1,0 +1,260 @@
+"""One supervised run of one command on one backend: what ``run``, the consoles and ``bench`` share.
+
+The supervisor owns every decision; this module only answers its questions (with a callback the caller
+chooses: ``--yes``, a prompt, a benchmark's policy) and gathers what happened into one outcome record,
+the ``run --json`` object of architecture.md. Outcomes are read from the supervisor's own records, so
+what a run reports is what its audit log says.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from medrobot_llm.safety.audit import AuditLog
+from medrobot_llm.backends.base import CancelToken, FeedbackFn, SkillBackend, StepResult
+from medrobot_llm.core.plan import Plan, Step
+from medrobot_llm.planning.base import Planner
+from medrobot_llm.safety.supervisor import InvalidTransition, Question, Supervisor, SupervisorState
+from medrobot_llm.core.validator import WorldState
+
+if TYPE_CHECKING:
+    from medrobot_llm.backends.sim.base import Scene
+
+__all__ = ["ConfirmPolicy", "RunOutcome", "Session", "always", "never"]
+
+#: answers a confirmation question: True confirms that one step, False denies it (and drops the plan)
+ConfirmPolicy = Callable[[Question], bool]
+
+
+def always(_: Question) -> bool:
+    return True
+
+
+def never(_: Question) -> bool:
+    return False
+
+
+@dataclass
+class RunOutcome:
+    """The ``run --json`` object; ``success`` means every step of an ``ok`` plan finished."""
+
+    success: bool
+    state: str
+    plan: dict[str, Any] | None
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    exposures: int = 0
+    images: list[str] = field(default_factory=list)
+    reason: str | None = None
+    message: str = ""
+    sim_time_s: float = 0.0
+    wall_s: float = 0.0
+    frames: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"success": self.success, "state": self.state, "plan": self.plan, "steps": self.steps,
+                "exposures": self.exposures, "images": self.images, "reason": self.reason,
+                "message": self.message, "sim_time_s": round(self.sim_time_s, 4), "wall_s": round(self.wall_s, 4),
+                "frames": self.frames}
+
+
+class _FrameRecorder(SkillBackend):
+    """Renders a frame after every step, on the thread that steps the physics (pybullet is not thread-safe)."""
+
+    def __init__(self, scene: Scene, folder: Path) -> None:
+        self.inner = scene
+        self.folder = folder
+        self.frames: list[str] = []
+        self.domain = scene.domain
+        folder.mkdir(parents=True, exist_ok=True)
+
+    def snapshot(self, label: str) -> None:
+        from medrobot_llm.backends.sim.imaging import save_png
+
+        path = self.folder / f"frame_{len(self.frames):03d}_{label}.png"
+        self.frames.append(str(save_png(self.inner.render(480, 360), path)))
+
+    def world_state(self) -> WorldState:
+        return self.inner.world_state()
+
+    def execute(self, step: Step, token: CancelToken, on_feedback: FeedbackFn | None = None) -> StepResult:
+        result = self.inner.execute(step, token, on_feedback)
+        self.snapshot(step.skill)
+        return result
+
+    def halt(self, reason: str = "e-stop") -> None:
+        self.inner.halt(reason)
+
+    def clear_halt(self) -> None:
+        self.inner.clear_halt()
+
+    @property
+    def halted(self) -> bool:
+        return self.inner.halted
+
+    @property
+    def last_heartbeat(self) -> float:
+        return self.inner.last_heartbeat
+
+    def telemetry(self) -> dict[str, Any]:
+        return self.inner.telemetry()
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+class Session:
+    """A supervisor over one backend (a PyBullet scene unless one is given), ready for commands.
+
+    ``record_dir`` keeps the captured images there and, for scenes, a rendered frame after each step.
+    """
+
+    def __init__(self, domain: str, planner: Planner, *, backend: SkillBackend | None = None, seed: int = 0,
+                 gui: bool = False, record_dir: Path | None = None, audit_path: Path | None = None,
+                 confirm_timeout_s: float = 30.0, step_timeout_s: float = 120.0) -> None:
+        self.domain = domain
+        self.scene: Scene | None = None
+        if backend is None:
+            from medrobot_llm.backends.sim import make
+
+            self.scene = make(domain, gui=gui, record_dir=record_dir)
+            self.scene.reset(seed=seed)
+            backend = self.scene
+            if record_dir is not None:
+                backend = _FrameRecorder(self.scene, Path(record_dir) / "frames")
+                backend.snapshot("start")
+        self.backend = backend
+        self.audit = AuditLog(audit_path) if audit_path is not None else AuditLog(None, keep_records=False)
+        self.supervisor = Supervisor(backend, planner, domain=domain, audit=self.audit,
+                                     confirm_timeout_s=confirm_timeout_s, step_timeout_s=step_timeout_s)
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.supervisor.close()
+        self.backend.close()
+
+    @property
+    def sim_time(self) -> float:
+        return float(self.scene.sim_time) if self.scene is not None else 0.0
+
+    def run(self, text: str, *, confirm: ConfirmPolicy = never, timeout_s: float = 300.0,
+            on_event: Callable[[dict[str, Any]], object] | None = None) -> RunOutcome:
+        """Plan ``text`` and follow the run to its end, answering each question with ``confirm``."""
+        sup = self.supervisor
+        t0, sim0 = time.perf_counter(), self.sim_time
+        exposures0 = self._exposures()
+        records: list[dict[str, Any]] = []
+        ended = threading.Event()
+        run_id: list[int] = []
+        lock = threading.Lock()
+
+        def listen(rec: dict[str, Any]) -> None:
+            with lock:
+                records.append(rec)
+                if rec.get("kind") == "run" and not run_id:
+                    run_id.append(int(rec["run"]))
+                if rec.get("kind") == "run_end" and run_id and rec.get("run") == run_id[0]:
+                    ended.set()
+            if on_event is not None:
+                on_event(rec)
+
+        unsubscribe = sup.subscribe(listen)
+        try:
+            reply = sup.command(text, source="session")
+            plan = reply.plan
+            if not reply.accepted or plan is None or plan.status.value != "ok":
+                return self._outcome(plan, [], reply.message, t0, sim0, exposures0, ran=False)
+            deadline = time.monotonic() + timeout_s
+            while not ended.is_set():
+                if time.monotonic() > deadline:
+                    sup.stop(f"the run did not end within {timeout_s:g} s", source="session")
+                    break
+                if sup.state is SupervisorState.AWAITING_CONFIRMATION:
+                    question = sup.pending
+                    if question is not None:
+                        try:
+                            if confirm(question):
+                                sup.confirm(question.step_index, source="session")
+                            else:
+                                sup.deny(source="session")
+                        except InvalidTransition:
+                            pass  # the question expired or an e-stop came first: the loop sees the new state
+                        continue
+                if sup.state in (SupervisorState.ESTOP, SupervisorState.FAULT) and sup.worker_parked:
+                    break
+                ended.wait(0.005)
+            sup.wait_idle(timeout=10.0)
+            ended.wait(2.0)
+            return self._outcome(plan, records, "", t0, sim0, exposures0, ran=True)
+        finally:
+            unsubscribe()
+
+    def _exposures(self) -> int:
+        return len(getattr(self.scene, "exposures", []) or [])
+
+    def _outcome(self, plan: Plan | None, records: list[dict[str, Any]], message: str, t0: float, sim0: float,
+                 exposures0: int, *, ran: bool) -> RunOutcome:
+        sup = self.supervisor
+        recs = list(records)
+        steps: list[dict[str, Any]] = []
+        images: list[str] = []
+        reason: str | None = None
+        results = {r["step"]: r for r in recs if r.get("kind") == "step_result"}
+        rejected = {r["step"]: r for r in recs if r.get("kind") == "step_rejected"}
+        for i, step in enumerate(plan.steps if plan is not None else []):
+            res = results.get(i)
+            if res is not None:
+                outcome = res.get("outcome") or {}
+                steps.append({"skill": step.skill, "args": step.args,
+                              "result": "success" if res["success"] else str(res.get("failure")),
+                              "reason": None if res["success"] else res.get("message"), "outcome": outcome})
+                images += _image_paths(outcome)
+            elif i in rejected:
+                steps.append({"skill": step.skill, "args": step.args, "result": "rejected",
+                              "reason": rejected[i].get("reason")})
+            else:
+                steps.append({"skill": step.skill, "args": step.args, "result": "not_run", "reason": None})
+        ends = [r for r in recs if r.get("kind") == "run_end"]
+        end = ends[-1] if ends else None
+        ok_steps = bool(steps) and all(s["result"] == "success" for s in steps)
+        success = ran and ok_steps and (end is None or end.get("outcome") == "finish")
+        if plan is None:
+            reason = message or "no plan"
+        elif plan.status.value == "refused":
+            reason = plan.reason
+        elif plan.status.value == "clarify":
+            reason = plan.question
+        elif plan.status.value == "control":
+            reason = None
+            success = True
+        elif not success:
+            failed = next((s for s in steps if s["result"] not in ("success", "not_run")), None)
+            if end is not None and end.get("reason"):
+                reason = str(end["reason"])
+            elif failed is not None:
+                reason = f"{failed['skill']}: {failed['reason']}"
+            else:
+                reason = sup.reason or message or "the run did not finish"
+        return RunOutcome(success=success, state=sup.state.value, plan=plan.to_json() if plan else None,
+                          steps=steps, exposures=self._exposures() - exposures0, images=images, reason=reason,
+                          message=message or sup.describe(), sim_time_s=self.sim_time - sim0,
+                          wall_s=time.perf_counter() - t0,
+                          frames=list(getattr(self.backend, "frames", [])))
+
+
+def _image_paths(outcome: dict[str, Any]) -> list[str]:
+    found: list[str] = []
+    for key in ("path", "image", "images", "paths"):
+        value = outcome.get(key)
+        values = value if isinstance(value, list) else [value]
+        found += [str(v) for v in values if isinstance(v, str) and v.endswith(".png")]
+    return found
