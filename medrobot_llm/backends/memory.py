@@ -30,6 +30,7 @@ from medrobot_llm.backends.base import (
     SkillBehaviour,
     StepResult,
 )
+from medrobot_llm.core.clock import Clock, ManualClock
 from medrobot_llm.core.plan import Step
 from medrobot_llm.core.command_set import CommandSet, FactSpec, Hazard, load_command_set
 from medrobot_llm.core.validator import _CONDITION, _EFFECT, WorldState, _Checker, _expand
@@ -256,7 +257,7 @@ class MemoryBackend(LoopBackend):
 
     def __init__(self, domain: str, facts: Mapping[str, Any] | None = None, *, steps_per_skill: int = 3,
                  control_period_s: float = 0.0, manual: bool = False, default: Outcome | None = None,
-                 observer: Callable[[], Any] | None = None, clock: Callable[[], float] = time.monotonic,
+                 observer: Callable[[], Any] | None = None, clock: Clock = time.monotonic,
                  spare_steps: int = 5) -> None:
         super().__init__()
         self.domain = domain
@@ -496,24 +497,3 @@ class MemoryBackend(LoopBackend):
         with self._cv:
             world = apply_effects(self.domain, step, WorldState(dict(self._facts), known=True))
             self._facts = world.facts
-
-
-class ManualClock:
-    """A clock that moves only when told: confirmation expiry and watchdog tests without sleeping."""
-
-    def __init__(self, start: float = 0.0) -> None:
-        self._now = start
-        self._lock = threading.Lock()
-
-    def __call__(self) -> float:
-        return self._now
-
-    def advance(self, dt: float) -> float:
-        with self._lock:
-            self._now += dt
-            return self._now
-
-    def set(self, t: float) -> None:
-        """Move to ``t``; never backwards (a monotonic clock does not)."""
-        with self._lock:
-            self._now = max(self._now, t)
