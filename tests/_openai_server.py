@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
 
+from medrobot_llm.core.clock import ManualClock
+
 __all__ = [
     "Harness",
     "RecordingAudit",
@@ -29,6 +31,10 @@ __all__ = [
 ]
 
 
+#: how long a held reply waits for ``release`` at most, so a client that never times out fails, not hangs
+HELD_CAP_S = 30.0
+
+
 @dataclass
 class Reply:
     """One scripted answer: a chat completion message, or an HTTP error, optionally after a delay."""
@@ -38,6 +44,9 @@ class Reply:
     status: int = 200
     error: str = ""
     delay_s: float = 0.0
+    #: answered only once the test calls ``release`` or the server stops: a client that waits for it instead
+    #: of timing out is caught by ``held_answered``, with no assertion on how long anything took
+    held: bool = False
     headers: dict[str, str] = field(default_factory=dict)
     prompt_tokens: int = 100
     completion_tokens: int = 20
@@ -88,6 +97,8 @@ class ScriptedOpenAIServer:
         self.requests: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
         self.lock = threading.Lock()
+        self.held_answered = 0  #: held replies that were let go and sent (or tried to be)
+        self._release = threading.Event()
         self._httpd = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
         self._httpd.daemon_threads = True
         self._thread: threading.Thread | None = None
@@ -107,7 +118,12 @@ class ScriptedOpenAIServer:
         self._thread.start()
         return self
 
+    def release(self) -> None:
+        """Let every held reply go, now and from now on."""
+        self._release.set()
+
     def stop(self) -> None:
+        self.release()
         self._httpd.shutdown()
         self._httpd.server_close()
         if self._thread is not None:
@@ -193,6 +209,10 @@ class ScriptedOpenAIServer:
                 reply = server._next(body)
                 if reply.delay_s:
                     time.sleep(reply.delay_s)
+                if reply.held:
+                    server._release.wait(HELD_CAP_S)
+                    with server.lock:
+                        server.held_answered += 1
                 if reply.raw is not None:
                     try:
                         self.send_response(reply.status)
@@ -326,6 +346,7 @@ class Harness:
     audit: RecordingAudit
     notices: list[str]
     sleeps: list[float]
+    clock: ManualClock  #: the breaker's: a test moves it instead of waiting out a cooldown
 
 
 def make_planner(server: ScriptedOpenAIServer, *, fallback: Any = None, **settings: Any) -> Harness:
@@ -338,9 +359,10 @@ def make_planner(server: ScriptedOpenAIServer, *, fallback: Any = None, **settin
     audit = RecordingAudit()
     notices: list[str] = []
     sleeps: list[float] = []
+    clock = ManualClock()
     planner = LLMPlanner(LLMConfig(**base), audit=audit, fallback=fallback, sleep=sleeps.append,
-                         notify=notices.append)
-    return Harness(planner, server, audit, notices, sleeps)
+                         notify=notices.append, breaker_clock=clock)
+    return Harness(planner, server, audit, notices, sleeps, clock)
 
 
 def plan_json(status: str = "ok", steps: list[dict[str, Any]] | None = None, **kw: Any) -> dict[str, Any]:

@@ -35,6 +35,7 @@ from medrobot_llm.planning.llm.schema import (
     skill_tools,
     submit_plan_tool,
 )
+from medrobot_llm.core.clock import Clock
 from medrobot_llm.core.plan import Control, Plan, PlanStatus, Step
 from medrobot_llm.core.command_set import DOMAINS, ArgSpec, CommandSet, Hazard, SkillSpec, load_command_set
 from medrobot_llm.core.units import DIMENSION_OF_UNIT, UNIT_WORDS
@@ -85,7 +86,7 @@ class CircuitBreaker:
     """Stops calling an endpoint that keeps failing, so a dead server costs one fast refusal, not a timeout
     per command; after ``cooldown`` seconds one trial request decides whether it closes again."""
 
-    def __init__(self, threshold: int = 5, cooldown: float = 30.0, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, threshold: int = 5, cooldown: float = 30.0, clock: Clock = time.monotonic):
         self.threshold = threshold
         self.cooldown = cooldown
         self.clock = clock
@@ -598,14 +599,18 @@ def _screen(text: str) -> str | None:
 
 
 class LLMPlanner:
-    """``--planner openai``: plans through a model, guarded by the screen, the validator and grounding."""
+    """``--planner openai``: plans through a model, guarded by the screen, the validator and grounding.
+
+    ``clock`` measures latencies for traces and benchmarks; ``breaker_clock`` decides when an open circuit
+    may try again, and is the one a test drives by hand.
+    """
 
     name = "openai"
 
     def __init__(self, config: LLMConfig | None = None, *, client: Any | None = None, audit: AuditSink | None = None,
                  fallback: Planner | None = None, sleep: Callable[[float], None] = time.sleep,
                  clock: Callable[[], float] = time.perf_counter, notify: Callable[[str], None] = _stderr,
-                 jitter: Callable[[], float] = random.random) -> None:
+                 jitter: Callable[[], float] = random.random, breaker_clock: Clock = time.monotonic) -> None:
         self.config = (config or LLMConfig()).check()
         self._client = client
         self.audit = audit
@@ -614,7 +619,7 @@ class LLMPlanner:
         self.clock = clock
         self.notify = notify
         self.jitter = jitter
-        self.breaker = CircuitBreaker(self.config.breaker_threshold, self.config.breaker_cooldown, time.monotonic)
+        self.breaker = CircuitBreaker(self.config.breaker_threshold, self.config.breaker_cooldown, breaker_clock)
         self._modes = list(_AUTO_ORDER) if self.config.mode == "auto" else [self.config.mode]
         self._model: str | None = self.config.model
         self._announced = False
