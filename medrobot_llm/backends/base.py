@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from medrobot_llm.core.clock import Clock
 from medrobot_llm.core.plan import Step
 from medrobot_llm.core.validator import WorldState
 
@@ -194,12 +195,14 @@ class LoopBackend(SkillBackend):
 
     Subclasses provide ``make_behaviour`` (a step → its behaviour), ``advance`` (one control step of the
     world, e.g. physics) and ``stop_motion`` (hold still now). The loop checks cancel and halt every cycle.
+    ``clock`` stamps the heartbeat, so it must be the clock of whoever watches it (supervisor, gate).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, clock: Clock = time.monotonic) -> None:
+        self.clock = clock
         self._halt = threading.Event()
         self._halt_reason = ""
-        self._heartbeat = time.monotonic()
+        self._heartbeat = clock()
         self._busy = threading.Lock()
 
     @abstractmethod
@@ -267,7 +270,7 @@ class LoopBackend(SkillBackend):
                                              **behaviour.outcome)
                 status = behaviour.update()
                 self.advance()
-                self._heartbeat = time.monotonic()
+                self._heartbeat = self.clock()
                 if on_feedback is not None:
                     on_feedback(Feedback(phase=behaviour.phase, progress=min(1.0, max(0.0, behaviour.progress)),
                                          telemetry=behaviour.telemetry()))

@@ -259,7 +259,7 @@ class MemoryBackend(LoopBackend):
                  control_period_s: float = 0.0, manual: bool = False, default: Outcome | None = None,
                  observer: Callable[[], Any] | None = None, clock: Clock = time.monotonic,
                  spare_steps: int = 5) -> None:
-        super().__init__()
+        super().__init__(clock=clock)
         self.domain = domain
         self.command_set: CommandSet = load_command_set(domain)
         self.control_period_s = control_period_s
@@ -268,7 +268,6 @@ class MemoryBackend(LoopBackend):
         self.manual = manual
         self.default = default or Outcome()
         self.observer = observer
-        self.clock = clock
         self._cv = threading.Condition()
         self._facts: dict[str, Any] = initial_facts(domain)
         if facts:

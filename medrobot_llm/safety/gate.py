@@ -21,11 +21,11 @@ import json
 import math
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from medrobot_llm.backends.base import CancelToken, FailureKind, Feedback, FeedbackFn, SkillBackend, StepResult
+from medrobot_llm.core.clock import Clock
 from medrobot_llm.core.plan import Step
 from medrobot_llm.core.command_set import DOMAINS
 from medrobot_llm.safety.supervisor import LATCHED
@@ -204,10 +204,15 @@ class SkillServerCore:
 
     The node calls ``on_state`` for every ``/medrobot/state`` message, ``admit`` for every goal, ``run`` on
     its control thread, ``halt``/``clear_halt`` from the e-stop subscriber, and ``watch`` from a timer.
+
+    ``clock`` stamps admissions and halts and judges the followed state's age and the loop's; the states
+    given to ``on_state`` and the backend's ``last_heartbeat`` must be on it (``time.monotonic`` for all
+    by default), so a test drives all of them with one ``ManualClock``. Pacing at ``real_time_factor``
+    keeps real time: it paces real motion.
     """
 
     def __init__(self, backend: SkillBackend, *, max_state_age_s: float = 1.0, real_time_factor: float = 0.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Clock = time.monotonic) -> None:
         if backend.domain not in DOMAINS:
             raise ValueError(f"unknown domain {backend.domain!r}")
         self.backend = backend
@@ -329,7 +334,7 @@ class SkillServerCore:
                 other = next(iter(self._active.values()))
                 raise Refusal(FailureKind.INVALID, f"refused {goal.describe()}: the robot is running "
                               f"{other.goal.describe()}")
-            admitted = Admitted(goal, checked, arms)
+            admitted = Admitted(goal, checked, arms, started_at=self.clock())
             for arm in arms:
                 self._active[arm] = admitted
             return admitted
@@ -377,7 +382,7 @@ class SkillServerCore:
         """Halt now (motion held within this call), latched; running goals end as halted."""
         self.backend.halt(reason)
         self.halt_reason = reason
-        self.halted_at = time.monotonic()
+        self.halted_at = self.clock()
         for a in self.active:
             a.token.cancel(reason)
 
@@ -401,6 +406,7 @@ class SkillServerCore:
         except Exception:  # noqa: BLE001
             telemetry = {}
         active = self.active
+        now = self.clock()
         return {
             "domain": self.domain,
             "halted": self.backend.halted,
@@ -410,13 +416,13 @@ class SkillServerCore:
             "active": [a.goal.describe() for a in active],
             # the loop's age counts from the admission of the running goal at the latest: until its first
             # control cycle the robot's last cycle may be from long ago, yet the goal is being started
-            "loop_age_s": (time.monotonic() - max([self.backend.last_heartbeat, *(a.started_at for a in active)])
+            "loop_age_s": (now - max([self.backend.last_heartbeat, *(a.started_at for a in active)])
                            if active else 0.0),
             "world": world,
             "world_error": error,
             "telemetry": telemetry,
             "refusals": self.refusals,
-            "mono": time.monotonic(),
+            "mono": now,
         }
 
 

@@ -123,7 +123,7 @@ class SkillServerNode(Node):
 
     def _on_state(self, msg: SupervisorState) -> None:
         previous = self.core.followed
-        followed = FollowedState(msg.state, msg.plan_id, msg.step_index, msg.session, time.monotonic(),
+        followed = FollowedState(msg.state, msg.plan_id, msg.step_index, msg.session, self.core.clock(),
                                  _announced_goal(msg.status_json))
         cancelled = self.core.on_state(followed)
         for a in cancelled:
