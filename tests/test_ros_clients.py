@@ -6,19 +6,24 @@ DDS may deliver them), and ``GoalClient`` registers each goal once.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+from medrobot_llm.core.clock import ManualClock
 from tests._ros_helpers import require_ros
 
 pytestmark = [pytest.mark.ros]
 
 
 @pytest.fixture()
-def remote() -> Iterator[Any]:
+def clock() -> ManualClock:
+    return ManualClock(100.0)
+
+
+@pytest.fixture()
+def remote(clock: ManualClock) -> Iterator[Any]:
     require_ros()
     from medrobot_llm.backends.ros.env import unique_domain_id
     from medrobot_llm.backends.ros.remote import RemoteSupervisor
@@ -27,7 +32,7 @@ def remote() -> Iterator[Any]:
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("ROS_DOMAIN_ID", str(claim.domain_id))
         mp.setenv("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-        r = RemoteSupervisor("medrobot_test_remote")
+        r = RemoteSupervisor("medrobot_test_remote", clock=clock)
         try:
             yield r
         finally:
@@ -66,12 +71,17 @@ def test_a_state_waits_for_the_records_it_reflects(remote: Any) -> None:
     assert seen_at_result == ["EXECUTING"]  # listeners had the result before anyone could see IDLE
 
 
-def test_a_state_is_not_held_forever_when_events_are_lost(remote: Any) -> None:
+def test_a_state_is_not_held_forever_when_events_are_lost(remote: Any, clock: ManualClock) -> None:
+    from medrobot_llm.backends.ros.remote import HOLD_S
+
     remote._on_state(state(1, "EXECUTING", 3))
     remote._on_state(state(2, "FAULT", 7))
     assert remote.status()["state"] == "EXECUTING"
-    time.sleep(0.6)
+    clock.advance(HOLD_S / 2)
     remote._on_state(state(3, "FAULT", 8))
+    assert remote.status()["state"] == "EXECUTING"  # held since the first FAULT, not since this one
+    clock.advance(HOLD_S / 2)
+    remote._on_state(state(4, "FAULT", 9))
     assert remote.status()["state"] == "FAULT"
 
 

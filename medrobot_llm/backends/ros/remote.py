@@ -25,6 +25,7 @@ from std_msgs.msg import Bool, Empty, String
 
 from medrobot_interfaces.msg import SupervisorState as StateMsg
 
+from medrobot_llm.core.clock import Clock
 from medrobot_llm.backends.ros.common import (TOPIC_COMMAND, TOPIC_CONFIRM, TOPIC_ESTOP, TOPIC_EVENTS, TOPIC_RESET, TOPIC_STATE,
                       NodeRunner, latched_qos, reliable_qos)
 
@@ -39,7 +40,10 @@ HOLD_S = 0.5
 
 
 class RemoteSupervisor:
-    def __init__(self, name: str = "medrobot_console") -> None:
+    """``clock`` measures how long a state has been held (``HOLD_S``); a test drives it by hand."""
+
+    def __init__(self, name: str = "medrobot_console", *, clock: Clock = time.monotonic) -> None:
+        self.clock = clock
         self._runner = NodeRunner(name)
         node = self._runner.node
         self.node = node
@@ -79,7 +83,7 @@ class RemoteSupervisor:
                 self._seen_seq = through if isinstance(through, int) else None
                 self._apply(status, msg)
                 return
-            now = time.monotonic()
+            now = self.clock()
             since = self._held[3] if self._held is not None else now
             if through <= self._seen_seq or now - since >= HOLD_S:
                 self._apply(status, msg)
