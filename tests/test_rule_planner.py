@@ -6,10 +6,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _plan_check import mismatch
 from conftest import DATA, load_jsonl
 
 from medrobot_llm import Control, Plan, PlanStatus, Step, WorldState, validate_plan
+from medrobot_llm.bench.checks import plan_mismatch as mismatch
 from medrobot_llm.planning.rule.planner import RulePlanner, screen_text
 
 CASES = load_jsonl(DATA / "planner_cases.jsonl")

@@ -27,7 +27,8 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from medrobot_llm.bench.suite import BenchTask, CheckSpec, plan_mismatch
+from medrobot_llm.bench.checks import plan_mismatch
+from medrobot_llm.bench.suite import BenchTask, CheckSpec
 from medrobot_llm.core.command_set import load_command_set
 
 if TYPE_CHECKING:
