@@ -1,4 +1,8 @@
-"""Shared pieces of the supervisor tests: a scripted planner, ready-made plans, a lockstep rig and log checks."""
+"""Shared pieces of the supervisor tests: a scripted planner, ready-made plans, a lockstep rig and log checks.
+
+A rig is closed by the test session's ``_close_supervisor_rigs`` fixture (conftest) after the test that made
+it, whatever the test's outcome; test bodies need not close rigs themselves.
+"""
 
 from __future__ import annotations
 
@@ -107,6 +111,16 @@ class Rig:
         self.sup.close(timeout=2.0)
 
 
+#: rigs made since the last ``close_rigs``; conftest closes them after every test, so a body never has to
+_OPEN: list[Rig] = []
+
+
+def close_rigs() -> None:
+    """Close every rig made since the last call, newest first."""
+    while _OPEN:
+        _OPEN.pop().close()
+
+
 def make_rig(domain: str = "xray", *, manual: bool = True, facts: Mapping[str, Any] | None = None,
              audit: AuditLog | None = None, steps_per_skill: int = 3, answers: Mapping[str, Plan] | None = None,
              **sup_kwargs: Any) -> Rig:
@@ -118,7 +132,9 @@ def make_rig(domain: str = "xray", *, manual: bool = True, facts: Mapping[str, A
     sup_kwargs.setdefault("reset_wait_s", 2.0)
     sup = Supervisor(backend, planner, audit=audit, clock=clock, **sup_kwargs)
     backend.observer = lambda: sup.state
-    return Rig(sup, backend, clock, audit, planner)
+    rig = Rig(sup, backend, clock, audit, planner)
+    _OPEN.append(rig)
+    return rig
 
 
 def until(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:

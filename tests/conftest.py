@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import pytest
 
@@ -19,3 +21,40 @@ def load_jsonl(path: Path) -> list[dict[str, Any]]:
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return ROOT
+
+
+class Closable(Protocol):
+    def close(self) -> None: ...
+
+
+C = TypeVar("C", bound=Closable)
+
+
+class Closing(Protocol):
+    """The ``closing`` fixture's type, for test signatures."""
+
+    def __call__(self, thing: C) -> C: ...
+
+
+@pytest.fixture
+def closing() -> Iterator[Closing]:
+    """``closing(thing)`` returns ``thing`` and closes it after the test, pass or fail, last opened first:
+    a failing assertion must not leave threads, processes or physics clients behind for the next test."""
+    opened: list[Closable] = []
+
+    def register(thing: C) -> C:
+        opened.append(thing)
+        return thing
+
+    yield register
+    while opened:
+        opened.pop().close()
+
+
+@pytest.fixture(autouse=True)
+def _close_supervisor_rigs() -> Iterator[None]:
+    """Every rig ``make_rig`` made during a test is closed after it, pass or fail (closing twice is harmless)."""
+    yield
+    helpers = sys.modules.get("_helpers_supervisor")
+    if helpers is not None:
+        helpers.close_rigs()

@@ -35,12 +35,11 @@ def test_every_append_is_fsynced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
         real(fd)
 
     monkeypatch.setattr(os, "fsync", counting)
-    log = AuditLog(tmp_path / "a.jsonl")
-    before = len(synced)
-    for k in range(5):
-        log.append("x", k=k)
-    assert len(synced) - before == 5
-    log.close()
+    with AuditLog(tmp_path / "a.jsonl") as log:
+        before = len(synced)
+        for k in range(5):
+            log.append("x", k=k)
+        assert len(synced) - before == 5
 
 
 def test_reserved_fields_and_empty_kind_are_rejected() -> None:

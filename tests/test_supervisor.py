@@ -15,6 +15,7 @@ from medrobot_llm.core.command_set import Hazard
 from medrobot_llm.safety.supervisor import InvalidTransition, Supervisor, SupervisorError, SupervisorState
 from medrobot_llm.core.validator import WorldState
 
+from conftest import Closing
 from _helpers_supervisor import (
     SURGERY_LIFT,
     US_SCAN,
@@ -41,7 +42,6 @@ def test_a_plan_runs_only_after_validation_against_the_current_world() -> None:
     assert val and val[-1]["ok"] is False and val[-1]["world"]["facts"]["view_set"] is False
     assert [c.trigger for c in rig.sup.history] == ["plan", "reject"]
     check_log(rig.audit.records, rig.sup)
-    rig.close()
 
 
 def test_the_same_plan_passes_when_the_world_allows_it() -> None:
@@ -49,7 +49,6 @@ def test_the_same_plan_passes_when_the_world_allows_it() -> None:
     assert rig.sup.submit_plan(XRAY_SHOT_FIRST).accepted
     rig.settle()
     assert rig.sup.state is S.AWAITING_CONFIRMATION
-    rig.close()
 
 
 def test_a_plan_for_another_robot_or_out_of_range_is_refused() -> None:
@@ -59,7 +58,6 @@ def test_a_plan_for_another_robot_or_out_of_range_is_refused() -> None:
     reply = rig.sup.submit_plan(bad)
     assert not reply.accepted and "amount" in reply.message and "30" in reply.message
     assert rig.sup.state is S.IDLE and rig.backend.sent == []
-    rig.close()
 
 
 @pytest.mark.parametrize("plan", [Plan.refused("xray", "cut the vessel is not a skill"),
@@ -69,7 +67,6 @@ def test_refusals_and_questions_from_the_planner_never_reach_the_robot(plan: Pla
     reply = rig.sup.command("do it")
     assert not reply.accepted and reply.plan == plan and rig.sup.state is S.IDLE
     assert str(plan.reason or plan.question) in reply.message and rig.backend.sent == []
-    rig.close()
 
 
 def test_a_planner_that_raises_refuses_and_moves_nothing() -> None:
@@ -81,7 +78,6 @@ def test_a_planner_that_raises_refuses_and_moves_nothing() -> None:
     rig.planner.plan = broken  # type: ignore[method-assign]
     reply = rig.sup.command("park")
     assert not reply.accepted and "model offline" in reply.message and rig.sup.state is S.IDLE
-    rig.close()
 
 
 def test_needs_confirmation_comes_from_the_skill_files_not_the_planner() -> None:
@@ -90,7 +86,6 @@ def test_needs_confirmation_comes_from_the_skill_files_not_the_planner() -> None
     rig.sup.submit_plan(sneaky)
     rig.settle()
     assert rig.sup.state is S.AWAITING_CONFIRMATION and rig.backend.sent == []
-    rig.close()
 
 
 # ------------------------------------------------------------------------------------------ confirmations
@@ -113,7 +108,6 @@ def test_each_exposure_needs_its_own_confirmation() -> None:
     assert rig.sup.state is S.IDLE and rig.backend.world_state().facts["image"] is True
     check_confirmations(rig.audit.records)
     check_log(rig.audit.records, rig.sup)
-    rig.close()
 
 
 def test_a_confirmation_for_another_step_is_refused() -> None:
@@ -125,7 +119,6 @@ def test_a_confirmation_for_another_step_is_refused() -> None:
     assert rig.sup.state is S.AWAITING_CONFIRMATION and rig.sent() == [(0, "move_to_view")]
     refused = [r for r in rig.audit.records if r["kind"] == "confirmation"]
     assert refused[-1]["accepted"] is False and refused[-1]["given"] == 3
-    rig.close()
 
 
 def test_contact_steps_wait_for_confirmation_others_do_not() -> None:
@@ -140,7 +133,6 @@ def test_contact_steps_wait_for_confirmation_others_do_not() -> None:
     assert rig.sup.state is S.IDLE
     assert [s for _, s in rig.sent()] == ["move_to_window", "make_contact", "sweep", "capture", "lift_probe"]
     check_confirmations(rig.audit.records)
-    rig.close()
 
 
 def test_confirm_without_a_question_is_refused() -> None:
@@ -151,7 +143,6 @@ def test_confirm_without_a_question_is_refused() -> None:
         rig.sup.confirm()
     reply = rig.sup.control(Control.CONFIRM)
     assert not reply.accepted and "nothing to confirm" in reply.message
-    rig.close()
 
 
 def test_an_unanswered_question_expires_and_drops_the_plan() -> None:
@@ -166,7 +157,6 @@ def test_an_unanswered_question_expires_and_drops_the_plan() -> None:
     rig.settle()
     assert rig.sup.state is S.IDLE and rig.sup.history[-1].trigger == "expire"
     assert "30 s" in rig.sup.reason and rig.backend.sent == []
-    rig.close()
 
 
 def test_a_late_confirmation_is_refused_and_drops_the_plan() -> None:
@@ -178,7 +168,6 @@ def test_a_late_confirmation_is_refused_and_drops_the_plan() -> None:
     rig.settle()
     assert not reply.accepted and "expired" in reply.message and "dropped" in reply.message
     assert rig.sup.state is S.IDLE and rig.backend.sent == []
-    rig.close()
 
 
 def test_deny_drops_the_plan_and_nothing_hazardous_runs() -> None:
@@ -189,7 +178,6 @@ def test_deny_drops_the_plan_and_nothing_hazardous_runs() -> None:
     rig.settle()
     assert rig.sup.state is S.IDLE and rig.sent() == [(0, "move_to_view")]
     assert rig.sup.plan is None and rig.sup.pending is None
-    rig.close()
 
 
 # ------------------------------------------------------------------------------------------ pause, resume, cancel
@@ -212,7 +200,6 @@ def test_pause_stops_the_step_at_once_and_resume_resends_it_from_the_same_positi
     assert rig.sup.state is S.IDLE
     assert rig.sent() == [(0, "move_to_view"), (0, "move_to_view"), (1, "adjust"), (2, "park")]
     assert all(m.state is S.EXECUTING for m in rig.backend.motion)
-    rig.close()
 
 
 def test_pause_while_asking_and_resume_asks_again() -> None:
@@ -230,7 +217,6 @@ def test_pause_while_asking_and_resume_asks_again() -> None:
     second = rig.sup.pending
     assert rig.sup.state is S.AWAITING_CONFIRMATION and second is not None and first is not None
     assert second.step_index == first.step_index == 0 and rig.backend.sent == []
-    rig.close()
 
 
 def test_a_hazardous_step_interrupted_by_pause_needs_a_new_confirmation() -> None:
@@ -248,7 +234,6 @@ def test_a_hazardous_step_interrupted_by_pause_needs_a_new_confirmation() -> Non
     rig.drive()
     assert len(rig.backend.sent) == 2 and rig.sup.state is S.IDLE
     check_confirmations(rig.audit.records)
-    rig.close()
 
 
 def test_cancel_drops_the_plan_and_stops_motion_without_latching() -> None:
@@ -266,7 +251,6 @@ def test_cancel_drops_the_plan_and_stops_motion_without_latching() -> None:
     assert rig.sup.submit_plan(XRAY_MOTION).accepted  # ready for the next one at once
     rig.drive()
     assert rig.sup.state is S.IDLE
-    rig.close()
 
 
 # ------------------------------------------------------------------------------------------ stop
@@ -302,7 +286,6 @@ def test_stop_halts_now_and_latches_until_reset(where: str) -> None:
     estops = [r for r in rig.audit.records if r["kind"] == "estop"]
     assert estops and estops[0]["reason"] == "test stop" and estops[0]["halted"] is True
     check_log(rig.audit.records, sup)
-    rig.close()
 
 
 def test_stop_halts_the_backend_without_waiting_for_the_supervisor_lock() -> None:
@@ -325,7 +308,6 @@ def test_stop_halts_the_backend_without_waiting_for_the_supervisor_lock() -> Non
     t.join(5)
     stopper.join(5)
     assert rig.sup.state is S.ESTOP
-    rig.close()
 
 
 def _race_stop_and_reset() -> None:
@@ -353,7 +335,6 @@ def _race_stop_and_reset() -> None:
     assert st in (S.ESTOP, S.FAULT, S.IDLE)
     assert (st in (S.ESTOP, S.FAULT)) == rig.backend.halted
     check_log(rig.audit.records, rig.sup)
-    rig.close()
 
 
 def test_stop_racing_reset_never_leaves_estop_without_a_halt() -> None:
@@ -381,7 +362,6 @@ def test_reset_releases_the_robot_without_holding_the_supervisor_lock() -> None:
     reply = rig.sup.reset()
     assert reply.accepted and rig.sup.state is S.IDLE and not rig.backend.halted
     assert seen == ["RECOVERING"]
-    rig.close()
 
 
 def test_a_stop_while_the_robot_is_being_released_keeps_it_halted() -> None:
@@ -400,7 +380,6 @@ def test_a_stop_while_the_robot_is_being_released_keeps_it_halted() -> None:
     rig.backend.clear_halt = clear  # type: ignore[method-assign]
     assert rig.sup.reset().accepted and rig.sup.state is S.IDLE and not rig.backend.halted
     check_log(rig.audit.records, rig.sup)
-    rig.close()
 
 
 def test_a_backend_that_cannot_be_released_sends_the_reset_to_fault() -> None:
@@ -415,7 +394,6 @@ def test_a_backend_that_cannot_be_released_sends_the_reset_to_fault() -> None:
     assert not reply.accepted and "OSError: the drive did not answer" in reply.message
     assert rig.sup.state is S.FAULT and rig.backend.halted
     assert "could not release the backend" in rig.sup.reason
-    rig.close()
 
 
 # ------------------------------------------------------------------------------------------ control intents
@@ -431,7 +409,6 @@ def test_control_intents_in_text_bypass_planning_and_act_at_once() -> None:
     assert rig.sup.command("stop").accepted and rig.sup.state is S.ESTOP
     triggers = [c.trigger for c in rig.sup.history[before:]]
     assert triggers == ["pause", "resume", "estop"] and "plan" not in triggers
-    rig.close()
 
 
 def test_a_new_command_while_a_plan_runs_is_refused() -> None:
@@ -441,7 +418,6 @@ def test_a_new_command_while_a_plan_runs_is_refused() -> None:
     reply = rig.sup.command("park")
     assert not reply.accepted and "cancel" in reply.message and rig.sup.state is S.EXECUTING
     assert rig.sup.plan is not None and rig.sup.plan.steps[0].skill == "move_to_view"
-    rig.close()
 
 
 def test_control_intent_in_idle_passes_through_planning_and_answers() -> None:
@@ -450,7 +426,6 @@ def test_control_intent_in_idle_passes_through_planning_and_answers() -> None:
     assert reply.accepted and "idle" in reply.message and rig.sup.state is S.IDLE
     assert [c.trigger for c in rig.sup.history] == ["plan", "reject"]
     assert not rig.sup.command("resume").accepted
-    rig.close()
 
 
 def test_a_plan_that_arrives_after_a_stop_is_discarded() -> None:
@@ -467,7 +442,6 @@ def test_a_plan_that_arrives_after_a_stop_is_discarded() -> None:
     assert not out[0].accepted and "too late" in out[0].message
     assert rig.sup.state is S.ESTOP and rig.backend.sent == []
     assert any(r["kind"] == "plan_discarded" for r in rig.audit.records)
-    rig.close()
 
 
 def test_cancel_while_planning_discards_the_plan() -> None:
@@ -481,7 +455,6 @@ def test_cancel_while_planning_discards_the_plan() -> None:
     gate.set()
     t.join(5)
     assert rig.sup.state is S.IDLE and rig.backend.sent == []
-    rig.close()
 
 
 # ------------------------------------------------------------------------------------------ world drift
@@ -497,7 +470,6 @@ def test_a_step_whose_preconditions_no_longer_hold_aborts_the_rest() -> None:
     assert not rig.backend.halted
     rejected = [r for r in rig.audit.records if r["kind"] == "step_rejected"]
     assert rejected and rejected[0]["step"] == 1 and rejected[0]["fault"] is False
-    rig.close()
 
 
 def test_surgery_world_follows_the_skill_file_effects() -> None:
@@ -507,7 +479,6 @@ def test_surgery_world_follows_the_skill_file_effects() -> None:
     facts = rig.backend.world_state().facts
     assert rig.sup.state is S.IDLE and facts["holding[psm1]"] == "needle" and facts["located[needle]"] is True
     assert not rig.sup.submit_plan(SURGERY_LIFT).accepted  # grasping again with a full gripper
-    rig.close()
 
 
 # ------------------------------------------------------------------------------------------ faults in the machine
@@ -527,7 +498,6 @@ def test_an_exception_in_a_callback_lands_in_fault_with_the_robot_halted() -> No
     last = [r for r in rig.audit.records if r["kind"] == "state"][-1]
     assert last["to"] == "FAULT" and last["cause"] == "exception"
     check_log(rig.audit.records, rig.sup)
-    rig.close()
 
 
 class _FailingAudit(AuditLog):
@@ -547,7 +517,6 @@ def test_an_audit_log_that_cannot_be_written_faults_and_halts() -> None:
     rig.settle()
     assert rig.sup.state is S.FAULT and rig.backend.halted and "audit log" in rig.sup.reason
     assert rig.backend.sent == []  # the step whose release could not be recorded was never sent
-    rig.close()
 
 
 class _StuckBackend(SkillBackend):
@@ -579,9 +548,9 @@ class _StuckBackend(SkillBackend):
         return self._halted
 
 
-def test_reset_is_refused_while_the_last_step_has_not_returned() -> None:
+def test_reset_is_refused_while_the_last_step_has_not_returned(closing: Closing) -> None:
     backend = _StuckBackend()
-    sup = Supervisor(backend, watchdog_period_s=None, reset_wait_s=0.05)
+    sup = closing(Supervisor(backend, watchdog_period_s=None, reset_wait_s=0.05))
     sup.submit_plan(XRAY_MOTION)
     assert backend.entered.wait(5)
     sup.stop()
@@ -590,7 +559,6 @@ def test_reset_is_refused_while_the_last_step_has_not_returned() -> None:
     backend.let_go.set()
     assert sup.executor.wait_idle(5)
     assert sup.reset().accepted and sup.state is S.IDLE
-    sup.close()
 
 
 # ------------------------------------------------------------------------------------------ listeners, status, close
@@ -613,7 +581,6 @@ def test_listeners_get_every_record_and_may_answer_questions() -> None:
     assert {"state", "question", "step_sent", "step_result", "feedback", "confirmation"} <= kinds
     assert rig.sup.state is S.IDLE and len(rig.backend.sent) == 4
     check_confirmations(rig.audit.records)
-    rig.close()
 
 
 def test_status_describes_where_the_supervisor_is() -> None:
@@ -626,7 +593,6 @@ def test_status_describes_where_the_supervisor_is() -> None:
     rig.drive(confirm=False)
     assert rig.sup.status()["question"]["step_index"] == 1
     assert rig.sup.control("status").message.startswith("Confirm exposure 1 of 2")
-    rig.close()
 
 
 def test_close_cancels_a_running_plan() -> None:
@@ -637,24 +603,22 @@ def test_close_cancels_a_running_plan() -> None:
     assert rig.sup.state is S.IDLE and rig.backend.results[-1].failure is FailureKind.CANCELLED
 
 
-def test_command_needs_a_planner() -> None:
-    sup = Supervisor(MemoryBackend("xray"), watchdog_period_s=None)
+def test_command_needs_a_planner(closing: Closing) -> None:
+    sup = closing(Supervisor(MemoryBackend("xray"), watchdog_period_s=None))
     with pytest.raises(SupervisorError):
         sup.command("park")
-    sup.close()
 
 
 def test_a_control_plan_submitted_directly_acts_at_once() -> None:
     rig = make_rig("xray")
     reply = rig.sup.submit_plan(Plan.of_control("xray", Control.STOP))
     assert reply.accepted and rig.sup.state is S.ESTOP and rig.backend.halted
-    rig.close()
 
 
-def test_with_the_rule_planner_if_present() -> None:
+def test_with_the_rule_planner_if_present(closing: Closing) -> None:
     rule = pytest.importorskip("medrobot_llm.planning.rule.planner")
     backend = MemoryBackend("xray")
-    sup = Supervisor(backend, rule.RulePlanner(), watchdog_period_s=None)
+    sup = closing(Supervisor(backend, rule.RulePlanner(), watchdog_period_s=None))
     sup.subscribe(lambda rec: sup.confirm(rec["step_index"]) if rec["kind"] == "question" else None)
     reply = sup.command("take an AP of the pelvis and take a shot")
     assert reply.plan is not None
@@ -662,7 +626,6 @@ def test_with_the_rule_planner_if_present() -> None:
         assert sup.wait_for(S.IDLE, timeout=10) and sup.executor.wait_idle(10)
         assert [s.step for s in backend.sent] == reply.plan.steps and sup.history[-1].trigger == "finish"
     assert sup.command("stop").accepted and sup.state is S.ESTOP
-    sup.close()
 
 
 def test_stop_still_halts_and_answers_when_the_log_is_broken() -> None:
@@ -671,4 +634,3 @@ def test_stop_still_halts_and_answers_when_the_log_is_broken() -> None:
     assert reply.accepted and rig.backend.halted and rig.sup.state in (S.ESTOP, S.FAULT)
     with pytest.raises(AuditLogError):
         rig.sup.pause()  # a command that cannot be recorded is not carried out
-    rig.close()

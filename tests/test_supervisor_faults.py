@@ -11,6 +11,7 @@ from medrobot_llm.backends.memory import MemoryBackend, Outcome
 from medrobot_llm.safety.supervisor import Supervisor, SupervisorState
 from medrobot_llm.core.validator import WorldState
 
+from conftest import Closing
 from _helpers_supervisor import US_SCAN, XRAY_MOTION, XRAY_SHOT_FIRST, Rig, check_log, make_rig, until
 
 S = SupervisorState
@@ -43,7 +44,6 @@ def test_backend_raises() -> None:
     assert_halted_fault(rig, "step 1 (move_to_view)", "link down", "RuntimeError", sent=1)
     result = [r for r in rig.audit.records if r["kind"] == "step_result"][-1]
     assert result["failure"] == "error" and "link down" in result["message"]
-    rig.close()
 
 
 def test_skill_code_raises_mid_step() -> None:
@@ -52,7 +52,6 @@ def test_skill_code_raises_mid_step() -> None:
     rig.sup.submit_plan(XRAY_MOTION)
     rig.drive()
     assert_halted_fault(rig, "division by zero in IK", sent=1)
-    rig.close()
 
 
 def test_a_hung_step_past_its_timeout() -> None:
@@ -68,7 +67,6 @@ def test_a_hung_step_past_its_timeout() -> None:
     assert [r for r in rig.audit.records if r["kind"] == "state"][-1]["cause"] == "watchdog"
     assert_halted_fault(rig, "did not finish within 20 s", sent=1)
     assert rig.backend.results[-1].failure is FailureKind.HALTED
-    rig.close()
 
 
 def test_the_backend_loses_its_heartbeat_mid_step() -> None:
@@ -82,7 +80,6 @@ def test_the_backend_loses_its_heartbeat_mid_step() -> None:
     rig.clock.advance(0.2)
     rig.sup.tick()
     assert_halted_fault(rig, "heartbeat lost", "step 1 (move_to_view)", sent=1)
-    rig.close()
 
 
 def test_a_running_loop_with_a_dead_heartbeat_link() -> None:
@@ -94,17 +91,15 @@ def test_a_running_loop_with_a_dead_heartbeat_link() -> None:
     rig.clock.advance(1.5)
     rig.sup.tick()
     assert_halted_fault(rig, "heartbeat lost", sent=1)
-    rig.close()
 
 
-def test_the_watchdog_thread_notices_a_silent_backend_on_the_real_clock() -> None:
+def test_the_watchdog_thread_notices_a_silent_backend_on_the_real_clock(closing: Closing) -> None:
     backend = MemoryBackend("xray")
     backend.script(Outcome.stall(at=1))
-    sup = Supervisor(backend, watchdog_period_s=0.01, heartbeat_timeout_s=0.1)
+    sup = closing(Supervisor(backend, watchdog_period_s=0.01, heartbeat_timeout_s=0.1))
     sup.submit_plan(XRAY_MOTION)
     assert sup.wait_for(S.FAULT, timeout=10)
     assert backend.halted and "heartbeat lost" in sup.reason
-    sup.close()
 
 
 def test_no_false_heartbeat_alarm_while_waiting_for_a_confirmation() -> None:
@@ -120,7 +115,6 @@ def test_no_false_heartbeat_alarm_while_waiting_for_a_confirmation() -> None:
     assert rig.sup.state is S.EXECUTING
     rig.drive()
     assert rig.sup.state is S.IDLE
-    rig.close()
 
 
 @pytest.mark.parametrize("failure", [FailureKind.FORCE_LIMIT, FailureKind.WORKSPACE_LIMIT, FailureKind.COLLISION])
@@ -132,7 +126,6 @@ def test_a_limit_violation_mid_step_aborts_the_rest(failure: FailureKind) -> Non
     assert_halted_fault(rig, "step 3 (sweep)", "limit violation", failure.value, sent=3)
     moved = [m for m in rig.backend.motion if m.skill == "sweep"]
     assert len(moved) == 4
-    rig.close()
 
 
 def test_a_step_the_backend_reports_as_timed_out() -> None:
@@ -141,7 +134,6 @@ def test_a_step_the_backend_reports_as_timed_out() -> None:
     rig.sup.submit_plan(XRAY_MOTION)
     rig.drive()
     assert_halted_fault(rig, "timeout", "no progress", sent=1)
-    rig.close()
 
 
 def test_a_backend_that_halts_on_its_own_latches_estop() -> None:
@@ -151,7 +143,6 @@ def test_a_backend_that_halts_on_its_own_latches_estop() -> None:
     rig.drive()
     assert rig.sup.state is S.ESTOP and "hardware e-stop button" in rig.sup.reason
     assert rig.backend.halted and len(rig.backend.sent) == 1
-    rig.close()
 
 
 def test_a_backend_that_cannot_report_its_world_faults() -> None:
@@ -166,7 +157,6 @@ def test_a_backend_that_cannot_report_its_world_faults() -> None:
     rig.drive()
     rig.settle()
     assert rig.sup.state is S.FAULT and rig.backend.halted and "state topic silent" in rig.sup.reason
-    rig.close()
 
 
 def test_a_halt_that_raises_is_a_fault_not_an_estop() -> None:
@@ -183,16 +173,14 @@ def test_a_halt_that_raises_is_a_fault_not_an_estop() -> None:
     rig.backend.halt = failing  # type: ignore[method-assign]
     rig.sup.stop("operator")
     assert rig.sup.state is S.FAULT and "bus error" in rig.sup.reason and rig.backend.halted
-    rig.close()
 
 
-def test_heartbeat_fault_ends_without_waiting_for_a_timed_wait() -> None:
+def test_heartbeat_fault_ends_without_waiting_for_a_timed_wait(closing: Closing) -> None:
     """The watchdog reacts on its own period; the test only bounds how long it may take to be seen."""
     backend = MemoryBackend("xray")
     backend.script(Outcome.stall(at=1))
-    sup = Supervisor(backend, watchdog_period_s=0.005, heartbeat_timeout_s=0.05, step_timeout_s=100)
+    sup = closing(Supervisor(backend, watchdog_period_s=0.005, heartbeat_timeout_s=0.05, step_timeout_s=100))
     t0 = time.monotonic()
     sup.submit_plan(XRAY_MOTION)
     assert sup.wait_for(S.FAULT, timeout=10)
     assert sup.history[-1].trigger == "fault" and time.monotonic() - t0 < 10
-    sup.close()
