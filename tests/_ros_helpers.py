@@ -76,6 +76,19 @@ class RosGraph:
             time.sleep(0.01)
         return None
 
+    def at_rest(self) -> None:
+        """Bring the supervisor to IDLE and the robot to free and still, whatever the test before left behind
+        (a latched stop, a plan under way or waiting for a confirmation): each test starts from here, so none
+        depends on which tests ran before it, or on whether they passed."""
+        state = self.remote.status()["state"]
+        if state in ("ESTOP", "FAULT"):
+            self.remote.reset()
+        elif state not in ("IDLE", "RECOVERING"):
+            self.remote.command("cancel")
+        assert self.remote.wait_for("IDLE", timeout=10), f"the supervisor did not come to rest: {self.remote.status()}"
+        assert self.wait_robot(lambda s: not s["busy"] and not s["halted"], timeout=5), \
+            f"the robot did not come to rest: {self.robot_status()}"
+
     def events_of(self, kind: str, since: int = 0) -> list[dict[str, Any]]:
         with self.lock:
             return [e for e in self.events[since:] if e.get("kind") == kind]

@@ -1,7 +1,9 @@
 """End to end over real DDS: the ultrasound graph as separate processes (``medrobot bringup``).
 
-The tests run in order on one graph (starting it costs seconds): a scan with a confirmation, an e-stop
-mid-motion, a cancel mid-motion, rogue and malformed goals, and last, a killed skill server.
+The tests share one graph (starting it costs seconds) but not its history: each starts from a supervisor
+at rest and puts the probe where it needs it (away, or on the skin), so they pass in any order: a scan
+with a confirmation, an e-stop mid-motion, a cancel mid-motion, rogue and malformed goals. Killing the
+skill server breaks a graph, so that test starts one of its own.
 """
 
 from __future__ import annotations
@@ -24,6 +26,63 @@ LONG_SWEEP = "sweep 100 mm medial at 1 mm/s"
 def graph(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RosGraph]:
     with ros_graph("ultrasound", tmp_path_factory.mktemp("ros_us")) as g:
         yield g
+
+
+@pytest.fixture
+def at_rest(graph: RosGraph) -> RosGraph:
+    """The shared graph, its supervisor IDLE and its robot free, whatever ran before."""
+    graph.at_rest()
+    return graph
+
+
+@pytest.fixture
+def away(at_rest: RosGraph) -> RosGraph:
+    """The shared graph at rest with the probe away from the patient, as a fresh graph starts."""
+    _probe_to(at_rest, "away")
+    return at_rest
+
+
+@pytest.fixture
+def in_contact(at_rest: RosGraph) -> RosGraph:
+    """The shared graph at rest with the probe on the skin, where sweeps can start."""
+    _probe_to(at_rest, "contact")
+    return at_rest
+
+
+def _run(graph: RosGraph, text: str) -> None:
+    """Run ``text`` through the supervisor to a finished plan, confirming each question it asks."""
+    since = graph.n_events()
+    reply = graph.remote.command(text)
+    assert reply is not None and reply["accepted"], reply
+    for _ in range(10):
+        e = graph.wait_event(lambda e: e.get("kind") in ("question", "run_end"), since, timeout=30)
+        assert e is not None, f"{text!r} did not end; status {graph.remote.status()}"
+        if e["kind"] == "run_end":
+            assert e["outcome"] == "finish", e
+            break
+        with graph.lock:
+            since = graph.events.index(e, since) + 1
+        reply = graph.remote.confirm()
+        assert reply is not None and reply["accepted"], reply
+    assert graph.remote.wait_for("IDLE", timeout=10), graph.remote.status()
+    assert graph.wait_robot(lambda s: not s["busy"], timeout=5), graph.robot_status()
+
+
+def _probe_to(graph: RosGraph, where: str) -> None:
+    """Move the probe ``away`` or into ``contact`` through the supervisor, as an operator would."""
+    status = graph.wait_robot(lambda s: bool(s.get("world")), timeout=5)
+    assert status is not None, "no robot status with a world state"
+    probe = status["world"]["facts"]["probe"]
+    if probe == where:
+        return
+    if where == "away":
+        if probe == "contact":
+            _run(graph, "lift the probe")
+        _run(graph, "go home")
+    else:
+        _run(graph, "go to the left kidney and make contact")
+    probe = graph.wait_robot(lambda s: s["world"]["facts"]["probe"] == where, timeout=5)
+    assert probe is not None, f"the probe is not {where}: {graph.robot_status()}"
 
 
 def _start_long_sweep(graph: RosGraph, text: str = LONG_SWEEP) -> int:
@@ -64,7 +123,8 @@ def test_the_graph_is_three_processes_on_loopback_and_its_own_domain(graph: RosG
         assert env["ROS_AUTOMATIC_DISCOVERY_RANGE"] == "LOCALHOST", node
 
 
-def test_scan_waits_for_confirm_then_moves_the_robot(graph: RosGraph) -> None:
+def test_scan_waits_for_confirm_then_moves_the_robot(away: RosGraph) -> None:
+    graph = away
     remote = graph.remote
     assert remote.status()["state"] == "IDLE"
     start = tip(graph.robot_status())
@@ -93,7 +153,8 @@ def test_scan_waits_for_confirm_then_moves_the_robot(graph: RosGraph) -> None:
     assert graph.robot_status()["telemetry"]["force_n"] > 2.0
 
 
-def test_estop_mid_motion_halts_the_robot_and_latches(graph: RosGraph) -> None:
+def test_estop_mid_motion_halts_the_robot_and_latches(in_contact: RosGraph) -> None:
+    graph = in_contact
     remote = graph.remote
     since = _start_long_sweep(graph)
     remote.stop()
@@ -116,7 +177,7 @@ def test_estop_mid_motion_halts_the_robot_and_latches(graph: RosGraph) -> None:
     assert graph.wait_robot(lambda s: not s["halted"], timeout=3)
 
 
-def test_estop_pressed_and_released_at_once_stays_latched_until_an_explicit_reset(graph: RosGraph) -> None:
+def test_estop_pressed_and_released_at_once_stays_latched_until_an_explicit_reset(at_rest: RosGraph) -> None:
     """True then false on /medrobot/estop within a few ms: the supervisor latches once and stays ESTOP (the
     release resets nothing, and its own halt/release echoes are not taken for an operator's); the robot
     stays halted; only the reset on /medrobot/reset recovers, and nothing re-latches after it."""
@@ -124,6 +185,7 @@ def test_estop_pressed_and_released_at_once_stays_latched_until_an_explicit_rese
 
     from medrobot_llm.backends.ros.common import TOPIC_ESTOP, latched_qos
 
+    graph = at_rest
     remote = graph.remote
     assert remote.wait_for("IDLE", timeout=5), remote.status()
     pub = remote.node.create_publisher(Bool, TOPIC_ESTOP, latched_qos(5))
@@ -165,7 +227,8 @@ def test_estop_pressed_and_released_at_once_stays_latched_until_an_explicit_rese
     assert changes == [("ESTOP", "RECOVERING"), ("RECOVERING", "IDLE")], changes
 
 
-def test_cancel_mid_motion_cancels_the_goal_and_stops_the_robot(graph: RosGraph) -> None:
+def test_cancel_mid_motion_cancels_the_goal_and_stops_the_robot(in_contact: RosGraph) -> None:
+    graph = in_contact
     remote = graph.remote
     since = _start_long_sweep(graph, "sweep 100 mm lateral at 1 mm/s")
     reply = remote.command("cancel")
@@ -178,7 +241,8 @@ def test_cancel_mid_motion_cancels_the_goal_and_stops_the_robot(graph: RosGraph)
     assert remote.status()["state"] == "IDLE"
 
 
-def test_goal_from_another_node_is_refused(graph: RosGraph) -> None:
+def test_goal_from_another_node_is_refused(in_contact: RosGraph) -> None:
+    graph = in_contact
     rogue = RogueClient(graph)
     try:
         before = tip(graph.robot_status())
@@ -213,7 +277,8 @@ def test_goal_from_another_node_is_refused(graph: RosGraph) -> None:
     ("[1, 2]", "must be a JSON object"),
     ('{"distance_mm": NaN}', "not valid JSON"),
 ])
-def test_malformed_args_json_is_refused_with_a_message(graph: RosGraph, args_json: str, why: str) -> None:
+def test_malformed_args_json_is_refused_with_a_message(at_rest: RosGraph, args_json: str, why: str) -> None:
+    graph = at_rest
     rogue = RogueClient(graph)
     try:
         before = tip(graph.robot_status())
@@ -226,15 +291,17 @@ def test_malformed_args_json_is_refused_with_a_message(graph: RosGraph, args_jso
         rogue.close()
 
 
-def test_killing_the_skill_server_sends_the_supervisor_to_fault(graph: RosGraph) -> None:
+def test_killing_the_skill_server_sends_the_supervisor_to_fault(tmp_path: Path) -> None:
     import os
     import signal
 
-    _start_long_sweep(graph)
-    t0 = time.monotonic()
-    os.killpg(graph.pid("medrobot_skill_server"), signal.SIGKILL)
-    assert graph.remote.wait_for("FAULT", timeout=5), graph.remote.status()
-    st = graph.remote.status()
-    assert "heartbeat" in st["reason"], st["reason"]
-    assert time.monotonic() - t0 < 5
-    assert st["halted"]
+    with ros_graph("ultrasound", tmp_path) as graph:
+        _probe_to(graph, "contact")
+        _start_long_sweep(graph)
+        t0 = time.monotonic()
+        os.killpg(graph.pid("medrobot_skill_server"), signal.SIGKILL)
+        assert graph.remote.wait_for("FAULT", timeout=5), graph.remote.status()
+        st = graph.remote.status()
+        assert "heartbeat" in st["reason"], st["reason"]
+        assert time.monotonic() - t0 < 5
+        assert st["halted"]

@@ -170,6 +170,7 @@ def test_estop_history_from_before_the_supervisor_latches_only_if_still_pressed(
         rclpy.init(context=context)
         executor = PoolExecutor(num_threads=6, context=context)
         thread = threading.Thread(target=executor.spin, daemon=True)
+        node: SupervisorNode | None = None
         try:
             console = Node("medrobot_test_console", context=context)
             pub = console.create_publisher(Bool, TOPIC_ESTOP, latched_qos(5))
@@ -184,8 +185,9 @@ def test_estop_history_from_before_the_supervisor_latches_only_if_still_pressed(
             assert node.sup.state.value == ("ESTOP" if latched else "IDLE")
             if latched:
                 assert "before the supervisor started" in node.sup.reason, node.sup.reason
-            node.close()
         finally:
+            if node is not None:
+                node.close()
             executor.shutdown(timeout_sec=2.0)
             thread.join(3.0)
             for n in executor.get_nodes():

@@ -17,7 +17,15 @@ def graph(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RosGraph]:
         yield g
 
 
-def test_denied_exposure_is_never_taken_and_confirmed_one_is(graph: RosGraph) -> None:
+@pytest.fixture
+def at_rest(graph: RosGraph) -> RosGraph:
+    """The shared graph, its supervisor IDLE and its robot free, whatever ran before: the tests run in any order."""
+    graph.at_rest()
+    return graph
+
+
+def test_denied_exposure_is_never_taken_and_confirmed_one_is(at_rest: RosGraph) -> None:
+    graph = at_rest
     remote = graph.remote
     since = graph.n_events()
     reply = remote.command("AP of the pelvis and take a shot")
@@ -41,7 +49,8 @@ def test_denied_exposure_is_never_taken_and_confirmed_one_is(graph: RosGraph) ->
     assert remote.status()["world"]["facts"]["image"] is True
 
 
-def test_a_confirmation_without_a_question_is_refused(graph: RosGraph) -> None:
+def test_a_confirmation_without_a_question_is_refused(at_rest: RosGraph) -> None:
+    graph = at_rest
     reply = graph.remote.confirm()
     assert reply is not None and not reply["accepted"] and "nothing to confirm" in reply["message"], reply
     assert graph.remote.status()["state"] == "IDLE"
