@@ -27,6 +27,7 @@ from unique_identifier_msgs.msg import UUID
 from medrobot_interfaces.action import ExecuteSkill
 
 from medrobot_llm.backends.base import CancelToken, FailureKind, Feedback, FeedbackFn, SkillBackend, StepResult
+from medrobot_llm.core.clock import Clock
 from medrobot_llm.core.plan import Step
 from medrobot_llm.core.validator import WorldState
 from medrobot_llm.backends.ros.common import ACTION_EXECUTE, TOPIC_ESTOP, GoalClient, TOPIC_ROBOT_STATUS, latched_qos, reliable_qos
@@ -42,15 +43,17 @@ class SkillServerLost(RuntimeError):
 class RosSkillBackend(SkillBackend):
     """Runs each step as one ExecuteSkill goal. ``locate`` maps the step's cancel token to its plan id and
     index (the goal must name them for the skill server to accept it); ``before_send`` publishes the
-    supervisor state that authorises the goal, naming its goal id, just before it goes out."""
+    supervisor state that authorises the goal, naming its goal id, just before it goes out. ``clock`` stamps
+    what the skill server says and when (the heartbeat the supervisor watches), so it must be the supervisor's."""
 
     control_period_s = 0.005
 
     def __init__(self, node: Node, domain: str, *, locate: Callable[[CancelToken], tuple[str, int] | None],
                  before_send: Callable[[str, int, str], None], callback_group: CallbackGroup,
                  status_group: CallbackGroup, server_wait_s: float = 5.0, stale_after_s: float = 1.0,
-                 cancel_grace_s: float = 1.0, reset_wait_s: float = 2.0) -> None:
+                 cancel_grace_s: float = 1.0, reset_wait_s: float = 2.0, clock: Clock = time.monotonic) -> None:
         self.domain = domain
+        self.clock = clock
         self._node = node
         self._locate = locate
         self._before_send = before_send
@@ -65,7 +68,7 @@ class RosSkillBackend(SkillBackend):
         self._status_at = 0.0
         self._world: dict[str, Any] | None = None
         self._telemetry: dict[str, Any] = {}
-        self._beat = time.monotonic()
+        self._beat = self.clock()
         self._local_halt = False
         self._halt_reason = ""
         node.create_subscription(String, TOPIC_ROBOT_STATUS, self._on_status, reliable_qos(5),
@@ -79,7 +82,7 @@ class RosSkillBackend(SkillBackend):
             return
         if not isinstance(obj, dict) or obj.get("domain") != self.domain:
             return
-        now = time.monotonic()
+        now = self.clock()
         with self._cond:
             self._status, self._status_at = obj, now
             if not obj.get("busy") and isinstance(obj.get("world"), dict):
@@ -93,7 +96,7 @@ class RosSkillBackend(SkillBackend):
 
     @property
     def connected(self) -> bool:
-        return self._status is not None and time.monotonic() - self._status_at <= self.stale_after_s
+        return self._status is not None and self.clock() - self._status_at <= self.stale_after_s
 
     def world_json(self) -> dict[str, Any] | None:
         return self._world
@@ -102,7 +105,7 @@ class RosSkillBackend(SkillBackend):
         with self._cond:
             if self._status is None:
                 raise SkillServerLost(f"no skill server for {self.domain}: nothing received on {TOPIC_ROBOT_STATUS}")
-            age = time.monotonic() - self._status_at
+            age = self.clock() - self._status_at
             if age > self.stale_after_s:
                 raise SkillServerLost(f"the skill server is silent: no {TOPIC_ROBOT_STATUS} for {age:.1f} s")
             if self._world is None:
@@ -132,7 +135,7 @@ class RosSkillBackend(SkillBackend):
     def clear_halt(self) -> None:
         """Release the latch (publish false on the e-stop topic) and wait until the robot says it is clear."""
         self._local_halt = False
-        asked = time.monotonic()
+        asked = self.clock()
         self._estop_pub.publish(Bool(data=False))
         with self._cond:
             self._cond.wait_for(lambda: self._status_at > asked and not (self._status or {}).get("halted"),
@@ -151,7 +154,7 @@ class RosSkillBackend(SkillBackend):
         wake = threading.Event()
 
         def feedback(msg: Any) -> None:
-            self._beat = time.monotonic()
+            self._beat = self.clock()
             fb = msg.feedback
             try:
                 telemetry = json.loads(fb.telemetry_json) if fb.telemetry_json else {}
@@ -201,7 +204,7 @@ class RosSkillBackend(SkillBackend):
             if result_future is not None and result_future.done():
                 break
             if token.cancelled:
-                now = time.monotonic()
+                now = self.clock()
                 if cancel_at is None:
                     cancel_at = now
                 if handle is not None and not cancel_sent:
