@@ -65,6 +65,7 @@ def closing() -> Iterator[Closing]:
 def _close_supervisor_rigs() -> Iterator[None]:
     """Every rig ``make_rig`` made during a test is closed after it, pass or fail (closing twice is harmless)."""
     yield
-    helpers = sys.modules.get("_helpers_supervisor")
-    if helpers is not None:
-        helpers.close_rigs()
+    for name in ("_helpers_supervisor", "tests._helpers_supervisor"):
+        helpers = sys.modules.get(name)
+        if helpers is not None:
+            helpers.close_rigs()
