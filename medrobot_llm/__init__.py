@@ -20,6 +20,7 @@ from medrobot_llm.backends.base import (
 from medrobot_llm.safety.audit import AuditLog, AuditLogError, read_log
 from medrobot_llm.backends.memory import ManualClock, MemoryBackend, Outcome
 from medrobot_llm.core.plan import Control, Plan, PlanStatus, Step
+from medrobot_llm.core.reasons import Reason
 from medrobot_llm.planning.base import Planner
 from medrobot_llm.planning.rule.planner import RulePlanner
 from medrobot_llm.session import RunOutcome, Session
@@ -55,6 +56,7 @@ __all__ = [
     "PlanValidationError",
     "Question",
     "read_log",
+    "Reason",
     "Reply",
     "RulePlanner",
     "RunOutcome",

@@ -15,6 +15,7 @@ from typing import Any
 from medrobot_llm.safety.audit import AuditLog
 from medrobot_llm.backends.memory import ManualClock, MemoryBackend
 from medrobot_llm.core.plan import Control, Plan, PlanStatus, Step
+from medrobot_llm.core.reasons import Reason
 from medrobot_llm.safety.supervisor import TRANSITIONS, Supervisor, SupervisorState
 from medrobot_llm.core.validator import WorldState
 
@@ -62,7 +63,7 @@ class ScriptedPlanner:
         try:
             return Plan.of_control(domain, Control(text))
         except ValueError:
-            return Plan.refused(domain, f"not understood: {text!r}")
+            return Plan.refused(domain, f"not understood: {text!r}", Reason.NOT_UNDERSTOOD)
 
 
 @dataclass

@@ -12,6 +12,7 @@ import pytest
 
 from medrobot_llm.safety.audit import AuditLog, AuditLogError, format_record, read_log
 from medrobot_llm.core.plan import Plan
+from medrobot_llm.core.reasons import Reason
 
 
 def test_append_returns_gap_free_sequence_and_writes_one_line_each(tmp_path: Path) -> None:
@@ -56,7 +57,7 @@ def test_values_that_json_cannot_hold_are_still_logged() -> None:
         RED = "red"
 
     log = AuditLog(None)
-    log.append("x", colour=Colour.RED, plan=Plan.refused("xray", "no"), where=Path("/tmp/x"), ids={1})
+    log.append("x", colour=Colour.RED, plan=Plan.refused("xray", "no", Reason.NOT_UNDERSTOOD), where=Path("/tmp/x"), ids={1})
     rec = log.records[0]
     assert rec["colour"] == "red" and rec["plan"]["status"] == "refused" and rec["where"] == "/tmp/x"
     assert rec["ids"] == [1]

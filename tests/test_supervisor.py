@@ -11,6 +11,7 @@ from medrobot_llm.safety.audit import AuditLog, AuditLogError
 from medrobot_llm.backends.base import CancelToken, FailureKind, FeedbackFn, SkillBackend, StepResult
 from medrobot_llm.backends.memory import MemoryBackend
 from medrobot_llm.core.plan import Control, Plan, PlanStatus, Step
+from medrobot_llm.core.reasons import Reason
 from medrobot_llm.core.command_set import Hazard
 from medrobot_llm.safety.supervisor import InvalidTransition, Supervisor, SupervisorError, SupervisorState
 from medrobot_llm.core.validator import WorldState
@@ -60,8 +61,8 @@ def test_a_plan_for_another_robot_or_out_of_range_is_refused() -> None:
     assert rig.sup.state is S.IDLE and rig.backend.sent == []
 
 
-@pytest.mark.parametrize("plan", [Plan.refused("xray", "cut the vessel is not a skill"),
-                                  Plan.clarify("xray", "which side?")])
+@pytest.mark.parametrize("plan", [Plan.refused("xray", "cut the vessel is not a skill", Reason.UNKNOWN_SKILL),
+                                  Plan.clarify("xray", "which side?", Reason.MISSING)])
 def test_refusals_and_questions_from_the_planner_never_reach_the_robot(plan: Plan) -> None:
     rig = make_rig("xray", answers={"do it": plan})
     reply = rig.sup.command("do it")

@@ -136,10 +136,11 @@ class _ReplayPlanner:
 
     def plan(self, domain: str, text: str, world: WorldState | None = None) -> Plan:
         from medrobot_llm.core.plan import Plan
+        from medrobot_llm.core.reasons import Reason
 
         if not self._answers:
             self._report.differences.append(f"no logged plan for the command {text!r}")
-            return Plan.refused(domain, "no logged plan")
+            return Plan.refused(domain, "no logged plan", Reason.NOT_LOGGED)
         logged_text, plan = self._answers.pop(0)
         if logged_text != text:
             self._report.differences.append(f"the logged plan answers {logged_text!r}, not {text!r}")

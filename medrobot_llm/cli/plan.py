@@ -7,11 +7,13 @@ import json
 import sys
 from typing import TYPE_CHECKING, Any
 
+from medrobot_llm.core.reasons import Reason
+
 if TYPE_CHECKING:
     from medrobot_llm.core.plan import Plan
     from medrobot_llm.planning.base import Planner
 
-__all__ = ["register", "make_planner", "PLANNERS"]
+__all__ = ["register", "make_planner", "clean_command", "PLANNERS"]
 
 PLANNERS = ("rule", "openai", "hybrid")
 MAX_TEXT_BYTES = 4096
@@ -55,18 +57,24 @@ def register(sub: Any) -> None:
     p.set_defaults(func=_run)
 
 
-def _clean(text: str) -> tuple[str | None, str | None]:
-    """Bound and sanitise raw input before any planner sees it; returns (text, refusal reason)."""
+def clean_command(text: str) -> tuple[str | None, tuple[Reason, str] | None]:
+    """Bound and sanitise raw input before any planner sees it; returns (text, None) or (None, (code, reason))."""
     if len(text.encode("utf-8", "surrogateescape")) > MAX_TEXT_BYTES:
-        return None, f"the command is longer than {MAX_TEXT_BYTES} bytes; say one command at a time"
+        return None, (Reason.TOO_LONG, f"the command is longer than {MAX_TEXT_BYTES} bytes; say one command at a time")
     if "\ufffd" in text or any(0xDC80 <= ord(c) <= 0xDCFF for c in text):
-        return None, "the command is not valid UTF-8 text"
+        return None, (Reason.INVALID_TEXT, "the command is not valid UTF-8 text")
     if any((ord(c) < 32 and c not in "\t\n\r") or ord(c) == 127 for c in text):
-        return None, "the command contains control characters; type plain text"
+        return None, (Reason.INVALID_TEXT, "the command contains control characters; type plain text")
     text = " ".join(text.split())
     if not text:
-        return None, "the command is empty; say what the robot should do"
+        return None, (Reason.EMPTY, "the command is empty; say what the robot should do")
     return text, None
+
+
+def _clean(text: str) -> tuple[str | None, str | None]:
+    """``clean_command`` for the consoles, which print the reason and need no code."""
+    clean, refusal = clean_command(text)
+    return clean, refusal[1] if refusal else None
 
 
 def plan_text(planner: Planner, domain: str, text: str) -> Plan:
@@ -75,11 +83,12 @@ def plan_text(planner: Planner, domain: str, text: str) -> Plan:
 
     if domain not in DOMAINS:
         return Plan.refused(str(domain)[:40], f"unknown domain {str(domain)[:40]!r}; choose one of: "
-                            f"{', '.join(DOMAINS)}")
-    clean, why = _clean(text)
+                            f"{', '.join(DOMAINS)}", Reason.UNKNOWN_DOMAIN)
+    clean, refusal = clean_command(text)
     if clean is None:
-        assert why is not None
-        return Plan.refused(domain, why)
+        assert refusal is not None
+        code, why = refusal
+        return Plan.refused(domain, why, code)
     return planner.plan(domain, clean)
 
 
@@ -139,7 +148,7 @@ def _stream(planner: Planner, default_domain: str | None) -> int:
         try:
             line = raw.decode("utf-8")
         except UnicodeDecodeError:
-            plan = Plan.refused(default_domain or "unknown", "the input line is not valid UTF-8")
+            plan = Plan.refused(default_domain or "unknown", "the input line is not valid UTF-8", Reason.INVALID_TEXT)
             print(json.dumps(plan.to_json()), flush=True)
             continue
         if not line.strip():
@@ -150,13 +159,13 @@ def _stream(planner: Planner, default_domain: str | None) -> int:
                 raise ValueError("not an object")
         except ValueError:
             plan = Plan.refused(default_domain or "unknown", "the input line is not a JSON object "
-                                "{\"domain\": ..., \"text\": ...}")
+                                "{\"domain\": ..., \"text\": ...}", Reason.MALFORMED)
             print(json.dumps(plan.to_json()), flush=True)
             continue
         domain = item.get("domain", default_domain)
         text = item.get("text")
         if not isinstance(text, str):
-            plan = Plan.refused(str(domain), "the input line has no \"text\" string")
+            plan = Plan.refused(str(domain), "the input line has no \"text\" string", Reason.MALFORMED)
         else:
             plan = plan_text(planner, str(domain), text)
         print(json.dumps(plan.to_json()), flush=True)

@@ -63,7 +63,7 @@ def _progress(rec: dict[str, Any]) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from medrobot_llm.cli.plan import _clean, make_planner, render_plan
+    from medrobot_llm.cli.plan import clean_command, make_planner, render_plan
     from medrobot_llm.core.plan import Plan
     from medrobot_llm.session import Session, always
 
@@ -72,9 +72,11 @@ def _run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"medrobot run: {exc}", file=sys.stderr)
         return 2
-    text, why = _clean(args.text)
+    text, refusal = clean_command(args.text)
     if text is None:
-        refused = {"success": False, "state": "IDLE", "plan": Plan.refused(args.domain, str(why)).to_json(),
+        assert refusal is not None
+        code, why = refusal
+        refused = {"success": False, "state": "IDLE", "plan": Plan.refused(args.domain, why, code).to_json(),
                    "steps": [], "exposures": 0, "images": [], "reason": why}
         print(json.dumps(refused) if args.json else f"REFUSED: {why}")
         return 1

@@ -10,6 +10,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from medrobot_llm.core.reasons import Reason
+
 __all__ = ["Control", "Plan", "PlanStatus", "Step"]
 
 
@@ -65,14 +67,16 @@ class Plan(BaseModel):
     reason: str | None = None
     question: str | None = None
     needs_confirmation: list[int] = Field(default_factory=list)
+    #: the kind of refusal or question, for scripts; last in the JSON object, added after the others
+    code: Reason | None = None
 
     @classmethod
-    def refused(cls, domain: str, reason: str) -> Plan:
-        return cls(status=PlanStatus.REFUSED, domain=domain, reason=reason)
+    def refused(cls, domain: str, reason: str, code: Reason) -> Plan:
+        return cls(status=PlanStatus.REFUSED, domain=domain, reason=reason, code=code)
 
     @classmethod
-    def clarify(cls, domain: str, question: str) -> Plan:
-        return cls(status=PlanStatus.CLARIFY, domain=domain, question=question)
+    def clarify(cls, domain: str, question: str, code: Reason) -> Plan:
+        return cls(status=PlanStatus.CLARIFY, domain=domain, question=question, code=code)
 
     @classmethod
     def of_control(cls, domain: str, control: Control) -> Plan:

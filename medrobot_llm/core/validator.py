@@ -15,6 +15,7 @@ from typing import Any
 
 from medrobot_llm.core.plan import Plan, PlanStatus, Step
 from medrobot_llm.core.command_set import ArgSpec, CommandSet, SkillFileError, SkillSpec, load_command_set
+from medrobot_llm.core.reasons import Reason
 from medrobot_llm.core.units import UnitError, convert, parse_quantity
 
 __all__ = ["Issue", "PlanValidationError", "WorldState", "check_steps", "validate_plan"]
@@ -26,7 +27,7 @@ _MISSING = object()
 class Issue:
     """One thing wrong with a plan: where (step, arg), what (code) and a sentence for people and models."""
 
-    code: str
+    code: Reason
     message: str
     step: int | None = None
     skill: str | None = None
@@ -36,7 +37,7 @@ class Issue:
 
     @property
     def needs_clarification(self) -> bool:
-        return self.code == "missing"
+        return self.code is Reason.MISSING
 
     def sentence(self) -> str:
         if self.step is None:
@@ -47,7 +48,7 @@ class Issue:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "code": self.code,
+            "code": self.code.value,
             "message": self.sentence(),
             "step": self.step,
             "skill": self.skill,
@@ -66,6 +67,11 @@ class PlanValidationError(ValueError):
     @property
     def needs_clarification(self) -> bool:
         return all(i.needs_clarification for i in self.issues)
+
+    @property
+    def code(self) -> Reason:
+        """The plan's code: the first issue's, as the sentence leads with the first issue."""
+        return self.issues[0].code if self.issues else Reason.MALFORMED
 
     def sentence(self) -> str:
         if not self.issues:
@@ -145,7 +151,8 @@ class _Checker:
                issues: list[Issue]) -> Any:
         value: Any
         if isinstance(raw, bool):
-            issues.append(Issue("wrong_type", f"{name} must be a number in {unit}, not {raw!r}", i, skill.name, name))
+            issues.append(Issue(Reason.WRONG_TYPE, f"{name} must be a number in {unit}, not {raw!r}", i, skill.name,
+                                name))
             return _MISSING
         if isinstance(raw, (int, float)):
             value = float(raw)
@@ -153,7 +160,7 @@ class _Checker:
             try:
                 value = parse_quantity(raw, unit)
             except UnitError as exc:
-                issues.append(Issue("wrong_type", f"{name}: {exc}", i, skill.name, name))
+                issues.append(Issue(Reason.WRONG_TYPE, f"{name}: {exc}", i, skill.name, name))
                 return _MISSING
         elif isinstance(raw, Mapping) and "value" in raw:
             try:
@@ -162,20 +169,20 @@ class _Checker:
                     raise UnitError(f"{v!r} is not a number")
                 value = convert(float(v), raw.get("unit"), unit)
             except UnitError as exc:
-                issues.append(Issue("wrong_type", f"{name}: {exc}", i, skill.name, name))
+                issues.append(Issue(Reason.WRONG_TYPE, f"{name}: {exc}", i, skill.name, name))
                 return _MISSING
         else:
-            issues.append(Issue("wrong_type", f"{name} must be a number in {unit}, not {type(raw).__name__}",
+            issues.append(Issue(Reason.WRONG_TYPE, f"{name} must be a number in {unit}, not {type(raw).__name__}",
                                 i, skill.name, name))
             return _MISSING
         if not math.isfinite(value):
-            issues.append(Issue("wrong_type", f"{name} must be a finite number", i, skill.name, name))
+            issues.append(Issue(Reason.WRONG_TYPE, f"{name} must be a finite number", i, skill.name, name))
             return _MISSING
         if value < lo or value > hi:
             side = "above the limit" if value > hi else "below the limit"
             bound = hi if value > hi else lo
             issues.append(Issue(
-                "out_of_range",
+                Reason.OUT_OF_RANGE,
                 f"{name} = {_show(round(value, 3))} {unit} is {side} of {_show(bound)} {unit} "
                 f"(allowed {_show(lo)}..{_show(hi)} {unit})",
                 i, skill.name, name, (lo, hi), value,
@@ -188,13 +195,13 @@ class _Checker:
         cs = self.cs
         if spec.type == "enum":
             if not isinstance(raw, str):
-                issues.append(Issue("wrong_type", f"{name} must be one of {', '.join(cs.allowed_values(spec))}",
+                issues.append(Issue(Reason.WRONG_TYPE, f"{name} must be one of {', '.join(cs.allowed_values(spec))}",
                                     i, skill.name, name))
                 return _MISSING
             allowed = cs.allowed_values(spec)
             value = next((a for a in allowed if a.lower() == raw.strip().lower()), None)
             if value is None:
-                issues.append(Issue("not_allowed", f"{name} {raw!r} is not in the command set "
+                issues.append(Issue(Reason.NOT_ALLOWED, f"{name} {raw!r} is not in the command set "
                                     f"(allowed: {', '.join(allowed)})", i, skill.name, name, value=raw))
                 return _MISSING
             if spec.values_from:
@@ -205,11 +212,11 @@ class _Checker:
                 if ev is not None:
                     choices = ev.attr(attr)
                     if not choices:
-                        issues.append(Issue("not_allowed", f"{other} {other_value} takes no {name}",
+                        issues.append(Issue(Reason.NOT_ALLOWED, f"{other} {other_value} takes no {name}",
                                             i, skill.name, name, value=raw))
                         return _MISSING
                     if value not in choices:
-                        issues.append(Issue("not_allowed", f"{name} {value!r} is not allowed for {other_value} "
+                        issues.append(Issue(Reason.NOT_ALLOWED, f"{name} {value!r} is not allowed for {other_value} "
                                             f"(allowed: {', '.join(choices)})", i, skill.name, name, value=raw))
                         return _MISSING
             ev = cs.entity_value(value, spec)
@@ -217,7 +224,7 @@ class _Checker:
                 for other, permitted in ev.only_for.items():
                     ov = args.get(other)
                     if isinstance(ov, str) and ov.lower() not in permitted:
-                        issues.append(Issue("not_allowed", f"the {value} {name} is only for "
+                        issues.append(Issue(Reason.NOT_ALLOWED, f"the {value} {name} is only for "
                                             f"{' and '.join(permitted)}, not {ov}", i, skill.name, name, value=raw))
                         return _MISSING
             return value
@@ -234,8 +241,8 @@ class _Checker:
             return self.number(i, skill, name, spec, raw, unit, lo, hi, issues)
         if spec.type == "vector3":
             if not isinstance(raw, (list, tuple)) or len(raw) != 3:
-                issues.append(Issue("wrong_type", f"{name} must be a list of three numbers [x, y, z] in {spec.unit}",
-                                    i, skill.name, name))
+                issues.append(Issue(Reason.WRONG_TYPE, f"{name} must be a list of three numbers [x, y, z] in "
+                                    f"{spec.unit}", i, skill.name, name))
                 return _MISSING
             out = []
             assert spec.min is not None and spec.max is not None
@@ -247,15 +254,15 @@ class _Checker:
                 out.append(v)
             return out
         if not isinstance(raw, str):
-            issues.append(Issue("wrong_type", f"{name} must be text", i, skill.name, name))
+            issues.append(Issue(Reason.WRONG_TYPE, f"{name} must be text", i, skill.name, name))
             return _MISSING
         text = raw.strip()
         if any(ord(c) < 32 or ord(c) == 127 for c in text):
-            issues.append(Issue("wrong_type", f"{name} must not contain control characters", i, skill.name, name))
+            issues.append(Issue(Reason.WRONG_TYPE, f"{name} must not contain control characters", i, skill.name, name))
             return _MISSING
         assert spec.max_length is not None
         if len(text) > spec.max_length:
-            issues.append(Issue("out_of_range", f"{name} is {len(text)} characters, above the limit of "
+            issues.append(Issue(Reason.OUT_OF_RANGE, f"{name} is {len(text)} characters, above the limit of "
                                 f"{spec.max_length}", i, skill.name, name, (0, spec.max_length)))
             return _MISSING
         return text
@@ -269,27 +276,27 @@ class _Checker:
         elif isinstance(step, Mapping):
             name, raw_args = step.get("skill"), step.get("args", {})
         else:
-            issues.append(Issue("malformed", f"a step must be an object with `skill` and `args`, not "
+            issues.append(Issue(Reason.MALFORMED, f"a step must be an object with `skill` and `args`, not "
                                 f"{type(step).__name__}", i))
             return None
         if raw_args is None:
             raw_args = {}
         if not isinstance(name, str):
-            issues.append(Issue("malformed", "the step has no skill name", i))
+            issues.append(Issue(Reason.MALFORMED, "the step has no skill name", i))
             return None
         skill = cs.skill(name)
         if skill is None:
-            issues.append(Issue("unknown_skill", f"{name!r} is not in the {cs.domain} command set (its skills: "
+            issues.append(Issue(Reason.UNKNOWN_SKILL, f"{name!r} is not in the {cs.domain} command set (its skills: "
                                 f"{', '.join(cs.skills)})", i, name))
             return None
         if not isinstance(raw_args, Mapping):
-            issues.append(Issue("malformed", "`args` must be an object", i, name))
+            issues.append(Issue(Reason.MALFORMED, "`args` must be an object", i, name))
             return None
         before = len(issues)
         for a in raw_args:
             if a not in skill.args:
                 allowed = ", ".join(skill.args) or "none"
-                issues.append(Issue("unknown_arg", f"{a!r} is not an argument of {name} (arguments: {allowed})",
+                issues.append(Issue(Reason.UNKNOWN_ARG, f"{a!r} is not an argument of {name} (arguments: {allowed})",
                                     i, name, str(a)))
         if len(issues) > before:
             return None
@@ -326,33 +333,33 @@ class _Checker:
                     args[a] = choices[0]
                     continue
                 if choices and not spec.optional_attr:
-                    issues.append(Issue("missing", f"which {a} of the {ov}: {' or '.join(choices)}?",
+                    issues.append(Issue(Reason.MISSING, f"which {a} of the {ov}: {' or '.join(choices)}?",
                                         i, skill.name, a))
                 continue
             if spec.default is not None and not any(a in g for g in skill.one_of):
                 args[a] = list(spec.default) if isinstance(spec.default, (list, tuple)) else spec.default
                 continue
             if spec.required:
-                issues.append(Issue("missing", f"what {a.replace('_', ' ')} for {skill.name}? ({spec.summary or a})",
-                                    i, skill.name, a))
+                issues.append(Issue(Reason.MISSING, f"what {a.replace('_', ' ')} for {skill.name}? "
+                                    f"({spec.summary or a})", i, skill.name, a))
         if skill.at_least_one and not any(a in args for a in skill.at_least_one):
-            issues.append(Issue("missing", f"say at least one of {', '.join(skill.at_least_one)}", i, skill.name))
+            issues.append(Issue(Reason.MISSING, f"say at least one of {', '.join(skill.at_least_one)}", i, skill.name))
         if skill.one_of:
             full = [g for g in skill.one_of if all(a in args for a in g)]
             partial = [g for g in skill.one_of if any(a in args for a in g) and g not in full]
             if len(full) > 1:
-                issues.append(Issue("conflict", "give either " + " or ".join("/".join(g) for g in skill.one_of)
+                issues.append(Issue(Reason.CONFLICT, "give either " + " or ".join("/".join(g) for g in skill.one_of)
                                     + ", not both", i, skill.name))
             elif partial:
                 missing = [a for a in partial[0] if a not in args]
-                issues.append(Issue("missing", f"{', '.join(missing)} is needed too", i, skill.name, missing[0]))
+                issues.append(Issue(Reason.MISSING, f"{', '.join(missing)} is needed too", i, skill.name, missing[0]))
             elif not full:
-                issues.append(Issue("missing", "say " + " or ".join(" and ".join(g) for g in skill.one_of),
+                issues.append(Issue(Reason.MISSING, "say " + " or ".join(" and ".join(g) for g in skill.one_of),
                                     i, skill.name))
         for group in skill.distinct:
             vals = [args.get(a) for a in group]
             if None not in vals and len(set(vals)) < len(vals):
-                issues.append(Issue("conflict", f"{' and '.join(group)} must differ (both are {vals[0]})",
+                issues.append(Issue(Reason.CONFLICT, f"{' and '.join(group)} must differ (both are {vals[0]})",
                                     i, skill.name))
 
     # -- facts -------------------------------------------------------------------------------
@@ -368,12 +375,12 @@ class _Checker:
                 have = world.facts.get(key, _MISSING)
                 if have is _MISSING:
                     if world.known:
-                        issues.append(Issue("precondition", f"needs {key} {op} {_show(want)}, but the world state "
+                        issues.append(Issue(Reason.PRECONDITION, f"needs {key} {op} {_show(want)}, but the world state "
                                             "does not report it", i, skill.name))
                         continue
                     if op == "==":
                         if want in world.excluded.get(key, set()):
-                            issues.append(Issue("precondition", f"needs {key} to be {_show(want)}, but an earlier "
+                            issues.append(Issue(Reason.PRECONDITION, f"needs {key} to be {_show(want)}, but an earlier "
                                                 f"step needed it not to be", i, skill.name))
                             continue
                         world.facts[key] = want
@@ -385,7 +392,7 @@ class _Checker:
                 if not ok:
                     origin = world.origin.get(key, "in the current world state")
                     what = f"{key} to be {_show(want)}" if op == "==" else f"{key} not to be {_show(want)}"
-                    issues.append(Issue("precondition", f"needs {what}, but it is {_show(have)} ({origin})",
+                    issues.append(Issue(Reason.PRECONDITION, f"needs {what}, but it is {_show(have)} ({origin})",
                                         i, skill.name))
         for eff in skill.effects:
             m = _EFFECT.match(eff)
@@ -406,21 +413,21 @@ def check_steps(domain: str, steps: Any, world: WorldState | None = None) -> tup
     try:
         cs = load_command_set(domain)
     except SkillFileError as exc:
-        raise PlanValidationError([Issue("unknown_domain", str(exc))]) from None
+        raise PlanValidationError([Issue(Reason.UNKNOWN_DOMAIN, str(exc))]) from None
     try:
         return _check(cs, steps, world)
     except PlanValidationError:
         raise
     except Exception as exc:  # noqa: BLE001 - the contract is one error type, whatever the input
-        raise PlanValidationError([Issue("malformed", f"the plan could not be read ({type(exc).__name__}: {exc})")]) \
-            from exc
+        raise PlanValidationError([Issue(Reason.MALFORMED, f"the plan could not be read "
+                                         f"({type(exc).__name__}: {exc})")]) from exc
 
 
 def _check(cs: CommandSet, steps: Any, world: WorldState | None) -> tuple[list[Step], list[int]]:
     if not isinstance(steps, Sequence) or isinstance(steps, (str, bytes)):
-        raise PlanValidationError([Issue("malformed", "`steps` must be a list")])
+        raise PlanValidationError([Issue(Reason.MALFORMED, "`steps` must be a list")])
     if not steps:
-        raise PlanValidationError([Issue("empty", "the plan has no steps")])
+        raise PlanValidationError([Issue(Reason.EMPTY, "the plan has no steps")])
     checker = _Checker(cs)
     state = (world.copy() if world is not None else WorldState(dict(cs.always_known), known=False))
     issues: list[Issue] = []
@@ -445,7 +452,7 @@ def _check(cs: CommandSet, steps: Any, world: WorldState | None) -> tuple[list[S
         n = sum(1 for s in out if s.skill in cs.radiation_skills)
         if n > cs.max_exposures:
             raise PlanValidationError([Issue(
-                "exposure_limit", f"the plan has {n} exposures, above the limit of {cs.max_exposures} in one plan",
+                Reason.EXPOSURE_LIMIT, f"the plan has {n} exposures, above the limit of {cs.max_exposures} in one plan",
                 limit=(0, cs.max_exposures), value=n)])
     confirm = [k for k, s in enumerate(out) if s.skill in cs.hazardous_skills]
     return out, confirm
@@ -460,8 +467,8 @@ def validate_plan(plan: Plan, world: WorldState | None = None) -> Plan:
         steps, confirm = check_steps(plan.domain, plan.steps, world)
     except PlanValidationError as exc:
         if exc.needs_clarification:
-            return Plan.clarify(plan.domain, _question(exc))
-        return Plan.refused(plan.domain, exc.sentence())
+            return Plan.clarify(plan.domain, _question(exc), exc.code)
+        return Plan.refused(plan.domain, exc.sentence(), exc.code)
     return Plan(status=PlanStatus.OK, domain=plan.domain, steps=steps, needs_confirmation=confirm)
 
 

@@ -10,7 +10,8 @@ trust the wire. Every goal is checked again, here, in this order:
 3. free: no other goal holds the arms this step moves; a step that already succeeded never runs twice;
 4. valid now: the step passes the validator against the world state the robot reports at this moment.
 
-Any failure is a ``Refusal`` whose message names the reason; nothing refused reaches the robot.
+Any failure is a ``Refusal`` whose message names the reason and whose code is its kind (a ``Reason``);
+nothing refused reaches the robot.
 ``SkillServerCore`` runs the admitted steps on any ``SkillBackend`` (a PyBullet scene here) and is what
 the ROS node wraps.
 """
@@ -27,6 +28,7 @@ from typing import Any
 from medrobot_llm.backends.base import CancelToken, FailureKind, Feedback, FeedbackFn, SkillBackend, StepResult
 from medrobot_llm.core.clock import Clock
 from medrobot_llm.core.plan import Step
+from medrobot_llm.core.reasons import Reason
 from medrobot_llm.core.command_set import DOMAINS
 from medrobot_llm.safety.supervisor import LATCHED
 from medrobot_llm.core.validator import PlanValidationError, WorldState, check_steps
@@ -79,12 +81,14 @@ def to_json(value: Any) -> str:
 
 
 class Refusal(Exception):
-    """A goal that must not run; ``kind`` becomes the result's failure_kind, the message its reason."""
+    """A goal that must not run; ``kind`` becomes the result's failure_kind, the message its reason. ``code``
+    says which check refused it, finer than the kind the action result has room for."""
 
-    def __init__(self, kind: FailureKind, message: str) -> None:
+    def __init__(self, kind: FailureKind, message: str, code: Reason) -> None:
         super().__init__(message)
         self.kind = kind
         self.message = message
+        self.code = code
 
 
 @dataclass(frozen=True)
@@ -118,19 +122,21 @@ def parse_goal(goal: GoalRequest, domain: str) -> Step:
     """Check 1: the goal is well-formed for this robot; the step it carries (not yet validated)."""
     if goal.domain != domain:
         raise Refusal(FailureKind.INVALID, f"refused: the goal is for the {goal.domain or '(empty)'!r} domain, this "
-                      f"skill server runs {domain!r}")
+                      f"skill server runs {domain!r}", Reason.WRONG_DOMAIN)
     if len(goal.args_json.encode("utf-8", "surrogateescape")) > MAX_ARGS_BYTES:
-        raise Refusal(FailureKind.INVALID, f"refused: args_json is longer than {MAX_ARGS_BYTES} bytes")
+        raise Refusal(FailureKind.INVALID, f"refused: args_json is longer than {MAX_ARGS_BYTES} bytes",
+                      Reason.TOO_LONG)
     text = goal.args_json.strip() or "{}"
     try:
         args = json.loads(text, parse_constant=_no_constant)
     except ValueError as exc:
         raise Refusal(FailureKind.INVALID, f"refused: args_json is not valid JSON ({exc}): "
-                      f"{goal.args_json[:80]!r}") from None
+                      f"{goal.args_json[:80]!r}", Reason.MALFORMED) from None
     if not isinstance(args, dict):
-        raise Refusal(FailureKind.INVALID, f"refused: args_json must be a JSON object, got {type(args).__name__}")
+        raise Refusal(FailureKind.INVALID, f"refused: args_json must be a JSON object, got {type(args).__name__}",
+                      Reason.MALFORMED)
     if not goal.skill:
-        raise Refusal(FailureKind.INVALID, "refused: the goal names no skill")
+        raise Refusal(FailureKind.INVALID, "refused: the goal names no skill", Reason.MALFORMED)
     return Step(skill=goal.skill, args=args)
 
 
@@ -143,25 +149,28 @@ def authorise(goal: GoalRequest, followed: FollowedState | None, now: float, *, 
     """Check 2: the supervisor this server follows is EXECUTING exactly this plan and step right now."""
     if state_publishers > 1:
         raise Refusal(FailureKind.INVALID, f"refused: {state_publishers} nodes publish /medrobot/state; a skill "
-                      "server follows exactly one supervisor, so nothing runs until the extra one is gone")
+                      "server follows exactly one supervisor, so nothing runs until the extra one is gone",
+                      Reason.SEVERAL_SUPERVISORS)
     if followed is None:
         raise Refusal(FailureKind.INVALID, f"refused {goal.describe()}: no supervisor state received on "
-                      "/medrobot/state; goals are accepted only from the supervisor")
+                      "/medrobot/state; goals are accepted only from the supervisor", Reason.NO_SUPERVISOR)
     age = now - followed.received_at
     if age > max_age_s:
         raise Refusal(FailureKind.INVALID, f"refused {goal.describe()}: the supervisor's last state is {age:.1f} s "
-                      f"old (limit {max_age_s:g} s)")
+                      f"old (limit {max_age_s:g} s)", Reason.STALE_STATE)
     if followed.state != "EXECUTING":
         raise Refusal(FailureKind.INVALID, f"refused {goal.describe()}: the supervisor is {followed.state}, "
-                      "not EXECUTING")
+                      "not EXECUTING", Reason.NOT_EXECUTING)
     if goal.plan_id != followed.plan_id or goal.step_index != followed.step_index:
         now_doing = (f"plan {followed.plan_id} step {followed.step_index + 1}" if followed.plan_id
                      else "no plan")
-        raise Refusal(FailureKind.INVALID, f"refused {goal.describe()}: the supervisor is executing {now_doing}")
+        raise Refusal(FailureKind.INVALID, f"refused {goal.describe()}: the supervisor is executing {now_doing}",
+                      Reason.NOT_CURRENT_STEP)
     if not followed.goal_id or goal.goal_id != followed.goal_id:
         # same plan and step, but another sender: a copy of the supervisor's goal is still not its goal
         raise Refusal(FailureKind.INVALID, f"refused {goal.describe()}: goal {goal.goal_id[:8] or '(no id)'} is "
-                      "not the goal the supervisor announced for this step; only the supervisor sends goals")
+                      "not the goal the supervisor announced for this step; only the supervisor sends goals",
+                      Reason.NOT_ANNOUNCED)
 
 
 def halts_on_state(previous: FollowedState | None, state: str, session: str, stamp_ns: int,
@@ -305,35 +314,35 @@ class SkillServerCore:
             raise refusal
         if self.backend.halted:
             raise Refusal(FailureKind.HALTED, f"refused {goal.describe()}: the robot is halted "
-                          f"({self.halt_reason or 'e-stop'}); reset first")
+                          f"({self.halt_reason or 'e-stop'}); reset first", Reason.HALTED)
         try:
             world = self.backend.world_state()
         except Exception as exc:  # noqa: BLE001 - a robot that cannot say where it is must not move
             raise Refusal(FailureKind.ERROR, f"refused {goal.describe()}: the robot cannot report its world state "
-                          f"({type(exc).__name__}: {exc})") from None
+                          f"({type(exc).__name__}: {exc})", Reason.NO_WORLD_STATE) from None
         try:
             steps, _ = check_steps(self.domain, [step], world)
         except PlanValidationError as exc:
-            kind = FailureKind.PRECONDITION if any(i.code == "precondition" for i in exc.issues) \
+            kind = FailureKind.PRECONDITION if any(i.code is Reason.PRECONDITION for i in exc.issues) \
                 else FailureKind.INVALID
-            raise Refusal(kind, f"refused {goal.describe()}: {exc.sentence()}") from None
+            raise Refusal(kind, f"refused {goal.describe()}: {exc.sentence()}", exc.code) from None
         checked = steps[0]
         key = (goal.plan_id, goal.step_index)
         arms = arms_of(checked, self._all_arms)
         with self._lock:
             if key in self._done:
                 raise Refusal(FailureKind.INVALID, f"refused {goal.describe()}: that step already ran to success; "
-                              "a step runs once")
+                              "a step runs once", Reason.ALREADY_DONE)
             busy = sorted(arm for arm in arms if arm in self._active)
             if busy:
                 other = self._active[busy[0]]
                 raise Refusal(FailureKind.INVALID, f"refused {goal.describe()}: {', '.join(busy)} busy with "
-                              f"{other.goal.describe()} (one goal per arm)")
+                              f"{other.goal.describe()} (one goal per arm)", Reason.ARM_BUSY)
             if self._active:
                 # one control loop drives this backend: steps on different arms still run one at a time
                 other = next(iter(self._active.values()))
                 raise Refusal(FailureKind.INVALID, f"refused {goal.describe()}: the robot is running "
-                              f"{other.goal.describe()}")
+                              f"{other.goal.describe()}", Reason.ROBOT_BUSY)
             admitted = Admitted(goal, checked, arms, started_at=self.clock())
             for arm in arms:
                 self._active[arm] = admitted

@@ -33,6 +33,7 @@ from medrobot_llm.safety.audit import AuditLog, AuditLogError
 from medrobot_llm.backends.base import CancelToken, FailureKind, Feedback, SkillBackend, StepResult
 from medrobot_llm.safety.executor import Executor, Run
 from medrobot_llm.core.plan import Control, Plan, PlanStatus, Step
+from medrobot_llm.core.reasons import Reason
 from medrobot_llm.planning.base import Planner
 from medrobot_llm.core.command_set import Hazard, load_command_set
 from medrobot_llm.core.validator import WorldState, validate_plan
@@ -662,7 +663,8 @@ class Supervisor:
             if not isinstance(plan, Plan):
                 raise TypeError(f"the planner returned {type(plan).__name__}, not a Plan")
         except Exception as exc:  # noqa: BLE001 - a broken planner refuses; it must not move anything
-            plan = Plan.refused(self.domain, f"the planner failed ({type(exc).__name__}: {exc})")
+            plan = Plan.refused(self.domain, f"the planner failed ({type(exc).__name__}: {exc})",
+                                Reason.PLANNER_ERROR)
         self._log("plan", text=text, plan=plan.to_json(), planner=getattr(self.planner, "name", None),
                   latency_ms=round((time.perf_counter() - t0) * 1000, 3))
         return plan

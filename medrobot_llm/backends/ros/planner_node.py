@@ -22,6 +22,7 @@ from medrobot_interfaces.srv import PlanCommand
 
 from medrobot_llm.cli.plan import add_planner_arguments, make_planner, plan_text
 from medrobot_llm.core.plan import Plan
+from medrobot_llm.core.reasons import Reason
 from medrobot_llm.planning.base import Planner
 from medrobot_llm.core.validator import WorldState
 from medrobot_llm.backends.ros.common import SERVICE_PLAN, TOPIC_COMMAND, TOPIC_PLANNED, reliable_qos, spin_node
@@ -70,7 +71,7 @@ class PlannerNode(Node):
                 return replanned
             return plan
         except Exception as exc:  # noqa: BLE001 - a planner bug refuses; it never moves anything
-            return Plan.refused(domain, f"the planner failed ({type(exc).__name__}: {exc})")
+            return Plan.refused(domain, f"the planner failed ({type(exc).__name__}: {exc})", Reason.PLANNER_ERROR)
 
     def _on_plan(self, request: Any, response: Any) -> Any:
         world: WorldState | None = None
@@ -78,7 +79,7 @@ class PlannerNode(Node):
             try:
                 world = world_from_json(json.loads(request.world_state_json))
             except ValueError as exc:
-                plan = Plan.refused(request.domain, f"world_state_json is not a world state ({exc})")
+                plan = Plan.refused(request.domain, f"world_state_json is not a world state ({exc})", Reason.MALFORMED)
                 response.status, response.plan_json = plan.status.value, to_json(plan.to_json())
                 return response
         plan = self.plan(request.domain, request.text, world)

@@ -37,6 +37,7 @@ from medrobot_llm.planning.llm.schema import (
 )
 from medrobot_llm.core.clock import Clock
 from medrobot_llm.core.plan import Control, Plan, PlanStatus, Step
+from medrobot_llm.core.reasons import Reason
 from medrobot_llm.core.command_set import DOMAINS, ArgSpec, CommandSet, Hazard, SkillSpec, load_command_set
 from medrobot_llm.core.units import DIMENSION_OF_UNIT, UNIT_WORDS
 from medrobot_llm.core.validator import Issue, PlanValidationError, WorldState, check_steps
@@ -431,8 +432,8 @@ def _ungrounded_entities(cs: CommandSet, words: Sequence[str], raw_steps: Sequen
                 named.add((arg.entities[0] if arg.entities else name, value))
                 choices.remove(choice)
                 changed = True
-    return [Issue("ungrounded_value", f"{name} {value!r} is not named in the command; use only what the person "
-                  "named, or ask", i, spec.name, name, value=value) for i, spec, name, arg, value in choices]
+    return [Issue(Reason.UNGROUNDED_VALUE, f"{name} {value!r} is not named in the command; use only what the "
+                  "person named, or ask", i, spec.name, name, value=value) for i, spec, name, arg, value in choices]
 
 
 def _implied_choice(cs: CommandSet, skill: SkillSpec, name: str, arg: ArgSpec, value: str, args: dict[str, Any],
@@ -477,18 +478,18 @@ def ground_plan(domain: str, text: str, raw_steps: Sequence[Any], steps: Sequenc
         for i, step in enumerate(steps):
             spec = cs.skill(step.skill)
             if spec is not None and spec.hazard is hazard:
-                issues.append(Issue("ungrounded_hazard", f"{step.skill} is a {hazard.value} step, but the command "
-                                    f"does not ask for {hazard.value}; remove it or refuse", i, step.skill))
+                issues.append(Issue(Reason.UNGROUNDED_HAZARD, f"{step.skill} is a {hazard.value} step, but the "
+                                    f"command does not ask for {hazard.value}; remove it or refuse", i, step.skill))
     if cs.max_exposures is not None:
         n = sum(1 for s in steps if s.skill in cs.radiation_skills)
         asked, definite = _exposures_asked(domain, words, max(1, _views(cs, steps)))
         if definite > cs.max_exposures:
-            issues.append(Issue("exposure_limit", f"the command asks for {definite} exposures, above the limit of "
-                                f"{cs.max_exposures} in one plan; refuse it", limit=(0, cs.max_exposures),
+            issues.append(Issue(Reason.EXPOSURE_LIMIT, f"the command asks for {definite} exposures, above the limit "
+                                f"of {cs.max_exposures} in one plan; refuse it", limit=(0, cs.max_exposures),
                                 value=definite))
         elif n > asked and not issues:
-            issues.append(Issue("exposure_count", f"the plan has {n} exposures but the command asks for {asked}; "
-                                "each exposure must be asked for", limit=(0, asked), value=n))
+            issues.append(Issue(Reason.EXPOSURE_COUNT, f"the plan has {n} exposures but the command asks for "
+                                f"{asked}; each exposure must be asked for", limit=(0, asked), value=n))
     issues += _ungrounded_entities(cs, words, raw_steps, steps)
     said = _numbers_said(words)
     for i, spec, given, name, value, arg in _model_args(cs, raw_steps, steps):
@@ -500,8 +501,8 @@ def ground_plan(domain: str, text: str, raw_steps: Sequence[Any], steps: Sequenc
         bad = [v for v in values if isinstance(v, (int, float)) and not _value_ok(float(v), allowed)]
         if bad:
             unit = _unit_of(cs, spec, arg, args)
-            issues.append(Issue("ungrounded_value", f"{name} = {bad[0]} {unit} is not a value the person said; "
-                                "use the person's own value, null for the default, or ask", i, spec.name, name,
+            issues.append(Issue(Reason.UNGROUNDED_VALUE, f"{name} = {bad[0]} {unit} is not a value the person "
+                                "said; use the person's own value, null for the default, or ask", i, spec.name, name,
                                 value=bad[0]))
     return issues
 
@@ -654,11 +655,11 @@ class LLMPlanner:
     def _plan(self, domain: str, text: str, world: WorldState | None, trace: Trace) -> Plan:
         if domain not in DOMAINS:
             return Plan.refused(str(domain)[:40], f"unknown domain {str(domain)[:40]!r}; choose one of: "
-                                f"{', '.join(DOMAINS)}")
+                                f"{', '.join(DOMAINS)}", Reason.UNKNOWN_DOMAIN)
         why = _screen(text)
         if why:
             trace.screened = why
-            return Plan.refused(domain, why)
+            return Plan.refused(domain, why, Reason.INJECTION)
         try:
             return self._converse(domain, text, world, trace)
         except LLMUnavailable as exc:
@@ -673,7 +674,7 @@ class LLMPlanner:
             self._log("llm_fallback", domain=domain, reason=why, planner=getattr(self.fallback, "name", "rule"))
             return self.fallback.plan(domain, text, world)
         return Plan.refused(domain, f"the language model is unavailable ({why}); nothing was planned. Try again, "
-                            "or use the offline planner (--planner rule)")
+                            "or use the offline planner (--planner rule)", Reason.MODEL_UNAVAILABLE)
 
     def _converse(self, domain: str, text: str, world: WorldState | None, trace: Trace) -> Plan:
         budget = self.config.repair_retries
@@ -682,7 +683,7 @@ class LLMPlanner:
         for repair in range(budget + 1):
             message, answer, error = self._ask(domain, text, world, history, trace)
             if error is not None:
-                issues = [Issue("malformed", f"the answer could not be read: {error}")]
+                issues = [Issue(Reason.MALFORMED, f"the answer could not be read: {error}")]
             else:
                 result = self._judge(domain, text, answer, world, trace)
                 if isinstance(result, Plan):
@@ -694,9 +695,9 @@ class LLMPlanner:
                 break
             trace.repairs += 1
             history += self._repair_turn(message, issues, repair + 1, budget)
-        reason = PlanValidationError(last_issues).sentence()
+        rejected = PlanValidationError(last_issues)
         return Plan.refused(domain, f"the model's plan was rejected after {budget} "
-                            f"repair{'s' if budget != 1 else ''}: {reason}")
+                            f"repair{'s' if budget != 1 else ''}: {rejected.sentence()}", rejected.code)
 
     def _repair_turn(self, message: dict[str, Any], issues: list[Issue], attempt: int,
                      budget: int) -> list[dict[str, Any]]:
@@ -715,7 +716,7 @@ class LLMPlanner:
         if isinstance(answer, list):
             answer = {"status": "ok", "steps": answer}
         if not isinstance(answer, dict):
-            return [Issue("malformed", "the answer must be a JSON object with status and steps")]
+            return [Issue(Reason.MALFORMED, "the answer must be a JSON object with status and steps")]
         extra = sorted(str(k) for k in answer if k not in _ANSWER_KEYS)
         if extra:
             trace.stripped += extra
@@ -723,24 +724,26 @@ class LLMPlanner:
         if status is None and isinstance(answer.get("steps"), list) and answer["steps"]:
             status = "ok"
         if status == PlanStatus.REFUSED.value:
-            return Plan.refused(domain, _clean_text(answer.get("reason"), "the model refused the command"))
+            return Plan.refused(domain, _clean_text(answer.get("reason"), "the model refused the command"),
+                                Reason.MODEL_REFUSED)
         if status == PlanStatus.CLARIFY.value:
-            return Plan.clarify(domain, _clean_text(answer.get("question"), "Could you say that more precisely?"))
+            return Plan.clarify(domain, _clean_text(answer.get("question"), "Could you say that more precisely?"),
+                                Reason.MODEL_QUESTION)
         if status == PlanStatus.CONTROL.value:
             try:
                 intent = Control(str(answer.get("control")).strip().lower())
             except ValueError:
-                return [Issue("malformed", f"control {answer.get('control')!r} is not one of "
+                return [Issue(Reason.MALFORMED, f"control {answer.get('control')!r} is not one of "
                               f"{', '.join(c.value for c in Control)}")]
             if _control_grounded(domain, _words(text), intent):
                 return Plan.of_control(domain, intent)
-            return [Issue("ungrounded_control", f"the command does not say {intent.value!r}; a control intent "
-                          "must be what the person said")]
+            return [Issue(Reason.UNGROUNDED_CONTROL, f"the command does not say {intent.value!r}; a control "
+                          "intent must be what the person said")]
         if status != PlanStatus.OK.value:
-            return [Issue("malformed", f"status {status!r} is not one of ok, refused, clarify, control")]
+            return [Issue(Reason.MALFORMED, f"status {status!r} is not one of ok, refused, clarify, control")]
         raw_steps = answer.get("steps")
         if isinstance(raw_steps, list) and len(raw_steps) > self.config.max_steps:
-            return [Issue("too_many_steps", f"the plan has {len(raw_steps)} steps, above the limit of "
+            return [Issue(Reason.TOO_MANY_STEPS, f"the plan has {len(raw_steps)} steps, above the limit of "
                           f"{self.config.max_steps}")]
         if isinstance(raw_steps, list):
             for raw in raw_steps:
@@ -751,7 +754,7 @@ class LLMPlanner:
         except PlanValidationError as exc:
             if exc.needs_clarification:
                 msg = exc.issues[0].message
-                return Plan.clarify(domain, (msg[0].upper() + msg[1:]).rstrip(".?") + "?")
+                return Plan.clarify(domain, (msg[0].upper() + msg[1:]).rstrip(".?") + "?", exc.code)
             return exc.issues
         assert isinstance(raw_steps, list)
         issues = ground_plan(domain, text, raw_steps, steps)
@@ -987,7 +990,7 @@ class HybridPlanner:
     def plan(self, domain: str, text: str, world: WorldState | None = None) -> Plan:
         why = _screen(text)
         if why:
-            return Plan.refused(domain, why)
+            return Plan.refused(domain, why, Reason.INJECTION)
         plan, understood = self.rule.parse(domain, text, world)
         if understood:
             return plan
@@ -996,7 +999,7 @@ class HybridPlanner:
         if self.llm.last.unavailable and not self.llm.last.fallback:
             reason = plan.reason or "the command was not understood"
             return Plan.refused(domain, f"{reason} (the language model could not be asked: "
-                                f"{self.llm.last.unavailable})")
+                                f"{self.llm.last.unavailable})", Reason.MODEL_UNAVAILABLE)
         return answer
 
 

@@ -39,6 +39,7 @@ from medrobot_llm.language.lexicon import (
     words_to_numbers,
 )
 from medrobot_llm.core.plan import Control, Plan, PlanStatus, Step
+from medrobot_llm.core.reasons import Reason
 from medrobot_llm.core.command_set import DOMAINS, ArgSpec, CommandSet, Hazard, SkillSpec, load_command_set
 from medrobot_llm.core.units import DIMENSION_OF_UNIT, UNIT_WORDS
 from medrobot_llm.core.validator import (
@@ -158,10 +159,13 @@ class _Clause:
 
 
 class _Refusal(Exception):
-    def __init__(self, reason: str, understood: bool = True):
+    """Most refusals name something the command set does not have; those not understood at all say so."""
+
+    def __init__(self, reason: str, understood: bool = True, code: Reason | None = None):
         super().__init__(reason)
         self.reason = reason
         self.understood = understood
+        self.code = code or (Reason.UNKNOWN_VALUE if understood else Reason.NOT_UNDERSTOOD)
 
 
 class _Question(Exception):
@@ -290,20 +294,24 @@ class RulePlanner:
 
     def parse(self, domain: str, text: str, world: WorldState | None = None) -> tuple[Plan, bool]:
         if domain not in DOMAINS:
-            return Plan.refused(str(domain), f"unknown domain {domain!r}; choose one of: {', '.join(DOMAINS)}"), True
+            return Plan.refused(str(domain), f"unknown domain {domain!r}; choose one of: {', '.join(DOMAINS)}",
+                                Reason.UNKNOWN_DOMAIN), True
         if not text or not text.strip():
-            return Plan.refused(domain, "the command is empty; say what the robot should do"), True
+            return Plan.refused(domain, "the command is empty; say what the robot should do", Reason.EMPTY), True
         tokens = words_to_numbers(drop_fillers(tokenize(text)))
         lex = lexicon(domain)
         blanket = blanket_confirmation(text)
         if blanket and _control(tokens, lex, embedded_stop=True) is not Control.STOP:
-            return Plan.refused(domain, blanket), True
+            return Plan.refused(domain, blanket, Reason.INJECTION), True
         control = _control(tokens, lex, embedded_stop=False)
         if control is not None:
             return Plan.of_control(domain, control), True
-        why = screen_text(text) or _unreadable(text)
+        why = screen_text(text)
         if why:
-            return Plan.refused(domain, why), True
+            return Plan.refused(domain, why, Reason.INJECTION), True
+        why = _unreadable(text)
+        if why:
+            return Plan.refused(domain, why, Reason.INVALID_TEXT), True
         control = _negated(tokens)
         if control is not None:
             return Plan.of_control(domain, control), True
@@ -316,15 +324,15 @@ class RulePlanner:
         try:
             steps = parser.run(tokens)
         except _Refusal as r:
-            return Plan.refused(domain, r.reason), r.understood
+            return Plan.refused(domain, r.reason, r.code), r.understood
         except _Question as q:
-            return Plan.clarify(domain, str(q)), True
+            return Plan.clarify(domain, str(q), Reason.MISSING), True
         if parser.questions:
             # the unanswered slot left steps out, so judge what was said against the unknown state: a value
             # out of range still refuses, a precondition the missing step would have met does not
             partial = validate_plan(Plan(status=PlanStatus.OK, domain=domain, steps=steps), None)
             if partial.status is not PlanStatus.REFUSED:
-                return parser.unless_unknown(Plan.clarify(domain, parser.questions[0]))
+                return parser.unless_unknown(Plan.clarify(domain, parser.questions[0], Reason.AMBIGUOUS))
             return partial, True
         plan = validate_plan(Plan(status=PlanStatus.OK, domain=domain, steps=steps), world)
         return parser.unless_unknown(plan)
@@ -575,7 +583,8 @@ class _Parser:
             word = self._unknown_words(clause)
             if word is not None:
                 return Plan.refused(self.cs.domain, f"'{word}' is not something the {self.cs.domain} command set "
-                                                    f"knows (its skills: {', '.join(self.cs.skills)})"), False
+                                                    f"knows (its skills: {', '.join(self.cs.skills)})",
+                                    Reason.UNKNOWN_WORD), False
         return plan, True
 
     def _merge_settings(self, prev: Step, step: Step) -> bool:
@@ -610,7 +619,8 @@ class _Parser:
             if said:
                 total += (c.count or 1) + said - 1
         if total > limit:
-            raise _Refusal(f"the command asks for {total} exposures, above the limit of {limit} in one plan")
+            raise _Refusal(f"the command asks for {total} exposures, above the limit of {limit} in one plan",
+                           code=Reason.EXPOSURE_LIMIT)
 
     @functools.cached_property
     def _agent_word_set(self) -> frozenset[str]:
@@ -846,7 +856,8 @@ class _Parser:
                 # "3 kilograms", "7 psi", "2 o'clock": a unit the planner cannot convert is never dropped, or
                 # the bare number would land in the argument's own unit (3 N for 3 kg)
                 raise _Refusal(f"'{' '.join(toks[i:j + 1])}': the planner does not know the unit '{toks[j]}'; "
-                               "say the value in mm, cm, degrees, turns, newtons, mm/s or percent")
+                               "say the value in mm, cm, degrees, turns, newtons, mm/s or percent",
+                               code=Reason.UNKNOWN_UNIT)
             dim = None
             factor = 1.0
             if unit is not None:
@@ -883,7 +894,7 @@ class _Parser:
                 continue
             if t in UNSUPPORTED_ACTIONS:
                 raise _Refusal(f"'{t}' is not an action of the {self.cs.domain} command set "
-                               f"(its skills: {', '.join(self.cs.skills)})")
+                               f"(its skills: {', '.join(self.cs.skills)})", code=Reason.UNKNOWN_SKILL)
             if t in UNSUPPORTED_TARGETS:
                 raise _Refusal(f"'{t}' is not in the {self.cs.domain} command set ({self._targets()})")
             if t in UNSUPPORTED_SETTINGS:
@@ -933,7 +944,7 @@ class _Parser:
                 if unknown:
                     kind = min(kinds)
                     raise _Refusal(f"'{unknown}' is not a known {kind} in the {self.cs.domain} command set "
-                                   f"({self._targets()})")
+                                   f"({self._targets()})", code=Reason.UNKNOWN_WORD)
 
     def _unknown_words(self, clause: _Clause) -> str | None:
         toks = clause.tokens
@@ -1218,7 +1229,7 @@ class _Parser:
                      and not t.endswith("ly")), None)
         if head is not None and not self._known(head):
             raise _Refusal(f"'{head}' is not an action of the {self.cs.domain} command set "
-                           f"(its skills: {', '.join(self.cs.skills)})", understood=False)
+                           f"(its skills: {', '.join(self.cs.skills)})", understood=False, code=Reason.UNKNOWN_SKILL)
 
     def _agent_only(self, clause: _Clause, size: int) -> None:
         """"what is the right arm holding", "psm1 please": an arm named with no word for what it should do. A
@@ -1266,7 +1277,7 @@ class _Parser:
                     wrong = next((v for e, v in it.options if e in s.entities and v not in allowed), None)
                     if wrong is not None:
                         raise _Refusal(f"{spec.name} takes {a} {' or '.join(allowed)} only; '{wrong}' cannot be "
-                                       f"used for it")
+                                       f"used for it", code=Reason.NOT_ALLOWED)
 
     def _out_of_range(self, q: _Qty, main: list[tuple[SkillSpec, dict[str, Any]]]) -> None:
         """A quantity the planner cannot place is still refused when no argument of its kind could take it:
@@ -1290,7 +1301,7 @@ class _Parser:
             spec, a, s, lo, hi, limit = outside[0]
             raise _Refusal(f"{spec.name}: {a} = {_clean_number(value)} {s.unit} ('{q.text}') is outside the limit "
                            f"of {_clean_number(limit)} {s.unit} (allowed {_clean_number(lo)}..{_clean_number(hi)}"
-                           f" {s.unit})")
+                           f" {s.unit})", code=Reason.OUT_OF_RANGE)
 
     def _implied_exposure(self, clause: _Clause, main: list[tuple[SkillSpec, dict[str, Any]]]) -> SkillSpec | None:
         """"take an AP and a lateral of the knee", "five exposures of the chest": the exposure the words ask

@@ -1,0 +1,148 @@
+"""Why a command was refused or a question asked, as a code a script can branch on.
+
+The sentence beside it (a plan's ``reason`` or ``question``, a validator issue's message, a skill-server
+refusal) is for people and may be reworded; the code is a contract like the plan's other fields: codes
+may be added, never renamed. The validator's codes were already sent to language models in repair
+messages before this enum existed, so they keep their spelling.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+__all__ = ["GROUPS", "Reason", "SUMMARY", "reasons_markdown"]
+
+
+class Reason(str, Enum):
+    """One code per kind of refusal or question; a new kind gets a new member, never a reused one."""
+
+    # the input itself
+    UNKNOWN_DOMAIN = "unknown_domain"
+    EMPTY = "empty"
+    TOO_LONG = "too_long"
+    INVALID_TEXT = "invalid_text"
+    MALFORMED = "malformed"
+    INJECTION = "injection"
+    # reading the words
+    NOT_UNDERSTOOD = "not_understood"
+    UNKNOWN_WORD = "unknown_word"
+    UNKNOWN_UNIT = "unknown_unit"
+    AMBIGUOUS = "ambiguous"
+    # the command set
+    UNKNOWN_SKILL = "unknown_skill"
+    UNKNOWN_VALUE = "unknown_value"
+    UNKNOWN_ARG = "unknown_arg"
+    NOT_ALLOWED = "not_allowed"
+    WRONG_TYPE = "wrong_type"
+    OUT_OF_RANGE = "out_of_range"
+    MISSING = "missing"
+    CONFLICT = "conflict"
+    PRECONDITION = "precondition"
+    EXPOSURE_LIMIT = "exposure_limit"
+    # the language model
+    MODEL_REFUSED = "model_refused"
+    MODEL_QUESTION = "model_question"
+    MODEL_UNAVAILABLE = "model_unavailable"
+    UNGROUNDED_VALUE = "ungrounded_value"
+    UNGROUNDED_HAZARD = "ungrounded_hazard"
+    UNGROUNDED_CONTROL = "ungrounded_control"
+    EXPOSURE_COUNT = "exposure_count"
+    TOO_MANY_STEPS = "too_many_steps"
+    PLANNER_ERROR = "planner_error"
+    NOT_LOGGED = "not_logged"
+    # the skill server's gate
+    WRONG_DOMAIN = "wrong_domain"
+    SEVERAL_SUPERVISORS = "several_supervisors"
+    NO_SUPERVISOR = "no_supervisor"
+    STALE_STATE = "stale_state"
+    NOT_EXECUTING = "not_executing"
+    NOT_CURRENT_STEP = "not_current_step"
+    NOT_ANNOUNCED = "not_announced"
+    HALTED = "halted"
+    NO_WORLD_STATE = "no_world_state"
+    ALREADY_DONE = "already_done"
+    ARM_BUSY = "arm_busy"
+    ROBOT_BUSY = "robot_busy"
+
+
+#: what each code means, for the generated docs (``docs/reasons.md``); a test checks every code has one
+SUMMARY: dict[Reason, str] = {
+    Reason.UNKNOWN_DOMAIN: "the domain is not one of the command sets",
+    Reason.EMPTY: "the command, or the plan, has nothing in it",
+    Reason.TOO_LONG: "the command (or a goal's arguments) is longer than the input limit",
+    Reason.INVALID_TEXT: "the text is not valid UTF-8, holds control characters, or letters the planner cannot read",
+    Reason.MALFORMED: "an input line, a plan, a goal or a model's answer that does not have the required shape",
+    Reason.INJECTION: "the text tries to switch safety off, to confirm in advance, or to instruct the planner",
+    Reason.NOT_UNDERSTOOD: "the planner found no action of the command set in the words",
+    Reason.UNKNOWN_WORD: "a word the planner does not know, where reading on would mean guessing",
+    Reason.UNKNOWN_UNIT: "a unit the planner cannot convert (\"3 kilograms\")",
+    Reason.AMBIGUOUS: "words the planner cannot place in the plan, or a choice it cannot make alone: a question",
+    Reason.UNKNOWN_SKILL: "an action that is not a skill of the domain's command set",
+    Reason.UNKNOWN_VALUE: "a name (arm, object, organ, anatomy, view, mode, setting) the command set does not have",
+    Reason.UNKNOWN_ARG: "an argument the skill does not take",
+    Reason.NOT_ALLOWED: "a value the command set has, but not for this argument or with these other arguments",
+    Reason.WRONG_TYPE: "a value of the wrong kind (text for a number, a number without a finite value)",
+    Reason.OUT_OF_RANGE: "a value outside its limit; the sentence names the limit",
+    Reason.MISSING: "something the command needs was not said: a question asks for it",
+    Reason.CONFLICT: "arguments that exclude each other, or must differ and do not",
+    Reason.PRECONDITION: "a step needs a world state that does not hold, or that the plan itself contradicts",
+    Reason.EXPOSURE_LIMIT: "more exposures than the command set allows in one plan",
+    Reason.MODEL_REFUSED: "the language model refused the command; its sentence says why",
+    Reason.MODEL_QUESTION: "the language model asked a question",
+    Reason.MODEL_UNAVAILABLE: "the language model could not be asked, and no offline planner stood in",
+    Reason.UNGROUNDED_VALUE: "the model's plan holds a value or name the person never said",
+    Reason.UNGROUNDED_HAZARD: "the model's plan holds a contact or radiation step nobody asked for",
+    Reason.UNGROUNDED_CONTROL: "the model answered with a control intent the person did not say",
+    Reason.EXPOSURE_COUNT: "the model's plan has more exposures than the command asks for",
+    Reason.TOO_MANY_STEPS: "the model's plan is longer than the step limit",
+    Reason.PLANNER_ERROR: "the planner raised an error instead of answering",
+    Reason.NOT_LOGGED: "a log replay has no logged plan for the command",
+    Reason.WRONG_DOMAIN: "a goal for another domain than the skill server's robot",
+    Reason.SEVERAL_SUPERVISORS: "more than one node publishes the supervisor state, so no goal is trusted",
+    Reason.NO_SUPERVISOR: "no supervisor state has been received: goals come only from the supervisor",
+    Reason.STALE_STATE: "the supervisor's last state is older than the limit",
+    Reason.NOT_EXECUTING: "the supervisor is not executing",
+    Reason.NOT_CURRENT_STEP: "the goal is not the plan step the supervisor is executing",
+    Reason.NOT_ANNOUNCED: "the goal is not the one the supervisor announced for its step",
+    Reason.HALTED: "the robot is halted (e-stop) until a reset",
+    Reason.NO_WORLD_STATE: "the robot cannot report its world state, so nothing is checked against it",
+    Reason.ALREADY_DONE: "the step already ran to success; a step runs once",
+    Reason.ARM_BUSY: "another goal holds an arm this step moves",
+    Reason.ROBOT_BUSY: "the robot is running another goal",
+}
+
+#: who gives each code, in the order the docs list them
+GROUPS: tuple[tuple[str, tuple[Reason, ...]], ...] = (
+    ("The input", (Reason.UNKNOWN_DOMAIN, Reason.EMPTY, Reason.TOO_LONG, Reason.INVALID_TEXT, Reason.MALFORMED,
+                   Reason.INJECTION)),
+    ("Reading the words", (Reason.NOT_UNDERSTOOD, Reason.UNKNOWN_WORD, Reason.UNKNOWN_UNIT, Reason.AMBIGUOUS)),
+    ("The command set and the validator", (
+        Reason.UNKNOWN_SKILL, Reason.UNKNOWN_VALUE, Reason.UNKNOWN_ARG, Reason.NOT_ALLOWED, Reason.WRONG_TYPE,
+        Reason.OUT_OF_RANGE, Reason.MISSING, Reason.CONFLICT, Reason.PRECONDITION, Reason.EXPOSURE_LIMIT)),
+    ("The language model and the planners around it", (
+        Reason.MODEL_REFUSED, Reason.MODEL_QUESTION, Reason.MODEL_UNAVAILABLE, Reason.UNGROUNDED_VALUE,
+        Reason.UNGROUNDED_HAZARD, Reason.UNGROUNDED_CONTROL, Reason.EXPOSURE_COUNT, Reason.TOO_MANY_STEPS,
+        Reason.PLANNER_ERROR, Reason.NOT_LOGGED)),
+    ("The skill server's gate (each goal, again, on the robot's side)", (
+        Reason.WRONG_DOMAIN, Reason.SEVERAL_SUPERVISORS, Reason.NO_SUPERVISOR, Reason.STALE_STATE,
+        Reason.NOT_EXECUTING, Reason.NOT_CURRENT_STEP, Reason.NOT_ANNOUNCED, Reason.HALTED, Reason.NO_WORLD_STATE,
+        Reason.ALREADY_DONE, Reason.ARM_BUSY, Reason.ROBOT_BUSY)),
+)
+
+
+def reasons_markdown() -> str:
+    """``docs/reasons.md``: every code with its meaning, generated so the list cannot drift from the enum."""
+    lines = [
+        "# Refusal and question codes",
+        "",
+        "<!-- generated by `make docs` from medrobot_llm/core/reasons.py; do not edit -->",
+        "",
+        "A refused or clarify plan carries `code` beside its `reason` or `question` (null for ok and control "
+        "plans), in `medrobot plan --json`, `run --json` and `voice --json`. Validator issues and skill-server "
+        "refusals carry the same codes. The sentence is for people and may be reworded; the code is for scripts: "
+        "codes may be added, never renamed.",
+    ]
+    for title, members in GROUPS:
+        lines += ["", f"## {title}", "", "| code | meaning |", "| --- | --- |"]
+        lines += [f"| `{r.value}` | {SUMMARY[r]} |" for r in members]
+    return "\n".join(lines) + "\n"
