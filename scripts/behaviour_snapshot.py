@@ -7,6 +7,9 @@ script records what they see - ``medrobot plan --jsonl`` over every suite in the
 - and compares two trees. ``--against REF`` checks the work tree against a git commit (checked out
 in a temporary worktree); ``--write DIR`` and ``--compare DIR`` keep a snapshot on disk instead.
 ``--bench`` adds ``medrobot bench --json`` (minus the wall-clock figure), which takes minutes.
+``--ignore-field NAME`` accepts a JSON field that the later tree adds: a line that parses as JSON and
+differs only by fields of that name which the earlier line lacks counts as identical (JSON fields may
+be added, never renamed, so a changed or removed field still differs).
 
 Exit code 0 when identical, 1 when anything differs (each difference is printed), 2 for a usage error.
 """
@@ -22,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "benchmarks"
@@ -82,11 +86,54 @@ def snapshot(tree: Path, bench: bool) -> dict[str, str]:
     return shot
 
 
-def compare(before: dict[str, str], after: dict[str, str]) -> int:
+def _without_added(before: Any, after: Any, fields: frozenset[str]) -> Any:
+    """``after`` minus the ``fields`` that ``before`` lacks, at any depth where the two have the same shape."""
+    if isinstance(before, dict) and isinstance(after, dict):
+        return {k: _without_added(before.get(k), v, fields) for k, v in after.items()
+                if k in before or k not in fields}
+    if isinstance(before, list) and isinstance(after, list) and len(before) == len(after):
+        return [_without_added(x, y, fields) for x, y in zip(before, after)]
+    return after
+
+
+#: the ways the CLI prints JSON: one line (``plan --json``, ``--jsonl``), or indented (``skills --json``)
+_STYLES: tuple[dict[str, Any], ...] = ({}, {"indent": 2})
+
+
+def _same_json(before: str, after: str, fields: frozenset[str]) -> bool:
+    """Whether ``after`` is ``before`` plus the added ``fields``, byte for byte otherwise: both texts must be
+    printed in the same style, so dropping the fields from ``after`` and printing it again gives ``before``."""
+    try:
+        old, new = json.loads(before), json.loads(after)
+    except ValueError:
+        return False
+    for style in _STYLES:
+        if json.dumps(old, **style) == before and json.dumps(new, **style) == after:
+            return json.dumps(_without_added(old, new, fields), **style) == before
+    return False
+
+
+def same_output(before: str, after: str, fields: frozenset[str] = frozenset()) -> bool:
+    """Whether two outputs (an exit line, then what was printed) are identical up to the added ``fields``,
+    compared line by line, or as one JSON document when it spans lines."""
+    if before == after:
+        return True
+    if not fields:
+        return False
+    old, new = before.splitlines(), after.splitlines()
+    if len(old) == len(new) and all(x == y or _same_json(x, y, fields) for x, y in zip(old, new)):
+        return True
+    head_old, _, body_old = before.partition("\n")
+    head_new, _, body_new = after.partition("\n")
+    return head_old == head_new and _same_json(body_old.rstrip("\n"), body_new.rstrip("\n"), fields) \
+        and body_old.endswith("\n") == body_new.endswith("\n")
+
+
+def compare(before: dict[str, str], after: dict[str, str], fields: frozenset[str] = frozenset()) -> int:
     differ = 0
     for key in sorted(set(before) | set(after)):
         a, b = before.get(key), after.get(key)
-        if a == b:
+        if a is not None and b is not None and same_output(a, b, fields):
             continue
         differ += 1
         print(f"DIFFERS: {key}")
@@ -107,7 +154,11 @@ def main(argv: list[str] | None = None) -> int:
     mode.add_argument("--write", type=Path, metavar="DIR", help="write this tree's snapshot into DIR")
     mode.add_argument("--compare", type=Path, metavar="DIR", help="compare this tree with a snapshot in DIR")
     parser.add_argument("--bench", action="store_true", help="also compare `medrobot bench --json` (minutes)")
+    parser.add_argument("--ignore-field", action="append", default=[], metavar="NAME",
+                        help="a JSON field the work tree adds (absent before) that does not count as a difference; "
+                        "repeat for several")
     args = parser.parse_args(argv)
+    fields = frozenset(args.ignore_field)
 
     if args.write:
         args.write.mkdir(parents=True, exist_ok=True)
@@ -116,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.compare:
         before = json.loads((args.compare / "snapshot.json").read_text(encoding="utf-8"))
-        return compare(before, snapshot(ROOT, args.bench))
+        return compare(before, snapshot(ROOT, args.bench), fields)
     with tempfile.TemporaryDirectory() as tmp:
         other = Path(tmp) / "tree"
         subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(other), args.against],
@@ -125,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
             before = snapshot(other, args.bench)
         finally:
             subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(other)], check=False)
-    return compare(before, snapshot(ROOT, args.bench))
+    return compare(before, snapshot(ROOT, args.bench), fields)
 
 
 if __name__ == "__main__":
