@@ -9,8 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from medrobot_llm import DOMAINS, Plan, PlanStatus, PlanValidationError, Step, WorldState, check_steps, \
-    load_command_set, validate_plan
+from medrobot_llm import DOMAINS, Issue, Plan, PlanStatus, PlanValidationError, Reason, Step, WorldState, \
+    check_steps, load_command_set, validate_plan
 
 ALL_SKILLS = sorted({s for d in DOMAINS for s in load_command_set(d).skills})
 
@@ -27,6 +27,13 @@ def _numeric_args() -> list[tuple[str, str, str, float, float, str]]:
 
 
 NUMERIC = _numeric_args()
+
+
+def _issue(domain: str, steps: list[dict[str, Any]], world: WorldState | None = None) -> Issue:
+    """The first issue the validator raises for ``steps`` (failing the test when it accepts them)."""
+    with pytest.raises(PlanValidationError) as err:
+        check_steps(domain, steps, world)
+    return err.value.issues[0]
 
 
 def _base_args(domain: str, skill: str) -> dict[str, Any]:
@@ -54,9 +61,9 @@ def test_out_of_range_never_passes(target: tuple[str, str, str, float, float, st
     try:
         steps, _ = check_steps(domain, [{"skill": skill, "args": args}])
     except PlanValidationError as exc:
-        assert not inside or any(i.code != "out_of_range" for i in exc.issues)
+        assert not inside or any(i.code is not Reason.OUT_OF_RANGE for i in exc.issues)
         if not inside and math.isfinite(value):
-            assert any(i.code == "out_of_range" and i.arg == arg for i in exc.issues)
+            assert any(i.code is Reason.OUT_OF_RANGE and i.arg == arg for i in exc.issues)
         return
     assert inside, f"{skill}.{arg}={value} passed outside {lo}..{hi}"
     assert lo <= steps[0].args[arg] <= hi
@@ -91,7 +98,7 @@ def test_skills_outside_the_domain_are_refused(domain: str, skill: str) -> None:
         return
     with pytest.raises(PlanValidationError) as err:
         check_steps(domain, [{"skill": skill, "args": {}}])
-    assert err.value.issues[0].code == "unknown_skill"
+    assert err.value.issues[0].code is Reason.UNKNOWN_SKILL
     assert skill in str(err.value)
 
 
@@ -101,7 +108,7 @@ def test_exposure_limit(n: int) -> None:
     steps = [{"skill": "move_to_view", "args": {"anatomy": "pelvis"}}] + [{"skill": "take_shot"}] * n
     with pytest.raises(PlanValidationError) as err:
         check_steps("xray", steps)
-    assert err.value.issues[0].code == "exposure_limit" and "5" in str(err.value)
+    assert err.value.issues[0].code is Reason.EXPOSURE_LIMIT and "5" in str(err.value)
 
 
 def test_five_exposures_pass_and_all_need_confirmation() -> None:
@@ -122,26 +129,25 @@ def test_units_are_normalised() -> None:
 
 
 def test_wrong_unit_is_refused() -> None:
-    with pytest.raises(PlanValidationError) as err:
-        check_steps("ultrasound", [{"skill": "make_contact", "args": {"force_n": "12 mm"}}])
-    assert "force" in str(err.value)
+    issue = _issue("ultrasound", [{"skill": "make_contact", "args": {"force_n": "12 mm"}}])
+    assert (issue.code, issue.arg) == (Reason.WRONG_TYPE, "force_n")
 
 
 def test_values_are_never_clamped() -> None:
     with pytest.raises(PlanValidationError) as err:
         check_steps("surgery", [{"skill": "lift", "args": {"arm": "psm1", "height_mm": 50.01}}])
     issue = err.value.issues[0]
-    assert (issue.step, issue.arg, issue.limit) == (0, "height_mm", (1, 50))
+    assert (issue.code, issue.step, issue.arg, issue.limit) == (Reason.OUT_OF_RANGE, 0, "height_mm", (1, 50))
     assert "above the limit of 50 mm" in str(err.value)
 
 
 def test_dependent_choices() -> None:
-    with pytest.raises(PlanValidationError, match="only for pelvis and sacrum"):
-        check_steps("xray", [{"skill": "move_to_view", "args": {"anatomy": "knee", "side": "left", "view": "inlet"}}])
-    with pytest.raises(PlanValidationError, match="takes no level"):
-        check_steps("xray", [{"skill": "move_to_view", "args": {"anatomy": "pelvis", "level": "L3"}}])
-    with pytest.raises(PlanValidationError, match="not allowed for spleen"):
-        check_steps("ultrasound", [{"skill": "move_to_window", "args": {"organ": "spleen", "side": "right"}}])
+    issue = _issue("xray", [{"skill": "move_to_view", "args": {"anatomy": "knee", "side": "left", "view": "inlet"}}])
+    assert (issue.code, issue.arg) == (Reason.NOT_ALLOWED, "view") and "only for pelvis and sacrum" in issue.message
+    issue = _issue("xray", [{"skill": "move_to_view", "args": {"anatomy": "pelvis", "level": "L3"}}])
+    assert (issue.code, issue.arg) == (Reason.NOT_ALLOWED, "level")
+    issue = _issue("ultrasound", [{"skill": "move_to_window", "args": {"organ": "spleen", "side": "right"}}])
+    assert (issue.code, issue.arg) == (Reason.NOT_ALLOWED, "side")
     out, _ = check_steps("ultrasound", [{"skill": "move_to_window", "args": {"organ": "spleen"}}])
     assert out[0].args["side"] == "left"
 
@@ -149,23 +155,20 @@ def test_dependent_choices() -> None:
 def test_missing_values_ask_a_question() -> None:
     plan = validate_plan(Plan(status=PlanStatus.OK, domain="ultrasound",
                               steps=[Step(skill="move_to_window", args={"organ": "carotid"})]))
-    assert plan.status is PlanStatus.CLARIFY and "left or right" in plan.question
+    assert (plan.status, plan.code) == (PlanStatus.CLARIFY, Reason.MISSING) and "left or right" in plan.question
 
 
 def test_one_of_groups() -> None:
-    with pytest.raises(PlanValidationError, match="not both"):
-        check_steps("xray", [{"skill": "collimate", "args": {"anatomy": "pelvis", "width_mm": 100,
-                                                             "height_mm": 100}}])
-    with pytest.raises(PlanValidationError, match="at least one"):
-        check_steps("ultrasound", [{"skill": "set_imaging", "args": {}}])
+    issue = _issue("xray", [{"skill": "collimate", "args": {"anatomy": "pelvis", "width_mm": 100, "height_mm": 100}}])
+    assert issue.code is Reason.CONFLICT
+    assert _issue("ultrasound", [{"skill": "set_imaging", "args": {}}]).code is Reason.MISSING
 
 
 def test_known_world_must_hold_every_precondition() -> None:
     world = WorldState({"probe": "away"}, known=True)
-    with pytest.raises(PlanValidationError, match="probe to be contact, but it is away"):
-        check_steps("ultrasound", [{"skill": "sweep"}], world)
-    with pytest.raises(PlanValidationError, match="does not report"):
-        check_steps("xray", [{"skill": "take_shot"}], WorldState({}, known=True))
+    issue = _issue("ultrasound", [{"skill": "sweep"}], world)
+    assert issue.code is Reason.PRECONDITION and "probe to be contact, but it is away" in issue.message
+    assert _issue("xray", [{"skill": "take_shot"}], WorldState({}, known=True)).code is Reason.PRECONDITION
 
 
 def test_model_cannot_drop_a_confirmation() -> None:
@@ -178,7 +181,7 @@ def test_error_sentence_is_one_clear_sentence() -> None:
         check_steps("ultrasound", [{"skill": "fan", "args": {"angle_deg": 45, "speed": 3}}])
     text = str(err.value)
     assert text.startswith("Step 1 (fan):") and text.endswith(".") and "\n" not in text
-    assert "speed" in text
+    assert "speed" in text and err.value.issues[0].code is Reason.UNKNOWN_ARG
 
 
 def test_a_missing_value_is_asked_for_even_when_later_steps_depend_on_it() -> None:
@@ -187,4 +190,4 @@ def test_a_missing_value_is_asked_for_even_when_later_steps_depend_on_it() -> No
     plan = Plan(status=PlanStatus.OK, domain="ultrasound",
                 steps=[Step(skill="move_to_window", args={"organ": "kidney"}), Step(skill="make_contact", args={})])
     checked = validate_plan(plan, world)
-    assert checked.status is PlanStatus.CLARIFY and "side" in (checked.question or "")
+    assert (checked.status, checked.code) == (PlanStatus.CLARIFY, Reason.MISSING) and "side" in (checked.question or "")

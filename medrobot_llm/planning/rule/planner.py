@@ -1172,7 +1172,7 @@ class _Parser:
         if _switches_off(clause) and not clause.switched_off:
             # "disable the left kidney": only a setting can be switched off; anything else is not a motion
             raise _Refusal(f"the command switches off something that is not a setting of the {self.cs.domain} "
-                           f"command set (its skills: {', '.join(self.cs.skills)})")
+                           f"command set (its skills: {', '.join(self.cs.skills)})", code=Reason.NOT_ALLOWED)
         self.check_names(clause, main)
         leftovers = [it for it in clause.items if not it.used]
         unused_q = [q for q in clause.qtys if not q.used]
