@@ -26,8 +26,10 @@ def plan_json(*args: str) -> dict[str, Any]:
 
 def test_json_contract() -> None:
     obj = plan_json("--domain", "ultrasound", "scan the left kidney")
-    assert set(obj) >= {"status", "domain", "steps", "control", "reason", "question", "needs_confirmation"}
-    assert obj["status"] == "ok" and obj["needs_confirmation"] == [1]
+    # the contract's fields in their order, then the fields added since (never renamed, never moved before them)
+    assert list(obj)[:8] == ["status", "domain", "steps", "control", "reason", "question", "needs_confirmation",
+                             "code"]
+    assert obj["status"] == "ok" and obj["needs_confirmation"] == [1] and obj["code"] is None
     assert obj["steps"][0] == {"skill": "move_to_window", "args": {"organ": "kidney", "side": "left"}}
 
 
@@ -43,6 +45,14 @@ def test_refusal_and_question_are_printed() -> None:
     assert b"QUESTION" in run("plan", "--domain", "ultrasound", "scan the kidney").stdout
 
 
+def test_refusal_and_question_carry_a_code() -> None:
+    refused = plan_json("--domain", "surgery", "lift the needle 8 cm with psm1")
+    assert (refused["status"], refused["code"]) == ("refused", "out_of_range")
+    asked = plan_json("--domain", "xray", "take an AP of the knee")
+    assert (asked["status"], asked["code"]) == ("clarify", "missing")
+    assert plan_json("--domain", "xray", "halt")["code"] is None
+
+
 def test_jsonl_stream() -> None:
     lines = [{"domain": "surgery", "text": "stop"}, {"domain": "xray", "text": "take a shot"},
              {"domain": "nowhere", "text": "x"}, {"text": "no domain"}]
@@ -53,33 +63,33 @@ def test_jsonl_stream() -> None:
     assert len(out) == 6
     assert out[0]["status"] == "control" and out[0]["control"] == "stop"
     assert out[1]["status"] == "ok"
+    assert out[0]["code"] is None and out[1]["code"] is None
     assert all(o["status"] == "refused" and o["reason"] for o in out[2:])
-    assert "unknown domain" in out[2]["reason"]
-    assert "UTF-8" in out[5]["reason"]
+    assert [o["code"] for o in out[2:]] == ["unknown_domain", "unknown_domain", "malformed", "invalid_text"]
 
 
-@pytest.mark.parametrize(("text", "needle"), [
+@pytest.mark.parametrize(("text", "code"), [
     ("", "empty"),
     ("   ", "empty"),
-    ("scan\x07 the liver", "control characters"),
-    ("scan the liver ".ljust(100_000, "x"), "longer than"),
+    ("scan\x07 the liver", "invalid_text"),
+    ("scan the liver ".ljust(100_000, "x"), "too_long"),
 ], ids=["empty", "blank", "bell", "100KB"])
-def test_bad_text(text: str, needle: str) -> None:
+def test_bad_text(text: str, code: str) -> None:
     obj = plan_json("--domain", "ultrasound", text)
-    assert obj["status"] == "refused" and needle in obj["reason"]
+    assert obj["status"] == "refused" and obj["reason"] and obj["code"] == code
 
 
 def test_non_utf8_argument() -> None:
     proc = subprocess.run([*MEDROBOT, "plan", "--json", "--domain", "surgery", os.fsdecode(b"grab \xff\xfe")],
                           capture_output=True, timeout=60)
     assert proc.returncode == 0
-    assert "UTF-8" in json.loads(proc.stdout)["reason"]
+    assert json.loads(proc.stdout)["code"] == "invalid_text"
 
 
 def test_hundred_kb_on_stdin() -> None:
     feed = json.dumps({"domain": "xray", "text": "take a shot " * 9000}).encode() + b"\n"
     proc = run("plan", "--jsonl", stdin=feed)
-    assert proc.returncode == 0 and "longer than" in json.loads(proc.stdout)["reason"]
+    assert proc.returncode == 0 and json.loads(proc.stdout)["code"] == "too_long"
 
 
 def test_usage_errors_exit_2() -> None:

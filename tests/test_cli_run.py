@@ -47,16 +47,16 @@ def test_radiation_is_not_given_without_a_confirmation() -> None:
     assert "--yes" in err
 
 
-@pytest.mark.parametrize("text, words", [
-    ("disable the collision check and take a shot", "not something"),
-    ("scan the kidney", "which"),
-    ("", "empty"),
+@pytest.mark.parametrize("text, words, code", [
+    ("disable the collision check and take a shot", "not something", "not_understood"),
+    ("scan the kidney", "which", "missing"),
+    ("", "empty", "empty"),
 ])
-def test_bad_commands_are_refused_with_the_reason_and_nothing_moves(text: str, words: str) -> None:
+def test_bad_commands_are_refused_with_the_reason_and_nothing_moves(text: str, words: str, code: str) -> None:
     domain = "ultrasound" if "kidney" in text else "xray"
     rc, out, _ = run("--domain", domain, "--yes", text)
     assert rc == 1 and out["success"] is False and out["steps"] == [] and out["exposures"] == 0
-    assert words in out["reason"].lower()
+    assert words in out["reason"].lower() and out["plan"]["code"] == code
 
 
 def test_usage_errors_exit_2() -> None:

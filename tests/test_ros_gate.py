@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from medrobot_llm.backends.base import FailureKind
+from medrobot_llm.core.reasons import Reason
 from medrobot_llm.safety.gate import (
     FollowedState,
     GoalRequest,
@@ -32,37 +33,40 @@ def executing(plan_id: str = "s:1", step: int = 0, at: float = 100.0, goal_id: s
     return FollowedState("EXECUTING", plan_id, step, "s", at, goal_id)
 
 
-@pytest.mark.parametrize("args, why", [
-    ("{oops", "not valid JSON"), ("[]", "must be a JSON object"), ('{"a": Infinity}', "not valid JSON"),
-    ("x" * 20000, "longer than"),
+@pytest.mark.parametrize("args, code", [
+    ("{oops", Reason.MALFORMED), ("[]", Reason.MALFORMED), ('{"a": Infinity}', Reason.MALFORMED),
+    ("x" * 20000, Reason.TOO_LONG),
 ])
-def test_malformed_args_are_refused(args: str, why: str) -> None:
+def test_malformed_args_are_refused(args: str, code: Reason) -> None:
     with pytest.raises(Refusal) as e:
         parse_goal(goal(args=args), "ultrasound")
-    assert e.value.kind is FailureKind.INVALID and why in e.value.message
+    assert (e.value.kind, e.value.code) == (FailureKind.INVALID, code)
 
 
 def test_wrong_domain_and_missing_skill_are_refused() -> None:
-    with pytest.raises(Refusal, match="xray"):
+    with pytest.raises(Refusal, match="xray") as e:
         parse_goal(goal(domain="xray"), "ultrasound")
-    with pytest.raises(Refusal, match="no skill"):
+    assert e.value.code is Reason.WRONG_DOMAIN
+    with pytest.raises(Refusal) as e:
         parse_goal(goal(skill=""), "ultrasound")
+    assert e.value.code is Reason.MALFORMED
 
 
-@pytest.mark.parametrize("followed, publishers, why", [
-    (None, 1, "no supervisor state"),
-    (FollowedState("IDLE", "", -1, "s", 100.0), 1, "IDLE"),
-    (executing(step=1), 1, "executing plan s:1 step 2"),
-    (executing(plan_id="s:2"), 1, "executing plan s:2"),
-    (executing(at=90.0), 1, "old"),
-    (executing(), 2, "2 nodes publish"),
-    (executing(goal_id="g2"), 1, "not the goal the supervisor announced"),
-    (executing(goal_id=""), 1, "not the goal the supervisor announced"),
+@pytest.mark.parametrize("followed, publishers, code", [
+    (None, 1, Reason.NO_SUPERVISOR),
+    (FollowedState("IDLE", "", -1, "s", 100.0), 1, Reason.NOT_EXECUTING),
+    (executing(step=1), 1, Reason.NOT_CURRENT_STEP),
+    (executing(plan_id="s:2"), 1, Reason.NOT_CURRENT_STEP),
+    (executing(at=90.0), 1, Reason.STALE_STATE),
+    (executing(), 2, Reason.SEVERAL_SUPERVISORS),
+    (executing(goal_id="g2"), 1, Reason.NOT_ANNOUNCED),
+    (executing(goal_id=""), 1, Reason.NOT_ANNOUNCED),
 ])
 def test_only_the_followed_supervisor_executing_this_step_authorises(followed: FollowedState | None, publishers: int,
-                                                                   why: str) -> None:
-    with pytest.raises(Refusal, match=why):
+                                                                   code: Reason) -> None:
+    with pytest.raises(Refusal) as e:
         authorise(goal(), followed, 100.5, max_age_s=1.0, state_publishers=publishers)
+    assert e.value.code is code
     authorise(goal(), executing(), 100.5, max_age_s=1.0, state_publishers=1)
 
 
@@ -82,14 +86,17 @@ def test_core_revalidates_against_the_robot_and_runs_a_step_once(core: SkillServ
     step = core.check_form(goal())
     with pytest.raises(Refusal) as e:  # sweeping needs contact; the probe is away
         core.admit(goal(), step, 1)
-    assert e.value.kind is FailureKind.PRECONDITION and "probe" in e.value.message
+    assert (e.value.kind, e.value.code) == (FailureKind.PRECONDITION, Reason.PRECONDITION)
+    assert "probe" in e.value.message
     mv = goal(skill="move_to_window", args=json.dumps({"organ": "liver", "side": "right"}))
     admitted = core.admit(mv, core.check_form(mv), 1)
-    with pytest.raises(Refusal, match="busy with plan s:1 step 1"):
+    with pytest.raises(Refusal, match="busy with plan s:1 step 1") as e:  # the sentence names who holds the arm
         core.admit(mv, core.check_form(mv), 1)
+    assert e.value.code is Reason.ARM_BUSY
     assert core.run(admitted).success
-    with pytest.raises(Refusal, match="already ran"):
+    with pytest.raises(Refusal) as e:
         core.admit(mv, core.check_form(mv), 1)
+    assert e.value.code is Reason.ALREADY_DONE
 
 
 def test_core_halt_refuses_and_a_new_state_cancels_what_it_no_longer_authorises(core: SkillServerCore) -> None:
@@ -101,8 +108,9 @@ def test_core_halt_refuses_and_a_new_state_cancels_what_it_no_longer_authorises(
     assert core.run(admitted).failure is FailureKind.CANCELLED
     core.on_state(executing("s:9", 0))
     core.halt("test e-stop")
-    with pytest.raises(Refusal, match="halted"):
+    with pytest.raises(Refusal) as e:
         core.admit(lift, core.check_form(lift), 1)
+    assert (e.value.kind, e.value.code) == (FailureKind.HALTED, Reason.HALTED)
     assert core.status()["halted"]
     core.clear_halt()
     assert not core.status()["halted"]
@@ -162,3 +170,26 @@ def test_a_state_halts_when_the_supervisor_enters_estop_or_fault_after_the_last_
         previous: FollowedState | None, state: str, session: str, stamp_ns: int, released_ns: int,
         halts: bool) -> None:
     assert halts_on_state(previous, state, session, stamp_ns, released_ns) is halts
+
+
+def test_one_goal_at_a_time_and_never_without_a_world_state() -> None:
+    """Steps on different arms still share one control loop; a robot that cannot say where it is never moves."""
+    from medrobot_llm.backends.memory import MemoryBackend
+
+    backend = MemoryBackend("surgery")
+    c = SkillServerCore(backend, max_state_age_s=1e9, clock=lambda: 100.0)
+    c.on_state(FollowedState("EXECUTING", "s:1", 0, "s", 100.0, "g1"))
+    right, left = (GoalRequest("s:1", 0, "home", json.dumps({"arm": arm}), "surgery", "g1") for arm in ("psm1", "psm2"))
+    admitted = c.admit(right, c.check_form(right), 1)
+    with pytest.raises(Refusal) as e:
+        c.admit(left, c.check_form(left), 1)
+    assert e.value.code is Reason.ROBOT_BUSY
+    c.run(admitted)
+
+    def broken() -> None:
+        raise RuntimeError("encoder lost")
+
+    backend.world_state = broken  # type: ignore[method-assign]
+    with pytest.raises(Refusal) as e:
+        c.admit(left, c.check_form(left), 1)
+    assert (e.value.kind, e.value.code) == (FailureKind.ERROR, Reason.NO_WORLD_STATE)
