@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Regenerate the README's command-set section from skills/ (``make docs``); ``--check`` fails if stale."""
+"""Regenerate the README's command-set section from skills/ and docs/reasons.md from the refusal codes
+(``make docs``); ``--check`` fails if either is stale."""
 
 from __future__ import annotations
 
@@ -20,9 +21,23 @@ def render(readme: str) -> str:
     return f"{head}{BEGIN}\n{readme_tables()}\n{END}{tail}"
 
 
+def reasons(path: Path, check: bool) -> int:
+    """docs/reasons.md: the refusal and question codes, generated from the enum that defines them."""
+    from medrobot_llm.core.reasons import reasons_markdown
+
+    new = reasons_markdown()
+    if check:
+        if not path.is_file() or path.read_text(encoding="utf-8") != new:
+            print(f"{path.relative_to(ROOT)} is stale: run `make docs`", file=sys.stderr)
+            return 1
+        return 0
+    path.write_text(new, encoding="utf-8")
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--check", action="store_true", help="exit 1 if README.md is not up to date")
+    ap.add_argument("--check", action="store_true", help="exit 1 if README.md or docs/reasons.md is not up to date")
     a = ap.parse_args()
     path = ROOT / "README.md"
     old = path.read_text(encoding="utf-8")
@@ -34,9 +49,9 @@ def main() -> int:
         if new != old:
             print("README.md command-set section is stale: run `make docs`", file=sys.stderr)
             return 1
-        return 0
+        return reasons(ROOT / "docs" / "reasons.md", check=True)
     path.write_text(new, encoding="utf-8")
-    return 0
+    return reasons(ROOT / "docs" / "reasons.md", check=False)
 
 
 if __name__ == "__main__":
