@@ -92,7 +92,19 @@ def test_a_spoken_shot_fires_only_after_its_own_confirmation_phrase(wavs: list[P
     assert command["transcript"] == "AP of the pelvis and take a shot" and command["confidence"] > 0.8
     assert command["outcome"]["exposures"] == 1 and command["outcome"]["success"], (recs, err)
     assert [s["skill"] for s in command["plan"]["steps"]] == ["move_to_view", "take_shot"]
+    assert command["plan"]["code"] is None
     assert rc == 0
+
+
+def test_a_refused_utterance_carries_the_refusal_code(wavs: list[Path]) -> None:
+    server = _Transcriber([("take eight shots of the pelvis", -0.1)])
+    try:
+        rc, recs, _ = voice(server, "xray", wavs[:1], "--yes")
+    finally:
+        server.close()
+    plan = recs[0]["plan"]
+    assert (plan["status"], plan["code"]) == ("refused", "exposure_limit"), recs
+    assert recs[0]["outcome"]["exposures"] == 0 and rc == 1
 
 
 @pytest.mark.parametrize("answer", ["yes", "go ahead", "confirm spin", "don't confirm the shot"])
