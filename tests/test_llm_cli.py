@@ -42,7 +42,7 @@ def test_plan_hybrid_jsonl_with_flags(server: ScriptedOpenAIServer) -> None:
                 "--llm-mode", "tools"], {}, "".join(json.dumps(x) + "\n" for x in lines))
     assert out.returncode == 0, out.stderr
     plans = [json.loads(line) for line in out.stdout.splitlines()]
-    assert [p["status"] for p in plans] == ["ok", "refused"]
+    assert [(p["status"], p["code"]) for p in plans] == [("ok", None), ("refused", "model_refused")]
     assert len(server.chat_requests) == before + 1
     assert "tools" in server.chat_requests[-1]
 
