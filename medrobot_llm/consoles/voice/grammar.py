@@ -25,14 +25,16 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from medrobot_llm.language.lexicon import (
+from medrobot_llm.language.numbers import SIGN_WORDS, SPOKEN_ONES, SPOKEN_TENS, number_words
+from medrobot_llm.language.text import tokenize
+from medrobot_llm.language.words import (
     CONTROL_PHRASES,
+    LABEL_WORDS,
+    SMALL_AMOUNT,
     UNSUPPORTED_ACTIONS,
     UNSUPPORTED_MODES,
     UNSUPPORTED_TARGETS,
-    tokenize,
 )
-from medrobot_llm.planning.rule.planner import _LABEL_WORDS, _SMALL
 from medrobot_llm.core.command_set import DOMAINS, ArgSpec, CommandSet, EntityValue, SkillSpec, load_command_set
 from medrobot_llm.core.units import DIMENSION_OF_UNIT, UNIT_WORDS
 
@@ -45,10 +47,6 @@ __all__ = [
     "number_words",
     "spoken_words",
 ]
-
-_ONES = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
-         "sixteen seventeen eighteen nineteen").split()
-_TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
 
 #: the largest whole number the grammar has; plan ranges stop at 400 mm, but people say "20 by 40 cm"
 MAX_NUMBER = 200
@@ -110,23 +108,10 @@ _AS_WORD: dict[str, tuple[str, ...]] = {
 #: written forms the planner knows that are never said as they are written (symbols, digit words)
 _UNSPOKEN = frozenset('" % . / , ; : ? ! ° \''.split() + ["s", "sec", "deg", "degs", "pct", "mms", "cms", "rad"])
 
-def number_words(n: int) -> list[str]:
-    """``n`` (0..999) as people say it, in the planner's words ("one hundred and twenty")."""
-    if not 0 <= n <= 999:
-        raise ValueError(f"{n} is outside 0..999")
-    if n < 20:
-        return [_ONES[n]]
-    if n < 100:
-        tens, ones = divmod(n, 10)
-        return [_TENS[tens]] + ([_ONES[ones]] if ones else [])
-    hundreds, rest = divmod(n, 100)
-    return [_ONES[hundreds], "hundred"] + (["and", *number_words(rest)] if rest else [])
-
-
 def _spoken_number(token: str) -> list[str]:
     if "." in token:
         whole, frac = token.split(".", 1)
-        return [*number_words(int(whole or "0")), "point", *(_ONES[int(d)] for d in frac)]
+        return [*number_words(int(whole or "0")), "point", *(SPOKEN_ONES[int(d)] for d in frac)]
     return number_words(int(token))
 
 
@@ -347,7 +332,7 @@ def _written_forms(cs: CommandSet) -> dict[tuple[str, ...], str]:
 
 
 def _compact(words: tuple[str, ...]) -> str:
-    return "".join(str(_ONES.index(w)) if w in _ONES[:10] else w for w in words)
+    return "".join(str(SPOKEN_ONES.index(w)) if w in SPOKEN_ONES[:10] else w for w in words)
 
 
 def normalise_transcript(transcript: str, written: dict[tuple[str, ...], str]) -> str:
@@ -373,16 +358,16 @@ def _alternatives(phrases: list[str]) -> str:
 
 
 def _number_rules() -> dict[str, str]:
-    digits = _ONES[1:10]
-    teens = _ONES[10:20]
-    tens = _TENS[2:]
+    digits = list(SPOKEN_ONES[1:10])
+    teens = list(SPOKEN_ONES[10:20])
+    tens = list(SPOKEN_TENS[2:])
     top = MAX_NUMBER // 100
     return {
-        "digit": _alternatives(_ONES[:10] + ["oh"]),
+        "digit": _alternatives([*SPOKEN_ONES[:10], "oh"]),
         "nonzero": _alternatives(digits),
         "below100": "<nonzero> | " + _alternatives(teens) + " | (" + _alternatives(tens) + ") [<nonzero>]",
         "whole": ("zero | <below100> | ((a | one) hundred [[and] <below100>]) | ("
-                  + _alternatives(_ONES[2:top + 1]) + ") hundred [[and] <below100>]"),
+                  + _alternatives(list(SPOKEN_ONES[2:top + 1])) + ") hundred [[and] <below100>]"),
         "number": "<whole> [(point <digit> [<digit>]) | (and a half) | (and a quarter)] | half | a half | "
                   "a quarter | one and a half",
     }
@@ -416,8 +401,6 @@ _RARE_UNIT = 1e-37
 #: how much less likely than one command two joined by "and" or "then" are: the join let the decoder explain
 #: the end of one command as a second, short one ("insert and do a pull the vessel with psm2")
 _SECOND = 1e-20
-#: sign words before a number, for arguments that may be negative
-_SIGNS = ("minus", "plus", "negative")
 
 
 def _said(words: list[str]) -> bool:
@@ -608,15 +591,15 @@ class _Builder:
         if unusual:
             rare = self.book.add(f"{name}_rare", unusual)
             unit_ref = self.book.add(f"{name}_any", [f"/1/ {unit_ref}", f"/{_RARE_UNIT}/ {rare}"])
-        sign = f"[{_alternatives(list(_SIGNS))}] " if _may_be_negative(self.cs, skill, arg) else ""
+        sign = f"[{_alternatives(list(SIGN_WORDS))}] " if _may_be_negative(self.cs, skill, arg) else ""
         quantity = f"{sign}<number>" + (f" [{unit_ref}]" if unit_ref else "")
-        small = [" ".join(s) for s in _SMALL]
+        small = [" ".join(s) for s in SMALL_AMOUNT]
         return self.book.add(f"q_{'_'.join(dims) or 'plain'}_{'neg' if sign else 'pos'}", [quantity, *small])
 
     def _text_slot(self) -> str:
         """A label: a label word, then up to three letters or digits ("labelled l k")."""
-        marks = self.book.add("label_word", sorted(_LABEL_WORDS))
-        items = self.book.add("label_item", [*sorted(_LETTERS), *_ONES[:10]])
+        marks = self.book.add("label_word", sorted(LABEL_WORDS))
+        items = self.book.add("label_item", [*sorted(_LETTERS), *SPOKEN_ONES[:10]])
         return f"{marks} {items} [{items} [{items}]]"
 
     def frames(self, name: str, verbs: list[str], args: list[tuple[str, ArgSpec]], skill_of: dict[str, SkillSpec]) -> tuple[list[str], list[str]]:

@@ -23,7 +23,11 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from medrobot_llm.language.lexicon import CONTROL_PHRASES, FILLER, tokenize, words_to_numbers
+from medrobot_llm.language.inflection import is_form
+from medrobot_llm.language.numbers import FRACTIONS, words_to_numbers
+from medrobot_llm.language.phrases import said
+from medrobot_llm.language.text import tokenize
+from medrobot_llm.language.words import CONTROL_PHRASES, FILLER
 from medrobot_llm.planning.llm.config import LLMConfig, LLMConfigError, config_from_args
 from medrobot_llm.planning.llm.prompt import build_messages, repair_message
 from medrobot_llm.planning.llm.schema import (
@@ -152,12 +156,9 @@ class Trace:
 #: verbs too general to show what was asked for ("take" a shot and "take" a picture)
 _GENERIC = frozenset("take make do get set put give have show one".split())
 _ARTICLES = frozenset("a an the some".split())
-#: words allowed between the words of a phrase ("put the shunt 4 mm into")
-_MAX_GAP = 4
 #: words that only qualify another ("press harder", "touch down"): never a request on their own
 _MODIFIERS = frozenset("more less harder softer higher lower down up back change adjust increase decrease reduce "
                        "open close".split())
-_SUFFIXES = ("", "s", "es", "d", "ed", "ing", "ning", "ned", "ping", "ped", "ting", "ted", "ring", "red")
 
 
 def _words(text: str) -> list[str]:
@@ -221,31 +222,9 @@ def _triggers(domain: str) -> dict[Hazard, _Triggers]:
     return out
 
 
-def _is_form(token: str, word: str) -> bool:
-    return token.startswith(word) and token[len(word):] in _SUFFIXES
-
-
 def _contains(seq: Sequence[str], phrase: Sequence[str]) -> bool:
     n = len(phrase)
     return any(tuple(seq[i:i + n]) == tuple(phrase) for i in range(len(seq) - n + 1))
-
-
-def _said(seq: Sequence[str], phrase: Sequence[str], max_gap: int = _MAX_GAP) -> bool:
-    """The phrase's words in order, each at most ``max_gap`` words after the previous ("put the shunt 4 mm
-    into" says "put into"), in any inflected form."""
-    for start, tok in enumerate(seq):
-        if not _is_form(tok, phrase[0]):
-            continue
-        pos, ok = start, True
-        for word in phrase[1:]:
-            nxt = next((j for j in range(pos + 1, min(len(seq), pos + 2 + max_gap)) if _is_form(seq[j], word)), None)
-            if nxt is None:
-                ok = False
-                break
-            pos = nxt
-        if ok:
-            return True
-    return False
 
 
 def _asked_for(domain: str, hazard: Hazard, words: Sequence[str]) -> bool:
@@ -253,9 +232,9 @@ def _asked_for(domain: str, hazard: Hazard, words: Sequence[str]) -> bool:
     if trig is None:
         return False
     content = _content(words)
-    if any(_is_form(t, w) for t in content for w in trig.words):
+    if any(is_form(t, w) for t in content for w in trig.words):
         return True
-    return any(_said(words, p) for p in trig.phrases)
+    return any(said(list(words), p) for p in trig.phrases)
 
 
 def _exposures_asked(domain: str, words: Sequence[str], cap: int) -> tuple[int, int]:
@@ -267,7 +246,7 @@ def _exposures_asked(domain: str, words: Sequence[str], cap: int) -> tuple[int, 
         return 0, 0
     allowed = definite = 0
     for i, t in enumerate(words):
-        hit = next((w for w in trig.words if _is_form(t, w)), None)
+        hit = next((w for w in trig.words if is_form(t, w)), None)
         if hit is None:
             continue
         count = None
@@ -279,7 +258,7 @@ def _exposures_asked(domain: str, words: Sequence[str], cap: int) -> tuple[int, 
             continue
         allowed += count if count is not None else 1
         definite += count if count is not None else 1
-    if allowed == 0 and any(_said(words, p) for p in trig.phrases):
+    if allowed == 0 and any(said(list(words), p) for p in trig.phrases):
         allowed = definite = 1
     return allowed, definite
 
@@ -305,12 +284,9 @@ def _unit_factors() -> dict[str, frozenset[float]]:
     return {k: frozenset(v) for k, v in out.items()}
 
 
-_FRACTIONS = {"half": 0.5, "quarter": 0.25, "third": 1 / 3}
-
-
 def _numbers_said(words: Sequence[str]) -> list[float]:
     out = [float(w) for w in words if re.fullmatch(r"\d+(\.\d+)?", w)]
-    out += [v for w, v in _FRACTIONS.items() if any(_is_form(t, w) for t in words)]
+    out += [v for w, v in FRACTIONS.items() if w in words]
     return out
 
 
@@ -329,7 +305,7 @@ def _value_ok(value: float, allowed: set[float]) -> bool:
 
 
 def _allowed_values(cs: CommandSet, skill: SkillSpec, name: str, spec: ArgSpec, args: dict[str, Any],
-                    said: list[float]) -> set[float]:
+                    numbers: list[float]) -> set[float]:
     allowed: set[float] = {0.0} if spec.type == "vector3" else set()
     if isinstance(spec.default, (int, float)) and not isinstance(spec.default, bool):
         allowed.add(abs(float(spec.default)))
@@ -344,7 +320,7 @@ def _allowed_values(cs: CommandSet, skill: SkillSpec, name: str, spec: ArgSpec, 
             allowed.add(abs(ev.small))
     dim = DIMENSION_OF_UNIT.get(_unit_of(cs, skill, spec, args))
     factors = _unit_factors().get(dim or "", frozenset({1.0}))
-    allowed.update(abs(n * f) for n in said for f in factors)
+    allowed.update(abs(n * f) for n in numbers for f in factors)
     return allowed
 
 
@@ -402,9 +378,9 @@ def _named(domain: str, etypes: Sequence[str], value: str, words: Sequence[str])
         if entry is None:
             continue
         distinct, phrases = entry
-        if any(_is_form(t, w) for t in words for w in distinct):
+        if any(is_form(t, w) for t in words for w in distinct):
             return True
-        if any(_said(words, p, max_gap=0) for p in phrases):
+        if any(said(list(words), p, gaps=False) for p in phrases):
             return True
     return False
 
@@ -491,12 +467,12 @@ def ground_plan(domain: str, text: str, raw_steps: Sequence[Any], steps: Sequenc
             issues.append(Issue(Reason.EXPOSURE_COUNT, f"the plan has {n} exposures but the command asks for "
                                 f"{asked}; each exposure must be asked for", limit=(0, asked), value=n))
     issues += _ungrounded_entities(cs, words, raw_steps, steps)
-    said = _numbers_said(words)
+    numbers = _numbers_said(words)
     for i, spec, given, name, value, arg in _model_args(cs, raw_steps, steps):
         if given.get(name) is None or arg.type not in ("number", "vector3"):
             continue
         args = steps[i].args
-        allowed = _allowed_values(cs, spec, name, arg, args, said)
+        allowed = _allowed_values(cs, spec, name, arg, args, numbers)
         values = value if isinstance(value, list) else [value]
         bad = [v for v in values if isinstance(v, (int, float)) and not _value_ok(float(v), allowed)]
         if bad:
@@ -594,7 +570,7 @@ def _stderr(message: str) -> None:
 # paraphrases a model would obey and a parser would never see.
 def _screen(text: str) -> str | None:
     """The offline planner's screen, then the model-specific one; either refuses before any model call."""
-    from medrobot_llm.language.lexicon import screen_text
+    from medrobot_llm.language.screen import screen_text
 
     return screen_text(text)
 

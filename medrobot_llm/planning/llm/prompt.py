@@ -16,7 +16,6 @@ from typing import Any
 
 import yaml
 
-from medrobot_llm.core.plan import Control
 from medrobot_llm.core.command_set import ArgSpec, CommandSet, SkillSpec, load_command_set
 from medrobot_llm.core.validator import Issue, WorldState
 
@@ -46,10 +45,8 @@ def _num(v: Any) -> str:
 
 
 def _control_phrases() -> dict[str, tuple[str, ...]]:
-    try:
-        from medrobot_llm.language.lexicon import CONTROL_PHRASES
-    except ImportError:
-        return {c.value: (c.value,) for c in Control}
+    from medrobot_llm.language.words import CONTROL_PHRASES
+
     return CONTROL_PHRASES
 
 

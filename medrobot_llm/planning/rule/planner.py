@@ -14,29 +14,36 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from medrobot_llm.language.lexicon import (
+from medrobot_llm.language.inflection import verb_bases
+from medrobot_llm.language.lexicon import Lexicon, lexicon
+from medrobot_llm.language.numbers import FRACTIONS, NEGATIVE_SIGNS, NUMBER_WORDS, words_to_numbers
+from medrobot_llm.language.phrases import (
+    SOFT,
+    Match,
+    Phrase,
+    core_words,
+    find_phrase,
+    match_phrases,
+    present_words,
+)
+from medrobot_llm.language.screen import blanket_confirmation, screen_text
+from medrobot_llm.language.text import fold_text, tokenize
+from medrobot_llm.language.words import (
     CONTROL_IDIOMS,
     CONTROL_OBJECTS,
     CONTROL_PHRASES,
     FILLER,
     FUNCTION_WORDS,
-    NUMBER_WORDS,
+    LABEL_WORDS,
     ROOM_OBJECTS,
+    SMALL_AMOUNT,
     SWITCH_OFF,
     UNSUPPORTED_ACTIONS,
     UNSUPPORTED_MODES,
     UNSUPPORTED_SETTINGS,
     UNSUPPORTED_TARGETS,
     UNSUPPORTED_VIEWS,
-    Lexicon,
-    Phrase,
-    blanket_confirmation,
     drop_fillers,
-    fold_text,
-    lexicon,
-    screen_text,
-    tokenize,
-    words_to_numbers,
 )
 from medrobot_llm.core.plan import Control, Plan, PlanStatus, Step
 from medrobot_llm.core.reasons import Reason
@@ -52,16 +59,10 @@ from medrobot_llm.core.validator import (
 
 __all__ = ["RulePlanner", "screen_text"]
 
-#: words skipped when matching phrases, so "take a shot" matches "take the shot" and "press a bit harder"
-_SOFT = frozenset(["a", "an", "the", "bit", "little", "slightly", "some", "more", "much", "it", "its", "this", "that", "please", "just", "gently", "carefully", "slowly", "now", "also", "another", "extra", "additional", "further", "current"])
 _SPLIT_WORDS = (("and", "then"), ("after", "that"), ("then",), ("afterwards",), ("followed", "by"), ("next",),
                 ("and", "after", "that"), ("once", "done"), ("when", "done"))
-_SMALL = (("a", "little", "bit"), ("a", "bit"), ("a", "little"), ("slightly",), ("a", "touch"), ("a", "tad"),
-          ("just", "a", "bit"), ("a", "smidge"), ("somewhat",))
-_FRACTIONS = {"half": 0.5, "quarter": 0.25, "eighth": 0.125, "halves": 0.5, "quarters": 0.25, "eighths": 0.125}
 _COUNT_NOUNS = frozenset(["shot", "shots", "exposure", "exposures", "image", "images", "picture", "pictures", "radiograph", "radiographs", "spin", "spins", "scan", "scans", "acquisition", "acquisitions", "x", "xray", "xrays", "film", "films"])
 _TIMES = {"once": 1, "twice": 2, "thrice": 3}
-_LABEL_WORDS = frozenset(["labelled", "labeled", "label", "called", "named", "titled", "tagged", "caption", "captioned"])
 _ABOVE = frozenset(["above", "over", "higher", "up"])
 _PARTICLES = frozenset(["back", "up", "down", "over", "off", "away", "forward", "out"])
 _BELOW = frozenset(["below", "under", "beneath", "lower", "down"])
@@ -73,7 +74,6 @@ _OFFSET_AXES: tuple[tuple[frozenset[str], tuple[int, int]], ...] = (
     (frozenset(["front", "backward", "backwards", "closer", "nearer", "toward", "towards"]), (1, -1)),
 )
 _NUMBER = re.compile(r"^\d+(\.\d+)?$")
-_MAX_GAP = 3
 #: entity kinds that name what a skill acts on; an unknown word where one is needed is refused
 _NAMED_KINDS = frozenset(("object", "organ", "anatomy", "mode"))
 #: words that only link a name to the sentence: "to the right" also holds the side "right"
@@ -85,24 +85,6 @@ _POSSESSIVE = frozenset(["the", "its", "their", "his", "her", "your", "my", "our
 _CONTROL_PRIORITY = ("stop", "cancel", "deny", "confirm", "pause", "resume", "status")
 _CONTROL_LEXICON = sorted((Phrase(tuple(words_to_numbers(tokenize(p))), "control", name)
                            for name, ps in CONTROL_PHRASES.items() for p in ps), key=lambda p: -len(p.words))
-
-
-@dataclass
-class _Match:
-    phrase: Phrase
-    positions: tuple[int, ...]
-
-    @property
-    def start(self) -> int:
-        return self.positions[0]
-
-    @property
-    def size(self) -> int:
-        return len(self.phrase.words)
-
-    @property
-    def gaps(self) -> int:
-        return self.positions[-1] - self.positions[0] + 1 - len(self.positions)
 
 
 @dataclass
@@ -139,7 +121,7 @@ class _Qty:
 @dataclass
 class _Clause:
     tokens: list[str]
-    skills: list[_Match] = field(default_factory=list)
+    skills: list[Match] = field(default_factory=list)
     items: list[_Item] = field(default_factory=list)
     qtys: list[_Qty] = field(default_factory=list)
     small: bool = False
@@ -172,116 +154,38 @@ class _Question(Exception):
     pass
 
 
-#: prepositions people use interchangeably in a phrase: "slide the shunt in the vessel" is "slide into"
-_SAME_PREPOSITION = {"in": "into", "into": "in", "inside": "into"}
-
-
-def _same(token: str, word: str) -> bool:
-    return token == word or (len(word) > 2 and token in (word + "s", word + "es")) \
-        or _SAME_PREPOSITION.get(token) == word
-
-
-@functools.cache
-def _core(words: tuple[str, ...]) -> tuple[str, ...]:
-    return tuple(w for w in words if w not in _SOFT) or words
-
-
-def _present(tokens: list[str]) -> set[str]:
-    """Every word a token may stand for (singular forms too), to skip phrases that cannot match."""
-    out = set(tokens)
-    out.update(t[:-1] for t in tokens if t.endswith("s"))
-    out.update(t[:-2] for t in tokens if t.endswith("es"))
-    out.update(_SAME_PREPOSITION[t] for t in tokens if t in _SAME_PREPOSITION)
-    return out
-
-
-def _find(tokens: list[str], words: tuple[str, ...], taken: set[int], allow_gaps: bool,
-          skip: frozenset[int] = frozenset()) -> list[tuple[int, ...]]:
-    """Positions where ``words`` occur in ``tokens`` (soft words and ``skip`` positions skipped; small gaps
-    allowed if asked)."""
-    core = _core(words)
-    found: list[tuple[int, ...]] = []
-    n = len(tokens)
-    for i in range(n):
-        if not _same(tokens[i], core[0]) or i in taken:
-            continue
-        pos = [i]
-        j = i + 1
-        ok = True
-        for w in core[1:]:
-            gap = 0
-            while j < n and (not _same(tokens[j], w) or j in taken):
-                soft = tokens[j] in _SOFT or j in skip
-                if tokens[j] in (",", ";", ".") or (not allow_gaps and not soft):
-                    break
-                if not soft:
-                    gap += 1
-                if gap > _MAX_GAP:
-                    break
-                j += 1
-            if j < n and _same(tokens[j], w) and j not in taken:
-                pos.append(j)
-                j += 1
-            else:
-                ok = False
-                break
-        if ok:
-            found.append(tuple(pos))
-    return found
-
-
-def _match_phrases(tokens: list[str], phrases: list[Phrase], taken: set[int],
-                   skip: frozenset[int] = frozenset()) -> list[_Match]:
-    """Greedy longest-first matching; contiguous readings win over gapped ones. Positions in ``skip`` are
-    neither matched nor a gap."""
-    out: list[_Match] = []
-    used: set[int] = set(taken) | skip
-    present = _present(tokens)
-    candidates = [p for p in phrases if all(w in present for w in _core(p.words))]
-    for allow_gaps in (False, True):
-        for p in candidates:
-            if allow_gaps and len(_core(p.words)) < 2:
-                continue
-            for pos in _find(tokens, p.words, used, allow_gaps, skip):
-                if any(q in used for q in pos):
-                    continue
-                out.append(_Match(p, pos))
-                used.update(pos)
-    return out
-
-
 #: particles and prepositions that finish a phrasal verb, which the verb's object may split ("put the shunt in")
 _VERB_PARTICLES = frozenset(["in", "into", "inside", "up", "down", "off", "out", "back", "over", "on", "onto", "away"])
 
 
-def _phrasal_matches(tokens: list[str], phrases: list[Phrase], found: list[_Match],
-                     agents: frozenset[str]) -> list[_Match]:
+def _phrasal_matches(tokens: list[str], phrases: list[Phrase], found: list[Match],
+                     agents: frozenset[str]) -> list[Match]:
     """Phrasal verbs split by their object ("place the shunt in the vessel", "put the probe back on"), read
     alongside the bare verb they start with: the greedy pass gave the verb ("place" = move) the word first,
     and the longer phrase would otherwise never be weighed against it. Not when the words between name the
     robot itself (``agents``): "place the left arm in the vessel" moves the arm."""
     single = {m.start: m for m in found if m.size == 1}
     taken = {i for m in found for i in m.positions}
-    present = _present(tokens)
-    out: list[_Match] = []
+    present = present_words(tokens)
+    out: list[Match] = []
     for p in phrases:
-        core = _core(p.words)
+        core = core_words(p.words)
         if not all(w in present for w in core):
             continue
-        for pos in _find(tokens, p.words, set(), allow_gaps=True):
+        for pos in find_phrase(tokens, p.words, set(), allow_gaps=True):
             verb = single.get(pos[0])
             if verb is None or verb.phrase.kind == p.kind and verb.phrase.name == p.name \
                     or any(q in taken for q in pos[1:]) or pos[-1] - pos[0] < len(pos) \
                     or any(a in tokens[pos[0]:pos[-1]] for a in agents):
                 continue
-            out.append(_Match(p, pos))
+            out.append(Match(p, pos))
     return out
 
 
 @functools.cache
 def _phrasal_phrases(domain: str) -> list[Phrase]:
     """The domain's skill phrases that end in a particle ("put in", "slide into")."""
-    return [p for p in lexicon(domain).skills if len(_core(p.words)) >= 2 and _core(p.words)[-1] in _VERB_PARTICLES]
+    return [p for p in lexicon(domain).skills if len(core_words(p.words)) >= 2 and core_words(p.words)[-1] in _VERB_PARTICLES]
 
 
 class RulePlanner:
@@ -354,7 +258,7 @@ def _unreadable(text: str) -> str | None:
 @functools.cache
 def _control_lexicon() -> list[Phrase]:
     """Control phrases, those with the most meaningful words first ("one moment" before "just a moment")."""
-    return sorted(_CONTROL_LEXICON, key=lambda p: (-len(_core(p.words)), -len(p.words)))
+    return sorted(_CONTROL_LEXICON, key=lambda p: (-len(core_words(p.words)), -len(p.words)))
 
 
 @functools.cache
@@ -363,7 +267,7 @@ def _switch_off_phrases() -> tuple[tuple[str, ...], ...]:
 
 
 def _switches_off(clause: _Clause) -> bool:
-    return any(_find(clause.tokens, w, set(), allow_gaps=False) for w in _switch_off_phrases())
+    return any(find_phrase(clause.tokens, w, set(), allow_gaps=False) for w in _switch_off_phrases())
 
 
 @functools.cache
@@ -374,18 +278,6 @@ def _view_phrases() -> tuple[str, ...]:
 @functools.cache
 def _mode_phrases() -> tuple[str, ...]:
     return tuple(sorted((" ".join(tokenize(m)) for m in UNSUPPORTED_MODES), key=lambda m: -len(m)))
-
-
-def _stem(word: str) -> tuple[str, ...]:
-    """Readings of an inflected verb ("scanning" -> scan, "moving" -> move), to know a skill word in any form."""
-    out = [word]
-    for suffix in ("ing", "ed"):
-        if word.endswith(suffix) and len(word) > len(suffix) + 2:
-            base = word[:-len(suffix)]
-            out += [base, base + "e"]
-            if len(base) > 2 and base[-1] == base[-2]:
-                out.append(base[:-1])
-    return tuple(out)
 
 
 def _skill_words(lex: Lexicon) -> frozenset[str]:
@@ -417,7 +309,7 @@ def _control(tokens: list[str], lex: Lexicon, embedded_stop: bool) -> Control | 
     if embedded_stop:
         stop = [Phrase(tuple(tokenize(p)), "control", "stop") for p in CONTROL_PHRASES["stop"]]
         stop_words = {"stop", "halt", "estop", "emergency", "abort", "freeze"}
-        if any(w in stop_words for w in words) or _match_phrases(words, stop, set()):
+        if any(w in stop_words for w in words) or match_phrases(words, stop, set()):
             return Control.STOP
         return None
     stripped = _strip_idioms(words)
@@ -431,7 +323,7 @@ def _control(tokens: list[str], lex: Lexicon, embedded_stop: bool) -> Control | 
 _LITERAL_CONTROLS = frozenset({("do", "it"), ("go", "ahead"), ("go", "on"), ("carry", "on"), ("back", "to", "it")})
 
 
-def _literal(m: _Match, words: list[str]) -> bool:
+def _literal(m: Match, words: list[str]) -> bool:
     if m.phrase.words not in _LITERAL_CONTROLS:
         return True
     start = min(m.positions)
@@ -439,11 +331,11 @@ def _literal(m: _Match, words: list[str]) -> bool:
 
 
 def _control_of(words: list[str], lex: Lexicon) -> Control | None:
-    found = [m for m in _match_phrases(words, _control_lexicon(), set()) if _literal(m, words)]
+    found = [m for m in match_phrases(words, _control_lexicon(), set()) if _literal(m, words)]
     if not found:
         return None
     # a control word that is part of a longer skill phrase is the skill ("go home", "freeze and save")
-    skill_matches = _match_phrases(words, lex.skills, set())
+    skill_matches = match_phrases(words, lex.skills, set())
     found = [m for m in found if not any(s.size > m.size and set(s.positions) & set(m.positions)
                                          for s in skill_matches)]
     if not found:
@@ -452,14 +344,14 @@ def _control_of(words: list[str], lex: Lexicon) -> Control | None:
     rest = [w for i, w in enumerate(words) if i not in covered]
     if any(_NUMBER.match(w) for w in rest):
         return None
-    if rest and (_match_phrases(rest, lex.entities, set()) or any(w in UNSUPPORTED_TARGETS for w in rest)):
+    if rest and (match_phrases(rest, lex.entities, set()) or any(w in UNSUPPORTED_TARGETS for w in rest)):
         return None
     skill_words = _skill_words(lex)
     at_head = min(covered) == 0
     for w in rest:
-        if w in FILLER or w in CONTROL_OBJECTS or w in _SOFT:
+        if w in FILLER or w in CONTROL_OBJECTS or w in SOFT:
             continue
-        if at_head and any(x in skill_words for x in _stem(w)):
+        if at_head and any(x in skill_words for x in verb_bases(w)):
             continue
         return None
     names = {m.phrase.name for m in found}
@@ -646,7 +538,7 @@ class _Parser:
             rest = [t for i, t in enumerate(c.tokens) if i not in c.covered]
             vocative = (agents and not c.skills and not c.qtys and c.items and len(clauses) > 1
                         and all(e in agents for it in c.items for e, _ in it.options)
-                        and all(t in FILLER or t in _SOFT or t in _ANSWER_WORDS or t == ":" or
+                        and all(t in FILLER or t in SOFT or t in _ANSWER_WORDS or t == ":" or
                                 (t in FUNCTION_WORDS and not c.skills and k + 1 < len(clauses)) for t in rest))
             if vocative and k + 1 < len(clauses):
                 pending += c.tokens + [","]
@@ -710,31 +602,31 @@ class _Parser:
                 return named
             if tokens[k] in entity_words:
                 named = True
-            elif tokens[k] not in _SOFT and not (named and tokens[k] == "with"):
+            elif tokens[k] not in SOFT and not (named and tokens[k] == "with"):
                 return False
         return False
 
     def _verb_before(self, tokens: list[str], j: int, starts: set[int]) -> bool:
         """"... and send it home": a word the lexicon does not know (a verb such as "send"), then at most a
         pronoun, then a skill phrase, starts a new clause."""
-        if j >= len(tokens) or not tokens[j].isalpha() or tokens[j] in self.lex.known_words or tokens[j] in _SOFT:
+        if j >= len(tokens) or not tokens[j].isalpha() or tokens[j] in self.lex.known_words or tokens[j] in SOFT:
             return False
         entity_words = {w for p in self.lex.entities for w in p.words}
         for k in range(j + 1, min(j + 5, len(tokens))):
             if k in starts:
                 return True
-            if tokens[k] not in _PRONOUNS and tokens[k] not in _SOFT and tokens[k] not in entity_words \
+            if tokens[k] not in _PRONOUNS and tokens[k] not in SOFT and tokens[k] not in entity_words \
                     and tokens[k] not in ("arm", "arms", "robot", "probe", "gantry", "instrument"):
                 return False
         return False
 
     def _skill_starts(self, tokens: list[str]) -> set[int]:
         starts = set()
-        present = _present(tokens)
+        present = present_words(tokens)
         for p in self.lex.skills:
-            if not all(w in present for w in _core(p.words)):
+            if not all(w in present for w in core_words(p.words)):
                 continue
-            for pos in _find(tokens, p.words, set(), allow_gaps=False):
+            for pos in find_phrase(tokens, p.words, set(), allow_gaps=False):
                 starts.add(pos[0])
         return starts
 
@@ -743,7 +635,7 @@ class _Parser:
         toks = clause.tokens
         for k, t in enumerate(toks):
             saves_as = t == "as" and any(w in ("save", "store", "capture", "record", "keep", "file") for w in toks[:k])
-            if t in _LABEL_WORDS or saves_as:
+            if t in LABEL_WORDS or saves_as:
                 j = k + 1
                 while j < len(toks) and toks[j] in ("it", "as", "with", "the", "label", ":", '"', "of"):
                     j += 1
@@ -753,13 +645,13 @@ class _Parser:
                 clause.tokens = toks = toks[:k]
                 break
         # "press a touch harder": the words of "a touch", "a bit" say how much, never which skill
-        small = frozenset(k for i in range(len(toks)) for sm in _SMALL if len(sm) > 1
+        small = frozenset(k for i in range(len(toks)) for sm in SMALL_AMOUNT if len(sm) > 1
                           and tuple(toks[i:i + len(sm)]) == sm for k in range(i, i + len(sm)))
-        skills = _match_phrases(toks, self.lex.skills, set(), small)
+        skills = match_phrases(toks, self.lex.skills, set(), small)
         if not _VERB_PARTICLES.isdisjoint(toks):
             skills += _phrasal_matches(toks, _phrasal_phrases(self.cs.domain), skills, self._agent_words())
         ents = [m for etype in self.cs.entities
-                for m in _match_phrases(toks, [p for p in self.lex.entities if p.name == etype], set())]
+                for m in match_phrases(toks, [p for p in self.lex.entities if p.name == etype], set())]
         by_span: dict[tuple[int, ...], _Item] = {}
         for m in ents:
             item = by_span.get(m.positions)
@@ -794,7 +686,7 @@ class _Parser:
         n = len(toks)
         i = 0
         while i < n:
-            small = next((s for s in _SMALL if tuple(toks[i:i + len(s)]) == s), None)
+            small = next((s for s in SMALL_AMOUNT if tuple(toks[i:i + len(s)]) == s), None)
             if small:
                 clause.small = True
                 i += len(small)
@@ -809,7 +701,7 @@ class _Parser:
                 continue
             negative = False
             j = i
-            if t in ("minus", "negative"):
+            if t in NEGATIVE_SIGNS:
                 # "plus or minus 10 degrees" is a symmetric amount, not a negative one
                 negative = toks[max(0, i - 2):i] != ["plus", "or"]
                 j += 1
@@ -818,11 +710,11 @@ class _Parser:
                 value = float(toks[j])
                 j += 1
                 # "three quarters of a centimetre"
-                if j < n and toks[j] in _FRACTIONS:
-                    value *= _FRACTIONS[toks[j]]
+                if j < n and toks[j] in FRACTIONS:
+                    value *= FRACTIONS[toks[j]]
                     j = _past_article(toks, j + 1)
-            elif j < n and toks[j] in _FRACTIONS:
-                value = _FRACTIONS[toks[j]]
+            elif j < n and toks[j] in FRACTIONS:
+                value = FRACTIONS[toks[j]]
                 j = _past_article(toks, j + 1)
             elif j < n and toks[j] in ("a", "an", "one") and j + 1 < n and toks[j + 1] in UNIT_WORDS \
                     and toks[j + 1] not in ("in", "m", "n", "%"):
@@ -963,8 +855,8 @@ class _Parser:
 
     def _known_as_is(self, t: str) -> bool:
         known = self.lex.known_words
-        if any(x in known or x in FUNCTION_WORDS or x in FILLER or x in _SOFT or x in _COUNT_NOUNS
-               or x in CONTROL_OBJECTS or x in UNIT_WORDS or x in _LABEL_WORDS for x in _stem(t)):
+        if any(x in known or x in FUNCTION_WORDS or x in FILLER or x in SOFT or x in _COUNT_NOUNS
+               or x in CONTROL_OBJECTS or x in UNIT_WORDS or x in LABEL_WORDS for x in verb_bases(t)):
             return True
         return t in NUMBER_WORDS or any(t in p for p in _switch_off_phrases()) or (t.endswith("s") and t[:-1] in known)
 
@@ -1086,7 +978,7 @@ class _Parser:
         toks = clause.tokens
         dims = {_dimension(a, self.cs, s, {}) for s in specs for a in s.args.values() if a.type in ("number", "vector3")}
         verb_words = {w for m in clause.skills if (m.phrase.kind, m.phrase.name) == (kind, name)
-                      for w in _core(m.phrase.words)}
+                      for w in core_words(m.phrase.words)}
         for q in clause.qtys:
             if q.dim is None or q.dim in dims or toks[max(0, q.start - 1):q.start] != ["to"]:
                 continue
@@ -1101,18 +993,18 @@ class _Parser:
                 return "skill", other.name, size
         return chosen
 
-    def _inside_name(self, clause: _Clause, m: _Match) -> bool:
+    def _inside_name(self, clause: _Clause, m: Match) -> bool:
         """"the handover point" names a place, not the handover skill."""
         pos = set(m.positions)
         return any(pos < it.positions and not any(v == m.phrase.name for _, v in it.options)
                    for it in clause.items)
 
-    def _causative(self, clause: _Clause, m: _Match) -> bool:
+    def _causative(self, clause: _Clause, m: Match) -> bool:
         """"get the right arm to hand ...", "have psm1 grab ...": the first verb only says who does the next."""
         toks = clause.tokens
         agents = self._agent_kinds()
         k = m.positions[-1] + 1
-        while k < len(toks) and toks[k] in _SOFT:
+        while k < len(toks) and toks[k] in SOFT:
             k += 1
         item = next((it for it in clause.items if it.start == k and all(e in agents for e, _ in it.options)), None)
         if item is None:
@@ -1122,7 +1014,7 @@ class _Parser:
             k += 1
         return any(o.start == k for o in clause.skills if o is not m)
 
-    def _destination(self, clause: _Clause, m: _Match) -> bool:
+    def _destination(self, clause: _Clause, m: Match) -> bool:
         """"send the arm to its home position", "move the gantry to its park position": a skill named as the
         place to go is that skill (unless the words name a different place, as "handover point" does)."""
         toks = clause.tokens
@@ -1131,7 +1023,7 @@ class _Parser:
             k -= 1
         if k < 0 or toks[k] not in ("to", "into"):
             return False
-        after = [t for t in toks[m.positions[-1] + 1:] if t not in _SOFT]
+        after = [t for t in toks[m.positions[-1] + 1:] if t not in SOFT]
         if after[:1] and after[0].rstrip("s") not in ("position", "pose", "location", "spot", "place", "posture", ","):
             return False
         pos = set(m.positions)
@@ -1225,7 +1117,7 @@ class _Parser:
         move to the needle). That is a guess; the unknown verb is refused by name instead."""
         if size:
             return
-        head = next((t for t in clause.tokens if t.isalpha() and len(t) > 2 and t not in FILLER and t not in _SOFT
+        head = next((t for t in clause.tokens if t.isalpha() and len(t) > 2 and t not in FILLER and t not in SOFT
                      and not t.endswith("ly")), None)
         if head is not None and not self._known(head):
             raise _Refusal(f"'{head}' is not an action of the {self.cs.domain} command set "
@@ -1249,13 +1141,13 @@ class _Parser:
         toks = clause.tokens
         # the verb: a phrase of the skill, or the clause's first word ("turn" names the orbit axis, not a skill)
         ends = [m.positions[-1] for m in clause.skills if m.phrase.name == name]
-        ends += [k for k, t in enumerate(toks) if t.isalpha() and t not in FILLER and t not in _SOFT][:1]
+        ends += [k for k, t in enumerate(toks) if t.isalpha() and t not in FILLER and t not in SOFT][:1]
         for end in ends:
             # "take the probe off the patient": what follows a particle is where from, not what moves
             if toks[end] in _VERB_PARTICLES:
                 continue
             k = end + 1
-            while k < len(toks) and (toks[k] in _POSSESSIVE or toks[k] in _SOFT):
+            while k < len(toks) and (toks[k] in _POSSESSIVE or toks[k] in SOFT):
                 k += 1
             if k < len(toks) and toks[k] in ROOM_OBJECTS:
                 raise _Refusal(f"'{toks[k]}' is not moved by any skill of the {self.cs.domain} command set; "
@@ -1354,7 +1246,7 @@ class _Parser:
             for it in clause.items:
                 # "... and the left kidney": the side in front of the noun does not hide the "and"
                 named = {k for o in clause.items if o is not it and o.end < it.start for k in o.positions}
-                before = [w for k, w in enumerate(clause.tokens[:it.start]) if w not in _SOFT
+                before = [w for k, w in enumerate(clause.tokens[:it.start]) if w not in SOFT
                           and not (k in named and k > max((j for j, t in enumerate(clause.tokens[:it.start])
                                                            if t in ("and", ",")), default=-1))]
                 if it.used or not before or before[-1] not in ("and", ",", "or", "&", "plus"):
@@ -1410,7 +1302,7 @@ class _Parser:
         args: dict[str, Any] = {}
         toks = clause.tokens
         for phrase, implied in spec.implied.items():
-            if _find(toks, tuple(tokenize(phrase)), set(), allow_gaps=False):
+            if find_phrase(toks, tuple(tokenize(phrase)), set(), allow_gaps=False):
                 args.update(implied)
         enums = [(a, s) for a, s in spec.args.items() if s.type == "enum"]
         enums.sort(key=lambda kv: kv[1].values_from is not None)
@@ -1493,7 +1385,7 @@ class _Parser:
             after = toks[it.end + 1:it.end + 2]
             if v is None and (prep is not None or after == ["one"] or toks[max(0, it.start - 2):it.start]
                               in (["with", "the"], ["using", "the"])):
-                words = [toks[k] for k in sorted(it.positions) if toks[k] not in _SOFT and toks[k] not in
+                words = [toks[k] for k in sorted(it.positions) if toks[k] not in SOFT and toks[k] not in
                          ("to", "from", "toward", "towards", "into", "over")]
                 if len(words) == 1:
                     v = self._by_first_word(words[0], s, allowed)
@@ -1673,9 +1565,9 @@ class _Parser:
             ev = self.cs.entity_value(args[a], s)
             if ev is None or not (ev.positive or ev.negative):
                 continue
-            if any(_find(toks, tuple(tokenize(w)), set(), allow_gaps=False) for w in ev.negative):
+            if any(find_phrase(toks, tuple(tokenize(w)), set(), allow_gaps=False) for w in ev.negative):
                 return -abs(value)
-            if any(_find(toks, tuple(tokenize(w)), set(), allow_gaps=False) for w in ev.positive):
+            if any(find_phrase(toks, tuple(tokenize(w)), set(), allow_gaps=False) for w in ev.positive):
                 return abs(value) if value >= 0 or "minus" not in toks else value
         return value
 

@@ -1,0 +1,139 @@
+"""Numbers as people say them: number words, fractions and signs, into the digits a plan carries.
+
+The rule planner reads quantities with them, the LLM planner checks with them that a model's number was
+said, and the voice grammar writes its number rules from them, so all three agree on what a number is.
+"""
+
+from __future__ import annotations
+
+import re
+
+from medrobot_llm.core.units import UNIT_WORDS
+
+__all__ = [
+    "FRACTIONS",
+    "NEGATIVE_SIGNS",
+    "NUMBER_WORDS",
+    "SIGN_WORDS",
+    "SPOKEN_ONES",
+    "SPOKEN_TENS",
+    "number_words",
+    "words_to_numbers",
+]
+
+#: spelled numbers; the planner also uses them to tell a number word from an unknown name
+NUMBER_WORDS: dict[str, int] = {
+    "zero": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9,
+    "ten": 10, "eleven": 11, "twelve": 12, "thirteen": 13, "fourteen": 14, "fifteen": 15, "sixteen": 16,
+    "seventeen": 17, "eighteen": 18, "nineteen": 19, "twenty": 20, "thirty": 30, "forty": 40, "fourty": 40,
+    "fifty": 50, "sixty": 60, "seventy": 70, "eighty": 80, "ninety": 90,
+}
+
+
+#: "the right one", "the other one": "one" after these words is a pronoun, not a number
+_ONE_AS_PRONOUN = frozenset(["right", "left", "other", "this", "that", "the", "which", "each", "every", "another", "any", "no", "first", "second"])
+
+
+def words_to_numbers(tokens: list[str]) -> list[str]:
+    """Replace spelled numbers ("twenty five", "two point five", "a hundred") by digits."""
+    out: list[str] = []
+    i = 0
+    n = len(tokens)
+    while i < n:
+        t = tokens[i]
+        if t == "one" and out and out[-1] in _ONE_AS_PRONOUN and tokens[i + 1:i + 2] not in (["and"], ["point"]) \
+                and not (i + 1 < n and (tokens[i + 1] in UNIT_WORDS or tokens[i + 1] in NUMBER_WORDS)):
+            out.append(t)
+            i += 1
+            continue
+        if t in NUMBER_WORDS or (t in ("hundred", "thousand") and out and out[-1] in ("a", "one")):
+            value = 0.0
+            current = 0.0
+            j = i
+            if t in ("hundred", "thousand"):
+                out.pop()
+                current = 1
+            seen = False
+            while j < n:
+                w = tokens[j]
+                if w in NUMBER_WORDS:
+                    v = NUMBER_WORDS[w]
+                    if seen and v >= 10 and current % 100 != 0 and current % 10 != 0:
+                        break
+                    if seen and v < 10 and current % 10 != 0:
+                        break
+                    current += v
+                    seen = True
+                elif w == "hundred" and (seen or current):
+                    current = (current or 1) * 100
+                    seen = True
+                elif w == "thousand" and (seen or current):
+                    value += (current or 1) * 1000
+                    current = 0
+                    seen = True
+                elif w == "and" and seen and j + 1 < n and tokens[j + 1] in NUMBER_WORDS \
+                        and (current >= 100 or value >= 1000):
+                    pass
+                else:
+                    break
+                j += 1
+            total = value + current
+            if tokens[j:j + 3] == ["and", "a", "half"]:
+                total += 0.5
+                j += 3
+            if j + 1 < n and tokens[j] == "point" and re.fullmatch(r"\d+|[a-z]+", tokens[j + 1]):
+                frac_digits = []
+                k = j + 1
+                while k < n and (tokens[k] in NUMBER_WORDS and NUMBER_WORDS[tokens[k]] < 10 or tokens[k].isdigit()):
+                    frac_digits.append(str(NUMBER_WORDS.get(tokens[k], tokens[k])))
+                    k += 1
+                if frac_digits:
+                    total = float(f"{int(total)}.{''.join(frac_digits)}")
+                    j = k
+            out.append(_num(total))
+            i = j
+            continue
+        if re.fullmatch(r"\d+", t) and tokens[i + 1:i + 4] == ["and", "a", "half"]:
+            out.append(_num(int(t) + 0.5))
+            i += 4
+            continue
+        if re.fullmatch(r"\d+(\.\d+)?", t) and i + 2 < n and tokens[i + 1] == "point" and tokens[i + 2].isdigit():
+            out.append(f"{t}.{tokens[i + 2]}")
+            i += 3
+            continue
+        out.append(t)
+        i += 1
+    return out
+
+
+def _num(v: float) -> str:
+    return str(int(v)) if float(v).is_integer() else str(v)
+
+
+#: fractions said as words ("half a turn", "three quarters of a centimetre"). A word that is not here is not
+#: a number: "third" is an ordinal too ("the third rib"), so neither planner reads it as a fraction
+FRACTIONS: dict[str, float] = {"half": 0.5, "quarter": 0.25, "eighth": 0.125, "halves": 0.5, "quarters": 0.25,
+                               "eighths": 0.125}
+
+#: words that make the number after them negative ("minus 10 degrees"; the tokenizer writes "-10" so too)
+NEGATIVE_SIGNS: tuple[str, ...] = ("minus", "negative")
+#: every sign word said before a number
+SIGN_WORDS: tuple[str, ...] = ("minus", "plus", "negative")
+
+#: the spoken name of 0..19, by value, and of each multiple of ten (index = tens) as people say them
+SPOKEN_ONES: tuple[str, ...] = tuple(w for w, v in NUMBER_WORDS.items() if v < 20)
+_FIRST_SPELLING = {v: w for w, v in reversed(NUMBER_WORDS.items())}  # "forty", not "fourty"
+SPOKEN_TENS: tuple[str, ...] = ("_", "_", *(_FIRST_SPELLING[t] for t in range(20, 100, 10)))
+
+
+def number_words(n: int) -> list[str]:
+    """``n`` (0..999) as people say it, in the planner's words ("one hundred and twenty")."""
+    if not 0 <= n <= 999:
+        raise ValueError(f"{n} is outside 0..999")
+    if n < 20:
+        return [SPOKEN_ONES[n]]
+    if n < 100:
+        tens, ones = divmod(n, 10)
+        return [SPOKEN_TENS[tens]] + ([SPOKEN_ONES[ones]] if ones else [])
+    hundreds, rest = divmod(n, 100)
+    return [SPOKEN_ONES[hundreds], "hundred"] + (["and", *number_words(rest)] if rest else [])
