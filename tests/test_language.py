@@ -3,11 +3,16 @@ word means the same to the rule planner's parser and to the LLM planner's ground
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
+from medrobot_llm.core.command_set import DOMAINS, SkillFileError, load_command_set, parse_command_set
+from medrobot_llm.core.docs import json_schema
 from medrobot_llm.core.plan import PlanStatus
 from medrobot_llm.core.validator import check_steps
 from medrobot_llm.language.inflection import is_form, same_word, verb_bases
+from medrobot_llm.language.lexicon import shared_vocabulary
 from medrobot_llm.language.numbers import FRACTIONS, SPOKEN_ONES, SPOKEN_TENS, number_words, words_to_numbers
 from medrobot_llm.language.phrases import MAX_GAP, said
 from medrobot_llm.language.text import tokenize
@@ -59,3 +64,33 @@ def test_spoken_numbers_come_from_the_number_words() -> None:
     assert SPOKEN_ONES[7] == "seven" and SPOKEN_TENS[4] == "forty"
     assert number_words(142) == ["one", "hundred", "and", "forty", "two"]
     assert words_to_numbers(number_words(142)) == ["142"]
+
+
+def test_a_typo_in_a_vocabulary_section_fails_loudly() -> None:
+    text = ("domain: surgery\nversion: 1\ntitle: t\nentities: {e: {values: {v: {}}}}\n"
+            "skills:\n  x:\n    summary: s\n    hazard: none\n"
+            "vocabulary:\n  count_noun: [shot]\n")
+    with pytest.raises(SkillFileError) as err:
+        parse_command_set(text, "bad.yaml")
+    assert "bad.yaml" in str(err.value) and "vocabulary.count_noun" in str(err.value)
+
+
+def test_the_vocabulary_is_read_from_the_skill_files() -> None:
+    assert "dose" in load_command_set("xray").vocabulary.unsupported_settings
+    assert "mhz" in load_command_set("ultrasound").vocabulary.unsupported_settings
+    shared = shared_vocabulary()
+    assert {"dose", "mhz"} <= shared.unsupported_settings and "pa" in shared.unsupported_views
+    assert "shots" in shared.count_nouns and "scans" in shared.count_nouns
+
+
+def test_a_setting_one_domain_lacks_is_refused_by_name_in_every_domain() -> None:
+    for domain in ("surgery", "ultrasound"):
+        plan = RulePlanner().plan(domain, "set the dose to 3")
+        assert plan.status is PlanStatus.REFUSED and "'dose'" in (plan.reason or ""), domain
+    plan = RulePlanner().plan("xray", "set the frequency to 5")
+    assert plan.status is PlanStatus.REFUSED and "'frequency'" in (plan.reason or "")
+
+
+def test_the_vocabulary_is_not_part_of_the_published_schema() -> None:
+    for domain in DOMAINS:
+        assert "vocabulary" not in json.dumps(json_schema(domain))

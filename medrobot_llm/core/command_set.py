@@ -27,6 +27,7 @@ __all__ = [
     "Hazard",
     "SkillFileError",
     "SkillSpec",
+    "Vocabulary",
     "load_command_set",
     "skills_dir",
 ]
@@ -175,6 +176,21 @@ class FactSpec(_Strict):
     values: tuple[Any, ...]
 
 
+class Vocabulary(_Strict):
+    """Words of the domain that name no skill or entity: how its acquisitions are counted, and the settings,
+    views and modes a person may ask for that the command set does not have. A planner refuses those by
+    name, in every domain (a "dose" is refused in surgery too), rather than plan the rest of the command."""
+
+    #: nouns that count acquisitions ("3 shots", "two scans"); plural forms are listed, not derived
+    count_nouns: tuple[str, ...] = ()
+    #: machine settings no skill sets (tube voltage, transducer frequency)
+    unsupported_settings: tuple[str, ...] = ()
+    #: views no skill takes ("PA" is not "AP": reading one as the other exposes a view nobody asked for)
+    unsupported_views: tuple[str, ...] = ()
+    #: imaging modes and procedures no skill has
+    unsupported_modes: tuple[str, ...] = ()
+
+
 class CommandSet(_Strict):
     """One domain's command set."""
 
@@ -188,6 +204,7 @@ class CommandSet(_Strict):
     always_known: dict[str, Any] = Field(default_factory=dict)
     skills: dict[str, SkillSpec]
     tasks: dict[str, TaskSpec] = Field(default_factory=dict)
+    vocabulary: Vocabulary = Field(default_factory=Vocabulary)
 
     @model_validator(mode="after")
     def _cross_references(self) -> CommandSet:

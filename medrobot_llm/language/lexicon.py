@@ -28,10 +28,8 @@ from medrobot_llm.language.words import (
     ROOM_OBJECTS,
     SWITCH_OFF,
     UNSUPPORTED_ACTIONS,
-    UNSUPPORTED_MODES,
-    UNSUPPORTED_SETTINGS,
+    OTHER_MODALITIES,
     UNSUPPORTED_TARGETS,
-    UNSUPPORTED_VIEWS,
     drop_fillers,
 )
 
@@ -47,17 +45,16 @@ __all__ = [
     "ROOM_OBJECTS",
     "SWITCH_OFF",
     "UNSUPPORTED_ACTIONS",
-    "UNSUPPORTED_MODES",
-    "UNSUPPORTED_SETTINGS",
     "UNSUPPORTED_TARGETS",
-    "UNSUPPORTED_VIEWS",
     "Lexicon",
+    "SharedVocabulary",
     "blanket_confirmation",
     "drop_fillers",
     "Phrase",
     "fold_text",
     "lexicon",
     "screen_text",
+    "shared_vocabulary",
     "tokenize",
     "words_to_numbers",
 ]
@@ -116,3 +113,26 @@ def lexicon(domain: str) -> Lexicon:
                         lex.foreign_entities[words] = value
     lex.unit_phrases = sorted(((_phrase_words(w), w) for w in UNIT_WORDS), key=lambda x: -len(x[0]))
     return lex
+
+
+@dataclass(frozen=True)
+class SharedVocabulary:
+    """The ``vocabulary`` sections of every skill file together: a setting, view or mode that one domain
+    lacks is refused by name in all of them, and a count noun counts in all of them."""
+
+    count_nouns: frozenset[str]
+    unsupported_settings: frozenset[str]
+    unsupported_views: tuple[str, ...]
+    unsupported_modes: tuple[str, ...]
+
+
+@functools.cache
+def shared_vocabulary() -> SharedVocabulary:
+    vocabularies = [load_command_set(domain).vocabulary for domain in DOMAINS]
+    return SharedVocabulary(
+        count_nouns=frozenset(w for v in vocabularies for w in v.count_nouns),
+        unsupported_settings=frozenset(w for v in vocabularies for w in v.unsupported_settings),
+        unsupported_views=tuple(dict.fromkeys(w for v in vocabularies for w in v.unsupported_views)),
+        unsupported_modes=tuple(dict.fromkeys([*(w for v in vocabularies for w in v.unsupported_modes),
+                                               *OTHER_MODALITIES])),
+    )

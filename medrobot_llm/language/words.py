@@ -18,14 +18,12 @@ __all__ = [
     "FILLER",
     "FUNCTION_WORDS",
     "LABEL_WORDS",
+    "OTHER_MODALITIES",
     "ROOM_OBJECTS",
     "SMALL_AMOUNT",
     "SWITCH_OFF",
     "UNSUPPORTED_ACTIONS",
-    "UNSUPPORTED_MODES",
-    "UNSUPPORTED_SETTINGS",
     "UNSUPPORTED_TARGETS",
-    "UNSUPPORTED_VIEWS",
     "drop_fillers",
 ]
 
@@ -188,26 +186,8 @@ ROOM_OBJECTS: frozenset[str] = frozenset(
 SWITCH_OFF: tuple[str, ...] = ("turn off", "switch off", "disable", "deactivate", "exit", "leave", "get out of",
                                "come out of", "stop using", "no more")
 
-#: machine settings that no command set has (exposure dose, tube voltage, transducer frequency): a command
-#: asking for one is refused, since planning the rest would act at a setting the person did not ask for
-UNSUPPORTED_SETTINGS: frozenset[str] = frozenset(
-    ["dose", "doses", "dosage", "kv", "kvp", "kilovolt", "kilovolts", "mas", "milliamp", "milliamps", "milliampere",
-     "milliamperes", "mgy", "milligray", "frequency", "frequencies", "mhz", "megahertz", "khz", "hz"]
-)
-
-#: projections no command set has. "PA" is not "AP": it puts the source behind the patient, so reading one as
-#: the other would expose a view nobody asked for
-UNSUPPORTED_VIEWS: tuple[str, ...] = ("pa", "posteroanterior", "postero anterior", "posterior anterior")
-
-#: imaging modes and procedures outside every command set; said with a verb they name what is refused
-UNSUPPORTED_MODES: tuple[str, ...] = (
-    "live fluoroscopy", "live fluoro", "live imaging", "live xray", "live xrays", "fluoroscopy", "cine",
-    "cine loop", "video", "movie", "dsa", "digital subtraction", "subtraction", "angiography", "angiogram", "angio",
-    "roadmap", "road map", "mri", "pet scan", "power doppler", "pulsed wave", "pw doppler", "spectral doppler",
-    "continuous wave", "cw doppler", "m mode", "motion mode", "elastography", "shear wave", "harmonic imaging",
-    "tissue harmonic", "3d ultrasound", "4d", "panoramic", "extended field of view", "dual energy", "tomosynthesis",
-    "fluoroscopic", "screening mode", "pulsed fluoroscopy",
-)
+#: imaging modalities that no domain has; the modes near a domain's own are in its skill file (``vocabulary``)
+OTHER_MODALITIES: tuple[str, ...] = ("mri", "pet scan")
 
 #: words that say nothing about what to act on; a word outside these and the lexicon is an unknown name
 FUNCTION_WORDS: frozenset[str] = frozenset(

@@ -25,6 +25,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from medrobot_llm.language.lexicon import shared_vocabulary
 from medrobot_llm.language.numbers import SIGN_WORDS, SPOKEN_ONES, SPOKEN_TENS, number_words
 from medrobot_llm.language.text import tokenize
 from medrobot_llm.language.words import (
@@ -32,7 +33,6 @@ from medrobot_llm.language.words import (
     LABEL_WORDS,
     SMALL_AMOUNT,
     UNSUPPORTED_ACTIONS,
-    UNSUPPORTED_MODES,
     UNSUPPORTED_TARGETS,
 )
 from medrobot_llm.core.command_set import DOMAINS, ArgSpec, CommandSet, EntityValue, SkillSpec, load_command_set
@@ -704,7 +704,7 @@ class _Builder:
         heard as what they are and not as the nearest supported word."""
         actions = [" ".join(spoken_words(w)) for w in sorted(UNSUPPORTED_ACTIONS) if _said(spoken_words(w))]
         targets: list[str] = [" ".join(spoken_words(w)) for w in (*sorted(UNSUPPORTED_TARGETS),
-                                                                    *UNSUPPORTED_MODES)
+                                                                    *shared_vocabulary().unsupported_modes)
                               if _said(spoken_words(w))]
         for other in DOMAINS:
             if other == self.domain:

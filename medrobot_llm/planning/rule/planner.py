@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from medrobot_llm.language.inflection import verb_bases
-from medrobot_llm.language.lexicon import Lexicon, lexicon
+from medrobot_llm.language.lexicon import Lexicon, lexicon, shared_vocabulary
 from medrobot_llm.language.numbers import FRACTIONS, NEGATIVE_SIGNS, NUMBER_WORDS, words_to_numbers
 from medrobot_llm.language.phrases import (
     SOFT,
@@ -39,10 +39,7 @@ from medrobot_llm.language.words import (
     SMALL_AMOUNT,
     SWITCH_OFF,
     UNSUPPORTED_ACTIONS,
-    UNSUPPORTED_MODES,
-    UNSUPPORTED_SETTINGS,
     UNSUPPORTED_TARGETS,
-    UNSUPPORTED_VIEWS,
     drop_fillers,
 )
 from medrobot_llm.core.plan import Control, Plan, PlanStatus, Step
@@ -61,7 +58,6 @@ __all__ = ["RulePlanner", "screen_text"]
 
 _SPLIT_WORDS = (("and", "then"), ("after", "that"), ("then",), ("afterwards",), ("followed", "by"), ("next",),
                 ("and", "after", "that"), ("once", "done"), ("when", "done"))
-_COUNT_NOUNS = frozenset(["shot", "shots", "exposure", "exposures", "image", "images", "picture", "pictures", "radiograph", "radiographs", "spin", "spins", "scan", "scans", "acquisition", "acquisitions", "x", "xray", "xrays", "film", "films"])
 _TIMES = {"once": 1, "twice": 2, "thrice": 3}
 _ABOVE = frozenset(["above", "over", "higher", "up"])
 _PARTICLES = frozenset(["back", "up", "down", "over", "off", "away", "forward", "out"])
@@ -270,14 +266,20 @@ def _switches_off(clause: _Clause) -> bool:
     return any(find_phrase(clause.tokens, w, set(), allow_gaps=False) for w in _switch_off_phrases())
 
 
+def _count_nouns() -> frozenset[str]:
+    return shared_vocabulary().count_nouns
+
+
 @functools.cache
 def _view_phrases() -> tuple[str, ...]:
-    return tuple(sorted((" ".join(tokenize(v)) for v in UNSUPPORTED_VIEWS), key=lambda v: -len(v)))
+    views = shared_vocabulary().unsupported_views
+    return tuple(sorted((" ".join(tokenize(v)) for v in views), key=lambda v: -len(v)))
 
 
 @functools.cache
 def _mode_phrases() -> tuple[str, ...]:
-    return tuple(sorted((" ".join(tokenize(m)) for m in UNSUPPORTED_MODES), key=lambda m: -len(m)))
+    modes = shared_vocabulary().unsupported_modes
+    return tuple(sorted((" ".join(tokenize(m)) for m in modes), key=lambda m: -len(m)))
 
 
 def _skill_words(lex: Lexicon) -> frozenset[str]:
@@ -577,7 +579,7 @@ class _Parser:
                 counted = _counted_at(tokens, j) or (j < n and tokens[j].isalpha() and _counted_at(tokens, j + 1))
                 # "... and another shot" counts one more, as "... and 2 shots" counts two
                 counted = counted or (j < n and tokens[j] == "another" and any(
-                    tokens[k] in _COUNT_NOUNS for k in range(j + 1, min(j + 3, n))))
+                    tokens[k] in _count_nouns() for k in range(j + 1, min(j + 3, n))))
                 counted = counted or self._named_then_skill(tokens, j, starts)
                 if j in starts or counted or self._verb_before(tokens, j, starts):
                     parts.append(cur)
@@ -729,7 +731,7 @@ class _Parser:
                 _, u2 = self._unit_at(toks, j + 2)
                 if u2 is not None:
                     unit = u2
-            noun = next((k for k in range(j, min(j + 3, n)) if toks[k] in _COUNT_NOUNS
+            noun = next((k for k in range(j, min(j + 3, n)) if toks[k] in _count_nouns()
                          and all(x in clause.covered or toks[x] in _COUNT_ADJECTIVES for x in range(j, k))), None)
             if noun is not None and unit is None and not negative:
                 clause.count = int(value)
@@ -744,7 +746,7 @@ class _Parser:
                 i = j + 1
                 continue
             if unit is None and j < n and toks[j][0].isalpha() and len(toks[j]) > 1 and not self._known(toks[j]) \
-                    and toks[j] not in UNSUPPORTED_SETTINGS:
+                    and toks[j] not in shared_vocabulary().unsupported_settings:
                 # "3 kilograms", "7 psi", "2 o'clock": a unit the planner cannot convert is never dropped, or
                 # the bare number would land in the argument's own unit (3 N for 3 kg)
                 raise _Refusal(f"'{' '.join(toks[i:j + 1])}': the planner does not know the unit '{toks[j]}'; "
@@ -789,7 +791,7 @@ class _Parser:
                                f"(its skills: {', '.join(self.cs.skills)})", code=Reason.UNKNOWN_SKILL)
             if t in UNSUPPORTED_TARGETS:
                 raise _Refusal(f"'{t}' is not in the {self.cs.domain} command set ({self._targets()})")
-            if t in UNSUPPORTED_SETTINGS:
+            if t in shared_vocabulary().unsupported_settings:
                 raise _Refusal(f"'{t}' is not a setting of the {self.cs.domain} command set: it cannot be chosen "
                                f"(its skills: {', '.join(self.cs.skills)})")
             if t in self.numbered_prefixes and i + 1 < len(toks) and toks[i + 1].isdigit():
@@ -855,7 +857,7 @@ class _Parser:
 
     def _known_as_is(self, t: str) -> bool:
         known = self.lex.known_words
-        if any(x in known or x in FUNCTION_WORDS or x in FILLER or x in SOFT or x in _COUNT_NOUNS
+        if any(x in known or x in FUNCTION_WORDS or x in FILLER or x in SOFT or x in _count_nouns()
                or x in CONTROL_OBJECTS or x in UNIT_WORDS or x in LABEL_WORDS for x in verb_bases(t)):
             return True
         return t in NUMBER_WORDS or any(t in p for p in _switch_off_phrases()) or (t.endswith("s") and t[:-1] in known)
@@ -1697,7 +1699,7 @@ def _past_article(toks: list[str], j: int) -> int:
 def _counted_at(tokens: list[str], k: int) -> bool:
     """A number at ``k`` that counts a noun right after it ("2 shots", "1 more exposure")."""
     return k < len(tokens) and _NUMBER.match(tokens[k]) is not None \
-        and any(tokens[m] in _COUNT_NOUNS for m in range(k + 1, min(k + 4, len(tokens))))
+        and any(tokens[m] in _count_nouns() for m in range(k + 1, min(k + 4, len(tokens))))
 
 
 #: what may follow "another" / "one more" when the noun is left out ("... and take another")
@@ -1715,9 +1717,9 @@ def _elided_nouns(tokens: list[str]) -> list[str]:
         more = t == "another" or (t == "more" and i > 0 and tokens[i - 1] == "1")
         if not more or (i + 1 < n and tokens[i + 1] not in _ELLIPSIS_END):
             continue
-        noun = next((w for w in reversed(tokens[:i]) if w in _COUNT_NOUNS), None)
+        noun = next((w for w in reversed(tokens[:i]) if w in _count_nouns()), None)
         if noun is not None:
-            out.append(noun[:-1] if noun.endswith("s") and noun[:-1] in _COUNT_NOUNS else noun)
+            out.append(noun[:-1] if noun.endswith("s") and noun[:-1] in _count_nouns() else noun)
     return out
 
 
