@@ -70,6 +70,7 @@ def blanket_confirmation(text: str) -> str | None:
         return f"Refused: {_BLANKET_WHY}."
     return None
 
+
 # Text written for a model rather than for the robot: notes to "the AI", claimed approvals, hidden steps,
 # dictated answers. Found by the injection suite, where a model that obeys them produced unsafe plans.
 _INSTRUCTION_SCREEN: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -109,7 +110,6 @@ _INSTRUCTION_SCREEN: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 _INSTRUCTION_SCREEN_RE = tuple((re.compile("|".join(f"(?:{p})" for p in patterns), re.IGNORECASE), why)
                                for why, patterns in _INSTRUCTION_SCREEN)
-
 
 
 def screen_text(text: str) -> str | None:

@@ -1,0 +1,367 @@
+"""Stage 1 of the rule planner: normalised tokens to clauses, each with its skill phrases, names and quantities.
+
+A command is split where a new action starts ("and then", a comma before a skill phrase, "and 2 shots"),
+and every clause is read once, here, into a ``Clause`` that the later stages only consult and mark.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+
+from medrobot_llm.core.reasons import Reason
+from medrobot_llm.core.units import UNIT_WORDS
+from medrobot_llm.language.lexicon import lexicon, shared_vocabulary
+from medrobot_llm.language.numbers import FRACTIONS, NEGATIVE_SIGNS
+from medrobot_llm.language.phrases import SOFT, Match, Phrase, core_words, find_phrase, match_phrases, present_words
+from medrobot_llm.language.words import FILLER, FUNCTION_WORDS, LABEL_WORDS, SMALL_AMOUNT
+from medrobot_llm.planning.rule.model import (
+    ANSWER_WORDS,
+    NUMBER,
+    VERB_PARTICLES,
+    Clause,
+    Item,
+    Qty,
+    Refusal,
+    Stage,
+    agent_kinds,
+    agent_words,
+    count_nouns,
+    known,
+    known_as_is,
+    unit_at,
+)
+
+_SPLIT_WORDS = (("and", "then"), ("after", "that"), ("then",), ("afterwards",), ("followed", "by"), ("next",),
+                ("and", "after", "that"), ("once", "done"), ("when", "done"))
+
+_TIMES = {"once": 1, "twice": 2, "thrice": 3}
+
+#: words that only link a name to the sentence: "to the right" also holds the side "right"
+_LINK_WORDS = frozenset(["to", "toward", "towards", "the", "into", "onto", "of"])
+
+_COUNT_ADJECTIVES = frozenset(["more", "additional", "extra", "further", "new", "separate", "single", "of"])
+
+_PRONOUNS = frozenset(["it", "them", "him", "her", "this", "that", "everything", "both", "back"])
+
+
+def _phrasal_matches(tokens: list[str], phrases: list[Phrase], found: list[Match],
+                     agents: frozenset[str]) -> list[Match]:
+    """Phrasal verbs split by their object ("place the shunt in the vessel", "put the probe back on"), read
+    alongside the bare verb they start with: the greedy pass gave the verb ("place" = move) the word first,
+    and the longer phrase would otherwise never be weighed against it. Not when the words between name the
+    robot itself (``agents``): "place the left arm in the vessel" moves the arm."""
+    single = {m.start: m for m in found if m.size == 1}
+    taken = {i for m in found for i in m.positions}
+    present = present_words(tokens)
+    out: list[Match] = []
+    for p in phrases:
+        core = core_words(p.words)
+        if not all(w in present for w in core):
+            continue
+        for pos in find_phrase(tokens, p.words, set(), allow_gaps=True):
+            verb = single.get(pos[0])
+            if verb is None or verb.phrase.kind == p.kind and verb.phrase.name == p.name \
+                    or any(q in taken for q in pos[1:]) or pos[-1] - pos[0] < len(pos) \
+                    or any(a in tokens[pos[0]:pos[-1]] for a in agents):
+                continue
+            out.append(Match(p, pos))
+    return out
+
+
+@functools.cache
+def _phrasal_phrases(domain: str) -> list[Phrase]:
+    """The domain's skill phrases that end in a particle ("put in", "slide into")."""
+    return [p for p in lexicon(domain).skills
+            if len(core_words(p.words)) >= 2 and core_words(p.words)[-1] in VERB_PARTICLES]
+
+
+class ClauseReader(Stage):
+    """Tokens to clauses: split at sequencing words, and find in each clause its skill phrases, the names
+    it says and its quantities."""
+
+    def read(self, tokens: list[str]) -> list[Clause]:
+        parts = self.split(_elided_nouns(self._repeated_verbs(tokens)))
+        while parts and all(t in ANSWER_WORDS for t in parts[0]) and len(parts) > 1:
+            parts = parts[1:]
+        clauses = self._merge_vocatives([self.analyse(c) for c in parts])
+        return [c for c in clauses if c.tokens]
+
+    def _repeated_verbs(self, tokens: list[str]) -> list[str]:
+        """"rescan the spleen", "re-insert the shunt": the verb done again is the verb. Only for words the
+        lexicon does not know as they are ("release" and "return" stay themselves)."""
+        out: list[str] = []
+        for k, t in enumerate(tokens):
+            if t == "re" and k + 1 < len(tokens) and known_as_is(self.lex, tokens[k + 1]):
+                continue
+            if t.startswith("re") and len(t) > 4 and not known_as_is(self.lex, t) and known_as_is(self.lex, t[2:]):
+                t = t[2:]
+            out.append(t)
+        return out
+
+    def _merge_vocatives(self, clauses: list[Clause]) -> list[Clause]:
+        """"psm2, release the needle" / "release the needle, psm2": the arm addressed belongs to the clause
+        next to it, it is not a clause of its own."""
+        agents = agent_kinds(self.cs)
+        out: list[Clause] = []
+        pending: list[str] = []
+        for k, c in enumerate(clauses):
+            rest = [t for i, t in enumerate(c.tokens) if i not in c.covered]
+            vocative = (agents and not c.skills and not c.qtys and c.items and len(clauses) > 1
+                        and all(e in agents for it in c.items for e, _ in it.options)
+                        and all(t in FILLER or t in SOFT or t in ANSWER_WORDS or t == ":" or
+                                (t in FUNCTION_WORDS and not c.skills and k + 1 < len(clauses)) for t in rest))
+            if vocative and k + 1 < len(clauses):
+                pending += c.tokens + [","]
+                continue
+            if vocative and out:
+                out[-1] = self.analyse(out[-1].tokens + [","] + c.tokens)
+                continue
+            out.append(self.analyse(pending + c.tokens) if pending else c)
+            pending = []
+        return out
+
+    def split(self, tokens: list[str]) -> list[list[str]]:
+        starts = self._skill_starts(tokens)
+        parts: list[list[str]] = []
+        cur: list[str] = []
+        i = 0
+        n = len(tokens)
+        while i < n:
+            t = tokens[i]
+            if t in (";", ".", "!", "?"):
+                parts.append(cur)
+                cur = []
+                i += 1
+                continue
+            hit = next((w for w in _SPLIT_WORDS if tuple(tokens[i:i + len(w)]) == w), None)
+            if hit and cur:
+                parts.append(cur)
+                cur = []
+                i += len(hit)
+                continue
+            if t in (",", "and") and cur and i + 1 < n:
+                j = i + 1
+                while j < n and tokens[j] in (",", "and", "then", "please", "also", "now"):
+                    j += 1
+                # "... and 2 shots", "... and take 1 more shot": a counted exposure (its verb before it) is a step
+                counted = _counted_at(tokens, j) or (j < n and tokens[j].isalpha() and _counted_at(tokens, j + 1))
+                # "... and another shot" counts one more, as "... and 2 shots" counts two
+                counted = counted or (j < n and tokens[j] == "another" and any(
+                    tokens[k] in count_nouns() for k in range(j + 1, min(j + 3, n))))
+                counted = counted or self._named_then_skill(tokens, j, starts)
+                if j in starts or counted or self._verb_before(tokens, j, starts):
+                    parts.append(cur)
+                    cur = []
+                    i = j
+                    continue
+            if t in (",", "and") and not cur:
+                i += 1
+                continue
+            cur.append(t)
+            i += 1
+        parts.append(cur)
+        return [p for p in parts if p]
+
+    def _named_then_skill(self, tokens: list[str], j: int, starts: set[int]) -> bool:
+        """"... and a lateral shot", "... and psm1 grab it", ", lateral with a shot": names, then a skill
+        phrase (after "with", which only ties the two), start a clause."""
+        entity_words = {w for p in self.lex.entities for w in p.words}
+        named = False
+        for k in range(j, min(j + 5, len(tokens))):
+            if k in starts:
+                return named
+            if tokens[k] in entity_words:
+                named = True
+            elif tokens[k] not in SOFT and not (named and tokens[k] == "with"):
+                return False
+        return False
+
+    def _verb_before(self, tokens: list[str], j: int, starts: set[int]) -> bool:
+        """"... and send it home": a word the lexicon does not know (a verb such as "send"), then at most a
+        pronoun, then a skill phrase, starts a new clause."""
+        if j >= len(tokens) or not tokens[j].isalpha() or tokens[j] in self.lex.known_words or tokens[j] in SOFT:
+            return False
+        entity_words = {w for p in self.lex.entities for w in p.words}
+        for k in range(j + 1, min(j + 5, len(tokens))):
+            if k in starts:
+                return True
+            if tokens[k] not in _PRONOUNS and tokens[k] not in SOFT and tokens[k] not in entity_words \
+                    and tokens[k] not in ("arm", "arms", "robot", "probe", "gantry", "instrument"):
+                return False
+        return False
+
+    def _skill_starts(self, tokens: list[str]) -> set[int]:
+        starts = set()
+        present = present_words(tokens)
+        for p in self.lex.skills:
+            if not all(w in present for w in core_words(p.words)):
+                continue
+            for pos in find_phrase(tokens, p.words, set(), allow_gaps=False):
+                starts.add(pos[0])
+        return starts
+
+    def analyse(self, tokens: list[str]) -> Clause:
+        clause = Clause(tokens=list(tokens))
+        toks = clause.tokens
+        for k, t in enumerate(toks):
+            saves_as = t == "as" and any(w in ("save", "store", "capture", "record", "keep", "file") for w in toks[:k])
+            if t in LABEL_WORDS or saves_as:
+                j = k + 1
+                while j < len(toks) and toks[j] in ("it", "as", "with", "the", "label", ":", '"', "of"):
+                    j += 1
+                label = " ".join(w for w in toks[j:] if w not in ('"', ","))
+                if label:
+                    clause.label = self._original_case(label)
+                clause.tokens = toks = toks[:k]
+                break
+        # "press a touch harder": the words of "a touch", "a bit" say how much, never which skill
+        small = frozenset(k for i in range(len(toks)) for sm in SMALL_AMOUNT if len(sm) > 1
+                          and tuple(toks[i:i + len(sm)]) == sm for k in range(i, i + len(sm)))
+        skills = match_phrases(toks, self.lex.skills, set(), small)
+        if not VERB_PARTICLES.isdisjoint(toks):
+            skills += _phrasal_matches(toks, _phrasal_phrases(self.cs.domain), skills, agent_words(self.cs.domain))
+        ents = [m for etype in self.cs.entities
+                for m in match_phrases(toks, [p for p in self.lex.entities if p.name == etype], set())]
+        by_span: dict[tuple[int, ...], Item] = {}
+        for m in ents:
+            item = by_span.get(m.positions)
+            if item is None:
+                item = by_span[m.positions] = Item(m.start, m.positions[-1], [])
+            item.options.append((m.phrase.name, m.phrase.value))
+        for m in ents:
+            for p in self.lex.entities:
+                if p.words == m.phrase.words and (p.name, p.value) not in by_span[m.positions].options:
+                    by_span[m.positions].options.append((p.name, p.value))
+        clause.items = sorted(by_span.values(), key=lambda it: (it.start, -(it.end - it.start)))
+        for it in clause.items:
+            it.positions = set(next(m.positions for m in ents if m.start == it.start and m.positions[-1] == it.end))
+        clause.items = [it for it in clause.items
+                        if not any(o is not it and it.positions < o.positions
+                                   and not all(toks[k] in _LINK_WORDS for k in o.positions - it.positions)
+                                   for o in clause.items)]
+        clause.skills = skills
+        clause.skill_positions = {i for m in skills for i in m.positions}
+        clause.covered = {i for m in (*skills, *ents) for i in m.positions}
+        self._quantities(clause)
+        return clause
+
+    def _original_case(self, label: str) -> str:
+        """Labels keep the person's capitals ("LK upper pole"); matching ignores case and spacing."""
+        pattern = r"\W+".join(re.escape(w) for w in label.split())
+        m = re.search(pattern, self.state.original, flags=re.IGNORECASE)
+        return m.group(0) if m else label
+
+    def _quantities(self, clause: Clause) -> None:
+        toks = clause.tokens
+        n = len(toks)
+        i = 0
+        while i < n:
+            small = next((s for s in SMALL_AMOUNT if tuple(toks[i:i + len(s)]) == s), None)
+            if small:
+                clause.small = True
+                i += len(small)
+                continue
+            t = toks[i]
+            if t in _TIMES:
+                clause.count = _TIMES[t]
+                i += 1
+                continue
+            if i in clause.covered and not (NUMBER.match(t) and toks[i - 1:i] not in (["psm"], ["l"])):
+                i += 1
+                continue
+            negative = False
+            j = i
+            if t in NEGATIVE_SIGNS:
+                # "plus or minus 10 degrees" is a symmetric amount, not a negative one
+                negative = toks[max(0, i - 2):i] != ["plus", "or"]
+                j += 1
+            value: float | None = None
+            if j < n and NUMBER.match(toks[j]) and j not in clause.covered:
+                value = float(toks[j])
+                j += 1
+                # "three quarters of a centimetre"
+                if j < n and toks[j] in FRACTIONS:
+                    value *= FRACTIONS[toks[j]]
+                    j = _past_article(toks, j + 1)
+            elif j < n and toks[j] in FRACTIONS:
+                value = FRACTIONS[toks[j]]
+                j = _past_article(toks, j + 1)
+            elif j < n and toks[j] in ("a", "an", "one") and j + 1 < n and toks[j + 1] in UNIT_WORDS \
+                    and toks[j + 1] not in ("in", "m", "n", "%"):
+                value = 1.0
+                j += 1
+            if value is None:
+                i += 1
+                continue
+            unit_len, unit = unit_at(self.lex, toks, j)
+            # "10 by 15 cm": the second number's unit applies to the first too
+            if unit is None and j + 1 < n and toks[j] in ("by", "x") and NUMBER.match(toks[j + 1]):
+                _, u2 = unit_at(self.lex, toks, j + 2)
+                if u2 is not None:
+                    unit = u2
+            noun = next((k for k in range(j, min(j + 3, n)) if toks[k] in count_nouns()
+                         and all(x in clause.covered or toks[x] in _COUNT_ADJECTIVES for x in range(j, k))), None)
+            if noun is not None and unit is None and not negative:
+                clause.count = int(value)
+                clause.count_noun = toks[noun]
+                clause.covered.update(range(i, j))
+                clause.covered.add(noun)
+                i = j
+                continue
+            if j < n and toks[j] == "times" and not negative:
+                clause.count = int(value)
+                clause.covered.update(range(i, j + 1))
+                i = j + 1
+                continue
+            if unit is None and j < n and toks[j][0].isalpha() and len(toks[j]) > 1 and not known(self.lex, toks[j]) \
+                    and toks[j] not in shared_vocabulary().unsupported_settings:
+                # "3 kilograms", "7 psi", "2 o'clock": a unit the planner cannot convert is never dropped, or
+                # the bare number would land in the argument's own unit (3 N for 3 kg)
+                raise Refusal(f"'{' '.join(toks[i:j + 1])}': the planner does not know the unit '{toks[j]}'; "
+                              "say the value in mm, cm, degrees, turns, newtons, mm/s or percent",
+                              code=Reason.UNKNOWN_UNIT)
+            dim = None
+            factor = 1.0
+            if unit is not None:
+                dim, factor = UNIT_WORDS[unit]
+            q = Qty(i, j + unit_len - 1, value * factor, dim, negative,
+                    text=" ".join(toks[i:j + unit_len]))
+            clause.qtys.append(q)
+            clause.covered.update(range(i, j + unit_len))
+            i = j + unit_len
+
+
+def _past_article(toks: list[str], j: int) -> int:
+    """After a fraction: past "a" / "of a" ("half a centimetre", "a quarter of a turn")."""
+    for words in (("of", "a"), ("of", "an"), ("a",), ("an",)):
+        if tuple(toks[j:j + len(words)]) == words:
+            return j + len(words)
+    return j
+
+
+def _counted_at(tokens: list[str], k: int) -> bool:
+    """A number at ``k`` that counts a noun right after it ("2 shots", "1 more exposure")."""
+    return k < len(tokens) and NUMBER.match(tokens[k]) is not None \
+        and any(tokens[m] in count_nouns() for m in range(k + 1, min(k + 4, len(tokens))))
+
+
+#: what may follow "another" / "one more" when the noun is left out ("... and take another")
+_ELLIPSIS_END = frozenset([",", ".", ";", "!", "?", "and", "then", "please", "too", "now"])
+
+
+def _elided_nouns(tokens: list[str]) -> list[str]:
+    """"take a shot, tilt forward a bit and take another": "another" (or "one more") with its noun left out
+    counts one more of the last countable thing the command named (a shot, an image, a spin). Without a noun
+    before it, nothing is filled in, and the words are read as they were said."""
+    out: list[str] = []
+    n = len(tokens)
+    for i, t in enumerate(tokens):
+        out.append(t)
+        more = t == "another" or (t == "more" and i > 0 and tokens[i - 1] == "1")
+        if not more or (i + 1 < n and tokens[i + 1] not in _ELLIPSIS_END):
+            continue
+        noun = next((w for w in reversed(tokens[:i]) if w in count_nouns()), None)
+        if noun is not None:
+            out.append(noun[:-1] if noun.endswith("s") and noun[:-1] in count_nouns() else noun)
+    return out

@@ -1,0 +1,328 @@
+"""Stage 3 of the rule planner: the arguments of the chosen skill.
+
+Names and numbers come from the clause; what it leaves out may come from what the command said before
+(``ParseState.context``), from a later clause, or from what the facts allow (the other arm of a pair).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from medrobot_llm.core.command_set import ArgSpec, SkillSpec
+from medrobot_llm.language.phrases import SOFT, find_phrase
+from medrobot_llm.language.text import tokenize
+from medrobot_llm.planning.rule.model import (
+    Clause,
+    Item,
+    Stage,
+    allowed_values,
+    clean_number,
+    dimension,
+    from_later,
+    infer_parents,
+    switches_off,
+)
+
+_ABOVE = frozenset(["above", "over", "higher", "up"])
+
+_BELOW = frozenset(["below", "under", "beneath", "lower", "down"])
+
+#: offset words -> (component, sign) in the camera frame: x to the right, y away from the camera, z up
+_OFFSET_AXES: tuple[tuple[frozenset[str], tuple[int, int]], ...] = (
+    (_BELOW, (2, -1)), (_ABOVE, (2, 1)),
+    (frozenset(["left", "leftward", "leftwards"]), (0, -1)), (frozenset(["right", "rightward", "rightwards"]), (0, 1)),
+    (frozenset(["behind", "beyond", "past", "forward", "forwards", "away", "farther", "further"]), (1, 1)),
+    (frozenset(["front", "backward", "backwards", "closer", "nearer", "toward", "towards"]), (1, -1)),
+)
+
+
+class SlotFiller(Stage):
+    """A chosen skill's arguments from the clause: the names and numbers it says, what the command said
+    before, and what the facts allow."""
+
+    def fill(self, spec: SkillSpec, clause: Clause, later: list[Clause]) -> dict[str, Any]:
+        args: dict[str, Any] = {}
+        toks = clause.tokens
+        for phrase, implied in spec.implied.items():
+            if find_phrase(toks, tuple(tokenize(phrase)), set(), allow_gaps=False):
+                args.update(implied)
+        enums = [(a, s) for a, s in spec.args.items() if s.type == "enum"]
+        enums.sort(key=lambda kv: kv[1].values_from is not None)
+        for a, s in enums:
+            if a in args:
+                continue
+            allowed = allowed_values(self.cs, spec, a, s, args)
+            item = self._pick(clause, a, s, allowed)
+            if item is not None:
+                args[a] = self._switched_off(spec, a, item, allowed, clause)
+        infer_parents(self.cs, spec, args)
+        self.same_as_before(spec, args, clause)
+        self.carry(spec, args)
+        self._numbers(spec, clause, args)
+        for a, s in spec.args.items():
+            if s.type == "text" and clause.label is not None and a not in args:
+                args[a] = clause.label
+        for a, s in enums:
+            if a in args or not s.required or s.values_from:
+                continue
+            if a.startswith(("to_", "from_")):
+                continue
+            for etype in s.entities:
+                value = self.state.context.get(etype) or from_later(later, s, allowed_values(self.cs, spec, a, s, args))
+                if value and value in allowed_values(self.cs, spec, a, s, args):
+                    args[a] = value
+                    break
+        # a thing taken from the clause before keeps the side and level it was said with there ("AP of the left
+        # knee, then a lateral"); a side said for another organ or anatomy is never carried to this one
+        self.carry(spec, args)
+        for a, s in enums:
+            if a in args or not s.required or not s.values_from or s.values_from.split(".")[0] in args:
+                continue
+            value = from_later(later, s, allowed_values(self.cs, spec, a, s, args))
+            if value:
+                args[a] = value
+        self._pair(spec, args)
+        return args
+
+    def _switched_off(self, spec: SkillSpec, a: str, value: str, allowed: tuple[str, ...], clause: Clause) -> str:
+        """"turn off colour doppler": a setting said after a switching-off verb is the one to leave, not the one
+        to choose. With one other value it can take (B-mode) that is the setting; with more, the planner asks."""
+        if a not in spec.at_least_one or not switches_off(clause):
+            return value
+        clause.switched_off = True
+        others = [v for v in allowed if v != value]
+        if len(others) != 1:
+            self.state.questions.append(f"Which {a} instead of {value}: {' or '.join(others)}?")
+            return value
+        return others[0]
+
+    def _pick(self, clause: Clause, name: str, s: ArgSpec, allowed: tuple[str, ...]) -> str | None:
+        toks = clause.tokens
+        prep = name.split("_")[0] if name.startswith(("from_", "to_")) else None
+        for it in clause.items:
+            if it.used:
+                continue
+            v = it.value_for(s.entities, allowed)
+            if v is None:
+                v = it.value_for(s.entities, self.cs.allowed_values(s) + s.exclude)
+            after = toks[it.end + 1:it.end + 2]
+            if v is None and (prep is not None or after == ["one"] or toks[max(0, it.start - 2):it.start]
+                              in (["with", "the"], ["using", "the"])):
+                words = [toks[k] for k in sorted(it.positions) if toks[k] not in SOFT and toks[k] not in
+                         ("to", "from", "toward", "towards", "into", "over")]
+                if len(words) == 1:
+                    v = self._by_first_word(words[0], s, allowed)
+            if v is None:
+                continue
+            if prep is not None:
+                before = toks[max(0, it.start - 3):it.start]
+                marks = {"from": ("from", "of"), "to": ("to", "into", "towards", "toward", "over")}[prep]
+                other = {"from": ("to", "into", "towards", "toward"), "to": ("from",)}[prep]
+                own = [toks[k] for k in sorted(it.positions)][:1]
+                if own and own[0] in marks:
+                    before = before + own
+                subject = prep == "from" and self.state.verb_start is not None and it.end < self.state.verb_start \
+                    and not any(b in other for b in before)
+                if not subject and (not any(b in marks for b in before) or any(b in other for b in before[-1:])):
+                    continue
+            clause.use(it)
+            return v
+        return None
+
+    def _by_first_word(self, word: str, s: ArgSpec, allowed: tuple[str, ...]) -> str | None:
+        """"to the left" for an arm: the one value whose names start with that word ("left arm")."""
+        hits = {v for v in allowed for ent in s.entities
+                for syn in (self.cs.entities[ent].values[v].synonyms if v in self.cs.entities[ent].values else ())
+                if syn.split()[0] == word}
+        return hits.pop() if len(hits) == 1 else None
+
+    def _pair(self, spec: SkillSpec, args: dict[str, Any]) -> None:
+        """``from_arm`` / ``to_arm``: the giver is the arm the facts say holds the object; the one not
+        named is the other arm."""
+        pairs = [a for a in spec.args if a.startswith("from_")]
+        for f in pairs:
+            t = "to_" + f[len("from_"):]
+            if t not in spec.args:
+                continue
+            values = [v for v in self.cs.allowed_values(spec.args[f])]
+            if f not in args:
+                held = [v for v in values if self.state.world.facts.get(f"holding[{v}]") in args.values()
+                        and v != args.get(t)]
+                if len(held) == 1:
+                    args[f] = held[0]
+            if f in args and t not in args:
+                rest = [v for v in values if v != args[f]]
+                if len(rest) == 1:
+                    args[t] = rest[0]
+            elif t in args and f not in args:
+                rest = [v for v in values if v != args[t]]
+                if len(rest) == 1:
+                    args[f] = rest[0]
+
+    def carry(self, spec: SkillSpec, args: dict[str, Any]) -> None:
+        """A side or level said earlier in the same command holds for a later mention of the same thing:
+        "lateral view of the right knee, collimate to the knee" collimates to the right knee. Only within one
+        command, and only for the same parent value: "the left hip ... the knee" carries nothing."""
+        for a, s in spec.args.items():
+            if a in args or not s.values_from:
+                continue
+            other = s.values_from.split(".")[0]
+            if other not in args:
+                continue
+            for step in reversed(self.state.done):
+                if step.args.get(other) == args[other] and a in step.args:
+                    if step.args[a] in allowed_values(self.cs, spec, a, s, args):
+                        args[a] = step.args[a]
+                    break
+
+    def same_as_before(self, spec: SkillSpec, args: dict[str, Any], clause: Clause) -> None:
+        """"lateral of the pelvis and a shot, then the same on the sacrum": "the same" keeps what the last step
+        of this skill chose and this clause does not say (the lateral view), rather than the default (AP)."""
+        if "same" not in clause.tokens:
+            return
+        prev = next((st for st in reversed(self.state.done) if st.skill == spec.name), None)
+        if prev is None:
+            return
+        for a, s in spec.args.items():
+            if a not in args and a in prev.args and s.type == "enum" and not s.values_from \
+                    and prev.args[a] in allowed_values(self.cs, spec, a, s, args):
+                args[a] = prev.args[a]
+
+    def inherit(self, spec: SkillSpec, args: dict[str, Any]) -> set[str]:
+        """"AP of the pelvis and a shot, then lateral view and another shot": a step the person named only
+        in part (the view) acts on what the clause before set up, as a radiographer would read it. Only the
+        required names no other argument depends on come from there; side and level then follow that same
+        anatomy through ``_carry``. Returns the arguments so filled."""
+        filled: set[str] = set()
+        for a, s in spec.args.items():
+            if a in args or s.type != "enum" or not s.required or s.values_from or a.startswith(("to_", "from_")):
+                continue
+            for etype in s.entities:
+                value = self.state.context.get(etype)
+                if value is not None and value in allowed_values(self.cs, spec, a, s, args):
+                    args[a] = value
+                    filled.add(a)
+                    break
+        if filled:
+            self.carry(spec, args)
+        return filled
+
+    def _numbers(self, spec: SkillSpec, clause: Clause, args: dict[str, Any]) -> None:
+        cs = self.cs
+        toks = clause.tokens
+        numeric = [(a, s) for a, s in spec.args.items() if s.type in ("number", "vector3") and a not in args]
+        if not numeric:
+            return
+        for q in clause.qtys:
+            if q.used:
+                continue
+            near = set(toks[max(0, q.start - 4):q.start]) | set(toks[q.end + 1:q.end + 4])
+            best: str | None = None
+            candidates = []
+            for a, s in numeric:
+                if a in args:
+                    continue
+                dim = dimension(s, cs, spec, args)
+                if s.unit_from and dim is None:
+                    dim = q.dim
+                if q.dim is not None and dim is not None and q.dim != dim:
+                    continue
+                if q.dim is not None and dim is None:
+                    continue
+                candidates.append((a, s))
+            for a, s in candidates:
+                if any(w in near for k in s.keywords for w in tokenize(k)):
+                    best = a
+                    break
+            if best is None and candidates:
+                best = candidates[0][0]
+            if best is None:
+                continue
+            s = spec.args[best]
+            value = -abs(q.value) if q.negative else q.value
+            if s.type == "vector3":
+                named = {k for it in clause.items if it.used for k in it.positions}
+                around = {toks[k] for k in range(max(0, q.start - 4), min(len(toks), q.end + 4))
+                          if k not in named and not q.start <= k <= q.end}
+                axis = next((v for words, v in _OFFSET_AXES if around & words), None)
+                if axis is None:
+                    continue
+                index, sign = axis
+                said = next(w for w, v in _OFFSET_AXES if v == axis)
+                for it in clause.items:
+                    if not it.used and any(toks[k] in said for k in it.positions):
+                        clause.use(it)
+                vec: list[float] = [0, 0, 0]
+                vec[index] = sign * abs(value)
+                args[best] = vec
+            else:
+                args[best] = clean_number(self._signed(spec, args, value, toks))
+            q.used = True
+        if clause.small:
+            for a, s in numeric:
+                if a in args or not s.range_from:
+                    continue
+                ref = args.get(s.range_from)
+                ev = cs.entity_value(ref, spec.args[s.range_from]) if isinstance(ref, str) else None
+                if ev is not None and ev.small is not None:
+                    args[a] = clean_number(self._signed(spec, args, ev.small, toks))
+
+    def _signed(self, spec: SkillSpec, args: dict[str, Any], value: float, toks: list[str]) -> float:
+        """Sign words of the chosen axis ("tilt back" +, "toward the feet" -) set the amount's sign."""
+        for a, s in spec.args.items():
+            if s.type != "enum" or a not in args:
+                continue
+            ev = self.cs.entity_value(args[a], s)
+            if ev is None or not (ev.positive or ev.negative):
+                continue
+            if any(find_phrase(toks, tuple(tokenize(w)), set(), allow_gaps=False) for w in ev.negative):
+                return -abs(value)
+            if any(find_phrase(toks, tuple(tokenize(w)), set(), allow_gaps=False) for w in ev.positive):
+                return abs(value) if value >= 0 or "minus" not in toks else value
+        return value
+
+    def conjoined(self, spec: SkillSpec, args: dict[str, Any], clause: Clause) -> list[tuple[SkillSpec,
+                                                                                             dict[str, Any]]]:
+        """"locate the needle and the shunt", "the right kidney and the left kidney": one more step per extra
+        value of an argument already filled (a side only among the sides its organ or anatomy has)."""
+        extra = []
+        for a, s in spec.args.items():
+            if s.type != "enum" or a not in args or a.startswith(("from_", "to_")):
+                continue
+            for it in clause.items:
+                # "... and the left kidney": the side in front of the noun does not hide the "and"
+                named = {k for o in clause.items if o is not it and o.end < it.start for k in o.positions}
+                before = [w for k, w in enumerate(clause.tokens[:it.start]) if w not in SOFT
+                          and not (k in named and k > max((j for j, t in enumerate(clause.tokens[:it.start])
+                                                           if t in ("and", ",")), default=-1))]
+                if it.used or not before or before[-1] not in ("and", ",", "or", "&", "plus"):
+                    continue
+                v = it.value_for(s.entities, allowed_values(self.cs, spec, a, s, args))
+                if v is not None and v != args[a]:
+                    clause.use(it)
+                    more = {**args, a: v}
+                    # "... and the left kidney": the noun after the side is the same kidney, not a new name
+                    for other in clause.items:
+                        if not other.used and other.start == it.end + 1 and any(
+                                o in more.values() for _, o in other.options):
+                            clause.use(other)
+                    self._gapped(spec, a, it, more, clause)
+                    extra.append((spec, more))
+        return extra
+
+    def _gapped(self, spec: SkillSpec, a: str, item: Item, args: dict[str, Any], clause: Clause) -> None:
+        """"grab the needle with the right arm and the shunt with the left arm": what is named after the second
+        value, up to the next "and", belongs to its step and replaces what the first step had."""
+        end = next((k for k in range(item.end + 1, len(clause.tokens)) if clause.tokens[k] in ("and", ",")),
+                   len(clause.tokens))
+        for b, s in spec.args.items():
+            if b == a or s.type != "enum" or s.values_from:
+                continue
+            for other in clause.items:
+                if other.used or not item.end < other.start < end:
+                    continue
+                v = other.value_for(s.entities, allowed_values(self.cs, spec, b, s, args))
+                if v is not None:
+                    args[b] = v
+                    clause.use(other)
+                    break
