@@ -94,3 +94,14 @@ def test_a_setting_one_domain_lacks_is_refused_by_name_in_every_domain() -> None
 def test_the_vocabulary_is_not_part_of_the_published_schema() -> None:
     for domain in DOMAINS:
         assert "vocabulary" not in json.dumps(json_schema(domain))
+
+
+def test_in_for_into_reads_alike_for_both_planners() -> None:
+    # the rule planner reads "place ... in" as "place into", an insertion; the LLM planner's grounding took
+    # only "into" and refused the same plan from a model as a contact step nobody asked for
+    text = "with the right arm, place the shunt in the vessel"
+    plan = RulePlanner().plan("surgery", text)
+    assert plan.status is PlanStatus.OK and any(s.skill == "insert" for s in plan.steps)
+    raw = [{"skill": s.skill, "args": dict(s.args)} for s in plan.steps]
+    steps, _ = check_steps("surgery", raw)
+    assert "ungrounded_hazard" not in [issue.code for issue in ground_plan("surgery", text, raw, steps)]
