@@ -1,8 +1,8 @@
 """Inflection: when a word said is a form of a word the command set knows ("scans", "scanning", "moved").
 
 Both planners ask it: the rule planner to match phrases (plurals only, so "shots" is "shot" but "pressing"
-does not become a second "press") and to recognise a skill verb in any form, the LLM planner to see that
-a text asked for what a model planned.
+does not become a second "press") and to recognise a skill verb in any form (``verb_bases``), the LLM
+planner to see that a text said what a model planned (``is_form``, built from the same two rules).
 """
 
 from __future__ import annotations
@@ -32,5 +32,9 @@ def verb_bases(word: str) -> tuple[str, ...]:
 
 
 def is_form(token: str, word: str) -> bool:
-    """``token`` is ``word`` in any inflected form: its plural, or a verb form whose base it is."""
-    return same_word(token, word) or word in verb_bases(token)
+    """``token`` says ``word``: the word itself, its plural, or a verb form that keeps it whole ("scans",
+    "scanning", "moved"). A form that reads as the word only once an "e" is put back ("taking", "imaging")
+    is a known word (``verb_bases``) but does not say it: a grounding check that read "without taking an
+    image" as "take an image", or "the imaging depth" as "image", would let a model plan a step nobody asked
+    for, and where a reading could guess or refuse, it refuses."""
+    return same_word(token, word) or (token.startswith(word) and word in verb_bases(token))
