@@ -157,10 +157,9 @@ def settle(sup: Supervisor, backend: MemoryBackend, timeout: float = 5.0) -> Non
 
 def table_dest(state: SupervisorState, trigger: str | None) -> SupervisorState | None:
     """Where the table sends ``trigger`` from ``state``; None if it does not allow it."""
-    for t in TRANSITIONS:
-        if t["trigger"] == trigger and state in t["source"]:
-            dest: SupervisorState = t["dest"]
-            return dest
+    for row in TRANSITIONS:
+        if row.trigger == trigger and state in row.sources:
+            return row.dest
     return None
 
 

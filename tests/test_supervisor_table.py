@@ -11,73 +11,81 @@ from transitions import MachineError
 
 from medrobot_llm import cli
 from medrobot_llm.backends.memory import Outcome
-from medrobot_llm.safety.supervisor import (
+from medrobot_llm.safety.machine import (
     GUARD_HELP,
+    GUARDS,
     STATE_HELP,
     TRANSITIONS,
     TRIGGER_HELP,
-    InvalidTransition,
-    Reply,
-    Supervisor,
-    SupervisorState,
+    Effect,
+    Guard,
+    Row,
+    Trigger,
     build_machine,
     mermaid_diagram,
 )
+from medrobot_llm.safety.supervisor import InvalidTransition, Reply, Supervisor, SupervisorState
 
 from _helpers_supervisor import XRAY_MOTION, XRAY_SHOT_FIRST, Rig, check_log, make_rig, table_dest
 
 S = SupervisorState
 STATES = list(SupervisorState)
-TRIGGERS = sorted({t["trigger"] for t in TRANSITIONS})
+#: every trigger there is, not only those the table uses: a trigger added without a row fails here
+TRIGGERS = list(Trigger)
 
 
-class _Permissive:
-    """A model whose guards all answer ``passing`` and whose effects do nothing: the bare table."""
+class _Model:
+    state: SupervisorState
 
-    def __init__(self, passing: bool) -> None:
-        self.passing = passing
 
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("guard_"):
-            return lambda event: self.passing
-        if name.startswith("effect_"):
-            return lambda event: None
-        raise AttributeError(name)
+def _bare_machine(passing: bool, initial: SupervisorState = S.IDLE) -> tuple[_Model, Any]:
+    """The bare table: every guard answers ``passing`` and every effect does nothing."""
+    model = _Model()
+    machine = build_machine(model, guards=lambda guard: (lambda event: passing),
+                            effects={e: (lambda event: None) for e in Effect}, initial=initial)
+    return model, machine
 
 
 # ------------------------------------------------------------------------------------------------- machine
-@pytest.mark.parametrize("trigger", TRIGGERS)
+@pytest.mark.parametrize("trigger", TRIGGERS, ids=lambda t: t.value)
 @pytest.mark.parametrize("state", STATES, ids=lambda s: s.value)
-def test_machine_pair(state: SupervisorState, trigger: str) -> None:
-    model = _Permissive(True)
-    machine = build_machine(model, initial=state)
+def test_machine_pair(state: SupervisorState, trigger: Trigger) -> None:
+    model, machine = _bare_machine(True, state)
     dest = table_dest(state, trigger)
     if dest is None:
         with pytest.raises(MachineError):
-            machine.events[trigger].trigger(model)
+            machine.events[trigger.value].trigger(model)
         assert model.state is state
     else:
-        assert machine.events[trigger].trigger(model) is True
+        assert machine.events[trigger.value].trigger(model) is True
         assert model.state is dest
 
 
-@pytest.mark.parametrize("entry", [t for t in TRANSITIONS if t.get("conditions")], ids=lambda t: t["trigger"])
-def test_a_failing_guard_refuses_and_changes_nothing(entry: dict[str, Any]) -> None:
-    for state in entry["source"]:
-        model = _Permissive(False)
-        machine = build_machine(model, initial=state)
-        assert machine.events[entry["trigger"]].trigger(model) is False
+@pytest.mark.parametrize("row", [r for r in TRANSITIONS if r.guards], ids=lambda r: r.trigger.value)
+def test_a_failing_guard_refuses_and_changes_nothing(row: Row) -> None:
+    for state in row.sources:
+        model, machine = _bare_machine(False, state)
+        assert machine.events[row.trigger.value].trigger(model) is False
         assert model.state is state
 
 
 def test_no_auto_transitions_and_unknown_triggers_do_not_exist() -> None:
-    model = _Permissive(True)
-    machine = build_machine(model)
+    model, machine = _bare_machine(True)
     assert not hasattr(model, "to_EXECUTING")
-    assert "to_EXECUTING" not in machine.events and set(machine.events) == set(TRIGGERS)
+    assert "to_EXECUTING" not in machine.events and set(machine.events) == {t.value for t in Trigger}
 
 
-DISALLOWED = [(s, t) for s in STATES for t in [*TRIGGERS, "fly"] if table_dest(s, t) is None]
+def test_every_trigger_has_exactly_one_row() -> None:
+    assert sorted(row.trigger.value for row in TRANSITIONS) == sorted(t.value for t in Trigger)
+
+
+def test_the_machine_is_not_built_without_an_effect() -> None:
+    with pytest.raises(ValueError, match="drop_plan"):
+        build_machine(_Model(), guards=lambda guard: (lambda event: True),
+                      effects={e: (lambda event: None) for e in Effect if e is not Effect.DROP_PLAN})
+
+
+DISALLOWED = [(s, t) for s in STATES for t in [*(t.value for t in TRIGGERS), "fly"] if table_dest(s, t) is None]
 
 
 @pytest.mark.parametrize(("state", "trigger"), DISALLOWED, ids=lambda x: x.value if isinstance(x, S) else x)
@@ -94,20 +102,18 @@ def test_supervisor_refuses_every_pair_the_table_does_not_allow(state: Superviso
         rig.close()
 
 
-def test_the_table_is_documented_and_its_names_resolve() -> None:
+def test_the_table_is_documented_and_its_references_resolve() -> None:
     assert set(TRIGGER_HELP) == set(TRIGGERS) and set(STATE_HELP) == set(STATES)
-    for t in TRANSITIONS:
-        for name in t.get("conditions", []):
-            assert name in GUARD_HELP and callable(getattr(Supervisor, "_" + name))
-        if "after" in t:
-            assert callable(getattr(Supervisor, "_" + t["after"]))
-    sources_of_recovering = {s for t in TRANSITIONS if t["dest"] is S.RECOVERING for s in t["source"]}
+    assert set(GUARDS) == set(Guard) == set(GUARD_HELP) and all(callable(check) for check in GUARDS.values())
+    assert {row.effect for row in TRANSITIONS if row.effect is not None} == set(Effect)
+    assert all(row.help for row in TRANSITIONS)
+    sources_of_recovering = {s for row in TRANSITIONS if row.dest is S.RECOVERING for s in row.sources}
     assert sources_of_recovering == {S.ESTOP, S.FAULT}
     # only an operator reset leaves the latched states, except to the other latched state
-    for t in TRANSITIONS:
-        for s in t["source"]:
+    for row in TRANSITIONS:
+        for s in row.sources:
             if s in (S.ESTOP, S.FAULT):
-                assert t["dest"] in (S.ESTOP, S.FAULT, S.RECOVERING)
+                assert row.dest in (S.ESTOP, S.FAULT, S.RECOVERING)
 
 
 # ------------------------------------------------------------------------------------------------- API
@@ -208,11 +214,11 @@ def test_the_diagram_in_the_docs_is_up_to_date(capsys: pytest.CaptureFixture[str
 def test_the_diagram_draws_every_transition_of_the_table() -> None:
     text = mermaid_diagram()
     assert text.startswith("stateDiagram-v2")
-    for t in TRANSITIONS:
-        for s in t["source"]:
-            line = next((x for x in text.splitlines() if x.strip().startswith(f"{s.value} --> {t['dest'].value}:")),
+    for row in TRANSITIONS:
+        for s in row.sources:
+            line = next((x for x in text.splitlines() if x.strip().startswith(f"{s.value} --> {row.dest.value}:")),
                         None)
-            assert line is not None and t["trigger"] in line
+            assert line is not None and row.trigger.value in line
 
 
 def test_diagram_check_fails_on_a_stale_file(tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:

@@ -36,7 +36,7 @@ def register(sub: Any) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from medrobot_llm.safety.supervisor import mermaid_diagram, supervisor_doc
+    from medrobot_llm.safety.machine import mermaid_diagram, supervisor_doc
 
     text = supervisor_doc()
     path: Path = args.output or default_path()

@@ -1,10 +1,10 @@
 """The safety supervisor: the one state machine between plans and robots.
 
-Everything that may move a robot passes through here, and the rules that keep people safe live in one
-table (``TRANSITIONS``) that the machine, the docs diagram and the tests all read. The machine is a
-``transitions`` ``LockedMachine`` without auto transitions, so a trigger the table does not allow from
-the current state raises instead of quietly doing something, and commands, the e-stop, the watchdog
-and the executor's worker can all call in from their own threads.
+Everything that may move a robot passes through here. The rules that keep people safe are data, the
+table of ``medrobot_llm.safety.machine`` that the machine, the docs diagram and the tests all read; this
+class is what the rows act on: it builds the machine without auto transitions, so a trigger the table
+does not allow from the current state raises instead of quietly doing something, and commands, the
+e-stop, the watchdog and the executor's worker can all call in from their own threads.
 
 Three rules shape the code:
 - ``stop`` halts the backend *before* it takes any lock, so an e-stop never waits behind anything;
@@ -15,19 +15,16 @@ Three rules shape the code:
 
 from __future__ import annotations
 
-import copy
+import functools
 import itertools
 import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from enum import Enum
-from typing import Any, Self
+from collections.abc import Callable
+from typing import Any, Self, assert_never
 
 from transitions import EventData, MachineError
-from transitions.extensions.locking import LockedMachine
 
 from medrobot_llm.safety.audit import AuditLog, AuditLogError
 from medrobot_llm.backends.base import CancelToken, FailureKind, Feedback, SkillBackend, StepResult
@@ -37,9 +34,15 @@ from medrobot_llm.core.reasons import Reason
 from medrobot_llm.planning.base import Planner
 from medrobot_llm.core.command_set import Hazard, load_command_set
 from medrobot_llm.core.validator import WorldState, validate_plan
+from medrobot_llm.safety.machine import (GUARD_HELP, LATCHED, STATE_HELP, TRANSITIONS, TRIGGER_HELP, Effect,
+                                         InvalidTransition, StateChange, SupervisorError, SupervisorState, Trigger,
+                                         allowed_sources, bind_guards, build_machine, mermaid_diagram,
+                                         supervisor_doc)
+from medrobot_llm.safety.replies import Question, Reply
 
 __all__ = [
     "GUARD_HELP",
+    "LATCHED",
     "STATE_HELP",
     "TRANSITIONS",
     "TRIGGER_HELP",
@@ -50,6 +53,7 @@ __all__ = [
     "Supervisor",
     "SupervisorError",
     "SupervisorState",
+    "Trigger",
     "allowed_sources",
     "build_machine",
     "mermaid_diagram",
@@ -57,194 +61,16 @@ __all__ = [
 ]
 
 _LOG = logging.getLogger(__name__)
-
-
-class SupervisorState(str, Enum):
-    IDLE = "IDLE"
-    PLANNING = "PLANNING"
-    AWAITING_CONFIRMATION = "AWAITING_CONFIRMATION"
-    EXECUTING = "EXECUTING"
-    PAUSED = "PAUSED"
-    ESTOP = "ESTOP"
-    FAULT = "FAULT"
-    RECOVERING = "RECOVERING"
-
-
 S = SupervisorState
-_ALL = [*SupervisorState]
-_WITH_PLAN = [S.EXECUTING, S.AWAITING_CONFIRMATION, S.PAUSED]
-#: states in which nothing may move until an operator resets
-LATCHED = frozenset({S.ESTOP, S.FAULT})
-
-#: The supervisor's rules. Conditions name guards; ``after`` names the effect once the state changed.
-TRANSITIONS: tuple[dict[str, Any], ...] = (
-    {"trigger": "plan", "source": [S.IDLE], "dest": S.PLANNING, "after": "effect_plan"},
-    {"trigger": "accept", "source": [S.PLANNING], "dest": S.EXECUTING,
-     "conditions": ["guard_plan_validated"], "after": "effect_accept"},
-    {"trigger": "reject", "source": [S.PLANNING], "dest": S.IDLE},
-    {"trigger": "ask", "source": [S.EXECUTING], "dest": S.AWAITING_CONFIRMATION,
-     "conditions": ["guard_step_needs_confirmation"], "after": "effect_ask"},
-    {"trigger": "confirm", "source": [S.AWAITING_CONFIRMATION], "dest": S.EXECUTING,
-     "conditions": ["guard_answers_question", "guard_question_fresh"], "after": "effect_confirm"},
-    {"trigger": "deny", "source": [S.AWAITING_CONFIRMATION], "dest": S.IDLE, "after": "effect_drop_plan"},
-    {"trigger": "expire", "source": [S.AWAITING_CONFIRMATION], "dest": S.IDLE,
-     "conditions": ["guard_question_expired"], "after": "effect_drop_plan"},
-    {"trigger": "pause", "source": [S.EXECUTING, S.AWAITING_CONFIRMATION], "dest": S.PAUSED,
-     "after": "effect_pause"},
-    {"trigger": "resume", "source": [S.PAUSED], "dest": S.EXECUTING},
-    {"trigger": "cancel", "source": [S.PLANNING, *_WITH_PLAN], "dest": S.IDLE, "after": "effect_drop_plan"},
-    {"trigger": "finish", "source": [S.EXECUTING], "dest": S.IDLE,
-     "conditions": ["guard_plan_complete"], "after": "effect_drop_plan"},
-    {"trigger": "abort", "source": [S.EXECUTING], "dest": S.IDLE, "after": "effect_drop_plan"},
-    {"trigger": "estop", "source": _ALL, "dest": S.ESTOP, "after": "effect_estop"},
-    {"trigger": "fault", "source": _ALL, "dest": S.FAULT, "after": "effect_fault"},
-    {"trigger": "reset", "source": [S.ESTOP, S.FAULT], "dest": S.RECOVERING,
-     "conditions": ["guard_no_step_in_flight"], "after": "effect_reset"},
-    {"trigger": "recovered", "source": [S.RECOVERING], "dest": S.IDLE, "conditions": ["guard_backend_ready"]},
-)
-
-STATE_HELP: Mapping[SupervisorState, str] = {
-    S.IDLE: "no plan; ready for a command",
-    S.PLANNING: "a command is being turned into a plan and validated against the current world state",
-    S.AWAITING_CONFIRMATION: "the next step is contact or radiation; nothing moves until that step is confirmed",
-    S.EXECUTING: "steps are released to the backend one by one",
-    S.PAUSED: "motion stopped, plan position kept; `resume` re-sends the interrupted step",
-    S.ESTOP: "e-stop latched: the backend is halted until an operator resets",
-    S.FAULT: "something failed (a step, the backend, the heartbeat, a callback): halted until reset",
-    S.RECOVERING: "operator reset: the halt is cleared and the backend checked before going back to IDLE",
-}
-
-TRIGGER_HELP: Mapping[str, str] = {
-    "plan": "a text command or a ready plan arrives",
-    "accept": "the plan passed validation against the backend's world state",
-    "reject": "refused, a clarification question, invalid, or a control intent",
-    "ask": "the next step needs its own confirmation",
-    "confirm": "the operator confirms the step that was asked about",
-    "deny": "the operator says no: the plan is dropped",
-    "expire": "no answer within the confirmation timeout: the plan is dropped",
-    "pause": "hold still now; the plan position is kept",
-    "resume": "go on from the kept position (asking again before a hazardous step)",
-    "cancel": "drop the plan and stop motion (not latched)",
-    "finish": "the last step succeeded",
-    "abort": "a step's preconditions no longer hold against the robot's world state",
-    "estop": "`stop`: halt now, latched",
-    "fault": "step failure, limit violation, timeout, lost heartbeat, or an exception in a callback",
-    "reset": "operator reset after an e-stop or fault",
-    "recovered": "the backend is un-halted and reports its world state",
-}
-
-GUARD_HELP: Mapping[str, str] = {
-    "guard_plan_validated": "validated",
-    "guard_step_needs_confirmation": "contact/radiation step",
-    "guard_answers_question": "same step",
-    "guard_question_fresh": "not expired",
-    "guard_question_expired": "timed out",
-    "guard_plan_complete": "all steps done",
-    "guard_no_step_in_flight": "no step running",
-    "guard_backend_ready": "backend un-halted",
-}
-
-
-def allowed_sources(trigger: str) -> list[SupervisorState]:
-    return [s for t in TRANSITIONS if t["trigger"] == trigger for s in t["source"]]
-
-
-class SupervisorError(RuntimeError):
-    """Base of the supervisor's own errors."""
-
-
-class InvalidTransition(SupervisorError):
-    """A command the current state does not allow; nothing changed."""
-
-    def __init__(self, trigger: str, state: SupervisorState, detail: str = "") -> None:
-        self.trigger = trigger
-        self.state = state
-        sources = allowed_sources(trigger)
-        if sources:
-            allowed = ", ".join(s.value for s in sources)
-            msg = f"cannot {trigger} while {state.value} (only from {allowed})"
-        else:
-            msg = f"unknown command {trigger!r}"
-        super().__init__(msg + (f": {detail}" if detail else ""))
-
-
-@dataclass(frozen=True)
-class Question:
-    """The confirmation the supervisor is waiting for: about one step of one run, until ``expires_at``."""
-
-    run: int
-    step_index: int
-    skill: str
-    hazard: Hazard
-    text: str
-    asked_at: float
-    expires_at: float
-
-    def to_json(self) -> dict[str, Any]:
-        return {"run": self.run, "step_index": self.step_index, "skill": self.skill, "hazard": self.hazard.value,
-                "text": self.text, "asked_at": self.asked_at, "expires_at": self.expires_at}
-
-
-@dataclass(frozen=True)
-class Reply:
-    """The answer to every command: accepted or not, the state after it, and a sentence for people."""
-
-    accepted: bool
-    state: SupervisorState
-    message: str
-    plan: Plan | None = None
-    question: Question | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {"accepted": self.accepted, "state": self.state.value, "message": self.message,
-                "plan": self.plan.to_json() if self.plan else None,
-                "question": self.question.to_json() if self.question else None}
-
-
-@dataclass(frozen=True)
-class StateChange:
-    source: SupervisorState
-    dest: SupervisorState
-    trigger: str
-    reason: str
-    at: float
+T = Trigger
+_WITH_PLAN = (S.EXECUTING, S.AWAITING_CONFIRMATION, S.PAUSED)
 
 
 class _Model:
     """What the machine drives. Kept apart from ``Supervisor`` so trigger names (``pause``, ``confirm``)
-    never collide with the public methods; guard and effect names in the table resolve to the owner."""
+    never collide with the public methods; the machine adds the triggers and ``state`` to it."""
 
     state: SupervisorState
-
-    def __init__(self, owner: Any) -> None:
-        self._owner = owner
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith(("guard_", "effect_")):
-            return getattr(self._owner, "_" + name)
-        raise AttributeError(name)
-
-
-def build_machine(model: Any, *, lock: Any | None = None,
-                  on_exception: Callable[[EventData], None] | None = None,
-                  on_enter: Callable[[EventData], None] | None = None,
-                  initial: SupervisorState = S.IDLE) -> LockedMachine:
-    """The machine for ``TRANSITIONS``. ``model`` must resolve every guard/effect name in the table."""
-    machine = LockedMachine(
-        model=model,
-        states=_ALL,
-        initial=initial,
-        transitions=copy.deepcopy(list(TRANSITIONS)),
-        auto_transitions=False,
-        ignore_invalid_triggers=False,
-        send_event=True,
-        on_exception=on_exception,
-        machine_context=[lock] if lock is not None else None,
-    )
-    if on_enter is not None:
-        for s in _ALL:
-            machine.get_state(s.name).add_callback("enter", on_enter)
-    return machine
 
 
 class Supervisor:
@@ -274,9 +100,9 @@ class Supervisor:
 
         self._lock = threading.RLock()
         self._cond = threading.Condition(self._lock)
-        self._model = _Model(self)
-        self._machine = build_machine(self._model, lock=self._lock, on_exception=self._on_exception,
-                                      on_enter=self._on_enter)
+        self._model = _Model()
+        self._machine = build_machine(self._model, guards=bind_guards(self), effects=self._effects(),
+                                      lock=self._lock, on_exception=self._on_exception, on_enter=self._on_enter)
         self._executor = Executor(backend, self)
         self._run_ids = itertools.count(1)
         self._gen = 0
@@ -339,13 +165,13 @@ class Supervisor:
         entered, gen = False, -1
         with self._lock:
             if self.state is S.IDLE:
-                entered, gen = self._fire("plan", reason="command received", text=text), self._gen
+                entered, gen = self._fire(T.PLAN, reason="command received", text=text), self._gen
         plan = self._call_planner(text)
         if plan.status is PlanStatus.CONTROL and plan.control is not None:
             if entered:
                 with self._lock:
                     if self.state is S.PLANNING and gen == self._gen:
-                        self._fire("reject", reason=f"control intent: {plan.control.value}")
+                        self._fire(T.REJECT, reason=f"control intent: {plan.control.value}")
             return self._control(plan.control, None)
         if not entered:
             return Reply(False, self.state, self._busy_message(), plan)
@@ -357,7 +183,7 @@ class Supervisor:
         if plan.status is PlanStatus.CONTROL and plan.control is not None:
             return self._control(plan.control, None)
         with self._lock:
-            self._fire("plan", reason="plan submitted")
+            self._fire(T.PLAN, reason="plan submitted")
             gen = self._gen
         return self._accept(plan, gen)
 
@@ -376,19 +202,19 @@ class Supervisor:
 
     def deny(self, *, source: str = "api") -> Reply:
         self._input("deny", source)
-        return self._simple("deny", "the operator said no", "plan dropped")
+        return self._simple(T.DENY, "the operator said no", "plan dropped")
 
     def pause(self, *, source: str = "api") -> Reply:
         self._input("pause", source)
-        return self._simple("pause", "pause requested", "paused; say 'resume' to go on")
+        return self._simple(T.PAUSE, "pause requested", "paused; say 'resume' to go on")
 
     def resume(self, *, source: str = "api") -> Reply:
         self._input("resume", source)
-        return self._simple("resume", "resume requested", "resuming")
+        return self._simple(T.RESUME, "resume requested", "resuming")
 
     def cancel(self, *, source: str = "api") -> Reply:
         self._input("cancel", source)
-        return self._simple("cancel", "cancel requested", "plan cancelled")
+        return self._simple(T.CANCEL, "cancel requested", "plan cancelled")
 
     def stop(self, reason: str = "operator stop", *, source: str = "api") -> Reply:
         """E-stop: halt the backend first, from this thread, then latch ESTOP. Valid in every state."""
@@ -438,7 +264,7 @@ class Supervisor:
                 st, now = self.state, self.clock()
                 if st is S.AWAITING_CONFIRMATION and self._pending is not None and now > self._pending.expires_at:
                     q = self._pending
-                    self._fire("expire", reason=f"no confirmation of step {q.step_index + 1} ({q.skill}) within "
+                    self._fire(T.EXPIRE, reason=f"no confirmation of step {q.step_index + 1} ({q.skill}) within "
                                f"{self.confirm_timeout_s:g} s; plan dropped", cause="watchdog")
                     return
                 inflight = self._inflight
@@ -447,12 +273,12 @@ class Supervisor:
                 run, i, sent_at = inflight
                 skill = run.steps[i].skill
                 if now - sent_at > self.step_timeout_s:
-                    self._fire("fault", reason=f"step {i + 1} ({skill}) did not finish within "
+                    self._fire(T.FAULT, reason=f"step {i + 1} ({skill}) did not finish within "
                                f"{self.step_timeout_s:g} s", cause="watchdog")
                     return
                 since = max(float(self.backend.last_heartbeat), sent_at)
                 if now - since > self.heartbeat_timeout_s:
-                    self._fire("fault", reason=f"backend heartbeat lost: no sign of life for {now - since:.2f} s "
+                    self._fire(T.FAULT, reason=f"backend heartbeat lost: no sign of life for {now - since:.2f} s "
                                f"during step {i + 1} ({skill})", cause="watchdog")
         except InvalidTransition:
             return
@@ -507,7 +333,7 @@ class Supervisor:
         with self._lock:
             if self.state in (S.PLANNING, *_WITH_PLAN):
                 try:
-                    self._fire("cancel", reason="supervisor closed")
+                    self._fire(T.CANCEL, reason="supervisor closed")
                 except SupervisorError:
                     pass
             self._closed = True
@@ -543,10 +369,10 @@ class Supervisor:
             if c is Control.CONFIRM:
                 return self._confirm(step_index)
             texts = {
-                Control.PAUSE: ("pause", "pause requested", "paused; say 'resume' to go on"),
-                Control.RESUME: ("resume", "resume requested", "resuming"),
-                Control.CANCEL: ("cancel", "cancel requested", "plan cancelled"),
-                Control.DENY: ("deny", "the operator said no", "plan dropped"),
+                Control.PAUSE: (T.PAUSE, "pause requested", "paused; say 'resume' to go on"),
+                Control.RESUME: (T.RESUME, "resume requested", "resuming"),
+                Control.CANCEL: (T.CANCEL, "cancel requested", "plan cancelled"),
+                Control.DENY: (T.DENY, "the operator said no", "plan dropped"),
             }
             return self._simple(*texts[c])
         except InvalidTransition as exc:
@@ -559,24 +385,24 @@ class Supervisor:
             return f"{exc.state.value} is latched ({self.reason}); say 'reset' first"
         return str(exc)
 
-    def _simple(self, trigger: str, reason: str, done: str) -> Reply:
+    def _simple(self, trigger: Trigger, reason: str, done: str) -> Reply:
         with self._lock:
             ok = self._fire(trigger, reason=reason)
-            return Reply(ok, self.state, done if ok else (self._refusal or f"{trigger} refused"),
+            return Reply(ok, self.state, done if ok else (self._refusal or f"{trigger.value} refused"),
                          question=self._pending)
 
     def _confirm(self, step_index: int | None) -> Reply:
         with self._lock:
             asked = self._pending
             reason = f"step {asked.step_index + 1} confirmed" if asked else "confirmed"
-            if self._fire("confirm", step_index=step_index, reason=reason):
+            if self._fire(T.CONFIRM, step_index=step_index, reason=reason):
                 assert asked is not None
                 return Reply(True, self.state, f"confirmed step {asked.step_index + 1} ({asked.skill})")
             refusal = self._refusal or "confirmation refused"
             self._log("confirmation", run=asked.run if asked else None,
                       step=asked.step_index if asked else None, accepted=False, given=step_index, reason=refusal)
             if self._refusal_expired and self.state is S.AWAITING_CONFIRMATION:
-                self._fire("expire", reason=refusal + "; plan dropped")
+                self._fire(T.EXPIRE, reason=refusal + "; plan dropped")
                 refusal += "; plan dropped"
             return Reply(False, self.state, refusal, question=self._pending)
 
@@ -600,20 +426,20 @@ class Supervisor:
             except AuditLogError:
                 pass  # the halt already happened; the log failure itself put the supervisor in FAULT
             if halt_error is not None:
-                self._fire("fault", reason=f"e-stop could not halt the backend ({type(halt_error).__name__}: "
+                self._fire(T.FAULT, reason=f"e-stop could not halt the backend ({type(halt_error).__name__}: "
                            f"{halt_error})")
             else:
-                self._fire("estop", reason=reason)
+                self._fire(T.ESTOP, reason=reason)
             return Reply(True, self.state, f"stopped: {reason}. Say 'reset' when it is safe.")
 
     def _reset(self) -> Reply:
         if self.state not in LATCHED:
-            raise InvalidTransition("reset", self.state)
+            raise InvalidTransition(T.RESET, self.state)
         if not self._executor.idle:
             # a halted step returns within a control step; give it that, not forever
             self._executor.wait_idle(self.reset_wait_s)
         with self._lock:
-            if not self._fire("reset", reason="operator reset"):
+            if not self._fire(T.RESET, reason="operator reset"):
                 return Reply(False, self.state, self._refusal or "reset refused")
             self._resets += 1
             mine = self._resets
@@ -624,7 +450,7 @@ class Supervisor:
         except Exception as exc:  # noqa: BLE001 - a backend that cannot be released stays halted, in FAULT
             with self._lock:
                 if self.state is S.RECOVERING and self._resets == mine:
-                    self._fire("fault", reason=f"recovery failed: could not release the backend "
+                    self._fire(T.FAULT, reason=f"recovery failed: could not release the backend "
                                f"({type(exc).__name__}: {exc})")
             return Reply(False, self.state, f"recovery failed: {type(exc).__name__}: {exc}")
         with self._lock:
@@ -635,10 +461,10 @@ class Supervisor:
                     self._halt_backend(self.reason or "latched during a reset")
                 return Reply(False, self.state, f"reset interrupted: the supervisor is {self.state.value} "
                              f"({self.reason}); say 'reset' again when it is safe")
-            if not self._fire("recovered", reason="backend un-halted and reporting"):
+            if not self._fire(T.RECOVERED, reason="backend un-halted and reporting"):
                 why = self._refusal or self.reason or "the backend is not ready"
                 if self.state is S.RECOVERING:
-                    self._fire("fault", reason=f"recovery failed: {why}")
+                    self._fire(T.FAULT, reason=f"recovery failed: {why}")
                 return Reply(False, self.state, f"recovery failed: {why}")
             return Reply(True, self.state, "reset: ready")
 
@@ -677,17 +503,17 @@ class Supervisor:
                              plan)
             if plan.status is not PlanStatus.OK:
                 why = plan.reason or plan.question or plan.status.value
-                self._fire("reject", reason=f"{plan.status.value}: {why}")
+                self._fire(T.REJECT, reason=f"{plan.status.value}: {why}")
                 return Reply(False, self.state, why, plan)
             if plan.domain != self.domain:
                 why = f"the plan is for {plan.domain}, this robot is {self.domain}"
                 self._log("validation", ok=False, reason=why, plan=plan.to_json())
-                self._fire("reject", reason=why)
+                self._fire(T.REJECT, reason=why)
                 return Reply(False, self.state, why, plan)
             try:
                 world = self.backend.world_state()
             except Exception as exc:  # noqa: BLE001
-                self._fire("fault", reason=f"the backend could not report its world state "
+                self._fire(T.FAULT, reason=f"the backend could not report its world state "
                            f"({type(exc).__name__}: {exc})")
                 return Reply(False, self.state, self.reason, plan)
             checked = validate_plan(plan, world)
@@ -696,12 +522,12 @@ class Supervisor:
                       reason=None if ok else (checked.reason or checked.question))
             if not ok:
                 why = checked.reason or checked.question or "invalid plan"
-                self._fire("reject", reason=f"validation: {why}")
+                self._fire(T.REJECT, reason=f"validation: {why}")
                 return Reply(False, self.state, why, checked)
             confirm = set(checked.needs_confirmation)
             confirm |= {i for i, s in enumerate(checked.steps) if self._hazard(s).needs_confirmation}
             run = Run(next(self._run_ids), checked, frozenset(confirm), validated=True)
-            self._fire("accept", run=run, reason=f"plan validated: {len(checked.steps)} step(s)")
+            self._fire(T.ACCEPT, run=run, reason=f"plan validated: {len(checked.steps)} step(s)")
             return Reply(self.state in (S.EXECUTING, S.AWAITING_CONFIRMATION), self.state,
                          "running: " + ", ".join(s.describe() for s in checked.steps), checked,
                          question=self._pending)
@@ -716,10 +542,10 @@ class Supervisor:
                 if st is S.EXECUTING:
                     i = run.index
                     if i >= len(run.steps):
-                        self._fire("finish", reason=f"all {len(run.steps)} step(s) done")
+                        self._fire(T.FINISH, reason=f"all {len(run.steps)} step(s) done")
                         continue
                     if i in run.confirm and run.confirmed != i:
-                        self._fire("ask", question=self._question(run, i), reason=f"step {i + 1} needs confirmation")
+                        self._fire(T.ASK, question=self._question(run, i), reason=f"step {i + 1} needs confirmation")
                         continue
                     return i
                 if st in (S.AWAITING_CONFIRMATION, S.PAUSED):
@@ -760,9 +586,9 @@ class Supervisor:
             self._log("step_rejected", run=run.id, step=index, reason=reason, fault=fault)
             self._end_deferred(run)
             if fault:
-                self._fire("fault", reason=reason)
+                self._fire(T.FAULT, reason=reason)
             elif run is self._run and not run.dropped and self.state is S.EXECUTING:
-                self._fire("abort", reason=reason)
+                self._fire(T.ABORT, reason=reason)
 
     def step_done(self, run: Run, index: int, result: StepResult) -> None:
         with self._lock:
@@ -788,15 +614,16 @@ class Supervisor:
                 return
             where = f"step {index + 1} ({step.skill})"
             if result.failure is FailureKind.HALTED:
-                self._fire("estop", reason=f"the backend halted on its own during {where}: {result.message}")
+                self._fire(T.ESTOP, reason=f"the backend halted on its own during {where}: {result.message}")
                 return
             what = "limit violation" if result.failure.is_limit_violation else "failed"
-            self._fire("fault", reason=f"{where} {what}: {result.failure.value}: {result.message}")
+            self._fire(T.FAULT, reason=f"{where} {what}: {result.failure.value}: {result.message}")
 
     # ================================================================ machine callbacks
-    def _fire(self, trigger: str, **kwargs: Any) -> bool:
-        """Fire one trigger; raises InvalidTransition if the table does not allow it from here."""
-        event = self._machine.events.get(trigger)
+    def _fire(self, trigger: Trigger | str, **kwargs: Any) -> bool:
+        """Fire one trigger; raises InvalidTransition if the table does not allow it from here (a name
+        that is no ``Trigger`` at all included)."""
+        event = self._machine.events.get(trigger.value if isinstance(trigger, Trigger) else trigger)
         if event is None:
             raise InvalidTransition(trigger, self.state)
         self._refusal, self._refusal_expired = None, False
@@ -825,7 +652,7 @@ class Supervisor:
                 except Exception:  # noqa: BLE001 - the state is set; losing a record must not undo it
                     _LOG.exception("while entering FAULT")
                 try:
-                    self._record_change(source, S.FAULT, "fault", reason, cause="exception")
+                    self._record_change(source, S.FAULT, T.FAULT, reason, cause="exception")
                 except Exception:  # noqa: BLE001
                     _LOG.exception("while entering FAULT")
             finally:
@@ -835,9 +662,9 @@ class Supervisor:
         assert event.transition is not None
         source = SupervisorState(event.transition.source)
         reason = str(event.kwargs.get("reason", ""))
-        self._record_change(source, self.state, event.event.name, reason, cause=event.kwargs.get("cause"))
+        self._record_change(source, self.state, Trigger(event.event.name), reason, cause=event.kwargs.get("cause"))
 
-    def _record_change(self, source: SupervisorState, dest: SupervisorState, trigger: str, reason: str,
+    def _record_change(self, source: SupervisorState, dest: SupervisorState, trigger: Trigger, reason: str,
                        cause: Any = None) -> None:
         self.history.append(StateChange(source, dest, trigger, reason, self.clock()))
         if source is dest and dest in LATCHED and self.reason and reason != self.reason:
@@ -846,62 +673,47 @@ class Supervisor:
         else:
             self.reason = reason
         self._cond.notify_all()
-        fields: dict[str, Any] = {"from": source.value, "to": dest.value, "trigger": trigger, "reason": reason}
+        fields: dict[str, Any] = {"from": source.value, "to": dest.value, "trigger": trigger.value, "reason": reason}
         if cause:
             fields["cause"] = cause
         self._log("state", **fields)
 
-    # guards -------------------------------------------------------------------------------------
-    def _guard_plan_validated(self, event: EventData) -> bool:
-        run = event.kwargs.get("run")
-        return isinstance(run, Run) and run.validated and run.plan.status is PlanStatus.OK
+    # the machine's context (read by its guards) --------------------------------------------------
+    @property
+    def current_run(self) -> Run | None:
+        return self._run
 
-    def _guard_step_needs_confirmation(self, event: EventData) -> bool:
-        q, run = event.kwargs.get("question"), self._run
-        return isinstance(q, Question) and run is not None and q.run == run.id and q.step_index == run.index \
-            and q.step_index in run.confirm
-
-    def _guard_answers_question(self, event: EventData) -> bool:
-        q, given = self._pending, event.kwargs.get("step_index")
-        if q is None:
-            self._refusal = "there is no question to answer"
-            return False
-        if given is not None and given != q.step_index:
-            self._refusal = (f"that confirmation is for step {given + 1}, but the question is about step "
-                             f"{q.step_index + 1} ({q.skill}); nothing confirmed")
-            return False
-        return True
-
-    def _guard_question_fresh(self, event: EventData) -> bool:
-        q = self._pending
-        if q is not None and self.clock() > q.expires_at:
-            self._refusal = f"the question about step {q.step_index + 1} expired after {self.confirm_timeout_s:g} s"
-            self._refusal_expired = True
-            return False
-        return True
-
-    def _guard_question_expired(self, event: EventData) -> bool:
-        q = self._pending
-        return q is not None and self.clock() > q.expires_at
-
-    def _guard_plan_complete(self, event: EventData) -> bool:
-        run = self._run
-        return run is not None and run.index >= len(run.steps)
-
-    def _guard_no_step_in_flight(self, event: EventData) -> bool:
-        if self._executor.idle:
-            return True
-        self._refusal = "the last step has not ended (the backend has not returned); cannot reset yet"
-        return False
-
-    def _guard_backend_ready(self, event: EventData) -> bool:
-        if self.backend.halted:
-            self._refusal = "the backend is still halted"
-            return False
-        self.backend.world_state()
-        return True
+    def refuse(self, why: str, *, expired: bool = False) -> None:
+        self._refusal, self._refusal_expired = why, expired
 
     # effects -----------------------------------------------------------------------------------
+    def _effects(self) -> dict[Effect, Callable[[EventData], None]]:
+        return {effect: functools.partial(self._effect, effect) for effect in Effect}
+
+    def _effect(self, effect: Effect, event: EventData) -> None:
+        """Run ``effect``; looked up on each call, so what runs is always this object's current method."""
+        match effect:
+            case Effect.PLAN:
+                self._effect_plan(event)
+            case Effect.ACCEPT:
+                self._effect_accept(event)
+            case Effect.ASK:
+                self._effect_ask(event)
+            case Effect.CONFIRM:
+                self._effect_confirm(event)
+            case Effect.PAUSE:
+                self._effect_pause(event)
+            case Effect.DROP_PLAN:
+                self._effect_drop_plan(event)
+            case Effect.ESTOP:
+                self._effect_estop(event)
+            case Effect.FAULT:
+                self._effect_fault(event)
+            case Effect.RESET:
+                self._effect_reset(event)
+            case _:
+                assert_never(effect)
+
     def _effect_plan(self, event: EventData) -> None:
         self._gen += 1
 
@@ -1055,51 +867,3 @@ class Supervisor:
                     listener(rec)
                 except Exception:  # noqa: BLE001 - a broken console must not take the supervisor down
                     _LOG.exception("supervisor listener failed")
-
-
-# ==================================================================== the diagram, from the table
-def mermaid_diagram() -> str:
-    """A Mermaid state diagram of ``TRANSITIONS``; transitions sharing source and target share an arrow."""
-    edges: dict[tuple[str, str], list[str]] = {}
-    for t in TRANSITIONS:
-        guards = [GUARD_HELP.get(c, c) for c in t.get("conditions", [])]
-        label = t["trigger"] + (f" [{', '.join(guards)}]" if guards else "")
-        for src in t["source"]:
-            edges.setdefault((src.value, t["dest"].value), []).append(label)
-    lines = ["stateDiagram-v2", f"    [*] --> {S.IDLE.value}"]
-    for (src, dst), labels in edges.items():
-        lines.append(f"    {src} --> {dst}: {' / '.join(labels)}")
-    for s in sorted(LATCHED, key=lambda x: x.value):
-        lines.append(f"    class {s.value} latched")
-    lines.append("    classDef latched fill:#fdd,stroke:#c00")
-    return "\n".join(lines) + "\n"
-
-
-def supervisor_doc() -> str:
-    """The whole of ``docs/supervisor.md``: generated, so it cannot drift from the table."""
-    out = [
-        "# Safety supervisor state machine",
-        "",
-        "<!-- Generated by `medrobot diagram` from TRANSITIONS in medrobot_llm/_supervisor.py. Do not edit. -->",
-        "",
-        ("Every command, confirmation, e-stop and step result goes through this machine. A trigger not "
-         "listed for the current state raises `InvalidTransition` and changes nothing; an exception in any "
-         "callback ends in FAULT with the backend halted. ESTOP and FAULT are latched until `reset`."),
-        "",
-        "```mermaid",
-        mermaid_diagram().rstrip("\n"),
-        "```",
-        "",
-        "## States",
-        "",
-        "| state | meaning |",
-        "| --- | --- |",
-    ]
-    out += [f"| `{s.value}` | {STATE_HELP[s]} |" for s in _ALL]
-    out += ["", "## Transitions", "", "| trigger | from | to | guards | when |", "| --- | --- | --- | --- | --- |"]
-    for t in TRANSITIONS:
-        sources = "any" if len(t["source"]) == len(_ALL) else ", ".join(f"`{s.value}`" for s in t["source"])
-        guards = ", ".join(GUARD_HELP.get(c, c) for c in t.get("conditions", [])) or "—"
-        out.append(f"| `{t['trigger']}` | {sources} | `{t['dest'].value}` | {guards} | {TRIGGER_HELP[t['trigger']]} |")
-    out.append("")
-    return "\n".join(out)
