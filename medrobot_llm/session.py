@@ -19,6 +19,8 @@ from medrobot_llm.safety.audit import AuditLog
 from medrobot_llm.backends.base import CancelToken, FeedbackFn, SkillBackend, StepResult
 from medrobot_llm.core.plan import Plan, Step
 from medrobot_llm.planning.base import Planner
+from medrobot_llm.safety.events import (EventListener, RunEndEvent, RunEvent, StepRejectedEvent, StepResultEvent,
+                                        SupervisorEvent)
 from medrobot_llm.safety.supervisor import InvalidTransition, Question, Supervisor, SupervisorState
 from medrobot_llm.core.validator import WorldState
 
@@ -147,25 +149,25 @@ class Session:
         return float(self.scene.sim_time) if self.scene is not None else 0.0
 
     def run(self, text: str, *, confirm: ConfirmPolicy = never, timeout_s: float = 300.0,
-            on_event: Callable[[dict[str, Any]], object] | None = None) -> RunOutcome:
+            on_event: EventListener | None = None) -> RunOutcome:
         """Plan ``text`` and follow the run to its end, answering each question with ``confirm``."""
         sup = self.supervisor
         t0, sim0 = time.perf_counter(), self.sim_time
         exposures0 = self._exposures()
-        records: list[dict[str, Any]] = []
+        records: list[SupervisorEvent] = []
         ended = threading.Event()
         run_id: list[int] = []
         lock = threading.Lock()
 
-        def listen(rec: dict[str, Any]) -> None:
+        def listen(event: SupervisorEvent) -> None:
             with lock:
-                records.append(rec)
-                if rec.get("kind") == "run" and not run_id:
-                    run_id.append(int(rec["run"]))
-                if rec.get("kind") == "run_end" and run_id and rec.get("run") == run_id[0]:
+                records.append(event)
+                if isinstance(event, RunEvent) and not run_id:
+                    run_id.append(event.run)
+                if isinstance(event, RunEndEvent) and run_id and event.run == run_id[0]:
                     ended.set()
             if on_event is not None:
-                on_event(rec)
+                on_event(event)
 
         unsubscribe = sup.subscribe(listen)
         try:
@@ -201,32 +203,31 @@ class Session:
     def _exposures(self) -> int:
         return len(getattr(self.scene, "exposures", []) or [])
 
-    def _outcome(self, plan: Plan | None, records: list[dict[str, Any]], message: str, t0: float, sim0: float,
+    def _outcome(self, plan: Plan | None, records: list[SupervisorEvent], message: str, t0: float, sim0: float,
                  exposures0: int, *, ran: bool) -> RunOutcome:
         sup = self.supervisor
         recs = list(records)
         steps: list[dict[str, Any]] = []
         images: list[str] = []
         reason: str | None = None
-        results = {r["step"]: r for r in recs if r.get("kind") == "step_result"}
-        rejected = {r["step"]: r for r in recs if r.get("kind") == "step_rejected"}
+        results = {r.step: r for r in recs if isinstance(r, StepResultEvent)}
+        rejected = {r.step: r for r in recs if isinstance(r, StepRejectedEvent)}
         for i, step in enumerate(plan.steps if plan is not None else []):
             res = results.get(i)
             if res is not None:
-                outcome = res.get("outcome") or {}
                 steps.append({"skill": step.skill, "args": step.args,
-                              "result": "success" if res["success"] else str(res.get("failure")),
-                              "reason": None if res["success"] else res.get("message"), "outcome": outcome})
-                images += _image_paths(outcome)
+                              "result": "success" if res.success else res.failure,
+                              "reason": None if res.success else res.message, "outcome": res.outcome})
+                images += res.image_paths()
             elif i in rejected:
                 steps.append({"skill": step.skill, "args": step.args, "result": "rejected",
-                              "reason": rejected[i].get("reason")})
+                              "reason": rejected[i].reason})
             else:
                 steps.append({"skill": step.skill, "args": step.args, "result": "not_run", "reason": None})
-        ends = [r for r in recs if r.get("kind") == "run_end"]
+        ends = [r for r in recs if isinstance(r, RunEndEvent)]
         end = ends[-1] if ends else None
         ok_steps = bool(steps) and all(s["result"] == "success" for s in steps)
-        success = ran and ok_steps and (end is None or end.get("outcome") == "finish")
+        success = ran and ok_steps and (end is None or end.outcome == "finish")
         if plan is None:
             reason = message or "no plan"
         elif plan.status.value == "refused":
@@ -238,8 +239,8 @@ class Session:
             success = True
         elif not success:
             failed = next((s for s in steps if s["result"] not in ("success", "not_run")), None)
-            if end is not None and end.get("reason"):
-                reason = str(end["reason"])
+            if end is not None and end.reason:
+                reason = end.reason
             elif failed is not None:
                 reason = f"{failed['skill']}: {failed['reason']}"
             else:
@@ -250,11 +251,3 @@ class Session:
                           wall_s=time.perf_counter() - t0,
                           frames=list(getattr(self.backend, "frames", [])))
 
-
-def _image_paths(outcome: dict[str, Any]) -> list[str]:
-    found: list[str] = []
-    for key in ("path", "image", "images", "paths"):
-        value = outcome.get(key)
-        values = value if isinstance(value, list) else [value]
-        found += [str(v) for v in values if isinstance(v, str) and v.endswith(".png")]
-    return found

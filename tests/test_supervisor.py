@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from typing import Any
 
 import pytest
 
+from medrobot_llm.safety import events as ev
 from medrobot_llm.safety.audit import AuditLog, AuditLogError
 from medrobot_llm.backends.base import CancelToken, FailureKind, FeedbackFn, SkillBackend, StepResult
 from medrobot_llm.backends.memory import MemoryBackend
@@ -565,21 +567,27 @@ def test_reset_is_refused_while_the_last_step_has_not_returned(closing: Closing)
 # ------------------------------------------------------------------------------------------ listeners, status, close
 def test_listeners_get_every_record_and_may_answer_questions() -> None:
     rig = make_rig("xray", manual=False)
-    seen: list[dict[str, Any]] = []
+    seen: list[ev.SupervisorEvent] = []
     done = threading.Event()
 
-    def console(rec: dict[str, Any]) -> None:
-        seen.append(rec)
-        if rec["kind"] == "question":
-            rig.sup.confirm(rec["step_index"], source="console --yes")
-        if rec["kind"] == "state" and rec["to"] == "IDLE" and rec["trigger"] == "finish":
+    def console(event: ev.SupervisorEvent) -> None:
+        seen.append(event)
+        if isinstance(event, ev.QuestionEvent):
+            rig.sup.confirm(event.step_index, source="console --yes")
+        if isinstance(event, ev.StateEvent) and event.to == "IDLE" and event.trigger == "finish":
             done.set()
 
     rig.sup.subscribe(console)
     rig.sup.submit_plan(XRAY_TWO_SHOTS)
     assert done.wait(10)
-    kinds = {r["kind"] for r in seen}
-    assert {"state", "question", "step_sent", "step_result", "feedback", "confirmation"} <= kinds
+    kinds = {type(e) for e in seen}
+    assert {ev.StateEvent, ev.QuestionEvent, ev.StepSentEvent, ev.StepResultEvent, ev.FeedbackEvent,
+            ev.ConfirmationEvent} <= kinds
+    # what listeners get is what the log has: same records, same numbers, same fields in the same order
+    logged = [e.record() for e in seen if not isinstance(e, ev.FeedbackEvent)]
+    on_file = {r["seq"]: {k: v for k, v in r.items() if k not in ("t_wall", "t_mono")} for r in rig.audit.records}
+    assert len(logged) > 10
+    assert [json.dumps(r) for r in logged] == [json.dumps(on_file[r["seq"]]) for r in logged]
     assert rig.sup.state is S.IDLE and len(rig.backend.sent) == 4
     check_confirmations(rig.audit.records)
 
@@ -620,7 +628,7 @@ def test_with_the_rule_planner_if_present(closing: Closing) -> None:
     rule = pytest.importorskip("medrobot_llm.planning.rule.planner")
     backend = MemoryBackend("xray")
     sup = closing(Supervisor(backend, rule.RulePlanner(), watchdog_period_s=None))
-    sup.subscribe(lambda rec: sup.confirm(rec["step_index"]) if rec["kind"] == "question" else None)
+    sup.subscribe(lambda event: sup.confirm(event.step_index) if isinstance(event, ev.QuestionEvent) else None)
     reply = sup.command("take an AP of the pelvis and take a shot")
     assert reply.plan is not None
     if reply.plan.status is PlanStatus.OK:

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from medrobot_llm.bench.checks import plan_mismatch
 from medrobot_llm.bench.suite import BenchTask, CheckSpec
 from medrobot_llm.core.command_set import load_command_set
+from medrobot_llm.safety.events import FeedbackEvent, SupervisorEvent
 
 if TYPE_CHECKING:
     from medrobot_llm.session import Session
@@ -155,27 +156,28 @@ class _Trace:
     """The supervisor's records of one task, gathered from a listener and read once they have all arrived."""
 
     def __init__(self) -> None:
-        self.records: list[dict[str, Any]] = []
+        self.records: list[SupervisorEvent] = []
         self.cond = threading.Condition()
 
-    def __call__(self, rec: dict[str, Any]) -> None:
-        if rec.get("kind") == "feedback":
+    def __call__(self, event: SupervisorEvent) -> None:
+        if isinstance(event, FeedbackEvent):
             return
         with self.cond:
-            self.records.append(rec)
+            self.records.append(event)
             self.cond.notify_all()
 
     def since(self, seq: int, until: int, timeout: float = 5.0) -> list[dict[str, Any]]:
-        """Records with ``seq`` in [seq, until); waits for the dispatcher to deliver the last of them."""
+        """Records with ``seq`` in [seq, until), as the audit log has them; waits for the dispatcher to
+        deliver the last of them."""
         deadline = time.monotonic() + timeout
         with self.cond:
-            while until > seq and not any(r.get("seq") == until - 1 for r in self.records):
+            while until > seq and not any(r.seq == until - 1 for r in self.records):
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
                 self.cond.wait(left)
-            out = [r for r in self.records if seq <= int(r.get("seq", -1)) < until]
-            self.records = [r for r in self.records if int(r.get("seq", -1)) >= until]
+            out = [r.record() for r in self.records if r.seq is not None and seq <= r.seq < until]
+            self.records = [r for r in self.records if r.seq is not None and r.seq >= until]
         return out
 
 

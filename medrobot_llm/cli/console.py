@@ -15,6 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from medrobot_llm.safety.events import EventListener, parse_event
+
 if TYPE_CHECKING:
     from medrobot_llm.consoles.core import ConsoleClient, ConsoleCore
 
@@ -159,8 +161,13 @@ class _RemoteClient:
     def status(self) -> dict[str, Any]:
         return dict(self.remote.status())
 
-    def subscribe(self, listener: Callable[[dict[str, Any]], object]) -> Callable[[], None]:
-        unsubscribe: Callable[[], None] = self.remote.subscribe(listener)
+    def subscribe(self, listener: EventListener) -> Callable[[], None]:
+        def typed(rec: dict[str, Any]) -> None:
+            event = parse_event(rec)
+            if event is not None:
+                listener(event)
+
+        unsubscribe: Callable[[], None] = self.remote.subscribe(typed)
         return unsubscribe
 
 

@@ -8,6 +8,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from medrobot_llm.safety.events import (EstopEvent, QuestionEvent, StepResultEvent, StepSentEvent, SupervisorEvent,
+                                        ValidationEvent)
+
 __all__ = ["register"]
 
 
@@ -51,15 +54,17 @@ def _ask(question: Any) -> bool:
     return answer.strip().lower() in ("y", "yes")
 
 
-def _progress(rec: dict[str, Any]) -> None:
-    kind = rec.get("kind")
-    if kind == "step_sent":
-        print(f"  step {int(rec['step']) + 1}: {rec['skill']} ...", file=sys.stderr, flush=True)
-    elif kind == "step_result":
-        verdict = "ok" if rec.get("success") else f"FAILED ({rec.get('failure')}): {rec.get('message')}"
-        print(f"  step {int(rec['step']) + 1}: {rec['skill']} {verdict}", file=sys.stderr, flush=True)
-    elif kind == "estop":
-        print(f"  E-STOP: {rec.get('reason')}", file=sys.stderr, flush=True)
+def _progress(event: SupervisorEvent) -> None:
+    match event:
+        case StepSentEvent():
+            print(f"  step {event.step + 1}: {event.skill} ...", file=sys.stderr, flush=True)
+        case StepResultEvent():
+            verdict = "ok" if event.success else f"FAILED ({event.failure}): {event.message}"
+            print(f"  step {event.step + 1}: {event.skill} {verdict}", file=sys.stderr, flush=True)
+        case EstopEvent():
+            print(f"  E-STOP: {event.reason}", file=sys.stderr, flush=True)
+        case _:
+            pass
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -88,15 +93,15 @@ def _run(args: argparse.Namespace) -> int:
         return 2
     shown: dict[str, bool] = {"plan": False}
 
-    def on_event(rec: dict[str, Any]) -> None:
+    def on_event(event: SupervisorEvent) -> None:
         if args.json:
             return
-        if rec.get("kind") == "validation" and rec.get("ok") and not shown["plan"]:
+        if isinstance(event, ValidationEvent) and event.ok and not shown["plan"]:
             shown["plan"] = True
-            print(render_plan(Plan.model_validate(rec["plan"])), flush=True)
-        if rec.get("kind") == "question" and args.yes:
-            print(f"  {rec.get('text')} -> yes (--yes)", file=sys.stderr, flush=True)
-        _progress(rec)
+            print(render_plan(Plan.model_validate(event.plan)), flush=True)
+        if isinstance(event, QuestionEvent) and args.yes:
+            print(f"  {event.text} -> yes (--yes)", file=sys.stderr, flush=True)
+        _progress(event)
 
     with session:
         outcome = session.run(text, confirm=always if args.yes else _ask, timeout_s=args.timeout,

@@ -21,8 +21,11 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from medrobot_llm.cli.plan import _clean, render_plan
-from medrobot_llm.language.lexicon import CONTROL_PHRASES
 from medrobot_llm.core.command_set import load_command_set
+from medrobot_llm.core.plan import Plan, Step
+from medrobot_llm.language.lexicon import CONTROL_PHRASES
+from medrobot_llm.safety import events as ev
+from medrobot_llm.safety.machine import Trigger
 
 __all__ = [
     "ConsoleClient",
@@ -68,8 +71,8 @@ class ReplyLike(Protocol):
 class ConsoleClient(Protocol):
     """The supervisor as the console sees it: the in-process ``Supervisor`` or the ROS client.
 
-    ``subscribe`` delivers the supervisor's records (``{"kind": ...}`` dicts, as in the audit log, plus
-    ``feedback``) in order on some thread and returns the unsubscribe function.
+    ``subscribe`` delivers the supervisor's records (typed events, as in the audit log, plus feedback) in
+    order on some thread and returns the unsubscribe function.
     """
 
     def command(self, text: str, *, source: str = ...) -> ReplyLike: ...
@@ -84,7 +87,7 @@ class ConsoleClient(Protocol):
 
     def status(self) -> dict[str, Any]: ...
 
-    def subscribe(self, listener: Callable[[dict[str, Any]], object]) -> Callable[[], None]: ...
+    def subscribe(self, listener: ev.EventListener) -> Callable[[], None]: ...
 
 
 def _norm(text: str) -> str:
@@ -406,53 +409,49 @@ class ConsoleCore:
             return self.state
 
     # ------------------------------------------------------------------ supervisor records
-    def on_event(self, rec: dict[str, Any]) -> None:
+    def on_event(self, event: ev.SupervisorEvent) -> None:
         """One supervisor record (from the client's thread): update the status line, show what matters."""
-        kind = rec.get("kind")
         with self._cond:
-            self._track(kind, rec)
+            self._track(event)
             self._cond.notify_all()
         if self.json_mode:
-            if kind != "feedback" or self._feedback_due():
-                self._json(rec)
+            if not isinstance(event, ev.FeedbackEvent) or self._feedback_due():
+                self._json(event.record())
             return
-        render = getattr(self, f"_show_{kind}", None)
-        if render is not None:
-            render(rec)
+        self._show(event)
 
-    def _track(self, kind: Any, rec: dict[str, Any]) -> None:
+    def _track(self, event: ev.SupervisorEvent) -> None:
         """What the status line, the prompt and the y/n answers need to know; called with the lock held."""
-        if kind == "feedback":
-            self.progress = float(rec.get("progress") or 0.0)
-            if isinstance(rec.get("step"), int):
-                self.step_index = int(rec["step"])
-            telemetry = rec.get("telemetry")
-            if isinstance(telemetry, dict) and telemetry:
-                self.telemetry = dict(telemetry)
-        elif kind == "state":
-            self.state = str(rec.get("to", self.state))
-            self.reason = str(rec.get("reason") or "")
-            if self.state != "AWAITING_CONFIRMATION":
+        match event:
+            case ev.FeedbackEvent():
+                self.progress = float(event.progress or 0.0)
+                self.step_index = event.step
+                if event.telemetry:
+                    self.telemetry = dict(event.telemetry)
+            case ev.StateEvent():
+                self.state = event.to
+                self.reason = event.reason or ""
+                if self.state != "AWAITING_CONFIRMATION":
+                    self.pending = None
+            case ev.RunEvent():
+                self.run_id = event.run
+                self.steps = list(event.steps)
+                self.step_index, self.progress, self.images = 0, 0.0, []
+            case ev.StepSentEvent():
+                self.step_index, self.progress = event.step, 0.0
+            case ev.StepResultEvent():
+                self.images += event.image_paths()
+            case ev.QuestionEvent():
+                self.pending = {"run": event.run, "step_index": event.step_index, "skill": event.skill,
+                                "hazard": event.hazard, "text": event.text}
+            case ev.ConfirmationEvent() if event.accepted:
                 self.pending = None
-        elif kind == "run":
-            self.run_id = rec.get("run")
-            self.steps = list(rec.get("steps") or [])
-            self.step_index, self.progress, self.images = 0, 0.0, []
-        elif kind == "step_sent":
-            self.step_index, self.progress = int(rec.get("step", 0)), 0.0
-        elif kind == "step_result":
-            from medrobot_llm.session import _image_paths
-
-            outcome = rec.get("outcome")
-            self.images += _image_paths(outcome if isinstance(outcome, dict) else {})
-        elif kind == "question":
-            self.pending = {k: rec.get(k) for k in ("run", "step_index", "skill", "hazard", "text")}
-        elif kind == "confirmation" and rec.get("accepted"):
-            self.pending = None
-        elif kind == "estop":
-            self.pending = None
-        elif kind == "run_end":
-            self.step_index, self.pending = None, None
+            case ev.EstopEvent():
+                self.pending = None
+            case ev.RunEndEvent():
+                self.step_index, self.pending = None, None
+            case _:
+                pass
 
     def _feedback_due(self) -> bool:
         now = self.clock()
@@ -461,82 +460,68 @@ class ConsoleCore:
             return True
         return False
 
-    def _show_validation(self, rec: dict[str, Any]) -> None:
-        from medrobot_llm.core.plan import Plan
+    def _step_label(self, step: int, skill: str) -> str:
+        return f"step {step + 1}/{len(self.steps) or '?'} {skill}"
 
-        if rec.get("ok") and isinstance(rec.get("plan"), dict):
-            self._out(render_plan(Plan.model_validate(rec["plan"])))
+    def _show(self, event: ev.SupervisorEvent) -> None:
+        match event:
+            case ev.ValidationEvent(ok=True):
+                self._out(render_plan(Plan.model_validate(event.plan)))
+            case ev.RunEvent():
+                asks = [i + 1 for i in event.needs_confirmation]
+                if asks:
+                    which = ", ".join(str(i) for i in asks)
+                    self._out(f"running; step{'s' if len(asks) > 1 else ''} {which} will ask for your confirmation "
+                              "(type 'stop' or press Ctrl-C to halt)")
+                else:
+                    self._out("running (type 'stop' or press Ctrl-C to halt)")
+            case ev.StepSentEvent():
+                described = Step(skill=event.skill, args=dict(event.args)).describe()
+                self._out(f"  -> step {event.step + 1}/{len(self.steps) or '?'}: {described} ...")
+            case ev.StepResultEvent():
+                self._show_step_result(event)
+            case ev.StepRejectedEvent():
+                # a rejection record names no skill, and the console has always shown that as "None"
+                self._out(f"  NOT SENT {self._step_label(event.step, 'None')}: {event.reason}")
+            case ev.QuestionEvent():
+                self._out(f"CONFIRM? {event.text}\n  type y to confirm step {event.step_index + 1} "
+                          f"({event.skill}), n to drop the plan")
+            case ev.ConfirmationEvent():
+                if event.accepted:
+                    self._out(f"  confirmed step {(event.step or 0) + 1}")
+                else:
+                    self._out(f"  NOT CONFIRMED: {event.reason}")
+            case ev.EstopEvent():
+                halted = "" if event.halted else f" (the halt FAILED: {event.error})"
+                self._out(f"*** E-STOP LATCHED: {event.reason}{halted}. Nothing moves until you type 'reset'. ***")
+            case ev.StateEvent():
+                if event.to == "FAULT":
+                    self._out(f"*** FAULT: {event.reason}. Halted; type 'reset' when it is safe. ***")
+                elif event.trigger == Trigger.RECOVERED:
+                    self._out("reset: the robot is ready")
+            case ev.RunEndEvent():
+                if event.outcome == "finish":
+                    self._out(f"DONE: all {event.steps} step(s) finished")
+                else:
+                    self._out(f"NOT DONE ({event.outcome}): {event.reason} - {event.steps_done}/{event.steps} "
+                              "step(s) done")
+            case ev.PlanDiscardedEvent():
+                self._out(f"  plan discarded: the supervisor is {event.state} now")
+            case ev.HaltFailedEvent():
+                self._out(f"*** THE BACKEND DID NOT CONFIRM THE HALT: {event.error} ***")
+            case _:
+                pass
 
-    def _show_run(self, rec: dict[str, Any]) -> None:
-        asks = [int(i) + 1 for i in rec.get("needs_confirmation") or []]
-        if asks:
-            which = ", ".join(str(i) for i in asks)
-            self._out(f"running; step{'s' if len(asks) > 1 else ''} {which} will ask for your confirmation "
-                      "(type 'stop' or press Ctrl-C to halt)")
-        else:
-            self._out("running (type 'stop' or press Ctrl-C to halt)")
-
-    def _step_label(self, rec: dict[str, Any]) -> str:
-        i = int(rec.get("step", 0))
-        return f"step {i + 1}/{len(self.steps) or '?'} {rec.get('skill')}"
-
-    def _show_step_sent(self, rec: dict[str, Any]) -> None:
-        from medrobot_llm.core.plan import Step
-
-        described = Step(skill=str(rec.get("skill")), args=dict(rec.get("args") or {})).describe()
-        self._out(f"  -> step {int(rec.get('step', 0)) + 1}/{len(self.steps) or '?'}: {described} ...")
-
-    def _show_step_result(self, rec: dict[str, Any]) -> None:
-        from medrobot_llm.session import _image_paths
-
-        label = self._step_label(rec)
-        if rec.get("success"):
-            message = str(rec.get("message") or "")
+    def _show_step_result(self, event: ev.StepResultEvent) -> None:
+        label = self._step_label(event.step, event.skill)
+        if event.success:
+            message = event.message
             self._out(f"  ok {label}" + (f": {message}" if message and message != "done" else ""))
         else:
-            failure = str(rec.get("failure"))
-            verb = {"halted": "HALTED", "cancelled": "CANCELLED"}.get(failure, f"FAILED ({failure})")
-            self._out(f"  {verb} {label}: {rec.get('message')}")
-        outcome = rec.get("outcome")
-        for path in _image_paths(outcome if isinstance(outcome, dict) else {}):
+            verb = {"halted": "HALTED", "cancelled": "CANCELLED"}.get(event.failure, f"FAILED ({event.failure})")
+            self._out(f"  {verb} {label}: {event.message}")
+        for path in event.image_paths():
             self._out(f"  image saved: {path}")
-
-    def _show_step_rejected(self, rec: dict[str, Any]) -> None:
-        self._out(f"  NOT SENT {self._step_label(rec)}: {rec.get('reason')}")
-
-    def _show_question(self, rec: dict[str, Any]) -> None:
-        self._out(f"CONFIRM? {rec.get('text')}\n  type y to confirm step {int(rec.get('step_index', 0)) + 1} "
-                  f"({rec.get('skill')}), n to drop the plan")
-
-    def _show_confirmation(self, rec: dict[str, Any]) -> None:
-        if rec.get("accepted"):
-            self._out(f"  confirmed step {int(rec.get('step') or 0) + 1}")
-        else:
-            self._out(f"  NOT CONFIRMED: {rec.get('reason')}")
-
-    def _show_estop(self, rec: dict[str, Any]) -> None:
-        halted = "" if rec.get("halted", True) else f" (the halt FAILED: {rec.get('error')})"
-        self._out(f"*** E-STOP LATCHED: {rec.get('reason')}{halted}. Nothing moves until you type 'reset'. ***")
-
-    def _show_state(self, rec: dict[str, Any]) -> None:
-        if rec.get("to") == "FAULT":
-            self._out(f"*** FAULT: {rec.get('reason')}. Halted; type 'reset' when it is safe. ***")
-        elif rec.get("trigger") == "recovered":
-            self._out("reset: the robot is ready")
-
-    def _show_run_end(self, rec: dict[str, Any]) -> None:
-        outcome = rec.get("outcome")
-        done, total = rec.get("steps_done"), rec.get("steps")
-        if outcome == "finish":
-            self._out(f"DONE: all {total} step(s) finished")
-        else:
-            self._out(f"NOT DONE ({outcome}): {rec.get('reason')} - {done}/{total} step(s) done")
-
-    def _show_plan_discarded(self, rec: dict[str, Any]) -> None:
-        self._out(f"  plan discarded: the supervisor is {rec.get('state')} now")
-
-    def _show_halt_failed(self, rec: dict[str, Any]) -> None:
-        self._out(f"*** THE BACKEND DID NOT CONFIRM THE HALT: {rec.get('error')} ***")
 
     # ------------------------------------------------------------------ helpers
     def _stop(self, reason: str) -> None:

@@ -26,6 +26,7 @@ from typing import Any, Self, assert_never
 
 from transitions import EventData, MachineError
 
+from medrobot_llm.safety import events as ev
 from medrobot_llm.safety.audit import AuditLog, AuditLogError
 from medrobot_llm.backends.base import CancelToken, FailureKind, Feedback, SkillBackend, StepResult
 from medrobot_llm.safety.executor import Executor, Run
@@ -121,16 +122,17 @@ class Supervisor:
         self.reason = ""
         self.history: list[StateChange] = []
 
-        self._listeners: list[Callable[[dict[str, Any]], object]] = []
-        self._events: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        self._listeners: list[ev.EventListener] = []
+        self._events: queue.Queue[ev.SupervisorEvent | None] = queue.Queue()
         self._dispatcher: threading.Thread | None = None
         self._closed = False
 
-        self._log("session", domain=self.domain, backend=type(backend).__name__,
-                  planner=getattr(planner, "name", type(planner).__name__) if planner is not None else None,
-                  state=self.state.value, world=self._world_json(),
-                  config={"confirm_timeout_s": confirm_timeout_s, "step_timeout_s": step_timeout_s,
-                          "heartbeat_timeout_s": heartbeat_timeout_s})
+        self._log(ev.SessionEvent(
+            domain=self.domain, backend=type(backend).__name__,
+            planner=getattr(planner, "name", type(planner).__name__) if planner is not None else None,
+            state=self.state.value, world=self._world_json(),
+            config={"confirm_timeout_s": confirm_timeout_s, "step_timeout_s": step_timeout_s,
+                    "heartbeat_timeout_s": heartbeat_timeout_s}))
         self._watch_stop = threading.Event()
         self._watchdog: threading.Thread | None = None
         if watchdog_period_s is not None:
@@ -309,7 +311,7 @@ class Supervisor:
     def executor(self) -> Executor:
         return self._executor
 
-    def subscribe(self, listener: Callable[[dict[str, Any]], object]) -> Callable[[], None]:
+    def subscribe(self, listener: ev.EventListener) -> Callable[[], None]:
         """Receive every record (as logged) and step feedback, in order, on a dispatcher thread.
 
         Listeners may call back into the supervisor (e.g. a console answering a question)."""
@@ -399,8 +401,8 @@ class Supervisor:
                 assert asked is not None
                 return Reply(True, self.state, f"confirmed step {asked.step_index + 1} ({asked.skill})")
             refusal = self._refusal or "confirmation refused"
-            self._log("confirmation", run=asked.run if asked else None,
-                      step=asked.step_index if asked else None, accepted=False, given=step_index, reason=refusal)
+            self._log(ev.ConfirmationEvent(run=asked.run if asked else None, step=asked.step_index if asked else None,
+                                           accepted=False, given=step_index, reason=refusal))
             if self._refusal_expired and self.state is S.AWAITING_CONFIRMATION:
                 self._fire(T.EXPIRE, reason=refusal + "; plan dropped")
                 refusal += "; plan dropped"
@@ -421,8 +423,8 @@ class Supervisor:
             try:
                 if source is not None:
                     self._input("stop", source, reason=reason)
-                self._log("estop", reason=reason, halted=halt_error is None,
-                          error=f"{type(halt_error).__name__}: {halt_error}" if halt_error else None)
+                self._log(ev.EstopEvent(reason=reason, halted=halt_error is None,
+                                        error=f"{type(halt_error).__name__}: {halt_error}" if halt_error else None))
             except AuditLogError:
                 pass  # the halt already happened; the log failure itself put the supervisor in FAULT
             if halt_error is not None:
@@ -491,14 +493,14 @@ class Supervisor:
         except Exception as exc:  # noqa: BLE001 - a broken planner refuses; it must not move anything
             plan = Plan.refused(self.domain, f"the planner failed ({type(exc).__name__}: {exc})",
                                 Reason.PLANNER_ERROR)
-        self._log("plan", text=text, plan=plan.to_json(), planner=getattr(self.planner, "name", None),
-                  latency_ms=round((time.perf_counter() - t0) * 1000, 3))
+        self._log(ev.PlanEvent(text=text, plan=plan.to_json(), planner=getattr(self.planner, "name", None),
+                               latency_ms=round((time.perf_counter() - t0) * 1000, 3)))
         return plan
 
     def _accept(self, plan: Plan, gen: int) -> Reply:
         with self._lock:
             if self.state is not S.PLANNING or gen != self._gen:
-                self._log("plan_discarded", plan=plan.to_json(), state=self.state.value)
+                self._log(ev.PlanDiscardedEvent(plan=plan.to_json(), state=self.state.value))
                 return Reply(False, self.state, f"the plan came too late: the supervisor is {self.state.value} now",
                              plan)
             if plan.status is not PlanStatus.OK:
@@ -507,7 +509,7 @@ class Supervisor:
                 return Reply(False, self.state, why, plan)
             if plan.domain != self.domain:
                 why = f"the plan is for {plan.domain}, this robot is {self.domain}"
-                self._log("validation", ok=False, reason=why, plan=plan.to_json())
+                self._log(ev.ValidationEvent(ok=False, reason=why, plan=plan.to_json()))
                 self._fire(T.REJECT, reason=why)
                 return Reply(False, self.state, why, plan)
             try:
@@ -518,8 +520,8 @@ class Supervisor:
                 return Reply(False, self.state, self.reason, plan)
             checked = validate_plan(plan, world)
             ok = checked.status is PlanStatus.OK
-            self._log("validation", ok=ok, plan=checked.to_json(), world=world.to_json(),
-                      reason=None if ok else (checked.reason or checked.question))
+            self._log(ev.ValidationEvent(ok=ok, plan=checked.to_json(), world=world.to_json(),
+                                         reason=None if ok else (checked.reason or checked.question)))
             if not ok:
                 why = checked.reason or checked.question or "invalid plan"
                 self._fire(T.REJECT, reason=f"validation: {why}")
@@ -571,19 +573,19 @@ class Supervisor:
             self._inflight = (run, index, run.sent_at)
             self._progress = {"run": run.id, "step": index, "progress": 0.0, "phase": "sent"}
             step = run.steps[index]
-            self._log("step_sent", run=run.id, step=index, skill=step.skill, args=step.args,
-                      hazard=self._hazard(step).value, confirmed=confirmed, state=self.state.value)
+            self._log(ev.StepSentEvent(run=run.id, step=index, skill=step.skill, args=step.args,
+                                       hazard=self._hazard(step).value, confirmed=confirmed, state=self.state.value))
             return token
 
     def step_feedback(self, run: Run, index: int, feedback: Feedback) -> None:
         self._progress = {"run": run.id, "step": index, "progress": feedback.progress, "phase": feedback.phase}
         if self._listeners:
-            self._events.put({"kind": "feedback", "run": run.id, "step": index, "phase": feedback.phase,
-                              "progress": feedback.progress, "telemetry": feedback.telemetry})
+            self._events.put(ev.FeedbackEvent(run=run.id, step=index, phase=feedback.phase,
+                                              progress=feedback.progress, telemetry=feedback.telemetry))
 
     def step_rejected(self, run: Run, index: int, reason: str, fault: bool) -> None:
         with self._lock:
-            self._log("step_rejected", run=run.id, step=index, reason=reason, fault=fault)
+            self._log(ev.StepRejectedEvent(run=run.id, step=index, reason=reason, fault=fault))
             self._end_deferred(run)
             if fault:
                 self._fire(T.FAULT, reason=reason)
@@ -598,8 +600,9 @@ class Supervisor:
                 self._inflight = None
             run.results.append((index, result))
             step = run.steps[index]
-            self._log("step_result", run=run.id, step=index, skill=step.skill, success=result.success,
-                      failure=result.failure.value, message=result.message, outcome=result.outcome)
+            self._log(ev.StepResultEvent(run=run.id, step=index, skill=step.skill, success=result.success,
+                                         failure=result.failure.value, message=result.message,
+                                         outcome=result.outcome))
             if result.success and run.index == index:
                 run.index = index + 1
             self._end_deferred(run)
@@ -673,10 +676,8 @@ class Supervisor:
         else:
             self.reason = reason
         self._cond.notify_all()
-        fields: dict[str, Any] = {"from": source.value, "to": dest.value, "trigger": trigger.value, "reason": reason}
-        if cause:
-            fields["cause"] = cause
-        self._log("state", **fields)
+        changed = ev.StateEvent(source=source.value, to=dest.value, trigger=trigger.value, reason=reason)
+        self._log(changed.model_copy(update={"cause": cause}) if cause else changed)
 
     # the machine's context (read by its guards) --------------------------------------------------
     @property
@@ -720,22 +721,22 @@ class Supervisor:
     def _effect_accept(self, event: EventData) -> None:
         run: Run = event.kwargs["run"]
         self._run = run
-        self._log("run", run=run.id, steps=[s.model_dump(mode="json") for s in run.steps],
-                  needs_confirmation=sorted(run.confirm))
+        self._log(ev.RunEvent(run=run.id, steps=[s.model_dump(mode="json") for s in run.steps],
+                              needs_confirmation=sorted(run.confirm)))
         self._executor.submit(run)
 
     def _effect_ask(self, event: EventData) -> None:
         q: Question = event.kwargs["question"]
         self._pending = q
-        self._log("question", **q.to_json())
+        self._log(ev.QuestionEvent(**q.to_json()))
 
     def _effect_confirm(self, event: EventData) -> None:
         q, run = self._pending, self._run
         assert q is not None and run is not None
         run.confirmed = q.step_index
         self._pending = None
-        self._log("confirmation", run=run.id, step=q.step_index, accepted=True,
-                  given=event.kwargs.get("step_index"), reason=None)
+        self._log(ev.ConfirmationEvent(run=run.id, step=q.step_index, accepted=True,
+                                       given=event.kwargs.get("step_index"), reason=None))
 
     def _effect_pause(self, event: EventData) -> None:
         self._pending = None
@@ -779,8 +780,8 @@ class Supervisor:
         self._log_run_end(run, outcome, reason)
 
     def _log_run_end(self, run: Run, outcome: str, reason: str) -> None:
-        self._log("run_end", run=run.id, outcome=outcome, reason=reason, steps_done=run.index,
-                  steps=len(run.steps))
+        self._log(ev.RunEndEvent(run=run.id, outcome=outcome, reason=reason, steps_done=run.index,
+                                 steps=len(run.steps)))
 
     def _end_deferred(self, run: Run) -> None:
         """Log the end of a run dropped while one of its steps was running, now that the step has ended."""
@@ -794,7 +795,7 @@ class Supervisor:
         except Exception as exc:  # noqa: BLE001 - nothing more can be done from here than say so
             _LOG.error("backend.halt failed: %s", exc)
             try:
-                self._log("halt_failed", reason=reason, error=f"{type(exc).__name__}: {exc}")
+                self._log(ev.HaltFailedEvent(reason=reason, error=f"{type(exc).__name__}: {exc}"))
             except AuditLogError:
                 pass
 
@@ -830,17 +831,18 @@ class Supervisor:
         """Log a command before acting on it; if it cannot be logged it is not carried out."""
         with self._lock:
             try:
-                self._log("command", op=op, source=source, state=self.state.value, n_states=len(self.history),
-                          **fields)
+                self._log(ev.CommandEvent(op=op, source=source, state=self.state.value, n_states=len(self.history),
+                                          **fields))
             except AuditLogError:
                 if op == "stop":
                     return  # the halt already happened; the fault below records what can be recorded
                 raise
 
-    def _log(self, kind: str, **fields: Any) -> int | None:
-        fields.setdefault("clock", self.clock())
+    def _log(self, event: ev.SupervisorEvent) -> int | None:
+        """Write ``event`` (stamped with the clock) to the audit log, then hand it, numbered, to the listeners."""
+        event = event.model_copy(update={"clock": self.clock()})
         try:
-            seq = self.audit.append(kind, **fields)
+            seq = self.audit.append(event.kind, **event.fields())
         except Exception as exc:
             if self._audit_error is None:
                 self._audit_error = exc
@@ -849,7 +851,7 @@ class Supervisor:
                     self._enter_fault(f"the audit log cannot be written ({type(exc).__name__}: {exc})")
             raise AuditLogError(str(exc)) from exc
         if self._listeners:
-            self._events.put({"seq": seq, "kind": kind, **fields})
+            self._events.put(event.model_copy(update={"seq": seq}))
         return seq
 
     def _watch(self) -> None:

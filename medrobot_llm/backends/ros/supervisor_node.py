@@ -36,6 +36,7 @@ from std_msgs.msg import Bool, Empty, String
 
 from medrobot_interfaces.msg import SupervisorState as StateMsg
 
+from medrobot_llm.safety import events as ev
 from medrobot_llm.safety.audit import AuditLog
 from medrobot_llm.backends.base import CancelToken
 from medrobot_llm.core.plan import Control, Plan, PlanStatus
@@ -49,8 +50,8 @@ __all__ = ["SupervisorNode", "main"]
 
 NODE_NAME = "medrobot_supervisor"
 #: records after which the state message changes (feedback only moves the telemetry)
-_STATE_KINDS = frozenset({"state", "question", "step_sent", "step_result", "run", "run_end", "confirmation",
-                          "estop", "validation", "step_rejected"})
+_STATE_EVENTS = (ev.StateEvent, ev.QuestionEvent, ev.StepSentEvent, ev.StepResultEvent, ev.RunEvent, ev.RunEndEvent,
+                 ev.ConfirmationEvent, ev.EstopEvent, ev.ValidationEvent, ev.StepRejectedEvent)
 #: how long e-stop history from before this node started is gathered before it is acted on
 _REPLAY_SETTLE_S = 0.1
 
@@ -215,17 +216,14 @@ class SupervisorNode(Node):
 
     # ---------------------------------------------------------------- outputs
     def _reply(self, op: str, reply: Reply, text: str | None = None) -> None:
-        event: dict[str, Any] = {"kind": "reply", "op": op, **reply.to_json()}
-        if text is not None:
-            event["text"] = text
         # the state published here is taken after the reply: a console waits for it (``state_seq``) so
         # that what it reads next is never the state from before its own command
-        event["state_seq"] = self.publish_state()
-        self._events_pub.publish(String(data=to_json(event)))
+        event = ev.ReplyEvent.answering(op, reply, text=text, state_seq=self.publish_state())
+        self._events_pub.publish(String(data=to_json(event.record())))
 
-    def _on_record(self, rec: dict[str, Any]) -> None:
-        self._events_pub.publish(String(data=to_json(rec)))
-        if rec.get("kind") in _STATE_KINDS:
+    def _on_record(self, event: ev.SupervisorEvent) -> None:
+        self._events_pub.publish(String(data=to_json(event.record())))
+        if isinstance(event, _STATE_EVENTS):
             self.publish_state()
 
     def _tick(self) -> None:
