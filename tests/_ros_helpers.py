@@ -24,6 +24,8 @@ from typing import Any
 
 import pytest
 
+from medrobot_llm.safety.events import SupervisorEvent
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -189,9 +191,9 @@ def _follow(graph: RosGraph) -> None:
         with graph.lock:
             graph.status_log.append(obj)
 
-    def on_event(rec: dict[str, Any]) -> None:
+    def on_event(event: SupervisorEvent) -> None:
         with graph.lock:
-            graph.events.append(rec)
+            graph.events.append(event.record())
 
     graph.remote.node.create_subscription(String, TOPIC_ROBOT_STATUS, on_status, reliable_qos(50))
     graph.remote.subscribe(on_event)

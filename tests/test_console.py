@@ -14,10 +14,11 @@ from typing import Any
 import pytest
 
 from medrobot_llm.safety.audit import AuditLog
-from medrobot_llm.consoles.core import ConsoleClient, ConsoleCore, completion_words, history_path
+from medrobot_llm.consoles.core import ConsoleCore, completion_words, history_path
 from medrobot_llm.backends.memory import MemoryBackend, Outcome
 from medrobot_llm.planning.rule.planner import RulePlanner
 from medrobot_llm.core.command_set import DOMAINS, load_command_set
+from medrobot_llm.safety.protocol import SupervisorClient
 from medrobot_llm.safety.supervisor import Supervisor, SupervisorState
 
 from _helpers_supervisor import until
@@ -109,10 +110,11 @@ def test_history_lives_in_the_xdg_cache(tmp_path: Path) -> None:
     assert history_path("xray", {"HOME": str(tmp_path)}) == tmp_path / ".cache" / "medrobot" / "console-xray.history"
 
 
-def test_the_supervisor_is_a_console_client() -> None:
+def test_the_supervisor_is_a_supervisor_client() -> None:
     backend = MemoryBackend("xray")
     with Supervisor(backend, RulePlanner(), domain="xray") as sup:
-        assert isinstance(sup, ConsoleClient)
+        client: SupervisorClient = sup  # checked by mypy as well as here
+        assert isinstance(client, SupervisorClient)
 
 
 # ---------------------------------------------------------------------------------------------- runs

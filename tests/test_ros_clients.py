@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from medrobot_llm.core.clock import ManualClock
+from medrobot_llm.safety import events as ev
 from tests._ros_helpers import require_ros
 
 pytestmark = [pytest.mark.ros]
@@ -47,26 +48,31 @@ def state(seq: int, name: str, through: int, session: str = "s1", reason: str = 
                            status_json=json.dumps({"records_through": through, "reason": reason}))
 
 
-def event(rec: dict[str, Any]) -> Any:
+def event(e: ev.SupervisorEvent, seq: int | None = None) -> Any:
+    """``e`` as the supervisor node publishes it; ``seq``: the audit log's number (records only)."""
     from std_msgs.msg import String
 
-    return String(data=json.dumps(rec))
+    numbered = e.model_copy(update={"seq": seq, "clock": 0.0}) if seq is not None else e
+    return String(data=json.dumps(numbered.record()))
 
 
 def test_a_state_waits_for_the_records_it_reflects(remote: Any) -> None:
     seen_at_result: list[str] = []
-    remote.subscribe(lambda rec: seen_at_result.append(remote.status()["state"])
-                     if rec.get("kind") == "step_result" else None)
+    remote.subscribe(lambda e: seen_at_result.append(remote.status()["state"])
+                     if isinstance(e, ev.StepResultEvent) else None)
     remote._on_state(state(1, "EXECUTING", 10))
     assert remote.status()["state"] == "EXECUTING"
     # the final state overtakes the step's result and the finish record
     remote._on_state(state(2, "IDLE", 12, reason="all 1 step(s) done"))
     assert remote.status()["state"] == "EXECUTING"
     assert not remote.wait_for("IDLE", timeout=0.05)
-    remote._on_event(event({"seq": 11, "kind": "step_result", "skill": "take_shot", "success": True}))
+    remote._on_event(event(ev.StepResultEvent(run=1, step=0, skill="take_shot", success=True, failure="none",
+                                              message="done", outcome={}), seq=11))
     assert remote.status()["state"] == "EXECUTING"
-    remote._on_event(event({"kind": "feedback", "progress": 1.0}))  # no seq: not a record
-    remote._on_event(event({"seq": 12, "kind": "state", "to": "IDLE"}))
+    # no seq: not a record
+    remote._on_event(event(ev.FeedbackEvent(run=1, step=0, phase="done", progress=1.0, telemetry={})))
+    remote._on_event(event(ev.StateEvent(source="EXECUTING", to="IDLE", trigger="finish",
+                                         reason="all 1 step(s) done"), seq=12))
     assert remote.status()["state"] == "IDLE" and remote.status()["reason"] == "all 1 step(s) done"
     assert seen_at_result == ["EXECUTING"]  # listeners had the result before anyone could see IDLE
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from medrobot_llm.safety.machine import SupervisorState
 from tests._ros_helpers import RogueClient, RosGraph, moved, ros_graph, tip
 
 pytestmark = [pytest.mark.ros, pytest.mark.sim, pytest.mark.slow]
@@ -53,7 +54,7 @@ def _run(graph: RosGraph, text: str) -> None:
     """Run ``text`` through the supervisor to a finished plan, confirming each question it asks."""
     since = graph.n_events()
     reply = graph.remote.command(text)
-    assert reply is not None and reply["accepted"], reply
+    assert reply.accepted, reply
     for _ in range(10):
         e = graph.wait_event(lambda e: e.get("kind") in ("question", "run_end"), since, timeout=30)
         assert e is not None, f"{text!r} did not end; status {graph.remote.status()}"
@@ -63,7 +64,7 @@ def _run(graph: RosGraph, text: str) -> None:
         with graph.lock:
             since = graph.events.index(e, since) + 1
         reply = graph.remote.confirm()
-        assert reply is not None and reply["accepted"], reply
+        assert reply.accepted, reply
     assert graph.remote.wait_for("IDLE", timeout=10), graph.remote.status()
     assert graph.wait_robot(lambda s: not s["busy"], timeout=5), graph.robot_status()
 
@@ -89,7 +90,7 @@ def _start_long_sweep(graph: RosGraph, text: str = LONG_SWEEP) -> int:
     """Send a 100 s (sim time) sweep and return once the probe is moving; the event index before it."""
     since = graph.n_events()
     reply = graph.remote.command(text)
-    assert reply is not None and reply["accepted"], reply
+    assert reply.accepted, reply
     fb = graph.wait_event(lambda e: e.get("kind") == "feedback" and e.get("progress", 0) > 0.02, since, timeout=15)
     assert fb is not None, f"no motion feedback; status {graph.remote.status()}"
     return since
@@ -130,8 +131,8 @@ def test_scan_waits_for_confirm_then_moves_the_robot(away: RosGraph) -> None:
     start = tip(graph.robot_status())
     since = graph.n_events()
     reply = remote.command("scan the left kidney")
-    assert reply is not None and reply["accepted"], reply
-    assert [s["skill"] for s in reply["plan"]["steps"]] == ["move_to_window", "make_contact", "sweep"]
+    assert reply.accepted and reply.plan is not None, reply
+    assert [s.skill for s in reply.plan.steps] == ["move_to_window", "make_contact", "sweep"]
     assert remote.wait_for("AWAITING_CONFIRMATION", timeout=20), remote.status()
     st = remote.status()
     assert "make_contact" in st["question"]["text"]
@@ -142,7 +143,7 @@ def test_scan_waits_for_confirm_then_moves_the_robot(away: RosGraph) -> None:
     assert moved(start, tip(graph.robot_status()), tol=1.0), "move_to_window did not move the probe"
 
     reply = remote.confirm()
-    assert reply is not None and reply["accepted"], reply
+    assert reply.accepted, reply
     assert remote.wait_status(lambda s: s["state"] == "IDLE" and "done" in s["reason"], timeout=20), remote.status()
     results = graph.events_of("step_result", since)
     assert [(r["skill"], r["success"]) for r in results] == [("move_to_window", True), ("make_contact", True),
@@ -157,7 +158,8 @@ def test_estop_mid_motion_halts_the_robot_and_latches(in_contact: RosGraph) -> N
     graph = in_contact
     remote = graph.remote
     since = _start_long_sweep(graph)
-    remote.stop()
+    reply = remote.stop()
+    assert reply.accepted and reply.state is SupervisorState.ESTOP, remote.status()
     assert remote.wait_for("ESTOP", timeout=3), remote.status()
     assert graph.wait_robot(lambda s: s["halted"] and not s["busy"], timeout=3), graph.robot_status()
     _still(graph)
@@ -170,10 +172,10 @@ def test_estop_mid_motion_halts_the_robot_and_latches(in_contact: RosGraph) -> N
     assert kinds == ["step_result", "run_end"], kinds
     # latched: nothing runs until a reset
     reply = remote.command("sweep 10 mm caudal")
-    assert reply is not None and not reply["accepted"] and "latched" in reply["message"], reply
+    assert not reply.accepted and "latched" in reply.message, reply
     _still(graph, 0.2)
-    st = remote.reset()
-    assert st is not None and st["state"] == "IDLE", remote.status()
+    reply = remote.reset()
+    assert reply.accepted and reply.state is SupervisorState.IDLE, (reply, remote.status())
     assert graph.wait_robot(lambda s: not s["halted"], timeout=3)
 
 
@@ -216,10 +218,10 @@ def test_estop_pressed_and_released_at_once_stays_latched_until_an_explicit_rese
     finally:
         remote.node.destroy_publisher(pub)
     reply = remote.command("sweep 10 mm caudal")
-    assert reply is not None and not reply["accepted"] and "/medrobot/reset" in reply["message"], reply
+    assert not reply.accepted and "/medrobot/reset" in reply.message, reply
     since = graph.n_events()
-    st = remote.reset()
-    assert st is not None and st["state"] == "IDLE", remote.status()
+    reply = remote.reset()
+    assert reply.accepted and reply.state is SupervisorState.IDLE, (reply, remote.status())
     assert graph.wait_robot(lambda s: not s["halted"], timeout=3), graph.robot_status()
     time.sleep(0.5)
     assert remote.status()["state"] == "IDLE", remote.status()
@@ -232,7 +234,7 @@ def test_cancel_mid_motion_cancels_the_goal_and_stops_the_robot(in_contact: RosG
     remote = graph.remote
     since = _start_long_sweep(graph, "sweep 100 mm lateral at 1 mm/s")
     reply = remote.command("cancel")
-    assert reply is not None and reply["accepted"] and reply["state"] == "IDLE", reply
+    assert reply.accepted and reply.state is SupervisorState.IDLE, reply
     result = graph.wait_event(lambda e: e.get("kind") == "step_result", since, timeout=5)
     assert result is not None and result["failure"] == "cancelled", result
     assert "did not confirm" not in result["message"], result  # the skill server itself ended the goal
@@ -263,7 +265,7 @@ def test_goal_from_another_node_is_refused(in_contact: RosGraph) -> None:
         accepted, result = rogue.send(plan_id=plan_id, step_index=1, skill="sweep", args_json=args,
                                       domain="ultrasound")
         assert not result.success and "executing plan" in result.message, result.message
-        assert graph.remote.command("cancel")["accepted"]
+        assert graph.remote.command("cancel").accepted
         assert graph.wait_robot(lambda s: not s["busy"], timeout=3)
         _still(graph, 0.2)
         assert graph.robot_status()["refusals"] >= refusals + 3

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from medrobot_llm.safety.events import SupervisorEvent
 from tests._ros_helpers import require_ros
 
 pytestmark = [pytest.mark.ros, pytest.mark.sim]
@@ -53,9 +54,9 @@ class InProcessGraph:
         except BaseException as exc:  # noqa: BLE001 - reported by the test, not lost with the thread
             self.spin_error = exc
 
-    def _on_record(self, rec: dict[str, Any]) -> None:
+    def _on_record(self, event: SupervisorEvent) -> None:
         with self.lock:
-            self.records.append(rec)
+            self.records.append(event.record())
 
     def kinds(self, *kinds: str) -> list[dict[str, Any]]:
         with self.lock:

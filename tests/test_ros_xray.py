@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from medrobot_llm.safety.machine import SupervisorState
 from tests._ros_helpers import RosGraph, ros_graph
 
 pytestmark = [pytest.mark.ros, pytest.mark.sim, pytest.mark.slow]
@@ -29,20 +30,20 @@ def test_denied_exposure_is_never_taken_and_confirmed_one_is(at_rest: RosGraph) 
     remote = graph.remote
     since = graph.n_events()
     reply = remote.command("AP of the pelvis and take a shot")
-    assert reply is not None and reply["accepted"], reply
+    assert reply.accepted, reply
     assert remote.wait_for("AWAITING_CONFIRMATION", timeout=20), remote.status()
     assert "exposure 1 of 1" in remote.status()["question"]["text"]
     reply = remote.deny()
-    assert reply is not None and reply["accepted"] and reply["state"] == "IDLE", reply
+    assert reply.accepted and reply.state is SupervisorState.IDLE, reply
     assert [e["skill"] for e in graph.events_of("step_sent", since)] == ["move_to_view"]
     assert remote.status()["world"]["facts"]["image"] is False
 
     since = graph.n_events()
     reply = remote.command("lateral of the sacrum then take a shot")
-    assert reply is not None and reply["accepted"], reply
+    assert reply.accepted, reply
     assert remote.wait_for("AWAITING_CONFIRMATION", timeout=20), remote.status()
     reply = remote.confirm()
-    assert reply is not None and reply["accepted"], reply
+    assert reply.accepted, reply
     assert remote.wait_status(lambda s: s["state"] == "IDLE" and "done" in s["reason"], timeout=20), remote.status()
     shots = [e for e in graph.events_of("step_result", since) if e["skill"] == "take_shot"]
     assert len(shots) == 1 and shots[0]["success"], shots
@@ -52,5 +53,5 @@ def test_denied_exposure_is_never_taken_and_confirmed_one_is(at_rest: RosGraph) 
 def test_a_confirmation_without_a_question_is_refused(at_rest: RosGraph) -> None:
     graph = at_rest
     reply = graph.remote.confirm()
-    assert reply is not None and not reply["accepted"] and "nothing to confirm" in reply["message"], reply
+    assert not reply.accepted and "nothing to confirm" in reply.message, reply
     assert graph.remote.status()["state"] == "IDLE"

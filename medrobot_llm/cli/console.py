@@ -15,10 +15,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from medrobot_llm.safety.events import EventListener, parse_event
+from medrobot_llm.safety.protocol import SupervisorClient
 
 if TYPE_CHECKING:
-    from medrobot_llm.consoles.core import ConsoleClient, ConsoleCore
+    from medrobot_llm.consoles.core import ConsoleCore
 
 __all__ = ["register"]
 
@@ -74,104 +74,7 @@ def register(sub: Any) -> None:
     p.set_defaults(func=_run)
 
 
-class _RemoteReply:
-    """``RemoteSupervisor`` answers with ``Reply``'s JSON form (or None); the console reads attributes."""
-
-    def __init__(self, data: dict[str, Any] | None, missing: str) -> None:
-        from medrobot_llm.core.plan import Plan
-
-        self.data = data or {}
-        self.accepted = bool(self.data.get("accepted")) if data is not None else False
-        self.message = str(self.data.get("message") or "") if data is not None else missing
-        self.state = str(self.data.get("state") or "")
-        plan = self.data.get("plan")
-        self.plan = Plan.model_validate(plan) if isinstance(plan, dict) else None
-
-    def to_json(self) -> dict[str, Any]:
-        return {"accepted": self.accepted, "state": self.state, "message": self.message,
-                "plan": self.plan.to_json() if self.plan else None, "question": self.data.get("question")}
-
-
-class _RemoteClient:
-    """Adapts ``medrobot_llm.backends.ros.remote.RemoteSupervisor`` to the console's ``ConsoleClient`` protocol.
-
-    ``/medrobot/confirm`` is a bare Bool that answers whatever the supervisor is asking now, so before
-    sending it this checks that the question on the graph is still about the step the person saw. The
-    events topic can run ahead of ``/medrobot/state``, so a question already shown may take a moment
-    to appear in the state: it is waited for briefly, never assumed.
-
-    ``stop`` publishes first and only then waits to see the latch in the state, so the person is told
-    whether the supervisor confirmed it (if not, the hardware e-stop is the answer, and it says so)."""
-
-    _NO_ANSWER = "the supervisor did not answer over ROS (is `medrobot bringup` running?)"
-    #: how long a stop waits to see ESTOP in /medrobot/state; the stop itself is published before any wait
-    STOP_SEEN_S = 3.0
-    #: how long a y waits for the question it answers to show in /medrobot/state
-    QUESTION_SEEN_S = 2.0
-
-    def __init__(self, remote: Any) -> None:
-        self.remote = remote
-
-    def command(self, text: str, *, source: str = "console") -> _RemoteReply:
-        return _RemoteReply(self.remote.command(text), self._NO_ANSWER)
-
-    def confirm(self, step_index: int | None = None, *, source: str = "console") -> _RemoteReply:
-        def asking(s: dict[str, Any]) -> bool:
-            q = s.get("question")
-            return isinstance(q, dict) and (step_index is None or q.get("step_index") == step_index)
-
-        status = self.remote.wait_status(asking, self.QUESTION_SEEN_S) or self.remote.status()
-        question = status.get("question")
-        asked = question.get("step_index") if isinstance(question, dict) else None
-        if asked is None:
-            return _RemoteReply({"accepted": False, "state": status.get("state"),
-                                 "message": "there is no question to answer"}, "")
-        if step_index is not None and asked != step_index:
-            return _RemoteReply({"accepted": False, "state": status.get("state"),
-                                 "message": f"that confirmation is for step {step_index + 1}, but the question is now "
-                                 f"about step {int(asked) + 1}; nothing confirmed"}, "")
-        return _RemoteReply(self.remote.confirm(), self._NO_ANSWER)
-
-    def deny(self, *, source: str = "console") -> _RemoteReply:
-        return _RemoteReply(self.remote.deny(), self._NO_ANSWER)
-
-    def stop(self, reason: str = "operator stop", *, source: str = "console") -> _RemoteReply:
-        self.remote.stop()
-        if self.remote.wait_for("ESTOP", timeout=self.STOP_SEEN_S):
-            return _RemoteReply({"accepted": True, "state": "ESTOP",
-                                 "message": "e-stop published on /medrobot/estop; the supervisor latched it"}, "")
-        state = self.remote.status().get("state")
-        return _RemoteReply({"accepted": False, "state": state,
-                             "message": f"e-stop published on /medrobot/estop, but the supervisor still reports "
-                             f"{state} after {self.STOP_SEEN_S:g} s. USE THE HARDWARE E-STOP if anything moves"}, "")
-
-    def reset(self, *, source: str = "console") -> _RemoteReply:
-        state = self.remote.status().get("state")
-        if state not in ("ESTOP", "FAULT"):
-            return _RemoteReply({"accepted": False, "state": state,
-                                 "message": f"nothing to reset: the supervisor is {state}, not ESTOP or FAULT"}, "")
-        status = self.remote.reset()
-        if status is None:
-            now = self.remote.status()
-            return _RemoteReply({"accepted": False, "state": now.get("state"),
-                                 "message": f"reset refused: the supervisor is still {now.get('state')} "
-                                 f"({now.get('reason') or 'no reason given'})"}, "")
-        return _RemoteReply({"accepted": True, "state": status.get("state"), "message": "reset: ready"}, "")
-
-    def status(self) -> dict[str, Any]:
-        return dict(self.remote.status())
-
-    def subscribe(self, listener: EventListener) -> Callable[[], None]:
-        def typed(rec: dict[str, Any]) -> None:
-            event = parse_event(rec)
-            if event is not None:
-                listener(event)
-
-        unsubscribe: Callable[[], None] = self.remote.subscribe(typed)
-        return unsubscribe
-
-
-def _ros_client(args: argparse.Namespace) -> tuple[ConsoleClient | None, Callable[[], None], str]:
+def _ros_client(args: argparse.Namespace) -> tuple[SupervisorClient | None, Callable[[], None], str]:
     try:
         from medrobot_llm.backends.ros.remote import RemoteSupervisor
     except ImportError as exc:
@@ -186,7 +89,7 @@ def _ros_client(args: argparse.Namespace) -> tuple[ConsoleClient | None, Callabl
         return None, lambda: None, (f"no supervisor answered over ROS 2 (ROS_DOMAIN_ID {domain_id}) on /medrobot/state "
                                     f"within {args.ros_wait:g} s; start the graph first with `medrobot bringup "
                                     f"--domain {args.domain}` (same ROS_DOMAIN_ID), or raise --ros-wait")
-    return _RemoteClient(remote), remote.close, ""
+    return remote, remote.close, ""
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -221,7 +124,7 @@ def _run(args: argparse.Namespace) -> int:
         close()
 
 
-def _piped(client: ConsoleClient, args: argparse.Namespace) -> int:
+def _piped(client: SupervisorClient, args: argparse.Namespace) -> int:
     from medrobot_llm.consoles.core import ConsoleCore
 
     def emit(line: str) -> None:
@@ -240,7 +143,7 @@ def _piped(client: ConsoleClient, args: argparse.Namespace) -> int:
     return 0
 
 
-def _interactive(client: ConsoleClient, args: argparse.Namespace) -> int:
+def _interactive(client: SupervisorClient, args: argparse.Namespace) -> int:
     from prompt_toolkit import PromptSession
     from prompt_toolkit.completion import WordCompleter
     from prompt_toolkit.history import FileHistory, InMemoryHistory

@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 from medrobot_llm.cli.plan import _clean, render_plan
 from medrobot_llm.core.command_set import load_command_set
@@ -26,11 +26,11 @@ from medrobot_llm.core.plan import Plan, Step
 from medrobot_llm.language.lexicon import CONTROL_PHRASES
 from medrobot_llm.safety import events as ev
 from medrobot_llm.safety.machine import Trigger
+from medrobot_llm.safety.protocol import SupervisorClient
+from medrobot_llm.safety.replies import Reply
 
 __all__ = [
-    "ConsoleClient",
     "ConsoleCore",
-    "ReplyLike",
     "completion_words",
     "history_path",
     "RUNNING_STATES",
@@ -55,39 +55,6 @@ _CONSOLE_STATUS = frozenset({"status"})
 _RESET = frozenset({"reset", "recover", "reset the e-stop", "reset estop"})
 _SOURCE = "console"
 _PUNCT = re.compile(r"[^a-z0-9' ]+")
-
-
-class ReplyLike(Protocol):
-    """What the console reads from an answer (``Supervisor``'s ``Reply``; a ROS client's equivalent)."""
-
-    @property
-    def accepted(self) -> bool: ...
-
-    @property
-    def message(self) -> str: ...
-
-
-@runtime_checkable
-class ConsoleClient(Protocol):
-    """The supervisor as the console sees it: the in-process ``Supervisor`` or the ROS client.
-
-    ``subscribe`` delivers the supervisor's records (typed events, as in the audit log, plus feedback) in
-    order on some thread and returns the unsubscribe function.
-    """
-
-    def command(self, text: str, *, source: str = ...) -> ReplyLike: ...
-
-    def confirm(self, step_index: int | None = None, *, source: str = ...) -> ReplyLike: ...
-
-    def deny(self, *, source: str = ...) -> ReplyLike: ...
-
-    def stop(self, reason: str = ..., *, source: str = ...) -> ReplyLike: ...
-
-    def reset(self, *, source: str = ...) -> ReplyLike: ...
-
-    def status(self) -> dict[str, Any]: ...
-
-    def subscribe(self, listener: ev.EventListener) -> Callable[[], None]: ...
 
 
 def _norm(text: str) -> str:
@@ -131,17 +98,6 @@ def history_path(domain: str, env: Mapping[str, str]) -> Path:
     return Path(base) / "medrobot" / f"console-{domain}.history"
 
 
-def _reply_dict(reply: Any) -> dict[str, Any]:
-    to_json = getattr(reply, "to_json", None)
-    if callable(to_json):
-        out = to_json()
-        if isinstance(out, dict):
-            return out
-    state = getattr(reply, "state", None)
-    return {"accepted": bool(getattr(reply, "accepted", False)), "state": getattr(state, "value", state),
-            "message": str(getattr(reply, "message", ""))}
-
-
 def _unit(key: str) -> tuple[str, str]:
     for suffix, unit in (("_n", " N"), ("_mm", " mm"), ("_deg", " deg"), ("_pct", " %"), ("_mm_s", " mm/s")):
         if key.endswith(suffix):
@@ -169,7 +125,7 @@ class ConsoleCore:
     """One console session over one client. ``emit`` receives each output line (text, or one JSON object per
     line with ``json_mode``), from the caller's thread and from the client's event thread."""
 
-    def __init__(self, client: ConsoleClient, domain: str, *, emit: Callable[[str], None], json_mode: bool = False,
+    def __init__(self, client: SupervisorClient, domain: str, *, emit: Callable[[str], None], json_mode: bool = False,
                  feedback_interval_s: float = 0.2, clock: Callable[[], float] = time.monotonic) -> None:
         self.client = client
         self.domain = domain
@@ -276,12 +232,10 @@ class ConsoleCore:
             self._out(f"REFUSED: {why}", kind="reply", input=raw, accepted=False, message=why)
             return True
         reply = self._call(text, lambda: self.client.command(text, source=_SOURCE))
-        if reply is not None and bool(getattr(reply, "accepted", False)):
-            state = getattr(getattr(reply, "state", None), "value", getattr(reply, "state", None))
-            if isinstance(state, str):
-                with self._cond:
-                    self.state = state
-                    self._cond.notify_all()
+        if reply is not None and reply.accepted:
+            with self._cond:
+                self.state = reply.state.value
+                self._cond.notify_all()
         return True
 
     def leave(self) -> None:
@@ -534,11 +488,11 @@ class ConsoleCore:
         with self._cond:
             self.pending = None
         if self.json_mode:
-            self._json({"kind": "reply", "input": "stop", **_reply_dict(reply)})
+            self._json({"kind": "reply", "input": "stop", **reply.to_json()})
         else:
             self._out(f"E-STOP sent: {reason}" if reply.accepted else f"E-STOP: {reply.message}")
 
-    def _call(self, text: str, fn: Callable[[], ReplyLike], *, quiet_ok: bool = False) -> ReplyLike | None:
+    def _call(self, text: str, fn: Callable[[], Reply], *, quiet_ok: bool = False) -> Reply | None:
         """Make one call and show a refusal; an accepted answer is shown only where no record will tell it
         (a plan is shown from its validation record, before any step is sent; confirmations, resets and
         e-stops from theirs)."""
@@ -548,10 +502,10 @@ class ConsoleCore:
             self._out(f"REFUSED: {exc}", kind="reply", input=text, accepted=False, message=str(exc))
             return None
         if self.json_mode:
-            self._json({"kind": "reply", "input": text, **_reply_dict(reply)})
+            self._json({"kind": "reply", "input": text, **reply.to_json()})
             return reply
-        plan = getattr(reply, "plan", None)
-        status = getattr(getattr(plan, "status", None), "value", None)
+        plan = reply.plan
+        status = plan.status.value if plan is not None else None
         if reply.accepted:
             if status != "ok" and not quiet_ok:
                 self._out(f"-> {reply.message}")

@@ -6,6 +6,7 @@ same types without importing the supervisor itself.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +35,11 @@ class Question:
         return {"run": self.run, "step_index": self.step_index, "skill": self.skill, "hazard": self.hazard.value,
                 "text": self.text, "asked_at": self.asked_at, "expires_at": self.expires_at}
 
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Question:
+        return cls(int(data["run"]), int(data["step_index"]), str(data["skill"]), Hazard(data["hazard"]),
+                   str(data["text"]), data["asked_at"], data["expires_at"])
+
 
 @dataclass(frozen=True)
 class Reply:
@@ -49,3 +55,13 @@ class Reply:
         return {"accepted": self.accepted, "state": self.state.value, "message": self.message,
                 "plan": self.plan.to_json() if self.plan else None,
                 "question": self.question.to_json() if self.question else None}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Reply:
+        """The ``Reply`` whose ``to_json`` gave ``data`` (as the ROS supervisor node sends it)."""
+        from medrobot_llm.safety.machine import SupervisorState
+
+        plan, question = data.get("plan"), data.get("question")
+        return cls(bool(data["accepted"]), SupervisorState(data["state"]), str(data["message"]),
+                   Plan.model_validate(plan) if isinstance(plan, Mapping) else None,
+                   Question.from_json(question) if isinstance(question, Mapping) else None)

@@ -1,10 +1,15 @@
 """``RemoteSupervisor``: the supervisor's command surface, over the graph (the consoles' ``--ros`` mode).
 
 It publishes ``/medrobot/command``, ``/medrobot/confirm``, ``/medrobot/estop`` and ``/medrobot/reset`` and follows
-``/medrobot/state`` and ``/medrobot/events``. Methods mirror ``Supervisor``'s (command, confirm, deny,
-stop, reset, status, subscribe, wait_for); replies come back as the JSON form of ``Reply``
-(``{"accepted", "state", "message", "plan", "question"}``), or ``None`` if the supervisor did not answer
-in time. ``stop`` never waits for anything before publishing.
+``/medrobot/state`` and ``/medrobot/events``. It implements ``SupervisorClient`` as ``Supervisor`` does: each
+command answers with the ``Reply`` the supervisor node sent back (or a refusal saying it did not answer in
+time), and listeners get the typed events of ``/medrobot/events``. ``stop`` never waits for anything
+before publishing.
+
+``/medrobot/confirm`` is a bare Bool that answers whatever the supervisor is asking now, so a confirmation
+of a given step first checks that the question on the graph is still about that step. The events topic
+can run ahead of ``/medrobot/state``, so a question already shown may take a moment to appear in the
+state: it is waited for briefly, never assumed.
 
 State and events are two topics, and DDS orders messages within a topic only. A state message names the
 last record it reflects (``records_through``); it is applied only once that record came in on the events
@@ -28,10 +33,11 @@ from medrobot_interfaces.msg import SupervisorState as StateMsg
 from medrobot_llm.core.clock import Clock
 from medrobot_llm.backends.ros.common import (TOPIC_COMMAND, TOPIC_CONFIRM, TOPIC_ESTOP, TOPIC_EVENTS, TOPIC_RESET, TOPIC_STATE,
                       NodeRunner, latched_qos, reliable_qos)
+from medrobot_llm.safety.events import EventListener, ReplyEvent, parse_event
+from medrobot_llm.safety.machine import LATCHED, SupervisorError, SupervisorState
+from medrobot_llm.safety.replies import Reply
 
 __all__ = ["RemoteSupervisor"]
-
-Listener = Callable[[dict[str, Any]], object]
 
 _LOG = logging.getLogger(__name__)
 
@@ -42,6 +48,13 @@ HOLD_S = 0.5
 class RemoteSupervisor:
     """``clock`` measures how long a state has been held (``HOLD_S``); a test drives it by hand."""
 
+    #: what a command answers when the supervisor node did not
+    NO_ANSWER = "the supervisor did not answer over ROS (is `medrobot bringup` running?)"
+    #: how long a stop waits to see ESTOP in /medrobot/state; the stop itself is published before any wait
+    STOP_SEEN_S = 3.0
+    #: how long a confirmation of a given step waits for its question to show in /medrobot/state
+    QUESTION_SEEN_S = 2.0
+
     def __init__(self, name: str = "medrobot_console", *, clock: Clock = time.monotonic) -> None:
         self.clock = clock
         self._runner = NodeRunner(name)
@@ -50,8 +63,8 @@ class RemoteSupervisor:
         self._cond = threading.Condition()
         self._state: dict[str, Any] | None = None
         self._state_msg: Any = None
-        self._listeners: list[Listener] = []
-        self._waiters: list[tuple[Callable[[dict[str, Any]], bool], list[dict[str, Any]]]] = []
+        self._listeners: list[EventListener] = []
+        self._waiters: list[tuple[Callable[[ReplyEvent], bool], list[ReplyEvent]]] = []
         self._seen_seq: int | None = None  # the last record seen on the events stream (this session)
         self._session = ""
         self._held: tuple[dict[str, Any], Any, int, float] | None = None  # status, msg, through, held since
@@ -102,15 +115,18 @@ class RemoteSupervisor:
             return
         if not isinstance(rec, dict):
             return
+        event = parse_event(rec)
         with self._cond:
-            for match, slot in self._waiters:
-                if not slot and match(rec):
-                    slot.append(rec)
-            listeners = list(self._listeners)
+            if isinstance(event, ReplyEvent):
+                for match, slot in self._waiters:
+                    if not slot and match(event):
+                        slot.append(event)
+            listeners = list(self._listeners) if event is not None else []
             self._cond.notify_all()
         for fn in listeners:
+            assert event is not None
             try:
-                fn(rec)
+                fn(event)
             except Exception:  # noqa: BLE001 - a broken listener must not stop the others
                 _LOG.exception("a /medrobot/events listener failed")
         seq = rec.get("seq")
@@ -150,9 +166,8 @@ class RemoteSupervisor:
             time.sleep(0.02)
         return False
 
-    def _ask(self, publish: Callable[[], None], match: Callable[[dict[str, Any]], bool],
-             timeout: float) -> dict[str, Any] | None:
-        slot: list[dict[str, Any]] = []
+    def _ask(self, publish: Callable[[], None], match: Callable[[ReplyEvent], bool], timeout: float) -> Reply:
+        slot: list[ReplyEvent] = []
         entry = (match, slot)
         with self._cond:
             self._waiters.append(entry)
@@ -161,48 +176,85 @@ class RemoteSupervisor:
             publish()
             with self._cond:
                 self._cond.wait_for(lambda: bool(slot), timeout)
-                if slot and isinstance(slot[0].get("state_seq"), int):
+                if slot and slot[0].state_seq is not None:
                     # the reply's own state (or a later one) before returning: status() is never older
-                    want = slot[0]["state_seq"]
+                    want = slot[0].state_seq
                     self._cond.wait_for(lambda: self._state_msg is not None and self._state_msg.seq >= want,
                                         max(0.0, deadline - time.monotonic()))
         finally:
             with self._cond:
                 self._waiters.remove(entry)
-        return slot[0] if slot else None
+        if not slot:
+            return self._refused(self.NO_ANSWER)
+        return Reply.from_json(slot[0].model_dump(include={"accepted", "state", "message", "plan", "question"}))
+
+    def _known_state(self) -> SupervisorState:
+        """The state the supervisor last published; there is none before it was first heard from."""
+        name = self.status().get("state")
+        try:
+            return SupervisorState(name)
+        except ValueError:
+            raise SupervisorError(f"{self.NO_ANSWER}: no state heard from it yet") from None
+
+    def _refused(self, why: str) -> Reply:
+        return Reply(False, self._known_state(), why)
 
     # ---------------------------------------------------------------- commands
-    def command(self, text: str, timeout: float = 10.0) -> dict[str, Any] | None:
+    def command(self, text: str, *, source: str = "ros", timeout: float = 10.0) -> Reply:
+        """Plan and run ``text``. ``source`` is for the protocol: over ROS the supervisor logs ``ros``."""
         return self._ask(lambda: self._command.publish(String(data=text)),
-                         lambda r: r.get("kind") == "reply" and r.get("op") == "command" and r.get("text") == text,
-                         timeout)
+                         lambda r: r.op == "command" and r.text == text, timeout)
 
-    def confirm(self, timeout: float = 5.0) -> dict[str, Any] | None:
-        return self._ask(lambda: self._confirm.publish(Bool(data=True)),
-                         lambda r: r.get("kind") == "reply" and r.get("op") == "confirm", timeout)
+    def confirm(self, step_index: int | None = None, *, source: str = "ros", timeout: float = 5.0) -> Reply:
+        if step_index is not None:
+            def asking(s: dict[str, Any]) -> bool:
+                q = s.get("question")
+                return isinstance(q, dict) and q.get("step_index") == step_index
 
-    def deny(self, timeout: float = 5.0) -> dict[str, Any] | None:
-        return self._ask(lambda: self._confirm.publish(Bool(data=False)),
-                         lambda r: r.get("kind") == "reply" and r.get("op") == "deny", timeout)
+            status = self.wait_status(asking, self.QUESTION_SEEN_S) or self.status()
+            question = status.get("question")
+            asked = question.get("step_index") if isinstance(question, dict) else None
+            if asked is None:
+                return self._refused("there is no question to answer")
+            if asked != step_index:
+                return self._refused(f"that confirmation is for step {step_index + 1}, but the question is now "
+                                     f"about step {int(asked) + 1}; nothing confirmed")
+        return self._ask(lambda: self._confirm.publish(Bool(data=True)), lambda r: r.op == "confirm", timeout)
 
-    def stop(self) -> None:
-        """E-stop: publish true on the latched e-stop topic, now; the skill server halts on it directly."""
+    def deny(self, *, source: str = "ros", timeout: float = 5.0) -> Reply:
+        return self._ask(lambda: self._confirm.publish(Bool(data=False)), lambda r: r.op == "deny", timeout)
+
+    def stop(self, reason: str = "operator stop", *, source: str = "ros") -> Reply:
+        """E-stop: publish true on the latched e-stop topic, now (the skill server halts on it directly), then
+        say whether the supervisor was seen to latch it. Over ROS the e-stop carries no reason."""
         self._estop.publish(Bool(data=True))
+        if self.wait_for(SupervisorState.ESTOP, timeout=self.STOP_SEEN_S):
+            return Reply(True, SupervisorState.ESTOP,
+                         "e-stop published on /medrobot/estop; the supervisor latched it")
+        state = self.status().get("state")
+        return self._refused(f"e-stop published on /medrobot/estop, but the supervisor still reports {state} after "
+                             f"{self.STOP_SEEN_S:g} s. USE THE HARDWARE E-STOP if anything moves")
 
-    def reset(self, timeout: float = 5.0) -> dict[str, Any] | None:
+    def reset(self, *, source: str = "ros", timeout: float = 5.0) -> Reply:
         """Operator reset: release our e-stop press (false, so late joiners do not find it pressed), then ask
-        for the reset on ``/medrobot/reset``. The status once out of ESTOP/FAULT/RECOVERING, or None if the
-        supervisor refused or did not answer (its state and reason say why)."""
+        for the reset on ``/medrobot/reset``; accepted once the supervisor is out of ESTOP/FAULT/RECOVERING."""
+        state = self._known_state()
+        if state not in LATCHED:
+            return self._refused(f"nothing to reset: the supervisor is {state.value}, not ESTOP or FAULT")
         self._estop.publish(Bool(data=False))
         deadline = time.monotonic() + timeout
-        reply = self._ask(lambda: self._reset.publish(Empty()),
-                          lambda r: r.get("kind") == "reply" and r.get("op") == "reset", timeout)
-        if reply is None or not reply.get("accepted"):
-            return None
-        return self.wait_status(lambda s: s["state"] not in ("ESTOP", "FAULT", "RECOVERING"),
-                                max(0.0, deadline - time.monotonic()))
+        reply = self._ask(lambda: self._reset.publish(Empty()), lambda r: r.op == "reset", timeout)
+        status = None
+        if reply.accepted:
+            status = self.wait_status(lambda s: s["state"] not in ("ESTOP", "FAULT", "RECOVERING"),
+                                      max(0.0, deadline - time.monotonic()))
+        if status is None:
+            now = self.status()
+            return self._refused(f"reset refused: the supervisor is still {now.get('state')} "
+                                 f"({now.get('reason') or 'no reason given'})")
+        return Reply(True, SupervisorState(status["state"]), "reset: ready")
 
-    def subscribe(self, listener: Listener) -> Callable[[], None]:
+    def subscribe(self, listener: EventListener) -> Callable[[], None]:
         with self._cond:
             self._listeners.append(listener)
 
