@@ -25,6 +25,7 @@ from medrobot_llm.safety.machine import (
     mermaid_diagram,
 )
 from medrobot_llm.safety.supervisor import InvalidTransition, Reply, Supervisor, SupervisorState
+from medrobot_llm.safety.supervisor_core import MachineModel
 
 from _helpers_supervisor import XRAY_MOTION, XRAY_SHOT_FIRST, Rig, check_log, make_rig, table_dest
 
@@ -34,13 +35,9 @@ STATES = list(SupervisorState)
 TRIGGERS = list(Trigger)
 
 
-class _Model:
-    state: SupervisorState
-
-
-def _bare_machine(passing: bool, initial: SupervisorState = S.IDLE) -> tuple[_Model, Any]:
+def _bare_machine(passing: bool, initial: SupervisorState = S.IDLE) -> tuple[MachineModel, Any]:
     """The bare table: every guard answers ``passing`` and every effect does nothing."""
-    model = _Model()
+    model = MachineModel()
     machine = build_machine(model, guards=lambda guard: (lambda event: passing),
                             effects={e: (lambda event: None) for e in Effect}, initial=initial)
     return model, machine
@@ -81,7 +78,7 @@ def test_every_trigger_has_exactly_one_row() -> None:
 
 def test_the_machine_is_not_built_without_an_effect() -> None:
     with pytest.raises(ValueError, match="drop_plan"):
-        build_machine(_Model(), guards=lambda guard: (lambda event: True),
+        build_machine(MachineModel(), guards=lambda guard: (lambda event: True),
                       effects={e: (lambda event: None) for e in Effect if e is not Effect.DROP_PLAN})
 
 
