@@ -28,6 +28,7 @@ __all__ = [
     "STATE_HELP",
     "TRANSITIONS",
     "TRIGGER_HELP",
+    "WITH_PLAN",
     "Effect",
     "Guard",
     "InvalidTransition",
@@ -106,7 +107,8 @@ class Effect(Enum):
 
 S = SupervisorState
 _ALL = tuple(SupervisorState)
-_WITH_PLAN = (S.EXECUTING, S.AWAITING_CONFIRMATION, S.PAUSED)
+#: states in which a plan is held (and a ``cancel`` drops it)
+WITH_PLAN = (S.EXECUTING, S.AWAITING_CONFIRMATION, S.PAUSED)
 #: states in which nothing may move until an operator resets
 LATCHED = frozenset({S.ESTOP, S.FAULT})
 
@@ -141,7 +143,7 @@ TRANSITIONS: tuple[Row, ...] = (
         effect=Effect.PAUSE),
     Row(Trigger.RESUME, (S.PAUSED,), S.EXECUTING,
         "go on from the kept position (asking again before a hazardous step)"),
-    Row(Trigger.CANCEL, (S.PLANNING, *_WITH_PLAN), S.IDLE, "drop the plan and stop motion (not latched)",
+    Row(Trigger.CANCEL, (S.PLANNING, *WITH_PLAN), S.IDLE, "drop the plan and stop motion (not latched)",
         effect=Effect.DROP_PLAN),
     Row(Trigger.FINISH, (S.EXECUTING,), S.IDLE, "the last step succeeded", (Guard.PLAN_COMPLETE,), Effect.DROP_PLAN),
     Row(Trigger.ABORT, (S.EXECUTING,), S.IDLE, "a step's preconditions no longer hold against the robot's world state",

@@ -35,9 +35,9 @@ from medrobot_llm.safety.admission import AdmissionMixin
 from medrobot_llm.safety.audit import AuditLog, AuditLogError
 from medrobot_llm.safety.executor import Executor, Run
 from medrobot_llm.safety.latching import LatchMixin
-from medrobot_llm.safety.machine import (GUARD_HELP, LATCHED, STATE_HELP, TRANSITIONS, TRIGGER_HELP, InvalidTransition,
-                                         StateChange, SupervisorError, SupervisorState, Trigger, allowed_sources,
-                                         bind_guards, build_machine, mermaid_diagram, supervisor_doc)
+from medrobot_llm.safety.machine import (GUARD_HELP, LATCHED, STATE_HELP, TRANSITIONS, TRIGGER_HELP, WITH_PLAN,
+                                         InvalidTransition, StateChange, SupervisorError, SupervisorState, Trigger,
+                                         allowed_sources, bind_guards, build_machine, mermaid_diagram, supervisor_doc)
 from medrobot_llm.safety.replies import Question, Reply
 from medrobot_llm.safety.stepping import StepGateMixin
 from medrobot_llm.safety.supervisor_core import MachineModel
@@ -64,7 +64,6 @@ __all__ = [
 
 S = SupervisorState
 T = Trigger
-_WITH_PLAN = (S.EXECUTING, S.AWAITING_CONFIRMATION, S.PAUSED)
 
 
 class Supervisor(AdmissionMixin, StepGateMixin, LatchMixin):
@@ -277,7 +276,7 @@ class Supervisor(AdmissionMixin, StepGateMixin, LatchMixin):
         if self._closed:
             return
         with self._lock:
-            if self.state in (S.PLANNING, *_WITH_PLAN):
+            if self.state in (S.PLANNING, *WITH_PLAN):
                 try:
                     self._fire(T.CANCEL, reason="supervisor closed")
                 except SupervisorError:
