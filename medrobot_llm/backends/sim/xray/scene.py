@@ -17,106 +17,23 @@ from __future__ import annotations
 import math
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pybullet
-import yaml
 from numpy.typing import NDArray
 
-from medrobot_llm.backends.base import BehaviourStatus, FailureKind
+from medrobot_llm.backends.base import FailureKind
 from medrobot_llm.core.validator import WorldState
-from medrobot_llm.backends.sim.base import Scene, SceneSkill, assets_dir
-from medrobot_llm.backends.sim.imaging import Frame, Primitive, Volume, outline, quat_from_matrix, rot, save_png
+from medrobot_llm.backends.sim.base import Scene, SceneSkill
+from medrobot_llm.backends.sim.imaging import Frame, Primitive, Volume, quat_from_matrix, rot, save_png
+from medrobot_llm.backends.sim.xray.geometry import (
+    AXES, Arr, Geometry, MM, XrayImage, load_config, ring_mesh, spoken,
+)
+from medrobot_llm.backends.sim.xray.skills import SKILLS
 
-__all__ = ["AXES", "XrayScene", "anatomy_key", "load_config", "spoken"]
-
-Arr = NDArray[np.float64]
-MM = 1e-3
-#: the gantry's axes; ``detector`` is the detector's distance from the isocentre (not a command-set axis)
-AXES = ("cranial_caudal", "left_right", "up_down", "tilt", "orbit", "detector")
-
-
-def load_config() -> dict[str, Any]:
-    """The scene definition (``sim/xray/scene.yaml``)."""
-    with open(assets_dir() / "xray" / "scene.yaml", encoding="utf-8") as fh:
-        cfg: dict[str, Any] = yaml.safe_load(fh)
-    return cfg
-
-
-def spoken(key: str) -> str:
-    """An anatomy key as people say it: ``hip/left`` -> "left hip", ``lumbar_spine/L3`` -> "lumbar spine L3"."""
-    name, _, qualifier = key.partition("/")
-    name = name.replace("_", " ")
-    if qualifier in ("left", "right"):
-        return f"{qualifier} {name}"
-    return f"{name} {qualifier}".strip()
-
-
-def anatomy_key(anatomy: str, side: str | None = None, level: str | None = None) -> str:
-    """The scene's name for an anatomy argument set: ``hip/left``, ``lumbar_spine/L3``, ``pelvis``."""
-    if side:
-        return f"{anatomy}/{side}"
-    if level:
-        return f"{anatomy}/{level}"
-    return anatomy
-
-
-def _ring_mesh(r_in: float, r_out: float, depth: float, n: int) -> tuple[list[list[float]], list[int]]:
-    """The ring's visual: an annulus of thickness ``depth`` about the x axis, as triangles.
-
-    (pybullet crashes on a visual shape array of the ring's 24 boxes, so it gets its own mesh.)
-    """
-    verts: list[list[float]] = []
-    for k in range(n):
-        a = 2.0 * math.pi * k / n
-        cy, cz = math.cos(a), math.sin(a)
-        for r in (r_in, r_out):
-            for x in (-depth / 2.0, depth / 2.0):
-                verts.append([x, r * cy, r * cz])
-    idx: list[int] = []
-    for k in range(n):
-        a, b = 4 * k, 4 * ((k + 1) % n)
-        for i, j in ((0, 1), (3, 2), (2, 0), (1, 3)):   # inner, outer, back face, front face
-            idx += [a + i, b + i, a + j, a + j, b + i, b + j]
-    return verts, idx
-
-
-@dataclass(frozen=True)
-class Geometry:
-    """Where source, isocentre and detector are, and the detector's image axes (world frame, metres)."""
-
-    iso: Arr
-    beam: Arr          # unit, source -> detector
-    col: Arr           # image columns run this way (the patient's left in an AP view)
-    row: Arr           # image rows run this way (toward the feet in an AP view)
-    source: Arr
-    detector: Arr      # centre of the detector face
-    sod: float         # source to isocentre
-    sdd: float         # source to detector
-
-    @property
-    def magnification(self) -> float:
-        return self.sdd / self.sod
-
-    def to_json(self) -> dict[str, Any]:
-        return {"iso": self.iso.tolist(), "beam": self.beam.tolist(), "source": self.source.tolist(),
-                "detector": self.detector.tolist(), "sod_m": self.sod, "sdd_m": self.sdd}
-
-
-@dataclass
-class _Image:
-    """The last image: what it shows per pixel, for highlight and the checkers."""
-
-    kind: str                      # "radiograph" or "slice"
-    grey: NDArray[np.uint8]
-    parts: NDArray[np.uint8]       # part ids along each pixel's ray (…, samples)
-    exposed: NDArray[np.bool_]
-    geometry: Geometry
-    path: Path
-
+__all__ = ["XrayScene"]
 
 class XrayScene(Scene):
     """A ring gantry over a patient on a table; see ``sim/xray/scene.yaml``."""
@@ -202,7 +119,7 @@ class XrayScene(Scene):
                                               collisionFramePositions=[p for p, _ in part],
                                               collisionFrameOrientations=[q for _, q in part])
             self.ring_ids.append(int(c.createMultiBody(0.0, col, -1, list(self.home_iso))))
-        verts, idx = _ring_mesh(r_in, r_out, float(g["depth"]) * MM, 48)
+        verts, idx = ring_mesh(r_in, r_out, float(g["depth"]) * MM, 48)
         vis = c.createVisualShape(pybullet.GEOM_MESH, vertices=verts, indices=idx, rgbaColor=[0.9, 0.9, 0.92, 1.0])
         self.ring_id = int(c.createMultiBody(0.0, -1, vis, list(self.home_iso)))
         d = float(g["detector_size"]) * MM / 2.0
@@ -305,7 +222,7 @@ class XrayScene(Scene):
         self.field: tuple[float, float, float, float] | None = None
         self.exposures: list[dict[str, Any]] = []
         self.images: list[str] = []
-        self.last_image: _Image | None = None
+        self.last_image: XrayImage | None = None
         self.events: list[dict[str, Any]] = []
         self._place_bodies()
         pybullet.performCollisionDetection(physicsClientId=self._cid)
@@ -552,7 +469,7 @@ class XrayScene(Scene):
         index = len(self.exposures)
         name = self.view["key"].replace("/", "_") + "_" + self.view["view"] if self.view else "shot"
         path = save_png(pixels, self.image_dir() / f"xray_{index:03d}_{name}.png")
-        self.last_image = _Image("radiograph", pixels, parts.reshape(n, n, -1), exposed.reshape(n, n), geo, path)
+        self.last_image = XrayImage("radiograph", pixels, parts.reshape(n, n, -1), exposed.reshape(n, n), geo, path)
         self.images.append(str(path))
         area_cm2 = (field[1] - field[0]) * (field[3] - field[2]) * 1e4
         dap = float(self.cfg["imaging"]["kerma_mgy"]) * area_cm2
@@ -585,7 +502,7 @@ class XrayScene(Scene):
                 out[key] = share
         return out
 
-    def anatomy_mask(self, key: str, image: _Image | None = None) -> NDArray[np.bool_]:
+    def anatomy_mask(self, key: str, image: XrayImage | None = None) -> NDArray[np.bool_]:
         img = image or self.last_image
         assert img is not None
         hits = np.isin(img.parts, np.asarray(self.anatomy_ids(key), dtype=np.uint8))
@@ -685,258 +602,6 @@ class XrayScene(Scene):
 
     # -- skills ----------------------------------------------------------------------------------------------
     def skills(self) -> Mapping[str, type[SceneSkill[Any]]]:
-        return _SKILLS
+        return SKILLS
 
 
-class _Skill(SceneSkill["XrayScene"]):
-    """Resume a held gantry; a tripped limit becomes a latched halt with its own failure kind."""
-
-    def key(self) -> str:
-        return anatomy_key(str(self.args["anatomy"]), self.args.get("side"), self.args.get("level"))
-
-
-class _Move(_Skill):
-    """Drive the axes through a list of target sets, one after the other."""
-
-    stages: list[dict[str, float]]
-
-    def plan(self, stages: list[dict[str, float]]) -> bool:
-        s = self.scene
-        for stage in stages:
-            problem = s.out_of_range(stage)
-            if problem:
-                self.fail(FailureKind.JOINT_LIMIT, problem)
-                return False
-        self.stages = stages
-        self.stage = 0
-        total = 0.0
-        prev = dict(s.axes)
-        for stage in stages:
-            total += max(abs(stage[k] - prev[k]) / float(s.axis_cfg[k]["speed"]) for k in AXES)
-            prev = stage
-        self.total_s = max(total, 1e-9)
-        self.max_steps = int((total + 5.0) / s.control_period_s) + 1
-        s.targets = dict(stages[0])
-        return True
-
-    def moving(self) -> bool:
-        """Whether the axes are still on their way; advances through the stages."""
-        s = self.scene
-        while True:
-            if any(abs(s.targets[k] - s.axes[k]) > 1e-6 for k in AXES):
-                return True
-            self.stage += 1
-            if self.stage >= len(self.stages):
-                return False
-            s.targets = dict(self.stages[self.stage])
-
-
-class _MoveToView(_Move):
-    def begin(self) -> None:
-        s = self.scene
-        view = str(self.args.get("view") or "ap")
-        key = self.key()
-        try:
-            s.anatomy_ids(key)
-        except ValueError as exc:
-            self.fail(FailureKind.INVALID, str(exc))
-            return
-        target = s.targets_for_view(key, view)
-        s.view_set = False
-        s.view = None
-        self.key_ = key
-        self.view_ = view
-        self.plan(s.retracted_path(target))
-
-    def tick(self) -> BehaviourStatus:
-        s = self.scene
-        if self.moving():
-            self.progress = 0.0
-            return BehaviourStatus.RUNNING
-        s.view_set = True
-        s.view = {"anatomy": self.args["anatomy"], "side": self.args.get("side"), "level": self.args.get("level"),
-                  "view": self.view_, "key": self.key_}
-        s.field = None
-        self.outcome = {"view": dict(s.view), "axes": dict(s.axes), "geometry": s.geometry().to_json()}
-        self.message = f"{self.view_} view of the {spoken(self.key_)} set"
-        self.progress = 1.0
-        return BehaviourStatus.SUCCESS
-
-
-class _Adjust(_Move):
-    def begin(self) -> None:
-        s = self.scene
-        axis = str(self.args["axis"])
-        target = dict(s.axes)
-        target[axis] = s.axes[axis] + float(self.args["amount"])
-        self.axis = axis
-        self.plan([target])
-
-    def tick(self) -> BehaviourStatus:
-        s = self.scene
-        if self.moving():
-            return BehaviourStatus.RUNNING
-        self.outcome = {"axis": self.axis, "value": s.axes[self.axis], "axes": dict(s.axes)}
-        self.message = f"{self.axis} now {s.axes[self.axis]:.0f} {s.axis_cfg[self.axis]['unit']}"
-        self.progress = 1.0
-        return BehaviourStatus.SUCCESS
-
-
-class _Park(_Move):
-    def begin(self) -> None:
-        s = self.scene
-        park = {k: float(v) for k, v in s.cfg["gantry"]["park"].items()}
-        far = float(s.cfg["gantry"]["detector_distance_3d"])
-        out = dict(s.axes, detector=far)
-        square = dict(park, cranial_caudal=s.axes["cranial_caudal"], detector=far)
-        self.plan([out, square, dict(park, detector=far), park])
-        s.view_set = False
-        s.view = None
-
-    def tick(self) -> BehaviourStatus:
-        if self.moving():
-            return BehaviourStatus.RUNNING
-        self.outcome = {"axes": dict(self.scene.axes)}
-        self.message = "gantry parked"
-        self.progress = 1.0
-        return BehaviourStatus.SUCCESS
-
-
-class _Collimate(_Skill):
-    def tick(self) -> BehaviourStatus:
-        s = self.scene
-        geo = s.geometry()
-        full = s.full_field(geo)
-        note = ""
-        if self.args.get("anatomy"):
-            key = self.key()
-            try:
-                pts = s.anatomy_points(s.anatomy_ids(key))
-            except ValueError as exc:
-                self.fail(FailureKind.INVALID, str(exc))
-                return BehaviourStatus.FAILURE
-            uv = s.project(pts, geo)
-            margin = float(s.cfg["imaging"]["field_margin"]) * MM
-            field = (float(uv[:, 0].min()) - margin, float(uv[:, 0].max()) + margin,
-                     float(uv[:, 1].min()) - margin, float(uv[:, 1].max()) + margin)
-        else:
-            w = float(self.args["width_mm"]) * MM / 2.0
-            h = float(self.args["height_mm"]) * MM / 2.0
-            field = (-w, w, -h, h)
-        clipped = (max(field[0], full[0]), min(field[1], full[1]), max(field[2], full[2]), min(field[3], full[3]))
-        if clipped != field:
-            note = f"; limited by the detector to {(full[1] - full[0]) / MM:.0f} mm"
-        if clipped[1] <= clipped[0] or clipped[3] <= clipped[2]:
-            self.fail(FailureKind.INVALID, "that field lies outside the detector")
-            return BehaviourStatus.FAILURE
-        s.field = clipped
-        size = [(clipped[1] - clipped[0]) / MM, (clipped[3] - clipped[2]) / MM]
-        self.outcome = {"field_mm": size, "field_offset_mm": [(clipped[0] + clipped[1]) / 2 / MM,
-                                                              (clipped[2] + clipped[3]) / 2 / MM]}
-        self.message = f"field {size[0]:.0f} x {size[1]:.0f} mm{note}"
-        self.progress = 1.0
-        return BehaviourStatus.SUCCESS
-
-
-class _TakeShot(_Skill):
-    def tick(self) -> BehaviourStatus:
-        s = self.scene
-        if not s.view_set:
-            self.fail(FailureKind.PRECONDITION, "no view is set")
-            return BehaviourStatus.FAILURE
-        record = s.radiograph()
-        self.outcome = {k: record[k] for k in ("path", "index", "field_mm", "dap_mgy_cm2", "anatomy_shares",
-                                               "center_line_integral", "view")}
-        self.message = f"exposure {record['index'] + 1} saved to {record['path']}"
-        self.progress = 1.0
-        return BehaviourStatus.SUCCESS
-
-
-class _Acquire3D(_Move):
-    """A spin: detector out, orbit -180 -> +180 taking projections, back to where it was, detector in."""
-
-    def begin(self) -> None:
-        s = self.scene
-        if not s.view_set:
-            self.fail(FailureKind.PRECONDITION, "no view is set")
-            return
-        here = dict(s.axes)
-        out = dict(here, detector=float(s.cfg["gantry"]["detector_distance_3d"]))
-        lo, hi = float(s.axis_cfg["orbit"]["min"]), float(s.axis_cfg["orbit"]["max"])
-        self.home = here
-        self.n = int(s.cfg["imaging"]["spin_projections"])
-        self.angles = [lo + (hi - lo) * (i + 0.5) / self.n for i in range(self.n)]
-        if not self.plan([out, dict(out, orbit=lo), dict(out, orbit=hi), dict(out, orbit=here["orbit"]), here]):
-            return
-        self.taken: list[float] = []
-
-    def tick(self) -> BehaviourStatus:
-        s = self.scene
-        if self.stage == 2:
-            while len(self.taken) < self.n and s.axes["orbit"] >= self.angles[len(self.taken)]:
-                self.taken.append(self.angles[len(self.taken)])
-        if self.moving():
-            self.progress = min(0.95, len(self.taken) / self.n)
-            return BehaviourStatus.RUNNING
-        if len(self.taken) < self.n:
-            self.fail(FailureKind.ERROR, "the spin did not cover the full circle")
-            return BehaviourStatus.FAILURE
-        geo = s.geometry(dict(s.axes, detector=float(s.cfg["gantry"]["detector_distance_3d"])))
-        sino, _ = s.spin(self.angles)
-        grey, parts = s.reconstruct(sino, self.angles, geo)
-        index = len(s.exposures)
-        name = s.view["key"].replace("/", "_") if s.view else "spin"
-        path = save_png(grey, s.image_dir() / f"xray_{index:03d}_{name}_3d.png")
-        s.last_image = _Image("slice", grey, parts, np.ones(grey.shape, dtype=bool), geo, path)
-        s.images.append(str(path))
-        field = s.field or s.full_field(geo)
-        area = (field[1] - field[0]) * (field[3] - field[2]) * 1e4
-        dap = float(s.cfg["imaging"]["kerma_3d_mgy"]) * area * self.n
-        record = {"skill": "acquire_3d", "kind": "3d", "index": index, "sim_time": s.sim_time, "path": str(path),
-                  "view": dict(s.view) if s.view else None, "axes": dict(s.axes), "geometry": geo.to_json(),
-                  "field_mm": [(field[1] - field[0]) / MM, (field[3] - field[2]) / MM],
-                  "field_offset_mm": [0.0, 0.0], "dap_mgy_cm2": dap, "projections": self.n,
-                  "anatomy_shares": {}, "center_line_integral": 0.0, "exposed_share": 1.0}
-        s.exposures.append(record)
-        self.outcome = {"path": str(path), "projections": self.n, "dap_mgy_cm2": dap, "index": index}
-        self.message = f"3-D spin of {self.n} projections; central slice saved to {path}"
-        self.progress = 1.0
-        return BehaviourStatus.SUCCESS
-
-
-class _Highlight(_Skill):
-    def tick(self) -> BehaviourStatus:
-        s = self.scene
-        img = s.last_image
-        if img is None:
-            self.fail(FailureKind.PRECONDITION, "there is no image to draw on")
-            return BehaviourStatus.FAILURE
-        key = self.key()
-        try:
-            mask = s.anatomy_mask(key) & img.exposed
-        except ValueError as exc:
-            self.fail(FailureKind.INVALID, str(exc))
-            return BehaviourStatus.FAILURE
-        if not mask.any():
-            self.fail(FailureKind.PRECONDITION, f"the {spoken(key)} is not in the last image")
-            return BehaviourStatus.FAILURE
-        edge = outline(mask)
-        rgb = np.repeat(img.grey[:, :, None], 3, axis=2)
-        rgb[edge] = (255, 210, 0)
-        path = save_png(rgb, img.path.with_name(img.path.stem + f"_{key.replace('/', '_')}_outline.png"))
-        self.outcome = {"path": str(path), "anatomy": key, "pixels": int(mask.sum()),
-                        "share": float(mask.sum()) / mask.size, "source_image": str(img.path)}
-        self.message = f"outlined the {spoken(key)} in {path}"
-        self.progress = 1.0
-        return BehaviourStatus.SUCCESS
-
-
-_SKILLS: dict[str, type[_Skill]] = {
-    "move_to_view": _MoveToView,
-    "adjust": _Adjust,
-    "collimate": _Collimate,
-    "take_shot": _TakeShot,
-    "acquire_3d": _Acquire3D,
-    "highlight": _Highlight,
-    "park": _Park,
-}

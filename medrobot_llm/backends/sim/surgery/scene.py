@@ -17,157 +17,23 @@ limit is caught, and the arms held, in the control step it happens.
 from __future__ import annotations
 
 import math
-from collections.abc import Generator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pybullet
-import yaml
-from numpy.typing import NDArray
 
-from medrobot_llm.backends.base import BehaviourStatus, FailureKind
-from medrobot_llm.core.plan import Step
+from medrobot_llm.backends.base import FailureKind
 from medrobot_llm.core.validator import WorldState
 from medrobot_llm.backends.sim.base import Scene, SceneSkill, assets_dir
 from medrobot_llm.backends.sim.imaging import matrix_from_quat, quat_from_matrix, rot
+from medrobot_llm.backends.sim.surgery.arm import (
+    ARMS, ARM_JOINTS, Arm, Arr, COMMANDS, GRIPPER, JAWS, Kinematics, MM, OBJECTS, load_config, vec_mm, yaw_of,
+)
+from medrobot_llm.backends.sim.surgery.skills import SKILLS
 
-__all__ = ["ARMS", "OBJECTS", "SurgeryScene", "load_config"]
-
-Arr = NDArray[np.float64]
-MM = 1e-3
-#: joint indices in psm.urdf
-_ARM_JOINTS = [0, 1, 2, 3, 4, 5]
-_GRIPPER = 5
-_JAWS = (6, 7)
-ARMS = ("psm1", "psm2")
-OBJECTS = ("needle", "vessel", "shunt")
-#: retraction directions in the camera (world) frame, as the command set names them
-_DIRECTIONS: dict[str, tuple[float, float, float]] = {
-    "forward": (1.0, 0.0, 0.0), "backward": (-1.0, 0.0, 0.0), "left": (0.0, 1.0, 0.0),
-    "right": (0.0, -1.0, 0.0), "up": (0.0, 0.0, 1.0), "down": (0.0, 0.0, -1.0),
-}
-
-
-def load_config() -> dict[str, Any]:
-    """The scene definition (``sim/surgery/scene.yaml``)."""
-    with open(assets_dir() / "surgery" / "scene.yaml", encoding="utf-8") as fh:
-        cfg: dict[str, Any] = yaml.safe_load(fh)
-    return cfg
-
-
-def _wrap(a: float) -> float:
-    return (a + math.pi) % (2.0 * math.pi) - math.pi
-
-
-def _yaw_of(R: Arr) -> float:
-    return math.atan2(float(R[1, 0]), float(R[0, 0]))
-
-
-def _trapezoid(t: float, total: float, ramp: float) -> float:
-    """The share of a move done at time ``t`` of ``total``, speeding up and slowing down over ``ramp`` each."""
-    if ramp <= 0.0:
-        return min(1.0, t / total)
-    peak = 1.0 / (total - ramp)
-    if t < ramp:
-        return 0.5 * peak * t * t / ramp
-    if t > total - ramp:
-        return max(0.0, 1.0 - 0.5 * peak * (total - t) ** 2 / ramp)
-    return peak * (t - 0.5 * ramp)
-
-
-def _v(values: Any, scale: float = MM) -> Arr:
-    return np.asarray(values, dtype=float) * scale
-
-
-class _Kinematics:
-    """Closed-form kinematics of psm.urdf with the instrument pointing straight down.
-
-    The shaft passes through the RCM, so the wrist point fixes the outer yaw, pitch and the insertion;
-    the wrist's three joints then turn the jaws to the asked heading about the vertical.
-    """
-
-    def __init__(self, rcm: Arr, tcp: float, lo: Arr, hi: Arr) -> None:
-        self.rcm = rcm
-        self.tcp = tcp
-        self.lo = lo
-        self.hi = hi
-
-    def fk(self, q: Arr) -> tuple[Arr, Arr]:
-        """Tool tip position and the gripper's rotation (its -z is the tool axis, x the jaws' opening)."""
-        outer = rot("x", float(q[0])) @ rot("y", float(q[1]))
-        R = outer @ rot("z", float(q[3])) @ rot("x", float(q[4])) @ rot("y", float(q[5]))
-        wrist = self.rcm + outer @ np.array([0.0, 0.0, -float(q[2])])
-        return wrist + R @ np.array([0.0, 0.0, -self.tcp]), R
-
-    def ik(self, tcp: Arr, psi: float, roll_hint: float) -> Arr:
-        """Joints that put the tool tip at ``tcp`` pointing down with the jaws opening along heading ``psi``.
-
-        Of the roll angles that do it (a full turn apart) the one nearest ``roll_hint`` is taken, so the
-        roll joint follows the heading continuously instead of winding up. In plain floats: this runs
-        every control step, and numpy's call overhead would cost more than the arithmetic.
-        """
-        dx = float(tcp[0]) - float(self.rcm[0])
-        dy = float(tcp[1]) - float(self.rcm[1])
-        dz = float(tcp[2]) + self.tcp - float(self.rcm[2])
-        ins = math.sqrt(dx * dx + dy * dy + dz * dz)
-        pitch = math.asin(max(-1.0, min(1.0, -dx / ins)))
-        yaw = math.atan2(dy, -dz)
-        # M = (Rx(yaw) Ry(pitch))^T Rz(psi) = Rz(roll) Rx(wrist_pitch) Ry(wrist_yaw)
-        ca, sa = math.cos(yaw), math.sin(yaw)
-        cb, sb = math.cos(pitch), math.sin(pitch)
-        cp, sp = math.cos(psi), math.sin(psi)
-        # rows of (Rx Ry)^T are the columns of Rx Ry
-        c0 = (cb, sa * sb, -ca * sb)
-        c1 = (0.0, ca, sa)
-        c2 = (sb, -sa * cb, ca * cb)
-        z0, z1 = (cp, sp, 0.0), (-sp, cp, 0.0)    # the first two columns of Rz(psi)
-        m01 = c0[0] * z1[0] + c0[1] * z1[1]
-        m11 = c1[0] * z1[0] + c1[1] * z1[1]
-        m21 = c2[0] * z1[0] + c2[1] * z1[1]
-        m20 = c2[0] * z0[0] + c2[1] * z0[1]
-        m22 = c2[2]
-        wp = math.asin(max(-1.0, min(1.0, m21)))
-        roll = math.atan2(-m01, m11)
-        roll += 2.0 * math.pi * round((roll_hint - roll) / (2.0 * math.pi))
-        wy = math.atan2(-m20, m22)
-        return np.array([yaw, pitch, ins, roll, wp, wy])
-
-
-@dataclass
-class _Arm:
-    """One instrument arm: its body, set-point and what the physics measured this control step."""
-
-    name: str
-    body: int
-    kin: _Kinematics
-    home: Arr
-    home_psi: float
-    rcm_y: float
-    q_cmd: Arr
-    jaw_cmd: float
-    sp_pos: Arr
-    sp_psi: float
-    q_meas: Arr = field(default_factory=lambda: np.zeros(6))
-    jaws: Arr = field(default_factory=lambda: np.zeros(2))
-    tcp: Arr = field(default_factory=lambda: np.zeros(3))
-    R: Arr = field(default_factory=lambda: np.eye(3))
-    speed: float = 0.0
-    #: half the difference of the two jaws' targets (right minus left): each jaw has its own cable, as on an
-    #: EndoWrist, so the closed pair can sit off the tool axis where the object lies
-    jaw_bias: float = 0.0
-    held: str | None = None
-    grip: int | None = None
-    #: the held object's pose in the gripper's frame (position, rotation), measured when the grip formed
-    grip_rel: tuple[Arr, Arr] | None = None
-    #: the set-point (x, y, z, heading) the commanded joints were solved for
-    solved: tuple[float, float, float, float] | None = None
-
-    @property
-    def psi(self) -> float:
-        return _yaw_of(self.R)
-
+__all__ = ["SurgeryScene"]
 
 class SurgeryScene(Scene):
     """The surgery scene; see ``sim/surgery/scene.yaml``.
@@ -188,18 +54,18 @@ class SurgeryScene(Scene):
         super().__init__(gui=gui, record_dir=record_dir)
         self.limits: dict[str, Any] = {**self.cfg["limits"], **(limits or {})}
         ws = self.limits["workspace"]
-        self._workspace = ((_v(ws["lo"]) - 1e-9).tolist(), (_v(ws["hi"]) + 1e-9).tolist())
+        self._workspace = ((vec_mm(ws["lo"]) - 1e-9).tolist(), (vec_mm(ws["hi"]) + 1e-9).tolist())
         self._joint_bounds: dict[str, tuple[Arr, Arr]] = {}
         self._cid = int(self.client._client)
         self._built = False
-        self._all_joints = _ARM_JOINTS + list(_JAWS)
+        self._all_joints = ARM_JOINTS + list(JAWS)
         #: per arm body, the motor commands last sent: pybullet keeps them, so unchanged ones are not resent
         self._sent: dict[int, tuple[tuple[float, ...], float, float]] = {}
         #: the arm bodies touching tissue (pad or vessel) at the end of the last control step
         self._touching: set[int] = set()
-        self.arms: dict[str, _Arm] = {}
+        self.arms: dict[str, Arm] = {}
         self.bodies: dict[str, int] = {}
-        self.pad_top = _v(self.cfg["pad"]["top"])
+        self.pad_top = vec_mm(self.cfg["pad"]["top"])
         self._reset_state()
 
     # -- world -------------------------------------------------------------------------------
@@ -221,21 +87,21 @@ class SurgeryScene(Scene):
         self._jaw_speed = float(arms["jaw_speed"]) * MM
         self.arms = {}
         for name in ARMS:
-            rcm = _v(arms[name]["rcm"])
+            rcm = vec_mm(arms[name]["rcm"])
             body = int(c.loadURDF(str(root / arms["urdf"]), list(rcm), useFixedBase=True,
                                   flags=pybullet.URDF_USE_IMPLICIT_CYLINDER))
-            info = [c.getJointInfo(body, j) for j in _ARM_JOINTS]
+            info = [c.getJointInfo(body, j) for j in ARM_JOINTS]
             lo = np.array([float(i[8]) for i in info])
             hi = np.array([float(i[9]) for i in info])
-            kin = _Kinematics(rcm, float(arms["tcp"]) * MM, lo, hi)
-            home = _v(arms["home"][name])
+            kin = Kinematics(rcm, float(arms["tcp"]) * MM, lo, hi)
+            home = vec_mm(arms["home"][name])
             q = kin.ik(home, 0.0, 0.0)
-            self.arms[name] = _Arm(name, body, kin, home, 0.0, float(rcm[1]), q, float(arms["jaw_open"]) * MM, home.copy(), 0.0)
+            self.arms[name] = Arm(name, body, kin, home, 0.0, float(rcm[1]), q, float(arms["jaw_open"]) * MM, home.copy(), 0.0)
             self._joint_bounds[name] = self._bounds(self.arms[name])
             colour = list(arms[name]["colour"])
             for link in (-1, 0, 1):
                 c.changeVisualShape(body, link, rgbaColor=colour)
-            for jaw in _JAWS:
+            for jaw in JAWS:
                 c.changeDynamics(body, jaw, lateralFriction=1.0)
         self.bodies = {}
         for obj in OBJECTS:
@@ -282,7 +148,7 @@ class SurgeryScene(Scene):
         for obj in ("needle", "shunt", "vessel"):
             spec = objs[obj]
             r = spec["range"]
-            xy = _v(spec["nominal"]) + rng.uniform(-1.0, 1.0, size=2) * float(r["xy"]) * MM
+            xy = vec_mm(spec["nominal"]) + rng.uniform(-1.0, 1.0, size=2) * float(r["xy"]) * MM
             yaw = math.radians(float(spec.get("nominal_yaw_deg", 0.0)) + float(rng.uniform(-1.0, 1.0))
                                * float(r["yaw_deg"]))
             poses[obj] = (xy, yaw)
@@ -300,9 +166,9 @@ class SurgeryScene(Scene):
             arm.sp_pos, arm.sp_psi = arm.home.copy(), arm.home_psi
             arm.jaw_cmd, arm.jaw_bias = float(self.cfg["arms"]["jaw_open"]) * MM, 0.0
             arm.held, arm.grip, arm.grip_rel = None, None, None
-            for j, q in zip(_ARM_JOINTS, arm.q_cmd):
+            for j, q in zip(ARM_JOINTS, arm.q_cmd):
                 self.client.resetJointState(arm.body, j, float(q))
-            for j in _JAWS:
+            for j in JAWS:
                 self.client.resetJointState(arm.body, j, arm.jaw_cmd)
 
     def _reset_state(self) -> None:
@@ -377,10 +243,10 @@ class SurgeryScene(Scene):
             if self._sent.get(arm.body) == sent:
                 continue
             self._sent[arm.body] = sent
-            pybullet.setJointMotorControlArray(arm.body, _ARM_JOINTS, pybullet.POSITION_CONTROL,
+            pybullet.setJointMotorControlArray(arm.body, ARM_JOINTS, pybullet.POSITION_CONTROL,
                                                targetPositions=arm.q_cmd.tolist(), forces=self._motor_forces,
                                                positionGains=[gain["arm"]] * 6, physicsClientId=cid)
-            for jaw, side in zip(_JAWS, (1.0, -1.0)):
+            for jaw, side in zip(JAWS, (1.0, -1.0)):
                 pybullet.setJointMotorControl2(arm.body, jaw, pybullet.POSITION_CONTROL,
                                                targetPosition=arm.jaw_cmd + side * arm.jaw_bias,
                                                force=self._grip, maxVelocity=self._jaw_speed,
@@ -431,20 +297,20 @@ class SurgeryScene(Scene):
             states = pybullet.getJointStates(arm.body, self._all_joints, physicsClientId=cid)
             arm.q_meas = np.array([st[0] for st in states[:6]])
             arm.jaws = np.array([states[6][0], states[7][0]])
-            st = pybullet.getLinkState(arm.body, _GRIPPER, computeForwardKinematics=1, physicsClientId=cid)
+            st = pybullet.getLinkState(arm.body, GRIPPER, computeForwardKinematics=1, physicsClientId=cid)
             R = matrix_from_quat(st[5])
             arm.R = R
             tcp = np.asarray(st[4]) - R[:, 2] * arm.kin.tcp
             arm.speed = float(np.linalg.norm(tcp - arm.tcp)) / dt if dt > 0.0 else 0.0
             arm.tcp = tcp
 
-    def jaw_contacts(self, arm: _Arm, obj: str) -> tuple[float, float]:
+    def jaw_contacts(self, arm: Arm, obj: str) -> tuple[float, float]:
         """Normal force of each jaw on the object (N), from the engine's contact points."""
         c = self.client
         body = self.bodies[obj]
         link = self._rim_link if obj == "vessel" else -1
         out = []
-        for jaw in _JAWS:
+        for jaw in JAWS:
             pts = c.getContactPoints(arm.body, body, jaw, link)
             out.append(sum(cp[9] for cp in pts if cp[8] < 0.0005))
         return out[0], out[1]
@@ -453,12 +319,12 @@ class SurgeryScene(Scene):
         return tuple(a.name for a in self.arms.values() if a.held == obj)
 
     # -- grip ----------------------------------------------------------------------------------
-    def form_grip(self, arm: _Arm, obj: str) -> None:
+    def form_grip(self, arm: Arm, obj: str) -> None:
         """Fix the object to the gripper at the pose it has now (both jaws were found pressing on it)."""
         c = self.client
         body = self.bodies[obj]
         link = self._rim_link if obj == "vessel" else -1
-        g = c.getLinkState(arm.body, _GRIPPER, computeForwardKinematics=True)
+        g = c.getLinkState(arm.body, GRIPPER, computeForwardKinematics=True)
         if link == -1:
             o_pos, o_orn = c.getBasePositionAndOrientation(body)
         else:
@@ -466,9 +332,9 @@ class SurgeryScene(Scene):
             o_pos, o_orn = st[0], st[1]
         inv_pos, inv_orn = c.invertTransform(g[0], g[1])
         rel_pos, rel_orn = c.multiplyTransforms(inv_pos, inv_orn, o_pos, o_orn)
-        cid = c.createConstraint(arm.body, _GRIPPER, body, link, pybullet.JOINT_FIXED, [0, 0, 0], rel_pos,
+        cid = c.createConstraint(arm.body, GRIPPER, body, link, pybullet.JOINT_FIXED, [0, 0, 0], rel_pos,
                                  [0, 0, 0], rel_orn, [0, 0, 0, 1])
-        mu = float(c.getDynamicsInfo(arm.body, _JAWS[0])[1])
+        mu = float(c.getDynamicsInfo(arm.body, JAWS[0])[1])
         c.changeConstraint(cid, maxForce=2.0 * mu * float(self.cfg["arms"]["grip_force"]) * 2.0)
         arm.grip, arm.held = int(cid), obj
         # the object's frame in the gripper's link frame, for placing it later
@@ -478,7 +344,7 @@ class SurgeryScene(Scene):
         arm.grip_rel = (Rg.T @ (of_pos - np.asarray(gl_pos)), Rg.T @ of_R)
         self.events.append({"t": self.sim_time, "grip": arm.name, "object": obj})
 
-    def drop_grip(self, arm: _Arm, why: str) -> None:
+    def drop_grip(self, arm: Arm, why: str) -> None:
         if arm.grip is not None:
             self.client.removeConstraint(arm.grip)
             self.events.append({"t": self.sim_time, "release": arm.name, "object": arm.held, "why": why})
@@ -543,7 +409,7 @@ class SurgeryScene(Scene):
         self.stop_motion()
         self._drive()
 
-    def _joint_violation(self, arm: _Arm, q: Arr) -> tuple[FailureKind, str] | None:
+    def _joint_violation(self, arm: Arm, q: Arr) -> tuple[FailureKind, str] | None:
         lo, hi = self._joint_bounds[arm.name]
         if bool(np.all(q >= lo)) and bool(np.all(q <= hi)):
             return None
@@ -552,7 +418,7 @@ class SurgeryScene(Scene):
         value, unit = (q[j] / MM, "mm") if j == 2 else (math.degrees(q[j]), "deg")
         return FailureKind.JOINT_LIMIT, f"{arm.name} {names[j]} would reach {value:.0f} {unit}, past its limit"
 
-    def _bounds(self, arm: _Arm) -> tuple[Arr, Arr]:
+    def _bounds(self, arm: Arm) -> tuple[Arr, Arr]:
         """The joint range the controller may command: the URDF's less the margins, the wrist's as configured."""
         margin = math.radians(float(self.limits["joint_margin_deg"]))
         lo = arm.kin.lo + margin
@@ -564,7 +430,7 @@ class SurgeryScene(Scene):
         hi[4:6] = np.minimum(hi[4:6], wrist)
         return lo, hi
 
-    def _workspace_violation(self, arm: _Arm, p: Arr) -> tuple[FailureKind, str] | None:
+    def _workspace_violation(self, arm: Arm, p: Arr) -> tuple[FailureKind, str] | None:
         lo, hi = self._workspace
         x, y, z = p.tolist()
         if lo[0] <= x <= hi[0] and lo[1] <= y <= hi[1] and lo[2] <= z <= hi[2]:
@@ -612,7 +478,7 @@ class SurgeryScene(Scene):
             for arm in self.arms.values():
                 arm.q_cmd = arm.q_meas.copy()
                 arm.sp_pos, R = arm.kin.fk(arm.q_meas)
-                arm.sp_psi = _yaw_of(R)
+                arm.sp_psi = yaw_of(R)
 
     # -- facts ---------------------------------------------------------------------------------
     def world_state(self) -> WorldState:
@@ -620,8 +486,7 @@ class SurgeryScene(Scene):
         facts: dict[str, Any] = {f"holding[{a}]": (self.arms[a].held or "none") for a in ARMS}
         for obj in OBJECTS:
             facts[f"located[{obj}]"] = obj in self.located
-        facts["located[home]"] = True
-        facts["located[handover_point]"] = True
+        facts.update(COMMANDS.always_known)
         return WorldState(facts=facts, known=True)
 
     def observation(self) -> dict[str, Any]:
@@ -629,7 +494,7 @@ class SurgeryScene(Scene):
         objects = {}
         for obj in OBJECTS:
             pos, R = self.object_frame(obj)
-            objects[obj] = {"pos": [float(v) for v in pos], "yaw_deg": math.degrees(_yaw_of(R)),
+            objects[obj] = {"pos": [float(v) for v in pos], "yaw_deg": math.degrees(yaw_of(R)),
                             "held_by": list(self.holders(obj))}
         objects["vessel"]["rim_displacement_mm"] = [float(v) / MM for v in self.rim_displacement()]
         return {
@@ -671,7 +536,7 @@ class SurgeryScene(Scene):
         pos, R = self.object_frame("needle")
         r = self.needle_wire_radius()
         local = np.array([r * math.cos(theta), r * math.sin(theta), 0.0])
-        return pos + R @ local, _yaw_of(R) + theta
+        return pos + R @ local, yaw_of(R) + theta
 
     def needle_wire_radius(self) -> float:
         """How far a capsule's axis lies from the arc's centre at the capsule's middle (m): the wire is a chain
@@ -689,9 +554,9 @@ class SurgeryScene(Scene):
         if obj == "shunt":
             pos, R = self.object_frame("shunt")
             back = float(spec["length"]) / 2.0 - float(spec["grasp_from_tail"])
-            return pos - R[:, 0] * back * MM, _yaw_of(R) + math.pi / 2.0
+            return pos - R[:, 0] * back * MM, yaw_of(R) + math.pi / 2.0
         rim = self.rim_position()
-        return rim, _yaw_of(self.vessel_R)
+        return rim, yaw_of(self.vessel_R)
 
     def lumen(self) -> tuple[Arr, Arr]:
         """(centre of the opening, unit axis into the vessel), world frame."""
@@ -710,419 +575,6 @@ class SurgeryScene(Scene):
 
     # -- skills ------------------------------------------------------------------------------------
     def skills(self) -> Mapping[str, type[SceneSkill[Any]]]:
-        return _SKILLS
+        return SKILLS
 
 
-Motion = Generator[None, None, bool]
-
-
-class _Skill(SceneSkill["SurgeryScene"]):
-    """A skill is a generator that yields once per control step; it returns (or ends) when done.
-
-    On top of the scenes' common skill: the motions skills are built from (straight moves of the tool
-    tip, jaw closing and opening).
-    """
-
-    def __init__(self, scene: SurgeryScene, step: Step) -> None:
-        super().__init__(scene, step)
-        self._gen: Generator[None, None, None] | None = None
-
-    def begin(self) -> None:
-        self._gen = self.run()
-
-    def run(self) -> Generator[None, None, None]:
-        raise NotImplementedError
-        yield
-
-    def tick(self) -> BehaviourStatus:
-        assert self._gen is not None
-        try:
-            next(self._gen)
-        except StopIteration:
-            if self.failure is not FailureKind.NONE:
-                return BehaviourStatus.FAILURE
-            self.progress = 1.0
-            return BehaviourStatus.SUCCESS
-        if self.failure is not FailureKind.NONE:
-            return BehaviourStatus.FAILURE
-        return BehaviourStatus.RUNNING
-
-    def arm(self, key: str = "arm") -> _Arm:
-        return self.scene.arms[str(self.args[key])]
-
-    # -- motions ---------------------------------------------------------------------------------
-    def move(self, arm: _Arm, goal: Arr, psi: float | None = None, speed_mm_s: float | None = None,
-             tolerance: float = 0.0008, loaded: bool = False) -> Motion:
-        """Run the arm's set-point in a straight line to ``goal`` (turning the jaws to ``psi`` on the way) at
-        ``speed_mm_s``, then wait until the measured tool tip is there. Returns False if it never settled.
-
-        ``loaded``: the arm pulls against tissue, and its servos sag under the pull; while it settles, the
-        set-point leads the goal by the measured sag (up to ``grasp.sag_max``), as a Cartesian outer loop on
-        a real arm would.
-        """
-        s = self.scene
-        speed = float(speed_mm_s or s.cfg["motion"]["free_speed"]) * MM
-        turn = math.radians(float(s.cfg["motion"]["turn_speed_deg"]))
-        dt = s.control_period_s
-        start = arm.sp_pos.copy()
-        psi0 = arm.sp_psi
-        dpsi = 0.0 if psi is None else _wrap(psi - psi0)
-        if arm.held is None and abs(dpsi) > math.pi / 2:   # empty jaws are symmetric: turn the short way
-            dpsi = _wrap(dpsi - math.pi)
-        dist = float(np.linalg.norm(goal - start))
-        # a trapezoidal speed profile: the set-point speeds up and slows down over ``ramp`` rather than jumping
-        # to full speed, so what the jaws hold is not jerked out of them (its cruise speed is the asked one)
-        cruise = max(dist / speed, abs(dpsi) / turn, dt)
-        ramp = min(float(s.cfg["motion"]["ramp_s"]), cruise)
-        total = cruise + ramp
-        n = int(math.ceil(total / dt))
-        for i in range(1, n + 1):
-            f = _trapezoid(i / n * total, total, ramp)
-            arm.sp_pos = start + (goal - start) * f
-            arm.sp_psi = psi0 + dpsi * f
-            yield
-        g = s.cfg["grasp"]
-        gain, most = float(g["sag_gain"]), float(g["sag_max"]) * MM
-        for _ in range(int(1.0 / dt)):
-            error = goal - arm.tcp
-            if float(np.linalg.norm(error)) < tolerance:
-                return True
-            if loaded:
-                lead = arm.sp_pos + gain * error - goal
-                size = float(np.linalg.norm(lead))
-                arm.sp_pos = goal + (lead if size <= most else lead * (most / size))
-            yield
-        return False
-
-    def travel(self, arm: _Arm, goal: Arr, psi: float | None = None, final_speed: float | None = None) -> Motion:
-        """Rise to the travel height, cross over, and come down to ``goal`` (the last leg at ``final_speed``)."""
-        s = self.scene
-        safe = float(s.pad_top[2]) + float(s.cfg["motion"]["travel_height"]) * MM
-        here = arm.sp_pos.copy()
-        if here[2] < safe - 1e-6:
-            yield from self.move(arm, np.array([here[0], here[1], safe]), tolerance=0.003)
-        above = np.array([goal[0], goal[1], max(safe, float(goal[2]))])
-        yield from self.move(arm, above, psi, tolerance=0.003)
-        ok = yield from self.move(arm, goal, psi, final_speed)
-        return ok
-
-    def jaws(self, arm: _Arm, opening: float) -> Generator[None, None, None]:
-        s = self.scene
-        arm.jaw_cmd, arm.jaw_bias = opening, 0.0
-        for _ in range(int(0.6 / s.control_period_s)):
-            if float(np.max(np.abs(arm.jaws - opening))) < 0.0002:
-                return
-            yield
-
-    def close_on(self, arm: _Arm, obj: str) -> Motion:
-        """Close the jaws together; the grip forms only once both jaws press on the object for a few steps.
-
-        Both jaws follow one closing target, as one actuator drives both on the real instrument; once
-        both touch, the target stops a little inside the object (the squeeze), so the jaws hold their
-        place and the grip force stays under the jaw motors' limit.
-        """
-        s = self.scene
-        g = s.cfg["grasp"]
-        threshold = float(g["contact_force"])
-        rate = float(s.cfg["arms"]["jaw_speed"]) * MM * s.control_period_s
-        squeeze = float(g["squeeze"]) * MM
-        both = 0
-        hold: float | None = None
-        for _ in range(int(g["close_steps"])):
-            left, right = s.jaw_contacts(arm, obj)
-            touching = left > threshold and right > threshold
-            if touching:
-                # latched at the first touch: re-derived from the jaws every step, the target would follow
-                # them into the object and the jaws would cut into it instead of holding it
-                # each jaw squeezes from where it touched, so an object lying off the tool axis is pressed
-                # evenly from both sides rather than shoved by one jaw against the other
-                if hold is None:
-                    hold = max(0.0, float(np.mean(arm.jaws)) - squeeze)
-                    arm.jaw_bias = float(arm.jaws[0] - arm.jaws[1]) / 2.0
-                arm.jaw_cmd = hold
-            else:
-                arm.jaw_cmd = max(0.0, min(arm.jaw_cmd, float(np.max(arm.jaws))) - rate)
-            yield
-            both = both + 1 if touching else 0
-            if both >= int(g["settle_steps"]):
-                s.form_grip(arm, obj)
-                return True
-        return False
-
-
-class _Locate(_Skill):
-    """Look for the object in the endoscope's image and record its pose."""
-
-    def run(self) -> Generator[None, None, None]:
-        s = self.scene
-        obj = str(self.args["object"])
-        pixels = s.visible_pixels(obj)
-        if pixels < 3:
-            self.fail(FailureKind.LOST, f"the {obj} is not in the camera's view")
-            return
-        pos, R = s.object_frame(obj)
-        s.located[obj] = {"pos": pos, "yaw": _yaw_of(R), "pixels": pixels, "t": s.sim_time}
-        self.outcome = {"object": obj, "pos_mm": [float(v) / MM for v in pos], "yaw_deg": math.degrees(_yaw_of(R)),
-                        "pixels": pixels}
-        self.message = f"{obj} at {[round(float(v) / MM, 1) for v in pos]} mm"
-        yield
-
-
-class _MoveTo(_Skill):
-    def run(self) -> Generator[None, None, None]:
-        s = self.scene
-        arm = self.arm()
-        target = str(self.args["target"])
-        offset = _v(self.args.get("offset_mm") or [0, 0, 0])
-        psi: float | None = None
-        if target == "home":
-            goal, psi = arm.home.copy(), arm.home_psi
-        elif target == "handover_point":
-            goal = _v(s.cfg["places"]["handover_point"])
-        else:
-            point, psi = s.grasp_target(target)
-            goal = point + np.array([0.0, 0.0, float(s.cfg["motion"]["hover"]) * MM])
-        goal = goal + offset
-        # near an object the last leg goes down at the approach speed: what lies below may be tissue
-        final = None if target in ("home", "handover_point") else float(s.cfg["motion"]["approach_speed"])
-        ok = yield from self.travel(arm, goal, psi, final)
-        if not ok:
-            self.fail(FailureKind.TIMEOUT, f"{arm.name} did not settle at the {target}")
-            return
-        self.outcome = {"arm": arm.name, "target": target, "tcp_mm": [float(v) / MM for v in arm.tcp],
-                        "goal_mm": [float(v) / MM for v in goal]}
-        self.message = f"{arm.name} at the {target.replace('_', ' ')}"
-
-
-class _Grasp(_Skill):
-    def run(self) -> Generator[None, None, None]:
-        s = self.scene
-        arm = self.arm()
-        obj = str(self.args["object"])
-        if s.holders(obj) and obj != "needle":
-            self.fail(FailureKind.PRECONDITION, f"the {obj} is held by {s.holders(obj)[0]}")
-            return
-        yield from self.jaws(arm, float(s.cfg["arms"]["jaw_open"]) * MM)
-        point, psi = s.grasp_target(obj)
-        # the jaw tips stop short of the pad: the tool tip is 1 mm above them
-        floor = float(s.pad_top[2]) + (float(s.cfg["grasp"]["tip_clearance"]) + 1.0) * MM
-        point[2] = max(float(point[2]), floor)
-        ok = yield from self.travel(arm, point, psi, float(s.cfg["motion"]["approach_speed"]))
-        if not ok:
-            self.fail(FailureKind.TIMEOUT, f"{arm.name} did not reach the {obj}")
-            return
-        gripped = yield from self.close_on(arm, obj)
-        if not gripped:
-            arm.jaw_cmd, arm.jaw_bias = float(s.cfg["arms"]["jaw_open"]) * MM, 0.0
-            self.fail(FailureKind.LOST, f"{arm.name}'s jaws closed without taking the {obj}")
-            return
-        left, right = s.jaw_contacts(arm, obj)
-        self.outcome = {"arm": arm.name, "object": obj, "jaw_forces_n": [left, right],
-                        "jaws_mm": [float(v) / MM for v in arm.jaws]}
-        self.message = f"{arm.name} holds the {obj}"
-
-
-class _Release(_Skill):
-    def run(self) -> Generator[None, None, None]:
-        s = self.scene
-        arm = self.arm()
-        obj = arm.held
-        s.drop_grip(arm, "released")
-        yield from self.jaws(arm, float(s.cfg["arms"]["jaw_open"]) * MM)
-        up = arm.sp_pos + np.array([0.0, 0.0, 0.005])
-        yield from self.move(arm, up, tolerance=0.002)
-        self.outcome = {"arm": arm.name, "released": obj}
-        self.message = f"{arm.name} let go of the {obj}"
-
-
-class _Lift(_Skill):
-    def run(self) -> Generator[None, None, None]:
-        s = self.scene
-        arm = self.arm()
-        obj = str(arm.held)
-        h = float(self.args["height_mm"]) * MM
-        before = s.object_frame(obj)[0] if obj != "vessel" else s.rim_position()
-        ok = yield from self.move(arm, arm.sp_pos + np.array([0.0, 0.0, h]),
-                                  speed_mm_s=float(s.cfg["motion"]["lift_speed"]))
-        if arm.held != obj:
-            self.fail(FailureKind.LOST, f"{arm.name} dropped the {obj} while lifting")
-            return
-        if not ok:
-            self.fail(FailureKind.TIMEOUT, f"{arm.name} did not settle after lifting")
-            return
-        after = s.object_frame(obj)[0] if obj != "vessel" else s.rim_position()
-        record = {"arm": arm.name, "object": obj, "asked_mm": h / MM, "rise_mm": float(after[2] - before[2]) / MM,
-                  "start_z": float(before[2]), "t": s.sim_time}
-        s.lifts.append(record)
-        self.outcome = dict(record)
-        self.message = f"lifted the {obj} {record['rise_mm']:.1f} mm"
-
-
-class _Handover(_Skill):
-    """The receiver waits aside, the giver turns the object to face it and brings the take point to the
-    handover point, the receiver closes on it, and only then does the giver let go."""
-
-    def run(self) -> Generator[None, None, None]:
-        s = self.scene
-        giver, taker = self.arm("from_arm"), self.arm("to_arm")
-        obj = str(self.args["object"])
-        if obj == "vessel":
-            self.fail(FailureKind.INVALID, "the vessel is clamped in place: only its rim can be held, not passed on")
-            return
-        place = _v(s.cfg["places"]["handover_point"])
-        side = float(np.sign(taker.rcm_y - giver.rcm_y))
-        yield from self.jaws(taker, float(s.cfg["arms"]["jaw_open"]) * MM)
-        wait = place + np.array([0.0, side * 0.035, 0.015])
-        yield from self.travel(taker, wait)
-        # which take point, and how far the giver must turn so that it faces the receiver
-        pos, R = s.object_frame(obj)
-        clearance = float(s.cfg["grasp"]["handover_clearance"]) * MM
-        options = []
-        for local in self._take_points(obj):
-            d = pos + R @ local - giver.tcp
-            if float(np.linalg.norm(d[:2])) < clearance:     # too near the giver's jaws for the receiver's
-                continue
-            turn = _wrap(math.atan2(side, 0.0) - math.atan2(float(d[1]), float(d[0])))
-            options.append((abs(turn), turn, local))
-        _, turn, local = min(options, key=lambda o: o[0])
-        goal = place - rot("z", turn) @ (pos + R @ local - giver.tcp)
-        goal[2] = place[2]
-        ok = yield from self.travel(giver, goal, giver.sp_psi + turn)
-        if giver.held != obj:
-            self.fail(FailureKind.LOST, f"{giver.name} dropped the {obj} on the way")
-            return
-        if not ok:
-            self.fail(FailureKind.TIMEOUT, f"{giver.name} did not reach the handover point")
-            return
-        pos, R = s.object_frame(obj)
-        take = pos + R @ local
-        across = math.atan2(float(local[1]), float(local[0])) if obj == "needle" else math.pi / 2.0
-        take_psi = _yaw_of(R) + across
-        yield from self.move(taker, take + np.array([0.0, 0.0, 0.012]), take_psi, tolerance=0.002)
-        yield from self.move(taker, take, take_psi, float(s.cfg["motion"]["approach_speed"]))
-        gripped = yield from self.close_on(taker, obj)
-        if not gripped:
-            taker.jaw_cmd, taker.jaw_bias = float(s.cfg["arms"]["jaw_open"]) * MM, 0.0
-            self.fail(FailureKind.LOST, f"{taker.name}'s jaws closed without taking the {obj}")
-            return
-        s.drop_grip(giver, "handed over")
-        yield from self.jaws(giver, float(s.cfg["arms"]["jaw_open"]) * MM)
-        yield from self.move(giver, giver.sp_pos + np.array([0.0, -side * 0.02, 0.01]), tolerance=0.003)
-        record = {"from": giver.name, "to": taker.name, "object": obj, "t": s.sim_time}
-        s.handovers.append(record)
-        self.outcome = {**record, "holders": list(s.holders(obj))}
-        self.message = f"{taker.name} took the {obj} from {giver.name}"
-
-    def _take_points(self, obj: str) -> list[Arr]:
-        """Where the receiver may take the object, in the object's frame, away from the giver's grip."""
-        spec = self.scene.cfg["objects"][obj]
-        if obj == "needle":
-            r = self.scene.needle_wire_radius()
-            t = math.radians(float(spec["handover_take_deg"]))
-            return [np.array([r * math.cos(a), r * math.sin(a), 0.0]) for a in (t, -t)]
-        half = float(spec["length"]) * MM / 2.0
-        return [np.array([a * (half - float(spec["grasp_from_tail"]) * MM), 0.0, 0.0]) for a in (1.0, -1.0)]
-
-
-class _Retract(_Skill):
-    def run(self) -> Generator[None, None, None]:
-        s = self.scene
-        arm = self.arm()
-        direction = np.asarray(_DIRECTIONS[str(self.args["direction"])])
-        dist = float(self.args["distance_mm"]) * MM
-        start = s.rim_displacement().copy()
-        s.retract_log = []
-        goal = arm.sp_pos + direction * dist
-        speed = float(s.cfg["motion"]["retract_speed"])
-        motion = self.move(arm, goal, speed_mm_s=speed, tolerance=0.0008, loaded=True)
-        while True:
-            try:
-                next(motion)
-            except StopIteration as done:
-                ok = bool(done.value)
-                break
-            s.retract_log.append({"t": s.sim_time, "force_n": s.rim_force_n,
-                                  "displacement_mm": [float(v) / MM for v in s.rim_displacement()]})
-            yield
-        if arm.held != "vessel":
-            self.fail(FailureKind.LOST, f"{arm.name} lost its grip on the vessel rim")
-            return
-        if not ok:
-            self.fail(FailureKind.TIMEOUT, f"{arm.name} did not reach the retraction")
-            return
-        moved = s.rim_displacement() - start
-        self.outcome = {"arm": arm.name, "direction": self.args["direction"], "asked_mm": dist / MM,
-                        "rim_moved_mm": float(moved @ direction) / MM, "force_n": s.rim_force_n,
-                        "max_force_n": max((r["force_n"] for r in s.retract_log), default=0.0)}
-        self.message = f"rim retracted {self.outcome['rim_moved_mm']:.1f} mm at {s.rim_force_n:.2f} N"
-
-
-class _Insert(_Skill):
-    def run(self) -> Generator[None, None, None]:
-        s = self.scene
-        arm = self.arm()
-        depth = float(self.args["depth_mm"]) * MM
-        assert arm.grip_rel is not None
-        rel_p, rel_R = arm.grip_rel           # the shunt's frame in the gripper's frame
-        origin, axis = s.lumen()
-        # turn the tool so that the shunt's axis (its x, front forward) lies along the lumen's axis
-        shunt_dir_tool = rel_R[:, 0]
-        heading_now = math.atan2(float(shunt_dir_tool[1]), float(shunt_dir_tool[0]))
-        psi = math.atan2(float(axis[1]), float(axis[0])) - heading_now
-        Rg = rot("z", psi)
-        half = float(s.cfg["objects"]["shunt"]["length"]) * MM / 2.0
-        front_in_tool = rel_p + rel_R[:, 0] * half
-        gap = float(s.cfg["motion"]["entry_gap"]) * MM
-        tcp_of_gripper = np.array([0.0, 0.0, -arm.kin.tcp])
-        # tool tip such that the shunt's front sits ``gap`` before the opening, on the axis
-        entry = origin - axis * gap - Rg @ (front_in_tool - tcp_of_gripper)
-        ok = yield from self.travel(arm, entry, psi, float(s.cfg["motion"]["approach_speed"]))
-        if arm.held != "shunt":
-            self.fail(FailureKind.LOST, f"{arm.name} dropped the shunt on the way")
-            return
-        if not ok:
-            self.fail(FailureKind.TIMEOUT, f"{arm.name} did not reach the vessel's opening")
-            return
-        goal = entry + axis * (gap + depth)
-        ok = yield from self.move(arm, goal, psi, float(s.cfg["motion"]["insert_speed"]), tolerance=0.0008)
-        along, radial = s.shunt_depth()
-        record = {"arm": arm.name, "asked_mm": depth / MM, "depth_mm": along / MM, "off_axis_mm": radial / MM,
-                  "t": s.sim_time}
-        s.insertions.append(record)
-        if arm.held != "shunt":
-            self.fail(FailureKind.LOST, f"{arm.name} lost the shunt {along / MM:.1f} mm into the lumen")
-            return
-        short = along < depth - float(s.cfg["checks"]["depth_tolerance"]) * MM
-        if not ok or short:
-            self.fail(FailureKind.TIMEOUT, f"the shunt stopped {along / MM:.1f} mm into the lumen")
-            return
-        self.outcome = dict(record)
-        self.message = f"shunt {along / MM:.1f} mm into the lumen"
-
-
-class _Home(_Skill):
-    def run(self) -> Generator[None, None, None]:
-        s = self.scene
-        names = ARMS if self.args["arm"] == "all" else (str(self.args["arm"]),)
-        for name in names:
-            arm = s.arms[name]
-            yield from self.jaws(arm, float(s.cfg["arms"]["jaw_open"]) * MM)
-            ok = yield from self.travel(arm, arm.home.copy(), arm.home_psi)
-            if not ok:
-                self.fail(FailureKind.TIMEOUT, f"{name} did not settle at home")
-                return
-        self.outcome = {"arms": list(names), "tcp_mm": {n: [float(v) / MM for v in s.arms[n].tcp] for n in names}}
-        self.message = f"{' and '.join(names)} at home"
-
-
-_SKILLS: dict[str, type[_Skill]] = {
-    "locate": _Locate,
-    "move_to": _MoveTo,
-    "grasp": _Grasp,
-    "release": _Release,
-    "lift": _Lift,
-    "handover": _Handover,
-    "retract": _Retract,
-    "insert": _Insert,
-    "home": _Home,
-}
