@@ -27,7 +27,7 @@ import numpy as np
 from medrobot_llm.backends.base import CancelToken
 from medrobot_llm.planning.rule.planner import RulePlanner
 from medrobot_llm.backends.sim.surgery import SurgeryScene
-from medrobot_llm.backends.sim.surgery_checks import check_task
+from medrobot_llm.backends.sim.surgery.checks import check_task
 
 TARGET_RTF = 20.0
 TARGET_TASK_S = 2.0

@@ -25,7 +25,7 @@ from medrobot_llm.backends.base import CancelToken
 from medrobot_llm.core.plan import Step
 from medrobot_llm.core.command_set import load_command_set
 from medrobot_llm.backends.sim.ultrasound import UltrasoundScene
-from medrobot_llm.backends.sim.ultrasound_checks import check_scan
+from medrobot_llm.backends.sim.ultrasound.checks import check_scan
 
 TARGET_RTF = 20.0
 TARGET_TASK_S = 2.0

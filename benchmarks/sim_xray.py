@@ -25,7 +25,7 @@ from typing import Any
 from medrobot_llm.backends.base import CancelToken
 from medrobot_llm.core.plan import Step
 from medrobot_llm.backends.sim.xray import XrayScene
-from medrobot_llm.backends.sim.xray_checks import check_shot
+from medrobot_llm.backends.sim.xray.checks import check_shot
 from medrobot_llm.core.command_set import load_command_set
 
 TARGET_RTF = 20.0

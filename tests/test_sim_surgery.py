@@ -17,7 +17,7 @@ from medrobot_llm import CancelToken, FailureKind, Feedback, Step, StepResult
 from medrobot_llm.planning.rule.planner import RulePlanner
 from medrobot_llm.backends.sim import make
 from medrobot_llm.backends.sim.surgery import MM, SurgeryScene
-from medrobot_llm.backends.sim.surgery_checks import (
+from medrobot_llm.backends.sim.surgery.checks import (
     check_dilation,
     check_handover,
     check_needle_lift,
@@ -250,7 +250,7 @@ def test_a_long_retraction_reaches_its_distance_though_the_servos_sag(scene: Sur
 
 
 def test_moves_speed_up_and_slow_down_at_the_asked_cruise_speed() -> None:
-    from medrobot_llm.backends.sim.surgery import _trapezoid
+    from medrobot_llm.backends.sim.surgery.arm import trapezoid as _trapezoid
 
     total, ramp, n = 1.5, 0.2, 1500
     f = [_trapezoid(total * i / n, total, ramp) for i in range(n + 1)]

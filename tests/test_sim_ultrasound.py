@@ -17,7 +17,7 @@ pytest.importorskip("pybullet")
 from medrobot_llm import CancelToken, FailureKind, Feedback, Step, StepResult
 from medrobot_llm.backends.sim import make
 from medrobot_llm.backends.sim.ultrasound import UltrasoundScene
-from medrobot_llm.backends.sim.ultrasound_checks import check_capture, check_scan, check_sweep_force
+from medrobot_llm.backends.sim.ultrasound.checks import check_capture, check_scan, check_sweep_force
 
 pytestmark = pytest.mark.sim
 

@@ -19,7 +19,7 @@ from PIL import Image
 from medrobot_llm import CancelToken, FailureKind, Feedback, Step, StepResult, load_command_set
 from medrobot_llm.backends.sim import make
 from medrobot_llm.backends.sim.xray import AXES, XrayScene
-from medrobot_llm.backends.sim.xray_checks import check_exposures, check_shot, check_view
+from medrobot_llm.backends.sim.xray.checks import check_exposures, check_shot, check_view
 
 pytestmark = pytest.mark.sim
 

@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from medrobot_llm.core.clock import Clock
+from medrobot_llm.core.command_set import load_command_set
 from medrobot_llm.core.plan import Step
 from medrobot_llm.core.validator import WorldState
 
@@ -147,6 +148,14 @@ class SkillBackend(ABC):
         """A small snapshot for status lines (force, pose, ...)."""
         return {}
 
+    def implemented_skills(self) -> frozenset[str]:
+        """The skills this backend can run; a conforming one runs exactly its domain's (``check_scene``).
+
+        By default every skill of the command set: a backend that forwards steps (ROS) or scripts them
+        (memory) runs whatever the domain defines.
+        """
+        return frozenset(load_command_set(self.domain).skills)
+
     def close(self) -> None:  # noqa: B027 - optional hook: a backend with nothing to release keeps it
         """Release resources (physics client, connections)."""
 
@@ -159,14 +168,20 @@ class BehaviourStatus(str, Enum):
 
 
 class SkillBehaviour(ABC):
-    """One running skill. Subclasses implement ``start``, ``update`` and optionally ``terminate``.
+    """One running skill, written the one way every backend runs skills: three hooks, like py_trees'.
 
-    ``update`` advances by one control step and must not block. To fail, set ``self.failure`` and
-    ``self.message`` and return FAILURE. ``outcome`` ends up in the step result.
+    A skill implements ``update`` (advance one control step, never block) and optionally ``start``
+    (plan; it may fail the skill before anything moves) and ``terminate`` (clean up). The framework
+    owns the lifecycle: ``initialise`` calls ``start`` once, ``tick`` calls ``update`` only while the
+    skill has not failed, and ``stop`` calls ``terminate`` exactly once however the skill ended
+    (success, failure, cancel, halt, timeout, an exception), so no skill can forget to stop motion or
+    run past a cancel.
     """
 
     #: the most control steps this skill may take before it times out
     max_steps: int = 100_000
+    #: False for a skill that fails before moving (a refusal): its backend leaves held actuators held
+    moves: bool = True
 
     def __init__(self, step: Step) -> None:
         self.step = step
@@ -175,19 +190,48 @@ class SkillBehaviour(ABC):
         self.outcome: dict[str, Any] = {}
         self.progress = 0.0
         self.phase = "starting"
+        #: None until started, RUNNING while it runs, then how it ended
+        self.status: BehaviourStatus | None = None
 
+    # -- the hooks a skill implements --------------------------------------------------------------
     def start(self) -> None:  # noqa: B027 - optional hook, like py_trees' initialise
-        """Called once before the first update."""
+        """Called once before the first update; may call ``fail``."""
 
     @abstractmethod
     def update(self) -> BehaviourStatus:
-        """Advance one control step."""
+        """Advance one control step without blocking; to fail, return ``self.fail(kind, message)``."""
 
     def terminate(self, status: BehaviourStatus) -> None:  # noqa: B027 - optional hook
-        """Always called once at the end, also on cancel, halt and error: stop motion here."""
+        """Called once at the end, also on cancel, halt and error: stop motion here."""
 
     def telemetry(self) -> dict[str, Any]:
         return {}
+
+    # -- owned by the framework --------------------------------------------------------------------
+    def fail(self, kind: FailureKind, message: str) -> BehaviourStatus:
+        """Record why the skill failed; the next ``tick`` (or this ``update``'s return) ends it."""
+        self.failure = kind
+        self.message = message
+        return BehaviourStatus.FAILURE
+
+    def initialise(self) -> None:
+        """Start the skill (once)."""
+        if self.status is None:
+            self.status = BehaviourStatus.RUNNING
+            self.start()
+
+    def tick(self) -> BehaviourStatus:
+        """One control step: a skill that has failed (in ``start``, or from outside) is not updated again."""
+        self.initialise()
+        if self.failure is not FailureKind.NONE:
+            return BehaviourStatus.FAILURE
+        return self.update()
+
+    def stop(self, status: BehaviourStatus) -> None:
+        """End the skill with ``status``: ``terminate`` runs exactly once, whoever stops it."""
+        if self.status is None or self.status is BehaviourStatus.RUNNING:
+            self.status = status
+            self.terminate(status)
 
 
 class LoopBackend(SkillBackend):
@@ -245,6 +289,13 @@ class LoopBackend(SkillBackend):
         finally:
             self._busy.release()
 
+    def prepare(self, behaviour: SkillBehaviour) -> None:  # noqa: B027 - optional hook
+        """Called as a skill starts, before its ``start``: e.g. held actuators take up their measured pose."""
+
+    def fault(self) -> tuple[FailureKind, str] | None:
+        """A limit the backend's own monitor tripped: the running skill fails with it and the backend halts."""
+        return None
+
     def _run(self, step: Step, token: CancelToken, on_feedback: FeedbackFn | None) -> StepResult:
         if self.halted:
             return StepResult.failed(FailureKind.HALTED, f"halted ({self._halt_reason}); reset before moving")
@@ -254,21 +305,25 @@ class LoopBackend(SkillBackend):
             return StepResult.failed(FailureKind.INVALID, str(exc))
         status = BehaviourStatus.RUNNING
         try:
-            behaviour.start()
+            if behaviour.moves:
+                self.prepare(behaviour)
+            behaviour.initialise()
             for _ in range(behaviour.max_steps):
-                if self.halted:
-                    status = BehaviourStatus.PREEMPTED
+                if self.halted or token.cancelled:
+                    halted = self.halted
                     self.stop_motion()
-                    behaviour.terminate(status)
-                    return StepResult.failed(FailureKind.HALTED, f"halted: {self._halt_reason}",
-                                             **behaviour.outcome)
-                if token.cancelled:
-                    status = BehaviourStatus.PREEMPTED
-                    self.stop_motion()
-                    behaviour.terminate(status)
+                    behaviour.stop(BehaviourStatus.PREEMPTED)
+                    if halted:
+                        return StepResult.failed(FailureKind.HALTED, f"halted: {self._halt_reason}",
+                                                 **behaviour.outcome)
                     return StepResult.failed(FailureKind.CANCELLED, f"cancelled: {token.reason}",
                                              **behaviour.outcome)
-                status = behaviour.update()
+                fault = self.fault()
+                if fault is not None:
+                    status = behaviour.fail(*fault)
+                    self.halt(fault[1])
+                else:
+                    status = behaviour.tick()
                 self.advance()
                 self._heartbeat = self.clock()
                 if on_feedback is not None:
@@ -278,15 +333,14 @@ class LoopBackend(SkillBackend):
                     break
                 self.pace()
             else:
-                status = BehaviourStatus.FAILURE
-                behaviour.failure = FailureKind.TIMEOUT
-                behaviour.message = f"{step.skill} did not finish within {behaviour.max_steps} control steps"
+                status = behaviour.fail(FailureKind.TIMEOUT,
+                                        f"{step.skill} did not finish within {behaviour.max_steps} control steps")
                 self.stop_motion()
-            behaviour.terminate(status)
+            behaviour.stop(status)
         except Exception as exc:  # noqa: BLE001 - any skill bug must end halted, reported, never propagate
             self.stop_motion()
             try:
-                behaviour.terminate(BehaviourStatus.FAILURE)
+                behaviour.stop(BehaviourStatus.FAILURE)
             except Exception:  # noqa: BLE001, S110 - the first error is the one worth reporting
                 pass
             return StepResult.failed(FailureKind.ERROR, f"{step.skill} raised {type(exc).__name__}: {exc}")

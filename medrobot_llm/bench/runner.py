@@ -41,11 +41,11 @@ if TYPE_CHECKING:
 __all__ = ["BenchWorker", "CHECKERS", "find_checker", "run_jobs", "summarize", "strip_timing"]
 
 #: checker name -> "module:function"; a name missing here is looked up as ``<domain>.<what>`` ->
-#: ``medrobot_llm.backends.sim.<domain>_checks:check_<what>``, so a scene's checker module plugs in by name
+#: ``medrobot_llm.backends.sim.<domain>.checks:check_<what>``, so a scene's checker module plugs in by name
 CHECKERS: dict[str, str] = {
-    "ultrasound.scan": "medrobot_llm.backends.sim.ultrasound_checks:check_scan",
-    "xray.shot": "medrobot_llm.backends.sim.xray_checks:check_shot",
-    "xray.exposures": "medrobot_llm.backends.sim.xray_checks:check_exposures",
+    "ultrasound.scan": "medrobot_llm.backends.sim.ultrasound.checks:check_scan",
+    "xray.shot": "medrobot_llm.backends.sim.xray.checks:check_shot",
+    "xray.exposures": "medrobot_llm.backends.sim.xray.checks:check_exposures",
     "xray.adjusted": "medrobot_llm.bench.runner:check_adjusted",
     "observe": "medrobot_llm.bench.runner:check_observe",
     "world": "medrobot_llm.bench.runner:check_world",
@@ -65,7 +65,7 @@ def find_checker(name: str) -> Checker:
         domain, _, what = name.partition(".")
         if not what:
             raise KeyError(f"unknown checker {name!r}")
-        target = f"medrobot_llm.backends.sim.{domain}_checks:check_{what}"
+        target = f"medrobot_llm.backends.sim.{domain}.checks:check_{what}"
     module, _, func = target.partition(":")
     fn: Checker = getattr(importlib.import_module(module), func)
     return fn

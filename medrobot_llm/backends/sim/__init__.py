@@ -7,19 +7,34 @@ importing ``medrobot_llm`` never imports pybullet.
 from __future__ import annotations
 
 import importlib
+import re
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from medrobot_llm.backends.sim.base import Scene
 
-__all__ = ["REGISTRY", "SCENE_FOR_DOMAIN", "make", "scene_ids"]
+__all__ = ["REGISTRY", "SCENE_FOR_DOMAIN", "make", "register", "scene_ids"]
 
 #: scene id -> "module:Class"; a new version gets a new id, old ids keep their behaviour
-REGISTRY: dict[str, str] = {
-    "SurgeryScene-v0": "medrobot_llm.backends.sim.surgery:SurgeryScene",
-    "UltrasoundScene-v0": "medrobot_llm.backends.sim.ultrasound:UltrasoundScene",
-    "XrayScene-v0": "medrobot_llm.backends.sim.xray:XrayScene",
-}
+REGISTRY: dict[str, str] = {}
+_SCENE_ID = re.compile(r"^[A-Z][A-Za-z0-9]*-v[0-9]+$")
+
+
+def register(scene_id: str, entry_point: str) -> None:
+    """Add a scene under a versioned id (``Name-vN``), Gymnasium-style; an id, once taken, is never rebound,
+    so a result recorded against ``SurgeryScene-v0`` always means the same physics."""
+    if not _SCENE_ID.match(scene_id):
+        raise ValueError(f"scene id {scene_id!r} is not of the form Name-vN")
+    if scene_id in REGISTRY:
+        raise ValueError(f"scene {scene_id!r} is already registered; a changed scene takes a new version")
+    if ":" not in entry_point:
+        raise ValueError(f"entry point {entry_point!r} is not of the form module:Class")
+    REGISTRY[scene_id] = entry_point
+
+
+register("SurgeryScene-v0", "medrobot_llm.backends.sim.surgery.scene:SurgeryScene")
+register("UltrasoundScene-v0", "medrobot_llm.backends.sim.ultrasound.scene:UltrasoundScene")
+register("XrayScene-v0", "medrobot_llm.backends.sim.xray.scene:XrayScene")
 
 SCENE_FOR_DOMAIN: dict[str, str] = {
     "surgery": "SurgeryScene-v0",

@@ -154,6 +154,15 @@ class Scene(LoopBackend):
     def telemetry(self) -> dict[str, Any]:
         """A small snapshot for status lines."""
 
+    def implemented_skills(self) -> frozenset[str]:
+        return frozenset(self.skills())
+
+    def prepare(self, behaviour: SkillBehaviour) -> None:
+        self.resume()
+
+    def fault(self) -> tuple[FailureKind, str] | None:
+        return self.violation
+
     def _ensure_built(self) -> None:
         if not self._built:
             self.reset()
@@ -182,41 +191,15 @@ SceneT = TypeVar("SceneT", bound=Scene)
 
 
 class SceneSkill(SkillBehaviour, Generic[SceneT]):
-    """What every scene's skills share: a held robot resumes as the skill starts, and a limit the scene's
-    monitor tripped becomes a latched halt with the limit's own failure kind.
-
-    Subclasses plan in ``begin`` (they may fail before anything moves) and advance in ``tick``.
-    """
+    """A skill of one scene: the lifecycle is ``SkillBehaviour``'s (``start``, ``update``, ``terminate``);
+    this only gives it its scene and arguments. Waking held actuators and turning a tripped limit into a
+    latched halt are the scene's part of the loop (``Scene.prepare`` and ``Scene.fault``), not the skill's."""
 
     def __init__(self, scene: SceneT, step: Step) -> None:
         super().__init__(step)
         self.scene = scene
         self.args = step.args
         self.phase = step.skill
-
-    def start(self) -> None:
-        self.scene.resume()
-        self.begin()
-
-    def begin(self) -> None:
-        """Plan the motion; may fail the skill before anything moves."""
-
-    def update(self) -> BehaviourStatus:
-        s = self.scene
-        if s.violation is not None:
-            self.failure, self.message = s.violation
-            s.halt(self.message)
-            return BehaviourStatus.FAILURE
-        if self.failure is not FailureKind.NONE:
-            return BehaviourStatus.FAILURE
-        return self.tick()
-
-    def tick(self) -> BehaviourStatus:
-        raise NotImplementedError
-
-    def fail(self, kind: FailureKind, message: str) -> None:
-        self.failure = kind
-        self.message = message
 
     def telemetry(self) -> dict[str, Any]:
         return self.scene.telemetry()
@@ -225,12 +208,11 @@ class SceneSkill(SkillBehaviour, Generic[SceneT]):
 class RefusedSkill(SceneSkill[Scene]):
     """A step whose precondition does not hold in the world as it is: it fails at once, nothing moves."""
 
+    moves = False
+
     def __init__(self, scene: Scene, step: Step, kind: FailureKind, message: str) -> None:
         super().__init__(scene, step)
         self.fail(kind, message)
 
-    def start(self) -> None:
-        """Nothing moves."""
-
-    def tick(self) -> BehaviourStatus:
+    def update(self) -> BehaviourStatus:
         return BehaviourStatus.FAILURE

@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from medrobot_llm.backends.sim.check_result import CheckResult
-from medrobot_llm.backends.sim.surgery import _DIRECTIONS, MM
+from medrobot_llm.backends.sim.surgery.arm import DIRECTIONS, MM
 
 if TYPE_CHECKING:
-    from medrobot_llm.backends.sim.surgery import SurgeryScene
+    from medrobot_llm.backends.sim.surgery.scene import SurgeryScene
 
 __all__ = ["check_dilation", "check_handover", "check_needle_lift", "check_shunt_insertion", "check_task",
            "dropped_steps"]
@@ -76,7 +76,7 @@ def check_dilation(scene: SurgeryScene, arm: str, distance_mm: float, direction:
     ``arm``, and the tissue force stayed under the cap at every control step of the retraction."""
     tol = float(scene.cfg["checks"]["retract_tolerance"])
     cap = float(scene.limits["force_cap"])
-    moved = float(scene.rim_displacement() @ np.asarray(_DIRECTIONS[direction])) / MM
+    moved = float(scene.rim_displacement() @ np.asarray(DIRECTIONS[direction])) / MM
     forces = [r["force_n"] for r in scene.retract_log]
     peak = max(forces, default=0.0)
     metrics: dict[str, Any] = {"rim_moved_mm": moved, "asked_mm": distance_mm, "tolerance_mm": tol,

@@ -10,7 +10,8 @@ import numpy as np
 
 from medrobot_llm.backends.sim.check_result import CheckResult
 from medrobot_llm.backends.sim.imaging import rot
-from medrobot_llm.backends.sim.xray import XrayScene, anatomy_key, spoken
+from medrobot_llm.backends.sim.xray.geometry import anatomy_key, spoken
+from medrobot_llm.backends.sim.xray.scene import XrayScene
 
 __all__ = ["check_exposures", "check_shot", "check_view", "view_direction"]
 

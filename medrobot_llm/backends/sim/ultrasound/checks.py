@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 from medrobot_llm.backends.sim.check_result import CheckResult
 
 if TYPE_CHECKING:
-    from medrobot_llm.backends.sim.ultrasound import UltrasoundScene
+    from medrobot_llm.backends.sim.ultrasound.scene import UltrasoundScene
 
 __all__ = ["check_capture", "check_scan", "check_sweep_force"]
 
