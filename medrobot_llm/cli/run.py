@@ -70,6 +70,7 @@ def _progress(event: SupervisorEvent) -> None:
 def _run(args: argparse.Namespace) -> int:
     from medrobot_llm.cli.plan import clean_command, make_planner, render_plan
     from medrobot_llm.core.plan import Plan
+    from medrobot_llm.safety.supervisor import SupervisorState
     from medrobot_llm.session import Session, always
 
     try:
@@ -81,7 +82,8 @@ def _run(args: argparse.Namespace) -> int:
     if text is None:
         assert refusal is not None
         code, why = refusal
-        refused = {"success": False, "state": "IDLE", "plan": Plan.refused(args.domain, why, code).to_json(),
+        refused = {"success": False, "state": SupervisorState.IDLE.value,
+                   "plan": Plan.refused(args.domain, why, code).to_json(),
                    "steps": [], "exposures": 0, "images": [], "reason": why}
         print(json.dumps(refused) if args.json else f"REFUSED: {why}")
         return 1

@@ -25,7 +25,8 @@ from medrobot_llm.core.command_set import load_command_set
 from medrobot_llm.core.plan import Plan, Step
 from medrobot_llm.language.lexicon import CONTROL_PHRASES
 from medrobot_llm.safety import events as ev
-from medrobot_llm.safety.machine import Trigger
+from medrobot_llm.safety.machine import LATCHED, RUNNING, Trigger
+from medrobot_llm.safety.machine import SupervisorState as S
 from medrobot_llm.safety.protocol import SupervisorClient
 from medrobot_llm.safety.replies import Reply
 
@@ -36,10 +37,9 @@ __all__ = [
     "RUNNING_STATES",
 ]
 
-#: supervisor states in which a plan is under way (a new command would be refused as busy)
-RUNNING_STATES = frozenset({"PLANNING", "EXECUTING", "AWAITING_CONFIRMATION", "PAUSED"})
-#: states that hold until an operator resets
-LATCHED_STATES = frozenset({"ESTOP", "FAULT"})
+#: the supervisor's state names as the records carry them (plain strings, also from ROS)
+RUNNING_STATES = frozenset(s.value for s in RUNNING)
+LATCHED_STATES = frozenset(s.value for s in LATCHED)
 #: words the console answers itself; everything else is a command for the planner
 CONSOLE_WORDS: Mapping[str, str] = {
     "help": "this text",
@@ -136,7 +136,7 @@ class ConsoleCore:
         self._emit_lock = threading.Lock()
         self._cond = threading.Condition()
         self._unsubscribe: Callable[[], None] | None = None
-        self.state = "IDLE"
+        self.state = S.IDLE.value
         self.reason = ""
         self.run_id: int | None = None
         self.steps: list[dict[str, Any]] = []
@@ -248,7 +248,7 @@ class ConsoleCore:
 
     def interrupt(self) -> None:
         """Ctrl-C: while anything is under way it latches the e-stop at once; at rest it only says how to leave."""
-        if self.state not in ("IDLE", *LATCHED_STATES) or self.busy():
+        if self.state not in (S.IDLE, *LATCHED_STATES) or self.busy():
             self._stop("Ctrl-C at the console")
         else:
             self._out("(Ctrl-C: nothing is moving; type 'quit' or press Ctrl-D to leave)", kind="hint")
@@ -285,7 +285,7 @@ class ConsoleCore:
             state = self._client_state()
             if state not in RUNNING_STATES:
                 return True
-            if kind == "command" and state in ("AWAITING_CONFIRMATION", "PAUSED") and self._parked_for_input():
+            if kind == "command" and state in (S.AWAITING_CONFIRMATION, S.PAUSED) and self._parked_for_input():
                 return True
             with self._cond:
                 self._cond.wait(0.05)
@@ -298,11 +298,11 @@ class ConsoleCore:
             state = self._client_state()
             if state not in RUNNING_STATES:
                 return
-            if state == "AWAITING_CONFIRMATION" and self._parked_for_input():
+            if state == S.AWAITING_CONFIRMATION and self._parked_for_input():
                 self._out("end of input with a question open: denied, plan dropped", kind="hint")
                 self._call("no", lambda: self.client.deny(source=_SOURCE))
                 return
-            if state == "PAUSED":
+            if state == S.PAUSED:
                 self._out("end of input while paused: plan cancelled", kind="hint")
                 self._call("cancel", lambda: self.client.command("cancel", source=_SOURCE))
                 return
@@ -354,7 +354,7 @@ class ConsoleCore:
 
     def _parked_for_input(self) -> bool:
         with self._cond:
-            return self.pending is not None or self.state == "PAUSED"
+            return self.pending is not None or self.state == S.PAUSED
 
     def _client_state(self) -> str:
         try:
@@ -385,7 +385,7 @@ class ConsoleCore:
             case ev.StateEvent():
                 self.state = event.to
                 self.reason = event.reason or ""
-                if self.state != "AWAITING_CONFIRMATION":
+                if self.state != S.AWAITING_CONFIRMATION:
                     self.pending = None
             case ev.RunEvent():
                 self.run_id = event.run
@@ -449,7 +449,7 @@ class ConsoleCore:
                 halted = "" if event.halted else f" (the halt FAILED: {event.error})"
                 self._out(f"*** E-STOP LATCHED: {event.reason}{halted}. Nothing moves until you type 'reset'. ***")
             case ev.StateEvent():
-                if event.to == "FAULT":
+                if event.to == S.FAULT:
                     self._out(f"*** FAULT: {event.reason}. Halted; type 'reset' when it is safe. ***")
                 elif event.trigger == Trigger.RECOVERED:
                     self._out("reset: the robot is ready")

@@ -30,7 +30,7 @@ from medrobot_llm.core.clock import Clock
 from medrobot_llm.core.plan import Step
 from medrobot_llm.core.reasons import Reason
 from medrobot_llm.core.command_set import DOMAINS
-from medrobot_llm.safety.supervisor import LATCHED
+from medrobot_llm.safety.supervisor import LATCHED, SupervisorState
 from medrobot_llm.core.validator import PlanValidationError, WorldState, check_steps
 
 __all__ = [
@@ -158,7 +158,7 @@ def authorise(goal: GoalRequest, followed: FollowedState | None, now: float, *, 
     if age > max_age_s:
         raise Refusal(FailureKind.INVALID, f"refused {goal.describe()}: the supervisor's last state is {age:.1f} s "
                       f"old (limit {max_age_s:g} s)", Reason.STALE_STATE)
-    if followed.state != "EXECUTING":
+    if followed.state != SupervisorState.EXECUTING:
         raise Refusal(FailureKind.INVALID, f"refused {goal.describe()}: the supervisor is {followed.state}, "
                       "not EXECUTING", Reason.NOT_EXECUTING)
     if goal.plan_id != followed.plan_id or goal.step_index != followed.step_index:
@@ -262,7 +262,7 @@ class SkillServerCore:
 
     @staticmethod
     def _still_authorised(a: Admitted, state: FollowedState) -> bool:
-        return state.state == "EXECUTING" and state.plan_id == a.goal.plan_id and state.step_index == a.goal.step_index
+        return state.state == SupervisorState.EXECUTING and state.plan_id == a.goal.plan_id and state.step_index == a.goal.step_index
 
     def watch(self) -> list[tuple[Admitted, str]]:
         """Goals to cancel because the supervisor went silent: a robot never moves unsupervised."""

@@ -25,6 +25,7 @@ __all__ = [
     "GUARDS",
     "GUARD_HELP",
     "LATCHED",
+    "RUNNING",
     "STATE_HELP",
     "TRANSITIONS",
     "TRIGGER_HELP",
@@ -111,6 +112,8 @@ _ALL = tuple(SupervisorState)
 WITH_PLAN = (S.EXECUTING, S.AWAITING_CONFIRMATION, S.PAUSED)
 #: states in which nothing may move until an operator resets
 LATCHED = frozenset({S.ESTOP, S.FAULT})
+#: states in which a plan is under way, so a new command is refused as busy
+RUNNING = frozenset({S.PLANNING, *WITH_PLAN})
 
 
 @dataclass(frozen=True)

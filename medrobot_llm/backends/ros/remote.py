@@ -246,7 +246,7 @@ class RemoteSupervisor:
         reply = self._ask(lambda: self._reset.publish(Empty()), lambda r: r.op == "reset", timeout)
         status = None
         if reply.accepted:
-            status = self.wait_status(lambda s: s["state"] not in ("ESTOP", "FAULT", "RECOVERING"),
+            status = self.wait_status(lambda s: s["state"] not in (*LATCHED, SupervisorState.RECOVERING),
                                       max(0.0, deadline - time.monotonic()))
         if status is None:
             now = self.status()

@@ -249,7 +249,7 @@ class SupervisorNode(Node):
         self._seq += 1
         seq = self._seq
         a_plan, a_step, a_goal = self._announced
-        goal_id = a_goal if st["state"] == "EXECUTING" and (a_plan, a_step) == (plan_id, idx) else ""
+        goal_id = a_goal if st["state"] == SupervisorState.EXECUTING and (a_plan, a_step) == (plan_id, idx) else ""
         extra = {"plan_id": plan_id, "session": self.session, "domain": self.domain, "records_through": through,
                  "goal_id": goal_id,
                  "skill_server": self.backend.connected, "planner": self.count_publishers(TOPIC_PLANNED) > 0}
