@@ -19,6 +19,7 @@ _OWN = frozenset({"func", "command", "suite", "seeds", "workers", "engine", "out
 
 
 def register(sub: Any) -> None:
+    from medrobot_llm.cli.options import add_domain_argument
     from medrobot_llm.cli.plan import add_planner_arguments
 
     p = sub.add_parser(
@@ -44,7 +45,7 @@ def register(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="print the headline figures as one JSON object only")
     p.add_argument("--limit", type=int, default=None, metavar="N",
                    help="run N tasks, taken round-robin over the task families")
-    p.add_argument("--domain", choices=("surgery", "ultrasound", "xray"), help="only this domain's tasks")
+    add_domain_argument(p, required=False, help="only this domain's tasks")
     p.add_argument("--task-timeout", dest="task_timeout", type=float, default=120.0, metavar="S",
                    help="stop a task's robot if it has not finished after S seconds (default 120)")
     p.add_argument("--heartbeat-timeout", dest="heartbeat_timeout", type=float, default=None, metavar="S",

@@ -142,7 +142,7 @@ def _parse_set(items: list[str]) -> dict[str, dict[str, str]]:
 
 
 def register(sub: Any) -> None:
-    from medrobot_llm.core.command_set import DOMAINS
+    from medrobot_llm.cli.options import add_domain_argument
 
     p = sub.add_parser(
         "bringup",
@@ -156,7 +156,7 @@ def register(sub: Any) -> None:
         "ROS_DOMAIN_ID=7: `medrobot console --domain ultrasound --ros`, or publish text on /medrobot/command "
         "and answer on /medrobot/confirm; true on /medrobot/estop stops and latches, false resets.",
     )
-    p.add_argument("--domain", "-d", required=True, choices=DOMAINS, help="which robot and command set")
+    add_domain_argument(p, "-d", help="which robot and command set")
     p.add_argument("--params", type=Path, default=None, help="parameters file (default: the bringup package's "
                    "config/medrobot.yaml, the one sim.launch.py reads)")
     p.add_argument("--ros-domain-id", type=int, default=None,

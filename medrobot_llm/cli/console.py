@@ -24,9 +24,9 @@ __all__ = ["register"]
 
 
 def register(sub: Any) -> None:
+    from medrobot_llm.cli.options import add_domain_argument
     from medrobot_llm.cli.plan import add_planner_arguments
     from medrobot_llm.consoles.core import CONSOLE_WORDS
-    from medrobot_llm.core.command_set import DOMAINS
 
     words = "\n".join(f"  {word:<8} {what}" for word, what in CONSOLE_WORDS.items())
     p = sub.add_parser(
@@ -50,7 +50,7 @@ def register(sub: Any) -> None:
         "  medrobot bringup --domain ultrasound &  medrobot console --domain ultrasound --ros\n"
         "  printf 'scan the left kidney\\ny\\n' | medrobot console --domain ultrasound --json",
     )
-    p.add_argument("--domain", required=True, choices=DOMAINS, help="which robot and command set")
+    add_domain_argument(p, help="which robot and command set")
     p.add_argument("--ros", action="store_true",
                    help="talk to the supervisor over ROS 2 (/medrobot/command, /medrobot/confirm, /medrobot/estop, "
                    "/medrobot/state) instead of running the scene in-process")

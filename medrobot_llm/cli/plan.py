@@ -43,6 +43,8 @@ def make_planner(args: argparse.Namespace) -> Planner:
 
 
 def register(sub: Any) -> None:
+    from medrobot_llm.cli.options import domain_names
+
     p = sub.add_parser(
         "plan",
         help="turn a command into a validated plan",
@@ -50,7 +52,7 @@ def register(sub: Any) -> None:
         "one plan object per line. Exit code 0 whatever the plan's status; 2 for a usage error.",
     )
     p.add_argument("text", nargs="?", help="the command, e.g. \"scan the left kidney\"")
-    p.add_argument("--domain", "-d", help="surgery, ultrasound or xray (required unless --jsonl lines carry it)")
+    p.add_argument("--domain", "-d", help=f"{domain_names()} (required unless --jsonl lines carry it)")
     p.add_argument("--json", action="store_true", help="print the plan as one JSON object")
     p.add_argument("--jsonl", action="store_true", help="stream: JSON lines on stdin, one plan per line on stdout")
     add_planner_arguments(p)
@@ -124,10 +126,11 @@ def _run(args: argparse.Namespace) -> int:
     if args.text is None:
         print("medrobot plan: give the command TEXT, or --jsonl to read lines on stdin", file=sys.stderr)
         return 2
+    from medrobot_llm.cli.options import domain_names
     from medrobot_llm.core.command_set import DOMAINS
 
     if args.domain is None:
-        print("medrobot plan: --domain is required (surgery, ultrasound or xray)", file=sys.stderr)
+        print(f"medrobot plan: --domain is required ({domain_names()})", file=sys.stderr)
         return 2
     if args.domain not in DOMAINS:
         print(f"medrobot plan: unknown domain {args.domain!r}; choose one of: {', '.join(DOMAINS)}", file=sys.stderr)

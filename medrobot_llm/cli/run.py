@@ -15,6 +15,7 @@ __all__ = ["register"]
 
 
 def register(sub: Any) -> None:
+    from medrobot_llm.cli.options import add_domain_argument
     from medrobot_llm.cli.plan import add_planner_arguments
 
     p = sub.add_parser(
@@ -28,7 +29,7 @@ def register(sub: Any) -> None:
         epilog="example: medrobot run --domain ultrasound --yes \"scan the left kidney and capture\"",
     )
     p.add_argument("text", help="the command, e.g. \"lateral of the sacrum and take a shot\"")
-    p.add_argument("--domain", required=True, choices=("surgery", "ultrasound", "xray"))
+    add_domain_argument(p)
     p.add_argument("--yes", action="store_true", help="confirm every contact/radiation step the plan asks about")
     p.add_argument("--gui", action="store_true", help="open the PyBullet window (needs a display)")
     p.add_argument("--json", action="store_true", help="print the outcome as one JSON object only")

@@ -11,9 +11,11 @@ __all__ = ["register"]
 
 
 def register(sub: Any) -> None:
+    from medrobot_llm.cli.options import domain_names
+
     p = sub.add_parser("skills", help="print the command set of a domain",
                        description="Print a domain's command set: a readable table, or JSON Schema with --json.")
-    p.add_argument("--domain", "-d", required=True, help="surgery, ultrasound or xray")
+    p.add_argument("--domain", "-d", required=True, help=domain_names())
     p.add_argument("--json", action="store_true", help="print JSON Schema (one object)")
     p.add_argument("--markdown", action="store_true", help="print the Markdown table used in the README")
     p.set_defaults(func=_run)

@@ -17,6 +17,7 @@ _MIC_HELP = ("--mic needs the sounddevice package and the PortAudio library: pip
 
 
 def register(sub: Any) -> None:
+    from medrobot_llm.cli.options import add_domain_argument
     from medrobot_llm.cli.plan import add_planner_arguments
     from medrobot_llm.consoles.voice.console import DEFAULT_THRESHOLD
 
@@ -33,7 +34,7 @@ def register(sub: Any) -> None:
         "never an exposure.",
         epilog="example: medrobot voice --domain xray --wav lateral.wav --wav confirm_shot.wav",
     )
-    p.add_argument("--domain", required=True, choices=("surgery", "ultrasound", "xray"))
+    add_domain_argument(p)
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--wav", type=Path, action="append", metavar="FILE",
                      help="a recorded utterance (PCM WAV, any rate); repeat for several, said in order")

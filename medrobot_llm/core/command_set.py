@@ -12,7 +12,7 @@ import os
 import re
 from enum import Enum
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -20,6 +20,7 @@ from medrobot_llm.core.paths import PACKAGE_DIR, data_dir
 
 __all__ = [
     "DOMAINS",
+    "Domain",
     "ArgSpec",
     "CommandSet",
     "Entity",
@@ -32,7 +33,9 @@ __all__ = [
     "skills_dir",
 ]
 
-DOMAINS: tuple[str, ...] = ("surgery", "ultrasound", "xray")
+#: the robots there is a skill file for; the type checks a skill file's `domain`, the tuple everything else
+Domain = Literal["surgery", "ultrasound", "xray"]
+DOMAINS: tuple[str, ...] = get_args(Domain)
 
 _CONDITION = re.compile(r"^\s*(?P<key>[a-z_]+(\[[^\]]+\])?)\s*(?P<op>==|!=)\s*(?P<value>\S+)\s*$")
 _EFFECT = re.compile(r"^\s*(?P<key>[a-z_]+(\[[^\]]+\])?)\s*=\s*(?P<value>\S+)\s*$")
@@ -194,7 +197,7 @@ class Vocabulary(_Strict):
 class CommandSet(_Strict):
     """One domain's command set."""
 
-    domain: Literal["surgery", "ultrasound", "xray"]
+    domain: Domain
     version: int
     title: str
     description: str = ""

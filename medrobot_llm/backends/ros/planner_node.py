@@ -20,6 +20,7 @@ from std_msgs.msg import String
 
 from medrobot_interfaces.srv import PlanCommand
 
+from medrobot_llm.core.command_set import DOMAINS
 from medrobot_llm.cli.plan import add_planner_arguments, make_planner, plan_text
 from medrobot_llm.core.plan import Plan
 from medrobot_llm.core.reasons import Reason
@@ -48,7 +49,8 @@ class PlannerNode(Node):
         name = str(self.declare_parameter("planner", overrides.get("planner", "rule")).value)
         llm_config = str(self.declare_parameter("llm_config", overrides.get("llm_config", "")).value)
         if not self.domain:
-            raise SystemExit("medrobot planner: the 'domain' parameter is required (surgery, ultrasound, xray)")
+            raise SystemExit("medrobot planner: the 'domain' parameter is required "
+                             f"({', '.join(DOMAINS)})")
         try:
             self.planner = planner_from_name(name, llm_config)
         except (ValueError, SystemExit) as exc:

@@ -34,6 +34,7 @@ from std_msgs.msg import Bool, String
 from medrobot_interfaces.action import ExecuteSkill
 from medrobot_interfaces.msg import SupervisorState
 
+from medrobot_llm.core.command_set import DOMAINS
 from medrobot_llm.backends.base import FailureKind, Feedback, FeedbackFn, StepResult
 from medrobot_llm.backends.ros.common import ACTION_EXECUTE, TOPIC_ESTOP, TOPIC_ROBOT_STATUS, TOPIC_STATE, latched_qos, reliable_qos, spin_node
 from medrobot_llm.safety.gate import (
@@ -93,7 +94,8 @@ class SkillServerNode(Node):
             value = self.declare_parameter(name, overrides.get(name, default)).value
             out[name] = type(default)(value) if isinstance(default, float) else value
         if not out["domain"]:
-            raise SystemExit("medrobot skill server: the 'domain' parameter is required (surgery, ultrasound, xray)")
+            raise SystemExit("medrobot skill server: the 'domain' parameter is required "
+                             f"({', '.join(DOMAINS)})")
         if out["status_hz"] <= 0:
             raise SystemExit("medrobot skill server: status_hz must be > 0")
         return out

@@ -36,6 +36,7 @@ from std_msgs.msg import Bool, Empty, String
 
 from medrobot_interfaces.msg import SupervisorState as StateMsg
 
+from medrobot_llm.core.command_set import DOMAINS
 from medrobot_llm.safety import events as ev
 from medrobot_llm.safety.audit import AuditLog
 from medrobot_llm.backends.base import CancelToken
@@ -105,7 +106,8 @@ class SupervisorNode(Node):
             value = self.declare_parameter(name, overrides.get(name, default)).value
             out[name] = type(default)(value) if isinstance(default, float) else value
         if not out["domain"]:
-            raise SystemExit("medrobot supervisor: the 'domain' parameter is required (surgery, ultrasound, xray)")
+            raise SystemExit("medrobot supervisor: the 'domain' parameter is required "
+                             f"({', '.join(DOMAINS)})")
         if out["state_hz"] <= 0:
             raise SystemExit("medrobot supervisor: state_hz must be > 0")
         return out
