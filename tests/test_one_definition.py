@@ -95,3 +95,16 @@ def test_domain_prose_follows_the_tuple(last: str) -> None:
     text = domain_names(last)
     assert text.endswith(f" {last} {DOMAINS[-1]}")
     assert [w.strip(",") for w in text.split() if w != last] == list(DOMAINS)
+
+
+def test_every_json_writer_uses_the_one_encoder() -> None:
+    found = []
+    for path, tree in _modules():
+        for node in ast.walk(tree):
+            if isinstance(node, ast.keyword) and node.arg == "default" and isinstance(node.value, ast.Name) \
+                    and node.value.id in {"str", "repr", "json_default", "_jsonable"}:
+                found.append(_where(path, node.value))
+            if isinstance(node, ast.FunctionDef) and node.name != "jsonable" and "json" in node.name \
+                    and "default" in node.name:
+                found.append(_where(path, node))
+    assert not found, f"a JSON default other than core.jsonable.jsonable: {found}"

@@ -22,6 +22,7 @@ from typing import Any
 
 from medrobot_llm.cli.plan import _clean, render_plan
 from medrobot_llm.core.command_set import load_command_set
+from medrobot_llm.core.jsonable import jsonable
 from medrobot_llm.core.plan import Plan, Step
 from medrobot_llm.language.lexicon import CONTROL_PHRASES
 from medrobot_llm.safety import events as ev
@@ -554,6 +555,6 @@ class ConsoleCore:
             self._emit_raw(text)
 
     def _json(self, obj: dict[str, Any]) -> None:
-        line = json.dumps(obj, default=str)
+        line = json.dumps(obj, default=jsonable)
         with self._emit_lock:
             self._emit_raw(line)

@@ -8,7 +8,6 @@ generic on purpose: the supervisor, the planners and the consoles all write to t
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import threading
@@ -16,9 +15,10 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from enum import Enum
 from pathlib import Path
 from typing import Any, Self
+
+from medrobot_llm.core.jsonable import jsonable
 
 __all__ = ["AuditLog", "AuditLogError", "AuditRead", "TornLine", "format_record", "read_log"]
 
@@ -28,27 +28,6 @@ RESERVED = ("seq", "kind", "t_wall", "t_mono")
 
 class AuditLogError(RuntimeError):
     """The log cannot be opened or written; the supervisor treats this as a fault."""
-
-
-def _jsonable(value: Any) -> Any:
-    """Make enums, models, dataclasses, paths and sets loggable; the log must never refuse a record."""
-    if isinstance(value, Enum):
-        return value.value
-    dump = getattr(value, "model_dump", None)
-    if callable(dump):
-        return dump(mode="json")
-    to_json = getattr(value, "to_json", None)
-    if callable(to_json):
-        return to_json()
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return dataclasses.asdict(value)
-    if isinstance(value, (set, frozenset, tuple)):
-        return list(value)
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    return repr(value)
 
 
 class AuditLog:
@@ -107,7 +86,7 @@ class AuditLog:
             seq = self._next_seq
             record: dict[str, Any] = {"seq": seq, "kind": kind, "t_wall": time.time(), "t_mono": self._mono()}
             record.update(fields)
-            line = json.dumps(record, default=_jsonable, ensure_ascii=False, separators=(",", ":")) + "\n"
+            line = json.dumps(record, default=jsonable, ensure_ascii=False, separators=(",", ":")) + "\n"
             if self._fd is not None:
                 self._write(line.encode("utf-8"))
             # only now is the record acknowledged: the sequence advances with what is durable
@@ -270,7 +249,7 @@ def _summary(kind: str, rec: Mapping[str, Any]) -> str:
 def _kv(fields: Mapping[str, Any]) -> str:
     parts = []
     for k, v in fields.items():
-        text = v if isinstance(v, str) else json.dumps(v, default=_jsonable, ensure_ascii=False)
+        text = v if isinstance(v, str) else json.dumps(v, default=jsonable, ensure_ascii=False)
         if isinstance(v, str) and (" " in v or not v):
             text = json.dumps(v, ensure_ascii=False)
         parts.append(f"{k}={text}")

@@ -27,6 +27,7 @@ from typing import Any
 
 from medrobot_llm.backends.base import CancelToken, FailureKind, Feedback, FeedbackFn, SkillBackend, StepResult
 from medrobot_llm.core.clock import Clock
+from medrobot_llm.core.jsonable import jsonable
 from medrobot_llm.core.plan import Step
 from medrobot_llm.core.reasons import Reason
 from medrobot_llm.core.command_set import DOMAINS
@@ -43,7 +44,6 @@ __all__ = [
     "SkillServerCore",
     "arms_of",
     "halts_on_state",
-    "json_default",
     "parse_goal",
     "plan_id_of",
     "to_json",
@@ -60,24 +60,8 @@ def plan_id_of(session: str, run: int | None) -> str:
     return f"{session}:{run}" if run is not None else ""
 
 
-def json_default(value: Any) -> Any:
-    """numpy scalars and arrays, sets, enums: whatever telemetry holds, as plain JSON."""
-    item = getattr(value, "item", None)
-    if callable(item) and getattr(value, "ndim", 1) == 0:
-        return item()
-    tolist = getattr(value, "tolist", None)
-    if callable(tolist):
-        return tolist()
-    if isinstance(value, (set, frozenset, tuple)):
-        return list(value)
-    enum_value = getattr(value, "value", None)
-    if enum_value is not None:
-        return enum_value
-    return str(value)
-
-
 def to_json(value: Any) -> str:
-    return json.dumps(value, default=json_default, allow_nan=False, separators=(",", ":"))
+    return json.dumps(value, default=jsonable, allow_nan=False, separators=(",", ":"))
 
 
 class Refusal(Exception):

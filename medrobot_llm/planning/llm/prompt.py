@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from medrobot_llm.core.jsonable import jsonable
 from medrobot_llm.core.command_set import ArgSpec, CommandSet, SkillSpec, load_command_set
 from medrobot_llm.core.validator import Issue, WorldState
 
@@ -194,7 +195,7 @@ def _world_section(world: WorldState | None) -> str:
         return ("## World state\nUnknown: plan from the command alone; include the steps that establish what an "
                 "action needs.")
     label = "Known (every fact the scene reports)" if world.known else "Partly known"
-    return f"## World state\n{label}: {json.dumps(world.facts, sort_keys=True, default=str)}"
+    return f"## World state\n{label}: {json.dumps(world.facts, sort_keys=True, default=jsonable)}"
 
 
 @functools.cache
@@ -252,7 +253,7 @@ def _system_prompt(domain: str, mode: str, tool_style: str, world_key: str) -> s
 def system_prompt(domain: str, mode: str = "json_schema", tool_style: str = "submit_plan",
                   world: WorldState | None = None) -> str:
     """The system message (cached per domain, mode and world state: it is rebuilt only when they change)."""
-    key = "" if world is None else json.dumps(world.to_json(), sort_keys=True, default=str)
+    key = "" if world is None else json.dumps(world.to_json(), sort_keys=True, default=jsonable)
     return _system_prompt(domain, mode, tool_style, key)
 
 
