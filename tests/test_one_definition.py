@@ -108,3 +108,95 @@ def test_every_json_writer_uses_the_one_encoder() -> None:
                     and "default" in node.name:
                 found.append(_where(path, node))
     assert not found, f"a JSON default other than core.jsonable.jsonable: {found}"
+
+
+# -- the ROS node list: one table (backends/ros/nodes.py); files that cannot import it are held to it ----------
+
+ROOT = PACKAGE.parent
+BRINGUP = ROOT / "ros_ws" / "src" / "medrobot_bringup"
+
+
+def test_the_wheels_console_scripts_are_the_node_table() -> None:
+    import tomllib
+
+    from medrobot_llm.backends.ros.nodes import NODES
+
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["scripts"]
+    ros = {name: target for name, target in scripts.items() if target.startswith("medrobot_llm.backends.ros.")}
+    assert ros == {n.script: f"{n.module}:main" for n in NODES}
+
+
+def test_the_bringup_executables_are_the_node_table() -> None:
+    import re
+
+    from medrobot_llm.backends.ros.nodes import NODES
+
+    scripts = BRINGUP / "scripts"
+    assert sorted(p.name for p in scripts.iterdir()) == sorted(n.name for n in NODES)
+    for node in NODES:
+        text = (scripts / node.name).read_text(encoding="utf-8")
+        assert f"from {node.module} import main" in text, node.name
+        assert f"Start the {node.name} node" in text, node.name
+    cmake = (BRINGUP / "CMakeLists.txt").read_text(encoding="utf-8")
+    programs = re.search(r"install\(PROGRAMS(.*?)DESTINATION", cmake, re.S)
+    assert programs is not None
+    assert sorted(programs.group(1).split()) == sorted(f"scripts/{n.name}" for n in NODES)
+
+
+def test_the_launch_file_starts_the_node_table(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run ``generate_launch_description`` against stand-ins for the ROS launch packages (the wheels lack them)."""
+    import runpy
+    import sys
+    import types
+
+    from medrobot_llm.backends.ros.nodes import NODES, SKILL_SERVER
+    from medrobot_llm.cli.options import domain_names
+
+    class Recorded:
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            self.args, self.kwargs = args, kwargs
+
+    class Node(Recorded):
+        pass
+
+    class DeclareLaunchArgument(Recorded):
+        pass
+
+    fakes = {
+        "ament_index_python": {}, "ament_index_python.packages": {"get_package_share_directory": lambda p: f"/share/{p}"},
+        "launch": {"LaunchDescription": Recorded},
+        "launch.actions": {"DeclareLaunchArgument": DeclareLaunchArgument, "SetEnvironmentVariable": Recorded},
+        "launch.substitutions": {"LaunchConfiguration": lambda name: f"$({name})"},
+        "launch_ros": {}, "launch_ros.actions": {"Node": Node},
+    }
+    for name, attrs in fakes.items():
+        monkeypatch.setitem(sys.modules, name, types.SimpleNamespace(**attrs))
+    launch = runpy.run_path(str(BRINGUP / "launch" / "sim.launch.py"))
+    actions = launch["generate_launch_description"]().args[0]
+    nodes = [a.kwargs for a in actions if isinstance(a, Node)]
+    assert [(n["executable"], n["name"]) for n in nodes] == [(n.name, n.name) for n in NODES]
+    for n in nodes:
+        extra = {"gui": "$(gui)"} if n["name"] == SKILL_SERVER.name else {}
+        assert n["parameters"] == ["$(params_file)", {"domain": "$(domain)", **extra}]
+    domain = next(a for a in actions if isinstance(a, DeclareLaunchArgument) and a.args[0] == "domain")
+    assert domain.kwargs["description"] == domain_names()
+
+
+def test_bringup_starts_the_node_table() -> None:
+    from medrobot_llm.backends.ros.nodes import NODES as TABLE
+    from medrobot_llm.cli.bringup import NODES
+
+    assert list(NODES.items()) == [(n.name, n.module) for n in TABLE]
+
+
+def test_node_names_are_spelled_only_by_the_table() -> None:
+    import re
+
+    from medrobot_llm.backends.ros import nodes
+
+    home = Path(inspect.getsourcefile(nodes) or "").resolve()
+    names = {n.name for n in nodes.NODES} | {n.module for n in nodes.NODES} | {n.script for n in nodes.NODES}
+    spelled = re.compile("|".join(rf"(?<![\w.-]){re.escape(n)}(?![\w-])" for n in names))
+    found = [_where(path, node) for path, tree in _modules() if path != home
+             for node in _strings(tree) if spelled.search(node.value)]
+    assert not found, f"node names spelled outside backends/ros/nodes.py: {found}"

@@ -85,8 +85,6 @@ def test_bringup_refuses_bad_arguments_before_starting_anything(tmp_path: Path, 
 
 def test_bringup_and_the_launch_file_start_the_same_nodes_from_one_parameters_file(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import ast
-
     import yaml
 
     from medrobot_llm.cli.bringup import NODES, Graph, default_params_file
@@ -97,8 +95,8 @@ def test_bringup_and_the_launch_file_start_the_same_nodes_from_one_parameters_fi
     sections = yaml.safe_load(params.read_text(encoding="utf-8"))
     assert set(sections) - {"/**"} == set(NODES)
     launch = (pkg / "launch" / "sim.launch.py").read_text(encoding="utf-8")
-    names = {n.value for n in ast.walk(ast.parse(launch)) if isinstance(n, ast.Constant) and n.value in NODES}
-    assert names == set(NODES) and '"config", "medrobot.yaml"' in launch
+    # the node list itself: tests/test_one_definition.py runs the launch file against the node table
+    assert '"config", "medrobot.yaml"' in launch
     for node in NODES:  # the executables the launch file names exist and run the same modules
         script = (pkg / "scripts" / node).read_text(encoding="utf-8")
         assert f"from {NODES[node]} import main" in script

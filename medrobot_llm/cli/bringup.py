@@ -18,16 +18,14 @@ import sys
 import time
 from pathlib import Path
 from typing import IO, Any
+from medrobot_llm.backends.ros import nodes
+from medrobot_llm.backends.ros.nodes import PLANNER, SKILL_SERVER, SUPERVISOR
 from medrobot_llm.core.paths import SOURCE_ROOT
 
 __all__ = ["NODES", "Graph", "default_params_file", "register"]
 
 #: node name -> module with its ``main``; the order is the start order (the robot first)
-NODES: dict[str, str] = {
-    "medrobot_skill_server": "medrobot_llm.backends.ros.skill_server",
-    "medrobot_supervisor": "medrobot_llm.backends.ros.supervisor_node",
-    "medrobot_planner": "medrobot_llm.backends.ros.planner_node",
-}
+NODES: dict[str, str] = {n.name: n.module for n in nodes.NODES}
 
 
 def default_params_file() -> Path:
@@ -66,7 +64,7 @@ class Graph:
 
     def command(self, name: str) -> list[str]:
         params = {"domain": self.domain}
-        if name == "medrobot_supervisor":
+        if name == SUPERVISOR.name:
             params["audit_log"] = str(self.audit_log)
         params.update(self.overrides.get(name, {}))
         argv = [self.python, "-m", NODES[name], "--ros-args", "--params-file", str(self.params_file)]
@@ -147,8 +145,8 @@ def register(sub: Any) -> None:
     p = sub.add_parser(
         "bringup",
         help="start the ROS 2 graph (planner, supervisor, PyBullet skill server) as processes",
-        description="Start the ROS 2 nodes of one domain (medrobot_skill_server, medrobot_supervisor, "
-        "medrobot_planner) as separate processes, from the same parameters file as "
+        description=f"Start the ROS 2 nodes of one domain ({', '.join(NODES)}) as separate processes, from the "
+        "same parameters file as "
         "`ros2 launch medrobot_bringup sim.launch.py`; for machines with only the ROS 2 wheels. Needs "
         "scripts/install_ros.sh to have run. DDS discovery stays on this machine "
         "(ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST unless already set). Ctrl-C stops every node.",
@@ -172,7 +170,7 @@ def register(sub: Any) -> None:
                    help="how text becomes a plan (default: the parameters file's, rule); openai/hybrid take the "
                    "same settings as `medrobot plan`")
     p.add_argument("--set", action="append", default=[], metavar="NODE.PARAM=VALUE",
-                   help="override one parameter of one node, e.g. medrobot_supervisor.confirm_timeout_s=10 "
+                   help=f"override one parameter of one node, e.g. {SUPERVISOR.name}.confirm_timeout_s=10 "
                    "(repeatable)")
     p.add_argument("--json", action="store_true", help="print the graph (pids, logs) as one JSON line")
     p.set_defaults(func=_run)
@@ -187,14 +185,14 @@ def _run(args: argparse.Namespace) -> int:
         print(f"medrobot bringup: {exc}", file=sys.stderr)
         return 2
     if args.gui:
-        overrides.setdefault("medrobot_skill_server", {})["gui"] = "true"
+        overrides.setdefault(SKILL_SERVER.name, {})["gui"] = "true"
     if args.real_time_factor is not None:
         if not args.real_time_factor >= 0:
             print("medrobot bringup: --real-time-factor must be >= 0", file=sys.stderr)
             return 2
-        overrides.setdefault("medrobot_skill_server", {})["real_time_factor"] = repr(float(args.real_time_factor))
+        overrides.setdefault(SKILL_SERVER.name, {})["real_time_factor"] = repr(float(args.real_time_factor))
     if args.planner:
-        overrides.setdefault("medrobot_planner", {})["planner"] = args.planner
+        overrides.setdefault(PLANNER.name, {})["planner"] = args.planner
     domain_id = args.ros_domain_id
     if domain_id is None:
         domain_id = int(os.environ.get("ROS_DOMAIN_ID") or 0)

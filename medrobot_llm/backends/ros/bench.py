@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from medrobot_llm.backends.ros.nodes import SKILL_SERVER
 from medrobot_llm.backends.ros.env import INSTALL_HINT, child_env, unique_domain_id
 
 __all__ = ["percentiles", "plain_action_round_trips", "supervised_skill_server"]
@@ -58,9 +59,9 @@ def supervised_skill_server(domain: str, real_time_factor: float, log: Path) -> 
     env = child_env(claim.domain_id)
     with open(log, "ab") as fh:
         proc = subprocess.Popen(
-            [env["MEDROBOT_ROS_PYTHON"], "-m", "medrobot_llm.backends.ros.skill_server", "--ros-args",
-             "-p", f"medrobot_skill_server:domain:={domain}",
-             "-p", f"medrobot_skill_server:real_time_factor:={float(real_time_factor)!r}"],
+            [env["MEDROBOT_ROS_PYTHON"], "-m", SKILL_SERVER.module, "--ros-args",
+             "-p", f"{SKILL_SERVER.name}:domain:={domain}",
+             "-p", f"{SKILL_SERVER.name}:real_time_factor:={float(real_time_factor)!r}"],
             env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
     rclpy.init()
     node = SupervisorNode(domain=domain)

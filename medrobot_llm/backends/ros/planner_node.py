@@ -20,6 +20,7 @@ from std_msgs.msg import String
 
 from medrobot_interfaces.srv import PlanCommand
 
+from medrobot_llm.backends.ros.nodes import PLANNER
 from medrobot_llm.core.command_set import DOMAINS
 from medrobot_llm.cli.plan import add_planner_arguments, make_planner, plan_text
 from medrobot_llm.core.plan import Plan
@@ -31,7 +32,7 @@ from medrobot_llm.safety.gate import to_json, world_from_json
 
 __all__ = ["PlannerNode", "main", "planner_from_name"]
 
-NODE_NAME = "medrobot_planner"
+NODE_NAME = PLANNER.name
 
 
 def planner_from_name(name: str, llm_config: str = "") -> Planner:

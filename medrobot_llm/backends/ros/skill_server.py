@@ -34,6 +34,7 @@ from std_msgs.msg import Bool, String
 from medrobot_interfaces.action import ExecuteSkill
 from medrobot_interfaces.msg import SupervisorState
 
+from medrobot_llm.backends.ros.nodes import SKILL_SERVER
 from medrobot_llm.core.command_set import DOMAINS
 from medrobot_llm.backends.base import FailureKind, Feedback, FeedbackFn, StepResult
 from medrobot_llm.backends.ros.common import ACTION_EXECUTE, TOPIC_ESTOP, TOPIC_ROBOT_STATUS, TOPIC_STATE, latched_qos, reliable_qos, spin_node
@@ -50,7 +51,7 @@ from medrobot_llm.safety.gate import (
 
 __all__ = ["SkillServerNode", "main"]
 
-NODE_NAME = "medrobot_skill_server"
+NODE_NAME = SKILL_SERVER.name
 
 
 class SkillServerNode(Node):

@@ -36,6 +36,7 @@ from std_msgs.msg import Bool, Empty, String
 
 from medrobot_interfaces.msg import SupervisorState as StateMsg
 
+from medrobot_llm.backends.ros.nodes import SUPERVISOR
 from medrobot_llm.core.command_set import DOMAINS
 from medrobot_llm.safety import events as ev
 from medrobot_llm.safety.audit import AuditLog
@@ -49,7 +50,7 @@ from medrobot_llm.backends.ros.backend import RosSkillBackend
 
 __all__ = ["SupervisorNode", "main"]
 
-NODE_NAME = "medrobot_supervisor"
+NODE_NAME = SUPERVISOR.name
 #: records after which the state message changes (feedback only moves the telemetry)
 _STATE_EVENTS = (ev.StateEvent, ev.QuestionEvent, ev.StepSentEvent, ev.StepResultEvent, ev.RunEvent, ev.RunEndEvent,
                  ev.ConfirmationEvent, ev.EstopEvent, ev.ValidationEvent, ev.StepRejectedEvent)

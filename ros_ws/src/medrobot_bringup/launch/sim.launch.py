@@ -2,7 +2,8 @@
 
     ros2 launch medrobot_bringup sim.launch.py domain:=ultrasound
 
-Same nodes and the same parameters file as `medrobot bringup --domain ultrasound` (the wheels-only way).
+Same nodes (medrobot_llm.backends.ros.nodes) and the same parameters file as `medrobot bringup --domain
+ultrasound` (the wheels-only way).
 DDS discovery stays on this machine unless ROS_AUTOMATIC_DISCOVERY_RANGE is already set.
 """
 
@@ -14,6 +15,9 @@ from launch.actions import DeclareLaunchArgument, SetEnvironmentVariable
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
+from medrobot_llm.backends.ros.nodes import NODES, SKILL_SERVER
+from medrobot_llm.cli.options import domain_names
+
 
 def generate_launch_description():
     share = get_package_share_directory("medrobot_bringup")
@@ -21,15 +25,15 @@ def generate_launch_description():
     params = LaunchConfiguration("params_file")
     gui = LaunchConfiguration("gui")
     actions = [
-        DeclareLaunchArgument("domain", default_value="ultrasound", description="surgery, ultrasound or xray"),
+        DeclareLaunchArgument("domain", default_value="ultrasound", description=domain_names()),
         DeclareLaunchArgument("params_file", default_value=os.path.join(share, "config", "medrobot.yaml"),
                               description="the parameters file (also read by `medrobot bringup`)"),
         DeclareLaunchArgument("gui", default_value="false", description="open the PyBullet window"),
     ]
     if not os.environ.get("ROS_AUTOMATIC_DISCOVERY_RANGE"):
         actions.append(SetEnvironmentVariable("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST"))
-    for name, extra in (("medrobot_skill_server", {"gui": gui}), ("medrobot_supervisor", {}),
-                        ("medrobot_planner", {})):
-        actions.append(Node(package="medrobot_bringup", executable=name, name=name, output="screen",
-                            parameters=[params, {"domain": domain, **extra}]))
+    extra = {SKILL_SERVER.name: {"gui": gui}}
+    for node in NODES:
+        actions.append(Node(package="medrobot_bringup", executable=node.name, name=node.name, output="screen",
+                            parameters=[params, {"domain": domain, **extra.get(node.name, {})}]))
     return LaunchDescription(actions)
