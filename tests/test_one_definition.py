@@ -200,3 +200,42 @@ def test_node_names_are_spelled_only_by_the_table() -> None:
     found = [_where(path, node) for path, tree in _modules() if path != home
              for node in _strings(tree) if spelled.search(node.value)]
     assert not found, f"node names spelled outside backends/ros/nodes.py: {found}"
+
+
+# -- conditions and effects: parsed once, at load, into the command-set models --------------------------------
+
+def test_conditions_and_effects_are_parsed_at_load() -> None:
+    from medrobot_llm.core.command_set import Condition, Effect, load_command_set
+
+    surgery = load_command_set("surgery")
+    handover = surgery.skills["handover"]
+    assert all(isinstance(c, Condition) for c in handover.preconditions)
+    assert all(isinstance(e, Effect) for e in handover.effects)
+    first = handover.preconditions[0]
+    assert (first.fact, first.op, first.value, str(first)) == ("holding[{from_arm}]", "==", "{object}",
+                                                               "holding[{from_arm}] == {object}")
+    assert first.arguments == ("from_arm", "object") and first.fact_arguments == ("from_arm",)
+    release = surgery.skills["release"]
+    assert release.effects[0].instances(surgery, release, {"arm": "all"}) == [
+        ("holding[psm1]", "none"), ("holding[psm2]", "none")]
+
+
+def test_nothing_else_parses_a_condition() -> None:
+    from medrobot_llm.core import command_set
+
+    home = Path(inspect.getsourcefile(command_set) or "").resolve()
+    found = []
+    for path, tree in _modules():
+        if path == home:
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "split" \
+                    and node.args and isinstance(node.args[0], ast.Constant) and node.args[0].value in ("=", "==", "!="):
+                found.append(_where(path, node))
+            if isinstance(node, ast.ImportFrom) and any(a.name in ("_CONDITION", "_EFFECT", "_expand")
+                                                        for a in node.names):
+                found.append(_where(path, node))
+        for node in _strings(tree):
+            if "(?P<op>" in node.value or "==|!=" in node.value:
+                found.append(_where(path, node))
+    assert not found, f"conditions or effects parsed outside core/command_set.py: {found}"

@@ -13,7 +13,6 @@ that the control loop is blocked and nothing can change until the test acts.
 from __future__ import annotations
 
 import itertools
-import re
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -33,7 +32,7 @@ from medrobot_llm.backends.base import (
 from medrobot_llm.core.clock import Clock, ManualClock
 from medrobot_llm.core.plan import Step
 from medrobot_llm.core.command_set import CommandSet, FactSpec, Hazard, load_command_set
-from medrobot_llm.core.validator import _CONDITION, _EFFECT, WorldState, _Checker, _expand
+from medrobot_llm.core.validator import WorldState, apply_step
 
 __all__ = [
     "HaltRecord",
@@ -153,18 +152,15 @@ def initial_facts(domain: str) -> dict[str, Any]:
     specs_by_name = {name.split("[", 1)[0]: spec for name, spec in cs.facts.items()}
     facts: dict[str, Any] = {}
     for skill in cs.skills.values():
-        for text in (*skill.preconditions, *skill.effects):
-            m = _CONDITION.match(text) or _EFFECT.match(text)
-            if m is None:
-                continue
-            template = m["key"]
-            names = re.findall(r"\{([a-z_]+)\}", template)
+        for rule in (*skill.preconditions, *skill.effects):
+            names = rule.fact_arguments
             specs = [skill.args.get(n) for n in names]
             if any(s is None or s.type != "enum" for s in specs):
                 continue
             choices = [cs.allowed_values(s) for s in specs if s is not None]
             for combo in itertools.product(*choices):
-                for key in _expand(template, dict(zip(names, combo, strict=True)), cs, skill):
+                for binding in cs.bindings(skill, names, dict(zip(names, combo, strict=True))):
+                    key = rule.fact.format(**binding) if binding else rule.fact
                     facts.setdefault(key, _default_value(specs_by_name.get(key.split("[", 1)[0])))
     facts.update(cs.always_known)
     return facts
@@ -177,7 +173,7 @@ def apply_effects(domain: str, step: Step, world: WorldState) -> WorldState:
     out = world.copy()
     if skill is None:
         return out
-    _Checker(cs).facts(0, skill, step.args, out, [])
+    apply_step(cs, skill, step.args, out)
     out.excluded.clear()
     out.origin.clear()
     return out

@@ -10,12 +10,15 @@ from __future__ import annotations
 import functools
 import os
 import re
+from collections.abc import Mapping
+from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 from typing import Any, Literal, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, GetCoreSchemaHandler, ValidationError, field_validator, model_validator
+from pydantic_core import core_schema
 from medrobot_llm.core.paths import PACKAGE_DIR, data_dir
 
 __all__ = [
@@ -23,6 +26,8 @@ __all__ = [
     "Domain",
     "ArgSpec",
     "CommandSet",
+    "Condition",
+    "Effect",
     "Entity",
     "EntityValue",
     "Hazard",
@@ -39,6 +44,75 @@ DOMAINS: tuple[str, ...] = get_args(Domain)
 
 _CONDITION = re.compile(r"^\s*(?P<key>[a-z_]+(\[[^\]]+\])?)\s*(?P<op>==|!=)\s*(?P<value>\S+)\s*$")
 _EFFECT = re.compile(r"^\s*(?P<key>[a-z_]+(\[[^\]]+\])?)\s*=\s*(?P<value>\S+)\s*$")
+_PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
+
+
+def _literal(text: str) -> Any:
+    return {"true": True, "false": False}.get(text, text)
+
+
+def _fill(template: str, binding: Mapping[str, Any]) -> str:
+    return template.format(**binding) if binding else template
+
+
+@dataclass(frozen=True)
+class _FactRule:
+    """``fact <op> value`` from a skill file, parsed once at load; either side may name arguments (``{arm}``)."""
+
+    fact: str
+    value: str
+    text: str
+
+    def __str__(self) -> str:
+        return self.text
+
+    @property
+    def arguments(self) -> tuple[str, ...]:
+        """The arguments named in the rule, fact first, in order (a name used twice appears twice)."""
+        return (*_PLACEHOLDER.findall(self.fact), *_PLACEHOLDER.findall(self.value))
+
+    @property
+    def fact_arguments(self) -> tuple[str, ...]:
+        return tuple(_PLACEHOLDER.findall(self.fact))
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
+        return core_schema.is_instance_schema(cls)
+
+
+@dataclass(frozen=True)
+class Condition(_FactRule):
+    """A precondition: ``fact == value`` or ``fact != value``."""
+
+    op: Literal["==", "!="] = "=="
+
+    @classmethod
+    def parse(cls, text: str) -> Condition:
+        m = _CONDITION.match(text)
+        if m is None:
+            raise ValueError(f"precondition {text!r} is not of the form `fact == value` or `fact != value`")
+        return cls(fact=m["key"], value=m["value"], text=text, op="==" if m["op"] == "==" else "!=")
+
+    def instances(self, cs: CommandSet, skill: SkillSpec, args: Mapping[str, Any]) -> list[tuple[str, str, Any]]:
+        """(fact, op, value) with the step's arguments filled in, one per arm an ``all`` stands for."""
+        return [(_fill(self.fact, b), self.op, _literal(_fill(self.value, b)))
+                for b in cs.bindings(skill, self.arguments, args)]
+
+
+@dataclass(frozen=True)
+class Effect(_FactRule):
+    """An effect: ``fact = value``, true once the skill succeeded."""
+
+    @classmethod
+    def parse(cls, text: str) -> Effect:
+        m = _EFFECT.match(text)
+        if m is None:
+            raise ValueError(f"effect {text!r} is not of the form `fact = value`")
+        return cls(fact=m["key"], value=m["value"], text=text)
+
+    def instances(self, cs: CommandSet, skill: SkillSpec, args: Mapping[str, Any]) -> list[tuple[str, Any]]:
+        """(fact, value) with the step's arguments filled in, one per arm an ``all`` stands for."""
+        return [(_fill(self.fact, b), _literal(_fill(self.value, b))) for b in cs.bindings(skill, self.arguments, args)]
 
 
 class SkillFileError(ValueError):
@@ -141,29 +215,23 @@ class SkillSpec(_Strict):
     hazard: Hazard
     synonyms: tuple[str, ...] = ()
     args: dict[str, ArgSpec] = Field(default_factory=dict)
-    preconditions: tuple[str, ...] = ()
-    effects: tuple[str, ...] = ()
+    preconditions: tuple[Condition, ...] = ()
+    effects: tuple[Effect, ...] = ()
     at_least_one: tuple[str, ...] = ()
     one_of: tuple[tuple[str, ...], ...] = ()
     distinct: tuple[tuple[str, ...], ...] = ()
     #: phrases that imply argument values ("longitudinal view" -> angle_deg 90)
     implied: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
-    @field_validator("preconditions")
+    @field_validator("preconditions", mode="before")
     @classmethod
-    def _conditions(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        for c in v:
-            if not _CONDITION.match(c):
-                raise ValueError(f"precondition {c!r} is not of the form `fact == value` or `fact != value`")
-        return v
+    def _conditions(cls, v: Any) -> Any:
+        return tuple(Condition.parse(c) if isinstance(c, str) else c for c in v) if isinstance(v, (list, tuple)) else v
 
-    @field_validator("effects")
+    @field_validator("effects", mode="before")
     @classmethod
-    def _effects(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        for e in v:
-            if not _EFFECT.match(e):
-                raise ValueError(f"effect {e!r} is not of the form `fact = value`")
-        return v
+    def _effects(cls, v: Any) -> Any:
+        return tuple(Effect.parse(e) if isinstance(e, str) else e for e in v) if isinstance(v, (list, tuple)) else v
 
 
 class TaskSpec(_Strict):
@@ -263,6 +331,21 @@ class CommandSet(_Strict):
 
     def skill(self, name: str) -> SkillSpec | None:
         return self.skills.get(name)
+
+    def bindings(self, skill: SkillSpec, names: tuple[str, ...], args: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """Values for the arguments ``names`` a condition or effect names: one binding, or one per arm when
+        a value stands for several (``all`` expands to each arm)."""
+        options: list[dict[str, Any]] = [{}]
+        for name in names:
+            value = args.get(name)
+            spec = skill.args.get(name)
+            expanded: tuple[Any, ...] = (value,)
+            if spec is not None and isinstance(value, str):
+                ev = self.entity_value(value, spec)
+                if ev is not None and ev.expands_to:
+                    expanded = ev.expands_to
+            options = [dict(o, **{name: e}) for o in options for e in expanded]
+        return options
 
     @property
     def hazardous_skills(self) -> frozenset[str]:

@@ -43,8 +43,8 @@ def _skill_schema(cs: CommandSet, skill: SkillSpec) -> dict[str, Any]:
         "description": skill.summary,
         "x-hazard": skill.hazard.value,
         "x-needs-confirmation": skill.hazard.needs_confirmation,
-        "x-preconditions": list(skill.preconditions),
-        "x-effects": list(skill.effects),
+        "x-preconditions": [str(c) for c in skill.preconditions],
+        "x-effects": [str(e) for e in skill.effects],
         "properties": {
             "skill": {"const": skill.name},
             "args": {"type": "object", "properties": props, "required": required, "additionalProperties": False},
@@ -111,8 +111,8 @@ def command_table(domain: str, markdown: bool = False) -> str:
     rows = []
     for name, skill in cs.skills.items():
         args = "; ".join(_describe_arg(cs, a, s) for a, s in skill.args.items()) or "—"
-        pre = ", ".join(skill.preconditions) or "—"
-        post = ", ".join(skill.effects) or "—"
+        pre = ", ".join(map(str, skill.preconditions)) or "—"
+        post = ", ".join(map(str, skill.effects)) or "—"
         rows.append((name, args, skill.hazard.value, pre, post))
     if markdown:
         lines = [f"**{cs.title}** — {cs.description}", "",

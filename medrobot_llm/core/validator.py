@@ -8,7 +8,6 @@ supervisor) or the unknown state, where only what the plan itself establishes ca
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -111,35 +110,12 @@ class WorldState:
         return {"known": self.known, "facts": dict(self.facts)}
 
 
-_CONDITION = re.compile(r"^\s*(?P<key>[a-z_]+(\[[^\]]+\])?)\s*(?P<op>==|!=)\s*(?P<value>\S+)\s*$")
-_EFFECT = re.compile(r"^\s*(?P<key>[a-z_]+(\[[^\]]+\])?)\s*=\s*(?P<value>\S+)\s*$")
-
-
-def _literal(text: str) -> Any:
-    return {"true": True, "false": False}.get(text, text)
-
-
 def _show(v: Any) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, float) and v.is_integer():
         return str(int(v))
     return str(v)
-
-
-def _expand(template: str, args: Mapping[str, Any], cs: CommandSet, skill: SkillSpec) -> list[str]:
-    """Fill ``{arg}`` placeholders; an ``all`` value expands to each arm it stands for."""
-    options: list[dict[str, Any]] = [{}]
-    for name in re.findall(r"\{([a-z_]+)\}", template):
-        value = args.get(name)
-        spec = skill.args.get(name)
-        expanded: tuple[Any, ...] = (value,)
-        if spec is not None and isinstance(value, str):
-            ev = cs.entity_value(value, spec)
-            if ev is not None and ev.expands_to:
-                expanded = ev.expands_to
-        options = [dict(o, **{name: e}) for o in options for e in expanded]
-    return [template.format(**o) if o else template for o in options]
 
 
 class _Checker:
@@ -366,12 +342,7 @@ class _Checker:
     def facts(self, i: int, skill: SkillSpec, args: Mapping[str, Any], world: WorldState, issues: list[Issue]) -> None:
         cs = self.cs
         for cond in skill.preconditions:
-            m = _CONDITION.match(cond)
-            assert m is not None
-            for filled in _expand(f"{m['key']} {m['op']} {m['value']}", args, cs, skill):
-                m2 = _CONDITION.match(filled)
-                assert m2 is not None
-                key, op, want = m2["key"], m2["op"], _literal(m2["value"])
+            for key, op, want in cond.instances(cs, skill, args):
                 have = world.facts.get(key, _MISSING)
                 if have is _MISSING:
                     if world.known:
@@ -395,14 +366,10 @@ class _Checker:
                     issues.append(Issue(Reason.PRECONDITION, f"needs {what}, but it is {_show(have)} ({origin})",
                                         i, skill.name))
         for eff in skill.effects:
-            m = _EFFECT.match(eff)
-            assert m is not None
-            for filled in _expand(f"{m['key']} = {m['value']}", args, cs, skill):
-                m2 = _EFFECT.match(filled)
-                assert m2 is not None
-                world.facts[m2["key"]] = _literal(m2["value"])
-                world.excluded.pop(m2["key"], None)
-                world.origin[m2["key"]] = f"as set by step {i + 1}, {skill.name}"
+            for key, value in eff.instances(cs, skill, args):
+                world.facts[key] = value
+                world.excluded.pop(key, None)
+                world.origin[key] = f"as set by step {i + 1}, {skill.name}"
 
 
 def check_steps(domain: str, steps: Any, world: WorldState | None = None) -> tuple[list[Step], list[int]]:
@@ -480,25 +447,12 @@ def _question(exc: PlanValidationError) -> str:
 
 def conditions_of(cs: CommandSet, skill: SkillSpec, args: Mapping[str, Any]) -> list[tuple[str, str, Any]]:
     """A skill's preconditions with its arguments filled in: (fact, "==" | "!=", value)."""
-    out = []
-    for cond in skill.preconditions:
-        m = _CONDITION.match(cond)
-        assert m is not None
-        for filled in _expand(f"{m['key']} {m['op']} {m['value']}", args, cs, skill):
-            m2 = _CONDITION.match(filled)
-            assert m2 is not None
-            out.append((m2["key"], m2["op"], _literal(m2["value"])))
-    return out
+    return [inst for cond in skill.preconditions for inst in cond.instances(cs, skill, args)]
 
 
 def effect_templates(skill: SkillSpec) -> list[tuple[str, str]]:
     """A skill's effects as (fact template, value template), placeholders unfilled."""
-    out = []
-    for eff in skill.effects:
-        m = _EFFECT.match(eff)
-        assert m is not None
-        out.append((m["key"], m["value"]))
-    return out
+    return [(eff.fact, eff.value) for eff in skill.effects]
 
 
 def apply_step(cs: CommandSet, skill: SkillSpec, args: Mapping[str, Any], world: WorldState) -> list[Issue]:

@@ -265,13 +265,12 @@ def _exposures_asked(domain: str, words: Sequence[str], cap: int) -> tuple[int, 
 
 def _views(cs: CommandSet, steps: Sequence[Step]) -> int:
     """Steps that establish what an exposure needs (the X-ray view): each may take its own exposure."""
-    needed = {cond.split("==")[0].strip() for name in cs.radiation_skills
-              for cond in cs.skills[name].preconditions if "==" in cond}
+    needed = {cond.fact for name in cs.radiation_skills for cond in cs.skills[name].preconditions if cond.op == "=="}
     count = 0
     for step in steps:
         spec = cs.skill(step.skill)
         if spec is not None and spec.hazard is not Hazard.RADIATION and \
-                any(eff.split("=")[0].strip() in needed for eff in spec.effects):
+                any(eff.fact in needed for eff in spec.effects):
             count += 1
     return count
 

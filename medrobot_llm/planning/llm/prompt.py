@@ -125,9 +125,9 @@ def _command_set_section(cs: CommandSet) -> str:
         if skill.one_of:
             line += " Give exactly one option."
         if skill.preconditions:
-            line += f" Needs: {', '.join(skill.preconditions)}."
+            line += f" Needs: {', '.join(map(str, skill.preconditions))}."
         if skill.effects:
-            line += f" Then: {', '.join(skill.effects)}."
+            line += f" Then: {', '.join(map(str, skill.effects))}."
         if skill.implied:
             line += " Implied: " + "; ".join(f'"{k}" = {json.dumps(v)}' for k, v in skill.implied.items()) + "."
         if said:

@@ -302,8 +302,8 @@ class StepBuilder(Stage):
 
 def _establishes(spec: SkillSpec, other: SkillSpec) -> bool:
     """Whether ``spec`` sets a fact that ``other`` needs (a view before a shot)."""
-    made = {e.split("=")[0].strip() for e in spec.effects}
-    return any(c.split("==")[0].split("!=")[0].strip() in made for c in other.preconditions)
+    made = {e.fact for e in spec.effects}
+    return any(c.fact in made for c in other.preconditions)
 
 
 @functools.cache
