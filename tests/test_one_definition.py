@@ -239,3 +239,43 @@ def test_nothing_else_parses_a_condition() -> None:
             if "(?P<op>" in node.value or "==|!=" in node.value:
                 found.append(_where(path, node))
     assert not found, f"conditions or effects parsed outside core/command_set.py: {found}"
+
+
+# -- arms: from the command set's arm entity ---------------------------------------------------------------------
+
+def test_arms_come_from_the_arm_entity() -> None:
+    from medrobot_llm.core.command_set import load_command_set
+    from medrobot_llm.core.plan import Step
+    from medrobot_llm.safety.gate import arms_of
+
+    surgery, ultrasound = load_command_set("surgery"), load_command_set("ultrasound")
+    assert surgery.arms == ("psm1", "psm2") and ultrasound.arms == ()
+    assert arms_of(surgery, Step(skill="home", args={"arm": "all"})) == {"psm1", "psm2"}
+    assert arms_of(surgery, Step(skill="release", args={"arm": "psm2"})) == {"psm2"}
+    assert arms_of(surgery, Step(skill="handover", args={"from_arm": "psm1", "to_arm": "psm2",
+                                                         "object": "needle"})) == {"psm1", "psm2"}
+    assert arms_of(surgery, Step(skill="locate", args={"object": "needle"})) == {"psm1", "psm2"}
+    assert arms_of(ultrasound, Step(skill="capture", args={})) == {"arm"}
+
+
+def test_arm_values_are_not_compared_or_listed_in_python() -> None:
+    """``x == "all"`` or ``["psm1", "psm2"]`` in Python would go stale when the skill file changes its arms.
+    Hand-written example plans (the bench suite's expectations, the README pictures) may name arms; the
+    surgery scene's own constants belong to the scene work (issue 14) and are not checked here."""
+    from medrobot_llm.core.command_set import ARM_ENTITY, load_command_set
+
+    values = set(load_command_set("surgery").entities[ARM_ENTITY].values)
+    skip = {PACKAGE / "backends" / "sim" / "surgery.py"}
+    found = []
+    for path, tree in _modules():
+        if path in skip:
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Compare):
+                operands = [node.left, *node.comparators]
+                if any(isinstance(o, ast.Constant) and o.value in values for o in operands):
+                    found.append(_where(path, node))
+            if isinstance(node, (ast.Tuple, ast.List, ast.Set)) and len(node.elts) > 1 and all(
+                    isinstance(e, ast.Constant) and e.value in values for e in node.elts):
+                found.append(_where(path, node))
+    assert not found, f"arm values spelled in Python (read the command set's arms): {found}"

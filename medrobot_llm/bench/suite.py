@@ -417,7 +417,7 @@ def _arm_phrase(cs: CommandSet, arm: str, k: int) -> str:
 
 def _surgery(b: _Builder) -> None:
     cs = load_command_set("surgery")
-    arms = ["psm1", "psm2"]
+    arms = list(cs.arms)
     lifts = ["lift the needle {h} with {arm}", "pick up the needle with {arm} and raise it {h}",
              "grab the needle using {arm}, then lift it by {h}", "with {arm}, grasp the needle and lift it {h}",
              "needle lift: {arm} lifts the needle {h}", "take the needle with {arm} and lift it up {h}"]

@@ -22,6 +22,7 @@ from pydantic_core import core_schema
 from medrobot_llm.core.paths import PACKAGE_DIR, data_dir
 
 __all__ = [
+    "ARM_ENTITY",
     "DOMAINS",
     "Domain",
     "ArgSpec",
@@ -41,6 +42,8 @@ __all__ = [
 #: the robots there is a skill file for; the type checks a skill file's `domain`, the tuple everything else
 Domain = Literal["surgery", "ultrasound", "xray"]
 DOMAINS: tuple[str, ...] = get_args(Domain)
+#: the entity whose values are the robot's arms (a domain without it has one, unnamed, arm)
+ARM_ENTITY = "arm"
 
 _CONDITION = re.compile(r"^\s*(?P<key>[a-z_]+(\[[^\]]+\])?)\s*(?P<op>==|!=)\s*(?P<value>\S+)\s*$")
 _EFFECT = re.compile(r"^\s*(?P<key>[a-z_]+(\[[^\]]+\])?)\s*=\s*(?P<value>\S+)\s*$")
@@ -346,6 +349,24 @@ class CommandSet(_Strict):
                     expanded = ev.expands_to
             options = [dict(o, **{name: e}) for o in options for e in expanded]
         return options
+
+    @property
+    def arms(self) -> tuple[str, ...]:
+        """The robot's named arms: the arm entity's values that stand for one arm (``all`` stands for several)."""
+        entity = self.entities.get(ARM_ENTITY)
+        if entity is None:
+            return ()
+        return tuple(name for name, value in entity.values.items() if not value.expands_to)
+
+    def arms_named(self, skill: SkillSpec, args: Mapping[str, Any]) -> frozenset[str]:
+        """The arms a step's arguments name, ``all`` expanded to each arm it stands for."""
+        out: set[str] = set()
+        for name, spec in skill.args.items():
+            value = args.get(name)
+            if ARM_ENTITY in spec.entities and isinstance(value, str):
+                ev = self.entity_value(value, spec)
+                out.update(ev.expands_to if ev is not None and ev.expands_to else (value,))
+        return frozenset(out)
 
     @property
     def hazardous_skills(self) -> frozenset[str]:

@@ -30,7 +30,7 @@ from medrobot_llm.core.clock import Clock
 from medrobot_llm.core.jsonable import jsonable
 from medrobot_llm.core.plan import Step
 from medrobot_llm.core.reasons import Reason
-from medrobot_llm.core.command_set import DOMAINS
+from medrobot_llm.core.command_set import ARM_ENTITY, DOMAINS, CommandSet, load_command_set
 from medrobot_llm.safety.supervisor import LATCHED, SupervisorState
 from medrobot_llm.core.validator import PlanValidationError, WorldState, check_steps
 
@@ -171,14 +171,12 @@ def halts_on_state(previous: FollowedState | None, state: str, session: str, sta
     return entered and stamp_ns > released_ns
 
 
-def arms_of(step: Step, all_arms: tuple[str, ...]) -> frozenset[str]:
-    """The arms a step moves; a robot without named arms has one, ``arm``. ``all`` means every arm."""
-    named = [v for k, v in step.args.items() if k in ("arm", "from_arm", "to_arm") and isinstance(v, str)]
-    if not named:
-        return frozenset({"arm"}) if not all_arms else frozenset(all_arms)
-    if "all" in named:
-        return frozenset(all_arms) if all_arms else frozenset({"arm"})
-    return frozenset(named)
+def arms_of(cs: CommandSet, step: Step) -> frozenset[str]:
+    """The arms a step moves: those its arguments name, else every arm; a robot without named arms has one,
+    called after the entity."""
+    skill = cs.skill(step.skill)
+    named = cs.arms_named(skill, step.args) if skill is not None else frozenset()
+    return named or frozenset(cs.arms) or frozenset({ARM_ENTITY})
 
 
 @dataclass
@@ -220,18 +218,9 @@ class SkillServerCore:
         self._followed: FollowedState | None = None
         self._active: dict[str, Admitted] = {}
         self._done: set[tuple[str, int]] = set()
-        self._all_arms = self._arms_of_domain()
         self.halt_reason = ""
         self.halted_at: float | None = None
         self.refusals = 0
-
-    def _arms_of_domain(self) -> tuple[str, ...]:
-        from medrobot_llm.core.command_set import load_command_set
-
-        entity = load_command_set(self.domain).entities.get("arm")
-        if entity is None:
-            return ()
-        return tuple(name for name, value in entity.values.items() if not value.expands_to)
 
     # ---------------------------------------------------------------- the followed supervisor
     @property
@@ -312,7 +301,7 @@ class SkillServerCore:
             raise Refusal(kind, f"refused {goal.describe()}: {exc.sentence()}", exc.code) from None
         checked = steps[0]
         key = (goal.plan_id, goal.step_index)
-        arms = arms_of(checked, self._all_arms)
+        arms = arms_of(load_command_set(self.domain), checked)
         with self._lock:
             if key in self._done:
                 raise Refusal(FailureKind.INVALID, f"refused {goal.describe()}: that step already ran to success; "
