@@ -163,7 +163,8 @@ def test_the_launch_file_starts_the_node_table(monkeypatch: pytest.MonkeyPatch) 
         pass
 
     fakes = {
-        "ament_index_python": {}, "ament_index_python.packages": {"get_package_share_directory": lambda p: f"/share/{p}"},
+        "ament_index_python": {},
+        "ament_index_python.packages": {"get_package_share_directory": lambda p: f"/share/{p}"},
         "launch": {"LaunchDescription": Recorded},
         "launch.actions": {"DeclareLaunchArgument": DeclareLaunchArgument, "SetEnvironmentVariable": Recorded},
         "launch.substitutions": {"LaunchConfiguration": lambda name: f"$({name})"},
@@ -230,7 +231,8 @@ def test_nothing_else_parses_a_condition() -> None:
             continue
         for node in ast.walk(tree):
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "split" \
-                    and node.args and isinstance(node.args[0], ast.Constant) and node.args[0].value in ("=", "==", "!="):
+                    and node.args and isinstance(node.args[0], ast.Constant) \
+                    and node.args[0].value in ("=", "==", "!="):
                 found.append(_where(path, node))
             if isinstance(node, ast.ImportFrom) and any(a.name in ("_CONDITION", "_EFFECT", "_expand")
                                                         for a in node.names):
@@ -279,3 +281,70 @@ def test_arm_values_are_not_compared_or_listed_in_python() -> None:
                     isinstance(e, ast.Constant) and e.value in values for e in node.elts):
                 found.append(_where(path, node))
     assert not found, f"arm values spelled in Python (read the command set's arms): {found}"
+
+
+# -- JSON Schema: one builder (core/schema.py); the LLM's wire shapes derive from it ------------------------------
+
+def test_the_llm_wire_schema_is_the_core_schema() -> None:
+    from medrobot_llm.core import schema as core
+    from medrobot_llm.core.command_set import load_command_set
+    from medrobot_llm.planning.llm import schema as wire
+
+    checked = 0
+    for domain in DOMAINS:
+        cs = load_command_set(domain)
+        for skill in cs.skills.values():
+            for name, spec in skill.args.items():
+                ours, theirs = core.arg_schema(cs, spec), wire.arg_schema(cs, skill, name)
+                assert theirs["type"] == [ours["type"], "null"]
+                if "enum" in ours:
+                    assert theirs["enum"] == [*ours["enum"], None]
+                for key in ("minimum", "maximum", "maxLength", "minItems", "maxItems", "items"):
+                    if key in ours:
+                        assert theirs[key] == ours[key], (domain, skill.name, name, key)
+                if spec.type == "number":
+                    assert (theirs["minimum"], theirs["maximum"]) == core.number_bounds(cs, skill, spec)
+                checked += 1
+    assert checked
+
+
+def test_a_range_taken_from_another_argument_is_the_validators() -> None:
+    """The core schema states no bounds for it, the wire schema the union: the validator's per-axis range is
+    the truth, and every value it accepts lies inside the union."""
+    from medrobot_llm.core import schema as core
+    from medrobot_llm.core.command_set import load_command_set
+    from medrobot_llm.core.validator import PlanValidationError, WorldState, check_steps
+    from medrobot_llm.planning.llm import schema as wire
+
+    cs = load_command_set("xray")
+    adjust = cs.skills["adjust"]
+    assert "minimum" not in core.arg_schema(cs, adjust.args["amount"])
+    lo, hi = core.number_bounds(cs, adjust, adjust.args["amount"])
+    theirs = wire.arg_schema(cs, adjust, "amount")
+    assert (theirs["minimum"], theirs["maximum"]) == (lo, hi)
+    world = {"view_set": True}
+    for axis in cs.allowed_values(adjust.args["axis"]):
+        ev = cs.entities["axis"].values[axis]
+        assert ev.min is not None and ev.max is not None and lo <= ev.min and ev.max <= hi
+        check_steps("xray", [{"skill": "adjust", "args": {"axis": axis, "amount": ev.max}}], WorldState(world, True))
+        if ev.max < hi:
+            with pytest.raises(PlanValidationError):
+                check_steps("xray", [{"skill": "adjust", "args": {"axis": axis, "amount": hi}}],
+                            WorldState(world, True))
+
+
+def test_json_schema_is_built_only_in_core() -> None:
+    from medrobot_llm.core import schema
+
+    home = Path(inspect.getsourcefile(schema) or "").resolve()
+    keys = {"minItems", "maxLength", "x-unit", "x-hazard"}  # maxItems also bounds the LLM answer's step list
+    found = []
+    for path, tree in _modules():
+        if path == home:
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Dict) and any(isinstance(k, ast.Constant) and k.value in keys for k in node.keys):
+                found.append(_where(path, node))
+            if isinstance(node, ast.Call) and any(k.arg in keys for k in node.keywords):
+                found.append(_where(path, node))
+    assert not found, f"JSON Schema built outside core/schema.py: {found}"

@@ -22,7 +22,8 @@ def register(sub: Any) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from medrobot_llm.core.docs import command_table, json_schema
+    from medrobot_llm.core.docs import command_table
+    from medrobot_llm.core.schema import json_schema
     from medrobot_llm.core.command_set import DOMAINS, SkillFileError
 
     if args.domain not in DOMAINS:

@@ -1,4 +1,4 @@
-"""Documentation generated from ``skills/``: JSON Schema for scripts, tables for people and the README.
+"""Documentation generated from ``skills/``: tables for people and the README (JSON Schema: ``core.schema``).
 
 Nothing here restates a skill, range or hazard: it is all read from the command set, so the docs cannot
 drift from what the validator enforces.
@@ -8,64 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from medrobot_llm.core.command_set import ArgSpec, CommandSet, SkillSpec, load_command_set
+from medrobot_llm.core.command_set import ArgSpec, CommandSet, load_command_set
+from medrobot_llm.core.schema import arg_schema, json_schema
 
 __all__ = ["arg_schema", "command_table", "json_schema", "readme_tables"]
-
-
-def arg_schema(cs: CommandSet, spec: ArgSpec) -> dict[str, Any]:
-    """JSON Schema of one argument, with its enum or range and its unit."""
-    out: dict[str, Any] = {"description": spec.summary} if spec.summary else {}
-    if spec.type == "enum":
-        out.update(type="string", enum=list(cs.allowed_values(spec)))
-    elif spec.type == "number":
-        out["type"] = "number"
-        if spec.range_from is None:
-            out.update(minimum=spec.min, maximum=spec.max)
-        if spec.unit:
-            out["x-unit"] = spec.unit
-    elif spec.type == "vector3":
-        out.update(type="array", minItems=3, maxItems=3,
-                   items={"type": "number", "minimum": spec.min, "maximum": spec.max})
-        out["x-unit"] = spec.unit
-    else:
-        out.update(type="string", maxLength=spec.max_length)
-    if spec.default is not None:
-        out["default"] = list(spec.default) if isinstance(spec.default, tuple) else spec.default
-    return out
-
-
-def _skill_schema(cs: CommandSet, skill: SkillSpec) -> dict[str, Any]:
-    props = {a: arg_schema(cs, s) for a, s in skill.args.items()}
-    required = [a for a, s in skill.args.items() if s.required and s.default is None and not s.values_from]
-    return {
-        "type": "object",
-        "description": skill.summary,
-        "x-hazard": skill.hazard.value,
-        "x-needs-confirmation": skill.hazard.needs_confirmation,
-        "x-preconditions": [str(c) for c in skill.preconditions],
-        "x-effects": [str(e) for e in skill.effects],
-        "properties": {
-            "skill": {"const": skill.name},
-            "args": {"type": "object", "properties": props, "required": required, "additionalProperties": False},
-        },
-        "required": ["skill", "args"],
-        "additionalProperties": False,
-    }
-
-
-def json_schema(domain: str) -> dict[str, Any]:
-    """The domain's plan steps as JSON Schema (one ``oneOf`` branch per skill)."""
-    cs = load_command_set(domain)
-    return {
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "title": f"medrobot_llm {cs.domain} command set v{cs.version}",
-        "description": cs.description,
-        "x-max-exposures": cs.max_exposures,
-        "$defs": {name: _skill_schema(cs, s) for name, s in cs.skills.items()},
-        "type": "object",
-        "properties": {"steps": {"type": "array", "items": {"oneOf": [{"$ref": f"#/$defs/{n}"} for n in cs.skills]}}},
-    }
 
 
 def _num(v: Any) -> str:

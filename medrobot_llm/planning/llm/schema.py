@@ -15,6 +15,8 @@ from typing import Any
 
 from medrobot_llm.core.plan import Control
 from medrobot_llm.core.command_set import ArgSpec, CommandSet, SkillSpec, load_command_set
+from medrobot_llm.core.schema import arg_schema as core_arg_schema
+from medrobot_llm.core.schema import number_bounds
 
 __all__ = [
     "CLARIFY_TOOL",
@@ -46,22 +48,19 @@ def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _number_range(cs: CommandSet, skill: SkillSpec, spec: ArgSpec) -> tuple[float, float, str]:
-    """The widest range the argument can take; a range that depends on another argument (the X-ray axis)
-    is given as the union here, each axis's own range in the description, and enforced by the validator."""
+def _range_text(cs: CommandSet, skill: SkillSpec, spec: ArgSpec) -> str:
+    """The range in words; a range that depends on another argument (the X-ray axis) is given per value here,
+    the union as the bounds, and enforced by the validator."""
     if spec.range_from:
         ref = skill.args[spec.range_from]
-        values = [cs.entity_value(v, ref) for v in cs.allowed_values(ref)]
-        lows = [ev.min for ev in values if ev is not None and ev.min is not None]
-        highs = [ev.max for ev in values if ev is not None and ev.max is not None]
         per = "; ".join(
             f"{name}: {_num(ev.min)}..{_num(ev.max)} {ev.unit or ''}".rstrip()
             for name in cs.allowed_values(ref)
             if (ev := cs.entity_value(name, ref)) is not None and ev.min is not None and ev.max is not None
         )
-        return min(lows), max(highs), f"range per {spec.range_from}: {per}"
+        return f"range per {spec.range_from}: {per}"
     assert spec.min is not None and spec.max is not None
-    return spec.min, spec.max, f"{_num(spec.min)}..{_num(spec.max)} {spec.unit or ''}".rstrip()
+    return f"{_num(spec.min)}..{_num(spec.max)} {spec.unit or ''}".rstrip()
 
 
 def _num(v: float) -> int | float:
@@ -81,37 +80,42 @@ def _describe(spec: ArgSpec, extra: str = "") -> str:
     return "; ".join(parts)
 
 
+#: the keys of the core schema a strict structured-output request carries, in the order it sends them
+_WIRE_KEYS = ("type", "enum", "items", "minimum", "maximum", "minItems", "maxItems", "maxLength")
+
+
+def _wire_numbers(schema: dict[str, Any]) -> dict[str, Any]:
+    out = {k: (_num(v) if k in ("minimum", "maximum") and v is not None else v) for k, v in schema.items()}
+    items = out.get("items")
+    if isinstance(items, dict):
+        out["items"] = _wire_numbers(items)
+    return out
+
+
 def arg_schema(cs: CommandSet, skill: SkillSpec, name: str) -> dict[str, Any]:
-    """One argument's schema: enums from the entities, ranges from the skill file."""
+    """One argument's wire schema, derived from the core schema (``core.schema.arg_schema``): its enum,
+    bounds and lengths; a description for the model instead of the unit and default (the validator fills
+    defaults: the model sends null); a number whose range depends on another argument bounded by the union of
+    its ranges, the narrowest bound the strict subset can state; and nullable."""
     spec = skill.args[name]
-    schema: dict[str, Any]
-    if spec.type == "enum":
-        allowed = list(cs.allowed_values(spec))
-        extra = ""
-        if spec.values_from:
-            other, attr = spec.values_from.split(".")
-            ref = skill.args[other]
-            per = [f"{v}: {'/'.join(choices)}" for v in cs.allowed_values(ref)
-                   if (ev := cs.entity_value(v, ref)) is not None and (choices := ev.attr(attr))]
-            extra = f"allowed per {other}: {', '.join(per)}" if per else ""
-        schema = {"type": "string", "enum": allowed}
-        schema["description"] = _describe(spec, extra)
+    core = core_arg_schema(cs, spec)
+    if spec.type == "number" and spec.range_from:
+        core["minimum"], core["maximum"] = number_bounds(cs, skill, spec)
+    schema = _wire_numbers({k: core[k] for k in _WIRE_KEYS if k in core})
+    extra = ""
+    if spec.type == "enum" and spec.values_from:
+        other, attr = spec.values_from.split(".")
+        ref = skill.args[other]
+        per = [f"{v}: {'/'.join(choices)}" for v in cs.allowed_values(ref)
+               if (ev := cs.entity_value(v, ref)) is not None and (choices := ev.attr(attr))]
+        extra = f"allowed per {other}: {', '.join(per)}" if per else ""
     elif spec.type == "number":
-        lo, hi, text = _number_range(cs, skill, spec)
-        schema = {"type": "number", "minimum": _num(lo), "maximum": _num(hi), "description": _describe(spec, text)}
+        extra = _range_text(cs, skill, spec)
     elif spec.type == "vector3":
-        assert spec.min is not None and spec.max is not None
-        schema = {
-            "type": "array",
-            "items": {"type": "number", "minimum": _num(spec.min), "maximum": _num(spec.max)},
-            "minItems": 3,
-            "maxItems": 3,
-            "description": _describe(spec, f"[x, y, z], each {_num(spec.min)}..{_num(spec.max)} {spec.unit}"),
-        }
-    else:
-        assert spec.max_length is not None
-        schema = {"type": "string", "maxLength": spec.max_length,
-                  "description": _describe(spec, f"at most {spec.max_length} characters")}
+        extra = f"[x, y, z], each {_num(schema['items']['minimum'])}..{_num(schema['items']['maximum'])} {spec.unit}"
+    elif spec.type == "text":
+        extra = f"at most {spec.max_length} characters"
+    schema["description"] = _describe(spec, extra)
     return _nullable(schema)
 
 
