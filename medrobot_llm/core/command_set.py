@@ -14,11 +14,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal, Self, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, GetCoreSchemaHandler, ValidationError, field_validator, model_validator
-from pydantic_core import core_schema
+from pydantic_core import PydanticCustomError, core_schema
 from medrobot_llm.core.paths import PACKAGE_DIR, data_dir
 
 __all__ = [
@@ -58,7 +58,7 @@ def _fill(template: str, binding: Mapping[str, Any]) -> str:
     return template.format(**binding) if binding else template
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class _FactRule:
     """``fact <op> value`` from a skill file, parsed once at load; either side may name arguments (``{arm}``)."""
 
@@ -79,18 +79,32 @@ class _FactRule:
         return tuple(_PLACEHOLDER.findall(self.fact))
 
     @classmethod
+    def parse(cls, text: str) -> Self:
+        """Read the rule's text; each kind has its own form (a ValueError names the text when it is not)."""
+        raise NotImplementedError
+
+    @classmethod
+    def _validate(cls, value: Any) -> Self:
+        if isinstance(value, cls):
+            return value
+        if isinstance(value, str):
+            return cls.parse(value)
+        raise PydanticCustomError("string_type", "Input should be a valid string")
+
+    @classmethod
     def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
-        return core_schema.is_instance_schema(cls)
+        """Skill files hold the rule as text; the model holds it parsed."""
+        return core_schema.no_info_plain_validator_function(cls._validate)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Condition(_FactRule):
     """A precondition: ``fact == value`` or ``fact != value``."""
 
-    op: Literal["==", "!="] = "=="
+    op: Literal["==", "!="]
 
     @classmethod
-    def parse(cls, text: str) -> Condition:
+    def parse(cls, text: str) -> Self:
         m = _CONDITION.match(text)
         if m is None:
             raise ValueError(f"precondition {text!r} is not of the form `fact == value` or `fact != value`")
@@ -102,12 +116,12 @@ class Condition(_FactRule):
                 for b in cs.bindings(skill, self.arguments, args)]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Effect(_FactRule):
     """An effect: ``fact = value``, true once the skill succeeded."""
 
     @classmethod
-    def parse(cls, text: str) -> Effect:
+    def parse(cls, text: str) -> Self:
         m = _EFFECT.match(text)
         if m is None:
             raise ValueError(f"effect {text!r} is not of the form `fact = value`")
@@ -226,6 +240,7 @@ class SkillSpec(_Strict):
     #: phrases that imply argument values ("longitudinal view" -> angle_deg 90)
     implied: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
+    # parsed here, over the whole list, so an error names the field as it always has (not the item's index)
     @field_validator("preconditions", mode="before")
     @classmethod
     def _conditions(cls, v: Any) -> Any:
