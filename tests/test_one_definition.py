@@ -83,9 +83,9 @@ def test_domains_are_listed_only_by_the_command_set() -> None:
                     isinstance(e, ast.Constant) and e.value in DOMAINS for e in node.elts):
                 found.append(_where(path, node))
         for node in _strings(tree):
-            if all(d in node.value for d in DOMAINS):
+            if all(d in node.value for d in DOMAINS) or node.value.startswith("unknown domain "):
                 found.append(_where(path, node))
-    assert not found, f"the domains listed outside core/command_set.py (import DOMAINS): {found}"
+    assert not found, f"the domains listed outside core/command_set.py (import DOMAINS, unknown_domain): {found}"
 
 
 @pytest.mark.parametrize("last", ["or", "and"])

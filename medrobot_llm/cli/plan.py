@@ -81,11 +81,10 @@ def _clean(text: str) -> tuple[str | None, str | None]:
 
 def plan_text(planner: Planner, domain: str, text: str) -> Plan:
     from medrobot_llm.core.plan import Plan
-    from medrobot_llm.core.command_set import DOMAINS
+    from medrobot_llm.core.command_set import DOMAINS, unknown_domain
 
     if domain not in DOMAINS:
-        return Plan.refused(str(domain)[:40], f"unknown domain {str(domain)[:40]!r}; choose one of: "
-                            f"{', '.join(DOMAINS)}", Reason.UNKNOWN_DOMAIN)
+        return Plan.refused(str(domain)[:40], unknown_domain(str(domain)[:40]), Reason.UNKNOWN_DOMAIN)
     clean, refusal = clean_command(text)
     if clean is None:
         assert refusal is not None
@@ -127,13 +126,13 @@ def _run(args: argparse.Namespace) -> int:
         print("medrobot plan: give the command TEXT, or --jsonl to read lines on stdin", file=sys.stderr)
         return 2
     from medrobot_llm.cli.options import domain_names
-    from medrobot_llm.core.command_set import DOMAINS
+    from medrobot_llm.core.command_set import DOMAINS, unknown_domain
 
     if args.domain is None:
         print(f"medrobot plan: --domain is required ({domain_names()})", file=sys.stderr)
         return 2
     if args.domain not in DOMAINS:
-        print(f"medrobot plan: unknown domain {args.domain!r}; choose one of: {', '.join(DOMAINS)}", file=sys.stderr)
+        print(f"medrobot plan: {unknown_domain(args.domain)}", file=sys.stderr)
         return 2
     plan = plan_text(planner, args.domain, args.text)
     if args.json:

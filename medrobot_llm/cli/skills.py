@@ -24,11 +24,10 @@ def register(sub: Any) -> None:
 def _run(args: argparse.Namespace) -> int:
     from medrobot_llm.core.docs import command_table
     from medrobot_llm.core.schema import json_schema
-    from medrobot_llm.core.command_set import DOMAINS, SkillFileError
+    from medrobot_llm.core.command_set import DOMAINS, SkillFileError, unknown_domain
 
     if args.domain not in DOMAINS:
-        print(f"medrobot skills: unknown domain {args.domain!r}; choose one of: {', '.join(DOMAINS)}",
-              file=sys.stderr)
+        print(f"medrobot skills: {unknown_domain(args.domain)}", file=sys.stderr)
         return 2
     try:
         if args.json:

@@ -37,6 +37,7 @@ __all__ = [
     "Vocabulary",
     "load_command_set",
     "skills_dir",
+    "unknown_domain",
 ]
 
 #: the robots there is a skill file for; the type checks a skill file's `domain`, the tuple everything else
@@ -392,6 +393,11 @@ class CommandSet(_Strict):
         return frozenset(n for n, s in self.skills.items() if s.hazard is Hazard.RADIATION)
 
 
+def unknown_domain(domain: str) -> str:
+    """The sentence every refusal of an unknown domain uses (planners, CLI, loader), naming the known ones."""
+    return f"unknown domain {domain!r}; choose one of: {', '.join(DOMAINS)}"
+
+
 def skills_dir() -> Path:
     """Where the skill files live: ``$MEDROBOT_SKILLS_DIR``, the source tree, or the copy in the wheel."""
     env = os.environ.get("MEDROBOT_SKILLS_DIR")
@@ -439,7 +445,7 @@ def parse_command_set(text: str, source: str) -> CommandSet:
 def load_command_set(domain: str) -> CommandSet:
     """Load and check one domain's skill file (cached: the files are read once per process)."""
     if domain not in DOMAINS:
-        raise SkillFileError(f"unknown domain {domain!r}; choose one of: {', '.join(DOMAINS)}")
+        raise SkillFileError(unknown_domain(domain))
     path = skills_dir() / f"{domain}.yaml"
     try:
         text = path.read_text(encoding="utf-8")

@@ -30,7 +30,7 @@ from medrobot_llm.core.clock import Clock
 from medrobot_llm.core.jsonable import jsonable
 from medrobot_llm.core.plan import Step
 from medrobot_llm.core.reasons import Reason
-from medrobot_llm.core.command_set import ARM_ENTITY, DOMAINS, CommandSet, load_command_set
+from medrobot_llm.core.command_set import ARM_ENTITY, DOMAINS, CommandSet, load_command_set, unknown_domain
 from medrobot_llm.safety.supervisor import LATCHED, SupervisorState
 from medrobot_llm.core.validator import PlanValidationError, WorldState, check_steps
 
@@ -205,7 +205,7 @@ class SkillServerCore:
     def __init__(self, backend: SkillBackend, *, max_state_age_s: float = 1.0, real_time_factor: float = 0.0,
                  clock: Clock = time.monotonic) -> None:
         if backend.domain not in DOMAINS:
-            raise ValueError(f"unknown domain {backend.domain!r}")
+            raise ValueError(unknown_domain(backend.domain))
         self.backend = backend
         self.domain = backend.domain
         self.max_state_age_s = max_state_age_s

@@ -42,7 +42,8 @@ from medrobot_llm.planning.llm.schema import (
 from medrobot_llm.core.clock import Clock
 from medrobot_llm.core.plan import Control, Plan, PlanStatus, Step
 from medrobot_llm.core.reasons import Reason
-from medrobot_llm.core.command_set import DOMAINS, ArgSpec, CommandSet, Hazard, SkillSpec, load_command_set
+from medrobot_llm.core.command_set import (DOMAINS, ArgSpec, CommandSet, Hazard, SkillSpec, load_command_set,
+                                           unknown_domain)
 from medrobot_llm.core.units import DIMENSION_OF_UNIT, UNIT_WORDS
 from medrobot_llm.core.validator import Issue, PlanValidationError, WorldState, check_steps
 
@@ -629,8 +630,7 @@ class LLMPlanner:
     # -- steps ----------------------------------------------------------------------------------------
     def _plan(self, domain: str, text: str, world: WorldState | None, trace: Trace) -> Plan:
         if domain not in DOMAINS:
-            return Plan.refused(str(domain)[:40], f"unknown domain {str(domain)[:40]!r}; choose one of: "
-                                f"{', '.join(DOMAINS)}", Reason.UNKNOWN_DOMAIN)
+            return Plan.refused(str(domain)[:40], unknown_domain(str(domain)[:40]), Reason.UNKNOWN_DOMAIN)
         why = _screen(text)
         if why:
             trace.screened = why

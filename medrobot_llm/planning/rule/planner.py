@@ -9,7 +9,7 @@ never a contact or radiation step. Anything it cannot place is a question or a r
 
 from __future__ import annotations
 
-from medrobot_llm.core.command_set import DOMAINS
+from medrobot_llm.core.command_set import DOMAINS, unknown_domain
 from medrobot_llm.core.plan import Control, Plan, PlanStatus, Step
 from medrobot_llm.core.reasons import Reason
 from medrobot_llm.core.validator import WorldState, validate_plan
@@ -36,8 +36,7 @@ class RulePlanner:
 
     def parse(self, domain: str, text: str, world: WorldState | None = None) -> tuple[Plan, bool]:
         if domain not in DOMAINS:
-            return Plan.refused(str(domain), f"unknown domain {domain!r}; choose one of: {', '.join(DOMAINS)}",
-                                Reason.UNKNOWN_DOMAIN), True
+            return Plan.refused(str(domain), unknown_domain(domain), Reason.UNKNOWN_DOMAIN), True
         if not text or not text.strip():
             return Plan.refused(domain, "the command is empty; say what the robot should do", Reason.EMPTY), True
         tokens = words_to_numbers(drop_fillers(tokenize(text)))
