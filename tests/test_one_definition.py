@@ -17,7 +17,7 @@ import pytest
 import medrobot_llm
 from medrobot_llm.cli import build_parser
 from medrobot_llm.core.command_set import DOMAINS
-from medrobot_llm.safety.supervisor import LATCHED, RUNNING, SupervisorState
+from medrobot_llm.safety.machine import LATCHED, RUNNING, SupervisorState
 
 PACKAGE = Path(medrobot_llm.__file__).resolve().parent
 
@@ -262,16 +262,12 @@ def test_arms_come_from_the_arm_entity() -> None:
 
 def test_arm_values_are_not_compared_or_listed_in_python() -> None:
     """``x == "all"`` or ``["psm1", "psm2"]`` in Python would go stale when the skill file changes its arms.
-    Hand-written example plans (the bench suite's expectations, the README pictures) may name arms; the
-    surgery scene's own constants belong to the scene work (issue 14) and are not checked here."""
+    Hand-written example plans (the bench suite's expectations, the README pictures) may name arms."""
     from medrobot_llm.core.command_set import ARM_ENTITY, load_command_set
 
     values = set(load_command_set("surgery").entities[ARM_ENTITY].values)
-    skip = {PACKAGE / "backends" / "sim" / "surgery.py"}
     found = []
     for path, tree in _modules():
-        if path in skip:
-            continue
         for node in ast.walk(tree):
             if isinstance(node, ast.Compare):
                 operands = [node.left, *node.comparators]

@@ -17,6 +17,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from medrobot_llm.core.jsonable import jsonable
 from medrobot_llm.backends.base import CancelToken, FailureKind, Feedback, LoopBackend, SkillBackend
 from medrobot_llm.core.command_set import DOMAINS, FactSpec, load_command_set
 from medrobot_llm.core.plan import Step
@@ -166,7 +167,7 @@ def _rollout(scene: Resettable, seed: int) -> str:
     if isinstance(scene, LoopBackend):
         for _ in range(_ROLLOUT_STEPS):
             scene.advance()
-    return json.dumps(scene.observation(), sort_keys=True, default=str)
+    return json.dumps(scene.observation(), sort_keys=True, default=jsonable)
 
 
 def _reset_problems(scene: Resettable, seed: int) -> list[str]:

@@ -25,7 +25,7 @@ GRIPPER = 5
 JAWS = (6, 7)
 COMMANDS = load_command_set("surgery")
 #: the arms and objects the command set names; an arm value that stands for others ("all") is no arm
-ARMS: tuple[str, ...] = tuple(k for k, v in COMMANDS.entities["arm"].values.items() if v.expands_to is None)
+ARMS: tuple[str, ...] = COMMANDS.arms
 OBJECTS: tuple[str, ...] = tuple(COMMANDS.entities["object"].values)
 #: retraction directions in the camera (world) frame, as the command set names them
 DIRECTIONS: dict[str, tuple[float, float, float]] = {

@@ -16,8 +16,9 @@ import numpy as np
 from medrobot_llm.backends.base import BehaviourStatus, FailureKind
 from medrobot_llm.backends.sim.base import SceneSkill
 from medrobot_llm.backends.sim.imaging import rot
-from medrobot_llm.backends.sim.surgery.arm import ARMS, DIRECTIONS, MM, Arm, Arr, vec_mm, wrap, yaw_of
+from medrobot_llm.backends.sim.surgery.arm import COMMANDS, DIRECTIONS, MM, Arm, Arr, vec_mm, wrap, yaw_of
 from medrobot_llm.backends.sim.surgery.motions import CloseOn, Jaws, Logged, Motion, Move, Part, Pause, Travel
+from medrobot_llm.core.command_set import ARM_ENTITY
 from medrobot_llm.core.plan import Step
 
 if TYPE_CHECKING:
@@ -388,7 +389,8 @@ class _Insert(_Skill):
 
 class _Home(_Skill):
     def start(self) -> None:
-        self.names = ARMS if self.args["arm"] == "all" else (str(self.args["arm"]),)
+        said = str(self.args["arm"])
+        self.names = COMMANDS.entities[ARM_ENTITY].values[said].expands_to or (said,)
         for name in self.names:
             arm = self.scene.arms[name]
             self.then(partial(self.open_jaws, arm), partial(self.go_home, arm), partial(self.at_home, name))
