@@ -2,12 +2,10 @@
 
 A model is a fallible, persuadable text generator, so nothing it says is trusted on its own. The person's
 text is screened before any call; the answer goes through ``check_steps`` (which recomputes the
-confirmations from ``skills/``) and through grounding checks that hold the plan to what the person
-actually said: no contact or radiation step, no exposure count, no number and no control intent that the
-text does not ask for. Rejections go back to the model as the validator's structured issues for a bounded
-number of repairs; then the command is refused with the reason. The transport retries with backoff,
-trips a circuit breaker when the endpoint keeps failing, and can hand over to the offline planner with a
-visible notice. Every HTTP attempt is written to the audit log.
+confirmations from ``skills/``) and through grounding checks (``grounding``) that hold the plan to what the
+person actually said. Rejections go back to the model as the validator's structured issues for a bounded
+number of repairs; then the command is refused with the reason. When the endpoint cannot answer (see
+``transport``), the planner refuses or hands over to the offline planner with a visible notice.
 """
 
 from __future__ import annotations
@@ -16,29 +14,21 @@ import json
 import random
 import re
 import sys
-import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from medrobot_llm.core.clock import Clock
+from medrobot_llm.core.command_set import DOMAINS
+from medrobot_llm.core.plan import Control, Plan, PlanStatus
+from medrobot_llm.core.reasons import Reason
+from medrobot_llm.core.validator import Issue, PlanValidationError, WorldState, check_steps
+from medrobot_llm.language.screen import screen_text
 from medrobot_llm.planning.llm.config import LLMConfig, LLMConfigError, config_from_args
 from medrobot_llm.planning.llm.grounding import control_grounded, ground_plan, words_of
 from medrobot_llm.planning.llm.prompt import build_messages, repair_message
-from medrobot_llm.planning.llm.schema import (
-    CLARIFY_TOOL,
-    CONTROL_TOOL,
-    PLAN_TOOL,
-    REFUSE_TOOL,
-    response_format,
-    skill_tools,
-    submit_plan_tool,
-)
-from medrobot_llm.core.clock import Clock
-from medrobot_llm.core.plan import Control, Plan, PlanStatus
-from medrobot_llm.core.reasons import Reason
-from medrobot_llm.core.command_set import DOMAINS
-from medrobot_llm.core.validator import Issue, PlanValidationError, WorldState, check_steps
+from medrobot_llm.planning.llm.schema import CLARIFY_TOOL, CONTROL_TOOL, PLAN_TOOL, REFUSE_TOOL
+from medrobot_llm.planning.llm.transport import CircuitBreaker, LLMUnavailable, RequestRejected, Trace, Transport
 
 if TYPE_CHECKING:
     import argparse
@@ -68,80 +58,6 @@ class ParsingPlanner(Protocol):
     def plan(self, domain: str, text: str, world: WorldState | None = None) -> Plan: ...
 
     def parse(self, domain: str, text: str, world: WorldState | None = None) -> tuple[Plan, bool]: ...
-
-
-class LLMUnavailable(RuntimeError):
-    """The endpoint cannot answer (timeouts, 5xx after retries, circuit open, auth, no model)."""
-
-
-class _Rejected(RuntimeError):
-    """The server refused the request's shape (400/404/422): a feature it lacks, so try a simpler mode."""
-
-
-# -- circuit breaker -------------------------------------------------------------------------------------
-class CircuitBreaker:
-    """Stops calling an endpoint that keeps failing, so a dead server costs one fast refusal, not a timeout
-    per command; after ``cooldown`` seconds one trial request decides whether it closes again."""
-
-    def __init__(self, threshold: int = 5, cooldown: float = 30.0, clock: Clock = time.monotonic):
-        self.threshold = threshold
-        self.cooldown = cooldown
-        self.clock = clock
-        self.failures = 0
-        self.opened_at: float | None = None
-        self._lock = threading.Lock()
-
-    @property
-    def state(self) -> str:
-        if self.opened_at is None:
-            return "closed"
-        return "half_open" if self.clock() - self.opened_at >= self.cooldown else "open"
-
-    def remaining(self) -> float:
-        if self.opened_at is None:
-            return 0.0
-        return max(0.0, self.cooldown - (self.clock() - self.opened_at))
-
-    def allow(self) -> bool:
-        return self.state != "open"
-
-    def success(self) -> None:
-        with self._lock:
-            self.failures = 0
-            self.opened_at = None
-
-    def failure(self) -> None:
-        with self._lock:
-            self.failures += 1
-            if self.failures >= self.threshold or self.opened_at is not None:
-                self.opened_at = self.clock()
-
-
-# -- per-command trace ----------------------------------------------------------------------------------
-@dataclass
-class Trace:
-    """What one command cost and why it ended as it did; read by tests, benchmarks and the audit log."""
-
-    domain: str = ""
-    http_attempts: int = 0
-    model_calls: int = 0
-    repairs: int = 0
-    transport_retries: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    model_s: float = 0.0
-    total_s: float = 0.0
-    mode: str = ""
-    modes_tried: list[str] = field(default_factory=list)
-    issues: list[list[dict[str, Any]]] = field(default_factory=list)
-    stripped: list[str] = field(default_factory=list)
-    screened: str | None = None
-    unavailable: str | None = None
-    fallback: bool = False
-
-    @property
-    def overhead_s(self) -> float:
-        return max(0.0, self.total_s - self.model_s)
 
 
 # -- reading the model's answer ---------------------------------------------------------------------------
@@ -206,19 +122,8 @@ def _clean_text(value: Any, fallback: str) -> str:
 _ANSWER_KEYS = frozenset({"status", "steps", "control", "reason", "question"})
 
 
-# -- the planner ------------------------------------------------------------------------------------------
 def _stderr(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
-
-
-# What only a text written for a language model says: notes addressed to the model, approvals claimed in
-# advance, steps to hide, answers dictated. The offline screen catches the common forms; these are the
-# paraphrases a model would obey and a parser would never see.
-def _screen(text: str) -> str | None:
-    """The offline planner's screen, then the model-specific one; either refuses before any model call."""
-    from medrobot_llm.language.screen import screen_text
-
-    return screen_text(text)
 
 
 class LLMPlanner:
@@ -235,23 +140,24 @@ class LLMPlanner:
                  clock: Callable[[], float] = time.perf_counter, notify: Callable[[str], None] = _stderr,
                  jitter: Callable[[], float] = random.random, breaker_clock: Clock = time.monotonic) -> None:
         self.config = (config or LLMConfig()).check()
-        self._client = client
         self.audit = audit
         self.fallback = fallback
-        self.sleep = sleep
         self.clock = clock
         self.notify = notify
-        self.jitter = jitter
-        self.breaker = CircuitBreaker(self.config.breaker_threshold, self.config.breaker_cooldown, breaker_clock)
+        self.transport = Transport(self.config, client=client, log=self._log, sleep=sleep, clock=clock,
+                                   jitter=jitter, breaker_clock=breaker_clock)
         self._modes = list(_AUTO_ORDER) if self.config.mode == "auto" else [self.config.mode]
-        self._model: str | None = self.config.model
         self._announced = False
-        self._request_cache: dict[tuple[str, str], dict[str, Any]] = {}
         self.last = Trace()
         self.totals = Trace()
         self.commands = 0
 
     # -- public ---------------------------------------------------------------------------------------
+    @property
+    def breaker(self) -> CircuitBreaker:
+        """The transport's circuit breaker: what a status line or a test reads to see the endpoint's health."""
+        return self.transport.breaker
+
     @property
     def mode(self) -> str:
         """The structured-output mode in use (auto mode settles on the first one the server accepts)."""
@@ -266,7 +172,7 @@ class LLMPlanner:
         finally:
             trace.total_s = self.clock() - start
             self._account(trace)
-        self._log("llm_plan", domain=domain, status=plan.status.value, model=self._model, mode=trace.mode,
+        self._log("llm_plan", domain=domain, status=plan.status.value, model=self.transport.model, mode=trace.mode,
                   calls=trace.http_attempts, repairs=trace.repairs, prompt_tokens=trace.prompt_tokens,
                   completion_tokens=trace.completion_tokens, model_ms=round(trace.model_s * 1000, 3),
                   overhead_ms=round(trace.overhead_s * 1000, 3), fallback=trace.fallback,
@@ -278,7 +184,7 @@ class LLMPlanner:
         if domain not in DOMAINS:
             return Plan.refused(str(domain)[:40], f"unknown domain {str(domain)[:40]!r}; choose one of: "
                                 f"{', '.join(DOMAINS)}", Reason.UNKNOWN_DOMAIN)
-        why = _screen(text)
+        why = screen_text(text)
         if why:
             trace.screened = why
             return Plan.refused(domain, why, Reason.INJECTION)
@@ -394,8 +300,8 @@ class LLMPlanner:
                 trace.modes_tried.append(mode)
             messages = build_messages(domain, text, mode, self.config.tool_style, world) + history
             try:
-                response = self._http(domain, mode, messages, trace, len(history) // 2)
-            except _Rejected as exc:
+                response = self.transport.call(domain, mode, messages, trace, len(history) // 2)
+            except RequestRejected as exc:
                 if len(self._modes) > 1:
                     old = self._modes.pop(0)
                     self.notify(f"medrobot: the server rejected {old} output ({exc}); falling back to "
@@ -407,7 +313,7 @@ class LLMPlanner:
             break
         if not self._announced:
             self._announced = True
-            self.notify(f"medrobot: LLM planner using model {self._model} at {self._base_url()}, "
+            self.notify(f"medrobot: LLM planner using model {self.transport.model} at {self.transport.base_url()}, "
                         f"structured output mode: {mode}")
         trace.model_calls += 1
         choice = response.choices[0] if response.choices else None
@@ -431,124 +337,6 @@ class LLMPlanner:
             return record, None, str(exc)
         return record, answer, None
 
-    def _request(self, domain: str, mode: str) -> dict[str, Any]:
-        key = (domain, mode)
-        cached = self._request_cache.get(key)
-        if cached is None:
-            cached = {}
-            if mode == "json_schema":
-                cached["response_format"] = response_format(domain, self.config.max_steps)
-            elif mode == "tools":
-                if self.config.tool_style == "per_skill":
-                    cached["tools"] = skill_tools(domain)
-                else:
-                    cached["tools"] = [submit_plan_tool(domain, self.config.max_steps)]
-                cached["tool_choice"] = "required"
-            self._request_cache[key] = cached
-        return cached
-
-    def _base_url(self) -> str:
-        return self.config.base_url or "https://api.openai.com/v1"
-
-    def _get_client(self) -> Any:
-        if self._client is None:
-            try:
-                key = self.config.resolved_key()
-            except LLMConfigError as exc:
-                raise LLMUnavailable(str(exc)) from exc
-            import openai
-
-            self._client = openai.OpenAI(base_url=self._base_url(), api_key=key, timeout=self.config.timeout,
-                                         max_retries=0)
-        return self._client
-
-    def _resolve_model(self, client: Any) -> str:
-        if self._model:
-            return self._model
-        if self.config.is_openai:
-            raise LLMUnavailable("no model named: set --model or MEDROBOT_MODEL")
-        import openai
-
-        try:
-            models = [m.id for m in client.models.list(timeout=self.config.timeout)]
-        except openai.OpenAIError as exc:
-            raise LLMUnavailable(f"no model named and the server did not list its models ({exc})") from exc
-        if not models:
-            raise LLMUnavailable("no model named and the server lists none: set --model or MEDROBOT_MODEL")
-        self._model = models[0]
-        return self._model
-
-    def _backoff(self, attempt: int, retry_after: float | None) -> float:
-        if retry_after is not None and retry_after >= 0:
-            return min(retry_after, self.config.backoff_max)
-        base = min(self.config.backoff_max, self.config.backoff_base * 2.0 ** attempt)
-        return base * (0.5 + 0.5 * self.jitter())
-
-    def _http(self, domain: str, mode: str, messages: list[dict[str, Any]], trace: Trace, repair: int) -> Any:
-        import openai
-
-        client = self._get_client()
-        model = self._resolve_model(client)
-        kwargs: dict[str, Any] = {"model": model, "messages": messages, "temperature": self.config.temperature,
-                                  "max_tokens": self.config.max_tokens, "timeout": self.config.timeout}
-        kwargs.update(self._request(domain, mode))
-        retries = self.config.max_retries
-        for attempt in range(retries + 1):
-            if not self.breaker.allow():
-                raise LLMUnavailable(f"circuit open after {self.breaker.failures} failed requests; retrying in "
-                                     f"{self.breaker.remaining():.0f} s")
-            trace.http_attempts += 1
-            t0 = self.clock()
-            status = "ok"
-            retry_after: float | None = None
-            response: Any = None
-            error: BaseException | None = None
-            try:
-                response = client.chat.completions.create(**kwargs)
-            except openai.APITimeoutError as exc:
-                status, error = "timeout", exc
-            except openai.APIConnectionError as exc:
-                status, error = "connection_error", exc
-            except openai.APIStatusError as exc:
-                status, error = f"http_{exc.status_code}", exc
-                retry_after = _retry_after(exc)
-            except openai.OpenAIError as exc:
-                status, error = "bad_response", exc
-            finally:
-                latency = self.clock() - t0
-                trace.model_s += latency
-            if error is None and not isinstance(getattr(response, "choices", None), list):
-                status, error = "bad_response", LLMUnavailable("the answer is not a chat completion")
-                response = None
-            usage = getattr(response, "usage", None)
-            pt = int(getattr(usage, "prompt_tokens", 0) or 0)
-            ct = int(getattr(usage, "completion_tokens", 0) or 0)
-            trace.prompt_tokens += pt
-            trace.completion_tokens += ct
-            self._log("llm_call", domain=domain, model=model, mode=mode, latency_ms=round(latency * 1000, 3),
-                      prompt_tokens=pt, completion_tokens=ct, attempt=trace.http_attempts, repair=repair,
-                      status=status)
-            if error is None:
-                self.breaker.success()
-                return response
-            code = getattr(error, "status_code", None)
-            if code in (400, 404, 405, 415, 422):
-                self.breaker.success()
-                raise _Rejected(_error_text(error)) from error
-            if code in (401, 403):
-                self.breaker.success()
-                raise LLMUnavailable(f"the server refused the credentials (HTTP {code})") from error
-            self.breaker.failure()
-            if attempt < retries and (code is None or code == 408 or code == 409 or code == 429 or code >= 500):
-                trace.transport_retries += 1
-                self.sleep(self._backoff(attempt, retry_after))
-                continue
-            what = {"timeout": f"timed out (limit {self.config.timeout:g} s)", "connection_error": "could not connect",
-                    "bad_response": "got an answer that is not a chat completion"}.get(
-                        status, f"failed with HTTP {code}")
-            raise LLMUnavailable(f"the model call {what}, {attempt + 1} attempt{'s' if attempt else ''}") from error
-        raise LLMUnavailable("no attempt was made")
-
     # -- bookkeeping ----------------------------------------------------------------------------------
     def _log(self, kind: str, **fields: Any) -> None:
         if self.audit is None:
@@ -571,32 +359,6 @@ class LLMPlanner:
         t.total_s += trace.total_s
 
 
-def _retry_after(exc: Any) -> float | None:
-    headers = getattr(getattr(exc, "response", None), "headers", None)
-    if headers is None:
-        return None
-    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
-        raw = headers.get(name)
-        if raw is None:
-            continue
-        try:
-            return float(raw) * scale
-        except ValueError:
-            continue
-    return None
-
-
-def _error_text(exc: Any) -> str:
-    body = getattr(exc, "body", None)
-    if isinstance(body, dict):
-        msg = body.get("message") or body.get("error")
-        if isinstance(msg, dict):
-            msg = msg.get("message")
-        if msg:
-            return f"HTTP {getattr(exc, 'status_code', '?')}: {str(msg)[:200]}"
-    return f"HTTP {getattr(exc, 'status_code', '?')}"
-
-
 class HybridPlanner:
     """``--planner hybrid``: the offline planner first; the model only for text the offline planner could not
     read at all. Both screens run first, so a refusal for safety reasons is final and never reaches the model
@@ -610,7 +372,7 @@ class HybridPlanner:
         self.llm_commands = 0
 
     def plan(self, domain: str, text: str, world: WorldState | None = None) -> Plan:
-        why = _screen(text)
+        why = screen_text(text)
         if why:
             return Plan.refused(domain, why, Reason.INJECTION)
         plan, understood = self.rule.parse(domain, text, world)
