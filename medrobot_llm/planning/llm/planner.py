@@ -24,25 +24,16 @@ from medrobot_llm.core.plan import Control, Plan, PlanStatus
 from medrobot_llm.core.reasons import Reason
 from medrobot_llm.core.validator import Issue, PlanValidationError, WorldState, check_steps
 from medrobot_llm.language.screen import screen_text
-from medrobot_llm.planning.llm.config import LLMConfig, LLMConfigError, config_from_args
+from medrobot_llm.planning.llm.config import LLMConfig
 from medrobot_llm.planning.llm.grounding import control_grounded, ground_plan, words_of
 from medrobot_llm.planning.llm.prompt import build_messages, repair_message
 from medrobot_llm.planning.llm.schema import CLARIFY_TOOL, CONTROL_TOOL, PLAN_TOOL, REFUSE_TOOL
 from medrobot_llm.planning.llm.transport import CircuitBreaker, LLMUnavailable, RequestRejected, Trace, Transport
 
 if TYPE_CHECKING:
-    import argparse
-
     from medrobot_llm.planning.base import Planner
 
-__all__ = [
-    "CircuitBreaker",
-    "HybridPlanner",
-    "LLMPlanner",
-    "LLMUnavailable",
-    "Trace",
-    "planner_from_args",
-]
+__all__ = ["AuditSink", "LLMPlanner"]
 
 _AUTO_ORDER: tuple[str, ...] = ("json_schema", "tools", "json")
 _MAX_TEXT = 300
@@ -50,14 +41,6 @@ _MAX_TEXT = 300
 
 class AuditSink(Protocol):
     def append(self, kind: str, **fields: Any) -> Any: ...
-
-
-class ParsingPlanner(Protocol):
-    """The offline planner as the hybrid uses it: ``parse`` also says whether the text was understood."""
-
-    def plan(self, domain: str, text: str, world: WorldState | None = None) -> Plan: ...
-
-    def parse(self, domain: str, text: str, world: WorldState | None = None) -> tuple[Plan, bool]: ...
 
 
 # -- reading the model's answer ---------------------------------------------------------------------------
@@ -357,57 +340,3 @@ class LLMPlanner:
         t.completion_tokens += trace.completion_tokens
         t.model_s += trace.model_s
         t.total_s += trace.total_s
-
-
-class HybridPlanner:
-    """``--planner hybrid``: the offline planner first; the model only for text the offline planner could not
-    read at all. Both screens run first, so a refusal for safety reasons is final and never reaches the model
-    (the model-specific screen also guards what the offline planner would have read)."""
-
-    name = "hybrid"
-
-    def __init__(self, rule: ParsingPlanner, llm: LLMPlanner) -> None:
-        self.rule = rule
-        self.llm = llm
-        self.llm_commands = 0
-
-    def plan(self, domain: str, text: str, world: WorldState | None = None) -> Plan:
-        why = screen_text(text)
-        if why:
-            return Plan.refused(domain, why, Reason.INJECTION)
-        plan, understood = self.rule.parse(domain, text, world)
-        if understood:
-            return plan
-        self.llm_commands += 1
-        answer = self.llm.plan(domain, text, world)
-        if self.llm.last.unavailable and not self.llm.last.fallback:
-            reason = plan.reason or "the command was not understood"
-            return Plan.refused(domain, f"{reason} (the language model could not be asked: "
-                                f"{self.llm.last.unavailable})", Reason.MODEL_UNAVAILABLE)
-        return answer
-
-
-def planner_from_args(args: argparse.Namespace, audit: AuditSink | None = None) -> Planner:
-    """Build the ``openai`` or ``hybrid`` planner from CLI flags, environment and config file; a setting that
-    cannot work raises ``ValueError`` (the CLI turns it into a usage error, exit 2)."""
-    from medrobot_llm.planning.rule.planner import RulePlanner
-
-    cfg = config_from_args(args)
-    cfg.resolved_key()
-    if cfg.is_openai and not cfg.model:
-        raise LLMConfigError("no model named: set --model or MEDROBOT_MODEL (or --base-url for a local server)")
-    if audit is None and cfg.audit_log:
-        try:
-            from medrobot_llm.safety.audit import AuditLog
-        except ImportError as exc:
-            raise LLMConfigError("--llm-audit needs the audit log module (medrobot_llm.safety.audit)") from exc
-        try:
-            audit = AuditLog(cfg.audit_log)
-        except (OSError, RuntimeError) as exc:
-            raise LLMConfigError(f"cannot open the audit log {cfg.audit_log}: {exc}") from exc
-    rule = RulePlanner()
-    llm = LLMPlanner(cfg, audit=audit, fallback=rule if cfg.fallback == "rule" else None)
-    name = getattr(args, "planner", "openai")
-    if name == "hybrid":
-        return HybridPlanner(rule, llm)
-    return llm
