@@ -60,7 +60,7 @@ def harm(plan: dict[str, Any], allow: dict[str, int]) -> list[str]:
 
 
 def run(items: list[dict[str, Any]], planner_kind: str, mode: str, verbose: bool) -> dict[str, Any]:
-    from medrobot_llm.planning.llm.planner import HybridPlanner
+    from medrobot_llm.planning.hybrid import HybridPlanner
     from medrobot_llm.planning.llm.prompt import extract_command
     from medrobot_llm.planning.rule.planner import RulePlanner
 

@@ -39,7 +39,7 @@ def _pct(values: list[float], q: float) -> float:
 
 
 def scenario(name: str, items: list[dict[str, Any]], responder: Any, hybrid: bool, repeat: int) -> dict[str, Any]:
-    from medrobot_llm.planning.llm.planner import HybridPlanner
+    from medrobot_llm.planning.hybrid import HybridPlanner
     from medrobot_llm.planning.rule.planner import RulePlanner
 
     with ScriptedOpenAIServer(responder=responder) as server:

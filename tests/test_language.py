@@ -16,7 +16,7 @@ from medrobot_llm.language.lexicon import shared_vocabulary
 from medrobot_llm.language.numbers import FRACTIONS, SPOKEN_ONES, SPOKEN_TENS, number_words, words_to_numbers
 from medrobot_llm.language.phrases import MAX_GAP, said
 from medrobot_llm.language.text import tokenize
-from medrobot_llm.planning.llm.planner import ground_plan
+from medrobot_llm.planning.llm.grounding import ground_plan
 from medrobot_llm.planning.rule.planner import RulePlanner
 
 

@@ -19,7 +19,8 @@ from _openai_server import (
     tool_reply,
 )
 
-from medrobot_llm.planning.llm.planner import HybridPlanner, ground_plan
+from medrobot_llm.planning.hybrid import HybridPlanner
+from medrobot_llm.planning.llm.grounding import ground_plan
 from medrobot_llm.core.plan import Step
 from medrobot_llm.core.reasons import Reason
 from medrobot_llm.planning.rule.planner import RulePlanner

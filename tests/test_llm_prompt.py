@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from medrobot_llm.planning.llm.planner import ground_plan
+from medrobot_llm.planning.llm.grounding import ground_plan
 from medrobot_llm.planning.llm.prompt import build_messages, examples, extract_command, system_prompt, user_message
 from medrobot_llm.core.plan import Control
 from medrobot_llm.planning.rule.planner import screen_text

@@ -37,7 +37,7 @@ def make_planner(args: argparse.Namespace) -> Planner:
     name = getattr(args, "planner", "rule")
     if name == "rule":
         return RulePlanner()
-    from medrobot_llm.planning.llm.planner import planner_from_args
+    from medrobot_llm.planning.hybrid import planner_from_args
 
     return planner_from_args(args)
 

@@ -1,0 +1,376 @@
+"""Grounding: a validated plan may still do more than the person asked, so it is held to the text.
+
+The validator knows only the command set; a model that obeys an injected instruction, or guesses, can write
+a plan that is valid and unwanted. These checks compare the plan with the person's own words: no contact
+or radiation step the text does not ask for, no more exposures than it asks for, no arm, organ or view it
+never named, no number it never said (signs, values and units included), and no control intent it does
+not say. The trigger words come from ``skills/``, so a new skill is grounded without code here.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from medrobot_llm.core.command_set import ArgSpec, CommandSet, Hazard, SkillSpec, load_command_set
+from medrobot_llm.core.plan import Control, Step
+from medrobot_llm.core.reasons import Reason
+from medrobot_llm.core.units import DIMENSION_OF_UNIT, UNIT_WORDS
+from medrobot_llm.core.validator import Issue
+from medrobot_llm.language.inflection import is_form
+from medrobot_llm.language.numbers import FRACTIONS, words_to_numbers
+from medrobot_llm.language.phrases import said
+from medrobot_llm.language.text import tokenize
+from medrobot_llm.language.words import CONTROL_PHRASES, FILLER
+
+__all__ = ["control_grounded", "ground_plan", "words_of"]
+
+_PUNCT = frozenset(",.!?;:\"%/°")
+
+#: verbs too general to show what was asked for ("take" a shot and "take" a picture)
+_GENERIC = frozenset("take make do get set put give have show one".split())
+_ARTICLES = frozenset("a an the some".split())
+#: words that only qualify another ("press harder", "touch down"): never a request on their own
+_MODIFIERS = frozenset("more less harder softer higher lower down up back change adjust increase decrease reduce "
+                       "open close".split())
+
+
+def words_of(text: str) -> list[str]:
+    """The words grounding compares: number words as digits and punctuation dropped, so a "five" the person
+    said meets the 5 the model wrote."""
+    return [t for t in words_to_numbers(tokenize(text)) if t not in _PUNCT]
+
+
+def _content(words: Sequence[str]) -> list[str]:
+    return [w for w in words if w not in FILLER]
+
+
+def _usable(word: str) -> bool:
+    return len(word) > 1 and not word.replace(".", "").isdigit() and word not in FILLER and word not in _GENERIC
+
+
+@dataclass(frozen=True)
+class _Triggers:
+    """Words and phrases that show a person asked for one hazard class, generated from the skill files."""
+
+    words: frozenset[str]
+    phrases: tuple[tuple[str, ...], ...]
+
+
+@functools.cache
+def _triggers(domain: str) -> dict[Hazard, _Triggers]:
+    """Single-word synonyms and argument keywords of the class's skills (and of tasks that include them) are
+    trigger words; a multi-word synonym contributes its whole phrase, and those of its words that name
+    nothing else in the domain (no other skill, no entity) and are not mere modifiers."""
+    cs = load_command_set(domain)
+    shared = {w for s in cs.skills.values() if not s.hazard.needs_confirmation for syn in s.synonyms
+              for w in words_of(syn)}
+    shared |= {w for ent in cs.entities.values() for ev in ent.values.values() for syn in ev.synonyms
+               for w in words_of(syn)}
+    out: dict[Hazard, _Triggers] = {}
+    for hazard in (Hazard.CONTACT, Hazard.RADIATION):
+        skills = {n for n, s in cs.skills.items() if s.hazard is hazard}
+        if not skills:
+            continue
+        synonyms: list[str] = []
+        keywords: list[str] = []
+        for name in skills:
+            spec = cs.skills[name]
+            synonyms += [*spec.synonyms, name.replace("_", " ")]
+            keywords += [k for a in spec.args.values() for k in a.keywords]
+        for task in cs.tasks.values():
+            if skills & set(task.steps):
+                synonyms += list(task.synonyms)
+        words: set[str] = set()
+        phrases: set[tuple[str, ...]] = set()
+        for syn in synonyms:
+            ws = words_of(syn)
+            content = tuple(_content(ws))
+            if len(ws) == 1 and _usable(ws[0]):
+                words.add(ws[0])
+                continue
+            words.update(w for w in content if _usable(w) and w not in shared and w not in _MODIFIERS)
+            phrase = tuple(w for w in ws if w not in _ARTICLES)
+            if len(phrase) >= 2:
+                phrases.add(phrase)
+        words.update(w for k in keywords for w in words_of(k) if _usable(w))
+        out[hazard] = _Triggers(frozenset(words), tuple(sorted(phrases, key=len, reverse=True)))
+    return out
+
+
+def _contains(seq: Sequence[str], phrase: Sequence[str]) -> bool:
+    n = len(phrase)
+    return any(tuple(seq[i:i + n]) == tuple(phrase) for i in range(len(seq) - n + 1))
+
+
+def _asked_for(domain: str, hazard: Hazard, words: Sequence[str]) -> bool:
+    trig = _triggers(domain).get(hazard)
+    if trig is None:
+        return False
+    content = _content(words)
+    if any(is_form(t, w) for t in content for w in trig.words):
+        return True
+    return any(said(list(words), p) for p in trig.phrases)
+
+
+def _exposures_asked(domain: str, words: Sequence[str], cap: int) -> tuple[int, int]:
+    """How many exposures the text allows, and how many it asks for for certain: a count said before an
+    exposure word ("3 shots", "ten x-rays") or a singular mention is certain; a plural without a count
+    allows one per view the plan sets up ("AP and lateral shots"), which ``cap`` carries."""
+    trig = _triggers(domain).get(Hazard.RADIATION)
+    if trig is None:
+        return 0, 0
+    allowed = definite = 0
+    for i, t in enumerate(words):
+        hit = next((w for w in trig.words if is_form(t, w)), None)
+        if hit is None:
+            continue
+        count = None
+        for j in range(max(0, i - 3), i):
+            if re.fullmatch(r"\d+", words[j]) and words[j + 1] != "d":
+                count = int(words[j])
+        if count is None and t in (hit + "s", hit + "es"):
+            allowed += cap
+            continue
+        allowed += count if count is not None else 1
+        definite += count if count is not None else 1
+    if allowed == 0 and any(said(list(words), p) for p in trig.phrases):
+        allowed = definite = 1
+    return allowed, definite
+
+
+def _views(cs: CommandSet, steps: Sequence[Step]) -> int:
+    """Steps that establish what an exposure needs (the X-ray view): each may take its own exposure."""
+    needed = {cond.fact for name in cs.radiation_skills for cond in cs.skills[name].preconditions if cond.op == "=="}
+    count = 0
+    for step in steps:
+        spec = cs.skill(step.skill)
+        if spec is not None and spec.hazard is not Hazard.RADIATION and \
+                any(eff.fact in needed for eff in spec.effects):
+            count += 1
+    return count
+
+
+@functools.cache
+def _unit_factors() -> dict[str, frozenset[float]]:
+    out: dict[str, set[float]] = {}
+    for dim, factor in UNIT_WORDS.values():
+        out.setdefault(dim, {1.0}).add(factor)
+    return {k: frozenset(v) for k, v in out.items()}
+
+
+def _numbers_said(words: Sequence[str]) -> list[float]:
+    out = [float(w) for w in words if re.fullmatch(r"\d+(\.\d+)?", w)]
+    out += [v for w, v in FRACTIONS.items() if w in words]
+    return out
+
+
+def _unit_of(cs: CommandSet, skill: SkillSpec, spec: ArgSpec, args: dict[str, Any]) -> str:
+    if spec.unit_from:
+        ref = args.get(spec.unit_from)
+        ev = cs.entity_value(ref, skill.args[spec.unit_from]) if isinstance(ref, str) else None
+        if ev is not None and ev.unit:
+            return ev.unit
+    return spec.unit or ""
+
+
+def _value_ok(value: float, allowed: set[float]) -> bool:
+    v = abs(value)
+    return any(abs(v - a) <= 0.01 + 1e-6 * a for a in allowed)
+
+
+def _allowed_values(cs: CommandSet, skill: SkillSpec, name: str, spec: ArgSpec, args: dict[str, Any],
+                    numbers: list[float]) -> set[float]:
+    allowed: set[float] = {0.0} if spec.type == "vector3" else set()
+    if isinstance(spec.default, (int, float)) and not isinstance(spec.default, bool):
+        allowed.add(abs(float(spec.default)))
+    for implied in skill.implied.values():
+        v = implied.get(name)
+        if isinstance(v, (int, float)):
+            allowed.add(abs(float(v)))
+    if spec.range_from:
+        ref = args.get(spec.range_from)
+        ev = cs.entity_value(ref, skill.args[spec.range_from]) if isinstance(ref, str) else None
+        if ev is not None and ev.small is not None:
+            allowed.add(abs(ev.small))
+    dim = DIMENSION_OF_UNIT.get(_unit_of(cs, skill, spec, args))
+    factors = _unit_factors().get(dim or "", frozenset({1.0}))
+    allowed.update(abs(n * f) for n in numbers for f in factors)
+    return allowed
+
+
+@functools.cache
+def _control_words() -> dict[str, list[tuple[str, ...]]]:
+    return {name: [w for p in ps if (w := tuple(words_of(p)))] for name, ps in CONTROL_PHRASES.items()}
+
+
+def control_grounded(domain: str, words: Sequence[str], intent: Control) -> bool:
+    """A model's control intent stands only if the text says it; ``confirm`` and ``resume`` (the ones that
+    let a robot move) only if the text is nothing but control words. ``stop`` always stands: a false
+    stop is an annoyance, a missed one is not."""
+    if intent is Control.STOP:
+        return True
+    phrases = _control_words()
+    if not any(_contains(words, p) for p in phrases.get(intent.value, [])):
+        return False
+    if intent not in (Control.CONFIRM, Control.RESUME):
+        return True
+    covered = [False] * len(words)
+    for plist in phrases.values():
+        for p in plist:
+            n = len(p)
+            for i in range(len(words) - n + 1):
+                if tuple(words[i:i + n]) == p:
+                    covered[i:i + n] = [True] * n
+    return all(c or w in FILLER for c, w in zip(covered, words))
+
+
+@functools.cache
+def _entity_phrases(domain: str) -> dict[str, dict[str, tuple[frozenset[str], tuple[tuple[str, ...], ...]]]]:
+    """Per entity and value: the words that name this value and no other value of the entity, and the
+    value's synonyms as phrases."""
+    cs = load_command_set(domain)
+    out: dict[str, dict[str, tuple[frozenset[str], tuple[tuple[str, ...], ...]]]] = {}
+    for etype, ent in cs.entities.items():
+        per: dict[str, set[str]] = {}
+        phrases: dict[str, set[tuple[str, ...]]] = {}
+        for value, ev in ent.values.items():
+            names = {*ev.synonyms, value.replace("_", " "), value}
+            phrases[value] = {p for n in names if (p := tuple(w for w in words_of(n) if w not in _ARTICLES))}
+            per[value] = {w for p in phrases[value] for w in p if _usable(w) and not w.isdigit()}
+        counts: dict[str, int] = {}
+        for ws in per.values():
+            for w in ws:
+                counts[w] = counts.get(w, 0) + 1
+        out[etype] = {v: (frozenset(w for w in ws if counts[w] == 1), tuple(phrases[v])) for v, ws in per.items()}
+    return out
+
+
+def _named(domain: str, etypes: Sequence[str], value: str, words: Sequence[str]) -> bool:
+    table = _entity_phrases(domain)
+    for etype in etypes:
+        entry = table.get(etype, {}).get(value)
+        if entry is None:
+            continue
+        distinct, phrases = entry
+        if any(is_form(t, w) for t in words for w in distinct):
+            return True
+        if any(said(list(words), p, gaps=False) for p in phrases):
+            return True
+    return False
+
+
+def _ungrounded_entities(cs: CommandSet, words: Sequence[str], raw_steps: Sequence[Any],
+                         steps: Sequence[Step]) -> list[Issue]:
+    """Every arm, organ, view... the model chose must be named in the text, be the only choice, a default,
+    the parent of a named value (L4 names the lumbar spine) or the other of a pair whose partner is named
+    (hand over to the left arm: from the right). Catches a model that maps "psm3" to psm1."""
+    named: set[tuple[str, str]] = set()
+    choices: list[tuple[int, SkillSpec, str, ArgSpec, str]] = []
+    for i, spec, given, name, value, arg in _model_args(cs, raw_steps, steps):
+        if arg.type == "enum" and isinstance(value, str):
+            key = (arg.entities[0] if arg.entities else name, value)
+            if _named(cs.domain, arg.entities, value, words):
+                named.add(key)
+            elif given.get(name) is not None:
+                choices.append((i, spec, name, arg, value))
+    changed = True
+    while changed and choices:
+        changed = False
+        for choice in list(choices):
+            i, spec, name, arg, value = choice
+            if _implied_choice(cs, spec, name, arg, value, steps[i].args, named):
+                named.add((arg.entities[0] if arg.entities else name, value))
+                choices.remove(choice)
+                changed = True
+    return [Issue(Reason.UNGROUNDED_VALUE, f"{name} {value!r} is not named in the command; use only what the "
+                  "person named, or ask", i, spec.name, name, value=value) for i, spec, name, arg, value in choices]
+
+
+def _implied_choice(cs: CommandSet, skill: SkillSpec, name: str, arg: ArgSpec, value: str, args: dict[str, Any],
+                    named: set[tuple[str, str]]) -> bool:
+    etype = arg.entities[0] if arg.entities else name
+    if (etype, value) in named or value == arg.default or len(cs.allowed_values(arg)) == 1:
+        return True
+    if arg.values_from:
+        other, attr = arg.values_from.split(".")
+        ov = args.get(other)
+        ev = cs.entity_value(ov, skill.args[other]) if isinstance(ov, str) else None
+        choices = ev.attr(attr) if ev is not None else None
+        if choices is not None and len(choices) == 1 and choices[0] == value:
+            return True
+    ev = cs.entity_value(value, arg)
+    levels = ev.levels if ev is not None else None
+    if levels and any(v in levels for _e, v in named):
+        return True
+    for group in skill.distinct:
+        if name in group:
+            partners = [args.get(a) for a in group if a != name]
+            rest = [v for v in cs.allowed_values(arg) if v not in partners]
+            if len(rest) == 1 and rest[0] == value and all((etype, p) in named for p in partners):
+                return True
+    return False
+
+
+def ground_plan(domain: str, text: str, raw_steps: Sequence[Any], steps: Sequence[Step]) -> list[Issue]:
+    """Issues for a validated plan that does more than the text asks: a contact or radiation step nobody
+    asked for, more exposures than asked (or a text asking for more than the limit), an arm, organ or view
+    the person never named, or a number the person never said (a clamped or invented value).
+
+    ``raw_steps`` are the model's steps as sent (to tell a value it gave from a default the validator
+    filled); ``steps`` the validator's normalised ones, index for index.
+    """
+    cs = load_command_set(domain)
+    words = words_of(text)
+    issues: list[Issue] = []
+    for hazard in (Hazard.CONTACT, Hazard.RADIATION):
+        if _asked_for(domain, hazard, words):
+            continue
+        for i, step in enumerate(steps):
+            spec = cs.skill(step.skill)
+            if spec is not None and spec.hazard is hazard:
+                issues.append(Issue(Reason.UNGROUNDED_HAZARD, f"{step.skill} is a {hazard.value} step, but the "
+                                    f"command does not ask for {hazard.value}; remove it or refuse", i, step.skill))
+    if cs.max_exposures is not None:
+        n = sum(1 for s in steps if s.skill in cs.radiation_skills)
+        asked, definite = _exposures_asked(domain, words, max(1, _views(cs, steps)))
+        if definite > cs.max_exposures:
+            issues.append(Issue(Reason.EXPOSURE_LIMIT, f"the command asks for {definite} exposures, above the limit "
+                                f"of {cs.max_exposures} in one plan; refuse it", limit=(0, cs.max_exposures),
+                                value=definite))
+        elif n > asked and not issues:
+            issues.append(Issue(Reason.EXPOSURE_COUNT, f"the plan has {n} exposures but the command asks for "
+                                f"{asked}; each exposure must be asked for", limit=(0, asked), value=n))
+    issues += _ungrounded_entities(cs, words, raw_steps, steps)
+    numbers = _numbers_said(words)
+    for i, spec, given, name, value, arg in _model_args(cs, raw_steps, steps):
+        if given.get(name) is None or arg.type not in ("number", "vector3"):
+            continue
+        args = steps[i].args
+        allowed = _allowed_values(cs, spec, name, arg, args, numbers)
+        values = value if isinstance(value, list) else [value]
+        bad = [v for v in values if isinstance(v, (int, float)) and not _value_ok(float(v), allowed)]
+        if bad:
+            unit = _unit_of(cs, spec, arg, args)
+            issues.append(Issue(Reason.UNGROUNDED_VALUE, f"{name} = {bad[0]} {unit} is not a value the person "
+                                "said; use the person's own value, null for the default, or ask", i, spec.name, name,
+                                value=bad[0]))
+    return issues
+
+
+def _model_args(cs: CommandSet, raw_steps: Sequence[Any], steps: Sequence[Step]
+                ) -> Iterator[tuple[int, SkillSpec, dict[str, Any], str, Any, ArgSpec]]:
+    """Each resolved argument of a step the model answered with args, beside what the model itself wrote:
+    grounding checks judge only what the model chose, never a default the validator filled in."""
+    for i, (raw, step) in enumerate(zip(raw_steps, steps)):
+        spec = cs.skill(step.skill)
+        given = raw.get("args") if isinstance(raw, dict) else None
+        if spec is None or not isinstance(given, dict):
+            continue
+        for name, value in step.args.items():
+            arg = spec.args.get(name)
+            if arg is not None:
+                yield i, spec, given, name, value, arg
