@@ -186,7 +186,7 @@ class BenchWorker:
 
     def __init__(self, planner_args: dict[str, Any] | None = None, *, timeout_s: float = 120.0,
                  heartbeat_timeout_s: float | None = None) -> None:
-        from medrobot_llm.cli.plan import make_planner
+        from medrobot_llm.planning.factory import make_planner
 
         self.planner = make_planner(argparse.Namespace(**(planner_args or {"planner": "rule"})))
         self.timeout_s = timeout_s

@@ -24,7 +24,7 @@ __all__ = ["register"]
 
 
 def register(sub: Any) -> None:
-    from medrobot_llm.cli.plan import add_planner_arguments
+    from medrobot_llm.planning.factory import add_planner_arguments
     from medrobot_llm.consoles.core import CONSOLE_WORDS
     from medrobot_llm.core.command_set import DOMAINS
 
@@ -100,7 +100,7 @@ def _run(args: argparse.Namespace) -> int:
             print(f"medrobot console: {why}", file=sys.stderr)
             return 2
     else:
-        from medrobot_llm.cli.plan import make_planner
+        from medrobot_llm.planning.factory import make_planner
         from medrobot_llm.session import Session
 
         try:

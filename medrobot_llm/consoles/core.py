@@ -20,10 +20,11 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from medrobot_llm.cli.plan import _clean, render_plan
+from medrobot_llm.consoles.render import render_plan
 from medrobot_llm.core.command_set import load_command_set
 from medrobot_llm.core.plan import Plan, Step
 from medrobot_llm.language.lexicon import CONTROL_PHRASES
+from medrobot_llm.planning.admission import clean_with_reason as _clean
 from medrobot_llm.safety import events as ev
 from medrobot_llm.safety.machine import Trigger
 from medrobot_llm.safety.protocol import SupervisorClient
