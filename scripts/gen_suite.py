@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Regenerate benchmarks/suite/tasks.jsonl from the templates in medrobot_llm/bench/suite.py.
+"""Regenerate benchmarks/suite/tasks.jsonl from the templates in medrobot_llm/bench/templates.py.
 
     python scripts/gen_suite.py          # write the file
     python scripts/gen_suite.py --check  # exit 1 if the committed file is stale

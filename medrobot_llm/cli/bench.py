@@ -20,7 +20,7 @@ _OWN = frozenset({"func", "command", "suite", "seeds", "workers", "engine", "out
 
 def register(sub: Any) -> None:
     from medrobot_llm.cli.options import add_domain_argument
-    from medrobot_llm.cli.plan import add_planner_arguments
+    from medrobot_llm.planning.factory import add_planner_arguments
 
     p = sub.add_parser(
         "bench",
@@ -94,7 +94,7 @@ def _run(args: argparse.Namespace) -> int:
         return 2
     planner_args = {k: v for k, v in vars(args).items() if k not in _OWN}
     try:
-        from medrobot_llm.cli.plan import make_planner
+        from medrobot_llm.planning.factory import make_planner
 
         make_planner(argparse.Namespace(**planner_args))
     except ValueError as exc:

@@ -25,7 +25,7 @@ __all__ = ["register"]
 
 def register(sub: Any) -> None:
     from medrobot_llm.cli.options import add_domain_argument
-    from medrobot_llm.cli.plan import add_planner_arguments
+    from medrobot_llm.planning.factory import add_planner_arguments
     from medrobot_llm.consoles.core import CONSOLE_WORDS
 
     words = "\n".join(f"  {word:<8} {what}" for word, what in CONSOLE_WORDS.items())
@@ -100,7 +100,7 @@ def _run(args: argparse.Namespace) -> int:
             print(f"medrobot console: {why}", file=sys.stderr)
             return 2
     else:
-        from medrobot_llm.cli.plan import make_planner
+        from medrobot_llm.planning.factory import make_planner
         from medrobot_llm.session import Session
 
         try:

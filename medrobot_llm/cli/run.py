@@ -16,7 +16,7 @@ __all__ = ["register"]
 
 def register(sub: Any) -> None:
     from medrobot_llm.cli.options import add_domain_argument
-    from medrobot_llm.cli.plan import add_planner_arguments
+    from medrobot_llm.planning.factory import add_planner_arguments
 
     p = sub.add_parser(
         "run",
@@ -69,7 +69,9 @@ def _progress(event: SupervisorEvent) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from medrobot_llm.cli.plan import clean_command, make_planner, render_plan
+    from medrobot_llm.consoles.render import render_plan
+    from medrobot_llm.planning.admission import clean_command
+    from medrobot_llm.planning.factory import make_planner
     from medrobot_llm.core.plan import Plan
     from medrobot_llm.safety.supervisor import SupervisorState
     from medrobot_llm.session import Session, always

@@ -18,7 +18,7 @@ _MIC_HELP = ("--mic needs the sounddevice package and the PortAudio library: pip
 
 def register(sub: Any) -> None:
     from medrobot_llm.cli.options import add_domain_argument
-    from medrobot_llm.cli.plan import add_planner_arguments
+    from medrobot_llm.planning.factory import add_planner_arguments
     from medrobot_llm.consoles.voice.console import DEFAULT_THRESHOLD
 
     p = sub.add_parser(
@@ -92,7 +92,7 @@ def _mic_utterances() -> Iterator[Any]:
 
 def _voice(args: argparse.Namespace) -> int:
     from medrobot_llm.consoles.voice.asr import AsrError, OpenAIRecognizer, PocketSphinxRecognizer, Recognizer, load_wav
-    from medrobot_llm.cli.plan import make_planner
+    from medrobot_llm.planning.factory import make_planner
     from medrobot_llm.session import Session
     from medrobot_llm.consoles.voice.console import VoiceConsole
 
@@ -151,7 +151,7 @@ def _voice(args: argparse.Namespace) -> int:
 
 
 def _show(rec: dict[str, Any]) -> None:
-    from medrobot_llm.cli.plan import render_plan
+    from medrobot_llm.consoles.render import render_plan
     from medrobot_llm.core.plan import Plan
 
     if rec.get("kind") == "error":

@@ -20,11 +20,12 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from medrobot_llm.cli.plan import _clean, render_plan
+from medrobot_llm.consoles.render import render_plan
 from medrobot_llm.core.command_set import load_command_set
 from medrobot_llm.core.jsonable import jsonable
 from medrobot_llm.core.plan import Plan, Step
 from medrobot_llm.language.lexicon import CONTROL_PHRASES
+from medrobot_llm.planning.admission import clean_with_reason as _clean
 from medrobot_llm.safety import events as ev
 from medrobot_llm.safety.machine import LATCHED, RUNNING, Trigger
 from medrobot_llm.safety.machine import SupervisorState as S

@@ -22,10 +22,11 @@ from medrobot_interfaces.srv import PlanCommand
 
 from medrobot_llm.backends.ros.nodes import PLANNER
 from medrobot_llm.core.command_set import DOMAINS
-from medrobot_llm.cli.plan import add_planner_arguments, make_planner, plan_text
 from medrobot_llm.core.plan import Plan
 from medrobot_llm.core.reasons import Reason
+from medrobot_llm.planning.admission import plan_text
 from medrobot_llm.planning.base import Planner
+from medrobot_llm.planning.factory import add_planner_arguments, make_planner
 from medrobot_llm.core.validator import WorldState
 from medrobot_llm.backends.ros.common import SERVICE_PLAN, TOPIC_COMMAND, TOPIC_PLANNED, reliable_qos, spin_node
 from medrobot_llm.safety.gate import to_json, world_from_json
