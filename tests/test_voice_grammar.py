@@ -76,7 +76,7 @@ def test_radiation_confirmation_phrases_come_from_the_skills_and_do_not_overlap(
 
 
 def test_british_variants_follow_the_rules_and_are_in_the_dictionary() -> None:
-    from medrobot_llm.consoles.voice.grammar import british
+    from medrobot_llm.consoles.voice.phones import british
 
     assert british("L IH V ER") == "L IH V AH"  # no /r/ after a vowel
     assert british("L AE T ER AH L") == "L AA T AH R AH L"  # but before one; TRAP opens
