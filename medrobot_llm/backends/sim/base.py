@@ -122,6 +122,13 @@ class Scene(LoopBackend):
         for _ in range(steps):
             self.client.stepSimulation()
 
+    def _box(self, center: Any, half: Any, rgba: list[float]) -> int:
+        """A static box (table, column, pedestal, imaging panel): its centre and half extents in metres."""
+        c = self.client
+        col = c.createCollisionShape(pybullet.GEOM_BOX, halfExtents=list(half))
+        vis = c.createVisualShape(pybullet.GEOM_BOX, halfExtents=list(half), rgbaColor=rgba)
+        return int(c.createMultiBody(0.0, col, vis, list(center)))
+
     @abstractmethod
     def _build(self) -> None:
         """Load the bodies."""

@@ -75,12 +75,6 @@ class UltrasoundScene(UltrasoundImaging):
         self.windows: dict[str, Window] = {}
 
     # -- world -------------------------------------------------------------------------------
-    def _box(self, center: Arr, half: Arr, rgba: list[float]) -> int:
-        c = self.client
-        col = c.createCollisionShape(pybullet.GEOM_BOX, halfExtents=list(half))
-        vis = c.createVisualShape(pybullet.GEOM_BOX, halfExtents=list(half), rgbaColor=rgba)
-        return int(c.createMultiBody(0.0, col, vis, list(center)))
-
     def _build(self) -> None:
         c = self.client
         c.setPhysicsEngineParameter(numSolverIterations=int(self.cfg["robot"]["solver_iterations"]))

@@ -82,12 +82,6 @@ class XrayScene(XrayImaging):
         return float(self.cfg["materials"][material])
 
     # -- world ------------------------------------------------------------------------------------
-    def _box(self, center: Arr, half: Arr, rgba: list[float]) -> int:
-        c = self.client
-        col = c.createCollisionShape(pybullet.GEOM_BOX, halfExtents=list(half))
-        vis = c.createVisualShape(pybullet.GEOM_BOX, halfExtents=list(half), rgbaColor=rgba)
-        return int(c.createMultiBody(0.0, col, vis, list(center)))
-
     def _build(self) -> None:
         c = self.client
         room = self.cfg["room"]
