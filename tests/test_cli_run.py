@@ -71,3 +71,19 @@ def test_human_output_shows_plan_progress_and_outcome() -> None:
     assert proc.returncode == 0, proc.stderr
     assert "Plan (xray, 2 steps)" in proc.stdout and "RADIATION" in proc.stdout and "SUCCESS" in proc.stdout
     assert "step 2: take_shot ok" in proc.stderr and "-> yes (--yes)" in proc.stderr
+
+
+@pytest.mark.parametrize("argv", [["run", "--json", "--domain", "xray", "--yes", "AP of the pelvis"],
+                                  ["console", "--json", "--domain", "ultrasound"]])
+def test_json_output_is_pure_json_with_buffered_stdio(argv: list[str]) -> None:
+    """CI and users run without PYTHONUNBUFFERED: pybullet's C-level banner, buffered by libc while stdout is a
+    pipe, must still go to stderr and never follow the JSON."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    proc = subprocess.run([sys.executable, "-m", "medrobot_llm.cli", *argv], input="status\n", env=env,
+                          capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = proc.stdout.splitlines()
+    assert lines and all(json.loads(line) is not None for line in lines), proc.stdout[-500:]
+    assert "argv[0]" not in proc.stdout

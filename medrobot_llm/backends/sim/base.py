@@ -7,6 +7,7 @@ and a seed reproduces a rollout exactly.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import sys
 from abc import abstractmethod
@@ -31,7 +32,11 @@ __all__ = ["RefusedSkill", "Scene", "SceneSkill", "assets_dir"]
 @contextmanager
 def _stdout_to_stderr() -> Iterator[None]:
     """pybullet prints a banner (``argv[0]=``) on the C-level stdout when it connects; moved to stderr, it
-    cannot break the one-JSON-object-on-stdout contract of ``--json`` commands."""
+    cannot break the one-JSON-object-on-stdout contract of ``--json`` commands.
+
+    C's stdout is fully buffered when it is a pipe or a file, so the banner sits in libc's buffer until
+    something flushes it: it is flushed while the descriptor still points at stderr, or it would reach the
+    real stdout later, after the JSON (as it did without ``PYTHONUNBUFFERED``)."""
     sys.stdout.flush()
     try:
         saved = os.dup(1)
@@ -42,8 +47,16 @@ def _stdout_to_stderr() -> Iterator[None]:
     try:
         yield
     finally:
+        _flush_c_stdio()
         os.dup2(saved, 1)
         os.close(saved)
+
+
+def _flush_c_stdio() -> None:
+    try:
+        ctypes.CDLL(None).fflush(None)
+    except (OSError, AttributeError):  # no C library to speak of (not on the platforms pybullet ships for)
+        pass
 
 
 def assets_dir() -> Path:
