@@ -9,6 +9,8 @@ import sys
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 MEDROBOT = [sys.executable, "-m", "medrobot_llm.cli"]
 
@@ -114,3 +116,37 @@ def test_skills_json_schema_and_table() -> None:
     assert schema["$defs"]["take_shot"]["x-needs-confirmation"] is True
     table = run("skills", "--domain", "surgery").stdout.decode()
     assert "retract" in table and "CONTACT" in table and "1..30 mm" in table
+
+
+_JSONISH = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=20),
+                        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner,
+                                                                                    max_size=3), max_leaves=12)
+_LINE = st.one_of(
+    st.binary(max_size=60).filter(lambda b: b"\n" not in b and b.strip()),
+    _JSONISH.map(lambda v: json.dumps(v).encode()),
+    st.builds(lambda d, t: json.dumps({"domain": d, "text": t}).encode(),
+              st.sampled_from(["xray", "surgery", "ultrasound", "mars", 7, None]), _JSONISH),
+    st.integers(min_value=1, max_value=60000).map(lambda n: b'{"domain": "xray", "text": ' + b"[" * n + b"]" * n
+                                                  + b"}"),
+)
+
+
+def _answered(raw: bytes) -> bool:
+    """A line the stream must answer: anything but a blank line (blank as Python reads text)."""
+    try:
+        return bool(raw.decode("utf-8").strip())
+    except UnicodeDecodeError:
+        return True
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.lists(_LINE, min_size=1, max_size=6))
+def test_a_stream_answers_every_line_whatever_it_holds_and_a_halt_after_it(lines: list[bytes]) -> None:
+    """No line, however malformed or deeply nested, ends the stream: every non-blank line gets one plan object,
+    in order, and a stop said after them is still heard."""
+    stdin = b"\n".join(lines) + b'\n{"domain": "xray", "text": "halt"}\n'
+    proc = run("plan", "--jsonl", stdin=stdin)
+    assert proc.returncode == 0, proc.stderr[-1000:]
+    out = [json.loads(line) for line in proc.stdout.decode().splitlines()]
+    assert len(out) == sum(1 for raw in lines if _answered(raw)) + 1
+    assert out[-1]["status"] == "control" and out[-1]["control"] == "stop"

@@ -80,7 +80,7 @@ def _stream(planner: Planner, default_domain: str | None) -> int:
             item = json.loads(line)
             if not isinstance(item, dict):
                 raise ValueError("not an object")
-        except ValueError:
+        except (ValueError, RecursionError):  # deep nesting exhausts the parser's stack: one bad line, not the end
             plan = Plan.refused(default_domain or "unknown", "the input line is not a JSON object "
                                 "{\"domain\": ..., \"text\": ...}", Reason.MALFORMED)
             print(json.dumps(plan.to_json()), flush=True)
@@ -88,8 +88,12 @@ def _stream(planner: Planner, default_domain: str | None) -> int:
         domain = item.get("domain", default_domain)
         text = item.get("text")
         if not isinstance(text, str):
-            plan = Plan.refused(str(domain), "the input line has no \"text\" string", Reason.MALFORMED)
+            plan = Plan.refused(str(domain)[:40], "the input line has no \"text\" string", Reason.MALFORMED)
         else:
-            plan = plan_text(planner, str(domain), text)
+            try:
+                plan = plan_text(planner, str(domain), text)
+            except Exception as exc:  # a stream answers every line: a planner bug refuses this one, the next is read
+                plan = Plan.refused(str(domain)[:40], f"the planner failed on this command ({type(exc).__name__}); "
+                                    "nothing was planned", Reason.PLANNER_ERROR)
         print(json.dumps(plan.to_json()), flush=True)
     return 0
