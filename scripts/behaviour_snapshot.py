@@ -81,8 +81,9 @@ def snapshot(tree: Path, bench: bool) -> dict[str, str]:
             raw = _medrobot(tree, ["bench", "--json", "--out", out])
         code, _, body = raw.partition("\n")
         figures = json.loads(body)
-        figures.pop("wall_s", None)
-        shot["bench --json (without wall_s)"] = f"{code}\n{json.dumps(figures, sort_keys=True)}\n"
+        for key in ("wall_s", "git", "out"):  # the clock, the commit and the temporary folder differ by nature
+            figures.pop(key, None)
+        shot["bench --json (without wall_s, git, out)"] = f"{code}\n{json.dumps(figures, sort_keys=True)}\n"
     return shot
 
 
