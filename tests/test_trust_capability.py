@@ -66,7 +66,7 @@ def test_a_goal_without_a_capability_is_refused() -> None:
 
 
 @pytest.mark.parametrize("wire", [
-    "not json", "[]", "NaN", json.dumps({"plan_id": "x"}),
+    "not json", "[]", "NaN", json.dumps({"plan_id": "x"}), "[" * 70_000, "[" * 50_000,
 ])
 def test_a_capability_of_the_wrong_shape_is_malformed(wire: str) -> None:
     _, verifier, _ = _pair()
@@ -89,6 +89,7 @@ def test_the_goals_arguments_must_be_a_json_object() -> None:
     wire = minter.mint(**GOAL).to_wire()
     assert _refused(verifier, wire, args="[1]").code is Reason.MALFORMED
     assert _refused(verifier, wire, args='{"kv": NaN}').code is Reason.MALFORMED
+    assert _refused(verifier, wire, args='{"kv":' + "[" * 50_000).code is Reason.MALFORMED
 
 
 def test_another_key_or_another_purpose_does_not_verify() -> None:

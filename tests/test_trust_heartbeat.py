@@ -59,6 +59,21 @@ def test_halts_when_beats_stop_and_comes_back_only_with_a_new_valid_one() -> Non
     assert not dog.check().halted
 
 
+def test_transitions_are_reported_once_each() -> None:
+    signer, dog, clock = _setup()
+    first = dog.transition()
+    assert first is not None and first.halted and dog.transition() is None
+    dog.offer(signer.beat().to_wire())
+    back = dog.transition()
+    assert back is not None and not back.halted and dog.transition() is None
+    clock.advance(DEFAULT_WINDOW_S / 2)
+    dog.offer(signer.beat().to_wire())
+    assert dog.transition() is None
+    clock.advance(DEFAULT_WINDOW_S + 0.01)
+    halt = dog.transition()
+    assert halt is not None and halt.halted and halt.code is Reason.NO_HEARTBEAT and dog.transition() is None
+
+
 def test_a_forged_beat_does_not_revive_the_robot() -> None:
     _, dog, clock = _setup()
     forged = HeartbeatSigner(b"x" * 32, instance="medrobot_supervisor", clock=clock).beat()
@@ -112,7 +127,7 @@ def test_a_restarted_supervisor_is_followed_from_its_first_beat() -> None:
 
 
 @pytest.mark.parametrize("wire", [
-    "nope", "[]", json.dumps({"instance": "x", "seq": 1}),
+    "nope", "[]", json.dumps({"instance": "x", "seq": 1}), "[" * 70_000, "[" * 50_000,
     json.dumps({"instance": "x", "seq": True, "stamp_ms": 1, "mac": "0" * 64}),
     json.dumps({"instance": "", "seq": 1, "stamp_ms": 1, "mac": "0" * 64}),
     json.dumps({"instance": "x", "seq": 1, "stamp_ms": 1.0, "mac": "0" * 64}),

@@ -34,6 +34,9 @@ from medrobot_llm.safety.keys import (
 )
 
 
+GOOD = "ab" * KEY_BYTES
+
+
 def _mode(path: Path) -> int:
     return stat.S_IMODE(os.stat(path).st_mode)
 
@@ -75,12 +78,26 @@ def test_a_kept_key_that_is_unusable_is_reported_not_hidden(folder: Path) -> Non
     assert info.action == "kept" and "0644" in info.problem
 
 
-def test_keys_are_not_created_in_a_folder_others_may_write(folder: Path) -> None:
+def test_an_existing_folder_of_ours_is_narrowed_to_0700(folder: Path) -> None:
     folder.mkdir(mode=0o700)
     os.chmod(folder, 0o777)
-    with pytest.raises(KeyTooOpen, match="chmod 700"):
+    create_key(folder / GRAPH_FILE)
+    assert _mode(folder) == 0o700 and _mode(folder / GRAPH_FILE) == 0o600
+
+
+def test_keys_are_not_created_in_another_users_folder(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder.mkdir(mode=0o755)
+    monkeypatch.setattr(keys.os, "geteuid", lambda: os.stat(folder).st_uid + 1)
+    with pytest.raises(KeyTooOpen, match="a --dir of your own"):
         create_key(folder / GRAPH_FILE)
-    assert not (folder / GRAPH_FILE).exists()
+    assert not (folder / GRAPH_FILE).exists() and _mode(folder) == 0o755
+
+
+def test_a_file_that_is_no_identity_is_not_in_the_keyring(folder: Path) -> None:
+    init_keys(folder, ["alice"])
+    (folder / "operator-Not An Id.key").write_text(GOOD)
+    assert list(load_keyring(folder)) == ["alice"]
+    assert [i.name for i in list_keys(folder)] == ["graph", "alice"]
 
 
 def _written(folder: Path, text: str, mode: int = 0o600) -> Path:
@@ -90,8 +107,6 @@ def _written(folder: Path, text: str, mode: int = 0o600) -> Path:
     os.chmod(path, mode)
     return path
 
-
-GOOD = "ab" * KEY_BYTES
 
 
 @pytest.mark.parametrize(("text", "mode", "error", "words"), [

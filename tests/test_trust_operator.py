@@ -136,6 +136,8 @@ def test_a_command_carries_its_text_under_the_mac() -> None:
 
 @pytest.mark.parametrize(("change", "claimed"), [
     (lambda raw: "not json", ""),
+    (lambda raw: json.dumps({**raw, "pad": "x" * 70_000}), ""),
+    (lambda raw: "[" * 50_000, ""),
     (lambda raw: json.dumps([raw]), ""),
     (lambda raw: json.dumps({k: v for k, v in raw.items() if k != "mac"}), "alice"),
     (lambda raw: json.dumps({**raw, "kind": "launch"}), "alice"),

@@ -19,7 +19,9 @@ from typing import Any
 
 from medrobot_llm.core.clock import Clock
 from medrobot_llm.core.reasons import Reason
-from medrobot_llm.safety.signing import MAC_HEX, NONCE_HEX, Untrusted, is_hex, mac, mac_matches, millis, wall_clock
+from medrobot_llm.safety.signing import (
+    MAC_HEX, MAX_WIRE_CHARS, NONCE_HEX, Untrusted, is_hex, mac, mac_matches, millis, wall_clock,
+)
 
 __all__ = [
     "DEFAULT_TTL_S",
@@ -76,9 +78,11 @@ class Capability:
     @classmethod
     def from_wire(cls, text: str) -> Capability:
         """Parse without trusting: a ``MALFORMED`` refusal unless every field has its type and shape."""
+        if len(text) > MAX_WIRE_CHARS:
+            raise Untrusted(Reason.MALFORMED, f"refused: the capability is longer than {MAX_WIRE_CHARS} characters")
         try:
             raw = json.loads(text, parse_constant=_no_constant)
-        except ValueError:
+        except (ValueError, RecursionError):  # deep nesting is not JSON we read
             raise Untrusted(Reason.MALFORMED, "refused: the capability is not JSON") from None
         names = set(cls.__dataclass_fields__)
         if not isinstance(raw, dict) or set(raw) != names:
@@ -133,7 +137,7 @@ class CapabilityVerifier:
                             "graph's secret (forged, altered, or from another graph)")
         try:
             goal_args = canonical_args(args)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise Untrusted(Reason.MALFORMED, f"refused {what}: the goal's arguments: {exc}") from None
         goal = {"plan_id": plan_id, "step_index": step_index, "skill": skill, "args": goal_args, "domain": domain,
                 "goal_id": goal_id if cap.goal_id else ""}

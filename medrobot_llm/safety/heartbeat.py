@@ -17,7 +17,9 @@ from dataclasses import dataclass, replace
 
 from medrobot_llm.core.clock import Clock
 from medrobot_llm.core.reasons import Reason
-from medrobot_llm.safety.signing import MAC_HEX, Untrusted, is_hex, mac, mac_matches, millis, wall_clock
+from medrobot_llm.safety.signing import (
+    MAC_HEX, MAX_WIRE_CHARS, Untrusted, is_hex, mac, mac_matches, millis, wall_clock,
+)
 
 __all__ = ["DEFAULT_WINDOW_S", "PURPOSE", "Heartbeat", "HeartbeatSigner", "Watch", "Watchdog"]
 
@@ -43,9 +45,11 @@ class Heartbeat:
 
     @classmethod
     def from_wire(cls, text: str) -> Heartbeat:
+        if len(text) > MAX_WIRE_CHARS:
+            raise Untrusted(Reason.MALFORMED, f"ignored heartbeat: longer than {MAX_WIRE_CHARS} characters")
         try:
             raw = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise Untrusted(Reason.MALFORMED, "ignored heartbeat: not JSON") from None
         if not isinstance(raw, dict) or set(raw) != set(cls.__dataclass_fields__) \
                 or type(raw["seq"]) is not int or type(raw["stamp_ms"]) is not int \
@@ -96,6 +100,7 @@ class Watchdog:
         self._last_seq: dict[str, int] = {}
         self._valid_at: float | None = None
         self._instance = ""
+        self._reported: bool | None = None  # the halted flag transition() last reported
         self._lock = threading.Lock()
 
     def offer(self, wire: str) -> Heartbeat:
@@ -132,6 +137,15 @@ class Watchdog:
             return Watch(True, Reason.NO_HEARTBEAT, f"halted: the last valid supervisor heartbeat is {age:.2f} s old "
                          f"(window {self.window_s:g} s); every goal is refused until a valid one arrives", instance)
         return Watch(False, None, f"supervisor {instance[:16]} alive", instance)
+
+    def transition(self) -> Watch | None:
+        """For the server's timer: the verdict when it changed since the last call (halt once, back once)."""
+        watch = self.check()
+        with self._lock:
+            if watch.halted is self._reported:
+                return None
+            self._reported = watch.halted
+        return watch
 
     def require_alive(self) -> None:
         """For the gate: ``Untrusted(NO_HEARTBEAT)`` while halted."""

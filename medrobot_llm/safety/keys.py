@@ -91,8 +91,11 @@ def default_dir() -> Path:
 
 def default_operator() -> str:
     """The login name, as an operator identity when none is given."""
-    name = re.sub(r"[^a-z0-9_.-]", "-", getpass.getuser().lower()).lstrip("-_.") or "operator"
-    return name[:32]
+    try:
+        login = getpass.getuser()
+    except (KeyError, OSError):  # a container user with no name
+        login = ""
+    return re.sub(r"[^a-z0-9_.-]", "-", login.lower()).lstrip("-_.")[:32] or "operator"
 
 
 def operator_path(folder: Path, name: str) -> Path:
@@ -153,7 +156,9 @@ def load_operator_key(name: str, folder: Path | None = None) -> bytes:
 
 
 def _operator_files(folder: Path) -> list[tuple[str, Path]]:
-    return sorted((p.name[len(_OPERATOR_PREFIX):-len(_SUFFIX)], p) for p in folder.glob(f"{_OPERATOR_PREFIX}*{_SUFFIX}"))
+    """(identity, path) of the operator keys; a file whose name is no identity is not an operator's key."""
+    found = ((p.name[len(_OPERATOR_PREFIX):-len(_SUFFIX)], p) for p in folder.glob(f"{_OPERATOR_PREFIX}*{_SUFFIX}"))
+    return sorted((name, path) for name, path in found if OPERATOR_NAME.fullmatch(name))
 
 
 def load_keyring(folder: Path | None = None) -> dict[str, bytes]:
@@ -169,20 +174,19 @@ def load_keyring(folder: Path | None = None) -> dict[str, bytes]:
 
 
 def _safe_folder(folder: Path) -> None:
-    """Create the folder 0700, or accept an existing one only if it is this user's and nobody else may write."""
+    """The folder, 0700 and this user's: created so, or an existing one of ours narrowed to it; never another's."""
     try:
         folder.mkdir(mode=0o700, parents=True)
-        os.chmod(folder, 0o700)  # mkdir's mode passes through the umask
-        return
     except FileExistsError:
         pass
     st = os.stat(folder)
     if not stat.S_ISDIR(st.st_mode):
         raise KeyUnreadable(folder, "not a folder", "pass another --dir")
-    if st.st_uid != os.geteuid() or stat.S_IMODE(st.st_mode) & 0o022:
-        raise KeyTooOpen(folder, f"the folder (mode {stat.S_IMODE(st.st_mode):04o}, uid {st.st_uid}) can be "
-                         "written by someone else, who could swap a key", f"run `chmod 700 {folder}` or pass another "
-                         "--dir")
+    if st.st_uid != os.geteuid():
+        raise KeyTooOpen(folder, f"the folder belongs to uid {st.st_uid}, who could swap a key",
+                         "pass a --dir of your own")
+    if stat.S_IMODE(st.st_mode) != 0o700:
+        os.chmod(folder, 0o700)  # mkdir's mode passes through the umask; an existing folder may be wider
 
 
 def create_key(path: Path, *, force: bool = False) -> bytes:

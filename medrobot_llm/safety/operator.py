@@ -24,7 +24,9 @@ from typing import Any
 from medrobot_llm.core.clock import Clock
 from medrobot_llm.core.reasons import Reason
 from medrobot_llm.safety.keys import OPERATOR_NAME
-from medrobot_llm.safety.signing import MAC_HEX, Untrusted, is_hex, mac, mac_matches, millis, wall_clock
+from medrobot_llm.safety.signing import (
+    MAC_HEX, MAX_WIRE_CHARS, Untrusted, is_hex, mac, mac_matches, millis, wall_clock,
+)
 
 __all__ = [
     "BOUND_KINDS",
@@ -78,9 +80,12 @@ class OperatorMessage:
     @classmethod
     def from_wire(cls, text: str) -> OperatorMessage:
         """Parse without trusting; the refusal names whatever operator the message claims, if any."""
+        if len(text) > MAX_WIRE_CHARS:
+            raise Untrusted(Reason.MALFORMED, f"refused: the operator message is longer than {MAX_WIRE_CHARS} "
+                            "characters")
         try:
             raw = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise Untrusted(Reason.MALFORMED, "refused: the operator message is not JSON") from None
         claimed = raw.get("operator", "") if isinstance(raw, dict) else ""
         claimed = claimed[:64] if isinstance(claimed, str) else ""

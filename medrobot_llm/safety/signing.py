@@ -18,12 +18,15 @@ from typing import Any
 from medrobot_llm.core.clock import Clock
 from medrobot_llm.core.reasons import Reason
 
-__all__ = ["MAC_HEX", "NONCE_HEX", "Untrusted", "canonical", "is_hex", "mac", "mac_matches", "millis", "wall_clock"]
+__all__ = ["MAC_HEX", "MAX_WIRE_CHARS", "NONCE_HEX", "Untrusted", "canonical", "is_hex", "mac", "mac_matches", "millis",
+           "wall_clock"]
 
 #: HMAC-SHA256 as lowercase hex
 MAC_HEX = 64
 #: nonces are 16 random bytes as hex: never repeated by chance within the life of a graph
 NONCE_HEX = 32
+#: no signed message is near this (a goal's args are bounded at 16 KiB): longer is refused before it is parsed
+MAX_WIRE_CHARS = 64 * 1024
 
 #: the stamps cross processes (supervisor, skill server, consoles), so the default clock is the one they share;
 #: tests pass a ``ManualClock`` instead
