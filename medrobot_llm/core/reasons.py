@@ -63,6 +63,17 @@ class Reason(str, Enum):
     ALREADY_DONE = "already_done"
     ARM_BUSY = "arm_busy"
     ROBOT_BUSY = "robot_busy"
+    # authentication: capabilities, operator messages, heartbeats
+    NO_CAPABILITY = "no_capability"
+    BAD_SIGNATURE = "bad_signature"
+    CAPABILITY_MISMATCH = "capability_mismatch"
+    EXPIRED = "expired"
+    REPLAYED = "replayed"
+    TOO_MANY_CAPABILITIES = "too_many_capabilities"
+    UNKNOWN_OPERATOR = "unknown_operator"
+    STALE_MESSAGE = "stale_message"
+    NOT_OPEN = "not_open"
+    NO_HEARTBEAT = "no_heartbeat"
 
 
 #: what each code means, for the generated docs (``docs/reasons.md``); a test checks every code has one
@@ -71,7 +82,8 @@ SUMMARY: dict[Reason, str] = {
     Reason.EMPTY: "the command, or the plan, has nothing in it",
     Reason.TOO_LONG: "the command (or a goal's arguments) is longer than the input limit",
     Reason.INVALID_TEXT: "the text is not valid UTF-8, holds control characters, or letters the planner cannot read",
-    Reason.MALFORMED: "an input line, a plan, a goal or a model's answer that does not have the required shape",
+    Reason.MALFORMED: "an input line, a plan, a goal, a model's answer or a signed message that does not have the "
+                      "required shape",
     Reason.INJECTION: "the text tries to switch safety off, to confirm in advance, or to instruct the planner",
     Reason.NOT_UNDERSTOOD: "the planner found no action of the command set in the words",
     Reason.UNKNOWN_WORD: "a word the planner does not know, where reading on would mean guessing",
@@ -109,6 +121,18 @@ SUMMARY: dict[Reason, str] = {
     Reason.ALREADY_DONE: "the step already ran to success; a step runs once",
     Reason.ARM_BUSY: "another goal holds an arm this step moves",
     Reason.ROBOT_BUSY: "the robot is running another goal",
+    Reason.NO_CAPABILITY: "a goal without the capability the supervisor mints for each step it releases",
+    Reason.BAD_SIGNATURE: "a capability, operator message or heartbeat whose MAC does not verify: forged, altered, "
+                          "or made with another key",
+    Reason.CAPABILITY_MISMATCH: "a capability minted for another plan, step, skill, args, domain or goal",
+    Reason.EXPIRED: "a capability past its expiry",
+    Reason.REPLAYED: "a capability already used, an operator counter not above the last, or a heartbeat out of order",
+    Reason.TOO_MANY_CAPABILITIES: "more unexpired capabilities than the single-use registry holds: refused rather "
+                                  "than forget one",
+    Reason.UNKNOWN_OPERATOR: "an operator message from an identity with no key in the supervisor's keyring",
+    Reason.STALE_MESSAGE: "an operator message or heartbeat stamped outside its time window (too old, or ahead)",
+    Reason.NOT_OPEN: "an operator answer bound to a question or plan that is not the one open now",
+    Reason.NO_HEARTBEAT: "no valid supervisor heartbeat within the window: the robot halts and refuses every goal",
 }
 
 #: who gives each code, in the order the docs list them
@@ -127,6 +151,10 @@ GROUPS: tuple[tuple[str, tuple[Reason, ...]], ...] = (
         Reason.WRONG_DOMAIN, Reason.SEVERAL_SUPERVISORS, Reason.NO_SUPERVISOR, Reason.STALE_STATE,
         Reason.NOT_EXECUTING, Reason.NOT_CURRENT_STEP, Reason.NOT_ANNOUNCED, Reason.HALTED, Reason.NO_WORLD_STATE,
         Reason.ALREADY_DONE, Reason.ARM_BUSY, Reason.ROBOT_BUSY)),
+    ("Authentication: capabilities, operator messages and heartbeats (docs/trust.md)", (
+        Reason.NO_CAPABILITY, Reason.BAD_SIGNATURE, Reason.CAPABILITY_MISMATCH, Reason.EXPIRED, Reason.REPLAYED,
+        Reason.TOO_MANY_CAPABILITIES, Reason.UNKNOWN_OPERATOR, Reason.STALE_MESSAGE, Reason.NOT_OPEN,
+        Reason.NO_HEARTBEAT)),
 )
 
 

@@ -1,0 +1,154 @@
+"""The supervisor's authenticated heartbeat and the skill server's watchdog over it.
+
+Issue 15's attack 4 killed the supervisor and drove the robot with goals of its own; a skill server that
+counts whoever publishes ``/medrobot/state`` cannot tell. Here the supervisor signs a beat (its instance id,
+a sequence number, a stamp) with the graph secret a few times a second, and the skill server's watchdog says
+"halt and refuse everything" when no valid beat arrived within the window, and "back" only after a valid one
+arrives again. A forged beat fails its MAC; a recorded beat replayed fails the sequence (per instance) or, from
+an instance long gone, the stamp window; neither keeps a dead supervisor looking alive.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import threading
+from dataclasses import dataclass, replace
+
+from medrobot_llm.core.clock import Clock
+from medrobot_llm.core.reasons import Reason
+from medrobot_llm.safety.signing import (
+    MAC_HEX, MAX_WIRE_CHARS, Untrusted, is_hex, mac, mac_matches, millis, wall_clock,
+)
+
+__all__ = ["DEFAULT_WINDOW_S", "PURPOSE", "Heartbeat", "HeartbeatSigner", "Watch", "Watchdog"]
+
+PURPOSE = "medrobot.heartbeat.v1"
+#: the watchdog's window: a few beats at the supervisor's 5 Hz state rate
+DEFAULT_WINDOW_S = 1.0
+#: supervisor instances whose last sequence number is remembered; a restart makes one more
+_MAX_INSTANCES = 64
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    instance: str  # random per supervisor process: its sequence numbers are its own
+    seq: int
+    stamp_ms: int
+    mac: str = ""
+
+    def fields(self) -> list[str | int]:
+        return [self.instance, self.seq, self.stamp_ms]
+
+    def to_wire(self) -> str:
+        return json.dumps(self.__dict__, separators=(",", ":"), ensure_ascii=True)
+
+    @classmethod
+    def from_wire(cls, text: str) -> Heartbeat:
+        if len(text) > MAX_WIRE_CHARS:
+            raise Untrusted(Reason.MALFORMED, f"ignored heartbeat: longer than {MAX_WIRE_CHARS} characters")
+        try:
+            raw = json.loads(text)
+        except (ValueError, RecursionError):
+            raise Untrusted(Reason.MALFORMED, "ignored heartbeat: not JSON") from None
+        if not isinstance(raw, dict) or set(raw) != set(cls.__dataclass_fields__) \
+                or type(raw["seq"]) is not int or type(raw["stamp_ms"]) is not int \
+                or not isinstance(raw["instance"], str) or not 0 < len(raw["instance"]) <= 64 \
+                or not is_hex(raw["mac"], MAC_HEX):
+            raise Untrusted(Reason.MALFORMED, "ignored heartbeat: it does not have the fields instance, seq, "
+                            "stamp_ms and mac with their types")
+        return cls(**raw)
+
+
+class HeartbeatSigner:
+    """The supervisor's side: numbered, stamped beats of one instance."""
+
+    def __init__(self, secret: bytes, *, instance: str | None = None, clock: Clock = wall_clock) -> None:
+        self._secret = secret
+        self.instance = instance or secrets.token_hex(8)
+        self.clock = clock
+        self._seq = 0
+        self._lock = threading.Lock()
+
+    def beat(self) -> Heartbeat:
+        with self._lock:
+            self._seq += 1
+            hb = Heartbeat(self.instance, self._seq, millis(self.clock()))
+        return replace(hb, mac=mac(self._secret, PURPOSE, hb.fields()))
+
+
+@dataclass(frozen=True)
+class Watch:
+    """The watchdog's verdict: whether the robot must halt and refuse, and why (for the log and refusals)."""
+
+    halted: bool
+    code: Reason | None
+    message: str
+    instance: str = ""
+
+
+class Watchdog:
+    """The skill server's side; halted until the first valid beat, and whenever the last is older than the window.
+
+    ``clock`` times arrivals and judges stamps: the same shared clock as the signer's (the wall clock by default).
+    """
+
+    def __init__(self, secret: bytes, *, window_s: float = DEFAULT_WINDOW_S, clock: Clock = wall_clock) -> None:
+        self._secret = secret
+        self.window_s = window_s
+        self.clock = clock
+        self._last_seq: dict[str, int] = {}
+        self._valid_at: float | None = None
+        self._instance = ""
+        self._reported: bool | None = None  # the halted flag transition() last reported
+        self._lock = threading.Lock()
+
+    def offer(self, wire: str) -> Heartbeat:
+        """Take a beat if it is genuine, fresh and in order; otherwise ``Untrusted`` and nothing changes."""
+        hb = Heartbeat.from_wire(wire)
+        if not mac_matches(self._secret, PURPOSE, hb.fields(), hb.mac):
+            raise Untrusted(Reason.BAD_SIGNATURE, f"ignored heartbeat of {hb.instance[:16]!r}: the MAC does not "
+                            "verify with this graph's secret", claimed=hb.instance)
+        now = self.clock()
+        skew_ms = millis(now) - hb.stamp_ms
+        if abs(skew_ms) > millis(self.window_s):
+            raise Untrusted(Reason.STALE_MESSAGE, f"ignored heartbeat {hb.seq} of {hb.instance[:16]!r}: stamped "
+                            f"{skew_ms / 1000:+.3f} s from now (window {self.window_s:g} s)", claimed=hb.instance)
+        with self._lock:
+            last = self._last_seq.get(hb.instance, 0)
+            if hb.seq <= last:
+                raise Untrusted(Reason.REPLAYED, f"ignored heartbeat {hb.seq} of {hb.instance[:16]!r}: not after "
+                                f"beat {last}", claimed=hb.instance)
+            if hb.instance not in self._last_seq and len(self._last_seq) >= _MAX_INSTANCES:
+                self._last_seq.pop(next(iter(self._last_seq)))  # the oldest instance: its beats are long stale
+            self._last_seq[hb.instance] = hb.seq
+            self._valid_at = now
+            self._instance = hb.instance
+        return hb
+
+    def check(self) -> Watch:
+        with self._lock:
+            valid_at, instance = self._valid_at, self._instance
+        if valid_at is None:
+            return Watch(True, Reason.NO_HEARTBEAT, "halted: no valid supervisor heartbeat yet; every goal is "
+                         "refused until a supervisor holding the graph secret is running")
+        age = self.clock() - valid_at
+        if age > self.window_s:
+            return Watch(True, Reason.NO_HEARTBEAT, f"halted: the last valid supervisor heartbeat is {age:.2f} s old "
+                         f"(window {self.window_s:g} s); every goal is refused until a valid one arrives", instance)
+        return Watch(False, None, f"supervisor {instance[:16]} alive", instance)
+
+    def transition(self) -> Watch | None:
+        """For the server's timer: the verdict when it changed since the last call (halt once, back once)."""
+        watch = self.check()
+        with self._lock:
+            if watch.halted is self._reported:
+                return None
+            self._reported = watch.halted
+        return watch
+
+    def require_alive(self) -> None:
+        """For the gate: ``Untrusted(NO_HEARTBEAT)`` while halted."""
+        watch = self.check()
+        if watch.halted and watch.code is not None:
+            raise Untrusted(watch.code, watch.message, claimed=watch.instance)

@@ -1,0 +1,73 @@
+"""What the capability, operator and heartbeat checks share: one canonical encoding, one MAC, one refusal.
+
+The Fast DDS of the PyPI wheels has no DDS Security, so anything on the graph can publish anything; the
+authority of a message has to be inside it. Each kind of signed message starts its encoding with its own
+purpose tag, so a MAC made for a heartbeat can never pass as a capability even though both use the graph
+secret. The encoding is JSON of a flat list (strings and integers only): unambiguous, and the same bytes in
+any language that writes JSON without spaces and with ASCII escapes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+from typing import Any
+
+from medrobot_llm.core.clock import Clock
+from medrobot_llm.core.reasons import Reason
+
+__all__ = ["MAC_HEX", "MAX_WIRE_CHARS", "NONCE_HEX", "Untrusted", "canonical", "is_hex", "mac", "mac_matches", "millis",
+           "wall_clock"]
+
+#: HMAC-SHA256 as lowercase hex
+MAC_HEX = 64
+#: nonces are 16 random bytes as hex: never repeated by chance within the life of a graph
+NONCE_HEX = 32
+#: no signed message is near this (a goal's args are bounded at 16 KiB): longer is refused before it is parsed
+MAX_WIRE_CHARS = 64 * 1024
+
+#: the stamps cross processes (supervisor, skill server, consoles), so the default clock is the one they share;
+#: tests pass a ``ManualClock`` instead
+wall_clock: Clock = time.time
+
+
+class Untrusted(Exception):
+    """A signed message that is refused; ``code`` says which check, ``claimed`` who the sender said it was.
+
+    The claimed identity is not proven (a refused message proves nothing) but the audit log records it anyway:
+    it is what a reviewer needs to see who was impersonated, or which console is misconfigured.
+    """
+
+    def __init__(self, code: Reason, message: str, *, claimed: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.claimed = claimed
+
+    def to_json(self) -> dict[str, str]:
+        return {"code": self.code.value, "message": self.message, "claimed": self.claimed}
+
+
+def canonical(purpose: str, fields: list[str | int]) -> bytes:
+    """The bytes a MAC covers: the purpose tag, then every field in a fixed order."""
+    return json.dumps([purpose, *fields], ensure_ascii=True, separators=(",", ":")).encode("ascii")
+
+
+def mac(key: bytes, purpose: str, fields: list[str | int]) -> str:
+    return hmac.new(key, canonical(purpose, fields), hashlib.sha256).hexdigest()
+
+
+def mac_matches(key: bytes, purpose: str, fields: list[str | int], claimed: str) -> bool:
+    """Constant-time, so how long a refusal takes says nothing about how much of a forged MAC was right."""
+    return hmac.compare_digest(mac(key, purpose, fields).encode("ascii"), claimed.encode("ascii", "replace"))
+
+
+def millis(seconds: float) -> int:
+    """Stamps travel as integer milliseconds: a float's text is not the same in every language."""
+    return int(round(seconds * 1000))
+
+
+def is_hex(value: Any, length: int) -> bool:
+    return isinstance(value, str) and len(value) == length and all(c in "0123456789abcdef" for c in value)
