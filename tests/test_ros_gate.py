@@ -35,7 +35,7 @@ def executing(plan_id: str = "s:1", step: int = 0, at: float = 100.0, goal_id: s
 
 @pytest.mark.parametrize("args, code", [
     ("{oops", Reason.MALFORMED), ("[]", Reason.MALFORMED), ('{"a": Infinity}', Reason.MALFORMED),
-    ("x" * 20000, Reason.TOO_LONG),
+    ("x" * 20000, Reason.TOO_LONG), ('{"a": ' + "[" * 5000 + "]" * 5000 + "}", Reason.MALFORMED),
 ])
 def test_malformed_args_are_refused(args: str, code: Reason) -> None:
     with pytest.raises(Refusal) as e:

@@ -113,7 +113,7 @@ def parse_goal(goal: GoalRequest, domain: str) -> Step:
     text = goal.args_json.strip() or "{}"
     try:
         args = json.loads(text, parse_constant=_no_constant)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # nesting deep enough to exhaust the parser is refused like any other
         raise Refusal(FailureKind.INVALID, f"refused: args_json is not valid JSON ({exc}): "
                       f"{goal.args_json[:80]!r}", Reason.MALFORMED) from None
     if not isinstance(args, dict):
