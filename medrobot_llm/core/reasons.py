@@ -63,6 +63,9 @@ class Reason(str, Enum):
     ALREADY_DONE = "already_done"
     ARM_BUSY = "arm_busy"
     ROBOT_BUSY = "robot_busy"
+    # reading the words (added with issue 16)
+    NEGATED = "negated"
+    VAGUE_VALUE = "vague_value"
 
 
 #: what each code means, for the generated docs (``docs/reasons.md``); a test checks every code has one
@@ -94,7 +97,7 @@ SUMMARY: dict[Reason, str] = {
     Reason.UNGROUNDED_HAZARD: "the model's plan holds a contact or radiation step nobody asked for",
     Reason.UNGROUNDED_CONTROL: "the model answered with a control intent the person did not say",
     Reason.EXPOSURE_COUNT: "the model's plan has more exposures than the command asks for",
-    Reason.TOO_MANY_STEPS: "the model's plan is longer than the step limit",
+    Reason.TOO_MANY_STEPS: "a plan longer than the step limit (20 for every planner; the model's own limit may be lower)",
     Reason.PLANNER_ERROR: "the planner raised an error instead of answering",
     Reason.NOT_LOGGED: "a log replay has no logged plan for the command",
     Reason.WRONG_DOMAIN: "a goal for another domain than the skill server's robot",
@@ -109,13 +112,16 @@ SUMMARY: dict[Reason, str] = {
     Reason.ALREADY_DONE: "the step already ran to success; a step runs once",
     Reason.ARM_BUSY: "another goal holds an arm this step moves",
     Reason.ROBOT_BUSY: "the robot is running another goal",
+    Reason.NEGATED: "the command only negates, defers or refers back to a step (\"don't take a shot\"); nothing is left to plan",
+    Reason.VAGUE_VALUE: "an amount that is no finite number (\"as high as possible\", \"infinity mm\") or cannot be converted exactly",
 }
 
 #: who gives each code, in the order the docs list them
 GROUPS: tuple[tuple[str, tuple[Reason, ...]], ...] = (
     ("The input", (Reason.UNKNOWN_DOMAIN, Reason.EMPTY, Reason.TOO_LONG, Reason.INVALID_TEXT, Reason.MALFORMED,
                    Reason.INJECTION)),
-    ("Reading the words", (Reason.NOT_UNDERSTOOD, Reason.UNKNOWN_WORD, Reason.UNKNOWN_UNIT, Reason.AMBIGUOUS)),
+    ("Reading the words", (Reason.NOT_UNDERSTOOD, Reason.UNKNOWN_WORD, Reason.UNKNOWN_UNIT, Reason.AMBIGUOUS,
+                           Reason.NEGATED, Reason.VAGUE_VALUE)),
     ("The command set and the validator", (
         Reason.UNKNOWN_SKILL, Reason.UNKNOWN_VALUE, Reason.UNKNOWN_ARG, Reason.NOT_ALLOWED, Reason.WRONG_TYPE,
         Reason.OUT_OF_RANGE, Reason.MISSING, Reason.CONFLICT, Reason.PRECONDITION, Reason.EXPOSURE_LIMIT)),

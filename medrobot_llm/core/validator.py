@@ -17,7 +17,11 @@ from medrobot_llm.core.command_set import ArgSpec, CommandSet, SkillFileError, S
 from medrobot_llm.core.reasons import Reason
 from medrobot_llm.core.units import UnitError, convert, parse_quantity
 
-__all__ = ["Issue", "PlanValidationError", "WorldState", "check_steps", "validate_plan"]
+__all__ = ["MAX_PLAN_STEPS", "Issue", "PlanValidationError", "WorldState", "check_steps", "validate_plan"]
+
+#: the longest plan any planner may hand the supervisor (command-set.md): "330 sweeps" in one command is a
+#: typo or an attack, and a plan that long could not be confirmed step by step in any case
+MAX_PLAN_STEPS = 20
 
 _MISSING = object()
 
@@ -395,6 +399,10 @@ def _check(cs: CommandSet, steps: Any, world: WorldState | None) -> tuple[list[S
         raise PlanValidationError([Issue(Reason.MALFORMED, "`steps` must be a list")])
     if not steps:
         raise PlanValidationError([Issue(Reason.EMPTY, "the plan has no steps")])
+    if len(steps) > MAX_PLAN_STEPS:
+        raise PlanValidationError([Issue(
+            Reason.TOO_MANY_STEPS, f"the plan has {len(steps)} steps, above the limit of {MAX_PLAN_STEPS} in one plan",
+            limit=(1, MAX_PLAN_STEPS), value=len(steps))])
     checker = _Checker(cs)
     state = (world.copy() if world is not None else WorldState(dict(cs.always_known), known=False))
     issues: list[Issue] = []

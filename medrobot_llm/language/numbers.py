@@ -7,19 +7,55 @@ said, and the voice grammar writes its number rules from them, so all three agre
 from __future__ import annotations
 
 import re
+import unicodedata
+from fractions import Fraction
 
 from medrobot_llm.core.units import UNIT_WORDS
 
 __all__ = [
     "FRACTIONS",
+    "MINUS_CHARACTERS",
     "NEGATIVE_SIGNS",
     "NUMBER_WORDS",
     "SIGN_WORDS",
     "SPOKEN_ONES",
     "SPOKEN_TENS",
+    "normalise_numerals",
     "number_words",
     "words_to_numbers",
 ]
+
+#: every character people (and keyboards, word processors, speech engines) write for a minus: ASCII hyphen,
+#: the minus sign, en and em dash, small and full-width hyphen-minus, subscript and superscript minus. Before
+#: a digit each one is the sign: "tilt \u221220" read without it tilted the gantry the wrong way.
+MINUS_CHARACTERS = "-\u2212\u2013\u2014\ufe63\uff0d\u208b\u207b"
+_SIGN_BEFORE_DIGIT = re.compile(f"(?<![\\w.])[{MINUS_CHARACTERS}](?=\\d)")
+_VULGAR = re.compile(r"(\d+)?\s?([\u00bc-\u00be\u2150-\u215e])")
+
+
+def normalise_numerals(text: str) -> str:
+    """Signs and fraction characters as the words every number reader knows, once, before tokens exist.
+
+    A minus written in any form before a digit becomes " minus " (so "plus or minus" keeps working); "½",
+    "1½", "⅛" become the decimal they are exactly. A fraction with no exact decimal ("⅓") becomes
+    " inexact fraction ", which the readers refuse by name rather than round or drop.
+    """
+    text = _SIGN_BEFORE_DIGIT.sub(" minus ", text)
+    return _VULGAR.sub(_vulgar, text)
+
+
+def _vulgar(m: re.Match[str]) -> str:
+    whole = int(m.group(1) or 0)
+    part = Fraction(unicodedata.numeric(m.group(2))).limit_denominator(100)
+    den = part.denominator
+    while den % 2 == 0:
+        den //= 2
+    while den % 5 == 0:
+        den //= 5
+    if den != 1:
+        return " inexact fraction "
+    value = whole + part
+    return f" {value.numerator // value.denominator if value.denominator == 1 else float(value)} "
 
 #: spelled numbers; the planner also uses them to tell a number word from an unknown name
 NUMBER_WORDS: dict[str, int] = {
