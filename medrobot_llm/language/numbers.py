@@ -20,7 +20,9 @@ __all__ = [
     "SIGN_WORDS",
     "SPOKEN_ONES",
     "SPOKEN_TENS",
+    "NON_FINITE",
     "normalise_numerals",
+    "vague_amount",
     "number_words",
     "words_to_numbers",
 ]
@@ -30,6 +32,7 @@ __all__ = [
 #: a digit each one is the sign: "tilt \u221220" read without it tilted the gantry the wrong way.
 MINUS_CHARACTERS = "-\u2212\u2013\u2014\ufe63\uff0d\u208b\u207b"
 _SIGN_BEFORE_DIGIT = re.compile(f"(?<![\\w.])[{MINUS_CHARACTERS}](?=\\d)")
+_MICRO = re.compile(r"(?<![a-zA-Z])[\u00b5\u03bc]m\b")
 _VULGAR = re.compile(r"(\d+)?\s?([\u00bc-\u00be\u2150-\u215e])")
 
 
@@ -41,6 +44,7 @@ def normalise_numerals(text: str) -> str:
     " inexact fraction ", which the readers refuse by name rather than round or drop.
     """
     text = _SIGN_BEFORE_DIGIT.sub(" minus ", text)
+    text = _MICRO.sub(" micrometres", text)
     return _VULGAR.sub(_vulgar, text)
 
 
@@ -173,3 +177,20 @@ def number_words(n: int) -> list[str]:
         return [SPOKEN_TENS[tens]] + ([SPOKEN_ONES[ones]] if ones else [])
     hundreds, rest = divmod(n, 100)
     return [SPOKEN_ONES[hundreds], "hundred"] + (["and", *number_words(rest)] if rest else [])
+
+
+#: words that name no finite number; "infinity mm" read around them became the default
+NON_FINITE: frozenset[str] = frozenset(["infinity", "infinite", "inf", "nan", "endless", "unlimited", "limitless",
+                                        "inexact"])
+_VAGUE = re.compile(r"\b(as \w+ as (possible|you can|it goes|it will go|it can go)|all the way|maximum|maximal|max"
+                    r"|the most|as far as (possible|you can))\b")
+
+
+def vague_amount(tokens: list[str]) -> str | None:
+    """The words of an amount that is no number ("as high as possible", "infinity mm", "maximum"): planners
+    refuse it by name; read around, it was replaced by a default the person never said."""
+    for k, t in enumerate(tokens):
+        if t in NON_FINITE:
+            return " ".join(tokens[k:k + 2]) if t == "inexact" else t
+    m = _VAGUE.search(" ".join(tokens))
+    return m.group(0) if m else None

@@ -12,7 +12,7 @@ import re
 from medrobot_llm.core.reasons import Reason
 from medrobot_llm.core.units import UNIT_WORDS
 from medrobot_llm.language.lexicon import lexicon, shared_vocabulary
-from medrobot_llm.language.numbers import FRACTIONS, NEGATIVE_SIGNS
+from medrobot_llm.language.numbers import FRACTIONS, NEGATIVE_SIGNS, vague_amount
 from medrobot_llm.language.phrases import SOFT, Match, Phrase, core_words, find_phrase, match_phrases, present_words
 from medrobot_llm.language.words import FILLER, FUNCTION_WORDS, LABEL_WORDS, SMALL_AMOUNT
 from medrobot_llm.planning.rule.model import (
@@ -243,7 +243,18 @@ class ClauseReader(Stage):
         clause.skills = skills
         clause.skill_positions = {i for m in skills for i in m.positions}
         clause.covered = {i for m in (*skills, *ents) for i in m.positions}
+        vague = vague_amount(toks)
+        if vague is not None:
+            raise Refusal(f"'{vague}' is not an amount the planner can convert exactly; say a number with its unit",
+                          code=Reason.VAGUE_VALUE)
         self._quantities(clause)
+        # "fan a quarter turn": the unit word of a quantity ("turn") is not also a skill phrase ("turn" the probe)
+        # when another skill phrase names the action
+        in_qty = {k for q in clause.qtys if q.dim is not None for k in range(q.start, q.end + 1)}
+        kept = [m for m in skills if not set(m.positions) <= in_qty]
+        if kept and len(kept) < len(skills):
+            clause.skills = kept
+            clause.skill_positions = {i for m in kept for i in m.positions}
         return clause
 
     def _original_case(self, label: str) -> str:

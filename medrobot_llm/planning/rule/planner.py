@@ -62,8 +62,8 @@ class RulePlanner:
         control = asked_intent(tokens)
         if control is not None:
             return Plan.of_control(domain, control), True
-        tokens, unasked = _unasked(lex, tokens)
-        if not any(t not in FILLER and t not in FUNCTION_WORDS and t.isalnum() for t in tokens):
+        said, (tokens, unasked) = tokens, _unasked(lex, tokens)
+        if tokens != said and not any(t not in FILLER and t not in FUNCTION_WORDS and t.isalnum() for t in tokens):
             what = next(iter(unasked), "the step")
             return Plan.refused(domain, f"the command does not ask for '{what}', and for nothing else: nothing to "
                                         "plan; say what the robot should do", Reason.NEGATED), True
