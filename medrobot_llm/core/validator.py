@@ -400,9 +400,17 @@ def _check(cs: CommandSet, steps: Any, world: WorldState | None) -> tuple[list[S
     if not steps:
         raise PlanValidationError([Issue(Reason.EMPTY, "the plan has no steps")])
     if len(steps) > MAX_PLAN_STEPS:
-        raise PlanValidationError([Issue(
-            Reason.TOO_MANY_STEPS, f"the plan has {len(steps)} steps, above the limit of {MAX_PLAN_STEPS} in one plan",
-            limit=(1, MAX_PLAN_STEPS), value=len(steps))])
+        # refused before any step is read (a plan of a million steps costs nothing); too many exposures is
+        # still the first reason given, as it is for a shorter plan
+        too_long = [Issue(Reason.TOO_MANY_STEPS, f"the plan has {len(steps)} steps, above the limit of "
+                                                 f"{MAX_PLAN_STEPS} in one plan", limit=(1, MAX_PLAN_STEPS),
+                          value=len(steps))]
+        shots = sum(1 for raw in steps if _raw_skill(raw) in cs.radiation_skills)
+        if cs.max_exposures is not None and shots > cs.max_exposures:
+            too_long.insert(0, Issue(Reason.EXPOSURE_LIMIT, f"the plan has {shots} exposures, above the limit of "
+                                                            f"{cs.max_exposures} in one plan",
+                                     limit=(0, cs.max_exposures), value=shots))
+        raise PlanValidationError(too_long)
     checker = _Checker(cs)
     state = (world.copy() if world is not None else WorldState(dict(cs.always_known), known=False))
     issues: list[Issue] = []
@@ -431,6 +439,10 @@ def _check(cs: CommandSet, steps: Any, world: WorldState | None) -> tuple[list[S
                 limit=(0, cs.max_exposures), value=n)])
     confirm = [k for k, s in enumerate(out) if s.skill in cs.hazardous_skills]
     return out, confirm
+
+
+def _raw_skill(raw: Any) -> Any:
+    return raw.get("skill") if isinstance(raw, Mapping) else getattr(raw, "skill", None)
 
 
 def validate_plan(plan: Plan, world: WorldState | None = None) -> Plan:

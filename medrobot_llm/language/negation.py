@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from medrobot_llm.language.lexicon import hazard_phrases
 from medrobot_llm.language.phrases import SOFT, Phrase, match_phrases
 
 __all__ = ["CONFIRMATIONS", "DEFERRALS", "NEGATORS", "PAST_AFTER", "PAST_BEFORE", "Governed", "confirmation_spans",
-           "governed", "strike"]
+           "asked_only", "governed", "strike"]
 
 #: words that negate the step phrase after them, in the same clause
 NEGATORS: tuple[tuple[str, ...], ...] = (
@@ -147,3 +148,11 @@ def confirmation_spans(tokens: list[str]) -> list[tuple[int, ...]]:
             continue
         k += 1
     return out
+
+
+def asked_only(domain: str, tokens: list[str]) -> tuple[list[str], list[Governed]]:
+    """The tokens of what a command asks for: without the hazardous steps it negates, defers, refers back
+    to or confirms, and without confirmation words; with what was struck. Both planners read these."""
+    found = governed(tokens, hazard_phrases(domain))
+    rest = strike(tokens, [g.span for g in found])
+    return strike(rest, confirmation_spans(rest)), found

@@ -262,8 +262,9 @@ class ClauseReader(Stage):
                 return False
             implied = next((args for text, args in spec.implied.items()
                             if tuple(words_to_numbers(tokenize(text))) == m.phrase.words), None)
-            return bool(implied) and all(spec.args[a].type == "number" for a in implied) \
-                and any(u in m.phrase.words for u in UNIT_WORDS)
+            if not implied:
+                return False
+            return all(spec.args[a].type == "number" for a in implied) and any(u in m.phrase.words for u in UNIT_WORDS)
         amounts = [m for m in skills if amount_only(m)]
         verbs = [m for m in skills if not amount_only(m) and m.phrase.name not in {a.phrase.name for a in amounts}]
         return [m for m in skills if m not in amounts] if amounts and verbs else skills

@@ -12,7 +12,7 @@ from medrobot_llm.core.plan import Control
 from medrobot_llm.language.inflection import verb_bases
 from medrobot_llm.language.lexicon import Lexicon
 from medrobot_llm.language.negation import CONFIRMATIONS
-from medrobot_llm.language.numbers import words_to_numbers
+from medrobot_llm.language.numbers import normalise_numerals, words_to_numbers
 from medrobot_llm.language.phrases import SOFT, Match, Phrase, core_words, match_phrases
 from medrobot_llm.language.text import fold_text, tokenize
 from medrobot_llm.language.words import CONTROL_IDIOMS, CONTROL_OBJECTS, CONTROL_PHRASES, FILLER, UNSUPPORTED_TARGETS
@@ -27,7 +27,7 @@ _CONTROL_LEXICON = sorted((Phrase(tuple(words_to_numbers(tokenize(p))), "control
 def unreadable(text: str) -> str | None:
     """The tokenizer drops letters it cannot fold to ASCII, so "tаke" with a Cyrillic "а" would be planned
     from the fragments around it; a look-alike spelling is refused instead, naming the letters."""
-    folded = fold_text(text)
+    folded = fold_text(normalise_numerals(text))
     if folded.isascii():
         return None
     odd = sorted({ch for ch in folded if ch.isalpha() and not ch.isascii()})

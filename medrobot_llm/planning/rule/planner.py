@@ -13,8 +13,8 @@ from medrobot_llm.core.command_set import DOMAINS, unknown_domain
 from medrobot_llm.core.plan import Control, Plan, PlanStatus, Step
 from medrobot_llm.core.reasons import Reason
 from medrobot_llm.core.validator import WorldState, validate_plan
-from medrobot_llm.language.lexicon import Lexicon, hazard_phrases, lexicon
-from medrobot_llm.language.negation import confirmation_spans, governed, strike
+from medrobot_llm.language.lexicon import Lexicon, lexicon
+from medrobot_llm.language.negation import asked_only
 from medrobot_llm.language.numbers import words_to_numbers
 from medrobot_llm.language.screen import blanket_confirmation, screen_text
 from medrobot_llm.language.text import tokenize
@@ -62,8 +62,8 @@ class RulePlanner:
         control = asked_intent(tokens)
         if control is not None:
             return Plan.of_control(domain, control), True
-        said, (tokens, unasked) = tokens, _unasked(lex, tokens)
-        if tokens != said and not any(t not in FILLER and t not in FUNCTION_WORDS and t.isalnum() for t in tokens):
+        heard, (tokens, unasked) = tokens, _unasked(lex, tokens)
+        if tokens != heard and not any(t not in FILLER and t not in FUNCTION_WORDS and t.isalnum() for t in tokens):
             what = next(iter(unasked), "the step")
             return Plan.refused(domain, f"the command does not ask for '{what}', and for nothing else: nothing to "
                                         "plan; say what the robot should do", Reason.NEGATED), True
@@ -97,17 +97,16 @@ class RulePlanner:
 
 
 def _unasked(lex: Lexicon, tokens: list[str]) -> tuple[list[str], dict[str, tuple[str, str]]]:
-    """The tokens without the hazardous steps the command negates, defers, refers back to or confirms, and
-    without confirmation words; with what was struck (its words -> the hazardous skill it names, and how)."""
-    found = governed(tokens, hazard_phrases(lex.cs.domain))
+    """The tokens of what the command asks for (``asked_only``), with what was struck that names a hazardous
+    step: its words -> (the skill, how it was governed)."""
+    rest, found = asked_only(lex.cs.domain, tokens)
     unasked: dict[str, tuple[str, str]] = {}
     for g in found:
         words = " ".join(tokens[k] for k in g.span)
         for skill in _hazards_of(lex, g.phrase.kind, g.phrase.name):
             if g.how != "confirmed":
                 unasked[words] = (skill, g.how)
-    tokens = strike(tokens, [g.span for g in found])
-    return strike(tokens, confirmation_spans(tokens)), unasked
+    return rest, unasked
 
 
 def _hazards_of(lex: Lexicon, kind: str, name: str) -> list[str]:
