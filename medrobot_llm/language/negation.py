@@ -33,7 +33,7 @@ DEFERRALS: tuple[tuple[str, ...], ...] = (
     ("tomorrow",), ("eventually",), ("at", "some", "point"),
 )
 #: words right before a step's noun that point back at one already done ("the previous shot")
-PAST_BEFORE: frozenset[str] = frozenset(["previous", "earlier", "prior", "last", "already", "old", "former"])
+PAST_BEFORE: frozenset[str] = frozenset(["previous", "earlier", "prior", "already", "old", "former"])
 #: words after a step phrase that say it already happened ("contact was already made", "the shot was blurry")
 PAST_AFTER: tuple[tuple[str, ...], ...] = (
     ("was",), ("were",), ("has", "been"), ("have", "been"), ("had", "been"), ("already",), ("is", "done"),
