@@ -222,3 +222,27 @@ def test_the_llm_grounding_reads_the_same_negations(text: str) -> None:
 def test_asked_only_keeps_what_is_asked() -> None:
     rest, found = asked_only("xray", tokenize("lateral of the sacrum, don't take a shot"))
     assert rest == ["lateral", "of", "the", "sacrum"] and [g.how for g in found] == ["negated"]
+
+
+VULGAR = {"\u00bd": (1, 2), "\u00bc": (1, 4), "\u00be": (3, 4), "\u215b": (1, 8), "\u215c": (3, 8), "\u2155": (1, 5)}
+
+
+@settings(max_examples=150, deadline=None)
+@given(whole=st.integers(0, 12), frac=st.sampled_from(sorted(VULGAR)), slash=st.booleans())
+def test_any_fraction_spelling_is_exact(whole: int, frac: str, slash: bool) -> None:
+    num, den = VULGAR[frac]
+    said = (f"{whole} {num}/{den}" if whole else f"{num}/{den}") if slash else (f"{whole}{frac}" if whole else frac)
+    text = f"lift the probe {said} cm"
+    plan = planner.plan("ultrasound", text)
+    mm = round((whole + num / den) * 10, 6)
+    if 5 <= mm <= 100:
+        assert plan.status is PlanStatus.OK and plan.steps[-1].args["height_mm"] == mm, (text, plan)
+    else:
+        assert plan.status is PlanStatus.REFUSED and plan.code is Reason.OUT_OF_RANGE, (text, plan)
+
+
+def test_a_fraction_without_an_exact_decimal_is_refused_by_name() -> None:
+    for said in ("\u2153 cm", "2/3 cm", "1 1/3 cm"):
+        plan = planner.plan("ultrasound", f"lift the probe {said}")
+        assert plan.status is PlanStatus.REFUSED and plan.code is Reason.VAGUE_VALUE, (said, plan)
+    assert normalise_numerals("psm1/2 and 10 mm/s") == "psm1/2 and 10 mm/s"

@@ -33,6 +33,8 @@ __all__ = [
 MINUS_CHARACTERS = "-\u2212\u2013\u2014\ufe63\uff0d\u208b\u207b"
 _SIGN_BEFORE_DIGIT = re.compile(f"(?<![\\w.])[{MINUS_CHARACTERS}](?=\\d)")
 _MICRO = re.compile(r"(?<![a-zA-Z])[\u00b5\u03bc]m\b")
+#: "1/2 cm", "1 1/2 cm": a fraction written with a slash (between digits only: "mm/s" is a unit)
+_SLASHED = re.compile(r"(?<![\w.])(?:(\d+)\s+)?(\d+)\s*/\s*(\d+)(?![\d.])")
 _VULGAR = re.compile(r"(\d+)?\s?([\u00bc-\u00be\u2150-\u215e])")
 
 
@@ -40,17 +42,27 @@ def normalise_numerals(text: str) -> str:
     """Signs and fraction characters as the words every number reader knows, once, before tokens exist.
 
     A minus written in any form before a digit becomes " minus " (so "plus or minus" keeps working); "½",
-    "1½", "⅛" become the decimal they are exactly. A fraction with no exact decimal ("⅓") becomes
+    "1½", "⅛", "1/2", "1 1/2" become the decimal they are exactly. A fraction with no exact decimal ("⅓") becomes
     " inexact fraction ", which the readers refuse by name rather than round or drop.
     """
     text = _SIGN_BEFORE_DIGIT.sub(" minus ", text)
     text = _MICRO.sub(" micrometres", text)
+    text = _SLASHED.sub(_slashed, text)
     return _VULGAR.sub(_vulgar, text)
 
 
 def _vulgar(m: re.Match[str]) -> str:
-    whole = int(m.group(1) or 0)
-    part = Fraction(unicodedata.numeric(m.group(2))).limit_denominator(100)
+    return _exact(int(m.group(1) or 0), Fraction(unicodedata.numeric(m.group(2))).limit_denominator(100))
+
+
+def _slashed(m: re.Match[str]) -> str:
+    if int(m.group(3)) == 0:
+        return " inexact fraction "
+    return _exact(int(m.group(1) or 0), Fraction(int(m.group(2)), int(m.group(3))))
+
+
+def _exact(whole: int, part: Fraction) -> str:
+    """``whole + part`` as the decimal it is, or the words that get an inexact fraction refused."""
     den = part.denominator
     while den % 2 == 0:
         den //= 2
