@@ -28,6 +28,8 @@ class Reason(str, Enum):
     UNKNOWN_WORD = "unknown_word"
     UNKNOWN_UNIT = "unknown_unit"
     AMBIGUOUS = "ambiguous"
+    NEGATED = "negated"
+    VAGUE_VALUE = "vague_value"
     # the command set
     UNKNOWN_SKILL = "unknown_skill"
     UNKNOWN_VALUE = "unknown_value"
@@ -63,9 +65,6 @@ class Reason(str, Enum):
     ALREADY_DONE = "already_done"
     ARM_BUSY = "arm_busy"
     ROBOT_BUSY = "robot_busy"
-    # reading the words (added with issue 16)
-    NEGATED = "negated"
-    VAGUE_VALUE = "vague_value"
 
 
 #: what each code means, for the generated docs (``docs/reasons.md``); a test checks every code has one
@@ -80,6 +79,8 @@ SUMMARY: dict[Reason, str] = {
     Reason.UNKNOWN_WORD: "a word the planner does not know, where reading on would mean guessing",
     Reason.UNKNOWN_UNIT: "a unit the planner cannot convert (\"3 kilograms\")",
     Reason.AMBIGUOUS: "words the planner cannot place in the plan, or a choice it cannot make alone: a question",
+    Reason.NEGATED: "the command only negates, defers or refers back to a step (\"don't take a shot\"); nothing is left to plan",
+    Reason.VAGUE_VALUE: "an amount that is no finite number (\"as high as possible\", \"infinity mm\") or cannot be converted exactly",
     Reason.UNKNOWN_SKILL: "an action that is not a skill of the domain's command set",
     Reason.UNKNOWN_VALUE: "a name (arm, object, organ, anatomy, view, mode, setting) the command set does not have",
     Reason.UNKNOWN_ARG: "an argument the skill does not take",
@@ -112,8 +113,6 @@ SUMMARY: dict[Reason, str] = {
     Reason.ALREADY_DONE: "the step already ran to success; a step runs once",
     Reason.ARM_BUSY: "another goal holds an arm this step moves",
     Reason.ROBOT_BUSY: "the robot is running another goal",
-    Reason.NEGATED: "the command only negates, defers or refers back to a step (\"don't take a shot\"); nothing is left to plan",
-    Reason.VAGUE_VALUE: "an amount that is no finite number (\"as high as possible\", \"infinity mm\") or cannot be converted exactly",
 }
 
 #: who gives each code, in the order the docs list them
