@@ -79,8 +79,10 @@ SUMMARY: dict[Reason, str] = {
     Reason.UNKNOWN_WORD: "a word the planner does not know, where reading on would mean guessing",
     Reason.UNKNOWN_UNIT: "a unit the planner cannot convert (\"3 kilograms\")",
     Reason.AMBIGUOUS: "words the planner cannot place in the plan, or a choice it cannot make alone: a question",
-    Reason.NEGATED: "the command only negates, defers or refers back to a step (\"don't take a shot\"); nothing is left to plan",
-    Reason.VAGUE_VALUE: "an amount that is no finite number (\"as high as possible\", \"infinity mm\") or cannot be converted exactly",
+    Reason.NEGATED: "the command only negates, defers or refers back to a hazardous step (\"don't take a shot\"), "
+                    "or the rest of it would do that step anyway",
+    Reason.VAGUE_VALUE: "an amount that is no finite number (\"as high as possible\", \"infinity mm\") or has no "
+                        "exact decimal (\"1/3 cm\")",
     Reason.UNKNOWN_SKILL: "an action that is not a skill of the domain's command set",
     Reason.UNKNOWN_VALUE: "a name (arm, object, organ, anatomy, view, mode, setting) the command set does not have",
     Reason.UNKNOWN_ARG: "an argument the skill does not take",
