@@ -28,6 +28,8 @@ class Reason(str, Enum):
     UNKNOWN_WORD = "unknown_word"
     UNKNOWN_UNIT = "unknown_unit"
     AMBIGUOUS = "ambiguous"
+    NEGATED = "negated"
+    VAGUE_VALUE = "vague_value"
     # the command set
     UNKNOWN_SKILL = "unknown_skill"
     UNKNOWN_VALUE = "unknown_value"
@@ -89,6 +91,10 @@ SUMMARY: dict[Reason, str] = {
     Reason.UNKNOWN_WORD: "a word the planner does not know, where reading on would mean guessing",
     Reason.UNKNOWN_UNIT: "a unit the planner cannot convert (\"3 kilograms\")",
     Reason.AMBIGUOUS: "words the planner cannot place in the plan, or a choice it cannot make alone: a question",
+    Reason.NEGATED: "the command only negates, defers or refers back to a hazardous step (\"don't take a shot\"), "
+                    "or the rest of it would do that step anyway",
+    Reason.VAGUE_VALUE: "an amount that is no finite number (\"as high as possible\", \"infinity mm\") or has no "
+                        "exact decimal (\"1/3 cm\")",
     Reason.UNKNOWN_SKILL: "an action that is not a skill of the domain's command set",
     Reason.UNKNOWN_VALUE: "a name (arm, object, organ, anatomy, view, mode, setting) the command set does not have",
     Reason.UNKNOWN_ARG: "an argument the skill does not take",
@@ -106,7 +112,7 @@ SUMMARY: dict[Reason, str] = {
     Reason.UNGROUNDED_HAZARD: "the model's plan holds a contact or radiation step nobody asked for",
     Reason.UNGROUNDED_CONTROL: "the model answered with a control intent the person did not say",
     Reason.EXPOSURE_COUNT: "the model's plan has more exposures than the command asks for",
-    Reason.TOO_MANY_STEPS: "the model's plan is longer than the step limit",
+    Reason.TOO_MANY_STEPS: "a plan longer than the step limit (20 for every planner; the model's own limit may be lower)",
     Reason.PLANNER_ERROR: "the planner raised an error instead of answering",
     Reason.NOT_LOGGED: "a log replay has no logged plan for the command",
     Reason.WRONG_DOMAIN: "a goal for another domain than the skill server's robot",
@@ -139,7 +145,8 @@ SUMMARY: dict[Reason, str] = {
 GROUPS: tuple[tuple[str, tuple[Reason, ...]], ...] = (
     ("The input", (Reason.UNKNOWN_DOMAIN, Reason.EMPTY, Reason.TOO_LONG, Reason.INVALID_TEXT, Reason.MALFORMED,
                    Reason.INJECTION)),
-    ("Reading the words", (Reason.NOT_UNDERSTOOD, Reason.UNKNOWN_WORD, Reason.UNKNOWN_UNIT, Reason.AMBIGUOUS)),
+    ("Reading the words", (Reason.NOT_UNDERSTOOD, Reason.UNKNOWN_WORD, Reason.UNKNOWN_UNIT, Reason.AMBIGUOUS,
+                           Reason.NEGATED, Reason.VAGUE_VALUE)),
     ("The command set and the validator", (
         Reason.UNKNOWN_SKILL, Reason.UNKNOWN_VALUE, Reason.UNKNOWN_ARG, Reason.NOT_ALLOWED, Reason.WRONG_TYPE,
         Reason.OUT_OF_RANGE, Reason.MISSING, Reason.CONFLICT, Reason.PRECONDITION, Reason.EXPOSURE_LIMIT)),

@@ -23,12 +23,17 @@ _TABLE: dict[tuple[str, float], tuple[str, ...]] = {
     ("length", 10.0): ("cm", "centimetre", "centimetres", "centimeter", "centimeters", "cms", "centi"),
     ("length", 1000.0): ("m", "metre", "metres", "meter", "meters"),
     ("length", 25.4): ("in", "inch", "inches", '"'),
+    ("length", 0.001): ("micrometre", "micrometres", "micrometer", "micrometers", "micron", "microns"),
+    ("length", 914.4): ("yard", "yards"),
+    ("length", 1_000_000.0): ("km", "kilometre", "kilometres", "kilometer", "kilometers"),
+    ("length", 1_609_344.0): ("mile", "miles"),
     ("angle", 1.0): ("deg", "degree", "degrees", "°", "degs"),
     ("angle", 180.0 / math.pi): ("rad", "radian", "radians"),
     ("angle", 360.0): ("turn", "turns", "revolution", "revolutions"),
     ("force", 1.0): ("n", "newton", "newtons"),
     ("speed", 1.0): ("mm/s", "mm per second", "millimetres per second", "millimeters per second", "mm/sec"),
     ("speed", 10.0): ("cm/s", "cm per second", "centimetres per second", "centimeters per second", "cm/sec"),
+    ("speed", 1000.0): ("m/s", "m per second", "metres per second", "meters per second", "m/sec"),
     ("percent", 1.0): ("%", "percent", "per cent", "pct"),
 }
 for (_dim, _factor), _words in _TABLE.items():

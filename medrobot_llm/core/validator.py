@@ -17,7 +17,11 @@ from medrobot_llm.core.command_set import ArgSpec, CommandSet, SkillFileError, S
 from medrobot_llm.core.reasons import Reason
 from medrobot_llm.core.units import UnitError, convert, parse_quantity
 
-__all__ = ["Issue", "PlanValidationError", "WorldState", "check_steps", "validate_plan"]
+__all__ = ["MAX_PLAN_STEPS", "Issue", "PlanValidationError", "WorldState", "check_steps", "validate_plan"]
+
+#: the longest plan any planner may hand the supervisor (command-set.md): "330 sweeps" in one command is a
+#: typo or an attack, and a plan that long could not be confirmed step by step in any case
+MAX_PLAN_STEPS = 20
 
 _MISSING = object()
 
@@ -395,6 +399,18 @@ def _check(cs: CommandSet, steps: Any, world: WorldState | None) -> tuple[list[S
         raise PlanValidationError([Issue(Reason.MALFORMED, "`steps` must be a list")])
     if not steps:
         raise PlanValidationError([Issue(Reason.EMPTY, "the plan has no steps")])
+    if len(steps) > MAX_PLAN_STEPS:
+        # refused before any step is read (a plan of a million steps costs nothing); too many exposures is
+        # still the first reason given, as it is for a shorter plan
+        too_long = [Issue(Reason.TOO_MANY_STEPS, f"the plan has {len(steps)} steps, above the limit of "
+                                                 f"{MAX_PLAN_STEPS} in one plan", limit=(1, MAX_PLAN_STEPS),
+                          value=len(steps))]
+        shots = sum(1 for raw in steps if _raw_skill(raw) in cs.radiation_skills)
+        if cs.max_exposures is not None and shots > cs.max_exposures:
+            too_long.insert(0, Issue(Reason.EXPOSURE_LIMIT, f"the plan has {shots} exposures, above the limit of "
+                                                            f"{cs.max_exposures} in one plan",
+                                     limit=(0, cs.max_exposures), value=shots))
+        raise PlanValidationError(too_long)
     checker = _Checker(cs)
     state = (world.copy() if world is not None else WorldState(dict(cs.always_known), known=False))
     issues: list[Issue] = []
@@ -423,6 +439,10 @@ def _check(cs: CommandSet, steps: Any, world: WorldState | None) -> tuple[list[S
                 limit=(0, cs.max_exposures), value=n)])
     confirm = [k for k, s in enumerate(out) if s.skill in cs.hazardous_skills]
     return out, confirm
+
+
+def _raw_skill(raw: Any) -> Any:
+    return raw.get("skill") if isinstance(raw, Mapping) else getattr(raw, "skill", None)
 
 
 def validate_plan(plan: Plan, world: WorldState | None = None) -> Plan:

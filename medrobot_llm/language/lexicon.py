@@ -52,6 +52,7 @@ __all__ = [
     "drop_fillers",
     "Phrase",
     "fold_text",
+    "hazard_phrases",
     "lexicon",
     "screen_text",
     "shared_vocabulary",
@@ -136,3 +137,14 @@ def shared_vocabulary() -> SharedVocabulary:
         unsupported_modes=tuple(dict.fromkeys([*(w for v in vocabularies for w in v.unsupported_modes),
                                                *OTHER_MODALITIES])),
     )
+
+
+@functools.cache
+def hazard_phrases(domain: str) -> list[Phrase]:
+    """The phrases that name a contact or radiation step, alone or in a task ("take a shot", "scan"): what a
+    negation, a deferral or a confirmation inside a command must never turn into a step."""
+    lex = lexicon(domain)
+    cs = lex.cs
+    hazardous = cs.hazardous_skills
+    return [p for p in lex.skills if (p.name in hazardous if p.kind == "skill"
+                                      else any(s in hazardous for s in cs.tasks[p.name].steps))]

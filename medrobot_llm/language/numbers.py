@@ -7,19 +7,71 @@ said, and the voice grammar writes its number rules from them, so all three agre
 from __future__ import annotations
 
 import re
+import unicodedata
+from fractions import Fraction
 
 from medrobot_llm.core.units import UNIT_WORDS
 
 __all__ = [
     "FRACTIONS",
+    "MINUS_CHARACTERS",
     "NEGATIVE_SIGNS",
     "NUMBER_WORDS",
     "SIGN_WORDS",
     "SPOKEN_ONES",
     "SPOKEN_TENS",
+    "NON_FINITE",
+    "normalise_numerals",
+    "vague_amount",
     "number_words",
     "words_to_numbers",
 ]
+
+#: every character people (and keyboards, word processors, speech engines) write for a minus: ASCII hyphen,
+#: the minus sign, en and em dash, small and full-width hyphen-minus, subscript and superscript minus. Before
+#: a digit each one is the sign: "tilt \u221220" read without it tilted the gantry the wrong way.
+MINUS_CHARACTERS = "-\u2212\u2013\u2014\ufe63\uff0d\u208b\u207b"
+_SIGN_BEFORE_DIGIT = re.compile(f"(?<![\\w.])[{MINUS_CHARACTERS}](?=\\d)")
+_MICRO = re.compile(r"(?<![a-zA-Z])[\u00b5\u03bc]m\b")
+#: "1/2 cm", "1 1/2 cm": a fraction written with a slash (between digits only: "mm/s" is a unit)
+_SLASHED = re.compile(r"(?<![\w.])(?:(\d+)\s+)?(\d+)\s*/\s*(\d+)(?![\d.])")
+_VULGAR = re.compile(r"(\d+)?\s?([\u00bc-\u00be\u2150-\u215e])")
+
+
+def normalise_numerals(text: str) -> str:
+    """Signs and fraction characters as the words every number reader knows, once, before tokens exist.
+
+    A minus written in any form before a digit becomes " minus " (so "plus or minus" keeps working); "½",
+    "1½", "⅛", "1/2", "1 1/2" become the decimal they are exactly. A fraction with no exact decimal ("⅓") becomes
+    " inexact fraction ", which the readers refuse by name rather than round or drop.
+    """
+    text = _SIGN_BEFORE_DIGIT.sub(" minus ", text)
+    text = _MICRO.sub(" micrometres", text)
+    text = _SLASHED.sub(_slashed, text)
+    return _VULGAR.sub(_vulgar, text)
+
+
+def _vulgar(m: re.Match[str]) -> str:
+    return _exact(int(m.group(1) or 0), Fraction(unicodedata.numeric(m.group(2))).limit_denominator(100))
+
+
+def _slashed(m: re.Match[str]) -> str:
+    if int(m.group(3)) == 0:
+        return " inexact fraction "
+    return _exact(int(m.group(1) or 0), Fraction(int(m.group(2)), int(m.group(3))))
+
+
+def _exact(whole: int, part: Fraction) -> str:
+    """``whole + part`` as the decimal it is, or the words that get an inexact fraction refused."""
+    den = part.denominator
+    while den % 2 == 0:
+        den //= 2
+    while den % 5 == 0:
+        den //= 5
+    if den != 1:
+        return " inexact fraction "
+    value = whole + part
+    return f" {value.numerator // value.denominator if value.denominator == 1 else float(value)} "
 
 #: spelled numbers; the planner also uses them to tell a number word from an unknown name
 NUMBER_WORDS: dict[str, int] = {
@@ -137,3 +189,20 @@ def number_words(n: int) -> list[str]:
         return [SPOKEN_TENS[tens]] + ([SPOKEN_ONES[ones]] if ones else [])
     hundreds, rest = divmod(n, 100)
     return [SPOKEN_ONES[hundreds], "hundred"] + (["and", *number_words(rest)] if rest else [])
+
+
+#: words that name no finite number; "infinity mm" read around them became the default
+NON_FINITE: frozenset[str] = frozenset(["infinity", "infinite", "inf", "nan", "endless", "unlimited", "limitless",
+                                        "inexact"])
+_VAGUE = re.compile(r"\b(as \w+ as (possible|you can|it goes|it will go|it can go)|all the way|maximum|maximal|max"
+                    r"|the most|as far as (possible|you can))\b")
+
+
+def vague_amount(tokens: list[str]) -> str | None:
+    """The words of an amount that is no number ("as high as possible", "infinity mm", "maximum"): planners
+    refuse it by name; read around, it was replaced by a default the person never said."""
+    for k, t in enumerate(tokens):
+        if t in NON_FINITE:
+            return " ".join(tokens[k:k + 2]) if t == "inexact" else t
+    m = _VAGUE.search(" ".join(tokens))
+    return m.group(0) if m else None

@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 import unicodedata
 
+from medrobot_llm.language.numbers import normalise_numerals
+
 __all__ = ["fold_text", "tokenize"]
 
 _TOKEN = re.compile(r"\d+(?:\.\d+)?|[a-z]+(?:'[a-z]+)?|[%°/,;.?!:\"]")
@@ -44,10 +46,9 @@ def fold_text(text: str) -> str:
 
 def tokenize(text: str) -> list[str]:
     """Lower-case word, number and punctuation tokens; digits are split from units ("2cm" -> 2, cm)."""
-    text = fold_text(text).lower()
+    text = fold_text(normalise_numerals(text)).lower()
     text = text.replace("\u2019", "'").replace("\u2018", "'").replace("\u201c", '"').replace("\u201d", '"')
     text = text.replace("x-ray", "xray").replace("x ray", "xray").replace("e-stop", "estop")
     text = re.sub(r"(?<=[a-z])-(?=[a-z])", " ", text)
-    text = re.sub(r"(?<![\w.])-(?=\d)", " minus ", text)
     text = re.sub(r"(?<=\d),(?=\d{3}\b)", "", text)
     return _TOKEN.findall(text)

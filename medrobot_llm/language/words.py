@@ -8,6 +8,7 @@ same fillers.
 from __future__ import annotations
 
 from medrobot_llm.core.units import UNIT_WORDS
+from medrobot_llm.language.numbers import NUMBER_WORDS
 
 __all__ = [
     "CONTROL_IDIOMS",
@@ -66,7 +67,8 @@ def drop_fillers(tokens: list[str]) -> list[str]:
     and "the right arm" keep their side. When nothing but fillers was said, the markers are kept: "okay"
     alone is a confirmation.
     """
-    spoken = [t for t in tokens if t not in DISFLUENCIES]
+    spoken = [_MICROMETRE if t == "um" and k and _number_like(tokens[k - 1]) else t
+              for k, t in enumerate(tokens) if t not in DISFLUENCIES or (t == "um" and k and _number_like(tokens[k - 1]))]
     out: list[str] = []
     i = 0
     n = len(spoken)
@@ -88,6 +90,14 @@ def drop_fillers(tokens: list[str]) -> list[str]:
     if all(t in _BOUNDARY or t == "then" for t in out):
         return spoken
     return out
+
+
+#: "20 um": after a number, "um" is the micrometre (the micro sign written in ASCII), never a pause
+_MICROMETRE = "micrometres"
+
+
+def _number_like(token: str) -> bool:
+    return token.replace(".", "", 1).isdigit() or token in NUMBER_WORDS
 
 
 def _marker_at(tokens: list[str], i: int) -> int:

@@ -21,6 +21,7 @@ from medrobot_llm.core.reasons import Reason
 from medrobot_llm.core.units import DIMENSION_OF_UNIT, UNIT_WORDS
 from medrobot_llm.core.validator import Issue
 from medrobot_llm.language.inflection import is_form
+from medrobot_llm.language.negation import asked_only
 from medrobot_llm.language.numbers import FRACTIONS, words_to_numbers
 from medrobot_llm.language.phrases import said
 from medrobot_llm.language.text import tokenize
@@ -324,7 +325,8 @@ def ground_plan(domain: str, text: str, raw_steps: Sequence[Any], steps: Sequenc
     filled); ``steps`` the validator's normalised ones, index for index.
     """
     cs = load_command_set(domain)
-    words = words_of(text)
+    # "do not take a shot yet", "exposure confirmed": a step the text negates or confirms is not asked for
+    words = [t for t in asked_only(domain, words_to_numbers(tokenize(text)))[0] if t not in _PUNCT]
     issues: list[Issue] = []
     for hazard in (Hazard.CONTACT, Hazard.RADIATION):
         if _asked_for(domain, hazard, words):

@@ -12,7 +12,8 @@ import re
 from medrobot_llm.core.reasons import Reason
 from medrobot_llm.core.units import UNIT_WORDS
 from medrobot_llm.language.lexicon import lexicon, shared_vocabulary
-from medrobot_llm.language.numbers import FRACTIONS, NEGATIVE_SIGNS
+from medrobot_llm.language.numbers import FRACTIONS, NEGATIVE_SIGNS, vague_amount, words_to_numbers
+from medrobot_llm.language.text import tokenize
 from medrobot_llm.language.phrases import SOFT, Match, Phrase, core_words, find_phrase, match_phrases, present_words
 from medrobot_llm.language.words import FILLER, FUNCTION_WORDS, LABEL_WORDS, SMALL_AMOUNT
 from medrobot_llm.planning.rule.model import (
@@ -240,11 +241,33 @@ class ClauseReader(Stage):
                         if not any(o is not it and it.positions < o.positions
                                    and not all(toks[k] in _LINK_WORDS for k in o.positions - it.positions)
                                    for o in clause.items)]
+        skills = self._amounts_not_verbs(skills)
         clause.skills = skills
         clause.skill_positions = {i for m in skills for i in m.positions}
         clause.covered = {i for m in (*skills, *ents) for i in m.positions}
+        vague = vague_amount(toks)
+        if vague is not None:
+            raise Refusal(f"'{vague}' is not an amount the planner can convert exactly; say a number with its unit",
+                          code=Reason.VAGUE_VALUE)
         self._quantities(clause)
         return clause
+
+    def _amounts_not_verbs(self, skills: list[Match]) -> list[Match]:
+        """"fan a quarter turn": a phrase that only says an amount ("quarter turn" = rotate 90 degrees) names
+        no skill when another skill phrase in the clause is the verb; it is read as the quantity it is, and
+        the verb's skill gets it (or refuses it as out of its range), never the other skill."""
+        def amount_only(m: Match) -> bool:
+            spec = self.cs.skills.get(m.phrase.name) if m.phrase.kind == "skill" else None
+            if spec is None:
+                return False
+            implied = next((args for text, args in spec.implied.items()
+                            if tuple(words_to_numbers(tokenize(text))) == m.phrase.words), None)
+            if not implied:
+                return False
+            return all(spec.args[a].type == "number" for a in implied) and any(u in m.phrase.words for u in UNIT_WORDS)
+        amounts = [m for m in skills if amount_only(m)]
+        verbs = [m for m in skills if not amount_only(m) and m.phrase.name not in {a.phrase.name for a in amounts}]
+        return [m for m in skills if m not in amounts] if amounts and verbs else skills
 
     def _original_case(self, label: str) -> str:
         """Labels keep the person's capitals ("LK upper pole"); matching ignores case and spacing."""

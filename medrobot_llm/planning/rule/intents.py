@@ -11,7 +11,8 @@ import functools
 from medrobot_llm.core.plan import Control
 from medrobot_llm.language.inflection import verb_bases
 from medrobot_llm.language.lexicon import Lexicon
-from medrobot_llm.language.numbers import words_to_numbers
+from medrobot_llm.language.negation import CONFIRMATIONS
+from medrobot_llm.language.numbers import normalise_numerals, words_to_numbers
 from medrobot_llm.language.phrases import SOFT, Match, Phrase, core_words, match_phrases
 from medrobot_llm.language.text import fold_text, tokenize
 from medrobot_llm.language.words import CONTROL_IDIOMS, CONTROL_OBJECTS, CONTROL_PHRASES, FILLER, UNSUPPORTED_TARGETS
@@ -26,7 +27,7 @@ _CONTROL_LEXICON = sorted((Phrase(tuple(words_to_numbers(tokenize(p))), "control
 def unreadable(text: str) -> str | None:
     """The tokenizer drops letters it cannot fold to ASCII, so "tаke" with a Cyrillic "а" would be planned
     from the fragments around it; a look-alike spelling is refused instead, naming the letters."""
-    folded = fold_text(text)
+    folded = fold_text(normalise_numerals(text))
     if folded.isascii():
         return None
     odd = sorted({ch for ch in folded if ch.isalpha() and not ch.isascii()})
@@ -74,10 +75,22 @@ def control_intent(tokens: list[str], lex: Lexicon, embedded_stop: bool) -> Cont
         if any(w in stop_words for w in words) or match_phrases(words, stop, set()):
             return Control.STOP
         return None
+    if _confirmation_before_command(tokens, lex):
+        return None
     stripped = _strip_idioms(words)
     if stripped != words:
         return control_intent(stripped, lex, False) or _control_of(words, lex) if stripped else _control_of(words, lex)
     return _control_of(words, lex)
+
+
+def _confirmation_before_command(tokens: list[str], lex: Lexicon) -> bool:
+    """"confirmed, take a shot": confirmation words, a pause, then a command. The words answer no question
+    (the supervisor asks for each hazardous step on its own), so this is the command, not a confirmation."""
+    cut = next((k for k, t in enumerate(tokens) if t in (",", ";", ".", ":")), None)
+    if cut is None or not any(tuple(tokens[:cut]) == words for words in CONFIRMATIONS):
+        return False
+    tail = [t for t in tokens[cut + 1:] if t not in (",", ".", "!", "?", ";", ":", '"')]
+    return bool(match_phrases(tail, lex.skills, set())) and _control_of(tail, lex) is None
 
 
 #: control phrases made of a general verb and a pronoun: only the whole phrase is a control, since the verb

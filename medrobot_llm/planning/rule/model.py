@@ -256,14 +256,21 @@ def numbered_kind(lex: Lexicon, prefix: str) -> str:
     return "name"
 
 
+#: what may follow "3 in" for "in" to be the inch rather than a preposition ("3 in the vessel")
+_AFTER_INCHES = frozenset([",", ".", ";", "and", "then", "to", "toward", "towards", "up", "down", "higher", "lower",
+                           "deeper", "further", "left", "right", "forward", "back", "backward", "cranially",
+                           "caudally", "medially", "laterally", "per"])
+
+
 def unit_at(lex: Lexicon, toks: list[str], j: int) -> tuple[int, str | None]:
     """(words, unit) of a unit said at ``j``; (0, None) if none."""
     for words, unit in lex.unit_phrases:
         k = len(words)
         if tuple(toks[j:j + k]) == words:
-            # "in" is a preposition and "m" too short to trust mid-sentence; "n" stays newtons even there
+            # "in" is a preposition unless a direction or the end follows, and "m" too short to trust mid-sentence; "n" stays newtons even there
             # ("6 n of force", "35 n to the abdomen"), and the force is checked against its limit anyway
-            if unit == "in" or (unit == "m" and j + 1 < len(toks) and toks[j + 1] not in (",", ".")):
+            if (unit == "in" and j + 1 < len(toks) and toks[j + 1] not in _AFTER_INCHES) \
+                    or (unit == "m" and j + 1 < len(toks) and toks[j + 1] not in (",", ".")):
                 continue
             # "mm per second" etc. may be split: "4 mm a second" -> speed
             if j + k + 1 < len(toks) and toks[j + k] in ("per", "a", "each") and \

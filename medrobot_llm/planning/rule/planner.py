@@ -14,10 +14,11 @@ from medrobot_llm.core.plan import Control, Plan, PlanStatus, Step
 from medrobot_llm.core.reasons import Reason
 from medrobot_llm.core.validator import WorldState, validate_plan
 from medrobot_llm.language.lexicon import Lexicon, lexicon
+from medrobot_llm.language.negation import asked_only
 from medrobot_llm.language.numbers import words_to_numbers
 from medrobot_llm.language.screen import blanket_confirmation, screen_text
 from medrobot_llm.language.text import tokenize
-from medrobot_llm.language.words import drop_fillers
+from medrobot_llm.language.words import FILLER, FUNCTION_WORDS, drop_fillers
 from medrobot_llm.planning.rule.clauses import ClauseReader
 from medrobot_llm.planning.rule.intents import asked_intent, control_intent, negated_intent, unreadable
 from medrobot_llm.planning.rule.model import ParseState, Question, Refusal, unknown_words
@@ -61,10 +62,19 @@ class RulePlanner:
         control = asked_intent(tokens)
         if control is not None:
             return Plan.of_control(domain, control), True
+        heard, (tokens, unasked) = tokens, _unasked(lex, tokens)
+        if tokens != heard and not any(t not in FILLER and t not in FUNCTION_WORDS and t.isalnum() for t in tokens):
+            what = next(iter(unasked), "the step")
+            return Plan.refused(domain, f"the command does not ask for '{what}', and for nothing else: nothing to "
+                                        "plan; say what the robot should do", Reason.NEGATED), True
         parser = _Pipeline(lex, world, text)
         try:
             steps = parser.run(tokens)
         except Refusal as r:
+            if unasked and not r.understood:
+                # "the previous shot was blurry": what is left once the step is struck is no command
+                return Plan.refused(domain, f"the command does not ask for '{next(iter(unasked))}' now, and for "
+                                            "nothing else the planner can do", Reason.NEGATED), True
             return Plan.refused(domain, r.reason, r.code), r.understood
         except Question as q:
             return Plan.clarify(domain, str(q), Reason.MISSING), True
@@ -76,7 +86,33 @@ class RulePlanner:
                 return parser.unless_unknown(Plan.clarify(domain, parser.questions[0], Reason.AMBIGUOUS))
             return partial, True
         plan = validate_plan(Plan(status=PlanStatus.OK, domain=domain, steps=steps), world)
+        negated = {name for name, _ in unasked.values()}
+        against = next((s.skill for s in plan.steps if s.skill in negated), None)
+        if plan.status is PlanStatus.OK and against is not None:
+            said = next(w for w, (name, how) in unasked.items() if name == against)
+            return Plan.refused(domain, f"the plan would hold {against}, but the command says '{said}' is not "
+                                        "to be done now; say the command without the contradiction",
+                                Reason.NEGATED), True
         return parser.unless_unknown(plan)
+
+
+def _unasked(lex: Lexicon, tokens: list[str]) -> tuple[list[str], dict[str, tuple[str, str]]]:
+    """The tokens of what the command asks for (``asked_only``), with what was struck that names a hazardous
+    step: its words -> (the skill, how it was governed)."""
+    rest, found = asked_only(lex.cs.domain, tokens)
+    unasked: dict[str, tuple[str, str]] = {}
+    for g in found:
+        words = " ".join(tokens[k] for k in g.span)
+        for skill in _hazards_of(lex, g.phrase.kind, g.phrase.name):
+            if g.how != "confirmed":
+                unasked[words] = (skill, g.how)
+    return rest, unasked
+
+
+def _hazards_of(lex: Lexicon, kind: str, name: str) -> list[str]:
+    cs = lex.cs
+    names = list(cs.tasks[name].steps) if kind == "task" else [name]
+    return [n for n in names if n in cs.hazardous_skills]
 
 
 class _Pipeline:

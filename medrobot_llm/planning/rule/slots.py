@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from medrobot_llm.core.command_set import ArgSpec, SkillSpec
+from medrobot_llm.language.numbers import NEGATIVE_SIGNS
 from medrobot_llm.language.phrases import SOFT, find_phrase
 from medrobot_llm.language.text import tokenize
 from medrobot_llm.planning.rule.model import (
@@ -278,7 +279,7 @@ class SlotFiller(Stage):
             if any(find_phrase(toks, tuple(tokenize(w)), set(), allow_gaps=False) for w in ev.negative):
                 return -abs(value)
             if any(find_phrase(toks, tuple(tokenize(w)), set(), allow_gaps=False) for w in ev.positive):
-                return abs(value) if value >= 0 or "minus" not in toks else value
+                return abs(value) if value >= 0 or not any(w in toks for w in NEGATIVE_SIGNS) else value
         return value
 
     def conjoined(self, spec: SkillSpec, args: dict[str, Any], clause: Clause) -> list[tuple[SkillSpec,
