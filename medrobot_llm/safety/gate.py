@@ -22,7 +22,9 @@ import json
 import math
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 
 from medrobot_llm.backends.base import CancelToken, FailureKind, Feedback, FeedbackFn, SkillBackend, StepResult
@@ -37,12 +39,14 @@ from medrobot_llm.core.validator import PlanValidationError, WorldState, check_s
 __all__ = [
     "MAX_ARGS_BYTES",
     "Admitted",
+    "EstopAction",
     "FollowedState",
     "GoalRequest",
     "LATCHED_STATES",
     "Refusal",
     "SkillServerCore",
     "arms_of",
+    "estop_action",
     "halts_on_state",
     "parse_goal",
     "plan_id_of",
@@ -169,6 +173,27 @@ def halts_on_state(previous: FollowedState | None, state: str, session: str, sta
         return False
     entered = previous is None or previous.state != state or previous.session != session
     return entered and stamp_ns > released_ns
+
+
+class EstopAction(Enum):
+    """What a message on ``/medrobot/estop`` does to the robot's halt latch."""
+
+    HALT = "halt"
+    KEEP = "keep"  # a release while the supervisor is latched, from anyone but that supervisor: still halted
+    RELEASE = "release"  # the supervisor's own release, sent by its reset
+    NOTHING = "nothing"  # a release with nothing halted
+
+
+def estop_action(pressed: bool, followed: FollowedState | None, halted: bool,
+                 from_supervisor: Callable[[], bool]) -> EstopAction:
+    """``true`` halts, always; ``false`` releases only if the supervisor this server follows is not latched
+    or sent it itself (its reset): anyone else's release of their button must not free a latched robot.
+    ``from_supervisor`` is asked only then (it looks the sender up in the ROS graph)."""
+    if pressed:
+        return EstopAction.HALT
+    if followed is not None and followed.state in LATCHED_STATES and not from_supervisor():
+        return EstopAction.KEEP
+    return EstopAction.RELEASE if halted else EstopAction.NOTHING
 
 
 def arms_of(cs: CommandSet, step: Step) -> frozenset[str]:
@@ -361,10 +386,16 @@ class SkillServerCore:
 
     # ---------------------------------------------------------------- e-stop
     def halt(self, reason: str) -> None:
-        """Halt now (motion held within this call), latched; running goals end as halted."""
+        """Halt now (motion held within this call), latched; running goals end as halted.
+
+        A halt while already latched holds motion again but keeps when and why the latch engaged: the
+        supervisor echoes every stop on the e-stop topic, and that echo must not move ``halted_at`` to its
+        own, later arrival (the status would say the robot stopped later than it did)."""
+        latched = self.backend.halted and self.halted_at is not None
         self.backend.halt(reason)
-        self.halt_reason = reason
-        self.halted_at = self.clock()
+        if not latched:
+            self.halt_reason = reason
+            self.halted_at = self.clock()
         for a in self.active:
             a.token.cancel(reason)
 

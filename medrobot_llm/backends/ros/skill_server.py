@@ -6,9 +6,12 @@ Thin by design: every decision is ``SkillServerCore``'s (``safety.gate``). The n
   thread, not a pool: with a pool, every callback waited for the GIL behind the pool's own threads, and
   messages sat 100-400 ms in the process on an idle machine (a separate process got them in 2 ms);
 - one control thread runs the physics of the admitted goal and checks its cancel token every cycle;
-- the e-stop callback halts the scene at once (motion held within that call), never queued behind a
-  goal, since no callback waits; while the supervisor it follows is in ESTOP/FAULT, only that
-  supervisor's own release (false, sent by its reset) un-halts the robot: anyone else's release of their
+- the e-stop has a thread of its own: a second node (``medrobot_skill_server_estop``) holding only the
+  ``/medrobot/estop`` subscription, spun by its own executor at the highest priority the OS grants
+  (``priority``). The main executor's queue (status ticks, goals, feedback) never stands in front of a
+  stop: with both cores busy, a stop waited up to 120 ms there. It halts the scene at once (motion held
+  within that call); while the supervisor it follows is in ESTOP/FAULT, only that supervisor's own release
+  (false, sent by its reset) un-halts the robot (``gate.estop_action``): anyone else's release of their
   e-stop button must not free a latched robot;
 - a timer publishes ``/medrobot/robot_status`` (liveness, halt latch, world state) and cancels a running
   goal if the supervisor it follows falls silent.
@@ -26,6 +29,7 @@ from typing import Any
 
 from rclpy.action.server import ActionServer, CancelResponse, GoalResponse, ServerGoalHandle
 from rclpy.context import Context
+from rclpy.executors import ExternalShutdownException, ShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.subscription import MessageInfo
 from rclpy.task import Future
@@ -38,13 +42,15 @@ from medrobot_llm.backends.ros.nodes import SKILL_SERVER
 from medrobot_llm.core.command_set import DOMAINS
 from medrobot_llm.backends.base import FailureKind, Feedback, FeedbackFn, StepResult
 from medrobot_llm.backends.ros.common import ACTION_EXECUTE, TOPIC_ESTOP, TOPIC_ROBOT_STATUS, TOPIC_STATE, latched_qos, reliable_qos, spin_node
+from medrobot_llm.backends.ros.priority import raise_priority, reception_threads, threads_of_this_process
 from medrobot_llm.safety.gate import (
-    LATCHED_STATES,
     Admitted,
+    EstopAction,
     FollowedState,
     GoalRequest,
     Refusal,
     SkillServerCore,
+    estop_action,
     halts_on_state,
     to_json,
 )
@@ -52,6 +58,8 @@ from medrobot_llm.safety.gate import (
 __all__ = ["SkillServerNode", "main"]
 
 NODE_NAME = SKILL_SERVER.name
+#: the node of the e-stop thread: a node of its own, so that its executor waits on nothing but the stop
+ESTOP_NODE_NAME = f"{NODE_NAME}_estop"
 
 
 class SkillServerNode(Node):
@@ -73,8 +81,13 @@ class SkillServerNode(Node):
         self._admitted: dict[bytes, Admitted] = {}
         self._latch_lock = threading.Lock()  # the e-stop and state callbacks decide halt/release one at a time
         self._released_ns = 0  # when the supervisor's last release was sent (its clock, ns)
-        self.create_subscription(Bool, TOPIC_ESTOP, self._on_estop, latched_qos(5))
         self.create_subscription(SupervisorState, TOPIC_STATE, self._on_state, latched_qos(1))
+        self._estop_node = Node(ESTOP_NODE_NAME, context=self.context)
+        self._estop_node.create_subscription(Bool, TOPIC_ESTOP, self._on_estop, latched_qos(5))
+        self._estop_executor = SingleThreadedExecutor(context=self.context)
+        self._estop_executor.add_node(self._estop_node)
+        self._estop_thread = threading.Thread(target=self._estop_loop, name="medrobot-estop", daemon=True)
+        self._estop_thread.start()
         self._server = ActionServer(
             self, ExecuteSkill, ACTION_EXECUTE, execute_callback=self._execute,
             goal_callback=self._on_goal, cancel_callback=self._on_cancel)
@@ -102,16 +115,39 @@ class SkillServerNode(Node):
         return out
 
     # ---------------------------------------------------------------- e-stop and supervisor state
+    def _estop_loop(self) -> None:
+        """The e-stop thread: raise its own priority (say what it got), then spin the e-stop node only."""
+        log = self._estop_node.get_logger()
+        granted = raise_priority(threading.get_native_id())
+        (log.info if granted.realtime else log.warning)(granted.sentence("the e-stop thread"))
+        # a stop reaches this thread only through the DDS threads that receive it: under load they waited
+        # their turn too (up to 35 ms between the publisher's stamp and the reception was seen)
+        receivers = [(tid, raise_priority(tid)) for tid in reception_threads(threads_of_this_process())]
+        if not receivers:
+            log.warning("no DDS reception thread found to raise: a stop may wait behind the load to be received")
+        for tid, g in receivers:
+            (log.info if g.realtime else log.warning)(g.sentence(f"DDS reception thread {tid}"))
+        try:
+            self._estop_executor.spin()
+        except (ExternalShutdownException, ShutdownException):
+            pass
+        except Exception as exc:  # a robot whose stop path is gone must not move: halt, latched, and say why
+            self.core.halt(f"the e-stop thread failed ({type(exc).__name__}: {exc})")
+            log.error(f"the e-stop thread failed; robot halted: {type(exc).__name__}: {exc}")
+            raise
+
     def _on_estop(self, msg: Bool, info: MessageInfo) -> None:
         with self._latch_lock:
-            if msg.data:
+            action = estop_action(msg.data, self.core.followed, self.scene.halted,
+                                  lambda: self._from_supervisor(info))
+            if action is EstopAction.HALT:
                 self.core.halt(f"e-stop on {TOPIC_ESTOP}")
-            elif _latched(self.core.followed) and not self._from_supervisor(info):
-                self.get_logger().info(f"false on {TOPIC_ESTOP} while the supervisor is latched: still halted "
-                                       "until the supervisor resets")
-            elif self.scene.halted:
+            elif action is EstopAction.RELEASE:
                 self.core.clear_halt()
                 self._released_ns = int(info.get("source_timestamp") or time.time_ns())
+        if action is EstopAction.KEEP:
+            self._estop_node.get_logger().info(f"false on {TOPIC_ESTOP} while the supervisor is latched: still "
+                                               "halted until the supervisor resets")
         self._publish_status()
 
     def _from_supervisor(self, info: MessageInfo) -> bool:
@@ -119,9 +155,10 @@ class SkillServerNode(Node):
         gid = (info.get("publisher_gid") or {}).get("data")
         if gid is None:
             return False
-        sender = [(i.node_name, i.node_namespace) for i in self.get_publishers_info_by_topic(TOPIC_ESTOP)
+        graph = self._estop_node
+        sender = [(i.node_name, i.node_namespace) for i in graph.get_publishers_info_by_topic(TOPIC_ESTOP)
                   if bytes(i.endpoint_gid) == bytes(gid)]
-        supervisors = {(i.node_name, i.node_namespace) for i in self.get_publishers_info_by_topic(TOPIC_STATE)}
+        supervisors = {(i.node_name, i.node_namespace) for i in graph.get_publishers_info_by_topic(TOPIC_STATE)}
         return bool(sender) and sender[0] in supervisors
 
     def _on_state(self, msg: SupervisorState) -> None:
@@ -267,13 +304,12 @@ class SkillServerNode(Node):
     def close(self) -> None:
         for a in self.core.active:
             a.token.cancel("skill server shutting down")
+        self._estop_executor.shutdown(timeout_sec=1.0)
+        self._estop_thread.join(2.0)
+        self._estop_node.destroy_node()
         self._jobs.put(None)
         self._control.join(2.0)
         self.scene.close()
-
-
-def _latched(state: FollowedState | None) -> bool:
-    return state is not None and state.state in LATCHED_STATES
 
 
 def _announced_goal(status_json: str) -> str:
