@@ -150,3 +150,14 @@ def test_a_stream_answers_every_line_whatever_it_holds_and_a_halt_after_it(lines
     out = [json.loads(line) for line in proc.stdout.decode().splitlines()]
     assert len(out) == sum(1 for raw in lines if _answered(raw)) + 1
     assert out[-1]["status"] == "control" and out[-1]["control"] == "stop"
+
+
+@pytest.mark.parametrize("escaped", ["\\ud800", "\\udfff halt", "scan \\udc80 the liver", "\\ud83d"])
+def test_a_lone_surrogate_is_refused_as_invalid_text(escaped: str) -> None:
+    """A JSON escape can carry half of a surrogate pair, which is no text and cannot be encoded: it is refused
+    by name (it used to raise out of the length check and end the stream)."""
+    stdin = ('{"domain": "xray", "text": "' + escaped + '"}\n{"domain": "xray", "text": "halt"}\n').encode()
+    proc = run("plan", "--jsonl", stdin=stdin)
+    first, second = (json.loads(line) for line in proc.stdout.decode().splitlines())
+    assert (first["status"], first["code"]) == ("refused", "invalid_text")
+    assert second["control"] == "stop"

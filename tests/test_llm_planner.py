@@ -409,6 +409,20 @@ def test_model_may_not_swap_an_unknown_arm_for_a_known_one(server: ScriptedOpenA
     assert plan.code is Reason.UNGROUNDED_VALUE and "'psm1' is not named" in (plan.reason or "")
 
 
+@pytest.mark.parametrize("text", ["grab the needle with right the arm", "grab the needle with right please just arm",
+                                  "grab the needle with right a bit more arm"])
+def test_a_name_is_its_words_side_by_side(server: ScriptedOpenAIServer, text: str) -> None:
+    """"right the arm" does not name the right arm: a word between a name's words, filler or not, leaves the arm
+    unnamed, so the model's psm1 is ungrounded (as before the shared reader)."""
+    grab = plan_json(steps=[{"skill": "locate", "args": {"object": "needle"}},
+                            {"skill": "grasp", "args": {"arm": "psm1", "object": "needle"}}])
+    server.responder = lambda body: content_reply(grab)
+    h = make_planner(server)
+    plan = h.planner.plan("surgery", text)
+    assert plan.code is Reason.UNGROUNDED_VALUE and "'psm1' is not named" in (plan.reason or "")
+    assert h.planner.plan("surgery", "grab the needle with the right arm").status.value == "ok"
+
+
 def test_model_refusal_text_is_bounded_and_cleaned(server: ScriptedOpenAIServer) -> None:
     server.push(content_reply(plan_json("refused", reason="no\x07 " + "x" * 1000)))
     h = make_planner(server)

@@ -7,13 +7,13 @@ whether a text said what a model planned; one matcher means one word-gap limit a
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from medrobot_llm.language.inflection import SAME_PREPOSITION, is_form, same_word
 
 __all__ = ["MAX_GAP", "SOFT", "Match", "Phrase", "core_words", "find_phrase", "match_phrases", "present_words",
-           "said"]
+           "said", "said_together"]
 
 #: words skipped when matching phrases, so "take a shot" matches "take the shot" and "press a bit harder"
 SOFT = frozenset(["a", "an", "the", "bit", "little", "slightly", "some", "more", "much", "it", "its", "this", "that", "please", "just", "gently", "carefully", "slowly", "now", "also", "another", "extra", "additional", "further", "current"])
@@ -121,6 +121,13 @@ def match_phrases(tokens: list[str], phrases: list[Phrase], taken: set[int],
                 out.append(Match(p, pos))
                 used.update(pos)
     return out
+
+
+def said_together(tokens: Sequence[str], words: Sequence[str]) -> bool:
+    """``words`` said one right after another, in any inflected form: how a name is said. "right the arm"
+    does not name the right arm, so no word, not even a filler, may stand between a name's words."""
+    n = len(words)
+    return any(all(is_form(tokens[i + k], words[k]) for k in range(n)) for i in range(len(tokens) - n + 1))
 
 
 def said(tokens: list[str], words: tuple[str, ...], gaps: bool = True) -> bool:

@@ -21,10 +21,12 @@ MAX_TEXT_BYTES = 4096
 
 def clean_command(text: str) -> tuple[str | None, tuple[Reason, str] | None]:
     """Bound and sanitise raw input before any planner sees it; returns (text, None) or (None, (code, reason))."""
-    if len(text.encode("utf-8", "surrogateescape")) > MAX_TEXT_BYTES:
-        return None, (Reason.TOO_LONG, f"the command is longer than {MAX_TEXT_BYTES} bytes; say one command at a time")
-    if "\ufffd" in text or any(0xDC80 <= ord(c) <= 0xDCFF for c in text):
+    # any surrogate (undecodable bytes, or a lone "\ud800" from a JSON escape) is not text anyone typed, and
+    # it cannot even be measured in UTF-8: it is refused before the length is taken
+    if "\ufffd" in text or any(0xD800 <= ord(c) <= 0xDFFF for c in text):
         return None, (Reason.INVALID_TEXT, "the command is not valid UTF-8 text")
+    if len(text.encode("utf-8")) > MAX_TEXT_BYTES:
+        return None, (Reason.TOO_LONG, f"the command is longer than {MAX_TEXT_BYTES} bytes; say one command at a time")
     if any((ord(c) < 32 and c not in "\t\n\r") or ord(c) == 127 for c in text):
         return None, (Reason.INVALID_TEXT, "the command contains control characters; type plain text")
     text = " ".join(text.split())

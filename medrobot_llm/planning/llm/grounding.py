@@ -23,7 +23,7 @@ from medrobot_llm.core.validator import Issue
 from medrobot_llm.language.inflection import is_form
 from medrobot_llm.language.negation import asked_only
 from medrobot_llm.language.numbers import FRACTIONS, words_to_numbers
-from medrobot_llm.language.phrases import said
+from medrobot_llm.language.phrases import said, said_together
 from medrobot_llm.language.text import tokenize
 from medrobot_llm.language.words import CONTROL_PHRASES, FILLER
 
@@ -259,7 +259,7 @@ def _named(domain: str, etypes: Sequence[str], value: str, words: Sequence[str])
         distinct, phrases = entry
         if any(is_form(t, w) for t in words for w in distinct):
             return True
-        if any(said(list(words), p, gaps=False) for p in phrases):
+        if any(said_together(words, p) for p in phrases):
             return True
     return False
 
