@@ -87,3 +87,12 @@ def test_json_output_is_pure_json_with_buffered_stdio(argv: list[str]) -> None:
     lines = proc.stdout.splitlines()
     assert lines and all(json.loads(line) is not None for line in lines), proc.stdout[-500:]
     assert "argv[0]" not in proc.stdout
+
+
+@pytest.mark.parametrize("bad", [["--seed", "-1"], ["--seed", "many"], ["--record", "/proc/no-such-folder"],
+                                 ["--log", "/proc/no-such-folder/log.jsonl"]])
+def test_a_bad_seed_or_path_is_a_usage_error_not_a_traceback(bad: list[str]) -> None:
+    proc = subprocess.run([sys.executable, "-m", "medrobot_llm.cli", "run", "--domain", "xray", "--yes", *bad,
+                           "AP of the pelvis"], capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 2, proc.stderr[-1000:]
+    assert "Traceback" not in proc.stderr and ("--seed" in proc.stderr or "--record or --log" in proc.stderr)

@@ -24,7 +24,7 @@ __all__ = ["register"]
 
 
 def register(sub: Any) -> None:
-    from medrobot_llm.cli.options import add_domain_argument
+    from medrobot_llm.cli.options import add_domain_argument, add_seed_argument
     from medrobot_llm.planning.factory import add_planner_arguments
     from medrobot_llm.consoles.core import CONSOLE_WORDS
 
@@ -62,7 +62,7 @@ def register(sub: Any) -> None:
     p.add_argument("--gui", action="store_true", help="open the PyBullet window (needs a display)")
     p.add_argument("--record", type=Path, metavar="DIR", help="save images and a frame after each step into DIR")
     p.add_argument("--log", type=Path, metavar="FILE", help="append the supervisor's audit log (JSON lines) to FILE")
-    p.add_argument("--seed", type=int, default=0, help="scene randomisation seed (default 0)")
+    add_seed_argument(p)
     p.add_argument("--confirm-timeout", type=float, default=60.0, metavar="S",
                    help="a confirmation question not answered within S seconds drops the plan (default 60)")
     p.add_argument("--timeout", type=float, default=600.0, metavar="S",
@@ -101,6 +101,7 @@ def _run(args: argparse.Namespace) -> int:
             return 2
     else:
         from medrobot_llm.planning.factory import make_planner
+        from medrobot_llm.cli.options import SESSION_ERRORS, session_error
         from medrobot_llm.session import Session
 
         try:
@@ -113,6 +114,9 @@ def _run(args: argparse.Namespace) -> int:
                               audit_path=args.log, confirm_timeout_s=args.confirm_timeout)
         except ImportError as exc:
             print(f"medrobot console needs the {args.domain} scene ({exc}); run `make setup`", file=sys.stderr)
+            return 2
+        except SESSION_ERRORS as exc:
+            print(session_error("console", exc), file=sys.stderr)
             return 2
         client, close = session.supervisor, session.close
     interactive = not args.json and sys.stdin.isatty() and sys.stdout.isatty()

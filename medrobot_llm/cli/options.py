@@ -10,7 +10,7 @@ import argparse
 
 from medrobot_llm.core.command_set import DOMAINS
 
-__all__ = ["add_domain_argument", "domain_names"]
+__all__ = ["SESSION_ERRORS", "add_domain_argument", "add_seed_argument", "domain_names", "session_error"]
 
 
 def domain_names(last: str = "or") -> str:
@@ -23,3 +23,37 @@ def add_domain_argument(parser: argparse.ArgumentParser, *flags: str, required: 
                         help: str | None = None) -> None:
     """``--domain`` (plus ``flags``, e.g. ``-d``), restricted to the command set's domains."""
     parser.add_argument("--domain", *flags, required=required, choices=DOMAINS, help=help)
+
+
+#: seeds a scene's RNG accepts (numpy's, from 0 to 2**32 - 1)
+MAX_SEED = 2**32 - 1
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"{value} is outside 0..{MAX_SEED}")
+    return value
+
+
+def add_seed_argument(parser: argparse.ArgumentParser, help: str = "scene randomisation seed (default 0)") -> None:
+    """``--seed``, checked where it is read: a negative seed used to end in numpy's traceback."""
+    parser.add_argument("--seed", type=_seed, default=0, help=help)
+
+
+def _session_errors() -> tuple[type[BaseException], ...]:
+    from medrobot_llm.safety.audit import AuditLogError
+
+    return (OSError, AuditLogError)
+
+
+#: what opening a session's files (--record, --log) may raise: a user's path, answered with a sentence
+SESSION_ERRORS = _session_errors()
+
+
+def session_error(command: str, exc: BaseException) -> str:
+    return (f"medrobot {command}: cannot open what --record or --log names: {exc}; "
+            "give a folder (--record) and a file (--log) that you can write")

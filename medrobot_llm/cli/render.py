@@ -12,6 +12,8 @@ __all__ = ["register"]
 
 
 def register(sub: Any) -> None:
+    from medrobot_llm.cli.options import add_seed_argument
+
     p = sub.add_parser(
         "render",
         help="render pictures of the PyBullet scenes (headless)",
@@ -20,7 +22,7 @@ def register(sub: Any) -> None:
         "cannot be imported is skipped with a message.",
     )
     p.add_argument("--out", type=Path, default=Path("docs/img"), help="folder for the PNGs (default docs/img)")
-    p.add_argument("--seed", type=int, default=0, help="scene seed (default 0)")
+    add_seed_argument(p, help="scene seed (default 0)")
     p.add_argument("--width", type=int, default=800)
     p.add_argument("--height", type=int, default=600)
     p.add_argument("--json", action="store_true", help="print {\"images\": [...], \"skipped\": {...}} only")

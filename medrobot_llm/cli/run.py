@@ -15,7 +15,7 @@ __all__ = ["register"]
 
 
 def register(sub: Any) -> None:
-    from medrobot_llm.cli.options import add_domain_argument
+    from medrobot_llm.cli.options import add_domain_argument, add_seed_argument
     from medrobot_llm.planning.factory import add_planner_arguments
 
     p = sub.add_parser(
@@ -37,7 +37,7 @@ def register(sub: Any) -> None:
                    help="save captured images / radiographs and a rendered frame after each step into DIR")
     p.add_argument("--log", type=Path, metavar="FILE",
                    help="append the supervisor's audit log (JSON lines) to FILE; replay with `medrobot log`")
-    p.add_argument("--seed", type=int, default=0, help="scene randomisation seed (default 0)")
+    add_seed_argument(p)
     p.add_argument("--timeout", type=float, default=300.0, metavar="S",
                    help="stop the robot if the run has not ended after S seconds (default 300)")
     add_planner_arguments(p)
@@ -74,6 +74,7 @@ def _run(args: argparse.Namespace) -> int:
     from medrobot_llm.planning.factory import make_planner
     from medrobot_llm.core.plan import Plan
     from medrobot_llm.safety.supervisor import SupervisorState
+    from medrobot_llm.cli.options import SESSION_ERRORS, session_error
     from medrobot_llm.session import Session, always
 
     try:
@@ -95,6 +96,9 @@ def _run(args: argparse.Namespace) -> int:
                           audit_path=args.log)
     except ImportError as exc:
         print(f"medrobot run needs pybullet ({exc}); run `make setup`", file=sys.stderr)
+        return 2
+    except SESSION_ERRORS as exc:
+        print(session_error("run", exc), file=sys.stderr)
         return 2
     shown: dict[str, bool] = {"plan": False}
 

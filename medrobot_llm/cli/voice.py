@@ -17,7 +17,7 @@ _MIC_HELP = ("--mic needs the sounddevice package and the PortAudio library: pip
 
 
 def register(sub: Any) -> None:
-    from medrobot_llm.cli.options import add_domain_argument
+    from medrobot_llm.cli.options import add_domain_argument, add_seed_argument
     from medrobot_llm.planning.factory import add_planner_arguments
     from medrobot_llm.consoles.voice.console import DEFAULT_THRESHOLD
 
@@ -50,7 +50,7 @@ def register(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object per utterance only")
     p.add_argument("--record", type=Path, metavar="DIR", help="save images and per-step frames into DIR")
     p.add_argument("--log", type=Path, metavar="FILE", help="append the supervisor's audit log to FILE")
-    p.add_argument("--seed", type=int, default=0, help="scene randomisation seed (default 0)")
+    add_seed_argument(p)
     p.add_argument("--timeout", type=float, default=300.0, metavar="S",
                    help="stop the robot if a run has not ended after S seconds (default 300)")
     add_planner_arguments(p)
@@ -93,6 +93,7 @@ def _mic_utterances() -> Iterator[Any]:
 def _voice(args: argparse.Namespace) -> int:
     from medrobot_llm.consoles.voice.asr import AsrError, OpenAIRecognizer, PocketSphinxRecognizer, Recognizer, load_wav
     from medrobot_llm.planning.factory import make_planner
+    from medrobot_llm.cli.options import SESSION_ERRORS, session_error
     from medrobot_llm.session import Session
     from medrobot_llm.consoles.voice.console import VoiceConsole
 
@@ -140,6 +141,9 @@ def _voice(args: argparse.Namespace) -> int:
         session = Session(args.domain, planner, seed=args.seed, record_dir=args.record, audit_path=args.log)
     except ImportError as exc:
         print(f"medrobot voice needs pybullet ({exc}); run `make setup`", file=sys.stderr)
+        return 2
+    except SESSION_ERRORS as exc:
+        print(session_error("voice", exc), file=sys.stderr)
         return 2
     with session:
         console = VoiceConsole(session, recognizer, emit, yes=args.yes, threshold=args.threshold,
