@@ -74,6 +74,7 @@ def test_bringup_help_says_what_it_starts_and_how_to_reach_it() -> None:
     (["--set", "medrobot_supervisor.confirm_timeout_s"], "NODE.PARAM=VALUE"),
     (["--ros-domain-id", "400"], "0..232"),
     (["--real-time-factor", "-1"], ">= 0"),
+    (["--params", "/no/such/params.yaml"], "no parameters file"),
 ])
 def test_bringup_refuses_bad_arguments_before_starting_anything(tmp_path: Path, argv: list[str], why: str) -> None:
     out = subprocess.run([sys.executable, "-m", "medrobot_llm.cli", "bringup", "--domain", "xray", *argv],

@@ -199,6 +199,11 @@ def _run(args: argparse.Namespace) -> int:
     if not 0 <= domain_id <= 232:
         print("medrobot bringup: --ros-domain-id must be in 0..232", file=sys.stderr)
         return 2
+    if args.params is not None and not args.params.is_file():
+        # each node would die on it with rcl's traceback, one after another: say it once, before starting any
+        print(f"medrobot bringup: no parameters file at {args.params}; give the path of a ROS 2 parameters YAML "
+              "(or leave --params out for the bringup package's)", file=sys.stderr)
+        return 2
     try:
         graph = Graph(args.domain, params_file=args.params, ros_domain_id=domain_id, log_dir=args.log_dir,
                       overrides=overrides)
