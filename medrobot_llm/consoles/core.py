@@ -23,7 +23,7 @@ from typing import Any
 
 from medrobot_llm.consoles.output import ConsoleOutput, format_telemetry
 from medrobot_llm.core.command_set import load_command_set
-from medrobot_llm.language.lexicon import CONTROL_PHRASES
+from medrobot_llm.language.words import CONTROL_PHRASES
 from medrobot_llm.planning.admission import clean_with_reason
 from medrobot_llm.safety import events as ev
 from medrobot_llm.safety.machine import LATCHED, RUNNING

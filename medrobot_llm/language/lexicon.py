@@ -3,7 +3,6 @@
 Skill verbs, entity names, tasks and argument keywords all come from the skill files. The language that is
 the same in every domain lives beside this module: tokens (``text``), fillers and control phrases
 (``words``), numbers (``numbers``), inflection and phrase matching, and the injection screen (``screen``).
-Their names are also importable from here, where the consoles have always found them.
 """
 
 from __future__ import annotations
@@ -13,52 +12,12 @@ from dataclasses import dataclass, field
 
 from medrobot_llm.core.command_set import DOMAINS, CommandSet, load_command_set
 from medrobot_llm.core.units import UNIT_WORDS
-from medrobot_llm.language.numbers import NUMBER_WORDS, words_to_numbers
+from medrobot_llm.language.numbers import words_to_numbers
 from medrobot_llm.language.phrases import Phrase
-from medrobot_llm.language.screen import blanket_confirmation, screen_text
-from medrobot_llm.language.text import fold_text, tokenize
-from medrobot_llm.language.words import (
-    CONTROL_IDIOMS,
-    CONTROL_OBJECTS,
-    CONTROL_PHRASES,
-    DISCOURSE_MARKERS,
-    DISFLUENCIES,
-    FILLER,
-    FUNCTION_WORDS,
-    ROOM_OBJECTS,
-    SWITCH_OFF,
-    UNSUPPORTED_ACTIONS,
-    OTHER_MODALITIES,
-    UNSUPPORTED_TARGETS,
-    drop_fillers,
-)
+from medrobot_llm.language.text import tokenize
+from medrobot_llm.language.words import OTHER_MODALITIES
 
-__all__ = [
-    "CONTROL_IDIOMS",
-    "CONTROL_OBJECTS",
-    "CONTROL_PHRASES",
-    "DISCOURSE_MARKERS",
-    "DISFLUENCIES",
-    "FILLER",
-    "FUNCTION_WORDS",
-    "NUMBER_WORDS",
-    "ROOM_OBJECTS",
-    "SWITCH_OFF",
-    "UNSUPPORTED_ACTIONS",
-    "UNSUPPORTED_TARGETS",
-    "Lexicon",
-    "SharedVocabulary",
-    "blanket_confirmation",
-    "drop_fillers",
-    "Phrase",
-    "fold_text",
-    "hazard_phrases",
-    "lexicon",
-    "screen_text",
-    "shared_vocabulary",
-    "tokenize",
-    "words_to_numbers",
-]
+__all__ = ["Lexicon", "SharedVocabulary", "hazard_phrases", "lexicon", "shared_vocabulary"]
 
 
 @dataclass

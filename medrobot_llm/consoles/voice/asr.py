@@ -23,7 +23,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from medrobot_llm.language.lexicon import CONTROL_PHRASES, tokenize
+from medrobot_llm.language.text import tokenize
+from medrobot_llm.language.words import CONTROL_PHRASES
 from medrobot_llm.consoles.voice.grammar import VoiceGrammar, build_grammar, normalise_transcript
 
 __all__ = [

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from medrobot_llm.consoles.voice.asr import Audio, AsrError, Recognizer, Transcript
-from medrobot_llm.language.lexicon import CONTROL_PHRASES, tokenize
+from medrobot_llm.language.text import tokenize
+from medrobot_llm.language.words import CONTROL_PHRASES
 from medrobot_llm.session import Session
 from medrobot_llm.core.command_set import load_command_set
 from medrobot_llm.safety.supervisor import Question
