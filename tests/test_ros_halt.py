@@ -26,23 +26,17 @@ def _never_asked() -> bool:
     raise AssertionError("the sender was looked up although it cannot change the answer")
 
 
-@pytest.mark.parametrize("followed", [None, IDLE, ESTOP, FollowedState("FAULT", "s:1", 0, "s", 1.0)])
 @pytest.mark.parametrize("halted", [False, True])
-def test_a_press_always_halts_whoever_sent_it(followed: FollowedState | None, halted: bool) -> None:
-    assert estop_action(True, followed, halted, _never_asked) is EstopAction.HALT
+def test_a_press_always_halts_whoever_sent_it(halted: bool) -> None:
+    assert estop_action(True, halted, _never_asked) is EstopAction.HALT
 
 
-@pytest.mark.parametrize("followed", [ESTOP, FollowedState("FAULT", "s:1", 0, "s", 1.0)])
-def test_while_the_supervisor_is_latched_only_its_own_release_frees_the_robot(followed: FollowedState) -> None:
-    assert estop_action(False, followed, True, lambda: False) is EstopAction.KEEP
-    assert estop_action(False, followed, True, lambda: True) is EstopAction.RELEASE
-
-
-@pytest.mark.parametrize("followed", [None, IDLE])
-def test_a_release_outside_a_latch_frees_a_halted_robot_and_does_nothing_else(
-        followed: FollowedState | None) -> None:
-    assert estop_action(False, followed, True, _never_asked) is EstopAction.RELEASE
-    assert estop_action(False, followed, False, _never_asked) is EstopAction.NOTHING
+def test_only_the_supervisors_release_frees_a_halted_robot() -> None:
+    """Whatever state the robot has heard so far: a press and a release milliseconds apart arrive before the
+    supervisor's ESTOP state, and the release must not free the robot (the race test_ros_e2e caught)."""
+    assert estop_action(False, True, lambda: False) is EstopAction.KEEP
+    assert estop_action(False, True, lambda: True) is EstopAction.RELEASE
+    assert estop_action(False, False, _never_asked) is EstopAction.NOTHING
 
 
 def test_a_second_stop_while_latched_keeps_when_and_why_the_robot_stopped() -> None:

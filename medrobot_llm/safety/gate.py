@@ -179,21 +179,24 @@ class EstopAction(Enum):
     """What a message on ``/medrobot/estop`` does to the robot's halt latch."""
 
     HALT = "halt"
-    KEEP = "keep"  # a release while the supervisor is latched, from anyone but that supervisor: still halted
+    KEEP = "keep"  # a release from anyone but the supervisor: still halted until the supervisor resets
     RELEASE = "release"  # the supervisor's own release, sent by its reset
     NOTHING = "nothing"  # a release with nothing halted
 
 
-def estop_action(pressed: bool, followed: FollowedState | None, halted: bool,
-                 from_supervisor: Callable[[], bool]) -> EstopAction:
-    """``true`` halts, always; ``false`` releases only if the supervisor this server follows is not latched
-    or sent it itself (its reset): anyone else's release of their button must not free a latched robot.
-    ``from_supervisor`` is asked only then (it looks the sender up in the ROS graph)."""
+def estop_action(pressed: bool, halted: bool, from_supervisor: Callable[[], bool]) -> EstopAction:
+    """``true`` halts, always; ``false`` releases only when the supervisor sent it (its reset): releasing the
+    robot happens only through the supervisor's reset (architecture.md's trust model).
+
+    Whether the supervisor is latched yet cannot decide it: a press and a release a few milliseconds apart
+    reach the robot before the supervisor's ESTOP state does, and a release judged "outside a latch" then
+    freed a robot whose supervisor latched a moment later. ``from_supervisor`` is asked only for a halted
+    robot (it looks the sender up in the ROS graph)."""
     if pressed:
         return EstopAction.HALT
-    if followed is not None and followed.state in LATCHED_STATES and not from_supervisor():
-        return EstopAction.KEEP
-    return EstopAction.RELEASE if halted else EstopAction.NOTHING
+    if not halted:
+        return EstopAction.NOTHING
+    return EstopAction.RELEASE if from_supervisor() else EstopAction.KEEP
 
 
 def arms_of(cs: CommandSet, step: Step) -> frozenset[str]:

@@ -138,16 +138,15 @@ class SkillServerNode(Node):
 
     def _on_estop(self, msg: Bool, info: MessageInfo) -> None:
         with self._latch_lock:
-            action = estop_action(msg.data, self.core.followed, self.scene.halted,
-                                  lambda: self._from_supervisor(info))
+            action = estop_action(msg.data, self.scene.halted, lambda: self._from_supervisor(info))
             if action is EstopAction.HALT:
                 self.core.halt(f"e-stop on {TOPIC_ESTOP}")
             elif action is EstopAction.RELEASE:
                 self.core.clear_halt()
                 self._released_ns = int(info.get("source_timestamp") or time.time_ns())
         if action is EstopAction.KEEP:
-            self._estop_node.get_logger().info(f"false on {TOPIC_ESTOP} while the supervisor is latched: still "
-                                               "halted until the supervisor resets")
+            self._estop_node.get_logger().info(f"false on {TOPIC_ESTOP} from a node that is not the supervisor: "
+                                               "still halted until the supervisor resets")
         self._publish_status()
 
     def _from_supervisor(self, info: MessageInfo) -> bool:
