@@ -152,7 +152,7 @@ _FIELD_VALUES: dict[str, st.SearchStrategy[Any]] = {
     "args": st.dictionaries(st.sampled_from(["kv", "view", "arm"]), st.integers(0, 200) | _TEXT, max_size=3).map(
         canonical_args),
     "domain": _TEXT, "goal_id": st.text("0123456789abcdef", min_size=1, max_size=32),
-    "expires_ms": st.integers(0, 2**53), "nonce": st.text("0123456789abcdef", min_size=32, max_size=32),
+    "issued_ms": st.integers(0, 2**53), "expires_ms": st.integers(0, 2**53), "nonce": st.text("0123456789abcdef", min_size=32, max_size=32),
 }
 
 

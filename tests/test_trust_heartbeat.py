@@ -142,7 +142,8 @@ def test_malformed_beats_are_ignored(wire: str) -> None:
 # -- properties ---------------------------------------------------------------------------------------------------
 
 _CHANGES: dict[str, st.SearchStrategy[Any]] = {
-    "instance": st.text(min_size=1, max_size=64), "seq": st.integers(-5, 2**40), "stamp_ms": st.integers(0, 2**45)}
+    "instance": st.text(min_size=1, max_size=64), "seq": st.integers(-5, 2**40), "stamp_ms": st.integers(0, 2**45),
+    "released_ms": st.integers(1, 2**45)}
 
 
 @settings(max_examples=150, deadline=None)
@@ -196,3 +197,23 @@ def test_beat_round_trips_through_its_wire_form() -> None:
     signer, _, _ = _setup()
     hb = signer.beat()
     assert Heartbeat.from_wire(hb.to_wire()) == hb
+
+
+def test_a_release_is_carried_by_every_later_beat_and_only_rises() -> None:
+    signer, dog, clock = _setup()
+    assert dog.offer(signer.beat().to_wire()).released_ms == 0
+    clock.advance(0.2)
+    released = dog.offer(signer.release().to_wire())
+    assert released.released_ms == round(clock() * 1000)
+    clock.advance(0.2)
+    later = dog.offer(signer.beat().to_wire())
+    assert later.released_ms == released.released_ms
+    again = dog.offer(signer.release().to_wire())  # same millisecond or not: a second release is later
+    assert again.released_ms > released.released_ms
+
+
+def test_a_forged_release_is_ignored() -> None:
+    signer, dog, clock = _setup()
+    genuine = signer.beat()
+    forged = replace(genuine, released_ms=genuine.stamp_ms)  # claims a reset the supervisor never made
+    assert _ignored(dog, forged.to_wire()).code is Reason.BAD_SIGNATURE

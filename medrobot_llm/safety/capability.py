@@ -63,13 +63,14 @@ class Capability:
     args: str  # canonical_args of the step's arguments
     domain: str
     goal_id: str  # hex UUID of the goal, "" when the supervisor mints before it knows it
+    issued_ms: int  # when it was minted: a supervisor state stamped before it is older than the step it allows
     expires_ms: int
     nonce: str
     mac: str = ""
 
     def fields(self) -> list[str | int]:
-        return [self.plan_id, self.step_index, self.skill, self.args, self.domain, self.goal_id, self.expires_ms,
-                self.nonce]
+        return [self.plan_id, self.step_index, self.skill, self.args, self.domain, self.goal_id, self.issued_ms,
+                self.expires_ms, self.nonce]
 
     def to_wire(self) -> str:
         """The string a goal carries (the ExecuteSkill goal's capability field, once it has one)."""
@@ -87,7 +88,7 @@ class Capability:
         names = set(cls.__dataclass_fields__)
         if not isinstance(raw, dict) or set(raw) != names:
             raise Untrusted(Reason.MALFORMED, f"refused: a capability has exactly the fields {sorted(names)}")
-        ints = ("step_index", "expires_ms")
+        ints = ("step_index", "issued_ms", "expires_ms")
         for name in names:
             kind = int if name in ints else str
             if type(raw[name]) is not kind:
@@ -108,8 +109,9 @@ class CapabilityMinter:
 
     def mint(self, *, plan_id: str, step_index: int, skill: str, args: str | dict[str, Any], domain: str,
              goal_id: str = "") -> Capability:
+        now = self.clock()
         cap = Capability(plan_id=plan_id, step_index=step_index, skill=skill, args=canonical_args(args),
-                         domain=domain, goal_id=goal_id, expires_ms=millis(self.clock() + self.ttl_s),
+                         domain=domain, goal_id=goal_id, issued_ms=millis(now), expires_ms=millis(now + self.ttl_s),
                          nonce=secrets.token_hex(NONCE_HEX // 2))
         return replace(cap, mac=mac(self._secret, PURPOSE, cap.fields()))
 

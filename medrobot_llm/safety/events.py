@@ -25,6 +25,7 @@ __all__ = [
     "EstopEvent",
     "EventListener",
     "FeedbackEvent",
+    "GoalRefusedEvent",
     "HaltFailedEvent",
     "PlanDiscardedEvent",
     "PlanEvent",
@@ -37,6 +38,7 @@ __all__ = [
     "StepRejectedEvent",
     "StepResultEvent",
     "StepSentEvent",
+    "UntrustedEvent",
     "SupervisorEvent",
     "ValidationEvent",
     "parse_event",
@@ -233,6 +235,29 @@ class HaltFailedEvent(_Event):
     error: str
 
 
+class UntrustedEvent(_Event):
+    """A message the supervisor refused on who sent it or what it answers (``safety.operator``, the planner's
+    signature): logged with the identity the sender claimed, which the refusal does not prove."""
+
+    kind: Literal["untrusted"] = "untrusted"
+    topic: str
+    op: str  # the operator message's kind as claimed ("command", "confirm", ...), or "plan"
+    claimed: str  # the operator the message claims to be from ("" if none)
+    code: str  # the core.reasons.Reason of the check that refused it
+    reason: str
+
+
+class GoalRefusedEvent(_Event):
+    """A goal a skill server refused before anything moved (its own audit log: the supervisor may be gone)."""
+
+    kind: Literal["goal_refused"] = "goal_refused"
+    goal: str  # "plan P step N (skill)"
+    goal_id: str
+    skill: str
+    code: str
+    reason: str
+
+
 class ReplyEvent(_Event):
     """The ROS supervisor node's answer to one command (``Reply``'s JSON form), on ``/medrobot/events``."""
 
@@ -256,7 +281,7 @@ class ReplyEvent(_Event):
 SupervisorEvent = Annotated[
     SessionEvent | CommandEvent | PlanEvent | PlanDiscardedEvent | ValidationEvent | RunEvent | QuestionEvent
     | ConfirmationEvent | StepSentEvent | FeedbackEvent | StepRejectedEvent | StepResultEvent | RunEndEvent
-    | StateEvent | EstopEvent | HaltFailedEvent | ReplyEvent,
+    | StateEvent | EstopEvent | HaltFailedEvent | ReplyEvent | UntrustedEvent | GoalRefusedEvent,
     Field(discriminator="kind"),
 ]
 

@@ -6,6 +6,11 @@ a sequence number, a stamp) with the graph secret a few times a second, and the 
 "halt and refuse everything" when no valid beat arrived within the window, and "back" only after a valid one
 arrives again. A forged beat fails its MAC; a recorded beat replayed fails the sequence (per instance) or, from
 an instance long gone, the stamp window; neither keeps a dead supervisor looking alive.
+
+A beat also says when the supervisor last released the robot (``released_ms``, set by its reset): a halted
+skill server frees the robot only on a valid beat whose release is later than the halt. A ``false`` on the
+e-stop topic comes from anyone; a release inside a signed beat comes only from the supervisor, and a beat
+from before the halt (DDS does not order two topics) cannot undo it.
 """
 
 from __future__ import annotations
@@ -35,10 +40,11 @@ class Heartbeat:
     instance: str  # random per supervisor process: its sequence numbers are its own
     seq: int
     stamp_ms: int
+    released_ms: int = 0  # the supervisor's last release of the robot (its reset), 0 if never
     mac: str = ""
 
     def fields(self) -> list[str | int]:
-        return [self.instance, self.seq, self.stamp_ms]
+        return [self.instance, self.seq, self.stamp_ms, self.released_ms]
 
     def to_wire(self) -> str:
         return json.dumps(self.__dict__, separators=(",", ":"), ensure_ascii=True)
@@ -53,10 +59,11 @@ class Heartbeat:
             raise Untrusted(Reason.MALFORMED, "ignored heartbeat: not JSON") from None
         if not isinstance(raw, dict) or set(raw) != set(cls.__dataclass_fields__) \
                 or type(raw["seq"]) is not int or type(raw["stamp_ms"]) is not int \
+                or type(raw["released_ms"]) is not int \
                 or not isinstance(raw["instance"], str) or not 0 < len(raw["instance"]) <= 64 \
                 or not is_hex(raw["mac"], MAC_HEX):
             raise Untrusted(Reason.MALFORMED, "ignored heartbeat: it does not have the fields instance, seq, "
-                            "stamp_ms and mac with their types")
+                            "stamp_ms, released_ms and mac with their types")
         return cls(**raw)
 
 
@@ -68,12 +75,19 @@ class HeartbeatSigner:
         self.instance = instance or secrets.token_hex(8)
         self.clock = clock
         self._seq = 0
+        self._released_ms = 0
         self._lock = threading.Lock()
+
+    def release(self) -> Heartbeat:
+        """The supervisor's reset released the robot: from now on every beat says so; send this one at once."""
+        with self._lock:
+            self._released_ms = max(self._released_ms + 1, millis(self.clock()))
+        return self.beat()
 
     def beat(self) -> Heartbeat:
         with self._lock:
             self._seq += 1
-            hb = Heartbeat(self.instance, self._seq, millis(self.clock()))
+            hb = Heartbeat(self.instance, self._seq, millis(self.clock()), self._released_ms)
         return replace(hb, mac=mac(self._secret, PURPOSE, hb.fields()))
 
 

@@ -214,6 +214,11 @@ class Supervisor(AdmissionMixin, StepGateMixin, LatchMixin):
         self._input("reset", source)
         return self._reset()
 
+    def record_untrusted(self, event: ev.UntrustedEvent) -> int | None:
+        """Audit a message refused before it reached the machine (a forged confirmation, a replayed reset): the
+        log must show who tried, even though nothing happened. Changes no state."""
+        return self._log(event)
+
     def status(self) -> dict[str, Any]:
         with self._lock:
             run = self._run

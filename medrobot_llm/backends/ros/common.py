@@ -31,6 +31,7 @@ __all__ = [
     "TOPIC_CONFIRM",
     "TOPIC_ESTOP",
     "TOPIC_EVENTS",
+    "TOPIC_HEARTBEAT",
     "TOPIC_PLANNED",
     "TOPIC_RESET",
     "TOPIC_ROBOT_STATUS",
@@ -61,6 +62,9 @@ TOPIC_ROBOT_STATUS = "/medrobot/robot_status"
 #: pressed); by the contract only true has a meaning there, and a reset is an explicit act, never a side
 #: effect of a stop message (a stop and a release published together must leave the e-stop latched).
 TOPIC_RESET = "/medrobot/reset"
+#: supervisor -> skill servers (``medrobot_interfaces/Heartbeat``, reliable, volatile): its signed liveness and
+#: releases; without a valid beat inside the window a skill server halts and refuses every goal
+TOPIC_HEARTBEAT = "/medrobot/heartbeat"
 
 
 def latched_qos(depth: int = 1) -> QoSProfile:
