@@ -32,7 +32,10 @@ def register(sub: Any) -> None:
         "utterance answers it: 'yes' confirms a contact step; a radiation step is confirmed only by its "
         "phrase ('confirm shot', 'confirm exposure', 'confirm spin'). --yes confirms contact steps only, "
         "never an exposure.",
-        epilog="example: medrobot voice --domain xray --wav lateral.wav --wav confirm_shot.wav",
+        epilog="example: medrobot voice --domain xray --wav lateral.wav --wav confirm_shot.wav\n"
+               "exit status: 0 every command done, 1 a command not done or a stop, 2 a usage error or a WAV "
+               "file that could not be read (each is named on stderr, and with --json as a {\"kind\": \"error\"} "
+               "line)",
     )
     add_domain_argument(p)
     src = p.add_mutually_exclusive_group(required=True)
@@ -66,7 +69,7 @@ def _mic_utterances() -> Iterator[Any]:
     import numpy as np
     from pocketsphinx import Vad
 
-    from medrobot_llm.consoles.voice.asr import SAMPLE_RATE, Audio
+    from medrobot_llm.consoles.voice.audio import SAMPLE_RATE, Audio
 
     vad = Vad(Vad.LOOSE, SAMPLE_RATE)
     step = vad.frame_bytes // 2
@@ -91,7 +94,8 @@ def _mic_utterances() -> Iterator[Any]:
 
 
 def _voice(args: argparse.Namespace) -> int:
-    from medrobot_llm.consoles.voice.asr import AsrError, OpenAIRecognizer, PocketSphinxRecognizer, Recognizer, load_wav
+    from medrobot_llm.consoles.voice.asr import OpenAIRecognizer, PocketSphinxRecognizer, Recognizer
+    from medrobot_llm.consoles.voice.audio import AsrError, load_wav
     from medrobot_llm.planning.factory import make_planner
     from medrobot_llm.cli.options import SESSION_ERRORS, session_error
     from medrobot_llm.session import Session
@@ -121,6 +125,8 @@ def _voice(args: argparse.Namespace) -> int:
         print(f"medrobot voice: {exc}", file=sys.stderr)
         return 2
 
+    unreadable: list[str] = []
+
     def utterances() -> Iterator[Any]:
         if args.mic:
             yield from _mic_utterances()
@@ -129,7 +135,11 @@ def _voice(args: argparse.Namespace) -> int:
             try:
                 yield load_wav(f)
             except AsrError as exc:
+                # said at once and in the exit status: a file that was not heard must not pass as handled
+                unreadable.append(str(f))
                 print(f"medrobot voice: {exc}", file=sys.stderr)
+                if args.json:
+                    print(json.dumps({"kind": "error", "source": str(f), "message": str(exc)}), flush=True)
 
     def emit(rec: dict[str, Any]) -> None:
         if args.json:
@@ -151,6 +161,8 @@ def _voice(args: argparse.Namespace) -> int:
         records = console.run(utterances())
     commands = [r for r in records if r.get("action") == "command"]
     failed = [r for r in commands if not (r.get("outcome") or {}).get("success")]
+    if unreadable:
+        return 2
     return 1 if failed or any(r.get("action") == "stop" for r in records) else 0
 
 

@@ -10,13 +10,11 @@ decoded again listening only for one, so a stop is acted on even when the first 
 
 from __future__ import annotations
 
-import io
 import math
 import os
 import re
 import tempfile
 import threading
-import wave
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -25,6 +23,7 @@ import numpy as np
 
 from medrobot_llm.language.text import tokenize
 from medrobot_llm.language.words import CONTROL_PHRASES
+from medrobot_llm.consoles.voice.audio import SAMPLE_RATE, AsrError, Audio, load_wav, resample
 from medrobot_llm.consoles.voice.grammar import VoiceGrammar, build_grammar, normalise_transcript
 
 __all__ = [
@@ -41,99 +40,7 @@ __all__ = [
     "stop_phrase",
 ]
 
-SAMPLE_RATE = 16000
 _FRAME_S = 0.01
-
-
-class AsrError(RuntimeError):
-    """Audio could not be read or recognised; the message says what to fix."""
-
-
-@dataclass(frozen=True)
-class Audio:
-    """Mono 16-bit samples at 16 kHz: what pocketsphinx's acoustic model was trained on."""
-
-    samples: np.ndarray
-    source: str = ""
-
-    @property
-    def duration_s(self) -> float:
-        return len(self.samples) / SAMPLE_RATE
-
-    def pcm(self) -> bytes:
-        return np.asarray(self.samples, dtype="<i2").tobytes()
-
-    def wav_bytes(self) -> bytes:
-        buf = io.BytesIO()
-        with wave.open(buf, "wb") as w:
-            w.setnchannels(1)
-            w.setsampwidth(2)
-            w.setframerate(SAMPLE_RATE)
-            w.writeframes(self.pcm())
-        return buf.getvalue()
-
-    @classmethod
-    def from_samples(cls, samples: np.ndarray, rate: int, source: str = "") -> Audio:
-        """Any rate, float in [-1, 1] or integer PCM, one or more channels (last axis)."""
-        x = np.asarray(samples)
-        if x.ndim == 2:
-            x = x.mean(axis=1) if x.shape[1] <= 8 else x.mean(axis=0)
-        if np.issubdtype(x.dtype, np.floating):
-            x = x * 32767.0
-        x = resample(x.astype(np.float64), rate, SAMPLE_RATE)
-        return cls(np.clip(np.round(x), -32768, 32767).astype(np.int16), source)
-
-
-def load_wav(path: str | os.PathLike[str]) -> Audio:
-    """A PCM WAV file of any rate and channel count, as 16 kHz mono."""
-    try:
-        with wave.open(str(path), "rb") as w:
-            channels, width, rate, n = w.getnchannels(), w.getsampwidth(), w.getframerate(), w.getnframes()
-            raw = w.readframes(n)
-    except (OSError, EOFError, wave.Error) as exc:
-        raise AsrError(f"{path}: not a readable PCM WAV file ({exc})") from exc
-    if width == 1:
-        x = (np.frombuffer(raw, dtype=np.uint8).astype(np.float64) - 128.0) * 256.0
-    elif width == 2:
-        x = np.frombuffer(raw, dtype="<i2").astype(np.float64)
-    elif width == 3:
-        b = np.frombuffer(raw, dtype=np.uint8).reshape(-1, 3).astype(np.int32)
-        v = b[:, 0] | (b[:, 1] << 8) | (b[:, 2] << 16)
-        x = (np.where(v >= 1 << 23, v - (1 << 24), v) / 256.0).astype(np.float64)
-    elif width == 4:
-        x = np.frombuffer(raw, dtype="<i4").astype(np.float64) / 65536.0
-    else:
-        raise AsrError(f"{path}: {8 * width}-bit samples are not supported; use 16-bit PCM")
-    if channels > 1:
-        x = x[: len(x) - len(x) % channels].reshape(-1, channels).mean(axis=1)
-    y = resample(x, rate, SAMPLE_RATE)
-    return Audio(np.clip(np.round(y), -32768, 32767).astype(np.int16), str(path))
-
-
-def resample(x: np.ndarray, rate_in: int, rate_out: int, half_width: int = 16) -> np.ndarray:
-    """Band-limited resampling (Blackman-windowed sinc), so speech recorded at 22.05 or 44.1 kHz reaches
-    the 16 kHz model without aliasing; numpy only, no audioop (gone in Python 3.13) and no sox."""
-    if rate_in == rate_out or len(x) == 0:
-        return np.asarray(x, dtype=np.float64)
-    if rate_in <= 0 or rate_out <= 0:
-        raise AsrError(f"invalid sample rate {rate_in} -> {rate_out}")
-    ratio = rate_out / rate_in
-    cutoff = min(1.0, ratio)
-    width = int(math.ceil(half_width / cutoff))
-    n_out = int(round(len(x) * ratio))
-    offsets = np.arange(-width + 1, width + 1)
-    out = np.empty(n_out, dtype=np.float64)
-    padded = np.concatenate([np.zeros(width), np.asarray(x, dtype=np.float64), np.zeros(width + 1)])
-    for start in range(0, n_out, 8192):
-        t = np.arange(start, min(n_out, start + 8192)) / ratio
-        base = np.floor(t).astype(np.int64)
-        idx = base[:, None] + offsets[None, :]
-        d = t[:, None] - idx
-        z = np.clip(d / width, -1.0, 1.0)
-        window = 0.42 + 0.5 * np.cos(np.pi * z) + 0.08 * np.cos(2 * np.pi * z)
-        kernel = cutoff * np.sinc(cutoff * d) * window
-        out[start:start + len(t)] = (padded[idx + width] * kernel).sum(axis=1)
-    return out
 
 
 @dataclass(frozen=True)

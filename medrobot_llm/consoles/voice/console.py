@@ -20,7 +20,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from medrobot_llm.consoles.voice.asr import Audio, AsrError, Recognizer, Transcript
+from medrobot_llm.consoles.voice.asr import Recognizer, Transcript
+from medrobot_llm.consoles.voice.audio import AsrError, Audio
 from medrobot_llm.language.text import tokenize
 from medrobot_llm.language.words import CONTROL_PHRASES
 from medrobot_llm.session import Session
