@@ -160,7 +160,7 @@ class OperatorGate:
     # ---------------------------------------------------------------- the nonce
     def observe(self, state: str, question: Any, run: Any) -> str:
         """The nonce for the supervisor as it is now: a new one whenever its state, question or run changed."""
-        key = (state, json.dumps(question, sort_keys=True, default=str), run)
+        key = (state, json.dumps(question, sort_keys=True), run)
         with self._lock:
             if key != self._seen:
                 self._seen = key
