@@ -218,10 +218,10 @@ class RogueClient:
         assert self.client.wait_for_server(timeout_sec=10.0), "no skill server on /medrobot/execute_skill"
 
     def send(self, *, plan_id: str, step_index: int, skill: str, args_json: str, domain: str,
-             timeout: float = 10.0) -> tuple[bool, Any]:
+             capability: str = "", timeout: float = 10.0) -> tuple[bool, Any]:
         """(accepted, result) of one goal, waiting for its end."""
         goal = self.ExecuteSkill.Goal(plan_id=plan_id, step_index=step_index, skill=skill, args_json=args_json,
-                                      domain=domain)
+                                      domain=domain, capability=capability)
         done = threading.Event()
         fut = self.client.send_goal_async(goal)
         fut.add_done_callback(lambda _f: done.set())
