@@ -169,9 +169,9 @@ def register(sub: Any) -> None:
         "scripts/install_ros.sh to have run. DDS discovery stays on this machine "
         "(ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST unless already set). Ctrl-C stops every node.",
         epilog="example: medrobot bringup --domain ultrasound --ros-domain-id 7, then, from a shell with "
-        "ROS_DOMAIN_ID=7: `medrobot console --domain ultrasound --ros`. Commands, confirmations and resets are "
-        "signed operator messages (docs/trust.md); anyone may stop with true on /medrobot/estop, and only a "
-        "signed reset releases.",
+        "ROS_DOMAIN_ID=7: `medrobot console --domain ultrasound --ros`. Commands (/medrobot/command), "
+        "confirmations (/medrobot/confirm) and resets (/medrobot/reset) are signed operator messages "
+        "(docs/trust.md); anyone may stop with true on /medrobot/estop, and only a signed reset releases.",
     )
     add_domain_argument(p, "-d", help="which robot and command set")
     p.add_argument("--params", type=Path, default=None, help="parameters file (default: the bringup package's "
