@@ -111,4 +111,7 @@ def test_bringup_and_the_launch_file_start_the_same_nodes_from_one_parameters_fi
         assert argv[:3] == [sys.executable, "-m", module]
         assert argv[argv.index("--params-file") + 1] == str(params)
         assert f"{node}:domain:=xray" in argv
+        assert f"{node}:keys_dir:={graph.keys_dir}" in argv  # every node loads its keys from one folder
     assert "medrobot_skill_server:real_time_factor:=0.0" in graph.command("medrobot_skill_server")
+    assert f"medrobot_skill_server:audit_log:={tmp_path / 'logs' / 'skill_server_audit.jsonl'}" \
+        in graph.command("medrobot_skill_server")
