@@ -175,8 +175,11 @@ class SkillServerNode(Node):
 
     def _tick(self) -> None:
         change = self.core.watch()
-        if change is not None:
-            (self.get_logger().warning if change.halted else self.get_logger().info)(change.message)
+        # one call site per severity: rclpy refuses a call site whose severity changes (and the spin dies)
+        if change is not None and change.halted:
+            self.get_logger().warning(change.message)
+        elif change is not None:
+            self.get_logger().info(change.message)
         self._publish_status()
 
     def _publish_status(self) -> None:
