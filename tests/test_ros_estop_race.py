@@ -1,11 +1,12 @@
 """An e-stop that lands between a step's release and the skill server looking at its goal, over real DDS.
 
 The supervisor node and the sim skill server run in this process (one rclpy context, real Fast DDS on a
-ROS_DOMAIN_ID of their own, sharing a graph secret in a temporary keys folder) so the test can put the stop
-exactly in that window, which a separate-process graph hits only by chance: the stop is published on
-/medrobot/estop as the goal goes out, and the goal leaves only once the skill server has halted on it. The
-skill server then refuses the goal (the robot is halted); that refusal is our own stop's doing, so the step
-must end as halted and the supervisor stay ESTOP, never turn the latch it chose into a FAULT.
+ROS_DOMAIN_ID of their own) so the test can put the stop exactly in that window, which a separate-process
+graph hits only by chance: the stop is published on /medrobot/estop as the goal goes out, and the goal
+leaves only once the skill server follows the supervisor's ESTOP. The skill server then refuses the goal
+(its capability is genuine, but "the robot is halted"); that refusal is our own stop's doing, so the step
+must end as halted and the supervisor stay ESTOP, never turn the latch it chose into a FAULT. Both nodes
+hold the graph key of a keys folder of the test's own.
 """
 
 from __future__ import annotations
@@ -24,15 +25,8 @@ from tests._ros_helpers import require_ros
 pytestmark = [pytest.mark.ros, pytest.mark.sim]
 
 
-def _keys(folder: Path) -> str:
-    from medrobot_llm.safety.keys import init_keys
-
-    init_keys(folder, ["tester"])
-    return str(folder)
-
-
 class InProcessGraph:
-    def __init__(self, keys_dir: str) -> None:
+    def __init__(self, keys_dir: Path) -> None:
         import rclpy
         from rclpy.context import Context
         from medrobot_llm.backends.ros.common import PoolExecutor
@@ -43,10 +37,10 @@ class InProcessGraph:
         self.context = Context()
         rclpy.init(context=self.context)
         self.skill = SkillServerNode(context=self.context, domain="ultrasound", real_time_factor=0.0,
-                                     keys_dir=keys_dir)
+                                     keys_dir=str(keys_dir))
         # the test is about how the refusal is read, not how fast it comes: a loaded machine gets time
         self.sup_node = SupervisorNode(context=self.context, domain="ultrasound", cancel_grace_s=5.0,
-                                       keys_dir=keys_dir)
+                                       keys_dir=str(keys_dir))
         self.records: list[dict[str, Any]] = []
         self.lock = threading.Lock()
         self.sup_node.sup.subscribe(self._on_record)
@@ -87,12 +81,15 @@ class InProcessGraph:
 def graph(tmp_path: Path) -> Iterator[InProcessGraph]:
     require_ros()
     from medrobot_llm.backends.ros.env import unique_domain_id
+    from medrobot_llm.safety import keys
+
+    keys.init_keys(tmp_path / "keys")
 
     claim = unique_domain_id()
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("ROS_DOMAIN_ID", str(claim.domain_id))
         mp.setenv("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-        g = InProcessGraph(_keys(tmp_path / "keys"))
+        g = InProcessGraph(tmp_path / "keys")
         try:
             yield g
         finally:
@@ -124,24 +121,25 @@ def test_a_goal_refused_because_of_our_own_estop_ends_halted_and_the_latch_stays
     graph.executor.add_node(console)
     estop = console.create_publisher(Bool, TOPIC_ESTOP, latched_qos(5))
     assert _until(lambda: estop.get_subscription_count() >= 2, 10.0)
-    assert _until(lambda: not core.status()["halted"], 10.0), "the skill server never heard the supervisor's beat"
 
     send = backend._client.send_goal_async
     waited: list[bool] = []
 
     def stop_as_the_goal_goes_out(goal: Any, **kw: Any) -> Any:
         estop.publish(Bool(data=True))
-        waited.append(_until(lambda: sup.state.value == "ESTOP" and core.status()["halted"], 5.0))
+        waited.append(_until(lambda: sup.state.value == "ESTOP" and core.followed is not None
+                             and core.followed.state == "ESTOP", 5.0))
         return send(goal, **kw)
 
     backend._client.send_goal_async = stop_as_the_goal_goes_out  # type: ignore[method-assign,assignment]
     plan = RulePlanner().plan("ultrasound", "scan the left kidney", None)
-    # the plan as the planner's checked answer would bring it (the operator and planner path is not under test)
-    threading.Thread(target=sup.submit_plan, args=(plan,), daemon=True).start()
+    # straight to the supervisor: how a plan arrives is not what this test is about
+    assert sup.submit_plan(plan, source="test").accepted, sup.status()
 
     assert _until(lambda: graph.kinds("step_result") and graph.kinds("run_end"), 10.0), graph.records
     assert graph.spin_error is None, f"the graph's executor died: {graph.spin_error!r}"
-    assert waited == [True], f"the skill server never halted on the e-stop: {sup.state}, {core.status()}"
+    assert graph.spin_error is None, f"the graph's executor died: {graph.spin_error!r}"
+    assert waited == [True], f"the skill server never followed the supervisor into ESTOP: {sup.state}, {core.followed}"
     [result] = graph.kinds("step_result")
     assert not result["success"] and result["failure"] == "halted", result
     assert "e-stop" in result["message"] and "the robot is halted" in result["message"], result
@@ -158,7 +156,7 @@ def test_a_goal_refused_because_of_our_own_estop_ends_halted_and_the_latch_stays
 
 @pytest.mark.parametrize("history, latched", [((True, False), False), ((True,), True), ((False, True), True)])
 def test_estop_history_from_before_the_supervisor_latches_only_if_still_pressed(
-        history: tuple[bool, ...], latched: bool, tmp_path: Path) -> None:
+        history: tuple[bool, ...], latched: bool) -> None:
     """A supervisor that joins late gets the topic's history: a press its sender already released is over."""
     require_ros()
     import rclpy
@@ -186,7 +184,7 @@ def test_estop_history_from_before_the_supervisor_latches_only_if_still_pressed(
             for pressed in history:
                 pub.publish(Bool(data=pressed))
             time.sleep(0.05)
-            node = SupervisorNode(context=context, domain="ultrasound", keys_dir=_keys(tmp_path / "keys"))
+            node = SupervisorNode(context=context, domain="ultrasound")
             executor.add_node(console)
             executor.add_node(node)
             thread.start()

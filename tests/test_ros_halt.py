@@ -183,6 +183,14 @@ def test_a_stop_halts_the_robot_while_the_main_executor_never_runs_and_only_a_si
             assert beat_released(signer.release()) and not server.scene.halted, "the supervisor's release was lost"
             assert until(lambda: len(statuses) >= 3), "no status after the release"
             assert statuses[-1]["halted"] is False and statuses[-1]["supervisor"]["alive"] is True  # type: ignore[index]
+            # the status timer (called here: the main executor never runs) reports the heartbeat alive, then lost
+            # once the window has passed: rclpy refuses a log call site whose severity changes, which would end
+            # the spin of a real server
+            server._tick()
+            window = server.core.watchdog.window_s
+            server.core.watchdog.clock = lambda: time.time() + window + 0.5
+            server._tick()
+            assert until(lambda: statuses[-1]["supervisor"]["alive"] is False), statuses[-1]  # type: ignore[index]
         finally:
             executor.shutdown(timeout_sec=1.0)
             spin.join(2.0)
