@@ -83,7 +83,7 @@ def graph(tmp_path: Path) -> Iterator[InProcessGraph]:
     from medrobot_llm.backends.ros.env import unique_domain_id
     from medrobot_llm.safety import keys
 
-    keys.init_keys(tmp_path / "keys")
+    keys.init_keys(tmp_path / "keys", ["tester"])  # the supervisor's keyring needs an operator
 
     claim = unique_domain_id()
     with pytest.MonkeyPatch.context() as mp:
@@ -156,7 +156,7 @@ def test_a_goal_refused_because_of_our_own_estop_ends_halted_and_the_latch_stays
 
 @pytest.mark.parametrize("history, latched", [((True, False), False), ((True,), True), ((False, True), True)])
 def test_estop_history_from_before_the_supervisor_latches_only_if_still_pressed(
-        history: tuple[bool, ...], latched: bool) -> None:
+        history: tuple[bool, ...], latched: bool, tmp_path: Path) -> None:
     """A supervisor that joins late gets the topic's history: a press its sender already released is over."""
     require_ros()
     import rclpy
@@ -168,6 +168,7 @@ def test_estop_history_from_before_the_supervisor_latches_only_if_still_pressed(
     from medrobot_llm.backends.ros.common import TOPIC_ESTOP, latched_qos
     from medrobot_llm.backends.ros.env import unique_domain_id
     from medrobot_llm.backends.ros.supervisor_node import SupervisorNode
+    from medrobot_llm.safety import keys
 
     claim = unique_domain_id()
     with pytest.MonkeyPatch.context() as mp:
@@ -184,7 +185,8 @@ def test_estop_history_from_before_the_supervisor_latches_only_if_still_pressed(
             for pressed in history:
                 pub.publish(Bool(data=pressed))
             time.sleep(0.05)
-            node = SupervisorNode(context=context, domain="ultrasound")
+            keys.init_keys(tmp_path / "keys", ["tester"])
+            node = SupervisorNode(context=context, domain="ultrasound", keys_dir=str(tmp_path / "keys"))
             executor.add_node(console)
             executor.add_node(node)
             thread.start()
