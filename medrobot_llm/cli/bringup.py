@@ -244,8 +244,9 @@ def _run(args: argparse.Namespace) -> int:
         print("medrobot bringup: " + "; ".join(k.problem for k in unusable), file=sys.stderr)
         return 2
     created = [k for k in made if k.action == "created"]
-    if created and not args.json:
-        print(f"medrobot bringup: created {', '.join(Path(k.path).name for k in created)} in {graph.keys_dir}")
+    if created:  # with --json, stdout holds the one JSON line
+        print(f"medrobot bringup: created {', '.join(Path(k.path).name for k in created)} in {graph.keys_dir}",
+              file=sys.stderr if args.json else sys.stdout, flush=True)
 
     stopping = [False]
 
