@@ -138,7 +138,12 @@ class SkillServerNode(Node):
         if not receivers:
             log.warning("no DDS reception thread found to raise: a stop may wait behind the load to be received")
         for tid, g in receivers:
-            (log.info if g.realtime else log.warning)(g.sentence(f"DDS reception thread {tid}"))
+            # one call site per severity: rclpy refuses a call site whose severity changes, and the raised
+            # error would end this thread before it spins (a robot with no stop path)
+            if g.realtime:
+                log.info(g.sentence(f"DDS reception thread {tid}"))
+            else:
+                log.warning(g.sentence(f"DDS reception thread {tid}"))
         try:
             self._estop_executor.spin()
         except (ExternalShutdownException, ShutdownException):
