@@ -143,6 +143,7 @@ class Session:
     def close(self) -> None:
         self.supervisor.close()
         self.backend.close()
+        self.audit.close()
 
     @property
     def sim_time(self) -> float:
