@@ -102,6 +102,7 @@ class AuditLog:
             raise AuditLogError(f"cannot open the audit log {path}: {_why(exc)}") from exc
         try:
             _require_regular(fd, path)
+            _require_writable(fd, path)
             _lock(fd, path)
             os.set_blocking(fd, True)
             data = _read_all(fd, path)
@@ -220,6 +221,17 @@ def _require_regular(fd: int, path: Path) -> None:
         what = ("a directory" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode)
                 else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file")
         raise AuditLogError(f"cannot use {path} as an audit log: it is {what}; give a regular file")
+
+
+def _require_writable(fd: int, path: Path) -> None:
+    """Refuse at open what would fail at the first record: a read-only mount, a kernel file (``/proc/...``)
+    that opens for writing but takes no bytes. An empty write is a no-op on a real file."""
+    try:
+        if os.fstatvfs(fd).f_flag & os.ST_RDONLY:
+            raise AuditLogError(f"cannot use {path} as an audit log: its file system is read-only")
+        os.write(fd, b"")
+    except OSError as exc:
+        raise AuditLogError(f"cannot use {path} as an audit log: it takes no writes ({_why(exc)})") from exc
 
 
 def _lock(fd: int, path: Path) -> None:
