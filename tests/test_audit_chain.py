@@ -169,6 +169,20 @@ def test_a_killed_session_replays_without_a_false_alarm(real_log: Path, tmp_path
     assert replay["identical"], replay["differences"]
 
 
+def test_a_session_killed_before_another_one_replays_without_a_false_alarm(
+        real_log: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    lines = real_log.read_bytes().splitlines()
+    cut_at = next(k for k, line in enumerate(lines) if json.loads(line)["kind"] == "step_sent")
+    path = tmp_path / "two.jsonl"
+    path.write_bytes(_join(lines[:cut_at]))   # killed just before its first step went out
+    _real_log(path)                           # the next session, on the same file
+    code, report = _verify_cli(path, capsys)
+    assert code == 0, report
+    assert cli.main(["log", "replay", str(path), "--wait", "0.5", "--json"]) == 0
+    replay = json.loads(capsys.readouterr().out)
+    assert replay["identical"] and replay["sessions"] == 2, replay["differences"]
+
+
 def test_reopening_after_a_crash_keeps_the_chain(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "a.jsonl"
     log = AuditLog(path)
@@ -212,7 +226,7 @@ def test_damaged_logs_get_a_sentence_not_a_traceback(tmp_path: Path, action: str
     assert "Traceback" not in out + err
     assert code != 0 or action == "show"
     if action == "show":
-        assert "None" in out and "sequence" in out   # the null seq shown, and reported
+        assert "None" in out and "sequence gap" in out   # the null seq shown, and reported
 
 
 @pytest.mark.parametrize("action", ["show", "replay", "verify"])

@@ -123,7 +123,7 @@ def _replay(args: argparse.Namespace) -> int:
         _fail(args.file, f"cannot read {args.file}: {_reason(exc)}", args.json)
         return 2
     try:
-        report = replay_records(log.records, wait_s=args.wait, cut=chain.verdict is Verdict.INCOMPLETE)
+        report = replay_records(log.records, wait_s=args.wait)
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
         # a damaged field (a plan that is no plan, a clock that is no number): say so, never a traceback
         _fail(args.file, f"cannot replay {args.file}: a record is damaged ({type(exc).__name__}: {exc}); "
@@ -208,11 +208,14 @@ def _sessions(records: Sequence[dict[str, Any]]) -> list[list[dict[str, Any]]]:
     return out
 
 
-def replay_records(records: Sequence[dict[str, Any]], *, wait_s: float = 2.0, cut: bool = False) -> ReplayReport:
+def replay_records(records: Sequence[dict[str, Any]], *, wait_s: float = 2.0) -> ReplayReport:
     """Replay every session in ``records``; the report lists where the replay departs from the log.
 
-    ``cut``: the log ends where its writer was killed, so the last session may have gone on past its last
-    record; the replay is then held to the log's prefix, and what it did beyond is a note, not a difference."""
+    A session without a close record was cut short (its writer killed, or a log from before close records):
+    its supervisor may have gone one state or step past its last record, so the replay of that session is
+    held to the logged prefix, and what it did beyond is a note, not a difference."""
+    from medrobot_llm.safety.audit import CLOSED_KIND
+
     report = ReplayReport()
     sessions = _sessions(records)
     if not sessions:
@@ -220,9 +223,10 @@ def replay_records(records: Sequence[dict[str, Any]], *, wait_s: float = 2.0, cu
         return report
     for session in sessions:
         report.sessions += 1
+        marks = (len(report.original), len(report.replayed), len(report.original_steps), len(report.replayed_steps))
         _replay_session(session, report, wait_s)
-    if cut:
-        _hold_to_prefix(report)
+        if not any(r.get("kind") == CLOSED_KIND for r in session):
+            _hold_to_prefix(report, marks)
     if report.original != report.replayed:
         first = next((i for i, (a, b) in enumerate(zip(report.original, report.replayed, strict=False)) if a != b),
                      min(len(report.original), len(report.replayed)))
@@ -234,16 +238,18 @@ def replay_records(records: Sequence[dict[str, Any]], *, wait_s: float = 2.0, cu
     return report
 
 
-def _hold_to_prefix(report: ReplayReport) -> None:
-    extra_states = len(report.replayed) - len(report.original)
-    extra_steps = len(report.replayed_steps) - len(report.original_steps)
-    if extra_states > 0 and report.replayed[:len(report.original)] == report.original:
-        del report.replayed[len(report.original):]
-        report.problems.append(f"the replay made {extra_states} state change(s) past the log's end, where its "
-                               "writer stopped")
-    if extra_steps > 0 and report.replayed_steps[:len(report.original_steps)] == report.original_steps:
-        del report.replayed_steps[len(report.original_steps):]
-        report.problems.append(f"the replay sent {extra_steps} step(s) past the log's end, where its writer stopped")
+def _hold_to_prefix(report: ReplayReport, marks: tuple[int, int, int, int]) -> None:
+    """Drop what the replay of one cut session did past the log's end, if up to there it matched the log."""
+    o, r, os_, rs = marks
+    for logged, replayed, start_l, start_r, what in ((report.original, report.replayed, o, r, "state change(s)"),
+                                                     (report.original_steps, report.replayed_steps, os_, rs,
+                                                      "step(s) sent")):
+        mine, theirs = logged[start_l:], replayed[start_r:]
+        extra = len(theirs) - len(mine)
+        if extra > 0 and theirs[:len(mine)] == mine:
+            del replayed[start_r + len(mine):]
+            report.problems.append(f"session {report.sessions}: the replay made {extra} {what} past the log's "
+                                   "end, where its writer stopped")
 
 
 def _fmt(t: tuple[str, str, str] | None) -> str:

@@ -32,7 +32,7 @@ from typing import Any, Self
 
 from medrobot_llm.core.jsonable import jsonable
 
-__all__ = ["CLOSED_KIND", "AuditLog", "AuditLogError", "AuditRead", "TornLine", "as_record", "format_record",
+__all__ = ["CHAIN_FIELDS", "CLOSED_KIND", "AuditLog", "AuditLogError", "AuditRead", "TornLine", "as_record", "format_record",
            "line_hash", "lock_holder", "read_bytes", "read_log", "seal_holds"]
 
 #: fields every record carries, in this order, ahead of the caller's
@@ -348,7 +348,8 @@ class AuditRead:
     def problems(self) -> list[str]:
         out = [f"line {t.lineno}: {'torn last line' if t.last else 'unreadable line'} ({t.text[:60]!r})"
                for t in self.torn]
-        out += [f"sequence gap: expected {e}, found {f}" for e, f in self.gaps]
+        out += [f"sequence gap: expected {e}, found {f}" if e >= 0 else f"sequence number {f!r} is not a number"
+                for e, f in self.gaps]
         return out
 
 
