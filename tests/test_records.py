@@ -156,3 +156,37 @@ def test_a_probe_contact_is_written_ahead_and_done(tmp_path: Path) -> None:
     assert [(r["phase"], r["hazard"]) for r in contact] == [("intended", "contact"), ("done", "contact")]
     assert contact[1]["force_n"] > 0
     assert json.loads(json.dumps(contact[0]))["target_force_n"] == 8.0
+
+
+@pytest.mark.sim
+def test_a_retraction_is_written_ahead_and_a_cancelled_one_is_closed_as_not_done() -> None:
+    from medrobot_llm.backends.base import CancelToken, Feedback
+    from medrobot_llm.backends.sim import make
+    from medrobot_llm.core.plan import Step
+
+    log = AuditLog(None)
+    scene = make("surgery")
+    try:
+        scene.hazard_log = log.append
+        scene.reset(seed=4)
+        for skill, args in (("locate", {"object": "vessel"}), ("move_to", {"arm": "psm2", "target": "vessel"}),
+                            ("grasp", {"arm": "psm2", "object": "vessel"})):
+            assert scene.execute(Step(skill=skill, args=args), CancelToken()).success, skill
+        retract = Step(skill="retract", args={"arm": "psm2", "direction": "backward", "distance_mm": 8})
+        assert scene.execute(retract, CancelToken()).success
+        token = CancelToken()
+        seen: list[Feedback] = []
+
+        def cancel_midway(fb: Feedback) -> None:
+            seen.append(fb)
+            if len(seen) == 20:   # a few control steps into the pull
+                token.cancel("operator")
+
+        result = scene.execute(retract, token, cancel_midway)
+    finally:
+        scene.close()
+    assert not result.success
+    hazards = [(r["phase"], r["hazard"], r["skill"]) for r in log.records if r["kind"] == "hazard"]
+    assert hazards == [("intended", "contact", "retract"), ("done", "contact", "retract"),
+                       ("intended", "contact", "retract"), ("not_done", "contact", "retract")]
+    assert log.records[-1]["status"] == "preempted" and result.failure.value == "cancelled"

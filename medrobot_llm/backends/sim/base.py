@@ -233,9 +233,30 @@ class SceneSkill(SkillBehaviour, Generic[SceneT]):
         self.scene = scene
         self.args = step.args
         self.phase = step.skill
+        #: the hazard this skill wrote ahead and has not reported done yet
+        self.open_hazard: str | None = None
 
     def telemetry(self) -> dict[str, Any]:
         return self.scene.telemetry()
+
+    def intend(self, hazard: str, **fields: Any) -> None:
+        """Write ahead a contact this skill is about to make (``Scene.record_hazard``)."""
+        self.scene.record_hazard("intended", hazard, skill=self.step.skill, **fields)
+        self.open_hazard = hazard
+
+    def did(self, **fields: Any) -> None:
+        """Report the hazard written ahead as done, with what it measured."""
+        if self.open_hazard is not None:
+            self.scene.record_hazard("done", self.open_hazard, skill=self.step.skill, **fields)
+            self.open_hazard = None
+
+    def stop(self, status: BehaviourStatus) -> None:
+        """End the skill; a hazard written ahead and never done is closed as ``not_done`` (failed, halted,
+        cancelled), so no intent is left open in the log."""
+        super().stop(status)
+        if self.open_hazard is not None:
+            hazard, self.open_hazard = self.open_hazard, None
+            self.scene.record_hazard("not_done", hazard, skill=self.step.skill, status=status.name.lower())
 
 
 class RefusedSkill(SceneSkill[Scene]):

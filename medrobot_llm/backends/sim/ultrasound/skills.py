@@ -214,9 +214,6 @@ class _Press(_Skill):
 
 
 class _MakeContact(_Press):
-    #: None until a contact is written ahead; then whether the probe has touched the skin
-    _touched: bool | None = None
-
     def start(self) -> None:
         s = self.scene
         if s.in_contact:
@@ -225,23 +222,14 @@ class _MakeContact(_Press):
         if s.probe_state() != "hovering":
             self.fail(FailureKind.PRECONDITION, "the probe is not hovering over the skin")
             return
-        s.record_hazard("intended", "contact", skill="make_contact", target_force_n=float(self.args["force_n"]))
-        self._touched = False
+        self.intend("contact", target_force_n=float(self.args["force_n"]))
         super().start()
 
     def update(self) -> BehaviourStatus:
         s = self.scene
-        if not self._touched and s.in_contact:
-            self._touched = True
-            s.record_hazard("done", "contact", skill="make_contact", force_n=float(s.force_n),
-                            penetration_mm=float(s.penetration_mm))
+        if s.in_contact:
+            self.did(force_n=float(s.force_n), penetration_mm=float(s.penetration_mm))   # the first touch
         return super().update()
-
-    def terminate(self, status: BehaviourStatus) -> None:
-        super().terminate(status)
-        if self._touched is False:
-            # written ahead and never made: the record says so instead of leaving an intent open
-            self.scene.record_hazard("not_done", "contact", skill="make_contact", status=status.name.lower())
 
 
 class _SetForce(_Press):
