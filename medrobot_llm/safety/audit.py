@@ -32,8 +32,8 @@ from typing import Any, Self
 
 from medrobot_llm.core.jsonable import jsonable
 
-__all__ = ["CHAIN_FIELDS", "CLOSED_KIND", "AuditLog", "AuditLogError", "AuditRead", "TornLine", "as_record", "format_record",
-           "line_hash", "lock_holder", "read_bytes", "read_log", "seal_holds"]
+__all__ = ["CHAIN_FIELDS", "CLOSED_KIND", "AuditLog", "AuditLogError", "AuditRead", "TornLine", "as_record",
+           "format_record", "line_hash", "lock_holder", "read_bytes", "read_log", "seal_holds"]
 
 #: fields every record carries, in this order, ahead of the caller's
 RESERVED = ("seq", "kind", "t_wall", "t_mono")
@@ -284,7 +284,7 @@ def as_record(line: bytes | str) -> dict[str, Any] | None:
     """The record a line holds, or None for a line that is none (torn, damaged, blank)."""
     try:
         rec = json.loads(line)
-    except ValueError:
+    except (ValueError, RecursionError):   # RecursionError: a crafted line nested deeper than the parser goes
         return None
     if not isinstance(rec, Mapping) or "seq" not in rec or "kind" not in rec:
         return None
