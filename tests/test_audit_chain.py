@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from medrobot_llm import cli
 from medrobot_llm.safety.audit import AuditLog, AuditLogError, line_hash, read_log
-from medrobot_llm.safety.audit_verify import Verdict, verify_bytes
+from medrobot_llm.safety.audit_verify import Verdict, verify_bytes, verify_file
 
 from _helpers_supervisor import XRAY_TWO_SHOTS, make_rig
 
@@ -245,3 +245,12 @@ def test_writing_to_a_log_whose_last_seq_is_null_is_refused(tmp_path: Path) -> N
     path.write_text('{"seq":0,"kind":"a"}\n{"seq":null,"kind":"b"}\n', encoding="utf-8")
     with pytest.raises(AuditLogError, match="seq None"):
         AuditLog(path)
+
+
+def test_verify_of_a_log_still_being_written_says_who_writes_it(tmp_path: Path) -> None:
+    path = tmp_path / "live.jsonl"
+    with AuditLog(path) as log:
+        log.append("a")
+        report = verify_file(path)
+        assert report.verdict is Verdict.INCOMPLETE and any("this process" in n for n in report.notes)
+    assert verify_file(path).verdict is Verdict.INTACT
