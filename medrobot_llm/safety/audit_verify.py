@@ -79,7 +79,7 @@ class VerifyReport:
         lines += [f"  no chain: {u}" for u in self.unchained]
         lines += [f"  end: {i}" for i in self.incomplete]
         lines += [f"  note: {n}" for n in self.notes]
-        if self.head:
+        if self.head and verdict is not Verdict.TAMPERED:
             lines.append(f"  head: {self.head} (keep it elsewhere to catch a rewrite of the whole chain)")
         return "\n".join(lines)
 
