@@ -219,7 +219,8 @@ def test_damaged_logs_get_a_sentence_not_a_traceback(tmp_path: Path, action: str
                                                      capsys: pytest.CaptureFixture[str]) -> None:
     damaged = tmp_path / "damaged.jsonl"
     damaged.write_text('{"seq":0,"kind":"session","domain":"xray","clock":"soon"}\n'
-                       '{"seq":null,"kind":"command","op":"plan","plan":{"status":7},"n_states":"x"}\n',
+                       '{"seq":null,"kind":"command","op":"plan","plan":{"status":7},"n_states":"x"}\n'
+                       '{"seq":2,"kind":"plan","plan":{"steps":["x", 3]}}\n',
                        encoding="utf-8")
     code = cli.main(["log", action, str(damaged)])
     out, err = capsys.readouterr()

@@ -399,7 +399,11 @@ def format_record(rec: Mapping[str, Any]) -> str:
     except (TypeError, ValueError, OverflowError, OSError):
         stamp = "??:??:??.???"
     kind = str(rec.get("kind", "?"))
-    body = _summary(kind, rec)
+    try:
+        body = _summary(kind, rec)
+    except (AttributeError, TypeError, ValueError, KeyError):
+        # a damaged record (a plan whose steps are no steps): shown as it is, never a traceback
+        body = "(damaged) " + _kv({k: v for k, v in rec.items() if k not in _SKIP_IN_SUMMARY})
     return f"{seq:>6}  {stamp}  {kind:<13} {body}".rstrip()
 
 
