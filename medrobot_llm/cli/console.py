@@ -60,7 +60,7 @@ def register(sub: Any) -> None:
                    help="read commands on stdin and print one JSON object per event line (supervisor records, "
                    "replies) only")
     p.add_argument("--gui", action="store_true", help="open the PyBullet window (needs a display)")
-    p.add_argument("--record", type=Path, metavar="DIR", help="save images and a frame after each step into DIR")
+    p.add_argument("--record", type=Path, metavar="DIR", help="save images and a frame after each step into a new folder DIR/run-NNN")
     p.add_argument("--log", type=Path, metavar="FILE", help="append the supervisor's audit log (JSON lines) to FILE")
     add_seed_argument(p)
     add_operator_arguments(p)

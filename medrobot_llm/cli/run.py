@@ -34,7 +34,9 @@ def register(sub: Any) -> None:
     p.add_argument("--gui", action="store_true", help="open the PyBullet window (needs a display)")
     p.add_argument("--json", action="store_true", help="print the outcome as one JSON object only")
     p.add_argument("--record", type=Path, metavar="DIR",
-                   help="save captured images / radiographs and a rendered frame after each step into DIR")
+                   help="save captured images / radiographs and a rendered frame after each step into a new folder "
+                   "DIR/run-NNN of this run's own (never over an earlier run's); the log names each file and its "
+                   "SHA-256")
     p.add_argument("--log", type=Path, metavar="FILE",
                    help="append the supervisor's audit log (JSON lines) to FILE; replay with `medrobot log`")
     add_seed_argument(p)

@@ -51,7 +51,7 @@ def register(sub: Any) -> None:
     p.add_argument("--yes", action="store_true",
                    help="confirm contact steps without asking; radiation steps still need their spoken phrase")
     p.add_argument("--json", action="store_true", help="print one JSON object per utterance only")
-    p.add_argument("--record", type=Path, metavar="DIR", help="save images and per-step frames into DIR")
+    p.add_argument("--record", type=Path, metavar="DIR", help="save images and per-step frames into a new folder DIR/run-NNN")
     p.add_argument("--log", type=Path, metavar="FILE", help="append the supervisor's audit log to FILE")
     add_seed_argument(p)
     p.add_argument("--timeout", type=float, default=300.0, metavar="S",
