@@ -112,12 +112,13 @@ class _FrameRecorder(SkillBackend):
 class Session:
     """A supervisor over one backend (a PyBullet scene unless one is given), ready for commands.
 
-    ``record_dir`` keeps the captured images there and, for scenes, a rendered frame after each step.
+    ``record_dir`` keeps the captured images there and, for scenes, a rendered frame after each step;
+    ``keep_records`` keeps the audit records in ``audit.records`` too, for a recording made after the run.
     """
 
     def __init__(self, domain: str, planner: Planner, *, backend: SkillBackend | None = None, seed: int = 0,
                  gui: bool = False, record_dir: Path | None = None, audit_path: Path | None = None,
-                 confirm_timeout_s: float = 30.0, step_timeout_s: float = 120.0) -> None:
+                 confirm_timeout_s: float = 30.0, step_timeout_s: float = 120.0, keep_records: bool = False) -> None:
         self.domain = domain
         self.scene: Scene | None = None
         if backend is None:
@@ -130,7 +131,7 @@ class Session:
                 backend = _FrameRecorder(self.scene, Path(record_dir) / "frames")
                 backend.snapshot("start")
         self.backend = backend
-        self.audit = AuditLog(audit_path) if audit_path is not None else AuditLog(None, keep_records=False)
+        self.audit = AuditLog(audit_path, keep_records=keep_records)
         self.supervisor = Supervisor(backend, planner, domain=domain, audit=self.audit,
                                      confirm_timeout_s=confirm_timeout_s, step_timeout_s=step_timeout_s)
 

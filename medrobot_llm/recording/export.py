@@ -1,0 +1,249 @@
+"""One MCAP file per run: the supervisor's records, the robot's telemetry and the pictures, in ROS 2 types.
+
+The records come in the order the audit log wrote them, and each message is logged at its record's wall time
+(``t_wall``), so a viewer's timeline is the log's. Feedback samples (never in the audit log) are taken when a
+live run hears them; a scene frame is logged when its file was written. ``mcap`` and ``mcap-ros2-support`` are
+imported here only: the ``mcap`` extra, needed by ``run --mcap`` and ``log export --mcap`` and nothing else.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any
+
+from mcap_ros2.writer import Writer
+
+from medrobot_llm.recording.messages import (TOPICS, Message, Topic, frame_message, image_message, image_topic, stamp,
+                                             telemetry_messages, to_json)
+from medrobot_llm.recording.msgdefs import msgdef
+from medrobot_llm.safety.events import StepResultEvent, parse_event
+
+__all__ = ["ExportSummary", "McapRecorder", "export_records"]
+
+#: supervisor states in which the robot is halted (SupervisorState.halted on the graph)
+_HALTED = ("ESTOP", "FAULT")
+
+
+@dataclass
+class ExportSummary:
+    """What went into the file, for the command's report and for tests."""
+
+    path: Path
+    messages: Counter[str] = field(default_factory=Counter)
+    images: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"mcap": str(self.path), "messages": sum(self.messages.values()), "topics": dict(self.messages),
+                "images": self.images, "missing_images": self.missing}
+
+
+@dataclass
+class _Context:
+    """What a record means depends on the ones before it: which session, run, step and question it belongs to."""
+
+    domain: str = ""
+    session: int = 0
+    run: int | None = None
+    steps: int = 0
+    step: int = -1
+    skill: str = ""
+    question: dict[str, Any] = field(default_factory=dict)
+    operator: str = ""
+    last_ns: int = 0
+
+    @property
+    def plan_id(self) -> str:
+        return "" if self.run is None else f"{self.session}:{self.run}"
+
+
+class McapRecorder:
+    """Writes records, feedback, images and frames into one MCAP file; ``close`` finishes the file."""
+
+    def __init__(self, output: str | Path | IO[bytes], *, domain: str = "", record_dir: Path | None = None) -> None:
+        self.summary = ExportSummary(Path(output) if isinstance(output, str | Path) else Path("<stream>"))
+        self._owns = isinstance(output, str | Path)
+        if isinstance(output, str | Path):
+            Path(output).parent.mkdir(parents=True, exist_ok=True)  # as --log and --record do
+            self._stream: IO[bytes] = open(output, "wb")  # noqa: SIM115 - closed by close()
+        else:
+            self._stream = output
+        self._writer = Writer(self._stream)
+        self._schemas: dict[str, Any] = {}
+        self._ctx = _Context(domain=domain)
+        self._record_dir = record_dir
+        self._seq: Counter[str] = Counter()
+
+    # -- writing -------------------------------------------------------------------------------------------
+    def write(self, topic: Topic, message: Mapping[str, Any], t_ns: int) -> None:
+        schema = self._schemas.get(topic.datatype)
+        if schema is None:
+            schema = self._schemas[topic.datatype] = self._writer.register_msgdef(topic.datatype,
+                                                                                  msgdef(topic.datatype))
+        self._writer.write_message(topic.name, schema, dict(message), log_time=t_ns, publish_time=t_ns,
+                                   sequence=self._seq[topic.name])
+        self._seq[topic.name] += 1
+        self.summary.messages[topic.name] += 1
+
+    def _write_all(self, messages: Iterable[Message], t_ns: int) -> None:
+        for topic, message in messages:
+            self.write(topic, message, t_ns)
+
+    def _string(self, key: str, value: Any, t_ns: int) -> None:
+        self.write(TOPICS[key], {"data": to_json(value)}, t_ns)
+
+    # -- records -------------------------------------------------------------------------------------------
+    def add_records(self, records: Iterable[Mapping[str, Any]]) -> None:
+        for rec in records:
+            self.add_record(rec)
+
+    def add_record(self, rec: Mapping[str, Any]) -> None:
+        """One audit record (or a feedback sample, ``kind == "feedback"``), at its wall time."""
+        ctx = self._ctx
+        t_ns = self._time(rec)
+        kind = str(rec.get("kind", ""))
+        if kind == "feedback":
+            self._feedback(rec, t_ns)
+            return
+        self._string("records", rec, t_ns)
+        if kind == "session":
+            ctx.session += 1
+            ctx.domain = str(rec.get("domain") or ctx.domain)
+            ctx.run, ctx.step, ctx.skill = None, -1, ""
+        elif kind in ("command", "plan", "validation"):
+            self._string(kind, rec, t_ns)
+            if kind == "command" and rec.get("op") in ("confirm", "deny"):
+                ctx.operator = str(rec.get("source") or "")
+        elif kind == "run":
+            ctx.run = _int(rec.get("run"))
+            steps = rec.get("steps")
+            ctx.steps = len(steps) if isinstance(steps, list) else 0
+        elif kind == "question":
+            ctx.question = dict(rec)
+            self._string("question", rec, t_ns)
+        elif kind == "confirmation":
+            self._confirmation(rec, t_ns)
+        elif kind == "state":
+            self._state(rec, t_ns)
+        elif kind == "step_sent":
+            self._goal(rec, t_ns)
+        elif kind == "step_result":
+            self._result(rec, t_ns)
+
+    def _time(self, rec: Mapping[str, Any]) -> int:
+        """The record's wall time in ns; a record without one (or going back) keeps the last time seen."""
+        t = rec.get("t_wall")
+        if isinstance(t, int | float) and not isinstance(t, bool) and t > 0:
+            self._ctx.last_ns = max(self._ctx.last_ns, int(t * 1e9))
+        elif not self._ctx.last_ns:
+            self._ctx.last_ns = time.time_ns()
+        return self._ctx.last_ns
+
+    def _confirmation(self, rec: Mapping[str, Any], t_ns: int) -> None:
+        ctx = self._ctx
+        asked = ctx.question if ctx.question.get("step_index") == rec.get("step") else {}
+        self._string("confirmation", {
+            "who": ctx.operator, "accepted": rec.get("accepted"), "run": rec.get("run"), "step": rec.get("step"),
+            "skill": asked.get("skill", ""), "hazard": asked.get("hazard", ""), "question": asked.get("text", ""),
+            "given": rec.get("given"), "reason": rec.get("reason"), "seq": rec.get("seq")}, t_ns)
+        ctx.operator = ""
+
+    def _state(self, rec: Mapping[str, Any], t_ns: int) -> None:
+        ctx = self._ctx
+        to = str(rec.get("to", ""))
+        awaiting = to == "AWAITING_CONFIRMATION"
+        if to == "IDLE":
+            ctx.run, ctx.steps, ctx.step, ctx.skill = None, 0, -1, ""
+        self.write(TOPICS["state"], {
+            "stamp": stamp(t_ns), "seq": max(0, _int(rec.get("seq")) or 0), "session": str(ctx.session),
+            "domain": ctx.domain, "state": to, "plan_id": ctx.plan_id, "step_index": ctx.step, "steps": ctx.steps,
+            "skill": ctx.skill, "question": str(ctx.question.get("text", "")) if awaiting else "",
+            "awaiting_step": (_int(ctx.question.get("step_index")) or 0) if awaiting else -1,
+            "reason": str(rec.get("reason") or ""),
+            "message": f"{rec.get('from')} -> {to} ({rec.get('trigger')})",
+            "estop_latched": to == "ESTOP", "halted": to in _HALTED, "world_json": "", "telemetry_json": "",
+            "status_json": to_json(rec), "nonce": ""}, t_ns)
+
+    def _goal(self, rec: Mapping[str, Any], t_ns: int) -> None:
+        ctx = self._ctx
+        if ctx.run is None:
+            ctx.run = _int(rec.get("run"))
+        ctx.step = _int(rec.get("step")) or 0
+        ctx.skill = str(rec.get("skill", ""))
+        self.write(TOPICS["goal"], {
+            "plan_id": ctx.plan_id, "step_index": max(0, ctx.step), "skill": ctx.skill,
+            "args_json": to_json(rec.get("args") or {}), "domain": ctx.domain, "capability": ""}, t_ns)
+
+    def _result(self, rec: Mapping[str, Any], t_ns: int) -> None:
+        outcome = _mapping(rec.get("outcome"))
+        self.write(TOPICS["result"], {
+            "success": bool(rec.get("success")), "failure_kind": str(rec.get("failure", "")),
+            "message": str(rec.get("message", "")), "outcome_json": to_json(outcome), "world_json": ""}, t_ns)
+        self._write_all(telemetry_messages(self._ctx.domain, outcome, t_ns), t_ns)
+        event = parse_event(rec)
+        for name in event.image_paths() if isinstance(event, StepResultEvent) else []:
+            self._image(name, t_ns)
+
+    def _feedback(self, rec: Mapping[str, Any], t_ns: int) -> None:
+        telemetry = _mapping(rec.get("telemetry"))
+        progress = rec.get("progress")
+        self.write(TOPICS["feedback"], {
+            "phase": str(rec.get("phase", "")),
+            "progress": float(progress) if isinstance(progress, int | float) else 0.0,
+            "telemetry_json": to_json(telemetry)}, t_ns)
+        self._write_all(telemetry_messages(self._ctx.domain, telemetry, t_ns), t_ns)
+
+    # -- pictures ------------------------------------------------------------------------------------------
+    def _image(self, logged: str, t_ns: int) -> None:
+        """A picture a step saved: found where the log says, or by its name in the recording folder."""
+        path = Path(logged)
+        if self._record_dir is not None and (self._record_dir / path.name).is_file():
+            path = self._record_dir / path.name
+        if not path.is_file():
+            self.summary.missing.append(logged)
+            return
+        topic = image_topic(self._ctx.domain)
+        self.write(topic, image_message(path, t_ns, topic.name.strip("/").replace("/", "_")), t_ns)
+        self.summary.images.append(str(path))
+
+    def add_frames(self, paths: Iterable[Path]) -> None:
+        """Scene frames a recording rendered, each at the time its file was written (no record names them)."""
+        for path in paths:
+            t_ns = path.stat().st_mtime_ns
+            self.write(TOPICS["frame"], frame_message(path, t_ns), t_ns)
+
+    # -- closing -------------------------------------------------------------------------------------------
+    def close(self) -> None:
+        self._writer.finish()  # type: ignore[no-untyped-call]
+        if self._owns:
+            self._stream.close()
+
+    def __enter__(self) -> McapRecorder:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def export_records(records: Iterable[Mapping[str, Any]], output: str | Path, *, domain: str = "",
+                   record_dir: Path | None = None) -> ExportSummary:
+    """Write ``records`` (audit records and feedback samples, in order) and ``record_dir``'s frames to ``output``."""
+    with McapRecorder(output, domain=domain, record_dir=record_dir) as rec:
+        rec.add_records(records)
+        if record_dir is not None and (record_dir / "frames").is_dir():
+            rec.add_frames(sorted((record_dir / "frames").glob("frame_*.png")))
+    return rec.summary
