@@ -272,3 +272,40 @@ for datatype in {t.datatype for t in TOPICS.values()} | {COMPRESSED, IMAGE, JOIN
     env = {k: v for k, v in os.environ.items() if k != "AMENT_PREFIX_PATH"}
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_telemetry_becomes_poses_wrenches_and_joint_states_in_ros_units() -> None:
+    from medrobot_llm.recording.messages import telemetry_messages
+
+    surgery = telemetry_messages("surgery", {"force_n": 1.5, "psm1_mm": [10.0, -20.0, 70.0],
+                                             "psm2_mm": [1.0, 2.0, 3.0], "holding[psm1]": "needle"}, 7)
+    by_topic = {topic.name: (topic.datatype, msg) for topic, msg in surgery}
+    assert set(by_topic) == {"/surgery/psm1/pose", "/surgery/psm2/pose", "/surgery/tool/wrench"}
+    assert by_topic["/surgery/psm1/pose"][1]["pose"]["position"] == pytest.approx({"x": 0.01, "y": -0.02, "z": 0.07})
+    assert by_topic["/surgery/tool/wrench"][1]["wrench"]["force"]["z"] == 1.5
+    moved = telemetry_messages("surgery", {"arm": "psm2", "tcp_mm": [5.0, 5.0, 5.0], "goal_mm": [0, 0, 0],
+                                           "pos_mm": [9.0, 9.0, 9.0]}, 7)
+    assert [t.name for t, _ in moved] == ["/surgery/psm2/pose"]
+    (joints,) = telemetry_messages("xray", {"orbit": 90.0, "cranial_caudal": 250.0, "clearance_mm": 30.0}, 7)
+    assert joints[0].datatype == "sensor_msgs/msg/JointState"
+    assert dict(zip(joints[1]["name"], joints[1]["position"])) == pytest.approx(
+        {"cranial_caudal": 0.25, "orbit": np.pi / 2})
+    assert telemetry_messages("ultrasound", {"tip": [0.1, float("nan"), 0.2], "force_n": True}, 7) == []
+
+
+def test_feedback_heard_in_a_burst_stays_between_the_records_around_it() -> None:
+    """Listeners get events through a queue: a sample heard after the step's result was written (or before its
+    goal, by a clock step) is still placed inside the step, after the record heard before it."""
+    from medrobot_llm.recording.export import interleave
+
+    records = [{"seq": 0, "kind": "step_sent", "t_wall": 10.0}, {"seq": 1, "kind": "step_result", "t_wall": 11.0},
+               {"seq": 2, "kind": "state", "t_wall": 12.0}]
+    heard = [{"kind": "step_sent", "seq": 0}, {"kind": "feedback", "t_wall": 9.0, "phase": "a"},
+             {"kind": "feedback", "t_wall": 10.5, "phase": "b"}, {"kind": "feedback", "t_wall": 11.7, "phase": "c"},
+             {"kind": "step_result", "seq": 1}, {"kind": "state", "seq": 2},
+             {"kind": "feedback", "t_wall": 13.0, "phase": "d"}]
+    out = list(interleave(records, heard))
+    assert [(r.get("seq"), r.get("phase"), r["t_wall"]) for r in out] == [
+        (0, None, 10.0), (None, "a", 10.0), (None, "b", 10.5), (None, "c", 11.0), (1, None, 11.0), (2, None, 12.0),
+        (None, "d", 13.0)]
+    assert list(interleave(records[:1], heard[:2] + [{"kind": "x", "seq": 7}, heard[2]]))[-1]["phase"] == "b"

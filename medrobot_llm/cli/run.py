@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import heapq
 import json
 import sys
 import time
-from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -111,12 +109,13 @@ def _run(args: argparse.Namespace) -> int:
         print(session_error("run", exc), file=sys.stderr)
         return 2
     shown: dict[str, bool] = {"plan": False}
-    feedback: list[dict[str, Any]] = []
+    heard: list[dict[str, Any]] = []
 
     def on_event(event: SupervisorEvent) -> None:
-        if isinstance(event, FeedbackEvent) and args.mcap is not None:
-            # feedback is never in the audit log: the recording stamps it as it is heard
-            feedback.append({**event.record(), "t_wall": time.time()})
+        if args.mcap is not None:
+            # feedback is never in the audit log: the recording places it by what was heard around it
+            heard.append({**event.record(), "t_wall": time.time()} if isinstance(event, FeedbackEvent)
+                         else {"kind": event.kind, "seq": event.seq})
         if args.json:
             return
         if isinstance(event, ValidationEvent) and event.ok and not shown["plan"]:
@@ -133,7 +132,7 @@ def _run(args: argparse.Namespace) -> int:
     with session:
         outcome = session.run(text, confirm=always if args.yes else _ask, timeout_s=args.timeout,
                               on_event=on_event)
-    summary = _record(recorder, session, outcome, feedback) if recorder is not None else None
+    summary = _record(recorder, session, outcome, heard) if recorder is not None else None
     if args.json:
         print(json.dumps(outcome.to_json() | ({"mcap": summary} if summary is not None else {})))
     else:
@@ -170,13 +169,12 @@ def _open_recorder(args: argparse.Namespace) -> McapRecorder | None:
 
 
 def _record(recorder: McapRecorder, session: Session, outcome: RunOutcome,
-            feedback: list[dict[str, Any]]) -> dict[str, Any]:
-    """The run's audit records and feedback samples in time order, its pictures and frames, into the file."""
-    def wall(rec: Mapping[str, Any]) -> float:
-        return float(rec.get("t_wall") or 0.0)
+            heard: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run's audit records with the feedback heard between them, its pictures and frames, into the file."""
+    from medrobot_llm.recording.export import interleave
 
     with recorder:
-        recorder.add_records(heapq.merge(session.audit.records, feedback, key=wall))
+        recorder.add_records(interleave(session.audit.records, heard))
         recorder.add_frames(Path(frame) for frame in outcome.frames)
     for missing in recorder.summary.missing:
         print(f"medrobot run: image not found for the MCAP file: {missing}", file=sys.stderr)

@@ -9,8 +9,8 @@ imported here only: the ``mcap`` extra, needed by ``run --mcap`` and ``log expor
 from __future__ import annotations
 
 import time
-from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -23,7 +23,7 @@ from medrobot_llm.recording.messages import (TOPICS, Message, Topic, frame_messa
 from medrobot_llm.recording.msgdefs import msgdef
 from medrobot_llm.safety.events import StepResultEvent, parse_event
 
-__all__ = ["ExportSummary", "McapRecorder", "export_records"]
+__all__ = ["ExportSummary", "McapRecorder", "export_records", "interleave"]
 
 #: supervisor states in which the robot is halted (SupervisorState.halted on the graph)
 _HALTED = ("ESTOP", "FAULT")
@@ -247,3 +247,35 @@ def export_records(records: Iterable[Mapping[str, Any]], output: str | Path, *, 
         if record_dir is not None and (record_dir / "frames").is_dir():
             rec.add_frames(sorted((record_dir / "frames").glob("frame_*.png")))
     return rec.summary
+
+
+def interleave(records: Sequence[Mapping[str, Any]], heard: Iterable[Mapping[str, Any]]) -> Iterator[Mapping[str, Any]]:
+    """The audit records in their order, with each feedback sample a live run heard after the record heard before it.
+
+    ``heard`` is what a listener got, in order: logged events (with their ``seq``) and feedback samples stamped
+    when heard. Listeners are fed through a queue, in bursts, so a sample can be heard after the next record was
+    written; its time is kept between the two records' times, so it stays inside its step on the timeline.
+    """
+    after: dict[int, list[Mapping[str, Any]]] = defaultdict(list)
+    anchor = -1
+    for event in heard:
+        seq = event.get("seq")
+        if event.get("kind") == "feedback":
+            after[anchor].append(event)
+        elif isinstance(seq, int):
+            anchor = seq
+    wall = [float(r.get("t_wall") or 0.0) for r in records]
+
+    def placed(samples: list[Mapping[str, Any]], low: float, high: float) -> Iterator[Mapping[str, Any]]:
+        for sample in samples:
+            yield {**sample, "t_wall": min(max(float(sample.get("t_wall") or 0.0), low), high)}
+
+    yield from placed(after.pop(-1, []), float("-inf"), wall[0] if wall else float("inf"))
+    for i, rec in enumerate(records):
+        yield rec
+        seq = rec.get("seq")
+        if isinstance(seq, int):
+            yield from placed(after.pop(seq, []), wall[i], wall[i + 1] if i + 1 < len(wall) else float("inf"))
+    # heard after a record this list does not hold (none, when it is the session's own): last, never lost
+    yield from placed([s for samples in after.values() for s in samples], wall[-1] if wall else float("-inf"),
+                      float("inf"))

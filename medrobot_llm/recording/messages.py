@@ -23,7 +23,7 @@ from medrobot_llm.core.jsonable import jsonable
 from medrobot_llm.core.paths import data_dir
 
 __all__ = ["Message", "TOPICS", "Topic", "frame_message", "gantry_units", "image_message", "image_topic", "stamp",
-           "telemetry_messages", "to_json"]
+           "surgery_arms", "telemetry_messages", "to_json"]
 
 
 @dataclass(frozen=True)
@@ -99,14 +99,24 @@ def _wrench(topic: str, frame: str, force_n: float, t_ns: int) -> Message:
 
 
 @cache
-def gantry_units() -> dict[str, str]:
-    """The X-ray gantry's axes and their units (``mm`` or ``deg``), as its scene file states them."""
-    folder = data_dir("sim", "xray/scene.yaml")
+def _scene_spec(domain: str) -> Mapping[str, Any]:
+    folder = data_dir("sim", f"{domain}/scene.yaml")
     if folder is None:
         return {}
-    spec = yaml.safe_load((folder / "xray" / "scene.yaml").read_text(encoding="utf-8"))
-    axes = ((spec or {}).get("gantry") or {}).get("axes") or {}
+    spec = yaml.safe_load((folder / domain / "scene.yaml").read_text(encoding="utf-8"))
+    return spec if isinstance(spec, Mapping) else {}
+
+
+def gantry_units() -> dict[str, str]:
+    """The X-ray gantry's axes and their units (``mm`` or ``deg``), as its scene file states them."""
+    axes = (_scene_spec("xray").get("gantry") or {}).get("axes") or {}
     return {str(k): str(v.get("unit", "")) for k, v in axes.items() if isinstance(v, Mapping)}
+
+
+def surgery_arms() -> list[str]:
+    """The surgery scene's instrument arms, as its scene file names them (each has a remote centre of motion)."""
+    arms = _scene_spec("surgery").get("arms") or {}
+    return [str(k) for k, v in arms.items() if isinstance(v, Mapping) and "rcm" in v]
 
 
 #: JointState wants metres and radians
@@ -116,8 +126,9 @@ _SI = {"mm": 0.001, "deg": math.pi / 180.0}
 def telemetry_messages(domain: str, data: Mapping[str, Any], t_ns: int) -> list[Message]:
     """Poses, forces and gantry angles found in a feedback sample's telemetry or a step's outcome.
 
-    The scenes report tool positions as ``tip`` (metres) or ``<tool>_mm`` (millimetres), the contact force as
-    ``force_n`` and the gantry's axes at the top level (feedback) or under ``axes`` (a step's outcome).
+    The scenes report the probe's position as ``tip`` (metres) or ``tip_mm``, the surgical arms' tool tips as
+    ``<arm>_mm`` (feedback) or ``arm`` and ``tcp_mm`` (a step's outcome), the contact force as ``force_n`` and the
+    gantry's axes at the top level (feedback) or under ``axes`` (a step's outcome).
     """
     out: list[Message] = []
     units = gantry_units() if domain == "xray" else {}
@@ -133,11 +144,14 @@ def telemetry_messages(domain: str, data: Mapping[str, Any], t_ns: int) -> list[
     tip = _point(data.get("tip"), 1.0) or _point(data.get("tip_mm"), 0.001)
     if tip is not None:
         out.append(_pose(f"/{domain}/{tool}/pose", tip, t_ns))
-    for key, value in data.items():
-        if key.endswith("_mm") and key != "tip_mm":
-            point = _point(value, 0.001)
-            if point is not None:
-                out.append(_pose(f"/{domain}/{key.removesuffix('_mm')}/pose", point, t_ns))
+    arms = surgery_arms() if domain == "surgery" else []
+    tcps = {arm: data.get(f"{arm}_mm") for arm in arms}  # feedback: every arm's tool tip
+    if data.get("arm") in arms:
+        tcps[str(data["arm"])] = data.get("tcp_mm")  # a step's outcome: the arm it moved
+    for arm, value in tcps.items():
+        point = _point(value, 0.001)
+        if point is not None:
+            out.append(_pose(f"/{domain}/{arm}/pose", point, t_ns))
     force = _number(data.get("force_n"))
     if force is not None:
         out.append(_wrench(f"/{domain}/{tool}/wrench", f"{tool}_tip", force, t_ns))
