@@ -27,6 +27,7 @@ from mcap.reader import make_reader  # noqa: E402
 from mcap_ros2.decoder import DecoderFactory  # noqa: E402
 
 from medrobot_llm.recording.messages import gantry_units  # noqa: E402
+from medrobot_llm.safety.machine import SupervisorState  # noqa: E402
 
 RUNS = {"xray": "lateral of the sacrum and take a shot", "ultrasound": "scan the left kidney and capture"}
 
@@ -58,7 +59,7 @@ def mark_steps(ax: Any, topics: dict[str, list[tuple[float, Any]]]) -> None:
         ax.axvline(t, color="0.6", lw=0.8, ls="--")
         ax.text(t, 1.0, f" {goal.skill}", transform=ax.get_xaxis_transform(), fontsize=7, va="top", rotation=90)
     for t, state in topics.get("/medrobot/log/supervisor_state", []):
-        if state.state == "AWAITING_CONFIRMATION":
+        if state.state == SupervisorState.AWAITING_CONFIRMATION.value:
             ax.axvspan(t, t + 0.01, color="tab:orange", alpha=0.6)
 
 

@@ -22,11 +22,12 @@ from medrobot_llm.recording.messages import (TOPICS, Message, Topic, frame_messa
                                              telemetry_messages, to_json)
 from medrobot_llm.recording.msgdefs import msgdef
 from medrobot_llm.safety.events import StepResultEvent, parse_event
+from medrobot_llm.safety.machine import SupervisorState
 
 __all__ = ["ExportSummary", "McapRecorder", "export_records", "interleave"]
 
 #: supervisor states in which the robot is halted (SupervisorState.halted on the graph)
-_HALTED = ("ESTOP", "FAULT")
+_HALTED = (SupervisorState.ESTOP.value, SupervisorState.FAULT.value)
 
 
 @dataclass
@@ -156,8 +157,8 @@ class McapRecorder:
     def _state(self, rec: Mapping[str, Any], t_ns: int) -> None:
         ctx = self._ctx
         to = str(rec.get("to", ""))
-        awaiting = to == "AWAITING_CONFIRMATION"
-        if to == "IDLE":
+        awaiting = to == SupervisorState.AWAITING_CONFIRMATION.value
+        if to == SupervisorState.IDLE.value:
             ctx.run, ctx.steps, ctx.step, ctx.skill = None, 0, -1, ""
         self.write(TOPICS["state"], {
             "stamp": stamp(t_ns), "seq": max(0, _int(rec.get("seq")) or 0), "session": str(ctx.session),
@@ -166,7 +167,7 @@ class McapRecorder:
             "awaiting_step": (_int(ctx.question.get("step_index")) or 0) if awaiting else -1,
             "reason": str(rec.get("reason") or ""),
             "message": f"{rec.get('from')} -> {to} ({rec.get('trigger')})",
-            "estop_latched": to == "ESTOP", "halted": to in _HALTED, "world_json": "", "telemetry_json": "",
+            "estop_latched": to == SupervisorState.ESTOP.value, "halted": to in _HALTED, "world_json": "", "telemetry_json": "",
             "status_json": to_json(rec), "nonce": ""}, t_ns)
 
     def _goal(self, rec: Mapping[str, Any], t_ns: int) -> None:
