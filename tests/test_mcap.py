@@ -309,3 +309,22 @@ def test_feedback_heard_in_a_burst_stays_between_the_records_around_it() -> None
         (0, None, 10.0), (None, "a", 10.0), (None, "b", 10.5), (None, "c", 11.0), (1, None, 11.0), (2, None, 12.0),
         (None, "d", 13.0)]
     assert list(interleave(records[:1], heard[:2] + [{"kind": "x", "seq": 7}, heard[2]]))[-1]["phase"] == "b"
+
+
+@pytest.mark.sim
+def test_an_interrupted_run_keeps_its_recording(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C while the run waits for a confirmation: the file is finished with everything up to the question."""
+    import medrobot_llm.cli.run as run_module
+
+    def interrupt(question: Any) -> bool:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(run_module, "_ask", interrupt)
+    assert main(["run", "--domain", "xray", "--mcap", str(tmp_path / "cut.mcap"), XRAY]) == 130
+    rec = read(tmp_path / "cut.mcap")
+    assert [m.skill for _, m in rec.messages["/medrobot/log/step_goal"]] == ["move_to_view"]
+    assert rec.count("/medrobot/log/step_result") == 1 and rec.count("/medrobot/log/question") == 1
+    assert rec.count("/xray/gantry/joint_states") > 10 and rec.count("/xray/radiograph") == 0
+    states = [m.state for _, m in rec.messages["/medrobot/log/supervisor_state"]]
+    assert "AWAITING_CONFIRMATION" in states and rec.times("/medrobot/log/records") == sorted(
+        rec.times("/medrobot/log/records"))

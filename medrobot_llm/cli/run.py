@@ -14,7 +14,7 @@ from medrobot_llm.safety.events import (EstopEvent, FeedbackEvent, QuestionEvent
 
 if TYPE_CHECKING:
     from medrobot_llm.recording.export import McapRecorder
-    from medrobot_llm.session import RunOutcome, Session
+    from medrobot_llm.session import Session
 
 __all__ = ["register"]
 
@@ -129,10 +129,15 @@ def _run(args: argparse.Namespace) -> int:
     if args.mcap is not None and recorder is None:
         session.close()
         return 2
-    with session:
-        outcome = session.run(text, confirm=always if args.yes else _ask, timeout_s=args.timeout,
-                              on_event=on_event)
-    summary = _record(recorder, session, outcome, heard) if recorder is not None else None
+    try:
+        with session:
+            outcome = session.run(text, confirm=always if args.yes else _ask, timeout_s=args.timeout,
+                                  on_event=on_event)
+    except BaseException:
+        if recorder is not None:  # an interrupted run is worth its recording most: keep what happened so far
+            _record(recorder, session, [], heard)
+        raise
+    summary = _record(recorder, session, outcome.frames, heard) if recorder is not None else None
     if args.json:
         print(json.dumps(outcome.to_json() | ({"mcap": summary} if summary is not None else {})))
     else:
@@ -168,14 +173,14 @@ def _open_recorder(args: argparse.Namespace) -> McapRecorder | None:
         return None
 
 
-def _record(recorder: McapRecorder, session: Session, outcome: RunOutcome,
+def _record(recorder: McapRecorder, session: Session, frames: list[str],
             heard: list[dict[str, Any]]) -> dict[str, Any]:
     """The run's audit records with the feedback heard between them, its pictures and frames, into the file."""
     from medrobot_llm.recording.export import interleave
 
     with recorder:
         recorder.add_records(interleave(session.audit.records, heard))
-        recorder.add_frames(Path(frame) for frame in outcome.frames)
+        recorder.add_frames(Path(frame) for frame in frames)
     for missing in recorder.summary.missing:
         print(f"medrobot run: image not found for the MCAP file: {missing}", file=sys.stderr)
     return recorder.summary.to_json()
