@@ -208,7 +208,7 @@ def test_log_export_finds_moved_pictures_in_the_record_folder_and_names_lost_one
     assert main(["log", "export", str(log), "--mcap", str(tmp_path / "a.mcap"), "--record", str(moved)]) == 0
     assert read(tmp_path / "a.mcap").count("/xray/radiograph") == 1
     capsys.readouterr()
-    assert main(["log", "export", str(log), "--mcap", str(tmp_path / "b.mcap"), "--json"]) == 0
+    assert main(["log", "export", str(log), "--mcap", str(tmp_path / "b.mcap"), "--json"]) == 1
     report = json.loads(capsys.readouterr().out)
     assert report["missing_images"] == ["/nowhere/" + Path(logged).name] and report["images"] == []
     assert read(tmp_path / "b.mcap").count("/xray/radiograph") == 0
@@ -328,3 +328,35 @@ def test_an_interrupted_run_keeps_its_recording(tmp_path: Path, monkeypatch: pyt
     states = [m.state for _, m in rec.messages["/medrobot/log/supervisor_state"]]
     assert "AWAITING_CONFIRMATION" in states and rec.times("/medrobot/log/records") == sorted(
         rec.times("/medrobot/log/records"))
+
+
+@pytest.mark.sim
+def test_files_a_recording_record_names_are_found_by_path_and_checked_by_hash(
+        xray_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A log that names its run's files with their SHA-256 (a ``recording`` record) gives the export its frames, in
+    whatever folder the run was moved to, and a picture whose bytes changed is left out and reported (exit 1)."""
+    import hashlib
+
+    files = sorted(p for p in (xray_run / "rec").rglob("*.png"))
+    recording = {"seq": 999, "kind": "recording", "t_wall": log_records(xray_run / "audit.jsonl")[-1]["t_wall"],
+                 "dir": str(xray_run / "rec"), "files": [{"path": str(p), "sha256": hashlib.sha256(p.read_bytes())
+                                                          .hexdigest(), "bytes": p.stat().st_size} for p in files]}
+    log = tmp_path / "audit.jsonl"
+    log.write_text((xray_run / "audit.jsonl").read_text() + json.dumps(recording) + "\n")
+    moved = tmp_path / "archive" / "run-001"
+    shutil.copytree(xray_run / "rec", moved)
+    assert main(["log", "export", str(log), "--mcap", str(tmp_path / "a.mcap"), "--record", str(moved)]) == 0
+    rec = read(tmp_path / "a.mcap")
+    frames = sorted(p for p in files if p.parent.name == "frames")
+    assert [bytes(m.data) for _, m in rec.messages["/scene/frame/compressed"]] == [f.read_bytes() for f in frames]
+    assert rec.count("/xray/radiograph") == 1
+    # the same names in the moved folder, with other bytes: not the pictures the run took
+    shot = next(moved.glob("xray_*.png"))
+    Image.fromarray(255 - np.asarray(Image.open(shot))).save(shot)
+    (moved / "frames" / frames[0].name).write_bytes(b"not a frame")
+    capsys.readouterr()
+    code = main(["log", "export", str(log), "--mcap", str(tmp_path / "b.mcap"), "--record", str(moved), "--json"])
+    report = json.loads(capsys.readouterr().out)
+    assert code == 1 and sorted(report["changed_images"]) == sorted([str(shot), str(moved / "frames" / frames[0].name)])
+    tampered = read(tmp_path / "b.mcap")
+    assert tampered.count("/xray/radiograph") == 0 and tampered.count("/scene/frame/compressed") == len(frames) - 1

@@ -45,5 +45,7 @@ def report_export(summary: ExportSummary, *, as_json: bool, problems: list[str] 
         print(f"  {topic}: {count}")
     for missing in summary.missing:
         print(f"!! image not found: {missing}")
+    for changed in summary.changed:
+        print(f"!! image left out, its bytes are not the ones the log hashed: {changed}")
     for problem in problems or []:
         print(f"!! {problem}")

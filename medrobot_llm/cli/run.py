@@ -181,6 +181,6 @@ def _record(recorder: McapRecorder, session: Session, frames: list[str],
     with recorder:
         recorder.add_records(interleave(session.audit.records, heard))
         recorder.add_frames(Path(frame) for frame in frames)
-    for missing in recorder.summary.missing:
-        print(f"medrobot run: image not found for the MCAP file: {missing}", file=sys.stderr)
+    for missing in recorder.summary.missing + recorder.summary.changed:
+        print(f"medrobot run: image not found (or not as logged) for the MCAP file: {missing}", file=sys.stderr)
     return recorder.summary.to_json()

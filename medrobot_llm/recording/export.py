@@ -8,6 +8,7 @@ imported here only: the ``mcap`` extra, needed by ``run --mcap`` and ``log expor
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -38,10 +39,16 @@ class ExportSummary:
     messages: Counter[str] = field(default_factory=Counter)
     images: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)  # a file whose bytes are not the ones the log names
+
+    @property
+    def complete(self) -> bool:
+        """Every picture the records name is in the file, as they name it."""
+        return not self.missing and not self.changed
 
     def to_json(self) -> dict[str, Any]:
         return {"mcap": str(self.path), "messages": sum(self.messages.values()), "topics": dict(self.messages),
-                "images": self.images, "missing_images": self.missing}
+                "images": self.images, "missing_images": self.missing, "changed_images": self.changed}
 
 
 @dataclass
@@ -57,6 +64,7 @@ class _Context:
     question: dict[str, Any] = field(default_factory=dict)
     operator: str = ""
     last_ns: int = 0
+    session_ns: int = 0
 
     @property
     def plan_id(self) -> str:
@@ -79,6 +87,9 @@ class McapRecorder:
         self._ctx = _Context(domain=domain)
         self._record_dir = record_dir
         self._seq: Counter[str] = Counter()
+        #: logged path -> SHA-256, from the log's ``recording`` records (the files a run left, named after it)
+        self._hashes: dict[str, str] = {}
+        self._frames: set[Path] = set()
 
     # -- writing -------------------------------------------------------------------------------------------
     def write(self, topic: Topic, message: Mapping[str, Any], t_ns: int) -> None:
@@ -100,6 +111,12 @@ class McapRecorder:
 
     # -- records -------------------------------------------------------------------------------------------
     def add_records(self, records: Iterable[Mapping[str, Any]]) -> None:
+        # a run's files are named with their hashes after the run, its pictures are logged during it: read ahead
+        records = list(records)
+        for rec in records:
+            if rec.get("kind") == "recording" and isinstance(rec.get("files"), list):
+                self._hashes.update({str(f["path"]): str(f["sha256"]) for f in rec["files"]
+                                     if isinstance(f, Mapping) and f.get("path") and f.get("sha256")})
         for rec in records:
             self.add_record(rec)
 
@@ -114,6 +131,7 @@ class McapRecorder:
         self._string("records", rec, t_ns)
         if kind == "session":
             ctx.session += 1
+            ctx.session_ns = t_ns
             ctx.domain = str(rec.get("domain") or ctx.domain)
             ctx.run, ctx.step, ctx.skill = None, -1, ""
         elif kind in ("command", "plan", "validation"):
@@ -135,6 +153,8 @@ class McapRecorder:
             self._goal(rec, t_ns)
         elif kind == "step_result":
             self._result(rec, t_ns)
+        elif kind == "recording":
+            self._recording(rec, t_ns)
 
     def _time(self, rec: Mapping[str, Any]) -> int:
         """The record's wall time in ns; a record without one (or going back) keeps the last time seen."""
@@ -200,23 +220,56 @@ class McapRecorder:
         self._write_all(telemetry_messages(self._ctx.domain, telemetry, t_ns), t_ns)
 
     # -- pictures ------------------------------------------------------------------------------------------
-    def _image(self, logged: str, t_ns: int) -> None:
-        """A picture a step saved: found where the log says, or by its name in the recording folder."""
+    def _locate(self, logged: str) -> Path | None:
+        """A file the log names, where the log says or, if the recording moved, under ``record_dir`` by the
+        longest tail of its logged path that is there (``run-002/frames/frame_001_x.png`` before ``frame_001_x.png``).
+        A file whose bytes are not the ones the log hashed is not used: it is not the picture that was taken."""
         path = Path(logged)
-        if self._record_dir is not None and (self._record_dir / path.name).is_file():
-            path = self._record_dir / path.name
-        if not path.is_file():
+        candidates = []
+        if self._record_dir is not None:
+            parts = path.parts[1:] if path.is_absolute() else path.parts
+            candidates = [self._record_dir.joinpath(*parts[i:]) for i in range(len(parts))]
+        found = next((c for c in [*candidates, path] if c.is_file()), None)
+        if found is None:
             self.summary.missing.append(logged)
+            return None
+        expected = self._hashes.get(logged)
+        if expected is not None and _sha256(found) != expected:
+            self.summary.changed.append(str(found))
+            return None
+        return found
+
+    def _image(self, logged: str, t_ns: int) -> None:
+        """A picture a step saved (a radiograph, a B-mode capture), at the time of the step's result."""
+        path = self._locate(logged)
+        if path is None:
             return
         topic = image_topic(self._ctx.domain)
         self.write(topic, image_message(path, t_ns, topic.name.strip("/").replace("/", "_")), t_ns)
         self.summary.images.append(str(path))
 
+    def _recording(self, rec: Mapping[str, Any], t_ns: int) -> None:
+        """The scene frames a ``recording`` record names, each at the time its file was written (within the
+        session: a copied file's time is the copy's, then the record's time stands in)."""
+        files = rec.get("files")
+        for entry in files if isinstance(files, list) else []:
+            logged = str(entry.get("path", "")) if isinstance(entry, Mapping) else ""
+            if Path(logged).parent.name == "frames" and Path(logged).name.startswith("frame_"):
+                path = self._locate(logged)
+                if path is not None:
+                    mtime = path.stat().st_mtime_ns
+                    self._frame(path, mtime if self._ctx.session_ns - 60 * 10**9 <= mtime <= t_ns else t_ns)
+
     def add_frames(self, paths: Iterable[Path]) -> None:
-        """Scene frames a recording rendered, each at the time its file was written (no record names them)."""
+        """Scene frames a live run rendered, each at the time its file was written (no record is about one)."""
         for path in paths:
-            t_ns = path.stat().st_mtime_ns
-            self.write(TOPICS["frame"], frame_message(path, t_ns), t_ns)
+            self._frame(path, path.stat().st_mtime_ns)
+
+    def _frame(self, path: Path, t_ns: int) -> None:
+        if path.resolve() in self._frames:
+            return  # named by the run and by a recording record: one message
+        self._frames.add(path.resolve())
+        self.write(TOPICS["frame"], frame_message(path, t_ns), t_ns)
 
     # -- closing -------------------------------------------------------------------------------------------
     def close(self) -> None:
@@ -232,6 +285,14 @@ class McapRecorder:
         self.close()
 
 
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def _mapping(value: Any) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
 
@@ -242,10 +303,13 @@ def _int(value: Any) -> int | None:
 
 def export_records(records: Iterable[Mapping[str, Any]], output: str | Path, *, domain: str = "",
                    record_dir: Path | None = None) -> ExportSummary:
-    """Write ``records`` (audit records and feedback samples, in order) and ``record_dir``'s frames to ``output``."""
+    """Write ``records`` (audit records and feedback samples, in order) to ``output``, with the frames the log's
+    ``recording`` records name or, for a log without them, those in ``record_dir/frames``."""
+    records = list(records)
     with McapRecorder(output, domain=domain, record_dir=record_dir) as rec:
         rec.add_records(records)
-        if record_dir is not None and (record_dir / "frames").is_dir():
+        named = any(r.get("kind") == "recording" for r in records)
+        if not named and record_dir is not None and (record_dir / "frames").is_dir():
             rec.add_frames(sorted((record_dir / "frames").glob("frame_*.png")))
     return rec.summary
 
