@@ -223,6 +223,7 @@ def test_export_reads_records_tolerantly(tmp_path: Path) -> None:
         {"seq": 3, "kind": "step_sent", "t_wall": 102.0},
         {"seq": 4, "kind": "step_result", "t_wall": 103.0, "outcome": "not a mapping", "success": True},
         {"seq": 5, "kind": "confirmation"},
+        {"seq": 6, "kind": "hazard", "t_wall": 104.0, "phase": "intended", "hazard": "radiation", "hash": "01"},
     ]
     log = tmp_path / "log.jsonl"
     log.write_text("".join(json.dumps(r) + "\n" for r in records))
@@ -231,7 +232,8 @@ def test_export_reads_records_tolerantly(tmp_path: Path) -> None:
     assert [r["kind"] for r in rec.json("/medrobot/log/records")] == [r["kind"] for r in records]
     assert rec.json("/medrobot/log/records")[0]["hash"] == "cd" * 32
     # a record without a time keeps the last one: the timeline never runs backwards
-    assert rec.times("/medrobot/log/records") == [ns(t) for t in (100.0, 100.5, 101.0, 102.0, 103.0, 103.0)]
+    assert rec.times("/medrobot/log/records") == [ns(t) for t in (100.0, 100.5, 101.0, 102.0, 103.0, 103.0, 104.0)]
+    assert [h["phase"] for h in rec.json("/medrobot/log/hazard")] == ["intended"]
     (state,) = [m for _, m in rec.messages["/medrobot/log/supervisor_state"]]
     assert (state.state, state.domain, state.awaiting_step) == ("PLANNING", "xray", -1)
 

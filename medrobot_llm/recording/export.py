@@ -134,7 +134,7 @@ class McapRecorder:
             ctx.session_ns = t_ns
             ctx.domain = str(rec.get("domain") or ctx.domain)
             ctx.run, ctx.step, ctx.skill = None, -1, ""
-        elif kind in ("command", "plan", "validation"):
+        elif kind in ("command", "plan", "validation", "hazard"):
             self._string(kind, rec, t_ns)
             if kind == "command" and rec.get("op") in ("confirm", "deny"):
                 ctx.operator = str(rec.get("source") or "")

@@ -47,6 +47,7 @@ TOPICS: dict[str, Topic] = {
     "validation": Topic("/medrobot/log/validation", STRING),
     "question": Topic("/medrobot/log/question", STRING),
     "confirmation": Topic("/medrobot/log/confirmation", STRING),
+    "hazard": Topic("/medrobot/log/hazard", STRING),  # an exposure or contact written ahead, then done
     "state": Topic("/medrobot/log/supervisor_state", "medrobot_interfaces/msg/SupervisorState"),
     "goal": Topic("/medrobot/log/step_goal", "medrobot_interfaces/action/ExecuteSkill_Goal"),
     "result": Topic("/medrobot/log/step_result", "medrobot_interfaces/action/ExecuteSkill_Result"),
