@@ -151,13 +151,13 @@ def test_xray_run_records_decisions_gantry_and_the_radiograph(xray_run: Path) ->
     assert joints["orbit"] == pytest.approx(np.radians(view["outcome"]["axes"]["orbit"]), abs=1e-3)
     assert joints["cranial_caudal"] == pytest.approx(view["outcome"]["axes"]["cranial_caudal"] / 1000, abs=1e-3)
     # the radiograph, pixel for pixel, at the time of the step that took it
-    (png,) = (xray_run / "rec").glob("xray_*.png")
+    (png,) = (xray_run / "rec").rglob("xray_*.png")
     ((t, shot),) = rec.messages["/xray/radiograph"]
     assert rec.schemas["/xray/radiograph"] == "sensor_msgs/msg/Image" and shot.encoding == "mono8"
     assert np.array_equal(pixels(shot), np.asarray(Image.open(png)))
     taken = next(r for r in records if r["kind"] == "step_result" and r["skill"] == "take_shot")
     assert t == ns(taken["t_wall"]) and taken["outcome"]["path"] == str(png)
-    frames = sorted((xray_run / "rec" / "frames").glob("frame_*.png"))
+    frames = sorted((xray_run / "rec").rglob("frames/frame_*.png"))
     assert [bytes(m.data) for _, m in rec.messages["/scene/frame/compressed"]] == [f.read_bytes() for f in frames]
 
 
@@ -175,7 +175,7 @@ def test_ultrasound_run_records_probe_pose_force_and_the_capture(scan_run: Path)
     window = next(r for r in records if r["kind"] == "step_result" and r["skill"] == "move_to_window")
     at_window = [m.pose.position for t, m in rec.messages["/ultrasound/probe/pose"] if t == ns(window["t_wall"])]
     assert [(p.x, p.y, p.z) for p in at_window] == [tuple(window["outcome"]["tip"])]
-    (png,) = (scan_run / "rec").glob("us_*.png")
+    (png,) = (scan_run / "rec").rglob("us_*.png")
     ((_, bmode),) = rec.messages["/ultrasound/bmode"]
     assert np.array_equal(pixels(bmode), np.asarray(Image.open(png)))
 
@@ -203,7 +203,7 @@ def test_log_export_finds_moved_pictures_in_the_record_folder_and_names_lost_one
     moved = tmp_path / "moved"
     shutil.copytree(xray_run / "rec", moved)
     log = tmp_path / "audit.jsonl"
-    logged = str(next((xray_run / "rec").glob("xray_*.png")))
+    logged = str(next((xray_run / "rec").rglob("xray_*.png")))
     log.write_text((xray_run / "audit.jsonl").read_text().replace(logged, "/nowhere/" + Path(logged).name))
     assert main(["log", "export", str(log), "--mcap", str(tmp_path / "a.mcap"), "--record", str(moved)]) == 0
     assert read(tmp_path / "a.mcap").count("/xray/radiograph") == 1
@@ -353,12 +353,13 @@ def test_files_a_recording_record_names_are_found_by_path_and_checked_by_hash(
     assert [bytes(m.data) for _, m in rec.messages["/scene/frame/compressed"]] == [f.read_bytes() for f in frames]
     assert rec.count("/xray/radiograph") == 1
     # the same names in the moved folder, with other bytes: not the pictures the run took
-    shot = next(moved.glob("xray_*.png"))
+    shot = next(moved.rglob("xray_*.png"))
     Image.fromarray(255 - np.asarray(Image.open(shot))).save(shot)
-    (moved / "frames" / frames[0].name).write_bytes(b"not a frame")
+    bad_frame = next(moved.rglob(f"frames/{frames[0].name}"))
+    bad_frame.write_bytes(b"not a frame")
     capsys.readouterr()
     code = main(["log", "export", str(log), "--mcap", str(tmp_path / "b.mcap"), "--record", str(moved), "--json"])
     report = json.loads(capsys.readouterr().out)
-    assert code == 1 and sorted(report["changed_images"]) == sorted([str(shot), str(moved / "frames" / frames[0].name)])
+    assert code == 1 and sorted(report["changed_images"]) == sorted([str(shot), str(bad_frame)])
     tampered = read(tmp_path / "b.mcap")
     assert tampered.count("/xray/radiograph") == 0 and tampered.count("/scene/frame/compressed") == len(frames) - 1
