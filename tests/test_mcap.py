@@ -200,10 +200,10 @@ def test_log_export_writes_the_same_decisions_and_pictures_as_the_live_run(xray_
 @pytest.mark.sim
 def test_log_export_finds_moved_pictures_in_the_record_folder_and_names_lost_ones(
         xray_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    moved = tmp_path / "moved"
-    shutil.copytree(xray_run / "rec", moved)
-    log = tmp_path / "audit.jsonl"
     logged = str(next((xray_run / "rec").rglob("xray_*.png")))
+    moved = tmp_path / "moved"
+    shutil.copytree(Path(logged).parent, moved)
+    log = tmp_path / "audit.jsonl"
     log.write_text((xray_run / "audit.jsonl").read_text().replace(logged, "/nowhere/" + Path(logged).name))
     assert main(["log", "export", str(log), "--mcap", str(tmp_path / "a.mcap"), "--record", str(moved)]) == 0
     assert read(tmp_path / "a.mcap").count("/xray/radiograph") == 1

@@ -87,9 +87,11 @@ class McapRecorder:
         self._ctx = _Context(domain=domain)
         self._record_dir = record_dir
         self._seq: Counter[str] = Counter()
-        #: logged path -> SHA-256, from the log's ``recording`` records (the files a run left, named after it)
+        #: logged path -> SHA-256, from the log's ``recording`` records (the files a run left, named after it) and
+        #: ``hazard`` records (an exposure's image, named once it is written)
         self._hashes: dict[str, str] = {}
         self._frames: set[Path] = set()
+        self._named: set[str] = set()
 
     # -- writing -------------------------------------------------------------------------------------------
     def write(self, topic: Topic, message: Mapping[str, Any], t_ns: int) -> None:
@@ -114,9 +116,10 @@ class McapRecorder:
         # a run's files are named with their hashes after the run, its pictures are logged during it: read ahead
         records = list(records)
         for rec in records:
-            if rec.get("kind") == "recording" and isinstance(rec.get("files"), list):
-                self._hashes.update({str(f["path"]): str(f["sha256"]) for f in rec["files"]
-                                     if isinstance(f, Mapping) and f.get("path") and f.get("sha256")})
+            files = rec.get("files") if rec.get("kind") == "recording" else [rec] if rec.get("kind") == "hazard" else []
+            for f in files if isinstance(files, list) else []:
+                if isinstance(f, Mapping) and f.get("path") and f.get("sha256"):
+                    self._hashes[str(f["path"])] = str(f["sha256"])
         for rec in records:
             self.add_record(rec)
 
@@ -254,7 +257,9 @@ class McapRecorder:
         files = rec.get("files")
         for entry in files if isinstance(files, list) else []:
             logged = str(entry.get("path", "")) if isinstance(entry, Mapping) else ""
-            if Path(logged).parent.name == "frames" and Path(logged).name.startswith("frame_"):
+            if Path(logged).parent.name == "frames" and Path(logged).name.startswith("frame_") \
+                    and logged not in self._named:
+                self._named.add(logged)
                 path = self._locate(logged)
                 if path is not None:
                     mtime = path.stat().st_mtime_ns
