@@ -138,16 +138,17 @@ class Session:
 
     ``record_dir`` keeps the captured images and, for scenes, a rendered frame after each step, in a folder of
     this session's own under it (``new_recording_dir``); after each run the audit log gets a ``recording``
-    record naming every new file with its SHA-256.
+    record naming every new file with its SHA-256. ``keep_records`` keeps the audit records in
+    ``audit.records`` too, for a recording made after the run.
     """
 
     def __init__(self, domain: str, planner: Planner, *, backend: SkillBackend | None = None, seed: int = 0,
                  gui: bool = False, record_dir: Path | None = None, audit_path: Path | None = None,
-                 confirm_timeout_s: float = 30.0, step_timeout_s: float = 120.0) -> None:
+                 confirm_timeout_s: float = 30.0, step_timeout_s: float = 120.0, keep_records: bool = False) -> None:
         self.domain = domain
         self.scene: Scene | None = None
         # the log first: a bad --log (a directory, a FIFO, another writer's file) is refused before a scene starts
-        self.audit = AuditLog(audit_path) if audit_path is not None else AuditLog(None, keep_records=False)
+        self.audit = AuditLog(audit_path, keep_records=keep_records)
         self.record_dir: Path | None = None
         self._logged_files: set[str] = set()
         if backend is None:

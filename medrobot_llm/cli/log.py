@@ -1,5 +1,5 @@
-"""``medrobot log``: read an audit log (``show``), check its hash chain (``verify``) and replay its commands
-(``replay``).
+"""``medrobot log``: read an audit log (``show``), check its hash chain (``verify``), check it by replaying its
+commands (``replay``), and turn it into an MCAP file robotics viewers open (``export``).
 
 A replay feeds the logged commands, in their logged order, to a fresh supervisor driving an in-memory
 robot. The planner's answers and the robot's step results are taken from the log too, so the only thing
@@ -52,6 +52,17 @@ def register(sub: Any) -> None:
     rep.add_argument("--wait", type=float, default=2.0, help="seconds to wait for the replay to catch up (2)")
     rep.add_argument("--json", action="store_true", help="print one JSON object with the comparison")
     rep.set_defaults(func=_replay)
+    exp = inner.add_parser("export", help="write the log (and a recording's images) as one MCAP file",
+                           description="Write FILE's records, the telemetry and the images its steps saved as ROS 2 "
+                           "messages in one MCAP file, which Foxglove and Lichtblick open (needs the mcap extra). "
+                           "Exit 0 when every picture the log names is in the file, 1 when one is missing or is not "
+                           "the file the log hashed (the rest is written), 2 when nothing could be written.")
+    exp.add_argument("file", type=Path)
+    exp.add_argument("--mcap", type=Path, required=True, metavar="OUT", help="the MCAP file to write")
+    exp.add_argument("--record", type=Path, metavar="DIR",
+                     help="the run's --record folder: its frames, and its images if they moved from the logged paths")
+    exp.add_argument("--json", action="store_true", help="print one JSON object: topics, counts, images")
+    exp.set_defaults(func=_export)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
 
@@ -139,6 +150,23 @@ def _replay(args: argparse.Namespace) -> int:
     else:
         print(report.render())
     return 0 if report.identical else 1
+
+
+def _export(args: argparse.Namespace) -> int:
+    from medrobot_llm.cli.mcap_output import MCAP_ERRORS, mcap_error, report_export
+
+    log = _load(args.file, args.json)
+    if log is None:
+        return 2
+    try:
+        from medrobot_llm.recording.export import export_records
+
+        summary = export_records(log.records, args.mcap, record_dir=args.record)
+    except MCAP_ERRORS as exc:
+        print(mcap_error("log export", exc), file=sys.stderr)
+        return 2
+    report_export(summary, as_json=args.json, problems=log.problems())
+    return 0 if summary.complete else 1
 
 
 @dataclass
