@@ -267,7 +267,7 @@ class LLMPlanner:
                 return Plan.clarify(domain, (msg[0].upper() + msg[1:]).rstrip(".?") + "?", exc.code)
             return exc.issues
         assert isinstance(raw_steps, list)
-        issues = ground_plan(domain, text, raw_steps, steps)
+        issues = ground_plan(domain, text, raw_steps, steps, world)
         if issues:
             return issues
         return Plan(status=PlanStatus.OK, domain=domain, steps=steps, needs_confirmation=confirm)
