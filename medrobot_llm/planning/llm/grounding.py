@@ -25,11 +25,11 @@ from medrobot_llm.language.negation import asked_only
 from medrobot_llm.language.numbers import words_to_numbers
 from medrobot_llm.language.phrases import said, said_together
 from medrobot_llm.language.text import tokenize
-from medrobot_llm.language.words import CONTROL_PHRASES, FILLER
+from medrobot_llm.language.words import CONTROL_PHRASES, FILLER, SMALL_AMOUNT
 from medrobot_llm.planning.llm.quantities import Quantity, quantities
-from medrobot_llm.planning.llm.reading import against_reading, rule_reading
+from medrobot_llm.planning.llm.reading import against_reading, rule_reading, unmatched
 
-__all__ = ["control_grounded", "ground_plan", "words_of"]
+__all__ = ["control_grounded", "ground_plan", "ground_words", "words_of"]
 
 _PUNCT = frozenset(",.!?;:\"%/°")
 
@@ -220,7 +220,8 @@ def _value_ok(value: float, allowed: set[float]) -> bool:
 
 def _allowed_values(cs: CommandSet, skill: SkillSpec, name: str, spec: ArgSpec, args: dict[str, Any],
                     said: list[Quantity], words: Sequence[str]) -> set[float]:
-    """The values an argument may hold: its default or a value its skill implies, "a bit" along its axis, or
+    """The values an argument may hold: its default or a value its skill implies, "a bit" along its axis when
+    a small amount is said, or
     a number said with a unit of the argument's own kind (or with none), signed as the words sign it. A
     vector's components are signed by the axis words around them, so they match by size."""
     vector = spec.type == "vector3"
@@ -235,7 +236,7 @@ def _allowed_values(cs: CommandSet, skill: SkillSpec, name: str, spec: ArgSpec, 
     if spec.range_from:
         ref = args.get(spec.range_from)
         ev = cs.entity_value(ref, skill.args[spec.range_from]) if isinstance(ref, str) else None
-        if ev is not None and ev.small is not None:
+        if ev is not None and ev.small is not None and any(_contains(words, sm) for sm in SMALL_AMOUNT):
             allowed.add(_signed(ev.small, polarity, False))
     dim = DIMENSION_OF_UNIT.get(_unit_of(cs, skill, spec, args))
     for q in said:
@@ -260,36 +261,32 @@ def _establishes(cs: CommandSet, before: Step, after: Step) -> bool:
     return False
 
 
-def _setup_skills(cs: CommandSet) -> frozenset[str]:
-    """Motion skills that set up what a contact or radiation step needs (a view, a probe over an organ, a
-    tool in hand): naming their target ("a lateral of the sacrum") asks for them without a verb."""
-    needed = {cond.fact for s in cs.skills.values() if s.hazard.needs_confirmation for cond in s.preconditions
-              if cond.op == "=="}
-    return frozenset(n for n, s in cs.skills.items() if s.hazard is Hazard.MOTION
-                     and any(eff.fact in needed for eff in s.effects))
+def _names_its_own(cs: CommandSet, i: int, steps: Sequence[Step], words: Sequence[str]) -> bool:
+    """Step ``i`` holds a value the person named that no other step holds ("a lateral of the sacrum",
+    "sideways left 5 mm"): the name asks for this step even without a verb. A lift that names only the arm
+    the grasp already holds asks for nothing."""
+    spec = cs.skills[steps[i].skill]
+    for name, value in steps[i].args.items():
+        arg = spec.args.get(name)
+        if arg is None or arg.type != "enum" or not isinstance(value, str):
+            continue
+        elsewhere = any(value in other.args.values() for j, other in enumerate(steps) if j != i)
+        if not elsewhere and _named(cs.domain, arg.entities, value, words):
+            return True
+    return False
 
 
 def _unasked_motion(cs: CommandSet, words: Sequence[str], steps: Sequence[Step]) -> list[Issue]:
     """Motion steps the text does not ask for: a motion step stands when its own words are said (or a
-    task's that includes it), when it sets up a later step that stands (grasp before lift), or when it is a
-    set-up step whose required target the person named. A park, lift or release the model adds stands on
-    none of these."""
+    task's that includes it), when it sets up a later step that stands (grasp before lift), or when it
+    holds a value the person named for it alone. A park, lift or release the model adds stands on none."""
     trig = _skill_triggers(cs.domain)
-    setup = _setup_skills(cs)
     asked = [False] * len(steps)
     for i in reversed(range(len(steps))):
         step = steps[i]
-        spec = cs.skills[step.skill]
-        if spec.hazard is not Hazard.MOTION:
-            asked[i] = True
-            continue
-        if _said_any(trig[step.skill], words):
-            asked[i] = True
-        elif any(asked[j] and _establishes(cs, step, steps[j]) for j in range(i + 1, len(steps))):
-            asked[i] = True
-        elif step.skill in setup:
-            asked[i] = any(a.required and a.type == "enum" and isinstance(step.args.get(n), str)
-                           and _named(cs.domain, a.entities, step.args[n], words) for n, a in spec.args.items())
+        asked[i] = cs.skills[step.skill].hazard is not Hazard.MOTION or _said_any(trig[step.skill], words) \
+            or any(asked[j] and _establishes(cs, step, steps[j]) for j in range(i + 1, len(steps))) \
+            or _names_its_own(cs, i, steps, words)
     return [Issue(Reason.UNGROUNDED_STEP, f"{steps[i].skill} moves the robot, but the command does not ask for it; "
                   "remove it or refuse", i, steps[i].skill) for i in range(len(steps)) if not asked[i]]
 
@@ -427,25 +424,40 @@ def _implied_choice(cs: CommandSet, skill: SkillSpec, name: str, arg: ArgSpec, v
     return False
 
 
+def _asked_words(domain: str, text: str) -> tuple[list[str], list[str]]:
+    """The tokens of what the text asks for ("do not take a shot yet", "exposure confirmed": a step the text
+    negates, defers or confirms is struck), and the same without punctuation."""
+    asked_tokens = asked_only(domain, words_to_numbers(tokenize(text)))[0]
+    return asked_tokens, [t for t in asked_tokens if t not in _PUNCT]
+
+
 def ground_plan(domain: str, text: str, raw_steps: Sequence[Any], steps: Sequence[Step],
                 world: WorldState | None = None) -> list[Issue]:
     """Issues for a validated plan that says other than the text. Where the offline planner reads the text
     completely, the plan must say what that reading says (``reading.against_reading``), and every arm,
-    organ or view it holds must be named as a name. Where there is no reading, the word-level checks: a contact or radiation step nobody asked for, more exposures than asked (or a text
-    asking for more than the limit), an arm, organ or view the person never named, or a number the person
-    never said with that sign and unit (a clamped, invented or borrowed value).
+    organ or view it holds must be named as a name; where it does not (the only texts ``--planner hybrid``
+    sends to a model), the word-level checks of ``ground_words``.
 
     ``raw_steps`` are the model's steps as sent (to tell a value it gave from a default the validator
     filled); ``steps`` the validator's normalised ones, index for index.
     """
-    cs = load_command_set(domain)
-    # "do not take a shot yet", "exposure confirmed": a step the text negates or confirms is not asked for
-    asked_tokens = asked_only(domain, words_to_numbers(tokenize(text)))[0]
-    words = [t for t in asked_tokens if t not in _PUNCT]
     reading = rule_reading(domain, text, world)
-    if reading is not None:
-        # the reading decides steps, numbers and named values; a name must still be said as a name
-        return against_reading(domain, reading, steps) or _ungrounded_entities(cs, words, raw_steps, steps)
+    if reading is None:
+        return ground_words(domain, text, raw_steps, steps)
+    cs = load_command_set(domain)
+    asked_tokens, words = _asked_words(domain, text)
+    # a step the reading lacks (one with no hazard: those may be added) still holds only said numbers
+    return against_reading(domain, reading, steps) or _ungrounded_entities(cs, words, raw_steps, steps) or \
+        _ungrounded_numbers(cs, asked_tokens, words, raw_steps, steps, unmatched(reading, steps))
+
+
+def ground_words(domain: str, text: str, raw_steps: Sequence[Any], steps: Sequence[Step]) -> list[Issue]:
+    """The word-level checks, for a text no planner reads completely: a contact or radiation step nobody
+    asked for, more exposures of a kind than asked (or a text asking for more than the limit), a motion step
+    nobody asked for, an arm, organ or view the person never named or a named one dropped for the default,
+    or a number the person never said with that sign and unit (a clamped, invented or borrowed value)."""
+    cs = load_command_set(domain)
+    asked_tokens, words = _asked_words(domain, text)
     issues: list[Issue] = []
     for hazard in (Hazard.CONTACT, Hazard.RADIATION):
         if _asked_for(domain, hazard, words):
@@ -474,9 +486,17 @@ def ground_plan(domain: str, text: str, raw_steps: Sequence[Any], steps: Sequenc
     issues += _unasked_motion(cs, words, steps)
     issues += _ungrounded_entities(cs, words, raw_steps, steps)
     issues += _swapped_for_default(cs, words, raw_steps, steps)
+    return issues + _ungrounded_numbers(cs, asked_tokens, words, raw_steps, steps)
+
+
+def _ungrounded_numbers(cs: CommandSet, asked_tokens: Sequence[str], words: Sequence[str], raw_steps: Sequence[Any],
+                        steps: Sequence[Step], only: frozenset[int] | None = None) -> list[Issue]:
+    """A number the model gave (in the steps ``only`` names, or all) that the person never said, with that
+    sign and in a unit of that kind."""
     said = quantities(asked_tokens)
+    issues: list[Issue] = []
     for i, spec, given, name, value, arg in _model_args(cs, raw_steps, steps):
-        if given.get(name) is None or arg.type not in ("number", "vector3"):
+        if given.get(name) is None or arg.type not in ("number", "vector3") or (only is not None and i not in only):
             continue
         args = steps[i].args
         allowed = _allowed_values(cs, spec, name, arg, args, said, words)

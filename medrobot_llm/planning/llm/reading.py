@@ -21,7 +21,7 @@ from medrobot_llm.core.reasons import Reason
 from medrobot_llm.core.units import UNIT_WORDS
 from medrobot_llm.core.validator import Issue, WorldState
 
-__all__ = ["DIFFERENCE_KINDS", "against_reading", "difference", "rule_reading"]
+__all__ = ["DIFFERENCE_KINDS", "against_reading", "difference", "rule_reading", "unmatched"]
 
 #: how a model's argument can differ from the reading; the benchmark counts plans by these too
 DIFFERENCE_KINDS: tuple[str, ...] = ("sign", "value", "unit", "enum", "count")
@@ -72,6 +72,18 @@ def difference(mine: Any, theirs: Any) -> str | None:
         if theirs and mine and any(_same(abs(float(mine) / float(theirs)), r) for r in _RATIOS):
             return "unit"
     return "value"
+
+
+def unmatched(reading: Sequence[Step], steps: Sequence[Step]) -> frozenset[int]:
+    """The positions of ``steps`` beyond the reading's count of their skill (the reading has no such step)."""
+    left = Counter(r.skill for r in reading)
+    out = set()
+    for i, step in enumerate(steps):
+        if left[step.skill] > 0:
+            left[step.skill] -= 1
+        else:
+            out.add(i)
+    return frozenset(out)
 
 
 def _extra_reason(cs: CommandSet, skill: str, reading: Sequence[Step]) -> Reason:
