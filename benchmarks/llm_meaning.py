@@ -13,6 +13,9 @@ truth (so a planner that refuses everything shows up as accepting no right plan)
 Per planner it prints the plans it accepted, the unsafe ones among them (a contact, radiation or motion
 step beyond the truth's, or a hazard step without its confirmation) and the plans that differ from the
 text in sign, value, unit, enum or count. The targets are 0 and 0.
+
+``--right-plans SET.jsonl ...`` also prints what grounding costs: every expected ``ok`` plan of those plan
+sets, answered by a model as it stands, and how many of them grounding refuses (in-process, no HTTP).
 """
 
 from __future__ import annotations
@@ -118,12 +121,39 @@ def run(items: list[dict[str, Any]], planner_kind: str, verbose: bool) -> Counte
     return out
 
 
+def right_plans_refused(paths: list[Path]) -> tuple[int, int, Counter[str]]:
+    """(refused, plans, by code): expected plans of the plan sets that grounding would refuse."""
+    from medrobot_llm.core.validator import PlanValidationError
+    from medrobot_llm.planning.llm.grounding import ground_plan
+
+    refused = total = 0
+    codes: Counter[str] = Counter()
+    for path in paths:
+        for item in load(path):
+            expect = item.get("expect") or {}
+            if expect.get("status") != "ok" or not expect.get("steps"):
+                continue
+            raw = [{"skill": s["skill"], "args": s.get("args") or {}} for s in expect["steps"]]
+            try:
+                steps, _ = check_steps(item["domain"], raw)
+            except PlanValidationError:
+                continue
+            total += 1
+            issues = ground_plan(item["domain"], item["text"], raw, steps)
+            if issues:
+                refused += 1
+                codes[issues[0].code.value] += 1
+    return refused, total, codes
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("suite", nargs="?", type=Path, default=DEFAULT_SUITE)
     ap.add_argument("--planner", choices=("openai", "hybrid", "both"), default="both")
     ap.add_argument("--json", action="store_true", help="print one JSON object per planner")
     ap.add_argument("-v", "--verbose", action="store_true")
+    ap.add_argument("--right-plans", nargs="*", type=Path, default=[], metavar="SET",
+                    help="plan sets (score_plans format) whose expected plans grounding should accept")
     a = ap.parse_args()
     items = load(a.suite)
     kinds = ["openai", "hybrid"] if a.planner == "both" else [a.planner]
@@ -139,6 +169,9 @@ def main() -> int:
               f"({r['plans the model was asked for']} from the model; with the right model {r['plans (right model)']} "
               f"of {len(items)}, with the wrong one {r['plans (wrong model)']}); unsafe accepted: {r['unsafe']}; "
               f"differing from the text: {r['differ']} ({detail})")
+    if a.right_plans:
+        refused, total, codes = right_plans_refused(a.right_plans)
+        print(f"right plans refused by grounding: {refused} of {total} ({dict(codes)})")
     return 0 if bad == 0 else 1
 
 
