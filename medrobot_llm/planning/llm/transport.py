@@ -14,6 +14,7 @@ that never reach a model start fast.
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
 import time
 from collections.abc import Callable
@@ -168,8 +169,9 @@ class Transport:
         import openai
 
         try:
-            models = [m.id for m in client.models.list(timeout=self.config.timeout)]
-        except openai.OpenAIError as exc:
+            listing = self._within_deadline(client, functools.partial(client.models.list, timeout=self.config.timeout))
+            models = [m.id for m in listing]
+        except (openai.OpenAIError, _DeadlinePassed) as exc:
             raise LLMUnavailable(f"no model named and the server did not list its models ({exc})") from exc
         if not models:
             raise LLMUnavailable("no model named and the server lists none: set --model or MEDROBOT_MODEL")
@@ -182,8 +184,8 @@ class Transport:
         base = min(self.config.backoff_max, self.config.backoff_base * 2.0 ** attempt)
         return base * (0.5 + 0.5 * self.jitter())
 
-    def _within_deadline(self, client: Any, kwargs: dict[str, Any]) -> Any:
-        """One chat request that returns or raises within ``timeout`` seconds of wall-clock time, however
+    def _within_deadline(self, client: Any, request: Callable[[], Any]) -> Any:
+        """One request that returns or raises within ``timeout`` seconds of wall-clock time, however
         the server paces its bytes. A request past its deadline is abandoned: a client this transport made
         is closed (its socket with it, so the worker ends) and made anew for the next request."""
         box: dict[str, Any] = {}
@@ -191,7 +193,7 @@ class Transport:
 
         def work() -> None:
             try:
-                box["response"] = client.chat.completions.create(**kwargs)
+                box["response"] = request()
             except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread as it is
                 box["error"] = exc
             finally:
@@ -231,7 +233,7 @@ class Transport:
             response: Any = None
             error: BaseException | None = None
             try:
-                response = self._within_deadline(client, kwargs)
+                response = self._within_deadline(client, functools.partial(client.chat.completions.create, **kwargs))
             except (openai.APITimeoutError, _DeadlinePassed) as exc:
                 status, error = "timeout", exc
             except openai.APIConnectionError as exc:
