@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from medrobot_llm.core.command_set import Hazard, load_command_set
 from medrobot_llm.core.plan import PlanStatus, Step
 from medrobot_llm.core.reasons import Reason
-from medrobot_llm.core.units import UNIT_WORDS
+from medrobot_llm.core.units import DIMENSION_OF_UNIT, UNIT_WORDS
 from medrobot_llm.core.validator import Issue, PlanValidationError, check_steps
 from medrobot_llm.language.negation import NEGATORS
 from medrobot_llm.language.numbers import MINUS_CHARACTERS, number_words
@@ -158,9 +158,8 @@ def test_any_minus_character_grounds_only_the_negative_amount(minus: str, n: int
 
 def _numeric_args(cs: Any, dimension: str) -> list[tuple[str, str, float, float]]:
     """(skill, argument, min, max) of every number argument of another dimension than ``dimension``."""
-    plan_units = {"length": "mm", "angle": "deg", "force": "N", "speed": "mm/s", "percent": "%"}
     return [(name, a, spec.min, spec.max) for name, skill in cs.skills.items() for a, spec in skill.args.items()
-            if spec.type == "number" and spec.unit and spec.unit != plan_units[dimension]
+            if spec.type == "number" and spec.unit and DIMENSION_OF_UNIT.get(spec.unit) != dimension
             and spec.min is not None and spec.max is not None]
 
 
@@ -175,10 +174,10 @@ def test_a_number_said_with_a_unit_grounds_no_argument_of_another_kind(data: st.
     assume(low <= n <= high and n != ULTRASOUND.skills[skill].args[arg].default)  # a default needs no words
     sweep = {"skill": "sweep", "args": {"distance_mm": n}}
     assert not _issues("ultrasound", text, [sweep], words_only=True), text
-    other = [sweep, {"skill": skill, "args": {arg: n}}] if skill != "sweep" else \
-        [{"skill": "sweep", "args": {"distance_mm": n, arg: n}}] if arg != "distance_mm" else None
-    assume(other is not None)
-    assert other is not None
+    if skill == "sweep":
+        other = [{"skill": "sweep", "args": {"distance_mm": n, arg: n}}]
+    else:
+        other = [sweep, {"skill": skill, "args": {arg: n}}]
     for words_only in (True, False):
         assert _issues("ultrasound", text, other, words_only), (text, other)
 

@@ -1,10 +1,12 @@
 """Grounding: a validated plan may still do more than the person asked, so it is held to the text.
 
 The validator knows only the command set; a model that obeys an injected instruction, or guesses, can write
-a plan that is valid and unwanted. These checks compare the plan with the person's own words: no contact
-or radiation step the text does not ask for, no more exposures than it asks for, no arm, organ or view it
-never named, no number it never said (signs, values and units included), and no control intent it does
-not say. The trigger words come from ``skills/``, so a new skill is grounded without code here.
+a plan that is valid and unwanted. Where the offline planner reads the text, its plan is the reference
+(``reading``); where it does not, these checks compare the plan with the person's own words: no contact or
+radiation step the text does not ask for, no more exposures of a kind than it asks for, no motion step it
+does not ask for, no arm, organ or view it never named (nor the default for one it named), no number it
+never said with that sign and unit (``quantities``), and no control intent it does not say. The trigger
+words come from ``skills/``, so a new skill is grounded without code here.
 """
 
 from __future__ import annotations
