@@ -29,7 +29,7 @@ from medrobot_llm.language.phrases import said, said_together
 from medrobot_llm.language.text import tokenize
 from medrobot_llm.language.words import CONTROL_PHRASES, FILLER, SMALL_AMOUNT
 from medrobot_llm.planning.llm.quantities import Quantity, quantities
-from medrobot_llm.planning.llm.reading import against_reading, rule_reading, unmatched
+from medrobot_llm.planning.llm.reading import Reading, against_reading, read, unmatched
 
 __all__ = ["control_grounded", "ground_plan", "ground_words", "words_of"]
 
@@ -434,23 +434,24 @@ def _asked_words(domain: str, text: str) -> tuple[list[str], list[str]]:
 
 
 def ground_plan(domain: str, text: str, raw_steps: Sequence[Any], steps: Sequence[Step],
-                world: WorldState | None = None) -> list[Issue]:
+                world: WorldState | None = None, reading: Reading | None = None) -> list[Issue]:
     """Issues for a validated plan that says other than the text. Where the offline planner reads the text
     completely, the plan must say what that reading says (``reading.against_reading``), and every arm,
     organ or view it holds must be named as a name; where it does not (the only texts ``--planner hybrid``
     sends to a model), the word-level checks of ``ground_words``.
 
     ``raw_steps`` are the model's steps as sent (to tell a value it gave from a default the validator
-    filled); ``steps`` the validator's normalised ones, index for index.
+    filled); ``steps`` the validator's normalised ones, index for index. ``reading`` is the command's
+    reading when the caller made it already (``reading.read``), else it is made here.
     """
-    reading = rule_reading(domain, text, world)
-    if reading is None:
+    said = (reading or read(domain, text, world)).steps
+    if said is None:
         return ground_words(domain, text, raw_steps, steps)
     cs = load_command_set(domain)
     asked_tokens, words = _asked_words(domain, text)
     # a step the reading lacks (one with no hazard: those may be added) still holds only said numbers
-    return against_reading(domain, reading, steps) or _ungrounded_entities(cs, words, raw_steps, steps) or \
-        _ungrounded_numbers(cs, asked_tokens, words, raw_steps, steps, unmatched(reading, steps))
+    return against_reading(domain, said, steps) or _ungrounded_entities(cs, words, raw_steps, steps) or \
+        _ungrounded_numbers(cs, asked_tokens, words, raw_steps, steps, unmatched(said, steps))
 
 
 def ground_words(domain: str, text: str, raw_steps: Sequence[Any], steps: Sequence[Step]) -> list[Issue]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from medrobot_llm.core.command_set import CommandSet, Hazard, load_command_set
@@ -21,10 +22,22 @@ from medrobot_llm.core.reasons import Reason
 from medrobot_llm.core.units import UNIT_WORDS
 from medrobot_llm.core.validator import Issue, WorldState
 
-__all__ = ["DIFFERENCE_KINDS", "against_reading", "difference", "rule_reading", "unmatched"]
+__all__ = ["DIFFERENCE_KINDS", "Reading", "against_reading", "difference", "read", "rule_reading", "unmatched"]
 
 #: how a model's argument can differ from the reading; the benchmark counts plans by these too
 DIFFERENCE_KINDS: tuple[str, ...] = ("sign", "value", "unit", "enum", "count")
+
+
+@dataclass(frozen=True)
+class Reading:
+    """The offline planner's reading of one command (``steps`` None: it reads no plan there), made once per
+    command: every answer and repair of the model is judged against the same one."""
+
+    steps: list[Step] | None
+
+
+def read(domain: str, text: str, world: WorldState | None = None) -> Reading:
+    return Reading(rule_reading(domain, text, world))
 
 
 def rule_reading(domain: str, text: str, world: WorldState | None = None) -> list[Step] | None:
