@@ -25,7 +25,7 @@ from medrobot_llm.core.plan import PlanStatus, Step
 from medrobot_llm.core.reasons import Reason
 from medrobot_llm.core.units import DIMENSION_OF_UNIT, UNIT_WORDS
 from medrobot_llm.core.validator import Issue, PlanValidationError, check_steps
-from medrobot_llm.language.negation import NEGATORS
+from medrobot_llm.language.negation import DEFERRALS, NEGATORS
 from medrobot_llm.language.numbers import MINUS_CHARACTERS, number_words
 from medrobot_llm.planning.hybrid import HybridPlanner
 from medrobot_llm.planning.llm.grounding import ground_plan, ground_words
@@ -263,6 +263,16 @@ def _hazard_phrases(cs: Any, hazard: Hazard) -> list[str]:
        words_only=st.booleans())
 def test_a_negated_exposure_is_never_grounded(neg: str, phrase: str, words_only: bool) -> None:
     text = f"AP of the pelvis, {neg} {phrase}"
+    view = {"skill": "move_to_view", "args": {"anatomy": "pelvis", "view": "ap"}}
+    for skill in sorted(XRAY.radiation_skills):
+        assert _issues("xray", text, [view, {"skill": skill, "args": {}}], words_only), (text, skill)
+
+
+@settings(max_examples=100, deadline=None)
+@given(later=st.sampled_from([" ".join(d) for d in DEFERRALS]),
+       phrase=st.sampled_from(_hazard_phrases(XRAY, Hazard.RADIATION)), words_only=st.booleans())
+def test_a_deferred_exposure_is_never_grounded(later: str, phrase: str, words_only: bool) -> None:
+    text = f"AP of the pelvis, {phrase} {later}"
     view = {"skill": "move_to_view", "args": {"anatomy": "pelvis", "view": "ap"}}
     for skill in sorted(XRAY.radiation_skills):
         assert _issues("xray", text, [view, {"skill": skill, "args": {}}], words_only), (text, skill)
