@@ -48,6 +48,7 @@ class Reason(str, Enum):
     UNGROUNDED_VALUE = "ungrounded_value"
     UNGROUNDED_HAZARD = "ungrounded_hazard"
     UNGROUNDED_CONTROL = "ungrounded_control"
+    UNGROUNDED_STEP = "ungrounded_step"
     EXPOSURE_COUNT = "exposure_count"
     TOO_MANY_STEPS = "too_many_steps"
     PLANNER_ERROR = "planner_error"
@@ -105,6 +106,8 @@ SUMMARY: dict[Reason, str] = {
     Reason.UNGROUNDED_VALUE: "the model's plan holds a value or name the person never said",
     Reason.UNGROUNDED_HAZARD: "the model's plan holds a contact or radiation step nobody asked for",
     Reason.UNGROUNDED_CONTROL: "the model answered with a control intent the person did not say",
+    Reason.UNGROUNDED_STEP: "the model's plan adds a motion step nobody asked for (park, lift, release...), or "
+                            "leaves out a step the command asks for",
     Reason.EXPOSURE_COUNT: "the model's plan has more exposures than the command asks for",
     Reason.TOO_MANY_STEPS: "a plan longer than the step limit (20 for every planner; the model's own limit may be lower)",
     Reason.PLANNER_ERROR: "the planner raised an error instead of answering",
@@ -140,8 +143,8 @@ GROUPS: tuple[tuple[str, tuple[Reason, ...]], ...] = (
         Reason.OUT_OF_RANGE, Reason.MISSING, Reason.CONFLICT, Reason.PRECONDITION, Reason.EXPOSURE_LIMIT)),
     ("The language model and the planners around it", (
         Reason.MODEL_REFUSED, Reason.MODEL_QUESTION, Reason.MODEL_UNAVAILABLE, Reason.UNGROUNDED_VALUE,
-        Reason.UNGROUNDED_HAZARD, Reason.UNGROUNDED_CONTROL, Reason.EXPOSURE_COUNT, Reason.TOO_MANY_STEPS,
-        Reason.PLANNER_ERROR, Reason.NOT_LOGGED)),
+        Reason.UNGROUNDED_HAZARD, Reason.UNGROUNDED_CONTROL, Reason.UNGROUNDED_STEP, Reason.EXPOSURE_COUNT,
+        Reason.TOO_MANY_STEPS, Reason.PLANNER_ERROR, Reason.NOT_LOGGED)),
     ("The skill server's gate (each goal, again, on the robot's side)", (
         Reason.WRONG_DOMAIN, Reason.HALTED, Reason.NO_WORLD_STATE, Reason.ALREADY_DONE, Reason.ARM_BUSY,
         Reason.ROBOT_BUSY)),
