@@ -82,6 +82,8 @@ class SkillServerNode(Node):
 
         self.scene = make(p["domain"], gui=p["gui"])
         self.scene.reset(seed=p["seed"] if p["seed"] >= 0 else None)
+        # exposures and contacts are written ahead (intended, then done) here too: the robot's own record of a dose
+        self.scene.hazard_log = self.audit.append
         self.core = SkillServerCore(self.scene, verifier=CapabilityVerifier(secret),
                                     watchdog=Watchdog(secret, window_s=p["heartbeat_window_s"]), audit=self.audit,
                                     real_time_factor=p["real_time_factor"])

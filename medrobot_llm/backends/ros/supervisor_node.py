@@ -386,6 +386,7 @@ class SupervisorNode(Node):
     def close(self) -> None:
         self.sup.close()
         self.backend.close()
+        self.sup.audit.close()  # a clean shutdown seals the log: `medrobot log verify` tells it from a crash
 
 
 def main(argv: Sequence[str] | None = None) -> int:
