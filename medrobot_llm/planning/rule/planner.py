@@ -9,7 +9,7 @@ never a contact or radiation step. Anything it cannot place is a question or a r
 
 from __future__ import annotations
 
-from medrobot_llm.core.command_set import DOMAINS, unknown_domain
+from medrobot_llm.core.command_set import DOMAINS, Hazard, unknown_domain
 from medrobot_llm.core.plan import Control, Plan, PlanStatus, Step
 from medrobot_llm.core.reasons import Reason
 from medrobot_llm.core.validator import WorldState, validate_plan
@@ -20,7 +20,14 @@ from medrobot_llm.language.screen import blanket_confirmation, screen_text
 from medrobot_llm.language.text import tokenize
 from medrobot_llm.language.words import FILLER, FUNCTION_WORDS, drop_fillers
 from medrobot_llm.planning.rule.clauses import ClauseReader
-from medrobot_llm.planning.rule.intents import asked_intent, control_intent, negated_intent, unreadable
+from medrobot_llm.planning.rule.intents import (
+    asked_intent,
+    control_intent,
+    names_robot,
+    negated_intent,
+    unreadable,
+    wh_question,
+)
 from medrobot_llm.planning.rule.model import ParseState, Question, Refusal, unknown_words
 from medrobot_llm.planning.rule.steps import StepBuilder
 
@@ -62,6 +69,23 @@ class RulePlanner:
         control = asked_intent(tokens)
         if control is not None:
             return Plan.of_control(domain, control), True
+        asking = wh_question(tokens)
+        if asking and names_robot(lex, tokens) is not None:
+            return Plan.of_control(domain, Control.STATUS), True
+        plan, understood = self._read(domain, text, world, lex, tokens)
+        if asking and (plan.status is PlanStatus.CLARIFY or plan.status is PlanStatus.OK and any(
+                lex.cs.skills[s.skill].hazard is not Hazard.NONE for s in plan.steps)):
+            # "where is the left kidney?": finding out is not going there. Only a step that does nothing but
+            # look ("where is the needle?" locates it) answers a question, and a question asked back ("which
+            # arm for move_to?") would lead the answer into a motion
+            return Plan.refused(domain, f"'{text.strip()}' is a question, not a command: the planner answers a "
+                                        "question about the robot with its status, and finds objects; say what "
+                                        "the robot should do", Reason.NOT_UNDERSTOOD), True
+        return plan, understood
+
+    def _read(self, domain: str, text: str, world: WorldState | None, lex: Lexicon,
+              tokens: list[str]) -> tuple[Plan, bool]:
+        """The command read as a task, once no control intent, screen or question has decided it."""
         heard, (tokens, unasked) = tokens, _unasked(lex, tokens)
         if tokens != heard and not any(t not in FILLER and t not in FUNCTION_WORDS and t.isalnum() for t in tokens):
             what = next(iter(unasked), "the step")

@@ -1,0 +1,66 @@
+"""The rule planner keeps what a command means beyond its words' dictionary sense (issue 16): questions stay
+questions, quantifiers become the steps they count, a landmark that says where to start is detail, and
+every word of a command is accounted for.
+
+Vocabulary comes from the skill files (entities, ``vocabulary``), so a name added there is tested here.
+"""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from medrobot_llm.core.command_set import DOMAINS, Hazard, load_command_set
+from medrobot_llm.core.plan import Control, Plan, PlanStatus
+from medrobot_llm.planning.rule.planner import RulePlanner
+
+planner = RulePlanner()
+
+QUESTIONS = ("where is the {x}", "where's the {x}?", "where are the {x}s", "what is the position of the {x}",
+             "can you tell me where the {x} is?", "what is the {x} doing", "which {x} is it?",
+             "what's the {x} holding?", "tell me where the {x} is")
+
+
+def _robot_words() -> list[tuple[str, str]]:
+    return [(d, w) for d in DOMAINS for w in load_command_set(d).vocabulary.robot if w != "you"]
+
+
+def _names(domain: str) -> list[str]:
+    """Every synonym of every entity value of the domain: whatever a question may be about."""
+    cs = load_command_set(domain)
+    return sorted({s for ent in cs.entities.values() for ev in ent.values.values() for s in ev.synonyms})
+
+
+def _moves_or_hazards(plan: Plan) -> list[str]:
+    cs = load_command_set(plan.domain)
+    return [s.skill for s in plan.steps if cs.skills[s.skill].hazard is not Hazard.NONE]
+
+
+@pytest.mark.parametrize(("domain", "word"), _robot_words())
+@pytest.mark.parametrize("form", QUESTIONS)
+def test_a_question_about_the_robot_is_a_status_request(domain: str, word: str, form: str) -> None:
+    plan = planner.plan(domain, form.format(x=word))
+    assert (plan.status, plan.control) == (PlanStatus.CONTROL, Control.STATUS), (form, word, plan)
+
+
+@settings(max_examples=200, deadline=None)
+@given(domain=st.sampled_from(DOMAINS), data=st.data())
+def test_a_question_is_never_motion(domain: str, data: st.DataObject) -> None:
+    text = data.draw(st.sampled_from(QUESTIONS)).format(x=data.draw(st.sampled_from(_names(domain))))
+    plan = planner.plan(domain, text)
+    assert plan.status is not PlanStatus.CLARIFY, (text, plan)
+    assert not _moves_or_hazards(plan), (text, plan)
+
+
+@pytest.mark.parametrize(("text", "object_"), [("where is the needle?", "needle"),
+                                               ("can you tell me where the shunt is?", "shunt")])
+def test_a_question_about_an_object_finds_it(text: str, object_: str) -> None:
+    plan = planner.plan("surgery", text)
+    assert plan.status is PlanStatus.OK and [s.skill for s in plan.steps] == ["locate"], plan
+    assert plan.steps[0].args == {"object": object_}
+
+
+def test_a_suggestion_is_not_a_question() -> None:
+    plan = planner.plan("ultrasound", "how about scanning the liver")
+    assert plan.status is PlanStatus.OK, plan
