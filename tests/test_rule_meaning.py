@@ -64,3 +64,30 @@ def test_a_question_about_an_object_finds_it(text: str, object_: str) -> None:
 def test_a_suggestion_is_not_a_question() -> None:
     plan = planner.plan("ultrasound", "how about scanning the liver")
     assert plan.status is PlanStatus.OK, plan
+
+
+def _landmarks() -> list[str]:
+    return list(load_command_set("ultrasound").vocabulary.landmarks)
+
+
+def _organs() -> list[str]:
+    """Every organ with a side it may be scanned on ("left kidney", "midline aorta")."""
+    organ = load_command_set("ultrasound").entities["organ"]
+    return [f"{ev.attr('sides')[0]} {name}" for name, ev in organ.values.items()]
+
+
+@settings(max_examples=150, deadline=None)
+@given(landmark=st.sampled_from(_landmarks()), organ=st.sampled_from(_organs()),
+       lead=st.sampled_from(("starting below the", "from the", "just above the", "beginning at the",
+                             "starting just under the patient's", "near the")))
+def test_a_landmark_that_says_where_to_start_is_detail(landmark: str, organ: str, lead: str) -> None:
+    plain = planner.plan("ultrasound", f"scan the {organ}")
+    plan = planner.plan("ultrasound", f"scan the {organ} {lead} {landmark}")
+    assert plain.status is PlanStatus.OK, plain
+    assert plan.steps == plain.steps and plan.status is PlanStatus.OK, (organ, lead, landmark, plan)
+
+
+@pytest.mark.parametrize("landmark", _landmarks())
+def test_a_landmark_alone_is_no_target(landmark: str) -> None:
+    plan = planner.plan("ultrasound", f"scan below the {landmark}")
+    assert plan.status is not PlanStatus.OK, (landmark, plan)

@@ -250,7 +250,31 @@ class ClauseReader(Stage):
             raise Refusal(f"'{vague}' is not an amount the planner can convert exactly; say a number with its unit",
                           code=Reason.VAGUE_VALUE)
         self._quantities(clause)
+        self._landmarks(clause)
         return clause
+
+    def _landmarks(self, clause: Clause) -> None:
+        """"scan the left kidney starting below the ribs": a body landmark after a word of place says where the
+        step starts; it is detail of the step the clause names, not a second target (and was refused as an
+        organ the command set lacks). Only beside a name of what the step acts on: a landmark alone is no
+        target either, and stays refused."""
+        toks = clause.tokens
+        if not any(e in _TARGET_KINDS for it in clause.items for e, _ in it.options):
+            return
+        for words in _landmark_words(self.cs.domain):
+            for start in range(len(toks) - len(words) + 1):
+                span = set(range(start, start + len(words)))
+                if tuple(toks[start:start + len(words)]) != words or span & clause.covered:
+                    continue
+                k = start - 1
+                while k >= 0 and toks[k] in _LANDMARK_ARTICLES:
+                    k -= 1
+                if k < 0 or toks[k] not in _PLACE_WORDS:
+                    continue
+                while k > 0 and toks[k - 1] in _PLACE_WORDS | _STARTING:
+                    k -= 1
+                clause.detail.update(range(k, start + len(words)))
+                clause.covered.update(range(k, start + len(words)))
 
     def _amounts_not_verbs(self, skills: list[Match]) -> list[Match]:
         """"fan a quarter turn": a phrase that only says an amount ("quarter turn" = rotate 90 degrees) names
@@ -353,6 +377,27 @@ class ClauseReader(Stage):
             clause.qtys.append(q)
             clause.covered.update(range(i, j + unit_len))
             i = j + unit_len
+
+
+#: entity kinds a step acts on: a landmark is detail only beside one of them
+_TARGET_KINDS = frozenset(["organ", "anatomy", "object"])
+
+#: words of place before a landmark ("below the ribs", "from the navel", "at the costal margin")
+_PLACE_WORDS = frozenset(["below", "under", "beneath", "underneath", "above", "over", "at", "near", "beside", "along",
+                          "from", "to", "by", "between", "past", "just", "level", "with"])
+
+#: what may stand between the word of place and the landmark ("below the patient's lower ribs")
+_LANDMARK_ARTICLES = frozenset(["the", "a", "his", "her", "their", "patient's", "your", "of"])
+
+#: words that open the detail ("starting below", "beginning at")
+_STARTING = frozenset(["starting", "start", "beginning", "begin", "right", "and"])
+
+
+@functools.cache
+def _landmark_words(domain: str) -> tuple[tuple[str, ...], ...]:
+    """The domain's landmarks (``vocabulary.landmarks`` of its skill file), longest first."""
+    found = {tuple(words_to_numbers(tokenize(w))) for w in lexicon(domain).cs.vocabulary.landmarks}
+    return tuple(sorted(found, key=lambda w: -len(w)))
 
 
 def _past_article(toks: list[str], j: int) -> int:

@@ -80,6 +80,8 @@ class Clause:
     switched_off: bool = False
     covered: set[int] = field(default_factory=set)
     skill_positions: set[int] = field(default_factory=set)
+    #: words that are known detail of the clause's step, not a target ("starting below the ribs")
+    detail: set[int] = field(default_factory=set)
 
     def use(self, item: Item) -> None:
         """Mark ``item`` used, and every other reading of the same words with it."""
