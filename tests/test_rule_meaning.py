@@ -91,3 +91,67 @@ def test_a_landmark_that_says_where_to_start_is_detail(landmark: str, organ: str
 def test_a_landmark_alone_is_no_target(landmark: str) -> None:
     plan = planner.plan("ultrasound", f"scan below the {landmark}")
     assert plan.status is not PlanStatus.OK, (landmark, plan)
+
+
+def _pelvis_views() -> list[tuple[str, str]]:
+    """(view, first synonym) of every view the pelvis takes."""
+    cs = load_command_set("xray")
+    return [(v, ev.synonyms[0]) for v, ev in cs.entities["view"].values.items()
+            if "pelvis" in ((ev.only_for or {}).get("anatomy") or ["pelvis"])]
+
+
+def _joined(words: list[str]) -> str:
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
+
+
+EACH = ("{n} {shots} each", "{a} {shots} of each", "take {a} {shots} of each", "{n} {shots} for each view",
+        "{a} {shots} per view", "{n} {shots} apiece")
+
+
+@settings(max_examples=150, deadline=None)
+@given(views=st.lists(st.sampled_from(_pelvis_views()), min_size=1, max_size=4, unique=True),
+       n=st.integers(1, 3), form=st.sampled_from(EACH))
+def test_each_means_once_per_view(views: list[tuple[str, str]], n: int, form: str) -> None:
+    """Every view named gets the shots "each" counts; over the exposure limit the whole command is refused."""
+    shots = "shot" if n == 1 else "shots"
+    tail = form.format(n=n, a="a" if n == 1 else n, shots=shots)
+    text = f"{_joined([w for _, w in views])} of the pelvis, {tail}"
+    plan = planner.plan("xray", text)
+    limit = load_command_set("xray").max_exposures
+    assert limit is not None
+    if len(views) * n > limit:
+        assert plan.status is PlanStatus.REFUSED and plan.code is not None \
+            and plan.code.value == "exposure_limit", (text, plan)
+        return
+    assert plan.status is PlanStatus.OK, (text, plan)
+    want: list[tuple[str, str | None]] = []
+    for view, _ in views:
+        want += [("move_to_view", view)] + [("take_shot", None)] * n
+    assert [(s.skill, s.args.get("view")) for s in plan.steps] == want, (text, plan)
+
+
+@pytest.mark.parametrize("text", ["one shot each", "a shot of each", "take two shots per view"])
+def test_each_with_nothing_named_is_asked(text: str) -> None:
+    plan = planner.plan("xray", text)
+    assert plan.status is PlanStatus.CLARIFY and "each" in (plan.question or "") + text, plan
+    assert not plan.steps
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(1, 8), form=st.sampled_from(("take a shot {n} times", "shoot {n} times", "{n} shots")))
+def test_n_times_is_n_exposures_or_the_limit(n: int, form: str) -> None:
+    text = "AP of the pelvis, " + form.format(n=n)
+    plan = planner.plan("xray", text)
+    limit = load_command_set("xray").max_exposures
+    assert limit is not None
+    if n > limit:
+        assert plan.status is PlanStatus.REFUSED, (text, plan)
+    else:
+        assert [s.skill for s in plan.steps] == ["move_to_view"] + ["take_shot"] * n, (text, plan)
+
+
+@pytest.mark.parametrize("text", ["grab the needle with each arm", "move 4 mm each second"])
+def test_each_before_what_it_quantifies_does_not_distribute(text: str) -> None:
+    domain = "surgery" if "needle" in text else "ultrasound"
+    plan = planner.plan(domain, text)
+    assert "'each' of what" not in (plan.question or ""), plan

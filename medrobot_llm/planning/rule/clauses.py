@@ -251,7 +251,18 @@ class ClauseReader(Stage):
                           code=Reason.VAGUE_VALUE)
         self._quantities(clause)
         self._landmarks(clause)
+        clause.each = self._distributive(clause)
         return clause
+
+    def _distributive(self, clause: Clause) -> int | None:
+        """The position of "each" in "one shot each", "a shot of each", "two images for every view", "a shot
+        per view": the clause's steps are done once per thing named before, not once. "each knee", "every
+        arm" quantify a name instead (a side, an arm), and are left to the names."""
+        toks = clause.tokens
+        for k, t in enumerate(toks):
+            if t in _DISTRIBUTIVE and (toks[k + 1:k + 2] in _PER_WHAT or (t != "per" and k + 1 == len(toks))):
+                return k
+        return None
 
     def _landmarks(self, clause: Clause) -> None:
         """"scan the left kidney starting below the ribs": a body landmark after a word of place says where the
@@ -378,6 +389,14 @@ class ClauseReader(Stage):
             clause.covered.update(range(i, j + unit_len))
             i = j + unit_len
 
+
+#: words that distribute a clause's steps over the things named before it ("one shot each")
+_DISTRIBUTIVE = frozenset(["each", "every", "apiece", "per"])
+
+#: what the distributing word may stand before ("a shot per view", "one of each", "each with a shot"); any
+#: other word is what it quantifies ("each arm", "per second")
+_PER_WHAT = (["view"], ["views"], ["position"], ["positions"], ["one"], ["projection"], ["projections"], ["of"],
+             ["with"], [","], ["and"], ["then"])
 
 #: entity kinds a step acts on: a landmark is detail only beside one of them
 _TARGET_KINDS = frozenset(["organ", "anatomy", "object"])

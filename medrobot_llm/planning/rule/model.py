@@ -80,6 +80,9 @@ class Clause:
     switched_off: bool = False
     covered: set[int] = field(default_factory=set)
     skill_positions: set[int] = field(default_factory=set)
+    #: where "each" / "every" / "per" distributes the clause's steps over the things named before it
+    #: ("AP and lateral of the knee, one shot each"); None when the clause has no such word
+    each: int | None = None
     #: words that are known detail of the clause's step, not a target ("starting below the ribs")
     detail: set[int] = field(default_factory=set)
 

@@ -28,7 +28,7 @@ from medrobot_llm.planning.rule.intents import (
     unreadable,
     wh_question,
 )
-from medrobot_llm.planning.rule.model import ParseState, Question, Refusal, unknown_words
+from medrobot_llm.planning.rule.model import Clause, ParseState, Question, Refusal, unknown_words
 from medrobot_llm.planning.rule.steps import StepBuilder
 
 __all__ = ["RulePlanner", "screen_text"]
@@ -164,7 +164,10 @@ class _Pipeline:
         steps: list[Step] = []
         for k, clause in enumerate(clauses):
             later = clauses[k + 1:]
-            for step in self.steps.clause_steps(clause, later):
+            new = self.steps.clause_steps(clause, later)
+            if clause.each is not None and not self.questions:
+                steps, new = _distribute(clause, steps, new)
+            for step in new:
                 if not (steps and self.steps.merge_settings(steps[-1], step)):
                     steps.append(step)
         if not steps:
@@ -185,3 +188,27 @@ class _Pipeline:
                                                     f"knows (its skills: {', '.join(self.cs.skills)})",
                                     Reason.UNKNOWN_WORD), False
         return plan, True
+
+
+def _distribute(clause: Clause, before: list[Step], new: list[Step]) -> tuple[list[Step], list[Step]]:
+    """"AP and lateral of the left knee, one shot each": the clause's last skill (the shot), as many times as
+    it says, after each of the things named before it: the steps of one skill that end what came before
+    (both views), back to the last time that skill was done. Planned once, the words would have meant one
+    shot; planned per view, more than the exposure limit is refused by the validator, as it should be.
+    With nothing before to distribute over, the planner asks."""
+    word = clause.tokens[clause.each] if clause.each is not None else "each"
+    if not new:
+        raise Question(f"What should be done '{word}' time? Say the step.")
+    skill = new[-1].skill
+    repeated = [s for s in new if s.skill == skill]
+    prior = [*before, *(s for s in new if s.skill != skill)]
+    since = max((k + 1 for k, s in enumerate(prior) if s.skill == skill), default=0)
+    if since >= len(prior):
+        raise Question(f"'{word}' of what? Name the things that each get {skill}.")
+    unit = prior[-1].skill
+    out = prior[:since]
+    for s in prior[since:]:
+        out.append(s)
+        if s.skill == unit:
+            out.extend(r.model_copy(deep=True) for r in repeated)
+    return out, []
