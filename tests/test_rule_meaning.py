@@ -7,12 +7,21 @@ Vocabulary comes from the skill files (entities, ``vocabulary``), so a name adde
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
+from conftest import DATA, load_jsonl
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from medrobot_llm.core.command_set import DOMAINS, Hazard, load_command_set
 from medrobot_llm.core.plan import Control, Plan, PlanStatus
+from medrobot_llm.core.reasons import Reason
+from medrobot_llm.language.lexicon import lexicon
+from medrobot_llm.language.numbers import words_to_numbers
+from medrobot_llm.language.text import tokenize
+from medrobot_llm.language.words import drop_fillers
+from medrobot_llm.planning.rule.model import known
 from medrobot_llm.planning.rule.planner import RulePlanner
 
 planner = RulePlanner()
@@ -155,3 +164,65 @@ def test_each_before_what_it_quantifies_does_not_distribute(text: str) -> None:
     domain = "surgery" if "needle" in text else "ultrasound"
     plan = planner.plan(domain, text)
     assert "'each' of what" not in (plan.question or ""), plan
+
+
+#: commands that plan as they are; a word nobody knows inserted anywhere must stop them planning
+PLANNED = {
+    "surgery": ("grab the needle with psm1", "lift the needle 2 cm with psm1", "send both arms home",
+                "hand the needle from psm1 to psm2"),
+    "ultrasound": ("scan the left kidney with 6 newtons", "set gain to 20 percent and depth to 10 cm",
+                   "fan the probe 10 degrees", "go to the liver"),
+    "xray": ("AP of the pelvis and take a shot", "tilt forward 10 degrees", "lateral of the left knee",
+             "take a shot of the pelvis AP, then park"),
+}
+
+
+@settings(max_examples=200, deadline=None)
+@given(domain=st.sampled_from(DOMAINS), data=st.data(),
+       word=st.text(alphabet="bcdfghjklmnpqrstvwxz", min_size=4, max_size=8).filter(
+           lambda w: bool(drop_fillers([w])) and not any(known(lexicon(d), w) for d in DOMAINS)))
+def test_a_word_nobody_knows_is_asked_about_by_name(domain: str, data: st.DataObject, word: str) -> None:
+    """Wherever it stands, an unknown word never lets the command plan as if it were not there."""
+    base = data.draw(st.sampled_from(PLANNED[domain]))
+    assert planner.plan(domain, base).status is PlanStatus.OK, base
+    said = base.split()
+    at = data.draw(st.integers(0, len(said)))
+    text = " ".join([*said[:at], word, *said[at:]])
+    plan = planner.plan(domain, text)
+    assert plan.status is not PlanStatus.OK, (text, plan)
+    if plan.status is PlanStatus.CLARIFY and plan.code is Reason.UNKNOWN_WORD:
+        assert f"'{word}'" in (plan.question or ""), (text, plan)
+
+
+@pytest.mark.parametrize(("domain", "text", "word"), [
+    ("ultrasound", "scan the left kidney banana", "banana"), ("surgery", "grab the needle with psm1 zorbly", "zorbly"),
+    ("xray", "AP of the pelvis and take a shot, frobnicate", "frobnicate")])
+def test_the_question_names_the_word(domain: str, text: str, word: str) -> None:
+    plan = planner.plan(domain, text)
+    assert (plan.status, plan.code) == (PlanStatus.CLARIFY, Reason.UNKNOWN_WORD) and not plan.steps, plan
+    assert f"'{word}'" in (plan.question or ""), plan
+
+
+CASES = [c for c in load_jsonl(DATA / "planner_cases.jsonl") if c["expect"]["status"] == "ok"]
+
+
+@pytest.mark.parametrize("item", CASES, ids=[c["id"] for c in CASES])
+def test_every_argument_names_the_words_that_said_it(item: dict[str, Any]) -> None:
+    """One entry per step; an argument's words are words of the command (normalised as the planner reads
+    them), and only arguments the step has are named."""
+    plan = planner.plan(item["domain"], item["text"])
+    assert plan.status is PlanStatus.OK, plan
+    assert len(plan.words) == len(plan.steps), plan
+    said = set(words_to_numbers(tokenize(item["text"])))
+    for step, words in zip(plan.steps, plan.words):
+        assert set(words) <= set(step.args), (step, words)
+        for arg, w in words.items():
+            assert w and set(w.split()) <= said, (item["text"], arg, w)
+
+
+def test_words_of_a_known_command() -> None:
+    plan = planner.plan("ultrasound", "scan the left kidney with 6 newtons, then capture an image labelled LK")
+    assert plan.words == [{"organ": "kidney", "side": "left"}, {"force_n": "6 newtons"}, {}, {"label": "LK"}]
+    assert list(plan.to_json())[-2:] == ["code", "words"]
+    tilt = planner.plan("xray", "tilt forward 10 degrees")
+    assert tilt.steps[0].args["amount"] == -10 and tilt.words[0]["amount"] == "forward 10 degrees", tilt

@@ -261,6 +261,7 @@ class ClauseReader(Stage):
         toks = clause.tokens
         for k, t in enumerate(toks):
             if t in _DISTRIBUTIVE and (toks[k + 1:k + 2] in _PER_WHAT or (t != "per" and k + 1 == len(toks))):
+                clause.covered.update(range(k, k + 2) if toks[k + 1:k + 2] in _PER_NOUNS else (k,))
                 return k
         return None
 
@@ -333,6 +334,8 @@ class ClauseReader(Stage):
             if t in NEGATIVE_SIGNS:
                 # "plus or minus 10 degrees" is a symmetric amount, not a negative one
                 negative = toks[max(0, i - 2):i] != ["plus", "or"]
+                if not negative:
+                    clause.covered.update(range(i - 2, i))
                 j += 1
             value: float | None = None
             if j < n and NUMBER.match(toks[j]) and j not in clause.covered:
@@ -397,6 +400,9 @@ _DISTRIBUTIVE = frozenset(["each", "every", "apiece", "per"])
 #: other word is what it quantifies ("each arm", "per second")
 _PER_WHAT = (["view"], ["views"], ["position"], ["positions"], ["one"], ["projection"], ["projections"], ["of"],
              ["with"], [","], ["and"], ["then"])
+
+#: the nouns after "per" / "each" that name what is distributed over, used by the distribution
+_PER_NOUNS = tuple(w for w in _PER_WHAT if w[0].isalpha() and w not in (["of"], ["with"], ["and"], ["then"]))
 
 #: entity kinds a step acts on: a landmark is detail only beside one of them
 _TARGET_KINDS = frozenset(["organ", "anatomy", "object"])

@@ -193,16 +193,16 @@ _TELL_ME = (("can", "you", "tell", "me"), ("could", "you", "tell", "me"), ("woul
             ("do", "you", "know"), ("tell", "me"))
 
 
-def wh_question(tokens: list[str]) -> bool:
+def wh_question(tokens: list[str]) -> list[str] | None:
     """"where is psm1?", "what is the position of the probe?", "can you tell me where the shunt is?": a
     question asks to be told something. Read as a command, its nouns named a motion ("where is the left
-    kidney" moved the probe there). "how about a shot" and "what about the liver" suggest, they do not ask."""
-    words = [t for t in tokens if t not in (",", ".", "!", "?", ";", ":", '"')]
-    for lead in _TELL_ME:
-        if tuple(words[:len(lead)]) == lead:
-            words = words[len(lead):]
-            break
-    return bool(words) and words[0] in _WH_WORDS and words[1:2] != ["about"]
+    kidney" moved the probe there). "how about a shot" and "what about the liver" suggest, they do not ask.
+    The question's words without the request to be told ("can you tell me"), or None if it is no question."""
+    body = next((tokens[len(lead):] for lead in _TELL_ME if tuple(tokens[:len(lead)]) == lead), tokens)
+    words = [t for t in body if t not in (",", ".", "!", "?", ";", ":", '"')]
+    if not words or words[0] not in _WH_WORDS or words[1:2] == ["about"]:
+        return None
+    return body
 
 
 def names_robot(lex: Lexicon, tokens: list[str]) -> str | None:

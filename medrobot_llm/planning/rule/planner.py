@@ -14,7 +14,7 @@ from medrobot_llm.core.plan import Control, Plan, PlanStatus, Step
 from medrobot_llm.core.reasons import Reason
 from medrobot_llm.core.validator import WorldState, validate_plan
 from medrobot_llm.language.lexicon import Lexicon, lexicon
-from medrobot_llm.language.negation import asked_only
+from medrobot_llm.language.negation import asked_only, strike
 from medrobot_llm.language.numbers import words_to_numbers
 from medrobot_llm.language.screen import blanket_confirmation, screen_text
 from medrobot_llm.language.text import tokenize
@@ -28,7 +28,15 @@ from medrobot_llm.planning.rule.intents import (
     unreadable,
     wh_question,
 )
-from medrobot_llm.planning.rule.model import Clause, ParseState, Question, Refusal, unknown_words
+from medrobot_llm.planning.rule.model import (
+    Clause,
+    ParseState,
+    Question,
+    Refusal,
+    unaccounted_word,
+    unknown_words,
+)
+from medrobot_llm.planning.rule.said import step_words
 from medrobot_llm.planning.rule.steps import StepBuilder
 
 __all__ = ["RulePlanner", "screen_text"]
@@ -70,10 +78,10 @@ class RulePlanner:
         if control is not None:
             return Plan.of_control(domain, control), True
         asking = wh_question(tokens)
-        if asking and names_robot(lex, tokens) is not None:
+        if asking is not None and names_robot(lex, tokens) is not None:
             return Plan.of_control(domain, Control.STATUS), True
-        plan, understood = self._read(domain, text, world, lex, tokens)
-        if asking and (plan.status is PlanStatus.CLARIFY or plan.status is PlanStatus.OK and any(
+        plan, understood = self._read(domain, text, world, lex, tokens if asking is None else asking)
+        if asking is not None and (plan.status is PlanStatus.CLARIFY or plan.status is PlanStatus.OK and any(
                 lex.cs.skills[s.skill].hazard is not Hazard.NONE for s in plan.steps)):
             # "where is the left kidney?": finding out is not going there. Only a step that does nothing but
             # look ("where is the needle?" locates it) answers a question, and a question asked back ("which
@@ -110,6 +118,8 @@ class RulePlanner:
                 return parser.unless_unknown(Plan.clarify(domain, parser.questions[0], Reason.AMBIGUOUS))
             return partial, True
         plan = validate_plan(Plan(status=PlanStatus.OK, domain=domain, steps=steps), world)
+        if plan.status is PlanStatus.OK and len(plan.steps) == len(steps):
+            plan.words = parser.words(steps)
         negated = {name for name, _ in unasked.values()}
         against = next((s.skill for s in plan.steps if s.skill in negated), None)
         if plan.status is PlanStatus.OK and against is not None:
@@ -117,6 +127,13 @@ class RulePlanner:
             return Plan.refused(domain, f"the plan would hold {against}, but the command says '{said}' is not "
                                         "to be done now; say the command without the contradiction",
                                 Reason.NEGATED), True
+        if plan.status is PlanStatus.OK:
+            word = parser.unaccounted()
+            if word is not None:
+                return Plan.clarify(domain, f"What does '{word}' mean in this command? The planner would plan "
+                                            f"{', then '.join(s.describe() for s in plan.steps)} without it; say "
+                                            "the command without the word, or in words of the command set",
+                                    Reason.UNKNOWN_WORD), True
         return parser.unless_unknown(plan)
 
 
@@ -124,6 +141,9 @@ def _unasked(lex: Lexicon, tokens: list[str]) -> tuple[list[str], dict[str, tupl
     """The tokens of what the command asks for (``asked_only``), with what was struck that names a hazardous
     step: its words -> (the skill, how it was governed)."""
     rest, found = asked_only(lex.cs.domain, tokens)
+    past = [_past_clause(tokens, g.span) for g in found if g.how == "past"]
+    if past:
+        rest = asked_only(lex.cs.domain, strike(tokens, past))[0]
     unasked: dict[str, tuple[str, str]] = {}
     for g in found:
         words = " ".join(tokens[k] for k in g.span)
@@ -131,6 +151,25 @@ def _unasked(lex: Lexicon, tokens: list[str]) -> tuple[list[str], dict[str, tupl
             if g.how != "confirmed":
                 unasked[words] = (skill, g.how)
     return rest, unasked
+
+
+#: what ends a reference to a step already done ("the previous shot was blurry, lateral of the pelvis"), and
+#: the words that join one to the command ("AP of the pelvis since the last shot was too dark")
+_PAST_ENDS = frozenset([",", ";", ".", "!", "?", ":", "and", "then", "but", "so"])
+_PAST_JOINS = frozenset(["since", "because", "as"])
+
+
+def _past_clause(tokens: list[str], span: tuple[int, ...]) -> tuple[int, ...]:
+    """The whole reference to a step already done, around its struck step phrase: its words ("blurry",
+    "fine") say something of that step, and none is asked of this plan; they are known detail."""
+    a, b = span[0], span[-1]
+    while a > 0 and tokens[a - 1] not in _PAST_ENDS and tokens[a - 1] not in _PAST_JOINS:
+        a -= 1
+    if a > 0 and tokens[a - 1] in _PAST_JOINS:
+        a -= 1
+    while b + 1 < len(tokens) and tokens[b + 1] not in _PAST_ENDS and tokens[b + 1] not in _PAST_JOINS:
+        b += 1
+    return tuple(range(a, b + 1))
 
 
 def _hazards_of(lex: Lexicon, kind: str, name: str) -> list[str]:
@@ -150,6 +189,8 @@ class _Pipeline:
         self.cs = cs
         self.reader = ClauseReader(self.state)
         self.steps = StepBuilder(self.state)
+        #: the clause that produced each step (by the step's id), for the words each argument came from
+        self.clause_of: dict[int, Clause] = {}
 
     @property
     def questions(self) -> list[str]:
@@ -170,9 +211,23 @@ class _Pipeline:
             for step in new:
                 if not (steps and self.steps.merge_settings(steps[-1], step)):
                     steps.append(step)
+            for step in steps:
+                self.clause_of.setdefault(id(step), clause)
         if not steps:
             raise Refusal("the command names no action of the command set", understood=False)
         return steps
+
+    def words(self, steps: list[Step]) -> list[dict[str, str]]:
+        return [step_words(self.cs, step, self.clause_of.get(id(step))) for step in steps]
+
+    def unaccounted(self) -> str | None:
+        """The first word no step used that is neither a known filler nor known detail: planned without
+        it, the plan would silently mean less than the command ("scan the left kidney banana")."""
+        for clause in self.state.clauses:
+            word = unaccounted_word(self.state.lex, clause)
+            if word is not None:
+                return word
+        return None
 
     def unless_unknown(self, plan: Plan) -> tuple[Plan, bool]:
         """A question is only worth asking about a command the planner understood. "turn up the room lights"
