@@ -226,3 +226,61 @@ def test_words_of_a_known_command() -> None:
     assert list(plan.to_json())[-2:] == ["code", "words"]
     tilt = planner.plan("xray", "tilt forward 10 degrees")
     assert tilt.steps[0].args["amount"] == -10 and tilt.words[0]["amount"] == "forward 10 degrees", tilt
+
+
+def _anatomy_views() -> list[tuple[str, str, list[str]]]:
+    """(anatomy, how it is said with its side, the views it takes) for every anatomy of the X-ray set."""
+    cs = load_command_set("xray")
+    out = []
+    for name, ev in cs.entities["anatomy"].values.items():
+        views = [v for v, vv in cs.entities["view"].values.items()
+                 if name in ((vv.only_for or {}).get("anatomy") or [name])]
+        said = f"{ev.sides[0]} {ev.synonyms[0]}" if ev.sides else ev.synonyms[0]
+        out.append((name, said, views))
+    return out
+
+
+@pytest.mark.parametrize(("anatomy", "said", "views"), _anatomy_views())
+def test_all_views_are_every_view_the_anatomy_takes(anatomy: str, said: str, views: list[str]) -> None:
+    plan = planner.plan("xray", f"all views of the {said}, one shot each")
+    limit = load_command_set("xray").max_exposures
+    assert limit is not None
+    if len(views) > limit:
+        assert plan.status is PlanStatus.REFUSED and plan.code is Reason.EXPOSURE_LIMIT, plan
+        return
+    assert plan.status is PlanStatus.OK, plan
+    assert [(s.skill, s.args.get("view")) for s in plan.steps] \
+        == [x for v in views for x in (("move_to_view", v), ("take_shot", None))], plan
+    assert {s.args.get("anatomy") for s in plan.steps if s.skill == "move_to_view"} == {anatomy}
+
+
+@pytest.mark.parametrize(("anatomy", "said", "views"), _anatomy_views())
+def test_a_count_of_views_that_is_not_the_anatomy_s_is_asked(anatomy: str, said: str, views: list[str]) -> None:
+    plan = planner.plan("xray", f"all {len(views) + 1} views of the {said}")
+    assert plan.status is PlanStatus.CLARIFY and not plan.steps, plan
+
+
+def _two_sided_organs() -> list[str]:
+    organ = load_command_set("ultrasound").entities["organ"]
+    return [name for name, ev in organ.values.items() if {"left", "right"} <= set(ev.sides or ())]
+
+
+@pytest.mark.parametrize("organ", _two_sided_organs())
+@pytest.mark.parametrize("form", ["go to both {o}s", "go to both sides of the {o}", "go to the {o} on both sides"])
+def test_both_is_the_left_and_the_right(organ: str, form: str) -> None:
+    plan = planner.plan("ultrasound", form.format(o=organ))
+    assert plan.status is PlanStatus.OK, plan
+    assert [(s.args["organ"], s.args["side"]) for s in plan.steps] == [(organ, "left"), (organ, "right")], plan
+
+
+@pytest.mark.parametrize(("domain", "text"), [("xray", "take all the shots"), ("xray", "all views, one shot each"),
+                                              ("ultrasound", "capture every image")])
+def test_a_quantifier_without_its_count_or_its_object_is_asked(domain: str, text: str) -> None:
+    plan = planner.plan(domain, text)
+    assert plan.status is PlanStatus.CLARIFY and not plan.steps, plan
+
+
+@pytest.mark.parametrize("text", ["send both arms home", "home all arms", "Return all the arms home"])
+def test_a_quantifier_the_command_set_names_is_its_value(text: str) -> None:
+    plan = planner.plan("surgery", text)
+    assert plan.status is PlanStatus.OK and plan.steps[0].args == {"arm": "all"}, plan

@@ -16,6 +16,7 @@ from medrobot_llm.language.numbers import FRACTIONS, NEGATIVE_SIGNS, vague_amoun
 from medrobot_llm.language.text import tokenize
 from medrobot_llm.language.phrases import SOFT, Match, Phrase, core_words, find_phrase, match_phrases, present_words
 from medrobot_llm.language.words import FILLER, FUNCTION_WORDS, LABEL_WORDS, SMALL_AMOUNT
+from medrobot_llm.planning.rule.quantifiers import expand_quantifiers
 from medrobot_llm.planning.rule.model import (
     ANSWER_WORDS,
     NUMBER,
@@ -82,7 +83,7 @@ class ClauseReader(Stage):
     it says and its quantities."""
 
     def read(self, tokens: list[str]) -> list[Clause]:
-        parts = self.split(_elided_nouns(self._repeated_verbs(tokens)))
+        parts = self.split(_elided_nouns(self._repeated_verbs(expand_quantifiers(self.lex, tokens))))
         while parts and all(t in ANSWER_WORDS for t in parts[0]) and len(parts) > 1:
             parts = parts[1:]
         clauses = self._merge_vocatives([self.analyse(c) for c in parts])
