@@ -284,3 +284,25 @@ def test_a_quantifier_without_its_count_or_its_object_is_asked(domain: str, text
 def test_a_quantifier_the_command_set_names_is_its_value(text: str) -> None:
     plan = planner.plan("surgery", text)
     assert plan.status is PlanStatus.OK and plan.steps[0].args == {"arm": "all"}, plan
+
+
+PURPOSES = ("for {w}", "to rule out {w}", "to get a better {w}", "looking for {w}", "so we can see the {w}",
+            "to check the {w}")
+
+
+@settings(max_examples=100, deadline=None)
+@given(domain=st.sampled_from(DOMAINS), data=st.data(),
+       word=st.text(alphabet="bcdfghjklmnpqrstvwxz", min_size=4, max_size=8).filter(
+           lambda w: bool(drop_fillers([w])) and not any(known(lexicon(d), w) for d in DOMAINS)))
+def test_a_purpose_after_the_command_is_known_detail(domain: str, data: st.DataObject, word: str) -> None:
+    base = data.draw(st.sampled_from(PLANNED[domain]))
+    purpose = data.draw(st.sampled_from(PURPOSES)).format(w=word)
+    plan = planner.plan(domain, f"{base} {purpose}")
+    assert plan.status is PlanStatus.OK and plan.steps == planner.plan(domain, base).steps, (base, purpose, plan)
+
+
+@pytest.mark.parametrize(("domain", "text"), [
+    ("ultrasound", "scan the liver to look at the heart"), ("surgery", "grab the needle with psm1 to cut the vessel"),
+    ("xray", "AP of the pelvis to see the PA"), ("ultrasound", "scan the liver for elastography")])
+def test_a_purpose_naming_what_no_command_set_has_is_refused(domain: str, text: str) -> None:
+    assert planner.plan(domain, text).status is PlanStatus.REFUSED

@@ -15,8 +15,16 @@ from medrobot_llm.language.lexicon import lexicon, shared_vocabulary
 from medrobot_llm.language.numbers import FRACTIONS, NEGATIVE_SIGNS, vague_amount, words_to_numbers
 from medrobot_llm.language.text import tokenize
 from medrobot_llm.language.phrases import SOFT, Match, Phrase, core_words, find_phrase, match_phrases, present_words
-from medrobot_llm.language.words import FILLER, FUNCTION_WORDS, LABEL_WORDS, SMALL_AMOUNT
-from medrobot_llm.planning.rule.quantifiers import expand_quantifiers
+from medrobot_llm.language.words import (
+    FILLER,
+    FUNCTION_WORDS,
+    LABEL_WORDS,
+    OTHER_MODALITIES,
+    ROOM_OBJECTS,
+    SMALL_AMOUNT,
+    UNSUPPORTED_ACTIONS,
+    UNSUPPORTED_TARGETS,
+)
 from medrobot_llm.planning.rule.model import (
     ANSWER_WORDS,
     NUMBER,
@@ -33,6 +41,7 @@ from medrobot_llm.planning.rule.model import (
     known_as_is,
     unit_at,
 )
+from medrobot_llm.planning.rule.quantifiers import expand_quantifiers
 
 _SPLIT_WORDS = (("and", "then"), ("after", "that"), ("then",), ("afterwards",), ("followed", "by"), ("next",),
                 ("and", "after", "that"), ("once", "done"), ("when", "done"))
@@ -252,8 +261,32 @@ class ClauseReader(Stage):
                           code=Reason.VAGUE_VALUE)
         self._quantities(clause)
         self._landmarks(clause)
+        self._purpose(clause)
         clause.each = self._distributive(clause)
         return clause
+
+    def _purpose(self, clause: Clause) -> None:
+        """"scan the left kidney for stones", "AP of the pelvis to rule out a fracture": what the step is for,
+        said after it, is known detail. Only a purpose that names nothing: no skill, name or quantity of the
+        command set after its first word, and no word any command set refuses ("... to look at the heart")."""
+        toks = clause.tokens
+        refused = _refused_words(self.cs.domain)
+        for k in range(1, len(toks)):
+            lead = next((w for w in _PURPOSE_LEADS if tuple(toks[k:k + len(w)]) == w), None)
+            if lead is None:
+                continue
+            rest = range(k, len(toks))
+            # the opening words may be a skill phrase ("get" grasps in surgery); what follows them may not
+            named = {i for it in clause.items for i in it.positions} | {i for q in clause.qtys
+                                                                         for i in range(q.start, q.end + 1)}
+            if any(i in clause.covered for i in rest[len(lead):]) or any(i in named for i in rest) \
+                    or any(toks[i] in refused for i in rest):
+                return
+            clause.skills = [m for m in clause.skills if not set(m.positions) & set(rest)]
+            clause.skill_positions = {i for m in clause.skills for i in m.positions}
+            clause.detail.update(rest)
+            clause.covered.update(rest)
+            return
 
     def _distributive(self, clause: Clause) -> int | None:
         """The position of "each" in "one shot each", "a shot of each", "two images for every view", "a shot
@@ -404,6 +437,23 @@ _PER_WHAT = (["view"], ["views"], ["position"], ["positions"], ["one"], ["projec
 
 #: the nouns after "per" / "each" that name what is distributed over, used by the distribution
 _PER_NOUNS = tuple(w for w in _PER_WHAT if w[0].isalpha() and w not in (["of"], ["with"], ["and"], ["then"]))
+
+#: words that open what a step is for ("for stones", "to get a better view")
+_PURPOSE_LEADS: tuple[tuple[str, ...], ...] = (
+    ("in", "order", "to"), ("so", "that"), ("so", "we", "can"), ("so", "i", "can"), ("to", "get"), ("to", "see"),
+    ("to", "look"), ("to", "check"), ("to", "assess"), ("to", "evaluate"), ("to", "visualise"), ("to", "visualize"),
+    ("to", "rule", "out"), ("to", "exclude"), ("to", "find"), ("to", "show"), ("looking", "for"),
+    ("checking", "for"), ("for",))
+
+
+@functools.cache
+def _refused_words(domain: str) -> frozenset[str]:
+    """Words some command set refuses by name: a purpose holding one is no detail, it is refused."""
+    vocab = shared_vocabulary()
+    phrases = (*vocab.unsupported_views, *vocab.unsupported_modes, *OTHER_MODALITIES, *lexicon(domain).foreign_entities)
+    named = {w for p in phrases for w in tokenize(p)} - FUNCTION_WORDS - FILLER
+    return frozenset(UNSUPPORTED_ACTIONS | UNSUPPORTED_TARGETS | ROOM_OBJECTS | vocab.unsupported_settings | named)
+
 
 #: entity kinds a step acts on: a landmark is detail only beside one of them
 _TARGET_KINDS = frozenset(["organ", "anatomy", "object"])
