@@ -306,3 +306,11 @@ def test_a_purpose_after_the_command_is_known_detail(domain: str, data: st.DataO
     ("xray", "AP of the pelvis to see the PA"), ("ultrasound", "scan the liver for elastography")])
 def test_a_purpose_naming_what_no_command_set_has_is_refused(domain: str, text: str) -> None:
     assert planner.plan(domain, text).status is PlanStatus.REFUSED
+
+
+@settings(max_examples=60, deadline=None)
+@given(count=st.one_of(st.integers(0, 10**500).map(str), st.floats(0, 1e308).map(repr)),
+       kind=st.sampled_from(("views of the pelvis", "sides of the thyroid", "shots")))
+def test_any_count_after_all_is_a_plan_or_a_question(count: str, kind: str) -> None:
+    plan = planner.plan("ultrasound" if "thyroid" in kind else "xray", f"all {count} {kind}")
+    assert plan.status in (PlanStatus.OK, PlanStatus.CLARIFY, PlanStatus.REFUSED), plan

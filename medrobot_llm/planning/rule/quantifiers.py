@@ -36,9 +36,10 @@ def expand_quantifiers(lex: Lexicon, tokens: list[str]) -> list[str]:
         j = i + 1
         while tokens[j:j + 1] in (["the"], ["of"]):
             j += 1
-        count = 2 if t == "both" else None
+        count: float | None = 2 if t == "both" else None
         if j < n and NUMBER.match(tokens[j]):
-            count = int(float(tokens[j]))
+            # compared, never converted: "all 1e400 views" is a float infinity, not an int
+            count = float(tokens[j])
             j += 1
         noun = tokens[j] if j < n else ""
         if t != "both" and (noun in count_nouns() or noun + "s" in count_nouns()):
@@ -86,7 +87,7 @@ def _sided(lex: Lexicon, noun: str) -> str | None:
     return None
 
 
-def _values(lex: Lexicon, kind: str, tokens: list[str], said: str, count: int | None) -> list[str]:
+def _values(lex: Lexicon, kind: str, tokens: list[str], said: str, count: float | None) -> list[str]:
     """The values of ``kind`` the names in the command allow (the views of the anatomy named, the sides of
     the organ named); a count said that differs, or values that depend on a name not said, is asked."""
     entities = lex.cs.entities
