@@ -113,8 +113,9 @@ def _joined(words: list[str]) -> str:
     return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
 
 
-EACH = ("{n} {shots} each", "{a} {shots} of each", "take {a} {shots} of each", "{n} {shots} for each view",
-        "{a} {shots} per view", "{n} {shots} apiece")
+EACH = (", {n} {shots} each", ", {a} {shots} of each", ", take {a} {shots} of each", ", {n} {shots} for each view",
+        ", {a} {shots} per view", ", {n} {shots} apiece", " with {n} {shots} each", " with {a} {shots} of each",
+        ", each with {a} {shots}")
 
 
 @settings(max_examples=150, deadline=None)
@@ -124,7 +125,7 @@ def test_each_means_once_per_view(views: list[tuple[str, str]], n: int, form: st
     """Every view named gets the shots "each" counts; over the exposure limit the whole command is refused."""
     shots = "shot" if n == 1 else "shots"
     tail = form.format(n=n, a="a" if n == 1 else n, shots=shots)
-    text = f"{_joined([w for _, w in views])} of the pelvis, {tail}"
+    text = f"{_joined([w for _, w in views])} of the pelvis{tail}"
     plan = planner.plan("xray", text)
     limit = load_command_set("xray").max_exposures
     assert limit is not None

@@ -93,6 +93,7 @@ class ClauseReader(Stage):
 
     def read(self, tokens: list[str]) -> list[Clause]:
         parts = self.split(_elided_nouns(self._repeated_verbs(expand_quantifiers(self.lex, tokens))))
+        parts = [piece for part in parts for piece in _distributed_apart(part)]
         while parts and all(t in ANSWER_WORDS for t in parts[0]) and len(parts) > 1:
             parts = parts[1:]
         clauses = self._merge_vocatives([self.analyse(c) for c in parts])
@@ -474,6 +475,26 @@ def _landmark_words(domain: str) -> tuple[tuple[str, ...], ...]:
     """The domain's landmarks (``vocabulary.landmarks`` of its skill file), longest first."""
     found = {tuple(words_to_numbers(tokenize(w))) for w in lexicon(domain).cs.vocabulary.landmarks}
     return tuple(sorted(found, key=lambda w: -len(w)))
+
+
+def _distributed_apart(part: list[str]) -> list[list[str]]:
+    """"AP and lateral of the knee with one shot each", "AP and lateral of the knee, each with a shot": the
+    counted step that "each" distributes is a clause of its own, after the things it is distributed over,
+    as it is when said after a comma ("..., one shot each"). Left whole, the shot took one view as its
+    precondition and the other was left over."""
+    for e, t in enumerate(part):
+        if t not in _DISTRIBUTIVE:
+            continue
+        near = range(max(0, e - 4), min(len(part), e + 5))
+        if not any(part[k] in count_nouns() for k in near):
+            return [part]
+        if e > 1 and part[e - 1] == ",":
+            return [part[:e - 1], part[e:]]
+        w = max((k for k in range(1, e) if part[k] == "with"), default=None)
+        if w is not None and all(part[k] not in count_nouns() for k in range(w)):
+            return [part[:w], part[w + 1:]]
+        return [part]
+    return [part]
 
 
 def _past_article(toks: list[str], j: int) -> int:
