@@ -315,3 +315,19 @@ def test_a_purpose_naming_what_no_command_set_has_is_refused(domain: str, text: 
 def test_any_count_after_all_is_a_plan_or_a_question(count: str, kind: str) -> None:
     plan = planner.plan("ultrasound" if "thyroid" in kind else "xray", f"all {count} {kind}")
     assert plan.status in (PlanStatus.OK, PlanStatus.CLARIFY, PlanStatus.REFUSED), plan
+
+
+@settings(max_examples=80, deadline=None)
+@given(views=st.lists(st.sampled_from(_pelvis_views()), min_size=2, max_size=3, unique=True),
+       tail=st.sampled_from((" and a shot", " with a shot", ", take a shot", " and shoot")))
+def test_views_listed_before_one_shot_are_asked_about(views: list[tuple[str, str]], tail: str) -> None:
+    """Listed views then one exposure: one of each, or of the last? Never a silent single shot."""
+    text = f"{_joined([w for _, w in views])} of the pelvis{tail}"
+    plan = planner.plan("xray", text)
+    shots = sum(1 for s in plan.steps if s.skill == "take_shot")
+    assert plan.status is not PlanStatus.OK or shots == len(views), (text, plan)
+
+
+def test_views_in_sequence_keep_their_one_shot() -> None:
+    plan = planner.plan("xray", "AP of the pelvis, then lateral of the pelvis and take a shot")
+    assert [s.skill for s in plan.steps] == ["move_to_view", "move_to_view", "take_shot"], plan

@@ -43,7 +43,8 @@ from medrobot_llm.planning.rule.model import (
 )
 from medrobot_llm.planning.rule.quantifiers import expand_quantifiers
 
-_SPLIT_WORDS = (("and", "then"), ("after", "that"), ("then",), ("afterwards",), ("followed", "by"), ("next",),
+#: words that put one step after another ("then"); "and" and a comma may only list
+SEQUENCE_WORDS = (("and", "then"), ("after", "that"), ("then",), ("afterwards",), ("followed", "by"), ("next",),
                 ("and", "after", "that"), ("once", "done"), ("when", "done"))
 
 _TIMES = {"once": 1, "twice": 2, "thrice": 3}
@@ -146,7 +147,7 @@ class ClauseReader(Stage):
                 cur = []
                 i += 1
                 continue
-            hit = next((w for w in _SPLIT_WORDS if tuple(tokens[i:i + len(w)]) == w), None)
+            hit = next((w for w in SEQUENCE_WORDS if tuple(tokens[i:i + len(w)]) == w), None)
             if hit and cur:
                 parts.append(cur)
                 cur = []

@@ -19,7 +19,7 @@ from medrobot_llm.language.numbers import words_to_numbers
 from medrobot_llm.language.screen import blanket_confirmation, screen_text
 from medrobot_llm.language.text import tokenize
 from medrobot_llm.language.words import FILLER, FUNCTION_WORDS, drop_fillers
-from medrobot_llm.planning.rule.clauses import ClauseReader
+from medrobot_llm.planning.rule.clauses import SEQUENCE_WORDS, ClauseReader
 from medrobot_llm.planning.rule.intents import (
     asked_intent,
     control_intent,
@@ -37,7 +37,7 @@ from medrobot_llm.planning.rule.model import (
     unknown_words,
 )
 from medrobot_llm.planning.rule.said import step_words
-from medrobot_llm.planning.rule.steps import StepBuilder
+from medrobot_llm.planning.rule.steps import StepBuilder, establishes
 
 __all__ = ["RulePlanner", "screen_text"]
 
@@ -215,7 +215,29 @@ class _Pipeline:
                 self.clause_of.setdefault(id(step), clause)
         if not steps:
             raise Refusal("the command names no action of the command set", understood=False)
+        sequenced = any(tuple(tokens[i:i + len(w)]) == w for w in SEQUENCE_WORDS for i in range(len(tokens)))
+        if not self.questions and not sequenced:
+            self._unexposed_views(steps)
         return steps
+
+    def _unexposed_views(self, steps: list[Step]) -> None:
+        """"AP of the left and right knee with a shot": views listed together (no "then" between them), then
+        fewer exposures than views, and the first view is set only to be left unexposed. Whether the shot is
+        one of each or of the last only, the words do not say; the planner asks rather than expose one of
+        them silently."""
+        cs = self.cs
+        for k in range(len(steps) - 1):
+            a = steps[k]
+            spec = cs.skills[a.skill]
+            if spec.hazard is Hazard.RADIATION or steps[k + 1].skill != a.skill:
+                continue
+            j = k + 1
+            while j + 1 < len(steps) and steps[j + 1].skill == a.skill:
+                j += 1
+            after = cs.skills[steps[j + 1].skill] if j + 1 < len(steps) else None
+            if after is not None and after.hazard is Hazard.RADIATION and establishes(spec, after):
+                raise Question(f"One {after.name} after each of the {j - k + 1} {a.skill} steps, or after the last "
+                               "only? Say '... of each', or name the one to expose.")
 
     def words(self, steps: list[Step]) -> list[dict[str, str]]:
         return [step_words(self.cs, step, self.clause_of.get(id(step))) for step in steps]
