@@ -273,6 +273,7 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
             "right_plan": {k: _pct(v, "right") for k, v in groups.items()},
             "moving_plans_not_said": {k: sum(r["wrong_move"] for r in v) for k, v in groups.items()},
             "stop_recall": stop_recall,
+            "stops_heard_as_moving_plan": f"{sum(r['wrong_move'] for r in stops)} of {len(stops)}",
             "false_actions": {k: f"{false[k]} of {n_false[k]}" for k in n_false},
             "mean_decode_s": round(float(np.mean([r["decode_s"] for r in mine])), 3) if mine else None,
         }
@@ -287,26 +288,34 @@ def main() -> int:
     ap.add_argument("--engines", default="pocketsphinx,whisper,agree")
     ap.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "medrobot-voice-bench")
     ap.add_argument("--json", type=Path, metavar="FILE", help="also write every row and figure to FILE")
+    ap.add_argument("--from-json", type=Path, metavar="FILE", help="print the figures of an earlier --json run")
     args = ap.parse_args()
-    args.cache.mkdir(parents=True, exist_ok=True)
-    items = build_items(args.commands, args.stops, args.talk)
-
-    def progress(msg: str) -> None:
-        print(f"\r[voice_bench] {msg}   ", end="", file=sys.stderr, flush=True)
-
     t0 = time.perf_counter()
-    res = evaluate(items, args.cache, args.engines.split(","), progress)
-    print(file=sys.stderr)
+    if args.from_json:
+        rows = json.loads(args.from_json.read_text(encoding="utf-8"))["rows"]
+        res = summarise(rows)
+        n = sum(1 for r in rows if r["mode"] == rows[0]["mode"] and r["kind"] != "noise")
+    else:
+        args.cache.mkdir(parents=True, exist_ok=True)
+        items = build_items(args.commands, args.stops, args.talk)
+
+        def progress(msg: str) -> None:
+            print(f"\r[voice_bench] {msg}   ", end="", file=sys.stderr, flush=True)
+
+        res = evaluate(items, args.cache, args.engines.split(","), progress)
+        n = len(items)
+        print(file=sys.stderr)
     if args.json:
         args.json.write_text(json.dumps(res, indent=1), encoding="utf-8")
     voices = sorted({f"{s}:{v}" for s, v in VOICES})
-    print(f"{len(items)} utterances + silence/noise; held-out voices: "
+    print(f"{n} utterances + silence/noise; held-out voices: "
           f"{', '.join(v for v in voices if held_out(v))}; wall {time.perf_counter() - t0:.0f} s")
     for mode, fig in res["modes"].items():
         print(f"\n== {mode}")
         for k, v in fig["right_plan"].items():
             print(f"  right plan      {k:28s} {v}  (moving plans not said: {fig['moving_plans_not_said'][k]})")
-        print(f"  stop recall     {json.dumps(fig['stop_recall'])}")
+        print(f"  stop recall     {json.dumps(fig['stop_recall'])}; stops heard as a moving plan: "
+              f"{fig['stops_heard_as_moving_plan']}")
         print(f"  false actions   {json.dumps(fig['false_actions'])}")
         print(f"  mean decode     {fig['mean_decode_s']} s per utterance")
     return 0
