@@ -142,7 +142,7 @@ def test_whisper_hears_a_command_and_nothing_in_silence_or_noise(tmp_path: Path)
 
     rec = WhisperRecognizer("xray", cpu_threads=1)
     wav = tmp_path / "c.wav"
-    subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(wav), "collimate to the pelvis"], check=True,
+    subprocess.run(["espeak-ng", "-v", "en+f3", "-s", "150", "-w", str(wav), "collimate to the pelvis"], check=True,
                    timeout=30)
     heard = rec.transcribe(load_wav(wav))
     planner = RulePlanner()
