@@ -46,14 +46,17 @@ def rim_force_at(scene: SurgeryScene, arm: Arm, tcp: Arr) -> float:
 
 
 def pull_problem(scene: SurgeryScene, arm: Arm, waypoints: Iterable[Arr]) -> str | None:
-    """Why a path through ``waypoints`` would pull the held rim past the force cap, or None.
+    """Why a path through ``waypoints`` would pull the held rim past its share of the force cap
+    (``motion.pull_share``: the grip needs the rest to hold), or None.
 
     The rim's pull is the norm of an affine function of the tool tip, so along a straight leg it peaks at
     a corner: checking the corners checks the whole path."""
     cap = float(plan_limits(scene)["force_cap"])
+    most = cap * float(scene.cfg["motion"]["pull_share"])
     worst = max((rim_force_at(scene, arm, p) for p in waypoints), default=0.0)
-    if worst > cap:
-        return f"it would stretch the vessel rim to {worst:.1f} N, above the {cap:g} N force cap"
+    if worst > most:
+        return (f"it would stretch the vessel rim to {worst:.1f} N, above the {most:.1f} N a plan may use of the "
+                f"{cap:g} N force cap")
     return None
 
 
@@ -117,28 +120,42 @@ def line_problem(scene: SurgeryScene, arm: Arm, goal: Arr) -> str | None:
 
 
 def arm_problem(scene: SurgeryScene, arm: Arm, waypoints: list[Arr]) -> str | None:
-    """Why moving ``arm``'s tool tip through ``waypoints`` would bring it near the other instrument, or None.
+    """Why moving ``arm``'s tool tip through ``waypoints`` would bring it near the other instrument (the
+    monitor halts the two at ``arm_clearance``), or None.
 
-    Each instrument is taken as its shaft and tool (from its remote centre to its tool tip) with the open
-    jaws' footprint around it; the other instrument stays where it is while this one moves."""
-    room = 2.0 * footprint(scene) + float(plan_limits(scene)["arm_clearance"]) * MM
+    Worked out from the kinematics alone, never by posing the arm in the physics (that would disturb the
+    contacts the grips stand on): each instrument is its tool (tool tip to wrist) and its shaft (from the
+    wrist up through the remote centre, as long as ``scene.shaft_length``); they keep apart by the open jaws'
+    footprint, the shaft's radius and the clearance; the other arm stays where it is."""
+    room = footprint(scene) + scene.shaft_radius + float(plan_limits(scene)["arm_clearance"]) * MM
     for other in scene.arms.values():
         if other is arm:
             continue
+        theirs = _instrument(scene, other, other.tcp)
         for a, b in zip(waypoints, waypoints[1:]):
-            # the moving shaft sweeps the triangle (rcm, a, b): sample it along the leg
-            for f in np.linspace(0.0, 1.0, 5):
-                tip = a + (b - a) * f
-                gap = _segment_gap(arm.kin.rcm, tip, other.kin.rcm, other.tcp)
+            n = max(1, int(np.ceil(float(np.linalg.norm(b - a)) / footprint(scene))))
+            for i in range(n + 1):
+                tip = a + (b - a) * (i / n)
+                ours = _instrument(scene, arm, tip)
+                gap = min(_segment_gap(p0, p1, q0, q1) for p0, p1 in zip(ours, ours[1:])
+                          for q0, q1 in zip(theirs, theirs[1:]))
                 if gap < room:
-                    return (f"{arm.name} would pass {gap / MM:.0f} mm from {other.name}, closer than the "
-                            f"{room / MM:.0f} mm the two instruments need")
+                    mm = [round(float(v) / MM) for v in tip]
+                    return (f"{arm.name} would pass {gap / MM:.1f} mm from {other.name} at {mm} mm, closer than "
+                            f"the {room / MM:.1f} mm the instruments need")
     return None
 
 
+def _instrument(scene: SurgeryScene, arm: Arm, tip: Arr) -> list[Arr]:
+    """The instrument with its tool tip at ``tip`` (pointing down) as a polyline: tip, wrist, shaft's top."""
+    wrist = tip + np.array([0.0, 0.0, arm.kin.tcp])
+    up = arm.kin.rcm - wrist
+    return [tip, wrist, wrist + up * (scene.shaft_length / float(np.linalg.norm(up)))]
+
+
 def _segment_gap(p0: Arr, p1: Arr, q0: Arr, q1: Arr) -> float:
-    """The shortest distance between segments p0-p1 and q0-q1 (sampled finely enough for a plan check)."""
-    s = np.linspace(0.0, 1.0, 21)[:, None]
+    """The shortest distance between segments p0-p1 and q0-q1, to a fraction of a millimetre."""
+    s = np.linspace(0.0, 1.0, 41)[:, None]
     ps = p0 + (p1 - p0) * s
     qs = q0 + (q1 - q0) * s
     return float(np.min(np.linalg.norm(ps[:, None, :] - qs[None, :, :], axis=2)))

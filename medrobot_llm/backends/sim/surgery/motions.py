@@ -104,7 +104,8 @@ class Move(Motion):
         s, arm = self.scene, self.arm
         asked = float(self.speed_mm_s or s.cfg["motion"]["free_speed"])
         limits = caps.plan_limits(s)
-        speed = min(asked, caps.speed_cap(limits, s.in_contact(arm))) * MM
+        cap = caps.speed_cap(limits, s.in_contact(arm)) * float(s.cfg["motion"]["speed_share"])
+        speed = min(asked, cap) * MM
         self.holds_rim = arm.held == "vessel"
         self.cap_n = float(limits["force_cap"])
         self.guard_n = float(s.cfg["motion"]["guard_force_share"]) * self.cap_n

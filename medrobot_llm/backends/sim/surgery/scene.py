@@ -93,6 +93,8 @@ class SurgeryScene(SurgeryContacts):
             body = int(c.loadURDF(str(root / arms["urdf"]), list(rcm), useFixedBase=True,
                                   flags=pybullet.URDF_USE_IMPLICIT_CYLINDER))
             info = [c.getJointInfo(body, j) for j in ARM_JOINTS]
+            # the shaft (the insertion joint's link) as psm.urdf builds it: what the plans keep the arms apart by
+            self.shaft_length, self.shaft_radius = map(float, c.getCollisionShapeData(body, ARM_JOINTS[2])[0][3][:2])
             lo = np.array([float(i[8]) for i in info])
             hi = np.array([float(i[9]) for i in info])
             kin = Kinematics(rcm, float(arms["tcp"]) * MM, lo, hi)

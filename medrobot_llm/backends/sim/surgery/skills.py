@@ -275,7 +275,7 @@ class _Handover(_Skill):
     def taker_waits(self) -> Motion:
         return self.travel(self.taker, self.place + np.array([0.0, self.side * 0.035, 0.015]))
 
-    def bring(self) -> Motion:
+    def bring(self) -> Motion | None:
         """Pick the take point, and turn the giver so that it faces the receiver."""
         s, giver, obj, side = self.scene, self.giver, self.obj, self.side
         pos, R = s.object_frame(obj)
@@ -290,6 +290,8 @@ class _Handover(_Skill):
         _, turn, self.local = min(options, key=lambda o: o[0])
         goal = self.place - rot("z", turn) @ (pos + R @ self.local - giver.tcp)
         goal[2] = self.place[2]
+        if self.refused(caps.arm_problem(s, giver, Travel.corners(s, giver.sp_pos.copy(), goal))):
+            return None
         return self.travel(giver, goal, giver.sp_psi + turn)
 
     def reach(self) -> Motion | None:

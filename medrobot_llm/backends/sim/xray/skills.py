@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -14,7 +15,30 @@ from medrobot_llm.backends.sim.xray.geometry import AXES, MM, XrayImage, anatomy
 if TYPE_CHECKING:
     from medrobot_llm.backends.sim.xray.scene import XrayScene  # noqa: F401 - named in SceneSkill["XrayScene"]
 
-__all__ = ["SKILLS"]
+__all__ = ["SKILLS", "path_problem"]
+
+
+def path_problem(s: XrayScene, stages: list[dict[str, float]]) -> str | None:
+    """Why the gantry may not drive through ``stages``, or None: the monitor halts it when a body comes
+    within ``collision_margin`` of the table, column, floor or patient, so the plan keeps that clearance
+    at every pose of the way (the axes move in straight lines, all arriving together, as ``advance`` drives
+    them), checked every ``collision_margin`` of travel of any gantry body."""
+    g = s.cfg["gantry"]
+    margin = float(g["collision_margin"])
+    # a turn moves the outer rim of the ring the most: a step of ``margin`` there is this many degrees
+    step = {k: margin if s.axis_cfg[k]["unit"] == "mm" else math.degrees(margin / float(g["outer_radius"]))
+            for k in AXES}
+    prev = dict(s.axes)
+    for stage in stages:
+        n = max(1, int(math.ceil(max(abs(stage[k] - prev[k]) / step[k] for k in AXES))))
+        for i in range(1, n + 1):
+            pose = {k: prev[k] + (stage[k] - prev[k]) * i / n for k in AXES}
+            gap = s.clearance_at(pose)
+            if gap < margin:
+                return (f"the gantry would come within {max(0.0, gap):.0f} mm of the table or patient "
+                        f"(it keeps {margin:g} mm)")
+        prev = stage
+    return None
 
 
 class _Skill(SceneSkill["XrayScene"]):
@@ -36,6 +60,10 @@ class _Move(_Skill):
             if problem:
                 self.fail(FailureKind.JOINT_LIMIT, problem)
                 return False
+        problem = path_problem(s, stages)
+        if problem:
+            self.fail(FailureKind.INVALID, f"refused {self.step.skill}: {problem}")
+            return False
         self.stages = stages
         self.stage = 0
         total = 0.0
