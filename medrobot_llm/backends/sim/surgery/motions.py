@@ -84,12 +84,13 @@ class Move(Motion):
     set-point leads the goal by the measured sag (up to ``grasp.sag_max``), as a Cartesian outer loop on
     a real arm would.
 
-    The move is planned within the limits the monitor checks: its cruise speed is at most the tool-tip
-    cap that applies to the arm (``caps.speed_cap``), and it is guarded: it stops where it is (``stopped``
-    says why) when tissue pushes back with ``motion.guard_force_share`` of the force cap, or, holding the
-    vessel rim, when a jaw is about to lose it (a grip that lapses under a pull lets the rim spring back
-    and carry the tool with it). Holding the rim, the jaw pair also follows it: one cable pair drives both
-    jaws, so when the pull presses the rim on one jaw the other closes after it instead of letting go.
+    The move is planned within the limits the monitor checks: its cruise speed is at most
+    ``motion.speed_share`` of the tool-tip cap that applies to the arm (``caps.speed_cap``), and it is
+    guarded: it stops where it is (``stopped`` says why) when tissue pushes back with
+    ``motion.guard_force_share`` of the force cap, or, holding the vessel rim, when a jaw is about to lose
+    it (a grip that lapses under a pull lets the rim spring back and fling the tool: issue 16's 94 mm/s).
+    Holding the rim, the closed jaw pair leans against the rim's pull (``grasp.pull_lean``), so a pull
+    along the closing axis keeps both jaws on it.
     """
 
     def __init__(self, scene: SurgeryScene, arm: Arm, goal: Arr, psi: float | None = None,
