@@ -22,20 +22,23 @@ def path_problem(s: XrayScene, stages: list[dict[str, float]]) -> str | None:
     """Why the gantry may not drive through ``stages``, or None: the monitor halts it when a body comes
     within ``collision_margin`` of the table, column, floor or patient, so the plan keeps that clearance
     at every pose of the way (the axes move in straight lines, all arriving together, as ``advance`` drives
-    them), checked every ``collision_margin`` of travel of any gantry body."""
+    them).
+
+    The poses are checked in steps no gantry point can cross the clearance left at the last one in: no
+    point moves farther than the axes' travels added up, a turn counted at the ring's outer radius."""
     g = s.cfg["gantry"]
     margin = float(g["collision_margin"])
-    # a turn moves the outer rim of the ring the most: a step of ``margin`` there is this many degrees
-    step = {k: margin if s.axis_cfg[k]["unit"] == "mm" else math.degrees(margin / float(g["outer_radius"]))
-            for k in AXES}
+    reach = {k: 1.0 if s.axis_cfg[k]["unit"] == "mm" else math.radians(1.0) * float(g["outer_radius"]) for k in AXES}
     prev = dict(s.axes)
+    gap = s.clearance_at(prev)
     for stage in stages:
-        n = max(1, int(math.ceil(max(abs(stage[k] - prev[k]) / step[k] for k in AXES))))
-        for i in range(1, n + 1):
-            pose = {k: prev[k] + (stage[k] - prev[k]) * i / n for k in AXES}
-            gap = s.clearance_at(pose)
+        travel = sum(abs(stage[k] - prev[k]) * reach[k] for k in AXES)
+        f = 0.0
+        while f < 1.0 and travel > 0.0:
+            f = min(1.0, f + max(gap - margin, margin) / travel)
+            gap = s.clearance_at({k: prev[k] + (stage[k] - prev[k]) * f for k in AXES})
             if gap < margin:
-                return (f"the gantry would come within {max(0.0, gap):.0f} mm of the table or patient "
+                return (f"the gantry would come within {max(0.0, gap):.1f} mm of the table or patient "
                         f"(it keeps {margin:g} mm)")
         prev = stage
     return None
