@@ -233,7 +233,8 @@ def test_estop_pressed_and_released_at_once_stays_latched_until_an_explicit_rese
 def test_cancel_mid_motion_cancels_the_goal_and_stops_the_robot(in_contact: RosGraph) -> None:
     graph = in_contact
     remote = graph.remote
-    since = _start_long_sweep(graph, "sweep 100 mm lateral at 1 mm/s")
+    # 20 s of motion: a sweep that would leave the skin is refused before it moves (~34 mm lateral of here)
+    since = _start_long_sweep(graph, "sweep 20 mm lateral at 1 mm/s")
     reply = remote.command("cancel")
     assert reply.accepted and reply.state is SupervisorState.IDLE, reply
     result = graph.wait_event(lambda e: e.get("kind") == "step_result", since, timeout=5)
