@@ -19,6 +19,7 @@ __all__ = [
     "FILLER",
     "FUNCTION_WORDS",
     "LABEL_WORDS",
+    "MANNER_WORDS",
     "OTHER_MODALITIES",
     "ROOM_OBJECTS",
     "SMALL_AMOUNT",
@@ -209,6 +210,13 @@ FUNCTION_WORDS: frozenset[str] = frozenset(
 SMALL_AMOUNT: tuple[tuple[str, ...], ...] = (
     ("a", "little", "bit"), ("a", "bit"), ("a", "little"), ("slightly",), ("a", "touch"), ("a", "tad"),
     ("just", "a", "bit"), ("a", "smidge"), ("somewhat",))
+#: words that say how a step should move (its speed or its force). They are not fillers: a planner that
+#: drops "slowly" plans the step at its default speed, which is not what was asked, so a command that says
+#: one is asked about by name unless a phrase of the command set covers it ("press harder" sets a force)
+MANNER_WORDS: frozenset[str] = frozenset(
+    ["slowly", "slow", "quickly", "quick", "fast", "rapidly", "swiftly", "briskly", "hastily", "abruptly",
+     "gently", "gentle", "softly", "lightly", "firmly", "forcefully", "hard", "carefully", "cautiously"]
+)
 #: words that introduce a free-text label ("save it labelled baseline")
 LABEL_WORDS: frozenset[str] = frozenset(["labelled", "labeled", "label", "called", "named", "titled", "tagged",
                                          "caption", "captioned"])

@@ -18,7 +18,7 @@ from medrobot_llm.language.negation import asked_only, strike
 from medrobot_llm.language.numbers import words_to_numbers
 from medrobot_llm.language.screen import blanket_confirmation, screen_text
 from medrobot_llm.language.text import tokenize
-from medrobot_llm.language.words import FILLER, FUNCTION_WORDS, drop_fillers
+from medrobot_llm.language.words import FILLER, FUNCTION_WORDS, MANNER_WORDS, drop_fillers
 from medrobot_llm.planning.rule.clauses import SEQUENCE_WORDS, ClauseReader
 from medrobot_llm.planning.rule.intents import (
     asked_intent,
@@ -128,6 +128,13 @@ class RulePlanner:
                                         "to be done now; say the command without the contradiction",
                                 Reason.NEGATED), True
         if plan.status is PlanStatus.OK:
+            manner = parser.manner()
+            if manner is not None:
+                return Plan.clarify(domain, f"How should '{manner}' change the plan? It says how to move, and the "
+                                            f"planner would plan {', then '.join(s.describe() for s in plan.steps)} "
+                                            "at the command set's own speed and force; say the command without "
+                                            "the word, or with a value the command set takes",
+                                    Reason.UNKNOWN_WORD), True
             word = parser.unaccounted()
             if word is not None:
                 return Plan.clarify(domain, f"What does '{word}' mean in this command? The planner would plan "
@@ -249,6 +256,15 @@ class _Pipeline:
             word = unaccounted_word(self.state.lex, clause)
             if word is not None:
                 return word
+        return None
+
+    def manner(self) -> str | None:
+        """The first word that says how to move ("slowly", "gently") outside a phrase that sets a value: planned
+        without it, a step would run at its default speed or force, which is not what was asked."""
+        for clause in self.state.clauses:
+            for k, t in enumerate(clause.tokens):
+                if t in MANNER_WORDS and k not in clause.covered:
+                    return t
         return None
 
     def unless_unknown(self, plan: Plan) -> tuple[Plan, bool]:

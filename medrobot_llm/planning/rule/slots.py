@@ -266,7 +266,17 @@ class SlotFiller(Stage):
                 ref = args.get(s.range_from)
                 ev = cs.entity_value(ref, spec.args[s.range_from]) if isinstance(ref, str) else None
                 if ev is not None and ev.small is not None:
+                    if (ev.positive or ev.negative) and not self._sign_said(ev.positive + ev.negative, toks):
+                        # "tilt a bit": the small amount is a size, not a way; its sign would be a guess
+                        ways = " or ".join(w for w in (ev.positive[:1] + ev.negative[:1]))
+                        self.state.questions.append(f"Which way should the {str(ref).replace('_', ' ')} go ({ways})? "
+                                                    "'a bit' says how far, not which way")
+                        continue
                     args[a] = clean_number(self._signed(spec, args, ev.small, toks))
+
+    @staticmethod
+    def _sign_said(words: tuple[str, ...], toks: list[str]) -> bool:
+        return any(find_phrase(toks, tuple(tokenize(w)), set(), allow_gaps=False) for w in words)
 
     def _signed(self, spec: SkillSpec, args: dict[str, Any], value: float, toks: list[str]) -> float:
         """Sign words of the chosen axis ("tilt back" +, "toward the feet" -) set the amount's sign."""

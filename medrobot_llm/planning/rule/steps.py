@@ -79,6 +79,8 @@ class StepBuilder(Stage):
             q = unused_q[0]
             self.state.questions.append(f"What is '{q.text}' for? The plan has {', '.join(s.name for s, _ in main)}; "
                                         "say which value it sets")
+        if kind == "skill":
+            self._unsaid_direction(main)
         out: list[Step] = []
         shot = self._implied_exposure(clause, main)
         for spec, args in main:
@@ -115,6 +117,17 @@ class StepBuilder(Stage):
                         self.state.context[e] = v
         self.state.done.extend(out)
         return out
+
+    def _unsaid_direction(self, main: list[tuple[SkillSpec, dict[str, Any]]]) -> None:
+        """"sweep 4 cm": the skill was asked for by name without a value whose default belongs to a task only
+        (command-set.md gives the sweep no default direction), so the planner asks instead of choosing one."""
+        for spec, args in main:
+            for a, s in spec.args.items():
+                if s.task_default_only and a not in args:
+                    ways = ", ".join(self.cs.allowed_values(s))
+                    self.state.questions.append(f"Which {a.replace('_', ' ')} for {spec.name} ({ways})? "
+                                                f"{spec.name} has no default {a.replace('_', ' ')} when asked for by name")
+                    return
 
     def merge_settings(self, prev: Step, step: Step) -> bool:
         """"set gain to 20 percent and depth to 10 cm": the person changes two settings of one skill, which

@@ -1,0 +1,83 @@
+"""Words the rule planner must not lose (issue 16, the rules behind held-out set 5's failures): how a step
+moves, which way a small amount goes, a direction a skill has no default for.
+
+Commands are built from the skill files and the language layer, so a word added there is tested here.
+"""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from medrobot_llm.core.command_set import DOMAINS, load_command_set
+from medrobot_llm.core.plan import PlanStatus
+from medrobot_llm.language.words import MANNER_WORDS
+from medrobot_llm.planning.rule.planner import RulePlanner
+
+planner = RulePlanner()
+
+#: one command per domain that is a plan without any extra word
+PLAIN = {"surgery": "lift the needle with psm1", "ultrasound": "scan the liver",
+         "xray": "take an AP of the pelvis"}
+
+
+@settings(max_examples=120, deadline=None)
+@given(domain=st.sampled_from(DOMAINS), word=st.sampled_from(sorted(MANNER_WORDS)),
+       at=st.sampled_from(("end", "start")))
+def test_a_word_that_says_how_to_move_is_asked_about_by_name(domain: str, word: str, at: str) -> None:
+    base = PLAIN[domain]
+    assert planner.plan(domain, base).status is PlanStatus.OK
+    plan = planner.plan(domain, f"{base} {word}" if at == "end" else f"{word} {base}")
+    assert plan.status is PlanStatus.CLARIFY, (word, plan)
+    assert f"'{word}'" in (plan.question or ""), plan
+
+
+def _unsigned_axes() -> list[tuple[str, tuple[str, ...], tuple[str, ...]]]:
+    """Axes with sign words whose own name says no way ("tilt", "orbit"; "cranial" is itself a way)."""
+    cs = load_command_set("xray")
+    out = []
+    for ev in cs.entities["axis"].values.values():
+        signs = {w for p in (*ev.positive, *ev.negative) for w in p.split()}
+        if (ev.positive or ev.negative) and ev.small is not None and not set(ev.synonyms[0].split()) & signs:
+            out.append((ev.synonyms[0], ev.positive, ev.negative))
+    return out
+
+
+@pytest.mark.parametrize(("verb", "positive", "negative"), _unsigned_axes())
+def test_a_small_amount_says_its_way_or_is_asked(verb: str, positive: tuple[str, ...],
+                                                 negative: tuple[str, ...]) -> None:
+    asked = planner.plan("xray", f"{verb} a bit")
+    assert asked.status is PlanStatus.CLARIFY and "which way" in (asked.question or "").lower(), asked
+    for word, sign in [(positive[0], 1), (negative[0], -1)]:
+        plan = planner.plan("xray", f"{verb} {word} a bit")
+        assert plan.status is PlanStatus.OK, (word, plan)
+        assert plan.steps[-1].args["amount"] * sign > 0, (word, plan)
+
+
+def _task_only_defaults() -> list[tuple[str, str, str]]:
+    return [(d, name, a) for d in DOMAINS for name, sk in load_command_set(d).skills.items()
+            for a, s in sk.args.items() if s.task_default_only]
+
+
+@pytest.mark.parametrize(("domain", "skill", "arg"), _task_only_defaults())
+def test_a_default_that_belongs_to_a_task_is_asked_for_when_the_skill_is_named(domain: str, skill: str,
+                                                                               arg: str) -> None:
+    cs = load_command_set(domain)
+    spec = cs.skills[skill]
+    for verb in spec.synonyms[:3]:
+        plan = planner.plan(domain, f"make contact and {verb} 4 cm")
+        assert plan.status is PlanStatus.CLARIFY and arg.replace("_", " ") in (plan.question or ""), (verb, plan)
+    for value in cs.allowed_values(spec.args[arg]):
+        said = cs.entity_value(value, spec.args[arg])
+        assert said is not None
+        plan = planner.plan(domain, f"make contact and {spec.synonyms[0]} 4 cm {said.synonyms[0]}")
+        assert plan.status is PlanStatus.OK and plan.steps[-1].args[arg] == value, (value, plan)
+    tasks = [t for t in cs.tasks.values() if skill in t.steps]
+    assert tasks, "a task-only default needs a task that uses it"
+
+
+def test_the_task_keeps_its_default() -> None:
+    plan = planner.plan("ultrasound", "scan the liver")
+    assert plan.status is PlanStatus.OK
+    assert plan.steps[-1].args["direction"] == load_command_set("ultrasound").skills["sweep"].args["direction"].default
