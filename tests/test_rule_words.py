@@ -11,7 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from medrobot_llm.core.command_set import DOMAINS, load_command_set
-from medrobot_llm.core.plan import PlanStatus
+from medrobot_llm.core.plan import Plan, PlanStatus
+from medrobot_llm.language.lexicon import hazard_phrases, lexicon
+from medrobot_llm.language.negation import DEFERRALS, DEFERRED_SUBJECTS, NEGATED_TAILS, OBJECT_PRONOUNS
 from medrobot_llm.language.words import MANNER_WORDS
 from medrobot_llm.planning.rule.planner import RulePlanner
 
@@ -81,3 +83,78 @@ def test_the_task_keeps_its_default() -> None:
     plan = planner.plan("ultrasound", "scan the liver")
     assert plan.status is PlanStatus.OK
     assert plan.steps[-1].args["direction"] == load_command_set("ultrasound").skills["sweep"].args["direction"].default
+
+
+# -- where a negation, a deferral or a past reference ends --------------------------------------------------
+
+
+def _hazard_verbs(domain: str) -> list[str]:
+    """Hazardous step phrases said as a verb with nothing after it ("retract", "take a shot")."""
+    return sorted({" ".join(p.words) for p in hazard_phrases(domain) if p.kind == "skill"})
+
+
+def _hazards_in(plan: Plan) -> list[str]:
+    hazardous = load_command_set(plan.domain).hazardous_skills
+    return [s.skill for s in plan.steps if s.skill in hazardous]
+
+
+@settings(max_examples=80, deadline=None)
+@given(verb=st.sampled_from(_hazard_verbs("surgery")), pronoun=st.sampled_from(sorted(OBJECT_PRONOUNS)),
+       tail=st.sampled_from([(), *NEGATED_TAILS]), negator=st.sampled_from(("don't", "do not", "never")))
+def test_a_negated_step_takes_its_object_pronoun_and_tail(verb: str, pronoun: str, tail: tuple[str, ...],
+                                                           negator: str) -> None:
+    text = f"grab the vessel with psm2 but {negator} {verb} {pronoun} {' '.join(tail)}".strip()
+    plan = planner.plan("surgery", text)
+    assert plan.status is PlanStatus.OK, (text, plan)
+    assert [s.skill for s in plan.steps] == ["locate", "grasp"], (text, plan)
+
+
+@settings(max_examples=60, deadline=None)
+@given(verb=st.sampled_from(_hazard_verbs("xray")), subject=st.sampled_from(sorted(DEFERRED_SUBJECTS - {"to"})),
+       later=st.sampled_from(DEFERRALS))
+def test_who_will_do_a_deferred_step_goes_with_it(verb: str, subject: str, later: tuple[str, ...]) -> None:
+    text = f"go to a lateral of the skull; {subject} {verb} {' '.join(later)}"
+    plan = planner.plan("xray", text)
+    assert plan.status is PlanStatus.OK, (text, plan)
+    assert _hazards_in(plan) == [] and [s.skill for s in plan.steps] == ["move_to_view"], (text, plan)
+
+
+@pytest.mark.parametrize("verb", _hazard_verbs("xray"))
+@pytest.mark.parametrize("negator", ["do not", "don't", "never"])
+def test_a_negation_that_opens_a_command_ends_at_the_pause(verb: str, negator: str) -> None:
+    plan = planner.plan("xray", f"{negator} {verb}, just collimate to the chest")
+    assert plan.status is PlanStatus.OK, (verb, plan)
+    assert [s.skill for s in plan.steps] == ["collimate"], (verb, plan)
+
+
+@pytest.mark.parametrize("text", ["don't grab the needle, release it", "don't move, release the needle",
+                                  "do not take a shot", "never mind, take a shot"])
+def test_a_negation_of_a_step_no_rule_strikes_is_still_no_plan(text: str) -> None:
+    domain = "xray" if "shot" in text else "surgery"
+    plan = planner.plan(domain, text)
+    assert plan.status is PlanStatus.CONTROL, plan
+
+
+@pytest.mark.parametrize("verb", _hazard_verbs("surgery"))
+@pytest.mark.parametrize("obj", ["vessel", "needle", "shunt"])
+def test_a_pronoun_after_a_struck_step_is_what_that_step_named(verb: str, obj: str) -> None:
+    text = f"{verb} the {obj} with psm1 later; for now just locate it"
+    plan = planner.plan("surgery", text)
+    if plan.status is PlanStatus.OK:
+        assert [(s.skill, s.args) for s in plan.steps] == [("locate", {"object": obj})], (text, plan)
+    else:
+        # a phrase that names its own object ("insert the shunt") leaves the pronoun two things to be
+        assert plan.status is PlanStatus.CLARIFY and _hazards_in(plan) == [], (text, plan)
+
+
+def _step_nouns(domain: str) -> list[str]:
+    hazards = set(hazard_phrases(domain))
+    return sorted({" ".join(p.words) for p in lexicon(domain).skills
+                   if p.kind == "skill" and p not in hazards and len(p.words) == 1})
+
+
+@pytest.mark.parametrize("noun", _step_nouns("ultrasound"))
+def test_a_step_already_done_is_no_step_whatever_its_hazard(noun: str) -> None:
+    plan = planner.plan("ultrasound", f"the last {noun} was blurry; sweep 2 cm cranially")
+    assert plan.status is PlanStatus.OK, (noun, plan)
+    assert [s.skill for s in plan.steps] == ["sweep"], (noun, plan)

@@ -16,6 +16,7 @@ from medrobot_llm.core.validator import WorldState, validate_plan
 from medrobot_llm.language.lexicon import Lexicon, lexicon
 from medrobot_llm.language.negation import asked_only, strike
 from medrobot_llm.language.numbers import words_to_numbers
+from medrobot_llm.language.phrases import match_phrases
 from medrobot_llm.language.screen import blanket_confirmation, screen_text
 from medrobot_llm.language.text import tokenize
 from medrobot_llm.language.words import FILLER, FUNCTION_WORDS, MANNER_WORDS, drop_fillers
@@ -70,7 +71,7 @@ class RulePlanner:
         if why:
             return Plan.refused(domain, why, Reason.INVALID_TEXT), True
         control = negated_intent(tokens)
-        if control is not None:
+        if control is not None and not _negation_then_command(lex, tokens):
             return Plan.of_control(domain, control), True
         if control_intent(tokens, lex, embedded_stop=True) is Control.STOP:
             return Plan.of_control(domain, Control.STOP), True
@@ -164,6 +165,26 @@ def _unasked(lex: Lexicon, tokens: list[str]) -> tuple[list[str], dict[str, tupl
 #: the words that join one to the command ("AP of the pelvis since the last shot was too dark")
 _PAST_ENDS = frozenset([",", ";", ".", "!", "?", ":", "and", "then", "but", "so"])
 _PAST_JOINS = frozenset(["since", "because", "as"])
+
+
+#: what ends the scope of a negation that opens a command ("do not take a shot, just collimate")
+_SCOPE_ENDS = frozenset([",", ";", ".", "!", "?", ":", "but", "instead"])
+
+
+def _negation_then_command(lex: Lexicon, tokens: list[str]) -> bool:
+    """"Do not take a shot, just collimate to the chest": the negation opens the command but its scope ends
+    at the first pause, and a step is asked for after it. Only when every word of the negated part is struck
+    (a hazardous step negated whole) is the rest read as the command; "don't grab the needle, release it" stays
+    a refusal of what was proposed, since grasping is no step the negation rules strike."""
+    end = next((k for k, t in enumerate(tokens) if t in _SCOPE_ENDS), None)
+    if end is None or end + 1 >= len(tokens):
+        return False
+    _, found = asked_only(lex.cs.domain, tokens)
+    struck = {k for g in found if g.how == "negated" for k in g.span}
+    if any(k not in struck and t not in FILLER for k, t in enumerate(tokens[:end])):
+        return False
+    after = tokens[end + 1:]
+    return bool(match_phrases(after, lex.skills, set())) and negated_intent(after) is None
 
 
 def _past_clause(tokens: list[str], span: tuple[int, ...]) -> tuple[int, ...]:
