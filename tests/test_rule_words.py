@@ -14,8 +14,11 @@ from medrobot_llm.core.command_set import DOMAINS, load_command_set
 from medrobot_llm.core.plan import Plan, PlanStatus
 from medrobot_llm.language.lexicon import hazard_phrases, lexicon
 from medrobot_llm.language.negation import DEFERRALS, DEFERRED_SUBJECTS, NEGATED_TAILS, OBJECT_PRONOUNS
+from medrobot_llm.language.typos import edit_distance
 from medrobot_llm.language.words import MANNER_WORDS
+from medrobot_llm.planning.rule.model import known, sign_words
 from medrobot_llm.planning.rule.planner import RulePlanner
+from medrobot_llm.planning.rule.slips import read_as_said
 
 planner = RulePlanner()
 
@@ -158,3 +161,75 @@ def test_a_step_already_done_is_no_step_whatever_its_hazard(noun: str) -> None:
     plan = planner.plan("ultrasound", f"the last {noun} was blurry; sweep 2 cm cranially")
     assert plan.status is PlanStatus.OK, (noun, plan)
     assert [s.skill for s in plan.steps] == ["sweep"], (noun, plan)
+
+
+# -- slips of the keyboard ------------------------------------------------------------------------------------
+
+
+def _swap(word: str, k: int) -> str:
+    return word[:k] + word[k + 1] + word[k] + word[k + 2:]
+
+
+def _skill_and_entity_words(domain: str) -> list[str]:
+    lex = lexicon(domain)
+    return sorted({w for p in (*lex.skills, *lex.entities) for w in p.words if w.isalpha() and len(w) >= 4})
+
+
+@settings(max_examples=300, deadline=None)
+@given(domain=st.sampled_from(DOMAINS), data=st.data())
+def test_a_swap_of_two_letters_is_read_as_the_one_word_it_is_near(domain: str, data: st.DataObject) -> None:
+    word = data.draw(st.sampled_from(_skill_and_entity_words(domain)))
+    k = data.draw(st.integers(0, len(word) - 2))
+    slip = _swap(word, k)
+    lex = lexicon(domain)
+    tokens, read = read_as_said(domain, ["x", slip])
+    if slip == word or known(lex, slip):
+        assert tokens == ["x", slip] and not read, (slip, read)
+        return
+    if read:
+        # read as a word it is one swap from, and that word is the only one of its reading that near
+        assert read[slip] == tokens[1] and edit_distance(slip, tokens[1], 1) == 1, (slip, read)
+        if tokens[1] != word:
+            assert edit_distance(slip, word, 1) == 1, (slip, word, read)
+
+
+@settings(max_examples=200, deadline=None)
+@given(domain=st.sampled_from(DOMAINS), data=st.data())
+def test_a_word_the_planner_knows_is_never_changed(domain: str, data: st.DataObject) -> None:
+    lex = lexicon(domain)
+    word = data.draw(st.sampled_from(sorted(w for w in lex.known_words if w.isalpha())))
+    assert read_as_said(domain, [word]) == ([word], {})
+
+
+@pytest.mark.parametrize(("domain", "way"), [(d, w) for d in DOMAINS for w in sorted(sign_words(d)) if w.isalpha()
+                                              and len(w) >= 5])
+def test_a_slip_becomes_a_way_only_when_no_other_way_is_as_near(domain: str, way: str) -> None:
+    """Dropping a letter of a way ("cranialy", "foward") reads as that way only; never as another."""
+    everywhere = {w for d in DOMAINS for w in sign_words(d)}
+    for k in range(1, len(way) - 1):
+        slip = way[:k] + way[k + 1:]
+        _, read = read_as_said(domain, [slip])
+        if slip in read:
+            got = read[slip]
+            assert got == way or got.startswith(way) or way.startswith(got), (slip, got)
+            # a dropped letter keeps the first and last letters: only a word that keeps them too is a rival
+            rivals = [w for w in everywhere if w not in (way, got) and edit_distance(slip, w, 1) <= 1
+                      and (w[0], w[-1]) == (slip[0], slip[-1]) and not w.startswith(got) and not got.startswith(w)]
+            assert not rivals, (slip, got, rivals)
+
+
+def test_a_slipped_way_never_turns_into_its_opposite() -> None:
+    plan = planner.plan("ultrasound", "sweep 3 cm cranialy")
+    assert plan.status is PlanStatus.OK and plan.steps[0].args["direction"] == "cranial", plan
+    assert "cranial" in plan.words[0]["direction"], plan.words
+
+
+@pytest.mark.parametrize("filler", ["pls", "plz", "thx"])
+def test_short_forms_of_please_are_fillers(filler: str) -> None:
+    assert planner.plan("surgery", f"psm1 lift the needle 2 cm {filler}").status is PlanStatus.OK
+
+
+@pytest.mark.parametrize("said", ["A.P.", "a.p.", "A.P", "a.p"])
+def test_initials_with_dots_are_one_word(said: str) -> None:
+    plan = planner.plan("xray", f"take an {said} of the pelvis")
+    assert plan.status is PlanStatus.OK and plan.steps[0].args["view"] == "ap", plan

@@ -31,7 +31,7 @@ __all__ = [
 
 #: words that carry no meaning for planning
 FILLER: frozenset[str] = frozenset(
-    ["a", "an", "the", "please", "now", "then", "just", "kindly", "could", "would", "can", "you", "we", "i", "me", "my", "us", "let's", "lets", "go", "ahead", "ok", "okay", "alright", "right", "now", "thanks", "thank", "so", "of", "it", "its", "it's", "this", "that", "those", "these", "there", "here", "to", "for", "with", "using", "use", "by", "at", "on", "in", "into", "onto", "over", "from", "up", "off", "and", "also", "again", "too", "some", "bit", "little", "slightly", "very", "really", "gently", "carefully", "slowly", "quickly", "patient", "patient's", "robot", "arm", "probe", "gantry", "system", "machine", "position", "view"]
+    ["a", "an", "the", "please", "now", "then", "just", "kindly", "could", "would", "can", "you", "we", "i", "me", "my", "us", "let's", "lets", "go", "ahead", "ok", "okay", "alright", "right", "now", "thanks", "thank", "pls", "plz", "thx", "so", "of", "it", "its", "it's", "this", "that", "those", "these", "there", "here", "to", "for", "with", "using", "use", "by", "at", "on", "in", "into", "onto", "over", "from", "up", "off", "and", "also", "again", "too", "some", "bit", "little", "slightly", "very", "really", "gently", "carefully", "slowly", "quickly", "patient", "patient's", "robot", "arm", "probe", "gantry", "system", "machine", "position", "view"]
 )
 
 #: sounds a speaker makes while thinking; they never carry meaning, wherever they stand. A unit word is

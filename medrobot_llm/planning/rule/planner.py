@@ -38,6 +38,7 @@ from medrobot_llm.planning.rule.model import (
     unknown_words,
 )
 from medrobot_llm.planning.rule.said import step_words
+from medrobot_llm.planning.rule.slips import read_as_said
 from medrobot_llm.planning.rule.steps import StepBuilder, establishes
 
 __all__ = ["RulePlanner", "screen_text"]
@@ -56,8 +57,8 @@ class RulePlanner:
             return Plan.refused(str(domain), unknown_domain(domain), Reason.UNKNOWN_DOMAIN), True
         if not text or not text.strip():
             return Plan.refused(domain, "the command is empty; say what the robot should do", Reason.EMPTY), True
-        tokens = words_to_numbers(drop_fillers(tokenize(text)))
         lex = lexicon(domain)
+        tokens = read_as_said(domain, words_to_numbers(drop_fillers(tokenize(text))))[0]
         blanket = blanket_confirmation(text)
         if blanket and control_intent(tokens, lex, embedded_stop=True) is not Control.STOP:
             return Plan.refused(domain, blanket, Reason.INJECTION), True
