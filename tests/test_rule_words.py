@@ -233,3 +233,27 @@ def test_short_forms_of_please_are_fillers(filler: str) -> None:
 def test_initials_with_dots_are_one_word(said: str) -> None:
     plan = planner.plan("xray", f"take an {said} of the pelvis")
     assert plan.status is PlanStatus.OK and plan.steps[0].args["view"] == "ap", plan
+
+
+# -- ways said for a number: "clockwise" -----------------------------------------------------------------------
+
+
+def _signed_numbers() -> list[tuple[str, str, str, str]]:
+    """(domain, skill, its first one-word verb, arg) for every number argument that has sign words."""
+    out = []
+    for d in DOMAINS:
+        for name, sk in load_command_set(d).skills.items():
+            verb = next(v for v in sk.synonyms if " " not in v)
+            out += [(d, name, verb, a) for a, s in sk.args.items() if s.positive or s.negative]
+    return out
+
+
+@pytest.mark.parametrize(("domain", "skill", "verb", "arg"), _signed_numbers())
+@pytest.mark.parametrize("n", [5, 30, 90])
+def test_the_way_said_with_a_number_is_its_sign(domain: str, skill: str, verb: str, arg: str, n: int) -> None:
+    spec = load_command_set(domain).skills[skill].args[arg]
+    for words, sign in [*((w, 1) for w in spec.positive), *((w, -1) for w in spec.negative)]:
+        plan = planner.plan(domain, f"{verb} {n} degrees {words}")
+        assert plan.status is PlanStatus.OK, (words, plan)
+        assert plan.steps[-1].args[arg] == sign * n, (words, plan)
+    assert planner.plan(domain, f"{verb} {n} degrees").steps[-1].args[arg] == n

@@ -259,8 +259,9 @@ def sign_words(domain: str) -> frozenset[str]:
     """Words that give an amount its sign ("tilt forward" is a negative tilt): the ``positive`` and
     ``negative`` words of the domain's entity values."""
     cs = lexicon(domain).cs
-    return frozenset(w for ent in cs.entities.values() for ev in ent.values.values()
-                     for p in (*ev.positive, *ev.negative) for w in tokenize(p))
+    said = [(ev.positive, ev.negative) for ent in cs.entities.values() for ev in ent.values.values()]
+    said += [(s.positive, s.negative) for sk in cs.skills.values() for s in sk.args.values()]
+    return frozenset(w for positive, negative in said for p in (*positive, *negative) for w in tokenize(p))
 
 
 @functools.cache

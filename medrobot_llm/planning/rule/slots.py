@@ -46,7 +46,10 @@ class SlotFiller(Stage):
         toks = clause.tokens
         for phrase, implied in spec.implied.items():
             if find_phrase(toks, tuple(tokenize(phrase)), set(), allow_gaps=False):
-                args.update(implied)
+                # "a quarter turn counterclockwise": the implied amount takes the sign said with it
+                args.update({a: clean_number(self._signed(spec, args, v, toks))
+                             if isinstance(v, (int, float)) and spec.args[a].type == "number" else v
+                             for a, v in implied.items()})
         enums = [(a, s) for a, s in spec.args.items() if s.type == "enum"]
         enums.sort(key=lambda kv: kv[1].values_from is not None)
         for a, s in enums:
@@ -279,16 +282,21 @@ class SlotFiller(Stage):
         return any(find_phrase(toks, tuple(tokenize(w)), set(), allow_gaps=False) for w in words)
 
     def _signed(self, spec: SkillSpec, args: dict[str, Any], value: float, toks: list[str]) -> float:
-        """Sign words of the chosen axis ("tilt back" +, "toward the feet" -) set the amount's sign."""
+        """Sign words of the chosen axis ("tilt back" +, "toward the feet" -), or of the number itself
+        ("clockwise" +), set the amount's sign."""
+        signs: list[tuple[tuple[str, ...], tuple[str, ...]]] = []
         for a, s in spec.args.items():
+            if s.type == "number" and (s.positive or s.negative):
+                signs.append((s.positive, s.negative))
             if s.type != "enum" or a not in args:
                 continue
             ev = self.cs.entity_value(args[a], s)
-            if ev is None or not (ev.positive or ev.negative):
-                continue
-            if any(find_phrase(toks, tuple(tokenize(w)), set(), allow_gaps=False) for w in ev.negative):
+            if ev is not None and (ev.positive or ev.negative):
+                signs.insert(0, (ev.positive, ev.negative))
+        for positive, negative in signs:
+            if self._sign_said(negative, toks):
                 return -abs(value)
-            if any(find_phrase(toks, tuple(tokenize(w)), set(), allow_gaps=False) for w in ev.positive):
+            if self._sign_said(positive, toks):
                 return abs(value) if value >= 0 or not any(w in toks for w in NEGATIVE_SIGNS) else value
         return value
 
