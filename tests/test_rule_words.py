@@ -257,3 +257,23 @@ def test_the_way_said_with_a_number_is_its_sign(domain: str, skill: str, verb: s
         assert plan.status is PlanStatus.OK, (words, plan)
         assert plan.steps[-1].args[arg] == sign * n, (words, plan)
     assert planner.plan(domain, f"{verb} {n} degrees").steps[-1].args[arg] == n
+
+
+def _probe_tilt_ways() -> list[tuple[str, str, int]]:
+    """(way said, the axis it signs, its sign) for every sign word of the ultrasound tilt axes."""
+    cs = load_command_set("ultrasound")
+    return [(w, v, sign) for v, ev in cs.entities["axis"].values.items()
+            for ws, sign in ((ev.positive, 1), (ev.negative, -1)) for w in ws]
+
+
+@pytest.mark.parametrize(("way", "axis", "sign"), _probe_tilt_ways())
+@pytest.mark.parametrize("n", [5, 20])
+def test_the_way_a_probe_tilts_names_its_axis_and_sign(way: str, axis: str, sign: int, n: int) -> None:
+    for text in (f"tilt the probe {n} degrees {way}", f"tilt the probe {way} by {n} degrees"):
+        plan = planner.plan("ultrasound", text)
+        assert plan.status is PlanStatus.OK, (text, plan)
+        assert plan.steps[-1].args == {"axis": axis, "angle_deg": sign * n}, (text, plan)
+
+
+def test_a_tilt_without_its_way_or_axis_is_asked() -> None:
+    assert planner.plan("ultrasound", "tilt the probe 10 degrees").status is PlanStatus.CLARIFY

@@ -59,6 +59,7 @@ class SlotFiller(Stage):
             item = self._pick(clause, a, s, allowed)
             if item is not None:
                 args[a] = self._switched_off(spec, a, item, allowed, clause)
+        self._named_by_way(spec, clause, args)
         infer_parents(self.cs, spec, args)
         self.same_as_before(spec, args, clause)
         self.carry(spec, args)
@@ -276,6 +277,30 @@ class SlotFiller(Stage):
                                                     "'a bit' says how far, not which way")
                         continue
                     args[a] = clean_number(self._signed(spec, args, ev.small, toks))
+
+    def _named_by_way(self, spec: SkillSpec, clause: Clause, args: dict[str, Any]) -> None:
+        """"tilt the probe 10 degrees toward the head": the axis is not named, but the way said is the sign of
+        exactly one axis (pitch toward the head is +), so it names that axis; and the words that said the way
+        ("the patient's left") are used by the sign, not left over as a side nobody asked for."""
+        toks = clause.tokens
+        for a, s in spec.args.items():
+            if s.type != "enum":
+                continue
+            spans: dict[str, set[int]] = {}
+            for v in allowed_values(self.cs, spec, a, s, args):
+                ev = self.cs.entity_value(v, s)
+                if ev is not None and (ev.positive or ev.negative):
+                    spans[v] = {k for w in (*ev.positive, *ev.negative)
+                                for at in find_phrase(toks, tuple(tokenize(w)), set(), allow_gaps=False) for k in at}
+            if a not in args:
+                said = [v for v, at in spans.items() if at]
+                if len(said) != 1:
+                    continue
+                args[a] = said[0]
+            way = spans.get(args[a], set())
+            for it in clause.items:
+                if not it.used and way and it.positions <= way:
+                    clause.use(it)
 
     @staticmethod
     def _sign_said(words: tuple[str, ...], toks: list[str]) -> bool:
