@@ -277,3 +277,38 @@ def test_the_way_a_probe_tilts_names_its_axis_and_sign(way: str, axis: str, sign
 
 def test_a_tilt_without_its_way_or_axis_is_asked() -> None:
     assert planner.plan("ultrasound", "tilt the probe 10 degrees").status is PlanStatus.CLARIFY
+
+
+# -- quantifiers over sides -------------------------------------------------------------------------------------
+
+
+def _two_sided(domain: str, kind: str) -> list[str]:
+    ent = load_command_set(domain).entities[kind]
+    return [name for name, ev in ent.values.items() if {"left", "right"} <= set(ev.sides or ())]
+
+
+@pytest.mark.parametrize("organ", _two_sided("ultrasound", "organ"))
+@pytest.mark.parametrize("quantifier", ["each", "either", "both"])
+def test_each_two_sided_organ_is_the_left_then_the_right(organ: str, quantifier: str) -> None:
+    noun = organ if quantifier != "both" else organ + "s"
+    plan = planner.plan("ultrasound", f"go to {quantifier} {noun}")
+    assert plan.status is PlanStatus.OK, plan
+    assert [(s.args["organ"], s.args["side"]) for s in plan.steps] == [(organ, "left"), (organ, "right")], plan
+
+
+@pytest.mark.parametrize("anatomy", _two_sided("xray", "anatomy"))
+@pytest.mark.parametrize("form", ["take an AP of each {a}", "AP of either {a}, one shot each"])
+def test_each_two_sided_anatomy_is_exposed_left_then_right(anatomy: str, form: str) -> None:
+    plan = planner.plan("xray", form.format(a=anatomy))
+    assert plan.status is PlanStatus.OK, plan
+    views = [s.args.get("side") for s in plan.steps if s.skill == "move_to_view"]
+    assert views == ["left", "right"] and [s.skill for s in plan.steps].count("take_shot") == 2, plan
+
+
+@pytest.mark.parametrize("organ", _two_sided("ultrasound", "organ"))
+def test_scanning_two_windows_lifts_the_probe_between_them(organ: str) -> None:
+    plan = planner.plan("ultrasound", f"scan both {organ}s")
+    assert plan.status is PlanStatus.OK, plan
+    skills = [s.skill for s in plan.steps]
+    second = [k for k, s in enumerate(skills) if s == "move_to_window"][1]
+    assert skills[second - 1] == "lift_probe" and skills.count("make_contact") == 2, plan

@@ -159,10 +159,15 @@ class StepBuilder(Stage):
             only_look = (key, op, want) not in said
             have = self.state.world.facts.get(key, _UNSET)
             holds = have is not _UNSET and ((have == want) if op == "==" else (have != want))
-            if op == "!=" and any(_bind(k, key) is not None for k, _ in effect_templates(spec)):
+            # a step that sets the fact itself needs it established only where the plan so far contradicts
+            # it: the second organ of "scan both kidneys" is reached by lifting the probe off the first
+            if op == "!=" and any(_bind(k, key) is not None for k, _ in effect_templates(spec)) and (
+                    have is _UNSET or holds):
                 continue
             acted_on = frozenset(v for v in args.values() if isinstance(v, str))
-            for cspec, cargs, consumed in self._establishers(key, op, want, leftovers, named, clause, acted_on):
+            undo = op == "!=" and have is not _UNSET and not holds
+            for cspec, cargs, consumed in self._establishers(key, op, want, leftovers, named, clause, acted_on,
+                                                             undo):
                 if cspec.name == spec.name or (only_look and cspec.hazard is not Hazard.NONE):
                     continue
                 # the fact holds, but the person named a new setting for it ("... and a lateral shot")
@@ -188,13 +193,14 @@ class StepBuilder(Stage):
         return out
 
     def _establishers(self, key: str, op: str, want: Any, leftovers: list[Item], named: set[str],
-                      clause: Clause, acted_on: frozenset[str] = frozenset(),
+                      clause: Clause, acted_on: frozenset[str] = frozenset(), undo: bool = False,
                       ) -> list[tuple[SkillSpec, dict[str, Any], list[Item]]]:
         """Skills that would make ``key op want`` true, with the arguments the clause names for them.
 
         A name counts for a step only if the step it prepares does not already act on it (``acted_on``): "dilate
         the vessel with psm2" grasps the vessel, and the same word "vessel" must not also justify handing the
-        vessel away to empty the gripper first."""
+        vessel away to empty the gripper first. Where the plan itself set what must now not hold (``undo``:
+        in contact, and the next organ asked for), the step that leaves that state needs no name of its own."""
         found: list[tuple[SkillSpec, dict[str, Any], list[Item]]] = []
         for cspec in self.cs.skills.values():
             if cspec.hazard.needs_confirmation:
@@ -246,7 +252,7 @@ class StepBuilder(Stage):
                 if any(a not in args and s.required and s.type == "enum" and not s.values_from
                        for a, s in cspec.args.items()):
                     continue
-                if not (cspec.hazard is Hazard.NONE or consumed or value_named):
+                if not (cspec.hazard is Hazard.NONE or consumed or value_named or undo):
                     continue
                 if any(str(v) not in self.cs.allowed_values(cspec.args[a]) for a, v in args.items()
                        if cspec.args[a].type == "enum"):
