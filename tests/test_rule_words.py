@@ -312,3 +312,16 @@ def test_scanning_two_windows_lifts_the_probe_between_them(organ: str) -> None:
     skills = [s.skill for s in plan.steps]
     second = [k for k, s in enumerate(skills) if s == "move_to_window"][1]
     assert skills[second - 1] == "lift_probe" and skills.count("make_contact") == 2, plan
+
+
+def _landmarks(domain: str) -> list[str]:
+    return list(load_command_set(domain).vocabulary.landmarks)
+
+
+@pytest.mark.parametrize("landmark", _landmarks("ultrasound"))
+@pytest.mark.parametrize("lead", ["starting at the", "starting below the", "beginning at the"])
+def test_where_a_sweep_starts_is_detail_even_without_an_organ(landmark: str, lead: str) -> None:
+    plain = planner.plan("ultrasound", "sweep 4 cm cranially")
+    plan = planner.plan("ultrasound", f"sweep 4 cm cranially {lead} {landmark}")
+    assert plan.status is PlanStatus.OK and plan.steps == plain.steps, (landmark, plan)
+    assert planner.plan("ultrasound", f"go to the {landmark}").status is not PlanStatus.OK
