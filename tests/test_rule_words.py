@@ -325,3 +325,21 @@ def test_where_a_sweep_starts_is_detail_even_without_an_organ(landmark: str, lea
     plan = planner.plan("ultrasound", f"sweep 4 cm cranially {lead} {landmark}")
     assert plan.status is PlanStatus.OK and plan.steps == plain.steps, (landmark, plan)
     assert planner.plan("ultrasound", f"go to the {landmark}").status is not PlanStatus.OK
+
+
+def _arms() -> list[str]:
+    arm = load_command_set("surgery").entities["arm"]
+    return [v for v, ev in arm.values.items() if not ev.expands_to]
+
+
+@pytest.mark.parametrize("obj", ["needle", "shunt"])
+@pytest.mark.parametrize("back", ["and back", "and back again"])
+@pytest.mark.parametrize("first", _arms())
+def test_and_back_is_the_same_handover_the_other_way(obj: str, back: str, first: str) -> None:
+    other = next(a for a in _arms() if a != first)
+    plan = planner.plan("surgery", f"hand the {obj} from {first} to {other} {back}")
+    assert plan.status is PlanStatus.OK, plan
+    handovers = [(s.args["from_arm"], s.args["to_arm"]) for s in plan.steps if s.skill == "handover"]
+    assert handovers == [(first, other), (other, first)], plan
+    once = planner.plan("surgery", f"hand the {obj} from {first} to {other}")
+    assert [s.skill for s in once.steps].count("handover") == 1, once
