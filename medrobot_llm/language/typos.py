@@ -81,8 +81,9 @@ def read_slips(tokens: list[str], known: Callable[[str], bool], vocabulary: Coll
             continue
         after_number = k > 0 and tokens[k - 1].replace(".", "", 1).isdigit()
         reach = _reach(t)
+        # the first letter stays, or is swapped with the second ("ofotward")
         near = sorted((edit_distance(t, w, reach + 1), w) for w in vocabulary
-                      if w[:1] == t[:1] and w.isalpha() and abs(len(w) - len(t)) <= reach + 1)
+                      if w[:1] in (t[:1], t[1:2]) and w.isalpha() and abs(len(w) - len(t)) <= reach + 1)
         near = [(d, w) for d, w in near if (d > reach or _could_slip(t, w)) and (after_number or w not in units)]
         best = [w for d, w in near if d == near[0][0]] if near and near[0][0] <= reach else []
         if not best:
@@ -90,10 +91,10 @@ def read_slips(tokens: list[str], known: Callable[[str], bool], vocabulary: Coll
         word = min(best, key=len)
         if any(w != word and not _same_reading(word, w) for w in best):
             continue
-        if any(w in signs for w in best) and any(
+        if any(w in signs for w in best) and (near[0][0] > 1 or any(
                 w != word and not _same_reading(word, w) and _could_slip(t, w)
-                and edit_distance(t, w, near[0][0]) <= near[0][0] for w in everywhere if w[:1] == t[:1]):
-            # a way or a sign read from a slip must be the only reading in any command set
+                and edit_distance(t, w, 1) <= 1 for w in everywhere if w[:1] in (t[:1], t[1:2]))):
+            # a way or a sign is read from one slip only, and only where no command set has another reading
             continue
         out[k] = word
         read[t] = word
