@@ -206,6 +206,12 @@ class ArgSpec(_Strict):
     max_length: int | None = None
     #: words that tie a spoken number to this argument ("depth", "gain")
     keywords: tuple[str, ...] = ()
+    #: the default holds only inside a task ("scan" sweeps caudally); where the person names the skill itself
+    #: and leaves this out ("sweep 4 cm"), the command set has no default and the planner asks
+    task_default_only: bool = False
+    #: words that, said with this number, make it positive / negative ("clockwise" for a probe rotation)
+    positive: tuple[str, ...] = ()
+    negative: tuple[str, ...] = ()
 
     @property
     def entities(self) -> tuple[str, ...]:

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from medrobot_llm.language.lexicon import hazard_phrases
+from medrobot_llm.language.lexicon import hazard_phrases, lexicon
 from medrobot_llm.language.phrases import SOFT, Phrase, match_phrases
 
-__all__ = ["CONFIRMATIONS", "DEFERRALS", "NEGATED_TAILS", "NEGATORS", "PAST_AFTER", "PAST_BEFORE", "Governed", "confirmation_spans",
-           "asked_only", "governed", "strike"]
+__all__ = ["CONFIRMATIONS", "DEFERRALS", "DEFERRED_SUBJECTS", "NEGATED_TAILS", "NEGATORS", "OBJECT_PRONOUNS",
+           "PAST_AFTER", "PAST_BEFORE", "Governed", "asked_only", "confirmation_spans", "governed", "strike"]
 
 #: words that negate the step phrase after them, in the same clause
 NEGATORS: tuple[tuple[str, ...], ...] = (
@@ -50,6 +50,11 @@ CONFIRMATIONS: tuple[tuple[str, ...], ...] = (
     ("i", "confirm"), ("i", "hereby", "confirm"), ("confirmed",), ("confirm",), ("confirming",), ("approved",),
     ("i", "approve"),
 )
+#: the object pronoun of a negated or deferred step ("don't retract it yet"): it belongs to the struck phrase
+OBJECT_PRONOUNS: frozenset[str] = frozenset(["it", "them", "that", "this"])
+#: who will do a deferred step, said before it ("we'll shoot later"): struck with the step it introduces
+DEFERRED_SUBJECTS: frozenset[str] = frozenset(["we'll", "i'll", "you'll", "we", "i", "you", "will", "shall", "can",
+                                               "we're", "i'm", "going", "gonna", "to", "let's", "lets"])
 _BOUNDARY = frozenset([",", ";", ".", "!", "?", ":", "and", "then", "but"])
 #: how many words may stand between a negator and the step phrase it governs ("don't yet take a shot")
 _REACH = 3
@@ -102,12 +107,19 @@ def governed(tokens: list[str], phrases: list[Phrase]) -> list[Governed]:
         own = tuple(range(start, end + 1))
         neg = _before(tokens, start, NEGATORS)
         if neg is not None:
-            tail = _after(tokens, end, NEGATED_TAILS, reach=1)
-            out.append(Governed(m.phrase, "negated", tuple(neg) + own + tuple(tail or ())))
+            obj = end
+            while obj + 1 < len(tokens) and tokens[obj + 1] in OBJECT_PRONOUNS and not _at(tokens, obj + 1, NEGATED_TAILS):
+                obj += 1
+            tail = _after(tokens, obj, NEGATED_TAILS, reach=1)
+            out.append(Governed(m.phrase, "negated", tuple(neg) + own + tuple(range(end + 1, obj + 1))
+                                + tuple(tail or ())))
             continue
         later = _after(tokens, end, DEFERRALS, reach=6)
         if later is not None:
-            out.append(Governed(m.phrase, "deferred", own + tuple(later)))
+            who = start
+            while who > 0 and tokens[who - 1] in DEFERRED_SUBJECTS:
+                who -= 1
+            out.append(Governed(m.phrase, "deferred", tuple(range(who, start)) + own + tuple(later)))
             continue
         first = _before(tokens, start, DEFERRALS)
         if first is not None:
@@ -157,9 +169,40 @@ def confirmation_spans(tokens: list[str]) -> list[tuple[int, ...]]:
     return out
 
 
+#: entity kinds a pronoun may stand for (an arm is who acts, not what "it" is)
+_REFERRED_KINDS = frozenset(["object", "organ", "anatomy"])
+
+
+def _referents(domain: str, tokens: list[str], found: list[Governed]) -> list[str]:
+    """``tokens`` with a pronoun after a struck step replaced by the one thing that step named: in "dilate
+    the vessel later; for now just locate it", "it" is the vessel, which the struck words took with them."""
+    spans = {k for g in found for k in g.span}
+    names = [m for m in match_phrases(tokens, lexicon(domain).entities, set()) if m.phrase.name in _REFERRED_KINDS]
+    out = list(tokens)
+    for g in found:
+        if g.how not in ("negated", "deferred"):
+            continue
+        named = {m.phrase.value: m for m in names if set(m.positions) <= set(g.span)}
+        if len(named) != 1:
+            continue
+        m = next(iter(named.values()))
+        said = [tokens[k] for k in m.positions]
+        k = next((k for k in range(g.span[-1] + 1, len(tokens)) if k not in spans and tokens[k] in ("it", "them")
+                  and not any(set(n.positions) & set(range(g.span[-1] + 1, k)) for n in names)), None)
+        if k is not None:
+            out[k] = " ".join(["the", *said])
+    return out
+
+
 def asked_only(domain: str, tokens: list[str]) -> tuple[list[str], list[Governed]]:
     """The tokens of what a command asks for: without the hazardous steps it negates, defers, refers back
     to or confirms, and without confirmation words; with what was struck. Both planners read these."""
-    found = governed(tokens, hazard_phrases(domain))
-    rest = strike(tokens, [g.span for g in found])
+    hazards = hazard_phrases(domain)
+    found = governed(tokens, hazards)
+    # "the last capture was blurry": a step already done is no step of this plan, hazardous or not
+    others = [p for p in lexicon(domain).skills if p not in hazards and p.kind == "skill"]
+    taken = {k for g in found for k in g.span}
+    found += [g for g in governed(tokens, others) if g.how == "past" and not set(g.span) & taken]
+    rest = strike(_referents(domain, tokens, found), [g.span for g in found])
+    rest = [w for t in rest for w in t.split(" ")]
     return strike(rest, confirmation_spans(rest)), found

@@ -50,5 +50,7 @@ def tokenize(text: str) -> list[str]:
     text = text.replace("\u2019", "'").replace("\u2018", "'").replace("\u201c", '"').replace("\u201d", '"')
     text = text.replace("x-ray", "xray").replace("x ray", "xray").replace("e-stop", "estop")
     text = re.sub(r"(?<=[a-z])-(?=[a-z])", " ", text)
+    # "A.P.", "a.p": initials with dots are one word ("ap"), not letters and full stops
+    text = re.sub(r"\b[a-z](?:\.[a-z])+\b\.?", lambda m: m.group(0).replace(".", ""), text)
     text = re.sub(r"(?<=\d),(?=\d{3}\b)", "", text)
     return _TOKEN.findall(text)

@@ -19,6 +19,7 @@ __all__ = [
     "FILLER",
     "FUNCTION_WORDS",
     "LABEL_WORDS",
+    "MANNER_WORDS",
     "OTHER_MODALITIES",
     "ROOM_OBJECTS",
     "SMALL_AMOUNT",
@@ -30,7 +31,7 @@ __all__ = [
 
 #: words that carry no meaning for planning
 FILLER: frozenset[str] = frozenset(
-    ["a", "an", "the", "please", "now", "then", "just", "kindly", "could", "would", "can", "you", "we", "i", "me", "my", "us", "let's", "lets", "go", "ahead", "ok", "okay", "alright", "right", "now", "thanks", "thank", "so", "of", "it", "its", "it's", "this", "that", "those", "these", "there", "here", "to", "for", "with", "using", "use", "by", "at", "on", "in", "into", "onto", "over", "from", "up", "off", "and", "also", "again", "too", "some", "bit", "little", "slightly", "very", "really", "gently", "carefully", "slowly", "quickly", "patient", "patient's", "robot", "arm", "probe", "gantry", "system", "machine", "position", "view"]
+    ["a", "an", "the", "please", "now", "then", "just", "kindly", "could", "would", "can", "you", "we", "i", "me", "my", "us", "let's", "lets", "go", "ahead", "ok", "okay", "alright", "right", "now", "thanks", "thank", "pls", "plz", "thx", "so", "of", "it", "its", "it's", "this", "that", "those", "these", "there", "here", "to", "for", "with", "using", "use", "by", "at", "on", "in", "into", "onto", "over", "from", "up", "off", "and", "also", "again", "too", "some", "bit", "little", "slightly", "very", "really", "gently", "carefully", "slowly", "quickly", "patient", "patient's", "robot", "arm", "probe", "gantry", "system", "machine", "position", "view"]
 )
 
 #: sounds a speaker makes while thinking; they never carry meaning, wherever they stand. A unit word is
@@ -209,6 +210,13 @@ FUNCTION_WORDS: frozenset[str] = frozenset(
 SMALL_AMOUNT: tuple[tuple[str, ...], ...] = (
     ("a", "little", "bit"), ("a", "bit"), ("a", "little"), ("slightly",), ("a", "touch"), ("a", "tad"),
     ("just", "a", "bit"), ("a", "smidge"), ("somewhat",))
+#: words that say how a step should move (its speed or its force). They are not fillers: a planner that
+#: drops "slowly" plans the step at its default speed, which is not what was asked, so a command that says
+#: one is asked about by name unless a phrase of the command set covers it ("press harder" sets a force)
+MANNER_WORDS: frozenset[str] = frozenset(
+    ["slowly", "slow", "quickly", "quick", "fast", "rapidly", "swiftly", "briskly", "hastily", "abruptly",
+     "gently", "gentle", "softly", "lightly", "firmly", "forcefully", "hard", "carefully", "cautiously"]
+)
 #: words that introduce a free-text label ("save it labelled baseline")
 LABEL_WORDS: frozenset[str] = frozenset(["labelled", "labeled", "label", "called", "named", "titled", "tagged",
                                          "caption", "captioned"])

@@ -16,7 +16,7 @@ from medrobot_llm.core.reasons import Reason
 from medrobot_llm.language.lexicon import shared_vocabulary
 from medrobot_llm.language.phrases import SOFT
 from medrobot_llm.language.text import tokenize
-from medrobot_llm.language.words import FILLER, ROOM_OBJECTS, UNSUPPORTED_ACTIONS, UNSUPPORTED_TARGETS
+from medrobot_llm.language.words import FILLER, MANNER_WORDS, ROOM_OBJECTS, UNSUPPORTED_ACTIONS, UNSUPPORTED_TARGETS
 from medrobot_llm.planning.rule.model import (
     POSSESSIVE,
     VERB_PARTICLES,
@@ -142,7 +142,7 @@ class ClauseChecks(Stage):
         if size:
             return
         head = next((t for t in clause.tokens if t.isalpha() and len(t) > 2 and t not in FILLER and t not in SOFT
-                     and not t.endswith("ly")), None)
+                     and not t.endswith("ly") and t not in MANNER_WORDS), None)
         if head is not None and not known(self.lex, head):
             raise Refusal(f"'{head}' is not an action of the {self.cs.domain} command set "
                           f"(its skills: {', '.join(self.cs.skills)})", understood=False, code=Reason.UNKNOWN_SKILL)

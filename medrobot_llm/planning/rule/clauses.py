@@ -307,8 +307,9 @@ class ClauseReader(Stage):
         organ the command set lacks). Only beside a name of what the step acts on: a landmark alone is no
         target either, and stays refused."""
         toks = clause.tokens
-        if not any(e in _TARGET_KINDS for it in clause.items for e, _ in it.options):
-            return
+        # beside no target, only "starting at ..." says a landmark is where to start ("sweep 4 cm cranially
+        # starting at the costal margin"); "go to the ribs" stays a target nobody has
+        targeted = any(e in _TARGET_KINDS for it in clause.items for e, _ in it.options)
         for words in _landmark_words(self.cs.domain):
             for start in range(len(toks) - len(words) + 1):
                 span = set(range(start, start + len(words)))
@@ -321,6 +322,8 @@ class ClauseReader(Stage):
                     continue
                 while k > 0 and toks[k - 1] in _PLACE_WORDS | _STARTING:
                     k -= 1
+                if not targeted and toks[k] not in _STARTING - {"right", "and"}:
+                    continue
                 clause.detail.update(range(k, start + len(words)))
                 clause.covered.update(range(k, start + len(words)))
 

@@ -258,9 +258,16 @@ def unknown_words(lex: Lexicon, clause: Clause) -> str | None:
 def sign_words(domain: str) -> frozenset[str]:
     """Words that give an amount its sign ("tilt forward" is a negative tilt): the ``positive`` and
     ``negative`` words of the domain's entity values."""
+    return frozenset(w for p in sign_phrases(domain) for w in p)
+
+
+@functools.cache
+def sign_phrases(domain: str) -> tuple[tuple[str, ...], ...]:
+    """The ``positive`` and ``negative`` phrases of the domain's entity values and numbers, as tokens."""
     cs = lexicon(domain).cs
-    return frozenset(w for ent in cs.entities.values() for ev in ent.values.values()
-                     for p in (*ev.positive, *ev.negative) for w in tokenize(p))
+    said = [(ev.positive, ev.negative) for ent in cs.entities.values() for ev in ent.values.values()]
+    said += [(s.positive, s.negative) for sk in cs.skills.values() for s in sk.args.values()]
+    return tuple(dict.fromkeys(tuple(tokenize(p)) for positive, negative in said for p in (*positive, *negative)))
 
 
 @functools.cache

@@ -16,9 +16,10 @@ from medrobot_llm.core.validator import WorldState, validate_plan
 from medrobot_llm.language.lexicon import Lexicon, lexicon
 from medrobot_llm.language.negation import asked_only, strike
 from medrobot_llm.language.numbers import words_to_numbers
+from medrobot_llm.language.phrases import match_phrases
 from medrobot_llm.language.screen import blanket_confirmation, screen_text
 from medrobot_llm.language.text import tokenize
-from medrobot_llm.language.words import FILLER, FUNCTION_WORDS, drop_fillers
+from medrobot_llm.language.words import FILLER, FUNCTION_WORDS, MANNER_WORDS, drop_fillers
 from medrobot_llm.planning.rule.clauses import SEQUENCE_WORDS, ClauseReader
 from medrobot_llm.planning.rule.intents import (
     asked_intent,
@@ -37,6 +38,7 @@ from medrobot_llm.planning.rule.model import (
     unknown_words,
 )
 from medrobot_llm.planning.rule.said import step_words
+from medrobot_llm.planning.rule.slips import read_as_said
 from medrobot_llm.planning.rule.steps import StepBuilder, establishes
 
 __all__ = ["RulePlanner", "screen_text"]
@@ -55,8 +57,8 @@ class RulePlanner:
             return Plan.refused(str(domain), unknown_domain(domain), Reason.UNKNOWN_DOMAIN), True
         if not text or not text.strip():
             return Plan.refused(domain, "the command is empty; say what the robot should do", Reason.EMPTY), True
-        tokens = words_to_numbers(drop_fillers(tokenize(text)))
         lex = lexicon(domain)
+        tokens = read_as_said(domain, words_to_numbers(drop_fillers(tokenize(text))))[0]
         blanket = blanket_confirmation(text)
         if blanket and control_intent(tokens, lex, embedded_stop=True) is not Control.STOP:
             return Plan.refused(domain, blanket, Reason.INJECTION), True
@@ -70,7 +72,7 @@ class RulePlanner:
         if why:
             return Plan.refused(domain, why, Reason.INVALID_TEXT), True
         control = negated_intent(tokens)
-        if control is not None:
+        if control is not None and not _negation_then_command(lex, tokens):
             return Plan.of_control(domain, control), True
         if control_intent(tokens, lex, embedded_stop=True) is Control.STOP:
             return Plan.of_control(domain, Control.STOP), True
@@ -128,6 +130,13 @@ class RulePlanner:
                                         "to be done now; say the command without the contradiction",
                                 Reason.NEGATED), True
         if plan.status is PlanStatus.OK:
+            manner = parser.manner()
+            if manner is not None:
+                return Plan.clarify(domain, f"How should '{manner}' change the plan? It says how to move, and the "
+                                            f"planner would plan {', then '.join(s.describe() for s in plan.steps)} "
+                                            "at the command set's own speed and force; say the command without "
+                                            "the word, or with a value the command set takes",
+                                    Reason.UNKNOWN_WORD), True
             word = parser.unaccounted()
             if word is not None:
                 return Plan.clarify(domain, f"What does '{word}' mean in this command? The planner would plan "
@@ -157,6 +166,26 @@ def _unasked(lex: Lexicon, tokens: list[str]) -> tuple[list[str], dict[str, tupl
 #: the words that join one to the command ("AP of the pelvis since the last shot was too dark")
 _PAST_ENDS = frozenset([",", ";", ".", "!", "?", ":", "and", "then", "but", "so"])
 _PAST_JOINS = frozenset(["since", "because", "as"])
+
+
+#: what ends the scope of a negation that opens a command ("do not take a shot, just collimate")
+_SCOPE_ENDS = frozenset([",", ";", ".", "!", "?", ":", "but", "instead"])
+
+
+def _negation_then_command(lex: Lexicon, tokens: list[str]) -> bool:
+    """"Do not take a shot, just collimate to the chest": the negation opens the command but its scope ends
+    at the first pause, and a step is asked for after it. Only when every word of the negated part is struck
+    (a hazardous step negated whole) is the rest read as the command; "don't grab the needle, release it" stays
+    a refusal of what was proposed, since grasping is no step the negation rules strike."""
+    end = next((k for k, t in enumerate(tokens) if t in _SCOPE_ENDS), None)
+    if end is None or end + 1 >= len(tokens):
+        return False
+    _, found = asked_only(lex.cs.domain, tokens)
+    struck = {k for g in found if g.how == "negated" for k in g.span}
+    if any(k not in struck and t not in FILLER for k, t in enumerate(tokens[:end])):
+        return False
+    after = tokens[end + 1:]
+    return bool(match_phrases(after, lex.skills, set())) and negated_intent(after) is None
 
 
 def _past_clause(tokens: list[str], span: tuple[int, ...]) -> tuple[int, ...]:
@@ -249,6 +278,15 @@ class _Pipeline:
             word = unaccounted_word(self.state.lex, clause)
             if word is not None:
                 return word
+        return None
+
+    def manner(self) -> str | None:
+        """The first word that says how to move ("slowly", "gently") outside a phrase that sets a value: planned
+        without it, a step would run at its default speed or force, which is not what was asked."""
+        for clause in self.state.clauses:
+            for k, t in enumerate(clause.tokens):
+                if t in MANNER_WORDS and k not in clause.covered:
+                    return t
         return None
 
     def unless_unknown(self, plan: Plan) -> tuple[Plan, bool]:

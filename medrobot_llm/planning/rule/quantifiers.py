@@ -18,6 +18,9 @@ from medrobot_llm.planning.rule.model import NUMBER, Question, count_nouns
 
 #: words that quantify over every value of a kind ("all views"), and "both", which says there are two
 _ALL = frozenset(["all", "every", "both"])
+#: "each knee", "either carotid": every side of a name that has a left and a right, like "both"; "each" before
+#: anything else is read where it distributes ("a shot of each")
+_EACH = frozenset(["each", "either"])
 
 
 def expand_quantifiers(lex: Lexicon, tokens: list[str]) -> list[str]:
@@ -29,7 +32,7 @@ def expand_quantifiers(lex: Lexicon, tokens: list[str]) -> list[str]:
     own = _own_phrases(lex, tokens)
     while i < n:
         t = tokens[i]
-        if t not in _ALL or i in own:
+        if (t not in _ALL and t not in _EACH) or i in own:
             out.append(t)
             i += 1
             continue
@@ -45,12 +48,12 @@ def expand_quantifiers(lex: Lexicon, tokens: list[str]) -> list[str]:
         if t != "both" and (noun in count_nouns() or noun + "s" in count_nouns()):
             # "take all the shots", "every image": how many is not said, and one is not all
             raise Question(f"'{' '.join(tokens[i:j + 1])}': how many? Say the number.")
-        kind = _kind(lex, noun)
+        kind = _kind(lex, noun) if t not in _EACH else None
         if kind is not None:
             out.extend(_listed(lex, kind, _values(lex, kind, tokens, " ".join(tokens[i:j + 1]), count)))
             i = j + 1
             continue
-        sided = _sided(lex, noun) if t == "both" else None
+        sided = _sided(lex, noun) if t == "both" or t in _EACH else None
         if sided is not None:
             out.extend(["left", "and", "right", sided])
             i = j + 1

@@ -11,7 +11,8 @@ from typing import Any
 
 from medrobot_llm.core.command_set import CommandSet
 from medrobot_llm.core.plan import Step
-from medrobot_llm.planning.rule.model import Clause, clean_number, sign_words, small_amount_positions
+from medrobot_llm.language.phrases import find_phrase
+from medrobot_llm.planning.rule.model import Clause, clean_number, sign_phrases, small_amount_positions
 
 
 def step_words(cs: CommandSet, step: Step, clause: Clause | None) -> dict[str, str]:
@@ -45,7 +46,9 @@ def _quantity(clause: Clause, value: Any, domain: str) -> str | None:
     values = value if isinstance(value, list) else [value]
     wanted = {clean_number(abs(float(x))) for x in values if isinstance(x, (int, float)) and x}
     named = {k for it in clause.items for k in it.positions}
-    signs = {k for k, t in enumerate(clause.tokens) if t in sign_words(domain) and k not in named}
+    # a whole sign phrase ("toward the head"), never one of its words alone ("the")
+    signs = {k for p in sign_phrases(domain) for at in find_phrase(clause.tokens, p, set(), allow_gaps=False)
+             for k in at if k not in named}
     for q in clause.qtys:
         if q.used and clean_number(abs(q.value)) in wanted:
             keep = set(range(q.start, q.end + 1)) | signs

@@ -46,7 +46,10 @@ class SlotFiller(Stage):
         toks = clause.tokens
         for phrase, implied in spec.implied.items():
             if find_phrase(toks, tuple(tokenize(phrase)), set(), allow_gaps=False):
-                args.update(implied)
+                # "a quarter turn counterclockwise": the implied amount takes the sign said with it
+                args.update({a: clean_number(self._signed(spec, args, v, toks))
+                             if isinstance(v, (int, float)) and spec.args[a].type == "number" else v
+                             for a, v in implied.items()})
         enums = [(a, s) for a, s in spec.args.items() if s.type == "enum"]
         enums.sort(key=lambda kv: kv[1].values_from is not None)
         for a, s in enums:
@@ -56,6 +59,7 @@ class SlotFiller(Stage):
             item = self._pick(clause, a, s, allowed)
             if item is not None:
                 args[a] = self._switched_off(spec, a, item, allowed, clause)
+        self._named_by_way(spec, clause, args)
         infer_parents(self.cs, spec, args)
         self.same_as_before(spec, args, clause)
         self.carry(spec, args)
@@ -266,19 +270,58 @@ class SlotFiller(Stage):
                 ref = args.get(s.range_from)
                 ev = cs.entity_value(ref, spec.args[s.range_from]) if isinstance(ref, str) else None
                 if ev is not None and ev.small is not None:
+                    if (ev.positive or ev.negative) and not self._sign_said(ev.positive + ev.negative, toks):
+                        # "tilt a bit": the small amount is a size, not a way; its sign would be a guess
+                        ways = " or ".join(w for w in (ev.positive[:1] + ev.negative[:1]))
+                        self.state.questions.append(f"Which way should the {str(ref).replace('_', ' ')} go ({ways})? "
+                                                    "'a bit' says how far, not which way")
+                        continue
                     args[a] = clean_number(self._signed(spec, args, ev.small, toks))
 
-    def _signed(self, spec: SkillSpec, args: dict[str, Any], value: float, toks: list[str]) -> float:
-        """Sign words of the chosen axis ("tilt back" +, "toward the feet" -) set the amount's sign."""
+    def _named_by_way(self, spec: SkillSpec, clause: Clause, args: dict[str, Any]) -> None:
+        """"tilt the probe 10 degrees toward the head": the axis is not named, but the way said is the sign of
+        exactly one axis (pitch toward the head is +), so it names that axis; and the words that said the way
+        ("the patient's left") are used by the sign, not left over as a side nobody asked for."""
+        toks = clause.tokens
         for a, s in spec.args.items():
+            if s.type != "enum":
+                continue
+            spans: dict[str, set[int]] = {}
+            for v in allowed_values(self.cs, spec, a, s, args):
+                ev = self.cs.entity_value(v, s)
+                if ev is not None and (ev.positive or ev.negative):
+                    spans[v] = {k for w in (*ev.positive, *ev.negative)
+                                for at in find_phrase(toks, tuple(tokenize(w)), set(), allow_gaps=False) for k in at}
+            if a not in args:
+                said = [v for v, at in spans.items() if at]
+                if len(said) != 1:
+                    continue
+                args[a] = said[0]
+            way = spans.get(args[a], set())
+            for it in clause.items:
+                if not it.used and way and it.positions <= way:
+                    clause.use(it)
+
+    @staticmethod
+    def _sign_said(words: tuple[str, ...], toks: list[str]) -> bool:
+        return any(find_phrase(toks, tuple(tokenize(w)), set(), allow_gaps=False) for w in words)
+
+    def _signed(self, spec: SkillSpec, args: dict[str, Any], value: float, toks: list[str]) -> float:
+        """Sign words of the chosen axis ("tilt back" +, "toward the feet" -), or of the number itself
+        ("clockwise" +), set the amount's sign."""
+        signs: list[tuple[tuple[str, ...], tuple[str, ...]]] = []
+        for a, s in spec.args.items():
+            if s.type == "number" and (s.positive or s.negative):
+                signs.append((s.positive, s.negative))
             if s.type != "enum" or a not in args:
                 continue
             ev = self.cs.entity_value(args[a], s)
-            if ev is None or not (ev.positive or ev.negative):
-                continue
-            if any(find_phrase(toks, tuple(tokenize(w)), set(), allow_gaps=False) for w in ev.negative):
+            if ev is not None and (ev.positive or ev.negative):
+                signs.insert(0, (ev.positive, ev.negative))
+        for positive, negative in signs:
+            if self._sign_said(negative, toks):
                 return -abs(value)
-            if any(find_phrase(toks, tuple(tokenize(w)), set(), allow_gaps=False) for w in ev.positive):
+            if self._sign_said(positive, toks):
                 return abs(value) if value >= 0 or not any(w in toks for w in NEGATIVE_SIGNS) else value
         return value
 

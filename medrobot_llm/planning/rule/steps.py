@@ -35,6 +35,10 @@ from medrobot_llm.planning.rule.slots import SlotFiller
 _PARTICLES = frozenset(["back", "up", "down", "over", "off", "away", "forward", "out"])
 
 
+#: words after a step between two places or arms that ask for it the other way too
+_AND_BACK: tuple[tuple[str, ...], ...] = (("and", "back", "again"), ("and", "back"))
+
+
 class StepBuilder(Stage):
     """A clause to plan steps: choose the skill, fill it, add the steps its preconditions need where the
     person named what they act on, and ask about what is left over."""
@@ -61,6 +65,7 @@ class StepBuilder(Stage):
             main.append((spec, args))
         if kind == "skill" and len(main) == 1:
             main.extend(self.slots.conjoined(main[0][0], main[0][1], clause))
+            main.extend(self._and_back(main, clause))
         elif kind == "task" and main:
             # "scan the right kidney and the liver": the whole task again for the second organ, so the plan
             # says what was asked (and the validator judges it) instead of a contact on the last organ only
@@ -79,6 +84,8 @@ class StepBuilder(Stage):
             q = unused_q[0]
             self.state.questions.append(f"What is '{q.text}' for? The plan has {', '.join(s.name for s, _ in main)}; "
                                         "say which value it sets")
+        if kind == "skill":
+            self._unsaid_direction(main)
         out: list[Step] = []
         shot = self._implied_exposure(clause, main)
         for spec, args in main:
@@ -116,6 +123,34 @@ class StepBuilder(Stage):
         self.state.done.extend(out)
         return out
 
+    def _and_back(self, main: list[tuple[SkillSpec, dict[str, Any]]],
+                  clause: Clause) -> list[tuple[SkillSpec, dict[str, Any]]]:
+        """"hand the needle from psm1 to psm2 and back": the same step again with its from and to swapped.
+        Read as one step, "and back" was dropped silently."""
+        toks = [t for t in clause.tokens if t not in (",", ".", "!")]
+        if not any(toks[-len(w):] == list(w) for w in _AND_BACK):
+            return []
+        out = []
+        for spec, args in main:
+            pairs = [(a, "to_" + a[5:]) for a in args if a.startswith("from_") and "to_" + a[5:] in args]
+            if pairs:
+                back = dict(args)
+                for f, t in pairs:
+                    back[f], back[t] = args[t], args[f]
+                out.append((spec, back))
+        return out
+
+    def _unsaid_direction(self, main: list[tuple[SkillSpec, dict[str, Any]]]) -> None:
+        """"sweep 4 cm": the skill was asked for by name without a value whose default belongs to a task only
+        (command-set.md gives the sweep no default direction), so the planner asks instead of choosing one."""
+        for spec, args in main:
+            for a, s in spec.args.items():
+                if s.task_default_only and a not in args:
+                    ways = ", ".join(self.cs.allowed_values(s))
+                    self.state.questions.append(f"Which {a.replace('_', ' ')} for {spec.name} ({ways})? "
+                                                f"{spec.name} has no default {a.replace('_', ' ')} when asked for by name")
+                    return
+
     def merge_settings(self, prev: Step, step: Step) -> bool:
         """"set gain to 20 percent and depth to 10 cm": the person changes two settings of one skill, which
         takes them together (its ``at_least_one`` group), so they are one step. Merged into ``prev`` only when
@@ -146,10 +181,15 @@ class StepBuilder(Stage):
             only_look = (key, op, want) not in said
             have = self.state.world.facts.get(key, _UNSET)
             holds = have is not _UNSET and ((have == want) if op == "==" else (have != want))
-            if op == "!=" and any(_bind(k, key) is not None for k, _ in effect_templates(spec)):
+            # a step that sets the fact itself needs it established only where the plan so far contradicts
+            # it: the second organ of "scan both kidneys" is reached by lifting the probe off the first
+            if op == "!=" and any(_bind(k, key) is not None for k, _ in effect_templates(spec)) and (
+                    have is _UNSET or holds):
                 continue
             acted_on = frozenset(v for v in args.values() if isinstance(v, str))
-            for cspec, cargs, consumed in self._establishers(key, op, want, leftovers, named, clause, acted_on):
+            undo = op == "!=" and have is not _UNSET and not holds
+            for cspec, cargs, consumed in self._establishers(key, op, want, leftovers, named, clause, acted_on,
+                                                             undo):
                 if cspec.name == spec.name or (only_look and cspec.hazard is not Hazard.NONE):
                     continue
                 # the fact holds, but the person named a new setting for it ("... and a lateral shot")
@@ -175,13 +215,14 @@ class StepBuilder(Stage):
         return out
 
     def _establishers(self, key: str, op: str, want: Any, leftovers: list[Item], named: set[str],
-                      clause: Clause, acted_on: frozenset[str] = frozenset(),
+                      clause: Clause, acted_on: frozenset[str] = frozenset(), undo: bool = False,
                       ) -> list[tuple[SkillSpec, dict[str, Any], list[Item]]]:
         """Skills that would make ``key op want`` true, with the arguments the clause names for them.
 
         A name counts for a step only if the step it prepares does not already act on it (``acted_on``): "dilate
         the vessel with psm2" grasps the vessel, and the same word "vessel" must not also justify handing the
-        vessel away to empty the gripper first."""
+        vessel away to empty the gripper first. Where the plan itself set what must now not hold (``undo``:
+        in contact, and the next organ asked for), the step that leaves that state needs no name of its own."""
         found: list[tuple[SkillSpec, dict[str, Any], list[Item]]] = []
         for cspec in self.cs.skills.values():
             if cspec.hazard.needs_confirmation:
@@ -233,7 +274,7 @@ class StepBuilder(Stage):
                 if any(a not in args and s.required and s.type == "enum" and not s.values_from
                        for a, s in cspec.args.items()):
                     continue
-                if not (cspec.hazard is Hazard.NONE or consumed or value_named):
+                if not (cspec.hazard is Hazard.NONE or consumed or value_named or undo):
                     continue
                 if any(str(v) not in self.cs.allowed_values(cspec.args[a]) for a, v in args.items()
                        if cspec.args[a].type == "enum"):
