@@ -24,7 +24,7 @@ import numpy as np
 from medrobot_llm.language.text import tokenize
 from medrobot_llm.language.words import CONTROL_PHRASES
 from medrobot_llm.consoles.voice.audio import SAMPLE_RATE, AsrError, Audio, load_wav, resample
-from medrobot_llm.consoles.voice.grammar import VoiceGrammar, build_grammar, normalise_transcript
+from medrobot_llm.consoles.voice.grammar import DEFAULT_WAKE_WORD, VoiceGrammar, build_grammar, normalise_transcript
 
 __all__ = [
     "SAMPLE_RATE",
@@ -248,9 +248,9 @@ class PocketSphinxRecognizer:
 
     name = "pocketsphinx"
 
-    def __init__(self, domain: str, *, keyword_spotting: bool = False) -> None:
+    def __init__(self, domain: str, *, keyword_spotting: bool = False, wake_word: str = DEFAULT_WAKE_WORD) -> None:
         self.domain = domain
-        self.grammar: VoiceGrammar = build_grammar(domain)
+        self.grammar: VoiceGrammar = build_grammar(domain, wake_word)
         self.keyword_spotting = keyword_spotting
         self._lock = threading.Lock()
         self._decoder: Any = None

@@ -40,6 +40,8 @@ class Audio:
 
     samples: np.ndarray
     source: str = ""
+    #: said with the push-to-talk key held (or from a source where every utterance counts as pressed)
+    pressed: bool = False
 
     @property
     def duration_s(self) -> float:
