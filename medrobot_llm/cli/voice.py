@@ -274,7 +274,8 @@ def _show(rec: dict[str, Any]) -> None:
     action = rec.get("action")
     if action == "stop":
         print(f"E-STOP latched: {rec.get('message')}", flush=True)
-    elif action in ("repeat", "confirm", "deny", "ignored", "discarded", "control"):
+    elif action in ("repeat", "confirm", "deny", "ignored", "discarded", "control",
+                    "not_a_command"):
         print(f"  {rec.get('message')}", flush=True)
     elif action == "command":
         outcome = rec.get("outcome") or {}

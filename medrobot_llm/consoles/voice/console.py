@@ -14,6 +14,8 @@ knows, and all of it is about a misrecognition never moving the robot:
 - a plan made from speech is read back (numbers, sides, directions, as ``render_plan`` writes it) and
   runs only after that read-back is confirmed; anything else drops it, audited as discarded. The plan
   that runs is the plan that was read back: it is planned once (``Session.propose``);
+- speech the engine judges not to be a command at all (``Transcript.not_command``) is said to be so and
+  never planned;
 - a radiation step is confirmed only by the confirmation phrase for that step ("confirm shot",
   "confirm exposure", "confirm spin"), made from the skill's own synonyms; "yes" is not enough, and
   ``--yes`` confirms contact steps only, never an exposure, because a stray or misheard utterance must
@@ -235,6 +237,11 @@ class VoiceConsole:
         if not text:
             rec["action"] = "repeat"
             rec["message"] = f"heard {self.wake_word!r} and nothing after it; please say the command"
+            out(rec)
+            return
+        if heard.not_command:
+            rec["action"] = "not_a_command"
+            rec["message"] = "that was not a command; nothing done"
             out(rec)
             return
         plan = self.session.propose(text)

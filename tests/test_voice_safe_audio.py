@@ -1,0 +1,70 @@
+"""Real speech (espeak-ng), real recognition (pocketsphinx), and for the stop the real PyBullet scene: the cases
+of issue 17 where the point is what the engine hears. Kept few: each decode costs a few hundred ms of CPU."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from medrobot_llm.consoles.voice.asr import PocketSphinxRecognizer
+from medrobot_llm.consoles.voice.audio import Audio, load_wav
+from medrobot_llm.consoles.voice.console import VoiceConsole
+from medrobot_llm.planning.rule.planner import RulePlanner
+from medrobot_llm.session import Session, always
+
+pytestmark = [pytest.mark.voice]
+
+
+def _say(folder: Path, text: str, voice: str = "en-us", speed: int = 150) -> Audio:
+    path = folder / f"{'_'.join(text.split())}_{voice}_{speed}.wav"
+    subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-w", str(path), text], check=True, timeout=60)
+    return load_wav(path)
+
+
+@pytest.mark.sim
+def test_a_stop_said_after_a_sweep_command_halts_the_sim_mid_sweep(tmp_path: Path) -> None:
+    command = _say(tmp_path, "robot sweep caudally one millimetre per second")
+    yes, stop = _say(tmp_path, "yes"), _say(tmp_path, "stop")
+    recognizer = PocketSphinxRecognizer("ultrasound")
+    with Session("ultrasound", RulePlanner(), seed=0) as session:
+        assert session.run("make contact over the liver", confirm=always).success, "setting up contact failed"
+        records: list[dict[str, Any]] = []
+
+        def utterances() -> Iterator[Audio]:
+            yield command
+            yield yes
+            deadline = time.monotonic() + 60
+            while session.supervisor.status()["state"] != "EXECUTING" and time.monotonic() < deadline:
+                time.sleep(0.01)
+            yield stop
+
+        VoiceConsole(session, recognizer, records.append, yes=True).run(utterances())
+        readback = next(r for r in records if r.get("kind") == "readback")
+        assert "sweep(direction=caudal" in readback["text"] and "speed_mm_s=1" in readback["text"], records
+        halt = next(r for r in records if r.get("action") == "stop")
+        assert halt["state"] == "ESTOP", halt
+        outcome = records[-1]["outcome"]
+        sweep = outcome["steps"][0]
+        assert sweep["skill"] == "sweep" and sweep["result"] not in ("success", "not_run"), outcome
+        full_s = sweep["args"]["distance_mm"] / sweep["args"]["speed_mm_s"]
+        assert outcome["sim_time_s"] < 0.5 * full_s, "halted mid-sweep, not at its end"
+        assert halt["latency_s"] < 1.0, f"the stop latched {halt['latency_s']} s after the word was heard"
+
+
+@pytest.mark.parametrize(("domain", "talk"), [
+    ("ultrasound", "robot thank you very much"),  # without the rejection: "robot study the liver inwards", a scan
+    ("xray", "I think we are running late today"),
+])
+def test_talk_that_is_no_command_is_rejected_by_the_engine(tmp_path: Path, domain: str, talk: str) -> None:
+    heard = PocketSphinxRecognizer(domain).transcribe(_say(tmp_path, talk))
+    assert heard.not_command and not heard.stop, heard
+
+
+def test_an_addressed_command_is_not_rejected(tmp_path: Path) -> None:
+    heard = PocketSphinxRecognizer("ultrasound").transcribe(_say(tmp_path, "robot scan the left kidney"))
+    assert not heard.not_command and heard.text == "robot scan the left kidney", heard
