@@ -68,3 +68,35 @@ def test_talk_that_is_no_command_is_rejected_by_the_engine(tmp_path: Path, domai
 def test_an_addressed_command_is_not_rejected(tmp_path: Path) -> None:
     heard = PocketSphinxRecognizer("ultrasound").transcribe(_say(tmp_path, "robot scan the left kidney"))
     assert not heard.not_command and heard.text == "robot scan the left kidney", heard
+
+
+def test_a_stop_from_a_live_stream_latches_within_a_second_of_the_word(tmp_path: Path) -> None:
+    """The microphone path without a microphone: a stream in real time, 30 ms blocks, "stop" then quiet."""
+    import numpy as np
+
+    from medrobot_llm.backends.memory import MemoryBackend
+    from medrobot_llm.consoles.voice.segment import utterances
+
+    word = _say(tmp_path, "stop").samples
+    voiced = np.flatnonzero(np.abs(word) > 300)
+    word = word[: voiced[-1] + 1]  # the word ends where its last loud sample is
+    stream = np.concatenate([np.zeros(8000, np.int16), word, np.zeros(24000, np.int16)])
+    step = 480
+    word_end_at: list[float] = []
+
+    def blocks() -> Iterator[np.ndarray]:
+        t0 = time.monotonic()
+        for i in range(0, len(stream) - step + 1, step):
+            time.sleep(max(0.0, t0 + (i + step) / 16000 - time.monotonic()))
+            if i + step >= 8000 + len(word) and not word_end_at:
+                word_end_at.append(time.monotonic())
+            yield stream[i:i + step]
+
+    with Session("xray", RulePlanner(), backend=MemoryBackend("xray")) as session:
+        latched: list[float] = []
+        session.supervisor.subscribe(lambda e: latched.append(time.monotonic()) if e.kind == "estop" else None)
+        records = VoiceConsole(session, PocketSphinxRecognizer("xray").load(), lambda _: None, gated=False).run(
+            utterances(blocks()))
+        assert [r["action"] for r in records][:1] == ["stop"], records
+        assert session.supervisor.state.value == "ESTOP"
+    assert latched and latched[0] - word_end_at[0] < 1.0, f"latched {latched[0] - word_end_at[0]:.2f} s after the word"

@@ -117,39 +117,25 @@ class _Keyboard:
 
 
 def _mic_utterances(keyboard: _Keyboard) -> Iterator[Any]:
-    """Utterances cut from the microphone by the voice-activity detector: speech, then 0.6 s of quiet."""
+    """Utterances from the default microphone (``consoles.voice.segment`` cuts them)."""
     try:
         import sounddevice as sd
     except (ImportError, OSError) as exc:
         raise SystemExit(f"medrobot voice: {_MIC_HELP} ({exc})") from exc
-    import numpy as np
     from pocketsphinx import Vad
 
-    from medrobot_llm.consoles.voice.audio import SAMPLE_RATE, Audio
+    from medrobot_llm.consoles.voice.audio import SAMPLE_RATE
+    from medrobot_llm.consoles.voice.segment import utterances
 
-    vad = Vad(Vad.LOOSE, SAMPLE_RATE)
-    step = vad.frame_bytes // 2
-    quiet_needed = int(0.6 * SAMPLE_RATE / step)
+    step = Vad(Vad.LOOSE, SAMPLE_RATE).frame_bytes // 2
     print("listening (Ctrl-C to leave)", file=sys.stderr, flush=True)
     with sd.InputStream(samplerate=SAMPLE_RATE, channels=1, dtype="int16", blocksize=step) as stream:
-        frames: list[np.ndarray] = []
-        quiet = 0
-        started = 0.0
-        while True:
-            block, _ = stream.read(step)
-            chunk = np.asarray(block, dtype=np.int16).reshape(-1)
-            speech = vad.is_speech(chunk.astype("<i2").tobytes())
-            if speech:
-                if not frames:
-                    started = time.monotonic()
-                frames.append(chunk)
-                quiet = 0
-            elif frames:
-                frames.append(chunk)
-                quiet += 1
-                if quiet >= quiet_needed:
-                    yield Audio(np.concatenate(frames), "mic", pressed=keyboard.pressed(started, time.monotonic()))
-                    frames, quiet = [], 0
+
+        def blocks() -> Iterator[Any]:
+            while True:
+                yield stream.read(step)[0]
+
+        yield from utterances(blocks(), pressed=keyboard.pressed)
 
 
 def _audio_output() -> bool:
@@ -208,7 +194,7 @@ def _voice(args: argparse.Namespace) -> int:
     recognizer: Recognizer
     try:
         recognizer = (OpenAIRecognizer(args.domain) if args.asr == "openai"
-                      else PocketSphinxRecognizer(args.domain, wake_word=args.wake_word))
+                      else PocketSphinxRecognizer(args.domain, wake_word=args.wake_word).load())
     except (AsrError, RuntimeError, ValueError) as exc:
         print(f"medrobot voice: {exc}", file=sys.stderr)
         return 2

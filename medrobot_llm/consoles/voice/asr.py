@@ -282,10 +282,17 @@ class PocketSphinxRecognizer:
         decoder.activate_search("grammar")
         return decoder
 
-    def transcribe(self, audio: Audio) -> Transcript:
+    def load(self) -> PocketSphinxRecognizer:
+        """Build the decoder now (a few seconds for the grammar) rather than on the first utterance, which
+        may be a stop."""
         with self._lock:
             if self._decoder is None:
                 self._decoder = self._make_decoder()
+        return self
+
+    def transcribe(self, audio: Audio) -> Transcript:
+        self.load()
+        with self._lock:
             return self._transcribe(audio)
 
     def _decode(self, search: str, pcm: bytes) -> Any:

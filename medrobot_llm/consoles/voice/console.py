@@ -181,7 +181,10 @@ class VoiceConsole:
             for audio in utterances:
                 heard_at = time.monotonic()
                 heard = self._hear(audio)
-                if heard is not None and heard.stop and heard.confidence >= self.stop_threshold:
+                stop = heard is not None and heard.stop and heard.confidence >= self.stop_threshold
+                if audio.provisional and not stop:
+                    continue  # the start of a longer utterance: it is acted on once complete
+                if heard is not None and stop:
                     rec = self._record(audio, heard)
                     self._stop(heard, rec)
                     rec["latency_s"] = round(time.monotonic() - heard_at, 3)
