@@ -8,6 +8,8 @@ what a run reports is what its audit log says.
 
 from __future__ import annotations
 
+import errno
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -17,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from medrobot_llm.safety.audit import AuditLog
 from medrobot_llm.backends.base import CancelToken, FeedbackFn, SkillBackend, StepResult
+from medrobot_llm.core.paths import file_sha256
 from medrobot_llm.core.plan import Plan, PlanStatus, Step
 from medrobot_llm.core.reasons import Reason
 from medrobot_llm.planning.base import Planner
@@ -28,7 +31,7 @@ from medrobot_llm.core.validator import WorldState, validate_plan
 if TYPE_CHECKING:
     from medrobot_llm.backends.sim.base import Scene
 
-__all__ = ["ConfirmPolicy", "RunOutcome", "Session", "always", "never"]
+__all__ = ["ConfirmPolicy", "RunOutcome", "Session", "always", "never", "new_recording_dir"]
 
 #: answers a confirmation question: True confirms that one step, False denies it (and drops the plan)
 ConfirmPolicy = Callable[[Question], bool]
@@ -63,6 +66,27 @@ class RunOutcome:
                 "exposures": self.exposures, "images": self.images, "reason": self.reason,
                 "message": self.message, "sim_time_s": round(self.sim_time_s, 4), "wall_s": round(self.wall_s, 4),
                 "frames": self.frames}
+
+
+def new_recording_dir(parent: Path) -> Path:
+    """A fresh folder under ``parent`` for one session's recording: ``run-001``, ``run-002``, ...
+
+    A second run into the same ``--record DIR`` used to overwrite the first one's radiograph; now each run
+    claims its own number with ``mkdir`` (no ``exist_ok``), which is atomic, so two runs started together
+    never share a folder and nothing an earlier run wrote is touched."""
+    if parent.exists() and not parent.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, "it is a file, not a folder", str(parent))
+    parent.mkdir(parents=True, exist_ok=True)
+    taken = [int(m.group(1)) for child in parent.iterdir() if (m := re.fullmatch(r"run-(\d+)", child.name))]
+    n = max(taken, default=0) + 1
+    while True:
+        candidate = parent / f"run-{n:03d}"
+        try:
+            candidate.mkdir()
+        except FileExistsError:
+            n += 1
+            continue
+        return candidate
 
 
 class _FrameRecorder(SkillBackend):
@@ -113,27 +137,44 @@ class _FrameRecorder(SkillBackend):
 class Session:
     """A supervisor over one backend (a PyBullet scene unless one is given), ready for commands.
 
-    ``record_dir`` keeps the captured images there and, for scenes, a rendered frame after each step.
+    ``record_dir`` keeps the captured images and, for scenes, a rendered frame after each step, in a folder of
+    this session's own under it (``new_recording_dir``); after each run the audit log gets a ``recording``
+    record naming every new file with its SHA-256. ``keep_records`` keeps the audit records in
+    ``audit.records`` too, for a recording made after the run.
     """
 
     def __init__(self, domain: str, planner: Planner, *, backend: SkillBackend | None = None, seed: int = 0,
                  gui: bool = False, record_dir: Path | None = None, audit_path: Path | None = None,
-                 confirm_timeout_s: float = 30.0, step_timeout_s: float = 120.0) -> None:
+                 confirm_timeout_s: float = 30.0, step_timeout_s: float = 120.0, keep_records: bool = False) -> None:
         self.domain = domain
         self.scene: Scene | None = None
+        # the log first: a bad --log (a directory, a FIFO, another writer's file) is refused before a scene starts
+        self.audit = AuditLog(audit_path, keep_records=keep_records)
+        self.record_dir: Path | None = None
+        self._logged_files: set[str] = set()
         if backend is None:
-            from medrobot_llm.backends.sim import make
-
-            self.scene = make(domain, gui=gui, record_dir=record_dir)
-            self.scene.reset(seed=seed)
-            backend = self.scene
-            if record_dir is not None:
-                backend = _FrameRecorder(self.scene, Path(record_dir) / "frames")
-                backend.snapshot("start")
+            try:
+                if record_dir is not None:
+                    self.record_dir = new_recording_dir(Path(record_dir))
+                backend = self._make_scene(domain, seed, gui, self.record_dir)
+            except BaseException:
+                self.audit.close_quietly()
+                raise
         self.backend = backend
-        self.audit = AuditLog(audit_path) if audit_path is not None else AuditLog(None, keep_records=False)
         self.supervisor = Supervisor(backend, planner, domain=domain, audit=self.audit,
                                      confirm_timeout_s=confirm_timeout_s, step_timeout_s=step_timeout_s)
+
+    def _make_scene(self, domain: str, seed: int, gui: bool, record_dir: Path | None) -> SkillBackend:
+        from medrobot_llm.backends.sim import make
+
+        self.scene = make(domain, gui=gui, record_dir=record_dir)
+        self.scene.reset(seed=seed)
+        self.scene.hazard_log = self.audit.append
+        if record_dir is None:
+            return self.scene
+        recorder = _FrameRecorder(self.scene, Path(record_dir) / "frames")
+        recorder.snapshot("start")
+        return recorder
 
     def __enter__(self) -> Session:
         return self
@@ -144,6 +185,7 @@ class Session:
     def close(self) -> None:
         self.supervisor.close()
         self.backend.close()
+        self.audit.close()
 
     @property
     def sim_time(self) -> float:
@@ -254,9 +296,28 @@ class Session:
                 ended.wait(0.005)
             sup.wait_idle(timeout=10.0)
             ended.wait(2.0)
-            return self._outcome(plan, records, "", t0, sim0, exposures0, ran=True)
+            outcome = self._outcome(plan, records, "", t0, sim0, exposures0, ran=True)
+            self._log_files(outcome)
+            return outcome
         finally:
             unsubscribe()
+
+    def _log_files(self, outcome: RunOutcome) -> None:
+        """Name in the log every file this run left (images, frames), each with its SHA-256."""
+        paths = {str(p) for p in self.record_dir.rglob("*") if p.is_file()} if self.record_dir is not None else set()
+        paths |= set(outcome.images) | set(outcome.frames)
+        files = []
+        for name in sorted(paths - self._logged_files):
+            path = Path(name)
+            try:
+                files.append({"path": str(path.absolute()), "sha256": file_sha256(path),
+                              "bytes": path.stat().st_size})
+            except OSError as exc:
+                files.append({"path": str(path.absolute()), "error": exc.strerror or str(exc)})
+        self._logged_files |= paths
+        if files:
+            folder = str(self.record_dir.absolute()) if self.record_dir is not None else None
+            self.audit.append("recording", dir=folder, files=files)
 
     def _exposures(self) -> int:
         return len(getattr(self.scene, "exposures", []) or [])

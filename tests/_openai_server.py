@@ -53,6 +53,9 @@ class Reply:
     finish_reason: str | None = None
     #: a body sent as it is, instead of a chat completion (a broken proxy, an HTML error page)
     raw: bytes | None = None
+    #: send the body one byte every this many seconds (a server that keeps each read alive but never ends):
+    #: ``dribbles_finished`` counts the bodies that were sent to their last byte
+    dribble_s: float = 0.0
 
 
 def content_reply(content: str | dict[str, Any], **kw: Any) -> Reply:
@@ -98,6 +101,7 @@ class ScriptedOpenAIServer:
         self.headers: list[dict[str, str]] = []
         self.lock = threading.Lock()
         self.held_answered = 0  #: held replies that were let go and sent (or tried to be)
+        self.dribbles_finished = 0  #: dribbled bodies sent to their last byte
         self._release = threading.Event()
         self._httpd = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
         self._httpd.daemon_threads = True
@@ -169,7 +173,8 @@ class ScriptedOpenAIServer:
             def log_message(self, format: str, *args: Any) -> None:
                 return
 
-            def _send(self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None) -> None:
+            def _send(self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None,
+                      dribble_s: float = 0.0) -> None:
                 data = json.dumps(payload).encode()
                 try:
                     self.send_response(status)
@@ -178,7 +183,16 @@ class ScriptedOpenAIServer:
                     for k, v in (headers or {}).items():
                         self.send_header(k, v)
                     self.end_headers()
-                    self.wfile.write(data)
+                    if not dribble_s:
+                        self.wfile.write(data)
+                        return
+                    for k in range(len(data)):
+                        self.wfile.write(data[k:k + 1])
+                        self.wfile.flush()
+                        if server._release.wait(dribble_s):
+                            return
+                    with server.lock:
+                        server.dribbles_finished += 1
                 except (BrokenPipeError, ConnectionResetError):
                     return
 
@@ -239,7 +253,7 @@ class ScriptedOpenAIServer:
                     "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": None}],
                     "usage": {"prompt_tokens": reply.prompt_tokens, "completion_tokens": reply.completion_tokens,
                               "total_tokens": reply.prompt_tokens + reply.completion_tokens},
-                }, reply.headers)
+                }, reply.headers, reply.dribble_s)
 
         return Handler
 

@@ -21,7 +21,7 @@ def test_append_returns_gap_free_sequence_and_writes_one_line_each(tmp_path: Pat
         seqs = [log.append("llm_call", tokens=12, latency_ms=3.5), log.append("command", op="text", text="hi")]
     assert seqs == [0, 1]
     lines = path.read_text(encoding="utf-8").splitlines()
-    assert len(lines) == 2
+    assert [json.loads(line)["kind"] for line in lines] == ["llm_call", "command", "log_closed"]
     first = json.loads(lines[0])
     assert first["seq"] == 0 and first["kind"] == "llm_call" and first["tokens"] == 12
     assert isinstance(first["t_wall"], float) and isinstance(first["t_mono"], float)
@@ -83,7 +83,7 @@ def test_threads_appending_at_once_get_unique_gap_free_numbers(tmp_path: Path) -
     log.close()
     assert sorted(got) == list(range(800))
     read = read_log(path)
-    assert read.ok and [r["seq"] for r in read.records] == list(range(800))
+    assert read.ok and [r["seq"] for r in read.records] == list(range(801))
 
 
 def test_a_torn_last_line_is_reported_not_fatal(tmp_path: Path) -> None:
@@ -95,8 +95,8 @@ def test_a_torn_last_line_is_reported_not_fatal(tmp_path: Path) -> None:
     with path.open("ab") as f:
         f.write(b'{"seq": 2, "kind": "c", "t_wa')
     read = read_log(path)
-    assert [r["kind"] for r in read.records] == ["a", "b"]
-    assert len(read.torn) == 1 and read.torn[0].last and read.torn[0].lineno == 3
+    assert [r["kind"] for r in read.records] == ["a", "b", "log_closed"]
+    assert len(read.torn) == 1 and read.torn[0].last and read.torn[0].lineno == 4
     assert not read.ok and "torn last line" in read.problems()[0]
 
 
@@ -112,8 +112,8 @@ def test_reopening_continues_the_sequence_and_closes_a_torn_tail(tmp_path: Path)
     again.close()
     read = read_log(path)
     kinds = [r["kind"] for r in read.records]
-    assert kinds == ["a", "log_reopened", "b"]
-    assert seq == 2 and read.records[1]["torn_lines"] == [2]
+    assert kinds == ["a", "log_closed", "log_reopened", "b", "log_closed"]
+    assert seq == 3 and read.records[2]["torn_lines"] == [3]
     assert len(read.torn) == 1 and not read.torn[0].last
 
 

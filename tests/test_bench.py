@@ -17,7 +17,7 @@ from PIL import Image
 
 from medrobot_llm import cli
 from medrobot_llm.bench.runner import run_jobs, strip_timing
-from medrobot_llm.bench.report import file_sha256
+from medrobot_llm.core.paths import file_sha256
 from medrobot_llm.bench.suite import BenchTask, CheckSpec, load_suite
 
 pytestmark = [pytest.mark.sim, pytest.mark.slow]

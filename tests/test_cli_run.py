@@ -28,7 +28,7 @@ def test_ultrasound_scan_runs_to_success_with_an_image(tmp_path: Path) -> None:
     assert out["success"] is True and out["state"] == "IDLE" and out["reason"] is None
     assert [s["skill"] for s in out["steps"]] == ["move_to_window", "make_contact", "sweep", "capture"]
     assert all(s["result"] == "success" for s in out["steps"])
-    assert len(out["images"]) == 1 and Path(out["images"][0]).parent == tmp_path
+    assert len(out["images"]) == 1 and Path(out["images"][0]).parent == tmp_path / "run-001"
     assert Path(out["images"][0]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert len(out["frames"]) == 5 and all(Path(f).is_file() for f in out["frames"])
     assert out["sim_time_s"] > 1.0

@@ -302,7 +302,7 @@ def test_ultrasound_scene_status_line_shows_force_and_the_image_path(tmp_path: P
     line = core.status_line()
     assert line.startswith("IDLE") and "force " in line and " N" in line, line
     images = [ln.split("image saved: ")[1] for ln in screen.lines if "image saved: " in ln]
-    assert len(images) == 1 and Path(images[0]).parent == tmp_path and Path(images[0]).is_file()
+    assert len(images) == 1 and Path(images[0]).parent == tmp_path / "run-001" and Path(images[0]).is_file()
 
 
 @pytest.mark.sim

@@ -11,6 +11,7 @@ from typing import Any
 from medrobot_llm.backends.memory import Outcome
 from medrobot_llm.core.plan import Plan
 from medrobot_llm.safety import events as ev
+from medrobot_llm.safety.audit import CHAIN_FIELDS
 from medrobot_llm.safety.machine import SupervisorState
 from medrobot_llm.safety.replies import Reply
 
@@ -20,7 +21,8 @@ S = SupervisorState
 
 
 def _without_log_stamps(rec: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in rec.items() if k not in ("t_wall", "t_mono")}
+    """The record minus what the log adds: its clocks and its hash chain (appended after the event's fields)."""
+    return {k: v for k, v in rec.items() if k not in ("t_wall", "t_mono", *CHAIN_FIELDS)}
 
 
 def _event_types() -> list[type[Any]]:

@@ -196,6 +196,40 @@ def test_timeout_falls_back_to_the_rule_planner_with_a_notice(server: ScriptedOp
     assert h.audit.of("llm_fallback")[0]["planner"] == "rule"
 
 
+def test_a_server_that_trickles_bytes_is_cut_off_at_the_deadline(server: ScriptedOpenAIServer) -> None:
+    """Each byte comes well within the per-read timeout, so only a wall-clock deadline on the whole request
+    ends it; the fallback then answers while the server is still sending."""
+    server.push(Reply(content=json.dumps(SCAN_OK), dribble_s=0.05))
+    h = make_planner(server, timeout=0.3, max_retries=0, fallback=RulePlanner())
+    plan = h.planner.plan("ultrasound", "scan the left kidney")
+    assert server.dribbles_finished == 0  # cut off mid-body: the answer never finished arriving
+    assert plan.status.value == "ok" and plan.needs_confirmation == [1]
+    assert h.planner.last.fallback and h.planner.last.unavailable is not None
+    assert "timed out" in h.planner.last.unavailable
+    assert [c["status"] for c in h.audit.of("llm_call")] == ["timeout"]
+    assert h.audit.of("llm_fallback")[0]["planner"] == "rule"
+
+
+def test_after_a_cut_off_request_the_next_one_is_answered(server: ScriptedOpenAIServer) -> None:
+    """The abandoned request's client is closed and a new one made: the retry reaches the server afresh."""
+    server.push(Reply(content=json.dumps(SCAN_OK), dribble_s=0.05), content_reply(SCAN_OK))
+    h = make_planner(server, timeout=0.3, max_retries=1)
+    plan = h.planner.plan("ultrasound", "scan the left kidney")
+    assert plan.status.value == "ok"
+    assert [c["status"] for c in h.audit.of("llm_call")] == ["timeout", "ok"]
+    assert len(server.chat_requests) == 2 and server.dribbles_finished == 0
+
+
+def test_the_hybrid_planner_keeps_the_deadline_too(server: ScriptedOpenAIServer) -> None:
+    server.push(Reply(content=json.dumps(SCAN_OK), dribble_s=0.05))
+    h = make_planner(server, timeout=0.3, max_retries=0, fallback=RulePlanner())
+    hybrid = HybridPlanner(RulePlanner(), h.planner)
+    plan = hybrid.plan("ultrasound", "glorp the kidney")
+    assert server.dribbles_finished == 0 and hybrid.llm_commands == 1
+    assert h.planner.last.fallback and plan.status.value == "refused"
+    assert [c["status"] for c in h.audit.of("llm_call")] == ["timeout"]
+
+
 def test_500s_then_success_with_backoff(server: ScriptedOpenAIServer) -> None:
     server.push(error_reply(500), error_reply(503), content_reply(SCAN_OK))
     h = make_planner(server, max_retries=2, backoff_base=0.001, backoff_max=0.004)

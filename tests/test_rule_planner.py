@@ -126,7 +126,8 @@ def test_planner_output_survives_revalidation() -> None:
         plan = planner.plan(item["domain"], item["text"])
         if plan.status is PlanStatus.OK:
             again = validate_plan(Plan(status=PlanStatus.OK, domain=plan.domain, steps=plan.steps))
-            assert again == plan
+            # the words each argument came from are the planner's, not the validator's
+            assert again == plan.model_copy(update={"words": []})
 
 
 def test_heldout_accuracy_and_safety() -> None:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from medrobot_llm.safety import events as ev
-from medrobot_llm.safety.audit import AuditLog, AuditLogError
+from medrobot_llm.safety.audit import CHAIN_FIELDS, AuditLog, AuditLogError
 from medrobot_llm.backends.base import CancelToken, FailureKind, FeedbackFn, SkillBackend, StepResult
 from medrobot_llm.backends.memory import MemoryBackend
 from medrobot_llm.core.plan import Control, Plan, PlanStatus, Step
@@ -585,7 +585,8 @@ def test_listeners_get_every_record_and_may_answer_questions() -> None:
             ev.ConfirmationEvent} <= kinds
     # what listeners get is what the log has: same records, same numbers, same fields in the same order
     logged = [e.record() for e in seen if not isinstance(e, ev.FeedbackEvent)]
-    on_file = {r["seq"]: {k: v for k, v in r.items() if k not in ("t_wall", "t_mono")} for r in rig.audit.records}
+    on_file = {r["seq"]: {k: v for k, v in r.items() if k not in ("t_wall", "t_mono", *CHAIN_FIELDS)}
+               for r in rig.audit.records}
     assert len(logged) > 10
     assert [json.dumps(r) for r in logged] == [json.dumps(on_file[r["seq"]]) for r in logged]
     assert rig.sup.state is S.IDLE and len(rig.backend.sent) == 4

@@ -6,7 +6,6 @@ reader (or a test) can recompute every figure from ``results.jsonl``.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import platform
 import re
@@ -46,10 +45,6 @@ def environment() -> dict[str, Any]:
         except metadata.PackageNotFoundError:
             versions[name] = None
     return {"versions": versions, "platform": platform.platform(), "git": git_commit()}
-
-
-def file_sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _pct(x: float | None) -> str:

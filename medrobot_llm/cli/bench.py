@@ -76,7 +76,8 @@ def _run(args: argparse.Namespace) -> int:
     import os
 
     from medrobot_llm.bench.runner import run_jobs, summarize
-    from medrobot_llm.bench.report import environment, file_sha256, write_outputs
+    from medrobot_llm.bench.report import environment, write_outputs
+    from medrobot_llm.core.paths import file_sha256
     from medrobot_llm.bench.suite import default_suite_path, dumps, generate, load_suite, select
 
     if args.seeds is not None and args.seeds < 1:

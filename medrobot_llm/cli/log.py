@@ -1,4 +1,5 @@
-"""``medrobot log``: read an audit log (``show``) and check it by replaying its commands (``replay``).
+"""``medrobot log``: read an audit log (``show``), check its hash chain (``verify``), check it by replaying its
+commands (``replay``), and turn it into an MCAP file robotics viewers open (``export``).
 
 A replay feeds the logged commands, in their logged order, to a fresh supervisor driving an in-memory
 robot. The planner's answers and the robot's step results are taken from the log too, so the only thing
@@ -35,6 +36,15 @@ def register(sub: Any) -> None:
     show.add_argument("--kind", action="append", help="only records of this kind (repeatable)")
     show.add_argument("--json", action="store_true", help="print one JSON object: records and problems")
     show.set_defaults(func=_show)
+    ver = inner.add_parser(
+        "verify", help="check the log's hash chain, sequence and ending",
+        description="Check that no record of FILE was edited, deleted, inserted or reordered. Exit 0: intact and "
+        "closed cleanly; 1: tampered or damaged; 2: intact but its end is not final (a torn last line or no close "
+        "record: the writer crashed, was killed or is still running); 3: no hash chain (written before logs were "
+        "chained); 4: the file cannot be read as a log.")
+    ver.add_argument("file", type=Path)
+    ver.add_argument("--json", action="store_true", help="print one JSON object with the verdict")
+    ver.set_defaults(func=_verify)
     rep = inner.add_parser("replay", help="replay the logged commands and report any difference",
                            description="Replay FILE's commands against a fresh supervisor with an in-memory robot "
                            "whose step results come from the log; exit 0 if the state history is the same, 1 if not.")
@@ -42,21 +52,55 @@ def register(sub: Any) -> None:
     rep.add_argument("--wait", type=float, default=2.0, help="seconds to wait for the replay to catch up (2)")
     rep.add_argument("--json", action="store_true", help="print one JSON object with the comparison")
     rep.set_defaults(func=_replay)
+    exp = inner.add_parser("export", help="write the log (and a recording's images) as one MCAP file",
+                           description="Write FILE's records, the telemetry and the images its steps saved as ROS 2 "
+                           "messages in one MCAP file, which Foxglove and Lichtblick open (needs the mcap extra). "
+                           "Exit 0 when every picture the log names is in the file, 1 when one is missing or is not "
+                           "the file the log hashed (the rest is written), 2 when nothing could be written.")
+    exp.add_argument("file", type=Path)
+    exp.add_argument("--mcap", type=Path, required=True, metavar="OUT", help="the MCAP file to write")
+    exp.add_argument("--record", type=Path, metavar="DIR",
+                     help="the run's --record folder: its frames, and its images if they moved from the logged paths")
+    exp.add_argument("--json", action="store_true", help="print one JSON object: topics, counts, images")
+    exp.set_defaults(func=_export)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
 
 def _load(path: Path, as_json: bool) -> Any:
-    from medrobot_llm.safety.audit import read_log
+    from medrobot_llm.safety.audit import AuditLogError, read_log
 
     try:
         return read_log(path)
-    except OSError as exc:
-        msg = f"cannot read {path}: {exc.strerror}"
-        if as_json:
-            print(json.dumps({"path": str(path), "error": msg}))
-        else:
-            print(f"medrobot log: {msg}", file=sys.stderr)
+    except (OSError, AuditLogError) as exc:
+        _fail(path, f"cannot read {path}: {_reason(exc)}", as_json)
         return None
+
+
+def _reason(exc: BaseException) -> str:
+    return (exc.strerror or str(exc)) if isinstance(exc, OSError) else str(exc)
+
+
+def _fail(path: Path, msg: str, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps({"path": str(path), "error": msg}))
+    else:
+        print(f"medrobot log: {msg}", file=sys.stderr)
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from medrobot_llm.safety.audit import AuditLogError
+    from medrobot_llm.safety.audit_verify import UNREADABLE_CODE, verify_file
+
+    try:
+        report = verify_file(args.file)
+    except (OSError, AuditLogError) as exc:
+        _fail(args.file, f"cannot read {args.file}: {_reason(exc)}", args.json)
+        return UNREADABLE_CODE
+    if args.json:
+        print(json.dumps({"path": str(args.file), **report.to_json()}, ensure_ascii=False))
+    else:
+        print(report.render())
+    return report.verdict.code
 
 
 def _show(args: argparse.Namespace) -> int:
@@ -78,16 +122,51 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
+    from medrobot_llm.safety.audit import AuditLogError
+    from medrobot_llm.safety.audit_verify import Verdict, verify_file
+
     log = _load(args.file, args.json)
     if log is None:
         return 2
-    report = replay_records(log.records, wait_s=args.wait)
-    report.problems[:0] = log.problems()
+    try:
+        chain = verify_file(args.file)
+    except (OSError, AuditLogError) as exc:
+        _fail(args.file, f"cannot read {args.file}: {_reason(exc)}", args.json)
+        return 2
+    try:
+        report = replay_records(log.records, wait_s=args.wait)
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        # a damaged field (a plan that is no plan, a clock that is no number): say so, never a traceback
+        _fail(args.file, f"cannot replay {args.file}: a record is damaged ({type(exc).__name__}: {exc}); "
+              f"`medrobot log verify {args.file}` tells where", args.json)
+        return 1
+    if chain.verdict is Verdict.TAMPERED:
+        report.differences[:0] = [f"hash chain: {p}" for p in chain.problems]
+    unchained = [f"no hash chain (written before the audit log chained its records): {len(chain.unchained)} "
+                 "record(s)"] if chain.unchained else []
+    report.problems[:0] = [*chain.incomplete, *unchained, *chain.notes]
     if args.json:
         print(json.dumps(report.to_json(), ensure_ascii=False))
     else:
         print(report.render())
     return 0 if report.identical else 1
+
+
+def _export(args: argparse.Namespace) -> int:
+    from medrobot_llm.cli.mcap_output import MCAP_ERRORS, mcap_error, report_export
+
+    log = _load(args.file, args.json)
+    if log is None:
+        return 2
+    try:
+        from medrobot_llm.recording.export import export_records
+
+        summary = export_records(log.records, args.mcap, record_dir=args.record)
+    except MCAP_ERRORS as exc:
+        print(mcap_error("log export", exc), file=sys.stderr)
+        return 2
+    report_export(summary, as_json=args.json, problems=log.problems())
+    return 0 if summary.complete else 1
 
 
 @dataclass
@@ -158,7 +237,13 @@ def _sessions(records: Sequence[dict[str, Any]]) -> list[list[dict[str, Any]]]:
 
 
 def replay_records(records: Sequence[dict[str, Any]], *, wait_s: float = 2.0) -> ReplayReport:
-    """Replay every session in ``records``; the report lists where the replay departs from the log."""
+    """Replay every session in ``records``; the report lists where the replay departs from the log.
+
+    A session without a close record was cut short (its writer killed, or a log from before close records):
+    its supervisor may have gone one state or step past its last record, so the replay of that session is
+    held to the logged prefix, and what it did beyond is a note, not a difference."""
+    from medrobot_llm.safety.audit import CLOSED_KIND
+
     report = ReplayReport()
     sessions = _sessions(records)
     if not sessions:
@@ -166,7 +251,10 @@ def replay_records(records: Sequence[dict[str, Any]], *, wait_s: float = 2.0) ->
         return report
     for session in sessions:
         report.sessions += 1
+        marks = (len(report.original), len(report.replayed), len(report.original_steps), len(report.replayed_steps))
         _replay_session(session, report, wait_s)
+        if not any(r.get("kind") == CLOSED_KIND for r in session):
+            _hold_to_prefix(report, marks)
     if report.original != report.replayed:
         first = next((i for i, (a, b) in enumerate(zip(report.original, report.replayed, strict=False)) if a != b),
                      min(len(report.original), len(report.replayed)))
@@ -176,6 +264,20 @@ def replay_records(records: Sequence[dict[str, Any]], *, wait_s: float = 2.0) ->
     if report.original_steps != report.replayed_steps:
         report.differences.append(f"steps sent: logged {report.original_steps}, replayed {report.replayed_steps}")
     return report
+
+
+def _hold_to_prefix(report: ReplayReport, marks: tuple[int, int, int, int]) -> None:
+    """Drop what the replay of one cut session did past the log's end, if up to there it matched the log."""
+    o, r, os_, rs = marks
+    for logged, replayed, start_l, start_r, what in ((report.original, report.replayed, o, r, "state change(s)"),
+                                                     (report.original_steps, report.replayed_steps, os_, rs,
+                                                      "step(s) sent")):
+        mine, theirs = logged[start_l:], replayed[start_r:]
+        extra = len(theirs) - len(mine)
+        if extra > 0 and theirs[:len(mine)] == mine:
+            del replayed[start_r + len(mine):]
+            report.problems.append(f"session {report.sessions}: the replay made {extra} {what} past the log's "
+                                   "end, where its writer stopped")
 
 
 def _fmt(t: tuple[str, str, str] | None) -> str:
@@ -270,6 +372,7 @@ def _replay_session(records: list[dict[str, Any]], report: ReplayReport, wait_s:
                 backend.release(StepResult(success=bool(rec.get("success")), failure=failure,
                                            message=str(rec.get("message", "")), outcome=rec.get("outcome") or {}))
         caught_up(n_states)
+        backend.wait_sent(sent_here, wait_s)   # a step the log shows sent, the replay must send before it ends
     finally:
         history = list(sup.history)
         sent = [str(r.get("skill")) for r in audit.records if r.get("kind") == "step_sent"]

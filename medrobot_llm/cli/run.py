@@ -5,11 +5,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from medrobot_llm.safety.events import (EstopEvent, QuestionEvent, StepResultEvent, StepSentEvent, SupervisorEvent,
-                                        ValidationEvent)
+from medrobot_llm.safety.events import (EstopEvent, FeedbackEvent, QuestionEvent, StepResultEvent, StepSentEvent,
+                                        SupervisorEvent, ValidationEvent)
+
+if TYPE_CHECKING:
+    from medrobot_llm.recording.export import McapRecorder
+    from medrobot_llm.session import Session
 
 __all__ = ["register"]
 
@@ -34,9 +39,14 @@ def register(sub: Any) -> None:
     p.add_argument("--gui", action="store_true", help="open the PyBullet window (needs a display)")
     p.add_argument("--json", action="store_true", help="print the outcome as one JSON object only")
     p.add_argument("--record", type=Path, metavar="DIR",
-                   help="save captured images / radiographs and a rendered frame after each step into DIR")
+                   help="save captured images / radiographs and a rendered frame after each step into a new folder "
+                   "DIR/run-NNN of this run's own (never over an earlier run's); the log names each file and its "
+                   "SHA-256")
     p.add_argument("--log", type=Path, metavar="FILE",
                    help="append the supervisor's audit log (JSON lines) to FILE; replay with `medrobot log`")
+    p.add_argument("--mcap", type=Path, metavar="FILE",
+                   help="write the run (records, telemetry, images) to FILE as MCAP for Foxglove or Lichtblick "
+                   "(needs the mcap extra)")
     add_seed_argument(p)
     p.add_argument("--timeout", type=float, default=300.0, metavar="S",
                    help="stop the robot if the run has not ended after S seconds (default 300)")
@@ -93,7 +103,7 @@ def _run(args: argparse.Namespace) -> int:
         return 1
     try:
         session = Session(args.domain, planner, seed=args.seed, gui=args.gui, record_dir=args.record,
-                          audit_path=args.log)
+                          audit_path=args.log, keep_records=args.mcap is not None)
     except ImportError as exc:
         print(f"medrobot run needs pybullet ({exc}); run `make setup`", file=sys.stderr)
         return 2
@@ -101,8 +111,13 @@ def _run(args: argparse.Namespace) -> int:
         print(session_error("run", exc), file=sys.stderr)
         return 2
     shown: dict[str, bool] = {"plan": False}
+    heard: list[dict[str, Any]] = []
 
     def on_event(event: SupervisorEvent) -> None:
+        if args.mcap is not None:
+            # feedback is never in the audit log: the recording places it by what was heard around it
+            heard.append({**event.record(), "t_wall": time.time()} if isinstance(event, FeedbackEvent)
+                         else {"kind": event.kind, "seq": event.seq})
         if args.json:
             return
         if isinstance(event, ValidationEvent) and event.ok and not shown["plan"]:
@@ -112,11 +127,21 @@ def _run(args: argparse.Namespace) -> int:
             print(f"  {event.text} -> yes (--yes)", file=sys.stderr, flush=True)
         _progress(event)
 
-    with session:
-        outcome = session.run(text, confirm=always if args.yes else _ask, timeout_s=args.timeout,
-                              on_event=on_event)
+    recorder = _open_recorder(args) if args.mcap is not None else None
+    if args.mcap is not None and recorder is None:
+        session.close()
+        return 2
+    try:
+        with session:
+            outcome = session.run(text, confirm=always if args.yes else _ask, timeout_s=args.timeout,
+                                  on_event=on_event)
+    except BaseException:
+        if recorder is not None:  # an interrupted run is worth its recording most: keep what happened so far
+            _record(recorder, session, [], heard)
+        raise
+    summary = _record(recorder, session, outcome.frames, heard) if recorder is not None else None
     if args.json:
-        print(json.dumps(outcome.to_json()))
+        print(json.dumps(outcome.to_json() | ({"mcap": summary} if summary is not None else {})))
     else:
         plan = outcome.plan or {}
         if plan.get("status") in ("refused", "clarify"):
@@ -132,4 +157,32 @@ def _run(args: argparse.Namespace) -> int:
             print(f"exposures: {outcome.exposures}")
         if outcome.frames:
             print(f"frames: {len(outcome.frames)} in {Path(outcome.frames[0]).parent}")
+        if summary is not None:
+            print(f"mcap: {summary['messages']} message(s) on {len(summary['topics'])} topic(s) in {summary['mcap']}")
     return 0 if outcome.success else 1
+
+
+def _open_recorder(args: argparse.Namespace) -> McapRecorder | None:
+    """The MCAP file, opened before anything moves so a path that cannot be written stops the run first."""
+    from medrobot_llm.cli.mcap_output import MCAP_ERRORS, mcap_error
+
+    try:
+        from medrobot_llm.recording.export import McapRecorder
+
+        return McapRecorder(args.mcap, domain=args.domain, record_dir=args.record)
+    except MCAP_ERRORS as exc:
+        print(mcap_error("run", exc), file=sys.stderr)
+        return None
+
+
+def _record(recorder: McapRecorder, session: Session, frames: list[str],
+            heard: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run's audit records with the feedback heard between them, its pictures and frames, into the file."""
+    from medrobot_llm.recording.export import interleave
+
+    with recorder:
+        recorder.add_records(interleave(session.audit.records, heard))
+        recorder.add_frames(Path(frame) for frame in frames)
+    for missing in recorder.summary.missing + recorder.summary.changed:
+        print(f"medrobot run: image not found (or not as logged) for the MCAP file: {missing}", file=sys.stderr)
+    return recorder.summary.to_json()

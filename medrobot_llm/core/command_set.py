@@ -279,6 +279,11 @@ class Vocabulary(_Strict):
     unsupported_views: tuple[str, ...] = ()
     #: imaging modes and procedures no skill has
     unsupported_modes: tuple[str, ...] = ()
+    #: words that name the robot or a part of it: a question about one asks for the robot's status
+    robot: tuple[str, ...] = ()
+    #: body landmarks a command may name to say where a step starts ("starting below the ribs"): known
+    #: detail of the step, never its target
+    landmarks: tuple[str, ...] = ()
 
 
 class CommandSet(_Strict):

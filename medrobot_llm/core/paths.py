@@ -6,9 +6,10 @@ In a source checkout the data folders (``skills/``, ``sim/``) and the tooling fo
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
-__all__ = ["PACKAGE_DIR", "SOURCE_ROOT", "data_dir"]
+__all__ = ["PACKAGE_DIR", "SOURCE_ROOT", "data_dir", "file_sha256"]
 
 #: the ``medrobot_llm`` package folder
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
@@ -22,3 +23,12 @@ def data_dir(name: str, marker: str | None = None) -> Path | None:
         if candidate.is_dir() and (marker is None or (candidate / marker).is_file()):
             return candidate
     return None
+
+
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of a file's bytes: how a log names the exact image it points at."""
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

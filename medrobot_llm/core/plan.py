@@ -67,8 +67,12 @@ class Plan(BaseModel):
     reason: str | None = None
     question: str | None = None
     needs_confirmation: list[int] = Field(default_factory=list)
-    #: the kind of refusal or question, for scripts; last in the JSON object, added after the others
+    #: the kind of refusal or question, for scripts; added after the others
     code: Reason | None = None
+    #: per step, argument -> the words of the command that said its value (an argument no word said, a
+    #: default, is left out), so a console can show what each value was read from; empty when the planner
+    #: does not say (the LLM planner)
+    words: list[dict[str, str]] = Field(default_factory=list)
 
     @classmethod
     def refused(cls, domain: str, reason: str, code: Reason) -> Plan:

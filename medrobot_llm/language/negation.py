@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from medrobot_llm.language.lexicon import hazard_phrases
 from medrobot_llm.language.phrases import SOFT, Phrase, match_phrases
 
-__all__ = ["CONFIRMATIONS", "DEFERRALS", "NEGATORS", "PAST_AFTER", "PAST_BEFORE", "Governed", "confirmation_spans",
+__all__ = ["CONFIRMATIONS", "DEFERRALS", "NEGATED_TAILS", "NEGATORS", "PAST_AFTER", "PAST_BEFORE", "Governed", "confirmation_spans",
            "asked_only", "governed", "strike"]
 
 #: words that negate the step phrase after them, in the same clause
@@ -23,6 +23,12 @@ NEGATORS: tuple[tuple[str, ...], ...] = (
     ("avoid",), ("avoiding",), ("hold", "off", "on"), ("hold", "off"), ("not", "yet"), ("not",), ("no", "need", "for"),
     ("no", "need", "to"), ("instead", "of"), ("rather", "than"), ("leave", "out"), ("omit",), ("forget",),
     ("cancel",), ("refrain", "from"), ("stop", "short", "of"), ("nor",), ("neither",), ("won't",), ("shouldn't",),
+)
+#: words right after a negated step phrase that qualify the negation itself ("don't take a shot yet"): they belong
+#: to the struck phrase, so no word of a refusal to act is left over as an unknown word
+NEGATED_TAILS: tuple[tuple[str, ...], ...] = (
+    ("just", "yet"), ("yet",), ("for", "now"), ("right", "now"), ("at", "all"), ("this", "time"), ("today",),
+    ("anymore",), ("any", "more"), ("again",),
 )
 #: words that put the step phrase before (or after) them off until later: it is not a step of this plan
 DEFERRALS: tuple[tuple[str, ...], ...] = (
@@ -96,7 +102,8 @@ def governed(tokens: list[str], phrases: list[Phrase]) -> list[Governed]:
         own = tuple(range(start, end + 1))
         neg = _before(tokens, start, NEGATORS)
         if neg is not None:
-            out.append(Governed(m.phrase, "negated", tuple(neg) + own))
+            tail = _after(tokens, end, NEGATED_TAILS, reach=1)
+            out.append(Governed(m.phrase, "negated", tuple(neg) + own + tuple(tail or ())))
             continue
         later = _after(tokens, end, DEFERRALS, reach=6)
         if later is not None:

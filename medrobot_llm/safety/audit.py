@@ -4,12 +4,24 @@ A record is written, flushed and ``fsync``-ed inside ``append``; when ``append``
 survives a crash of this process (and of the machine, as far as the disk keeps its promises). Sequence
 numbers are gap-free, so a reader can tell a missing record from one that never existed. The log is
 generic on purpose: the supervisor, the planners and the consoles all write to the same file.
+
+Each record ends with ``prev``, the SHA-256 of the line before it, and the first record of a log with a
+random start (``chain_start``), so an edit, a deletion, an insertion or a reordering breaks the chain
+(``safety.audit_verify`` checks it). A clean close writes ``log_closed``: a log that ends without it was
+killed, or cut. One process writes a file at a time (an exclusive ``flock``): two writers reading the
+sequence once each would duplicate numbers and fork the chain.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
+import hashlib
 import json
 import os
+import re
+import secrets
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -20,10 +32,36 @@ from typing import Any, Self
 
 from medrobot_llm.core.jsonable import jsonable
 
-__all__ = ["AuditLog", "AuditLogError", "AuditRead", "TornLine", "format_record", "read_log"]
+__all__ = ["CHAIN_FIELDS", "CLOSED_KIND", "AuditLog", "AuditLogError", "AuditRead", "TornLine", "as_record",
+           "format_record", "line_hash", "lock_holder", "read_bytes", "read_log", "seal_holds"]
 
 #: fields every record carries, in this order, ahead of the caller's
 RESERVED = ("seq", "kind", "t_wall", "t_mono")
+#: fields the log appends after the caller's: the hash chain, and on a chain's first record its fsync promise
+CHAIN_FIELDS = ("prev", "chain_start", "fsync", "seal")
+#: the record a writer leaves when it closes cleanly; a log that ends without one was killed or cut
+CLOSED_KIND = "log_closed"
+#: a log larger than this is not read into memory by a writer reopening it (nor by ``read_log``)
+MAX_LOG_BYTES = 1 << 30
+
+
+def line_hash(line: bytes) -> str:
+    """The chain's link: SHA-256 of one line's exact bytes, without its newline."""
+    return hashlib.sha256(line).hexdigest()
+
+
+_SEAL = re.compile(rb',"seal":"([0-9a-f]{64})"\}$')
+
+
+def _sealed(body: bytes) -> bytes:
+    """The close record carries its own hash: no later record links to it, yet an edit of it must show."""
+    return body[:-1] + b',"seal":"' + line_hash(body).encode("ascii") + b'"}'
+
+
+def seal_holds(line: bytes) -> bool:
+    """Whether a sealed line (the close record) is byte for byte what its writer sealed."""
+    match = _SEAL.search(line)
+    return match is not None and match.group(1).decode("ascii") == line_hash(line[:match.start()] + b"}")
 
 
 class AuditLogError(RuntimeError):
@@ -45,29 +83,53 @@ class AuditLog:
         self._lock = threading.Lock()
         self._fd: int | None = None
         self._closed = False
+        self._closing = False
         self.records: list[dict[str, Any]] = []
         self._keep = keep_records if keep_records is not None else path is None
         self._next_seq = 0
+        self._prev: str | None = None   # hash of the last line; None: the next record starts a chain
+        self._written = 0
         if self.path is not None:
             self._open(self.path)
 
     def _open(self, path: Path) -> None:
-        existing = read_log(path) if path.exists() else None
+        created = not path.exists()
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            created = not path.exists()
-            self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-            if created and self.fsync:
-                _fsync_dir(path.parent)
+            # O_NONBLOCK: a FIFO with no reader fails at once instead of hanging; fstat then refuses any non-file
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_NONBLOCK | os.O_CLOEXEC, 0o644)
         except OSError as exc:
-            raise AuditLogError(f"cannot open the audit log {path}: {exc.strerror}") from exc
-        if existing is not None:
-            if existing.records:
-                self._next_seq = int(existing.records[-1].get("seq", -1)) + 1
-            if existing.torn:
-                # never rewrite evidence: end the torn line so the next record starts on its own line
-                self._write(b"\n")
-                self.append("log_reopened", torn_lines=[t.lineno for t in existing.torn])
+            raise AuditLogError(f"cannot open the audit log {path}: {_why(exc)}") from exc
+        try:
+            _require_regular(fd, path)
+            _require_writable(fd, path)
+            _lock(fd, path)
+            os.set_blocking(fd, True)
+            data = _read_all(fd, path)
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd = fd
+        if created and self.fsync:
+            _fsync_dir(path.parent)
+        if not data:
+            return
+        existing = parse_lines(data.split(b"\n"))
+        if existing.records:
+            last = existing.records[-1]
+            seq = last.get("seq")
+            if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
+                self.close_quietly()
+                raise AuditLogError(f"the audit log {path} is damaged: its last record has seq {seq!r}, so the "
+                                    "next number is unknown; check it with `medrobot log verify` and start a new log")
+            self._next_seq = seq + 1
+            if "prev" in last:
+                self._prev = line_hash(_last_record_line(data))
+        if not data.endswith(b"\n"):
+            # never rewrite evidence: end the cut-off line so the next record starts on its own line
+            self._write(b"\n")
+        if existing.torn and existing.torn[-1].last:
+            self.append("log_reopened", torn_lines=[t.lineno for t in existing.torn])
 
     @property
     def next_seq(self) -> int:
@@ -77,7 +139,7 @@ class AuditLog:
         """Write one record and return its sequence number once it is on disk."""
         if not kind or not isinstance(kind, str):
             raise ValueError("a record needs a kind")
-        clash = [k for k in fields if k in RESERVED]
+        clash = [k for k in fields if k in RESERVED or k in CHAIN_FIELDS]
         if clash:
             raise ValueError(f"{', '.join(clash)} are set by the log itself")
         with self._lock:
@@ -86,13 +148,21 @@ class AuditLog:
             seq = self._next_seq
             record: dict[str, Any] = {"seq": seq, "kind": kind, "t_wall": time.time(), "t_mono": self._mono()}
             record.update(fields)
-            line = json.dumps(record, default=jsonable, ensure_ascii=False, separators=(",", ":")) + "\n"
+            if self._prev is None:
+                record.update(prev=secrets.token_hex(32), chain_start=True, fsync=self.fsync)
+            else:
+                record["prev"] = self._prev
+            body = json.dumps(record, default=jsonable, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+            if kind == CLOSED_KIND:
+                body = _sealed(body)
             if self._fd is not None:
-                self._write(line.encode("utf-8"))
-            # only now is the record acknowledged: the sequence advances with what is durable
+                self._write(body + b"\n")
+            # only now is the record acknowledged: the sequence and the chain advance with what is durable
             self._next_seq = seq + 1
+            self._prev = line_hash(body)
+            self._written += 1
             if self._keep:
-                self.records.append(json.loads(line))
+                self.records.append(json.loads(body))
             return seq
 
     def _write(self, data: bytes) -> None:
@@ -108,10 +178,25 @@ class AuditLog:
             raise AuditLogError(f"cannot write the audit log {self.path}: {exc.strerror}") from exc
 
     def close(self) -> None:
+        """Write the close record (a file log that wrote anything) and release the file and its lock.
+
+        A close record that cannot be written is given up: the log then reads as killed, which it was."""
+        with self._lock:
+            mark = self._fd is not None and self._written > 0 and not self._closing
+            self._closing = True
+        if mark:
+            try:
+                self.append(CLOSED_KIND, records=self._written + 1)
+            except AuditLogError:
+                pass
+        self.close_quietly()
+
+    def close_quietly(self) -> None:
+        """Release the file without a close record: for a log that must not be written to (damaged, failing)."""
         with self._lock:
             self._closed = True
             if self._fd is not None:
-                os.close(self._fd)
+                os.close(self._fd)   # closing the descriptor releases its flock
                 self._fd = None
 
     def __enter__(self) -> Self:
@@ -119,6 +204,99 @@ class AuditLog:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _why(exc: OSError) -> str:
+    if exc.errno == errno.ENXIO:
+        return "it is a FIFO with no reader; give a regular file"
+    if exc.errno == errno.EISDIR:
+        return "it is a directory; give a file"
+    return exc.strerror or str(exc)
+
+
+def _require_regular(fd: int, path: Path) -> None:
+    """A log is a regular file: a directory, FIFO, socket or device (``/dev/zero``) would hang or never end."""
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        what = ("a directory" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode)
+                else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file")
+        raise AuditLogError(f"cannot use {path} as an audit log: it is {what}; give a regular file")
+
+
+def _require_writable(fd: int, path: Path) -> None:
+    """Refuse at open what would fail at the first record: a read-only mount, a kernel file (``/proc/...``)
+    that opens for writing but takes no bytes. An empty write is a no-op on a real file."""
+    try:
+        if os.fstatvfs(fd).f_flag & os.ST_RDONLY:
+            raise AuditLogError(f"cannot use {path} as an audit log: its file system is read-only")
+        os.write(fd, b"")
+    except OSError as exc:
+        raise AuditLogError(f"cannot use {path} as an audit log: it takes no writes ({_why(exc)})") from exc
+
+
+def _lock(fd: int, path: Path) -> None:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise AuditLogError(f"the audit log {path} is being written by {lock_holder(fd)}; one process writes a "
+                            "log at a time: give this run its own --log file") from None
+    except OSError as exc:
+        raise AuditLogError(f"cannot lock the audit log {path}: {_why(exc)}") from exc
+
+
+def lock_holder(fd: int) -> str:
+    """Who holds the flock on ``fd``'s file, as far as ``/proc/locks`` tells (Linux); a phrase for an error."""
+    st = os.fstat(fd)
+    inode = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    try:
+        lines = Path("/proc/locks").read_text(encoding="ascii", errors="replace").splitlines()
+    except OSError:
+        return "another process"
+    for line in lines:
+        parts = line.split()
+        if len(parts) >= 6 and parts[1] == "FLOCK" and parts[5] == inode and parts[4].isdigit():
+            pid = int(parts[4])
+            who = "this process" if pid == os.getpid() else "process"
+            try:
+                cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                cmd = ""
+            return f"{who} {pid}" + (f" ({cmd.strip()[:120]})" if cmd.strip() else "")
+    return "another process"
+
+
+def _read_all(fd: int, path: Path) -> bytes:
+    size = os.fstat(fd).st_size
+    if size > MAX_LOG_BYTES:
+        raise AuditLogError(f"the audit log {path} is {size} bytes, more than this reader takes; start a new log")
+    chunks: list[bytes] = []
+    offset = 0
+    while offset < size:
+        chunk = os.pread(fd, size - offset, offset)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        offset += len(chunk)
+    return b"".join(chunks)
+
+
+def as_record(line: bytes | str) -> dict[str, Any] | None:
+    """The record a line holds, or None for a line that is none (torn, damaged, blank)."""
+    try:
+        rec = json.loads(line)
+    except (ValueError, RecursionError):   # RecursionError: a crafted line nested deeper than the parser goes
+        return None
+    if not isinstance(rec, Mapping) or "seq" not in rec or "kind" not in rec:
+        return None
+    return dict(rec)
+
+
+def _last_record_line(data: bytes) -> bytes:
+    """The bytes of the last line that parses as a record (the chain continues from it, not from a torn tail)."""
+    for line in reversed(data.split(b"\n")):
+        if line.strip() and as_record(line) is not None:
+            return line
+    return b""
 
 
 def _fsync_dir(path: Path) -> None:
@@ -154,7 +332,11 @@ class AuditRead:
         """(expected, found) wherever the sequence skips or repeats a number."""
         out: list[tuple[int, Any]] = []
         for prev, cur in zip(self.records, self.records[1:], strict=False):
-            expected = int(prev.get("seq", -2)) + 1
+            before = prev.get("seq")
+            if not isinstance(before, int) or isinstance(before, bool):
+                out.append((-1, before))   # a damaged number: the one after it cannot be checked
+                continue
+            expected = before + 1
             if cur.get("seq") != expected:
                 out.append((expected, cur.get("seq")))
         return out
@@ -166,14 +348,26 @@ class AuditRead:
     def problems(self) -> list[str]:
         out = [f"line {t.lineno}: {'torn last line' if t.last else 'unreadable line'} ({t.text[:60]!r})"
                for t in self.torn]
-        out += [f"sequence gap: expected {e}, found {f}" for e, f in self.gaps]
+        out += [f"sequence gap: expected {e}, found {f}" if e >= 0 else f"sequence number {f!r} is not a number"
+                for e, f in self.gaps]
         return out
 
 
 def read_log(path: str | os.PathLike[str]) -> AuditRead:
-    """Read every complete record; a torn or unreadable line is reported, never fatal."""
-    data = Path(path).read_bytes()
-    return parse_lines(data.split(b"\n"))
+    """Read every complete record; a torn or unreadable line is reported, never fatal.
+
+    Raises ``OSError`` when the file cannot be read and ``AuditLogError`` when it is no regular file."""
+    return parse_lines(read_bytes(path).split(b"\n"))
+
+
+def read_bytes(path: str | os.PathLike[str]) -> bytes:
+    """A log's bytes, refusing what would hang (a FIFO) or never end (``/dev/zero``)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        _require_regular(fd, Path(path))
+        return _read_all(fd, Path(path))
+    finally:
+        os.close(fd)
 
 
 def parse_lines(lines: Iterable[bytes | str]) -> AuditRead:
@@ -186,14 +380,11 @@ def parse_lines(lines: Iterable[bytes | str]) -> AuditRead:
         text = line.decode("utf-8", "replace") if isinstance(line, bytes) else line
         if not text.strip():
             continue
-        try:
-            rec = json.loads(text)
-            if not isinstance(rec, Mapping) or "seq" not in rec or "kind" not in rec:
-                raise ValueError("not a record")
-        except ValueError:
+        rec = as_record(text)
+        if rec is None:
             out.torn.append(TornLine(n, text, last=n == len(raw)))
             continue
-        out.records.append(dict(rec))
+        out.records.append(rec)
     return out
 
 
@@ -202,13 +393,17 @@ _SKIP_IN_SUMMARY = set(RESERVED) | {"clock"}
 
 def format_record(rec: Mapping[str, Any]) -> str:
     """One line for people: sequence, wall time, kind, then what matters for that kind."""
-    seq = rec.get("seq", "?")
+    seq = str(rec.get("seq", "?"))
     try:
         stamp = datetime.fromtimestamp(float(rec.get("t_wall", 0.0))).strftime("%H:%M:%S.%f")[:-3]
     except (TypeError, ValueError, OverflowError, OSError):
         stamp = "??:??:??.???"
     kind = str(rec.get("kind", "?"))
-    body = _summary(kind, rec)
+    try:
+        body = _summary(kind, rec)
+    except (AttributeError, TypeError, ValueError, KeyError):
+        # a damaged record (a plan whose steps are no steps): shown as it is, never a traceback
+        body = "(damaged) " + _kv({k: v for k, v in rec.items() if k not in _SKIP_IN_SUMMARY})
     return f"{seq:>6}  {stamp}  {kind:<13} {body}".rstrip()
 
 

@@ -1,7 +1,9 @@
 """What the two ROS benchmarks share: a skill server process and an in-process supervisor node.
 
 The skill server runs as its own process over real DDS on loopback, on a claimed ROS_DOMAIN_ID; the
-supervisor node runs in the benchmark's process so the benchmark can time inside its backend.
+supervisor node runs in the benchmark's process so the benchmark can time inside its backend. Both hold
+the keys of a temporary folder of the run's own (the graph secret, and the default operator's key for
+whatever acts as the console), never the user's.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -19,6 +22,7 @@ from typing import Any
 
 from medrobot_llm.backends.ros.nodes import SKILL_SERVER
 from medrobot_llm.backends.ros.env import INSTALL_HINT, child_env, unique_domain_id
+from medrobot_llm.safety import keys
 
 __all__ = ["percentiles", "plain_action_round_trips", "supervised_skill_server"]
 
@@ -45,7 +49,8 @@ def _interrupt(proc: subprocess.Popen[bytes]) -> None:
 
 @contextmanager
 def supervised_skill_server(domain: str, real_time_factor: float, log: Path) -> Iterator[Any]:
-    """Yield an in-process ``SupervisorNode`` connected to a skill server process for ``domain``."""
+    """Yield an in-process ``SupervisorNode`` connected to a skill server process for ``domain``; the keys
+    folder both use is the node's ``keys_dir`` parameter."""
     try:
         import rclpy
         from rclpy.executors import SingleThreadedExecutor
@@ -57,14 +62,18 @@ def supervised_skill_server(domain: str, real_time_factor: float, log: Path) -> 
     os.environ["ROS_DOMAIN_ID"] = str(claim.domain_id)
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     env = child_env(claim.domain_id)
+    folder = tempfile.TemporaryDirectory(prefix="medrobot_bench_keys_")
+    keys_dir = Path(folder.name) / "keys"
+    keys.init_keys(keys_dir, [keys.default_operator()])
     with open(log, "ab") as fh:
         proc = subprocess.Popen(
             [env["MEDROBOT_ROS_PYTHON"], "-m", SKILL_SERVER.module, "--ros-args",
              "-p", f"{SKILL_SERVER.name}:domain:={domain}",
-             "-p", f"{SKILL_SERVER.name}:real_time_factor:={float(real_time_factor)!r}"],
+             "-p", f"{SKILL_SERVER.name}:real_time_factor:={float(real_time_factor)!r}",
+             "-p", f"{SKILL_SERVER.name}:keys_dir:={keys_dir}"],
             env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
     rclpy.init()
-    node = SupervisorNode(domain=domain)
+    node = SupervisorNode(domain=domain, keys_dir=str(keys_dir))
     executor = SingleThreadedExecutor()  # as `medrobot bringup` runs the supervisor (spin_node)
     executor.add_node(node)
     spin = threading.Thread(target=executor.spin, daemon=True)
@@ -84,6 +93,7 @@ def supervised_skill_server(domain: str, real_time_factor: float, log: Path) -> 
         rclpy.try_shutdown()
         _interrupt(proc)
         claim.release()
+        folder.cleanup()
         print(f"(skill server log: {log})", file=sys.stderr)
 
 

@@ -11,7 +11,7 @@ import ctypes
 import os
 import sys
 from abc import abstractmethod
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -26,7 +26,10 @@ from medrobot_llm.core.plan import Step
 from medrobot_llm.core.validator import PlanValidationError, WorldState, check_steps
 from medrobot_llm.core.paths import PACKAGE_DIR, data_dir
 
-__all__ = ["RefusedSkill", "Scene", "SceneSkill", "assets_dir"]
+__all__ = ["HazardLog", "RefusedSkill", "Scene", "SceneSkill", "assets_dir"]
+
+#: writes one durable record, as ``AuditLog.append(kind, **fields)`` does, and raises if it cannot
+HazardLog = Callable[..., object]
 
 
 @contextmanager
@@ -83,6 +86,9 @@ class Scene(LoopBackend):
         self._built = False
         self.gui = gui
         self.record_dir = record_dir
+        #: where the scene writes ahead what it is about to do to the patient, and then what it did (``Session``
+        #: points it at the audit log); None: no such record (tests, the ROS nodes)
+        self.hazard_log: HazardLog | None = None
         with _stdout_to_stderr():
             self.client = bullet_client.BulletClient(connection_mode=pybullet.GUI if gui else pybullet.DIRECT)
         self.client.setAdditionalSearchPath(pybullet_data.getDataPath())
@@ -90,6 +96,13 @@ class Scene(LoopBackend):
         self.seed: int | None = None
         self.sim_steps = 0
         self.control_period_s = self.substeps / self.physics_hz
+
+    def record_hazard(self, phase: str, hazard: str, **fields: Any) -> None:
+        """Log an exposure or a contact as ``intended`` before it happens and ``done`` after.
+
+        A log that cannot take the ``intended`` record raises here, so the hazard does not happen unrecorded."""
+        if self.hazard_log is not None:
+            self.hazard_log("hazard", phase=phase, hazard=hazard, sim_time=self.sim_time, **fields)
 
     # -- Gymnasium-style contract -----------------------------------------------------------
     def reset(self, seed: int | None = None) -> dict[str, Any]:
@@ -220,9 +233,30 @@ class SceneSkill(SkillBehaviour, Generic[SceneT]):
         self.scene = scene
         self.args = step.args
         self.phase = step.skill
+        #: the hazard this skill wrote ahead and has not reported done yet
+        self.open_hazard: str | None = None
 
     def telemetry(self) -> dict[str, Any]:
         return self.scene.telemetry()
+
+    def intend(self, hazard: str, **fields: Any) -> None:
+        """Write ahead a contact this skill is about to make (``Scene.record_hazard``)."""
+        self.scene.record_hazard("intended", hazard, skill=self.step.skill, **fields)
+        self.open_hazard = hazard
+
+    def did(self, **fields: Any) -> None:
+        """Report the hazard written ahead as done, with what it measured."""
+        if self.open_hazard is not None:
+            self.scene.record_hazard("done", self.open_hazard, skill=self.step.skill, **fields)
+            self.open_hazard = None
+
+    def stop(self, status: BehaviourStatus) -> None:
+        """End the skill; a hazard written ahead and never done is closed as ``not_done`` (failed, halted,
+        cancelled), so no intent is left open in the log."""
+        super().stop(status)
+        if self.open_hazard is not None:
+            hazard, self.open_hazard = self.open_hazard, None
+            self.scene.record_hazard("not_done", hazard, skill=self.step.skill, status=status.name.lower())
 
 
 class RefusedSkill(SceneSkill[Scene]):

@@ -25,6 +25,7 @@ from medrobot_llm.language.text import tokenize
 from medrobot_llm.language.words import CONTROL_PHRASES
 from medrobot_llm.consoles.voice.audio import SAMPLE_RATE, AsrError, Audio, load_wav, resample
 from medrobot_llm.consoles.voice.grammar import DEFAULT_WAKE_WORD, VoiceGrammar, build_grammar, normalise_transcript
+from medrobot_llm.consoles.voice.vocabulary import prompt
 
 __all__ = [
     "SAMPLE_RATE",
@@ -37,6 +38,7 @@ __all__ = [
     "WordScore",
     "load_wav",
     "resample",
+    "segment_confidence",
     "stop_phrase",
 ]
 
@@ -68,6 +70,8 @@ class Transcript:
     #: why the confidence is what it is, for people reading the log
     note: str = ""
     details: dict[str, float] = field(default_factory=dict)
+    #: each engine's transcript, when several were asked (``--asr agree``)
+    alternatives: dict[str, str] = field(default_factory=dict)
 
 
 @runtime_checkable
@@ -478,10 +482,8 @@ class OpenAIRecognizer:
         segments = [s for s in (data.get("segments") or []) if isinstance(s, dict)]
         details: dict[str, float] = {}
         if segments:
-            logprob = float(np.mean([float(s.get("avg_logprob", -10.0)) for s in segments]))
-            no_speech = max(float(s.get("no_speech_prob", 0.0)) for s in segments)
-            confidence = math.exp(min(0.0, logprob)) * (1.0 - min(1.0, max(0.0, no_speech)))
-            details = {"avg_logprob": logprob, "no_speech_prob": no_speech}
+            confidence, details = segment_confidence([float(s.get("avg_logprob", -10.0)) for s in segments],
+                                                     [float(s.get("no_speech_prob", 0.0)) for s in segments])
             note = ""
         else:
             confidence = 0.5 if raw else 0.0
@@ -491,7 +493,17 @@ class OpenAIRecognizer:
                           stop=stop_phrase(text) is not None, note=note, details=details)
 
     def _prompt(self) -> str:
-        """The command set's own words, so the model spells "psm1", "collimate" and "sacrum" as the planner does."""
-        rules = self.grammar.rules
-        words = [*rules.get("skill", ())[:40], *rules.get("entity", ())[:60]]
-        return ", ".join(words)[:800]
+        return prompt(self.grammar)
+
+
+def segment_confidence(avg_logprobs: list[float], no_speech_probs: list[float]) -> tuple[float, dict[str, float]]:
+    """A Whisper-style transcript's confidence: exp(mean avg_logprob) scaled by (1 - the highest no_speech_prob),
+    with the two figures for the log. The log-probability says how sure the decoder was of its words, the
+    no-speech probability whether there were words at all; either alone lets a hallucination on silence
+    through."""
+    if not avg_logprobs:
+        return 0.0, {}
+    logprob = float(np.mean(avg_logprobs))
+    no_speech = max(no_speech_probs, default=0.0)
+    confidence = math.exp(min(0.0, logprob)) * (1.0 - min(1.0, max(0.0, no_speech)))
+    return confidence, {"avg_logprob": logprob, "no_speech_prob": no_speech}

@@ -226,7 +226,8 @@ class VoiceConsole:
             return
         if heard.confidence < self.threshold or not heard.text:
             rec["action"] = "repeat"
-            rec["message"] = (f"not sure I heard that right (confidence {heard.confidence:.2f} < "
+            rec["message"] = (heard.note if heard.alternatives and not heard.text else
+                              f"not sure I heard that right (confidence {heard.confidence:.2f} < "
                               f"{self.threshold:.2f}); please repeat")
             out(rec)
             return
@@ -337,7 +338,8 @@ class VoiceConsole:
     def _record(self, audio: Audio, heard: Transcript | None) -> dict[str, Any]:
         return {"transcript": heard.text if heard else "", "confidence": heard.confidence if heard else 0.0,
                 "plan": None, "source": audio.source, "engine": self.recognizer.name,
-                "note": heard.note if heard else "the audio could not be transcribed"}
+                "note": heard.note if heard else "the audio could not be transcribed",
+                **({"transcripts": dict(heard.alternatives)} if heard and heard.alternatives else {})}
 
     def _stop(self, heard: Transcript, rec: dict[str, Any]) -> None:
         reply = self.session.supervisor.stop(f"voice stop: {heard.text!r}", source="voice")

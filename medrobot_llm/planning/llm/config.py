@@ -48,7 +48,8 @@ class LLMConfig:
     model: str | None = None
     api_key_env: str = "OPENAI_API_KEY"
     api_key: str | None = None
-    #: seconds for one HTTP request, connect to last byte
+    #: wall-clock seconds for one HTTP request, connect to last byte (not per read: a server that trickles
+    #: bytes is cut off at the same time)
     timeout: float = 30.0
     #: transport retries on 429, 5xx, timeouts and connection errors (per model call)
     max_retries: int = 2
@@ -125,7 +126,8 @@ def add_llm_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--api-key-env", default=None, metavar="NAME",
                    help="environment variable holding the API key (default OPENAI_API_KEY); keys never go "
                    "on the command line")
-    g.add_argument("--llm-timeout", dest="timeout", type=float, default=None, metavar="S", help="seconds per request (default 30)")
+    g.add_argument("--llm-timeout", dest="timeout", type=float, default=None, metavar="S", help="wall-clock seconds per request, connect to last byte, however the server paces "
+                   "its answer (default 30)")
     g.add_argument("--llm-max-retries", dest="max_retries", type=int, default=None, metavar="N",
                    help="transport retries on 429/5xx/timeouts, with backoff (default 2)")
     g.add_argument("--llm-repair-retries", dest="repair_retries", type=int, default=None, metavar="N",

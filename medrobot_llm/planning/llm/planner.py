@@ -27,6 +27,7 @@ from medrobot_llm.language.screen import screen_text
 from medrobot_llm.planning.llm.config import LLMConfig
 from medrobot_llm.planning.llm.grounding import control_grounded, ground_plan, words_of
 from medrobot_llm.planning.llm.prompt import build_messages, repair_message
+from medrobot_llm.planning.llm.reading import Reading, read
 from medrobot_llm.planning.llm.schema import CLARIFY_TOOL, CONTROL_TOOL, PLAN_TOOL, REFUSE_TOOL
 from medrobot_llm.planning.llm.transport import CircuitBreaker, LLMUnavailable, RequestRejected, Trace, Transport
 
@@ -190,12 +191,14 @@ class LLMPlanner:
         budget = self.config.repair_retries
         history: list[dict[str, Any]] = []
         last_issues: list[Issue] = []
+        reading: Reading | None = None
         for repair in range(budget + 1):
             message, answer, error = self._ask(domain, text, world, history, trace)
             if error is not None:
                 issues = [Issue(Reason.MALFORMED, f"the answer could not be read: {error}")]
             else:
-                result = self._judge(domain, text, answer, world, trace)
+                reading = reading or read(domain, text, world)
+                result = self._judge(domain, text, answer, world, trace, reading)
                 if isinstance(result, Plan):
                     return result
                 issues = result
@@ -221,8 +224,8 @@ class LLMPlanner:
             return turn
         return [message, {"role": "user", "content": feedback}]
 
-    def _judge(self, domain: str, text: str, answer: Any, world: WorldState | None,
-               trace: Trace) -> Plan | list[Issue]:
+    def _judge(self, domain: str, text: str, answer: Any, world: WorldState | None, trace: Trace,
+               reading: Reading) -> Plan | list[Issue]:
         if isinstance(answer, list):
             answer = {"status": "ok", "steps": answer}
         if not isinstance(answer, dict):
@@ -267,7 +270,7 @@ class LLMPlanner:
                 return Plan.clarify(domain, (msg[0].upper() + msg[1:]).rstrip(".?") + "?", exc.code)
             return exc.issues
         assert isinstance(raw_steps, list)
-        issues = ground_plan(domain, text, raw_steps, steps)
+        issues = ground_plan(domain, text, raw_steps, steps, world, reading)
         if issues:
             return issues
         return Plan(status=PlanStatus.OK, domain=domain, steps=steps, needs_confirmation=confirm)

@@ -1,6 +1,9 @@
 """The transport: one model call to an OpenAI-compatible endpoint, bounded in time and in cost.
 
-Every request has a wall-clock deadline (the config's ``timeout``, connect to last byte); timeouts, 429s,
+Every request has a wall-clock deadline (the config's ``timeout``, connect to last byte): the HTTP client's own
+timeout bounds each read, so a server that sends a byte every few seconds would hold it for as long as it
+likes; the deadline here is kept by waiting for the request on a worker thread and abandoning it (closing
+the client under it) when the time is up. Timeouts, 429s,
 5xx and connection errors are retried with exponential backoff and jitter (a server's ``Retry-After`` wins);
 a request shape the server rejects is raised as ``RequestRejected`` so the planner can try a simpler
 structured-output mode; and a circuit breaker stops calling an endpoint that keeps failing. Every HTTP
@@ -10,6 +13,8 @@ that never reach a model start fast.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import threading
 import time
 from collections.abc import Callable
@@ -29,6 +34,10 @@ class LLMUnavailable(RuntimeError):
 
 class RequestRejected(RuntimeError):
     """The server refused the request's shape (400/404/422): a feature it lacks, so try a simpler mode."""
+
+
+class _DeadlinePassed(RuntimeError):
+    """A request still unanswered at its wall-clock deadline (kept here, not by the HTTP client)."""
 
 
 # -- circuit breaker -------------------------------------------------------------------------------------
@@ -110,6 +119,8 @@ class Transport:
                  breaker_clock: Clock) -> None:
         self.config = config
         self._client = client
+        #: the client this transport made itself (never one handed in): the only one it may close
+        self._owned: Any = None
         self._log = log
         self.sleep = sleep
         self.clock = clock
@@ -146,8 +157,8 @@ class Transport:
                 raise LLMUnavailable(str(exc)) from exc
             import openai
 
-            self._client = openai.OpenAI(base_url=self.base_url(), api_key=key, timeout=self.config.timeout,
-                                         max_retries=0)
+            self._client = self._owned = openai.OpenAI(base_url=self.base_url(), api_key=key,
+                                                       timeout=self.config.timeout, max_retries=0)
         return self._client
 
     def _resolve_model(self, client: Any) -> str:
@@ -158,8 +169,9 @@ class Transport:
         import openai
 
         try:
-            models = [m.id for m in client.models.list(timeout=self.config.timeout)]
-        except openai.OpenAIError as exc:
+            listing = self._within_deadline(client, functools.partial(client.models.list, timeout=self.config.timeout))
+            models = [m.id for m in listing]
+        except (openai.OpenAIError, _DeadlinePassed) as exc:
             raise LLMUnavailable(f"no model named and the server did not list its models ({exc})") from exc
         if not models:
             raise LLMUnavailable("no model named and the server lists none: set --model or MEDROBOT_MODEL")
@@ -171,6 +183,32 @@ class Transport:
             return min(retry_after, self.config.backoff_max)
         base = min(self.config.backoff_max, self.config.backoff_base * 2.0 ** attempt)
         return base * (0.5 + 0.5 * self.jitter())
+
+    def _within_deadline(self, client: Any, request: Callable[[], Any]) -> Any:
+        """One request that returns or raises within ``timeout`` seconds of wall-clock time, however
+        the server paces its bytes. A request past its deadline is abandoned: a client this transport made
+        is closed (its socket with it, so the worker ends) and made anew for the next request."""
+        box: dict[str, Any] = {}
+        done = threading.Event()
+
+        def work() -> None:
+            try:
+                box["response"] = request()
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread as it is
+                box["error"] = exc
+            finally:
+                done.set()
+
+        threading.Thread(target=work, name="medrobot-llm-call", daemon=True).start()
+        if not done.wait(self.config.timeout):
+            if client is self._owned:
+                self._client = self._owned = None
+                with contextlib.suppress(Exception):  # the request is abandoned either way
+                    client.close()
+            raise _DeadlinePassed(f"no complete answer within {self.config.timeout:g} s")
+        if "error" in box:
+            raise box["error"]
+        return box["response"]
 
     def call(self, domain: str, mode: str, messages: list[dict[str, Any]], trace: Trace, repair: int) -> Any:
         """One chat completion, retried while the failure may pass; ``repair`` (the round of validator
@@ -187,6 +225,7 @@ class Transport:
             if not self.breaker.allow():
                 raise LLMUnavailable(f"circuit open after {self.breaker.failures} failed requests; retrying in "
                                      f"{self.breaker.remaining():.0f} s")
+            client = self._get_client()  # a new one after a request abandoned at its deadline
             trace.http_attempts += 1
             t0 = self.clock()
             status = "ok"
@@ -194,8 +233,8 @@ class Transport:
             response: Any = None
             error: BaseException | None = None
             try:
-                response = client.chat.completions.create(**kwargs)
-            except openai.APITimeoutError as exc:
+                response = self._within_deadline(client, functools.partial(client.chat.completions.create, **kwargs))
+            except (openai.APITimeoutError, _DeadlinePassed) as exc:
                 status, error = "timeout", exc
             except openai.APIConnectionError as exc:
                 status, error = "connection_error", exc

@@ -15,7 +15,16 @@ from medrobot_llm.language.lexicon import lexicon, shared_vocabulary
 from medrobot_llm.language.numbers import FRACTIONS, NEGATIVE_SIGNS, vague_amount, words_to_numbers
 from medrobot_llm.language.text import tokenize
 from medrobot_llm.language.phrases import SOFT, Match, Phrase, core_words, find_phrase, match_phrases, present_words
-from medrobot_llm.language.words import FILLER, FUNCTION_WORDS, LABEL_WORDS, SMALL_AMOUNT
+from medrobot_llm.language.words import (
+    FILLER,
+    FUNCTION_WORDS,
+    LABEL_WORDS,
+    OTHER_MODALITIES,
+    ROOM_OBJECTS,
+    SMALL_AMOUNT,
+    UNSUPPORTED_ACTIONS,
+    UNSUPPORTED_TARGETS,
+)
 from medrobot_llm.planning.rule.model import (
     ANSWER_WORDS,
     NUMBER,
@@ -32,8 +41,10 @@ from medrobot_llm.planning.rule.model import (
     known_as_is,
     unit_at,
 )
+from medrobot_llm.planning.rule.quantifiers import expand_quantifiers
 
-_SPLIT_WORDS = (("and", "then"), ("after", "that"), ("then",), ("afterwards",), ("followed", "by"), ("next",),
+#: words that put one step after another ("then"); "and" and a comma may only list
+SEQUENCE_WORDS = (("and", "then"), ("after", "that"), ("then",), ("afterwards",), ("followed", "by"), ("next",),
                 ("and", "after", "that"), ("once", "done"), ("when", "done"))
 
 _TIMES = {"once": 1, "twice": 2, "thrice": 3}
@@ -82,7 +93,8 @@ class ClauseReader(Stage):
     it says and its quantities."""
 
     def read(self, tokens: list[str]) -> list[Clause]:
-        parts = self.split(_elided_nouns(self._repeated_verbs(tokens)))
+        parts = self.split(_elided_nouns(self._repeated_verbs(expand_quantifiers(self.lex, tokens))))
+        parts = [piece for part in parts for piece in _distributed_apart(part)]
         while parts and all(t in ANSWER_WORDS for t in parts[0]) and len(parts) > 1:
             parts = parts[1:]
         clauses = self._merge_vocatives([self.analyse(c) for c in parts])
@@ -135,7 +147,7 @@ class ClauseReader(Stage):
                 cur = []
                 i += 1
                 continue
-            hit = next((w for w in _SPLIT_WORDS if tuple(tokens[i:i + len(w)]) == w), None)
+            hit = next((w for w in SEQUENCE_WORDS if tuple(tokens[i:i + len(w)]) == w), None)
             if hit and cur:
                 parts.append(cur)
                 cur = []
@@ -250,7 +262,67 @@ class ClauseReader(Stage):
             raise Refusal(f"'{vague}' is not an amount the planner can convert exactly; say a number with its unit",
                           code=Reason.VAGUE_VALUE)
         self._quantities(clause)
+        self._landmarks(clause)
+        self._purpose(clause)
+        clause.each = self._distributive(clause)
         return clause
+
+    def _purpose(self, clause: Clause) -> None:
+        """"scan the left kidney for stones", "AP of the pelvis to rule out a fracture": what the step is for,
+        said after it, is known detail. Only a purpose that names nothing: no skill, name or quantity of the
+        command set after its first word, and no word any command set refuses ("... to look at the heart")."""
+        toks = clause.tokens
+        refused = _refused_words(self.cs.domain)
+        for k in range(1, len(toks)):
+            lead = next((w for w in _PURPOSE_LEADS if tuple(toks[k:k + len(w)]) == w), None)
+            if lead is None:
+                continue
+            rest = range(k, len(toks))
+            # the opening words may be a skill phrase ("get" grasps in surgery); what follows them may not
+            named = {i for it in clause.items for i in it.positions} | {i for q in clause.qtys
+                                                                         for i in range(q.start, q.end + 1)}
+            if any(i in clause.covered for i in rest[len(lead):]) or any(i in named for i in rest) \
+                    or any(toks[i] in refused for i in rest):
+                return
+            clause.skills = [m for m in clause.skills if not set(m.positions) & set(rest)]
+            clause.skill_positions = {i for m in clause.skills for i in m.positions}
+            clause.detail.update(rest)
+            clause.covered.update(rest)
+            return
+
+    def _distributive(self, clause: Clause) -> int | None:
+        """The position of "each" in "one shot each", "a shot of each", "two images for every view", "a shot
+        per view": the clause's steps are done once per thing named before, not once. "each knee", "every
+        arm" quantify a name instead (a side, an arm), and are left to the names."""
+        toks = clause.tokens
+        for k, t in enumerate(toks):
+            if t in _DISTRIBUTIVE and (toks[k + 1:k + 2] in _PER_WHAT or (t != "per" and k + 1 == len(toks))):
+                clause.covered.update(range(k, k + 2) if toks[k + 1:k + 2] in _PER_NOUNS else (k,))
+                return k
+        return None
+
+    def _landmarks(self, clause: Clause) -> None:
+        """"scan the left kidney starting below the ribs": a body landmark after a word of place says where the
+        step starts; it is detail of the step the clause names, not a second target (and was refused as an
+        organ the command set lacks). Only beside a name of what the step acts on: a landmark alone is no
+        target either, and stays refused."""
+        toks = clause.tokens
+        if not any(e in _TARGET_KINDS for it in clause.items for e, _ in it.options):
+            return
+        for words in _landmark_words(self.cs.domain):
+            for start in range(len(toks) - len(words) + 1):
+                span = set(range(start, start + len(words)))
+                if tuple(toks[start:start + len(words)]) != words or span & clause.covered:
+                    continue
+                k = start - 1
+                while k >= 0 and toks[k] in _LANDMARK_ARTICLES:
+                    k -= 1
+                if k < 0 or toks[k] not in _PLACE_WORDS:
+                    continue
+                while k > 0 and toks[k - 1] in _PLACE_WORDS | _STARTING:
+                    k -= 1
+                clause.detail.update(range(k, start + len(words)))
+                clause.covered.update(range(k, start + len(words)))
 
     def _amounts_not_verbs(self, skills: list[Match]) -> list[Match]:
         """"fan a quarter turn": a phrase that only says an amount ("quarter turn" = rotate 90 degrees) names
@@ -298,6 +370,8 @@ class ClauseReader(Stage):
             if t in NEGATIVE_SIGNS:
                 # "plus or minus 10 degrees" is a symmetric amount, not a negative one
                 negative = toks[max(0, i - 2):i] != ["plus", "or"]
+                if not negative:
+                    clause.covered.update(range(i - 2, i))
                 j += 1
             value: float | None = None
             if j < n and NUMBER.match(toks[j]) and j not in clause.covered:
@@ -353,6 +427,75 @@ class ClauseReader(Stage):
             clause.qtys.append(q)
             clause.covered.update(range(i, j + unit_len))
             i = j + unit_len
+
+
+#: words that distribute a clause's steps over the things named before it ("one shot each")
+_DISTRIBUTIVE = frozenset(["each", "every", "apiece", "per"])
+
+#: what the distributing word may stand before ("a shot per view", "one of each", "each with a shot"); any
+#: other word is what it quantifies ("each arm", "per second")
+_PER_WHAT = (["view"], ["views"], ["position"], ["positions"], ["one"], ["projection"], ["projections"], ["of"],
+             ["with"], [","], ["and"], ["then"])
+
+#: the nouns after "per" / "each" that name what is distributed over, used by the distribution
+_PER_NOUNS = tuple(w for w in _PER_WHAT if w[0].isalpha() and w not in (["of"], ["with"], ["and"], ["then"]))
+
+#: words that open what a step is for ("for stones", "to get a better view")
+_PURPOSE_LEADS: tuple[tuple[str, ...], ...] = (
+    ("in", "order", "to"), ("so", "that"), ("so", "we", "can"), ("so", "i", "can"), ("to", "get"), ("to", "see"),
+    ("to", "look"), ("to", "check"), ("to", "assess"), ("to", "evaluate"), ("to", "visualise"), ("to", "visualize"),
+    ("to", "rule", "out"), ("to", "exclude"), ("to", "find"), ("to", "show"), ("looking", "for"),
+    ("checking", "for"), ("for",))
+
+
+@functools.cache
+def _refused_words(domain: str) -> frozenset[str]:
+    """Words some command set refuses by name: a purpose holding one is no detail, it is refused."""
+    vocab = shared_vocabulary()
+    phrases = (*vocab.unsupported_views, *vocab.unsupported_modes, *OTHER_MODALITIES, *lexicon(domain).foreign_entities)
+    named = {w for p in phrases for w in tokenize(p)} - FUNCTION_WORDS - FILLER
+    return frozenset(UNSUPPORTED_ACTIONS | UNSUPPORTED_TARGETS | ROOM_OBJECTS | vocab.unsupported_settings | named)
+
+
+#: entity kinds a step acts on: a landmark is detail only beside one of them
+_TARGET_KINDS = frozenset(["organ", "anatomy", "object"])
+
+#: words of place before a landmark ("below the ribs", "from the navel", "at the costal margin")
+_PLACE_WORDS = frozenset(["below", "under", "beneath", "underneath", "above", "over", "at", "near", "beside", "along",
+                          "from", "to", "by", "between", "past", "just", "level", "with"])
+
+#: what may stand between the word of place and the landmark ("below the patient's lower ribs")
+_LANDMARK_ARTICLES = frozenset(["the", "a", "his", "her", "their", "patient's", "your", "of"])
+
+#: words that open the detail ("starting below", "beginning at")
+_STARTING = frozenset(["starting", "start", "beginning", "begin", "right", "and"])
+
+
+@functools.cache
+def _landmark_words(domain: str) -> tuple[tuple[str, ...], ...]:
+    """The domain's landmarks (``vocabulary.landmarks`` of its skill file), longest first."""
+    found = {tuple(words_to_numbers(tokenize(w))) for w in lexicon(domain).cs.vocabulary.landmarks}
+    return tuple(sorted(found, key=lambda w: -len(w)))
+
+
+def _distributed_apart(part: list[str]) -> list[list[str]]:
+    """"AP and lateral of the knee with one shot each", "AP and lateral of the knee, each with a shot": the
+    counted step that "each" distributes is a clause of its own, after the things it is distributed over,
+    as it is when said after a comma ("..., one shot each"). Left whole, the shot took one view as its
+    precondition and the other was left over."""
+    for e, t in enumerate(part):
+        if t not in _DISTRIBUTIVE:
+            continue
+        near = range(max(0, e - 4), min(len(part), e + 5))
+        if not any(part[k] in count_nouns() for k in near):
+            return [part]
+        if e > 1 and part[e - 1] == ",":
+            return [part[:e - 1], part[e:]]
+        w = max((k for k in range(1, e) if part[k] == "with"), default=None)
+        if w is not None and all(part[k] not in count_nouns() for k in range(w)):
+            return [part[:w], part[w + 1:]]
+        return [part]
+    return [part]
 
 
 def _past_article(toks: list[str], j: int) -> int:

@@ -182,3 +182,36 @@ def asked_intent(tokens: list[str]) -> Control | None:
                                          and words[1] in _ASKED_SUBJECTS):
         return Control.STATUS
     return None
+
+
+#: words that open a question asking for something to be told, not done ("where is the probe?")
+_WH_WORDS = frozenset(["where", "where's", "wheres", "what", "what's", "whats", "which", "why", "how", "how's",
+                       "who", "who's", "when"])
+
+#: a request to be told, before the question it asks ("can you tell me where the shunt is?")
+_TELL_ME = (("can", "you", "tell", "me"), ("could", "you", "tell", "me"), ("would", "you", "tell", "me"),
+            ("do", "you", "know"), ("tell", "me"))
+
+
+def wh_question(tokens: list[str]) -> list[str] | None:
+    """"where is psm1?", "what is the position of the probe?", "can you tell me where the shunt is?": a
+    question asks to be told something. Read as a command, its nouns named a motion ("where is the left
+    kidney" moved the probe there). "how about a shot" and "what about the liver" suggest, they do not ask.
+    The question's words without the request to be told ("can you tell me"), or None if it is no question."""
+    body = next((tokens[len(lead):] for lead in _TELL_ME if tuple(tokens[:len(lead)]) == lead), tokens)
+    words = [t for t in body if t not in (",", ".", "!", "?", ";", ":", '"')]
+    if not words or words[0] not in _WH_WORDS or words[1:2] == ["about"]:
+        return None
+    return body
+
+
+def names_robot(lex: Lexicon, tokens: list[str]) -> str | None:
+    """The words of ``tokens`` that name the robot or a part of it (the skill file's ``vocabulary.robot``)."""
+    singular = [t[:-1] if t.endswith("s") else t for t in tokens]
+    for phrase in sorted(lex.cs.vocabulary.robot, key=lambda p: -len(p)):
+        words = tokenize(phrase)
+        for said in (tokens, singular):
+            if any(said[i:i + len(words)] == words for i in range(len(said) - len(words) + 1)):
+                return phrase
+    return None
+

@@ -21,7 +21,14 @@ from medrobot_llm.language.lexicon import Lexicon, lexicon, shared_vocabulary
 from medrobot_llm.language.numbers import NUMBER_WORDS
 from medrobot_llm.language.phrases import SOFT, Match, find_phrase
 from medrobot_llm.language.text import tokenize
-from medrobot_llm.language.words import CONTROL_OBJECTS, FILLER, FUNCTION_WORDS, LABEL_WORDS, SWITCH_OFF
+from medrobot_llm.language.words import (
+    CONTROL_OBJECTS,
+    FILLER,
+    FUNCTION_WORDS,
+    LABEL_WORDS,
+    SMALL_AMOUNT,
+    SWITCH_OFF,
+)
 
 NUMBER = re.compile(r"^\d+(\.\d+)?$")
 #: words that answer a question rather than ask for something ("yes, scan the liver")
@@ -80,6 +87,11 @@ class Clause:
     switched_off: bool = False
     covered: set[int] = field(default_factory=set)
     skill_positions: set[int] = field(default_factory=set)
+    #: where "each" / "every" / "per" distributes the clause's steps over the things named before it
+    #: ("AP and lateral of the knee, one shot each"); None when the clause has no such word
+    each: int | None = None
+    #: words that are known detail of the clause's step, not a target ("starting below the ribs")
+    detail: set[int] = field(default_factory=set)
 
     def use(self, item: Item) -> None:
         """Mark ``item`` used, and every other reading of the same words with it."""
@@ -240,6 +252,41 @@ def unknown_words(lex: Lexicon, clause: Clause) -> str | None:
         if not known(lex, t):
             return t
     return None
+
+
+@functools.cache
+def sign_words(domain: str) -> frozenset[str]:
+    """Words that give an amount its sign ("tilt forward" is a negative tilt): the ``positive`` and
+    ``negative`` words of the domain's entity values."""
+    cs = lexicon(domain).cs
+    return frozenset(w for ent in cs.entities.values() for ev in ent.values.values()
+                     for p in (*ev.positive, *ev.negative) for w in tokenize(p))
+
+
+@functools.cache
+def used_words(domain: str) -> frozenset[str]:
+    """Words a step uses beside its phrases and names: the sign words, and the names of the entities and
+    arguments themselves ("about the pitch axis", "the view")."""
+    cs = lexicon(domain).cs
+    names = {w for name in (*cs.entities, *(a for sk in cs.skills.values() for a in sk.args))
+             for w in name.split("_")}
+    return sign_words(domain) | frozenset(names)
+
+
+def small_amount_positions(toks: list[str]) -> set[int]:
+    """Where "a bit", "a touch" say the amount of a step."""
+    return {k for i in range(len(toks)) for sm in SMALL_AMOUNT if tuple(toks[i:i + len(sm)]) == sm
+            for k in range(i, i + len(sm))}
+
+
+def unaccounted_word(lex: Lexicon, clause: Clause) -> str | None:
+    """The first word of the clause no step used that is neither a known filler nor known detail (every word
+    accounted for, command-set.md); a sign word or "a touch" is used by the amount it says."""
+    signs = used_words(lex.cs.domain)
+    small = small_amount_positions(clause.tokens)
+    ignored = Clause(tokens=[t if k not in small and t not in signs else "," for k, t in enumerate(clause.tokens)],
+                     qtys=clause.qtys, covered=clause.covered)
+    return unknown_words(lex, ignored)
 
 
 def span_of(toks: list[str], words: list[str]) -> range | None:

@@ -9,20 +9,35 @@ never a contact or radiation step. Anything it cannot place is a question or a r
 
 from __future__ import annotations
 
-from medrobot_llm.core.command_set import DOMAINS, unknown_domain
+from medrobot_llm.core.command_set import DOMAINS, Hazard, unknown_domain
 from medrobot_llm.core.plan import Control, Plan, PlanStatus, Step
 from medrobot_llm.core.reasons import Reason
 from medrobot_llm.core.validator import WorldState, validate_plan
 from medrobot_llm.language.lexicon import Lexicon, lexicon
-from medrobot_llm.language.negation import asked_only
+from medrobot_llm.language.negation import asked_only, strike
 from medrobot_llm.language.numbers import words_to_numbers
 from medrobot_llm.language.screen import blanket_confirmation, screen_text
 from medrobot_llm.language.text import tokenize
 from medrobot_llm.language.words import FILLER, FUNCTION_WORDS, drop_fillers
-from medrobot_llm.planning.rule.clauses import ClauseReader
-from medrobot_llm.planning.rule.intents import asked_intent, control_intent, negated_intent, unreadable
-from medrobot_llm.planning.rule.model import ParseState, Question, Refusal, unknown_words
-from medrobot_llm.planning.rule.steps import StepBuilder
+from medrobot_llm.planning.rule.clauses import SEQUENCE_WORDS, ClauseReader
+from medrobot_llm.planning.rule.intents import (
+    asked_intent,
+    control_intent,
+    names_robot,
+    negated_intent,
+    unreadable,
+    wh_question,
+)
+from medrobot_llm.planning.rule.model import (
+    Clause,
+    ParseState,
+    Question,
+    Refusal,
+    unaccounted_word,
+    unknown_words,
+)
+from medrobot_llm.planning.rule.said import step_words
+from medrobot_llm.planning.rule.steps import StepBuilder, establishes
 
 __all__ = ["RulePlanner", "screen_text"]
 
@@ -62,6 +77,23 @@ class RulePlanner:
         control = asked_intent(tokens)
         if control is not None:
             return Plan.of_control(domain, control), True
+        asking = wh_question(tokens)
+        if asking is not None and names_robot(lex, tokens) is not None:
+            return Plan.of_control(domain, Control.STATUS), True
+        plan, understood = self._read(domain, text, world, lex, tokens if asking is None else asking)
+        if asking is not None and (plan.status is PlanStatus.CLARIFY or plan.status is PlanStatus.OK and any(
+                lex.cs.skills[s.skill].hazard is not Hazard.NONE for s in plan.steps)):
+            # "where is the left kidney?": finding out is not going there. Only a step that does nothing but
+            # look ("where is the needle?" locates it) answers a question, and a question asked back ("which
+            # arm for move_to?") would lead the answer into a motion
+            return Plan.refused(domain, f"'{text.strip()}' is a question, not a command: the planner answers a "
+                                        "question about the robot with its status, and finds objects; say what "
+                                        "the robot should do", Reason.NOT_UNDERSTOOD), True
+        return plan, understood
+
+    def _read(self, domain: str, text: str, world: WorldState | None, lex: Lexicon,
+              tokens: list[str]) -> tuple[Plan, bool]:
+        """The command read as a task, once no control intent, screen or question has decided it."""
         heard, (tokens, unasked) = tokens, _unasked(lex, tokens)
         if tokens != heard and not any(t not in FILLER and t not in FUNCTION_WORDS and t.isalnum() for t in tokens):
             what = next(iter(unasked), "the step")
@@ -86,6 +118,8 @@ class RulePlanner:
                 return parser.unless_unknown(Plan.clarify(domain, parser.questions[0], Reason.AMBIGUOUS))
             return partial, True
         plan = validate_plan(Plan(status=PlanStatus.OK, domain=domain, steps=steps), world)
+        if plan.status is PlanStatus.OK and len(plan.steps) == len(steps):
+            plan.words = parser.words(steps)
         negated = {name for name, _ in unasked.values()}
         against = next((s.skill for s in plan.steps if s.skill in negated), None)
         if plan.status is PlanStatus.OK and against is not None:
@@ -93,6 +127,13 @@ class RulePlanner:
             return Plan.refused(domain, f"the plan would hold {against}, but the command says '{said}' is not "
                                         "to be done now; say the command without the contradiction",
                                 Reason.NEGATED), True
+        if plan.status is PlanStatus.OK:
+            word = parser.unaccounted()
+            if word is not None:
+                return Plan.clarify(domain, f"What does '{word}' mean in this command? The planner would plan "
+                                            f"{', then '.join(s.describe() for s in plan.steps)} without it; say "
+                                            "the command without the word, or in words of the command set",
+                                    Reason.UNKNOWN_WORD), True
         return parser.unless_unknown(plan)
 
 
@@ -100,6 +141,9 @@ def _unasked(lex: Lexicon, tokens: list[str]) -> tuple[list[str], dict[str, tupl
     """The tokens of what the command asks for (``asked_only``), with what was struck that names a hazardous
     step: its words -> (the skill, how it was governed)."""
     rest, found = asked_only(lex.cs.domain, tokens)
+    past = [_past_clause(tokens, g.span) for g in found if g.how == "past"]
+    if past:
+        rest = asked_only(lex.cs.domain, strike(tokens, past))[0]
     unasked: dict[str, tuple[str, str]] = {}
     for g in found:
         words = " ".join(tokens[k] for k in g.span)
@@ -107,6 +151,25 @@ def _unasked(lex: Lexicon, tokens: list[str]) -> tuple[list[str], dict[str, tupl
             if g.how != "confirmed":
                 unasked[words] = (skill, g.how)
     return rest, unasked
+
+
+#: what ends a reference to a step already done ("the previous shot was blurry, lateral of the pelvis"), and
+#: the words that join one to the command ("AP of the pelvis since the last shot was too dark")
+_PAST_ENDS = frozenset([",", ";", ".", "!", "?", ":", "and", "then", "but", "so"])
+_PAST_JOINS = frozenset(["since", "because", "as"])
+
+
+def _past_clause(tokens: list[str], span: tuple[int, ...]) -> tuple[int, ...]:
+    """The whole reference to a step already done, around its struck step phrase: its words ("blurry",
+    "fine") say something of that step, and none is asked of this plan; they are known detail."""
+    a, b = span[0], span[-1]
+    while a > 0 and tokens[a - 1] not in _PAST_ENDS and tokens[a - 1] not in _PAST_JOINS:
+        a -= 1
+    if a > 0 and tokens[a - 1] in _PAST_JOINS:
+        a -= 1
+    while b + 1 < len(tokens) and tokens[b + 1] not in _PAST_ENDS and tokens[b + 1] not in _PAST_JOINS:
+        b += 1
+    return tuple(range(a, b + 1))
 
 
 def _hazards_of(lex: Lexicon, kind: str, name: str) -> list[str]:
@@ -126,6 +189,8 @@ class _Pipeline:
         self.cs = cs
         self.reader = ClauseReader(self.state)
         self.steps = StepBuilder(self.state)
+        #: the clause that produced each step (by the step's id), for the words each argument came from
+        self.clause_of: dict[int, Clause] = {}
 
     @property
     def questions(self) -> list[str]:
@@ -140,12 +205,51 @@ class _Pipeline:
         steps: list[Step] = []
         for k, clause in enumerate(clauses):
             later = clauses[k + 1:]
-            for step in self.steps.clause_steps(clause, later):
+            new = self.steps.clause_steps(clause, later)
+            if clause.each is not None and not self.questions:
+                steps, new = _distribute(clause, steps, new)
+            for step in new:
                 if not (steps and self.steps.merge_settings(steps[-1], step)):
                     steps.append(step)
+            for step in steps:
+                self.clause_of.setdefault(id(step), clause)
         if not steps:
             raise Refusal("the command names no action of the command set", understood=False)
+        sequenced = any(tuple(tokens[i:i + len(w)]) == w for w in SEQUENCE_WORDS for i in range(len(tokens)))
+        if not self.questions and not sequenced:
+            self._unexposed_views(steps)
         return steps
+
+    def _unexposed_views(self, steps: list[Step]) -> None:
+        """"AP of the left and right knee with a shot": views listed together (no "then" between them), then
+        fewer exposures than views, and the first view is set only to be left unexposed. Whether the shot is
+        one of each or of the last only, the words do not say; the planner asks rather than expose one of
+        them silently."""
+        cs = self.cs
+        for k in range(len(steps) - 1):
+            a = steps[k]
+            spec = cs.skills[a.skill]
+            if spec.hazard is Hazard.RADIATION or steps[k + 1].skill != a.skill:
+                continue
+            j = k + 1
+            while j + 1 < len(steps) and steps[j + 1].skill == a.skill:
+                j += 1
+            after = cs.skills[steps[j + 1].skill] if j + 1 < len(steps) else None
+            if after is not None and after.hazard is Hazard.RADIATION and establishes(spec, after):
+                raise Question(f"One {after.name} after each of the {j - k + 1} {a.skill} steps, or after the last "
+                               "only? Say '... of each', or name the one to expose.")
+
+    def words(self, steps: list[Step]) -> list[dict[str, str]]:
+        return [step_words(self.cs, step, self.clause_of.get(id(step))) for step in steps]
+
+    def unaccounted(self) -> str | None:
+        """The first word no step used that is neither a known filler nor known detail: planned without
+        it, the plan would silently mean less than the command ("scan the left kidney banana")."""
+        for clause in self.state.clauses:
+            word = unaccounted_word(self.state.lex, clause)
+            if word is not None:
+                return word
+        return None
 
     def unless_unknown(self, plan: Plan) -> tuple[Plan, bool]:
         """A question is only worth asking about a command the planner understood. "turn up the room lights"
@@ -161,3 +265,27 @@ class _Pipeline:
                                                     f"knows (its skills: {', '.join(self.cs.skills)})",
                                     Reason.UNKNOWN_WORD), False
         return plan, True
+
+
+def _distribute(clause: Clause, before: list[Step], new: list[Step]) -> tuple[list[Step], list[Step]]:
+    """"AP and lateral of the left knee, one shot each": the clause's last skill (the shot), as many times as
+    it says, after each of the things named before it: the steps of one skill that end what came before
+    (both views), back to the last time that skill was done. Planned once, the words would have meant one
+    shot; planned per view, more than the exposure limit is refused by the validator, as it should be.
+    With nothing before to distribute over, the planner asks."""
+    word = clause.tokens[clause.each] if clause.each is not None else "each"
+    if not new:
+        raise Question(f"What should be done '{word}' time? Say the step.")
+    skill = new[-1].skill
+    repeated = [s for s in new if s.skill == skill]
+    prior = [*before, *(s for s in new if s.skill != skill)]
+    since = max((k + 1 for k, s in enumerate(prior) if s.skill == skill), default=0)
+    if since >= len(prior):
+        raise Question(f"'{word}' of what? Name the things that each get {skill}.")
+    unit = prior[-1].skill
+    out = prior[:since]
+    for s in prior[since:]:
+        out.append(s)
+        if s.skill == unit:
+            out.extend(r.model_copy(deep=True) for r in repeated)
+    return out, []

@@ -87,7 +87,7 @@ class StepBuilder(Stage):
             for _ in range(max(1, min(reps, 50))):
                 out.append(Step(skill=spec.name, args=dict(args)))
                 apply_step(self.cs, spec, args, self.state.world)
-            if shot is not None and _establishes(spec, shot):
+            if shot is not None and establishes(spec, shot):
                 for _ in range(max(1, min(clause.count or 1, 50))):
                     out.append(Step(skill=shot.name, args={}))
                     apply_step(self.cs, shot, {}, self.state.world)
@@ -249,7 +249,7 @@ class StepBuilder(Stage):
         rad = [s for s in self.cs.skills.values() if s.hazard is Hazard.RADIATION]
         if not rad or any(spec.hazard is Hazard.RADIATION for spec, _ in main):
             return None
-        if not any(_establishes(spec, r) for spec, _ in main for r in rad):
+        if not any(establishes(spec, r) for spec, _ in main for r in rad):
             return None
         if clause.count_noun is not None:
             noun = clause.count_noun
@@ -269,7 +269,7 @@ class StepBuilder(Stage):
         is not a second exposure. Looked for in the clauses that follow, up to the next view or anatomy named
         ("take an AP and a lateral shot" still exposes both views)."""
         rad_names = {r.name for r in rad}
-        setters = {s.name for s in self.cs.skills.values() if any(_establishes(s, r) for r in rad)}
+        setters = {s.name for s in self.cs.skills.values() if any(establishes(s, r) for r in rad)}
         named = {e for n in setters for a in self.cs.skills[n].args.values() for e in a.entities}
         elsewhere = {e for s in self.cs.skills.values() if s.name not in setters for a in s.args.values()
                      for e in a.entities}
@@ -300,7 +300,7 @@ class StepBuilder(Stage):
         return any(v in values for _, v in item.options)
 
 
-def _establishes(spec: SkillSpec, other: SkillSpec) -> bool:
+def establishes(spec: SkillSpec, other: SkillSpec) -> bool:
     """Whether ``spec`` sets a fact that ``other`` needs (a view before a shot)."""
     made = {e.fact for e in spec.effects}
     return any(c.fact in made for c in other.preconditions)

@@ -311,6 +311,7 @@ class _Retract(_Skill):
         self.dist = float(self.args["distance_mm"]) * MM
         self.start_at = s.rim_displacement().copy()
         s.retract_log = []
+        self.intend("contact", arm=arm.name, direction=str(self.args["direction"]), distance_mm=self.dist / MM)
         goal = arm.sp_pos + self.direction * self.dist
         speed = float(s.cfg["motion"]["retract_speed"])
         return Logged(self.move(arm, goal, speed_mm_s=speed, tolerance=0.0008, loaded=True), self.log)
@@ -322,6 +323,8 @@ class _Retract(_Skill):
 
     def done(self) -> None:
         s, arm = self.scene, self.arm()
+        self.did(rim_moved_mm=float((s.rim_displacement() - self.start_at) @ self.direction) / MM,
+                 force_n=s.rim_force_n, held=arm.held)
         if arm.held != "vessel":
             self.fail(FailureKind.LOST, f"{arm.name} lost its grip on the vessel rim")
             return
@@ -368,6 +371,7 @@ class _Insert(_Skill):
             self.fail(FailureKind.TIMEOUT, f"{arm.name} did not reach the vessel's opening")
             return None
         goal = self.entry + self.axis * (self.gap + self.depth)
+        self.intend("contact", arm=arm.name, depth_mm=self.depth / MM)
         return self.move(arm, goal, self.psi, float(self.scene.cfg["motion"]["insert_speed"]), tolerance=0.0008)
 
     def done(self) -> None:
@@ -376,6 +380,7 @@ class _Insert(_Skill):
         record = {"arm": arm.name, "asked_mm": depth / MM, "depth_mm": along / MM, "off_axis_mm": radial / MM,
                   "t": s.sim_time}
         s.insertions.append(record)
+        self.did(depth_mm=record["depth_mm"], off_axis_mm=record["off_axis_mm"], held=arm.held)
         if arm.held != "shunt":
             self.fail(FailureKind.LOST, f"{arm.name} lost the shunt {along / MM:.1f} mm into the lumen")
             return

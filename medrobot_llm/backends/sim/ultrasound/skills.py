@@ -222,7 +222,14 @@ class _MakeContact(_Press):
         if s.probe_state() != "hovering":
             self.fail(FailureKind.PRECONDITION, "the probe is not hovering over the skin")
             return
+        self.intend("contact", target_force_n=float(self.args["force_n"]))
         super().start()
+
+    def update(self) -> BehaviourStatus:
+        s = self.scene
+        if s.in_contact:
+            self.did(force_n=float(s.force_n), penetration_mm=float(s.penetration_mm))   # the first touch
+        return super().update()
 
 
 class _SetForce(_Press):

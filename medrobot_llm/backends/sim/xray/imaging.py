@@ -13,6 +13,7 @@ from numpy.typing import NDArray
 
 from medrobot_llm.backends.sim.base import Scene
 from medrobot_llm.backends.sim.imaging import Frame, Volume, save_png
+from medrobot_llm.core.paths import file_sha256
 from medrobot_llm.backends.sim.xray.geometry import MM, Arr, Geometry, XrayImage
 
 __all__ = ["XrayImaging"]
@@ -106,11 +107,39 @@ class XrayImaging(Scene):
                                      & (iso_uv[:, 1] <= v1))
         return inside
 
+    def intend_exposure(self, skill: str, dap: float, projections: int, field: tuple[float, float, float, float]
+                        ) -> int:
+        """Write ahead the exposure about to happen (its dose is known from the geometry); returns its index."""
+        index = len(self.exposures)
+        self.record_hazard("intended", "exposure", skill=skill, index=index, dap_mgy_cm2=dap, projections=projections,
+                           view=dict(self.view) if self.view else None, axes=dict(self.axes),
+                           field_mm=[(field[1] - field[0]) / MM, (field[3] - field[2]) / MM])
+        return index
+
+    def keep_exposure(self, record: dict[str, Any], pixels: NDArray[Any], path: Path) -> dict[str, Any]:
+        """Keep an exposure that happened, then write its image: a failed write marks the record, never drops it
+        (the dose was given either way). ``record['image_error']`` says why an image is missing."""
+        self.exposures.append(record)
+        done = {"skill": record["skill"], "index": record["index"], "dap_mgy_cm2": record["dap_mgy_cm2"]}
+        try:
+            save_png(pixels, path)
+        except OSError as exc:
+            record["path"] = None
+            record["image_error"] = f"cannot write {path}: {exc.strerror or exc}"
+            self.record_hazard("done", "exposure", **done, path=None, image_error=record["image_error"])
+            return record
+        self.images.append(str(path))
+        self.record_hazard("done", "exposure", **done, path=str(path), sha256=file_sha256(path))
+        return record
+
     def radiograph(self) -> dict[str, Any]:
-        """Expose once with the current geometry and field; saves the PNG and logs the dose."""
+        """Expose once with the current geometry and field: written ahead, kept, then its PNG saved."""
         n = self.image_px
         geo = self.geometry()
         field = self.field or self.full_field(geo)
+        area_cm2 = (field[1] - field[0]) * (field[3] - field[2]) * 1e4
+        dap = float(self.cfg["imaging"]["kerma_mgy"]) * area_cm2
+        index = self.intend_exposure("take_shot", dap, 1, field)
         world, iso_uv = self.pixel_grid(geo, n)
         line, parts = self.cast(geo.source, world)
         exposed = self.in_field(iso_uv, field)
@@ -123,13 +152,9 @@ class XrayImaging(Scene):
             hi = max(hi, lo + 2.0)
             grey[exposed] = 24.0 + 231.0 * np.clip((measured[exposed] - lo) / (hi - lo), 0.0, 1.0)
         pixels = grey.reshape(n, n).astype(np.uint8)
-        index = len(self.exposures)
         name = self.view["key"].replace("/", "_") + "_" + self.view["view"] if self.view else "shot"
-        path = save_png(pixels, self.image_dir() / f"xray_{index:03d}_{name}.png")
+        path = self.image_dir() / f"xray_{index:03d}_{name}.png"
         self.last_image = XrayImage("radiograph", pixels, parts.reshape(n, n, -1), exposed.reshape(n, n), geo, path)
-        self.images.append(str(path))
-        area_cm2 = (field[1] - field[0]) * (field[3] - field[2]) * 1e4
-        dap = float(self.cfg["imaging"]["kerma_mgy"]) * area_cm2
         shares = self.anatomy_shares(parts, exposed)
         center = n // 2
         record = {
@@ -141,8 +166,7 @@ class XrayImaging(Scene):
             "center_line_integral": float(line.reshape(n, n)[center - 2:center + 2, center - 2:center + 2].mean()),
             "exposed_share": float(exposed.mean()),
         }
-        self.exposures.append(record)
-        return record
+        return self.keep_exposure(record, pixels, path)
 
     def anatomy_shares(self, parts: NDArray[np.uint8], exposed: NDArray[np.bool_]) -> dict[str, float]:
         """Share of the exposed pixels whose ray crosses each anatomy."""

