@@ -116,7 +116,7 @@ _Item = _Heard | Key | object | None
 
 def spoken_readback(plan: Plan) -> str:
     """The read-back for espeak-ng: the rendered plan with the notation a voice cannot say made into pauses."""
-    return re.sub(r"[_=(),\[\]]+", " ", render_plan(plan)).replace("  ", " ")
+    return re.sub(r"[ \t]+", " ", re.sub(r"[_=(),\[\]]+", " ", render_plan(plan)))
 
 
 @dataclass
