@@ -45,7 +45,7 @@ def decode(item: tuple[str, str, str]) -> dict[str, Any]:
     t0 = time.perf_counter()
     tr = rec.transcribe(audio)
     return {"domain": domain, "text": text, "transcript": tr.text, "confidence": tr.confidence, "stop": tr.stop,
-            "not_command": tr.not_command, "note": tr.note, "decode_s": time.perf_counter() - t0,
+            "not_command": tr.not_command, "margin": tr.details.get("phone_margin", 0.0), "note": tr.note, "decode_s": time.perf_counter() - t0,
             "audio_s": audio.duration_s}
 
 

@@ -58,8 +58,8 @@ def test_a_stop_said_after_a_sweep_command_halts_the_sim_mid_sweep(tmp_path: Pat
 
 
 @pytest.mark.parametrize(("domain", "talk"), [
-    ("ultrasound", "robot thank you very much"),  # without the rejection: "robot study the liver inwards", a scan
-    ("xray", "I think we are running late today"),
+    ("ultrasound", "how long until the next case"),  # heard as "home and do an check the kidneys"
+    ("xray", "I think we are running late today"),  # heard as "overlay to the knee"
 ])
 def test_talk_that_is_no_command_is_rejected_by_the_engine(tmp_path: Path, domain: str, talk: str) -> None:
     heard = PocketSphinxRecognizer(domain).transcribe(_say(tmp_path, talk))
