@@ -333,3 +333,74 @@ def test_ros_mode_without_a_graph_is_a_usage_error() -> None:
         claim.release()
     assert proc.returncode == 2 and proc.stdout == ""
     assert "ROS" in proc.stderr and ("install_ros.sh" in proc.stderr or "medrobot bringup --domain xray" in proc.stderr)
+
+
+class _ThinkingPlanner:
+    """The rule planner behind a slow model: it answers only when the test lets it (no sleep, no clock)."""
+
+    name = "thinking"
+
+    def __init__(self) -> None:
+        self.started = threading.Event()
+        self.answer = threading.Event()
+        self._rule = RulePlanner()
+
+    def plan(self, domain: str, text: str, world: Any = None) -> Any:
+        self.started.set()
+        assert self.answer.wait(30), "the test never let the planner answer"
+        return self._rule.plan(domain, text, world)
+
+
+def test_a_stop_typed_while_a_slow_planner_thinks_acts_at_once() -> None:
+    """Issue 16: with an LLM taking seconds, the console kept reading nothing until it answered; a stop typed
+    meanwhile must latch the e-stop while the planner is still thinking, and the late plan must not run."""
+    planner = _ThinkingPlanner()
+    backend = MemoryBackend("xray", control_period_s=0.002)
+    sup = Supervisor(backend, planner, domain="xray", audit=AuditLog(None))
+    screen = Screen()
+    core = ConsoleCore(sup, "xray", emit=screen, background=True)
+    core.start()
+    try:
+        assert core.handle_line("lateral of the sacrum")
+        assert planner.started.wait(10)
+        assert core.working == "lateral of the sacrum"
+        assert core.handle_line("AP of the pelvis")
+        assert screen.has("still working on 'lateral of the sacrum'")
+        assert core.handle_line("stop")
+        assert until(lambda: sup.state is S.ESTOP)
+        assert core.working == "lateral of the sacrum"  # the stop did not wait for the planner
+        planner.answer.set()
+        assert until(lambda: core.working is None)
+        assert sup.state is S.ESTOP and backend.sent == []
+    finally:
+        planner.answer.set()
+        core.close()
+        sup.close()
+
+
+def test_a_piped_stop_does_not_wait_behind_a_line_being_planned() -> None:
+    planner = _ThinkingPlanner()
+    backend = MemoryBackend("xray", control_period_s=0.002)
+    sup = Supervisor(backend, planner, domain="xray", audit=AuditLog(None))
+    core = ConsoleCore(sup, "xray", emit=Screen())
+    core.start()
+    lines_given = threading.Event()
+
+    def lines() -> Iterator[str]:
+        yield "lateral of the sacrum\n"
+        assert planner.started.wait(10)
+        yield "stop\n"
+        lines_given.set()
+
+    done = threading.Thread(target=core.run_script, args=(lines(), 5.0), daemon=True)
+    try:
+        done.start()
+        assert lines_given.wait(10)
+        assert until(lambda: sup.state is S.ESTOP)
+        assert not planner.answer.is_set()  # latched while the command was still being planned
+    finally:
+        planner.answer.set()
+        done.join(10)
+        core.close()
+        sup.close()
+    assert backend.sent == []

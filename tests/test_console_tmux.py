@@ -130,7 +130,7 @@ def test_console_plan_confirm_result_ctrl_c_stop_reset_and_refusal(term: Termina
     screen = term.wait("DONE: all 4 step(s) finished")
     assert "ok step 2/4 make_contact: in contact at" in screen
     images = re.findall(r"image saved: (\S+\.png)", screen)
-    assert len(images) == 1 and Path(images[0]).parent == record and Path(images[0]).is_file()
+    assert len(images) == 1 and Path(images[0]).parent.parent == record and Path(images[0]).is_file()  # each run records into a folder of its own under --record (issue 18)
     term.wait(lambda s: term.bottom_line().startswith(" IDLE") and " N" in term.bottom_line())
 
     # a long motion, then Ctrl-C while it moves: latched at once, and the screen says so

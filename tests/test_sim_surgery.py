@@ -16,7 +16,7 @@ pytest.importorskip("pybullet")
 from medrobot_llm import CancelToken, FailureKind, Feedback, Step, StepResult
 from medrobot_llm.planning.rule.planner import RulePlanner
 from medrobot_llm.backends.sim import make
-from medrobot_llm.backends.sim.surgery import MM, SurgeryScene
+from medrobot_llm.backends.sim.surgery import MM, SurgeryScene, caps
 from medrobot_llm.backends.sim.surgery.checks import (
     check_dilation,
     check_handover,
@@ -50,6 +50,15 @@ def holding(scene: SurgeryScene, arm: str, obj: str, seed: int = 0) -> None:
     scene.reset(seed=seed)
     ok(scene, "locate", object=obj)
     ok(scene, "grasp", arm=arm, object=obj)
+
+
+def blind_planner(monkeypatch: pytest.MonkeyPatch, **loose: Any) -> None:
+    """Break the skills' view of the limits (the first line): they plan with the scene file's limits, or
+    ``loose`` ones, and neither keep clear of tissue nor of the other arm. Only the monitor then stands
+    between a motion and the limits a test tightened: these tests show that second line still holds."""
+    monkeypatch.setattr(caps, "plan_limits", lambda s: {**s.cfg["limits"], **loose})
+    monkeypatch.setattr(caps, "tissue_floor", lambda *a, **k: -1.0)
+    monkeypatch.setattr(caps, "arm_problem", lambda *a, **k: None)
 
 
 def held_still(scene: SurgeryScene) -> float:
@@ -292,7 +301,8 @@ def _halts(scene: SurgeryScene, result: StepResult, kind: FailureKind) -> None:
     assert held_still(scene) < 0.3
 
 
-def test_pressing_into_the_pad_trips_the_force_limit(scene: SurgeryScene) -> None:
+def test_pressing_into_the_pad_trips_the_force_limit(scene: SurgeryScene, monkeypatch: pytest.MonkeyPatch) -> None:
+    blind_planner(monkeypatch, force_cap=100.0, workspace={"lo": [-90, -80, -100], "hi": [90, 80, 120]})
     scene.reset(seed=0)
     ok(scene, "locate", object="needle")
     result = run(scene, "move_to", arm="psm1", target="needle", offset_mm=[0, 0, -25])
@@ -302,7 +312,8 @@ def test_pressing_into_the_pad_trips_the_force_limit(scene: SurgeryScene) -> Non
     scene.clear_halt()
 
 
-def test_pulling_the_rim_past_the_force_cap_halts() -> None:
+def test_pulling_the_rim_past_the_force_cap_halts(monkeypatch: pytest.MonkeyPatch) -> None:
+    blind_planner(monkeypatch)
     s = SurgeryScene(limits={"force_cap": 1.0})
     try:
         holding(s, "psm2", "vessel", seed=1)
@@ -314,7 +325,8 @@ def test_pulling_the_rim_past_the_force_cap_halts() -> None:
         s.close()
 
 
-def test_leaving_the_workspace_halts() -> None:
+def test_leaving_the_workspace_halts(monkeypatch: pytest.MonkeyPatch) -> None:
+    blind_planner(monkeypatch)
     s = SurgeryScene(limits={"workspace": {"lo": [-90, -80, 18], "hi": [90, 80, 70]}})
     try:
         s.reset(seed=0)
@@ -325,7 +337,8 @@ def test_leaving_the_workspace_halts() -> None:
         s.close()
 
 
-def test_a_joint_limit_halts_before_the_joint_gets_there() -> None:
+def test_a_joint_limit_halts_before_the_joint_gets_there(monkeypatch: pytest.MonkeyPatch) -> None:
+    blind_planner(monkeypatch)
     s = SurgeryScene(limits={"wrist_deg": 40})
     try:
         s.reset(seed=0)
@@ -339,7 +352,8 @@ def test_a_joint_limit_halts_before_the_joint_gets_there() -> None:
         s.close()
 
 
-def test_moving_too_fast_halts() -> None:
+def test_moving_too_fast_halts(monkeypatch: pytest.MonkeyPatch) -> None:
+    blind_planner(monkeypatch)
     s = SurgeryScene(limits={"free_speed": 25})
     try:
         s.reset(seed=0)
@@ -349,7 +363,8 @@ def test_moving_too_fast_halts() -> None:
         s.close()
 
 
-def test_the_two_instruments_colliding_halts(scene: SurgeryScene) -> None:
+def test_the_two_instruments_colliding_halts(scene: SurgeryScene, monkeypatch: pytest.MonkeyPatch) -> None:
+    blind_planner(monkeypatch)
     scene.reset(seed=0)
     ok(scene, "move_to", arm="psm1", target="handover_point")
     result = run(scene, "move_to", arm="psm2", target="handover_point")

@@ -17,6 +17,7 @@ pytest.importorskip("pybullet")
 from medrobot_llm import CancelToken, FailureKind, Feedback, Step, StepResult
 from medrobot_llm.backends.sim import make
 from medrobot_llm.backends.sim.ultrasound import UltrasoundScene
+from medrobot_llm.backends.sim.ultrasound import skills as us_skills
 from medrobot_llm.backends.sim.ultrasound.checks import check_capture, check_scan, check_sweep_force
 
 pytestmark = pytest.mark.sim
@@ -245,7 +246,9 @@ def test_skin_penetration_limit_halts(tmp_path: Path) -> None:
         s.close()
 
 
-def test_sweep_off_the_skin_halts_at_the_edge(scene: UltrasoundScene) -> None:
+def test_sweep_off_the_skin_halts_at_the_edge(scene: UltrasoundScene, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the plan keeps a sweep on the skin (test_sim_caps); blinded here, the monitor must still halt it
+    monkeypatch.setattr(us_skills, "off_skin", lambda *a: None)
     in_contact(scene, organ="carotid", side="left")
     result = run(scene, "sweep", direction="caudal", distance_mm=100, speed_mm_s=20)
     assert result.failure is FailureKind.WORKSPACE_LIMIT and "edge of the skin" in result.message

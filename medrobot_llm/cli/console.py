@@ -171,7 +171,7 @@ def _interactive(client: SupervisorClient, args: argparse.Namespace) -> int:
         if prompt_session is not None and prompt_session.app.is_running:
             prompt_session.app.invalidate()
 
-    core: ConsoleCore = ConsoleCore(client, args.domain, emit=emit)
+    core: ConsoleCore = ConsoleCore(client, args.domain, emit=emit, background=True)
     bindings = KeyBindings()
 
     @bindings.add("c-c")

@@ -103,8 +103,13 @@ class ConsoleCore(ConsoleOutput):
     line with ``json_mode``), from the caller's thread and from the client's event thread."""
 
     def __init__(self, client: SupervisorClient, domain: str, *, emit: Callable[[str], None], json_mode: bool = False,
-                 feedback_interval_s: float = 0.2, clock: Callable[[], float] = time.monotonic) -> None:
+                 feedback_interval_s: float = 0.2, clock: Callable[[], float] = time.monotonic,
+                 background: bool = False) -> None:
         self.client = client
+        #: commands are planned and submitted on a thread of their own, so the prompt keeps reading: a ``stop``
+        #: typed while a slow planner (an LLM) thinks acts at once instead of after the answer (issue 16)
+        self.background = background
+        self._working: str | None = None
         self.domain = domain
         self.json_mode = json_mode
         self.feedback_interval_s = feedback_interval_s
@@ -208,12 +213,37 @@ class ConsoleCore(ConsoleOutput):
         if text is None:
             self._out(f"REFUSED: {why}", kind="reply", input=raw, accepted=False, message=why)
             return True
-        reply = self._call(text, lambda: self.client.command(text, source=_SOURCE))
-        if reply is not None and reply.accepted:
-            with self._cond:
-                self.state = reply.state.value
-                self._cond.notify_all()
+        if not self.background:
+            self._command(text)
+            return True
+        with self._cond:
+            working = self._working
+            if working is None:
+                self._working = text
+        if working is not None:
+            self._out(f"still working on {working!r}: type 'stop' to halt everything now, or wait for its answer",
+                      kind="hint", input=raw)
+            return True
+        threading.Thread(target=self._command, args=(text,), name="medrobot-console-command", daemon=True).start()
         return True
+
+    def _command(self, text: str) -> None:
+        try:
+            reply = self._call(text, lambda: self.client.command(text, source=_SOURCE))
+            if reply is not None and reply.accepted:
+                with self._cond:
+                    self.state = reply.state.value
+                    self._cond.notify_all()
+        finally:
+            with self._cond:
+                self._working = None
+                self._cond.notify_all()
+
+    @property
+    def working(self) -> str | None:
+        """The command being planned and submitted in the background, if any."""
+        with self._cond:
+            return self._working
 
     def leave(self) -> None:
         """Quit or Ctrl-D: a plan still under way is cancelled first, so nothing keeps moving once nobody
@@ -289,7 +319,7 @@ class ConsoleCore(ConsoleOutput):
 
     def run_script(self, lines: Iterable[str], timeout: float) -> None:
         """Piped input, in order: each line waits as ``kind_of`` says. A ``stop`` that arrives while an earlier
-        line is still waiting does not queue behind it: it acts at once."""
+        line is still waiting, or still being planned, does not queue behind it: it acts at once."""
         queue: list[str | None] = []
         gate = threading.Condition()
         waiting = [False]
@@ -325,8 +355,14 @@ class ConsoleCore(ConsoleOutput):
                     waiting[0] = False
             if not ready:
                 self._stop(f"waited {timeout:g} s for the run to end before {line.strip()!r}")
-            if not self.handle_line(line):
-                return
+            with gate:
+                waiting[0] = True  # planning this line may take long (an LLM): a stop meanwhile must not wait
+            try:
+                if not self.handle_line(line):
+                    return
+            finally:
+                with gate:
+                    waiting[0] = False
         self.finish(timeout)
 
     def _parked_for_input(self) -> bool:

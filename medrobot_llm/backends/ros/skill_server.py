@@ -262,8 +262,9 @@ class SkillServerNode(Node):
                 result = self.core.run(admitted, self._feedback_to(admitted, handle))
             except Exception as exc:  # noqa: BLE001 - the goal must end, whatever happened
                 result = StepResult.failed(FailureKind.ERROR, f"{type(exc).__name__}: {exc}")
+            # no status here: the result carries the world the step left, and building a status on this thread
+            # held the GIL while the executor thread was sending that result (the 20 Hz tick publishes it)
             done.set_result(result)
-            self._publish_status()
 
     def _feedback_to(self, admitted: Admitted, handle: ServerGoalHandle[Any, Any, Any]) -> FeedbackFn:
         """Called every control cycle: honours a cancel request at once, publishes at ``feedback_hz``."""

@@ -158,8 +158,9 @@ class SupervisorNode(Node):
         return plan_id_of(self.session, run.id), run.in_flight
 
     def _before_send(self, plan_id: str, index: int, goal_id: str) -> None:
+        # recorded for the state's ``goal_id`` (information for consoles), not published here: the goal's
+        # capability is its authority now, so the send no longer waits for a state message to go out first
         self._announced = (plan_id, index, goal_id)
-        self.publish_state()
 
     # ---------------------------------------------------------------- inputs
     def _estop_publisher_gids(self) -> frozenset[bytes]:

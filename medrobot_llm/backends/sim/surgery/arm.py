@@ -141,6 +141,8 @@ class Arm:
     #: half the difference of the two jaws' targets (right minus left): each jaw has its own cable, as on an
     #: EndoWrist, so the closed pair can sit off the tool axis where the object lies
     jaw_bias: float = 0.0
+    #: the part of ``jaw_bias`` a pull on the held vessel rim added (``grasp.pull_lean``)
+    lean: float = 0.0
     held: str | None = None
     grip: int | None = None
     #: the held object's pose in the gripper's frame (position, rotation), measured when the grip formed

@@ -40,6 +40,7 @@ class SurgeryContacts(Scene):
     _rim_weight: float
     #: per arm body, the motor commands last sent: pybullet keeps them, so unchanged ones are not resent
     _sent: dict[int, tuple[tuple[float, ...], float, float]]
+    _touching: set[int]
 
     # -- measurements --------------------------------------------------------------------------
     def object_frame(self, obj: str) -> tuple[Arr, Arr]:
@@ -156,6 +157,11 @@ class SurgeryContacts(Scene):
             pts = c.getContactPoints(arm.body, body, jaw, link)
             out.append(sum(cp[9] for cp in pts if cp[8] < 0.0005))
         return out[0], out[1]
+
+    def in_contact(self, arm: Arm) -> bool:
+        """The arm touched tissue at the end of the last control step, or holds the vessel rim: the contact
+        speed cap applies to it (``caps.speed_cap``), in the skills' plans and in the monitor alike."""
+        return arm.body in self._touching or arm.held == "vessel"
 
     def holders(self, obj: str) -> tuple[str, ...]:
         return tuple(a.name for a in self.arms.values() if a.held == obj)

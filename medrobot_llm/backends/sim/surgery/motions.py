@@ -10,11 +10,13 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from medrobot_llm.backends.sim.surgery.arm import MM, Arm, Arr, trapezoid, wrap
+from medrobot_llm.backends.sim.surgery import caps
 
 if TYPE_CHECKING:
     from medrobot_llm.backends.sim.surgery.scene import SurgeryScene
@@ -29,6 +31,8 @@ class Motion(ABC):
     """One part of a skill that takes control steps. ``ok`` is whether it got where it was going."""
 
     ok = False
+    #: why the motion stopped itself short of its goal to stay within a limit (None: it did not)
+    stopped: str | None = None
 
     @abstractmethod
     def step(self) -> bool:
@@ -48,8 +52,10 @@ class Chain(Motion):
             if self.current is not None:
                 if self.current.step():
                     return True
-                self.ok = self.current.ok
+                self.ok, self.stopped = self.current.ok, self.current.stopped
                 self.current = None
+                if self.stopped is not None:
+                    return False
             if not self.parts:
                 return False
             self.current = self.parts.pop(0)()
@@ -77,6 +83,14 @@ class Move(Motion):
     ``loaded``: the arm pulls against tissue, and its servos sag under the pull; while it settles, the
     set-point leads the goal by the measured sag (up to ``grasp.sag_max``), as a Cartesian outer loop on
     a real arm would.
+
+    The move is planned within the limits the monitor checks: its cruise speed is at most
+    ``motion.speed_share`` of the tool-tip cap that applies to the arm (``caps.speed_cap``), and it is
+    guarded: it stops where it is (``stopped`` says why) when tissue pushes back with
+    ``motion.guard_force_share`` of the force cap, or, holding the vessel rim, when a jaw is about to lose
+    it (a grip that lapses under a pull lets the rim spring back and fling the tool: issue 16's 94 mm/s).
+    Holding the rim, the closed jaw pair leans against the rim's pull (``grasp.pull_lean``), so a pull
+    along the closing axis keeps both jaws on it.
     """
 
     def __init__(self, scene: SurgeryScene, arm: Arm, goal: Arr, psi: float | None = None,
@@ -89,7 +103,24 @@ class Move(Motion):
 
     def _plan(self) -> None:
         s, arm = self.scene, self.arm
-        speed = float(self.speed_mm_s or s.cfg["motion"]["free_speed"]) * MM
+        asked = float(self.speed_mm_s or s.cfg["motion"]["free_speed"])
+        limits = caps.plan_limits(s)
+        cap = caps.speed_cap(limits, s.in_contact(arm)) * float(s.cfg["motion"]["speed_share"])
+        speed = min(asked, cap) * MM
+        self.holds_rim = arm.held == "vessel"
+        self.cap_n = float(limits["force_cap"])
+        self.guard_n = float(s.cfg["motion"]["guard_force_share"]) * self.cap_n
+        self.grip_n = float(s.cfg["grasp"]["slip_margin"])
+        if self.holds_rim:
+            # lean the jaw pair against the rim's pull, by the share of it along the closing axis (grasp.pull_lean);
+            # the pull points where the rim is stretched, the same way whether the move stretches or eases it
+            now = s.rim_displacement()
+            way = max(now, now + (self.goal - arm.tcp), key=lambda v: float(np.linalg.norm(v)))
+            size = float(np.linalg.norm(way))
+            along = float(way @ arm.R[:, 0]) / size if size > 0.0 else 0.0
+            lean = -along * float(s.cfg["grasp"]["pull_lean"]) * MM
+            arm.jaw_bias += lean - arm.lean
+            arm.lean = lean
         turn = math.radians(float(s.cfg["motion"]["turn_speed_deg"]))
         dt = s.control_period_s
         self.start = arm.sp_pos.copy()
@@ -113,6 +144,8 @@ class Move(Motion):
         if self.n < 0:
             self._plan()
         arm, goal = self.arm, self.goal
+        if self.i > 1 and self._guard():
+            return False
         if self.i <= self.n:
             f = trapezoid(self.i / self.n * self.total, self.total, self.ramp)
             arm.sp_pos = self.start + (goal - self.start) * f
@@ -133,6 +166,21 @@ class Move(Motion):
         self.waited += 1
         return True
 
+    def _guard(self) -> bool:
+        """Stop here, holding the set-point where it is, if going on would cross a limit."""
+        s, arm = self.scene, self.arm
+        pushed = max(s.pad_force_n, s.vessel_force_n)
+        if pushed > self.guard_n:
+            self.stopped = (f"{arm.name} stopped: the tissue pushed back with {pushed:.1f} N, near the "
+                            f"{self.cap_n:g} N cap")
+        elif self.holds_rim:
+            if arm.held != "vessel" or min(s.jaw_contacts(arm, "vessel")) < self.grip_n:
+                self.stopped = f"{arm.name} stopped: its grip on the vessel rim was about to slip"
+        if self.stopped is None:
+            return False
+        self.ok = False
+        return True
+
 
 class Travel(Chain):
     """Rise to the travel height, cross over, and come down to ``goal`` (the last leg at ``final_speed``)."""
@@ -142,14 +190,17 @@ class Travel(Chain):
         super().__init__([self._legs])
         self.scene, self.arm, self.goal, self.psi, self.final_speed = scene, arm, goal, psi, final_speed
 
+    @staticmethod
+    def corners(scene: SurgeryScene, here: Arr, goal: Arr) -> list[Arr]:
+        """The points the tool tip passes from ``here`` to ``goal``: up to the travel height, across, down."""
+        safe = float(scene.pad_top[2]) + float(scene.cfg["motion"]["travel_height"]) * MM
+        up = [np.array([here[0], here[1], safe])] if here[2] < safe - 1e-6 else []
+        return [here.copy(), *up, np.array([goal[0], goal[1], max(safe, float(goal[2]))]), goal.copy()]
+
     def _legs(self) -> Motion:
         s, arm, goal, psi = self.scene, self.arm, self.goal, self.psi
-        safe = float(s.pad_top[2]) + float(s.cfg["motion"]["travel_height"]) * MM
-        here = arm.sp_pos.copy()
-        above = np.array([goal[0], goal[1], max(safe, float(goal[2]))])
-        legs: list[Part] = []
-        if here[2] < safe - 1e-6:
-            legs.append(lambda: Move(s, arm, np.array([here[0], here[1], safe]), tolerance=0.003))
+        *rise, above, _ = self.corners(s, arm.sp_pos.copy(), goal)[1:]
+        legs: list[Part] = [partial(Move, s, arm, p, None, None, 0.003) for p in rise]
         legs.append(lambda: Move(s, arm, above, psi, tolerance=0.003))
         legs.append(lambda: Move(s, arm, goal, psi, self.final_speed))
         return Chain(legs)
@@ -167,7 +218,7 @@ class Jaws(Motion):
     def step(self) -> bool:
         arm = self.arm
         if self.left < 0:
-            arm.jaw_cmd, arm.jaw_bias = self.opening, 0.0
+            arm.jaw_cmd, arm.jaw_bias, arm.lean = self.opening, 0.0, 0.0
             self.left = int(0.6 / self.scene.control_period_s)
         if self.left == 0 or float(np.max(np.abs(arm.jaws - self.opening))) < 0.0002:
             return False
@@ -218,7 +269,7 @@ class CloseOn(Motion):
             # evenly from both sides rather than shoved by one jaw against the other
             if self.hold is None:
                 self.hold = max(0.0, float(np.mean(arm.jaws)) - self.squeeze)
-                arm.jaw_bias = float(arm.jaws[0] - arm.jaws[1]) / 2.0
+                arm.jaw_bias, arm.lean = float(arm.jaws[0] - arm.jaws[1]) / 2.0, 0.0
             arm.jaw_cmd = self.hold
         else:
             arm.jaw_cmd = max(0.0, min(arm.jaw_cmd, float(np.max(arm.jaws))) - self.rate)
@@ -235,5 +286,5 @@ class Logged(Motion):
         if self.inner.step():
             self.log()
             return True
-        self.ok = self.inner.ok
+        self.ok, self.stopped = self.inner.ok, self.inner.stopped
         return False

@@ -31,6 +31,7 @@ from medrobot_llm.backends.sim.imaging import quat_from_matrix, rot
 from medrobot_llm.backends.sim.surgery.arm import (
     ARMS, ARM_JOINTS, COMMANDS, JAWS, MM, OBJECTS, Arm, Arr, Kinematics, load_config, vec_mm, yaw_of,
 )
+from medrobot_llm.backends.sim.surgery.caps import speed_cap
 from medrobot_llm.backends.sim.surgery.contacts import SurgeryContacts
 from medrobot_llm.backends.sim.surgery.skills import SKILLS
 
@@ -92,6 +93,8 @@ class SurgeryScene(SurgeryContacts):
             body = int(c.loadURDF(str(root / arms["urdf"]), list(rcm), useFixedBase=True,
                                   flags=pybullet.URDF_USE_IMPLICIT_CYLINDER))
             info = [c.getJointInfo(body, j) for j in ARM_JOINTS]
+            # the shaft (the insertion joint's link) as psm.urdf builds it: what the plans keep the arms apart by
+            self.shaft_length, self.shaft_radius = map(float, c.getCollisionShapeData(body, ARM_JOINTS[2])[0][3][:2])
             lo = np.array([float(i[8]) for i in info])
             hi = np.array([float(i[9]) for i in info])
             kin = Kinematics(rcm, float(arms["tcp"]) * MM, lo, hi)
@@ -165,7 +168,7 @@ class SurgeryScene(SurgeryContacts):
         for arm in self.arms.values():
             arm.q_cmd = arm.kin.ik(arm.home, arm.home_psi, 0.0)
             arm.sp_pos, arm.sp_psi = arm.home.copy(), arm.home_psi
-            arm.jaw_cmd, arm.jaw_bias = float(self.cfg["arms"]["jaw_open"]) * MM, 0.0
+            arm.jaw_cmd, arm.jaw_bias, arm.lean = float(self.cfg["arms"]["jaw_open"]) * MM, 0.0, 0.0
             arm.held, arm.grip, arm.grip_rel = None, None, None
             for j, q in zip(ARM_JOINTS, arm.q_cmd):
                 self.client.resetJointState(arm.body, j, float(q))
@@ -286,8 +289,7 @@ class SurgeryScene(SurgeryContacts):
         if pybullet.getClosestPoints(a1.body, a2.body, clearance, physicsClientId=self._cid):
             return FailureKind.COLLISION, f"the instruments came within {self.limits['arm_clearance']:g} mm of each other"
         for arm in self.arms.values():
-            contact = arm.body in self._touching or arm.held == "vessel"
-            vmax = float(self.limits["contact_speed"] if contact else self.limits["free_speed"])
+            vmax = speed_cap(self.limits, self.in_contact(arm))
             if arm.speed / MM > vmax:
                 return FailureKind.SPEED_LIMIT, f"{arm.name} tool tip at {arm.speed / MM:.0f} mm/s above {vmax:g} mm/s"
             bad = self._workspace_violation(arm, arm.tcp)

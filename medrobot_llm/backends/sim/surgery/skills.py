@@ -17,6 +17,7 @@ from medrobot_llm.backends.base import BehaviourStatus, FailureKind
 from medrobot_llm.backends.sim.base import SceneSkill
 from medrobot_llm.backends.sim.imaging import rot
 from medrobot_llm.backends.sim.surgery.arm import COMMANDS, DIRECTIONS, MM, Arm, Arr, vec_mm, wrap, yaw_of
+from medrobot_llm.backends.sim.surgery import caps
 from medrobot_llm.backends.sim.surgery.motions import CloseOn, Jaws, Logged, Motion, Move, Part, Pause, Travel
 from medrobot_llm.core.command_set import ARM_ENTITY
 from medrobot_llm.core.plan import Step
@@ -45,8 +46,10 @@ class _Skill(SceneSkill["SurgeryScene"]):
             if self.motion is not None:
                 if self.motion.step():
                     return BehaviourStatus.FAILURE if self.failure is not FailureKind.NONE else BehaviourStatus.RUNNING
-                self.ok = self.motion.ok
+                self.ok, stopped = self.motion.ok, self.motion.stopped
                 self.motion = None
+                if stopped is not None and not self.on_stop(stopped):
+                    self.fail(FailureKind.LOST, stopped)
             if self.failure is not FailureKind.NONE:
                 return BehaviourStatus.FAILURE
             if not self.parts:
@@ -56,6 +59,24 @@ class _Skill(SceneSkill["SurgeryScene"]):
 
     def arm(self, key: str = "arm") -> Arm:
         return self.scene.arms[str(self.args[key])]
+
+    def on_stop(self, why: str) -> bool:
+        """A motion stopped itself to stay within a limit; True if the skill takes it from here (by default
+        the skill fails, with the arm held where it stopped)."""
+        return False
+
+    def refused(self, problem: str | None) -> bool:
+        """Fail, before the motion that would cross a limit starts, if planning found it would."""
+        if problem is not None:
+            self.fail(FailureKind.INVALID, f"refused {self.step.skill}: {problem}")
+        return problem is not None
+
+    def path_problem(self, arm: Arm, goal: Arr, over_tissue: bool) -> str | None:
+        """A travel from where the arm's set-point is to ``goal``, checked against the limits."""
+        corners = Travel.corners(self.scene, arm.sp_pos.copy(), goal)
+        return (next((p for p in (caps.goal_problem(self.scene, arm, c, over_tissue=over_tissue and c is corners[-1])
+                                  for c in corners[1:]) if p), None)
+                or caps.pull_problem(self.scene, arm, corners) or caps.arm_problem(self.scene, arm, corners))
 
     # -- the motions, on this skill's scene ------------------------------------------------------------
     def move(self, arm: Arm, goal: Arr, psi: float | None = None, speed_mm_s: float | None = None,
@@ -97,7 +118,7 @@ class _MoveTo(_Skill):
     def start(self) -> None:
         self.then(self.go, self.arrived)
 
-    def go(self) -> Motion:
+    def go(self) -> Motion | None:
         s = self.scene
         arm = self.arm()
         target = str(self.args["target"])
@@ -111,6 +132,8 @@ class _MoveTo(_Skill):
             point, psi = s.grasp_target(target)
             goal = point + np.array([0.0, 0.0, float(s.cfg["motion"]["hover"]) * MM])
         self.goal = goal + offset
+        if self.refused(self.path_problem(arm, self.goal, over_tissue=True)):
+            return None
         # near an object the last leg goes down at the approach speed: what lies below may be tissue
         final = None if target in ("home", "handover_point") else float(s.cfg["motion"]["approach_speed"])
         return self.travel(arm, self.goal, psi, final)
@@ -138,12 +161,14 @@ class _Grasp(_Skill):
             return None
         return self.open_jaws(self.arm())
 
-    def approach(self) -> Motion:
+    def approach(self) -> Motion | None:
         s = self.scene
         point, psi = s.grasp_target(self.obj)
         # the jaw tips stop short of the pad: the tool tip is 1 mm above them
         floor = float(s.pad_top[2]) + (float(s.cfg["grasp"]["tip_clearance"]) + 1.0) * MM
         point[2] = max(float(point[2]), floor)
+        if self.refused(self.path_problem(self.arm(), point, over_tissue=False)):
+            return None
         return self.travel(self.arm(), point, psi, float(s.cfg["motion"]["approach_speed"]))
 
     def close(self) -> Motion | None:
@@ -155,7 +180,7 @@ class _Grasp(_Skill):
     def gripped(self) -> None:
         s, arm, obj = self.scene, self.arm(), self.obj
         if not self.ok:
-            arm.jaw_cmd, arm.jaw_bias = float(s.cfg["arms"]["jaw_open"]) * MM, 0.0
+            arm.jaw_cmd, arm.jaw_bias, arm.lean = float(s.cfg["arms"]["jaw_open"]) * MM, 0.0, 0.0
             self.fail(FailureKind.LOST, f"{arm.name}'s jaws closed without taking the {obj}")
             return
         left, right = s.jaw_contacts(arm, obj)
@@ -166,7 +191,17 @@ class _Grasp(_Skill):
 
 class _Release(_Skill):
     def start(self) -> None:
-        self.then(self.let_go, self.rise, self.done)
+        self.then(self.ease, self.let_go, self.rise, self.done)
+
+    def ease(self) -> Motion | None:
+        """Bring a stretched vessel rim back to rest before letting go of it: let go under tension, it
+        would spring back against the opening jaws and fling the tool far past the contact speed cap."""
+        arm = self.arm()
+        if arm.held != "vessel":
+            return None
+        s = self.scene
+        goal = arm.sp_pos - s.rim_displacement()
+        return self.move(arm, goal, speed_mm_s=float(s.cfg["motion"]["retract_speed"]), loaded=True)
 
     def let_go(self) -> Motion:
         arm = self.arm()
@@ -174,9 +209,12 @@ class _Release(_Skill):
         self.scene.drop_grip(arm, "released")
         return self.open_jaws(arm)
 
-    def rise(self) -> Motion:
+    def rise(self) -> Motion | None:
         arm = self.arm()
-        return self.move(arm, arm.sp_pos + np.array([0.0, 0.0, 0.005]), tolerance=0.002)
+        goal = arm.sp_pos + np.array([0.0, 0.0, 0.005])
+        if self.refused(caps.goal_problem(self.scene, arm, goal, over_tissue=False)):
+            return None
+        return self.move(arm, goal, tolerance=0.002)
 
     def done(self) -> None:
         arm = self.arm()
@@ -188,14 +226,16 @@ class _Lift(_Skill):
     def start(self) -> None:
         self.then(self.rise, self.done)
 
-    def rise(self) -> Motion:
+    def rise(self) -> Motion | None:
         s = self.scene
         arm = self.arm()
         self.obj = obj = str(arm.held)
         self.h = float(self.args["height_mm"]) * MM
         self.before = s.object_frame(obj)[0] if obj != "vessel" else s.rim_position()
-        return self.move(arm, arm.sp_pos + np.array([0.0, 0.0, self.h]),
-                         speed_mm_s=float(s.cfg["motion"]["lift_speed"]))
+        goal = arm.sp_pos + np.array([0.0, 0.0, self.h])
+        if self.refused(caps.line_problem(s, arm, goal)):
+            return None
+        return self.move(arm, goal, speed_mm_s=float(s.cfg["motion"]["lift_speed"]), loaded=obj == "vessel")
 
     def done(self) -> None:
         s, arm, obj, before = self.scene, self.arm(), self.obj, self.before
@@ -235,7 +275,7 @@ class _Handover(_Skill):
     def taker_waits(self) -> Motion:
         return self.travel(self.taker, self.place + np.array([0.0, self.side * 0.035, 0.015]))
 
-    def bring(self) -> Motion:
+    def bring(self) -> Motion | None:
         """Pick the take point, and turn the giver so that it faces the receiver."""
         s, giver, obj, side = self.scene, self.giver, self.obj, self.side
         pos, R = s.object_frame(obj)
@@ -250,6 +290,8 @@ class _Handover(_Skill):
         _, turn, self.local = min(options, key=lambda o: o[0])
         goal = self.place - rot("z", turn) @ (pos + R @ self.local - giver.tcp)
         goal[2] = self.place[2]
+        if self.refused(caps.arm_problem(s, giver, Travel.corners(s, giver.sp_pos.copy(), goal))):
+            return None
         return self.travel(giver, goal, giver.sp_psi + turn)
 
     def reach(self) -> Motion | None:
@@ -272,7 +314,7 @@ class _Handover(_Skill):
     def let_go(self) -> Motion | None:
         s, taker = self.scene, self.taker
         if not self.ok:
-            taker.jaw_cmd, taker.jaw_bias = float(s.cfg["arms"]["jaw_open"]) * MM, 0.0
+            taker.jaw_cmd, taker.jaw_bias, taker.lean = float(s.cfg["arms"]["jaw_open"]) * MM, 0.0, 0.0
             self.fail(FailureKind.LOST, f"{taker.name}'s jaws closed without taking the {self.obj}")
             return None
         s.drop_grip(self.giver, "handed over")
@@ -304,17 +346,39 @@ class _Retract(_Skill):
     def start(self) -> None:
         self.then(self.pull, self.done)
 
-    def pull(self) -> Motion:
+    def pull(self) -> Motion | None:
         s = self.scene
         arm = self.arm()
         self.direction = np.asarray(DIRECTIONS[str(self.args["direction"])])
         self.dist = float(self.args["distance_mm"]) * MM
         self.start_at = s.rim_displacement().copy()
+        self.start_sp = arm.sp_pos.copy()
         s.retract_log = []
         self.intend("contact", arm=arm.name, direction=str(self.args["direction"]), distance_mm=self.dist / MM)
         goal = arm.sp_pos + self.direction * self.dist
+        if self.refused(caps.line_problem(s, arm, goal)):
+            return None
         speed = float(s.cfg["motion"]["retract_speed"])
         return Logged(self.move(arm, goal, speed_mm_s=speed, tolerance=0.0008, loaded=True), self.log)
+
+    def on_stop(self, why: str) -> bool:
+        """The pull stopped short (the tool met tissue, or the grip was about to slip): give the tension back,
+        easing to where the pull began, then fail with the reason; the rim stays held."""
+        s, arm = self.scene, self.arm()
+        if getattr(self, "easing", False):       # the easing itself stopped: fail where it is
+            return False
+        self.easing = True
+
+        def ease() -> Motion:
+            return self.move(arm, self.start_sp, speed_mm_s=float(s.cfg["motion"]["retract_speed"]),
+                             tolerance=0.002)
+
+        def fail() -> None:
+            moved = float((s.rim_displacement() - self.start_at) @ self.direction) / MM
+            self.fail(FailureKind.LOST, f"{why}; the pull was eased back ({moved:.1f} mm now)")
+
+        self.parts = [ease, fail]
+        return True
 
     def log(self) -> None:
         s = self.scene

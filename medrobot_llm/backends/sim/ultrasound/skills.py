@@ -15,7 +15,17 @@ from medrobot_llm.backends.sim.ultrasound.arm import Arr, MM, ProbePath
 if TYPE_CHECKING:
     from medrobot_llm.backends.sim.ultrasound.scene import UltrasoundScene  # noqa: F401 - named in SceneSkill[...]
 
-__all__ = ["SKILLS"]
+__all__ = ["SKILLS", "off_skin"]
+
+
+def off_skin(s: UltrasoundScene, tip: Arr, R: Arr, way: Arr, distance: float) -> float | None:
+    """How far (m) along a straight slide of ``distance`` the lens would first leave the skin it may touch
+    (checked every millimetre), or None: the monitor halts the probe there, so a sweep is planned short of it."""
+    for k in range(1, int(math.ceil(distance / MM)) + 1):
+        along = min(k * MM, distance)
+        if not s.on_skin(tip + way * along, R):
+            return along
+    return None
 
 
 class _Skill(SceneSkill["UltrasoundScene"]):
@@ -259,7 +269,14 @@ class _Sweep(_Skill):
             d = np.array([0.0, outward if direction == "lateral" else -outward, 0.0])
         self.dir = s.patient.dir_to_world(d)
         self.distance = float(self.args["distance_mm"]) * MM
-        self.speed = float(self.args["speed_mm_s"]) * MM
+        # planned within the limits the monitor checks: the contact speed cap, and skin under the whole lens
+        # all the way (the monitor halts a probe that reaches the edge of the skin it may touch)
+        self.speed = min(float(self.args["speed_mm_s"]), float(s.cfg["limits"]["contact_speed"])) * MM
+        edge = off_skin(s, s.tip, s.tip_R, self.dir, self.distance)
+        if edge is not None:
+            self.fail(FailureKind.INVALID, f"refused sweep: {direction} the probe would reach the edge of the skin "
+                                           f"it may touch after {edge / MM:.0f} mm")
+            return
         self.travelled = 0.0
         self.start_tip = s.tip.copy()
         s.sweep_log = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -14,7 +15,33 @@ from medrobot_llm.backends.sim.xray.geometry import AXES, MM, XrayImage, anatomy
 if TYPE_CHECKING:
     from medrobot_llm.backends.sim.xray.scene import XrayScene  # noqa: F401 - named in SceneSkill["XrayScene"]
 
-__all__ = ["SKILLS"]
+__all__ = ["SKILLS", "path_problem"]
+
+
+def path_problem(s: XrayScene, stages: list[dict[str, float]]) -> str | None:
+    """Why the gantry may not drive through ``stages``, or None: the monitor halts it when a body comes
+    within ``collision_margin`` of the table, column, floor or patient, so the plan keeps that clearance
+    at every pose of the way (the axes move in straight lines, all arriving together, as ``advance`` drives
+    them).
+
+    The poses are checked in steps no gantry point can cross the clearance left at the last one in: no
+    point moves farther than the axes' travels added up, a turn counted at the ring's outer radius."""
+    g = s.cfg["gantry"]
+    margin = float(g["collision_margin"])
+    reach = {k: 1.0 if s.axis_cfg[k]["unit"] == "mm" else math.radians(1.0) * float(g["outer_radius"]) for k in AXES}
+    prev = dict(s.axes)
+    gap = s.clearance_at(prev)
+    for stage in stages:
+        travel = sum(abs(stage[k] - prev[k]) * reach[k] for k in AXES)
+        f = 0.0
+        while f < 1.0 and travel > 0.0:
+            f = min(1.0, f + max(gap - margin, margin) / travel)
+            gap = s.clearance_at({k: prev[k] + (stage[k] - prev[k]) * f for k in AXES})
+            if gap < margin:
+                return (f"the gantry would come within {max(0.0, gap):.1f} mm of the table or patient "
+                        f"(it keeps {margin:g} mm)")
+        prev = stage
+    return None
 
 
 class _Skill(SceneSkill["XrayScene"]):
@@ -36,6 +63,10 @@ class _Move(_Skill):
             if problem:
                 self.fail(FailureKind.JOINT_LIMIT, problem)
                 return False
+        problem = path_problem(s, stages)
+        if problem:
+            self.fail(FailureKind.INVALID, f"refused {self.step.skill}: {problem}")
+            return False
         self.stages = stages
         self.stage = 0
         total = 0.0
