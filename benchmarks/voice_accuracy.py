@@ -41,23 +41,23 @@ def decode(item: tuple[str, str, str]) -> dict[str, Any]:
     domain, text, path = item
     rec = _RECS.get(domain) or _RECS.setdefault(domain, PocketSphinxRecognizer(domain))
     audio = load_wav(path) if path.endswith(".wav") else Audio(np.load(path))
-    if not rec._decoder:
-        rec.transcribe(Audio(np.zeros(1600, dtype=np.int16)))
+    rec.load()
     t0 = time.perf_counter()
     tr = rec.transcribe(audio)
     return {"domain": domain, "text": text, "transcript": tr.text, "confidence": tr.confidence, "stop": tr.stop,
-            "note": tr.note, "decode_s": time.perf_counter() - t0, "audio_s": audio.duration_s}
+            "not_command": tr.not_command, "margin": tr.details.get("phone_margin", 0.0), "note": tr.note, "decode_s": time.perf_counter() - t0,
+            "audio_s": audio.duration_s}
 
 
 def _right(r: dict[str, Any]) -> bool:
-    return bool(r["confidence"] >= DEFAULT_THRESHOLD and not r["stop"]
+    return bool(r["confidence"] >= DEFAULT_THRESHOLD and not r["stop"] and not r["not_command"]
                 and _plan_key(r["domain"], r["transcript"]) == _plan_key(r["domain"], r["text"]))
 
 
 def _wrong_action(r: dict[str, Any]) -> bool:
     """The console would run a plan with steps that is not the plan of what was said."""
     heard = _plan_key(r["domain"], r["transcript"])
-    return bool(r["confidence"] >= DEFAULT_THRESHOLD and not r["stop"] and heard[1]
+    return bool(r["confidence"] >= DEFAULT_THRESHOLD and not r["stop"] and not r["not_command"] and heard[1]
                 and heard != _plan_key(r["domain"], r["text"]))
 
 
@@ -101,6 +101,7 @@ def evaluate(folder: Path, workers: int = 2, with_held_out: bool = True) -> dict
         "mean_decode_s": float(np.mean([r["decode_s"] for r in timed])),
         "mean_audio_s": float(np.mean([r["audio_s"] for r in timed])),
         "wrong_actions": sum(r["wrong_action"] for r in cmd_res),
+        "rejected_as_not_command": sum(bool(r["not_command"]) for r in cmd_res),
         "midway_commands": len(mid_res), "midway_accuracy": _accuracy(mid_res),
         "midway_wrong_actions": sum(r["wrong_action"] for r in mid_res),
         "held_out_commands": len(held_res), "held_out_accuracy": _accuracy(held_res),

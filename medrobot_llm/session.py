@@ -20,12 +20,13 @@ from typing import TYPE_CHECKING, Any
 from medrobot_llm.safety.audit import AuditLog
 from medrobot_llm.backends.base import CancelToken, FeedbackFn, SkillBackend, StepResult
 from medrobot_llm.core.paths import file_sha256
-from medrobot_llm.core.plan import Plan, Step
+from medrobot_llm.core.plan import Plan, PlanStatus, Step
+from medrobot_llm.core.reasons import Reason
 from medrobot_llm.planning.base import Planner
-from medrobot_llm.safety.events import (EventListener, RunEndEvent, RunEvent, StepRejectedEvent, StepResultEvent,
-                                        SupervisorEvent)
-from medrobot_llm.safety.supervisor import InvalidTransition, Question, Supervisor, SupervisorState
-from medrobot_llm.core.validator import WorldState
+from medrobot_llm.safety.events import (EventListener, PlanDiscardedEvent, PlanEvent, RunEndEvent, RunEvent,
+                                        StepRejectedEvent, StepResultEvent, SupervisorEvent)
+from medrobot_llm.safety.supervisor import InvalidTransition, Question, Reply, Supervisor, SupervisorState
+from medrobot_llm.core.validator import WorldState, validate_plan
 
 if TYPE_CHECKING:
     from medrobot_llm.backends.sim.base import Scene
@@ -193,6 +194,63 @@ class Session:
     def run(self, text: str, *, confirm: ConfirmPolicy = never, timeout_s: float = 300.0,
             on_event: EventListener | None = None) -> RunOutcome:
         """Plan ``text`` and follow the run to its end, answering each question with ``confirm``."""
+        return self._follow(lambda: self.supervisor.command(text, source="session"), confirm, timeout_s, on_event)
+
+    def propose(self, text: str) -> Plan:
+        """Plan ``text`` without running it, so that a person can check the plan before anything moves.
+
+        The voice console reads a plan back and runs it only once the read-back is confirmed; the plan it
+        runs must be the one it read back, so planning happens once, here, and ``run_plan`` takes the plan.
+        The plan is audited as the supervisor audits its own planning. A plan that already fails against
+        the world as it is now comes back refused, so nobody is asked to confirm what would not run (the
+        supervisor validates it again when it is submitted).
+        """
+        sup = self.supervisor
+        planner = sup.planner
+        if planner is None:
+            raise ValueError("this session's supervisor has no planner")
+        world: WorldState | None
+        try:
+            world = self.backend.world_state()
+        except Exception:  # noqa: BLE001 - plan without a state; the supervisor refuses it when submitted
+            world = None
+        t0 = time.perf_counter()
+        try:
+            plan = planner.plan(self.domain, text, world)
+            if not isinstance(plan, Plan):
+                raise TypeError(f"the planner returned {type(plan).__name__}, not a Plan")
+        except Exception as exc:  # noqa: BLE001 - a broken planner refuses; it must not move anything
+            plan = Plan.refused(self.domain, f"the planner failed ({type(exc).__name__}: {exc})",
+                                Reason.PLANNER_ERROR)
+        self._audit(PlanEvent(text=text, plan=plan.to_json(), planner=getattr(planner, "name", None),
+                              latency_ms=round((time.perf_counter() - t0) * 1000, 3)))
+        if plan.status is PlanStatus.OK and world is not None:
+            checked = validate_plan(plan, world)
+            if checked.status is not PlanStatus.OK:
+                return checked
+        return plan
+
+    def run_plan(self, plan: Plan, *, confirm: ConfirmPolicy = never, timeout_s: float = 300.0,
+                 on_event: EventListener | None = None) -> RunOutcome:
+        """Run exactly ``plan`` (from ``propose``) and follow it to its end, as ``run`` does for a text."""
+        return self._follow(lambda: self._submit(plan), confirm, timeout_s, on_event)
+
+    def discard(self, plan: Plan) -> None:
+        """Audit a proposed plan that will not run (its read-back was not confirmed)."""
+        self._audit(PlanDiscardedEvent(plan=plan.to_json(), state=self.supervisor.state.value))
+
+    def _submit(self, plan: Plan) -> Reply:
+        try:
+            return self.supervisor.submit_plan(plan, source="session")
+        except InvalidTransition:
+            return Reply(False, self.supervisor.state, f"the supervisor is {self.supervisor.state.value}", plan)
+
+    def _audit(self, event: SupervisorEvent) -> None:
+        event = event.model_copy(update={"clock": self.supervisor.clock()})
+        self.audit.append(event.kind, **event.fields())
+
+    def _follow(self, start: Callable[[], Reply], confirm: ConfirmPolicy, timeout_s: float,
+                on_event: EventListener | None) -> RunOutcome:
         sup = self.supervisor
         t0, sim0 = time.perf_counter(), self.sim_time
         exposures0 = self._exposures()
@@ -213,7 +271,7 @@ class Session:
 
         unsubscribe = sup.subscribe(listen)
         try:
-            reply = sup.command(text, source="session")
+            reply = start()
             plan = reply.plan
             if not reply.accepted or plan is None or plan.status.value != "ok":
                 return self._outcome(plan, [], reply.message, t0, sim0, exposures0, ran=False)

@@ -80,24 +80,60 @@ def voice(server: _Transcriber, domain: str, files: list[Path], *extra: str) -> 
     return proc.returncode, [json.loads(line) for line in proc.stdout.splitlines() if line.strip()], proc.stderr
 
 
-def test_a_spoken_shot_fires_only_after_its_own_confirmation_phrase(wavs: list[Path]) -> None:
-    server = _Transcriber([("AP of the pelvis and take a shot.", -0.1), ("Confirm shot.", -0.1)])
+def _of(recs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [r for r in recs if r.get("kind", "utterance") == kind]
+
+
+def test_a_spoken_shot_fires_only_after_its_read_back_and_its_own_confirmation_phrase(wavs: list[Path]) -> None:
+    server = _Transcriber([("Robot, AP of the pelvis and take a shot.", -0.1), ("Yes.", -0.1),
+                           ("Confirm shot.", -0.1)])
     try:
-        rc, recs, err = voice(server, "xray", wavs[:2])
+        rc, recs, err = voice(server, "xray", [wavs[0], wavs[1], wavs[1]])
     finally:
         server.close()
     assert all(b"RIFF" in body and b"WAVE" in body for body in server.bodies)
-    answer, command = recs[0], recs[1]
-    assert answer["kind"] == "answer" and answer["action"] == "confirm", recs
-    assert command["transcript"] == "AP of the pelvis and take a shot" and command["confidence"] > 0.8
+    readback, = _of(recs, "readback")
+    assert "take_shot" in readback["text"] and "pelvis" in readback["text"]
+    answers = _of(recs, "answer")
+    assert [a["action"] for a in answers] == ["confirm", "confirm"], recs
+    command = recs[-1]
+    assert command["transcript"] == "Robot AP of the pelvis and take a shot" and command["confidence"] > 0.8
     assert command["outcome"]["exposures"] == 1 and command["outcome"]["success"], (recs, err)
     assert [s["skill"] for s in command["plan"]["steps"]] == ["move_to_view", "take_shot"]
     assert command["plan"]["code"] is None
     assert rc == 0
 
 
+def test_speech_not_addressed_to_the_robot_is_ignored(wavs: list[Path]) -> None:
+    server = _Transcriber([("AP of the pelvis and take a shot", -0.1), ("confirm shot", -0.1)])
+    try:
+        rc, recs, _ = voice(server, "xray", wavs[:2], "--yes")
+    finally:
+        server.close()
+    assert [r["action"] for r in recs] == ["ignored", "ignored"] and rc == 0, recs
+
+
+def test_push_to_talk_takes_every_wav_as_pressed(wavs: list[Path]) -> None:
+    server = _Transcriber([("scan the liver", -0.1), ("yes", -0.1)])
+    try:
+        rc, recs, err = voice(server, "ultrasound", wavs[:2], "--yes", "--push-to-talk")
+    finally:
+        server.close()
+    assert recs[-1]["action"] == "command" and recs[-1]["outcome"]["success"], (recs, err)
+    assert rc == 0
+
+
+def test_a_read_back_that_is_not_confirmed_moves_nothing(wavs: list[Path]) -> None:
+    server = _Transcriber([("robot scan the liver", -0.1), ("no", -0.1)])
+    try:
+        rc, recs, _ = voice(server, "ultrasound", wavs[:2], "--yes")
+    finally:
+        server.close()
+    assert recs[-1]["action"] == "discarded" and rc == 1, recs
+
+
 def test_a_refused_utterance_carries_the_refusal_code(wavs: list[Path]) -> None:
-    server = _Transcriber([("take eight shots of the pelvis", -0.1)])
+    server = _Transcriber([("robot take eight shots of the pelvis", -0.1)])
     try:
         rc, recs, _ = voice(server, "xray", wavs[:1], "--yes")
     finally:
@@ -105,45 +141,47 @@ def test_a_refused_utterance_carries_the_refusal_code(wavs: list[Path]) -> None:
     plan = recs[0]["plan"]
     assert (plan["status"], plan["code"]) == ("refused", "exposure_limit"), recs
     assert recs[0]["outcome"]["exposures"] == 0 and rc == 1
+    assert not _of(recs, "readback"), "a refusal moves nothing, so it is not read back"
 
 
 @pytest.mark.parametrize("answer", ["yes", "go ahead", "confirm spin", "don't confirm the shot"])
 def test_yes_or_another_steps_phrase_never_fires_the_tube(wavs: list[Path], answer: str) -> None:
-    server = _Transcriber([("AP of the pelvis and take a shot", -0.1), (answer, -0.05)])
+    server = _Transcriber([("robot AP of the pelvis and take a shot", -0.1), ("yes", -0.1), (answer, -0.05)])
     try:
-        rc, recs, _ = voice(server, "xray", wavs[:2], "--yes")
+        rc, recs, _ = voice(server, "xray", [wavs[0], wavs[1], wavs[1]], "--yes")
     finally:
         server.close()
-    answer_rec, command = recs[0], recs[1]
+    answer_rec, command = _of(recs, "answer")[-1], recs[-1]
     assert answer_rec["action"] == "deny" and "confirm shot" in answer_rec["message"]
     assert command["outcome"]["exposures"] == 0 and not command["outcome"]["success"]
     assert rc == 1
 
 
 def test_yes_flag_alone_does_not_confirm_radiation(wavs: list[Path]) -> None:
-    server = _Transcriber([("lateral of the sacrum and take a shot", -0.1)])
+    server = _Transcriber([("robot lateral of the sacrum and take a shot", -0.1), ("yes", -0.1)])
     try:
-        rc, recs, _ = voice(server, "xray", wavs[:1], "--yes")
+        rc, recs, _ = voice(server, "xray", wavs[:2], "--yes")
     finally:
         server.close()
-    assert recs[0]["action"] == "deny" and "no answer" in recs[0]["message"]
-    assert recs[1]["outcome"]["exposures"] == 0 and rc == 1
+    last_answer = _of(recs, "answer")[-1]
+    assert last_answer["action"] == "deny" and "no answer" in last_answer["message"]
+    assert recs[-1]["outcome"]["exposures"] == 0 and rc == 1
 
 
 def test_stop_latches_the_estop_before_any_planning(wavs: list[Path]) -> None:
-    server = _Transcriber([("Stop!", -0.3), ("scan the liver", -0.1)])
+    server = _Transcriber([("Stop!", -0.3), ("robot scan the liver", -0.1), ("yes", -0.1)])
     try:
-        rc, recs, _ = voice(server, "ultrasound", [wavs[2], wavs[0]], "--yes")
+        rc, recs, _ = voice(server, "ultrasound", [wavs[2], wavs[0], wavs[1]], "--yes")
     finally:
         server.close()
-    stop, after = recs
+    stop, after = recs[0], recs[-1]
     assert stop["action"] == "stop" and stop["plan"] is None and stop["state"] == "ESTOP"
     assert after["outcome"]["steps"] == [] or all(s["result"] != "success" for s in after["outcome"]["steps"])
     assert after["outcome"]["state"] == "ESTOP" and rc == 1
 
 
 def test_low_confidence_asks_to_repeat_and_does_nothing(wavs: list[Path]) -> None:
-    server = _Transcriber([("scan the liver", -2.5)])
+    server = _Transcriber([("robot scan the liver", -2.5)])
     try:
         rc, recs, _ = voice(server, "ultrasound", wavs[:1], "--yes")
     finally:
@@ -153,12 +191,13 @@ def test_low_confidence_asks_to_repeat_and_does_nothing(wavs: list[Path]) -> Non
 
 
 def test_contact_step_is_confirmed_by_a_spoken_yes(wavs: list[Path]) -> None:
-    server = _Transcriber([("scan the liver", -0.1), ("yes", -0.1)])
+    server = _Transcriber([("robot scan the liver", -0.1), ("yes", -0.1), ("yes", -0.1)])
     try:
-        rc, recs, err = voice(server, "ultrasound", wavs[:2])
+        rc, recs, err = voice(server, "ultrasound", [wavs[0], *[wavs[1]] * 2])
     finally:
         server.close()
-    assert recs[0]["action"] == "confirm" and recs[-1]["outcome"]["success"], (recs, err)
+    assert [a["action"] for a in _of(recs, "answer")] == ["confirm"] * 2, "the read-back, then the contact step"
+    assert recs[-1]["outcome"]["success"], (recs, err)
     assert rc == 0
 
 

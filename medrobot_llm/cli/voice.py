@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import queue
+import shutil
+import subprocess
 import sys
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +25,7 @@ _MIC_HELP = ("--mic needs the sounddevice package and the PortAudio library: pip
 def register(sub: Any) -> None:
     from medrobot_llm.cli.options import add_domain_argument, add_seed_argument
     from medrobot_llm.planning.factory import add_planner_arguments
-    from medrobot_llm.consoles.voice.console import DEFAULT_THRESHOLD
+    from medrobot_llm.consoles.voice.console import DEFAULT_THRESHOLD, DEFAULT_WAKE_WORD
     from medrobot_llm.consoles.voice.engines import ENGINES
 
     p = sub.add_parser(
@@ -28,13 +34,18 @@ def register(sub: Any) -> None:
         description="Transcribe each utterance (offline with pocketsphinx and a grammar generated from skills/, "
         "or an OpenAI-compatible endpoint with --asr openai), print the transcript and its confidence, and run "
         "it through the same planner and safety supervisor as `medrobot run`. Below --threshold nothing "
-        "happens and you are asked to repeat. A stop phrase ('stop', 'halt', 'emergency stop') latches the "
-        "e-stop at once, before any planning. When the supervisor asks for a confirmation, the next "
-        "utterance answers it: 'yes' confirms a contact step; a radiation step is confirmed only by its "
-        "phrase ('confirm shot', 'confirm exposure', 'confirm spin'). --yes confirms contact steps only, "
-        "never an exposure.",
+        "happens and you are asked to repeat. Only speech addressed to the robot is acted on: it opens with "
+        "the wake word ('robot, scan the liver'), or with --push-to-talk it was said with the key pressed; "
+        "everything else is ignored. A stop phrase ('stop', 'halt', 'emergency stop') latches the e-stop at "
+        "once, addressed or not, also while a plan runs. A plan is read back with its numbers, sides and "
+        "directions and runs only when the next answer is 'yes' (or, with --mic, the y key); anything else "
+        "drops it. When the supervisor asks for a step's confirmation, the next utterance answers it: 'yes' "
+        "confirms a contact step; a radiation step is confirmed only by its phrase ('confirm shot', "
+        "'confirm exposure', 'confirm spin'). --yes confirms contact steps only, never an exposure, and "
+        "never a read-back.",
         epilog="example: medrobot voice --domain xray --wav lateral.wav --wav confirm_shot.wav\n"
-               "exit status: 0 every command done, 1 a command not done or a stop, 2 a usage error or a WAV "
+               "exit status: 0 every command done, 1 a command not done (or dropped at its read-back) or a "
+               "stop, 2 a usage error or a WAV "
                "file that could not be read (each is named on stderr, and with --json as a {\"kind\": \"error\"} "
                "line)",
     )
@@ -54,6 +65,13 @@ def register(sub: Any) -> None:
                    "(never downloaded)")
     p.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD, metavar="C",
                    help=f"act only on transcripts with confidence >= C (default {DEFAULT_THRESHOLD})")
+    p.add_argument("--wake-word", default=DEFAULT_WAKE_WORD, metavar="WORD",
+                   help=f"act only on utterances that open with WORD (default {DEFAULT_WAKE_WORD!r})")
+    p.add_argument("--push-to-talk", action="store_true",
+                   help="act only on utterances said with the talk key pressed instead of a wake word: with "
+                   "--mic press Enter while (or up to 3 s before) speaking; every --wav file counts as pressed")
+    p.add_argument("--speak", action="store_true",
+                   help="also say each read-back with espeak-ng on the default audio output, if there is one")
     p.add_argument("--yes", action="store_true",
                    help="confirm contact steps without asking; radiation steps still need their spoken phrase")
     p.add_argument("--json", action="store_true", help="print one JSON object per utterance only")
@@ -66,40 +84,96 @@ def register(sub: Any) -> None:
     p.set_defaults(func=_voice)
 
 
-def _mic_utterances() -> Iterator[Any]:
-    """Utterances cut from the microphone by the voice-activity detector: speech, then 0.6 s of quiet."""
+class _Keyboard:
+    """Keys typed at the terminal while --mic listens: Enter alone is the push-to-talk press, "y" or "n" then
+    Enter answers a read-back (or a contact step's question)."""
+
+    #: a press counts for an utterance that starts up to this long after it
+    PRESS_AHEAD_S = 3.0
+
+    def __init__(self) -> None:
+        self._presses: list[float] = []
+        self._lock = threading.Lock()
+        self.answers: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=self._read, name="medrobot-voice-keyboard", daemon=True).start()
+
+    def _read(self) -> None:
+        for line in sys.stdin:
+            key = line.strip().lower()
+            if not key:
+                with self._lock:
+                    self._presses.append(time.monotonic())
+            elif key[0] in "yn":
+                self.answers.put(key[0])
+        self.answers.put(None)
+
+    def keys(self) -> Iterator[str]:
+        while (key := self.answers.get()) is not None:
+            yield key
+
+    def pressed(self, start: float, end: float) -> bool:
+        """Whether a press marks the utterance heard from ``start`` to ``end``; each press marks one."""
+        with self._lock:
+            for t in self._presses:
+                if start - self.PRESS_AHEAD_S <= t <= end:
+                    self._presses.remove(t)
+                    return True
+            self._presses = [t for t in self._presses if t > end]
+        return False
+
+
+def _mic_utterances(keyboard: _Keyboard) -> Iterator[Any]:
+    """Utterances from the default microphone (``consoles.voice.segment`` cuts them)."""
     try:
         import sounddevice as sd
     except (ImportError, OSError) as exc:
         raise SystemExit(f"medrobot voice: {_MIC_HELP} ({exc})") from exc
-    import numpy as np
     from pocketsphinx import Vad
 
-    from medrobot_llm.consoles.voice.audio import SAMPLE_RATE, Audio
+    from medrobot_llm.consoles.voice.audio import SAMPLE_RATE
+    from medrobot_llm.consoles.voice.segment import utterances
 
-    vad = Vad(Vad.LOOSE, SAMPLE_RATE)
-    step = vad.frame_bytes // 2
-    quiet_needed = int(0.6 * SAMPLE_RATE / step)
+    step = Vad(Vad.LOOSE, SAMPLE_RATE).frame_bytes // 2
     print("listening (Ctrl-C to leave)", file=sys.stderr, flush=True)
     with sd.InputStream(samplerate=SAMPLE_RATE, channels=1, dtype="int16", blocksize=step) as stream:
-        frames: list[np.ndarray] = []
-        quiet = 0
-        while True:
-            block, _ = stream.read(step)
-            chunk = np.asarray(block, dtype=np.int16).reshape(-1)
-            speech = vad.is_speech(chunk.astype("<i2").tobytes())
-            if speech:
-                frames.append(chunk)
-                quiet = 0
-            elif frames:
-                frames.append(chunk)
-                quiet += 1
-                if quiet >= quiet_needed:
-                    yield Audio(np.concatenate(frames), "mic")
-                    frames, quiet = [], 0
+
+        def blocks() -> Iterator[Any]:
+            while True:
+                yield stream.read(step)[0]
+
+        yield from utterances(blocks(), pressed=keyboard.pressed)
+
+
+def _audio_output() -> bool:
+    """Whether a sound output is there to speak on: a sound server's socket or an ALSA playback device."""
+    if sys.platform == "darwin":
+        return True
+    run = Path(os.environ.get("XDG_RUNTIME_DIR", f"/run/user/{os.getuid()}"))
+    if (run / "pulse" / "native").exists() or (run / "pipewire-0").exists():
+        return True
+    return any(Path("/dev/snd").glob("pcmC*D*p"))
+
+
+def _speaker() -> Callable[[str], None] | None:
+    """Says a read-back with espeak-ng (the text on its stdin, never on a command line), or None, said why."""
+    exe = shutil.which("espeak-ng")
+    if exe is None or not _audio_output():
+        why = "espeak-ng is not installed" if exe is None else "there is no audio output"
+        print(f"medrobot voice: --speak: {why}; read-backs are printed only", file=sys.stderr)
+        return None
+
+    def speak(text: str) -> None:
+        try:
+            subprocess.run([exe, "--stdin"], input=text.encode(), capture_output=True, timeout=60, check=True)
+        except (OSError, subprocess.SubprocessError) as exc:
+            print(f"medrobot voice: --speak failed ({exc}); read the printed read-back", file=sys.stderr)
+
+    return speak
 
 
 def _voice(args: argparse.Namespace) -> int:
+    import dataclasses
+
     from medrobot_llm.consoles.voice.asr import Recognizer
     from medrobot_llm.consoles.voice.engines import make_recognizer
     from medrobot_llm.consoles.voice.audio import AsrError, load_wav
@@ -126,20 +200,21 @@ def _voice(args: argparse.Namespace) -> int:
             return 2
     recognizer: Recognizer
     try:
-        recognizer = make_recognizer(args.asr, args.domain, planner, model=args.asr_model)
-    except (AsrError, RuntimeError) as exc:
+        recognizer = make_recognizer(args.asr, args.domain, planner, model=args.asr_model, wake_word=args.wake_word)
+    except (AsrError, RuntimeError, ValueError) as exc:
         print(f"medrobot voice: {exc}", file=sys.stderr)
         return 2
 
     unreadable: list[str] = []
+    keyboard = _Keyboard() if args.mic else None
 
     def utterances() -> Iterator[Any]:
-        if args.mic:
-            yield from _mic_utterances()
+        if keyboard is not None:
+            yield from _mic_utterances(keyboard)
             return
         for f in args.wav:
             try:
-                yield load_wav(f)
+                yield dataclasses.replace(load_wav(f), pressed=True)
             except AsrError as exc:
                 # said at once and in the exit status: a file that was not heard must not pass as handled
                 unreadable.append(str(f))
@@ -163,13 +238,14 @@ def _voice(args: argparse.Namespace) -> int:
         return 2
     with session:
         console = VoiceConsole(session, recognizer, emit, yes=args.yes, threshold=args.threshold,
-                               timeout_s=args.timeout)
-        records = console.run(utterances())
+                               timeout_s=args.timeout, wake_word=args.wake_word, push_to_talk=args.push_to_talk,
+                               speak=_speaker() if args.speak else None, gated=keyboard is None)
+        records = console.run(utterances(), keyboard.keys() if keyboard is not None else ())
     commands = [r for r in records if r.get("action") == "command"]
     failed = [r for r in commands if not (r.get("outcome") or {}).get("success")]
     if unreadable:
         return 2
-    return 1 if failed or any(r.get("action") == "stop" for r in records) else 0
+    return 1 if failed or any(r.get("action") in ("stop", "discarded") for r in records) else 0
 
 
 def _show(rec: dict[str, Any]) -> None:
@@ -179,6 +255,9 @@ def _show(rec: dict[str, Any]) -> None:
     if rec.get("kind") == "error":
         print(f"ERROR {rec.get('source')}: {rec.get('message')}", flush=True)
         return
+    if rec.get("kind") == "readback":
+        print(f"READ-BACK:\n{rec.get('text')}\n  {rec.get('message')}", flush=True)
+        return
     if rec.get("kind") == "answer" and "transcript" not in rec:
         print(f"  answer: {rec.get('message')}", flush=True)
         return
@@ -187,7 +266,8 @@ def _show(rec: dict[str, Any]) -> None:
     action = rec.get("action")
     if action == "stop":
         print(f"E-STOP latched: {rec.get('message')}", flush=True)
-    elif action in ("repeat", "confirm", "deny"):
+    elif action in ("repeat", "confirm", "deny", "ignored", "discarded", "control",
+                    "not_a_command"):
         print(f"  {rec.get('message')}", flush=True)
     elif action == "command":
         outcome = rec.get("outcome") or {}

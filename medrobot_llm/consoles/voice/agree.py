@@ -58,7 +58,8 @@ class AgreementRecognizer:
                               details=details, alternatives=heard)
         note = "; ".join(n for n in (a.note, b.note) if n)
         return Transcript(text=a.text, confidence=min(a.confidence, b.confidence), raw=a.raw, words=a.words,
-                          engine=self.name, note=note, details=details, alternatives=heard)
+                          engine=self.name, note=note, details=details, alternatives=heard,
+                          not_command=a.not_command or b.not_command)
 
     def _signature(self, text: str) -> str:
         return plan_signature(self.planner.plan(self.domain, text))

@@ -40,6 +40,10 @@ class Audio:
 
     samples: np.ndarray
     source: str = ""
+    #: said with the push-to-talk key held (or from a source where every utterance counts as pressed)
+    pressed: bool = False
+    #: the start of an utterance still being said, handed over early to be checked for a stop only
+    provisional: bool = False
 
     @property
     def duration_s(self) -> float:

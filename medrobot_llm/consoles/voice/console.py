@@ -1,12 +1,21 @@
 """The voice console's logic, apart from any microphone: utterances in, one record per utterance out.
 
-Like the text console it decides nothing about safety; it turns audio into text and hands the text to the
-same ``Session`` / supervisor as ``medrobot run``. Three things are decided here because only the voice
-console knows them:
+Like the text console it decides nothing about safety; it turns audio into text and hands the plan to the
+same ``Session`` / supervisor as ``medrobot run``. What is decided here is what only the voice console
+knows, and all of it is about a misrecognition never moving the robot:
 
 - a transcript below the confidence threshold is not acted on; the person is asked to repeat;
-- a stop phrase goes straight to the supervisor's e-stop, before any planning, and it needs only a lower
-  confidence (a false stop is safe, a missed one is not);
+- only speech addressed to the robot is acted on: it opens with the wake word, or (``push_to_talk``) it
+  was said with the key held; everything else is recorded as ignored, since talk in a theatre is mostly
+  not for the robot and the grammar decoder turns any speech into its nearest command;
+- a stop phrase goes straight to the supervisor's e-stop, before any planning, addressed or not, and it
+  needs only a lower confidence (a false stop is safe, a missed one is not). Utterances are decoded on
+  their own thread, so a stop acts while a plan runs;
+- a plan made from speech is read back (numbers, sides, directions, as ``render_plan`` writes it) and
+  runs only after that read-back is confirmed; anything else drops it, audited as discarded. The plan
+  that runs is the plan that was read back: it is planned once (``Session.propose``);
+- speech the engine judges not to be a command at all (``Transcript.not_command``) is said to be so and
+  never planned;
 - a radiation step is confirmed only by the confirmation phrase for that step ("confirm shot",
   "confirm exposure", "confirm spin"), made from the skill's own synonyms; "yes" is not enough, and
   ``--yes`` confirms contact steps only, never an exposure, because a stray or misheard utterance must
@@ -16,8 +25,12 @@ console knows them:
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+import queue
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 from medrobot_llm.consoles.voice.asr import Recognizer, Transcript
@@ -26,10 +39,13 @@ from medrobot_llm.language.text import tokenize
 from medrobot_llm.language.words import CONTROL_PHRASES
 from medrobot_llm.session import Session
 from medrobot_llm.core.command_set import load_command_set
+from medrobot_llm.core.plan import Plan, PlanStatus
+from medrobot_llm.consoles.render import render_plan
 from medrobot_llm.safety.supervisor import Question
-from medrobot_llm.consoles.voice.grammar import spoken_words
+from medrobot_llm.consoles.voice.grammar import DEFAULT_WAKE_WORD, spoken_words, wake_words
 
-__all__ = ["DEFAULT_THRESHOLD", "VoiceConsole", "confirmation_phrases", "is_confirmation_for"]
+__all__ = ["DEFAULT_THRESHOLD", "DEFAULT_WAKE_WORD", "Key", "VoiceConsole", "confirmation_phrases",
+           "is_confirmation_for", "spoken_readback"]
 
 DEFAULT_THRESHOLD = 0.6
 #: words that turn a confirmation into its opposite ("don't confirm the shot")
@@ -79,12 +95,39 @@ def _is_plain_yes(text: str) -> bool:
     return said in CONTROL_PHRASES["confirm"] or said.startswith("confirm")
 
 
+@dataclass(frozen=True)
+class Key:
+    """A key pressed at the console (``--mic``): "y" confirms a read-back or a contact step, "n" denies.
+    A key never confirms an exposure: that takes the step's spoken phrase."""
+
+    key: str
+
+
+@dataclass(frozen=True)
+class _Heard:
+    audio: Audio
+    transcript: Transcript | None
+
+
+#: put in the queue when the listening thread latched a stop, so an answer being waited for ends at once
+_STOPPED = object()
+_Item = _Heard | Key | object | None
+
+
+def spoken_readback(plan: Plan) -> str:
+    """The read-back for espeak-ng: the rendered plan with the notation a voice cannot say made into pauses."""
+    return re.sub(r"[ \t]+", " ", re.sub(r"[_=(),\[\]]+", " ", render_plan(plan)))
+
+
 @dataclass
 class VoiceConsole:
     """Turns each utterance into at most one supervisor call; emits one JSON-able record per utterance.
 
-    ``emit`` gets every record (``voice --json`` prints them as they come). Utterances are taken in order;
-    while the supervisor asks a question the next utterance is the answer.
+    ``emit`` gets every record (``voice --json`` prints them as they come), from this thread or the
+    listening thread. Utterances are taken in order; while the console waits for an answer (to a read-back
+    or a step's question) the next utterance is the answer. ``gated``: the utterances are recordings (not a
+    live microphone), so one is decoded ahead only while a plan runs; a live source is never held back.
+    ``speak`` says a read-back aloud (``--speak``).
     """
 
     session: Session
@@ -95,39 +138,195 @@ class VoiceConsole:
     yes: bool = False
     answer_tries: int = 2
     timeout_s: float = 300.0
+    wake_word: str = DEFAULT_WAKE_WORD
+    push_to_talk: bool = False
+    speak: Callable[[str], None] | None = None
+    gated: bool = True
+    #: how long after a spoken read-back a heard utterance is taken for the console's own voice
+    echo_s: float = 1.5
+    _inbox: queue.Queue[_Item] = field(default_factory=queue.Queue, init=False, repr=False)
+    _turn: threading.Condition = field(default_factory=threading.Condition, init=False, repr=False)
+    _running: bool = field(default=False, init=False, repr=False)
+    _out_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
-    def run(self, utterances: Iterable[Audio]) -> list[dict[str, Any]]:
+    def __post_init__(self) -> None:
+        words = wake_words(self.wake_word)
+        self._wake = re.compile(r"^\W*" + r"\W+".join(map(re.escape, words)) + r"\b\W*", re.IGNORECASE)
+
+    def run(self, utterances: Iterable[Audio], keys: Iterable[str] = ()) -> list[dict[str, Any]]:
         records: list[dict[str, Any]] = []
-        it = iter(utterances)
 
         def out(rec: dict[str, Any]) -> None:
-            records.append(rec)
-            self.emit(rec)
+            with self._out_lock:
+                records.append(rec)
+                self.emit(rec)
 
-        for audio in it:
-            heard = self._hear(audio)
-            rec = self._record(audio, heard)
-            if heard is None:
-                rec["action"] = "repeat"
-                out(rec)
-                continue
-            if heard.stop and heard.confidence >= self.stop_threshold:
-                self._stop(heard, rec)
-                out(rec)
-                continue
-            if heard.confidence < self.threshold or not heard.text:
-                rec["action"] = "repeat"
-                rec["message"] = (heard.note if heard.alternatives and not heard.text else
-                                  f"not sure I heard that right (confidence {heard.confidence:.2f} < "
-                                  f"{self.threshold:.2f}); please repeat")
-                out(rec)
-                continue
-            rec["action"] = "command"
-            outcome = self.session.run(heard.text, confirm=self._answerer(it, out), timeout_s=self.timeout_s)
-            rec["plan"] = outcome.plan
-            rec["outcome"] = outcome.to_json()
-            out(rec)
+        listener = threading.Thread(target=self._listen, args=(utterances, out), name="medrobot-voice-listen",
+                                    daemon=True)
+        listener.start()
+        threading.Thread(target=self._keys, args=(keys,), name="medrobot-voice-keys", daemon=True).start()
+        while True:
+            item = self._take()
+            if item is None:
+                break
+            if isinstance(item, _Heard):
+                self._utterance(item, out)
+        listener.join()
         return records
+
+    # ------------------------------------------------------------------ the listening thread
+    def _listen(self, utterances: Iterable[Audio], out: Callable[[dict[str, Any]], None]) -> None:
+        """Decode every utterance as it comes and latch a stop at once, whatever the console is doing."""
+        try:
+            for audio in utterances:
+                heard_at = time.monotonic()
+                heard = self._hear(audio)
+                stop = heard is not None and heard.stop and heard.confidence >= self.stop_threshold
+                if audio.provisional and not stop:
+                    continue  # the start of a longer utterance: it is acted on once complete
+                if heard is not None and stop:
+                    rec = self._record(audio, heard)
+                    self._stop(heard, rec)
+                    rec["latency_s"] = round(time.monotonic() - heard_at, 3)
+                    out(rec)
+                    self._inbox.put(_STOPPED)
+                    continue
+                with self._turn:
+                    self._inbox.put(_Heard(audio, heard))
+                    if self.gated:
+                        self._turn.wait_for(lambda: self._running or self._inbox.empty())
+        finally:
+            self._inbox.put(None)
+
+    def _keys(self, keys: Iterable[str]) -> None:
+        for k in keys:
+            self._inbox.put(Key(k.strip().lower()[:1]))
+
+    def _take(self, timeout: float | None = None) -> _Item:
+        """The next item; the end of the utterances stays in the queue for whoever waits next."""
+        item = self._inbox.get(timeout=timeout)
+        if item is None:
+            self._inbox.put(None)
+        with self._turn:
+            self._turn.notify_all()
+        return item
+
+    def _set_running(self, running: bool) -> None:
+        with self._turn:
+            self._running = running
+            self._turn.notify_all()
+
+    # ------------------------------------------------------------------ one utterance
+    def _utterance(self, h: _Heard, out: Callable[[dict[str, Any]], None]) -> None:
+        heard = h.transcript
+        rec = self._record(h.audio, heard)
+        if heard is None:
+            rec["action"] = "repeat"
+            out(rec)
+            return
+        if heard.confidence < self.threshold or not heard.text:
+            rec["action"] = "repeat"
+            rec["message"] = (heard.note if heard.alternatives and not heard.text else
+                              f"not sure I heard that right (confidence {heard.confidence:.2f} < "
+                              f"{self.threshold:.2f}); please repeat")
+            out(rec)
+            return
+        text = self._addressed(h)
+        if text is None:
+            rec["action"] = "ignored"
+            rec["message"] = ("not said with the talk key held: ignored" if self.push_to_talk else
+                              f"not addressed to the robot (say {self.wake_word!r} first): ignored")
+            out(rec)
+            return
+        if not text:
+            rec["action"] = "repeat"
+            rec["message"] = f"heard {self.wake_word!r} and nothing after it; please say the command"
+            out(rec)
+            return
+        if heard.not_command:
+            rec["action"] = "not_a_command"
+            rec["message"] = "that was not a command; nothing done"
+            out(rec)
+            return
+        plan = self.session.propose(text)
+        rec["plan"] = plan.to_json()
+        if plan.status is PlanStatus.CONTROL and plan.control is not None:
+            reply = self.session.supervisor.control(plan.control, source="voice")
+            rec.update(action="control", state=reply.state.value, message=reply.message)
+        elif plan.status is not PlanStatus.OK:
+            rec["action"] = "command"
+            rec["outcome"] = self.session.run_plan(plan, timeout_s=self.timeout_s).to_json()
+        elif not self._read_back(plan, h.audio, out):
+            self.session.discard(plan)
+            rec.update(action="discarded", message="the read-back was not confirmed: plan dropped, nothing moved")
+        else:
+            rec["action"] = "command"
+            self._set_running(True)
+            try:
+                outcome = self.session.run_plan(plan, confirm=self._answerer(out), timeout_s=self.timeout_s)
+            finally:
+                self._set_running(False)
+            rec["outcome"] = outcome.to_json()
+        out(rec)
+
+    def _addressed(self, h: _Heard) -> str | None:
+        """The command without its wake word, or None when the utterance was not for the robot."""
+        assert h.transcript is not None
+        text = h.transcript.text
+        if self.push_to_talk:
+            return text if h.audio.pressed else None
+        m = self._wake.match(text)
+        return text[m.end():].strip() if m else None
+
+    def _read_back(self, plan: Plan, audio: Audio, out: Callable[[dict[str, Any]], None]) -> bool:
+        """Show (and say) the plan; True only when the next answer confirms it."""
+        shown = render_plan(plan)
+        out({"kind": "readback", "source": audio.source, "text": shown, "plan": plan.to_json(),
+             "message": "say 'yes' (or press y) to run exactly this; anything else drops it"})
+        if self.speak is not None:
+            self.speak(spoken_readback(plan))
+            self._drop_echo(time.monotonic() + self.echo_s, out)
+        question = {"readback": shown}
+        for _ in range(self.answer_tries):
+            item = self._take()
+            if item is None or item is _STOPPED:
+                out({"kind": "answer", "question": question, "action": "deny",
+                     "message": "no answer was said: plan dropped" if item is None else "stopped: plan dropped"})
+                return False
+            if isinstance(item, Key):
+                ok = item.key == "y"
+                out({"kind": "answer", "question": question, "action": "confirm" if ok else "deny",
+                     "message": f"key {item.key!r}: " + ("confirmed" if ok else "denied")})
+                return ok
+            assert isinstance(item, _Heard)
+            rec = {"kind": "answer", "question": question, **self._record(item.audio, item.transcript)}
+            heard = item.transcript
+            if heard is None or heard.confidence < self.threshold:
+                rec.update(action="repeat", message="not sure I heard the answer; please repeat")
+                out(rec)
+                continue
+            ok = _is_plain_yes(self._wake.sub("", heard.text))
+            rec.update(action="confirm" if ok else "deny",
+                       message="read-back confirmed" if ok else "not a yes: plan dropped")
+            out(rec)
+            return ok
+        out({"kind": "answer", "question": question, "action": "deny",
+             "message": f"no clear answer after {self.answer_tries} tries: plan dropped"})
+        return False
+
+    def _drop_echo(self, until: float, out: Callable[[dict[str, Any]], None]) -> None:
+        """Utterances heard while the console spoke, and until the segmenter has cut them, are its own voice,
+        not an answer (a stop among them has already acted on the listening thread)."""
+        while (wait := until - time.monotonic()) > 0:
+            try:
+                item = self._take(wait)
+            except queue.Empty:
+                return
+            if item is None:
+                return
+            if isinstance(item, _Heard):
+                out({**self._record(item.audio, item.transcript), "action": "ignored",
+                     "message": "heard while the read-back was spoken: taken for the console's own voice"})
 
     def _hear(self, audio: Audio) -> Transcript | None:
         try:
@@ -148,8 +347,8 @@ class VoiceConsole:
         rec["state"] = reply.state.value
         rec["message"] = reply.message
 
-    def _answerer(self, it: Iterator[Audio], out: Callable[[dict[str, Any]], None]) -> Callable[[Question], bool]:
-        """The confirmation policy for one run: the next utterance answers the question that was asked."""
+    def _answerer(self, out: Callable[[dict[str, Any]], None]) -> Callable[[Question], bool]:
+        """The confirmation policy for one run: the next utterance (or key) answers the question asked."""
 
         def answer(question: Question) -> bool:
             radiation = question.hazard.value == "radiation"
@@ -158,31 +357,35 @@ class VoiceConsole:
                      "message": "confirmed by --yes (contact step)"})
                 return True
             for _ in range(self.answer_tries):
-                audio = next(it, None)
-                if audio is None:
+                item = self._take()
+                if item is None or item is _STOPPED:
                     out({"kind": "answer", "question": question.to_json(), "action": "deny",
-                         "message": "no answer was said: denied"})
+                         "message": "no answer was said: denied" if item is None else "stopped: denied"})
                     return False
-                heard = self._hear(audio)
-                rec = {"kind": "answer", "question": question.to_json(), **self._record(audio, heard)}
-                if heard is not None and heard.stop and heard.confidence >= self.stop_threshold:
-                    self._stop(heard, rec)
-                    out(rec)
-                    return False
+                if isinstance(item, Key):
+                    ok = item.key == "y" and not radiation
+                    out({"kind": "answer", "question": question.to_json(), "action": "confirm" if ok else "deny",
+                         "message": f"key {item.key!r}: " + ("confirmed" if ok else "denied" if not radiation else
+                                                            "an exposure is confirmed only by its phrase: denied")})
+                    return ok
+                assert isinstance(item, _Heard)
+                heard = item.transcript
+                rec = {"kind": "answer", "question": question.to_json(), **self._record(item.audio, heard)}
                 if heard is None or heard.confidence < self.threshold:
                     rec["action"] = "repeat"
                     rec["message"] = "not sure I heard the answer; please repeat"
                     out(rec)
                     continue
+                said = self._wake.sub("", heard.text)
                 if radiation:
-                    ok = is_confirmation_for(heard.text, self.session.domain, question.skill)
+                    ok = is_confirmation_for(said, self.session.domain, question.skill)
                     phrases = sorted(confirmation_phrases(self.session.domain, question.skill),
                                      key=lambda ph: (ph.split()[1] not in _SHOWN_FIRST, ph))
                     rec["message"] = ("confirmed by its phrase" if ok else
                                       f"a {question.skill} step is confirmed only by saying "
                                       f"{' / '.join(repr(p) for p in phrases[:4])}: denied")
                 else:
-                    ok = _is_plain_yes(heard.text)
+                    ok = _is_plain_yes(said)
                     rec["message"] = "confirmed" if ok else "not a yes: denied"
                 rec["action"] = "confirm" if ok else "deny"
                 out(rec)

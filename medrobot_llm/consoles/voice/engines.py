@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from medrobot_llm.consoles.voice.asr import OpenAIRecognizer, PocketSphinxRecognizer, Recognizer
+from medrobot_llm.consoles.voice.grammar import DEFAULT_WAKE_WORD
 from medrobot_llm.planning.base import Planner
 
 __all__ = ["ENGINES", "make_recognizer"]
@@ -12,13 +13,16 @@ __all__ = ["ENGINES", "make_recognizer"]
 ENGINES = ("pocketsphinx", "whisper", "agree", "openai")
 
 
-def make_recognizer(engine: str, domain: str, planner: Planner, *, model: str | None = None) -> Recognizer:
-    """The recogniser for ``engine``. Whisper's model is loaded here, so a missing package or model is an
-    AsrError before anything listens; ``model`` is a local directory or cached model name for Whisper."""
+def make_recognizer(engine: str, domain: str, planner: Planner, *, model: str | None = None,
+                    wake_word: str = DEFAULT_WAKE_WORD) -> Recognizer:
+    """The recogniser for ``engine``. Whisper's model and pocketsphinx's decoder are loaded here, so a missing
+    package or model is an AsrError before anything listens, and the first utterance (maybe a stop) is not
+    held up by loading; ``model`` is a local directory or cached model name for Whisper; ``wake_word`` goes
+    into pocketsphinx's grammar."""
     if engine not in ENGINES:
         raise ValueError(f"unknown speech recogniser {engine!r}; choose from {', '.join(ENGINES)}")
     if engine == "pocketsphinx":
-        return PocketSphinxRecognizer(domain)
+        return PocketSphinxRecognizer(domain, wake_word=wake_word).load()
     if engine == "openai":
         return OpenAIRecognizer(domain)
     from medrobot_llm.consoles.voice.whisper import WhisperRecognizer
@@ -29,4 +33,4 @@ def make_recognizer(engine: str, domain: str, planner: Planner, *, model: str | 
         return whisper
     from medrobot_llm.consoles.voice.agree import AgreementRecognizer
 
-    return AgreementRecognizer(domain, PocketSphinxRecognizer(domain), whisper, planner)
+    return AgreementRecognizer(domain, PocketSphinxRecognizer(domain, wake_word=wake_word).load(), whisper, planner)

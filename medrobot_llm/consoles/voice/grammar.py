@@ -26,6 +26,7 @@ from medrobot_llm.core.command_set import load_command_set
 from medrobot_llm.language.numbers import number_words
 
 __all__ = [
+    "DEFAULT_WAKE_WORD",
     "VoiceGrammar",
     "acoustic_dictionary",
     "build_grammar",
@@ -33,7 +34,11 @@ __all__ = [
     "normalise_transcript",
     "number_words",
     "spoken_words",
+    "wake_words",
 ]
+
+#: the name the console answers to unless configured otherwise (AESOP answered only to its name)
+DEFAULT_WAKE_WORD = "robot"
 
 
 @dataclass(frozen=True)
@@ -64,17 +69,27 @@ class VoiceGrammar:
         return normalise_transcript(transcript, self.written)
 
 
+def wake_words(wake_word: str) -> tuple[str, ...]:
+    """The wake word as the grammar spells it; refused when it has nothing a person could say."""
+    words = tuple(spoken_words(wake_word))
+    if not words or not all(w.isalpha() for w in words):
+        raise ValueError(f"a wake word must be one or more plain words, got {wake_word!r}")
+    return words
+
+
 @functools.cache
-def build_grammar(domain: str) -> VoiceGrammar:
+def build_grammar(domain: str, wake_word: str = DEFAULT_WAKE_WORD) -> VoiceGrammar:
     """The grammar for ``domain``, regenerated from its skill file (cached per process).
 
     Fixed frames per skill, numbers only with the units their argument accepts, controls as whole phrases,
     refusals only as "<refused action> the <noun>" or "<verb> the <refused target>", and at most two commands
     joined by "then" or "and": every freedom the grammar gives, the decoder spends on short-word guesses.
+    The wake word may open any utterance and is optional: were it required, the decoder would hear it in
+    every utterance and nothing would count as not addressed.
     """
     cs = load_command_set(domain)
     b = GrammarBuilder(domain, cs)
-    top = b.utterance()
+    top = f"[ {' '.join(wake_words(wake_word))} ] {b.utterance()}"
     jsgf = write_jsgf(domain, top, b.book.bodies)
     words = jsgf_words((top, *b.book.bodies.values()))
     dictionary: dict[str, tuple[str, ...]] = {}

@@ -1,0 +1,61 @@
+"""Cutting a live audio stream into utterances, so that a stop is heard soon after it is said.
+
+An utterance ends after 0.6 s of quiet: shorter pauses occur inside commands ("robot, ... scan the liver").
+Waiting that long and then decoding would put a spoken stop more than a second behind the word, so an
+utterance that is still short (a stop phrase is, at most ~1.2 s even said slowly) is also handed over after
+0.25 s of quiet, marked provisional: the console decodes it for a stop only, and acts on the whole
+utterance once it is complete.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator
+
+import numpy as np
+
+from medrobot_llm.consoles.voice.audio import SAMPLE_RATE, Audio
+
+__all__ = ["END_QUIET_S", "STOP_CHECK_MAX_S", "STOP_CHECK_QUIET_S", "utterances"]
+
+END_QUIET_S = 0.6
+STOP_CHECK_QUIET_S = 0.25
+STOP_CHECK_MAX_S = 1.5
+
+
+def utterances(blocks: Iterable[np.ndarray], *, source: str = "mic",
+               pressed: Callable[[float, float], bool] = lambda _start, _end: False,
+               clock: Callable[[], float] = time.monotonic) -> Iterator[Audio]:
+    """Utterances in a stream of 16 kHz int16 blocks of the voice-activity detector's frame length.
+
+    ``pressed(start, end)`` says whether the push-to-talk key marked the utterance heard between those
+    clock times.
+    """
+    from pocketsphinx import Vad
+
+    vad = Vad(Vad.LOOSE, SAMPLE_RATE)
+    frames: list[np.ndarray] = []
+    quiet = 0
+    quiet_s = 0.0
+    checked = False
+    started = 0.0
+    for block in blocks:
+        chunk = np.asarray(block, dtype=np.int16).reshape(-1)
+        if vad.is_speech(chunk.astype("<i2").tobytes()):
+            if not frames:
+                started = clock()
+            frames.append(chunk)
+            quiet, quiet_s, checked = 0, 0.0, False
+            continue
+        if not frames:
+            continue
+        frames.append(chunk)
+        quiet += 1
+        quiet_s += len(chunk) / SAMPLE_RATE
+        length_s = sum(len(f) for f in frames) / SAMPLE_RATE - quiet_s
+        if not checked and quiet_s >= STOP_CHECK_QUIET_S and length_s <= STOP_CHECK_MAX_S:
+            checked = True
+            yield Audio(np.concatenate(frames), source, provisional=True)
+        if quiet_s >= END_QUIET_S:
+            yield Audio(np.concatenate(frames), source, pressed=pressed(started, clock()))
+            frames, quiet, quiet_s, checked = [], 0, 0.0, False
