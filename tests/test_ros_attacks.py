@@ -266,7 +266,7 @@ def test_attack1_a_bare_or_forged_confirmation_and_a_pushed_plan_are_refused(x: 
               {"do": "operator", "topic": CONFIRM, "kind": "confirm", "operator": OPERATOR, "answers": "$nonce"},
               {"do": "operator", "topic": CONFIRM, "kind": "confirm", "operator": OPERATOR, "answers": "$nonce",
                "key": "garbage"}]
-    with attack(x, {"actions": [{"do": "bool", "topic": CONFIRM, "data": True}, *forged,
+    with attack(x, {"actions": [{"do": "bool", "topic": CONFIRM, "data": True, "apart": True}, *forged,
                                 {"do": "sleep", "seconds": 1.5}]}, tmp_path) as a:
         a.results()
     x.assert_still_asking(1)
@@ -288,7 +288,7 @@ def test_attack2_a_reset_without_an_operator_key_is_refused(x: Xray, tmp_path: P
     audit = len(x.records())
     resets = [{"do": "operator", "topic": RESET, "kind": "reset", "operator": MALLORY, "answers": "$nonce"},
               {"do": "operator", "topic": RESET, "kind": "reset", "operator": OPERATOR, "answers": "$nonce"}]
-    with attack(x, {"actions": [{"do": "empty", "topic": RESET}, *resets, {"do": "sleep", "seconds": 1.5},
+    with attack(x, {"actions": [{"do": "empty", "topic": RESET, "apart": True}, *resets, {"do": "sleep", "seconds": 1.5},
                                 {"do": "mark", "label": "done"}]}, tmp_path) as a:
         a.mark("done")
         a.results()
@@ -523,6 +523,7 @@ class SlowModel:
         self.gate.set()
         self.asked = 0
         self.answered = 0
+        self.answered_at: list[float] = []  # wall clock, as the audit's t_wall
         self.cond = threading.Condition()
 
     def __call__(self, body: dict[str, Any]) -> Any:
@@ -533,6 +534,7 @@ class SlowModel:
         reply = self.rule(body)
         with self.cond:
             self.answered += 1
+            self.answered_at.append(time.time())
             self.cond.notify_all()
         return reply
 
@@ -569,14 +571,21 @@ def held(slow: tuple[Xray, SlowModel]) -> Iterator[tuple[Xray, SlowModel]]:
         model.gate.set()
 
 
-def _let_the_plan_come_back(xr: Xray, model: SlowModel, answered: int) -> None:
-    """Release the model and wait until the supervisor has the late plan and has said what it did with it."""
-    audit = len(xr.records())
+def _let_the_plan_come_back(xr: Xray, model: SlowModel, answered: int) -> dict[str, Any]:
+    """Release the model and wait until the supervisor has acted on the late plan: its first audit record after
+    the model answered that says so (withdrawn, stale, too late) or that shows it ran (validated, a step sent)."""
     model.gate.set()
     assert model.wait(lambda: model.answered > answered, 30), "the model never answered"
-    found = xr.wait_record(lambda r: any(w in json.dumps(r) for w in ("withdr", "stale_message", "too late")),
-                           since=audit, timeout=10)
-    assert found is not None, f"the late plan is not in the audit: {xr.records()[audit:]}"
+    back = model.answered_at[answered]
+
+    def acted(r: dict[str, Any]) -> bool:
+        said = json.dumps(r)
+        return r.get("t_wall", 0) >= back and (r.get("kind") in ("validation", "run", "step_sent")
+                                               or any(w in said for w in ("withdr", "stale_message", "too late")))
+
+    found = xr.wait_record(acted, timeout=10)
+    assert found is not None, f"the supervisor recorded nothing of the late plan: {xr.records()[-5:]}"
+    return found
 
 
 def test_attack6_a_command_the_console_gave_up_on_never_moves_anything_later(held: tuple[Xray, SlowModel]) -> None:
@@ -585,10 +594,11 @@ def test_attack6_a_command_the_console_gave_up_on_never_moves_anything_later(hel
     reply = xr.remote.command("lateral of the sacrum", timeout=2.0)
     assert not reply.accepted, reply
     assert model.wait(lambda: model.asked > asked, 10), "the planner never asked the model"
-    _let_the_plan_come_back(xr, model, answered)
+    record = _let_the_plan_come_back(xr, model, answered)
     assert not xr.g.events_of("step_sent", since), "the withdrawn command ran"
     assert xr.remote.status()["state"] == "IDLE", xr.remote.status()
     assert not moved(pose, xr.gantry()), "the gantry moved after the console gave up"
+    assert record["kind"] not in ("validation", "run", "step_sent"), record
 
 
 def test_attack6_cancel_does_not_wait_behind_a_command_being_planned(held: tuple[Xray, SlowModel]) -> None:
@@ -604,13 +614,14 @@ def test_attack6_cancel_does_not_wait_behind_a_command_being_planned(held: tuple
         waited = time.monotonic() - t0
         assert reply.accepted, reply
         assert waited < 3.0, f"cancel waited {waited:.1f} s behind the command being planned"
-        _let_the_plan_come_back(xr, model, answered)
+        record = _let_the_plan_come_back(xr, model, answered)
     finally:
         model.gate.set()
         t.join(30)
     assert first and not first[0].accepted, first
     assert not xr.g.events_of("step_sent", since), "the cancelled command ran"
     assert not moved(pose, xr.gantry())
+    assert record["kind"] not in ("validation", "run", "step_sent"), record
 
 
 def test_attack6_a_command_planned_after_its_window_is_refused_as_stale(held: tuple[Xray, SlowModel]) -> None:
@@ -622,10 +633,11 @@ def test_attack6_a_command_planned_after_its_window_is_refused_as_stale(held: tu
     try:
         assert model.wait(lambda: model.asked > asked, 10), "the planner never asked the model"
         time.sleep(WINDOW_S + 1.0)  # the supervisor's window runs on the wall clock of its own process
-        _let_the_plan_come_back(xr, model, answered)
+        record = _let_the_plan_come_back(xr, model, answered)
     finally:
         model.gate.set()
         t.join(30)
     assert first and not first[0].accepted, first
     assert not xr.g.events_of("step_sent", since), "the stale command ran"
     assert not moved(pose, xr.gantry())
+    assert "stale_message" in json.dumps(record), record

@@ -105,10 +105,17 @@ class Rogue:
         return response
 
     # ------------------------------------------------------------------ helpers
-    def _pub(self, kind: Any, topic: str, latched: bool = False) -> Any:
+    def _pub(self, kind: Any, topic: str, latched: bool = False, apart: bool = False) -> Any:
+        """A publisher, kept; ``apart`` puts it in a DDS participant of its own, for an old message type on a
+        topic whose current type this process also publishes (one participant refuses two types per topic)."""
         key = (kind.__name__, topic)
         if key not in self.pubs:
-            self.pubs[key] = self.node.create_publisher(kind, topic, latched_qos(5) if latched else reliable_qos(10))
+            node = self.node
+            if apart:
+                context = rclpy.Context()
+                rclpy.init(context=context)
+                node = rclpy.create_node(f"rogue_apart_{os.getpid()}_{len(self.pubs)}", context=context)
+            self.pubs[key] = node.create_publisher(kind, topic, latched_qos(5) if latched else reliable_qos(10))
             self._await_subscribers(self.pubs[key])
         return self.pubs[key]
 
@@ -162,16 +169,16 @@ class Rogue:
             self.nonces.append(s.get("nonce", ""))
         return {"found": found, "state": s}
 
-    def do_bool(self, topic: str, data: bool, latched: bool = False) -> dict[str, Any]:
-        self._pub(Bool, topic, latched).publish(Bool(data=data))
+    def do_bool(self, topic: str, data: bool, latched: bool = False, apart: bool = False) -> dict[str, Any]:
+        self._pub(Bool, topic, latched, apart).publish(Bool(data=data))
         return {"topic": topic, "data": data}
 
-    def do_empty(self, topic: str) -> dict[str, Any]:
-        self._pub(Empty, topic).publish(Empty())
+    def do_empty(self, topic: str, apart: bool = False) -> dict[str, Any]:
+        self._pub(Empty, topic, apart=apart).publish(Empty())
         return {"topic": topic}
 
-    def do_string(self, topic: str, data: str) -> dict[str, Any]:
-        self._pub(String, topic).publish(String(data=data))
+    def do_string(self, topic: str, data: str, apart: bool = False) -> dict[str, Any]:
+        self._pub(String, topic, apart=apart).publish(String(data=data))
         return {"topic": topic}
 
     def do_operator(self, topic: str, kind: str, operator: str, answers: str = "", body: str = "",
