@@ -372,7 +372,8 @@ def test_attack7_a_yes_sent_while_no_question_showed_confirms_no_later_question(
         a.mark("typed")
         since = x.question(SHOT)
         a.go()
-        a.results()
+        results = a.results()
+    assert by(results, "wait_captured")[0]["found"], "the second console's confirmation was not on the graph"
     x.assert_still_asking(1)
     x.assert_untrusted(audit, "confirm", SECOND, "replayed")
     not_open = [r for r in x.records()[audit:] if r.get("kind") == "untrusted" and r.get("code") == "not_open"]
