@@ -56,11 +56,11 @@ def main() -> int:
     if a.load < 0:
         ap.error("--load must be >= 0")
     import rclpy
-    from std_msgs.msg import Bool, Empty, String
+    from std_msgs.msg import Bool, String
 
     from medrobot_llm.core.plan import Plan, PlanStatus, Step
     from medrobot_llm.backends.ros.bench import percentiles, supervised_skill_server
-    from medrobot_llm.backends.ros.common import TOPIC_ESTOP, TOPIC_RESET, TOPIC_ROBOT_STATUS, latched_qos, reliable_qos
+    from medrobot_llm.backends.ros.common import TOPIC_ESTOP, TOPIC_ROBOT_STATUS, latched_qos, reliable_qos
 
     log = Path(tempfile.gettempdir()) / "medrobot_bench_estop_server.log"
     one_way: list[float] = []
@@ -68,14 +68,13 @@ def main() -> int:
     rng = random.Random(1)
     anatomy = ["pelvis", "chest", "skull", "sacrum"]
     with supervised_skill_server("xray", 1.0, log) as node, busy_loops(a.load):
-        # the operator is a node of its own: the supervisor ignores what its own publishers say on the e-stop
-        # topic (its echo), and an operator's release is not a reset (that is /medrobot/reset)
+        # the e-stop comes from a node of its own (anyone may stop): the supervisor ignores what its own
+        # publishers say on the e-stop topic (its echo). The reset is the supervisor's own, in this process:
+        # what is timed is the stop, and a release comes only through the supervisor (its signed heartbeat)
         operator = rclpy.create_node("medrobot_bench_operator")
         estop = operator.create_publisher(Bool, TOPIC_ESTOP, latched_qos(5))
-        reset = operator.create_publisher(Empty, TOPIC_RESET, reliable_qos(10))
         deadline = time.monotonic() + 10
-        while (estop.get_subscription_count() < 2 or reset.get_subscription_count() < 1) \
-                and time.monotonic() < deadline:
+        while estop.get_subscription_count() < 2 and time.monotonic() < deadline:
             time.sleep(0.02)
         cond = threading.Condition()
         last: dict[str, Any] = {}
@@ -114,7 +113,7 @@ def main() -> int:
                 raise SystemExit(f"supervisor not in ESTOP: {node.sup.status()}")
             node.sup.wait_idle(5)
             estop.publish(Bool(data=False))
-            reset.publish(Empty())
+            node.sup.reset(source="bench operator")
             if not node.sup.wait_for(node.sup.state.__class__.IDLE, timeout=5):
                 raise SystemExit(f"reset failed: {node.sup.status()}")
     ow, rt = percentiles(one_way), percentiles(round_trip)

@@ -1,9 +1,10 @@
 """Shared by the ROS tests: a real graph over real DDS, always torn down, on a ROS_DOMAIN_ID of its own.
 
-The graph is started with ``medrobot bringup --json`` (the command users run), in its own session; the
+The graph is started with ``medrobot bringup --json`` (the command users run), in its own session, with a keys
+folder of its own (``MEDROBOT_KEYS``: bringup creates the graph secret and the operator's key there); the
 teardown stops it with SIGINT like Ctrl-C and then kills every process group it started, whatever
-happened in the test. The test process itself talks to the graph through ``RemoteSupervisor`` and, as a
-rogue client, through its own action client; that needs rclpy in this process, so the ROS environment
+happened in the test. The test process itself talks to the graph through ``RemoteSupervisor``, signing as
+that operator, and, as a rogue client, through its own action client; that needs rclpy in this process, so the ROS environment
 must be sourced (``bash scripts/test.sh``). Without it the tests fail, saying how to get it.
 """
 
@@ -124,10 +125,14 @@ def ros_graph(domain: str, tmp: Path, overrides: list[str] | None = None, rtf: f
     require_ros()
     from medrobot_llm.backends.ros.env import unique_domain_id
 
+    from medrobot_llm.safety.keys import KEYS_ENV
+
     claim = unique_domain_id()
-    saved = {k: os.environ.get(k) for k in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE")}
+    saved = {k: os.environ.get(k) for k in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE", KEYS_ENV)}
     os.environ["ROS_DOMAIN_ID"] = str(claim.domain_id)
     os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    keys_dir = tmp / f"keys-{domain}"
+    os.environ[KEYS_ENV] = str(keys_dir)
     argv = [sys.executable, "-m", "medrobot_llm.cli", "bringup", "--domain", domain, "--json",
             "--ros-domain-id", str(claim.domain_id), "--log-dir", str(tmp / f"bringup-{domain}"),
             "--real-time-factor", repr(rtf)]
@@ -146,8 +151,9 @@ def ros_graph(domain: str, tmp: Path, overrides: list[str] | None = None, rtf: f
         info = json.loads(line)
         pids += [int(n["pid"]) for n in info["nodes"].values()]
         from medrobot_llm.backends.ros.remote import RemoteSupervisor
+        from medrobot_llm.safety.keys import default_operator
 
-        remote = RemoteSupervisor(f"medrobot_test_{os.getpid()}")
+        remote = RemoteSupervisor(f"medrobot_test_{os.getpid()}", operator=default_operator(), keys_dir=keys_dir)
         graph = RosGraph(domain, claim.domain_id, info, bringup, remote)
         _follow(graph)
         if not remote.wait_ready(timeout=40.0):
@@ -212,10 +218,10 @@ class RogueClient:
         assert self.client.wait_for_server(timeout_sec=10.0), "no skill server on /medrobot/execute_skill"
 
     def send(self, *, plan_id: str, step_index: int, skill: str, args_json: str, domain: str,
-             timeout: float = 10.0) -> tuple[bool, Any]:
+             capability: str = "", timeout: float = 10.0) -> tuple[bool, Any]:
         """(accepted, result) of one goal, waiting for its end."""
         goal = self.ExecuteSkill.Goal(plan_id=plan_id, step_index=step_index, skill=skill, args_json=args_json,
-                                      domain=domain)
+                                      domain=domain, capability=capability)
         done = threading.Event()
         fut = self.client.send_goal_async(goal)
         fut.add_done_callback(lambda _f: done.set())

@@ -178,7 +178,7 @@ def test_the_launch_file_starts_the_node_table(monkeypatch: pytest.MonkeyPatch) 
     assert [(n["executable"], n["name"]) for n in nodes] == [(n.name, n.name) for n in NODES]
     for n in nodes:
         extra = {"gui": "$(gui)"} if n["name"] == SKILL_SERVER.name else {}
-        assert n["parameters"] == ["$(params_file)", {"domain": "$(domain)", **extra}]
+        assert n["parameters"] == ["$(params_file)", {"domain": "$(domain)", "keys_dir": "$(keys_dir)", **extra}]
     domain = next(a for a in actions if isinstance(a, DeclareLaunchArgument) and a.args[0] == "domain")
     assert domain.kwargs["description"] == domain_names()
 

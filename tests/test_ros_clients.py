@@ -1,12 +1,16 @@
 """The client side of the bridge, on a real rclpy node: ``RemoteSupervisor`` never shows a state ahead of the
 events it follows (two DDS topics, no common order; messages are handed to its callbacks in the worst order
-DDS may deliver them), and ``GoalClient`` registers each goal once.
+DDS may deliver them), signs what it sends with its operator's key, bound to the nonce it was shown, and
+withdraws a command nobody answered; ``GoalClient`` registers each goal once.
 """
 
 from __future__ import annotations
 
 import json
+import threading
+import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,7 +28,15 @@ def clock() -> ManualClock:
 
 
 @pytest.fixture()
-def remote(clock: ManualClock) -> Iterator[Any]:
+def keys_dir(tmp_path: Path) -> Path:
+    from medrobot_llm.safety.keys import init_keys
+
+    init_keys(tmp_path / "keys", ["alice"])
+    return tmp_path / "keys"
+
+
+@pytest.fixture()
+def remote(clock: ManualClock, keys_dir: Path) -> Iterator[Any]:
     require_ros()
     from medrobot_llm.backends.ros.env import unique_domain_id
     from medrobot_llm.backends.ros.remote import RemoteSupervisor
@@ -33,7 +45,7 @@ def remote(clock: ManualClock) -> Iterator[Any]:
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("ROS_DOMAIN_ID", str(claim.domain_id))
         mp.setenv("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-        r = RemoteSupervisor("medrobot_test_remote", clock=clock)
+        r = RemoteSupervisor("medrobot_test_remote", operator="alice", keys_dir=keys_dir, clock=clock)
         try:
             yield r
         finally:
@@ -41,11 +53,13 @@ def remote(clock: ManualClock) -> Iterator[Any]:
             claim.release()
 
 
-def state(seq: int, name: str, through: int, session: str = "s1", reason: str = "") -> Any:
+def state(seq: int, name: str, through: int, session: str = "s1", reason: str = "", nonce: str = "",
+          question: dict[str, Any] | None = None) -> Any:
     from medrobot_interfaces.msg import SupervisorState
 
-    return SupervisorState(seq=seq, session=session, state=name, reason=reason,
-                           status_json=json.dumps({"records_through": through, "reason": reason}))
+    return SupervisorState(seq=seq, session=session, state=name, reason=reason, nonce=nonce,
+                           status_json=json.dumps({"records_through": through, "reason": reason, "nonce": nonce,
+                                                   "question": question}))
 
 
 def event(e: ev.SupervisorEvent, seq: int | None = None) -> Any:
@@ -115,3 +129,81 @@ def test_goal_client_registers_each_goal_once_with_its_feedback_callback(remote:
         assert len(client._feedback_callbacks) == 3
     finally:
         client.destroy()
+
+
+class Sent:
+    """What the remote publishes on the operator topics, as the supervisor's verifier reads it."""
+
+    def __init__(self, remote: Any, keys_dir: Path) -> None:
+        from medrobot_interfaces.msg import OperatorMessage as OperatorMsg
+
+        from medrobot_llm.backends.ros.common import TOPIC_COMMAND, TOPIC_CONFIRM, TOPIC_RESET, reliable_qos
+        from medrobot_llm.backends.ros.signed import operator_wire
+        from medrobot_llm.safety.keys import load_keyring
+        from medrobot_llm.safety.operator import OperatorVerifier
+
+        self.verifier = OperatorVerifier(load_keyring(keys_dir))
+        self.got: list[tuple[str, str]] = []
+        self.cond = threading.Condition()
+        for topic in (TOPIC_COMMAND, TOPIC_CONFIRM, TOPIC_RESET):
+            def on(msg: Any, topic: str = topic) -> None:
+                with self.cond:
+                    self.got.append((topic, operator_wire(msg)))
+                    self.cond.notify_all()
+
+            remote.node.create_subscription(OperatorMsg, topic, on, reliable_qos(10))
+        deadline = time.monotonic() + 5
+        while remote.node.count_subscribers(TOPIC_COMMAND) < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    def wait(self, n: int, timeout: float = 5.0) -> list[tuple[str, str]]:
+        with self.cond:
+            assert self.cond.wait_for(lambda: len(self.got) >= n, timeout), self.got
+            return list(self.got)
+
+
+def test_a_command_is_signed_with_the_nonce_shown_and_withdrawn_when_nobody_answers(remote: Any,
+                                                                                     keys_dir: Path) -> None:
+    from medrobot_llm.safety.operator import OperatorKind
+
+    sent = Sent(remote, keys_dir)
+    remote._on_state(state(1, "IDLE", 0, nonce="ab" * 16))
+    reply = remote.command("take a shot", timeout=0.3)
+    assert not reply.accepted and "sent a cancel so it cannot run later" in reply.message
+    (topic1, command), (topic2, cancel) = sent.wait(2)[:2]
+    msg = sent.verifier.verify(command, open_nonce="ab" * 16)
+    assert (topic1, msg.kind, msg.operator, msg.body) == ("/medrobot/command", OperatorKind.COMMAND, "alice",
+                                                          "take a shot")
+    assert topic2 == "/medrobot/command"
+    assert sent.verifier.verify(cancel, open_nonce=None).kind is OperatorKind.CANCEL
+
+
+@pytest.mark.parametrize("text,kind", [("cancel", "cancel"), ("never mind", "cancel"), ("Stop!", "stop"),
+                                       ("halt", "stop")])
+def test_cancel_and_stop_phrases_go_as_their_own_kinds(remote: Any, keys_dir: Path, text: str, kind: str) -> None:
+    remote.STOP_SEEN_S = 0.1
+    sent = Sent(remote, keys_dir)
+    remote._on_state(state(1, "EXECUTING", 0, nonce="cd" * 16))
+    remote.command(text, timeout=0.2)
+    got = sent.wait(1)
+    assert [sent.verifier.verify(wire, open_nonce=None).kind.value for _, wire in got][:1] == [kind]
+
+
+def test_a_confirmation_answers_the_question_it_saw(remote: Any, keys_dir: Path) -> None:
+    from medrobot_llm.safety.operator import OperatorKind
+
+    sent = Sent(remote, keys_dir)
+    remote._on_state(state(1, "AWAITING_CONFIRMATION", 0, nonce="ef" * 16, question={"step_index": 0}))
+    remote.confirm(0, timeout=0.2)
+    (topic, wire), = sent.wait(1)
+    msg = sent.verifier.verify(wire, open_nonce="ef" * 16)
+    assert topic == "/medrobot/confirm" and msg.kind is OperatorKind.CONFIRM
+
+
+def test_a_console_without_its_key_says_what_to_do(tmp_path: Path) -> None:
+    require_ros()
+    from medrobot_llm.backends.ros.remote import RemoteSupervisor
+    from medrobot_llm.safety.keys import KeyMissing
+
+    with pytest.raises(KeyMissing, match="medrobot keys init"):
+        RemoteSupervisor("medrobot_test_nokey", operator="nobody", keys_dir=tmp_path)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from medrobot_llm.safety.capability import CapabilityMinter
 from medrobot_llm.safety.machine import SupervisorState
 from tests._ros_helpers import RogueClient, RosGraph, moved, ros_graph, tip
 
@@ -250,21 +251,23 @@ def test_goal_from_another_node_is_refused(in_contact: RosGraph) -> None:
         before = tip(graph.robot_status())
         refusals = graph.robot_status()["refusals"]
         args = json.dumps({"direction": "caudal", "distance_mm": 30, "speed_mm_s": 20})
-        # while the supervisor is idle
+        # while the supervisor is idle: no capability, no motion (the state grants nothing)
         accepted, result = rogue.send(plan_id="rogue:1", step_index=0, skill="sweep", args_json=args,
                                       domain="ultrasound")
         assert accepted and not result.success and result.failure_kind == "invalid"
-        assert result.message.startswith("refused") and "IDLE" in result.message, result.message
-        # while it executes a plan: the real plan id and the current step (but not the goal the supervisor
-        # announced), and the next step (not released)
+        assert result.message.startswith("refused") and "no capability" in result.message, result.message
+        # while it executes a plan: the real plan id and the current step, and the next step (not released);
+        # a capability made up without the graph secret is no better than none
         _start_long_sweep(graph)
         plan_id = graph.remote.status()["plan_id"]
         accepted, result = rogue.send(plan_id=plan_id, step_index=0, skill="sweep", args_json=args,
                                       domain="ultrasound")
-        assert not result.success and "not the goal the supervisor announced" in result.message, result.message
+        assert not result.success and "no capability" in result.message, result.message
+        forged = CapabilityMinter(b"x" * 32).mint(plan_id=plan_id, step_index=1, skill="sweep", args=args,
+                                                  domain="ultrasound")
         accepted, result = rogue.send(plan_id=plan_id, step_index=1, skill="sweep", args_json=args,
-                                      domain="ultrasound")
-        assert not result.success and "executing plan" in result.message, result.message
+                                      domain="ultrasound", capability=forged.to_wire())
+        assert not result.success and "does not verify" in result.message, result.message
         assert graph.remote.command("cancel").accepted
         assert graph.wait_robot(lambda s: not s["busy"], timeout=3)
         _still(graph, 0.2)

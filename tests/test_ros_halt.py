@@ -1,5 +1,6 @@
-"""The skill server's e-stop path without ROS: what a message on /medrobot/estop does to the latch, what a
-repeated stop leaves in the status, and how the e-stop thread gets the highest priority the OS grants."""
+"""The skill server's e-stop path: a press halts the robot on the e-stop thread alone, a ``false`` releases
+nothing, the supervisor's signed release does; and the e-stop thread gets the highest priority the OS grants.
+(The ordering of halts and releases, without ROS: tests/test_ros_gate.py.)"""
 
 from __future__ import annotations
 
@@ -8,51 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from medrobot_llm.backends.memory import MemoryBackend
 from medrobot_llm.backends.ros.priority import (
     Granted,
     raise_priority,
     reception_threads,
     threads_of_this_process,
 )
-from medrobot_llm.core.clock import ManualClock
-from medrobot_llm.safety.gate import EstopAction, FollowedState, SkillServerCore, estop_action
-
-ESTOP = FollowedState("ESTOP", "s:1", 0, "s", 100.0)
-IDLE = FollowedState("IDLE", "", 0, "s", 100.0)
-
-
-def _never_asked() -> bool:
-    raise AssertionError("the sender was looked up although it cannot change the answer")
-
-
-@pytest.mark.parametrize("halted", [False, True])
-def test_a_press_always_halts_whoever_sent_it(halted: bool) -> None:
-    assert estop_action(True, halted, _never_asked) is EstopAction.HALT
-
-
-def test_only_the_supervisors_release_frees_a_halted_robot() -> None:
-    """Whatever state the robot has heard so far: a press and a release milliseconds apart arrive before the
-    supervisor's ESTOP state, and the release must not free the robot (the race test_ros_e2e caught)."""
-    assert estop_action(False, True, lambda: False) is EstopAction.KEEP
-    assert estop_action(False, True, lambda: True) is EstopAction.RELEASE
-    assert estop_action(False, False, _never_asked) is EstopAction.NOTHING
-
-
-def test_a_second_stop_while_latched_keeps_when_and_why_the_robot_stopped() -> None:
-    clock = ManualClock(10.0)
-    core = SkillServerCore(MemoryBackend("ultrasound", clock=clock), clock=clock)
-    core.halt("e-stop on /medrobot/estop")
-    clock.advance(0.2)
-    core.halt("the supervisor's echo of the same stop")
-    assert core.backend.halted
-    assert (core.halted_at, core.halt_reason) == (10.0, "e-stop on /medrobot/estop")
-    status = core.status()
-    assert status["halted"] and status["halted_at"] == 10.0
-    core.clear_halt()
-    clock.advance(1.0)
-    core.halt("a new stop after the reset")
-    assert (core.halted_at, core.halt_reason) == (11.2, "a new stop after the reset")
 
 
 class FakeOs:
@@ -132,9 +94,11 @@ def test_threads_of_this_process_reads_proc(tmp_path: Path) -> None:
 
 @pytest.mark.ros
 @pytest.mark.sim
-def test_a_stop_halts_the_robot_while_the_main_executor_never_runs() -> None:
-    """The e-stop thread spins on its own: a skill server whose main executor never runs still halts, and a
-    release from a node that is not the followed supervisor leaves a latched robot halted."""
+def test_a_stop_halts_the_robot_while_the_main_executor_never_runs_and_only_a_signed_release_frees_it(
+        tmp_path: Path) -> None:
+    """The e-stop thread spins on its own: a skill server whose main executor never runs still halts, a
+    ``false`` on the e-stop topic from anyone leaves it halted, a heartbeat without a later release too, and
+    the supervisor's release (a beat signed with the graph secret) frees it."""
     from tests._ros_helpers import require_ros
 
     require_ros()
@@ -149,9 +113,16 @@ def test_a_stop_halts_the_robot_while_the_main_executor_never_runs() -> None:
     from rclpy.node import Node
     from std_msgs.msg import Bool, String
 
-    from medrobot_llm.backends.ros.common import TOPIC_ESTOP, TOPIC_ROBOT_STATUS, latched_qos, reliable_qos
+    from medrobot_interfaces.msg import Heartbeat as HeartbeatMsg
+
+    from medrobot_llm.backends.ros.common import (
+        TOPIC_ESTOP, TOPIC_HEARTBEAT, TOPIC_ROBOT_STATUS, latched_qos, reliable_qos,
+    )
     from medrobot_llm.backends.ros.env import unique_domain_id
+    from medrobot_llm.backends.ros.signed import heartbeat_msg
     from medrobot_llm.backends.ros.skill_server import SkillServerNode
+    from medrobot_llm.safety import keys
+    from medrobot_llm.safety.heartbeat import Heartbeat, HeartbeatSigner
 
     def until(pred: Callable[[], bool], timeout: float = 10.0) -> bool:
         deadline = time.monotonic() + timeout
@@ -159,6 +130,8 @@ def test_a_stop_halts_the_robot_while_the_main_executor_never_runs() -> None:
             time.sleep(0.005)
         return pred()
 
+    keys.init_keys(tmp_path / "keys")
+    signer = HeartbeatSigner(keys.load_graph_secret(tmp_path / "keys"))
     claim = unique_domain_id()
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("ROS_DOMAIN_ID", str(claim.domain_id))
@@ -166,7 +139,8 @@ def test_a_stop_halts_the_robot_while_the_main_executor_never_runs() -> None:
         context = Context()
         rclpy.init(context=context)
         # never added to an executor: only its e-stop thread runs (so each stop publishes exactly one status)
-        server = SkillServerNode(context=context, domain="ultrasound", real_time_factor=0.0)
+        server = SkillServerNode(context=context, domain="ultrasound", real_time_factor=0.0,
+                                 keys_dir=str(tmp_path / "keys"))
         operator = Node("medrobot_test_operator", context=context)
         statuses: list[dict[str, object]] = []
         operator.create_subscription(String, TOPIC_ROBOT_STATUS, lambda m: statuses.append(json.loads(m.data)),
@@ -176,23 +150,78 @@ def test_a_stop_halts_the_robot_while_the_main_executor_never_runs() -> None:
         spin = threading.Thread(target=executor.spin, daemon=True)
         spin.start()
         try:
-            server.core.on_state(ESTOP)  # as if the supervisor it follows had latched
             pub = operator.create_publisher(Bool, TOPIC_ESTOP, latched_qos(5))
-            assert until(lambda: pub.get_subscription_count() >= 1
+            beats = operator.create_publisher(HeartbeatMsg, TOPIC_HEARTBEAT, reliable_qos(10))
+            assert until(lambda: pub.get_subscription_count() >= 1 and beats.get_subscription_count() >= 1
                          and operator.count_publishers(TOPIC_ROBOT_STATUS) >= 1)
+
+            heard: dict[int, bool] = {}  # seq -> whether that beat released the robot
+            take = server.core.on_heartbeat
+
+            def on_heartbeat(wire: str) -> tuple[Heartbeat, bool]:
+                hb, released = take(wire)
+                heard[hb.seq] = released
+                return hb, released
+
+            server.core.on_heartbeat = on_heartbeat  # type: ignore[method-assign]
+
+            def beat_released(hb: Heartbeat) -> bool:
+                beats.publish(heartbeat_msg(hb))
+                assert until(lambda: hb.seq in heard), f"beat {hb.seq} never reached the e-stop thread"
+                return heard[hb.seq]
+
+            assert not beat_released(signer.beat()) and not server.core.watchdog.check().halted
             pub.publish(Bool(data=True))
             assert until(lambda: len(statuses) >= 1), "no status after the stop"
             assert server.scene.halted and statuses[0]["halted"], "not halted by the e-stop thread alone"
             assert server.core.halt_reason == f"e-stop on {TOPIC_ESTOP}"
-            pub.publish(Bool(data=False))  # the operator's release is not the supervisor's reset
-            assert until(lambda: len(statuses) >= 2), "the release was never handled"
-            assert server.scene.halted and statuses[1]["halted"], \
-                "a release from a node that is not the supervisor freed a latched robot"
+            pub.publish(Bool(data=False))  # anyone's release of their button is not the supervisor's reset
+            assert until(lambda: len(statuses) >= 2), "the false was never handled"
+            assert server.scene.halted and statuses[1]["halted"], "a false on the e-stop topic freed the robot"
+            assert not beat_released(signer.beat()) and server.scene.halted, \
+                "a beat without a release after the stop freed the robot"
+            assert beat_released(signer.release()) and not server.scene.halted, "the supervisor's release was lost"
+            assert until(lambda: len(statuses) >= 3), "no status after the release"
+            assert statuses[-1]["halted"] is False and statuses[-1]["supervisor"]["alive"] is True  # type: ignore[index]
         finally:
             executor.shutdown(timeout_sec=1.0)
             spin.join(2.0)
             operator.destroy_node()
             server.close()
             server.destroy_node()
+            rclpy.try_shutdown(context=context)
+            claim.release()
+
+
+@pytest.mark.ros
+@pytest.mark.parametrize("problem", ["missing", "too open"])
+def test_a_skill_server_without_a_usable_graph_key_does_not_start(tmp_path: Path, problem: str) -> None:
+    """Never an open graph: an unusable key stops the node with a message that says what to do."""
+    from tests._ros_helpers import require_ros
+
+    require_ros()
+    import rclpy
+    from rclpy.context import Context
+
+    from medrobot_llm.backends.ros.env import unique_domain_id
+    from medrobot_llm.backends.ros.skill_server import SkillServerNode
+    from medrobot_llm.safety import keys
+
+    folder = tmp_path / "keys"
+    expected = r"medrobot skill server: .*graph.key: .*medrobot keys init"
+    if problem == "too open":
+        keys.init_keys(folder)
+        (folder / keys.GRAPH_FILE).chmod(0o644)
+        expected = r"medrobot skill server: .*graph.key: .*chmod 600"
+    claim = unique_domain_id()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ROS_DOMAIN_ID", str(claim.domain_id))
+        mp.setenv("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+        context = Context()
+        rclpy.init(context=context)
+        try:
+            with pytest.raises(SystemExit, match=expected):
+                SkillServerNode(context=context, domain="ultrasound", keys_dir=str(folder))
+        finally:
             rclpy.try_shutdown(context=context)
             claim.release()

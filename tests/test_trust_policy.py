@@ -2,7 +2,8 @@
 
 It restates the graph's names in XML, which cannot import them, so it is held to the contract here: every
 node of the table has an enclave, every name it grants is one of the contract's, and the authority it
-grants is the trust model's (only the supervisor sends goals and reads the operator topics).
+grants is the trust model's (only the supervisor sends goals, beats, reads the operator topics and asks the
+planner).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import ast
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from medrobot_llm.backends.ros.nodes import NODES, SKILL_SERVER, SUPERVISOR
+from medrobot_llm.backends.ros.nodes import NODES, PLANNER, SKILL_SERVER, SUPERVISOR
 
 #: the consoles' node (RemoteSupervisor's default name), which the node table does not list
 CONSOLE = "medrobot_console"
@@ -69,7 +70,11 @@ def test_it_grants_the_trust_models_authority() -> None:
     assert who("call", names["ACTION_EXECUTE"]) == {SUPERVISOR.name}
     assert who("execute", names["ACTION_EXECUTE"]) == {SKILL_SERVER.name}
     assert who("publish", names["TOPIC_STATE"]) == {SUPERVISOR.name}
-    for operator_topic in ("TOPIC_CONFIRM", "TOPIC_RESET", "TOPIC_PLANNED"):
+    assert who("publish", names["TOPIC_HEARTBEAT"]) == {SUPERVISOR.name}
+    assert who("subscribe", names["TOPIC_HEARTBEAT"]) == {SKILL_SERVER.name}
+    for operator_topic in ("TOPIC_COMMAND", "TOPIC_CONFIRM", "TOPIC_RESET"):
         assert who("subscribe", names[operator_topic]) == {SUPERVISOR.name}, operator_topic
-    assert who("publish", names["TOPIC_CONFIRM"]) == who("publish", names["TOPIC_RESET"]) == {CONSOLE}
+        assert who("publish", names[operator_topic]) == {CONSOLE}, operator_topic
+    assert who("request", names["SERVICE_PLAN"]) == {SUPERVISOR.name}, "plans come only when the supervisor asks"
+    assert who("reply", names["SERVICE_PLAN"]) == {PLANNER.name}
     assert who("publish", names["TOPIC_ESTOP"]) == {node for node, _, _ in grants}, "anyone may stop"

@@ -3,7 +3,8 @@
 The wheels have no ``launch`` package, so this starts the same nodes as ``sim.launch.py`` from the same
 parameters file. Each node is its own process in its own session, started with the workspace's ROS
 environment (``ros_ws/install/medrobot_env.json``: ``LD_LIBRARY_PATH`` must be there when a process
-starts), with DDS discovery on loopback. Ctrl-C (or SIGTERM) stops every child: SIGINT first, so nodes
+starts), with DDS discovery on loopback. The keys (docs/trust.md) are created first where missing, and every
+node is told their folder: no node runs without them. Ctrl-C (or SIGTERM) stops every child: SIGINT first, so nodes
 close cleanly, then SIGTERM, then SIGKILL. Nothing here imports rclpy.
 """
 
@@ -44,10 +45,13 @@ class Graph:
     """The three node processes of one domain; ``overrides`` maps node name -> {param: value}."""
 
     def __init__(self, domain: str, *, params_file: Path | None = None, ros_domain_id: int | None = None,
-                 log_dir: Path | None = None, overrides: dict[str, dict[str, str]] | None = None) -> None:
+                 log_dir: Path | None = None, overrides: dict[str, dict[str, str]] | None = None,
+                 keys_dir: Path | None = None) -> None:
         from medrobot_llm.backends.ros.env import child_env, load_ros_env
+        from medrobot_llm.safety.keys import default_dir
 
         self.domain = domain
+        self.keys_dir = Path(keys_dir) if keys_dir else default_dir()
         self.params_file = Path(params_file) if params_file else default_params_file()
         self.env = child_env(ros_domain_id)
         self.python = load_ros_env()["MEDROBOT_ROS_PYTHON"]
@@ -62,10 +66,23 @@ class Graph:
     def audit_log(self) -> Path:
         return self.log_dir / "audit.jsonl"
 
+    @property
+    def skill_server_audit_log(self) -> Path:
+        """The skill server's own record of the goals it refused (the supervisor may be gone when it matters)."""
+        return self.log_dir / "skill_server_audit.jsonl"
+
+    def init_keys(self) -> list[Any]:
+        """Create whatever key is missing (the graph secret, this user's operator key); keep the rest."""
+        from medrobot_llm.safety.keys import default_operator, init_keys
+
+        return init_keys(self.keys_dir, [default_operator()])
+
     def command(self, name: str) -> list[str]:
-        params = {"domain": self.domain}
+        params = {"domain": self.domain, "keys_dir": str(self.keys_dir)}
         if name == SUPERVISOR.name:
             params["audit_log"] = str(self.audit_log)
+        elif name == SKILL_SERVER.name:
+            params["audit_log"] = str(self.skill_server_audit_log)
         params.update(self.overrides.get(name, {}))
         argv = [self.python, "-m", NODES[name], "--ros-args", "--params-file", str(self.params_file)]
         for key, value in params.items():
@@ -87,6 +104,7 @@ class Graph:
     def describe(self) -> dict[str, Any]:
         return {"domain": self.domain, "ros_domain_id": self.ros_domain_id, "params_file": str(self.params_file),
                 "log_dir": str(self.log_dir), "audit_log": str(self.audit_log),
+                "skill_server_audit_log": str(self.skill_server_audit_log), "keys_dir": str(self.keys_dir),
                 "discovery_range": self.env.get("ROS_AUTOMATIC_DISCOVERY_RANGE"),
                 "nodes": {n: {"pid": p.pid, "log": str(self.log_path(n))} for n, p in self.procs.items()}}
 
@@ -151,8 +169,9 @@ def register(sub: Any) -> None:
         "scripts/install_ros.sh to have run. DDS discovery stays on this machine "
         "(ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST unless already set). Ctrl-C stops every node.",
         epilog="example: medrobot bringup --domain ultrasound --ros-domain-id 7, then, from a shell with "
-        "ROS_DOMAIN_ID=7: `medrobot console --domain ultrasound --ros`, or publish text on /medrobot/command "
-        "and answer on /medrobot/confirm; true on /medrobot/estop stops and latches, false resets.",
+        "ROS_DOMAIN_ID=7: `medrobot console --domain ultrasound --ros`. Commands, confirmations and resets are "
+        "signed operator messages (docs/trust.md); anyone may stop with true on /medrobot/estop, and only a "
+        "signed reset releases.",
     )
     add_domain_argument(p, "-d", help="which robot and command set")
     p.add_argument("--params", type=Path, default=None, help="parameters file (default: the bringup package's "
@@ -162,6 +181,9 @@ def register(sub: Any) -> None:
                    "use the same")
     p.add_argument("--log-dir", type=Path, default=None, help="where node logs and the audit log go "
                    "(default: ~/.medrobot/logs/bringup-<time>-<pid>)")
+    p.add_argument("--keys", type=Path, default=None, metavar="DIR",
+                   help="the keys folder (default: $MEDROBOT_KEYS, else ~/.config/medrobot/keys); the graph secret "
+                   "and your operator key are created there if missing")
     p.add_argument("--gui", action="store_true", help="open the PyBullet window")
     p.add_argument("--real-time-factor", type=float, default=None,
                    help="1 = the robot moves in real time (the parameters file's default), 0 = as fast as the "
@@ -206,10 +228,24 @@ def _run(args: argparse.Namespace) -> int:
         return 2
     try:
         graph = Graph(args.domain, params_file=args.params, ros_domain_id=domain_id, log_dir=args.log_dir,
-                      overrides=overrides)
+                      overrides=overrides, keys_dir=args.keys)
     except (RosEnvError, FileNotFoundError) as exc:
         print(f"medrobot bringup: {exc}", file=sys.stderr)
         return 2
+    from medrobot_llm.safety.keys import KeyFileError
+
+    try:
+        made = graph.init_keys()
+    except (KeyFileError, OSError, ValueError) as exc:
+        print(f"medrobot bringup: cannot prepare the keys in {graph.keys_dir}: {exc}", file=sys.stderr)
+        return 2
+    unusable = [k for k in made if k.problem]
+    if unusable:
+        print("medrobot bringup: " + "; ".join(k.problem for k in unusable), file=sys.stderr)
+        return 2
+    created = [k for k in made if k.action == "created"]
+    if created and not args.json:
+        print(f"medrobot bringup: created {', '.join(Path(k.path).name for k in created)} in {graph.keys_dir}")
 
     stopping = [False]
 
@@ -227,7 +263,8 @@ def _run(args: argparse.Namespace) -> int:
                   f"(discovery {info['discovery_range']}), parameters {graph.params_file}")
             for name, n in info["nodes"].items():
                 print(f"  {name:24s} pid {n['pid']:<7d} log {n['log']}")
-            print(f"  audit log {graph.audit_log}\nCtrl-C stops all nodes.", flush=True)
+            print(f"  audit log {graph.audit_log} (skill server: {graph.skill_server_audit_log})\n"
+                  f"  keys {graph.keys_dir}\nCtrl-C stops all nodes.", flush=True)
         reported: set[str] = set()
         while not stopping[0]:
             for name, rc in graph.dead().items():

@@ -24,7 +24,7 @@ __all__ = ["register"]
 
 
 def register(sub: Any) -> None:
-    from medrobot_llm.cli.options import add_domain_argument, add_seed_argument
+    from medrobot_llm.cli.options import add_domain_argument, add_operator_arguments, add_seed_argument
     from medrobot_llm.planning.factory import add_planner_arguments
     from medrobot_llm.consoles.core import CONSOLE_WORDS
 
@@ -63,6 +63,7 @@ def register(sub: Any) -> None:
     p.add_argument("--record", type=Path, metavar="DIR", help="save images and a frame after each step into DIR")
     p.add_argument("--log", type=Path, metavar="FILE", help="append the supervisor's audit log (JSON lines) to FILE")
     add_seed_argument(p)
+    add_operator_arguments(p)
     p.add_argument("--confirm-timeout", type=float, default=60.0, metavar="S",
                    help="a confirmation question not answered within S seconds drops the plan (default 60)")
     p.add_argument("--timeout", type=float, default=600.0, metavar="S",
@@ -82,7 +83,12 @@ def _ros_client(args: argparse.Namespace) -> tuple[SupervisorClient | None, Call
                                     f"which is not available here ({type(exc).__name__}: {exc}). Run "
                                     "`bash scripts/install_ros.sh` and start from a shell that sourced "
                                     "ros_ws/install/medrobot_env.sh")
-    remote = RemoteSupervisor()
+    from medrobot_llm.safety.keys import KeyFileError
+
+    try:
+        remote = RemoteSupervisor(operator=args.operator, keys_dir=args.keys)
+    except (KeyFileError, ValueError) as exc:
+        return None, lambda: None, f"cannot sign as an operator: {exc}"
     if not remote.wait_ready(args.ros_wait):
         remote.close()
         domain_id = os.environ.get("ROS_DOMAIN_ID") or "0"

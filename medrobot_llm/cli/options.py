@@ -7,10 +7,12 @@ sentence typed into each sub-command would go stale the day a domain is added, s
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from medrobot_llm.core.command_set import DOMAINS
 
-__all__ = ["SESSION_ERRORS", "add_domain_argument", "add_seed_argument", "domain_names", "session_error"]
+__all__ = ["SESSION_ERRORS", "add_domain_argument", "add_operator_arguments", "add_seed_argument", "domain_names",
+           "session_error"]
 
 
 def domain_names(last: str = "or") -> str:
@@ -42,6 +44,17 @@ def _seed(text: str) -> int:
 def add_seed_argument(parser: argparse.ArgumentParser, help: str = "scene randomisation seed (default 0)") -> None:
     """``--seed``, checked where it is read: a negative seed used to end in numpy's traceback."""
     parser.add_argument("--seed", type=_seed, default=0, help=help)
+
+
+def add_operator_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--operator`` and ``--keys``: who a ``--ros`` console signs as, and where its key is (docs/trust.md)."""
+    from medrobot_llm.safety.keys import KEYS_ENV
+
+    parser.add_argument("--operator", metavar="NAME", default=None,
+                        help="--ros: the operator this console signs as, i.e. the key operator-NAME.key "
+                        "(default: your login name, as `medrobot keys init` names it)")
+    parser.add_argument("--keys", type=Path, metavar="DIR", default=None,
+                        help=f"--ros: the keys folder (default: ${KEYS_ENV}, else ~/.config/medrobot/keys)")
 
 
 def _session_errors() -> tuple[type[BaseException], ...]:

@@ -54,12 +54,6 @@ class Reason(str, Enum):
     NOT_LOGGED = "not_logged"
     # the skill server's gate
     WRONG_DOMAIN = "wrong_domain"
-    SEVERAL_SUPERVISORS = "several_supervisors"
-    NO_SUPERVISOR = "no_supervisor"
-    STALE_STATE = "stale_state"
-    NOT_EXECUTING = "not_executing"
-    NOT_CURRENT_STEP = "not_current_step"
-    NOT_ANNOUNCED = "not_announced"
     HALTED = "halted"
     NO_WORLD_STATE = "no_world_state"
     ALREADY_DONE = "already_done"
@@ -116,12 +110,6 @@ SUMMARY: dict[Reason, str] = {
     Reason.PLANNER_ERROR: "the planner raised an error instead of answering",
     Reason.NOT_LOGGED: "a log replay has no logged plan for the command",
     Reason.WRONG_DOMAIN: "a goal for another domain than the skill server's robot",
-    Reason.SEVERAL_SUPERVISORS: "more than one node publishes the supervisor state, so no goal is trusted",
-    Reason.NO_SUPERVISOR: "no supervisor state has been received: goals come only from the supervisor",
-    Reason.STALE_STATE: "the supervisor's last state is older than the limit",
-    Reason.NOT_EXECUTING: "the supervisor is not executing",
-    Reason.NOT_CURRENT_STEP: "the goal is not the plan step the supervisor is executing",
-    Reason.NOT_ANNOUNCED: "the goal is not the one the supervisor announced for its step",
     Reason.HALTED: "the robot is halted (e-stop) until a reset",
     Reason.NO_WORLD_STATE: "the robot cannot report its world state, so nothing is checked against it",
     Reason.ALREADY_DONE: "the step already ran to success; a step runs once",
@@ -155,9 +143,8 @@ GROUPS: tuple[tuple[str, tuple[Reason, ...]], ...] = (
         Reason.UNGROUNDED_HAZARD, Reason.UNGROUNDED_CONTROL, Reason.EXPOSURE_COUNT, Reason.TOO_MANY_STEPS,
         Reason.PLANNER_ERROR, Reason.NOT_LOGGED)),
     ("The skill server's gate (each goal, again, on the robot's side)", (
-        Reason.WRONG_DOMAIN, Reason.SEVERAL_SUPERVISORS, Reason.NO_SUPERVISOR, Reason.STALE_STATE,
-        Reason.NOT_EXECUTING, Reason.NOT_CURRENT_STEP, Reason.NOT_ANNOUNCED, Reason.HALTED, Reason.NO_WORLD_STATE,
-        Reason.ALREADY_DONE, Reason.ARM_BUSY, Reason.ROBOT_BUSY)),
+        Reason.WRONG_DOMAIN, Reason.HALTED, Reason.NO_WORLD_STATE, Reason.ALREADY_DONE, Reason.ARM_BUSY,
+        Reason.ROBOT_BUSY)),
     ("Authentication: capabilities, operator messages and heartbeats (docs/trust.md)", (
         Reason.NO_CAPABILITY, Reason.BAD_SIGNATURE, Reason.CAPABILITY_MISMATCH, Reason.EXPIRED, Reason.REPLAYED,
         Reason.TOO_MANY_CAPABILITIES, Reason.UNKNOWN_OPERATOR, Reason.STALE_MESSAGE, Reason.NOT_OPEN,

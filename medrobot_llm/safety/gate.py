@@ -1,17 +1,22 @@
 """What a skill server decides about a goal, without ROS: defence in depth against a rogue client.
 
 The supervisor already validated the plan and released this one step, but the skill server does not
-trust the wire. Every goal is checked again, here, in this order:
+trust the wire (``docs/trust.md``). Every goal is checked again, here, in this order:
 
 1. well-formed: the domain is this robot's, ``args_json`` is one JSON object, the skill exists;
-2. authorised: the supervisor this server follows (``/medrobot/state``) is EXECUTING exactly this plan
-   id at exactly this step, announced this very goal (its id) as the one it sends, the state is fresh,
-   and only one supervisor publishes it;
-3. free: no other goal holds the arms this step moves; a step that already succeeded never runs twice;
-4. valid now: the step passes the validator against the world state the robot reports at this moment.
+2. supervised: a valid supervisor heartbeat arrived within the window (``Watchdog.require_alive``);
+3. authorised: the goal carries a capability the supervisor minted for exactly this plan, step, skill,
+   args, domain and goal id, unexpired and never spent (``CapabilityVerifier.admit``: spent here);
+4. not halted: the e-stop latch is clear;
+5. valid now: the step passes the validator against the world state the robot reports at this moment;
+6. free: no other goal holds the arms this step moves; a step that already succeeded never runs twice.
 
-Any failure is a ``Refusal`` whose message names the reason and whose code is its kind (a ``Reason``);
-nothing refused reaches the robot.
+Any failure is a ``Refusal`` whose message names the reason and whose code is its kind (a ``Reason``,
+the ``Untrusted`` code for checks 2 and 3); nothing refused reaches the robot, and every refusal is in the
+skill server's own audit log (the supervisor may be the one that is gone). ``/medrobot/state`` is
+information: it may halt the robot (a supervisor entering ESTOP/FAULT) or cancel a running step it no
+longer executes, never start one. Releasing a halt takes a signed heartbeat whose release is later than
+the halt.
 ``SkillServerCore`` runs the admitted steps on any ``SkillBackend`` (a PyBullet scene here) and is what
 the ROS node wraps.
 """
@@ -19,12 +24,11 @@ the ROS node wraps.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from enum import Enum
 from typing import Any
 
 from medrobot_llm.backends.base import CancelToken, FailureKind, Feedback, FeedbackFn, SkillBackend, StepResult
@@ -33,25 +37,31 @@ from medrobot_llm.core.jsonable import jsonable
 from medrobot_llm.core.plan import Step
 from medrobot_llm.core.reasons import Reason
 from medrobot_llm.core.command_set import ARM_ENTITY, DOMAINS, CommandSet, load_command_set, unknown_domain
+from medrobot_llm.safety.audit import AuditLog
+from medrobot_llm.safety.capability import CapabilityVerifier
+from medrobot_llm.safety.events import GoalRefusedEvent
+from medrobot_llm.safety.heartbeat import Heartbeat, Watch, Watchdog
+from medrobot_llm.safety.signing import Untrusted, millis
 from medrobot_llm.safety.supervisor import LATCHED, SupervisorState
 from medrobot_llm.core.validator import PlanValidationError, WorldState, check_steps
 
 __all__ = [
     "MAX_ARGS_BYTES",
     "Admitted",
-    "EstopAction",
     "FollowedState",
     "GoalRequest",
     "LATCHED_STATES",
     "Refusal",
     "SkillServerCore",
+    "StateEffect",
     "arms_of",
-    "estop_action",
     "halts_on_state",
     "parse_goal",
     "plan_id_of",
     "to_json",
 ]
+
+_LOG = logging.getLogger(__name__)
 
 #: the supervisor states, as ``/medrobot/state`` spells them, that hold until an operator resets
 LATCHED_STATES: frozenset[str] = frozenset(s.value for s in LATCHED)
@@ -78,6 +88,11 @@ class Refusal(Exception):
         self.message = message
         self.code = code
 
+    @classmethod
+    def untrusted(cls, kind: FailureKind, u: Untrusted) -> Refusal:
+        """A heartbeat or capability check's refusal, with its code and sentence, as a goal's refusal."""
+        return cls(kind, u.message, u.code)
+
 
 @dataclass(frozen=True)
 class GoalRequest:
@@ -89,6 +104,7 @@ class GoalRequest:
     args_json: str
     domain: str
     goal_id: str = ""  # the action goal's UUID, hex
+    capability: str = ""  # ``Capability.to_wire()`` as the supervisor minted it for this goal
 
     def describe(self) -> str:
         return f"plan {self.plan_id or '(none)'} step {self.step_index + 1} ({self.skill or '?'})"
@@ -96,14 +112,14 @@ class GoalRequest:
 
 @dataclass(frozen=True)
 class FollowedState:
-    """The part of the supervisor's ``/medrobot/state`` a skill server acts on."""
+    """The part of the supervisor's ``/medrobot/state`` a skill server acts on (information, not authority)."""
 
     state: str
     plan_id: str
     step_index: int
     session: str = ""
-    received_at: float = 0.0
-    goal_id: str = ""  # the goal the supervisor announced for this step (hex UUID), "" before it sends one
+    stamp_ms: int = 0  # the state message's stamp, ms on the shared (wall) clock
+    reason: str = ""
 
 
 def parse_goal(goal: GoalRequest, domain: str) -> Step:
@@ -132,71 +148,19 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a number a robot accepts")
 
 
-def authorise(goal: GoalRequest, followed: FollowedState | None, now: float, *, max_age_s: float,
-              state_publishers: int) -> None:
-    """Check 2: the supervisor this server follows is EXECUTING exactly this plan and step right now."""
-    if state_publishers > 1:
-        raise Refusal(FailureKind.INVALID, f"refused: {state_publishers} nodes publish /medrobot/state; a skill "
-                      "server follows exactly one supervisor, so nothing runs until the extra one is gone",
-                      Reason.SEVERAL_SUPERVISORS)
-    if followed is None:
-        raise Refusal(FailureKind.INVALID, f"refused {goal.describe()}: no supervisor state received on "
-                      "/medrobot/state; goals are accepted only from the supervisor", Reason.NO_SUPERVISOR)
-    age = now - followed.received_at
-    if age > max_age_s:
-        raise Refusal(FailureKind.INVALID, f"refused {goal.describe()}: the supervisor's last state is {age:.1f} s "
-                      f"old (limit {max_age_s:g} s)", Reason.STALE_STATE)
-    if followed.state != SupervisorState.EXECUTING:
-        raise Refusal(FailureKind.INVALID, f"refused {goal.describe()}: the supervisor is {followed.state}, "
-                      "not EXECUTING", Reason.NOT_EXECUTING)
-    if goal.plan_id != followed.plan_id or goal.step_index != followed.step_index:
-        now_doing = (f"plan {followed.plan_id} step {followed.step_index + 1}" if followed.plan_id
-                     else "no plan")
-        raise Refusal(FailureKind.INVALID, f"refused {goal.describe()}: the supervisor is executing {now_doing}",
-                      Reason.NOT_CURRENT_STEP)
-    if not followed.goal_id or goal.goal_id != followed.goal_id:
-        # same plan and step, but another sender: a copy of the supervisor's goal is still not its goal
-        raise Refusal(FailureKind.INVALID, f"refused {goal.describe()}: goal {goal.goal_id[:8] or '(no id)'} is "
-                      "not the goal the supervisor announced for this step; only the supervisor sends goals",
-                      Reason.NOT_ANNOUNCED)
-
-
-def halts_on_state(previous: FollowedState | None, state: str, session: str, stamp_ns: int,
-                   released_ns: int) -> bool:
+def halts_on_state(previous: FollowedState | None, state: str, session: str, stamp_ms: int,
+                   released_ms: int) -> bool:
     """Whether a supervisor state halts the robot: when the supervisor *enters* ESTOP or FAULT.
 
-    Not on every such message, and not on one stamped before the supervisor's own release (its reset's
-    false on the e-stop topic) reached the robot: the state and the e-stop are two topics that DDS does not
-    order between them, and an ESTOP state sent before a reset can arrive after the release it preceded.
+    Not on every such message, and not on one stamped before the supervisor's last release (a signed
+    heartbeat's ``released_ms``) reached the robot: the state and the heartbeat are two topics that DDS
+    does not order between them, and an ESTOP state sent before a reset can arrive after the release it
+    preceded.
     """
     if state not in LATCHED_STATES:
         return False
     entered = previous is None or previous.state != state or previous.session != session
-    return entered and stamp_ns > released_ns
-
-
-class EstopAction(Enum):
-    """What a message on ``/medrobot/estop`` does to the robot's halt latch."""
-
-    HALT = "halt"
-    KEEP = "keep"  # a release from anyone but the supervisor: still halted until the supervisor resets
-    RELEASE = "release"  # the supervisor's own release, sent by its reset
-    NOTHING = "nothing"  # a release with nothing halted
-
-
-def estop_action(pressed: bool, halted: bool, from_supervisor: Callable[[], bool]) -> EstopAction:
-    """``true`` halts, always; ``false`` releases only when the supervisor sent it (its reset): releasing the
-    robot happens only through the supervisor's reset (architecture.md's trust model).
-
-    Whether the supervisor is latched yet cannot decide it: a press and a release a few milliseconds apart
-    reach the robot before the supervisor's ESTOP state does, and a release judged "outside a latch" then
-    freed a robot whose supervisor latched a moment later. ``from_supervisor`` is asked only for a halted
-    robot (it looks the sender up in the ROS graph)."""
-    if pressed:
-        return EstopAction.HALT
-    if not halted:
-        return EstopAction.NOTHING
-    return EstopAction.RELEASE if from_supervisor() else EstopAction.KEEP
+    return entered and stamp_ms > released_ms
 
 
 def arms_of(cs: CommandSet, step: Step) -> frozenset[str]:
@@ -216,103 +180,147 @@ class Admitted:
     arms: frozenset[str]
     token: CancelToken = field(default_factory=CancelToken)
     started_at: float = field(default_factory=time.monotonic)
+    issued_ms: int = 0  # its capability's mint time: a state stamped before it knew nothing of this goal
+
+
+@dataclass(frozen=True)
+class StateEffect:
+    """What one ``/medrobot/state`` message did: running goals it cancels, and whether it halted the robot."""
+
+    cancel: list[Admitted]
+    halted: bool
 
 
 class SkillServerCore:
     """A skill server's state and rules over one backend; thread-safe, ROS-free.
 
-    The node calls ``on_state`` for every ``/medrobot/state`` message, ``admit`` for every goal, ``run`` on
-    its control thread, ``halt``/``clear_halt`` from the e-stop subscriber, and ``watch`` from a timer.
+    The node calls ``admit`` for every goal, ``run`` on its control thread, ``halt`` and ``on_heartbeat``
+    from the e-stop thread, ``on_state`` for every ``/medrobot/state`` message, and ``watch`` from a timer.
 
-    ``clock`` stamps admissions and halts and judges the followed state's age and the loop's; the states
-    given to ``on_state`` and the backend's ``last_heartbeat`` must be on it (``time.monotonic`` for all
-    by default), so a test drives all of them with one ``ManualClock``. Pacing at ``real_time_factor``
-    keeps real time: it paces real motion.
+    Two clocks: ``clock`` stamps admissions and local halt times for the status and judges the loop's age
+    (``time.monotonic`` by default, like the backend's ``last_heartbeat``); the ``watchdog``'s clock is the
+    shared wall clock the supervisor's beats, releases, states and capabilities are stamped on, so halts
+    are stamped on it too, to be ordered against releases. A test drives all of them with one
+    ``ManualClock``. Pacing at ``real_time_factor`` keeps real time: it paces real motion.
     """
 
-    def __init__(self, backend: SkillBackend, *, max_state_age_s: float = 1.0, real_time_factor: float = 0.0,
+    def __init__(self, backend: SkillBackend, *, verifier: CapabilityVerifier, watchdog: Watchdog,
+                 audit: AuditLog | None = None, real_time_factor: float = 0.0,
                  clock: Clock = time.monotonic) -> None:
         if backend.domain not in DOMAINS:
             raise ValueError(unknown_domain(backend.domain))
         self.backend = backend
         self.domain = backend.domain
-        self.max_state_age_s = max_state_age_s
+        self.verifier = verifier
+        self.watchdog = watchdog
+        self.audit = audit if audit is not None else AuditLog(None, keep_records=False)
         if not math.isfinite(real_time_factor) or real_time_factor < 0:
             raise ValueError(f"real_time_factor must be >= 0 (0 = as fast as the physics computes), got "
                              f"{real_time_factor}")
         self.real_time_factor = real_time_factor
         self.clock = clock
         self._lock = threading.Lock()
+        self._latch = threading.Lock()  # halts and releases are decided one at a time (never under _lock)
         self._followed: FollowedState | None = None
         self._active: dict[str, Admitted] = {}
         self._done: set[tuple[str, int]] = set()
         self.halt_reason = ""
         self.halted_at: float | None = None
+        self.halt_ms: int | None = None  # the latest halt's stamp (shared clock, ms): a release must be later
+        self.released_ms = 0  # the supervisor's last release, from its signed heartbeats
         self.refusals = 0
 
-    # ---------------------------------------------------------------- the followed supervisor
+    # ---------------------------------------------------------------- the supervisor
     @property
     def followed(self) -> FollowedState | None:
         return self._followed
 
-    def on_state(self, state: FollowedState) -> list[Admitted]:
-        """Record the supervisor's state; returns running goals it no longer authorises (cancel them)."""
+    def on_state(self, state: FollowedState) -> StateEffect:
+        """Record the supervisor's state: it halts the robot when the supervisor enters ESTOP/FAULT after its
+        last release, and cancels running goals it says the supervisor no longer executes, if it is not
+        older than the goal's capability (a state overtaken by the goal says nothing about it)."""
         with self._lock:
-            self._followed = state
-            return [a for a in self._active.values() if not self._still_authorised(a, state)]
+            previous, self._followed = self._followed, state
+            cancel = [a for a in self._active.values()
+                      if state.stamp_ms >= a.issued_ms and not self._still_executing(a, state)]
+        with self._latch:
+            halt = (halts_on_state(previous, state.state, state.session, state.stamp_ms, self.released_ms)
+                    and not self.backend.halted)
+            if halt:
+                self._halt(f"the supervisor is {state.state}: {state.reason}", state.stamp_ms)
+        return StateEffect(list({id(a): a for a in cancel}.values()), halt)
 
     @staticmethod
-    def _still_authorised(a: Admitted, state: FollowedState) -> bool:
-        return state.state == SupervisorState.EXECUTING and state.plan_id == a.goal.plan_id and state.step_index == a.goal.step_index
+    def _still_executing(a: Admitted, state: FollowedState) -> bool:
+        return (state.state == SupervisorState.EXECUTING and state.plan_id == a.goal.plan_id
+                and state.step_index == a.goal.step_index)
 
-    def watch(self) -> list[tuple[Admitted, str]]:
-        """Goals to cancel because the supervisor went silent: a robot never moves unsupervised."""
-        now = self.clock()
-        with self._lock:
-            f = self._followed
-            if f is None or now - f.received_at <= self.max_state_age_s:
-                return []
-            why = f"supervisor lost: no /medrobot/state for {now - f.received_at:.1f} s"
-            return [(a, why) for a in self._active.values()]
+    def on_heartbeat(self, wire: str) -> tuple[Heartbeat, bool]:
+        """Take a supervisor beat (``Untrusted`` if it is not genuine, fresh and in order: nothing changes);
+        returns it and whether it released the robot: halted, and its release is later than the halt."""
+        hb = self.watchdog.offer(wire)
+        with self._latch:
+            self.released_ms = max(self.released_ms, hb.released_ms)
+            release = self.backend.halted and hb.released_ms > self._halt_stamp()
+            if release:
+                self.backend.clear_halt()
+                self.halt_reason = ""
+                self.halted_at = None
+                self.halt_ms = None
+        return hb, release
+
+    def _halt_stamp(self) -> int:
+        """The halt a release must follow; a backend that halted on its own is stamped when first noticed."""
+        if self.halt_ms is None:
+            self.halt_ms = millis(self.watchdog.clock())
+        return self.halt_ms
+
+    def watch(self) -> Watch | None:
+        """For the node's timer: while no valid heartbeat is in the window, cancel every running goal (the
+        robot never moves unsupervised; the e-stop latch is not engaged, a valid beat is enough to go on).
+        Returns the watchdog's verdict when it changed, for the log."""
+        change = self.watchdog.transition()
+        verdict = change or self.watchdog.check()
+        if verdict.halted:
+            for a in self.active:
+                a.token.cancel(f"supervisor lost: {verdict.message}")
+        return change
 
     # ---------------------------------------------------------------- goals
     def check_form(self, goal: GoalRequest) -> Step:
         try:
             return parse_goal(goal, self.domain)
-        except Refusal:
-            self.refusals += 1
-            raise
-
-    def never_authorised(self, goal: GoalRequest) -> bool:
-        """Whether no later state can authorise ``goal``: the supervisor latched (ESTOP/FAULT) during its plan.
-
-        A goal may overtake the state that authorises it, so the node waits a little for that state; a
-        latched supervisor never resumes the plan it stopped, so waiting then only delays the refusal that
-        tells the supervisor its own stop was obeyed."""
-        f = self._followed
-        return f is not None and f.state in LATCHED_STATES and f.plan_id == goal.plan_id
-
-    def authorised(self, goal: GoalRequest, state_publishers: int) -> Refusal | None:
-        """None if the followed supervisor authorises ``goal`` now; else the refusal (not counted yet)."""
-        try:
-            authorise(goal, self._followed, self.clock(), max_age_s=self.max_state_age_s,
-                      state_publishers=state_publishers)
         except Refusal as r:
-            return r
-        return None
-
-    def admit(self, goal: GoalRequest, step: Step, state_publishers: int) -> Admitted:
-        """Checks 2-4 and, if they pass, reserve the arms; raises ``Refusal``."""
-        try:
-            return self._admit(goal, step, state_publishers)
-        except Refusal:
-            self.refusals += 1
+            self._refused(goal, r)
             raise
 
-    def _admit(self, goal: GoalRequest, step: Step, state_publishers: int) -> Admitted:
-        refusal = self.authorised(goal, state_publishers)
-        if refusal is not None:
-            raise refusal
+    def admit(self, goal: GoalRequest, step: Step) -> Admitted:
+        """Checks 2-6 and, if they pass, reserve the arms; raises ``Refusal`` (audited)."""
+        try:
+            return self._admit(goal, step)
+        except Refusal as r:
+            self._refused(goal, r)
+            raise
+
+    def _refused(self, goal: GoalRequest, r: Refusal) -> None:
+        self.refusals += 1
+        event = GoalRefusedEvent(goal=goal.describe(), goal_id=goal.goal_id, skill=goal.skill, code=r.code.value,
+                                 reason=r.message)
+        try:
+            self.audit.append(event.kind, **event.fields())
+        except Exception as exc:  # noqa: BLE001 - the goal is refused all the same; the log says the record is lost
+            _LOG.error("audit log failed, refusal of %s not recorded: %s", goal.describe(), exc)
+
+    def _admit(self, goal: GoalRequest, step: Step) -> Admitted:
+        try:
+            self.watchdog.require_alive()
+        except Untrusted as u:
+            raise Refusal.untrusted(FailureKind.HALTED, u) from None
+        try:
+            cap = self.verifier.admit(goal.capability, plan_id=goal.plan_id, step_index=goal.step_index,
+                                      skill=goal.skill, args=step.args, domain=goal.domain, goal_id=goal.goal_id)
+        except Untrusted as u:
+            raise Refusal.untrusted(FailureKind.INVALID, u) from None
         if self.backend.halted:
             raise Refusal(FailureKind.HALTED, f"refused {goal.describe()}: the robot is halted "
                           f"({self.halt_reason or 'e-stop'}); reset first", Reason.HALTED)
@@ -344,7 +352,7 @@ class SkillServerCore:
                 other = next(iter(self._active.values()))
                 raise Refusal(FailureKind.INVALID, f"refused {goal.describe()}: the robot is running "
                               f"{other.goal.describe()}", Reason.ROBOT_BUSY)
-            admitted = Admitted(goal, checked, arms, started_at=self.clock())
+            admitted = Admitted(goal, checked, arms, started_at=self.clock(), issued_ms=cap.issued_ms)
             for arm in arms:
                 self._active[arm] = admitted
             return admitted
@@ -355,7 +363,7 @@ class SkillServerCore:
             feedback = self._paced(on_feedback)
             result = self.backend.execute(admitted.step, admitted.token, feedback)
         except Exception as exc:  # noqa: BLE001 - a backend bug is a failed step, reported, never a crash
-            self.backend.halt(f"backend error: {exc}")
+            self.halt(f"backend error: {exc}")
             result = StepResult.failed(FailureKind.ERROR, f"the backend raised {type(exc).__name__}: {exc}")
         with self._lock:
             for arm in admitted.arms:
@@ -388,24 +396,28 @@ class SkillServerCore:
             return list({id(a): a for a in self._active.values()}.values())
 
     # ---------------------------------------------------------------- e-stop
-    def halt(self, reason: str) -> None:
+    def halt(self, reason: str, stamp_ms: int | None = None) -> None:
         """Halt now (motion held within this call), latched; running goals end as halted.
+
+        ``stamp_ms`` is when the halt was asked for on the shared clock (an e-stop press's source stamp; now
+        by default): only a release later than the latest halt frees the robot, so a press sent after the
+        supervisor's reset is never undone by the beats carrying that reset.
 
         A halt while already latched holds motion again but keeps when and why the latch engaged: the
         supervisor echoes every stop on the e-stop topic, and that echo must not move ``halted_at`` to its
         own, later arrival (the status would say the robot stopped later than it did)."""
+        with self._latch:
+            self._halt(reason, millis(self.watchdog.clock()) if stamp_ms is None else stamp_ms)
+
+    def _halt(self, reason: str, stamp_ms: int) -> None:
         latched = self.backend.halted and self.halted_at is not None
         self.backend.halt(reason)
         if not latched:
             self.halt_reason = reason
             self.halted_at = self.clock()
+        self.halt_ms = stamp_ms if self.halt_ms is None else max(self.halt_ms, stamp_ms)
         for a in self.active:
             a.token.cancel(reason)
-
-    def clear_halt(self) -> None:
-        self.backend.clear_halt()
-        self.halt_reason = ""
-        self.halted_at = None
 
     # ---------------------------------------------------------------- status
     def status(self) -> dict[str, Any]:
@@ -423,6 +435,7 @@ class SkillServerCore:
             telemetry = {}
         active = self.active
         now = self.clock()
+        watch = self.watchdog.check()
         return {
             "domain": self.domain,
             "halted": self.backend.halted,
@@ -438,6 +451,7 @@ class SkillServerCore:
             "world_error": error,
             "telemetry": telemetry,
             "refusals": self.refusals,
+            "supervisor": {"alive": not watch.halted, "instance": watch.instance, "message": watch.message},
             "mono": now,
         }
 

@@ -219,6 +219,11 @@ class Supervisor(AdmissionMixin, StepGateMixin, LatchMixin):
         log must show who tried, even though nothing happened. Changes no state."""
         return self._log(event)
 
+    def record_discarded(self, plan: Plan) -> int | None:
+        """Audit a plan that came back for a command the operator had already withdrawn: it never reached the
+        machine, and the log says so. Changes no state."""
+        return self._log(ev.PlanDiscardedEvent(plan=plan.to_json(), state=self.state.value))
+
     def status(self) -> dict[str, Any]:
         with self._lock:
             run = self._run

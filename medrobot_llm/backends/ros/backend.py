@@ -3,11 +3,13 @@
 ``execute`` is an ExecuteSkill action client; the robot's world state, halt latch and liveness come from
 the skill server's ``/medrobot/robot_status`` and from the goal's feedback. A skill server that stops
 talking (killed, hung, unplugged) stops the heartbeat, and the supervisor's watchdog turns that into FAULT.
-``halt`` publishes ``/medrobot/estop``: the fastest way to the robot, and latched for late joiners.
+``halt`` publishes ``/medrobot/estop``: the fastest way to the robot, and latched for late joiners. Each goal
+carries a capability minted for exactly that step and goal id (docs/trust.md): the skill server runs nothing
+else. Only ``clear_halt`` (the supervisor's reset) releases the robot, with a signed heartbeat.
 
-A goal the skill server refuses after we stopped or cancelled it (it follows our state, which said ESTOP
-or IDLE before the goal was looked at) was refused *because* of our stop: it ends as halted (or cancelled),
-never as an invalid step, so the supervisor keeps the latch it chose instead of turning it into a FAULT.
+A goal the skill server refuses after we stopped or cancelled it (it was halted, or our state said the step
+was over) was refused *because* of our stop: it ends as halted (or cancelled), never as an invalid step, so
+the supervisor keeps the latch it chose instead of turning it into a FAULT.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from medrobot_llm.core.clock import Clock
 from medrobot_llm.core.plan import Step
 from medrobot_llm.core.validator import WorldState
 from medrobot_llm.backends.ros.common import ACTION_EXECUTE, TOPIC_ESTOP, GoalClient, TOPIC_ROBOT_STATUS, latched_qos, reliable_qos
+from medrobot_llm.safety.capability import CapabilityMinter
 from medrobot_llm.safety.gate import to_json, world_from_json
 
 __all__ = ["RosSkillBackend", "SkillServerLost"]
@@ -42,14 +45,16 @@ class SkillServerLost(RuntimeError):
 
 class RosSkillBackend(SkillBackend):
     """Runs each step as one ExecuteSkill goal. ``locate`` maps the step's cancel token to its plan id and
-    index (the goal must name them for the skill server to accept it); ``before_send`` publishes the
-    supervisor state that authorises the goal, naming its goal id, just before it goes out. ``clock`` stamps
-    what the skill server says and when (the heartbeat the supervisor watches), so it must be the supervisor's."""
+    index; ``minter`` signs the goal's capability (the graph secret); ``before_send`` publishes the supervisor
+    state naming the goal id (information for consoles), just before it goes out; ``release`` sends the
+    supervisor's signed release. ``clock`` stamps what the skill server says and when (the heartbeat the
+    supervisor watches), so it must be the supervisor's."""
 
     control_period_s = 0.005
 
     def __init__(self, node: Node, domain: str, *, locate: Callable[[CancelToken], tuple[str, int] | None],
-                 before_send: Callable[[str, int, str], None], callback_group: CallbackGroup,
+                 before_send: Callable[[str, int, str], None], minter: CapabilityMinter,
+                 release: Callable[[], None], callback_group: CallbackGroup,
                  status_group: CallbackGroup, server_wait_s: float = 5.0, stale_after_s: float = 1.0,
                  cancel_grace_s: float = 1.0, reset_wait_s: float = 2.0, clock: Clock = time.monotonic) -> None:
         self.domain = domain
@@ -57,6 +62,8 @@ class RosSkillBackend(SkillBackend):
         self._node = node
         self._locate = locate
         self._before_send = before_send
+        self._minter = minter
+        self._release = release
         self.server_wait_s = server_wait_s
         self.stale_after_s = stale_after_s
         self.cancel_grace_s = cancel_grace_s
@@ -133,9 +140,11 @@ class RosSkillBackend(SkillBackend):
             self._estop_pub.publish(Bool(data=True))
 
     def clear_halt(self) -> None:
-        """Release the latch (publish false on the e-stop topic) and wait until the robot says it is clear."""
+        """Release the robot (the signed release; then false on the e-stop topic, so late joiners do not see our
+        own earlier press as pressed) and wait until the robot says it is clear."""
         self._local_halt = False
         asked = self.clock()
+        self._release()
         self._estop_pub.publish(Bool(data=False))
         with self._cond:
             self._cond.wait_for(lambda: self._status_at > asked and not (self._status or {}).get("halted"),
@@ -166,9 +175,11 @@ class RosSkillBackend(SkillBackend):
                 on_feedback(Feedback(phase=fb.phase or "running", progress=min(1.0, max(0.0, float(fb.progress))),
                                      telemetry=telemetry if isinstance(telemetry, dict) else {}))
 
-        goal = ExecuteSkill.Goal(plan_id=plan_id, step_index=index, skill=step.skill, args_json=to_json(step.args),
-                                 domain=self.domain)
         goal_id = uuid.uuid4()
+        capability = self._minter.mint(plan_id=plan_id, step_index=index, skill=step.skill, args=step.args,
+                                       domain=self.domain, goal_id=goal_id.hex)
+        goal = ExecuteSkill.Goal(plan_id=plan_id, step_index=index, skill=step.skill, args_json=to_json(step.args),
+                                 domain=self.domain, capability=capability.to_wire())
         self._before_send(plan_id, index, goal_id.hex)
         if token.cancelled or self._local_halt:
             return self._stopped_before_start(token, "the goal was not sent")

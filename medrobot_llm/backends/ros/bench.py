@@ -1,15 +1,18 @@
 """What the two ROS benchmarks share: a skill server process and an in-process supervisor node.
 
 The skill server runs as its own process over real DDS on loopback, on a claimed ROS_DOMAIN_ID; the
-supervisor node runs in the benchmark's process so the benchmark can time inside its backend.
+supervisor node runs in the benchmark's process so the benchmark can time inside its backend. The two share
+a graph secret made for the run (in a temporary keys folder), as a bringup's nodes share theirs.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -19,6 +22,7 @@ from typing import Any
 
 from medrobot_llm.backends.ros.nodes import SKILL_SERVER
 from medrobot_llm.backends.ros.env import INSTALL_HINT, child_env, unique_domain_id
+from medrobot_llm.safety.keys import init_keys
 
 __all__ = ["percentiles", "plain_action_round_trips", "supervised_skill_server"]
 
@@ -53,6 +57,8 @@ def supervised_skill_server(domain: str, real_time_factor: float, log: Path) -> 
         from medrobot_llm.backends.ros.supervisor_node import SupervisorNode
     except ImportError as exc:
         raise SystemExit(f"ROS 2 is not importable here ({exc}): {INSTALL_HINT}") from None
+    keys_dir = Path(tempfile.mkdtemp(prefix="medrobot-bench-keys-")) / "keys"
+    init_keys(keys_dir, ["bench"])  # a graph of its own: the bench's secret is nobody else's
     claim = unique_domain_id()
     os.environ["ROS_DOMAIN_ID"] = str(claim.domain_id)
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
@@ -61,10 +67,11 @@ def supervised_skill_server(domain: str, real_time_factor: float, log: Path) -> 
         proc = subprocess.Popen(
             [env["MEDROBOT_ROS_PYTHON"], "-m", SKILL_SERVER.module, "--ros-args",
              "-p", f"{SKILL_SERVER.name}:domain:={domain}",
-             "-p", f"{SKILL_SERVER.name}:real_time_factor:={float(real_time_factor)!r}"],
+             "-p", f"{SKILL_SERVER.name}:real_time_factor:={float(real_time_factor)!r}",
+             "-p", f"{SKILL_SERVER.name}:keys_dir:={keys_dir}"],
             env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
     rclpy.init()
-    node = SupervisorNode(domain=domain)
+    node = SupervisorNode(domain=domain, keys_dir=str(keys_dir))
     executor = SingleThreadedExecutor()  # as `medrobot bringup` runs the supervisor (spin_node)
     executor.add_node(node)
     spin = threading.Thread(target=executor.spin, daemon=True)
@@ -84,6 +91,7 @@ def supervised_skill_server(domain: str, real_time_factor: float, log: Path) -> 
         rclpy.try_shutdown()
         _interrupt(proc)
         claim.release()
+        shutil.rmtree(keys_dir.parent, ignore_errors=True)
         print(f"(skill server log: {log})", file=sys.stderr)
 
 

@@ -32,7 +32,6 @@ __all__ = [
     "TOPIC_ESTOP",
     "TOPIC_EVENTS",
     "TOPIC_HEARTBEAT",
-    "TOPIC_PLANNED",
     "TOPIC_RESET",
     "TOPIC_ROBOT_STATUS",
     "TOPIC_STATE",
@@ -51,16 +50,14 @@ TOPIC_ESTOP = "/medrobot/estop"
 TOPIC_CONFIRM = "/medrobot/confirm"
 TOPIC_STATE = "/medrobot/state"
 # added by the bridge (std_msgs/String holding JSON)
-#: planner node -> supervisor: {"text": T, "plan": PLAN_OBJECT} for every command on /medrobot/command
-TOPIC_PLANNED = "/medrobot/planned"
 #: supervisor -> consoles: every audit record, step feedback and the reply to every command
 TOPIC_EVENTS = "/medrobot/events"
 #: skill server -> supervisor: liveness, halt latch, world state and telemetry, several times a second
 TOPIC_ROBOT_STATUS = "/medrobot/robot_status"
-#: consoles -> supervisor (``std_msgs/Empty``, reliable, volatile): the operator's reset of a latched ESTOP or
-#: FAULT. A false on /medrobot/estop only releases the sender's own e-stop press (so late joiners do not see it
-#: pressed); by the contract only true has a meaning there, and a reset is an explicit act, never a side
-#: effect of a stop message (a stop and a release published together must leave the e-stop latched).
+#: consoles -> supervisor (a signed ``medrobot_interfaces/OperatorMessage`` of kind reset, reliable, volatile):
+#: the operator's reset of a latched ESTOP or FAULT. A false on /medrobot/estop releases nothing (anyone may
+#: publish it); only the supervisor's reset releases the robot, by a signed heartbeat. /medrobot/command
+#: (command, cancel, stop) and /medrobot/confirm (confirm, deny) carry the same signed message type.
 TOPIC_RESET = "/medrobot/reset"
 #: supervisor -> skill servers (``medrobot_interfaces/Heartbeat``, reliable, volatile): its signed liveness and
 #: releases; without a valid beat inside the window a skill server halts and refuses every goal

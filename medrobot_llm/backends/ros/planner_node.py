@@ -1,9 +1,11 @@
-"""The planner node: ``/medrobot/plan`` (PlanCommand) and the consumer of ``/medrobot/command``.
+"""The planner node: the ``/medrobot/plan`` service (PlanCommand), which the supervisor calls for each accepted
+operator command (architecture.md: the supervisor calls the planner).
 
-Every text command is planned (rule planner by default; ``planner:=openai`` or ``hybrid`` with the same
-settings as the CLI, from the environment or ``llm_config``) and handed on, with its text, on
-``/medrobot/planned``: the supervisor validates it against the robot's world and decides. Commands are
-handled one at a time, in the order they arrive.
+Every text is planned (rule planner by default; ``planner:=openai`` or ``hybrid`` with the same settings as the
+CLI, from the environment or ``llm_config``) and the answer is signed with the graph secret over the request's
+id (the operator message's MAC), domain, text, status and plan (``safety.planned``): the supervisor acts only on
+its own command's answer from a planner holding the secret, and still validates the plan against the world.
+The node reads no topic: nothing reaches the supervisor as a plan except through this answer.
 """
 
 from __future__ import annotations
@@ -12,11 +14,11 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
-from std_msgs.msg import String
 
 from medrobot_interfaces.srv import PlanCommand
 
@@ -28,8 +30,10 @@ from medrobot_llm.planning.admission import plan_text
 from medrobot_llm.planning.base import Planner
 from medrobot_llm.planning.factory import add_planner_arguments, make_planner
 from medrobot_llm.core.validator import WorldState
-from medrobot_llm.backends.ros.common import SERVICE_PLAN, TOPIC_COMMAND, TOPIC_PLANNED, reliable_qos, spin_node
+from medrobot_llm.backends.ros.common import SERVICE_PLAN, spin_node
+from medrobot_llm.safety import keys
 from medrobot_llm.safety.gate import to_json, world_from_json
+from medrobot_llm.safety.planned import sign_answer
 
 __all__ = ["PlannerNode", "main", "planner_from_name"]
 
@@ -50,20 +54,21 @@ class PlannerNode(Node):
         self.domain = str(self.declare_parameter("domain", overrides.get("domain", "")).value)
         name = str(self.declare_parameter("planner", overrides.get("planner", "rule")).value)
         llm_config = str(self.declare_parameter("llm_config", overrides.get("llm_config", "")).value)
+        keys_dir = str(self.declare_parameter("keys_dir", overrides.get("keys_dir", "")).value)
         if not self.domain:
             raise SystemExit("medrobot planner: the 'domain' parameter is required "
                              f"({', '.join(DOMAINS)})")
+        try:
+            self._secret = keys.load_graph_secret(Path(keys_dir).expanduser() if keys_dir else None)
+        except keys.KeyFileError as exc:
+            raise SystemExit(f"medrobot planner: {exc}") from None
         try:
             self.planner = planner_from_name(name, llm_config)
         except (ValueError, SystemExit) as exc:
             raise SystemExit(f"medrobot planner: cannot build the {name!r} planner: {exc}") from None
         self._group = MutuallyExclusiveCallbackGroup()
-        self._planned = self.create_publisher(String, TOPIC_PLANNED, reliable_qos(10))
         self.create_service(PlanCommand, SERVICE_PLAN, self._on_plan, callback_group=self._group)
-        self.create_subscription(String, TOPIC_COMMAND, self._on_command, reliable_qos(10),
-                                 callback_group=self._group)
-        self.get_logger().info(f"planner '{name}' for {self.domain}: {TOPIC_COMMAND} -> {TOPIC_PLANNED}, "
-                               f"service {SERVICE_PLAN}")
+        self.get_logger().info(f"planner '{name}' for {self.domain}: service {SERVICE_PLAN}, answers signed")
 
     def plan(self, domain: str, text: str, world: WorldState | None = None) -> Plan:
         try:
@@ -84,15 +89,14 @@ class PlannerNode(Node):
                 world = world_from_json(json.loads(request.world_state_json))
             except ValueError as exc:
                 plan = Plan.refused(request.domain, f"world_state_json is not a world state ({exc})", Reason.MALFORMED)
-                response.status, response.plan_json = plan.status.value, to_json(plan.to_json())
-                return response
-        plan = self.plan(request.domain, request.text, world)
-        response.status, response.plan_json = plan.status.value, to_json(plan.to_json())
-        return response
+                return self._answer(request, response, plan)
+        return self._answer(request, response, self.plan(request.domain, request.text, world))
 
-    def _on_command(self, msg: String) -> None:
-        plan = self.plan(self.domain, msg.data)
-        self._planned.publish(String(data=to_json({"text": msg.data, "plan": plan.to_json()})))
+    def _answer(self, request: Any, response: Any, plan: Plan) -> Any:
+        response.status, response.plan_json = plan.status.value, to_json(plan.to_json())
+        response.signature = sign_answer(self._secret, request_id=request.request_id, domain=request.domain,
+                                         text=request.text, status=response.status, plan_json=response.plan_json)
+        return response
 
 
 def main(argv: Sequence[str] | None = None) -> int:

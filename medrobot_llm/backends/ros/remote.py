@@ -1,15 +1,18 @@
 """``RemoteSupervisor``: the supervisor's command surface, over the graph (the consoles' ``--ros`` mode).
 
-It publishes ``/medrobot/command``, ``/medrobot/confirm``, ``/medrobot/estop`` and ``/medrobot/reset`` and follows
-``/medrobot/state`` and ``/medrobot/events``. It implements ``SupervisorClient`` as ``Supervisor`` does: each
-command answers with the ``Reply`` the supervisor node sent back (or a refusal saying it did not answer in
-time), and listeners get the typed events of ``/medrobot/events``. ``stop`` never waits for anything
-before publishing.
+It publishes signed operator messages (``safety.operator``, with this operator's key) on ``/medrobot/command``
+(command, cancel, stop), ``/medrobot/confirm`` (confirm, deny) and ``/medrobot/reset`` (reset), true on
+``/medrobot/estop``, and follows ``/medrobot/state`` and ``/medrobot/events``. It implements
+``SupervisorClient`` as ``Supervisor`` does: each command answers with the ``Reply`` the supervisor node sent
+back (refusals name why), and listeners get the typed events of ``/medrobot/events``. ``stop`` never waits
+for anything before publishing.
 
-``/medrobot/confirm`` is a bare Bool that answers whatever the supervisor is asking now, so a confirmation
-of a given step first checks that the question on the graph is still about that step. The events topic
-can run ahead of ``/medrobot/state``, so a question already shown may take a moment to appear in the
-state: it is waited for briefly, never assumed.
+Command, confirm, deny and reset answer the nonce of the state they were given in (``SupervisorState.nonce``):
+a confirmation names the question it saw, so it can never confirm one asked later. Cancel and stop phrases are
+recognised here and sent as their own kinds, which the supervisor handles at once, never behind a command
+being planned. A command whose reply does not come in time is withdrawn with a signed cancel, so it cannot
+run later. The events topic can run ahead of ``/medrobot/state``, so a question already shown may take a
+moment to appear in the state: it is waited for briefly, never assumed.
 
 State and events are two topics, and DDS orders messages within a topic only. A state message names the
 last record it reflects (``records_through``); it is applied only once that record came in on the events
@@ -24,29 +27,54 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from std_msgs.msg import Bool, Empty, String
+from std_msgs.msg import Bool, String
 
+from medrobot_interfaces.msg import OperatorMessage as OperatorMsg
 from medrobot_interfaces.msg import SupervisorState as StateMsg
 
 from medrobot_llm.core.clock import Clock
 from medrobot_llm.backends.ros.common import (TOPIC_COMMAND, TOPIC_CONFIRM, TOPIC_ESTOP, TOPIC_EVENTS, TOPIC_RESET, TOPIC_STATE,
                       NodeRunner, latched_qos, reliable_qos)
+from medrobot_llm.backends.ros.signed import operator_msg
+from medrobot_llm.language.text import tokenize
+from medrobot_llm.language.words import CONTROL_PHRASES
+from medrobot_llm.safety import keys
 from medrobot_llm.safety.events import EventListener, ReplyEvent, parse_event
+from medrobot_llm.safety.operator import OperatorKind, OperatorSigner
+from medrobot_llm.safety.operator_gate import DEFAULT_COMMAND_WINDOW_S
 from medrobot_llm.safety.machine import LATCHED, SupervisorError, SupervisorState
 from medrobot_llm.safety.replies import Reply
 
-__all__ = ["RemoteSupervisor"]
+__all__ = ["COMMAND_TIMEOUT_S", "RemoteSupervisor"]
 
 _LOG = logging.getLogger(__name__)
 
 #: the longest a state waits for the records it follows (lost events must not freeze the state)
 HOLD_S = 0.5
+#: how long a command waits for its reply: the supervisor's planning window, plus time for the reply to travel
+COMMAND_TIMEOUT_S = DEFAULT_COMMAND_WINDOW_S + 5.0
+
+
+def _phrases(intent: str) -> frozenset[tuple[str, ...]]:
+    return frozenset(tuple(tokenize(p)) for p in CONTROL_PHRASES[intent])
+
+
+#: said alone, these are the operator's cancel and stop: sent as their own kinds, never planned
+_LOCAL_CONTROLS = {OperatorKind.STOP: _phrases("stop"), OperatorKind.CANCEL: _phrases("cancel")}
+
+
+def local_control(text: str) -> OperatorKind | None:
+    words = tuple(t for t in tokenize(text) if any(c.isalnum() for c in t))
+    return next((kind for kind, phrases in _LOCAL_CONTROLS.items() if words in phrases), None)
 
 
 class RemoteSupervisor:
-    """``clock`` measures how long a state has been held (``HOLD_S``); a test drives it by hand."""
+    """Signs as ``operator`` (default ``keys.default_operator()``) with its key from ``keys_dir`` (default
+    ``keys.default_dir()``); a missing or unusable key raises ``KeyFileError`` before anything is published.
+    ``clock`` measures how long a state has been held (``HOLD_S``); a test drives it by hand."""
 
     #: what a command answers when the supervisor node did not
     NO_ANSWER = "the supervisor did not answer over ROS (is `medrobot bringup` running?)"
@@ -55,8 +83,11 @@ class RemoteSupervisor:
     #: how long a confirmation of a given step waits for its question to show in /medrobot/state
     QUESTION_SEEN_S = 2.0
 
-    def __init__(self, name: str = "medrobot_console", *, clock: Clock = time.monotonic) -> None:
+    def __init__(self, name: str = "medrobot_console", *, operator: str | None = None, keys_dir: Path | None = None,
+                 clock: Clock = time.monotonic) -> None:
         self.clock = clock
+        self.operator = operator or keys.default_operator()
+        self._signer = OperatorSigner(self.operator, keys.load_operator_key(self.operator, keys_dir))
         self._runner = NodeRunner(name)
         node = self._runner.node
         self.node = node
@@ -68,10 +99,10 @@ class RemoteSupervisor:
         self._seen_seq: int | None = None  # the last record seen on the events stream (this session)
         self._session = ""
         self._held: tuple[dict[str, Any], Any, int, float] | None = None  # status, msg, through, held since
-        self._command = node.create_publisher(String, TOPIC_COMMAND, reliable_qos(10))
-        self._confirm = node.create_publisher(Bool, TOPIC_CONFIRM, reliable_qos(10))
+        self._command = node.create_publisher(OperatorMsg, TOPIC_COMMAND, reliable_qos(10))
+        self._confirm = node.create_publisher(OperatorMsg, TOPIC_CONFIRM, reliable_qos(10))
         self._estop = node.create_publisher(Bool, TOPIC_ESTOP, latched_qos(5))
-        self._reset = node.create_publisher(Empty, TOPIC_RESET, reliable_qos(10))
+        self._reset = node.create_publisher(OperatorMsg, TOPIC_RESET, reliable_qos(10))
         node.create_subscription(StateMsg, TOPIC_STATE, self._on_state, latched_qos(1))
         node.create_subscription(String, TOPIC_EVENTS, self._on_event, reliable_qos(200))
 
@@ -82,7 +113,7 @@ class RemoteSupervisor:
         except ValueError:
             status = {}
         status.update({"state": msg.state, "plan_id": msg.plan_id, "session": msg.session, "seq": msg.seq,
-                       "estop_latched": msg.estop_latched, "halted": msg.halted})
+                       "estop_latched": msg.estop_latched, "halted": msg.halted, "nonce": msg.nonce})
         try:
             status["world"] = json.loads(msg.world_json) if msg.world_json else None
             status["telemetry"] = json.loads(msg.telemetry_json) if msg.telemetry_json else {}
@@ -200,12 +231,36 @@ class RemoteSupervisor:
         return Reply(False, self._known_state(), why)
 
     # ---------------------------------------------------------------- commands
-    def command(self, text: str, *, source: str = "ros", timeout: float = 10.0) -> Reply:
-        """Plan and run ``text``. ``source`` is for the protocol: over ROS the supervisor logs ``ros``."""
-        return self._ask(lambda: self._command.publish(String(data=text)),
-                         lambda r: r.op == "command" and r.text == text, timeout)
+    def _send(self, publisher: Any, kind: OperatorKind, answers: str = "", body: str = "") -> Callable[[], None]:
+        """What publishes one signed message of ``kind`` (signed when published, so its stamp is fresh)."""
+        return lambda: publisher.publish(operator_msg(self._signer.sign(kind, answers, body)))
+
+    def _nonce(self, status: dict[str, Any] | None = None) -> str:
+        nonce = (status or self.status()).get("nonce")
+        return nonce if isinstance(nonce, str) else ""
+
+    def command(self, text: str, *, source: str = "ros", timeout: float = COMMAND_TIMEOUT_S) -> Reply:
+        """Plan and run ``text``; a cancel or stop phrase is sent as its own kind. ``source`` is for the protocol:
+        over ROS the supervisor logs ``operator:<name>``. A command not answered in time is withdrawn."""
+        control = local_control(text)
+        if control is OperatorKind.STOP:
+            return self.stop(f"operator said {text!r}")
+        if control is OperatorKind.CANCEL:
+            return self.cancel(timeout=min(timeout, 5.0))
+        reply = self._ask(self._send(self._command, OperatorKind.COMMAND, self._nonce(), text),
+                          lambda r: r.op == "command" and r.text == text, timeout)
+        if reply.accepted or reply.message != self.NO_ANSWER:
+            return reply
+        withdrawn = self.cancel(timeout=min(timeout, 5.0))
+        return self._refused(f"{self.NO_ANSWER}; sent a cancel so it cannot run later "
+                             f"({'withdrawn' if withdrawn.accepted else withdrawn.message})")
+
+    def cancel(self, *, timeout: float = 5.0) -> Reply:
+        """Withdraw the command being planned and cancel the run, whatever the supervisor has open."""
+        return self._ask(self._send(self._command, OperatorKind.CANCEL), lambda r: r.op == "cancel", timeout)
 
     def confirm(self, step_index: int | None = None, *, source: str = "ros", timeout: float = 5.0) -> Reply:
+        status = self.status()
         if step_index is not None:
             def asking(s: dict[str, Any]) -> bool:
                 q = s.get("question")
@@ -219,15 +274,18 @@ class RemoteSupervisor:
             if asked != step_index:
                 return self._refused(f"that confirmation is for step {step_index + 1}, but the question is now "
                                      f"about step {int(asked) + 1}; nothing confirmed")
-        return self._ask(lambda: self._confirm.publish(Bool(data=True)), lambda r: r.op == "confirm", timeout)
+        return self._ask(self._send(self._confirm, OperatorKind.CONFIRM, self._nonce(status)),
+                         lambda r: r.op == "confirm", timeout)
 
     def deny(self, *, source: str = "ros", timeout: float = 5.0) -> Reply:
-        return self._ask(lambda: self._confirm.publish(Bool(data=False)), lambda r: r.op == "deny", timeout)
+        return self._ask(self._send(self._confirm, OperatorKind.DENY, self._nonce()), lambda r: r.op == "deny",
+                         timeout)
 
     def stop(self, reason: str = "operator stop", *, source: str = "ros") -> Reply:
-        """E-stop: publish true on the latched e-stop topic, now (the skill server halts on it directly), then
-        say whether the supervisor was seen to latch it. Over ROS the e-stop carries no reason."""
+        """E-stop: publish true on the latched e-stop topic, now (the skill server halts on it directly), and a
+        signed stop naming this operator; then say whether the supervisor was seen to latch it."""
         self._estop.publish(Bool(data=True))
+        self._send(self._command, OperatorKind.STOP)()
         if self.wait_for(SupervisorState.ESTOP, timeout=self.STOP_SEEN_S):
             return Reply(True, SupervisorState.ESTOP,
                          "e-stop published on /medrobot/estop; the supervisor latched it")
@@ -236,23 +294,26 @@ class RemoteSupervisor:
                              f"{self.STOP_SEEN_S:g} s. USE THE HARDWARE E-STOP if anything moves")
 
     def reset(self, *, source: str = "ros", timeout: float = 5.0) -> Reply:
-        """Operator reset: release our e-stop press (false, so late joiners do not find it pressed), then ask
-        for the reset on ``/medrobot/reset``; accepted once the supervisor is out of ESTOP/FAULT/RECOVERING."""
+        """Operator reset: release our e-stop press (false, so late joiners do not find it pressed; it releases
+        nothing), then send a signed reset bound to the latched state's nonce; accepted once the supervisor is
+        out of ESTOP/FAULT/RECOVERING."""
+        status = self.status()
         state = self._known_state()
         if state not in LATCHED:
             return self._refused(f"nothing to reset: the supervisor is {state.value}, not ESTOP or FAULT")
         self._estop.publish(Bool(data=False))
         deadline = time.monotonic() + timeout
-        reply = self._ask(lambda: self._reset.publish(Empty()), lambda r: r.op == "reset", timeout)
-        status = None
+        reply = self._ask(self._send(self._reset, OperatorKind.RESET, self._nonce(status)),
+                          lambda r: r.op == "reset", timeout)
+        after = None
         if reply.accepted:
-            status = self.wait_status(lambda s: s["state"] not in (*LATCHED, SupervisorState.RECOVERING),
-                                      max(0.0, deadline - time.monotonic()))
-        if status is None:
+            after = self.wait_status(lambda s: s["state"] not in (*LATCHED, SupervisorState.RECOVERING),
+                                     max(0.0, deadline - time.monotonic()))
+        if after is None:
             now = self.status()
-            return self._refused(f"reset refused: the supervisor is still {now.get('state')} "
-                                 f"({now.get('reason') or 'no reason given'})")
-        return Reply(True, SupervisorState(status["state"]), "reset: ready")
+            why = reply.message if not reply.accepted else (now.get("reason") or "no reason given")
+            return self._refused(f"reset refused: the supervisor is still {now.get('state')} ({why})")
+        return Reply(True, SupervisorState(after["state"]), "reset: ready")
 
     def subscribe(self, listener: EventListener) -> Callable[[], None]:
         with self._cond:

@@ -10,21 +10,26 @@ Thin by design: every decision is ``SkillServerCore``'s (``safety.gate``). The n
   ``/medrobot/estop`` subscription, spun by its own executor at the highest priority the OS grants
   (``priority``). The main executor's queue (status ticks, goals, feedback) never stands in front of a
   stop: with both cores busy, a stop waited up to 120 ms there. It halts the scene at once (motion held
-  within that call); while the supervisor it follows is in ESTOP/FAULT, only that supervisor's own release
-  (false, sent by its reset) un-halts the robot (``gate.estop_action``): anyone else's release of their
-  e-stop button must not free a latched robot;
-- a timer publishes ``/medrobot/robot_status`` (liveness, halt latch, world state) and cancels a running
-  goal if the supervisor it follows falls silent.
+  within that call). The same node takes the supervisor's signed heartbeat (``/medrobot/heartbeat``): a
+  ``false`` on the e-stop topic releases nothing (anyone may publish it); a valid beat whose release is
+  later than the halt does (``SkillServerCore.on_heartbeat``), so releasing happens only through the
+  supervisor's reset, and beats keep arriving on this thread however busy the main executor is;
+- a timer publishes ``/medrobot/robot_status`` (liveness, halt latch, world state, the supervisor's
+  heartbeat) and, while no valid heartbeat is in the window, cancels every running goal.
+
+Keys: the graph secret (``graph.key`` in the ``keys_dir`` parameter, "" = ``keys.default_dir()``) verifies
+the capabilities and the heartbeats; without a usable key the node does not start. Every refused goal is
+recorded in the node's own audit log (``audit_log``, "" = memory only).
 """
 
 from __future__ import annotations
 
-import json
 import queue
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from rclpy.action.server import ActionServer, CancelResponse, GoalResponse, ServerGoalHandle
@@ -36,24 +41,23 @@ from rclpy.task import Future
 from std_msgs.msg import Bool, String
 
 from medrobot_interfaces.action import ExecuteSkill
+from medrobot_interfaces.msg import Heartbeat as HeartbeatMsg
 from medrobot_interfaces.msg import SupervisorState
 
 from medrobot_llm.backends.ros.nodes import SKILL_SERVER
 from medrobot_llm.core.command_set import DOMAINS
 from medrobot_llm.backends.base import FailureKind, Feedback, FeedbackFn, StepResult
-from medrobot_llm.backends.ros.common import ACTION_EXECUTE, TOPIC_ESTOP, TOPIC_ROBOT_STATUS, TOPIC_STATE, latched_qos, reliable_qos, spin_node
-from medrobot_llm.backends.ros.priority import raise_priority, reception_threads, threads_of_this_process
-from medrobot_llm.safety.gate import (
-    Admitted,
-    EstopAction,
-    FollowedState,
-    GoalRequest,
-    Refusal,
-    SkillServerCore,
-    estop_action,
-    halts_on_state,
-    to_json,
+from medrobot_llm.backends.ros.common import (
+    ACTION_EXECUTE, TOPIC_ESTOP, TOPIC_HEARTBEAT, TOPIC_ROBOT_STATUS, TOPIC_STATE, latched_qos, reliable_qos, spin_node,
 )
+from medrobot_llm.backends.ros.priority import raise_priority, reception_threads, threads_of_this_process
+from medrobot_llm.backends.ros.signed import heartbeat_wire
+from medrobot_llm.safety import keys
+from medrobot_llm.safety.audit import AuditLog
+from medrobot_llm.safety.capability import CapabilityVerifier
+from medrobot_llm.safety.gate import Admitted, FollowedState, GoalRequest, Refusal, SkillServerCore, to_json
+from medrobot_llm.safety.heartbeat import Watchdog
+from medrobot_llm.safety.signing import Untrusted
 
 __all__ = ["SkillServerNode", "main"]
 
@@ -66,24 +70,26 @@ class SkillServerNode(Node):
     def __init__(self, *, context: Context | None = None, **overrides: Any) -> None:
         super().__init__(NODE_NAME, context=context)
         p = self._params(overrides)
+        try:
+            secret = keys.load_graph_secret(Path(p["keys_dir"]) if p["keys_dir"] else None)
+        except keys.KeyFileError as exc:
+            raise SystemExit(f"medrobot skill server: {exc}") from None
         from medrobot_llm.backends.sim import make
 
         self.scene = make(p["domain"], gui=p["gui"])
         self.scene.reset(seed=p["seed"] if p["seed"] >= 0 else None)
-        self.core = SkillServerCore(self.scene, max_state_age_s=p["supervisor_timeout_s"],
+        self.audit = AuditLog(p["audit_log"]) if p["audit_log"] else AuditLog(None, keep_records=False)
+        self.core = SkillServerCore(self.scene, verifier=CapabilityVerifier(secret),
+                                    watchdog=Watchdog(secret, window_s=p["heartbeat_window_s"]), audit=self.audit,
                                     real_time_factor=p["real_time_factor"])
-        self.state_wait_s = p["state_wait_s"]
         self.feedback_period_s = 1.0 / p["feedback_hz"] if p["feedback_hz"] > 0 else 0.0
 
         self._status_pub = self.create_publisher(String, TOPIC_ROBOT_STATUS, reliable_qos(5))
-        self._waiters: list[tuple[Future[None], float]] = []  # goals waiting for a state: (woken, deadline)
-        self._waiters_lock = threading.Lock()
         self._admitted: dict[bytes, Admitted] = {}
-        self._latch_lock = threading.Lock()  # the e-stop and state callbacks decide halt/release one at a time
-        self._released_ns = 0  # when the supervisor's last release was sent (its clock, ns)
         self.create_subscription(SupervisorState, TOPIC_STATE, self._on_state, latched_qos(1))
         self._estop_node = Node(ESTOP_NODE_NAME, context=self.context)
         self._estop_node.create_subscription(Bool, TOPIC_ESTOP, self._on_estop, latched_qos(5))
+        self._estop_node.create_subscription(HeartbeatMsg, TOPIC_HEARTBEAT, self._on_heartbeat, reliable_qos(10))
         self._estop_executor = SingleThreadedExecutor(context=self.context)
         self._estop_executor.add_node(self._estop_node)
         self._estop_thread = threading.Thread(target=self._estop_loop, name="medrobot-estop", daemon=True)
@@ -97,12 +103,13 @@ class SkillServerNode(Node):
         self._control.start()
         self.create_timer(1.0 / p["status_hz"], self._tick)
         self.get_logger().info(f"skill server for {self.scene.scene_id} on {ACTION_EXECUTE} "
-                               f"(real_time_factor {p['real_time_factor']:g}); following {TOPIC_STATE}")
+                               f"(real_time_factor {p['real_time_factor']:g}); goals need a capability and the supervisor's "
+                               f"heartbeat on {TOPIC_HEARTBEAT} (window {p['heartbeat_window_s']:g} s)")
 
     def _params(self, overrides: dict[str, Any]) -> dict[str, Any]:
         defaults: dict[str, Any] = {"domain": "", "gui": False, "seed": 0, "real_time_factor": 1.0,
-                                    "feedback_hz": 50.0, "status_hz": 20.0, "supervisor_timeout_s": 1.0,
-                                    "state_wait_s": 0.5}
+                                    "feedback_hz": 50.0, "status_hz": 20.0, "heartbeat_window_s": 1.0,
+                                    "keys_dir": "", "audit_log": ""}
         out = {}
         for name, default in defaults.items():
             value = self.declare_parameter(name, overrides.get(name, default)).value
@@ -112,6 +119,8 @@ class SkillServerNode(Node):
                              f"({', '.join(DOMAINS)})")
         if out["status_hz"] <= 0:
             raise SystemExit("medrobot skill server: status_hz must be > 0")
+        if not out["heartbeat_window_s"] > 0:
+            raise SystemExit("medrobot skill server: heartbeat_window_s must be > 0")
         return out
 
     # ---------------------------------------------------------------- e-stop and supervisor state
@@ -137,61 +146,38 @@ class SkillServerNode(Node):
             raise
 
     def _on_estop(self, msg: Bool, info: MessageInfo) -> None:
-        with self._latch_lock:
-            action = estop_action(msg.data, self.scene.halted, lambda: self._from_supervisor(info))
-            if action is EstopAction.HALT:
-                self.core.halt(f"e-stop on {TOPIC_ESTOP}")
-            elif action is EstopAction.RELEASE:
-                self.core.clear_halt()
-                self._released_ns = int(info.get("source_timestamp") or time.time_ns())
-        if action is EstopAction.KEEP:
-            self._estop_node.get_logger().info(f"false on {TOPIC_ESTOP} from a node that is not the supervisor: "
-                                               "still halted until the supervisor resets")
+        """``true`` halts, whoever sent it; ``false`` releases nothing: only the supervisor's signed release
+        does (``_on_heartbeat``). The status goes out either way, so a sender sees its message was handled."""
+        if msg.data:
+            self.core.halt(f"e-stop on {TOPIC_ESTOP}", _stamp_ms(info))
         self._publish_status()
 
-    def _from_supervisor(self, info: MessageInfo) -> bool:
-        """Whether the sender is the node that publishes the /medrobot/state this server follows."""
-        gid = (info.get("publisher_gid") or {}).get("data")
-        if gid is None:
-            return False
-        graph = self._estop_node
-        sender = [(i.node_name, i.node_namespace) for i in graph.get_publishers_info_by_topic(TOPIC_ESTOP)
-                  if bytes(i.endpoint_gid) == bytes(gid)]
-        supervisors = {(i.node_name, i.node_namespace) for i in graph.get_publishers_info_by_topic(TOPIC_STATE)}
-        return bool(sender) and sender[0] in supervisors
+    def _on_heartbeat(self, msg: Any) -> None:
+        try:
+            hb, released = self.core.on_heartbeat(heartbeat_wire(msg))
+        except Untrusted as u:
+            # a flood of forged beats must not flood the log
+            self._estop_node.get_logger().warning(u.message, throttle_duration_sec=5.0)
+            return
+        if released:
+            self._estop_node.get_logger().info(f"released by supervisor {hb.instance[:16]}'s reset")
+            self._publish_status()
 
     def _on_state(self, msg: SupervisorState) -> None:
-        previous = self.core.followed
-        followed = FollowedState(msg.state, msg.plan_id, msg.step_index, msg.session, self.core.clock(),
-                                 _announced_goal(msg.status_json))
-        cancelled = self.core.on_state(followed)
-        for a in cancelled:
+        stamp_ms = msg.stamp.sec * 1000 + msg.stamp.nanosec // 1_000_000
+        effect = self.core.on_state(FollowedState(msg.state, msg.plan_id, msg.step_index, msg.session, stamp_ms,
+                                                  msg.reason))
+        for a in effect.cancel:
             a.token.cancel(f"the supervisor is {msg.state} at plan {msg.plan_id or '(none)'} step "
                            f"{msg.step_index + 1}, no longer executing this step")
-        stamp_ns = msg.stamp.sec * 1_000_000_000 + msg.stamp.nanosec
-        with self._latch_lock:
-            halt = (halts_on_state(previous, msg.state, msg.session, stamp_ns, self._released_ns)
-                    and not self.scene.halted)
-            if halt:
-                self.core.halt(f"the supervisor is {msg.state}: {msg.reason}")
-        if halt:
+        if effect.halted:
             self._publish_status()
-        self._wake_waiters(lambda _deadline: True)
 
     def _tick(self) -> None:
-        for a, why in self.core.watch():
-            a.token.cancel(why)
-        now = time.monotonic()
-        self._wake_waiters(lambda deadline: deadline <= now)
+        change = self.core.watch()
+        if change is not None:
+            (self.get_logger().warning if change.halted else self.get_logger().info)(change.message)
         self._publish_status()
-
-    def _wake_waiters(self, due: Callable[[float], bool]) -> None:
-        with self._waiters_lock:
-            woken = [f for f, deadline in self._waiters if due(deadline)]
-            self._waiters = [(f, d) for f, d in self._waiters if not due(d)]
-        for f in woken:
-            if not f.done():
-                f.set_result(None)
 
     def _publish_status(self) -> None:
         self._status_pub.publish(String(data=to_json(self.core.status())))
@@ -217,15 +203,9 @@ class SkillServerNode(Node):
     async def _execute(self, handle: ServerGoalHandle[Any, Any, Any]) -> ExecuteSkill.Result:
         g = handle.request
         goal = GoalRequest(g.plan_id, int(g.step_index), g.skill, g.args_json, g.domain,
-                           bytes(handle.goal_id.uuid).hex())
+                           bytes(handle.goal_id.uuid).hex(), g.capability)
         try:
-            step = self.core.check_form(goal)
-            # the goal may overtake the state message that authorises it (two topics, no common order)
-            deadline = time.monotonic() + self.state_wait_s
-            while (self.core.authorised(goal, self._state_publishers()) is not None
-                   and not self.core.never_authorised(goal) and time.monotonic() < deadline):
-                await self._next_state(deadline)
-            admitted = self.core.admit(goal, step, self._state_publishers())
+            admitted = self.core.admit(goal, self.core.check_form(goal))
         except Refusal as r:
             self.get_logger().warning(r.message)
             handle.abort()
@@ -249,17 +229,6 @@ class SkillServerNode(Node):
         else:
             handle.abort()
         return self._result(result)
-
-    async def _next_state(self, deadline: float) -> None:
-        """Until the next supervisor state arrives, or the status timer finds the deadline passed. No timer
-        of its own: creating and destroying one per goal raced the executor's wait set."""
-        f: Future[None] = self._future()
-        with self._waiters_lock:
-            self._waiters.append((f, deadline))
-        await f
-
-    def _state_publishers(self) -> int:
-        return self.count_publishers(TOPIC_STATE)
 
     def _result(self, r: StepResult) -> ExecuteSkill.Result:
         try:
@@ -309,16 +278,13 @@ class SkillServerNode(Node):
         self._jobs.put(None)
         self._control.join(2.0)
         self.scene.close()
+        self.audit.close()
 
 
-def _announced_goal(status_json: str) -> str:
-    """The goal id the supervisor announced in its state ("" if none or unreadable: nothing is authorised)."""
-    try:
-        status = json.loads(status_json) if status_json else {}
-    except ValueError:
-        return ""
-    goal_id = status.get("goal_id") if isinstance(status, dict) else None
-    return goal_id if isinstance(goal_id, str) else ""
+def _stamp_ms(info: MessageInfo) -> int | None:
+    """When the sender published (its DDS source timestamp, ms on the shared clock); None if DDS gave none."""
+    ns = info.get("source_timestamp")
+    return int(ns) // 1_000_000 if ns else None
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,30 +1,34 @@
 """The supervisor node: the pure-Python ``Supervisor`` with a ``RosSkillBackend``, wired to the graph.
 
-In: ``/medrobot/planned`` (the planner node's plan for each ``/medrobot/command``), ``/medrobot/confirm``
-(true = confirm the step asked about, false = deny), ``/medrobot/estop`` (true = stop and latch; false only
-releases its sender's press and resets nothing) and ``/medrobot/reset`` (the operator's reset). Out: ``/medrobot/state`` on every change and a few times a second, ``/medrobot/events``
-(every audit record, step feedback, and one ``reply`` per command), and the action goals.
+In: signed operator messages (``medrobot_interfaces/OperatorMessage``, docs/trust.md) on ``/medrobot/command``
+(command, cancel, stop), ``/medrobot/confirm`` (confirm, deny) and ``/medrobot/reset`` (reset), judged by
+``safety.operator_gate``; ``/medrobot/estop`` (true = stop and latch, from anyone; false releases nothing).
+Out: ``/medrobot/state`` on every change and a few times a second (with the nonce operators must answer),
+``/medrobot/events`` (every audit record, step feedback, and one ``reply`` per operator message, refusals
+included, so a console can say why), the signed ``/medrobot/heartbeat``, and the action goals, each carrying
+a capability minted for exactly its step. An accepted command is planned by calling ``/medrobot/plan``
+asynchronously; only the planner's signed answer to that very command is acted on.
 
 Each state names the last audit record it reflects (``records_through``) so consoles can keep it until
-those records reached them on the events stream, and, while a step is being sent, the id of that very
-goal (``goal_id``): the skill server runs no other goal for the step, whoever sends it.
+those records reached them on the events stream.
 
-No callback waits for anything (a reset, which waits for the robot, runs on a thread of its own), so the
-node spins on one executor thread and a stop is handled as soon as it arrives; the e-stop subscriber still
-has a callback group of its own for executors with a pool. It ignores what this node itself publishes there (the
-backend's halt and release reach the skill server that way): reacting to its own echo would re-latch after
-every reset. An e-stop pressed before this node started (the topic's history, replayed to late joiners)
+No callback waits for anything (a reset, which waits for the robot, runs on a thread of its own; the planner
+is called asynchronously), so the node spins on one executor thread and a stop or a cancel is handled as soon
+as it arrives, never behind a command being planned. The e-stop subscriber ignores what this node itself
+publishes there (the backend's halt reaches the skill server that way): reacting to its own echo would re-latch
+after every reset. An e-stop pressed before this node started (the topic's history, replayed to late joiners)
 latches only if its sender's last word is still "pressed".
 """
 
 from __future__ import annotations
 
-import json
+import functools
 import secrets
 import sys
 import threading
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from builtin_interfaces.msg import Time
@@ -32,20 +36,31 @@ from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallb
 from rclpy.context import Context
 from rclpy.node import Node
 from rclpy.subscription import MessageInfo
-from std_msgs.msg import Bool, Empty, String
+from std_msgs.msg import Bool, String
 
+from medrobot_interfaces.msg import Heartbeat as HeartbeatMsg
+from medrobot_interfaces.msg import OperatorMessage as OperatorMsg
 from medrobot_interfaces.msg import SupervisorState as StateMsg
+from medrobot_interfaces.srv import PlanCommand
 
 from medrobot_llm.backends.ros.nodes import SUPERVISOR
 from medrobot_llm.core.command_set import DOMAINS
 from medrobot_llm.safety import events as ev
 from medrobot_llm.safety.audit import AuditLog
 from medrobot_llm.backends.base import CancelToken
-from medrobot_llm.core.plan import Control, Plan, PlanStatus
+from medrobot_llm.core.plan import Control, PlanStatus
 from medrobot_llm.safety.supervisor import LATCHED, InvalidTransition, Reply, Supervisor, SupervisorState
-from medrobot_llm.backends.ros.common import (TOPIC_CONFIRM, TOPIC_ESTOP, TOPIC_EVENTS, TOPIC_PLANNED, TOPIC_RESET, TOPIC_STATE,
-                      latched_qos, reliable_qos, spin_node)
+from medrobot_llm.backends.ros.common import (SERVICE_PLAN, TOPIC_COMMAND, TOPIC_CONFIRM, TOPIC_ESTOP, TOPIC_EVENTS,
+                                              TOPIC_HEARTBEAT, TOPIC_RESET, TOPIC_STATE, latched_qos, reliable_qos,
+                                              spin_node)
+from medrobot_llm.backends.ros.signed import heartbeat_msg, operator_wire
+from medrobot_llm.safety import keys
+from medrobot_llm.safety.capability import CapabilityMinter
 from medrobot_llm.safety.gate import plan_id_of, to_json
+from medrobot_llm.safety.heartbeat import HeartbeatSigner
+from medrobot_llm.safety.operator import OperatorKind, OperatorVerifier
+from medrobot_llm.safety.operator_gate import (DEFAULT_COMMAND_WINDOW_S, Admitted, Channel, Dropped, OperatorGate,
+                                               Pending, PlanAnswer, Planned, Refusal)
 from medrobot_llm.backends.ros.backend import RosSkillBackend
 
 __all__ = ["SupervisorNode", "main"]
@@ -56,6 +71,8 @@ _STATE_EVENTS = (ev.StateEvent, ev.QuestionEvent, ev.StepSentEvent, ev.StepResul
                  ev.ConfirmationEvent, ev.EstopEvent, ev.ValidationEvent, ev.StepRejectedEvent)
 #: how long e-stop history from before this node started is gathered before it is acted on
 _REPLAY_SETTLE_S = 0.1
+#: which operator channel each topic is
+_CHANNELS = {TOPIC_COMMAND: Channel.COMMAND, TOPIC_CONFIRM: Channel.CONFIRM, TOPIC_RESET: Channel.RESET}
 
 
 class SupervisorNode(Node):
@@ -70,6 +87,10 @@ class SupervisorNode(Node):
         self._seq = 0
         self._pub_lock = threading.Lock()  # snapshot, number and publish one state at a time, in order
         self._announced: tuple[str, int, str] = ("", -1, "")  # plan id, step, goal id of the goal being sent
+        secret, keyring = self._keys(p["keys_dir"])
+        self.gate = OperatorGate(OperatorVerifier(keyring), secret, domain=self.domain,
+                                 command_window_s=p["command_window_s"])
+        self._beats = HeartbeatSigner(secret)
 
         self._estop_group = MutuallyExclusiveCallbackGroup()
         self._command_group = MutuallyExclusiveCallbackGroup()
@@ -78,7 +99,11 @@ class SupervisorNode(Node):
         self._timer_group = MutuallyExclusiveCallbackGroup()
         self._state_pub = self.create_publisher(StateMsg, TOPIC_STATE, latched_qos(1))
         self._events_pub = self.create_publisher(String, TOPIC_EVENTS, reliable_qos(200))
+        self._beat_pub = self.create_publisher(HeartbeatMsg, TOPIC_HEARTBEAT, reliable_qos(10))
+        self._beat_lock = threading.Lock()  # a release's beat and the timer's never go out of order
+        self._plan_client: Any = self.create_client(PlanCommand, SERVICE_PLAN, callback_group=self._command_group)
         self.backend = RosSkillBackend(self, self.domain, locate=self._locate, before_send=self._before_send,
+                                       minter=CapabilityMinter(secret), release=self._release,
                                        callback_group=self._action_group, status_group=self._status_group,
                                        stale_after_s=p["heartbeat_timeout_s"], cancel_grace_s=p["cancel_grace_s"])
         audit = AuditLog(p["audit_log"]) if p["audit_log"] else AuditLog(None, keep_records=False)
@@ -88,20 +113,21 @@ class SupervisorNode(Node):
         self.sup.subscribe(self._on_record)
         self._own_estop_gids = self._estop_publisher_gids()
         self.create_subscription(Bool, TOPIC_ESTOP, self._on_estop, latched_qos(5), callback_group=self._estop_group)
-        self.create_subscription(Empty, TOPIC_RESET, self._on_reset, reliable_qos(10),
-                                 callback_group=self._command_group)
-        self.create_subscription(String, TOPIC_PLANNED, self._on_planned, reliable_qos(10),
-                                 callback_group=self._command_group)
-        self.create_subscription(Bool, TOPIC_CONFIRM, self._on_confirm, reliable_qos(10),
-                                 callback_group=self._command_group)
+        for topic in _CHANNELS:
+            self.create_subscription(OperatorMsg, topic, functools.partial(self._on_operator, topic),
+                                     reliable_qos(10), callback_group=self._command_group)
         self.create_timer(1.0 / p["state_hz"], self._tick, callback_group=self._timer_group)
-        self.get_logger().info(f"supervisor for {self.domain} (session {self.session}); audit log: "
+        self.create_timer(1.0 / p["heartbeat_hz"], self._beat, callback_group=self._estop_group)
+        self._beat()
+        self.get_logger().info(f"supervisor for {self.domain} (session {self.session}, heartbeat instance "
+                               f"{self._beats.instance}); operators {', '.join(sorted(keyring))}; audit log: "
                                f"{p['audit_log'] or '(memory only)'}")
 
     def _params(self, overrides: dict[str, Any]) -> dict[str, Any]:
         defaults: dict[str, Any] = {"domain": "", "confirm_timeout_s": 30.0, "step_timeout_s": 60.0,
                                     "heartbeat_timeout_s": 1.0, "cancel_grace_s": 1.0, "audit_log": "",
-                                    "state_hz": 5.0}
+                                    "state_hz": 5.0, "heartbeat_hz": 10.0, "keys_dir": "",
+                                    "command_window_s": DEFAULT_COMMAND_WINDOW_S}
         out = {}
         for name, default in defaults.items():
             value = self.declare_parameter(name, overrides.get(name, default)).value
@@ -109,9 +135,19 @@ class SupervisorNode(Node):
         if not out["domain"]:
             raise SystemExit("medrobot supervisor: the 'domain' parameter is required "
                              f"({', '.join(DOMAINS)})")
-        if out["state_hz"] <= 0:
-            raise SystemExit("medrobot supervisor: state_hz must be > 0")
+        for rate in ("state_hz", "heartbeat_hz", "command_window_s"):
+            if not out[rate] > 0:
+                raise SystemExit(f"medrobot supervisor: {rate} must be > 0")
         return out
+
+    @staticmethod
+    def _keys(folder: str) -> tuple[bytes, dict[str, bytes]]:
+        """The graph secret and every operator's key; without them the node does not start (no open graph)."""
+        path = Path(folder).expanduser() if folder else keys.default_dir()
+        try:
+            return keys.load_graph_secret(path), keys.load_keyring(path)
+        except keys.KeyFileError as exc:
+            raise SystemExit(f"medrobot supervisor: {exc}") from None
 
     # ---------------------------------------------------------------- for the backend
     def _locate(self, token: CancelToken) -> tuple[str, int] | None:
@@ -152,7 +188,7 @@ class SupervisorNode(Node):
             self._reply("stop", self.sup.stop(f"e-stop on {TOPIC_ESTOP}", source="ros"))
         elif self.sup.state in LATCHED:
             self.get_logger().info(f"false on {TOPIC_ESTOP} (a released e-stop) while {self.sup.state.value}: "
-                                   f"still latched; the operator resets on {TOPIC_RESET}")
+                                   f"still latched; only an operator's signed reset on {TOPIC_RESET} releases")
 
     def _replay(self, pressed: bool, info: MessageInfo) -> None:
         """History from before this node existed: a press followed by its release is over, not an e-stop."""
@@ -173,48 +209,111 @@ class SupervisorNode(Node):
             self._reply("stop", self.sup.stop(f"e-stop on {TOPIC_ESTOP} (pressed before the supervisor started)",
                                               source="ros"))
 
-    def _on_reset(self, msg: Empty) -> None:
-        # A reset waits for the halted step to end and for the robot to report itself clear, and both come
-        # in through this node's executor: done here, the wait would hold up what it waits for.
-        threading.Thread(target=self._reset, name="medrobot-reset", daemon=True).start()
+    # ---------------------------------------------------------------- operators
+    def _nonce_now(self) -> str:
+        st = self.sup.status()
+        return self.gate.observe(st["state"], st.get("question"), st.get("run"))
 
-    def _reset(self) -> None:
+    def _on_operator(self, topic: str, msg: Any) -> None:
+        verdict = self.gate.receive(_CHANNELS[topic], operator_wire(msg), topic=topic, open_nonce=self._nonce_now())
+        if isinstance(verdict, Refusal):
+            self._refuse(verdict)
+            return
+        kind, source = verdict.msg.kind, verdict.source
+        if kind is OperatorKind.STOP:
+            if self.sup.state is SupervisorState.ESTOP:  # the console's e-stop press got here first
+                self._reply("stop", Reply(True, self.sup.state, "already stopped and latched"))
+            else:
+                self._reply("stop", self.sup.stop(f"operator stop ({verdict.msg.operator})", source=source))
+        elif kind is OperatorKind.CANCEL:
+            self._cancel(verdict)
+        elif kind is OperatorKind.RESET:
+            # A reset waits for the halted step to end and for the robot to report itself clear, and both come
+            # in through this node's executor: done here, the wait would hold up what it waits for.
+            threading.Thread(target=self._reset, args=(source,), name="medrobot-reset", daemon=True).start()
+        elif kind in (OperatorKind.CONFIRM, OperatorKind.DENY):
+            op = Control.CONFIRM if kind is OperatorKind.CONFIRM else Control.DENY
+            self._reply(op.value, self.sup.control(op, source=source))
+        elif verdict.pending is not None:
+            self._ask_planner(verdict.pending)
+
+    def _refuse(self, refusal: Refusal) -> None:
+        if refusal.event is not None:
+            self.sup.record_untrusted(refusal.event)
+        self._reply(refusal.op, Reply(False, self.sup.state, refusal.message), text=refusal.text)
+
+    def _cancel(self, admitted: Admitted) -> None:
+        withdrawn = admitted.withdrawn
+        if withdrawn is not None:
+            self._reply("command", Reply(False, self.sup.state, f"withdrawn by {admitted.msg.operator}'s cancel "
+                                         "before it was planned; nothing done"), text=withdrawn.text)
+            if self.sup.state is SupervisorState.IDLE:
+                self._reply("cancel", Reply(True, self.sup.state, f"withdrew {withdrawn.text!r}"))
+                return
+        self._reply("cancel", self.sup.control(Control.CANCEL, source=admitted.source))
+
+    def _reset(self, source: str) -> None:
         try:
-            reply = self.sup.reset(source="ros")
+            reply = self.sup.reset(source=source)
         except InvalidTransition as exc:
             reply = Reply(False, self.sup.state, f"nothing to reset: {exc}")
         self._reply("reset", reply)
 
-    def _on_confirm(self, msg: Bool) -> None:
-        op = Control.CONFIRM if msg.data else Control.DENY
-        self._reply(op.value, self.sup.control(op, source="ros"))
-
-    def _on_planned(self, msg: String) -> None:
-        text = ""
-        try:
-            obj = json.loads(msg.data)
-            text = str(obj.get("text", ""))
-            plan = Plan.model_validate(obj["plan"])
-        except Exception as exc:  # noqa: BLE001 - a malformed message is refused, never acted on
-            self._reply("command", Reply(False, self.sup.state, f"unreadable planned command ({type(exc).__name__}: "
-                                         f"{exc})"), text=text)
+    # ---------------------------------------------------------------- planning
+    def _ask_planner(self, pending: Pending) -> None:
+        if not self._plan_client.service_is_ready():
+            refusal = self.gate.planner_failed(pending.request_id, f"no planner answers {SERVICE_PLAN}; is "
+                                               "`medrobot bringup` running? Nothing done")
+            if refusal is not None:
+                self._refuse(refusal)
             return
+        request = PlanCommand.Request(domain=self.domain, text=pending.text, world_state_json="",
+                                      request_id=pending.request_id)
+        future = self._plan_client.call_async(request)
+        future.add_done_callback(lambda f: self._on_plan_answer(pending, f))
+
+    def _on_plan_answer(self, pending: Pending, future: Any) -> None:
+        try:
+            response = future.result()
+        except Exception as exc:  # noqa: BLE001 - a failed call refuses the command, it never acts
+            response, why = None, f"{type(exc).__name__}: {exc}"
+        else:
+            why = "no answer"
+        if response is None:
+            refusal = self.gate.planner_failed(pending.request_id, f"the planner failed on {pending.text!r} ({why}); "
+                                               "nothing done")
+            if refusal is not None:
+                self._refuse(refusal)
+            return
+        answer = PlanAnswer(request_id=pending.request_id, domain=self.domain, text=pending.text,
+                            status=response.status, plan_json=response.plan_json, signature=response.signature)
+        verdict = self.gate.answer(answer, topic=SERVICE_PLAN, nonce_now=self._nonce_now())
+        if isinstance(verdict, Refusal):
+            self._refuse(verdict)
+        elif isinstance(verdict, Dropped):
+            if verdict.plan is not None:
+                self.sup.record_discarded(verdict.plan)
+        elif isinstance(verdict, Planned):
+            self._act(verdict)
+
+    def _act(self, planned: Planned) -> None:
+        plan, text, source = planned.plan, planned.pending.text, planned.pending.source
         if plan.status is PlanStatus.CONTROL and plan.control is not None:
-            self._reply("command", self.sup.control(plan.control, source="ros"), text=text)
+            self._reply("command", self.sup.control(plan.control, source=source), text=text)
             return
         st = self.sup.state
         if st is not SupervisorState.IDLE:
             self._reply("command", Reply(False, st, self._busy(st), plan), text=text)
             return
         try:
-            reply = self.sup.submit_plan(plan, source="ros")
+            reply = self.sup.submit_plan(plan, source=source)
         except InvalidTransition:
             reply = Reply(False, self.sup.state, self._busy(self.sup.state), plan)
         self._reply("command", reply, text=text)
 
     def _busy(self, st: SupervisorState) -> str:
         if st in LATCHED:
-            return f"{st.value} is latched ({self.sup.reason}); reset first (on {TOPIC_RESET})"
+            return f"{st.value} is latched ({self.sup.reason}); reset first (a signed reset on {TOPIC_RESET})"
         return f"busy: {self.sup.describe()}; say 'cancel' or 'stop' first"
 
     # ---------------------------------------------------------------- outputs
@@ -230,7 +329,19 @@ class SupervisorNode(Node):
             self.publish_state()
 
     def _tick(self) -> None:
+        refusal = self.gate.expire()
+        if refusal is not None:
+            self._refuse(refusal)
         self.publish_state()
+
+    def _beat(self) -> None:
+        with self._beat_lock:
+            self._beat_pub.publish(heartbeat_msg(self._beats.beat()))
+
+    def _release(self) -> None:
+        """The backend's release after an accepted reset: every beat from now on says so, this one at once."""
+        with self._beat_lock:
+            self._beat_pub.publish(heartbeat_msg(self._beats.release()))
 
     def publish_state(self) -> int:
         """Publish the supervisor's state now; returns its ``seq``."""
@@ -251,11 +362,12 @@ class SupervisorNode(Node):
         q = st.get("question") or {}
         self._seq += 1
         seq = self._seq
+        nonce = self.gate.observe(st["state"], st.get("question"), run)
         a_plan, a_step, a_goal = self._announced
         goal_id = a_goal if st["state"] == SupervisorState.EXECUTING and (a_plan, a_step) == (plan_id, idx) else ""
         extra = {"plan_id": plan_id, "session": self.session, "domain": self.domain, "records_through": through,
                  "goal_id": goal_id,
-                 "skill_server": self.backend.connected, "planner": self.count_publishers(TOPIC_PLANNED) > 0}
+                 "skill_server": self.backend.connected, "planner": self._plan_client.service_is_ready(), "nonce": nonce}
         now = self.get_clock().now().to_msg()
         msg = StateMsg(
             stamp=Time(sec=now.sec, nanosec=now.nanosec), seq=seq, session=self.session, domain=self.domain,
@@ -264,7 +376,7 @@ class SupervisorNode(Node):
             skill=str(steps[idx]["skill"]) if idx is not None and 0 <= idx < len(steps) else "",
             question=str(q.get("text", "")), awaiting_step=int(q.get("step_index", -1)) if q else -1,
             reason=str(st.get("reason") or ""), message=str(st.get("message") or ""),
-            estop_latched=st["state"] == SupervisorState.ESTOP.value, halted=bool(st.get("halted")),
+            estop_latched=st["state"] == SupervisorState.ESTOP.value, halted=bool(st.get("halted")), nonce=nonce,
             world_json=to_json(self.backend.world_json()), telemetry_json=to_json(self.backend.telemetry()),
             status_json=to_json({**st, **extra}))
         self._state_pub.publish(msg)
