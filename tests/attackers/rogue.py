@@ -68,7 +68,7 @@ class Rogue:
         for topic in spec.get("sniff", []):
             kind = HeartbeatMsg if topic == TOPIC_HEARTBEAT else OperatorMsg
             self.captured[topic] = []
-            self.node.create_subscription(kind, topic, lambda m, t=topic: self._capture(t, m), reliable_qos(50),
+            self.node.create_subscription(kind, topic, self._capturer(topic), reliable_qos(50),
                                           callback_group=self.group)
         if spec.get("sniff_goals"):
             self.node.create_service(ExecuteSkill.Impl.SendGoalService, SEND_GOAL, self._on_goal_request,
@@ -89,10 +89,13 @@ class Rogue:
             self.seen_states.append(state)
             self.lock.notify_all()
 
-    def _capture(self, topic: str, msg: Any) -> None:
-        with self.lock:
-            self.captured[topic].append(msg)
-            self.lock.notify_all()
+    def _capturer(self, topic: str) -> Any:
+        """A one-argument callback (rclpy passes a second one, the message info, to callbacks that take two)."""
+        def capture(msg: Any) -> None:
+            with self.lock:
+                self.captured[topic].append(msg)
+                self.lock.notify_all()
+        return capture
 
     def _on_goal_request(self, request: Any, response: Any) -> Any:
         g = request.goal
