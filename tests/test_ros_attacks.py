@@ -123,6 +123,7 @@ class Xray:
 
     def assert_goal_refused(self, result: dict[str, Any], *codes: str) -> None:
         """The goal did not run, and the skill server's audit refused it with one of ``codes``."""
+        assert result.get("server", True), "no skill server on /medrobot/execute_skill"
         assert result.get("answered"), f"the skill server did not answer the goal: {result}"
         if result.get("accepted"):
             assert result.get("finished") and not result["success"], f"the goal ran: {result}"
@@ -132,6 +133,16 @@ class Xray:
                                  and str(r.get("goal_id", "")).replace("-", "") == gid, server=True)
         assert found is not None, f"goal {gid} ({result['skill']}) is not in the skill server's audit log"
         assert found["code"] in codes, f"goal {result['skill']} refused with {found['code']}, expected {codes}"
+
+    def assert_alive(self, node: str) -> None:
+        """A robot whose supervisor died must stay up, halted and refusing: a dead one says nothing, and restarting
+        it is not a step anyone should need."""
+        try:
+            stat = Path(f"/proc/{self.g.pid(node)}/stat").read_text()
+        except FileNotFoundError:
+            stat = ""
+        state = stat.rpartition(")")[2].split()[:1]
+        assert state and state[0] not in ("Z", "X"), f"{node} is dead:\n{self.g.log(node)[-1500:]}"
 
     def assert_still_asking(self, step: int = 1) -> None:
         status = self.remote.status()
@@ -477,6 +488,7 @@ def orphaned(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Xray, l
 def test_attack4_after_kill_9_of_the_supervisor_forged_state_beats_and_goals_move_nothing(
         orphaned: tuple[Xray, list[dict[str, Any]]], tmp_path: Path) -> None:
     xr, beats = orphaned
+    xr.assert_alive("medrobot_skill_server")
     shots, pose = xr.exposures(), xr.gantry()
     goals = [{"do": "goal", "plan_id": "mallory:1", "step_index": 0, "skill": "move_to_view", "args_json": SKULL},
              {"do": "goal", "plan_id": "mallory:1", "step_index": 1, "skill": "take_shot", "capability": "forged"},
@@ -497,6 +509,7 @@ def test_attack4_after_kill_9_of_the_supervisor_forged_state_beats_and_goals_mov
 def test_a_goal_after_the_supervisor_was_killed_is_refused(orphaned: tuple[Xray, list[dict[str, Any]]],
                                                           tmp_path: Path) -> None:
     xr, _beats = orphaned
+    xr.assert_alive("medrobot_skill_server")
     shots, pose = xr.exposures(), xr.gantry()
     with attack(xr, {"await_state": False, "actions": [
             {"do": "goal", "plan_id": "mallory:2", "step_index": 0, "skill": "take_shot"},

@@ -63,13 +63,14 @@ class Rogue:
         self.goals: list[dict[str, Any]] = []
         self.nonces: list[str] = []
         self.hold = threading.Event()  # a sniffed goal request is never answered
+        self.sniffers: list[Any] = []
         self.node.create_subscription(StateMsg, TOPIC_STATE, self._on_state, latched_qos(1),
                                       callback_group=self.group)
         for topic in spec.get("sniff", []):
             kind = HeartbeatMsg if topic == TOPIC_HEARTBEAT else OperatorMsg
             self.captured[topic] = []
-            self.node.create_subscription(kind, topic, self._capturer(topic), reliable_qos(50),
-                                          callback_group=self.group)
+            self.sniffers.append(self.node.create_subscription(kind, topic, self._capturer(topic), reliable_qos(50),
+                                                               callback_group=self.group))
         if spec.get("sniff_goals"):
             self.node.create_service(ExecuteSkill.Impl.SendGoalService, SEND_GOAL, self._on_goal_request,
                                      callback_group=self.group)
@@ -319,6 +320,9 @@ def main() -> None:
     deadline = time.monotonic() + (15.0 if spec.get("await_state", True) else 0.0)
     while time.monotonic() < deadline and not rogue.state:
         time.sleep(0.02)
+    for sub in rogue.sniffers:  # what is sent before its publisher matched us is never seen
+        while time.monotonic() < deadline + 10.0 and sub.get_publisher_count() == 0:
+            time.sleep(0.02)
     if spec.get("sniff_goals"):
         time.sleep(1.0)  # the supervisor's action client must match the second server before it sends a goal
     print(json.dumps({"ready": True, "state": rogue.state}), flush=True)
