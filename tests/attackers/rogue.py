@@ -64,6 +64,7 @@ class Rogue:
         self.nonces: list[str] = []
         self.hold = threading.Event()  # a sniffed goal request is never answered
         self.sniffers: list[Any] = []
+        self.counter = 0
         self.node.create_subscription(StateMsg, TOPIC_STATE, self._on_state, latched_qos(1),
                                       callback_group=self.group)
         for topic in spec.get("sniff", []):
@@ -190,7 +191,7 @@ class Rogue:
         """An operator message signed with ``key``: "random" (a made-up key), "file" (the operator's real key
         from $MEDROBOT_KEYS: a stale console of a genuine operator) or "garbage" (a MAC that is not one)."""
         stamp = millis(time.time()) + stamp_offset_ms
-        counter = stamp
+        self.counter = counter = max(self.counter + 1, stamp)  # as a console counts: two in one ms still differ
         fields: list[str | int] = [kind, operator, answers, counter, stamp, body]
         if key == "garbage":
             signature = secrets.token_hex(32)
