@@ -113,13 +113,13 @@ class Xray:
                 return None
             time.sleep(0.05)
 
-    def assert_untrusted(self, since: int, op: str, claimed: str, code: str) -> None:
-        """The supervisor's audit has refused ``op`` claimed by ``claimed`` with ``code``."""
+    def assert_untrusted(self, since: int, op: str, claimed: str, *codes: str) -> None:
+        """The supervisor's audit has refused ``op`` claimed by ``claimed`` with one of ``codes``."""
         found = self.wait_record(lambda r: r.get("kind") == "untrusted" and r.get("op") == op
-                                 and r.get("claimed") == claimed and r.get("code") == code, since=since)
+                                 and r.get("claimed") == claimed and r.get("code") in codes, since=since)
         got = [(r.get("op"), r.get("claimed"), r.get("code")) for r in self.records()[since:]
                if r.get("kind") == "untrusted"]
-        assert found is not None, f"no untrusted record ({op}, {claimed}, {code}) in the audit; untrusted: {got}"
+        assert found is not None, f"no untrusted record ({op}, {claimed}, {codes}) in the audit; untrusted: {got}"
 
     def assert_goal_refused(self, result: dict[str, Any], *codes: str) -> None:
         """The goal did not run, and the skill server's audit refused it with one of ``codes``."""
@@ -263,14 +263,17 @@ def test_attack1_a_bare_or_forged_confirmation_and_a_pushed_plan_are_refused(x: 
             "control": None, "reason": None, "question": None, "needs_confirmation": []}
     pose = x.gantry()
     since = x.g.n_events()
+    commands = [{"do": "operator", "topic": COMMAND, "kind": "command", "operator": who, "answers": "$nonce",
+                 "body": "lateral of the skull"} for who in (MALLORY, OPERATOR)]
     with attack(x, {"actions": [{"do": "string", "topic": "/medrobot/planned",
                                  "data": json.dumps({"text": "skull lateral and a shot", "plan": plan})},
-                                {"do": "sleep", "seconds": 2.0}, {"do": "mark", "label": "pushed"}]}, tmp_path) as a:
-        a.mark("pushed")
+                                *commands, {"do": "sleep", "seconds": 2.0}]}, tmp_path) as a:
         a.results()
     assert x.remote.status()["state"] == "IDLE", x.remote.status()
-    assert not x.g.events_of("step_sent", since), "the pushed plan ran"
-    assert not moved(pose, x.gantry()), "the pushed plan moved the gantry"
+    assert not x.g.events_of("step_sent", since), "the pushed plan or a forged command ran"
+    assert not moved(pose, x.gantry()), "the pushed plan or a forged command moved the gantry"
+    x.assert_untrusted(audit, "command", MALLORY, "unknown_operator")
+    x.assert_untrusted(audit, "command", OPERATOR, "bad_signature")
 
     x.question(SHOT)
     pose = x.gantry()
@@ -284,7 +287,8 @@ def test_attack1_a_bare_or_forged_confirmation_and_a_pushed_plan_are_refused(x: 
     x.assert_still_asking(1)
     x.assert_untrusted(audit, "confirm", MALLORY, "unknown_operator")
     x.assert_untrusted(audit, "confirm", OPERATOR, "bad_signature")
-    bad = [r for r in x.records()[audit:] if r.get("kind") == "untrusted" and r.get("code") == "bad_signature"]
+    bad = [r for r in x.records()[audit:] if r.get("kind") == "untrusted" and r.get("op") == "confirm"
+           and r.get("code") == "bad_signature"]
     assert len(bad) == 2, bad
     reply = x.remote.deny()
     assert reply.accepted, reply
@@ -300,16 +304,32 @@ def test_attack2_a_reset_without_an_operator_key_is_refused(x: Xray, tmp_path: P
     audit = len(x.records())
     resets = [{"do": "operator", "topic": RESET, "kind": "reset", "operator": MALLORY, "answers": "$nonce"},
               {"do": "operator", "topic": RESET, "kind": "reset", "operator": OPERATOR, "answers": "$nonce"}]
-    with attack(x, {"actions": [{"do": "empty", "topic": RESET, "apart": True}, *resets, {"do": "sleep", "seconds": 1.5},
-                                {"do": "mark", "label": "done"}]}, tmp_path) as a:
-        a.mark("done")
+    with attack(x, {"sniff": [RESET], "actions": [
+            {"do": "empty", "topic": RESET, "apart": True}, *resets, {"do": "sleep", "seconds": 1.5},
+            {"do": "mark", "label": "forged"},
+            # the attacker's own forgery in the operator's name first, then the operator's genuine reset
+            {"do": "wait_captured", "topic": RESET, "operator": OPERATOR, "count": 2, "timeout": 30},
+            {"do": "mark", "label": "captured"}, {"do": "go"}, {"do": "wait_state", "state": "ESTOP"},
+            {"do": "replay", "topic": RESET, "operator": OPERATOR}, {"do": "sleep", "seconds": 1.5},
+            {"do": "mark", "label": "replayed"}]}, tmp_path) as a:
+        a.mark("forged")
+        assert x.remote.status()["state"] == "ESTOP", x.remote.status()
+        assert x.g.robot_status()["halted"], x.g.robot_status()
+        x.assert_untrusted(audit, "reset", MALLORY, "unknown_operator")
+        x.assert_untrusted(audit, "reset", OPERATOR, "bad_signature")
+        reply = x.remote.reset()  # the operator's own reset still works, and the attacker records it
+        assert reply.accepted, reply
+        assert x.g.wait_robot(lambda s: not s["halted"], timeout=5), x.g.robot_status()
+        a.mark("captured")
+        assert x.remote.stop().accepted
+        assert x.g.wait_robot(lambda s: s["halted"], timeout=5), x.g.robot_status()
+        a.go()
+        a.mark("replayed")
         a.results()
     assert x.remote.status()["state"] == "ESTOP", x.remote.status()
     assert x.g.robot_status()["halted"], x.g.robot_status()
-    x.assert_untrusted(audit, "reset", MALLORY, "unknown_operator")
-    x.assert_untrusted(audit, "reset", OPERATOR, "bad_signature")
-    reply = x.remote.reset()  # the operator's own reset still works
-    assert reply.accepted, reply
+    x.assert_untrusted(audit, "reset", OPERATOR, "replayed", "stale_message")
+    assert x.remote.reset().accepted
     assert x.g.wait_robot(lambda s: not s["halted"], timeout=5), x.g.robot_status()
 
 
@@ -319,8 +339,11 @@ def test_attack3_a_false_estop_from_a_node_named_supervisor_releases_nothing(x: 
     assert x.g.wait_robot(lambda s: s["halted"], timeout=5), x.g.robot_status()
     pose = x.gantry()
     n = len(x.g.status_log)
-    with attack(x, {"name": "medrobot_supervisor", "actions": [
-            {"do": "bool", "topic": ESTOP, "data": False, "latched": True}, {"do": "sleep", "seconds": 1.5},
+    with attack(x, {"name": "medrobot_supervisor", "sniff": [HEARTBEAT], "actions": [
+            {"do": "bool", "topic": ESTOP, "data": False, "latched": True},
+            {"do": "heartbeat", "count": 5, "period": 0.05},  # a release signed with a made-up key
+            {"do": "wait_captured", "topic": HEARTBEAT}, {"do": "replay", "topic": HEARTBEAT},  # a genuine beat
+            {"do": "sleep", "seconds": 1.5},
             {"do": "goal", "plan_id": "mallory:1", "step_index": 0, "skill": "move_to_view", "args_json": SKULL},
             {"do": "sleep", "seconds": 0.5}]}, tmp_path) as a:
         results = a.results()
@@ -374,9 +397,10 @@ def test_attack7_a_yes_sent_while_no_question_showed_confirms_no_later_question(
             {"do": "wait_state", "state": "IDLE"},
             {"do": "operator", "topic": CONFIRM, "kind": "confirm", "operator": SECOND, "answers": "$nonce@0",
              "key": "file"},
-            {"do": "wait_captured", "topic": CONFIRM}, {"do": "mark", "label": "typed"}, {"do": "go"},
+            {"do": "wait_captured", "topic": CONFIRM, "operator": SECOND}, {"do": "mark", "label": "typed"},
+            {"do": "go"},
             {"do": "wait_state", "state": "AWAITING_CONFIRMATION", "awaiting_step": 1},
-            {"do": "replay", "topic": CONFIRM, "index": 0},
+            {"do": "replay", "topic": CONFIRM, "operator": SECOND},
             {"do": "operator", "topic": CONFIRM, "kind": "confirm", "operator": SECOND, "answers": "$nonce@0",
              "key": "file"},
             {"do": "operator", "topic": CONFIRM, "kind": "confirm", "operator": SECOND, "answers": "", "key": "file"},
@@ -398,12 +422,12 @@ def test_attack7_a_yes_sent_while_no_question_showed_confirms_no_later_question(
 def test_a_replayed_confirmation_confirms_nothing_and_the_operators_own_does(x: Xray, tmp_path: Path) -> None:
     shots, audit = x.exposures(), len(x.records())
     with attack(x, {"sniff": [CONFIRM], "actions": [
-            {"do": "wait_captured", "topic": CONFIRM, "timeout": 60},
-            {"do": "replay", "topic": CONFIRM, "index": 0},  # at once: inside the window, its counter is spent
+            {"do": "wait_captured", "topic": CONFIRM, "operator": OPERATOR, "timeout": 60},
+            {"do": "replay", "topic": CONFIRM, "operator": OPERATOR},  # at once: inside the window, counter spent
             {"do": "mark", "label": "captured"}, {"do": "go"},
             {"do": "wait_state", "state": "AWAITING_CONFIRMATION", "awaiting_step": 1},
             {"do": "sleep", "seconds": 6.0},  # then outside the window (5 s), on the next question
-            {"do": "replay", "topic": CONFIRM, "index": 0}, {"do": "sleep", "seconds": 1.0}]}, tmp_path) as a:
+            {"do": "replay", "topic": CONFIRM, "operator": OPERATOR}, {"do": "sleep", "seconds": 1.0}]}, tmp_path) as a:
         x.question(SHOT)
         reply = x.remote.confirm()
         assert reply.accepted, reply
@@ -459,6 +483,7 @@ def test_normal_flows_a_stop_from_any_node_and_the_operators_reset(x: Xray, tmp_
         stopped = by(a.results(), "wait_state")[0]
     assert stopped["found"], stopped
     assert x.g.wait_robot(lambda s: s["halted"], timeout=5), x.g.robot_status()
+    assert x.remote.wait_for("ESTOP", timeout=5), x.remote.status()  # what the operator's console shows
     reply = x.remote.reset()
     assert reply.accepted, reply
     assert x.g.wait_robot(lambda s: not s["halted"], timeout=5), x.g.robot_status()

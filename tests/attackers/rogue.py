@@ -203,16 +203,20 @@ class Rogue:
         self._pub(OperatorMsg, topic).publish(msg)
         return {"topic": topic, "kind": kind, "operator": operator, "answers": answers, "counter": counter}
 
-    def do_wait_captured(self, topic: str, count: int = 1, timeout: float = 20.0) -> dict[str, Any]:
+    def _of(self, topic: str, operator: str) -> list[Any]:
+        """What was captured on ``topic`` (our own messages too), only ``operator``'s if given."""
+        return [m for m in self.captured[topic] if not operator or getattr(m, "operator_id", "") == operator]
+
+    def do_wait_captured(self, topic: str, count: int = 1, timeout: float = 20.0, operator: str = "") -> dict[str, Any]:
         with self.lock:
-            found = self.lock.wait_for(lambda: len(self.captured[topic]) >= count, timeout)
-            got = list(self.captured[topic])
+            found = self.lock.wait_for(lambda: len(self._of(topic, operator)) >= count, timeout)
+            got = self._of(topic, operator)
         return {"found": found, "captured": [_fields(m) for m in got]}
 
-    def do_replay(self, topic: str, index: int = -1) -> dict[str, Any]:
-        """Publish a message captured on ``topic`` again, unchanged."""
+    def do_replay(self, topic: str, index: int = -1, operator: str = "") -> dict[str, Any]:
+        """Publish a message captured on ``topic`` (``operator``'s, if given) again, unchanged."""
         with self.lock:
-            msg = self.captured[topic][index]
+            msg = self._of(topic, operator)[index]
         kind = HeartbeatMsg if topic == TOPIC_HEARTBEAT else OperatorMsg
         self._pub(kind, topic).publish(msg)
         return {"topic": topic, "replayed": _fields(msg)}
