@@ -56,6 +56,7 @@ class RosGraph:
     status_log: list[dict[str, Any]] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    keys_dir: Path | None = None  # the graph's keys: a test can sign as its operator, or as nobody's
 
     def pid(self, node: str) -> int:
         return int(self.info["nodes"][node]["pid"])
@@ -154,7 +155,7 @@ def ros_graph(domain: str, tmp: Path, overrides: list[str] | None = None, rtf: f
         from medrobot_llm.safety.keys import default_operator
 
         remote = RemoteSupervisor(f"medrobot_test_{os.getpid()}", operator=default_operator(), keys_dir=keys_dir)
-        graph = RosGraph(domain, claim.domain_id, info, bringup, remote)
+        graph = RosGraph(domain, claim.domain_id, info, bringup, remote, keys_dir=keys_dir)
         _follow(graph)
         if not remote.wait_ready(timeout=40.0):
             logs = "\n".join(f"--- {n}\n{graph.log(n)[-1500:]}" for n in info["nodes"])

@@ -201,7 +201,9 @@ def test_ros_console_publishes_command_and_confirm_and_follows_the_state(term: T
     from tests._ros_helpers import ros_graph
 
     with ros_graph("ultrasound", tmp_path) as graph:
-        term.env.update(ROS_DOMAIN_ID=str(graph.ros_domain_id), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
+        # the graph's own keys folder: the console signs as the operator bringup made a key for
+        term.env.update(ROS_DOMAIN_ID=str(graph.ros_domain_id), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
+                        MEDROBOT_KEYS=os.environ["MEDROBOT_KEYS"])
         term.start(sys.executable, "-m", "medrobot_llm.cli", "console", "--domain", "ultrasound", "--ros")
         term.wait("medrobot console - ultrasound over ROS 2", timeout=60)
         term.wait("medrobot ultrasound [IDLE]>", timeout=60)

@@ -84,6 +84,19 @@ def test_bringup_refuses_bad_arguments_before_starting_anything(tmp_path: Path, 
     assert not list(tmp_path.glob("**/*.log"))
 
 
+def test_bringup_refuses_an_unusable_key_before_starting_anything(tmp_path: Path) -> None:
+    from medrobot_llm.safety.keys import init_keys
+
+    keys_dir = tmp_path / "keys"
+    init_keys(keys_dir, ["someone"])
+    (keys_dir / "graph.key").chmod(0o644)
+    out = subprocess.run([sys.executable, "-m", "medrobot_llm.cli", "bringup", "--domain", "xray", "--keys",
+                          str(keys_dir), "--log-dir", str(tmp_path / "logs")], capture_output=True, text=True,
+                         timeout=60, cwd=ROOT, env={**child_env_base(), "MEDROBOT_ROS_WS": str(_fake_ws(tmp_path))})
+    assert out.returncode == 2 and "graph.key" in out.stderr and "chmod 600" in out.stderr, out.stderr
+    assert not (tmp_path / "logs").exists()
+
+
 def test_bringup_and_the_launch_file_start_the_same_nodes_from_one_parameters_file(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import yaml
@@ -111,4 +124,7 @@ def test_bringup_and_the_launch_file_start_the_same_nodes_from_one_parameters_fi
         assert argv[:3] == [sys.executable, "-m", module]
         assert argv[argv.index("--params-file") + 1] == str(params)
         assert f"{node}:domain:=xray" in argv
+        assert f"{node}:keys_dir:={graph.keys_dir}" in argv  # every node loads its keys from one folder
     assert "medrobot_skill_server:real_time_factor:=0.0" in graph.command("medrobot_skill_server")
+    assert f"medrobot_skill_server:audit_log:={tmp_path / 'logs' / 'skill_server_audit.jsonl'}" \
+        in graph.command("medrobot_skill_server")

@@ -183,6 +183,14 @@ def test_a_stop_halts_the_robot_while_the_main_executor_never_runs_and_only_a_si
             assert beat_released(signer.release()) and not server.scene.halted, "the supervisor's release was lost"
             assert until(lambda: len(statuses) >= 3), "no status after the release"
             assert statuses[-1]["halted"] is False and statuses[-1]["supervisor"]["alive"] is True  # type: ignore[index]
+            # the status timer (called here: the main executor never runs) reports the heartbeat alive, then lost
+            # once the window has passed: rclpy refuses a log call site whose severity changes, which would end
+            # the spin of a real server
+            server._tick()
+            window = server.core.watchdog.window_s
+            server.core.watchdog.clock = lambda: time.time() + window + 0.5
+            server._tick()
+            assert until(lambda: statuses[-1]["supervisor"]["alive"] is False), statuses[-1]  # type: ignore[index]
         finally:
             executor.shutdown(timeout_sec=1.0)
             spin.join(2.0)
@@ -223,5 +231,60 @@ def test_a_skill_server_without_a_usable_graph_key_does_not_start(tmp_path: Path
             with pytest.raises(SystemExit, match=expected):
                 SkillServerNode(context=context, domain="ultrasound", keys_dir=str(folder))
         finally:
+            rclpy.try_shutdown(context=context)
+            claim.release()
+
+
+@pytest.mark.ros
+@pytest.mark.sim
+def test_the_estop_thread_spins_when_the_os_grants_some_reception_threads_more_than_others(tmp_path: Path) -> None:
+    """Its log says what each thread got, at info or warning: rclpy refuses one call site with two severities,
+    and that error ended the e-stop thread before it spun."""
+    from tests._ros_helpers import require_ros
+
+    require_ros()
+    import time
+
+    import rclpy
+    from rclpy.context import Context
+    from rclpy.node import Node
+    from std_msgs.msg import Bool
+
+    import medrobot_llm.backends.ros.skill_server as skill_server
+    from medrobot_llm.backends.ros.common import TOPIC_ESTOP, latched_qos
+    from medrobot_llm.backends.ros.env import unique_domain_id
+    from medrobot_llm.safety import keys
+
+    asked: list[int] = []
+
+    def alternating(tid: int) -> Granted:
+        asked.append(tid)
+        return Granted(True, 99, None) if len(asked) % 2 == 0 else Granted(False, None, -5)
+
+    keys.init_keys(tmp_path / "keys")
+    claim = unique_domain_id()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ROS_DOMAIN_ID", str(claim.domain_id))
+        mp.setenv("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+        mp.setattr(skill_server, "raise_priority", alternating)
+        context = Context()
+        rclpy.init(context=context)
+        server = skill_server.SkillServerNode(context=context, domain="ultrasound", real_time_factor=0.0,
+                                              keys_dir=str(tmp_path / "keys"))
+        operator = Node("medrobot_test_operator", context=context)
+        try:
+            pub = operator.create_publisher(Bool, TOPIC_ESTOP, latched_qos(5))
+            deadline = time.monotonic() + 10
+            while (pub.get_subscription_count() < 1 or len(asked) < 3) and time.monotonic() < deadline:
+                time.sleep(0.005)
+            assert len(asked) >= 3, f"fewer than two reception threads to raise: {asked}"
+            pub.publish(Bool(data=True))
+            while not server.scene.halted and time.monotonic() < deadline:
+                time.sleep(0.005)
+            assert server.scene.halted, "the e-stop thread did not survive its own log lines"
+        finally:
+            operator.destroy_node()
+            server.close()
+            server.destroy_node()
             rclpy.try_shutdown(context=context)
             claim.release()

@@ -169,9 +169,9 @@ def register(sub: Any) -> None:
         "scripts/install_ros.sh to have run. DDS discovery stays on this machine "
         "(ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST unless already set). Ctrl-C stops every node.",
         epilog="example: medrobot bringup --domain ultrasound --ros-domain-id 7, then, from a shell with "
-        "ROS_DOMAIN_ID=7: `medrobot console --domain ultrasound --ros`. Commands, confirmations and resets are "
-        "signed operator messages (docs/trust.md); anyone may stop with true on /medrobot/estop, and only a "
-        "signed reset releases.",
+        "ROS_DOMAIN_ID=7: `medrobot console --domain ultrasound --ros`. Commands (/medrobot/command), "
+        "confirmations (/medrobot/confirm) and resets (/medrobot/reset) are signed operator messages "
+        "(docs/trust.md); anyone may stop with true on /medrobot/estop, and only a signed reset releases.",
     )
     add_domain_argument(p, "-d", help="which robot and command set")
     p.add_argument("--params", type=Path, default=None, help="parameters file (default: the bringup package's "
@@ -244,8 +244,9 @@ def _run(args: argparse.Namespace) -> int:
         print("medrobot bringup: " + "; ".join(k.problem for k in unusable), file=sys.stderr)
         return 2
     created = [k for k in made if k.action == "created"]
-    if created and not args.json:
-        print(f"medrobot bringup: created {', '.join(Path(k.path).name for k in created)} in {graph.keys_dir}")
+    if created:  # with --json, stdout holds the one JSON line
+        print(f"medrobot bringup: created {', '.join(Path(k.path).name for k in created)} in {graph.keys_dir}",
+              file=sys.stderr if args.json else sys.stdout, flush=True)
 
     stopping = [False]
 

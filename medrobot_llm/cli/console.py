@@ -88,7 +88,8 @@ def _ros_client(args: argparse.Namespace) -> tuple[SupervisorClient | None, Call
     try:
         remote = RemoteSupervisor(operator=args.operator, keys_dir=args.keys)
     except (KeyFileError, ValueError) as exc:
-        return None, lambda: None, f"cannot sign as an operator: {exc}"
+        return None, lambda: None, (f"over ROS 2 this console signs as an operator, and it cannot: {exc}. "
+                                    f"`medrobot bringup --domain {args.domain}` creates the keys it uses")
     if not remote.wait_ready(args.ros_wait):
         remote.close()
         domain_id = os.environ.get("ROS_DOMAIN_ID") or "0"

@@ -47,14 +47,15 @@ class RosSkillBackend(SkillBackend):
     """Runs each step as one ExecuteSkill goal. ``locate`` maps the step's cancel token to its plan id and
     index; ``minter`` signs the goal's capability (the graph secret); ``before_send`` publishes the supervisor
     state naming the goal id (information for consoles), just before it goes out; ``release`` sends the
-    supervisor's signed release. ``clock`` stamps what the skill server says and when (the heartbeat the
-    supervisor watches), so it must be the supervisor's."""
+    supervisor's signed release; ``instance`` is the supervisor's heartbeat instance, which the skill server must
+    report alive before it counts as connected. ``clock`` stamps what the skill server says and when (the
+    heartbeat the supervisor watches), so it must be the supervisor's."""
 
     control_period_s = 0.005
 
     def __init__(self, node: Node, domain: str, *, locate: Callable[[CancelToken], tuple[str, int] | None],
                  before_send: Callable[[str, int, str], None], minter: CapabilityMinter,
-                 release: Callable[[], None], callback_group: CallbackGroup,
+                 release: Callable[[], None], callback_group: CallbackGroup, instance: str = "",
                  status_group: CallbackGroup, server_wait_s: float = 5.0, stale_after_s: float = 1.0,
                  cancel_grace_s: float = 1.0, reset_wait_s: float = 2.0, clock: Clock = time.monotonic) -> None:
         self.domain = domain
@@ -64,6 +65,7 @@ class RosSkillBackend(SkillBackend):
         self._before_send = before_send
         self._minter = minter
         self._release = release
+        self.instance = instance
         self.server_wait_s = server_wait_s
         self.stale_after_s = stale_after_s
         self.cancel_grace_s = cancel_grace_s
@@ -103,7 +105,15 @@ class RosSkillBackend(SkillBackend):
 
     @property
     def connected(self) -> bool:
-        return self._status is not None and self.clock() - self._status_at <= self.stale_after_s
+        """A skill server reports in, fresh, and (given ``instance``) it hears this supervisor's heartbeat: before
+        that it refuses every goal, so a plan sent to it would fail for nothing."""
+        status = self._status
+        if status is None or self.clock() - self._status_at > self.stale_after_s:
+            return False
+        if not self.instance:
+            return True
+        follows = status.get("supervisor")
+        return isinstance(follows, dict) and bool(follows.get("alive")) and follows.get("instance") == self.instance
 
     def world_json(self) -> dict[str, Any] | None:
         return self._world

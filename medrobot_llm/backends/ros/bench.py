@@ -1,14 +1,14 @@
 """What the two ROS benchmarks share: a skill server process and an in-process supervisor node.
 
 The skill server runs as its own process over real DDS on loopback, on a claimed ROS_DOMAIN_ID; the
-supervisor node runs in the benchmark's process so the benchmark can time inside its backend. The two share
-a graph secret made for the run (in a temporary keys folder), as a bringup's nodes share theirs.
+supervisor node runs in the benchmark's process so the benchmark can time inside its backend. Both hold
+the keys of a temporary folder of the run's own (the graph secret, and the default operator's key for
+whatever acts as the console), never the user's.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -22,7 +22,7 @@ from typing import Any
 
 from medrobot_llm.backends.ros.nodes import SKILL_SERVER
 from medrobot_llm.backends.ros.env import INSTALL_HINT, child_env, unique_domain_id
-from medrobot_llm.safety.keys import init_keys
+from medrobot_llm.safety import keys
 
 __all__ = ["percentiles", "plain_action_round_trips", "supervised_skill_server"]
 
@@ -49,7 +49,8 @@ def _interrupt(proc: subprocess.Popen[bytes]) -> None:
 
 @contextmanager
 def supervised_skill_server(domain: str, real_time_factor: float, log: Path) -> Iterator[Any]:
-    """Yield an in-process ``SupervisorNode`` connected to a skill server process for ``domain``."""
+    """Yield an in-process ``SupervisorNode`` connected to a skill server process for ``domain``; the keys
+    folder both use is the node's ``keys_dir`` parameter."""
     try:
         import rclpy
         from rclpy.executors import SingleThreadedExecutor
@@ -57,12 +58,13 @@ def supervised_skill_server(domain: str, real_time_factor: float, log: Path) -> 
         from medrobot_llm.backends.ros.supervisor_node import SupervisorNode
     except ImportError as exc:
         raise SystemExit(f"ROS 2 is not importable here ({exc}): {INSTALL_HINT}") from None
-    keys_dir = Path(tempfile.mkdtemp(prefix="medrobot-bench-keys-")) / "keys"
-    init_keys(keys_dir, ["bench"])  # a graph of its own: the bench's secret is nobody else's
     claim = unique_domain_id()
     os.environ["ROS_DOMAIN_ID"] = str(claim.domain_id)
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     env = child_env(claim.domain_id)
+    folder = tempfile.TemporaryDirectory(prefix="medrobot_bench_keys_")
+    keys_dir = Path(folder.name) / "keys"
+    keys.init_keys(keys_dir, [keys.default_operator()])
     with open(log, "ab") as fh:
         proc = subprocess.Popen(
             [env["MEDROBOT_ROS_PYTHON"], "-m", SKILL_SERVER.module, "--ros-args",
@@ -91,7 +93,7 @@ def supervised_skill_server(domain: str, real_time_factor: float, log: Path) -> 
         rclpy.try_shutdown()
         _interrupt(proc)
         claim.release()
-        shutil.rmtree(keys_dir.parent, ignore_errors=True)
+        folder.cleanup()
         print(f"(skill server log: {log})", file=sys.stderr)
 
 

@@ -187,7 +187,7 @@ class RemoteSupervisor:
             return dict(self._state) if ok and self._state else None
 
     def wait_ready(self, timeout: float = 20.0) -> bool:
-        """Until the supervisor reports its skill server and planner, and it and the planner hear us."""
+        """Until the supervisor reports its skill server (hearing its heartbeat) and planner, and it hears us."""
         deadline = time.monotonic() + timeout
         ok = self.wait_status(lambda s: bool(s.get("skill_server")) and bool(s.get("planner")), timeout) is not None
         while ok and time.monotonic() < deadline:

@@ -53,7 +53,7 @@ from medrobot_llm.backends.ros.common import (
 from medrobot_llm.backends.ros.priority import raise_priority, reception_threads, threads_of_this_process
 from medrobot_llm.backends.ros.signed import heartbeat_wire
 from medrobot_llm.safety import keys
-from medrobot_llm.safety.audit import AuditLog
+from medrobot_llm.safety.audit import AuditLog, AuditLogError
 from medrobot_llm.safety.capability import CapabilityVerifier
 from medrobot_llm.safety.gate import Admitted, FollowedState, GoalRequest, Refusal, SkillServerCore, to_json
 from medrobot_llm.safety.heartbeat import Watchdog
@@ -74,11 +74,14 @@ class SkillServerNode(Node):
             secret = keys.load_graph_secret(Path(p["keys_dir"]) if p["keys_dir"] else None)
         except keys.KeyFileError as exc:
             raise SystemExit(f"medrobot skill server: {exc}") from None
+        try:
+            self.audit = AuditLog(p["audit_log"]) if p["audit_log"] else AuditLog(None, keep_records=False)
+        except AuditLogError as exc:  # refusals nobody could audit later: say so, do not start
+            raise SystemExit(f"medrobot skill server: {exc}") from None
         from medrobot_llm.backends.sim import make
 
         self.scene = make(p["domain"], gui=p["gui"])
         self.scene.reset(seed=p["seed"] if p["seed"] >= 0 else None)
-        self.audit = AuditLog(p["audit_log"]) if p["audit_log"] else AuditLog(None, keep_records=False)
         self.core = SkillServerCore(self.scene, verifier=CapabilityVerifier(secret),
                                     watchdog=Watchdog(secret, window_s=p["heartbeat_window_s"]), audit=self.audit,
                                     real_time_factor=p["real_time_factor"])
@@ -135,7 +138,12 @@ class SkillServerNode(Node):
         if not receivers:
             log.warning("no DDS reception thread found to raise: a stop may wait behind the load to be received")
         for tid, g in receivers:
-            (log.info if g.realtime else log.warning)(g.sentence(f"DDS reception thread {tid}"))
+            # one call site per severity: rclpy refuses a call site whose severity changes, and the raised
+            # error would end this thread before it spins (a robot with no stop path)
+            if g.realtime:
+                log.info(g.sentence(f"DDS reception thread {tid}"))
+            else:
+                log.warning(g.sentence(f"DDS reception thread {tid}"))
         try:
             self._estop_executor.spin()
         except (ExternalShutdownException, ShutdownException):
@@ -175,8 +183,11 @@ class SkillServerNode(Node):
 
     def _tick(self) -> None:
         change = self.core.watch()
-        if change is not None:
-            (self.get_logger().warning if change.halted else self.get_logger().info)(change.message)
+        # one call site per severity: rclpy refuses a call site whose severity changes (and the spin dies)
+        if change is not None and change.halted:
+            self.get_logger().warning(change.message)
+        elif change is not None:
+            self.get_logger().info(change.message)
         self._publish_status()
 
     def _publish_status(self) -> None:

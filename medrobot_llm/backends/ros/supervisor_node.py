@@ -104,6 +104,7 @@ class SupervisorNode(Node):
         self._plan_client: Any = self.create_client(PlanCommand, SERVICE_PLAN, callback_group=self._command_group)
         self.backend = RosSkillBackend(self, self.domain, locate=self._locate, before_send=self._before_send,
                                        minter=CapabilityMinter(secret), release=self._release,
+                                       instance=self._beats.instance,
                                        callback_group=self._action_group, status_group=self._status_group,
                                        stale_after_s=p["heartbeat_timeout_s"], cancel_grace_s=p["cancel_grace_s"])
         audit = AuditLog(p["audit_log"]) if p["audit_log"] else AuditLog(None, keep_records=False)
