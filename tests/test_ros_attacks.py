@@ -41,8 +41,8 @@ OPERATOR = keys.default_operator()
 SECOND = "console2" if OPERATOR != "console2" else "console3"
 #: someone nobody gave a key
 MALLORY = "mallory"
-COMMAND, CONFIRM, RESET, ESTOP, HEARTBEAT = ("/medrobot/command", "/medrobot/confirm", "/medrobot/reset",
-                                             "/medrobot/estop", "/medrobot/heartbeat")
+#: the contract's topics, by their names in ``backends.ros.common`` (the attacker resolves them)
+COMMAND, CONFIRM, RESET, ESTOP, HEARTBEAT = "TOPIC_COMMAND", "TOPIC_CONFIRM", "TOPIC_RESET", "TOPIC_ESTOP", "TOPIC_HEARTBEAT"
 SHOT = "AP of the pelvis and take a shot"
 OTHER_SHOT = "lateral of the sacrum then take a shot"
 #: a view far from the pelvis: a gantry that went there moved

@@ -13,8 +13,9 @@ their capabilities. Each action is an object with ``do`` (see ``Rogue.run``); it
 script prints ``{"ready": true}`` once its endpoints are discovered, then one object ``{"results": [...]}``.
 ``{"do": "go"}`` waits for one line on stdin: the test's signal that the graph is where the attack needs it.
 
-Strings ``"$nonce"`` and ``"$plan_id"`` in an action stand for the latest ``/medrobot/state``'s fields, and
-``"$nonce@N"`` for the nonce recorded by the N-th ``wait_state`` action.
+Strings ``"$nonce"`` and ``"$plan_id"`` in an action stand for the latest ``/medrobot/state``'s fields,
+``"$nonce@N"`` for the nonce recorded by the N-th ``wait_state`` action, and ``"TOPIC_CONFIRM"`` (any name of
+``backends.ros.common``) for that topic.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from medrobot_interfaces.msg import Heartbeat as HeartbeatMsg
 from medrobot_interfaces.msg import OperatorMessage as OperatorMsg
 from medrobot_interfaces.msg import SupervisorState as StateMsg
 
+from medrobot_llm.backends.ros import common
 from medrobot_llm.backends.ros.common import (ACTION_EXECUTE, TOPIC_HEARTBEAT, TOPIC_STATE, GoalClient, latched_qos,
                                               reliable_qos)
 from medrobot_llm.safety import keys
@@ -67,7 +69,8 @@ class Rogue:
         self.counter = 0
         self.node.create_subscription(StateMsg, TOPIC_STATE, self._on_state, latched_qos(1),
                                       callback_group=self.group)
-        for topic in spec.get("sniff", []):
+        for name in spec.get("sniff", []):
+            topic = _topic(name)
             kind = HeartbeatMsg if topic == TOPIC_HEARTBEAT else OperatorMsg
             self.captured[topic] = []
             self.sniffers.append(self.node.create_subscription(kind, topic, self._capturer(topic), reliable_qos(50),
@@ -132,6 +135,9 @@ class Rogue:
             time.sleep(0.02)
 
     def _subst(self, value: Any) -> Any:
+        """``$field`` from the latest state, ``$nonce@N``, or a contract name (``TOPIC_*``) for its topic."""
+        if isinstance(value, str) and value.startswith("TOPIC_"):
+            return _topic(value)
         if isinstance(value, str) and value.startswith("$"):
             with self.lock:
                 if value.startswith("$nonce@"):
@@ -301,6 +307,11 @@ class Rogue:
             states = [s["state"] for s in self.seen_states]
         print(json.dumps({"results": results, "states": states}), flush=True)
         os._exit(0)  # never answer a held goal request; no clean shutdown needed by anyone
+
+
+def _topic(name: str) -> str:
+    """A contract name (``TOPIC_CONFIRM``) as its topic; anything else (a topic that is gone) as it is."""
+    return str(getattr(common, name)) if name.startswith("TOPIC_") else name
 
 
 def _fields(msg: Any) -> dict[str, Any]:
