@@ -413,7 +413,8 @@ def test_attack7_a_yes_sent_while_no_question_showed_confirms_no_later_question(
     x.assert_still_asking(1)
     x.assert_untrusted(audit, "confirm", SECOND, "replayed")
     not_open = [r for r in x.records()[audit:] if r.get("kind") == "untrusted" and r.get("code") == "not_open"]
-    assert len(not_open) == 2 and {r["claimed"] for r in not_open} == {SECOND}, not_open
+    # the two sent on the question; the first, sent while idle, too if the idle nonce was renewed before it arrived
+    assert len(not_open) >= 2 and {r["claimed"] for r in not_open} == {SECOND}, not_open
     assert x.remote.deny().accepted
     assert x.exposures() == shots
     x.no_shot_since(since)
