@@ -183,6 +183,7 @@ def test_no_goal_before_the_first_heartbeat_nor_after_the_window() -> None:
     r = rig.refused(rig.signed(rotate()))  # a genuine capability, but no supervisor heard yet
     assert (r.kind, r.code) == (FailureKind.HALTED, Reason.NO_HEARTBEAT)
     assert "no valid supervisor heartbeat yet" in r.message
+    assert r.message.startswith("refused plan ")  # ExecuteSkill.action: every refusal's message says so first
     assert rig.refused(rotate()).code is Reason.NO_HEARTBEAT  # checked before the capability
     rig.beat()
     rig.clock.advance(1.5)

@@ -89,9 +89,12 @@ class Refusal(Exception):
         self.code = code
 
     @classmethod
-    def untrusted(cls, kind: FailureKind, u: Untrusted) -> Refusal:
-        """A heartbeat or capability check's refusal, with its code and sentence, as a goal's refusal."""
-        return cls(kind, u.message, u.code)
+    def untrusted(cls, kind: FailureKind, u: Untrusted, goal: GoalRequest) -> Refusal:
+        """A heartbeat or capability check's refusal, with its code and sentence, as a goal's refusal: its message
+        starts with "refused" as ExecuteSkill.action says every refusal's does (the watchdog's verdict reads
+        "halted: ...", which a client looking for a refusal did not recognise)."""
+        message = u.message if u.message.startswith("refused") else f"refused {goal.describe()}: {u.message}"
+        return cls(kind, message, u.code)
 
 
 @dataclass(frozen=True)
@@ -315,12 +318,12 @@ class SkillServerCore:
         try:
             self.watchdog.require_alive()
         except Untrusted as u:
-            raise Refusal.untrusted(FailureKind.HALTED, u) from None
+            raise Refusal.untrusted(FailureKind.HALTED, u, goal) from None
         try:
             cap = self.verifier.admit(goal.capability, plan_id=goal.plan_id, step_index=goal.step_index,
                                       skill=goal.skill, args=step.args, domain=goal.domain, goal_id=goal.goal_id)
         except Untrusted as u:
-            raise Refusal.untrusted(FailureKind.INVALID, u) from None
+            raise Refusal.untrusted(FailureKind.INVALID, u, goal) from None
         if self.backend.halted:
             raise Refusal(FailureKind.HALTED, f"refused {goal.describe()}: the robot is halted "
                           f"({self.halt_reason or 'e-stop'}); reset first", Reason.HALTED)
