@@ -340,3 +340,17 @@ def test_and_back_is_the_same_handover_the_other_way(obj: str, back: str, first:
     assert handovers == [(first, other), (other, first)], plan
     once = planner.plan("surgery", f"hand the {obj} from {first} to {other}")
     assert [s.skill for s in once.steps].count("handover") == 1, once
+
+
+def test_a_step_that_undoes_a_state_the_robot_is_not_in_is_not_preceded_by_steps_that_create_it() -> None:
+    """The lift between two organs ("scan both kidneys") is for a state the plan itself made. Where the robot's own
+    world contradicts the step ("release the needle" with nothing held), the plan is refused by the validator,
+    never planned as grasping the needle in order to let it go (the bench's must-refuse task did exactly that)."""
+    from medrobot_llm.core.validator import WorldState
+
+    world = WorldState({"holding[psm1]": "none", "holding[psm2]": "none", "located[needle]": False}, known=True)
+    for arm in ("psm1", "psm2"):
+        plan = RulePlanner().plan("surgery", f"release the needle with {arm}", world)
+        assert plan.status is not PlanStatus.OK and not plan.steps, plan
+    both = RulePlanner().plan("ultrasound", "scan both kidneys")
+    assert [s.skill for s in both.steps].count("lift_probe") == 1, both

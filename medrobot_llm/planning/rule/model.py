@@ -138,6 +138,11 @@ class ParseState:
     later: list[Clause] = field(default_factory=list)
     done: list[Step] = field(default_factory=list)
     clauses: list[Clause] = field(default_factory=list)
+    #: the world's facts before any step of this plan: what the robot says, told apart from what the plan set
+    given: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.given = dict(self.world.facts)
 
     @property
     def cs(self) -> CommandSet:

@@ -165,6 +165,10 @@ class StepBuilder(Stage):
         prev.args.update(step.args)
         return True
 
+    def _set_by_plan(self, key: str) -> bool:
+        """Whether a step planned so far changed the world fact ``key`` (rather than the robot's world alone)."""
+        return key not in self.state.given or self.state.world.facts.get(key, _UNSET) != self.state.given[key]
+
     def establish(self, spec: SkillSpec, args: dict[str, Any], leftovers: list[Item], clause: Clause,
                   depth: int) -> list[Step]:
         """Steps that make ``spec``'s preconditions true, where the person named what they act on."""
@@ -181,10 +185,12 @@ class StepBuilder(Stage):
             only_look = (key, op, want) not in said
             have = self.state.world.facts.get(key, _UNSET)
             holds = have is not _UNSET and ((have == want) if op == "==" else (have != want))
-            # a step that sets the fact itself needs it established only where the plan so far contradicts
-            # it: the second organ of "scan both kidneys" is reached by lifting the probe off the first
+            # a step that sets the fact itself needs it established only where an earlier step of this plan
+            # contradicts it: the second organ of "scan both kidneys" is reached by lifting the probe off the
+            # first. Where the robot's world contradicts it, the validator refuses ("release the needle" with
+            # nothing held is refused, never planned as grasping the needle in order to let it go)
             if op == "!=" and any(_bind(k, key) is not None for k, _ in effect_templates(spec)) and (
-                    have is _UNSET or holds):
+                    have is _UNSET or holds or not self._set_by_plan(key)):
                 continue
             acted_on = frozenset(v for v in args.values() if isinstance(v, str))
             undo = op == "!=" and have is not _UNSET and not holds
