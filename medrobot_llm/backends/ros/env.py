@@ -102,6 +102,10 @@ class DomainClaim:
             self._fd = None
 
 
+#: the ROS_DOMAIN_IDs this process has claimed so far
+_CLAIMED_BEFORE: set[int] = set()
+
+
 def unique_domain_id(rng: random.Random | None = None) -> DomainClaim:
     """Claim a free ROS_DOMAIN_ID in 1..101 (0 is everyone's default; Fast DDS's port map ends at 101)."""
     import fcntl
@@ -110,6 +114,9 @@ def unique_domain_id(rng: random.Random | None = None) -> DomainClaim:
     r = rng or random.SystemRandom()
     ids = list(range(1, 102))
     r.shuffle(ids)
+    # ids this process had before go last: a node of an earlier claim that was not torn down yet (its transient
+    # local e-stop, its state) would otherwise greet the next graph on the same id as history
+    ids.sort(key=lambda i: i in _CLAIMED_BEFORE)
     lock_dir = Path(tempfile.gettempdir())
     for i in ids:
         fd = os.open(lock_dir / f"medrobot_ros_domain_{i}.lock", os.O_RDWR | os.O_CREAT, 0o666)
@@ -118,5 +125,6 @@ def unique_domain_id(rng: random.Random | None = None) -> DomainClaim:
         except OSError:
             os.close(fd)
             continue
+        _CLAIMED_BEFORE.add(i)
         return DomainClaim(i, fd)
     raise RosEnvError("all ROS_DOMAIN_IDs 1..101 are claimed by other medrobot graphs on this machine")
