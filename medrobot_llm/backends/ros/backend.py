@@ -35,6 +35,8 @@ from medrobot_llm.core.validator import WorldState
 from medrobot_llm.backends.ros.common import ACTION_EXECUTE, TOPIC_ESTOP, GoalClient, TOPIC_ROBOT_STATUS, latched_qos, reliable_qos
 from medrobot_llm.safety.capability import CapabilityMinter
 from medrobot_llm.safety.gate import to_json, world_from_json
+from medrobot_llm.safety.results import verify_result
+from medrobot_llm.safety.signing import Untrusted
 
 __all__ = ["RosSkillBackend", "SkillServerLost"]
 
@@ -55,11 +57,12 @@ class RosSkillBackend(SkillBackend):
 
     def __init__(self, node: Node, domain: str, *, locate: Callable[[CancelToken], tuple[str, int] | None],
                  before_send: Callable[[str, int, str], None], minter: CapabilityMinter,
-                 release: Callable[[], None], callback_group: CallbackGroup, instance: str = "",
+                 release: Callable[[], None], callback_group: CallbackGroup, result_secret: bytes, instance: str = "",
                  status_group: CallbackGroup, server_wait_s: float = 5.0, stale_after_s: float = 1.0,
                  cancel_grace_s: float = 1.0, reset_wait_s: float = 2.0, clock: Clock = time.monotonic) -> None:
         self.domain = domain
         self.clock = clock
+        self._result_secret = result_secret  # a result counts only signed by a skill server of this graph
         self._node = node
         self._locate = locate
         self._before_send = before_send
@@ -236,7 +239,7 @@ class RosSkillBackend(SkillBackend):
                                              f"confirm the end of the goal within {self.cancel_grace_s:g} s")
             wake.wait(self.control_period_s)
         response = result_future.result()
-        result = self._to_step_result(response.result)
+        result = self._to_step_result(response.result, goal_id.hex)
         if not result.success and result.outcome.get("refused") is True and (token.cancelled or self._local_halt):
             return self._stopped_before_start(token, f"the skill server refused it: {result.message}")
         return result
@@ -249,7 +252,14 @@ class RosSkillBackend(SkillBackend):
         return StepResult.failed(FailureKind.CANCELLED, f"{token.reason or 'cancelled'} before the step started "
                                  f"({what})")
 
-    def _to_step_result(self, r: Any) -> StepResult:
+    def _to_step_result(self, r: Any, goal_id: str) -> StepResult:
+        try:
+            verify_result(self._result_secret, r.signature, goal_id=goal_id, success=bool(r.success),
+                          failure_kind=r.failure_kind, message=r.message, outcome_json=r.outcome_json,
+                          world_json=r.world_json)
+        except Untrusted as u:
+            # its world and outcome are not the robot's: kept out of everything the supervisor decides on
+            return StepResult.failed(FailureKind.ERROR, u.message, untrusted=u.to_json())
         if r.world_json:
             try:
                 world = json.loads(r.world_json)

@@ -57,6 +57,7 @@ from medrobot_llm.safety.audit import AuditLog, AuditLogError
 from medrobot_llm.safety.capability import CapabilityVerifier
 from medrobot_llm.safety.gate import Admitted, FollowedState, GoalRequest, Refusal, SkillServerCore, to_json
 from medrobot_llm.safety.heartbeat import Watchdog
+from medrobot_llm.safety.results import sign_result
 from medrobot_llm.safety.signing import Untrusted
 
 __all__ = ["SkillServerNode", "main"]
@@ -74,6 +75,7 @@ class SkillServerNode(Node):
             secret = keys.load_graph_secret(Path(p["keys_dir"]) if p["keys_dir"] else None)
         except keys.KeyFileError as exc:
             raise SystemExit(f"medrobot skill server: {exc}") from None
+        self._secret = secret  # signs every result: the supervisor believes no other server's
         try:
             self.audit = AuditLog(p["audit_log"]) if p["audit_log"] else AuditLog(None, keep_records=False)
         except AuditLogError as exc:  # refusals nobody could audit later: say so, do not start
@@ -223,7 +225,7 @@ class SkillServerNode(Node):
             self.get_logger().warning(r.message)
             handle.abort()
             # ``refused``: nothing of the goal ran (the supervisor tells a refusal caused by its own stop apart)
-            return self._result(StepResult.failed(r.kind, r.message, refused=True))
+            return self._result(StepResult.failed(r.kind, r.message, refused=True), goal.goal_id)
         key = bytes(handle.goal_id.uuid)
         self._admitted[key] = admitted
         if handle.is_cancel_requested:
@@ -241,15 +243,18 @@ class SkillServerNode(Node):
             handle.canceled()
         else:
             handle.abort()
-        return self._result(result)
+        return self._result(result, goal.goal_id)
 
-    def _result(self, r: StepResult) -> ExecuteSkill.Result:
+    def _result(self, r: StepResult, goal_id: str) -> ExecuteSkill.Result:
         try:
             world = to_json(self.scene.world_state().to_json())
         except Exception:  # noqa: BLE001 - the result still goes out; the status topic says more
             world = ""
+        outcome = to_json(r.outcome)
+        signature = sign_result(self._secret, goal_id=goal_id, success=r.success, failure_kind=r.failure.value,
+                                message=r.message, outcome_json=outcome, world_json=world)
         return ExecuteSkill.Result(success=r.success, failure_kind=r.failure.value, message=r.message,
-                                   outcome_json=to_json(r.outcome), world_json=world)
+                                   outcome_json=outcome, world_json=world, signature=signature)
 
     # ---------------------------------------------------------------- the control thread
     def _control_loop(self) -> None:

@@ -103,7 +103,7 @@ class SupervisorNode(Node):
         self._beat_lock = threading.Lock()  # a release's beat and the timer's never go out of order
         self._plan_client: Any = self.create_client(PlanCommand, SERVICE_PLAN, callback_group=self._command_group)
         self.backend = RosSkillBackend(self, self.domain, locate=self._locate, before_send=self._before_send,
-                                       minter=CapabilityMinter(secret), release=self._release,
+                                       minter=CapabilityMinter(secret), result_secret=secret, release=self._release,
                                        instance=self._beats.instance,
                                        callback_group=self._action_group, status_group=self._status_group,
                                        stale_after_s=p["heartbeat_timeout_s"], cancel_grace_s=p["cancel_grace_s"])
