@@ -15,6 +15,7 @@ from medrobot_llm.language.text import tokenize
 from medrobot_llm.planning.rule.model import (
     Clause,
     Item,
+    Question,
     Stage,
     allowed_values,
     clean_number,
@@ -318,12 +319,36 @@ class SlotFiller(Stage):
             ev = self.cs.entity_value(args[a], s)
             if ev is not None and (ev.positive or ev.negative):
                 signs.insert(0, (ev.positive, ev.negative))
+        if signs and find_phrase(toks, ("plus", "or", "minus"), set(), allow_gaps=False):
+            raise Question("'plus or minus' says both ways; say which way, or say the amount as a size")
         for positive, negative in signs:
-            if self._sign_said(negative, toks):
+            at_neg, at_pos = self._sign_at(negative, toks), self._sign_at(positive, toks)
+            # "counter clockwise" holds "clockwise": a way said inside the other way's words is not said
+            way_neg, way_pos = bool(at_neg - at_pos), bool(at_pos - at_neg)
+            if at_neg and at_pos and (at_neg <= at_pos or at_pos <= at_neg):
+                way_neg, way_pos = len(at_neg) >= len(at_pos), len(at_pos) > len(at_neg)
+            if way_neg and way_pos:
+                # "move up 20 mm down": two ways for one amount; the last one said is a guess, not a reading
+                raise Question(f"Which way: '{self._said(positive, toks)}' or '{self._said(negative, toks)}'? "
+                               "Both were said for one amount")
+            if (way_neg or way_pos) and value < 0 and any(w in toks for w in NEGATIVE_SIGNS):
+                # "move left -5 cm", "tilt forward -20": a way and a minus sign disagree, or negate twice
+                way = self._said(negative if way_neg else positive, toks)
+                raise Question(f"'{way}' and a minus sign were both said for one amount; say the way, or the "
+                               "signed amount, not both")
+            if way_neg:
                 return -abs(value)
-            if self._sign_said(positive, toks):
-                return abs(value) if value >= 0 or not any(w in toks for w in NEGATIVE_SIGNS) else value
+            if way_pos:
+                return abs(value)
         return value
+
+    @staticmethod
+    def _sign_at(words: tuple[str, ...], toks: list[str]) -> set[int]:
+        return {k for w in words for at in find_phrase(toks, tuple(tokenize(w)), set(), allow_gaps=False) for k in at}
+
+    @staticmethod
+    def _said(words: tuple[str, ...], toks: list[str]) -> str:
+        return next(w for w in words if find_phrase(toks, tuple(tokenize(w)), set(), allow_gaps=False))
 
     def conjoined(self, spec: SkillSpec, args: dict[str, Any], clause: Clause) -> list[tuple[SkillSpec,
                                                                                              dict[str, Any]]]:

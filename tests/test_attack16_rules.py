@@ -1,0 +1,113 @@
+"""The rules attack16 found missing, each over the words the command set and the language layer define
+(not over the attacker's sentences, which tests/test_attack16.py replays)."""
+
+from __future__ import annotations
+
+import unicodedata
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from medrobot_llm.core.command_set import load_command_set
+from medrobot_llm.core.plan import PlanStatus
+from medrobot_llm.language.numbers import FRACTIONS, MINUS_CHARACTERS, normalise_numerals
+from medrobot_llm.language.text import tokenize
+from medrobot_llm.planning.rule.planner import RulePlanner
+
+planner = RulePlanner()
+
+# -- every minus form is the sign ------------------------------------------------------------------------------
+
+#: every code point Unicode files as a dash, and the minus signs of mathematics
+_DASHES = [chr(c) for c in range(0x80, 0x10000) if unicodedata.category(chr(c)) == "Pd"]
+
+
+@pytest.mark.parametrize("ch", [*_DASHES, "\u2212", "\u2796", "\u208b", "\u207b"])
+def test_every_dash_and_math_minus_is_a_minus_character(ch: str) -> None:
+    assert ch in MINUS_CHARACTERS
+
+
+@settings(max_examples=120, deadline=None)
+@given(ch=st.sampled_from(MINUS_CHARACTERS), space=st.sampled_from(["", " ", "  ", "\u00a0"]), n=st.integers(1, 29))
+def test_a_minus_in_any_form_and_spacing_signs_the_number(ch: str, space: str, n: int) -> None:
+    assert tokenize(f"tilt {ch}{space}{n} degrees") == ["tilt", "minus", str(n), "degrees"]
+    plan = planner.plan("xray", f"tilt {ch}{space}{n} degrees")
+    assert plan.status is PlanStatus.OK and plan.steps[0].args["amount"] == -n, plan
+
+
+@settings(max_examples=60, deadline=None)
+@given(ch=st.sampled_from(MINUS_CHARACTERS), space=st.sampled_from(["", " "]), a=st.integers(0, 50),
+       b=st.integers(0, 50))
+def test_a_dash_between_two_numbers_is_no_sign(ch: str, space: str, a: int, b: int) -> None:
+    assert "minus" not in normalise_numerals(f"{a}{space}{ch}{space}{b} mm")
+
+
+@pytest.mark.parametrize("ch", MINUS_CHARACTERS)
+def test_a_number_ending_a_name_is_no_range(ch: str) -> None:
+    """"psm1 \u2212 3 cm": the 1 belongs to the arm's name, so the dash signs the 3."""
+    assert "minus" in normalise_numerals(f"lift the needle with psm1 {ch} 3 cm")
+
+
+_EXACT_FRACTION_CHARACTERS = [c for c in "\u00bc\u00bd\u00be\u215b\u215c\u215d\u215e"]
+
+
+@pytest.mark.parametrize("frac", _EXACT_FRACTION_CHARACTERS)
+@pytest.mark.parametrize("ch", ["-", "\u2212", "\u2011"])
+def test_a_sign_before_a_fraction_character_is_kept(ch: str, frac: str) -> None:
+    turns = unicodedata.numeric(frac)
+    plan = planner.plan("xray", f"orbit {ch}{frac} turn")
+    if 360 * turns > 180:
+        assert plan.status is not PlanStatus.OK, plan
+        return
+    assert plan.status is PlanStatus.OK and plan.steps[0].args["amount"] == -360 * turns, plan
+
+
+@pytest.mark.parametrize("word", [w for w in FRACTIONS if w in ("half", "quarter")])
+@pytest.mark.parametrize("space", ["", " "])
+def test_a_sign_before_a_fraction_word_is_kept(word: str, space: str) -> None:
+    plan = planner.plan("xray", f"orbit -{space}{word} a turn")
+    assert plan.status is not PlanStatus.OK or plan.steps[0].args["amount"] < 0, plan
+
+
+def _signed_axes() -> list[tuple[str, str, str, str, str]]:
+    """(domain, axis value, its unit word, first positive way, first negative way) for every axis with ways."""
+    out = []
+    for d in ("xray",):
+        for v, ev in load_command_set(d).entities["axis"].values.items():
+            if ev.positive and ev.negative:
+                out.append((d, v, "degrees" if ev.unit == "deg" else "mm", ev.positive[0], ev.negative[0]))
+    return out
+
+
+def _verb(axis: str) -> str:
+    return axis if axis in ("tilt", "orbit") else "move"
+
+
+@pytest.mark.parametrize(("domain", "axis", "unit", "pos", "neg"), _signed_axes())
+@pytest.mark.parametrize("sign", ["\u00b1", "plus or minus "])
+def test_plus_or_minus_on_a_signed_axis_asks(domain: str, axis: str, unit: str, pos: str, neg: str,
+                                             sign: str) -> None:
+    plan = planner.plan(domain, f"{_verb(axis)} {pos} {sign}20 {unit}")
+    assert plan.status is PlanStatus.CLARIFY, plan
+
+
+@pytest.mark.parametrize(("domain", "axis", "unit", "pos", "neg"), _signed_axes())
+@pytest.mark.parametrize("n", [5, 20])
+def test_two_opposite_ways_for_one_amount_ask(domain: str, axis: str, unit: str, pos: str, neg: str,
+                                              n: int) -> None:
+    for first, second in ((pos, neg), (neg, pos)):
+        plan = planner.plan(domain, f"{_verb(axis)} {first} {n} {unit} {second}")
+        assert plan.status is PlanStatus.CLARIFY, (first, second, plan)
+
+
+@pytest.mark.parametrize(("domain", "axis", "unit", "pos", "neg"), _signed_axes())
+@pytest.mark.parametrize("minus", ["-", "minus ", "negative ", "\u2212 "])
+def test_a_way_and_a_minus_sign_together_ask(domain: str, axis: str, unit: str, pos: str, neg: str,
+                                             minus: str) -> None:
+    for way in (pos, neg):
+        plan = planner.plan(domain, f"{_verb(axis)} {way} {minus}10 {unit}")
+        assert plan.status is PlanStatus.CLARIFY, (way, plan)
+        # the way alone still signs the amount
+        alone = planner.plan(domain, f"{_verb(axis)} {way} 10 {unit}")
+        assert alone.status is PlanStatus.OK, (way, alone)
