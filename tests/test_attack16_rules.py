@@ -111,3 +111,40 @@ def test_a_way_and_a_minus_sign_together_ask(domain: str, axis: str, unit: str, 
         # the way alone still signs the amount
         alone = planner.plan(domain, f"{_verb(axis)} {way} 10 {unit}")
         assert alone.status is PlanStatus.OK, (way, alone)
+
+
+# -- a side binds to the noun it is said with --------------------------------------------------------------------
+
+
+def _sided(domain: str, entity: str) -> list[str]:
+    """The anatomy or organ values that take both a left and a right side."""
+    values = load_command_set(domain).entities[entity].values
+    return [v for v, ev in values.items() if {"left", "right"} <= set(ev.sides or ())]
+
+
+_LISTS = [("xray", "AP of", "anatomy", "move_to_view", a, b) for a in _sided("xray", "anatomy")
+          for b in _sided("xray", "anatomy") if a != b]
+_LISTS += [("ultrasound", "scan", "organ", "move_to_window", a, b) for a in _sided("ultrasound", "organ")
+           for b in _sided("ultrasound", "organ") if a != b]
+
+
+@pytest.mark.parametrize(("domain", "verb", "arg", "skill", "first", "second"), _LISTS)
+@pytest.mark.parametrize(("side1", "side2"), [("left", "right"), ("right", "left"), ("left", "left")])
+def test_each_listed_noun_keeps_its_own_side(domain: str, verb: str, arg: str, skill: str, first: str, second: str,
+                                            side1: str, side2: str) -> None:
+    for the in ("", "the "):
+        text = f"{verb} the {side1} {first.replace('_', ' ')} and {the}{side2} {second.replace('_', ' ')}"
+        plan = planner.plan(domain, text)
+        assert plan.status is PlanStatus.OK, (text, plan)
+        got = [(s.args[arg], s.args.get("side")) for s in plan.steps if s.skill == skill]
+        assert got == [(first, side1), (second, side2)], (text, got)
+
+
+@pytest.mark.parametrize(("domain", "verb", "arg", "skill", "first", "second"), _LISTS)
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_a_side_said_for_one_listed_noun_does_not_carry_over(domain: str, verb: str, arg: str, skill: str,
+                                                             first: str, second: str, side: str) -> None:
+    for text in (f"{verb} the {side} {first.replace('_', ' ')} and the {second.replace('_', ' ')}",
+                 f"{verb} the {first.replace('_', ' ')} and the {side} {second.replace('_', ' ')}"):
+        plan = planner.plan(domain, text)
+        assert plan.status is PlanStatus.CLARIFY, (text, plan)

@@ -358,6 +358,7 @@ class SlotFiller(Stage):
         for a, s in spec.args.items():
             if s.type != "enum" or a not in args or a.startswith(("from_", "to_")):
                 continue
+            own = self._own_qualifiers(spec, a, args, clause)
             for it in clause.items:
                 # "... and the left kidney": the side in front of the noun does not hide the "and"
                 named = {k for o in clause.items if o is not it and o.end < it.start for k in o.positions}
@@ -375,9 +376,19 @@ class SlotFiller(Stage):
                         if not other.used and other.start == it.end + 1 and any(
                                 o in more.values() for _, o in other.options):
                             clause.use(other)
+                    if own is not None:
+                        own.bind(it, more)
                     self._gapped(spec, a, it, more, clause)
                     extra.append((spec, more))
+            if own is not None:
+                own.check_first(args)
         return extra
+
+    def _own_qualifiers(self, spec: SkillSpec, a: str, args: dict[str, Any], clause: Clause) -> _OwnQualifiers | None:
+        """The arguments that depend on ``a`` (a side depends on its anatomy or organ), when the clause lists
+        several values of ``a``: each value then keeps the qualifier said with it."""
+        dependent = [b for b, s in spec.args.items() if s.type == "enum" and (s.values_from or "").startswith(f"{a}.")]
+        return _OwnQualifiers(self, spec, a, dependent, args, clause) if dependent else None
 
     def _gapped(self, spec: SkillSpec, a: str, item: Item, args: dict[str, Any], clause: Clause) -> None:
         """"grab the needle with the right arm and the shunt with the left arm": what is named after the second
@@ -395,3 +406,63 @@ class SlotFiller(Stage):
                     args[b] = v
                     clause.use(other)
                     break
+
+
+class _OwnQualifiers:
+    """"AP of the left femur and right knee": a side binds to the noun it is written with, never to the whole
+    list; cross-multiplied, it put a view, a contact or an exposure on a side nobody named. A listed noun without
+    a side of its own, next to one that has one, asks (command-set.md lets no side carry over), unless its
+    anatomy or organ allows only one side."""
+
+    def __init__(self, filler: SlotFiller, spec: SkillSpec, a: str, dependent: list[str], args: dict[str, Any],
+                 clause: Clause) -> None:
+        self.filler, self.spec, self.a, self.dependent, self.clause = filler, spec, a, dependent, clause
+        allowed = allowed_values(filler.cs, spec, a, spec.args[a], args)
+        first = next((it for it in sorted(clause.items, key=lambda i: i.start)
+                      if it.used and it.value_for(spec.args[a].entities, allowed) == args[a]), None)
+        self.first_own = self._said_with(first, args) if first is not None else {}
+        self.bound: set[str] = set(self.first_own)
+
+    def _said_with(self, noun: Item, args: dict[str, Any]) -> dict[str, tuple[Item, str]]:
+        """The dependent values written right before ``noun`` ("the right carotid"): only soft words between."""
+        out: dict[str, tuple[Item, str]] = {}
+        toks = self.clause.tokens
+        for b in self.dependent:
+            s = self.spec.args[b]
+            allowed = allowed_values(self.filler.cs, self.spec, b, s, {**args, self.a: args[self.a]})
+            for it in self.clause.items:
+                if it.end < noun.start and all(toks[k] in SOFT for k in range(it.end + 1, noun.start)):
+                    v = it.value_for(s.entities, allowed)
+                    if v is not None:
+                        out[b] = (it, v)
+        return out
+
+    def bind(self, noun: Item, more: dict[str, Any]) -> None:
+        own = self._said_with(noun, more)
+        for b in self.dependent:
+            if b in own:
+                item, v = own[b]
+                more[b] = v
+                self.clause.use(item)
+                self.bound.add(b)
+            elif b in self.first_own:
+                self._ask_or_only(b, more)
+
+    def check_first(self, args: dict[str, Any]) -> None:
+        """"AP of the femur and right knee": the side of the knee is no side of the femur."""
+        for b in self.bound:
+            if b not in self.first_own:
+                self._ask_or_only(b, args)
+
+    def _ask_or_only(self, b: str, args: dict[str, Any]) -> None:
+        s = self.spec.args[b]
+        allowed = allowed_values(self.filler.cs, self.spec, b, s, {k: v for k, v in args.items() if k != b})
+        if len(allowed) <= 1:
+            # the pelvis has no side and the liver only one: nothing to carry over, nothing to ask
+            args.pop(b, None)
+            if allowed:
+                args[b] = allowed[0]
+            return
+        noun = str(args[self.a]).replace("_", " ")
+        raise Question(f"Which {b} for the {noun}? A {b} was said for another item of the list, and it does not "
+                       f"carry over; say the {b} with each one")
