@@ -11,6 +11,8 @@ from hypothesis import strategies as st
 
 from medrobot_llm.core.command_set import load_command_set
 from medrobot_llm.core.plan import PlanStatus
+from medrobot_llm.language.lexicon import hazard_phrases
+from medrobot_llm.language.negation import HEDGES_AFTER, HEDGES_BEFORE, NEGATED_AFTER, ZERO_COUNTS
 from medrobot_llm.language.numbers import FRACTIONS, MINUS_CHARACTERS, normalise_numerals
 from medrobot_llm.language.text import tokenize
 from medrobot_llm.planning.rule.planner import RulePlanner
@@ -148,3 +150,74 @@ def test_a_side_said_for_one_listed_noun_does_not_carry_over(domain: str, verb: 
                  f"{verb} the {first.replace('_', ' ')} and the {side} {second.replace('_', ' ')}"):
         plan = planner.plan(domain, text)
         assert plan.status is PlanStatus.CLARIFY, (text, plan)
+
+
+# -- negation after the noun, zero counts, hedges: the hazard is not planned -------------------------------------
+
+#: a first clause that makes each domain's hazardous steps plannable (a view before a shot, a window before
+#: contact, an arm holding something before a retraction)
+_LEADS = {"xray": "lateral of the sacrum", "ultrasound": "move over the liver",
+          "surgery": "grasp the vessel with psm1"}
+
+
+def _hazards_planned(domain: str) -> list[tuple[str, str, frozenset[str]]]:
+    """(domain, hazard phrase, the hazardous skills it adds after the lead) for every phrase that adds one."""
+    out = []
+    for phrase in sorted({" ".join(p.words) for p in hazard_phrases(domain)}):
+        base = {s.skill for s in planner.plan(domain, _LEADS[domain]).steps}
+        plan = planner.plan(domain, f"{_LEADS[domain]}, {phrase}")
+        added = frozenset(s.skill for s in plan.steps) - base
+        if plan.status is PlanStatus.OK and added:
+            out.append((domain, phrase, added))
+    return out
+
+
+_HAZARDS = [h for d in _LEADS for h in _hazards_planned(d)]
+
+
+def _plans_none_of(domain: str, text: str, skills: frozenset[str]) -> None:
+    plan = planner.plan(domain, text)
+    assert not {s.skill for s in plan.steps} & skills, (text, plan)
+
+
+def test_every_domain_has_hazard_phrases_to_test() -> None:
+    assert {d for d, _, _ in _HAZARDS} == set(_LEADS)
+
+
+@settings(max_examples=150, deadline=None)
+@given(hazard=st.sampled_from(_HAZARDS), after=st.sampled_from(NEGATED_AFTER))
+def test_a_negation_after_the_step_strikes_it(hazard: tuple[str, str, frozenset[str]],
+                                              after: tuple[str, ...]) -> None:
+    domain, phrase, skills = hazard
+    _plans_none_of(domain, f"{_LEADS[domain]}, {phrase} {' '.join(after)}", skills)
+
+
+@settings(max_examples=100, deadline=None)
+@given(hazard=st.sampled_from(_HAZARDS), zero=st.sampled_from(sorted(ZERO_COUNTS)))
+def test_a_zero_count_is_no_step(hazard: tuple[str, str, frozenset[str]], zero: str) -> None:
+    domain, phrase, skills = hazard
+    _plans_none_of(domain, f"{_LEADS[domain]}, {zero} {phrase}", skills)
+
+
+@settings(max_examples=150, deadline=None)
+@given(hazard=st.sampled_from(_HAZARDS), hedge=st.sampled_from(HEDGES_BEFORE))
+def test_a_hedge_before_the_step_asks(hazard: tuple[str, str, frozenset[str]], hedge: tuple[str, ...]) -> None:
+    domain, phrase, skills = hazard
+    text = f"{_LEADS[domain]}, {' '.join(hedge)} {phrase}"
+    _plans_none_of(domain, text, skills)
+    assert planner.plan(domain, text).status is not PlanStatus.OK, text
+
+
+@settings(max_examples=150, deadline=None)
+@given(hazard=st.sampled_from(_HAZARDS), hedge=st.sampled_from(HEDGES_AFTER))
+def test_a_hedge_after_the_step_asks(hazard: tuple[str, str, frozenset[str]], hedge: tuple[str, ...]) -> None:
+    domain, phrase, skills = hazard
+    text = f"{_LEADS[domain]}, {phrase} {' '.join(hedge)}"
+    _plans_none_of(domain, text, skills)
+    assert planner.plan(domain, text).status is not PlanStatus.OK, text
+
+
+@pytest.mark.parametrize("verb", ["pressing", "touching", "contacting", "pressing down"])
+@pytest.mark.parametrize("negator", ["without", "no", "avoid", "w/o"])
+def test_a_negated_verb_form_negates_the_contact_a_scan_implies(verb: str, negator: str) -> None:
+    _plans_none_of("ultrasound", f"scan the left kidney {negator} {verb}", frozenset(["make_contact"]))

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from medrobot_llm.language.inflection import is_form
 from medrobot_llm.language.lexicon import hazard_phrases, lexicon
 from medrobot_llm.language.phrases import SOFT, Phrase, match_phrases
 
-__all__ = ["CONFIRMATIONS", "DEFERRALS", "DEFERRED_SUBJECTS", "NEGATED_TAILS", "NEGATORS", "OBJECT_PRONOUNS",
-           "PAST_AFTER", "PAST_BEFORE", "Governed", "asked_only", "confirmation_spans", "governed", "strike"]
+__all__ = ["CONFIRMATIONS", "DEFERRALS", "DEFERRED_SUBJECTS", "HEDGES_AFTER", "HEDGES_BEFORE", "NEGATED_AFTER",
+           "NEGATED_TAILS", "NEGATORS", "OBJECT_PRONOUNS", "PAST_AFTER", "ZERO_COUNTS", "PAST_BEFORE", "Governed", "asked_only", "confirmation_spans", "governed", "strike"]
 
 #: words that negate the step phrase after them, in the same clause
 NEGATORS: tuple[tuple[str, ...], ...] = (
@@ -23,6 +24,27 @@ NEGATORS: tuple[tuple[str, ...], ...] = (
     ("avoid",), ("avoiding",), ("hold", "off", "on"), ("hold", "off"), ("not", "yet"), ("not",), ("no", "need", "for"),
     ("no", "need", "to"), ("instead", "of"), ("rather", "than"), ("leave", "out"), ("omit",), ("forget",),
     ("cancel",), ("refrain", "from"), ("stop", "short", "of"), ("nor",), ("neither",), ("won't",), ("shouldn't",),
+    ("w", "/", "o"), ("w", "o"),
+)
+#: words after a step phrase that negate it ("shot not needed", "a shot is not needed", "contact unnecessary"):
+#: read only before the verb, the step was planned
+NEGATED_AFTER: tuple[tuple[str, ...], ...] = tuple(
+    (*lead, word) for lead in (("not",), ("isn't",), ("is", "not"), ("no", "longer")) for word in
+    ("needed", "required", "necessary", "wanted", "indicated", "please")) + (("unnecessary",), ("unneeded",))
+#: a count of none right before a step's noun ("zero shots", "0 shots"): no step, never one
+ZERO_COUNTS: frozenset[str] = frozenset(["zero", "0", "none"])
+#: words that hedge, ask about or only prepare the step phrase after them ("maybe a shot", "should we take a
+#: shot?", "prepare a shot"): no command to act, so the planner asks
+HEDGES_BEFORE: tuple[tuple[str, ...], ...] = (
+    ("maybe",), ("perhaps",), ("possibly",), ("probably",), ("might",), ("may", "need"), ("should", "we"),
+    ("should", "i"), ("shall", "we"), ("do", "we", "need"), ("do", "we", "want"), ("do", "you", "think"),
+    ("would", "it", "help"), ("prepare",), ("prepare", "for"), ("set", "up", "for"), ("get", "ready", "for"),
+    ("ready", "for"), ("if", "needed"), ("if", "necessary"), ("if", "required"),
+)
+#: words after a step phrase that make it conditional or tentative ("shot only if needed", "a shot maybe")
+HEDGES_AFTER: tuple[tuple[str, ...], ...] = (
+    ("only", "if", "needed"), ("only", "if", "necessary"), ("only", "if", "required"), ("only", "if"), ("if", "needed"), ("if", "necessary"), ("if", "required"), ("if", "you", "think"),
+    ("if", "it", "helps"), ("maybe",), ("perhaps",), ("possibly",), ("as", "needed"), ("when", "needed"),
 )
 #: words right after a negated step phrase that qualify the negation itself ("don't take a shot yet"): they belong
 #: to the struck phrase, so no word of a refusal to act is left over as an unknown word
@@ -114,6 +136,18 @@ def governed(tokens: list[str], phrases: list[Phrase]) -> list[Governed]:
             out.append(Governed(m.phrase, "negated", tuple(neg) + own + tuple(range(end + 1, obj + 1))
                                 + tuple(tail or ())))
             continue
+        after = _after(tokens, end, NEGATED_AFTER, reach=3)
+        prev = start - 1
+        while prev >= 0 and tokens[prev] in SOFT:
+            prev -= 1
+        zero = range(prev, start) if prev >= 0 and tokens[prev] in ZERO_COUNTS else None
+        if after is not None or zero is not None:
+            out.append(Governed(m.phrase, "negated", tuple(zero or ()) + own + tuple(after or ())))
+            continue
+        hedge = _before(tokens, start, HEDGES_BEFORE) or _after(tokens, end, HEDGES_AFTER, reach=3)
+        if hedge is not None:
+            out.append(Governed(m.phrase, "hedged", tuple(sorted(set(hedge) | set(own)))))
+            continue
         later = _after(tokens, end, DEFERRALS, reach=6)
         if later is not None:
             who = start
@@ -125,9 +159,6 @@ def governed(tokens: list[str], phrases: list[Phrase]) -> list[Governed]:
         if first is not None:
             out.append(Governed(m.phrase, "deferred", tuple(first) + own))
             continue
-        prev = start - 1
-        while prev >= 0 and tokens[prev] in SOFT:
-            prev -= 1
         noun_only = len(m.positions) == 1
         if (noun_only and prev >= 0 and tokens[prev] in PAST_BEFORE) or _after(tokens, end, PAST_AFTER, 3):
             out.append(Governed(m.phrase, "past", own))
@@ -135,6 +166,21 @@ def governed(tokens: list[str], phrases: list[Phrase]) -> list[Governed]:
         conf = _before(tokens, start, CONFIRMATIONS) or _after(tokens, end, CONFIRMATIONS, 1)
         if conf is not None and noun_only:
             out.append(Governed(m.phrase, "confirmed", tuple(sorted(set(conf) | set(own)))))
+    return out + _negated_forms(tokens, phrases, out)
+
+
+def _negated_forms(tokens: list[str], phrases: list[Phrase], found: list[Governed]) -> list[Governed]:
+    """"scan the kidney without pressing": a negator before a verb form of a one-word step phrase ("pressing",
+    "touching") negates that step too; phrase matching reads plurals only, so the form alone named nothing."""
+    taken = {k for g in found for k in g.span}
+    out: list[Governed] = []
+    for k, t in enumerate(tokens):
+        if k in taken:
+            continue
+        phrase = next((p for p in phrases if len(p.words) == 1 and t != p.words[0] and is_form(t, p.words[0])), None)
+        neg = _before(tokens, k, NEGATORS) if phrase is not None else None
+        if phrase is not None and neg is not None:
+            out.append(Governed(phrase, "negated", (*neg, k)))
     return out
 
 

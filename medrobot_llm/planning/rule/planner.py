@@ -101,6 +101,12 @@ class RulePlanner:
             what = next(iter(unasked), "the step")
             return Plan.refused(domain, f"the command does not ask for '{what}', and for nothing else: nothing to "
                                         "plan; say what the robot should do", Reason.NEGATED), True
+        hedged = next((w for w, (_, how) in unasked.items() if how == "hedged"), None)
+        if hedged is not None:
+            # "maybe a shot", "should we take a shot?", "prepare a shot": a step said without a command to act
+            return Plan.clarify(domain, f"Should the robot do it now? '{hedged}' hedges, asks about or only "
+                                        "prepares the step; say the command without the hedge, or leave the "
+                                        "step out", Reason.AMBIGUOUS), True
         parser = _Pipeline(lex, world, text)
         try:
             steps = parser.run(tokens)
