@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from medrobot_llm.core.command_set import load_command_set
 from medrobot_llm.core.plan import PlanStatus
 from medrobot_llm.language.lexicon import hazard_phrases
-from medrobot_llm.language.negation import HEDGES_AFTER, HEDGES_BEFORE, NEGATED_AFTER, ZERO_COUNTS
+from medrobot_llm.language.negation import HEDGES_AFTER, HEDGES_BEFORE, NEGATED_AFTER, RESTATING, ZERO_COUNTS
 from medrobot_llm.language.numbers import FRACTIONS, MINUS_CHARACTERS, normalise_numerals
 from medrobot_llm.language.text import tokenize
 from medrobot_llm.planning.rule.planner import RulePlanner
@@ -221,3 +221,34 @@ def test_a_hedge_after_the_step_asks(hazard: tuple[str, str, frozenset[str]], he
 @pytest.mark.parametrize("negator", ["without", "no", "avoid", "w/o"])
 def test_a_negated_verb_form_negates_the_contact_a_scan_implies(verb: str, negator: str) -> None:
     _plans_none_of("ultrasound", f"scan the left kidney {negator} {verb}", frozenset(["make_contact"]))
+
+
+# -- a restated step is the same step ---------------------------------------------------------------------------
+
+
+def _counts(domain: str, text: str) -> dict[str, int]:
+    plan = planner.plan(domain, text)
+    assert plan.status is PlanStatus.OK, (text, plan)
+    return {skill: [s.skill for s in plan.steps].count(skill) for skill in {s.skill for s in plan.steps}}
+
+
+@settings(max_examples=150, deadline=None)
+@given(hazard=st.sampled_from(_HAZARDS), urge=st.sampled_from(sorted(RESTATING)), sep=st.sampled_from([", ", " ("]))
+def test_a_step_phrase_said_again_with_urging_words_is_one_step(hazard: tuple[str, str, frozenset[str]], urge: str,
+                                                                 sep: str) -> None:
+    domain, phrase, _ = hazard
+    once = _counts(domain, f"{_LEADS[domain]}, {phrase}")
+    text = f"{_LEADS[domain]}, {phrase}{sep}{urge}, {phrase}"
+    plan = planner.plan(domain, text)
+    assert plan.status is not PlanStatus.OK or _counts(domain, text) == once, (text, plan)
+
+
+@pytest.mark.parametrize("urge", ["ok", "yes", "go ahead and"])
+def test_a_restated_lift_is_one_lift(urge: str) -> None:
+    text = f"lift the needle with psm1 2 cm, {urge} lift"
+    assert _counts("surgery", text)["lift"] == 1
+
+
+@pytest.mark.parametrize("more", ["another shot", "one more shot", "a shot again", "two shots"])
+def test_a_count_still_asks_for_more_steps(more: str) -> None:
+    assert _counts("xray", f"AP of the pelvis, take a shot and {more}")["take_shot"] >= 2

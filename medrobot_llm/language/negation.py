@@ -16,7 +16,7 @@ from medrobot_llm.language.lexicon import hazard_phrases, lexicon
 from medrobot_llm.language.phrases import SOFT, Phrase, match_phrases
 
 __all__ = ["CONFIRMATIONS", "DEFERRALS", "DEFERRED_SUBJECTS", "HEDGES_AFTER", "HEDGES_BEFORE", "NEGATED_AFTER",
-           "NEGATED_TAILS", "NEGATORS", "OBJECT_PRONOUNS", "PAST_AFTER", "ZERO_COUNTS", "PAST_BEFORE", "Governed", "asked_only", "confirmation_spans", "governed", "strike"]
+           "NEGATED_TAILS", "NEGATORS", "OBJECT_PRONOUNS", "PAST_AFTER", "RESTATING", "ZERO_COUNTS", "PAST_BEFORE", "Governed", "asked_only", "confirmation_spans", "governed", "strike"]
 
 #: words that negate the step phrase after them, in the same clause
 NEGATORS: tuple[tuple[str, ...], ...] = (
@@ -77,6 +77,12 @@ OBJECT_PRONOUNS: frozenset[str] = frozenset(["it", "them", "that", "this"])
 #: who will do a deferred step, said before it ("we'll shoot later"): struck with the step it introduces
 DEFERRED_SUBJECTS: frozenset[str] = frozenset(["we'll", "i'll", "you'll", "we", "i", "you", "will", "shall", "can",
                                                "we're", "i'm", "going", "gonna", "to", "let's", "lets"])
+#: words that urge or confirm a step already said ("..., ok shoot", "(yes, shoot)", "yes retract"): a clause of
+#: only these and the same step phrase restates the step, it is no second one (a count says "twice")
+RESTATING: frozenset[str] = frozenset(["ok", "okay", "yes", "yeah", "yep", "sure", "go", "ahead", "alright", "do",
+                                       "please", "now", "then", "and"])
+#: the only soft words a restating clause may hold: "another shot", "one more" ask for a second step
+_ARTICLES = frozenset(["a", "an", "the"])
 _BOUNDARY = frozenset([",", ";", ".", "!", "?", ":", "and", "then", "but"])
 #: how many words may stand between a negator and the step phrase it governs ("don't yet take a shot")
 _REACH = 3
@@ -166,7 +172,36 @@ def governed(tokens: list[str], phrases: list[Phrase]) -> list[Governed]:
         conf = _before(tokens, start, CONFIRMATIONS) or _after(tokens, end, CONFIRMATIONS, 1)
         if conf is not None and noun_only:
             out.append(Governed(m.phrase, "confirmed", tuple(sorted(set(conf) | set(own)))))
-    return out + _negated_forms(tokens, phrases, out)
+    out += _negated_forms(tokens, phrases, out)
+    return out + _restated(tokens, phrases, out)
+
+
+def _restated(tokens: list[str], phrases: list[Phrase], found: list[Governed]) -> list[Governed]:
+    """"AP of the pelvis, take a shot, fire", "lift it 2 cm, ok lift": a clause that only says a step phrase
+    again, with urging words, right after the clause that said it, restates that step; read as a step, it
+    became a second exposure, lift or insertion."""
+    taken = {k for g in found for k in g.span}
+    said = [m for m in match_phrases(tokens, phrases, set()) if not set(m.positions) & taken]
+    out: list[Governed] = []
+    for i, second in enumerate(said):
+        first = next((m for m in reversed(said[:i]) if (m.phrase.kind, m.phrase.name) ==
+                      (second.phrase.kind, second.phrase.name)), None)
+        if first is None:
+            continue
+        k = first.positions[-1] + 1
+        while k < second.positions[0] and tokens[k] not in _BOUNDARY:
+            k += 1
+        while k > first.positions[-1] + 1 and tokens[k - 1] in RESTATING:
+            k -= 1
+        end = second.positions[-1] + 1
+        while end < len(tokens) and tokens[end] in OBJECT_PRONOUNS:
+            end += 1
+        own = set(second.positions)
+        between = [t for j, t in enumerate(tokens[k:end], k) if j not in own]
+        if k < second.positions[0] and (end == len(tokens) or tokens[end] in _BOUNDARY) and all(
+                t in _BOUNDARY or t in RESTATING or t in _ARTICLES or t in OBJECT_PRONOUNS for t in between):
+            out.append(Governed(second.phrase, "restated", tuple(range(k, end))))
+    return out
 
 
 def _negated_forms(tokens: list[str], phrases: list[Phrase], found: list[Governed]) -> list[Governed]:
@@ -248,7 +283,8 @@ def asked_only(domain: str, tokens: list[str]) -> tuple[list[str], list[Governed
     # "the last capture was blurry": a step already done is no step of this plan, hazardous or not
     others = [p for p in lexicon(domain).skills if p not in hazards and p.kind == "skill"]
     taken = {k for g in found for k in g.span}
-    found += [g for g in governed(tokens, others) if g.how == "past" and not set(g.span) & taken]
+    # "lift it 2 cm, ok lift": a restated step is no second step, hazardous or not
+    found += [g for g in governed(tokens, others) if g.how in ("past", "restated") and not set(g.span) & taken]
     rest = strike(_referents(domain, tokens, found), [g.span for g in found])
     rest = [w for t in rest for w in t.split(" ")]
     return strike(rest, confirmation_spans(rest)), found

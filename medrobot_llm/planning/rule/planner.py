@@ -163,7 +163,7 @@ def _unasked(lex: Lexicon, tokens: list[str]) -> tuple[list[str], dict[str, tupl
     for g in found:
         words = " ".join(tokens[k] for k in g.span)
         for skill in _hazards_of(lex, g.phrase.kind, g.phrase.name):
-            if g.how != "confirmed":
+            if g.how not in ("confirmed", "restated"):
                 unasked[words] = (skill, g.how)
     return rest, unasked
 
