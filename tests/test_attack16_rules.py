@@ -15,6 +15,7 @@ from medrobot_llm.language.lexicon import hazard_phrases
 from medrobot_llm.language.negation import HEDGES_AFTER, HEDGES_BEFORE, NEGATED_AFTER, RESTATING, ZERO_COUNTS
 from medrobot_llm.language.numbers import FRACTIONS, MINUS_CHARACTERS, normalise_numerals
 from medrobot_llm.language.text import tokenize
+from medrobot_llm.language.words import SPEAKER_POSSESSIVES
 from medrobot_llm.planning.rule.planner import RulePlanner
 
 planner = RulePlanner()
@@ -252,3 +253,31 @@ def test_a_restated_lift_is_one_lift(urge: str) -> None:
 @pytest.mark.parametrize("more", ["another shot", "one more shot", "a shot again", "two shots"])
 def test_a_count_still_asks_for_more_steps(more: str) -> None:
     assert _counts("xray", f"AP of the pelvis, take a shot and {more}")["take_shot"] >= 2
+
+
+# -- one frame for left and right; a speaker's side asks ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("way", ["left", "leftward", "right", "rightward"])
+@pytest.mark.parametrize("n", [1, 2, 4])
+def test_a_surgery_offset_and_an_xray_move_agree_on_left(way: str, n: int) -> None:
+    """command-set.md: +x toward the patient's left for a surgery offset, + toward the patient's left for the
+    gantry; the same word has the same sign in both domains."""
+    offset = planner.plan("surgery", f"move psm1 to the needle {n} cm to the {way}").steps[-1].args["offset_mm"]
+    gantry = planner.plan("xray", f"move {n} cm {way}").steps[-1].args["amount"]
+    assert offset == [gantry, 0, 0] and (gantry > 0) == way.startswith("left"), (offset, gantry)
+
+
+@pytest.mark.parametrize("whose", sorted(SPEAKER_POSSESSIVES))
+@pytest.mark.parametrize(("domain", "text"), [("surgery", "move psm1 to the needle 1 cm to {w} {s}"),
+                                              ("xray", "move 20 mm to {w} {s}"),
+                                              ("ultrasound", "tilt the probe 10 degrees to {w} {s}")])
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_a_side_from_someone_elses_point_of_view_asks(whose: str, domain: str, text: str, side: str) -> None:
+    plan = planner.plan(domain, text.format(w=whose, s=side))
+    assert plan.status is PlanStatus.CLARIFY, (text, plan)
+
+
+def test_an_arm_named_by_its_side_is_no_speakers_side() -> None:
+    plan = planner.plan("surgery", "move your left arm to the needle")
+    assert plan.status is PlanStatus.OK and plan.steps[-1].args["arm"] == "psm2", plan

@@ -19,7 +19,7 @@ from medrobot_llm.language.numbers import words_to_numbers
 from medrobot_llm.language.phrases import match_phrases
 from medrobot_llm.language.screen import blanket_confirmation, screen_text
 from medrobot_llm.language.text import tokenize
-from medrobot_llm.language.words import FILLER, FUNCTION_WORDS, MANNER_WORDS, drop_fillers
+from medrobot_llm.language.words import FILLER, FUNCTION_WORDS, MANNER_WORDS, drop_fillers, speaker_side
 from medrobot_llm.planning.rule.clauses import SEQUENCE_WORDS, ClauseReader
 from medrobot_llm.planning.rule.intents import (
     asked_intent,
@@ -107,6 +107,10 @@ class RulePlanner:
             return Plan.clarify(domain, f"Should the robot do it now? '{hedged}' hedges, asks about or only "
                                         "prepares the step; say the command without the hedge, or leave the "
                                         "step out", Reason.AMBIGUOUS), True
+        whose = speaker_side(tokens)
+        if whose is not None:
+            return Plan.clarify(domain, f"Whose side is '{whose}'? Sides and ways are the patient's; say 'the patient's left' or 'the patient's right'",
+                                Reason.AMBIGUOUS), True
         parser = _Pipeline(lex, world, text)
         try:
             steps = parser.run(tokens)

@@ -29,10 +29,12 @@ _ABOVE = frozenset(["above", "over", "higher", "up"])
 
 _BELOW = frozenset(["below", "under", "beneath", "lower", "down"])
 
-#: offset words -> (component, sign) in the camera frame: x to the right, y away from the camera, z up
+#: offset words -> (component, sign). x is toward the patient's left (command-set.md), as in every domain: read
+#: in a camera frame, "1 cm to the left" went to the patient's right while the x-ray "left" went to the left;
+#: z up, y away from the camera
 _OFFSET_AXES: tuple[tuple[frozenset[str], tuple[int, int]], ...] = (
     (_BELOW, (2, -1)), (_ABOVE, (2, 1)),
-    (frozenset(["left", "leftward", "leftwards"]), (0, -1)), (frozenset(["right", "rightward", "rightwards"]), (0, 1)),
+    (frozenset(["left", "leftward", "leftwards"]), (0, 1)), (frozenset(["right", "rightward", "rightwards"]), (0, -1)),
     (frozenset(["behind", "beyond", "past", "forward", "forwards", "away", "farther", "further"]), (1, 1)),
     (frozenset(["front", "backward", "backwards", "closer", "nearer", "toward", "towards"]), (1, -1)),
 )
