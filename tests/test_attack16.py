@@ -19,19 +19,13 @@ CASES: list[dict[str, Any]] = [json.loads(line) for line in (DATA / "attack16.js
                                if line.strip()]
 PLANNED: dict[str, list[dict[str, Any]]] = json.loads((DATA / "attack16_planned.json").read_text())["planned"]
 
-#: the attacker's cases whose rule is not written yet (attack16.md): unit spellings split by a space, "x2" as a
-#: count, "half" as a percentage, quoted text, "both" over several views, frame words ("from my side", "and back"),
-#: a count field ("shot: N"). Strict: a case fixed by another rule fails here until it is moved out.
+#: the attacker's cases whose rule is not written yet (attack16.md): unit spellings split by a space, "half" as a
+#: percentage, "both" over several views, a return sweep ("and back"), a count field ("shot: N"). Strict: a case fixed by another rule fails here until it is moved out.
 OPEN = frozenset([
     "lateral of the sacrum, shot: N",
     "move up 2 c m",
     "AP and lateral of both hips with a shot each",
-    'lateral of the sacrum "take a shot"',
-    "sweep caudal 3 cm x2",
-    "sweep caudal 3 cm ×3",
     "set gain to half",
-    "lift the needle with psm1 x3",
-    "rotate the probe 90 degrees clockwise from my side",
     "sweep cranial 3 cm and back",
 ])
 

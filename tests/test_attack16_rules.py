@@ -281,3 +281,37 @@ def test_a_side_from_someone_elses_point_of_view_asks(whose: str, domain: str, t
 def test_an_arm_named_by_its_side_is_no_speakers_side() -> None:
     plan = planner.plan("surgery", "move your left arm to the needle")
     assert plan.status is PlanStatus.OK and plan.steps[-1].args["arm"] == "psm2", plan
+
+
+# -- repetition marks, quoted steps, points of view ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mark", ["x", "X", "\u00d7", "\u2715"])
+@pytest.mark.parametrize("n", [2, 3])
+def test_a_repetition_mark_is_a_count_never_a_value(mark: str, n: int) -> None:
+    assert tokenize(f"sweep caudal 3 cm {mark}{n}")[-2:] == [str(n), "times"]
+    for domain, text, skill in (("ultrasound", f"sweep caudal 3 cm {mark}{n}", "sweep"),
+                                ("surgery", f"lift the needle with psm1 {mark}{n}", "lift")):
+        assert _counts(domain, text)[skill] == n, text
+        assert _counts(domain, text) == _counts(domain, text.replace(f"{mark}{n}", f"{n} times")), text
+
+
+@pytest.mark.parametrize("dims", ["10 x15 cm", "10x15 cm", "10 x 15 cm"])
+def test_an_x_after_a_number_is_still_a_dimension(dims: str) -> None:
+    plan = planner.plan("xray", f"collimate to {dims}")
+    assert plan.status is PlanStatus.OK and plan.steps[0].args == {"width_mm": 100, "height_mm": 150}, plan
+
+
+@settings(max_examples=80, deadline=None)
+@given(hazard=st.sampled_from(_HAZARDS), quote=st.sampled_from([('"', '"'), ("\u201c", "\u201d")]))
+def test_a_quoted_step_is_mentioned_not_commanded(hazard: tuple[str, str, frozenset[str]],
+                                                  quote: tuple[str, str]) -> None:
+    domain, phrase, skills = hazard
+    _plans_none_of(domain, f"{_LEADS[domain]} {quote[0]}{phrase}{quote[1]}", skills)
+
+
+@pytest.mark.parametrize("whose", sorted(SPEAKER_POSSESSIVES))
+@pytest.mark.parametrize("view", ["side", "point of view", "perspective"])
+def test_a_way_seen_from_someones_place_asks(whose: str, view: str) -> None:
+    plan = planner.plan("ultrasound", f"rotate the probe 90 degrees clockwise from {whose} {view}")
+    assert plan.status is PlanStatus.CLARIFY, plan

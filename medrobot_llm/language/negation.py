@@ -150,6 +150,10 @@ def governed(tokens: list[str], phrases: list[Phrase]) -> list[Governed]:
         if after is not None or zero is not None:
             out.append(Governed(m.phrase, "negated", tuple(zero or ()) + own + tuple(after or ())))
             continue
+        if _quoted(tokens, start, end):
+            # 'lateral of the sacrum "take a shot"': quoted words are mentioned, not commanded
+            out.append(Governed(m.phrase, "hedged", own))
+            continue
         hedge = _before(tokens, start, HEDGES_BEFORE) or _after(tokens, end, HEDGES_AFTER, reach=3)
         if hedge is not None:
             out.append(Governed(m.phrase, "hedged", tuple(sorted(set(hedge) | set(own)))))
@@ -217,6 +221,11 @@ def _negated_forms(tokens: list[str], phrases: list[Phrase], found: list[Governe
         if phrase is not None and neg is not None:
             out.append(Governed(phrase, "negated", (*neg, k)))
     return out
+
+
+def _quoted(tokens: list[str], start: int, end: int) -> bool:
+    """The phrase stands between an opening and a closing quotation mark."""
+    return tokens[:start].count('"') % 2 == 1 and '"' in tokens[end + 1:]
 
 
 def strike(tokens: list[str], spans: list[tuple[int, ...]]) -> list[str]:

@@ -37,6 +37,9 @@ _MATH_MINUS = "\u2212\u2796\u208b\u207b\u02d7"
 MINUS_CHARACTERS = "-" + "".join(sorted(
     {chr(c) for c in range(0x80, 0x10000) if unicodedata.category(chr(c)) == "Pd"} | set(_MATH_MINUS)))
 _VULGAR_CHARACTERS = "\u00bc-\u00be\u2150-\u215e"
+#: "x2", "\u00d73": a repetition mark, said as a count ("2 times"); read as a bare number, it became the sweep
+#: speed or the lift height. After a number it is a dimension ("10 x15") and left to the readers
+_REPEAT_MARK = re.compile("(?<![\\w.])[x\u00d7\u2715\u2716](\\d+)\\b", re.IGNORECASE)
 #: "\u00b1 20": a sign that is both signs; read as the words the quantity reader asks about
 _PLUS_MINUS = re.compile("\u00b1|\\+\\s*/\\s*-")
 _MICRO = re.compile(r"(?<![a-zA-Z])[\u00b5\u03bc]m\b")
@@ -54,12 +57,19 @@ def normalise_numerals(text: str) -> str:
     """
     text = _PLUS_MINUS.sub(" plus or minus ", text)
     text = _SIGN_BEFORE_NUMBER.sub(_sign, text)
+    text = _REPEAT_MARK.sub(_repeat, text)
     text = _MICRO.sub(" micrometres", text)
     text = _SLASHED.sub(_slashed, text)
     return _VULGAR.sub(_vulgar, text)
 
 
 _ENDS_IN_NUMBER = re.compile(r"(?<![\w.])\d+(?:\.\d+)?\s*$")
+
+
+def _repeat(m: re.Match[str]) -> str:
+    if _ENDS_IN_NUMBER.search(m.string, 0, m.start()):
+        return m.group(0)
+    return f" {m.group(1)} times "
 
 
 def _sign(m: re.Match[str]) -> str:

@@ -231,6 +231,7 @@ SPEAKER_POSSESSIVES: frozenset[str] = frozenset(["my", "your", "our", "their", "
 _SIDE_WORDS = frozenset(["left", "right", "leftward", "rightward", "leftwards", "rightwards"])
 #: what may follow a speaker's side for it to be a place ("to my left", "on your right side"), not a name
 #: ("your left arm" is psm2 by the command set's own words)
+_POINTS_OF_VIEW = frozenset(["side", "view", "perspective", "point", "end", "position", "angle"])
 _PLACE_ENDS = frozenset([",", ";", ".", "!", "?", ":", "of", "side", "and", "then", "but", "please"])
 
 
@@ -241,4 +242,8 @@ def speaker_side(tokens: list[str]) -> str | None:
         if tokens[k] in SPEAKER_POSSESSIVES and side in _SIDE_WORDS and (k + 2 == len(tokens)
                                                                           or tokens[k + 2] in _PLACE_ENDS):
             return f"{tokens[k]} {side}"
+        # "clockwise from my side": a way seen from someone's place, where the command set's ways are the patient's
+        if tokens[k] == "from" and tokens[k + 1] in SPEAKER_POSSESSIVES and tokens[k + 2:k + 3] and \
+                tokens[k + 2] in _POINTS_OF_VIEW:
+            return " ".join(tokens[k:k + 3])
     return None

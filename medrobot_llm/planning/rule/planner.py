@@ -104,12 +104,13 @@ class RulePlanner:
         hedged = next((w for w, (_, how) in unasked.items() if how == "hedged"), None)
         if hedged is not None:
             # "maybe a shot", "should we take a shot?", "prepare a shot": a step said without a command to act
-            return Plan.clarify(domain, f"Should the robot do it now? '{hedged}' hedges, asks about or only "
-                                        "prepares the step; say the command without the hedge, or leave the "
+            return Plan.clarify(domain, f"Should the robot do it now? '{hedged}' hedges, asks about, quotes or "
+                                        "only prepares the step; say the command without the hedge, or leave the "
                                         "step out", Reason.AMBIGUOUS), True
         whose = speaker_side(tokens)
         if whose is not None:
-            return Plan.clarify(domain, f"Whose side is '{whose}'? Sides and ways are the patient's; say 'the patient's left' or 'the patient's right'",
+            return Plan.clarify(domain, f"Whose point of view is '{whose}'? Sides and ways are the patient's; say "
+                                        "them as the patient's ('the patient's left')",
                                 Reason.AMBIGUOUS), True
         parser = _Pipeline(lex, world, text)
         try:
