@@ -315,3 +315,11 @@ def test_a_quoted_step_is_mentioned_not_commanded(hazard: tuple[str, str, frozen
 def test_a_way_seen_from_someones_place_asks(whose: str, view: str) -> None:
     plan = planner.plan("ultrasound", f"rotate the probe 90 degrees clockwise from {whose} {view}")
     assert plan.status is PlanStatus.CLARIFY, plan
+
+
+@pytest.mark.parametrize(("letters", "mm"), [("c m", 10), ("m m", 1), ("C M", 10)])
+@pytest.mark.parametrize("n", [1, 2, 5])
+@pytest.mark.parametrize("space", ["", " "])
+def test_a_unit_spelled_letter_by_letter_is_the_unit(letters: str, mm: int, n: int, space: str) -> None:
+    plan = planner.plan("xray", f"move up {n}{space}{letters}")
+    assert plan.status is PlanStatus.OK and plan.steps[0].args["amount"] == n * mm, plan

@@ -40,6 +40,9 @@ _VULGAR_CHARACTERS = "\u00bc-\u00be\u2150-\u215e"
 #: "x2", "\u00d73": a repetition mark, said as a count ("2 times"); read as a bare number, it became the sweep
 #: speed or the lift height. After a number it is a dimension ("10 x15") and left to the readers
 _REPEAT_MARK = re.compile("(?<![\\w.])[x\u00d7\u2715\u2716](\\d+)\\b", re.IGNORECASE)
+#: "2 c m", "5 m m": a metric length unit spelled letter by letter after a number is the unit ("2 cm"); read
+#: apart, "c" was dropped and "m" read, and the gantry moved 2 mm for 2 cm
+_SPLIT_UNIT = re.compile(r"(?<=\d)(\s*)([cmk])\s+m\b", re.IGNORECASE)
 #: "\u00b1 20": a sign that is both signs; read as the words the quantity reader asks about
 _PLUS_MINUS = re.compile("\u00b1|\\+\\s*/\\s*-")
 _MICRO = re.compile(r"(?<![a-zA-Z])[\u00b5\u03bc]m\b")
@@ -58,6 +61,7 @@ def normalise_numerals(text: str) -> str:
     text = _PLUS_MINUS.sub(" plus or minus ", text)
     text = _SIGN_BEFORE_NUMBER.sub(_sign, text)
     text = _REPEAT_MARK.sub(_repeat, text)
+    text = _SPLIT_UNIT.sub(lambda m: f"{m.group(1)}{m.group(2)}m", text)
     text = _MICRO.sub(" micrometres", text)
     text = _SLASHED.sub(_slashed, text)
     return _VULGAR.sub(_vulgar, text)
