@@ -323,3 +323,10 @@ def test_a_way_seen_from_someones_place_asks(whose: str, view: str) -> None:
 def test_a_unit_spelled_letter_by_letter_is_the_unit(letters: str, mm: int, n: int, space: str) -> None:
     plan = planner.plan("xray", f"move up {n}{space}{letters}")
     assert plan.status is PlanStatus.OK and plan.steps[0].args["amount"] == n * mm, plan
+
+
+@settings(max_examples=80, deadline=None)
+@given(hazard=st.sampled_from([h for h in _HAZARDS if " " not in h[1]]), value=st.sampled_from(["N", "Y", "0", "1", "no"]))
+def test_a_step_noun_as_a_form_field_asks(hazard: tuple[str, str, frozenset[str]], value: str) -> None:
+    domain, phrase, skills = hazard
+    _plans_none_of(domain, f"{_LEADS[domain]}, {phrase}: {value}", skills)

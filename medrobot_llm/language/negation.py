@@ -150,8 +150,9 @@ def governed(tokens: list[str], phrases: list[Phrase]) -> list[Governed]:
         if after is not None or zero is not None:
             out.append(Governed(m.phrase, "negated", tuple(zero or ()) + own + tuple(after or ())))
             continue
-        if _quoted(tokens, start, end):
-            # 'lateral of the sacrum "take a shot"': quoted words are mentioned, not commanded
+        if _quoted(tokens, start, end) or (len(m.positions) == 1 and tokens[end + 1:end + 2] == [":"]):
+            # 'lateral of the sacrum "take a shot"': quoted words are mentioned, not commanded; "shot: N" is a
+            # field of a form whose value (a count, yes or no) the planner cannot read
             out.append(Governed(m.phrase, "hedged", own))
             continue
         hedge = _before(tokens, start, HEDGES_BEFORE) or _after(tokens, end, HEDGES_AFTER, reach=3)
