@@ -19,12 +19,10 @@ CASES: list[dict[str, Any]] = [json.loads(line) for line in (DATA / "attack16.js
                                if line.strip()]
 PLANNED: dict[str, list[dict[str, Any]]] = json.loads((DATA / "attack16_planned.json").read_text())["planned"]
 
-#: the attacker's cases whose rule is not written yet (attack16.md): "half" as a percentage, "both" over several
-#: views, a return sweep ("and back"). Strict: a case fixed by another rule fails here
-#: until it is moved out.
+#: the attacker's cases whose rule is not written yet (attack16.md): "both" over several views, a return sweep
+#: ("and back"). Strict: a case fixed by another rule fails here until it is moved out.
 OPEN = frozenset([
     "AP and lateral of both hips with a shot each",
-    "set gain to half",
     "sweep cranial 3 cm and back",
 ])
 

@@ -330,3 +330,28 @@ def test_a_unit_spelled_letter_by_letter_is_the_unit(letters: str, mm: int, n: i
 def test_a_step_noun_as_a_form_field_asks(hazard: tuple[str, str, frozenset[str]], value: str) -> None:
     domain, phrase, skills = hazard
     _plans_none_of(domain, f"{_LEADS[domain]}, {phrase}: {value}", skills)
+
+
+@pytest.mark.parametrize("word", sorted(FRACTIONS))
+@pytest.mark.parametrize("form", ["set gain to {w}", "set the gain to a {w}", "gain {w}"])
+def test_a_fraction_word_for_a_percentage_asks(word: str, form: str) -> None:
+    plan = planner.plan("ultrasound", form.format(w=word))
+    assert plan.status is not PlanStatus.OK or all(s.args.get("gain_pct", 50) >= 1 for s in plan.steps), plan
+
+
+def _same_step_pairs() -> list[tuple[str, str, str]]:
+    """(domain, phrase, another phrase of the same step) for the hazard phrases that add a step after the lead."""
+    named = {(d, p): {x.name for x in hazard_phrases(d) if " ".join(x.words) == p} for d, p, _ in _HAZARDS}
+    return [(d, a, b) for d, a, _ in _HAZARDS for e, b, _ in _HAZARDS
+            if d == e and a != b and named[(d, a)] & named[(d, b)]]
+
+
+@settings(max_examples=120, deadline=None)
+@given(pair=st.sampled_from(_same_step_pairs()), urge=st.sampled_from(["ok", "yes", "go ahead"]))
+def test_another_phrase_of_the_same_step_restates_it(pair: tuple[str, str, str], urge: str) -> None:
+    """"shot, ok shoot": which phrase comes first must not depend on the lexicon's order."""
+    domain, first, second = pair
+    once = _counts(domain, f"{_LEADS[domain]}, {first}")
+    text = f"{_LEADS[domain]}, {first}, {urge} {second}"
+    plan = planner.plan(domain, text)
+    assert plan.status is not PlanStatus.OK or _counts(domain, text) == once, (text, plan)

@@ -186,7 +186,9 @@ def _restated(tokens: list[str], phrases: list[Phrase], found: list[Governed]) -
     again, with urging words, right after the clause that said it, restates that step; read as a step, it
     became a second exposure, lift or insertion."""
     taken = {k for g in found for k in g.span}
-    said = [m for m in match_phrases(tokens, phrases, set()) if not set(m.positions) & taken]
+    # in the order said: matching returns phrases in lexicon order, which follows string hashing
+    said = sorted((m for m in match_phrases(tokens, phrases, set()) if not set(m.positions) & taken),
+                  key=lambda m: m.positions[0])
     out: list[Governed] = []
     for i, second in enumerate(said):
         first = next((m for m in reversed(said[:i]) if (m.phrase.kind, m.phrase.name) ==

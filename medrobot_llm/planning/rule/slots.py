@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from medrobot_llm.core.command_set import ArgSpec, SkillSpec
-from medrobot_llm.language.numbers import NEGATIVE_SIGNS
+from medrobot_llm.language.numbers import FRACTIONS, NEGATIVE_SIGNS
 from medrobot_llm.language.phrases import SOFT, find_phrase
 from medrobot_llm.language.text import tokenize
 from medrobot_llm.planning.rule.model import (
@@ -264,6 +264,10 @@ class SlotFiller(Stage):
                 vec[index] = sign * abs(value)
                 args[best] = vec
             else:
+                if q.dim is None and spec.args[best].unit == "%" and any(w in FRACTIONS for w in q.text.split()):
+                    # "gain to half": a fraction of what? read as the number, it set 0.5 % for 50 %
+                    raise Question(f"'{q.text}' of what? Say the {best.replace('_pct', '')} in percent "
+                                   f"(allowed {spec.args[best].min:g}..{spec.args[best].max:g} %)")
                 args[best] = clean_number(self._signed(spec, args, value, toks))
             q.used = True
         if clause.small:
