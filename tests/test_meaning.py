@@ -128,7 +128,6 @@ SIGNS = (*MINUS_CHARACTERS, "minus ", "negative ")
 SIGNED = (
     ("xray", "AP of the pelvis, tilt {s}{n} degrees", "adjust", "amount"),
     ("xray", "AP of the pelvis, orbit {s}{n} degrees", "adjust", "amount"),
-    ("xray", "AP of the pelvis, move up {s}{n} mm", "adjust", "amount"),
     ("ultrasound", "rotate the probe {s}{n} degrees", "rotate_probe", "angle_deg"),
 )
 

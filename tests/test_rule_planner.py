@@ -168,11 +168,12 @@ def test_unknown_instrument_is_refused_by_name() -> None:
 
 
 def test_offsets_follow_the_direction_word() -> None:
-    """The sign and axis of an offset decide where the instrument goes: left/right is x, behind/in front is y
-    (camera frame), and a pronoun ("move it") keeps the arm and target of the clause before."""
+    """The sign and axis of an offset decide where the instrument goes: left/right is x, + toward the patient's
+    left as command-set.md says, behind/in front is y, and a pronoun ("move it") keeps the arm and target of the
+    clause before."""
     cases = {
-        "move psm1 1 cm to the left of the vessel": [-10, 0, 0],
-        "move the right arm 2 cm to the right of the vessel": [20, 0, 0],
+        "move psm1 1 cm to the left of the vessel": [10, 0, 0],
+        "move the right arm 2 cm to the right of the vessel": [-20, 0, 0],
         "move the left arm 3 cm behind the needle": [0, 30, 0],
         "move the right arm 12 mm in front of the shunt": [0, -12, 0],
     }
@@ -181,7 +182,7 @@ def test_offsets_follow_the_direction_word() -> None:
         assert plan.status is PlanStatus.OK, (text, plan.reason, plan.question)
         assert plan.steps[-1].skill == "move_to" and plan.steps[-1].args["offset_mm"] == offset, text
     plan = planner.plan("surgery", "bring psm1 to the shunt and then move it 15 mm to the left")
-    assert plan.steps[-1] == Step(skill="move_to", args={"arm": "psm1", "target": "shunt", "offset_mm": [-15, 0, 0]})
+    assert plan.steps[-1] == Step(skill="move_to", args={"arm": "psm1", "target": "shunt", "offset_mm": [15, 0, 0]})
     plan = planner.plan("surgery", "move psm2 7 cm to the right of the shunt")
     assert (plan.status, plan.code) == (PlanStatus.REFUSED, Reason.OUT_OF_RANGE)
 

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from medrobot_llm.language.inflection import is_form
 from medrobot_llm.language.lexicon import hazard_phrases, lexicon
 from medrobot_llm.language.phrases import SOFT, Phrase, match_phrases
 
-__all__ = ["CONFIRMATIONS", "DEFERRALS", "DEFERRED_SUBJECTS", "NEGATED_TAILS", "NEGATORS", "OBJECT_PRONOUNS",
-           "PAST_AFTER", "PAST_BEFORE", "Governed", "asked_only", "confirmation_spans", "governed", "strike"]
+__all__ = ["CONFIRMATIONS", "DEFERRALS", "DEFERRED_SUBJECTS", "HEDGES_AFTER", "HEDGES_BEFORE", "NEGATED_AFTER",
+           "NEGATED_TAILS", "NEGATORS", "OBJECT_PRONOUNS", "PAST_AFTER", "RESTATING", "ZERO_COUNTS", "PAST_BEFORE", "Governed", "asked_only", "confirmation_spans", "governed", "strike"]
 
 #: words that negate the step phrase after them, in the same clause
 NEGATORS: tuple[tuple[str, ...], ...] = (
@@ -23,6 +24,27 @@ NEGATORS: tuple[tuple[str, ...], ...] = (
     ("avoid",), ("avoiding",), ("hold", "off", "on"), ("hold", "off"), ("not", "yet"), ("not",), ("no", "need", "for"),
     ("no", "need", "to"), ("instead", "of"), ("rather", "than"), ("leave", "out"), ("omit",), ("forget",),
     ("cancel",), ("refrain", "from"), ("stop", "short", "of"), ("nor",), ("neither",), ("won't",), ("shouldn't",),
+    ("w", "/", "o"), ("w", "o"),
+)
+#: words after a step phrase that negate it ("shot not needed", "a shot is not needed", "contact unnecessary"):
+#: read only before the verb, the step was planned
+NEGATED_AFTER: tuple[tuple[str, ...], ...] = tuple(
+    (*lead, word) for lead in (("not",), ("isn't",), ("is", "not"), ("no", "longer")) for word in
+    ("needed", "required", "necessary", "wanted", "indicated", "please")) + (("unnecessary",), ("unneeded",))
+#: a count of none right before a step's noun ("zero shots", "0 shots"): no step, never one
+ZERO_COUNTS: frozenset[str] = frozenset(["zero", "0", "none"])
+#: words that hedge, ask about or only prepare the step phrase after them ("maybe a shot", "should we take a
+#: shot?", "prepare a shot"): no command to act, so the planner asks
+HEDGES_BEFORE: tuple[tuple[str, ...], ...] = (
+    ("maybe",), ("perhaps",), ("possibly",), ("probably",), ("might",), ("may", "need"), ("should", "we"),
+    ("should", "i"), ("shall", "we"), ("do", "we", "need"), ("do", "we", "want"), ("do", "you", "think"),
+    ("would", "it", "help"), ("prepare",), ("prepare", "for"), ("set", "up", "for"), ("get", "ready", "for"),
+    ("ready", "for"), ("if", "needed"), ("if", "necessary"), ("if", "required"),
+)
+#: words after a step phrase that make it conditional or tentative ("shot only if needed", "a shot maybe")
+HEDGES_AFTER: tuple[tuple[str, ...], ...] = (
+    ("only", "if", "needed"), ("only", "if", "necessary"), ("only", "if", "required"), ("only", "if"), ("if", "needed"), ("if", "necessary"), ("if", "required"), ("if", "you", "think"),
+    ("if", "it", "helps"), ("maybe",), ("perhaps",), ("possibly",), ("as", "needed"), ("when", "needed"),
 )
 #: words right after a negated step phrase that qualify the negation itself ("don't take a shot yet"): they belong
 #: to the struck phrase, so no word of a refusal to act is left over as an unknown word
@@ -55,6 +77,12 @@ OBJECT_PRONOUNS: frozenset[str] = frozenset(["it", "them", "that", "this"])
 #: who will do a deferred step, said before it ("we'll shoot later"): struck with the step it introduces
 DEFERRED_SUBJECTS: frozenset[str] = frozenset(["we'll", "i'll", "you'll", "we", "i", "you", "will", "shall", "can",
                                                "we're", "i'm", "going", "gonna", "to", "let's", "lets"])
+#: words that urge or confirm a step already said ("..., ok shoot", "(yes, shoot)", "yes retract"): a clause of
+#: only these and the same step phrase restates the step, it is no second one (a count says "twice")
+RESTATING: frozenset[str] = frozenset(["ok", "okay", "yes", "yeah", "yep", "sure", "go", "ahead", "alright", "do",
+                                       "please", "now", "then", "and"])
+#: the only soft words a restating clause may hold: "another shot", "one more" ask for a second step
+_ARTICLES = frozenset(["a", "an", "the"])
 _BOUNDARY = frozenset([",", ";", ".", "!", "?", ":", "and", "then", "but"])
 #: how many words may stand between a negator and the step phrase it governs ("don't yet take a shot")
 _REACH = 3
@@ -114,6 +142,23 @@ def governed(tokens: list[str], phrases: list[Phrase]) -> list[Governed]:
             out.append(Governed(m.phrase, "negated", tuple(neg) + own + tuple(range(end + 1, obj + 1))
                                 + tuple(tail or ())))
             continue
+        after = _after(tokens, end, NEGATED_AFTER, reach=3)
+        prev = start - 1
+        while prev >= 0 and tokens[prev] in SOFT:
+            prev -= 1
+        zero = range(prev, start) if prev >= 0 and tokens[prev] in ZERO_COUNTS else None
+        if after is not None or zero is not None:
+            out.append(Governed(m.phrase, "negated", tuple(zero or ()) + own + tuple(after or ())))
+            continue
+        if _quoted(tokens, start, end) or (len(m.positions) == 1 and tokens[end + 1:end + 2] == [":"]):
+            # 'lateral of the sacrum "take a shot"': quoted words are mentioned, not commanded; "shot: N" is a
+            # field of a form whose value (a count, yes or no) the planner cannot read
+            out.append(Governed(m.phrase, "hedged", own))
+            continue
+        hedge = _before(tokens, start, HEDGES_BEFORE) or _after(tokens, end, HEDGES_AFTER, reach=3)
+        if hedge is not None:
+            out.append(Governed(m.phrase, "hedged", tuple(sorted(set(hedge) | set(own)))))
+            continue
         later = _after(tokens, end, DEFERRALS, reach=6)
         if later is not None:
             who = start
@@ -125,9 +170,6 @@ def governed(tokens: list[str], phrases: list[Phrase]) -> list[Governed]:
         if first is not None:
             out.append(Governed(m.phrase, "deferred", tuple(first) + own))
             continue
-        prev = start - 1
-        while prev >= 0 and tokens[prev] in SOFT:
-            prev -= 1
         noun_only = len(m.positions) == 1
         if (noun_only and prev >= 0 and tokens[prev] in PAST_BEFORE) or _after(tokens, end, PAST_AFTER, 3):
             out.append(Governed(m.phrase, "past", own))
@@ -135,7 +177,58 @@ def governed(tokens: list[str], phrases: list[Phrase]) -> list[Governed]:
         conf = _before(tokens, start, CONFIRMATIONS) or _after(tokens, end, CONFIRMATIONS, 1)
         if conf is not None and noun_only:
             out.append(Governed(m.phrase, "confirmed", tuple(sorted(set(conf) | set(own)))))
+    out += _negated_forms(tokens, phrases, out)
+    return out + _restated(tokens, phrases, out)
+
+
+def _restated(tokens: list[str], phrases: list[Phrase], found: list[Governed]) -> list[Governed]:
+    """"AP of the pelvis, take a shot, fire", "lift it 2 cm, ok lift": a clause that only says a step phrase
+    again, with urging words, right after the clause that said it, restates that step; read as a step, it
+    became a second exposure, lift or insertion."""
+    taken = {k for g in found for k in g.span}
+    # in the order said: matching returns phrases in lexicon order, which follows string hashing
+    said = sorted((m for m in match_phrases(tokens, phrases, set()) if not set(m.positions) & taken),
+                  key=lambda m: m.positions[0])
+    out: list[Governed] = []
+    for i, second in enumerate(said):
+        first = next((m for m in reversed(said[:i]) if (m.phrase.kind, m.phrase.name) ==
+                      (second.phrase.kind, second.phrase.name)), None)
+        if first is None:
+            continue
+        k = first.positions[-1] + 1
+        while k < second.positions[0] and tokens[k] not in _BOUNDARY:
+            k += 1
+        while k > first.positions[-1] + 1 and tokens[k - 1] in RESTATING:
+            k -= 1
+        end = second.positions[-1] + 1
+        while end < len(tokens) and tokens[end] in OBJECT_PRONOUNS:
+            end += 1
+        own = set(second.positions)
+        between = [t for j, t in enumerate(tokens[k:end], k) if j not in own]
+        if k < second.positions[0] and (end == len(tokens) or tokens[end] in _BOUNDARY) and all(
+                t in _BOUNDARY or t in RESTATING or t in _ARTICLES or t in OBJECT_PRONOUNS for t in between):
+            out.append(Governed(second.phrase, "restated", tuple(range(k, end))))
     return out
+
+
+def _negated_forms(tokens: list[str], phrases: list[Phrase], found: list[Governed]) -> list[Governed]:
+    """"scan the kidney without pressing": a negator before a verb form of a one-word step phrase ("pressing",
+    "touching") negates that step too; phrase matching reads plurals only, so the form alone named nothing."""
+    taken = {k for g in found for k in g.span}
+    out: list[Governed] = []
+    for k, t in enumerate(tokens):
+        if k in taken:
+            continue
+        phrase = next((p for p in phrases if len(p.words) == 1 and t != p.words[0] and is_form(t, p.words[0])), None)
+        neg = _before(tokens, k, NEGATORS) if phrase is not None else None
+        if phrase is not None and neg is not None:
+            out.append(Governed(phrase, "negated", (*neg, k)))
+    return out
+
+
+def _quoted(tokens: list[str], start: int, end: int) -> bool:
+    """The phrase stands between an opening and a closing quotation mark."""
+    return tokens[:start].count('"') % 2 == 1 and '"' in tokens[end + 1:]
 
 
 def strike(tokens: list[str], spans: list[tuple[int, ...]]) -> list[str]:
@@ -202,7 +295,8 @@ def asked_only(domain: str, tokens: list[str]) -> tuple[list[str], list[Governed
     # "the last capture was blurry": a step already done is no step of this plan, hazardous or not
     others = [p for p in lexicon(domain).skills if p not in hazards and p.kind == "skill"]
     taken = {k for g in found for k in g.span}
-    found += [g for g in governed(tokens, others) if g.how == "past" and not set(g.span) & taken]
+    # "lift it 2 cm, ok lift": a restated step is no second step, hazardous or not
+    found += [g for g in governed(tokens, others) if g.how in ("past", "restated") and not set(g.span) & taken]
     rest = strike(_referents(domain, tokens, found), [g.span for g in found])
     rest = [w for t in rest for w in t.split(" ")]
     return strike(rest, confirmation_spans(rest)), found

@@ -27,15 +27,28 @@ __all__ = [
     "words_to_numbers",
 ]
 
-#: every character people (and keyboards, word processors, speech engines) write for a minus: ASCII hyphen,
-#: the minus sign, en and em dash, small and full-width hyphen-minus, subscript and superscript minus. Before
-#: a digit each one is the sign: "tilt \u221220" read without it tilted the gantry the wrong way.
-MINUS_CHARACTERS = "-\u2212\u2013\u2014\ufe63\uff0d\u208b\u207b"
-_SIGN_BEFORE_DIGIT = re.compile(f"(?<![\\w.])[{MINUS_CHARACTERS}](?=\\d)")
+#: the minus signs of mathematics that Unicode does not file as dashes: the minus sign, heavy minus (an emoji
+#: keyboard's), subscript and superscript minus, the modifier-letter minus
+_MATH_MINUS = "\u2212\u2796\u208b\u207b\u02d7"
+#: every character people (and keyboards, word processors, speech engines) write for a minus: every dash
+#: Unicode knows (category Pd: hyphen-minus, non-breaking hyphen, en and em dash, small and full-width forms...)
+#: and the mathematical minus family. Before a number each one is the sign: "tilt \u201120" read without it
+#: tilted the gantry the wrong way, and a refused "\u22121 cm" became a valid "\u20111 cm".
+MINUS_CHARACTERS = "-" + "".join(sorted(
+    {chr(c) for c in range(0x80, 0x10000) if unicodedata.category(chr(c)) == "Pd"} | set(_MATH_MINUS)))
+_VULGAR_CHARACTERS = "\u00bc-\u00be\u2150-\u215e"
+#: "x2", "\u00d73": a repetition mark, said as a count ("2 times"); read as a bare number, it became the sweep
+#: speed or the lift height. After a number it is a dimension ("10 x15") and left to the readers
+_REPEAT_MARK = re.compile("(?<![\\w.])[x\u00d7\u2715\u2716](\\d+)\\b", re.IGNORECASE)
+#: "2 c m", "5 m m": a metric length unit spelled letter by letter after a number is the unit ("2 cm"); read
+#: apart, "c" was dropped and "m" read, and the gantry moved 2 mm for 2 cm
+_SPLIT_UNIT = re.compile(r"(?<=\d)(\s*)([cmk])\s+m\b", re.IGNORECASE)
+#: "\u00b1 20": a sign that is both signs; read as the words the quantity reader asks about
+_PLUS_MINUS = re.compile("\u00b1|\\+\\s*/\\s*-")
 _MICRO = re.compile(r"(?<![a-zA-Z])[\u00b5\u03bc]m\b")
 #: "1/2 cm", "1 1/2 cm": a fraction written with a slash (between digits only: "mm/s" is a unit)
 _SLASHED = re.compile(r"(?<![\w.])(?:(\d+)\s+)?(\d+)\s*/\s*(\d+)(?![\d.])")
-_VULGAR = re.compile(r"(\d+)?\s?([\u00bc-\u00be\u2150-\u215e])")
+_VULGAR = re.compile(f"(\\d+)?\\s?([{_VULGAR_CHARACTERS}])")
 
 
 def normalise_numerals(text: str) -> str:
@@ -45,10 +58,29 @@ def normalise_numerals(text: str) -> str:
     "1½", "⅛", "1/2", "1 1/2" become the decimal they are exactly. A fraction with no exact decimal ("⅓") becomes
     " inexact fraction ", which the readers refuse by name rather than round or drop.
     """
-    text = _SIGN_BEFORE_DIGIT.sub(" minus ", text)
+    text = _PLUS_MINUS.sub(" plus or minus ", text)
+    text = _SIGN_BEFORE_NUMBER.sub(_sign, text)
+    text = _REPEAT_MARK.sub(_repeat, text)
+    text = _SPLIT_UNIT.sub(lambda m: f"{m.group(1)}{m.group(2)}m", text)
     text = _MICRO.sub(" micrometres", text)
     text = _SLASHED.sub(_slashed, text)
     return _VULGAR.sub(_vulgar, text)
+
+
+_ENDS_IN_NUMBER = re.compile(r"(?<![\w.])\d+(?:\.\d+)?\s*$")
+
+
+def _repeat(m: re.Match[str]) -> str:
+    if _ENDS_IN_NUMBER.search(m.string, 0, m.start()):
+        return m.group(0)
+    return f" {m.group(1)} times "
+
+
+def _sign(m: re.Match[str]) -> str:
+    """" minus ", unless the dash stands between two numbers ("10 - 20 degrees" is a range, not -20)."""
+    if m.group(0) != m.group(0).rstrip() and _ENDS_IN_NUMBER.search(m.string, 0, m.start()):
+        return m.group(0)
+    return " minus "
 
 
 def _vulgar(m: re.Match[str]) -> str:
@@ -166,6 +198,12 @@ def _num(v: float) -> str:
 #: a number: "third" is an ordinal too ("the third rib"), so neither planner reads it as a fraction
 FRACTIONS: dict[str, float] = {"half": 0.5, "quarter": 0.25, "eighth": 0.125, "halves": 0.5, "quarters": 0.25,
                                "eighths": 0.125}
+
+#: a minus before a number, a fraction character or a fraction word, also with spaces between ("\u2212 20",
+#: "- half a turn"); after a number it is a range ("10 - 20") and left to the readers
+_SIGN_BEFORE_NUMBER = re.compile(
+    f"(?<![\\w.])[{re.escape(MINUS_CHARACTERS)}][ \\t\u00a0]*"
+    f"(?=\\d|[{_VULGAR_CHARACTERS}]|(?:an? )?(?:{'|'.join(FRACTIONS)})\\b)", re.IGNORECASE)
 
 #: words that make the number after them negative ("minus 10 degrees"; the tokenizer writes "-10" so too)
 NEGATIVE_SIGNS: tuple[str, ...] = ("minus", "negative")

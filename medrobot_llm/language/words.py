@@ -19,6 +19,8 @@ __all__ = [
     "FILLER",
     "FUNCTION_WORDS",
     "LABEL_WORDS",
+    "SPEAKER_POSSESSIVES",
+    "speaker_side",
     "MANNER_WORDS",
     "OTHER_MODALITIES",
     "ROOM_OBJECTS",
@@ -220,3 +222,28 @@ MANNER_WORDS: frozenset[str] = frozenset(
 #: words that introduce a free-text label ("save it labelled baseline")
 LABEL_WORDS: frozenset[str] = frozenset(["labelled", "labeled", "label", "called", "named", "titled", "tagged",
                                          "caption", "captioned"])
+
+
+#: whose side a "left" or "right" may be said from other than the patient's: the command set's sides and ways
+#: are the patient's, so "to my left" is a question, never read as the patient's left
+SPEAKER_POSSESSIVES: frozenset[str] = frozenset(["my", "your", "our", "their", "his", "her", "surgeon's", "surgeons",
+                                                 "operator's", "doctor's", "nurse's", "camera's", "viewer's", "user's"])
+_SIDE_WORDS = frozenset(["left", "right", "leftward", "rightward", "leftwards", "rightwards"])
+#: what may follow a speaker's side for it to be a place ("to my left", "on your right side"), not a name
+#: ("your left arm" is psm2 by the command set's own words)
+_POINTS_OF_VIEW = frozenset(["side", "view", "perspective", "point", "end", "position", "angle"])
+_PLACE_ENDS = frozenset([",", ";", ".", "!", "?", ":", "of", "side", "and", "then", "but", "please"])
+
+
+def speaker_side(tokens: list[str]) -> str | None:
+    """The words of a side said from the speaker's or another person's point of view ("my left"), or None."""
+    for k in range(len(tokens) - 1):
+        side = tokens[k + 1]
+        if tokens[k] in SPEAKER_POSSESSIVES and side in _SIDE_WORDS and (k + 2 == len(tokens)
+                                                                          or tokens[k + 2] in _PLACE_ENDS):
+            return f"{tokens[k]} {side}"
+        # "clockwise from my side": a way seen from someone's place, where the command set's ways are the patient's
+        if tokens[k] == "from" and tokens[k + 1] in SPEAKER_POSSESSIVES and tokens[k + 2:k + 3] and \
+                tokens[k + 2] in _POINTS_OF_VIEW:
+            return " ".join(tokens[k:k + 3])
+    return None

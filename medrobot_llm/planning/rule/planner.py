@@ -19,7 +19,7 @@ from medrobot_llm.language.numbers import words_to_numbers
 from medrobot_llm.language.phrases import match_phrases
 from medrobot_llm.language.screen import blanket_confirmation, screen_text
 from medrobot_llm.language.text import tokenize
-from medrobot_llm.language.words import FILLER, FUNCTION_WORDS, MANNER_WORDS, drop_fillers
+from medrobot_llm.language.words import FILLER, FUNCTION_WORDS, MANNER_WORDS, drop_fillers, speaker_side
 from medrobot_llm.planning.rule.clauses import SEQUENCE_WORDS, ClauseReader
 from medrobot_llm.planning.rule.intents import (
     asked_intent,
@@ -101,6 +101,17 @@ class RulePlanner:
             what = next(iter(unasked), "the step")
             return Plan.refused(domain, f"the command does not ask for '{what}', and for nothing else: nothing to "
                                         "plan; say what the robot should do", Reason.NEGATED), True
+        hedged = next((w for w, (_, how) in unasked.items() if how == "hedged"), None)
+        if hedged is not None:
+            # "maybe a shot", "should we take a shot?", "prepare a shot": a step said without a command to act
+            return Plan.clarify(domain, f"Should the robot do it now? '{hedged}' hedges, asks about, quotes or "
+                                        "only prepares the step; say the command without the hedge, or leave the "
+                                        "step out", Reason.AMBIGUOUS), True
+        whose = speaker_side(tokens)
+        if whose is not None:
+            return Plan.clarify(domain, f"Whose point of view is '{whose}'? Sides and ways are the patient's; say "
+                                        "them as the patient's ('the patient's left')",
+                                Reason.AMBIGUOUS), True
         parser = _Pipeline(lex, world, text)
         try:
             steps = parser.run(tokens)
@@ -157,7 +168,7 @@ def _unasked(lex: Lexicon, tokens: list[str]) -> tuple[list[str], dict[str, tupl
     for g in found:
         words = " ".join(tokens[k] for k in g.span)
         for skill in _hazards_of(lex, g.phrase.kind, g.phrase.name):
-            if g.how != "confirmed":
+            if g.how not in ("confirmed", "restated"):
                 unasked[words] = (skill, g.how)
     return rest, unasked
 

@@ -15,10 +15,14 @@ from medrobot_llm.language.negation import (
     CONFIRMATIONS,
     DEFERRALS,
     DEFERRED_SUBJECTS,
+    HEDGES_AFTER,
+    HEDGES_BEFORE,
+    NEGATED_AFTER,
     NEGATED_TAILS,
     NEGATORS,
     PAST_AFTER,
     PAST_BEFORE,
+    ZERO_COUNTS,
 )
 from medrobot_llm.language.numbers import FRACTIONS, NUMBER_WORDS
 from medrobot_llm.language.text import tokenize
@@ -42,8 +46,9 @@ _WAY_KINDS = ("side", "direction", "arm", "axis")
 
 
 #: the words of the negation, deferral and past rules: read as they are, and candidates for a slip
-_SCOPE_WORDS = frozenset(w for table in (CONFIRMATIONS, DEFERRALS, NEGATED_TAILS, NEGATORS, PAST_AFTER)
-                         for words in table for w in words) | PAST_BEFORE | DEFERRED_SUBJECTS
+_SCOPE_WORDS = frozenset(w for table in (CONFIRMATIONS, DEFERRALS, NEGATED_TAILS, NEGATORS, PAST_AFTER, NEGATED_AFTER,
+                                         HEDGES_BEFORE, HEDGES_AFTER)
+                         for words in table for w in words) | PAST_BEFORE | DEFERRED_SUBJECTS | ZERO_COUNTS
 
 
 @functools.cache

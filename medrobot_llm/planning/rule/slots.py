@@ -9,12 +9,13 @@ from __future__ import annotations
 from typing import Any
 
 from medrobot_llm.core.command_set import ArgSpec, SkillSpec
-from medrobot_llm.language.numbers import NEGATIVE_SIGNS
+from medrobot_llm.language.numbers import FRACTIONS, NEGATIVE_SIGNS
 from medrobot_llm.language.phrases import SOFT, find_phrase
 from medrobot_llm.language.text import tokenize
 from medrobot_llm.planning.rule.model import (
     Clause,
     Item,
+    Question,
     Stage,
     allowed_values,
     clean_number,
@@ -28,10 +29,12 @@ _ABOVE = frozenset(["above", "over", "higher", "up"])
 
 _BELOW = frozenset(["below", "under", "beneath", "lower", "down"])
 
-#: offset words -> (component, sign) in the camera frame: x to the right, y away from the camera, z up
+#: offset words -> (component, sign). x is toward the patient's left (command-set.md), as in every domain: read
+#: in a camera frame, "1 cm to the left" went to the patient's right while the x-ray "left" went to the left;
+#: z up, y away from the camera
 _OFFSET_AXES: tuple[tuple[frozenset[str], tuple[int, int]], ...] = (
     (_BELOW, (2, -1)), (_ABOVE, (2, 1)),
-    (frozenset(["left", "leftward", "leftwards"]), (0, -1)), (frozenset(["right", "rightward", "rightwards"]), (0, 1)),
+    (frozenset(["left", "leftward", "leftwards"]), (0, 1)), (frozenset(["right", "rightward", "rightwards"]), (0, -1)),
     (frozenset(["behind", "beyond", "past", "forward", "forwards", "away", "farther", "further"]), (1, 1)),
     (frozenset(["front", "backward", "backwards", "closer", "nearer", "toward", "towards"]), (1, -1)),
 )
@@ -261,6 +264,10 @@ class SlotFiller(Stage):
                 vec[index] = sign * abs(value)
                 args[best] = vec
             else:
+                if q.dim is None and spec.args[best].unit == "%" and any(w in FRACTIONS for w in q.text.split()):
+                    # "gain to half": a fraction of what? read as the number, it set 0.5 % for 50 %
+                    raise Question(f"'{q.text}' of what? Say the {best.replace('_pct', '')} in percent "
+                                   f"(allowed {spec.args[best].min:g}..{spec.args[best].max:g} %)")
                 args[best] = clean_number(self._signed(spec, args, value, toks))
             q.used = True
         if clause.small:
@@ -318,12 +325,36 @@ class SlotFiller(Stage):
             ev = self.cs.entity_value(args[a], s)
             if ev is not None and (ev.positive or ev.negative):
                 signs.insert(0, (ev.positive, ev.negative))
+        if signs and find_phrase(toks, ("plus", "or", "minus"), set(), allow_gaps=False):
+            raise Question("'plus or minus' says both ways; say which way, or say the amount as a size")
         for positive, negative in signs:
-            if self._sign_said(negative, toks):
+            at_neg, at_pos = self._sign_at(negative, toks), self._sign_at(positive, toks)
+            # "counter clockwise" holds "clockwise": a way said inside the other way's words is not said
+            way_neg, way_pos = bool(at_neg - at_pos), bool(at_pos - at_neg)
+            if at_neg and at_pos and (at_neg <= at_pos or at_pos <= at_neg):
+                way_neg, way_pos = len(at_neg) >= len(at_pos), len(at_pos) > len(at_neg)
+            if way_neg and way_pos:
+                # "move up 20 mm down": two ways for one amount; the last one said is a guess, not a reading
+                raise Question(f"Which way: '{self._said(positive, toks)}' or '{self._said(negative, toks)}'? "
+                               "Both were said for one amount")
+            if (way_neg or way_pos) and value < 0 and any(w in toks for w in NEGATIVE_SIGNS):
+                # "move left -5 cm", "tilt forward -20": a way and a minus sign disagree, or negate twice
+                way = self._said(negative if way_neg else positive, toks)
+                raise Question(f"'{way}' and a minus sign were both said for one amount; say the way, or the "
+                               "signed amount, not both")
+            if way_neg:
                 return -abs(value)
-            if self._sign_said(positive, toks):
-                return abs(value) if value >= 0 or not any(w in toks for w in NEGATIVE_SIGNS) else value
+            if way_pos:
+                return abs(value)
         return value
+
+    @staticmethod
+    def _sign_at(words: tuple[str, ...], toks: list[str]) -> set[int]:
+        return {k for w in words for at in find_phrase(toks, tuple(tokenize(w)), set(), allow_gaps=False) for k in at}
+
+    @staticmethod
+    def _said(words: tuple[str, ...], toks: list[str]) -> str:
+        return next(w for w in words if find_phrase(toks, tuple(tokenize(w)), set(), allow_gaps=False))
 
     def conjoined(self, spec: SkillSpec, args: dict[str, Any], clause: Clause) -> list[tuple[SkillSpec,
                                                                                              dict[str, Any]]]:
@@ -333,6 +364,7 @@ class SlotFiller(Stage):
         for a, s in spec.args.items():
             if s.type != "enum" or a not in args or a.startswith(("from_", "to_")):
                 continue
+            own = self._own_qualifiers(spec, a, args, clause)
             for it in clause.items:
                 # "... and the left kidney": the side in front of the noun does not hide the "and"
                 named = {k for o in clause.items if o is not it and o.end < it.start for k in o.positions}
@@ -350,9 +382,19 @@ class SlotFiller(Stage):
                         if not other.used and other.start == it.end + 1 and any(
                                 o in more.values() for _, o in other.options):
                             clause.use(other)
+                    if own is not None:
+                        own.bind(it, more)
                     self._gapped(spec, a, it, more, clause)
                     extra.append((spec, more))
+            if own is not None:
+                own.check_first(args)
         return extra
+
+    def _own_qualifiers(self, spec: SkillSpec, a: str, args: dict[str, Any], clause: Clause) -> _OwnQualifiers | None:
+        """The arguments that depend on ``a`` (a side depends on its anatomy or organ), when the clause lists
+        several values of ``a``: each value then keeps the qualifier said with it."""
+        dependent = [b for b, s in spec.args.items() if s.type == "enum" and (s.values_from or "").startswith(f"{a}.")]
+        return _OwnQualifiers(self, spec, a, dependent, args, clause) if dependent else None
 
     def _gapped(self, spec: SkillSpec, a: str, item: Item, args: dict[str, Any], clause: Clause) -> None:
         """"grab the needle with the right arm and the shunt with the left arm": what is named after the second
@@ -370,3 +412,63 @@ class SlotFiller(Stage):
                     args[b] = v
                     clause.use(other)
                     break
+
+
+class _OwnQualifiers:
+    """"AP of the left femur and right knee": a side binds to the noun it is written with, never to the whole
+    list; cross-multiplied, it put a view, a contact or an exposure on a side nobody named. A listed noun without
+    a side of its own, next to one that has one, asks (command-set.md lets no side carry over), unless its
+    anatomy or organ allows only one side."""
+
+    def __init__(self, filler: SlotFiller, spec: SkillSpec, a: str, dependent: list[str], args: dict[str, Any],
+                 clause: Clause) -> None:
+        self.filler, self.spec, self.a, self.dependent, self.clause = filler, spec, a, dependent, clause
+        allowed = allowed_values(filler.cs, spec, a, spec.args[a], args)
+        first = next((it for it in sorted(clause.items, key=lambda i: i.start)
+                      if it.used and it.value_for(spec.args[a].entities, allowed) == args[a]), None)
+        self.first_own = self._said_with(first, args) if first is not None else {}
+        self.bound: set[str] = set(self.first_own)
+
+    def _said_with(self, noun: Item, args: dict[str, Any]) -> dict[str, tuple[Item, str]]:
+        """The dependent values written right before ``noun`` ("the right carotid"): only soft words between."""
+        out: dict[str, tuple[Item, str]] = {}
+        toks = self.clause.tokens
+        for b in self.dependent:
+            s = self.spec.args[b]
+            allowed = allowed_values(self.filler.cs, self.spec, b, s, {**args, self.a: args[self.a]})
+            for it in self.clause.items:
+                if it.end < noun.start and all(toks[k] in SOFT for k in range(it.end + 1, noun.start)):
+                    v = it.value_for(s.entities, allowed)
+                    if v is not None:
+                        out[b] = (it, v)
+        return out
+
+    def bind(self, noun: Item, more: dict[str, Any]) -> None:
+        own = self._said_with(noun, more)
+        for b in self.dependent:
+            if b in own:
+                item, v = own[b]
+                more[b] = v
+                self.clause.use(item)
+                self.bound.add(b)
+            elif b in self.first_own:
+                self._ask_or_only(b, more)
+
+    def check_first(self, args: dict[str, Any]) -> None:
+        """"AP of the femur and right knee": the side of the knee is no side of the femur."""
+        for b in self.bound:
+            if b not in self.first_own:
+                self._ask_or_only(b, args)
+
+    def _ask_or_only(self, b: str, args: dict[str, Any]) -> None:
+        s = self.spec.args[b]
+        allowed = allowed_values(self.filler.cs, self.spec, b, s, {k: v for k, v in args.items() if k != b})
+        if len(allowed) <= 1:
+            # the pelvis has no side and the liver only one: nothing to carry over, nothing to ask
+            args.pop(b, None)
+            if allowed:
+                args[b] = allowed[0]
+            return
+        noun = str(args[self.a]).replace("_", " ")
+        raise Question(f"Which {b} for the {noun}? A {b} was said for another item of the list, and it does not "
+                       f"carry over; say the {b} with each one")
