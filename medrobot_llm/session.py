@@ -21,9 +21,8 @@ from medrobot_llm.safety.audit import AuditLog
 from medrobot_llm.backends.base import CancelToken, FeedbackFn, SkillBackend, StepResult
 from medrobot_llm.core.paths import file_sha256
 from medrobot_llm.core.plan import Plan, PlanStatus, Step
-from medrobot_llm.core.reasons import Reason
 from medrobot_llm.planning.base import Planner
-from medrobot_llm.safety.events import (EventListener, PlanDiscardedEvent, PlanEvent, RunEndEvent, RunEvent,
+from medrobot_llm.safety.events import (EventListener, RunEndEvent, RunEvent,
                                         StepRejectedEvent, StepResultEvent, SupervisorEvent)
 from medrobot_llm.safety.supervisor import InvalidTransition, Question, Reply, Supervisor, SupervisorState
 from medrobot_llm.core.validator import WorldState, validate_plan
@@ -205,25 +204,11 @@ class Session:
         the world as it is now comes back refused, so nobody is asked to confirm what would not run (the
         supervisor validates it again when it is submitted).
         """
-        sup = self.supervisor
-        planner = sup.planner
-        if planner is None:
-            raise ValueError("this session's supervisor has no planner")
-        world: WorldState | None
+        plan = self.supervisor.propose(text)
         try:
-            world = self.backend.world_state()
-        except Exception:  # noqa: BLE001 - plan without a state; the supervisor refuses it when submitted
+            world: WorldState | None = self.backend.world_state()
+        except Exception:  # noqa: BLE001 - unchecked here; the supervisor refuses it when submitted
             world = None
-        t0 = time.perf_counter()
-        try:
-            plan = planner.plan(self.domain, text, world)
-            if not isinstance(plan, Plan):
-                raise TypeError(f"the planner returned {type(plan).__name__}, not a Plan")
-        except Exception as exc:  # noqa: BLE001 - a broken planner refuses; it must not move anything
-            plan = Plan.refused(self.domain, f"the planner failed ({type(exc).__name__}: {exc})",
-                                Reason.PLANNER_ERROR)
-        self._audit(PlanEvent(text=text, plan=plan.to_json(), planner=getattr(planner, "name", None),
-                              latency_ms=round((time.perf_counter() - t0) * 1000, 3)))
         if plan.status is PlanStatus.OK and world is not None:
             checked = validate_plan(plan, world)
             if checked.status is not PlanStatus.OK:
@@ -237,17 +222,13 @@ class Session:
 
     def discard(self, plan: Plan) -> None:
         """Audit a proposed plan that will not run (its read-back was not confirmed)."""
-        self._audit(PlanDiscardedEvent(plan=plan.to_json(), state=self.supervisor.state.value))
+        self.supervisor.record_discarded(plan)
 
     def _submit(self, plan: Plan) -> Reply:
         try:
             return self.supervisor.submit_plan(plan, source="session")
         except InvalidTransition:
             return Reply(False, self.supervisor.state, f"the supervisor is {self.supervisor.state.value}", plan)
-
-    def _audit(self, event: SupervisorEvent) -> None:
-        event = event.model_copy(update={"clock": self.supervisor.clock()})
-        self.audit.append(event.kind, **event.fields())
 
     def _follow(self, start: Callable[[], Reply], confirm: ConfirmPolicy, timeout_s: float,
                 on_event: EventListener | None) -> RunOutcome:

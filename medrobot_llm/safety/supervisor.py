@@ -224,6 +224,13 @@ class Supervisor(AdmissionMixin, StepGateMixin, LatchMixin):
         machine, and the log says so. Changes no state."""
         return self._log(ev.PlanDiscardedEvent(plan=plan.to_json(), state=self.state.value))
 
+    def propose(self, text: str) -> Plan:
+        """Plan ``text`` without admitting it, audited as any planning is: a console reads the plan back and
+        submits exactly that plan once a person confirmed it. Changes no state."""
+        if self.planner is None:
+            raise ValueError("this supervisor has no planner")
+        return self._call_planner(text)
+
     def status(self) -> dict[str, Any]:
         with self._lock:
             run = self._run
