@@ -43,6 +43,7 @@ __all__ = [
     "Planned",
     "Pending",
     "Refusal",
+    "operator_source",
 ]
 
 #: how old a command may be when its plan comes back and is acted on (a slow LLM must not move the robot
@@ -84,7 +85,12 @@ class Pending:
 
     @property
     def source(self) -> str:
-        return f"operator:{self.operator}"
+        return operator_source(self.operator)
+
+
+def operator_source(operator: str) -> str:
+    """How the audit log names an operator who acted (a command's or a confirmation's ``source``)."""
+    return f"operator:{operator}"
 
 
 @dataclass(frozen=True)
@@ -108,7 +114,7 @@ class Admitted:
 
     @property
     def source(self) -> str:
-        return f"operator:{self.msg.operator}"
+        return operator_source(self.msg.operator)
 
 
 @dataclass(frozen=True)
