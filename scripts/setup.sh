@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # Everything a fresh Debian 12 machine needs to run medrobot_llm and its tests, idempotent: system
 # packages (espeak-ng for voice tests, tmux for terminal tests, sox; flite and festival with three English
-# voices for benchmarks/voice_bench.py), the Python package with its test extras, and ROS 2 (a sourced
-# distribution, or the PyPI wheels) with the colcon build of ros_ws.
+# voices for benchmarks/voice_bench.py; chromium and chromium-driver for the web console's browser tests), the
+# Python package with its test extras, and ROS 2 (a sourced distribution, or the PyPI wheels) with the colcon
+# build of ros_ws.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 log() { echo "[setup] $*"; }
 
 missing=()
-for pkg in espeak-ng tmux sox flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts; do
+for pkg in espeak-ng tmux sox flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts \
+           chromium chromium-driver; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 if ((${#missing[@]})); then
