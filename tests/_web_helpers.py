@@ -35,6 +35,9 @@ SIZES: dict[str, tuple[int, int]] = {"laptop": (1366, 900), "tablet": (820, 1180
 SCREENSHOTS_ENV = "MEDROBOT_SCREENSHOTS"
 DOCS_IMG = ROOT / "docs" / "img"
 START_TIMEOUT_S = 60.0
+# slow and long, so that a stop lands mid-sweep whatever the scene's pace
+SWEEP_COMMAND = "make contact over the liver and sweep 60 mm toward the feet at 1 mm/s"
+SWEEP_MM = 60
 
 T = TypeVar("T")
 
@@ -87,6 +90,10 @@ class WebServer:
             except json.JSONDecodeError:
                 continue
         return out
+
+    def records(self, kind: str, **match: Any) -> list[dict[str, Any]]:
+        """The audit records of one kind whose fields equal ``match``."""
+        return [r for r in self.audit() if r.get("kind") == kind and all(r.get(k) == v for k, v in match.items())]
 
     def stderr(self) -> str:
         return self.stderr_path.read_text(encoding="utf-8", errors="replace") if self.stderr_path.exists() else ""
@@ -252,6 +259,9 @@ class Console:
                         "hazard": li.get_attribute("data-hazard"), "args": args})
         return out
 
+    def plan_shown(self, n: int) -> list[dict[str, Any]]:
+        return self.wait(lambda: (s := self.steps()) and len(s) == n and s, f"#plan does not show {n} steps")
+
     def wait_question(self, other_than: str = "", timeout: float | None = None) -> str:
         """The open question's id, once there is one (and it is not ``other_than``) and Confirm is enabled."""
         def ready() -> str:
@@ -272,6 +282,23 @@ class Console:
         """
         result: dict[str, Any] = self.driver.execute_async_script(script, method, path, body, content_type)
         return result
+
+
+def start_sweep(page: Console) -> None:
+    """Ask for the slow sweep, click Confirm on each question (the contact's), and return once the page shows the
+    sweep moving."""
+    page.send(SWEEP_COMMAND)
+    steps = page.plan_shown(3)
+    assert [s["skill"] for s in steps] == ["move_to_window", "make_contact", "sweep"], steps
+    seen = ""
+    while not page.server.records("step_sent", skill="sweep"):
+        qid = page.wait_question(other_than=seen)
+        page.el("#confirm").click()
+        seen = qid
+        page.wait(lambda q=qid: page.question() != q or bool(page.server.records("step_sent", skill="sweep")),
+                  "the confirmed question stayed open")
+    page.wait(lambda: page.state() == "EXECUTING" and "sweep" in page.text("#step")
+              and float(page.el("#progress").get_attribute("value") or 0) > 0, "the sweep is not shown moving")
 
 
 class OtherOrigin:

@@ -1,0 +1,297 @@
+"""The web console end to end in a real headless browser (issue 19's acceptance): ``medrobot web`` as a child
+process, Debian's chromium through Selenium, the page driven by the contract's DOM ids the way an operator
+would, and what happened read from the server's own record folder and audit log, not from the page alone.
+
+Screenshots go to a temporary folder always, and to docs/img/web_*.png with MEDROBOT_SCREENSHOTS=1.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from _web_helpers import SWEEP_MM, Console, OtherOrigin, WebServer, make_driver, missing_browser, save_screenshot, \
+    sha256, start_server, start_sweep
+
+from conftest import Closing
+
+pytestmark = [pytest.mark.browser, pytest.mark.sim, pytest.mark.slow, pytest.mark.timeout(90)]
+
+XRAY_COMMAND = "lateral of the sacrum and take a shot"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _browser_installed() -> None:
+    reason = missing_browser()
+    if reason:
+        pytest.fail(reason, pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def shots_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("web_screenshots")
+
+
+class _Browser:
+    """A driver as a ``closing`` item: quitting it ends chromium and chromedriver."""
+
+    def __init__(self, driver: Any) -> None:
+        self.driver = driver
+
+    def close(self) -> None:
+        self.driver.quit()
+
+
+Open = Callable[..., tuple[WebServer, Console]]
+
+
+@pytest.fixture
+def web(tmp_path: Path, closing: Closing) -> Iterator[Open]:
+    """``web(domain, size=..., browser_args=...)``: a server of its own and chromium on its page, both closed
+    after the test whatever happened (the browser first)."""
+    def open_(domain: str, size: str = "laptop", browser_args: tuple[str, ...] = (), *server_args: str
+              ) -> tuple[WebServer, Console]:
+        server = closing(start_server(domain, tmp_path / domain, *server_args))
+        driver = closing(_Browser(make_driver(size, browser_args))).driver
+        return server, Console(driver, server).open()
+
+    yield open_
+
+
+def open_question(server: WebServer) -> dict[str, Any]:
+    """The last question the supervisor asked, as its audit log has it (skill, hazard, step_index)."""
+    asked = server.records("question")
+    assert asked, "the audit log has no question"
+    return asked[-1]
+
+
+def status(page: Console) -> dict[str, Any]:
+    reply = page.fetch("GET", "/api/status")
+    assert reply["status"] == 200, reply
+    body: dict[str, Any] = json.loads(reply["body"])
+    return body
+
+
+def in_viewport(page: Console, css: str) -> bool:
+    """Whether the element is on screen without scrolling (Stop must always be)."""
+    return bool(page.driver.execute_script(
+        "const r = document.querySelector(arguments[0]).getBoundingClientRect();"
+        "return r.width > 0 && r.height > 0 && r.top >= 0 && r.left >= 0 &&"
+        " r.bottom <= innerHeight && r.right <= innerWidth;", css))
+
+
+def answer_until_exposure(server: WebServer, page: Console) -> str:
+    """Click Confirm on every question before the exposure's (a view or plan question, if the page asks one),
+    and return the exposure question's id, open."""
+    seen = ""
+    while True:
+        qid = page.wait_question(other_than=seen)
+        asked = page.wait(lambda: (q := open_question(server)) and q, "no question in the audit log")
+        if asked.get("hazard") == "radiation":
+            return qid
+        page.el("#confirm").click()
+        seen = qid
+
+
+def test_lateral_sacrum_plan_view_then_exposure_by_click_shows_the_radiograph(web: Open, shots_dir: Path) -> None:
+    server, page = web("xray")
+    save_screenshot(page.driver, "laptop_idle", shots_dir)
+    page.send(XRAY_COMMAND)
+    steps = page.plan_shown(2)
+    assert [s["skill"] for s in steps] == ["move_to_view", "take_shot"]
+    assert [s["hazard"] for s in steps] == ["motion", "radiation"]
+    assert "sacrum" in steps[0]["args"]["anatomy"] and "lateral" in steps[0]["args"]["view"], steps[0]
+    assert XRAY_COMMAND in page.text("#history")
+    answer_until_exposure(server, page)
+    # the view is set before the exposure is asked for: the gantry moved, nothing was exposed yet
+    assert server.records("step_result", skill="move_to_view", success=True)
+    assert not server.records("step_sent", skill="take_shot")
+    assert in_viewport(page, "#stop") and in_viewport(page, "#confirm")
+    save_screenshot(page.driver, "laptop_exposure_question", shots_dir)
+    clicked = time.time()
+    page.el("#confirm").click()
+    shot = page.wait(lambda: (r := server.records("step_result", skill="take_shot")) and r[0],
+                     "the exposure did not run")
+    assert shot["success"], shot
+    sent = server.records("step_sent", skill="take_shot")
+    assert sent[0]["confirmed"] and sent[0]["t_wall"] >= clicked
+    pngs = page.wait(lambda: server.pngs("xray_*.png"), "no radiograph in the record folder")
+    assert len(pngs) == 1, pngs
+    want = sha256(pngs[0])
+    page.wait(lambda: page.el("img#radiograph").get_attribute("data-sha256") == want,
+              f"img#radiograph does not show {pngs[0].name} (sha256 {want[:12]})")
+    page.wait(lambda: page.state() == "IDLE", "the run did not end IDLE")
+    assert page.question() == "" and not page.el("#confirm").is_enabled() and not page.el("#deny").is_enabled()
+    assert page.driver.execute_script("return document.querySelector('img#radiograph').naturalWidth") > 0
+    save_screenshot(page.driver, "laptop_radiograph", shots_dir)
+
+
+def test_keyboard_alone_cannot_confirm_an_exposure(web: Open) -> None:
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.keys import Keys
+
+    server, page = web("xray")
+    page.send(XRAY_COMMAND)
+    page.plan_shown(2)
+    exposure = answer_until_exposure(server, page)
+    # Enter on the focused Confirm button (the browser turns it into a click event), Enter and y anywhere else
+    page.driver.execute_script("document.querySelector('#confirm').focus()")
+    ActionChains(page.driver).send_keys(Keys.ENTER).perform()
+    page.el("#command").click()
+    ActionChains(page.driver).send_keys(Keys.ENTER).perform()
+    page.driver.execute_script("document.activeElement.blur()")
+    ActionChains(page.driver).send_keys("y").send_keys(Keys.ENTER).perform()
+    # what the page would send for a key, sent from the page itself: refused by the server
+    keyed = page.fetch("POST", "/api/confirm", {"question": exposure, "accept": True, "via": "key"})
+    assert keyed["status"] == 409, keyed
+    assert page.question() == exposure and page.el("#confirm").is_enabled()
+    assert status(page).get("state") != "ESTOP"
+    assert not server.records("step_sent", skill="take_shot"), "a key confirmed the exposure"
+    assert not server.pngs("xray_*.png")
+    page.el("#confirm").click()  # and the click still works: the keys did not spend the question
+    page.wait(lambda: server.records("step_result", skill="take_shot", success=True), "the click did not expose")
+
+
+def halted_mid_sweep(server: WebServer) -> dict[str, Any]:
+    result = server.records("step_result", skill="sweep")
+    assert len(result) == 1, result
+    assert not result[0]["success"] and result[0]["failure"] == "halted", result[0]
+    assert server.records("estop"), "no e-stop in the audit log"
+    return result[0]
+
+
+@pytest.mark.parametrize("how", ["click", "space"])
+def test_stop_during_a_sweep_halts_the_sim(web: Open, how: str, shots_dir: Path) -> None:
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.keys import Keys
+
+    server, page = web("ultrasound")
+    start_sweep(page)
+    if how == "click":
+        page.el("#stop").click()
+    else:
+        page.driver.execute_script("document.activeElement.blur()")
+        ActionChains(page.driver).send_keys(Keys.SPACE).perform()
+    page.wait(lambda: page.state() == "ESTOP", f"Stop ({how}) did not latch the e-stop")
+    result = page.wait(lambda: server.records("step_result", skill="sweep") and halted_mid_sweep(server),
+                       "the audit log does not say the sweep was halted")
+    assert 0 < result["outcome"].get("distance_mm", 0) < SWEEP_MM, result
+    if how == "click":
+        save_screenshot(page.driver, "laptop_estop", shots_dir)
+    # latched: nothing new runs until Reset, and Reset brings it back
+    page.send("scan the liver")
+    assert page.state() == "ESTOP"
+    page.el("#reset").click()
+    page.wait(lambda: page.state() == "IDLE", "Reset did not clear the e-stop")
+
+
+def test_space_in_the_command_box_types_and_escape_stops(web: Open) -> None:
+    from selenium.webdriver.common.keys import Keys
+
+    server, page = web("ultrasound")
+    box = page.el("#command")
+    box.send_keys("scan the")
+    assert box.get_attribute("value") == "scan the" and page.state() == "IDLE"
+    box.send_keys(Keys.ESCAPE)
+    page.wait(lambda: page.state() == "ESTOP", "Escape in #command did not stop")
+
+
+def test_a_stale_confirm_does_nothing(web: Open) -> None:
+    server, page = web("ultrasound")
+    page.send("scan the liver")
+    page.plan_shown(3)
+    old = page.wait_question()
+    old_button = page.el("#confirm")
+    page.el("#deny").click()  # the plan is discarded: the question is no longer open
+    page.wait(lambda: page.question() == "" and page.state() == "IDLE", "Deny did not close the question")
+    page.send("scan the liver")
+    new = page.wait_question(other_than=old)
+    before = len(server.audit())
+    stale = page.fetch("POST", "/api/confirm", {"question": old, "accept": True, "via": "button"})
+    assert stale["status"] == 409, stale
+    # the page's own button from the old question: if it was replaced, clicking the old one must not answer
+    if not page.driver.execute_script("return arguments[0].isConnected", old_button):
+        page.driver.execute_script("arguments[0].click()", old_button)
+    assert page.question() == new and page.el("#confirm").is_enabled()
+    assert not server.records("step_sent", skill="make_contact"), "a stale confirm started the contact"
+    assert [r for r in server.audit()[before:] if r.get("kind") == "confirm" and r.get("accepted")] == []
+    page.el("#confirm").click()
+    page.wait(lambda: server.records("step_sent", skill="make_contact"), "the open question's Confirm did nothing")
+
+
+def _raw(server: WebServer, method: str, path: str, headers: dict[str, str] | None = None,
+         body: bytes | None = None) -> tuple[int, bytes]:
+    host, port = server.base.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        reply = conn.getresponse()
+        return reply.status, reply.read()
+    finally:
+        conn.close()
+
+
+def test_requests_without_the_session_are_refused(web: Open, closing: Closing) -> None:
+    server, page = web("xray")
+    # plain urllib, no cookie: every API refuses with a JSON error
+    for method, path, body in [("GET", "/api/status", None), ("POST", "/api/command", {"text": XRAY_COMMAND}),
+                               ("POST", "/api/stop", None), ("POST", "/api/reset", None),
+                               ("POST", "/api/confirm", {"question": "q", "accept": True, "via": "button"}),
+                               ("GET", "/api/image/radiograph", None), ("GET", "/", None)]:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(server.base + path, data=data, method=method,
+                                         headers={"Content-Type": "application/json"})
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=10)
+        assert refused.value.code == 401, (method, path)
+        assert "error" in json.loads(refused.value.read()), (method, path)
+    # the token was spent by the browser: a second use is refused
+    code, _ = _raw(server, "GET", f"/?token={server.token}")
+    assert code == 401
+    # with the page's cookie but another Host, or a WebSocket from another Origin: 403
+    cookie = {c["name"]: c["value"] for c in page.driver.get_cookies()}
+    assert "medrobot_session" in cookie
+    jar = f"medrobot_session={cookie['medrobot_session']}"
+    assert _raw(server, "GET", "/api/status", {"Cookie": jar})[0] == 200
+    assert _raw(server, "GET", "/api/status", {"Cookie": jar, "Host": "evil.example:80"})[0] == 403
+    ws = {"Cookie": jar, "Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13",
+          "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==", "Origin": "http://evil.example"}
+    assert _raw(server, "GET", "/ws", ws)[0] == 403
+    # the browser, on another origin of the same host (so the SameSite cookie goes along): nothing it sends acts
+    other = closing(OtherOrigin())
+    page.driver.get(other.url)
+    sent = page.driver.execute_async_script("""
+        const [base, text, done] = arguments;
+        const results = [];
+        const tries = [["/api/command", JSON.stringify({text}), "text/plain"],
+                       ["/api/command", JSON.stringify({text}), "application/json"],
+                       ["/api/stop", "", "text/plain"]];
+        Promise.all(tries.map(([path, body, type]) =>
+            fetch(base + path, {method: "POST", mode: "no-cors", credentials: "include", body,
+                                headers: {"Content-Type": type}})
+              .then(r => results.push([path, r.type])).catch(e => results.push([path, String(e)]))))
+          .then(() => done(results));
+    """, server.base, XRAY_COMMAND)
+    assert sent, "the cross-origin page sent nothing"
+    assert _raw(server, "GET", "/api/status", {"Cookie": jar})[0] == 200  # a round trip after its requests
+    assert not server.records("command"), "a page of another origin ran a command"
+    assert not server.records("estop"), "a page of another origin latched the e-stop"
+
+
+@pytest.mark.parametrize("size", ["laptop", "tablet"])
+def test_the_page_fits_the_screen_with_stop_in_view(web: Open, size: str, shots_dir: Path) -> None:
+    server, page = web("xray", size)
+    page.send(XRAY_COMMAND)
+    page.plan_shown(2)
+    answer_until_exposure(server, page)
+    assert in_viewport(page, "#stop"), f"Stop is off screen at {size}"
+    overflow = page.driver.execute_script("return document.scrollingElement.scrollWidth - innerWidth")
+    assert overflow <= 0, f"the page scrolls sideways by {overflow} px at {size}"
+    save_screenshot(page.driver, size, shots_dir)
