@@ -20,6 +20,7 @@ COMMANDS: tuple[str, ...] = (
     "run",
     "console",
     "voice",
+    "web",
     "bench",
     "log",
     "diagram",

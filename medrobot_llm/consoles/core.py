@@ -34,6 +34,7 @@ __all__ = [
     "ConsoleCore",
     "completion_words",
     "history_path",
+    "line_intent",
     "RUNNING_STATES",
 ]
 
@@ -66,6 +67,20 @@ _CONFIRM = frozenset(_norm(p) for p in CONTROL_PHRASES["confirm"]) | {"y"}
 _DENY = frozenset(_norm(p) for p in CONTROL_PHRASES["deny"]) | {"n"}
 _OTHER_CONTROL = frozenset(_norm(p) for k, ps in CONTROL_PHRASES.items() if k not in ("confirm", "deny")
                            for p in ps)
+
+
+def line_intent(line: str) -> str:
+    """What a typed line is to a console before any planner reads it: ``stop``, ``quit``, ``help``, ``status``,
+    ``reset``, ``confirm``, ``deny``, ``control`` (pause, resume, cancel) or ``command``. The web console routes
+    its command box by this, so both consoles hear the same control phrases."""
+    word = _norm(line)
+    if word in _STOP or line.strip().lower() == "e-stop":
+        return "stop"
+    for intent, words in (("quit", _QUIT), ("help", _HELP), ("status", _CONSOLE_STATUS), ("reset", _RESET),
+                          ("confirm", _CONFIRM), ("deny", _DENY), ("control", _OTHER_CONTROL)):
+        if word in words:
+            return intent
+    return "command"
 
 
 def completion_words(domain: str) -> list[str]:
