@@ -230,8 +230,11 @@ window.addEventListener("DOMContentLoaded", () => {
   $("stop").addEventListener("click", stop);
   $("reset").addEventListener("click", () => post("/api/reset"));
   $("command-form").addEventListener("submit", (e) => { e.preventDefault(); send(); });
-  $("confirm").addEventListener("click", () => answer(true, "button"));
-  $("deny").addEventListener("click", () => answer(false, "button"));
+  // Enter or Space on a focused button makes a click with no pointer behind it (detail 0): that is the keyboard,
+  // and an exposure must not be confirmed by the keyboard alone
+  const via = (e) => (e.detail === 0 ? "key" : "button");
+  $("confirm").addEventListener("click", (e) => answer(true, via(e)));
+  $("deny").addEventListener("click", (e) => answer(false, via(e)));
   const talk = $("talk");
   talk.addEventListener("pointerdown", (e) => { e.preventDefault(); startTalking(); });
   talk.addEventListener("pointerup", stopTalking);
