@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from _web_helpers import SWEEP_MM, Console, make_driver, missing_browser, start_server, start_sweep  # noqa: E402
+from _web_helpers import Console, make_driver, missing_browser, start_server, start_sweep  # noqa: E402
 
 from medrobot_llm.backends.ros.bench import percentiles  # noqa: E402
 
@@ -44,7 +44,7 @@ window.addEventListener("keydown", mark, {capture: true});
 
 
 def trial(driver: object, workdir: Path, key: str) -> tuple[float, float, float]:
-    """One sweep stopped: (press -> halt ms, WebDriver call -> halt ms, fraction of the sweep done)."""
+    """One sweep stopped: (press -> halt ms, WebDriver call -> halt ms, the sweep's progress the page showed)."""
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.keys import Keys
 
@@ -53,6 +53,7 @@ def trial(driver: object, workdir: Path, key: str) -> tuple[float, float, float]
         page = Console(driver, server).open()
         start_sweep(page)
         page.driver.execute_script(_PRESS_PROBE)
+        done = float(page.driver.execute_script("return document.querySelector('#progress').value"))
         if key == "space":
             page.driver.execute_script("document.activeElement.blur()")
             called = time.time()
@@ -69,7 +70,6 @@ def trial(driver: object, workdir: Path, key: str) -> tuple[float, float, float]
         pressed = page.driver.execute_script("return window.__medrobotPress")
         if pressed is None:
             raise SystemExit("chromium dispatched no press event")
-        done = float(swept["outcome"].get("distance_mm", 0)) / SWEEP_MM
         return float(estop["t_wall"]) * 1000 - float(pressed), (float(estop["t_wall"]) - called) * 1000, done
     finally:
         server.close()
@@ -104,14 +104,14 @@ def main() -> int:
     machine = f"{platform.machine()}, {platform.python_version()}"
     if a.json:
         print(json.dumps({"benchmark": "web_stop", "command": command, "how": a.key, "press_to_halt": ps,
-                          "webdriver_call_to_halt": cs, "sweep_done_fraction": [round(x, 3) for x in done],
+                          "webdriver_call_to_halt": cs, "sweep_progress_at_press": [round(x, 3) for x in done],
                           "machine": machine}))
     else:
         print(f"web Stop ({a.key}) -> sim halted, {ps['n']} sweeps: p50 {ps['p50_ms']:.1f} ms, "
               f"p95 {ps['p95_ms']:.1f} ms, p99 {ps['p99_ms']:.1f} ms, max {ps['max_ms']:.1f} ms")
         print(f"WebDriver {a.key} call -> sim halted: p50 {cs['p50_ms']:.1f} ms, p95 {cs['p95_ms']:.1f} ms, "
               f"p99 {cs['p99_ms']:.1f} ms, max {cs['max_ms']:.1f} ms")
-        print(f"every sweep halted mid-way ({min(done):.0%} to {max(done):.0%} of {SWEEP_MM} mm done); "
+        print(f"every sweep halted mid-way (pressed at {min(done):.0%} to {max(done):.0%} of the sweep); "
               f"command: {command}")
     return 0
 

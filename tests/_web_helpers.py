@@ -37,7 +37,6 @@ DOCS_IMG = ROOT / "docs" / "img"
 START_TIMEOUT_S = 60.0
 # slow and long, so that a stop lands mid-sweep whatever the scene's pace
 SWEEP_COMMAND = "make contact over the liver and sweep 60 mm toward the feet at 1 mm/s"
-SWEEP_MM = 60
 
 T = TypeVar("T")
 
@@ -291,12 +290,18 @@ def start_sweep(page: Console) -> None:
     steps = page.plan_shown(3)
     assert [s["skill"] for s in steps] == ["move_to_window", "make_contact", "sweep"], steps
     seen = ""
-    while not page.server.records("step_sent", skill="sweep"):
-        qid = page.wait_question(other_than=seen)
+    while True:
+        def next_question(skip: str = seen) -> str | bool:
+            if page.server.records("step_sent", skill="sweep"):
+                return True
+            q = page.question()
+            return q if q and q != skip and page.el("#confirm").is_enabled() else False
+
+        qid = page.wait(next_question, f"neither the sweep nor a question after {seen or 'the plan'}")
+        if qid is True:
+            break
         page.el("#confirm").click()
-        seen = qid
-        page.wait(lambda q=qid: page.question() != q or bool(page.server.records("step_sent", skill="sweep")),
-                  "the confirmed question stayed open")
+        seen = str(qid)
     page.wait(lambda: page.state() == "EXECUTING" and "sweep" in page.text("#step")
               and float(page.el("#progress").get_attribute("value") or 0) > 0, "the sweep is not shown moving")
 
