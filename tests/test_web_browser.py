@@ -308,19 +308,27 @@ def test_push_to_talk_gives_a_read_back_question(web: Open, tmp_path: Path) -> N
     """chromium's fake capture device plays an espeak-ng recording of the command into the page's microphone."""
     from selenium.webdriver.common.action_chains import ActionChains
 
-    wav = tmp_path / "command.wav"
-    subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(wav), XRAY_COMMAND], check=True, timeout=60,
+    spoken, wav = tmp_path / "spoken.wav", tmp_path / "command.wav"
+    subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(spoken), XRAY_COMMAND], check=True, timeout=60,
+                   capture_output=True)
+    # silence around the words (the fake device plays from when it opens, a moment before the page records), at
+    # 48 kHz: chromium's own resampling of espeak-ng's 22.05 kHz made pocketsphinx mishear words
+    subprocess.run(["sox", str(spoken), "-r", "48000", str(wav), "pad", "0.5", "1.0"], check=True, timeout=60,
                    capture_output=True)
     with wave.open(str(wav)) as w:
         seconds = w.getnframes() / w.getframerate()
     server, page = web("xray", "laptop", ("--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
                                           f"--use-file-for-fake-audio-capture={wav}%noloop"))
-    # audio is captured in real time: the button is held for as long as the recording plays (not a wait on the
-    # page, so no condition can replace it)
-    ActionChains(page.driver).click_and_hold(page.el("#talk")).pause(seconds + 0.8).release().perform()
+    talk = page.el("#talk")
+    ActionChains(page.driver).click_and_hold(talk).perform()
+    page.wait(lambda: "recording" in (talk.get_attribute("class") or ""), "holding #talk did not start recording")
+    # audio is captured in real time: the button stays down while the file plays (no page condition says when
+    # the words are over)
+    ActionChains(page.driver).pause(seconds).release().perform()
     qid = page.wait_question(timeout=45)
     assert "sacrum" in page.text("#question-text").lower(), page.text("#question-text")
     assert not server.records("step_sent"), "a spoken command moved before its read-back was confirmed"
     page.el("#confirm").click()
-    page.wait(lambda: server.records("step_result", skill="move_to_view", success=True) or page.question() != qid,
-              "confirming the read-back did nothing")
+    moved = page.wait(lambda: server.records("step_sent", skill="move_to_view"), "confirming the read-back did nothing")
+    assert moved[0]["args"] == {"anatomy": "sacrum", "view": "lateral"}, moved[0]
+    assert page.question() != qid
