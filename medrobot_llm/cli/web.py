@@ -12,6 +12,7 @@ import argparse
 import contextlib
 import ipaddress
 import os
+import signal
 import socket
 import sys
 import tempfile
@@ -202,9 +203,21 @@ def _serve(args: argparse.Namespace, client: SupervisorClient, session: Session 
     print(f"medrobot web: {args.domain}" + (" over ROS 2" if args.ros else " (PyBullet scene in this process)")
           + ("" if speech else "; push-to-talk is off") + ". Ctrl-C to stop the server.", file=sys.stderr)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off", ws="websockets"))
+    caught: list[int] = []
+
+    def note(sig: int, _frame: object) -> None:
+        caught.append(sig)
+
+    # uvicorn shuts down on SIGINT / SIGTERM, then raises the signal again under the handlers it found: these
+    # take it, so the session below is still closed (scene closed, audit log sealed) and the exit is clean
+    previous = {sig: signal.signal(sig, note) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         server.run(sockets=[sock])
     finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         hub.close()
         sock.close()
+    if caught:
+        print(f"medrobot web: {signal.Signals(caught[0]).name}: shutting down", file=sys.stderr)
     return 0

@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route, WebSocketRoute
@@ -235,7 +236,12 @@ def create_app(hub: WebHub, access: Access, speech: SpeechInput | None = None) -
         Route("/api/status", guarded(status)),
         WebSocketRoute("/ws", ws),
     ]
-    return Starlette(routes=routes)
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        return _error(exc.status_code, exc.detail)
+
+    return Starlette(routes=routes, exception_handlers={HTTPException: http_error})
 
 
 async def _serve_socket(websocket: WebSocket, hub: WebHub) -> None:

@@ -246,7 +246,8 @@ class WebHub:
         if reply.plan is not None and reply.plan.status in (PlanStatus.REFUSED, PlanStatus.CLARIFY):
             self.emit(self._plan_message(reply.plan))
         self._reply(reply, clean)
-        return Answer.of(reply, refused_status=422 if reply.plan is not None else 409)
+        # refused by a ready supervisor: the text's fault (422); by a busy or latched one: the state's (409)
+        return Answer.of(reply, refused_status=422 if reply.state is S.IDLE else 409)
 
     def confirm(self, question_id: str, accept: bool, via: str) -> Answer:
         """Answer the open question ``question_id``; any other id is stale and changes nothing."""
