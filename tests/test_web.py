@@ -117,14 +117,12 @@ def test_the_token_works_once_and_gives_an_httponly_strict_cookie(rig: Callable[
     again = fresh.get(f"/?token={r.access.token}", follow_redirects=False)
     assert again.status_code == 401 and "already used" in again.json()["error"]
     assert COOKIE not in again.cookies
-    # the cookie the first use set was HttpOnly and SameSite=Strict
-    first = TestClient(r.app, base_url=BASE)
+    # the cookie the first use sets is HttpOnly and SameSite=Strict
     other = Access(HOST, PORT)
-    first_app = create_app(r.hub, other)
-    first = TestClient(first_app, base_url=BASE)
+    first = TestClient(create_app(r.hub, other), base_url=BASE)
+    assert first.get("/?token=wrong", follow_redirects=False).status_code == 401
     header = first.get(f"/?token={other.token}", follow_redirects=False).headers["set-cookie"]
     assert "HttpOnly" in header and "samesite=strict" in header.lower() and "Path=/" in header
-    assert first.get("/?token=wrong", follow_redirects=False).status_code == 401
 
 
 def test_without_the_cookie_everything_is_401(rig: Callable[..., Rig]) -> None:
@@ -195,6 +193,9 @@ def test_command_plan_question_confirm_radiograph(rig: Callable[..., Rig]) -> No
     served = r.http.get(image["url"])
     assert served.status_code == 200 and served.headers["content-type"] == "image/png"
     assert hashlib.sha256(served.content).hexdigest() == image["sha256"] == served.headers["x-sha256"]
+    assert r.http.get("/api/image/radiograph").content == served.content
+    assert r.http.get("/api/image/radiograph?sha256=" + "0" * 64).status_code == 404
+    assert r.http.get(image["url"].replace("radiograph", "frame")).status_code == 404
     assert any(m["type"] == "image" and m["kind"] == "frame" for m in pushed)
     assert any(m["type"] == "audit" and m["record"]["kind"] == "question" for m in pushed)
     assert until(lambda: r.state() == "IDLE", 10)

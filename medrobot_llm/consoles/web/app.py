@@ -208,9 +208,10 @@ def create_app(hub: WebHub, access: Access, speech: SpeechInput | None = None) -
         kind = request.path_params["kind"]
         if kind not in IMAGE_KINDS:
             return _error(404, f"no image kind {kind!r}; one of {', '.join(IMAGE_KINDS)}")
-        img = hub.image(kind)
+        sha = request.query_params.get("sha256")
+        img = hub.image(kind, sha)
         if img is None:
-            return _error(404, f"no {kind} image yet")
+            return _error(404, f"no {kind} image yet" if sha is None else f"no recent {kind} image {sha[:64]}")
         return Response(img.data, media_type="image/png", headers={**_HEADERS, "X-Sha256": img.sha256})
 
     async def status(request: Request) -> Response:

@@ -59,6 +59,8 @@ IMAGE_KINDS: tuple[ImageKind, ...] = ("frame", "bmode", "radiograph")
 _SOURCE = "web"
 #: feedback arrives at the control rate; the page needs a few updates a second
 _FEEDBACK_INTERVAL_S = 0.1
+#: images kept by hash for the URLs already sent (a few runs' worth of frames and captures)
+_RECENT_IMAGES = 32
 
 
 @dataclass(frozen=True)
@@ -132,6 +134,7 @@ class WebHub:
         self.question: OpenQuestion | None = None
         self.plan: PlanMessage | None = None
         self.images: dict[str, Image] = {}
+        self._recent: dict[str, Image] = {}
         self.audit: deque[dict[str, Any]] = deque(maxlen=self.audit_tail)
         self.working: str | None = None
         self._frames_seen: set[str] = set()
@@ -189,9 +192,14 @@ class WebHub:
                     "images": {k: {"sha256": i.sha256, "name": i.name} for k, i in self.images.items()},
                     "speech": self.session is not None}
 
-    def image(self, kind: str) -> Image | None:
+    def image(self, kind: str, sha256: str | None = None) -> Image | None:
+        """The latest image of ``kind``, or the recent one with that ``sha256`` (the page's URL names it, so an
+        ``img`` shows the bytes its ``data-sha256`` says even when a newer one came in meanwhile)."""
         with self._lock:
-            return self.images.get(kind)
+            if sha256 is None:
+                return self.images.get(kind)
+            found = self._recent.get(sha256)
+            return found if found is not None and found.kind == kind else None
 
     # ------------------------------------------------------------------ requests
     def stop(self, reason: str = "Stop pressed on the web console") -> Answer:
@@ -449,6 +457,9 @@ class WebHub:
         image = Image(kind, data, hashlib.sha256(data).hexdigest(), path.name)
         with self._lock:
             self.images[kind] = image
+            self._recent[image.sha256] = image
+            while len(self._recent) > _RECENT_IMAGES:
+                del self._recent[next(iter(self._recent))]
         self.emit(self._image_message(image))
 
     @staticmethod
