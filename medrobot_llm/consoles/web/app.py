@@ -214,6 +214,9 @@ def create_app(hub: WebHub, access: Access, speech: SpeechInput | None = None) -
             return _error(404, f"no {kind} image yet" if sha is None else f"no recent {kind} image {sha[:64]}")
         return Response(img.data, media_type="image/png", headers={**_HEADERS, "X-Sha256": img.sha256})
 
+    async def no_icon(request: Request) -> Response:
+        return Response(status_code=204, headers=_HEADERS)
+
     async def status(request: Request) -> Response:
         return JSONResponse(hub.status(), headers=_HEADERS)
 
@@ -235,6 +238,7 @@ def create_app(hub: WebHub, access: Access, speech: SpeechInput | None = None) -
         Route("/api/speech", guarded(speak), methods=["POST"]),
         Route("/api/image/{kind}", guarded(image)),
         Route("/api/status", guarded(status)),
+        Route("/favicon.ico", guarded(no_icon)),
         WebSocketRoute("/ws", ws),
     ]
 
