@@ -391,3 +391,53 @@ def test_the_first_stdout_line_is_the_url_and_sigterm_seals_the_log(tmp_path: Pa
             proc.wait()
     records = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
     assert records[0]["kind"] == "session" and seal_holds(log.read_bytes().splitlines()[-1]), records[-1]
+
+
+# ------------------------------------------------------------------ the stop waits for nothing
+class _ThinkingPlanner:
+    """The rule planner behind a slow model: it answers only when the test lets it (no sleep, no clock)."""
+
+    name = "thinking"
+
+    def __init__(self) -> None:
+        self.started = threading.Event()
+        self.answer = threading.Event()
+        self._rule = RulePlanner()
+
+    def plan(self, domain: str, text: str, world: Any = None) -> Any:
+        self.started.set()
+        assert self.answer.wait(30), "the test never let the planner answer"
+        return self._rule.plan(domain, text, world)
+
+
+def test_a_stop_does_not_wait_for_a_command_being_planned() -> None:
+    from medrobot_llm.backends.memory import MemoryBackend
+
+    planner = _ThinkingPlanner()
+    backend = MemoryBackend("xray", control_period_s=0.002)
+    session = Session("xray", planner, backend=backend)
+    hub = WebHub(session.supervisor, "xray", session=session)
+    hub.start()
+    access = Access(HOST, PORT)
+    answers: list[Any] = []
+    try:
+        # one event loop for every request, as under uvicorn: the stop must get through it while the command
+        # request is still waiting for the planner
+        with TestClient(create_app(hub, access), base_url=BASE) as http:
+            assert http.get(f"/?token={access.token}", follow_redirects=False).status_code == 303
+            thread = threading.Thread(target=lambda: answers.append(http.post("/api/command", json={"text": SHOT})))
+            thread.start()
+            assert planner.started.wait(10)
+            busy = http.post("/api/command", json={"text": "AP of the pelvis"})
+            assert busy.status_code == 409 and "still working" in busy.json()["error"]
+            stop = http.post("/api/stop")
+            assert stop.status_code == 200 and stop.json()["state"] == "ESTOP"
+            assert thread.is_alive() and hub.working == SHOT  # the planner is still thinking
+            planner.answer.set()
+            thread.join(30)
+        assert answers and answers[0].status_code == 409, answers
+        assert backend.sent == [] and session.supervisor.state.value == "ESTOP"
+    finally:
+        planner.answer.set()
+        hub.close()
+        session.close()
