@@ -229,6 +229,11 @@ document.addEventListener("keydown", (e) => {
   else if (e.key === "n" && openQuestion) { e.preventDefault(); answer(false, "key"); }
 }, true);
 
+// a focused button is pressed by Space on keyup: Space is the stop everywhere but the command box, never a click
+document.addEventListener("keyup", (e) => {
+  if (e.target !== $("command") && (e.key === " " || e.code === "Space")) e.preventDefault();
+}, true);
+
 window.addEventListener("DOMContentLoaded", () => {
   $("stop").addEventListener("click", stop);
   $("reset").addEventListener("click", () => post("/api/reset"));
