@@ -202,7 +202,7 @@ def _serve(args: argparse.Namespace, client: SupervisorClient, session: Session 
     print(f"medrobot web: open {access.url}", flush=True)
     print(f"medrobot web: {args.domain}" + (" over ROS 2" if args.ros else " (PyBullet scene in this process)")
           + ("" if speech else "; push-to-talk is off") + ". Ctrl-C to stop the server.", file=sys.stderr)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off", ws="websockets"))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off", ws="auto"))
     caught: list[int] = []
 
     def note(sig: int, _frame: object) -> None:
