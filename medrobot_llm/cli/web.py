@@ -40,7 +40,7 @@ def register(sub: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Serve one local page for one operator; the supervisor decides, the page shows and asks.\n"
         "- A command box with history, and push-to-talk (the same speech engines and read-back as `medrobot\n"
-        "  voice`: a spoken plan moves only after its read-back is confirmed).\n"
+        "  voice`: a spoken plan moves only after its read-back is confirmed; not with --ros).\n"
         "- The plan as steps with their arguments, hazard class and the words each argument came from.\n"
         "- Confirm / Deny bound to the question shown (a click for an older question does nothing); an\n"
         "  exposure is not confirmed by the keyboard shortcut alone.\n"

@@ -9,7 +9,8 @@ site open in the same browser can neither post commands nor open the WebSocket. 
 refusal is a 4xx JSON ``{"error": ...}`` with the reason. Nothing typed reaches a shell.
 
 The stop is taken on the event loop itself, straight to ``client.stop``: it never waits in the thread pool behind
-a command being planned or a recording being transcribed.
+a command being planned or a recording being transcribed. Everything that may wait for a lock of the hub's runs
+in the thread pool, so the loop is free for the next stop.
 """
 
 from __future__ import annotations
@@ -209,7 +210,7 @@ def create_app(hub: WebHub, access: Access, speech: SpeechInput | None = None) -
         if kind not in IMAGE_KINDS:
             return _error(404, f"no image kind {kind!r}; one of {', '.join(IMAGE_KINDS)}")
         sha = request.query_params.get("sha256")
-        img = hub.image(kind, sha)
+        img = await run_in_threadpool(hub.image, kind, sha)
         if img is None:
             return _error(404, f"no {kind} image yet" if sha is None else f"no recent {kind} image {sha[:64]}")
         return Response(img.data, media_type="image/png", headers={**_HEADERS, "X-Sha256": img.sha256})
@@ -218,7 +219,7 @@ def create_app(hub: WebHub, access: Access, speech: SpeechInput | None = None) -
         return Response(status_code=204, headers=_HEADERS)
 
     async def status(request: Request) -> Response:
-        return JSONResponse(hub.status(), headers=_HEADERS)
+        return JSONResponse(await run_in_threadpool(hub.status), headers=_HEADERS)
 
     async def ws(websocket: WebSocket) -> None:
         problem = access.place_problem(websocket)
