@@ -1,0 +1,128 @@
+"""The bringup graph's recorder (issue 18) over real DDS, in separate processes: ``medrobot bringup --mcap`` records
+an X-ray run commanded and confirmed by a signed console client; the file, closed by SIGTERM, is read back with
+the official ``mcap`` reader and every message decoded with ``mcap-ros2-support`` from the schemas in the file."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from mcap.exceptions import McapError
+from mcap.reader import NonSeekingReader
+
+from medrobot_llm.backends.ros.nodes import RECORDER
+from medrobot_llm.safety.keys import default_operator
+from medrobot_llm.safety.machine import SupervisorState
+from medrobot_llm.safety.operator_gate import operator_source
+from tests._ros_helpers import ros_graph
+from tests.test_mcap import Image, mcap_decoder, mcap_reader, pixels, read
+
+pytestmark = [pytest.mark.ros, pytest.mark.sim, pytest.mark.slow]
+
+COMMAND = "lateral of the sacrum then take a shot"
+
+
+def heard_so_far(path: Path) -> list[tuple[str, Any]]:
+    """(topic, message) of an MCAP file still being written, or left by a killed writer: a streaming read, to the
+    end of the last chunk the writer flushed (the file has no summary yet, so a seeking reader cannot open it)."""
+    out: list[tuple[str, Any]] = []
+    with path.open("rb") as f:
+        reader = NonSeekingReader(f, decoder_factories=[mcap_decoder.DecoderFactory()])
+        try:
+            for _, channel, _, decoded in reader.iter_decoded_messages(log_time_order=False):
+                out.append((channel.topic, decoded))
+        except McapError:
+            pass  # the end of what was flushed: a chunk half written, or no footer
+    return out
+
+
+def _gone(pid: int, timeout: float) -> bool:
+    """The process ended and was reaped (by ``medrobot bringup``, its parent)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_bringup_records_the_commanded_and_confirmed_exposure(tmp_path: Path) -> None:
+    path = tmp_path / "graph.mcap"
+    with ros_graph("xray", tmp_path, options=["--mcap", str(path)]) as graph:
+        remote = graph.remote
+        assert graph.info["mcap"] == str(path)
+        reply = remote.command(COMMAND)
+        assert reply.accepted, reply
+        assert remote.wait_for(SupervisorState.AWAITING_CONFIRMATION.value, timeout=20), remote.status()
+        question = remote.status()["question"]["text"]
+        reply = remote.confirm()
+        assert reply.accepted, reply
+        assert remote.wait_status(lambda s: s["state"] == SupervisorState.IDLE.value and "done" in s["reason"],
+                                  timeout=30), remote.status()
+        (shot,) = [e for e in graph.events_of("step_result") if e["skill"] == "take_shot"]
+        # while it records, the file on disk is readable up to the last flush: what a kill -9 would leave
+        deadline = time.monotonic() + 15.0
+        while time.monotonic() < deadline and not any(
+                topic == "/medrobot/log/records" and json.loads(m.data)["kind"] == "run_end"
+                for topic, m in heard_so_far(path)):
+            time.sleep(0.2)
+        assert time.monotonic() < deadline, "the run's end never reached the file on disk"
+        recorder = graph.pid(RECORDER.name)
+        os.killpg(recorder, signal.SIGTERM)  # as a service manager stops it: the file must be finished
+        assert _gone(recorder, 15.0), graph.log(RECORDER.name)[-2000:]
+
+    with path.open("rb") as f:  # closed cleanly: a summary with its statistics and an index of every chunk
+        summary = mcap_reader.make_reader(f).get_summary()
+    assert summary is not None and summary.statistics is not None and summary.chunk_indexes
+    rec = read(path)
+    assert rec.profile == "ros2" and rec.encodings == {("ros2msg", "cdr")}
+    assert summary.statistics.message_count == sum(len(m) for m in rec.messages.values())
+    operator = default_operator()
+
+    # on the wire: the signed command and the confirmation, who sent them and which question's nonce they answer
+    (command,) = [m for _, m in rec.messages["/medrobot/command"]]
+    assert (command.kind, command.operator_id, command.body) == ("command", operator, COMMAND)
+    (confirm,) = [m for _, m in rec.messages["/medrobot/confirm"]]
+    assert (confirm.kind, confirm.operator_id) == ("confirm", operator) and confirm.mac
+    states = [m for _, m in rec.messages["/medrobot/state"]]
+    assert rec.schemas["/medrobot/state"] == "medrobot_interfaces/msg/SupervisorState"
+    asked = [s for s in states if s.nonce == confirm.answers]
+    assert asked and {(s.state, s.question, s.skill) for s in asked} == {
+        (SupervisorState.AWAITING_CONFIRMATION.value, question, "take_shot")}
+    seen = [s.state for s in states]
+    for state in (SupervisorState.EXECUTING, SupervisorState.AWAITING_CONFIRMATION):
+        assert state.value in seen, seen
+    assert seen[-1] == SupervisorState.IDLE.value and "done" in states[-1].reason, seen
+
+    # read from the supervisor's records: who confirmed which question, the state changes with their reasons
+    (confirmation,) = rec.json("/medrobot/log/confirmation")
+    assert confirmation["who"] == operator_source(operator) and confirmation["accepted"] is True
+    assert (confirmation["question"], confirmation["skill"]) == (question, "take_shot")
+    changes = [m for _, m in rec.messages["/medrobot/log/supervisor_state"]]
+    assert [m.state for m in changes] == [e["to"] for e in graph.events_of("state")]
+    awaiting = [m for m in changes if m.state == SupervisorState.AWAITING_CONFIRMATION.value]
+    assert [(m.question, m.skill) for m in awaiting] == [(question, "take_shot")]
+    records = rec.json("/medrobot/log/records")
+    assert "reply" not in {r["kind"] for r in records}
+    assert [r["seq"] for r in records] == sorted(r["seq"] for r in records)
+
+    # the steps, their goal statuses, the telemetry and the radiograph, pixel for pixel as the skill server saved it
+    goals = [m for _, m in rec.messages["/medrobot/log/step_goal"]]
+    results = [m for _, m in rec.messages["/medrobot/log/step_result"]]
+    assert [g.skill for g in goals] == ["move_to_view", "take_shot"] and [r.success for r in results] == [True, True]
+    assert json.loads(results[-1].outcome_json) == shot["outcome"]
+    statuses = [s.status for _, m in rec.messages["/medrobot/execute_skill/_action/status"] for s in m.status_list]
+    assert 4 in statuses  # action_msgs/GoalStatus STATUS_SUCCEEDED
+    assert rec.count("/xray/gantry/joint_states") > 0 and rec.count("/medrobot/log/step_feedback") > 0
+    assert rec.count("/medrobot/heartbeat") > 0 and rec.count("/medrobot/robot_status") > 0
+    (radiograph,) = [m for _, m in rec.messages["/xray/radiograph"]]
+    with Image.open(shot["outcome"]["path"]) as png:
+        assert np.array_equal(pixels(radiograph), np.asarray(png))
