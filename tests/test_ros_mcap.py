@@ -9,37 +9,21 @@ import os
 import signal
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
-from mcap.exceptions import McapError
-from mcap.reader import NonSeekingReader
 
 from medrobot_llm.backends.ros.nodes import RECORDER
 from medrobot_llm.safety.keys import default_operator
 from medrobot_llm.safety.machine import SupervisorState
 from medrobot_llm.safety.operator_gate import operator_source
 from tests._ros_helpers import ros_graph
-from tests.test_mcap import Image, mcap_decoder, mcap_reader, pixels, read
+from tests.test_mcap import Image, mcap_reader, pixels, read
+from tests.test_mcap_live import heard_so_far
 
 pytestmark = [pytest.mark.ros, pytest.mark.sim, pytest.mark.slow]
 
 COMMAND = "lateral of the sacrum then take a shot"
-
-
-def heard_so_far(path: Path) -> list[tuple[str, Any]]:
-    """(topic, message) of an MCAP file still being written, or left by a killed writer: a streaming read, to the
-    end of the last chunk the writer flushed (the file has no summary yet, so a seeking reader cannot open it)."""
-    out: list[tuple[str, Any]] = []
-    with path.open("rb") as f:
-        reader = NonSeekingReader(f, decoder_factories=[mcap_decoder.DecoderFactory()])
-        try:
-            for _, channel, _, decoded in reader.iter_decoded_messages(log_time_order=False):
-                out.append((channel.topic, decoded))
-        except McapError:
-            pass  # the end of what was flushed: a chunk half written, or no footer
-    return out
 
 
 def _gone(pid: int, timeout: float) -> bool:
