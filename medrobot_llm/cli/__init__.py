@@ -25,6 +25,7 @@ COMMANDS: tuple[str, ...] = (
     "diagram",
     "render",
     "bringup",
+    "record",
     "keys",
 )
 

@@ -25,7 +25,7 @@ from medrobot_llm.backends.ros import nodes
 from medrobot_llm.backends.ros.nodes import PLANNER, RECORDER, SKILL_SERVER, SUPERVISOR
 from medrobot_llm.core.paths import SOURCE_ROOT
 
-__all__ = ["NODES", "Graph", "default_params_file", "register"]
+__all__ = ["NODES", "Graph", "claim_mcap", "default_params_file", "register", "ros_domain_id"]
 
 #: node name -> module with its ``main``; the order is the start order (the robot first)
 NODES: dict[str, str] = {n.name: n.module for n in nodes.NODES}
@@ -176,7 +176,13 @@ class Graph:
         return "\n".join(text.splitlines()[-lines:])
 
 
-def _claim_mcap(path: Path) -> str:
+def ros_domain_id(given: int | None) -> int | None:
+    """``--ros-domain-id``, else ``$ROS_DOMAIN_ID``, else 0; None when outside 0..232."""
+    domain_id = int(os.environ.get("ROS_DOMAIN_ID") or 0) if given is None else given
+    return domain_id if 0 <= domain_id <= 232 else None
+
+
+def claim_mcap(path: Path) -> str:
     """Create the recording's file (never over an existing one) before any node starts, so that a path that
     cannot be written, or the mcap extra missing, is said once here and not in a node's log; "" when fine."""
     import importlib.util
@@ -273,10 +279,8 @@ def _run(args: argparse.Namespace) -> int:
         overrides.setdefault(SKILL_SERVER.name, {})["real_time_factor"] = repr(float(args.real_time_factor))
     if args.planner:
         overrides.setdefault(PLANNER.name, {})["planner"] = args.planner
-    domain_id = args.ros_domain_id
+    domain_id = ros_domain_id(args.ros_domain_id)
     if domain_id is None:
-        domain_id = int(os.environ.get("ROS_DOMAIN_ID") or 0)
-    if not 0 <= domain_id <= 232:
         print("medrobot bringup: --ros-domain-id must be in 0..232", file=sys.stderr)
         return 2
     if args.params is not None and not args.params.is_file():
@@ -302,7 +306,7 @@ def _run(args: argparse.Namespace) -> int:
         print("medrobot bringup: " + "; ".join(k.problem for k in unusable), file=sys.stderr)
         return 2
     if args.mcap is not None:
-        problem = _claim_mcap(args.mcap)
+        problem = claim_mcap(args.mcap)
         if problem:
             print(f"medrobot bringup: {problem}", file=sys.stderr)
             return 2
