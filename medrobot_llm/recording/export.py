@@ -74,7 +74,9 @@ class _Context:
 
 class _Writer(Writer):
     """mcap-ros2-support's writer (which encodes dicts) with what recording the wire needs besides: messages
-    already in CDR, as they travelled, and a flush that ends the chunk being written."""
+    already in CDR, as they travelled, and a flush that ends the chunk being written. Both use the writer's own
+    MCAP writer and channel table (``_writer``, ``_channel_ids``, as in mcap-ros2-support 0.6), so that dicts and
+    CDR bytes share one file; tests/test_mcap_live.py fails if a release renames them."""
 
     def write_cdr(self, topic: str, schema: Schema, data: bytes, *, log_time: int, publish_time: int,
                   sequence: int) -> None:

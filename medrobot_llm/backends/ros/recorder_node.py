@@ -86,6 +86,10 @@ class RecorderNode(Node):
 
     def close(self) -> None:
         self.recording.close()
+        summary = self.recording.summary
+        missing = f"; pictures named but not found here: {', '.join(summary.missing)}" if summary.missing else ""
+        self.get_logger().info(f"closed {summary.path}: {sum(summary.messages.values())} message(s) on "
+                               f"{len(summary.messages)} topic(s){missing}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
