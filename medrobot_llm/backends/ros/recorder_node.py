@@ -88,8 +88,9 @@ class RecorderNode(Node):
         self.recording.close()
         summary = self.recording.summary
         missing = f"; pictures named but not found here: {', '.join(summary.missing)}" if summary.missing else ""
-        self.get_logger().info(f"closed {summary.path}: {sum(summary.messages.values())} message(s) on "
-                               f"{len(summary.messages)} topic(s){missing}")
+        # not the node's logger: after a SIGINT its context is shut down and rosout refuses the line
+        print(f"medrobot recorder: closed {summary.path}: {sum(summary.messages.values())} message(s) on "
+              f"{len(summary.messages)} topic(s){missing}", file=sys.stderr, flush=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
