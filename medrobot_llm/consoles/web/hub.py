@@ -185,8 +185,16 @@ class WebHub:
         return [m.model_dump(mode="json") for m in out]
 
     def status(self) -> dict[str, Any]:
+        """The page's view, with the state as the client has it now (the records that tell the view may lag)."""
+        try:
+            now = self.client.status()
+        except Exception:  # noqa: BLE001 - no answer: the view's own state is all there is
+            now = {}
         with self._lock:
-            return {**self._state_message().model_dump(mode="json", exclude={"type"}), "domain": self.domain,
+            view = self._state_message().model_dump(mode="json", exclude={"type"})
+            if "state" in now:
+                view.update(state=str(now["state"]), reason=str(now.get("reason") or ""))
+            return {**view, "domain": self.domain,
                     "telemetry": dict(self.telemetry), "working": self.working,
                     "open_question": self.question.message().model_dump(mode="json") if self.question else None,
                     "images": {k: {"sha256": i.sha256, "name": i.name} for k, i in self.images.items()},
