@@ -258,6 +258,20 @@ def test_stop_during_a_sweep_latches_the_estop_and_reset_recovers(rig: Callable[
     assert r.state() == "IDLE"
 
 
+def test_an_ultrasound_scan_shows_force_and_the_b_mode_capture(rig: Callable[..., Rig]) -> None:
+    r = rig("ultrasound")
+    assert r.post("/api/command", {"text": "scan the left kidney and capture an image"}).status_code == 200
+    contact = r.wait("question", skill="make_contact")
+    assert contact["hazard"] == "contact"
+    assert r.post("/api/confirm", {"question": contact["id"], "accept": True}).status_code == 200
+    bmode = r.wait("image", kind="bmode")
+    assert r.session.record_dir is not None
+    assert hashlib.sha256((r.session.record_dir / bmode["name"]).read_bytes()).hexdigest() == bmode["sha256"]
+    telemetry = r.seen("telemetry")
+    assert any("force" in t["text"] for t in telemetry), telemetry[-1:]
+    assert until(lambda: r.state() == "IDLE", 10)
+
+
 def test_typed_control_words_take_the_console_paths(rig: Callable[..., Rig]) -> None:
     r = rig("xray")
     assert r.post("/api/command", {"text": "quit"}).status_code == 400
