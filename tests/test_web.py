@@ -129,7 +129,8 @@ def test_without_the_cookie_everything_is_401(rig: Callable[..., Rig]) -> None:
     r = rig("xray")
     anon = TestClient(r.app, base_url=BASE)
     for method, path in (("GET", "/"), ("GET", "/api/status"), ("GET", "/static/app.js"), ("POST", "/api/stop"),
-                         ("POST", "/api/command"), ("GET", "/api/image/frame")):
+                         ("POST", "/api/command"), ("GET", "/api/image/frame"), ("GET", "/nowhere"),
+                         ("GET", "/api/command")):
         resp = anon.request(method, path, json={"text": "stop"} if method == "POST" else None)
         assert resp.status_code == 401 and "error" in resp.json(), (path, resp.text)
     with pytest.raises(WebSocketDisconnect):

@@ -244,7 +244,13 @@ def create_app(hub: WebHub, access: Access, speech: SpeechInput | None = None) -
     ]
 
     async def http_error(request: Request, exc: Exception) -> Response:
+        """No route (404, 405): said only to a signed-in page, so the routes cannot be probed without a session."""
         assert isinstance(exc, HTTPException)
+        problem = access.place_problem(request)
+        if problem is not None:
+            return _error(403, problem)
+        if not access.signed_in(request):
+            return _error(401, "no session: open the URL the server printed (its token works once)")
         return _error(exc.status_code, exc.detail)
 
     return Starlette(routes=routes, exception_handlers={HTTPException: http_error})

@@ -245,5 +245,12 @@ window.addEventListener("DOMContentLoaded", () => {
   talk.addEventListener("pointerup", stopTalking);
   talk.addEventListener("pointerleave", stopTalking);
   setQuestion(null);
+  fetch("/api/status", { credentials: "same-origin" }).then((r) => r.json()).then((s) => {
+    if (s.domain) document.title = `medrobot ${s.domain}`;
+    if (s.speech === false) {
+      talk.disabled = true;
+      talk.title = "push-to-talk is off on this server (see its stderr; over ROS type the command)";
+    }
+  }).catch(() => {});
   connect();
 });
