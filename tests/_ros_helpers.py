@@ -121,8 +121,10 @@ def _kill_group(pid: int, sig: int) -> None:
 
 
 @contextmanager
-def ros_graph(domain: str, tmp: Path, overrides: list[str] | None = None, rtf: float = 0.0) -> Iterator[RosGraph]:
-    """Start ``medrobot bringup`` for ``domain`` on a claimed ROS_DOMAIN_ID; yield once the graph is connected."""
+def ros_graph(domain: str, tmp: Path, overrides: list[str] | None = None, rtf: float = 0.0,
+              options: list[str] | None = None) -> Iterator[RosGraph]:
+    """Start ``medrobot bringup`` for ``domain`` on a claimed ROS_DOMAIN_ID (``options``: more of its options);
+    yield once the graph is connected."""
     require_ros()
     from medrobot_llm.backends.ros.env import unique_domain_id
 
@@ -139,6 +141,7 @@ def ros_graph(domain: str, tmp: Path, overrides: list[str] | None = None, rtf: f
             "--real-time-factor", repr(rtf)]
     for o in overrides or []:
         argv += ["--set", o]
+    argv += options or []
     bringup = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
                                cwd=ROOT)
     pids: list[int] = [bringup.pid]

@@ -23,7 +23,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "language": ("core",),
     "planning": ("core", "language", "safety.audit"),
     "safety": ("core", "planning.base", "backends.base"),
-    "backends": ("core", "language", "planning", "safety"),
+    "backends": ("core", "language", "planning", "safety", "recording"),
     "session": ("core", "planning", "safety", "backends"),
     "consoles": ("core", "language", "planning", "safety", "session"),
     "bench": ("core", "planning", "safety", "backends", "session"),

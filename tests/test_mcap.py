@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from medrobot_llm.cli import main
+from medrobot_llm.safety.machine import SupervisorState
 
 mcap_reader = pytest.importorskip("mcap.reader")
 mcap_decoder = pytest.importorskip("mcap_ros2.decoder")
@@ -126,6 +127,10 @@ def check_decisions(rec: Recording, records: list[dict[str, Any]], steps: list[s
     question = next(r for r in records if r["kind"] == "question")
     assert (confirmation["skill"], confirmation["hazard"]) == (question["skill"], question["hazard"])
     assert confirmation["question"] == question["text"]
+    # the change to AWAITING_CONFIRMATION says what it waits for (the question is logged just after it)
+    awaiting = [m for m in got if m.state == SupervisorState.AWAITING_CONFIRMATION.value]
+    assert [(m.question, m.skill, m.awaiting_step) for m in awaiting] == [
+        (question["text"], question["skill"], question["step_index"])]
 
 
 def check_feedback_inside_steps(rec: Recording, telemetry_topic: str) -> None:

@@ -97,10 +97,24 @@ def test_bringup_refuses_an_unusable_key_before_starting_anything(tmp_path: Path
     assert not (tmp_path / "logs").exists()
 
 
+def test_bringup_never_records_over_a_file_and_names_a_path_it_cannot_write(tmp_path: Path) -> None:
+    kept = tmp_path / "kept.mcap"
+    kept.write_bytes(b"an earlier recording")
+    for path, why in ((kept, "never overwrites"), (tmp_path / "kept.mcap" / "x.mcap", "cannot write")):
+        out = subprocess.run([sys.executable, "-m", "medrobot_llm.cli", "bringup", "--domain", "xray", "--mcap",
+                              str(path), "--keys", str(tmp_path / "keys"), "--log-dir", str(tmp_path / "logs")],
+                             capture_output=True, text=True, timeout=60, cwd=ROOT,
+                             env={**child_env_base(), "MEDROBOT_ROS_WS": str(_fake_ws(tmp_path))})
+        assert out.returncode == 2 and why in out.stderr and "Traceback" not in out.stderr, out.stderr
+        assert not list(tmp_path.glob("**/*.log"))
+    assert kept.read_bytes() == b"an earlier recording"
+
+
 def test_bringup_and_the_launch_file_start_the_same_nodes_from_one_parameters_file(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import yaml
 
+    from medrobot_llm.backends.ros.nodes import RECORDER
     from medrobot_llm.cli.bringup import NODES, Graph, default_params_file
 
     pkg = ROOT / "ros_ws" / "src" / "medrobot_bringup"
@@ -125,6 +139,12 @@ def test_bringup_and_the_launch_file_start_the_same_nodes_from_one_parameters_fi
         assert argv[argv.index("--params-file") + 1] == str(params)
         assert f"{node}:domain:=xray" in argv
         assert f"{node}:keys_dir:={graph.keys_dir}" in argv  # every node loads its keys from one folder
+    assert RECORDER.name not in graph.names  # recorded only when asked
+    recorded = Graph("xray", ros_domain_id=9, log_dir=tmp_path / "logs", mcap=tmp_path / "graph.mcap")
+    assert recorded.names == [RECORDER.name, *NODES]  # it listens before the graph says anything
+    argv = recorded.command(RECORDER.name)
+    assert argv[:3] == [sys.executable, "-m", RECORDER.module]
+    assert f"{RECORDER.name}:mcap:={tmp_path / 'graph.mcap'}" in argv and f"{RECORDER.name}:domain:=xray" in argv
     assert "medrobot_skill_server:real_time_factor:=0.0" in graph.command("medrobot_skill_server")
     assert f"medrobot_skill_server:audit_log:={tmp_path / 'logs' / 'skill_server_audit.jsonl'}" \
         in graph.command("medrobot_skill_server")

@@ -26,6 +26,7 @@ COMMANDS: tuple[str, ...] = (
     "diagram",
     "render",
     "bringup",
+    "record",
     "keys",
 )
 

@@ -5,7 +5,9 @@ parameters file. Each node is its own process in its own session, started with t
 environment (``ros_ws/install/medrobot_env.json``: ``LD_LIBRARY_PATH`` must be there when a process
 starts), with DDS discovery on loopback. The keys (docs/trust.md) are created first where missing, and every
 node is told their folder: no node runs without them. Ctrl-C (or SIGTERM) stops every child: SIGINT first, so nodes
-close cleanly, then SIGTERM, then SIGKILL. Nothing here imports rclpy.
+close cleanly, then SIGTERM, then SIGKILL. With ``--mcap FILE`` a recorder node (``backends/ros/recorder_node.py``)
+starts first and stops last, so the file holds the graph from its first state to its last. Nothing here imports
+rclpy.
 """
 
 from __future__ import annotations
@@ -20,13 +22,15 @@ import time
 from pathlib import Path
 from typing import IO, Any
 from medrobot_llm.backends.ros import nodes
-from medrobot_llm.backends.ros.nodes import PLANNER, SKILL_SERVER, SUPERVISOR
+from medrobot_llm.backends.ros.nodes import PLANNER, RECORDER, SKILL_SERVER, SUPERVISOR
 from medrobot_llm.core.paths import SOURCE_ROOT
 
-__all__ = ["NODES", "Graph", "default_params_file", "register"]
+__all__ = ["NODES", "Graph", "claim_mcap", "default_params_file", "register", "ros_domain_id"]
 
 #: node name -> module with its ``main``; the order is the start order (the robot first)
 NODES: dict[str, str] = {n.name: n.module for n in nodes.NODES}
+#: how long the recorder may take to open its file before the graph starts without waiting any longer
+RECORDER_START_S = 20.0
 
 
 def default_params_file() -> Path:
@@ -42,11 +46,12 @@ def default_params_file() -> Path:
 
 
 class Graph:
-    """The three node processes of one domain; ``overrides`` maps node name -> {param: value}."""
+    """The three node processes of one domain, and a recorder if ``mcap`` names a file; ``overrides`` maps node
+    name -> {param: value}."""
 
     def __init__(self, domain: str, *, params_file: Path | None = None, ros_domain_id: int | None = None,
                  log_dir: Path | None = None, overrides: dict[str, dict[str, str]] | None = None,
-                 keys_dir: Path | None = None) -> None:
+                 keys_dir: Path | None = None, mcap: Path | None = None) -> None:
         from medrobot_llm.backends.ros.env import child_env, load_ros_env
         from medrobot_llm.safety.keys import default_dir
 
@@ -59,6 +64,9 @@ class Graph:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         self.log_dir = Path(log_dir) if log_dir else Path.home() / ".medrobot" / "logs" / f"bringup-{stamp}-{os.getpid()}"
         self.overrides = overrides or {}
+        self.mcap = Path(mcap).absolute() if mcap else None
+        #: the start order: the recorder (if any) before the graph it records
+        self.names = ([RECORDER.name] if self.mcap else []) + list(NODES)
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self._logs: dict[str, IO[bytes]] = {}
 
@@ -79,12 +87,15 @@ class Graph:
 
     def command(self, name: str) -> list[str]:
         params = {"domain": self.domain, "keys_dir": str(self.keys_dir)}
-        if name == SUPERVISOR.name:
+        module = NODES.get(name, RECORDER.module)
+        if name == RECORDER.name:
+            params = {"domain": self.domain, "mcap": str(self.mcap)}
+        elif name == SUPERVISOR.name:
             params["audit_log"] = str(self.audit_log)
         elif name == SKILL_SERVER.name:
             params["audit_log"] = str(self.skill_server_audit_log)
         params.update(self.overrides.get(name, {}))
-        argv = [self.python, "-m", NODES[name], "--ros-args", "--params-file", str(self.params_file)]
+        argv = [self.python, "-m", module, "--ros-args", "--params-file", str(self.params_file)]
         for key, value in params.items():
             # node-qualified: a global -p would lose to the file's node section (rcl's precedence)
             argv += ["-p", f"{name}:{key}:={value}"]
@@ -95,16 +106,30 @@ class Graph:
 
     def start(self) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        for name in NODES:
+        for name in self.names:
             log = open(self.log_path(name), "ab")
             self._logs[name] = log
             self.procs[name] = subprocess.Popen(self.command(name), env=self.env, stdout=log, stderr=subprocess.STDOUT,
                                                 stdin=subprocess.DEVNULL, start_new_session=True)
+            if name == RECORDER.name:
+                self._await_recorder()
+
+    def _await_recorder(self) -> None:
+        """Until the recorder has written its file's header (it subscribes right after), it died, or the time is
+        up: a record the supervisor publishes before the recorder listens is on no MCAP topic (the audit log has
+        it)."""
+        assert self.mcap is not None
+        deadline = time.monotonic() + RECORDER_START_S
+        while time.monotonic() < deadline and self.procs[RECORDER.name].poll() is None:
+            if self.mcap.is_file() and self.mcap.stat().st_size > 0:
+                return
+            time.sleep(0.05)
 
     def describe(self) -> dict[str, Any]:
         return {"domain": self.domain, "ros_domain_id": self.ros_domain_id, "params_file": str(self.params_file),
                 "log_dir": str(self.log_dir), "audit_log": str(self.audit_log),
                 "skill_server_audit_log": str(self.skill_server_audit_log), "keys_dir": str(self.keys_dir),
+                "mcap": str(self.mcap) if self.mcap else None,
                 "discovery_range": self.env.get("ROS_AUTOMATIC_DISCOVERY_RANGE"),
                 "nodes": {n: {"pid": p.pid, "log": str(self.log_path(n))} for n, p in self.procs.items()}}
 
@@ -121,16 +146,10 @@ class Graph:
                 pass
 
     def stop(self, grace_s: float = 5.0) -> dict[str, int]:
-        """SIGINT every node, then SIGTERM, then SIGKILL whatever is left; returns the exit codes."""
-        for sig, wait in ((signal.SIGINT, grace_s), (signal.SIGTERM, 2.0), (signal.SIGKILL, 2.0)):
-            alive = [n for n, p in self.procs.items() if p.poll() is None]
-            if not alive:
-                break
-            for n in alive:
-                self.kill(n, sig)
-            deadline = time.monotonic() + wait
-            while time.monotonic() < deadline and any(self.procs[n].poll() is None for n in alive):
-                time.sleep(0.05)
+        """SIGINT every node, then SIGTERM, then SIGKILL whatever is left; returns the exit codes. The recorder
+        is stopped after the graph, so that it hears the graph's last words."""
+        self._stop([n for n in self.procs if n != RECORDER.name], grace_s)
+        self._stop([n for n in self.procs if n == RECORDER.name], grace_s)
         for p in self.procs.values():
             if p.poll() is None:
                 p.wait(1.0)
@@ -138,12 +157,53 @@ class Graph:
             log.close()
         return {n: p.returncode for n, p in self.procs.items()}
 
+    def _stop(self, names: list[str], grace_s: float) -> None:
+        for sig, wait in ((signal.SIGINT, grace_s), (signal.SIGTERM, 2.0), (signal.SIGKILL, 2.0)):
+            alive = [n for n in names if self.procs[n].poll() is None]
+            if not alive:
+                break
+            for n in alive:
+                self.kill(n, sig)
+            deadline = time.monotonic() + wait
+            while time.monotonic() < deadline and any(self.procs[n].poll() is None for n in alive):
+                time.sleep(0.05)
+
     def tail(self, name: str, lines: int = 20) -> str:
         try:
             text = self.log_path(name).read_text(encoding="utf-8", errors="replace")
         except OSError:
             return ""
         return "\n".join(text.splitlines()[-lines:])
+
+
+def ros_domain_id(given: int | None) -> int | None:
+    """``--ros-domain-id``, else ``$ROS_DOMAIN_ID``, else 0; None when outside 0..232."""
+    domain_id = int(os.environ.get("ROS_DOMAIN_ID") or 0) if given is None else given
+    return domain_id if 0 <= domain_id <= 232 else None
+
+
+def claim_mcap(path: Path) -> str:
+    """Create the recording's file (never over an existing one) before any node starts, so that a path that
+    cannot be written, or the mcap extra missing, is said once here and not in a node's log; "" when fine."""
+    import importlib.util
+
+    from medrobot_llm.cli.mcap_output import EXTRA_MODULES
+
+    missing = [m for m in EXTRA_MODULES if importlib.util.find_spec(m) is None]
+    if missing:
+        return f"--mcap needs the mcap extra ({missing[0]} is not installed): pip install 'medrobot_llm[mcap]'"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a file where a folder should be is a FileExistsError too
+        return f"cannot write the MCAP file {path}: {exc.strerror or exc}"
+    try:
+        with open(path, "xb"):
+            pass
+    except FileExistsError:
+        return f"{path} exists; a recording never overwrites another, give a new file"
+    except OSError as exc:
+        return f"cannot write the MCAP file {path}: {exc.strerror or exc}"
+    return ""
 
 
 def _parse_set(items: list[str]) -> dict[str, dict[str, str]]:
@@ -194,6 +254,10 @@ def register(sub: Any) -> None:
     p.add_argument("--set", action="append", default=[], metavar="NODE.PARAM=VALUE",
                    help=f"override one parameter of one node, e.g. {SUPERVISOR.name}.confirm_timeout_s=10 "
                    "(repeatable)")
+    p.add_argument("--mcap", type=Path, default=None, metavar="FILE",
+                   help="record the graph (states, operator messages, e-stop, heartbeats, records, telemetry, "
+                   "pictures) into this new MCAP file for Foxglove or Lichtblick (needs the mcap extra; an "
+                   "existing file is never overwritten)")
     p.add_argument("--json", action="store_true", help="print the graph (pids, logs) as one JSON line")
     p.set_defaults(func=_run)
 
@@ -215,10 +279,8 @@ def _run(args: argparse.Namespace) -> int:
         overrides.setdefault(SKILL_SERVER.name, {})["real_time_factor"] = repr(float(args.real_time_factor))
     if args.planner:
         overrides.setdefault(PLANNER.name, {})["planner"] = args.planner
-    domain_id = args.ros_domain_id
+    domain_id = ros_domain_id(args.ros_domain_id)
     if domain_id is None:
-        domain_id = int(os.environ.get("ROS_DOMAIN_ID") or 0)
-    if not 0 <= domain_id <= 232:
         print("medrobot bringup: --ros-domain-id must be in 0..232", file=sys.stderr)
         return 2
     if args.params is not None and not args.params.is_file():
@@ -228,7 +290,7 @@ def _run(args: argparse.Namespace) -> int:
         return 2
     try:
         graph = Graph(args.domain, params_file=args.params, ros_domain_id=domain_id, log_dir=args.log_dir,
-                      overrides=overrides, keys_dir=args.keys)
+                      overrides=overrides, keys_dir=args.keys, mcap=args.mcap)
     except (RosEnvError, FileNotFoundError) as exc:
         print(f"medrobot bringup: {exc}", file=sys.stderr)
         return 2
@@ -243,6 +305,11 @@ def _run(args: argparse.Namespace) -> int:
     if unusable:
         print("medrobot bringup: " + "; ".join(k.problem for k in unusable), file=sys.stderr)
         return 2
+    if args.mcap is not None:
+        problem = claim_mcap(args.mcap)
+        if problem:
+            print(f"medrobot bringup: {problem}", file=sys.stderr)
+            return 2
     created = [k for k in made if k.action == "created"]
     if created:  # with --json, stdout holds the one JSON line
         print(f"medrobot bringup: created {', '.join(Path(k.path).name for k in created)} in {graph.keys_dir}",
@@ -264,6 +331,8 @@ def _run(args: argparse.Namespace) -> int:
                   f"(discovery {info['discovery_range']}), parameters {graph.params_file}")
             for name, n in info["nodes"].items():
                 print(f"  {name:24s} pid {n['pid']:<7d} log {n['log']}")
+            if graph.mcap is not None:
+                print(f"  recording to {graph.mcap} (closed when the graph stops)")
             print(f"  audit log {graph.audit_log} (skill server: {graph.skill_server_audit_log})\n"
                   f"  keys {graph.keys_dir}\nCtrl-C stops all nodes.", flush=True)
         reported: set[str] = set()
@@ -273,7 +342,7 @@ def _run(args: argparse.Namespace) -> int:
                     reported.add(name)
                     print(f"medrobot bringup: {name} exited with {rc}; the others keep running (Ctrl-C stops "
                           f"them). Last log lines:\n{graph.tail(name)}", file=sys.stderr, flush=True)
-            if len(reported) == len(NODES):
+            if reported >= set(NODES):
                 break
             time.sleep(0.1)
     finally:

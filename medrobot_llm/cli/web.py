@@ -12,6 +12,7 @@ import argparse
 import contextlib
 import ipaddress
 import os
+import signal
 import socket
 import sys
 import tempfile
@@ -39,7 +40,7 @@ def register(sub: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Serve one local page for one operator; the supervisor decides, the page shows and asks.\n"
         "- A command box with history, and push-to-talk (the same speech engines and read-back as `medrobot\n"
-        "  voice`: a spoken plan moves only after its read-back is confirmed).\n"
+        "  voice`: a spoken plan moves only after its read-back is confirmed; not with --ros).\n"
         "- The plan as steps with their arguments, hazard class and the words each argument came from.\n"
         "- Confirm / Deny bound to the question shown (a click for an older question does nothing); an\n"
         "  exposure is not confirmed by the keyboard shortcut alone.\n"
@@ -201,10 +202,22 @@ def _serve(args: argparse.Namespace, client: SupervisorClient, session: Session 
     print(f"medrobot web: open {access.url}", flush=True)
     print(f"medrobot web: {args.domain}" + (" over ROS 2" if args.ros else " (PyBullet scene in this process)")
           + ("" if speech else "; push-to-talk is off") + ". Ctrl-C to stop the server.", file=sys.stderr)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off", ws="websockets"))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off", ws="auto"))
+    caught: list[int] = []
+
+    def note(sig: int, _frame: object) -> None:
+        caught.append(sig)
+
+    # uvicorn shuts down on SIGINT / SIGTERM, then raises the signal again under the handlers it found: these
+    # take it, so the session below is still closed (scene closed, audit log sealed) and the exit is clean
+    previous = {sig: signal.signal(sig, note) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         server.run(sockets=[sock])
     finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         hub.close()
         sock.close()
+    if caught:
+        print(f"medrobot web: {signal.Signals(caught[0]).name}: shutting down", file=sys.stderr)
     return 0

@@ -456,7 +456,8 @@ def validate_plan(plan: Plan, world: WorldState | None = None) -> Plan:
         if exc.needs_clarification:
             return Plan.clarify(plan.domain, _question(exc), exc.code)
         return Plan.refused(plan.domain, exc.sentence(), exc.code)
-    return Plan(status=PlanStatus.OK, domain=plan.domain, steps=steps, needs_confirmation=confirm)
+    # check_steps keeps one step per step, so the words each argument was read from still belong to it
+    return Plan(status=PlanStatus.OK, domain=plan.domain, steps=steps, needs_confirmation=confirm, words=plan.words)
 
 
 def _question(exc: PlanValidationError) -> str:

@@ -16,6 +16,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
+from mcap.records import Schema
 from mcap_ros2.writer import Writer
 
 from medrobot_llm.core.paths import file_sha256
@@ -71,6 +72,25 @@ class _Context:
         return "" if self.run is None else f"{self.session}:{self.run}"
 
 
+class _Writer(Writer):
+    """mcap-ros2-support's writer (which encodes dicts) with what recording the wire needs besides: messages
+    already in CDR, as they travelled, and a flush that ends the chunk being written. Both use the writer's own
+    MCAP writer and channel table (``_writer``, ``_channel_ids``, as in mcap-ros2-support 0.6), so that dicts and
+    CDR bytes share one file; tests/test_mcap_live.py fails if a release renames them."""
+
+    def write_cdr(self, topic: str, schema: Schema, data: bytes, *, log_time: int, publish_time: int,
+                  sequence: int) -> None:
+        channel_id = self._channel_ids.get(topic)
+        if channel_id is None:
+            channel_id = self._channel_ids[topic] = self._writer.register_channel(
+                topic=topic, message_encoding="cdr", schema_id=schema.id)
+        self._writer.add_message(channel_id=channel_id, log_time=log_time, publish_time=publish_time,
+                                 sequence=sequence, data=data)
+
+    def flush(self) -> None:
+        self._writer.flush()  # type: ignore[no-untyped-call]
+
+
 class McapRecorder:
     """Writes records, feedback, images and frames into one MCAP file; ``close`` finishes the file."""
 
@@ -82,8 +102,8 @@ class McapRecorder:
             self._stream: IO[bytes] = open(output, "wb")  # noqa: SIM115 - closed by close()
         else:
             self._stream = output
-        self._writer = Writer(self._stream)
-        self._schemas: dict[str, Any] = {}
+        self._writer = _Writer(self._stream)
+        self._schemas: dict[str, Schema] = {}
         self._ctx = _Context(domain=domain)
         self._record_dir = record_dir
         self._seq: Counter[str] = Counter()
@@ -92,17 +112,39 @@ class McapRecorder:
         self._hashes: dict[str, str] = {}
         self._frames: set[Path] = set()
         self._named: set[str] = set()
+        #: a change to AWAITING_CONFIRMATION, held until the question record that follows it (the supervisor logs
+        #: the change first), so that its message says which question, for which step and skill
+        self._awaiting: tuple[Mapping[str, Any], int] | None = None
 
     # -- writing -------------------------------------------------------------------------------------------
-    def write(self, topic: Topic, message: Mapping[str, Any], t_ns: int) -> None:
-        schema = self._schemas.get(topic.datatype)
+    def schema(self, datatype: str) -> Schema:
+        """The schema record of ``datatype``, written into the file the first time it is needed."""
+        schema = self._schemas.get(datatype)
         if schema is None:
-            schema = self._schemas[topic.datatype] = self._writer.register_msgdef(topic.datatype,
-                                                                                  msgdef(topic.datatype))
-        self._writer.write_message(topic.name, schema, dict(message), log_time=t_ns, publish_time=t_ns,
-                                   sequence=self._seq[topic.name])
-        self._seq[topic.name] += 1
-        self.summary.messages[topic.name] += 1
+            schema = self._schemas[datatype] = self._writer.register_msgdef(datatype, msgdef(datatype))
+        return schema
+
+    def write(self, topic: Topic, message: Mapping[str, Any], t_ns: int) -> None:
+        self._writer.write_message(topic.name, self.schema(topic.datatype), dict(message), log_time=t_ns,
+                                   publish_time=t_ns, sequence=self._seq[topic.name])
+        self._counted(topic.name)
+
+    def write_cdr(self, topic: Topic, data: bytes, t_ns: int, sent_ns: int) -> None:
+        """A message as it travelled on the graph (CDR bytes), logged when heard and published when sent: what
+        a bag recorder writes. Its definition goes in with it, as for every other message."""
+        self._writer.write_cdr(topic.name, self.schema(topic.datatype), data, log_time=t_ns,
+                               publish_time=sent_ns, sequence=self._seq[topic.name])
+        self._counted(topic.name)
+
+    def _counted(self, topic: str) -> None:
+        self._seq[topic] += 1
+        self.summary.messages[topic] += 1
+
+    def flush(self) -> None:
+        """End the chunk being written and hand it to the OS. MCAP keeps a chunk in memory until it is full,
+        so without this a process killed (SIGKILL: no ``close``) loses the last chunk; with it, a streaming
+        reader gets every message written before the flush back from the unfinished file."""
+        self._writer.flush()
 
     def _write_all(self, messages: Iterable[Message], t_ns: int) -> None:
         for topic, message in messages:
@@ -131,6 +173,8 @@ class McapRecorder:
         if kind == "feedback":
             self._feedback(rec, t_ns)
             return
+        if self._awaiting is not None and kind != "question":
+            self._write_state(*self._awaiting, {})  # no question came: said as it was logged
         self._string("records", rec, t_ns)
         if kind == "session":
             ctx.session += 1
@@ -148,6 +192,8 @@ class McapRecorder:
         elif kind == "question":
             ctx.question = dict(rec)
             self._string("question", rec, t_ns)
+            if self._awaiting is not None:
+                self._write_state(*self._awaiting, rec)
         elif kind == "confirmation":
             self._confirmation(rec, t_ns)
         elif kind == "state":
@@ -178,16 +224,25 @@ class McapRecorder:
         ctx.operator = ""
 
     def _state(self, rec: Mapping[str, Any], t_ns: int) -> None:
+        if rec.get("to") == SupervisorState.AWAITING_CONFIRMATION.value:
+            self._awaiting = (rec, t_ns)
+        else:
+            self._write_state(rec, t_ns, {})
+
+    def _write_state(self, rec: Mapping[str, Any], t_ns: int, asked: Mapping[str, Any]) -> None:
+        """A state change at its own time; ``asked``: the question a change to AWAITING_CONFIRMATION asks."""
         ctx = self._ctx
+        self._awaiting = None
         to = str(rec.get("to", ""))
-        awaiting = to == SupervisorState.AWAITING_CONFIRMATION.value
         if to == SupervisorState.IDLE.value:
             ctx.run, ctx.steps, ctx.step, ctx.skill = None, 0, -1, ""
+        awaiting_step = _int(asked.get("step_index"))
         self.write(TOPICS["state"], {
             "stamp": stamp(t_ns), "seq": max(0, _int(rec.get("seq")) or 0), "session": str(ctx.session),
-            "domain": ctx.domain, "state": to, "plan_id": ctx.plan_id, "step_index": ctx.step, "steps": ctx.steps,
-            "skill": ctx.skill, "question": str(ctx.question.get("text", "")) if awaiting else "",
-            "awaiting_step": (_int(ctx.question.get("step_index")) or 0) if awaiting else -1,
+            "domain": ctx.domain, "state": to, "plan_id": ctx.plan_id,
+            "step_index": ctx.step if awaiting_step is None else awaiting_step, "steps": ctx.steps,
+            "skill": str(asked.get("skill") or ctx.skill), "question": str(asked.get("text", "")),
+            "awaiting_step": -1 if awaiting_step is None else awaiting_step,
             "reason": str(rec.get("reason") or ""),
             "message": f"{rec.get('from')} -> {to} ({rec.get('trigger')})",
             "estop_latched": to == SupervisorState.ESTOP.value, "halted": to in _HALTED, "world_json": "", "telemetry_json": "",
@@ -278,6 +333,8 @@ class McapRecorder:
 
     # -- closing -------------------------------------------------------------------------------------------
     def close(self) -> None:
+        if self._awaiting is not None:
+            self._write_state(*self._awaiting, {})
         self._writer.finish()  # type: ignore[no-untyped-call]
         if self._owns:
             self._stream.close()

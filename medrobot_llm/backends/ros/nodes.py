@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["NODES", "PLANNER", "SKILL_SERVER", "SUPERVISOR", "RosNode"]
+__all__ = ["NODES", "PLANNER", "RECORDER", "SKILL_SERVER", "SUPERVISOR", "RosNode"]
 
 
 @dataclass(frozen=True)
@@ -29,3 +29,7 @@ PLANNER = RosNode("medrobot_planner", "medrobot_llm.backends.ros.planner_node", 
 
 #: the start order: the robot first, so the supervisor finds it and the planner comes last
 NODES: tuple[RosNode, ...] = (SKILL_SERVER, SUPERVISOR, PLANNER)
+
+#: not part of the graph: ``medrobot bringup --mcap FILE`` starts it before the graph and stops it after, so the
+#: file holds the graph's first and last words (no launch file, console script or bringup executable names it)
+RECORDER = RosNode("medrobot_recorder", "medrobot_llm.backends.ros.recorder_node", "")

@@ -89,8 +89,10 @@ def load_wav(path: str | os.PathLike[str]) -> Audio:
             # what the file can hold, whatever the header says: a lying header must not make us read or allocate more
             n = min(claimed, max(0, st.st_size - _MIN_HEADER) // (channels * width))
             raw = w.readframes(n)
-    except (OSError, EOFError, wave.Error, ValueError) as exc:
-        raise AsrError(f"{path}: not a readable PCM WAV file ({exc}); record or convert it as 16-bit PCM WAV, "
+    # RuntimeError: the wave module's chunk reader on a chunk header that claims more than the file holds
+    except (OSError, EOFError, wave.Error, ValueError, RuntimeError) as exc:
+        why = str(exc) or "a chunk claims more than the file holds"
+        raise AsrError(f"{path}: not a readable PCM WAV file ({why}); record or convert it as 16-bit PCM WAV, "
                        "for example `sox in.any -b 16 -c 1 out.wav`") from None
     raw = raw[: len(raw) - len(raw) % (channels * width)]
     if not raw:

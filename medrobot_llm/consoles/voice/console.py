@@ -44,10 +44,13 @@ from medrobot_llm.consoles.render import render_plan
 from medrobot_llm.safety.supervisor import Question
 from medrobot_llm.consoles.voice.grammar import DEFAULT_WAKE_WORD, spoken_words, wake_words
 
-__all__ = ["DEFAULT_THRESHOLD", "DEFAULT_WAKE_WORD", "Key", "VoiceConsole", "confirmation_phrases",
-           "is_confirmation_for", "spoken_readback"]
+__all__ = ["DEFAULT_STOP_THRESHOLD", "DEFAULT_THRESHOLD", "DEFAULT_WAKE_WORD", "NOT_A_COMMAND", "Key", "VoiceConsole",
+           "confirmation_phrases", "is_confirmation_for", "spoken_readback", "unsure"]
 
 DEFAULT_THRESHOLD = 0.6
+#: a stop needs less: a false stop is safe, a missed one is not
+DEFAULT_STOP_THRESHOLD = DEFAULT_THRESHOLD / 2
+NOT_A_COMMAND = "that was not a command; nothing done"
 #: words that turn a confirmation into its opposite ("don't confirm the shot")
 _NEGATIONS = frozenset({"no", "not", "don't", "dont", "never", "cancel", "deny", "stop", "wait"})
 _CONFIRM_WORDS = ("confirm", "confirmed", "confirming")
@@ -95,6 +98,16 @@ def _is_plain_yes(text: str) -> bool:
     return said in CONTROL_PHRASES["confirm"] or said.startswith("confirm")
 
 
+def unsure(heard: Transcript, threshold: float) -> str | None:
+    """Why a transcript is not acted on (nothing heard, or below ``threshold``: the person is asked to repeat),
+    or None when it may be."""
+    if heard.confidence >= threshold and heard.text:
+        return None
+    if heard.alternatives and not heard.text:
+        return heard.note
+    return f"not sure I heard that right (confidence {heard.confidence:.2f} < {threshold:.2f}); please repeat"
+
+
 @dataclass(frozen=True)
 class Key:
     """A key pressed at the console (``--mic``): "y" confirms a read-back or a contact step, "n" denies.
@@ -134,7 +147,7 @@ class VoiceConsole:
     recognizer: Recognizer
     emit: Callable[[dict[str, Any]], None]
     threshold: float = DEFAULT_THRESHOLD
-    stop_threshold: float = DEFAULT_THRESHOLD / 2
+    stop_threshold: float = DEFAULT_STOP_THRESHOLD
     yes: bool = False
     answer_tries: int = 2
     timeout_s: float = 300.0
@@ -224,11 +237,9 @@ class VoiceConsole:
             rec["action"] = "repeat"
             out(rec)
             return
-        if heard.confidence < self.threshold or not heard.text:
+        if (why := unsure(heard, self.threshold)) is not None:
             rec["action"] = "repeat"
-            rec["message"] = (heard.note if heard.alternatives and not heard.text else
-                              f"not sure I heard that right (confidence {heard.confidence:.2f} < "
-                              f"{self.threshold:.2f}); please repeat")
+            rec["message"] = why
             out(rec)
             return
         text = self._addressed(h)
@@ -245,7 +256,7 @@ class VoiceConsole:
             return
         if heard.not_command:
             rec["action"] = "not_a_command"
-            rec["message"] = "that was not a command; nothing done"
+            rec["message"] = NOT_A_COMMAND
             out(rec)
             return
         plan = self.session.propose(text)

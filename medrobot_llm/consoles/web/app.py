@@ -9,7 +9,8 @@ site open in the same browser can neither post commands nor open the WebSocket. 
 refusal is a 4xx JSON ``{"error": ...}`` with the reason. Nothing typed reaches a shell.
 
 The stop is taken on the event loop itself, straight to ``client.stop``: it never waits in the thread pool behind
-a command being planned or a recording being transcribed.
+a command being planned or a recording being transcribed. Everything that may wait for a lock of the hub's runs
+in the thread pool, so the loop is free for the next stop.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route, WebSocketRoute
@@ -207,13 +209,17 @@ def create_app(hub: WebHub, access: Access, speech: SpeechInput | None = None) -
         kind = request.path_params["kind"]
         if kind not in IMAGE_KINDS:
             return _error(404, f"no image kind {kind!r}; one of {', '.join(IMAGE_KINDS)}")
-        img = hub.image(kind)
+        sha = request.query_params.get("sha256")
+        img = await run_in_threadpool(hub.image, kind, sha)
         if img is None:
-            return _error(404, f"no {kind} image yet")
+            return _error(404, f"no {kind} image yet" if sha is None else f"no recent {kind} image {sha[:64]}")
         return Response(img.data, media_type="image/png", headers={**_HEADERS, "X-Sha256": img.sha256})
 
+    async def no_icon(request: Request) -> Response:
+        return Response(status_code=204, headers=_HEADERS)
+
     async def status(request: Request) -> Response:
-        return JSONResponse(hub.status(), headers=_HEADERS)
+        return JSONResponse(await run_in_threadpool(hub.status), headers=_HEADERS)
 
     async def ws(websocket: WebSocket) -> None:
         problem = access.place_problem(websocket)
@@ -233,9 +239,21 @@ def create_app(hub: WebHub, access: Access, speech: SpeechInput | None = None) -
         Route("/api/speech", guarded(speak), methods=["POST"]),
         Route("/api/image/{kind}", guarded(image)),
         Route("/api/status", guarded(status)),
+        Route("/favicon.ico", guarded(no_icon)),
         WebSocketRoute("/ws", ws),
     ]
-    return Starlette(routes=routes)
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        """No route (404, 405): said only to a signed-in page, so the routes cannot be probed without a session."""
+        assert isinstance(exc, HTTPException)
+        problem = access.place_problem(request)
+        if problem is not None:
+            return _error(403, problem)
+        if not access.signed_in(request):
+            return _error(401, "no session: open the URL the server printed (its token works once)")
+        return _error(exc.status_code, exc.detail)
+
+    return Starlette(routes=routes, exception_handlers={HTTPException: http_error})
 
 
 async def _serve_socket(websocket: WebSocket, hub: WebHub) -> None:

@@ -59,6 +59,8 @@ IMAGE_KINDS: tuple[ImageKind, ...] = ("frame", "bmode", "radiograph")
 _SOURCE = "web"
 #: feedback arrives at the control rate; the page needs a few updates a second
 _FEEDBACK_INTERVAL_S = 0.1
+#: images kept by hash for the URLs already sent (a few runs' worth of frames and captures)
+_RECENT_IMAGES = 32
 
 
 @dataclass(frozen=True)
@@ -132,6 +134,7 @@ class WebHub:
         self.question: OpenQuestion | None = None
         self.plan: PlanMessage | None = None
         self.images: dict[str, Image] = {}
+        self._recent: dict[str, Image] = {}
         self.audit: deque[dict[str, Any]] = deque(maxlen=self.audit_tail)
         self.working: str | None = None
         self._frames_seen: set[str] = set()
@@ -182,16 +185,29 @@ class WebHub:
         return [m.model_dump(mode="json") for m in out]
 
     def status(self) -> dict[str, Any]:
+        """The page's view, with the state as the client has it now (the records that tell the view may lag)."""
+        try:
+            now = self.client.status()
+        except Exception:  # noqa: BLE001 - no answer: the view's own state is all there is
+            now = {}
         with self._lock:
-            return {**self._state_message().model_dump(mode="json", exclude={"type"}), "domain": self.domain,
+            view = self._state_message().model_dump(mode="json", exclude={"type"})
+            if "state" in now:
+                view.update(state=str(now["state"]), reason=str(now.get("reason") or ""))
+            return {**view, "domain": self.domain,
                     "telemetry": dict(self.telemetry), "working": self.working,
                     "open_question": self.question.message().model_dump(mode="json") if self.question else None,
                     "images": {k: {"sha256": i.sha256, "name": i.name} for k, i in self.images.items()},
                     "speech": self.session is not None}
 
-    def image(self, kind: str) -> Image | None:
+    def image(self, kind: str, sha256: str | None = None) -> Image | None:
+        """The latest image of ``kind``, or the recent one with that ``sha256`` (the page's URL names it, so an
+        ``img`` shows the bytes its ``data-sha256`` says even when a newer one came in meanwhile)."""
         with self._lock:
-            return self.images.get(kind)
+            if sha256 is None:
+                return self.images.get(kind)
+            found = self._recent.get(sha256)
+            return found if found is not None and found.kind == kind else None
 
     # ------------------------------------------------------------------ requests
     def stop(self, reason: str = "Stop pressed on the web console") -> Answer:
@@ -246,7 +262,8 @@ class WebHub:
         if reply.plan is not None and reply.plan.status in (PlanStatus.REFUSED, PlanStatus.CLARIFY):
             self.emit(self._plan_message(reply.plan))
         self._reply(reply, clean)
-        return Answer.of(reply, refused_status=422 if reply.plan is not None else 409)
+        # refused by a ready supervisor: the text's fault (422); by a busy or latched one: the state's (409)
+        return Answer.of(reply, refused_status=422 if reply.state is S.IDLE else 409)
 
     def confirm(self, question_id: str, accept: bool, via: str) -> Answer:
         """Answer the open question ``question_id``; any other id is stale and changes nothing."""
@@ -448,6 +465,9 @@ class WebHub:
         image = Image(kind, data, hashlib.sha256(data).hexdigest(), path.name)
         with self._lock:
             self.images[kind] = image
+            self._recent[image.sha256] = image
+            while len(self._recent) > _RECENT_IMAGES:
+                del self._recent[next(iter(self._recent))]
         self.emit(self._image_message(image))
 
     @staticmethod

@@ -15,7 +15,13 @@ import tempfile
 
 from medrobot_llm.consoles.voice.asr import Recognizer, Transcript
 from medrobot_llm.consoles.voice.audio import AsrError, Audio, load_wav
-from medrobot_llm.consoles.voice.console import DEFAULT_THRESHOLD, spoken_readback
+from medrobot_llm.consoles.voice.console import (
+    DEFAULT_STOP_THRESHOLD,
+    DEFAULT_THRESHOLD,
+    NOT_A_COMMAND,
+    spoken_readback,
+    unsure,
+)
 from medrobot_llm.consoles.web.hub import Answer, WebHub
 from medrobot_llm.consoles.web.messages import TranscriptMessage
 from medrobot_llm.core.plan import PlanStatus
@@ -44,7 +50,7 @@ class SpeechInput:
         self.hub = hub
         self.recognizer = recognizer
         self.threshold = threshold
-        self.stop_threshold = threshold / 2
+        self.stop_threshold = DEFAULT_STOP_THRESHOLD
 
     def hear(self, data: bytes) -> Answer:
         try:
@@ -55,13 +61,10 @@ class SpeechInput:
         if heard.stop and heard.confidence >= self.stop_threshold:
             answer = self.hub.stop(f"voice stop on the web console: {heard.text!r}")
             return self._said(heard, "stop", answer.body.get("message", ""), answer)
-        if heard.confidence < self.threshold or not heard.text:
-            why = (heard.note if heard.alternatives and not heard.text else
-                   f"not sure I heard that right (confidence {heard.confidence:.2f} < {self.threshold:.2f}); "
-                   "please repeat")
+        if (why := unsure(heard, self.threshold)) is not None:
             return self._said(heard, "repeat", why)
         if heard.not_command:
-            return self._said(heard, "not_a_command", "that was not a command; nothing done")
+            return self._said(heard, "not_a_command", NOT_A_COMMAND)
         session = self.hub.session
         if session is None:
             return self._said(heard, "refused", "spoken commands are read back by the in-process session; over "

@@ -17,7 +17,8 @@ function post(path, body, type) {
   return fetch(path, init).then(async (r) => {
     let data = {};
     try { data = await r.json(); } catch (e) { data = { error: r.statusText }; }
-    if (!r.ok) note(data.error || `HTTP ${r.status}`, "refused");
+    // the hub's own refusals carry "ok" and reach #messages as a reply on the WebSocket; the rest only here
+    if (!r.ok && !("ok" in data)) note(data.error || `HTTP ${r.status}`, "refused");
     return data;
   }).catch((e) => { note(`request failed: ${e}`, "alarm"); return {}; });
 }
@@ -33,6 +34,8 @@ function note(text, level) {
 }
 
 // ------------------------------------------------------------------ e-stop: first, and never behind anything
+// Sent twice on purpose: on the WebSocket (the fastest path) and as a request (which still arrives when the
+// socket has died without closing). A second stop only latches what is latched already.
 function stop() {
   if (socket && socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify({ type: "stop" }));
   post("/api/stop");
@@ -226,6 +229,11 @@ document.addEventListener("keydown", (e) => {
   else if (e.key === "n" && openQuestion) { e.preventDefault(); answer(false, "key"); }
 }, true);
 
+// a focused button is pressed by Space on keyup: Space is the stop everywhere but the command box, never a click
+document.addEventListener("keyup", (e) => {
+  if (e.target !== $("command") && (e.key === " " || e.code === "Space")) e.preventDefault();
+}, true);
+
 window.addEventListener("DOMContentLoaded", () => {
   $("stop").addEventListener("click", stop);
   $("reset").addEventListener("click", () => post("/api/reset"));
@@ -240,5 +248,12 @@ window.addEventListener("DOMContentLoaded", () => {
   talk.addEventListener("pointerup", stopTalking);
   talk.addEventListener("pointerleave", stopTalking);
   setQuestion(null);
+  fetch("/api/status", { credentials: "same-origin" }).then((r) => r.json()).then((s) => {
+    if (s.domain) document.title = `medrobot ${s.domain}`;
+    if (s.speech === false) {
+      talk.disabled = true;
+      talk.title = "push-to-talk is off on this server (see its stderr; over ROS type the command)";
+    }
+  }).catch(() => {});
   connect();
 });
