@@ -104,7 +104,6 @@ def answer_until_exposure(server: WebServer, page: Console) -> str:
 
 def test_lateral_sacrum_plan_view_then_exposure_by_click_shows_the_radiograph(web: Open, shots_dir: Path) -> None:
     server, page = web("xray")
-    save_screenshot(page.driver, "laptop_idle", shots_dir)
     page.send(XRAY_COMMAND)
     steps = page.plan_shown(2)
     assert [s["skill"] for s in steps] == ["move_to_view", "take_shot"]
@@ -116,7 +115,6 @@ def test_lateral_sacrum_plan_view_then_exposure_by_click_shows_the_radiograph(we
     assert server.records("step_result", skill="move_to_view", success=True)
     assert not server.records("step_sent", skill="take_shot")
     assert in_viewport(page, "#stop") and in_viewport(page, "#confirm")
-    save_screenshot(page.driver, "laptop_exposure_question", shots_dir)
     clicked = time.time()
     page.el("#confirm").click()
     shot = page.wait(lambda: (r := server.records("step_result", skill="take_shot")) and r[0],
@@ -132,7 +130,7 @@ def test_lateral_sacrum_plan_view_then_exposure_by_click_shows_the_radiograph(we
     page.wait(lambda: page.state() == "IDLE", "the run did not end IDLE")
     assert page.question() == "" and not page.el("#confirm").is_enabled() and not page.el("#deny").is_enabled()
     assert page.driver.execute_script("return document.querySelector('img#radiograph').naturalWidth") > 0
-    save_screenshot(page.driver, "laptop_radiograph", shots_dir)
+    save_screenshot(page.driver, "laptop_xray_radiograph", shots_dir)
 
 
 def test_keyboard_alone_cannot_confirm_an_exposure(web: Open) -> None:
@@ -190,7 +188,7 @@ def test_stop_during_a_sweep_halts_the_sim(web: Open, how: str, shots_dir: Path)
     page.wait(lambda: server.records("step_result", skill="sweep") and halted_mid_sweep(server),
               "the audit log does not say the sweep was halted")
     if how == "click":
-        save_screenshot(page.driver, "laptop_estop", shots_dir)
+        save_screenshot(page.driver, "laptop_ultrasound_estop", shots_dir)
     # latched: nothing new runs until Reset, and Reset brings it back
     page.send("scan the liver")
     assert page.state() == "ESTOP"
@@ -204,7 +202,8 @@ def test_space_in_the_command_box_types_and_escape_stops(web: Open) -> None:
     server, page = web("ultrasound")
     box = page.el("#command")
     box.send_keys("scan the")
-    assert box.get_attribute("value") == "scan the" and page.state() == "IDLE"
+    assert box.get_attribute("value") == "scan the"
+    assert status(page)["state"] == "IDLE" and not server.records("estop"), "Space in the command box stopped"
     box.send_keys(Keys.ESCAPE)
     page.wait(lambda: page.state() == "ESTOP", "Escape in #command did not stop")
 
@@ -300,7 +299,13 @@ def test_the_page_fits_the_screen_with_stop_in_view(web: Open, size: str, shots_
     assert in_viewport(page, "#stop"), f"Stop is off screen at {size}"
     overflow = page.driver.execute_script("return document.scrollingElement.scrollWidth - innerWidth")
     assert overflow <= 0, f"the page scrolls sideways by {overflow} px at {size}"
-    save_screenshot(page.driver, size, shots_dir)
+    save_screenshot(page.driver, f"{size}_exposure_question", shots_dir)
+    # scrolled to the audit log at the bottom, Stop is still on screen
+    page.driver.execute_script("window.scrollTo(0, document.scrollingElement.scrollHeight)")
+    page.wait(lambda: page.driver.execute_script("return scrollY") > 0 or
+              page.driver.execute_script("return document.scrollingElement.scrollHeight <= innerHeight"),
+              "the page did not scroll")
+    assert in_viewport(page, "#stop"), f"Stop scrolls off screen at {size}"
 
 
 @pytest.mark.voice
@@ -332,3 +337,13 @@ def test_push_to_talk_gives_a_read_back_question(web: Open, tmp_path: Path) -> N
     moved = page.wait(lambda: server.records("step_sent", skill="move_to_view"), "confirming the read-back did nothing")
     assert moved[0]["args"] == {"anatomy": "sacrum", "view": "lateral"}, moved[0]
     assert page.question() != qid
+
+
+def test_sigterm_closes_the_scene_and_seals_the_log(web: Open) -> None:
+    server, page = web("xray")
+    page.send(XRAY_COMMAND)
+    answer_until_exposure(server, page)  # a question open: the server stops mid-run
+    server.close()
+    assert server.exit_code == 0, server.stderr()[-2000:]
+    last = server.audit()[-1]
+    assert last["kind"] == "log_closed" and "seal" in last, last
