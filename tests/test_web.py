@@ -278,6 +278,8 @@ def test_typed_control_words_take_the_console_paths(rig: Callable[..., Rig]) -> 
     assert r.post("/api/command", {"text": "quit"}).status_code == 400
     help_ = r.post("/api/command", {"text": "help"})
     assert help_.status_code == 200 and "take_shot" in help_.json()["message"]
+    status = r.post("/api/command", {"text": "status"})
+    assert status.status_code == 200 and status.json()["message"].startswith("IDLE")
     stop = r.post("/api/command", {"text": "emergency stop"})
     assert stop.status_code == 200 and r.state() == "ESTOP"
     assert r.post("/api/command", {"text": "reset"}).status_code == 200 and r.state() == "IDLE"
