@@ -125,6 +125,27 @@ def test_the_token_works_once_and_gives_an_httponly_strict_cookie(rig: Callable[
     assert "HttpOnly" in header and "samesite=strict" in header.lower() and "Path=/" in header
 
 
+#: the DOM ids the browser tests find things by (the contract fixed by the lead)
+PAGE_IDS = ("command", "send", "history", "talk", "state", "step", "progress", "plan", "question", "question-text",
+            "confirm", "deny", "stop", "reset", "telemetry", "frame", "bmode", "radiograph", "audit", "messages")
+
+
+def test_the_page_has_every_id_of_the_contract_and_its_script(rig: Callable[..., Rig]) -> None:
+    r = rig("xray")
+    page = r.http.get("/").text
+    missing = [i for i in PAGE_IDS if f'id="{i}"' not in page]
+    assert not missing, missing
+    for img in ("frame", "bmode", "radiograph"):
+        assert f'<img id="{img}"' in page
+    assert '<progress id="progress"' in page and '<ol id="plan"' in page and '<ol id="audit"' in page
+    script = r.http.get("/static/app.js")
+    assert script.status_code == 200 and script.headers["content-type"].startswith("text/javascript")
+    for hook in ('"/api/confirm"', '"/api/speech"', '{ type: "stop" }', "li.dataset.hazard", "img.dataset.sha256",
+                 "span.dataset.name"):
+        assert hook in script.text, hook
+    assert r.http.get("/static/app.css").headers["content-type"].startswith("text/css")
+
+
 def test_without_the_cookie_everything_is_401(rig: Callable[..., Rig]) -> None:
     r = rig("xray")
     anon = TestClient(r.app, base_url=BASE)
@@ -278,6 +299,8 @@ def test_typed_control_words_take_the_console_paths(rig: Callable[..., Rig]) -> 
     assert r.post("/api/command", {"text": "quit"}).status_code == 400
     help_ = r.post("/api/command", {"text": "help"})
     assert help_.status_code == 200 and "take_shot" in help_.json()["message"]
+    status = r.post("/api/command", {"text": "status"})
+    assert status.status_code == 200 and status.json()["message"].startswith("IDLE")
     stop = r.post("/api/command", {"text": "emergency stop"})
     assert stop.status_code == 200 and r.state() == "ESTOP"
     assert r.post("/api/command", {"text": "reset"}).status_code == 200 and r.state() == "IDLE"

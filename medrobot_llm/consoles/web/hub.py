@@ -240,8 +240,13 @@ class WebHub:
                                 "Stop to halt it)", text)
         if intent == "reset":
             return self.reset()
-        if intent in ("help", "status"):
+        if intent == "help":
             return self._help(text)
+        if intent == "status":
+            now = self.client.status()
+            message = f"{now.get('state')}: {now.get('message') or now.get('reason') or ''}".rstrip(": ")
+            self.emit(ReplyMessage(ok=True, message=message, input=text))
+            return Answer(200, {"ok": True, "state": str(now.get("state")), "message": message})
         clean, why = clean_with_reason(text)
         if clean is None:
             return self._refuse(400, why or "the text was refused", text)
