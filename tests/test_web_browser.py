@@ -208,25 +208,55 @@ def test_space_in_the_command_box_types_and_escape_stops(web: Open) -> None:
     page.wait(lambda: page.state() == "ESTOP", "Escape in #command did not stop")
 
 
+# Installed before the page's own script: while window.__wsPaused is true, what the server pushes is held back
+# from the page's own listeners, and __wsResume() delivers it in order; meanwhile the page shows an old question,
+# as a page that lags behind the server would
+_PAUSABLE_SOCKET = """
+(() => {
+  const Native = window.WebSocket;
+  const held = [];
+  window.__wsPaused = false;
+  window.WebSocket = class extends Native {
+    constructor(...args) {
+      super(...args);
+      this.addEventListener("message", (e) => {
+        if (window.__wsPaused) { e.stopImmediatePropagation(); held.push([this, e.data]); }
+      });
+    }
+  };
+  window.__wsResume = () => {
+    window.__wsPaused = false;
+    for (const [ws, data] of held.splice(0)) ws.dispatchEvent(new MessageEvent("message", {data}));
+  };
+})();
+"""
+
+
 def test_a_stale_confirm_does_nothing(web: Open) -> None:
     server, page = web("ultrasound")
+    page.driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": _PAUSABLE_SOCKET})
+    page.driver.refresh()
     page.send("scan the liver")
     page.plan_shown(3)
     old = page.wait_question()
-    old_button = page.el("#confirm")
-    page.el("#deny").click()  # the plan is discarded: the question is no longer open
-    page.wait(lambda: page.question() == "" and page.state() == "IDLE", "Deny did not close the question")
-    page.send("scan the liver")
-    new = page.wait_question(other_than=old)
+    page.driver.execute_script("window.__wsPaused = true")
+    # meanwhile (another tab, a double click): the question is denied and a new plan asks its own
+    assert page.fetch("POST", "/api/confirm", {"question": old, "accept": False, "via": "button"})["status"] == 200
+    assert page.fetch("POST", "/api/command", {"text": "scan the liver"})["status"] == 200
+    new = page.wait(lambda: (q := status(page).get("question")) and q != old and q, "no new question opened")
     before = len(server.audit())
+    # the page's old button, still showing the old question, clicked
+    assert page.question() == old and page.el("#confirm").is_enabled()
+    page.el("#confirm").click()
+    # and the old id sent from the page's JS
     stale = page.fetch("POST", "/api/confirm", {"question": old, "accept": True, "via": "button"})
     assert stale["status"] == 409, stale
-    # the page's own button from the old question: if it was replaced, clicking the old one must not answer
-    if not page.driver.execute_script("return arguments[0].isConnected", old_button):
-        page.driver.execute_script("arguments[0].click()", old_button)
-    assert page.question() == new and page.el("#confirm").is_enabled()
+    page.driver.execute_script("window.__wsResume()")  # the page catches up, the refusals with it
+    page.wait(lambda: page.text("#messages").count("not the open question") == 2, "the stale answers were not refused")
+    assert status(page).get("question") == new
     assert not server.records("step_sent", skill="make_contact"), "a stale confirm started the contact"
-    assert [r for r in server.audit()[before:] if r.get("kind") == "confirm" and r.get("accepted")] == []
+    assert [r for r in server.audit()[before:] if r.get("kind") == "confirmation"] == []
+    assert page.wait_question() == new
     page.el("#confirm").click()
     page.wait(lambda: server.records("step_sent", skill="make_contact"), "the open question's Confirm did nothing")
 
