@@ -1,0 +1,174 @@
+"""A careful user's and an attacker's try at the records (issue 18), through the command line only.
+
+Each test here is a problem found on main; it is marked xfail(strict) so that the suite passes until the
+problem is fixed, and then the marker has to go. Each test first checks what main already gets right, so that
+it fails for the reason it names and not for a broken set-up.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.sim
+
+SHOT = "lateral of the sacrum and take a shot"
+
+
+def _cli(*argv: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "medrobot_llm.cli", *argv], capture_output=True, text=True,
+                          timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+def _verify(path: Path) -> dict[str, Any]:
+    proc = _cli("log", "verify", "--json", str(path))
+    verdict: dict[str, Any] = json.loads(proc.stdout)
+    assert verdict["exit_code"] == proc.returncode
+    return verdict
+
+
+def _lines(path: Path) -> list[bytes]:
+    """The log's records as the writer wrote them, without their newlines."""
+    return path.read_bytes().splitlines()
+
+
+def _kinds(lines: list[bytes]) -> list[str]:
+    return [str(json.loads(line)["kind"]) for line in lines]
+
+
+def _write(path: Path, lines: list[bytes]) -> Path:
+    path.write_bytes(b"".join(line + b"\n" for line in lines))
+    return path
+
+
+@pytest.fixture(scope="module")
+def xray_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """One real X-ray run with an exposure, its log closed cleanly: (log, recording folder)."""
+    base = tmp_path_factory.mktemp("xray_run")
+    log, record = base / "run.jsonl", base / "rec"
+    proc = _cli("run", "--domain", "xray", "--yes", "--json", "--record", str(record), "--log", str(log), SHOT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert _verify(log)["exit_code"] == 0
+    return log, record
+
+
+def _copy(xray_run: tuple[Path, Path], tmp_path: Path) -> list[bytes]:
+    lines = _lines(xray_run[0])
+    assert "hazard" in _kinds(lines) and _kinds(lines)[-1] == "log_closed"
+    return lines
+
+
+def _refused_run(log: Path) -> None:
+    """A later, harmless run appending to the same log: the planner refuses it, nothing moves."""
+    proc = _cli("run", "--domain", "xray", "--json", "--log", str(log), "make me a sandwich")
+    assert proc.returncode == 1, proc.stderr[-2000:]
+
+
+@pytest.mark.xfail(strict=True, reason="a session that never closed is reported only while it is the last one: "
+                   "once any later run appends, verify says 'intact, closed cleanly' (exit 0) with no note, so a kill "
+                   "after an exposure was intended, or a cut that erases the exposure, disappears from the verdict")
+@pytest.mark.parametrize("cut", ["killed_after_the_exposure_was_intended", "cut_before_the_exposure"])
+def test_a_session_that_never_closed_stays_visible_after_a_later_run(xray_run: tuple[Path, Path], tmp_path: Path,
+                                                                     cut: str) -> None:
+    lines = _copy(xray_run, tmp_path)
+    intended = _kinds(lines).index("hazard")
+    assert json.loads(lines[intended])["phase"] == "intended"
+    # Every record is fsynced before the next is written, so a kill -9 leaves exactly a prefix of whole records.
+    keep = intended + 1 if cut.startswith("killed") else intended
+    log = _write(tmp_path / "log.jsonl", lines[:keep])
+    assert _verify(log)["exit_code"] == 2          # alone, main reports it as an end that is not final
+    _refused_run(log)
+    verdict = _verify(log)
+    assert verdict["exit_code"] != 0 and verdict["verdict"] != "intact", verdict
+
+
+@pytest.mark.xfail(strict=True, reason="a run refused at start (--record names a file) leaves an empty log behind, "
+                   "and verify calls that empty file TAMPERED (exit 1): a refusal or a kill before the first record "
+                   "reads as tampering")
+def test_a_run_refused_at_start_leaves_no_log_that_reads_as_tampered(tmp_path: Path) -> None:
+    log, not_a_folder = tmp_path / "new.jsonl", tmp_path / "a_file"
+    not_a_folder.write_text("x")
+    proc = _cli("run", "--domain", "xray", "--json", "--log", str(log), "--record", str(not_a_folder), SHOT)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert not log.exists() or _verify(log)["exit_code"] != 1
+
+
+@pytest.mark.xfail(strict=True, reason="bytes appended after a cleanly closed log that no writer could have written "
+                   "(not the start of a record) are called a torn line, i.e. a crash (exit 2), not damage (exit 1)")
+def test_garbage_appended_to_a_closed_log_is_damage_not_a_crash(xray_run: tuple[Path, Path], tmp_path: Path) -> None:
+    log = _write(tmp_path / "log.jsonl", _copy(xray_run, tmp_path))
+    with log.open("ab") as f:
+        f.write(b"this line was never a record")
+    assert _verify(log)["exit_code"] == 1
+
+
+def _edited_dose(xray_run: tuple[Path, Path], tmp_path: Path) -> Path:
+    """The log with the exposure's dose changed in place: same sequence numbers, one broken link."""
+    lines = _copy(xray_run, tmp_path)
+    done = [i for i, line in enumerate(lines) if json.loads(line).get("phase") == "done"][0]
+    record = json.loads(lines[done])
+    record["dap_mgy_cm2"] = 1.0
+    lines[done] = json.dumps(record, separators=(",", ":")).encode()
+    log = _write(tmp_path / "log.jsonl", lines)
+    assert _verify(log)["exit_code"] == 1          # verify does catch it
+    return log
+
+
+@pytest.mark.xfail(strict=True, reason="`log show` marks a sequence gap with '!!' but prints an edited record (a "
+                   "forged dose) like any other, exit 0: a reader of show is not told the log was tampered with")
+def test_show_marks_an_edited_record(xray_run: tuple[Path, Path], tmp_path: Path) -> None:
+    proc = _cli("log", "show", str(_edited_dose(xray_run, tmp_path)))
+    assert "1.0" in proc.stdout and "Traceback" not in proc.stderr
+    assert proc.returncode != 0 or "!!" in proc.stdout + proc.stderr
+
+
+@pytest.mark.xfail(strict=True, reason="`log export` writes an edited log into an MCAP for Foxglove with exit 0 and "
+                   "no problem named: a forged record leaves as a clean recording")
+def test_export_of_an_edited_log_is_not_silent(xray_run: tuple[Path, Path], tmp_path: Path) -> None:
+    intact = _cli("log", "export", str(xray_run[0]), "--mcap", str(tmp_path / "intact.mcap"))
+    assert intact.returncode == 0, intact.stdout + intact.stderr   # every picture found: exit 1 would be tampering's
+    log = _edited_dose(xray_run, tmp_path)
+    proc = _cli("log", "export", str(log), "--mcap", str(tmp_path / "out.mcap"), "--json")
+    assert "Traceback" not in proc.stderr
+    summary = json.loads(proc.stdout)
+    assert proc.returncode != 0 or summary["problems"], summary
+
+
+@pytest.mark.xfail(strict=True, reason="--mcap on a FIFO blocks on open until a reader comes: `log export` and "
+                   "`run` hang instead of refusing it like --log does")
+@pytest.mark.parametrize("how", ["export", "run"])
+def test_mcap_on_a_fifo_is_refused_not_a_hang(xray_run: tuple[Path, Path], tmp_path: Path, how: str) -> None:
+    fifo = tmp_path / "fifo.mcap"
+    os.mkfifo(fifo)
+    argv = (["log", "export", str(xray_run[0]), "--mcap", str(fifo)] if how == "export"
+            else ["run", "--domain", "xray", "--json", "--mcap", str(fifo), "make me a sandwich"])
+    try:
+        proc = _cli(*argv, timeout=30)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"`medrobot {argv[0]} --mcap FIFO` still ran after 30 s")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+
+
+@pytest.mark.xfail(strict=True, reason="when the MCAP cannot be written at the end of a run (/dev/full), `run --json` "
+                   "ends in a traceback and prints no JSON: the run's outcome (an exposure was given) is lost")
+def test_an_mcap_write_failure_is_a_sentence_and_the_outcome_is_still_printed(tmp_path: Path) -> None:
+    log = tmp_path / "log.jsonl"
+    proc = _cli("run", "--domain", "xray", "--yes", "--json", "--log", str(log), "--mcap", "/dev/full", SHOT)
+    assert "exposure" in log.read_text()              # the exposure happened and is in the log
+    assert "Traceback" not in proc.stderr, proc.stderr[-1500:]
+    outcome = json.loads(proc.stdout)
+    assert outcome["exposures"] == 1 and proc.returncode != 0
+
+
+@pytest.mark.xfail(strict=True, reason="with --record the session record names the backend '_FrameRecorder' (a "
+                   "private wrapper) instead of the scene that ran, as it does without --record ('XrayScene')")
+def test_the_session_record_names_the_scene_that_ran(xray_run: tuple[Path, Path]) -> None:
+    session = json.loads(_lines(xray_run[0])[0])
+    assert session["kind"] == "session"
+    assert session["backend"] == "XrayScene"
