@@ -299,3 +299,17 @@ def test_export_finds_a_relative_recording_from_another_directory(tmp_path: Path
                           cwd=tmp_path / "elsewhere")
     summary = json.loads(proc.stdout)
     assert proc.returncode == 0 and len(summary["images"]) == 1, summary
+
+
+@pytest.mark.xfail(strict=True, reason="`log show` prints a step result's message raw: an escape sequence reaches the "
+                   "terminal (clear screen, window title) and a newline in it prints a line that looks like another record")
+def test_show_prints_one_line_per_record_and_no_terminal_escapes(xray_run: tuple[Path, Path], tmp_path: Path) -> None:
+    lines = _copy(xray_run, tmp_path)
+    result = [i for i, line in enumerate(lines) if json.loads(line)["kind"] == "step_result"][-1]
+    record = json.loads(lines[result])
+    record["message"] = "ok \x1b[2J\x1b]0;title\x07\r\n    99  00:00:00.000  confirmation  accepted=false"
+    lines[result] = json.dumps(record, separators=(",", ":")).encode()
+    proc = _cli("log", "show", str(_write(tmp_path / "log.jsonl", lines)))
+    assert "step_result" in proc.stdout and "Traceback" not in proc.stderr
+    assert "\x1b" not in proc.stdout and "\r" not in proc.stdout
+    assert not any(line.lstrip().startswith("99 ") for line in proc.stdout.splitlines())
