@@ -343,14 +343,18 @@ def test_two_runs_never_share_one_mcap_silently(tmp_path: Path) -> None:
     assert "/ultrasound/bmode" in topics, f"second run exit {second.returncode}, file topics {sorted(topics)}"
 
 
-@pytest.mark.xfail(strict=True, reason="--mcap writes over whatever file it names: given the run's own --log, or an "
-                   "earlier run's audit log, it replaces the audit log with MCAP bytes (verify: TAMPERED, 0 records)")
-@pytest.mark.parametrize("whose", ["this_run_s_own_log", "an_earlier_run_s_log"])
+@pytest.mark.xfail(strict=True, reason="--mcap writes over whatever file it names: given the run's own --log, an "
+                   "earlier run's audit log, or the very log `log export` reads, it replaces the audit log with MCAP "
+                   "bytes (verify: TAMPERED, 0 records)")
+@pytest.mark.parametrize("whose", ["this_run_s_own_log", "an_earlier_run_s_log", "the_log_export_reads"])
 def test_mcap_never_writes_over_an_audit_log(xray_run: tuple[Path, Path], tmp_path: Path, whose: str) -> None:
     log = tmp_path / "audit.jsonl"
     if whose == "an_earlier_run_s_log":
         _write(log, _copy(xray_run, tmp_path))
         argv = ["run", "--domain", "xray", "--json", "--mcap", str(log), "make me a sandwich"]
+    elif whose == "the_log_export_reads":
+        _write(log, _copy(xray_run, tmp_path))
+        argv = ["log", "export", str(log), "--mcap", str(log)]
     else:
         argv = ["run", "--domain", "xray", "--json", "--log", str(log), "--mcap", str(log), "make me a sandwich"]
     before = log.read_bytes() if log.exists() else b""
