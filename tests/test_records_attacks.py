@@ -365,3 +365,16 @@ def test_mcap_never_writes_over_an_audit_log(xray_run: tuple[Path, Path], tmp_pa
         return
     assert not log.read_bytes().startswith(b"\x89MCAP"), "the audit log was replaced by the MCAP"
     assert _verify(log)["exit_code"] == 0
+
+
+@pytest.mark.xfail(strict=True, reason="--log appends its JSON lines to any existing file, even an MCAP recording: the "
+                   "MCAP becomes unreadable and the 'log' verifies as TAMPERED; a file that is not a log is not refused")
+def test_log_never_appends_to_a_file_that_is_not_a_log(xray_run: tuple[Path, Path], tmp_path: Path) -> None:
+    mcap = tmp_path / "run.mcap"
+    made = _cli("log", "export", str(xray_run[0]), "--mcap", str(mcap))
+    assert made.returncode == 0 and mcap.read_bytes().startswith(b"\x89MCAP"), made.stderr[-1500:]
+    before = mcap.read_bytes()
+    proc = _cli("run", "--domain", "xray", "--json", "--log", str(mcap), "make me a sandwich")
+    assert "Traceback" not in proc.stderr
+    assert mcap.read_bytes() == before, f"the run (exit {proc.returncode}) appended its log to the MCAP"
+    assert proc.returncode == 2
