@@ -148,6 +148,11 @@ class SkillBackend(ABC):
         """A small snapshot for status lines (force, pose, ...)."""
         return {}
 
+    def cycles_at_most(self, step: Step) -> int | None:
+        """The most control cycles ``step`` may take, as its skill declares it; None when the backend cannot say
+        before running it (a robot on the other end of a link, a scripted one)."""
+        return None
+
     def implemented_skills(self) -> frozenset[str]:
         """The skills this backend can run; a conforming one runs exactly its domain's (``check_scene``).
 
@@ -178,7 +183,8 @@ class SkillBehaviour(ABC):
     run past a cancel.
     """
 
-    #: the most control steps this skill may take before it times out
+    #: the most control steps this skill may take before it times out; a class that declares 1 ends in its first
+    #: cycle whatever happens (it times out otherwise), which lets a skill server run it without its control thread
     max_steps: int = 100_000
     #: False for a skill that fails before moving (a refusal): its backend leaves held actuators held
     moves: bool = True

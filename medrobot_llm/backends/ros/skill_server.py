@@ -226,16 +226,19 @@ class SkillServerNode(Node):
             handle.abort()
             # ``refused``: nothing of the goal ran (the supervisor tells a refusal caused by its own stop apart)
             return self._result(StepResult.failed(r.kind, r.message, refused=True), goal.goal_id)
-        key = bytes(handle.goal_id.uuid)
-        self._admitted[key] = admitted
         if handle.is_cancel_requested:
             admitted.token.cancel("goal cancel requested")
-        done: Future[StepResult] = self._future()
-        self._jobs.put((admitted, handle, done))
-        try:
-            result = await done
-        finally:
-            self._admitted.pop(key, None)
+        if self.core.ends_in_first_cycle(admitted):
+            result = self._run_here(admitted)
+        else:
+            key = bytes(handle.goal_id.uuid)
+            self._admitted[key] = admitted
+            done: Future[StepResult] = self._future()
+            self._jobs.put((admitted, handle, done))
+            try:
+                result = await done
+            finally:
+                self._admitted.pop(key, None)
         assert result is not None
         if result.success:
             handle.succeed()
@@ -255,6 +258,15 @@ class SkillServerNode(Node):
                                 message=r.message, outcome_json=outcome, world_json=world)
         return ExecuteSkill.Result(success=r.success, failure_kind=r.failure.value, message=r.message,
                                    outcome_json=outcome, world_json=world, signature=signature)
+
+    def _run_here(self, admitted: Admitted) -> StepResult:
+        """A step that ends in its first cycle runs on this thread, still holding its arms (``admit``): the
+        hand-off to the control thread and back cost more than the cycle itself. The loop checks the halt
+        latch and the cancel token before the cycle; no feedback (the result follows at once)."""
+        try:
+            return self.core.run(admitted, paced=False)
+        except Exception as exc:  # noqa: BLE001 - the goal must end, whatever happened
+            return StepResult.failed(FailureKind.ERROR, f"{type(exc).__name__}: {exc}")
 
     # ---------------------------------------------------------------- the control thread
     def _control_loop(self) -> None:
