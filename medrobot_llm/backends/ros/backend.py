@@ -202,15 +202,20 @@ class RosSkillBackend(SkillBackend):
 
         def on_goal_response(f: Any) -> None:
             # Ask for the result here, on the executor thread, the moment the goal is accepted: no wait for
-            # this thread's next turn, and the response cannot come in before its future is registered.
+            # this thread's next turn, and the response cannot come in before its future is registered. This
+            # thread is woken by the result (or a refusal) only: a wake at acceptance took the GIL from the
+            # executor thread while it was receiving the result.
+            accepted = False
             try:
                 h = f.result()
                 if h is not None and h.accepted:
                     rf = h.get_result_async()
                     rf.add_done_callback(lambda _f: wake.set())
                     results.append(rf)
+                    accepted = True
             finally:
-                wake.set()
+                if not accepted:
+                    wake.set()
 
         send.add_done_callback(on_goal_response)
         handle: Any = None

@@ -2,7 +2,8 @@
 
 Thin by design: every decision is ``SkillServerCore``'s (``safety.gate``). The node adds the threads:
 - one executor thread runs every ROS callback, and none of them sleeps or blocks: a goal is checked,
-  handed to the control thread, and its coroutine awaits a future the control thread completes. One
+  handed to the control thread, and its coroutine awaits a future the control thread completes (a step whose
+  skill ends in its first cycle runs that cycle right there: the hand-off cost more than the cycle). One
   thread, not a pool: with a pool, every callback waited for the GIL behind the pool's own threads, and
   messages sat 100-400 ms in the process on an idle machine (a separate process got them in 2 ms);
 - one control thread runs the physics of the admitted goal and checks its cancel token every cycle;
@@ -13,7 +14,9 @@ Thin by design: every decision is ``SkillServerCore``'s (``safety.gate``). The n
   within that call). The same node takes the supervisor's signed heartbeat (``/medrobot/heartbeat``): a
   ``false`` on the e-stop topic releases nothing (anyone may publish it); a valid beat whose release is
   later than the halt does (``SkillServerCore.on_heartbeat``), so releasing happens only through the
-  supervisor's reset, and beats keep arriving on this thread however busy the main executor is;
+  supervisor's reset, and beats keep arriving on this thread however busy the main executor is. So does the
+  supervisor's ``/medrobot/state`` (an ESTOP or FAULT there halts the robot too): on the main executor, every
+  state took a pass of its own in front of the goal it came with;
 - a timer publishes ``/medrobot/robot_status`` (liveness, halt latch, world state, the supervisor's
   heartbeat) and, while no valid heartbeat is in the window, cancels every running goal.
 
@@ -93,10 +96,10 @@ class SkillServerNode(Node):
 
         self._status_pub = self.create_publisher(String, TOPIC_ROBOT_STATUS, reliable_qos(5))
         self._admitted: dict[bytes, Admitted] = {}
-        self.create_subscription(SupervisorState, TOPIC_STATE, self._on_state, latched_qos(1))
         self._estop_node = Node(ESTOP_NODE_NAME, context=self.context)
         self._estop_node.create_subscription(Bool, TOPIC_ESTOP, self._on_estop, latched_qos(5))
         self._estop_node.create_subscription(HeartbeatMsg, TOPIC_HEARTBEAT, self._on_heartbeat, reliable_qos(10))
+        self._estop_node.create_subscription(SupervisorState, TOPIC_STATE, self._on_state, latched_qos(1))
         self._estop_executor = SingleThreadedExecutor(context=self.context)
         self._estop_executor.add_node(self._estop_node)
         self._estop_thread = threading.Thread(target=self._estop_loop, name="medrobot-estop", daemon=True)
