@@ -106,13 +106,25 @@ class CapabilityMinter:
         self._secret = secret
         self.ttl_s = ttl_s
         self.clock = clock
+        self._lock = threading.Lock()
+        self._nonce: str | None = None
+
+    def draw_ahead(self) -> None:
+        """Draw the next capability's nonce now. Reading the OS's randomness gives up the GIL, and the
+        supervisor's other threads then ran their queued work between a step's start and its goal leaving;
+        drawn after a goal went out, the next ``mint`` reads none."""
+        with self._lock:
+            if self._nonce is None:
+                self._nonce = secrets.token_hex(NONCE_HEX // 2)
 
     def mint(self, *, plan_id: str, step_index: int, skill: str, args: str | dict[str, Any], domain: str,
              goal_id: str = "") -> Capability:
+        with self._lock:
+            nonce, self._nonce = self._nonce, None  # each nonce serves one capability
         now = self.clock()
         cap = Capability(plan_id=plan_id, step_index=step_index, skill=skill, args=canonical_args(args),
                          domain=domain, goal_id=goal_id, issued_ms=millis(now), expires_ms=millis(now + self.ttl_s),
-                         nonce=secrets.token_hex(NONCE_HEX // 2))
+                         nonce=nonce or secrets.token_hex(NONCE_HEX // 2))
         return replace(cap, mac=mac(self._secret, PURPOSE, cap.fields()))
 
 

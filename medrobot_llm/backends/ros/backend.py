@@ -83,6 +83,8 @@ class RosSkillBackend(SkillBackend):
         self._beat = self.clock()
         self._local_halt = False
         self._halt_reason = ""
+        self._next_goal_id: uuid.UUID | None = None
+        self._draw_ahead()
         node.create_subscription(String, TOPIC_ROBOT_STATUS, self._on_status, reliable_qos(5),
                                  callback_group=status_group)
 
@@ -188,7 +190,8 @@ class RosSkillBackend(SkillBackend):
                 on_feedback(Feedback(phase=fb.phase or "running", progress=min(1.0, max(0.0, float(fb.progress))),
                                      telemetry=telemetry if isinstance(telemetry, dict) else {}))
 
-        goal_id = uuid.uuid4()
+        with self._cond:
+            goal_id, self._next_goal_id = self._next_goal_id or uuid.uuid4(), None
         capability = self._minter.mint(plan_id=plan_id, step_index=index, skill=step.skill, args=step.args,
                                        domain=self.domain, goal_id=goal_id.hex)
         goal = ExecuteSkill.Goal(plan_id=plan_id, step_index=index, skill=step.skill, args_json=to_json(step.args),
@@ -218,6 +221,7 @@ class RosSkillBackend(SkillBackend):
                     wake.set()
 
         send.add_done_callback(on_goal_response)
+        self._draw_ahead()
         handle: Any = None
         cancel_at: float | None = None
         cancel_sent = False
@@ -248,6 +252,14 @@ class RosSkillBackend(SkillBackend):
         if not result.success and result.outcome.get("refused") is True and (token.cancelled or self._local_halt):
             return self._stopped_before_start(token, f"the skill server refused it: {result.message}")
         return result
+
+    def _draw_ahead(self) -> None:
+        """The next goal's id and capability nonce, drawn while this goal is out: reading the OS's randomness
+        gives up the GIL, and before the send that let the supervisor's other threads run first."""
+        with self._cond:
+            if self._next_goal_id is None:
+                self._next_goal_id = uuid.uuid4()
+        self._minter.draw_ahead()
 
     def _stopped_before_start(self, token: CancelToken, what: str) -> StepResult:
         """A step that never started because we stopped it first: halted (e-stop/fault) or cancelled."""
