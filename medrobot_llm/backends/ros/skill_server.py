@@ -231,18 +231,8 @@ class SkillServerNode(Node):
             return self._result(StepResult.failed(r.kind, r.message, refused=True), goal.goal_id)
         if handle.is_cancel_requested:
             admitted.token.cancel("goal cancel requested")
-        if self.core.ends_in_first_cycle(admitted):
-            result = self._run_here(admitted)
-        else:
-            key = bytes(handle.goal_id.uuid)
-            self._admitted[key] = admitted
-            done: Future[StepResult] = self._future()
-            self._jobs.put((admitted, handle, done))
-            try:
-                result = await done
-            finally:
-                self._admitted.pop(key, None)
-        assert result is not None
+        result = self._run_here(admitted) if self.core.ends_in_first_cycle(admitted) else await self._hand_off(
+            admitted, handle)
         if result.success:
             handle.succeed()
         elif result.failure is FailureKind.CANCELLED and handle.is_cancel_requested:
@@ -261,6 +251,19 @@ class SkillServerNode(Node):
                                 message=r.message, outcome_json=outcome, world_json=world)
         return ExecuteSkill.Result(success=r.success, failure_kind=r.failure.value, message=r.message,
                                    outcome_json=outcome, world_json=world, signature=signature)
+
+    async def _hand_off(self, admitted: Admitted, handle: ServerGoalHandle[Any, Any, Any]) -> StepResult:
+        """Run the step on the control thread; this coroutine waits for it without holding the executor."""
+        key = bytes(handle.goal_id.uuid)
+        self._admitted[key] = admitted
+        done: Future[StepResult] = self._future()
+        self._jobs.put((admitted, handle, done))
+        try:
+            result = await done
+        finally:
+            self._admitted.pop(key, None)
+        assert result is not None
+        return result
 
     def _run_here(self, admitted: Admitted) -> StepResult:
         """A step that ends in its first cycle runs on this thread, still holding its arms (``admit``): the
