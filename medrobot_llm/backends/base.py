@@ -89,11 +89,33 @@ class CancelToken:
     def __init__(self) -> None:
         self._event = threading.Event()
         self.reason = ""
+        self._wakes: list[threading.Event] = []
+        self._lock = threading.Lock()
 
     def cancel(self, reason: str = "cancelled") -> None:
-        if not self._event.is_set():
-            self.reason = reason
-        self._event.set()
+        with self._lock:
+            if not self._event.is_set():
+                self.reason = reason
+            self._event.set()
+            wakes = list(self._wakes)
+        for wake in wakes:
+            wake.set()
+
+    def wake_on_cancel(self, wake: threading.Event) -> Callable[[], None]:
+        """Set ``wake`` when this token is cancelled (at once if it is already), until the returned function is
+        called: a thread waiting for something else as well sleeps until either happens, without polling."""
+        with self._lock:
+            self._wakes.append(wake)
+            cancelled = self._event.is_set()
+        if cancelled:
+            wake.set()
+
+        def stop() -> None:
+            with self._lock:
+                if wake in self._wakes:
+                    self._wakes.remove(wake)
+
+        return stop
 
     @property
     def cancelled(self) -> bool:

@@ -54,6 +54,8 @@ class RosSkillBackend(SkillBackend):
     heartbeat the supervisor watches), so it must be the supervisor's."""
 
     control_period_s = 0.005
+    #: how long a step's thread sleeps between looks when nothing woke it (a lost wake-up costs no more than this)
+    idle_wait_s = 0.5
 
     def __init__(self, node: Node, domain: str, *, locate: Callable[[CancelToken], tuple[str, int] | None],
                  before_send: Callable[[str, int, str], None], minter: CapabilityMinter,
@@ -225,28 +227,36 @@ class RosSkillBackend(SkillBackend):
         handle: Any = None
         cancel_at: float | None = None
         cancel_sent = False
-        while True:
-            wake.clear()
-            if handle is None and send.done():
-                handle = send.result()
-                if handle is None or not handle.accepted:
-                    if token.cancelled or self._local_halt:
-                        return self._stopped_before_start(token, "the skill server rejected the goal")
-                    return StepResult.failed(FailureKind.INVALID, "the skill server rejected the goal")
-            result_future = results[0] if results else None
-            if result_future is not None and result_future.done():
-                break
-            if token.cancelled:
-                now = self.clock()
-                if cancel_at is None:
-                    cancel_at = now
-                if handle is not None and not cancel_sent:
-                    handle.cancel_goal_async()
-                    cancel_sent = True
-                if now - cancel_at > self.cancel_grace_s:
-                    return StepResult.failed(FailureKind.CANCELLED, f"{token.reason}; the skill server did not "
-                                             f"confirm the end of the goal within {self.cancel_grace_s:g} s")
-            wake.wait(self.control_period_s)
+        result_future: Any = None
+        stop_waking = token.wake_on_cancel(wake)
+        try:
+            while True:
+                wake.clear()
+                if handle is None and send.done():
+                    handle = send.result()
+                    if handle is None or not handle.accepted:
+                        if token.cancelled or self._local_halt:
+                            return self._stopped_before_start(token, "the skill server rejected the goal")
+                        return StepResult.failed(FailureKind.INVALID, "the skill server rejected the goal")
+                result_future = results[0] if results else None
+                if result_future is not None and result_future.done():
+                    break
+                if token.cancelled:
+                    now = self.clock()
+                    if cancel_at is None:
+                        cancel_at = now
+                    if handle is not None and not cancel_sent:
+                        handle.cancel_goal_async()
+                        cancel_sent = True
+                    if now - cancel_at > self.cancel_grace_s:
+                        return StepResult.failed(FailureKind.CANCELLED, f"{token.reason}; the skill server did not "
+                                                 f"confirm the end of the goal within {self.cancel_grace_s:g} s")
+                # Until a cancel, only the result, a refusal or the cancel wakes this thread (a poll took the GIL
+                # from the executor thread mid-goal); once cancelled, it also watches for the goal's acceptance
+                # (its cancel needs the handle) and times the grace.
+                wake.wait(self.control_period_s if token.cancelled else self.idle_wait_s)
+        finally:
+            stop_waking()
         response = result_future.result()
         result = self._to_step_result(response.result, goal_id.hex)
         if not result.success and result.outcome.get("refused") is True and (token.cancelled or self._local_halt):
