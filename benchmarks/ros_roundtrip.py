@@ -5,9 +5,10 @@
     bash -c 'source ros_ws/install/medrobot_env.sh && python benchmarks/ros_roundtrip.py [--steps 300]'
 
 A skill server process runs the ultrasound scene; the supervisor node runs in this process. Each sample
-is one ``RosSkillBackend.execute`` of ``set_imaging(gain_pct=50)`` (one control cycle on the robot):
-supervisor state published, goal sent, the skill server's checks (form, authorisation, busy,
-re-validation against the robot's world), the step, the result back. Plans of 20 such steps are
+is one ``RosSkillBackend.execute`` of ``set_imaging(gain_pct=50)`` (a skill that ends in its first control
+cycle, so the skill server runs it where the goal arrives): capability minted, goal sent, the skill server's
+checks (form, capability, heartbeat, halt latch, busy, re-validation against the robot's world), the control
+cycle, the signed result back and verified. Plans of 20 such steps are
 submitted through the real ``Supervisor`` until enough samples are in; the first plan is warm-up.
 
 The floor is the same action between two processes with nothing of ours in between (a server that succeeds
