@@ -51,7 +51,8 @@ from medrobot_llm.backends.ros.nodes import SKILL_SERVER
 from medrobot_llm.core.command_set import DOMAINS
 from medrobot_llm.backends.base import FailureKind, Feedback, FeedbackFn, StepResult
 from medrobot_llm.backends.ros.common import (
-    ACTION_EXECUTE, TOPIC_ESTOP, TOPIC_HEARTBEAT, TOPIC_ROBOT_STATUS, TOPIC_STATE, latched_qos, reliable_qos, spin_node,
+    ACTION_EXECUTE, RESULT_KEPT_S, TOPIC_ESTOP, TOPIC_HEARTBEAT, TOPIC_ROBOT_STATUS, TOPIC_STATE, latched_qos, reliable_qos,
+    spin_node,
 )
 from medrobot_llm.backends.ros.priority import raise_priority, reception_threads, threads_of_this_process
 from medrobot_llm.backends.ros.signed import heartbeat_wire
@@ -106,7 +107,7 @@ class SkillServerNode(Node):
         self._estop_thread.start()
         self._server = ActionServer(
             self, ExecuteSkill, ACTION_EXECUTE, execute_callback=self._execute,
-            goal_callback=self._on_goal, cancel_callback=self._on_cancel)
+            goal_callback=self._on_goal, cancel_callback=self._on_cancel, result_timeout=RESULT_KEPT_S)
         self._jobs: queue.Queue[tuple[Admitted, ServerGoalHandle[Any, Any, Any], Future[StepResult]] | None] = \
             queue.Queue()
         self._control = threading.Thread(target=self._control_loop, name="medrobot-control", daemon=True)
