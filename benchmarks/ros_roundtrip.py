@@ -106,8 +106,8 @@ def main() -> int:
               f"p90 {stats['p90_ms']:.2f} ms, p99 {stats['p99_ms']:.2f} ms, max {stats['max_ms']:.2f} ms")
         print(f"ratio to the floor: p50 {ratio['p50']:.2f}x, p99 {ratio['p99']:.2f}x (target p99 <= 1.25x)")
         print(f"CPU, both processes: floor {cpu['floor_ms_per_goal']:.2f} ms per goal; supervised "
-              f"{cpu['supervised_ms_per_step']:.2f} ms per step (whole plans: planning-free submission, records, "
-              f"state, the goal)")
+              f"{cpu['supervised_ms_per_step']:.2f} ms per step (over whole plans: the supervisor's records and "
+              f"state as well as the goal)")
     return 0
 
 
