@@ -67,7 +67,8 @@ def main() -> int:
     round_trip: list[float] = []
     rng = random.Random(1)
     anatomy = ["pelvis", "chest", "skull", "sacrum"]
-    with supervised_skill_server("xray", 1.0, log) as node, busy_loops(a.load):
+    with supervised_skill_server("xray", 1.0, log) as supervised, busy_loops(a.load):
+        node = supervised.node
         # the e-stop comes from a node of its own (anyone may stop): the supervisor ignores what its own
         # publishers say on the e-stop topic (its echo). The reset is the supervisor's own, in this process:
         # what is timed is the stop, and a release comes only through the supervisor (its signed heartbeat)

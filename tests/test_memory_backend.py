@@ -174,3 +174,18 @@ def test_unknown_skill_is_invalid_not_a_crash() -> None:
 def test_outcome_constructors() -> None:
     assert Outcome.ok().fault is None and Outcome.hang().fault is StepFault.HANG
     assert Outcome.stall(at=4).at == 4 and Outcome.hold().fault is StepFault.HOLD
+
+
+def test_a_cancel_wakes_whoever_waits_on_the_token_until_they_stop_listening() -> None:
+    token, wake, late = CancelToken(), threading.Event(), threading.Event()
+    stop = token.wake_on_cancel(wake)
+    assert not wake.is_set()
+    token.cancel("operator cancel")
+    assert wake.is_set() and token.reason == "operator cancel"
+    stop()
+    wake.clear()
+    token.cancel("again")
+    assert not wake.is_set() and token.reason == "operator cancel"  # the first reason stays
+    token.wake_on_cancel(late)  # already cancelled: woken at once
+    assert late.is_set()
+

@@ -270,6 +270,32 @@ def test_core_revalidates_against_the_robot_and_runs_a_step_once(scene_rig: Rig)
     assert e.value.code is Reason.ALREADY_DONE
 
 
+def test_a_step_whose_skill_ends_in_its_first_cycle_runs_where_it_was_admitted(scene_rig: Rig) -> None:
+    """The skill's own ``max_steps`` decides; the step holds the robot like any other, the halt latch still
+    stops it before its cycle, and nothing of it is paced or reported as feedback."""
+    rig = scene_rig
+    rig.beat()
+    imaging = goal("s:30", skill="set_imaging", args=json.dumps({"gain_pct": 40}), goal_id="g30")
+    admitted = rig.admit(rig.signed(imaging))
+    assert rig.core.ends_in_first_cycle(admitted)
+    with pytest.raises(Refusal) as e:
+        rig.admit(rig.signed(replace(imaging, plan_id="s:31", goal_id="g31")))
+    assert e.value.code is Reason.ARM_BUSY
+    seen: list[object] = []
+    assert rig.core.run(admitted, seen.append, paced=False).success and len(seen) == 1
+    mv = rig.admit(rig.signed(goal("s:32", skill="lift_probe", args="{}", goal_id="g32")))
+    assert not rig.core.ends_in_first_cycle(mv)
+    rig.core.halt("test stop")
+    assert rig.core.run(mv).failure is FailureKind.HALTED
+    rig.clock.advance(0.01)
+    assert rig.reset() and not rig.core.backend.halted
+
+
+def test_a_backend_that_cannot_say_how_long_a_step_takes_never_runs_it_in_place() -> None:
+    rig = memory_rig()
+    assert not rig.core.ends_in_first_cycle(rig.admit(rig.signed(rotate("s:40"))))
+
+
 def test_one_goal_at_a_time_and_never_without_a_world_state() -> None:
     """Steps on different arms still share one control loop; a robot that cannot say where it is never moves."""
     rig = memory_rig("surgery")

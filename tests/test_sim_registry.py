@@ -78,6 +78,30 @@ def test_each_scene_implements_exactly_its_domains_skills(scene_id: str) -> None
         scene.close()
 
 
+@pytest.mark.parametrize("scene_id", scene_ids())
+def test_a_scene_says_how_many_cycles_each_skill_may_take_as_the_skill_declares(scene_id: str) -> None:
+    scene = make(scene_id)
+    try:
+        for name, cls in scene.skills().items():
+            assert scene.cycles_at_most(Step(skill=name)) == cls.max_steps
+        assert scene.cycles_at_most(Step(skill="no_such_skill")) is None
+        assert MemoryBackend(scene.domain).cycles_at_most(Step(skill=next(iter(scene.skills())))) is None
+    finally:
+        scene.close()
+
+
+def test_a_skill_declared_to_end_in_its_first_cycle_does() -> None:
+    scene = make("ultrasound")
+    try:
+        scene.reset(seed=1)
+        assert scene.cycles_at_most(Step(skill="set_imaging")) == 1
+        cycles: list[object] = []
+        assert scene.execute(Step(skill="set_imaging", args={"gain_pct": 70}), CancelToken(), cycles.append).success
+        assert len(cycles) == 1
+    finally:
+        scene.close()
+
+
 @pytest.mark.parametrize("domain", DOMAINS)
 def test_check_scene_takes_any_backend_with_a_domain(domain: str) -> None:
     check_scene(MemoryBackend(domain))

@@ -52,6 +52,19 @@ def test_a_genuine_capability_is_admitted_once() -> None:
     assert err.code is Reason.REPLAYED and "already used" in err.message
 
 
+def test_a_nonce_drawn_ahead_serves_exactly_one_capability() -> None:
+    minter, verifier, _ = _pair()
+    minter.draw_ahead()
+    minter.draw_ahead()  # a second draw keeps the first: nothing is drawn twice for nothing
+    first = minter.mint(**GOAL)
+    second = minter.mint(**{**GOAL, "step_index": 2})  # nothing drawn ahead: drawn at once
+    minter.draw_ahead()
+    third = minter.mint(**{**GOAL, "step_index": 3})
+    assert len({first.nonce, second.nonce, third.nonce}) == 3
+    for cap in (first, second, third):
+        verifier.admit(cap.to_wire(), **{**GOAL, "step_index": cap.step_index})
+
+
 def test_arguments_are_compared_by_value_not_by_spelling() -> None:
     minter, verifier, _ = _pair()
     wire = minter.mint(**{**GOAL, "args": {"kv": 70, "view": "ap"}}).to_wire()

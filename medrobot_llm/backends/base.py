@@ -89,11 +89,33 @@ class CancelToken:
     def __init__(self) -> None:
         self._event = threading.Event()
         self.reason = ""
+        self._wakes: list[threading.Event] = []
+        self._lock = threading.Lock()
 
     def cancel(self, reason: str = "cancelled") -> None:
-        if not self._event.is_set():
-            self.reason = reason
-        self._event.set()
+        with self._lock:
+            if not self._event.is_set():
+                self.reason = reason
+            self._event.set()
+            wakes = list(self._wakes)
+        for wake in wakes:
+            wake.set()
+
+    def wake_on_cancel(self, wake: threading.Event) -> Callable[[], None]:
+        """Set ``wake`` when this token is cancelled (at once if it is already), until the returned function is
+        called: a thread waiting for something else as well sleeps until either happens, without polling."""
+        with self._lock:
+            self._wakes.append(wake)
+            cancelled = self._event.is_set()
+        if cancelled:
+            wake.set()
+
+        def stop() -> None:
+            with self._lock:
+                if wake in self._wakes:
+                    self._wakes.remove(wake)
+
+        return stop
 
     @property
     def cancelled(self) -> bool:
@@ -148,6 +170,11 @@ class SkillBackend(ABC):
         """A small snapshot for status lines (force, pose, ...)."""
         return {}
 
+    def cycles_at_most(self, step: Step) -> int | None:
+        """The most control cycles ``step`` may take, as its skill declares it; None when the backend cannot say
+        before running it (a robot on the other end of a link, a scripted one)."""
+        return None
+
     def implemented_skills(self) -> frozenset[str]:
         """The skills this backend can run; a conforming one runs exactly its domain's (``check_scene``).
 
@@ -178,7 +205,8 @@ class SkillBehaviour(ABC):
     run past a cancel.
     """
 
-    #: the most control steps this skill may take before it times out
+    #: the most control steps this skill may take before it times out; a class that declares 1 ends in its first
+    #: cycle whatever happens (it times out otherwise), which lets a skill server run it without its control thread
     max_steps: int = 100_000
     #: False for a skill that fails before moving (a refusal): its backend leaves held actuators held
     moves: bool = True

@@ -360,10 +360,16 @@ class SkillServerCore:
                 self._active[arm] = admitted
             return admitted
 
-    def run(self, admitted: Admitted, on_feedback: FeedbackFn | None = None) -> StepResult:
-        """Execute an admitted step to its end on the calling (control) thread; always releases its arms."""
+    def ends_in_first_cycle(self, admitted: Admitted) -> bool:
+        """Whether the step's skill declares that it ends in its first control cycle (``max_steps`` 1): nothing to
+        pace, report on or cancel midway, so a skill server may run it where the goal arrived."""
+        return self.backend.cycles_at_most(admitted.step) == 1
+
+    def run(self, admitted: Admitted, on_feedback: FeedbackFn | None = None, *, paced: bool = True) -> StepResult:
+        """Execute an admitted step to its end on the calling thread (``paced``: at ``real_time_factor``);
+        always releases its arms."""
         try:
-            feedback = self._paced(on_feedback)
+            feedback = self._paced(on_feedback) if paced else on_feedback
             result = self.backend.execute(admitted.step, admitted.token, feedback)
         except Exception as exc:  # noqa: BLE001 - a backend bug is a failed step, reported, never a crash
             self.halt(f"backend error: {exc}")

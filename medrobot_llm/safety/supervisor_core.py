@@ -335,6 +335,12 @@ class SupervisorCore:
             self._events.put(event.model_copy(update={"seq": seq}))
         return seq
 
+    @property
+    def records_pending(self) -> bool:
+        """Whether records wait for the listeners: a listener may leave what reflects them all to the last of a
+        burst (a step's result and the next step's send come together)."""
+        return not self._events.empty()
+
     def _dispatch(self) -> None:
         while True:
             rec = self._events.get()

@@ -54,6 +54,8 @@ class RosSkillBackend(SkillBackend):
     heartbeat the supervisor watches), so it must be the supervisor's."""
 
     control_period_s = 0.005
+    #: how long a step's thread sleeps between looks when nothing woke it (a lost wake-up costs no more than this)
+    idle_wait_s = 0.5
 
     def __init__(self, node: Node, domain: str, *, locate: Callable[[CancelToken], tuple[str, int] | None],
                  before_send: Callable[[str, int, str], None], minter: CapabilityMinter,
@@ -83,6 +85,8 @@ class RosSkillBackend(SkillBackend):
         self._beat = self.clock()
         self._local_halt = False
         self._halt_reason = ""
+        self._next_goal_id: uuid.UUID | None = None
+        self._draw_ahead()
         node.create_subscription(String, TOPIC_ROBOT_STATUS, self._on_status, reliable_qos(5),
                                  callback_group=status_group)
 
@@ -188,7 +192,8 @@ class RosSkillBackend(SkillBackend):
                 on_feedback(Feedback(phase=fb.phase or "running", progress=min(1.0, max(0.0, float(fb.progress))),
                                      telemetry=telemetry if isinstance(telemetry, dict) else {}))
 
-        goal_id = uuid.uuid4()
+        with self._cond:
+            goal_id, self._next_goal_id = self._next_goal_id or uuid.uuid4(), None
         capability = self._minter.mint(plan_id=plan_id, step_index=index, skill=step.skill, args=step.args,
                                        domain=self.domain, goal_id=goal_id.hex)
         goal = ExecuteSkill.Goal(plan_id=plan_id, step_index=index, skill=step.skill, args_json=to_json(step.args),
@@ -202,47 +207,69 @@ class RosSkillBackend(SkillBackend):
 
         def on_goal_response(f: Any) -> None:
             # Ask for the result here, on the executor thread, the moment the goal is accepted: no wait for
-            # this thread's next turn, and the response cannot come in before its future is registered.
+            # this thread's next turn, and the response cannot come in before its future is registered. This
+            # thread is woken by the result (or a refusal) only: a wake at acceptance took the GIL from the
+            # executor thread while it was receiving the result.
+            accepted = False
             try:
                 h = f.result()
                 if h is not None and h.accepted:
                     rf = h.get_result_async()
                     rf.add_done_callback(lambda _f: wake.set())
                     results.append(rf)
+                    accepted = True
             finally:
-                wake.set()
+                if not accepted:
+                    wake.set()
 
         send.add_done_callback(on_goal_response)
+        self._draw_ahead()
         handle: Any = None
         cancel_at: float | None = None
         cancel_sent = False
-        while True:
-            wake.clear()
-            if handle is None and send.done():
-                handle = send.result()
-                if handle is None or not handle.accepted:
-                    if token.cancelled or self._local_halt:
-                        return self._stopped_before_start(token, "the skill server rejected the goal")
-                    return StepResult.failed(FailureKind.INVALID, "the skill server rejected the goal")
-            result_future = results[0] if results else None
-            if result_future is not None and result_future.done():
-                break
-            if token.cancelled:
-                now = self.clock()
-                if cancel_at is None:
-                    cancel_at = now
-                if handle is not None and not cancel_sent:
-                    handle.cancel_goal_async()
-                    cancel_sent = True
-                if now - cancel_at > self.cancel_grace_s:
-                    return StepResult.failed(FailureKind.CANCELLED, f"{token.reason}; the skill server did not "
-                                             f"confirm the end of the goal within {self.cancel_grace_s:g} s")
-            wake.wait(self.control_period_s)
+        result_future: Any = None
+        stop_waking = token.wake_on_cancel(wake)
+        try:
+            while True:
+                wake.clear()
+                if handle is None and send.done():
+                    handle = send.result()
+                    if handle is None or not handle.accepted:
+                        if token.cancelled or self._local_halt:
+                            return self._stopped_before_start(token, "the skill server rejected the goal")
+                        return StepResult.failed(FailureKind.INVALID, "the skill server rejected the goal")
+                result_future = results[0] if results else None
+                if result_future is not None and result_future.done():
+                    break
+                if token.cancelled:
+                    now = self.clock()
+                    if cancel_at is None:
+                        cancel_at = now
+                    if handle is not None and not cancel_sent:
+                        handle.cancel_goal_async()
+                        cancel_sent = True
+                    if now - cancel_at > self.cancel_grace_s:
+                        return StepResult.failed(FailureKind.CANCELLED, f"{token.reason}; the skill server did not "
+                                                 f"confirm the end of the goal within {self.cancel_grace_s:g} s")
+                # Until a cancel, only the result, a refusal or the cancel wakes this thread (a poll took the GIL
+                # from the executor thread mid-goal); once cancelled, it also watches for the goal's acceptance
+                # (its cancel needs the handle) and times the grace.
+                wake.wait(self.control_period_s if token.cancelled else self.idle_wait_s)
+        finally:
+            stop_waking()
         response = result_future.result()
         result = self._to_step_result(response.result, goal_id.hex)
         if not result.success and result.outcome.get("refused") is True and (token.cancelled or self._local_halt):
             return self._stopped_before_start(token, f"the skill server refused it: {result.message}")
         return result
+
+    def _draw_ahead(self) -> None:
+        """The next goal's id and capability nonce, drawn while this goal is out: reading the OS's randomness
+        gives up the GIL, and before the send that let the supervisor's other threads run first."""
+        with self._cond:
+            if self._next_goal_id is None:
+                self._next_goal_id = uuid.uuid4()
+        self._minter.draw_ahead()
 
     def _stopped_before_start(self, token: CancelToken, what: str) -> StepResult:
         """A step that never started because we stopped it first: halted (e-stop/fault) or cancelled."""

@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,8 @@ from medrobot_llm.backends.ros.nodes import SKILL_SERVER
 from medrobot_llm.backends.ros.env import INSTALL_HINT, child_env, unique_domain_id
 from medrobot_llm.safety import keys
 
-__all__ = ["percentiles", "plain_action_round_trips", "supervised_skill_server"]
+__all__ = ["RoundTrips", "Supervised", "cpu_seconds", "percentiles", "plain_action_round_trips",
+           "supervised_skill_server"]
 
 _ECHO_ACTION = "/medrobot_bench/echo"
 
@@ -38,6 +40,33 @@ def percentiles(samples_ms: list[float]) -> dict[str, float]:
     return {"n": len(s), "p50_ms": q(0.5), "p90_ms": q(0.9), "p95_ms": q(0.95), "p99_ms": q(0.99), "max_ms": s[-1]}
 
 
+def cpu_seconds(pid: int | None = None) -> float:
+    """CPU time (user + system, every thread) a process used so far; this process by default.
+
+    Latency on a shared machine says as much about the other work as about ours; the CPU a goal costs does
+    not depend on the load, so the benchmarks report it beside the times."""
+    if pid is None:
+        return time.process_time()
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime (fields 14, 15)
+
+
+@dataclass(frozen=True)
+class Supervised:
+    """The in-process supervisor node, and the skill server process it drives."""
+
+    node: Any
+    server_pid: int
+
+
+@dataclass(frozen=True)
+class RoundTrips:
+    """Round trips (ms) and the CPU (ms per goal, both processes) they took."""
+
+    samples_ms: list[float]
+    cpu_ms_per_goal: float
+
+
 def _interrupt(proc: subprocess.Popen[bytes]) -> None:
     """Ctrl-C to a server's process group, then SIGKILL if it has not ended within 5 s."""
     try:
@@ -48,7 +77,7 @@ def _interrupt(proc: subprocess.Popen[bytes]) -> None:
 
 
 @contextmanager
-def supervised_skill_server(domain: str, real_time_factor: float, log: Path) -> Iterator[Any]:
+def supervised_skill_server(domain: str, real_time_factor: float, log: Path) -> Iterator[Supervised]:
     """Yield an in-process ``SupervisorNode`` connected to a skill server process for ``domain``; the keys
     folder both use is the node's ``keys_dir`` parameter."""
     try:
@@ -84,7 +113,7 @@ def supervised_skill_server(domain: str, real_time_factor: float, log: Path) -> 
             if time.monotonic() > deadline or proc.poll() is not None:
                 raise SystemExit(f"the skill server did not come up; see {log}")
             time.sleep(0.05)
-        yield node
+        yield Supervised(node, proc.pid)
     finally:
         executor.shutdown(timeout_sec=1.0)
         spin.join(2.0)
@@ -97,11 +126,12 @@ def supervised_skill_server(domain: str, real_time_factor: float, log: Path) -> 
         print(f"(skill server log: {log})", file=sys.stderr)
 
 
-def plain_action_round_trips(steps: int, warm: int = 20) -> list[float]:
-    """Round trips (ms) of an ``ExecuteSkill`` goal to a server that succeeds at once, nothing of ours in between.
+def plain_action_round_trips(steps: int, warm: int = 20) -> RoundTrips:
+    """Round trips of an ``ExecuteSkill`` goal to a server that succeeds at once, nothing of ours in between.
 
     The floor under the supervised round trip: rclpy's own goal / accept / get-result / result exchange
-    between two processes on this machine, with the same executors the nodes use.
+    between two processes on this machine, with the same executors the nodes use and the skill server's
+    ``RESULT_KEPT_S`` (each status message lists every goal kept).
     """
     try:
         import rclpy
@@ -125,10 +155,13 @@ def plain_action_round_trips(steps: int, warm: int = 20) -> list[float]:
     spin = threading.Thread(target=executor.spin, daemon=True)
     spin.start()
     out: list[float] = []
+    cpu_from = 0.0
     try:
         if not client.wait_for_server(timeout_sec=30):
             raise SystemExit("the plain action server did not come up")
-        for _ in range(steps + warm):
+        for i in range(steps + warm):
+            if i == warm:
+                cpu_from = cpu_seconds() + cpu_seconds(proc.pid)
             done = threading.Event()
 
             def on_goal(future: Any, done: threading.Event = done) -> None:
@@ -140,6 +173,7 @@ def plain_action_round_trips(steps: int, warm: int = 20) -> list[float]:
                 raise SystemExit("a plain action goal got no result within 5 s")
             out.append((time.perf_counter() - t0) * 1000)
             done.wait(0.005)  # the supervised benchmark's steps do not come back to back either
+        cpu = cpu_seconds() + cpu_seconds(proc.pid) - cpu_from
     finally:
         executor.shutdown(timeout_sec=1.0)
         spin.join(2.0)
@@ -147,7 +181,7 @@ def plain_action_round_trips(steps: int, warm: int = 20) -> list[float]:
         rclpy.try_shutdown(context=context)
         _interrupt(proc)
         claim.release()
-    return out[warm:]
+    return RoundTrips(out[warm:], cpu * 1000 / max(1, steps))
 
 
 def _echo_server() -> None:
@@ -157,13 +191,15 @@ def _echo_server() -> None:
     from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
     from rclpy.node import Node
 
+    from medrobot_llm.backends.ros.common import RESULT_KEPT_S
+
     def execute(goal: Any) -> Any:
         goal.succeed()
         return ExecuteSkill.Result(success=True)
 
     rclpy.init()
     node = Node("medrobot_bench_echo")
-    ActionServer(node, ExecuteSkill, _ECHO_ACTION, execute)
+    ActionServer(node, ExecuteSkill, _ECHO_ACTION, execute, result_timeout=RESULT_KEPT_S)  # as the skill server
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     try:

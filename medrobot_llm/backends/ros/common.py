@@ -26,6 +26,7 @@ __all__ = [
     "GoalClient",
     "NodeRunner",
     "PoolExecutor",
+    "RESULT_KEPT_S",
     "SERVICE_PLAN",
     "TOPIC_COMMAND",
     "TOPIC_CONFIRM",
@@ -62,6 +63,11 @@ TOPIC_RESET = "/medrobot/reset"
 #: supervisor -> skill servers (``medrobot_interfaces/Heartbeat``, reliable, volatile): its signed liveness and
 #: releases; without a valid beat inside the window a skill server halts and refuses every goal
 TOPIC_HEARTBEAT = "/medrobot/heartbeat"
+#: how long (s) the skill server keeps a finished goal's result for a late request. The supervisor asks for it at
+#: acceptance, before the goal ends. Every goal kept is also in each status message of the action (several per
+#: goal): with rclpy's default of 10 s, some 200 of them, and decoding those took the supervisor's executor 4 ms
+#: a message
+RESULT_KEPT_S = 1
 
 
 def latched_qos(depth: int = 1) -> QoSProfile:

@@ -2,7 +2,8 @@
 
 Thin by design: every decision is ``SkillServerCore``'s (``safety.gate``). The node adds the threads:
 - one executor thread runs every ROS callback, and none of them sleeps or blocks: a goal is checked,
-  handed to the control thread, and its coroutine awaits a future the control thread completes. One
+  handed to the control thread, and its coroutine awaits a future the control thread completes (a step whose
+  skill ends in its first cycle runs that cycle right there: the hand-off cost more than the cycle). One
   thread, not a pool: with a pool, every callback waited for the GIL behind the pool's own threads, and
   messages sat 100-400 ms in the process on an idle machine (a separate process got them in 2 ms);
 - one control thread runs the physics of the admitted goal and checks its cancel token every cycle;
@@ -13,7 +14,9 @@ Thin by design: every decision is ``SkillServerCore``'s (``safety.gate``). The n
   within that call). The same node takes the supervisor's signed heartbeat (``/medrobot/heartbeat``): a
   ``false`` on the e-stop topic releases nothing (anyone may publish it); a valid beat whose release is
   later than the halt does (``SkillServerCore.on_heartbeat``), so releasing happens only through the
-  supervisor's reset, and beats keep arriving on this thread however busy the main executor is;
+  supervisor's reset, and beats keep arriving on this thread however busy the main executor is. So does the
+  supervisor's ``/medrobot/state`` (an ESTOP or FAULT there halts the robot too): on the main executor, every
+  state took a pass of its own in front of the goal it came with;
 - a timer publishes ``/medrobot/robot_status`` (liveness, halt latch, world state, the supervisor's
   heartbeat) and, while no valid heartbeat is in the window, cancels every running goal.
 
@@ -48,7 +51,8 @@ from medrobot_llm.backends.ros.nodes import SKILL_SERVER
 from medrobot_llm.core.command_set import DOMAINS
 from medrobot_llm.backends.base import FailureKind, Feedback, FeedbackFn, StepResult
 from medrobot_llm.backends.ros.common import (
-    ACTION_EXECUTE, TOPIC_ESTOP, TOPIC_HEARTBEAT, TOPIC_ROBOT_STATUS, TOPIC_STATE, latched_qos, reliable_qos, spin_node,
+    ACTION_EXECUTE, RESULT_KEPT_S, TOPIC_ESTOP, TOPIC_HEARTBEAT, TOPIC_ROBOT_STATUS, TOPIC_STATE, latched_qos, reliable_qos,
+    spin_node,
 )
 from medrobot_llm.backends.ros.priority import raise_priority, reception_threads, threads_of_this_process
 from medrobot_llm.backends.ros.signed import heartbeat_wire
@@ -93,17 +97,17 @@ class SkillServerNode(Node):
 
         self._status_pub = self.create_publisher(String, TOPIC_ROBOT_STATUS, reliable_qos(5))
         self._admitted: dict[bytes, Admitted] = {}
-        self.create_subscription(SupervisorState, TOPIC_STATE, self._on_state, latched_qos(1))
         self._estop_node = Node(ESTOP_NODE_NAME, context=self.context)
         self._estop_node.create_subscription(Bool, TOPIC_ESTOP, self._on_estop, latched_qos(5))
         self._estop_node.create_subscription(HeartbeatMsg, TOPIC_HEARTBEAT, self._on_heartbeat, reliable_qos(10))
+        self._estop_node.create_subscription(SupervisorState, TOPIC_STATE, self._on_state, latched_qos(1))
         self._estop_executor = SingleThreadedExecutor(context=self.context)
         self._estop_executor.add_node(self._estop_node)
         self._estop_thread = threading.Thread(target=self._estop_loop, name="medrobot-estop", daemon=True)
         self._estop_thread.start()
         self._server = ActionServer(
             self, ExecuteSkill, ACTION_EXECUTE, execute_callback=self._execute,
-            goal_callback=self._on_goal, cancel_callback=self._on_cancel)
+            goal_callback=self._on_goal, cancel_callback=self._on_cancel, result_timeout=RESULT_KEPT_S)
         self._jobs: queue.Queue[tuple[Admitted, ServerGoalHandle[Any, Any, Any], Future[StepResult]] | None] = \
             queue.Queue()
         self._control = threading.Thread(target=self._control_loop, name="medrobot-control", daemon=True)
@@ -226,17 +230,10 @@ class SkillServerNode(Node):
             handle.abort()
             # ``refused``: nothing of the goal ran (the supervisor tells a refusal caused by its own stop apart)
             return self._result(StepResult.failed(r.kind, r.message, refused=True), goal.goal_id)
-        key = bytes(handle.goal_id.uuid)
-        self._admitted[key] = admitted
         if handle.is_cancel_requested:
             admitted.token.cancel("goal cancel requested")
-        done: Future[StepResult] = self._future()
-        self._jobs.put((admitted, handle, done))
-        try:
-            result = await done
-        finally:
-            self._admitted.pop(key, None)
-        assert result is not None
+        result = self._run_here(admitted) if self.core.ends_in_first_cycle(admitted) else await self._hand_off(
+            admitted, handle)
         if result.success:
             handle.succeed()
         elif result.failure is FailureKind.CANCELLED and handle.is_cancel_requested:
@@ -255,6 +252,28 @@ class SkillServerNode(Node):
                                 message=r.message, outcome_json=outcome, world_json=world)
         return ExecuteSkill.Result(success=r.success, failure_kind=r.failure.value, message=r.message,
                                    outcome_json=outcome, world_json=world, signature=signature)
+
+    async def _hand_off(self, admitted: Admitted, handle: ServerGoalHandle[Any, Any, Any]) -> StepResult:
+        """Run the step on the control thread; this coroutine waits for it without holding the executor."""
+        key = bytes(handle.goal_id.uuid)
+        self._admitted[key] = admitted
+        done: Future[StepResult] = self._future()
+        self._jobs.put((admitted, handle, done))
+        try:
+            result = await done
+        finally:
+            self._admitted.pop(key, None)
+        assert result is not None
+        return result
+
+    def _run_here(self, admitted: Admitted) -> StepResult:
+        """A step that ends in its first cycle runs on this thread, still holding its arms (``admit``): the
+        hand-off to the control thread and back cost more than the cycle itself. The loop checks the halt
+        latch and the cancel token before the cycle; no feedback (the result follows at once)."""
+        try:
+            return self.core.run(admitted, paced=False)
+        except Exception as exc:  # noqa: BLE001 - the goal must end, whatever happened
+            return StepResult.failed(FailureKind.ERROR, f"{type(exc).__name__}: {exc}")
 
     # ---------------------------------------------------------------- the control thread
     def _control_loop(self) -> None:

@@ -87,6 +87,7 @@ class SupervisorNode(Node):
         self._seq = 0
         self._pub_lock = threading.Lock()  # snapshot, number and publish one state at a time, in order
         self._announced: tuple[str, int, str] = ("", -1, "")  # plan id, step, goal id of the goal being sent
+        self._state_owed = False  # records dispatched since the last state that reflects them (dispatcher thread)
         secret, keyring = self._keys(p["keys_dir"])
         self.gate = OperatorGate(OperatorVerifier(keyring), secret, domain=self.domain,
                                  command_window_s=p["command_window_s"])
@@ -327,7 +328,11 @@ class SupervisorNode(Node):
 
     def _on_record(self, event: ev.SupervisorEvent) -> None:
         self._events_pub.publish(String(data=to_json(event.record())))
-        if isinstance(event, _STATE_EVENTS):
+        # one state for a burst of records, after its last: each state goes to the skill server as well, and
+        # two of them (a step's result, the next step's send) landed in front of every goal there
+        self._state_owed = self._state_owed or isinstance(event, _STATE_EVENTS)
+        if self._state_owed and not self.sup.records_pending:
+            self._state_owed = False
             self.publish_state()
 
     def _tick(self) -> None:

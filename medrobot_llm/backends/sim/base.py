@@ -179,6 +179,10 @@ class Scene(LoopBackend):
     def skills(self) -> Mapping[str, type[SceneSkill[Any]]]:
         """The scene's skill classes by skill name."""
 
+    def cycles_at_most(self, step: Step) -> int | None:
+        cls = self.skills().get(step.skill)
+        return None if cls is None else cls.max_steps
+
     @abstractmethod
     def resume(self) -> None:
         """Called as a skill starts: held actuators take their measured pose as their new set-point."""

@@ -412,6 +412,8 @@ class _Tilt(_Turn):
 
 
 class _SetImaging(_Skill):
+    max_steps = 1
+
     def update(self) -> BehaviourStatus:
         s = self.scene
         for key in ("depth_mm", "gain_pct", "mode"):
@@ -424,6 +426,8 @@ class _SetImaging(_Skill):
 
 
 class _Capture(_Skill):
+    max_steps = 1
+
     def update(self) -> BehaviourStatus:
         s = self.scene
         if not s.in_contact:

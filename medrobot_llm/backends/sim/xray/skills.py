@@ -163,6 +163,8 @@ class _Park(_Move):
 
 
 class _Collimate(_Skill):
+    max_steps = 1
+
     def update(self) -> BehaviourStatus:
         s = self.scene
         geo = s.geometry()
@@ -199,6 +201,8 @@ class _Collimate(_Skill):
 
 
 class _TakeShot(_Skill):
+    max_steps = 1
+
     def update(self) -> BehaviourStatus:
         s = self.scene
         if not s.view_set:
@@ -272,6 +276,8 @@ class _Acquire3D(_Move):
 
 
 class _Highlight(_Skill):
+    max_steps = 1
+
     def update(self) -> BehaviourStatus:
         s = self.scene
         img = s.last_image
