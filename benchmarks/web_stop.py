@@ -4,8 +4,9 @@
     python3 benchmarks/web_stop.py [--trials 20] [--key space] [--json]
 
 One ``medrobot web --domain ultrasound --port 0`` in headless chromium (the browser tests' harness,
-tests/_web_helpers.py). The first trial asks for a slow sweep and confirms the contact with a click; the next
-ones, after Reset, ask for a sweep alone. Once the sweep is running, Selenium clicks ``#stop`` (or presses
+tests/_web_helpers.py). The first trial asks for a slow sweep and confirms each question with a click (the
+contact, and the motion steps too, as the page asks by default); the next ones, after Reset, ask for a sweep
+alone. Once the sweep is running, Selenium clicks ``#stop`` (or presses
 Space with ``--key space``).
 
 Timed, on this machine's wall clock: from the press as chromium dispatched it (the first ``pointerdown`` or

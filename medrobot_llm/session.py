@@ -12,7 +12,7 @@ import errno
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -139,12 +139,14 @@ class Session:
     ``record_dir`` keeps the captured images and, for scenes, a rendered frame after each step, in a folder of
     this session's own under it (``new_recording_dir``); after each run the audit log gets a ``recording``
     record naming every new file with its SHA-256. ``keep_records`` keeps the audit records in
-    ``audit.records`` too, for a recording made after the run.
+    ``audit.records`` too, for a recording made after the run. ``confirm_hazards`` goes to the supervisor
+    (``--confirm-motion``).
     """
 
     def __init__(self, domain: str, planner: Planner, *, backend: SkillBackend | None = None, seed: int = 0,
                  gui: bool = False, record_dir: Path | None = None, audit_path: Path | None = None,
-                 confirm_timeout_s: float = 30.0, step_timeout_s: float = 120.0, keep_records: bool = False) -> None:
+                 confirm_timeout_s: float = 30.0, step_timeout_s: float = 120.0, keep_records: bool = False,
+                 confirm_hazards: Iterable[str] = ()) -> None:
         self.domain = domain
         self.scene: Scene | None = None
         # the log first: a bad --log (a directory, a FIFO, another writer's file) is refused before a scene starts
@@ -161,7 +163,8 @@ class Session:
                 raise
         self.backend = backend
         self.supervisor = Supervisor(backend, planner, domain=domain, audit=self.audit,
-                                     confirm_timeout_s=confirm_timeout_s, step_timeout_s=step_timeout_s)
+                                     confirm_timeout_s=confirm_timeout_s, step_timeout_s=step_timeout_s,
+                                     confirm_hazards=confirm_hazards)
 
     def _make_scene(self, domain: str, seed: int, gui: bool, record_dir: Path | None) -> SkillBackend:
         from medrobot_llm.backends.sim import make

@@ -50,8 +50,9 @@ LONG_SWEEP = "scan the left kidney at 1 mm/s over 100 mm"
 class Rig:
     """One page's server over one real session; ``messages`` is everything the hub pushed, in order."""
 
-    def __init__(self, domain: str, tmp: Path, speech: bool = False) -> None:
-        self.session = Session(domain, RulePlanner(), record_dir=tmp, confirm_timeout_s=30)
+    def __init__(self, domain: str, tmp: Path, speech: bool = False, confirm_hazards: tuple[str, ...] = ()) -> None:
+        self.session = Session(domain, RulePlanner(), record_dir=tmp, confirm_timeout_s=30,
+                               confirm_hazards=confirm_hazards)
         assert self.session.record_dir is not None
         self.hub = WebHub(self.session.supervisor, domain, session=self.session,
                           frames_dir=self.session.record_dir / "frames")
@@ -98,8 +99,8 @@ class Rig:
 def rig(tmp_path: Path) -> Iterator[Callable[..., Rig]]:
     made: list[Rig] = []
 
-    def make(domain: str, speech: bool = False) -> Rig:
-        made.append(Rig(domain, tmp_path / f"rec-{len(made)}", speech))
+    def make(domain: str, speech: bool = False, confirm_hazards: tuple[str, ...] = ()) -> Rig:
+        made.append(Rig(domain, tmp_path / f"rec-{len(made)}", speech, confirm_hazards))
         return made[-1]
 
     yield make
@@ -224,6 +225,40 @@ def test_command_plan_question_confirm_radiograph(rig: Callable[..., Rig]) -> No
     # the answered question is closed: answering it again is stale
     late = r.post("/api/confirm", {"question": question["id"], "accept": True})
     assert late.status_code == 409
+
+
+def test_confirm_motion_asks_for_the_view_and_the_page_follows_the_step_asked(rig: Callable[..., Rig]) -> None:
+    """``--confirm-motion`` (the page's default): the view is a question of its own before the gantry moves; a deny
+    moves nothing; while a question is open the state names the step it is about."""
+    r = rig("xray", confirm_hazards=("motion",))
+
+    def sent() -> list[str]:
+        return [m["record"]["skill"] for m in r.seen("audit") if m["record"]["kind"] == "step_sent"]
+
+    assert r.post("/api/command", {"text": SHOT}).status_code == 200
+    view = r.wait("question", hazard="motion", step=0, skill="move_to_view")
+    assert "say 'confirm'" in view["text"]  # the supervisor's words; the page words its own from the fields
+    assert r.seen("state", question=view["id"])[-1]["step"] == 0 and sent() == []
+    assert r.post("/api/confirm", {"question": view["id"], "accept": False}).status_code == 200
+    assert until(lambda: r.state() == "IDLE", 10) and sent() == []
+    assert r.session.supervisor.backend.world_state().facts["view_set"] is False
+
+    assert r.post("/api/command", {"text": SHOT}).status_code == 200
+    assert until(lambda: len(r.seen("question", hazard="motion")) == 2, 20), r.messages[-10:]
+    view = r.seen("question", hazard="motion")[-1]
+    assert view["step"] == 0
+    # a motion step is no exposure: the keyboard shortcut may confirm it
+    assert r.post("/api/confirm", {"question": view["id"], "accept": True, "via": "key"}).status_code == 200
+    shot = r.wait("question", hazard="radiation", step=1, skill="take_shot")
+    assert sent() == ["move_to_view"]
+    state = r.seen("state", question=shot["id"])[-1]
+    assert (state["step"], state["skill"], state["progress"]) == (1, "take_shot", 0.0), state
+    assert r.post("/api/confirm", {"question": shot["id"], "accept": True, "via": "button"}).status_code == 200
+    image = r.wait("image", kind="radiograph")
+    assert r.session.record_dir is not None
+    saved = [m for m in r.seen("log") if image["name"] in m["message"]]
+    assert saved and str(r.session.record_dir) not in saved[0]["message"], saved
+    assert str(r.session.record_dir / image["name"]) in saved[0]["title"]
 
 
 def test_a_stale_question_id_is_409_and_nothing_moves(rig: Callable[..., Rig]) -> None:

@@ -102,6 +102,16 @@ def answer_until_exposure(server: WebServer, page: Console) -> str:
         seen = qid
 
 
+def asked_about(page: Console, index: int, skill: str, steps: int) -> None:
+    """``#step`` and the plan's highlight show the step a question is about, the steps before it done."""
+    page.wait(lambda: page.text("#step") == f"{index + 1}/{steps} {skill}",
+              f"#step shows {page.text('#step')!r}, not the step asked about ({index + 1}/{steps} {skill})")
+    rows = page.els("#plan li.step")
+    current = [li.get_attribute("data-index") for li in rows if "current" in (li.get_attribute("class") or "")]
+    done = [li.get_attribute("data-index") for li in rows if "done" in (li.get_attribute("class") or "")]
+    assert current == [str(index)] and done == [str(i) for i in range(index)], (current, done)
+
+
 def test_lateral_sacrum_plan_view_then_exposure_by_click_shows_the_radiograph(web: Open, shots_dir: Path) -> None:
     server, page = web("xray")
     page.send(XRAY_COMMAND)
@@ -110,10 +120,25 @@ def test_lateral_sacrum_plan_view_then_exposure_by_click_shows_the_radiograph(we
     assert [s["hazard"] for s in steps] == ["motion", "radiation"]
     assert "sacrum" in steps[0]["args"]["anatomy"] and "lateral" in steps[0]["args"]["view"], steps[0]
     assert XRAY_COMMAND in page.text("#history")
-    answer_until_exposure(server, page)
+    # the view first: asked before the gantry moves, in the page's words (buttons, not "say 'confirm'")
+    view = page.wait_question()
+    asked = page.wait(lambda: (q := open_question(server)) and q, "no question in the audit log")
+    assert (asked["skill"], asked["hazard"], asked["step_index"]) == ("move_to_view", "motion", 0), asked
+    assert not server.records("step_sent"), "the gantry moved before the view was confirmed"
+    asked_about(page, 0, "move_to_view", 2)
+    text = page.text("#question-text")
+    assert "say" not in text and "Confirm" in text and "sacrum" in text and "lateral" in text, text
+    assert "say 'confirm'" in (page.el("#question-text").get_attribute("title") or "")  # the supervisor's own
+    page.el("#confirm").click()
+    exposure = page.wait_question(other_than=view)
+    asked = open_question(server)
+    assert (asked["skill"], asked["hazard"], asked["step_index"]) == ("take_shot", "radiation", 1), asked
     # the view is set before the exposure is asked for: the gantry moved, nothing was exposed yet
     assert server.records("step_result", skill="move_to_view", success=True)
+    assert server.records("step_sent", skill="move_to_view")[0]["confirmed"]
     assert not server.records("step_sent", skill="take_shot")
+    asked_about(page, 1, "take_shot", 2)
+    assert "Exposure" in page.text("#question-text") and "say" not in page.text("#question-text")
     assert in_viewport(page, "#stop") and in_viewport(page, "#confirm")
     clicked = time.time()
     page.el("#confirm").click()
@@ -128,8 +153,12 @@ def test_lateral_sacrum_plan_view_then_exposure_by_click_shows_the_radiograph(we
     page.wait(lambda: page.el("img#radiograph").get_attribute("data-sha256") == want,
               f"img#radiograph does not show {pngs[0].name} (sha256 {want[:12]})")
     page.wait(lambda: page.state() == "IDLE", "the run did not end IDLE")
-    assert page.question() == "" and not page.el("#confirm").is_enabled() and not page.el("#deny").is_enabled()
+    assert page.question() == "" and exposure
+    assert not page.el("#confirm").is_enabled() and not page.el("#deny").is_enabled()
     assert page.driver.execute_script("return document.querySelector('img#radiograph').naturalWidth") > 0
+    # the message names the file, not the record folder's temporary path; the path is its tooltip
+    saved = page.wait(lambda: [li for li in page.els("#messages li") if pngs[0].name in li.text], "no saved message")
+    assert str(pngs[0].parent) not in saved[0].text and str(pngs[0]) in (saved[0].get_attribute("title") or "")
     save_screenshot(page.driver, "laptop_xray_radiograph", shots_dir)
 
 
@@ -254,11 +283,11 @@ def test_a_stale_confirm_does_nothing(web: Open) -> None:
     page.driver.execute_script("window.__wsResume()")  # the page catches up, the refusals with it
     page.wait(lambda: page.text("#messages").count("not the open question") == 2, "the stale answers were not refused")
     assert status(page).get("question") == new
-    assert not server.records("step_sent", skill="make_contact"), "a stale confirm started the contact"
+    assert not server.records("step_sent"), "a stale confirm moved the probe"
     assert [r for r in server.audit()[before:] if r.get("kind") == "confirmation"] == []
     assert page.wait_question() == new
     page.el("#confirm").click()
-    page.wait(lambda: server.records("step_sent", skill="make_contact"), "the open question's Confirm did nothing")
+    page.wait(lambda: server.records("step_sent", skill="move_to_window"), "the open question's Confirm did nothing")
 
 
 def _raw(server: WebServer, method: str, path: str, headers: dict[str, str] | None = None,
@@ -329,6 +358,11 @@ def test_the_page_fits_the_screen_with_stop_in_view(web: Open, size: str, shots_
     assert in_viewport(page, "#stop"), f"Stop is off screen at {size}"
     overflow = page.driver.execute_script("return document.scrollingElement.scrollWidth - innerWidth")
     assert overflow <= 0, f"the page scrolls sideways by {overflow} px at {size}"
+    for box in ("#audit", "#messages"):  # long records wrap or are cut short: no box scrolls sideways either
+        wide = page.driver.execute_script(
+            "const e = document.querySelector(arguments[0]); return e.scrollWidth - e.clientWidth", box)
+        assert wide <= 0, f"{box} scrolls sideways by {wide} px at {size}"
+    assert page.els("#audit li") and all(len(li.text) < 400 for li in page.els("#audit li"))
     save_screenshot(page.driver, f"{size}_exposure_question", shots_dir)
     # scrolled to the audit log at the bottom, Stop is still on screen
     page.driver.execute_script("window.scrollTo(0, document.scrollingElement.scrollHeight)")
@@ -364,9 +398,13 @@ def test_push_to_talk_gives_a_read_back_question(web: Open, tmp_path: Path) -> N
     assert "sacrum" in page.text("#question-text").lower(), page.text("#question-text")
     assert not server.records("step_sent"), "a spoken command moved before its read-back was confirmed"
     page.el("#confirm").click()
-    moved = page.wait(lambda: server.records("step_sent", skill="move_to_view"), "confirming the read-back did nothing")
+    # the read-back confirmed, the supervisor asks for the view (the page's --confirm-motion) before it moves
+    view = page.wait_question(other_than=qid)
+    assert open_question(server)["skill"] == "move_to_view" and not server.records("step_sent")
+    page.el("#confirm").click()
+    moved = page.wait(lambda: server.records("step_sent", skill="move_to_view"), "confirming the view did nothing")
     assert moved[0]["args"] == {"anatomy": "sacrum", "view": "lateral"}, moved[0]
-    assert page.question() != qid
+    assert page.question() not in (qid, view)
 
 
 def test_sigterm_closes_the_scene_and_seals_the_log(web: Open) -> None:

@@ -218,7 +218,7 @@ def _parse_set(items: list[str]) -> dict[str, dict[str, str]]:
 
 
 def register(sub: Any) -> None:
-    from medrobot_llm.cli.options import add_domain_argument
+    from medrobot_llm.cli.options import add_confirm_motion_argument, add_domain_argument
 
     p = sub.add_parser(
         "bringup",
@@ -251,6 +251,8 @@ def register(sub: Any) -> None:
     p.add_argument("--planner", choices=("rule", "openai", "hybrid"), default=None,
                    help="how text becomes a plan (default: the parameters file's, rule); openai/hybrid take the "
                    "same settings as `medrobot plan`")
+    add_confirm_motion_argument(p, default=False, where=f" (the {SUPERVISOR.name} node's confirm_hazards "
+                                "parameter; off leaves the parameters file's)")
     p.add_argument("--set", action="append", default=[], metavar="NODE.PARAM=VALUE",
                    help=f"override one parameter of one node, e.g. {SUPERVISOR.name}.confirm_timeout_s=10 "
                    "(repeatable)")
@@ -277,6 +279,10 @@ def _run(args: argparse.Namespace) -> int:
             print("medrobot bringup: --real-time-factor must be >= 0", file=sys.stderr)
             return 2
         overrides.setdefault(SKILL_SERVER.name, {})["real_time_factor"] = repr(float(args.real_time_factor))
+    if args.confirm_motion:
+        from medrobot_llm.cli.options import confirm_hazards
+
+        overrides.setdefault(SUPERVISOR.name, {})["confirm_hazards"] = ",".join(confirm_hazards(args))
     if args.planner:
         overrides.setdefault(PLANNER.name, {})["planner"] = args.planner
     domain_id = ros_domain_id(args.ros_domain_id)

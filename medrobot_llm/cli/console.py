@@ -24,7 +24,8 @@ __all__ = ["register"]
 
 
 def register(sub: Any) -> None:
-    from medrobot_llm.cli.options import add_domain_argument, add_operator_arguments, add_seed_argument
+    from medrobot_llm.cli.options import (add_confirm_motion_argument, add_domain_argument, add_operator_arguments,
+                                          add_seed_argument)
     from medrobot_llm.planning.factory import add_planner_arguments
     from medrobot_llm.consoles.core import CONSOLE_WORDS
 
@@ -66,6 +67,8 @@ def register(sub: Any) -> None:
     add_operator_arguments(p)
     p.add_argument("--confirm-timeout", type=float, default=60.0, metavar="S",
                    help="a confirmation question not answered within S seconds drops the plan (default 60)")
+    add_confirm_motion_argument(p, default=False, where="; with --ros the supervisor's own setting decides "
+                                "(`medrobot bringup --confirm-motion`)")
     p.add_argument("--timeout", type=float, default=600.0, metavar="S",
                    help="piped input: stop the robot if a run has not ended S seconds after the next line waits "
                    "for it (default 600)")
@@ -108,7 +111,7 @@ def _run(args: argparse.Namespace) -> int:
             return 2
     else:
         from medrobot_llm.planning.factory import make_planner
-        from medrobot_llm.cli.options import SESSION_ERRORS, session_error
+        from medrobot_llm.cli.options import SESSION_ERRORS, confirm_hazards, session_error
         from medrobot_llm.session import Session
 
         try:
@@ -118,7 +121,8 @@ def _run(args: argparse.Namespace) -> int:
             return 2
         try:
             session = Session(args.domain, planner, seed=args.seed, gui=args.gui, record_dir=args.record,
-                              audit_path=args.log, confirm_timeout_s=args.confirm_timeout)
+                              audit_path=args.log, confirm_timeout_s=args.confirm_timeout,
+                              confirm_hazards=confirm_hazards(args))
         except ImportError as exc:
             print(f"medrobot console needs the {args.domain} scene ({exc}); run `make setup`", file=sys.stderr)
             return 2

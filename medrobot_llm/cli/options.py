@@ -9,10 +9,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from medrobot_llm.core.command_set import DOMAINS
+from medrobot_llm.core.command_set import DOMAINS, Hazard
 
-__all__ = ["SESSION_ERRORS", "add_domain_argument", "add_operator_arguments", "add_seed_argument", "domain_names",
-           "session_error"]
+__all__ = ["SESSION_ERRORS", "add_confirm_motion_argument", "add_domain_argument", "add_operator_arguments",
+           "add_seed_argument", "confirm_hazards", "domain_names", "session_error"]
 
 
 def domain_names(last: str = "or") -> str:
@@ -44,6 +44,20 @@ def _seed(text: str) -> int:
 def add_seed_argument(parser: argparse.ArgumentParser, help: str = "scene randomisation seed (default 0)") -> None:
     """``--seed``, checked where it is read: a negative seed used to end in numpy's traceback."""
     parser.add_argument("--seed", type=_seed, default=0, help=help)
+
+
+def add_confirm_motion_argument(parser: argparse.ArgumentParser, *, default: bool, where: str = "") -> None:
+    """``--confirm-motion`` / ``--no-confirm-motion``: ask before every motion step too (the gantry moving to a
+    view, the probe to a pose), as "Take a shot!" asks for the view before the exposure. ``default`` differs by
+    console: the web page is built around its Confirm button, a terminal or a benchmark is not."""
+    parser.add_argument("--confirm-motion", action=argparse.BooleanOptionalAction, default=default,
+                        help="ask for a confirmation before each motion step, not only contact and radiation "
+                        f"steps (default {'on' if default else 'off'}){where}")
+
+
+def confirm_hazards(args: argparse.Namespace) -> tuple[str, ...]:
+    """The supervisor's ``confirm_hazards`` that ``--confirm-motion`` stands for."""
+    return (Hazard.MOTION.value,) if args.confirm_motion else ()
 
 
 def add_operator_arguments(parser: argparse.ArgumentParser) -> None:

@@ -29,7 +29,8 @@ __all__ = ["register"]
 
 
 def register(sub: Any) -> None:
-    from medrobot_llm.cli.options import add_domain_argument, add_operator_arguments, add_seed_argument
+    from medrobot_llm.cli.options import (add_confirm_motion_argument, add_domain_argument, add_operator_arguments,
+                                          add_seed_argument)
     from medrobot_llm.consoles.voice.console import DEFAULT_THRESHOLD
     from medrobot_llm.consoles.voice.engines import ENGINES
     from medrobot_llm.planning.factory import add_planner_arguments
@@ -81,6 +82,8 @@ def register(sub: Any) -> None:
                    help=f"act only on transcripts with confidence >= C (default {DEFAULT_THRESHOLD})")
     p.add_argument("--confirm-timeout", type=float, default=60.0, metavar="S",
                    help="a question not answered within S seconds drops the plan (default 60)")
+    add_confirm_motion_argument(p, default=True, where="; with --ros the supervisor's own setting decides "
+                                "(`medrobot bringup --confirm-motion`)")
     add_planner_arguments(p)
     p.set_defaults(func=_run)
 
@@ -136,7 +139,7 @@ def _client(args: argparse.Namespace, stack: contextlib.ExitStack) -> tuple[Supe
             return why
         stack.callback(close)
         return remote, None
-    from medrobot_llm.cli.options import SESSION_ERRORS, session_error
+    from medrobot_llm.cli.options import SESSION_ERRORS, confirm_hazards, session_error
     from medrobot_llm.planning.factory import make_planner
     from medrobot_llm.session import Session
 
@@ -149,7 +152,7 @@ def _client(args: argparse.Namespace, stack: contextlib.ExitStack) -> tuple[Supe
         record = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="medrobot-web-")))
     try:
         session = Session(args.domain, planner, seed=args.seed, record_dir=record, audit_path=args.log,
-                          confirm_timeout_s=args.confirm_timeout)
+                          confirm_timeout_s=args.confirm_timeout, confirm_hazards=confirm_hazards(args))
     except ImportError as exc:
         return f"needs the {args.domain} scene ({exc}); run `make setup`"
     except SESSION_ERRORS as exc:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -25,6 +25,7 @@ __all__ = [
     "ARM_ENTITY",
     "DOMAINS",
     "Domain",
+    "hazards_named",
     "ArgSpec",
     "CommandSet",
     "Condition",
@@ -150,6 +151,19 @@ class Hazard(str, Enum):
     @property
     def moves(self) -> bool:
         return self is not Hazard.NONE
+
+
+def hazards_named(names: Iterable[str]) -> frozenset[Hazard]:
+    """Hazard classes by their skill-file names; a name that is none of them is a ValueError that lists them, so a
+    typo in an option (``motoin``) is refused rather than quietly asking nothing."""
+    out: set[Hazard] = set()
+    for name in names:
+        try:
+            out.add(Hazard(name))
+        except ValueError:
+            raise ValueError(f"{name!r} is not a hazard class; the skill files know "
+                             f"{', '.join(h.value for h in Hazard)}") from None
+    return frozenset(out)
 
 
 class _Strict(BaseModel):

@@ -84,7 +84,7 @@ class AdmissionMixin(SupervisorCore):
                 self._fire(T.REJECT, reason=f"validation: {why}")
                 return Reply(False, self.state, why, checked)
             confirm = set(checked.needs_confirmation)
-            confirm |= {i for i, s in enumerate(checked.steps) if self._hazard(s).needs_confirmation}
+            confirm |= {i for i, s in enumerate(checked.steps) if self._asks(s)}
             run = Run(next(self._run_ids), checked, frozenset(confirm), validated=True)
             self._fire(T.ACCEPT, run=run, reason=f"plan validated: {len(checked.steps)} step(s)")
             return Reply(self.state in (S.EXECUTING, S.AWAITING_CONFIRMATION), self.state,

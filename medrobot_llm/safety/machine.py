@@ -83,7 +83,7 @@ class Guard(Enum):
     """A condition a row needs; the value is the label the diagram shows."""
 
     PLAN_VALIDATED = "validated"
-    STEP_NEEDS_CONFIRMATION = "contact/radiation step"
+    STEP_NEEDS_CONFIRMATION = "step to confirm"
     ANSWERS_QUESTION = "same step"
     QUESTION_FRESH = "not expired"
     QUESTION_EXPIRED = "timed out"
@@ -163,7 +163,8 @@ TRANSITIONS: tuple[Row, ...] = (
 STATE_HELP: Mapping[SupervisorState, str] = {
     S.IDLE: "no plan; ready for a command",
     S.PLANNING: "a command is being turned into a plan and validated against the current world state",
-    S.AWAITING_CONFIRMATION: "the next step is contact or radiation; nothing moves until that step is confirmed",
+    S.AWAITING_CONFIRMATION: "the next step is contact, radiation or a class in confirm_hazards; nothing moves "
+                             "until that step is confirmed",
     S.EXECUTING: "steps are released to the backend one by one",
     S.PAUSED: "motion stopped, plan position kept; `resume` re-sends the interrupted step",
     S.ESTOP: "e-stop latched: the backend is halted until an operator resets",

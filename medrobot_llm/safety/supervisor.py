@@ -8,7 +8,8 @@ e-stop, the watchdog and the executor's worker can all call in from their own th
 
 Three rules shape the code:
 - ``stop`` halts the backend *before* it takes any lock, so an e-stop never waits behind anything;
-- a contact or radiation step is released only with a confirmation of that very step, used once;
+- a contact or radiation step (and a step of any hazard class in ``confirm_hazards``) is released only with a
+  confirmation of that very step, used once;
 - whatever goes wrong inside the machine (a callback raising, a step failing, a silent backend) ends
   in FAULT with the backend halted, latched until an operator resets.
 
@@ -23,11 +24,11 @@ import itertools
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, Self
 
 from medrobot_llm.backends.base import SkillBackend
-from medrobot_llm.core.command_set import load_command_set
+from medrobot_llm.core.command_set import hazards_named, load_command_set
 from medrobot_llm.core.plan import Control, Plan, PlanStatus
 from medrobot_llm.planning.base import Planner
 from medrobot_llm.safety import events as ev
@@ -72,13 +73,17 @@ class Supervisor(AdmissionMixin, StepGateMixin, LatchMixin):
     ``clock`` drives confirmation expiry, step timeouts and the heartbeat check; the backend's
     ``last_heartbeat`` must be on the same clock (``time.monotonic`` for both by default). Tests pass a
     fake clock and ``watchdog_period_s=None`` and call ``tick`` themselves.
+
+    ``confirm_hazards`` names hazard classes whose steps are asked about too, on top of contact and radiation:
+    ``("motion",)`` asks before the gantry moves to a view, as "Take a shot!" does. None by default, so a
+    console or benchmark that does not ask for it keeps the questions the skill files alone make.
     """
 
     def __init__(self, backend: SkillBackend, planner: Planner | None = None, *, domain: str | None = None,
                  audit: AuditLog | None = None, clock: Callable[[], float] = time.monotonic,
                  confirm_timeout_s: float = 30.0, step_timeout_s: float = 60.0,
                  heartbeat_timeout_s: float = 1.0, watchdog_period_s: float | None = 0.05,
-                 reset_wait_s: float = 2.0) -> None:
+                 reset_wait_s: float = 2.0, confirm_hazards: Iterable[str] = ()) -> None:
         self.backend = backend
         self.planner = planner
         self.domain: str = str(domain or getattr(backend, "domain", ""))
@@ -90,6 +95,7 @@ class Supervisor(AdmissionMixin, StepGateMixin, LatchMixin):
         self.heartbeat_timeout_s = heartbeat_timeout_s
         self.watchdog_period_s = watchdog_period_s
         self.reset_wait_s = reset_wait_s
+        self.confirm_hazards = hazards_named(confirm_hazards)
 
         self._lock = threading.RLock()
         self._cond = threading.Condition(self._lock)
@@ -124,7 +130,8 @@ class Supervisor(AdmissionMixin, StepGateMixin, LatchMixin):
             planner=getattr(planner, "name", type(planner).__name__) if planner is not None else None,
             state=self.state.value, world=self._world_json(),
             config={"confirm_timeout_s": confirm_timeout_s, "step_timeout_s": step_timeout_s,
-                    "heartbeat_timeout_s": heartbeat_timeout_s}))
+                    "heartbeat_timeout_s": heartbeat_timeout_s,
+                    "confirm_hazards": sorted(h.value for h in self.confirm_hazards)}))
         self._watch_stop = threading.Event()
         self._watchdog: threading.Thread | None = None
         if watchdog_period_s is not None:

@@ -55,6 +55,7 @@ class SupervisorCore:
     audit: AuditLog
     clock: Callable[[], float]
     confirm_timeout_s: float
+    confirm_hazards: frozenset[Hazard]
     step_timeout_s: float
     heartbeat_timeout_s: float
     watchdog_period_s: float | None
@@ -286,6 +287,11 @@ class SupervisorCore:
         except Exception:  # noqa: BLE001
             return False
 
+    def _asks(self, step: Step) -> bool:
+        """Whether a step waits for a confirmation of its own: the skill file says so, or the operator asked."""
+        hazard = self._hazard(step)
+        return hazard.needs_confirmation or hazard in self.confirm_hazards
+
     def _hazard(self, step: Step) -> Hazard:
         spec = self.command_set.skill(step.skill)
         return spec.hazard if spec is not None else Hazard.MOTION
@@ -297,7 +303,7 @@ class SupervisorCore:
             shots = [k for k, s in enumerate(run.steps) if self._hazard(s) is Hazard.RADIATION]
             head = f"Confirm exposure {shots.index(i) + 1} of {len(shots)}"
         else:
-            head = f"Confirm contact step {i + 1} of {len(run.steps)}"
+            head = f"Confirm {hazard.value} step {i + 1} of {len(run.steps)}"
         now = self.clock()
         return Question(run.id, i, step.skill, hazard, f"{head}: {step.describe()} — say 'confirm'",
                         now, now + self.confirm_timeout_s)

@@ -44,7 +44,7 @@ from medrobot_interfaces.msg import SupervisorState as StateMsg
 from medrobot_interfaces.srv import PlanCommand
 
 from medrobot_llm.backends.ros.nodes import SUPERVISOR
-from medrobot_llm.core.command_set import DOMAINS
+from medrobot_llm.core.command_set import DOMAINS, hazards_named
 from medrobot_llm.safety import events as ev
 from medrobot_llm.safety.audit import AuditLog
 from medrobot_llm.backends.base import CancelToken
@@ -111,7 +111,7 @@ class SupervisorNode(Node):
         audit = AuditLog(p["audit_log"]) if p["audit_log"] else AuditLog(None, keep_records=False)
         self.sup = Supervisor(self.backend, None, domain=self.domain, audit=audit,
                               confirm_timeout_s=p["confirm_timeout_s"], step_timeout_s=p["step_timeout_s"],
-                              heartbeat_timeout_s=p["heartbeat_timeout_s"])
+                              heartbeat_timeout_s=p["heartbeat_timeout_s"], confirm_hazards=p["confirm_hazards"])
         self.sup.subscribe(self._on_record)
         self._own_estop_gids = self._estop_publisher_gids()
         self.create_subscription(Bool, TOPIC_ESTOP, self._on_estop, latched_qos(5), callback_group=self._estop_group)
@@ -129,7 +129,7 @@ class SupervisorNode(Node):
         defaults: dict[str, Any] = {"domain": "", "confirm_timeout_s": 30.0, "step_timeout_s": 60.0,
                                     "heartbeat_timeout_s": 1.0, "cancel_grace_s": 1.0, "audit_log": "",
                                     "state_hz": 5.0, "heartbeat_hz": 10.0, "keys_dir": "",
-                                    "command_window_s": DEFAULT_COMMAND_WINDOW_S}
+                                    "command_window_s": DEFAULT_COMMAND_WINDOW_S, "confirm_hazards": ""}
         out = {}
         for name, default in defaults.items():
             value = self.declare_parameter(name, overrides.get(name, default)).value
@@ -137,6 +137,12 @@ class SupervisorNode(Node):
         if not out["domain"]:
             raise SystemExit("medrobot supervisor: the 'domain' parameter is required "
                              f"({', '.join(DOMAINS)})")
+        # a string, not a string array: an empty array parameter has no type ROS can declare
+        names = [n for n in str(out["confirm_hazards"]).replace(",", " ").split() if n]
+        try:
+            out["confirm_hazards"] = tuple(sorted(h.value for h in hazards_named(names)))
+        except ValueError as exc:
+            raise SystemExit(f"medrobot supervisor: confirm_hazards: {exc}") from None
         for rate in ("state_hz", "heartbeat_hz", "command_window_s"):
             if not out[rate] > 0:
                 raise SystemExit(f"medrobot supervisor: {rate} must be > 0")

@@ -42,7 +42,7 @@ __all__ = ["COOKIE", "Access", "create_app"]
 
 COOKIE = "medrobot_session"
 _M = TypeVar("_M", bound=BaseModel)
-_STATIC = {"app.js": "text/javascript", "app.css": "text/css"}
+_STATIC = {"app.js": "text/javascript", "app.css": "text/css", "tap.js": "text/javascript"}
 _HEADERS = {
     "Cache-Control": "no-store",
     "X-Content-Type-Options": "nosniff",

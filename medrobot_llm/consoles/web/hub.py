@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import re
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from medrobot_llm.consoles.core import line_intent
 from medrobot_llm.consoles.output import format_telemetry
@@ -61,6 +62,14 @@ _SOURCE = "web"
 _FEEDBACK_INTERVAL_S = 0.1
 #: images kept by hash for the URLs already sent (a few runs' worth of frames and captures)
 _RECENT_IMAGES = 32
+#: an absolute path in a step's message (a temporary record folder is long and says nothing): its last part stays
+_PATH = re.compile(r"(?<![\w.~])/(?:[^\s/]+/)+([^\s/,;:()]+)")
+
+
+def _log(message: str, level: Literal["info", "warning", "alarm"] = "info") -> LogMessage:
+    """A line for the page's messages, with file names for paths and the whole text as its tooltip."""
+    short = _PATH.sub(r"\1", message)
+    return LogMessage(level=level, message=short, title=message if short != message else "")
 
 
 @dataclass(frozen=True)
@@ -406,8 +415,8 @@ class WebHub:
             case ev.StepResultEvent():
                 label = f"step {event.step + 1}/{len(self.steps) or '?'} {event.skill}"
                 if event.success:
-                    return [LogMessage(message=f"ok {label}: {event.message}")]
-                return [LogMessage(level="warning", message=f"{event.failure.upper()} {label}: {event.message}")]
+                    return [_log(f"ok {label}: {event.message}")]
+                return [_log(f"{event.failure.upper()} {label}: {event.message}", "warning")]
             case ev.StepRejectedEvent():
                 return [LogMessage(level="warning", message=f"step {event.step + 1} not sent: {event.reason}")]
             case ev.EstopEvent():
@@ -432,6 +441,8 @@ class WebHub:
         with self._lock:
             dropped = self.question
             self.question = q
+            # the step asked about is the current one: the one before it is done, this one waits for the answer
+            self.step, self.progress = step, 0.0
         if dropped is not None and dropped.kind == "readback" and dropped.plan is not None and self.session:
             self.session.discard(dropped.plan)
         return [q.message(), self._state_message()]

@@ -110,6 +110,8 @@ class LogMessage(_Message):
     type: Literal["log"] = "log"
     level: Literal["info", "warning", "alarm"] = "info"
     message: str
+    #: the whole text when ``message`` shows a file's name for its path (the page's tooltip)
+    title: str = ""
 
 
 class TelemetryMessage(_Message):

@@ -6,6 +6,7 @@ const $ = (id) => document.getElementById(id);
 const MAX_LIST = 200;
 let socket = null;
 let openQuestion = null; // {id, hazard, kind}
+let shownPlan = null; // the last plan message: a question names its step, the page shows that step's arguments
 let retryMs = 250;
 
 function post(path, body, type) {
@@ -25,9 +26,10 @@ function post(path, body, type) {
 
 function trim(list) { while (list.children.length > MAX_LIST) list.removeChild(list.lastChild); }
 
-function note(text, level) {
+function note(text, level, title) {
   const li = document.createElement("li");
   li.textContent = text;
+  if (title) li.title = title;
   li.className = level || "info";
   $("messages").prepend(li);
   trim($("messages"));
@@ -58,6 +60,7 @@ const show = {
     if ((m.question || null) !== (openQuestion ? openQuestion.id : null) && !m.question) setQuestion(null);
   },
   plan(m) {
+    shownPlan = m;
     const ol = $("plan");
     ol.replaceChildren();
     ol.dataset.status = m.status;
@@ -98,7 +101,7 @@ const show = {
   },
   question(m) { setQuestion(m.id ? m : null); },
   reply(m) { note(m.ok ? m.message : `REFUSED: ${m.message}`, m.ok ? "info" : "refused"); },
-  log(m) { note(m.message, m.level); },
+  log(m) { note(m.message, m.level, m.title); },
   transcript(m) { note(`heard “${m.text}” (${Number(m.confidence).toFixed(2)}): ${m.message}`, "info"); },
   telemetry(m) { $("telemetry").textContent = m.text; },
   image(m) {
@@ -111,11 +114,46 @@ const show = {
   audit(m) {
     const li = document.createElement("li");
     const r = m.record;
-    li.textContent = `${r.seq ?? ""} ${r.kind} ${JSON.stringify(r).slice(0, 240)}`;
+    li.textContent = auditLine(r);
+    li.title = JSON.stringify(r).slice(0, 4000);
     $("audit").prepend(li);
     trim($("audit"));
   },
 };
+
+// One line per record: its number, its kind and the few fields that say what happened; the whole record is the
+// line's tooltip (and in the log file).
+const AUDIT_FIELDS = ["from", "to", "trigger", "text", "skill", "step", "step_index", "hazard", "accepted", "ok",
+  "success", "outcome", "reason", "message", "source"];
+
+function auditLine(r) {
+  const short = (v) => {
+    const s = typeof v === "string" ? v : JSON.stringify(v);
+    return s.length > 60 ? `${s.slice(0, 59)}…` : s;
+  };
+  const parts = AUDIT_FIELDS.filter((k) => r[k] !== undefined && r[k] !== null && r[k] !== "")
+    .map((k) => `${k}=${short(r[k])}`);
+  return [`#${r.seq ?? "?"}`, r.kind, ...parts].join(" ");
+}
+
+// The supervisor's question is worded for a terminal or a voice ("say 'confirm'"); the page words its own from the
+// question's fields and the plan it shows, and keeps the supervisor's text as the tooltip.
+const ASKS = {
+  radiation: ["Exposure", "Press Confirm to expose (the button: a key alone does not)"],
+  contact: ["Contact", "Press Confirm to make contact"],
+  motion: ["Motion", "Press Confirm to move"],
+};
+
+function questionText(q) {
+  if (q.kind !== "step" || q.step === null || q.step === undefined) return q.text;
+  const steps = shownPlan ? shownPlan.steps : [];
+  const step = steps.find((s) => s.index === q.step);
+  const args = step ? Object.entries(step.args).map(([k, v]) => `${k}=${v}`).join(", ") : "";
+  const what = `${q.skill || (step && step.skill) || "step"}${args ? `(${args})` : ""}`;
+  const [head, act] = ASKS[q.hazard] || ["Step", "Press Confirm to run it"];
+  const of = steps.length ? ` of ${steps.length}` : "";
+  return `${head} — step ${q.step + 1}${of}: ${what}. ${act}, or Deny to cancel the plan.`;
+}
 
 function setQuestion(q) {
   openQuestion = q;
@@ -125,7 +163,8 @@ function setQuestion(q) {
   box.dataset.hazard = q && q.hazard ? q.hazard : "";
   box.classList.toggle("open", !!q);
   box.classList.toggle("radiation", !!q && q.hazard === "radiation");
-  $("question-text").textContent = q ? q.text : "No question open.";
+  $("question-text").textContent = q ? questionText(q) : "No question open.";
+  $("question-text").title = q ? q.text : "";
   $("confirm").disabled = !q;
   $("deny").disabled = !q;
 }
@@ -175,12 +214,13 @@ async function startTalking() {
   try {
     const stream = await navigator.mediaDevices.getUserMedia({ audio: true });
     const ctx = new AudioContext();
+    await ctx.audioWorklet.addModule("/static/tap.js");
     const source = ctx.createMediaStreamSource(stream);
-    const node = ctx.createScriptProcessor(4096, 1, 1);
+    // no outputs: the audio thread pulls it all the same, and nothing is played back
+    const node = new AudioWorkletNode(ctx, "medrobot-tap", { numberOfInputs: 1, numberOfOutputs: 0, channelCount: 1 });
     const chunks = [];
-    node.onaudioprocess = (e) => chunks.push(new Float32Array(e.inputBuffer.getChannelData(0)));
+    node.port.onmessage = (e) => chunks.push(e.data);
     source.connect(node);
-    node.connect(ctx.destination);
     rec = { stream, ctx, node, chunks };
     $("talk").classList.add("recording");
   } catch (e) {
@@ -207,6 +247,7 @@ async function stopTalking() {
   const { stream, ctx, node, chunks } = rec;
   rec = null;
   $("talk").classList.remove("recording");
+  node.port.onmessage = null;
   node.disconnect();
   stream.getTracks().forEach((t) => t.stop());
   const rate = ctx.sampleRate;
