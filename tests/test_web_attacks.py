@@ -43,6 +43,18 @@ rig = test_web.rig  # the same rigs as the web console's own tests
 pytestmark = pytest.mark.sim
 
 
+def _given(ok: bool, what: str) -> None:
+    """A precondition of the attack: its failure is an error, never the expected AssertionError of the xfail."""
+    if not ok:
+        raise RuntimeError(f"the attack could not be set up: {what}")
+
+
+def _exposure_question(r: Rig) -> dict[str, Any]:
+    _given(r.post("/api/command", {"text": SHOT}).status_code == 200, SHOT)
+    _given(until(lambda: bool(r.seen("question", hazard="radiation")), 20), "no exposure question")
+    return r.seen("question", hazard="radiation")[-1]
+
+
 def _exposures_sent(r: Rig) -> list[dict[str, Any]]:
     return [m["record"] for m in r.seen("audit")
             if m["record"]["kind"] == "step_sent" and m["record"]["skill"] == "take_shot"]
@@ -55,14 +67,13 @@ def _exposures_sent(r: Rig) -> list[dict[str, Any]]:
                           "or zero-width letters are taken as the answer and fire the tube from the command box")
 def test_no_typed_wording_confirms_an_exposure(rig: Callable[..., Rig]) -> None:
     r = rig("xray")
-    assert r.post("/api/command", {"text": SHOT}).status_code == 200
-    question = r.wait("question", hazard="radiation")
+    question = _exposure_question(r)
     for typed in ("confirm exposure", "please confirm", "yes confirm", "confirm\tnow", "ｃｏｎｆｉｒｍ", "ｙｅｓ",
                   "con\u200bfirm"):
         resp = r.post("/api/command", {"text": typed})
         assert resp.status_code == 409 and "button" in resp.json()["error"], (typed, resp.text)
         assert r.state() == "AWAITING_CONFIRMATION" and not _exposures_sent(r), typed
-    assert r.post("/api/confirm", {"question": question["id"], "accept": False}).status_code == 200
+    r.post("/api/confirm", {"question": question["id"], "accept": False})
 
 
 # ------------------------------------------------------------------ reset
@@ -74,8 +85,7 @@ def test_reset_without_a_stop_is_a_4xx_json_refusal(rig: Callable[..., Rig], whe
     r = rig("xray")
     http = TestClient(r.app, base_url=BASE, cookies=dict(r.http.cookies), raise_server_exceptions=False)
     if when != "idle":
-        assert r.post("/api/command", {"text": SHOT}).status_code == 200
-        r.wait("question", hazard="radiation")
+        _exposure_question(r)
     before = r.state()
     resp = http.post("/api/reset")
     assert 400 <= resp.status_code < 500, (resp.status_code, resp.text)
@@ -91,8 +101,7 @@ def test_reset_without_a_stop_is_a_4xx_json_refusal(rig: Callable[..., Rig], whe
                                   {"accept": True}], ids=["string", "number", "no-via"])
 def test_an_exposure_answer_must_be_a_strict_body(rig: Callable[..., Rig], body: dict[str, Any]) -> None:
     r = rig("xray")
-    assert r.post("/api/command", {"text": SHOT}).status_code == 200
-    question = r.wait("question", hazard="radiation")
+    question = _exposure_question(r)
     resp = r.post("/api/confirm", {"question": question["id"], **body})
     assert resp.status_code == 422, resp.text
     assert r.state() == "AWAITING_CONFIRMATION" and not _exposures_sent(r)
@@ -107,7 +116,8 @@ def _served(tmp: Path, domain: str = "xray") -> Iterator[tuple[str, Path]]:
         proc = subprocess.Popen([sys.executable, "-m", "medrobot_llm.cli", "web", "--domain", domain, "--log",
                                  str(log)], stdout=subprocess.PIPE, stderr=err, text=True)
         try:
-            assert proc.stdout is not None
+            _given(proc.stdout is not None, "no stdout")
+            assert proc.stdout is not None  # for mypy
             first = proc.stdout.readline()
             if " open " not in first:
                 raise RuntimeError(f"medrobot web printed {first!r}; see {err.name}")
@@ -125,7 +135,7 @@ def _browser(url: str, jar: http.cookiejar.CookieJar | None = None) -> urllib.re
     """An HTTP client with a cookie jar, logged in by the printed URL (its one-time token)."""
     opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar or http.cookiejar.CookieJar()))
     with opener.open(url, timeout=30) as resp:
-        assert resp.status == 200
+        _given(resp.status == 200, f"logging in gave {resp.status}")
     return opener
 
 
@@ -197,8 +207,7 @@ def test_a_recording_does_not_take_the_place_of_an_open_exposure_question(rig: C
         pytest.fail("espeak-ng is not installed (the voice tests need it: apt-get install espeak-ng)")
     pytest.importorskip("pocketsphinx")
     r = rig("xray", speech=True)
-    assert r.post("/api/command", {"text": SHOT}).status_code == 200
-    exposure = r.wait("question", hazard="radiation")
+    exposure = _exposure_question(r)
     spoken = r.http.post("/api/speech", content=_say(tmp_path, "lateral view of the sacrum"),
                          headers={"content-type": "audio/wav"})
     assert spoken.status_code < 500, spoken.text
@@ -220,9 +229,9 @@ def test_a_second_console_on_the_same_machine_does_not_log_the_first_out(tmp_pat
     jar = http.cookiejar.CookieJar()  # one browser: RFC 6265 cookies, which ignore the port
     with _served(tmp_path, "xray") as (first, _), _served(tmp_path, "ultrasound") as (second, _):
         browser = _browser(first, jar)
-        assert _status(browser, first) == 200
+        _given(_status(browser, first) == 200, "the first console refused its own session")
         _browser(second, jar)
-        assert _status(browser, second) == 200
+        _given(_status(browser, second) == 200, "the second console refused its own session")
         assert _status(browser, first) == 200, "the first console's page lost its session"
 
 
@@ -249,7 +258,7 @@ def page(tmp_path: Path) -> Iterator[tuple[Any, Path]]:
         driver = _driver()
         try:
             driver.get(url)
-            assert until(lambda: driver.find_element("id", "link").text == "live", 30)
+            _given(until(lambda: driver.find_element("id", "link").text == "live", 30), "the page never went live")
             yield driver, log
         finally:
             driver.quit()
@@ -262,7 +271,7 @@ def _type_command(driver: Any, text: str) -> str:
     box.click()
     box.send_keys(text, Keys.ENTER)
     question = driver.find_element("id", "question")
-    assert until(lambda: question.get_attribute("data-hazard") == "radiation", 30)
+    _given(until(lambda: question.get_attribute("data-hazard") == "radiation", 30), f"no exposure for {text!r}")
     return str(question.get_attribute("data-question"))
 
 
@@ -276,7 +285,7 @@ def _finish_denying(driver: Any, log: Path) -> list[dict[str, Any]]:
             deny.click()
         return str(state.text) == "IDLE"
 
-    assert until(idle, 30)
+    _given(until(idle, 30), "the page never came back to IDLE")
     return [r for r in load_jsonl(log) if r["kind"] == "step_sent" and r["skill"] == "take_shot"]
 
 
@@ -295,7 +304,7 @@ def test_an_exposure_is_not_confirmed_from_the_keyboard_alone(page: tuple[Any, P
         if driver.switch_to.active_element.get_attribute("id") == "confirm":
             break
         keys.send_keys(Keys.TAB).perform()
-    assert driver.switch_to.active_element.get_attribute("id") == "confirm"
+    _given(driver.switch_to.active_element.get_attribute("id") == "confirm", "Tab never reached Confirm")
     keys.send_keys(Keys.ENTER).perform()
     assert _finish_denying(driver, log) == []
     assert not driver.find_element("id", "radiograph").get_attribute("data-sha256")
@@ -303,16 +312,16 @@ def test_an_exposure_is_not_confirmed_from_the_keyboard_alone(page: tuple[Any, P
 
 @pytest.mark.slow
 @pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="the Confirm button takes a click the instant a new question appears: in 'take two "
-                          "shots' the second question shows ~0.3 s after the first is confirmed, so the second click "
-                          "of a slow double click (or a click aimed at the first) fires the second exposure")
+                   reason="the Confirm button takes a click the instant a new question appears: with two "
+                          "exposures in a plan the second question shows ~0.3 s after the first is confirmed, so the "
+                          "second click of a slow double click (or one aimed at the first) fires the second exposure")
 def test_a_click_landing_as_the_next_exposure_appears_fires_nothing(page: tuple[Any, Path]) -> None:
     driver, log = page
-    first = _type_command(driver, "take two shots")
+    first = _type_command(driver, "lateral of the sacrum and take two shots")
     confirm = driver.find_element("id", "confirm")
     question = driver.find_element("id", "question")
     confirm.click()
-    assert until(lambda: question.get_attribute("data-question") not in ("", first), 30)
+    _given(until(lambda: question.get_attribute("data-question") not in ("", first), 30), "no second exposure")
     confirm.click()  # the second click of the double click, right after the new question showed
     sent = _finish_denying(driver, log)
     assert len(sent) == 1, f"{len(sent)} exposures from one double click"
