@@ -133,7 +133,8 @@ def _served(tmp: Path, domain: str = "xray") -> Iterator[tuple[str, Path]]:
 
 def _browser(url: str, jar: http.cookiejar.CookieJar | None = None) -> urllib.request.OpenerDirector:
     """An HTTP client with a cookie jar, logged in by the printed URL (its one-time token)."""
-    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar or http.cookiejar.CookieJar()))
+    cookies = http.cookiejar.CookieJar() if jar is None else jar  # an empty jar is falsy: no `jar or ...`
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(cookies))
     with opener.open(url, timeout=30) as resp:
         _given(resp.status == 200, f"logging in gave {resp.status}")
     return opener
