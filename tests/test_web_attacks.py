@@ -1,0 +1,328 @@
+"""Attacks on the web console (issue 19) by a careless or hostile user, written without reading its code.
+
+Each test here is a problem found on branch ``web``: it states what must hold and is marked
+``xfail(strict=True, raises=AssertionError)``, so it passes while the problem is there, turns red (XPASS) once it
+is fixed (then drop the mark), and cannot pass for the wrong reason: a missing browser or a crash is not an
+AssertionError. The attacks that held are listed in the report of branch ``att19``, not here.
+"""
+
+from __future__ import annotations
+
+import array
+import http.cookiejar
+import io
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+import wave
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("starlette")
+pytest.importorskip("pybullet")
+
+from starlette.testclient import TestClient  # noqa: E402
+
+from _helpers_supervisor import until  # noqa: E402
+from conftest import load_jsonl  # noqa: E402
+import test_web  # noqa: E402
+from test_web import BASE, SHOT, Rig, _say  # noqa: E402
+
+rig = test_web.rig  # the same rigs as the web console's own tests
+
+pytestmark = pytest.mark.sim
+
+
+def _given(ok: bool, what: str) -> None:
+    """A precondition of the attack: its failure is an error, never the expected AssertionError of the xfail."""
+    if not ok:
+        raise RuntimeError(f"the attack could not be set up: {what}")
+
+
+def _exposure_question(r: Rig) -> dict[str, Any]:
+    _given(r.post("/api/command", {"text": SHOT}).status_code == 200, SHOT)
+    _given(until(lambda: bool(r.seen("question", hazard="radiation")), 20), "no exposure question")
+    return r.seen("question", hazard="radiation")[-1]
+
+
+def _exposures_sent(r: Rig) -> list[dict[str, Any]]:
+    return [m["record"] for m in r.seen("audit")
+            if m["record"]["kind"] == "step_sent" and m["record"]["skill"] == "take_shot"]
+
+
+# ------------------------------------------------------------------ the command box
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="the typed-answer refusal matches a few exact words ('yes', 'confirm', ...), while the "
+                          "supervisor normalises the text further: 'confirm exposure', 'please confirm', fullwidth "
+                          "or zero-width letters are taken as the answer and fire the tube from the command box")
+def test_no_typed_wording_confirms_an_exposure(rig: Callable[..., Rig]) -> None:
+    r = rig("xray")
+    question = _exposure_question(r)
+    for typed in ("confirm exposure", "please confirm", "yes confirm", "confirm\tnow", "ｃｏｎｆｉｒｍ", "ｙｅｓ",
+                  "con\u200bfirm"):
+        resp = r.post("/api/command", {"text": typed})
+        assert resp.status_code == 409 and "button" in resp.json()["error"], (typed, resp.text)
+        assert r.state() == "AWAITING_CONFIRMATION" and not _exposures_sent(r), typed
+    r.post("/api/confirm", {"question": question["id"], "accept": False})
+
+
+# ------------------------------------------------------------------ reset
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="Reset while nothing is latched raises the supervisor's InvalidTransition out of the "
+                          "route: a plain-text 500 (the page shows 'Internal Server Error'), not a 4xx JSON refusal")
+@pytest.mark.parametrize("when", ["idle", "awaiting an exposure"])
+def test_reset_without_a_stop_is_a_4xx_json_refusal(rig: Callable[..., Rig], when: str) -> None:
+    r = rig("xray")
+    http = TestClient(r.app, base_url=BASE, cookies=dict(r.http.cookies), raise_server_exceptions=False)
+    if when != "idle":
+        _exposure_question(r)
+    before = r.state()
+    resp = http.post("/api/reset")
+    assert 400 <= resp.status_code < 500, (resp.status_code, resp.text)
+    assert resp.headers["content-type"] == "application/json" and resp.json()["error"], resp.text
+    assert r.state() == before
+
+
+# ------------------------------------------------------------------ confirm bodies
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="the confirm body is validated laxly: accept 'true' or 1 is coerced to true, and a body "
+                          "without 'via' counts as the button, so an exposure is fired by bodies the page never sends")
+@pytest.mark.parametrize("body", [{"accept": "true", "via": "button"}, {"accept": 1, "via": "button"},
+                                  {"accept": True}], ids=["string", "number", "no-via"])
+def test_an_exposure_answer_must_be_a_strict_body(rig: Callable[..., Rig], body: dict[str, Any]) -> None:
+    r = rig("xray")
+    question = _exposure_question(r)
+    resp = r.post("/api/confirm", {"question": question["id"], **body})
+    assert resp.status_code == 422, resp.text
+    assert r.state() == "AWAITING_CONFIRMATION" and not _exposures_sent(r)
+
+
+# ------------------------------------------------------------------ real servers, as an operator starts them
+@contextmanager
+def _served(tmp: Path, domain: str = "xray") -> Iterator[tuple[str, Path]]:
+    """``medrobot web`` as an operator starts it: yields the printed URL and its audit log."""
+    log = tmp / f"{domain}-{len(list(tmp.iterdir()))}.jsonl"
+    with (tmp / f"{log.stem}.stderr").open("w") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "medrobot_llm.cli", "web", "--domain", domain, "--log",
+                                 str(log)], stdout=subprocess.PIPE, stderr=err, text=True)
+        try:
+            _given(proc.stdout is not None, "no stdout")
+            assert proc.stdout is not None  # for mypy
+            first = proc.stdout.readline()
+            if " open " not in first:
+                raise RuntimeError(f"medrobot web printed {first!r}; see {err.name}")
+            yield first.split(" open ", 1)[1].strip(), log
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def _browser(url: str, jar: http.cookiejar.CookieJar | None = None) -> urllib.request.OpenerDirector:
+    """An HTTP client with a cookie jar, logged in by the printed URL (its one-time token)."""
+    cookies = http.cookiejar.CookieJar() if jar is None else jar  # an empty jar is falsy: no `jar or ...`
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(cookies))
+    with opener.open(url, timeout=30) as resp:
+        _given(resp.status == 200, f"logging in gave {resp.status}")
+    return opener
+
+
+def _status(opener: urllib.request.OpenerDirector, url: str) -> int:
+    try:
+        with opener.open(url.split("?")[0] + "api/status", timeout=30) as resp:
+            return int(resp.status)
+    except urllib.error.HTTPError as e:
+        return int(e.code)
+
+
+# ------------------------------------------------------------------ speech
+def _noise_wav(seconds: float) -> bytes:
+    """Loud-ish noise: the recogniser searches hard in it, as in a noisy room or a button held too long."""
+    rng = random.Random(19)
+    samples = array.array("h", (rng.randint(-3000, 3000) for _ in range(int(16000 * seconds))))
+    out = io.BytesIO()
+    with wave.open(out, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+        w.writeframes(samples.tobytes())
+    return out.getvalue()
+
+
+@pytest.mark.voice
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="pocketsphinx decodes a whole recording in one call that holds the GIL: a 20 s "
+                          "recording (a tenth of the 10 MB allowed) freezes the whole server, the Stop request "
+                          "included, for as long as the decode takes (17-24 s here under load)")
+def test_a_stop_does_not_wait_for_a_recording_being_transcribed(tmp_path: Path) -> None:
+    pytest.importorskip("pocketsphinx")
+    wav = _noise_wav(20.0)
+    with _served(tmp_path) as (url, _):
+        browser = _browser(url)
+        base = url.split("?")[0]
+        answers: list[int] = []
+
+        def talk() -> None:
+            speech = urllib.request.Request(base + "api/speech", data=wav, method="POST",
+                                            headers={"Content-Type": "audio/wav"})
+            with browser.open(speech, timeout=300) as resp:
+                answers.append(int(resp.status))
+
+        upload = threading.Thread(target=talk)
+        upload.start()
+        waits: list[float] = []
+        # Stop, again and again, for as long as the recording is being heard: each must be answered at once
+        while upload.is_alive():
+            began = time.monotonic()
+            with browser.open(urllib.request.Request(base + "api/stop", method="POST"), timeout=300) as resp:
+                assert resp.status == 200
+            waits.append(time.monotonic() - began)
+            upload.join(0.05)
+    assert answers, "the recording got no answer"
+    assert max(waits) < 1.0, f"a stop waited {max(waits):.1f} s behind the transcription ({len(waits)} stops)"
+
+
+@pytest.mark.voice
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="a recording while an exposure question is open replaces it with a read-back question: "
+                          "the exposure is still awaited by the supervisor but its id is refused (409 'not the open "
+                          "question'), so the page can neither confirm nor deny it; after the read-back fails the "
+                          "page shows no question at all while the state is AWAITING_CONFIRMATION")
+def test_a_recording_does_not_take_the_place_of_an_open_exposure_question(rig: Callable[..., Rig],
+                                                                            tmp_path: Path) -> None:
+    if shutil.which("espeak-ng") is None:
+        pytest.fail("espeak-ng is not installed (the voice tests need it: apt-get install espeak-ng)")
+    pytest.importorskip("pocketsphinx")
+    r = rig("xray", speech=True)
+    exposure = _exposure_question(r)
+    spoken = r.http.post("/api/speech", content=_say(tmp_path, "lateral view of the sacrum"),
+                         headers={"content-type": "audio/wav"})
+    assert spoken.status_code < 500, spoken.text
+    status = r.http.get("/api/status").json()
+    assert status["state"] == "AWAITING_CONFIRMATION" and status["question"] == exposure["id"], status
+    deny = r.post("/api/confirm", {"question": exposure["id"], "accept": False, "via": "button"})
+    assert deny.status_code == 200, deny.text
+    assert until(lambda: r.state() == "IDLE", 10) and not _exposures_sent(r)
+
+
+# ------------------------------------------------------------------ two consoles, one browser
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="every console names its cookie medrobot_session and cookies do not keep ports apart: "
+                          "opening a second console on the same machine (another domain, another robot) in the "
+                          "same browser overwrites the first one's session, whose page then gets 401 for "
+                          "Confirm, Reset, its images and the WebSocket's reconnect")
+def test_a_second_console_on_the_same_machine_does_not_log_the_first_out(tmp_path: Path) -> None:
+    jar = http.cookiejar.CookieJar()  # one browser: RFC 6265 cookies, which ignore the port
+    with _served(tmp_path, "xray") as (first, _), _served(tmp_path, "ultrasound") as (second, _):
+        browser = _browser(first, jar)
+        _given(_status(browser, first) == 200, "the first console refused its own session")
+        _browser(second, jar)
+        _given(_status(browser, second) == 200, "the second console refused its own session")
+        assert _status(browser, first) == 200, "the first console's page lost its session"
+
+
+# ------------------------------------------------------------------ the page in chromium
+def _driver() -> Any:
+    for exe in ("chromium", "chromedriver"):
+        if shutil.which(exe) is None:
+            pytest.fail(f"{exe} is not installed (the browser tests need it: apt-get install chromium "
+                        "chromium-driver)")
+    webdriver = pytest.importorskip("selenium.webdriver")
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(shutil.which("chromium"))
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1280,900"):
+        options.add_argument(arg)
+    return webdriver.Chrome(service=Service(str(shutil.which("chromedriver"))), options=options)
+
+
+@pytest.fixture
+def page(tmp_path: Path) -> Iterator[tuple[Any, Path]]:
+    """A headless chromium on a freshly started xray console; yields the driver and the console's audit log."""
+    with _served(tmp_path) as (url, log):
+        driver = _driver()
+        try:
+            driver.get(url)
+            _given(until(lambda: driver.find_element("id", "link").text == "live", 30), "the page never went live")
+            yield driver, log
+        finally:
+            driver.quit()
+
+
+def _type_command(driver: Any, text: str) -> str:
+    from selenium.webdriver.common.keys import Keys
+
+    box = driver.find_element("id", "command")
+    box.click()
+    box.send_keys(text, Keys.ENTER)
+    question = driver.find_element("id", "question")
+    _given(until(lambda: question.get_attribute("data-hazard") == "radiation", 30), f"no exposure for {text!r}")
+    return str(question.get_attribute("data-question"))
+
+
+def _finish_denying(driver: Any, log: Path) -> list[dict[str, Any]]:
+    """Deny with the mouse whatever is still asked, wait for IDLE, and return the exposures the log sent."""
+    deny = driver.find_element("id", "deny")
+    state = driver.find_element("id", "state")
+
+    def idle() -> bool:
+        if deny.is_enabled():
+            deny.click()
+        return str(state.text) == "IDLE"
+
+    _given(until(idle, 30), "the page never came back to IDLE")
+    return [r for r in load_jsonl(log) if r["kind"] == "step_sent" and r["skill"] == "take_shot"]
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="Tab to the Confirm button and Enter: the browser clicks it, the page sends "
+                          "via='button', and the exposure fires from the keyboard alone")
+def test_an_exposure_is_not_confirmed_from_the_keyboard_alone(page: tuple[Any, Path]) -> None:
+    from selenium.webdriver import ActionChains
+    from selenium.webdriver.common.keys import Keys
+
+    driver, log = page
+    _type_command(driver, SHOT)
+    keys = ActionChains(driver)
+    for _ in range(6):
+        if driver.switch_to.active_element.get_attribute("id") == "confirm":
+            break
+        keys.send_keys(Keys.TAB).perform()
+    _given(driver.switch_to.active_element.get_attribute("id") == "confirm", "Tab never reached Confirm")
+    keys.send_keys(Keys.ENTER).perform()
+    assert _finish_denying(driver, log) == []
+    assert not driver.find_element("id", "radiograph").get_attribute("data-sha256")
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="the Confirm button takes a click the instant a new question appears: with two "
+                          "exposures in a plan the second question shows ~0.3 s after the first is confirmed, so the "
+                          "second click of a slow double click (or one aimed at the first) fires the second exposure")
+def test_a_click_landing_as_the_next_exposure_appears_fires_nothing(page: tuple[Any, Path]) -> None:
+    driver, log = page
+    first = _type_command(driver, "lateral of the sacrum and take two shots")
+    confirm = driver.find_element("id", "confirm")
+    question = driver.find_element("id", "question")
+    confirm.click()
+    _given(until(lambda: question.get_attribute("data-question") not in ("", first), 30), "no second exposure")
+    confirm.click()  # the second click of the double click, right after the new question showed
+    sent = _finish_denying(driver, log)
+    assert len(sent) == 1, f"{len(sent)} exposures from one double click"
