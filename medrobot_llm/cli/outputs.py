@@ -1,0 +1,100 @@
+"""The files ``run`` and ``log export`` write: checked together before anything moves, and ``run --mcap`` written
+as the run goes.
+
+Missing folders above an output (``--log``, ``--mcap``, ``--record``) are created, with a note on stderr naming
+them, so a typo in a path is seen. Two outputs (or an output and the log being read) that are one file are
+refused by inode, before either is opened. The MCAP file's own rule (new or empty, one writer) is
+``core.outputs.claim_output``; the audit log's is ``safety.audit``'s (an existing file must be an audit log).
+
+``run --mcap`` writes and flushes the records heard so far at each supervisor event, so a run killed with SIGKILL
+leaves a file a streaming reader opens up to the last event. A write that fails mid-run (a full disk) stops the
+recording, not the run: the audit log keeps what happened, and the failure is reported with the outcome.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from medrobot_llm.core.outputs import missing_folders, same_file
+from medrobot_llm.safety.events import FeedbackEvent, SupervisorEvent
+
+if TYPE_CHECKING:
+    from medrobot_llm.recording.export import McapRecorder
+
+__all__ = ["RunRecording", "check_outputs"]
+
+
+def check_outputs(command: str, outputs: Mapping[str, Path | None], *, reads: Mapping[str, Path] | None = None
+                  ) -> str:
+    """"" when the outputs are distinct files (and none is a file the command reads), else the refusal; the note
+    for each missing folder an output will create is printed on stderr."""
+    given = [(flag, path) for flag, path in outputs.items() if path is not None]
+    named = [*given, *(reads or {}).items()]
+    for i, (flag, path) in enumerate(given):
+        for other, path2 in named[i + 1:]:
+            if same_file(path, path2):
+                return (f"medrobot {command}: {flag} and {other} name the same file {path}; give each its own "
+                        "file")
+    for flag, path in given:
+        folder = missing_folders(path / "run" if flag == "--record" else path)
+        if folder is not None:
+            print(f"medrobot {command}: {flag}: creating the folder {folder}", file=sys.stderr)
+    return ""
+
+
+class RunRecording:
+    """One run's MCAP file, written as the supervisor's events are heard; thread-safe (events come from the
+    supervisor's listener thread, the end from the caller's)."""
+
+    def __init__(self, recorder: McapRecorder) -> None:
+        self.recorder = recorder
+        self.error: str | None = None
+        self._lock = threading.Lock()
+        self._written = 0
+        self._heard: list[dict[str, Any]] = []
+
+    def heard(self, event: SupervisorEvent, records: Sequence[Mapping[str, Any]]) -> None:
+        """A supervisor event: feedback is kept for the next write (it is never in the audit log, so the
+        recording places it by the record heard before it); any other event writes and flushes ``records``."""
+        with self._lock:
+            if isinstance(event, FeedbackEvent):
+                self._heard.append({**event.record(), "t_wall": time.time()})
+                return
+            self._heard.append({"kind": event.kind, "seq": event.seq})
+            self._write(records)
+
+    def _write(self, records: Sequence[Mapping[str, Any]]) -> None:
+        from medrobot_llm.recording.export import interleave
+
+        new = list(records[self._written:])
+        heard, self._heard = self._heard, []
+        self._written += len(new)
+        if self.error is None and (new or heard):
+            try:
+                self.recorder.add_records(interleave(new, heard))
+                self.recorder.flush()
+            except OSError as exc:
+                self._failed(exc)
+
+    def _failed(self, exc: OSError) -> None:
+        if self.error is None:
+            self.error = (f"cannot write the MCAP file {self.recorder.summary.path}: {exc.strerror or exc}; the "
+                          "recording stopped there, the audit log holds the whole run")
+
+    def finish(self, records: Sequence[Mapping[str, Any]], frames: Iterable[str]) -> dict[str, Any]:
+        """Write what is left, the scene frames, and close the file; the summary, with ``error`` if it failed."""
+        with self._lock:
+            self._write(records)
+            try:
+                if self.error is None:
+                    self.recorder.add_frames(Path(frame) for frame in frames)
+                self.recorder.close()
+            except OSError as exc:
+                self._failed(exc)
+        summary = self.recorder.summary.to_json()
+        return summary | ({"error": self.error} if self.error is not None else {})
