@@ -158,7 +158,7 @@ def _export(args: argparse.Namespace) -> int:
     from medrobot_llm.cli.mcap_output import MCAP_ERRORS, mcap_error, report_export
     from medrobot_llm.cli.outputs import check_outputs
 
-    problem = check_outputs("log export", {"--mcap": args.mcap}, reads={"FILE": args.file})
+    problem, notes = check_outputs("log export", {"--mcap": args.mcap}, reads={"FILE": args.file})
     if problem:
         print(problem, file=sys.stderr)
         return 2
@@ -172,6 +172,8 @@ def _export(args: argparse.Namespace) -> int:
     except MCAP_ERRORS as exc:
         print(mcap_error("log export", exc), file=sys.stderr)
         return 2
+    for note in notes:
+        print(note, file=sys.stderr)
     report_export(summary, as_json=args.json, problems=log.problems())
     return 0 if summary.complete else 1
 

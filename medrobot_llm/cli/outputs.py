@@ -13,7 +13,6 @@ recording, not the run: the audit log keeps what happened, and the failure is re
 
 from __future__ import annotations
 
-import sys
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -30,21 +29,22 @@ __all__ = ["RunRecording", "check_outputs"]
 
 
 def check_outputs(command: str, outputs: Mapping[str, Path | None], *, reads: Mapping[str, Path] | None = None
-                  ) -> str:
-    """"" when the outputs are distinct files (and none is a file the command reads), else the refusal; the note
-    for each missing folder an output will create is printed on stderr."""
+                  ) -> tuple[str, list[str]]:
+    """The refusal ("" when the outputs are distinct files, none a file the command reads), and a note for each
+    missing folder an output will create, for stderr once every output is accepted."""
     given = [(flag, path) for flag, path in outputs.items() if path is not None]
     named = [*given, *(reads or {}).items()]
     for i, (flag, path) in enumerate(given):
         for other, path2 in named[i + 1:]:
             if same_file(path, path2):
                 return (f"medrobot {command}: {flag} and {other} name the same file {path}; give each its own "
-                        "file")
+                        "file"), []
+    notes = []
     for flag, path in given:
         folder = missing_folders(path / "run" if flag == "--record" else path)
         if folder is not None:
-            print(f"medrobot {command}: {flag}: creating the folder {folder}", file=sys.stderr)
-    return ""
+            notes.append(f"medrobot {command}: {flag}: creating the folder {folder}")
+    return "", notes
 
 
 class RunRecording:

@@ -104,7 +104,7 @@ def _run(args: argparse.Namespace) -> int:
                    "steps": [], "exposures": 0, "images": [], "reason": why}
         print(json.dumps(refused) if args.json else f"REFUSED: {why}")
         return 1
-    problem = check_outputs("run", {"--log": args.log, "--mcap": args.mcap, "--record": args.record})
+    problem, notes = check_outputs("run", {"--log": args.log, "--mcap": args.mcap, "--record": args.record})
     if problem:
         print(problem, file=sys.stderr)
         return 2
@@ -112,6 +112,8 @@ def _run(args: argparse.Namespace) -> int:
     recording = _open_recording(args) if args.mcap is not None else None
     if args.mcap is not None and recording is None:
         return 2
+    for note in notes:
+        print(note, file=sys.stderr)
     try:
         session = Session(args.domain, planner, seed=args.seed, gui=args.gui, record_dir=args.record,
                           audit_path=args.log, keep_records=args.mcap is not None)
