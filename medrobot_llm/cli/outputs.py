@@ -55,28 +55,35 @@ class RunRecording:
         self.recorder = recorder
         self.error: str | None = None
         self._lock = threading.Lock()
-        self._written = 0
         self._heard: list[dict[str, Any]] = []
+        self._written = 0   # how much of the interleaved stream is in the file
+        self._anchor: int | None = None   # the sequence number of the last event heard
 
     def heard(self, event: SupervisorEvent, records: Sequence[Mapping[str, Any]]) -> None:
-        """A supervisor event: feedback is kept for the next write (it is never in the audit log, so the
-        recording places it by the record heard before it); any other event writes and flushes ``records``."""
+        """A supervisor event: feedback is kept (it is never in the audit log, so the recording places it by the
+        records heard around it); any other event writes and flushes what ``records`` now settle."""
         with self._lock:
             if isinstance(event, FeedbackEvent):
                 self._heard.append({**event.record(), "t_wall": time.time()})
                 return
             self._heard.append({"kind": event.kind, "seq": event.seq})
-            self._write(records)
+            self._anchor = event.seq
+            self._write(records, final=False)
 
-    def _write(self, records: Sequence[Mapping[str, Any]]) -> None:
+    def _write(self, records: Sequence[Mapping[str, Any]], *, final: bool) -> None:
+        """The interleaved stream up to the record of the last event heard, not beyond: events are heard after
+        their records are written, so later records may be there already, and a sample heard now belongs after
+        that event's record, before them (its time held below the next record's)."""
         from medrobot_llm.recording.export import interleave
 
-        new = list(records[self._written:])
-        heard, self._heard = self._heard, []
-        self._written += len(new)
-        if self.error is None and (new or heard):
+        stream = list(interleave(list(records), self._heard))
+        end = len(stream) if final else next(
+            (i + 1 for i, m in enumerate(stream) if m.get("kind") != "feedback" and m.get("seq") == self._anchor),
+            self._written)
+        new, self._written = stream[self._written:end], max(self._written, end)
+        if self.error is None and new:
             try:
-                self.recorder.add_records(interleave(new, heard))
+                self.recorder.add_records(new)
                 self.recorder.flush()
             except OSError as exc:
                 self._failed(exc)
@@ -89,7 +96,7 @@ class RunRecording:
     def finish(self, records: Sequence[Mapping[str, Any]], frames: Iterable[str]) -> dict[str, Any]:
         """Write what is left, the scene frames, and close the file; the summary, with ``error`` if it failed."""
         with self._lock:
-            self._write(records)
+            self._write(records, final=True)
             try:
                 if self.error is None:
                     self.recorder.add_frames(Path(frame) for frame in frames)
