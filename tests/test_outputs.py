@@ -7,15 +7,19 @@ import os
 import socket
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from medrobot_llm.cli import outputs
 from medrobot_llm.core.outputs import OutputRefused, claim_output, missing_folders, same_file
+from medrobot_llm.recording.export import ExportSummary, interleave
 from medrobot_llm.safety.audit import AuditLog, AuditLogError
+from medrobot_llm.safety.events import FeedbackEvent, StateEvent
 
 
 def _fifo(p: Path) -> None:
@@ -146,3 +150,59 @@ def test_run_notes_the_folders_it_creates(tmp_path: Path) -> None:
     assert proc.returncode == 1, proc.stderr
     assert f"--log: creating the folder {tmp_path / 'new'}" in proc.stderr
     assert (tmp_path / "new" / "dir" / "log.jsonl").is_file()
+
+
+class _Collected:
+    """Stands for the MCAP recorder: what ``RunRecording`` hands it, in order."""
+
+    def __init__(self) -> None:
+        self.written: list[dict[str, Any]] = []
+        self.flushes = 0
+        self.closed = False
+        self.summary = ExportSummary(Path("collected.mcap"))
+
+    def add_records(self, records: Iterable[Mapping[str, Any]]) -> None:
+        self.written += [dict(r) for r in records]
+
+    def flush(self) -> None:
+        self.flushes += 1
+
+    def add_frames(self, paths: Iterable[Path]) -> None:
+        assert not list(paths)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(actions=st.lists(st.sampled_from(["logged_event", "logged_only", "hear", "feedback"]), max_size=40))
+def test_a_run_written_as_it_goes_is_the_run_written_at_the_end(monkeypatch: pytest.MonkeyPatch,
+                                                                actions: list[str]) -> None:
+    """Events are heard after their records are written (later records may be in the log already) and feedback
+    between them: the file written event by event holds exactly what one write at the end would, in order."""
+    monkeypatch.setattr(outputs.time, "time", lambda: 5.0)
+    collected = _Collected()
+    live = outputs.RunRecording(collected)  # type: ignore[arg-type]
+    records: list[dict[str, Any]] = []
+    unheard: list[int] = []
+    heard: list[dict[str, Any]] = []
+    for action in actions:
+        if action.startswith("logged"):
+            seq = len(records)
+            records.append({"seq": seq, "kind": "state" if action == "logged_event" else "hazard",
+                            "t_wall": 1.0 + seq / 10})
+            unheard += [seq] if action == "logged_event" else []
+        elif action == "hear" and unheard:
+            seq = unheard.pop(0)
+            live.heard(StateEvent(seq=seq, source="IDLE", to="PLANNING", trigger="t", reason=""), records)
+            heard.append({"kind": "state", "seq": seq})
+        elif action == "feedback":
+            event = FeedbackEvent(run=0, step=0, phase="p", progress=0.5, telemetry={})
+            live.heard(event, records)
+            heard.append({**event.record(), "t_wall": 5.0})
+        if records:   # a kill here leaves only what was handed over: never ahead of what the end would write
+            assert collected.written == list(interleave(records, heard))[:len(collected.written)]
+    summary_error = live.error
+    live.finish(records, [])
+    assert summary_error is None and collected.closed
+    assert collected.written == list(interleave(records, heard))
