@@ -206,3 +206,32 @@ def test_a_run_written_as_it_goes_is_the_run_written_at_the_end(monkeypatch: pyt
     live.finish(records, [])
     assert summary_error is None and collected.closed
     assert collected.written == list(interleave(records, heard))
+
+
+def test_bringup_claims_its_mcap_by_the_same_rule(tmp_path: Path) -> None:
+    from medrobot_llm.cli.bringup import claim_mcap
+
+    assert claim_mcap(tmp_path / "new" / "graph.mcap") == ""
+    assert (tmp_path / "new" / "graph.mcap").stat().st_size == 0
+    os.mkfifo(tmp_path / "fifo")
+    assert "FIFO" in claim_mcap(tmp_path / "fifo")
+    (tmp_path / "log.jsonl").write_text('{"seq":0}\n')
+    assert "not empty" in claim_mcap(tmp_path / "log.jsonl")
+
+
+def test_a_picture_that_cannot_be_written_leaves_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pillow removes a file it could not encode, not one whose buffered bytes failed on close (a full disk)."""
+    import numpy as np
+    from PIL import Image
+
+    from medrobot_llm.backends.sim.imaging import save_png
+
+    def full_disk(self: Image.Image, fp: Path, *args: Any, **kwargs: Any) -> None:
+        Path(fp).write_bytes(b"")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Image.Image, "save", full_disk)
+    path = tmp_path / "shot.png"
+    with pytest.raises(OSError, match="No space"):
+        save_png(np.zeros((4, 4)), path)
+    assert not path.exists()
