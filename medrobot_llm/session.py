@@ -95,14 +95,20 @@ class _FrameRecorder(SkillBackend):
         self.inner = scene
         self.folder = folder
         self.frames: list[str] = []
+        #: frames that could not be written (a full disk): path and why, for the log's ``recording`` record
+        self.image_errors: list[dict[str, str]] = []
         self.domain = scene.domain
         folder.mkdir(parents=True, exist_ok=True)
 
     def snapshot(self, label: str) -> None:
+        """A frame is a record of the step, not part of it: one that cannot be written fails no step."""
         from medrobot_llm.backends.sim.imaging import save_png
 
-        path = self.folder / f"frame_{len(self.frames):03d}_{label}.png"
-        self.frames.append(str(save_png(self.inner.render(480, 360), path)))
+        path = self.folder / f"frame_{len(self.frames) + len(self.image_errors):03d}_{label}.png"
+        try:
+            self.frames.append(str(save_png(self.inner.render(480, 360), path)))
+        except OSError as exc:
+            self.image_errors.append({"path": str(path.absolute()), "image_error": exc.strerror or str(exc)})
 
     def world_state(self) -> WorldState:
         return self.inner.world_state()
@@ -299,9 +305,11 @@ class Session:
             except OSError as exc:
                 files.append({"path": str(path.absolute()), "error": exc.strerror or str(exc)})
         self._logged_files |= paths
-        if files:
+        failed = [e for e in getattr(self.backend, "image_errors", []) if e["path"] not in self._logged_files]
+        self._logged_files |= {e["path"] for e in failed}
+        if files or failed:
             folder = str(self.record_dir.absolute()) if self.record_dir is not None else None
-            self.audit.append("recording", dir=folder, files=files)
+            self.audit.append("recording", dir=folder, files=files, **({"image_errors": failed} if failed else {}))
 
     def _exposures(self) -> int:
         return len(getattr(self.scene, "exposures", []) or [])

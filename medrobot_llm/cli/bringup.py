@@ -183,7 +183,7 @@ def ros_domain_id(given: int | None) -> int | None:
 
 
 def claim_mcap(path: Path) -> str:
-    """Create the recording's file (never over an existing one) before any node starts, so that a path that
+    """Claim the recording's file (never one with anything in it) before any node starts, so that a path that
     cannot be written, or the mcap extra missing, is said once here and not in a node's log; "" when fine."""
     import importlib.util
 
@@ -192,16 +192,12 @@ def claim_mcap(path: Path) -> str:
     missing = [m for m in EXTRA_MODULES if importlib.util.find_spec(m) is None]
     if missing:
         return f"--mcap needs the mcap extra ({missing[0]} is not installed): pip install 'medrobot_llm[mcap]'"
+    from medrobot_llm.core.outputs import claim_output
+
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        # the rule every recording follows: a new or empty regular file nobody writes; the node takes it over
+        os.close(claim_output(path))
     except OSError as exc:  # a file where a folder should be is a FileExistsError too
-        return f"cannot write the MCAP file {path}: {exc.strerror or exc}"
-    try:
-        with open(path, "xb"):
-            pass
-    except FileExistsError:
-        return f"{path} exists; a recording never overwrites another, give a new file"
-    except OSError as exc:
         return f"cannot write the MCAP file {path}: {exc.strerror or exc}"
     return ""
 

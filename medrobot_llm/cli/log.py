@@ -58,7 +58,9 @@ def register(sub: Any) -> None:
                            "Exit 0 when every picture the log names is in the file, 1 when one is missing or is not "
                            "the file the log hashed (the rest is written), 2 when nothing could be written.")
     exp.add_argument("file", type=Path)
-    exp.add_argument("--mcap", type=Path, required=True, metavar="OUT", help="the MCAP file to write")
+    exp.add_argument("--mcap", type=Path, required=True, metavar="OUT",
+                     help="the MCAP file to write: a new (or empty) file, never the log itself, another file, a "
+                     "FIFO or a device; missing folders are created, with a note on stderr")
     exp.add_argument("--record", type=Path, metavar="DIR",
                      help="the run's --record folder: its frames, and its images if they moved from the logged paths")
     exp.add_argument("--json", action="store_true", help="print one JSON object: topics, counts, images")
@@ -154,7 +156,12 @@ def _replay(args: argparse.Namespace) -> int:
 
 def _export(args: argparse.Namespace) -> int:
     from medrobot_llm.cli.mcap_output import MCAP_ERRORS, mcap_error, report_export
+    from medrobot_llm.cli.outputs import check_outputs
 
+    problem, notes = check_outputs("log export", {"--mcap": args.mcap}, reads={"FILE": args.file})
+    if problem:
+        print(problem, file=sys.stderr)
+        return 2
     log = _load(args.file, args.json)
     if log is None:
         return 2
@@ -165,6 +172,8 @@ def _export(args: argparse.Namespace) -> int:
     except MCAP_ERRORS as exc:
         print(mcap_error("log export", exc), file=sys.stderr)
         return 2
+    for note in notes:
+        print(note, file=sys.stderr)
     report_export(summary, as_json=args.json, problems=log.problems())
     return 0 if summary.complete else 1
 

@@ -5,16 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from medrobot_llm.safety.events import (EstopEvent, FeedbackEvent, QuestionEvent, StepResultEvent, StepSentEvent,
-                                        SupervisorEvent, ValidationEvent)
+from medrobot_llm.safety.events import (EstopEvent, QuestionEvent, StepResultEvent, StepSentEvent, SupervisorEvent,
+                                        ValidationEvent)
 
 if TYPE_CHECKING:
-    from medrobot_llm.recording.export import McapRecorder
-    from medrobot_llm.session import Session
+    from medrobot_llm.cli.outputs import RunRecording
 
 __all__ = ["register"]
 
@@ -30,7 +28,9 @@ def register(sub: Any) -> None:
         "PyBullet scene (headless unless --gui). Contact and radiation steps wait for a confirmation: "
         "--yes gives it; otherwise you are asked on the terminal (and, without a terminal, the step is "
         "denied). Exit code 0 when every step succeeded, 1 when the plan was refused, needed a "
-        "clarification or did not finish, 2 for a usage error.",
+        "clarification or did not finish, or the --mcap file could not be written, 2 for a usage error (a bad "
+        "path is refused before anything moves). Missing folders above --log, --mcap and --record are "
+        "created, with a note on stderr.",
         epilog="example: medrobot run --domain ultrasound --yes \"scan the left kidney and capture\"",
     )
     p.add_argument("text", help="the command, e.g. \"lateral of the sacrum and take a shot\"")
@@ -43,10 +43,12 @@ def register(sub: Any) -> None:
                    "DIR/run-NNN of this run's own (never over an earlier run's); the log names each file and its "
                    "SHA-256")
     p.add_argument("--log", type=Path, metavar="FILE",
-                   help="append the supervisor's audit log (JSON lines) to FILE; replay with `medrobot log`")
+                   help="append the supervisor's audit log (JSON lines) to FILE, a new file or an audit log; "
+                   "replay with `medrobot log`")
     p.add_argument("--mcap", type=Path, metavar="FILE",
-                   help="write the run (records, telemetry, images) to FILE as MCAP for Foxglove or Lichtblick "
-                   "(needs the mcap extra)")
+                   help="write the run (records, telemetry, images) as it goes to FILE, a new (or empty) file, as "
+                   "MCAP for Foxglove or Lichtblick (needs the mcap extra); a file that cannot be written stops "
+                   "the recording, not the run, and the exit code is then 1")
     add_seed_argument(p)
     p.add_argument("--timeout", type=float, default=300.0, metavar="S",
                    help="stop the robot if the run has not ended after S seconds (default 300)")
@@ -85,6 +87,7 @@ def _run(args: argparse.Namespace) -> int:
     from medrobot_llm.core.plan import Plan
     from medrobot_llm.safety.supervisor import SupervisorState
     from medrobot_llm.cli.options import SESSION_ERRORS, session_error
+    from medrobot_llm.cli.outputs import check_outputs
     from medrobot_llm.session import Session, always
 
     try:
@@ -101,23 +104,34 @@ def _run(args: argparse.Namespace) -> int:
                    "steps": [], "exposures": 0, "images": [], "reason": why}
         print(json.dumps(refused) if args.json else f"REFUSED: {why}")
         return 1
+    problem, notes = check_outputs("run", {"--log": args.log, "--mcap": args.mcap, "--record": args.record})
+    if problem:
+        print(problem, file=sys.stderr)
+        return 2
+    # the MCAP file first: a path it refuses stops the run before a log or a recording folder is made
+    recording = _open_recording(args) if args.mcap is not None else None
+    if args.mcap is not None and recording is None:
+        return 2
+    for note in notes:
+        print(note, file=sys.stderr)
     try:
         session = Session(args.domain, planner, seed=args.seed, gui=args.gui, record_dir=args.record,
                           audit_path=args.log, keep_records=args.mcap is not None)
-    except ImportError as exc:
-        print(f"medrobot run needs pybullet ({exc}); run `make setup`", file=sys.stderr)
-        return 2
-    except SESSION_ERRORS as exc:
-        print(session_error("run", exc), file=sys.stderr)
-        return 2
+    except BaseException as exc:
+        if recording is not None:
+            recording.recorder.discard()
+        if isinstance(exc, ImportError):
+            print(f"medrobot run needs pybullet ({exc}); run `make setup`", file=sys.stderr)
+            return 2
+        if isinstance(exc, SESSION_ERRORS):
+            print(session_error("run", exc), file=sys.stderr)
+            return 2
+        raise
     shown: dict[str, bool] = {"plan": False}
-    heard: list[dict[str, Any]] = []
 
     def on_event(event: SupervisorEvent) -> None:
-        if args.mcap is not None:
-            # feedback is never in the audit log: the recording places it by what was heard around it
-            heard.append({**event.record(), "t_wall": time.time()} if isinstance(event, FeedbackEvent)
-                         else {"kind": event.kind, "seq": event.seq})
+        if recording is not None:
+            recording.heard(event, session.audit.records)
         if args.json:
             return
         if isinstance(event, ValidationEvent) and event.ok and not shown["plan"]:
@@ -127,19 +141,15 @@ def _run(args: argparse.Namespace) -> int:
             print(f"  {event.text} -> yes (--yes)", file=sys.stderr, flush=True)
         _progress(event)
 
-    recorder = _open_recorder(args) if args.mcap is not None else None
-    if args.mcap is not None and recorder is None:
-        session.close()
-        return 2
     try:
         with session:
             outcome = session.run(text, confirm=always if args.yes else _ask, timeout_s=args.timeout,
                                   on_event=on_event)
     except BaseException:
-        if recorder is not None:  # an interrupted run is worth its recording most: keep what happened so far
-            _record(recorder, session, [], heard)
+        if recording is not None:  # an interrupted run is worth its recording most: keep what happened so far
+            _record(recording, session.audit.records, [])
         raise
-    summary = _record(recorder, session, outcome.frames, heard) if recorder is not None else None
+    summary = _record(recording, session.audit.records, outcome.frames) if recording is not None else None
     if args.json:
         print(json.dumps(outcome.to_json() | ({"mcap": summary} if summary is not None else {})))
     else:
@@ -158,31 +168,30 @@ def _run(args: argparse.Namespace) -> int:
         if outcome.frames:
             print(f"frames: {len(outcome.frames)} in {Path(outcome.frames[0]).parent}")
         if summary is not None:
-            print(f"mcap: {summary['messages']} message(s) on {len(summary['topics'])} topic(s) in {summary['mcap']}")
-    return 0 if outcome.success else 1
+            print(f"mcap: {summary['messages']} message(s) on {len(summary['topics'])} topic(s) in {summary['mcap']}"
+                  + (" (incomplete: see the error above)" if "error" in summary else ""))
+    return 0 if outcome.success and (summary is None or "error" not in summary) else 1
 
 
-def _open_recorder(args: argparse.Namespace) -> McapRecorder | None:
-    """The MCAP file, opened before anything moves so a path that cannot be written stops the run first."""
+def _open_recording(args: argparse.Namespace) -> RunRecording | None:
+    """The MCAP file, claimed before anything moves so a path that cannot be written stops the run first."""
     from medrobot_llm.cli.mcap_output import MCAP_ERRORS, mcap_error
+    from medrobot_llm.cli.outputs import RunRecording
 
     try:
         from medrobot_llm.recording.export import McapRecorder
 
-        return McapRecorder(args.mcap, domain=args.domain, record_dir=args.record)
+        return RunRecording(McapRecorder(args.mcap, domain=args.domain, record_dir=args.record))
     except MCAP_ERRORS as exc:
         print(mcap_error("run", exc), file=sys.stderr)
         return None
 
 
-def _record(recorder: McapRecorder, session: Session, frames: list[str],
-            heard: list[dict[str, Any]]) -> dict[str, Any]:
-    """The run's audit records with the feedback heard between them, its pictures and frames, into the file."""
-    from medrobot_llm.recording.export import interleave
-
-    with recorder:
-        recorder.add_records(interleave(session.audit.records, heard))
-        recorder.add_frames(Path(frame) for frame in frames)
-    for missing in recorder.summary.missing + recorder.summary.changed:
+def _record(recording: RunRecording, records: list[dict[str, Any]], frames: list[str]) -> dict[str, Any]:
+    """The rest of the run's audit records, its frames, and the file's end; a failure is said on stderr."""
+    summary = recording.finish(records, frames)
+    for missing in recording.recorder.summary.missing + recording.recorder.summary.changed:
         print(f"medrobot run: image not found (or not as logged) for the MCAP file: {missing}", file=sys.stderr)
-    return recorder.summary.to_json()
+    if "error" in summary:
+        print(f"medrobot run: {summary['error']}", file=sys.stderr)
+    return summary

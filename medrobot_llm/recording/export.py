@@ -8,6 +8,8 @@ imported here only: the ``mcap`` extra, needed by ``run --mcap`` and ``log expor
 
 from __future__ import annotations
 
+import contextlib
+import os
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -19,6 +21,7 @@ from typing import IO, Any
 from mcap.records import Schema
 from mcap_ros2.writer import Writer
 
+from medrobot_llm.core.outputs import claim_output
 from medrobot_llm.core.paths import file_sha256
 from medrobot_llm.recording.messages import (TOPICS, Message, Topic, frame_message, image_message, image_topic, stamp,
                                              telemetry_messages, to_json)
@@ -98,8 +101,8 @@ class McapRecorder:
         self.summary = ExportSummary(Path(output) if isinstance(output, str | Path) else Path("<stream>"))
         self._owns = isinstance(output, str | Path)
         if isinstance(output, str | Path):
-            Path(output).parent.mkdir(parents=True, exist_ok=True)  # as --log and --record do
-            self._stream: IO[bytes] = open(output, "wb")  # noqa: SIM115 - closed by close()
+            # a new or empty file, held until close: never over a log, a FIFO, a device or another writer's file
+            self._stream: IO[bytes] = os.fdopen(claim_output(Path(output)), "wb")
         else:
             self._stream = output
         self._writer = _Writer(self._stream)
@@ -333,11 +336,21 @@ class McapRecorder:
 
     # -- closing -------------------------------------------------------------------------------------------
     def close(self) -> None:
-        if self._awaiting is not None:
-            self._write_state(*self._awaiting, {})
-        self._writer.finish()  # type: ignore[no-untyped-call]
+        """Finish the file (summary, index); the file is released even when that cannot be written."""
+        try:
+            if self._awaiting is not None:
+                self._write_state(*self._awaiting, {})
+            self._writer.finish()  # type: ignore[no-untyped-call]
+        finally:
+            if self._owns:
+                self._stream.close()
+
+    def discard(self) -> None:
+        """Release and remove the file this recorder created, for a run refused before anything was recorded."""
         if self._owns:
-            self._stream.close()
+            with contextlib.suppress(OSError):  # a header that cannot be flushed goes with the file
+                self._stream.close()
+            self.summary.path.unlink(missing_ok=True)
 
     def __enter__(self) -> McapRecorder:
         return self

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Self
 
 from medrobot_llm.core.jsonable import jsonable
+from medrobot_llm.core.outputs import file_kind, lock_holder
 
 __all__ = ["CHAIN_FIELDS", "CLOSED_KIND", "AuditLog", "AuditLogError", "AuditRead", "TornLine", "as_record",
            "format_record", "line_hash", "lock_holder", "read_bytes", "read_log", "seal_holds"]
@@ -106,6 +107,7 @@ class AuditLog:
             _lock(fd, path)
             os.set_blocking(fd, True)
             data = _read_all(fd, path)
+            _require_log(data, path)
         except BaseException:
             os.close(fd)
             raise
@@ -218,9 +220,15 @@ def _require_regular(fd: int, path: Path) -> None:
     """A log is a regular file: a directory, FIFO, socket or device (``/dev/zero``) would hang or never end."""
     mode = os.fstat(fd).st_mode
     if not stat.S_ISREG(mode):
-        what = ("a directory" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode)
-                else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file")
-        raise AuditLogError(f"cannot use {path} as an audit log: it is {what}; give a regular file")
+        raise AuditLogError(f"cannot use {path} as an audit log: it is {file_kind(mode)}; give a regular file")
+
+
+def _require_log(data: bytes, path: Path) -> None:
+    """Records are appended only to an audit log (every line a JSON object) or an empty file: appended to
+    anything else (an MCAP recording, a picture) they would destroy it and read as a tampered log."""
+    if data and not data.startswith(b"{"):
+        raise AuditLogError(f"cannot use {path} as an audit log: it holds something else (it starts with "
+                            f"{data[:8]!r}); give a new file or an existing audit log")
 
 
 def _require_writable(fd: int, path: Path) -> None:
@@ -242,27 +250,6 @@ def _lock(fd: int, path: Path) -> None:
                             "log at a time: give this run its own --log file") from None
     except OSError as exc:
         raise AuditLogError(f"cannot lock the audit log {path}: {_why(exc)}") from exc
-
-
-def lock_holder(fd: int) -> str:
-    """Who holds the flock on ``fd``'s file, as far as ``/proc/locks`` tells (Linux); a phrase for an error."""
-    st = os.fstat(fd)
-    inode = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
-    try:
-        lines = Path("/proc/locks").read_text(encoding="ascii", errors="replace").splitlines()
-    except OSError:
-        return "another process"
-    for line in lines:
-        parts = line.split()
-        if len(parts) >= 6 and parts[1] == "FLOCK" and parts[5] == inode and parts[4].isdigit():
-            pid = int(parts[4])
-            who = "this process" if pid == os.getpid() else "process"
-            try:
-                cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            except OSError:
-                cmd = ""
-            return f"{who} {pid}" + (f" ({cmd.strip()[:120]})" if cmd.strip() else "")
-    return "another process"
 
 
 def _read_all(fd: int, path: Path) -> bytes:

@@ -304,8 +304,15 @@ def slug(text: str, fallback: str = "image") -> str:
 
 
 def save_png(pixels: NDArray[Any], path: Path) -> Path:
-    """Write an 8-bit grey (H, W) or RGB (H, W, 3) image; no metadata, so equal pixels give equal bytes."""
+    """Write an 8-bit grey (H, W) or RGB (H, W, 3) image; no metadata, so equal pixels give equal bytes.
+
+    A write that fails (a full disk) removes what it left: pillow only removes a file it could not encode, not
+    one whose last bytes did not reach the disk, and a 0-byte .png would be named and hashed as a picture."""
     path.parent.mkdir(parents=True, exist_ok=True)
     arr = np.ascontiguousarray(np.clip(pixels, 0, 255).astype(np.uint8))
-    Image.fromarray(arr).save(path, format="PNG", optimize=False)
+    try:
+        Image.fromarray(arr).save(path, format="PNG", optimize=False)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
     return path
