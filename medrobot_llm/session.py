@@ -104,6 +104,10 @@ class _FrameRecorder(SkillBackend):
         path = self.folder / f"frame_{len(self.frames):03d}_{label}.png"
         self.frames.append(str(save_png(self.inner.render(480, 360), path)))
 
+    @property
+    def backend_name(self) -> str:
+        return self.inner.backend_name
+
     def world_state(self) -> WorldState:
         return self.inner.world_state()
 
@@ -154,10 +158,11 @@ class Session:
         if backend is None:
             try:
                 if record_dir is not None:
-                    self.record_dir = new_recording_dir(Path(record_dir))
+                    # absolute: the log names the files, and is read from anywhere, not from this directory
+                    self.record_dir = new_recording_dir(Path(record_dir).absolute())
                 backend = self._make_scene(domain, seed, gui, self.record_dir)
             except BaseException:
-                self.audit.close_quietly()
+                self.audit.close()   # the log is sound: it ends with a close record, not as if killed
                 raise
         self.backend = backend
         self.supervisor = Supervisor(backend, planner, domain=domain, audit=self.audit,
