@@ -133,6 +133,8 @@ class LLMPlanner:
         self._modes = list(_AUTO_ORDER) if self.config.mode == "auto" else [self.config.mode]
         self._announced = False
         self.last = Trace()
+        self.totals = Trace()
+        self.commands = 0
         #: set by whoever opened ``audit`` for this planner alone (``--llm-audit``): ``close`` calls it once
         self.close_audit: Callable[[], None] | None = None
 
@@ -141,8 +143,6 @@ class LLMPlanner:
         close, self.close_audit = self.close_audit, None
         if close is not None:
             close()
-        self.totals = Trace()
-        self.commands = 0
 
     # -- public ---------------------------------------------------------------------------------------
     @property
