@@ -103,7 +103,8 @@ def _run(args: argparse.Namespace) -> int:
     finally:
         close_planner(planner)   # its --llm-audit log ends with a close record, as the run's own does
         for signum, handler in caught.items():
-            signal.signal(signum, handler)
+            if handler is not None:   # None: a handler set outside Python, which cannot be put back from here
+                signal.signal(signum, handler)
 
 
 class Terminated(BaseException):
