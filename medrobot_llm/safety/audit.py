@@ -32,8 +32,9 @@ from typing import Any, Self
 
 from medrobot_llm.core.jsonable import jsonable
 
-__all__ = ["CHAIN_FIELDS", "CLOSED_KIND", "LINE_START", "REOPENED_KIND", "AuditLog", "AuditLogError", "AuditRead", "TornLine", "as_record",
-           "format_record", "line_hash", "lock_holder", "printable", "read_bytes", "read_log", "seal_holds"]
+__all__ = ["CHAIN_FIELDS", "CLOSED_KIND", "LINE_START", "REOPENED_KIND", "AuditLog", "AuditLogError", "AuditRead",
+           "TornLine", "as_record", "format_record", "line_hash", "lock_holder", "printable", "read_bytes", "read_log",
+           "seal_holds"]
 
 #: fields every record carries, in this order, ahead of the caller's
 RESERVED = ("seq", "kind", "t_wall", "t_mono")

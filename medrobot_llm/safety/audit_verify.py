@@ -159,9 +159,14 @@ def verify_bytes(data: bytes) -> VerifyReport:
             report.chained += 1
         if rec.get("kind") == REOPENED_KIND:
             acknowledged.update(t for t in rec.get("torn_lines") or [] if isinstance(t, int))
-            ended = f"line {prev_n} (seq {_seq_of(prev_line)})" if prev_line is not None else "its start"
-            report.incomplete.append(f"line {n}: the session before ended at {ended} without its close record "
-                                     "(a crash, a kill, or records removed); a later writer reopened the log here")
+            before = as_record(prev_line) if prev_line is not None else None
+            if before is not None and before.get("kind") == CLOSED_KIND:
+                report.incomplete.append(f"line {n}: a writer died in its first record after the close at line "
+                                         f"{prev_n} (a crash); a later writer reopened the log here")
+            else:
+                ended = f"line {prev_n} (seq {before.get('seq')!r})" if before is not None else "its start"
+                report.incomplete.append(f"line {n}: the session before ended at {ended} without its close record "
+                                         "(a crash, a kill, or records removed); a later writer reopened the log here")
         prev_line = line
         prev_n = n
         last_kind = str(rec.get("kind"))
@@ -180,12 +185,6 @@ def verify_bytes(data: bytes) -> VerifyReport:
     if prev_line is not None and chain_started:
         report.head = line_hash(prev_line)
     return report
-
-
-def _seq_of(line: bytes | None) -> object:
-    """The sequence number a record line carries, for naming it in a finding."""
-    rec = as_record(line) if line is not None else None
-    return rec.get("seq") if rec is not None else None
 
 
 def _writers(line: bytes) -> bool:
