@@ -110,6 +110,10 @@ class _FrameRecorder(SkillBackend):
         except OSError as exc:
             self.image_errors.append({"path": str(path.absolute()), "image_error": exc.strerror or str(exc)})
 
+    @property
+    def backend_name(self) -> str:
+        return self.inner.backend_name
+
     def world_state(self) -> WorldState:
         return self.inner.world_state()
 
@@ -162,10 +166,11 @@ class Session:
         if backend is None:
             try:
                 if record_dir is not None:
-                    self.record_dir = new_recording_dir(Path(record_dir))
+                    # absolute: the log names the files, and is read from anywhere, not from this directory
+                    self.record_dir = new_recording_dir(Path(record_dir).absolute())
                 backend = self._make_scene(domain, seed, gui, self.record_dir)
             except BaseException:
-                self.audit.close_quietly()
+                self.audit.close()   # the log is sound: it ends with a close record, not as if killed
                 raise
         self.backend = backend
         self.supervisor = Supervisor(backend, planner, domain=domain, audit=self.audit,

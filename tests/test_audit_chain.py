@@ -177,7 +177,11 @@ def test_a_session_killed_before_another_one_replays_without_a_false_alarm(
     path.write_bytes(_join(lines[:cut_at]))   # killed just before its first step went out
     _real_log(path)                           # the next session, on the same file
     code, report = _verify_cli(path, capsys)
-    assert code == 0, report
+    # the killed session stays visible after the later one closed cleanly: the crash's exit code, at its line
+    assert code == 2 and report["problems"] == [], report
+    assert report["incomplete"] == [f"line {cut_at + 1}: the session before ended at line {cut_at} (seq "
+                                    f"{cut_at - 1}) without its close record (a crash, a kill, or records removed); "
+                                    "a later writer reopened the log here"]
     assert cli.main(["log", "replay", str(path), "--wait", "0.5", "--json"]) == 0
     replay = json.loads(capsys.readouterr().out)
     assert replay["identical"] and replay["sessions"] == 2, replay["differences"]
@@ -193,7 +197,8 @@ def test_reopening_after_a_crash_keeps_the_chain(tmp_path: Path, capsys: pytest.
     with AuditLog(path) as again:
         again.append("c")
     code, report = _verify_cli(path, capsys)
-    assert code == 0, report
+    # the chain holds across the crash, and the crash stays on record: the killed session never closed
+    assert code == 2 and report["problems"] == [] and "line 3: the session before ended" in report["incomplete"][0]
     assert any("torn by a crash" in n for n in report["notes"])
 
 

@@ -64,3 +64,4 @@ def test_llm_audit_records_calls(server: ScriptedOpenAIServer, tmp_path: Path) -
     assert len(calls) == 1
     for key in ("model", "mode", "latency_ms", "prompt_tokens", "completion_tokens", "attempt", "status"):
         assert key in calls[0]
+    assert records[-1]["kind"] == "log_closed"    # a finished `plan` closes its log: it does not read as killed

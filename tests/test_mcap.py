@@ -210,7 +210,10 @@ def test_log_export_finds_moved_pictures_in_the_record_folder_and_names_lost_one
     shutil.copytree(Path(logged).parent, moved)
     log = tmp_path / "audit.jsonl"
     log.write_text((xray_run / "audit.jsonl").read_text().replace(logged, "/nowhere/" + Path(logged).name))
-    assert main(["log", "export", str(log), "--mcap", str(tmp_path / "a.mcap"), "--record", str(moved)]) == 0
+    # the edit breaks the chain, which the export names (exit 1); the picture is found all the same
+    assert main(["log", "export", str(log), "--mcap", str(tmp_path / "a.mcap"), "--record", str(moved), "--json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["problems"][0].startswith("the log is not intact") and not report["missing_images"]
     assert read(tmp_path / "a.mcap").count("/xray/radiograph") == 1
     capsys.readouterr()
     assert main(["log", "export", str(log), "--mcap", str(tmp_path / "b.mcap"), "--json"]) == 1
@@ -232,7 +235,7 @@ def test_export_reads_records_tolerantly(tmp_path: Path) -> None:
     ]
     log = tmp_path / "log.jsonl"
     log.write_text("".join(json.dumps(r) + "\n" for r in records))
-    assert main(["log", "export", str(log), "--mcap", str(tmp_path / "t.mcap")]) == 0
+    assert main(["log", "export", str(log), "--mcap", str(tmp_path / "t.mcap")]) == 1   # no chain: not intact
     rec = read(tmp_path / "t.mcap")
     assert [r["kind"] for r in rec.json("/medrobot/log/records")] == [r["kind"] for r in records]
     assert rec.json("/medrobot/log/records")[0]["hash"] == "cd" * 32
@@ -352,7 +355,8 @@ def test_files_a_recording_record_names_are_found_by_path_and_checked_by_hash(
     log.write_text((xray_run / "audit.jsonl").read_text() + json.dumps(recording) + "\n")
     moved = tmp_path / "archive" / "run-001"
     shutil.copytree(xray_run / "rec", moved)
-    assert main(["log", "export", str(log), "--mcap", str(tmp_path / "a.mcap"), "--record", str(moved)]) == 0
+    # a record appended by hand is outside the chain: named (exit 1), and its files are used all the same
+    assert main(["log", "export", str(log), "--mcap", str(tmp_path / "a.mcap"), "--record", str(moved)]) == 1
     rec = read(tmp_path / "a.mcap")
     frames = sorted(p for p in files if p.parent.name == "frames")
     assert [bytes(m.data) for _, m in rec.messages["/scene/frame/compressed"]] == [f.read_bytes() for f in frames]

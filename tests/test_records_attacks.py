@@ -73,9 +73,6 @@ def _refused_run(log: Path) -> None:
     assert proc.returncode == 1, proc.stderr[-2000:]
 
 
-@pytest.mark.xfail(strict=True, reason="a session that never closed is reported only while it is the last one: "
-                   "once any later run appends, verify says 'intact, closed cleanly' (exit 0) with no note, so a kill "
-                   "after an exposure was intended, or a cut that erases the exposure, disappears from the verdict")
 @pytest.mark.parametrize("cut", ["killed_after_the_exposure_was_intended", "cut_before_the_exposure"])
 def test_a_session_that_never_closed_stays_visible_after_a_later_run(xray_run: tuple[Path, Path], tmp_path: Path,
                                                                      cut: str) -> None:
@@ -91,9 +88,6 @@ def test_a_session_that_never_closed_stays_visible_after_a_later_run(xray_run: t
     assert verdict["exit_code"] != 0 and verdict["verdict"] != "intact", verdict
 
 
-@pytest.mark.xfail(strict=True, reason="a run refused at start (--record names a file) leaves an empty log behind, "
-                   "and verify calls that empty file TAMPERED (exit 1): a refusal or a kill before the first record "
-                   "reads as tampering")
 def test_a_run_refused_at_start_leaves_no_log_that_reads_as_tampered(tmp_path: Path) -> None:
     log, not_a_folder = tmp_path / "new.jsonl", tmp_path / "a_file"
     not_a_folder.write_text("x")
@@ -102,8 +96,6 @@ def test_a_run_refused_at_start_leaves_no_log_that_reads_as_tampered(tmp_path: P
     assert not log.exists() or _verify(log)["exit_code"] != 1
 
 
-@pytest.mark.xfail(strict=True, reason="bytes appended after a cleanly closed log that no writer could have written "
-                   "(not the start of a record) are called a torn line, i.e. a crash (exit 2), not damage (exit 1)")
 def test_garbage_appended_to_a_closed_log_is_damage_not_a_crash(xray_run: tuple[Path, Path], tmp_path: Path) -> None:
     log = _write(tmp_path / "log.jsonl", _copy(xray_run, tmp_path))
     with log.open("ab") as f:
@@ -123,16 +115,12 @@ def _edited_dose(xray_run: tuple[Path, Path], tmp_path: Path) -> Path:
     return log
 
 
-@pytest.mark.xfail(strict=True, reason="`log show` marks a sequence gap with '!!' but prints an edited record (a "
-                   "forged dose) like any other, exit 0: a reader of show is not told the log was tampered with")
 def test_show_marks_an_edited_record(xray_run: tuple[Path, Path], tmp_path: Path) -> None:
     proc = _cli("log", "show", str(_edited_dose(xray_run, tmp_path)))
     assert "1.0" in proc.stdout and "Traceback" not in proc.stderr
     assert proc.returncode != 0 or "!!" in proc.stdout + proc.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="`log export` writes an edited log into an MCAP for Foxglove with exit 0 and "
-                   "no problem named: a forged record leaves as a clean recording")
 def test_export_of_an_edited_log_is_not_silent(xray_run: tuple[Path, Path], tmp_path: Path) -> None:
     intact = _cli("log", "export", str(xray_run[0]), "--mcap", str(tmp_path / "intact.mcap"))
     assert intact.returncode == 0, intact.stdout + intact.stderr   # every picture found: exit 1 would be tampering's
@@ -185,17 +173,12 @@ def test_an_mcap_write_failure_is_a_sentence_and_the_outcome_is_still_printed(tm
     assert "No space" in outcome["mcap"]["error"] and "No space" in proc.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="with --record the session record names the backend '_FrameRecorder' (a "
-                   "private wrapper) instead of the scene that ran, as it does without --record ('XrayScene')")
 def test_the_session_record_names_the_scene_that_ran(xray_run: tuple[Path, Path]) -> None:
     session = json.loads(_lines(xray_run[0])[0])
     assert session["kind"] == "session"
     assert session["backend"] == "XrayScene"
 
 
-@pytest.mark.xfail(strict=True, reason="a log with no records is called TAMPERED (exit 1); `medrobot bringup` leaves "
-                   "exactly that as skill_server_audit.jsonl after a clean Ctrl-C (no goal was refused), and verify "
-                   "says TAMPERED even while it notes the skill server is writing it")
 def test_a_log_with_no_records_yet_is_not_tampered(tmp_path: Path) -> None:
     log = tmp_path / "skill_server_audit.jsonl"
     log.write_bytes(b"")
@@ -231,8 +214,6 @@ def test_a_picture_that_could_not_be_written_is_not_named_as_recorded(tmp_path: 
     assert named and all(f["bytes"] > 0 for f in named), named
 
 
-@pytest.mark.xfail(strict=True, reason="a command refused for its characters (a control character) is never written to "
-                   "the audit log, not even to a log that already exists, while a command refused for its meaning is")
 def test_a_command_refused_for_its_characters_is_in_the_audit_log(tmp_path: Path) -> None:
     log = tmp_path / "log.jsonl"
     _refused_run(log)
@@ -266,8 +247,6 @@ def test_a_killed_run_leaves_the_mcap_it_had_written(tmp_path: Path) -> None:
     assert messages > 0
 
 
-@pytest.mark.xfail(strict=True, reason="the --llm-audit log of a run that ended normally is never closed: verify says "
-                   "its end is not final (exit 2, 'the writer was killed'), so a clean run reads as a crash")
 def test_the_llm_audit_log_of_a_finished_run_is_closed(tmp_path: Path) -> None:
     audit, log = tmp_path / "llm.jsonl", tmp_path / "log.jsonl"
     env = {**os.environ, "MEDROBOT_TEST_KEY": "not-a-key"}
@@ -283,8 +262,6 @@ def test_the_llm_audit_log_of_a_finished_run_is_closed(tmp_path: Path) -> None:
     assert _verify(audit)["exit_code"] == 0
 
 
-@pytest.mark.xfail(strict=True, reason="`log replay --wait` takes any float: -1 reports a difference on a log nobody "
-                   "edited (exit 1), nan says 'a record is damaged', inf ends in a traceback; none is refused as usage")
 @pytest.mark.parametrize("wait", ["-1", "nan", "inf"])
 def test_replay_refuses_a_wait_it_cannot_use(xray_run: tuple[Path, Path], wait: str) -> None:
     held = _cli("log", "replay", str(xray_run[0]))
@@ -294,9 +271,6 @@ def test_replay_refuses_a_wait_it_cannot_use(xray_run: tuple[Path, Path], wait: 
     assert proc.returncode == 2, proc.stdout[-500:] + proc.stderr[-500:]
 
 
-@pytest.mark.xfail(strict=True, reason="with a relative --record, the exposure's path in the log is relative to the "
-                   "directory the run started in; `log export` from anywhere else calls the radiograph missing (exit 1) "
-                   "although the log's recording record names it by its absolute path and SHA-256")
 def test_export_finds_a_relative_recording_from_another_directory(tmp_path: Path) -> None:
     (tmp_path / "elsewhere").mkdir()
     run = subprocess.run([sys.executable, "-m", "medrobot_llm.cli", "run", "--domain", "xray", "--yes", "--json",
@@ -313,8 +287,6 @@ def test_export_finds_a_relative_recording_from_another_directory(tmp_path: Path
     assert proc.returncode == 0 and len(summary["images"]) == 1, summary
 
 
-@pytest.mark.xfail(strict=True, reason="`log show` prints a step result's message raw: an escape sequence reaches the "
-                   "terminal (clear screen, window title) and a newline in it prints a line that looks like another record")
 def test_show_prints_one_line_per_record_and_no_terminal_escapes(xray_run: tuple[Path, Path], tmp_path: Path) -> None:
     lines = _copy(xray_run, tmp_path)
     result = [i for i, line in enumerate(lines) if json.loads(line)["kind"] == "step_result"][-1]

@@ -136,6 +136,11 @@ class SkillBackend(ABC):
     domain: str
     control_period_s: float = 0.01
 
+    @property
+    def backend_name(self) -> str:
+        """What the session record names as the robot: a wrapper (a frame recorder) names what it wraps."""
+        return type(self).__name__
+
     @abstractmethod
     def world_state(self) -> WorldState:
         """The facts of the skill files as the robot sees them now (``known=True``)."""

@@ -31,7 +31,9 @@ def register(sub: Any) -> None:
                        description="Read the supervisor's audit log (JSON lines).")
     inner = p.add_subparsers(dest="log_command", metavar="ACTION")
     show = inner.add_parser("show", help="pretty-print an audit log",
-                            description="Print every record of FILE, one line each; a torn last line is reported.")
+                            description="Print every record of FILE, one line each, with control characters escaped; "
+                            "the log is verified as it is read: a record that is not as written is marked '!!' and "
+                            "the exit code is 1 (a torn last line is reported, exit 0).")
     show.add_argument("file", type=Path)
     show.add_argument("--kind", action="append", help="only records of this kind (repeatable)")
     show.add_argument("--json", action="store_true", help="print one JSON object: records and problems")
@@ -39,9 +41,10 @@ def register(sub: Any) -> None:
     ver = inner.add_parser(
         "verify", help="check the log's hash chain, sequence and ending",
         description="Check that no record of FILE was edited, deleted, inserted or reordered. Exit 0: intact and "
-        "closed cleanly; 1: tampered or damaged; 2: intact but its end is not final (a torn last line or no close "
-        "record: the writer crashed, was killed or is still running); 3: no hash chain (written before logs were "
-        "chained); 4: the file cannot be read as a log.")
+        "closed cleanly; 1: tampered or damaged; 2: intact but an end is not final (a torn last line, or a session "
+        "without its close record: the writer crashed, was killed or is still running, or records were cut); 3: no "
+        "hash chain (written before logs were chained); 4: the file cannot be read as a log; 5: the file is empty "
+        "(no record yet).")
     ver.add_argument("file", type=Path)
     ver.add_argument("--json", action="store_true", help="print one JSON object with the verdict")
     ver.set_defaults(func=_verify)
@@ -49,14 +52,17 @@ def register(sub: Any) -> None:
                            description="Replay FILE's commands against a fresh supervisor with an in-memory robot "
                            "whose step results come from the log; exit 0 if the state history is the same, 1 if not.")
     rep.add_argument("file", type=Path)
-    rep.add_argument("--wait", type=float, default=2.0, help="seconds to wait for the replay to catch up (2)")
+    rep.add_argument("--wait", type=_wait_seconds, default=2.0, metavar="S",
+                     help=f"seconds to wait for the replay to catch up, 0 to {MAX_WAIT_S:g} (2)")
     rep.add_argument("--json", action="store_true", help="print one JSON object with the comparison")
     rep.set_defaults(func=_replay)
     exp = inner.add_parser("export", help="write the log (and a recording's images) as one MCAP file",
                            description="Write FILE's records, the telemetry and the images its steps saved as ROS 2 "
                            "messages in one MCAP file, which Foxglove and Lichtblick open (needs the mcap extra). "
-                           "Exit 0 when every picture the log names is in the file, 1 when one is missing or is not "
-                           "the file the log hashed (the rest is written), 2 when nothing could be written.")
+                           "Exit 0 when the log verifies intact and every picture it names is in the file, 1 when "
+                           "the log is not intact (edited, or its end is not final: problems says which) or a picture "
+                           "is missing or is not the file the log hashed (the rest is written), 2 when nothing could "
+                           "be written.")
     exp.add_argument("file", type=Path)
     exp.add_argument("--mcap", type=Path, required=True, metavar="OUT",
                      help="the MCAP file to write: a new (or empty) file, never the log itself, another file, a "
@@ -66,6 +72,21 @@ def register(sub: Any) -> None:
     exp.add_argument("--json", action="store_true", help="print one JSON object: topics, counts, images")
     exp.set_defaults(func=_export)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+
+
+#: the longest ``log replay --wait``: a replay waits this long per record at most, and a timer takes no more
+MAX_WAIT_S = 3600.0
+
+
+def _wait_seconds(text: str) -> float:
+    """A usage error for a wait no timer can use: negative, not a number, or endless."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0.0 <= value <= MAX_WAIT_S:   # also false for nan
+        raise argparse.ArgumentTypeError(f"{text!r}: give a number of seconds from 0 to {MAX_WAIT_S:g}")
+    return value
 
 
 def _load(path: Path, as_json: bool) -> Any:
@@ -106,21 +127,34 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    from medrobot_llm.safety.audit import format_record
+    from medrobot_llm.safety.audit import (AuditLogError, as_record, format_record, parse_lines, printable,
+                                           read_bytes)
+    from medrobot_llm.safety.audit_verify import Verdict, verify_bytes
 
-    log = _load(args.file, args.json)
-    if log is None:
+    try:
+        data = read_bytes(args.file)
+    except (OSError, AuditLogError) as exc:
+        _fail(args.file, f"cannot read {args.file}: {_reason(exc)}", args.json)
         return 2
-    records = [r for r in log.records if not args.kind or r.get("kind") in args.kind]
+    # the verifier reads the same bytes: a record it finds edited is marked where a reader sees it
+    report = verify_bytes(data)
+    problems = parse_lines(data.split(b"\n")).problems() + [f"chain: {p}" for p in report.problems]
+    numbered = [(n, rec) for n, line in enumerate(data.split(b"\n"), start=1)
+                if line.strip() and (rec := as_record(line)) is not None]
+    shown = [(n, r) for n, r in numbered if not args.kind or r.get("kind") in args.kind]
+    code = 1 if report.verdict is Verdict.TAMPERED else 0
     if args.json:
-        print(json.dumps({"path": str(args.file), "count": len(records), "records": records,
-                          "problems": log.problems()}, ensure_ascii=False))
-        return 0
-    for rec in records:
-        print(format_record(rec))
-    for problem in log.problems():
-        print(f"!! {problem}")
-    return 0
+        print(json.dumps({"path": str(args.file), "count": len(shown), "records": [r for _, r in shown],
+                          "problems": problems, "verify": report.to_json()}, ensure_ascii=False))
+        return code
+    for n, rec in shown:
+        mark = f"  !! line {n} is not as written (see below)" if n in report.broken_lines else ""
+        print(format_record(rec) + mark)
+    for problem in problems:
+        print(f"!! {printable(problem)}")
+    if report.verdict is Verdict.TAMPERED:
+        print(f"!! {report.render().splitlines()[0]}: `medrobot log verify {args.file}` says more")
+    return code
 
 
 def _replay(args: argparse.Namespace) -> int:
@@ -157,13 +191,21 @@ def _replay(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     from medrobot_llm.cli.mcap_output import MCAP_ERRORS, mcap_error, report_export
     from medrobot_llm.cli.outputs import check_outputs
+    from medrobot_llm.safety.audit import AuditLogError
+    from medrobot_llm.safety.audit_verify import Verdict, verify_file
 
     problem, notes = check_outputs("log export", {"--mcap": args.mcap}, reads={"FILE": args.file})
     if problem:
         print(problem, file=sys.stderr)
         return 2
+
     log = _load(args.file, args.json)
     if log is None:
+        return 2
+    try:
+        chain = verify_file(args.file)
+    except (OSError, AuditLogError) as exc:
+        _fail(args.file, f"cannot read {args.file}: {_reason(exc)}", args.json)
         return 2
     try:
         from medrobot_llm.recording.export import export_records
@@ -174,8 +216,14 @@ def _export(args: argparse.Namespace) -> int:
         return 2
     for note in notes:
         print(note, file=sys.stderr)
-    report_export(summary, as_json=args.json, problems=log.problems())
-    return 0 if summary.complete else 1
+    # what is written is what the log holds; a log that is not intact must not leave as a clean recording
+    intact = chain.verdict is Verdict.INTACT
+    verdict = [] if intact else [f"the log is not intact ({chain.render().splitlines()[0]}); "
+                                 f"`medrobot log verify {args.file}` says where"]
+    problems = [*verdict, *(f"chain: {p}" for p in chain.problems), *(f"end: {i}" for i in chain.incomplete),
+                *log.problems()]
+    report_export(summary, as_json=args.json, problems=problems)
+    return 0 if summary.complete and intact else 1
 
 
 @dataclass

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from medrobot_llm.consoles.render import render_plan
 from medrobot_llm.core.reasons import Reason
 from medrobot_llm.planning.admission import plan_text
-from medrobot_llm.planning.factory import add_planner_arguments, make_planner
+from medrobot_llm.planning.factory import add_planner_arguments, close_planner, make_planner
 
 if TYPE_CHECKING:
     from medrobot_llm.planning.base import Planner
@@ -41,6 +41,13 @@ def _run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"medrobot plan: {exc}", file=sys.stderr)
         return 2
+    try:
+        return _plan(args, planner)
+    finally:
+        close_planner(planner)   # an --llm-audit log ends with its close record, not as if killed
+
+
+def _plan(args: argparse.Namespace, planner: Planner) -> int:
     if args.jsonl:
         return _stream(planner, args.domain)
     if args.text is None:

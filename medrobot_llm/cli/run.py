@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -13,8 +15,13 @@ from medrobot_llm.safety.events import (EstopEvent, QuestionEvent, StepResultEve
 
 if TYPE_CHECKING:
     from medrobot_llm.cli.outputs import RunRecording
+    from medrobot_llm.core.reasons import Reason
+    from medrobot_llm.planning.base import Planner
 
-__all__ = ["register"]
+__all__ = ["TERMINATING", "Terminated", "register"]
+
+#: the signals a run ends on as it does on Ctrl-C: a service manager's stop, a closed terminal
+TERMINATING = (signal.SIGTERM, signal.SIGHUP)
 
 
 def register(sub: Any) -> None:
@@ -81,20 +88,58 @@ def _progress(event: SupervisorEvent) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from medrobot_llm.consoles.render import render_plan
-    from medrobot_llm.planning.admission import clean_command
-    from medrobot_llm.planning.factory import make_planner
-    from medrobot_llm.core.plan import Plan
-    from medrobot_llm.safety.supervisor import SupervisorState
-    from medrobot_llm.cli.options import SESSION_ERRORS, session_error
-    from medrobot_llm.cli.outputs import check_outputs
-    from medrobot_llm.session import Session, always
+    from medrobot_llm.planning.factory import close_planner, make_planner
 
     try:
         planner = make_planner(args)
     except ValueError as exc:
         print(f"medrobot run: {exc}", file=sys.stderr)
         return 2
+    caught = _catch_termination()
+    try:
+        return _run_planned(args, planner)
+    except Terminated as stop:
+        name = signal.Signals(stop.signum).name
+        print(f"medrobot run: stopped by {name}: the robot was stopped and the log closed", file=sys.stderr)
+        return 128 + stop.signum
+    finally:
+        close_planner(planner)   # its --llm-audit log ends with a close record, as the run's own does
+        for signum, handler in caught.items():
+            if handler is not None:   # None: a handler set outside Python, which cannot be put back from here
+                signal.signal(signum, handler)
+
+
+class Terminated(BaseException):
+    """SIGTERM or SIGHUP during a run: unwound like Ctrl-C, so the supervisor stops the robot and the log is
+    closed with its close record, instead of the process dying where it stands (a log that reads as killed)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _catch_termination() -> dict[int, Any]:
+    """Turn SIGTERM and SIGHUP into ``Terminated`` on the main thread; the handlers it replaced, to restore."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+
+    def stop(signum: int, _frame: object) -> None:
+        for s in TERMINATING:   # a second signal must not cut the unwinding short
+            signal.signal(s, signal.SIG_IGN)
+        raise Terminated(signum)
+
+    return {s: signal.signal(s, stop) for s in TERMINATING}
+
+
+def _run_planned(args: argparse.Namespace, planner: Planner) -> int:
+    from medrobot_llm.consoles.render import render_plan
+    from medrobot_llm.planning.admission import clean_command
+    from medrobot_llm.core.plan import Plan
+    from medrobot_llm.safety.supervisor import SupervisorState
+    from medrobot_llm.cli.options import SESSION_ERRORS, session_error
+    from medrobot_llm.cli.outputs import check_outputs
+    from medrobot_llm.session import Session, always
+
     text, refusal = clean_command(args.text)
     if text is None:
         assert refusal is not None
@@ -102,6 +147,8 @@ def _run(args: argparse.Namespace) -> int:
         refused = {"success": False, "state": SupervisorState.IDLE.value,
                    "plan": Plan.refused(args.domain, why, code).to_json(),
                    "steps": [], "exposures": 0, "images": [], "reason": why}
+        if args.log is not None and not _audit_refusal(args, code, why):
+            return 2
         print(json.dumps(refused) if args.json else f"REFUSED: {why}")
         return 1
     problem, notes = check_outputs("run", {"--log": args.log, "--mcap": args.mcap, "--record": args.record})
@@ -171,6 +218,22 @@ def _run(args: argparse.Namespace) -> int:
             print(f"mcap: {summary['messages']} message(s) on {len(summary['topics'])} topic(s) in {summary['mcap']}"
                   + (" (incomplete: see the error above)" if "error" in summary else ""))
     return 0 if outcome.success and (summary is None or "error" not in summary) else 1
+
+
+def _audit_refusal(args: argparse.Namespace, code: Reason, why: str) -> bool:
+    """A command refused for its characters goes into --log as one refused for its meaning does (no planner
+    saw it, so no session starts); False, with the sentence said, when the log cannot be written."""
+    from medrobot_llm.cli.options import SESSION_ERRORS, session_error
+    from medrobot_llm.planning.admission import refusal_fields
+    from medrobot_llm.safety.audit import AuditLog
+
+    try:
+        with AuditLog(args.log) as log:
+            log.append("command_refused", source="run", domain=args.domain, **refusal_fields(args.text, code, why))
+    except SESSION_ERRORS as exc:
+        print(session_error("run", exc), file=sys.stderr)
+        return False
+    return True
 
 
 def _open_recording(args: argparse.Namespace) -> RunRecording | None:

@@ -6,7 +6,8 @@ of them refuses as too long or malformed is refused by all of them, with the sam
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import hashlib
+from typing import TYPE_CHECKING, Any
 
 from medrobot_llm.core.reasons import Reason
 
@@ -14,9 +15,11 @@ if TYPE_CHECKING:
     from medrobot_llm.core.plan import Plan
     from medrobot_llm.planning.base import Planner
 
-__all__ = ["MAX_TEXT_BYTES", "clean_command", "clean_with_reason", "plan_text"]
+__all__ = ["MAX_TEXT_BYTES", "clean_command", "clean_with_reason", "plan_text", "refusal_fields"]
 
 MAX_TEXT_BYTES = 4096
+#: how much of a refused command the audit log keeps, escaped; the SHA-256 stands for all of it
+REFUSED_EXCERPT_CHARS = 200
 
 
 def clean_command(text: str) -> tuple[str | None, tuple[Reason, str] | None]:
@@ -33,6 +36,18 @@ def clean_command(text: str) -> tuple[str | None, tuple[Reason, str] | None]:
     if not text:
         return None, (Reason.EMPTY, "the command is empty; say what the robot should do")
     return text, None
+
+
+def refusal_fields(text: str, code: Reason, why: str) -> dict[str, Any]:
+    """What the audit log keeps of a command refused before any planner read it: a command refused for its
+    characters is audited like one refused for its meaning, yet neither its control characters, nor its
+    surrogates (which UTF-8 cannot hold), nor its length reach the log: an escaped excerpt and the hash of all."""
+    from medrobot_llm.safety.audit import printable
+
+    raw = text.encode("utf-8", "surrogatepass")
+    excerpt = text[:REFUSED_EXCERPT_CHARS].encode("utf-8", "backslashreplace").decode("utf-8")
+    return {"code": code.value, "reason": why, "excerpt": printable(excerpt), "text_bytes": len(raw),
+            "text_sha256": hashlib.sha256(raw).hexdigest()}
 
 
 def clean_with_reason(text: str) -> tuple[str | None, str | None]:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from medrobot_llm.planning.base import Planner
 
-__all__ = ["PLANNERS", "add_planner_arguments", "make_planner"]
+__all__ = ["PLANNERS", "add_planner_arguments", "close_planner", "make_planner"]
 
 PLANNERS = ("rule", "openai", "hybrid")
 
@@ -38,3 +38,11 @@ def make_planner(args: argparse.Namespace) -> Planner:
     from medrobot_llm.planning.hybrid import planner_from_args
 
     return planner_from_args(args)
+
+
+def close_planner(planner: Planner) -> None:
+    """Release what a planner opened for itself (the ``--llm-audit`` log, closed with its close record); a
+    planner that opened nothing has no ``close``."""
+    close = getattr(planner, "close", None)
+    if callable(close):
+        close()

@@ -44,6 +44,9 @@ class HybridPlanner:
         self.llm = llm
         self.llm_commands = 0
 
+    def close(self) -> None:
+        self.llm.close()
+
     def plan(self, domain: str, text: str, world: WorldState | None = None) -> Plan:
         why = screen_text(text)
         if why:
@@ -69,17 +72,25 @@ def planner_from_args(args: argparse.Namespace, audit: AuditSink | None = None) 
     cfg.resolved_key()
     if cfg.is_openai and not cfg.model:
         raise LLMConfigError("no model named: set --model or MEDROBOT_MODEL (or --base-url for a local server)")
+    owned = None
     if audit is None and cfg.audit_log:
         try:
             from medrobot_llm.safety.audit import AuditLog
         except ImportError as exc:
             raise LLMConfigError("--llm-audit needs the audit log module (medrobot_llm.safety.audit)") from exc
         try:
-            audit = AuditLog(cfg.audit_log)
+            audit = owned = AuditLog(cfg.audit_log)
         except (OSError, RuntimeError) as exc:
             raise LLMConfigError(f"cannot open the audit log {cfg.audit_log}: {exc}") from exc
     rule = RulePlanner()
-    llm = LLMPlanner(cfg, audit=audit, fallback=rule if cfg.fallback == "rule" else None)
+    try:
+        llm = LLMPlanner(cfg, audit=audit, fallback=rule if cfg.fallback == "rule" else None)
+    except BaseException:
+        if owned is not None:
+            owned.close()
+        raise
+    if owned is not None:
+        llm.close_audit = owned.close
     name = getattr(args, "planner", "openai")
     if name == "hybrid":
         return HybridPlanner(rule, llm)

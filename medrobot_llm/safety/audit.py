@@ -33,8 +33,9 @@ from typing import Any, Self
 from medrobot_llm.core.jsonable import jsonable
 from medrobot_llm.core.outputs import file_kind, lock_holder
 
-__all__ = ["CHAIN_FIELDS", "CLOSED_KIND", "AuditLog", "AuditLogError", "AuditRead", "TornLine", "as_record",
-           "format_record", "line_hash", "lock_holder", "read_bytes", "read_log", "seal_holds"]
+__all__ = ["CHAIN_FIELDS", "CLOSED_KIND", "LINE_START", "REOPENED_KIND", "AuditLog", "AuditLogError", "AuditRead",
+           "TornLine", "as_record", "format_record", "line_hash", "lock_holder", "printable", "read_bytes", "read_log",
+           "seal_holds"]
 
 #: fields every record carries, in this order, ahead of the caller's
 RESERVED = ("seq", "kind", "t_wall", "t_mono")
@@ -42,6 +43,10 @@ RESERVED = ("seq", "kind", "t_wall", "t_mono")
 CHAIN_FIELDS = ("prev", "chain_start", "fsync", "seal")
 #: the record a writer leaves when it closes cleanly; a log that ends without one was killed or cut
 CLOSED_KIND = "log_closed"
+#: the record a writer leaves when it reopens a log whose last session ended without its close record
+REOPENED_KIND = "log_reopened"
+#: how every line the writer writes begins (``seq`` first): a cut line is a prefix of a record, never other bytes
+LINE_START = b'{"' + RESERVED[0].encode("ascii") + b'":'
 #: a log larger than this is not read into memory by a writer reopening it (nor by ``read_log``)
 MAX_LOG_BYTES = 1 << 30
 
@@ -90,6 +95,7 @@ class AuditLog:
         self._next_seq = 0
         self._prev: str | None = None   # hash of the last line; None: the next record starts a chain
         self._written = 0
+        self._empty_at_open = False   # a file with no bytes: closed with a record even if nothing else came
         if self.path is not None:
             self._open(self.path)
 
@@ -115,6 +121,7 @@ class AuditLog:
         if created and self.fsync:
             _fsync_dir(path.parent)
         if not data:
+            self._empty_at_open = True
             return
         existing = parse_lines(data.split(b"\n"))
         if existing.records:
@@ -130,8 +137,16 @@ class AuditLog:
         if not data.endswith(b"\n"):
             # never rewrite evidence: end the cut-off line so the next record starts on its own line
             self._write(b"\n")
-        if existing.torn and existing.torn[-1].last:
-            self.append("log_reopened", torn_lines=[t.lineno for t in existing.torn])
+        torn_end = bool(existing.torn and existing.torn[-1].last)
+        # a log from before close records (no chain) never had one to leave
+        unclosed = bool(existing.records) and "prev" in existing.records[-1] \
+            and existing.records[-1].get("kind") != CLOSED_KIND
+        if torn_end or unclosed:
+            # the session before ended without its close record (a kill, a crash, or a cut): said here, at
+            # the seam, so that a later session's clean close never hides it from ``log verify``
+            last_seq = existing.records[-1].get("seq") if existing.records else None
+            self.append(REOPENED_KIND, torn_lines=[t.lineno for t in existing.torn] if torn_end else [],
+                        unclosed_after=last_seq if unclosed else None)
 
     @property
     def next_seq(self) -> int:
@@ -180,11 +195,13 @@ class AuditLog:
             raise AuditLogError(f"cannot write the audit log {self.path}: {exc.strerror}") from exc
 
     def close(self) -> None:
-        """Write the close record (a file log that wrote anything) and release the file and its lock.
+        """Write the close record (a file log that wrote anything, or was empty) and release the file and its lock.
 
+        An empty file is closed too: a writer stopped before its first record would otherwise leave a file
+        that says nothing about how it ended.
         A close record that cannot be written is given up: the log then reads as killed, which it was."""
         with self._lock:
-            mark = self._fd is not None and self._written > 0 and not self._closing
+            mark = self._fd is not None and (self._written > 0 or self._empty_at_open) and not self._closing
             self._closing = True
         if mark:
             try:
@@ -391,7 +408,17 @@ def format_record(rec: Mapping[str, Any]) -> str:
     except (AttributeError, TypeError, ValueError, KeyError):
         # a damaged record (a plan whose steps are no steps): shown as it is, never a traceback
         body = "(damaged) " + _kv({k: v for k, v in rec.items() if k not in _SKIP_IN_SUMMARY})
-    return f"{seq:>6}  {stamp}  {kind:<13} {body}".rstrip()
+    return printable(f"{seq:>6}  {stamp}  {kind:<13} {body}".rstrip())
+
+
+#: what a terminal acts on instead of showing: C0 and C1 controls, DEL, and the Unicode line separators
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def printable(text: str) -> str:
+    """``text`` with every control character escaped: a logged message must neither drive the reader's
+    terminal (escape sequences) nor start a line that looks like another record (newlines)."""
+    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
 
 
 def _summary(kind: str, rec: Mapping[str, Any]) -> str:

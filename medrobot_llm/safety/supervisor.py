@@ -126,7 +126,7 @@ class Supervisor(AdmissionMixin, StepGateMixin, LatchMixin):
         self._closed = False
 
         self._log(ev.SessionEvent(
-            domain=self.domain, backend=type(backend).__name__,
+            domain=self.domain, backend=backend.backend_name,
             planner=getattr(planner, "name", type(planner).__name__) if planner is not None else None,
             state=self.state.value, world=self._world_json(),
             config={"confirm_timeout_s": confirm_timeout_s, "step_timeout_s": step_timeout_s,

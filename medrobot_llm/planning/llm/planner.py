@@ -135,6 +135,14 @@ class LLMPlanner:
         self.last = Trace()
         self.totals = Trace()
         self.commands = 0
+        #: set by whoever opened ``audit`` for this planner alone (``--llm-audit``): ``close`` calls it once
+        self.close_audit: Callable[[], None] | None = None
+
+    def close(self) -> None:
+        """Close the audit log this planner was given to own; a log shared with others is theirs to close."""
+        close, self.close_audit = self.close_audit, None
+        if close is not None:
+            close()
 
     # -- public ---------------------------------------------------------------------------------------
     @property
