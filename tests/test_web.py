@@ -28,7 +28,7 @@ pytest.importorskip("pybullet")
 from starlette.testclient import TestClient  # noqa: E402
 from starlette.websockets import WebSocketDisconnect  # noqa: E402
 
-from medrobot_llm.consoles.web.app import COOKIE, Access, create_app  # noqa: E402
+from medrobot_llm.consoles.web.app import Access, create_app  # noqa: E402
 from medrobot_llm.consoles.web.hub import WebHub  # noqa: E402
 from medrobot_llm.consoles.web.messages import AUDIO_LIMIT, JSON_LIMIT, TEXT_LIMIT  # noqa: E402
 from medrobot_llm.consoles.web.speech import SpeechInput  # noqa: E402
@@ -69,7 +69,7 @@ class Rig:
         self.app = create_app(self.hub, self.access, recognizer)
         self.http = TestClient(self.app, base_url=BASE)
         r = self.http.get(f"/?token={self.access.token}", follow_redirects=False)
-        assert r.status_code == 303 and COOKIE in r.cookies, r.text
+        assert r.status_code == 303 and self.access.cookie in r.cookies, r.text
 
     def _keep(self, message: dict[str, Any]) -> None:
         with self._lock:
@@ -117,7 +117,7 @@ def test_the_token_works_once_and_gives_an_httponly_strict_cookie(rig: Callable[
     fresh = TestClient(r.app, base_url=BASE)
     again = fresh.get(f"/?token={r.access.token}", follow_redirects=False)
     assert again.status_code == 401 and "already used" in again.json()["error"]
-    assert COOKIE not in again.cookies
+    assert r.access.cookie not in again.cookies
     # the cookie the first use sets is HttpOnly and SameSite=Strict
     other = Access(HOST, PORT)
     first = TestClient(create_app(r.hub, other), base_url=BASE)
@@ -223,7 +223,7 @@ def test_command_plan_question_confirm_radiograph(rig: Callable[..., Rig]) -> No
     assert any(m["type"] == "audit" and m["record"]["kind"] == "question" for m in pushed)
     assert until(lambda: r.state() == "IDLE", 10)
     # the answered question is closed: answering it again is stale
-    late = r.post("/api/confirm", {"question": question["id"], "accept": True})
+    late = r.post("/api/confirm", {"question": question["id"], "accept": True, "via": "button"})
     assert late.status_code == 409
 
 
@@ -239,7 +239,7 @@ def test_confirm_motion_asks_for_the_view_and_the_page_follows_the_step_asked(ri
     view = r.wait("question", hazard="motion", step=0, skill="move_to_view")
     assert "say 'confirm'" in view["text"]  # the supervisor's words; the page words its own from the fields
     assert r.seen("state", question=view["id"])[-1]["step"] == 0 and sent() == []
-    assert r.post("/api/confirm", {"question": view["id"], "accept": False}).status_code == 200
+    assert r.post("/api/confirm", {"question": view["id"], "accept": False, "via": "button"}).status_code == 200
     assert until(lambda: r.state() == "IDLE", 10) and sent() == []
     assert r.session.supervisor.backend.world_state().facts["view_set"] is False
 
@@ -266,9 +266,9 @@ def test_a_stale_question_id_is_409_and_nothing_moves(rig: Callable[..., Rig]) -
     assert r.post("/api/command", {"text": SHOT}).status_code == 200
     question = r.wait("question", hazard="radiation")
     for stale in ("q0", "q999", question["id"] + "0"):
-        resp = r.post("/api/confirm", {"question": stale, "accept": True})
+        resp = r.post("/api/confirm", {"question": stale, "accept": True, "via": "button"})
         assert resp.status_code == 409 and question["id"] in resp.json()["error"], resp.text
-    deny_stale = r.post("/api/confirm", {"question": "q0", "accept": False})
+    deny_stale = r.post("/api/confirm", {"question": "q0", "accept": False, "via": "button"})
     assert deny_stale.status_code == 409
     assert r.state() == "AWAITING_CONFIRMATION"
     assert not r.seen("image", kind="radiograph")
@@ -277,7 +277,7 @@ def test_a_stale_question_id_is_409_and_nothing_moves(rig: Callable[..., Rig]) -
     # a typed yes is not bound to a question: refused, and the question stays open
     typed = r.post("/api/command", {"text": "yes"})
     assert typed.status_code == 409 and r.state() == "AWAITING_CONFIRMATION"
-    assert r.post("/api/confirm", {"question": question["id"], "accept": False}).status_code == 200
+    assert r.post("/api/confirm", {"question": question["id"], "accept": False, "via": "button"}).status_code == 200
     assert until(lambda: r.state() == "IDLE", 10)
     assert not r.seen("image", kind="radiograph")
 
@@ -320,7 +320,7 @@ def test_an_ultrasound_scan_shows_force_and_the_b_mode_capture(rig: Callable[...
     assert r.post("/api/command", {"text": "scan the left kidney and capture an image"}).status_code == 200
     contact = r.wait("question", skill="make_contact")
     assert contact["hazard"] == "contact"
-    assert r.post("/api/confirm", {"question": contact["id"], "accept": True}).status_code == 200
+    assert r.post("/api/confirm", {"question": contact["id"], "accept": True, "via": "button"}).status_code == 200
     bmode = r.wait("image", kind="bmode")
     assert r.session.record_dir is not None
     assert hashlib.sha256((r.session.record_dir / bmode["name"]).read_bytes()).hexdigest() == bmode["sha256"]
@@ -414,7 +414,7 @@ def test_a_spoken_command_is_read_back_and_moves_only_after_confirm(rig: Callabl
     assert r.seen("transcript", action="readback")
     # a new recording replaces the read-back: its question id is stale from then on
     second = r.http.post("/api/speech", content=wav, headers={"content-type": "audio/wav"}).json()
-    stale = r.post("/api/confirm", {"question": body["question"]["id"], "accept": True})
+    stale = r.post("/api/confirm", {"question": body["question"]["id"], "accept": True, "via": "button"})
     assert stale.status_code == 409 and r.state() == "IDLE"
     ok = r.post("/api/confirm", {"question": second["question"]["id"], "accept": True, "via": "key"})
     assert ok.status_code == 200, ok.text

@@ -218,6 +218,11 @@ class WebHub:
             found = self._recent.get(sha256)
             return found if found is not None and found.kind == kind else None
 
+    def asking(self) -> bool:
+        """Whether a supervisor step question is open (a spoken plan's read-back is not one)."""
+        with self._lock:
+            return self.question is not None and self.question.kind == "step"
+
     # ------------------------------------------------------------------ requests
     def stop(self, reason: str = "Stop pressed on the web console") -> Answer:
         """The e-stop, at once: no lock of the hub's is taken before the client's ``stop``."""
@@ -232,16 +237,23 @@ class WebHub:
         return Answer.of(reply)
 
     def reset(self) -> Answer:
-        reply = self.client.reset(source=_SOURCE)
+        """A reset the supervisor refuses (nothing is latched) is a 409 with its reason, like every refusal."""
+        try:
+            reply = self.client.reset(source=_SOURCE)
+        except Exception as exc:  # noqa: BLE001 - a refused reset is an answer for the person, not a crash
+            return self._refuse(409, f"reset refused: {exc}", "reset")
         self._reply(reply, "reset")
         return Answer.of(reply)
 
     def command(self, text: str) -> Answer:
         """One line from the command box; the same control phrases as the text console."""
-        intent = line_intent(text)
+        intent = line_intent(text, self.domain)
         if intent == "stop":
             return self.stop(f"operator typed {text.strip()!r} on the web console")
-        if intent in ("confirm", "deny"):
+        asked = self.asking()
+        # while the supervisor asks, a line for its planner could only be read as the answer (by an LLM planner,
+        # in words no list foresees): the question is answered with its buttons, and only controls are typed
+        if intent in ("confirm", "deny") or (asked and intent == "command"):
             return self._refuse(409, "answer the question with its Confirm or Deny button: a typed answer is not "
                                 "bound to the question it answers", text)
         if intent == "quit":
@@ -403,7 +415,10 @@ class WebHub:
                 return [self._state_message()]
             case ev.QuestionEvent():
                 return self._open_step_question(event.step_index, event.skill, event.hazard, event.text)
-            case ev.ConfirmationEvent() | ev.EstopEvent() | ev.RunEndEvent():
+            case ev.RunEndEvent():
+                # the state message clears the page's current step and plan highlight: the run is over
+                return [*self._close_step_question(), *self._log_for(event), self._state_message()]
+            case ev.ConfirmationEvent() | ev.EstopEvent():
                 return [*self._close_step_question(), *self._log_for(event)]
             case ev.StepResultEvent() | ev.StepRejectedEvent() | ev.HaltFailedEvent():
                 return self._log_for(event)

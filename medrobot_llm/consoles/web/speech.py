@@ -5,7 +5,8 @@ file) and transcribed by the same engines (``consoles.voice.engines``); what is 
 the voice console with the talk key held (``push_to_talk``): a stop phrase latches the e-stop at the lower stop
 threshold, before any planning; an unsure transcript or speech that is not a command does nothing; a command is
 planned once (``Session.propose``) and its plan is read back as a question, and moves only after Confirm of that
-read-back. A spoken yes / no is not an answer here: the page's buttons are bound to their question, a voice is not.
+read-back, and only while no supervisor question is open (409: that question is answered first, and stays the
+one shown). A spoken yes / no is not an answer here: the page's buttons are bound to their question, a voice is not.
 """
 
 from __future__ import annotations
@@ -65,6 +66,10 @@ class SpeechInput:
             return self._said(heard, "repeat", why)
         if heard.not_command:
             return self._said(heard, "not_a_command", NOT_A_COMMAND)
+        if self.hub.asking():
+            # the supervisor's question stays the one shown: a read-back in its place left it unanswerable
+            why = "answer the open question first (its Confirm or Deny button); nothing was planned"
+            return self._said(heard, "refused", why, Answer.refused(409, why))
         session = self.hub.session
         if session is None:
             return self._said(heard, "refused", "spoken commands are read back by the in-process session; over "
