@@ -91,7 +91,7 @@ def line_intent(line: str, domain: str | None = None) -> str:
     if domain is not None:
         plan = RulePlanner().plan(domain, line)
         if plan.status is PlanStatus.CONTROL and plan.control in (Control.CONFIRM, Control.DENY):
-            return plan.control.value
+            return str(plan.control.value)
     return "command"
 
 
