@@ -306,3 +306,49 @@ def test_a_click_landing_as_the_next_exposure_appears_fires_nothing(page: tuple[
     confirm.click()  # the second click of the double click, right after the new question showed
     sent = _finish_denying(driver, log)
     assert len(sent) == 1, f"{len(sent)} exposures from one double click"
+
+
+# ------------------------------------------------------------------ the typed-answer rule, over its wordings
+def _fullwidth(text: str) -> str:
+    """Full-width letters and digits (the planners fold them; full-width punctuation they read as punctuation)."""
+    return "".join(chr(ord(c) + 0xFEE0) if c.isascii() and c.isalnum() else c for c in text)
+
+
+_VARIANTS: dict[str, Callable[[str], str]] = {
+    "as listed": lambda t: t,
+    "upper": str.upper,
+    "title": str.title,
+    "fullwidth": _fullwidth,
+    "zero-width": lambda t: "\u200b".join(t),
+    "joiners": lambda t: "\u200d".join(t),
+    "spaced": lambda t: f"  {t.replace(' ', chr(9))}  ",
+    "please": lambda t: f"please {t}",
+    "shouted": lambda t: f"{t}!!",
+}
+
+
+def test_every_wording_of_an_answer_is_refused_from_the_command_box(rig: Callable[..., Rig]) -> None:
+    """Every confirm / deny phrase the supervisor knows, however it is spelled, is an answer to ``line_intent``
+    (the one recogniser the text console and the web hub share) and is refused by the box with an exposure open."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from medrobot_llm.consoles.core import line_intent
+    from medrobot_llm.language.words import CONTROL_PHRASES
+
+    r = rig("xray")
+    question = _exposure_question(r)
+    phrases = [(kind, p) for kind in ("confirm", "deny") for p in CONTROL_PHRASES[kind]]
+
+    @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(st.sampled_from(phrases), st.sampled_from(sorted(_VARIANTS)))
+    def check(phrase: tuple[str, str], variant: str) -> None:
+        kind, text = phrase
+        typed = _VARIANTS[variant](text)
+        assert line_intent(typed, "xray") == kind, (typed, variant)
+        resp = r.post("/api/command", {"text": typed})
+        assert resp.status_code == 409 and "button" in resp.json()["error"], (typed, resp.text)
+
+    check()
+    assert r.state() == "AWAITING_CONFIRMATION" and not _exposures_sent(r)
+    r.post("/api/confirm", {"question": question["id"], "accept": False, "via": "button"})
