@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -50,12 +51,14 @@ LONG_SWEEP = "scan the left kidney at 1 mm/s over 100 mm"
 class Rig:
     """One page's server over one real session; ``messages`` is everything the hub pushed, in order."""
 
-    def __init__(self, domain: str, tmp: Path, speech: bool = False, confirm_hazards: tuple[str, ...] = ()) -> None:
+    def __init__(self, domain: str, tmp: Path, speech: bool = False, confirm_hazards: tuple[str, ...] = (),
+                 arming_s: float = 0.0, clock: Callable[[], float] = time.monotonic) -> None:
         self.session = Session(domain, RulePlanner(), record_dir=tmp, confirm_timeout_s=30,
                                confirm_hazards=confirm_hazards)
         assert self.session.record_dir is not None
+        # no arming delay unless a test is about it: the others answer an exposure the moment it is asked
         self.hub = WebHub(self.session.supervisor, domain, session=self.session,
-                          frames_dir=self.session.record_dir / "frames")
+                          frames_dir=self.session.record_dir / "frames", arming_s=arming_s, clock=clock)
         self.messages: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         self.hub.add_listener(self._keep)
@@ -99,8 +102,9 @@ class Rig:
 def rig(tmp_path: Path) -> Iterator[Callable[..., Rig]]:
     made: list[Rig] = []
 
-    def make(domain: str, speech: bool = False, confirm_hazards: tuple[str, ...] = ()) -> Rig:
-        made.append(Rig(domain, tmp_path / f"rec-{len(made)}", speech, confirm_hazards))
+    def make(domain: str, speech: bool = False, confirm_hazards: tuple[str, ...] = (), arming_s: float = 0.0,
+             clock: Callable[[], float] = time.monotonic) -> Rig:
+        made.append(Rig(domain, tmp_path / f"rec-{len(made)}", speech, confirm_hazards, arming_s, clock))
         return made[-1]
 
     yield make
@@ -280,6 +284,46 @@ def test_a_stale_question_id_is_409_and_nothing_moves(rig: Callable[..., Rig]) -
     assert r.post("/api/confirm", {"question": question["id"], "accept": False, "via": "button"}).status_code == 200
     assert until(lambda: r.state() == "IDLE", 10)
     assert not r.seen("image", kind="radiograph")
+
+
+class _Clock:
+    """A clock the test moves by hand (the hub reads it for the arming delay and the feedback rate)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_an_exposure_confirm_is_refused_until_the_question_is_armed(rig: Callable[..., Rig]) -> None:
+    clock = _Clock()
+    r = rig("xray", arming_s=0.6, clock=clock)
+    assert r.post("/api/command", {"text": SHOT}).status_code == 200
+    question = r.wait("question", hazard="radiation")
+    assert question["arm_ms"] == 600
+    for dt in (0.0, 0.3, 0.599):
+        clock.now = 1000.0 + dt
+        early = r.post("/api/confirm", {"question": question["id"], "accept": True, "via": "button"})
+        assert early.status_code == 409 and "too soon" in early.json()["error"], (dt, early.text)
+        assert r.state() == "AWAITING_CONFIRMATION" and not r.seen("image", kind="radiograph")
+    clock.now = 1000.0 + 0.6
+    ok = r.post("/api/confirm", {"question": question["id"], "accept": True, "via": "button"})
+    assert ok.status_code == 200, ok.text
+    r.wait("image", kind="radiograph")
+
+
+def test_a_deny_and_a_motion_question_are_not_armed(rig: Callable[..., Rig]) -> None:
+    """Only an exposure's Confirm waits: a Deny never does, and a motion step's question has no delay."""
+    clock = _Clock()
+    r = rig("xray", arming_s=0.6, clock=clock, confirm_hazards=("motion",))
+    assert r.post("/api/command", {"text": SHOT}).status_code == 200
+    view = r.wait("question", hazard="motion")
+    assert view["arm_ms"] == 0
+    assert r.post("/api/confirm", {"question": view["id"], "accept": True, "via": "button"}).status_code == 200
+    shot = r.wait("question", hazard="radiation")
+    assert r.post("/api/confirm", {"question": shot["id"], "accept": False, "via": "button"}).status_code == 200
+    assert until(lambda: r.state() == "IDLE", 10) and not r.seen("image", kind="radiograph")
 
 
 # ------------------------------------------------------------------ stop and reset

@@ -7,6 +7,8 @@ Like the text console it decides nothing about safety; it decides what only a pa
   naming any other id (a double click, a tab left open, a question that timed out) is refused with 409 and
   reaches nothing;
 - an exposure is not confirmed by the keyboard shortcut alone (``via: key``): 409, the button is needed;
+- an exposure's Confirm is refused for ``ARMING_S`` after its question is shown (the page keeps the button
+  disabled as long), so a click meant for the question before cannot land on the next;
 - ``yes`` / ``no`` typed in the command box are refused, so every answer goes through the bound buttons;
 - a stop goes to ``client.stop`` from whatever thread calls ``stop``, before and without any other work (it takes
   no lock that a command being planned holds);
@@ -52,7 +54,7 @@ from medrobot_llm.safety.protocol import SupervisorClient
 from medrobot_llm.safety.replies import Reply
 from medrobot_llm.session import Session
 
-__all__ = ["Answer", "IMAGE_KINDS", "Image", "OpenQuestion", "WebHub"]
+__all__ = ["ARMING_S", "Answer", "IMAGE_KINDS", "Image", "OpenQuestion", "WebHub"]
 
 #: what a step's saved picture is, by domain; every other picture is a scene frame
 _CAPTURE_KIND: dict[str, ImageKind] = {"xray": "radiograph", "ultrasound": "bmode"}
@@ -60,6 +62,10 @@ IMAGE_KINDS: tuple[ImageKind, ...] = ("frame", "bmode", "radiograph")
 _SOURCE = "web"
 #: feedback arrives at the control rate; the page needs a few updates a second
 _FEEDBACK_INTERVAL_S = 0.1
+#: an exposure's Confirm is refused (and the page's button disabled) this long after its question appears: with
+#: two exposures in a plan the second question shows a fraction of a second after the first is confirmed, and the
+#: second click of a slow double click (or a click aimed at the first) must not fire the second
+ARMING_S = 0.6
 #: images kept by hash for the URLs already sent (a few runs' worth of frames and captures)
 _RECENT_IMAGES = 32
 #: an absolute path in a step's message (a temporary record folder is long and says nothing): its last part stays
@@ -108,10 +114,15 @@ class OpenQuestion:
     step: int | None = None
     skill: str | None = None
     plan: Plan | None = None
+    #: the hub's clock when the question was shown (sent to the page)
+    shown: float = 0.0
+    #: how long after ``shown`` a Confirm is taken (an exposure's arming delay; 0 for other questions)
+    arming_s: float = 0.0
 
     def message(self) -> QuestionMessage:
         return QuestionMessage(id=self.id, kind="readback" if self.kind == "readback" else "step", step=self.step,
-                               skill=self.skill, text=self.text, hazard=self.hazard)
+                               skill=self.skill, text=self.text, hazard=self.hazard,
+                               arm_ms=round(self.arming_s * 1000))
 
 
 @dataclass
@@ -127,6 +138,8 @@ class WebHub:
     frames_dir: Path | None = None
     audit_tail: int = 50
     clock: Callable[[], float] = time.monotonic
+    #: an exposure question's arming delay (``ARMING_S``)
+    arming_s: float = ARMING_S
     _lock: threading.RLock = field(default_factory=threading.RLock, init=False, repr=False)
     _emit_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
     _listeners: list[Callable[[dict[str, Any]], None]] = field(default_factory=list, init=False, repr=False)
@@ -302,6 +315,10 @@ class WebHub:
             if accept and via == "key" and q.hazard == Hazard.RADIATION.value:
                 return self._refuse(409, "an exposure is confirmed with the Confirm button, not the keyboard "
                                     "shortcut alone", "confirm")
+            if accept and self.clock() - q.shown < q.arming_s:
+                return self._refuse(409, f"too soon: an exposure's Confirm is taken {round(q.arming_s * 1000)} ms "
+                                    "after its question appears, so a click meant for the question before cannot "
+                                    "land on it; look at the question and click again", "confirm")
             if q.kind == "readback":
                 self.question = None
         if q.kind == "readback":
@@ -452,7 +469,9 @@ class WebHub:
                 return []
 
     def _open_step_question(self, step: int, skill: str, hazard: str, text: str) -> list[ViewMessage]:
-        q = OpenQuestion(id=self._new_id(), kind="step", text=text, hazard=hazard, step=step, skill=skill)
+        arming = self.arming_s if hazard == Hazard.RADIATION.value else 0.0
+        q = OpenQuestion(id=self._new_id(), kind="step", text=text, hazard=hazard, step=step, skill=skill,
+                         shown=self.clock(), arming_s=arming)
         with self._lock:
             dropped = self.question
             self.question = q

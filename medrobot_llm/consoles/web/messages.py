@@ -98,6 +98,9 @@ class QuestionMessage(_Message):
     skill: str | None = None
     text: str = ""
     hazard: str | None = None
+    #: Confirm is taken only this long after the question appears (an exposure's arming delay); the page keeps the
+    #: button disabled until then
+    arm_ms: int = 0
 
 
 class ReplyMessage(_Message):
