@@ -359,6 +359,31 @@ def test_stop_during_a_sweep_latches_the_estop_and_reset_recovers(rig: Callable[
     assert r.state() == "IDLE"
 
 
+def test_the_end_of_a_run_clears_the_current_step(rig: Callable[..., Rig]) -> None:
+    """The page's #step and plan highlight follow the last state message: after the run it names no step."""
+    r = rig("xray")
+    assert r.post("/api/command", {"text": SHOT}).status_code == 200
+    shot = r.wait("question", hazard="radiation")
+    assert r.post("/api/confirm", {"question": shot["id"], "accept": True, "via": "button"}).status_code == 200
+    r.wait("log", message="done: all 2 step(s) finished")
+    assert until(lambda: r.seen("state")[-1]["step"] is None, 10), r.seen("state")[-1]
+    assert r.http.get("/api/status").json()["step"] is None
+
+
+def test_a_handler_that_fails_answers_json_500_with_the_reason(rig: Callable[..., Rig],
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    r = rig("xray")
+
+    def broken() -> dict[str, Any]:
+        raise KeyError("no such thing")
+
+    monkeypatch.setattr(r.hub, "status", broken)
+    http = TestClient(r.app, base_url=BASE, cookies=dict(r.http.cookies), raise_server_exceptions=False)
+    resp = http.get("/api/status")
+    assert resp.status_code == 500 and resp.headers["content-type"] == "application/json", resp.text
+    assert "KeyError" in resp.json()["error"]
+
+
 def test_an_ultrasound_scan_shows_force_and_the_b_mode_capture(rig: Callable[..., Rig]) -> None:
     r = rig("ultrasound")
     assert r.post("/api/command", {"text": "scan the left kidney and capture an image"}).status_code == 200
