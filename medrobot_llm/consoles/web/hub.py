@@ -78,6 +78,18 @@ def _log(message: str, level: Literal["info", "warning", "alarm"] = "info") -> L
     return LogMessage(level=level, message=short, title=message if short != message else "")
 
 
+def _help_text(domain: str) -> str:
+    cs = load_command_set(domain)
+    skills = "; ".join(f"{name} ({spec.hazard.value})" for name, spec in cs.skills.items())
+    return (f"{cs.title}: type a command in plain words. Skills: {skills}. Stop (or Space) latches the e-stop, "
+            "Reset recovers; pause, resume and cancel work too.")
+
+
+def _image_message(image: Image) -> ImageMessage:
+    return ImageMessage(kind=image.kind, url=f"/api/image/{image.kind}?sha256={image.sha256}",
+                        sha256=image.sha256, name=image.name)
+
+
 @dataclass(frozen=True)
 class Answer:
     """The hub's answer to one request: the HTTP status and the JSON body (``error`` when refused)."""
@@ -203,7 +215,7 @@ class WebHub:
             out.append(self.question.message() if self.question else QuestionMessage(id=None))
             if self.telemetry:
                 out.append(TelemetryMessage(telemetry=self.telemetry, text=format_telemetry(self.telemetry)))
-            out += [self._image_message(img) for img in self.images.values()]
+            out += [_image_message(img) for img in self.images.values()]
         return [m.model_dump(mode="json") for m in out]
 
     def status(self) -> dict[str, Any]:
@@ -263,10 +275,9 @@ class WebHub:
         intent = line_intent(text, self.domain)
         if intent == "stop":
             return self.stop(f"operator typed {text.strip()!r} on the web console")
-        asked = self.asking()
         # while the supervisor asks, a line for its planner could only be read as the answer (by an LLM planner,
         # in words no list foresees): the question is answered with its buttons, and only controls are typed
-        if intent in ("confirm", "deny") or (asked and intent == "command"):
+        if intent in ("confirm", "deny") or (intent == "command" and self.asking()):
             return self._refuse(409, "answer the question with its Confirm or Deny button: a typed answer is not "
                                 "bound to the question it answers", text)
         if intent == "quit":
@@ -316,9 +327,8 @@ class WebHub:
                 return self._refuse(409, "an exposure is confirmed with the Confirm button, not the keyboard "
                                     "shortcut alone", "confirm")
             if accept and self.clock() - q.shown < q.arming_s:
-                return self._refuse(409, f"too soon: an exposure's Confirm is taken {round(q.arming_s * 1000)} ms "
-                                    "after its question appears, so a click meant for the question before cannot "
-                                    "land on it; look at the question and click again", "confirm")
+                return self._refuse(409, f"too soon: an exposure's Confirm is taken {q.message().arm_ms} ms after "
+                                    "its question shows (a click meant for the one before must not land on it)", "confirm")
             if q.kind == "readback":
                 self.question = None
         if q.kind == "readback":
@@ -372,10 +382,7 @@ class WebHub:
         self.emit(LogMessage(message=f"read-back dropped ({why}): nothing moved"))
 
     def _help(self, text: str) -> Answer:
-        cs = load_command_set(self.domain)
-        skills = "; ".join(f"{name} ({spec.hazard.value})" for name, spec in cs.skills.items())
-        message = (f"{cs.title}: type a command in plain words. Skills: {skills}. Stop (or Space) latches the "
-                   "e-stop, Reset recovers; pause, resume and cancel work too.")
+        message = _help_text(self.domain)
         self.emit(ReplyMessage(ok=True, message=message, input=text))
         return Answer(200, {"ok": True, "state": self.state, "message": message})
 
@@ -518,12 +525,7 @@ class WebHub:
             self._recent[image.sha256] = image
             while len(self._recent) > _RECENT_IMAGES:
                 del self._recent[next(iter(self._recent))]
-        self.emit(self._image_message(image))
-
-    @staticmethod
-    def _image_message(image: Image) -> ImageMessage:
-        return ImageMessage(kind=image.kind, url=f"/api/image/{image.kind}?sha256={image.sha256}",
-                            sha256=image.sha256, name=image.name)
+        self.emit(_image_message(image))
 
     # ------------------------------------------------------------------ messages
     def _plan_message(self, plan: Plan, *, readback: bool = False) -> PlanMessage:
