@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ pytest.importorskip("pybullet")
 from starlette.testclient import TestClient  # noqa: E402
 from starlette.websockets import WebSocketDisconnect  # noqa: E402
 
-from medrobot_llm.consoles.web.app import COOKIE, Access, create_app  # noqa: E402
+from medrobot_llm.consoles.web.app import Access, create_app  # noqa: E402
 from medrobot_llm.consoles.web.hub import WebHub  # noqa: E402
 from medrobot_llm.consoles.web.messages import AUDIO_LIMIT, JSON_LIMIT, TEXT_LIMIT  # noqa: E402
 from medrobot_llm.consoles.web.speech import SpeechInput  # noqa: E402
@@ -50,12 +51,14 @@ LONG_SWEEP = "scan the left kidney at 1 mm/s over 100 mm"
 class Rig:
     """One page's server over one real session; ``messages`` is everything the hub pushed, in order."""
 
-    def __init__(self, domain: str, tmp: Path, speech: bool = False, confirm_hazards: tuple[str, ...] = ()) -> None:
+    def __init__(self, domain: str, tmp: Path, speech: bool = False, confirm_hazards: tuple[str, ...] = (),
+                 arming_s: float = 0.0, clock: Callable[[], float] = time.monotonic) -> None:
         self.session = Session(domain, RulePlanner(), record_dir=tmp, confirm_timeout_s=30,
                                confirm_hazards=confirm_hazards)
         assert self.session.record_dir is not None
+        # no arming delay unless a test is about it: the others answer an exposure the moment it is asked
         self.hub = WebHub(self.session.supervisor, domain, session=self.session,
-                          frames_dir=self.session.record_dir / "frames")
+                          frames_dir=self.session.record_dir / "frames", arming_s=arming_s, clock=clock)
         self.messages: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         self.hub.add_listener(self._keep)
@@ -69,7 +72,7 @@ class Rig:
         self.app = create_app(self.hub, self.access, recognizer)
         self.http = TestClient(self.app, base_url=BASE)
         r = self.http.get(f"/?token={self.access.token}", follow_redirects=False)
-        assert r.status_code == 303 and COOKIE in r.cookies, r.text
+        assert r.status_code == 303 and self.access.cookie in r.cookies, r.text
 
     def _keep(self, message: dict[str, Any]) -> None:
         with self._lock:
@@ -99,8 +102,9 @@ class Rig:
 def rig(tmp_path: Path) -> Iterator[Callable[..., Rig]]:
     made: list[Rig] = []
 
-    def make(domain: str, speech: bool = False, confirm_hazards: tuple[str, ...] = ()) -> Rig:
-        made.append(Rig(domain, tmp_path / f"rec-{len(made)}", speech, confirm_hazards))
+    def make(domain: str, speech: bool = False, confirm_hazards: tuple[str, ...] = (), arming_s: float = 0.0,
+             clock: Callable[[], float] = time.monotonic) -> Rig:
+        made.append(Rig(domain, tmp_path / f"rec-{len(made)}", speech, confirm_hazards, arming_s, clock))
         return made[-1]
 
     yield make
@@ -117,7 +121,7 @@ def test_the_token_works_once_and_gives_an_httponly_strict_cookie(rig: Callable[
     fresh = TestClient(r.app, base_url=BASE)
     again = fresh.get(f"/?token={r.access.token}", follow_redirects=False)
     assert again.status_code == 401 and "already used" in again.json()["error"]
-    assert COOKIE not in again.cookies
+    assert r.access.cookie not in again.cookies
     # the cookie the first use sets is HttpOnly and SameSite=Strict
     other = Access(HOST, PORT)
     first = TestClient(create_app(r.hub, other), base_url=BASE)
@@ -223,7 +227,7 @@ def test_command_plan_question_confirm_radiograph(rig: Callable[..., Rig]) -> No
     assert any(m["type"] == "audit" and m["record"]["kind"] == "question" for m in pushed)
     assert until(lambda: r.state() == "IDLE", 10)
     # the answered question is closed: answering it again is stale
-    late = r.post("/api/confirm", {"question": question["id"], "accept": True})
+    late = r.post("/api/confirm", {"question": question["id"], "accept": True, "via": "button"})
     assert late.status_code == 409
 
 
@@ -239,7 +243,7 @@ def test_confirm_motion_asks_for_the_view_and_the_page_follows_the_step_asked(ri
     view = r.wait("question", hazard="motion", step=0, skill="move_to_view")
     assert "say 'confirm'" in view["text"]  # the supervisor's words; the page words its own from the fields
     assert r.seen("state", question=view["id"])[-1]["step"] == 0 and sent() == []
-    assert r.post("/api/confirm", {"question": view["id"], "accept": False}).status_code == 200
+    assert r.post("/api/confirm", {"question": view["id"], "accept": False, "via": "button"}).status_code == 200
     assert until(lambda: r.state() == "IDLE", 10) and sent() == []
     assert r.session.supervisor.backend.world_state().facts["view_set"] is False
 
@@ -266,9 +270,9 @@ def test_a_stale_question_id_is_409_and_nothing_moves(rig: Callable[..., Rig]) -
     assert r.post("/api/command", {"text": SHOT}).status_code == 200
     question = r.wait("question", hazard="radiation")
     for stale in ("q0", "q999", question["id"] + "0"):
-        resp = r.post("/api/confirm", {"question": stale, "accept": True})
+        resp = r.post("/api/confirm", {"question": stale, "accept": True, "via": "button"})
         assert resp.status_code == 409 and question["id"] in resp.json()["error"], resp.text
-    deny_stale = r.post("/api/confirm", {"question": "q0", "accept": False})
+    deny_stale = r.post("/api/confirm", {"question": "q0", "accept": False, "via": "button"})
     assert deny_stale.status_code == 409
     assert r.state() == "AWAITING_CONFIRMATION"
     assert not r.seen("image", kind="radiograph")
@@ -277,9 +281,49 @@ def test_a_stale_question_id_is_409_and_nothing_moves(rig: Callable[..., Rig]) -
     # a typed yes is not bound to a question: refused, and the question stays open
     typed = r.post("/api/command", {"text": "yes"})
     assert typed.status_code == 409 and r.state() == "AWAITING_CONFIRMATION"
-    assert r.post("/api/confirm", {"question": question["id"], "accept": False}).status_code == 200
+    assert r.post("/api/confirm", {"question": question["id"], "accept": False, "via": "button"}).status_code == 200
     assert until(lambda: r.state() == "IDLE", 10)
     assert not r.seen("image", kind="radiograph")
+
+
+class _Clock:
+    """A clock the test moves by hand (the hub reads it for the arming delay and the feedback rate)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_an_exposure_confirm_is_refused_until_the_question_is_armed(rig: Callable[..., Rig]) -> None:
+    clock = _Clock()
+    r = rig("xray", arming_s=0.6, clock=clock)
+    assert r.post("/api/command", {"text": SHOT}).status_code == 200
+    question = r.wait("question", hazard="radiation")
+    assert question["arm_ms"] == 600
+    for dt in (0.0, 0.3, 0.599):
+        clock.now = 1000.0 + dt
+        early = r.post("/api/confirm", {"question": question["id"], "accept": True, "via": "button"})
+        assert early.status_code == 409 and "too soon" in early.json()["error"], (dt, early.text)
+        assert r.state() == "AWAITING_CONFIRMATION" and not r.seen("image", kind="radiograph")
+    clock.now = 1000.0 + 0.6
+    ok = r.post("/api/confirm", {"question": question["id"], "accept": True, "via": "button"})
+    assert ok.status_code == 200, ok.text
+    r.wait("image", kind="radiograph")
+
+
+def test_a_deny_and_a_motion_question_are_not_armed(rig: Callable[..., Rig]) -> None:
+    """Only an exposure's Confirm waits: a Deny never does, and a motion step's question has no delay."""
+    clock = _Clock()
+    r = rig("xray", arming_s=0.6, clock=clock, confirm_hazards=("motion",))
+    assert r.post("/api/command", {"text": SHOT}).status_code == 200
+    view = r.wait("question", hazard="motion")
+    assert view["arm_ms"] == 0
+    assert r.post("/api/confirm", {"question": view["id"], "accept": True, "via": "button"}).status_code == 200
+    shot = r.wait("question", hazard="radiation")
+    assert r.post("/api/confirm", {"question": shot["id"], "accept": False, "via": "button"}).status_code == 200
+    assert until(lambda: r.state() == "IDLE", 10) and not r.seen("image", kind="radiograph")
 
 
 # ------------------------------------------------------------------ stop and reset
@@ -315,12 +359,37 @@ def test_stop_during_a_sweep_latches_the_estop_and_reset_recovers(rig: Callable[
     assert r.state() == "IDLE"
 
 
+def test_the_end_of_a_run_clears_the_current_step(rig: Callable[..., Rig]) -> None:
+    """The page's #step and plan highlight follow the last state message: after the run it names no step."""
+    r = rig("xray")
+    assert r.post("/api/command", {"text": SHOT}).status_code == 200
+    shot = r.wait("question", hazard="radiation")
+    assert r.post("/api/confirm", {"question": shot["id"], "accept": True, "via": "button"}).status_code == 200
+    r.wait("log", message="done: all 2 step(s) finished")
+    assert until(lambda: r.seen("state")[-1]["step"] is None, 10), r.seen("state")[-1]
+    assert r.http.get("/api/status").json()["step"] is None
+
+
+def test_a_handler_that_fails_answers_json_500_with_the_reason(rig: Callable[..., Rig],
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    r = rig("xray")
+
+    def broken() -> dict[str, Any]:
+        raise KeyError("no such thing")
+
+    monkeypatch.setattr(r.hub, "status", broken)
+    http = TestClient(r.app, base_url=BASE, cookies=dict(r.http.cookies), raise_server_exceptions=False)
+    resp = http.get("/api/status")
+    assert resp.status_code == 500 and resp.headers["content-type"] == "application/json", resp.text
+    assert "KeyError" in resp.json()["error"]
+
+
 def test_an_ultrasound_scan_shows_force_and_the_b_mode_capture(rig: Callable[..., Rig]) -> None:
     r = rig("ultrasound")
     assert r.post("/api/command", {"text": "scan the left kidney and capture an image"}).status_code == 200
     contact = r.wait("question", skill="make_contact")
     assert contact["hazard"] == "contact"
-    assert r.post("/api/confirm", {"question": contact["id"], "accept": True}).status_code == 200
+    assert r.post("/api/confirm", {"question": contact["id"], "accept": True, "via": "button"}).status_code == 200
     bmode = r.wait("image", kind="bmode")
     assert r.session.record_dir is not None
     assert hashlib.sha256((r.session.record_dir / bmode["name"]).read_bytes()).hexdigest() == bmode["sha256"]
@@ -414,7 +483,7 @@ def test_a_spoken_command_is_read_back_and_moves_only_after_confirm(rig: Callabl
     assert r.seen("transcript", action="readback")
     # a new recording replaces the read-back: its question id is stale from then on
     second = r.http.post("/api/speech", content=wav, headers={"content-type": "audio/wav"}).json()
-    stale = r.post("/api/confirm", {"question": body["question"]["id"], "accept": True})
+    stale = r.post("/api/confirm", {"question": body["question"]["id"], "accept": True, "via": "button"})
     assert stale.status_code == 409 and r.state() == "IDLE"
     ok = r.post("/api/confirm", {"question": second["question"]["id"], "accept": True, "via": "key"})
     assert ok.status_code == 200, ok.text

@@ -321,8 +321,11 @@ def test_requests_without_the_session_are_refused(web: Open, closing: Closing) -
     assert code == 401
     # with the page's cookie but another Host, or a WebSocket from another Origin: 403
     cookie = {c["name"]: c["value"] for c in page.driver.get_cookies()}
-    assert "medrobot_session" in cookie
-    jar = f"medrobot_session={cookie['medrobot_session']}"
+    from medrobot_llm.consoles.web.app import COOKIE
+
+    name = f"{COOKIE}_{server.base.rsplit(':', 1)[1]}"  # one name per port: consoles keep their own sessions
+    assert name in cookie
+    jar = f"{name}={cookie[name]}"
     assert _raw(server, "GET", "/api/status", {"Cookie": jar})[0] == 200
     assert _raw(server, "GET", "/api/status", {"Cookie": jar, "Host": "evil.example:80"})[0] == 403
     ws = {"Cookie": jar, "Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13",

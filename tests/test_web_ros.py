@@ -27,7 +27,7 @@ BASE = "http://127.0.0.1:8765"
 
 def test_the_page_drives_the_ros_graph_question_by_question(tmp_path: Path) -> None:
     with ros_graph("xray", tmp_path) as graph:
-        hub = WebHub(graph.remote, "xray")
+        hub = WebHub(graph.remote, "xray", arming_s=0.0)  # the arming delay is tested in test_web
         seen: list[dict[str, Any]] = []
         hub.add_listener(seen.append)
         hub.start()
@@ -42,10 +42,10 @@ def test_the_page_drives_the_ros_graph_question_by_question(tmp_path: Path) -> N
             assert question["hazard"] == "radiation"
             plan = next(m for m in seen if m["type"] == "plan")
             assert [s["skill"] for s in plan["steps"]] == ["move_to_view", "take_shot"]
-            assert http.post("/api/confirm", json={"question": "q0", "accept": True}).status_code == 409
+            assert http.post("/api/confirm", json={"question": "q0", "accept": True, "via": "button"}).status_code == 409
             key = http.post("/api/confirm", json={"question": question["id"], "accept": True, "via": "key"})
             assert key.status_code == 409 and graph.remote.status()["state"] == "AWAITING_CONFIRMATION"
-            ok = http.post("/api/confirm", json={"question": question["id"], "accept": True})
+            ok = http.post("/api/confirm", json={"question": question["id"], "accept": True, "via": "button"})
             assert ok.status_code == 200, ok.text
             assert until(lambda: any(m["type"] == "image" and m["kind"] == "radiograph" for m in seen), 30), seen[-5:]
             image = next(m for m in seen if m["type"] == "image" and m["kind"] == "radiograph")

@@ -127,7 +127,7 @@ def _run(args: argparse.Namespace) -> int:
             print(f"medrobot web: {made}", file=sys.stderr)
             return 2
         client, session = made
-        return _serve(args, client, session, _recognizer(args, session))
+        return _serve(args, client, session, _recognizer(args, session, stack))
 
 
 def _client(args: argparse.Namespace, stack: contextlib.ExitStack) -> tuple[SupervisorClient, Session | None] | str:
@@ -161,21 +161,31 @@ def _client(args: argparse.Namespace, stack: contextlib.ExitStack) -> tuple[Supe
     return session.supervisor, session
 
 
-def _recognizer(args: argparse.Namespace, session: Session | None) -> Recognizer | None:
+def _recognizer(args: argparse.Namespace, session: Session | None,
+                stack: contextlib.ExitStack) -> Recognizer | None:
     """Push-to-talk's engine, loaded now so the first utterance (maybe a stop) is not held up; without it the
-    page works by typing, and says why the talk button does nothing."""
+    page works by typing, and says why the talk button does nothing. It decodes in a process of its own
+    (``RecognizerProcess``): a decode holds the GIL, and the server's Stop must not wait behind it."""
     planner = session.supervisor.planner if session is not None else None
     if planner is None:
         return None
+    import functools
+    import pickle
+
     from medrobot_llm.consoles.voice.audio import AsrError
     from medrobot_llm.consoles.voice.engines import make_recognizer
+    from medrobot_llm.consoles.web.speech import RecognizerProcess
 
     try:
         with _stdout_to_stderr():
-            return make_recognizer(args.asr, args.domain, planner, model=args.asr_model)
-    except (AsrError, ImportError, RuntimeError, ValueError) as exc:
-        print(f"medrobot web: push-to-talk is off: {exc}", file=sys.stderr)
+            worker = RecognizerProcess(functools.partial(make_recognizer, args.asr, args.domain, planner,
+                                                         model=args.asr_model))
+    except (AsrError, ImportError, RuntimeError, ValueError, pickle.PicklingError, TypeError,
+            AttributeError) as exc:
+        print(f"medrobot web: push-to-talk is off: {type(exc).__name__}: {exc}", file=sys.stderr)
         return None
+    stack.callback(worker.close)
+    return worker
 
 
 def _serve(args: argparse.Namespace, client: SupervisorClient, session: Session | None,

@@ -23,8 +23,11 @@ from typing import Any
 
 from medrobot_llm.consoles.output import ConsoleOutput, format_telemetry
 from medrobot_llm.core.command_set import load_command_set
+from medrobot_llm.core.plan import Control, PlanStatus
+from medrobot_llm.language.text import fold_text
 from medrobot_llm.language.words import CONTROL_PHRASES
 from medrobot_llm.planning.admission import clean_with_reason
+from medrobot_llm.planning.rule.planner import RulePlanner
 from medrobot_llm.safety import events as ev
 from medrobot_llm.safety.machine import LATCHED, RUNNING
 from medrobot_llm.safety.machine import SupervisorState as S
@@ -69,17 +72,26 @@ _OTHER_CONTROL = frozenset(_norm(p) for k, ps in CONTROL_PHRASES.items() if k no
                            for p in ps)
 
 
-def line_intent(line: str) -> str:
+def line_intent(line: str, domain: str | None = None) -> str:
     """What a typed line is to a console before any planner reads it: ``stop``, ``quit``, ``help``, ``status``,
     ``reset``, ``confirm``, ``deny``, ``control`` (pause, resume, cancel) or ``command``. The web console routes
-    its command box by this, so both consoles hear the same control phrases."""
-    word = _norm(line)
+    its command box by this, so both consoles hear the same control phrases.
+
+    The line is folded as the planners fold it (full-width letters, zero-width characters). With ``domain``, a
+    line the supervisor's rule planner reads as a confirmation or a denial ("please confirm", "confirm the
+    exposure") is one here too: a console that must not take typed answers then refuses every wording the
+    supervisor would take, not just the exact phrases."""
+    word = _norm(fold_text(line))
     if word in _STOP or line.strip().lower() == "e-stop":
         return "stop"
     for intent, words in (("quit", _QUIT), ("help", _HELP), ("status", _CONSOLE_STATUS), ("reset", _RESET),
                           ("confirm", _CONFIRM), ("deny", _DENY), ("control", _OTHER_CONTROL)):
         if word in words:
             return intent
+    if domain is not None:
+        plan = RulePlanner().plan(domain, line)
+        if plan.status is PlanStatus.CONTROL and plan.control in (Control.CONFIRM, Control.DENY):
+            return str(plan.control.value)
     return "command"
 
 

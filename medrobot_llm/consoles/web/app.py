@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import hmac
 import json
+import logging
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -40,8 +41,11 @@ from medrobot_llm.consoles.web.speech import SpeechInput
 
 __all__ = ["COOKIE", "Access", "create_app"]
 
+#: the session cookie's name is this prefix and the port: cookies ignore the port (RFC 6265), so one name for
+#: every console let a second console opened in the same browser overwrite the first one's session
 COOKIE = "medrobot_session"
 _M = TypeVar("_M", bound=BaseModel)
+_LOG = logging.getLogger(__name__)
 _STATIC = {"app.js": "text/javascript", "app.css": "text/css", "tap.js": "text/javascript"}
 _HEADERS = {
     "Cache-Control": "no-store",
@@ -60,6 +64,11 @@ class Access:
     token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     used: bool = False
     sessions: set[str] = field(default_factory=set)
+
+    @property
+    def cookie(self) -> str:
+        """This console's cookie name: unique per port, so consoles on one machine keep their own sessions."""
+        return f"{COOKIE}_{self.port}"
 
     @property
     def netloc(self) -> str:
@@ -84,7 +93,7 @@ class Access:
         return session
 
     def signed_in(self, conn: HTTPConnection) -> bool:
-        cookie = conn.cookies.get(COOKIE, "")
+        cookie = conn.cookies.get(self.cookie, "")
         return any(hmac.compare_digest(cookie.encode(), s.encode()) for s in self.sessions)
 
     def place_problem(self, conn: HTTPConnection) -> str | None:
@@ -158,7 +167,7 @@ def create_app(hub: WebHub, access: Access, speech: SpeechInput | None = None) -
             if session is None:
                 return _error(401, "this token is wrong or was already used; restart `medrobot web` for a new one")
             response = RedirectResponse("/", status_code=303, headers=_HEADERS)
-            response.set_cookie(COOKIE, session, httponly=True, samesite="strict", path="/")
+            response.set_cookie(access.cookie, session, httponly=True, samesite="strict", path="/")
             return response
         if not access.signed_in(request):
             return _error(401, "no session: open the URL the server printed (its token works once)")
@@ -253,7 +262,13 @@ def create_app(hub: WebHub, access: Access, speech: SpeechInput | None = None) -
             return _error(401, "no session: open the URL the server printed (its token works once)")
         return _error(exc.status_code, exc.detail)
 
-    return Starlette(routes=routes, exception_handlers={HTTPException: http_error})
+    async def crashed(request: Request, exc: Exception) -> Response:
+        """A handler that raised: a JSON 500 with the reason (the page shows it), logged with its traceback,
+        never the plain-text "Internal Server Error" the page cannot read."""
+        _LOG.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+        return _error(500, f"the server failed on this request ({type(exc).__name__}: {exc}); see its log")
+
+    return Starlette(routes=routes, exception_handlers={HTTPException: http_error, Exception: crashed})
 
 
 async def _serve_socket(websocket: WebSocket, hub: WebHub) -> None:

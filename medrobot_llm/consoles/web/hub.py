@@ -7,6 +7,8 @@ Like the text console it decides nothing about safety; it decides what only a pa
   naming any other id (a double click, a tab left open, a question that timed out) is refused with 409 and
   reaches nothing;
 - an exposure is not confirmed by the keyboard shortcut alone (``via: key``): 409, the button is needed;
+- an exposure's Confirm is refused for ``ARMING_S`` after its question is shown (the page keeps the button
+  disabled as long), so a click meant for the question before cannot land on the next;
 - ``yes`` / ``no`` typed in the command box are refused, so every answer goes through the bound buttons;
 - a stop goes to ``client.stop`` from whatever thread calls ``stop``, before and without any other work (it takes
   no lock that a command being planned holds);
@@ -52,7 +54,7 @@ from medrobot_llm.safety.protocol import SupervisorClient
 from medrobot_llm.safety.replies import Reply
 from medrobot_llm.session import Session
 
-__all__ = ["Answer", "IMAGE_KINDS", "Image", "OpenQuestion", "WebHub"]
+__all__ = ["ARMING_S", "Answer", "IMAGE_KINDS", "Image", "OpenQuestion", "WebHub"]
 
 #: what a step's saved picture is, by domain; every other picture is a scene frame
 _CAPTURE_KIND: dict[str, ImageKind] = {"xray": "radiograph", "ultrasound": "bmode"}
@@ -60,6 +62,10 @@ IMAGE_KINDS: tuple[ImageKind, ...] = ("frame", "bmode", "radiograph")
 _SOURCE = "web"
 #: feedback arrives at the control rate; the page needs a few updates a second
 _FEEDBACK_INTERVAL_S = 0.1
+#: an exposure's Confirm is refused (and the page's button disabled) this long after its question appears: with
+#: two exposures in a plan the second question shows a fraction of a second after the first is confirmed, and the
+#: second click of a slow double click (or a click aimed at the first) must not fire the second
+ARMING_S = 0.6
 #: images kept by hash for the URLs already sent (a few runs' worth of frames and captures)
 _RECENT_IMAGES = 32
 #: an absolute path in a step's message (a temporary record folder is long and says nothing): its last part stays
@@ -70,6 +76,18 @@ def _log(message: str, level: Literal["info", "warning", "alarm"] = "info") -> L
     """A line for the page's messages, with file names for paths and the whole text as its tooltip."""
     short = _PATH.sub(r"\1", message)
     return LogMessage(level=level, message=short, title=message if short != message else "")
+
+
+def _help_text(domain: str) -> str:
+    cs = load_command_set(domain)
+    skills = "; ".join(f"{name} ({spec.hazard.value})" for name, spec in cs.skills.items())
+    return (f"{cs.title}: type a command in plain words. Skills: {skills}. Stop (or Space) latches the e-stop, "
+            "Reset recovers; pause, resume and cancel work too.")
+
+
+def _image_message(image: Image) -> ImageMessage:
+    return ImageMessage(kind=image.kind, url=f"/api/image/{image.kind}?sha256={image.sha256}",
+                        sha256=image.sha256, name=image.name)
 
 
 @dataclass(frozen=True)
@@ -108,10 +126,15 @@ class OpenQuestion:
     step: int | None = None
     skill: str | None = None
     plan: Plan | None = None
+    #: the hub's clock when the question was shown (sent to the page)
+    shown: float = 0.0
+    #: how long after ``shown`` a Confirm is taken (an exposure's arming delay; 0 for other questions)
+    arming_s: float = 0.0
 
     def message(self) -> QuestionMessage:
         return QuestionMessage(id=self.id, kind="readback" if self.kind == "readback" else "step", step=self.step,
-                               skill=self.skill, text=self.text, hazard=self.hazard)
+                               skill=self.skill, text=self.text, hazard=self.hazard,
+                               arm_ms=round(self.arming_s * 1000))
 
 
 @dataclass
@@ -127,6 +150,8 @@ class WebHub:
     frames_dir: Path | None = None
     audit_tail: int = 50
     clock: Callable[[], float] = time.monotonic
+    #: an exposure question's arming delay (``ARMING_S``)
+    arming_s: float = ARMING_S
     _lock: threading.RLock = field(default_factory=threading.RLock, init=False, repr=False)
     _emit_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
     _listeners: list[Callable[[dict[str, Any]], None]] = field(default_factory=list, init=False, repr=False)
@@ -190,7 +215,7 @@ class WebHub:
             out.append(self.question.message() if self.question else QuestionMessage(id=None))
             if self.telemetry:
                 out.append(TelemetryMessage(telemetry=self.telemetry, text=format_telemetry(self.telemetry)))
-            out += [self._image_message(img) for img in self.images.values()]
+            out += [_image_message(img) for img in self.images.values()]
         return [m.model_dump(mode="json") for m in out]
 
     def status(self) -> dict[str, Any]:
@@ -218,6 +243,11 @@ class WebHub:
             found = self._recent.get(sha256)
             return found if found is not None and found.kind == kind else None
 
+    def asking(self) -> bool:
+        """Whether a supervisor step question is open (a spoken plan's read-back is not one)."""
+        with self._lock:
+            return self.question is not None and self.question.kind == "step"
+
     # ------------------------------------------------------------------ requests
     def stop(self, reason: str = "Stop pressed on the web console") -> Answer:
         """The e-stop, at once: no lock of the hub's is taken before the client's ``stop``."""
@@ -232,16 +262,22 @@ class WebHub:
         return Answer.of(reply)
 
     def reset(self) -> Answer:
-        reply = self.client.reset(source=_SOURCE)
+        """A reset the supervisor refuses (nothing is latched) is a 409 with its reason, like every refusal."""
+        try:
+            reply = self.client.reset(source=_SOURCE)
+        except Exception as exc:  # noqa: BLE001 - a refused reset is an answer for the person, not a crash
+            return self._refuse(409, f"reset refused: {exc}", "reset")
         self._reply(reply, "reset")
         return Answer.of(reply)
 
     def command(self, text: str) -> Answer:
         """One line from the command box; the same control phrases as the text console."""
-        intent = line_intent(text)
+        intent = line_intent(text, self.domain)
         if intent == "stop":
             return self.stop(f"operator typed {text.strip()!r} on the web console")
-        if intent in ("confirm", "deny"):
+        # while the supervisor asks, a line for its planner could only be read as the answer (by an LLM planner,
+        # in words no list foresees): the question is answered with its buttons, and only controls are typed
+        if intent in ("confirm", "deny") or (intent == "command" and self.asking()):
             return self._refuse(409, "answer the question with its Confirm or Deny button: a typed answer is not "
                                 "bound to the question it answers", text)
         if intent == "quit":
@@ -290,6 +326,9 @@ class WebHub:
             if accept and via == "key" and q.hazard == Hazard.RADIATION.value:
                 return self._refuse(409, "an exposure is confirmed with the Confirm button, not the keyboard "
                                     "shortcut alone", "confirm")
+            if accept and self.clock() - q.shown < q.arming_s:
+                return self._refuse(409, f"too soon: an exposure's Confirm is taken {q.message().arm_ms} ms after "
+                                    "its question shows (a click meant for the one before must not land on it)", "confirm")
             if q.kind == "readback":
                 self.question = None
         if q.kind == "readback":
@@ -343,10 +382,7 @@ class WebHub:
         self.emit(LogMessage(message=f"read-back dropped ({why}): nothing moved"))
 
     def _help(self, text: str) -> Answer:
-        cs = load_command_set(self.domain)
-        skills = "; ".join(f"{name} ({spec.hazard.value})" for name, spec in cs.skills.items())
-        message = (f"{cs.title}: type a command in plain words. Skills: {skills}. Stop (or Space) latches the "
-                   "e-stop, Reset recovers; pause, resume and cancel work too.")
+        message = _help_text(self.domain)
         self.emit(ReplyMessage(ok=True, message=message, input=text))
         return Answer(200, {"ok": True, "state": self.state, "message": message})
 
@@ -403,7 +439,10 @@ class WebHub:
                 return [self._state_message()]
             case ev.QuestionEvent():
                 return self._open_step_question(event.step_index, event.skill, event.hazard, event.text)
-            case ev.ConfirmationEvent() | ev.EstopEvent() | ev.RunEndEvent():
+            case ev.RunEndEvent():
+                # the state message clears the page's current step and plan highlight: the run is over
+                return [*self._close_step_question(), *self._log_for(event), self._state_message()]
+            case ev.ConfirmationEvent() | ev.EstopEvent():
                 return [*self._close_step_question(), *self._log_for(event)]
             case ev.StepResultEvent() | ev.StepRejectedEvent() | ev.HaltFailedEvent():
                 return self._log_for(event)
@@ -437,7 +476,9 @@ class WebHub:
                 return []
 
     def _open_step_question(self, step: int, skill: str, hazard: str, text: str) -> list[ViewMessage]:
-        q = OpenQuestion(id=self._new_id(), kind="step", text=text, hazard=hazard, step=step, skill=skill)
+        arming = self.arming_s if hazard == Hazard.RADIATION.value else 0.0
+        q = OpenQuestion(id=self._new_id(), kind="step", text=text, hazard=hazard, step=step, skill=skill,
+                         shown=self.clock(), arming_s=arming)
         with self._lock:
             dropped = self.question
             self.question = q
@@ -484,12 +525,7 @@ class WebHub:
             self._recent[image.sha256] = image
             while len(self._recent) > _RECENT_IMAGES:
                 del self._recent[next(iter(self._recent))]
-        self.emit(self._image_message(image))
-
-    @staticmethod
-    def _image_message(image: Image) -> ImageMessage:
-        return ImageMessage(kind=image.kind, url=f"/api/image/{image.kind}?sha256={image.sha256}",
-                            sha256=image.sha256, name=image.name)
+        self.emit(_image_message(image))
 
     # ------------------------------------------------------------------ messages
     def _plan_message(self, plan: Plan, *, readback: bool = False) -> PlanMessage:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, field_validator
 
 __all__ = ["AUDIO_LIMIT", "JSON_LIMIT", "TEXT_LIMIT", "AuditMessage", "CommandBody", "ConfirmBody", "ImageMessage",
            "ImageKind", "LogMessage", "PlanMessage", "PlanStepView", "QuestionMessage", "ReplyMessage",
@@ -40,9 +40,12 @@ class CommandBody(_Body):
 
 
 class ConfirmBody(_Body):
-    question: str = Field(min_length=1, max_length=64)
-    accept: bool
-    via: Literal["button", "key"] = "button"
+    """Strict: the page always sends a JSON boolean and says how it was pressed, so ``"true"``, ``1`` or a body
+    without ``via`` (which once counted as the button) is a request the page never makes, refused with 422."""
+
+    question: StrictStr = Field(min_length=1, max_length=64)
+    accept: StrictBool
+    via: Literal["button", "key"]
 
 
 class WsIn(_Body):
@@ -95,6 +98,9 @@ class QuestionMessage(_Message):
     skill: str | None = None
     text: str = ""
     hazard: str | None = None
+    #: Confirm is taken only this long after the question appears (an exposure's arming delay); the page keeps the
+    #: button disabled until then
+    arm_ms: int = 0
 
 
 class ReplyMessage(_Message):

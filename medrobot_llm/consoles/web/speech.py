@@ -5,13 +5,19 @@ file) and transcribed by the same engines (``consoles.voice.engines``); what is 
 the voice console with the talk key held (``push_to_talk``): a stop phrase latches the e-stop at the lower stop
 threshold, before any planning; an unsure transcript or speech that is not a command does nothing; a command is
 planned once (``Session.propose``) and its plan is read back as a question, and moves only after Confirm of that
-read-back. A spoken yes / no is not an answer here: the page's buttons are bound to their question, a voice is not.
+read-back, and only while no supervisor question is open (409: that question is answered first, and stays the
+one shown). A spoken yes / no is not an answer here: the page's buttons are bound to their question, a voice is not.
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import tempfile
+import threading
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 
 from medrobot_llm.consoles.voice.asr import Recognizer, Transcript
 from medrobot_llm.consoles.voice.audio import AsrError, Audio, load_wav
@@ -26,9 +32,47 @@ from medrobot_llm.consoles.web.hub import Answer, WebHub
 from medrobot_llm.consoles.web.messages import TranscriptMessage
 from medrobot_llm.core.plan import PlanStatus
 
-__all__ = ["SpeechInput"]
+__all__ = ["MAX_SPEECH_S", "RecognizerProcess", "SpeechInput"]
 
 _SOURCE = "web-voice"
+#: the longest recording that is decoded: a command is a sentence; a button held down for a minute (or a noisy
+#: room the recogniser searches hard in) must not keep the one decoder busy for as long
+MAX_SPEECH_S = 15.0
+#: the recogniser of a ``RecognizerProcess``, in that process
+_WORKER: list[Recognizer] = []
+
+
+def _load(factory: Callable[[], Recognizer]) -> None:
+    _WORKER.append(factory())
+
+
+def _name() -> str:
+    return _WORKER[0].name
+
+
+def _transcribe(audio: Audio) -> Transcript:
+    return _WORKER[0].transcribe(audio)
+
+
+class RecognizerProcess:
+    """A recogniser in a process of its own. Decoding holds the GIL (pocketsphinx decodes a recording in one C
+    call): in the server's process it froze the event loop, and the Stop with it, for as long as the decode took.
+    ``factory`` (picklable) builds the recogniser there, now, so a missing model is an error at start."""
+
+    def __init__(self, factory: Callable[[], Recognizer]) -> None:
+        self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+                                         initializer=_load, initargs=(factory,))
+        try:
+            self.name = self._pool.submit(_name).result()
+        except BaseException:
+            self._pool.shutdown(cancel_futures=True)
+            raise
+
+    def transcribe(self, audio: Audio) -> Transcript:
+        return self._pool.submit(_transcribe, audio).result()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 def read_wav(data: bytes) -> Audio:
@@ -51,13 +95,29 @@ class SpeechInput:
         self.recognizer = recognizer
         self.threshold = threshold
         self.stop_threshold = DEFAULT_STOP_THRESHOLD
+        self._decoding = threading.Lock()
 
     def hear(self, data: bytes) -> Answer:
+        """One recording; one at a time (a second while one is decoded is refused 429, so decodes never queue up
+        behind each other, nor their memory)."""
+        if not self._decoding.acquire(blocking=False):
+            return Answer.refused(429, "a recording is still being transcribed; speak again when it is done")
+        try:
+            return self._hear(data)
+        finally:
+            self._decoding.release()
+
+    def _hear(self, data: bytes) -> Answer:
         try:
             audio = read_wav(data)
+            if audio.duration_s > MAX_SPEECH_S:
+                return Answer.refused(413, f"the recording is {audio.duration_s:.1f} s long; a spoken command is "
+                                      f"at most {MAX_SPEECH_S:g} s (release the talk button after the sentence)")
             heard = self.recognizer.transcribe(audio)
         except AsrError as exc:
             return Answer.refused(422, str(exc).replace(tempfile.gettempdir(), "<upload>"))
+        except BrokenProcessPool as exc:
+            return Answer.refused(503, f"the speech recogniser's process is gone ({exc}); type the command")
         if heard.stop and heard.confidence >= self.stop_threshold:
             answer = self.hub.stop(f"voice stop on the web console: {heard.text!r}")
             return self._said(heard, "stop", answer.body.get("message", ""), answer)
@@ -65,6 +125,10 @@ class SpeechInput:
             return self._said(heard, "repeat", why)
         if heard.not_command:
             return self._said(heard, "not_a_command", NOT_A_COMMAND)
+        if self.hub.asking():
+            # the supervisor's question stays the one shown: a read-back in its place left it unanswerable
+            why = "answer the open question first (its Confirm or Deny button); nothing was planned"
+            return self._said(heard, "refused", why, Answer.refused(409, why))
         session = self.hub.session
         if session is None:
             return self._said(heard, "refused", "spoken commands are read back by the in-process session; over "

@@ -165,8 +165,13 @@ function setQuestion(q) {
   box.classList.toggle("radiation", !!q && q.hazard === "radiation");
   $("question-text").textContent = q ? questionText(q) : "No question open.";
   $("question-text").title = q ? q.text : "";
-  $("confirm").disabled = !q;
+  // an exposure's Confirm arms arm_ms after its question appears (the server refuses it before): a click meant
+  // for the question before cannot land on this one
+  $("confirm").disabled = !q || q.arm_ms > 0;
   $("deny").disabled = !q;
+  if (q && q.arm_ms > 0) {
+    setTimeout(() => { if (openQuestion && openQuestion.id === q.id) $("confirm").disabled = false; }, q.arm_ms);
+  }
 }
 
 function answer(accept, via) {
