@@ -65,3 +65,22 @@ def test_llm_audit_records_calls(server: ScriptedOpenAIServer, tmp_path: Path) -
     for key in ("model", "mode", "latency_ms", "prompt_tokens", "completion_tokens", "attempt", "status"):
         assert key in calls[0]
     assert records[-1]["kind"] == "log_closed"    # a finished `plan` closes its log: it does not read as killed
+
+
+def test_a_piped_console_closes_its_llm_audit_log(server: ScriptedOpenAIServer, tmp_path: Path) -> None:
+    """Every command that makes a planner closes it: `console`, like `plan` and `run`, leaves an --llm-audit log
+    that verifies as finished, not as killed."""
+    log = tmp_path / "llm.jsonl"
+    full = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "MEDROBOT_"))}
+    full.update({"OPENAI_BASE_URL": server.base_url, "MEDROBOT_MODEL": "scripted-model"})
+    out = subprocess.run([sys.executable, "-m", "medrobot_llm.cli", "console", "--domain", "xray", "--json",
+                          "--planner", "openai", "--llm-audit", str(log)],
+                         input="take an AP shot of the pelvis\nquit\n", env=full, capture_output=True, text=True,
+                         timeout=120, check=False)
+    assert out.returncode == 0, out.stderr
+    records = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    assert any(r.get("kind") == "llm_call" for r in records)
+    assert records[-1]["kind"] == "log_closed"
+    verify = subprocess.run([sys.executable, "-m", "medrobot_llm.cli", "log", "verify", str(log)],
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert verify.returncode == 0, verify.stdout + verify.stderr

@@ -110,7 +110,7 @@ def _run(args: argparse.Namespace) -> int:
             print(f"medrobot console: {why}", file=sys.stderr)
             return 2
     else:
-        from medrobot_llm.planning.factory import make_planner
+        from medrobot_llm.planning.factory import close_planner, make_planner
         from medrobot_llm.cli.options import SESSION_ERRORS, confirm_hazards, session_error
         from medrobot_llm.session import Session
 
@@ -129,7 +129,11 @@ def _run(args: argparse.Namespace) -> int:
         except SESSION_ERRORS as exc:
             print(session_error("console", exc), file=sys.stderr)
             return 2
-        client, close = session.supervisor, session.close
+        client = session.supervisor
+
+        def close() -> None:
+            session.close()
+            close_planner(planner)   # an --llm-audit log ends with its close record, not as if killed
     interactive = not args.json and sys.stdin.isatty() and sys.stdout.isatty()
     try:
         if interactive:

@@ -13,7 +13,10 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from medrobot_llm.planning.base import Planner
 
 __all__ = ["register"]
 
@@ -172,21 +175,29 @@ def _speaker() -> Callable[[str], None] | None:
 
 
 def _voice(args: argparse.Namespace) -> int:
-    import dataclasses
-
-    from medrobot_llm.consoles.voice.asr import Recognizer
-    from medrobot_llm.consoles.voice.engines import make_recognizer
-    from medrobot_llm.consoles.voice.audio import AsrError, load_wav
-    from medrobot_llm.planning.factory import make_planner
-    from medrobot_llm.cli.options import SESSION_ERRORS, session_error
-    from medrobot_llm.session import Session
-    from medrobot_llm.consoles.voice.console import VoiceConsole
+    from medrobot_llm.planning.factory import close_planner, make_planner
 
     try:
         planner = make_planner(args)
     except ValueError as exc:
         print(f"medrobot voice: {exc}", file=sys.stderr)
         return 2
+    try:
+        return _listen(args, planner)
+    finally:
+        close_planner(planner)   # an --llm-audit log ends with its close record, not as if killed
+
+
+def _listen(args: argparse.Namespace, planner: Planner) -> int:
+    import dataclasses
+
+    from medrobot_llm.consoles.voice.asr import Recognizer
+    from medrobot_llm.consoles.voice.engines import make_recognizer
+    from medrobot_llm.consoles.voice.audio import AsrError, load_wav
+    from medrobot_llm.cli.options import SESSION_ERRORS, session_error
+    from medrobot_llm.session import Session
+    from medrobot_llm.consoles.voice.console import VoiceConsole
+
     if args.mic:
         try:
             import sounddevice  # noqa: F401

@@ -140,13 +140,14 @@ def _client(args: argparse.Namespace, stack: contextlib.ExitStack) -> tuple[Supe
         stack.callback(close)
         return remote, None
     from medrobot_llm.cli.options import SESSION_ERRORS, confirm_hazards, session_error
-    from medrobot_llm.planning.factory import make_planner
+    from medrobot_llm.planning.factory import close_planner, make_planner
     from medrobot_llm.session import Session
 
     try:
         planner = make_planner(args)
     except ValueError as exc:
         return str(exc)
+    stack.callback(close_planner, planner)   # after the session: an --llm-audit log ends with its close record
     record = args.record
     if record is None:
         record = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="medrobot-web-")))
