@@ -257,7 +257,7 @@ def evaluate(items: list[Item], cache: Path, engine_names: list[str],
                 "wrong_move": wrong_move,
                 "wrong_after_readback": wrong_move and said_plan is not None
                 and render_plan(plan) == render_plan(said_plan),
-                "not_command": tr.not_command, "note": tr.note,
+                "not_command": tr.not_command, "note": tr.note, "details": tr.details,
                 "said_stop": said_plan is not None and said_plan.to_json().get("control") == "stop",
                 "decode_s": _decode_s(engines[domain], audio.source) if mode == "agree" else
                 _decode_s({mode: rec}, audio.source),
