@@ -242,15 +242,18 @@ _SECOND_LOOK_MAX_S = 1.5
 #: benchmarks/voice_oog.py. Just above the highest right plan, so no right plan of the dev data is rejected;
 #: 4.0, fitted first on en-us alone, rejected 10 of those 58 right plans. Figures for both sets in the README
 _NOT_COMMAND_MARGIN = 4.7
-#: the stop-only pass (``_stop_pass``) runs on every utterance whose voiced stretch is at most this long: the
-#: slowest stop phrase, "abort all motion" at 1.25 times a synthesizer's duration, is voiced for under 2 s, and a
-#: stop inside a longer utterance is the command grammar's to hear. Its stop is taken when its path scores at
-#: least as well as the command grammar's best path (the main grammar holds the same stop phrases, but its
-#: search prefers a command that fits a little better, and narrowband speech fits nothing well), or, when the
-#: command grammar found no path, when it is at most ``_STOP_MARGIN`` per frame worse than free phones. Chosen
-#: on dev voices (not held out by benchmarks/voice_bench.py) at 8 and 11.025 kHz: missed stops had the stop path
-#: 0.3-0.7 above the chosen command; "yes" and "wait" 0.8-1.4 below it
-_STOP_PASS_MAX_S = 2.0
+#: the stop-only pass (``_stop_pass``) runs on every utterance voiced for at most this long. The stops the command
+#: grammar misses are the short ones, which have near neighbours among the commands ("stop" as "tilt eight" or "go
+#: to", "freeze" as "resume", "halt" as "tilt"): voiced for 0.1-0.5 s, and never over 0.85 s on the dev voices at
+#: 8 and 11.025 kHz, while longer stop phrases are distinctive enough for the command grammar. Over longer audio a
+#: stop phrase stretched across it fits about as well as the command said ("collimate to the pelvis", 1.24 s,
+#: fitted "abort everything" better than itself), so the pass would stop on commands.
+#: Its stop is taken when its path scores at least as well as the command grammar's best path (that grammar holds
+#: the same stop phrases, but its search prefers a command that fits a little better, and narrowband speech fits
+#: nothing well), or, when the command grammar found no path, when it is at most ``_STOP_MARGIN`` per frame worse
+#: than free phones. Chosen on dev voices (not held out by benchmarks/voice_bench.py) at 8 and 11.025 kHz: the
+#: missed stops had the stop path 0.3-0.7 per frame above the chosen command, "yes" and "wait" 0.8-1.4 below it
+_STOP_PASS_MAX_S = 1.0
 _STOP_MARGIN = 3.0
 #: a voiced share of the audio at which the voicing weight is full (espeak commands: 0.3-0.6)
 _FULL_VOICING = 0.15
