@@ -218,20 +218,21 @@ def plan_key(plan: Plan) -> str:
 
 
 def evaluate(items: list[Item], cache: Path, engine_names: list[str],
-             progress: Callable[[str], None], with_noise: bool = True) -> dict[str, Any]:
+             progress: Callable[[str], None], with_noise: bool = True, rows_to: Path | None = None) -> dict[str, Any]:
+    """Every engine on every item; with ``rows_to``, each row is also appended there as it is made, so a run cut
+    short still has its figures (``--from-json``)."""
     planner = RulePlanner()
     engines = {d: make_engines(engine_names, d, planner) for d in DOMAINS}
     rows: list[dict[str, Any]] = []
     clips = [(name, clip) for name, clip in noise_clips().items()] if with_noise else []
     total = len(items) + len(clips) * len(DOMAINS)
     done = 0
-    work: list[tuple[Item | None, str, Audio]] = []
+    work: list[tuple[Item | None, str, Audio]] = [
+        (None, domain, Audio(clip, f"noise:{name}:{domain}")) for domain in DOMAINS for name, clip in clips]
     for item in items:
         work.append((item, item.domain, load_wav(synthesize(item, cache))))
-        progress(f"synthesized {len(work)}/{len(items)}")
-    for domain in DOMAINS:
-        for name, clip in clips:
-            work.append((None, domain, Audio(clip, f"noise:{name}:{domain}")))
+        progress(f"synthesized {len(work) - len(clips) * len(DOMAINS)}/{len(items)}")
+    sink = rows_to.open("a", encoding="utf-8") if rows_to is not None else None
     for item, domain, audio in work:
         if item is not None:
             audio = Audio(audio.samples, item.key())
@@ -262,8 +263,13 @@ def evaluate(items: list[Item], cache: Path, engine_names: list[str],
                 "decode_s": _decode_s(engines[domain], audio.source) if mode == "agree" else
                 _decode_s({mode: rec}, audio.source),
             })
+            if sink is not None:
+                sink.write(json.dumps(rows[-1]) + "\n")
+                sink.flush()
         done += 1
         progress(f"decoded {done}/{total}")
+    if sink is not None:
+        sink.close()
     return summarise(rows)
 
 
@@ -311,6 +317,14 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def _rows(path: Path) -> list[dict[str, Any]]:
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".jsonl":
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+    rows: list[dict[str, Any]] = json.loads(text)["rows"]
+    return rows
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--commands", type=int, default=600, help="command texts from the suite (hash order)")
@@ -320,25 +334,27 @@ def main() -> int:
     ap.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "medrobot-voice-bench")
     ap.add_argument("--json", type=Path, metavar="FILE", help="also write every row and figure to FILE")
     ap.add_argument("--from-json", type=Path, nargs="+", metavar="FILE",
-                    help="print the figures of earlier --json runs (the shards of one run, together)")
+                    help="print the figures of earlier --json or --rows files (the shards of one run, together)")
+    ap.add_argument("--rows", type=Path, metavar="FILE", help="append every row to FILE (JSON lines) as it is made")
     ap.add_argument("--shard", default="0/1", metavar="K/N",
                     help="run only every N-th utterance from the K-th (0-based; silence and noise in shard 0), so "
                          "that N processes share a run; give their --json files to --from-json")
     args = ap.parse_args()
     t0 = time.perf_counter()
     if args.from_json:
-        rows = [r for f in args.from_json for r in json.loads(f.read_text(encoding="utf-8"))["rows"]]
+        rows = [r for f in args.from_json for r in _rows(f)]
         res = summarise(rows)
         n = sum(1 for r in rows if r["mode"] == rows[0]["mode"] and r["kind"] != "noise")
     else:
         args.cache.mkdir(parents=True, exist_ok=True)
         k, n_shards = (int(x) for x in args.shard.split("/"))
-        items = build_items(args.commands, args.stops, args.talk)[k::n_shards]
+        # in hash order, so that any prefix of a run (one cut short) mixes commands, stops and talk
+        items = sorted(build_items(args.commands, args.stops, args.talk), key=Item.key)[k::n_shards]
 
         def progress(msg: str) -> None:
             print(f"\r[voice_bench] {msg}   ", end="", file=sys.stderr, flush=True)
 
-        res = evaluate(items, args.cache, args.engines.split(","), progress, with_noise=k == 0)
+        res = evaluate(items, args.cache, args.engines.split(","), progress, with_noise=k == 0, rows_to=args.rows)
         n = len(items)
         print(file=sys.stderr)
     if args.json:
