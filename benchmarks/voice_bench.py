@@ -48,7 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from _voice_corpus import noise_clips  # noqa: E402
 
 from medrobot_llm.consoles.voice.agree import AgreementRecognizer, plan_signature  # noqa: E402
-from medrobot_llm.consoles.voice.asr import PocketSphinxRecognizer, Recognizer, Transcript  # noqa: E402
+from medrobot_llm.consoles.voice.asr import PocketSphinxRecognizer, Recognizer, Transcript, stop_phrase  # noqa: E402
 from medrobot_llm.consoles.voice.audio import Audio, load_wav  # noqa: E402
 from medrobot_llm.consoles.render import render_plan  # noqa: E402
 from medrobot_llm.consoles.voice.console import DEFAULT_THRESHOLD  # noqa: E402
@@ -210,6 +210,12 @@ def _decode_s(engines: dict[str, Recognizer], source: str) -> float:
     return sum(m.cache[source][1] for m in engines.values() if isinstance(m, _Memo) and source in m.cache)
 
 
+def _says_stop(text: str) -> bool:
+    """The text holds a stop phrase, so a stop heard in it is right ("stop!", "... and turn off the emergency stop"):
+    the console stops on a stop said anywhere, as the planner does."""
+    return stop_phrase(text) is not None
+
+
 def plan_key(plan: Plan) -> str:
     """What must be equal for a heard plan to be the said one: the steps and control (``plan_signature``), and
     the status and its code, so that a refusal heard as another refusal is not a right plan."""
@@ -259,7 +265,7 @@ def evaluate(items: list[Item], cache: Path, engine_names: list[str],
                 "wrong_after_readback": wrong_move and said_plan is not None
                 and render_plan(plan) == render_plan(said_plan),
                 "not_command": tr.not_command, "note": tr.note, "details": tr.details,
-                "said_stop": said_plan is not None and said_plan.to_json().get("control") == "stop",
+                "said_stop": _says_stop(item.text) if item else False,
                 "decode_s": _decode_s(engines[domain], audio.source) if mode == "agree" else
                 _decode_s({mode: rec}, audio.source),
             })
@@ -307,8 +313,8 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
             "right_plan": {k: _pct(v, "right") for k, v in groups.items()},
             "moving_plans_not_said": {k: sum(r["wrong_move"] for r in v) for k, v in groups.items()},
             "after_readback": {k: sum(r.get("wrong_after_readback", False) for r in v) for k, v in groups.items()},
-            "stops_in_commands": f"{sum(r['stop'] for r in cmds if not r.get('said_stop'))} of "
-                                 f"{sum(not r.get('said_stop') for r in cmds)}",
+            "stops_in_commands": f"{sum(r['stop'] for r in cmds if not _says_stop(r['text']))} of "
+                                 f"{sum(not _says_stop(r['text']) for r in cmds)}",
             "stop_recall": stop_recall,
             "stops_heard_as_moving_plan": f"{sum(r['wrong_move'] for r in stops)} of {len(stops)}",
             "false_actions": {k: f"{false[k]} of {n_false[k]}" for k in n_false},
