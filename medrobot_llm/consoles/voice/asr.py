@@ -254,6 +254,10 @@ _NOT_COMMAND_MARGIN = 4.7
 #: than free phones. Chosen on dev voices (not held out by benchmarks/voice_bench.py) at 8 and 11.025 kHz: the
 #: missed stops had the stop path 0.3-0.7 per frame above the chosen command, "yes" and "wait" 0.8-1.4 below it
 _STOP_PASS_MAX_S = 1.0
+#: how long an utterance pocketsphinx decodes for a stop beside another engine (``stop_only``): the longest stop
+#: phrase said slowly, "abort all motion" voiced for 1.45 s by espeak-ng at 130 words a minute. Whisper tiny.en
+#: wrote it as "a board all motion" and "build bullet hole motion" at 16 kHz, which the command grammar hears
+_STOP_LISTEN_MAX_S = 2.0
 _STOP_MARGIN = 3.0
 #: a voiced share of the audio at which the voicing weight is full (espeak commands: 0.3-0.6)
 _FULL_VOICING = 0.15
@@ -319,8 +323,8 @@ class PocketSphinxRecognizer:
     def stop_only(self, audio: Audio) -> Transcript:
         """A transcript that is a stop when this recogniser hears one in ``audio`` (by any of its passes), an empty
         one otherwise: for an engine that hears commands its own way and may hear a narrowband "stop" as "up"
-        (``--asr whisper``). Only utterances short enough for the stop-only pass are decoded."""
-        if not 0.0 < _Voiced.of(audio.samples).span_s <= _STOP_PASS_MAX_S:
+        (``--asr whisper``). Only utterances short enough to be a stop phrase are decoded (``_STOP_LISTEN_MAX_S``)."""
+        if not 0.0 < _Voiced.of(audio.samples).span_s <= _STOP_LISTEN_MAX_S:
             return Transcript(text="", confidence=0.0, engine=self.name)
         heard = self.transcribe(audio)
         if not heard.stop:
