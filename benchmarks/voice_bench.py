@@ -216,6 +216,14 @@ def _says_stop(text: str) -> bool:
     return stop_phrase(text) is not None
 
 
+def _right(said: Plan | None, tr: Transcript, same_plan_acted: bool) -> bool:
+    """A said stop ("stop!") is right when a stop is heard, which the console acts on before any plan; anything
+    else when its plan is heard and acted on."""
+    if said is not None and said.to_json().get("control") == "stop":
+        return bool(tr.stop and tr.confidence >= DEFAULT_THRESHOLD / 2)
+    return same_plan_acted
+
+
 def plan_key(plan: Plan) -> str:
     """What must be equal for a heard plan to be the said one: the steps and control (``plan_signature``), and
     the status and its code, so that a refusal heard as another refusal is not a right plan."""
@@ -260,7 +268,7 @@ def evaluate(items: list[Item], cache: Path, engine_names: list[str],
                 "held_text": held_out(item.text) if item else False,
                 "transcript": tr.text, "confidence": tr.confidence,
                 "stop": bool(tr.stop and tr.confidence >= DEFAULT_THRESHOLD / 2),
-                "right": acts and heard == said,
+                "right": _right(said_plan, tr, heard == said and acts),
                 "wrong_move": wrong_move,
                 "wrong_after_readback": wrong_move and said_plan is not None
                 and render_plan(plan) == render_plan(said_plan),
