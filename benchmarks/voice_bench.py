@@ -6,11 +6,17 @@ sox reverb. Texts are the commands of ``benchmarks/suite/tasks.jsonl``, the stop
 operating-room talk that is not a command (written here). Every engine and mode (pocketsphinx, whisper, agree)
 hears the same audio, and prints:
 
-- right plan (the transcript's plan equals the said text's plan, the confidence clears the threshold, no stop),
-  separately for tuned and held-out voices and commands;
-- moving plans that differ from what was said (before any read-back);
+- right plan (the transcript's plan equals the said text's plan: the same status, refusal or question code, steps
+  with their arguments and control; the confidence clears the threshold, no stop, not judged "not a command"),
+  separately for tuned and held-out voices and commands. A refused command counts as right only when it is
+  refused for the same reason: "inject saline" heard as "advance thirty nine then pull the vessel" is not right,
+  although both plans have no steps;
+- moving plans that differ from what was said, before read-back, and after it: the console reads every plan
+  from speech back and runs it only on a "yes"; an operator who confirms only a read-back that says what they
+  said lets through exactly the wrong plans whose read-back (``render_plan``) reads the same as the right one;
 - stop recall per sample rate and per speaking rate;
-- false actions on silence, noise and non-command speech (a stop, or a plan with steps, above threshold);
+- false actions on silence, noise and non-command speech (a stop, or a plan with steps, above threshold), and
+  stops heard in commands (safe, but a console that stops on every command is useless);
 - mean decode time per utterance.
 
 **Held-out split (fixed, by hash):** a command text or a voice is held out when the first byte of
@@ -42,9 +48,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from _voice_corpus import noise_clips  # noqa: E402
 
 from medrobot_llm.consoles.voice.agree import AgreementRecognizer, plan_signature  # noqa: E402
-from medrobot_llm.consoles.voice.asr import PocketSphinxRecognizer, Recognizer, Transcript  # noqa: E402
+from medrobot_llm.consoles.voice.asr import PocketSphinxRecognizer, Recognizer, Transcript, stop_phrase  # noqa: E402
 from medrobot_llm.consoles.voice.audio import Audio, load_wav  # noqa: E402
+from medrobot_llm.consoles.render import render_plan  # noqa: E402
 from medrobot_llm.consoles.voice.console import DEFAULT_THRESHOLD  # noqa: E402
+from medrobot_llm.core.plan import Plan  # noqa: E402
 from medrobot_llm.language.words import CONTROL_PHRASES  # noqa: E402
 from medrobot_llm.planning.rule.planner import RulePlanner  # noqa: E402
 
@@ -182,9 +190,13 @@ class _Memo:
 def make_engines(names: list[str], domain: str, planner: RulePlanner) -> dict[str, Recognizer]:
     from medrobot_llm.consoles.voice.whisper import WhisperRecognizer
 
-    ps = _Memo(PocketSphinxRecognizer(domain))
+    sphinx = PocketSphinxRecognizer(domain)
+    ps = _Memo(sphinx)
     out: dict[str, Recognizer] = {}
-    wh = _Memo(WhisperRecognizer(domain, cpu_threads=1)) if {"whisper", "agree"} & set(names) else None
+    # as ``medrobot voice --asr whisper`` has it: pocketsphinx's stop-only pass beside Whisper (in agree it is
+    # redundant, pocketsphinx having heard the same pass first, and only its time is counted twice)
+    wh = (_Memo(WhisperRecognizer(domain, cpu_threads=1, stop_check=sphinx.stop_only))
+          if {"whisper", "agree"} & set(names) else None)
     if "pocketsphinx" in names:
         out["pocketsphinx"] = ps
     if wh is not None and "whisper" in names:
@@ -198,31 +210,55 @@ def _decode_s(engines: dict[str, Recognizer], source: str) -> float:
     return sum(m.cache[source][1] for m in engines.values() if isinstance(m, _Memo) and source in m.cache)
 
 
+def _says_stop(text: str) -> bool:
+    """The text holds a stop phrase, so a stop heard in it is right ("stop!", "... and turn off the emergency stop"):
+    the console stops on a stop said anywhere, as the planner does."""
+    return stop_phrase(text) is not None
+
+
+def _right(said: Plan | None, tr: Transcript, same_plan_acted: bool) -> bool:
+    """A said stop ("stop!") is right when a stop is heard, which the console acts on before any plan; anything
+    else when its plan is heard and acted on."""
+    if said is not None and said.to_json().get("control") == "stop":
+        return bool(tr.stop and tr.confidence >= DEFAULT_THRESHOLD / 2)
+    return same_plan_acted
+
+
+def plan_key(plan: Plan) -> str:
+    """What must be equal for a heard plan to be the said one: the steps and control (``plan_signature``), and
+    the status and its code, so that a refusal heard as another refusal is not a right plan."""
+    data = plan.to_json()
+    return json.dumps([data.get("status"), data.get("code"), plan_signature(plan)])
+
+
 def evaluate(items: list[Item], cache: Path, engine_names: list[str],
-             progress: Callable[[str], None]) -> dict[str, Any]:
+             progress: Callable[[str], None], with_noise: bool = True, rows_to: Path | None = None) -> dict[str, Any]:
+    """Every engine on every item; with ``rows_to``, each row is also appended there as it is made, so a run cut
+    short still has its figures (``--from-json``)."""
     planner = RulePlanner()
     engines = {d: make_engines(engine_names, d, planner) for d in DOMAINS}
     rows: list[dict[str, Any]] = []
-    clips = [(name, clip) for name, clip in noise_clips().items()]
+    clips = [(name, clip) for name, clip in noise_clips().items()] if with_noise else []
     total = len(items) + len(clips) * len(DOMAINS)
     done = 0
-    work: list[tuple[Item | None, str, Audio]] = []
+    work: list[tuple[Item | None, str, Audio]] = [
+        (None, domain, Audio(clip, f"noise:{name}:{domain}")) for domain in DOMAINS for name, clip in clips]
     for item in items:
         work.append((item, item.domain, load_wav(synthesize(item, cache))))
-        progress(f"synthesized {len(work)}/{len(items)}")
-    for domain in DOMAINS:
-        for name, clip in clips:
-            work.append((None, domain, Audio(clip, f"noise:{name}:{domain}")))
+        progress(f"synthesized {len(work) - len(clips) * len(DOMAINS)}/{len(items)}")
+    sink = rows_to.open("a", encoding="utf-8") if rows_to is not None else None
     for item, domain, audio in work:
         if item is not None:
             audio = Audio(audio.samples, item.key())
         for mode in engine_names:
             rec = engines[domain][mode]
             tr = rec.transcribe(audio)
-            said = plan_signature(planner.plan(domain, item.text)) if item else ""
+            said_plan = planner.plan(domain, item.text) if item else None
+            said = plan_key(said_plan) if said_plan is not None else ""
             plan = planner.plan(domain, tr.text)
-            heard, moves = plan_signature(plan), bool(plan.to_json().get("steps"))
-            acts = tr.confidence >= DEFAULT_THRESHOLD and not tr.stop
+            heard, moves = plan_key(plan), bool(plan.to_json().get("steps"))
+            acts = tr.confidence >= DEFAULT_THRESHOLD and not tr.stop and not tr.not_command
+            wrong_move = acts and moves and heard != said
             rows.append({
                 "mode": mode, "kind": item.kind if item else "noise", "domain": domain,
                 "text": item.text if item else audio.source, "voice": item.voice_id if item else "",
@@ -232,13 +268,22 @@ def evaluate(items: list[Item], cache: Path, engine_names: list[str],
                 "held_text": held_out(item.text) if item else False,
                 "transcript": tr.text, "confidence": tr.confidence,
                 "stop": bool(tr.stop and tr.confidence >= DEFAULT_THRESHOLD / 2),
-                "right": acts and heard == said,
-                "wrong_move": acts and moves and heard != said,
+                "right": _right(said_plan, tr, heard == said and acts),
+                "wrong_move": wrong_move,
+                "wrong_after_readback": wrong_move and said_plan is not None
+                and render_plan(plan) == render_plan(said_plan),
+                "not_command": tr.not_command, "note": tr.note, "details": tr.details,
+                "said_stop": _says_stop(item.text) if item else False,
                 "decode_s": _decode_s(engines[domain], audio.source) if mode == "agree" else
                 _decode_s({mode: rec}, audio.source),
             })
+            if sink is not None:
+                sink.write(json.dumps(rows[-1]) + "\n")
+                sink.flush()
         done += 1
         progress(f"decoded {done}/{total}")
+    if sink is not None:
+        sink.close()
     return summarise(rows)
 
 
@@ -263,6 +308,9 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
             stop_recall[f"{sr} Hz"] = _pct([r for r in stops if r["sample_rate"] == sr], "stop")
         for rate in RATES:
             stop_recall[f"duration x{rate}"] = _pct([r for r in stops if r["rate"] == rate], "stop")
+        for synth in dict.fromkeys(s for s, _ in VOICES):
+            stop_recall[synth] = _pct([r for r in stops if r["voice"].startswith(f"{synth}:")], "stop")
+        stop_recall["held-out voices"] = _pct([r for r in stops if r["held_voice"]], "stop")
         false: dict[str, int] = defaultdict(int)
         n_false: dict[str, int] = defaultdict(int)
         for r in mine:
@@ -272,12 +320,23 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
         out["modes"][mode] = {
             "right_plan": {k: _pct(v, "right") for k, v in groups.items()},
             "moving_plans_not_said": {k: sum(r["wrong_move"] for r in v) for k, v in groups.items()},
+            "after_readback": {k: sum(r.get("wrong_after_readback", False) for r in v) for k, v in groups.items()},
+            "stops_in_commands": f"{sum(r['stop'] for r in cmds if not _says_stop(r['text']))} of "
+                                 f"{sum(not _says_stop(r['text']) for r in cmds)}",
             "stop_recall": stop_recall,
             "stops_heard_as_moving_plan": f"{sum(r['wrong_move'] for r in stops)} of {len(stops)}",
             "false_actions": {k: f"{false[k]} of {n_false[k]}" for k in n_false},
             "mean_decode_s": round(float(np.mean([r["decode_s"] for r in mine])), 3) if mine else None,
         }
     return out
+
+
+def _rows(path: Path) -> list[dict[str, Any]]:
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".jsonl":
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+    rows: list[dict[str, Any]] = json.loads(text)["rows"]
+    return rows
 
 
 def main() -> int:
@@ -288,21 +347,28 @@ def main() -> int:
     ap.add_argument("--engines", default="pocketsphinx,whisper,agree")
     ap.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "medrobot-voice-bench")
     ap.add_argument("--json", type=Path, metavar="FILE", help="also write every row and figure to FILE")
-    ap.add_argument("--from-json", type=Path, metavar="FILE", help="print the figures of an earlier --json run")
+    ap.add_argument("--from-json", type=Path, nargs="+", metavar="FILE",
+                    help="print the figures of earlier --json or --rows files (the shards of one run, together)")
+    ap.add_argument("--rows", type=Path, metavar="FILE", help="append every row to FILE (JSON lines) as it is made")
+    ap.add_argument("--shard", default="0/1", metavar="K/N",
+                    help="run only every N-th utterance from the K-th (0-based; silence and noise in shard 0), so "
+                         "that N processes share a run; give their --json files to --from-json")
     args = ap.parse_args()
     t0 = time.perf_counter()
     if args.from_json:
-        rows = json.loads(args.from_json.read_text(encoding="utf-8"))["rows"]
+        rows = [r for f in args.from_json for r in _rows(f)]
         res = summarise(rows)
         n = sum(1 for r in rows if r["mode"] == rows[0]["mode"] and r["kind"] != "noise")
     else:
         args.cache.mkdir(parents=True, exist_ok=True)
-        items = build_items(args.commands, args.stops, args.talk)
+        k, n_shards = (int(x) for x in args.shard.split("/"))
+        # in hash order, so that any prefix of a run (one cut short) mixes commands, stops and talk
+        items = sorted(build_items(args.commands, args.stops, args.talk), key=Item.key)[k::n_shards]
 
         def progress(msg: str) -> None:
             print(f"\r[voice_bench] {msg}   ", end="", file=sys.stderr, flush=True)
 
-        res = evaluate(items, args.cache, args.engines.split(","), progress)
+        res = evaluate(items, args.cache, args.engines.split(","), progress, with_noise=k == 0, rows_to=args.rows)
         n = len(items)
         print(file=sys.stderr)
     if args.json:
@@ -313,10 +379,12 @@ def main() -> int:
     for mode, fig in res["modes"].items():
         print(f"\n== {mode}")
         for k, v in fig["right_plan"].items():
-            print(f"  right plan      {k:28s} {v}  (moving plans not said: {fig['moving_plans_not_said'][k]})")
+            print(f"  right plan      {k:28s} {v}  (moving plans not said: {fig['moving_plans_not_said'][k]}, "
+                  f"after read-back: {fig['after_readback'][k]})")
         print(f"  stop recall     {json.dumps(fig['stop_recall'])}; stops heard as a moving plan: "
               f"{fig['stops_heard_as_moving_plan']}")
-        print(f"  false actions   {json.dumps(fig['false_actions'])}")
+        print(f"  false actions   {json.dumps(fig['false_actions'])}; stops heard in commands: "
+              f"{fig['stops_in_commands']}")
         print(f"  mean decode     {fig['mean_decode_s']} s per utterance")
     return 0
 

@@ -24,7 +24,8 @@ import numpy as np
 from medrobot_llm.language.text import tokenize
 from medrobot_llm.language.words import CONTROL_PHRASES
 from medrobot_llm.consoles.voice.audio import SAMPLE_RATE, AsrError, Audio, load_wav, resample
-from medrobot_llm.consoles.voice.grammar import DEFAULT_WAKE_WORD, VoiceGrammar, build_grammar, normalise_transcript
+from medrobot_llm.consoles.voice.grammar import DEFAULT_WAKE_WORD, VoiceGrammar, build_grammar, normalise_transcript, wake_words
+from medrobot_llm.consoles.voice.spoken import spoken_phrases
 from medrobot_llm.consoles.voice.vocabulary import prompt
 
 __all__ = [
@@ -170,6 +171,24 @@ class _Voiced:
         return float(np.median(self.pitch[self.voiced])) if self.voiced.sum() >= 5 else 0.0
 
 
+#: the share of the power above ``_NARROW_HZ`` (just above 11.025 kHz's band) below which audio is narrowband:
+#: espeak-ng and festival speech at 16 and 22.05 kHz had 2e-3 to 1e-2 of its power there, the same at 8 and 11.025
+#: kHz (clean, with noise or reverb) 1e-9 to 1e-6, and flite's voices, which speak at 8 kHz, 1e-8 at any rate
+_NARROW_HZ = 5800.0
+_NARROW_SHARE = 1e-4
+
+
+def narrowband(samples: np.ndarray) -> bool:
+    """Whether the audio has (next to) no power above 5.8 kHz: recorded at 11.025 kHz or less, so its sibilants
+    are gone and the command grammar hears a "stop" as its nearest command ("tilt eight")."""
+    x = np.asarray(samples, dtype=np.float64)
+    if len(x) < 512:
+        return False
+    power = np.abs(np.fft.rfft(x - x.mean())) ** 2
+    high = power[int(len(power) * _NARROW_HZ / (SAMPLE_RATE / 2)):].sum()
+    return bool(high < _NARROW_SHARE * max(power.sum(), 1e-9))
+
+
 def voiced_ratio(samples: np.ndarray) -> float:
     """The share of 30 ms frames that are voiced.
 
@@ -235,12 +254,32 @@ _DECODER_OPTIONS: dict[str, float] = {"beam": 1e-60, "wbeam": 1e-40, "pbeam": 1e
 #: minute), commands mostly longer, so the extra decodes cost little on average
 _SECOND_LOOK = (0.95, 1.05)
 _SECOND_LOOK_MAX_S = 1.5
-#: the phone-loop margin above which speech is judged not to be a command (``_phone_margin``). Tuned on dev
+#: the phone-loop margin above which speech is judged not to be a command (``_margin``). Tuned on dev
 #: data only: the 63 commands of benchmarks/voice_accuracy.py (four espeak-ng voices, three speeds; the
 #: recogniser's own tuning set), whose right plans had margins up to 4.68, and the dev talk of
 #: benchmarks/voice_oog.py. Just above the highest right plan, so no right plan of the dev data is rejected;
 #: 4.0, fitted first on en-us alone, rejected 10 of those 58 right plans. Figures for both sets in the README
 _NOT_COMMAND_MARGIN = 4.7
+#: the stop-only pass (``_stop_pass``) runs on every narrowband utterance (``narrowband``) voiced for at most this
+#: long. On wideband speech it also stopped on 5 of the 63 espeak-ng commands of benchmarks/voice_accuracy.py
+#: ("make contact", "scan the liver" heard as "scan the lumen"), 92.1 % right plans fell to 84.1 %, so it is kept
+#: to the audio that needs it. The stops the command
+#: grammar misses are the short ones, which have near neighbours among the commands ("stop" as "tilt eight" or "go
+#: to", "freeze" as "resume", "halt" as "tilt"): voiced for 0.1-0.5 s, and never over 0.85 s on the dev voices at
+#: 8 and 11.025 kHz, while longer stop phrases are distinctive enough for the command grammar. Over longer audio a
+#: stop phrase stretched across it fits about as well as the command said ("collimate to the pelvis", 1.24 s,
+#: fitted "abort everything" better than itself), so the pass would stop on commands.
+#: Its stop is taken when its path scores at least as well as the command grammar's best path (that grammar holds
+#: the same stop phrases, but its search prefers a command that fits a little better, and narrowband speech fits
+#: nothing well), or, when the command grammar found no path, when it is at most ``_STOP_MARGIN`` per frame worse
+#: than free phones. Chosen on dev voices (not held out by benchmarks/voice_bench.py) at 8 and 11.025 kHz: the
+#: missed stops had the stop path 0.3-0.7 per frame above the chosen command, "yes" and "wait" 0.8-1.4 below it
+_STOP_PASS_MAX_S = 1.0
+#: how long an utterance pocketsphinx decodes for a stop beside another engine (``stop_only``): the longest stop
+#: phrase said slowly, "abort all motion" voiced for 1.45 s by espeak-ng at 130 words a minute. Whisper tiny.en
+#: wrote it as "a board all motion" and "build bullet hole motion" at 16 kHz, which the command grammar hears
+_STOP_LISTEN_MAX_S = 2.0
+_STOP_MARGIN = 3.0
 #: a voiced share of the audio at which the voicing weight is full (espeak commands: 0.3-0.6)
 _FULL_VOICING = 0.15
 
@@ -264,6 +303,7 @@ class PocketSphinxRecognizer:
     def __init__(self, domain: str, *, keyword_spotting: bool = False, wake_word: str = DEFAULT_WAKE_WORD) -> None:
         self.domain = domain
         self.grammar: VoiceGrammar = build_grammar(domain, wake_word)
+        self.wake = wake_words(wake_word)
         self.keyword_spotting = keyword_spotting
         self._lock = threading.Lock()
         self._decoder: Any = None
@@ -283,6 +323,7 @@ class PocketSphinxRecognizer:
                                     encoding="utf-8")
                 decoder.add_kws("stop", str(kws_path))
         decoder.add_jsgf_string("grammar", self.grammar.jsgf)
+        decoder.add_jsgf_string("stops", _stop_jsgf(self.wake))
         decoder.add_allphone_file("phones", None)
         decoder.activate_search("grammar")
         return decoder
@@ -299,6 +340,17 @@ class PocketSphinxRecognizer:
         self.load()
         with self._lock:
             return self._transcribe(audio)
+
+    def stop_only(self, audio: Audio) -> Transcript:
+        """A transcript that is a stop when this recogniser hears one in ``audio`` (by any of its passes), an empty
+        one otherwise: for an engine that hears commands its own way and may hear a narrowband "stop" as "up"
+        (``--asr whisper``). Only utterances short enough to be a stop phrase are decoded (``_STOP_LISTEN_MAX_S``)."""
+        if not 0.0 < _Voiced.of(audio.samples).span_s <= _STOP_LISTEN_MAX_S:
+            return Transcript(text="", confidence=0.0, engine=self.name)
+        heard = self.transcribe(audio)
+        if not heard.stop:
+            return Transcript(text="", confidence=0.0, engine=self.name, details=heard.details)
+        return heard
 
     def _decode(self, search: str, pcm: bytes) -> Any:
         d = self._decoder
@@ -336,21 +388,27 @@ class PocketSphinxRecognizer:
                 return found
         return ""
 
-    def _phone_margin(self, pcm: bytes, grammar_score: float, n_frames: int) -> float:
-        """How much better a free phone loop explains the audio than the grammar's best path does, per frame.
-
-        Speech the grammar can express is explained almost as well by its own best path as by any phone
-        sequence; other speech is forced into the nearest command, whose path then fits far worse than the
-        phones that were actually said. Both are the decoders' path scores (``Hypothesis.score``, a
-        likelihood), compared as natural logs per 10 ms frame (times 1000). The loop has every phone equally
-        likely: with pocketsphinx's phone bigram model the margin separated talk from commands less well
-        (benchmarks/voice_oog.py on the dev set: 11 of 20 talk utterances above every command, against 14).
-        """
+    def _phones_score(self, pcm: bytes) -> float:
+        """The free phone loop's path score: every phone equally likely, so it is the best any sequence of
+        phones explains the audio, the yardstick both margins below are measured against. With pocketsphinx's
+        phone bigram model the not-a-command margin separated talk from commands less well
+        (benchmarks/voice_oog.py on the dev set: 11 of 20 talk utterances above every command, against 14)."""
         hyp = self._decode("phones", pcm)
         self._decoder.activate_search("grammar")
-        if hyp is None or hyp.score <= 0.0 or grammar_score <= 0.0:
-            return 0.0
-        return round((math.log(hyp.score) - math.log(grammar_score)) * 1000 / max(1, n_frames), 4)
+        return float(hyp.score) if hyp is not None else 0.0
+
+    def _stop_pass(self, pcm: bytes) -> tuple[str, float]:
+        """The stop phrase a grammar of nothing but stop phrases hears, and its path score.
+
+        The command grammar picks the nearest of thousands of commands, and a narrowband "stop" (no sibilant
+        energy above 4 kHz) or an unusual voice's lies nearer to some of them ("tilt eight", "go to") than to
+        "stop". Asked only "which stop", the decoder has no such neighbour; whether it was a stop at all is then
+        whether that stop explains the audio at least as well as the command the grammar chose (``_transcribe``).
+        """
+        hyp = self._decode("stops", pcm)
+        self._decoder.activate_search("grammar")
+        raw = hyp.hypstr.strip() if hyp is not None else ""
+        return stop_phrase(normalise_transcript(raw, self.grammar.written)) or "", float(hyp.score) if hyp else 0.0
 
     def _transcribe(self, audio: Audio) -> Transcript:
         d = self._decoder
@@ -376,7 +434,15 @@ class PocketSphinxRecognizer:
         text = normalise_transcript(raw, self.grammar.written)
         stop = stop_phrase(text) is not None
         # a stop is never judged "not a command" (a false stop is safe), and it is acted on sooner unjudged
-        margin = self._phone_margin(pcm, grammar_score, n_frames) if words and not stop else 0.0
+        short = 0.0 < voicing.span_s <= _STOP_PASS_MAX_S and narrowband(audio.samples)
+        phones = self._phones_score(pcm) if not stop and (words or short) else 0.0
+        margin = _margin(phones, grammar_score, n_frames) if words and not stop else 0.0
+        if not math.isfinite(margin):
+            margin = 0.0
+        heard_stop, stop_score = self._stop_pass(pcm) if not stop and short else ("", 0.0)
+        stop_margin = _margin(phones, stop_score, n_frames)
+        # with no path through the command grammar, the stop stands alone against free phones
+        stop_vs_grammar = _margin(grammar_score, stop_score, n_frames) if grammar_score > 0.0 else math.inf
         spotted = ""
         if self.keyword_spotting and voiced > 0.0:
             kws = self._decode("stop", pcm)
@@ -394,6 +460,9 @@ class PocketSphinxRecognizer:
             "parsed": float(parsed),
             "phone_margin": margin,
         }
+        # the stop-only pass's figures, when it ran and both paths were found
+        details.update({k: v for k, v in (("stop_margin", stop_margin), ("stop_vs_grammar", stop_vs_grammar))
+                        if math.isfinite(v)})
         # Silence and hum still come out as some grammar words; the share of the audio the detector calls
         # speech and the share that is voiced scale the confidence down for them.
         speech_weight = min(1.0, details["speech_ratio"] / 0.3)
@@ -404,6 +473,12 @@ class PocketSphinxRecognizer:
             stop = True
             confidence = max(confidence, speech_weight * voice_weight)
             note = f"stop heard on a second look ({second!r})"
+        alone = stop_margin <= _STOP_MARGIN if not math.isfinite(stop_vs_grammar) else stop_vs_grammar <= 0.0
+        if heard_stop and not stop and alone:
+            stop = True
+            confidence = max(confidence, speech_weight * voice_weight)
+            note = (f"stop heard by the stop-only pass ({heard_stop!r} explains the audio as well as {text!r}: "
+                    f"{stop_vs_grammar:.2f} per frame)")
         if spotted and not stop:
             stop = True
             confidence = max(confidence, speech_weight * voice_weight * 0.5)
@@ -413,6 +488,21 @@ class PocketSphinxRecognizer:
             note = f"that was not a command (it fits free phones {margin:.2f} better per frame than the grammar)"
         return Transcript(text=text, confidence=round(float(confidence), 4), raw=raw, words=tuple(words),
                           engine=self.name, stop=stop, not_command=not_command, note=note, details=details)
+
+
+def _margin(free: float, constrained: float, n_frames: int) -> float:
+    """How much better the free phone loop explains the audio than a grammar's best path, per frame: both are
+    the decoders' path scores (``Hypothesis.score``, a likelihood), compared as natural logs per 10 ms frame
+    (times 1000); infinite when either decode found no path."""
+    if free <= 0.0 or constrained <= 0.0:
+        return math.inf
+    return round((math.log(free) - math.log(constrained)) * 1000 / max(1, n_frames), 4)
+
+
+def _stop_jsgf(wake: tuple[str, ...]) -> str:
+    """The stop-only pass's grammar: the command set's stop phrases, the wake word allowed before them."""
+    stops = " | ".join(spoken_phrases(list(CONTROL_PHRASES["stop"])))
+    return f"#JSGF V1.0;\ngrammar stops;\npublic <stop> = [ {' '.join(wake)} ] ( {stops} );\n"
 
 
 def _kws_stops(grammar: VoiceGrammar) -> list[str]:

@@ -27,10 +27,15 @@ def make_recognizer(engine: str, domain: str, planner: Planner, *, model: str | 
         return OpenAIRecognizer(domain)
     from medrobot_llm.consoles.voice.whisper import WhisperRecognizer
 
-    whisper = WhisperRecognizer(domain, model=model)
-    whisper.load()
+    pocketsphinx = PocketSphinxRecognizer(domain, wake_word=wake_word).load()
     if engine == "whisper":
+        # pocketsphinx's stop-only pass listens beside Whisper: a missed stop is the one error no read-back catches
+        whisper = WhisperRecognizer(domain, model=model, stop_check=pocketsphinx.stop_only)
+        whisper.load()
         return whisper
     from medrobot_llm.consoles.voice.agree import AgreementRecognizer
 
-    return AgreementRecognizer(domain, PocketSphinxRecognizer(domain, wake_word=wake_word).load(), whisper, planner)
+    # pocketsphinx is asked first and its own decode includes the stop-only pass
+    whisper = WhisperRecognizer(domain, model=model)
+    whisper.load()
+    return AgreementRecognizer(domain, pocketsphinx, whisper, planner)

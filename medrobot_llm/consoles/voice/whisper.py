@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib.util
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -53,8 +54,12 @@ class WhisperRecognizer:
 
     name = "whisper"
 
-    def __init__(self, domain: str, *, model: str | None = None, cpu_threads: int = 0, beam_size: int = 1) -> None:
+    def __init__(self, domain: str, *, model: str | None = None, cpu_threads: int = 0, beam_size: int = 1,
+                 stop_check: Callable[[Audio], Transcript] | None = None) -> None:
         self.domain = domain
+        #: asked when Whisper's own transcript is no stop (pocketsphinx's stop-only pass): Whisper tiny.en writes
+        #: a short narrowband "stop" as "up" or "off", words no near-miss rule could take back to "stop"
+        self.stop_check = stop_check
         self.grammar = build_grammar(domain)
         self.model_path = str(bundled_model()) if model is None else model
         self.cpu_threads = cpu_threads
@@ -103,5 +108,11 @@ class WhisperRecognizer:
         note = "; ".join(f"heard {a!r} as {b!r}" for a, b in snapped.changes)
         if not text:
             confidence, note = 0.0, "nothing recognised"
+        stop = stop_phrase(text) is not None
+        if not stop and self.stop_check is not None:
+            checked = self.stop_check(audio)
+            if checked.stop:
+                return Transcript(text=checked.text, confidence=checked.confidence, raw=raw, engine=self.name,
+                                  stop=True, note=checked.note, details={**details, **checked.details})
         return Transcript(text=text, confidence=round(float(confidence), 4), raw=raw, engine=self.name,
-                          stop=stop_phrase(text) is not None, note=note, details=details)
+                          stop=stop, note=note, details=details)

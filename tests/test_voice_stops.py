@@ -1,0 +1,104 @@
+"""Issue 17: a stop latches the e-stop whatever the synthesizer, voice, sample rate and stop phrase, with every
+offline engine. "stop" recorded at 8 kHz was heard as "tilt eight": the command grammar picks the nearest of
+thousands of commands, and narrowband speech (no sibilant energy above 4 kHz) lies nearer to some of them than
+to "stop". The stop-only pass asks instead "which stop, if any".
+
+A sample of the space, a phrase and a voice per (synthesizer, sample rate), drawn by hash from the voices not
+held out by ``benchmarks/voice_bench.py``; the benchmark runs the wide sweep. Each case goes through the console
+with a real session, so "heard" means the e-stop latched, not a flag on a transcript.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from medrobot_llm.backends.memory import MemoryBackend
+from medrobot_llm.consoles.voice.asr import Recognizer
+from medrobot_llm.consoles.voice.audio import Audio, load_wav
+from medrobot_llm.consoles.voice.console import VoiceConsole
+from medrobot_llm.consoles.voice.engines import make_recognizer
+from medrobot_llm.language.words import CONTROL_PHRASES
+from medrobot_llm.planning.rule.planner import RulePlanner
+from medrobot_llm.session import Session
+
+pytestmark = [pytest.mark.voice, pytest.mark.slow]
+
+_BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
+sys.path.insert(0, str(_BENCH))
+try:
+    from voice_bench import SAMPLE_RATES, VOICES, Item, held_out, synthesize
+finally:
+    sys.path.remove(str(_BENCH))
+
+_DOMAIN = "xray"
+_SYNTHS = tuple(dict.fromkeys(s for s, _ in VOICES))
+
+
+def _pick(seq: tuple[Any, ...] | list[Any], name: str) -> Any:
+    return seq[hashlib.sha256(name.encode()).digest()[0] % len(seq)]
+
+
+def _case(synth: str, rate: int) -> Item:
+    voices = [v for v in VOICES if v[0] == synth and not held_out(f"{v[0]}:{v[1]}")]
+    name = f"{synth}:{rate}"
+    return Item("stop", _DOMAIN, _pick(sorted(CONTROL_PHRASES["stop"]), name), _pick(voices, name), 1.0, rate,
+                "clean")
+
+
+class _Engines:
+    """Each engine made once for the module, as ``medrobot voice --asr`` makes it (loading one takes seconds)."""
+
+    def __init__(self) -> None:
+        self.made: dict[str, Recognizer] = {}
+
+    def __call__(self, name: str) -> Recognizer:
+        if name not in self.made:
+            self.made[name] = make_recognizer(name, _DOMAIN, RulePlanner())
+        return self.made[name]
+
+
+@pytest.fixture(scope="module")
+def engines() -> Iterator[_Engines]:
+    yield _Engines()
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("voice-stops")
+
+
+def _stopped(recognizer: Recognizer, item: Item, tmp_path: Path, cache: Path) -> None:
+    samples = load_wav(synthesize(item, cache)).samples
+    backend = MemoryBackend(_DOMAIN, control_period_s=0.001)
+    session = Session(_DOMAIN, RulePlanner(), backend=backend, audit_path=tmp_path / "audit.jsonl")
+    said = Audio(samples, f"{item.voice_id} {item.sample_rate} Hz {item.text!r}")
+    records = VoiceConsole(session, recognizer, lambda _: None).run([said])
+    with session:
+        state = session.supervisor.status()["state"]
+    assert records[0]["action"] == "stop" and state == "ESTOP", records[0]
+
+
+@pytest.mark.parametrize("synth", _SYNTHS)
+@pytest.mark.parametrize("rate", SAMPLE_RATES)
+def test_every_synthesizer_s_stop_latches_at_every_rate_with_pocketsphinx(synth: str, rate: int, tmp_path: Path,
+                                                                         cache: Path, engines: _Engines) -> None:
+    _stopped(engines("pocketsphinx"), _case(synth, rate), tmp_path, cache)
+
+
+@pytest.mark.parametrize("engine", ["whisper", "agree"])
+@pytest.mark.parametrize("rate", SAMPLE_RATES)
+def test_a_stop_latches_at_every_rate_with_whisper_and_agree(engine: str, rate: int, tmp_path: Path,
+                                                            cache: Path, engines: _Engines) -> None:
+    _stopped(engines(engine), _case(_pick(_SYNTHS, f"{engine}:{rate}"), rate), tmp_path, cache)
+
+
+@pytest.mark.parametrize("engine", ["pocketsphinx", "whisper", "agree"])
+def test_an_8_khz_stop_stops(engine: str, tmp_path: Path, cache: Path, engines: _Engines) -> None:
+    """The issue's case: espeak-ng's "stop" recorded at 8 kHz, heard as "tilt eight" by the command grammar."""
+    _stopped(engines(engine), Item("stop", _DOMAIN, "stop", ("espeak-ng", "en-us"), 1.0, 8000, "clean"), tmp_path, cache)
