@@ -84,6 +84,24 @@ def halt_record(server: WebServer, sent_seq: int) -> tuple[dict[str, Any], dict[
     return estop, result
 
 
+def confirm_until_sent(page: Console, before: int) -> None:
+    """Click Confirm on each question the sweep asks (the web console asks before a motion step, as "Take a
+    shot!" does) until the sweep's goal is sent: the stop is timed on a moving probe, not on a question."""
+    seen = ""
+    while True:
+        def next_question(n: int = before, skip: str = seen) -> str | bool:
+            if len(page.server.records("step_sent", skill="sweep")) > n:
+                return True
+            q = page.question()
+            return q if q and q != skip and page.el("#confirm").is_enabled() else False
+
+        qid = page.wait(next_question, "neither the sweep nor its question")
+        if qid is True:
+            return
+        page.el("#confirm").click()
+        seen = str(qid)
+
+
 def run(page: Console, trials: int, key: str) -> tuple[list[float], list[float], list[float]]:
     """The first sweep comes with its approach and contact; after each stop and Reset the probe is still on the
     skin, so the next trials are sweeps alone, alternately toward the head and the feet (each halted within a few
@@ -98,8 +116,8 @@ def run(page: Console, trials: int, key: str) -> tuple[list[float], list[float],
             start_sweep(page)
         else:
             page.send(f"sweep 60 mm toward the {('head', 'feet')[i % 2]} at 1 mm/s")
-            page.wait(lambda n=before: len(server.records("step_sent", skill="sweep")) > n
-                      and page.state() == "EXECUTING"
+            confirm_until_sent(page, before)
+            page.wait(lambda: page.state() == "EXECUTING"
                       and float(page.el("#progress").get_attribute("value") or 0) > 0, "the next sweep did not start")
         sent = server.records("step_sent", skill="sweep")[before]
         pressed, called, progress = press_stop(page, key)

@@ -418,3 +418,14 @@ def test_sigterm_closes_the_scene_and_seals_the_log(web: Open) -> None:
     assert server.exit_code == 0, server.stderr()[-2000:]
     last = server.audit()[-1]
     assert last["kind"] == "log_closed" and "seal" in last, last
+
+
+def test_the_stop_benchmark_runs_as_the_readme_says() -> None:
+    """``benchmarks/web_stop.py`` is how the README's Stop figure is made: two trials (the first sweep with its
+    approach and contact, then a sweep alone, each behind its motion question) must each end halted."""
+    out = subprocess.run(["python3", str(Path(__file__).resolve().parent.parent / "benchmarks" / "web_stop.py"),
+                          "--trials", "2", "--json"], capture_output=True, text=True, timeout=85, check=False)
+    assert out.returncode == 0, out.stderr[-2000:]
+    figures = json.loads(out.stdout.strip().splitlines()[-1])
+    assert figures["press_to_halt"]["n"] == 2
+    assert all(0.0 <= p < 1.0 for p in figures["sweep_progress_at_press"])
