@@ -100,7 +100,7 @@ def test_bringup_refuses_an_unusable_key_before_starting_anything(tmp_path: Path
 def test_bringup_never_records_over_a_file_and_names_a_path_it_cannot_write(tmp_path: Path) -> None:
     kept = tmp_path / "kept.mcap"
     kept.write_bytes(b"an earlier recording")
-    for path, why in ((kept, "never overwrites"), (tmp_path / "kept.mcap" / "x.mcap", "cannot write")):
+    for path, why in ((kept, "never writes over a file"), (tmp_path / "kept.mcap" / "x.mcap", "cannot write")):
         out = subprocess.run([sys.executable, "-m", "medrobot_llm.cli", "bringup", "--domain", "xray", "--mcap",
                               str(path), "--keys", str(tmp_path / "keys"), "--log-dir", str(tmp_path / "logs")],
                              capture_output=True, text=True, timeout=60, cwd=ROOT,
