@@ -326,6 +326,35 @@ def test_a_deny_and_a_motion_question_are_not_armed(rig: Callable[..., Rig]) -> 
     assert until(lambda: r.state() == "IDLE", 10) and not r.seen("image", kind="radiograph")
 
 
+def test_a_keyboard_confirm_waits_for_the_arming_delay_on_every_question(rig: Callable[..., Rig]) -> None:
+    """A held or repeated key must not answer the question that appears next: a keyboard Confirm of a motion
+    step is refused until the arming delay has passed, a click is not."""
+    clock = _Clock()
+    r = rig("xray", arming_s=0.6, clock=clock, confirm_hazards=("motion",))
+    assert r.post("/api/command", {"text": SHOT}).status_code == 200
+    view = r.wait("question", hazard="motion")
+    for dt in (0.0, 0.3, 0.599):
+        clock.now = 1000.0 + dt
+        early = r.post("/api/confirm", {"question": view["id"], "accept": True, "via": "key"})
+        assert early.status_code == 409 and "too soon" in early.json()["error"], (dt, early.text)
+        assert r.state() == "AWAITING_CONFIRMATION"
+    clock.now = 1000.0 + 0.6
+    assert r.post("/api/confirm", {"question": view["id"], "accept": True, "via": "key"}).status_code == 200
+    r.wait("question", hazard="radiation")
+
+
+@pytest.mark.parametrize("text", ["please stop", "stop now please", "Stop the robot!", "ｓｔｏｐ", "emergency stop"])
+def test_a_typed_stop_in_any_wording_stops_while_a_question_is_open(rig: Callable[..., Rig], text: str) -> None:
+    """While a question is open the box refuses commands, but a stop is a stop in every wording the supervisor
+    would take as one, never refused as a typed answer."""
+    r = rig("xray", confirm_hazards=("motion",))
+    assert r.post("/api/command", {"text": SHOT}).status_code == 200
+    r.wait("question", hazard="motion")
+    stopped = r.post("/api/command", {"text": text})
+    assert stopped.status_code == 200, stopped.text
+    assert until(lambda: r.state() == "ESTOP", 10), r.state()
+
+
 # ------------------------------------------------------------------ stop and reset
 @pytest.mark.parametrize("path", ["request", "websocket"])
 def test_stop_during_a_sweep_latches_the_estop_and_reset_recovers(rig: Callable[..., Rig], path: str) -> None:
@@ -574,7 +603,8 @@ def test_a_stop_does_not_wait_for_a_command_being_planned() -> None:
             assert busy.status_code == 409 and "still working" in busy.json()["error"]
             stop = http.post("/api/stop")
             assert stop.status_code == 200 and stop.json()["state"] == "ESTOP"
-            assert thread.is_alive() and hub.working == SHOT  # the planner is still thinking
+            # the planner is still thinking, but the command is abandoned: the next one is not refused behind it
+            assert thread.is_alive() and hub.working is None
             planner.answer.set()
             thread.join(30)
         assert answers and answers[0].status_code == 409, answers

@@ -24,8 +24,8 @@ __all__ = ["register"]
 
 
 def register(sub: Any) -> None:
-    from medrobot_llm.cli.options import (add_confirm_motion_argument, add_domain_argument, add_operator_arguments,
-                                          add_seed_argument)
+    from medrobot_llm.cli.options import (add_confirm_motion_argument, add_confirm_timeout_argument,
+                                          add_domain_argument, add_operator_arguments, add_seed_argument)
     from medrobot_llm.planning.factory import add_planner_arguments
     from medrobot_llm.consoles.core import CONSOLE_WORDS
 
@@ -65,8 +65,7 @@ def register(sub: Any) -> None:
     p.add_argument("--log", type=Path, metavar="FILE", help="append the supervisor's audit log (JSON lines) to FILE")
     add_seed_argument(p)
     add_operator_arguments(p)
-    p.add_argument("--confirm-timeout", type=float, default=60.0, metavar="S",
-                   help="a confirmation question not answered within S seconds drops the plan (default 60)")
+    add_confirm_timeout_argument(p, "a confirmation question not answered within S seconds drops the plan (default 60, at least 2)")
     add_confirm_motion_argument(p, default=False, where="; with --ros the supervisor's own setting decides "
                                 "(`medrobot bringup --confirm-motion`)")
     p.add_argument("--timeout", type=float, default=600.0, metavar="S",

@@ -7,6 +7,7 @@ sentence typed into each sub-command would go stale the day a domain is added, s
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 from medrobot_llm.core.command_set import DOMAINS, Hazard
@@ -44,6 +45,26 @@ def _seed(text: str) -> int:
 def add_seed_argument(parser: argparse.ArgumentParser, help: str = "scene randomisation seed (default 0)") -> None:
     """``--seed``, checked where it is read: a negative seed used to end in numpy's traceback."""
     parser.add_argument("--seed", type=_seed, default=0, help=help)
+
+
+#: the shortest time a question may stay open: a person reads it, and an exposure's Confirm arms after 0.6 s
+MIN_CONFIRM_TIMEOUT_S = 2.0
+
+
+def _confirm_timeout(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not math.isfinite(value) or not MIN_CONFIRM_TIMEOUT_S <= value <= 3600.0:
+        raise argparse.ArgumentTypeError(f"{text} is outside {MIN_CONFIRM_TIMEOUT_S:g}..3600 s: shorter drops "
+                                         "every question before anyone can answer it")
+    return value
+
+
+def add_confirm_timeout_argument(parser: argparse.ArgumentParser, help: str) -> None:
+    """``--confirm-timeout``, checked where it is read: 0, a negative number or nan defeated every question."""
+    parser.add_argument("--confirm-timeout", type=_confirm_timeout, default=60.0, metavar="S", help=help)
 
 
 def add_confirm_motion_argument(parser: argparse.ArgumentParser, *, default: bool, where: str = "") -> None:

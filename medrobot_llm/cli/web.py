@@ -29,8 +29,8 @@ __all__ = ["register"]
 
 
 def register(sub: Any) -> None:
-    from medrobot_llm.cli.options import (add_confirm_motion_argument, add_domain_argument, add_operator_arguments,
-                                          add_seed_argument)
+    from medrobot_llm.cli.options import (add_confirm_motion_argument, add_confirm_timeout_argument,
+                                          add_domain_argument, add_operator_arguments, add_seed_argument)
     from medrobot_llm.consoles.voice.console import DEFAULT_THRESHOLD
     from medrobot_llm.consoles.voice.engines import ENGINES
     from medrobot_llm.planning.factory import add_planner_arguments
@@ -80,8 +80,7 @@ def register(sub: Any) -> None:
     p.add_argument("--asr-model", metavar="PATH_OR_NAME", help="Whisper model for --asr whisper/agree")
     p.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD, metavar="C",
                    help=f"act only on transcripts with confidence >= C (default {DEFAULT_THRESHOLD})")
-    p.add_argument("--confirm-timeout", type=float, default=60.0, metavar="S",
-                   help="a question not answered within S seconds drops the plan (default 60)")
+    add_confirm_timeout_argument(p, "a question not answered within S seconds drops the plan (default 60, at least 2)")
     add_confirm_motion_argument(p, default=True, where="; with --ros the supervisor's own setting decides "
                                 "(`medrobot bringup --confirm-motion`)")
     add_planner_arguments(p)

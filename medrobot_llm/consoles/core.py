@@ -80,7 +80,7 @@ def line_intent(line: str, domain: str | None = None) -> str:
     The line is folded as the planners fold it (full-width letters, zero-width characters). With ``domain``, a
     line the supervisor's rule planner reads as a confirmation or a denial ("please confirm", "confirm the
     exposure") is one here too: a console that must not take typed answers then refuses every wording the
-    supervisor would take, not just the exact phrases."""
+    supervisor would take, not just the exact phrases; and a line it reads as a stop is a stop, in any wording."""
     word = _norm(fold_text(line))
     if word in _STOP or line.strip().lower() == "e-stop":
         return "stop"
@@ -90,9 +90,16 @@ def line_intent(line: str, domain: str | None = None) -> str:
             return intent
     if domain is not None:
         plan = RulePlanner().plan(domain, line)
-        if plan.status is PlanStatus.CONTROL and plan.control in (Control.CONFIRM, Control.DENY):
-            return str(plan.control.value)
+        if plan.status is PlanStatus.CONTROL and plan.control is not None:
+            return _CONTROL_INTENT[plan.control]
     return "command"
+
+
+#: what a line the rule planner reads as a control is to a console: a "please stop" typed while a question is
+#: open must stop like "stop" does, not be refused as an answer
+_CONTROL_INTENT: Mapping[Control, str] = {Control.STOP: "stop", Control.CONFIRM: "confirm", Control.DENY: "deny",
+                                          Control.STATUS: "status", Control.PAUSE: "control",
+                                          Control.RESUME: "control", Control.CANCEL: "control"}
 
 
 def completion_words(domain: str) -> list[str]:

@@ -171,6 +171,7 @@ class WebHub:
         self._recent: dict[str, Image] = {}
         self.audit: deque[dict[str, Any]] = deque(maxlen=self.audit_tail)
         self.working: str | None = None
+        self._turn = 0   # which command ``working`` is: a Stop abandons it, and its late end must not clear the next
         self._frames_seen: set[str] = set()
         self._last_feedback = -1e9
         self._hazards = {name: spec.hazard.value for name, spec in load_command_set(self.domain).skills.items()}
@@ -257,6 +258,8 @@ class WebHub:
             why = f"THE STOP DID NOT GO THROUGH ({type(exc).__name__}: {exc}). USE THE HARDWARE E-STOP."
             self.emit(LogMessage(level="alarm", message=why))
             return Answer.refused(503, why)
+        with self._lock:   # a command still being planned is abandoned: its plan comes too late to move anything
+            self.working, self._turn = None, self._turn + 1
         self._drop_readback("stopped")
         self._reply(reply, "stop")
         return Answer.of(reply)
@@ -298,7 +301,8 @@ class WebHub:
         with self._lock:
             working = self.working
             if working is None:
-                self.working = clean
+                self.working, self._turn = clean, self._turn + 1
+            turn = self._turn
         if working is not None:
             return self._refuse(409, f"still working on {working!r}; press Stop to halt everything now", text)
         try:
@@ -308,7 +312,8 @@ class WebHub:
             return self._refuse(409, str(exc), text)
         finally:
             with self._lock:
-                self.working = None
+                if self._turn == turn:
+                    self.working = None
         if reply.plan is not None and reply.plan.status in (PlanStatus.REFUSED, PlanStatus.CLARIFY):
             self.emit(self._plan_message(reply.plan))
         self._reply(reply, clean)
@@ -326,9 +331,10 @@ class WebHub:
             if accept and via == "key" and q.hazard == Hazard.RADIATION.value:
                 return self._refuse(409, "an exposure is confirmed with the Confirm button, not the keyboard "
                                     "shortcut alone", "confirm")
-            if accept and self.clock() - q.shown < q.arming_s:
-                return self._refuse(409, f"too soon: an exposure's Confirm is taken {q.message().arm_ms} ms after "
-                                    "its question shows (a click meant for the one before must not land on it)", "confirm")
+            armed = q.arming_s if via == "button" else max(q.arming_s, self.arming_s)  # a held key: every question
+            if accept and self.clock() - q.shown < armed:
+                return self._refuse(409, f"too soon: this Confirm is taken {round(armed * 1000)} ms after its question "
+                                    "shows (a click or a held key meant for the one before must not land on it)", "confirm")
             if q.kind == "readback":
                 self.question = None
         if q.kind == "readback":
@@ -456,24 +462,14 @@ class WebHub:
                 if event.success:
                     return [_log(f"ok {label}: {event.message}")]
                 return [_log(f"{event.failure.upper()} {label}: {event.message}", "warning")]
-            case ev.StepRejectedEvent():
-                return [LogMessage(level="warning", message=f"step {event.step + 1} not sent: {event.reason}")]
-            case ev.EstopEvent():
-                halted = "" if event.halted else f" (the halt FAILED: {event.error})"
-                return [LogMessage(level="alarm", message=f"E-STOP LATCHED: {event.reason}{halted}. Nothing moves "
-                                   "until Reset.")]
-            case ev.HaltFailedEvent():
-                return [LogMessage(level="alarm", message=f"THE BACKEND DID NOT CONFIRM THE HALT: {event.error}")]
             case ev.RunEndEvent():
                 self.step = None
                 if event.outcome == "finish":
                     return [LogMessage(message=f"done: all {event.steps} step(s) finished")]
                 return [LogMessage(level="warning", message=f"not done ({event.outcome}): {event.reason} - "
                                    f"{event.steps_done}/{event.steps} step(s) done")]
-            case ev.ConfirmationEvent(accepted=False):
-                return [LogMessage(level="warning", message=f"not confirmed: {event.reason}")]
             case _:
-                return []
+                return _warning_for(event)
 
     def _open_step_question(self, step: int, skill: str, hazard: str, text: str) -> list[ViewMessage]:
         arming = self.arming_s if hazard == Hazard.RADIATION.value else 0.0
@@ -557,3 +553,20 @@ class WebHub:
                     listener(data)
                 except Exception:  # noqa: BLE001, S112 - one closed page must not stop the others' updates
                     continue
+
+
+def _warning_for(event: ev.SupervisorEvent) -> list[ViewMessage]:
+    """The lines of records that need nothing of the hub's: a step not sent, the e-stop, a failed halt, a denial."""
+    match event:
+        case ev.StepRejectedEvent():
+            return [LogMessage(level="warning", message=f"step {event.step + 1} not sent: {event.reason}")]
+        case ev.EstopEvent():
+            halted = "" if event.halted else f" (the halt FAILED: {event.error})"
+            return [LogMessage(level="alarm", message=f"E-STOP LATCHED: {event.reason}{halted}. Nothing moves "
+                               "until Reset.")]
+        case ev.HaltFailedEvent():
+            return [LogMessage(level="alarm", message=f"THE BACKEND DID NOT CONFIRM THE HALT: {event.error}")]
+        case ev.ConfirmationEvent(accepted=False):
+            return [LogMessage(level="warning", message=f"not confirmed: {event.reason}")]
+        case _:
+            return []

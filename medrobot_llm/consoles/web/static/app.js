@@ -271,6 +271,8 @@ document.addEventListener("keydown", (e) => {
     return;
   }
   if (e.key === " " || e.code === "Space") { e.preventDefault(); stop(); return; }
+  // a held key repeats: one press answers one question, never the next one as it appears
+  if (e.repeat) return;
   if (e.key === "y" && openQuestion) { e.preventDefault(); answer(true, "key"); }
   else if (e.key === "n" && openQuestion) { e.preventDefault(); answer(false, "key"); }
 }, true);
