@@ -127,7 +127,9 @@ class Xray:
         assert result.get("answered"), f"the skill server did not answer the goal: {result}"
         if result.get("accepted"):
             assert result.get("finished") and not result["success"], f"the goal ran: {result}"
-            assert result["message"].startswith("refused"), result
+            # a rogue client that asks for the result late (a loaded machine) finds it forgotten (status 0, empty):
+            # the skill server's audit below is then the only word on why, as it is the authority anyway
+            assert result["message"].startswith("refused") or result.get("status") == 0, result
         gid = result["goal_id"]
         found = self.wait_record(lambda r: r.get("kind") == "goal_refused"
                                  and str(r.get("goal_id", "")).replace("-", "") == gid, server=True)

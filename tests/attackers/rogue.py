@@ -299,8 +299,9 @@ class Rogue:
         if not done.wait(timeout):
             return {**out, "finished": False}
         r = res.result().result
+        # status 0 (unknown): asked after the server had forgotten the goal (it keeps results 1 s), an empty result
         return {**out, "finished": True, "success": bool(r.success), "failure_kind": r.failure_kind,
-                "message": r.message}
+                "message": r.message, "status": int(res.result().status)}
 
     def finish(self, results: list[dict[str, Any]]) -> None:
         with self.lock:
