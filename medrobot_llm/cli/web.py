@@ -15,7 +15,6 @@ import os
 import signal
 import socket
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -111,6 +110,8 @@ def _stdout_to_stderr() -> Iterator[None]:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from medrobot_llm.cli.session import open_client
+
     if not _loopback(args.host) and not args.allow_remote:
         print(f"medrobot web: --host {args.host} can be reached from other machines; the page has no TLS. Add "
               "--allow-remote if that is what you want (a trusted network), or use an SSH tunnel to 127.0.0.1",
@@ -121,44 +122,12 @@ def _run(args: argparse.Namespace) -> int:
         return 2
     with contextlib.ExitStack() as stack:
         with _stdout_to_stderr():
-            made = _client(args, stack)
+            made = open_client("web", args, stack, record_always=True)
         if isinstance(made, str):
-            print(f"medrobot web: {made}", file=sys.stderr)
+            print(made, file=sys.stderr)
             return 2
         client, session = made
         return _serve(args, client, session, _recognizer(args, session, stack))
-
-
-def _client(args: argparse.Namespace, stack: contextlib.ExitStack) -> tuple[SupervisorClient, Session | None] | str:
-    if args.ros:
-        from medrobot_llm.cli.console import _ros_client
-
-        remote, close, why = _ros_client(args)
-        if remote is None:
-            return why
-        stack.callback(close)
-        return remote, None
-    from medrobot_llm.cli.options import SESSION_ERRORS, confirm_hazards, session_error
-    from medrobot_llm.planning.factory import close_planner, make_planner
-    from medrobot_llm.session import Session
-
-    try:
-        planner = make_planner(args)
-    except ValueError as exc:
-        return str(exc)
-    stack.callback(close_planner, planner)   # after the session: an --llm-audit log ends with its close record
-    record = args.record
-    if record is None:
-        record = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="medrobot-web-")))
-    try:
-        session = Session(args.domain, planner, seed=args.seed, record_dir=record, audit_path=args.log,
-                          confirm_timeout_s=args.confirm_timeout, confirm_hazards=confirm_hazards(args))
-    except ImportError as exc:
-        return f"needs the {args.domain} scene ({exc}); run `make setup`"
-    except SESSION_ERRORS as exc:
-        return session_error("web", exc).removeprefix("medrobot web: ")
-    stack.callback(session.close)
-    return session.supervisor, session
 
 
 def _recognizer(args: argparse.Namespace, session: Session | None,
