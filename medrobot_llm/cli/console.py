@@ -25,7 +25,8 @@ __all__ = ["register"]
 
 def register(sub: Any) -> None:
     from medrobot_llm.cli.options import (add_confirm_motion_argument, add_confirm_timeout_argument,
-                                          add_domain_argument, add_operator_arguments, add_seed_argument)
+                                          add_domain_argument, add_operator_arguments, add_ros_arguments,
+                                          add_seed_argument)
     from medrobot_llm.planning.factory import add_planner_arguments
     from medrobot_llm.consoles.core import CONSOLE_WORDS
 
@@ -52,11 +53,8 @@ def register(sub: Any) -> None:
         "  printf 'scan the left kidney\\ny\\n' | medrobot console --domain ultrasound --json",
     )
     add_domain_argument(p, help="which robot and command set")
-    p.add_argument("--ros", action="store_true",
-                   help="talk to the supervisor over ROS 2 (/medrobot/command, /medrobot/confirm, /medrobot/estop, "
-                   "/medrobot/state) instead of running the scene in-process")
-    p.add_argument("--ros-wait", type=float, default=20.0, metavar="S",
-                   help="--ros: how long to wait for the supervisor on the graph (default 20)")
+    add_ros_arguments(p, "talk to the supervisor over ROS 2 (/medrobot/command, /medrobot/confirm, /medrobot/estop, "
+                      "/medrobot/state) instead of running the scene in-process")
     p.add_argument("--json", action="store_true",
                    help="read commands on stdin and print one JSON object per event line (supervisor records, "
                    "replies) only")

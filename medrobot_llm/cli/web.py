@@ -29,7 +29,8 @@ __all__ = ["register"]
 
 def register(sub: Any) -> None:
     from medrobot_llm.cli.options import (add_confirm_motion_argument, add_confirm_timeout_argument,
-                                          add_domain_argument, add_operator_arguments, add_seed_argument)
+                                          add_domain_argument, add_operator_arguments, add_ros_arguments,
+                                          add_seed_argument)
     from medrobot_llm.consoles.voice.console import DEFAULT_THRESHOLD
     from medrobot_llm.consoles.voice.engines import ENGINES
     from medrobot_llm.planning.factory import add_planner_arguments
@@ -57,11 +58,8 @@ def register(sub: Any) -> None:
         "  medrobot bringup --domain ultrasound &  medrobot web --domain ultrasound --ros",
     )
     add_domain_argument(p, help="which robot and command set")
-    p.add_argument("--ros", action="store_true",
-                   help="drive the supervisor of a running `medrobot bringup` graph over ROS 2 instead of the "
-                   "PyBullet scene in this process (commands signed as --operator)")
-    p.add_argument("--ros-wait", type=float, default=20.0, metavar="S",
-                   help="--ros: how long to wait for the supervisor on the graph (default 20)")
+    add_ros_arguments(p, "drive the supervisor of a running `medrobot bringup` graph over ROS 2 instead of the "
+                      "PyBullet scene in this process (commands signed as --operator)")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1; another needs --allow-remote)")
     p.add_argument("--port", type=int, default=0, help="port to listen on (default 0: a free one)")
