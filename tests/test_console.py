@@ -22,6 +22,7 @@ from medrobot_llm.safety.protocol import SupervisorClient
 from medrobot_llm.safety.supervisor import Supervisor, SupervisorState
 
 from _helpers_supervisor import until
+from _planners import ThinkingPlanner
 
 S = SupervisorState
 
@@ -335,26 +336,10 @@ def test_ros_mode_without_a_graph_is_a_usage_error() -> None:
     assert "ROS" in proc.stderr and ("install_ros.sh" in proc.stderr or "medrobot bringup --domain xray" in proc.stderr)
 
 
-class _ThinkingPlanner:
-    """The rule planner behind a slow model: it answers only when the test lets it (no sleep, no clock)."""
-
-    name = "thinking"
-
-    def __init__(self) -> None:
-        self.started = threading.Event()
-        self.answer = threading.Event()
-        self._rule = RulePlanner()
-
-    def plan(self, domain: str, text: str, world: Any = None) -> Any:
-        self.started.set()
-        assert self.answer.wait(30), "the test never let the planner answer"
-        return self._rule.plan(domain, text, world)
-
-
 def test_a_stop_typed_while_a_slow_planner_thinks_acts_at_once() -> None:
     """Issue 16: with an LLM taking seconds, the console kept reading nothing until it answered; a stop typed
     meanwhile must latch the e-stop while the planner is still thinking, and the late plan must not run."""
-    planner = _ThinkingPlanner()
+    planner = ThinkingPlanner()
     backend = MemoryBackend("xray", control_period_s=0.002)
     sup = Supervisor(backend, planner, domain="xray", audit=AuditLog(None))
     screen = Screen()
@@ -379,7 +364,7 @@ def test_a_stop_typed_while_a_slow_planner_thinks_acts_at_once() -> None:
 
 
 def test_a_piped_stop_does_not_wait_behind_a_line_being_planned() -> None:
-    planner = _ThinkingPlanner()
+    planner = ThinkingPlanner()
     backend = MemoryBackend("xray", control_period_s=0.002)
     sup = Supervisor(backend, planner, domain="xray", audit=AuditLog(None))
     core = ConsoleCore(sup, "xray", emit=Screen())

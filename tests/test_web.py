@@ -38,6 +38,7 @@ from medrobot_llm.safety.audit import seal_holds  # noqa: E402
 from medrobot_llm.session import Session  # noqa: E402
 
 from _helpers_supervisor import until  # noqa: E402
+from _planners import ThinkingPlanner  # noqa: E402
 
 pytestmark = pytest.mark.sim
 
@@ -565,26 +566,10 @@ def test_the_first_stdout_line_is_the_url_and_sigterm_seals_the_log(tmp_path: Pa
 
 
 # ------------------------------------------------------------------ the stop waits for nothing
-class _ThinkingPlanner:
-    """The rule planner behind a slow model: it answers only when the test lets it (no sleep, no clock)."""
-
-    name = "thinking"
-
-    def __init__(self) -> None:
-        self.started = threading.Event()
-        self.answer = threading.Event()
-        self._rule = RulePlanner()
-
-    def plan(self, domain: str, text: str, world: Any = None) -> Any:
-        self.started.set()
-        assert self.answer.wait(30), "the test never let the planner answer"
-        return self._rule.plan(domain, text, world)
-
-
 def test_a_stop_does_not_wait_for_a_command_being_planned() -> None:
     from medrobot_llm.backends.memory import MemoryBackend
 
-    planner = _ThinkingPlanner()
+    planner = ThinkingPlanner()
     backend = MemoryBackend("xray", control_period_s=0.002)
     session = Session("xray", planner, backend=backend)
     hub = WebHub(session.supervisor, "xray", session=session)

@@ -8,10 +8,10 @@ reads lines from stdin instead, so scripts can drive it the same way a person do
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +25,8 @@ __all__ = ["register"]
 
 def register(sub: Any) -> None:
     from medrobot_llm.cli.options import (add_confirm_motion_argument, add_confirm_timeout_argument,
-                                          add_domain_argument, add_operator_arguments, add_seed_argument)
+                                          add_domain_argument, add_operator_arguments, add_ros_arguments,
+                                          add_seed_argument)
     from medrobot_llm.planning.factory import add_planner_arguments
     from medrobot_llm.consoles.core import CONSOLE_WORDS
 
@@ -52,11 +53,8 @@ def register(sub: Any) -> None:
         "  printf 'scan the left kidney\\ny\\n' | medrobot console --domain ultrasound --json",
     )
     add_domain_argument(p, help="which robot and command set")
-    p.add_argument("--ros", action="store_true",
-                   help="talk to the supervisor over ROS 2 (/medrobot/command, /medrobot/confirm, /medrobot/estop, "
-                   "/medrobot/state) instead of running the scene in-process")
-    p.add_argument("--ros-wait", type=float, default=20.0, metavar="S",
-                   help="--ros: how long to wait for the supervisor on the graph (default 20)")
+    add_ros_arguments(p, "talk to the supervisor over ROS 2 (/medrobot/command, /medrobot/confirm, /medrobot/estop, "
+                      "/medrobot/state) instead of running the scene in-process")
     p.add_argument("--json", action="store_true",
                    help="read commands on stdin and print one JSON object per event line (supervisor records, "
                    "replies) only")
@@ -77,69 +75,18 @@ def register(sub: Any) -> None:
     p.set_defaults(func=_run)
 
 
-def _ros_client(args: argparse.Namespace) -> tuple[SupervisorClient | None, Callable[[], None], str]:
-    try:
-        from medrobot_llm.backends.ros.remote import RemoteSupervisor
-    except ImportError as exc:
-        return None, lambda: None, (f"--ros needs the ROS 2 client medrobot_llm.backends.ros.remote.RemoteSupervisor, "
-                                    f"which is not available here ({type(exc).__name__}: {exc}). Run "
-                                    "`bash scripts/install_ros.sh` and start from a shell that sourced "
-                                    "ros_ws/install/medrobot_env.sh")
-    from medrobot_llm.safety.keys import KeyFileError
-
-    try:
-        remote = RemoteSupervisor(operator=args.operator, keys_dir=args.keys)
-    except (KeyFileError, ValueError) as exc:
-        return None, lambda: None, (f"over ROS 2 this console signs as an operator, and it cannot: {exc}. "
-                                    f"`medrobot bringup --domain {args.domain}` creates the keys it uses")
-    if not remote.wait_ready(args.ros_wait):
-        remote.close()
-        domain_id = os.environ.get("ROS_DOMAIN_ID") or "0"
-        return None, lambda: None, (f"no supervisor answered over ROS 2 (ROS_DOMAIN_ID {domain_id}) on /medrobot/state "
-                                    f"within {args.ros_wait:g} s; start the graph first with `medrobot bringup "
-                                    f"--domain {args.domain}` (same ROS_DOMAIN_ID), or raise --ros-wait")
-    return remote, remote.close, ""
-
-
 def _run(args: argparse.Namespace) -> int:
-    close: Callable[[], None]
-    if args.ros:
-        client, close, why = _ros_client(args)
-        if client is None:
-            print(f"medrobot console: {why}", file=sys.stderr)
-            return 2
-    else:
-        from medrobot_llm.planning.factory import close_planner, make_planner
-        from medrobot_llm.cli.options import SESSION_ERRORS, confirm_hazards, session_error
-        from medrobot_llm.session import Session
+    from medrobot_llm.cli.session import open_client
 
-        try:
-            planner = make_planner(args)
-        except ValueError as exc:
-            print(f"medrobot console: {exc}", file=sys.stderr)
+    with contextlib.ExitStack() as stack:
+        made = open_client("console", args, stack, gui=args.gui)
+        if isinstance(made, str):
+            print(made, file=sys.stderr)
             return 2
-        try:
-            session = Session(args.domain, planner, seed=args.seed, gui=args.gui, record_dir=args.record,
-                              audit_path=args.log, confirm_timeout_s=args.confirm_timeout,
-                              confirm_hazards=confirm_hazards(args))
-        except ImportError as exc:
-            print(f"medrobot console needs the {args.domain} scene ({exc}); run `make setup`", file=sys.stderr)
-            return 2
-        except SESSION_ERRORS as exc:
-            print(session_error("console", exc), file=sys.stderr)
-            return 2
-        client = session.supervisor
-
-        def close() -> None:
-            session.close()
-            close_planner(planner)   # an --llm-audit log ends with its close record, not as if killed
-    interactive = not args.json and sys.stdin.isatty() and sys.stdout.isatty()
-    try:
-        if interactive:
+        client, _ = made
+        if not args.json and sys.stdin.isatty() and sys.stdout.isatty():
             return _interactive(client, args)
         return _piped(client, args)
-    finally:
-        close()
 
 
 def _piped(client: SupervisorClient, args: argparse.Namespace) -> int:

@@ -13,7 +13,7 @@ from pathlib import Path
 from medrobot_llm.core.command_set import DOMAINS, Hazard
 
 __all__ = ["SESSION_ERRORS", "add_confirm_motion_argument", "add_domain_argument", "add_operator_arguments",
-           "add_seed_argument", "confirm_hazards", "domain_names", "session_error"]
+           "add_ros_arguments", "add_seed_argument", "confirm_hazards", "domain_names", "session_error"]
 
 
 def domain_names(last: str = "or") -> str:
@@ -79,6 +79,14 @@ def add_confirm_motion_argument(parser: argparse.ArgumentParser, *, default: boo
 def confirm_hazards(args: argparse.Namespace) -> tuple[str, ...]:
     """The supervisor's ``confirm_hazards`` that ``--confirm-motion`` stands for."""
     return (Hazard.MOTION.value,) if args.confirm_motion else ()
+
+
+def add_ros_arguments(parser: argparse.ArgumentParser, help: str) -> None:
+    """``--ros`` (``help`` says what the console then talks to) and ``--ros-wait``, as ``cli.session.open_client``
+    reads them."""
+    parser.add_argument("--ros", action="store_true", help=help)
+    parser.add_argument("--ros-wait", type=float, default=20.0, metavar="S",
+                        help="--ros: how long to wait for the supervisor on the graph (default 20)")
 
 
 def add_operator_arguments(parser: argparse.ArgumentParser) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import queue
@@ -175,27 +176,23 @@ def _speaker() -> Callable[[str], None] | None:
 
 
 def _voice(args: argparse.Namespace) -> int:
-    from medrobot_llm.planning.factory import close_planner, make_planner
+    from medrobot_llm.cli.session import open_planner
 
-    try:
-        planner = make_planner(args)
-    except ValueError as exc:
-        print(f"medrobot voice: {exc}", file=sys.stderr)
-        return 2
-    try:
-        return _listen(args, planner)
-    finally:
-        close_planner(planner)   # an --llm-audit log ends with its close record, not as if killed
+    with contextlib.ExitStack() as stack:
+        planner = open_planner("voice", args, stack)
+        if isinstance(planner, str):
+            print(planner, file=sys.stderr)
+            return 2
+        return _listen(args, planner, stack)
 
 
-def _listen(args: argparse.Namespace, planner: Planner) -> int:
+def _listen(args: argparse.Namespace, planner: Planner, stack: contextlib.ExitStack) -> int:
     import dataclasses
 
     from medrobot_llm.consoles.voice.asr import Recognizer
     from medrobot_llm.consoles.voice.engines import make_recognizer
     from medrobot_llm.consoles.voice.audio import AsrError, load_wav
-    from medrobot_llm.cli.options import SESSION_ERRORS, session_error
-    from medrobot_llm.session import Session
+    from medrobot_llm.cli.session import open_session
     from medrobot_llm.consoles.voice.console import VoiceConsole
 
     if args.mic:
@@ -239,19 +236,14 @@ def _listen(args: argparse.Namespace, planner: Planner) -> int:
             return
         _show(rec)
 
-    try:
-        session = Session(args.domain, planner, seed=args.seed, record_dir=args.record, audit_path=args.log)
-    except ImportError as exc:
-        print(f"medrobot voice needs pybullet ({exc}); run `make setup`", file=sys.stderr)
+    session = open_session("voice", args, planner, stack, record_dir=args.record)
+    if isinstance(session, str):
+        print(session, file=sys.stderr)
         return 2
-    except SESSION_ERRORS as exc:
-        print(session_error("voice", exc), file=sys.stderr)
-        return 2
-    with session:
-        console = VoiceConsole(session, recognizer, emit, yes=args.yes, threshold=args.threshold,
-                               timeout_s=args.timeout, wake_word=args.wake_word, push_to_talk=args.push_to_talk,
-                               speak=_speaker() if args.speak else None, gated=keyboard is None)
-        records = console.run(utterances(), keyboard.keys() if keyboard is not None else ())
+    console = VoiceConsole(session, recognizer, emit, yes=args.yes, threshold=args.threshold,
+                           timeout_s=args.timeout, wake_word=args.wake_word, push_to_talk=args.push_to_talk,
+                           speak=_speaker() if args.speak else None, gated=keyboard is None)
+    records = console.run(utterances(), keyboard.keys() if keyboard is not None else ())
     commands = [r for r in records if r.get("action") == "command"]
     failed = [r for r in commands if not (r.get("outcome") or {}).get("success")]
     if unreadable:

@@ -15,7 +15,6 @@ import os
 import signal
 import socket
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,7 +29,8 @@ __all__ = ["register"]
 
 def register(sub: Any) -> None:
     from medrobot_llm.cli.options import (add_confirm_motion_argument, add_confirm_timeout_argument,
-                                          add_domain_argument, add_operator_arguments, add_seed_argument)
+                                          add_domain_argument, add_operator_arguments, add_ros_arguments,
+                                          add_seed_argument)
     from medrobot_llm.consoles.voice.console import DEFAULT_THRESHOLD
     from medrobot_llm.consoles.voice.engines import ENGINES
     from medrobot_llm.planning.factory import add_planner_arguments
@@ -58,11 +58,8 @@ def register(sub: Any) -> None:
         "  medrobot bringup --domain ultrasound &  medrobot web --domain ultrasound --ros",
     )
     add_domain_argument(p, help="which robot and command set")
-    p.add_argument("--ros", action="store_true",
-                   help="drive the supervisor of a running `medrobot bringup` graph over ROS 2 instead of the "
-                   "PyBullet scene in this process (commands signed as --operator)")
-    p.add_argument("--ros-wait", type=float, default=20.0, metavar="S",
-                   help="--ros: how long to wait for the supervisor on the graph (default 20)")
+    add_ros_arguments(p, "drive the supervisor of a running `medrobot bringup` graph over ROS 2 instead of the "
+                      "PyBullet scene in this process (commands signed as --operator)")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1; another needs --allow-remote)")
     p.add_argument("--port", type=int, default=0, help="port to listen on (default 0: a free one)")
@@ -111,6 +108,8 @@ def _stdout_to_stderr() -> Iterator[None]:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from medrobot_llm.cli.session import open_client
+
     if not _loopback(args.host) and not args.allow_remote:
         print(f"medrobot web: --host {args.host} can be reached from other machines; the page has no TLS. Add "
               "--allow-remote if that is what you want (a trusted network), or use an SSH tunnel to 127.0.0.1",
@@ -121,44 +120,12 @@ def _run(args: argparse.Namespace) -> int:
         return 2
     with contextlib.ExitStack() as stack:
         with _stdout_to_stderr():
-            made = _client(args, stack)
+            made = open_client("web", args, stack, record_always=True)
         if isinstance(made, str):
-            print(f"medrobot web: {made}", file=sys.stderr)
+            print(made, file=sys.stderr)
             return 2
         client, session = made
         return _serve(args, client, session, _recognizer(args, session, stack))
-
-
-def _client(args: argparse.Namespace, stack: contextlib.ExitStack) -> tuple[SupervisorClient, Session | None] | str:
-    if args.ros:
-        from medrobot_llm.cli.console import _ros_client
-
-        remote, close, why = _ros_client(args)
-        if remote is None:
-            return why
-        stack.callback(close)
-        return remote, None
-    from medrobot_llm.cli.options import SESSION_ERRORS, confirm_hazards, session_error
-    from medrobot_llm.planning.factory import close_planner, make_planner
-    from medrobot_llm.session import Session
-
-    try:
-        planner = make_planner(args)
-    except ValueError as exc:
-        return str(exc)
-    stack.callback(close_planner, planner)   # after the session: an --llm-audit log ends with its close record
-    record = args.record
-    if record is None:
-        record = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="medrobot-web-")))
-    try:
-        session = Session(args.domain, planner, seed=args.seed, record_dir=record, audit_path=args.log,
-                          confirm_timeout_s=args.confirm_timeout, confirm_hazards=confirm_hazards(args))
-    except ImportError as exc:
-        return f"needs the {args.domain} scene ({exc}); run `make setup`"
-    except SESSION_ERRORS as exc:
-        return session_error("web", exc).removeprefix("medrobot web: ")
-    stack.callback(session.close)
-    return session.supervisor, session
 
 
 def _recognizer(args: argparse.Namespace, session: Session | None,

@@ -74,8 +74,8 @@ _OTHER_CONTROL = frozenset(_norm(p) for k, ps in CONTROL_PHRASES.items() if k no
 
 def line_intent(line: str, domain: str | None = None) -> str:
     """What a typed line is to a console before any planner reads it: ``stop``, ``quit``, ``help``, ``status``,
-    ``reset``, ``confirm``, ``deny``, ``control`` (pause, resume, cancel) or ``command``. The web console routes
-    its command box by this, so both consoles hear the same control phrases.
+    ``reset``, ``confirm``, ``deny``, ``control`` (pause, resume, cancel) or ``command``. The text console reads
+    its lines and the web console its command box by this, so both hear the same control phrases.
 
     The line is folded as the planners fold it (full-width letters, zero-width characters). With ``domain``, a
     line the supervisor's rule planner reads as a confirmation or a denial ("please confirm", "confirm the
@@ -100,6 +100,11 @@ def line_intent(line: str, domain: str | None = None) -> str:
 _CONTROL_INTENT: Mapping[Control, str] = {Control.STOP: "stop", Control.CONFIRM: "confirm", Control.DENY: "deny",
                                           Control.STATUS: "status", Control.PAUSE: "control",
                                           Control.RESUME: "control", Control.CANCEL: "control"}
+
+
+#: how a piped line of each intent waits (``ConsoleCore.kind_of``); a command, and ``status``, wait for the run
+_SCRIPT_WAIT: Mapping[str, str] = {"stop": "now", "quit": "now", "help": "now", "reset": "now", "control": "now",
+                                   "confirm": "answer", "deny": "answer"}
 
 
 def completion_words(domain: str) -> list[str]:
@@ -216,31 +221,31 @@ class ConsoleCore(ConsoleOutput):
         raw = line.strip()
         if not raw:
             return True
-        word = _norm(raw)
+        intent = line_intent(raw, self.domain)
         if self.json_mode:
             self._json({"kind": "input", "text": raw})
-        if word in _QUIT:
+        if intent == "quit":
             self.leave()
             return False
-        if word in _STOP or raw.lower() == "e-stop":
+        if intent == "stop":
             self._stop("operator typed stop at the console")
             return True
-        if word in _HELP:
+        if intent == "help":
             self._help()
             return True
-        if word in _CONSOLE_STATUS:
+        if intent == "status":
             self._status()
             return True
-        if word in _RESET:
+        if intent == "reset":
             self._call(raw, lambda: self.client.reset(source=_SOURCE), quiet_ok=True)
             return True
         with self._cond:
             question = self.pending
-        if question is not None and word in _CONFIRM:
+        if question is not None and intent == "confirm":
             step = int(question["step_index"])
             self._call(raw, lambda: self.client.confirm(step, source=_SOURCE), quiet_ok=True)
             return True
-        if question is not None and word in _DENY:
+        if question is not None and intent == "deny":
             self._call(raw, lambda: self.client.deny(source=_SOURCE), quiet_ok=True)
             return True
         text, why = clean_with_reason(raw)
@@ -306,12 +311,9 @@ class ConsoleCore(ConsoleOutput):
     def kind_of(self, line: str) -> str:
         """How a scripted line waits: ``now`` (stop, control words, console words), ``answer`` (y/n: for the
         question to be asked) or ``command`` (for the previous run to end)."""
-        word = _norm(line)
-        if not word or word in _STOP or word in _QUIT or word in _HELP or word in _RESET or word in _OTHER_CONTROL:
+        if not _norm(fold_text(line)):   # no words: nothing it could wait for
             return "now"
-        if word in _CONFIRM or word in _DENY:
-            return "answer"
-        return "command"
+        return _SCRIPT_WAIT.get(line_intent(line, self.domain), "command")
 
     def wait_ready(self, line: str, timeout: float) -> bool:
         """Hold a scripted line until it can mean what it says; False if ``timeout`` passed first."""
@@ -361,8 +363,9 @@ class ConsoleCore(ConsoleOutput):
         def read() -> None:
             try:
                 for line in lines:
+                    stops = line_intent(line, self.domain) == "stop"   # read before the lock: a planner reads it
                     with gate:
-                        jump = waiting[0] and _norm(line) in _STOP
+                        jump = waiting[0] and stops
                         if not jump:
                             queue.append(line)
                             gate.notify_all()
