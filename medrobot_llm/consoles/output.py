@@ -156,7 +156,8 @@ class ConsoleOutput:
             self._out(f"REFUSED: {reply.message}")
         return reply
 
-    def _out(self, text: str, *, kind: str = "console", **fields: Any) -> None:
+    def _out(self, text: str, /, *, kind: str = "console", **fields: Any) -> None:
+        """``text`` is positional-only: a question's own fields, passed on as ``fields``, have a ``text`` too."""
         if self.json_mode:
             if kind != "console":
                 self._json({"kind": kind, **fields} if fields else {"kind": kind, "message": text})
