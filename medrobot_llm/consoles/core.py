@@ -53,7 +53,7 @@ CONSOLE_WORDS: Mapping[str, str] = {
     "y / n": "answer the confirmation question shown (its step only)",
     "quit": "leave the console (Ctrl-D too); a running plan is cancelled",
 }
-_QUIT = frozenset({"quit", "exit", "bye", ":q"})
+_QUIT = frozenset({"quit", "exit", "bye"})
 _HELP = frozenset({"help", "?", "commands"})
 _CONSOLE_STATUS = frozenset({"status"})
 _RESET = frozenset({"reset", "recover", "reset the e-stop", "reset estop"})
