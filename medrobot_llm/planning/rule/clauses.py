@@ -178,12 +178,15 @@ class ClauseReader(Stage):
 
     def _named_then_skill(self, tokens: list[str], j: int, starts: set[int]) -> bool:
         """"... and a lateral shot", "... and psm1 grab it", ", lateral with a shot": names, then a skill
-        phrase (after "with", which only ties the two), start a clause."""
+        phrase (after "with", which only ties the two), start a clause. Not when "each" follows a phrase tied
+        by "with" ("AP and lateral of the left and right hip with a shot each"): the step is distributed over
+        everything named before, which stays one list (``_distributed_apart`` splits the step off)."""
         entity_words = {w for p in self.lex.entities for w in p.words}
         named = False
         for k in range(j, min(j + 5, len(tokens))):
             if k in starts:
-                return named
+                end = next((e for e in range(k, len(tokens)) if tokens[e] in (",", ";", "and", "then")), len(tokens))
+                return named and not ("with" in tokens[j:k] and any(t in _DISTRIBUTIVE for t in tokens[k:end]))
             if tokens[k] in entity_words:
                 named = True
             elif tokens[k] not in SOFT and not (named and tokens[k] == "with"):
