@@ -411,6 +411,20 @@ def test_views_listed_for_listed_anatomies_are_every_combination(data: st.DataOb
     assert got == [(a, v) for a in (first, second) for v in views], (text, got)
 
 
+@settings(max_examples=60, deadline=None)
+@given(data=st.data())
+def test_a_view_said_with_its_own_anatomy_is_one_step_not_a_list(data: st.DataObject) -> None:
+    """"AP of the pelvis and the sacrum and a lateral of the chest": the lateral belongs to the chest only."""
+    a, b, c = data.draw(st.lists(st.sampled_from(_unsided()), min_size=3, max_size=3, unique=True))
+    v, w = data.draw(st.lists(st.sampled_from([x for x in _views_for(c) if x in _views_for(a) and x in _views_for(b)]),
+                              min_size=2, max_size=2, unique=True))
+    text = (f"{_name('xray', 'view', v)} of the {_name('xray', 'anatomy', a)} and the {_name('xray', 'anatomy', b)} "
+            f"and a {_name('xray', 'view', w)} of the {_name('xray', 'anatomy', c)}")
+    plan = planner.plan("xray", text)
+    assert plan.status is PlanStatus.OK, (text, plan)
+    assert [(s.args["anatomy"], s.args["view"]) for s in plan.steps] == [(a, v), (b, v), (c, w)], (text, plan)
+
+
 @pytest.mark.parametrize("anatomy", _sided("xray", "anatomy"))
 @pytest.mark.parametrize("both", _BOTH_FORMS)
 def test_one_shot_after_views_of_both_sides_asks(anatomy: str, both: str) -> None:

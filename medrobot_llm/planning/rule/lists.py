@@ -29,23 +29,25 @@ class Listed(NamedTuple):
 
 
 def combine_lists(spec: SkillSpec, first: dict[str, Any], listed: list[Listed]) -> list[dict[str, Any]]:
-    """The arguments of the steps after ``first`` that the lists ask for. One list (or pairs) gives one step
-    per value listed, as said; lists of two or more independent arguments give every combination, the first
-    argument of the skill outermost (each hip in both views, not each view on both hips)."""
-    roots = {_root(spec, x.arg) for x in listed}
+    """The arguments of the steps after ``first`` that the lists ask for. One list gives one step per value
+    listed, as said, and so does a value said with its own names (``paired``: "and a lateral of the chest");
+    lists of two or more independent arguments give every combination, the first argument of the skill
+    outermost (each hip in both views, not each view on both hips), then the paired steps."""
+    lists = [x for x in listed if not x.paired]
+    roots = {_root(spec, x.arg) for x in lists}
     if len(roots) < 2:
         return [x.args for x in listed]
     ordered = [a for a in spec.args if a in roots]
     acted_on = [a for a in ordered if spec.args[a].required and spec.args[a].default is None]
-    if any(x.paired for x in listed) or len(acted_on) > 1:
-        said = "; ".join(", ".join(_values(spec, first, listed, a)) for a in ordered)
+    if len(acted_on) > 1:
+        said = "; ".join(", ".join(_values(spec, first, lists, a)) for a in ordered)
         raise Question(f"Which {' goes with which '.join(a.replace('_', ' ') for a in ordered)}? The command "
                        f"lists several of each ({said}); say each one with its own, as a step of its own")
     groups = {a: _group(spec, a) for a in ordered}
     options = []
     for a in ordered:
         keys = groups[a]
-        mine = sorted((x for x in listed if _root(spec, x.arg) == a), key=lambda x: x.start)
+        mine = sorted((x for x in lists if _root(spec, x.arg) == a), key=lambda x: x.start)
         options.append([{k: first[k] for k in keys if k in first},
                         *({k: x.args[k] for k in keys if k in x.args} for x in mine)])
     common = {k: v for k, v in first.items() if not any(k in keys for keys in groups.values())}
@@ -55,7 +57,7 @@ def combine_lists(spec: SkillSpec, first: dict[str, Any], listed: list[Listed]) 
         for part in combo:
             args.update(part)
         out.append(args)
-    return out[1:]
+    return out[1:] + [x.args for x in listed if x.paired]
 
 
 def _root(spec: SkillSpec, arg: str) -> str:
