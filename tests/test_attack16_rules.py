@@ -6,10 +6,10 @@ from __future__ import annotations
 import unicodedata
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from medrobot_llm.core.command_set import load_command_set
+from medrobot_llm.core.command_set import SkillFileError, load_command_set, parse_command_set, skills_dir
 from medrobot_llm.core.plan import PlanStatus
 from medrobot_llm.language.lexicon import hazard_phrases
 from medrobot_llm.language.negation import HEDGES_AFTER, HEDGES_BEFORE, NEGATED_AFTER, RESTATING, ZERO_COUNTS
@@ -17,6 +17,7 @@ from medrobot_llm.language.numbers import FRACTIONS, MINUS_CHARACTERS, normalise
 from medrobot_llm.language.text import tokenize
 from medrobot_llm.language.words import SPEAKER_POSSESSIVES
 from medrobot_llm.planning.rule.planner import RulePlanner
+from medrobot_llm.planning.rule.returns import RETURN_CLAUSES, RETURN_PHRASES
 
 planner = RulePlanner()
 
@@ -355,3 +356,230 @@ def test_another_phrase_of_the_same_step_restates_it(pair: tuple[str, str, str],
     text = f"{_LEADS[domain]}, {first}, {urge} {second}"
     plan = planner.plan(domain, text)
     assert plan.status is not PlanStatus.OK or _counts(domain, text) == once, (text, plan)
+
+
+# -- "both" over several listed views: every view of every side ---------------------------------------------------
+
+
+def _name(domain: str, entity: str, value: str) -> str:
+    """The first word the command set gives a value ("left oblique" for oblique_left)."""
+    return load_command_set(domain).entities[entity].values[value].synonyms[0]
+
+
+def _views_for(anatomy: str) -> list[str]:
+    views = load_command_set("xray").entities["view"].values
+    return [v for v, ev in views.items() if not ev.only_for or anatomy in ev.only_for.get("anatomy", ())]
+
+
+#: ways of saying "the left and the right one" of a sided anatomy
+_BOTH_FORMS = ["both {a}s", "each {a}", "the left and right {a}", "the left {a} and the right {a}"]
+#: ways of saying one exposure per view
+_EACH_FORMS = [" with a shot each", ", a shot each", ", one shot of each", " with one shot each"]
+
+
+@settings(max_examples=120, deadline=None)
+@given(data=st.data())
+def test_views_listed_for_both_sides_are_every_view_of_every_side(data: st.DataObject) -> None:
+    anatomy = data.draw(st.sampled_from(_sided("xray", "anatomy")))
+    views = data.draw(st.lists(st.sampled_from(_views_for(anatomy)), min_size=2, max_size=2, unique=True))
+    both = data.draw(st.sampled_from(_BOTH_FORMS)).format(a=_name("xray", "anatomy", anatomy))
+    each = data.draw(st.sampled_from(_EACH_FORMS))
+    text = f"{_name('xray', 'view', views[0])} and {_name('xray', 'view', views[1])} of {both}{each}"
+    plan = planner.plan("xray", text)
+    assert plan.status is PlanStatus.OK, (text, plan)
+    got = [(s.args["anatomy"], s.args.get("side"), s.args["view"]) for s in plan.steps if s.skill == "move_to_view"]
+    assert got == [(anatomy, side, v) for side in ("left", "right") for v in views], (text, got)
+    assert [s.skill for s in plan.steps] == ["move_to_view", "take_shot"] * 4, (text, plan)
+
+
+def _unsided() -> list[str]:
+    values = load_command_set("xray").entities["anatomy"].values
+    return [v for v, ev in values.items() if not ev.sides]
+
+
+@settings(max_examples=80, deadline=None)
+@given(data=st.data())
+def test_views_listed_for_listed_anatomies_are_every_combination(data: st.DataObject) -> None:
+    first, second = data.draw(st.lists(st.sampled_from(_unsided()), min_size=2, max_size=2, unique=True))
+    common = [v for v in _views_for(first) if v in _views_for(second)]
+    views = data.draw(st.lists(st.sampled_from(common), min_size=2, max_size=2, unique=True))
+    text = (f"{_name('xray', 'view', views[0])} and {_name('xray', 'view', views[1])} of the "
+            f"{_name('xray', 'anatomy', first)} and the {_name('xray', 'anatomy', second)}")
+    plan = planner.plan("xray", text)
+    assert plan.status is PlanStatus.OK, (text, plan)
+    got = [(s.args["anatomy"], s.args["view"]) for s in plan.steps]
+    assert got == [(a, v) for a in (first, second) for v in views], (text, got)
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.data())
+def test_a_view_said_with_its_own_anatomy_is_one_step_not_a_list(data: st.DataObject) -> None:
+    """"AP of the pelvis and the sacrum and a lateral of the chest": the lateral belongs to the chest only."""
+    a, b, c = data.draw(st.lists(st.sampled_from(_unsided()), min_size=3, max_size=3, unique=True))
+    v, w = data.draw(st.lists(st.sampled_from([x for x in _views_for(c) if x in _views_for(a) and x in _views_for(b)]),
+                              min_size=2, max_size=2, unique=True))
+    text = (f"{_name('xray', 'view', v)} of the {_name('xray', 'anatomy', a)} and the {_name('xray', 'anatomy', b)} "
+            f"and a {_name('xray', 'view', w)} of the {_name('xray', 'anatomy', c)}")
+    plan = planner.plan("xray", text)
+    assert plan.status is PlanStatus.OK, (text, plan)
+    assert [(s.args["anatomy"], s.args["view"]) for s in plan.steps] == [(a, v), (b, v), (c, w)], (text, plan)
+
+
+@pytest.mark.parametrize("anatomy", _sided("xray", "anatomy"))
+@pytest.mark.parametrize("both", _BOTH_FORMS)
+def test_one_shot_after_views_of_both_sides_asks(anatomy: str, both: str) -> None:
+    text = f"AP and lateral of {both.format(a=_name('xray', 'anatomy', anatomy))} with a shot"
+    plan = planner.plan("xray", text)
+    assert plan.status is PlanStatus.CLARIFY and not plan.steps, (text, plan)
+
+
+@pytest.mark.parametrize("anatomy", _sided("xray", "anatomy"))
+def test_every_view_of_both_sides_counts_every_exposure(anatomy: str) -> None:
+    """"all views of both hips, a shot each" is 2 x (views) exposures, judged against the limit as a whole."""
+    n = 2 * len(_views_for(anatomy))
+    plan = planner.plan("xray", f"all views of both {_name('xray', 'anatomy', anatomy)}s, a shot each")
+    limit = load_command_set("xray").max_exposures
+    assert limit is not None
+    if n > limit:
+        assert plan.status is PlanStatus.REFUSED, plan
+    else:
+        assert plan.status is PlanStatus.OK and [s.skill for s in plan.steps].count("take_shot") == n, plan
+
+
+def _objects() -> list[str]:
+    return list(load_command_set("surgery").entities["object"].values)
+
+
+@pytest.mark.parametrize(("first", "second"), [(a, b) for a in _objects() for b in _objects() if a != b])
+@pytest.mark.parametrize("form", ["move {x} and {y} to the {a} and the {b}", "grasp the {a} and the {b} with {x} and {y}"])
+def test_two_lists_of_what_a_step_acts_on_ask_which_goes_with_which(first: str, second: str, form: str) -> None:
+    """Arms and targets both listed: each with each, or one with one? The words do not say."""
+    x, y = load_command_set("surgery").arms
+    plan = planner.plan("surgery", form.format(x=x, y=y, a=first, b=second))
+    assert plan.status is PlanStatus.CLARIFY, plan
+
+
+# -- "and back": the step again the other way, or a question ---------------------------------------------------
+
+#: every way of saying "and back" the planner reads, after a step and after a step's clause
+_RETURNS = [" " + " ".join(w) for w in RETURN_PHRASES] + [f", then {' '.join(w)}" for w in sorted(RETURN_CLAUSES)] \
+    + [f" and then {' '.join(w)}" for w in sorted(RETURN_CLAUSES)]
+
+
+def _opposites(domain: str, entity: str) -> list[tuple[str, str, str]]:
+    """(value, a word for it, its opposite) for every value of the entity that names its opposite."""
+    values = load_command_set(domain).entities[entity].values
+    return [(v, w, ev.opposite) for v, ev in values.items() if ev.opposite for w in ev.synonyms]
+
+
+def test_the_command_sets_name_opposite_sweep_directions() -> None:
+    assert {v for v, _, _ in _opposites("ultrasound", "direction")} == set(
+        load_command_set("ultrasound").entities["direction"].values)
+
+
+def test_an_opposite_must_point_back() -> None:
+    text = (skills_dir() / "ultrasound.yaml").read_text()
+    assert "opposite: caudal}" in text
+    with pytest.raises(SkillFileError, match="opposite"):
+        parse_command_set(text.replace("opposite: caudal}", "opposite: medial}", 1), "ultrasound.yaml")
+
+
+@settings(max_examples=200, deadline=None)
+@given(way=st.sampled_from(_opposites("ultrasound", "direction")), mm=st.integers(5, 100),
+       back=st.sampled_from(_RETURNS))
+def test_a_sweep_and_back_is_the_sweep_then_the_opposite_sweep(way: tuple[str, str, str], mm: int,
+                                                               back: str) -> None:
+    value, word, opposite = way
+    plain = planner.plan("ultrasound", f"sweep {word} {mm} mm")
+    assume(plain.status is PlanStatus.OK and plain.steps[-1].args.get("direction") == value)
+    text = f"sweep {word} {mm} mm{back}"
+    plan = planner.plan("ultrasound", text)
+    assert plan.status is PlanStatus.OK, (text, plan)
+    assert plan.steps[:-1] == plain.steps, (text, plan)
+    assert plan.steps[-1].args == {**plain.steps[-1].args, "direction": opposite}, (text, plan)
+
+
+def _signed_steps() -> list[tuple[str, str, frozenset[str]]]:
+    """(domain, a command with a signed amount and a '{n}', the words of its way) from the command sets' signs."""
+    out = [(d, f"{_verb(axis)} {w} {{n}} {unit}", frozenset(tokenize(pos)) | frozenset(tokenize(neg)))
+           for d, axis, unit, pos, neg in _signed_axes() for w in (pos, neg)]
+    us = load_command_set("ultrasound")
+    angle = us.skills["rotate_probe"].args["angle_deg"]
+    out += [("ultrasound", f"rotate the probe {{n}} degrees {w}", frozenset(tokenize(w)))
+            for w in (angle.positive[0], angle.negative[0])]
+    for ev in us.entities["axis"].values.values():
+        out += [("ultrasound", f"tilt the probe {{n}} degrees {w}", frozenset(tokenize(w)))
+                for w in (ev.positive[0], ev.negative[0])]
+    return out
+
+
+@settings(max_examples=200, deadline=None)
+@given(step=st.sampled_from(_signed_steps()), n=st.integers(1, 30), back=st.sampled_from(_RETURNS))
+def test_a_signed_step_and_back_is_the_step_then_the_negated_step(step: tuple[str, str, frozenset[str]], n: int,
+                                                                  back: str) -> None:
+    domain, form, way = step
+    plain = planner.plan(domain, form.format(n=n))
+    assume(plain.status is PlanStatus.OK and len(plain.steps) == 1)
+    text = form.format(n=n) + back
+    plan = planner.plan(domain, text)
+    if "back" in way:
+        # "tilt back 10 degrees and back": back is the tilt's own way; which is meant, the words do not say
+        assert plan.status is PlanStatus.CLARIFY, (text, plan)
+        return
+    assert plan.status is PlanStatus.OK and len(plan.steps) == 2 and plan.steps[0] == plain.steps[0], (text, plan)
+    there, again = plan.steps[0].args, plan.steps[1].args
+    negated = [a for a in there if again[a] != there[a]]
+    assert len(negated) == 1 and again[negated[0]] == -there[negated[0]] != 0, (text, plan)
+
+
+def _back_words(domain: str) -> set[str]:
+    """Skills in which "back" says a way or a value (the gantry's tilt, a retraction)."""
+    cs = load_command_set(domain)
+    out = set()
+    for name, spec in cs.skills.items():
+        for a in spec.args.values():
+            words = {*a.positive, *a.negative}
+            for v in cs.allowed_values(a) if a.type == "enum" else ():
+                ev = cs.entity_value(v, a)
+                if ev is not None:
+                    words |= {*ev.synonyms, *ev.positive, *ev.negative}
+            if any("back" in tokenize(w) for w in words):
+                out.add(name)
+    return out
+
+
+def test_back_is_a_word_of_some_steps_in_the_command_sets() -> None:
+    assert "adjust" in _back_words("xray") and "retract" in _back_words("surgery")
+
+
+#: commands whose step the command set cannot run the other way: a place reached, a lift, a task, a grasp
+_NO_RETURN = [("xray", "lateral of the sacrum"), ("ultrasound", "move over the liver"), ("ultrasound", "scan the liver"),
+              ("surgery", "grasp the vessel with psm1"), ("surgery", "move psm1 to the needle"),
+              ("surgery", "lift the needle with psm1 2 cm"), ("surgery", "retract the vessel with psm1 5 mm"),
+              ("ultrasound", "sweep cranial and caudal 3 cm")]
+
+
+@pytest.mark.parametrize(("domain", "text"), _NO_RETURN)
+@pytest.mark.parametrize("back", _RETURNS)
+def test_and_back_without_a_return_in_the_command_set_asks(domain: str, text: str, back: str) -> None:
+    assert planner.plan(domain, text).status is PlanStatus.OK, text
+    plan = planner.plan(domain, text + back)
+    assert plan.status is PlanStatus.CLARIFY and not plan.steps, (text + back, plan)
+
+
+@pytest.mark.parametrize("count", ["twice", "3 times", "x2"])
+def test_a_count_with_and_back_asks(count: str) -> None:
+    """Twice there and back, or twice there and once back? The words do not say."""
+    plan = planner.plan("ultrasound", f"sweep cranial 3 cm and back {count}")
+    assert plan.status is PlanStatus.CLARIFY, plan
+
+
+def test_a_return_is_judged_as_its_step() -> None:
+    assert planner.plan("xray", "move up 300 mm and back").status is PlanStatus.REFUSED
+    assert planner.plan("ultrasound", "sweep cranial 12 cm and back").status is PlanStatus.REFUSED
+
+
+def test_back_in_a_skill_phrase_is_that_skill() -> None:
+    """"and back off" lifts the probe; it is no return sweep."""
+    plan = planner.plan("ultrasound", "sweep cranial 3 cm and back off")
+    assert plan.status is PlanStatus.OK and [s.skill for s in plan.steps] == ["sweep", "lift_probe"], plan

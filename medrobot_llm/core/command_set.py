@@ -184,6 +184,8 @@ class EntityValue(_Strict):
     negative: tuple[str, ...] = ()
     #: "a bit" along this value, in its unit
     small: float | None = None
+    #: the value of the same entity that goes the other way (caudal for cranial): what "and back" returns along
+    opposite: str | None = None
 
     def attr(self, name: str) -> tuple[str, ...] | None:
         value = getattr(self, name, None)
@@ -323,6 +325,12 @@ class CommandSet(_Strict):
 
     @model_validator(mode="after")
     def _cross_references(self) -> CommandSet:
+        for ename, entity in self.entities.items():
+            for vname, ev in entity.values.items():
+                back = entity.values.get(ev.opposite) if ev.opposite is not None else None
+                if ev.opposite is not None and (back is None or back.opposite != vname):
+                    raise ValueError(f"entities.{ename}.values.{vname}: opposite {ev.opposite!r} is not a value of "
+                                     f"{ename} whose opposite is {vname!r}")
         for tname, task in self.tasks.items():
             for step in task.steps:
                 if step not in self.skills:

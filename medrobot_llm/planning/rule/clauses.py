@@ -42,6 +42,7 @@ from medrobot_llm.planning.rule.model import (
     unit_at,
 )
 from medrobot_llm.planning.rule.quantifiers import expand_quantifiers
+from medrobot_llm.planning.rule.returns import RETURN_CLAUSES
 
 #: words that put one step after another ("then"); "and" and a comma may only list
 SEQUENCE_WORDS = (("and", "then"), ("after", "that"), ("then",), ("afterwards",), ("followed", "by"), ("next",),
@@ -94,7 +95,7 @@ class ClauseReader(Stage):
 
     def read(self, tokens: list[str]) -> list[Clause]:
         parts = self.split(_elided_nouns(self._repeated_verbs(expand_quantifiers(self.lex, tokens))))
-        parts = [piece for part in parts for piece in _distributed_apart(part)]
+        parts = _returns_joined([piece for part in parts for piece in _distributed_apart(part)])
         while parts and all(t in ANSWER_WORDS for t in parts[0]) and len(parts) > 1:
             parts = parts[1:]
         clauses = self._merge_vocatives([self.analyse(c) for c in parts])
@@ -178,12 +179,15 @@ class ClauseReader(Stage):
 
     def _named_then_skill(self, tokens: list[str], j: int, starts: set[int]) -> bool:
         """"... and a lateral shot", "... and psm1 grab it", ", lateral with a shot": names, then a skill
-        phrase (after "with", which only ties the two), start a clause."""
+        phrase (after "with", which only ties the two), start a clause. Not when "each" follows a phrase tied
+        by "with" ("AP and lateral of the left and right hip with a shot each"): the step is distributed over
+        everything named before, which stays one list (``_distributed_apart`` splits the step off)."""
         entity_words = {w for p in self.lex.entities for w in p.words}
         named = False
         for k in range(j, min(j + 5, len(tokens))):
             if k in starts:
-                return named
+                end = next((e for e in range(k, len(tokens)) if tokens[e] in (",", ";", "and", "then")), len(tokens))
+                return named and not ("with" in tokens[j:k] and any(t in _DISTRIBUTIVE for t in tokens[k:end]))
             if tokens[k] in entity_words:
                 named = True
             elif tokens[k] not in SOFT and not (named and tokens[k] == "with"):
@@ -499,6 +503,18 @@ def _distributed_apart(part: list[str]) -> list[list[str]]:
             return [part[:w], part[w + 1:]]
         return [part]
     return [part]
+
+
+def _returns_joined(parts: list[list[str]]) -> list[list[str]]:
+    """"sweep cranial 3 cm, then back": a part that only says "back" asks for the step before it the other way,
+    as "and back" does in that step's clause (``returns``); alone it names no skill and was refused."""
+    out: list[list[str]] = []
+    for part in parts:
+        if out and tuple(part) in RETURN_CLAUSES:
+            out[-1] = [*out[-1], "and", *part]
+        else:
+            out.append(part)
+    return out
 
 
 def _past_article(toks: list[str], j: int) -> int:

@@ -12,6 +12,7 @@ from medrobot_llm.core.command_set import ArgSpec, SkillSpec
 from medrobot_llm.language.numbers import FRACTIONS, NEGATIVE_SIGNS
 from medrobot_llm.language.phrases import SOFT, find_phrase
 from medrobot_llm.language.text import tokenize
+from medrobot_llm.planning.rule.lists import Listed, combine_lists
 from medrobot_llm.planning.rule.model import (
     Clause,
     Item,
@@ -359,8 +360,9 @@ class SlotFiller(Stage):
     def conjoined(self, spec: SkillSpec, args: dict[str, Any], clause: Clause) -> list[tuple[SkillSpec,
                                                                                              dict[str, Any]]]:
         """"locate the needle and the shunt", "the right kidney and the left kidney": one more step per extra
-        value of an argument already filled (a side only among the sides its organ or anatomy has)."""
-        extra = []
+        value of an argument already filled (a side only among the sides its organ or anatomy has). Lists of
+        two arguments in one clause ("AP and lateral of both hips") are combined by ``combine_lists``."""
+        extra: list[Listed] = []
         for a, s in spec.args.items():
             if s.type != "enum" or a not in args or a.startswith(("from_", "to_")):
                 continue
@@ -384,11 +386,11 @@ class SlotFiller(Stage):
                             clause.use(other)
                     if own is not None:
                         own.bind(it, more)
-                    self._gapped(spec, a, it, more, clause)
-                    extra.append((spec, more))
+                    paired = self._gapped(spec, a, it, more, clause)
+                    extra.append(Listed(a, it.start, more, paired))
             if own is not None:
                 own.check_first(args)
-        return extra
+        return [(spec, more) for more in combine_lists(spec, args, extra)]
 
     def _own_qualifiers(self, spec: SkillSpec, a: str, args: dict[str, Any], clause: Clause) -> _OwnQualifiers | None:
         """The arguments that depend on ``a`` (a side depends on its anatomy or organ), when the clause lists
@@ -396,9 +398,11 @@ class SlotFiller(Stage):
         dependent = [b for b, s in spec.args.items() if s.type == "enum" and (s.values_from or "").startswith(f"{a}.")]
         return _OwnQualifiers(self, spec, a, dependent, args, clause) if dependent else None
 
-    def _gapped(self, spec: SkillSpec, a: str, item: Item, args: dict[str, Any], clause: Clause) -> None:
+    def _gapped(self, spec: SkillSpec, a: str, item: Item, args: dict[str, Any], clause: Clause) -> bool:
         """"grab the needle with the right arm and the shunt with the left arm": what is named after the second
-        value, up to the next "and", belongs to its step and replaces what the first step had."""
+        value, up to the next "and", belongs to its step and replaces what the first step had. Returns whether
+        it did (the two values are then paired, not listed)."""
+        paired = False
         end = next((k for k in range(item.end + 1, len(clause.tokens)) if clause.tokens[k] in ("and", ",")),
                    len(clause.tokens))
         for b, s in spec.args.items():
@@ -411,7 +415,9 @@ class SlotFiller(Stage):
                 if v is not None:
                     args[b] = v
                     clause.use(other)
+                    paired = True
                     break
+        return paired
 
 
 class _OwnQualifiers:

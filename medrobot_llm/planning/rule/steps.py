@@ -30,13 +30,11 @@ from medrobot_llm.planning.rule.model import (
     skill_specs,
     switches_off,
 )
+from medrobot_llm.planning.rule.returns import return_steps
 from medrobot_llm.planning.rule.slots import SlotFiller
 
 _PARTICLES = frozenset(["back", "up", "down", "over", "off", "away", "forward", "out"])
 
-
-#: words after a step between two places or arms that ask for it the other way too
-_AND_BACK: tuple[tuple[str, ...], ...] = (("and", "back", "again"), ("and", "back"))
 
 
 class StepBuilder(Stage):
@@ -65,12 +63,12 @@ class StepBuilder(Stage):
             main.append((spec, args))
         if kind == "skill" and len(main) == 1:
             main.extend(self.slots.conjoined(main[0][0], main[0][1], clause))
-            main.extend(self._and_back(main, clause))
         elif kind == "task" and main:
             # "scan the right kidney and the liver": the whole task again for the second organ, so the plan
             # says what was asked (and the validator judges it) instead of a contact on the last organ only
             for extra in self.slots.conjoined(main[0][0], main[0][1], clause):
                 main.extend([extra] + [(spec, dict(args)) for spec, args in main[1:len(specs)]])
+        main.extend(return_steps(self.state, kind, main, clause))
         if switches_off(clause) and not clause.switched_off:
             # "disable the left kidney": only a setting can be switched off; anything else is not a motion
             raise Refusal(f"the command switches off something that is not a setting of the {self.cs.domain} "
@@ -121,23 +119,6 @@ class StepBuilder(Stage):
                     for e in self.cs.skills[step.skill].args[a].entities:
                         self.state.context[e] = v
         self.state.done.extend(out)
-        return out
-
-    def _and_back(self, main: list[tuple[SkillSpec, dict[str, Any]]],
-                  clause: Clause) -> list[tuple[SkillSpec, dict[str, Any]]]:
-        """"hand the needle from psm1 to psm2 and back": the same step again with its from and to swapped.
-        Read as one step, "and back" was dropped silently."""
-        toks = [t for t in clause.tokens if t not in (",", ".", "!")]
-        if not any(toks[-len(w):] == list(w) for w in _AND_BACK):
-            return []
-        out = []
-        for spec, args in main:
-            pairs = [(a, "to_" + a[5:]) for a in args if a.startswith("from_") and "to_" + a[5:] in args]
-            if pairs:
-                back = dict(args)
-                for f, t in pairs:
-                    back[f], back[t] = args[t], args[f]
-                out.append((spec, back))
         return out
 
     def _unsaid_direction(self, main: list[tuple[SkillSpec, dict[str, Any]]]) -> None:
