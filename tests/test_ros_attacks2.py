@@ -1,0 +1,135 @@
+"""Blind attacks on issue 15's graph, second round: what one graph's supervisor signs, said on another graph.
+
+Two X-ray graphs run on one machine, each on a ROS_DOMAIN_ID of its own, with one keys folder: what two
+``medrobot bringup`` runs of one user get by default (``~/.config/medrobot/keys``). The attacker
+(``tests/attackers/cross_graph.py``) holds no key; it listens on graph A and speaks on graph B. Graph A is the
+test process's (``RemoteSupervisor`` as its operator), graph B is driven by its own operator process
+(``tests/_second_graph.py``). What B's robot did is read from B's skill server: its audit log (each exposure is a
+``hazard`` record) and its ``/medrobot/robot_status``.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+
+from tests._ros_helpers import ROOT, RosGraph, ros_graph
+from tests._second_graph import SecondGraph, second_graph
+
+pytestmark = [pytest.mark.ros, pytest.mark.sim, pytest.mark.slow]
+
+ATTACKER = ROOT / "tests" / "attackers" / "cross_graph.py"
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RosGraph, SecondGraph]]:
+    tmp = tmp_path_factory.mktemp("ros_attacks2")
+    with ros_graph("xray", tmp) as a:
+        assert a.keys_dir is not None
+        with second_graph("xray", tmp, a.keys_dir) as b:
+            yield a, b
+
+
+class Attacker:
+    """The cross-graph attacker's process and the JSON lines it prints."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self.proc = proc
+        self.lines: queue.Queue[dict[str, Any]] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            if line.startswith("{"):
+                self.lines.put(json.loads(line))
+
+    def next(self, timeout: float) -> dict[str, Any] | None:
+        try:
+            return self.lines.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+
+@contextmanager
+def attacker(*args: str) -> Iterator[Attacker]:
+    proc = subprocess.Popen([sys.executable, str(ATTACKER), *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+    try:
+        rogue = Attacker(proc)
+        ready = rogue.next(timeout=20.0)
+        assert ready == {"ready": True}, f"the attacker did not start: {ready}"
+        yield rogue
+    finally:
+        proc.kill()
+        proc.wait(5.0)
+
+
+def exposures(b: SecondGraph) -> int:
+    """Exposures graph B's skill server took, from its own audit log."""
+    return sum(1 for r in b.audit("skill_server_audit_log")
+               if r.get("kind") == "hazard" and r.get("hazard") == "exposure" and r.get("phase") == "done")
+
+
+def confirmed_shot(a: RosGraph) -> None:
+    """A's operator takes one lateral of the sacrum, confirming its exposure: the normal flow on graph A."""
+    reply = a.remote.command("lateral of the sacrum then take a shot")
+    assert reply.accepted, reply
+    assert a.remote.wait_for("AWAITING_CONFIRMATION", timeout=20), a.remote.status()
+    assert a.remote.confirm().accepted
+    assert a.remote.wait_status(lambda s: s["state"] == "IDLE" and "done" in s["reason"], timeout=20), \
+        a.remote.status()
+
+
+@pytest.mark.xfail(strict=True, reason="a capability binds plan, step, skill, args, domain and goal id but not the "
+                   "graph: graph B's skill server admits one that graph A's supervisor minted with the same secret")
+def test_a_capability_heard_on_another_graph_takes_no_exposure_here(pair: tuple[RosGraph, SecondGraph]) -> None:
+    a, b = pair
+    a.at_rest()
+    b.operate("rest", "lateral of the sacrum")  # B's own operator puts B's gantry in a view, and takes no shot
+    before = exposures(b)
+    refused_before = sum(1 for r in b.audit("skill_server_audit_log") if r.get("kind") == "goal_refused")
+    b_steps = sum(1 for r in b.audit() if r.get("kind") == "step_sent")
+    with attacker("goals", str(a.ros_domain_id), str(b.ros_domain_id), "25", "take_shot") as rogue:
+        confirmed_shot(a)
+        relayed = rogue.next(timeout=10.0)
+    assert relayed is not None, "the attacker never heard graph A's take_shot"
+    assert sum(1 for r in b.audit() if r.get("kind") == "step_sent") == b_steps, "B's supervisor sent a step"
+    assert exposures(b) == before, (
+        f"graph B took an exposure its supervisor never sent nor asked to confirm: {relayed}")
+    assert not relayed.get("success"), relayed
+    refused = [r for r in b.audit("skill_server_audit_log") if r.get("kind") == "goal_refused"][refused_before:]
+    assert refused and refused[-1]["skill"] == "take_shot", "B's skill server did not audit the refusal"
+
+
+@pytest.mark.xfail(strict=True, reason="a heartbeat carries no graph: graph A's supervisor's reset, heard on A and "
+                   "said on B, releases B's robot while B's supervisor stays latched in ESTOP")
+def test_a_reset_on_another_graph_does_not_release_this_graphs_stop(pair: tuple[RosGraph, SecondGraph]) -> None:
+    a, b = pair
+    a.at_rest()
+    stopped = b.operate("rest", "stop")[-1]
+    assert stopped["state"] == "ESTOP" and stopped["robot"]["halted"], stopped
+    try:
+        with attacker("beats", str(a.ros_domain_id), str(b.ros_domain_id), "15"):
+            # A's operator stops and resets A: a normal flow on A, after B's stop
+            assert a.remote.stop().accepted
+            assert a.remote.wait_for("ESTOP", timeout=5)
+            assert a.remote.reset().accepted
+            assert a.remote.wait_for("IDLE", timeout=10)
+            time.sleep(1.0)
+            after = b.operate()[-1]
+        assert after["state"] == "ESTOP", after
+        assert after["robot"]["halted"], (
+            f"B's robot was released while B's supervisor is latched in ESTOP: {after['robot']['supervisor']}")
+    finally:
+        b.operate("rest")
+
