@@ -1,11 +1,12 @@
-"""Blind attacks on issue 15's graph, second round: what one graph's supervisor signs, said on another graph.
+"""Blind attacks on issue 15's graph, second round: what one graph's supervisor signs, said on another graph, and
+what a console is shown.
 
 Two X-ray graphs run on one machine, each on a ROS_DOMAIN_ID of its own, with one keys folder: what two
 ``medrobot bringup`` runs of one user get by default (``~/.config/medrobot/keys``). The attacker
 (``tests/attackers/cross_graph.py``) holds no key; it listens on graph A and speaks on graph B. Graph A is the
 test process's (``RemoteSupervisor`` as its operator), graph B is driven by its own operator process
 (``tests/_second_graph.py``). What B's robot did is read from B's skill server: its audit log (each exposure is a
-``hazard`` record) and its ``/medrobot/robot_status``.
+``hazard`` record) and its ``/medrobot/robot_status``. The attack on what a console shows needs graph A only.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from tests._second_graph import SecondGraph, second_graph
 
 pytestmark = [pytest.mark.ros, pytest.mark.sim, pytest.mark.slow]
 
-ATTACKER = ROOT / "tests" / "attackers" / "cross_graph.py"
+CROSS_GRAPH = "tests.attackers.cross_graph"
+STATE_SPOOF = "tests.attackers.state_spoof"
 
 
 @pytest.fixture(scope="module")
@@ -61,8 +63,8 @@ class Attacker:
 
 
 @contextmanager
-def attacker(*args: str) -> Iterator[Attacker]:
-    proc = subprocess.Popen([sys.executable, str(ATTACKER), *args], stdout=subprocess.PIPE,
+def attacker(module: str, *args: str) -> Iterator[Attacker]:
+    proc = subprocess.Popen([sys.executable, "-m", module, *args], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, cwd=ROOT)
     try:
         rogue = Attacker(proc)
@@ -99,7 +101,7 @@ def test_a_capability_heard_on_another_graph_takes_no_exposure_here(pair: tuple[
     before = exposures(b)
     refused_before = sum(1 for r in b.audit("skill_server_audit_log") if r.get("kind") == "goal_refused")
     b_steps = sum(1 for r in b.audit() if r.get("kind") == "step_sent")
-    with attacker("goals", str(a.ros_domain_id), str(b.ros_domain_id), "25", "take_shot") as rogue:
+    with attacker(CROSS_GRAPH, "goals", str(a.ros_domain_id), str(b.ros_domain_id), "25", "take_shot") as rogue:
         confirmed_shot(a)
         relayed = rogue.next(timeout=10.0)
     assert relayed is not None, "the attacker never heard graph A's take_shot"
@@ -119,7 +121,7 @@ def test_a_reset_on_another_graph_does_not_release_this_graphs_stop(pair: tuple[
     stopped = b.operate("rest", "stop")[-1]
     assert stopped["state"] == "ESTOP" and stopped["robot"]["halted"], stopped
     try:
-        with attacker("beats", str(a.ros_domain_id), str(b.ros_domain_id), "15"):
+        with attacker(CROSS_GRAPH, "beats", str(a.ros_domain_id), str(b.ros_domain_id), "15"):
             # A's operator stops and resets A: a normal flow on A, after B's stop
             assert a.remote.stop().accepted
             assert a.remote.wait_for("ESTOP", timeout=5)
@@ -133,3 +135,31 @@ def test_a_reset_on_another_graph_does_not_release_this_graphs_stop(pair: tuple[
     finally:
         b.operate("rest")
 
+
+
+BENIGN = "Confirm moving the gantry home: move_to_view"
+
+
+@pytest.mark.xfail(strict=True, reason="/medrobot/state is unsigned and a confirmation binds only the nonce: a "
+                   "keyless node re-publishes the supervisor's state with the exposure question reworded as a gantry "
+                   "move, the console shows that, and the operator's signed yes confirms the exposure")
+def test_the_console_shows_the_question_the_supervisor_asks(pair: tuple[RosGraph, SecondGraph]) -> None:
+    a, _ = pair
+    a.at_rest()
+    try:
+        with attacker(STATE_SPOOF, str(a.ros_domain_id), "10", BENIGN):
+            reply = a.remote.command("lateral of the sacrum then take a shot")
+            assert reply.accepted, reply
+            assert a.remote.wait_for("AWAITING_CONFIRMATION", timeout=20), a.remote.status()
+            time.sleep(1.0)
+            shown = []
+            for _ in range(30):
+                shown.append((a.remote.status().get("question") or {}).get("text", ""))
+                time.sleep(0.05)
+            forged = [text for text in shown if "exposure" not in text]
+            assert not forged, (
+                f"while the supervisor asks to confirm an exposure the console showed {forged[0]!r} "
+                f"({len(forged)} of {len(shown)} looks); a yes to that is taken as a yes to the exposure")
+    finally:
+        a.remote.deny()
+        a.at_rest()
