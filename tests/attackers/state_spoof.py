@@ -1,11 +1,13 @@
-"""An attacker without any key that rewrites what consoles read: the supervisor's own /medrobot/state, re-published.
+"""An attacker without any key that re-publishes the supervisor's own /medrobot/state, altered. Nothing of a state
+is signed, and nothing needs to be, the design says: the state is information only.
 
-    state_spoof.py DOMAIN_ID SECONDS TEXT
-
-Each state the supervisor publishes while it asks to confirm an exposure is copied (same session, nonce and
-question id, a higher seq) with the question's text replaced by TEXT, a gantry motion, and published every 5 ms
-until SECONDS end. Nothing of it is signed, and nothing needs to be: the state is information only. Prints
-{"ready": true}, then {"published": N}.
+    state_spoof.py question DOMAIN_ID SECONDS TEXT
+        each state the supervisor publishes while it asks to confirm an exposure is copied (same session, nonce
+        and question id, a higher seq) with the question's text replaced by TEXT, a gantry motion, and published
+        every 5 ms until SECONDS end. Prints {"ready": true}, then {"published": N}.
+    state_spoof.py estop-ahead DOMAIN_ID SECONDS AHEAD_S
+        the supervisor's latest state is copied as ESTOP, stamped AHEAD_S seconds in the future, and published a
+        few times. Prints {"ready": true} once it has a state to copy, then {"published": N}.
 """
 
 from __future__ import annotations
@@ -23,7 +25,32 @@ from medrobot_llm.backends.ros.common import TOPIC_STATE
 from tests.attackers.cross_graph import join, say
 
 
-def main(domain_id: int, seconds: float, text: str) -> None:
+def estop_ahead(domain_id: int, seconds: float, ahead_s: float) -> None:
+    from builtin_interfaces.msg import Time
+    from medrobot_interfaces.msg import SupervisorState
+
+    node, _ = join(domain_id, "rogue_state_ahead")
+    pub = node.create_publisher(SupervisorState, TOPIC_STATE, QoSProfile(
+        depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL))
+    latest: list[Any] = [None]
+    node.create_subscription(SupervisorState, TOPIC_STATE, lambda m: latest.__setitem__(0, m), QoSProfile(
+        depth=10, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE))
+    while latest[0] is None:
+        time.sleep(0.05)
+    say({"ready": True})
+    fake = copy.deepcopy(latest[0])
+    ahead = time.time() + ahead_s
+    fake.state, fake.estop_latched, fake.halted, fake.seq = "ESTOP", True, True, fake.seq + 1
+    fake.stamp = Time(sec=int(ahead), nanosec=0)
+    for _ in range(5):
+        pub.publish(fake)
+        time.sleep(0.1)
+    say({"published": 5})
+    time.sleep(seconds)
+    os._exit(0)
+
+
+def question(domain_id: int, seconds: float, text: str) -> None:
     from medrobot_interfaces.msg import SupervisorState
 
     node, _ = join(domain_id, "rogue_state")
@@ -59,4 +86,7 @@ def main(domain_id: int, seconds: float, text: str) -> None:
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]), float(sys.argv[2]), sys.argv[3])
+    if sys.argv[1] == "question":
+        question(int(sys.argv[2]), float(sys.argv[3]), sys.argv[4])
+    else:
+        estop_ahead(int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]))
