@@ -10,7 +10,7 @@ Any process may join any ROS_DOMAIN_ID, so what A's supervisor signs can be hear
         One JSON line per goal relayed: {"skill", "accepted", "success", "failure_kind", "message", "world"}.
     cross_graph.py beats DOMAIN_A DOMAIN_B SECONDS
         every /medrobot/heartbeat heard on A is published unchanged on B. One JSON line per change of B's robot
-        status: {"halted", "supervisor"}.
+        status (halted, supervisor alive, supervisor instance): {"halted", "supervisor"}.
 
 Both print {"ready": true} once their endpoints are up and end after SECONDS.
 """
@@ -121,7 +121,7 @@ def relay_beats(a: int, b: int, seconds: float) -> None:
 
     def on_status(msg: Any) -> None:
         status = json.loads(msg.data)
-        now = (status["halted"], status["supervisor"].get("instance"))
+        now = (status["halted"], status["supervisor"].get("alive"), status["supervisor"].get("instance"))
         if now != last[0]:
             last[0] = now
             say({"halted": status["halted"], "supervisor": status["supervisor"]})

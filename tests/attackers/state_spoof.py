@@ -22,6 +22,7 @@ from typing import Any
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
 from medrobot_llm.backends.ros.common import TOPIC_STATE
+from medrobot_llm.backends.ros.nodes import SKILL_SERVER
 from tests.attackers.cross_graph import join, say
 
 
@@ -36,6 +37,13 @@ def estop_ahead(domain_id: int, seconds: float, ahead_s: float) -> None:
     node.create_subscription(SupervisorState, TOPIC_STATE, lambda m: latest.__setitem__(0, m), QoSProfile(
         depth=10, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE))
     while latest[0] is None:
+        time.sleep(0.05)
+    # under load, discovery can take longer than the five publications: wait until the skill server's
+    # subscription has matched this publisher, or a miss would look like a stop that did not stop
+    deadline = time.monotonic() + 10.0
+    while time.monotonic() < deadline and not (
+            any(i.node_name == SKILL_SERVER.name for i in node.get_subscriptions_info_by_topic(TOPIC_STATE))
+            and pub.get_subscription_count() >= node.count_subscribers(TOPIC_STATE)):
         time.sleep(0.05)
     say({"ready": True})
     fake = copy.deepcopy(latest[0])
