@@ -376,7 +376,7 @@ def test_a_state_halts_when_the_supervisor_enters_estop_or_fault_after_the_last_
 def test_only_a_release_later_than_the_halt_frees_the_robot() -> None:
     rig = memory_rig()
     rig.clock.advance(0.1)
-    rig.core.halt("e-stop on /medrobot/estop", millis(rig.clock()))
+    rig.core.halt("e-stop on /medrobot/estop")
     assert not rig.beat() and rig.core.backend.halted  # beats without a release
     rig.clock.advance(0.1)
     assert rig.reset() and not rig.core.backend.halted
@@ -390,14 +390,14 @@ def test_a_release_from_before_the_halt_does_not_free_the_robot() -> None:
     rig = memory_rig()
     rig.reset()  # released at T0
     rig.clock.advance(0.05)
-    rig.core.halt("e-stop on /medrobot/estop", millis(rig.clock()))
+    rig.core.halt("e-stop on /medrobot/estop")
     rig.clock.advance(0.05)
     assert not rig.beat() and rig.core.backend.halted
     # latched, a second press stamped after a release the robot has not heard yet: that release is not enough
     rig.clock.advance(0.05)
     late_release = rig.signer.release()
     rig.clock.advance(0.01)
-    rig.core.halt("a second press", millis(rig.clock()))
+    rig.core.halt("a second press")
     assert not rig.core.on_heartbeat(late_release.to_wire())[1] and rig.core.backend.halted
     assert rig.core.halt_reason == "e-stop on /medrobot/estop"  # the latch keeps when and why it engaged
     rig.clock.advance(0.01)
@@ -418,6 +418,18 @@ def test_an_estop_state_halts_and_the_supervisors_reset_releases() -> None:
     # the ESTOP state the reset overtook, delivered late, does not halt again
     assert not rig.core.on_state(state("ESTOP", stamp_ms=millis(rig.clock()) - 100, session="s2")).halted
     assert not rig.core.backend.halted
+
+
+def test_a_stop_dated_ahead_holds_the_latch_only_until_the_next_reset() -> None:
+    """Anyone may stop the robot, but the time of an unsigned stop is the robot's own at receipt: an ESTOP state
+    stamped a day ahead (forged) halts it, and the supervisor's next reset frees it."""
+    rig = memory_rig()
+    rig.clock.advance(0.02)
+    assert rig.core.on_state(state("ESTOP", stamp_ms=millis(rig.clock()) + 86_400_000)).halted
+    assert rig.core.halt_ms == millis(rig.clock())
+    rig.clock.advance(0.1)
+    assert not rig.beat() and rig.core.backend.halted  # beats without a new release
+    assert rig.reset() and not rig.core.backend.halted
 
 
 def test_a_second_stop_while_latched_keeps_when_and_why_the_robot_stopped() -> None:

@@ -131,7 +131,6 @@ def test_a_stop_halts_the_robot_while_the_main_executor_never_runs_and_only_a_si
         return pred()
 
     keys.init_keys(tmp_path / "keys")
-    signer = HeartbeatSigner(keys.load_graph_secret(tmp_path / "keys"))
     claim = unique_domain_id()
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("ROS_DOMAIN_ID", str(claim.domain_id))
@@ -141,6 +140,7 @@ def test_a_stop_halts_the_robot_while_the_main_executor_never_runs_and_only_a_si
         # never added to an executor: only its e-stop thread runs (so each stop publishes exactly one status)
         server = SkillServerNode(context=context, domain="ultrasound", real_time_factor=0.0,
                                  keys_dir=str(tmp_path / "keys"))
+        signer = HeartbeatSigner(keys.load_graph_secret(tmp_path / "keys"), graph=server.graph)
         operator = Node("medrobot_test_operator", context=context)
         statuses: list[dict[str, object]] = []
         operator.create_subscription(String, TOPIC_ROBOT_STATUS, lambda m: statuses.append(json.loads(m.data)),

@@ -30,12 +30,14 @@ class Planner:
         from rclpy.callback_groups import ReentrantCallbackGroup
 
         from medrobot_llm.backends.ros.common import SERVICE_PLAN, NodeRunner
+        from medrobot_llm.backends.ros.env import graph_identity
 
         self.secret = secret
         self.delay_s = 0.0
         self.asked = threading.Event()
         self.answered = threading.Event()
         self.runner = NodeRunner("medrobot_test_planner", threads=4)
+        self.graph = graph_identity(self.runner.node.context.get_domain_id())  # as a planner node finds its graph
         self.runner.node.create_service(PlanCommand, SERVICE_PLAN, self._serve, callback_group=ReentrantCallbackGroup())
 
     def _serve(self, request: Any, response: Any) -> Any:
@@ -47,7 +49,7 @@ class Planner:
         if self.secret is not None:
             response.signature = sign_answer(self.secret, request_id=request.request_id, domain=request.domain,
                                              text=request.text, status=response.status,
-                                             plan_json=response.plan_json)
+                                             plan_json=response.plan_json, graph=self.graph)
         self.answered.set()
         return response
 

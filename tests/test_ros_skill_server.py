@@ -94,7 +94,6 @@ def bench(tmp_path: Path) -> Iterator[Bench]:
 
     keys.init_keys(tmp_path / "keys")
     secret = keys.load_graph_secret(tmp_path / "keys")
-    signer = HeartbeatSigner(secret)
     audit_path = tmp_path / "skill_server.jsonl"
     claim = unique_domain_id()
     with pytest.MonkeyPatch.context() as mp:
@@ -104,6 +103,7 @@ def bench(tmp_path: Path) -> Iterator[Bench]:
         rclpy.init(context=context)
         server = SkillServerNode(context=context, domain="ultrasound", real_time_factor=0.0,
                                  keys_dir=str(tmp_path / "keys"), audit_log=str(audit_path))
+        signer = HeartbeatSigner(secret, graph=server.graph)  # the supervisor of the server's own graph
         supervisor = Node("medrobot_test_supervisor", context=context)
         beats = supervisor.create_publisher(HeartbeatMsg, TOPIC_HEARTBEAT, reliable_qos(10))
         supervisor.create_timer(0.1, lambda: beats.publish(heartbeat_msg(signer.beat())))
@@ -117,7 +117,7 @@ def bench(tmp_path: Path) -> Iterator[Bench]:
         try:
             assert client.wait_for_server(timeout_sec=10.0), "no skill server"
             assert _until(lambda: not server.core.watchdog.check().halted), "the heartbeat never arrived"
-            yield Bench(server, client, CapabilityMinter(secret), audit_path, ExecuteSkill)
+            yield Bench(server, client, CapabilityMinter(secret, graph=server.graph), audit_path, ExecuteSkill)
         finally:
             for e in executors:
                 e.shutdown(timeout_sec=1.0)

@@ -24,7 +24,7 @@ from medrobot_llm.safety.capability import (
     CapabilityVerifier,
     canonical_args,
 )
-from medrobot_llm.safety.signing import Untrusted, mac
+from medrobot_llm.safety.signing import Untrusted, graph_key, mac
 
 SECRET = bytes(range(32))
 GOAL: dict[str, Any] = {"plan_id": "a1b2c3:4", "step_index": 1, "skill": "take_shot",
@@ -111,9 +111,29 @@ def test_another_key_or_another_purpose_does_not_verify() -> None:
     other = CapabilityMinter(secrets.token_bytes(32), clock=clock).mint(**GOAL)
     assert _refused(verifier, other.to_wire()).code is Reason.BAD_SIGNATURE
     genuine = CapabilityMinter(SECRET, clock=clock).mint(**GOAL)
-    as_heartbeat = replace(genuine, mac=mac(SECRET, heartbeat.PURPOSE, genuine.fields()))
+    as_heartbeat = replace(genuine, mac=mac(graph_key(SECRET, ""), heartbeat.PURPOSE, genuine.fields()))
     err = _refused(verifier, as_heartbeat.to_wire())
-    assert err.code is Reason.BAD_SIGNATURE and "graph's secret" in err.message
+    assert err.code is Reason.BAD_SIGNATURE and "graph's key" in err.message
+
+
+GRAPH_A, GRAPH_B = "ros-domain=25;range=LOCALHOST", "ros-domain=26;range=LOCALHOST"
+
+
+def test_a_capability_minted_for_another_graph_is_refused_saying_so() -> None:
+    """Two graphs of one user share the secret (one keys folder): graph A's capability, copied onto a goal of
+    graph B, is refused there, and the refusal can tell a relay from a forgery."""
+    clock = ManualClock(1_700_000_000.0)
+    on_a = CapabilityMinter(SECRET, graph=GRAPH_A, clock=clock).mint(**GOAL)
+    b = CapabilityVerifier(SECRET, graph=GRAPH_B, clock=clock)
+    err = _refused(b, on_a.to_wire())
+    assert err.code is Reason.OTHER_GRAPH and "signed for another graph" in err.message and GRAPH_A in err.message
+    # naming graph B does not help: the MAC was made with A's key
+    assert _refused(b, replace(on_a, graph=GRAPH_B).to_wire()).code is Reason.BAD_SIGNATURE
+    # nor does naming another graph make a forgery look like a relay
+    forged = CapabilityMinter(secrets.token_bytes(32), graph=GRAPH_A, clock=clock).mint(**GOAL)
+    assert _refused(b, forged.to_wire()).code is Reason.BAD_SIGNATURE
+    # and graph A's own skill server admits it
+    assert CapabilityVerifier(SECRET, graph=GRAPH_A, clock=clock).admit(on_a.to_wire(), **GOAL) == on_a
 
 
 @pytest.mark.parametrize(("field", "value"), [

@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 from medrobot_llm.core.clock import ManualClock
 from medrobot_llm.core.reasons import Reason
 from medrobot_llm.safety import capability
-from medrobot_llm.safety.heartbeat import DEFAULT_WINDOW_S, Heartbeat, HeartbeatSigner, Watchdog
-from medrobot_llm.safety.signing import Untrusted, mac
+from medrobot_llm.safety.heartbeat import DEFAULT_WINDOW_S, PURPOSE, Heartbeat, HeartbeatSigner, Watchdog
+from medrobot_llm.safety.signing import Untrusted, graph_key, mac
 
 SECRET = b"s" * 32
 
@@ -85,8 +85,38 @@ def test_a_forged_beat_does_not_revive_the_robot() -> None:
 def test_a_capability_mac_is_not_a_heartbeat() -> None:
     signer, dog, _ = _setup()
     hb = signer.beat()
-    as_capability = replace(hb, mac=mac(SECRET, capability.PURPOSE, hb.fields()))
+    as_capability = replace(hb, mac=mac(graph_key(SECRET, ""), capability.PURPOSE, hb.fields()))
     assert _ignored(dog, as_capability.to_wire()).code is Reason.BAD_SIGNATURE
+
+
+def test_another_graphs_beats_neither_keep_this_supervisor_alive_nor_release_this_robot() -> None:
+    """Graph A's beats, copied onto graph B (one keys folder for both), are ignored there: B's dead supervisor
+    stays dead, and A's reset releases nothing on B."""
+    clock = ManualClock(1_700_000_000.0)
+    on_a = HeartbeatSigner(SECRET, graph="ros-domain=25;range=LOCALHOST", clock=clock)
+    b = Watchdog(SECRET, graph="ros-domain=26;range=LOCALHOST", clock=clock)
+    for beat in (on_a.beat(), on_a.release(), on_a.beat()):
+        err = _ignored(b, beat.to_wire())
+        assert err.code is Reason.BAD_SIGNATURE and "another graph" in err.message
+    assert b.check().halted
+    Watchdog(SECRET, graph="ros-domain=25;range=LOCALHOST", clock=clock).offer(on_a.beat().to_wire())
+
+
+def test_a_beat_whose_release_is_after_its_own_stamp_is_ignored() -> None:
+    """No supervisor releases the robot after the beat that says so: a release dated ahead is not one of its."""
+    signer, dog, _ = _setup()
+    hb = signer.beat()
+    ahead = replace(hb, released_ms=hb.stamp_ms + 1)
+    ahead = replace(ahead, mac=mac(graph_key(SECRET, ""), PURPOSE, ahead.fields()))
+    assert _ignored(dog, ahead.to_wire()).code is Reason.STALE_MESSAGE
+    assert dog.check().halted
+
+
+def test_two_releases_in_one_millisecond_are_never_stamped_before_the_release() -> None:
+    signer, dog, _ = _setup()
+    signer.release()
+    dog.offer(signer.release().to_wire())
+    assert not dog.check().halted
 
 
 def test_out_of_order_and_replayed_beats_are_ignored() -> None:

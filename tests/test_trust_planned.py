@@ -36,6 +36,16 @@ def test_an_answer_signed_without_the_graph_secret_is_refused() -> None:
     assert _refused(SECRET, sign_answer(OTHER, **ANSWER)).code is Reason.BAD_SIGNATURE
 
 
+def test_an_answer_of_another_graphs_planner_is_refused() -> None:
+    """One keys folder serves two graphs: the planner of graph A signs with A's key, which graph B's supervisor
+    does not accept."""
+    signature = sign_answer(SECRET, **ANSWER, graph="ros-domain=25;range=LOCALHOST")
+    verify_answer(SECRET, signature, **ANSWER, graph="ros-domain=25;range=LOCALHOST")
+    with pytest.raises(Untrusted) as exc:
+        verify_answer(SECRET, signature, **ANSWER, graph="ros-domain=26;range=LOCALHOST")
+    assert exc.value.code is Reason.BAD_SIGNATURE and "another graph" in exc.value.message
+
+
 @pytest.mark.parametrize("field", sorted(ANSWER))
 def test_an_answer_for_anything_else_is_refused(field: str) -> None:
     signature = sign_answer(SECRET, **ANSWER)

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from medrobot_llm.core.reasons import Reason
 from medrobot_llm.safety import planned
 from medrobot_llm.safety.results import PURPOSE, sign_result, verify_result
-from medrobot_llm.safety.signing import Untrusted, mac
+from medrobot_llm.safety.signing import Untrusted, graph_key, mac
 
 SECRET = b"g" * 32
 RESULT: dict[str, Any] = {"goal_id": "0f" * 16, "success": True, "failure_kind": "none", "message": "done",
@@ -60,6 +60,16 @@ def test_a_plan_answers_mac_is_not_a_results() -> None:
     """The purpose tag keeps a MAC the planner made (same graph secret) from passing as a result's."""
     fields = [RESULT["goal_id"], 1, RESULT["failure_kind"], RESULT["message"], RESULT["outcome_json"],
               RESULT["world_json"]]
-    assert mac(SECRET, PURPOSE, fields) == sign_result(SECRET, **RESULT)
+    key = graph_key(SECRET, "")
+    assert mac(key, PURPOSE, fields) == sign_result(SECRET, **RESULT)
     with pytest.raises(Untrusted):
-        verify_result(SECRET, mac(SECRET, planned.PURPOSE, fields), **RESULT)
+        verify_result(SECRET, mac(key, planned.PURPOSE, fields), **RESULT)
+
+
+def test_a_result_signed_on_another_graph_is_refused() -> None:
+    """A result from graph A's skill server, copied into graph B's answer: one keys folder, two graph keys."""
+    signature = sign_result(SECRET, **RESULT, graph="ros-domain=25;range=LOCALHOST")
+    verify_result(SECRET, signature, **RESULT, graph="ros-domain=25;range=LOCALHOST")
+    with pytest.raises(Untrusted) as e:
+        verify_result(SECRET, signature, **RESULT, graph="ros-domain=26;range=LOCALHOST")
+    assert e.value.code is Reason.BAD_SIGNATURE

@@ -71,6 +71,7 @@ class Reason(str, Enum):
     STALE_MESSAGE = "stale_message"
     NOT_OPEN = "not_open"
     NO_HEARTBEAT = "no_heartbeat"
+    OTHER_GRAPH = "other_graph"
 
 
 #: what each code means, for the generated docs (``docs/reasons.md``); a test checks every code has one
@@ -130,6 +131,8 @@ SUMMARY: dict[Reason, str] = {
     Reason.STALE_MESSAGE: "an operator message or heartbeat stamped outside its time window (too old, or ahead)",
     Reason.NOT_OPEN: "an operator answer bound to a question or plan that is not the one open now",
     Reason.NO_HEARTBEAT: "no valid supervisor heartbeat within the window: the robot halts and refuses every goal",
+    Reason.OTHER_GRAPH: "a capability signed with this user's secret for another graph (another ROS domain or "
+                        "discovery range): refused here",
 }
 
 #: who gives each code, in the order the docs list them
@@ -151,7 +154,7 @@ GROUPS: tuple[tuple[str, tuple[Reason, ...]], ...] = (
     ("Authentication: capabilities, operator messages and heartbeats (docs/trust.md)", (
         Reason.NO_CAPABILITY, Reason.BAD_SIGNATURE, Reason.CAPABILITY_MISMATCH, Reason.EXPIRED, Reason.REPLAYED,
         Reason.TOO_MANY_CAPABILITIES, Reason.UNKNOWN_OPERATOR, Reason.STALE_MESSAGE, Reason.NOT_OPEN,
-        Reason.NO_HEARTBEAT)),
+        Reason.NO_HEARTBEAT, Reason.OTHER_GRAPH)),
 )
 
 

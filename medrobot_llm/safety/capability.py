@@ -7,6 +7,10 @@ step, skill, canonical arguments, domain and, when it knows it, goal id, valid f
 carrying a random nonce. The skill server admits a goal only if the capability is well-formed, its MAC
 verifies, its fields are the goal's, it has not expired and its nonce was never spent; the state topic
 becomes information, never authority.
+
+The MAC is made with the key of the graph the supervisor runs on (``signing.graph_key``), and the capability
+names that graph: graph B's skill server refuses a capability graph A's supervisor minted with the same
+secret, and its audit says "signed for another graph" when the MAC is genuine for the graph it names.
 """
 
 from __future__ import annotations
@@ -21,7 +25,8 @@ from typing import Any
 from medrobot_llm.core.clock import Clock
 from medrobot_llm.core.reasons import Reason
 from medrobot_llm.safety.signing import (
-    MAC_HEX, MAX_WIRE_CHARS, NONCE_HEX, Untrusted, is_hex, mac, mac_matches, millis, wall_clock,
+    MAC_HEX, MAX_WIRE_CHARS, NONCE_HEX, Untrusted, graph_key, is_hex, mac, mac_matches, millis,
+    signed_for_other_graph, wall_clock,
 )
 
 __all__ = [
@@ -67,11 +72,12 @@ class Capability:
     issued_ms: int  # when it was minted: a supervisor state stamped before it is older than the step it allows
     expires_ms: int
     nonce: str
+    graph: str = ""  # the graph it was minted for (``env.graph_identity``): its key made the MAC
     mac: str = ""
 
     def fields(self) -> list[str | int]:
         return [self.plan_id, self.step_index, self.skill, self.args, self.domain, self.goal_id, self.issued_ms,
-                self.expires_ms, self.nonce]
+                self.expires_ms, self.nonce, self.graph]
 
     def to_wire(self) -> str:
         """The string a goal carries (the ExecuteSkill goal's capability field, once it has one)."""
@@ -103,8 +109,10 @@ class Capability:
 class CapabilityMinter:
     """The supervisor's side: one capability per step it releases."""
 
-    def __init__(self, secret: bytes, *, ttl_s: float = DEFAULT_TTL_S, clock: Clock = wall_clock) -> None:
-        self._secret = secret
+    def __init__(self, secret: bytes, *, graph: str = "", ttl_s: float = DEFAULT_TTL_S,
+                 clock: Clock = wall_clock) -> None:
+        self._key = graph_key(secret, graph)
+        self.graph = graph
         self.ttl_s = ttl_s
         self.clock = clock
         self._lock = threading.Lock()
@@ -125,15 +133,18 @@ class CapabilityMinter:
         now = self.clock()
         cap = Capability(plan_id=plan_id, step_index=step_index, skill=skill, args=canonical_args(args),
                          domain=domain, goal_id=goal_id, issued_ms=millis(now), expires_ms=millis(now + self.ttl_s),
-                         nonce=nonce or secrets.token_hex(NONCE_HEX // 2))
-        return replace(cap, mac=mac(self._secret, PURPOSE, cap.fields()))
+                         nonce=nonce or secrets.token_hex(NONCE_HEX // 2), graph=self.graph)
+        return replace(cap, mac=mac(self._key, PURPOSE, cap.fields()))
 
 
 class CapabilityVerifier:
     """The skill server's side: admits each genuine capability for its goal exactly once; thread-safe."""
 
-    def __init__(self, secret: bytes, *, clock: Clock = wall_clock, max_spent: int = MAX_SPENT) -> None:
-        self._secret = secret
+    def __init__(self, secret: bytes, *, graph: str = "", clock: Clock = wall_clock,
+                 max_spent: int = MAX_SPENT) -> None:
+        self._secret = secret  # only to tell a capability of another graph from a forgery
+        self._key = graph_key(secret, graph)
+        self.graph = graph
         self.clock = clock
         self.max_spent = max_spent
         self._spent: dict[str, int] = {}  # nonce -> its expiry (ms): forgotten once it could not pass anyway
@@ -150,9 +161,12 @@ class CapabilityVerifier:
             raise Untrusted(Reason.NO_CAPABILITY, f"refused {what}: the goal carries no capability; only the "
                             "supervisor may start motion")
         cap = Capability.from_wire(wire)
-        if not mac_matches(self._secret, PURPOSE, cap.fields(), cap.mac):
+        if not mac_matches(self._key, PURPOSE, cap.fields(), cap.mac):
+            if signed_for_other_graph(self._secret, self.graph, PURPOSE, cap.fields(), cap.mac, cap.graph):
+                raise Untrusted(Reason.OTHER_GRAPH, f"refused {what}: the capability was signed for another graph "
+                                f"({cap.graph[:80]!r}; this is {self.graph!r}): copied from another graph's goal")
             raise Untrusted(Reason.BAD_SIGNATURE, f"refused {what}: the capability's MAC does not verify with this "
-                            "graph's secret (forged, altered, or from another graph)")
+                            "graph's key (forged or altered)")
         try:
             goal_args = canonical_args(args)
         except (ValueError, RecursionError) as exc:

@@ -249,8 +249,8 @@ class SkillServerCore:
         with self._latch:
             halt = (halts_on_state(previous, state.state, state.session, state.stamp_ms, self.released_ms)
                     and not self.backend.halted)
-            if halt:
-                self._halt(f"the supervisor is {state.state}: {state.reason}", state.stamp_ms)
+            if halt:  # stamped at receipt: a state's own stamp is the sender's word (one a day ahead held the latch)
+                self._halt(f"the supervisor is {state.state}: {state.reason}", millis(self.watchdog.clock()))
         return StateEffect(list({id(a): a for a in cancel}.values()), halt)
 
     @staticmethod
@@ -405,18 +405,20 @@ class SkillServerCore:
             return list({id(a): a for a in self._active.values()}.values())
 
     # ---------------------------------------------------------------- e-stop
-    def halt(self, reason: str, stamp_ms: int | None = None) -> None:
+    def halt(self, reason: str) -> None:
         """Halt now (motion held within this call), latched; running goals end as halted.
 
-        ``stamp_ms`` is when the halt was asked for on the shared clock (an e-stop press's source stamp; now
-        by default): only a release later than the latest halt frees the robot, so a press sent after the
-        supervisor's reset is never undone by the beats carrying that reset.
+        The halt is stamped on the shared clock at receipt, never with a time the sender gave: anyone may stop
+        the robot, but only a release the supervisor signed after this receipt frees it, so a press that
+        arrives after the supervisor's reset is never undone by the beats carrying that reset, and a stop
+        dated ahead (a forged state a day ahead, issue 15's second blind attack) holds the latch no longer
+        than any other stop.
 
         A halt while already latched holds motion again but keeps when and why the latch engaged: the
         supervisor echoes every stop on the e-stop topic, and that echo must not move ``halted_at`` to its
         own, later arrival (the status would say the robot stopped later than it did)."""
         with self._latch:
-            self._halt(reason, millis(self.watchdog.clock()) if stamp_ms is None else stamp_ms)
+            self._halt(reason, millis(self.watchdog.clock()))
 
     def _halt(self, reason: str, stamp_ms: int) -> None:
         latched = self.backend.halted and self.halted_at is not None

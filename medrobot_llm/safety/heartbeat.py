@@ -11,6 +11,11 @@ A beat also says when the supervisor last released the robot (``released_ms``, s
 skill server frees the robot only on a valid beat whose release is later than the halt. A ``false`` on the
 e-stop topic comes from anyone; a release inside a signed beat comes only from the supervisor, and a beat
 from before the halt (DDS does not order two topics) cannot undo it.
+
+Beats are signed with the key of the supervisor's graph (``signing.graph_key``): another graph's beats, copied
+here by a node that hears both, fail the MAC, so they neither release this robot nor keep a dead supervisor
+of this graph looking alive. A beat stamped ahead of the watchdog's clock by more than the window, or whose
+release is later than its own stamp, is refused too: neither can come from a supervisor on this machine's clock.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from dataclasses import dataclass, replace
 from medrobot_llm.core.clock import Clock
 from medrobot_llm.core.reasons import Reason
 from medrobot_llm.safety.signing import (
-    MAC_HEX, MAX_WIRE_CHARS, Untrusted, is_hex, mac, mac_matches, millis, wall_clock,
+    MAC_HEX, MAX_WIRE_CHARS, Untrusted, graph_key, is_hex, mac, mac_matches, millis, wall_clock,
 )
 
 __all__ = ["DEFAULT_WINDOW_S", "PURPOSE", "Heartbeat", "HeartbeatSigner", "Watch", "Watchdog"]
@@ -70,8 +75,9 @@ class Heartbeat:
 class HeartbeatSigner:
     """The supervisor's side: numbered, stamped beats of one instance."""
 
-    def __init__(self, secret: bytes, *, instance: str | None = None, clock: Clock = wall_clock) -> None:
-        self._secret = secret
+    def __init__(self, secret: bytes, *, graph: str = "", instance: str | None = None,
+                 clock: Clock = wall_clock) -> None:
+        self._key = graph_key(secret, graph)
         self.instance = instance or secrets.token_hex(8)
         self.clock = clock
         self._seq = 0
@@ -87,8 +93,9 @@ class HeartbeatSigner:
     def beat(self) -> Heartbeat:
         with self._lock:
             self._seq += 1
-            hb = Heartbeat(self.instance, self._seq, millis(self.clock()), self._released_ms)
-        return replace(hb, mac=mac(self._secret, PURPOSE, hb.fields()))
+            # never stamped before its own release (two resets in one millisecond): the watchdog refuses that
+            hb = Heartbeat(self.instance, self._seq, max(millis(self.clock()), self._released_ms), self._released_ms)
+        return replace(hb, mac=mac(self._key, PURPOSE, hb.fields()))
 
 
 @dataclass(frozen=True)
@@ -107,8 +114,10 @@ class Watchdog:
     ``clock`` times arrivals and judges stamps: the same shared clock as the signer's (the wall clock by default).
     """
 
-    def __init__(self, secret: bytes, *, window_s: float = DEFAULT_WINDOW_S, clock: Clock = wall_clock) -> None:
-        self._secret = secret
+    def __init__(self, secret: bytes, *, graph: str = "", window_s: float = DEFAULT_WINDOW_S,
+                 clock: Clock = wall_clock) -> None:
+        self._key = graph_key(secret, graph)
+        self.graph = graph
         self.window_s = window_s
         self.clock = clock
         self._last_seq: dict[str, int] = {}
@@ -120,14 +129,19 @@ class Watchdog:
     def offer(self, wire: str) -> Heartbeat:
         """Take a beat if it is genuine, fresh and in order; otherwise ``Untrusted`` and nothing changes."""
         hb = Heartbeat.from_wire(wire)
-        if not mac_matches(self._secret, PURPOSE, hb.fields(), hb.mac):
+        if not mac_matches(self._key, PURPOSE, hb.fields(), hb.mac):
             raise Untrusted(Reason.BAD_SIGNATURE, f"ignored heartbeat of {hb.instance[:16]!r}: the MAC does not "
-                            "verify with this graph's secret", claimed=hb.instance)
+                            f"verify with the key of this graph ({self.graph!r}): forged, or signed for another "
+                            "graph", claimed=hb.instance)
         now = self.clock()
         skew_ms = millis(now) - hb.stamp_ms
         if abs(skew_ms) > millis(self.window_s):
             raise Untrusted(Reason.STALE_MESSAGE, f"ignored heartbeat {hb.seq} of {hb.instance[:16]!r}: stamped "
                             f"{skew_ms / 1000:+.3f} s from now (window {self.window_s:g} s)", claimed=hb.instance)
+        if hb.released_ms > hb.stamp_ms:
+            raise Untrusted(Reason.STALE_MESSAGE, f"ignored heartbeat {hb.seq} of {hb.instance[:16]!r}: its release "
+                            f"is {(hb.released_ms - hb.stamp_ms) / 1000:.3f} s after its own stamp",
+                            claimed=hb.instance)
         with self._lock:
             last = self._last_seq.get(hb.instance, 0)
             if hb.seq <= last:

@@ -148,11 +148,12 @@ class Dropped:
 class OperatorGate:
     """Thread-safe: the node's subscriptions and the planner's answers may come in on different threads."""
 
-    def __init__(self, verifier: OperatorVerifier, graph_secret: bytes, *, domain: str,
+    def __init__(self, verifier: OperatorVerifier, graph_secret: bytes, *, domain: str, graph: str = "",
                  command_window_s: float = DEFAULT_COMMAND_WINDOW_S, clock: Clock = wall_clock,
                  make_nonce: Callable[[], str] = lambda: secrets.token_hex(NONCE_HEX // 2)) -> None:
         self._verifier = verifier
         self._secret = graph_secret
+        self.graph = graph  # the planner's answers are signed with this graph's key
         self.domain = domain
         self.command_window_s = command_window_s
         self.clock = clock
@@ -250,7 +251,7 @@ class OperatorGate:
         assert owner is not None
         try:
             verify_answer(self._secret, ans.signature, request_id=ans.request_id, domain=self.domain,
-                          text=owner.text, status=ans.status, plan_json=ans.plan_json)
+                          text=owner.text, status=ans.status, plan_json=ans.plan_json, graph=self.graph)
         except Untrusted as bad:
             bad.claimed = owner.operator
             return self._untrusted(topic, "plan", bad, text=owner.text)

@@ -3,7 +3,9 @@
 The Fast DDS of the PyPI wheels has no DDS Security, so anything on the graph can publish anything; the
 authority of a message has to be inside it. Each kind of signed message starts its encoding with its own
 purpose tag, so a MAC made for a heartbeat can never pass as a capability even though both use the graph
-secret. The encoding is JSON of a flat list (strings and integers only): unambiguous, and the same bytes in
+secret. Nothing is signed with the graph secret itself: every MAC that gives authority on a graph uses that
+graph's key (``graph_key``), so what one graph's supervisor, skill server or planner signed verifies on no other
+graph of the same user, though one keys folder serves them all. The encoding is JSON of a flat list (strings and integers only): unambiguous, and the same bytes in
 any language that writes JSON without spaces and with ASCII escapes.
 """
 
@@ -18,9 +20,11 @@ from typing import Any
 from medrobot_llm.core.clock import Clock
 from medrobot_llm.core.reasons import Reason
 
-__all__ = ["MAC_HEX", "MAX_WIRE_CHARS", "NONCE_HEX", "Untrusted", "canonical", "is_hex", "mac", "mac_matches", "millis",
-           "wall_clock"]
+__all__ = ["GRAPH_PURPOSE", "MAC_HEX", "MAX_WIRE_CHARS", "NONCE_HEX", "Untrusted", "canonical", "graph_key", "is_hex",
+           "mac", "mac_matches", "millis", "signed_for_other_graph", "wall_clock"]
 
+#: the purpose tag of a graph key's derivation: no message MAC can be a graph key, nor a graph key a MAC
+GRAPH_PURPOSE = "medrobot.graph.v1"
 #: HMAC-SHA256 as lowercase hex
 MAC_HEX = 64
 #: nonces are 16 random bytes as hex: never repeated by chance within the life of a graph
@@ -57,6 +61,24 @@ def canonical(purpose: str, fields: list[str | int]) -> bytes:
 
 def mac(key: bytes, purpose: str, fields: list[str | int]) -> str:
     return hmac.new(key, canonical(purpose, fields), hashlib.sha256).hexdigest()
+
+
+def graph_key(secret: bytes, graph: str) -> bytes:
+    """The key of one graph: HMAC(secret, its identity), derived by each end from the graph it runs on.
+
+    Two bringups of one user on two ROS domains share ``graph.key`` (one keys folder is the default); the
+    key derived for each is different, so a capability, heartbeat, result or planner answer copied from one
+    graph to the other fails its MAC there (issue 15, second blind attack).
+    """
+    return hmac.new(secret, canonical(GRAPH_PURPOSE, [graph]), hashlib.sha256).digest()
+
+
+def signed_for_other_graph(secret: bytes, graph: str, purpose: str, fields: list[str | int], claimed: str,
+                           named: str) -> bool:
+    """Whether a MAC that failed on ``graph`` is genuine for the graph ``named`` in the message: the holder of
+    the secret signed it for another graph (a relay, or two graphs wired together), not a forger. Only then
+    may a refusal say "signed for another graph"; the named graph alone is the sender's word."""
+    return named != graph and mac_matches(graph_key(secret, named), purpose, fields, claimed)
 
 
 def mac_matches(key: bytes, purpose: str, fields: list[str | int], claimed: str) -> bool:

@@ -325,7 +325,8 @@ def _forged_capability(plan_id: str, step_index: int, skill: str, args_json: str
     now = millis(time.time())
     cap: dict[str, Any] = {"plan_id": plan_id, "step_index": step_index, "skill": skill,
                            "args": canonical_args(args_json), "domain": domain, "goal_id": goal_id,
-                           "issued_ms": now, "expires_ms": now + 5000, "nonce": secrets.token_hex(16)}
+                           "issued_ms": now, "expires_ms": now + 5000, "nonce": secrets.token_hex(16),
+                           "graph": f"ros-domain={os.environ.get('ROS_DOMAIN_ID', '0')}"}
     cap["mac"] = mac(secrets.token_bytes(32), CAPABILITY_PURPOSE, list(cap.values()))
     return json.dumps(cap, separators=(",", ":"))
 

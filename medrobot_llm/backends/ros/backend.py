@@ -59,12 +59,13 @@ class RosSkillBackend(SkillBackend):
 
     def __init__(self, node: Node, domain: str, *, locate: Callable[[CancelToken], tuple[str, int] | None],
                  before_send: Callable[[str, int, str], None], minter: CapabilityMinter,
-                 release: Callable[[], None], callback_group: CallbackGroup, result_secret: bytes, instance: str = "",
+                 release: Callable[[], None], callback_group: CallbackGroup, result_secret: bytes, graph: str = "", instance: str = "",
                  status_group: CallbackGroup, server_wait_s: float = 5.0, stale_after_s: float = 1.0,
                  cancel_grace_s: float = 1.0, reset_wait_s: float = 2.0, clock: Clock = time.monotonic) -> None:
         self.domain = domain
         self.clock = clock
         self._result_secret = result_secret  # a result counts only signed by a skill server of this graph
+        self._graph = graph
         self._node = node
         self._locate = locate
         self._before_send = before_send
@@ -283,7 +284,7 @@ class RosSkillBackend(SkillBackend):
         try:
             verify_result(self._result_secret, r.signature, goal_id=goal_id, success=bool(r.success),
                           failure_kind=r.failure_kind, message=r.message, outcome_json=r.outcome_json,
-                          world_json=r.world_json)
+                          world_json=r.world_json, graph=self._graph)
         except Untrusted as u:
             # its world and outcome are not the robot's: kept out of everything the supervisor decides on
             return StepResult.failed(FailureKind.ERROR, u.message, untrusted=u.to_json())

@@ -22,6 +22,7 @@ from rclpy.node import Node
 
 from medrobot_interfaces.srv import PlanCommand
 
+from medrobot_llm.backends.ros.env import graph_identity
 from medrobot_llm.backends.ros.nodes import PLANNER
 from medrobot_llm.core.command_set import DOMAINS
 from medrobot_llm.core.plan import Plan
@@ -62,13 +63,14 @@ class PlannerNode(Node):
             self._secret = keys.load_graph_secret(Path(keys_dir).expanduser() if keys_dir else None)
         except keys.KeyFileError as exc:
             raise SystemExit(f"medrobot planner: {exc}") from None
+        self.graph = graph_identity(self.context.get_domain_id())
         try:
             self.planner = planner_from_name(name, llm_config)
         except (ValueError, SystemExit) as exc:
             raise SystemExit(f"medrobot planner: cannot build the {name!r} planner: {exc}") from None
         self._group = MutuallyExclusiveCallbackGroup()
         self.create_service(PlanCommand, SERVICE_PLAN, self._on_plan, callback_group=self._group)
-        self.get_logger().info(f"planner '{name}' for {self.domain}: service {SERVICE_PLAN}, answers signed")
+        self.get_logger().info(f"planner '{name}' for {self.domain}: service {SERVICE_PLAN}, answers signed for graph {self.graph}")
 
     def plan(self, domain: str, text: str, world: WorldState | None = None) -> Plan:
         try:
@@ -95,7 +97,8 @@ class PlannerNode(Node):
     def _answer(self, request: Any, response: Any, plan: Plan) -> Any:
         response.status, response.plan_json = plan.status.value, to_json(plan.to_json())
         response.signature = sign_answer(self._secret, request_id=request.request_id, domain=request.domain,
-                                         text=request.text, status=response.status, plan_json=response.plan_json)
+                                         text=request.text, status=response.status, plan_json=response.plan_json,
+                                         graph=self.graph)
         return response
 
 

@@ -39,7 +39,6 @@ from rclpy.action.server import ActionServer, CancelResponse, GoalResponse, Serv
 from rclpy.context import Context
 from rclpy.executors import ExternalShutdownException, ShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
-from rclpy.subscription import MessageInfo
 from rclpy.task import Future
 from std_msgs.msg import Bool, String
 
@@ -47,6 +46,7 @@ from medrobot_interfaces.action import ExecuteSkill
 from medrobot_interfaces.msg import Heartbeat as HeartbeatMsg
 from medrobot_interfaces.msg import SupervisorState
 
+from medrobot_llm.backends.ros.env import graph_identity
 from medrobot_llm.backends.ros.nodes import SKILL_SERVER
 from medrobot_llm.core.command_set import DOMAINS
 from medrobot_llm.backends.base import FailureKind, Feedback, FeedbackFn, StepResult
@@ -80,6 +80,7 @@ class SkillServerNode(Node):
         except keys.KeyFileError as exc:
             raise SystemExit(f"medrobot skill server: {exc}") from None
         self._secret = secret  # signs every result: the supervisor believes no other server's
+        self.graph = graph_identity(self.context.get_domain_id())
         try:
             self.audit = AuditLog(p["audit_log"]) if p["audit_log"] else AuditLog(None, keep_records=False)
         except AuditLogError as exc:  # refusals nobody could audit later: say so, do not start
@@ -90,8 +91,8 @@ class SkillServerNode(Node):
         self.scene.reset(seed=p["seed"] if p["seed"] >= 0 else None)
         # exposures and contacts are written ahead (intended, then done) here too: the robot's own record of a dose
         self.scene.hazard_log = self.audit.append
-        self.core = SkillServerCore(self.scene, verifier=CapabilityVerifier(secret),
-                                    watchdog=Watchdog(secret, window_s=p["heartbeat_window_s"]), audit=self.audit,
+        self.core = SkillServerCore(self.scene, verifier=CapabilityVerifier(secret, graph=self.graph),
+                                    watchdog=Watchdog(secret, graph=self.graph, window_s=p["heartbeat_window_s"]), audit=self.audit,
                                     real_time_factor=p["real_time_factor"])
         self.feedback_period_s = 1.0 / p["feedback_hz"] if p["feedback_hz"] > 0 else 0.0
 
@@ -115,7 +116,8 @@ class SkillServerNode(Node):
         self.create_timer(1.0 / p["status_hz"], self._tick)
         self.get_logger().info(f"skill server for {self.scene.scene_id} on {ACTION_EXECUTE} "
                                f"(real_time_factor {p['real_time_factor']:g}); goals need a capability and the supervisor's "
-                               f"heartbeat on {TOPIC_HEARTBEAT} (window {p['heartbeat_window_s']:g} s)")
+                               f"heartbeat on {TOPIC_HEARTBEAT} (window {p['heartbeat_window_s']:g} s), signed for graph "
+                               f"{self.graph}")
 
     def _params(self, overrides: dict[str, Any]) -> dict[str, Any]:
         defaults: dict[str, Any] = {"domain": "", "gui": False, "seed": 0, "real_time_factor": 1.0,
@@ -161,11 +163,12 @@ class SkillServerNode(Node):
             log.error(f"the e-stop thread failed; robot halted: {type(exc).__name__}: {exc}")
             raise
 
-    def _on_estop(self, msg: Bool, info: MessageInfo) -> None:
-        """``true`` halts, whoever sent it; ``false`` releases nothing: only the supervisor's signed release
-        does (``_on_heartbeat``). The status goes out either way, so a sender sees its message was handled."""
+    def _on_estop(self, msg: Bool) -> None:
+        """``true`` halts, whoever sent it, stamped on this node's clock at receipt (a source stamp is the
+        sender's word); ``false`` releases nothing: only the supervisor's signed release does
+        (``_on_heartbeat``). The status goes out either way, so a sender sees its message was handled."""
         if msg.data:
-            self.core.halt(f"e-stop on {TOPIC_ESTOP}", _stamp_ms(info))
+            self.core.halt(f"e-stop on {TOPIC_ESTOP}")
         self._publish_status()
 
     def _on_heartbeat(self, msg: Any) -> None:
@@ -249,7 +252,7 @@ class SkillServerNode(Node):
             world = ""
         outcome = to_json(r.outcome)
         signature = sign_result(self._secret, goal_id=goal_id, success=r.success, failure_kind=r.failure.value,
-                                message=r.message, outcome_json=outcome, world_json=world)
+                                message=r.message, outcome_json=outcome, world_json=world, graph=self.graph)
         return ExecuteSkill.Result(success=r.success, failure_kind=r.failure.value, message=r.message,
                                    outcome_json=outcome, world_json=world, signature=signature)
 
@@ -317,12 +320,6 @@ class SkillServerNode(Node):
         self._control.join(2.0)
         self.scene.close()
         self.audit.close()
-
-
-def _stamp_ms(info: MessageInfo) -> int | None:
-    """When the sender published (its DDS source timestamp, ms on the shared clock); None if DDS gave none."""
-    ns = info.get("source_timestamp")
-    return int(ns) // 1_000_000 if ns else None
 
 
 def main(argv: Sequence[str] | None = None) -> int:

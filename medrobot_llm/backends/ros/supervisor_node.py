@@ -43,6 +43,7 @@ from medrobot_interfaces.msg import OperatorMessage as OperatorMsg
 from medrobot_interfaces.msg import SupervisorState as StateMsg
 from medrobot_interfaces.srv import PlanCommand
 
+from medrobot_llm.backends.ros.env import graph_identity
 from medrobot_llm.backends.ros.nodes import SUPERVISOR
 from medrobot_llm.core.command_set import DOMAINS, hazards_named
 from medrobot_llm.safety import events as ev
@@ -89,9 +90,10 @@ class SupervisorNode(Node):
         self._announced: tuple[str, int, str] = ("", -1, "")  # plan id, step, goal id of the goal being sent
         self._state_owed = False  # records dispatched since the last state that reflects them (dispatcher thread)
         secret, keyring = self._keys(p["keys_dir"])
-        self.gate = OperatorGate(OperatorVerifier(keyring), secret, domain=self.domain,
+        self.graph = graph_identity(self.context.get_domain_id())
+        self.gate = OperatorGate(OperatorVerifier(keyring), secret, domain=self.domain, graph=self.graph,
                                  command_window_s=p["command_window_s"])
-        self._beats = HeartbeatSigner(secret)
+        self._beats = HeartbeatSigner(secret, graph=self.graph)
 
         self._estop_group = MutuallyExclusiveCallbackGroup()
         self._command_group = MutuallyExclusiveCallbackGroup()
@@ -104,7 +106,8 @@ class SupervisorNode(Node):
         self._beat_lock = threading.Lock()  # a release's beat and the timer's never go out of order
         self._plan_client: Any = self.create_client(PlanCommand, SERVICE_PLAN, callback_group=self._command_group)
         self.backend = RosSkillBackend(self, self.domain, locate=self._locate, before_send=self._before_send,
-                                       minter=CapabilityMinter(secret), result_secret=secret, release=self._release,
+                                       minter=CapabilityMinter(secret, graph=self.graph), result_secret=secret,
+                                       graph=self.graph, release=self._release,
                                        instance=self._beats.instance,
                                        callback_group=self._action_group, status_group=self._status_group,
                                        stale_after_s=p["heartbeat_timeout_s"], cancel_grace_s=p["cancel_grace_s"])
@@ -122,7 +125,7 @@ class SupervisorNode(Node):
         self.create_timer(1.0 / p["heartbeat_hz"], self._beat, callback_group=self._estop_group)
         self._beat()
         self.get_logger().info(f"supervisor for {self.domain} (session {self.session}, heartbeat instance "
-                               f"{self._beats.instance}); operators {', '.join(sorted(keyring))}; audit log: "
+                               f"{self._beats.instance}, graph {self.graph}); operators {', '.join(sorted(keyring))}; audit log: "
                                f"{p['audit_log'] or '(memory only)'}")
 
     def _params(self, overrides: dict[str, Any]) -> dict[str, Any]:
