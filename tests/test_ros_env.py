@@ -43,15 +43,10 @@ def test_child_env_keeps_dds_local_and_sets_the_domain(tmp_path: Path, monkeypat
     assert INSTALL_HINT.startswith("run `bash scripts/install_ros.sh`")
 
 
-def test_the_graph_identity_is_the_domain_and_the_discovery_scope() -> None:
-    """What every key is derived for: two domains, or two discovery scopes, are two graphs."""
-    local = {"ROS_AUTOMATIC_DISCOVERY_RANGE": "localhost"}
-    assert graph_identity(25, local) == "ros-domain=25;range=LOCALHOST"
-    assert graph_identity(25, local) != graph_identity(26, local)
-    assert graph_identity(0, {}) == "ros-domain=0;range=SUBNET"  # rmw's default when nothing is set
-    assert graph_identity(0, {"ROS_LOCALHOST_ONLY": "1"}) == "ros-domain=0;range=LOCALHOST"
-    peers = {"ROS_AUTOMATIC_DISCOVERY_RANGE": "SUBNET", "ROS_STATIC_PEERS": "10.0.0.2; 10.0.0.1;"}
-    assert graph_identity(3, peers) == "ros-domain=3;range=SUBNET;peers=10.0.0.1,10.0.0.2"
+def test_the_graph_identity_is_the_domain_alone() -> None:
+    """What every key is derived for: two domains are two graphs; a discovery setting does not make another one."""
+    assert graph_identity(25) == "ros-domain=25"
+    assert graph_identity(25) != graph_identity(26)
 
 
 def test_domain_ids_are_claimed_exclusively() -> None:

@@ -131,8 +131,8 @@ SUMMARY: dict[Reason, str] = {
     Reason.STALE_MESSAGE: "an operator message or heartbeat stamped outside its time window (too old, or ahead)",
     Reason.NOT_OPEN: "an operator answer bound to a question or plan that is not the one open now",
     Reason.NO_HEARTBEAT: "no valid supervisor heartbeat within the window: the robot halts and refuses every goal",
-    Reason.OTHER_GRAPH: "a capability signed with this user's secret for another graph (another ROS domain or "
-                        "discovery range): refused here",
+    Reason.OTHER_GRAPH: "a capability signed with this user's secret for another graph (another ROS domain): "
+                        "refused here",
 }
 
 #: who gives each code, in the order the docs list them

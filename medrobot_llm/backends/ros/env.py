@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import random
-from collections.abc import Mapping
 from pathlib import Path
 from medrobot_llm.core.paths import SOURCE_ROOT
 
@@ -59,20 +58,15 @@ def load_ros_env() -> dict[str, str]:
     return {str(k): str(v) for k, v in data.items()}
 
 
-def graph_identity(domain_id: int, env: Mapping[str, str] | None = None) -> str:
-    """Which graph a node is on, as every node of it computes for itself: the ROS domain its context joined
-    and the discovery scope of its environment (range, static peers).
+def graph_identity(domain_id: int) -> str:
+    """Which graph a node is on, as every node of it computes for itself: the ROS domain its context joined.
 
     Every key that gives authority is derived from the graph secret and this (``signing.graph_key``), so two
-    bringups of one user on two domains, sharing one keys folder, trust nothing of each other's. Nodes that
-    disagree on it (one started by hand without the range bringup sets) refuse each other: the robot stays
-    halted, and each node's log says which graph it is on.
+    bringups of one user on two domains, sharing one keys folder, trust nothing of each other's. The discovery
+    scope is left out on purpose: nodes that can hear each other on one domain are one graph, and a node started
+    by hand with another discovery range would otherwise be refused by a graph it can talk to.
     """
-    env = os.environ if env is None else env
-    scope = (env.get("ROS_AUTOMATIC_DISCOVERY_RANGE", "").strip().upper()
-             or ("LOCALHOST" if env.get("ROS_LOCALHOST_ONLY", "").strip() == "1" else "SUBNET"))
-    peers = sorted(p.strip() for p in env.get("ROS_STATIC_PEERS", "").split(";") if p.strip())
-    return f"ros-domain={int(domain_id)};range={scope}" + (f";peers={','.join(peers)}" if peers else "")
+    return f"ros-domain={int(domain_id)}"
 
 
 def child_env(ros_domain_id: int | None = None, base: dict[str, str] | None = None) -> dict[str, str]:
