@@ -55,6 +55,7 @@ from medrobot_llm.backends.ros.common import (SERVICE_PLAN, TOPIC_COMMAND, TOPIC
                                               spin_node)
 from medrobot_llm.backends.ros.signed import heartbeat_msg, operator_wire
 from medrobot_llm.safety import keys
+from medrobot_llm.safety.asked import question_digest, seals
 from medrobot_llm.safety.capability import CapabilityMinter
 from medrobot_llm.safety.gate import plan_id_of, to_json
 from medrobot_llm.safety.heartbeat import HeartbeatSigner
@@ -89,6 +90,7 @@ class SupervisorNode(Node):
         self._announced: tuple[str, int, str] = ("", -1, "")  # plan id, step, goal id of the goal being sent
         self._state_owed = False  # records dispatched since the last state that reflects them (dispatcher thread)
         secret, keyring = self._keys(p["keys_dir"])
+        self._keyring = keyring
         self.gate = OperatorGate(OperatorVerifier(keyring), secret, domain=self.domain,
                                  command_window_s=p["command_window_s"])
         self._beats = HeartbeatSigner(secret)
@@ -220,11 +222,18 @@ class SupervisorNode(Node):
 
     # ---------------------------------------------------------------- operators
     def _nonce_now(self) -> str:
+        return self._open_now()[0]
+
+    def _open_now(self) -> tuple[str, str | None]:
+        """The nonce and the open question's digest (None if none), from one snapshot of the supervisor."""
         st = self.sup.status()
-        return self.gate.observe(st["state"], st.get("question"), st.get("run"))
+        question = st.get("question")
+        return (self.gate.observe(st["state"], question, st.get("run")),
+                question_digest(question) if question else None)
 
     def _on_operator(self, topic: str, msg: Any) -> None:
-        verdict = self.gate.receive(_CHANNELS[topic], operator_wire(msg), topic=topic, open_nonce=self._nonce_now())
+        nonce, asked = self._open_now()
+        verdict = self.gate.receive(_CHANNELS[topic], operator_wire(msg), topic=topic, open_nonce=nonce, asked=asked)
         if isinstance(verdict, Refusal):
             self._refuse(verdict)
             return
@@ -381,6 +390,9 @@ class SupervisorNode(Node):
         extra = {"plan_id": plan_id, "session": self.session, "domain": self.domain, "records_through": through,
                  "goal_id": goal_id,
                  "skill_server": self.backend.connected, "planner": self._plan_client.service_is_ready(), "nonce": nonce}
+        if q:  # sealed for each operator's console, which shows no question without its seal (safety.asked)
+            extra["question_seals"] = seals(self._keyring, session=self.session, nonce=nonce,
+                                            digest=question_digest(q))
         now = self.get_clock().now().to_msg()
         msg = StateMsg(
             stamp=Time(sec=now.sec, nanosec=now.nanosec), seq=seq, session=self.session, domain=self.domain,
