@@ -255,3 +255,41 @@ def test_a_console_without_its_key_says_what_to_do(tmp_path: Path) -> None:
 
     with pytest.raises(KeyMissing, match="medrobot keys init"):
         RemoteSupervisor("medrobot_test_nokey", operator="nobody", keys_dir=tmp_path)
+
+
+def sealed_reply(keys_dir: Path, reply: ev.ReplyEvent, session: str = "s1", key: bytes | None = None) -> Any:
+    """``reply`` as the supervisor node publishes it: sealed for alice (or with ``key``, a forger's)."""
+    from std_msgs.msg import String
+
+    from medrobot_llm.safety.asked import SEALS_KEY, reply_digest, seals
+
+    record = json.loads(json.dumps(reply.record()))
+    record[SEALS_KEY] = seals({"alice": key or alice(keys_dir)[1]}, session=session, nonce="",
+                              digest=reply_digest(record))
+    return String(data=json.dumps(record))
+
+
+def test_only_a_sealed_fresh_reply_answers_a_command(remote: Any, keys_dir: Path) -> None:
+    from medrobot_llm.safety.replies import Reply
+    from medrobot_llm.safety.supervisor import SupervisorState
+
+    remote._on_state(state(7, "IDLE", 0, nonce="ef" * 16))
+
+    def answer(r: ev.ReplyEvent) -> bool:
+        return r.op == "command" and r.text == "take a shot"
+
+    def refused(seq: int) -> ev.ReplyEvent:
+        return ev.ReplyEvent.answering("command", Reply(False, SupervisorState.IDLE, "refused: nothing done"),
+                                       text="take a shot", state_seq=seq)
+
+    for wrong in (event(refused(8)), sealed_reply(keys_dir, refused(8), key=b"m" * 32),
+                  sealed_reply(keys_dir, refused(8), session="s0"),  # another supervisor's
+                  sealed_reply(keys_dir, refused(6))):  # an old reply, replayed: it came with an older state
+        assert remote._ask(lambda w=wrong: remote._on_event(w), answer, 0.1).message == remote.NO_ANSWER
+    genuine = sealed_reply(keys_dir, refused(8))
+
+    def supervisor_answers() -> None:
+        remote._on_event(genuine)
+        remote._on_state(state(8, "IDLE", 0, nonce="ef" * 16))
+
+    assert remote._ask(supervisor_answers, answer, 1.0).message == "refused: nothing done"

@@ -12,20 +12,28 @@ with each operator's key under a purpose tag of its own: it cannot pass as an op
 can forge a seal only for its own eyes (never for another operator's console, nor anything the skill server or
 the supervisor believes, which need the graph secret). The seal binds the supervisor's session and nonce, so a
 sealed question replayed later answers a nonce no longer open.
+
+The supervisor's replies on ``/medrobot/events`` are sealed the same way (``reply_digest`` over the whole
+record): a forged "refused" must not tell an operator that a command which is in fact being planned did nothing.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Mapping
 from typing import Any
 
 from medrobot_llm.safety.signing import canonical, mac, mac_matches
 
-__all__ = ["DIGEST_PURPOSE", "SEAL_PURPOSE", "question_digest", "seal", "seal_matches", "seals"]
+__all__ = ["DIGEST_PURPOSE", "REPLY_PURPOSE", "SEALS_KEY", "SEAL_PURPOSE", "question_digest", "reply_digest", "seal",
+           "seal_matches", "seals"]
 
 DIGEST_PURPOSE = "medrobot.question.v1"
+REPLY_PURPOSE = "medrobot.reply.v1"
 SEAL_PURPOSE = "medrobot.asked.v1"
+#: where a reply record carries its seals (an event's unknown keys are ignored when it is parsed)
+SEALS_KEY = "seals"
 
 
 def question_digest(question: Mapping[str, Any]) -> str:
@@ -41,6 +49,13 @@ def question_digest(question: Mapping[str, Any]) -> str:
             or not all(isinstance(v, int) and not isinstance(v, bool) for v in (step, run)):
         raise ValueError("a question's skill, hazard and text are strings, its step_index and run integers")
     return hashlib.sha256(canonical(DIGEST_PURPOSE, [skill, hazard, step, run, text])).hexdigest()
+
+
+def reply_digest(record: Mapping[str, Any]) -> str:
+    """SHA-256 (hex) of a reply record as it travels (JSON values), every key but its seals."""
+    body = json.dumps({k: v for k, v in record.items() if k != SEALS_KEY}, sort_keys=True, ensure_ascii=True,
+                      separators=(",", ":"))
+    return hashlib.sha256(canonical(REPLY_PURPOSE, [body])).hexdigest()
 
 
 def seal(key: bytes, *, session: str, nonce: str, digest: str) -> str:

@@ -42,7 +42,7 @@ from medrobot_llm.backends.ros.signed import operator_msg
 from medrobot_llm.language.text import tokenize
 from medrobot_llm.language.words import CONTROL_PHRASES
 from medrobot_llm.safety import keys
-from medrobot_llm.safety.asked import question_digest, seal_matches
+from medrobot_llm.safety.asked import SEALS_KEY, question_digest, reply_digest, seal_matches
 from medrobot_llm.safety.events import EventListener, QuestionEvent, ReplyEvent, SupervisorEvent, parse_event
 from medrobot_llm.safety.operator import OperatorKind, OperatorSigner
 from medrobot_llm.safety.operator_gate import DEFAULT_COMMAND_WINDOW_S
@@ -161,6 +161,14 @@ class RemoteSupervisor:
         return digest if seal_matches(self._key, claimed, session=msg.session, nonce=msg.nonce, digest=digest) \
             else None
 
+    def _reply_sealed(self, rec: dict[str, Any]) -> bool:
+        """Whether the supervisor of the session followed sealed this reply for this operator."""
+        seals = rec.get(SEALS_KEY)
+        claimed = seals.get(self.operator) if isinstance(seals, dict) else None
+        with self._cond:
+            session = self._session
+        return bool(session) and seal_matches(self._key, claimed, session=session, nonce="", digest=reply_digest(rec))
+
     def _apply(self, status: dict[str, Any], msg: Any) -> list[QuestionEvent]:
         """Make ``status`` the current state (caller holds ``_cond``); returns the question events it seals, for
         the caller to deliver once it let go of the lock."""
@@ -192,6 +200,9 @@ class RemoteSupervisor:
         if not isinstance(rec, dict):
             return
         event = parse_event(rec)
+        if isinstance(event, ReplyEvent) and not self._reply_sealed(rec):
+            _LOG.warning("dropped a /medrobot/events reply the supervisor did not seal for operator %r", self.operator)
+            return
         with self._cond:
             if isinstance(event, ReplyEvent):
                 for match, slot in self._waiters:
@@ -248,7 +259,13 @@ class RemoteSupervisor:
 
     def _ask(self, publish: Callable[[], None], match: Callable[[ReplyEvent], bool], timeout: float) -> Reply:
         slot: list[ReplyEvent] = []
-        entry = (match, slot)
+        with self._cond:
+            before = self._state_msg.seq if self._state_msg is not None else -1
+
+        def fresh(r: ReplyEvent) -> bool:  # an older sealed reply, replayed, came with an older state
+            return r.state_seq is not None and r.state_seq > before and match(r)
+
+        entry = (fresh, slot)
         with self._cond:
             self._waiters.append(entry)
         deadline = time.monotonic() + timeout

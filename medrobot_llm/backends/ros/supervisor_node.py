@@ -23,6 +23,7 @@ latches only if its sender's last word is still "pressed".
 from __future__ import annotations
 
 import functools
+import json
 import secrets
 import sys
 import threading
@@ -55,7 +56,7 @@ from medrobot_llm.backends.ros.common import (SERVICE_PLAN, TOPIC_COMMAND, TOPIC
                                               spin_node)
 from medrobot_llm.backends.ros.signed import heartbeat_msg, operator_wire
 from medrobot_llm.safety import keys
-from medrobot_llm.safety.asked import question_digest, seals
+from medrobot_llm.safety.asked import SEALS_KEY, question_digest, reply_digest, seals
 from medrobot_llm.safety.capability import CapabilityMinter
 from medrobot_llm.safety.gate import plan_id_of, to_json
 from medrobot_llm.safety.heartbeat import HeartbeatSigner
@@ -339,7 +340,9 @@ class SupervisorNode(Node):
         # the state published here is taken after the reply: a console waits for it (``state_seq``) so
         # that what it reads next is never the state from before its own command
         event = ev.ReplyEvent.answering(op, reply, text=text, state_seq=self.publish_state())
-        self._events_pub.publish(String(data=to_json(event.record())))
+        record = json.loads(to_json(event.record()))  # sealed as it travels: the console checks the same values
+        record[SEALS_KEY] = seals(self._keyring, session=self.session, nonce="", digest=reply_digest(record))
+        self._events_pub.publish(String(data=to_json(record)))
 
     def _on_record(self, event: ev.SupervisorEvent) -> None:
         self._events_pub.publish(String(data=to_json(event.record())))
