@@ -18,6 +18,11 @@ State and events are two topics, and DDS orders messages within a topic only. A 
 last record it reflects (``records_through``); it is applied only once that record came in on the events
 stream (or after ``HOLD_S``, should events be lost), so whoever sees "IDLE, all steps done" also has
 every step result of that plan.
+
+Both topics are unsigned, so what is shown or believed must be sealed for this operator (``safety.asked``): a
+state whose question has no valid seal is dropped whole, a ``question`` event waits until a sealed state asks
+the same question, and a reply counts only if sealed and newer than the state seen when it was asked for. A
+confirmation signs the digest of the question shown, which the supervisor compares with its own.
 """
 
 from __future__ import annotations

@@ -3,9 +3,9 @@
 In: signed operator messages (``medrobot_interfaces/OperatorMessage``, docs/trust.md) on ``/medrobot/command``
 (command, cancel, stop), ``/medrobot/confirm`` (confirm, deny) and ``/medrobot/reset`` (reset), judged by
 ``safety.operator_gate``; ``/medrobot/estop`` (true = stop and latch, from anyone; false releases nothing).
-Out: ``/medrobot/state`` on every change and a few times a second (with the nonce operators must answer),
-``/medrobot/events`` (every audit record, step feedback, and one ``reply`` per operator message, refusals
-included, so a console can say why), the signed ``/medrobot/heartbeat``, and the action goals, each carrying
+Out: ``/medrobot/state`` on every change and a few times a second (with the nonce operators must answer, and
+its question sealed for each operator: ``safety.asked``), ``/medrobot/events`` (every audit record, step
+feedback, and one sealed ``reply`` per operator message, refusals included, so a console can say why), the signed ``/medrobot/heartbeat``, and the action goals, each carrying
 a capability minted for exactly its step. An accepted command is planned by calling ``/medrobot/plan``
 asynchronously; only the planner's signed answer to that very command is acted on.
 
