@@ -147,9 +147,6 @@ def test_a_reset_on_another_graph_does_not_release_this_graphs_stop(pair: tuple[
 BENIGN = "Confirm moving the gantry home: move_to_view"
 
 
-@pytest.mark.xfail(strict=True, reason="/medrobot/state is unsigned and a confirmation binds only the nonce: a "
-                   "keyless node re-publishes the supervisor's state with the exposure question reworded as a gantry "
-                   "move, the console shows that, and the operator's signed yes confirms the exposure")
 def test_the_console_shows_the_question_the_supervisor_asks(pair: tuple[RosGraph, SecondGraph]) -> None:
     a, _ = pair
     a.at_rest()
@@ -178,8 +175,6 @@ def _exposure_records(a: RosGraph, since: int) -> list[dict[str, Any]]:
     return [r for r in map(json.loads, lines) if r.get("hazard") == "exposure"]
 
 
-@pytest.mark.xfail(strict=True, reason="a one-cycle skill runs to its end where its goal arrived: a stop pressed "
-                   "while take_shot is exposing latches the halt, but the exposure still finishes and reports success")
 def test_an_estop_pressed_during_an_exposure_ends_it(pair: tuple[RosGraph, SecondGraph]) -> None:
     a, _ = pair
     for _attempt in range(3):

@@ -54,12 +54,28 @@ def remote(clock: ManualClock, keys_dir: Path) -> Iterator[Any]:
 
 
 def state(seq: int, name: str, through: int, session: str = "s1", reason: str = "", nonce: str = "",
-          question: dict[str, Any] | None = None) -> Any:
+          question: dict[str, Any] | None = None, sealed_by: tuple[str, bytes] | None = None) -> Any:
+    """A supervisor state; its question sealed for operator ``sealed_by`` (name, key) as the supervisor does."""
     from medrobot_interfaces.msg import SupervisorState
 
+    from medrobot_llm.safety.asked import question_digest, seals
+
+    status: dict[str, Any] = {"records_through": through, "reason": reason, "nonce": nonce, "question": question}
+    if question is not None and sealed_by is not None:
+        status["question_seals"] = seals(dict([sealed_by]), session=session, nonce=nonce,
+                                         digest=question_digest(question))
     return SupervisorState(seq=seq, session=session, state=name, reason=reason, nonce=nonce,
-                           status_json=json.dumps({"records_through": through, "reason": reason, "nonce": nonce,
-                                                   "question": question}))
+                           status_json=json.dumps(status))
+
+
+EXPOSURE = {"run": 1, "step_index": 0, "skill": "take_shot", "hazard": "radiation",
+            "text": "Confirm exposure 1 of 1: take_shot", "asked_at": 1.0, "expires_at": 61.0}
+
+
+def alice(keys_dir: Path) -> tuple[str, bytes]:
+    from medrobot_llm.safety.keys import load_operator_key
+
+    return "alice", load_operator_key("alice", keys_dir)
 
 
 def event(e: ev.SupervisorEvent, seq: int | None = None) -> Any:
@@ -192,12 +208,44 @@ def test_cancel_and_stop_phrases_go_as_their_own_kinds(remote: Any, keys_dir: Pa
 def test_a_confirmation_answers_the_question_it_saw(remote: Any, keys_dir: Path) -> None:
     from medrobot_llm.safety.operator import OperatorKind
 
+    from medrobot_llm.safety.asked import question_digest
+
     sent = Sent(remote, keys_dir)
-    remote._on_state(state(1, "AWAITING_CONFIRMATION", 0, nonce="ef" * 16, question={"step_index": 0}))
+    remote._on_state(state(1, "AWAITING_CONFIRMATION", 0, nonce="ef" * 16, question=EXPOSURE,
+                           sealed_by=alice(keys_dir)))
     remote.confirm(0, timeout=0.2)
     (topic, wire), = sent.wait(1)
     msg = sent.verifier.verify(wire, open_nonce="ef" * 16)
     assert topic == "/medrobot/confirm" and msg.kind is OperatorKind.CONFIRM
+    assert msg.body == question_digest(EXPOSURE)  # the question it showed, for the supervisor to compare
+
+
+def test_a_question_the_supervisor_did_not_seal_for_this_operator_is_never_shown(remote: Any, keys_dir: Path) -> None:
+    sealed = state(1, "AWAITING_CONFIRMATION", 0, nonce="ef" * 16, question=EXPOSURE, sealed_by=alice(keys_dir))
+    remote._on_state(sealed)
+    reworded = {**EXPOSURE, "skill": "move_to_view", "hazard": "motion", "text": "Confirm moving the gantry home"}
+    forged = state(2, "AWAITING_CONFIRMATION", 0, nonce="ef" * 16, question=reworded)
+    forged.status_json = json.dumps({**json.loads(forged.status_json),
+                                     "question_seals": json.loads(sealed.status_json)["question_seals"]})
+    for fake in (forged, state(3, "AWAITING_CONFIRMATION", 0, nonce="ef" * 16, question=reworded),
+                 state(4, "AWAITING_CONFIRMATION", 0, nonce="ef" * 16, question=reworded,
+                       sealed_by=("alice", b"m" * 32))):
+        remote._on_state(fake)
+        assert remote.status()["question"]["text"] == EXPOSURE["text"] and remote.status()["seq"] == 1
+
+
+def test_a_question_event_is_shown_only_once_a_sealed_state_asks_it(remote: Any, keys_dir: Path) -> None:
+    shown: list[str] = []
+    remote.subscribe(lambda e: shown.append(e.text) if isinstance(e, ev.QuestionEvent) else None)
+    fields = {k: EXPOSURE[k] for k in ("run", "step_index", "skill", "hazard", "text", "asked_at", "expires_at")}
+    remote._on_event(event(ev.QuestionEvent(**{**fields, "text": "Confirm moving the gantry home"}), seq=4))
+    remote._on_event(event(ev.QuestionEvent(**fields), seq=5))
+    assert shown == []  # nothing sealed asks either yet
+    remote._on_state(state(1, "AWAITING_CONFIRMATION", 5, nonce="ef" * 16, question=EXPOSURE,
+                           sealed_by=alice(keys_dir)))
+    assert shown == [EXPOSURE["text"]]
+    remote._on_event(event(ev.QuestionEvent(**fields), seq=6))  # asked by the state shown now: at once
+    assert shown == [EXPOSURE["text"]] * 2
 
 
 def test_a_console_without_its_key_says_what_to_do(tmp_path: Path) -> None:
@@ -207,3 +255,41 @@ def test_a_console_without_its_key_says_what_to_do(tmp_path: Path) -> None:
 
     with pytest.raises(KeyMissing, match="medrobot keys init"):
         RemoteSupervisor("medrobot_test_nokey", operator="nobody", keys_dir=tmp_path)
+
+
+def sealed_reply(keys_dir: Path, reply: ev.ReplyEvent, session: str = "s1", key: bytes | None = None) -> Any:
+    """``reply`` as the supervisor node publishes it: sealed for alice (or with ``key``, a forger's)."""
+    from std_msgs.msg import String
+
+    from medrobot_llm.safety.asked import SEALS_KEY, reply_digest, seals
+
+    record = json.loads(json.dumps(reply.record()))
+    record[SEALS_KEY] = seals({"alice": key or alice(keys_dir)[1]}, session=session, nonce="",
+                              digest=reply_digest(record))
+    return String(data=json.dumps(record))
+
+
+def test_only_a_sealed_fresh_reply_answers_a_command(remote: Any, keys_dir: Path) -> None:
+    from medrobot_llm.safety.replies import Reply
+    from medrobot_llm.safety.supervisor import SupervisorState
+
+    remote._on_state(state(7, "IDLE", 0, nonce="ef" * 16))
+
+    def answer(r: ev.ReplyEvent) -> bool:
+        return r.op == "command" and r.text == "take a shot"
+
+    def refused(seq: int) -> ev.ReplyEvent:
+        return ev.ReplyEvent.answering("command", Reply(False, SupervisorState.IDLE, "refused: nothing done"),
+                                       text="take a shot", state_seq=seq)
+
+    for wrong in (event(refused(8)), sealed_reply(keys_dir, refused(8), key=b"m" * 32),
+                  sealed_reply(keys_dir, refused(8), session="s0"),  # another supervisor's
+                  sealed_reply(keys_dir, refused(6))):  # an old reply, replayed: it came with an older state
+        assert remote._ask(lambda w=wrong: remote._on_event(w), answer, 0.1).message == remote.NO_ANSWER
+    genuine = sealed_reply(keys_dir, refused(8))
+
+    def supervisor_answers() -> None:
+        remote._on_event(genuine)
+        remote._on_state(state(8, "IDLE", 0, nonce="ef" * 16))
+
+    assert remote._ask(supervisor_answers, answer, 1.0).message == "refused: nothing done"

@@ -150,6 +150,28 @@ def test_a_replayed_confirmation_and_one_for_another_question_are_refused(at_res
     assert graph.remote.deny().accepted
 
 
+def test_a_yes_to_a_question_the_supervisor_did_not_ask_confirms_nothing(at_rest: RosGraph) -> None:
+    """The operator's own signed yes, for the open nonce, but to a reworded question (what a console shown a
+    forged state would sign) is refused as not_asked and audited; the sealed question is still there to answer."""
+    from medrobot_llm.backends.ros.common import TOPIC_CONFIRM
+    from medrobot_llm.safety.asked import question_digest
+
+    graph = at_rest
+    attacker = Attacker(graph)
+    nonce = _exposure_question(graph)
+    asked = graph.remote.status()["question"]
+    assert graph.remote.status()["question_digest"] == question_digest(asked)
+    name, key = _operator_key(graph)
+    since = graph.n_events()
+    shown = question_digest({**asked, "skill": "move_to_view", "text": "Confirm moving the gantry home"})
+    attacker.send(TOPIC_CONFIRM, _signed(name, key, "confirm", nonce, shown))
+    event = _refused(graph, since, "not_asked", name)
+    assert "answered a question the supervisor did not ask" in event["reason"], event
+    assert _in_audit_log(graph, "not_asked", name)
+    _no_shot(graph, since)
+    assert graph.remote.deny().accepted
+
+
 def test_only_the_operators_signed_reset_releases_a_latched_stop(at_rest: RosGraph) -> None:
     from medrobot_llm.backends.ros.common import TOPIC_RESET
 

@@ -19,6 +19,7 @@ from PIL import Image
 from medrobot_llm import CancelToken, FailureKind, Feedback, Step, StepResult, load_command_set
 from medrobot_llm.backends.sim import make
 from medrobot_llm.backends.sim.xray import AXES, XrayScene
+from medrobot_llm.backends.sim.xray import imaging as xray_imaging
 from medrobot_llm.backends.sim.xray import skills as xray_skills
 from medrobot_llm.backends.sim.xray.checks import check_exposures, check_shot, check_view
 
@@ -308,3 +309,53 @@ def test_same_seed_same_rollout_and_image_bytes(tmp_path: Path) -> None:
     c = rollout(6, tmp_path / "c")
     assert a == b
     assert a[0] != c[0] and a[1] != c[1]
+
+
+def _halt_at(scene: XrayScene, phase: str) -> list[dict[str, Any]]:
+    """Records the scene's hazard log, and halts it as the record of ``phase`` is written: a stop pressed at that
+    moment of an exposure, on another thread in the skill server."""
+    records: list[dict[str, Any]] = []
+
+    def log(kind: str, **fields: Any) -> None:
+        records.append(fields)
+        if fields["phase"] == phase:
+            scene.halt("e-stop during the exposure")
+
+    scene.hazard_log = log
+    return records
+
+
+def test_a_halt_before_the_beam_comes_on_gives_no_dose(scene: XrayScene) -> None:
+    ok(scene, "move_to_view", anatomy="pelvis", view="ap")
+    taken = len(scene.exposures)
+    records = _halt_at(scene, "intended")
+    try:
+        result = run(scene, "take_shot")
+    finally:
+        scene.hazard_log = None
+        scene.clear_halt()
+    assert result.failure is FailureKind.HALTED and not result.outcome["beam_on"], result
+    assert [r["phase"] for r in records] == ["intended", "not_done"] and records[-1]["beam_on"] is False
+    assert len(scene.exposures) == taken
+
+
+def test_a_halt_with_the_beam_on_cuts_the_exposure(scene: XrayScene) -> None:
+    ok(scene, "move_to_view", anatomy="pelvis", view="ap")
+    with pytest.raises(xray_imaging.BeamCut) as cut, scene.beam("take_shot", 7):
+        scene.halt("e-stop during the exposure")
+        scene.cast(scene.geometry().source, scene.pixel_grid(scene.geometry(), 8)[0], chunk=16)
+    scene.clear_halt()
+    assert cut.value.beam_on and cut.value.index == 7 and "beam on" in str(cut.value)
+
+
+def test_an_image_made_as_the_halt_latched_is_kept_flagged_and_never_a_success(scene: XrayScene) -> None:
+    ok(scene, "move_to_view", anatomy="pelvis", view="ap")
+    records = _halt_at(scene, "done")
+    try:
+        result = run(scene, "take_shot")
+    finally:
+        scene.hazard_log = None
+        scene.clear_halt()
+    assert not result.success and result.failure is FailureKind.HALTED, result
+    assert result.outcome["halted_during"] and Path(result.outcome["path"]).exists()
+    assert records[-1]["phase"] == "done" and records[-1]["sha256"]

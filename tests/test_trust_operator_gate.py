@@ -13,6 +13,7 @@ import pytest
 from medrobot_llm.core.clock import ManualClock
 from medrobot_llm.core.plan import Control, Plan
 from medrobot_llm.core.reasons import Reason
+from medrobot_llm.safety.asked import question_digest, seal_matches, seals
 from medrobot_llm.safety.operator import DEFAULT_WINDOW_S, OperatorKind, OperatorSigner, OperatorVerifier
 from medrobot_llm.safety.operator_gate import (
     DEFAULT_COMMAND_WINDOW_S, Admitted, Channel, Dropped, OperatorGate, PlanAnswer, Planned, Refusal,
@@ -223,3 +224,59 @@ def test_a_planner_failure_ends_the_command_with_its_reason() -> None:
     refusal = rig.gate.planner_failed(admitted.pending.request_id, "no planner")
     assert isinstance(refusal, Refusal) and refusal.message == "no planner" and rig.gate.pending is None
     assert rig.gate.planner_failed(admitted.pending.request_id, "again") is None
+
+
+EXPOSURE = {"run": 1, "step_index": 1, "skill": "take_shot", "hazard": "radiation",
+            "text": "Confirm exposure 1 of 1: take_shot", "asked_at": T0, "expires_at": T0 + 60}
+
+
+def test_a_yes_to_a_question_other_than_the_one_asked_confirms_nothing() -> None:
+    rig = Rig()
+    rig.nonce = rig.gate.observe("AWAITING_CONFIRMATION", EXPOSURE, 1)
+    asked = question_digest(EXPOSURE)
+    shown = question_digest({**EXPOSURE, "skill": "move_to_view", "text": "Confirm moving the gantry home"})
+    for body in (shown, ""):
+        msg = rig.alice.sign(OperatorKind.CONFIRM, rig.nonce, body)
+        out = rig.gate.receive(Channel.CONFIRM, msg.to_wire(), topic="/medrobot/confirm", open_nonce=rig.nonce,
+                               asked=asked)
+        refusal = _untrusted(out, Reason.NOT_ASKED)
+        assert "answered a question the supervisor did not ask" in refusal.message
+    msg = rig.alice.sign(OperatorKind.CONFIRM, rig.nonce, asked)
+    assert isinstance(rig.gate.receive(Channel.CONFIRM, msg.to_wire(), topic="/medrobot/confirm",
+                                       open_nonce=rig.nonce, asked=asked), Admitted)
+
+
+def test_a_deny_of_any_question_still_counts() -> None:
+    """Saying no only makes things safer: a deny needs the nonce, not the digest."""
+    rig = Rig()
+    rig.nonce = rig.gate.observe("AWAITING_CONFIRMATION", EXPOSURE, 1)
+    msg = rig.alice.sign(OperatorKind.DENY, rig.nonce, "")
+    assert isinstance(rig.gate.receive(Channel.CONFIRM, msg.to_wire(), topic="/medrobot/confirm",
+                                       open_nonce=rig.nonce, asked=question_digest(EXPOSURE)), Admitted)
+
+
+def test_each_field_of_a_question_changes_its_digest_and_a_malformed_one_has_none() -> None:
+    digests = {question_digest(EXPOSURE)}
+    for field, other in (("run", 2), ("step_index", 0), ("skill", "move_to_view"), ("hazard", "motion"),
+                         ("text", "Confirm moving the gantry home")):
+        digests.add(question_digest({**EXPOSURE, field: other}))
+    assert len(digests) == 6
+    assert question_digest({**EXPOSURE, "asked_at": 0.0}) == question_digest(EXPOSURE)  # not what is shown
+    for bad in ({}, {**EXPOSURE, "run": "1"}, {**EXPOSURE, "step_index": True}, {**EXPOSURE, "text": None}):
+        with pytest.raises(ValueError):
+            question_digest(bad)
+
+
+def test_a_seal_shows_only_its_operators_console_the_question_of_this_nonce() -> None:
+    digest = question_digest(EXPOSURE)
+    sealed = seals({"alice": ALICE, "bob": MALLORY}, session="s1", nonce="n1", digest=digest)
+    assert seal_matches(ALICE, sealed["alice"], session="s1", nonce="n1", digest=digest)
+    assert not seal_matches(ALICE, sealed["bob"], session="s1", nonce="n1", digest=digest)
+    assert not seal_matches(ALICE, sealed["alice"], session="s1", nonce="n2", digest=digest)
+    assert not seal_matches(ALICE, sealed["alice"], session="s2", nonce="n1", digest=digest)
+    assert not seal_matches(ALICE, sealed["alice"], session="s1", nonce="n1",
+                            digest=question_digest({**EXPOSURE, "text": "Confirm moving the gantry home"}))
+    assert not seal_matches(ALICE, None, session="s1", nonce="n1", digest=digest)
+    # a seal is not an operator message's MAC, though both use the operator's key
+    signed = OperatorSigner("alice", ALICE, clock=ManualClock(T0)).sign(OperatorKind.CONFIRM, "n1", digest)
+    assert signed.mac != sealed["alice"]

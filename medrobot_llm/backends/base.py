@@ -377,6 +377,10 @@ class LoopBackend(SkillBackend):
             except Exception:  # noqa: BLE001, S110 - the first error is the one worth reporting
                 pass
             return StepResult.failed(FailureKind.ERROR, f"{step.skill} raised {type(exc).__name__}: {exc}")
+        if status is BehaviourStatus.SUCCESS and self.halted:
+            # latched during the cycle (the loop checks before it): whatever the skill made is evidence, not success
+            return StepResult.failed(FailureKind.HALTED, f"halted during {step.skill}: {self._halt_reason}; what it "
+                                     "made is kept but it did not succeed", **behaviour.outcome, halted_during=True)
         if status is BehaviourStatus.SUCCESS:
             return StepResult(success=True, message=behaviour.message or "done", outcome=behaviour.outcome)
         if behaviour.failure.is_limit_violation:

@@ -70,6 +70,7 @@ class Reason(str, Enum):
     UNKNOWN_OPERATOR = "unknown_operator"
     STALE_MESSAGE = "stale_message"
     NOT_OPEN = "not_open"
+    NOT_ASKED = "not_asked"
     NO_HEARTBEAT = "no_heartbeat"
     OTHER_GRAPH = "other_graph"
 
@@ -130,6 +131,8 @@ SUMMARY: dict[Reason, str] = {
     Reason.UNKNOWN_OPERATOR: "an operator message from an identity with no key in the supervisor's keyring",
     Reason.STALE_MESSAGE: "an operator message or heartbeat stamped outside its time window (too old, or ahead)",
     Reason.NOT_OPEN: "an operator answer bound to a question or plan that is not the one open now",
+    Reason.NOT_ASKED: "an operator's confirmation of a question other than the one the supervisor asked (the console "
+                      "was shown a forged or altered question)",
     Reason.NO_HEARTBEAT: "no valid supervisor heartbeat within the window: the robot halts and refuses every goal",
     Reason.OTHER_GRAPH: "a capability signed with this user's secret for another graph (another ROS domain): "
                         "refused here",
@@ -154,7 +157,7 @@ GROUPS: tuple[tuple[str, tuple[Reason, ...]], ...] = (
     ("Authentication: capabilities, operator messages and heartbeats (docs/trust.md)", (
         Reason.NO_CAPABILITY, Reason.BAD_SIGNATURE, Reason.CAPABILITY_MISMATCH, Reason.EXPIRED, Reason.REPLAYED,
         Reason.TOO_MANY_CAPABILITIES, Reason.UNKNOWN_OPERATOR, Reason.STALE_MESSAGE, Reason.NOT_OPEN,
-        Reason.NO_HEARTBEAT, Reason.OTHER_GRAPH)),
+        Reason.NOT_ASKED, Reason.NO_HEARTBEAT, Reason.OTHER_GRAPH)),
 )
 
 

@@ -13,6 +13,7 @@ withdraws it, so its plan, when it comes back, is dropped instead of run.
 
 from __future__ import annotations
 
+import hmac
 import json
 import secrets
 import threading
@@ -179,8 +180,13 @@ class OperatorGate:
         return self._pending
 
     # ---------------------------------------------------------------- operator messages
-    def receive(self, channel: Channel, wire: str, *, topic: str, open_nonce: str) -> Admitted | Refusal:
-        """Verify one operator message that came in on ``channel`` (``topic`` names it in the audit)."""
+    def receive(self, channel: Channel, wire: str, *, topic: str, open_nonce: str,
+                asked: str | None = None) -> Admitted | Refusal:
+        """Verify one operator message that came in on ``channel`` (``topic`` names it in the audit).
+
+        ``asked`` is the digest (``asked.question_digest``) of the question open now, None if none is: a
+        confirmation must carry it in its body, so the operator confirms what their console showed them, and a
+        question reworded on the way to the console (the state is unsigned) confirms nothing."""
         try:
             msg = self._verifier.verify(wire, open_nonce=open_nonce)
         except Untrusted as refused:
@@ -191,6 +197,12 @@ class OperatorGate:
                             f"{topic} (that topic carries {', '.join(sorted(k.value for k in KINDS[channel]))})",
                             claimed=msg.operator)
             return self._untrusted(topic, msg.kind.value, wrong, text=msg.body or None)
+        if msg.kind is OperatorKind.CONFIRM and asked is not None \
+                and not hmac.compare_digest(msg.body.encode("ascii", "replace"), asked.encode("ascii")):
+            shown = Untrusted(Reason.NOT_ASKED, f"refused confirm from {msg.operator!r}: it answered a question the "
+                              "supervisor did not ask (what the console showed is not the open question); nothing "
+                              "confirmed", claimed=msg.operator)
+            return self._untrusted(topic, msg.kind.value, shown)
         if msg.kind is OperatorKind.CANCEL:
             return Admitted(msg, withdrawn=self._withdraw())
         if msg.kind is not OperatorKind.COMMAND:

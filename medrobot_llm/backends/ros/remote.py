@@ -18,6 +18,11 @@ State and events are two topics, and DDS orders messages within a topic only. A 
 last record it reflects (``records_through``); it is applied only once that record came in on the events
 stream (or after ``HOLD_S``, should events be lost), so whoever sees "IDLE, all steps done" also has
 every step result of that plan.
+
+Both topics are unsigned, so what is shown or believed must be sealed for this operator (``safety.asked``): a
+state whose question has no valid seal is dropped whole, a ``question`` event waits until a sealed state asks
+the same question, and a reply counts only if sealed and newer than the state seen when it was asked for. A
+confirmation signs the digest of the question shown, which the supervisor compares with its own.
 """
 
 from __future__ import annotations
@@ -42,7 +47,8 @@ from medrobot_llm.backends.ros.signed import operator_msg
 from medrobot_llm.language.text import tokenize
 from medrobot_llm.language.words import CONTROL_PHRASES
 from medrobot_llm.safety import keys
-from medrobot_llm.safety.events import EventListener, ReplyEvent, parse_event
+from medrobot_llm.safety.asked import SEALS_KEY, question_digest, reply_digest, seal_matches
+from medrobot_llm.safety.events import EventListener, QuestionEvent, ReplyEvent, SupervisorEvent, parse_event
 from medrobot_llm.safety.operator import OperatorKind, OperatorSigner
 from medrobot_llm.safety.operator_gate import DEFAULT_COMMAND_WINDOW_S
 from medrobot_llm.safety.machine import LATCHED, SupervisorError, SupervisorState
@@ -54,6 +60,8 @@ _LOG = logging.getLogger(__name__)
 
 #: the longest a state waits for the records it follows (lost events must not freeze the state)
 HOLD_S = 0.5
+#: question events kept while no sealed state asks them (a forger's flood must not grow without bound)
+MAX_UNSEALED = 8
 #: how long a command waits for its reply: the supervisor's planning window, plus time for the reply to travel
 COMMAND_TIMEOUT_S = DEFAULT_COMMAND_WINDOW_S + 5.0
 
@@ -87,7 +95,9 @@ class RemoteSupervisor:
                  clock: Clock = time.monotonic) -> None:
         self.clock = clock
         self.operator = operator or keys.default_operator()
-        self._signer = OperatorSigner(self.operator, keys.load_operator_key(self.operator, keys_dir))
+        key = keys.load_operator_key(self.operator, keys_dir)
+        self._signer = OperatorSigner(self.operator, key)
+        self._key = key  # also checks the supervisor's seal on the questions it asks (safety.asked)
         self._runner = NodeRunner(name)
         node = self._runner.node
         self.node = node
@@ -99,6 +109,8 @@ class RemoteSupervisor:
         self._seen_seq: int | None = None  # the last record seen on the events stream (this session)
         self._session = ""
         self._held: tuple[dict[str, Any], Any, int, float] | None = None  # status, msg, through, held since
+        #: question events not shown yet: each waits for a sealed state asking the same (digest, event)
+        self._unsealed: list[tuple[str, QuestionEvent]] = []
         self._command = node.create_publisher(OperatorMsg, TOPIC_COMMAND, reliable_qos(10))
         self._confirm = node.create_publisher(OperatorMsg, TOPIC_CONFIRM, reliable_qos(10))
         self._estop = node.create_publisher(Bool, TOPIC_ESTOP, latched_qos(5))
@@ -119,25 +131,71 @@ class RemoteSupervisor:
             status["telemetry"] = json.loads(msg.telemetry_json) if msg.telemetry_json else {}
         except ValueError:
             pass
+        if status.get("question") is not None:
+            digest = self._sealed(status, msg)
+            if digest is None:  # never shown, never confirmed: the state is dropped whole
+                _LOG.warning("dropped a /medrobot/state whose question the supervisor did not seal for operator %r",
+                             self.operator)
+                return
+            status["question_digest"] = digest
         through = status.get("records_through")
+        shown: list[QuestionEvent] = []
         with self._cond:
             if not isinstance(through, int) or msg.session != self._session or self._seen_seq is None:
                 # a state without the field, or the first one of a supervisor: nothing earlier to wait for
                 self._session = msg.session
                 self._seen_seq = through if isinstance(through, int) else None
-                self._apply(status, msg)
-                return
-            now = self.clock()
-            since = self._held[3] if self._held is not None else now
-            if through <= self._seen_seq or now - since >= HOLD_S:
-                self._apply(status, msg)
+                shown = self._apply(status, msg)
             else:
-                self._held = (status, msg, through, since)
+                now = self.clock()
+                since = self._held[3] if self._held is not None else now
+                if through <= self._seen_seq or now - since >= HOLD_S:
+                    shown = self._apply(status, msg)
+                else:
+                    self._held = (status, msg, through, since)
+        self._deliver(shown)
 
-    def _apply(self, status: dict[str, Any], msg: Any) -> None:
-        """Make ``status`` the current state (caller holds ``_cond``)."""
+    def _sealed(self, status: dict[str, Any], msg: Any) -> str | None:
+        """The digest of the state's question if the supervisor sealed it for this operator, else None."""
+        seals = status.get("question_seals")
+        try:
+            digest = question_digest(status["question"])
+        except ValueError:
+            return None
+        claimed = seals.get(self.operator) if isinstance(seals, dict) else None
+        return digest if seal_matches(self._key, claimed, session=msg.session, nonce=msg.nonce, digest=digest) \
+            else None
+
+    def _reply_sealed(self, rec: dict[str, Any]) -> bool:
+        """Whether the supervisor of the session followed sealed this reply for this operator."""
+        seals = rec.get(SEALS_KEY)
+        claimed = seals.get(self.operator) if isinstance(seals, dict) else None
+        with self._cond:
+            session = self._session
+        return bool(session) and seal_matches(self._key, claimed, session=session, nonce="", digest=reply_digest(rec))
+
+    def _apply(self, status: dict[str, Any], msg: Any) -> list[QuestionEvent]:
+        """Make ``status`` the current state (caller holds ``_cond``); returns the question events it seals, for
+        the caller to deliver once it let go of the lock."""
         self._state, self._state_msg, self._held = status, msg, None
         self._cond.notify_all()
+        digest = status.get("question_digest")
+        shown = [event for d, event in self._unsealed if d == digest]
+        self._unsealed = [(d, event) for d, event in self._unsealed if d != digest]
+        return shown
+
+    def _deliver(self, events: list[QuestionEvent]) -> None:
+        for event in events:
+            self._notify(event)
+
+    def _notify(self, event: SupervisorEvent) -> None:
+        with self._cond:
+            listeners = list(self._listeners)
+        for fn in listeners:
+            try:
+                fn(event)
+            except Exception:  # noqa: BLE001 - a broken listener must not stop the others
+                _LOG.exception("a /medrobot/events listener failed")
 
     def _on_event(self, msg: String) -> None:
         try:
@@ -147,20 +205,26 @@ class RemoteSupervisor:
         if not isinstance(rec, dict):
             return
         event = parse_event(rec)
+        if isinstance(event, ReplyEvent) and not self._reply_sealed(rec):
+            _LOG.warning("dropped a /medrobot/events reply the supervisor did not seal for operator %r", self.operator)
+            return
         with self._cond:
             if isinstance(event, ReplyEvent):
                 for match, slot in self._waiters:
                     if not slot and match(event):
                         slot.append(event)
-            listeners = list(self._listeners) if event is not None else []
+            if isinstance(event, QuestionEvent):
+                # the events topic is unsigned too: a question is shown only once a state the supervisor sealed
+                # asks the same (now, or when that state comes in)
+                digest = question_digest(event.model_dump())
+                if self._state is None or self._state.get("question_digest") != digest:
+                    self._unsealed = [*self._unsealed[-(MAX_UNSEALED - 1):], (digest, event)]
+                    event = None
             self._cond.notify_all()
-        for fn in listeners:
-            assert event is not None
-            try:
-                fn(event)
-            except Exception:  # noqa: BLE001 - a broken listener must not stop the others
-                _LOG.exception("a /medrobot/events listener failed")
+        if event is not None:
+            self._notify(event)
         seq = rec.get("seq")
+        shown: list[QuestionEvent] = []
         if isinstance(seq, int) and not isinstance(seq, bool):
             # after the listeners: a state released here finds its records already delivered to them
             with self._cond:
@@ -168,7 +232,8 @@ class RemoteSupervisor:
                     self._seen_seq = seq
                 held = self._held
                 if held is not None and self._seen_seq is not None and held[2] <= self._seen_seq:
-                    self._apply(held[0], held[1])
+                    shown = self._apply(held[0], held[1])
+        self._deliver(shown)
 
     # ---------------------------------------------------------------- waiting
     def status(self) -> dict[str, Any]:
@@ -199,7 +264,13 @@ class RemoteSupervisor:
 
     def _ask(self, publish: Callable[[], None], match: Callable[[ReplyEvent], bool], timeout: float) -> Reply:
         slot: list[ReplyEvent] = []
-        entry = (match, slot)
+        with self._cond:
+            before = self._state_msg.seq if self._state_msg is not None else -1
+
+        def fresh(r: ReplyEvent) -> bool:  # an older sealed reply, replayed, came with an older state
+            return r.state_seq is not None and r.state_seq > before and match(r)
+
+        entry = (fresh, slot)
         with self._cond:
             self._waiters.append(entry)
         deadline = time.monotonic() + timeout
@@ -274,12 +345,17 @@ class RemoteSupervisor:
             if asked != step_index:
                 return self._refused(f"that confirmation is for step {step_index + 1}, but the question is now "
                                      f"about step {int(asked) + 1}; nothing confirmed")
-        return self._ask(self._send(self._confirm, OperatorKind.CONFIRM, self._nonce(status)),
+        # the digest of the question shown (sealed, or the state was dropped): a yes to anything else is refused
+        digest = status.get("question_digest")
+        return self._ask(self._send(self._confirm, OperatorKind.CONFIRM, self._nonce(status),
+                                    digest if isinstance(digest, str) else ""),
                          lambda r: r.op == "confirm", timeout)
 
     def deny(self, *, source: str = "ros", timeout: float = 5.0) -> Reply:
-        return self._ask(self._send(self._confirm, OperatorKind.DENY, self._nonce()), lambda r: r.op == "deny",
-                         timeout)
+        status = self.status()
+        digest = status.get("question_digest")
+        return self._ask(self._send(self._confirm, OperatorKind.DENY, self._nonce(status),
+                                    digest if isinstance(digest, str) else ""), lambda r: r.op == "deny", timeout)
 
     def stop(self, reason: str = "operator stop", *, source: str = "ros") -> Reply:
         """E-stop: publish true on the latched e-stop topic, now (the skill server halts on it directly), and a

@@ -3,9 +3,9 @@
 In: signed operator messages (``medrobot_interfaces/OperatorMessage``, docs/trust.md) on ``/medrobot/command``
 (command, cancel, stop), ``/medrobot/confirm`` (confirm, deny) and ``/medrobot/reset`` (reset), judged by
 ``safety.operator_gate``; ``/medrobot/estop`` (true = stop and latch, from anyone; false releases nothing).
-Out: ``/medrobot/state`` on every change and a few times a second (with the nonce operators must answer),
-``/medrobot/events`` (every audit record, step feedback, and one ``reply`` per operator message, refusals
-included, so a console can say why), the signed ``/medrobot/heartbeat``, and the action goals, each carrying
+Out: ``/medrobot/state`` on every change and a few times a second (with the nonce operators must answer, and
+its question sealed for each operator: ``safety.asked``), ``/medrobot/events`` (every audit record, step
+feedback, and one sealed ``reply`` per operator message, refusals included, so a console can say why), the signed ``/medrobot/heartbeat``, and the action goals, each carrying
 a capability minted for exactly its step. An accepted command is planned by calling ``/medrobot/plan``
 asynchronously; only the planner's signed answer to that very command is acted on.
 
@@ -23,6 +23,7 @@ latches only if its sender's last word is still "pressed".
 from __future__ import annotations
 
 import functools
+import json
 import secrets
 import sys
 import threading
@@ -56,6 +57,7 @@ from medrobot_llm.backends.ros.common import (SERVICE_PLAN, TOPIC_COMMAND, TOPIC
                                               spin_node)
 from medrobot_llm.backends.ros.signed import heartbeat_msg, operator_wire
 from medrobot_llm.safety import keys
+from medrobot_llm.safety.asked import SEALS_KEY, question_digest, reply_digest, seals
 from medrobot_llm.safety.capability import CapabilityMinter
 from medrobot_llm.safety.gate import plan_id_of, to_json
 from medrobot_llm.safety.heartbeat import HeartbeatSigner
@@ -91,6 +93,7 @@ class SupervisorNode(Node):
         self._state_owed = False  # records dispatched since the last state that reflects them (dispatcher thread)
         secret, keyring = self._keys(p["keys_dir"])
         self.graph = graph_identity(self.context.get_domain_id())
+        self._keyring = keyring
         self.gate = OperatorGate(OperatorVerifier(keyring), secret, domain=self.domain, graph=self.graph,
                                  command_window_s=p["command_window_s"])
         self._beats = HeartbeatSigner(secret, graph=self.graph)
@@ -223,11 +226,18 @@ class SupervisorNode(Node):
 
     # ---------------------------------------------------------------- operators
     def _nonce_now(self) -> str:
+        return self._open_now()[0]
+
+    def _open_now(self) -> tuple[str, str | None]:
+        """The nonce and the open question's digest (None if none), from one snapshot of the supervisor."""
         st = self.sup.status()
-        return self.gate.observe(st["state"], st.get("question"), st.get("run"))
+        question = st.get("question")
+        return (self.gate.observe(st["state"], question, st.get("run")),
+                question_digest(question) if question else None)
 
     def _on_operator(self, topic: str, msg: Any) -> None:
-        verdict = self.gate.receive(_CHANNELS[topic], operator_wire(msg), topic=topic, open_nonce=self._nonce_now())
+        nonce, asked = self._open_now()
+        verdict = self.gate.receive(_CHANNELS[topic], operator_wire(msg), topic=topic, open_nonce=nonce, asked=asked)
         if isinstance(verdict, Refusal):
             self._refuse(verdict)
             return
@@ -333,7 +343,9 @@ class SupervisorNode(Node):
         # the state published here is taken after the reply: a console waits for it (``state_seq``) so
         # that what it reads next is never the state from before its own command
         event = ev.ReplyEvent.answering(op, reply, text=text, state_seq=self.publish_state())
-        self._events_pub.publish(String(data=to_json(event.record())))
+        record = json.loads(to_json(event.record()))  # sealed as it travels: the console checks the same values
+        record[SEALS_KEY] = seals(self._keyring, session=self.session, nonce="", digest=reply_digest(record))
+        self._events_pub.publish(String(data=to_json(record)))
 
     def _on_record(self, event: ev.SupervisorEvent) -> None:
         self._events_pub.publish(String(data=to_json(event.record())))
@@ -384,6 +396,9 @@ class SupervisorNode(Node):
         extra = {"plan_id": plan_id, "session": self.session, "domain": self.domain, "records_through": through,
                  "goal_id": goal_id,
                  "skill_server": self.backend.connected, "planner": self._plan_client.service_is_ready(), "nonce": nonce}
+        if q:  # sealed for each operator's console, which shows no question without its seal (safety.asked)
+            extra["question_seals"] = seals(self._keyring, session=self.session, nonce=nonce,
+                                            digest=question_digest(q))
         now = self.get_clock().now().to_msg()
         msg = StateMsg(
             stamp=Time(sec=now.sec, nanosec=now.nanosec), seq=seq, session=self.session, domain=self.domain,

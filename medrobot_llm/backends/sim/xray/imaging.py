@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 import tempfile
 from abc import abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,19 @@ from medrobot_llm.backends.sim.imaging import Frame, Volume, save_png
 from medrobot_llm.core.paths import file_sha256
 from medrobot_llm.backends.sim.xray.geometry import MM, Arr, Geometry, XrayImage
 
-__all__ = ["XrayImaging"]
+__all__ = ["BeamCut", "XrayImaging"]
+
+
+class BeamCut(Exception):
+    """A halt ended an exposure: before the beam came on (nothing given) or while it was on (``share`` of the
+    rays were cast, so part of the dose was given and no image exists). Issue 15: a one-cycle skill runs on
+    whatever thread its goal arrived on, so the per-cycle halt check never saw a stop pressed mid-exposure."""
+
+    def __init__(self, skill: str, index: int, *, beam_on: bool, share: float = 0.0) -> None:
+        when = (f"with the beam on ({share:.0%} of the rays cast; no image)" if beam_on
+                else "before the beam came on (no dose given)")
+        super().__init__(f"{skill}: exposure {index + 1} halted {when}")
+        self.skill, self.index, self.beam_on, self.share = skill, index, beam_on, share
 
 
 class XrayImaging(Scene):
@@ -37,6 +51,8 @@ class XrayImaging(Scene):
     images: list[str]
     last_image: XrayImage | None
     _tmp_dir: Path | None
+    #: the exposure whose beam is on (skill, index), so ``cast`` can cut it at a halt; None otherwise
+    _beam: tuple[str, int] | None = None
 
     @abstractmethod
     def geometry(self, axes: dict[str, float] | None = None) -> Geometry:
@@ -84,6 +100,8 @@ class XrayImaging(Scene):
         mu_flat = self.mu.data.reshape(-1)
         part_flat = self.parts.data.reshape(-1)
         for start in range(0, len(ends), chunk):
+            if self._beam is not None and self.halted:  # an e-stop cuts the beam between two chunks of rays
+                raise BeamCut(*self._beam, beam_on=True, share=start / len(ends))
             sl = slice(start, start + chunk)
             # midpoints lie at least half a sample inside the clipped segment: no index falls outside
             ijk = (first[sl, None, :] + k[None, :, None] * stride[sl, None, :]).astype(np.int32)
@@ -116,6 +134,24 @@ class XrayImaging(Scene):
                            field_mm=[(field[1] - field[0]) / MM, (field[3] - field[2]) / MM])
         return index
 
+    @contextmanager
+    def beam(self, skill: str, index: int) -> Iterator[None]:
+        """The beam is on inside this block. The halt latch is read at the last moment before it comes on and
+        between chunks of rays while it is on; either way the exposure written ahead is closed as ``not_done``
+        saying whether the beam had been on, and ``BeamCut`` ends the skill."""
+        if self.halted:
+            self.record_hazard("not_done", "exposure", skill=skill, index=index, status="halted", beam_on=False)
+            raise BeamCut(skill, index, beam_on=False)
+        self._beam = (skill, index)
+        try:
+            yield
+        except BeamCut as cut:
+            self.record_hazard("not_done", "exposure", skill=skill, index=index, status="halted", beam_on=True,
+                               share_cast=round(cut.share, 3))
+            raise
+        finally:
+            self._beam = None
+
     def keep_exposure(self, record: dict[str, Any], pixels: NDArray[Any], path: Path) -> dict[str, Any]:
         """Keep an exposure that happened, then write its image: a failed write marks the record, never drops it
         (the dose was given either way). ``record['image_error']`` says why an image is missing."""
@@ -129,6 +165,8 @@ class XrayImaging(Scene):
             self.record_hazard("done", "exposure", **done, path=None, image_error=record["image_error"])
             return record
         self.images.append(str(path))
+        if self.halted:  # made before the halt cut the beam: kept as evidence, flagged, never a success
+            record["after_halt"] = done["after_halt"] = True
         self.record_hazard("done", "exposure", **done, path=str(path), sha256=file_sha256(path))
         return record
 
@@ -141,7 +179,8 @@ class XrayImaging(Scene):
         dap = float(self.cfg["imaging"]["kerma_mgy"]) * area_cm2
         index = self.intend_exposure("take_shot", dap, 1, field)
         world, iso_uv = self.pixel_grid(geo, n)
-        line, parts = self.cast(geo.source, world)
+        with self.beam("take_shot", index):
+            line, parts = self.cast(geo.source, world)
         exposed = self.in_field(iso_uv, field)
         photons = float(self.cfg["imaging"]["photons"])
         counts = self.np_random.poisson(photons * np.exp(-line))

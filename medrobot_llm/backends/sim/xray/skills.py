@@ -11,6 +11,7 @@ from medrobot_llm.backends.base import BehaviourStatus, FailureKind
 from medrobot_llm.backends.sim.base import SceneSkill
 from medrobot_llm.backends.sim.imaging import outline, save_png
 from medrobot_llm.backends.sim.xray.geometry import AXES, MM, XrayImage, anatomy_key, spoken
+from medrobot_llm.backends.sim.xray.imaging import BeamCut
 
 if TYPE_CHECKING:
     from medrobot_llm.backends.sim.xray.scene import XrayScene  # noqa: F401 - named in SceneSkill["XrayScene"]
@@ -49,6 +50,12 @@ class _Skill(SceneSkill["XrayScene"]):
 
     def key(self) -> str:
         return anatomy_key(str(self.args["anatomy"]), self.args.get("side"), self.args.get("level"))
+
+    def _cut(self, cut: BeamCut) -> BehaviourStatus:
+        """A halt cut the exposure (``XrayImaging.beam``): the step fails halted, saying if the beam was on."""
+        self.outcome = {"index": cut.index, "beam_on": cut.beam_on, "share_cast": round(cut.share, 3)}
+        self.fail(FailureKind.HALTED, str(cut))
+        return BehaviourStatus.FAILURE
 
 
 class _Move(_Skill):
@@ -208,7 +215,10 @@ class _TakeShot(_Skill):
         if not s.view_set:
             self.fail(FailureKind.PRECONDITION, "no view is set")
             return BehaviourStatus.FAILURE
-        record = s.radiograph()
+        try:
+            record = s.radiograph()
+        except BeamCut as cut:
+            return self._cut(cut)
         self.outcome = {k: record[k] for k in ("path", "index", "field_mm", "dap_mgy_cm2", "anatomy_shares",
                                                "center_line_integral", "view")}
         if record.get("image_error"):
@@ -254,7 +264,11 @@ class _Acquire3D(_Move):
         area = (field[1] - field[0]) * (field[3] - field[2]) * 1e4
         dap = float(s.cfg["imaging"]["kerma_3d_mgy"]) * area * self.n
         index = s.intend_exposure("acquire_3d", dap, self.n, field)
-        sino, _ = s.spin(self.angles)
+        try:
+            with s.beam("acquire_3d", index):
+                sino, _ = s.spin(self.angles)
+        except BeamCut as cut:
+            return self._cut(cut)
         grey, parts = s.reconstruct(sino, self.angles, geo)
         name = s.view["key"].replace("/", "_") if s.view else "spin"
         path = s.image_dir() / f"xray_{index:03d}_{name}_3d.png"
