@@ -25,7 +25,10 @@ import numpy as np
 from medrobot_llm.consoles.voice.asr import _FULL_VOICING, Transcript, segment_confidence, stop_phrase, voiced_ratio
 from medrobot_llm.consoles.voice.audio import AsrError, Audio
 from medrobot_llm.consoles.voice.grammar import build_grammar
+from medrobot_llm.consoles.voice.rescore import CommandSearch, WhisperUtterance
 from medrobot_llm.consoles.voice.vocabulary import sentence_prompt, snap
+from medrobot_llm.planning.base import Planner
+from medrobot_llm.planning.rule.planner import RulePlanner
 
 __all__ = ["BUNDLED_MODEL_PACKAGE", "WhisperRecognizer", "bundled_model"]
 
@@ -55,7 +58,9 @@ class WhisperRecognizer:
     name = "whisper"
 
     def __init__(self, domain: str, *, model: str | None = None, cpu_threads: int = 0, beam_size: int = 1,
-                 stop_check: Callable[[Audio], Transcript] | None = None) -> None:
+                 stop_check: Callable[[Audio], Transcript] | None = None, rescore: bool = True,
+                 planner: Planner | None = None, hypotheses: int = 5, prompt: str | None = "sentences",
+                 margin: float = 4.0, word_bonus: float = 0.0) -> None:
         self.domain = domain
         #: asked when Whisper's own transcript is no stop (pocketsphinx's stop-only pass): Whisper tiny.en writes
         #: a short narrowband "stop" as "up" or "off", words no near-miss rule could take back to "stop"
@@ -64,7 +69,11 @@ class WhisperRecognizer:
         self.model_path = str(bundled_model()) if model is None else model
         self.cpu_threads = cpu_threads
         self.beam_size = beam_size
-        self._prompt = sentence_prompt(self.grammar)
+        self._prompt = sentence_prompt(self.grammar) if prompt == "sentences" else prompt
+        #: None: the free greedy transcript, as before; otherwise the constrained rescoring (``rescore``)
+        self.search = CommandSearch(domain, planner or RulePlanner(), margin=margin,
+                                    word_bonus=word_bonus) if rescore else None
+        self.hypotheses = hypotheses
         self._lock = threading.Lock()
         self._model: Any = None
 
@@ -89,6 +98,8 @@ class WhisperRecognizer:
         return self._model
 
     def transcribe(self, audio: Audio) -> Transcript:
+        if self.search is not None:
+            return self._rescored(audio)
         with self._lock:
             model = self._load()
             samples = np.asarray(audio.samples, dtype=np.float32) / 32768.0
@@ -106,6 +117,32 @@ class WhisperRecognizer:
         confidence *= min(1.0, voiced / _FULL_VOICING)
         details.update(voiced_ratio=voiced, snapped=float(len(snapped.changes)))
         note = "; ".join(f"heard {a!r} as {b!r}" for a, b in snapped.changes)
+        if not text:
+            confidence, note = 0.0, "nothing recognised"
+        stop = stop_phrase(text) is not None
+        if not stop and self.stop_check is not None:
+            checked = self.stop_check(audio)
+            if checked.stop:
+                return Transcript(text=checked.text, confidence=checked.confidence, raw=raw, engine=self.name,
+                                  stop=True, note=checked.note, details={**details, **checked.details})
+        return Transcript(text=text, confidence=round(float(confidence), 4), raw=raw, engine=self.name,
+                          stop=stop, note=note, details=details)
+
+    def _rescored(self, audio: Audio) -> Transcript:
+        assert self.search is not None
+        with self._lock:
+            model = self._load()
+            utt = WhisperUtterance(model, np.asarray(audio.samples, dtype=np.float32) / 32768.0)
+            decoded = utt.decode(self._prompt, max(self.beam_size, self.hypotheses), self.hypotheses)
+            choice = self.search.choose(decoded.hypotheses, utt.score)
+        raw = decoded.hypotheses[0] if decoded.hypotheses else ""
+        text = choice.text
+        confidence, details = segment_confidence([decoded.avg_logprob] if raw else [], [decoded.no_speech_prob])
+        voiced = voiced_ratio(audio.samples)
+        confidence *= min(1.0, voiced / _FULL_VOICING)
+        details.update(voiced_ratio=voiced, score=choice.score, free_score=choice.free_score,
+                       candidates=float(choice.scored))
+        note = f"rescored from {choice.free!r}" if text != choice.free else ""
         if not text:
             confidence, note = 0.0, "nothing recognised"
         stop = stop_phrase(text) is not None
