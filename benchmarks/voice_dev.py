@@ -71,7 +71,7 @@ def main() -> int:
     variants = [parse_variant(v) for v in (args.variant or ["free:rescore=false", "rescored:"])]
     planner = RulePlanner()
     items = dev_items(args.limit)
-    recs = {(name, d): WhisperRecognizer(d, cpu_threads=1, planner=planner, **kw)
+    recs = {(name, d): WhisperRecognizer(d, cpu_threads=1, **kw)
             for name, kw in variants for d in {i.domain for i in items}}
     rows: list[dict[str, Any]] = []
     sink = args.rows.open("w", encoding="utf-8") if args.rows else None

