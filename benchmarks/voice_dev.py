@@ -7,7 +7,10 @@ right plan is the bench's (``plan_key`` of the heard text equals the said text's
 no stop, or a stop for a said stop); talk counts as a false action when it is heard as a stop or a moving plan.
 No pocketsphinx stop pass: this measures Whisper's words, not the console's stop net.
 
-Run: python benchmarks/voice_dev.py [--limit 80] [--variant free:rescore=false --variant rescored:]
+With ``--agree``, each variant is also paired with pocketsphinx as ``--asr agree`` pairs them (pocketsphinx
+decoded once per utterance, each variant's own Whisper transcript reused).
+
+Run: python benchmarks/voice_dev.py [--limit 80] [--agree] [--variant free:rescore=false --variant rescored:]
 """
 
 from __future__ import annotations
@@ -23,8 +26,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from voice_bench import TALK, Item, build_items, held_out, plan_key, synthesize  # noqa: E402
 
-from medrobot_llm.consoles.voice.asr import stop_phrase  # noqa: E402
-from medrobot_llm.consoles.voice.audio import load_wav  # noqa: E402
+from medrobot_llm.consoles.voice.agree import AgreementRecognizer  # noqa: E402
+from medrobot_llm.consoles.voice.asr import PocketSphinxRecognizer, Transcript, stop_phrase  # noqa: E402
+from medrobot_llm.consoles.voice.audio import Audio, load_wav  # noqa: E402
 from medrobot_llm.consoles.voice.console import DEFAULT_THRESHOLD  # noqa: E402
 from medrobot_llm.planning.rule.planner import RulePlanner  # noqa: E402
 
@@ -35,6 +39,17 @@ def dev_items(limit: int | None = None) -> list[Item]:
     dev = [i for i in items if not held_out(i.voice_id) and not held_out(i.text)]
     commands = [i for i in dev if i.kind == "command"][:limit]
     return commands + [i for i in dev if i.kind == "talk"]
+
+
+class _Heard:
+    """A recogniser that has already heard the utterance: agreement reuses each engine's transcript."""
+
+    def __init__(self, name: str, transcript: Transcript) -> None:
+        self.name = name
+        self.transcript = transcript
+
+    def transcribe(self, audio: Audio) -> Transcript:
+        return self.transcript
 
 
 def _option(value: str) -> Any:
@@ -62,6 +77,7 @@ def main() -> int:
     ap.add_argument("--limit", type=int, default=None, help="dev commands to use (hash order); all by default")
     ap.add_argument("--variant", action="append", default=[], metavar="NAME:K=V,...",
                     help="a WhisperRecognizer with these options (default: free:rescore=false and rescored:)")
+    ap.add_argument("--agree", action="store_true", help="also each variant in agreement with pocketsphinx")
     ap.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "medrobot-voice-dev")
     ap.add_argument("--rows", type=Path, help="write every row (JSON lines) to FILE")
     args = ap.parse_args()
@@ -75,13 +91,26 @@ def main() -> int:
             for name, kw in variants for d in {i.domain for i in items}}
     rows: list[dict[str, Any]] = []
     sink = args.rows.open("w", encoding="utf-8") if args.rows else None
+    sphinx = {d: PocketSphinxRecognizer(d) for d in {i.domain for i in items}} if args.agree else {}
+    names = [name for name, _ in variants] + [f"agree+{name}" for name, _ in variants if args.agree]
     for n, item in enumerate(items):
         audio = load_wav(synthesize(item, args.cache))
         said = planner.plan(item.domain, item.text)
-        for name, _ in variants:
+        heard_by: dict[str, tuple[Transcript, float]] = {}
+        if args.agree:
             t0 = time.perf_counter()
-            tr = recs[name, item.domain].transcribe(audio)
-            dt = time.perf_counter() - t0
+            heard_by["pocketsphinx"] = (sphinx[item.domain].transcribe(audio), time.perf_counter() - t0)
+        for name in names:
+            t0 = time.perf_counter()
+            if name.startswith("agree+"):
+                own = name.removeprefix("agree+")
+                tr = AgreementRecognizer(item.domain, _Heard("pocketsphinx", heard_by["pocketsphinx"][0]),
+                                         _Heard("whisper", heard_by[own][0]), planner).transcribe(audio)
+                dt = heard_by["pocketsphinx"][1] + heard_by[own][1]
+            else:
+                tr = recs[name, item.domain].transcribe(audio)
+                dt = time.perf_counter() - t0
+                heard_by[name] = (tr, dt)
             heard = planner.plan(item.domain, tr.text)
             acts = tr.confidence >= DEFAULT_THRESHOLD and not tr.stop and not tr.not_command
             if stop_phrase(item.text) is not None:
@@ -98,7 +127,9 @@ def main() -> int:
                 sink.flush()
         print(f"\r[voice_dev] {n + 1}/{len(items)}   ", end="", file=sys.stderr, flush=True)
     print(file=sys.stderr)
-    for name, kw in variants:
+    options = dict(variants)
+    for name in names:
+        kw = options.get(name, options.get(name.removeprefix("agree+")))
         mine = [r for r in rows if r["variant"] == name]
         cmds = [r for r in mine if r["kind"] == "command"]
         talk = [r for r in mine if r["kind"] == "talk"]
