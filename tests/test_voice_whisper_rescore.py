@@ -8,6 +8,7 @@ commands from the voice benchmark's dev split.
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -130,24 +131,25 @@ _BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
 
 
 @pytest.mark.voice
-@pytest.mark.parametrize("said", ["press with 1 newton",
-                                  "please set up a left oblique of the right knee and take an image"])
-def test_rescoring_brings_real_whisper_output_of_dev_commands_back_to_their_plan(said: str, tmp_path: Path) -> None:
-    """Two dev items of the voice benchmark (text and voice both tuned on), with the benchmark's own voice, rate,
-    sample rate and effect: greedy Whisper wrote "press with one mutant" and "a left of leak"."""
+@pytest.mark.parametrize(("domain", "voice", "said"), [("ultrasound", "en+f3", "press with 1 newton"),
+                                                      ("surgery", "en-us", "lift the needle 8 cm with psm1")])
+def test_rescoring_brings_real_whisper_output_of_dev_commands_back_to_their_plan(domain: str, voice: str, said: str,
+                                                                                  tmp_path: Path) -> None:
+    """Two dev items of the voice benchmark (text and voice both tuned on) in their voice and speaking rate (140
+    words a minute), without the benchmark's sox step, which dithers, so that the audio is the same every run:
+    Whisper wrote "press with one mutant" and "lift needle head cm with bsm one"."""
     pytest.importorskip("faster_whisper")
     sys.path.insert(0, str(_BENCH))
     try:
-        from voice_bench import build_items, held_out, synthesize
+        from voice_bench import held_out
     finally:
         sys.path.remove(str(_BENCH))
     from medrobot_llm.consoles.voice.audio import load_wav
     from medrobot_llm.consoles.voice.whisper import WhisperRecognizer
 
-    item = next(i for i in build_items(600, 0, 0) if i.text == said)
-    assert not held_out(item.text) and not held_out(item.voice_id)
-    heard = WhisperRecognizer(item.domain, cpu_threads=1).transcribe(
-        load_wav(synthesize(item, tmp_path)))
-    assert plan_signature(_PLANNER.plan(item.domain, heard.text)) == plan_signature(
-        _PLANNER.plan(item.domain, said)), heard
+    assert not held_out(said) and not held_out(f"espeak-ng:{voice}")
+    wav = tmp_path / "c.wav"
+    subprocess.run(["espeak-ng", "-v", voice, "-s", "140", "-w", str(wav), said], check=True, timeout=30)
+    heard = WhisperRecognizer(domain, cpu_threads=1).transcribe(load_wav(wav))
+    assert plan_signature(_PLANNER.plan(domain, heard.text)) == plan_signature(_PLANNER.plan(domain, said)), heard
     assert heard.details["candidates"] >= 2 and heard.note.startswith("rescored from"), heard

@@ -37,6 +37,11 @@ __all__ = ["Choice", "CommandSearch", "Decoded", "Scorer", "WhisperUtterance", "
 #: texts in, log P(text | audio) out, one per text
 Scorer = Callable[[Sequence[str]], list[float]]
 
+#: the share of the free transcript's words another hypothesis must keep to be a candidate (on dev, every
+#: hypothesis chosen with fewer was wrong, and "ap on the sacrum" for a command of 14 words still moved)
+_MIN_KEPT = 0.7
+
+
 @dataclass(frozen=True)
 class Decoded:
     """Whisper's free decode of one utterance: its hypotheses, best first, and the best one's figures."""
@@ -237,7 +242,9 @@ class CommandSearch:
 
         texts = [self.normalise(h) for h in hypotheses]
         free = texts[0] if texts else ""
-        rate(texts)
+        # ``align`` does not score the end of the text, so a hypothesis that stops early ("lift" for "lift the
+        # needle 8 cm with psm1") is never charged for the speech it leaves out: such hypotheses are no candidates
+        rate([t for t in texts if t == free or len(t.split()) >= _MIN_KEPT * len(free.split())])
         if not scores:
             return Choice("", float("-inf"), "", float("-inf"), 0)
         current = max(scores, key=scores.__getitem__)
