@@ -1,16 +1,17 @@
 """Whisper held to the command language by rescoring its own candidates with its own forced-decoding score.
 
 Whisper tiny.en decodes freely: it writes what it thinks it heard in everyday English ("bsm two", "injacket
-sailing into the mast") and the planner cannot read it. Biasing the decoder with a prompt helps little and leaks
-(a whole command came out as "aortic aortic"). What the model knows better than its greedy path is how well a
-*given* text explains the audio: ``ctranslate2.models.Whisper.align`` returns P(each token | audio, the tokens
-before it), so any text can be scored against the utterance once its encoding is known. The search therefore
-proposes texts the planner can read (Whisper's own n-best, and edits of them toward the command set's words,
-chosen by pronunciation) and keeps an edit only when the score rises: Whisper's log-probability less a fixed
-charge per word outside the command set's vocabulary, the command language's prior (tuned on the voice
-benchmark's dev items only: 4 nats a word). The free transcript keeps the last word: a candidate the planner reads is preferred over one it cannot read only within ``margin`` nats of the free
-transcript's score, so small talk stays small talk and a plan is never swapped for another one Whisper finds
-clearly less likely.
+sailing into the mast") and the planner cannot read it. The prompt of the command set's phrases helps (without
+it, right plans on dev halved) but cannot hold it and sometimes leaks (a whole command came out as "aortic
+aortic"). What the model knows better than its greedy path is how well a *given* text explains the audio:
+``ctranslate2.models.Whisper.align`` returns P(each token | audio, the tokens before it), so any text can be
+scored against the utterance once its encoding is known. The search therefore proposes texts the planner can
+read (Whisper's own n-best, and edits of them toward the command set's words, chosen by pronunciation) and keeps
+an edit only when the score rises: Whisper's log-probability less a fixed charge per word outside the command
+set's vocabulary, the command language's prior (tuned on the voice benchmark's dev items only: 4 nats a word).
+The free transcript keeps the last word: a candidate the planner reads is preferred over one it cannot read only
+within ``margin`` nats of the free transcript's score, so small talk stays small talk and a plan is never
+swapped for another one Whisper finds clearly less likely.
 
 The model-facing half (``WhisperUtterance``) and the search (``CommandSearch``) are apart, so the search's rules
 can be tested with any scorer.
@@ -100,7 +101,7 @@ class WhisperUtterance:
             if not tokens:
                 out.append(float("-inf"))
                 continue
-            res = self._model.model.align(self.encoded, start, [tokens], min(self._frames // 2, 1500))[0]
+            res = self._model.model.align(self.encoded, start, [tokens], self._frames // 2)[0]
             probs = np.asarray(res.text_token_probs, dtype=np.float64)
             out.append(float(np.log(np.clip(probs, 1e-30, 1.0)).sum()))
         return out

@@ -113,11 +113,17 @@ class WhisperRecognizer:
         text = self.grammar.normalise(snapped.text)
         confidence, details = segment_confidence([float(s.avg_logprob) for s in segments],
                                                  [float(s.no_speech_prob) for s in segments])
+        details.update(snapped=float(len(snapped.changes)))
+        note = "; ".join(f"heard {a!r} as {b!r}" for a, b in snapped.changes)
+        return self._finish(audio, text, raw, confidence, note, details)
+
+    def _finish(self, audio: Audio, text: str, raw: str, confidence: float, note: str,
+                details: dict[str, float]) -> Transcript:
+        """The transcript, with the checks both paths share: voicing, nothing heard, and the stop rules."""
         # Whisper writes words on hiss and hum too, sometimes with a low no-speech probability; speech is voiced
         voiced = voiced_ratio(audio.samples)
         confidence *= min(1.0, voiced / _FULL_VOICING)
-        details.update(voiced_ratio=voiced, snapped=float(len(snapped.changes)))
-        note = "; ".join(f"heard {a!r} as {b!r}" for a, b in snapped.changes)
+        details.update(voiced_ratio=voiced)
         if not text:
             confidence, note = 0.0, "nothing recognised"
         stop = stop_phrase(text) is not None
@@ -139,21 +145,9 @@ class WhisperRecognizer:
             decoded = utt.decode(self._prompt, max(self.beam_size, _HYPOTHESES), _HYPOTHESES)
             choice = self.search.choose(decoded.hypotheses, utt.score)
         raw = decoded.hypotheses[0] if decoded.hypotheses else ""
-        text = choice.text
-        confidence, details = segment_confidence([decoded.avg_logprob] if raw else [], [decoded.no_speech_prob])
-        voiced = voiced_ratio(audio.samples)
-        confidence *= min(1.0, voiced / _FULL_VOICING)
-        details.update(voiced_ratio=voiced, score=choice.score, free_score=choice.free_score,
-                       candidates=float(choice.scored))
-        note = f"rescored from {choice.free!r}" if text != choice.free else ""
-        if not text:
-            confidence, note = 0.0, "nothing recognised"
         # a stop in Whisper's own words is a stop, whatever the rescoring preferred
-        stop = stop_phrase(text) is not None or stop_phrase(choice.free) is not None
-        if not stop and self.stop_check is not None:
-            checked = self.stop_check(audio)
-            if checked.stop:
-                return Transcript(text=checked.text, confidence=checked.confidence, raw=raw, engine=self.name,
-                                  stop=True, note=checked.note, details={**details, **checked.details})
-        return Transcript(text=text, confidence=round(float(confidence), 4), raw=raw, engine=self.name,
-                          stop=stop, note=note, details=details)
+        text = choice.free if stop_phrase(choice.free) is not None else choice.text
+        confidence, details = segment_confidence([decoded.avg_logprob] if raw else [], [decoded.no_speech_prob])
+        details.update(score=choice.score, free_score=choice.free_score, candidates=float(choice.scored))
+        note = f"rescored from {choice.free!r}" if text != choice.free else ""
+        return self._finish(audio, text, raw, confidence, note, details)
