@@ -53,6 +53,7 @@ from medrobot_llm.consoles.voice.audio import Audio, load_wav  # noqa: E402
 from medrobot_llm.consoles.render import render_plan  # noqa: E402
 from medrobot_llm.consoles.voice.console import DEFAULT_THRESHOLD  # noqa: E402
 from medrobot_llm.core.plan import Plan  # noqa: E402
+from medrobot_llm.core.reasons import Reason  # noqa: E402
 from medrobot_llm.language.words import CONTROL_PHRASES  # noqa: E402
 from medrobot_llm.planning.rule.planner import RulePlanner  # noqa: E402
 
@@ -80,6 +81,11 @@ TALK = (
     "let me know when the family arrives", "this retractor is heavy", "could you adjust my gown",
     "we're running late today", "the left side looks a bit swollen", "open another pack of gauze",
 )
+
+#: refusals of what was said outside any command set (an injection attempt, a word, skill or value no skill file
+#: has, text not understood): a closed grammar cannot say them, so "not a command" is a right answer to them
+REJECT_CODES = frozenset(c.value for c in (Reason.INJECTION, Reason.UNKNOWN_WORD, Reason.UNKNOWN_SKILL,
+                                           Reason.UNKNOWN_VALUE, Reason.NOT_UNDERSTOOD))
 
 
 def held_out(name: str) -> bool:
@@ -217,10 +223,17 @@ def _says_stop(text: str) -> bool:
 
 
 def _right(said: Plan | None, tr: Transcript, same_plan_acted: bool) -> bool:
-    """A said stop ("stop!") is right when a stop is heard, which the console acts on before any plan; anything
-    else when its plan is heard and acted on."""
-    if said is not None and said.to_json().get("control") == "stop":
+    """A said stop ("stop!") is right when a stop is heard, which the console acts on before any plan; a command
+    refused for what it says outside any command set (``REJECT_CODES``) also when it is rejected as not a
+    command, the only answer a closed grammar can give it (``voice_coverage.py``); anything else when its plan
+    is heard and acted on."""
+    if said is None:
+        return same_plan_acted
+    data = said.to_json()
+    if data.get("control") == "stop":
         return bool(tr.stop and tr.confidence >= DEFAULT_THRESHOLD / 2)
+    if data.get("status") == "refused" and data.get("code") in REJECT_CODES and tr.not_command and not tr.stop:
+        return True
     return same_plan_acted
 
 
