@@ -76,6 +76,15 @@ def latched_qos(depth: int = 1) -> QoSProfile:
                       durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
+def any_sender_qos(depth: int = 10) -> QoSProfile:
+    """Best effort + volatile, which every publisher's QoS is compatible with: anyone may stop the robot, and a
+    stop sent with the tools' defaults (volatile) or best effort is never matched by a transient-local reader,
+    so the e-stop is also read with this beside ``latched_qos`` (a message both deliver is a second, idempotent
+    halt)."""
+    return QoSProfile(depth=depth, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.BEST_EFFORT,
+                      durability=DurabilityPolicy.VOLATILE)
+
+
 def reliable_qos(depth: int = 10) -> QoSProfile:
     """Reliable + volatile: commands and confirmations are for whoever listens now, never replayed."""
     return QoSProfile(depth=depth, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE,

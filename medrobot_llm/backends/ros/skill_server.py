@@ -51,7 +51,7 @@ from medrobot_llm.backends.ros.nodes import SKILL_SERVER
 from medrobot_llm.core.command_set import DOMAINS
 from medrobot_llm.backends.base import FailureKind, Feedback, FeedbackFn, StepResult
 from medrobot_llm.backends.ros.common import (
-    ACTION_EXECUTE, RESULT_KEPT_S, TOPIC_ESTOP, TOPIC_HEARTBEAT, TOPIC_ROBOT_STATUS, TOPIC_STATE, latched_qos, reliable_qos,
+    ACTION_EXECUTE, RESULT_KEPT_S, TOPIC_ESTOP, TOPIC_HEARTBEAT, TOPIC_ROBOT_STATUS, TOPIC_STATE, any_sender_qos, latched_qos, reliable_qos,
     spin_node,
 )
 from medrobot_llm.backends.ros.priority import raise_priority, reception_threads, threads_of_this_process
@@ -100,6 +100,7 @@ class SkillServerNode(Node):
         self._admitted: dict[bytes, Admitted] = {}
         self._estop_node = Node(ESTOP_NODE_NAME, context=self.context)
         self._estop_node.create_subscription(Bool, TOPIC_ESTOP, self._on_estop, latched_qos(5))
+        self._estop_node.create_subscription(Bool, TOPIC_ESTOP, self._on_estop, any_sender_qos())
         self._estop_node.create_subscription(HeartbeatMsg, TOPIC_HEARTBEAT, self._on_heartbeat, reliable_qos(10))
         self._estop_node.create_subscription(SupervisorState, TOPIC_STATE, self._on_state, latched_qos(1))
         self._estop_executor = SingleThreadedExecutor(context=self.context)

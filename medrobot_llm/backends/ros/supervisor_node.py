@@ -53,7 +53,7 @@ from medrobot_llm.backends.base import CancelToken
 from medrobot_llm.core.plan import Control, PlanStatus
 from medrobot_llm.safety.supervisor import LATCHED, InvalidTransition, Reply, Supervisor, SupervisorState
 from medrobot_llm.backends.ros.common import (SERVICE_PLAN, TOPIC_COMMAND, TOPIC_CONFIRM, TOPIC_ESTOP, TOPIC_EVENTS,
-                                              TOPIC_HEARTBEAT, TOPIC_RESET, TOPIC_STATE, latched_qos, reliable_qos,
+                                              TOPIC_HEARTBEAT, TOPIC_RESET, TOPIC_STATE, any_sender_qos, latched_qos, reliable_qos,
                                               spin_node)
 from medrobot_llm.backends.ros.signed import heartbeat_msg, operator_wire
 from medrobot_llm.safety import keys
@@ -120,7 +120,8 @@ class SupervisorNode(Node):
                               heartbeat_timeout_s=p["heartbeat_timeout_s"], confirm_hazards=p["confirm_hazards"])
         self.sup.subscribe(self._on_record)
         self._own_estop_gids = self._estop_publisher_gids()
-        self.create_subscription(Bool, TOPIC_ESTOP, self._on_estop, latched_qos(5), callback_group=self._estop_group)
+        for qos in (latched_qos(5), any_sender_qos()):
+            self.create_subscription(Bool, TOPIC_ESTOP, self._on_estop, qos, callback_group=self._estop_group)
         for topic in _CHANNELS:
             self.create_subscription(OperatorMsg, topic, functools.partial(self._on_operator, topic),
                                      reliable_qos(10), callback_group=self._command_group)
