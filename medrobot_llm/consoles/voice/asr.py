@@ -23,8 +23,7 @@ import numpy as np
 
 from medrobot_llm.consoles.voice.audio import SAMPLE_RATE, AsrError, Audio, load_wav, resample
 from medrobot_llm.consoles.voice.grammar import DEFAULT_WAKE_WORD, VoiceGrammar, build_grammar, normalise_transcript, wake_words
-from medrobot_llm.consoles.voice.stops import (STOP_LISTEN_MAX_S, STOP_MARGIN, STOP_PASS_MAX_S, kws_stops, kws_threshold,
-                                               narrowband, stop_jsgf, stop_phrase)
+from medrobot_llm.consoles.voice.stops import StopLengths, kws_stops, kws_threshold, narrowband, stop_jsgf, stop_phrase, stop_taken
 from medrobot_llm.consoles.voice.vocabulary import prompt
 
 __all__ = [
@@ -249,6 +248,7 @@ class PocketSphinxRecognizer:
         self.domain = domain
         self.grammar: VoiceGrammar = build_grammar(domain, wake_word)
         self.wake = wake_words(wake_word)
+        self.stop_lengths = StopLengths(self.grammar)
         self.keyword_spotting = keyword_spotting
         self._lock = threading.Lock()
         self._decoder: Any = None
@@ -289,8 +289,8 @@ class PocketSphinxRecognizer:
     def stop_only(self, audio: Audio) -> Transcript:
         """A transcript that is a stop when this recogniser hears one in ``audio`` (by any of its passes), an empty
         one otherwise: for an engine that hears commands its own way and may hear a narrowband "stop" as "up"
-        (``--asr whisper``). Only utterances short enough to be a stop phrase are decoded (``STOP_LISTEN_MAX_S``)."""
-        if not 0.0 < _Voiced.of(audio.samples).span_s <= STOP_LISTEN_MAX_S:
+        (``--asr whisper``). Only utterances short enough to be a stop phrase are decoded (``StopLengths``)."""
+        if not 0.0 < _Voiced.of(audio.samples).span_s <= self.stop_lengths.longest_s:
             return Transcript(text="", confidence=0.0, engine=self.name)
         heard = self.transcribe(audio)
         if not heard.stop:
@@ -379,7 +379,7 @@ class PocketSphinxRecognizer:
         text = normalise_transcript(raw, self.grammar.written)
         stop = stop_phrase(text) is not None
         # a stop is never judged "not a command" (a false stop is safe), and it is acted on sooner unjudged
-        short = 0.0 < voicing.span_s <= STOP_PASS_MAX_S and narrowband(audio.samples)
+        short = 0.0 < voicing.span_s <= self.stop_lengths.longest_s
         phones = self._phones_score(pcm) if not stop and (words or short) else 0.0
         margin = _margin(phones, grammar_score, n_frames) if words and not stop else 0.0
         if not math.isfinite(margin):
@@ -418,11 +418,11 @@ class PocketSphinxRecognizer:
             stop = True
             confidence = max(confidence, speech_weight * voice_weight)
             note = f"stop heard on a second look ({second!r})"
-        alone = stop_margin <= STOP_MARGIN if not math.isfinite(stop_vs_grammar) else stop_vs_grammar <= 0.0
-        if heard_stop and not stop and alone:
+        if (heard_stop and not stop and self.stop_lengths.fits(heard_stop, voicing.span_s)
+                and stop_taken(stop_vs_grammar, stop_margin, narrowband(audio.samples))):
             stop = True
             confidence = max(confidence, speech_weight * voice_weight)
-            note = (f"stop heard by the stop-only pass ({heard_stop!r} explains the audio as well as {text!r}: "
+            note = (f"stop heard by the stop-only pass ({heard_stop!r} explains the audio about as well as {text!r}: "
                     f"{stop_vs_grammar:.2f} per frame)")
         if spotted and not stop:
             stop = True

@@ -3,6 +3,8 @@ it listens for nothing but a stop."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from medrobot_llm.language.text import tokenize
@@ -11,8 +13,8 @@ from medrobot_llm.consoles.voice.audio import SAMPLE_RATE
 from medrobot_llm.consoles.voice.grammar import VoiceGrammar
 from medrobot_llm.consoles.voice.spoken import spoken_phrases
 
-__all__ = ["STOP_LISTEN_MAX_S", "STOP_MARGIN", "STOP_PASS_MAX_S", "kws_stops", "kws_threshold", "narrowband",
-           "stop_jsgf", "stop_phrase"]
+__all__ = ["STOP_MARGIN", "StopLengths", "kws_stops", "kws_threshold", "narrowband", "stop_jsgf", "stop_phrase",
+           "stop_taken"]
 
 _STOP_PHRASES: tuple[tuple[str, ...], ...] = tuple(
     sorted({tuple(tokenize(p)) for p in CONTROL_PHRASES["stop"]}, key=len, reverse=True))
@@ -39,7 +41,8 @@ _NARROW_SHARE = 1e-4
 
 def narrowband(samples: np.ndarray) -> bool:
     """Whether the audio has (next to) no power above 5.8 kHz: recorded at 11.025 kHz or less, so its sibilants
-    are gone and the command grammar hears a "stop" as its nearest command ("tilt eight")."""
+    are gone and the command grammar hears a "stop" as its nearest command ("tilt eight"), which fits it about as
+    badly as the stop does."""
     x = np.asarray(samples, dtype=np.float64)
     if len(x) < 512:
         return False
@@ -48,26 +51,50 @@ def narrowband(samples: np.ndarray) -> bool:
     return bool(high < _NARROW_SHARE * max(power.sum(), 1e-9))
 
 
-#: the stop-only pass (``_stop_pass``) runs on every narrowband utterance (``narrowband``) voiced for at most this
-#: long. On wideband speech it also stopped on 5 of the 63 espeak-ng commands of benchmarks/voice_accuracy.py
-#: ("make contact", "scan the liver" heard as "scan the lumen"), 92.1 % right plans fell to 84.1 %, so it is kept
-#: to the audio that needs it. The stops the command
-#: grammar misses are the short ones, which have near neighbours among the commands ("stop" as "tilt eight" or "go
-#: to", "freeze" as "resume", "halt" as "tilt"): voiced for 0.1-0.5 s, and never over 0.85 s on the dev voices at
-#: 8 and 11.025 kHz, while longer stop phrases are distinctive enough for the command grammar. Over longer audio a
-#: stop phrase stretched across it fits about as well as the command said ("collimate to the pelvis", 1.24 s,
-#: fitted "abort everything" better than itself), so the pass would stop on commands.
-#: Its stop is taken when its path scores at least as well as the command grammar's best path (that grammar holds
-#: the same stop phrases, but its search prefers a command that fits a little better, and narrowband speech fits
-#: nothing well), or, when the command grammar found no path, when it is at most ``STOP_MARGIN`` per frame worse
-#: than free phones. Chosen on dev voices (not held out by benchmarks/voice_bench.py) at 8 and 11.025 kHz: the
-#: missed stops had the stop path 0.3-0.7 per frame above the chosen command, "yes" and "wait" 0.8-1.4 below it
-STOP_PASS_MAX_S = 1.0
-#: how long an utterance pocketsphinx decodes for a stop beside another engine (``stop_only``): the longest stop
-#: phrase said slowly, "abort all motion" voiced for 1.45 s by espeak-ng at 130 words a minute. Whisper tiny.en
-#: wrote it as "a board all motion" and "build bullet hole motion" at 16 kHz, which the command grammar hears
-STOP_LISTEN_MAX_S = 2.0
+#: how long a stop phrase may be voiced and still be one: ``_DRAWN_OUT_S`` plus ``_SLOW_PHONE_S`` a phone of it (in the
+#: grammar's dictionary). espeak-ng at 130 words a minute voices "abort all motion" (12 phones) for 1.45 s, 0.12 s a
+#: phone; a one-syllable stop is drawn out further ("whoa", 2 phones, 0.61 s with a slow flite voice in reverb). On
+#: the dev voices of benchmarks/voice_bench.py (not ``held_out``) no stop phrase the stop-only pass heard was voiced
+#: longer than this for that phrase, while commands the pass heard as a stop mostly were ("locate the needle", 1.21
+#: s, as "estop", which takes at most 1.0 s). Over longer audio any stop phrase stretched across it fits about as
+#: well as the command said ("pick up the shunt with psm1", 2.13 s, fitted "stop motion" better than the command
+#: grammar's best path), so the pass is not run on an utterance longer than the longest stop phrase said slowly.
+_SLOW_PHONE_S = 0.12
+_DRAWN_OUT_S = 0.4
+#: how much worse per frame than the command grammar's best path (``stop_taken``) the stop-only pass's stop may fit
+#: and still be taken, on wideband and on narrowband audio. The command grammar holds the same stop phrases, but its
+#: search prefers a command that fits a little better, so the stop is taken when it fits at least as well; narrowband
+#: speech (no sibilants) fits nothing well, and a narrowband stop came within 0.45 per frame of a command ("cease" as
+#: "feed" at 11.025 kHz), while wideband commands the pass heard as a stop lay up to 0.4 below it ("scan the
+#: bladder" as "stop the robot": 0.14, "cut the vessel" as "stop motion": 0.39). Chosen on dev voices only
+_WIDEBAND_TOLERANCE = 0.0
+_NARROWBAND_TOLERANCE = 0.5
+#: with no path through the command grammar, the stop stands alone against free phones: taken when it is at most this
+#: much worse per frame than them
 STOP_MARGIN = 3.0
+
+
+class StopLengths:
+    """How long each stop phrase may be voiced (``_SLOW_PHONE_S``), from the grammar's pronunciations."""
+
+    def __init__(self, grammar: VoiceGrammar) -> None:
+        self.by_phrase = {" ".join(phrase): _DRAWN_OUT_S + _SLOW_PHONE_S * sum(
+            len(grammar.dictionary[w][0].split()) for w in phrase if w in grammar.dictionary) for phrase in _STOP_PHRASES}
+        #: the longest utterance the stop-only pass runs on
+        self.longest_s = max(self.by_phrase.values())
+
+    def fits(self, phrase: str, span_s: float) -> bool:
+        """Whether ``phrase`` could have been voiced for ``span_s`` seconds."""
+        return 0.0 < span_s <= self.by_phrase.get(phrase, self.longest_s)
+
+
+def stop_taken(vs_grammar: float, vs_phones: float, narrow: bool) -> bool:
+    """Whether the stop-only pass's stop, voiced for a length that fits it, is taken: by its margin per frame
+    against the command grammar's best path (``vs_grammar``, infinite when that grammar found no path) or, without
+    one, against free phones (``vs_phones``)."""
+    if not math.isfinite(vs_grammar):
+        return vs_phones <= STOP_MARGIN
+    return vs_grammar <= (_NARROWBAND_TOLERANCE if narrow else _WIDEBAND_TOLERANCE)
 
 
 def stop_jsgf(wake: tuple[str, ...]) -> str:
