@@ -379,7 +379,8 @@ class PocketSphinxRecognizer:
         text = normalise_transcript(raw, self.grammar.written)
         stop = stop_phrase(text) is not None
         # a stop is never judged "not a command" (a false stop is safe), and it is acted on sooner unjudged
-        short = 0.0 < voicing.span_s <= self.stop_lengths.longest_s
+        narrow = narrowband(audio.samples)
+        short = self.stop_lengths.listened(voicing.span_s, narrow)
         phones = self._phones_score(pcm) if not stop and (words or short) else 0.0
         margin = _margin(phones, grammar_score, n_frames) if words and not stop else 0.0
         if not math.isfinite(margin):
@@ -419,7 +420,7 @@ class PocketSphinxRecognizer:
             confidence = max(confidence, speech_weight * voice_weight)
             note = f"stop heard on a second look ({second!r})"
         if (heard_stop and not stop and self.stop_lengths.fits(heard_stop, voicing.span_s)
-                and stop_taken(stop_vs_grammar, stop_margin, narrowband(audio.samples))):
+                and stop_taken(stop_vs_grammar, stop_margin, narrow)):
             stop = True
             confidence = max(confidence, speech_weight * voice_weight)
             note = (f"stop heard by the stop-only pass ({heard_stop!r} explains the audio about as well as {text!r}: "
