@@ -348,7 +348,8 @@ class PocketSphinxRecognizer:
         The command grammar picks the nearest of thousands of commands, and a narrowband "stop" (no sibilant
         energy above 4 kHz) or an unusual voice's lies nearer to some of them ("tilt eight", "go to") than to
         "stop". Asked only "which stop", the decoder has no such neighbour; whether it was a stop at all is then
-        whether that stop explains the audio at least as well as the command the grammar chose (``_transcribe``).
+        whether the utterance is short enough for that stop and it explains the audio about as well as the command
+        the grammar chose (``StopLengths``, ``stop_taken``).
         """
         hyp = self._decode("stops", pcm)
         self._decoder.activate_search("grammar")
