@@ -394,8 +394,11 @@ class PocketSphinxRecognizer:
         if self.keyword_spotting and voiced > 0.0:
             kws = self._decode("stop", pcm)
             spotted = kws.hypstr.strip() if kws is not None else ""
+        taken = (bool(heard_stop) and not stop and self.stop_lengths.fits(heard_stop, voicing.span_s)
+                 and stop_taken(stop_vs_grammar, stop_margin, narrow))
+        # a stop the pass took needs no second look, whose two decodes of the command grammar would only delay it
         second = ""
-        if not stop and words and 0.0 < voicing.span_s <= _SECOND_LOOK_MAX_S:
+        if not stop and not taken and words and 0.0 < voicing.span_s <= _SECOND_LOOK_MAX_S:
             second = self._stop_on_second_look(audio.samples, scale)
         parsed = _reads_as_command(self.domain, text) if words else False
         details = {
@@ -420,8 +423,7 @@ class PocketSphinxRecognizer:
             stop = True
             confidence = max(confidence, speech_weight * voice_weight)
             note = f"stop heard on a second look ({second!r})"
-        if (heard_stop and not stop and self.stop_lengths.fits(heard_stop, voicing.span_s)
-                and stop_taken(stop_vs_grammar, stop_margin, narrow)):
+        if taken:
             stop = True
             confidence = max(confidence, speech_weight * voice_weight)
             note = (f"stop heard by the stop-only pass ({heard_stop!r} explains the audio about as well as {text!r}: "
