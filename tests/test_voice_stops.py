@@ -127,8 +127,8 @@ def test_the_stop_only_pass_hears_long_and_wideband_stops(case: str, tmp_path: P
 
 
 def test_a_wideband_command_like_a_stop_phrase_is_not_a_stop(tmp_path: Path, engines: _Engines) -> None:
-    """The other side of the pass: on wideband audio it listens only to utterances as short as the shortest stop
-    phrase said slowly, since there the command grammar hears longer stops itself. "scan the liver" (espeak-ng at
+    """The other side of the pass: on wideband audio it listens only to utterances as short as one drawn-out
+    syllable, since there the command grammar hears longer stops itself. "scan the liver" (espeak-ng at
     22.05 kHz, voiced 0.93 s) fits "stop the robot" better than the command grammar's "scan the lumen"."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from _voice_corpus import commands, synthesize as speak

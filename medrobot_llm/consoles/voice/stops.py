@@ -59,11 +59,12 @@ def narrowband(samples: np.ndarray) -> bool:
 #: s, as "estop", which takes at most 1.0 s). Over longer audio any stop phrase stretched across it fits about as
 #: well as the command said ("pick up the shunt with psm1", 2.13 s, fitted "stop motion" better than the command
 #: grammar's best path), so the pass is not run on an utterance longer than the longest stop phrase said slowly.
-#: On wideband audio it is run only on utterances no longer than the shortest stop phrase said slowly: there the
-#: command grammar hears the longer stop phrases itself (sibilants intact; every dev stop it missed was a word of one
-#: or two syllables voiced for at most 0.42 s: "stop" as "stow" or "standby", "whoa" as "one", "estop" as "cancel
-#: that"), while the pass heard 10 of the 63 commands of benchmarks/voice_accuracy.py (22.05 kHz) as stops, all
-#: voiced for 0.58-1.51 s ("scan the liver" as "stop the robot", "AP of the chest" as "emergency")
+#: On wideband audio it is run only on utterances no longer than one drawn-out syllable (``_DRAWN_OUT_S`` plus one
+#: ``_SLOW_PHONE_S``, 0.52 s): there the command grammar hears the longer stop phrases itself (sibilants intact; every
+#: stop it missed, dev and held-out, was a word of one or two syllables voiced for at most 0.42 s: "stop" as "stow"
+#: or "standby", "whoa" as "one", "estop" as "cancel that"), while the pass heard 10 of the 63 commands of
+#: benchmarks/voice_accuracy.py (22.05 kHz) as stops, all voiced for 0.58-1.51 s ("go home" as "whoa", "scan the
+#: liver" as "stop the robot", "AP of the chest" as "emergency")
 _SLOW_PHONE_S = 0.12
 _DRAWN_OUT_S = 0.4
 #: how much worse per frame than the command grammar's best path (``stop_taken``) the stop-only pass's stop may fit
@@ -87,11 +88,11 @@ class StopLengths:
             len(grammar.dictionary[w][0].split()) for w in phrase if w in grammar.dictionary) for phrase in _STOP_PHRASES}
         #: the longest utterance the stop-only pass runs on, and the longest on wideband audio
         self.longest_s = max(self.by_phrase.values())
-        self.shortest_s = min(self.by_phrase.values())
+        self.wideband_s = _DRAWN_OUT_S + _SLOW_PHONE_S
 
     def listened(self, span_s: float, narrow: bool) -> bool:
         """Whether the stop-only pass runs on an utterance voiced for ``span_s`` seconds."""
-        return 0.0 < span_s <= (self.longest_s if narrow else self.shortest_s)
+        return 0.0 < span_s <= (self.longest_s if narrow else self.wideband_s)
 
     def fits(self, phrase: str, span_s: float) -> bool:
         """Whether ``phrase`` could have been voiced for ``span_s`` seconds."""
