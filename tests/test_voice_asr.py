@@ -70,3 +70,27 @@ def test_mains_hum_is_not_voiced() -> None:
     from medrobot_llm.consoles.voice.asr import voiced_ratio
 
     assert voiced_ratio(noise_clips()["hum"]) == 0.0
+
+
+def test_a_stop_phrase_is_taken_only_from_audio_it_could_have_been_voiced_in() -> None:
+    """The stop-only pass's rule: a stop phrase said slowly is voiced at most a drawn-out vowel plus a slow phone per
+    phone, so "whoa" cannot be the 1.2 s "locate the needle", while the longest phrase said slowly is still listened
+    to (on wideband audio only a drawn-out syllable); the stop is then taken when it fits at least as well as the command grammar's best path (with a tolerance on
+    narrowband audio, which fits nothing well), or, with no grammar path, not far worse than free phones."""
+    import math
+
+    from medrobot_llm.consoles.voice.grammar import build_grammar
+    from medrobot_llm.consoles.voice.stops import STOP_MARGIN, StopLengths, stop_taken
+
+    lengths = StopLengths(build_grammar("xray"))
+    assert lengths.fits("whoa", 0.5) and not lengths.fits("whoa", 1.2) and not lengths.fits("stop", 0.0)
+    assert lengths.fits("abort all motion", 1.6) and lengths.longest_s == lengths.by_phrase["abort all motion"]
+    assert lengths.by_phrase["whoa"] < lengths.by_phrase["stop"] < lengths.by_phrase["stop the robot"]
+    # wideband, only as long as one drawn-out syllable: the command grammar hears longer stops there itself ("go
+    # home", 0.58 s, fitted "whoa" better than the command grammar's best path)
+    assert lengths.listened(1.5, narrow=True) and not lengths.listened(1.5, narrow=False)
+    assert lengths.listened(0.45, narrow=False) and not lengths.listened(0.58, narrow=False)
+    assert not lengths.listened(lengths.longest_s + 0.01, narrow=True)
+    assert stop_taken(-0.1, 9.0, narrow=False) and not stop_taken(0.1, 0.0, narrow=False)
+    assert stop_taken(0.3, 9.0, narrow=True) and not stop_taken(1.0, 0.0, narrow=True)
+    assert stop_taken(math.inf, STOP_MARGIN, narrow=False) and not stop_taken(math.inf, STOP_MARGIN + 0.1, narrow=True)

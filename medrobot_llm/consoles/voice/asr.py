@@ -21,11 +21,9 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from medrobot_llm.language.text import tokenize
-from medrobot_llm.language.words import CONTROL_PHRASES
 from medrobot_llm.consoles.voice.audio import SAMPLE_RATE, AsrError, Audio, load_wav, resample
 from medrobot_llm.consoles.voice.grammar import DEFAULT_WAKE_WORD, VoiceGrammar, build_grammar, normalise_transcript, wake_words
-from medrobot_llm.consoles.voice.spoken import spoken_phrases
+from medrobot_llm.consoles.voice.stops import StopLengths, kws_stops, kws_threshold, narrowband, stop_jsgf, stop_phrase, stop_taken
 from medrobot_llm.consoles.voice.vocabulary import prompt
 
 __all__ = [
@@ -82,22 +80,6 @@ class Recognizer(Protocol):
     name: str
 
     def transcribe(self, audio: Audio) -> Transcript: ...
-
-
-_STOP_PHRASES: tuple[tuple[str, ...], ...] = tuple(
-    sorted({tuple(tokenize(p)) for p in CONTROL_PHRASES["stop"]}, key=len, reverse=True))
-
-
-def stop_phrase(text: str) -> str | None:
-    """The stop phrase said anywhere in ``text``, if any. A stop inside a longer sentence still stops (as
-    the planner does), since a person who says "stop" mid-command means it."""
-    words = tokenize(text)
-    for phrase in _STOP_PHRASES:
-        k = len(phrase)
-        for i in range(len(words) - k + 1):
-            if tuple(words[i:i + k]) == phrase:
-                return " ".join(phrase)
-    return None
 
 
 def _speech_frames(audio: Audio) -> tuple[int, int]:
@@ -171,24 +153,6 @@ class _Voiced:
         return float(np.median(self.pitch[self.voiced])) if self.voiced.sum() >= 5 else 0.0
 
 
-#: the share of the power above ``_NARROW_HZ`` (just above 11.025 kHz's band) below which audio is narrowband:
-#: espeak-ng and festival speech at 16 and 22.05 kHz had 2e-3 to 1e-2 of its power there, the same at 8 and 11.025
-#: kHz (clean, with noise or reverb) 1e-9 to 1e-6, and flite's voices, which speak at 8 kHz, 1e-8 at any rate
-_NARROW_HZ = 5800.0
-_NARROW_SHARE = 1e-4
-
-
-def narrowband(samples: np.ndarray) -> bool:
-    """Whether the audio has (next to) no power above 5.8 kHz: recorded at 11.025 kHz or less, so its sibilants
-    are gone and the command grammar hears a "stop" as its nearest command ("tilt eight")."""
-    x = np.asarray(samples, dtype=np.float64)
-    if len(x) < 512:
-        return False
-    power = np.abs(np.fft.rfft(x - x.mean())) ** 2
-    high = power[int(len(power) * _NARROW_HZ / (SAMPLE_RATE / 2)):].sum()
-    return bool(high < _NARROW_SHARE * max(power.sum(), 1e-9))
-
-
 def voiced_ratio(samples: np.ndarray) -> float:
     """The share of 30 ms frames that are voiced.
 
@@ -260,26 +224,6 @@ _SECOND_LOOK_MAX_S = 1.5
 #: benchmarks/voice_oog.py. Just above the highest right plan, so no right plan of the dev data is rejected;
 #: 4.0, fitted first on en-us alone, rejected 10 of those 58 right plans. Figures for both sets in the README
 _NOT_COMMAND_MARGIN = 4.7
-#: the stop-only pass (``_stop_pass``) runs on every narrowband utterance (``narrowband``) voiced for at most this
-#: long. On wideband speech it also stopped on 5 of the 63 espeak-ng commands of benchmarks/voice_accuracy.py
-#: ("make contact", "scan the liver" heard as "scan the lumen"), 92.1 % right plans fell to 84.1 %, so it is kept
-#: to the audio that needs it. The stops the command
-#: grammar misses are the short ones, which have near neighbours among the commands ("stop" as "tilt eight" or "go
-#: to", "freeze" as "resume", "halt" as "tilt"): voiced for 0.1-0.5 s, and never over 0.85 s on the dev voices at
-#: 8 and 11.025 kHz, while longer stop phrases are distinctive enough for the command grammar. Over longer audio a
-#: stop phrase stretched across it fits about as well as the command said ("collimate to the pelvis", 1.24 s,
-#: fitted "abort everything" better than itself), so the pass would stop on commands.
-#: Its stop is taken when its path scores at least as well as the command grammar's best path (that grammar holds
-#: the same stop phrases, but its search prefers a command that fits a little better, and narrowband speech fits
-#: nothing well), or, when the command grammar found no path, when it is at most ``_STOP_MARGIN`` per frame worse
-#: than free phones. Chosen on dev voices (not held out by benchmarks/voice_bench.py) at 8 and 11.025 kHz: the
-#: missed stops had the stop path 0.3-0.7 per frame above the chosen command, "yes" and "wait" 0.8-1.4 below it
-_STOP_PASS_MAX_S = 1.0
-#: how long an utterance pocketsphinx decodes for a stop beside another engine (``stop_only``): the longest stop
-#: phrase said slowly, "abort all motion" voiced for 1.45 s by espeak-ng at 130 words a minute. Whisper tiny.en
-#: wrote it as "a board all motion" and "build bullet hole motion" at 16 kHz, which the command grammar hears
-_STOP_LISTEN_MAX_S = 2.0
-_STOP_MARGIN = 3.0
 #: a voiced share of the audio at which the voicing weight is full (espeak commands: 0.3-0.6)
 _FULL_VOICING = 0.15
 
@@ -304,6 +248,7 @@ class PocketSphinxRecognizer:
         self.domain = domain
         self.grammar: VoiceGrammar = build_grammar(domain, wake_word)
         self.wake = wake_words(wake_word)
+        self.stop_lengths = StopLengths(self.grammar)
         self.keyword_spotting = keyword_spotting
         self._lock = threading.Lock()
         self._decoder: Any = None
@@ -319,11 +264,11 @@ class PocketSphinxRecognizer:
             decoder = Decoder(lm=None, dict=str(dict_path), loglevel="FATAL", bestpath=False, **_DECODER_OPTIONS)
             if self.keyword_spotting:
                 kws_path = Path(tmp) / "stop.kws"
-                kws_path.write_text("".join(f"{p} /1e-{_kws_threshold(p)}/\n" for p in _kws_stops(self.grammar)),
+                kws_path.write_text("".join(f"{p} /1e-{kws_threshold(p)}/\n" for p in kws_stops(self.grammar)),
                                     encoding="utf-8")
                 decoder.add_kws("stop", str(kws_path))
         decoder.add_jsgf_string("grammar", self.grammar.jsgf)
-        decoder.add_jsgf_string("stops", _stop_jsgf(self.wake))
+        decoder.add_jsgf_string("stops", stop_jsgf(self.wake))
         decoder.add_allphone_file("phones", None)
         decoder.activate_search("grammar")
         return decoder
@@ -344,8 +289,8 @@ class PocketSphinxRecognizer:
     def stop_only(self, audio: Audio) -> Transcript:
         """A transcript that is a stop when this recogniser hears one in ``audio`` (by any of its passes), an empty
         one otherwise: for an engine that hears commands its own way and may hear a narrowband "stop" as "up"
-        (``--asr whisper``). Only utterances short enough to be a stop phrase are decoded (``_STOP_LISTEN_MAX_S``)."""
-        if not 0.0 < _Voiced.of(audio.samples).span_s <= _STOP_LISTEN_MAX_S:
+        (``--asr whisper``). Only utterances short enough to be a stop phrase are decoded (``StopLengths``)."""
+        if not 0.0 < _Voiced.of(audio.samples).span_s <= self.stop_lengths.longest_s:
             return Transcript(text="", confidence=0.0, engine=self.name)
         heard = self.transcribe(audio)
         if not heard.stop:
@@ -403,7 +348,8 @@ class PocketSphinxRecognizer:
         The command grammar picks the nearest of thousands of commands, and a narrowband "stop" (no sibilant
         energy above 4 kHz) or an unusual voice's lies nearer to some of them ("tilt eight", "go to") than to
         "stop". Asked only "which stop", the decoder has no such neighbour; whether it was a stop at all is then
-        whether that stop explains the audio at least as well as the command the grammar chose (``_transcribe``).
+        whether the utterance is short enough for that stop and it explains the audio about as well as the command
+        the grammar chose (``StopLengths``, ``stop_taken``).
         """
         hyp = self._decode("stops", pcm)
         self._decoder.activate_search("grammar")
@@ -434,7 +380,8 @@ class PocketSphinxRecognizer:
         text = normalise_transcript(raw, self.grammar.written)
         stop = stop_phrase(text) is not None
         # a stop is never judged "not a command" (a false stop is safe), and it is acted on sooner unjudged
-        short = 0.0 < voicing.span_s <= _STOP_PASS_MAX_S and narrowband(audio.samples)
+        narrow = narrowband(audio.samples)
+        short = self.stop_lengths.listened(voicing.span_s, narrow)
         phones = self._phones_score(pcm) if not stop and (words or short) else 0.0
         margin = _margin(phones, grammar_score, n_frames) if words and not stop else 0.0
         if not math.isfinite(margin):
@@ -447,8 +394,11 @@ class PocketSphinxRecognizer:
         if self.keyword_spotting and voiced > 0.0:
             kws = self._decode("stop", pcm)
             spotted = kws.hypstr.strip() if kws is not None else ""
+        taken = (bool(heard_stop) and not stop and self.stop_lengths.fits(heard_stop, voicing.span_s)
+                 and stop_taken(stop_vs_grammar, stop_margin, narrow))
+        # a stop the pass took needs no second look, whose two decodes of the command grammar would only delay it
         second = ""
-        if not stop and words and 0.0 < voicing.span_s <= _SECOND_LOOK_MAX_S:
+        if not stop and not taken and words and 0.0 < voicing.span_s <= _SECOND_LOOK_MAX_S:
             second = self._stop_on_second_look(audio.samples, scale)
         parsed = _reads_as_command(self.domain, text) if words else False
         details = {
@@ -473,11 +423,10 @@ class PocketSphinxRecognizer:
             stop = True
             confidence = max(confidence, speech_weight * voice_weight)
             note = f"stop heard on a second look ({second!r})"
-        alone = stop_margin <= _STOP_MARGIN if not math.isfinite(stop_vs_grammar) else stop_vs_grammar <= 0.0
-        if heard_stop and not stop and alone:
+        if taken:
             stop = True
             confidence = max(confidence, speech_weight * voice_weight)
-            note = (f"stop heard by the stop-only pass ({heard_stop!r} explains the audio as well as {text!r}: "
+            note = (f"stop heard by the stop-only pass ({heard_stop!r} explains the audio about as well as {text!r}: "
                     f"{stop_vs_grammar:.2f} per frame)")
         if spotted and not stop:
             stop = True
@@ -497,29 +446,6 @@ def _margin(free: float, constrained: float, n_frames: int) -> float:
     if free <= 0.0 or constrained <= 0.0:
         return math.inf
     return round((math.log(free) - math.log(constrained)) * 1000 / max(1, n_frames), 4)
-
-
-def _stop_jsgf(wake: tuple[str, ...]) -> str:
-    """The stop-only pass's grammar: the command set's stop phrases, the wake word allowed before them."""
-    stops = " | ".join(spoken_phrases(list(CONTROL_PHRASES["stop"])))
-    return f"#JSGF V1.0;\ngrammar stops;\npublic <stop> = [ {' '.join(wake)} ] ( {stops} );\n"
-
-
-def _kws_stops(grammar: VoiceGrammar) -> list[str]:
-    """The stop phrases the keyword pass listens for: those of two or more syllables' worth of phones, since
-    a one-syllable keyword fires on any syllable of noise."""
-    out = []
-    for phrase in CONTROL_PHRASES["stop"]:
-        words = phrase.split()
-        if all(w in grammar.dictionary for w in words) and sum(len(grammar.dictionary[w][0].split())
-                                                               for w in words) >= 4:
-            out.append(phrase)
-    return out
-
-
-def _kws_threshold(phrase: str) -> int:
-    """A longer phrase may be spotted at a lower score (pocketsphinx keyword thresholds are per phrase)."""
-    return 10 + 5 * len(phrase.split())
 
 
 def _reads_as_command(domain: str, text: str) -> bool:

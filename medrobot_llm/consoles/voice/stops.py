@@ -1,0 +1,131 @@
+"""The stop phrases and the stop-only pass's grammars and limits: what the offline recogniser listens for when
+it listens for nothing but a stop."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from medrobot_llm.language.text import tokenize
+from medrobot_llm.language.words import CONTROL_PHRASES
+from medrobot_llm.consoles.voice.audio import SAMPLE_RATE
+from medrobot_llm.consoles.voice.grammar import VoiceGrammar
+from medrobot_llm.consoles.voice.spoken import spoken_phrases
+
+__all__ = ["STOP_MARGIN", "StopLengths", "kws_stops", "kws_threshold", "narrowband", "stop_jsgf", "stop_phrase",
+           "stop_taken"]
+
+_STOP_PHRASES: tuple[tuple[str, ...], ...] = tuple(
+    sorted({tuple(tokenize(p)) for p in CONTROL_PHRASES["stop"]}, key=len, reverse=True))
+
+
+def stop_phrase(text: str) -> str | None:
+    """The stop phrase said anywhere in ``text``, if any. A stop inside a longer sentence still stops (as
+    the planner does), since a person who says "stop" mid-command means it."""
+    words = tokenize(text)
+    for phrase in _STOP_PHRASES:
+        k = len(phrase)
+        for i in range(len(words) - k + 1):
+            if tuple(words[i:i + k]) == phrase:
+                return " ".join(phrase)
+    return None
+
+
+#: the share of the power above ``_NARROW_HZ`` (just above 11.025 kHz's band) below which audio is narrowband:
+#: espeak-ng and festival speech at 16 and 22.05 kHz had 2e-3 to 1e-2 of its power there, the same at 8 and 11.025
+#: kHz (clean, with noise or reverb) 1e-9 to 1e-6, and flite's voices, which speak at 8 kHz, 1e-8 at any rate
+_NARROW_HZ = 5800.0
+_NARROW_SHARE = 1e-4
+
+
+def narrowband(samples: np.ndarray) -> bool:
+    """Whether the audio has (next to) no power above 5.8 kHz: recorded at 11.025 kHz or less, so its sibilants
+    are gone and the command grammar hears a "stop" as its nearest command ("tilt eight"), which fits it about as
+    badly as the stop does."""
+    x = np.asarray(samples, dtype=np.float64)
+    if len(x) < 512:
+        return False
+    power = np.abs(np.fft.rfft(x - x.mean())) ** 2
+    high = power[int(len(power) * _NARROW_HZ / (SAMPLE_RATE / 2)):].sum()
+    return bool(high < _NARROW_SHARE * max(power.sum(), 1e-9))
+
+
+#: how long a stop phrase may be voiced and still be one: ``_DRAWN_OUT_S`` plus ``_SLOW_PHONE_S`` a phone of it (in the
+#: grammar's dictionary). espeak-ng at 130 words a minute voices "abort all motion" (12 phones) for 1.45 s, 0.12 s a
+#: phone; a one-syllable stop is drawn out further ("whoa", 2 phones, 0.61 s with a slow flite voice in reverb). On
+#: the dev voices of benchmarks/voice_bench.py (not ``held_out``) no stop phrase the stop-only pass heard was voiced
+#: longer than this for that phrase, while commands the pass heard as a stop mostly were ("locate the needle", 1.21
+#: s, as "estop", which takes at most 1.0 s). Over longer audio any stop phrase stretched across it fits about as
+#: well as the command said ("pick up the shunt with psm1", 2.13 s, fitted "stop motion" better than the command
+#: grammar's best path), so the pass is not run on an utterance longer than the longest stop phrase said slowly.
+#: On wideband audio it is run only on utterances no longer than one drawn-out syllable (``_DRAWN_OUT_S`` plus one
+#: ``_SLOW_PHONE_S``, 0.52 s): there the command grammar hears the longer stop phrases itself (sibilants intact; every
+#: stop it missed, dev and held-out, was a word of one or two syllables voiced for at most 0.42 s: "stop" as "stow"
+#: or "standby", "whoa" as "one", "estop" as "cancel that"), while the pass heard 10 of the 63 commands of
+#: benchmarks/voice_accuracy.py (22.05 kHz) as stops, all voiced for 0.58-1.51 s ("go home" as "whoa", "scan the
+#: liver" as "stop the robot", "AP of the chest" as "emergency")
+_SLOW_PHONE_S = 0.12
+_DRAWN_OUT_S = 0.4
+#: how much worse per frame than the command grammar's best path (``stop_taken``) the stop-only pass's stop may fit
+#: and still be taken, on wideband and on narrowband audio. The command grammar holds the same stop phrases, but its
+#: search prefers a command that fits a little better, so the stop is taken when it fits at least as well; narrowband
+#: speech (no sibilants) fits nothing well, and a narrowband stop came within 0.45 per frame of a command ("cease" as
+#: "feed" at 11.025 kHz), while wideband commands the pass heard as a stop lay up to 0.4 below it ("scan the
+#: bladder" as "stop the robot": 0.14, "cut the vessel" as "stop motion": 0.39). Chosen on dev voices only
+_WIDEBAND_TOLERANCE = 0.0
+_NARROWBAND_TOLERANCE = 0.5
+#: with no path through the command grammar, the stop stands alone against free phones: taken when it is at most this
+#: much worse per frame than them
+STOP_MARGIN = 3.0
+
+
+class StopLengths:
+    """How long each stop phrase may be voiced (``_SLOW_PHONE_S``), from the grammar's pronunciations."""
+
+    def __init__(self, grammar: VoiceGrammar) -> None:
+        self.by_phrase = {" ".join(phrase): _DRAWN_OUT_S + _SLOW_PHONE_S * sum(
+            len(grammar.dictionary[w][0].split()) for w in phrase if w in grammar.dictionary) for phrase in _STOP_PHRASES}
+        #: the longest utterance the stop-only pass runs on, and the longest on wideband audio
+        self.longest_s = max(self.by_phrase.values())
+        self.wideband_s = _DRAWN_OUT_S + _SLOW_PHONE_S
+
+    def listened(self, span_s: float, narrow: bool) -> bool:
+        """Whether the stop-only pass runs on an utterance voiced for ``span_s`` seconds."""
+        return 0.0 < span_s <= (self.longest_s if narrow else self.wideband_s)
+
+    def fits(self, phrase: str, span_s: float) -> bool:
+        """Whether ``phrase`` could have been voiced for ``span_s`` seconds."""
+        return 0.0 < span_s <= self.by_phrase.get(phrase, self.longest_s)
+
+
+def stop_taken(vs_grammar: float, vs_phones: float, narrow: bool) -> bool:
+    """Whether the stop-only pass's stop, voiced for a length that fits it, is taken: by its margin per frame
+    against the command grammar's best path (``vs_grammar``, infinite when that grammar found no path) or, without
+    one, against free phones (``vs_phones``)."""
+    if not math.isfinite(vs_grammar):
+        return vs_phones <= STOP_MARGIN
+    return vs_grammar <= (_NARROWBAND_TOLERANCE if narrow else _WIDEBAND_TOLERANCE)
+
+
+def stop_jsgf(wake: tuple[str, ...]) -> str:
+    """The stop-only pass's grammar: the command set's stop phrases, the wake word allowed before them."""
+    stops = " | ".join(spoken_phrases(list(CONTROL_PHRASES["stop"])))
+    return f"#JSGF V1.0;\ngrammar stops;\npublic <stop> = [ {' '.join(wake)} ] ( {stops} );\n"
+
+
+def kws_stops(grammar: VoiceGrammar) -> list[str]:
+    """The stop phrases the keyword pass listens for: those of two or more syllables' worth of phones, since
+    a one-syllable keyword fires on any syllable of noise."""
+    out = []
+    for phrase in CONTROL_PHRASES["stop"]:
+        words = phrase.split()
+        if all(w in grammar.dictionary for w in words) and sum(len(grammar.dictionary[w][0].split())
+                                                               for w in words) >= 4:
+            out.append(phrase)
+    return out
+
+
+def kws_threshold(phrase: str) -> int:
+    """A longer phrase may be spotted at a lower score (pocketsphinx keyword thresholds are per phrase)."""
+    return 10 + 5 * len(phrase.split())
