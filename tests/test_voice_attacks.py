@@ -1,0 +1,103 @@
+"""Issue 17, attacked blind from outside: speech a careless user, a noisy room or a second voice could give the
+voice console, synthesized here as in the attack (espeak-ng, padded and resampled by sox as `medrobot voice
+--wav` files would be) and decoded by the real pocketsphinx engine the CLI uses by default.
+
+Each test states what the README and `medrobot voice --help` promise and is marked xfail (strict) while the
+console does otherwise, so the file passes today and turns red the day the behaviour is fixed.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from medrobot_llm.backends.memory import MemoryBackend
+from medrobot_llm.consoles.voice.asr import Recognizer
+from medrobot_llm.consoles.voice.audio import Audio, load_wav
+from medrobot_llm.consoles.voice.console import VoiceConsole
+from medrobot_llm.consoles.voice.engines import make_recognizer
+from medrobot_llm.planning.rule.planner import RulePlanner
+from medrobot_llm.session import Session
+
+pytestmark = [pytest.mark.voice, pytest.mark.slow]
+
+_DOMAIN = "xray"
+#: heard every time as "robot go to lateral view of the chest", a one-step motion plan with no question of its own
+_COMMAND = "robot, move to a lateral view of the chest"
+
+
+@pytest.fixture(scope="module")
+def recognizer() -> Iterator[Recognizer]:
+    """Made once: loading the decoder and its grammar takes seconds."""
+    yield make_recognizer("pocketsphinx", _DOMAIN, RulePlanner())
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("voice-attacks")
+
+
+def _say(folder: Path, text: str) -> Audio:
+    """espeak-ng en-us at 150 wpm, with 0.3 s of quiet before and 0.8 s after, as one file of a --wav stream."""
+    stem = "_".join("".join(c for c in text if c.isalnum() or c == " ").split())
+    raw, padded = folder / f"{stem}.raw.wav", folder / f"{stem}.wav"
+    if not padded.exists():
+        subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(raw), "--", text], check=True, timeout=60)
+        subprocess.run(["sox", str(raw), "-r", "22050", "-b", "16", "-c", "1", str(padded), "pad", "0.3", "0.8"],
+                       check=True, timeout=60)
+    return load_wav(padded)
+
+
+def _console(recognizer: Recognizer, folder: Path, tmp_path: Path,
+             said: list[str]) -> tuple[list[dict[str, Any]], str, MemoryBackend]:
+    """The records, the supervisor's state afterwards and what reached the robot, for ``said`` in order."""
+    backend = MemoryBackend(_DOMAIN, control_period_s=0.001)
+    session = Session(_DOMAIN, RulePlanner(), backend=backend, audit_path=tmp_path / "audit.jsonl")
+    records = VoiceConsole(session, recognizer, lambda _: None).run([_say(folder, text) for text in said])
+    with session:
+        state = session.supervisor.status()["state"]
+    return records, state, backend
+
+
+@pytest.mark.xfail(strict=True, reason="pocketsphinx hears a read-back answered 'yes, no' (or 'yes. wait, no.') as "
+                   "'yes' / 'yes please' and runs the plan, though the operator's last word took it back")
+@pytest.mark.parametrize("answer", ["yes, no", "yes. wait, no."])
+def test_a_yes_taken_back_in_the_same_breath_moves_nothing(recognizer: Recognizer, folder: Path, tmp_path: Path,
+                                                           answer: str) -> None:
+    """README: a plan runs only when the next answer is "yes"; anything else drops it. The answer grammar holds
+    "yes", "no", "not yet" and the like, so it forces "yes, no" onto its best single answer, "yes" at 1.0
+    (flite's slt voice too, by the CLI); Whisper writes "yes no" and drops the plan."""
+    records, _, backend = _console(recognizer, folder, tmp_path, [_COMMAND, answer])
+    readback = [r for r in records if r.get("kind") == "readback"]
+    assert readback and "move_to_view(anatomy=chest, view=lateral)" in readback[0]["text"], records
+    answered = next(r for r in records if r.get("kind") == "answer")
+    assert answered["action"] != "confirm", answered
+    assert backend.sent == [], backend.sent
+
+
+@pytest.mark.xfail(strict=True, reason="a repeated or prefixed stop is voiced for over 1 s, so the stop-only pass "
+                   "does not run, and the command grammar hears 'tilt tilt a tad' / 'where you stopped': ignored as "
+                   "not addressed, no e-stop")
+@pytest.mark.parametrize("said", ["stop stop stop", "wait, stop"])
+def test_a_stop_said_twice_or_after_a_word_latches_the_estop(recognizer: Recognizer, folder: Path, tmp_path: Path,
+                                                              said: str) -> None:
+    """README: a stop phrase latches the e-stop at once, addressed or not. "stop stop stop" is what people say
+    when something goes wrong; "stop, stop, the patient is moving", "please stop now", "stop the robot" and
+    "emergency stop, emergency stop" all latch (tried through the CLI), these two do not."""
+    records, state, _ = _console(recognizer, folder, tmp_path, [said])
+    assert records[0]["action"] == "stop" and state == "ESTOP", records
+
+
+@pytest.mark.xfail(strict=True, reason="the grammar forces 'the robot is slow today' into 'robot destroy the node', "
+                   "which opens with the wake word, so remarks about the robot are taken as addressed to it")
+def test_talk_about_the_robot_is_not_addressed_to_it(recognizer: Recognizer, folder: Path, tmp_path: Path) -> None:
+    """README: an utterance is acted on only when it opens with the wake word; anything else is "ignored". Here it
+    was planned (and refused only because "destroy" is no skill), so the wake word, the first of the guards
+    against talk becoming a plan, does not hold for talk that merely mentions the robot."""
+    records, _, backend = _console(recognizer, folder, tmp_path, ["the robot is slow today"])
+    assert records[0]["action"] == "ignored", records
+    assert backend.sent == [], backend.sent
