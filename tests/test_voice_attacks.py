@@ -8,7 +8,9 @@ console does otherwise, so the file passes today and turns red the day the behav
 
 from __future__ import annotations
 
+import re
 import subprocess
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,9 +18,10 @@ from typing import Any
 import pytest
 
 from medrobot_llm.backends.memory import MemoryBackend
+from medrobot_llm.consoles.render import render_plan
 from medrobot_llm.consoles.voice.asr import Recognizer
 from medrobot_llm.consoles.voice.audio import Audio, load_wav
-from medrobot_llm.consoles.voice.console import VoiceConsole
+from medrobot_llm.consoles.voice.console import VoiceConsole, spoken_readback
 from medrobot_llm.consoles.voice.engines import make_recognizer
 from medrobot_llm.planning.rule.planner import RulePlanner
 from medrobot_llm.session import Session
@@ -101,3 +104,21 @@ def test_talk_about_the_robot_is_not_addressed_to_it(recognizer: Recognizer, fol
     records, _, backend = _console(recognizer, folder, tmp_path, ["the robot is slow today"])
     assert records[0]["action"] == "ignored", records
     assert backend.sent == [], backend.sent
+
+
+@pytest.mark.xfail(strict=True, reason="a gantry move is read back as 'adjust(axis=left_right, amount=-50)' (spoken: "
+                   "'axis left right amount -50'): the direction is only a sign, and 'left' is said for a move right")
+@pytest.mark.parametrize(("said", "opposite", "direction"), [
+    ("move right 50 mm", "move left 50 mm", "right"),
+    ("move down 30 mm", "move up 30 mm", "down"),
+])
+def test_a_read_back_names_the_direction_that_will_run(said: str, opposite: str, direction: str) -> None:
+    """Issue 17: a plan from speech is read back "with its numbers, sides and directions" so that left heard as
+    right is caught before anything moves. The printed and the spoken read-backs of a move and of its opposite
+    differ only by a minus sign, so an operator who hears "left right ... 50" confirms either; the read-back
+    should say the direction itself more often for the move that goes that way."""
+    plans = RulePlanner().plan(_DOMAIN, said), RulePlanner().plan(_DOMAIN, opposite)
+    assert all(plan.steps for plan in plans), plans
+    for read in (render_plan, spoken_readback):
+        counts = [Counter(re.findall(r"[a-z]+", read(plan).lower())) for plan in plans]
+        assert counts[0][direction] > counts[1][direction], [read(plan) for plan in plans]
