@@ -1,6 +1,7 @@
 """Issue 17, attacked blind from outside: speech a careless user, a noisy room or a second voice could give the
 voice console, synthesized here as in the attack (espeak-ng, padded and resampled by sox as `medrobot voice
---wav` files would be) and decoded by the real pocketsphinx engine the CLI uses by default.
+--wav` files would be) and decoded by the real pocketsphinx engine the CLI uses by default. Where a test is about
+an answer, the command before it is scripted as pocketsphinx heard it in the attack, so only the answer is decoded.
 
 Each test states what the README and `medrobot voice --help` promise and is marked xfail (strict) while the
 console does otherwise, so the file passes today and turns red the day the behaviour is fixed.
@@ -15,11 +16,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from medrobot_llm.backends.memory import MemoryBackend
 from medrobot_llm.consoles.render import render_plan
-from medrobot_llm.consoles.voice.asr import Recognizer
+from medrobot_llm.consoles.voice.asr import Recognizer, Transcript
 from medrobot_llm.consoles.voice.audio import Audio, load_wav
 from medrobot_llm.consoles.voice.console import VoiceConsole, spoken_readback
 from medrobot_llm.consoles.voice.engines import make_recognizer
@@ -29,8 +31,10 @@ from medrobot_llm.session import Session
 pytestmark = [pytest.mark.voice, pytest.mark.slow]
 
 _DOMAIN = "xray"
-#: heard every time as "robot go to lateral view of the chest", a one-step motion plan with no question of its own
+#: a one-step motion plan with no question of its own; said by espeak-ng, pocketsphinx heard it as _HEARD every
+#: time in the attack, so the tests that are about the answer script it and decode only the answer
 _COMMAND = "robot, move to a lateral view of the chest"
+_HEARD = "robot go to lateral view of the chest"
 
 
 @pytest.fixture(scope="module")
@@ -42,6 +46,11 @@ def recognizer() -> Iterator[Recognizer]:
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("voice-attacks")
+
+
+def _silent(source: str) -> Audio:
+    """An utterance whose transcript a _Partly recogniser scripts."""
+    return Audio(np.zeros(160, dtype=np.int16), source)
 
 
 def _say(folder: Path, text: str) -> Audio:
@@ -56,14 +65,31 @@ def _say(folder: Path, text: str) -> Audio:
 
 
 def _console(recognizer: Recognizer, folder: Path, tmp_path: Path,
-             said: list[str]) -> tuple[list[dict[str, Any]], str, MemoryBackend]:
-    """The records, the supervisor's state afterwards and what reached the robot, for ``said`` in order."""
+             said: list[str | Audio]) -> tuple[list[dict[str, Any]], str, MemoryBackend]:
+    """The records, the supervisor's state afterwards and what reached the robot, for ``said`` in order (text is
+    spoken by espeak-ng, an Audio goes as it is)."""
     backend = MemoryBackend(_DOMAIN, control_period_s=0.001)
     session = Session(_DOMAIN, RulePlanner(), backend=backend, audit_path=tmp_path / "audit.jsonl")
-    records = VoiceConsole(session, recognizer, lambda _: None).run([_say(folder, text) for text in said])
+    audio = [_say(folder, item) if isinstance(item, str) else item for item in said]
+    records = VoiceConsole(session, recognizer, lambda _: None).run(audio)
     with session:
         state = session.supervisor.status()["state"]
     return records, state, backend
+
+
+class _Partly:
+    """The real engine for the utterance under attack, scripted transcripts (as heard in the attack) for the ones
+    that only set the scene, so the test decodes one word instead of a long command."""
+
+    name = "pocketsphinx"
+
+    def __init__(self, real: Recognizer, said: dict[str, str]) -> None:
+        self.real, self.said = real, said
+
+    def transcribe(self, audio: Audio) -> Transcript:
+        if audio.source in self.said:
+            return Transcript(text=self.said[audio.source], confidence=1.0, engine=self.name, stop=False)
+        return self.real.transcribe(audio)
 
 
 @pytest.mark.xfail(strict=True, reason="pocketsphinx hears a read-back answered 'yes, no' (or 'yes. wait, no.') as "
@@ -74,7 +100,8 @@ def test_a_yes_taken_back_in_the_same_breath_moves_nothing(recognizer: Recognize
     """README: a plan runs only when the next answer is "yes"; anything else drops it. The answer grammar holds
     "yes", "no", "not yet" and the like, so it forces "yes, no" onto its best single answer, "yes" at 1.0
     (flite's slt voice too, by the CLI); Whisper writes "yes no" and drops the plan."""
-    records, _, backend = _console(recognizer, folder, tmp_path, [_COMMAND, answer])
+    command = _Partly(recognizer, {_COMMAND: _HEARD})
+    records, _, backend = _console(command, folder, tmp_path, [_silent(_COMMAND), answer])
     readback = [r for r in records if r.get("kind") == "readback"]
     assert readback and "move_to_view(anatomy=chest, view=lateral)" in readback[0]["text"], records
     answered = next(r for r in records if r.get("kind") == "answer")
@@ -122,3 +149,24 @@ def test_a_read_back_names_the_direction_that_will_run(said: str, opposite: str,
     for read in (render_plan, spoken_readback):
         counts = [Counter(re.findall(r"[a-z]+", read(plan).lower())) for plan in plans]
         assert counts[0][direction] > counts[1][direction], [read(plan) for plan in plans]
+
+
+@pytest.mark.xfail(strict=True, reason="'confirm' said to a contact step's question (whose text ends \"say "
+                   "'confirm'\") is heard as 'undo', a stop phrase, and latches the e-stop instead of confirming")
+def test_confirm_said_to_a_contact_question_confirms_it(folder: Path, tmp_path: Path) -> None:
+    """The supervisor's question for a contact step reads "Confirm contact step 2 of 3: make_contact(force_n=8) -
+    say 'confirm'" (in the --json answer record); help and README say "yes" confirms it, and "yes" does. Saying
+    the word the question asks for, or the obvious answer to "Confirm ...?", should not be an emergency stop:
+    with espeak-ng en-us it was, every time (5 of 5 in the attack, in both domains tried)."""
+    domain = "ultrasound"
+    backend = MemoryBackend(domain, control_period_s=0.001)
+    session = Session(domain, RulePlanner(), backend=backend, audit_path=tmp_path / "audit.jsonl")
+    recognizer = _Partly(make_recognizer("pocketsphinx", domain, RulePlanner()),
+                         {"command": "robot scan the left kidney", "yes": "yes"})
+    said = [_silent("command"), _silent("yes"), _say(folder, "confirm")]
+    records = VoiceConsole(session, recognizer, lambda _: None).run(said)
+    with session:
+        state = session.supervisor.status()["state"]
+    assert state != "ESTOP" and all(r.get("action") != "stop" for r in records), records
+    contact = [r for r in records if r.get("kind") == "answer" and "text" in (r.get("question") or {})]
+    assert contact and contact[0]["action"] == "confirm", records
