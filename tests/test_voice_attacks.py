@@ -134,8 +134,6 @@ def test_talk_about_the_robot_is_not_addressed_to_it(recognizer: Recognizer, fol
     assert backend.sent == [], backend.sent
 
 
-@pytest.mark.xfail(strict=True, reason="a gantry move is read back as 'adjust(axis=left_right, amount=-50)' (spoken: "
-                   "'axis left right amount -50'): the direction is only a sign, and 'left' is said for a move right")
 @pytest.mark.parametrize(("said", "opposite", "direction"), [
     ("move right 50 mm", "move left 50 mm", "right"),
     ("move down 30 mm", "move up 30 mm", "down"),
