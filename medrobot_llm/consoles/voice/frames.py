@@ -60,7 +60,10 @@ _RARE = 1e-10
 #: smallest weight the decoder holds (a float), so such a unit is still heard when it is clearly said
 _RARE_UNIT = 1e-37
 #: how much less likely than one command two joined by "and" or "then" are: the join let the decoder explain
-#: the end of one command as a second, short one ("insert and do a pull the vessel with psm2")
+#: the end of one command as a second, short one ("insert and do a pull the vessel with psm2"). Two or three
+#: controls in one breath take the same weight: without them "yes, no" and "yes. wait, no." could only be
+#: heard as their one best control, "yes", and a yes taken back ran the plan. Stops are not among them: with
+#: them, talk came out as a run of short controls with a stop in it ("the robot cease okay undo") and latched
 _SECOND = 1e-20
 
 
@@ -331,4 +334,4 @@ class GrammarBuilder:
         command = self.book.add("command", commands)
         split = self.book.add("then", ["then", "and", "and then"])
         return (f"( /1/ {stop} | /1/ {control} | /1/ {command} | /{_SECOND}/ {command} {split} {command} "
-                f"| /{_RARE}/ {refused} )")
+                f"| /{_SECOND}/ {control} {control} [ {control} ] | /{_RARE}/ {refused} )")
