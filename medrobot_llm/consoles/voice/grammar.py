@@ -42,8 +42,9 @@ __all__ = [
 #: the name the console answers to unless configured otherwise (AESOP answered only to its name)
 DEFAULT_WAKE_WORD = "robot"
 #: words a remark about the robot opens with ("the robot is slow today", "my robot", "this robot"): the grammar
-#: may hear one before the wake word, so that the transcript keeps it and the utterance does not open with the
-#: wake word; without them the wake word's path took "the robot" for "robot", and the remark counted as addressed
+#: may hear one just before the wake word (nowhere else), so that the transcript keeps it and the utterance does
+#: not open with the wake word; without them the wake word's path took "the robot" for "robot", and the remark
+#: counted as addressed
 REMARK_OPENERS = ("the", "a", "this", "that", "my", "your", "our", "his", "her", "their", "its", "i", "we", "you",
                   "he", "she", "it", "they")
 
@@ -107,7 +108,7 @@ def build_grammar(domain: str, wake_word: str = DEFAULT_WAKE_WORD) -> VoiceGramm
     cs = load_command_set(domain)
     b = GrammarBuilder(domain, cs)
     lead = b.book.add("remark_opener", list(REMARK_OPENERS))
-    top = f"[ {lead} ] [ {' '.join(wake_words(wake_word))} ] {b.utterance()}"
+    top = f"[ [ {lead} ] {' '.join(wake_words(wake_word))} ] {b.utterance()}"
     jsgf = write_jsgf(domain, top, b.book.bodies)
     words = jsgf_words((top, *b.book.bodies.values()))
     dictionary: dict[str, tuple[str, ...]] = {}
