@@ -146,8 +146,9 @@ def test_a_read_back_names_the_direction_that_will_run(said: str, opposite: str,
         assert counts[0][direction] > counts[1][direction], [read(plan) for plan in plans]
 
 
-@pytest.mark.xfail(strict=True, reason="'confirm' said to a contact step's question (whose text ends \"say "
-                   "'confirm'\") is heard as 'undo', a stop phrase, and latches the e-stop instead of confirming")
+@pytest.mark.xfail(strict=True, reason="'confirm' said to a contact step's question (whose supervisor text ends \"say "
+                   "'confirm'\") is decoded as 'undo' and the stop-only pass latches the e-stop ('whoa' on a second "
+                   "look); the voice console's own question now asks for 'yes' (test_voice_answer_words.py)")
 def test_confirm_said_to_a_contact_question_confirms_it(folder: Path, tmp_path: Path) -> None:
     """The supervisor's question for a contact step reads "Confirm contact step 2 of 3: make_contact(force_n=8) -
     say 'confirm'" (in the --json answer record); help and README say "yes" confirms it, and "yes" does. Saying

@@ -44,13 +44,16 @@ from medrobot_llm.consoles.render import render_plan
 from medrobot_llm.safety.supervisor import Question
 from medrobot_llm.consoles.voice.grammar import DEFAULT_WAKE_WORD, spoken_words, wake_words
 
-__all__ = ["DEFAULT_STOP_THRESHOLD", "DEFAULT_THRESHOLD", "DEFAULT_WAKE_WORD", "NOT_A_COMMAND", "Key", "VoiceConsole",
-           "confirmation_phrases", "is_confirmation_for", "spoken_readback", "unsure"]
+__all__ = ["ASKED_ANSWER", "DEFAULT_STOP_THRESHOLD", "DEFAULT_THRESHOLD", "DEFAULT_WAKE_WORD", "NOT_A_COMMAND", "Key",
+           "VoiceConsole", "confirmation_phrases", "is_confirmation_for", "spoken_readback", "unsure"]
 
 DEFAULT_THRESHOLD = 0.6
 #: a stop needs less: a false stop is safe, a missed one is not
 DEFAULT_STOP_THRESHOLD = DEFAULT_THRESHOLD / 2
 NOT_A_COMMAND = "that was not a command; nothing done"
+#: the answer a read-back or a contact step's question asks for: the one the decoder tells apart from every stop
+#: phrase (espeak-ng's "confirm" is decoded as "undo" and latched the e-stop in the stop-only pass)
+ASKED_ANSWER = "yes"
 #: words that turn a confirmation into its opposite ("don't confirm the shot")
 _NEGATIONS = frozenset({"no", "not", "don't", "dont", "never", "cancel", "deny", "stop", "wait"})
 _CONFIRM_WORDS = ("confirm", "confirmed", "confirming")
@@ -311,7 +314,7 @@ class VoiceConsole:
                   else self.readback_timeout_s)
         deadline = self.clock() + window
         out({"kind": "readback", "source": audio.source, "text": shown, "plan": plan.to_json(),
-             "message": "say 'yes' (or press y) to run exactly this; anything else drops it"})
+             "message": f"say {ASKED_ANSWER!r} (or press y) to run exactly this; anything else drops it"})
         if self.speak is not None:
             self.speak(spoken_readback(plan))
             self._drop_echo(time.monotonic() + self.echo_s, out)
@@ -395,8 +398,8 @@ class VoiceConsole:
                              key=lambda ph: (ph.split()[1] not in _SHOWN_FIRST, ph))
             return (f"{question.hazard.value} step {question.step_index + 1} ({question.skill}): say "
                     f"{' / '.join(repr(p) for p in phrases[:4])}; anything else denies it")
-        return (f"{question.hazard.value} step {question.step_index + 1} ({question.skill}): say 'yes' (or press "
-                "y); anything else denies it")
+        return (f"{question.hazard.value} step {question.step_index + 1} ({question.skill}): say {ASKED_ANSWER!r} "
+                "(or press y); anything else denies it")
 
     def _answerer(self, out: Callable[[dict[str, Any]], None]) -> Callable[[Question], bool]:
         """The confirmation policy for one run: the next utterance (or key) answers the question asked."""
