@@ -68,3 +68,14 @@ def test_an_amount_with_no_sign_words_reads_as_before() -> None:
     assert directions(cs, Step(skill="adjust", args={"axis": "left_right", "amount": 0})) == []
     plan = Plan(domain="ultrasound", status=PlanStatus.OK, steps=[Step(skill="set_imaging", args={"depth_mm": 80})])
     assert "(" not in render_plan(plan).splitlines()[1].split(")", 1)[1], render_plan(plan)
+
+
+@settings(max_examples=40, deadline=None)
+@given(offset=st.lists(st.integers(min_value=-50, max_value=50), min_size=3, max_size=3))
+def test_a_surgery_offset_is_read_back_component_by_component_in_words(offset: list[int]) -> None:
+    """command-set.md: an offset is [x toward the patient's left, y toward the head, z up] from the target."""
+    cs = load_command_set("surgery")
+    axes = cs.skills["move_to"].args["offset_mm"].axes
+    assert [a[0] for a in axes] == ["toward the patient's left", "toward the head", "up"]
+    said = directions(cs, Step(skill="move_to", args={"arm": "psm1", "target": "needle", "offset_mm": offset}))
+    assert said == [f"{words[0 if v > 0 else 1]} {abs(v)} mm" for words, v in zip(axes, offset, strict=True) if v]
