@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import queue
 import shutil
@@ -24,6 +25,28 @@ __all__ = ["register"]
 _MIC_HELP = ("--mic needs the sounddevice package and the PortAudio library: pip install sounddevice, and "
              "apt-get install libportaudio2 (Debian/Ubuntu) or brew install portaudio (macOS); "
              "or pass recorded audio with --wav FILE")
+
+
+def _threshold(text: str) -> float:
+    """A confidence in (0, 1]: nan compares false with everything, so it would let every transcript through the
+    console's check, as 0 or a negative number would; above 1 nothing would ever be acted on."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (math.isfinite(value) and 0.0 < value <= 1.0):
+        raise argparse.ArgumentTypeError(f"{text} is not a confidence in (0, 1]")
+    return value
+
+
+def _wake_word(text: str) -> str:
+    from medrobot_llm.consoles.voice.grammar import wake_words
+
+    try:
+        wake_words(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def register(sub: Any) -> None:
@@ -67,10 +90,12 @@ def register(sub: Any) -> None:
     p.add_argument("--asr-model", metavar="PATH_OR_NAME",
                    help="a local CTranslate2 Whisper model directory or cached name for --asr whisper/agree "
                    "(never downloaded)")
-    p.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD, metavar="C",
-                   help=f"act only on transcripts with confidence >= C (default {DEFAULT_THRESHOLD})")
-    p.add_argument("--wake-word", default=DEFAULT_WAKE_WORD, metavar="WORD",
-                   help=f"act only on utterances that open with WORD (default {DEFAULT_WAKE_WORD!r})")
+    p.add_argument("--threshold", type=_threshold, default=DEFAULT_THRESHOLD, metavar="C",
+                   help=f"act only on transcripts with confidence >= C, a number in (0, 1] (default "
+                   f"{DEFAULT_THRESHOLD})")
+    p.add_argument("--wake-word", type=_wake_word, default=DEFAULT_WAKE_WORD, metavar="WORD",
+                   help=f"act only on utterances that open with WORD (default {DEFAULT_WAKE_WORD!r}); not a stop "
+                   "phrase, an answer ('yes') or a function word ('the')")
     p.add_argument("--push-to-talk", action="store_true",
                    help="act only on utterances said with the talk key pressed instead of a wake word: with "
                    "--mic press Enter while (or up to 3 s before) speaking; every --wav file counts as pressed")
@@ -260,6 +285,9 @@ def _show(rec: dict[str, Any]) -> None:
         return
     if rec.get("kind") == "readback":
         print(f"READ-BACK:\n{rec.get('text')}\n  {rec.get('message')}", flush=True)
+        return
+    if rec.get("kind") == "question":
+        print(f"QUESTION: {rec.get('message')}", flush=True)
         return
     if rec.get("kind") == "answer" and "transcript" not in rec:
         print(f"  answer: {rec.get('message')}", flush=True)

@@ -5,9 +5,47 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from medrobot_llm.core.plan import Plan
+    from medrobot_llm.core.command_set import CommandSet
+    from medrobot_llm.core.plan import Plan, Step
 
-__all__ = ["render_plan"]
+__all__ = ["directions", "render_plan"]
+
+
+def directions(cs: CommandSet, step: Step) -> list[str]:
+    """Each signed amount of ``step`` said with the direction word the command set gives its sign ("right 50
+    mm" for ``amount=-50`` on the left/right axis): a minus sign is what an operator misses in a read-back, so
+    a side heard wrong would be confirmed. The words come from the skill file (the argument's own
+    ``positive``/``negative``, those of the axis value chosen in the same step, the first of each list, or a
+    vector's ``axes``)."""
+    spec = cs.skill(step.skill)
+    if spec is None:
+        return []
+    out: list[str] = []
+    for name, arg in spec.args.items():
+        value = step.args.get(name)
+        if arg.axes and isinstance(value, list):
+            out.extend(f"{words[0 if v > 0 else 1]} {_amount(v)} {arg.unit or ''}".strip()
+                       for words, v in zip(arg.axes, value, strict=False) if isinstance(v, int | float) and v)
+            continue
+        if arg.type != "number" or not isinstance(value, int | float) or isinstance(value, bool) or value == 0:
+            continue
+        signs, unit = (arg.positive, arg.negative), arg.unit
+        for other, other_arg in spec.args.items():
+            chosen = step.args.get(other)
+            if signs[0] or other_arg.type != "enum" or not isinstance(chosen, str):
+                continue
+            for entity in other_arg.entities:
+                ev = cs.entities[entity].values.get(chosen) if entity in cs.entities else None
+                if ev is not None and ev.positive and ev.negative:
+                    signs, unit = (ev.positive, ev.negative), unit or ev.unit
+        if signs[0] and signs[1]:
+            out.append(" ".join(w for w in (signs[0 if value > 0 else 1][0], _amount(value), unit or "") if w))
+    return out
+
+
+def _amount(value: float) -> str:
+    amount = abs(value)
+    return str(int(amount)) if float(amount).is_integer() else str(amount)
 
 
 def render_plan(plan: Plan) -> str:
@@ -27,5 +65,6 @@ def render_plan(plan: Plan) -> str:
         hazard = spec.hazard.value if spec else "?"
         mark = {"contact": "  [CONTACT - needs confirmation]", "radiation": "  [RADIATION - needs confirmation]",
                 "motion": "  [motion]"}.get(hazard, "")
-        lines.append(f"  {k + 1}. {step.describe()}{mark}")
+        said = "; ".join(directions(cs, step))
+        lines.append(f"  {k + 1}. {step.describe()}{f' ({said})' if said else ''}{mark}")
     return "\n".join(lines)

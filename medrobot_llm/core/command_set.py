@@ -228,6 +228,8 @@ class ArgSpec(_Strict):
     #: words that, said with this number, make it positive / negative ("clockwise" for a probe rotation)
     positive: tuple[str, ...] = ()
     negative: tuple[str, ...] = ()
+    #: for a vector3, each component's + and - direction in words (read-backs say them instead of a sign)
+    axes: tuple[tuple[str, str], ...] = ()
 
     @property
     def entities(self) -> tuple[str, ...]:
@@ -246,6 +248,8 @@ class ArgSpec(_Strict):
                 raise ValueError(f"min {self.min} is above max {self.max}")
         if self.type == "text" and self.max_length is None:
             raise ValueError("a text argument needs `max_length`")
+        if self.axes and (self.type != "vector3" or len(self.axes) != 3):
+            raise ValueError("`axes` names the three components of a vector3")
         return self
 
 

@@ -44,13 +44,16 @@ from medrobot_llm.consoles.render import render_plan
 from medrobot_llm.safety.supervisor import Question
 from medrobot_llm.consoles.voice.grammar import DEFAULT_WAKE_WORD, spoken_words, wake_words
 
-__all__ = ["DEFAULT_STOP_THRESHOLD", "DEFAULT_THRESHOLD", "DEFAULT_WAKE_WORD", "NOT_A_COMMAND", "Key", "VoiceConsole",
-           "confirmation_phrases", "is_confirmation_for", "spoken_readback", "unsure"]
+__all__ = ["ASKED_ANSWER", "DEFAULT_STOP_THRESHOLD", "DEFAULT_THRESHOLD", "DEFAULT_WAKE_WORD", "NOT_A_COMMAND", "Key",
+           "VoiceConsole", "confirmation_phrases", "is_confirmation_for", "spoken_readback", "unsure"]
 
 DEFAULT_THRESHOLD = 0.6
 #: a stop needs less: a false stop is safe, a missed one is not
 DEFAULT_STOP_THRESHOLD = DEFAULT_THRESHOLD / 2
 NOT_A_COMMAND = "that was not a command; nothing done"
+#: the answer a read-back or a contact step's question asks for: the one the decoder tells apart from every stop
+#: phrase (espeak-ng's "confirm" is decoded as "undo" and latched the e-stop in the stop-only pass)
+ASKED_ANSWER = "yes"
 #: words that turn a confirmation into its opposite ("don't confirm the shot")
 _NEGATIONS = frozenset({"no", "not", "don't", "dont", "never", "cancel", "deny", "stop", "wait"})
 _CONFIRM_WORDS = ("confirm", "confirmed", "confirming")
@@ -91,9 +94,19 @@ def is_confirmation_for(text: str, domain: str, skill: str) -> bool:
     return any(w in _CONFIRM_WORDS and i + 1 < len(words) and words[i + 1] in wanted for i, w in enumerate(words))
 
 
+#: words that take a yes back when said with it ("yes, no", "yes. wait, no.", "yes, hold on"): the word that
+#: opens a stop, cancel, deny or pause phrase (the rest, "the plan", "a moment", is no sign), unless a confirm
+#: phrase uses it too, and the negations
+_TAKEN_BACK = (_NEGATIONS | {tokenize(p)[0] for kind in ("stop", "cancel", "deny", "pause")
+                             for p in CONTROL_PHRASES[kind] if tokenize(p)[0].isalpha()}) - {
+    w for p in CONTROL_PHRASES["confirm"] for w in tokenize(p)} - _ARTICLES
+
+
 def _is_plain_yes(text: str) -> bool:
+    """An unconditional yes: the whole utterance is a confirm phrase (or "confirm ..."), with no word anywhere
+    in it that takes the yes back, since the last word of "yes, no" is the one the operator meant."""
     said = " ".join(tokenize(text))
-    if any(w in _NEGATIONS for w in said.split()):
+    if any(w in _TAKEN_BACK for w in said.split()):
         return False
     return said in CONTROL_PHRASES["confirm"] or said.startswith("confirm")
 
@@ -157,6 +170,11 @@ class VoiceConsole:
     gated: bool = True
     #: how long after a spoken read-back a heard utterance is taken for the console's own voice
     echo_s: float = 1.5
+    #: how long a read-back waits for its answer; None: as long as the supervisor keeps a step's question open,
+    #: since a "yes" said minutes later is an answer to something else
+    readback_timeout_s: float | None = None
+    #: the time the read-back's expiry is measured by (a test's manual clock)
+    clock: Callable[[], float] = time.monotonic
     _inbox: queue.Queue[_Item] = field(default_factory=queue.Queue, init=False, repr=False)
     _turn: threading.Condition = field(default_factory=threading.Condition, init=False, repr=False)
     _running: bool = field(default=False, init=False, repr=False)
@@ -292,14 +310,27 @@ class VoiceConsole:
     def _read_back(self, plan: Plan, audio: Audio, out: Callable[[dict[str, Any]], None]) -> bool:
         """Show (and say) the plan; True only when the next answer confirms it."""
         shown = render_plan(plan)
+        window = (self.session.supervisor.confirm_timeout_s if self.readback_timeout_s is None
+                  else self.readback_timeout_s)
+        deadline = self.clock() + window
         out({"kind": "readback", "source": audio.source, "text": shown, "plan": plan.to_json(),
-             "message": "say 'yes' (or press y) to run exactly this; anything else drops it"})
+             "message": f"say {ASKED_ANSWER!r} (or press y) to run exactly this; anything else drops it"})
         if self.speak is not None:
             self.speak(spoken_readback(plan))
             self._drop_echo(time.monotonic() + self.echo_s, out)
         question = {"readback": shown}
+        expired = {"kind": "answer", "question": question, "action": "deny",
+                   "message": f"no answer within {window:g} s: the read-back expired, plan dropped"}
         for _ in range(self.answer_tries):
-            item = self._take()
+            try:
+                item = self._take(max(deadline - self.clock(), 0.0))
+            except queue.Empty:
+                out(expired)
+                return False
+            if item is not None and item is not _STOPPED and self.clock() > deadline:
+                heard_late = self._record(item.audio, item.transcript) if isinstance(item, _Heard) else {}
+                out({**heard_late, **expired})
+                return False
             if item is None or item is _STOPPED:
                 out({"kind": "answer", "question": question, "action": "deny",
                      "message": "no answer was said: plan dropped" if item is None else "stopped: plan dropped"})
@@ -312,8 +343,8 @@ class VoiceConsole:
             assert isinstance(item, _Heard)
             rec = {"kind": "answer", "question": question, **self._record(item.audio, item.transcript)}
             heard = item.transcript
-            if heard is None or heard.confidence < self.threshold:
-                rec.update(action="repeat", message="not sure I heard the answer; please repeat")
+            if heard is None or heard.confidence < self.threshold or heard.not_command:
+                rec.update(action="repeat", message="not sure I heard the answer; please say it again")
                 out(rec)
                 continue
             ok = _is_plain_yes(self._wake.sub("", heard.text))
@@ -358,6 +389,18 @@ class VoiceConsole:
         rec["state"] = reply.state.value
         rec["message"] = reply.message
 
+    def _asks(self, question: Question) -> str:
+        """What to say to ``question``, in the words the answer is judged by, shown before the answer is taken:
+        the supervisor's own text ends "say 'confirm'", which the voice console takes too, but "yes" is the
+        answer the decoder tells apart from every stop phrase best."""
+        if question.hazard.value == "radiation":
+            phrases = sorted(confirmation_phrases(self.session.domain, question.skill),
+                             key=lambda ph: (ph.split()[1] not in _SHOWN_FIRST, ph))
+            return (f"{question.hazard.value} step {question.step_index + 1} ({question.skill}): say "
+                    f"{' / '.join(repr(p) for p in phrases[:4])}; anything else denies it")
+        return (f"{question.hazard.value} step {question.step_index + 1} ({question.skill}): say {ASKED_ANSWER!r} "
+                "(or press y); anything else denies it")
+
     def _answerer(self, out: Callable[[dict[str, Any]], None]) -> Callable[[Question], bool]:
         """The confirmation policy for one run: the next utterance (or key) answers the question asked."""
 
@@ -367,6 +410,8 @@ class VoiceConsole:
                 out({"kind": "answer", "question": question.to_json(), "action": "confirm",
                      "message": "confirmed by --yes (contact step)"})
                 return True
+            out({"kind": "question", "question": question.to_json(), "action": "ask",
+                 "message": self._asks(question)})
             for _ in range(self.answer_tries):
                 item = self._take()
                 if item is None or item is _STOPPED:
@@ -382,7 +427,7 @@ class VoiceConsole:
                 assert isinstance(item, _Heard)
                 heard = item.transcript
                 rec = {"kind": "answer", "question": question.to_json(), **self._record(item.audio, heard)}
-                if heard is None or heard.confidence < self.threshold:
+                if heard is None or heard.confidence < self.threshold or heard.not_command:
                     rec["action"] = "repeat"
                     rec["message"] = "not sure I heard the answer; please repeat"
                     out(rec)

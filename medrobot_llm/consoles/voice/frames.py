@@ -60,8 +60,13 @@ _RARE = 1e-10
 #: smallest weight the decoder holds (a float), so such a unit is still heard when it is clearly said
 _RARE_UNIT = 1e-37
 #: how much less likely than one command two joined by "and" or "then" are: the join let the decoder explain
-#: the end of one command as a second, short one ("insert and do a pull the vessel with psm2")
+#: the end of one command as a second, short one ("insert and do a pull the vessel with psm2"). Two or three
+#: controls in one breath take the same weight: without them "yes, no" and "yes. wait, no." could only be
+#: heard as their one best control, "yes", and a yes taken back ran the plan
 _SECOND = 1e-20
+#: the controls that may follow a yes in one breath. No stop: talk came out as a run of short controls with a
+#: stop in it and latched; no free run of controls: "how long until the next case" fitted "hold on undo execute"
+_TAKING_BACK = ("deny", "pause", "cancel")
 
 
 def _said(words: list[str]) -> bool:
@@ -330,5 +335,7 @@ class GrammarBuilder:
         refused = self.refused(list(dict.fromkeys(self.phrases["skill"])))
         command = self.book.add("command", commands)
         split = self.book.add("then", ["then", "and", "and then"])
+        yes = self.book.add("yes", spoken_phrases(list(CONTROL_PHRASES["confirm"])))
+        back = self.book.add("taken_back", spoken_phrases([p for k in _TAKING_BACK for p in CONTROL_PHRASES[k]]))
         return (f"( /1/ {stop} | /1/ {control} | /1/ {command} | /{_SECOND}/ {command} {split} {command} "
-                f"| /{_RARE}/ {refused} )")
+                f"| /{_SECOND}/ {yes} {back} [ {back} ] | /{_RARE}/ {refused} )")

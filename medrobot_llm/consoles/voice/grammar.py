@@ -24,9 +24,11 @@ from medrobot_llm.consoles.voice.phones import acoustic_dictionary, pronunciatio
 from medrobot_llm.consoles.voice.spoken import normalise_transcript, spoken_words, written_forms
 from medrobot_llm.core.command_set import load_command_set
 from medrobot_llm.language.numbers import number_words
+from medrobot_llm.language.words import CONTROL_PHRASES, FUNCTION_WORDS
 
 __all__ = [
     "DEFAULT_WAKE_WORD",
+    "REMARK_OPENERS",
     "VoiceGrammar",
     "acoustic_dictionary",
     "build_grammar",
@@ -39,6 +41,12 @@ __all__ = [
 
 #: the name the console answers to unless configured otherwise (AESOP answered only to its name)
 DEFAULT_WAKE_WORD = "robot"
+#: words a remark about the robot opens with ("the robot is slow today", "my robot", "this robot"): the grammar
+#: may hear one just before the wake word (nowhere else), so that the transcript keeps it and the utterance does
+#: not open with the wake word; without them the wake word's path took "the robot" for "robot", and the remark
+#: counted as addressed
+REMARK_OPENERS = ("the", "a", "this", "that", "my", "your", "our", "his", "her", "their", "its", "i", "we", "you",
+                  "he", "she", "it", "they")
 
 
 @dataclass(frozen=True)
@@ -70,10 +78,20 @@ class VoiceGrammar:
 
 
 def wake_words(wake_word: str) -> tuple[str, ...]:
-    """The wake word as the grammar spells it; refused when it has nothing a person could say."""
+    """The wake word as the grammar spells it; refused when it has nothing a person could say, or a word of a
+    control phrase ("stop", "yes", "no", "wait": a stop or an answer would then count as addressed, and an
+    addressed "yes" lose its wake word and confirm) or a function word ("the": any remark opens with it)."""
     words = tuple(spoken_words(wake_word))
     if not words or not all(w.isalpha() for w in words):
         raise ValueError(f"a wake word must be one or more plain words, got {wake_word!r}")
+    said = f" {' '.join(words)} "
+    if clash := sorted({p for phrases in CONTROL_PHRASES.values() for p in (" ".join(spoken_words(q))
+                                                                             for q in phrases)
+                        if p and f" {p} " in said}):
+        raise ValueError(f"a wake word must not say a stop phrase or an answer ({', '.join(clash)}), got "
+                         f"{wake_word!r}")
+    if clash := [w for w in words if w in FUNCTION_WORDS]:
+        raise ValueError(f"a wake word must not contain a function word ({', '.join(clash)}), got {wake_word!r}")
     return words
 
 
@@ -89,7 +107,8 @@ def build_grammar(domain: str, wake_word: str = DEFAULT_WAKE_WORD) -> VoiceGramm
     """
     cs = load_command_set(domain)
     b = GrammarBuilder(domain, cs)
-    top = f"[ {' '.join(wake_words(wake_word))} ] {b.utterance()}"
+    lead = b.book.add("remark_opener", list(REMARK_OPENERS))
+    top = f"[ [ {lead} ] {' '.join(wake_words(wake_word))} ] {b.utterance()}"
     jsgf = write_jsgf(domain, top, b.book.bodies)
     words = jsgf_words((top, *b.book.bodies.values()))
     dictionary: dict[str, tuple[str, ...]] = {}
