@@ -61,6 +61,11 @@ def _stop(proc: subprocess.Popen[Any]) -> None:
     proc.wait(5.0)
 
 
+def _in_b(b: dict[str, Any], *argv: str) -> list[str]:
+    """argv of a process that runs in graph B's network namespace."""
+    return ["nsenter", "-t", str(b["_pid"]), "-n", "--", sys.executable, "-m", *argv]
+
+
 @contextmanager
 def isolated_graph(a: RosGraph, tmp: Path) -> Iterator[dict[str, Any]]:
     """``medrobot bringup`` of graph B, in a network namespace of its own, on graph A's ROS_DOMAIN_ID and keys."""
@@ -112,9 +117,8 @@ def test_beats_from_an_isolated_graph_on_the_same_domain_id_keep_no_dead_supervi
     assert up, f"graph A's skill server never saw its supervisor: {a.robot_status()}"
     a_instance = up["supervisor"]["instance"]
     with isolated_graph(a, tmp_path) as b:
-        mouth = subprocess.Popen(["nsenter", "-t", str(b["_pid"]), "-n", "--", sys.executable, "-m", RELAY,
-                                  "speak", str(a.ros_domain_id)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                 stderr=subprocess.DEVNULL, text=True, cwd=ROOT, start_new_session=True)
+        mouth = subprocess.Popen(_in_b(b, RELAY, "speak", str(a.ros_domain_id)), stdin=subprocess.PIPE,
+                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT, start_new_session=True)
         ear = None
         try:
             b_lines = Lines(mouth.stdout)
@@ -147,3 +151,52 @@ def test_beats_from_an_isolated_graph_on_the_same_domain_id_keep_no_dead_supervi
         f"graph A's supervisor ({a_instance}) was taken as graph B's after B's ({b_instance}) was killed: "
         f"{supervisors}")
     assert supervisors and not supervisors[-1]["alive"], f"B's skill server still sees a supervisor: {supervisors}"
+
+
+def _exposures(b: dict[str, Any]) -> int:
+    path = Path(b["skill_server_audit_log"])
+    records = [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()] \
+        if path.exists() else []
+    return sum(1 for r in records if r.get("hazard") == "exposure" and r.get("phase") == "done")
+
+
+@pytest.mark.xfail(strict=True, reason="the graph key is derived from the ROS domain id alone, so a take_shot "
+                   "capability that graph A's supervisor minted, relayed to graph B on the same domain id (another "
+                   "network, one keys folder), is admitted by B's skill server: an exposure B never asked for")
+def test_a_capability_from_an_isolated_graph_on_the_same_domain_id_takes_no_exposure(
+        xray: RosGraph, tmp_path: Path) -> None:
+    a = xray
+    assert a.keys_dir is not None
+    with isolated_graph(a, tmp_path) as b:
+        env = dict(os.environ, ROS_DOMAIN_ID=str(a.ros_domain_id), MEDROBOT_KEYS=str(a.keys_dir))
+        # B's own operator puts B's gantry in a view, and takes no shot
+        op = subprocess.run(_in_b(b, "tests._second_graph", str(a.ros_domain_id), "rest",
+                                  "lateral of the sacrum"), env=env, cwd=ROOT, capture_output=True, text=True,
+                            timeout=90, check=False)
+        assert '"state": "IDLE"' in op.stdout, f"graph B's operator failed: {op.stdout}\n{op.stderr[-1500:]}"
+        before = _exposures(b)
+        mouth = subprocess.Popen(_in_b(b, RELAY, "send-goals", str(a.ros_domain_id)), stdin=subprocess.PIPE,
+                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT,
+                                 start_new_session=True)
+        ear = None
+        try:
+            out = Lines(mouth.stdout)
+            assert out.next(timeout=25.0) == {"ready": True}, "no skill server on graph B"
+            ear = subprocess.Popen([sys.executable, "-m", RELAY, "hear-goals", str(a.ros_domain_id), "take_shot"],
+                                   stdout=mouth.stdin, stderr=subprocess.DEVNULL, cwd=ROOT, start_new_session=True)
+            time.sleep(3.0)  # the ear's server is discovered by A's supervisor
+            reply = a.remote.command("lateral of the sacrum then take a shot")
+            assert reply.accepted, reply
+            assert a.remote.wait_for("AWAITING_CONFIRMATION", timeout=20), a.remote.status()
+            assert a.remote.confirm().accepted
+            assert a.remote.wait_status(lambda s: s["state"] == "IDLE", timeout=20), a.remote.status()
+            relayed = out.next(timeout=15.0)
+        finally:
+            if ear is not None:
+                _stop(ear)
+            _stop(mouth)
+        time.sleep(0.5)
+        after = _exposures(b)
+    assert relayed is not None, "the attacker never relayed graph A's take_shot"
+    assert after == before and not relayed.get("success"), (
+        f"graph B took {after - before} exposure(s) its supervisor never sent nor asked to confirm: {relayed}")

@@ -10,7 +10,14 @@ It holds no key. One half runs on each graph; the test pipes the first's stdout 
         publishes each such line read on stdin, unchanged, as a /medrobot/heartbeat; prints one JSON line per
         change of this graph's robot status: {"halted", "supervisor"}.
 
-Both print {"ready": true} once their endpoints are up.
+    netns_relay.py hear-goals DOMAIN_ID SKILL
+        a second, silent server on /medrobot/execute_skill: prints each goal for SKILL the supervisor sends, with
+        its capability, as one JSON line {"plan_id", "step_index", "skill", "args_json", "domain", "capability"}.
+    netns_relay.py send-goals DOMAIN_ID
+        sends each such line read on stdin to this graph's skill server, with the goal id its capability names;
+        prints {"skill", "accepted", "success", "failure_kind", "message"} per goal.
+
+All print {"ready": true} once their endpoints are up.
 """
 
 from __future__ import annotations
@@ -82,8 +89,78 @@ def speak(domain_id: int) -> None:
             pub.publish(Heartbeat(**{f: obj[f] for f in FIELDS}))
 
 
+GOAL_FIELDS = ("plan_id", "step_index", "skill", "args_json", "domain", "capability")
+
+
+def hear_goals(domain_id: int, skill: str) -> None:
+    from medrobot_interfaces.action import ExecuteSkill
+    from rclpy.action import ActionServer, GoalResponse
+    from rclpy.callback_groups import ReentrantCallbackGroup
+
+    class SilentServer(ActionServer):  # type: ignore[misc]
+        """Reads every goal request and answers nothing, so the supervisor goes on with the real server."""
+
+        async def _execute_get_result_request(self, request_header_and_request: Any) -> None:
+            return None
+
+        async def _execute_cancel_request(self, request_header_and_request: Any) -> None:
+            return None
+
+    def on_goal(goal: Any) -> GoalResponse:
+        if goal.skill == skill:
+            say({f: getattr(goal, f) for f in GOAL_FIELDS})
+        time.sleep(60.0)
+        return GoalResponse.REJECT
+
+    node = join(domain_id, "rogue_goal_ear")
+    SilentServer(node, ExecuteSkill, "/medrobot/execute_skill", execute_callback=lambda _h: ExecuteSkill.Result(),
+                 goal_callback=on_goal, callback_group=ReentrantCallbackGroup())
+    say({"ready": True})
+    while True:
+        time.sleep(1.0)
+
+
+def send_goals(domain_id: int) -> None:
+    import uuid
+
+    from medrobot_interfaces.action import ExecuteSkill
+    from rclpy.action import ActionClient
+    from unique_identifier_msgs.msg import UUID
+
+    node = join(domain_id, "rogue_goal_mouth")
+    client = ActionClient(node, ExecuteSkill, "/medrobot/execute_skill")
+    if not client.wait_for_server(timeout_sec=20.0):
+        say({"error": "no skill server"})
+        return
+    say({"ready": True})
+    for line in sys.stdin:
+        obj = json.loads(line) if line.startswith("{") else {}
+        if "capability" not in obj:
+            continue
+        goal = ExecuteSkill.Goal(**{f: obj[f] for f in GOAL_FIELDS})
+        goal_id = json.loads(goal.capability).get("goal_id", "")
+        kwargs = {"goal_uuid": UUID(uuid=list(uuid.UUID(goal_id).bytes))} if goal_id else {}
+        done = threading.Event()
+        sent = client.send_goal_async(goal, **kwargs)
+        sent.add_done_callback(lambda _f, ev=done: ev.set())
+        handle = sent.result() if done.wait(5.0) else None
+        if handle is None or not handle.accepted:
+            say({"skill": goal.skill, "accepted": False})
+            continue
+        done.clear()
+        res = handle.get_result_async()
+        res.add_done_callback(lambda _f, ev=done: ev.set())
+        result = res.result().result if done.wait(10.0) and res.result() is not None else None
+        say({"skill": goal.skill, "accepted": True, "success": bool(result and result.success),
+             "failure_kind": result.failure_kind if result else None, "message": result.message if result else None})
+
+
 def main(argv: list[str]) -> None:
-    (listen if argv[0] == "listen" else speak)(int(argv[1]))
+    modes = {"listen": listen, "speak": speak, "send-goals": send_goals}
+    if argv[0] == "hear-goals":
+        hear_goals(int(argv[1]), argv[2])
+    else:
+        modes[argv[0]](int(argv[1]))
     sys.stdout.flush()
     os._exit(0)
 
