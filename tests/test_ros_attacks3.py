@@ -274,7 +274,7 @@ def test_an_operator_on_one_graph_cannot_be_made_to_confirm_another_graphs_expos
                     shown = q
                 time.sleep(0.05)
             # the operator says yes while the question shows, again if nothing happened
-            deadline = time.monotonic() + 8.0
+            deadline = time.monotonic() + 12.0
             while shown is not None and time.monotonic() < deadline and _exposures(b) == before:
                 if "exposure" in ((a.remote.status().get("question") or {}).get("text") or ""):
                     a.remote.confirm()
