@@ -202,17 +202,10 @@ def test_a_capability_from_an_isolated_graph_on_the_same_domain_id_takes_no_expo
         f"graph B took {after - before} exposure(s) its supervisor never sent nor asked to confirm: {relayed}")
 
 
-
-
-
 @pytest.mark.parametrize("qos", [
     pytest.param(("reliable", "transient_local"), id="as-the-README-says"),
-    pytest.param(("reliable", "volatile"), id="volatile", marks=pytest.mark.xfail(strict=True, reason=(
-        "anyone may stop, but only with the README's QoS: a reliable volatile press (the default of a plain rclpy "
-        "publisher) is incompatible with the transient-local e-stop subscriptions and is dropped without a trace"))),
-    pytest.param(("best_effort", "volatile"), id="best-effort", marks=pytest.mark.xfail(strict=True, reason=(
-        "a best-effort press (sensor-data QoS, a wireless pendant) is incompatible with the reliable e-stop "
-        "subscriptions and is dropped without a trace"))),
+    pytest.param(("reliable", "volatile"), id="volatile"),  # a plain rclpy publisher's default
+    pytest.param(("best_effort", "volatile"), id="best-effort"),  # sensor-data QoS, a wireless pendant
 ])
 def test_a_press_from_any_node_halts_the_robot(xray: RosGraph, qos: tuple[str, str]) -> None:
     a = xray
@@ -223,7 +216,6 @@ def test_a_press_from_any_node_halts_the_robot(xray: RosGraph, qos: tuple[str, s
     halted = a.wait_robot(lambda s: s["halted"], timeout=3)
     assert halted, (f"a press with {qos} QoS reached {json.loads(proc.stdout)['subscribers']} subscription(s); "
                     f"the robot did not halt and the supervisor is {a.remote.status()['state']}")
-
 
 
 PIPE = "tests.attackers.pipe"
