@@ -110,9 +110,13 @@ def test_a_capability_heard_on_another_graph_takes_no_exposure_here(pair: tuple[
     refused_before = sum(1 for r in b.audit("skill_server_audit_log") if r.get("kind") == "goal_refused")
     b_steps = sum(1 for r in b.audit() if r.get("kind") == "step_sent")
     with attacker(CROSS_GRAPH, "goals", str(a.ros_domain_id), str(b.ros_domain_id), "25", "take_shot") as rogue:
-        confirmed_shot(a)
-        relayed = rogue.next(timeout=10.0)
-    assert relayed is not None, "the attacker never heard graph A's take_shot"
+        relayed = None
+        for _ in range(3):  # the rogue's silent server may not be discovered by A's supervisor before the first shot
+            confirmed_shot(a)
+            relayed = rogue.next(timeout=10.0)
+            if relayed is not None:
+                break
+    assert relayed is not None, "the attacker never heard graph A's take_shot in 3 confirmed shots"
     assert sum(1 for r in b.audit() if r.get("kind") == "step_sent") == b_steps, "B's supervisor sent a step"
     assert exposures(b) == before, (
         f"graph B took an exposure its supervisor never sent nor asked to confirm: {relayed}")
