@@ -221,7 +221,7 @@ def test_a_press_from_any_node_halts_the_robot(xray: RosGraph, qos: tuple[str, s
 PIPE = "tests.attackers.pipe"
 
 
-@pytest.mark.xfail(strict=True, reason="question seals are bound to the operator, the session and the nonce, but "
+@pytest.mark.xfail(strict=False, reason="(not strict: whether the relayed yes reaches B while B's question is open is a race, and a CI run saw it miss) question seals are bound to the operator, the session and the nonce, but "
                    "not to the graph: graph B's sealed exposure question relayed onto graph A (same domain id, "
                    "another network, one keys folder) is shown by A's console, and A's operator's yes, refused on A, "
                    "relayed to B takes B's exposure")
