@@ -7,6 +7,7 @@ withdraws a command nobody answered; ``GoalClient`` registers each goal once.
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -41,7 +42,10 @@ def remote(clock: ManualClock, keys_dir: Path) -> Iterator[Any]:
     from medrobot_llm.backends.ros.env import unique_domain_id
     from medrobot_llm.backends.ros.remote import RemoteSupervisor
 
+    from medrobot_llm.safety.graph_id import claim_graph
+
     claim = unique_domain_id()
+    bringup = claim_graph(keys_dir, claim.domain_id, GRAPH_ID)  # what medrobot bringup writes for its consoles
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("ROS_DOMAIN_ID", str(claim.domain_id))
         mp.setenv("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
@@ -50,19 +54,34 @@ def remote(clock: ManualClock, keys_dir: Path) -> Iterator[Any]:
             yield r
         finally:
             r.close()
+            bringup.release()
             claim.release()
 
 
+#: the graph id of the bringup the console follows
+GRAPH_ID = "0123456789abcdef"
+
+
+def this_graph() -> str:
+    """The graph the ``remote`` fixture's console is on (its ROS domain, and the bringup's id)."""
+    from medrobot_llm.backends.ros.env import graph_identity
+
+    return graph_identity(int(os.environ["ROS_DOMAIN_ID"]), GRAPH_ID)
+
+
 def state(seq: int, name: str, through: int, session: str = "s1", reason: str = "", nonce: str = "",
-          question: dict[str, Any] | None = None, sealed_by: tuple[str, bytes] | None = None) -> Any:
-    """A supervisor state; its question sealed for operator ``sealed_by`` (name, key) as the supervisor does."""
+          question: dict[str, Any] | None = None, sealed_by: tuple[str, bytes] | None = None,
+          graph: str | None = None) -> Any:
+    """A supervisor state; its question sealed for operator ``sealed_by`` (name, key) as the supervisor of
+    ``graph`` (default: the console's) does."""
     from medrobot_interfaces.msg import SupervisorState
 
     from medrobot_llm.safety.asked import question_digest, seals
 
     status: dict[str, Any] = {"records_through": through, "reason": reason, "nonce": nonce, "question": question}
     if question is not None and sealed_by is not None:
-        status["question_seals"] = seals(dict([sealed_by]), session=session, nonce=nonce,
+        status["question_seals"] = seals(dict([sealed_by]), graph=this_graph() if graph is None else graph,
+                                         session=session, nonce=nonce,
                                          digest=question_digest(question))
     return SupervisorState(seq=seq, session=session, state=name, reason=reason, nonce=nonce,
                            status_json=json.dumps(status))
@@ -158,7 +177,7 @@ class Sent:
         from medrobot_llm.safety.keys import load_keyring
         from medrobot_llm.safety.operator import OperatorVerifier
 
-        self.verifier = OperatorVerifier(load_keyring(keys_dir))
+        self.verifier = OperatorVerifier(load_keyring(keys_dir), graph=remote.graph)
         self.got: list[tuple[str, str]] = []
         self.cond = threading.Condition()
         for topic in (TOPIC_COMMAND, TOPIC_CONFIRM, TOPIC_RESET):
@@ -234,6 +253,31 @@ def test_a_question_the_supervisor_did_not_seal_for_this_operator_is_never_shown
         assert remote.status()["question"]["text"] == EXPOSURE["text"] and remote.status()["seq"] == 1
 
 
+def other_graph() -> str:
+    """A bringup on the console's domain id but another network, with a copy of its keys folder."""
+    from medrobot_llm.backends.ros.env import graph_identity
+
+    return graph_identity(int(os.environ["ROS_DOMAIN_ID"]), "fedcba9876543210")
+
+
+def test_the_console_signs_for_the_graph_its_bringup_wrote_in_the_keys_folder(remote: Any) -> None:
+    from medrobot_llm.backends.ros.env import graph_identity
+
+    assert remote.graph == this_graph() != graph_identity(int(os.environ["ROS_DOMAIN_ID"]))
+
+
+def test_a_question_sealed_on_another_graph_is_never_shown(remote: Any, keys_dir: Path) -> None:
+    """Two rooms on one domain id, one keys folder copied to both: the other room's supervisor seals its exposure
+    question for the same operator key, in the same session name even; relayed here, it is not this graph's."""
+    from medrobot_llm.backends.ros.env import graph_identity
+
+    remote._on_state(state(1, "IDLE", 0, nonce="ab" * 16))
+    for graph in (other_graph(), graph_identity(int(os.environ["ROS_DOMAIN_ID"]))):
+        remote._on_state(state(2, "AWAITING_CONFIRMATION", 0, nonce="ef" * 16, question=EXPOSURE,
+                               sealed_by=alice(keys_dir), graph=graph))
+        assert remote.status()["state"] == "IDLE" and remote.status()["seq"] == 1
+
+
 def test_a_question_event_is_shown_only_once_a_sealed_state_asks_it(remote: Any, keys_dir: Path) -> None:
     shown: list[str] = []
     remote.subscribe(lambda e: shown.append(e.text) if isinstance(e, ev.QuestionEvent) else None)
@@ -257,15 +301,17 @@ def test_a_console_without_its_key_says_what_to_do(tmp_path: Path) -> None:
         RemoteSupervisor("medrobot_test_nokey", operator="nobody", keys_dir=tmp_path)
 
 
-def sealed_reply(keys_dir: Path, reply: ev.ReplyEvent, session: str = "s1", key: bytes | None = None) -> Any:
-    """``reply`` as the supervisor node publishes it: sealed for alice (or with ``key``, a forger's)."""
+def sealed_reply(keys_dir: Path, reply: ev.ReplyEvent, session: str = "s1", key: bytes | None = None,
+                 graph: str | None = None) -> Any:
+    """``reply`` as the supervisor node of ``graph`` (default: the console's) publishes it: sealed for alice (or
+    with ``key``, a forger's)."""
     from std_msgs.msg import String
 
     from medrobot_llm.safety.asked import SEALS_KEY, reply_digest, seals
 
     record = json.loads(json.dumps(reply.record()))
-    record[SEALS_KEY] = seals({"alice": key or alice(keys_dir)[1]}, session=session, nonce="",
-                              digest=reply_digest(record))
+    record[SEALS_KEY] = seals({"alice": key or alice(keys_dir)[1]}, graph=this_graph() if graph is None else graph,
+                              session=session, nonce="", digest=reply_digest(record))
     return String(data=json.dumps(record))
 
 
@@ -284,6 +330,7 @@ def test_only_a_sealed_fresh_reply_answers_a_command(remote: Any, keys_dir: Path
 
     for wrong in (event(refused(8)), sealed_reply(keys_dir, refused(8), key=b"m" * 32),
                   sealed_reply(keys_dir, refused(8), session="s0"),  # another supervisor's
+                  sealed_reply(keys_dir, refused(8), graph=other_graph()),  # another bringup's, relayed
                   sealed_reply(keys_dir, refused(6))):  # an old reply, replayed: it came with an older state
         assert remote._ask(lambda w=wrong: remote._on_event(w), answer, 0.1).message == remote.NO_ANSWER
     genuine = sealed_reply(keys_dir, refused(8))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -43,10 +44,16 @@ def test_child_env_keeps_dds_local_and_sets_the_domain(tmp_path: Path, monkeypat
     assert INSTALL_HINT.startswith("run `bash scripts/install_ros.sh`")
 
 
-def test_the_graph_identity_is_the_domain_alone() -> None:
-    """What every key is derived for: two domains are two graphs; a discovery setting does not make another one."""
+def test_the_graph_identity_is_the_domain_and_the_bringups_graph_id() -> None:
+    """What every key is derived for: two domains are two graphs, and so are two bringups on one domain id (two
+    networks); a discovery setting does not make another one. A node without a graph id is on the domain alone."""
     assert graph_identity(25) == "ros-domain=25"
     assert graph_identity(25) != graph_identity(26)
+    a, b = graph_identity(25, "0123456789abcdef"), graph_identity(25, "fedcba9876543210")
+    assert a == "ros-domain=25;graph=0123456789abcdef" and len({a, b, graph_identity(25)}) == 3
+    for bad in ("0123", "0123456789ABCDEF", "0123456789abcdeg", "0123456789abcdef;graph=x"):
+        with pytest.raises(ValueError, match="16 lowercase hex"):
+            graph_identity(25, bad)
 
 
 def test_domain_ids_are_claimed_exclusively() -> None:
@@ -105,6 +112,26 @@ def test_bringup_refuses_an_unusable_key_before_starting_anything(tmp_path: Path
     assert not (tmp_path / "logs").exists()
 
 
+def test_a_second_bringup_on_one_keys_folder_and_domain_id_is_refused_naming_the_first(tmp_path: Path) -> None:
+    """It would replace the first one's graph id under that graph's consoles; another domain id is fine."""
+    from medrobot_llm.safety.graph_id import claim_graph, read_graph_id
+
+    keys_dir = tmp_path / "keys"
+    keys_dir.mkdir(mode=0o700)
+    first = claim_graph(keys_dir, 7)  # as the running bringup holds it
+    try:
+        out = subprocess.run([sys.executable, "-m", "medrobot_llm.cli", "bringup", "--domain", "xray", "--keys",
+                              str(keys_dir), "--ros-domain-id", "7", "--log-dir", str(tmp_path / "logs")],
+                             capture_output=True, text=True, timeout=60, cwd=ROOT,
+                             env={**child_env_base(), "MEDROBOT_ROS_WS": str(_fake_ws(tmp_path))})
+        assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+        assert f"pid {os.getpid()}" in out.stderr and "--ros-domain-id" in out.stderr and "--keys" in out.stderr
+        assert not (tmp_path / "logs").exists()
+        assert read_graph_id(keys_dir, 7) == first.graph  # the first one's id is left alone
+    finally:
+        first.release()
+
+
 def test_bringup_never_records_over_a_file_and_names_a_path_it_cannot_write(tmp_path: Path) -> None:
     kept = tmp_path / "kept.mcap"
     kept.write_bytes(b"an earlier recording")
@@ -147,6 +174,17 @@ def test_bringup_and_the_launch_file_start_the_same_nodes_from_one_parameters_fi
         assert argv[argv.index("--params-file") + 1] == str(params)
         assert f"{node}:domain:=xray" in argv
         assert f"{node}:keys_dir:={graph.keys_dir}" in argv  # every node loads its keys from one folder
+        assert not [a for a in argv if ":graph_id:=" in a]  # none drawn yet: the domain alone
+    graph.keys_dir = tmp_path / "keys"
+    graph.keys_dir.mkdir(mode=0o700)
+    graph.claim_graph()
+    try:
+        for node in NODES:  # quoted, so that rcl reads an id of digits only as a string
+            assert f"{node}:graph_id:='{graph.graph_id}'" in graph.command(node)
+        assert graph.describe()["graph_id"] == graph.graph_id
+    finally:
+        graph.stop()
+    assert not (graph.keys_dir / "graph-9.json").exists()  # a clean stop removes it
     assert RECORDER.name not in graph.names  # recorded only when asked
     recorded = Graph("xray", ros_domain_id=9, log_dir=tmp_path / "logs", mcap=tmp_path / "graph.mcap")
     assert recorded.names == [RECORDER.name, *NODES]  # it listens before the graph says anything

@@ -61,11 +61,12 @@ class Attacker:
         self.pubs[topic].publish(msg)
 
 
-def _signed(operator: str, key: bytes, kind: str, answers: str = "", body: str = "") -> Any:
+def _signed(graph: str, operator: str, key: bytes, kind: str, answers: str = "", body: str = "") -> Any:
+    """An operator message signed for ``graph`` (a genuine console's is ``RosGraph.remote.graph``)."""
     from medrobot_llm.backends.ros.signed import operator_msg
     from medrobot_llm.safety.operator import OperatorKind, OperatorSigner
 
-    return operator_msg(OperatorSigner(operator, key).sign(OperatorKind(kind), answers, body))
+    return operator_msg(OperatorSigner(operator, key, graph=graph).sign(OperatorKind(kind), answers, body))
 
 
 def _operator_key(graph: RosGraph) -> tuple[str, bytes]:
@@ -113,18 +114,23 @@ def _no_shot(graph: RosGraph, since: int) -> None:
 
 def test_forged_confirmations_are_refused_audited_and_take_no_shot(at_rest: RosGraph) -> None:
     from medrobot_llm.backends.ros.common import TOPIC_CONFIRM
+    from medrobot_llm.backends.ros.env import graph_identity
 
     graph = at_rest
     attacker = Attacker(graph)
     nonce = _exposure_question(graph)
-    name, _ = _operator_key(graph)
+    name, key = _operator_key(graph)
     since = graph.n_events()
-    attacker.send(TOPIC_CONFIRM, _signed("mallory", b"m" * 32, "confirm", nonce))
+    attacker.send(TOPIC_CONFIRM, _signed(graph.remote.graph, "mallory", b"m" * 32, "confirm", nonce))
     _refused(graph, since, "unknown_operator", "mallory")
-    attacker.send(TOPIC_CONFIRM, _signed(name, b"m" * 32, "confirm", nonce))  # the operator's name, not its key
+    attacker.send(TOPIC_CONFIRM, _signed(graph.remote.graph, name, b"m" * 32, "confirm", nonce))  # the operator's name, not its key
     _refused(graph, since, "bad_signature", name)
+    # the operator's own key, signed as a console that has not read this bringup's graph id does
+    attacker.send(TOPIC_CONFIRM, _signed(graph_identity(graph.ros_domain_id), name, key, "confirm", nonce))
+    _refused(graph, since, "other_graph", name)
     _no_shot(graph, since)
     assert _in_audit_log(graph, "unknown_operator", "mallory") and _in_audit_log(graph, "bad_signature", name)
+    assert _in_audit_log(graph, "other_graph", name)
     assert graph.remote.deny().accepted
 
 
@@ -142,9 +148,9 @@ def test_a_replayed_confirmation_and_one_for_another_question_are_refused(at_res
     since = graph.n_events()
     attacker.send(TOPIC_CONFIRM, genuine)
     _refused(graph, since, "replayed", name)
-    attacker.send(TOPIC_CONFIRM, _signed(name, key, "confirm", old_nonce))  # the operator's, for the old question
+    attacker.send(TOPIC_CONFIRM, _signed(graph.remote.graph, name, key, "confirm", old_nonce))  # the operator's, for the old question
     _refused(graph, since, "not_open", name)
-    attacker.send(TOPIC_COMMAND, _signed(name, key, "confirm", nonce))  # a genuine confirm where commands go
+    attacker.send(TOPIC_COMMAND, _signed(graph.remote.graph, name, key, "confirm", nonce))  # a genuine confirm where commands go
     _refused(graph, since, "malformed", name)
     _no_shot(graph, since)
     assert graph.remote.deny().accepted
@@ -164,7 +170,7 @@ def test_a_yes_to_a_question_the_supervisor_did_not_ask_confirms_nothing(at_rest
     name, key = _operator_key(graph)
     since = graph.n_events()
     shown = question_digest({**asked, "skill": "move_to_view", "text": "Confirm moving the gantry home"})
-    attacker.send(TOPIC_CONFIRM, _signed(name, key, "confirm", nonce, shown))
+    attacker.send(TOPIC_CONFIRM, _signed(graph.remote.graph, name, key, "confirm", nonce, shown))
     event = _refused(graph, since, "not_asked", name)
     assert "answered a question the supervisor did not ask" in event["reason"], event
     assert _in_audit_log(graph, "not_asked", name)
@@ -180,7 +186,7 @@ def test_only_the_operators_signed_reset_releases_a_latched_stop(at_rest: RosGra
     assert graph.remote.stop().accepted
     nonce = graph.remote.status()["nonce"]
     since = graph.n_events()
-    attacker.send(TOPIC_RESET, _signed("mallory", b"m" * 32, "reset", nonce))
+    attacker.send(TOPIC_RESET, _signed(graph.remote.graph, "mallory", b"m" * 32, "reset", nonce))
     _refused(graph, since, "unknown_operator", "mallory")
     time.sleep(0.5)
     assert graph.remote.status()["state"] == "ESTOP"

@@ -28,12 +28,14 @@ from medrobot_llm.safety.signing import Untrusted
 ALICE, BOB = b"a" * 32, b"b" * 32
 QUESTION = "5e" * 16  # the nonce the supervisor announced with "Confirm exposure 1 of 1?"
 T0 = 1_700_000_000.0
+#: the graph the supervisor and its consoles are on (``env.graph_identity``)
+GRAPH = "ros-domain=7;graph=0123456789abcdef"
 
 
 def _setup() -> tuple[OperatorSigner, OperatorVerifier, ManualClock]:
     clock = ManualClock(T0)
-    return (OperatorSigner("alice", ALICE, clock=clock),
-            OperatorVerifier({"alice": ALICE, "bob": BOB}, clock=clock), clock)
+    return (OperatorSigner("alice", ALICE, graph=GRAPH, clock=clock),
+            OperatorVerifier({"alice": ALICE, "bob": BOB}, graph=GRAPH, clock=clock), clock)
 
 
 def _refused(verifier: OperatorVerifier, wire: str, open_nonce: str | None = QUESTION) -> Untrusted:
@@ -54,22 +56,22 @@ def test_a_genuine_confirmation_of_the_open_question_is_accepted_once() -> None:
 
 def test_an_unknown_operator_is_refused_and_named() -> None:
     _, verifier, clock = _setup()
-    wire = OperatorSigner("mallory", b"m" * 32, clock=clock).sign(OperatorKind.RESET, QUESTION).to_wire()
+    wire = OperatorSigner("mallory", b"m" * 32, graph=GRAPH, clock=clock).sign(OperatorKind.RESET, QUESTION).to_wire()
     err = _refused(verifier, wire)
     assert err.code is Reason.UNKNOWN_OPERATOR and err.claimed == "mallory" and "mallory" in err.message
 
 
 def test_a_message_claiming_to_be_alice_without_her_key_is_refused() -> None:
     _, verifier, clock = _setup()
-    wire = OperatorSigner("alice", BOB, clock=clock).sign(OperatorKind.CONFIRM, QUESTION).to_wire()
+    wire = OperatorSigner("alice", BOB, graph=GRAPH, clock=clock).sign(OperatorKind.CONFIRM, QUESTION).to_wire()
     err = _refused(verifier, wire)
     assert err.code is Reason.BAD_SIGNATURE and err.claimed == "alice"
 
 
 @pytest.mark.parametrize("offset", [DEFAULT_WINDOW_S + 0.001, -(DEFAULT_WINDOW_S + 0.001), 13.0])
 def test_a_message_outside_the_window_is_stale(offset: float) -> None:
-    msg = OperatorSigner("alice", ALICE, clock=ManualClock(T0)).sign(OperatorKind.CONFIRM, QUESTION)
-    verifier = OperatorVerifier({"alice": ALICE}, clock=ManualClock(T0 + offset))
+    msg = OperatorSigner("alice", ALICE, graph=GRAPH, clock=ManualClock(T0)).sign(OperatorKind.CONFIRM, QUESTION)
+    verifier = OperatorVerifier({"alice": ALICE}, graph=GRAPH, clock=ManualClock(T0 + offset))
     err = _refused(verifier, msg.to_wire())
     assert err.code is Reason.STALE_MESSAGE and err.claimed == "alice"
     assert ("old" if offset > 0 else "ahead") in err.message
@@ -89,7 +91,7 @@ def test_counters_must_increase_per_operator() -> None:
     verifier.verify(second.to_wire(), open_nonce=None)
     err = _refused(verifier, first.to_wire())
     assert err.code is Reason.REPLAYED and "not above the last accepted" in err.message
-    bob = OperatorSigner("bob", BOB, clock=ManualClock(T0 - 1)).sign(OperatorKind.STOP)  # lower, but his own
+    bob = OperatorSigner("bob", BOB, graph=GRAPH, clock=ManualClock(T0 - 1)).sign(OperatorKind.STOP)  # lower, but his own
     assert bob.counter < second.counter
     verifier.verify(bob.to_wire(), open_nonce=None)
 
@@ -99,7 +101,7 @@ def test_a_restarted_console_counts_above_its_last_message() -> None:
     for _ in range(3):
         verifier.verify(signer.sign(OperatorKind.STOP).to_wire(), open_nonce=None)
     clock.advance(0.01)
-    restarted = OperatorSigner("alice", ALICE, clock=clock)
+    restarted = OperatorSigner("alice", ALICE, graph=GRAPH, clock=clock)
     verifier.verify(restarted.sign(OperatorKind.STOP).to_wire(), open_nonce=None)
 
 
@@ -158,7 +160,7 @@ def test_a_malformed_message_is_refused_with_whatever_identity_it_claims(change:
 
 def test_a_signer_name_must_be_a_key_identity() -> None:
     with pytest.raises(ValueError):
-        OperatorSigner("Alice Smith", ALICE)
+        OperatorSigner("Alice Smith", ALICE, graph=GRAPH)
 
 
 # -- properties ---------------------------------------------------------------------------------------------------
@@ -195,7 +197,7 @@ def test_any_bit_flip_of_the_mac_is_refused(bit: int) -> None:
 @given(key=st.binary(min_size=1, max_size=64).filter(lambda k: k != ALICE))
 def test_any_other_key_is_refused(key: bytes) -> None:
     _, verifier, clock = _setup()
-    wire = OperatorSigner("alice", key, clock=clock).sign(OperatorKind.CONFIRM, QUESTION).to_wire()
+    wire = OperatorSigner("alice", key, graph=GRAPH, clock=clock).sign(OperatorKind.CONFIRM, QUESTION).to_wire()
     assert _refused(verifier, wire).code is Reason.BAD_SIGNATURE
 
 
@@ -224,3 +226,23 @@ def test_message_round_trips_through_its_wire_form() -> None:
     signer, _, _ = _setup()
     msg = signer.sign(OperatorKind.COMMAND, QUESTION, "scan the left kidney")
     assert OperatorMessage.from_wire(msg.to_wire()) == msg
+
+
+def test_a_message_signed_for_another_graph_is_refused_naming_it_only_when_the_supervisor_knows_it() -> None:
+    """One operator key serves every graph of one user: a message relayed from another graph (two rooms on one ROS
+    domain id, a keys folder copied to both) must not act here, even a cancel; a console that signed for the
+    domain-only identity (it did not find the bringup's graph id) is told so, and its counter is not spent."""
+    clock = ManualClock(T0)
+    domain_only, other = "ros-domain=7", "ros-domain=7;graph=fedcba9876543210"
+    verifier = OperatorVerifier({"alice": ALICE}, graph=GRAPH, other_graphs=(domain_only,), clock=clock)
+    for kind, answers in ((OperatorKind.CONFIRM, QUESTION), (OperatorKind.CANCEL, "")):
+        relayed = OperatorSigner("alice", ALICE, graph=other, clock=clock).sign(kind, answers).to_wire()
+        err = _refused(verifier, relayed)
+        assert err.code is Reason.BAD_SIGNATURE and err.claimed == "alice"
+    lost = OperatorSigner("alice", ALICE, graph=domain_only, clock=clock).sign(OperatorKind.CONFIRM, QUESTION)
+    err = _refused(verifier, lost.to_wire())
+    assert err.code is Reason.OTHER_GRAPH and "another graph" in err.message and domain_only in err.message
+    # none of them spent alice's counter: her genuine yes with the same counter (same clock) still acts
+    genuine = OperatorSigner("alice", ALICE, graph=GRAPH, clock=clock).sign(OperatorKind.CONFIRM, QUESTION)
+    assert genuine.counter == lost.counter
+    assert verifier.verify(genuine.to_wire(), open_nonce=QUESTION) == genuine

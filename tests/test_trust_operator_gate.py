@@ -21,6 +21,8 @@ from medrobot_llm.safety.operator_gate import (
 from medrobot_llm.safety.planned import sign_answer
 
 ALICE, MALLORY, GRAPH = b"a" * 32, b"m" * 32, b"g" * 32
+#: the graph the supervisor and its console are on (``env.graph_identity``)
+ON = "ros-domain=7;graph=0123456789abcdef"
 T0 = 1_700_000_000.0
 TOPIC = {Channel.COMMAND: "/medrobot/command", Channel.CONFIRM: "/medrobot/confirm", Channel.RESET: "/medrobot/reset"}
 SCAN = Plan.model_validate({"status": "ok", "domain": "xray", "steps": [{"skill": "take_shot", "args": {}}]})
@@ -30,9 +32,9 @@ class Rig:
     def __init__(self) -> None:
         self.clock = ManualClock(T0)
         self.nonces = iter(f"{i:032x}" for i in range(1, 1000))
-        self.gate = OperatorGate(OperatorVerifier({"alice": ALICE}, clock=self.clock), GRAPH, domain="xray",
+        self.gate = OperatorGate(OperatorVerifier({"alice": ALICE}, graph=ON, clock=self.clock), GRAPH, domain="xray",
                                  clock=self.clock, make_nonce=lambda: next(self.nonces))
-        self.alice = OperatorSigner("alice", ALICE, clock=self.clock)
+        self.alice = OperatorSigner("alice", ALICE, graph=ON, clock=self.clock)
         self.nonce = self.gate.observe("IDLE", None, None)
 
     def send(self, channel: Channel, kind: OperatorKind, answers: str | None = None, body: str = "",
@@ -81,14 +83,14 @@ def test_an_unsigned_message_is_refused_and_audited() -> None:
 
 def test_an_unknown_operator_is_refused_and_named() -> None:
     rig = Rig()
-    out = rig.send(Channel.CONFIRM, OperatorKind.CONFIRM, signer=OperatorSigner("mallory", MALLORY, clock=rig.clock))
+    out = rig.send(Channel.CONFIRM, OperatorKind.CONFIRM, signer=OperatorSigner("mallory", MALLORY, graph=ON, clock=rig.clock))
     refusal = _untrusted(out, Reason.UNKNOWN_OPERATOR, "mallory")
     assert refusal.op == "confirm" and refusal.event is not None and refusal.event.op == "confirm"
 
 
 def test_a_bad_mac_is_refused() -> None:
     rig = Rig()
-    _untrusted(rig.send(Channel.RESET, OperatorKind.RESET, signer=OperatorSigner("alice", MALLORY, clock=rig.clock)),
+    _untrusted(rig.send(Channel.RESET, OperatorKind.RESET, signer=OperatorSigner("alice", MALLORY, graph=ON, clock=rig.clock)),
                Reason.BAD_SIGNATURE)
 
 
@@ -269,14 +271,18 @@ def test_each_field_of_a_question_changes_its_digest_and_a_malformed_one_has_non
 
 def test_a_seal_shows_only_its_operators_console_the_question_of_this_nonce() -> None:
     digest = question_digest(EXPOSURE)
-    sealed = seals({"alice": ALICE, "bob": MALLORY}, session="s1", nonce="n1", digest=digest)
-    assert seal_matches(ALICE, sealed["alice"], session="s1", nonce="n1", digest=digest)
-    assert not seal_matches(ALICE, sealed["bob"], session="s1", nonce="n1", digest=digest)
-    assert not seal_matches(ALICE, sealed["alice"], session="s1", nonce="n2", digest=digest)
-    assert not seal_matches(ALICE, sealed["alice"], session="s2", nonce="n1", digest=digest)
-    assert not seal_matches(ALICE, sealed["alice"], session="s1", nonce="n1",
+    sealed = seals({"alice": ALICE, "bob": MALLORY}, graph=ON, session="s1", nonce="n1", digest=digest)
+    assert seal_matches(ALICE, sealed["alice"], graph=ON, session="s1", nonce="n1", digest=digest)
+    assert not seal_matches(ALICE, sealed["bob"], graph=ON, session="s1", nonce="n1", digest=digest)
+    assert not seal_matches(ALICE, sealed["alice"], graph=ON, session="s1", nonce="n2", digest=digest)
+    assert not seal_matches(ALICE, sealed["alice"], graph=ON, session="s2", nonce="n1", digest=digest)
+    assert not seal_matches(ALICE, sealed["alice"], graph=ON, session="s1", nonce="n1",
                             digest=question_digest({**EXPOSURE, "text": "Confirm moving the gantry home"}))
-    assert not seal_matches(ALICE, None, session="s1", nonce="n1", digest=digest)
+    assert not seal_matches(ALICE, None, graph=ON, session="s1", nonce="n1", digest=digest)
+    # two rooms on one ROS domain id, one keys folder copied to both: the other room's seal is not this graph's,
+    # nor is one for the domain alone (a supervisor started without bringup's graph id)
+    for other in ("ros-domain=7;graph=fedcba9876543210", "ros-domain=7"):
+        assert not seal_matches(ALICE, sealed["alice"], graph=other, session="s1", nonce="n1", digest=digest)
     # a seal is not an operator message's MAC, though both use the operator's key
-    signed = OperatorSigner("alice", ALICE, clock=ManualClock(T0)).sign(OperatorKind.CONFIRM, "n1", digest)
+    signed = OperatorSigner("alice", ALICE, graph=ON, clock=ManualClock(T0)).sign(OperatorKind.CONFIRM, "n1", digest)
     assert signed.mac != sealed["alice"]

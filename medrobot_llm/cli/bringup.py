@@ -24,6 +24,7 @@ from typing import IO, Any
 from medrobot_llm.backends.ros import nodes
 from medrobot_llm.backends.ros.nodes import PLANNER, RECORDER, SKILL_SERVER, SUPERVISOR
 from medrobot_llm.core.paths import SOURCE_ROOT
+from medrobot_llm.safety.graph_id import GraphBusy, GraphClaim, graph_file
 
 __all__ = ["NODES", "Graph", "claim_mcap", "default_params_file", "register", "ros_domain_id"]
 
@@ -69,6 +70,9 @@ class Graph:
         self.names = ([RECORDER.name] if self.mcap else []) + list(NODES)
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self._logs: dict[str, IO[bytes]] = {}
+        #: this start's graph id (``safety.graph_id``), set by ``claim_graph``; "" leaves nodes domain-only
+        self.graph_id = ""
+        self._claim: GraphClaim | None = None
 
     @property
     def audit_log(self) -> Path:
@@ -85,8 +89,19 @@ class Graph:
 
         return init_keys(self.keys_dir, [default_operator()])
 
+    def claim_graph(self) -> None:
+        """Draw this start's graph id and hold ``graph-<ROS domain id>.json`` in the keys folder for it, so consoles
+        learn it out of band; ``GraphBusy`` if another bringup holds it. ``stop`` lets go and removes the file."""
+        from medrobot_llm.safety.graph_id import claim_graph
+
+        self._claim = claim_graph(self.keys_dir, self.ros_domain_id)
+        self.graph_id = self._claim.graph.graph_id
+
     def command(self, name: str) -> list[str]:
         params = {"domain": self.domain, "keys_dir": str(self.keys_dir)}
+        if self.graph_id:
+            # quoted: rcl reads a -p value as YAML, and an id of digits only would be an integer
+            params["graph_id"] = f"'{self.graph_id}'"
         module = NODES.get(name, RECORDER.module)
         if name == RECORDER.name:
             params = {"domain": self.domain, "mcap": str(self.mcap)}
@@ -129,7 +144,7 @@ class Graph:
         return {"domain": self.domain, "ros_domain_id": self.ros_domain_id, "params_file": str(self.params_file),
                 "log_dir": str(self.log_dir), "audit_log": str(self.audit_log),
                 "skill_server_audit_log": str(self.skill_server_audit_log), "keys_dir": str(self.keys_dir),
-                "mcap": str(self.mcap) if self.mcap else None,
+                "mcap": str(self.mcap) if self.mcap else None, "graph_id": self.graph_id,
                 "discovery_range": self.env.get("ROS_AUTOMATIC_DISCOVERY_RANGE"),
                 "nodes": {n: {"pid": p.pid, "log": str(self.log_path(n))} for n, p in self.procs.items()}}
 
@@ -155,6 +170,9 @@ class Graph:
                 p.wait(1.0)
         for log in self._logs.values():
             log.close()
+        if self._claim is not None:
+            self._claim.release()
+            self._claim = None
         return {n: p.returncode for n, p in self.procs.items()}
 
     def _stop(self, names: list[str], grace_s: float) -> None:
@@ -307,9 +325,18 @@ def _run(args: argparse.Namespace) -> int:
     if unusable:
         print("medrobot bringup: " + "; ".join(k.problem for k in unusable), file=sys.stderr)
         return 2
+    try:
+        graph.claim_graph()
+    except GraphBusy as exc:
+        print(f"medrobot bringup: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"medrobot bringup: cannot write the graph id file in {graph.keys_dir}: {exc}", file=sys.stderr)
+        return 2
     if args.mcap is not None:
         problem = claim_mcap(args.mcap)
         if problem:
+            graph.stop()
             print(f"medrobot bringup: {problem}", file=sys.stderr)
             return 2
     created = [k for k in made if k.action == "created"]
@@ -336,7 +363,8 @@ def _run(args: argparse.Namespace) -> int:
             if graph.mcap is not None:
                 print(f"  recording to {graph.mcap} (closed when the graph stops)")
             print(f"  audit log {graph.audit_log} (skill server: {graph.skill_server_audit_log})\n"
-                  f"  keys {graph.keys_dir}\nCtrl-C stops all nodes.", flush=True)
+                  f"  keys {graph.keys_dir} (graph id {graph.graph_id}, for consoles in "
+                  f"{graph_file(graph.keys_dir, graph.ros_domain_id).name} there)\nCtrl-C stops all nodes.", flush=True)
         reported: set[str] = set()
         while not stopping[0]:
             for name, rc in graph.dead().items():

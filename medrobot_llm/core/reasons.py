@@ -134,8 +134,8 @@ SUMMARY: dict[Reason, str] = {
     Reason.NOT_ASKED: "an operator's confirmation of a question other than the one the supervisor asked (the console "
                       "was shown a forged or altered question)",
     Reason.NO_HEARTBEAT: "no valid supervisor heartbeat within the window: the robot halts and refuses every goal",
-    Reason.OTHER_GRAPH: "a capability signed with this user's secret for another graph (another ROS domain): "
-                        "refused here",
+    Reason.OTHER_GRAPH: "a capability or operator message signed with this user's keys for another graph (another "
+                        "ROS domain, or one without this bringup's graph id): refused here",
 }
 
 #: who gives each code, in the order the docs list them

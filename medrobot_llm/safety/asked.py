@@ -58,15 +58,17 @@ def reply_digest(record: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical(REPLY_PURPOSE, [body])).hexdigest()
 
 
-def seal(key: bytes, *, session: str, nonce: str, digest: str) -> str:
-    return mac(key, SEAL_PURPOSE, [session, nonce, digest])
+def seal(key: bytes, *, graph: str, session: str, nonce: str, digest: str) -> str:
+    return mac(key, SEAL_PURPOSE, [graph, session, nonce, digest])
 
 
-def seals(keyring: Mapping[str, bytes], *, session: str, nonce: str, digest: str) -> dict[str, str]:
+def seals(keyring: Mapping[str, bytes], *, graph: str, session: str, nonce: str, digest: str) -> dict[str, str]:
     """The supervisor's side: one seal per operator it knows, each for that operator's console only."""
-    return {name: seal(key, session=session, nonce=nonce, digest=digest) for name, key in sorted(keyring.items())}
+    return {name: seal(key, graph=graph, session=session, nonce=nonce, digest=digest)
+            for name, key in sorted(keyring.items())}
 
 
-def seal_matches(key: bytes, claimed: Any, *, session: str, nonce: str, digest: str) -> bool:
-    """A console's side: whether ``claimed`` is the supervisor's seal of this question, for this operator."""
-    return isinstance(claimed, str) and mac_matches(key, SEAL_PURPOSE, [session, nonce, digest], claimed)
+def seal_matches(key: bytes, claimed: Any, *, graph: str, session: str, nonce: str, digest: str) -> bool:
+    """A console's side: whether ``claimed`` is the supervisor's seal of this question, for this operator, on the
+    graph the console knows it is on."""
+    return isinstance(claimed, str) and mac_matches(key, SEAL_PURPOSE, [graph, session, nonce, digest], claimed)

@@ -8,6 +8,10 @@ timestamp, under an HMAC with that operator's key. The supervisor's verifier ref
 MAC, a stamp outside the window, a counter not above the last one it accepted, and an answer to anything but
 the question or plan open now; every refusal names the claimed sender for the audit.
 
+The MAC also covers the graph the console knows it is on (``env.graph_identity``, with the id its bringup wrote
+in the keys folder; it is not on the wire, which ``medrobot_interfaces`` fixes): one operator's key serves every
+graph of one user, and a message relayed to another graph, even a cancel, must be refused there.
+
 A console's counter starts from the clock in milliseconds, so a restarted console still counts above what
 the supervisor saw from it; a restarted supervisor forgets counters, but the window and the nonces (new
 ones for every question of every supervisor) bound what an old message could still do.
@@ -71,8 +75,9 @@ class OperatorMessage:
     body: str = ""  # a command's text; empty for the other kinds
     mac: str = ""
 
-    def fields(self) -> list[str | int]:
-        return [self.kind.value, self.operator, self.answers, self.counter, self.stamp_ms, self.body]
+    def fields(self, graph: str) -> list[str | int]:
+        """What the MAC covers: every wire field but the MAC, then the graph it was signed for."""
+        return [self.kind.value, self.operator, self.answers, self.counter, self.stamp_ms, self.body, graph]
 
     def to_wire(self) -> str:
         return json.dumps({**self.__dict__, "kind": self.kind.value}, separators=(",", ":"), ensure_ascii=True)
@@ -113,11 +118,12 @@ class OperatorMessage:
 class OperatorSigner:
     """A console's side: signs with its operator key, counting up from the clock so restarts keep counting up."""
 
-    def __init__(self, operator: str, key: bytes, *, clock: Clock = wall_clock) -> None:
+    def __init__(self, operator: str, key: bytes, *, graph: str, clock: Clock = wall_clock) -> None:
         if not OPERATOR_NAME.fullmatch(operator):
             raise ValueError(f"operator name {operator!r} is not a key identity")
         self.operator = operator
         self._key = key
+        self.graph = graph
         self.clock = clock
         self._counter = 0
         self._lock = threading.Lock()
@@ -127,15 +133,22 @@ class OperatorSigner:
             now = millis(self.clock())
             self._counter = max(self._counter + 1, now)
             msg = OperatorMessage(kind, self.operator, answers, self._counter, now, body)
-        return replace(msg, mac=mac(self._key, PURPOSE, msg.fields()))
+        return replace(msg, mac=mac(self._key, PURPOSE, msg.fields(self.graph)))
 
 
 class OperatorVerifier:
-    """The supervisor's side: a keyring of operator keys, the last counter of each, one window; thread-safe."""
+    """The supervisor's side: a keyring of operator keys, the last counter of each, one window; thread-safe.
 
-    def __init__(self, keyring: dict[str, bytes], *, window_s: float = DEFAULT_WINDOW_S,
-                 clock: Clock = wall_clock) -> None:
+    ``graph`` is the supervisor's graph; ``other_graphs`` are graphs it can name in a refusal (``other_graph``)
+    when a message's MAC is genuine for one of them, e.g. the domain-only identity a console uses when it found
+    no graph id file. A message signed for any other graph fails ``bad_signature``: nothing on the wire names it.
+    """
+
+    def __init__(self, keyring: dict[str, bytes], *, graph: str, other_graphs: tuple[str, ...] = (),
+                 window_s: float = DEFAULT_WINDOW_S, clock: Clock = wall_clock) -> None:
         self._keyring = dict(keyring)
+        self.graph = graph
+        self.other_graphs = tuple(g for g in other_graphs if g != graph)
         self.window_s = window_s
         self.clock = clock
         self._last: dict[str, int] = {}
@@ -153,7 +166,12 @@ class OperatorVerifier:
         if key is None:
             raise Untrusted(Reason.UNKNOWN_OPERATOR, f"refused {msg.kind.value} from {who!r}: no such operator in "
                             "the supervisor's keyring", claimed=who)
-        if not mac_matches(key, PURPOSE, msg.fields(), msg.mac):
+        if not mac_matches(key, PURPOSE, msg.fields(self.graph), msg.mac):
+            named = next((g for g in self.other_graphs if mac_matches(key, PURPOSE, msg.fields(g), msg.mac)), None)
+            if named is not None:
+                raise Untrusted(Reason.OTHER_GRAPH, f"refused {msg.kind.value} from {who!r}: it was signed for "
+                                f"another graph ({named!r}; this is {self.graph!r}): the console does not know this "
+                                "bringup's graph id (the graph-<ROS domain id>.json of its keys folder)", claimed=who)
             raise Untrusted(Reason.BAD_SIGNATURE, f"refused {msg.kind.value} claiming to be from {who!r}: the MAC "
                             "does not verify with that operator's key", claimed=who)
         age_ms = millis(self.clock()) - msg.stamp_ms

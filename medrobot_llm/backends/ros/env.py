@@ -12,6 +12,7 @@ import os
 import random
 from pathlib import Path
 from medrobot_llm.core.paths import SOURCE_ROOT
+from medrobot_llm.safety.graph_id import GRAPH_ID
 
 __all__ = [
     "DomainClaim",
@@ -20,6 +21,7 @@ __all__ = [
     "child_env",
     "env_file",
     "graph_identity",
+    "node_graph",
     "load_ros_env",
     "ros_python",
     "repo_root",
@@ -58,15 +60,30 @@ def load_ros_env() -> dict[str, str]:
     return {str(k): str(v) for k, v in data.items()}
 
 
-def graph_identity(domain_id: int) -> str:
-    """Which graph a node is on, as every node of it computes for itself: the ROS domain its context joined.
+def graph_identity(domain_id: int, graph_id: str = "") -> str:
+    """Which graph a node is on, as every node of it computes for itself: the ROS domain its context joined and,
+    from ``medrobot bringup``, the id that bringup drew for this start (``safety.graph_id``).
 
     Every key that gives authority is derived from the graph secret and this (``signing.graph_key``), so two
-    bringups of one user on two domains, sharing one keys folder, trust nothing of each other's. The discovery
-    scope is left out on purpose: nodes that can hear each other on one domain are one graph, and a node started
-    by hand with another discovery range would otherwise be refused by a graph it can talk to.
+    bringups of one user on two domains, sharing one keys folder, trust nothing of each other's, and neither do
+    two bringups on ONE domain id that cannot hear each other (two rooms on two networks, a keys folder copied
+    to both): each has its own graph id. A node started by hand without a graph id keeps the domain-only
+    identity, and so has no protection against such a relay. The discovery scope is left out on purpose: nodes
+    that can hear each other on one domain are one graph.
     """
-    return f"ros-domain={int(domain_id)}"
+    if not graph_id:
+        return f"ros-domain={int(domain_id)}"
+    if not GRAPH_ID.fullmatch(graph_id):
+        raise ValueError(f"a graph id is 16 lowercase hex digits (what medrobot bringup draws), not {graph_id!r}")
+    return f"ros-domain={int(domain_id)};graph={graph_id}"
+
+
+def node_graph(node: str, domain_id: int, graph_id: str) -> str:
+    """A node's ``graph_identity`` from its ``graph_id`` parameter; a malformed one stops the node, saying so."""
+    try:
+        return graph_identity(domain_id, graph_id)
+    except ValueError as exc:
+        raise SystemExit(f"medrobot {node}: graph_id: {exc}") from None
 
 
 def child_env(ros_domain_id: int | None = None, base: dict[str, str] | None = None) -> dict[str, str]:

@@ -22,7 +22,7 @@ from rclpy.node import Node
 
 from medrobot_interfaces.srv import PlanCommand
 
-from medrobot_llm.backends.ros.env import graph_identity
+from medrobot_llm.backends.ros.env import node_graph
 from medrobot_llm.backends.ros.nodes import PLANNER
 from medrobot_llm.core.command_set import DOMAINS
 from medrobot_llm.core.plan import Plan
@@ -56,6 +56,7 @@ class PlannerNode(Node):
         name = str(self.declare_parameter("planner", overrides.get("planner", "rule")).value)
         llm_config = str(self.declare_parameter("llm_config", overrides.get("llm_config", "")).value)
         keys_dir = str(self.declare_parameter("keys_dir", overrides.get("keys_dir", "")).value)
+        graph_id = str(self.declare_parameter("graph_id", overrides.get("graph_id", "")).value)
         if not self.domain:
             raise SystemExit("medrobot planner: the 'domain' parameter is required "
                              f"({', '.join(DOMAINS)})")
@@ -63,7 +64,7 @@ class PlannerNode(Node):
             self._secret = keys.load_graph_secret(Path(keys_dir).expanduser() if keys_dir else None)
         except keys.KeyFileError as exc:
             raise SystemExit(f"medrobot planner: {exc}") from None
-        self.graph = graph_identity(self.context.get_domain_id())
+        self.graph = node_graph("planner", self.context.get_domain_id(), graph_id)
         try:
             self.planner = planner_from_name(name, llm_config)
         except (ValueError, SystemExit) as exc:

@@ -43,11 +43,13 @@ from medrobot_interfaces.msg import SupervisorState as StateMsg
 from medrobot_llm.core.clock import Clock
 from medrobot_llm.backends.ros.common import (TOPIC_COMMAND, TOPIC_CONFIRM, TOPIC_ESTOP, TOPIC_EVENTS, TOPIC_RESET, TOPIC_STATE,
                       NodeRunner, latched_qos, reliable_qos)
+from medrobot_llm.backends.ros.env import graph_identity
 from medrobot_llm.backends.ros.signed import operator_msg
 from medrobot_llm.language.text import tokenize
 from medrobot_llm.language.words import CONTROL_PHRASES
 from medrobot_llm.safety import keys
 from medrobot_llm.safety.asked import SEALS_KEY, question_digest, reply_digest, seal_matches
+from medrobot_llm.safety.graph_id import graph_file, read_graph_id
 from medrobot_llm.safety.events import EventListener, QuestionEvent, ReplyEvent, SupervisorEvent, parse_event
 from medrobot_llm.safety.operator import OperatorKind, OperatorSigner
 from medrobot_llm.safety.operator_gate import DEFAULT_COMMAND_WINDOW_S
@@ -96,11 +98,12 @@ class RemoteSupervisor:
         self.clock = clock
         self.operator = operator or keys.default_operator()
         key = keys.load_operator_key(self.operator, keys_dir)
-        self._signer = OperatorSigner(self.operator, key)
         self._key = key  # also checks the supervisor's seal on the questions it asks (safety.asked)
         self._runner = NodeRunner(name)
         node = self._runner.node
         self.node = node
+        self.graph = self._graph(keys_dir or keys.default_dir(), node.context.get_domain_id())
+        self._signer = OperatorSigner(self.operator, key, graph=self.graph)
         self._cond = threading.Condition()
         self._state: dict[str, Any] | None = None
         self._state_msg: Any = None
@@ -118,6 +121,22 @@ class RemoteSupervisor:
         node.create_subscription(StateMsg, TOPIC_STATE, self._on_state, latched_qos(1))
         node.create_subscription(String, TOPIC_EVENTS, self._on_event, reliable_qos(200))
 
+    @staticmethod
+    def _graph(folder: Path, domain_id: int) -> str:
+        """The graph this console is on: its domain and the id its bringup wrote in the keys folder, never one
+        heard on the graph (a relay from another graph could be heard first)."""
+        found = read_graph_id(folder, domain_id)
+        if found is None:
+            graph = graph_identity(domain_id)
+            _LOG.warning("no graph id in %s: signing for %s, which only a graph whose nodes were started without "
+                         "`medrobot bringup` accepts (bringup writes the file; copy it with the keys to a console on "
+                         "another host)", graph_file(folder, domain_id), graph)
+            return graph
+        graph = graph_identity(domain_id, found.graph_id)
+        _LOG.info("on graph %s (from %s, written by bringup pid %d at %s)", graph, graph_file(folder, domain_id),
+                  found.pid, found.started)
+        return graph
+
     # ---------------------------------------------------------------- incoming
     def _on_state(self, msg: Any) -> None:
         try:
@@ -134,8 +153,8 @@ class RemoteSupervisor:
         if status.get("question") is not None:
             digest = self._sealed(status, msg)
             if digest is None:  # never shown, never confirmed: the state is dropped whole
-                _LOG.warning("dropped a /medrobot/state whose question the supervisor did not seal for operator %r",
-                             self.operator)
+                _LOG.warning("dropped a /medrobot/state whose question the supervisor did not seal for operator %r "
+                             "on graph %s", self.operator, self.graph)
                 return
             status["question_digest"] = digest
         through = status.get("records_through")
@@ -163,7 +182,8 @@ class RemoteSupervisor:
         except ValueError:
             return None
         claimed = seals.get(self.operator) if isinstance(seals, dict) else None
-        return digest if seal_matches(self._key, claimed, session=msg.session, nonce=msg.nonce, digest=digest) \
+        return digest if seal_matches(self._key, claimed, graph=self.graph, session=msg.session, nonce=msg.nonce,
+                                      digest=digest) \
             else None
 
     def _reply_sealed(self, rec: dict[str, Any]) -> bool:
@@ -172,7 +192,8 @@ class RemoteSupervisor:
         claimed = seals.get(self.operator) if isinstance(seals, dict) else None
         with self._cond:
             session = self._session
-        return bool(session) and seal_matches(self._key, claimed, session=session, nonce="", digest=reply_digest(rec))
+        return bool(session) and seal_matches(self._key, claimed, graph=self.graph, session=session, nonce="",
+                                              digest=reply_digest(rec))
 
     def _apply(self, status: dict[str, Any], msg: Any) -> list[QuestionEvent]:
         """Make ``status`` the current state (caller holds ``_cond``); returns the question events it seals, for
@@ -206,7 +227,8 @@ class RemoteSupervisor:
             return
         event = parse_event(rec)
         if isinstance(event, ReplyEvent) and not self._reply_sealed(rec):
-            _LOG.warning("dropped a /medrobot/events reply the supervisor did not seal for operator %r", self.operator)
+            _LOG.warning("dropped a /medrobot/events reply the supervisor did not seal for operator %r on graph %s",
+                         self.operator, self.graph)
             return
         with self._cond:
             if isinstance(event, ReplyEvent):

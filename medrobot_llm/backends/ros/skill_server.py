@@ -46,7 +46,7 @@ from medrobot_interfaces.action import ExecuteSkill
 from medrobot_interfaces.msg import Heartbeat as HeartbeatMsg
 from medrobot_interfaces.msg import SupervisorState
 
-from medrobot_llm.backends.ros.env import graph_identity
+from medrobot_llm.backends.ros.env import node_graph
 from medrobot_llm.backends.ros.nodes import SKILL_SERVER
 from medrobot_llm.core.command_set import DOMAINS
 from medrobot_llm.backends.base import FailureKind, Feedback, FeedbackFn, StepResult
@@ -80,7 +80,7 @@ class SkillServerNode(Node):
         except keys.KeyFileError as exc:
             raise SystemExit(f"medrobot skill server: {exc}") from None
         self._secret = secret  # signs every result: the supervisor believes no other server's
-        self.graph = graph_identity(self.context.get_domain_id())
+        self.graph = node_graph("skill server", self.context.get_domain_id(), p["graph_id"])
         try:
             self.audit = AuditLog(p["audit_log"]) if p["audit_log"] else AuditLog(None, keep_records=False)
         except AuditLogError as exc:  # refusals nobody could audit later: say so, do not start
@@ -123,7 +123,7 @@ class SkillServerNode(Node):
     def _params(self, overrides: dict[str, Any]) -> dict[str, Any]:
         defaults: dict[str, Any] = {"domain": "", "gui": False, "seed": 0, "real_time_factor": 1.0,
                                     "feedback_hz": 50.0, "status_hz": 20.0, "heartbeat_window_s": 1.0,
-                                    "keys_dir": "", "audit_log": ""}
+                                    "keys_dir": "", "graph_id": "", "audit_log": ""}
         out = {}
         for name, default in defaults.items():
             value = self.declare_parameter(name, overrides.get(name, default)).value

@@ -44,7 +44,7 @@ from medrobot_interfaces.msg import OperatorMessage as OperatorMsg
 from medrobot_interfaces.msg import SupervisorState as StateMsg
 from medrobot_interfaces.srv import PlanCommand
 
-from medrobot_llm.backends.ros.env import graph_identity
+from medrobot_llm.backends.ros.env import graph_identity, node_graph
 from medrobot_llm.backends.ros.nodes import SUPERVISOR
 from medrobot_llm.core.command_set import DOMAINS, hazards_named
 from medrobot_llm.safety import events as ev
@@ -92,9 +92,12 @@ class SupervisorNode(Node):
         self._announced: tuple[str, int, str] = ("", -1, "")  # plan id, step, goal id of the goal being sent
         self._state_owed = False  # records dispatched since the last state that reflects them (dispatcher thread)
         secret, keyring = self._keys(p["keys_dir"])
-        self.graph = graph_identity(self.context.get_domain_id())
+        self.graph = node_graph("supervisor", self.context.get_domain_id(), p["graph_id"])
         self._keyring = keyring
-        self.gate = OperatorGate(OperatorVerifier(keyring), secret, domain=self.domain, graph=self.graph,
+        # a console without this bringup's graph id signs for the domain alone: refused, and named as such
+        verifier = OperatorVerifier(keyring, graph=self.graph,
+                                    other_graphs=(graph_identity(self.context.get_domain_id()),))
+        self.gate = OperatorGate(verifier, secret, domain=self.domain, graph=self.graph,
                                  command_window_s=p["command_window_s"])
         self._beats = HeartbeatSigner(secret, graph=self.graph)
 
@@ -135,7 +138,7 @@ class SupervisorNode(Node):
     def _params(self, overrides: dict[str, Any]) -> dict[str, Any]:
         defaults: dict[str, Any] = {"domain": "", "confirm_timeout_s": 30.0, "step_timeout_s": 60.0,
                                     "heartbeat_timeout_s": 1.0, "cancel_grace_s": 1.0, "audit_log": "",
-                                    "state_hz": 5.0, "heartbeat_hz": 10.0, "keys_dir": "",
+                                    "state_hz": 5.0, "heartbeat_hz": 10.0, "keys_dir": "", "graph_id": "",
                                     "command_window_s": DEFAULT_COMMAND_WINDOW_S, "confirm_hazards": ""}
         out = {}
         for name, default in defaults.items():
@@ -345,7 +348,7 @@ class SupervisorNode(Node):
         # that what it reads next is never the state from before its own command
         event = ev.ReplyEvent.answering(op, reply, text=text, state_seq=self.publish_state())
         record = json.loads(to_json(event.record()))  # sealed as it travels: the console checks the same values
-        record[SEALS_KEY] = seals(self._keyring, session=self.session, nonce="", digest=reply_digest(record))
+        record[SEALS_KEY] = seals(self._keyring, graph=self.graph, session=self.session, nonce="", digest=reply_digest(record))
         self._events_pub.publish(String(data=to_json(record)))
 
     def _on_record(self, event: ev.SupervisorEvent) -> None:
@@ -398,7 +401,7 @@ class SupervisorNode(Node):
                  "goal_id": goal_id,
                  "skill_server": self.backend.connected, "planner": self._plan_client.service_is_ready(), "nonce": nonce}
         if q:  # sealed for each operator's console, which shows no question without its seal (safety.asked)
-            extra["question_seals"] = seals(self._keyring, session=self.session, nonce=nonce,
+            extra["question_seals"] = seals(self._keyring, graph=self.graph, session=self.session, nonce=nonce,
                                             digest=question_digest(q))
         now = self.get_clock().now().to_msg()
         msg = StateMsg(
