@@ -1,12 +1,11 @@
 """Blind attacks on issue 15's graph, third round: the first two rounds' fixes and their neighbours.
 
-Each test here is a real problem, marked ``xfail(strict=True)``: it passes (XPASS, and fails the run) once the
-problem is fixed, so the mark must then go.
-
 Two graphs on the SAME ROS_DOMAIN_ID that cannot hear each other stand for two operating rooms on two networks
-that both keep one domain id (0 is everyone's default) and one keys folder (a home directory copied to both, or
-one user's): here graph B runs in a network namespace of its own (``unshare -n``), the attacker's halves are
-``tests/attackers/netns_relay.py`` and ``tests/attackers/pipe.py``, one per namespace, piped together.
+that both keep one domain id (0 is everyone's default) and one keys folder (a home directory copied to both):
+here graph B runs in a network namespace of its own (``unshare -n``) with a copy of graph A's keys folder (the
+same folder is refused: one running bringup per keys folder and domain id), and the attacker's halves are
+``tests/attackers/netns_relay.py`` and ``tests/attackers/pipe.py``, one per namespace, piped together. Each
+bringup draws a graph id of its own (``safety.graph_id``), so nothing one graph signs or seals passes on the other.
 """
 
 from __future__ import annotations
@@ -14,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import shutil
 import signal
 import subprocess
 import sys
@@ -68,11 +68,14 @@ def _in_b(b: dict[str, Any], *argv: str) -> list[str]:
 
 @contextmanager
 def isolated_graph(a: RosGraph, tmp: Path) -> Iterator[dict[str, Any]]:
-    """``medrobot bringup`` of graph B, in a network namespace of its own, on graph A's ROS_DOMAIN_ID and keys."""
+    """``medrobot bringup`` of graph B, in a network namespace of its own, on graph A's ROS_DOMAIN_ID, with a copy
+    of A's keys folder (A's graph id file included, as a copied home directory has it: nobody holds the copy)."""
     assert a.keys_dir is not None
+    keys_b = tmp / "keys-b"
+    shutil.copytree(a.keys_dir, keys_b)
     bringup = [sys.executable, "-m", "medrobot_llm.cli", "bringup", "--domain", "xray", "--json",
                "--ros-domain-id", str(a.ros_domain_id), "--log-dir", str(tmp / "bringup-netns"),
-               "--keys", str(a.keys_dir), "--real-time-factor", "0.0"]
+               "--keys", str(keys_b), "--real-time-factor", "0.0"]
     argv = ["unshare", "-n", "--", "sh", "-c", 'ip link set lo up && exec "$@"', "sh", *bringup]
     env = dict(os.environ, ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
@@ -83,6 +86,8 @@ def isolated_graph(a: RosGraph, tmp: Path) -> Iterator[dict[str, Any]]:
         assert line, f"graph B did not start: {proc.stderr.read().decode() if proc.stderr else ''}"
         info = json.loads(line)
         info["_pid"] = proc.pid
+        assert info["graph_id"] and info["graph_id"] != json.loads(
+            (a.keys_dir / f"graph-{a.ros_domain_id}.json").read_text(encoding="utf-8"))["graph_id"], info
         yield info
     finally:
         if proc.poll() is None:
@@ -105,9 +110,6 @@ def xray(tmp_path: Path) -> Iterator[RosGraph]:
         yield g
 
 
-@pytest.mark.xfail(strict=True, reason="the graph key is derived from the ROS domain id alone, so two graphs "
-                   "on one domain id that cannot hear each other (two rooms, two networks, one keys folder) share "
-                   "every key: graph A's relayed heartbeats keep graph B's killed supervisor alive")
 def test_beats_from_an_isolated_graph_on_the_same_domain_id_keep_no_dead_supervisor_alive(
         xray: RosGraph, tmp_path: Path) -> None:
     from medrobot_llm.backends.ros.nodes import SUPERVISOR
@@ -160,15 +162,12 @@ def _exposures(b: dict[str, Any]) -> int:
     return sum(1 for r in records if r.get("hazard") == "exposure" and r.get("phase") == "done")
 
 
-@pytest.mark.xfail(strict=True, reason="the graph key is derived from the ROS domain id alone, so a take_shot "
-                   "capability that graph A's supervisor minted, relayed to graph B on the same domain id (another "
-                   "network, one keys folder), is admitted by B's skill server: an exposure B never asked for")
 def test_a_capability_from_an_isolated_graph_on_the_same_domain_id_takes_no_exposure(
         xray: RosGraph, tmp_path: Path) -> None:
     a = xray
     assert a.keys_dir is not None
     with isolated_graph(a, tmp_path) as b:
-        env = dict(os.environ, ROS_DOMAIN_ID=str(a.ros_domain_id), MEDROBOT_KEYS=str(a.keys_dir))
+        env = dict(os.environ, ROS_DOMAIN_ID=str(a.ros_domain_id), MEDROBOT_KEYS=b["keys_dir"])
         # B's own operator puts B's gantry in a view, and takes no shot
         op = subprocess.run(_in_b(b, "tests._second_graph", str(a.ros_domain_id), "rest",
                                   "lateral of the sacrum"), env=env, cwd=ROOT, capture_output=True, text=True,
@@ -200,6 +199,23 @@ def test_a_capability_from_an_isolated_graph_on_the_same_domain_id_takes_no_expo
     assert relayed is not None, "the attacker never relayed graph A's take_shot"
     assert after == before and not relayed.get("success"), (
         f"graph B took {after - before} exposure(s) its supervisor never sent nor asked to confirm: {relayed}")
+    assert "signed for another graph" in (relayed.get("message") or ""), relayed  # refused for the right reason
+
+
+def test_a_second_bringup_on_a_running_graphs_keys_folder_and_domain_id_is_refused(xray: RosGraph,
+                                                                                   tmp_path: Path) -> None:
+    """It would draw another graph id and replace the running graph's under its consoles."""
+    a = xray
+    assert a.keys_dir is not None
+    out = subprocess.run([sys.executable, "-m", "medrobot_llm.cli", "bringup", "--domain", "xray", "--json",
+                          "--ros-domain-id", str(a.ros_domain_id), "--keys", str(a.keys_dir),
+                          "--log-dir", str(tmp_path / "bringup-second")],
+                         capture_output=True, text=True, cwd=ROOT, timeout=60, check=False)
+    assert out.returncode != 0 and not out.stdout, out.stdout
+    assert f"pid {a.bringup.pid}" in out.stderr and "--ros-domain-id" in out.stderr and "--keys" in out.stderr, \
+        out.stderr
+    assert not (tmp_path / "bringup-second").exists()
+    a.at_rest()  # graph A runs on, undisturbed
 
 
 @pytest.mark.parametrize("qos", [
@@ -221,16 +237,36 @@ def test_a_press_from_any_node_halts_the_robot(xray: RosGraph, qos: tuple[str, s
 PIPE = "tests.attackers.pipe"
 
 
-@pytest.mark.xfail(strict=False, reason="(not strict: whether the relayed yes reaches B while B's question is open is a race, and a CI run saw it miss) question seals are bound to the operator, the session and the nonce, but "
-                   "not to the graph: graph B's sealed exposure question relayed onto graph A (same domain id, "
-                   "another network, one keys folder) is shown by A's console, and A's operator's yes, refused on A, "
-                   "relayed to B takes B's exposure")
 def test_an_operator_on_one_graph_cannot_be_made_to_confirm_another_graphs_exposure(
         xray: RosGraph, tmp_path: Path) -> None:
+    """Graph B's sealed exposure question, relayed onto graph A, is never shown by A's console (the seal binds B's
+    graph); and the yes A's console would sign for it (A's operator key, B's nonce and question), relayed to B, is
+    refused there (the MAC binds A's graph) and audited, with no exposure. Both halves are checked directly, not
+    through whether a relayed yes happens to reach B while its question is open."""
+    from medrobot_interfaces.msg import OperatorMessage as OperatorMsg
+    from medrobot_interfaces.msg import SupervisorState as StateMsg
+
+    from medrobot_llm.backends.ros.common import TOPIC_CONFIRM, TOPIC_STATE, latched_qos, reliable_qos
+    from medrobot_llm.backends.ros.signed import operator_msg
+    from medrobot_llm.safety.asked import question_digest
+    from medrobot_llm.safety.events import QuestionEvent
+    from medrobot_llm.safety.keys import default_operator, load_operator_key
+    from medrobot_llm.safety.operator import OperatorKind, OperatorSigner
+
     a = xray
     assert a.keys_dir is not None
     a.at_rest()
     d = str(a.ros_domain_id)
+    a_session = a.remote.status()["session"]
+    relayed_states: list[Any] = []
+    a.remote.node.create_subscription(
+        StateMsg, TOPIC_STATE, lambda m: relayed_states.append(m) if m.session != a_session else None, latched_qos(1))
+    shown: list[str] = []
+    a.remote.subscribe(lambda e: shown.append(e.text) if isinstance(e, QuestionEvent) else None)
+    yes = a.remote.node.create_publisher(OperatorMsg, TOPIC_CONFIRM, reliable_qos(10))
+    operator = default_operator()
+    # what A's console signs: A's operator key, for A's graph
+    signer = OperatorSigner(operator, load_operator_key(operator, a.keys_dir), graph=a.remote.graph)
     procs: list[subprocess.Popen[Any]] = []
 
     def start(argv: list[str], **kw: Any) -> subprocess.Popen[Any]:
@@ -238,8 +274,15 @@ def test_an_operator_on_one_graph_cannot_be_made_to_confirm_another_graphs_expos
         procs.append(p)
         return p
 
+    def b_refusals() -> list[dict[str, Any]]:
+        path = Path(b["audit_log"])
+        records = [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()] \
+            if path.exists() else []
+        return [r for r in records if r.get("kind") == "untrusted" and r.get("claimed") == operator
+                and r.get("topic") == TOPIC_CONFIRM]
+
     with isolated_graph(a, tmp_path) as b:
-        env = dict(os.environ, ROS_DOMAIN_ID=d, MEDROBOT_KEYS=str(a.keys_dir))
+        env = dict(os.environ, ROS_DOMAIN_ID=d, MEDROBOT_KEYS=b["keys_dir"])
         try:
             op = subprocess.run(_in_b(b, "tests._second_graph", d, "rest", "AP of the pelvis"), env=env, cwd=ROOT,
                                 capture_output=True, text=True, timeout=90, check=False)
@@ -258,23 +301,35 @@ def test_an_operator_on_one_graph_cannot_be_made_to_confirm_another_graphs_expos
             time.sleep(2.0)
             # B's own operator asks for a shot on B and waits (B's question stays open)
             start(_in_b(b, "tests._second_graph", d, "take a shot"), env=env, stdout=subprocess.DEVNULL)
-            shown = None
+            asked = None
             deadline = time.monotonic() + 20.0
-            while time.monotonic() < deadline and shown is None:
-                q = a.remote.status().get("question") or {}
-                if "exposure" in (q.get("text") or ""):
-                    shown = q
+            while time.monotonic() < deadline and asked is None:
+                for m in list(relayed_states):
+                    q = json.loads(m.status_json or "{}").get("question") or {}
+                    if "exposure" in (q.get("text") or ""):
+                        asked = (m, q)
                 time.sleep(0.05)
-            # the operator says yes while the question shows, again if nothing happened
-            deadline = time.monotonic() + 12.0
-            while shown is not None and time.monotonic() < deadline and _exposures(b) == before:
-                if "exposure" in ((a.remote.status().get("question") or {}).get("text") or ""):
-                    a.remote.confirm()
-                time.sleep(0.2)
+            assert asked is not None, "the attacker never relayed graph B's exposure question onto graph A"
+            # the relay keeps B's question coming onto A for as long as it is open: A's console shows none of it
+            seen = []
+            deadline = time.monotonic() + 3.0
+            while time.monotonic() < deadline:
+                seen.append((a.remote.status().get("question") or {}).get("text"))
+                time.sleep(0.05)
+            assert not [t for t in seen if t] and not shown, (
+                f"A's console showed graph B's question: {[t for t in seen if t] or shown}")
+            # the yes A's console would have signed, had it shown B's question: sent on A until B audits its refusal
+            msg, question = asked
+            deadline = time.monotonic() + 15.0
+            while time.monotonic() < deadline and not b_refusals() and _exposures(b) == before:
+                yes.publish(operator_msg(signer.sign(OperatorKind.CONFIRM, msg.nonce, question_digest(question))))
+                time.sleep(0.3)
+            time.sleep(0.5)
         finally:
             for p in procs:
                 _stop(p)
         after = _exposures(b)
-    assert after == before, (
-        f"A's console showed graph B's question {shown and shown['text']!r}, and A's operator's yes took "
-        f"{after - before} exposure(s) on graph B")
+        refusals = b_refusals()
+    assert after == before, f"A's operator's yes, relayed, took {after - before} exposure(s) on graph B"
+    assert refusals and refusals[0]["code"] == "bad_signature", (
+        f"graph B did not refuse A's relayed yes for its signature (signed for graph A): {refusals}")
