@@ -47,7 +47,10 @@ from medrobot_llm.safety import keys
 from medrobot_llm.safety.capability import PURPOSE as CAPABILITY_PURPOSE
 from medrobot_llm.safety.capability import canonical_args
 from medrobot_llm.safety.heartbeat import PURPOSE as HEARTBEAT_PURPOSE
+from medrobot_llm.backends.ros.env import graph_identity
+from medrobot_llm.safety.graph_id import read_graph_id
 from medrobot_llm.safety.operator import PURPOSE as OPERATOR_PURPOSE
+from medrobot_llm.safety.operator import OperatorKind, OperatorMessage
 from medrobot_llm.safety.signing import mac, millis
 
 SEND_GOAL = f"{ACTION_EXECUTE}/_action/send_goal"
@@ -195,10 +198,14 @@ class Rogue:
     def do_operator(self, topic: str, kind: str, operator: str, answers: str = "", body: str = "",
                     key: str = "random", stamp_offset_ms: int = 0) -> dict[str, Any]:
         """An operator message signed with ``key``: "random" (a made-up key), "file" (the operator's real key
-        from $MEDROBOT_KEYS: a stale console of a genuine operator) or "garbage" (a MAC that is not one)."""
+        from $MEDROBOT_KEYS: a stale console of a genuine operator, which also reads the graph's id there, as a
+        console does) or "garbage" (a MAC that is not one)."""
         stamp = millis(time.time()) + stamp_offset_ms
         self.counter = counter = max(self.counter + 1, stamp)  # as a console counts: two in one ms still differ
-        fields: list[str | int] = [kind, operator, answers, counter, stamp, body]
+        domain_id = self.node.context.get_domain_id()
+        found = read_graph_id(keys.default_dir(), domain_id)
+        graph = graph_identity(domain_id, found.graph_id if found else "")
+        fields = OperatorMessage(OperatorKind(kind), operator, answers, counter, stamp, body).fields(graph)
         if key == "garbage":
             signature = secrets.token_hex(32)
         else:
