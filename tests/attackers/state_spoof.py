@@ -23,14 +23,14 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
 from medrobot_llm.backends.ros.common import TOPIC_STATE
 from medrobot_llm.backends.ros.nodes import SKILL_SERVER
-from tests.attackers.cross_graph import join, say
+from tests.attackers.relay import join, say
 
 
 def estop_ahead(domain_id: int, seconds: float, ahead_s: float) -> None:
     from builtin_interfaces.msg import Time
     from medrobot_interfaces.msg import SupervisorState
 
-    node, _ = join(domain_id, "rogue_state_ahead")
+    node = join(domain_id, "rogue_state_ahead", threads=8)
     pub = node.create_publisher(SupervisorState, TOPIC_STATE, QoSProfile(
         depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL))
     latest: list[Any] = [None]
@@ -61,7 +61,7 @@ def estop_ahead(domain_id: int, seconds: float, ahead_s: float) -> None:
 def question(domain_id: int, seconds: float, text: str) -> None:
     from medrobot_interfaces.msg import SupervisorState
 
-    node, _ = join(domain_id, "rogue_state")
+    node = join(domain_id, "rogue_state", threads=8)
     pub = node.create_publisher(SupervisorState, TOPIC_STATE, QoSProfile(
         depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL))
     latest: list[Any] = [None]
