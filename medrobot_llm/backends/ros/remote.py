@@ -23,6 +23,10 @@ Both topics are unsigned, so what is shown or believed must be sealed for this o
 state whose question has no valid seal is dropped whole, a ``question`` event waits until a sealed state asks
 the same question, and a reply counts only if sealed and newer than the state seen when it was asked for. A
 confirmation signs the digest of the question shown, which the supervisor compares with its own.
+
+Seals and operator MACs cover the graph: this console's ROS domain and the graph id its ``medrobot bringup`` wrote
+in the keys folder (``safety.graph_id``), read once at start and never taken from the graph, so a question or a
+reply relayed from another graph on the same domain id (a copy of the keys folder) is never shown or believed.
 """
 
 from __future__ import annotations
