@@ -17,7 +17,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -120,6 +120,21 @@ def _kill_group(pid: int, sig: int) -> None:
         pass
 
 
+def stop_bringup(bringup: subprocess.Popen[Any], pids: Iterable[int]) -> None:
+    """Ctrl-C first, so bringup stops its nodes in order and gives up its graph file; then SIGKILL the process
+    group of each of ``pids`` (bringup's and its nodes') that is still there, so no test leaves a node behind."""
+    if bringup.poll() is None:
+        bringup.send_signal(signal.SIGINT)
+        try:
+            bringup.wait(10.0)
+        except subprocess.TimeoutExpired:
+            pass
+    for pid in pids:
+        _kill_group(pid, signal.SIGKILL)
+    if bringup.poll() is None:
+        bringup.wait(5.0)
+
+
 @contextmanager
 def ros_graph(domain: str, tmp: Path, overrides: list[str] | None = None, rtf: float = 0.0,
               options: list[str] | None = None) -> Iterator[RosGraph]:
@@ -168,16 +183,7 @@ def ros_graph(domain: str, tmp: Path, overrides: list[str] | None = None, rtf: f
     finally:
         if remote is not None:
             remote.close()
-        if bringup.poll() is None:
-            bringup.send_signal(signal.SIGINT)
-            try:
-                bringup.wait(10.0)
-            except subprocess.TimeoutExpired:
-                pass
-        for pid in pids:
-            _kill_group(pid, signal.SIGKILL)
-        if bringup.poll() is None:
-            bringup.wait(5.0)
+        stop_bringup(bringup, pids)
         claim.release()
         for k, v in saved.items():
             if v is None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -21,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests._ros_helpers import ROOT, stop_bringup
 
 
 @dataclass
@@ -67,17 +66,7 @@ def second_graph(domain: str, tmp: Path, keys_dir: Path) -> Iterator[SecondGraph
         graph.operate()  # waits for its supervisor to be ready
         yield graph
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(10.0)
-            except subprocess.TimeoutExpired:
-                pass
-        for pid in pids:
-            try:
-                os.killpg(pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
+        stop_bringup(proc, pids)
         claim.release()
 
 

@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from tests._ros_helpers import ROOT, RosGraph, ros_graph
+from tests._ros_helpers import ROOT, RosGraph, ros_graph, stop_bringup
 
 pytestmark = [pytest.mark.ros, pytest.mark.sim, pytest.mark.slow]
 
@@ -90,18 +90,8 @@ def isolated_graph(a: RosGraph, tmp: Path) -> Iterator[dict[str, Any]]:
             (a.keys_dir / f"graph-{a.ros_domain_id}.json").read_text(encoding="utf-8"))["graph_id"], info
         yield info
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(10.0)
-            except subprocess.TimeoutExpired:
-                pass
-        for node in info.get("nodes", {}).values() if "info" in locals() else []:
-            try:
-                os.killpg(int(node["pid"]), signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-        _stop(proc)
+        nodes = info.get("nodes", {}).values() if "info" in locals() else []
+        stop_bringup(proc, [proc.pid, *(int(node["pid"]) for node in nodes)])
 
 
 @pytest.fixture
