@@ -5,7 +5,10 @@ while it runs) and its consoles read it from there once, when they start. These 
 on the graph, a careless user or a console would meet it: a rogue node that reconfigures a node of the graph
 through the parameter services every rclpy node serves; a console started before its bringup, or kept across a
 restart of it; a second bringup on a running graph's domain id, with the keys folder of its own that the first
-bringup's refusal advises. Every test fails while the attack works (``xfail(strict=True)``).
+bringup's refusal advises, or after the first bringup died and left its nodes running; a console on another network
+whose copied keys folder holds the original graph's id file (graph B's network is a network namespace, ``unshare
+-n``, as in ``test_ros_attacks3``; the keyless relay is ``tests/attackers/pipe.py`` and ``stand_in.py``). Every test
+fails while the attack works (``xfail(strict=True)``).
 """
 
 from __future__ import annotations
@@ -313,3 +316,82 @@ def test_a_graph_whose_bringup_died_still_keeps_a_second_bringup_off_its_domain(
         f"after the bringup got signal {sig.name}, its nodes run on ({orphans_then}), yet a second bringup started "
         f"on ROS_DOMAIN_ID {a.ros_domain_id} with the same keys folder: graph {info['graph_id']} next to "
         f"{a.info['graph_id']}")
+
+
+PIPE = "tests.attackers.pipe"
+
+
+def _exposures(audit: Path) -> int:
+    records = [json.loads(x) for x in audit.read_text(encoding="utf-8").splitlines() if x.strip()] \
+        if audit.exists() else []
+    return sum(1 for r in records if r.get("hazard") == "exposure" and r.get("phase") == "done")
+
+
+@pytest.mark.xfail(strict=True, reason="a copy of the keys folder made while graph A ran holds A's graph id file; a "
+                   "console started from the copy on another network, with no bringup there yet, signs for graph A "
+                   "and believes A's seals, so a keyless relay lets it command and confirm exposures on graph A")
+def test_a_console_on_another_network_with_a_copied_keys_folder_cannot_expose_on_the_original_graph(
+        xray: RosGraph, tmp_path: Path) -> None:
+    """Room B's machine got a copy of the home directory (as in ``test_ros_attacks3``), and its console starts before
+    room B's own bringup, or with room B's nodes started by ``ros2 launch``: the graph id file it reads is graph A's,
+    which nobody holds on room B's machine. The attacker relays graph A's state and events onto room B's network and
+    room B's operator messages onto graph A, and stands in for the e-stop subscribers a console counts."""
+    import shutil
+
+    a = xray
+    assert a.keys_dir is not None
+    a.at_rest()
+    keys_b = tmp_path / "keys-b"
+    shutil.copytree(a.keys_dir, keys_b)
+    d = str(a.ros_domain_id)
+    audit = Path(a.info["skill_server_audit_log"])
+    before = _exposures(audit)
+    room_b = subprocess.Popen(["unshare", "-n", "--", "sh", "-c", "ip link set lo up && exec sleep 120"],
+                              start_new_session=True)
+    procs: list[subprocess.Popen[Any]] = [room_b]
+
+    def start(argv: list[str], **kw: Any) -> subprocess.Popen[Any]:
+        p = subprocess.Popen(argv, cwd=ROOT, start_new_session=True, stderr=subprocess.DEVNULL, **kw)
+        procs.append(p)
+        return p
+
+    def in_b(*argv: str) -> list[str]:
+        return ["nsenter", "-t", str(room_b.pid), "-n", "--", sys.executable, "-m", *argv]
+
+    lines: list[dict[str, Any]] = []
+    try:
+        time.sleep(0.5)
+        publishers: list[subprocess.Popen[Any]] = []
+        for kind, topic in (("state", "/medrobot/state"), ("string", "/medrobot/events")):  # A -> room B
+            sink = start(in_b(PIPE, "in", d, kind, topic), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            publishers.append(sink)
+            start([sys.executable, "-m", PIPE, "out", d, kind, topic], stdout=sink.stdin)
+        for topic in ("/medrobot/command", "/medrobot/confirm", "/medrobot/reset"):  # room B -> A
+            sink = start([sys.executable, "-m", PIPE, "in", d, "operator", topic], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, text=True)
+            publishers.append(sink)
+            start(in_b(PIPE, "out", d, "operator", topic), stdout=sink.stdin)
+        publishers.append(start(in_b("tests.attackers.stand_in", d), stdout=subprocess.PIPE, text=True))
+        for p in publishers:  # each is up (the console itself waits for the relay's subscribers and A's state)
+            ready, _ = Lines(p.stdout).until(lambda x: x == {"ready": True}, timeout=30.0)
+            assert ready, "a relay did not start"
+        time.sleep(2.0)  # the publishers onto graph A are matched by its supervisor
+        console = start(in_b("medrobot_llm.cli", "console", "--domain", "xray", "--ros", "--json", "--ros-wait", "20",
+                             "--keys", str(keys_b)),
+                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                        env=dict(os.environ, ROS_DOMAIN_ID=d, MEDROBOT_KEYS=str(keys_b)))
+        out = Lines(console.stdout)
+        _say(console, "AP of the pelvis then take a shot")
+        _say(console, "y")
+        _, lines = out.until(_reply_to("y"), timeout=25.0)
+        deadline = time.monotonic() + 5.0  # a confirmed shot is written when it is done
+        while time.monotonic() < deadline and _exposures(audit) == before:
+            time.sleep(0.1)
+    finally:
+        for p in reversed(procs):
+            _kill(p)
+    after = _exposures(audit)
+    shown = [x for x in lines if x.get("kind") in ("reply", "question")]
+    assert after == before, (
+        f"a console on another network took {after - before} exposure(s) on graph {a.info['graph_id']} through a "
+        f"keyless relay; it was shown: {[(x.get('kind'), x.get('message') or x.get('text')) for x in shown]}")
