@@ -395,3 +395,49 @@ def test_a_console_on_another_network_with_a_copied_keys_folder_cannot_expose_on
     assert after == before, (
         f"a console on another network took {after - before} exposure(s) on graph {a.info['graph_id']} through a "
         f"keyless relay; it was shown: {[(x.get('kind'), x.get('message') or x.get('text')) for x in shown]}")
+
+
+PLANTED = "0123456789abcdef"
+
+
+@pytest.mark.xfail(strict=True, reason="a console takes its graph id from graph-<id>.json whoever owns the file and "
+                   "whoever may write it (the key files next to it must be the user's own, 0600, no symlink), and "
+                   "loads its keys from a folder anyone may write: another user chooses the graph it signs for")
+@pytest.mark.parametrize("plant", ["another-user", "world-writable"])
+def test_a_console_takes_no_graph_id_from_a_file_another_user_could_have_written(tmp_path: Path, plant: str) -> None:
+    """What the console signs for decides which graph its operator's word counts on: on a shared folder another user
+    who writes that file points the console at a graph of their choosing (one with a copy of these keys, reached by a
+    relay, as in ``test_a_console_on_another_network_with_a_copied_keys_folder_cannot_expose_on_the_original_graph``)."""
+    from medrobot_llm.backends.ros.remote import RemoteSupervisor
+    from medrobot_llm.safety.keys import default_operator
+
+    with _claimed_domain() as d:
+        keys = _keys(tmp_path / "keys")
+        planted = keys / f"graph-{d}.json"
+        planted.write_text(json.dumps({"graph_id": PLANTED, "pid": 1, "started": "2026-12-07T00:00:00Z"}),
+                           encoding="utf-8")
+        if plant == "another-user":  # a folder a team shares, the file written there by someone else
+            if os.geteuid() != 0:
+                pytest.skip("only root can give the file to another user here")
+            keys.chmod(0o777)
+            planted.chmod(0o600)
+            os.chown(planted, 65534, 65534)
+        else:  # the user's own file, which anyone may rewrite
+            keys.chmod(0o755)
+            planted.chmod(0o666)
+        saved = os.environ.get("ROS_DOMAIN_ID")
+        os.environ["ROS_DOMAIN_ID"] = str(d)
+        remote = None
+        try:
+            remote = RemoteSupervisor(f"medrobot_test_{os.getpid()}", operator=default_operator(), keys_dir=keys)
+            graph = remote.graph
+        except Exception as exc:  # refusing such a folder or file is one fix
+            graph = f"refused: {exc}"
+        finally:
+            if remote is not None:
+                remote.close()
+            if saved is None:
+                os.environ.pop("ROS_DOMAIN_ID", None)
+            else:
+                os.environ["ROS_DOMAIN_ID"] = saved
+    assert PLANTED not in graph, f"the console signs for the planted graph id ({plant}): {graph}"
