@@ -14,10 +14,11 @@ from medrobot_llm.consoles.voice.grammar import VoiceGrammar
 from medrobot_llm.consoles.voice.spoken import spoken_phrases
 
 __all__ = ["STOP_MARGIN", "StopLengths", "kws_stops", "kws_threshold", "narrowband", "stop_jsgf", "stop_phrase",
-           "stop_taken"]
+           "stop_taken", "trailing_stop"]
 
 _STOP_PHRASES: tuple[tuple[str, ...], ...] = tuple(
     sorted({tuple(tokenize(p)) for p in CONTROL_PHRASES["stop"]}, key=len, reverse=True))
+_PAUSE_PHRASES = frozenset(tuple(tokenize(p)) for p in CONTROL_PHRASES["pause"])
 
 
 def stop_phrase(text: str) -> str | None:
@@ -129,3 +130,51 @@ def kws_stops(grammar: VoiceGrammar) -> list[str]:
 def kws_threshold(phrase: str) -> int:
     """A longer phrase may be spotted at a lower score (pocketsphinx keyword thresholds are per phrase)."""
     return 10 + 5 * len(phrase.split())
+
+
+#: how much better per frame than the command grammar's best path the grammar that ends in a stop
+#: (``VoiceGrammar.stopped_jsgf``) must explain an utterance for its stop to be taken: when what it hears before the
+#: stop is nothing, a stop, a pause word ("wait") or the start of what the command grammar heard, and otherwise.
+#: Chosen on dev data only (see ``trailing_stop``)
+_TRAILING_GAIN = 0.0
+_UNRELATED_GAIN = 0.7
+
+
+def _peel_stops(words: list[str]) -> tuple[list[str], list[str]]:
+    """``words`` without the stop phrases at their end, and those stop phrases."""
+    tail: list[str] = []
+    while words:
+        for phrase in _STOP_PHRASES:
+            if len(words) >= len(phrase) and tuple(words[-len(phrase):]) == phrase:
+                tail, words = [*phrase, *tail], words[:-len(phrase)]
+                break
+        else:
+            break
+    return words, tail
+
+
+def trailing_stop(heard: str, stopped: str, gain: float, wake: tuple[str, ...]) -> str:
+    """The stop phrase to take from the stop-ending grammar's transcript ``stopped``, "" for none.
+
+    ``heard`` is the command grammar's transcript of the same audio and ``gain`` how much better per frame the
+    stop-ending grammar explains it. That grammar holds every command with a stop after it, so it also fits a stop
+    to the last syllable of a command; what tells a stop said apart is that it explains the audio better than the
+    command did, and says before the stop either nothing, a stop, a pause word, or the words the command grammar
+    heard there. A stop after words of its own ("radiograph kill freeze" for "AP of the pelvis", "don't whoa" for
+    "go home") needs a far larger gain: on the 63 commands of benchmarks/voice_accuracy.py and the dev commands of
+    benchmarks/voice_bench.py such stops gained up to 0.6 per frame, stops said after "wait" or a command as little
+    as 0.03.
+    """
+    before, tail = _peel_stops(tokenize(stopped))
+    if not tail or not math.isfinite(gain):
+        return ""
+    said = tokenize(heard)
+    while before and before[0] in wake:
+        before = before[1:]
+    while said and said[0] in wake:
+        said = said[1:]
+    related = (not before or tuple(before) in _PAUSE_PHRASES or stop_phrase(" ".join(before)) is not None
+               or said[:len(before)] == before)
+    if gain < (_TRAILING_GAIN if related else _UNRELATED_GAIN):
+        return ""
+    return stop_phrase(" ".join(tail)) or ""
