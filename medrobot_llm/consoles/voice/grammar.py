@@ -64,9 +64,10 @@ class VoiceGrammar:
     written: dict[tuple[str, ...], str] = field(repr=False)
     #: the rules, by name, as lists of spoken phrases (for tests and for the keyword-spotting pass)
     rules: dict[str, tuple[str, ...]] = field(repr=False)
-    #: the same grammar with a stop phrase (or two) required at the end, after any of its utterances, a stop or
+    #: the same grammar with a stop phrase (or two) required at the end, after a command, a pause phrase, a stop or
     #: nothing: the search that hears "... of the chest, stop", "wait, stop" and "stop stop stop", which the
-    #: grammar itself fits to its nearest command ("... of the chest L5", "where you stopped", "tilt tilt a tad")
+    #: grammar itself fits to its nearest command ("... of the chest L5", "where you stopped", "tilt tilt a tad").
+    #: Other controls may not come first: "stop, stop, stop" was heard as "status stop stop"
     stopped_jsgf: str = field(default="", repr=False)
 
     def dictionary_text(self) -> str:
