@@ -134,10 +134,11 @@ def kws_threshold(phrase: str) -> int:
 
 #: how much better per frame than the command grammar's best path the grammar that ends in a stop
 #: (``VoiceGrammar.stopped_jsgf``) must explain an utterance for its stop to be taken: when what it hears before the
-#: stop is nothing, a stop or a pause word ("wait"); the start of what the command grammar heard; or other words.
+#: stop is nothing, a stop or a pause word ("wait"); the first two or more words of what the command grammar heard;
+#: or other words.
 #: Chosen on dev data only (see ``trailing_stop``)
 _TRAILING_GAIN = 0.0
-_AFTER_COMMAND_GAIN = 0.35
+_AFTER_COMMAND_GAIN = 0.2
 _UNRELATED_GAIN = 0.7
 
 
@@ -162,11 +163,12 @@ def trailing_stop(heard: str, stopped: str, gain: float, wake: tuple[str, ...]) 
     to the last syllable of a command; what tells a stop said apart is that it explains the audio better than the
     command did, and says before the stop either nothing, a stop, a pause word, or the words the command grammar
     heard there. Dev stop phrases said by dev voices after "wait" or repeated gained as little as 0.06 per frame
-    ("wait, emergency") and 0.18 ("wait, stop stop"); after a command, at least 0.37 ("scan the left kidney. estop").
-    A command's last word heard as a stop gains less ("go home" as "go whoa": 0.33, "move psm2 home" 0.07, of the 63
-    commands of benchmarks/voice_accuracy.py), a stop after words of its own more ("radiograph kill freeze" for "AP
-    of the pelvis": up to 0.6 there). Dev commands of benchmarks/voice_bench.py (other voices, rates, noise) gain
-    more: a few become stops this way (see the README).
+    ("wait, emergency") and 0.18 ("wait, stop stop"); after a command, at least 0.3 ("... of the chest. estop"). A
+    command's last word heard as a stop gains less when the command grammar's words before it are two or more
+    ("move psm2 home" as "move psm2 whoa": 0.07, the most of the 63 commands of benchmarks/voice_accuracy.py); with
+    one word before it, one word agreeing says little ("go home" as "go whoa": 0.33), and a stop after words of its
+    own gains more ("radiograph kill freeze" for "AP of the pelvis": up to 0.6 there). Dev commands of
+    benchmarks/voice_bench.py (other voices, rates, noise) gain more: a few become stops this way (see the README).
     """
     before, tail = _peel_stops(tokenize(stopped))
     if not tail or not math.isfinite(gain):
@@ -179,7 +181,7 @@ def trailing_stop(heard: str, stopped: str, gain: float, wake: tuple[str, ...]) 
     if not before or tuple(before) in _PAUSE_PHRASES or stop_phrase(" ".join(before)) is not None:
         needed = _TRAILING_GAIN
     else:
-        needed = _AFTER_COMMAND_GAIN if said[:len(before)] == before else _UNRELATED_GAIN
+        needed = _AFTER_COMMAND_GAIN if len(before) >= 2 and said[:len(before)] == before else _UNRELATED_GAIN
     if gain < needed:
         return ""
     return stop_phrase(" ".join(tail)) or ""
