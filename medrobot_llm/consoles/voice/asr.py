@@ -25,8 +25,8 @@ import numpy as np
 
 from medrobot_llm.consoles.voice.audio import SAMPLE_RATE, AsrError, Audio, load_wav, resample
 from medrobot_llm.consoles.voice.grammar import DEFAULT_WAKE_WORD, VoiceGrammar, build_grammar, normalise_transcript, wake_words
-from medrobot_llm.consoles.voice.stops import (StopLengths, kws_stops, kws_threshold, narrowband, stop_jsgf, stop_phrase, stop_taken,
-                                              trailing_stop)
+from medrobot_llm.consoles.voice.stops import (StopLengths, anchored_stops, kws_stops, kws_threshold, narrowband, stop_jsgf,
+                                              stop_phrase, stop_taken, trailing_stop)
 from medrobot_llm.consoles.voice.vocabulary import prompt
 
 __all__ = [
@@ -255,6 +255,7 @@ class PocketSphinxRecognizer:
         self.grammar: VoiceGrammar = build_grammar(domain, wake_word)
         self.wake = wake_words(wake_word)
         self.stop_lengths = StopLengths(self.grammar)
+        self.anchored_stops = anchored_stops(self.grammar)
         self.keyword_spotting = keyword_spotting
         self._lock = threading.Lock()
         self._decoder: Any = None
@@ -363,20 +364,21 @@ class PocketSphinxRecognizer:
         raw = hyp.hypstr.strip() if hyp is not None else ""
         return stop_phrase(normalise_transcript(raw, self.grammar.written)) or "", float(hyp.score) if hyp else 0.0
 
-    def _stop_at_the_end(self, pcm: bytes, heard: str, grammar_score: float, n_frames: int) -> tuple[str, float]:
-        """A stop said after a command, a pause word or another stop, and how much better per frame than the
-        command grammar the grammar that ends in one explains the audio (``trailing_stop``).
+    def _stop_at_the_end(self, pcm: bytes, grammar_score: float, n_frames: int) -> tuple[str, float]:
+        """A stop said after a pause word or another stop, and how much better per frame than the command grammar
+        the grammar that ends in one explains the audio (``trailing_stop``).
 
         The command grammar holds no stop after anything else: put there, it turned 3 of the 63 commands of
         benchmarks/voice_accuracy.py into stops, because the decoder takes whichever path fits a little better.
-        Decoded as a search of its own, the stop is taken only by a margin over the command grammar's path."""
+        Decoded as a search of its own, the stop is taken only when it explains the audio better than the command
+        grammar's path."""
         hyp = self._decode("stopped", pcm)
         self._decoder.activate_search("grammar")
         if hyp is None or grammar_score <= 0.0:
             return "", math.inf
         said = normalise_transcript(hyp.hypstr.strip(), self.grammar.written)
         gain = _margin(float(hyp.score), grammar_score, n_frames)
-        return trailing_stop(heard, said, gain, self.wake), gain
+        return trailing_stop(said, gain, self.wake, self.anchored_stops), gain
 
     def _transcribe(self, audio: Audio) -> Transcript:
         d = self._decoder
@@ -424,7 +426,7 @@ class PocketSphinxRecognizer:
             second = self._stop_on_second_look(audio.samples, scale)
         trailing, trailing_gain = "", math.inf
         if not stop and not taken and not second and words:
-            trailing, trailing_gain = self._stop_at_the_end(pcm, text, grammar_score, n_frames)
+            trailing, trailing_gain = self._stop_at_the_end(pcm, grammar_score, n_frames)
         parsed = _reads_as_command(self.domain, text) if words else False
         details = {
             "speech_ratio": speech / total if total else 0.0,
