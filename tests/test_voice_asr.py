@@ -94,3 +94,22 @@ def test_a_stop_phrase_is_taken_only_from_audio_it_could_have_been_voiced_in() -
     assert stop_taken(-0.1, 9.0, narrow=False) and not stop_taken(0.1, 0.0, narrow=False)
     assert stop_taken(0.3, 9.0, narrow=True) and not stop_taken(1.0, 0.0, narrow=True)
     assert stop_taken(math.inf, STOP_MARGIN, narrow=False) and not stop_taken(math.inf, STOP_MARGIN + 0.1, narrow=True)
+
+
+def test_the_stop_ending_search_takes_an_anchored_stop_after_nothing_a_stop_or_a_pause_only() -> None:
+    """The stop-ending search's rule (``trailing_stop``): its stop is taken when it explains the audio better than the
+    command grammar, comes after nothing, a stop or a pause phrase, and the last stop phrase has a consonant that
+    vowels cannot fake; "whoa" (W OW) fitted the "home" of "go home" and "send the right arm home"."""
+    from medrobot_llm.consoles.voice.grammar import build_grammar
+    from medrobot_llm.consoles.voice.stops import anchored_stops, trailing_stop
+
+    anchored = anchored_stops(build_grammar("xray"))
+    assert "whoa" not in anchored and {"stop", "stop now", "e stop", "halt", "kill"} <= anchored
+    wake = ("robot",)
+    assert trailing_stop("stop estop estop", 0.5, wake, anchored) == "estop"
+    assert trailing_stop("robot wait stop", 0.0, wake, anchored) == "stop"
+    assert trailing_stop("whoa stop now stop stop", 0.8, wake, anchored) == "stop now"
+    assert trailing_stop("wait stop", -0.01, wake, anchored) == ""
+    assert trailing_stop("whoa whoa", 0.33, wake, anchored) == ""
+    assert trailing_stop("grab the shunt freeze emergency stop", 0.68, wake, anchored) == ""
+    assert trailing_stop("go to lateral view of the chest", 0.9, wake, anchored) == ""

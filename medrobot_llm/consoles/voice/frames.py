@@ -147,6 +147,9 @@ class GrammarBuilder:
         self.domain = domain
         self.cs = cs
         self.book = RuleBook()
+        #: a stop said after a command, a pause phrase, another stop or alone, once ``utterance`` has named the rules
+        #: (the search that hears a stop at the end of an utterance)
+        self.before_stop = ""
         self.units = units_by_dimension()
         self.phrases: dict[str, list[str]] = {k: [] for k in
                                               ("skill", "entity", "keyword", "control", "unit", "filler",
@@ -337,5 +340,7 @@ class GrammarBuilder:
         split = self.book.add("then", ["then", "and", "and then"])
         yes = self.book.add("yes", spoken_phrases(list(CONTROL_PHRASES["confirm"])))
         back = self.book.add("taken_back", spoken_phrases([p for k in _TAKING_BACK for p in CONTROL_PHRASES[k]]))
+        pause = self.book.add("pause", spoken_phrases(list(CONTROL_PHRASES["pause"])))
+        self.before_stop = f"[ {pause} | {command} | {stop} ] {stop} [ {stop} ]"
         return (f"( /1/ {stop} | /1/ {control} | /1/ {command} | /{_SECOND}/ {command} {split} {command} "
                 f"| /{_SECOND}/ {yes} {back} [ {back} ] | /{_RARE}/ {refused} )")

@@ -64,6 +64,11 @@ class VoiceGrammar:
     written: dict[tuple[str, ...], str] = field(repr=False)
     #: the rules, by name, as lists of spoken phrases (for tests and for the keyword-spotting pass)
     rules: dict[str, tuple[str, ...]] = field(repr=False)
+    #: the same grammar with a stop phrase (or two) required at the end, after a command, a pause phrase, a stop or
+    #: nothing: the search that hears "... of the chest, stop", "wait, stop" and "stop stop stop", which the
+    #: grammar itself fits to its nearest command ("... of the chest L5", "where you stopped", "tilt tilt a tad").
+    #: Other controls may not come first: "stop, stop, stop" was heard as "status stop stop"
+    stopped_jsgf: str = field(default="", repr=False)
 
     def dictionary_text(self) -> str:
         """The decoder's dictionary file: one line per pronunciation, alternates numbered as in CMUdict."""
@@ -110,6 +115,7 @@ def build_grammar(domain: str, wake_word: str = DEFAULT_WAKE_WORD) -> VoiceGramm
     lead = b.book.add("remark_opener", list(REMARK_OPENERS))
     top = f"[ [ {lead} ] {' '.join(wake_words(wake_word))} ] {b.utterance()}"
     jsgf = write_jsgf(domain, top, b.book.bodies)
+    stopped = write_jsgf(domain, f"[ [ {lead} ] {' '.join(wake_words(wake_word))} ] {b.before_stop}", b.book.bodies)
     words = jsgf_words((top, *b.book.bodies.values()))
     dictionary: dict[str, tuple[str, ...]] = {}
     sources: dict[str, str] = {}
@@ -117,4 +123,4 @@ def build_grammar(domain: str, wake_word: str = DEFAULT_WAKE_WORD) -> VoiceGramm
         dictionary[w], sources[w] = pronunciations(w)
     rules = {k: tuple(dict.fromkeys(v)) for k, v in b.phrases.items()}
     return VoiceGrammar(domain=domain, jsgf=jsgf, words=frozenset(words), dictionary=dictionary, sources=sources,
-                        written=written_forms(cs), rules=rules)
+                        written=written_forms(cs), rules=rules, stopped_jsgf=stopped)

@@ -13,11 +13,12 @@ from medrobot_llm.consoles.voice.audio import SAMPLE_RATE
 from medrobot_llm.consoles.voice.grammar import VoiceGrammar
 from medrobot_llm.consoles.voice.spoken import spoken_phrases
 
-__all__ = ["STOP_MARGIN", "StopLengths", "kws_stops", "kws_threshold", "narrowband", "stop_jsgf", "stop_phrase",
-           "stop_taken"]
+__all__ = ["STOP_MARGIN", "StopLengths", "anchored_stops", "kws_stops", "kws_threshold", "narrowband", "stop_jsgf", "stop_phrase",
+           "stop_taken", "trailing_stop"]
 
 _STOP_PHRASES: tuple[tuple[str, ...], ...] = tuple(
     sorted({tuple(tokenize(p)) for p in CONTROL_PHRASES["stop"]}, key=len, reverse=True))
+_PAUSE_PHRASES = frozenset(tuple(tokenize(p)) for p in CONTROL_PHRASES["pause"])
 
 
 def stop_phrase(text: str) -> str | None:
@@ -129,3 +130,61 @@ def kws_stops(grammar: VoiceGrammar) -> list[str]:
 def kws_threshold(phrase: str) -> int:
     """A longer phrase may be spotted at a lower score (pocketsphinx keyword thresholds are per phrase)."""
     return 10 + 5 * len(phrase.split())
+
+
+#: how much better per frame than the command grammar's best path the grammar that ends in a stop
+#: (``VoiceGrammar.stopped_jsgf``) must explain an utterance for its stop to be taken. Chosen on dev data only (see
+#: ``trailing_stop``)
+_TRAILING_GAIN = 0.0
+#: the consonants a stop phrase must have, in every pronunciation, for the stop-ending search to end on it: stops,
+#: fricatives and affricates (CMUdict's phone classes). Vowels, glides and "HH" carry no spectral landmark, so a
+#: phrase of only those ("whoa": W OW) fits the last syllable of any command ending in a rounded vowel
+_ANCHORS = frozenset("B D G K P T CH JH DH F S SH TH V Z ZH".split())
+
+
+def anchored_stops(grammar: VoiceGrammar) -> frozenset[str]:
+    """The stop phrases the stop-ending search may end on: one of their words has an anchoring consonant
+    (``_ANCHORS``) in every pronunciation the grammar's dictionary gives it ("stop now" by "stop")."""
+    return frozenset(" ".join(phrase) for phrase in _STOP_PHRASES
+                     if any(grammar.dictionary.get(w) and all(_ANCHORS & set(p.split()) for p in grammar.dictionary[w])
+                            for w in phrase))
+
+
+def _peel_stops(words: list[str]) -> tuple[list[str], list[str]]:
+    """``words`` without the stop phrases at their end, and those stop phrases."""
+    tail: list[str] = []
+    while words:
+        for phrase in _STOP_PHRASES:
+            if len(words) >= len(phrase) and tuple(words[-len(phrase):]) == phrase:
+                tail, words = [" ".join(phrase), *tail], words[:-len(phrase)]
+                break
+        else:
+            break
+    return words, tail
+
+
+def trailing_stop(stopped: str, gain: float, wake: tuple[str, ...], anchored: frozenset[str]) -> str:
+    """The stop phrase to take from the stop-ending grammar's transcript ``stopped``, "" for none.
+
+    ``gain`` is how much better per frame the stop-ending grammar explains the audio than the command grammar. The
+    stop is taken only when what comes before it is nothing, another stop or a pause phrase ("wait"), and when the
+    last stop phrase is ``anchored`` (espeak-ng's "estop, estop, estop" came out as "whoa stop now stop stop").
+    That grammar also lets a command come before the stop, so that a command is not forced into a chain of stops,
+    but a stop after a command's words is not taken: on the dev commands of benchmarks/voice_bench.py (dev voices
+    and texts only), "grab the shunt using the right instrument, then insert it 5 mm deep into the vessel" came
+    out as "grab the shunt freeze emergency stop" (0.68 per frame better) and "3d spin of the pelvis" as "three d
+    spin abort everything" (0.72), while stops really said after a command gained 0.3 to 0.9 ("... of the chest.
+    stop", heard as "... of the chest L5": about 0.3). Ending on an unanchored phrase ("whoa"), it is not taken
+    even alone: "go home" in benchmarks/voice_accuracy.py was heard as "whoa whoa" (0.33 better), "send the right
+    arm home" in voice_bench as "tug the right arm whoa". Dev stop phrases said by dev voices after "wait" or
+    repeated gained as little as 0.06 per frame ("wait, emergency") and 0.18 ("wait, stop stop"), so any gain
+    counts.
+    """
+    before, tail = _peel_stops(tokenize(stopped))
+    if not tail or not math.isfinite(gain) or gain < _TRAILING_GAIN or tail[-1] not in anchored:
+        return ""
+    while before and before[0] in wake:
+        before = before[1:]
+    if before and tuple(before) not in _PAUSE_PHRASES and stop_phrase(" ".join(before)) is None:
+        return ""
+    return stop_phrase(" ".join(tail)) or ""
