@@ -149,8 +149,22 @@ def test_missing_file_folder_directory_and_symlink_are_refused(folder: Path, tmp
 def test_a_key_of_another_user_is_refused(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = _written(folder, GOOD)
     monkeypatch.setattr(keys.os, "geteuid", lambda: os.stat(path).st_uid + 1)
+    with pytest.raises(KeyTooOpen, match="belongs to uid"):  # the folder is "another user's" too
+        load_key(path)
+    monkeypatch.setattr(keys, "check_folder", lambda folder: None)  # the file alone
     with pytest.raises(KeyUnreadable, match="not by this user"):
         load_key(path)
+
+
+@pytest.mark.parametrize("mode", [0o777, 0o770, 0o702])
+def test_a_key_in_a_folder_others_may_write_is_refused_saying_the_chmod(folder: Path, mode: int) -> None:
+    """Whoever may write the folder can put a key of their own in place of ours, whatever the key file's mode."""
+    path = _written(folder, GOOD)
+    folder.chmod(mode)
+    with pytest.raises(KeyTooOpen, match=f"chmod 700 {folder}"):
+        load_key(path)
+    folder.chmod(0o700)
+    assert load_key(path) == bytes.fromhex(GOOD)
 
 
 def test_the_keyring_is_every_operator_or_an_error(folder: Path) -> None:
