@@ -31,10 +31,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from medrobot_llm.safety.keys import KeyFileError, KeyMissing, open_own_file
+from medrobot_llm.safety.keys import KeyFileError, KeyInfo, KeyMissing, open_own_file
 
 __all__ = ["CLAIM_RETRY_S", "GRAPH_ID", "GraphBusy", "GraphClaim", "GraphId", "GraphStale", "claim_graph",
-           "graph_file", "new_graph_id", "read_graph_id"]
+           "graph_file", "list_graph_files", "new_graph_id", "read_graph_id"]
 
 #: 8 random bytes as hex: two bringups never draw the same by chance
 GRAPH_ID = re.compile(r"[0-9a-f]{16}")
@@ -49,6 +49,32 @@ def new_graph_id() -> str:
 
 def graph_file(folder: Path, ros_domain_id: int) -> Path:
     return folder / f"graph-{int(ros_domain_id)}.json"
+
+
+_FILE_NAME = re.compile(r"graph-(\d{1,3})\.json")
+
+
+def list_graph_files(folder: Path) -> list[KeyInfo]:
+    """Each graph id file in the folder as ``keys list`` shows it: the id a running bringup holds there, that none
+    holds it (a console ignores it), or why a console refuses it (the problem, with the chmod to run)."""
+    out = []
+    for path in sorted(folder.glob("graph-*.json")):
+        named = _FILE_NAME.fullmatch(path.name)
+        if named is None:
+            continue
+        domain = int(named.group(1))
+        name = f"ROS_DOMAIN_ID {domain}"
+        try:
+            found = read_graph_id(folder, domain)
+        except GraphStale:
+            out.append(KeyInfo("graph_id", name, str(path), state="no running bringup holds it: consoles ignore it"))
+        except KeyFileError as exc:
+            out.append(KeyInfo("graph_id", name, str(path), problem=str(exc)))
+        else:
+            state = f"graph id {found.graph_id}, held by bringup pid {found.pid} since {found.started}" if found \
+                else "held by a bringup that has not written its id yet"
+            out.append(KeyInfo("graph_id", name, str(path), state=state))
+    return out
 
 
 @dataclass(frozen=True)

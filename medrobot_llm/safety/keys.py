@@ -257,12 +257,13 @@ def create_key(path: Path, *, force: bool = False) -> bytes:
 class KeyInfo:
     """One key file as ``keys list`` and ``keys init`` report it: never the key itself."""
 
-    kind: str  # "graph" or "operator"
+    kind: str  # "graph" or "operator", or "graph_id" for a bringup's graph id file (``safety.graph_id``)
     name: str  # the operator's identity; "graph" for the graph secret
     path: str
     fingerprint: str = ""
     problem: str = ""
     action: str = ""  # for init: created, replaced or kept
+    state: str = ""  # a graph id file's: which running bringup holds it, or that none does
 
     def to_json(self) -> dict[str, str]:
         return {k: v for k, v in self.__dict__.items() if v or k in ("kind", "name", "path")}
