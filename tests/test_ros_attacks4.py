@@ -386,6 +386,11 @@ def test_a_console_on_another_network_with_a_copied_keys_folder_cannot_expose_on
     assert after == before, (
         f"a console on another network took {after - before} exposure(s) on graph {a.info['graph_id']} through a "
         f"keyless relay; it was shown: {[(x.get('kind'), x.get('message') or x.get('text')) for x in shown]}")
+    supervisor_log = Path(a.info["audit_log"])
+    refused = [r for r in (json.loads(x) for x in supervisor_log.read_text(encoding="utf-8").splitlines() if x.strip())
+               if r.get("kind") == "untrusted" and r.get("topic") == "/medrobot/command"]
+    # the copied file, which nobody holds in room B, gave the console no id: graph A names what it signed for
+    assert refused and {r["code"] for r in refused} == {"other_graph"} and "--graph-id" in refused[0]["reason"], refused
 
 
 PLANTED = "0123456789abcdef"
