@@ -184,8 +184,8 @@ class RemoteSupervisor:
         except ValueError:
             return None
         claimed = seals.get(self.operator) if isinstance(seals, dict) else None
-        return digest if seal_matches(self._key, claimed, graph=self.graph, session=msg.session,
-                                      nonce=msg.nonce, digest=digest) \
+        return digest if seal_matches(self._key, claimed, graph=self.graph, session=msg.session, nonce=msg.nonce,
+                                      digest=digest) \
             else None
 
     def _reply_sealed(self, rec: dict[str, Any]) -> bool:
