@@ -8,7 +8,7 @@ restart of it; a second bringup on a running graph's domain id, with the keys fo
 bringup's refusal advises, or after the first bringup died and left its nodes running; a console on another network
 whose copied keys folder holds the original graph's id file (graph B's network is a network namespace, ``unshare
 -n``, as in ``test_ros_attacks3``; the keyless relay is ``tests/attackers/pipe.py`` and ``stand_in.py``). Every test
-fails while the attack works (``xfail(strict=True)``).
+failed while its attack worked (``xfail(strict=True)`` until it was fixed).
 """
 
 from __future__ import annotations
@@ -190,9 +190,6 @@ def test_a_rogue_node_cannot_switch_off_the_skill_servers_supervisor_watchdog(tm
         f" (use_sim_time set by a keyless node: {set_ok}); goal status (s after the kill, status): {of_goal[-4:]}")
 
 
-@pytest.mark.xfail(strict=True, reason="a console started before its bringup reads no graph id and never reads it "
-                   "again: every command it signs is refused as other_graph, and the console, which cannot read "
-                   "the supervisor's sealed refusal, says nothing for 35 s, then that the supervisor did not answer")
 def test_a_console_started_before_its_bringup_can_command_the_graph(tmp_path: Path) -> None:
     """``medrobot console --ros`` waits ``--ros-wait`` seconds for the graph, and the help's own example starts
     both in one line (``medrobot bringup ... & medrobot console ... --ros``)."""
@@ -216,9 +213,6 @@ def test_a_console_started_before_its_bringup_can_command_the_graph(tmp_path: Pa
         f"the console's command got {'no answer in 20 s' if reply is None else reply}; it printed: {seen[-3:]}")
 
 
-@pytest.mark.xfail(strict=True, reason="a console kept across a restart of its bringup signs for the old graph id: "
-                   "its commands are refused (bad_signature) and it cannot read the sealed refusal, so it is told "
-                   "nothing for 35 s, then that the supervisor did not answer")
 def test_a_console_kept_across_a_bringup_restart_is_answered(tmp_path: Path) -> None:
     """The restart is what an operator does after a crash or a change of parameters; the console stays open."""
     with _claimed_domain() as d:
@@ -327,9 +321,6 @@ def _exposures(audit: Path) -> int:
     return sum(1 for r in records if r.get("hazard") == "exposure" and r.get("phase") == "done")
 
 
-@pytest.mark.xfail(strict=True, reason="a copy of the keys folder made while graph A ran holds A's graph id file; a "
-                   "console started from the copy on another network, with no bringup there yet, signs for graph A "
-                   "and believes A's seals, so a keyless relay lets it command and confirm exposures on graph A")
 def test_a_console_on_another_network_with_a_copied_keys_folder_cannot_expose_on_the_original_graph(
         xray: RosGraph, tmp_path: Path) -> None:
     """Room B's machine got a copy of the home directory (as in ``test_ros_attacks3``), and its console starts before
@@ -395,14 +386,16 @@ def test_a_console_on_another_network_with_a_copied_keys_folder_cannot_expose_on
     assert after == before, (
         f"a console on another network took {after - before} exposure(s) on graph {a.info['graph_id']} through a "
         f"keyless relay; it was shown: {[(x.get('kind'), x.get('message') or x.get('text')) for x in shown]}")
+    supervisor_log = Path(a.info["audit_log"])
+    refused = [r for r in (json.loads(x) for x in supervisor_log.read_text(encoding="utf-8").splitlines() if x.strip())
+               if r.get("kind") == "untrusted" and r.get("topic") == "/medrobot/command"]
+    # the copied file, which nobody holds in room B, gave the console no id: graph A names what it signed for
+    assert refused and {r["code"] for r in refused} == {"other_graph"} and "--graph-id" in refused[0]["reason"], refused
 
 
 PLANTED = "0123456789abcdef"
 
 
-@pytest.mark.xfail(strict=True, reason="a console takes its graph id from graph-<id>.json whoever owns the file and "
-                   "whoever may write it (the key files next to it must be the user's own, 0600, no symlink), and "
-                   "loads its keys from a folder anyone may write: another user chooses the graph it signs for")
 @pytest.mark.parametrize("plant", ["another-user", "world-writable"])
 def test_a_console_takes_no_graph_id_from_a_file_another_user_could_have_written(tmp_path: Path, plant: str) -> None:
     """What the console signs for decides which graph its operator's word counts on: on a shared folder another user

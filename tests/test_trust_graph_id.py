@@ -6,16 +6,22 @@ graph key (issue 15, third attack); a console must learn its graph's id from the
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import stat
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 from medrobot_llm.safety.graph_id import (
-    GRAPH_ID, GraphBusy, claim_graph, graph_file, new_graph_id, read_graph_id,
+    GRAPH_ID, GraphBusy, GraphStale, claim_graph, graph_file, new_graph_id, read_graph_id,
 )
+from medrobot_llm.safety.keys import KeyTooOpen, KeyUnreadable
 
 
 @pytest.fixture()
@@ -83,7 +89,64 @@ def test_a_release_leaves_a_file_another_bringup_wrote_since(folder: Path) -> No
                                   '{"graph_id": "0123456789abcdef", "pid": "1", "started": "t"}'])
 def test_a_console_takes_no_id_from_a_file_that_does_not_hold_one(folder: Path, text: str) -> None:
     graph_file(folder, 7).write_text(text, encoding="utf-8")
-    assert read_graph_id(folder, 7) is None
+    with _held(graph_file(folder, 7)):
+        assert read_graph_id(folder, 7) is None
+
+
+@contextmanager
+def _held(path: Path) -> Iterator[None]:
+    """The file locked as a running bringup holds it."""
+    fd = os.open(path, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        yield
+    finally:
+        os.close(fd)
+
+
+GOOD_FILE = json.dumps({"graph_id": "0123456789abcdef", "pid": 1, "started": "then"})
+
+
+def test_a_file_no_running_bringup_holds_gives_no_id_and_says_to_use_graph_id(folder: Path) -> None:
+    """A copy of the keys folder made while a bringup ran holds its id: a console elsewhere must not sign for it."""
+    path = graph_file(folder, 7)
+    path.write_text(GOOD_FILE, encoding="utf-8")
+    with pytest.raises(GraphStale, match="no running medrobot bringup holds.*--graph-id"):
+        read_graph_id(folder, 7)
+    with _held(path):
+        found = read_graph_id(folder, 7)
+    assert found is not None and found.graph_id == "0123456789abcdef"
+    claim_graph(folder, 7).release()  # the console's look left no lock behind
+
+
+def test_a_console_looking_at_the_file_does_not_keep_a_bringup_from_starting(folder: Path) -> None:
+    """The console's shared lock lasts a moment; a bringup starting then waits that moment out."""
+    path = graph_file(folder, 7)
+    path.write_text(GOOD_FILE, encoding="utf-8")
+    fd = os.open(path, os.O_RDONLY)
+    fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    threading.Timer(0.1, os.close, (fd,)).start()
+    start = time.monotonic()
+    claim = claim_graph(folder, 7)
+    claim.release()
+    assert time.monotonic() - start >= 0.05
+
+
+@pytest.mark.parametrize("how", ["world-writable", "group-writable", "symlink", "folder-writable"])
+def test_a_graph_id_file_another_user_could_have_written_is_refused(folder: Path, tmp_path: Path, how: str) -> None:
+    path = graph_file(folder, 7)
+    if how == "symlink":
+        target = tmp_path / "elsewhere.json"
+        target.write_text(GOOD_FILE, encoding="utf-8")
+        path.symlink_to(target)
+    else:
+        path.write_text(GOOD_FILE, encoding="utf-8")
+        path.chmod({"world-writable": 0o666, "group-writable": 0o620}.get(how, 0o600))
+        if how == "folder-writable":
+            folder.chmod(0o777)
+    with pytest.raises(KeyTooOpen if how != "symlink" else KeyUnreadable,
+                       match="chmod 700" if how == "folder-writable" else "chmod 600" if how != "symlink" else "link"):
+        read_graph_id(folder, 7)
 
 
 def test_an_id_that_is_not_one_is_never_written(folder: Path) -> None:

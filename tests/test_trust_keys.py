@@ -149,8 +149,22 @@ def test_missing_file_folder_directory_and_symlink_are_refused(folder: Path, tmp
 def test_a_key_of_another_user_is_refused(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = _written(folder, GOOD)
     monkeypatch.setattr(keys.os, "geteuid", lambda: os.stat(path).st_uid + 1)
+    with pytest.raises(KeyTooOpen, match="belongs to uid"):  # the folder is "another user's" too
+        load_key(path)
+    monkeypatch.setattr(keys, "check_folder", lambda folder: None)  # the file alone
     with pytest.raises(KeyUnreadable, match="not by this user"):
         load_key(path)
+
+
+@pytest.mark.parametrize("mode", [0o777, 0o770, 0o702])
+def test_a_key_in_a_folder_others_may_write_is_refused_saying_the_chmod(folder: Path, mode: int) -> None:
+    """Whoever may write the folder can put a key of their own in place of ours, whatever the key file's mode."""
+    path = _written(folder, GOOD)
+    folder.chmod(mode)
+    with pytest.raises(KeyTooOpen, match=f"chmod 700 {folder}"):
+        load_key(path)
+    folder.chmod(0o700)
+    assert load_key(path) == bytes.fromhex(GOOD)
 
 
 def test_the_keyring_is_every_operator_or_an_error(folder: Path) -> None:
@@ -233,3 +247,25 @@ def test_cli_rejects_a_bad_operator_name_and_writes_nothing(folder: Path, capsys
     code, out = _cli(capsys, "init", "--dir", str(folder), "--operator", "../x")
     assert code == 1 and "operator name" in str(out["error"])
     assert not folder.exists()
+
+
+def test_cli_list_shows_the_graph_id_files_and_whether_a_bringup_holds_them(
+        folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from medrobot_llm.safety.graph_id import claim_graph, graph_file
+
+    _cli(capsys, "init", "--dir", str(folder), "--operator", "alice")
+    graph_file(folder, 9).write_text(json.dumps({"graph_id": "0123456789abcdef", "pid": 1, "started": "t"}))
+    graph_file(folder, 9).chmod(0o600)
+    claim = claim_graph(folder, 4)
+    try:
+        code, out = _cli(capsys, "list", "--dir", str(folder))
+    finally:
+        claim.release()
+    files = {k["name"]: k["state"] for k in out["keys"] if k["kind"] == "graph_id"}  # type: ignore[attr-defined]
+    assert code == 0 and files == {
+        "ROS_DOMAIN_ID 4": f"graph id {claim.graph.graph_id}, held by bringup pid {os.getpid()} since "
+                           f"{claim.graph.started}",
+        "ROS_DOMAIN_ID 9": "no running bringup holds it: consoles ignore it"}
+    graph_file(folder, 9).chmod(0o666)
+    code, out = _cli(capsys, "list", "--dir", str(folder))
+    assert code == 1 and "chmod 600" in str(out["keys"])

@@ -34,7 +34,8 @@ def register(sub: Any) -> None:
     init.add_argument("--json", action="store_true", help="print one JSON object")
     init.set_defaults(func=_init)
     ls = inner.add_parser("list", help="list the keys with their fingerprints and any problem",
-                          description="List the graph secret and operator keys; exit 1 if one is missing or unusable.")
+                          description="List the graph secret, operator keys and graph id files (which running "
+                          "bringup holds each); exit 1 if one is missing or unusable.")
     ls.add_argument("--dir", type=Path, help=where)
     ls.add_argument("--json", action="store_true", help="print one JSON object")
     ls.set_defaults(func=_list)
@@ -48,7 +49,7 @@ def _report(folder: Path, infos: list[Any], as_json: bool) -> int:
     else:
         for i in infos:
             label = f"{i.kind} {i.name}" if i.kind != i.name else i.kind
-            state = f"PROBLEM: {i.problem}" if i.problem else f"fingerprint {i.fingerprint}"
+            state = f"PROBLEM: {i.problem}" if i.problem else i.state or f"fingerprint {i.fingerprint}"
             print(f"{(i.action + ' ') if i.action else ''}{label}: {i.path} ({state})")
     return 1 if bad else 0
 
@@ -75,9 +76,15 @@ def _init(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from medrobot_llm.safety.keys import default_dir, list_keys
+    from medrobot_llm.safety.graph_id import list_graph_files
+    from medrobot_llm.safety.keys import KeyFileError, KeyInfo, check_folder, default_dir, list_keys
 
     folder = args.dir or default_dir()
     if not folder.is_dir():
         return _fail("list", f"{folder}: no such key folder; run `medrobot keys init`", args.json)
-    return _report(folder, list_keys(folder), args.json)
+    try:
+        check_folder(folder)
+        ours: list[KeyInfo] = []
+    except KeyFileError as exc:  # every file below says so too; the folder's own line says the chmod once
+        ours = [KeyInfo("folder", "folder", str(folder), problem=str(exc))]
+    return _report(folder, ours + list_keys(folder) + list_graph_files(folder), args.json)

@@ -90,7 +90,8 @@ def add_ros_arguments(parser: argparse.ArgumentParser, help: str) -> None:
 
 
 def add_operator_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--operator`` and ``--keys``: who a ``--ros`` console signs as, and where its key is (docs/trust.md)."""
+    """``--operator``, ``--keys`` and ``--graph-id``: who a ``--ros`` console signs as, where its key is, and for
+    which graph (docs/trust.md)."""
     from medrobot_llm.safety.keys import KEYS_ENV
 
     parser.add_argument("--operator", metavar="NAME", default=None,
@@ -98,6 +99,20 @@ def add_operator_arguments(parser: argparse.ArgumentParser) -> None:
                         "(default: your login name, as `medrobot keys init` names it)")
     parser.add_argument("--keys", type=Path, metavar="DIR", default=None,
                         help=f"--ros: the keys folder (default: ${KEYS_ENV}, else ~/.config/medrobot/keys)")
+    parser.add_argument("--graph-id", type=_graph_id, metavar="ID", default=None,
+                        help="--ros: the graph id `medrobot bringup` printed, for a console on another host (a "
+                        "copy of the keys folder holds no id a console trusts); default: the id a running bringup "
+                        "holds in the keys folder, followed across restarts")
+
+
+def _graph_id(text: str) -> str:
+    """An id as bringup draws it; anything else fails here, with the option's name, not deep in the ROS client."""
+    from medrobot_llm.safety.graph_id import GRAPH_ID
+
+    if not GRAPH_ID.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a graph id (16 lowercase hex digits, as `medrobot "
+                                         "bringup` prints it)")
+    return text
 
 
 def _session_errors() -> tuple[type[BaseException], ...]:

@@ -67,7 +67,7 @@ def open_ros_client(command: str, args: argparse.Namespace, stack: contextlib.Ex
     from medrobot_llm.safety.keys import KeyFileError
 
     try:
-        remote = RemoteSupervisor(operator=args.operator, keys_dir=args.keys)
+        remote = RemoteSupervisor(operator=args.operator, keys_dir=args.keys, graph_id=args.graph_id)
     except (KeyFileError, ValueError) as exc:
         return (f"medrobot {command}: over ROS 2 this console signs as an operator, and it cannot: {exc}. "
                 f"`medrobot bringup --domain {args.domain}` creates the keys it uses")

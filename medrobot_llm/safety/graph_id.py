@@ -11,6 +11,13 @@ Bringup holds an exclusive ``flock`` on that file while it runs, so a second bri
 domain id is refused (it would replace the first one's id under its consoles); a file nobody holds is left by a
 bringup that did not stop cleanly, and is replaced. A copy of the keys folder elsewhere has a bringup, and an
 id, of its own.
+
+A console trusts the file only while a running bringup holds that lock (``read_graph_id`` tries a shared
+non-blocking lock: if it gets one, nobody holds the file and it is stale): a copy of the keys folder made while a
+bringup ran holds that bringup's id, which a console elsewhere must not sign for. A console on another host is
+given the id by hand (``--graph-id``, which bringup prints). The file also gets the key files' checks (this
+user's, not writable by others, in a folder nobody else may write, no symbolic link): whoever writes it chooses
+the graph the console's operator speaks to.
 """
 
 from __future__ import annotations
@@ -24,11 +31,16 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["GRAPH_ID", "GraphBusy", "GraphClaim", "GraphId", "claim_graph", "graph_file", "new_graph_id",
-           "read_graph_id"]
+from medrobot_llm.safety.keys import KeyFileError, KeyInfo, KeyMissing, open_own_file
+
+__all__ = ["CLAIM_RETRY_S", "GRAPH_ID", "GraphBusy", "GraphClaim", "GraphId", "GraphStale", "claim_graph",
+           "graph_file", "list_graph_files", "new_graph_id", "read_graph_id"]
 
 #: 8 random bytes as hex: two bringups never draw the same by chance
 GRAPH_ID = re.compile(r"[0-9a-f]{16}")
+#: how long a bringup retries its lock: a console's shared lock, taken to see whether the file is held, is let go
+#: of at once, and must not pass for a running bringup
+CLAIM_RETRY_S = 0.5
 
 
 def new_graph_id() -> str:
@@ -37,6 +49,32 @@ def new_graph_id() -> str:
 
 def graph_file(folder: Path, ros_domain_id: int) -> Path:
     return folder / f"graph-{int(ros_domain_id)}.json"
+
+
+_FILE_NAME = re.compile(r"graph-(\d{1,3})\.json")
+
+
+def list_graph_files(folder: Path) -> list[KeyInfo]:
+    """Each graph id file in the folder as ``keys list`` shows it: the id a running bringup holds there, that none
+    holds it (a console ignores it), or why a console refuses it (the problem, with the chmod to run)."""
+    out = []
+    for path in sorted(folder.glob("graph-*.json")):
+        named = _FILE_NAME.fullmatch(path.name)
+        if named is None:
+            continue
+        domain = int(named.group(1))
+        name = f"ROS_DOMAIN_ID {domain}"
+        try:
+            found = read_graph_id(folder, domain)
+        except GraphStale:
+            out.append(KeyInfo("graph_id", name, str(path), state="no running bringup holds it: consoles ignore it"))
+        except KeyFileError as exc:
+            out.append(KeyInfo("graph_id", name, str(path), problem=str(exc)))
+        else:
+            state = f"graph id {found.graph_id}, held by bringup pid {found.pid} since {found.started}" if found \
+                else "held by a bringup that has not written its id yet"
+            out.append(KeyInfo("graph_id", name, str(path), state=state))
+    return out
 
 
 @dataclass(frozen=True)
@@ -73,10 +111,34 @@ def _parse(text: str) -> GraphId | None:
     return GraphId(gid, pid, started)
 
 
+class GraphStale(KeyFileError):
+    """The file is there, but no running bringup holds it: a bringup that did not stop cleanly left it, or the keys
+    folder is a copy. A console takes no id from it."""
+
+
 def read_graph_id(folder: Path, ros_domain_id: int) -> GraphId | None:
-    """The id bringup wrote for this domain id in this keys folder; None if there is no such file, or it does not
-    hold one (a console then keeps the domain-only identity and says so)."""
-    return _read(graph_file(folder, ros_domain_id))
+    """The id a running bringup wrote for this domain id in this keys folder; None if there is no such file, or it
+    does not hold one yet (a console then keeps the domain-only identity and says so). ``GraphStale`` if no running
+    bringup holds it; a ``KeyFileError`` if the file or its folder is one another user could have written."""
+    path = graph_file(folder, ros_domain_id)
+    try:
+        fd = open_own_file(path, 0o022, "graph id file")
+    except KeyMissing as exc:
+        if exc.path == path:
+            return None  # no bringup has started here (the folder itself passed its checks)
+        raise
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return _parse(os.pread(fd, 4096, 0).decode("utf-8", "replace"))  # held: a bringup runs
+        fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+    raise GraphStale(path, "no running medrobot bringup holds this graph id file (one that did not stop cleanly left "
+                     "it, or the keys folder is a copy)",
+                     "start `medrobot bringup` with this keys folder, or, for a bringup on another host, give the "
+                     "console the id it printed with --graph-id ID")
 
 
 def _read(path: Path) -> GraphId | None:
@@ -116,10 +178,15 @@ def claim_graph(folder: Path, ros_domain_id: int, graph_id: str | None = None) -
     path = graph_file(folder, ros_domain_id)
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), 0o600)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise GraphBusy(path, read_graph_id(folder, ros_domain_id), ros_domain_id) from None
+        deadline = time.monotonic() + CLAIM_RETRY_S
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise GraphBusy(path, _read(path), ros_domain_id) from None
+                time.sleep(0.02)
         os.fchmod(fd, 0o600)
         graph = GraphId(gid, os.getpid(), time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
         os.ftruncate(fd, 0)

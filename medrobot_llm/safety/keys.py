@@ -32,6 +32,7 @@ __all__ = [
     "KeyMissing",
     "KeyTooOpen",
     "KeyUnreadable",
+    "check_folder",
     "create_key",
     "default_dir",
     "default_operator",
@@ -42,6 +43,7 @@ __all__ = [
     "load_key",
     "load_keyring",
     "load_operator_key",
+    "open_own_file",
     "operator_path",
 ]
 
@@ -110,28 +112,64 @@ def fingerprint(key: bytes) -> str:
     return hashlib.sha256(b"medrobot key fingerprint\0" + key).hexdigest()[:16]
 
 
-def load_key(path: Path) -> bytes:
-    """The 32 bytes in ``path``, or a ``KeyFileError`` subclass that says what is wrong and what to do."""
+def check_folder(folder: Path) -> None:
+    """Refuse a folder another user could write: whoever may write it can rename a file there and put their own in
+    its place (a key, or the graph id a console signs for), whatever the file's own mode says."""
+    try:
+        st = os.stat(folder)
+    except FileNotFoundError:
+        raise KeyMissing(folder, "no such key folder") from None
+    except OSError as exc:
+        raise KeyUnreadable(folder, f"cannot read the key folder ({exc.strerror})") from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise KeyUnreadable(folder, "not a folder", "pass the keys folder")
+    if st.st_uid != os.geteuid():
+        raise KeyTooOpen(folder, f"the key folder belongs to uid {st.st_uid}, who could swap a key or the graph id "
+                         "file in it", "use a keys folder of your own (`medrobot keys init --dir DIR`)")
+    mode = stat.S_IMODE(st.st_mode)
+    if mode & 0o022:
+        raise KeyTooOpen(folder, f"mode {mode:04o} lets the group or others put files in the key folder",
+                         f"run `chmod 700 {folder}`, then `medrobot keys list` to check what is in it")
+
+
+def open_own_file(path: Path, too_open: int, what: str) -> int:
+    """An fd on ``path`` if it is a regular file of this user in a folder of this user's, with none of the
+    ``too_open`` mode bits; else a ``KeyFileError`` that says what to do. ``what`` names the file in the refusal.
+    The caller closes the fd; the checks are on the file opened (``O_NOFOLLOW``), not on whatever the name points
+    to a moment later."""
+    check_folder(path.parent)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
-        raise KeyMissing(path, "no such key file") from None
+        raise KeyMissing(path, f"no such {what}") from None
     except OSError as exc:
         raise KeyUnreadable(path, f"cannot open it ({exc.strerror}; a symbolic link is not followed)") from None
     try:
-        st = os.fstat(fd)  # the file opened, not whatever the name points to a moment later
+        st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise KeyUnreadable(path, "not a regular file")
         if st.st_uid != os.geteuid():
             raise KeyUnreadable(path, f"owned by uid {st.st_uid}, not by this user (uid {os.geteuid()})",
                                 "create your own keys with `medrobot keys init`")
         mode = stat.S_IMODE(st.st_mode)
-        if mode & 0o077:
-            raise KeyTooOpen(path, f"mode {mode:04o} lets the group or others read or change it",
+        if mode & too_open:
+            secret = bool(too_open & 0o044)  # a key: whoever read it holds it; a graph id file is only trusted
+            raise KeyTooOpen(path, f"mode {mode:04o} lets the group or others {'read or ' if secret else ''}change it",
                              f"run `chmod 600 {path}` if nobody else can have read it, else replace it with "
-                             "`medrobot keys init --force`")
+                             "`medrobot keys init --force`" if secret else
+                             f"run `chmod 600 {path}`, and check the id in it is the one your bringup printed")
         if not mode & stat.S_IRUSR:
             raise KeyUnreadable(path, f"mode {mode:04o} does not let its owner read it", f"run `chmod 600 {path}`")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def load_key(path: Path) -> bytes:
+    """The 32 bytes in ``path``, or a ``KeyFileError`` subclass that says what is wrong and what to do."""
+    fd = open_own_file(path, 0o077, "key file")
+    try:
         raw = os.read(fd, 4 * KEY_BYTES)
     finally:
         os.close(fd)
@@ -219,12 +257,13 @@ def create_key(path: Path, *, force: bool = False) -> bytes:
 class KeyInfo:
     """One key file as ``keys list`` and ``keys init`` report it: never the key itself."""
 
-    kind: str  # "graph" or "operator"
+    kind: str  # "graph" or "operator", or "graph_id" for a bringup's graph id file (``safety.graph_id``)
     name: str  # the operator's identity; "graph" for the graph secret
     path: str
     fingerprint: str = ""
     problem: str = ""
     action: str = ""  # for init: created, replaced or kept
+    state: str = ""  # a graph id file's: which running bringup holds it, or that none does
 
     def to_json(self) -> dict[str, str]:
         return {k: v for k, v in self.__dict__.items() if v or k in ("kind", "name", "path")}

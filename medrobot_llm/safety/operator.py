@@ -171,9 +171,14 @@ class OperatorVerifier:
             if named is not None:
                 raise Untrusted(Reason.OTHER_GRAPH, f"refused {msg.kind.value} from {who!r}: it was signed for "
                                 f"another graph ({named!r}; this is {self.graph!r}): the console does not know this "
-                                "bringup's graph id (the graph-<ROS domain id>.json of its keys folder)", claimed=who)
+                                "bringup's graph id (no running bringup holds the graph-<ROS domain id>.json of its "
+                                "keys folder); on another host, restart the console with --graph-id and the id this "
+                                "bringup printed", claimed=who)
             raise Untrusted(Reason.BAD_SIGNATURE, f"refused {msg.kind.value} claiming to be from {who!r}: the MAC "
-                            "does not verify with that operator's key", claimed=who)
+                            "does not verify with that operator's key for this graph; if it is that operator's "
+                            "console, it signs for another graph id (an earlier start of this bringup, or another "
+                            f"bringup's --graph-id; this is {self.graph!r}): restart the console, with --graph-id "
+                            "and the id this bringup printed if it runs on another host", claimed=who)
         age_ms = millis(self.clock()) - msg.stamp_ms
         if abs(age_ms) > millis(self.window_s):
             when = f"{age_ms / 1000:.1f} s old" if age_ms > 0 else f"{-age_ms / 1000:.1f} s ahead of the supervisor"

@@ -48,7 +48,7 @@ from medrobot_llm.safety.capability import PURPOSE as CAPABILITY_PURPOSE
 from medrobot_llm.safety.capability import canonical_args
 from medrobot_llm.safety.heartbeat import PURPOSE as HEARTBEAT_PURPOSE
 from medrobot_llm.backends.ros.env import graph_identity
-from medrobot_llm.safety.graph_id import read_graph_id
+from medrobot_llm.safety.graph_id import GraphStale, read_graph_id
 from medrobot_llm.safety.operator import PURPOSE as OPERATOR_PURPOSE
 from medrobot_llm.safety.operator import OperatorKind, OperatorMessage
 from medrobot_llm.safety.signing import mac, millis
@@ -203,7 +203,10 @@ class Rogue:
         stamp = millis(time.time()) + stamp_offset_ms
         self.counter = counter = max(self.counter + 1, stamp)  # as a console counts: two in one ms still differ
         domain_id = self.node.context.get_domain_id()
-        found = read_graph_id(keys.default_dir(), domain_id)
+        try:
+            found = read_graph_id(keys.default_dir(), domain_id)
+        except GraphStale:  # as a console does: a file no running bringup holds gives no id
+            found = None
         graph = graph_identity(domain_id, found.graph_id if found else "")
         fields = OperatorMessage(OperatorKind(kind), operator, answers, counter, stamp, body).fields(graph)
         if key == "garbage":

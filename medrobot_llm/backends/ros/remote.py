@@ -25,8 +25,12 @@ the same question, and a reply counts only if sealed and newer than the state se
 confirmation signs the digest of the question shown, which the supervisor compares with its own.
 
 Seals and operator MACs cover the graph: this console's ROS domain and the graph id its ``medrobot bringup`` wrote
-in the keys folder (``safety.graph_id``), read once at start and never taken from the graph, so a question or a
-reply relayed from another graph on the same domain id (a copy of the keys folder) is never shown or believed.
+in the keys folder (``safety.graph_id``), never taken from the graph, so a question or a reply relayed from another
+graph on the same domain id (a copy of the keys folder) is never shown or believed. The file counts only while a
+running bringup holds it (a copied one is stale), and it is read again while the console waits for the supervisor
+and whenever it changed (a stat before signing and before checking a seal), so a bringup started after the console,
+or restarted under it, is followed. A console on another host is given the id (``graph_id``, ``--graph-id``) and
+keeps it: after that bringup restarts, the console is restarted with the new id.
 """
 
 from __future__ import annotations
@@ -47,13 +51,12 @@ from medrobot_interfaces.msg import SupervisorState as StateMsg
 from medrobot_llm.core.clock import Clock
 from medrobot_llm.backends.ros.common import (TOPIC_COMMAND, TOPIC_CONFIRM, TOPIC_ESTOP, TOPIC_EVENTS, TOPIC_RESET, TOPIC_STATE,
                       NodeRunner, latched_qos, reliable_qos)
-from medrobot_llm.backends.ros.env import graph_identity
+from medrobot_llm.backends.ros.graph_follow import FollowedGraph
 from medrobot_llm.backends.ros.signed import operator_msg
 from medrobot_llm.language.text import tokenize
 from medrobot_llm.language.words import CONTROL_PHRASES
 from medrobot_llm.safety import keys
 from medrobot_llm.safety.asked import SEALS_KEY, question_digest, reply_digest, seal_matches
-from medrobot_llm.safety.graph_id import graph_file, read_graph_id
 from medrobot_llm.safety.events import EventListener, QuestionEvent, ReplyEvent, SupervisorEvent, parse_event
 from medrobot_llm.safety.operator import OperatorKind, OperatorSigner
 from medrobot_llm.safety.operator_gate import DEFAULT_COMMAND_WINDOW_S
@@ -96,9 +99,11 @@ class RemoteSupervisor:
     STOP_SEEN_S = 3.0
     #: how long a confirmation of a given step waits for its question to show in /medrobot/state
     QUESTION_SEEN_S = 2.0
+    #: how often the graph id file is read again while waiting for the supervisor
+    GRAPH_POLL_S = 0.25
 
     def __init__(self, name: str = "medrobot_console", *, operator: str | None = None, keys_dir: Path | None = None,
-                 clock: Clock = time.monotonic) -> None:
+                 graph_id: str | None = None, clock: Clock = time.monotonic) -> None:
         self.clock = clock
         self.operator = operator or keys.default_operator()
         key = keys.load_operator_key(self.operator, keys_dir)
@@ -106,7 +111,11 @@ class RemoteSupervisor:
         self._runner = NodeRunner(name)
         node = self._runner.node
         self.node = node
-        self.graph = self._graph(keys_dir or keys.default_dir(), node.context.get_domain_id())
+        try:
+            self._graph = FollowedGraph(keys_dir or keys.default_dir(), node.context.get_domain_id(), graph_id)
+        except BaseException:
+            self._runner.close()
+            raise
         self._signer = OperatorSigner(self.operator, key, graph=self.graph)
         self._cond = threading.Condition()
         self._state: dict[str, Any] | None = None
@@ -125,21 +134,10 @@ class RemoteSupervisor:
         node.create_subscription(StateMsg, TOPIC_STATE, self._on_state, latched_qos(1))
         node.create_subscription(String, TOPIC_EVENTS, self._on_event, reliable_qos(200))
 
-    @staticmethod
-    def _graph(folder: Path, domain_id: int) -> str:
-        """The graph this console is on: its domain and the id its bringup wrote in the keys folder, never one
-        heard on the graph (a relay from another graph could be heard first)."""
-        found = read_graph_id(folder, domain_id)
-        if found is None:
-            graph = graph_identity(domain_id)
-            _LOG.warning("no graph id in %s: signing for %s, which only a graph whose nodes were started without "
-                         "`medrobot bringup` accepts (bringup writes the file; copy it with the keys to a console on "
-                         "another host)", graph_file(folder, domain_id), graph)
-            return graph
-        graph = graph_identity(domain_id, found.graph_id)
-        _LOG.info("on graph %s (from %s, written by bringup pid %d at %s)", graph, graph_file(folder, domain_id),
-                  found.pid, found.started)
-        return graph
+    @property
+    def graph(self) -> str:
+        """The graph this console signs for, and checks seals with, now (``FollowedGraph``)."""
+        return self._graph.current()
 
     # ---------------------------------------------------------------- incoming
     def _on_state(self, msg: Any) -> None:
@@ -280,10 +278,18 @@ class RemoteSupervisor:
     def wait_ready(self, timeout: float = 20.0) -> bool:
         """Until the supervisor reports its skill server (hearing its heartbeat) and planner, and it hears us."""
         deadline = time.monotonic() + timeout
-        ok = self.wait_status(lambda s: bool(s.get("skill_server")) and bool(s.get("planner")), timeout) is not None
-        while ok and time.monotonic() < deadline:
+        while True:
+            self._graph.current(reread=True)  # a bringup started after this console, or restarted, writes it now
+            left = deadline - time.monotonic()
+            if self.wait_status(lambda s: bool(s.get("skill_server")) and bool(s.get("planner")),
+                                max(0.0, min(left, self.GRAPH_POLL_S))) is not None:
+                break
+            if left <= 0:
+                return False
+        while time.monotonic() < deadline:
             if (self.node.count_subscribers(TOPIC_COMMAND) and self.node.count_subscribers(TOPIC_CONFIRM)
                     and self.node.count_subscribers(TOPIC_RESET) and self.node.count_subscribers(TOPIC_ESTOP) >= 2):
+                self._graph.current(reread=True)
                 return True
             time.sleep(0.02)
         return False
@@ -329,8 +335,13 @@ class RemoteSupervisor:
 
     # ---------------------------------------------------------------- commands
     def _send(self, publisher: Any, kind: OperatorKind, answers: str = "", body: str = "") -> Callable[[], None]:
-        """What publishes one signed message of ``kind`` (signed when published, so its stamp is fresh)."""
-        return lambda: publisher.publish(operator_msg(self._signer.sign(kind, answers, body)))
+        """What publishes one signed message of ``kind`` (signed when published, so its stamp is fresh, for the
+        graph the file names then)."""
+        def publish() -> None:
+            self._signer.graph = self.graph
+            publisher.publish(operator_msg(self._signer.sign(kind, answers, body)))
+
+        return publish
 
     def _nonce(self, status: dict[str, Any] | None = None) -> str:
         nonce = (status or self.status()).get("nonce")
@@ -350,7 +361,7 @@ class RemoteSupervisor:
             return reply
         withdrawn = self.cancel(timeout=min(timeout, 5.0))
         return self._refused(f"{self.NO_ANSWER}; sent a cancel so it cannot run later "
-                             f"({'withdrawn' if withdrawn.accepted else withdrawn.message})")
+                             f"({'withdrawn' if withdrawn.accepted else withdrawn.message}){self._graph.hint()}")
 
     def cancel(self, *, timeout: float = 5.0) -> Reply:
         """Withdraw the command being planned and cancel the run, whatever the supervisor has open."""
