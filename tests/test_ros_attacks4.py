@@ -266,20 +266,25 @@ def test_a_second_bringup_on_a_running_graphs_domain_id_with_its_own_keys_folder
         assert second.stdout is not None
         line = second.stdout.readline()
         info = json.loads(line) if line else None
-        code = second.poll()
+        # its stdout closes as it exits, a moment before it can be reaped: poll() alone races with that
+        code = second.wait(10.0) if info is None else second.poll()
+        refusal = second.stderr.read() if second.stderr is not None and info is None else ""
     finally:
         _stop_bringup(second, info)
+    assert "another --ros-domain-id" in refusal, refusal
     assert info is None and code not in (None, 0), (
         f"a second graph started on ROS_DOMAIN_ID {a.ros_domain_id}, where graph {a.info['graph_id']} runs and "
         f"hears it: {info and info['graph_id']}")
 
 
 def _alive(pid: int) -> bool:
+    """Running: a zombie (dead, not reaped yet by an init that reaps slowly, as in some containers) runs nothing."""
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii")
+    except (ProcessLookupError, FileNotFoundError):
         return False
-    return True
+    return stat.rpartition(")")[2].split()[0] != "Z"
 
 
 @pytest.mark.parametrize("sig", [pytest.param(signal.SIGHUP, id="terminal-closed"),
