@@ -66,6 +66,8 @@ class GraphBusy(Exception):
 
 
 def _alive(pid: int) -> bool:
+    """Whether the bringup that wrote the file still runs (another user's counts as running): if not, what holds
+    the lock is its nodes."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
