@@ -10,8 +10,8 @@ stops the whole graph too (``--on-node-exit keep`` leaves the others running), a
 (SIGINT from the kernel, ``PR_SET_PDEATHSIG``), so no graph runs on unwatched after a SIGKILL of bringup. Bringup
 holds two locks, which its nodes inherit, so that they last while any node of the graph lives: the keys folder's
 graph id file (``safety.graph_id``) and this network's ROS domain id (``env.claim_network_domain``). With
-``--mcap FILE`` a recorder node (``backends/ros/recorder_node.py``) starts first and stops last, so the file holds the graph from its first state to its last. Nothing here imports
-rclpy.
+``--mcap FILE`` a recorder node (``backends/ros/recorder_node.py``) starts first and stops last, so the file holds
+the graph from its first state to its last. Nothing here imports rclpy.
 """
 
 from __future__ import annotations
