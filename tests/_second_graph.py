@@ -53,7 +53,8 @@ def second_graph(domain: str, tmp: Path, keys_dir: Path) -> Iterator[SecondGraph
     claim = unique_domain_id()
     argv = [sys.executable, "-m", "medrobot_llm.cli", "bringup", "--domain", domain, "--json",
             "--ros-domain-id", str(claim.domain_id), "--log-dir", str(tmp / f"bringup-b-{domain}"),
-            "--keys", str(keys_dir), "--real-time-factor", "0.0"]
+            "--keys", str(keys_dir), "--real-time-factor", "0.0",
+            "--on-node-exit", "keep"]  # a test kills B's supervisor to see what its skill server does
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True, cwd=ROOT)
     pids = [proc.pid]
     try:

@@ -498,7 +498,8 @@ def orphaned(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Xray, l
     """An X-ray graph whose supervisor was killed with SIGKILL after setting a view (a shot would be admissible
     by the world), and genuine heartbeats an attacker recorded before the kill."""
     tmp = tmp_path_factory.mktemp("ros_attacks_killed")
-    with attack_env(tmp) as robot_tmp, ros_graph("xray", tmp) as g:
+    # the skill server outlives its supervisor as under `ros2 launch`: bringup would stop the graph with it
+    with attack_env(tmp) as robot_tmp, ros_graph("xray", tmp, options=["--on-node-exit", "keep"]) as g:
         xr = Xray(g, robot_tmp)
         reply = g.remote.command("AP of the pelvis")
         assert reply.accepted, reply

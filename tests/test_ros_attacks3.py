@@ -75,7 +75,8 @@ def isolated_graph(a: RosGraph, tmp: Path) -> Iterator[dict[str, Any]]:
     shutil.copytree(a.keys_dir, keys_b)
     bringup = [sys.executable, "-m", "medrobot_llm.cli", "bringup", "--domain", "xray", "--json",
                "--ros-domain-id", str(a.ros_domain_id), "--log-dir", str(tmp / "bringup-netns"),
-               "--keys", str(keys_b), "--real-time-factor", "0.0"]
+               "--keys", str(keys_b), "--real-time-factor", "0.0",
+               "--on-node-exit", "keep"]  # a test kills B's supervisor to see what its skill server does
     argv = ["unshare", "-n", "--", "sh", "-c", 'ip link set lo up && exec "$@"', "sh", *bringup]
     env = dict(os.environ, ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,

@@ -304,7 +304,8 @@ def test_killing_the_skill_server_sends_the_supervisor_to_fault(tmp_path: Path) 
     import os
     import signal
 
-    with ros_graph("ultrasound", tmp_path) as graph:
+    # what the supervisor does without a skill server, before bringup would stop the graph
+    with ros_graph("ultrasound", tmp_path, options=["--on-node-exit", "keep"]) as graph:
         _probe_to(graph, "contact")
         _start_long_sweep(graph)
         t0 = time.monotonic()

@@ -4,32 +4,47 @@ The wheels have no ``launch`` package, so this starts the same nodes as ``sim.la
 parameters file. Each node is its own process in its own session, started with the workspace's ROS
 environment (``ros_ws/install/medrobot_env.json``: ``LD_LIBRARY_PATH`` must be there when a process
 starts), with DDS discovery on loopback. The keys (docs/trust.md) are created first where missing, and every
-node is told their folder: no node runs without them. Ctrl-C (or SIGTERM) stops every child: SIGINT first, so nodes
-close cleanly, then SIGTERM, then SIGKILL. With ``--mcap FILE`` a recorder node (``backends/ros/recorder_node.py``)
-starts first and stops last, so the file holds the graph from its first state to its last. Nothing here imports
-rclpy.
+node is told their folder: no node runs without them. Ctrl-C (or SIGTERM, or SIGHUP: a closed terminal) stops every
+child: SIGINT first, so nodes close cleanly, then SIGTERM, then SIGKILL. A node that exits while the graph runs
+stops the whole graph too (``--on-node-exit keep`` leaves the others running), and the nodes die with bringup
+(SIGINT from the kernel, ``PR_SET_PDEATHSIG``), so no graph runs on unwatched after a SIGKILL of bringup. Bringup
+holds two locks, which its nodes inherit, so that they last while any node of the graph lives: the keys folder's
+graph id file (``safety.graph_id``) and this network's ROS domain id (``env.claim_network_domain``). With
+``--mcap FILE`` a recorder node (``backends/ros/recorder_node.py``) starts first and stops last, so the file holds
+the graph from its first state to its last. Nothing here imports rclpy.
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 from medrobot_llm.backends.ros import nodes
 from medrobot_llm.backends.ros.nodes import PLANNER, RECORDER, SKILL_SERVER, SUPERVISOR
 from medrobot_llm.core.paths import SOURCE_ROOT
 from medrobot_llm.safety.graph_id import GraphBusy, GraphClaim, graph_file
 
+if TYPE_CHECKING:
+    from medrobot_llm.backends.ros.env import NetworkDomainClaim
+
 __all__ = ["NODES", "Graph", "claim_mcap", "default_params_file", "register", "ros_domain_id"]
 
 #: node name -> module with its ``main``; the order is the start order (the robot first)
 NODES: dict[str, str] = {n.name: n.module for n in nodes.NODES}
+#: linux/prctl.h: the signal a child gets when the thread that forked it ends
+PR_SET_PDEATHSIG = 1
+#: SIGINT, as Ctrl-C: a node closes cleanly on it (its audit log sealed, the recorder's file finished)
+DEATH_SIGNAL = signal.SIGINT
+#: the signals that stop bringup cleanly, stopping its nodes in order (SIGHUP: its terminal was closed)
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 #: how long the recorder may take to open its file before the graph starts without waiting any longer
 RECORDER_START_S = 20.0
 
@@ -73,6 +88,7 @@ class Graph:
         #: this start's graph id (``safety.graph_id``), set by ``claim_graph``; "" leaves nodes domain-only
         self.graph_id = ""
         self._claim: GraphClaim | None = None
+        self._net: NetworkDomainClaim | None = None
 
     @property
     def audit_log(self) -> Path:
@@ -91,11 +107,24 @@ class Graph:
 
     def claim_graph(self) -> None:
         """Draw this start's graph id and hold ``graph-<ROS domain id>.json`` in the keys folder for it, so consoles
-        learn it out of band; ``GraphBusy`` if another bringup holds it. ``stop`` lets go and removes the file."""
+        learn it out of band; ``GraphBusy`` if another bringup holds it. Then hold this network's ROS domain id
+        (``DomainBusy`` if another graph runs on it, whatever its keys folder). ``stop`` lets go of both and removes
+        the file."""
+        from medrobot_llm.backends.ros.env import claim_network_domain
         from medrobot_llm.safety.graph_id import claim_graph
 
         self._claim = claim_graph(self.keys_dir, self.ros_domain_id)
         self.graph_id = self._claim.graph.graph_id
+        try:
+            self._net = claim_network_domain(self.ros_domain_id)
+        except BaseException:
+            self._claim.release()
+            self._claim = None
+            raise
+
+    def held_fds(self) -> tuple[int, ...]:
+        """The locks' descriptors, for every node to inherit."""
+        return tuple(c.fd for c in (self._claim, self._net) if c is not None)
 
     def command(self, name: str) -> list[str]:
         params = {"domain": self.domain, "keys_dir": str(self.keys_dir)}
@@ -125,7 +154,8 @@ class Graph:
             log = open(self.log_path(name), "ab")
             self._logs[name] = log
             self.procs[name] = subprocess.Popen(self.command(name), env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                                                stdin=subprocess.DEVNULL, start_new_session=True)
+                                                stdin=subprocess.DEVNULL, start_new_session=True,
+                                                pass_fds=self.held_fds(), preexec_fn=die_with(os.getpid()))
             if name == RECORDER.name:
                 self._await_recorder()
 
@@ -173,6 +203,9 @@ class Graph:
         if self._claim is not None:
             self._claim.release()
             self._claim = None
+        if self._net is not None:
+            self._net.release()
+            self._net = None
         return {n: p.returncode for n, p in self.procs.items()}
 
     def _stop(self, names: list[str], grace_s: float) -> None:
@@ -192,6 +225,19 @@ class Graph:
         except OSError:
             return ""
         return "\n".join(text.splitlines()[-lines:])
+
+
+def die_with(parent: int) -> Callable[[], None]:
+    """The child's last step before exec: the kernel sends it ``DEATH_SIGNAL`` when bringup ends, however it ends
+    (SIGKILL, the OOM killer). Bringup forks from its only thread, the one the kernel watches. A bringup that died
+    between the fork and the prctl is caught by ``getppid``: the child then never runs."""
+
+    def preexec() -> None:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(DEATH_SIGNAL), 0, 0, 0)
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return preexec
 
 
 def ros_domain_id(given: int | None) -> int | None:
@@ -243,7 +289,8 @@ def register(sub: Any) -> None:
         "scripts/install_ros.sh to have run. DDS discovery stays on this machine "
         "(ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST unless already set). Ctrl-C stops every node.",
         epilog="example: medrobot bringup --domain ultrasound --ros-domain-id 7, then, from a shell with "
-        "ROS_DOMAIN_ID=7: `medrobot console --domain ultrasound --ros`. Commands (/medrobot/command), "
+        "ROS_DOMAIN_ID=7: `medrobot console --domain ultrasound --ros`. One graph per ROS domain id on a "
+        "network: a second bringup on it is refused. Commands (/medrobot/command), "
         "confirmations (/medrobot/confirm) and resets (/medrobot/reset) are signed operator messages "
         "(docs/trust.md); anyone may stop with true on /medrobot/estop, and only a signed reset releases.",
     )
@@ -274,12 +321,16 @@ def register(sub: Any) -> None:
                    help="record the graph (states, operator messages, e-stop, heartbeats, records, telemetry, "
                    "pictures) into this new MCAP file for Foxglove or Lichtblick (needs the mcap extra; an "
                    "existing file is never overwritten)")
+    p.add_argument("--on-node-exit", choices=("stop", "keep"), default="stop",
+                   help="when a node exits while the graph runs: stop the whole graph and exit non-zero naming it "
+                   "(default), or keep the others running (to restart that node by hand, or to test a graph "
+                   "without it)")
     p.add_argument("--json", action="store_true", help="print the graph (pids, logs) as one JSON line")
     p.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
-    from medrobot_llm.backends.ros.env import RosEnvError
+    from medrobot_llm.backends.ros.env import DomainBusy, RosEnvError
 
     try:
         overrides = _parse_set(args.set)
@@ -327,7 +378,7 @@ def _run(args: argparse.Namespace) -> int:
         return 2
     try:
         graph.claim_graph()
-    except GraphBusy as exc:
+    except (GraphBusy, DomainBusy) as exc:
         print(f"medrobot bringup: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:
@@ -349,7 +400,8 @@ def _run(args: argparse.Namespace) -> int:
     def on_signal(signum: int, _frame: Any) -> None:
         stopping[0] = True
 
-    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    old = {s: signal.signal(s, on_signal) for s in STOP_SIGNALS}
+    died: list[str] = []
     try:
         graph.start()
         info = graph.describe()
@@ -370,9 +422,12 @@ def _run(args: argparse.Namespace) -> int:
             for name, rc in graph.dead().items():
                 if name not in reported:
                     reported.add(name)
-                    print(f"medrobot bringup: {name} exited with {rc}; the others keep running (Ctrl-C stops "
-                          f"them). Last log lines:\n{graph.tail(name)}", file=sys.stderr, flush=True)
-            if reported >= set(NODES):
+                    died.append(name)
+                    then = ("the others keep running (Ctrl-C stops them)" if args.on_node_exit == "keep" else
+                            "stopping the graph")
+                    print(f"medrobot bringup: {name} exited with {rc}; {then}. Last log lines:\n{graph.tail(name)}",
+                          file=sys.stderr, flush=True)
+            if reported >= set(NODES) or (died and args.on_node_exit == "stop"):
                 break
             time.sleep(0.1)
     finally:
@@ -381,4 +436,7 @@ def _run(args: argparse.Namespace) -> int:
             signal.signal(s, h)
     if not args.json:
         print("medrobot bringup: stopped (" + ", ".join(f"{n} {rc}" for n, rc in codes.items()) + ")", flush=True)
+    if died and args.on_node_exit == "stop":
+        print(f"medrobot bringup: the graph stopped because {', '.join(died)} exited", file=sys.stderr, flush=True)
+        return 1
     return 0 if stopping[0] else 1

@@ -91,10 +91,28 @@ class GraphBusy(Exception):
 
     def __init__(self, path: Path, holder: GraphId | None, ros_domain_id: int) -> None:
         who = f"pid {holder.pid}, started {holder.started}" if holder else "a process that has not written it yet"
-        super().__init__(f"another medrobot bringup ({who}) runs on ROS_DOMAIN_ID {ros_domain_id} with this keys "
-                         f"folder ({path} is locked); stop it first, or give this graph its own domain id "
-                         "(--ros-domain-id) or its own keys folder (--keys)")
+        if holder is not None and not _alive(holder.pid):
+            # its nodes inherited the lock (``GraphClaim.fd``): they hold it as long as one of them lives
+            what = (f"the nodes of a medrobot graph whose bringup ({who}) is gone still run on ROS_DOMAIN_ID "
+                    f"{ros_domain_id} with this keys folder ({path} is locked by them); stop those nodes first")
+        else:
+            what = (f"another medrobot bringup ({who}) runs on ROS_DOMAIN_ID {ros_domain_id} with this keys folder "
+                    f"({path} is locked); stop it first")
+        super().__init__(f"{what}, or give this graph another domain id (--ros-domain-id); a keys folder of its "
+                         "own (--keys) keeps apart only graphs on different networks")
         self.holder = holder
+
+
+def _alive(pid: int) -> bool:
+    """Whether the bringup that wrote the file still runs (another user's counts as running): if not, what holds
+    the lock is its nodes."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _parse(text: str) -> GraphId | None:
@@ -155,6 +173,13 @@ class GraphClaim:
         self.path = path
         self.graph = graph
         self._fd: int | None = fd
+
+    @property
+    def fd(self) -> int:
+        """The locked descriptor, for the graph's nodes to inherit: the lock lasts while any of them lives."""
+        if self._fd is None:
+            raise ValueError(f"the claim on {self.path} was released")
+        return self._fd
 
     def release(self) -> None:
         if self._fd is None:

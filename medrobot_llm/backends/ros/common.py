@@ -12,7 +12,14 @@ from collections.abc import Callable
 from typing import Any
 
 import rclpy
+from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.action.client import ActionClient
+from rclpy.callback_groups import CallbackGroup
+from rclpy.clock import Clock
+from rclpy.clock_type import ClockType
+from rclpy.exceptions import InvalidParameterTypeException
+from rclpy.parameter import Parameter
+from rclpy.timer import Timer
 from rclpy.task import Future, Task
 from unique_identifier_msgs.msg import UUID
 from rclpy.context import Context
@@ -37,8 +44,11 @@ __all__ = [
     "TOPIC_ROBOT_STATUS",
     "TOPIC_STATE",
     "latched_qos",
+    "refuse_parameter_sets",
     "reliable_qos",
     "spin_node",
+    "start_parameters",
+    "steady_timer",
 ]
 
 _LOG = logging.getLogger(__name__)
@@ -89,6 +99,57 @@ def reliable_qos(depth: int = 10) -> QoSProfile:
     """Reliable + volatile: commands and confirmations are for whoever listens now, never replayed."""
     return QoSProfile(depth=depth, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE,
                       durability=DurabilityPolicy.VOLATILE)
+
+
+#: why a node of this graph refuses a parameter set: any node on the domain may call its parameter services, keyless
+#: (issue 15, fourth attack: ``use_sim_time`` set to true on the skill server stopped its watchdog's timer)
+PARAMETERS_AT_START_ONLY = ("medrobot nodes take their parameters at start only (--ros-args, the parameters file, "
+                            "medrobot bringup --set); restart the node to change one")
+
+
+def _refuse(_parameters: list[Parameter[Any]]) -> SetParametersResult:
+    return SetParametersResult(successful=False, reason=PARAMETERS_AT_START_ONLY)
+
+
+def refuse_parameter_sets(node: Node) -> None:
+    """From now on every set of a parameter of ``node`` is refused, from any node, ``use_sim_time`` included.
+
+    rclpy calls the callback added last first and stops at the first refusal, so this one runs before the time
+    source's, which would otherwise have switched the node's clock already. Declaring after this is refused too."""
+    node.add_on_set_parameters_callback(_refuse)
+
+
+def start_parameters(node: Node, defaults: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """Declare ``defaults`` (name -> default, whose type is the parameter's) from the node's start arguments, then
+    ``refuse_parameter_sets``.
+
+    A float parameter takes an integer as that float: ``--set NODE.confirm_timeout_s=10`` (what bringup's help
+    shows) reaches rcl as YAML, an integer, and rclpy's static typing killed the node at start. Any other type
+    mismatch ends the node with a sentence naming the parameter, not a traceback."""
+    who = f"medrobot {node.get_name()}"
+    out: dict[str, Any] = {}
+    for name, default in defaults.items():
+        value = overrides.get(name, default)
+        if isinstance(default, float):
+            got = node.declare_parameter(name, value, ParameterDescriptor(dynamic_typing=True)).value
+            if isinstance(got, bool) or not isinstance(got, (int, float)):
+                raise SystemExit(f"{who}: parameter {name} must be a number, not {got!r}")
+            out[name] = float(got)
+            continue
+        try:
+            out[name] = node.declare_parameter(name, value).value
+        except InvalidParameterTypeException as exc:
+            raise SystemExit(f"{who}: parameter {name} must be of type {type(default).__name__} ({exc})") from None
+    refuse_parameter_sets(node)
+    return out
+
+
+def steady_timer(node: Node, period_s: float, callback: Callable[[], Any],
+                 callback_group: CallbackGroup | None = None) -> Timer:
+    """A timer on the steady clock: the node's own clock follows ROS time once ``use_sim_time`` is on, and then
+    stands still without a ``/clock``, and with it every watchdog, heartbeat and state tick."""
+    return node.create_timer(period_s, callback, callback_group=callback_group,
+                             clock=Clock(clock_type=ClockType.STEADY_TIME))
 
 
 class PoolExecutor(MultiThreadedExecutor):
@@ -168,6 +229,7 @@ class NodeRunner:
         self.context = Context()
         rclpy.init(context=self.context)
         self.node = Node(name, context=self.context)
+        refuse_parameter_sets(self.node)
         self.executor = PoolExecutor(num_threads=threads, context=self.context)
         self.executor.add_node(self.node)
         self._closing = False

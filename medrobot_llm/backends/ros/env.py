@@ -16,7 +16,10 @@ from medrobot_llm.safety.graph_id import GRAPH_ID
 
 __all__ = [
     "DomainClaim",
+    "DomainBusy",
     "INSTALL_HINT",
+    "NetworkDomainClaim",
+    "claim_network_domain",
     "RosEnvError",
     "child_env",
     "env_file",
@@ -157,3 +160,62 @@ def unique_domain_id(rng: random.Random | None = None) -> DomainClaim:
         _CLAIMED_BEFORE.add(i)
         return DomainClaim(i, fd)
     raise RosEnvError("all ROS_DOMAIN_IDs 1..101 are claimed by other medrobot graphs on this machine")
+
+
+class DomainBusy(RuntimeError):
+    """Another medrobot graph runs on this ROS domain id in this network namespace: the two would hear each other."""
+
+
+class NetworkDomainClaim:
+    """A running graph's hold on (network namespace, ROS domain id) on this machine, until ``release``.
+
+    Two bringups on one domain id in one network hear each other whatever their keys folders (issue 15, fourth
+    attack: each supervisor took the other's planner answers and goals, and faulted). Apart from the test rigs'
+    ``DomainClaim`` files: a test claims an id first and then runs bringup on it. ``fd`` is handed to the nodes,
+    so the hold lasts as long as any node of the graph lives."""
+
+    def __init__(self, path: Path, fd: int) -> None:
+        self.path = path
+        self.fd = fd
+        self._open = True
+
+    def release(self) -> None:
+        if self._open:
+            os.close(self.fd)
+            self._open = False
+
+
+def network_namespace() -> int:
+    """The inode of this process's network namespace: graphs in two namespaces cannot hear each other."""
+    return os.stat("/proc/self/ns/net").st_ino
+
+
+def claim_network_domain(ros_domain_id: int) -> NetworkDomainClaim:
+    """Lock ``medrobot_graph_net<inode>_domain<id>.lock`` in the temp dir, or ``DomainBusy``.
+
+    The file is 0644 so that another user's bringup can open it read-only and flock it: a graph of theirs on this
+    id counts too. A file this process cannot open is taken as busy (it cannot prove the id free)."""
+    import fcntl
+    import tempfile
+
+    path = Path(tempfile.gettempdir()) / f"medrobot_graph_net{network_namespace()}_domain{int(ros_domain_id)}.lock"
+    flags = os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+    advice = ("give this graph another --ros-domain-id (its consoles use the same); a keys folder of its own "
+              "(--keys) keeps apart only graphs on different networks")
+    try:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | flags, 0o644)
+        except PermissionError:  # another user's file: a read-only descriptor can be flocked as well
+            fd = os.open(path, os.O_RDONLY | flags)
+    except OSError as exc:
+        raise DomainBusy(f"cannot open {path} ({exc.strerror}), so ROS_DOMAIN_ID {ros_domain_id} may be in use by "
+                         f"another graph on this network: {advice}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise DomainBusy(f"another medrobot graph runs on ROS_DOMAIN_ID {ros_domain_id} on this machine's network "
+                         f"({path} is locked), and two graphs on one domain id hear each other: {advice}") from None
+    if os.fstat(fd).st_uid == os.geteuid():
+        os.fchmod(fd, 0o644)  # the umask may have taken the read bits other users need
+    return NetworkDomainClaim(path, fd)

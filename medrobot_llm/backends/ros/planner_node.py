@@ -31,7 +31,7 @@ from medrobot_llm.planning.admission import plan_text
 from medrobot_llm.planning.base import Planner
 from medrobot_llm.planning.factory import add_planner_arguments, make_planner
 from medrobot_llm.core.validator import WorldState
-from medrobot_llm.backends.ros.common import SERVICE_PLAN, spin_node
+from medrobot_llm.backends.ros.common import SERVICE_PLAN, spin_node, start_parameters
 from medrobot_llm.safety import keys
 from medrobot_llm.safety.gate import to_json, world_from_json
 from medrobot_llm.safety.planned import sign_answer
@@ -52,11 +52,10 @@ def planner_from_name(name: str, llm_config: str = "") -> Planner:
 class PlannerNode(Node):
     def __init__(self, **overrides: Any) -> None:
         super().__init__(NODE_NAME)
-        self.domain = str(self.declare_parameter("domain", overrides.get("domain", "")).value)
-        name = str(self.declare_parameter("planner", overrides.get("planner", "rule")).value)
-        llm_config = str(self.declare_parameter("llm_config", overrides.get("llm_config", "")).value)
-        keys_dir = str(self.declare_parameter("keys_dir", overrides.get("keys_dir", "")).value)
-        graph_id = str(self.declare_parameter("graph_id", overrides.get("graph_id", "")).value)
+        p = start_parameters(self, {"domain": "", "planner": "rule", "llm_config": "", "keys_dir": "",
+                                    "graph_id": ""}, overrides)
+        self.domain = str(p["domain"])
+        name, llm_config, keys_dir, graph_id = (str(p[k]) for k in ("planner", "llm_config", "keys_dir", "graph_id"))
         if not self.domain:
             raise SystemExit("medrobot planner: the 'domain' parameter is required "
                              f"({', '.join(DOMAINS)})")

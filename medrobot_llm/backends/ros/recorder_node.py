@@ -33,7 +33,8 @@ from medrobot_interfaces.msg import Heartbeat, OperatorMessage, SupervisorState
 
 from medrobot_llm.backends.ros.common import (ACTION_EXECUTE, TOPIC_COMMAND, TOPIC_CONFIRM, TOPIC_ESTOP, TOPIC_EVENTS,
                                               TOPIC_HEARTBEAT, TOPIC_RESET, TOPIC_ROBOT_STATUS, TOPIC_STATE,
-                                              latched_qos, reliable_qos, spin_node)
+                                              latched_qos, reliable_qos, spin_node, start_parameters,
+                                              steady_timer)
 from medrobot_llm.backends.ros.nodes import RECORDER
 from medrobot_llm.recording.live import GraphRecording, ros_type
 from medrobot_llm.recording.messages import Topic
@@ -62,8 +63,7 @@ class RecorderNode(Node):
     def __init__(self, *, context: Context | None = None, **overrides: Any) -> None:
         super().__init__(RECORDER.name, context=context)
         defaults: dict[str, Any] = {"domain": "", "mcap": "", "flush_s": 1.0}
-        p = {name: self.declare_parameter(name, overrides.get(name, default)).value
-             for name, default in defaults.items()}
+        p = start_parameters(self, defaults, overrides)
         if not p["mcap"]:
             raise SystemExit("medrobot recorder: the 'mcap' parameter (the file to write) is required")
         if not float(p["flush_s"]) > 0:
@@ -75,7 +75,7 @@ class RecorderNode(Node):
         for name, cls, qos in _subscriptions():
             topic = Topic(name, ros_type(cls.__module__, cls.__name__))
             self.create_subscription(cls, name, functools.partial(self._heard, topic), qos, raw=True)
-        self.create_timer(float(p["flush_s"]), self.recording.flush)
+        steady_timer(self, float(p["flush_s"]), self.recording.flush)
         self.recording.flush()  # the file's header on disk: `medrobot bringup` starts the graph once it is there
         self.get_logger().info(f"recording {len(_subscriptions())} topics of the {p['domain'] or 'graph'} to "
                                f"{p['mcap']}")

@@ -52,7 +52,7 @@ from medrobot_llm.core.command_set import DOMAINS
 from medrobot_llm.backends.base import FailureKind, Feedback, FeedbackFn, StepResult
 from medrobot_llm.backends.ros.common import (
     ACTION_EXECUTE, RESULT_KEPT_S, TOPIC_ESTOP, TOPIC_HEARTBEAT, TOPIC_ROBOT_STATUS, TOPIC_STATE, any_sender_qos, latched_qos, reliable_qos,
-    spin_node,
+    refuse_parameter_sets, spin_node, start_parameters, steady_timer,
 )
 from medrobot_llm.backends.ros.priority import raise_priority, reception_threads, threads_of_this_process
 from medrobot_llm.backends.ros.signed import heartbeat_wire
@@ -99,6 +99,7 @@ class SkillServerNode(Node):
         self._status_pub = self.create_publisher(String, TOPIC_ROBOT_STATUS, reliable_qos(5))
         self._admitted: dict[bytes, Admitted] = {}
         self._estop_node = Node(ESTOP_NODE_NAME, context=self.context)
+        refuse_parameter_sets(self._estop_node)
         self._estop_node.create_subscription(Bool, TOPIC_ESTOP, self._on_estop, latched_qos(5))
         self._estop_node.create_subscription(Bool, TOPIC_ESTOP, self._on_estop, any_sender_qos())
         self._estop_node.create_subscription(HeartbeatMsg, TOPIC_HEARTBEAT, self._on_heartbeat, reliable_qos(10))
@@ -114,7 +115,7 @@ class SkillServerNode(Node):
             queue.Queue()
         self._control = threading.Thread(target=self._control_loop, name="medrobot-control", daemon=True)
         self._control.start()
-        self.create_timer(1.0 / p["status_hz"], self._tick)
+        steady_timer(self, 1.0 / p["status_hz"], self._tick)
         self.get_logger().info(f"skill server for {self.scene.scene_id} on {ACTION_EXECUTE} "
                                f"(real_time_factor {p['real_time_factor']:g}); goals need a capability and the supervisor's "
                                f"heartbeat on {TOPIC_HEARTBEAT} (window {p['heartbeat_window_s']:g} s), signed for graph "
@@ -124,10 +125,7 @@ class SkillServerNode(Node):
         defaults: dict[str, Any] = {"domain": "", "gui": False, "seed": 0, "real_time_factor": 1.0,
                                     "feedback_hz": 50.0, "status_hz": 20.0, "heartbeat_window_s": 1.0,
                                     "keys_dir": "", "graph_id": "", "audit_log": ""}
-        out = {}
-        for name, default in defaults.items():
-            value = self.declare_parameter(name, overrides.get(name, default)).value
-            out[name] = type(default)(value) if isinstance(default, float) else value
+        out = start_parameters(self, defaults, overrides)
         if not out["domain"]:
             raise SystemExit("medrobot skill server: the 'domain' parameter is required "
                              f"({', '.join(DOMAINS)})")

@@ -54,7 +54,7 @@ from medrobot_llm.core.plan import Control, PlanStatus
 from medrobot_llm.safety.supervisor import LATCHED, InvalidTransition, Reply, Supervisor, SupervisorState
 from medrobot_llm.backends.ros.common import (SERVICE_PLAN, TOPIC_COMMAND, TOPIC_CONFIRM, TOPIC_ESTOP, TOPIC_EVENTS,
                                               TOPIC_HEARTBEAT, TOPIC_RESET, TOPIC_STATE, any_sender_qos, latched_qos, reliable_qos,
-                                              spin_node)
+                                              spin_node, start_parameters, steady_timer)
 from medrobot_llm.backends.ros.signed import heartbeat_msg, operator_wire
 from medrobot_llm.safety import keys
 from medrobot_llm.safety.asked import SEALS_KEY, question_digest, reply_digest, seals
@@ -128,8 +128,8 @@ class SupervisorNode(Node):
         for topic in _CHANNELS:
             self.create_subscription(OperatorMsg, topic, functools.partial(self._on_operator, topic),
                                      reliable_qos(10), callback_group=self._command_group)
-        self.create_timer(1.0 / p["state_hz"], self._tick, callback_group=self._timer_group)
-        self.create_timer(1.0 / p["heartbeat_hz"], self._beat, callback_group=self._estop_group)
+        steady_timer(self, 1.0 / p["state_hz"], self._tick, callback_group=self._timer_group)
+        steady_timer(self, 1.0 / p["heartbeat_hz"], self._beat, callback_group=self._estop_group)
         self._beat()
         self.get_logger().info(f"supervisor for {self.domain} (session {self.session}, heartbeat instance "
                                f"{self._beats.instance}, graph {self.graph}); operators {', '.join(sorted(keyring))}; audit log: "
@@ -140,10 +140,7 @@ class SupervisorNode(Node):
                                     "heartbeat_timeout_s": 1.0, "cancel_grace_s": 1.0, "audit_log": "",
                                     "state_hz": 5.0, "heartbeat_hz": 10.0, "keys_dir": "", "graph_id": "",
                                     "command_window_s": DEFAULT_COMMAND_WINDOW_S, "confirm_hazards": ""}
-        out = {}
-        for name, default in defaults.items():
-            value = self.declare_parameter(name, overrides.get(name, default)).value
-            out[name] = type(default)(value) if isinstance(default, float) else value
+        out = start_parameters(self, defaults, overrides)
         if not out["domain"]:
             raise SystemExit("medrobot supervisor: the 'domain' parameter is required "
                              f"({', '.join(DOMAINS)})")
@@ -214,8 +211,8 @@ class SupervisorNode(Node):
         gid = bytes((info.get("publisher_gid") or {}).get("data") or b"")
         self._replayed[gid] = pressed
         if self._replay_timer is None:
-            self._replay_timer = self.create_timer(_REPLAY_SETTLE_S, self._replay_settled,
-                                                   callback_group=self._estop_group)
+            self._replay_timer = steady_timer(self, _REPLAY_SETTLE_S, self._replay_settled,
+                                              callback_group=self._estop_group)
 
     def _replay_settled(self) -> None:
         timer, self._replay_timer = self._replay_timer, None
@@ -403,9 +400,10 @@ class SupervisorNode(Node):
         if q:  # sealed for each operator's console, which shows no question without its seal (safety.asked)
             extra["question_seals"] = seals(self._keyring, graph=self.graph, session=self.session, nonce=nonce,
                                             digest=question_digest(q))
-        now = self.get_clock().now().to_msg()
+        # the wall clock, never the node's (ROS time with use_sim_time): skill servers compare it with releases
+        now_ns = time.time_ns()
         msg = StateMsg(
-            stamp=Time(sec=now.sec, nanosec=now.nanosec), seq=seq, session=self.session, domain=self.domain,
+            stamp=Time(sec=now_ns // 1_000_000_000, nanosec=now_ns % 1_000_000_000), seq=seq, session=self.session, domain=self.domain,
             state=st["state"], plan_id=plan_id, step_index=int(idx) if idx is not None else -1,
             steps=int(st.get("steps") or 0),
             skill=str(steps[idx]["skill"]) if idx is not None and 0 <= idx < len(steps) else "",
