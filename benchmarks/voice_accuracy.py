@@ -49,6 +49,11 @@ def decode(item: tuple[str, str, str]) -> dict[str, Any]:
             "audio_s": audio.duration_s}
 
 
+def decode_share(items: list[tuple[str, str, str]]) -> list[dict[str, Any]]:
+    """``decode`` over ``items`` in their order, in one process."""
+    return [decode(item) for item in items]
+
+
 def _right(r: dict[str, Any]) -> bool:
     return bool(r["confidence"] >= DEFAULT_THRESHOLD and not r["stop"] and not r["not_command"]
                 and _plan_key(r["domain"], r["transcript"]) == _plan_key(r["domain"], r["text"]))
@@ -79,8 +84,14 @@ def evaluate(folder: Path, workers: int = 2, with_held_out: bool = True) -> dict
             np.save(p, clip)
             items.append((domain, f"<{name}>", str(p)))
     items += [(u.domain, u.text, str(u.path)) for u in held]
+    # a recogniser's decodes depend on what it decoded before (its live cepstral mean), so each worker gets a
+    # fixed share in a fixed order: with the pool's first-come order the same code scored 88.9 % or 90.5 %
+    shares = [list(range(len(items)))[w::workers] for w in range(max(1, workers))]
+    results: list[dict[str, Any]] = [{} for _ in items]
     with ProcessPoolExecutor(workers) as pool:
-        results = list(pool.map(decode, items))
+        for share, done in zip(shares, pool.map(decode_share, [[items[i] for i in sh] for sh in shares])):
+            for i, r in zip(share, done):
+                results[i] = r
     n_cmd, n_stop, n_held = len(cmds), len(stps), len(held)
     cmd_res, stop_res = results[:n_cmd], results[n_cmd:n_cmd + n_stop]
     noise_res = results[n_cmd + n_stop:len(results) - n_held]
