@@ -98,10 +98,20 @@ SURGERY = "surgery"
        distance=arg_values(SURGERY, "retract", "distance_mm"))
 def test_retract_then_release_stay_within_the_caps(surgery: SurgeryScene, seed: int, arm: str, direction: str,
                                                    distance: float) -> None:
+    assume(direction != "down")  # known to trip the monitor: the strict xfail below, until the plan keeps to the cap
     watch = prepared(surgery, seed, ("locate", {"object": "vessel"}), ("grasp", {"arm": arm, "object": "vessel"}))
     watch.run("retract", arm=arm, direction=direction, distance_mm=distance)
     if surgery.arms[arm].held == "vessel":
         watch.run("release", arm=arm)
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason="retracting a grasped vessel down by up to 10 mm "
+                   "presses it into the tissue: 4.4 N against the 4 N cap, so the monitor, not the plan, stops it "
+                   "(found by Hypothesis on 2026-12-07; 20 mm did not trip it)")
+@pytest.mark.parametrize("arm", ["psm1", "psm2"])
+def test_retract_down_keeps_the_held_vessel_under_the_force_cap(surgery: SurgeryScene, arm: str) -> None:
+    watch = prepared(surgery, 0, ("locate", {"object": "vessel"}), ("grasp", {"arm": arm, "object": "vessel"}))
+    watch.run("retract", arm=arm, direction="down", distance_mm=2.0)
 
 
 @FEW
