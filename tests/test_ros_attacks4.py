@@ -28,7 +28,7 @@ from typing import Any
 
 import pytest
 
-from tests._ros_helpers import ROOT, RosGraph, require_ros, ros_graph
+from tests._ros_helpers import ROOT, RosGraph, require_ros, ros_graph, stop_bringup
 
 pytestmark = [pytest.mark.ros, pytest.mark.sim, pytest.mark.slow]
 
@@ -81,18 +81,8 @@ def _bringup(domain_id: int, keys: Path, log_dir: Path) -> subprocess.Popen[str]
 
 
 def _stop_bringup(proc: subprocess.Popen[str], info: dict[str, Any] | None) -> None:
-    """SIGINT like Ctrl-C (a clean stop), then kill whatever is left of it."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(10.0)
-        except subprocess.TimeoutExpired:
-            pass
-    for node in (info or {}).get("nodes", {}).values():
-        try:
-            os.killpg(int(node["pid"]), signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+    """``stop_bringup`` for a bringup and the nodes its ``--json`` line named (none if it printed none)."""
+    stop_bringup(proc, [proc.pid, *(int(node["pid"]) for node in (info or {}).get("nodes", {}).values())])
     _kill(proc)
 
 
