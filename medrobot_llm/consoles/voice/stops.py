@@ -17,7 +17,7 @@ __all__ = ["STOP_MARGIN", "StopLengths", "anchored_stops", "kws_stops", "kws_thr
            "stop_taken", "trailing_stop"]
 
 _STOP_PHRASES: tuple[tuple[str, ...], ...] = tuple(
-    sorted({tuple(tokenize(p)) for p in CONTROL_PHRASES["stop"]}, key=len, reverse=True))
+    sorted({tuple(tokenize(p)) for p in CONTROL_PHRASES["stop"]}, key=lambda p: (-len(p), p)))
 _PAUSE_PHRASES = frozenset(tuple(tokenize(p)) for p in CONTROL_PHRASES["pause"])
 
 
@@ -187,4 +187,4 @@ def trailing_stop(stopped: str, gain: float, wake: tuple[str, ...], anchored: fr
         before = before[1:]
     if before and tuple(before) not in _PAUSE_PHRASES and stop_phrase(" ".join(before)) is None:
         return ""
-    return stop_phrase(" ".join(tail)) or ""
+    return tail[-1]

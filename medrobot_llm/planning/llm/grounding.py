@@ -103,7 +103,7 @@ def _trigger_set(domain: str, skills: frozenset[str], shared: frozenset[str]) ->
         if len(phrase) >= 2:
             phrases.add(phrase)
     words.update(w for k in keywords for w in words_of(k) if _usable(w))
-    return _Triggers(frozenset(words), tuple(sorted(phrases, key=len, reverse=True)))
+    return _Triggers(frozenset(words), tuple(sorted(phrases, key=lambda p: (-len(p), p))))
 
 
 @functools.cache
