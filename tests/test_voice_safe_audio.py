@@ -53,8 +53,8 @@ def test_a_stop_said_after_a_sweep_command_halts_the_sim_mid_sweep(tmp_path: Pat
         assert sweep["skill"] == "sweep" and sweep["result"] not in ("success", "not_run"), outcome
         full_s = sweep["args"]["distance_mm"] / sweep["args"]["speed_mm_s"]
         assert outcome["sim_time_s"] < 0.5 * full_s, "halted mid-sweep, not at its end"
-        # how soon after the word: test_a_stop_from_a_live_stream_latches_within_a_second_of_the_word (here the
-        # sim and the decoder share the CPU with whatever else runs, so the figure says more about the machine)
+        # how soon after the word: benchmarks/voice_stop_latency.py (here the sim and the decoder share the CPU
+        # with whatever else runs, so the figure says more about the machine)
 
 
 @pytest.mark.parametrize(("domain", "talk"), [
@@ -71,8 +71,11 @@ def test_an_addressed_command_is_not_rejected(tmp_path: Path) -> None:
     assert not heard.not_command and heard.text == "robot scan the left kidney", heard
 
 
-def test_a_stop_from_a_live_stream_latches_within_a_second_of_the_word(tmp_path: Path) -> None:
-    """The microphone path without a microphone: a stream in real time, 30 ms blocks, "stop" then quiet."""
+def test_a_stop_from_a_live_stream_latches_while_the_stream_still_runs(tmp_path: Path) -> None:
+    """The microphone path without a microphone: a stream in real time, 30 ms blocks, "stop" then quiet that goes
+    on until the e-stop latches. The utterance must be cut by the quiet after the word, not by the end of the
+    stream; how soon is a benchmark figure (benchmarks/voice_stop_latency.py), since a timed assertion would
+    measure the machine. The stream is cut 20 s after the word (decoding "stop" takes well under 1 s idle)."""
     import numpy as np
 
     from medrobot_llm.backends.memory import MemoryBackend
@@ -81,23 +84,31 @@ def test_a_stop_from_a_live_stream_latches_within_a_second_of_the_word(tmp_path:
     word = _say(tmp_path, "stop").samples
     voiced = np.flatnonzero(np.abs(word) > 300)
     word = word[: voiced[-1] + 1]  # the word ends where its last loud sample is
-    stream = np.concatenate([np.zeros(8000, np.int16), word, np.zeros(24000, np.int16)])
+    lead = np.zeros(8000, np.int16)
     step = 480
+    quiet = np.zeros(step, np.int16)
+    latched: list[float] = []
     word_end_at: list[float] = []
+    stream_ended: list[float] = []
 
     def blocks() -> Iterator[np.ndarray]:
+        speech = np.concatenate([lead, word])
         t0 = time.monotonic()
-        for i in range(0, len(stream) - step + 1, step):
+        for i in range(0, len(speech), step):
             time.sleep(max(0.0, t0 + (i + step) / 16000 - time.monotonic()))
-            if i + step >= 8000 + len(word) and not word_end_at:
-                word_end_at.append(time.monotonic())
-            yield stream[i:i + step]
+            block = speech[i:i + step]
+            yield np.concatenate([block, quiet[:step - len(block)]])
+        word_end_at.append(time.monotonic())
+        while not latched and time.monotonic() < word_end_at[0] + 20.0:
+            time.sleep(step / 16000)
+            yield quiet
+        stream_ended.append(time.monotonic())
 
     with Session("xray", RulePlanner(), backend=MemoryBackend("xray")) as session:
-        latched: list[float] = []
         session.supervisor.subscribe(lambda e: latched.append(time.monotonic()) if e.kind == "estop" else None)
         records = VoiceConsole(session, PocketSphinxRecognizer("xray").load(), lambda _: None, gated=False).run(
             utterances(blocks()))
         assert [r["action"] for r in records][:1] == ["stop"], records
         assert session.supervisor.state.value == "ESTOP"
-    assert latched and latched[0] - word_end_at[0] < 1.0, f"latched {latched[0] - word_end_at[0]:.2f} s after the word"
+    assert latched and latched[0] <= stream_ended[0], (
+        f"the stop latched only when the stream ended ({stream_ended[0] - word_end_at[0]:.1f} s after the word)")

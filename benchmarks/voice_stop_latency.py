@@ -1,0 +1,147 @@
+"""Voice stop latency: from the end of a spoken stop to the e-stop latched, on a live stream.
+
+Issue 17's target is "a stop latches the e-stop within 1 s of the end of the word". That is a figure of the
+machine as much as of the code (the decode shares the CPU with whatever runs), so it is measured here and not
+asserted in a test. Each trial streams one stop utterance of ``voice_bench.py``'s stop items (its voices, speaking
+rates, sample rates and effects; audio cached the same way) in real time, 30 ms blocks, through the voice-activity
+segmenter and ``VoiceConsole``'s listening thread as the microphone path does, followed by quiet until the e-stop
+latches or 10 s pass. The word ends at the last sample above a tenth of the utterance's peak (so a noise floor or a
+reverb tail does not count as speech).
+
+Prints, per sample rate and overall: how many trials latched, and the latency p50 / p90 / max over those; the
+ones that did not latch are listed (recognition, not latency: stop recall is ``voice_bench.py``'s figure).
+
+    python benchmarks/voice_stop_latency.py [--stops 6] [--engine pocketsphinx|whisper|agree] [--json FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from voice_bench import SAMPLE_RATES, Item, build_items, held_out, synthesize  # noqa: E402
+
+from medrobot_llm.backends.memory import MemoryBackend  # noqa: E402
+from medrobot_llm.consoles.voice.agree import AgreementRecognizer  # noqa: E402
+from medrobot_llm.consoles.voice.asr import PocketSphinxRecognizer, Recognizer  # noqa: E402
+from medrobot_llm.consoles.voice.audio import SAMPLE_RATE, load_wav  # noqa: E402
+from medrobot_llm.consoles.voice.console import VoiceConsole  # noqa: E402
+from medrobot_llm.consoles.voice.segment import utterances  # noqa: E402
+from medrobot_llm.planning.rule.planner import RulePlanner  # noqa: E402
+from medrobot_llm.session import Session  # noqa: E402
+
+_BLOCK = 480
+_LEAD_S = 0.5
+_CAP_S = 10.0
+
+
+def engine_for(name: str, domain: str, planner: RulePlanner) -> Recognizer:
+    """One loaded engine per domain, as ``medrobot voice --asr NAME`` builds it: loading a model takes seconds,
+    which a console pays once at start-up, not per utterance."""
+    from medrobot_llm.consoles.voice.whisper import WhisperRecognizer
+
+    sphinx = PocketSphinxRecognizer(domain).load()
+    if name == "pocketsphinx":
+        return sphinx
+    whisper = WhisperRecognizer(domain, cpu_threads=1, stop_check=sphinx.stop_only)
+    whisper.load()
+    return whisper if name == "whisper" else AgreementRecognizer(domain, sphinx, whisper, planner)
+
+
+def trial(item: Item, samples: np.ndarray, recognizer: Recognizer, planner: RulePlanner) -> dict[str, Any]:
+    """Stream ``samples`` (16 kHz) in real time into a fresh console; the latency from the word's end to the latch."""
+    peak = int(np.abs(samples).max()) if len(samples) else 0
+    loud = np.flatnonzero(np.abs(samples) > max(peak // 10, 1))
+    speech = np.concatenate([np.zeros(int(_LEAD_S * SAMPLE_RATE), np.int16),
+                             samples[: (loud[-1] + 1) if len(loud) else 0]])
+    tail = samples[(loud[-1] + 1) if len(loud) else 0:]
+    latched = threading.Event()
+    stamps: dict[str, float] = {}
+
+    def blocks() -> Iterator[np.ndarray]:
+        t0 = time.monotonic()
+        for i in range(0, len(speech), _BLOCK):
+            time.sleep(max(0.0, t0 + (i + _BLOCK) / SAMPLE_RATE - time.monotonic()))
+            block = speech[i:i + _BLOCK]
+            yield np.concatenate([block, np.zeros(_BLOCK - len(block), np.int16)])
+        stamps["word_end"] = time.monotonic()
+        rest = np.concatenate([tail, np.zeros(int(_CAP_S * SAMPLE_RATE), np.int16)])
+        for i in range(0, len(rest) - _BLOCK + 1, _BLOCK):
+            if latched.is_set():
+                return
+            time.sleep(max(0.0, stamps["word_end"] + (i + _BLOCK) / SAMPLE_RATE - time.monotonic()))
+            yield rest[i:i + _BLOCK]
+
+    with Session(item.domain, planner, backend=MemoryBackend(item.domain)) as session:
+        def on_event(e: Any) -> None:
+            if e.kind == "estop" and not latched.is_set():
+                stamps["latched"] = time.monotonic()
+                latched.set()
+
+        session.supervisor.subscribe(on_event)
+        records = VoiceConsole(session, recognizer, lambda _: None, gated=False).run(utterances(blocks()))
+    heard = next((r["transcript"] for r in records if "transcript" in r), None)
+    out: dict[str, Any] = {"text": item.text, "voice": item.voice_id, "held_out_voice": held_out(item.voice_id),
+                           "rate": item.rate, "sample_rate": item.sample_rate, "effect": item.effect,
+                           "latched": latched.is_set(), "heard": heard}
+    if latched.is_set():
+        out["latency_s"] = round(stamps["latched"] - stamps["word_end"], 3)
+    return out
+
+
+def _figures(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    lat = sorted(r["latency_s"] for r in rows if r["latched"])
+    fig: dict[str, Any] = {"trials": len(rows), "latched": len(lat)}
+    if lat:
+        fig.update(p50_s=round(statistics.median(lat), 3), p90_s=round(lat[min(len(lat) - 1, int(0.9 * len(lat)))], 3),
+                   max_s=lat[-1], within_1s=sum(1 for x in lat if x <= 1.0))
+    return fig
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--stops", type=int, default=6, help="stop phrases (voice_bench.py's hash order), each at every "
+                                                         "sample rate and speaking rate")
+    ap.add_argument("--engine", default="pocketsphinx", choices=("pocketsphinx", "whisper", "agree"))
+    ap.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "medrobot-voice-bench")
+    ap.add_argument("--json", type=Path, metavar="FILE", help="also write every trial and figure to FILE")
+    args = ap.parse_args()
+    args.cache.mkdir(parents=True, exist_ok=True)
+    items = build_items(0, args.stops, 0)
+    planner = RulePlanner()
+    engines: dict[str, Recognizer] = {}
+    rows: list[dict[str, Any]] = []
+    for k, item in enumerate(items, 1):
+        print(f"\r[voice_stop_latency] {k}/{len(items)} {item.text!r} {item.voice_id} {item.sample_rate} Hz   ",
+              end="", file=sys.stderr, flush=True)
+        if item.domain not in engines:
+            engines[item.domain] = engine_for(args.engine, item.domain, planner)
+        rows.append(trial(item, load_wav(synthesize(item, args.cache)).samples, engines[item.domain], planner))
+    print(file=sys.stderr)
+    figures = {"all": _figures(rows), **{f"{sr} Hz": _figures([r for r in rows if r["sample_rate"] == sr])
+                                         for sr in SAMPLE_RATES}}
+    print(f"engine {args.engine}, {len(rows)} stops streamed in real time (latency: end of the word -> e-stop latched)")
+    for name, fig in figures.items():
+        print(f"  {name:10s} {json.dumps(fig)}")
+    for r in rows:
+        if not r["latched"]:
+            print(f"  not latched: {r['text']!r} by {r['voice']} at {r['sample_rate']} Hz, {r['effect']} "
+                  f"(heard {r['heard']!r})")
+    if args.json:
+        args.json.write_text(json.dumps({"figures": figures, "rows": rows}, indent=1), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
