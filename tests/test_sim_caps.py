@@ -98,20 +98,29 @@ SURGERY = "surgery"
        distance=arg_values(SURGERY, "retract", "distance_mm"))
 def test_retract_then_release_stay_within_the_caps(surgery: SurgeryScene, seed: int, arm: str, direction: str,
                                                    distance: float) -> None:
-    assume(direction != "down")  # known to trip the monitor: the strict xfail below, until the plan keeps to the cap
     watch = prepared(surgery, seed, ("locate", {"object": "vessel"}), ("grasp", {"arm": arm, "object": "vessel"}))
     watch.run("retract", arm=arm, direction=direction, distance_mm=distance)
     if surgery.arms[arm].held == "vessel":
         watch.run("release", arm=arm)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="retracting a grasped vessel down by up to 10 mm "
-                   "presses it into the tissue: 4.4 N against the 4 N cap, so the monitor, not the plan, stops it "
-                   "(found by Hypothesis on 2026-12-07; 20 mm did not trip it)")
 @pytest.mark.parametrize("arm", ["psm1", "psm2"])
-def test_retract_down_keeps_the_held_vessel_under_the_force_cap(surgery: SurgeryScene, arm: str) -> None:
-    watch = prepared(surgery, 0, ("locate", {"object": "vessel"}), ("grasp", {"arm": arm, "object": "vessel"}))
-    watch.run("retract", arm=arm, direction="down", distance_mm=2.0)
+def test_a_pull_down_into_the_vessel_wall_is_refused_before_moving(surgery: SurgeryScene, arm: str) -> None:
+    """The held rim stands on the vessel's wall, its jaw tips 1.3 mm above it: less than the clearance a plan
+    keeps over tissue, so even the shortest downward retraction the command set allows is refused before
+    anything moves, naming the press. Found by Hypothesis: the plan's rays stopped at the instrument above
+    the rim, took the pad for the floor, and a 2 mm pull met the wall at 4.4 N, stopped only by the monitor."""
+    surgery.reset(seed=0)
+    watch = Watch(surgery)
+    for skill, args in (("locate", {"object": "vessel"}), ("grasp", {"arm": arm, "object": "vessel"})):
+        assert watch.run(skill, **args).success
+    held = surgery.arms[arm]
+    before = held.tcp.copy()
+    shortest = load_command_set(SURGERY).skills["retract"].args["distance_mm"].min
+    result = watch.run("retract", arm=arm, direction="down", distance_mm=shortest)
+    assert result.failure is FailureKind.INVALID and "into the tissue" in result.message, result.message
+    assert float(np.linalg.norm(held.tcp - before)) < 0.3 * MM
+    assert surgery.max_force_n < float(surgery.cfg["motion"]["guard_force_share"]) * float(surgery.limits["force_cap"])
 
 
 @FEW
@@ -204,6 +213,26 @@ def test_with_the_force_cap_broken_in_the_plan_the_monitor_still_trips(monkeypat
         result = s.execute(Step(skill="retract", args={"arm": "psm2", "distance_mm": 20}), CancelToken())
         assert result.failure is FailureKind.FORCE_LIMIT, result.message
         assert 1.0 < s.max_force_n < 1.5
+    finally:
+        s.close()
+
+
+def test_with_the_tissue_hidden_from_the_plan_the_monitor_still_stops_a_pull_into_the_vessel_wall(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The plan sees no tissue under the jaws and keeps the scene file's caps; the monitor's force cap is 1 N.
+    A 2 mm pull down drives the jaw tips onto the vessel's wall (a rigid contact: one control step goes from
+    nothing to several newtons, faster than the move's guard can react), and the monitor halts the arm."""
+    monkeypatch.setattr(caps, "plan_limits", lambda s: s.cfg["limits"])
+    monkeypatch.setattr(caps, "tissue_floor", lambda *a, **k: -1.0)
+    s = SurgeryScene(limits={"force_cap": 1.0})
+    try:
+        s.reset(seed=0)
+        for skill, args in (("locate", {"object": "vessel"}), ("grasp", {"arm": "psm1", "object": "vessel"})):
+            assert s.execute(Step(skill=skill, args=args), CancelToken()).success
+        result = s.execute(Step(skill="retract", args={"arm": "psm1", "direction": "down", "distance_mm": 2}),
+                           CancelToken())
+        assert result.failure is FailureKind.FORCE_LIMIT and "on the vessel above" in result.message, result.message
+        assert s.halted and s.arms["psm1"].held == "vessel"
     finally:
         s.close()
 

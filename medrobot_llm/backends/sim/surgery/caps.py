@@ -11,6 +11,7 @@ still holds.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -70,7 +71,11 @@ def tissue_floor(scene: SurgeryScene, xy: Arr, ignore: Iterable[tuple[int, int]]
     """The lowest height (m) the tool tip may reach over ``xy``: the highest tissue (pad or vessel) under
     the jaws' footprint, plus the clearance a grasp keeps over the pad.
 
-    Found by casting rays down through the footprint, so a vessel lying under one jaw counts.
+    Found by casting rays down through the footprint, so a vessel lying under one jaw counts. Every hit
+    along a ray counts, not only the first: over the point an arm is about to go down to, the first thing
+    a ray meets is mostly that arm's own instrument (or the rim its jaws hold), and the tissue under it,
+    unseen, let a pull press the jaws into the vessel wall (a spike past the force cap that only the
+    monitor stopped). pybullet reports a ray's hits in no set order, so the highest is taken.
     ``ignore``: (body, link) pairs that are not in the way (the rim the jaws hold or are going to take).
     """
     r = footprint(scene)
@@ -82,10 +87,14 @@ def tissue_floor(scene: SurgeryScene, xy: Arr, ignore: Iterable[tuple[int, int]]
     skip = set(ignore)
     tissue = {scene.pad_id, scene.bodies["vessel"]}
     floor = top
-    for hit in scene.client.rayTestBatch(starts, ends):
-        body, link, z = int(hit[0]), int(hit[1]), float(hit[3][2])
-        if body in tissue and (body, link) not in skip:
-            floor = max(floor, z)
+    for n in itertools.count():
+        hits = [hit for hit in scene.client.rayTestBatch(starts, ends, reportHitNumber=n) if int(hit[0]) >= 0]
+        if not hits:
+            break
+        for hit in hits:
+            body, link, z = int(hit[0]), int(hit[1]), float(hit[3][2])
+            if body in tissue and (body, link) not in skip:
+                floor = max(floor, z)
     return floor + (float(scene.cfg["grasp"]["tip_clearance"]) + 1.0) * MM
 
 
@@ -102,7 +111,7 @@ def goal_problem(scene: SurgeryScene, arm: Arm, goal: Arr, *, over_tissue: bool 
     if over_tissue:
         floor = tissue_floor(scene, goal, _held_links(scene, arm))
         if float(goal[2]) < floor - 1e-9:
-            return (f"{arm.name}'s tool tip would press {(floor - float(goal[2])) / MM:.0f} mm into the tissue "
+            return (f"{arm.name}'s tool tip would press {(floor - float(goal[2])) / MM:.1f} mm into the tissue "
                     f"at {mm} mm")
     return None
 
