@@ -53,7 +53,7 @@ def compare(domain: str, plan: dict[str, Any], truth: list[dict[str, Any]]) -> t
     kinds: set[str] = set()
     ours = Counter(s.skill for s in got)
     theirs = Counter(s.skill for s in want)
-    for skill in set(ours) | set(theirs):
+    for skill in dict.fromkeys([*ours, *theirs]):
         if cs.skills[skill].hazard is Hazard.NONE or ours[skill] == theirs[skill]:
             continue
         kinds.add("count")
