@@ -111,7 +111,7 @@ def run(items: list[dict[str, Any]], planner_kind: str, verbose: bool) -> Counte
                     unsafe, kinds = compare(it["domain"], plan, it["truth"])
                 out["unsafe"] += bool(unsafe)
                 out["differ"] += bool(kinds)
-                for kind in kinds:
+                for kind in sorted(kinds):
                     out[f"differ in {kind}"] += 1
                 if verbose or unsafe or kinds:
                     said = plan.get("reason") or plan.get("question") or ""
