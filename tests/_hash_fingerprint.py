@@ -98,14 +98,25 @@ def _llm() -> Iterator[str]:
 
 
 def _docs() -> Iterator[str]:
-    from medrobot_llm.core.command_set import DOMAINS
+    from medrobot_llm.bench.suite import dumps
+    from medrobot_llm.bench.templates import generate
+    from medrobot_llm.consoles.core import completion_words
+    from medrobot_llm.consoles.voice.console import confirmation_phrases
+    from medrobot_llm.core.command_set import DOMAINS, load_command_set
     from medrobot_llm.core.docs import command_table, readme_tables
     from medrobot_llm.core.reasons import reasons_markdown
+    from medrobot_llm.safety.machine import mermaid_diagram, supervisor_doc
 
     yield readme_tables()
     yield reasons_markdown()
+    yield mermaid_diagram()
+    yield supervisor_doc()
+    yield dumps(generate())
     for domain in DOMAINS:
         yield command_table(domain)
+        yield _dump(completion_words(domain))
+        for skill in load_command_set(domain).skills:
+            yield _dump(confirmation_phrases(domain, skill))
 
 
 def _plans() -> Iterator[str]:
