@@ -1,13 +1,14 @@
 """Everything the project generates or decides from text, printed section by section, for
 ``tests/test_hash_order.py``: run under several ``PYTHONHASHSEED`` values, the output must not change.
 
-Python hashes strings with a random key per process, so iterating a set of strings (or of tuples of them)
-gives another order in every process: a first match, a tie in ``sorted``/``min``/``max`` or a list built from
-such a set then differs between two runs of the same code. This script touches each place that turns text
+Python hashes strings (and enum members, by their names) with a random key per process, so iterating a set of
+them gives another order in every process: a first match, a tie in ``sorted``/``min``/``max`` or a list built
+from such a set then differs between two runs of the same code. This script touches each place that turns text
 into an output: the voice grammars and dictionaries, the stop grammar and the stop-ending search, the LLM
 tools, schemas and prompts, the generated docs, the rule planner's answers and read-backs, typed slips,
-Whisper's snap and edits, the transcript's written forms and grounding's issues. Its inputs are fixed (the
-repository's command suites and a ``random.Random`` with a fixed seed, which does not depend on string hashing).
+Whisper's snap and edits, the transcript's written forms, grounding's issues and the refusals of signed
+messages. Its inputs are fixed (the repository's command suites and a ``random.Random`` with a fixed seed,
+which does not depend on string hashing).
 
     python tests/_hash_fingerprint.py            # one line per section: its name and digest
     python tests/_hash_fingerprint.py --full     # the sections themselves
@@ -242,9 +243,22 @@ def _grounding() -> Iterator[str]:
             yield _dump([i.to_json() for i in ground_words(case["domain"], text, _steps(case), steps)])
 
 
+def _wire() -> Iterator[str]:
+    """Refusals of signed messages with every field of the wrong type: the field they name."""
+    from medrobot_llm.safety.capability import Capability
+    from medrobot_llm.safety.operator import OperatorMessage
+    from medrobot_llm.safety.signing import Untrusted
+
+    for message in (Capability, OperatorMessage):
+        try:
+            message.from_wire(json.dumps(dict.fromkeys(message.__dataclass_fields__, [])))
+        except Untrusted as exc:
+            yield str(exc)
+
+
 SECTIONS: dict[str, Callable[[], Iterator[str]]] = {
     "grammars": _grammars, "llm": _llm, "docs": _docs, "plans": _plans, "slips": _slips, "stops": _stops,
-    "voice_text": _voice_text, "grounding": _grounding,
+    "voice_text": _voice_text, "grounding": _grounding, "wire": _wire,
 }
 
 
