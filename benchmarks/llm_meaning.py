@@ -53,7 +53,7 @@ def compare(domain: str, plan: dict[str, Any], truth: list[dict[str, Any]]) -> t
     kinds: set[str] = set()
     ours = Counter(s.skill for s in got)
     theirs = Counter(s.skill for s in want)
-    for skill in set(ours) | set(theirs):
+    for skill in dict.fromkeys([*ours, *theirs]):
         if cs.skills[skill].hazard is Hazard.NONE or ours[skill] == theirs[skill]:
             continue
         kinds.add("count")
@@ -111,7 +111,7 @@ def run(items: list[dict[str, Any]], planner_kind: str, verbose: bool) -> Counte
                     unsafe, kinds = compare(it["domain"], plan, it["truth"])
                 out["unsafe"] += bool(unsafe)
                 out["differ"] += bool(kinds)
-                for kind in kinds:
+                for kind in sorted(kinds):
                     out[f"differ in {kind}"] += 1
                 if verbose or unsafe or kinds:
                     said = plan.get("reason") or plan.get("question") or ""

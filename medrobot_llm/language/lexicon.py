@@ -41,16 +41,16 @@ def lexicon(domain: str) -> Lexicon:
     cs = load_command_set(domain)
     lex = Lexicon(cs)
     for name, skill in cs.skills.items():
-        for syn in {*skill.synonyms, name.replace("_", " ")}:
+        for syn in dict.fromkeys((*skill.synonyms, name.replace("_", " "))):
             lex.skills.append(Phrase(_phrase_words(syn), "skill", name))
         for phrase in skill.implied:
             lex.skills.append(Phrase(_phrase_words(phrase), "skill", name))
     for name, task in cs.tasks.items():
-        for syn in {*task.synonyms, name.replace("_", " ")}:
+        for syn in dict.fromkeys((*task.synonyms, name.replace("_", " "))):
             lex.skills.append(Phrase(_phrase_words(syn), "task", name))
     for etype, ent in cs.entities.items():
         for value, ev in ent.values.items():
-            for syn in {*ev.synonyms, value.replace("_", " "), value.lower()}:
+            for syn in dict.fromkeys((*ev.synonyms, value.replace("_", " "), value.lower())):
                 lex.entities.append(Phrase(_phrase_words(syn), "entity", etype, value))
     lex.skills.sort(key=lambda p: -len(p.words))
     lex.entities.sort(key=lambda p: -len(p.words))
@@ -67,7 +67,7 @@ def lexicon(domain: str) -> Lexicon:
             if etype not in ("organ", "anatomy", "object"):
                 continue
             for value, ev in ent.values.items():
-                for syn in {*ev.synonyms, value.replace("_", " ")}:
+                for syn in dict.fromkeys((*ev.synonyms, value.replace("_", " "))):
                     words = " ".join(_phrase_words(syn))
                     if words and not any(" ".join(p.words) == words for p in lex.entities):
                         lex.foreign_entities[words] = value

@@ -186,7 +186,7 @@ def _restated(tokens: list[str], phrases: list[Phrase], found: list[Governed]) -
     again, with urging words, right after the clause that said it, restates that step; read as a step, it
     became a second exposure, lift or insertion."""
     taken = {k for g in found for k in g.span}
-    # in the order said: matching returns phrases in lexicon order, which follows string hashing
+    # in the order said: matching returns phrases in lexicon order (longest first)
     said = sorted((m for m in match_phrases(tokens, phrases, set()) if not set(m.positions) & taken),
                   key=lambda m: m.positions[0])
     out: list[Governed] = []

@@ -96,7 +96,7 @@ class Capability:
         if not isinstance(raw, dict) or set(raw) != names:
             raise Untrusted(Reason.MALFORMED, f"refused: a capability has exactly the fields {sorted(names)}")
         ints = ("step_index", "issued_ms", "expires_ms")
-        for name in names:
+        for name in cls.__dataclass_fields__:
             kind = int if name in ints else str
             if type(raw[name]) is not kind:
                 raise Untrusted(Reason.MALFORMED, f"refused: the capability's {name} is not a{'n' * (kind is int)} "

@@ -98,7 +98,7 @@ class OperatorMessage:
         if not isinstance(raw, dict) or set(raw) != names:
             raise Untrusted(Reason.MALFORMED, f"refused: an operator message has exactly the fields {sorted(names)}",
                             claimed=claimed)
-        for name in names:
+        for name in cls.__dataclass_fields__:
             kind = int if name in ("counter", "stamp_ms") else str
             if type(raw[name]) is not kind:
                 raise Untrusted(Reason.MALFORMED, f"refused: the operator message's {name} is not of type "

@@ -61,7 +61,8 @@ def _usable(word: str) -> bool:
 class _Triggers:
     """Words and phrases that show a person asked for one hazard class, generated from the skill files."""
 
-    words: frozenset[str]
+    #: shortest first, so that the word a token is a form of is its stem ("shots": "shot", a plural)
+    words: tuple[str, ...]
     phrases: tuple[tuple[str, ...], ...]
 
 
@@ -103,7 +104,8 @@ def _trigger_set(domain: str, skills: frozenset[str], shared: frozenset[str]) ->
         if len(phrase) >= 2:
             phrases.add(phrase)
     words.update(w for k in keywords for w in words_of(k) if _usable(w))
-    return _Triggers(frozenset(words), tuple(sorted(phrases, key=lambda p: (-len(p), p))))
+    return _Triggers(tuple(sorted(words, key=lambda w: (len(w), w))),
+                     tuple(sorted(phrases, key=lambda p: (-len(p), p))))
 
 
 @functools.cache
@@ -473,7 +475,7 @@ def ground_words(domain: str, text: str, raw_steps: Sequence[Any], steps: Sequen
     if cs.max_exposures is not None:
         cap = max(1, _views(cs, steps))
         per_skill = {name: _exposures_asked(_skill_triggers(domain)[name], words, cap)
-                     for name in cs.radiation_skills}
+                     for name in cs.skills if name in cs.radiation_skills}
         definite = sum(d for _a, d in per_skill.values())
         if definite > cs.max_exposures:
             issues.append(Issue(Reason.EXPOSURE_LIMIT, f"the command asks for {definite} exposures, above the limit "

@@ -481,7 +481,7 @@ _STARTING = frozenset(["starting", "start", "beginning", "begin", "right", "and"
 @functools.cache
 def _landmark_words(domain: str) -> tuple[tuple[str, ...], ...]:
     """The domain's landmarks (``vocabulary.landmarks`` of its skill file), longest first."""
-    found = {tuple(words_to_numbers(tokenize(w))) for w in lexicon(domain).cs.vocabulary.landmarks}
+    found = dict.fromkeys(tuple(words_to_numbers(tokenize(w))) for w in lexicon(domain).cs.vocabulary.landmarks)
     return tuple(sorted(found, key=lambda w: -len(w)))
 
 

@@ -461,9 +461,10 @@ class _OwnQualifiers:
                 self._ask_or_only(b, more)
 
     def check_first(self, args: dict[str, Any]) -> None:
-        """"AP of the femur and right knee": the side of the knee is no side of the femur."""
-        for b in self.bound:
-            if b not in self.first_own:
+        """"AP of the femur and right knee": the side of the knee is no side of the femur. In the skill's order
+        (``dependent``), so that a command with two such values asks about the same one first in every run."""
+        for b in self.dependent:
+            if b in self.bound and b not in self.first_own:
                 self._ask_or_only(b, args)
 
     def _ask_or_only(self, b: str, args: dict[str, Any]) -> None:
