@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from medrobot_llm.backends.memory import MemoryBackend
-from medrobot_llm.consoles.voice.answers import ANSWER_KINDS, answer_jsgf, is_answer, stop_answers, trim_to_speech
+from medrobot_llm.consoles.voice.answers import (ANSWER_KINDS, answer_jsgf, is_answer, is_yes, stop_answers,
+                                                 trim_to_speech)
 from medrobot_llm.consoles.voice.asr import PocketSphinxRecognizer, Transcript
 from medrobot_llm.consoles.voice.audio import SAMPLE_RATE, Audio, load_wav
 from medrobot_llm.consoles.voice.console import ASKED_ANSWERS, VoiceConsole, is_plain_yes
@@ -32,9 +33,15 @@ def test_the_answer_grammar_holds_every_answer_phrase_and_no_stop() -> None:
     assert set(ASKED_ANSWERS) <= set(CONTROL_PHRASES["confirm"]) and all(is_plain_yes(a) for a in ASKED_ANSWERS)
 
 
-def test_a_near_tie_between_a_stop_and_an_answer_goes_to_the_stop() -> None:
-    assert stop_answers(0.0) and stop_answers(-0.2) and stop_answers(float("inf"))
-    assert not stop_answers(-1.0)
+def test_a_near_tie_between_a_stop_and_an_answer_goes_to_the_stop_and_more_readily_against_a_no() -> None:
+    assert all(stop_answers(vs, yes) for vs in (0.0, -0.2, float("inf")) for yes in (True, False))
+    assert not stop_answers(-1.0, True) and stop_answers(-1.0, False)
+    assert not stop_answers(-3.0, False) and not stop_answers(-float("inf"), False)
+
+
+@pytest.mark.parametrize(("text", "yes"), [("yes", True), ("robot okay", True), ("yes no", False), ("no", False)])
+def test_a_yes_is_one_confirm_phrase(text: str, yes: bool) -> None:
+    assert is_yes(text, ("robot",)) is yes
 
 
 @pytest.mark.parametrize(("text", "answer"), [

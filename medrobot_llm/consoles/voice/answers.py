@@ -21,7 +21,8 @@ from medrobot_llm.consoles.voice.spoken import spoken_phrases
 from medrobot_llm.language.text import tokenize
 from medrobot_llm.language.words import CONTROL_PHRASES
 
-__all__ = ["ANSWER_KINDS", "STOP_TOLERANCE", "answer_jsgf", "is_answer", "stop_answers", "trim_to_speech"]
+__all__ = ["ANSWER_KINDS", "NO_STOP_TOLERANCE", "STOP_TOLERANCE", "answer_jsgf", "is_answer", "is_yes", "stop_answers",
+           "trim_to_speech"]
 
 #: the control kinds an answer is: a yes or a no. The other controls that take a yes back ("wait", "cancel") may follow
 #: one in the same breath ("yes, no", "yes. wait, no."); said alone they are no answer, and the command grammar, which
@@ -29,13 +30,19 @@ __all__ = ["ANSWER_KINDS", "STOP_TOLERANCE", "answer_jsgf", "is_answer", "stop_a
 #: "hold" 0.7 per frame better than itself
 ANSWER_KINDS = ("confirm", "deny")
 _REPLIES = frozenset(tuple(tokenize(p)) for kind in ANSWER_KINDS for p in CONTROL_PHRASES[kind])
+_YES = frozenset(tuple(tokenize(p)) for p in CONTROL_PHRASES["confirm"])
 _BACKS = frozenset(tuple(tokenize(p)) for kind in TAKING_BACK for p in CONTROL_PHRASES[kind])
 
-#: how much worse per frame than the best answer (each from its own grammar) the best stop phrase may explain the
-#: audio and still be taken. A stop heard as an answer may be a "yes" that moves the robot (flite's "whoa" at 8 kHz
-#: fits "go" best, by 0.07 per frame), an answer heard as a stop only stops it, so a near tie goes to the stop.
-#: Chosen on dev voices and dev phrases only (benchmarks/voice_answers.py)
+#: how much worse per frame than the best answer (each scored alone) the best stop phrase may explain the audio and
+#: still be taken, when that answer is a yes. A stop heard as a yes moves the robot (flite's "whoa" at 8 kHz fits "go"
+#: best, by 0.06 per frame), a yes heard as a stop only stops it, so a near tie goes to the stop; but every yes within
+#: the tolerance is a false stop, and right answers reached -0.57 ("go for it"). Chosen on dev voices and dev phrases
+#: only (benchmarks/voice_answers.py)
 STOP_TOLERANCE = 0.5
+#: the same when the best answer is no yes: a stop heard as "no" drops the plan as the stop would, but does not latch
+#: the e-stop, and stops fitted a no far better than themselves (espeak-ng's "estop" at 8 kHz: "negative", 1.36 per
+#: frame better), so the stop is taken much more readily
+NO_STOP_TOLERANCE = 2.0
 #: a frame is loud when its mean magnitude is at least this share of the loudest frame's (and above
 #: ``_FLOOR``); the answer is cut to the loud frames and ``_KEEP_S`` either side
 _LOUD_SHARE = 0.02
@@ -66,10 +73,20 @@ def is_answer(text: str, wake: tuple[str, ...]) -> bool:
     return bool(words) and len(words) in ends
 
 
-def stop_answers(stop_vs_answer: float) -> bool:
+def is_yes(text: str, wake: tuple[str, ...]) -> bool:
+    """Whether the answers' grammar's ``text`` is a yes: one confirm phrase, after the wake word, nothing taking it
+    back."""
+    words = tokenize(text)
+    while words and words[0] in wake:
+        words = words[1:]
+    return tuple(words) in _YES
+
+
+def stop_answers(stop_vs_answer: float, yes: bool) -> bool:
     """Whether the stop phrase is the answer: ``stop_vs_answer`` is how much better per frame the best stop
-    explains the audio than the best answer (negative when worse; infinite when no answer path was found)."""
-    return stop_vs_answer >= -STOP_TOLERANCE
+    explains the audio than the best answer (negative when worse; infinite when no answer path was found), ``yes``
+    whether that answer is a yes."""
+    return stop_vs_answer >= -(STOP_TOLERANCE if yes else NO_STOP_TOLERANCE)
 
 
 def trim_to_speech(samples: np.ndarray) -> np.ndarray:

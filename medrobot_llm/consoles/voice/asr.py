@@ -23,7 +23,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from medrobot_llm.consoles.voice.answers import answer_jsgf, is_answer, stop_answers, trim_to_speech
+from medrobot_llm.consoles.voice.answers import answer_jsgf, is_answer, is_yes, stop_answers, trim_to_speech
 from medrobot_llm.consoles.voice.audio import SAMPLE_RATE, AsrError, Audio, load_wav, resample
 from medrobot_llm.consoles.voice.grammar import DEFAULT_WAKE_WORD, VoiceGrammar, build_grammar, normalise_transcript, wake_words
 from medrobot_llm.consoles.voice.stops import (StopLengths, anchored_stops, kws_stops, kws_threshold, narrowband, stop_jsgf,
@@ -308,11 +308,10 @@ class PocketSphinxRecognizer:
         return heard
 
     def answer(self, audio: Audio) -> Transcript:
-        """``audio`` heard as the answer to a read-back or a step's question (``answers``): its loud part decoded by
-        the answers' grammar and by the stop phrases', a stop when that fits nearly as well or better
-        (``stop_answers``) and the utterance is short enough for it (``StopLengths``); else by the command grammar,
-        and when that hears anything but answers the utterance was no answer: the transcript is that grammar's,
-        which no question takes for a yes, and a stop in it is looked for as in a command (``transcribe``)."""
+        """``audio`` heard as the answer to a read-back or a step's question (``answers``): a stop when the stop
+        phrases' grammar fits its loud part nearly as well as the answers' (``stop_answers``) and it is no longer
+        than a stop said slowly; else, when the command grammar hears no answer there, not one (that grammar's
+        transcript, which no question takes for a yes; a stop in it looked for as in a command)."""
         self.load()
         with self._lock:
             voicing = _Voiced.of(audio.samples)
@@ -324,8 +323,9 @@ class PocketSphinxRecognizer:
             # the odds of its many alternatives (the answers' cost flite's "yes" 0.5 per frame against "whoa")
             vs = _margin(self._alone(stop_said, pcm), self._alone(answer, pcm) if answer else 0.0,
                          self._decoder.n_frames()) if stop else -math.inf
-            details = {"stop_vs_answer": vs} if math.isfinite(vs) else {}
-            if not (stop and stop_answers(vs) and self.stop_lengths.fits(stop, voicing.span_s)):
+            yes = is_yes(said, self.wake)
+            details = {"stop_vs_answer": vs, "answer_is_yes": float(yes)} if math.isfinite(vs) else {}
+            if not (stop and stop_answers(vs, yes) and voicing.span_s <= self.stop_lengths.longest_s):
                 stop = None
                 heard = normalise_transcript(h.hypstr.strip() if (h := self._decode("grammar", pcm)) else "",
                                              self.grammar.written)

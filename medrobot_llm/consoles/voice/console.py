@@ -14,6 +14,9 @@ knows, and all of it is about a misrecognition never moving the robot:
 - a plan made from speech is read back (numbers, sides, directions, as ``render_plan`` writes it) and
   runs only after that read-back is confirmed; anything else drops it, audited as discarded. The plan
   that runs is the plan that was read back: it is planned once (``Session.propose``);
+- while it waits for an answer (a read-back's or a step's question's), an utterance is decoded as one where the
+  engine can (``Answering``): only the answers and the stops can be said then, and a stop weighed against the
+  command grammar's nearest command was a false stop on "confirm" and on flite's "yes";
 - speech the engine judges not to be a command at all (``Transcript.not_command``) is said to be so and
   never planned;
 - a radiation step is confirmed only by the confirmation phrase for that step ("confirm shot",
@@ -44,8 +47,9 @@ from medrobot_llm.consoles.render import render_plan
 from medrobot_llm.safety.supervisor import Question
 from medrobot_llm.consoles.voice.grammar import DEFAULT_WAKE_WORD, spoken_words, wake_words
 
-__all__ = ["ASKED_ANSWERS", "DEFAULT_STOP_THRESHOLD", "DEFAULT_THRESHOLD", "DEFAULT_WAKE_WORD", "NOT_A_COMMAND", "Answering", "Key",
-           "VoiceConsole", "confirmation_phrases", "is_confirmation_for", "is_plain_yes", "spoken_readback", "unsure"]
+__all__ = ["ASKED_ANSWERS", "DEFAULT_STOP_THRESHOLD", "DEFAULT_THRESHOLD", "DEFAULT_WAKE_WORD", "NOT_A_COMMAND",
+           "SAY_YES", "Answering", "Key", "VoiceConsole", "confirmation_phrases", "is_confirmation_for", "is_plain_yes",
+           "spoken_readback", "unsure"]
 
 DEFAULT_THRESHOLD = 0.6
 #: a stop needs less: a false stop is safe, a missed one is not
@@ -56,7 +60,8 @@ NOT_A_COMMAND = "that was not a command; nothing done"
 #: (``is_plain_yes``); these two are the ones shown, and heard as themselves when an answer is awaited
 #: (``Answering``; test_voice_answer_words.py)
 ASKED_ANSWERS: tuple[str, ...] = ("yes", "confirm")
-_SAY_YES = " or ".join(repr(a) for a in ASKED_ANSWERS)
+#: how the console asks for them
+SAY_YES = " or ".join(repr(a) for a in ASKED_ANSWERS)
 #: words that turn a confirmation into its opposite ("don't confirm the shot")
 _NEGATIONS = frozenset({"no", "not", "don't", "dont", "never", "cancel", "deny", "stop", "wait"})
 _CONFIRM_WORDS = ("confirm", "confirmed", "confirming")
@@ -360,7 +365,7 @@ class VoiceConsole:
                   else self.readback_timeout_s)
         deadline = self.clock() + window
         out({"kind": "readback", "source": audio.source, "text": shown, "plan": plan.to_json(),
-             "message": f"say {_SAY_YES} (or press y) to run exactly this; anything else drops it"})
+             "message": f"say {SAY_YES} (or press y) to run exactly this; anything else drops it"})
         if self.speak is not None:
             self.speak(spoken_readback(plan))
             self._drop_echo(time.monotonic() + self.echo_s, out)
@@ -445,7 +450,7 @@ class VoiceConsole:
                              key=lambda ph: (ph.split()[1] not in _SHOWN_FIRST, ph))
             return (f"{question.hazard.value} step {question.step_index + 1} ({question.skill}): say "
                     f"{' / '.join(repr(p) for p in phrases[:4])}; anything else denies it")
-        return (f"{question.hazard.value} step {question.step_index + 1} ({question.skill}): say {_SAY_YES} "
+        return (f"{question.hazard.value} step {question.step_index + 1} ({question.skill}): say {SAY_YES} "
                 "(or press y); anything else denies it")
 
     def _answerer(self, out: Callable[[dict[str, Any]], None]) -> Callable[[Question], bool]:
