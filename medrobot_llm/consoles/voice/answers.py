@@ -34,15 +34,16 @@ _YES = frozenset(tuple(tokenize(p)) for p in CONTROL_PHRASES["confirm"])
 _BACKS = frozenset(tuple(tokenize(p)) for kind in TAKING_BACK for p in CONTROL_PHRASES[kind])
 
 #: how much worse per frame than the best answer (each scored alone) the best stop phrase may explain the audio and
-#: still be taken, when that answer is a yes. A stop heard as a yes moves the robot (flite's "whoa" at 8 kHz fits "go"
-#: best, by 0.06 per frame), a yes heard as a stop only stops it, so a near tie goes to the stop; but every yes within
-#: the tolerance is a false stop, and right answers reached -0.57 ("go for it"). Chosen on dev voices and dev phrases
-#: only (benchmarks/voice_answers.py)
-STOP_TOLERANCE = 0.5
-#: the same when the best answer is no yes: a stop heard as "no" drops the plan as the stop would, but does not latch
-#: the e-stop, and stops fitted a no far better than themselves (espeak-ng's "estop" at 8 kHz: "negative", 1.36 per
-#: frame better), so the stop is taken much more readily
-NO_STOP_TOLERANCE = 2.0
+#: still be taken, when that answer is a yes. A stop heard as a yes moves the robot, a yes heard as a stop only stops
+#: it, so a near tie goes to the stop. Chosen on dev voices and dev phrases only (benchmarks/voice_answers.py, 347
+#: stops, 152 answers): the dev stops whose best answer was a yes lay at -0.51 per frame at worst (flite's "estop" in
+#: noise at 22.05 kHz); right yeses lay up to -0.57, and every yes within the tolerance is a false stop
+STOP_TOLERANCE = 0.55
+#: the same when the best answer is no yes: a stop heard as "no" drops the plan as the stop would but latches
+#: nothing, and narrowband stops fitted a no far better than themselves (espeak-ng's "estop" at 8 kHz: 1.36 per
+#: frame, "stop stop": 1.11; "whoa" fits any vowel without a sibilant), so the stop is taken far more readily, at the
+#: price of most dev denials (a no) heard as a stop
+NO_STOP_TOLERANCE = 1.4
 #: a frame is loud when its mean magnitude is at least this share of the loudest frame's (and above
 #: ``_FLOOR``); the answer is cut to the loud frames and ``_KEEP_S`` either side
 _LOUD_SHARE = 0.02
