@@ -61,6 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rows", type=Path, help="append each row here as JSON lines")
     ap.add_argument("--voices", type=int, default=4, help="voices per answer phrase")
     ap.add_argument("--stop-voices", type=int, default=len(VOICES), help="voices per stop phrase (default: all)")
+    ap.add_argument("--as-command", action="store_true",
+                    help="decode as a command is decoded (transcribe), as every answer was before: the baseline")
     ap.add_argument("--kinds", default=",".join(SAID_KINDS), help="which of confirm, deny, stop")
     args = ap.parse_args(argv)
     args.cache.mkdir(parents=True, exist_ok=True)
@@ -70,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     for k, (kind, item) in enumerate(work):
         audio = load_wav(synthesize(item, args.cache))
         t0 = time.perf_counter()
-        heard = engines[item.domain].answer(audio)
+        engine = engines[item.domain]
+        heard = engine.transcribe(audio) if args.as_command else engine.answer(audio)
         row = {"kind": kind, "text": item.text, "voice": item.voice_id, "sr": item.sample_rate, "rate": item.rate,
                "effect": item.effect, "heard": heard.text, "stop": heard.stop and heard.confidence >= DEFAULT_STOP_THRESHOLD,
                "yes": not heard.stop and heard.confidence >= DEFAULT_THRESHOLD and is_plain_yes(heard.text),
