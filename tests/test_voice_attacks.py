@@ -23,7 +23,7 @@ from medrobot_llm.backends.memory import MemoryBackend
 from medrobot_llm.consoles.render import render_plan
 from medrobot_llm.consoles.voice.asr import Recognizer, Transcript
 from medrobot_llm.consoles.voice.audio import Audio, load_wav
-from medrobot_llm.consoles.voice.console import VoiceConsole, spoken_readback
+from medrobot_llm.consoles.voice.console import Answering, VoiceConsole, spoken_readback
 from medrobot_llm.consoles.voice.engines import make_recognizer
 from medrobot_llm.planning.rule.planner import RulePlanner
 from medrobot_llm.session import Session
@@ -151,19 +151,27 @@ def test_a_read_back_names_the_direction_that_will_run(said: str, opposite: str,
         assert counts[0][direction] > counts[1][direction], [read(plan) for plan in plans]
 
 
-@pytest.mark.xfail(strict=True, reason="'confirm' said to a contact step's question (whose supervisor text ends \"say "
-                   "'confirm'\") is decoded as 'undo' and the stop-only pass latches the e-stop ('whoa' on a second "
-                   "look); the voice console's own question now asks for 'yes' (test_voice_answer_words.py)")
+class _PartlyAnswering(_Partly):
+    """_Partly that also decodes an utterance as an answer, as the real engine does while the console waits for one."""
+
+    def answer(self, audio: Audio) -> Transcript:
+        if audio.source in self.said:
+            return self.transcribe(audio)
+        assert isinstance(self.real, Answering)
+        return self.real.answer(audio)
+
+
 def test_confirm_said_to_a_contact_question_confirms_it(folder: Path, tmp_path: Path) -> None:
     """The supervisor's question for a contact step reads "Confirm contact step 2 of 3: make_contact(force_n=8) -
     say 'confirm'" (in the --json answer record); help and README say "yes" confirms it, and "yes" does. Saying
     the word the question asks for, or the obvious answer to "Confirm ...?", should not be an emergency stop:
-    with espeak-ng en-us it was, every time (5 of 5 in the attack, in both domains tried)."""
+    with espeak-ng en-us it was, every time (5 of 5 in the attack, in both domains tried), until an utterance the
+    console takes as an answer was decoded as one (answers and stops only, cut to its loud part)."""
     domain = "ultrasound"
     backend = MemoryBackend(domain, control_period_s=0.001)
     session = Session(domain, RulePlanner(), backend=backend, audit_path=tmp_path / "audit.jsonl")
-    recognizer = _Partly(make_recognizer("pocketsphinx", domain, RulePlanner()),
-                         {"command": "robot scan the left kidney", "yes": "yes"})
+    recognizer = _PartlyAnswering(make_recognizer("pocketsphinx", domain, RulePlanner()),
+                                  {"command": "robot scan the left kidney", "yes": "yes"})
     said = [_silent("command"), _silent("yes"), _say(folder, "confirm")]
     records = VoiceConsole(session, recognizer, lambda _: None).run(said)
     with session:

@@ -52,7 +52,7 @@ def _wake_word(text: str) -> str:
 def register(sub: Any) -> None:
     from medrobot_llm.cli.options import add_domain_argument, add_seed_argument
     from medrobot_llm.planning.factory import add_planner_arguments
-    from medrobot_llm.consoles.voice.console import DEFAULT_THRESHOLD, DEFAULT_WAKE_WORD
+    from medrobot_llm.consoles.voice.console import DEFAULT_THRESHOLD, DEFAULT_WAKE_WORD, SAY_YES
     from medrobot_llm.consoles.voice.engines import ENGINES
 
     p = sub.add_parser(
@@ -65,8 +65,8 @@ def register(sub: Any) -> None:
         "the wake word ('robot, scan the liver'), or with --push-to-talk it was said with the key pressed; "
         "everything else is ignored. A stop phrase ('stop', 'halt', 'emergency stop') latches the e-stop at "
         "once, addressed or not, also while a plan runs. A plan is read back with its numbers, sides and "
-        "directions and runs only when the next answer is 'yes' (or, with --mic, the y key); anything else "
-        "drops it. When the supervisor asks for a step's confirmation, the next utterance answers it: 'yes' "
+        f"directions and runs only when the next answer is {SAY_YES} (or, with --mic, the y key); anything else "
+        f"drops it. When the supervisor asks for a step's confirmation, the next utterance answers it: {SAY_YES} "
         "confirms a contact step; a radiation step is confirmed only by its phrase ('confirm shot', "
         "'confirm exposure', 'confirm spin'). --yes confirms contact steps only, never an exposure, and "
         "never a read-back.",

@@ -23,6 +23,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from medrobot_llm.consoles.voice.answers import answer_jsgf, is_answer, is_yes, stop_answers, trim_to_speech
 from medrobot_llm.consoles.voice.audio import SAMPLE_RATE, AsrError, Audio, load_wav, resample
 from medrobot_llm.consoles.voice.grammar import DEFAULT_WAKE_WORD, VoiceGrammar, build_grammar, normalise_transcript, wake_words
 from medrobot_llm.consoles.voice.stops import (StopLengths, anchored_stops, kws_stops, kws_threshold, narrowband, stop_jsgf,
@@ -277,6 +278,7 @@ class PocketSphinxRecognizer:
         decoder.add_jsgf_string("grammar", self.grammar.jsgf)
         decoder.add_jsgf_string("stops", stop_jsgf(self.wake))
         decoder.add_jsgf_string("stopped", self.grammar.stopped_jsgf)
+        decoder.add_jsgf_string("answers", answer_jsgf(self.wake))
         decoder.add_allphone_file("phones", None)
         decoder.activate_search("grammar")
         return decoder
@@ -304,6 +306,46 @@ class PocketSphinxRecognizer:
         if not heard.stop:
             return Transcript(text="", confidence=0.0, engine=self.name, details=heard.details)
         return heard
+
+    def answer(self, audio: Audio) -> Transcript:
+        """``audio`` heard as the answer to a read-back or a step's question (``answers``): a stop when the stop
+        phrases' grammar fits its loud part nearly as well as the answers' (``stop_answers``) and it is no longer
+        than a stop said slowly; else, when the command grammar hears no answer there, not one (that grammar's
+        transcript, which no question takes for a yes; a stop in it looked for as in a command)."""
+        self.load()
+        with self._lock:
+            voicing = _Voiced.of(audio.samples)
+            pcm = self._pcm(trim_to_speech(audio.samples), _scale_for(voicing.median_pitch))
+            answer, stop_said = (h.hypstr.strip() if (h := self._decode(g, pcm)) else "" for g in ("answers", "stops"))
+            said, note = normalise_transcript(answer, self.grammar.written), ""
+            stop = stop_phrase(normalise_transcript(stop_said, self.grammar.written))
+            # each grammar picks its best phrase; the two are then scored alone, since a grammar's score carries
+            # the odds of its many alternatives (the answers' cost flite's "yes" 0.5 per frame against "whoa")
+            vs = _margin(self._alone(stop_said, pcm), self._alone(answer, pcm) if answer else 0.0,
+                         self._decoder.n_frames()) if stop else -math.inf
+            yes = is_yes(said, self.wake)
+            details = {"stop_vs_answer": vs, "answer_is_yes": float(yes)} if math.isfinite(vs) else {}
+            if not (stop and stop_answers(vs, yes) and voicing.span_s <= self.stop_lengths.longest_s):
+                stop = None
+                heard = normalise_transcript(h.hypstr.strip() if (h := self._decode("grammar", pcm)) else "",
+                                             self.grammar.written)
+                if heard and not is_answer(heard, self.wake):
+                    if (as_command := self._transcribe(audio)).stop:
+                        return as_command
+                    said, note = heard, f"not an answer: the command grammar heard {heard!r}"
+            speech, total = _speech_frames(audio)
+            confidence = (min(1.0, speech / total / 0.3) * min(1.0, voicing.ratio / _FULL_VOICING)
+                          if total and (said or stop) else 0.0)
+            if stop:
+                said, note = stop, f"stop heard while an answer was awaited ({vs:.2f} per frame against the answer)"
+            return Transcript(text=said, confidence=round(confidence, 4), raw=said, engine=self.name,
+                              stop=bool(stop), note=note, details=details)
+
+    def _alone(self, words: str, pcm: bytes) -> float:
+        """The path score of ``words`` (the decoder's spelling) as the only thing that could have been said."""
+        self._decoder.add_jsgf_string("alone", f"#JSGF V1.0;\ngrammar alone;\npublic <alone> = {words};\n")
+        hyp = self._decode("alone", pcm)
+        return float(hyp.score) if hyp is not None else 0.0
 
     def _decode(self, search: str, pcm: bytes) -> Any:
         d = self._decoder

@@ -14,6 +14,9 @@ knows, and all of it is about a misrecognition never moving the robot:
 - a plan made from speech is read back (numbers, sides, directions, as ``render_plan`` writes it) and
   runs only after that read-back is confirmed; anything else drops it, audited as discarded. The plan
   that runs is the plan that was read back: it is planned once (``Session.propose``);
+- while it waits for an answer (a read-back's or a step's question's), an utterance is decoded as one where the
+  engine can (``Answering``): only the answers and the stops can be said then, and a stop weighed against the
+  command grammar's nearest command was a false stop on "confirm" and on flite's "yes";
 - speech the engine judges not to be a command at all (``Transcript.not_command``) is said to be so and
   never planned;
 - a radiation step is confirmed only by the confirmation phrase for that step ("confirm shot",
@@ -31,7 +34,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from medrobot_llm.consoles.voice.asr import Recognizer, Transcript
 from medrobot_llm.consoles.voice.audio import AsrError, Audio
@@ -44,16 +47,21 @@ from medrobot_llm.consoles.render import render_plan
 from medrobot_llm.safety.supervisor import Question
 from medrobot_llm.consoles.voice.grammar import DEFAULT_WAKE_WORD, spoken_words, wake_words
 
-__all__ = ["ASKED_ANSWER", "DEFAULT_STOP_THRESHOLD", "DEFAULT_THRESHOLD", "DEFAULT_WAKE_WORD", "NOT_A_COMMAND", "Key",
-           "VoiceConsole", "confirmation_phrases", "is_confirmation_for", "spoken_readback", "unsure"]
+__all__ = ["ASKED_ANSWERS", "DEFAULT_STOP_THRESHOLD", "DEFAULT_THRESHOLD", "DEFAULT_WAKE_WORD", "NOT_A_COMMAND",
+           "SAY_YES", "Answering", "Key", "VoiceConsole", "confirmation_phrases", "is_confirmation_for", "is_plain_yes",
+           "spoken_readback", "unsure"]
 
 DEFAULT_THRESHOLD = 0.6
 #: a stop needs less: a false stop is safe, a missed one is not
 DEFAULT_STOP_THRESHOLD = DEFAULT_THRESHOLD / 2
 NOT_A_COMMAND = "that was not a command; nothing done"
-#: the answer a read-back or a contact step's question asks for: the one the decoder tells apart from every stop
-#: phrase (espeak-ng's "confirm" is decoded as "undo" and latched the e-stop in the stop-only pass)
-ASKED_ANSWER = "yes"
+#: the answers a read-back or a contact step's question asks for, as the console shows them: "yes", and "confirm",
+#: which the supervisor's own question text asks for. Any confirm phrase of the command set is taken
+#: (``is_plain_yes``); these two are the ones shown, and heard as themselves when an answer is awaited
+#: (``Answering``; test_voice_answer_words.py)
+ASKED_ANSWERS: tuple[str, ...] = ("yes", "confirm")
+#: how the console asks for them
+SAY_YES = " or ".join(repr(a) for a in ASKED_ANSWERS)
 #: words that turn a confirmation into its opposite ("don't confirm the shot")
 _NEGATIONS = frozenset({"no", "not", "don't", "dont", "never", "cancel", "deny", "stop", "wait"})
 _CONFIRM_WORDS = ("confirm", "confirmed", "confirming")
@@ -102,7 +110,7 @@ _TAKEN_BACK = (_NEGATIONS | {tokenize(p)[0] for kind in ("stop", "cancel", "deny
     w for p in CONTROL_PHRASES["confirm"] for w in tokenize(p)} - _ARTICLES
 
 
-def _is_plain_yes(text: str) -> bool:
+def is_plain_yes(text: str) -> bool:
     """An unconditional yes: the whole utterance is a confirm phrase (or "confirm ..."), with no word anywhere
     in it that takes the yes back, since the last word of "yes, no" is the one the operator meant."""
     said = " ".join(tokenize(text))
@@ -121,6 +129,14 @@ def unsure(heard: Transcript, threshold: float) -> str | None:
     return f"not sure I heard that right (confidence {heard.confidence:.2f} < {threshold:.2f}); please repeat"
 
 
+@runtime_checkable
+class Answering(Protocol):
+    """A recogniser that can decode an utterance as an answer (``PocketSphinxRecognizer.answer``): listening only
+    for the answer phrases and the stop phrases, the only things the console takes while it waits for one."""
+
+    def answer(self, audio: Audio) -> Transcript: ...
+
+
 @dataclass(frozen=True)
 class Key:
     """A key pressed at the console (``--mic``): "y" confirms a read-back or a contact step, "n" denies.
@@ -133,6 +149,8 @@ class Key:
 class _Heard:
     audio: Audio
     transcript: Transcript | None
+    #: decoded as an answer (``Answering``), while one was awaited
+    as_answer: bool = False
 
 
 #: put in the queue when the listening thread latched a stop, so an answer being waited for ends at once
@@ -179,6 +197,10 @@ class VoiceConsole:
     _turn: threading.Condition = field(default_factory=threading.Condition, init=False, repr=False)
     _running: bool = field(default=False, init=False, repr=False)
     _out_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    #: the console waits for an answer (a read-back's or a step's question's), so an utterance is decoded as one
+    _awaiting: bool = field(default=False, init=False, repr=False)
+    #: the console waits for the next item: a recording is decoded only then or while a plan runs (``gated``)
+    _waiting: bool = field(default=False, init=False, repr=False)
 
     def __post_init__(self) -> None:
         words = wake_words(self.wake_word)
@@ -210,8 +232,17 @@ class VoiceConsole:
         """Decode every utterance as it comes and latch a stop at once, whatever the console is doing."""
         try:
             for audio in utterances:
+                if self.gated:
+                    with self._turn:
+                        self._turn.wait_for(lambda: self._running or self._waiting)
                 heard_at = time.monotonic()
-                heard = self._hear(audio)
+                as_answer = self._awaiting and isinstance(self.recognizer, Answering)
+                heard = self._hear(audio, as_answer)
+                if not as_answer and self._awaiting and heard is not None and heard.stop:
+                    # a question was asked while this was decoded for a command: it is the answer, and a stop
+                    # competes with the answers, not with the command grammar's nearest command
+                    as_answer = isinstance(self.recognizer, Answering)
+                    heard = self._hear(audio, as_answer) if as_answer else heard
                 stop = heard is not None and heard.stop and heard.confidence >= self.stop_threshold
                 if audio.provisional and not stop:
                     continue  # the start of a longer utterance: it is acted on once complete
@@ -223,7 +254,7 @@ class VoiceConsole:
                     self._inbox.put(_STOPPED)
                     continue
                 with self._turn:
-                    self._inbox.put(_Heard(audio, heard))
+                    self._inbox.put(_Heard(audio, heard, as_answer))
                     if self.gated:
                         self._turn.wait_for(lambda: self._running or self._inbox.empty())
         finally:
@@ -233,14 +264,34 @@ class VoiceConsole:
         for k in keys:
             self._inbox.put(Key(k.strip().lower()[:1]))
 
-    def _take(self, timeout: float | None = None) -> _Item:
-        """The next item; the end of the utterances stays in the queue for whoever waits next."""
-        item = self._inbox.get(timeout=timeout)
+    def _take(self, timeout: float | None = None, answer: Callable[[dict[str, Any]], None] | None = None) -> _Item:
+        """The next item; the end of the utterances stays in the queue for whoever waits next. ``answer`` (where its
+        records go): it is the answer to a read-back or a question, so an utterance is decoded as one."""
+        with self._turn:
+            self._awaiting, self._waiting = answer is not None, True
+            self._turn.notify_all()
+        try:
+            item = self._inbox.get(timeout=timeout)
+        finally:
+            with self._turn:
+                self._awaiting = self._waiting = False
+                self._turn.notify_all()
         if item is None:
             self._inbox.put(None)
-        with self._turn:
-            self._turn.notify_all()
-        return item
+        return self._as_answer(item, answer) if answer is not None else item
+
+    def _as_answer(self, item: _Item, out: Callable[[dict[str, Any]], None]) -> _Item:
+        """An utterance taken as an answer, decoded as one when it was decoded ahead for a command (while a plan
+        ran, before its question was asked); a stop heard so latches here and ends the wait."""
+        if not isinstance(item, _Heard) or item.as_answer or not isinstance(self.recognizer, Answering):
+            return item
+        heard = self._hear(item.audio, True)
+        if heard is not None and heard.stop and heard.confidence >= self.stop_threshold:
+            rec = self._record(item.audio, heard)
+            self._stop(heard, rec)
+            out(rec)
+            return _STOPPED
+        return _Heard(item.audio, heard, True)
 
     def _set_running(self, running: bool) -> None:
         with self._turn:
@@ -314,7 +365,7 @@ class VoiceConsole:
                   else self.readback_timeout_s)
         deadline = self.clock() + window
         out({"kind": "readback", "source": audio.source, "text": shown, "plan": plan.to_json(),
-             "message": f"say {ASKED_ANSWER!r} (or press y) to run exactly this; anything else drops it"})
+             "message": f"say {SAY_YES} (or press y) to run exactly this; anything else drops it"})
         if self.speak is not None:
             self.speak(spoken_readback(plan))
             self._drop_echo(time.monotonic() + self.echo_s, out)
@@ -323,7 +374,7 @@ class VoiceConsole:
                    "message": f"no answer within {window:g} s: the read-back expired, plan dropped"}
         for _ in range(self.answer_tries):
             try:
-                item = self._take(max(deadline - self.clock(), 0.0))
+                item = self._take(max(deadline - self.clock(), 0.0), out)
             except queue.Empty:
                 out(expired)
                 return False
@@ -347,7 +398,7 @@ class VoiceConsole:
                 rec.update(action="repeat", message="not sure I heard the answer; please say it again")
                 out(rec)
                 continue
-            ok = _is_plain_yes(self._wake.sub("", heard.text))
+            ok = is_plain_yes(self._wake.sub("", heard.text))
             rec.update(action="confirm" if ok else "deny",
                        message="read-back confirmed" if ok else "not a yes: plan dropped")
             out(rec)
@@ -370,8 +421,10 @@ class VoiceConsole:
                 out({**self._record(item.audio, item.transcript), "action": "ignored",
                      "message": "heard while the read-back was spoken: taken for the console's own voice"})
 
-    def _hear(self, audio: Audio) -> Transcript | None:
+    def _hear(self, audio: Audio, as_answer: bool = False) -> Transcript | None:
         try:
+            if as_answer and isinstance(self.recognizer, Answering):
+                return self.recognizer.answer(audio)
             return self.recognizer.transcribe(audio)
         except AsrError as exc:
             self.emit({"kind": "error", "source": audio.source, "message": str(exc)})
@@ -390,15 +443,14 @@ class VoiceConsole:
         rec["message"] = reply.message
 
     def _asks(self, question: Question) -> str:
-        """What to say to ``question``, in the words the answer is judged by, shown before the answer is taken:
-        the supervisor's own text ends "say 'confirm'", which the voice console takes too, but "yes" is the
-        answer the decoder tells apart from every stop phrase best."""
+        """What to say to ``question``, in the words the answer is judged by (``ASKED_ANSWERS``), shown before the
+        answer is taken."""
         if question.hazard.value == "radiation":
             phrases = sorted(confirmation_phrases(self.session.domain, question.skill),
                              key=lambda ph: (ph.split()[1] not in _SHOWN_FIRST, ph))
             return (f"{question.hazard.value} step {question.step_index + 1} ({question.skill}): say "
                     f"{' / '.join(repr(p) for p in phrases[:4])}; anything else denies it")
-        return (f"{question.hazard.value} step {question.step_index + 1} ({question.skill}): say {ASKED_ANSWER!r} "
+        return (f"{question.hazard.value} step {question.step_index + 1} ({question.skill}): say {SAY_YES} "
                 "(or press y); anything else denies it")
 
     def _answerer(self, out: Callable[[dict[str, Any]], None]) -> Callable[[Question], bool]:
@@ -413,7 +465,7 @@ class VoiceConsole:
             out({"kind": "question", "question": question.to_json(), "action": "ask",
                  "message": self._asks(question)})
             for _ in range(self.answer_tries):
-                item = self._take()
+                item = self._take(answer=out)
                 if item is None or item is _STOPPED:
                     out({"kind": "answer", "question": question.to_json(), "action": "deny",
                          "message": "no answer was said: denied" if item is None else "stopped: denied"})
@@ -441,7 +493,7 @@ class VoiceConsole:
                                       f"a {question.skill} step is confirmed only by saying "
                                       f"{' / '.join(repr(p) for p in phrases[:4])}: denied")
                 else:
-                    ok = _is_plain_yes(said)
+                    ok = is_plain_yes(said)
                     rec["message"] = "confirmed" if ok else "not a yes: denied"
                 rec["action"] = "confirm" if ok else "deny"
                 out(rec)

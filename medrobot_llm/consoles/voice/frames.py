@@ -30,6 +30,7 @@ from medrobot_llm.language.words import (
 )
 
 __all__ = [
+    "TAKING_BACK",
     "GrammarBuilder",
     "domain_words",
 ]
@@ -66,7 +67,7 @@ _RARE_UNIT = 1e-37
 _SECOND = 1e-20
 #: the controls that may follow a yes in one breath. No stop: talk came out as a run of short controls with a
 #: stop in it and latched; no free run of controls: "how long until the next case" fitted "hold on undo execute"
-_TAKING_BACK = ("deny", "pause", "cancel")
+TAKING_BACK = ("deny", "pause", "cancel")
 
 
 def _said(words: list[str]) -> bool:
@@ -339,7 +340,7 @@ class GrammarBuilder:
         command = self.book.add("command", commands)
         split = self.book.add("then", ["then", "and", "and then"])
         yes = self.book.add("yes", spoken_phrases(list(CONTROL_PHRASES["confirm"])))
-        back = self.book.add("taken_back", spoken_phrases([p for k in _TAKING_BACK for p in CONTROL_PHRASES[k]]))
+        back = self.book.add("taken_back", spoken_phrases([p for k in TAKING_BACK for p in CONTROL_PHRASES[k]]))
         pause = self.book.add("pause", spoken_phrases(list(CONTROL_PHRASES["pause"])))
         self.before_stop = f"[ {pause} | {command} | {stop} ] {stop} [ {stop} ]"
         return (f"( /1/ {stop} | /1/ {control} | /1/ {command} | /{_SECOND}/ {command} {split} {command} "
