@@ -235,8 +235,16 @@ def test_a_console_kept_across_a_bringup_restart_is_answered(tmp_path: Path) -> 
     assert after.get("accepted") or "restart" in (after.get("message") or ""), after
 
 
+@pytest.fixture(scope="module")
+def xray(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RosGraph]:
+    """One graph for the attacks it survives: a refused second bringup, a relay of refused operator messages."""
+    with ros_graph("xray", tmp_path_factory.mktemp("ros_attacks4")) as g:
+        yield g
+
+
 @pytest.fixture
-def xray(tmp_path: Path) -> Iterator[RosGraph]:
+def own_xray(tmp_path: Path) -> Iterator[RosGraph]:
+    """A graph of its own, for an attack that kills its bringup."""
     with ros_graph("xray", tmp_path) as g:
         yield g
 
@@ -274,11 +282,11 @@ def _alive(pid: int) -> bool:
 @pytest.mark.parametrize("sig", [pytest.param(signal.SIGHUP, id="terminal-closed"),
                                  pytest.param(signal.SIGKILL, id="killed")])
 def test_a_graph_whose_bringup_died_still_keeps_a_second_bringup_off_its_domain(
-        xray: RosGraph, tmp_path: Path, sig: signal.Signals) -> None:
+        own_xray: RosGraph, tmp_path: Path, sig: signal.Signals) -> None:
     """SIGINT and SIGTERM stop the nodes and free the file; these two signals cannot be handled, or are not."""
     from medrobot_llm.backends.ros.nodes import SKILL_SERVER, SUPERVISOR
 
-    a = xray
+    a = own_xray
     assert a.keys_dir is not None
     a.bringup.send_signal(sig)
     a.bringup.wait(10.0)

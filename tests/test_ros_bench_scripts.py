@@ -27,7 +27,9 @@ def _run(script: str, *args: str) -> dict[str, object]:
 
 
 def test_round_trip_benchmark_measures_the_floor_and_the_supervised_step() -> None:
-    out = _run("ros_roundtrip.py", "--steps", "10")
+    # two rounds, not the script's ten: every floor round starts an echo server process of its own, and two
+    # alternations already show each round timing its share (5 + 5 of the 10 samples asked for)
+    out = _run("ros_roundtrip.py", "--steps", "10", "--rounds", "2")
     assert out["benchmark"] == "ros_roundtrip" and out["n"] == 10
     floor = out["plain_action"]
     assert isinstance(floor, dict) and floor["n"] == 10

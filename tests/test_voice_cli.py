@@ -60,11 +60,13 @@ class _Transcriber:
         self.server.server_close()
 
 
-@pytest.fixture
-def wavs(tmp_path: Path) -> Iterator[list[Path]]:
+@pytest.fixture(scope="module")
+def wavs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Path]]:
+    """Made once for the module: the CLI only reads them, and what it heard comes from the scripted server."""
+    folder = tmp_path_factory.mktemp("voice-cli")
     paths = []
     for k, text in enumerate(["take a shot", "confirm shot", "stop"]):
-        path = tmp_path / f"u{k}.wav"
+        path = folder / f"u{k}.wav"
         subprocess.run(["espeak-ng", "-v", "en-us", "-w", str(path), text], check=True, timeout=30)
         paths.append(path)
     yield paths
