@@ -221,9 +221,20 @@ def test_a_console_kept_across_a_bringup_restart_is_answered(tmp_path: Path) -> 
             second = _bringup(d, keys, tmp_path / "bringup-2")
             info2 = _started(second)
             assert info2["graph_id"] != info["graph_id"]
-            time.sleep(3.0)  # the new supervisor's first states reach the console
-            _say(console, "lateral of the pelvis")
-            after, seen = out.until(_reply_to("lateral of the pelvis"), timeout=12.0)
+            # the new graph's nodes find each other in their own time (under load the supervisor first answered
+            # "nothing received on /medrobot/robot_status"), so the operator's retry is part of the flow; what
+            # must not happen is no answer, or a refusal of the console itself
+            replies: list[dict[str, Any] | None] = []
+            seen: list[Any] = []
+            deadline = time.monotonic() + 40.0
+            while time.monotonic() < deadline and not (replies and replies[-1] and replies[-1].get("accepted")):
+                _say(console, "lateral of the pelvis")
+                answer, seen = out.until(_reply_to("lateral of the pelvis"), timeout=12.0)
+                replies.append(answer)
+                if answer is None:
+                    break
+                time.sleep(1.0)
+            after = replies[-1] if replies else None
         finally:
             if console is not None:
                 _kill(console)
@@ -232,7 +243,7 @@ def test_a_console_kept_across_a_bringup_restart_is_answered(tmp_path: Path) -> 
                 _stop_bringup(second, info2)
     assert after is not None, (
         f"after the bringup restarted, the console's command got no answer in 12 s; it printed: {seen[-3:]}")
-    assert after.get("accepted") or "restart" in (after.get("message") or ""), after
+    assert after.get("accepted") or "restart" in (after.get("message") or ""), replies
 
 
 @pytest.fixture(scope="module")
