@@ -125,7 +125,7 @@ def test_console_plan_confirm_result_ctrl_c_stop_reset_and_refusal(term: Termina
     assert screen.index("Plan (ultrasound, 4 steps)") < screen.index("-> step 1/4: move_to_window")
     assert "2. make_contact(force_n=8)  [CONTACT - needs confirmation]" in screen
     assert "-> step 2/4" not in screen
-    assert "AWAITING_CONFIRMATION | waiting for y/n on step 2 (make_contact)" in term.bottom_line()
+    term.wait(lambda s: "AWAITING_CONFIRMATION | waiting for y/n on step 2 (make_contact)" in term.bottom_line())
     term.type("y")
     screen = term.wait("DONE: all 4 step(s) finished")
     assert "ok step 2/4 make_contact: in contact at" in screen
