@@ -107,11 +107,7 @@ def test_a_yes_taken_back_in_the_same_breath_moves_nothing(recognizer: Recognize
     assert backend.sent == [], backend.sent
 
 
-_STOP_AFTER_A_COMMAND = pytest.param(
-    f"{_COMMAND}. stop.", id="after-a-command",
-    marks=pytest.mark.xfail(strict=True, reason="the command grammar hears '... of the chest L5', and the stop-ending "
-                            "search does not take a stop after a command's words: on dev commands it turned '3d spin of "
-                            "the pelvis' into '3d spin abort everything' by more than this stop gains (trailing_stop)"))
+_STOP_AFTER_A_COMMAND = pytest.param(f"{_COMMAND}. stop.", id="after-a-command")
 
 
 @pytest.mark.parametrize("said", ["stop stop stop", "wait, stop", _STOP_AFTER_A_COMMAND])
@@ -121,7 +117,7 @@ def test_a_stop_said_twice_or_after_a_word_latches_the_estop(recognizer: Recogni
     when something goes wrong; "stop, stop, the patient is moving", "please stop now", "stop the robot" and
     "emergency stop, emergency stop" all latch (tried through the CLI), and so must these, which the command grammar
     hears as "tilt tilt a tad", "where you stopped" and "... of the chest L5": a stop said right after a command in
-    the same breath too, as ``stop_phrase`` takes a stop anywhere in a transcript (that one does not yet)."""
+    the same breath too, as ``stop_phrase`` takes a stop anywhere in a transcript."""
     records, state, _ = _console(recognizer, folder, tmp_path, [said])
     assert records[0]["action"] == "stop" and state == "ESTOP", records
 
