@@ -377,12 +377,15 @@ class PocketSphinxRecognizer:
         segs = [(re.sub(r"\(\d+\)$", "", s.word), s.start_frame) for s in self._decoder.seg() or ()
                 if not s.word.startswith(("<", "[", "("))] if hyp is not None else []
         self._decoder.activate_search("grammar")
-        if hyp is None or grammar_score <= 0.0:
+        if hyp is None:
             return "", math.inf, None
         said = normalise_transcript(hyp.hypstr.strip(), self.grammar.written)
         gain = _margin(float(hyp.score), grammar_score, n_frames)
         taken = trailing_stop(said, gain, self.wake, self.anchored_stops)
-        if taken or not trailing_stop(said, gain, self.wake, self.anchored_stops, after_words=True):
+        # a command grammar with no path at all fits the audio worse than any stop after words (flite's "set the
+        # gain to 60 percent", a pause and "stop everything" at 11.025 kHz): its stop is still decoded alone
+        if taken or not trailing_stop(said, gain if grammar_score > 0.0 else 0.0, self.wake, self.anchored_stops,
+                                      after_words=True):
             return taken, gain, None
         start = stops_start([w for w, _ in segs], self.grammar.normalise)
         return "", gain, segs[start][1] if 0 < start < len(segs) else None
@@ -443,7 +446,7 @@ class PocketSphinxRecognizer:
         if not stop and not taken and words and 0.0 < voicing.span_s <= _SECOND_LOOK_MAX_S:
             second = self._stop_on_second_look(audio.samples, scale)
         trailing, trailing_gain, after_frame, alone = "", math.inf, None, ""
-        if not stop and not taken and not second and words:
+        if not stop and not taken and not second and (words or voicing.span_s > 0.0):
             trailing, trailing_gain, after_frame = self._stop_at_the_end(pcm, grammar_score, n_frames)
         if after_frame is not None and after_words:
             alone = self._stop_said_alone(audio.samples, after_frame * _FRAME_S * scale - _PAD_S)
