@@ -25,8 +25,9 @@ import numpy as np
 
 from medrobot_llm.consoles.voice.audio import SAMPLE_RATE, AsrError, Audio, load_wav, resample
 from medrobot_llm.consoles.voice.grammar import DEFAULT_WAKE_WORD, VoiceGrammar, build_grammar, normalise_transcript, wake_words
-from medrobot_llm.consoles.voice.stops import (StopLengths, anchored_stops, kws_stops, kws_threshold, narrowband, stop_jsgf,
-                                              stop_phrase, stop_taken, stops_start, trailing_stop)
+from medrobot_llm.consoles.voice.stops import (AFTER_WORDS_GAIN, ALONE_MARGIN, StopLengths, anchored_stops, kws_stops,
+                                              kws_threshold, narrowband, stop_jsgf, stop_phrase, stop_taken, stops_start,
+                                              trailing_stop)
 from medrobot_llm.consoles.voice.vocabulary import prompt
 
 __all__ = [
@@ -227,12 +228,6 @@ _SECOND_LOOK_MAX_S = 1.5
 #: benchmarks/voice_oog.py. Just above the highest right plan, so no right plan of the dev data is rejected;
 #: 4.0, fitted first on en-us alone, rejected 10 of those 58 right plans. Figures for both sets in the README
 _NOT_COMMAND_MARGIN = 4.7
-#: how much better per frame free phones may explain the audio after a command's words, where the stop-ending search
-#: put a stop, than the command grammar does, for a stop heard in it alone to be taken (``_stop_said_alone``). Chosen
-#: on dev data only: stops said after a dev command by dev voices (espeak-ng en-us in the same breath, flite, festival
-#: and espeak-ng after a pause) had 0.75-2.27 (one 3.33: espeak-ng en+f3's "abort"), the last words of dev commands of
-#: benchmarks/voice_bench.py that were heard alone as a stop 2.92-3.61
-_ALONE_MARGIN = 2.6
 #: a voiced share of the audio at which the voicing weight is full (espeak commands: 0.3-0.6)
 _FULL_VOICING = 0.15
 
@@ -394,7 +389,8 @@ class PocketSphinxRecognizer:
                                       after_words=True):
             return taken, gain, None
         start = stops_start([w for w, _ in segs], self.grammar.normalise)
-        return "", gain, segs[start][1] if 0 < start < len(segs) else None
+        after = not gain < AFTER_WORDS_GAIN and 0 < start < len(segs)
+        return "", gain, segs[start][1] if after else None
 
     def _stop_said_alone(self, samples: np.ndarray, start_s: float) -> str:
         """The stop heard when the audio from ``start_s`` on, where the stop-ending search put a stop after a
@@ -404,7 +400,7 @@ class PocketSphinxRecognizer:
         everything", 0.72 per frame better, more than a stop really said after a command gained), but those words
         decoded alone are still heard as what they are, by the command grammar and the stop-only pass's own limits
         (``StopLengths``, ``stop_taken``). Only the stop is taken from them, never a command; and only when the
-        command grammar explains them about as well as free phones do (``_ALONE_MARGIN``), as it explains a stop
+        command grammar explains them about as well as free phones do (``ALONE_MARGIN``), as it explains a stop
         said on its own: a command's last words cut out mid-command fit it badly, and the stop-only pass then heard
         "store a frame" as "freeze" and "capture an image" as "emergency"."""
         tail = samples[max(0, round(start_s * SAMPLE_RATE)):]
@@ -414,7 +410,7 @@ class PocketSphinxRecognizer:
         pcm = self._pcm(tail, heard.details["speaker_scale"])
         hyp = self._decode("grammar", pcm)
         margin = _margin(self._phones_score(pcm), float(hyp.score) if hyp is not None else 0.0, self._decoder.n_frames())
-        return f"{heard.note or f'heard as {heard.text!r}'}; free phones {margin:.2f} better" if margin <= _ALONE_MARGIN else ""
+        return f"{heard.note or f'heard as {heard.text!r}'}; free phones {margin:.2f} better" if margin <= ALONE_MARGIN else ""
 
     def _transcribe(self, audio: Audio, *, after_words: bool = True) -> Transcript:
         d = self._decoder

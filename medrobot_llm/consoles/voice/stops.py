@@ -14,8 +14,8 @@ from medrobot_llm.consoles.voice.audio import SAMPLE_RATE
 from medrobot_llm.consoles.voice.grammar import VoiceGrammar
 from medrobot_llm.consoles.voice.spoken import spoken_phrases
 
-__all__ = ["STOP_MARGIN", "StopLengths", "anchored_stops", "kws_stops", "kws_threshold", "narrowband", "stop_jsgf", "stop_phrase",
-           "stop_taken", "stops_start", "trailing_stop"]
+__all__ = ["AFTER_WORDS_GAIN", "ALONE_MARGIN", "STOP_MARGIN", "StopLengths", "anchored_stops", "kws_stops",
+           "kws_threshold", "narrowband", "stop_jsgf", "stop_phrase", "stop_taken", "stops_start", "trailing_stop"]
 
 _STOP_PHRASES: tuple[tuple[str, ...], ...] = tuple(
     sorted({tuple(tokenize(p)) for p in CONTROL_PHRASES["stop"]}, key=lambda p: (-len(p), p)))
@@ -137,6 +137,17 @@ def kws_threshold(phrase: str) -> int:
 #: (``VoiceGrammar.stopped_jsgf``) must explain an utterance for its stop to be taken. Chosen on dev data only (see
 #: ``trailing_stop``)
 _TRAILING_GAIN = 0.0
+#: how much better per frame free phones may explain the audio after a command's words, where the stop-ending search
+#: put a stop, than the command grammar does, for a stop heard in it alone to be taken (``PocketSphinxRecognizer``). Chosen
+#: on dev data only: stops said after a dev command by dev voices (espeak-ng en-us in the same breath, flite, festival
+#: and espeak-ng after a pause) had 0.75-2.27 (one 3.33: espeak-ng en+f3's "abort"), the last words of dev commands of
+#: benchmarks/voice_bench.py that were heard alone as a stop 2.92-3.61
+ALONE_MARGIN = 2.6
+#: how much better per frame than the command grammar the stop-ending search must explain the audio for a stop it
+#: heard after a command's words to be decoded alone at all. Dev: stops said after a command in the same breath by
+#: espeak-ng gained 0.29-1.08, the dev bench commands whose last words were heard alone as a stop 0.05-0.30, all but
+#: one ("... capture an image", 0.14, within ``ALONE_MARGIN``) caught by that margin too
+AFTER_WORDS_GAIN = 0.2
 #: the consonants a stop phrase must have, in every pronunciation, for the stop-ending search to end on it: stops,
 #: fricatives and affricates (CMUdict's phone classes). Vowels, glides and "HH" carry no spectral landmark, so a
 #: phrase of only those ("whoa": W OW) fits the last syllable of any command ending in a rounded vowel
