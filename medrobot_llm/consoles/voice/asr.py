@@ -399,13 +399,14 @@ class PocketSphinxRecognizer:
         That search also fits a stop onto a command's last words ("3d spin of the pelvis" as "3d spin abort
         everything", 0.72 per frame better, more than a stop really said after a command gained), but those words
         decoded alone are still heard as what they are, by the command grammar and the stop-only pass's own limits
-        (``StopLengths``, ``stop_taken``). Only the stop is taken from them, never a command; and only when the
-        command grammar explains them about as well as free phones do (``ALONE_MARGIN``), as it explains a stop
-        said on its own: a command's last words cut out mid-command fit it badly, and the stop-only pass then heard
-        "store a frame" as "freeze" and "capture an image" as "emergency"."""
+        (``StopLengths``, ``stop_taken``). Only the stop is taken from them, never a command; only when the command
+        grammar itself hears it, since a command's last words cut out mid-command fit no whole command and the
+        stop-only pass, weighed against that grammar, then took "freeze" for "store a frame" and "AP of the pelvis"
+        (voice_accuracy.py); and only when that grammar explains them about as well as free phones do
+        (``ALONE_MARGIN``), as it explains a stop said on its own."""
         tail = samples[max(0, round(start_s * SAMPLE_RATE)):]
         heard = self._transcribe(Audio(tail), after_words=False)
-        if not heard.stop:
+        if stop_phrase(heard.text) is None:
             return ""
         pcm = self._pcm(tail, heard.details["speaker_scale"])
         hyp = self._decode("grammar", pcm)
