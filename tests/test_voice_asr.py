@@ -113,3 +113,21 @@ def test_the_stop_ending_search_takes_an_anchored_stop_after_nothing_a_stop_or_a
     assert trailing_stop("whoa whoa", 0.33, wake, anchored) == ""
     assert trailing_stop("grab the shunt freeze emergency stop", 0.68, wake, anchored) == ""
     assert trailing_stop("go to lateral view of the chest", 0.9, wake, anchored) == ""
+    # after a command's words the stop is only handed on, to be decoded alone (``PocketSphinxRecognizer``)
+    assert trailing_stop("grab the shunt freeze emergency stop", 0.68, wake, anchored, after_words=True) == "emergency stop"
+    assert trailing_stop("tug the right arm whoa", 0.5, wake, anchored, after_words=True) == ""
+    assert trailing_stop("go to lateral view of the chest", 0.9, wake, anchored, after_words=True) == ""
+
+
+def test_the_stops_that_end_a_decode_start_where_their_first_word_does() -> None:
+    """``stops_start``: the audio decoded alone for a stop after a command's words starts at the first of the stop
+    phrases that end the decoder's words, a phrase of several words ("abort all motion") counted whole."""
+    from medrobot_llm.consoles.voice.grammar import build_grammar
+    from medrobot_llm.consoles.voice.stops import stops_start
+
+    normalise = build_grammar("xray").normalise
+    assert stops_start("go to lateral view of the chest stop".split(), normalise) == 7
+    assert stops_start("three d spin abort all motion".split(), normalise) == 3
+    assert stops_start("go to lateral view of the chest whoa stop stop".split(), normalise) == 7
+    assert stops_start("stop stop".split(), normalise) == 0
+    assert stops_start("go to lateral view".split(), normalise) == 4

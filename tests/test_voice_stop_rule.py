@@ -1,17 +1,21 @@
 """Issue 17's rule for stops, with the engine the CLI uses by default: a stop phrase anywhere in an utterance (alone,
-repeated, after "wait", after a command in the same breath: not yet) is heard as a stop, and the command said
-without it is not. espeak-ng en-us at 150 words a minute, padded as a `medrobot voice --wav` file would be."""
+repeated, after "wait", after a command in the same breath or after a pause) is heard as a stop, and the command said
+without it is not. espeak-ng en-us at 150 words a minute, padded as a `medrobot voice --wav` file would be (espeak-ng
+leaves no pause at ". stop": a lowercase word after a full stop does not end its sentence); and dev voices of
+``benchmarks/voice_bench.py`` saying a dev command, a pause and a dev stop phrase."""
 
 from __future__ import annotations
 
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from medrobot_llm.consoles.voice.asr import PocketSphinxRecognizer
-from medrobot_llm.consoles.voice.audio import Audio, load_wav
+from medrobot_llm.consoles.voice.audio import SAMPLE_RATE, Audio, load_wav
 from medrobot_llm.language.words import CONTROL_PHRASES
 
 pytestmark = [pytest.mark.voice, pytest.mark.slow]
@@ -20,10 +24,15 @@ _DOMAIN = "xray"
 _COMMAND = "robot, move to a lateral view of the chest"
 #: the first stop phrases of the command set: the plain word, a two-syllable one, a two-word one and a made-up word
 _STOPS = CONTROL_PHRASES["stop"][:4]
-_FORMS = ("{stop}", "{stop}, {stop}, {stop}", "wait, {stop}",
-          pytest.param(_COMMAND + ". {stop}.", id="after-a-command", marks=pytest.mark.xfail(
-              strict=True, reason="the stop-ending search does not take a stop after a command's words: on dev "
-              "commands that turned '3d spin of the pelvis' into '3d spin abort everything' (trailing_stop)")))
+_FORMS = ("{stop}", "{stop}, {stop}, {stop}", "wait, {stop}")
+#: said right after the command in the same breath: taken only when the command grammar hears the stop in its own
+#: audio decoded alone; these two it hears as "status" and "go tilted", and the stop-only pass, which does hear them
+#: there, also took "freeze" for the end of voice_accuracy.py's "AP of the pelvis"
+_AFTER_A_COMMAND_MISSED = frozenset({"stop", "estop"})
+_CASES = [pytest.param(stop, form, id=f"{stop}-{form}") for stop in _STOPS for form in _FORMS] + [
+    pytest.param(stop, _COMMAND + ". {stop}.", id=f"{stop}-after-a-command", marks=[pytest.mark.xfail(
+        strict=True, reason="the command grammar does not hear this stop in its audio alone ('status', 'go tilted')")]
+        if stop in _AFTER_A_COMMAND_MISSED else []) for stop in _STOPS]
 
 
 @pytest.fixture(scope="module")
@@ -45,8 +54,7 @@ def _say(folder: Path, text: str) -> Audio:
     return load_wav(padded)
 
 
-@pytest.mark.parametrize("form", _FORMS)
-@pytest.mark.parametrize("stop", _STOPS)
+@pytest.mark.parametrize(("stop", "form"), _CASES)
 def test_a_stop_phrase_anywhere_is_a_stop(recognizer: PocketSphinxRecognizer, folder: Path, stop: str,
                                           form: str) -> None:
     heard = recognizer.transcribe(_say(folder, form.format(stop=stop)))
@@ -56,3 +64,63 @@ def test_a_stop_phrase_anywhere_is_a_stop(recognizer: PocketSphinxRecognizer, fo
 def test_the_command_without_the_stop_is_no_stop(recognizer: PocketSphinxRecognizer, folder: Path) -> None:
     heard = recognizer.transcribe(_say(folder, _COMMAND))
     assert not heard.stop and heard.text == "robot go to lateral view of the chest", heard
+
+
+_BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
+sys.path.insert(0, str(_BENCH))
+try:
+    from voice_bench import Item, held_out, synthesize
+finally:
+    sys.path.remove(str(_BENCH))
+
+#: a command of ``benchmarks/voice_bench.py``'s suite that is not held out, said by dev voices (not ``held_out``) at
+#: several sample rates, then a pause, then a dev stop phrase: every synthesizer, narrow- and wideband
+_DEV_COMMAND = "set the gain to 60 percent"
+_AFTER_A_PAUSE = (
+    (("espeak-ng", "en+f3"), "abort", 22050),
+    (("espeak-ng", "en"), "e stop", 16000),
+    (("flite", "rms"), "stop motion", 8000),
+    (("flite", "slt"), "stop everything", 11025),
+    (("festival", "cmu_us_slt_arctic_hts"), "stop moving", 16000),
+)
+_PAUSE_S = 0.3
+#: the cases still missed, and why (measured)
+_MISSED = {("espeak-ng", "en+f3"): "the command grammar explains this 'abort' decoded alone 3.33 per frame worse than "
+           "free phones, past ALONE_MARGIN (2.6), which the last words of dev commands heard alone as a stop reach (2.92)"}
+
+
+def _dev_said(folder: Path, voice: tuple[str, str], sample_rate: int, *texts: str) -> Audio:
+    """``texts`` said one after another by ``voice`` with ``_PAUSE_S`` of quiet between them."""
+    parts = [load_wav(synthesize(Item("command", _DOMAIN, t, voice, 1.0, sample_rate, "clean"), folder)).samples
+             for t in texts]
+    quiet = np.zeros(round(_PAUSE_S * SAMPLE_RATE), dtype=np.int16)
+    return Audio(np.concatenate([p for part in parts for p in (part, quiet)][:-1]))
+
+
+def test_the_cases_are_dev_data() -> None:
+    """The rule was chosen on dev data only, so the cases that check it must not be held out either."""
+    assert not held_out(_DEV_COMMAND)
+    for voice, stop, _ in _AFTER_A_PAUSE:
+        assert not held_out(f"{voice[0]}:{voice[1]}") and not held_out(stop) and stop in CONTROL_PHRASES["stop"]
+
+
+@pytest.fixture(scope="module")
+def ultrasound() -> Iterator[PocketSphinxRecognizer]:
+    yield PocketSphinxRecognizer("ultrasound").load()
+
+
+@pytest.mark.parametrize(("voice", "stop", "sample_rate"), [
+    pytest.param(*case, marks=pytest.mark.xfail(strict=True, reason=_MISSED[case[0]])) if case[0] in _MISSED else case
+    for case in _AFTER_A_PAUSE], ids=lambda v: str(v))
+def test_a_stop_after_a_command_and_a_pause_is_a_stop(ultrasound: PocketSphinxRecognizer, folder: Path,
+                                                      voice: tuple[str, str], stop: str, sample_rate: int) -> None:
+    heard = ultrasound.transcribe(_dev_said(folder, voice, sample_rate, _DEV_COMMAND, stop))
+    assert heard.stop, heard
+
+
+@pytest.mark.parametrize(("voice", "sample_rate"), [(("espeak-ng", "en"), 16000), (("flite", "slt"), 11025),
+                                                    (("festival", "cmu_us_slt_arctic_hts"), 16000)], ids=lambda v: str(v))
+def test_the_dev_command_alone_is_no_stop(ultrasound: PocketSphinxRecognizer, folder: Path, voice: tuple[str, str],
+                                          sample_rate: int) -> None:
+    heard = ultrasound.transcribe(_dev_said(folder, voice, sample_rate, _DEV_COMMAND))
+    assert not heard.stop, heard

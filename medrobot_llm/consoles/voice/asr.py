@@ -26,8 +26,9 @@ import numpy as np
 from medrobot_llm.consoles.voice.answers import answer_jsgf, is_answer, is_yes, stop_answers, trim_to_speech
 from medrobot_llm.consoles.voice.audio import SAMPLE_RATE, AsrError, Audio, load_wav, resample
 from medrobot_llm.consoles.voice.grammar import DEFAULT_WAKE_WORD, VoiceGrammar, build_grammar, normalise_transcript, wake_words
-from medrobot_llm.consoles.voice.stops import (StopLengths, anchored_stops, kws_stops, kws_threshold, narrowband, stop_jsgf,
-                                              stop_phrase, stop_taken, trailing_stop)
+from medrobot_llm.consoles.voice.stops import (AFTER_WORDS_GAIN, ALONE_MARGIN, StopLengths, anchored_stops, kws_stops,
+                                              kws_threshold, narrowband, stop_jsgf, stop_phrase, stop_taken, stops_start,
+                                              trailing_stop)
 from medrobot_llm.consoles.voice.vocabulary import prompt
 
 __all__ = [
@@ -406,23 +407,55 @@ class PocketSphinxRecognizer:
         raw = hyp.hypstr.strip() if hyp is not None else ""
         return stop_phrase(normalise_transcript(raw, self.grammar.written)) or "", float(hyp.score) if hyp else 0.0
 
-    def _stop_at_the_end(self, pcm: bytes, grammar_score: float, n_frames: int) -> tuple[str, float]:
-        """A stop said after a pause word or another stop, and how much better per frame than the command grammar
-        the grammar that ends in one explains the audio (``trailing_stop``).
+    def _stop_at_the_end(self, pcm: bytes, grammar_score: float, n_frames: int) -> tuple[str, float, int | None]:
+        """A stop said after a pause word or another stop, how much better per frame than the command grammar the
+        grammar that ends in one explains the audio (``trailing_stop``), and, when that grammar heard a stop after
+        a command's words instead, the decoder frame at which that stop begins.
 
         The command grammar holds no stop after anything else: put there, it turned 3 of the 63 commands of
         benchmarks/voice_accuracy.py into stops, because the decoder takes whichever path fits a little better.
         Decoded as a search of its own, the stop is taken only when it explains the audio better than the command
         grammar's path."""
         hyp = self._decode("stopped", pcm)
+        segs = [(re.sub(r"\(\d+\)$", "", s.word), s.start_frame) for s in self._decoder.seg() or ()
+                if not s.word.startswith(("<", "[", "("))] if hyp is not None else []
         self._decoder.activate_search("grammar")
-        if hyp is None or grammar_score <= 0.0:
-            return "", math.inf
+        if hyp is None:
+            return "", math.inf, None
         said = normalise_transcript(hyp.hypstr.strip(), self.grammar.written)
         gain = _margin(float(hyp.score), grammar_score, n_frames)
-        return trailing_stop(said, gain, self.wake, self.anchored_stops), gain
+        taken = trailing_stop(said, gain, self.wake, self.anchored_stops)
+        # a command grammar with no path at all fits the audio worse than any stop after words (flite's "set the
+        # gain to 60 percent", a pause and "stop everything" at 11.025 kHz): its stop is still decoded alone
+        if taken or not trailing_stop(said, gain if grammar_score > 0.0 else 0.0, self.wake, self.anchored_stops,
+                                      after_words=True):
+            return taken, gain, None
+        start = stops_start([w for w, _ in segs], self.grammar.normalise)
+        after = not gain < AFTER_WORDS_GAIN and 0 < start < len(segs)
+        return "", gain, segs[start][1] if after else None
 
-    def _transcribe(self, audio: Audio) -> Transcript:
+    def _stop_said_alone(self, samples: np.ndarray, start_s: float) -> str:
+        """The stop heard when the audio from ``start_s`` on, where the stop-ending search put a stop after a
+        command's words, is decoded alone as a separate utterance ("", when it is not heard as a stop).
+
+        That search also fits a stop onto a command's last words ("3d spin of the pelvis" as "3d spin abort
+        everything", 0.72 per frame better, more than a stop really said after a command gained), but those words
+        decoded alone are still heard as what they are, by the command grammar and the stop-only pass's own limits
+        (``StopLengths``, ``stop_taken``). Only the stop is taken from them, never a command; only when the command
+        grammar itself hears it, since a command's last words cut out mid-command fit no whole command and the
+        stop-only pass, weighed against that grammar, then took "freeze" for "store a frame" and "AP of the pelvis"
+        (voice_accuracy.py); and only when that grammar explains them about as well as free phones do
+        (``ALONE_MARGIN``), as it explains a stop said on its own."""
+        tail = samples[max(0, round(start_s * SAMPLE_RATE)):]
+        heard = self._transcribe(Audio(tail), after_words=False)
+        if stop_phrase(heard.text) is None:
+            return ""
+        pcm = self._pcm(tail, heard.details["speaker_scale"])
+        hyp = self._decode("grammar", pcm)
+        margin = _margin(self._phones_score(pcm), float(hyp.score) if hyp is not None else 0.0, self._decoder.n_frames())
+        return f"{heard.note or f'heard as {heard.text!r}'}; free phones {margin:.2f} better" if margin <= ALONE_MARGIN else ""
+
+    def _transcribe(self, audio: Audio, *, after_words: bool = True) -> Transcript:
         d = self._decoder
         speech, total = _speech_frames(audio)
         voicing = _Voiced.of(audio.samples)
@@ -466,9 +499,11 @@ class PocketSphinxRecognizer:
         second = ""
         if not stop and not taken and words and 0.0 < voicing.span_s <= _SECOND_LOOK_MAX_S:
             second = self._stop_on_second_look(audio.samples, scale)
-        trailing, trailing_gain = "", math.inf
-        if not stop and not taken and not second and words:
-            trailing, trailing_gain = self._stop_at_the_end(pcm, grammar_score, n_frames)
+        trailing, trailing_gain, after_frame, alone = "", math.inf, None, ""
+        if not stop and not taken and not second and (words or voicing.span_s > 0.0):
+            trailing, trailing_gain, after_frame = self._stop_at_the_end(pcm, grammar_score, n_frames)
+        if after_frame is not None and after_words:
+            alone = self._stop_said_alone(audio.samples, after_frame * _FRAME_S * scale - _PAD_S)
         parsed = _reads_as_command(self.domain, text) if words else False
         details = {
             "speech_ratio": speech / total if total else 0.0,
@@ -502,6 +537,10 @@ class PocketSphinxRecognizer:
             confidence = max(confidence, speech_weight * voice_weight)
             note = (f"stop heard at the end ({trailing!r}: the grammar that ends in a stop explains the audio "
                     f"{trailing_gain:.2f} per frame better than {text!r})")
+        if alone:
+            stop = True
+            confidence = max(confidence, speech_weight * voice_weight)
+            note = f"stop heard after the command's words, decoded alone ({alone})"
         if spotted and not stop:
             stop = True
             confidence = max(confidence, speech_weight * voice_weight * 0.5)

@@ -4,6 +4,7 @@ it listens for nothing but a stop."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 
@@ -13,8 +14,8 @@ from medrobot_llm.consoles.voice.audio import SAMPLE_RATE
 from medrobot_llm.consoles.voice.grammar import VoiceGrammar
 from medrobot_llm.consoles.voice.spoken import spoken_phrases
 
-__all__ = ["STOP_MARGIN", "StopLengths", "anchored_stops", "kws_stops", "kws_threshold", "narrowband", "stop_jsgf", "stop_phrase",
-           "stop_taken", "trailing_stop"]
+__all__ = ["AFTER_WORDS_GAIN", "ALONE_MARGIN", "STOP_MARGIN", "StopLengths", "anchored_stops", "kws_stops",
+           "kws_threshold", "narrowband", "stop_jsgf", "stop_phrase", "stop_taken", "stops_start", "trailing_stop"]
 
 _STOP_PHRASES: tuple[tuple[str, ...], ...] = tuple(
     sorted({tuple(tokenize(p)) for p in CONTROL_PHRASES["stop"]}, key=lambda p: (-len(p), p)))
@@ -136,6 +137,17 @@ def kws_threshold(phrase: str) -> int:
 #: (``VoiceGrammar.stopped_jsgf``) must explain an utterance for its stop to be taken. Chosen on dev data only (see
 #: ``trailing_stop``)
 _TRAILING_GAIN = 0.0
+#: how much better per frame free phones may explain the audio after a command's words, where the stop-ending search
+#: put a stop, than the command grammar does, for a stop heard in it alone to be taken (``PocketSphinxRecognizer``). Chosen
+#: on dev data only: stops said after a dev command by dev voices (espeak-ng en-us in the same breath, flite, festival
+#: and espeak-ng after a pause) had 0.75-2.27 (one 3.33: espeak-ng en+f3's "abort"), the last words of dev commands of
+#: benchmarks/voice_bench.py that were heard alone as a stop 2.92-3.61
+ALONE_MARGIN = 2.6
+#: how much better per frame than the command grammar the stop-ending search must explain the audio for a stop it
+#: heard after a command's words to be decoded alone at all. Dev: stops said after a command in the same breath by
+#: espeak-ng gained 0.29-1.08, the dev bench commands whose last words were heard alone as a stop 0.05-0.30, all but
+#: one ("... capture an image", 0.14, within ``ALONE_MARGIN``) caught by that margin too
+AFTER_WORDS_GAIN = 0.2
 #: the consonants a stop phrase must have, in every pronunciation, for the stop-ending search to end on it: stops,
 #: fricatives and affricates (CMUdict's phone classes). Vowels, glides and "HH" carry no spectral landmark, so a
 #: phrase of only those ("whoa": W OW) fits the last syllable of any command ending in a rounded vowel
@@ -163,7 +175,8 @@ def _peel_stops(words: list[str]) -> tuple[list[str], list[str]]:
     return words, tail
 
 
-def trailing_stop(stopped: str, gain: float, wake: tuple[str, ...], anchored: frozenset[str]) -> str:
+def trailing_stop(stopped: str, gain: float, wake: tuple[str, ...], anchored: frozenset[str], *,
+                  after_words: bool = False) -> str:
     """The stop phrase to take from the stop-ending grammar's transcript ``stopped``, "" for none.
 
     ``gain`` is how much better per frame the stop-ending grammar explains the audio than the command grammar. The
@@ -179,12 +192,26 @@ def trailing_stop(stopped: str, gain: float, wake: tuple[str, ...], anchored: fr
     arm home" in voice_bench as "tug the right arm whoa". Dev stop phrases said by dev voices after "wait" or
     repeated gained as little as 0.06 per frame ("wait, emergency") and 0.18 ("wait, stop stop"), so any gain
     counts.
+
+    With ``after_words`` the stop is returned after a command's words too: the caller then decodes the stop's own
+    audio alone (``PocketSphinxRecognizer``) and takes the stop only when that short utterance is heard as one.
     """
     before, tail = _peel_stops(tokenize(stopped))
     if not tail or not math.isfinite(gain) or gain < _TRAILING_GAIN or tail[-1] not in anchored:
         return ""
     while before and before[0] in wake:
         before = before[1:]
-    if before and tuple(before) not in _PAUSE_PHRASES and stop_phrase(" ".join(before)) is None:
+    if before and not after_words and tuple(before) not in _PAUSE_PHRASES and stop_phrase(" ".join(before)) is None:
         return ""
     return tail[-1]
+
+
+def stops_start(words: list[str], normalise: Callable[[str], str]) -> int:
+    """The index in the decoder's ``words`` at which the stop phrases that end them begin (``len(words)`` when none
+    do), read in the planner's spelling by ``normalise`` so that a phrase spelt over several words counts whole."""
+    start = len(words)
+    for i in range(len(words) - 1, -1, -1):
+        before, tail = _peel_stops(tokenize(normalise(" ".join(words[i:]))))
+        if tail and not before:
+            start = i
+    return start
