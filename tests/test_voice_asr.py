@@ -51,7 +51,7 @@ def _pulses(pitch_hz: float, seconds: float = 1.0) -> np.ndarray:
 
 
 def test_a_high_voice_is_scaled_down_and_a_low_one_left_alone() -> None:
-    from medrobot_llm.consoles.voice.asr import median_pitch, speaker_scale, voiced_ratio
+    from medrobot_llm.consoles.voice.voicing import median_pitch, speaker_scale, voiced_ratio
 
     low, high = _pulses(105.0), _pulses(220.0)
     assert abs(median_pitch(low) - 105.0) < 5 and abs(median_pitch(high) - 220.0) < 10
@@ -67,7 +67,7 @@ def test_mains_hum_is_not_voiced() -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from _voice_corpus import noise_clips
 
-    from medrobot_llm.consoles.voice.asr import voiced_ratio
+    from medrobot_llm.consoles.voice.voicing import voiced_ratio
 
     assert voiced_ratio(noise_clips()["hum"]) == 0.0
 
