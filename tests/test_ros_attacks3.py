@@ -95,12 +95,9 @@ def isolated_graph(a: RosGraph, tmp: Path) -> Iterator[dict[str, Any]]:
         stop_bringup(proc, [proc.pid, *(int(node["pid"]) for node in nodes)])
 
 
-@pytest.fixture(scope="module")
-def xray(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RosGraph]:
-    """Graph A, one for the module: every test starts it from rest (``at_rest``) or needs only its supervisor
-    alive, what they do to A (a shot, a latched press) is undone by the next ``at_rest``, and graph B, which the
-    attacks kill and relay onto, is each test's own."""
-    with ros_graph("xray", tmp_path_factory.mktemp("ros_attacks3")) as g:
+@pytest.fixture
+def xray(tmp_path: Path) -> Iterator[RosGraph]:
+    with ros_graph("xray", tmp_path) as g:
         yield g
 
 
@@ -160,7 +157,6 @@ def test_a_capability_from_an_isolated_graph_on_the_same_domain_id_takes_no_expo
         xray: RosGraph, tmp_path: Path) -> None:
     a = xray
     assert a.keys_dir is not None
-    a.at_rest()
     with isolated_graph(a, tmp_path) as b:
         env = dict(os.environ, ROS_DOMAIN_ID=str(a.ros_domain_id), MEDROBOT_KEYS=b["keys_dir"])
         # B's own operator puts B's gantry in a view, and takes no shot
@@ -257,7 +253,7 @@ def test_an_operator_on_one_graph_cannot_be_made_to_confirm_another_graphs_expos
     a.remote.node.create_subscription(
         StateMsg, TOPIC_STATE, lambda m: relayed_states.append(m) if m.session != a_session else None, latched_qos(1))
     shown: list[str] = []
-    unsubscribe = a.remote.subscribe(lambda e: shown.append(e.text) if isinstance(e, QuestionEvent) else None)
+    a.remote.subscribe(lambda e: shown.append(e.text) if isinstance(e, QuestionEvent) else None)
     yes = a.remote.node.create_publisher(OperatorMsg, TOPIC_CONFIRM, reliable_qos(10))
     operator = default_operator()
     # what A's console signs: A's operator key, for A's graph
@@ -323,7 +319,6 @@ def test_an_operator_on_one_graph_cannot_be_made_to_confirm_another_graphs_expos
         finally:
             for p in procs:
                 _stop(p)
-            unsubscribe()
         after = _exposures(b)
         refusals = b_refusals()
     assert after == before, f"A's operator's yes, relayed, took {after - before} exposure(s) on graph B"
