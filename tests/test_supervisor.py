@@ -10,7 +10,7 @@ import pytest
 
 from medrobot_llm.safety import events as ev
 from medrobot_llm.safety.audit import CHAIN_FIELDS, AuditLog, AuditLogError
-from medrobot_llm.backends.base import CancelToken, FailureKind, FeedbackFn, SkillBackend, StepResult
+from medrobot_llm.backends.base import BackendNotReady, CancelToken, FailureKind, FeedbackFn, SkillBackend, StepResult
 from medrobot_llm.backends.memory import MemoryBackend
 from medrobot_llm.core.plan import Control, Plan, PlanStatus, Step
 from medrobot_llm.core.reasons import Reason
@@ -501,6 +501,45 @@ def test_an_exception_in_a_callback_lands_in_fault_with_the_robot_halted() -> No
     last = [r for r in rig.audit.records if r["kind"] == "state"][-1]
     assert last["to"] == "FAULT" and last["cause"] == "exception"
     check_log(rig.audit.records, rig.sup)
+
+
+class _StartingBackend(MemoryBackend):
+    """A robot whose first report has not come yet (a skill server still starting), then one that went quiet."""
+
+    def __init__(self) -> None:
+        super().__init__("xray", {"view_set": True}, manual=True)
+        self.problem: Exception | None = BackendNotReady("nothing received yet")
+
+    def world_state(self) -> WorldState:
+        if self.problem is not None:
+            raise self.problem
+        return super().world_state()
+
+
+def test_a_robot_that_has_not_reported_yet_refuses_the_command_without_latching() -> None:
+    backend = _StartingBackend()
+    sup = Supervisor(backend, None, audit=AuditLog(None), watchdog_period_s=None, reset_wait_s=2.0)
+    try:
+        reply = sup.submit_plan(XRAY_MOTION)
+        assert not reply.accepted and sup.state is S.IDLE and "not ready yet" in reply.message
+        assert "nothing received yet" in reply.message and backend.sent == [] and not backend.halted
+        backend.problem = None
+        assert sup.submit_plan(XRAY_MOTION).accepted  # no reset needed: nothing was latched
+        assert backend.wait_sent(1)
+    finally:
+        sup.close()
+
+
+def test_a_robot_that_cannot_report_for_another_reason_faults() -> None:
+    backend = _StartingBackend()
+    backend.problem = RuntimeError("the skill server is silent: no status for 3.0 s")
+    sup = Supervisor(backend, None, audit=AuditLog(None), watchdog_period_s=None, reset_wait_s=2.0)
+    try:
+        reply = sup.submit_plan(XRAY_MOTION)
+        assert not reply.accepted and sup.state is S.FAULT and backend.halted and "silent" in sup.reason
+        assert backend.sent == []
+    finally:
+        sup.close()
 
 
 class _FailingAudit(AuditLog):

@@ -22,6 +22,7 @@ from medrobot_llm.core.plan import Step
 from medrobot_llm.core.validator import WorldState
 
 __all__ = [
+    "BackendNotReady",
     "BehaviourStatus",
     "CancelToken",
     "FailureKind",
@@ -123,6 +124,12 @@ class CancelToken:
 
     def wait(self, timeout: float) -> bool:
         return self._event.wait(timeout)
+
+
+class BackendNotReady(RuntimeError):
+    """Raised by ``world_state`` while the robot has never reported (a skill server still starting up): nothing
+    was lost, so the supervisor refuses the command and stays ready instead of latching a fault that needs a
+    reset. A robot that reported once and then went quiet is a fault, not this."""
 
 
 class SkillBackend(ABC):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 
+from medrobot_llm.backends.base import BackendNotReady
 from medrobot_llm.core.plan import Plan, PlanStatus
 from medrobot_llm.core.reasons import Reason
 from medrobot_llm.core.validator import WorldState, validate_plan
@@ -71,6 +72,11 @@ class AdmissionMixin(SupervisorCore):
                 return Reply(False, self.state, why, plan)
             try:
                 world = self.backend.world_state()
+            except BackendNotReady as exc:
+                why = f"the robot is not ready yet ({exc}); nothing moved: say it again once it reports"
+                self._log(ev.ValidationEvent(ok=False, reason=why, plan=plan.to_json()))
+                self._fire(T.REJECT, reason=why)
+                return Reply(False, self.state, why, plan)
             except Exception as exc:  # noqa: BLE001
                 self._fire(T.FAULT, reason=f"the backend could not report its world state "
                            f"({type(exc).__name__}: {exc})")

@@ -111,7 +111,8 @@ class PlanDiscardedEvent(_Event):
 
 
 class ValidationEvent(_Event):
-    """The plan checked against the world; without ``world`` when it was refused before (wrong domain)."""
+    """The plan checked against the world; without ``world`` when it was refused before (wrong domain, a robot
+    that has not reported yet)."""
 
     kind: Literal["validation"] = "validation"
     ok: bool

@@ -28,7 +28,8 @@ from unique_identifier_msgs.msg import UUID
 
 from medrobot_interfaces.action import ExecuteSkill
 
-from medrobot_llm.backends.base import CancelToken, FailureKind, Feedback, FeedbackFn, SkillBackend, StepResult
+from medrobot_llm.backends.base import (BackendNotReady, CancelToken, FailureKind, Feedback, FeedbackFn, SkillBackend,
+                                        StepResult)
 from medrobot_llm.core.clock import Clock
 from medrobot_llm.core.plan import Step
 from medrobot_llm.core.validator import WorldState
@@ -38,11 +39,16 @@ from medrobot_llm.safety.gate import to_json, world_from_json
 from medrobot_llm.safety.results import verify_result
 from medrobot_llm.safety.signing import Untrusted
 
-__all__ = ["RosSkillBackend", "SkillServerLost"]
+__all__ = ["RosSkillBackend", "SkillServerLost", "SkillServerNotReady"]
 
 
 class SkillServerLost(RuntimeError):
     """No fresh ``/medrobot/robot_status`` from a skill server of this domain."""
+
+
+class SkillServerNotReady(SkillServerLost, BackendNotReady):
+    """No ``/medrobot/robot_status`` yet at all: on a graph just brought up, the skill server's first status can
+    come seconds after a console's first command; that command is refused, nothing latches."""
 
 
 class RosSkillBackend(SkillBackend):
@@ -129,7 +135,8 @@ class RosSkillBackend(SkillBackend):
     def world_state(self) -> WorldState:
         with self._cond:
             if self._status is None:
-                raise SkillServerLost(f"no skill server for {self.domain}: nothing received on {TOPIC_ROBOT_STATUS}")
+                raise SkillServerNotReady(f"no skill server for {self.domain} has reported yet: nothing received "
+                                          f"on {TOPIC_ROBOT_STATUS}")
             age = self.clock() - self._status_at
             if age > self.stale_after_s:
                 raise SkillServerLost(f"the skill server is silent: no {TOPIC_ROBOT_STATUS} for {age:.1f} s")
