@@ -14,6 +14,7 @@ bench: setup
 	python3 ../shared/benchmarks/score_plans.py ../shared/benchmarks/plans-dev.jsonl
 	python3 ../shared/benchmarks/score_plans.py benchmarks/heldout/plans-heldout.jsonl
 	python3 benchmarks/plan_latency.py
+	python3 benchmarks/voice_accuracy.py --workers 2
 
 docs:
 	python3 scripts/gen_docs.py
