@@ -102,6 +102,12 @@ def _operate(words: list[str]) -> None:
         deadline = time.monotonic() + 3.0
         while time.monotonic() < deadline and len(robot) <= n:
             time.sleep(0.02)
+        # a status already in flight when the stop or reset was acted on says the old latch: give the robot's own
+        # report up to 5 s to follow (the test still fails if it never does)
+        settles = {"stop": True, "rest": False, "reset": False}.get(words[-1]) if words else None
+        deadline = time.monotonic() + 5.0
+        while settles is not None and time.monotonic() < deadline and bool((robot or [{}])[-1].get("halted")) != settles:
+            time.sleep(0.02)
         status = remote.status()
         print(json.dumps({"state": status["state"], "world": status["world"], "robot": robot[-1] if robot else None}),
               flush=True)

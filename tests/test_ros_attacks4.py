@@ -227,10 +227,11 @@ def test_a_console_kept_across_a_bringup_restart_is_answered(tmp_path: Path) -> 
             # clone's CI run once latched FAULT on that first refusal, and every retry was refused)
             replies: list[dict[str, Any] | None] = []
             seen: list[Any] = []
-            deadline = time.monotonic() + 40.0
+            deadline = time.monotonic() + 60.0
             while time.monotonic() < deadline and not (replies and replies[-1] and replies[-1].get("accepted")):
                 _say(console, "lateral of the pelvis")
-                answer, seen = out.until(_reply_to("lateral of the pelvis"), timeout=12.0)
+                # at a load average of 5 the first answer from the new graph took longer than 12 s
+                answer, seen = out.until(_reply_to("lateral of the pelvis"), timeout=25.0)
                 replies.append(answer)
                 if answer is None:
                     break
@@ -243,7 +244,7 @@ def test_a_console_kept_across_a_bringup_restart_is_answered(tmp_path: Path) -> 
             if second is not None:
                 _stop_bringup(second, info2)
     assert after is not None, (
-        f"after the bringup restarted, the console's command got no answer in 12 s; it printed: {seen[-3:]}")
+        f"after the bringup restarted, the console's command got no answer in 25 s; it printed: {seen[-3:]}")
     assert after.get("accepted") or "restart" in (after.get("message") or ""), replies
 
 
