@@ -158,6 +158,13 @@ class RosSkillBackend(SkillBackend):
         status = self._status
         return self._local_halt or bool(status is not None and status.get("halted"))
 
+    @property
+    def halt_reason(self) -> str:
+        status = self._status
+        if status is not None and status.get("halted"):
+            return str(status.get("halt_reason") or "")
+        return self._halt_reason if self._local_halt else ""
+
     def halt(self, reason: str = "e-stop") -> None:
         if not self._local_halt:
             self._halt_reason = reason
