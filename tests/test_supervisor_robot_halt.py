@@ -262,3 +262,34 @@ def test_a_halt_still_reported_once_the_window_after_a_reset_has_passed_latches(
     sup.tick()
     assert sup.state is S.ESTOP and sup.reason == f"{ROBOT_HALT} while IDLE: {PRESS}"
     check_log(rig.audit.records, sup)
+
+
+# ------------------------------------------------------------------------------------------ the log
+def test_log_replay_reproduces_a_latch_on_the_robots_report_between_steps_and_during_one() -> None:
+    from medrobot_llm.cli.log import replay_records
+
+    rig = make_rig("xray", manual=False)
+    sup, robot = rig.sup, rig.backend
+    robot.halt(PRESS)
+    sup.tick()
+    rig.clock.advance(5.0)
+    assert sup.reset().accepted
+    pressed: list[bool] = []
+
+    def observe() -> SupervisorState:
+        if robot.executing and not pressed:
+            pressed.append(True)
+            robot.halt(PRESS)
+        return sup.state
+
+    robot.observer = observe
+    rig.clock.advance(5.0)
+    assert sup.submit_plan(XRAY_MOTION).accepted
+    assert sup.wait_idle(5) and sup.state is S.ESTOP
+    rig.clock.advance(5.0)
+    assert sup.reset().accepted
+    rig.close()
+    assert len(_robot_estops(rig.audit)) == 2
+    report = replay_records(rig.audit.records, wait_s=2.0)
+    assert report.identical, report.render()
+    assert [t[2] for t in report.replayed].count("estop") == 2
