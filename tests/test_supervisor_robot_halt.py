@@ -9,7 +9,7 @@ from typing import Any
 
 from medrobot_llm.backends.memory import ManualClock, MemoryBackend
 from medrobot_llm.safety import events as ev
-from medrobot_llm.safety.audit import AuditLog
+from medrobot_llm.safety.audit import AuditLog, AuditLogError
 from medrobot_llm.safety.machine import ROBOT_HALT
 from medrobot_llm.safety.supervisor import Supervisor, SupervisorState
 
@@ -176,6 +176,21 @@ def test_a_halt_during_a_step_is_told_by_the_steps_end_once_not_by_the_watchdog_
     check_log(rig.audit.records, sup)
 
 
+class _NoEstopRecords(AuditLog):
+    def append(self, kind: str, **fields: Any) -> int:
+        if kind == "estop":
+            raise AuditLogError("disk full")
+        return super().append(kind, **fields)
+
+
+def test_a_halt_the_robot_reports_that_cannot_be_recorded_ends_in_fault_not_estop() -> None:
+    rig = make_rig("xray", audit=_NoEstopRecords(None))
+    rig.backend.halt(PRESS)
+    rig.sup.tick()
+    assert rig.sup.state is S.FAULT and "audit log" in rig.sup.reason and rig.backend.halted
+    assert [c.trigger for c in rig.sup.history] == ["fault"]
+
+
 # ------------------------------------------------------------------------------------------ halts it ordered
 def test_a_stop_is_not_counted_twice_even_when_the_watchdog_passes_between_the_halt_and_the_latch() -> None:
     rig = make_rig("xray")
@@ -198,18 +213,16 @@ def test_a_stop_is_not_counted_twice_even_when_the_watchdog_passes_between_the_h
     check_log(rig.audit.records, sup)
 
 
-def test_a_halt_the_supervisor_ordered_is_never_taken_for_the_robots_own_until_a_reset_clears_it() -> None:
+def test_after_a_reset_a_halt_of_the_robots_own_is_news_again() -> None:
     rig = make_rig("xray")
     sup, robot = rig.sup, rig.backend
-    sup._halt_backend("closing while a step still ran")  # an order that latched nothing (close)
-    sup.tick()
-    assert sup.state is S.IDLE and _robot_estops(rig.audit) == []
     sup.stop("operator stop")
     assert sup.reset().accepted and sup.state is S.IDLE
     robot.halt(PRESS)  # after the reset, a halt of the robot's own is news again
     rig.clock.advance(1.0)
     sup.tick()
-    assert sup.state is S.ESTOP and sup.reason.startswith(ROBOT_HALT)
+    assert sup.state is S.ESTOP and sup.reason == f"{ROBOT_HALT} while IDLE: {PRESS}"
+    assert len(_robot_estops(rig.audit)) == 1
 
 
 # ------------------------------------------------------------------------------------------ around a reset

@@ -230,6 +230,8 @@ def test_robot_halt_pair(state: SupervisorState) -> None:
         cleanup()
         rig.settle()
         assert sup.state is (state if state in ROBOT_HALT_EXPECTED else S.ESTOP)
+        discarded = [r for r in rig.audit.records if r["kind"] == "plan_discarded"]
+        assert len(discarded) == (state is S.PLANNING)  # the plan came after the latch
         check_log(rig.audit.records, sup)
     finally:
         cleanup()

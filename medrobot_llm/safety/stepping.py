@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from medrobot_llm.backends.base import CancelToken, FailureKind, Feedback, StepResult
 from medrobot_llm.safety import events as ev
+from medrobot_llm.safety.audit import AuditLogError
 from medrobot_llm.safety.executor import Run
 from medrobot_llm.safety.machine import (LATCHED, ROBOT_HALT, ROBOT_HALT_EXPECTED, InvalidTransition, SupervisorState,
                                          Trigger)
@@ -166,7 +167,10 @@ class StepGateMixin(SupervisorCore):
         """ESTOP for a halt the robot reported on its own: audited as an e-stop from the robot, so consoles say
         why, and released like any e-stop, by an operator's reset only."""
         reason = f"{ROBOT_HALT} {detail}"
-        self._log(ev.EstopEvent(reason=reason, halted=True, error=None, source="robot"))
+        try:
+            self._log(ev.EstopEvent(reason=reason, halted=True, error=None, source="robot"))
+        except AuditLogError:
+            return  # the log that cannot be written put the supervisor in FAULT, which holds the robot as well
         self._fire(T.ESTOP, reason=reason, cause="robot")
 
     def _watch(self) -> None:

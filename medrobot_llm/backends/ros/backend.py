@@ -3,12 +3,12 @@
 ``execute`` is an ExecuteSkill action client; the robot's world state, halt latch and liveness come from
 the skill server's ``/medrobot/robot_status`` and from the goal's feedback. A skill server that stops
 talking (killed, hung, unplugged) stops the heartbeat, and the supervisor's watchdog turns that into FAULT.
-``halt`` publishes ``/medrobot/estop``: the fastest way to the robot, and latched for late joiners. A halt the robot
-reports that the supervisor did not order (a press only the robot heard) is reported here only (``halted``,
-``halt_reason``): the supervisor's watchdog reads them on its own thread and latches ESTOP, so the status callback
-never waits for the supervisor. Each goal
+``halt`` publishes ``/medrobot/estop``: the fastest way to the robot, and latched for late joiners. Each goal
 carries a capability minted for exactly that step and goal id (docs/trust.md): the skill server runs nothing
-else. Only ``clear_halt`` (the supervisor's reset) releases the robot, with a signed heartbeat.
+else. Only ``clear_halt`` (the supervisor's reset) releases the robot, with a signed heartbeat. A halt the robot
+reports that the supervisor did not order (a press only the robot heard) is only reported here (``halted``,
+``halt_reason``): the supervisor's watchdog reads them on its own thread and latches ESTOP, so the status callback
+never waits for the supervisor.
 
 A goal the skill server refuses after we stopped or cancelled it (it was halted, or our state said the step
 was over) was refused *because* of our stop: it ends as halted (or cancelled), never as an invalid step, so
