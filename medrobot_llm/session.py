@@ -133,6 +133,10 @@ class _FrameRecorder(SkillBackend):
         return self.inner.halted
 
     @property
+    def halt_reason(self) -> str:
+        return self.inner.halt_reason
+
+    @property
     def last_heartbeat(self) -> float:
         return self.inner.last_heartbeat
 

@@ -85,6 +85,12 @@ class RosGraph:
         (a latched stop, a plan under way or waiting for a confirmation): each test starts from here, so none
         depends on which tests ran before it, or on whether they passed."""
         state = self.remote.status()["state"]
+        deadline = time.monotonic() + 5.0
+        while state not in ("ESTOP", "FAULT") and self.robot_status().get("halted") and time.monotonic() < deadline:
+            # a halt the supervisor did not hear of (the last test's press, missed): it latches ESTOP on the
+            # robot's report within a watchdog pass, and this test's reset must wait for that latch
+            time.sleep(0.01)
+            state = self.remote.status()["state"]
         if state in ("ESTOP", "FAULT"):
             self.remote.reset()
         elif state not in ("IDLE", "RECOVERING"):

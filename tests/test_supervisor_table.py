@@ -14,6 +14,9 @@ from medrobot_llm.backends.memory import Outcome
 from medrobot_llm.safety.machine import (
     GUARD_HELP,
     GUARDS,
+    ROBOT_HALT,
+    ROBOT_HALT_EXPECTED,
+    ROBOT_HALT_HELP,
     STATE_HELP,
     TRANSITIONS,
     TRIGGER_HELP,
@@ -100,7 +103,7 @@ def test_supervisor_refuses_every_pair_the_table_does_not_allow(state: Superviso
 
 
 def test_the_table_is_documented_and_its_references_resolve() -> None:
-    assert set(TRIGGER_HELP) == set(TRIGGERS) and set(STATE_HELP) == set(STATES)
+    assert set(TRIGGER_HELP) == set(TRIGGERS) and set(STATE_HELP) == set(STATES) == set(ROBOT_HALT_HELP)
     assert set(GUARDS) == set(Guard) == set(GUARD_HELP) and all(callable(check) for check in GUARDS.values())
     assert {row.effect for row in TRANSITIONS if row.effect is not None} == set(Effect)
     assert all(row.help for row in TRANSITIONS)
@@ -197,6 +200,38 @@ def test_api_pair(state: SupervisorState, op: str) -> None:
             rig.settle()
             assert sup.history[before].trigger == trigger and sup.history[before].dest is dest
             assert sup.state is FOLLOW_ON.get(trigger, dest)
+        check_log(rig.audit.records, sup)
+    finally:
+        cleanup()
+        rig.close()
+
+
+@pytest.mark.parametrize("state", [s for s in STATES if s is not S.RECOVERING], ids=lambda s: s.value)
+def test_robot_halt_pair(state: SupervisorState) -> None:
+    """A halt the robot reports on its own, in each state, does what ``ROBOT_HALT_HELP`` says (RECOVERING, held
+    inside reset(): tests/test_supervisor_robot_halt.py)."""
+    assert ROBOT_HALT_HELP[state].startswith("nothing") is (state in ROBOT_HALT_EXPECTED)
+    rig, cleanup = _reach(state)
+    sup = rig.sup
+    try:
+        before, reason = len(sup.history), sup.reason
+        rig.backend.halt("e-stop on /medrobot/estop")  # the robot's own latch: the supervisor ordered nothing
+        if state is S.EXECUTING:  # a step runs: its end tells the halt
+            assert sup.wait_for(S.ESTOP)
+        sup.tick()
+        sup.tick()
+        if state in ROBOT_HALT_EXPECTED:
+            assert sup.state is state and len(sup.history) == before and sup.reason == reason
+        else:
+            assert sup.state is S.ESTOP and [c.trigger for c in sup.history[before:]] == ["estop"]
+            assert sup.reason.startswith(ROBOT_HALT) and sup.reason.endswith("e-stop on /medrobot/estop")
+            assert [r.get("source") for r in rig.audit.records if r["kind"] == "estop"] == ["robot"]
+            assert sup.plan is None and sup.pending is None
+        cleanup()
+        rig.settle()
+        assert sup.state is (state if state in ROBOT_HALT_EXPECTED else S.ESTOP)
+        discarded = [r for r in rig.audit.records if r["kind"] == "plan_discarded"]
+        assert len(discarded) == (state is S.PLANNING)  # the plan came after the latch
         check_log(rig.audit.records, sup)
     finally:
         cleanup()

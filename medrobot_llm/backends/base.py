@@ -174,6 +174,12 @@ class SkillBackend(ABC):
         """Whether a halt is latched."""
 
     @property
+    def halt_reason(self) -> str:
+        """Why the robot says it is halted, "" when it is not or does not say: the supervisor quotes it when it
+        latches on a halt it did not order."""
+        return ""
+
+    @property
     def last_heartbeat(self) -> float:
         """``time.monotonic()`` of the backend's last sign of life; the supervisor watches it."""
         return time.monotonic()
@@ -313,6 +319,10 @@ class LoopBackend(SkillBackend):
     @property
     def halted(self) -> bool:
         return self._halt.is_set()
+
+    @property
+    def halt_reason(self) -> str:
+        return self._halt_reason if self.halted else ""
 
     @property
     def last_heartbeat(self) -> float:

@@ -394,10 +394,12 @@ def _replay_session(records: list[dict[str, Any]], report: ReplayReport, wait_s:
             if kind == "state":
                 n_states += 1
                 report.original.append((str(rec.get("from")), str(rec.get("to")), str(rec.get("trigger"))))
-                if rec.get("cause") == "watchdog":
+                if rec.get("cause") in ("watchdog", "robot"):
                     caught_up(n_states - 1)
                     backend.wait_sent(sent_here, wait_s)
                     clock.set(float(rec.get("clock", clock())))
+                    if rec.get("cause") == "robot":
+                        backend.halt(str(rec.get("reason")))  # the robot's own halt, which the supervisor latched on
                     sup.tick()
                 continue
             if kind == "step_sent":

@@ -224,10 +224,14 @@ class StateEvent(_Event):
 
 
 class EstopEvent(_Event):
+    """A latched e-stop; ``source`` is left out for a stop someone asked for, ``robot`` for a halt the robot
+    reported that the supervisor had not ordered (a press it did not hear)."""
+
     kind: Literal["estop"] = "estop"
     reason: str
     halted: bool
     error: str | None
+    source: str | None = None
 
 
 class HaltFailedEvent(_Event):

@@ -82,4 +82,5 @@ class LatchMixin(SupervisorCore):
                 if self.state is S.RECOVERING:
                     self._fire(T.FAULT, reason=f"recovery failed: {why}")
                 return Reply(False, self.state, f"recovery failed: {why}")
+            self._recovered_at = self.clock()
             return Reply(True, self.state, "reset: ready")

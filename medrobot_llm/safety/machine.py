@@ -25,6 +25,9 @@ __all__ = [
     "GUARDS",
     "GUARD_HELP",
     "LATCHED",
+    "ROBOT_HALT",
+    "ROBOT_HALT_EXPECTED",
+    "ROBOT_HALT_HELP",
     "RUNNING",
     "STATE_HELP",
     "TRANSITIONS",
@@ -114,6 +117,12 @@ WITH_PLAN = (S.EXECUTING, S.AWAITING_CONFIRMATION, S.PAUSED)
 LATCHED = frozenset({S.ESTOP, S.FAULT})
 #: states in which a plan is under way, so a new command is refused as busy
 RUNNING = frozenset({S.PLANNING, *WITH_PLAN})
+#: states in which the robot is halted on the supervisor's word (ESTOP, FAULT) or still reporting the halt it is being
+#: released from (RECOVERING): a halt the robot reports there is no news. In every other state it is a stop nobody
+#: told the supervisor of, and latches ESTOP (``ROBOT_HALT_HELP``)
+ROBOT_HALT_EXPECTED = frozenset({*LATCHED, S.RECOVERING})
+#: how the reason of such an ESTOP starts (what the robot said of its halt follows, when it says)
+ROBOT_HALT = "the robot reported a halt the supervisor did not order"
 
 
 @dataclass(frozen=True)
@@ -152,7 +161,8 @@ TRANSITIONS: tuple[Row, ...] = (
     Row(Trigger.FINISH, (S.EXECUTING,), S.IDLE, "the last step succeeded", (Guard.PLAN_COMPLETE,), Effect.DROP_PLAN),
     Row(Trigger.ABORT, (S.EXECUTING,), S.IDLE, "a step's preconditions no longer hold against the robot's world state",
         effect=Effect.DROP_PLAN),
-    Row(Trigger.ESTOP, _ALL, S.ESTOP, "`stop`: halt now, latched", effect=Effect.ESTOP),
+    Row(Trigger.ESTOP, _ALL, S.ESTOP, "`stop` (from anyone), or a halt the robot reports that the supervisor did not "
+        "order: halt now, latched", effect=Effect.ESTOP),
     Row(Trigger.FAULT, _ALL, S.FAULT,
         "step failure, limit violation, timeout, lost heartbeat, or an exception in a callback", effect=Effect.FAULT),
     Row(Trigger.RESET, (S.ESTOP, S.FAULT), S.RECOVERING, "operator reset after an e-stop or fault",
@@ -171,6 +181,20 @@ STATE_HELP: Mapping[SupervisorState, str] = {
     S.ESTOP: "e-stop latched: the backend is halted until an operator resets",
     S.FAULT: "something failed (a step, the backend, the heartbeat, a callback): halted until reset",
     S.RECOVERING: "operator reset: the halt is cleared and the backend checked before going back to IDLE",
+}
+
+#: what a halt the robot reports, and the supervisor did not order, does in each state (the watchdog looks every pass)
+ROBOT_HALT_HELP: Mapping[SupervisorState, str] = {
+    S.IDLE: "latches ESTOP",
+    S.PLANNING: "latches ESTOP; the plan is discarded when it comes",
+    S.AWAITING_CONFIRMATION: "latches ESTOP; the plan is dropped",
+    S.EXECUTING: "between steps: latches ESTOP, the plan is dropped; while a step runs, that step's end says how it "
+                 "ended (halted: ESTOP; a limit: FAULT)",
+    S.PAUSED: "latches ESTOP; the plan is dropped",
+    S.ESTOP: "nothing more: the robot is halted on the supervisor's word",
+    S.FAULT: "nothing more: the robot is halted on the supervisor's word",
+    S.RECOVERING: "nothing: the robot is being released and may report its halt until it is; back in IDLE, a halt "
+                  "still reported once `heartbeat_timeout_s` has passed latches ESTOP",
 }
 
 TRIGGER_HELP: Mapping[Trigger, str] = {row.trigger: row.help for row in TRANSITIONS}
@@ -401,5 +425,12 @@ def supervisor_doc() -> str:
         sources = "any" if len(row.sources) == len(_ALL) else ", ".join(f"`{s.value}`" for s in row.sources)
         guards = ", ".join(_guard_labels(row)) or "—"
         out.append(f"| `{row.trigger.value}` | {sources} | `{row.dest.value}` | {guards} | {row.help} |")
+    out += ["", "## A halt the robot reports", "",
+            ("Anyone may press the e-stop, and the robot may hear a press the supervisor did not (sent before "
+             "discovery matched it, or lost). So a halt the robot reports that the supervisor did not order (no "
+             "stop, no fault of its own since the last reset) is an e-stop: the watchdog fires `estop` with the "
+             f"reason `{ROBOT_HALT}`, and only a `reset` releases it."),
+            "", "| state | a halt the robot reports |", "| --- | --- |"]
+    out += [f"| `{s.value}` | {ROBOT_HALT_HELP[s]} |" for s in _ALL]
     out.append("")
     return "\n".join(out)

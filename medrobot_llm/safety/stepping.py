@@ -1,16 +1,22 @@
 """Releasing steps: the supervisor's side of the executor's ``StepGate``, and the watchdog.
 
 The executor's worker thread asks here before each step, and reports each step's end here; the
-watchdog expires questions, times out steps and notices a silent backend. Every decision is a trigger
-of the machine, taken under the supervisor's lock.
+watchdog expires questions, times out steps, notices a silent backend and a halt the robot reports that
+the supervisor did not order. Every decision is a trigger of the machine, taken under the supervisor's lock.
+
+That halt is looked for on the watchdog's pass, not when the robot's report comes in: a backend's report
+arrives on a thread of its own (a ROS status callback) that must never wait for this lock, and the pass
+already reads the backend the way the heartbeat check does.
 """
 
 from __future__ import annotations
 
 from medrobot_llm.backends.base import CancelToken, FailureKind, Feedback, StepResult
 from medrobot_llm.safety import events as ev
+from medrobot_llm.safety.audit import AuditLogError
 from medrobot_llm.safety.executor import Run
-from medrobot_llm.safety.machine import LATCHED, InvalidTransition, SupervisorState, Trigger
+from medrobot_llm.safety.machine import (LATCHED, ROBOT_HALT, ROBOT_HALT_EXPECTED, InvalidTransition, SupervisorState,
+                                         Trigger)
 from medrobot_llm.safety.supervisor_core import SupervisorCore
 
 __all__ = ["StepGateMixin"]
@@ -104,13 +110,14 @@ class StepGateMixin(SupervisorCore):
                 return
             where = f"step {index + 1} ({step.skill})"
             if result.failure is FailureKind.HALTED:
-                self._fire(T.ESTOP, reason=f"the backend halted on its own during {where}: {result.message}")
+                self._latch_robot_halt(f"during {where}: {result.message}")
                 return
             what = "limit violation" if result.failure.is_limit_violation else "failed"
             self._fire(T.FAULT, reason=f"{where} {what}: {result.failure.value}: {result.message}")
 
     def tick(self) -> None:
-        """One watchdog pass: expire a question, time out a step, notice a silent backend."""
+        """One watchdog pass: expire a question, latch a halt nobody told us of, time out a step, notice a silent
+        backend."""
         try:
             with self._lock:
                 st, now = self.state, self.clock()
@@ -118,6 +125,10 @@ class StepGateMixin(SupervisorCore):
                     q = self._pending
                     self._fire(T.EXPIRE, reason=f"no confirmation of step {q.step_index + 1} ({q.skill}) within "
                                f"{self.confirm_timeout_s:g} s; plan dropped", cause="watchdog")
+                    return
+                if self._unordered_halt(st, now):
+                    said = self._backend_halt_reason()
+                    self._latch_robot_halt(f"while {st.value}" + (f": {said}" if said else ""))
                     return
                 inflight = self._inflight
                 if inflight is None or st in LATCHED:
@@ -136,6 +147,31 @@ class StepGateMixin(SupervisorCore):
             return
         except Exception as exc:  # noqa: BLE001 - the watchdog itself failing must not go unnoticed
             self._enter_fault(f"watchdog error {type(exc).__name__}: {exc}")
+
+    def _unordered_halt(self, st: SupervisorState, now: float) -> bool:
+        """Whether the robot reports a halt that is news: not one the supervisor holds it in or is releasing it
+        from, none it ordered since the last reset, and not during a step (its end says how the step ended: a
+        limit the robot halted on is a FAULT). Until ``heartbeat_timeout_s`` after a reset the robot's report may
+        still be one sent before its release (a status in flight), so it is looked at again after that."""
+        if st in ROBOT_HALT_EXPECTED or self._halt_requested is not None or self._inflight is not None:
+            return False
+        return now - self._recovered_at >= self.heartbeat_timeout_s and self._backend_halted()
+
+    def _backend_halt_reason(self) -> str:
+        try:
+            return str(self.backend.halt_reason)
+        except Exception:  # noqa: BLE001 - the halt is what matters; its reason is a courtesy
+            return ""
+
+    def _latch_robot_halt(self, detail: str) -> None:
+        """ESTOP for a halt the robot reported on its own: audited as an e-stop from the robot, so consoles say
+        why, and released like any e-stop, by an operator's reset only."""
+        reason = f"{ROBOT_HALT} {detail}"
+        try:
+            self._log(ev.EstopEvent(reason=reason, halted=True, error=None, source="robot"))
+        except AuditLogError:
+            return  # the log that cannot be written put the supervisor in FAULT, which holds the robot as well
+        self._fire(T.ESTOP, reason=reason, cause="robot")
 
     def _watch(self) -> None:
         assert self.watchdog_period_s is not None

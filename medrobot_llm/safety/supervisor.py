@@ -111,6 +111,7 @@ class Supervisor(AdmissionMixin, StepGateMixin, LatchMixin):
         self._waiting_run: Run | None = None
         self._ending: dict[int, tuple[Run, str, str]] = {}  # run id -> run, outcome, reason: see _drop_run
         self._halt_requested: str | None = None
+        self._recovered_at = float("-inf")
         self._resets = 0  # operator resets so far: a reset finishing late must not complete a newer one
         self._refusal: str | None = None
         self._refusal_expired = False

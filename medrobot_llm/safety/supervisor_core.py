@@ -75,7 +75,8 @@ class SupervisorCore:
     _inflight: tuple[Run, int, float] | None
     _waiting_run: Run | None
     _ending: dict[int, tuple[Run, str, str]]  # run id -> run, outcome, reason: see _drop_run
-    _halt_requested: str | None
+    _halt_requested: str | None  # the supervisor's own halt (a stop, a fault) since the last reset, and why
+    _recovered_at: float  # when the last reset brought the robot back (clock): see ``ROBOT_HALT_HELP``
     _resets: int  # operator resets so far: a reset finishing late must not complete a newer one
     _refusal: str | None
     _refusal_expired: bool
@@ -272,6 +273,7 @@ class SupervisorCore:
             self._log_run_end(run, ending[1], ending[2])
 
     def _halt_backend(self, reason: str) -> None:
+        self._halt_requested = reason  # ordered: the halt the robot will report is no stop nobody told us of
         try:
             self.backend.halt(reason)
         except Exception as exc:  # noqa: BLE001 - nothing more can be done from here than say so

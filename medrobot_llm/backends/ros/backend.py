@@ -5,7 +5,10 @@ the skill server's ``/medrobot/robot_status`` and from the goal's feedback. A sk
 talking (killed, hung, unplugged) stops the heartbeat, and the supervisor's watchdog turns that into FAULT.
 ``halt`` publishes ``/medrobot/estop``: the fastest way to the robot, and latched for late joiners. Each goal
 carries a capability minted for exactly that step and goal id (docs/trust.md): the skill server runs nothing
-else. Only ``clear_halt`` (the supervisor's reset) releases the robot, with a signed heartbeat.
+else. Only ``clear_halt`` (the supervisor's reset) releases the robot, with a signed heartbeat. A halt the robot
+reports that the supervisor did not order (a press only the robot heard) is only reported here (``halted``,
+``halt_reason``): the supervisor's watchdog reads them on its own thread and latches ESTOP, so the status callback
+never waits for the supervisor.
 
 A goal the skill server refuses after we stopped or cancelled it (it was halted, or our state said the step
 was over) was refused *because* of our stop: it ends as halted (or cancelled), never as an invalid step, so
@@ -157,6 +160,13 @@ class RosSkillBackend(SkillBackend):
     def halted(self) -> bool:
         status = self._status
         return self._local_halt or bool(status is not None and status.get("halted"))
+
+    @property
+    def halt_reason(self) -> str:
+        status = self._status
+        if status is not None and status.get("halted"):
+            return str(status.get("halt_reason") or "")
+        return self._halt_reason if self._local_halt else ""
 
     def halt(self, reason: str = "e-stop") -> None:
         if not self._local_halt:
