@@ -18,8 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from medrobot_llm.backends.ros.nodes import SKILL_SERVER
+from medrobot_llm.backends.ros.nodes import SKILL_SERVER, SUPERVISOR
 from tests._ros_helpers import ROOT, RosGraph, ros_graph
+from tests.test_ros_estop_unheard import _supervisor_again
 
 pytestmark = [pytest.mark.ros, pytest.mark.sim, pytest.mark.slow]
 
@@ -62,3 +63,26 @@ def test_a_forged_robot_status_does_not_hide_a_skill_server_that_died(tmp_path: 
             reply = g.remote.command("move to AP chest view", timeout=20.0)
             assert not reply.accepted, (reply, g.remote.status())
             assert g.remote.wait_for("FAULT", timeout=5.0), g.remote.status()
+
+
+@pytest.mark.xfail(strict=True, reason="attack19: a supervisor that has heard no skill server takes a keyless node's "
+                   "forged /medrobot/robot_status as the robot's first report: with the skill server dead, the command "
+                   "that must be refused as 'not ready yet' is validated against the forged world, accepted as "
+                   "'running' and sent to no skill server")
+def test_a_forged_first_report_does_not_make_a_supervisor_without_a_skill_server_ready(tmp_path: Path) -> None:
+    with ros_graph("xray", tmp_path, options=["--on-node-exit", "keep"]) as g:
+        g.at_rest()
+        first = g.remote.status()["session"]
+        with _forger(g, 90.0, "alive", 20.0, tmp_path / "forger.log"):
+            os.killpg(g.pid(SKILL_SERVER.name), signal.SIGKILL)
+            os.killpg(g.pid(SUPERVISOR.name), signal.SIGKILL)
+            with _supervisor_again(g, tmp_path) as (proc, _audit):
+                fresh = g.remote.wait_status(lambda s: s["session"] != first and bool(s.get("planner")), timeout=60)
+                assert fresh is not None, g.remote.status()
+                # the attacker publishes on: once discovery matched it with the new supervisor, a supervisor that
+                # takes its copies for the robot's report shows their world (one that does not stays without)
+                g.remote.wait_status(lambda s: bool(s.get("world")), timeout=10.0)
+                reply = g.remote.command("move to AP chest view", timeout=20.0)
+                assert not reply.accepted and "not ready" in reply.message, (reply, g.remote.status())
+                assert g.remote.status()["state"] == "IDLE", g.remote.status()
+                assert proc.poll() is None, "the restarted supervisor died"
