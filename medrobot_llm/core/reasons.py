@@ -121,15 +121,17 @@ SUMMARY: dict[Reason, str] = {
     Reason.ARM_BUSY: "another goal holds an arm this step moves",
     Reason.ROBOT_BUSY: "the robot is running another goal",
     Reason.NO_CAPABILITY: "a goal without the capability the supervisor mints for each step it releases",
-    Reason.BAD_SIGNATURE: "a capability, operator message or heartbeat whose MAC does not verify: forged, altered, "
-                          "or made with another key",
+    Reason.BAD_SIGNATURE: "a capability, operator message, heartbeat or robot status whose MAC does not verify: "
+                          "forged, altered, or made with another key",
     Reason.CAPABILITY_MISMATCH: "a capability minted for another plan, step, skill, args, domain or goal",
     Reason.EXPIRED: "a capability past its expiry",
-    Reason.REPLAYED: "a capability already used, an operator counter not above the last, or a heartbeat out of order",
+    Reason.REPLAYED: "a capability already used, an operator counter not above the last, or a heartbeat or robot "
+                     "status out of order",
     Reason.TOO_MANY_CAPABILITIES: "more unexpired capabilities than the single-use registry holds: refused rather "
                                   "than forget one",
     Reason.UNKNOWN_OPERATOR: "an operator message from an identity with no key in the supervisor's keyring",
-    Reason.STALE_MESSAGE: "an operator message or heartbeat stamped outside its time window (too old, or ahead)",
+    Reason.STALE_MESSAGE: "an operator message, heartbeat or robot status stamped outside its time window (too old, "
+                          "or ahead)",
     Reason.NOT_OPEN: "an operator answer bound to a question or plan that is not the one open now",
     Reason.NOT_ASKED: "an operator's confirmation of a question other than the one the supervisor asked (the console "
                       "was shown a forged or altered question)",

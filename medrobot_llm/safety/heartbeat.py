@@ -28,7 +28,7 @@ from dataclasses import dataclass, replace
 from medrobot_llm.core.clock import Clock
 from medrobot_llm.core.reasons import Reason
 from medrobot_llm.safety.signing import (
-    MAC_HEX, MAX_WIRE_CHARS, Untrusted, graph_key, is_hex, mac, mac_matches, millis, wall_clock,
+    MAC_HEX, MAX_WIRE_CHARS, Freshness, Untrusted, graph_key, is_hex, is_instance, mac, mac_matches, millis, wall_clock,
 )
 
 __all__ = ["DEFAULT_WINDOW_S", "PURPOSE", "Heartbeat", "HeartbeatSigner", "Watch", "Watchdog"]
@@ -36,8 +36,6 @@ __all__ = ["DEFAULT_WINDOW_S", "PURPOSE", "Heartbeat", "HeartbeatSigner", "Watch
 PURPOSE = "medrobot.heartbeat.v1"
 #: the watchdog's window: a few beats at the supervisor's 5 Hz state rate
 DEFAULT_WINDOW_S = 1.0
-#: supervisor instances whose last sequence number is remembered; a restart makes one more
-_MAX_INSTANCES = 64
 
 
 @dataclass(frozen=True)
@@ -65,7 +63,7 @@ class Heartbeat:
         if not isinstance(raw, dict) or set(raw) != set(cls.__dataclass_fields__) \
                 or type(raw["seq"]) is not int or type(raw["stamp_ms"]) is not int \
                 or type(raw["released_ms"]) is not int \
-                or not isinstance(raw["instance"], str) or not 0 < len(raw["instance"]) <= 64 \
+                or not is_instance(raw["instance"]) \
                 or not is_hex(raw["mac"], MAC_HEX):
             raise Untrusted(Reason.MALFORMED, "ignored heartbeat: it does not have the fields instance, seq, "
                             "stamp_ms, released_ms and mac with their types")
@@ -118,9 +116,7 @@ class Watchdog:
                  clock: Clock = wall_clock) -> None:
         self._key = graph_key(secret, graph)
         self.graph = graph
-        self.window_s = window_s
-        self.clock = clock
-        self._last_seq: dict[str, int] = {}
+        self._fresh = Freshness("heartbeat", "beat", window_s=window_s, clock=clock)
         self._valid_at: float | None = None
         self._instance = ""
         self._reported: bool | None = None  # the halted flag transition() last reported
@@ -133,26 +129,25 @@ class Watchdog:
             raise Untrusted(Reason.BAD_SIGNATURE, f"ignored heartbeat of {hb.instance[:16]!r}: the MAC does not "
                             f"verify with the key of this graph ({self.graph!r}): forged, or signed for another "
                             "graph", claimed=hb.instance)
-        now = self.clock()
-        skew_ms = millis(now) - hb.stamp_ms
-        if abs(skew_ms) > millis(self.window_s):
-            raise Untrusted(Reason.STALE_MESSAGE, f"ignored heartbeat {hb.seq} of {hb.instance[:16]!r}: stamped "
-                            f"{skew_ms / 1000:+.3f} s from now (window {self.window_s:g} s)", claimed=hb.instance)
+        now = self._fresh.check_stamp(hb.instance, hb.seq, hb.stamp_ms)
         if hb.released_ms > hb.stamp_ms:
             raise Untrusted(Reason.STALE_MESSAGE, f"ignored heartbeat {hb.seq} of {hb.instance[:16]!r}: its release "
                             f"is {(hb.released_ms - hb.stamp_ms) / 1000:.3f} s after its own stamp",
                             claimed=hb.instance)
         with self._lock:
-            last = self._last_seq.get(hb.instance, 0)
-            if hb.seq <= last:
-                raise Untrusted(Reason.REPLAYED, f"ignored heartbeat {hb.seq} of {hb.instance[:16]!r}: not after "
-                                f"beat {last}", claimed=hb.instance)
-            if hb.instance not in self._last_seq and len(self._last_seq) >= _MAX_INSTANCES:
-                self._last_seq.pop(next(iter(self._last_seq)))  # the oldest instance: its beats are long stale
-            self._last_seq[hb.instance] = hb.seq
+            self._fresh.take(hb.instance, hb.seq)
             self._valid_at = now
             self._instance = hb.instance
         return hb
+
+    @property
+    def window_s(self) -> float:
+        return self._fresh.window_s
+
+    @property
+    def clock(self) -> Clock:
+        """Times arrivals and judges stamps (the gate stamps its halts with it too)."""
+        return self._fresh.clock
 
     def check(self) -> Watch:
         with self._lock:

@@ -1,4 +1,5 @@
-"""What the capability, operator and heartbeat checks share: one canonical encoding, one MAC, one refusal.
+"""What the capability, operator, heartbeat and robot status checks share: one canonical encoding, one MAC, one
+refusal, one freshness rule for numbered senders.
 
 The Fast DDS of the PyPI wheels has no DDS Security, so anything on the graph can publish anything; the
 authority of a message has to be inside it. Each kind of signed message starts its encoding with its own
@@ -14,14 +15,16 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import threading
 import time
 from typing import Any
 
 from medrobot_llm.core.clock import Clock
 from medrobot_llm.core.reasons import Reason
 
-__all__ = ["GRAPH_PURPOSE", "MAC_HEX", "MAX_WIRE_CHARS", "NONCE_HEX", "Untrusted", "canonical", "graph_key", "is_hex",
-           "mac", "mac_matches", "millis", "signed_for_other_graph", "wall_clock"]
+__all__ = ["GRAPH_PURPOSE", "MAC_HEX", "MAX_INSTANCES", "MAX_WIRE_CHARS", "NONCE_HEX", "Freshness", "Untrusted",
+           "canonical", "graph_key", "is_hex", "is_instance", "mac", "mac_matches", "millis", "signed_for_other_graph",
+           "wall_clock"]
 
 #: the purpose tag of a graph key's derivation: no message MAC can be a graph key, nor a graph key a MAC
 GRAPH_PURPOSE = "medrobot.graph.v1"
@@ -31,6 +34,9 @@ MAC_HEX = 64
 NONCE_HEX = 32
 #: no signed message is near this (a goal's args are bounded at 16 KiB): longer is refused before it is parsed
 MAX_WIRE_CHARS = 64 * 1024
+
+#: sender instances whose last sequence number a ``Freshness`` remembers; each restart of a sender makes one more
+MAX_INSTANCES = 64
 
 #: the stamps cross processes (supervisor, skill server, consoles), so the default clock is the one they share;
 #: tests pass a ``ManualClock`` instead
@@ -93,3 +99,49 @@ def millis(seconds: float) -> int:
 
 def is_hex(value: Any, length: int) -> bool:
     return isinstance(value, str) and len(value) == length and all(c in "0123456789abcdef" for c in value)
+
+
+def is_instance(value: Any) -> bool:
+    """A sender instance's id as a numbered message may carry it: bounded, so a forger cannot make ``Freshness``
+    remember megabytes."""
+    return isinstance(value, str) and 0 < len(value) <= 64
+
+
+class Freshness:
+    """Whether a signed message of a numbered sender is new: stamped within ``window_s`` of ``clock`` (either way:
+    a stamp ahead is no more this machine's clock than one long past), and numbered above the last message taken
+    from the same sender instance.
+
+    A MAC proves who signed a message, not that it was signed just now: a recorded one replayed verifies too. The
+    sequence number refuses a copy of a message already taken; the window refuses one from an instance long gone,
+    whose numbers this end never saw (it started after that instance died). A sender that restarts is a new
+    instance with a count of its own, taken at once. ``what`` names the message in refusals, ``unit`` one of them.
+    """
+
+    def __init__(self, what: str, unit: str, *, window_s: float, clock: Clock) -> None:
+        self.what = what
+        self.unit = unit
+        self.window_s = window_s
+        self.clock = clock
+        self._last_seq: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def check_stamp(self, instance: str, seq: int, stamp_ms: int) -> float:
+        """The clock's time now, if ``stamp_ms`` is within the window of it; else ``Untrusted(STALE_MESSAGE)``."""
+        now = self.clock()
+        skew_ms = millis(now) - stamp_ms
+        if abs(skew_ms) > millis(self.window_s):
+            raise Untrusted(Reason.STALE_MESSAGE, f"ignored {self.what} {seq} of {instance[:16]!r}: stamped "
+                            f"{skew_ms / 1000:+.3f} s from now (window {self.window_s:g} s)", claimed=instance)
+        return now
+
+    def take(self, instance: str, seq: int) -> None:
+        """Count ``seq`` as the instance's last, if it is after the last one taken; else ``Untrusted(REPLAYED)``."""
+        with self._lock:
+            last = self._last_seq.get(instance, 0)
+            if seq <= last:
+                raise Untrusted(Reason.REPLAYED, f"ignored {self.what} {seq} of {instance[:16]!r}: not after "
+                                f"{self.unit} {last}", claimed=instance)
+            if instance not in self._last_seq and len(self._last_seq) >= MAX_INSTANCES:
+                self._last_seq.pop(next(iter(self._last_seq)))  # the oldest instance: its messages are long stale
+            self._last_seq[instance] = seq
