@@ -3,6 +3,9 @@
 ``execute`` is an ExecuteSkill action client; the robot's world state, halt latch and liveness come from
 the skill server's ``/medrobot/robot_status`` and from the goal's feedback. A skill server that stops
 talking (killed, hung, unplugged) stops the heartbeat, and the supervisor's watchdog turns that into FAULT.
+Only a report the skill server signed, fresh and in order (``safety.robot_status``) counts: any node can
+publish on the topic, and a copied or made-up report would otherwise keep a dead skill server alive, make a
+supervisor without one ready, or hand the validator a world that is not the robot's.
 ``halt`` publishes ``/medrobot/estop``: the fastest way to the robot, and latched for late joiners. Each goal
 carries a capability minted for exactly that step and goal id (docs/trust.md): the skill server runs nothing
 else. Only ``clear_halt`` (the supervisor's reset) releases the robot, with a signed heartbeat. A halt the robot
@@ -21,6 +24,7 @@ import json
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -35,11 +39,13 @@ from medrobot_llm.backends.base import (BackendNotReady, CancelToken, FailureKin
                                         StepResult)
 from medrobot_llm.core.clock import Clock
 from medrobot_llm.core.plan import Step
+from medrobot_llm.core.reasons import Reason
 from medrobot_llm.core.validator import WorldState
 from medrobot_llm.backends.ros.common import ACTION_EXECUTE, TOPIC_ESTOP, GoalClient, TOPIC_ROBOT_STATUS, latched_qos, reliable_qos
 from medrobot_llm.safety.capability import CapabilityMinter
 from medrobot_llm.safety.gate import to_json, world_from_json
 from medrobot_llm.safety.results import verify_result
+from medrobot_llm.safety.robot_status import StatusVerifier
 from medrobot_llm.safety.signing import Untrusted
 
 __all__ = ["RosSkillBackend", "SkillServerLost", "SkillServerNotReady"]
@@ -59,12 +65,15 @@ class RosSkillBackend(SkillBackend):
     index; ``minter`` signs the goal's capability (the graph secret); ``before_send`` publishes the supervisor
     state naming the goal id (information for consoles), just before it goes out; ``release`` sends the
     supervisor's signed release; ``instance`` is the supervisor's heartbeat instance, which the skill server must
-    report alive before it counts as connected. ``clock`` stamps what the skill server says and when (the
-    heartbeat the supervisor watches), so it must be the supervisor's."""
+    report alive before it counts as connected. ``result_secret`` (the graph secret) verifies the skill server's
+    results and reports; a report stamped further than ``stale_after_s`` from now is ignored too. ``clock`` stamps
+    what the skill server says and when (the heartbeat the supervisor watches), so it must be the supervisor's."""
 
     control_period_s = 0.005
     #: how long a step's thread sleeps between looks when nothing woke it (a lost wake-up costs no more than this)
     idle_wait_s = 0.5
+    #: at most one log line per this many seconds about ignored reports: a flood of forgeries must not fill the log
+    ignored_log_period_s = 10.0
 
     def __init__(self, node: Node, domain: str, *, locate: Callable[[CancelToken], tuple[str, int] | None],
                  before_send: Callable[[str, int, str], None], minter: CapabilityMinter,
@@ -93,6 +102,10 @@ class RosSkillBackend(SkillBackend):
         self._world: dict[str, Any] | None = None
         self._telemetry: dict[str, Any] = {}
         self._beat = self.clock()
+        self._statuses = StatusVerifier(result_secret, graph=graph, window_s=stale_after_s)
+        #: reports ignored, by reason (status callback group only: its callbacks never overlap)
+        self.ignored_statuses: Counter[Reason] = Counter()
+        self._ignored_logged_at: float | None = None
         self._local_halt = False
         self._halt_reason = ""
         self._next_goal_id: uuid.UUID | None = None
@@ -103,10 +116,11 @@ class RosSkillBackend(SkillBackend):
     # ---------------------------------------------------------------- what the skill server says
     def _on_status(self, msg: String) -> None:
         try:
-            obj = json.loads(msg.data)
-        except ValueError:
+            obj = self._statuses.offer(msg.data)
+        except Untrusted as u:
+            self._ignore(u)
             return
-        if not isinstance(obj, dict) or obj.get("domain") != self.domain:
+        if obj.get("domain") != self.domain:
             return
         now = self.clock()
         with self._cond:
@@ -119,6 +133,16 @@ class RosSkillBackend(SkillBackend):
             if not obj.get("busy") or float(obj.get("loop_age_s", 0.0)) < self.stale_after_s / 2:
                 self._beat = now
             self._cond.notify_all()
+
+    def _ignore(self, u: Untrusted) -> None:
+        """Count a refused report; log one line now and then, with the latest reason and the counts so far."""
+        self.ignored_statuses[u.code] += 1
+        now = self.clock()
+        if self._ignored_logged_at is not None and now - self._ignored_logged_at < self.ignored_log_period_s:
+            return
+        self._ignored_logged_at = now
+        counts = ", ".join(f"{code.value} {n}" for code, n in sorted(self.ignored_statuses.items()))
+        self._node.get_logger().warning(f"{u.message}; reports on {TOPIC_ROBOT_STATUS} ignored so far: {counts}")
 
     @property
     def connected(self) -> bool:

@@ -18,11 +18,12 @@ Thin by design: every decision is ``SkillServerCore``'s (``safety.gate``). The n
   supervisor's ``/medrobot/state`` (an ESTOP or FAULT there halts the robot too): on the main executor, every
   state took a pass of its own in front of the goal it came with;
 - a timer publishes ``/medrobot/robot_status`` (liveness, halt latch, world state, the supervisor's
-  heartbeat) and, while no valid heartbeat is in the window, cancels every running goal.
+  heartbeat) and, while no valid heartbeat is in the window, cancels every running goal. Each report is signed
+  (``safety.robot_status``): the supervisor believes no other node's report of this robot.
 
 Keys: the graph secret (``graph.key`` in the ``keys_dir`` parameter, "" = ``keys.default_dir()``) verifies
-the capabilities and the heartbeats; without a usable key the node does not start. Every refused goal is
-recorded in the node's own audit log (``audit_log``, "" = memory only).
+the capabilities and the heartbeats, and signs the results and the reports; without a usable key the node does
+not start. Every refused goal is recorded in the node's own audit log (``audit_log``, "" = memory only).
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ from medrobot_llm.safety.capability import CapabilityVerifier
 from medrobot_llm.safety.gate import Admitted, FollowedState, GoalRequest, Refusal, SkillServerCore, to_json
 from medrobot_llm.safety.heartbeat import Watchdog
 from medrobot_llm.safety.results import sign_result
+from medrobot_llm.safety.robot_status import StatusSigner
 from medrobot_llm.safety.signing import Untrusted
 
 __all__ = ["SkillServerNode", "main"]
@@ -97,6 +99,11 @@ class SkillServerNode(Node):
         self.feedback_period_s = 1.0 / p["feedback_hz"] if p["feedback_hz"] > 0 else 0.0
 
         self._status_pub = self.create_publisher(String, TOPIC_ROBOT_STATUS, reliable_qos(5))
+        self._status_signer = StatusSigner(secret, graph=self.graph)
+        # the tick and the e-stop thread both report: each report is built, numbered and sent before the next, so
+        # the supervisor never gets a later number first (it would refuse the earlier one as a replay) nor an
+        # older picture of the robot under a later number
+        self._status_lock = threading.Lock()
         self._admitted: dict[bytes, Admitted] = {}
         self._estop_node = Node(ESTOP_NODE_NAME, context=self.context)
         refuse_parameter_sets(self._estop_node)
@@ -119,7 +126,7 @@ class SkillServerNode(Node):
         self.get_logger().info(f"skill server for {self.scene.scene_id} on {ACTION_EXECUTE} "
                                f"(real_time_factor {p['real_time_factor']:g}); goals need a capability and the supervisor's "
                                f"heartbeat on {TOPIC_HEARTBEAT} (window {p['heartbeat_window_s']:g} s), signed for graph "
-                               f"{self.graph}")
+                               f"{self.graph}; reports signed as instance {self._status_signer.instance}")
 
     def _params(self, overrides: dict[str, Any]) -> dict[str, Any]:
         defaults: dict[str, Any] = {"domain": "", "gui": False, "seed": 0, "real_time_factor": 1.0,
@@ -201,7 +208,8 @@ class SkillServerNode(Node):
         self._publish_status()
 
     def _publish_status(self) -> None:
-        self._status_pub.publish(String(data=to_json(self.core.status())))
+        with self._status_lock:
+            self._status_pub.publish(String(data=self._status_signer.sign(to_json(self.core.status()))))
 
     # ---------------------------------------------------------------- goals
     def _on_goal(self, goal: ExecuteSkill.Goal) -> GoalResponse:
