@@ -2,7 +2,9 @@
 robot reports"; README, "a robot that has not reported at all yet ... is refused as not ready yet"), made by
 ordinary keyless rclpy nodes in processes of their own (tests/attackers/) on a ROS_DOMAIN_ID of the test's.
 
-What it found is kept here as strict xfails until it is fixed; what held is in the report on branch attack19.
+What it found (a keyless node's copies of the robot's reports hid a dead skill server, and made a supervisor
+without one ready) failed here until the skill server signed its reports (safety.robot_status); what held is in the
+report on branch attack19.
 """
 
 from __future__ import annotations
@@ -48,12 +50,9 @@ def _forger(g: RosGraph, seconds: float, mode: str, rate_hz: float, log: Path) -
         proc.wait(10.0)
 
 
-@pytest.mark.xfail(strict=True, reason="attack19: /medrobot/robot_status is unsigned, and the supervisor takes any "
-                   "report on it as the skill server's sign of life: a keyless node that keeps re-publishing the last "
-                   "report hides a skill server that reported and then died; the supervisor shows skill_server true, "
-                   "accepts the next command as 'running' and waits in EXECUTING for a goal nobody serves, instead of "
-                   "the FAULT (SkillServerLost) it latches without the forgery")
 def test_a_forged_robot_status_does_not_hide_a_skill_server_that_died(tmp_path: Path) -> None:
+    """A keyless node re-publishes the last report of a skill server that then dies: unsigned, those copies hid
+    the death (skill_server true, the next command accepted as 'running', waiting for a goal nobody serves)."""
     with ros_graph("xray", tmp_path, options=["--on-node-exit", "keep"]) as g:
         g.at_rest()
         with _forger(g, 30.0, "alive", 20.0, tmp_path / "forger.log"):
@@ -65,11 +64,10 @@ def test_a_forged_robot_status_does_not_hide_a_skill_server_that_died(tmp_path: 
             assert g.remote.wait_for("FAULT", timeout=5.0), g.remote.status()
 
 
-@pytest.mark.xfail(strict=True, reason="attack19: a supervisor that has heard no skill server takes a keyless node's "
-                   "forged /medrobot/robot_status as the robot's first report: with the skill server dead, the command "
-                   "that must be refused as 'not ready yet' is validated against the forged world, accepted as "
-                   "'running' and sent to no skill server")
 def test_a_forged_first_report_does_not_make_a_supervisor_without_a_skill_server_ready(tmp_path: Path) -> None:
+    """A supervisor that has heard no skill server must not take a keyless node's copy for the robot's first
+    report: unsigned, the command that must be refused as 'not ready yet' was validated against the copied world,
+    accepted as 'running' and sent to no skill server."""
     with ros_graph("xray", tmp_path, options=["--on-node-exit", "keep"]) as g:
         g.at_rest()
         first = g.remote.status()["session"]
