@@ -116,7 +116,9 @@ class Watchdog:
                  clock: Clock = wall_clock) -> None:
         self._key = graph_key(secret, graph)
         self.graph = graph
-        self._fresh = Freshness("heartbeat", "beat", window_s=window_s, clock=clock)
+        self.window_s = window_s
+        self.clock = clock
+        self._fresh = Freshness("heartbeat", "beat")
         self._valid_at: float | None = None
         self._instance = ""
         self._reported: bool | None = None  # the halted flag transition() last reported
@@ -129,7 +131,8 @@ class Watchdog:
             raise Untrusted(Reason.BAD_SIGNATURE, f"ignored heartbeat of {hb.instance[:16]!r}: the MAC does not "
                             f"verify with the key of this graph ({self.graph!r}): forged, or signed for another "
                             "graph", claimed=hb.instance)
-        now = self._fresh.check_stamp(hb.instance, hb.seq, hb.stamp_ms)
+        now = self.clock()
+        self._fresh.check_stamp(hb.instance, hb.seq, hb.stamp_ms, now=now, window_s=self.window_s)
         if hb.released_ms > hb.stamp_ms:
             raise Untrusted(Reason.STALE_MESSAGE, f"ignored heartbeat {hb.seq} of {hb.instance[:16]!r}: its release "
                             f"is {(hb.released_ms - hb.stamp_ms) / 1000:.3f} s after its own stamp",
@@ -139,15 +142,6 @@ class Watchdog:
             self._valid_at = now
             self._instance = hb.instance
         return hb
-
-    @property
-    def window_s(self) -> float:
-        return self._fresh.window_s
-
-    @property
-    def clock(self) -> Clock:
-        """Times arrivals and judges stamps (the gate stamps its halts with it too)."""
-        return self._fresh.clock
 
     def check(self) -> Watch:
         with self._lock:

@@ -86,7 +86,9 @@ class StatusVerifier:
     def __init__(self, secret: bytes, *, window_s: float, graph: str = "", clock: Clock = wall_clock) -> None:
         self._key = graph_key(secret, graph)
         self.graph = graph
-        self._fresh = Freshness("robot status", "status", window_s=window_s, clock=clock)
+        self.window_s = window_s
+        self.clock = clock
+        self._fresh = Freshness("robot status", "status")
 
     def offer(self, wire: str) -> dict[str, Any]:
         if len(wire) > MAX_WIRE_CHARS:
@@ -113,6 +115,6 @@ class StatusVerifier:
             raise Untrusted(Reason.BAD_SIGNATURE, f"ignored robot status {seq} of {instance[:16]!r}: the MAC does not "
                             f"verify with the key of this graph ({self.graph!r}): forged, altered, or signed for "
                             "another graph", claimed=instance)
-        self._fresh.check_stamp(instance, seq, stamp_ms)
+        self._fresh.check_stamp(instance, seq, stamp_ms, now=self.clock(), window_s=self.window_s)
         self._fresh.take(instance, seq)
         return status

@@ -108,32 +108,29 @@ def is_instance(value: Any) -> bool:
 
 
 class Freshness:
-    """Whether a signed message of a numbered sender is new: stamped within ``window_s`` of ``clock`` (either way:
-    a stamp ahead is no more this machine's clock than one long past), and numbered above the last message taken
-    from the same sender instance.
+    """Whether a signed message of a numbered sender is new: stamped within a window of now (either way: a stamp
+    ahead is no more this machine's clock than one long past), and numbered above the last message taken from the
+    same sender instance.
 
     A MAC proves who signed a message, not that it was signed just now: a recorded one replayed verifies too. The
     sequence number refuses a copy of a message already taken; the window refuses one from an instance long gone,
     whose numbers this end never saw (it started after that instance died). A sender that restarts is a new
     instance with a count of its own, taken at once. ``what`` names the message in refusals, ``unit`` one of them.
+    The caller owns the clock and the window (a test may move either).
     """
 
-    def __init__(self, what: str, unit: str, *, window_s: float, clock: Clock) -> None:
+    def __init__(self, what: str, unit: str) -> None:
         self.what = what
         self.unit = unit
-        self.window_s = window_s
-        self.clock = clock
         self._last_seq: dict[str, int] = {}
         self._lock = threading.Lock()
 
-    def check_stamp(self, instance: str, seq: int, stamp_ms: int) -> float:
-        """The clock's time now, if ``stamp_ms`` is within the window of it; else ``Untrusted(STALE_MESSAGE)``."""
-        now = self.clock()
+    def check_stamp(self, instance: str, seq: int, stamp_ms: int, *, now: float, window_s: float) -> None:
+        """Nothing if ``stamp_ms`` is within ``window_s`` of ``now``; else ``Untrusted(STALE_MESSAGE)``."""
         skew_ms = millis(now) - stamp_ms
-        if abs(skew_ms) > millis(self.window_s):
+        if abs(skew_ms) > millis(window_s):
             raise Untrusted(Reason.STALE_MESSAGE, f"ignored {self.what} {seq} of {instance[:16]!r}: stamped "
-                            f"{skew_ms / 1000:+.3f} s from now (window {self.window_s:g} s)", claimed=instance)
-        return now
+                            f"{skew_ms / 1000:+.3f} s from now (window {window_s:g} s)", claimed=instance)
 
     def take(self, instance: str, seq: int) -> None:
         """Count ``seq`` as the instance's last, if it is after the last one taken; else ``Untrusted(REPLAYED)``."""
