@@ -8,8 +8,8 @@ segmenter and ``VoiceConsole``'s listening thread as the microphone path does, f
 latches or 10 s pass. The word ends at the last sample above a tenth of the utterance's peak (so a noise floor or a
 reverb tail does not count as speech).
 
-Prints, per sample rate and overall: how many trials latched, and the latency p50 / p90 / max over those; the
-ones that did not latch are listed (recognition, not latency: stop recall is ``voice_bench.py``'s figure).
+Prints, per sample rate and overall: how many trials latched, how many of them by the recogniser's first look (before
+the command grammar's decode), and the latency p50 / p90 / max over those; the ones that did not latch are listed (recognition, not latency: stop recall is ``voice_bench.py``'s figure).
 
     python benchmarks/voice_stop_latency.py [--stops 6] [--engine pocketsphinx|whisper|agree] [--json FILE]
 """
@@ -34,7 +34,7 @@ from voice_bench import SAMPLE_RATES, Item, build_items, held_out, synthesize  #
 
 from medrobot_llm.backends.memory import MemoryBackend  # noqa: E402
 from medrobot_llm.consoles.voice.agree import AgreementRecognizer  # noqa: E402
-from medrobot_llm.consoles.voice.asr import PocketSphinxRecognizer, Recognizer  # noqa: E402
+from medrobot_llm.consoles.voice.asr import FIRST_LOOK, PocketSphinxRecognizer, Recognizer  # noqa: E402
 from medrobot_llm.consoles.voice.audio import SAMPLE_RATE, load_wav  # noqa: E402
 from medrobot_llm.consoles.voice.console import VoiceConsole  # noqa: E402
 from medrobot_llm.consoles.voice.segment import utterances  # noqa: E402
@@ -91,10 +91,11 @@ def trial(item: Item, samples: np.ndarray, recognizer: Recognizer, planner: Rule
 
         session.supervisor.subscribe(on_event)
         records = VoiceConsole(session, recognizer, lambda _: None, gated=False).run(utterances(blocks()))
-    heard = next((r["transcript"] for r in records if "transcript" in r), None)
+    first = next((r for r in records if "transcript" in r), {})
+    heard = first.get("transcript")
     out: dict[str, Any] = {"text": item.text, "voice": item.voice_id, "held_out_voice": held_out(item.voice_id),
                            "rate": item.rate, "sample_rate": item.sample_rate, "effect": item.effect,
-                           "latched": latched.is_set(), "heard": heard}
+                           "latched": latched.is_set(), "heard": heard, "note": first.get("note", "")}
     if latched.is_set():
         out["latency_s"] = round(stamps["latched"] - stamps["word_end"], 3)
     return out
@@ -102,7 +103,8 @@ def trial(item: Item, samples: np.ndarray, recognizer: Recognizer, planner: Rule
 
 def _figures(rows: list[dict[str, Any]]) -> dict[str, Any]:
     lat = sorted(r["latency_s"] for r in rows if r["latched"])
-    fig: dict[str, Any] = {"trials": len(rows), "latched": len(lat)}
+    fig: dict[str, Any] = {"trials": len(rows), "latched": len(lat),
+                           "at_first_look": sum(1 for r in rows if r["latched"] and r["note"].startswith(FIRST_LOOK))}
     if lat:
         fig.update(p50_s=round(statistics.median(lat), 3), p90_s=round(lat[min(len(lat) - 1, int(0.9 * len(lat)))], 3),
                    max_s=lat[-1], within_1s=sum(1 for x in lat if x <= 1.0))

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from medrobot_llm.backends.memory import MemoryBackend
-from medrobot_llm.consoles.voice.asr import PocketSphinxRecognizer
+from medrobot_llm.consoles.voice.asr import FIRST_LOOK, PocketSphinxRecognizer
 from medrobot_llm.consoles.voice.audio import Audio, load_wav
 from medrobot_llm.consoles.voice.console import VoiceConsole
 from medrobot_llm.consoles.voice.first_look import first_look
@@ -74,7 +74,7 @@ def test_a_clear_stop_latches_without_the_command_grammar_decode(engine: _Spied,
     with session:
         state = session.supervisor.status()["state"]
     assert records[0]["action"] == "stop" and state == "ESTOP", records[0]
-    assert records[0]["note"].startswith("stop heard at first look"), records[0]
+    assert records[0]["note"].startswith(FIRST_LOOK), records[0]
     assert "grammar" not in engine.searches, engine.searches
 
 

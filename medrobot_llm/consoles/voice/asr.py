@@ -36,6 +36,7 @@ from medrobot_llm.consoles.voice.voicing import Voiced, scale_for, speech_frames
 
 __all__ = [
     "SAMPLE_RATE",
+    "FIRST_LOOK",
     "AsrError",
     "Audio",
     "OpenAIRecognizer",
@@ -50,6 +51,8 @@ __all__ = [
 ]
 
 _FRAME_S = 0.01
+#: how a transcript's note opens when the first look took its stop
+FIRST_LOOK = "stop heard at first look"
 
 
 @dataclass(frozen=True)
@@ -209,7 +212,7 @@ class PocketSphinxRecognizer:
         speech, total = speech_frames(audio)
         confidence = min(1.0, speech / total / 0.3) * min(1.0, voicing.ratio / _FULL_VOICING) if total else 0.0
         return Transcript(text=look.stop, confidence=round(confidence, 4), raw=look.stop, engine=self.name, stop=True,
-                          note=f"stop heard at first look ({look.stop!r}; free phones {look.vs_phones:.2f}, the word "
+                          note=f"{FIRST_LOOK} ({look.stop!r}; free phones {look.vs_phones:.2f}, the word "
                                f"loop {look.vs_words:.2f} per frame better)",
                           details={"first_look_vs_phones": look.vs_phones, "first_look_vs_words": look.vs_words})
 
