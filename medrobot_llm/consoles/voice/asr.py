@@ -4,7 +4,8 @@ OpenAI-compatible transcription endpoint.
 Both return a transcript in the planner's spelling and a confidence in [0, 1]. The console acts only on a
 transcript whose confidence clears a threshold; below it the person is asked to repeat, because a
 misheard command that still parses would be worse than no command. The one exception is "stop": it is
-checked on the transcript before any planning, and offline a short utterance not heard as a stop is
+checked on the transcript before any planning; offline a short utterance first gets a cheap look for a clear stop
+(``first_look``), which latches it without waiting for the command grammar, and a short utterance not heard as a stop is
 decoded again listening only for one, so a stop is acted on even when the first decode heard something else;
 any utterance not heard as a stop is decoded again by the grammar with a stop at its end, for a stop said after
 a command, after "wait" or repeated.
