@@ -8,10 +8,15 @@ segmenter and ``VoiceConsole``'s listening thread as the microphone path does, f
 latches or 10 s pass. The word ends at the last sample above a tenth of the utterance's peak (so a noise floor or a
 reverb tail does not count as speech).
 
-Prints, per sample rate and overall: how many trials latched, and the latency p50 / p90 / max over those; the
-ones that did not latch are listed (recognition, not latency: stop recall is ``voice_bench.py``'s figure).
+Prints, per sample rate and overall: how many trials latched, how many of them by the recogniser's first look (before
+the command grammar's decode), and the latency p50 / p90 / max over those; the ones that did not latch are listed (recognition, not latency: stop recall is ``voice_bench.py``'s figure).
 
-    python benchmarks/voice_stop_latency.py [--stops 6] [--engine pocketsphinx|whisper|agree] [--json FILE]
+With ``--breakdown`` nothing is timed by the clock: the stream is fed at once, and each trial gives the audio after
+the word's end that the segmenter takes before it hands the utterance over (a property of the audio and the
+segmenter, not of the machine) and the CPU time of its decode (``time.process_time``, far less blurred by other
+processes than the wall clock). Their sum is the latency on an idle core.
+
+    python benchmarks/voice_stop_latency.py [--stops 6] [--engine pocketsphinx|whisper|agree] [--json FILE] [--breakdown]
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ from voice_bench import SAMPLE_RATES, Item, build_items, held_out, synthesize  #
 
 from medrobot_llm.backends.memory import MemoryBackend  # noqa: E402
 from medrobot_llm.consoles.voice.agree import AgreementRecognizer  # noqa: E402
-from medrobot_llm.consoles.voice.asr import PocketSphinxRecognizer, Recognizer  # noqa: E402
+from medrobot_llm.consoles.voice.asr import FIRST_LOOK, PocketSphinxRecognizer, Recognizer  # noqa: E402
 from medrobot_llm.consoles.voice.audio import SAMPLE_RATE, load_wav  # noqa: E402
 from medrobot_llm.consoles.voice.console import VoiceConsole  # noqa: E402
 from medrobot_llm.consoles.voice.segment import utterances  # noqa: E402
@@ -61,11 +66,7 @@ def engine_for(name: str, domain: str, planner: RulePlanner) -> Recognizer:
 
 def trial(item: Item, samples: np.ndarray, recognizer: Recognizer, planner: RulePlanner) -> dict[str, Any]:
     """Stream ``samples`` (16 kHz) in real time into a fresh console; the latency from the word's end to the latch."""
-    peak = int(np.abs(samples).max()) if len(samples) else 0
-    loud = np.flatnonzero(np.abs(samples) > max(peak // 10, 1))
-    speech = np.concatenate([np.zeros(int(_LEAD_S * SAMPLE_RATE), np.int16),
-                             samples[: (loud[-1] + 1) if len(loud) else 0]])
-    tail = samples[(loud[-1] + 1) if len(loud) else 0:]
+    speech, tail = _word_and_tail(samples)
     latched = threading.Event()
     stamps: dict[str, float] = {}
 
@@ -91,18 +92,64 @@ def trial(item: Item, samples: np.ndarray, recognizer: Recognizer, planner: Rule
 
         session.supervisor.subscribe(on_event)
         records = VoiceConsole(session, recognizer, lambda _: None, gated=False).run(utterances(blocks()))
-    heard = next((r["transcript"] for r in records if "transcript" in r), None)
+    first = next((r for r in records if "transcript" in r), {})
+    heard = first.get("transcript")
     out: dict[str, Any] = {"text": item.text, "voice": item.voice_id, "held_out_voice": held_out(item.voice_id),
                            "rate": item.rate, "sample_rate": item.sample_rate, "effect": item.effect,
-                           "latched": latched.is_set(), "heard": heard}
+                           "latched": latched.is_set(), "heard": heard, "note": first.get("note", "")}
     if latched.is_set():
         out["latency_s"] = round(stamps["latched"] - stamps["word_end"], 3)
     return out
 
 
+def _word_and_tail(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The lead of quiet and the word up to its end (its last sample above a tenth of the peak), and what follows."""
+    peak = int(np.abs(samples).max()) if len(samples) else 0
+    loud = np.flatnonzero(np.abs(samples) > max(peak // 10, 1))
+    end = (loud[-1] + 1) if len(loud) else 0
+    return np.concatenate([np.zeros(int(_LEAD_S * SAMPLE_RATE), np.int16), samples[:end]]), samples[end:]
+
+
+def breakdown(samples: np.ndarray, recognizer: Recognizer) -> dict[str, Any]:
+    """The two parts of the latency without the clock, so that a loaded machine does not blur them: how much audio
+    after the word's end the segmenter takes before it hands the utterance over, and the CPU time of its decode."""
+    speech, tail = _word_and_tail(samples)
+    stream = np.concatenate([speech, tail, np.zeros(int(_CAP_S * SAMPLE_RATE), np.int16)])
+    fed = [0]
+
+    def blocks() -> Iterator[np.ndarray]:
+        for i in range(0, len(stream) - _BLOCK + 1, _BLOCK):
+            fed[0] = i + _BLOCK
+            yield stream[i:i + _BLOCK]
+
+    first = next(iter(utterances(blocks())), None)
+    if first is None:
+        return {"segment_wait_s": None, "decode_cpu_s": None, "stop": False, "note": ""}
+    wait_s = (fed[0] - len(speech)) / SAMPLE_RATE
+    t0 = time.process_time()
+    heard = recognizer.transcribe(first)
+    return {"segment_wait_s": round(wait_s, 3), "decode_cpu_s": round(time.process_time() - t0, 3),
+            "stop": heard.stop, "note": heard.note}
+
+
+def _breakdown_figures(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    def q(values: list[float]) -> list[float]:
+        return [round(float(v), 3) for v in np.percentile(values, [50, 90, 100])] if values else []
+
+    heard = [r for r in rows if r["stop"]]
+    fast = [r for r in heard if r["note"].startswith(FIRST_LOOK)]
+    total = [r["segment_wait_s"] + r["decode_cpu_s"] for r in heard]
+    return {"trials": len(rows), "stops": len(heard), "at_first_look": len(fast),
+            "segment_wait_s_p50_p90_max": q([r["segment_wait_s"] for r in heard]),
+            "decode_cpu_s_p50_p90_max": q([r["decode_cpu_s"] for r in heard]),
+            "first_look_cpu_s_p50_p90_max": q([r["decode_cpu_s"] for r in fast]),
+            "wait_plus_cpu_s_p50_p90_max": q(total), "wait_plus_cpu_within_1s": sum(1 for t in total if t <= 1.0)}
+
+
 def _figures(rows: list[dict[str, Any]]) -> dict[str, Any]:
     lat = sorted(r["latency_s"] for r in rows if r["latched"])
-    fig: dict[str, Any] = {"trials": len(rows), "latched": len(lat)}
+    fig: dict[str, Any] = {"trials": len(rows), "latched": len(lat),
+                           "at_first_look": sum(1 for r in rows if r["latched"] and r["note"].startswith(FIRST_LOOK))}
     if lat:
         fig.update(p50_s=round(statistics.median(lat), 3), p90_s=round(lat[min(len(lat) - 1, int(0.9 * len(lat)))], 3),
                    max_s=lat[-1], within_1s=sum(1 for x in lat if x <= 1.0))
@@ -116,6 +163,8 @@ def main() -> int:
     ap.add_argument("--engine", default="pocketsphinx", choices=("pocketsphinx", "whisper", "agree"))
     ap.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "medrobot-voice-bench")
     ap.add_argument("--json", type=Path, metavar="FILE", help="also write every trial and figure to FILE")
+    ap.add_argument("--breakdown", action="store_true",
+                    help="no real time: the audio the segmenter waits for after the word and the decode's CPU time")
     args = ap.parse_args()
     args.cache.mkdir(parents=True, exist_ok=True)
     items = build_items(0, args.stops, 0)
@@ -127,8 +176,21 @@ def main() -> int:
               end="", file=sys.stderr, flush=True)
         if item.domain not in engines:
             engines[item.domain] = engine_for(args.engine, item.domain, planner)
-        rows.append(trial(item, load_wav(synthesize(item, args.cache)).samples, engines[item.domain], planner))
+        samples = load_wav(synthesize(item, args.cache)).samples
+        rows.append({"text": item.text, "voice": item.voice_id, "sample_rate": item.sample_rate, "effect": item.effect,
+                     **breakdown(samples, engines[item.domain])} if args.breakdown else
+                    trial(item, samples, engines[item.domain], planner))
     print(file=sys.stderr)
+    if args.breakdown:
+        parts = {"all": _breakdown_figures(rows), **{f"{sr} Hz": _breakdown_figures(
+            [r for r in rows if r["sample_rate"] == sr]) for sr in SAMPLE_RATES}}
+        print(f"engine {args.engine}, {len(rows)} stops, no real time (after the word's end: audio the segmenter "
+              "waits for; then the decode's CPU time)")
+        for name, fig in parts.items():
+            print(f"  {name:10s} {json.dumps(fig)}")
+        if args.json:
+            args.json.write_text(json.dumps({"figures": parts, "rows": rows}, indent=1), encoding="utf-8")
+        return 0
     figures = {"all": _figures(rows), **{f"{sr} Hz": _figures([r for r in rows if r["sample_rate"] == sr])
                                          for sr in SAMPLE_RATES}}
     print(f"engine {args.engine}, {len(rows)} stops streamed in real time (latency: end of the word -> e-stop latched)")

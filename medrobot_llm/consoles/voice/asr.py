@@ -4,7 +4,8 @@ OpenAI-compatible transcription endpoint.
 Both return a transcript in the planner's spelling and a confidence in [0, 1]. The console acts only on a
 transcript whose confidence clears a threshold; below it the person is asked to repeat, because a
 misheard command that still parses would be worse than no command. The one exception is "stop": it is
-checked on the transcript before any planning, and offline a short utterance not heard as a stop is
+checked on the transcript before any planning; offline a short utterance first gets a cheap look for a clear stop
+(``first_look``), which latches it without waiting for the command grammar, and a short utterance not heard as a stop is
 decoded again listening only for one, so a stop is acted on even when the first decode heard something else;
 any utterance not heard as a stop is decoded again by the grammar with a stop at its end, for a stop said after
 a command, after "wait" or repeated.
@@ -25,6 +26,8 @@ import numpy as np
 
 from medrobot_llm.consoles.voice.answers import answer_jsgf, is_answer, is_yes, stop_answers, trim_to_speech
 from medrobot_llm.consoles.voice.audio import SAMPLE_RATE, AsrError, Audio, load_wav, resample
+from medrobot_llm.consoles.voice.first_look import first_look, word_loop_arpa
+from medrobot_llm.consoles.voice.first_look import per_frame_margin as _margin
 from medrobot_llm.consoles.voice.grammar import DEFAULT_WAKE_WORD, VoiceGrammar, build_grammar, normalise_transcript, wake_words
 from medrobot_llm.consoles.voice.stops import (AFTER_WORDS_GAIN, ALONE_MARGIN, StopLengths, anchored_stops, kws_stops,
                                               kws_threshold, narrowband, stop_jsgf, stop_phrase, stop_taken, stops_start,
@@ -34,6 +37,7 @@ from medrobot_llm.consoles.voice.voicing import Voiced, scale_for, speech_frames
 
 __all__ = [
     "SAMPLE_RATE",
+    "FIRST_LOOK",
     "AsrError",
     "Audio",
     "OpenAIRecognizer",
@@ -48,6 +52,8 @@ __all__ = [
 ]
 
 _FRAME_S = 0.01
+#: how a transcript's note opens when the first look took its stop
+FIRST_LOOK = "stop heard at first look"
 
 
 @dataclass(frozen=True)
@@ -163,6 +169,9 @@ class PocketSphinxRecognizer:
                 kws_path.write_text("".join(f"{p} /1e-{kws_threshold(p)}/\n" for p in kws_stops(self.grammar)),
                                     encoding="utf-8")
                 decoder.add_kws("stop", str(kws_path))
+            loop_path = Path(tmp) / "words.arpa"
+            loop_path.write_text(word_loop_arpa(self.grammar.dictionary), encoding="utf-8")
+            decoder.add_lm_file("words", str(loop_path))
         decoder.add_jsgf_string("grammar", self.grammar.jsgf)
         decoder.add_jsgf_string("stops", stop_jsgf(self.wake))
         decoder.add_jsgf_string("stopped", self.grammar.stopped_jsgf)
@@ -180,9 +189,38 @@ class PocketSphinxRecognizer:
         return self
 
     def transcribe(self, audio: Audio) -> Transcript:
+        """A stop the first look is sure of (``first_look``) at once, anything else as the full decode hears it."""
         self.load()
         with self._lock:
-            return self._transcribe(audio)
+            return self._first_look(audio) or self._transcribe(audio)
+
+    def _first_look(self, audio: Audio) -> Transcript | None:
+        """The stop the first look takes in a short utterance, None when it takes none. The decoder's cepstral mean
+        is put back as it was, so that an utterance the first look leaves is decoded as it was without it."""
+        voicing = Voiced.of(audio.samples)
+        if not 0.0 < voicing.span_s <= self.stop_lengths.longest_s:
+            return None
+        cmn = self._decoder.get_cmn(False)
+        try:
+            look = first_look(self._pcm(trim_to_speech(audio.samples), scale_for(voicing.median_pitch)),
+                              voicing.span_s, self._scored, self.stop_lengths, self.anchored_stops,
+                              lambda raw: normalise_transcript(raw, self.grammar.written))
+        finally:
+            self._decoder.set_cmn(cmn)
+            self._decoder.activate_search("grammar")
+        if not look.stop:
+            return None
+        speech, total = speech_frames(audio)
+        confidence = min(1.0, speech / total / 0.3) * min(1.0, voicing.ratio / _FULL_VOICING) if total else 0.0
+        return Transcript(text=look.stop, confidence=round(confidence, 4), raw=look.stop, engine=self.name, stop=True,
+                          note=f"{FIRST_LOOK} ({look.stop!r}; free phones {look.vs_phones:.2f}, the word "
+                               f"loop {look.vs_words:.2f} per frame better)",
+                          details={"first_look_vs_phones": look.vs_phones, "first_look_vs_words": look.vs_words})
+
+    def _scored(self, search: str, pcm: bytes) -> tuple[str, float, int]:
+        hyp = self._decode(search, pcm)
+        return (hyp.hypstr.strip(), float(hyp.score), self._decoder.n_frames()) if hyp is not None else (
+            "", 0.0, self._decoder.n_frames())
 
     def stop_only(self, audio: Audio) -> Transcript:
         """A transcript that is a stop when this recogniser hears one in ``audio`` (by any of its passes), an empty
@@ -437,15 +475,6 @@ class PocketSphinxRecognizer:
             note = f"that was not a command (it fits free phones {margin:.2f} better per frame than the grammar)"
         return Transcript(text=text, confidence=round(float(confidence), 4), raw=raw, words=tuple(words),
                           engine=self.name, stop=stop, not_command=not_command, note=note, details=details)
-
-
-def _margin(free: float, constrained: float, n_frames: int) -> float:
-    """How much better the free phone loop explains the audio than a grammar's best path, per frame: both are
-    the decoders' path scores (``Hypothesis.score``, a likelihood), compared as natural logs per 10 ms frame
-    (times 1000); infinite when either decode found no path."""
-    if free <= 0.0 or constrained <= 0.0:
-        return math.inf
-    return round((math.log(free) - math.log(constrained)) * 1000 / max(1, n_frames), 4)
 
 
 def _reads_as_command(domain: str, text: str) -> bool:

@@ -14,8 +14,9 @@ from medrobot_llm.consoles.voice.audio import SAMPLE_RATE
 from medrobot_llm.consoles.voice.grammar import VoiceGrammar
 from medrobot_llm.consoles.voice.spoken import spoken_phrases
 
-__all__ = ["AFTER_WORDS_GAIN", "ALONE_MARGIN", "STOP_MARGIN", "StopLengths", "anchored_stops", "kws_stops",
-           "kws_threshold", "narrowband", "stop_jsgf", "stop_phrase", "stop_taken", "stops_start", "trailing_stop"]
+__all__ = ["AFTER_WORDS_GAIN", "ALONE_MARGIN", "FIRST_LOOK_PHONES", "FIRST_LOOK_WORDS", "STOP_MARGIN", "StopLengths",
+           "anchored_stops", "first_look_taken", "kws_stops", "kws_threshold", "narrowband", "stop_jsgf", "stop_phrase",
+           "stop_taken", "stops_start", "trailing_stop"]
 
 _STOP_PHRASES: tuple[tuple[str, ...], ...] = tuple(
     sorted({tuple(tokenize(p)) for p in CONTROL_PHRASES["stop"]}, key=lambda p: (-len(p), p)))
@@ -108,6 +109,28 @@ def stop_taken(vs_grammar: float, vs_phones: float, narrow: bool) -> bool:
     if not math.isfinite(vs_grammar):
         return vs_phones <= STOP_MARGIN
     return vs_grammar <= (_NARROWBAND_TOLERANCE if narrow else _WIDEBAND_TOLERANCE)
+
+
+#: the first look for a stop (``first_look``), before the command grammar's decode: how much worse per frame than free
+#: phones the stop phrases' grammar may explain the utterance's loud part, and how much worse or better than a loop of
+#: the grammar's words (any word, any order: a command's own words fit it far better than a stop does; it scores
+#: with the words' language weight, so a stop said fits the stop grammar better than the loop, hence negative), for
+#: the stop to be taken at once. Both are required, on an anchored stop phrase (``anchored_stops``) that could have
+#: been voiced that long (``StopLengths``). Chosen on dev data only: the stops and the dev commands and talk of
+#: benchmarks/voice_bench.py, the dev answers and stops of benchmarks/voice_answers.py, the commands, midway commands
+#: and stops of benchmarks/voice_accuracy.py, and its noise clips (464 stops, 316 utterances that say none, each no
+#: longer than the longest stop said slowly). Under both, 180 of the stops and none of the others; no other also
+#: with both limits 0.25 looser (the nearest: "acquire a 3d spin" as "abort everything", 1.98 and -0.93; "you may
+#: proceed" as "emergency", 1.77 and -0.82). Free phones alone took "yup" as "kill" at 1.30, so 1.0 would be its
+#: limit without the word loop, and took only 109 of the stops
+FIRST_LOOK_PHONES = 1.5
+FIRST_LOOK_WORDS = -1.0
+
+
+def first_look_taken(vs_phones: float, vs_words: float) -> bool:
+    """Whether the first look's stop is taken: ``vs_phones`` and ``vs_words`` are how much better per frame free
+    phones and the word loop explain the audio than the stop phrases' grammar does."""
+    return vs_phones <= FIRST_LOOK_PHONES and vs_words <= FIRST_LOOK_WORDS
 
 
 def stop_jsgf(wake: tuple[str, ...]) -> str:
