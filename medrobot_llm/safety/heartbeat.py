@@ -21,14 +21,14 @@ release is later than its own stamp, is refused too: neither can come from a sup
 from __future__ import annotations
 
 import json
-import secrets
 import threading
 from dataclasses import dataclass, replace
 
 from medrobot_llm.core.clock import Clock
 from medrobot_llm.core.reasons import Reason
 from medrobot_llm.safety.signing import (
-    MAC_HEX, MAX_WIRE_CHARS, Freshness, Untrusted, graph_key, is_hex, is_instance, mac, mac_matches, millis, wall_clock,
+    MAC_HEX, MAX_WIRE_CHARS, Freshness, NumberedSender, Untrusted, graph_key, is_hex, is_instance, mac, mac_matches,
+    millis, wall_clock,
 )
 
 __all__ = ["DEFAULT_WINDOW_S", "PURPOSE", "Heartbeat", "HeartbeatSigner", "Watch", "Watchdog"]
@@ -70,17 +70,13 @@ class Heartbeat:
         return cls(**raw)
 
 
-class HeartbeatSigner:
+class HeartbeatSigner(NumberedSender):
     """The supervisor's side: numbered, stamped beats of one instance."""
 
     def __init__(self, secret: bytes, *, graph: str = "", instance: str | None = None,
                  clock: Clock = wall_clock) -> None:
-        self._key = graph_key(secret, graph)
-        self.instance = instance or secrets.token_hex(8)
-        self.clock = clock
-        self._seq = 0
+        super().__init__(secret, graph=graph, instance=instance, clock=clock)
         self._released_ms = 0
-        self._lock = threading.Lock()
 
     def release(self) -> Heartbeat:
         """The supervisor's reset released the robot: from now on every beat says so; send this one at once."""

@@ -19,14 +19,13 @@ its signature: re-encoding what was parsed gives those bytes back exactly, so th
 from __future__ import annotations
 
 import json
-import secrets
-import threading
 from typing import Any
 
 from medrobot_llm.core.clock import Clock
 from medrobot_llm.core.reasons import Reason
 from medrobot_llm.safety.signing import (
-    MAC_HEX, MAX_WIRE_CHARS, Freshness, Untrusted, graph_key, is_hex, is_instance, mac, mac_matches, millis, wall_clock,
+    MAC_HEX, MAX_WIRE_CHARS, Freshness, NumberedSender, Untrusted, graph_key, is_hex, is_instance, mac, mac_matches,
+    millis, wall_clock,
 )
 
 __all__ = ["PURPOSE", "SIGNATURE", "StatusSigner", "StatusVerifier"]
@@ -46,19 +45,11 @@ def _fields(instance: str, seq: int, stamp_ms: int, body: str) -> list[str | int
     return [instance, seq, stamp_ms, body]
 
 
-class StatusSigner:
+class StatusSigner(NumberedSender):
     """The skill server's side: numbered, stamped, signed reports of one instance.
 
     Call ``sign`` and publish under one lock: reports numbered in one order and sent in another would be refused
     as replays (the later-numbered one arrives first)."""
-
-    def __init__(self, secret: bytes, *, graph: str = "", instance: str | None = None,
-                 clock: Clock = wall_clock) -> None:
-        self._key = graph_key(secret, graph)
-        self.instance = instance or secrets.token_hex(8)
-        self.clock = clock
-        self._seq = 0
-        self._lock = threading.Lock()
 
     def sign(self, status_json: str) -> str:
         """The wire form of the report ``status_json`` (a JSON object without a ``signature`` field)."""

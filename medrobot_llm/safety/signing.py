@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import secrets
 import threading
 import time
 from typing import Any
@@ -22,7 +23,7 @@ from typing import Any
 from medrobot_llm.core.clock import Clock
 from medrobot_llm.core.reasons import Reason
 
-__all__ = ["GRAPH_PURPOSE", "MAC_HEX", "MAX_INSTANCES", "MAX_WIRE_CHARS", "NONCE_HEX", "Freshness", "Untrusted",
+__all__ = ["GRAPH_PURPOSE", "MAC_HEX", "MAX_INSTANCES", "MAX_WIRE_CHARS", "NONCE_HEX", "Freshness", "NumberedSender", "Untrusted",
            "canonical", "graph_key", "is_hex", "is_instance", "mac", "mac_matches", "millis", "signed_for_other_graph",
            "wall_clock"]
 
@@ -142,3 +143,18 @@ class Freshness:
             if instance not in self._last_seq and len(self._last_seq) >= MAX_INSTANCES:
                 self._last_seq.pop(next(iter(self._last_seq)))  # the oldest instance: its messages are long stale
             self._last_seq[instance] = seq
+
+
+class NumberedSender:
+    """What every signer of numbered messages (heartbeats, robot status) holds: its graph's key, an instance id
+    that a restart renews (so ``Freshness`` counts the new instance from zero instead of refusing it as a replay),
+    the clock its stamps come from, and its last sequence number behind one lock: numbers taken in one order
+    and sent in another would be refused at the other end."""
+
+    def __init__(self, secret: bytes, *, graph: str = "", instance: str | None = None,
+                 clock: Clock = wall_clock) -> None:
+        self._key = graph_key(secret, graph)
+        self.instance = instance or secrets.token_hex(8)
+        self.clock = clock
+        self._seq = 0
+        self._lock = threading.Lock()
