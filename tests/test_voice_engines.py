@@ -15,6 +15,8 @@ from typing import Any, cast
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from medrobot_llm.consoles.voice.agree import SAY_AGAIN, AgreementRecognizer, plan_signature
 from medrobot_llm.consoles.voice.asr import Transcript, segment_confidence
@@ -169,3 +171,30 @@ def test_the_cli_refuses_a_whisper_model_that_is_not_on_disk(tmp_path: Path) -> 
                            "--asr-model", str(tmp_path / "none"), "--wav", str(wav)],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "nothing is downloaded" in proc.stderr, proc.stderr
+
+
+@settings(max_examples=60, deadline=None)
+@given(heard=st.sampled_from(["emergency", "stop it", "scan the liver", ""]),
+       whisper_sure=st.floats(0.0, 1.0), check_stop=st.booleans(), check_sure=st.floats(0.0, 1.0))
+def test_a_stop_counts_as_the_surer_of_whisper_and_the_stop_pass_heard_it(heard: str, whisper_sure: float,
+                                                                           check_stop: bool,
+                                                                           check_sure: float) -> None:
+    """Whisper wrote "emergency" at confidence 0.25 (a dev voice of the bench), under the console's stop threshold,
+    while the stop pass beside it heard the stop surely: whichever engine heard a stop, the surer hearing acts."""
+    from medrobot_llm.consoles.voice.whisper import WhisperRecognizer
+
+    checked = Transcript(text="stop" if check_stop else "", confidence=check_sure, engine="pocketsphinx",
+                         stop=check_stop)
+    quiet = Transcript(text="", confidence=0.0, engine="pocketsphinx")
+    voiced = Audio((np.sin(np.arange(16000) * 2 * np.pi * 150 / 16000) * 8000).astype(np.int16), "tone")
+    alone = WhisperRecognizer("xray", rescore=False, stop_check=lambda _a: quiet)
+    beside = WhisperRecognizer("xray", rescore=False, stop_check=lambda _a: checked)
+    own = alone._finish(voiced, heard, heard, whisper_sure, "", {})
+    out = beside._finish(voiced, heard, heard, whisper_sure, "", {})
+    assert out.stop == (own.stop or check_stop)
+    if own.stop and check_stop:
+        assert out.confidence == pytest.approx(max(own.confidence, check_sure), abs=1e-4)
+    elif check_stop:
+        assert (out.text, out.confidence) == ("stop", check_sure)
+    else:
+        assert (out.text, out.confidence) == (own.text, own.confidence)

@@ -65,8 +65,9 @@ class WhisperRecognizer:
     def __init__(self, domain: str, *, model: str | None = None, cpu_threads: int = 0, beam_size: int = 1,
                  stop_check: Callable[[Audio], Transcript] | None = None, rescore: bool = True) -> None:
         self.domain = domain
-        #: asked when Whisper's own transcript is no stop (pocketsphinx's stop-only pass): Whisper tiny.en writes
-        #: a short narrowband "stop" as "up" or "off", words no near-miss rule could take back to "stop"
+        #: asked on every utterance (pocketsphinx's stop-only pass): Whisper tiny.en writes a short narrowband "stop"
+        #: as "up" or "off", words no near-miss rule could take back to "stop", and it writes some stops right but
+        #: unsure of them
         self.stop_check = stop_check
         self.grammar = build_grammar(domain)
         self.model_path = str(bundled_model()) if model is None else model
@@ -128,9 +129,11 @@ class WhisperRecognizer:
         if not text:
             confidence, note = 0.0, "nothing recognised"
         stop = stop_phrase(text) is not None
-        if not stop and self.stop_check is not None:
+        if self.stop_check is not None:
+            # Whisper writes a stop's words and yet is unsure of them ("emergency" at 0.25, under the console's
+            # stop threshold): the surer of the two hearings of a stop counts
             checked = self.stop_check(audio)
-            if checked.stop:
+            if checked.stop and (not stop or checked.confidence > confidence):
                 return Transcript(text=checked.text, confidence=checked.confidence, raw=raw, engine=self.name,
                                   stop=True, note=checked.note, details={**details, **checked.details})
         return Transcript(text=text, confidence=round(float(confidence), 4), raw=raw, engine=self.name,
