@@ -213,12 +213,15 @@ def _voice(args: argparse.Namespace) -> int:
 
 def _listen(args: argparse.Namespace, planner: Planner, stack: contextlib.ExitStack) -> int:
     import dataclasses
+    import functools
+    import pickle
 
     from medrobot_llm.consoles.voice.asr import Recognizer
     from medrobot_llm.consoles.voice.engines import make_recognizer
     from medrobot_llm.consoles.voice.audio import AsrError, load_wav
     from medrobot_llm.cli.session import open_session
     from medrobot_llm.consoles.voice.console import VoiceConsole
+    from medrobot_llm.consoles.voice.worker import in_own_process
 
     if args.mic:
         try:
@@ -232,8 +235,19 @@ def _listen(args: argparse.Namespace, planner: Planner, stack: contextlib.ExitSt
             print(f"medrobot voice: no such file: {', '.join(missing)}", file=sys.stderr)
             return 2
     recognizer: Recognizer
+    factory = functools.partial(make_recognizer, args.asr, args.domain, planner, model=args.asr_model,
+                                wake_word=args.wake_word)
     try:
-        recognizer = make_recognizer(args.asr, args.domain, planner, model=args.asr_model, wake_word=args.wake_word)
+        try:
+            # decoding holds the GIL for seconds: in this process it would freeze the robot's control loop
+            worker = in_own_process(factory)
+            stack.callback(worker.close)
+            recognizer = worker
+        except (pickle.PicklingError, TypeError, AttributeError) as exc:
+            print(f"medrobot voice: this planner cannot be handed to a recogniser process ({exc}); decoding in "
+                  f"this one, where a long decode during a plan can stall the robot's heartbeat and fault it",
+                  file=sys.stderr)
+            recognizer = factory()
     except (AsrError, RuntimeError, ValueError) as exc:
         print(f"medrobot voice: {exc}", file=sys.stderr)
         return 2

@@ -132,7 +132,7 @@ def _recognizer(args: argparse.Namespace, session: Session | None,
                 stack: contextlib.ExitStack) -> Recognizer | None:
     """Push-to-talk's engine, loaded now so the first utterance (maybe a stop) is not held up; without it the
     page works by typing, and says why the talk button does nothing. It decodes in a process of its own
-    (``RecognizerProcess``): a decode holds the GIL, and the server's Stop must not wait behind it."""
+    (``consoles.voice.worker``): a decode holds the GIL, and the server's Stop must not wait behind it."""
     planner = session.supervisor.planner if session is not None else None
     if planner is None:
         return None
@@ -141,12 +141,12 @@ def _recognizer(args: argparse.Namespace, session: Session | None,
 
     from medrobot_llm.consoles.voice.audio import AsrError
     from medrobot_llm.consoles.voice.engines import make_recognizer
-    from medrobot_llm.consoles.web.speech import RecognizerProcess
+    from medrobot_llm.consoles.voice.worker import in_own_process
 
     try:
         with _stdout_to_stderr():
-            worker = RecognizerProcess(functools.partial(make_recognizer, args.asr, args.domain, planner,
-                                                         model=args.asr_model))
+            worker = in_own_process(functools.partial(make_recognizer, args.asr, args.domain, planner,
+                                                      model=args.asr_model))
     except (AsrError, ImportError, RuntimeError, ValueError, pickle.PicklingError, TypeError,
             AttributeError) as exc:
         print(f"medrobot web: push-to-talk is off: {type(exc).__name__}: {exc}", file=sys.stderr)

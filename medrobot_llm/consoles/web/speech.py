@@ -11,13 +11,9 @@ one shown). A spoken yes / no is not an answer here: the page's buttons are boun
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import tempfile
 import threading
-from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 
 from medrobot_llm.consoles.voice.asr import Recognizer, Transcript
 from medrobot_llm.consoles.voice.audio import AsrError, Audio, load_wav
@@ -32,49 +28,12 @@ from medrobot_llm.consoles.web.hub import Answer, WebHub
 from medrobot_llm.consoles.web.messages import TranscriptMessage
 from medrobot_llm.core.plan import PlanStatus
 
-__all__ = ["MAX_SPEECH_S", "RecognizerProcess", "SpeechInput"]
+__all__ = ["MAX_SPEECH_S", "SpeechInput"]
 
 _SOURCE = "web-voice"
 #: the longest recording that is decoded: a command is a sentence; a button held down for a minute (or a noisy
 #: room the recogniser searches hard in) must not keep the one decoder busy for as long
 MAX_SPEECH_S = 15.0
-#: the recogniser of a ``RecognizerProcess``, in that process
-_WORKER: list[Recognizer] = []
-
-
-def _load(factory: Callable[[], Recognizer]) -> None:
-    _WORKER.append(factory())
-
-
-def _name() -> str:
-    return _WORKER[0].name
-
-
-def _transcribe(audio: Audio) -> Transcript:
-    return _WORKER[0].transcribe(audio)
-
-
-class RecognizerProcess:
-    """A recogniser in a process of its own. Decoding holds the GIL (pocketsphinx decodes a recording in one C
-    call): in the server's process it froze the event loop, and the Stop with it, for as long as the decode took.
-    ``factory`` (picklable) builds the recogniser there, now, so a missing model is an error at start."""
-
-    def __init__(self, factory: Callable[[], Recognizer]) -> None:
-        self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
-                                         initializer=_load, initargs=(factory,))
-        try:
-            self.name = self._pool.submit(_name).result()
-        except BaseException:
-            self._pool.shutdown(cancel_futures=True)
-            raise
-
-    def transcribe(self, audio: Audio) -> Transcript:
-        return self._pool.submit(_transcribe, audio).result()
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
-
-
 def read_wav(data: bytes) -> Audio:
     """The uploaded bytes through ``load_wav``, which reads only regular files: written to one first."""
     fd, name = tempfile.mkstemp(prefix="medrobot-web-", suffix=".wav")
@@ -116,8 +75,6 @@ class SpeechInput:
             heard = self.recognizer.transcribe(audio)
         except AsrError as exc:
             return Answer.refused(422, str(exc).replace(tempfile.gettempdir(), "<upload>"))
-        except BrokenProcessPool as exc:
-            return Answer.refused(503, f"the speech recogniser's process is gone ({exc}); type the command")
         if heard.stop and heard.confidence >= self.stop_threshold:
             answer = self.hub.stop(f"voice stop on the web console: {heard.text!r}")
             return self._said(heard, "stop", answer.body.get("message", ""), answer)
