@@ -104,3 +104,15 @@ def test_an_unreadable_wav_is_named_with_exit_status_2(tmp_path: Path, name: str
     status, lines = _voice(wav)
     assert status == 2
     assert [line.get("kind") for line in lines] == ["error"] and said in lines[0]["message"], lines
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "attack 20: a confirm phrase said when nothing waits for an answer (to a colleague, or a beat early) latches "
+    "the e-stop: espeak-ng en-us 150 wpm at 16 kHz 'confirm' is heard as 'undo', a stop 'on a second look' "
+    "('whoa'), and 'okay' as a stop by the stop-only pass ('whoa'); en+f2's 'confirm' and flite slt's were "
+    "ignored (2 of 4). Said as the answer to a read-back, the same 'okay' confirms. The README says this 'confirm' "
+    "-> 'undo' -> 'whoa' e-stop was fixed, but only answers are decoded as answers"))
+@pytest.mark.parametrize("word", ["confirm", "okay"])
+def test_a_confirm_phrase_said_out_of_turn_latches_nothing(tmp_path: Path, word: str) -> None:
+    status, lines = _voice(_say(tmp_path, word, word, "en-us", 150, 16000))
+    assert [line.get("action") for line in lines] != ["stop"], (status, lines)
