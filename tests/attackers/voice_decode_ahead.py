@@ -4,9 +4,9 @@
 
 The README says ``--wav`` files are decoded ahead while a plan runs, so a stop later in the stream halts the
 plan. In the attack (2 shared cores, load average 6-10) every confirmed moving plan with any file after its "yes"
-ended in FAULT "backend heartbeat lost: no sign of life for 1.7-2.3 s during step 1" (7 of 7: xray and
+ended in FAULT "backend heartbeat lost: no sign of life for 1.6-2.3 s during step 1" (8 of 8: xray and
 ultrasound, a trailing "yes", "stop" or command), and the same plan with nothing after its "yes" ran its first
-step (2 of 2). So the stop a recording says mid-plan never meets a running plan, and a contact step's question
+step (3 of 3). So the stop a recording says mid-plan never meets a running plan, and a contact step's question
 is never asked. This is timing: a strict xfail would pass on an idle machine, so it is a script, not a test.
 It prints, per trial, the final state and the first step's result with and without one file after the "yes".
 """
