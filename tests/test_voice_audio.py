@@ -85,6 +85,28 @@ def test_a_header_claiming_more_frames_than_the_file_holds_reads_only_the_file(t
     assert peak < 2_000_000
 
 
+@settings(max_examples=40, deadline=None)
+@given(held=st.integers(1, 4000), more=st.integers(1, 2**28), channels=st.sampled_from([1, 2]))
+def test_a_wav_cut_short_is_refused_and_says_so(tmp_path_factory: pytest.TempPathFactory, held: int, more: int,
+                                                channels: int) -> None:
+    """Attack 20: a data chunk that claims more than the file holds (a recording that did not finish) was decoded
+    as far as it went, so a cut-off "stop" or command became "please repeat" with exit status 0."""
+    path = tmp_path_factory.mktemp("cut") / "cut.wav"
+    path.write_bytes(_header(16000, channels=channels, frames_claimed=held + more, data=b"\x10\x00" * held * channels))
+    with pytest.raises(AsrError, match="cut short"):
+        load_wav(path)
+
+
+@pytest.mark.parametrize("data_size", [0x7FFFFFFF, 0xFFFFFFFF])
+def test_a_streamed_wav_of_unknown_length_is_read_to_its_end(tmp_path: Path, data_size: int) -> None:
+    """arecord and sox writing to a pipe cannot know the length and write the largest size instead."""
+    path = tmp_path / "streamed.wav"
+    fmt = struct.pack("<HHIIHH", 1, 1, 16000, 32000, 2, 16)
+    body = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"data" + struct.pack("<I", data_size)
+    path.write_bytes(b"RIFF" + struct.pack("<I", 0xFFFFFFFF) + body + b"\x10\x00" * 1600)
+    assert len(load_wav(path).samples) == 1600
+
+
 @pytest.mark.parametrize("content", [b"", b"RIFF", b"not a wav at all" * 10, _header(16000)[:30],
                                      _header(16000, data=b"")])
 def test_unreadable_or_empty_files_are_refused(tmp_path: Path, content: bytes) -> None:

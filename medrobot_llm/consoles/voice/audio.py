@@ -28,6 +28,9 @@ MAX_RATE = 192000
 _MAX_CHANNELS = 8
 #: a WAV header with its format and data chunk headers is at least this long
 _MIN_HEADER = 44
+#: the data sizes written by a recorder that streams to a pipe and cannot know the length (arecord, sox):
+#: "to the end of the file", so such a file is not cut short; any other size above what the file holds is
+_UNKNOWN_LENGTH = (0x7FFFFFFF, 0xFFFFFFFF)
 
 
 class AsrError(RuntimeError):
@@ -97,6 +100,11 @@ def load_wav(path: str | os.PathLike[str]) -> Audio:
     raw = raw[: len(raw) - len(raw) % (channels * width)]
     if not raw:
         raise AsrError(f"{path}: the WAV file holds no audio (its data chunk is empty)")
+    held = len(raw) // (channels * width)
+    if held < claimed and claimed not in {size // (channels * width) for size in _UNKNOWN_LENGTH}:
+        raise AsrError(f"{path}: the WAV file is cut short: its header says {claimed / rate:.2f} s of audio, the "
+                       f"file holds {held / rate:.2f} s (a recording that did not finish, or a copy broken off); "
+                       "record or copy it again")
     x = _samples(raw, width)
     if channels > 1:
         x = x.reshape(-1, channels).mean(axis=1)
