@@ -16,11 +16,13 @@ import numpy as np
 
 from medrobot_llm.consoles.voice.audio import SAMPLE_RATE, Audio
 
-__all__ = ["END_QUIET_S", "STOP_CHECK_MAX_S", "STOP_CHECK_QUIET_S", "utterances"]
+__all__ = ["END_QUIET_S", "GLANCE_QUIET_S", "GLANCE_SOFT", "STOP_CHECK_MAX_S", "STOP_CHECK_QUIET_S", "utterances"]
 
 END_QUIET_S = 0.6
 STOP_CHECK_QUIET_S = 0.25
 STOP_CHECK_MAX_S = 1.5
+GLANCE_QUIET_S = 0.15
+GLANCE_SOFT = 0.03
 
 
 def utterances(blocks: Iterable[np.ndarray], *, source: str = "mic",
@@ -37,25 +39,37 @@ def utterances(blocks: Iterable[np.ndarray], *, source: str = "mic",
     frames: list[np.ndarray] = []
     quiet = 0
     quiet_s = 0.0
-    checked = False
+    soft_s = 0.0
+    peak = 0.0
+    checked = glanced = False
     started = 0.0
     for block in blocks:
         chunk = np.asarray(block, dtype=np.int16).reshape(-1)
-        if vad.is_speech(chunk.astype("<i2").tobytes()):
-            if not frames:
-                started = clock()
-            frames.append(chunk)
-            quiet, quiet_s, checked = 0, 0.0, False
+        speech = vad.is_speech(chunk.astype("<i2").tobytes())
+        if not frames and not speech:
             continue
         if not frames:
-            continue
+            started = clock()
         frames.append(chunk)
+        energy = float(np.mean(np.square(chunk, dtype=np.float64))) if len(chunk) else 0.0
+        if speech:
+            peak = max(peak, energy)
+        if speech and energy >= peak * GLANCE_SOFT:
+            soft_s, glanced = 0.0, False
+        else:
+            soft_s += len(chunk) / SAMPLE_RATE
+        heard_s = sum(len(f) for f in frames) / SAMPLE_RATE
+        if not glanced and soft_s >= GLANCE_QUIET_S and heard_s - soft_s <= STOP_CHECK_MAX_S:
+            glanced = True
+            yield Audio(np.concatenate(frames), source, provisional=True, glance=True)
+        if speech:
+            quiet, quiet_s, checked = 0, 0.0, False
+            continue
         quiet += 1
         quiet_s += len(chunk) / SAMPLE_RATE
-        length_s = sum(len(f) for f in frames) / SAMPLE_RATE - quiet_s
-        if not checked and quiet_s >= STOP_CHECK_QUIET_S and length_s <= STOP_CHECK_MAX_S:
+        if not checked and quiet_s >= STOP_CHECK_QUIET_S and heard_s - quiet_s <= STOP_CHECK_MAX_S:
             checked = True
             yield Audio(np.concatenate(frames), source, provisional=True)
         if quiet_s >= END_QUIET_S:
             yield Audio(np.concatenate(frames), source, pressed=pressed(started, clock()))
-            frames, quiet, quiet_s, checked = [], 0, 0.0, False
+            frames, quiet, quiet_s, soft_s, peak, checked, glanced = [], 0, 0.0, 0.0, 0.0, False, False
