@@ -18,6 +18,7 @@ the machine), the CPU time of that decode (``time.process_time``, far less blurr
 clock), and when it ends with the decodes of the earlier hand-overs queued before it: the latency on an idle core.
 
     python benchmarks/voice_stop_latency.py [--stops 6] [--engine pocketsphinx|whisper|agree] [--json FILE] [--breakdown]
+                                            [--split all|dev|held-out]
 """
 
 from __future__ import annotations
@@ -177,9 +178,12 @@ def main() -> int:
     ap.add_argument("--json", type=Path, metavar="FILE", help="also write every trial and figure to FILE")
     ap.add_argument("--breakdown", action="store_true",
                     help="no real time: the audio the segmenter waits for after the word and the decodes' CPU time")
+    ap.add_argument("--split", choices=("all", "dev", "held-out"), default="all",
+                    help="only the stops whose voice or text is (held-out) or is not (dev) held out")
     args = ap.parse_args()
     args.cache.mkdir(parents=True, exist_ok=True)
-    items = build_items(0, args.stops, 0)
+    items = [i for i in build_items(0, args.stops, 0) if args.split == "all"
+             or (held_out(i.voice_id) or held_out(i.text)) == (args.split == "held-out")]
     planner = RulePlanner()
     engines: dict[str, Recognizer] = {}
     rows: list[dict[str, Any]] = []
