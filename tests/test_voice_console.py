@@ -160,3 +160,39 @@ def test_a_spoken_read_back_keeps_numbers_and_sides() -> None:
     plan = RulePlanner().plan("ultrasound", "scan the left kidney")
     said = spoken_readback(plan)
     assert "left" in said and "40" in said and "(" not in said and "_" not in said
+
+
+class Glancing(Scripted):
+    """``Scripted`` with a first look: a glance (``Audio.glance``) is heard as ``glanced`` says, None for none, and the
+    full decode is never run on one."""
+
+    def __init__(self, said: dict[str, str], glanced: dict[str, str]) -> None:
+        super().__init__(said)
+        self.glanced = glanced
+
+    def transcribe(self, audio: Audio) -> Transcript:
+        assert not audio.glance, "the full decode ran on a glance"
+        return super().transcribe(audio)
+
+    def glance(self, audio: Audio) -> Transcript | None:
+        text = self.glanced.get(audio.source)
+        return Transcript(text=text, confidence=0.9, engine=self.name, stop=True) if text else None
+
+
+def _glance(source: str) -> Audio:
+    return Audio(np.zeros(160, dtype=np.int16), source, provisional=True, glance=True)
+
+
+def test_a_stop_taken_at_a_glance_latches_and_nothing_else_is_acted_on(tmp_path: Path) -> None:
+    with Session("ultrasound", RulePlanner(), backend=MemoryBackend("ultrasound")) as session:
+        rec = Glancing({"c": "robot scan the liver"}, {"b": "stop"})
+        records = VoiceConsole(session, rec, lambda _: None, gated=False).run([_glance("a"), _glance("b"), _audio("c")])
+        assert [(r["source"], r["state"]) for r in records if r.get("action") == "stop"] == [("b", "ESTOP")], records
+        assert not [r for r in records if r.get("source") == "a"], "the glance not taken was acted on"
+
+
+def test_an_engine_without_a_first_look_is_not_given_glances(tmp_path: Path) -> None:
+    with Session("xray", RulePlanner(), backend=MemoryBackend("xray")) as session:
+        rec = Scripted({"b": "stop"})
+        records = VoiceConsole(session, rec, lambda _: None, gated=False).run([_glance("a"), _audio("b")])
+        assert [r.get("source") for r in records] == ["b"] and records[0]["action"] == "stop", records

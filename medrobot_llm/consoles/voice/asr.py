@@ -194,6 +194,13 @@ class PocketSphinxRecognizer:
         with self._lock:
             return self._first_look(audio) or self._transcribe(audio)
 
+    def glance(self, audio: Audio) -> Transcript | None:
+        """The stop the first look takes in ``audio``, None when it takes none: the check of an utterance's start
+        handed over at the first sign of its end (``Audio.glance``), which the full decode is not run on."""
+        self.load()
+        with self._lock:
+            return self._first_look(audio)
+
     def _first_look(self, audio: Audio) -> Transcript | None:
         """The stop the first look takes in a short utterance, None when it takes none. The decoder's cepstral mean
         is put back as it was, so that an utterance the first look leaves is decoded as it was without it."""

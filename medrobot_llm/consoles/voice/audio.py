@@ -47,6 +47,9 @@ class Audio:
     pressed: bool = False
     #: the start of an utterance still being said, handed over early to be checked for a stop only
     provisional: bool = False
+    #: a provisional start handed over at the first sign of its end, for the recogniser's first look alone
+    #: (``Glancing``): too early, and too often, for the full decode's stop passes, which hear command starts as stops
+    glance: bool = False
 
     @property
     def duration_s(self) -> float:

@@ -48,7 +48,7 @@ from medrobot_llm.safety.supervisor import Question
 from medrobot_llm.consoles.voice.grammar import DEFAULT_WAKE_WORD, spoken_words, wake_words
 
 __all__ = ["ASKED_ANSWERS", "DEFAULT_STOP_THRESHOLD", "DEFAULT_THRESHOLD", "DEFAULT_WAKE_WORD", "NOT_A_COMMAND",
-           "SAY_YES", "Answering", "Key", "VoiceConsole", "confirmation_phrases", "is_confirmation_for", "is_plain_yes",
+           "SAY_YES", "Answering", "Glancing", "Key", "VoiceConsole", "confirmation_phrases", "is_confirmation_for", "is_plain_yes",
            "spoken_readback", "unsure"]
 
 DEFAULT_THRESHOLD = 0.6
@@ -135,6 +135,14 @@ class Answering(Protocol):
     for the answer phrases and the stop phrases, the only things the console takes while it waits for one."""
 
     def answer(self, audio: Audio) -> Transcript: ...
+
+
+@runtime_checkable
+class Glancing(Protocol):
+    """A recogniser with a cheap, precise stop check (``PocketSphinxRecognizer.glance``) for an utterance's start
+    handed over at the first sign of its end (``Audio.glance``); other engines are not given such a start."""
+
+    def glance(self, audio: Audio) -> Transcript | None: ...
 
 
 @dataclass(frozen=True)
@@ -237,7 +245,14 @@ class VoiceConsole:
                         self._turn.wait_for(lambda: self._running or self._waiting)
                 heard_at = time.monotonic()
                 as_answer = self._awaiting and isinstance(self.recognizer, Answering)
-                heard = self._hear(audio, as_answer)
+                if audio.glance:
+                    if as_answer or not isinstance(self.recognizer, Glancing):
+                        continue  # an answer is weighed against the stops by its own decode
+                    heard = self.recognizer.glance(audio)
+                    if heard is None or not heard.stop or heard.confidence < self.stop_threshold:
+                        continue
+                else:
+                    heard = self._hear(audio, as_answer)
                 if not as_answer and self._awaiting and heard is not None and heard.stop:
                     # a question was asked while this was decoded for a command: it is the answer, and a stop
                     # competes with the answers, not with the command grammar's nearest command
