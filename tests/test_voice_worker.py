@@ -19,7 +19,7 @@ import pytest
 
 from medrobot_llm.consoles.voice.asr import Transcript
 from medrobot_llm.consoles.voice.audio import AsrError, Audio, load_wav
-from medrobot_llm.consoles.voice.console import Answering
+from medrobot_llm.consoles.voice.console import Answering, Glancing
 from medrobot_llm.consoles.voice.engines import make_recognizer
 from medrobot_llm.consoles.voice.worker import in_own_process
 from medrobot_llm.planning.rule.planner import RulePlanner
@@ -81,7 +81,7 @@ def test_the_recogniser_runs_in_another_process_and_its_stdout_is_not_the_consol
     try:
         heard = worker.transcribe(_silence())
         assert heard.text.isdigit() and int(heard.text) != os.getpid()
-        assert worker.name == "where" and not isinstance(worker, Answering)
+        assert worker.name == "where" and not isinstance(worker, Answering) and not isinstance(worker, Glancing)
     finally:
         worker.close()
     out, err = capfd.readouterr()
@@ -94,10 +94,15 @@ def test_a_long_decode_in_the_worker_leaves_this_process_running(tmp_path: Path)
     audio = _long_command(tmp_path)
     worker = in_own_process(functools.partial(make_recognizer, "pocketsphinx", "surgery", RulePlanner()))
     try:
-        assert isinstance(worker, Answering)
+        assert isinstance(worker, Answering) and isinstance(worker, Glancing)
         stalled, took, heard = _longest_stall(functools.partial(worker.transcribe, audio))
         assert stalled < took / 4, (stalled, took)
         assert "psm2" in heard.text, heard
+        stop = tmp_path / "stop.wav"
+        subprocess.run(["espeak-ng", "-v", "en-us", "-s", "140", "-w", str(stop), "--", "emergency stop"], check=True,
+                       timeout=60)
+        glanced = worker.glance(load_wav(stop))
+        assert glanced is not None and glanced.stop, glanced
     finally:
         worker.close()
 

@@ -16,27 +16,32 @@ import multiprocessing
 import os
 import sys
 from collections.abc import Callable
+from typing import TypeVar
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
 from medrobot_llm.consoles.voice.asr import Recognizer, Transcript
 from medrobot_llm.consoles.voice.audio import AsrError, Audio
-from medrobot_llm.consoles.voice.console import Answering
+from medrobot_llm.consoles.voice.console import Answering, Glancing
 
-__all__ = ["AnsweringRecognizerProcess", "RecognizerProcess", "in_own_process"]
+__all__ = ["AnsweringRecognizerProcess", "FullRecognizerProcess", "GlancingRecognizerProcess", "RecognizerProcess",
+           "in_own_process"]
+
+_T = TypeVar("_T")
 
 #: the recogniser of a ``RecognizerProcess``, in that process
 _WORKER: list[Recognizer] = []
 
 
-def _start(factory: Callable[[], Recognizer]) -> tuple[str, bool]:
+def _start(factory: Callable[[], Recognizer]) -> tuple[str, bool, bool]:
     """Build the recogniser (the pool's first task, so that its error, an ``AsrError`` saying what is missing,
-    comes back as it was raised); say its name and whether it can hear an utterance as an answer. The worker's
+    comes back as it was raised); say its name, whether it can hear an utterance as an answer and whether it can
+    glance at one for a stop. The worker's
     stdout is its stderr from here on: the console's stdout may be ``--json`` records, and a library's banner
     or warning must not land among them."""
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     _WORKER.append(factory())
-    return _WORKER[0].name, isinstance(_WORKER[0], Answering)
+    return _WORKER[0].name, isinstance(_WORKER[0], Answering), isinstance(_WORKER[0], Glancing)
 
 
 def _transcribe(audio: Audio) -> Transcript:
@@ -50,6 +55,13 @@ def _answer(audio: Audio) -> Transcript:
     return recognizer.answer(audio)
 
 
+def _glance(audio: Audio) -> Transcript | None:
+    recognizer = _WORKER[0]
+    if not isinstance(recognizer, Glancing):
+        raise AsrError(f"the {recognizer.name} recogniser has no glance for a stop")
+    return recognizer.glance(audio)
+
+
 class RecognizerProcess:
     """The proxy: ``transcribe`` runs in the worker. One worker, so utterances are decoded in the order they were
     heard, as they were in the console's process."""
@@ -61,7 +73,7 @@ class RecognizerProcess:
     def transcribe(self, audio: Audio) -> Transcript:
         return self._call(_transcribe, audio)
 
-    def _call(self, fn: Callable[[Audio], Transcript], audio: Audio) -> Transcript:
+    def _call(self, fn: Callable[[Audio], _T], audio: Audio) -> _T:
         try:
             return self._pool.submit(fn, audio).result()
         except BrokenProcessPool as exc:
@@ -73,11 +85,28 @@ class RecognizerProcess:
 
 
 class AnsweringRecognizerProcess(RecognizerProcess):
-    """The proxy of a recogniser that also hears answers (the console's ``Answering``): a type of its own, so that
-    the console's ``isinstance`` check sees what the worker's recogniser can do."""
+    """The proxy of a recogniser that also hears answers (the console's ``Answering``). The console asks a
+    recogniser what it can do by its type, so each set of abilities has a proxy type of its own."""
 
     def answer(self, audio: Audio) -> Transcript:
         return self._call(_answer, audio)
+
+
+class GlancingRecognizerProcess(RecognizerProcess):
+    """The proxy of a recogniser that can glance at an utterance's start for a stop (the console's ``Glancing``)."""
+
+    def glance(self, audio: Audio) -> Transcript | None:
+        return self._call(_glance, audio)
+
+
+class FullRecognizerProcess(AnsweringRecognizerProcess, GlancingRecognizerProcess):
+    """The proxy of a recogniser that does both (pocketsphinx)."""
+
+
+#: the proxy type for (answers, glances)
+_PROXIES: dict[tuple[bool, bool], type[RecognizerProcess]] = {
+    (False, False): RecognizerProcess, (True, False): AnsweringRecognizerProcess,
+    (False, True): GlancingRecognizerProcess, (True, True): FullRecognizerProcess}
 
 
 def in_own_process(factory: Callable[[], Recognizer]) -> RecognizerProcess:
@@ -86,8 +115,8 @@ def in_own_process(factory: Callable[[], Recognizer]) -> RecognizerProcess:
     (which may be a stop)."""
     pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
     try:
-        name, answers = pool.submit(_start, factory).result()
+        name, answers, glances = pool.submit(_start, factory).result()
     except BaseException:
         pool.shutdown(cancel_futures=True)
         raise
-    return (AnsweringRecognizerProcess if answers else RecognizerProcess)(pool, name)
+    return _PROXIES[answers, glances](pool, name)
