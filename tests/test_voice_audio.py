@@ -140,3 +140,14 @@ def test_the_cli_exits_non_zero_and_names_a_wav_it_could_not_read(tmp_path: Path
     assert "bad.wav" in proc.stderr and "1 Hz" in proc.stderr
     errors = [line for line in proc.stdout.splitlines() if line.startswith("{") and '"kind": "error"' in line]
     assert len(errors) == 1 and "bad.wav" in errors[0]
+
+
+def test_the_cli_names_a_path_that_is_no_file_for_what_it_is(tmp_path: Path) -> None:
+    """Attack 20: a folder or a pipe given as --wav was reported as "no such file", though it is there."""
+    fifo = tmp_path / "pipe.wav"
+    os.mkfifo(fifo)
+    for path, said in ((tmp_path, "not a regular file"), (fifo, "not a regular file"),
+                       (tmp_path / "gone.wav", "no such file")):
+        proc = subprocess.run([sys.executable, "-m", "medrobot_llm.cli", "voice", "--domain", "xray", "--wav",
+                               str(path)], capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 2 and said in proc.stderr and str(path) in proc.stderr, proc.stderr

@@ -230,9 +230,14 @@ def _listen(args: argparse.Namespace, planner: Planner, stack: contextlib.ExitSt
             print(f"medrobot voice: {_MIC_HELP} ({exc})", file=sys.stderr)
             return 2
     else:
-        missing = [str(f) for f in args.wav if not f.is_file()]
+        missing = [str(f) for f in args.wav if not f.exists()]
         if missing:
             print(f"medrobot voice: no such file: {', '.join(missing)}", file=sys.stderr)
+            return 2
+        odd = [str(f) for f in args.wav if not f.is_file()]
+        if odd:
+            print(f"medrobot voice: not a regular file (a folder, pipe or device): {', '.join(odd)}; give WAV files",
+                  file=sys.stderr)
             return 2
     recognizer: Recognizer
     factory = functools.partial(make_recognizer, args.asr, args.domain, planner, model=args.asr_model,
