@@ -88,6 +88,8 @@ def load_wav(path: str | os.PathLike[str]) -> Audio:
         raise AsrError(f"{path}: cannot read it ({exc.strerror or exc})") from None
     if not stat.S_ISREG(st.st_mode):
         raise AsrError(f"{path}: not a regular file (a folder, pipe or device); give a WAV file")
+    if st.st_size == 0:
+        raise AsrError(f"{path}: the file is empty (0 bytes): nothing was recorded into it")
     try:
         with open(path, "rb") as f, wave.open(f, "rb") as w:
             channels, width, rate, claimed = w.getnchannels(), w.getsampwidth(), w.getframerate(), w.getnframes()
