@@ -48,6 +48,7 @@ __all__ = [
     "load_wav",
     "resample",
     "segment_confidence",
+    "stop_confidence",
     "stop_phrase",
 ]
 
@@ -124,6 +125,14 @@ _SECOND_LOOK_MAX_S = 1.5
 _NOT_COMMAND_MARGIN = 4.7
 #: a voiced share of the audio at which the voicing weight is full (espeak commands: 0.3-0.6)
 _FULL_VOICING = 0.15
+#: a stop's confidence counts seconds, not shares of the file (``stop_confidence``): the seconds of speech (by the
+#: voice-activity detector) at which its speech weight is full. The shortest stop of benchmarks/voice_bench.py's dev
+#: items had 0.40 s (dev voices, fast rate); the dev noise clips' silence has none
+_STOP_SPEECH_S = 0.3
+#: and the voiced seconds at which its voicing weight is full: two voiced frames, so that one (espeak-ng en+m3's
+#: "stop" at 320 words a minute, a dev voice, had just one) weighs half, above the console's stop threshold. The
+#: dev noise clips (hiss, white noise, hum) have no voiced frame at all, and a stop is safe to act on wrongly
+_STOP_VOICED_S = 0.03
 
 
 class PocketSphinxRecognizer:
@@ -210,8 +219,7 @@ class PocketSphinxRecognizer:
             self._decoder.activate_search("grammar")
         if not look.stop:
             return None
-        speech, total = speech_frames(audio)
-        confidence = min(1.0, speech / total / 0.3) * min(1.0, voicing.ratio / _FULL_VOICING) if total else 0.0
+        confidence = stop_confidence(audio, *speech_frames(audio), voicing)
         return Transcript(text=look.stop, confidence=round(confidence, 4), raw=look.stop, engine=self.name, stop=True,
                           note=f"{FIRST_LOOK} ({look.stop!r}; free phones {look.vs_phones:.2f}, the word "
                                f"loop {look.vs_words:.2f} per frame better)",
@@ -263,6 +271,7 @@ class PocketSphinxRecognizer:
             confidence = (min(1.0, speech / total / 0.3) * min(1.0, voicing.ratio / _FULL_VOICING)
                           if total and (said or stop) else 0.0)
             if stop:
+                confidence = max(confidence, stop_confidence(audio, speech, total, voicing))
                 said, note = stop, f"stop heard while an answer was awaited ({vs:.2f} per frame against the answer)"
             return Transcript(text=said, confidence=round(confidence, 4), raw=said, engine=self.name,
                               stop=bool(stop), note=note, details=details)
@@ -466,6 +475,8 @@ class PocketSphinxRecognizer:
             stop = True
             confidence = max(confidence, speech_weight * voice_weight)
             note = f"stop heard after the command's words, decoded alone ({alone})"
+        if stop:
+            confidence = max(confidence, stop_confidence(audio, speech, total, voicing))
         if spotted and not stop:
             stop = True
             confidence = max(confidence, speech_weight * voice_weight * 0.5)
@@ -475,6 +486,19 @@ class PocketSphinxRecognizer:
             note = f"that was not a command (it fits free phones {margin:.2f} better per frame than the grammar)"
         return Transcript(text=text, confidence=round(float(confidence), 4), raw=raw, words=tuple(words),
                           engine=self.name, stop=stop, not_command=not_command, note=note, details=details)
+
+
+def stop_confidence(audio: Audio, speech: int, total: int, voicing: Voiced) -> float:
+    """How sure a heard stop is that a voice said it, whatever the silence around it and however fast it was said.
+
+    The confidence of a command weighs the shares of the file that are speech and voiced, which a stop said fast
+    or with long silence around it (a --wav recording padded 0.3 s and 0.5 s: espeak-ng en+m3 at 320 words a minute,
+    one voiced frame in 70) never reaches: its stop was heard and not acted on. Noise is told from a voice by having
+    no voiced frame at all, and silence by having no speech, so both are counted in seconds here."""
+    if not total:
+        return 0.0
+    speech_s = speech / total * len(audio.samples) / SAMPLE_RATE
+    return min(1.0, speech_s / _STOP_SPEECH_S) * min(1.0, voicing.seconds / _STOP_VOICED_S)
 
 
 def _reads_as_command(domain: str, text: str) -> bool:
