@@ -126,12 +126,13 @@ _NOT_COMMAND_MARGIN = 4.7
 #: a voiced share of the audio at which the voicing weight is full (espeak commands: 0.3-0.6)
 _FULL_VOICING = 0.15
 #: a stop's confidence counts seconds, not shares of the file (``stop_confidence``): the seconds of speech (by the
-#: voice-activity detector) at which its speech weight is full. The shortest stop of benchmarks/voice_bench.py's dev
-#: items had 0.40 s (dev voices, fast rate); the dev noise clips' silence has none
+#: voice-activity detector) at which its speech weight is full. The stops with the least speech of the dev data had
+#: 0.40 s: benchmarks/voice_bench.py's dev stops and tests/test_voice_stop_level.py's grid (dev espeak-ng voices and
+#: stop phrases, -35..0 dB, 160-320 words a minute); the dev noise clips' silence has none
 _STOP_SPEECH_S = 0.3
-#: and the voiced seconds at which its voicing weight is full: two voiced frames, so that one (espeak-ng en+m3's
-#: "stop" at 320 words a minute, a dev voice, had just one) weighs half, above the console's stop threshold. The
-#: dev noise clips (hiss, white noise, hum) have no voiced frame at all, and a stop is safe to act on wrongly
+#: and the voiced seconds at which its voicing weight is full: two voiced frames. The least voiced stop of that grid
+#: (en+f3's "estop" at 320 words a minute) had three, 0.045 s (confidence 0.27 by the voiced share of the file, under the threshold); the
+#: dev noise clips (silence, hiss, white noise, hum, at -35 to +12 dB) have no voiced frame at all
 _STOP_VOICED_S = 0.03
 
 
@@ -492,9 +493,9 @@ def stop_confidence(audio: Audio, speech: int, total: int, voicing: Voiced) -> f
     """How sure a heard stop is that a voice said it, whatever the silence around it and however fast it was said.
 
     The confidence of a command weighs the shares of the file that are speech and voiced, which a stop said fast
-    or with long silence around it (a --wav recording padded 0.3 s and 0.5 s: espeak-ng en+m3 at 320 words a minute,
-    one voiced frame in 70) never reaches: its stop was heard and not acted on. Noise is told from a voice by having
-    no voiced frame at all, and silence by having no speech, so both are counted in seconds here."""
+    or with long silence around it (a --wav recording padded 0.3 s and 0.5 s: espeak-ng en+f3's "estop" at 320 words
+    a minute, three voiced frames in 75) never reaches: its stop was heard and not acted on. Noise is told from a voice
+    by having no voiced frame at all, and silence by having no speech, so both are counted in seconds here."""
     if not total:
         return 0.0
     speech_s = speech / total * len(audio.samples) / SAMPLE_RATE

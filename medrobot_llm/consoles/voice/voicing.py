@@ -31,11 +31,12 @@ def speech_frames(audio: Audio) -> tuple[int, int]:
 #: the RMS a 30 ms frame needs to be judged voiced in a recording of ordinary level (-44 dBFS)
 _LOUD_RMS = 200.0
 #: in a recording whose loudest frame is quieter than ``_LOUD_RMS / _QUIET_SHARE``, the gate is this share of that
-#: frame instead: with the fixed gate a "stop" said across the room (sox gain -28 and -35 dB on espeak-ng dev voices:
-#: loudest frame 300 and 137 RMS) had no voiced frame, so its stop was weighed as hum and did not act. Loudness is
-#: not what tells noise from a voice here, periodicity is: the dev noise clips (tests/_voice_corpus.py, seeds 0-4:
-#: hiss, white noise, hum) peak at 0.25 autocorrelation against the 0.5 a voiced frame needs. Recordings whose
-#: loudest frame clears 800 RMS (-32 dBFS, every dev clip of benchmarks/voice_bench.py) are measured as before
+#: frame instead: with the fixed gate a stop said across the room (sox gain -35 dB on tests/test_voice_stop_level.py's
+#: dev voices and phrases: loudest frames 76-145 RMS) had no voiced frame, so it was weighed as hum and did not act.
+#: Loudness is not what tells noise from a voice here, periodicity is: the dev noise clips (tests/_voice_corpus.py,
+#: seeds 0-4: hiss, white noise, hum) peak at 0.25 autocorrelation against the 0.5 a voiced frame needs. Recordings
+#: whose loudest frame clears 800 RMS (-32 dBFS; every clip benchmarks/voice_bench.py made has 2018 or more) are
+#: measured as before
 _QUIET_SHARE = 0.25
 #: never below this (-72 dBFS): digital near-silence is no voice at any gain
 _QUIET_FLOOR_RMS = 8.0
