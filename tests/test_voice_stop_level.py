@@ -20,7 +20,7 @@ import pytest
 
 from _voice_corpus import noise_clips
 from medrobot_llm.consoles.voice.asr import PocketSphinxRecognizer, stop_confidence
-from medrobot_llm.consoles.voice.audio import Audio, load_wav
+from medrobot_llm.consoles.voice.audio import CLIPPED_SHARE, Audio, clipped_share, load_wav
 from medrobot_llm.consoles.voice.console import DEFAULT_STOP_THRESHOLD
 from medrobot_llm.consoles.voice.voicing import Voiced, speech_frames
 from medrobot_llm.language.words import CONTROL_PHRASES
@@ -88,3 +88,19 @@ def test_noise_at_any_level_weighs_nothing_as_a_stop(name: str, gain_db: int) ->
     voicing = Voiced.of(audio.samples)
     assert voicing.seconds == 0.0
     assert stop_confidence(audio, *speech_frames(audio), voicing) == 0.0
+
+
+def test_a_clipped_recording_is_reported(recognizer: PocketSphinxRecognizer, tmp_path: Path) -> None:
+    """A microphone gain set too high (attack 20's clipped stop was heard as "yup" with no word of why): what is heard
+    in clipped audio says so; the same words at full level without clipping do not."""
+    clipped = recognizer.transcribe(_say(tmp_path, "set the gain to 60 percent", "en+m3", 160, 20))
+    assert not clipped.stop and clipped.note.startswith("the recording is clipped"), clipped
+    clean = recognizer.transcribe(_say(tmp_path, "set the gain to 60 percent", "en+m3", 160, 0))
+    assert "clipped" not in clean.note and "clipped_share" not in clean.details, clean
+
+
+def test_clipped_share_counts_samples_at_full_scale() -> None:
+    t = np.arange(16000) / 16000.0
+    sine = np.sin(2 * np.pi * 200 * t)
+    assert clipped_share((sine * 30000).astype(np.int16)) == 0.0
+    assert clipped_share(np.clip(sine * 32767 * 3, -32768, 32767).astype(np.int16)) > CLIPPED_SHARE

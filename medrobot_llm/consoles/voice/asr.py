@@ -25,7 +25,8 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from medrobot_llm.consoles.voice.answers import answer_jsgf, is_answer, is_yes, stop_answers, trim_to_speech
-from medrobot_llm.consoles.voice.audio import SAMPLE_RATE, AsrError, Audio, load_wav, resample
+from medrobot_llm.consoles.voice.audio import (CLIPPED_SHARE, SAMPLE_RATE, AsrError, Audio, clipped_share, load_wav,
+                                              resample)
 from medrobot_llm.consoles.voice.first_look import first_look, word_loop_arpa
 from medrobot_llm.consoles.voice.first_look import per_frame_margin as _margin
 from medrobot_llm.consoles.voice.grammar import DEFAULT_WAKE_WORD, VoiceGrammar, build_grammar, normalise_transcript, wake_words
@@ -485,6 +486,12 @@ class PocketSphinxRecognizer:
         not_command = not stop and margin > _NOT_COMMAND_MARGIN
         if not_command:
             note = f"that was not a command (it fits free phones {margin:.2f} better per frame than the grammar)"
+        clipped = clipped_share(audio.samples)
+        if clipped >= CLIPPED_SHARE and not stop:
+            # a stop misheard in clipped audio is not mended here; it is at least said why it was not heard
+            note = "; ".join(n for n in (f"the recording is clipped ({clipped:.1%} of samples at full scale): lower "
+                                         "the input gain", note) if n)
+            details["clipped_share"] = clipped
         return Transcript(text=text, confidence=round(float(confidence), 4), raw=raw, words=tuple(words),
                           engine=self.name, stop=stop, not_command=not_command, note=note, details=details)
 
