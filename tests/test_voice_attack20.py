@@ -47,25 +47,18 @@ def _wav_header(data_bytes: int, rate: int = 16000) -> bytes:
         "<I", data_bytes)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "attack 20: a fast 'stop' (espeak-ng en+m7, 320 wpm) is heard by the stop-only pass (the note says so: "
-    "'stop heard by the stop-only pass ...') but its transcript stays the command grammar's 'tilt up' / 'orbit' at "
-    "confidence 0.19, and the console answers 'please repeat' with exit status 0: the stop is gated by --threshold, "
-    "though the README says a stop phrase latches the e-stop before any planning (6 of 6 fast stops in the "
-    "attack: en+m7 320 wpm at 8, 16, 22.05, 44.1 and 48 kHz, en-us 300 wpm at 16 kHz; en+m3's fast 'halt' acted)"))
 @pytest.mark.parametrize("rate", [44100, 8000])
 def test_a_stop_the_stop_only_pass_heard_latches_the_estop(tmp_path: Path, rate: int) -> None:
+    """Found by the attack: heard by the stop-only pass at confidence 0.19, one voiced frame in a padded file, and
+    answered 'please repeat'. A stop's confidence now counts voiced seconds, not their share (``stop_confidence``)."""
     status, lines = _voice(_say(tmp_path, "stop", "stop", "en+m7", 320, rate))
     assert [line.get("action") for line in lines] == ["stop"], lines
     assert status == 1
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "attack 20: a quiet 'stop' (espeak-ng en-us 160 wpm, 16 kHz, sox gain -35 dB: peak -39 dBFS, as from a "
-    "microphone across the room) is transcribed 'stop' at confidence 0.0 and answered 'please repeat' (exit 0): a "
-    "stop the recogniser wrote down does not act (also at -28 dB, confidence 0.25; at -22 and -15 dB it acts, and "
-    "en+f3's 'halt' at -28 dB acted at confidence 0.33, so the threshold is not applied to stops alike)"))
 def test_a_quiet_stop_transcribed_as_stop_latches_the_estop(tmp_path: Path) -> None:
+    """Found by the attack: transcribed 'stop' at confidence 0.0 at -35 dB, no frame loud enough to be voiced. The
+    voicing gate now follows a quiet recording's level."""
     status, lines = _voice(_say(tmp_path, "quiet_stop", "stop", "en-us", 160, 16000, "gain", "-35"))
     assert [(line.get("transcript"), line.get("action")) for line in lines] == [("stop", "stop")], lines
     assert status == 1

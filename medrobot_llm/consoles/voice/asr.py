@@ -25,7 +25,8 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from medrobot_llm.consoles.voice.answers import answer_jsgf, is_answer, is_yes, stop_answers, trim_to_speech
-from medrobot_llm.consoles.voice.audio import SAMPLE_RATE, AsrError, Audio, load_wav, resample
+from medrobot_llm.consoles.voice.audio import (CLIPPED_SHARE, SAMPLE_RATE, AsrError, Audio, clipped_share, load_wav,
+                                              resample)
 from medrobot_llm.consoles.voice.first_look import first_look, word_loop_arpa
 from medrobot_llm.consoles.voice.first_look import per_frame_margin as _margin
 from medrobot_llm.consoles.voice.grammar import DEFAULT_WAKE_WORD, VoiceGrammar, build_grammar, normalise_transcript, wake_words
@@ -48,6 +49,7 @@ __all__ = [
     "load_wav",
     "resample",
     "segment_confidence",
+    "stop_confidence",
     "stop_phrase",
 ]
 
@@ -124,6 +126,15 @@ _SECOND_LOOK_MAX_S = 1.5
 _NOT_COMMAND_MARGIN = 4.7
 #: a voiced share of the audio at which the voicing weight is full (espeak commands: 0.3-0.6)
 _FULL_VOICING = 0.15
+#: a stop's confidence counts seconds, not shares of the file (``stop_confidence``): the seconds of speech (by the
+#: voice-activity detector) at which its speech weight is full. The stops with the least speech of the dev data had
+#: 0.40 s: benchmarks/voice_bench.py's dev stops and tests/test_voice_stop_level.py's grid (dev espeak-ng voices and
+#: stop phrases, -35..0 dB, 160-320 words a minute); the dev noise clips' silence has none
+_STOP_SPEECH_S = 0.3
+#: and the voiced seconds at which its voicing weight is full: two voiced frames. The least voiced stop of that grid
+#: (en+f3's "estop" at 320 words a minute) had three, 0.045 s (confidence 0.27 by the voiced share of the file, under the threshold); the
+#: dev noise clips (silence, hiss, white noise, hum, at -35 to +12 dB) have no voiced frame at all
+_STOP_VOICED_S = 0.03
 
 
 class PocketSphinxRecognizer:
@@ -217,8 +228,7 @@ class PocketSphinxRecognizer:
             self._decoder.activate_search("grammar")
         if not look.stop:
             return None
-        speech, total = speech_frames(audio)
-        confidence = min(1.0, speech / total / 0.3) * min(1.0, voicing.ratio / _FULL_VOICING) if total else 0.0
+        confidence = stop_confidence(audio, *speech_frames(audio), voicing)
         return Transcript(text=look.stop, confidence=round(confidence, 4), raw=look.stop, engine=self.name, stop=True,
                           note=f"{FIRST_LOOK} ({look.stop!r}; free phones {look.vs_phones:.2f}, the word "
                                f"loop {look.vs_words:.2f} per frame better)",
@@ -270,6 +280,7 @@ class PocketSphinxRecognizer:
             confidence = (min(1.0, speech / total / 0.3) * min(1.0, voicing.ratio / _FULL_VOICING)
                           if total and (said or stop) else 0.0)
             if stop:
+                confidence = max(confidence, stop_confidence(audio, speech, total, voicing))
                 said, note = stop, f"stop heard while an answer was awaited ({vs:.2f} per frame against the answer)"
             return Transcript(text=said, confidence=round(confidence, 4), raw=said, engine=self.name,
                               stop=bool(stop), note=note, details=details)
@@ -473,6 +484,8 @@ class PocketSphinxRecognizer:
             stop = True
             confidence = max(confidence, speech_weight * voice_weight)
             note = f"stop heard after the command's words, decoded alone ({alone})"
+        if stop:
+            confidence = max(confidence, stop_confidence(audio, speech, total, voicing))
         if spotted and not stop:
             stop = True
             confidence = max(confidence, speech_weight * voice_weight * 0.5)
@@ -480,8 +493,27 @@ class PocketSphinxRecognizer:
         not_command = not stop and margin > _NOT_COMMAND_MARGIN
         if not_command:
             note = f"that was not a command (it fits free phones {margin:.2f} better per frame than the grammar)"
+        clipped = clipped_share(audio.samples)
+        if clipped >= CLIPPED_SHARE and not stop:
+            # a stop misheard in clipped audio is not mended here; it is at least said why it was not heard
+            note = "; ".join(n for n in (f"the recording is clipped ({clipped:.1%} of samples at full scale): lower "
+                                         "the input gain", note) if n)
+            details["clipped_share"] = clipped
         return Transcript(text=text, confidence=round(float(confidence), 4), raw=raw, words=tuple(words),
                           engine=self.name, stop=stop, not_command=not_command, note=note, details=details)
+
+
+def stop_confidence(audio: Audio, speech: int, total: int, voicing: Voiced) -> float:
+    """How sure a heard stop is that a voice said it, whatever the silence around it and however fast it was said.
+
+    The confidence of a command weighs the shares of the file that are speech and voiced, which a stop said fast
+    or with long silence around it (a --wav recording padded 0.3 s and 0.5 s: espeak-ng en+f3's "estop" at 320 words
+    a minute, three voiced frames in 75) never reaches: its stop was heard and not acted on. Noise is told from a voice
+    by having no voiced frame at all, and silence by having no speech, so both are counted in seconds here."""
+    if not total:
+        return 0.0
+    speech_s = speech / total * len(audio.samples) / SAMPLE_RATE
+    return min(1.0, speech_s / _STOP_SPEECH_S) * min(1.0, voicing.seconds / _STOP_VOICED_S)
 
 
 def _reads_as_command(domain: str, text: str) -> bool:

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["MAX_RATE", "MIN_RATE", "SAMPLE_RATE", "AsrError", "Audio", "load_wav", "resample"]
+__all__ = ["CLIPPED_SHARE", "MAX_RATE", "MIN_RATE", "SAMPLE_RATE", "AsrError", "Audio", "clipped_share", "load_wav",
+           "resample"]
 
 SAMPLE_RATE = 16000
 #: telephone speech; the lowest rate any microphone path here delivers
@@ -31,6 +32,22 @@ _MIN_HEADER = 44
 #: the data sizes written by a recorder that streams to a pipe and cannot know the length (arecord, sox):
 #: "to the end of the file", so such a file is not cut short; any other size above what the file holds is
 _UNKNOWN_LENGTH = (0x7FFFFFFF, 0xFFFFFFFF)
+
+
+#: a sample this close to the 16-bit limit is taken as clipped (resampling rings a clipped plateau just below it)
+_NEAR_FULL_SCALE = 32000
+#: the share of clipped samples from which a recording is reported as clipped (blind attack 20: a "stop" recorded
+#: with the gain too high, +20 to +30 dB, was heard as "yup" with no word of why). Every clip
+#: benchmarks/voice_bench.py made has at most 0.03 %; espeak-ng en+m3 and en+f3 (dev voices) saying "abort" with sox
+#: gain +10 dB have 0.8 and 1.1 %, at +20 dB 3.3 and 6.4 %
+CLIPPED_SHARE = 0.005
+
+
+def clipped_share(samples: np.ndarray) -> float:
+    """The share of samples at or near full scale: a microphone gain set too high flattens the waveform there, and
+    the recogniser then hears other words in it."""
+    x = np.abs(np.asarray(samples, dtype=np.int32))
+    return float(np.mean(x >= _NEAR_FULL_SCALE)) if len(x) else 0.0
 
 
 class AsrError(RuntimeError):
