@@ -113,8 +113,7 @@ def test_a_confirm_phrase_said_out_of_turn_latches_nothing(tmp_path: Path, word:
     "attack 20: 'stop now' said by espeak-ng en-us (150 wpm, 16 kHz) in the same breath after a command is no stop: "
     "after 'move to an AP view of the chest' nothing is recognised at all ('please repeat', exit 0), after 'move to "
     "a lateral view of the skull' it is heard as the command '... L2 and go' (2 of 2; 'halt', 'freeze', 'abort "
-    "everything' and 'stop the robot' there were heard). The README lists only 'stop' and 'estop' as still missed "
-    "after a command"))
+    "everything' and 'stop the robot' there were heard); the README lists it among the stops still missed"))
 @pytest.mark.parametrize("command", ["move to an AP view of the chest", "move to a lateral view of the skull"])
 def test_stop_now_right_after_a_command_latches_the_estop(tmp_path: Path, command: str) -> None:
     status, lines = _voice(_say(tmp_path, "one_breath", f"robot, {command}, stop now", "en-us", 150, 16000))
