@@ -6,7 +6,6 @@ decoded. The audio is dev data of ``benchmarks/voice_bench.py`` (its voices and 
 from __future__ import annotations
 
 import math
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,12 +21,7 @@ from medrobot_llm.consoles.voice.stops import FIRST_LOOK_PHONES, FIRST_LOOK_WORD
 from medrobot_llm.planning.rule.planner import RulePlanner
 from medrobot_llm.session import Session
 
-_BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
-sys.path.insert(0, str(_BENCH))
-try:
-    from voice_bench import Item, held_out, synthesize
-finally:
-    sys.path.remove(str(_BENCH))
+from tests._voice_bench import Item, held_out, synthesize  # noqa: E402
 
 _DOMAIN = "xray"
 #: a stop of the bench's stop items, slow and with sox noise

@@ -11,7 +11,6 @@ share of the file to clear the stop threshold.
 from __future__ import annotations
 
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,12 +26,7 @@ from medrobot_llm.language.words import CONTROL_PHRASES
 
 pytestmark = [pytest.mark.voice, pytest.mark.slow]
 
-_BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
-sys.path.insert(0, str(_BENCH))
-try:
-    from voice_bench import held_out
-finally:
-    sys.path.remove(str(_BENCH))
+from tests._voice_bench import held_out  # noqa: E402
 
 #: dev espeak-ng voices and dev stop phrases, rotated over the grid so that each level meets each rate
 _VOICES = ("en", "en+m3", "en+f3", "en-gb-x-rp")

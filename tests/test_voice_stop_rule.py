@@ -7,7 +7,6 @@ leaves no pause at ". stop": a lowercase word after a full stop does not end its
 from __future__ import annotations
 
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -66,12 +65,7 @@ def test_the_command_without_the_stop_is_no_stop(recognizer: PocketSphinxRecogni
     assert not heard.stop and heard.text == "robot go to lateral view of the chest", heard
 
 
-_BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
-sys.path.insert(0, str(_BENCH))
-try:
-    from voice_bench import Item, held_out, synthesize
-finally:
-    sys.path.remove(str(_BENCH))
+from tests._voice_bench import Item, held_out, synthesize  # noqa: E402
 
 #: a command of ``benchmarks/voice_bench.py``'s suite that is not held out, said by dev voices (not ``held_out``) at
 #: several sample rates, then a pause, then a dev stop phrase: every synthesizer, narrow- and wideband

@@ -29,12 +29,7 @@ from medrobot_llm.session import Session
 
 pytestmark = [pytest.mark.voice, pytest.mark.slow]
 
-_BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
-sys.path.insert(0, str(_BENCH))
-try:
-    from voice_bench import SAMPLE_RATES, VOICES, Item, held_out, synthesize
-finally:
-    sys.path.remove(str(_BENCH))
+from tests._voice_bench import SAMPLE_RATES, VOICES, Item, held_out, synthesize  # noqa: E402
 
 _DOMAIN = "xray"
 _SYNTHS = tuple(dict.fromkeys(s for s, _ in VOICES))
