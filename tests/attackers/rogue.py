@@ -293,11 +293,18 @@ class Rogue:
         goal = ExecuteSkill.Goal(plan_id=plan_id, step_index=step_index, skill=skill, args_json=args_json,
                                  domain=domain, capability=cap)
         done = threading.Event()
-        fut = self.client.send_goal_async(goal, goal_uuid=UUID(uuid=list(goal_id.bytes)))
-        fut.add_done_callback(lambda _f: done.set())
         out: dict[str, Any] = {"goal_id": goal_id.hex, "skill": skill, "step_index": step_index,
                                "with_capability": capability}
-        if not done.wait(timeout):
+        # wait_for_server can say yes before the server's reply path to this client is matched (DDS discovery
+        # is not symmetric), and then the request is answered into the void: the same goal is sent again, up to
+        # three times, so a server that never answers still fails, and one reached too early does not
+        for tries in range(1, 4):
+            fut = self.client.send_goal_async(goal, goal_uuid=UUID(uuid=list(goal_id.bytes)))
+            fut.add_done_callback(lambda _f: done.set())
+            if done.wait(timeout / 3):
+                out["tries"] = tries
+                break
+        else:
             return {**out, "answered": False}
         handle = fut.result()
         out.update(answered=True, accepted=bool(handle.accepted))
