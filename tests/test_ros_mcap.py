@@ -52,6 +52,10 @@ def _heartbeat(topic: str, _m: Any) -> bool:
     return topic == "/medrobot/heartbeat"
 
 
+def _state(topic: str, _m: Any) -> bool:
+    return topic == "/medrobot/state"
+
+
 def _gone(pid: int, timeout: float) -> bool:
     """The process ended and was reaped (by ``medrobot bringup``, its parent)."""
     deadline = time.monotonic() + timeout
@@ -75,7 +79,9 @@ def test_bringup_records_the_commanded_and_confirmed_exposure(tmp_path: Path) ->
                                  stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True)
         try:
             # both recorders hear the graph before it is commanded (DDS discovery takes a moment)
-            assert wait_heard(path, _heartbeat) and wait_heard(killed, _heartbeat), \
+            # each topic is matched on its own: a recorder that hears the heartbeat may not hear the states yet,
+            # and one fresh-clone CI run missed every state of the question that way
+            assert all(wait_heard(f, pred) for f in (path, killed) for pred in (_heartbeat, _state)), \
                 (tmp_path / "record.out").read_text(errors="replace")[-2000:]
             assert json.loads((tmp_path / "record.out").read_text().splitlines()[0])["pid"] == other.pid
             reply = remote.command(COMMAND)
