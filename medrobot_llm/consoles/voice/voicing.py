@@ -47,11 +47,12 @@ def _loud_rms(loudest_rms: float) -> float:
     return min(_LOUD_RMS, max(_QUIET_FLOOR_RMS, loudest_rms * _QUIET_SHARE))
 
 
-#: the voicing frames' hop (240 samples at 16 kHz)
-_HOP_S = 0.015
+#: the voicing frames' hop, in samples and in seconds
+_HOP = 240
+_HOP_S = _HOP / SAMPLE_RATE
 
 
-def _voicing(samples: np.ndarray, frame: int = 480, hop: int = 240) -> tuple[np.ndarray, np.ndarray]:
+def _voicing(samples: np.ndarray, frame: int = 480, hop: int = _HOP) -> tuple[np.ndarray, np.ndarray]:
     """Per 30 ms frame: whether it is voiced (loud enough, with an autocorrelation peak at a speaking pitch,
     70-400 Hz), and its pitch in Hz (meaningful on voiced frames only).
 
