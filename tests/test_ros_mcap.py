@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 from mcap.exceptions import McapError
 
+from medrobot_llm.backends.ros.common import TOPIC_COMMAND, TOPIC_CONFIRM
 from medrobot_llm.backends.ros.nodes import RECORDER
 from medrobot_llm.safety.keys import default_operator
 from medrobot_llm.safety.machine import SupervisorState
@@ -31,6 +32,9 @@ from tests.test_mcap_live import heard_so_far
 pytestmark = [pytest.mark.ros, pytest.mark.sim, pytest.mark.slow]
 
 COMMAND = "lateral of the sacrum then take a shot"
+#: what the file of the recorder killed with -9 must hold: the confirmation on the wire and in the supervisor's
+#: records, the picture it allowed, and the states
+KILLED_KEEPS = {TOPIC_CONFIRM, "/medrobot/log/confirmation", "/xray/radiograph", "/medrobot/state"}
 
 
 def wait_heard(path: Path, pred: Callable[[str, Any], bool], timeout: float = 20.0) -> bool:
@@ -41,6 +45,32 @@ def wait_heard(path: Path, pred: Callable[[str, Any], bool], timeout: float = 20
         if path.is_file() and any(pred(topic, m) for topic, m in heard_so_far(path)):
             return True
         time.sleep(0.2)
+    return False
+
+
+def topics_so_far(path: Path) -> set[str]:
+    return {topic for topic, _ in heard_so_far(path)} if path.is_file() else set()
+
+
+def wait_topics(path: Path, topics: set[str], timeout: float = 20.0) -> bool:
+    """Until a message of every one of ``topics`` is in the part of the file flushed to disk."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if topics <= topics_so_far(path):
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def _recorders_subscribed(node: Any, topics: tuple[str, ...], timeout: float = 20.0) -> bool:
+    """Until two recorders' subscriptions to each of ``topics`` are known to ``node``: its publishers match a
+    subscription when its participant discovers it, so a message sent after this reaches both recorders."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if all(sum(i.node_name == RECORDER.name for i in node.get_subscriptions_info_by_topic(t)) >= 2
+               for t in topics):
+            return True
+        time.sleep(0.05)
     return False
 
 
@@ -83,6 +113,9 @@ def test_bringup_records_the_commanded_and_confirmed_exposure(tmp_path: Path) ->
             # and one fresh-clone CI run missed every state of the question that way
             assert all(wait_heard(f, pred) for f in (path, killed) for pred in (_heartbeat, _state)), \
                 (tmp_path / "record.out").read_text(errors="replace")[-2000:]
+            # this test's own command and confirm publishers are matched with both recorders on their own too
+            assert _recorders_subscribed(remote.node, (TOPIC_COMMAND, TOPIC_CONFIRM)), \
+                (tmp_path / "record.out").read_text(errors="replace")[-2000:]
             assert json.loads((tmp_path / "record.out").read_text().splitlines()[0])["pid"] == other.pid
             reply = remote.command(COMMAND)
             assert reply.accepted, reply
@@ -95,6 +128,9 @@ def test_bringup_records_the_commanded_and_confirmed_exposure(tmp_path: Path) ->
             (shot,) = [e for e in graph.events_of("step_result") if e["skill"] == "take_shot"]
             # while they record, the files on disk are readable up to the last flush: what a kill -9 leaves
             assert wait_heard(path, _run_end) and wait_heard(killed, _run_end), "the run's end is on no disk"
+            # each publisher's messages reach a recorder in their own order: the radiograph (large, sent in
+            # fragments) may land after the run's end, so the kill waits for every topic asserted below
+            assert wait_topics(killed, KILLED_KEEPS), f"not on disk: {KILLED_KEEPS - topics_so_far(killed)}"
             os.killpg(other.pid, signal.SIGKILL)
             assert other.wait(5.0) == -signal.SIGKILL
             recorder = graph.pid(RECORDER.name)
@@ -108,8 +144,7 @@ def test_bringup_records_the_commanded_and_confirmed_exposure(tmp_path: Path) ->
     # killed: no summary, but every message up to its last flush, the confirmation and the radiograph among them
     with killed.open("rb") as f, pytest.raises(McapError):
         mcap_reader.make_reader(f).get_summary()
-    kept = {topic for topic, _ in heard_so_far(killed)}
-    assert {"/medrobot/confirm", "/medrobot/log/confirmation", "/xray/radiograph", "/medrobot/state"} <= kept
+    assert KILLED_KEEPS <= topics_so_far(killed)
 
     with path.open("rb") as f:  # closed cleanly: a summary with its statistics and an index of every chunk
         summary = mcap_reader.make_reader(f).get_summary()
