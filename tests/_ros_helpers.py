@@ -80,6 +80,17 @@ class RosGraph:
             time.sleep(0.01)
         return None
 
+    def wait_fresh(self, pred: Callable[[dict[str, Any]], bool], timeout: float = 5.0,
+                   after: float | None = None) -> dict[str, Any] | None:
+        """The first robot status built after ``after`` (now by default) that ``pred`` accepts.
+
+        The latest status received can be older than anything the test did: under load the skill server's
+        20 Hz tick waits behind its control thread, and a CI run took a status from before a sweep started for
+        the robot at rest after its cancel. ``mono`` is the skill server's ``time.monotonic()`` at build time,
+        the same clock as this process's on one host."""
+        since = time.monotonic() if after is None else after
+        return self.wait_robot(lambda s: float(s.get("mono", -1.0)) > since and pred(s), timeout)
+
     def at_rest(self) -> None:
         """Bring the supervisor to IDLE and the robot to free and still, whatever the test before left behind
         (a latched stop, a plan under way or waiting for a confirmation): each test starts from here, so none
@@ -96,7 +107,7 @@ class RosGraph:
         elif state not in ("IDLE", "RECOVERING"):
             self.remote.command("cancel")
         assert self.remote.wait_for("IDLE", timeout=10), f"the supervisor did not come to rest: {self.remote.status()}"
-        assert self.wait_robot(lambda s: not s["busy"] and not s["halted"], timeout=5), \
+        assert self.wait_fresh(lambda s: not s["busy"] and not s["halted"], timeout=5), \
             f"the robot did not come to rest: {self.robot_status()}"
 
     def events_of(self, kind: str, since: int = 0) -> list[dict[str, Any]]:

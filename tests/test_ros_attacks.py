@@ -87,7 +87,7 @@ class Xray:
         return len(list(self.robot_tmp.glob("medrobot_xray_*/xray_*.png")))
 
     def gantry(self) -> list[float]:
-        s = self.g.wait_robot(lambda s: not s["busy"], timeout=10)
+        s = self.g.wait_fresh(lambda s: not s["busy"], timeout=10)
         assert s is not None, f"the robot stayed busy: {self.g.robot_status()}"
         return tip(s)
 

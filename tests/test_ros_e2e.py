@@ -67,7 +67,7 @@ def _run(graph: RosGraph, text: str) -> None:
         reply = graph.remote.confirm()
         assert reply.accepted, reply
     assert graph.remote.wait_for("IDLE", timeout=10), graph.remote.status()
-    assert graph.wait_robot(lambda s: not s["busy"], timeout=5), graph.robot_status()
+    assert graph.wait_fresh(lambda s: not s["busy"], timeout=5), graph.robot_status()
 
 
 def _probe_to(graph: RosGraph, where: str) -> None:
@@ -100,11 +100,11 @@ def _start_long_sweep(graph: RosGraph, text: str = LONG_SWEEP) -> int:
 def _still(graph: RosGraph, window: float = 0.4) -> None:
     """The probe tip does not move over ``window`` seconds of robot status.
 
-    The last sample is the first status received after the window: on a loaded machine a 20 Hz status
-    can arrive late, and a window without any sample proves nothing either way."""
-    first = graph.robot_status()
-    time.sleep(window)
-    last = graph.wait_robot(lambda s: s["_rx"] > first["_rx"] + window, timeout=3.0)
+    Both samples are statuses built from now on, ``window`` apart on the skill server's clock: on a loaded
+    machine a 20 Hz status can be built and arrive late, and one built before the stop proves nothing."""
+    first = graph.wait_fresh(lambda s: True, timeout=3.0)
+    assert first is not None, "no robot status for 3 s"
+    last = graph.wait_fresh(lambda s: True, timeout=3.0 + window, after=first["mono"] + window)
     assert last is not None, "no robot status for 3 s after the window"
     assert not moved(tip(first), tip(last)), f"the probe kept moving: {tip(first)} -> {tip(last)}"
 
@@ -162,7 +162,7 @@ def test_estop_mid_motion_halts_the_robot_and_latches(in_contact: RosGraph) -> N
     reply = remote.stop()
     assert reply.accepted and reply.state is SupervisorState.ESTOP, remote.status()
     assert remote.wait_for("ESTOP", timeout=3), remote.status()
-    assert graph.wait_robot(lambda s: s["halted"] and not s["busy"], timeout=3), graph.robot_status()
+    assert graph.wait_fresh(lambda s: s["halted"] and not s["busy"], timeout=3), graph.robot_status()
     _still(graph)
     result = graph.wait_event(lambda e: e.get("kind") == "step_result", since, timeout=5)
     assert result is not None and not result["success"] and result["failure"] == "halted", result
@@ -214,7 +214,7 @@ def test_estop_pressed_and_released_at_once_stays_latched_until_an_explicit_rese
         assert changes == [("IDLE", "ESTOP")], changes
         st = remote.status()
         assert st["state"] == "ESTOP" and st["estop_latched"] and st["halted"], st
-        robot = graph.wait_robot(lambda s: s["halted"] and s["_rx"] > time.monotonic() - 0.5, timeout=2)
+        robot = graph.wait_fresh(lambda s: s["halted"], timeout=2)
         assert robot is not None, f"the release freed the robot of a latched supervisor: {graph.robot_status()}"
     finally:
         remote.node.destroy_publisher(pub)
@@ -240,7 +240,7 @@ def test_cancel_mid_motion_cancels_the_goal_and_stops_the_robot(in_contact: RosG
     result = graph.wait_event(lambda e: e.get("kind") == "step_result", since, timeout=5)
     assert result is not None and result["failure"] == "cancelled", result
     assert "did not confirm" not in result["message"], result  # the skill server itself ended the goal
-    assert graph.wait_robot(lambda s: not s["busy"], timeout=3)
+    assert graph.wait_fresh(lambda s: not s["busy"], timeout=3)
     _still(graph)
     assert remote.status()["state"] == "IDLE"
 
@@ -273,7 +273,7 @@ def test_goal_from_another_node_is_refused(in_contact: RosGraph) -> None:
                                       domain="ultrasound", capability=forged.to_wire())
         assert not result.success and "does not verify" in result.message, result.message
         assert graph.remote.command("cancel").accepted
-        assert graph.wait_robot(lambda s: not s["busy"], timeout=3)
+        assert graph.wait_fresh(lambda s: not s["busy"], timeout=3)
         _still(graph, 0.2)
         assert graph.robot_status()["refusals"] >= refusals + 3
         assert moved(before, tip(graph.robot_status()), tol=0.05)  # only the supervisor's sweep moved it
