@@ -9,6 +9,7 @@ the stop from a request and from the WebSocket, reset, the read-back of a spoken
 from __future__ import annotations
 
 import hashlib
+import http.cookiejar
 import json
 import os
 import shutil
@@ -17,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -548,13 +550,13 @@ def test_the_first_stdout_line_is_the_url_and_sigterm_seals_the_log(tmp_path: Pa
         assert proc.stdout is not None
         first = proc.stdout.readline()
         assert first.startswith("medrobot web: open http://127.0.0.1:") and "/?token=" in first, first
-        import httpx
-
         url = first.split(" open ", 1)[1].strip()
-        with httpx.Client(follow_redirects=True) as client:
-            page = client.get(url)
-            assert page.status_code == 200 and 'id="plan"' in page.text
-            assert client.get(url.split("?")[0] + "api/status").json()["state"] == "IDLE"
+        # the standard library as a browser would: the token's redirect sets the session cookie
+        browser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+        with browser.open(url, timeout=30) as page:
+            assert page.status == 200 and 'id="plan"' in page.read().decode()
+        with browser.open(url.split("?")[0] + "api/status", timeout=30) as status:
+            assert json.loads(status.read())["state"] == "IDLE"
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
     finally:
