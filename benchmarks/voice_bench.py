@@ -32,8 +32,10 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import subprocess
 import sys
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -147,11 +149,16 @@ def _run(argv: list[str], stdin: str | None = None) -> None:
 
 
 def synthesize(item: Item, cache: Path) -> Path:
-    """The item's audio, made once: synthesize, then sox to the sample rate with the effect."""
-    out = cache / f"{item.key()}.wav"
-    if out.exists():
-        return out
-    raw = cache / f"{item.key()}.raw.wav"
+    """The item's audio, made once: synthesize, then sox to the sample rate with the effect.
+
+    Written under names of this process and renamed into place at the end: shards and the other voice benchmarks
+    share the cache, and one of them read another's half-written file as the item's audio."""
+    final = cache / f"{item.key()}.wav"
+    if final.exists():
+        return final
+    part = f"{item.key()}.{os.getpid()}.{threading.get_ident()}"
+    out = cache / f"{part}.wav"
+    raw = cache / f"{part}.raw.wav"
     synth, voice = item.voice
     if synth == "espeak-ng":
         _run(["espeak-ng", "-v", voice, "-s", str(round(175 / item.rate)), "-w", str(raw), item.text])
@@ -164,9 +171,9 @@ def synthesize(item: Item, cache: Path) -> Path:
     if item.effect == "reverb":
         _run([*chain, str(out), "reverb", "40", "50", "60"])
     elif item.effect == "noise":
-        clean = cache / f"{item.key()}.clean.wav"
+        clean = cache / f"{part}.clean.wav"
         _run([*chain, str(clean), "norm", "-3"])
-        noise = cache / f"{item.key()}.noise.wav"
+        noise = cache / f"{part}.noise.wav"
         _run(["sox", str(clean), str(noise), "synth", "whitenoise", "vol", "0.03"])
         _run(["sox", "-m", str(clean), str(noise), str(out)])
         clean.unlink()
@@ -174,7 +181,8 @@ def synthesize(item: Item, cache: Path) -> Path:
     else:
         _run([*chain, str(out)])
     raw.unlink()
-    return out
+    os.replace(out, final)
+    return final
 
 
 class _Memo:

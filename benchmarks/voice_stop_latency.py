@@ -40,10 +40,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from voice_bench import SAMPLE_RATES, Item, build_items, held_out, synthesize  # noqa: E402
 
 from medrobot_llm.backends.memory import MemoryBackend  # noqa: E402
-from medrobot_llm.consoles.voice.agree import AgreementRecognizer  # noqa: E402
-from medrobot_llm.consoles.voice.asr import FIRST_LOOK, PocketSphinxRecognizer, Recognizer  # noqa: E402
+from medrobot_llm.consoles.voice.asr import FIRST_LOOK, Recognizer  # noqa: E402
 from medrobot_llm.consoles.voice.audio import SAMPLE_RATE, load_wav  # noqa: E402
 from medrobot_llm.consoles.voice.console import DEFAULT_STOP_THRESHOLD, Glancing, VoiceConsole  # noqa: E402
+from medrobot_llm.consoles.voice.engines import make_recognizer  # noqa: E402
 from medrobot_llm.consoles.voice.segment import utterances  # noqa: E402
 from medrobot_llm.planning.rule.planner import RulePlanner  # noqa: E402
 from medrobot_llm.session import Session  # noqa: E402
@@ -56,14 +56,7 @@ _CAP_S = 10.0
 def engine_for(name: str, domain: str, planner: RulePlanner) -> Recognizer:
     """One loaded engine per domain, as ``medrobot voice --asr NAME`` builds it: loading a model takes seconds,
     which a console pays once at start-up, not per utterance."""
-    from medrobot_llm.consoles.voice.whisper import WhisperRecognizer
-
-    sphinx = PocketSphinxRecognizer(domain).load()
-    if name == "pocketsphinx":
-        return sphinx
-    whisper = WhisperRecognizer(domain, cpu_threads=1, stop_check=sphinx.stop_only)
-    whisper.load()
-    return whisper if name == "whisper" else AgreementRecognizer(domain, sphinx, whisper, planner)
+    return make_recognizer(name, domain, planner, cpu_threads=1)
 
 
 def trial(item: Item, samples: np.ndarray, recognizer: Recognizer, planner: RulePlanner) -> dict[str, Any]:

@@ -106,6 +106,59 @@ def test_a_stop_from_either_engine_acts_and_the_first_ones_skips_the_second() ->
     assert out.stop and out.text == "stop" and out.confidence == 0.8
 
 
+@dataclass
+class _Glancing(_Scripted):
+    """A scripted recogniser that also glances at an utterance's start, as pocketsphinx does."""
+
+    glanced: Transcript | None = None
+
+    def glance(self, audio: Audio) -> Transcript | None:
+        self.calls.append(f"glance:{audio.source}")
+        return self.glanced
+
+
+def test_agreement_glances_with_its_first_engine_and_a_stop_needs_no_agreement() -> None:
+    from medrobot_llm.consoles.voice.console import Glancing
+
+    stop = Transcript(text="stop", confidence=0.9, engine="pocketsphinx", stop=True)
+    first, second = _Glancing("pocketsphinx", "", glanced=stop), _Glancing("whisper", "")
+    both = _agree(first, second)
+    assert isinstance(both, Glancing) and both.glance(_SILENCE) is stop
+    assert first.calls == ["glance:silence"] and second.calls == []
+    # a first engine without a glance of its own: nothing is taken at an utterance's start
+    assert _agree(_Scripted("whisper", ""), first).glance(_SILENCE) is None and first.calls == ["glance:silence"]
+
+
+def test_whisper_glances_through_the_stop_glance_it_was_given_and_not_without_one() -> None:
+    from medrobot_llm.consoles.voice.whisper import WhisperRecognizer
+
+    stop = Transcript(text="stop", confidence=0.9, engine="pocketsphinx", stop=True)
+    looked: list[str] = []
+    given = WhisperRecognizer("xray", rescore=False, stop_glance=lambda a: looked.append(a.source) or stop)
+    assert given.glance(_SILENCE) is stop and looked == ["silence"]
+    assert WhisperRecognizer("xray", rescore=False).glance(_SILENCE) is None
+
+
+@pytest.mark.voice
+def test_the_cli_s_whisper_engine_takes_a_stop_at_a_glance_and_no_command(tmp_path: Path) -> None:
+    """``--asr whisper`` as ``make_recognizer`` builds it: pocketsphinx's first look takes a stop at the first sign
+    of its end (without it a stop waited for the segmenter's full end and a Whisper decode), and takes no command."""
+    from medrobot_llm.consoles.voice.asr import load_wav
+    from medrobot_llm.consoles.voice.console import Glancing
+    from medrobot_llm.consoles.voice.engines import make_recognizer
+
+    rec = make_recognizer("whisper", "xray", RulePlanner(), cpu_threads=1)
+    assert isinstance(rec, Glancing)
+    heard: dict[str, Transcript | None] = {}
+    for text in ("emergency stop", "collimate to the pelvis"):
+        wav = tmp_path / f"{len(heard)}.wav"
+        subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(wav), "--", text], check=True, timeout=30)
+        heard[text] = rec.glance(load_wav(wav))
+    stop = heard["emergency stop"]
+    assert stop is not None and stop.stop and stop.engine == "pocketsphinx", heard
+    assert heard["collimate to the pelvis"] is None, heard
+
+
 def test_the_console_records_a_disagreement_as_repeat_with_both_transcripts() -> None:
     from medrobot_llm.consoles.voice.console import VoiceConsole
     from medrobot_llm.session import Session

@@ -14,6 +14,7 @@ import json
 
 from medrobot_llm.consoles.voice.asr import Recognizer, Transcript
 from medrobot_llm.consoles.voice.audio import Audio
+from medrobot_llm.consoles.voice.console import Glancing
 from medrobot_llm.core.plan import Plan
 from medrobot_llm.planning.base import Planner
 
@@ -43,6 +44,11 @@ class AgreementRecognizer:
         self.second = second
         self.planner = planner
         self.name = f"agree({first.name}+{second.name})"
+
+    def glance(self, audio: Audio) -> Transcript | None:
+        """The first recogniser's glance at an utterance's start for a stop (the console's ``Glancing``): a stop
+        needs no agreement, as in ``transcribe``."""
+        return self.first.glance(audio) if isinstance(self.first, Glancing) else None
 
     def transcribe(self, audio: Audio) -> Transcript:
         a = self.first.transcribe(audio)

@@ -63,12 +63,16 @@ class WhisperRecognizer:
     name = "whisper"
 
     def __init__(self, domain: str, *, model: str | None = None, cpu_threads: int = 0, beam_size: int = 1,
-                 stop_check: Callable[[Audio], Transcript] | None = None, rescore: bool = True) -> None:
+                 stop_check: Callable[[Audio], Transcript] | None = None,
+                 stop_glance: Callable[[Audio], Transcript | None] | None = None, rescore: bool = True) -> None:
         self.domain = domain
         #: asked on every utterance (pocketsphinx's stop-only pass): Whisper tiny.en writes a short narrowband "stop"
         #: as "up" or "off", words no near-miss rule could take back to "stop", and it writes some stops right but
         #: unsure of them
         self.stop_check = stop_check
+        #: pocketsphinx's first look at an utterance's start (``glance``): Whisper has no cheap, precise look of its
+        #: own, and without one a stop waited for the segmenter's full end and a Whisper decode
+        self.stop_glance = stop_glance
         self.grammar = build_grammar(domain)
         self.model_path = str(bundled_model()) if model is None else model
         self.cpu_threads = cpu_threads
@@ -99,6 +103,10 @@ class WhisperRecognizer:
                 raise AsrError(f"could not load the Whisper model {self.model_path!r} from local files "
                                f"(nothing is downloaded): {exc}") from exc
         return self._model
+
+    def glance(self, audio: Audio) -> Transcript | None:
+        """The stop ``stop_glance`` takes at an utterance's start (the console's ``Glancing``); None without one."""
+        return None if self.stop_glance is None else self.stop_glance(audio)
 
     def transcribe(self, audio: Audio) -> Transcript:
         if self.search is not None:
