@@ -140,7 +140,8 @@ class Answering(Protocol):
 @runtime_checkable
 class Glancing(Protocol):
     """A recogniser with a cheap, precise stop check (``PocketSphinxRecognizer.glance``) for an utterance's start
-    handed over at the first sign of its end (``Audio.glance``); other engines are not given such a start."""
+    handed over at the first sign of its end (``Audio.glance``); Whisper and agreement glance through it, and an
+    engine without one (``--asr openai``) is not given such a start."""
 
     def glance(self, audio: Audio) -> Transcript | None: ...
 
