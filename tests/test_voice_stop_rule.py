@@ -118,3 +118,81 @@ def test_the_dev_command_alone_is_no_stop(ultrasound: PocketSphinxRecognizer, fo
                                           sample_rate: int) -> None:
     heard = ultrasound.transcribe(_dev_said(folder, voice, sample_rate, _DEV_COMMAND))
     assert not heard.stop, heard
+
+
+#: dev stop phrases said by dev voices right after a dev command of ``benchmarks/voice_bench.py`` (its domain, voice,
+#: speed factor and sample rate), in the same breath and after a pause: the command grammar heard each stop in its own
+#: audio but explained it 2.7-3.8 per frame worse than free phones, past ``ALONE_MARGIN``, so it was missed; the first
+#: look a separate short utterance gets now takes it there
+_FIRST_LOOK_AFTER_WORDS = (
+    ("ultrasound", "set the gain to 150 percent", ("espeak-ng", "en-us"), 0.8, 22050, "emergency"),
+    ("surgery", "release the needle with psm1", ("espeak-ng", "en+f2"), 1.0, 11025, "e stop"),
+    ("ultrasound", "image the right kidney pressing with 5 newtons and save an image", ("espeak-ng", "en+m3"), 1.0,
+     11025, "stop everything"),
+)
+#: commands of ``benchmarks/voice_accuracy.py`` (its voice and speed) whose last words the stop-ending search heard
+#: as a stop and whose audio there its stop-only pass heard as one too: the first look must not take them
+_COMMAND_ENDS = (("xray", "AP of the pelvis", "en+f3", 130), ("xray", "collimate to the pelvis", "en+m3", 130))
+
+
+@pytest.fixture(scope="module")
+def recognizers() -> dict[str, PocketSphinxRecognizer]:
+    return {}
+
+
+def _recognizer(recognizers: dict[str, PocketSphinxRecognizer], domain: str) -> PocketSphinxRecognizer:
+    return recognizers.get(domain) or recognizers.setdefault(domain, PocketSphinxRecognizer(domain).load())
+
+
+def _bench_said(folder: Path, domain: str, voice: tuple[str, str], rate: float, sample_rate: int, text: str,
+                pause: bool) -> Audio:
+    """``text`` said by ``voice`` as ``benchmarks/voice_bench.py`` says it; with ``pause`` its two sentences (split
+    at ". ") are said apart with ``_PAUSE_S`` of quiet between them, else in one breath."""
+    parts = text.split(". ") if pause else [text]
+    said = [load_wav(synthesize(Item("command", domain, t, voice, rate, sample_rate, "clean"), folder)).samples
+            for t in parts]
+    quiet = np.zeros(round(_PAUSE_S * SAMPLE_RATE), dtype=np.int16)
+    return Audio(np.concatenate([p for part in said for p in (part, quiet)][:-1]))
+
+
+def test_the_first_look_cases_are_dev_data() -> None:
+    for domain, command, voice, _, _, stop in _FIRST_LOOK_AFTER_WORDS:
+        assert not held_out(command) and not held_out(f"{voice[0]}:{voice[1]}") and not held_out(stop)
+        assert stop in CONTROL_PHRASES["stop"] and domain in ("surgery", "ultrasound", "xray")
+
+
+#: en-us's "emergency" in the same breath is still missed: the first look's stop explains that audio 1.50 per frame
+#: worse than free phones, on its limit (``FIRST_LOOK_PHONES``), and the command grammar hears it 3.82 worse
+_STILL_MISSED = {("set the gain to 150 percent", False): "the first look's margin against free phones is on its "
+                 "limit (1.50) and the command grammar's is past ALONE_MARGIN (3.82)"}
+
+
+@pytest.mark.parametrize(("domain", "command", "voice", "rate", "sample_rate", "stop", "pause"), [
+    pytest.param(*case, pause, marks=[pytest.mark.xfail(strict=True, reason=_STILL_MISSED[(case[1], pause)])]
+                 if (case[1], pause) in _STILL_MISSED else [], id=f"{case[2][1]}-{case[5]}-{'pause' if pause else 'breath'}")
+    for case in _FIRST_LOOK_AFTER_WORDS for pause in (False, True)])
+def test_a_stop_the_first_look_is_sure_of_after_a_command_is_a_stop(
+        recognizers: dict[str, PocketSphinxRecognizer], folder: Path, domain: str, command: str, voice: tuple[str, str],
+        rate: float, sample_rate: int, stop: str, pause: bool) -> None:
+    audio = _bench_said(folder, domain, voice, rate, sample_rate, f"{command}. {stop}", pause)
+    heard = _recognizer(recognizers, domain).transcribe(audio)
+    assert heard.stop, heard
+
+
+@pytest.mark.parametrize(("domain", "command", "voice", "rate", "sample_rate", "stop"), _FIRST_LOOK_AFTER_WORDS,
+                         ids=lambda v: str(v))
+def test_those_commands_alone_are_no_stop(recognizers: dict[str, PocketSphinxRecognizer], folder: Path, domain: str,
+                                          command: str, voice: tuple[str, str], rate: float, sample_rate: int,
+                                          stop: str) -> None:
+    heard = _recognizer(recognizers, domain).transcribe(_bench_said(folder, domain, voice, rate, sample_rate, command,
+                                                                    False))
+    assert not heard.stop, heard
+
+
+@pytest.mark.parametrize(("domain", "command", "voice", "speed"), _COMMAND_ENDS, ids=lambda v: str(v))
+def test_a_command_whose_end_fits_a_stop_is_no_stop(recognizers: dict[str, PocketSphinxRecognizer], folder: Path,
+                                                    domain: str, command: str, voice: str, speed: int) -> None:
+    wav = folder / f"{command.replace(' ', '_')}_{voice}_{speed}.wav"
+    subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-w", str(wav), command], check=True, timeout=60)
+    heard = _recognizer(recognizers, domain).transcribe(load_wav(wav))
+    assert not heard.stop, heard

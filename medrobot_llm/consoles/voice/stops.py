@@ -164,7 +164,9 @@ _TRAILING_GAIN = 0.0
 #: put a stop, than the command grammar does, for a stop heard in it alone to be taken (``PocketSphinxRecognizer``). Chosen
 #: on dev data only: stops said after a dev command by dev voices (espeak-ng en-us in the same breath, flite, festival
 #: and espeak-ng after a pause) had 0.75-2.27 (one 3.33: espeak-ng en+f3's "abort"), the last words of dev commands of
-#: benchmarks/voice_bench.py that were heard alone as a stop 2.92-3.61
+#: benchmarks/voice_bench.py that were heard alone as a stop 2.92-3.61. On a wider dev sample (dev stop phrases after
+#: dev commands, rotated dev voices and sample rates) stops the command grammar heard there alone reached 2.7-3.8; the
+#: first look, run on that audio first (``PocketSphinxRecognizer._stop_said_alone``), takes most of those
 ALONE_MARGIN = 2.6
 #: how much better per frame than the command grammar the stop-ending search must explain the audio for a stop it
 #: heard after a command's words to be decoded alone at all. Dev: stops said after a command in the same breath by
