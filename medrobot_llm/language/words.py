@@ -212,6 +212,11 @@ FUNCTION_WORDS: frozenset[str] = frozenset(
 SMALL_AMOUNT: tuple[tuple[str, ...], ...] = (
     ("a", "little", "bit"), ("a", "bit"), ("a", "little"), ("slightly",), ("a", "touch"), ("a", "tad"),
     ("just", "a", "bit"), ("a", "smidge"), ("somewhat",))
+#: words that point at a thing without describing it: "the view", "a view of the chest" name no view, and the
+#: command set's default is what they ask for; any other word there ("the upper view") describes one
+DETERMINERS: frozenset[str] = frozenset(
+    ["a", "an", "the", "this", "that", "these", "those", "my", "your", "our", "its", "their", "his", "her"]
+)
 #: words that say how a step should move (its speed or its force). They are not fillers: a planner that
 #: drops "slowly" plans the step at its default speed, which is not what was asked, so a command that says
 #: one is asked about by name unless a phrase of the command set covers it ("press harder" sets a force)

@@ -19,7 +19,7 @@ from medrobot_llm.language.numbers import words_to_numbers
 from medrobot_llm.language.phrases import match_phrases
 from medrobot_llm.language.screen import blanket_confirmation, screen_text
 from medrobot_llm.language.text import tokenize
-from medrobot_llm.language.words import FILLER, FUNCTION_WORDS, MANNER_WORDS, drop_fillers, speaker_side
+from medrobot_llm.language.words import DETERMINERS, FILLER, FUNCTION_WORDS, MANNER_WORDS, drop_fillers, speaker_side
 from medrobot_llm.planning.rule.clauses import SEQUENCE_WORDS, ClauseReader
 from medrobot_llm.planning.rule.intents import (
     asked_intent,
@@ -141,6 +141,14 @@ class RulePlanner:
                                         "to be done now; say the command without the contradiction",
                                 Reason.NEGATED), True
         if plan.status is PlanStatus.OK:
+            described = parser.described_default(steps)
+            if described is not None:
+                words, arg, step = described
+                cs = lex.cs
+                values = ", ".join(v for e in cs.skills[step.skill].args[arg].entities for v in cs.entities[e].values)
+                return Plan.clarify(domain, f"Which {arg} is '{words}'? The planner would plan {step.describe()} with "
+                                            f"the command set's default {arg}; say one of: {values}",
+                                    Reason.UNKNOWN_WORD), True
             manner = parser.manner()
             if manner is not None:
                 return Plan.clarify(domain, f"How should '{manner}' change the plan? It says how to move, and the "
@@ -289,6 +297,27 @@ class _Pipeline:
             word = unaccounted_word(self.state.lex, clause)
             if word is not None:
                 return word
+        return None
+
+    def described_default(self, steps: list[Step]) -> tuple[str, str, Step] | None:
+        """A slot that took its default though the command describes it with a word that is none of its values
+        ("the upper view of the chest"): planned with the default, the plan would be another view than the one
+        asked for, and read back as if it had been said. (words, argument, step) of the first such slot."""
+        for step, said in zip(steps, self.words(steps)):
+            clause, spec = self.clause_of.get(id(step)), self.cs.skills.get(step.skill)
+            if clause is None or spec is None:
+                continue
+            toks = clause.tokens
+            # "the chest view", "the left hip view": a word that said another argument's value is no description
+            saying = {w for words in said.values() for w in words.split()}
+            for name, arg in spec.args.items():
+                if name in said or arg.default is None or step.args.get(name, arg.default) != arg.default or not arg.entities:
+                    continue
+                names = {w for e in (name, *arg.entities) for w in e.split("_")}
+                for k in range(1, len(toks)):
+                    before = toks[k - 1]
+                    if toks[k] in names and before.isalpha() and before not in DETERMINERS | saying:
+                        return f"{before} {toks[k]}", name, step
         return None
 
     def manner(self) -> str | None:
