@@ -23,6 +23,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -97,7 +98,7 @@ def concat(dst: Path, *parts: Path) -> Path:
 # --------------------------------------------------------------------------- console helper
 
 
-def voice(asr: str, domain: str, wavs: list[Path], *extra: str, timeout: float = 150) -> list[dict]:
+def voice(asr: str, domain: str, wavs: list[Path], *extra: str, timeout: float = 150) -> list[dict[str, Any]]:
     """Run the voice console on the files, in order; return its JSON lines."""
     env = dict(os.environ)
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
@@ -115,14 +116,14 @@ def voice(asr: str, domain: str, wavs: list[Path], *extra: str, timeout: float =
     return lines
 
 
-def heard(lines: list[dict], wav: Path) -> dict:
+def heard(lines: list[dict[str, Any]], wav: Path) -> dict[str, Any]:
     """The line that reports what was heard in this file (a transcript line or an answer line)."""
     mine = [d for d in lines if d.get("source") == str(wav) and ("transcript" in d or d.get("kind") == "answer")]
     assert mine, f"no line for {wav.name}: {lines}"
     return mine[0]
 
 
-def moved(lines: list[dict]) -> list[tuple[str, str]]:
+def moved(lines: list[dict[str, Any]]) -> list[tuple[str, str]]:
     """Steps that ran (success or failure) in any outcome."""
     ran = []
     for d in lines:
@@ -132,7 +133,7 @@ def moved(lines: list[dict]) -> list[tuple[str, str]]:
     return ran
 
 
-def latched(lines: list[dict]) -> bool:
+def latched(lines: list[dict[str, Any]]) -> bool:
     return any(d.get("action") == "stop" or d.get("state") == "ESTOP" for d in lines) or any(
         (d.get("outcome") or {}).get("state") == "ESTOP" for d in lines
     )
@@ -144,7 +145,7 @@ NONSTOP_WHISPER = ["top", "shop", "okay", "stock"]
 
 
 @pytest.fixture(scope="module")
-def nonstop_whisper(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[dict], list[Path]]:
+def nonstop_whisper(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[dict[str, Any]], list[Path]]:
     d = tmp_path_factory.mktemp("nonstop_whisper")
     wavs = [espeak(d / f"w{i}.wav", w) for i, w in enumerate(NONSTOP_WHISPER)]
     return voice("whisper", "xray", wavs), wavs
@@ -158,7 +159,7 @@ def nonstop_whisper(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[dict
         "'tilt up': -0.92 per frame); the same with --asr agree and pocketsphinx"
     ),
 )
-def test_whisper_top_is_not_a_stop(nonstop_whisper: tuple[list[dict], list[Path]]) -> None:
+def test_whisper_top_is_not_a_stop(nonstop_whisper: tuple[list[dict[str, Any]], list[Path]]) -> None:
     lines, wavs = nonstop_whisper
     assert heard(lines, wavs[0]).get("action") != "stop"
 
@@ -170,7 +171,7 @@ def test_whisper_top_is_not_a_stop(nonstop_whisper: tuple[list[dict], list[Path]
         "pass latched the e-stop ('stop' about as well as 'shot': -1.12 per frame); same with agree/pocketsphinx"
     ),
 )
-def test_whisper_shop_is_not_a_stop(nonstop_whisper: tuple[list[dict], list[Path]]) -> None:
+def test_whisper_shop_is_not_a_stop(nonstop_whisper: tuple[list[dict[str, Any]], list[Path]]) -> None:
     lines, wavs = nonstop_whisper
     assert heard(lines, wavs[1]).get("action") != "stop"
 
@@ -183,7 +184,7 @@ def test_whisper_shop_is_not_a_stop(nonstop_whisper: tuple[list[dict], list[Path
         "the surer hearing should not be overruled by a near-tie. Same with agree (attack 20 saw it with pocketsphinx)"
     ),
 )
-def test_whisper_okay_is_not_a_stop(nonstop_whisper: tuple[list[dict], list[Path]]) -> None:
+def test_whisper_okay_is_not_a_stop(nonstop_whisper: tuple[list[dict[str, Any]], list[Path]]) -> None:
     lines, wavs = nonstop_whisper
     assert heard(lines, wavs[2]).get("action") != "stop"
 
@@ -195,7 +196,7 @@ def test_whisper_okay_is_not_a_stop(nonstop_whisper: tuple[list[dict], list[Path
         "'stop' outright and latched the e-stop (no stop-pass note: the engines' own words)"
     ),
 )
-def test_whisper_stock_is_not_a_stop(nonstop_whisper: tuple[list[dict], list[Path]]) -> None:
+def test_whisper_stock_is_not_a_stop(nonstop_whisper: tuple[list[dict[str, Any]], list[Path]]) -> None:
     lines, wavs = nonstop_whisper
     assert heard(lines, wavs[3]).get("action") != "stop"
 
@@ -204,7 +205,7 @@ NONSTOP_AGREE = ["halter", "what"]
 
 
 @pytest.fixture(scope="module")
-def nonstop_agree(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[dict], list[Path]]:
+def nonstop_agree(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[dict[str, Any]], list[Path]]:
     d = tmp_path_factory.mktemp("nonstop_agree")
     wavs = [espeak(d / f"a{i}.wav", w) for i, w in enumerate(NONSTOP_AGREE)]
     return voice("agree", "xray", wavs), wavs
@@ -218,7 +219,7 @@ def nonstop_agree(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[dict],
         "apply to stops, and whisper and pocketsphinx alone do the same"
     ),
 )
-def test_agree_halter_is_not_a_stop(nonstop_agree: tuple[list[dict], list[Path]]) -> None:
+def test_agree_halter_is_not_a_stop(nonstop_agree: tuple[list[dict[str, Any]], list[Path]]) -> None:
     lines, wavs = nonstop_agree
     assert heard(lines, wavs[0]).get("action") != "stop"
 
@@ -230,7 +231,7 @@ def test_agree_halter_is_not_a_stop(nonstop_agree: tuple[list[dict], list[Path]]
         "by the stop-only pass ('whoa' explains it as well as 'mark': -0.00 per frame)"
     ),
 )
-def test_agree_what_is_not_a_stop(nonstop_agree: tuple[list[dict], list[Path]]) -> None:
+def test_agree_what_is_not_a_stop(nonstop_agree: tuple[list[dict[str, Any]], list[Path]]) -> None:
     lines, wavs = nonstop_agree
     assert heard(lines, wavs[1]).get("action") != "stop"
 
@@ -239,7 +240,7 @@ def test_agree_what_is_not_a_stop(nonstop_agree: tuple[list[dict], list[Path]]) 
 
 
 @pytest.fixture(scope="module")
-def flite_yes_whisper(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[dict], list[Path]]:
+def flite_yes_whisper(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[dict[str, Any]], list[Path]]:
     """flite (kal, its default): a command, then "yes" to its read-back, --asr whisper."""
     d = tmp_path_factory.mktemp("flite_yes")
     cmd = flite(d / "cmd.wav", "robot, move to a lateral view of the chest")
@@ -247,7 +248,9 @@ def flite_yes_whisper(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[di
     return voice("whisper", "xray", [cmd, yes]), [cmd, yes]
 
 
-def test_whisper_nothing_moves_when_the_yes_is_misheard(flite_yes_whisper: tuple[list[dict], list[Path]]) -> None:
+def test_whisper_nothing_moves_when_the_yes_is_misheard(
+    flite_yes_whisper: tuple[list[dict[str, Any]], list[Path]],
+) -> None:
     lines, _ = flite_yes_whisper
     assert any(d.get("kind") == "readback" for d in lines), lines
     assert moved(lines) == [], lines
@@ -261,7 +264,7 @@ def test_whisper_nothing_moves_when_the_yes_is_misheard(flite_yes_whisper: tuple
         "yes stops the robot (README: whisper/agree still take answers as commands, not with the answer grammar)"
     ),
 )
-def test_whisper_flite_yes_confirms_the_readback(flite_yes_whisper: tuple[list[dict], list[Path]]) -> None:
+def test_whisper_flite_yes_confirms_the_readback(flite_yes_whisper: tuple[list[dict[str, Any]], list[Path]]) -> None:
     lines, wavs = flite_yes_whisper
     ans = heard(lines, wavs[1])
     assert ans.get("action") == "confirm", ans
@@ -276,7 +279,7 @@ def test_whisper_flite_yes_confirms_the_readback(flite_yes_whisper: tuple[list[d
         "operator can still deny); `medrobot plan` does the same on that text, while 'banana view' asks"
     ),
 )
-def test_whisper_misheard_view_is_not_defaulted(flite_yes_whisper: tuple[list[dict], list[Path]]) -> None:
+def test_whisper_misheard_view_is_not_defaulted(flite_yes_whisper: tuple[list[dict[str, Any]], list[Path]]) -> None:
     lines, _ = flite_yes_whisper
     rb = [d for d in lines if d.get("kind") == "readback"]
     assert rb, lines
@@ -297,7 +300,9 @@ def slt(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="module")
-def answers_chain(slt: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> tuple[list[dict], dict[str, Path]]:
+def answers_chain(
+    slt: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+) -> tuple[list[dict[str, Any]], dict[str, Path]]:
     """One --asr whisper console run, files said in order (festival slt, 16 kHz):
     cmd1 -> 'confirm, no'; both (command and 'confirm' 1 s apart in ONE file) -> 'confirm' 31 s late;
     cmd3 -> 'confirm' -> espeak-ng 'stop' (22.05 kHz) while the plan runs."""
@@ -315,11 +320,11 @@ def answers_chain(slt: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
     return voice("whisper", "ultrasound", list(files.values())), files
 
 
-def _of(lines: list[dict], wav: Path) -> list[dict]:
+def _of(lines: list[dict[str, Any]], wav: Path) -> list[dict[str, Any]]:
     return [d for d in lines if d.get("source") == str(wav) and "transcript" in d]
 
 
-def test_whisper_confirm_then_no_drops_the_plan(answers_chain: tuple[list[dict], dict[str, Path]]) -> None:
+def test_whisper_confirm_then_no_drops_the_plan(answers_chain: tuple[list[dict[str, Any]], dict[str, Path]]) -> None:
     """'confirm, no' (README: "yes, no" drops the plan) with --asr whisper: the plan is dropped, nothing moves."""
     lines, f = answers_chain
     mine = _of(lines, f["cmd1"])
@@ -327,7 +332,9 @@ def test_whisper_confirm_then_no_drops_the_plan(answers_chain: tuple[list[dict],
     assert not mine[0].get("outcome"), mine
 
 
-def test_whisper_command_and_confirm_in_one_file_do_not_move(answers_chain: tuple[list[dict], dict[str, Path]]) -> None:
+def test_whisper_command_and_confirm_in_one_file_do_not_move(
+    answers_chain: tuple[list[dict[str, Any]], dict[str, Path]],
+) -> None:
     """A careless operator records the command and its 'confirm' 1 s apart in one file: one utterance
     ('robot scan the left kidney confirm'), read back, and it does not confirm itself."""
     lines, f = answers_chain
@@ -336,7 +343,7 @@ def test_whisper_command_and_confirm_in_one_file_do_not_move(answers_chain: tupl
     assert not mine[0].get("outcome"), mine
 
 
-def test_whisper_late_confirm_expires(answers_chain: tuple[list[dict], dict[str, Path]]) -> None:
+def test_whisper_late_confirm_expires(answers_chain: tuple[list[dict[str, Any]], dict[str, Path]]) -> None:
     """'confirm' said 31 s after the read-back (31 s of silence before it in the answer file): the read-back
     expires in audio time although the decode takes less wall time; nothing moves."""
     lines, f = answers_chain
@@ -344,7 +351,7 @@ def test_whisper_late_confirm_expires(answers_chain: tuple[list[dict], dict[str,
     assert not any(d.get("source") == str(f["late"]) and d.get("action") == "confirm" for d in lines), lines
 
 
-def test_whisper_stop_while_a_plan_runs(answers_chain: tuple[list[dict], dict[str, Path]]) -> None:
+def test_whisper_stop_while_a_plan_runs(answers_chain: tuple[list[dict[str, Any]], dict[str, Path]]) -> None:
     """Read-back confirmed, the plan runs, then an espeak-ng 'stop': the e-stop latches and the contact
     step never runs."""
     lines, f = answers_chain
@@ -381,7 +388,7 @@ def _kal_halt_reverb_noise_8k(d: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def rate_stops_whisper(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[dict], list[Path]]:
+def rate_stops_whisper(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[dict[str, Any]], list[Path]]:
     d = tmp_path_factory.mktemp("rate_stops")
     wavs = [
         rate(flite(d / "f_raw.wav", "stop"), d / "flite_stop_8k.wav", 8000),
@@ -389,20 +396,40 @@ def rate_stops_whisper(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[d
         rate(espeak(d / "e_raw.wav", "abort", voice="en+f3"), d / "f3_abort_11k.wav", 11025),
         espeak(d / "sss.wav", "stop stop stop"),
         espeak(d / "wait_stop.wav", "wait, stop"),
+        rate(
+            with_noise(festival(d / "ked_raw.wav", "abort everything", "ked_diphone"), d / "ked_n.wav", 0.05),
+            d / "ked_abort_noise_16k.wav",
+            16000,
+        ),
+        rate(
+            with_noise(festival(d / "kal_raw.wav", "stop", "kal_diphone"), d / "kal_n.wav", 0.05),
+            d / "kal_stop_noise_16k.wav",
+            16000,
+        ),
     ]
     return voice("whisper", "ultrasound", wavs), wavs
 
 
 @pytest.mark.parametrize(
-    "i", range(5), ids=["flite-stop-8k", "kal-halt-44.1k", "en+f3-abort-11.025k", "stop-stop-stop", "wait-comma-stop"]
+    "i",
+    range(7),
+    ids=[
+        "flite-stop-8k",
+        "kal-halt-44.1k",
+        "en+f3-abort-11.025k",
+        "stop-stop-stop",
+        "wait-comma-stop",
+        "ked-abort-everything-noise-16k",
+        "kal-stop-noise-16k",
+    ],
 )
-def test_whisper_stop_at_each_rate(rate_stops_whisper: tuple[list[dict], list[Path]], i: int) -> None:
+def test_whisper_stop_at_each_rate(rate_stops_whisper: tuple[list[dict[str, Any]], list[Path]], i: int) -> None:
     lines, wavs = rate_stops_whisper
     assert heard(lines, wavs[i]).get("action") == "stop", lines
 
 
 @pytest.fixture(scope="module")
-def hard_stops_agree(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[dict], list[Path]]:
+def hard_stops_agree(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[dict[str, Any]], list[Path]]:
     d = tmp_path_factory.mktemp("hard_stops")
     wavs = [
         espeak(d / "slow_stop.wav", "stop", wpm=80),
@@ -449,7 +476,7 @@ def hard_stops_agree(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[dic
         "kal-halt-reverb-noise-8k",
     ],
 )
-def test_agree_hard_stops_latch(hard_stops_agree: tuple[list[dict], list[Path]], i: int) -> None:
+def test_agree_hard_stops_latch(hard_stops_agree: tuple[list[dict[str, Any]], list[Path]], i: int) -> None:
     lines, wavs = hard_stops_agree
     assert heard(lines, wavs[i]).get("action") == "stop", lines
 
@@ -458,7 +485,7 @@ def test_agree_hard_stops_latch(hard_stops_agree: tuple[list[dict], list[Path]],
 
 
 @pytest.fixture(scope="module")
-def talk_whisper(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[dict], list[Path]]:
+def talk_whisper(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[dict[str, Any]], list[Path]]:
     d = tmp_path_factory.mktemp("talk")
     wavs = [
         espeak(d / "early_yes.wav", "yes"),  # a yes with no question open
@@ -469,19 +496,19 @@ def talk_whisper(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[dict], 
     return voice("whisper", "xray", wavs), wavs
 
 
-def test_whisper_early_yes_does_nothing(talk_whisper: tuple[list[dict], list[Path]]) -> None:
+def test_whisper_early_yes_does_nothing(talk_whisper: tuple[list[dict[str, Any]], list[Path]]) -> None:
     lines, wavs = talk_whisper
     h = heard(lines, wavs[0])
     assert h.get("action") not in ("stop", "confirm", "command"), h
 
 
-def test_whisper_room_talk_with_top_is_ignored(talk_whisper: tuple[list[dict], list[Path]]) -> None:
+def test_whisper_room_talk_with_top_is_ignored(talk_whisper: tuple[list[dict[str, Any]], list[Path]]) -> None:
     """'the top of the table is cold' (en-us): not addressed, 'top' not rescored into a stop."""
     lines, wavs = talk_whisper
     assert heard(lines, wavs[1]).get("action") == "ignored", lines
 
 
-def test_whisper_addressed_talk_moves_nothing(talk_whisper: tuple[list[dict], list[Path]]) -> None:
+def test_whisper_addressed_talk_moves_nothing(talk_whisper: tuple[list[dict[str, Any]], list[Path]]) -> None:
     """'robot, what time is it' is addressed: heard as 'robot what tie is it', refused; nothing moves."""
     lines, wavs = talk_whisper
     h = heard(lines, wavs[2])
@@ -490,8 +517,89 @@ def test_whisper_addressed_talk_moves_nothing(talk_whisper: tuple[list[dict], li
     assert moved(lines) == [], lines
 
 
-def test_whisper_stop_after_a_command_in_one_breath(talk_whisper: tuple[list[dict], list[Path]]) -> None:
+def test_whisper_stop_after_a_command_in_one_breath(talk_whisper: tuple[list[dict[str, Any]], list[Path]]) -> None:
     """'robot, move to a lateral view of the chest. stop.' (espeak-ng en-us, one file): latched (README keeps
     this as a strict xfail for pocketsphinx; Whisper writes the stop)."""
     lines, wavs = talk_whisper
     assert heard(lines, wavs[3]).get("action") == "stop", lines
+
+
+# --------------------------------------------------------------------------- 5. the exposure's own phrase
+
+
+@pytest.fixture(scope="module")
+def exposure_chain(
+    slt: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+) -> tuple[list[dict[str, Any]], dict[str, Path]]:
+    """--asr whisper, xray, in order: slt 'robot, AP of the left knee and take a shot' -> slt 'confirm'
+    (read-back) -> espeak-ng en-us 'confirm shop' at the exposure question; then the same command again
+    -> 'confirm' -> espeak-ng en-us 'confirm, stop' at the exposure question."""
+    d = tmp_path_factory.mktemp("exposure")
+    cmd = festival(d / "x_raw.wav", "robot, AP of the left knee and take a shot", "cmu_us_slt_arctic_hts")
+    f = {
+        "cmd1": rate(cmd, d / "cmd1.wav", 16000),
+        "ok1": Path(shutil.copy(slt["confirm"], d / "ok1.wav")),
+        "shop": espeak(d / "confirm_shop.wav", "confirm shop", voice="en-us"),
+        "cmd2": rate(cmd, d / "cmd2.wav", 16000),
+        "ok2": Path(shutil.copy(slt["confirm"], d / "ok2.wav")),
+        "stop": espeak(d / "confirm_stop.wav", "confirm, stop", voice="en-us"),
+    }
+    return voice("whisper", "xray", list(f.values())), f
+
+
+def _shots(lines: list[dict[str, Any]], wav: Path) -> dict[str, Any]:
+    mine = _of(lines, wav)
+    assert mine and mine[0].get("outcome"), lines
+    out: dict[str, Any] = mine[0]["outcome"]
+    return out
+
+
+def test_whisper_confirm_shop_does_not_expose(exposure_chain: tuple[list[dict[str, Any]], dict[str, Path]]) -> None:
+    """'confirm shop' (rescored to 'confirmed') is not the exposure's phrase: denied, no exposure."""
+    lines, f = exposure_chain
+    out = _shots(lines, f["cmd1"])
+    assert out["exposures"] == 0, out
+    assert {s["skill"]: s["result"] for s in out["steps"]}["take_shot"] == "not_run", out
+
+
+def test_whisper_confirm_stop_latches_and_does_not_expose(
+    exposure_chain: tuple[list[dict[str, Any]], dict[str, Path]],
+) -> None:
+    """'confirm, stop' said to the exposure question latches the e-stop, and nothing is exposed."""
+    lines, f = exposure_chain
+    assert heard(lines, f["stop"]).get("action") == "stop", lines
+    out = _shots(lines, f["cmd2"])
+    assert out["exposures"] == 0 and out["state"] == "ESTOP", out
+
+
+# --------------------------------------------------------------------------- 6. a stop with speech right after it
+
+
+@pytest.fixture(scope="module")
+def stop_then_talk(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[dict[str, Any]], list[Path]]:
+    d = tmp_path_factory.mktemp("stop_then_talk")
+    wavs = [
+        espeak(d / "halt_needle.wav", "halt! the needle is slipping", voice="en-us"),
+        espeak(d / "stop_needle.wav", "stop, the needle is slipping", voice="en-us"),
+    ]
+    return voice("whisper", "surgery", wavs), wavs
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "attack 21: espeak-ng en-us 'halt! the needle is slipping' (one file, 22.05 kHz, clean), --asr whisper: "
+        "Whisper wrote 'wow the needle is slipping', rescored to 'now the needle is slipping', confidence 0.48: "
+        "'please repeat', no e-stop. --asr agree: 'please repeat'; pocketsphinx: 'tilt thirty point three oh', "
+        "ignored (not addressed). A stop followed by speech in the same breath is missed by every engine"
+    ),
+)
+def test_whisper_halt_then_talk_latches(stop_then_talk: tuple[list[dict[str, Any]], list[Path]]) -> None:
+    lines, wavs = stop_then_talk
+    assert heard(lines, wavs[0]).get("action") == "stop", lines
+
+
+def test_whisper_stop_then_talk_latches(stop_then_talk: tuple[list[dict[str, Any]], list[Path]]) -> None:
+    """'stop, the needle is slipping': heard as 'stop the robot', latched."""
+    lines, wavs = stop_then_talk
+    assert heard(lines, wavs[1]).get("action") == "stop", lines
