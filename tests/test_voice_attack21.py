@@ -241,11 +241,13 @@ def test_agree_what_is_not_a_stop(nonstop_agree: tuple[list[dict[str, Any]], lis
 
 @pytest.fixture(scope="module")
 def flite_yes_whisper(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[dict[str, Any]], list[Path]]:
-    """flite (kal, its default): a command, then "yes" to its read-back, --asr whisper."""
+    """flite (kal, its default), --asr whisper: a command Whisper mishears as a view the command set has not, a
+    command it reads back, then "yes" to that read-back."""
     d = tmp_path_factory.mktemp("flite_yes")
-    cmd = flite(d / "cmd.wav", "robot, move to a lateral view of the chest")
+    lateral = flite(d / "lateral.wav", "robot, move to a lateral view of the chest")
+    cmd = flite(d / "cmd.wav", "robot, move to an AP view of the chest")
     yes = flite(d / "yes.wav", "yes")
-    return voice("whisper", "xray", [cmd, yes]), [cmd, yes]
+    return voice("whisper", "xray", [lateral, cmd, yes]), [cmd, yes, lateral]
 
 
 def test_whisper_nothing_moves_when_the_yes_is_misheard(
@@ -270,21 +272,17 @@ def test_whisper_flite_yes_confirms_the_readback(flite_yes_whisper: tuple[list[d
     assert ans.get("action") == "confirm", ans
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "attack 21: flite 'robot, move to a lateral view of the chest', --asr whisper: rescored to 'robot move to "
-        "the upper view of the chest' and read back as move_to_view(anatomy=chest, view=ap) with no question: "
-        "'upper' is dropped silently and the view falls to the default AP (the read-back shows AP, so a careful "
-        "operator can still deny); `medrobot plan` does the same on that text, while 'banana view' asks"
-    ),
-)
 def test_whisper_misheard_view_is_not_defaulted(flite_yes_whisper: tuple[list[dict[str, Any]], list[Path]]) -> None:
-    lines, _ = flite_yes_whisper
-    rb = [d for d in lines if d.get("kind") == "readback"]
-    assert rb, lines
-    steps = rb[0]["plan"]["steps"]
-    assert all(s["args"].get("view") != "ap" for s in steps if s["skill"] == "move_to_view"), steps
+    """Attack 21 found flite's 'robot, move to a lateral view of the chest' rescored by Whisper to '... the upper
+    view of the chest' and read back as the default AP view without a question; the planner now asks which view
+    'upper view' is (tests/test_rule_described_default.py has the rule)."""
+    lines, wavs = flite_yes_whisper
+    lateral = wavs[2]
+    mine = [d for d in lines if d.get("source") == str(lateral)]
+    assert mine, lines
+    for d in mine:
+        steps = (d.get("plan") or {}).get("steps") or []
+        assert all(s["args"].get("view") != "ap" for s in steps if s["skill"] == "move_to_view"), d
 
 
 @pytest.fixture(scope="module")
@@ -304,14 +302,16 @@ def answers_chain(
     slt: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[list[dict[str, Any]], dict[str, Path]]:
     """One --asr whisper console run, files said in order (festival slt, 16 kHz):
-    cmd1 -> 'confirm, no'; both (command and 'confirm' 1 s apart in ONE file) -> 'confirm' 31 s late;
-    cmd3 -> 'confirm' -> espeak-ng 'stop' (22.05 kHz) while the plan runs."""
+    cmd1 -> 'confirm, no'; both (command and 'confirm' 1 s apart in ONE file) -> 'confirm, no';
+    cmd3 -> 'confirm' -> espeak-ng 'stop' (22.05 kHz) while the plan runs. (Attack 21 also answered a read-back 31 s
+    late: it expired in audio time, or in another run was heard as a stop; Whisper's decode of the 31 s of silence
+    cost a minute of the suite, and tests/test_voice_answers.py has the expiry.)"""
     d = tmp_path_factory.mktemp("chain")
     f = {
         "cmd1": shutil.copy(slt["cmd"], d / "cmd1.wav"),
         "confirm_no": slt["confirm_no"],
         "both": concat(d / "both.wav", slt["cmd"], slt["sil"], slt["confirm"]),
-        "late": sox(slt["confirm"], d / "late.wav", "pad", "31", "0"),
+        "both_no": shutil.copy(slt["confirm_no"], d / "both_no.wav"),
         "cmd3": shutil.copy(slt["cmd"], d / "cmd3.wav"),
         "confirm": slt["confirm"],
         "stop": espeak(d / "stop.wav", "stop"),
@@ -341,14 +341,6 @@ def test_whisper_command_and_confirm_in_one_file_do_not_move(
     mine = _of(lines, f["both"])
     assert mine and mine[0].get("action") == "discarded", lines
     assert not mine[0].get("outcome"), mine
-
-
-def test_whisper_late_confirm_expires(answers_chain: tuple[list[dict[str, Any]], dict[str, Path]]) -> None:
-    """'confirm' said 31 s after the read-back (31 s of silence before it in the answer file): the read-back
-    expires in audio time although the decode takes less wall time; nothing moves."""
-    lines, f = answers_chain
-    assert any(d.get("kind") == "answer" and "expired" in d.get("message", "") for d in lines), lines
-    assert not any(d.get("source") == str(f["late"]) and d.get("action") == "confirm" for d in lines), lines
 
 
 def test_whisper_stop_while_a_plan_runs(answers_chain: tuple[list[dict[str, Any]], dict[str, Path]]) -> None:
