@@ -217,6 +217,11 @@ SMALL_AMOUNT: tuple[tuple[str, ...], ...] = (
 DETERMINERS: frozenset[str] = frozenset(
     ["a", "an", "the", "this", "that", "these", "those", "my", "your", "our", "its", "their", "his", "her"]
 )
+#: words that say how good an image should be, not which one: "a good view of the chest" asks for the default view
+QUALITY_WORDS: frozenset[str] = frozenset(
+    ["good", "nice", "clear", "full", "proper", "decent", "standard", "normal", "regular", "plain", "simple", "usual",
+     "routine"]
+)
 #: words that say how a step should move (its speed or its force). They are not fillers: a planner that
 #: drops "slowly" plans the step at its default speed, which is not what was asked, so a command that says
 #: one is asked about by name unless a phrase of the command set covers it ("press harder" sets a force)

@@ -19,7 +19,15 @@ from medrobot_llm.language.numbers import words_to_numbers
 from medrobot_llm.language.phrases import match_phrases
 from medrobot_llm.language.screen import blanket_confirmation, screen_text
 from medrobot_llm.language.text import tokenize
-from medrobot_llm.language.words import DETERMINERS, FILLER, FUNCTION_WORDS, MANNER_WORDS, drop_fillers, speaker_side
+from medrobot_llm.language.words import (
+    DETERMINERS,
+    FILLER,
+    FUNCTION_WORDS,
+    MANNER_WORDS,
+    QUALITY_WORDS,
+    drop_fillers,
+    speaker_side,
+)
 from medrobot_llm.planning.rule.clauses import SEQUENCE_WORDS, ClauseReader
 from medrobot_llm.planning.rule.intents import (
     asked_intent,
@@ -301,8 +309,9 @@ class _Pipeline:
 
     def described_default(self, steps: list[Step]) -> tuple[str, str, Step] | None:
         """A slot that took its default though the command describes it with a word that is none of its values
-        ("the upper view of the chest"): planned with the default, the plan would be another view than the one
-        asked for, and read back as if it had been said. (words, argument, step) of the first such slot."""
+        ("the upper view of the chest"), or with a word of one of its values said alone ("oblique of the pelvis": left
+        or right?): planned with the default, the plan would be another view than the one asked for, and read back
+        as if it had been said. (words, argument, step) of the first such slot."""
         for step, said in zip(steps, self.words(steps)):
             clause, spec = self.clause_of.get(id(step)), self.cs.skills.get(step.skill)
             if clause is None or spec is None:
@@ -316,9 +325,21 @@ class _Pipeline:
                 names = {w for e in (name, *arg.entities) for w in e.split("_")}
                 for k in range(1, len(toks)):
                     before = toks[k - 1]
-                    if toks[k] in names and before.isalpha() and before not in DETERMINERS | saying:
+                    if (toks[k] in names and before.isalpha()
+                            and before not in DETERMINERS | QUALITY_WORDS | saying):
                         return f"{before} {toks[k]}", name, step
+                # a word no phrase of the command took ("midline" in "the midline aorta" is the organ's side)
+                partial = self._value_words(arg.entities) - saying
+                for k, t in enumerate(toks):
+                    if t in partial and k not in clause.covered:
+                        return t, name, step
         return None
+
+    def _value_words(self, entities: tuple[str, ...]) -> set[str]:
+        """The words that mark a value of ``entities`` and nothing else: those of its synonyms, less function words
+        ("left", "side", "the" say many things; "oblique" says a view)."""
+        return {w for e in entities for v in self.cs.entities[e].values.values() for syn in v.synonyms
+                for w in syn.split() if w.isalpha() and len(w) > 2 and w not in FUNCTION_WORDS and w not in FILLER}
 
     def manner(self) -> str | None:
         """The first word that says how to move ("slowly", "gently") outside a phrase that sets a value: planned
