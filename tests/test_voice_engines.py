@@ -19,7 +19,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from medrobot_llm.consoles.voice.agree import SAY_AGAIN, AgreementRecognizer, plan_signature
-from medrobot_llm.consoles.voice.asr import Transcript, segment_confidence
+from medrobot_llm.consoles.voice.asr import Transcript
+from medrobot_llm.consoles.voice.scored_asr import segment_confidence
 from medrobot_llm.consoles.voice.audio import AsrError, Audio
 from medrobot_llm.consoles.voice.vocabulary import closest, snap, vocabulary
 from medrobot_llm.planning.rule.planner import RulePlanner

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from medrobot_llm.consoles.voice.asr import OpenAIRecognizer, PocketSphinxRecognizer, Recognizer
+from medrobot_llm.consoles.voice.asr import PocketSphinxRecognizer, Recognizer
+from medrobot_llm.consoles.voice.scored_asr import OpenAIRecognizer
 from medrobot_llm.consoles.voice.grammar import DEFAULT_WAKE_WORD
 from medrobot_llm.planning.base import Planner
 

@@ -22,7 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from medrobot_llm.consoles.voice.asr import _FULL_VOICING, Transcript, segment_confidence, stop_phrase
+from medrobot_llm.consoles.voice.asr import _FULL_VOICING, Transcript, stop_phrase
+from medrobot_llm.consoles.voice.scored_asr import segment_confidence
 from medrobot_llm.consoles.voice.voicing import voiced_ratio
 from medrobot_llm.consoles.voice.audio import AsrError, Audio
 from medrobot_llm.consoles.voice.grammar import build_grammar
