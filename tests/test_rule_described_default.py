@@ -13,6 +13,8 @@ from hypothesis import strategies as st
 from medrobot_llm.core.command_set import load_command_set
 from medrobot_llm.core.plan import PlanStatus
 from medrobot_llm.core.reasons import Reason
+from medrobot_llm.language.words import NOUN_ONLY_DETERMINERS
+from medrobot_llm.planning.rule.clauses import SEQUENCE_WORDS
 from medrobot_llm.planning.rule.planner import RulePlanner
 
 planner = RulePlanner()
@@ -86,3 +88,22 @@ def test_the_blind_default_attack_s_right_answers_stay_right() -> None:
     broke = [r["text"] for r in rows if r["as_wanted"] and not as_wanted(r)]
     assert broke == []
     assert all(as_wanted(r) for r in rows if r["text"] in ("oblique of the pelvis", "an oblique pelvis"))
+
+
+_ORDER_WORDS = sorted(w[0] for w in SEQUENCE_WORDS if len(w) == 1)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.sampled_from(_ORDER_WORDS), st.sampled_from(sorted(NOUN_ONLY_DETERMINERS)), st.sampled_from(_ANATOMY))
+def test_an_order_word_after_a_determiner_describes_the_view_and_splits_nothing(word: str, determiner: str,
+                                                                               anatomy: str) -> None:
+    """"move to the next view of the chest" was two identical move_to_view steps: "next" was read as "then"
+    between "move to the" and "view of the chest". After a determiner it is part of the noun phrase."""
+    text = f"move to {determiner} {word} view of the {_anatomy_word(anatomy)}"
+    plan = planner.plan("xray", text)
+    assert plan.status is PlanStatus.CLARIFY and f"'{word} view'" in (plan.question or ""), (text, plan)
+
+
+def test_an_order_word_after_a_pronoun_still_orders() -> None:
+    plan = planner.plan("xray", "lateral of the chest and take that then lateral of the skull")
+    assert [s.args.get("anatomy") for s in plan.steps if s.skill == "move_to_view"] == ["chest", "skull"], plan

@@ -217,6 +217,9 @@ SMALL_AMOUNT: tuple[tuple[str, ...], ...] = (
 DETERMINERS: frozenset[str] = frozenset(
     ["a", "an", "the", "this", "that", "these", "those", "my", "your", "our", "its", "their", "his", "her"]
 )
+#: determiners that never stand alone as a pronoun: the word after one belongs to a noun phrase, so "the next view"
+#: is a view, not "the" then "view" ("this", "that", "her" can end a clause: "scan this then that")
+NOUN_ONLY_DETERMINERS: frozenset[str] = DETERMINERS - frozenset(["this", "that", "these", "those", "his", "her"])
 #: words that say how good an image should be, not which one: "a good view of the chest" asks for the default view
 QUALITY_WORDS: frozenset[str] = frozenset(
     ["good", "nice", "clear", "full", "proper", "decent", "standard", "normal", "regular", "plain", "simple", "usual",

@@ -19,6 +19,7 @@ from medrobot_llm.language.words import (
     FILLER,
     FUNCTION_WORDS,
     LABEL_WORDS,
+    NOUN_ONLY_DETERMINERS,
     OTHER_MODALITIES,
     ROOM_OBJECTS,
     SMALL_AMOUNT,
@@ -149,7 +150,7 @@ class ClauseReader(Stage):
                 i += 1
                 continue
             hit = next((w for w in SEQUENCE_WORDS if tuple(tokens[i:i + len(w)]) == w), None)
-            if hit and cur:
+            if hit and cur and cur[-1] not in NOUN_ONLY_DETERMINERS:
                 parts.append(cur)
                 cur = []
                 i += len(hit)
