@@ -167,15 +167,15 @@ def synthesize(item: Item, cache: Path) -> Path:
     else:
         _run(["text2wave", "-o", str(raw), "-eval", f"(voice_{voice})",
               "-eval", f"(Parameter.set 'Duration_Stretch {item.rate})"], stdin=item.text)
-    chain = ["sox", str(raw), "-r", str(item.sample_rate), "-c", "1", "-b", "16"]
+    chain = ["sox", "-R", str(raw), "-r", str(item.sample_rate), "-c", "1", "-b", "16"]
     if item.effect == "reverb":
         _run([*chain, str(out), "reverb", "40", "50", "60"])
     elif item.effect == "noise":
         clean = cache / f"{part}.clean.wav"
         _run([*chain, str(clean), "norm", "-3"])
         noise = cache / f"{part}.noise.wav"
-        _run(["sox", str(clean), str(noise), "synth", "whitenoise", "vol", "0.03"])
-        _run(["sox", "-m", str(clean), str(noise), str(out)])
+        _run(["sox", "-R", str(clean), str(noise), "synth", "whitenoise", "vol", "0.03"])
+        _run(["sox", "-R", "-m", str(clean), str(noise), str(out)])
         clean.unlink()
         noise.unlink()
     else:

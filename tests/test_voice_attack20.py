@@ -26,7 +26,7 @@ def _say(folder: Path, name: str, text: str, voice: str, wpm: int, rate: int, *e
     raw = folder / f"{name}.raw.wav"
     out = folder / f"{name}.wav"
     subprocess.run(["espeak-ng", "-v", voice, "-s", str(wpm), "-w", str(raw), "--", text], check=True, timeout=60)
-    subprocess.run(["sox", str(raw), "-r", str(rate), "-c", "1", "-b", "16", str(out), "pad", "0.3", "0.5",
+    subprocess.run(["sox", "-R", str(raw), "-r", str(rate), "-c", "1", "-b", "16", str(out), "pad", "0.3", "0.5",
                     *effects], check=True, timeout=60, capture_output=True)
     return out
 

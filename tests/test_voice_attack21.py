@@ -70,7 +70,7 @@ def festival(path: Path, text: str, voice: str) -> Path:
 
 
 def sox(src: Path, dst: Path, *effects: str) -> Path:
-    _run(["sox", str(src), str(dst), *effects])
+    _run(["sox", "-R", str(src), str(dst), *effects])
     return dst
 
 
@@ -80,18 +80,18 @@ def rate(src: Path, dst: Path, hz: int) -> Path:
 
 def with_noise(src: Path, dst: Path, vol: float) -> Path:
     noise = dst.with_name(dst.stem + "_noise.wav")
-    _run(["sox", str(src), str(noise), "synth", "whitenoise", "vol", str(vol)])
-    _run(["sox", "-m", str(src), str(noise), str(dst)])
+    _run(["sox", "-R", str(src), str(noise), "synth", "whitenoise", "vol", str(vol)])
+    _run(["sox", "-R", "-m", str(src), str(noise), str(dst)])
     return dst
 
 
 def silence(dst: Path, seconds: float, hz: int = 16000) -> Path:
-    _run(["sox", "-n", "-r", str(hz), "-c", "1", "-b", "16", str(dst), "trim", "0", str(seconds)])
+    _run(["sox", "-R", "-n", "-r", str(hz), "-c", "1", "-b", "16", str(dst), "trim", "0", str(seconds)])
     return dst
 
 
 def concat(dst: Path, *parts: Path) -> Path:
-    _run(["sox", *[str(p) for p in parts], str(dst)])
+    _run(["sox", "-R", *[str(p) for p in parts], str(dst)])
     return dst
 
 

@@ -60,7 +60,7 @@ def _say(folder: Path, text: str) -> Audio:
     raw, padded = folder / f"{stem}.raw.wav", folder / f"{stem}.wav"
     if not padded.exists():
         subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(raw), "--", text], check=True, timeout=60)
-        subprocess.run(["sox", str(raw), "-r", "22050", "-b", "16", "-c", "1", str(padded), "pad", "0.3", "0.8"],
+        subprocess.run(["sox", "-R", str(raw), "-r", "22050", "-b", "16", "-c", "1", str(padded), "pad", "0.3", "0.8"],
                        check=True, timeout=60)
     return load_wav(padded)
 

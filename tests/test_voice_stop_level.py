@@ -46,7 +46,7 @@ def _say(folder: Path, text: str, voice: str, wpm: int, level_db: int, after_s: 
     stem = f"{text}_{voice.replace('+', 'p')}_{wpm}_{level_db}_{after_s}"
     raw, out = folder / f"{stem}.raw.wav", folder / f"{stem}.wav"
     subprocess.run(["espeak-ng", "-v", voice, "-s", str(wpm), "-w", str(raw), "--", text], check=True, timeout=60)
-    subprocess.run(["sox", str(raw), "-r", "16000", "-c", "1", "-b", "16", str(out), "pad", "0.3", str(after_s),
+    subprocess.run(["sox", "-R", str(raw), "-r", "16000", "-c", "1", "-b", "16", str(out), "pad", "0.3", str(after_s),
                     "gain", str(level_db)], check=True, timeout=60, capture_output=True)
     return load_wav(out)
 

@@ -385,7 +385,7 @@ def test_push_to_talk_gives_a_read_back_question(web: Open, tmp_path: Path) -> N
                    capture_output=True)
     # silence around the words (the fake device plays from when it opens, a moment before the page records), at
     # 48 kHz: chromium's own resampling of espeak-ng's 22.05 kHz made pocketsphinx mishear words
-    subprocess.run(["sox", str(spoken), "-r", "48000", str(wav), "pad", "0.5", "1.0"], check=True, timeout=60,
+    subprocess.run(["sox", "-R", str(spoken), "-r", "48000", str(wav), "pad", "0.5", "1.0"], check=True, timeout=60,
                    capture_output=True)
     with wave.open(str(wav)) as w:
         seconds = w.getnframes() / w.getframerate()

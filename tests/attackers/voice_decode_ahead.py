@@ -24,7 +24,7 @@ def _say(folder: Path, name: str, text: str) -> Path:
     """espeak-ng en-us at 140 wpm, 16 kHz mono 16-bit, padded as a --wav recording is."""
     raw, out = folder / f"{name}.raw.wav", folder / f"{name}.wav"
     subprocess.run(["espeak-ng", "-v", "en-us", "-s", "140", "-w", str(raw), "--", text], check=True, timeout=60)
-    subprocess.run(["sox", str(raw), "-r", "16000", "-c", "1", "-b", "16", str(out), "pad", "0.3", "0.5"],
+    subprocess.run(["sox", "-R", str(raw), "-r", "16000", "-c", "1", "-b", "16", str(out), "pad", "0.3", "0.5"],
                    check=True, timeout=60, capture_output=True)
     return out
 
