@@ -111,3 +111,14 @@ def test_in_for_into_reads_alike_for_both_planners() -> None:
     raw = [{"skill": s.skill, "args": dict(s.args)} for s in plan.steps]
     steps, _ = check_steps("surgery", raw)
     assert "ungrounded_hazard" not in [issue.code for issue in ground_plan("surgery", text, raw, steps)]
+
+
+@pytest.mark.parametrize("word", ["next", "last", "same", "other", "third", "previous", "opposite", "remaining"])
+def test_one_after_an_order_or_identity_word_is_a_pronoun_not_a_force(word: str) -> None:
+    """"scan the liver then the next one" made a contact of 1 N (refused as below the limit, a reason that named
+    nothing the user said): after these words "one" points back at a thing, as in "the other one"."""
+    assert words_to_numbers(tokenize(f"then the {word} one"))[-1] == "one"
+    plan = RulePlanner().plan("ultrasound", f"scan the liver then the {word} one")
+    assert not any(s.args.get("force_n") == 1 for s in plan.steps), plan
+    assert "1 N" not in f"{plan.reason} {plan.question}", plan
+    assert words_to_numbers(tokenize(f"the {word} one newton"))[-2:] == ["1", "newton"]

@@ -115,7 +115,9 @@ NUMBER_WORDS: dict[str, int] = {
 
 
 #: "the right one", "the other one": "one" after these words is a pronoun, not a number
-_ONE_AS_PRONOUN = frozenset(["right", "left", "other", "this", "that", "the", "which", "each", "every", "another", "any", "no", "first", "second"])
+_ONE_AS_PRONOUN = frozenset(["right", "left", "other", "this", "that", "the", "which", "each", "every", "another", "any", "no",
+                             "first", "second", "third", "next", "last", "previous", "same", "final", "opposite",
+                             "remaining", "current", "new", "former", "latter", "middle", "upper", "lower"])
 
 
 def words_to_numbers(tokens: list[str]) -> list[str]:
