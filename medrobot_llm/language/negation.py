@@ -15,7 +15,7 @@ from medrobot_llm.language.inflection import is_form
 from medrobot_llm.language.lexicon import hazard_phrases, lexicon
 from medrobot_llm.language.phrases import SOFT, Phrase, match_phrases
 
-__all__ = ["CONFIRMATIONS", "DEFERRALS", "DEFERRED_SUBJECTS", "HEDGES_AFTER", "HEDGES_BEFORE", "NEGATED_AFTER",
+__all__ = ["CONDITIONS", "CONFIRMATIONS", "condition", "DEFERRALS", "DEFERRED_SUBJECTS", "HEDGES_AFTER", "HEDGES_BEFORE", "NEGATED_AFTER",
            "NEGATED_TAILS", "NEGATORS", "OBJECT_PRONOUNS", "PAST_AFTER", "RESTATING", "ZERO_COUNTS", "PAST_BEFORE", "Governed", "asked_only", "confirmation_spans", "governed", "strike"]
 
 #: words that negate the step phrase after them, in the same clause
@@ -96,6 +96,20 @@ class Governed:
     phrase: Phrase
     how: str
     span: tuple[int, ...]
+
+
+#: words that make what follows hold only under a condition the planner cannot check ("if psm1 holds the needle,
+#: lift it" was planned as a grasp and a lift): the command is asked about, never run as if the condition held
+CONDITIONS: frozenset[str] = frozenset(["if", "unless", "whether"])
+
+
+def condition(tokens: list[str]) -> str | None:
+    """The first condition said (from its word to the next clause boundary), or None."""
+    k = next((i for i, t in enumerate(tokens) if t in CONDITIONS), None)
+    if k is None:
+        return None
+    end = next((i for i in range(k + 1, len(tokens)) if tokens[i] in _BOUNDARY), len(tokens))
+    return " ".join(tokens[k:end])
 
 
 def _at(tokens: list[str], k: int, table: tuple[tuple[str, ...], ...]) -> tuple[str, ...] | None:

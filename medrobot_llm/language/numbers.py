@@ -120,6 +120,26 @@ _ONE_AS_PRONOUN = frozenset(["right", "left", "other", "this", "that", "the", "w
                              "remaining", "current", "new", "former", "latter", "middle", "upper", "lower"])
 
 
+#: words that start a description of a thing after "the one": "the gallbladder, the one under the liver"
+_DESCRIBING_ONE = frozenset(["under", "on", "in", "at", "near", "next", "beside", "behind", "above", "below", "over",
+                             "by", "with", "that", "which", "closest", "nearest", "from", "between"])
+
+
+def one_described(tokens: list[str]) -> str | None:
+    """"scan the gallbladder, the one under the liver": the words from "the one" that describe a thing already named
+    by naming another (planned as a scan of the liver), or None. The planner asks which thing is meant."""
+    for k, t in enumerate(tokens):
+        if t != "one" or k + 1 >= len(tokens) or tokens[k + 1] not in _DESCRIBING_ONE:
+            continue
+        start = k
+        while start > 0 and tokens[start - 1] in _ONE_AS_PRONOUN:
+            start -= 1
+        if start < k and (start == 0 or tokens[start - 1] in (",", ";", ":", "-", "and", "then")):
+            end = next((i for i in range(k + 1, len(tokens)) if tokens[i] in (",", ";", ".", "!", "?")), len(tokens))
+            return " ".join(tokens[start:end])
+    return None
+
+
 def words_to_numbers(tokens: list[str]) -> list[str]:
     """Replace spelled numbers ("twenty five", "two point five", "a hundred") by digits."""
     out: list[str] = []

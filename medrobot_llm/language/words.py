@@ -61,6 +61,25 @@ _AMBIGUOUS_MARKERS: tuple[tuple[str, ...], ...] = (("all", "right"), ("right",))
 _BOUNDARY = frozenset([",", ";", ".", "!", "?", ":"])
 
 
+#: phrases that only say the steps go one after another, which every plan does: read word by word, "one" became
+#: a value ("scan both kidneys, one at a time" made a 1 N contact)
+IN_TURN: tuple[tuple[str, ...], ...] = (
+    ("one", "at", "a", "time"), ("one", "after", "the", "other"), ("one", "after", "another"), ("one", "by", "one"),
+    ("in", "turn"), ("in", "sequence"),
+)
+
+
+def _without_in_turn(tokens: list[str]) -> list[str]:
+    out: list[str] = []
+    i = 0
+    while i < len(tokens):
+        hit = next((p for p in IN_TURN if tuple(tokens[i:i + len(p)]) == p), None)
+        if hit is None:
+            out.append(tokens[i])
+        i += len(hit) if hit else 1
+    return out
+
+
 def drop_fillers(tokens: list[str]) -> list[str]:
     """The tokens without disfluencies anywhere and discourse markers at the start of a clause.
 
@@ -72,6 +91,7 @@ def drop_fillers(tokens: list[str]) -> list[str]:
     """
     spoken = [_MICROMETRE if t == "um" and k and _number_like(tokens[k - 1]) else t
               for k, t in enumerate(tokens) if t not in DISFLUENCIES or (t == "um" and k and _number_like(tokens[k - 1]))]
+    spoken = _without_in_turn(spoken) or spoken
     out: list[str] = []
     i = 0
     n = len(spoken)

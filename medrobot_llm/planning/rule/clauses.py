@@ -33,6 +33,7 @@ from medrobot_llm.planning.rule.model import (
     Clause,
     Item,
     Qty,
+    Question,
     Refusal,
     Stage,
     agent_kinds,
@@ -49,7 +50,19 @@ from medrobot_llm.planning.rule.returns import RETURN_CLAUSES
 SEQUENCE_WORDS = (("and", "then"), ("after", "that"), ("then",), ("afterwards",), ("followed", "by"), ("next",),
                 ("and", "after", "that"), ("once", "done"), ("when", "done"))
 
+#: phrases that start with a sequencing word and say a place, not an order ("next to the needle")
+PLACE_PHRASES = (("next", "to"),)
+
 _TIMES = {"once": 1, "twice": 2, "thrice": 3}
+
+#: words between a number and its unit that make the amount an addition to the present value ("one more
+#: centimetre", "two extra newtons"): read without them, the number lost its unit and became 1 mm or 2 N
+_ADDED = frozenset(["more", "extra", "additional", "further"])
+#: words after a force or speed that make it a change of the present one ("two newtons harder")
+_CHANGE_AFTER = frozenset(["more", "less", "harder", "softer", "firmer", "lighter", "stronger", "weaker", "faster",
+                           "slower", "higher", "lower", "up", "down"])
+#: dimensions whose arguments are settings, not motions: "by 5 N" is a change of a value the planner does not know
+_SETTING_DIMENSIONS = frozenset(["force", "speed"])
 
 #: words that only link a name to the sentence: "to the right" also holds the side "right"
 _LINK_WORDS = frozenset(["to", "toward", "towards", "the", "into", "onto", "of"])
@@ -150,9 +163,15 @@ class ClauseReader(Stage):
                 i += 1
                 continue
             hit = next((w for w in SEQUENCE_WORDS if tuple(tokens[i:i + len(w)]) == w), None)
+            if any(tuple(tokens[i:i + len(p)]) == p for p in PLACE_PHRASES):
+                hit = None
             if hit and cur and cur[-1] not in NOUN_ONLY_DETERMINERS:
                 parts.append(cur)
                 cur = []
+                i += len(hit)
+                continue
+            if hit and not cur:
+                # "next, park", "then then scan the liver": an order word with nothing before it orders nothing
                 i += len(hit)
                 continue
             if t in (",", "and") and cur and i + 1 < n:
@@ -400,6 +419,24 @@ class ClauseReader(Stage):
                 i += 1
                 continue
             unit_len, unit = unit_at(self.lex, toks, j)
+            if unit is None and j < n and toks[j] in _ADDED:
+                if toks[j + 1:j + 2] in (["time"], ["times"]) and not negative:
+                    # "sweep caudal one more time": the step once more, not a 1 mm sweep
+                    clause.count = int(value)
+                    clause.covered.update(range(i, j + 2))
+                    i = j + 2
+                    continue
+                added_len, added = unit_at(self.lex, toks, j + 1)
+                if added is not None:
+                    raise Question(f"'{' '.join(toks[i:j + 1 + added_len])}': more than what? The planner does not "
+                                   "know the present value; say the value itself")
+            dim_said = UNIT_WORDS[unit][0] if unit is not None else None
+            by = i > 0 and toks[i - 1] == "by"
+            if dim_said in _SETTING_DIMENSIONS and (by or toks[j + unit_len:j + unit_len + 1]
+                                                    and toks[j + unit_len] in _CHANGE_AFTER):
+                said = toks[i - by:j + unit_len + (0 if by else 1)]
+                raise Question(f"'{' '.join(said)}' changes the present {dim_said} by "
+                               f"an amount, and the planner does not know the present one; say the {dim_said} itself")
             # "10 by 15 cm": the second number's unit applies to the first too
             if unit is None and j + 1 < n and toks[j] in ("by", "x") and NUMBER.match(toks[j + 1]):
                 _, u2 = unit_at(self.lex, toks, j + 2)

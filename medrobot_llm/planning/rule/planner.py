@@ -14,8 +14,8 @@ from medrobot_llm.core.plan import Control, Plan, PlanStatus, Step
 from medrobot_llm.core.reasons import Reason
 from medrobot_llm.core.validator import WorldState, validate_plan
 from medrobot_llm.language.lexicon import Lexicon, lexicon
-from medrobot_llm.language.negation import asked_only, strike
-from medrobot_llm.language.numbers import words_to_numbers
+from medrobot_llm.language.negation import asked_only, condition, strike
+from medrobot_llm.language.numbers import one_described, words_to_numbers
 from medrobot_llm.language.phrases import match_phrases
 from medrobot_llm.language.screen import blanket_confirmation, screen_text
 from medrobot_llm.language.text import tokenize
@@ -50,6 +50,10 @@ from medrobot_llm.planning.rule.slips import read_as_said
 from medrobot_llm.planning.rule.steps import StepBuilder, establishes
 
 __all__ = ["RulePlanner", "screen_text"]
+
+
+#: entity kinds a step acts on: "the one under the liver" names one to say where another is
+_THINGS = frozenset(["organ", "anatomy", "object", "place"])
 
 
 class RulePlanner:
@@ -90,6 +94,10 @@ class RulePlanner:
         asking = wh_question(tokens)
         if asking is not None and names_robot(lex, tokens) is not None:
             return Plan.of_control(domain, Control.STATUS), True
+        cond = condition(tokens)
+        if cond is not None:
+            return Plan.clarify(domain, f"Should the robot do it now? The planner cannot check '{cond}'; look, then "
+                                        "say only the steps to do", Reason.AMBIGUOUS), True
         plan, understood = self._read(domain, text, world, lex, tokens if asking is None else asking)
         if asking is not None and (plan.status is PlanStatus.CLARIFY or plan.status is PlanStatus.OK and any(
                 lex.cs.skills[s.skill].hazard is not Hazard.NONE for s in plan.steps)):
@@ -115,6 +123,10 @@ class RulePlanner:
             return Plan.clarify(domain, f"Should the robot do it now? '{hedged}' hedges, asks about, quotes or "
                                         "only prepares the step; say the command without the hedge, or leave the "
                                         "step out", Reason.AMBIGUOUS), True
+        which = one_described(tokens)
+        if which is not None and any(m.phrase.name in _THINGS for m in match_phrases(which.split(), lex.entities, set())):
+            return Plan.clarify(domain, f"Which is '{which}'? Say it by its name (and side), not by what it is "
+                                        "near", Reason.AMBIGUOUS), True
         whose = speaker_side(tokens)
         if whose is not None:
             return Plan.clarify(domain, f"Whose point of view is '{whose}'? Sides and ways are the patient's; say "

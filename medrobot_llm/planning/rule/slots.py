@@ -41,6 +41,12 @@ _OFFSET_AXES: tuple[tuple[frozenset[str], tuple[int, int]], ...] = (
 )
 
 
+#: words that put a target's place beside, above or under the target: said with no amount, the offset is unknown,
+#: and the default (none) would put the tool on the target ("move psm1 next to the needle" went to the needle)
+_PLACE_WORDS = frozenset(["above", "over", "below", "under", "beneath", "beside", "near", "next", "behind",
+                          "alongside"])
+
+
 class SlotFiller(Stage):
     """A chosen skill's arguments from the clause: the names and numbers it says, what the command said
     before, and what the facts allow."""
@@ -271,6 +277,15 @@ class SlotFiller(Stage):
                                    f"(allowed {spec.args[best].min:g}..{spec.args[best].max:g} %)")
                 args[best] = clean_number(self._signed(spec, args, value, toks))
             q.used = True
+        # "over to the handover point" is a particle of the move, "next to the needle" a place
+        place = next((t for k, t in enumerate(toks) if t in _PLACE_WORDS
+                      and (t == "next" or toks[k + 1:k + 2] != ["to"])), None)
+        for a, spec_a in numeric:
+            if spec_a.type == "vector3" and a not in args and place is not None:
+                place_words = "next to" if place == "next" else place
+                self.state.questions.append(f"How far, and which way? '{place_words}' says where, not how far; say the "
+                                            f"{a.replace('_mm', '')} in mm or cm with its way (e.g. '1 cm above', "
+                                            "'2 cm to the left')")
         if clause.small:
             for a, s in numeric:
                 if a in args or not s.range_from:
