@@ -8,14 +8,14 @@ import json
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from _plan_judge import as_wanted
 from medrobot_llm.core.plan import Plan, PlanStatus
 from medrobot_llm.core.units import UNIT_WORDS
-from medrobot_llm.language.negation import CONDITIONS
-from medrobot_llm.language.words import IN_TURN
+from medrobot_llm.language.negation import CONDITIONS, CONDITIONS_FIRST
+from medrobot_llm.language.words import IN_TURN, PLACE_WORDS
 from medrobot_llm.planning.rule.clauses import SEQUENCE_WORDS
 from medrobot_llm.planning.rule.planner import RulePlanner
 
@@ -142,3 +142,78 @@ def test_every_command_the_attack_judged_right_stays_right() -> None:
     right = sum(as_wanted(r["domain"], planner.plan(r["domain"], r["text"]), [r["want"], *r.get("also_accepted", [])])
                 for r in rows)
     assert right >= 268, right
+
+
+_ORGANS = ["liver", "spleen", "left kidney", "right kidney", "gallbladder", "bladder"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.sampled_from(_ORGANS), st.sampled_from(_ORGANS), st.sampled_from(sorted(PLACE_WORDS)),
+       st.sampled_from(["scan the {a} {p} the {b}", "move over the {a} {p} the {b}"]))
+def test_a_second_target_that_only_says_where_the_first_is_is_asked(first: str, second: str, place: str,
+                                                                     form: str) -> None:
+    """"scan the left kidney beside the spleen" moved over the kidney, then made contact at the spleen."""
+    assume(first != second)
+    text = form.format(a=first, b=second, p="next to" if place == "next" else place)
+    plan = planner.plan("ultrasound", text)
+    assert plan.status is not PlanStatus.OK, (text, plan)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.sampled_from(_CASES), st.sampled_from(sorted(CONDITIONS_FIRST)),
+       st.sampled_from(["psm1 holds the needle", "the view is clear", "it is in position"]))
+def test_a_command_opened_by_a_condition_clause_is_asked_about(case: tuple[str, str], word: str, what: str) -> None:
+    """"when psm1 holds the needle, lift it" was the status intent (a wh-question) and "once psm1 has the needle,
+    hand it over" a handover without a grasp."""
+    domain, command = case
+    plan = planner.plan(domain, f"{word} {what}, {command}")
+    assert plan.status is PlanStatus.CLARIFY and word in (plan.question or ""), plan
+
+
+@pytest.mark.parametrize("word", sorted(CONDITIONS))
+@pytest.mark.parametrize("form", ["capture an image labelled 'check {w} cyst'", 'capture an image named "{w} in doubt"',
+                                  "capture an image labelled check {w} cyst"])
+def test_a_condition_word_inside_a_label_is_the_label(word: str, form: str) -> None:
+    plan = planner.plan("ultrasound", form.format(w=word))
+    assert plan.status is PlanStatus.OK and word in plan.steps[0].args["label"], plan
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.sampled_from(["raise", "increase", "decrease", "lower", "reduce", "bump"]), st.sampled_from(["2", "three"]),
+       st.sampled_from([("force", "newtons", "ultrasound"), ("gain", "percent", "ultrasound"),
+                        ("pressure", "n", "ultrasound")]))
+def test_a_setting_changed_by_an_amount_without_by_is_asked(verb: str, n: str, what: tuple[str, str, str]) -> None:
+    """"raise the force 3 N" set the force to 3 N and "gain up 10 %" the gain to 10 %."""
+    name, unit, domain = what
+    plan = planner.plan(domain, f"{verb} the {name} {n} {unit}")
+    assert plan.status is PlanStatus.CLARIFY and "present" in (plan.question or ""), plan
+    assert planner.plan(domain, f"{verb} the {name} to 12 {unit}").status is PlanStatus.OK
+
+
+@pytest.mark.parametrize("text,domain", [("lift the needle with psm1 10 mm less", "surgery"),
+                                         ("sweep caudal 2 cm less", "ultrasound"), ("move up 5 mm less", "xray")])
+def test_an_amount_less_than_before_is_asked(text: str, domain: str) -> None:
+    plan = planner.plan(domain, text)
+    assert plan.status is PlanStatus.CLARIFY and "than what" in (plan.question or ""), plan
+
+
+def _shape(plan: Plan) -> str:
+    return "ok:" + ";".join(s.skill for s in plan.steps) if plan.status is PlanStatus.OK else plan.status.value
+
+
+def _shape_said(got: str) -> str:
+    kind, _, rest = got.partition(":")
+    if kind == "ok":
+        return "ok:" + ";".join(step.split("(")[0].strip() for step in rest.split(";") if step.strip())
+    return {"ask": "clarify", "refuse": "refused"}.get(kind, kind)
+
+
+def test_every_command_the_second_attack_judged_right_keeps_its_plan() -> None:
+    """Round 2 (`tests/data/attack22_rel.jsonl`, 245 commands on conditions, places and relative amounts, used for
+    fixing since): its judge allowed implied steps, so the check is the plan's shape (status and skills) as it
+    judged it."""
+    rows = [json.loads(line) for line in (Path(__file__).parent / "data" / "attack22_rel.jsonl")
+            .read_text(encoding="utf-8").splitlines() if line.strip()]
+    changed = [r["text"] for r in rows if r["as_wanted"]
+               and _shape(planner.plan(r["domain"], r["text"])) != _shape_said(r["got"])]
+    assert changed == []

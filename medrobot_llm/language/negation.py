@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from medrobot_llm.language.inflection import is_form
 from medrobot_llm.language.lexicon import hazard_phrases, lexicon
 from medrobot_llm.language.phrases import SOFT, Phrase, match_phrases
+from medrobot_llm.language.words import LABEL_WORDS
 
 __all__ = ["CONDITIONS", "CONFIRMATIONS", "condition", "DEFERRALS", "DEFERRED_SUBJECTS", "HEDGES_AFTER", "HEDGES_BEFORE", "NEGATED_AFTER",
            "NEGATED_TAILS", "NEGATORS", "OBJECT_PRONOUNS", "PAST_AFTER", "RESTATING", "ZERO_COUNTS", "PAST_BEFORE", "Governed", "asked_only", "confirmation_spans", "governed", "strike"]
@@ -100,16 +101,33 @@ class Governed:
 
 #: words that make what follows hold only under a condition the planner cannot check ("if psm1 holds the needle,
 #: lift it" was planned as a grasp and a lift): the command is asked about, never run as if the condition held
-CONDITIONS: frozenset[str] = frozenset(["if", "unless", "whether"])
+CONDITIONS: frozenset[str] = frozenset(["if", "unless", "whether", "whenever", "provided", "providing"])
+#: words that say a condition only when they open the command with a clause of their own ("when psm1 holds the
+#: needle, lift it", "once it has the needle, hand it over"; a wh-question otherwise: "when is the scan done?"), and
+#: phrases of them that are no condition ("once done" orders, "when ready" defers)
+CONDITIONS_FIRST: frozenset[str] = frozenset(["when", "once", "should", "were", "after", "as"])
+_NO_CONDITION: tuple[tuple[str, ...], ...] = (("once", "done"), ("when", "done"), ("after", "that"), ("as", "well"),
+                                              ("once", "more"), ("as", "before"), *DEFERRALS)
+_IN_CASE = ("in", "case")
 
 
 def condition(tokens: list[str]) -> str | None:
-    """The first condition said (from its word to the next clause boundary), or None."""
-    k = next((i for i, t in enumerate(tokens) if t in CONDITIONS), None)
-    if k is None:
-        return None
-    end = next((i for i in range(k + 1, len(tokens)) if tokens[i] in _BOUNDARY), len(tokens))
-    return " ".join(tokens[k:end])
+    """The first condition said (from its word to the next clause boundary), or None; words inside quotation
+    marks or after a label word are a name, never a condition."""
+    naming = False
+    for k, t in enumerate(tokens):
+        if t in LABEL_WORDS or tokens[:k].count('"') % 2 == 1:
+            naming = naming or t in LABEL_WORDS
+            continue
+        if naming and t not in _BOUNDARY:
+            continue
+        naming = False
+        opens = k == 0 and t in CONDITIONS_FIRST and any(x in (",", "then") for x in tokens[k + 1:]) \
+            and not any(tuple(tokens[k:k + len(p)]) == p for p in _NO_CONDITION)
+        if t in CONDITIONS or tuple(tokens[k:k + 2]) == _IN_CASE or opens:
+            end = next((i for i in range(k + 1, len(tokens)) if tokens[i] in _BOUNDARY), len(tokens))
+            return " ".join(tokens[k:end])
+    return None
 
 
 def _at(tokens: list[str], k: int, table: tuple[tuple[str, ...], ...]) -> tuple[str, ...] | None:

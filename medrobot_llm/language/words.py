@@ -61,6 +61,11 @@ _AMBIGUOUS_MARKERS: tuple[tuple[str, ...], ...] = (("all", "right"), ("right",))
 _BOUNDARY = frozenset([",", ";", ".", "!", "?", ":"])
 
 
+#: words that put a place beside, above or under a thing: said of a target with no amount, the offset is unknown,
+#: and the default (none) would put the tool on the target ("move psm1 next to the needle" went to the needle);
+#: said between two targets, the second only says where the first is ("the left kidney beside the spleen")
+PLACE_WORDS = frozenset(["above", "over", "below", "under", "beneath", "beside", "near", "next", "behind",
+                         "alongside"])
 #: phrases that only say the steps go one after another, which every plan does: read word by word, "one" became
 #: a value ("scan both kidneys, one at a time" made a 1 N contact)
 IN_TURN: tuple[tuple[str, ...], ...] = (
@@ -280,3 +285,19 @@ def speaker_side(tokens: list[str]) -> str | None:
                 tokens[k + 2] in _POINTS_OF_VIEW:
             return " ".join(tokens[k:k + 3])
     return None
+
+
+#: words between a number and its unit that make the amount an addition to the present value ("one more
+#: centimetre", "two extra newtons"): read without them, the number lost its unit and became 1 mm or 2 N
+ADDED_WORDS: frozenset[str] = frozenset(["more", "extra", "additional", "further"])
+#: words after a force or speed that make it a change of the present one ("two newtons harder")
+CHANGE_AFTER: frozenset[str] = frozenset(["more", "less", "harder", "softer", "firmer", "lighter", "stronger",
+                                          "weaker", "faster", "slower", "higher", "lower", "up", "down"])
+#: dimensions whose arguments are settings, not motions: "by 5 N" is a change of a value the planner does not know
+SETTING_DIMENSIONS: frozenset[str] = frozenset(["force", "speed", "percent"])
+#: verbs that change a setting from its present value: with an amount not said as the new value ("raise the force
+#: 3 N", "gain up 10 %"), the amount is the change
+CHANGE_VERBS: frozenset[str] = frozenset(["increase", "raise", "decrease", "lower", "reduce", "bump", "drop", "up",
+                                          "down", "boost", "cut", "add", "subtract"])
+#: words before an amount that make it the new value itself ("increase the force to 12 N")
+NEW_VALUE_WORDS: frozenset[str] = frozenset(["to", "at", "of", "with", "="])

@@ -16,12 +16,17 @@ from medrobot_llm.language.numbers import FRACTIONS, NEGATIVE_SIGNS, vague_amoun
 from medrobot_llm.language.text import tokenize
 from medrobot_llm.language.phrases import SOFT, Match, Phrase, core_words, find_phrase, match_phrases, present_words
 from medrobot_llm.language.words import (
+    ADDED_WORDS,
+    CHANGE_AFTER,
+    CHANGE_VERBS,
     FILLER,
     FUNCTION_WORDS,
     LABEL_WORDS,
+    NEW_VALUE_WORDS,
     NOUN_ONLY_DETERMINERS,
     OTHER_MODALITIES,
     ROOM_OBJECTS,
+    SETTING_DIMENSIONS,
     SMALL_AMOUNT,
     UNSUPPORTED_ACTIONS,
     UNSUPPORTED_TARGETS,
@@ -55,14 +60,6 @@ PLACE_PHRASES = (("next", "to"),)
 
 _TIMES = {"once": 1, "twice": 2, "thrice": 3}
 
-#: words between a number and its unit that make the amount an addition to the present value ("one more
-#: centimetre", "two extra newtons"): read without them, the number lost its unit and became 1 mm or 2 N
-_ADDED = frozenset(["more", "extra", "additional", "further"])
-#: words after a force or speed that make it a change of the present one ("two newtons harder")
-_CHANGE_AFTER = frozenset(["more", "less", "harder", "softer", "firmer", "lighter", "stronger", "weaker", "faster",
-                           "slower", "higher", "lower", "up", "down"])
-#: dimensions whose arguments are settings, not motions: "by 5 N" is a change of a value the planner does not know
-_SETTING_DIMENSIONS = frozenset(["force", "speed"])
 
 #: words that only link a name to the sentence: "to the right" also holds the side "right"
 _LINK_WORDS = frozenset(["to", "toward", "towards", "the", "into", "onto", "of"])
@@ -419,7 +416,7 @@ class ClauseReader(Stage):
                 i += 1
                 continue
             unit_len, unit = unit_at(self.lex, toks, j)
-            if unit is None and j < n and toks[j] in _ADDED:
+            if unit is None and j < n and toks[j] in ADDED_WORDS:
                 if toks[j + 1:j + 2] in (["time"], ["times"]) and not negative:
                     # "sweep caudal one more time": the step once more, not a 1 mm sweep
                     clause.count = int(value)
@@ -432,11 +429,17 @@ class ClauseReader(Stage):
                                    "know the present value; say the value itself")
             dim_said = UNIT_WORDS[unit][0] if unit is not None else None
             by = i > 0 and toks[i - 1] == "by"
-            if dim_said in _SETTING_DIMENSIONS and (by or toks[j + unit_len:j + unit_len + 1]
-                                                    and toks[j + unit_len] in _CHANGE_AFTER):
+            after = toks[j + unit_len] if j + unit_len < n else None
+            changed = any(t in CHANGE_VERBS for t in toks[:i]) and not (i > 0 and toks[i - 1] in NEW_VALUE_WORDS)
+            if after in ("less", "fewer"):
+                # "lift psm1 10 mm less": less than what was done before, which the planner does not know
+                raise Question(f"'{' '.join(toks[i:j + unit_len + 1])}' than what? The planner does not know the "
+                               "value before; say the value itself")
+            if dim_said in SETTING_DIMENSIONS and (by or changed or after in CHANGE_AFTER):
                 said = toks[i - by:j + unit_len + (0 if by else 1)]
-                raise Question(f"'{' '.join(said)}' changes the present {dim_said} by "
-                               f"an amount, and the planner does not know the present one; say the {dim_said} itself")
+                what = "setting" if dim_said == "percent" else dim_said
+                raise Question(f"'{' '.join(said)}' changes the present {what} by an amount, and the planner does not "
+                               f"know the present one; say the {what} itself")
             # "10 by 15 cm": the second number's unit applies to the first too
             if unit is None and j + 1 < n and toks[j] in ("by", "x") and NUMBER.match(toks[j + 1]):
                 _, u2 = unit_at(self.lex, toks, j + 2)

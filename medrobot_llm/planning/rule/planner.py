@@ -24,6 +24,7 @@ from medrobot_llm.language.words import (
     FILLER,
     FUNCTION_WORDS,
     MANNER_WORDS,
+    PLACE_WORDS,
     QUALITY_WORDS,
     drop_fillers,
     speaker_side,
@@ -54,6 +55,22 @@ __all__ = ["RulePlanner", "screen_text"]
 
 #: entity kinds a step acts on: "the one under the liver" names one to say where another is
 _THINGS = frozenset(["organ", "anatomy", "object", "place"])
+#: words that end one step's words and start another's: a place word across them belongs to the next step
+_CLAUSE_BREAKS = frozenset([",", ";", ".", "and", "then", "next", "after", "afterwards", "followed"])
+
+
+def _landmark_of_a_target(lex: Lexicon, tokens: list[str]) -> str | None:
+    """"scan the left kidney beside the spleen" scanned the kidney's window, then made contact at the spleen's: the
+    words from a place word to a second target named right after a first, or None."""
+    things = sorted((m for m in match_phrases(tokens, lex.entities, set()) if m.phrase.name in _THINGS),
+                    key=lambda m: m.positions[0])
+    for first, second in zip(things, things[1:]):
+        between = tokens[first.positions[-1] + 1:second.positions[0]]
+        place = next((k for k, t in enumerate(between) if t in PLACE_WORDS), None)
+        breaks = [t for k, t in enumerate(between) if t in _CLAUSE_BREAKS and between[k:k + 2] != ["next", "to"]]
+        if place is not None and not breaks:
+            return " ".join(between[place:] + tokens[second.positions[0]:second.positions[-1] + 1])
+    return None
 
 
 class RulePlanner:
@@ -88,16 +105,16 @@ class RulePlanner:
             return Plan.of_control(domain, control), True
         if control_intent(tokens, lex, embedded_stop=True) is Control.STOP:
             return Plan.of_control(domain, Control.STOP), True
+        cond = condition(tokens)
+        if cond is not None:
+            return Plan.clarify(domain, f"Should the robot do it now? The planner cannot check '{cond}'; look, then "
+                                        "say only the steps to do", Reason.AMBIGUOUS), True
         control = asked_intent(tokens)
         if control is not None:
             return Plan.of_control(domain, control), True
         asking = wh_question(tokens)
         if asking is not None and names_robot(lex, tokens) is not None:
             return Plan.of_control(domain, Control.STATUS), True
-        cond = condition(tokens)
-        if cond is not None:
-            return Plan.clarify(domain, f"Should the robot do it now? The planner cannot check '{cond}'; look, then "
-                                        "say only the steps to do", Reason.AMBIGUOUS), True
         plan, understood = self._read(domain, text, world, lex, tokens if asking is None else asking)
         if asking is not None and (plan.status is PlanStatus.CLARIFY or plan.status is PlanStatus.OK and any(
                 lex.cs.skills[s.skill].hazard is not Hazard.NONE for s in plan.steps)):
@@ -127,6 +144,10 @@ class RulePlanner:
         if which is not None and any(m.phrase.name in _THINGS for m in match_phrases(which.split(), lex.entities, set())):
             return Plan.clarify(domain, f"Which is '{which}'? Say it by its name (and side), not by what it is "
                                         "near", Reason.AMBIGUOUS), True
+        landmark = _landmark_of_a_target(lex, tokens)
+        if landmark is not None:
+            return Plan.clarify(domain, f"Which is the target? '{landmark}' names a second one to say where the "
+                                        "first is; say only the one to act on", Reason.AMBIGUOUS), True
         whose = speaker_side(tokens)
         if whose is not None:
             return Plan.clarify(domain, f"Whose point of view is '{whose}'? Sides and ways are the patient's; say "

@@ -12,6 +12,7 @@ from medrobot_llm.core.command_set import ArgSpec, SkillSpec
 from medrobot_llm.language.numbers import FRACTIONS, NEGATIVE_SIGNS
 from medrobot_llm.language.phrases import SOFT, find_phrase
 from medrobot_llm.language.text import tokenize
+from medrobot_llm.language.words import PLACE_WORDS
 from medrobot_llm.planning.rule.lists import Listed, combine_lists
 from medrobot_llm.planning.rule.model import (
     Clause,
@@ -39,12 +40,6 @@ _OFFSET_AXES: tuple[tuple[frozenset[str], tuple[int, int]], ...] = (
     (frozenset(["behind", "beyond", "past", "forward", "forwards", "away", "farther", "further"]), (1, 1)),
     (frozenset(["front", "backward", "backwards", "closer", "nearer", "toward", "towards"]), (1, -1)),
 )
-
-
-#: words that put a target's place beside, above or under the target: said with no amount, the offset is unknown,
-#: and the default (none) would put the tool on the target ("move psm1 next to the needle" went to the needle)
-_PLACE_WORDS = frozenset(["above", "over", "below", "under", "beneath", "beside", "near", "next", "behind",
-                          "alongside"])
 
 
 class SlotFiller(Stage):
@@ -278,7 +273,7 @@ class SlotFiller(Stage):
                 args[best] = clean_number(self._signed(spec, args, value, toks))
             q.used = True
         # "over to the handover point" is a particle of the move, "next to the needle" a place
-        place = next((t for k, t in enumerate(toks) if t in _PLACE_WORDS
+        place = next((t for k, t in enumerate(toks) if t in PLACE_WORDS
                       and (t == "next" or toks[k + 1:k + 2] != ["to"])), None)
         for a, spec_a in numeric:
             if spec_a.type == "vector3" and a not in args and place is not None:
