@@ -52,9 +52,16 @@ class Match:
 
 
 @functools.cache
+@functools.cache
 def core_words(words: tuple[str, ...]) -> tuple[str, ...]:
-    """The words of a phrase that must be said; soft words may be left out ("take shot")."""
+    """The words of a phrase that must be said; soft words may be left out ("take shot"). Kept per phrase: every
+    match asks it of every phrase of the lexicon."""
     return tuple(w for w in words if w not in SOFT) or words
+
+
+@functools.cache
+def _core_set(words: tuple[str, ...]) -> frozenset[str]:
+    return frozenset(core_words(words))
 
 
 def present_words(tokens: list[str]) -> set[str]:
@@ -110,7 +117,7 @@ def match_phrases(tokens: list[str], phrases: list[Phrase], taken: set[int],
     out: list[Match] = []
     used: set[int] = set(taken) | skip
     present = present_words(tokens)
-    candidates = [p for p in phrases if all(w in present for w in core_words(p.words))]
+    candidates = [p for p in phrases if _core_set(p.words) <= present]
     for allow_gaps in (False, True):
         for p in candidates:
             if allow_gaps and len(core_words(p.words)) < 2:

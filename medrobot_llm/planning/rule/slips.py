@@ -76,7 +76,15 @@ def _ways(domain: str) -> frozenset[str]:
 def read_as_said(domain: str, tokens: list[str]) -> tuple[list[str], dict[str, str]]:
     """``tokens`` with slips read as the words they are of, and what was read for what."""
     lex = lexicon(domain)
-    units = frozenset(w for u in UNIT_WORDS for w in tokenize(u))
-    return read_slips(tokens, lambda t: known(lex, t) or t in FRACTIONS or t in _SCOPE_WORDS, units=units,
-                      vocabulary=_vocabulary(domain), signs=_ways(domain),
-                      everywhere=frozenset(w for d in DOMAINS for w in _vocabulary(d)))
+    return read_slips(tokens, lambda t: known(lex, t) or t in FRACTIONS or t in _SCOPE_WORDS, units=_unit_words(),
+                      vocabulary=_vocabulary(domain), signs=_ways(domain), everywhere=_every_vocabulary())
+
+
+@functools.cache
+def _unit_words() -> frozenset[str]:
+    return frozenset(w for u in UNIT_WORDS for w in tokenize(u))
+
+
+@functools.cache
+def _every_vocabulary() -> frozenset[str]:
+    return frozenset(w for d in DOMAINS for w in _vocabulary(d))
