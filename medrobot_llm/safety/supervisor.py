@@ -116,6 +116,7 @@ class Supervisor(AdmissionMixin, StepGateMixin, LatchMixin):
         self._refusal: str | None = None
         self._refusal_expired = False
         self._audit_error: Exception | None = None
+        self._last_seq = -1
         self._in_fault_handler = False
         self._progress: dict[str, Any] = {}
         self.reason = ""

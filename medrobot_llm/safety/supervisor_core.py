@@ -81,6 +81,7 @@ class SupervisorCore:
     _refusal: str | None
     _refusal_expired: bool
     _audit_error: Exception | None
+    _last_seq: int  # the number of the last record this supervisor logged
     _in_fault_handler: bool
     _progress: dict[str, Any]
     _listeners: list[ev.EventListener]
@@ -339,9 +340,17 @@ class SupervisorCore:
                 if not self._in_fault_handler:
                     self._enter_fault(f"the audit log cannot be written ({type(exc).__name__}: {exc})")
             raise AuditLogError(str(exc)) from exc
+        self._last_seq = seq
         if self._listeners:
             self._events.put(event.model_copy(update={"seq": seq}))
         return seq
+
+    @property
+    def last_seq(self) -> int:
+        """The number of the last record this supervisor logged and handed to its listeners (-1: none yet). A
+        listener waiting for a run's records waits for this one, not for the log's last: others write to the same
+        log (the scene its hazard records, the session the recording it made), and those never reach listeners."""
+        return self._last_seq
 
     @property
     def records_pending(self) -> bool:
