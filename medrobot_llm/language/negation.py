@@ -17,8 +17,8 @@ from medrobot_llm.language.lexicon import hazard_phrases, lexicon
 from medrobot_llm.language.phrases import SOFT, Phrase, match_phrases
 from medrobot_llm.language.words import LABEL_WORDS
 
-__all__ = ["CONDITIONS", "CONFIRMATIONS", "condition", "DEFERRALS", "DEFERRED_SUBJECTS", "HEDGES_AFTER", "HEDGES_BEFORE", "NEGATED_AFTER",
-           "NEGATED_TAILS", "NEGATORS", "OBJECT_PRONOUNS", "PAST_AFTER", "RESTATING", "ZERO_COUNTS", "PAST_BEFORE", "Governed", "asked_only", "confirmation_spans", "governed", "strike"]
+__all__ = ["CONDITIONS", "CONDITIONS_FIRST", "CONFIRMATIONS", "DEFERRALS", "DEFERRED_SUBJECTS", "HEDGES_AFTER",
+           "HEDGES_BEFORE", "NEGATED_AFTER", "condition", "NEGATED_TAILS", "NEGATORS", "OBJECT_PRONOUNS", "PAST_AFTER", "RESTATING", "ZERO_COUNTS", "PAST_BEFORE", "Governed", "asked_only", "confirmation_spans", "governed", "strike"]
 
 #: words that negate the step phrase after them, in the same clause
 NEGATORS: tuple[tuple[str, ...], ...] = (

@@ -52,7 +52,6 @@ class Match:
 
 
 @functools.cache
-@functools.cache
 def core_words(words: tuple[str, ...]) -> tuple[str, ...]:
     """The words of a phrase that must be said; soft words may be left out ("take shot"). Kept per phrase: every
     match asks it of every phrase of the lexicon."""

@@ -60,7 +60,6 @@ PLACE_PHRASES = (("next", "to"),)
 
 _TIMES = {"once": 1, "twice": 2, "thrice": 3}
 
-
 #: words that only link a name to the sentence: "to the right" also holds the side "right"
 _LINK_WORDS = frozenset(["to", "toward", "towards", "the", "into", "onto", "of"])
 

@@ -29,7 +29,7 @@ from medrobot_llm.language.words import (
     drop_fillers,
     speaker_side,
 )
-from medrobot_llm.planning.rule.clauses import SEQUENCE_WORDS, ClauseReader
+from medrobot_llm.planning.rule.clauses import PLACE_PHRASES, SEQUENCE_WORDS, ClauseReader
 from medrobot_llm.planning.rule.intents import (
     asked_intent,
     control_intent,
@@ -56,7 +56,7 @@ __all__ = ["RulePlanner", "screen_text"]
 #: entity kinds a step acts on: "the one under the liver" names one to say where another is
 _THINGS = frozenset(["organ", "anatomy", "object", "place"])
 #: words that end one step's words and start another's: a place word across them belongs to the next step
-_CLAUSE_BREAKS = frozenset([",", ";", ".", "and", "then", "next", "after", "afterwards", "followed"])
+_CLAUSE_BREAKS = frozenset([",", ";", ".", "and", *(words[0] for words in SEQUENCE_WORDS)])
 
 
 def _landmark_of_a_target(lex: Lexicon, tokens: list[str]) -> str | None:
@@ -67,7 +67,8 @@ def _landmark_of_a_target(lex: Lexicon, tokens: list[str]) -> str | None:
     for first, second in zip(things, things[1:]):
         between = tokens[first.positions[-1] + 1:second.positions[0]]
         place = next((k for k, t in enumerate(between) if t in PLACE_WORDS), None)
-        breaks = [t for k, t in enumerate(between) if t in _CLAUSE_BREAKS and between[k:k + 2] != ["next", "to"]]
+        breaks = [t for k, t in enumerate(between)
+                  if t in _CLAUSE_BREAKS and tuple(between[k:k + 2]) not in PLACE_PHRASES]
         if place is not None and not breaks:
             return " ".join(between[place:] + tokens[second.positions[0]:second.positions[-1] + 1])
     return None
@@ -141,7 +142,8 @@ class RulePlanner:
                                         "only prepares the step; say the command without the hedge, or leave the "
                                         "step out", Reason.AMBIGUOUS), True
         which = one_described(tokens)
-        if which is not None and any(m.phrase.name in _THINGS for m in match_phrases(which.split(), lex.entities, set())):
+        if which is not None and any(m.phrase.name in _THINGS
+                                     for m in match_phrases(which.split(), lex.entities, set())):
             return Plan.clarify(domain, f"Which is '{which}'? Say it by its name (and side), not by what it is "
                                         "near", Reason.AMBIGUOUS), True
         landmark = _landmark_of_a_target(lex, tokens)
