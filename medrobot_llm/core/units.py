@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import re
 
-__all__ = ["DIMENSION_OF_UNIT", "UNIT_WORDS", "UnitError", "convert", "parse_quantity"]
+__all__ = ["DIMENSION_OF_UNIT", "UNIT_WORDS", "UnitError", "convert", "parse_quantity", "unit_readings"]
 
 
 class UnitError(ValueError):
@@ -39,6 +39,16 @@ _TABLE: dict[tuple[str, float], tuple[str, ...]] = {
 for (_dim, _factor), _words in _TABLE.items():
     for _w in _words:
         UNIT_WORDS[_w] = (_dim, _factor)
+
+
+
+def unit_readings(dimension: str) -> tuple[tuple[str, float], ...]:
+    """The units a number said without one could be in, for ``dimension``: each unit once, by its plural name
+    where it has one, with its factor to the plan unit. Units finer than the plan's are left out: nobody
+    leaves off "microns" and means them."""
+    return tuple((next((w for w in words if w.isalpha() and len(w) > 4 and w.endswith("s")), words[0]), factor)
+                 for (dim, factor), words in _TABLE.items() if dim == dimension and factor >= 1.0)
+
 
 # the plan unit of every dimension, as skill files spell it
 DIMENSION_OF_UNIT: dict[str, str] = {"mm": "length", "deg": "angle", "N": "force", "mm/s": "speed", "%": "percent"}

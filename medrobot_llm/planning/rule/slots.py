@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from medrobot_llm.core.command_set import ArgSpec, SkillSpec
+from medrobot_llm.core.units import unit_readings
 from medrobot_llm.language.numbers import FRACTIONS, NEGATIVE_SIGNS
 from medrobot_llm.language.phrases import SOFT, find_phrase
 from medrobot_llm.language.text import tokenize
@@ -250,6 +251,9 @@ class SlotFiller(Stage):
                 continue
             s = spec.args[best]
             value = -abs(q.value) if q.negative else q.value
+            if q.dim is None and self._unit_needed(spec, best, args, q.text, value):
+                q.used = True
+                continue
             if s.type == "vector3":
                 named = {k for it in clause.items if it.used for k in it.positions}
                 around = {toks[k] for k in range(max(0, q.start - 4), min(len(toks), q.end + 4))
@@ -295,6 +299,31 @@ class SlotFiller(Stage):
                                                     "'a bit' says how far, not which way")
                         continue
                     args[a] = clean_number(self._signed(spec, args, ev.small, toks))
+
+    def _unit_needed(self, spec: SkillSpec, name: str, args: dict[str, Any], said: str, value: float) -> bool:
+        """A number said without its unit is in the argument's plan unit only when no other unit of the same
+        kind would make it an allowed value: "lift 2" is 2 mm or 2 cm, a tenfold difference the person has to
+        settle (a misheard "1 cm" came out as "one psm"), and "sweep 1" is not refused as 1 mm when 1 cm is
+        allowed; "rotate 30" can only be degrees. The number is then left unused, and a limit the rest of the
+        command breaks still refuses."""
+        s = spec.args[name]
+        lo, hi = s.min, s.max
+        if s.range_from:
+            ref = args.get(s.range_from)
+            ev = self.cs.entity_value(ref, spec.args[s.range_from]) if isinstance(ref, str) else None
+            lo, hi = (ev.min, ev.max) if ev is not None else (None, None)
+        dim = dimension(s, self.cs, spec, args)
+        if lo is None or hi is None or dim is None or value == 0:
+            return False
+        readings = [(word, factor) for word, factor in unit_readings(dim)
+                    if any(lo <= v * factor <= hi for v in (value, -value))]
+        if any(factor != 1.0 for _, factor in readings):
+            readings_said = [word for word, _ in readings]
+            units = " or ".join(readings_said) if len(readings_said) < 3 else \
+                f"{', '.join(readings_said[:-1])} or {readings_said[-1]}"
+            self.state.questions.append(f"'{said}' in what unit: {units}? Say the {name.split('_')[0]} with its unit")
+            return True
+        return False
 
     def _named_by_way(self, spec: SkillSpec, clause: Clause, args: dict[str, Any]) -> None:
         """"tilt the probe 10 degrees toward the head": the axis is not named, but the way said is the sign of
