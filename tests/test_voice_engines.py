@@ -194,7 +194,7 @@ def test_whisper_hears_a_command_and_nothing_in_silence_or_noise(tmp_path: Path)
 
     from medrobot_llm.consoles.voice.asr import load_wav
     from medrobot_llm.consoles.voice.console import DEFAULT_THRESHOLD
-    from medrobot_llm.consoles.voice.whisper import WhisperRecognizer
+    from medrobot_llm.consoles.voice.whisper import CONFIDENCE_EXPONENT, WhisperRecognizer
 
     rec = WhisperRecognizer("xray", cpu_threads=1)
     wav = tmp_path / "c.wav"
@@ -205,6 +205,10 @@ def test_whisper_hears_a_command_and_nothing_in_silence_or_noise(tmp_path: Path)
     assert plan_signature(planner.plan("xray", heard.text)) == plan_signature(
         planner.plan("xray", "collimate to the pelvis")), heard
     assert heard.confidence >= DEFAULT_THRESHOLD and heard.engine == "whisper"
+    # Whisper's own score is put on the console's scale (0.5 of it is the threshold), and kept for the log
+    assert 0.5 ** CONFIDENCE_EXPONENT == pytest.approx(DEFAULT_THRESHOLD)
+    assert heard.confidence == pytest.approx(heard.details["whisper_score"] ** CONFIDENCE_EXPONENT, abs=1e-4)
+    assert heard.details["whisper_score"] < heard.confidence < 1.0
     for name, clip in noise_clips().items():
         tr = rec.transcribe(Audio(clip, name))
         assert tr.confidence < DEFAULT_THRESHOLD and not tr.stop, (name, tr)
