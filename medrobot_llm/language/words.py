@@ -255,7 +255,8 @@ QUALITY_WORDS: frozenset[str] = frozenset(
 #: one is asked about by name unless a phrase of the command set covers it ("press harder" sets a force)
 MANNER_WORDS: frozenset[str] = frozenset(
     ["slowly", "slow", "quickly", "quick", "fast", "rapidly", "swiftly", "briskly", "hastily", "abruptly",
-     "gently", "gentle", "softly", "lightly", "firmly", "forcefully", "hard", "carefully", "cautiously"]
+     "gently", "gentle", "softly", "lightly", "firmly", "forcefully", "hard", "carefully", "cautiously", "firm", "soft",
+     "strong", "heavy"]
 )
 #: words that introduce a free-text label ("save it labelled baseline")
 LABEL_WORDS: frozenset[str] = frozenset(["labelled", "labeled", "label", "called", "named", "titled", "tagged",

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 from medrobot_llm.language.phrases import SOFT, Match, core_words
 from medrobot_llm.planning.rule.model import (
+    COUNT_ADJECTIVES,
+    NUMBER,
     POSSESSIVE,
     Choice,
     Clause,
     Refusal,
     Stage,
     agent_kinds,
+    count_nouns,
     dimension,
     skill_specs,
 )
@@ -27,7 +30,8 @@ class SkillChooser(Stage):
         best: tuple[float, str, str, int] | None = None
         phrase_size: dict[tuple[str, str], tuple[int, int]] = {}
         for m in clause.skills:
-            if self._inside_name(clause, m) or self._causative(clause, m):
+            if self._inside_name(clause, m) or self._causative(clause, m) or self._argument_word(clause, m) \
+                    or self._counted_noun(clause, m):
                 continue
             key = (m.phrase.kind, m.phrase.name)
             weight = m.size * 10 - m.gaps * 3 + (15 if self._destination(clause, m) else 0)
@@ -42,6 +46,9 @@ class SkillChooser(Stage):
                     phrase_size[("skill", v)] = max(phrase_size.get(("skill", v), (0, 0)), (25, 1))
         self._moved_agent(clause, phrase_size)
         candidates: list[tuple[str, str]] = list(phrase_size)
+        again = self._elided_task(clause) if not candidates else None
+        if again is not None:
+            return again
         if not candidates:
             candidates = [("skill", s) for s in self.cs.skills]
         for kind, name in candidates:
@@ -72,6 +79,47 @@ class SkillChooser(Stage):
         if best is None:
             raise Refusal(self._not_understood(clause), understood=False)
         return self._target_value(clause, Choice(best[1], best[2], best[3]))
+
+    def _counted_noun(self, clause: Clause, m: Match) -> bool:
+        """"2 more images", "another image": a word counted is a noun, never the verb of a whole task it also is
+        ("image the liver" scans). A counted skill word is that skill ("two shots")."""
+        return m.phrase.kind == "task" and len(m.positions) == 1 and m.start == _counted_at(clause)
+
+
+    def _argument_word(self, clause: Clause, m: Match) -> bool:
+        """"scan the thyroid with 5 N pressure": a word that names an argument of the verb said before it
+        (a keyword of one of its numbers) is that argument, even where it also names a skill of its own
+        ("(more) pressure" sets the force): the scan was planned as a bare force change. Only the words said
+        count: "more pressure" is still a change of force."""
+        said = {clause.tokens[k] for k in m.positions}
+        near = clause.tokens[max(0, m.start - 2):m.start] + clause.tokens[m.positions[-1] + 1:m.positions[-1] + 3]
+        if set(m.phrase.words) - said & set(near):
+            return False
+        for other in clause.skills:
+            if other is m or other.start >= m.start or (other.phrase.kind, other.phrase.name) == (m.phrase.kind,
+                                                                                                  m.phrase.name):
+                continue
+            keywords = {k for s in skill_specs(self.cs, other.phrase.kind, other.phrase.name)
+                        for a in s.args.values() if a.type == "number" for k in a.keywords}
+            if said <= keywords:
+                return True
+        return False
+
+    def _elided_task(self, clause: Clause) -> Choice | None:
+        """"scan the liver, then the spleen": a clause without a verb that names only what the task before
+        acts on asks for that task again. Chosen by what it names alone, it was a move to the spleen's window
+        with no contact and no sweep, a plan that moves and is not what was said."""
+        previous = self.state.previous
+        if previous is not None and _counted_at(clause) is not None and not clause.items:
+            # "capture an image, then 2 more images": the noun counted names no verb; the count repeats the last
+            return Choice(previous.kind, previous.name, 0)
+        if previous is None or previous.kind != "task" or not clause.items:
+            return None
+        specs = skill_specs(self.cs, previous.kind, previous.name)
+        takes = {e for s in specs for a in s.args.values() if a.type == "enum" for e in a.entities}
+        if all(any(e in takes for e, _ in it.options) for it in clause.items):
+            return Choice(previous.kind, previous.name, 0)
+        return None
 
     def _moved_agent(self, clause: Clause, phrase_size: dict[tuple[str, str], tuple[int, int]]) -> None:
         """"take the left arm to the vessel", "bring psm1 over to the needle": a verb whose object is the
@@ -175,3 +223,13 @@ class SkillChooser(Stage):
         said = " ".join(clause.tokens)
         return (f"'{said}' is not something the {self.cs.domain} command set can do "
                 f"(its skills: {', '.join(self.cs.skills)})")
+
+
+def _counted_at(clause: Clause) -> int | None:
+    """Where the clause counts a noun ("2 more images", "another shot"), if it does."""
+    toks = clause.tokens
+    for k in range(1, len(toks)):
+        if toks[k] in count_nouns() and (NUMBER.match(toks[k - 1]) is not None or toks[k - 1] in COUNT_ADJECTIVES
+                                         or toks[k - 1] == "another"):
+            return k
+    return None

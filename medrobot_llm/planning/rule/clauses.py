@@ -33,6 +33,7 @@ from medrobot_llm.language.words import (
 )
 from medrobot_llm.planning.rule.model import (
     ANSWER_WORDS,
+    COUNT_ADJECTIVES,
     NUMBER,
     VERB_PARTICLES,
     Clause,
@@ -63,7 +64,6 @@ _TIMES = {"once": 1, "twice": 2, "thrice": 3}
 #: words that only link a name to the sentence: "to the right" also holds the side "right"
 _LINK_WORDS = frozenset(["to", "toward", "towards", "the", "into", "onto", "of"])
 
-_COUNT_ADJECTIVES = frozenset(["more", "additional", "extra", "further", "new", "separate", "single", "of"])
 
 _PRONOUNS = frozenset(["it", "them", "him", "her", "this", "that", "everything", "both", "back"])
 
@@ -445,7 +445,7 @@ class ClauseReader(Stage):
                 if u2 is not None:
                     unit = u2
             noun = next((k for k in range(j, min(j + 3, n)) if toks[k] in count_nouns()
-                         and all(x in clause.covered or toks[x] in _COUNT_ADJECTIVES for x in range(j, k))), None)
+                         and all(x in clause.covered or toks[x] in COUNT_ADJECTIVES for x in range(j, k))), None)
             if noun is not None and unit is None and not negative:
                 clause.count = int(value)
                 clause.count_noun = toks[noun]

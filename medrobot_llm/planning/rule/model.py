@@ -31,6 +31,9 @@ from medrobot_llm.language.words import (
 )
 
 NUMBER = re.compile(r"^\d+(\.\d+)?$")
+
+#: words that may stand between a count and the noun counted ("2 more images", "one extra shot")
+COUNT_ADJECTIVES = frozenset(["more", "additional", "extra", "further", "new", "separate", "single", "of"])
 #: words that answer a question rather than ask for something ("yes, scan the liver")
 ANSWER_WORDS = frozenset(["no", "nope", "yes", "yeah", "yep", "ok", "okay", "alright", "right", "sure", ",", "."])
 POSSESSIVE = frozenset(["the", "its", "their", "his", "her", "your", "my", "our", "a"])
@@ -140,6 +143,8 @@ class ParseState:
     clauses: list[Clause] = field(default_factory=list)
     #: the world's facts before any step of this plan: what the robot says, told apart from what the plan set
     given: dict[str, Any] = field(default_factory=dict)
+    #: what the clause before asked for: a clause that names only a target ("then the spleen") asks for it again
+    previous: Choice | None = None
 
     def __post_init__(self) -> None:
         self.given = dict(self.world.facts)

@@ -62,7 +62,8 @@ class SlotFiller(Stage):
             if a in args:
                 continue
             allowed = allowed_values(self.cs, spec, a, s, args)
-            item = self._pick(clause, a, s, allowed)
+            others = frozenset(e for b, x in spec.args.items() if b != a for e in x.entities)
+            item = self._pick(clause, a, s, allowed, others)
             if item is not None:
                 args[a] = self._switched_off(spec, a, item, allowed, clause)
         self._named_by_way(spec, clause, args)
@@ -107,7 +108,8 @@ class SlotFiller(Stage):
             return value
         return others[0]
 
-    def _pick(self, clause: Clause, name: str, s: ArgSpec, allowed: tuple[str, ...]) -> str | None:
+    def _pick(self, clause: Clause, name: str, s: ArgSpec, allowed: tuple[str, ...],
+              others: frozenset[str] = frozenset()) -> str | None:
         toks = clause.tokens
         prep = name.split("_")[0] if name.startswith(("from_", "to_")) else None
         for it in clause.items:
@@ -117,8 +119,11 @@ class SlotFiller(Stage):
             if v is None:
                 v = it.value_for(s.entities, self.cs.allowed_values(s) + s.exclude)
             after = toks[it.end + 1:it.end + 2]
-            if v is None and (prep is not None or after == ["one"] or toks[max(0, it.start - 2):it.start]
-                              in (["with", "the"], ["using", "the"])):
+            # "the right one" is this argument's value by its first word only when the skill has no other
+            # argument the word names: "AP of the left knee, then the right one" is the right knee, not a right
+            # oblique of the left one
+            if v is None and (prep is not None or (after == ["one"] and not any(e in others for e, _ in it.options))
+                              or toks[max(0, it.start - 2):it.start] in (["with", "the"], ["using", "the"])):
                 words = [toks[k] for k in sorted(it.positions) if toks[k] not in SOFT and toks[k] not in
                          ("to", "from", "toward", "towards", "into", "over")]
                 if len(words) == 1:
@@ -188,8 +193,11 @@ class SlotFiller(Stage):
 
     def same_as_before(self, spec: SkillSpec, args: dict[str, Any], clause: Clause) -> None:
         """"lateral of the pelvis and a shot, then the same on the sacrum": "the same" keeps what the last step
-        of this skill chose and this clause does not say (the lateral view), rather than the default (AP)."""
-        if "same" not in clause.tokens:
+        of this skill chose and this clause does not say (the lateral view), rather than the default (AP). So
+        does a clause without a verb of its own ("lateral of the left hip, then the right one": a lateral)."""
+        if "same" in clause.tokens:
+            self._same_amount(spec, args, clause)
+        elif clause.skills:
             return
         prev = next((st for st in reversed(self.state.done) if st.skill == spec.name), None)
         if prev is None:
@@ -198,6 +206,27 @@ class SlotFiller(Stage):
             if a not in args and a in prev.args and s.type == "enum" and not s.values_from \
                     and prev.args[a] in allowed_values(self.cs, spec, a, s, args):
                 args[a] = prev.args[a]
+
+    def _same_amount(self, spec: SkillSpec, args: dict[str, Any], clause: Clause) -> None:
+        """"scan the spleen with the same force": the amount an earlier step of this plan set for the argument
+        named after "same" (its name or a keyword), not the default; with no such step the planner does not
+        know which it is, and asks. It took the default 8 N after a 5 N scan."""
+        toks = clause.tokens
+        for a, s in spec.args.items():
+            if a in args or s.type != "number":
+                continue
+            words = {a.split("_")[0], *s.keywords}
+            said = next((k for k, t in enumerate(toks) if t == "same"
+                         and any(w in words for w in toks[k + 1:k + 3])), None)
+            if said is None:
+                continue
+            prev = next((st for st in reversed(self.state.done) if st.skill == spec.name and a in st.args), None) \
+                or next((st for st in reversed(self.state.done) if a in st.args), None)
+            if prev is None:
+                what = " ".join(toks[said:said + 2])
+                raise Question(f"'{what}' as what? The plan has no {a.split('_')[0]} before it, and the planner "
+                               "does not know earlier ones; say the value itself")
+            args[a] = prev.args[a]
 
     def inherit(self, spec: SkillSpec, args: dict[str, Any]) -> set[str]:
         """"AP of the pelvis and a shot, then lateral view and another shot": a step the person named only

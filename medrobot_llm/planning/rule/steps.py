@@ -50,7 +50,7 @@ class StepBuilder(Stage):
     def clause_steps(self, clause: Clause, later: list[Clause]) -> list[Step]:
         self.checks.check_clause(clause)
         self.state.later = later
-        kind, name, size = self.chooser.choose(clause)
+        kind, name, size = self.state.previous = self.chooser.choose(clause)
         self.checks.unknown_action(clause, size)
         self.checks.agent_only(clause, size)
         self.checks.room_object(clause, kind, name)
@@ -155,7 +155,10 @@ class StepBuilder(Stage):
         """Steps that make ``spec``'s preconditions true, where the person named what they act on."""
         if depth > 3:
             return []
-        if any(a not in args for a, s in spec.args.items() if s.required and s.type == "enum"):
+        # a name the person left out because it can take one value only ("the spleen" is on the left) is as
+        # good as said: "scan the liver, then the spleen" was refused for the contact of the first scan
+        if any(a not in args and len(allowed_values(self.cs, spec, a, s, args)) != 1 for a, s in spec.args.items()
+               if s.required and s.type == "enum"):
             return []
         named = {v for it in clause.items for _, v in it.options}
         out: list[Step] = []
