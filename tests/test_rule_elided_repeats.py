@@ -85,3 +85,82 @@ def test_the_same_amount_with_nothing_before_is_asked() -> None:
     assert plan.status is not PlanStatus.OK, plan.to_json()
     plan = planner.plan("ultrasound", "scan the liver with the same force")
     assert plan.status is PlanStatus.CLARIFY and "same force" in (plan.question or ""), plan.to_json()
+
+
+#: relative steps, said with an amount in {a} and the unit after it, and the argument the amount sets
+RELATIVE = [
+    ("ultrasound", "rotate the probe {a} degrees", "rotate_probe", "angle_deg", "degrees", (5, 40)),
+    ("ultrasound", "tilt the probe roll {a} degrees", "tilt_probe", "angle_deg", "degrees", (5, 15)),
+    ("ultrasound", "sweep caudal {a} mm", "sweep", "distance_mm", "mm", (10, 50)),
+    ("xray", "tilt back {a} degrees", "adjust", "amount", "degrees", (2, 15)),
+    ("xray", "move up {a} mm", "adjust", "amount", "mm", (5, 50)),
+    ("surgery", "grasp the vessel with psm1 and retract it {a} mm", "retract", "distance_mm", "mm", (2, 15)),
+]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.sampled_from(RELATIVE), st.data(), st.sampled_from(["another {b} {u}", "{b} more {u}", "{b} {u} more",
+                                                              "another {b}", "{b} more"]), st.sampled_from(JOINS))
+def test_another_amount_alone_repeats_the_step_or_asks(case: tuple[str, str, str, str, str, tuple[int, int]],
+                                                        data: st.DataObject, again: str, join: str) -> None:
+    """"rotate the probe 90 degrees, then another 10" was a 10 N contact; "retract it 10 mm, then 20 more" a lift."""
+    domain, template, skill, arg, unit, (lo, hi) = case
+    a, b = data.draw(st.integers(lo, hi)), data.draw(st.integers(lo, hi))
+    text = f"{template.format(a=a)}{join} {again.format(b=b, u=unit)}"
+    plan = planner.plan(domain, text)
+    if "{u}" not in again or "more" in again:
+        # ten what, or more than what: the planner does not guess
+        assert plan.status is PlanStatus.CLARIFY, (text, plan.to_json())
+        return
+    assert plan.status is PlanStatus.OK, (text, plan.to_json())
+    steps = [args for s, args in _steps(plan) if s == skill]
+    assert len(steps) == 2 and {k: v for k, v in steps[1].items() if k != arg} == {
+        k: v for k, v in steps[0].items() if k != arg}, (text, steps)
+    assert abs(steps[1][arg]) == b and [s for s, _ in _steps(plan)].count(skill) == 2, (text, steps)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.sampled_from(RELATIVE), st.sampled_from(JOINS),
+       st.sampled_from([("one more time", 1), ("again", 1), ("two more times", 2), ("once more", 1)]))
+def test_a_count_alone_repeats_the_step_before(case: tuple[str, str, str, str, str, tuple[int, int]], join: str,
+                                               again: tuple[str, int]) -> None:
+    domain, template, skill, _, _, (lo, _) = case
+    words, times = again
+    plan = planner.plan(domain, f"{template.format(a=lo)}{join} {words}")
+    assert plan.status is PlanStatus.OK, plan.to_json()
+    steps = [args for s, args in _steps(plan) if s == skill]
+    assert len(steps) == 1 + times and all(s == steps[0] for s in steps), steps
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.sampled_from([("ultrasound", "set the depth to {a} cm", "cm"), ("ultrasound", "set the gain to {a} percent",
+                                                                         "percent"),
+                        ("ultrasound", "make contact with {a} N", "N")]),
+       st.integers(2, 9), st.sampled_from(["another {b} {u}", "{b} more {u}"]), st.sampled_from(JOINS))
+def test_another_amount_after_a_setting_is_asked(case: tuple[str, str, str], b: int, again: str, join: str) -> None:
+    """"set the depth to 9 cm, then another 2 cm" would have set 2 cm."""
+    domain, template, unit = case
+    plan = planner.plan(domain, f"{template.format(a=10)}{join} {again.format(b=b, u=unit)}")
+    assert plan.status is PlanStatus.CLARIFY, plan.to_json()
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.sampled_from([("ultrasound", "sweep caudal {v}"), ("ultrasound", "set the depth to {v}"),
+                        ("ultrasound", "gain {v}"), ("xray", "collimate to {v}"), ("surgery", "lift the needle {v} with psm1"),
+                        ("ultrasound", "rotate the probe {v}")]),
+       st.integers(1, 300), st.integers(1, 300), st.sampled_from(["", " mm", " cm", " degrees", " percent"]),
+       st.sampled_from(["{a}{u} to {b}{u}", "{a} to {b}{u}", "between {a} and {b}{u}", "from {a} to {b}{u}"]))
+def test_a_range_is_asked_about(case: tuple[str, str], a: int, b: int, unit: str, form: str) -> None:
+    """"sweep caudal 30 to 15" swept 30 mm at 15 mm/s; "depth 30 to 50" set the gain to 50 %."""
+    domain, template = case
+    text = template.format(v=form.format(a=a, b=b, u=unit))
+    assert planner.plan(domain, text).status is not PlanStatus.OK, text
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.sampled_from(SIDED), st.sampled_from(["left", "right"]), st.sampled_from(JOINS))
+def test_another_of_a_second_target_is_another_exposure(anatomy: str, side: str, join: str) -> None:
+    """"take a shot of the left knee, then another of the right" moved to the right knee without the shot."""
+    other = "right" if side == "left" else "left"
+    plan = planner.plan("xray", f"take a shot of the {side} {anatomy}{join} another of the {other}")
+    assert [s for s, _ in _steps(plan)] == ["move_to_view", "take_shot", "move_to_view", "take_shot"], plan.to_json()

@@ -214,6 +214,7 @@ def test_every_command_the_second_attack_judged_right_keeps_its_plan() -> None:
     judged it."""
     rows = [json.loads(line) for line in (Path(__file__).parent / "data" / "attack22_rel.jsonl")
             .read_text(encoding="utf-8").splitlines() if line.strip()]
+    # a change to what the attacker wrote as wanted is no regression ("sweep caudal 3 cm more" now asks)
     changed = [r["text"] for r in rows if r["as_wanted"]
-               and _shape(planner.plan(r["domain"], r["text"])) != _shape_said(r["got"])]
+               and _shape(planner.plan(r["domain"], r["text"])) not in (_shape_said(r["got"]), _shape_said(r["want"]))]
     assert changed == []

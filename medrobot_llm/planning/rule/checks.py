@@ -141,8 +141,10 @@ class ClauseChecks(Stage):
         move to the needle). That is a guess; the unknown verb is refused by name instead."""
         if size:
             return
+        # "then one more time": the count's own word is no verb
         head = next((t for t in clause.tokens if t.isalpha() and len(t) > 2 and t not in FILLER and t not in SOFT
-                     and not t.endswith("ly") and t not in MANNER_WORDS), None)
+                     and not t.endswith("ly") and t not in MANNER_WORDS
+                     and not (clause.count and t in ("time", "times"))), None)
         if head is not None and not known(self.lex, head):
             raise Refusal(f"'{head}' is not an action of the {self.cs.domain} command set "
                           f"(its skills: {', '.join(self.cs.skills)})", understood=False, code=Reason.UNKNOWN_SKILL)

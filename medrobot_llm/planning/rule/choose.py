@@ -7,12 +7,14 @@ Phrases are weighed by length and gaps, against what the clause names and the qu
 from __future__ import annotations
 
 from medrobot_llm.language.phrases import SOFT, Match, core_words
+from medrobot_llm.language.words import FILLER
 from medrobot_llm.planning.rule.model import (
     COUNT_ADJECTIVES,
     NUMBER,
     POSSESSIVE,
     Choice,
     Clause,
+    Question,
     Refusal,
     Stage,
     agent_kinds,
@@ -20,6 +22,11 @@ from medrobot_llm.planning.rule.model import (
     dimension,
     skill_specs,
 )
+
+
+#: words that say a step is wanted again ("then another 5 degrees", "then two more times", "again")
+_AGAIN_WORDS = frozenset(["another", "again", "more", "once", "twice", "time", "times", "additional", "extra",
+                          "further", "then", "and"])
 
 
 class SkillChooser(Stage):
@@ -113,6 +120,20 @@ class SkillChooser(Stage):
         if previous is not None and _counted_at(clause) is not None and not clause.items:
             # "capture an image, then 2 more images": the noun counted names no verb; the count repeats the last
             return Choice(previous.kind, previous.name, 0)
+        if previous is not None and not clause.items and (clause.qtys or clause.count or "again" in clause.tokens) \
+                and all(k in clause.covered or not t.isalpha() or t in _AGAIN_WORDS or t in SOFT or t in FILLER
+                        for k, t in enumerate(clause.tokens)):
+            # "tilt back 5 degrees, then another 5 degrees", "sweep caudal, then one more time": an amount or a
+            # count alone is the step before again; chosen by what it fits, "another 10" after a rotation was a
+            # 10 N contact
+            specs = skill_specs(self.cs, previous.kind, previous.name)
+            dims = {dimension(a, self.cs, s, {}) for s in specs for a in s.args.values() if a.type == "number"}
+            if any(a.unit_from for s in specs for a in s.args.values()):
+                dims |= {"length", "angle"}
+            if all(q.dim is None or q.dim in dims for q in clause.qtys) and (dims or not clause.qtys):
+                return Choice(previous.kind, previous.name, 0)
+            raise Question(f"'{' '.join(clause.tokens)}': which step should take it? The step before has no value "
+                           "of that kind; say the step with its value")
         if previous is None or previous.kind != "task" or not clause.items:
             return None
         specs = skill_specs(self.cs, previous.kind, previous.name)

@@ -49,7 +49,7 @@ from medrobot_llm.planning.rule.model import (
     known_as_is,
     unit_at,
 )
-from medrobot_llm.planning.rule.quantifiers import expand_quantifiers
+from medrobot_llm.planning.rule.quantifiers import elided_nouns, expand_quantifiers
 from medrobot_llm.planning.rule.returns import RETURN_CLAUSES
 
 #: words that put one step after another ("then"); "and" and a comma may only list
@@ -104,7 +104,7 @@ class ClauseReader(Stage):
     it says and its quantities."""
 
     def read(self, tokens: list[str]) -> list[Clause]:
-        parts = self.split(_elided_nouns(self._repeated_verbs(expand_quantifiers(self.lex, tokens))))
+        parts = self.split(elided_nouns(self._repeated_verbs(expand_quantifiers(self.lex, tokens))))
         parts = _returns_joined([piece for part in parts for piece in _distributed_apart(part)])
         while parts and all(t in ANSWER_WORDS for t in parts[0]) and len(parts) > 1:
             parts = parts[1:]
@@ -426,12 +426,19 @@ class ClauseReader(Stage):
                 if added is not None:
                     raise Question(f"'{' '.join(toks[i:j + 1 + added_len])}': more than what? The planner does not "
                                    "know the present value; say the value itself")
+            end = j + unit_len
+            if (toks[end:end + 1] == ["to"] and end + 1 < n and NUMBER.match(toks[end + 1])) or (
+                    toks[i - 1:i] == ["between"] and toks[end:end + 1] == ["and"]):
+                # "sweep caudal 30 to 15": the end of a range became the speed
+                raise Question(f"'{' '.join(toks[i - (toks[i - 1:i] == ['between']):end + 2])}': which value? A step "
+                               "takes one; say it alone")
             dim_said = UNIT_WORDS[unit][0] if unit is not None else None
             by = i > 0 and toks[i - 1] == "by"
             after = toks[j + unit_len] if j + unit_len < n else None
             changed = any(t in CHANGE_VERBS for t in toks[:i]) and not (i > 0 and toks[i - 1] in NEW_VALUE_WORDS)
-            if after in ("less", "fewer"):
-                # "lift psm1 10 mm less": less than what was done before, which the planner does not know
+            if after in ("less", "fewer") or (after == "more" and unit is not None):
+                # "lift psm1 10 mm less", "rotate 5 degrees more": than what was done before, which the planner does
+                # not know (as "5 more degrees")
                 raise Question(f"'{' '.join(toks[i:j + unit_len + 1])}' than what? The planner does not know the "
                                "value before; say the value itself")
             if dim_said in SETTING_DIMENSIONS and (by or changed or after in CHANGE_AFTER):
@@ -569,33 +576,3 @@ def _counted_at(tokens: list[str], k: int) -> bool:
     """A number at ``k`` that counts a noun right after it ("2 shots", "1 more exposure")."""
     return k < len(tokens) and NUMBER.match(tokens[k]) is not None \
         and any(tokens[m] in count_nouns() for m in range(k + 1, min(k + 4, len(tokens))))
-
-
-#: what may follow "another" / "one more" when the noun is left out ("... and take another")
-_ELLIPSIS_END = frozenset([",", ".", ";", "!", "?", "and", "then", "please", "too", "now"])
-
-
-def _elided_nouns(tokens: list[str]) -> list[str]:
-    """"take a shot, tilt forward a bit and take another": "another" (or "another one", "one more", "three more")
-    with its noun left out counts that many more of the last countable thing the command named (a shot, an image,
-    a spin). Without a noun before it, nothing is filled in, and the words are read as they were said: "then 3
-    more" was a 3 mm collimation."""
-    out: list[str] = []
-    n = len(tokens)
-    skip = False
-    for i, t in enumerate(tokens):
-        if skip:
-            skip = False
-            continue
-        out.append(t)
-        one = t == "another" and tokens[i + 1:i + 2] == ["one"]
-        more = t == "another" or (t == "more" and i > 0 and NUMBER.match(tokens[i - 1]) is not None)
-        end = i + 1 + one
-        if not more or (end < n and tokens[end] not in _ELLIPSIS_END):
-            continue
-        noun = next((w for w in reversed(tokens[:i]) if w in count_nouns()), None)
-        if noun is not None:
-            single = t == "another" or tokens[i - 1] == "1"
-            out.append(noun[:-1] if single and noun.endswith("s") and noun[:-1] in count_nouns() else noun)
-            skip = one
-    return out

@@ -140,3 +140,33 @@ def _listed(lex: Lexicon, kind: str, values: list[str]) -> list[str]:
             out.append("and" if k == len(words) - 1 else ",")
         out.extend(w)
     return out
+
+
+#: what may follow "another" / "one more" when the noun is left out ("... and take another")
+_ELLIPSIS_END = frozenset([",", ".", ";", "!", "?", "and", "then", "please", "too", "now", "of"])
+
+
+def elided_nouns(tokens: list[str]) -> list[str]:
+    """"take a shot, tilt forward a bit and take another": "another" (or "another one", "one more", "three more")
+    with its noun left out counts that many more of the last countable thing the command named (a shot, an image,
+    a spin). Without a noun before it, nothing is filled in, and the words are read as they were said: "then 3
+    more" was a 3 mm collimation."""
+    out: list[str] = []
+    n = len(tokens)
+    skip = False
+    for i, t in enumerate(tokens):
+        if skip:
+            skip = False
+            continue
+        out.append(t)
+        one = t == "another" and tokens[i + 1:i + 2] == ["one"]
+        more = t == "another" or (t == "more" and i > 0 and NUMBER.match(tokens[i - 1]) is not None)
+        end = i + 1 + one
+        if not more or (end < n and tokens[end] not in _ELLIPSIS_END):
+            continue
+        noun = next((w for w in reversed(tokens[:i]) if w in count_nouns()), None)
+        if noun is not None:
+            single = t == "another" or tokens[i - 1] == "1"
+            out.append(noun[:-1] if single and noun.endswith("s") and noun[:-1] in count_nouns() else noun)
+            skip = one
+    return out

@@ -13,7 +13,7 @@ from medrobot_llm.core.units import unit_readings
 from medrobot_llm.language.numbers import FRACTIONS, NEGATIVE_SIGNS
 from medrobot_llm.language.phrases import SOFT, find_phrase
 from medrobot_llm.language.text import tokenize
-from medrobot_llm.language.words import PLACE_WORDS
+from medrobot_llm.language.words import ADDED_WORDS, PLACE_WORDS, SETTING_DIMENSIONS
 from medrobot_llm.planning.rule.lists import Listed, combine_lists
 from medrobot_llm.planning.rule.model import (
     Clause,
@@ -202,6 +202,19 @@ class SlotFiller(Stage):
         prev = next((st for st in reversed(self.state.done) if st.skill == spec.name), None)
         if prev is None:
             return
+        if not clause.items and not clause.qtys and "same" not in clause.tokens:
+            # "sweep caudal 4 cm, then one more time": the step again, as it was
+            args.update({a: v for a, v in prev.args.items() if a not in args})
+            return
+        for q in clause.qtys:
+            if q.dim is None and not q.used:
+                # "rotate the probe 90 degrees, then another 10": ten what is a guess from the step before
+                raise Question(f"'{q.text}' what? Say it with its unit, as the step before it was said")
+        setting = bool(spec.at_least_one) or any(q.dim in SETTING_DIMENSIONS for q in clause.qtys)
+        if setting and clause.qtys and any(t == "another" or t in ADDED_WORDS for t in clause.tokens):
+            # "set the depth to 9 cm, then another 2 cm": a setting again by an amount is a change of it
+            raise Question(f"'{clause.qtys[0].text}' added to what? A {spec.name} sets a value; say the new "
+                           "value itself")
         for a, s in spec.args.items():
             if a not in args and a in prev.args and s.type == "enum" and not s.values_from \
                     and prev.args[a] in allowed_values(self.cs, spec, a, s, args):
