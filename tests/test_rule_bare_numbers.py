@@ -10,6 +10,9 @@ the plan's aside) would make it an allowed value; otherwise the planner asks whi
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -134,3 +137,43 @@ def test_n_more_without_a_noun_counts_the_last_counted_thing(counted: tuple[str,
     assert [s.skill for s in plan.steps] == [s.skill for s in spelled.steps], text
     if plan.status is PlanStatus.OK:
         assert sum(s.skill == skill for s in plan.steps) == 1 + more, text
+
+
+def _shape(plan_or_said: object) -> str:
+    """A plan's status and skills, or the same read from an attacker's "got"/"want" text ("ok: a(..); b(..)",
+    "ok:take_shot x3", "clarify[ambiguous]: ...", "ask", "refuse")."""
+    if not isinstance(plan_or_said, str):
+        plan = plan_or_said
+        assert hasattr(plan, "status") and hasattr(plan, "steps")
+        return "ok:" + ";".join(s.skill for s in plan.steps) if plan.status is PlanStatus.OK else plan.status.value
+    kind, _, rest = plan_or_said.partition(":")
+    kind = kind.split("[")[0].strip()
+    if kind != "ok":
+        return {"ask": "clarify", "refuse": "refused"}.get(kind, kind)
+    skills: list[str] = []
+    for step in (s.strip() for s in rest.split(";") if s.strip()):
+        name, _, times = step.split("(")[0].partition(" x")
+        skills += [name.strip()] * int(times or step.rpartition(" x")[2] if step.rpartition(" x")[2].isdigit() else 1)
+    return "ok:" + ";".join(skills)
+
+
+def test_every_command_attack_23_judged_right_stays_right() -> None:
+    """Blind attack 23 (`tests/data/attack23_units.jsonl`: 325 commands on unit-less numbers and "N more", written
+    with their wanted result before any run; used for fixing since): a command it judged right keeps its plan's
+    shape, or now has the shape the attacker wrote as wanted."""
+    rows = [json.loads(line) for line in (Path(__file__).parent / "data" / "attack23_units.jsonl")
+            .read_text(encoding="utf-8").splitlines() if line.strip()]
+    changed = [r["text"] for r in rows if r["as_wanted"] and r["text"] not in DEPARTED
+               and _shape(planner.plan(r["domain"], r["text"])) not in (_shape(r["got"]), _shape(r["want"]))]
+    assert changed == []
+    assert all(_shape(planner.plan("surgery", text)) == shape for text, (shape, _) in DEPARTED.items())
+
+
+#: commands attack 23 judged right whose result a later rule changed on purpose, with why (README, stop 23)
+DEPARTED = {
+    "lift the needle 5 mm with psm1, then 20 more": (
+        "clarify", "'N more' alone asks whether it is more of the amount or more steps; it was a 20 mm lift"),
+    "grasp the shunt with psm2 and insert it 3 mm, then another 3": (
+        "ok:locate;grasp;locate;insert;insert", "the attacker wanted a question (the depth is absolute); it was a "
+        "question about a lift height; now a second 3 mm insertion: left open"),
+}

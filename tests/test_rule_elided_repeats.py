@@ -9,6 +9,7 @@ force" took the default. Each rule is tested over every organ, anatomy, view and
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -101,22 +102,38 @@ RELATIVE = [
 @settings(max_examples=60, deadline=None)
 @given(st.sampled_from(RELATIVE), st.data(), st.sampled_from(["another {b} {u}", "{b} more {u}", "{b} {u} more",
                                                               "another {b}", "{b} more"]), st.sampled_from(JOINS))
-def test_another_amount_alone_repeats_the_step_or_asks(case: tuple[str, str, str, str, str, tuple[int, int]],
-                                                        data: st.DataObject, again: str, join: str) -> None:
-    """"rotate the probe 90 degrees, then another 10" was a 10 N contact; "retract it 10 mm, then 20 more" a lift."""
+def test_another_amount_alone_repeats_the_step(case: tuple[str, str, str, str, str, tuple[int, int]],
+                                               data: st.DataObject, again: str, join: str) -> None:
+    """"rotate the probe 90 degrees, then another 10" was a 10 N contact; "retract it 10 mm, then 20 more" a lift.
+    An amount alone is more of the step just said, in the unit it was said in; "N more" alone is asked about."""
     domain, template, skill, arg, unit, (lo, hi) = case
     a, b = data.draw(st.integers(lo, hi)), data.draw(st.integers(lo, hi))
     text = f"{template.format(a=a)}{join} {again.format(b=b, u=unit)}"
     plan = planner.plan(domain, text)
-    if "{u}" not in again or "more" in again:
-        # ten what, or more than what: the planner does not guess
+    if again == "{b} more":
+        # two more what: the amount's unit, or two more of the step? (no noun was counted before)
         assert plan.status is PlanStatus.CLARIFY, (text, plan.to_json())
         return
     assert plan.status is PlanStatus.OK, (text, plan.to_json())
     steps = [args for s, args in _steps(plan) if s == skill]
     assert len(steps) == 2 and {k: v for k, v in steps[1].items() if k != arg} == {
         k: v for k, v in steps[0].items() if k != arg}, (text, steps)
-    assert abs(steps[1][arg]) == b and [s for s, _ in _steps(plan)].count(skill) == 2, (text, steps)
+    assert abs(steps[1][arg]) == b, (text, steps)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.sampled_from(["another 10 degrees", "5 more mm", "another 2 cm", "3 cm more", "2 more"]),
+       st.sampled_from(["ultrasound", "surgery", "xray"]))
+def test_more_with_nothing_before_is_asked(words: str, domain: str) -> None:
+    plan = planner.plan(domain, words)
+    assert plan.status is not PlanStatus.OK, plan.to_json()
+
+
+@pytest.mark.parametrize("domain,text", [("surgery", "lift the needle with psm1 one more cm"),
+                                         ("ultrasound", "sweep caudal 3 cm more"),
+                                         ("ultrasound", "make contact with 5 N, then 2 more N")])
+def test_more_than_an_unknown_value_is_asked(domain: str, text: str) -> None:
+    assert planner.plan(domain, text).status is PlanStatus.CLARIFY
 
 
 @settings(max_examples=40, deadline=None)

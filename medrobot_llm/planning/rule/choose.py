@@ -117,6 +117,10 @@ class SkillChooser(Stage):
         acts on asks for that task again. Chosen by what it names alone, it was a move to the spleen's window
         with no contact and no sweep, a plan that moves and is not what was said."""
         previous = self.state.previous
+        if previous is None and not clause.items and clause.qtys and any(t in _AGAIN_WORDS - {"then", "and"}
+                                                                          for t in clause.tokens):
+            raise Question(f"'{' '.join(clause.tokens)}': more of what? Nothing before it in the command says; "
+                           "say the step with its value")
         if previous is not None and _counted_at(clause) is not None and not clause.items:
             # "capture an image, then 2 more images": the noun counted names no verb; the count repeats the last
             return Choice(previous.kind, previous.name, 0)

@@ -423,9 +423,12 @@ class ClauseReader(Stage):
                     i = j + 2
                     continue
                 added_len, added = unit_at(self.lex, toks, j + 1)
-                if added is not None:
+                if added is not None and (clause.skills or clause.items):
                     raise Question(f"'{' '.join(toks[i:j + 1 + added_len])}': more than what? The planner does not "
                                    "know the present value; say the value itself")
+                if added is not None:
+                    # "then 10 more degrees": more of the step before, in these units
+                    unit, unit_len = added, added_len + 1
             end = j + unit_len
             if (toks[end:end + 1] == ["to"] and end + 1 < n and NUMBER.match(toks[end + 1])) or (
                     toks[i - 1:i] == ["between"] and toks[end:end + 1] == ["and"]):
@@ -436,9 +439,9 @@ class ClauseReader(Stage):
             by = i > 0 and toks[i - 1] == "by"
             after = toks[j + unit_len] if j + unit_len < n else None
             changed = any(t in CHANGE_VERBS for t in toks[:i]) and not (i > 0 and toks[i - 1] in NEW_VALUE_WORDS)
-            if after in ("less", "fewer") or (after == "more" and unit is not None):
+            if after in ("less", "fewer") or (after == "more" and unit is not None and (clause.skills or clause.items)):
                 # "lift psm1 10 mm less", "rotate 5 degrees more": than what was done before, which the planner does
-                # not know (as "5 more degrees")
+                # not know (as "5 more degrees"); an amount alone ("then 5 degrees more") is more of the step before
                 raise Question(f"'{' '.join(toks[i:j + unit_len + 1])}' than what? The planner does not know the "
                                "value before; say the value itself")
             if dim_said in SETTING_DIMENSIONS and (by or changed or after in CHANGE_AFTER):

@@ -16,8 +16,10 @@ from medrobot_llm.language.text import tokenize
 from medrobot_llm.language.words import ADDED_WORDS, PLACE_WORDS, SETTING_DIMENSIONS
 from medrobot_llm.planning.rule.lists import Listed, combine_lists
 from medrobot_llm.planning.rule.model import (
+    NUMBER,
     Clause,
     Item,
+    Qty,
     Question,
     Stage,
     allowed_values,
@@ -208,8 +210,11 @@ class SlotFiller(Stage):
             return
         for q in clause.qtys:
             if q.dim is None and not q.used:
-                # "rotate the probe 90 degrees, then another 10": ten what is a guess from the step before
-                raise Question(f"'{q.text}' what? Say it with its unit, as the step before it was said")
+                if clause.tokens[q.end + 1:q.end + 2] == ["more"]:
+                    # "lift it 5 mm, then two more": two more millimetres, or two more lifts?
+                    raise Question(f"'{q.text} more' what: more {spec.name.replace('_', ' ')} steps, or more of the "
+                                   "amount? Say it with its unit or with the step")
+                self._unit_from_before(clause, q)
         setting = bool(spec.at_least_one) or any(q.dim in SETTING_DIMENSIONS for q in clause.qtys)
         if setting and clause.qtys and any(t == "another" or t in ADDED_WORDS for t in clause.tokens):
             # "set the depth to 9 cm, then another 2 cm": a setting again by an amount is a change of it
@@ -219,6 +224,20 @@ class SlotFiller(Stage):
             if a not in args and a in prev.args and s.type == "enum" and not s.values_from \
                     and prev.args[a] in allowed_values(self.cs, spec, a, s, args):
                 args[a] = prev.args[a]
+
+    def _unit_from_before(self, clause: Clause, q: Qty) -> bool:
+        """"rotate the probe 90 degrees, then another 10": a bare amount that repeats a step takes the unit the
+        step's amount was said in; with none said there it is read as any bare number is."""
+        earlier = self.state.clauses[:next((k for k, c in enumerate(self.state.clauses) if c is clause),
+                                           len(self.state.clauses))]
+        said = next((p for c in reversed(earlier) for p in reversed(c.qtys) if p.dim is not None and p.text
+                     and NUMBER.match(p.text.split()[0]) and float(p.text.split()[0]) != 0), None)
+        if said is None:
+            return False
+        unit = said.text.split(maxsplit=1)[1] if " " in said.text else ""
+        factor = said.value / float(said.text.split()[0])
+        q.value, q.dim, q.text = q.value * factor, said.dim, f"{q.text} {unit}".strip()
+        return True
 
     def _same_amount(self, spec: SkillSpec, args: dict[str, Any], clause: Clause) -> None:
         """"scan the spleen with the same force": the amount an earlier step of this plan set for the argument
