@@ -177,3 +177,15 @@ DEPARTED = {
         "ok:locate;grasp;locate;insert;insert", "the attacker wanted a question (the depth is absolute); it was a "
         "question about a lift height; now a second 3 mm insertion: left open"),
 }
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.sampled_from([("xray", "take {n} shots", "take_shot"), ("ultrasound", "scan the liver and capture {n} images",
+                                                                  "capture")]),
+       st.sampled_from(["a couple of", "a pair of"]), st.sampled_from(["mm", "cm", "centimetres", "degrees"]))
+def test_a_couple_is_two_things_but_no_amount(case: tuple[str, str, str], couple: str, unit: str) -> None:
+    """"take a couple of shots" was asked about; "a couple of centimetres" is no exact amount and stays a question."""
+    domain, template, skill = case
+    plan = planner.plan(domain, template.format(n=couple))
+    assert [s.skill for s in plan.steps].count(skill) == 2, plan.to_json()
+    assert planner.plan("surgery", f"lift the needle {couple} {unit} with psm1").status is not PlanStatus.OK

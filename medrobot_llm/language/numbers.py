@@ -147,6 +147,13 @@ def words_to_numbers(tokens: list[str]) -> list[str]:
     n = len(tokens)
     while i < n:
         t = tokens[i]
+        after = i + (3 if tokens[i + 2:i + 3] == ["of"] else 2)
+        if t == "a" and tokens[i + 1:i + 2] in (["couple"], ["pair"]) and not any(
+                w in UNIT_WORDS for w in tokens[after:after + 2]):
+            # "a couple of shots", "a couple more": two; "a couple of centimetres" is no exact amount
+            out.append("2")
+            i = after
+            continue
         if t == "one" and out and out[-1] in _ONE_AS_PRONOUN and tokens[i + 1:i + 2] not in (["and"], ["point"]) \
                 and not (i + 1 < n and (tokens[i + 1] in UNIT_WORDS or tokens[i + 1] in NUMBER_WORDS)):
             out.append(t)
