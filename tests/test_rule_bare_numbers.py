@@ -189,3 +189,12 @@ def test_a_couple_is_two_things_but_no_amount(case: tuple[str, str, str], couple
     plan = planner.plan(domain, template.format(n=couple))
     assert [s.skill for s in plan.steps].count(skill) == 2, plan.to_json()
     assert planner.plan("surgery", f"lift the needle {couple} {unit} with psm1").status is not PlanStatus.OK
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.from_regex(r"[A-Z]{1,3}[0-9]{1,2}[a-z]?", fullmatch=True),
+       st.sampled_from(["labelled", "labeled", "named", "called"]))
+def test_a_label_with_digits_is_kept_as_said(label: str, word: str) -> None:
+    """"labelled RK1" was saved as "rk 1": the label is the person's text, not the planner's tokens."""
+    plan = planner.plan("ultrasound", f"scan the liver and capture an image {word} {label}")
+    assert plan.status is PlanStatus.OK and plan.steps[-1].args["label"] == label, plan.to_json()

@@ -366,7 +366,7 @@ class ClauseReader(Stage):
 
     def _original_case(self, label: str) -> str:
         """Labels keep the person's capitals ("LK upper pole"); matching ignores case and spacing."""
-        pattern = r"\W+".join(re.escape(w) for w in label.split())
+        pattern = r"\W*".join(re.escape(w) for w in label.split())
         m = re.search(pattern, self.state.original, flags=re.IGNORECASE)
         return m.group(0) if m else label
 
