@@ -242,10 +242,11 @@ def test_agree_what_is_not_a_stop(nonstop_agree: tuple[list[dict[str, Any]], lis
 @pytest.fixture(scope="module")
 def flite_yes_whisper(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[dict[str, Any]], list[Path]]:
     """flite (kal, its default), --asr whisper: a command Whisper mishears as a view the command set has not, a
-    command it reads back, then "yes" to that read-back."""
+    command it reads back, then "yes" to that read-back. ("move to an AP view of the chest", the command here
+    first, is heard as "move 10 up ...", which since stop 23 is asked about for its unit instead of read back.)"""
     d = tmp_path_factory.mktemp("flite_yes")
     lateral = flite(d / "lateral.wav", "robot, move to a lateral view of the chest")
-    cmd = flite(d / "cmd.wav", "robot, move to an AP view of the chest")
+    cmd = flite(d / "cmd.wav", "robot, park")
     yes = flite(d / "yes.wav", "yes")
     return voice("whisper", "xray", [lateral, cmd, yes]), [cmd, yes, lateral]
 

@@ -368,7 +368,12 @@ class ClauseReader(Stage):
         """Labels keep the person's capitals ("LK upper pole"); matching ignores case and spacing."""
         pattern = r"\W*".join(re.escape(w) for w in label.split())
         m = re.search(pattern, self.state.original, flags=re.IGNORECASE)
-        return m.group(0) if m else label
+        if m:
+            return m.group(0)
+        # the tokens were normalised ("X0" read as "0 times"): the words after the label word, as written
+        said = re.search(r"\b(?:" + "|".join(sorted(LABEL_WORDS)) + r")\b\s*[:\"]?\s*([^,;\"]+?)\s*\"?\s*(?:[,;.]|$)",
+                         self.state.original, flags=re.IGNORECASE)
+        return said.group(1) if said else label
 
     def _quantities(self, clause: Clause) -> None:
         toks = clause.tokens
