@@ -152,10 +152,10 @@ def test_a_count_alone_repeats_the_step_before(case: tuple[str, str, str, str, s
 @settings(max_examples=30, deadline=None)
 @given(st.sampled_from([("ultrasound", "set the depth to {a} cm", "cm"), ("ultrasound", "set the gain to {a} percent",
                                                                          "percent"),
-                        ("ultrasound", "make contact with {a} N", "N")]),
-       st.integers(2, 9), st.sampled_from(["another {b} {u}", "{b} more {u}"]), st.sampled_from(JOINS))
+                        ("ultrasound", "make contact with {a} N", "N"), ("ultrasound", "set the force to {a}", "N")]),
+       st.integers(2, 9), st.sampled_from(["another {b} {u}", "{b} more {u}", "another {b}"]), st.sampled_from(JOINS))
 def test_another_amount_after_a_setting_is_asked(case: tuple[str, str, str], b: int, again: str, join: str) -> None:
-    """"set the depth to 9 cm, then another 2 cm" would have set 2 cm."""
+    """"set the depth to 9 cm, then another 2 cm" would have set 2 cm; "set the force to 10, then another 2" set 2 N."""
     domain, template, unit = case
     plan = planner.plan(domain, f"{template.format(a=10)}{join} {again.format(b=b, u=unit)}")
     assert plan.status is PlanStatus.CLARIFY, plan.to_json()

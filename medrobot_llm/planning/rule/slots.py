@@ -22,6 +22,7 @@ from medrobot_llm.planning.rule.model import (
     Stage,
     allowed_values,
     clean_number,
+    dimension,
     from_later,
     infer_parents,
     switches_off,
@@ -201,7 +202,10 @@ class SlotFiller(Stage):
                     raise Question(f"'{q.text} more' what: more {spec.name.replace('_', ' ')} steps, or more of the "
                                    "amount? Say it with its unit or with the step")
                 self.amounts.unit_from_before(clause, q)
-        setting = bool(spec.at_least_one) or any(q.dim in SETTING_DIMENSIONS for q in clause.qtys)
+        # the amount's own kind, or for a bare one the kind of the skill's first number ("set the force to 10,
+        # then another 2")
+        first = next((dimension(x, self.cs, spec, args) for x in spec.args.values() if x.type == "number"), None)
+        setting = bool(spec.at_least_one) or any((q.dim or first) in SETTING_DIMENSIONS for q in clause.qtys)
         if setting and clause.qtys and any(t == "another" or t in ADDED_WORDS for t in clause.tokens):
             # "set the depth to 9 cm, then another 2 cm": a setting again by an amount is a change of it
             raise Question(f"'{clause.qtys[0].text}' added to what? A {spec.name} sets a value; say the new "
