@@ -181,3 +181,34 @@ def test_another_of_a_second_target_is_another_exposure(anatomy: str, side: str,
     other = "right" if side == "left" else "left"
     plan = planner.plan("xray", f"take a shot of the {side} {anatomy}{join} another of the {other}")
     assert [s for s, _ in _steps(plan)] == ["move_to_view", "take_shot", "move_to_view", "take_shot"], plan.to_json()
+
+
+#: steps said with a way, (domain, template with {a}, skill, argument, the way's sign, the opposite way's words)
+WAYS = [
+    ("xray", "tilt forward {a} degrees", "adjust", "amount", -1, "back"),
+    ("xray", "tilt back {a} degrees", "adjust", "amount", 1, "forward"),
+    ("xray", "move toward the feet {a} mm", "adjust", "amount", -1, "toward the head"),
+    ("xray", "move toward the head {a} mm", "adjust", "amount", 1, "toward the feet"),
+    ("ultrasound", "rotate the probe -{a} degrees", "rotate_probe", "angle_deg", -1, "clockwise"),
+    ("ultrasound", "rotate the probe {a} degrees counterclockwise", "rotate_probe", "angle_deg", -1, "clockwise"),
+]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.sampled_from(WAYS), st.integers(2, 9), st.integers(2, 9), st.sampled_from(JOINS),
+       st.sampled_from(["another {b}", "another {b} {u}", "{b} {u} more"]), st.booleans())
+def test_an_amount_alone_goes_the_way_of_the_step_before(case: tuple[str, str, str, str, int, str], a: int, b: int,
+                                                        join: str, again: str, other_way: bool) -> None:
+    """"tilt forward 5 degrees, then another 5" tilted back the second time, undoing the first."""
+    domain, template, skill, arg, sign, opposite = case
+    unit = "mm" if "mm" in template else "degrees"
+    second = again.format(b=b, u=unit) + (f" {opposite}" if other_way else "")
+    text = f"{template.format(a=a)}{join} {second}"
+    plan = planner.plan(domain, text)
+    if plan.status is not PlanStatus.OK:
+        # a way said again after the amount ("another 2 back", "2 mm more toward the head") may be refused or
+        # asked about, never guessed
+        assert other_way, (text, plan.to_json())
+        return
+    amounts = [args[arg] for s, args in _steps(plan) if s == skill]
+    assert amounts == [sign * a, (-sign if other_way else sign) * b], (text, amounts)

@@ -39,13 +39,14 @@ class AmountFiller(Stage):
         step's amount was said in; with none said there it is read as any bare number is."""
         earlier = self.state.clauses[:next((k for k, c in enumerate(self.state.clauses) if c is clause),
                                            len(self.state.clauses))]
-        said = next((p for c in reversed(earlier) for p in reversed(c.qtys) if p.dim is not None and p.text
-                     and NUMBER.match(p.text.split()[0]) and float(p.text.split()[0]) != 0), None)
+        said = next((p for c in reversed(earlier) for p in reversed(c.qtys) if p.dim is not None
+                     and any(NUMBER.match(w) and float(w) != 0 for w in p.text.split())), None)
         if said is None:
             return False
-        unit = said.text.split(maxsplit=1)[1] if " " in said.text else ""
-        factor = said.value / float(said.text.split()[0])
-        q.value, q.dim, q.text = q.value * factor, said.dim, f"{q.text} {unit}".strip()
+        words = said.text.split()
+        k = next(k for k, w in enumerate(words) if NUMBER.match(w))
+        factor = abs(said.value) / float(words[k])
+        q.value, q.dim, q.text = q.value * factor, said.dim, " ".join([q.text, *words[k + 1:]])
         return True
 
     def same_amount(self, spec: SkillSpec, args: dict[str, Any], clause: Clause) -> None:

@@ -113,9 +113,10 @@ class SkillChooser(Stage):
         return False
 
     def _elided_task(self, clause: Clause) -> Choice | None:
-        """"scan the liver, then the spleen": a clause without a verb that names only what the task before
-        acts on asks for that task again. Chosen by what it names alone, it was a move to the spleen's window
-        with no contact and no sweep, a plan that moves and is not what was said."""
+        """"scan the liver, then the spleen": a clause without a verb that names only what a step or task before
+        acts on asks for it again. Chosen by what it names alone, it was a move to the spleen's window with no
+        contact and no sweep, a plan that moves and is not what was said ("move the right arm to the needle, then
+        the left one" was a retraction to the left)."""
         previous = self.state.previous
         if previous is None and not clause.items and clause.qtys and any(t in _AGAIN_WORDS - {"then", "and"}
                                                                           for t in clause.tokens):
@@ -138,12 +139,15 @@ class SkillChooser(Stage):
                 return Choice(previous.kind, previous.name, 0)
             raise Question(f"'{' '.join(clause.tokens)}': which step should take it? The step before has no value "
                            "of that kind; say the step with its value")
-        if previous is None or previous.kind != "task" or not clause.items:
+        if not clause.items:
             return None
-        specs = skill_specs(self.cs, previous.kind, previous.name)
-        takes = {e for s in specs for a in s.args.values() if a.type == "enum" for e in a.entities}
-        if all(any(e in takes for e, _ in it.options) for it in clause.items):
-            return Choice(previous.kind, previous.name, 0)
+        # the latest step or task before that takes every name this clause says ("scan the gallbladder, capture
+        # an image, then the liver" scans the liver; "home the right arm, then the left one" homes psm2)
+        for before in reversed(self.state.chosen):
+            specs = skill_specs(self.cs, before.kind, before.name)
+            takes = {e for s in specs for a in s.args.values() if a.type == "enum" for e in a.entities}
+            if all(any(e in takes for e, _ in it.options) for it in clause.items):
+                return Choice(before.kind, before.name, 0)
         return None
 
     def _moved_agent(self, clause: Clause, phrase_size: dict[tuple[str, str], tuple[int, int]]) -> None:

@@ -56,6 +56,10 @@ from medrobot_llm.planning.rule.returns import RETURN_CLAUSES
 SEQUENCE_WORDS = (("and", "then"), ("after", "that"), ("then",), ("afterwards",), ("followed", "by"), ("next",),
                 ("and", "after", "that"), ("once", "done"), ("when", "done"))
 
+#: a label word and the words after it as written, up to a clause's end: punctuation or a sequencing word
+_LABEL_AS_WRITTEN = (r"\b(?:" + "|".join(sorted(LABEL_WORDS)) + r")\b\s*[:\"]?\s*([^,;\"]+?)\s*\"?\s*(?:[,;.]|"
+                     + "|".join(r"\s(?:and\s)?" + r"\s".join(w) + r"\b" for w in SEQUENCE_WORDS) + "|$)")
+
 #: phrases that start with a sequencing word and say a place, not an order ("next to the needle")
 PLACE_PHRASES = (("next", "to"),)
 
@@ -365,15 +369,15 @@ class ClauseReader(Stage):
         return [m for m in skills if m not in amounts] if amounts and verbs else skills
 
     def _original_case(self, label: str) -> str:
-        """Labels keep the person's capitals ("LK upper pole"); matching ignores case and spacing."""
+        """Labels are the person's text ("LK upper pole", "RK1", "AH0"): the words after a label word as written,
+        whose tokens hold the label's, rather than the tokens (split at digits, fillers dropped, "x" read as
+        "times")."""
+        for m in re.finditer(_LABEL_AS_WRITTEN, self.state.original, flags=re.IGNORECASE):
+            if set(label.split()) <= set(tokenize(m.group(1))) | {"times"}:
+                return m.group(1)
         pattern = r"\W*".join(re.escape(w) for w in label.split())
-        m = re.search(pattern, self.state.original, flags=re.IGNORECASE)
-        if m:
-            return m.group(0)
-        # the tokens were normalised ("X0" read as "0 times"): the words after the label word, as written
-        said = re.search(r"\b(?:" + "|".join(sorted(LABEL_WORDS)) + r")\b\s*[:\"]?\s*([^,;\"]+?)\s*\"?\s*(?:[,;.]|$)",
-                         self.state.original, flags=re.IGNORECASE)
-        return said.group(1) if said else label
+        found = re.search(pattern, self.state.original, flags=re.IGNORECASE)
+        return found.group(0) if found else label
 
     def _quantities(self, clause: Clause) -> None:
         toks = clause.tokens

@@ -145,6 +145,8 @@ class ParseState:
     given: dict[str, Any] = field(default_factory=dict)
     #: what the clause before asked for: a clause that names only a target ("then the spleen") asks for it again
     previous: Choice | None = None
+    #: what every clause so far asked for, in order
+    chosen: list[Choice] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.given = dict(self.world.facts)

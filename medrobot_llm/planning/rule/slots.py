@@ -60,6 +60,7 @@ class SlotFiller(Stage):
         self.same_as_before(spec, args, clause)
         self.carry(spec, args)
         self.amounts.numbers(spec, clause, args)
+        self._way_as_before(spec, clause, args)
         for a, s in spec.args.items():
             if s.type == "text" and clause.label is not None and a not in args:
                 args[a] = clause.label
@@ -179,6 +180,26 @@ class SlotFiller(Stage):
                     if step.args[a] in allowed_values(self.cs, spec, a, s, args):
                         args[a] = step.args[a]
                     break
+
+    def _way_as_before(self, spec: SkillSpec, clause: Clause, args: dict[str, Any]) -> None:
+        """"tilt forward 5 degrees, then another 5": an amount alone goes the way the step before went (the
+        second tilt went back, undoing the first); a way or a sign said with it is its own."""
+        if clause.skills or clause.items or any(q.negative for q in clause.qtys):
+            return
+        ways: tuple[str, ...] = ()
+        for a, s in spec.args.items():
+            ways += s.positive + s.negative
+            ev = self.cs.entity_value(args[a], s) if s.type == "enum" and isinstance(args.get(a), str) else None
+            if ev is not None:
+                ways += ev.positive + ev.negative
+        if self.amounts.sign_said(ways, clause.tokens):
+            return
+        prev = next((st for st in reversed(self.state.done) if st.skill == spec.name), None)
+        for a, s in spec.args.items():
+            was = prev.args.get(a) if prev is not None else None
+            if s.type == "number" and isinstance(args.get(a), (int, float)) and isinstance(was, (int, float)) \
+                    and was < 0 < args[a]:
+                args[a] = -args[a]
 
     def same_as_before(self, spec: SkillSpec, args: dict[str, Any], clause: Clause) -> None:
         """"lateral of the pelvis and a shot, then the same on the sacrum": "the same" keeps what the last step

@@ -51,6 +51,7 @@ class StepBuilder(Stage):
         self.checks.check_clause(clause)
         self.state.later = later
         kind, name, size = self.state.previous = self.chooser.choose(clause)
+        self.state.chosen.append(self.state.previous)
         self.checks.unknown_action(clause, size)
         self.checks.agent_only(clause, size)
         self.checks.room_object(clause, kind, name)
