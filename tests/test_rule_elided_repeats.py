@@ -125,11 +125,22 @@ def test_another_amount_alone_repeats_the_step(case: tuple[str, str, str, str, s
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.sampled_from(["another 10 degrees", "5 more mm", "another 2 cm", "3 cm more", "2 more"]),
+@given(st.sampled_from(["another 10 degrees", "5 more mm", "another 2 cm", "3 cm more", "2 more", "more",
+                        "a little more", "some more"]),
        st.sampled_from(["ultrasound", "surgery", "xray"]))
 def test_more_with_nothing_before_is_asked(words: str, domain: str) -> None:
     plan = planner.plan(domain, words)
     assert plan.status is not PlanStatus.OK, plan.to_json()
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.sampled_from(RELATIVE), st.sampled_from(JOINS), st.sampled_from(["more", "a bit more", "a little more"]))
+def test_more_alone_after_a_step_is_asked(case: tuple[str, str, str, str, str, tuple[int, int]], join: str,
+                                          more: str) -> None:
+    """"take a shot, then more" was refused as an unknown action: more of what, and how much?"""
+    domain, template, _, _, _, (lo, _) = case
+    plan = planner.plan(domain, f"{template.format(a=lo)}{join} {more}")
+    assert plan.status is PlanStatus.CLARIFY, plan.to_json()
 
 
 @pytest.mark.parametrize("domain,text", [("surgery", "lift the needle with psm1 one more cm"),

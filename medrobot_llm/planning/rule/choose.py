@@ -118,6 +118,11 @@ class SkillChooser(Stage):
         contact and no sweep, a plan that moves and is not what was said ("move the right arm to the needle, then
         the left one" was a retraction to the left)."""
         previous = self.state.previous
+        if "more" in clause.tokens and not (clause.items or clause.qtys or clause.count) and all(
+                not t.isalpha() or t in _AGAIN_WORDS or t in SOFT or t in FILLER for t in clause.tokens):
+            # "take a shot, then more", "more": was refused as an unknown action
+            raise Question(f"'{' '.join(clause.tokens)}': more of what, and how much? Say the step with its amount "
+                           "or count")
         if previous is None and not clause.items and clause.qtys and any(t in _AGAIN_WORDS - {"then", "and"}
                                                                           for t in clause.tokens):
             raise Question(f"'{' '.join(clause.tokens)}': more of what? Nothing before it in the command says; "

@@ -371,10 +371,14 @@ class ClauseReader(Stage):
     def _original_case(self, label: str) -> str:
         """Labels are the person's text ("LK upper pole", "RK1", "AH0"): the words after a label word as written,
         whose tokens hold the label's, rather than the tokens (split at digits, fillers dropped, "x" read as
-        "times")."""
-        for m in re.finditer(_LABEL_AS_WRITTEN, self.state.original, flags=re.IGNORECASE):
-            if set(label.split()) <= set(tokenize(m.group(1))) | {"times"}:
-                return m.group(1)
+        "times", slips mended)."""
+        written = [m.group(1) for m in re.finditer(_LABEL_AS_WRITTEN, self.state.original, flags=re.IGNORECASE)]
+        for said in written:
+            if set(label.split()) <= set(tokenize(said)) | {"times"}:
+                return said
+        if len(written) == 1:
+            # the only label said, its words changed on the way ("ACN0" read as "can 0")
+            return written[0]
         pattern = r"\W*".join(re.escape(w) for w in label.split())
         found = re.search(pattern, self.state.original, flags=re.IGNORECASE)
         return found.group(0) if found else label
