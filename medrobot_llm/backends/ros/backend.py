@@ -95,7 +95,7 @@ class RosSkillBackend(SkillBackend):
         self.cancel_grace_s = cancel_grace_s
         self.reset_wait_s = reset_wait_s
         self._client = GoalClient(node, ExecuteSkill, ACTION_EXECUTE, callback_group=callback_group)
-        self._estop_pub = node.create_publisher(Bool, TOPIC_ESTOP, latched_qos(1))
+        self._estop_pub = node.create_publisher(Bool, TOPIC_ESTOP, latched_qos(5))
         self._cond = threading.Condition()
         self._status: dict[str, Any] | None = None
         self._status_at = 0.0

@@ -129,7 +129,7 @@ class RemoteSupervisor:
         self._unsealed: list[tuple[str, QuestionEvent]] = []
         self._command = node.create_publisher(OperatorMsg, TOPIC_COMMAND, reliable_qos(10))
         self._confirm = node.create_publisher(OperatorMsg, TOPIC_CONFIRM, reliable_qos(10))
-        self._estop = node.create_publisher(Bool, TOPIC_ESTOP, latched_qos(1))
+        self._estop = node.create_publisher(Bool, TOPIC_ESTOP, latched_qos(5))
         self._reset = node.create_publisher(OperatorMsg, TOPIC_RESET, reliable_qos(10))
         node.create_subscription(StateMsg, TOPIC_STATE, self._on_state, latched_qos(1))
         node.create_subscription(String, TOPIC_EVENTS, self._on_event, reliable_qos(200))
