@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from medrobot_llm.core.command_set import load_command_set
 from medrobot_llm.core.plan import PlanStatus
-from medrobot_llm.core.units import unit_readings
+from medrobot_llm.core.units import DIMENSION_OF_UNIT, unit_readings
 from medrobot_llm.planning.rule.planner import RulePlanner
 
 planner = RulePlanner()
@@ -49,9 +49,9 @@ def _range(domain: str, skill: str, arg: str) -> tuple[str, float, float]:
     if axis:
         ev = cs.entities["axis"].values[axis]
         assert ev.unit is not None and ev.min is not None and ev.max is not None
-        return {"mm": "length", "deg": "angle"}[ev.unit], ev.min, ev.max
+        return DIMENSION_OF_UNIT[ev.unit], ev.min, ev.max
     assert spec.unit is not None and spec.min is not None and spec.max is not None
-    return {"mm": "length", "deg": "angle", "mm/s": "speed"}[spec.unit], spec.min, spec.max
+    return DIMENSION_OF_UNIT[spec.unit], spec.min, spec.max
 
 
 def _readings(dim: str, lo: float, hi: float, value: float) -> dict[str, float]:
