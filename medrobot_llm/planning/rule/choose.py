@@ -7,7 +7,7 @@ Phrases are weighed by length and gaps, against what the clause names and the qu
 from __future__ import annotations
 
 from medrobot_llm.language.phrases import SOFT, Match, core_words
-from medrobot_llm.language.words import FILLER
+from medrobot_llm.language.words import ADDED_WORDS, FILLER
 from medrobot_llm.planning.rule.model import (
     COUNT_ADJECTIVES,
     NUMBER,
@@ -25,8 +25,7 @@ from medrobot_llm.planning.rule.model import (
 
 
 #: words that say a step is wanted again ("then another 5 degrees", "then two more times", "again")
-_AGAIN_WORDS = frozenset(["another", "again", "more", "once", "twice", "time", "times", "additional", "extra",
-                          "further", "then", "and"])
+_AGAIN_WORDS = ADDED_WORDS | frozenset(["another", "again", "once", "twice", "time", "times", "then", "and"])
 
 
 class SkillChooser(Stage):
